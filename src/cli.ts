@@ -1,0 +1,103 @@
+import { Command, CommanderError, Option } from 'commander';
+import { createContext, type CommandContext, type GlobalOptions } from './commands/context.js';
+import { ExitCode } from './errors.js';
+import { isInteractive, useColor } from './ui/environment.js';
+import { Reporter, type OutputStream } from './ui/reporter.js';
+import { VERSION } from './version.js';
+
+export interface MainIO {
+  stdout?: OutputStream;
+  stderr?: OutputStream;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+type Action = (ctx: CommandContext, ...args: unknown[]) => Promise<number>;
+
+/**
+ * Every command, in one list. Handlers are imported only when their command
+ * runs, so `mlops --help` never loads ONNX Runtime or the Docker client.
+ */
+function registerCommands(program: Command, runAction: (action: Action) => (...args: unknown[]) => Promise<void>): void {
+  program
+    .command('inspect')
+    .description("show an ONNX model's sha256, opset, producer and input/output signature")
+    .argument('[model]', 'the .onnx file (default: model.path from config)')
+    .action(runAction(async (ctx, model) => (await import('./commands/inspect.js')).run(model as string | undefined, ctx)));
+
+  program
+    .command('init')
+    .description("write a starter mlops.config.json from a model's signature")
+    .requiredOption('--model <file>', 'the .onnx model the config is for')
+    .option('--force', 'overwrite an existing config file')
+    .action(runAction(async (ctx, flags) => (await import('./commands/init.js')).run(flags as never, ctx)));
+
+  program
+    .command('serve')
+    .description('serve a model over the Open Inference Protocol (v2 REST) until SIGTERM or Ctrl-C')
+    .option('--model <file>', 'the .onnx model (default: model.path from config)')
+    .option('--host <address>', 'address to bind (default 127.0.0.1; env HOST)')
+    .option('--port <number>', 'port to listen on, 0 for any free port (default 8080; env PORT)')
+    .option('--name <name>', 'model name in URLs (default: from the file name)')
+    .option('--sha256 <hex>', 'refuse to start unless the model file has this sha256')
+    .option('--no-batching', 'run every request on its own')
+    .option('--max-batch-size <rows>', 'most rows in one batched run (default 32)')
+    .option('--batch-wait-ms <ms>', 'how long a request may wait for others to batch with (default 0)')
+    .option('--threads <n>', 'ONNX Runtime intra-op threads (default: one per core)')
+    .action(runAction(async (ctx, flags) => (await import('./commands/serve.js')).run(flags as never, ctx)));
+}
+
+export async function main(argv: string[], io: MainIO = {}): Promise<number> {
+  const stdout = io.stdout ?? process.stdout;
+  const stderr = io.stderr ?? process.stderr;
+  const env = io.env ?? process.env;
+  const cwd = io.cwd ?? process.cwd();
+  let exitCode: number = ExitCode.ok;
+  let reporter: Reporter | undefined;
+
+  const program = new Command()
+    .name('mlops')
+    .description('Package, test, benchmark, version and deploy ONNX models.')
+    .version(VERSION, '-V, --version')
+    .addOption(new Option('--config <path>', 'config file (default: mlops.config.* or package.json "mlops" in this folder)'))
+    .option('--json', 'print one JSON document on stdout; logs go to stderr', false)
+    .option('--verbose', 'more detail, and stack traces on errors', false)
+    .option('--no-color', 'no colours (also when NO_COLOR is set)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => void stdout.write(s),
+      writeErr: (s) => void stderr.write(s),
+    });
+
+  const runAction =
+    (action: Action) =>
+    async (...args: unknown[]): Promise<void> => {
+      const command = args[args.length - 1] as Command;
+      const globals = command.optsWithGlobals() as GlobalOptions;
+      reporter = new Reporter({
+        json: Boolean(globals.json),
+        verbose: Boolean(globals.verbose),
+        color: useColor(stderr, globals.color === false, env),
+        interactive: isInteractive(stderr, env) && !globals.json,
+        stdout,
+        stderr,
+      });
+      const ctx = createContext(cwd, env, reporter, globals);
+      // Commander passes (...arguments, options, command).
+      exitCode = await action(ctx, ...args.slice(0, -1));
+    };
+  registerCommands(program, runAction);
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and --version end here with 0; usage mistakes with 2.
+      return error.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
+    }
+    reporter ??= new Reporter({ json: false, verbose: argv.includes('--verbose'), color: false, interactive: false, stdout, stderr });
+    return reporter.error(error);
+  }
+}

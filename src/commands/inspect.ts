@@ -1,0 +1,47 @@
+import path from 'node:path';
+import { inspectModel, type TensorSpec } from '../model/inspect.js';
+import { renderTable } from '../ui/reporter.js';
+import { ExitCode } from '../errors.js';
+import type { CommandContext } from './context.js';
+
+export async function run(modelArg: string | undefined, ctx: CommandContext): Promise<number> {
+  const modelPath = modelArg ?? (await configuredModelPath(ctx));
+  const info = await inspectModel(modelPath, { cwd: ctx.cwd });
+  const tensor = ({ name, datatype, shape }: TensorSpec) => ({ name, datatype, shape });
+  const result = {
+    path: info.path,
+    sha256: info.sha256,
+    sizeBytes: info.sizeBytes,
+    opset: info.opset,
+    irVersion: info.irVersion,
+    opsets: info.opsets,
+    producer: info.producer,
+    inputs: info.inputs.map(tensor),
+    outputs: info.outputs.map(tensor),
+    metadata: info.metadata,
+  };
+  ctx.reporter.result(result, (r, s) => {
+    const shape = (t: { shape: number[] | null }) => (t.shape ? `[${t.shape.join(', ')}]` : 'unknown');
+    const rows = (ts: typeof r.inputs) => ts.map((t) => [t.name, t.datatype, shape(t)]);
+    return [
+      `${s.bold('model')}     ${path.relative(ctx.cwd, r.path) || r.path}`,
+      `${s.bold('sha256')}    ${r.sha256}`,
+      `${s.bold('size')}      ${r.sizeBytes} bytes`,
+      `${s.bold('opset')}     ${r.opset ?? 'none'} (IR version ${r.irVersion})`,
+      `${s.bold('producer')}  ${[r.producer.name, r.producer.version].filter(Boolean).join(' ') || 'unknown'}`,
+      '',
+      s.bold('inputs'),
+      renderTable(['name', 'datatype', 'shape'], rows(r.inputs)),
+      '',
+      s.bold('outputs'),
+      renderTable(['name', 'datatype', 'shape'], rows(r.outputs)),
+    ].join('\n');
+  });
+  return ExitCode.ok;
+}
+
+/** model.path from config, as a path relative to the working folder so errors show it as the user wrote it. */
+export async function configuredModelPath(ctx: CommandContext): Promise<string> {
+  const { config, baseDir } = await ctx.config();
+  return path.relative(ctx.cwd, path.resolve(baseDir, config.model.path)) || config.model.path;
+}

@@ -1,0 +1,107 @@
+import { cosmiconfig, defaultLoaders, type Loader } from 'cosmiconfig';
+import { randomUUID } from 'node:crypto';
+import { unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { inputError, MlopsError, ExitCode } from '../errors.js';
+import { DEFAULTS, type Config } from './defaults.js';
+import { configSchema, describeIssues, type RawConfig } from './schema.js';
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file the config came from, or null when defaults alone apply. */
+  filepath: string | null;
+  /** Relative paths in the config are resolved from here. */
+  baseDir: string;
+}
+
+const MODULE = 'mlops';
+
+export const CONFIG_SEARCH_PLACES = [
+  'mlops.config.json',
+  'mlops.config.yaml',
+  'mlops.config.yml',
+  'mlops.config.js',
+  'mlops.config.mjs',
+  'mlops.config.cjs',
+  'mlops.config.ts',
+  '.mlopsrc',
+  '.mlopsrc.json',
+  '.mlopsrc.yaml',
+  '.mlopsrc.yml',
+  '.mlopsrc.js',
+  '.mlopsrc.ts',
+  'package.json',
+];
+
+/**
+ * TypeScript configs are compiled with esbuild (already a dependency) rather
+ * than cosmiconfig's default loader, which needs the typescript package.
+ */
+const loadTs: Loader = async (filepath, content) => {
+  const { transform } = await import('esbuild');
+  const { code } = await transform(content, { loader: 'ts', format: 'esm', target: 'node20', sourcefile: filepath });
+  const compiled = path.join(path.dirname(filepath), `.mlops.config.${randomUUID()}.mjs`);
+  await writeFile(compiled, code);
+  try {
+    const module = (await import(pathToFileURL(compiled).href)) as { default?: unknown };
+    return module.default ?? module;
+  } finally {
+    await unlink(compiled).catch(() => undefined);
+  }
+};
+
+export async function loadConfig(options: { cwd: string; configPath?: string }): Promise<LoadedConfig> {
+  const explorer = cosmiconfig(MODULE, {
+    searchPlaces: CONFIG_SEARCH_PLACES,
+    searchStrategy: 'none',
+    loaders: { ...defaultLoaders, '.ts': loadTs, '.mts': loadTs },
+    cache: false,
+  });
+  let found: { config: unknown; filepath: string; isEmpty?: boolean } | null;
+  const shown = options.configPath ?? 'config';
+  try {
+    found = options.configPath
+      ? await explorer.load(path.resolve(options.cwd, options.configPath))
+      : await explorer.search(options.cwd);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw inputError(`config file not found: ${shown}`, 'check the --config path, or run `mlops init --model <file>`');
+    const message = (error as Error).message.split('\n')[0];
+    throw inputError(`could not read ${shown}: ${message}`, 'fix the syntax error; JSON allows no comments or trailing commas', error);
+  }
+  if (!found || found.isEmpty) {
+    return { config: applyDefaults({}), filepath: found?.filepath ?? null, baseDir: options.cwd };
+  }
+  const name = path.relative(options.cwd, found.filepath) || found.filepath;
+  const raw = validateConfig(found.config, name);
+  return { config: applyDefaults(raw), filepath: found.filepath, baseDir: path.dirname(found.filepath) };
+}
+
+export function validateConfig(value: unknown, source: string): RawConfig {
+  const result = configSchema.safeParse(value);
+  if (result.success) return result.data;
+  const problems = describeIssues(result.error).flatMap((line) => line.split('\n'));
+  const heading = problems.length === 1 ? `${source}: ${problems[0]}` : `${source} has ${problems.length} problems:`;
+  throw new MlopsError(heading, {
+    exitCode: ExitCode.badInput,
+    details: problems.length === 1 ? undefined : problems.map((p) => `  ${p}`).join('\n'),
+    hint: 'every field is documented in mlops.config.example.json',
+  });
+}
+
+/** Defaults first, the user's values over them, section by section. */
+export function applyDefaults(raw: RawConfig): Config {
+  const merge = <T extends object>(defaults: T, given: object | undefined): T => {
+    const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
+    for (const [key, value] of Object.entries(given ?? {})) {
+      if (value === undefined) continue;
+      const base = (defaults as Record<string, unknown>)[key];
+      const isSection = base && typeof base === 'object' && !Array.isArray(base) && Object.keys(base).length > 0;
+      out[key] = isSection ? merge(base as object, value as object) : value;
+    }
+    return out as T;
+  };
+  const { $schema: _ignored, ...rest } = raw;
+  return merge(structuredClone(DEFAULTS) as unknown as Config, rest);
+}

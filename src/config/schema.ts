@@ -1,0 +1,77 @@
+import { z } from 'zod';
+
+/** ">= 0.95", "<=20", "> 0", "== 1": a gate threshold. */
+export const COMPARISON = /^\s*(>=|<=|==|>|<)\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$/;
+
+const comparison = z.string({ error: 'expected a comparison like ">= 0.9"' }).regex(COMPARISON, {
+  error: 'expected a comparison like ">= 0.9"',
+});
+const int = (min: number, max: number, what = 'an integer') =>
+  z
+    .number({ error: `expected ${what} from ${min} to ${max}` })
+    .int({ error: `expected ${what} from ${min} to ${max}` })
+    .min(min, { error: `expected ${what} from ${min} to ${max}` })
+    .max(max, { error: `expected ${what} from ${min} to ${max}` });
+const text = (what: string) => z.string({ error: `expected ${what}` });
+
+/**
+ * The shape of a user's config. Every field is optional here; defaults are
+ * applied afterwards from DEFAULTS so that they live in one place.
+ */
+export const configSchema = z
+  .object({
+    $schema: z.string().optional(),
+    model: z
+      .object({
+        path: text('a path to an .onnx file').min(1, { error: 'expected a path to an .onnx file' }),
+        name: text('a model name').regex(/^[a-z0-9][a-z0-9._-]*$/, {
+          error: 'expected lowercase letters, digits, ".", "_" or "-", starting with a letter or digit',
+        }),
+        version: text('a version string').min(1, { error: 'expected a non-empty version string' }),
+      })
+      .partial()
+      .strict(),
+    server: z
+      .object({
+        host: text('a host name or address'),
+        port: int(0, 65535, 'a port'),
+        maxBodyBytes: int(1024, 2 ** 31 - 1, 'a size in bytes'),
+        shutdownTimeoutMs: int(0, 600_000, 'milliseconds'),
+        intraOpThreads: int(0, 1024, 'a thread count'),
+        batching: z
+          .object({
+            enabled: z.boolean({ error: 'expected true or false' }),
+            maxBatchSize: int(1, 65536, 'a batch size'),
+            maxWaitMs: z.number({ error: 'expected milliseconds' }).min(0, { error: 'expected milliseconds >= 0' }).max(10_000, {
+              error: 'expected milliseconds <= 10000',
+            }),
+          })
+          .partial()
+          .strict(),
+      })
+      .partial()
+      .strict(),
+    test: z
+      .object({
+        gates: z.record(z.string(), comparison, { error: 'expected an object of metric: comparison' }),
+      })
+      .partial()
+      .strict(),
+  })
+  .partial()
+  .strict();
+
+export type RawConfig = z.infer<typeof configSchema>;
+
+/** One "path: message" line per problem, all at once. */
+export function describeIssues(error: z.ZodError): string[] {
+  return error.issues.map((issue) => {
+    const at = issue.path.map(String).join('.');
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys
+        .map((key) => `${at ? `${at}.` : ''}${key}: unknown field (remove it, or check its spelling in mlops.config.example.json)`)
+        .join('\n');
+    }
+    return `${at || '(top level)'}: ${issue.message}`;
+  });
+}

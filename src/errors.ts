@@ -1,0 +1,57 @@
+/**
+ * Exit codes are part of the CLI's contract: CI scripts branch on them.
+ * Documented in README.md ("Exit codes").
+ */
+export const ExitCode = {
+  ok: 0,
+  gateFailed: 1,
+  badInput: 2,
+  environment: 3,
+  rolledBack: 4,
+  internal: 70,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export interface MlopsErrorOptions {
+  exitCode: ExitCode;
+  hint?: string;
+  /** Extra lines shown under the message, e.g. the tail of a tool's output. */
+  details?: string;
+  cause?: unknown;
+}
+
+/**
+ * The one error type the user sees. Everything that is the user's or the
+ * environment's fault is thrown as this; anything else is a bug.
+ */
+export class MlopsError extends Error {
+  readonly exitCode: ExitCode;
+  readonly hint?: string;
+  readonly details?: string;
+
+  constructor(message: string, options: MlopsErrorOptions) {
+    super(message, { cause: options.cause });
+    this.name = 'MlopsError';
+    this.exitCode = options.exitCode;
+    this.hint = options.hint;
+    this.details = options.details;
+  }
+}
+
+/** Bad flag, config, model file or data: exit 2. */
+export function inputError(message: string, hint?: string, cause?: unknown): MlopsError {
+  return new MlopsError(message, { exitCode: ExitCode.badInput, hint, cause });
+}
+
+/** Docker, registry, cluster or server unreachable or failing: exit 3. */
+export function environmentError(message: string, hint?: string, details?: string, cause?: unknown): MlopsError {
+  return new MlopsError(message, { exitCode: ExitCode.environment, hint, details, cause });
+}
+
+export function isMlopsError(error: unknown): error is MlopsError {
+  return error instanceof MlopsError;
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

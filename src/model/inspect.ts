@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import onnxProto from 'onnx-proto';
+import { inputError } from '../errors.js';
+import { onnxElementTypeName } from './datatypes.js';
+
+const { onnx } = onnxProto;
+
+export interface TensorSpec {
+  name: string;
+  /** Open Inference Protocol datatype (FP32, INT64, ...), or a description for non-tensor values. */
+  datatype: string;
+  /** -1 for a dynamic dimension; null when the model declares no shape at all. */
+  shape: number[] | null;
+  /** The declared dimensions: sizes, or the symbolic names of dynamic ones. */
+  dims: (number | string)[] | null;
+  isTensor: boolean;
+}
+
+export interface ModelInfo {
+  path: string;
+  sha256: string;
+  sizeBytes: number;
+  irVersion: number;
+  /** The default ("ai.onnx") domain's opset. */
+  opset: number | null;
+  opsets: { domain: string; version: number }[];
+  producer: { name: string; version: string };
+  graphName: string;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  metadata: Record<string, string>;
+}
+
+type LongLike = number | { low: number; high: number; toNumber?: () => number };
+
+function toNumber(value: LongLike | null | undefined): number {
+  if (value === null || value === undefined) return 0;
+  if (typeof value === 'number') return value;
+  if (typeof value.toNumber === 'function') return value.toNumber();
+  return value.high * 2 ** 32 + (value.low >>> 0);
+}
+
+function describeType(type: InstanceType<typeof onnx.TypeProto> | null | undefined): Omit<TensorSpec, 'name'> {
+  if (type?.tensorType) {
+    const dims = type.tensorType.shape
+      ? (type.tensorType.shape.dim ?? []).map((d, i) =>
+          d.dimParam ? d.dimParam : d.dimValue !== null && d.dimValue !== undefined ? toNumber(d.dimValue) : `unk_${i}`,
+        )
+      : null;
+    return {
+      datatype: onnxElementTypeName(type.tensorType.elemType ?? 0),
+      dims,
+      shape: dims ? dims.map((d) => (typeof d === 'number' && d > 0 ? d : -1)) : null,
+      isTensor: true,
+    };
+  }
+  const describe = (t: InstanceType<typeof onnx.TypeProto> | null | undefined): string => {
+    if (!t) return '?';
+    if (t.tensorType) return onnxElementTypeName(t.tensorType.elemType ?? 0);
+    if (t.sequenceType) return `seq(${describe(t.sequenceType.elemType as InstanceType<typeof onnx.TypeProto>)})`;
+    if (t.mapType)
+      return `map(${onnxElementTypeName(t.mapType.keyType ?? 0)},${describe(t.mapType.valueType as InstanceType<typeof onnx.TypeProto>)})`;
+    return t.value ?? 'unknown';
+  };
+  return { datatype: describe(type), dims: null, shape: null, isTensor: false };
+}
+
+/**
+ * Reads an ONNX file's signature and provenance without running it.
+ * Every way the file can be unusable becomes a one-line input error.
+ */
+export async function inspectModel(modelPath: string, options: { cwd?: string } = {}): Promise<ModelInfo> {
+  const absolute = path.resolve(options.cwd ?? process.cwd(), modelPath);
+  let size: number;
+  try {
+    const info = await stat(absolute);
+    if (info.isDirectory()) throw inputError(`${modelPath} is a directory, not an ONNX model file`, 'pass the .onnx file inside it');
+    size = info.size;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw inputError(`model file not found: ${modelPath}`, 'check the path, or set model.path in mlops.config.json');
+    throw error;
+  }
+  if (size === 0) throw inputError(`${modelPath} is empty (0 bytes)`, 're-export the model; the file was probably not written completely');
+
+  const bytes = await readFile(absolute);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  let model: InstanceType<typeof onnx.ModelProto>;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch (error) {
+    const reason = looksLikeText(bytes)
+      ? 'it is a text file, not a binary ONNX protobuf'
+      : /index out of range/i.test((error as Error).message)
+        ? 'the protobuf data ends early (truncated file?)'
+        : `the protobuf data is corrupt (${(error as Error).message})`;
+    throw inputError(
+      `${modelPath} is not a valid ONNX model: ${reason}`,
+      'check that the file is a complete .onnx export (compare its size and sha256 with the original)',
+      error,
+    );
+  }
+  const irVersion = toNumber(model.irVersion as LongLike);
+  if (!model.graph || irVersion <= 0 || (model.graph.output ?? []).length === 0) {
+    throw inputError(
+      `${modelPath} is not an ONNX model: no graph, IR version or outputs found in the file`,
+      'pass a model exported to ONNX (torch.onnx.export, tf2onnx, skl2onnx, ...)',
+    );
+  }
+
+  const initializers = new Set((model.graph.initializer ?? []).map((t) => t.name));
+  // Before IR version 4, initializers were also listed as graph inputs.
+  const inputs = (model.graph.input ?? [])
+    .filter((v) => !initializers.has(v.name ?? ''))
+    .map((v) => ({ name: v.name ?? '', ...describeType(v.type as InstanceType<typeof onnx.TypeProto>) }));
+  const outputs = (model.graph.output ?? []).map((v) => ({
+    name: v.name ?? '',
+    ...describeType(v.type as InstanceType<typeof onnx.TypeProto>),
+  }));
+  const opsets = (model.opsetImport ?? []).map((o) => ({ domain: o.domain || 'ai.onnx', version: toNumber(o.version as LongLike) }));
+  const metadata: Record<string, string> = {};
+  for (const prop of model.metadataProps ?? []) if (prop.key) metadata[prop.key] = prop.value ?? '';
+
+  return {
+    path: absolute,
+    sha256,
+    sizeBytes: size,
+    irVersion,
+    opset: opsets.find((o) => o.domain === 'ai.onnx')?.version ?? null,
+    opsets,
+    producer: { name: model.producerName ?? '', version: model.producerVersion ?? '' },
+    graphName: model.graph.name ?? '',
+    inputs,
+    outputs,
+    metadata,
+  };
+}
+
+function looksLikeText(bytes: Buffer): boolean {
+  const head = bytes.subarray(0, 256);
+  return head.every((b) => b === 9 || b === 10 || b === 13 || (b >= 32 && b < 127));
+}
+
+/** A model name for URLs and image names: the file's stem, or its folder when the file is just "model.onnx". */
+export function defaultModelName(modelPath: string): string {
+  const absolute = path.resolve(modelPath);
+  let stem = path.basename(absolute).replace(/\.onnx$/i, '');
+  if (/^model$/i.test(stem)) stem = path.basename(path.dirname(absolute)) || stem;
+  const name = stem
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, '-')
+    .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '');
+  return name || 'model';
+}

@@ -1,0 +1,174 @@
+import { allocate, type TensorData } from '../model/datatypes.js';
+import type { ServableTensor, Tensors } from '../model/session.js';
+
+export interface BatcherOptions {
+  maxBatchSize: number;
+  /** How long the first queued request may wait for others; 0 adds no wait. */
+  maxWaitMs: number;
+  /** Called once per model run, for metrics. */
+  onRun?: (rows: number, seconds: number) => void;
+  onQueued?: (seconds: number) => void;
+}
+
+interface Pending {
+  feeds: Tensors;
+  rows: number;
+  /** Requests batch together only when every non-batch dimension matches. */
+  key: string;
+  enqueuedAt: number;
+  resolve: (result: Tensors) => void;
+  reject: (error: unknown) => void;
+}
+
+type Run = (feeds: Tensors) => Promise<Tensors>;
+
+/** True when every input and output has a dynamic first dimension, so rows can be stacked and split. */
+export function canBatch(inputs: ServableTensor[], outputs: ServableTensor[]): boolean {
+  const dynamicFirst = (t: ServableTensor) => t.dims.length > 0 && typeof t.dims[0] === 'string';
+  if (!inputs.every(dynamicFirst) || !outputs.every(dynamicFirst)) return false;
+  // The same symbol on every input and output ("batch") is the sign that it is the batch axis.
+  const symbol = inputs[0].dims[0];
+  return [...inputs, ...outputs].every((t) => t.dims[0] === symbol);
+}
+
+/**
+ * Dynamic batching: requests that arrive while the model is busy are stacked
+ * along the first dimension and run as one batch, then split back. One run at
+ * a time: ONNX Runtime already spreads a run over the cores, and a second
+ * concurrent run would only contend with it.
+ */
+export class Batcher {
+  private readonly queue: Pending[] = [];
+  private running = false;
+  private timer: NodeJS.Timeout | undefined;
+  private splittable = true;
+
+  constructor(
+    private readonly run: Run,
+    private readonly inputs: ServableTensor[],
+    private readonly options: BatcherOptions,
+  ) {}
+
+  infer(feeds: Tensors, rows: number): Promise<Tensors> {
+    return new Promise((resolve, reject) => {
+      const key = this.inputs.map((s) => feeds[s.name].dims.slice(1).join('x')).join('|');
+      this.queue.push({ feeds, rows, key, enqueuedAt: performance.now(), resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Requests still waiting or running; shutdown waits for this to reach zero. */
+  get pending(): number {
+    return this.queue.length + (this.running ? 1 : 0);
+  }
+
+  private schedule(): void {
+    if (this.running || this.queue.length === 0) return;
+    const { maxWaitMs, maxBatchSize } = this.options;
+    if (maxWaitMs > 0) {
+      const queuedRows = this.queue.reduce((n, p) => n + p.rows, 0);
+      const waited = performance.now() - this.queue[0].enqueuedAt;
+      if (queuedRows < maxBatchSize && waited < maxWaitMs) {
+        this.timer ??= setTimeout(() => {
+          this.timer = undefined;
+          this.dispatch(true);
+        }, maxWaitMs - waited);
+        return;
+      }
+    }
+    this.dispatch(false);
+  }
+
+  private dispatch(fromTimer: boolean): void {
+    if (this.running || this.queue.length === 0) return;
+    if (!fromTimer && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const batch = this.take();
+    this.running = true;
+    void this.execute(batch).finally(() => {
+      this.running = false;
+      this.schedule();
+    });
+  }
+
+  private take(): Pending[] {
+    const first = this.queue.shift()!;
+    const batch = [first];
+    let rows = first.rows;
+    if (!this.splittable) return batch;
+    for (let i = 0; i < this.queue.length && rows < this.options.maxBatchSize; ) {
+      const next = this.queue[i];
+      if (next.key === first.key && rows + next.rows <= this.options.maxBatchSize) {
+        batch.push(next);
+        rows += next.rows;
+        this.queue.splice(i, 1);
+      } else i++;
+    }
+    return batch;
+  }
+
+  private async execute(batch: Pending[]): Promise<void> {
+    const started = performance.now();
+    for (const p of batch) this.options.onQueued?.((started - p.enqueuedAt) / 1000);
+    const rows = batch.reduce((n, p) => n + p.rows, 0);
+    try {
+      if (batch.length === 1) {
+        const result = await this.run(batch[0].feeds);
+        this.options.onRun?.(rows, (performance.now() - started) / 1000);
+        batch[0].resolve(result);
+        return;
+      }
+      const result = await this.run(stack(this.inputs, batch));
+      this.options.onRun?.(rows, (performance.now() - started) / 1000);
+      const split = unstack(result, batch, rows);
+      if (split) {
+        batch.forEach((p, i) => p.resolve(split[i]));
+        return;
+      }
+      // An output's first dimension was not the batch after all: stop batching this model.
+      this.splittable = false;
+      for (const p of batch) p.resolve(await this.run(p.feeds));
+    } catch (error) {
+      for (const p of batch) p.reject(error);
+    }
+  }
+}
+
+function stack(inputs: ServableTensor[], batch: Pending[]): Tensors {
+  const feeds: Tensors = {};
+  for (const spec of inputs) {
+    const parts = batch.map((p) => p.feeds[spec.name]);
+    const dims = [parts.reduce((n, t) => n + t.dims[0], 0), ...parts[0].dims.slice(1)];
+    if (spec.datatype === 'BYTES') {
+      feeds[spec.name] = { data: parts.flatMap((t) => t.data as string[]), dims };
+      continue;
+    }
+    const length = parts.reduce((n, t) => n + t.data.length, 0);
+    const data = allocate(spec.datatype, length) as Exclude<TensorData, string[]>;
+    let offset = 0;
+    for (const t of parts) {
+      (data as Float32Array).set(t.data as Float32Array, offset);
+      offset += t.data.length;
+    }
+    feeds[spec.name] = { data, dims };
+  }
+  return feeds;
+}
+
+function unstack(result: Tensors, batch: Pending[], rows: number): Tensors[] | null {
+  const outs: Tensors[] = batch.map(() => ({}));
+  for (const [name, tensor] of Object.entries(result)) {
+    if (tensor.dims[0] !== rows) return null;
+    const rowSize = rows === 0 ? 0 : tensor.data.length / rows;
+    let row = 0;
+    batch.forEach((p, i) => {
+      const start = row * rowSize;
+      const end = (row + p.rows) * rowSize;
+      outs[i][name] = { data: tensor.data.slice(start, end) as TensorData, dims: [p.rows, ...tensor.dims.slice(1)] };
+      row += p.rows;
+    });
+  }
+  return outs;
+}

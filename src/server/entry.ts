@@ -1,0 +1,25 @@
+/**
+ * The inference server's entry point inside an image: configured by the
+ * environment alone (see SERVER_ENV), no CLI, no config file.
+ */
+import { applyDefaults } from '../config/load.js';
+import { isMlopsError } from '../errors.js';
+import { applyServerEnv, serveOptionsFromConfig } from './options.js';
+import { startServer, untilSignal } from './run.js';
+
+const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+
+try {
+  const options = applyServerEnv(serveOptionsFromConfig(applyDefaults({}), '/'), process.env);
+  // In a container the server must be reachable from outside it.
+  if (!process.env.HOST) options.host = '0.0.0.0';
+  const running = await startServer(options, log);
+  log(`serving model '${running.modelName}' on ${running.url} (batching ${running.server.batching ? 'on' : 'off'})`);
+  const { forced } = await untilSignal(running, log);
+  log(forced ? 'shutdown timed out; open connections were closed' : 'shut down cleanly');
+  process.exit(forced ? 1 : 0);
+} catch (error) {
+  log(`error: ${isMlopsError(error) ? error.message : String((error as Error)?.stack ?? error)}`);
+  if (isMlopsError(error) && error.hint) log(`hint: ${error.hint}`);
+  process.exit(isMlopsError(error) ? error.exitCode : 70);
+}

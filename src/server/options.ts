@@ -1,0 +1,87 @@
+import path from 'node:path';
+import type { Config } from '../config/defaults.js';
+import { inputError } from '../errors.js';
+
+/** Everything the inference server needs to start, however it was configured. */
+export interface ServeOptions {
+  modelPath: string;
+  modelName: string;
+  modelVersion: string;
+  expectedSha256?: string;
+  host: string;
+  port: number;
+  maxBodyBytes: number;
+  shutdownTimeoutMs: number;
+  intraOpThreads: number;
+  batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
+}
+
+/** The environment variables the server reads, and the option each sets. Documented in README.md. */
+export const SERVER_ENV = {
+  MLOPS_MODEL_PATH: 'modelPath',
+  MLOPS_MODEL_NAME: 'modelName',
+  MLOPS_MODEL_VERSION: 'modelVersion',
+  MLOPS_MODEL_SHA256: 'expectedSha256',
+  HOST: 'host',
+  PORT: 'port',
+  MLOPS_MAX_BODY_BYTES: 'maxBodyBytes',
+  MLOPS_SHUTDOWN_TIMEOUT_MS: 'shutdownTimeoutMs',
+  MLOPS_THREADS: 'intraOpThreads',
+  MLOPS_BATCHING: 'batching.enabled',
+  MLOPS_MAX_BATCH_SIZE: 'batching.maxBatchSize',
+  MLOPS_BATCH_MAX_WAIT_MS: 'batching.maxWaitMs',
+} as const;
+
+export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOptions {
+  return {
+    modelPath: path.resolve(baseDir, config.model.path),
+    modelName: config.model.name,
+    modelVersion: config.model.version,
+    host: config.server.host,
+    port: config.server.port,
+    maxBodyBytes: config.server.maxBodyBytes,
+    shutdownTimeoutMs: config.server.shutdownTimeoutMs,
+    intraOpThreads: config.server.intraOpThreads,
+    batching: { ...config.server.batching },
+  };
+}
+
+function parseNumber(name: string, value: string, min: number, max: number, integer = true): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min || n > max) {
+    throw inputError(`${name}=${value}: expected ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`);
+  }
+  return n;
+}
+
+function parseBoolean(name: string, value: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|false|no|off)$/i.test(value)) return false;
+  throw inputError(`${name}=${value}: expected true or false`);
+}
+
+/** Values from the environment (and later flags) win over config and defaults. */
+export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): ServeOptions {
+  const out: ServeOptions = { ...base, batching: { ...base.batching } };
+  const get = (name: keyof typeof SERVER_ENV) => {
+    const v = env[name];
+    return v === undefined || v === '' ? undefined : v;
+  };
+  let v: string | undefined;
+  if ((v = get('MLOPS_MODEL_PATH'))) out.modelPath = path.resolve(v);
+  if ((v = get('MLOPS_MODEL_NAME'))) out.modelName = v;
+  if ((v = get('MLOPS_MODEL_VERSION'))) out.modelVersion = v;
+  if ((v = get('MLOPS_MODEL_SHA256'))) {
+    if (!/^[0-9a-f]{64}$/i.test(v)) throw inputError(`MLOPS_MODEL_SHA256=${v}: expected 64 hex digits`);
+    out.expectedSha256 = v.toLowerCase();
+  }
+  if ((v = get('HOST'))) out.host = v;
+  if ((v = get('PORT'))) out.port = parseNumber('PORT', v, 0, 65535);
+  if ((v = get('MLOPS_MAX_BODY_BYTES'))) out.maxBodyBytes = parseNumber('MLOPS_MAX_BODY_BYTES', v, 1024, 2 ** 31 - 1);
+  if ((v = get('MLOPS_SHUTDOWN_TIMEOUT_MS'))) out.shutdownTimeoutMs = parseNumber('MLOPS_SHUTDOWN_TIMEOUT_MS', v, 0, 600_000);
+  if ((v = get('MLOPS_THREADS'))) out.intraOpThreads = parseNumber('MLOPS_THREADS', v, 0, 1024);
+  if ((v = get('MLOPS_BATCHING'))) out.batching.enabled = parseBoolean('MLOPS_BATCHING', v);
+  if ((v = get('MLOPS_MAX_BATCH_SIZE'))) out.batching.maxBatchSize = parseNumber('MLOPS_MAX_BATCH_SIZE', v, 1, 65536);
+  if ((v = get('MLOPS_BATCH_MAX_WAIT_MS'))) out.batching.maxWaitMs = parseNumber('MLOPS_BATCH_MAX_WAIT_MS', v, 0, 10_000, false);
+  return out;
+}
