@@ -78,8 +78,19 @@ export async function loadConfig(options: { cwd: string; configPath?: string }):
   return { config: applyDefaults(raw), filepath: found.filepath, baseDir: path.dirname(found.filepath) };
 }
 
+/** Keys starting with "//" are comments (as in package.json); mlops.config.example.json uses them. */
+function stripComments(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(stripComments);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([key]) => !key.startsWith('//'))
+      .map(([key, v]) => [key, stripComments(v)]),
+  );
+}
+
 export function validateConfig(value: unknown, source: string): RawConfig {
-  const result = configSchema.safeParse(value);
+  const result = configSchema.safeParse(stripComments(value));
   if (result.success) return result.data;
   const problems = describeIssues(result.error).flatMap((line) => line.split('\n'));
   const heading = problems.length === 1 ? `${source}: ${problems[0]}` : `${source} has ${problems.length} problems:`;

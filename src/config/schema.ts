@@ -24,7 +24,7 @@ export const configSchema = z
     model: z
       .object({
         path: text('a path to an .onnx file').min(1, { error: 'expected a path to an .onnx file' }),
-        name: text('a model name').regex(/^[a-z0-9][a-z0-9._-]*$/, {
+        name: text('a model name').regex(/^(?:[a-z0-9][a-z0-9._-]*)?$/, {
           error: 'expected lowercase letters, digits, ".", "_" or "-", starting with a letter or digit',
         }),
         version: text('a version string').min(1, { error: 'expected a non-empty version string' }),

@@ -32,14 +32,19 @@ export function canBatch(inputs: ServableTensor[], outputs: ServableTensor[]): b
 }
 
 /**
- * Dynamic batching: requests that arrive while the model is busy are stacked
- * along the first dimension and run as one batch, then split back. One run at
- * a time: ONNX Runtime already spreads a run over the cores, and a second
- * concurrent run would only contend with it.
+ * Dynamic batching: requests that arrive together are stacked along the first
+ * dimension, run as one batch, and split back.
+ *
+ * onnxruntime-node runs a session synchronously on the main thread (deferred
+ * by one setImmediate), so the event loop is blocked while the model runs.
+ * Dispatch therefore waits one setImmediate: every request whose bytes were
+ * read in the same poll phase joins the batch, at the cost of one loop turn,
+ * not a timer. Requests read while a run is busy form the next batch.
  */
 export class Batcher {
   private readonly queue: Pending[] = [];
   private running = false;
+  private dispatchScheduled = false;
   private timer: NodeJS.Timeout | undefined;
   private splittable = true;
 
@@ -76,7 +81,12 @@ export class Batcher {
         return;
       }
     }
-    this.dispatch(false);
+    if (this.dispatchScheduled) return;
+    this.dispatchScheduled = true;
+    setImmediate(() => {
+      this.dispatchScheduled = false;
+      this.dispatch(false);
+    });
   }
 
   private dispatch(fromTimer: boolean): void {

@@ -31,11 +31,12 @@ type Convert = (value: unknown) => number | bigint | string | undefined;
 
 function converter(datatype: Datatype): Convert {
   switch (datatype) {
+    // JSON.parse turns 1e400 into Infinity: a finite check keeps it out of the model.
     case 'FP32':
     case 'FP64':
-      return (v) => (typeof v === 'number' ? v : undefined);
+      return (v) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
     case 'FP16':
-      return (v) => (typeof v === 'number' ? toHalfBits(v) : undefined);
+      return (v) => (typeof v === 'number' && Number.isFinite(v) ? toHalfBits(v) : undefined);
     case 'BOOL':
       return (v) => (v === true || v === 1 ? 1 : v === false || v === 0 ? 0 : undefined);
     case 'BYTES':
@@ -53,9 +54,9 @@ function converter(datatype: Datatype): Convert {
 }
 
 const EXPECTED: Record<Datatype, string> = {
-  FP16: 'numbers',
-  FP32: 'numbers',
-  FP64: 'numbers',
+  FP16: 'finite numbers',
+  FP32: 'finite numbers',
+  FP64: 'finite numbers',
   BOOL: 'true/false',
   BYTES: 'strings',
   INT8: 'integers from -128 to 127',

@@ -1,0 +1,156 @@
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { DEFAULTS } from '../src/config/defaults.js';
+import { loadConfig, applyDefaults } from '../src/config/load.js';
+import { isMlopsError } from '../src/errors.js';
+import { ROOT, lines, runCli, withTempDir, fixture } from './helpers.js';
+
+const formats: [string, string][] = [
+  ['mlops.config.json', JSON.stringify({ model: { name: 'from-json' } })],
+  ['mlops.config.yaml', 'model:\n  name: from-yaml\n'],
+  ['mlops.config.js', 'export default { model: { name: "from-js" } };\n'],
+  ['mlops.config.ts', 'const name: string = "from-ts";\nexport default { model: { name } };\n'],
+  ['.mlopsrc', '{"model": {"name": "from-rc"}}'],
+  ['package.json', JSON.stringify({ name: 'x', mlops: { model: { name: 'from-package' } } })],
+];
+
+describe('config loading', () => {
+  for (const [file, content] of formats) {
+    it(`finds ${file}`, async () => {
+      await withTempDir(async (dir) => {
+        await writeFile(path.join(dir, file), content);
+        const loaded = await loadConfig({ cwd: dir });
+        expect(loaded.filepath).toBe(path.join(dir, file));
+        expect(loaded.config.model.name).toMatch(/^from-/);
+        expect(loaded.config.server.port).toBe(DEFAULTS.server.port);
+      });
+    });
+  }
+
+  it('applies defaults when there is no config', async () => {
+    await withTempDir(async (dir) => {
+      const loaded = await loadConfig({ cwd: dir });
+      expect(loaded.filepath).toBeNull();
+      expect(loaded.config).toEqual(DEFAULTS);
+    });
+  });
+
+  it('resolves an explicit --config path and keeps nested defaults', async () => {
+    await withTempDir(async (dir) => {
+      await mkdir(path.join(dir, 'conf'));
+      await writeFile(path.join(dir, 'conf', 'prod.yaml'), 'server:\n  batching:\n    maxBatchSize: 8\n');
+      const loaded = await loadConfig({ cwd: dir, configPath: 'conf/prod.yaml' });
+      expect(loaded.baseDir).toBe(path.join(dir, 'conf'));
+      expect(loaded.config.server.batching).toEqual({ ...DEFAULTS.server.batching, maxBatchSize: 8 });
+    });
+  });
+
+  it('reports every problem at once, with its field path', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(
+        path.join(dir, 'mlops.config.json'),
+        JSON.stringify({ server: { port: 'eighty', prot: 1 }, test: { gates: { accuracy: 'high' } }, model: { name: 'Bad Name' } }),
+      );
+      const error = await loadConfig({ cwd: dir }).catch((e) => e);
+      expect(isMlopsError(error) && error.exitCode).toBe(2);
+      expect(error.message).toBe('mlops.config.json has 4 problems:');
+      expect(error.details).toContain('server.port: expected a port from 0 to 65535');
+      expect(error.details).toContain('server.prot: unknown field');
+      expect(error.details).toContain('test.gates.accuracy: expected a comparison like ">= 0.9"');
+      expect(error.details).toContain('model.name: expected lowercase letters');
+    });
+  });
+
+  it('exits 2 through the CLI with the problems on stderr and nothing on stdout', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ test: { gates: { accuracy: '>= high' } } }));
+      const { code, stdout, stderr } = await runCli(['inspect'], { cwd: dir });
+      expect(code).toBe(2);
+      expect(stdout).toBe('');
+      expect(lines(stderr)[0]).toBe('error: mlops.config.json: test.gates.accuracy: expected a comparison like ">= 0.9"');
+    });
+  });
+
+  it('names the file on a syntax error', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(path.join(dir, 'mlops.config.json'), '{"model": {"name": "x",}}');
+      const { code, stderr } = await runCli(['inspect'], { cwd: dir });
+      expect(code).toBe(2);
+      expect(lines(stderr)[0]).toMatch(/^error: could not read config: .*mlops\.config\.json/);
+    });
+  });
+
+  it('says so when --config names a missing file', async () => {
+    const { code, stderr } = await runCli(['--config', 'nope.json', 'inspect']);
+    expect(code).toBe(2);
+    expect(lines(stderr)[0]).toBe('error: config file not found: nope.json');
+  });
+
+  it('mlops.config.example.json is valid and documents every default', async () => {
+    const example = JSON.parse(await readFile(path.join(ROOT, 'mlops.config.example.json'), 'utf8'));
+    const loaded = await loadConfig({ cwd: ROOT, configPath: 'mlops.config.example.json' });
+    expect(loaded.config).toEqual(applyDefaults({}));
+    // Every field has a "//field" comment beside it.
+    const undocumented: string[] = [];
+    const walk = (node: Record<string, unknown>, at: string) => {
+      for (const [key, value] of Object.entries(node)) {
+        if (key.startsWith('//')) continue;
+        if (value && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((k) => !k.startsWith('//')) ) {
+          walk(value as Record<string, unknown>, `${at}${key}.`);
+        } else if (!(`//${key}` in node)) undocumented.push(at + key);
+      }
+    };
+    walk(example, '');
+    expect(undocumented).toEqual([]);
+  });
+});
+
+describe('mlops init', () => {
+  it('writes a starter config from the model and refuses to overwrite it without --force', async () => {
+    await withTempDir(async (dir) => {
+      const first = await runCli(['init', '--model', fixture('wine', 'model.onnx')], { cwd: dir });
+      expect(first.code).toBe(0);
+      const written = JSON.parse(await readFile(path.join(dir, 'mlops.config.json'), 'utf8'));
+      expect(written.model.name).toBe('wine');
+      expect(path.resolve(dir, written.model.path)).toBe(fixture('wine', 'model.onnx'));
+      const loaded = await loadConfig({ cwd: dir });
+      expect(loaded.config.model.name).toBe('wine');
+
+      const second = await runCli(['init', '--model', fixture('diabetes', 'model.onnx')], { cwd: dir });
+      expect(second.code).toBe(2);
+      expect(lines(second.stderr)[0]).toBe('error: mlops.config.json already exists; not overwriting it');
+      expect(JSON.parse(await readFile(path.join(dir, 'mlops.config.json'), 'utf8')).model.name).toBe('wine');
+
+      const forced = await runCli(['init', '--model', fixture('diabetes', 'model.onnx'), '--force'], { cwd: dir });
+      expect(forced.code).toBe(0);
+      expect(JSON.parse(await readFile(path.join(dir, 'mlops.config.json'), 'utf8')).model.name).toBe('diabetes');
+    });
+  });
+
+  it('writes nothing when the model is broken', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(path.join(dir, 'bad.onnx'), 'nope');
+      const { code } = await runCli(['init', '--model', 'bad.onnx'], { cwd: dir });
+      expect(code).toBe(2);
+      await expect(readFile(path.join(dir, 'mlops.config.json'))).rejects.toThrow();
+    });
+  });
+});
+
+describe('CLI', () => {
+  it('prints help and version with exit 0', async () => {
+    const help = await runCli(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('serve');
+    const version = await runCli(['--version']);
+    expect(version.stdout.trim()).toBe(JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')).version);
+    const serveHelp = await runCli(['serve', '--help']);
+    expect(serveHelp.stdout).toContain('--max-batch-size');
+  });
+
+  it('exits 2 on an unknown command or option', async () => {
+    expect((await runCli(['frobnicate'])).code).toBe(2);
+    expect((await runCli(['inspect', '--nope'])).code).toBe(2);
+  });
+});
