@@ -1,0 +1,42 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const fixture = (...parts) => path.join(ROOT, 'fixtures', ...parts);
+
+/** Starts `mlops serve` in its own process, so the load generator never shares its event loop. */
+export async function startServeProcess(args) {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlops.js'), 'serve', '--port', '0', '--json', ...args], {
+    env: { ...process.env, CI: 'true' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let stdout = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  const started = Date.now();
+  while (!stdout.includes('}')) {
+    if (child.exitCode !== null || Date.now() - started > 30_000) throw new Error(`mlops serve did not start: ${stdout}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const { url } = JSON.parse(stdout);
+  return {
+    url,
+    stop: () =>
+      new Promise((resolve) => {
+        child.on('exit', resolve);
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+export const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+export const round = (value, digits = 3) => Math.round(value * 10 ** digits) / 10 ** digits;
+
+export function table(header, rows) {
+  return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
