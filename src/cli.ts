@@ -12,6 +12,8 @@ export interface MainIO {
   cwd?: string;
 }
 
+const collect = (value: string, previous: string[]) => [...previous, value];
+
 type Action = (ctx: CommandContext, ...args: unknown[]) => Promise<number>;
 
 /**
@@ -31,6 +33,16 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .requiredOption('--model <file>', 'the .onnx model the config is for')
     .option('--force', 'overwrite an existing config file')
     .action(runAction(async (ctx, flags) => (await import('./commands/init.js')).run(flags as never, ctx)));
+
+  program
+    .command('build')
+    .description('package the model and the inference server into a Docker image')
+    .option('--model <file>', 'the .onnx model (default: model.path from config)')
+    .option('--tag <tag>', 'another tag, "v1" or "registry/name:v1" (repeatable)', collect, [])
+    .option('--base <image>', 'base image with node 20+ (default: image.base, node:20-slim)')
+    .option('--platform <platform>', 'linux/amd64 or linux/arm64 (default: image.platform)')
+    .option('--no-cache', "rebuild every layer, ignoring the engine's cache")
+    .action(runAction(async (ctx, flags) => (await import('./commands/build.js')).run(flags as never, ctx)));
 
   program
     .command('serve')

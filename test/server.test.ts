@@ -56,7 +56,7 @@ describe('inference server (real ONNX Runtime over HTTP)', () => {
   });
 
   it('answers the server, health and model routes', async () => {
-    const get = async (p: string) => {
+    const get = async (p: string): Promise<{ status: number; json: any }> => {
       const res = await fetch(bc.url + p);
       return { status: res.status, json: await res.json() };
     };

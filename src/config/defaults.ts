@@ -27,6 +27,15 @@ export const DEFAULTS = {
       maxWaitMs: 0,
     },
   },
+  image: {
+    /** Empty: the model name. Add a registry prefix (registry.example.com/team/model) to push. */
+    repository: '',
+    /** An image with `node` (20 or newer, glibc) on its PATH. */
+    base: 'node:20-slim',
+    platform: 'linux/amd64',
+    /** The port the server listens on inside the container. */
+    port: 8080,
+  },
   test: {
     /** Metric name -> comparison, e.g. {"accuracy": ">= 0.95"}. */
     gates: {} as Record<string, string>,

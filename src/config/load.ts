@@ -4,7 +4,8 @@ import { unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inputError, MlopsError, ExitCode } from '../errors.js';
-import { DEFAULTS, type Config } from './defaults.js';
+import type { Config } from './defaults.js';
+import { applyDefaults } from './normalize.js';
 import { configSchema, describeIssues, type RawConfig } from './schema.js';
 
 export interface LoadedConfig {
@@ -50,6 +51,8 @@ const loadTs: Loader = async (filepath, content) => {
     await unlink(compiled).catch(() => undefined);
   }
 };
+
+export { applyDefaults };
 
 export async function loadConfig(options: { cwd: string; configPath?: string }): Promise<LoadedConfig> {
   const explorer = cosmiconfig(MODULE, {
@@ -99,20 +102,4 @@ export function validateConfig(value: unknown, source: string): RawConfig {
     details: problems.length === 1 ? undefined : problems.map((p) => `  ${p}`).join('\n'),
     hint: 'every field is documented in mlops.config.example.json',
   });
-}
-
-/** Defaults first, the user's values over them, section by section. */
-export function applyDefaults(raw: RawConfig): Config {
-  const merge = <T extends object>(defaults: T, given: object | undefined): T => {
-    const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
-    for (const [key, value] of Object.entries(given ?? {})) {
-      if (value === undefined) continue;
-      const base = (defaults as Record<string, unknown>)[key];
-      const isSection = base && typeof base === 'object' && !Array.isArray(base) && Object.keys(base).length > 0;
-      out[key] = isSection ? merge(base as object, value as object) : value;
-    }
-    return out as T;
-  };
-  const { $schema: _ignored, ...rest } = raw;
-  return merge(structuredClone(DEFAULTS) as unknown as Config, rest);
 }

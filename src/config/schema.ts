@@ -51,6 +51,17 @@ export const configSchema = z
       })
       .partial()
       .strict(),
+    image: z
+      .object({
+        repository: text('an image repository').regex(/^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?\/)*[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$|^$/, {
+          error: 'expected an image repository like "registry.example.com/team/model" (lowercase, no tag)',
+        }),
+        base: text('an image reference').min(1, { error: 'expected an image reference like "node:20-slim"' }),
+        platform: z.enum(['linux/amd64', 'linux/arm64'], { error: 'expected "linux/amd64" or "linux/arm64"' }),
+        port: int(1, 65535, 'a port'),
+      })
+      .partial()
+      .strict(),
     test: z
       .object({
         gates: z.record(z.string(), comparison, { error: 'expected an object of metric: comparison' }),

@@ -2,7 +2,7 @@
  * The inference server's entry point inside an image: configured by the
  * environment alone (see SERVER_ENV), no CLI, no config file.
  */
-import { applyDefaults } from '../config/load.js';
+import { applyDefaults } from '../config/normalize.js';
 import { isMlopsError } from '../errors.js';
 import { applyServerEnv, serveOptionsFromConfig } from './options.js';
 import { startServer, untilSignal } from './run.js';

@@ -95,7 +95,7 @@ export class Reporter {
     }
     this.log(`${text}...`);
     return {
-      update: (next) => this.debug(next),
+      update: (next) => this.log(`  ${next}`),
       succeed: (done) => this.success(done ?? text),
       fail: (done) => this.log(`${this.style.red('✖')} ${done ?? text}`),
     };

@@ -1,0 +1,96 @@
+// Issue 3: cold build, model-only rebuild, bytes over the base image, and how
+// soon a started container answers ready. Needs a Docker engine.
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { main } from '../dist/cli.js';
+import { dockerEndpoint } from '../dist/docker/client.js';
+import { waitForReady } from '../dist/http/ready.js';
+import { fixture, median, round, table } from './lib.js';
+
+const REPOSITORY = 'mlops-bench-build';
+
+async function cli(argv, cwd) {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, { cwd, env: { ...process.env, CI: 'true' }, stdout: { write: (s) => (stdout += s) }, stderr: { write: (s) => (stderr += s) } });
+  if (code !== 0) throw new Error(`mlops ${argv.join(' ')} exited ${code}: ${stderr}`);
+  return JSON.parse(stdout);
+}
+
+async function readySeconds(docker, image) {
+  const container = await docker.createContainer({
+    Image: image,
+    ExposedPorts: { '8080/tcp': {} },
+    HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] } },
+  });
+  try {
+    const started = performance.now();
+    await container.start();
+    const port = (await container.inspect()).NetworkSettings.Ports['8080/tcp'][0].HostPort;
+    const { ready } = await waitForReady(`http://127.0.0.1:${port}/v2/health/ready`, { timeoutMs: 30_000, intervalMs: 5 });
+    if (!ready) throw new Error('container never became ready');
+    return (performance.now() - started) / 1000;
+  } finally {
+    await container.remove({ force: true });
+  }
+}
+
+export async function run({ log }) {
+  const { docker } = dockerEndpoint(process.env);
+  try {
+    await docker.ping();
+  } catch {
+    return { results: { skipped: 'no Docker engine' }, markdown: 'Skipped: no Docker engine reachable.' };
+  }
+  const { ensureTestBaseImage } = await import('../test/e2e/base-image.js');
+  const base = await ensureTestBaseImage(docker);
+  const dir = await mkdtemp(path.join(tmpdir(), 'mlops-bench-build-'));
+  try {
+    await copyFile(fixture('breast_cancer', 'model.onnx'), path.join(dir, 'a.onnx'));
+    await copyFile(fixture('wine', 'model.onnx'), path.join(dir, 'b.onnx'));
+    await copyFile(fixture('diabetes', 'model.onnx'), path.join(dir, 'c.onnx'));
+    await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: 'a.onnx', name: 'bench' }, image: { repository: REPOSITORY, base } }));
+    const cold = [];
+    const rebuild = [];
+    let added = 0;
+    let image = '';
+    for (let i = 0; i < 3; i++) {
+      log(`cold build ${i + 1}/3`);
+      const first = await cli(['build', '--no-cache', '--json'], dir);
+      cold.push(first.seconds);
+      added = first.addedBytes;
+      image = first.imageId;
+      log(`model-only rebuild ${i + 1}/3`);
+      const second = await cli(['build', '--model', i % 2 ? 'c.onnx' : 'b.onnx', '--json'], dir);
+      rebuild.push(second.seconds);
+    }
+    const ready = [];
+    for (let i = 0; i < 5; i++) ready.push(await readySeconds(docker, image));
+    const results = {
+      baseImage: base,
+      coldBuildSeconds: { median: median(cold), runs: cold },
+      modelOnlyRebuildSeconds: { median: median(rebuild), runs: rebuild },
+      addedBytesOverBase: added,
+      readyAfterStartSeconds: { median: round(median(ready), 3), runs: ready.map((s) => round(s, 3)) },
+    };
+    const markdown = [
+      `Breast cancer model (3 KB) on a FROM-scratch base with this machine's node (${base}).`,
+      '',
+      table(
+        ['what', 'median', 'goal', 'runs'],
+        [
+          ['cold build (--no-cache), s', results.coldBuildSeconds.median, '', cold.join(', ')],
+          ['model-only rebuild, s', results.modelOnlyRebuildSeconds.median, '< 3', rebuild.join(', ')],
+          ['bytes over the base image', `${round(added / 1e6, 1)} MB`, '< 60 MB', ''],
+          ['container start to ready, s', results.readyAfterStartSeconds.median, '< 1', results.readyAfterStartSeconds.runs.join(', ')],
+        ],
+      ),
+    ].join('\n');
+    return { results, markdown };
+  } finally {
+    const images = await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } });
+    for (const i of images) await docker.getImage(i.Id).remove({ force: true }).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,196 @@
+import type Docker from 'dockerode';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { tail } from '../docker/client.js';
+import { environmentError, inputError } from '../errors.js';
+import { inspectModel } from '../model/inspect.js';
+import { VERSION } from '../version.js';
+import { assembleContext, packContext, PLATFORMS, type Platform } from './context.js';
+import { gitInfo } from './git.js';
+
+export interface BuildImageOptions {
+  docker: Docker;
+  /** Where git is asked for the revision. */
+  cwd: string;
+  modelPath: string;
+  modelName: string;
+  modelVersion: string;
+  repository: string;
+  baseImage: string;
+  platform: string;
+  port: number;
+  /** Extra tags: "v1" (on the repository) or full references "registry/x:v1". */
+  tags: string[];
+  /** Build every layer again, ignoring the engine's cache. */
+  noCache?: boolean;
+  onProgress?: (line: string) => void;
+}
+
+export interface BuildResult {
+  imageId: string;
+  tags: string[];
+  sizeBytes: number;
+  /** Bytes over the base image: what mlops adds (runtime, server, model). */
+  addedBytes: number | null;
+  baseImage: string;
+  platform: string;
+  seconds: number;
+  labels: Record<string, string>;
+  model: { path: string; name: string; version: string; sha256: string };
+}
+
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+
+/** "v1" -> "repo:v1"; "registry/x:v1" stays; anything else is refused before building. */
+export function resolveTag(repository: string, tag: string): string {
+  const lastSlash = tag.lastIndexOf('/');
+  const colon = tag.indexOf(':', lastSlash + 1);
+  if (colon === -1 && lastSlash === -1) {
+    if (!TAG.test(tag)) throw inputError(`--tag ${tag}: not a valid tag`, 'use letters, digits, "_", "." and "-" (at most 128, not starting with "." or "-")');
+    return `${repository}:${tag}`;
+  }
+  const name = colon === -1 ? tag : tag.slice(0, colon);
+  const version = colon === -1 ? 'latest' : tag.slice(colon + 1);
+  if (!TAG.test(version) || !/^[a-z0-9][a-z0-9._\-/:]*$/.test(name)) {
+    throw inputError(`--tag ${tag}: not a valid image reference`, 'use "tag" or "repository:tag" in lowercase');
+  }
+  return `${name}:${version}`;
+}
+
+function splitReference(reference: string): { repo: string; tag: string } {
+  const colon = reference.lastIndexOf(':');
+  return { repo: reference.slice(0, colon), tag: reference.slice(colon + 1) };
+}
+
+interface BuildEvent {
+  stream?: string;
+  status?: string;
+  error?: string;
+  errorDetail?: { message?: string };
+  aux?: { ID?: string };
+}
+
+async function runBuild(docker: Docker, contextDir: string, options: Record<string, unknown>, onProgress?: (line: string) => void) {
+  const stream = await docker.buildImage(packContext(contextDir) as NodeJS.ReadableStream, options);
+  let output = '';
+  let imageId: string | undefined;
+  let failure: string | undefined;
+  await new Promise<void>((resolve, reject) => {
+    docker.modem.followProgress(
+      stream,
+      (error: Error | null) => (error ? reject(error) : resolve()),
+      (event: BuildEvent) => {
+        if (event.stream) {
+          output += event.stream;
+          const line = event.stream.trim();
+          if (/^Step \d+\/\d+ :/.test(line)) onProgress?.(line);
+        }
+        if (event.status) output += `${event.status}\n`;
+        if (event.aux?.ID) imageId = event.aux.ID;
+        if (event.error) {
+          failure = event.errorDetail?.message ?? event.error;
+          output += `${failure}\n`;
+        }
+      },
+    );
+  });
+  return { output, imageId, failure };
+}
+
+/**
+ * Builds the image through the Engine API. On any failure no tag is left
+ * behind: the engine tags only a finished build, and extra tags that were
+ * added are removed again.
+ */
+export async function buildModelImage(options: BuildImageOptions): Promise<BuildResult> {
+  const started = performance.now();
+  if (!(options.platform in PLATFORMS)) {
+    throw inputError(`--platform ${options.platform}: unsupported`, `use one of ${Object.keys(PLATFORMS).join(', ')}`);
+  }
+  const model = await inspectModel(options.modelPath, { cwd: options.cwd });
+  const primary = `${options.repository}:sha-${model.sha256.slice(0, 12)}`;
+  const extra = [...new Set(options.tags.map((t) => resolveTag(options.repository, t)))].filter((t) => t !== primary);
+  const git = await gitInfo(options.cwd);
+  const signature = (specs: typeof model.inputs) => JSON.stringify(specs.map(({ name, datatype, shape }) => ({ name, datatype, shape })));
+  const labels: Record<string, string> = {
+    'org.opencontainers.image.title': options.modelName,
+    'org.opencontainers.image.version': options.modelVersion,
+    'org.opencontainers.image.created': new Date().toISOString(),
+    'org.opencontainers.image.base.name': options.baseImage,
+    'org.opencontainers.image.source': git.source ?? 'unknown',
+    ...(git.revision ? { 'org.opencontainers.image.revision': git.revision } : {}),
+    'mlops.model.name': options.modelName,
+    'mlops.model.version': options.modelVersion,
+    'mlops.model.sha256': model.sha256,
+    'mlops.model.inputs': signature(model.inputs),
+    'mlops.model.outputs': signature(model.outputs),
+    'mlops.version': VERSION,
+  };
+
+  const contextDir = await mkdtemp(path.join(tmpdir(), 'mlops-build-'));
+  try {
+    await assembleContext(contextDir, {
+      modelPath: model.path,
+      modelSha256: model.sha256,
+      modelName: options.modelName,
+      modelVersion: options.modelVersion,
+      baseImage: options.baseImage,
+      platform: options.platform as Platform,
+      port: options.port,
+      labels,
+    });
+    let build: Awaited<ReturnType<typeof runBuild>>;
+    try {
+      build = await runBuild(
+        options.docker,
+        contextDir,
+        { t: primary, platform: options.platform, rm: true, forcerm: true, nocache: Boolean(options.noCache) },
+        options.onProgress,
+      );
+    } catch (error) {
+      throw environmentError(`docker build failed: ${(error as Error).message}`, 'check the engine with `docker info`', undefined, error);
+    }
+    if (build.failure || !build.imageId) {
+      const missingBase = /pull access denied|not found|manifest unknown|no such image|dial tcp|lookup .* on/i.test(build.failure ?? '');
+      throw environmentError(
+        missingBase
+          ? `docker build failed: base image ${options.baseImage} is not available locally and could not be pulled`
+          : `docker build failed: ${build.failure ?? 'the engine reported no image id'}`,
+        missingBase
+          ? `pull it first (\`docker pull ${options.baseImage}\`), or pick another with --base or image.base`
+          : 'the engine output above says which step failed',
+        tail(build.output),
+      );
+    }
+    const added: string[] = [];
+    try {
+      for (const reference of extra) {
+        const { repo, tag } = splitReference(reference);
+        await options.docker.getImage(build.imageId).tag({ repo, tag });
+        added.push(reference);
+      }
+    } catch (error) {
+      for (const reference of [...added, primary]) await options.docker.getImage(reference).remove({ noprune: true }).catch(() => undefined);
+      throw environmentError(`tagging the image failed: ${(error as Error).message}`, 'check the --tag values', undefined, error);
+    }
+    const image = await options.docker.getImage(build.imageId).inspect();
+    const base = await options.docker
+      .getImage(options.baseImage)
+      .inspect()
+      .catch(() => undefined);
+    return {
+      imageId: build.imageId,
+      tags: [primary, ...extra],
+      sizeBytes: image.Size,
+      addedBytes: base ? image.Size - base.Size : null,
+      baseImage: options.baseImage,
+      platform: options.platform,
+      seconds: Math.round((performance.now() - started) / 10) / 100,
+      labels,
+      model: { path: model.path, name: options.modelName, version: options.modelVersion, sha256: model.sha256 },
+    };
+  } finally {
+    await rm(contextDir, { recursive: true, force: true });
+  }
+}

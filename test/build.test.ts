@@ -1,0 +1,80 @@
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { assembleContext, dockerfileString } from '../src/image/context.js';
+import { resolveTag } from '../src/image/build.js';
+import { fixture, lines, runCli, withTempDir } from './helpers.js';
+
+async function listFiles(dir: string, base = dir): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await listFiles(full, base)));
+    else out.push(path.relative(base, full));
+  }
+  return out.sort();
+}
+
+describe('build context', () => {
+  for (const [platform, arch, other] of [
+    ['linux/amd64', 'x64', 'arm64'],
+    ['linux/arm64', 'arm64', 'x64'],
+  ] as const) {
+    it(`holds ONNX Runtime for ${platform} only, the bundled server and the model`, async () => {
+      await withTempDir(async (dir) => {
+        await assembleContext(dir, {
+          modelPath: fixture('wine', 'model.onnx'),
+          modelSha256: 'a'.repeat(64),
+          modelName: 'wine',
+          modelVersion: '1',
+          baseImage: 'node:20-slim',
+          platform,
+          port: 8080,
+          labels: { 'mlops.model.name': 'wine', odd: 'quote " dollar $HOME back \\ slash' },
+        });
+        const files = await listFiles(dir);
+        expect(files).toContain(`runtime/node_modules/onnxruntime-node/bin/napi-v6/linux/${arch}/libonnxruntime.so.1`);
+        expect(files).toContain(`runtime/node_modules/onnxruntime-node/bin/napi-v6/linux/${arch}/onnxruntime_binding.node`);
+        expect(files.some((f) => f.includes(`/linux/${other}/`) || f.includes('/darwin/') || f.includes('/win32/'))).toBe(false);
+        expect(files).toContain('runtime/node_modules/onnxruntime-common/dist/cjs/index.js');
+        expect(files).toEqual(expect.arrayContaining(['server/server.mjs', 'server/healthcheck.mjs', 'model/model.onnx', 'Dockerfile']));
+        // No other packages: the server is one bundled file.
+        expect(new Set(files.filter((f) => f.startsWith('runtime/')).map((f) => f.split('/')[2]))).toEqual(
+          new Set(['onnxruntime-node', 'onnxruntime-common']),
+        );
+        const dockerfile = await readFile(path.join(dir, 'Dockerfile'), 'utf8');
+        expect(dockerfile).toMatch(/^FROM node:20-slim$/m);
+        expect(dockerfile).not.toMatch(/^\s*RUN /m);
+        expect(dockerfile).toMatch(/^USER 10001:10001$/m);
+        expect(dockerfile).toContain('odd="quote \\" dollar \\$HOME back \\\\ slash"');
+        // The model is the last thing copied.
+        const copies = dockerfile.split('\n').filter((l) => l.startsWith('COPY'));
+        expect(copies.at(-1)).toBe('COPY model/ /app/model/');
+      });
+    });
+  }
+
+  it('quotes Dockerfile strings without expansion', () => {
+    expect(dockerfileString('a"b$c\\d\ne')).toBe('"a\\"b\\$c\\\\d e"');
+  });
+
+  it('resolves tags onto the repository and refuses invalid ones', () => {
+    expect(resolveTag('bc', 'v1')).toBe('bc:v1');
+    expect(resolveTag('bc', 'registry.local:5000/team/bc:v2')).toBe('registry.local:5000/team/bc:v2');
+    expect(resolveTag('bc', 'team/bc')).toBe('team/bc:latest');
+    expect(() => resolveTag('bc', 'bad tag')).toThrow(/not a valid tag/);
+    expect(() => resolveTag('bc', 'UPPER/x:1')).toThrow(/not a valid image reference/);
+  });
+});
+
+describe('mlops build without an engine', () => {
+  it('exits 3 naming the socket it tried', async () => {
+    const { code, stdout, stderr } = await runCli(['build', '--model', fixture('wine', 'model.onnx')], {
+      env: { DOCKER_HOST: 'unix:///tmp/mlops-no-such-docker.sock' },
+    });
+    expect(code).toBe(3);
+    expect(stdout).toBe('');
+    expect(lines(stderr)[0]).toBe('error: cannot reach the Docker engine at unix:///tmp/mlops-no-such-docker.sock (ENOENT)');
+    expect(lines(stderr)[1]).toMatch(/^hint: start an engine/);
+  });
+});

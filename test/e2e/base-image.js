@@ -1,0 +1,45 @@
+// A base image for tests and benchmarks, where no image can be pulled: FROM
+// scratch with this machine's node binary and the shared libraries that node
+// and ONNX Runtime load (from ldd). Real users get node:20-slim by default.
+import { execFileSync } from 'node:child_process';
+import { chmod, copyFile, mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import tar from 'tar-fs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const TEST_BASE_IMAGE = `mlops-test-base:node${process.versions.node}`;
+
+function sharedLibraries(binary) {
+  const out = execFileSync('ldd', [binary], { encoding: 'utf8' });
+  return [...out.matchAll(/(\/[^\s]+\.so[^\s]*)/g)].map((m) => m[1]).filter((lib) => !lib.includes('node_modules'));
+}
+
+/** Builds the image once per engine; later calls reuse it. */
+export async function ensureTestBaseImage(docker) {
+  const existing = await docker.getImage(TEST_BASE_IMAGE).inspect().catch(() => undefined);
+  if (existing) return TEST_BASE_IMAGE;
+  const dir = await mkdtemp(path.join(tmpdir(), 'mlops-base-'));
+  try {
+    const rootfs = path.join(dir, 'rootfs');
+    const node = await realpath(process.execPath);
+    const ort = path.join(ROOT, 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1');
+    const libs = new Set([...sharedLibraries(node), ...sharedLibraries(ort)]);
+    await mkdir(path.join(rootfs, 'usr/local/bin'), { recursive: true });
+    await copyFile(node, path.join(rootfs, 'usr/local/bin/node'));
+    for (const lib of libs) {
+      await mkdir(path.join(rootfs, path.dirname(lib)), { recursive: true });
+      await copyFile(await realpath(lib), path.join(rootfs, lib));
+    }
+    await mkdir(path.join(rootfs, 'tmp'));
+    await chmod(path.join(rootfs, 'tmp'), 0o1777);
+    await writeFile(path.join(dir, 'Dockerfile'), 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/local/bin:/usr/bin:/bin\n');
+    const stream = await docker.buildImage(tar.pack(dir), { t: TEST_BASE_IMAGE, rm: true });
+    await new Promise((resolve, reject) => docker.modem.followProgress(stream, (e, out) => (e ? reject(e) : resolve(out))));
+    await docker.getImage(TEST_BASE_IMAGE).inspect();
+    return TEST_BASE_IMAGE;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

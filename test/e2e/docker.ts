@@ -1,0 +1,61 @@
+import Docker from 'dockerode';
+import { dockerEndpoint } from '../../src/docker/client.js';
+
+export interface Engine {
+  ok: boolean;
+  reason: string;
+  docker: Docker;
+}
+
+/**
+ * Probes the Docker engine once. In CI (MLOPS_REQUIRE_DOCKER=1) a missing
+ * engine fails the run instead of skipping the end-to-end tests.
+ */
+export async function probeEngine(): Promise<Engine> {
+  const { docker, description } = dockerEndpoint(process.env);
+  try {
+    await docker.ping();
+    return { ok: true, reason: '', docker };
+  } catch (error) {
+    const reason = `no Docker engine at ${description} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
+    if (process.env.MLOPS_REQUIRE_DOCKER === '1') throw new Error(`${reason}, and MLOPS_REQUIRE_DOCKER=1 requires one`);
+    process.stderr.write(`\nSKIPPED end-to-end Docker tests: ${reason}. Start dockerd (see .ci/run) to run them.\n`);
+    return { ok: false, reason, docker };
+  }
+}
+
+export { ensureTestBaseImage, TEST_BASE_IMAGE } from './base-image.js';
+
+export interface RunningContainer {
+  container: Docker.Container;
+  url: string;
+  remove(): Promise<void>;
+}
+
+/** Runs an image with its port published on 127.0.0.1 (a free port chosen by the engine). */
+export async function runImage(docker: Docker, image: string, options: { env?: string[]; port?: number } = {}): Promise<RunningContainer> {
+  const port = `${options.port ?? 8080}/tcp`;
+  const container = await docker.createContainer({
+    Image: image,
+    Env: options.env,
+    ExposedPorts: { [port]: {} },
+    HostConfig: { PortBindings: { [port]: [{ HostIp: '127.0.0.1', HostPort: '' }] } },
+  });
+  await container.start();
+  const info = await container.inspect();
+  const hostPort = info.NetworkSettings.Ports[port]?.[0]?.HostPort;
+  return {
+    container,
+    url: `http://127.0.0.1:${hostPort}`,
+    remove: () => container.remove({ force: true }).catch(() => undefined),
+  };
+}
+
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
+  const started = performance.now();
+  while (performance.now() - started < timeoutMs) {
+    if (await check().catch(() => false)) return performance.now() - started;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
