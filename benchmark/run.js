@@ -11,6 +11,7 @@ const only = process.argv.slice(2);
 const sections = [
   ['server', () => import('./server.js')],
   ['build', () => import('./build.js')],
+  ['test', () => import('./quality.js')],
 ];
 
 const results = {

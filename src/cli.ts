@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { createContext, type CommandContext, type GlobalOptions } from './commands/context.js';
 import { ExitCode } from './errors.js';
+import { interruptedBy } from './process/interrupt.js';
 import { isInteractive, useColor } from './ui/environment.js';
 import { Reporter, type OutputStream } from './ui/reporter.js';
 import { VERSION } from './version.js';
@@ -43,6 +44,21 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--platform <platform>', 'linux/amd64 or linux/arm64 (default: image.platform)')
     .option('--no-cache', "rebuild every layer, ignoring the engine's cache")
     .action(runAction(async (ctx, flags) => (await import('./commands/build.js')).run(flags as never, ctx)));
+
+  program
+    .command('test')
+    .description('score the packaged model on a holdout set and apply quality gates (exit 1 when one fails)')
+    .option('--holdout <file>', 'holdout: .csv with a header, .jsonl, or .npy (default: test.holdout)')
+    .option('--labels <file>', 'labels .npy, with an .npy holdout')
+    .option('--image <ref>', 'image to test (default: the last `mlops build`)')
+    .option('--url <base>', 'test a server that is already running')
+    .option('--local', 'run the model in-process with ONNX Runtime')
+    .option('--model <file>', 'model file for --local (default: model.path)')
+    .option('--gate <gate>', "a gate such as 'accuracy>=0.95' (repeatable; adds to test.gates)", collect, [])
+    .option('--baseline <report>', 'an earlier `mlops test --json` report; test.maxDrop limits how far each metric may fall')
+    .option('--junit <file>', 'write JUnit XML, one testcase per gate')
+    .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
+    .action(runAction(async (ctx, flags) => (await import('./commands/test.js')).run(flags as never, ctx)));
 
   program
     .command('serve')
@@ -110,6 +126,12 @@ export async function main(argv: string[], io: MainIO = {}): Promise<number> {
       return error.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
     }
     reporter ??= new Reporter({ json: false, verbose: argv.includes('--verbose'), color: false, interactive: false, stdout, stderr });
+    const signal = interruptedBy();
+    if (signal) {
+      // A failure caused by the cleanup that Ctrl-C started is not worth reporting.
+      stderr.write(`interrupted (${signal}); cleaned up\n`);
+      return ExitCode.interrupted;
+    }
     return reporter.error(error);
   }
 }

@@ -9,6 +9,7 @@ export const ExitCode = {
   environment: 3,
   rolledBack: 4,
   internal: 70,
+  interrupted: 130,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

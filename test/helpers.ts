@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 import { main } from '../src/cli.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -38,3 +39,23 @@ export async function withTempDir<T>(work: (dir: string) => Promise<T>): Promise
 
 /** Non-empty stderr lines. */
 export const lines = (text: string) => text.split('\n').filter((l) => l.trim() !== '');
+
+/** Every number in `expected` matches `actual` to within 1e-9; keys must match too. */
+export function expectClose(actual: unknown, expected: unknown, at = 'metrics'): void {
+  if (typeof expected === 'number') {
+    expect(typeof actual, at).toBe('number');
+    expect(Math.abs((actual as number) - expected), `${at}: ${actual} vs ${expected}`).toBeLessThanOrEqual(1e-9);
+    return;
+  }
+  if (Array.isArray(expected)) {
+    expect((actual as unknown[]).length, at).toBe(expected.length);
+    expected.forEach((e, i) => expectClose((actual as unknown[])[i], e, `${at}[${i}]`));
+    return;
+  }
+  if (expected && typeof expected === 'object') {
+    expect(Object.keys(actual as object).sort(), at).toEqual(Object.keys(expected).sort());
+    for (const [key, value] of Object.entries(expected)) expectClose((actual as Record<string, unknown>)[key], value, `${at}.${key}`);
+    return;
+  }
+  expect(actual, at).toEqual(expected);
+}

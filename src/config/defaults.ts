@@ -2,7 +2,34 @@
  * Every config field's default, in one place. mlops.config.example.json shows
  * the same values with a comment for each; test/config.test.ts keeps them equal.
  */
-export const DEFAULTS = {
+export interface Config {
+  model: { path: string; name: string; version: string };
+  server: {
+    host: string;
+    port: number;
+    maxBodyBytes: number;
+    shutdownTimeoutMs: number;
+    intraOpThreads: number;
+    batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
+  };
+  image: { repository: string; base: string; platform: 'linux/amd64' | 'linux/arm64'; port: number };
+  test: {
+    holdout: string;
+    task: '' | 'classification' | 'regression';
+    label: string;
+    features: string[] | Record<string, string[]>;
+    labels: string[];
+    output: string;
+    outputKind: 'auto' | 'probabilities' | 'logits';
+    threshold: number;
+    batchSize: number;
+    gates: Record<string, string>;
+    maxDrop: Record<string, number>;
+    parity: { sample: number; tolerance: number };
+  };
+}
+
+export const DEFAULTS: Config = {
   model: {
     /** Relative paths are resolved from the config file's folder. */
     path: 'model.onnx',
@@ -22,7 +49,7 @@ export const DEFAULTS = {
       maxBatchSize: 32,
       /**
        * 0: no added wait. Requests that arrive while a batch is running form the
-       * next batch, so batching costs nothing at low load (benchmark/README.md).
+       * next batch, so batching costs nothing at low load (README, Benchmarks).
        */
       maxWaitMs: 0,
     },
@@ -37,19 +64,26 @@ export const DEFAULTS = {
     port: 8080,
   },
   test: {
+    /** The holdout file (.csv, .jsonl, .npy); --holdout overrides it. */
+    holdout: '',
+    /** Empty: detected from the output (a column per class means classification). */
+    task: '',
+    label: 'label',
+    /** CSV columns for the model's inputs; empty: every other column, in file order. */
+    features: [],
+    /** Class index -> label as written in the holdout; empty: labels are class indices. */
+    labels: [],
+    /** Which output is scored; empty: the first. */
+    output: '',
+    outputKind: 'auto',
+    /** For a single sigmoid column: the positive class when p >= threshold. */
+    threshold: 0.5,
+    /** Rows per inference request. */
+    batchSize: 256,
     /** Metric name -> comparison, e.g. {"accuracy": ">= 0.95"}. */
-    gates: {} as Record<string, string>,
+    gates: {},
+    /** Metric name -> the most it may fall behind --baseline. */
+    maxDrop: {},
+    parity: { sample: 256, tolerance: 1e-4 },
   },
-} as const;
-
-type Widen<T> = T extends string
-  ? string
-  : T extends number
-    ? number
-    : T extends boolean
-      ? boolean
-      : T extends Record<string, string>
-        ? { [K in keyof T]: Widen<T[K]> }
-        : { -readonly [K in keyof T]: Widen<T[K]> };
-
-export type Config = Widen<typeof DEFAULTS>;
+};

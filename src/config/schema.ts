@@ -64,7 +64,30 @@ export const configSchema = z
       .strict(),
     test: z
       .object({
+        holdout: text('a path to a holdout file'),
+        task: z.enum(['', 'classification', 'regression'], { error: 'expected "classification" or "regression"' }),
+        label: text('a column or key name').min(1, { error: 'expected a column or key name' }),
+        features: z.union([z.array(z.string()), z.record(z.string(), z.array(z.string()))], {
+          error: 'expected a list of column names, or {"input name": [column names]}',
+        }),
+        labels: z.array(z.string({ error: 'expected class labels as strings' }), { error: 'expected a list of class labels' }),
+        output: text('an output name'),
+        outputKind: z.enum(['auto', 'probabilities', 'logits'], { error: 'expected "auto", "probabilities" or "logits"' }),
+        threshold: z.number({ error: 'expected a number from 0 to 1' }).min(0, { error: 'expected a number from 0 to 1' }).max(1, {
+          error: 'expected a number from 0 to 1',
+        }),
+        batchSize: int(1, 65536, 'a row count'),
         gates: z.record(z.string(), comparison, { error: 'expected an object of metric: comparison' }),
+        maxDrop: z.record(z.string(), z.number({ error: 'expected a number (the largest allowed drop)' }).min(0, {
+          error: 'expected a number >= 0',
+        }), { error: 'expected an object of metric: number' }),
+        parity: z
+          .object({
+            sample: int(0, 1_000_000, 'a row count'),
+            tolerance: z.number({ error: 'expected a number >= 0' }).min(0, { error: 'expected a number >= 0' }),
+          })
+          .partial()
+          .strict(),
       })
       .partial()
       .strict(),

@@ -1,0 +1,90 @@
+import type { ChalkInstance } from 'chalk';
+import path from 'node:path';
+import { ExitCode } from '../errors.js';
+import { describeGate, runQualityTest, type TestFlags, type TestReport } from '../evaluate/quality-test.js';
+import { appendStepSummary, junitXml, markdownTable, writeFileAtomic } from '../report/files.js';
+import { renderTable } from '../ui/reporter.js';
+import type { CommandContext } from './context.js';
+
+interface Flags extends TestFlags {
+  junit?: string;
+  markdown?: string;
+}
+
+const HEADLINE = new Set(['accuracy', 'balanced_accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'precision_weighted', 'recall_weighted', 'f1_weighted', 'log_loss', 'roc_auc', 'mae', 'rmse', 'r2', 'mape', 'max_error']);
+const fmt = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : Number.isInteger(v) ? String(v) : v.toFixed(4));
+
+function headlineMetrics(report: TestReport): [string, number][] {
+  return Object.entries(report.metrics).filter(([k, v]) => HEADLINE.has(k) && typeof v === 'number') as [string, number][];
+}
+
+function parityLine(report: TestReport): string {
+  const p = report.parity;
+  if (!p) return 'not checked';
+  const verdict = `${p.rows} rows, max |difference| ${p.maxAbsDiff.toExponential(2)} (tolerance ${p.tolerance})`;
+  return p.passed ? verdict : `${verdict}; worst at ${p.worst?.row}, output '${p.worst?.output}'[${p.worst?.index}]: server ${p.worst?.server}, in-process ${p.worst?.local}`;
+}
+
+function renderHuman(r: TestReport, s: ChalkInstance): string {
+  const lines = [
+    `${s.bold('model')}   ${r.model}${r.image ? ` (${r.image})` : ''}, ${r.mode} mode`,
+    `${s.bold('holdout')} ${r.holdout.file}: ${r.rows} rows, ${r.task}, output '${r.output}' (${r.outputKind}), ${r.rowsPerSecond} rows/s`,
+    '',
+    renderTable(['metric', 'value'], headlineMetrics(r).map(([k, v]) => [k, fmt(v)])),
+  ];
+  if (r.gates.length > 0) {
+    lines.push('', renderTable(['gate', 'threshold', 'value', 'result'], r.gates.map((g) => [g.metric, g.op === 'max_drop' ? `drop <= ${g.threshold} from ${fmt(g.baseline)}` : `${g.op} ${g.threshold}`, fmt(g.value), g.passed ? s.green('pass') : s.red('FAIL')])));
+  }
+  lines.push('', `${s.bold('parity')}  ${r.parity ? (r.parity.passed ? s.green('pass') : s.red('FAIL')) : ''} ${parityLine(r)}`.replace(/ {2,}/g, ' '));
+  lines.push('', r.passed ? s.green.bold('PASSED') : s.red.bold('FAILED'));
+  return lines.join('\n');
+}
+
+export function renderMarkdown(r: TestReport): string {
+  return [
+    `## mlops test: ${r.passed ? 'passed' : 'FAILED'}`,
+    '',
+    `Model \`${r.model}\`${r.image ? ` (image \`${r.image}\`)` : ''}, ${r.mode} mode; holdout \`${r.holdout.file}\`, ${r.rows} rows, ${r.task}.`,
+    '',
+    r.gates.length > 0
+      ? markdownTable(['gate', 'threshold', 'value', 'result'], r.gates.map((g) => [g.metric, g.op === 'max_drop' ? `drop ≤ ${g.threshold}` : `${g.op} ${g.threshold}`, fmt(g.value), g.passed ? 'pass' : '**FAIL**']))
+      : '_No gates configured._',
+    '',
+    markdownTable(['metric', 'value'], headlineMetrics(r).map(([k, v]) => [k, fmt(v)])),
+    '',
+    `Parity: ${r.parity ? `${r.parity.passed ? 'pass' : '**FAIL**'}, ${parityLine(r)}` : 'not checked'}.`,
+    '',
+  ].join('\n');
+}
+
+export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
+  const { config, baseDir } = await ctx.config();
+  const task = ctx.reporter.task('Scoring the holdout');
+  let report: TestReport;
+  try {
+    report = await runQualityTest({
+      cwd: ctx.cwd,
+      projectDir: baseDir,
+      config,
+      env: ctx.env,
+      flags,
+      onProgress: (rows) => task.update(`Scoring the holdout: ${rows} rows`),
+    });
+    task.succeed(`Scored ${report.rows} rows in ${report.seconds} s`);
+  } catch (error) {
+    task.fail();
+    throw error;
+  }
+  const cases = [
+    ...report.gates.map((g) => ({ name: describeGate(g), passed: g.passed, message: `${g.metric} = ${fmt(g.value)}` })),
+    ...(report.parity ? [{ name: `parity with in-process ONNX Runtime (tolerance ${report.parity.tolerance})`, passed: report.parity.passed, message: parityLine(report) }] : []),
+  ];
+  if (flags.junit) await writeFileAtomic(path.resolve(ctx.cwd, flags.junit), junitXml('mlops test', cases, report.seconds));
+  const markdown = renderMarkdown(report);
+  if (flags.markdown) await writeFileAtomic(path.resolve(ctx.cwd, flags.markdown), markdown);
+  await appendStepSummary(ctx.env, markdown);
+  // tag and push read the latest report of a build from here.
+  await writeFileAtomic(path.join(baseDir, '.mlops', 'last-test.json'), JSON.stringify(report, null, 2) + '\n');
+  ctx.reporter.result(report, renderHuman);
+  return report.passed ? ExitCode.ok : ExitCode.gateFailed;
+}

@@ -1,0 +1,108 @@
+import type Docker from 'dockerode';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import tar from 'tar-fs';
+import { environmentError, inputError } from '../errors.js';
+import { waitForReady } from '../http/ready.js';
+import { cleanupOnInterrupt } from '../process/interrupt.js';
+import { tail } from './client.js';
+
+export interface ModelContainer {
+  id: string;
+  image: string;
+  /** http://127.0.0.1:<published port> */
+  url: string;
+  labels: Record<string, string>;
+  logs(lines?: number): Promise<string>;
+  remove(): Promise<void>;
+}
+
+/** The image's config, or exit 2 when there is no such image. */
+export async function inspectImage(docker: Docker, image: string) {
+  try {
+    return await docker.getImage(image).inspect();
+  } catch (error) {
+    if ((error as { statusCode?: number }).statusCode === 404) {
+      throw inputError(`image not found: ${image}`, 'run `mlops build`, or pass an image that exists locally (`docker images`)');
+    }
+    throw environmentError(`cannot inspect image ${image}: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Runs a model image with its port published on 127.0.0.1 (a free port the
+ * engine picks) and waits until it answers ready. The container is removed on
+ * failure, on remove(), and on Ctrl-C.
+ */
+export async function startModelContainer(
+  docker: Docker,
+  image: string,
+  options: { env?: string[]; readyTimeoutMs?: number; purpose: string },
+): Promise<ModelContainer> {
+  const info = await inspectImage(docker, image);
+  const port = Object.keys(info.Config.ExposedPorts ?? {}).find((p) => p.endsWith('/tcp')) ?? '8080/tcp';
+  const container = await docker.createContainer({
+    Image: image,
+    Env: options.env,
+    Labels: { 'mlops.purpose': options.purpose },
+    ExposedPorts: { [port]: {} },
+    HostConfig: { PortBindings: { [port]: [{ HostIp: '127.0.0.1', HostPort: '' }] } },
+  });
+  // One removal, whoever asks first (Ctrl-C or normal cleanup); everyone awaits the same one.
+  let removal: Promise<void> | undefined;
+  const remove = () =>
+    (removal ??= (async () => {
+      unregister();
+      await container.remove({ force: true }).catch(() => undefined);
+    })());
+  const unregister = cleanupOnInterrupt(remove);
+  const logs = async (lines = 20) => {
+    const buffer = (await container.logs({ stdout: true, stderr: true, tail: lines }).catch(() => Buffer.alloc(0))) as Buffer;
+    return demultiplex(buffer);
+  };
+  try {
+    await container.start();
+    const published = (await container.inspect()).NetworkSettings.Ports[port]?.[0]?.HostPort;
+    const url = `http://127.0.0.1:${published}`;
+    const ready = await waitForReady(`${url}/v2/health/ready`, {
+      timeoutMs: options.readyTimeoutMs ?? 30_000,
+      stillWorth: async () => (await container.inspect()).State.Running,
+    });
+    if (!ready.ready) {
+      const state = (await container.inspect()).State;
+      const why = state.Running ? `not ready after ${Math.round(ready.ms / 1000)} s` : `exited with code ${state.ExitCode}`;
+      throw environmentError(`the container from ${image} ${why}`, 'its log is above; fix the image or its model', tail(await logs()));
+    }
+    return { id: container.id, image, url, labels: info.Config.Labels ?? {}, logs, remove };
+  } catch (error) {
+    await remove();
+    throw error;
+  }
+}
+
+/** Docker's log stream without its 8-byte frame headers. */
+export function demultiplex(buffer: Buffer): string {
+  const parts: string[] = [];
+  let offset = 0;
+  while (offset + 8 <= buffer.length && (buffer[offset] === 1 || buffer[offset] === 2) && buffer[offset + 1] === 0) {
+    const size = buffer.readUInt32BE(offset + 4);
+    parts.push(buffer.toString('utf8', offset + 8, offset + 8 + size));
+    offset += 8 + size;
+  }
+  return offset === 0 ? buffer.toString('utf8') : parts.join('');
+}
+
+/** Copies one file out of a container into a new temporary folder. */
+export async function copyFromContainer(docker: Docker, id: string, file: string): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'mlops-extract-'));
+  const archive = await docker.getContainer(id).getArchive({ path: file });
+  await new Promise<void>((resolve, reject) => {
+    const extract = tar.extract(dir);
+    extract.on('finish', resolve);
+    extract.on('error', reject);
+    archive.on('error', reject);
+    archive.pipe(extract);
+  });
+  return path.join(dir, path.basename(file));
+}

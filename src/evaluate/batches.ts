@@ -1,0 +1,56 @@
+import { allocate } from '../model/datatypes.js';
+import type { Tensors } from '../model/session.js';
+import type { HoldoutRow } from '../holdout/types.js';
+import type { TensorSignature } from '../predict/predictor.js';
+
+/**
+ * Stacks rows into one tensor per input. A model with a fixed batch size gets
+ * its last, short batch padded with copies of the last row (the caller drops
+ * the padded outputs).
+ */
+export function rowsToTensors(rows: HoldoutRow[], inputs: TensorSignature[], padTo = rows.length): Tensors {
+  const feeds: Tensors = {};
+  const count = Math.max(rows.length, padTo);
+  for (const spec of inputs) {
+    const rowShape = rows[0].shapes[spec.name];
+    const rowSize = rowShape.reduce((n, d) => n * d, 1);
+    const data = allocate(spec.datatype, count * rowSize) as unknown as { [i: number]: unknown };
+    const big = spec.datatype === 'INT64' || spec.datatype === 'UINT64';
+    for (let r = 0; r < count; r++) {
+      const values = rows[Math.min(r, rows.length - 1)].inputs[spec.name];
+      const offset = r * rowSize;
+      for (let i = 0; i < rowSize; i++) data[offset + i] = big ? BigInt(values[i] as number) : values[i];
+    }
+    feeds[spec.name] = { data: data as unknown as Tensors[string]['data'], dims: [count, ...rowShape] };
+  }
+  return feeds;
+}
+
+/** Rows a request: the model's own batch size when its first dimension is fixed. */
+export function batchSizeFor(inputs: TensorSignature[], wanted: number): { size: number; fixed: boolean } {
+  const first = inputs[0]?.shape[0];
+  return first !== undefined && first > 0 ? { size: first, fixed: true } : { size: wanted, fixed: false };
+}
+
+/** A list of numbers that grows in chunks, so a long holdout never needs one huge copy. */
+export class GrowingArray {
+  private data: Float64Array;
+  length = 0;
+  constructor(initial = 4096) {
+    this.data = new Float64Array(initial);
+  }
+  push(value: number): void {
+    if (this.length === this.data.length) {
+      const next = new Float64Array(this.data.length * 2);
+      next.set(this.data);
+      this.data = next;
+    }
+    this.data[this.length++] = value;
+  }
+  get(i: number): number {
+    return this.data[i];
+  }
+  view(): Float64Array {
+    return this.data.subarray(0, this.length);
+  }
+}

@@ -1,0 +1,272 @@
+import type { Config } from '../config/defaults.js';
+import { environmentError, inputError } from '../errors.js';
+import { FeatureStatistics, seededRandom, type FeatureSummary } from '../holdout/stats.js';
+import type { HoldoutRow, HoldoutSource } from '../holdout/types.js';
+import { classificationMetrics, type ClassificationMetrics } from '../metrics/classification.js';
+import { regressionMetrics, type RegressionMetrics } from '../metrics/regression.js';
+import type { Outputs, Predictor, TensorSignature } from '../predict/predictor.js';
+import { batchSizeFor, GrowingArray, rowsToTensors } from './batches.js';
+
+export type Task = 'classification' | 'regression';
+
+export interface ParityResult {
+  rows: number;
+  tolerance: number;
+  maxAbsDiff: number;
+  passed: boolean;
+  /** The worst difference found, when over the tolerance. */
+  worst?: { row: string; output: string; index: number; server: number | string; local: number | string };
+}
+
+export interface Evaluation {
+  task: Task;
+  output: string;
+  outputKind: 'probabilities' | 'logits' | 'labels' | 'values';
+  rows: number;
+  classes?: string[];
+  metrics: ClassificationMetrics | RegressionMetrics;
+  parity: ParityResult | null;
+  featureStats: Record<string, FeatureSummary>;
+  seconds: number;
+  rowsPerSecond: number;
+}
+
+export interface EvaluateOptions {
+  predictor: Predictor;
+  holdout: HoldoutSource;
+  settings: Config['test'];
+  /** In-process ONNX Runtime on the same model, to check the packaged server against. */
+  reference?: Predictor;
+  onProgress?: (rows: number) => void;
+}
+
+const INTEGER_TYPES = new Set(['INT8', 'INT16', 'INT32', 'INT64', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'BOOL']);
+
+function chooseOutput(predictor: Predictor, name: string): TensorSignature {
+  if (!name) return predictor.outputs[0];
+  const found = predictor.outputs.find((o) => o.name === name);
+  if (!found) throw inputError(`test.output: the model has no output '${name}'`, `its outputs are: ${predictor.outputs.map((o) => o.name).join(', ')}`);
+  return found;
+}
+
+function decideTask(settings: Config['test'], output: TensorSignature): Task {
+  if (settings.task) return settings.task;
+  if (settings.labels.length > 0 || INTEGER_TYPES.has(output.datatype)) return 'classification';
+  const width = output.shape.slice(1).reduce((n, d) => n * d, 1);
+  return width >= 2 ? 'classification' : 'regression';
+}
+
+/** Streams the holdout through the model in batches and scores the predictions. */
+export async function evaluate(options: EvaluateOptions): Promise<Evaluation> {
+  const started = performance.now();
+  const { predictor, holdout, settings } = options;
+  const output = chooseOutput(predictor, settings.output);
+  const task = decideTask(settings, output);
+  const names = settings.labels.length > 0 ? settings.labels : undefined;
+  const labelIndex = names ? new Map(names.map((n, i) => [n, i])) : undefined;
+  const declaredWidth = output.shape.slice(1).reduce((n, d) => n * d, 1);
+  const knownClasses = task === 'classification' && !INTEGER_TYPES.has(output.datatype) && declaredWidth > 0 ? Math.max(2, declaredWidth) : names?.length;
+
+  const { size: batchSize, fixed } = batchSizeFor(predictor.inputs, settings.batchSize);
+  const yTrue = new GrowingArray();
+  const scores = new GrowingArray();
+  let width = 0;
+  const stats = new FeatureStatistics(holdout.featureNames);
+  const paritySize = options.reference ? settings.parity.sample : 0;
+  const sample: { row: HoldoutRow; outputs: Record<string, (number | string)[]> }[] = [];
+  const random = seededRandom(42);
+  let rows = 0;
+
+  const label = (row: HoldoutRow): number => {
+    if (task === 'regression') {
+      const value = typeof row.label === 'number' ? row.label : Number(String(row.label).trim());
+      if (String(row.label).trim() === '' || !Number.isFinite(value)) {
+        throw inputError(`${holdout.file} ${row.where}, label: ${JSON.stringify(row.label)} is not a number`, 'a regression holdout needs a numeric target');
+      }
+      return value;
+    }
+    if (labelIndex) {
+      const index = labelIndex.get(String(row.label).trim());
+      if (index === undefined) {
+        throw inputError(`${holdout.file} ${row.where}, label: '${row.label}' is not one of the classes ${JSON.stringify(names)}`, 'fix the row, or add the class to test.labels');
+      }
+      return index;
+    }
+    const value = Number(String(row.label).trim());
+    if (!Number.isInteger(value) || value < 0 || (knownClasses !== undefined && value >= knownClasses)) {
+      const range = knownClasses !== undefined ? `0..${knownClasses - 1}` : 'a class index (0, 1, ...)';
+      throw inputError(
+        `${holdout.file} ${row.where}, label: '${row.label}' is outside the model's classes (${range})`,
+        'set test.labels to map class indices to the labels in the file',
+      );
+    }
+    return value;
+  };
+
+  const run = async (batch: HoldoutRow[]) => {
+    const labels = batch.map(label);
+    const outputs = await predictor.predict(rowsToTensors(batch, predictor.inputs, fixed ? batchSize : batch.length));
+    const tensor = outputs[output.name];
+    if (!tensor) throw environmentError(`the model's answer has no output '${output.name}'`);
+    const sent = fixed ? batchSize : batch.length;
+    if (tensor.dims[0] !== sent) throw environmentError(`output '${output.name}' has ${tensor.dims[0]} rows for a batch of ${sent}`);
+    const rowWidth = tensor.data.length / sent;
+    if (width === 0) width = rowWidth;
+    if (task === 'regression' && rowWidth !== 1) {
+      throw inputError(`output '${output.name}' has ${rowWidth} values a row; a regression needs one`, 'set test.task, or test.output to the value output');
+    }
+    batch.forEach((row, r) => {
+      yTrue.push(labels[r]);
+      for (let j = 0; j < rowWidth; j++) scores.push(Number(tensor.data[r * rowWidth + j]));
+      stats.add(row.inputs);
+      sampleRow(row, r, outputs, sent);
+      rows++;
+    });
+    options.onProgress?.(rows);
+  };
+
+  const sampleRow = (row: HoldoutRow, r: number, outputs: Outputs, sent: number) => {
+    if (paritySize === 0) return;
+    let slot = sample.length;
+    if (sample.length >= paritySize) {
+      slot = Math.floor(random() * (rows + 1));
+      if (slot >= paritySize) return;
+    }
+    const kept: Record<string, (number | string)[]> = {};
+    for (const [name, t] of Object.entries(outputs)) {
+      const w = t.data.length / sent;
+      kept[name] = Array.from({ length: w }, (_, j) => t.data[r * w + j]);
+    }
+    sample[slot] = { row, outputs: kept };
+  };
+
+  let batch: HoldoutRow[] = [];
+  for await (const row of holdout.rows()) {
+    batch.push(row);
+    if (batch.length === batchSize) {
+      await run(batch);
+      batch = [];
+    }
+  }
+  if (batch.length > 0) await run(batch);
+  if (rows === 0) throw inputError(`${holdout.file} has no rows to score`, 'the holdout needs at least one data row after the header');
+
+  const parity = options.reference ? await checkParity(options.reference, sample, settings.parity.tolerance, fixed ? batchSize : settings.batchSize) : null;
+  const scored = score(task, yTrue.view(), scores.view(), width, output, settings, names);
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    task,
+    output: output.name,
+    rows,
+    ...scored,
+    parity,
+    featureStats: stats.summary(),
+    seconds,
+    rowsPerSecond: rows / seconds,
+  };
+}
+
+function score(
+  task: Task,
+  yTrue: Float64Array,
+  raw: Float64Array,
+  width: number,
+  output: TensorSignature,
+  settings: Config['test'],
+  names: string[] | undefined,
+): Pick<Evaluation, 'metrics' | 'outputKind' | 'classes'> {
+  const n = yTrue.length;
+  if (task === 'regression') return { metrics: regressionMetrics(yTrue, raw), outputKind: 'values' };
+  if (INTEGER_TYPES.has(output.datatype)) {
+    if (width !== 1) throw inputError(`output '${output.name}' has ${width} integer values a row; expected one class index`, 'set test.output to the label or score output');
+    let k = names?.length ?? 0;
+    if (!names) for (let i = 0; i < n; i++) k = Math.max(k, yTrue[i] + 1, raw[i] + 1);
+    for (let i = 0; i < n; i++) {
+      if (!Number.isInteger(raw[i]) || raw[i] < 0 || raw[i] >= k) throw environmentError(`the model predicted class ${raw[i]}, outside 0..${k - 1}`);
+    }
+    const classes = names ?? Array.from({ length: k }, (_, i) => String(i));
+    return { metrics: classificationMetrics(yTrue, raw, undefined, classes), outputKind: 'labels', classes };
+  }
+  const k = width === 1 ? 2 : width;
+  const classes = names ?? Array.from({ length: k }, (_, i) => String(i));
+  if (classes.length !== k) {
+    throw inputError(`test.labels lists ${classes.length} classes but output '${output.name}' scores ${k}`, 'list one label per class, in the order of the output columns');
+  }
+  let kind = settings.outputKind;
+  if (kind === 'auto') {
+    kind = 'probabilities';
+    for (let i = 0; i < n && kind === 'probabilities'; i++) {
+      let sum = 0;
+      for (let j = 0; j < width; j++) {
+        const v = raw[i * width + j];
+        if (!(v >= 0 && v <= 1)) kind = 'logits';
+        sum += v;
+      }
+      if (width > 1 && Math.abs(sum - 1) > 1e-3) kind = 'logits';
+    }
+  }
+  const proba = new Float64Array(n * k);
+  const yPred = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    if (width === 1) {
+      const p = kind === 'logits' ? 1 / (1 + Math.exp(-raw[i])) : raw[i];
+      proba[i * 2] = 1 - p;
+      proba[i * 2 + 1] = p;
+      yPred[i] = p >= settings.threshold ? 1 : 0;
+      continue;
+    }
+    let best = 0;
+    let max = -Infinity;
+    for (let j = 0; j < k; j++) {
+      const v = raw[i * k + j];
+      if (v > max) {
+        max = v;
+        best = j;
+      }
+    }
+    yPred[i] = best;
+    if (kind === 'logits') {
+      let sum = 0;
+      for (let j = 0; j < k; j++) sum += Math.exp(raw[i * k + j] - max);
+      for (let j = 0; j < k; j++) proba[i * k + j] = Math.exp(raw[i * k + j] - max) / sum;
+    } else {
+      for (let j = 0; j < k; j++) proba[i * k + j] = raw[i * k + j];
+    }
+  }
+  return { metrics: classificationMetrics(yTrue, yPred, proba, classes), outputKind: kind, classes };
+}
+
+async function checkParity(
+  reference: Predictor,
+  sample: { row: HoldoutRow; outputs: Record<string, (number | string)[]> }[],
+  tolerance: number,
+  batchSize: number,
+): Promise<ParityResult> {
+  const result: ParityResult = { rows: sample.length, tolerance, maxAbsDiff: 0, passed: true };
+  const fixedSize = reference.inputs[0]?.shape[0];
+  const size = fixedSize && fixedSize > 0 ? fixedSize : batchSize;
+  for (let start = 0; start < sample.length; start += size) {
+    const part = sample.slice(start, start + size);
+    const local = await reference.predict(rowsToTensors(part.map((s) => s.row), reference.inputs, fixedSize && fixedSize > 0 ? size : part.length));
+    const sent = fixedSize && fixedSize > 0 ? size : part.length;
+    part.forEach((entry, r) => {
+      for (const [name, server] of Object.entries(entry.outputs)) {
+        const mine = local[name];
+        if (!mine) continue;
+        const w = mine.data.length / sent;
+        for (let j = 0; j < w; j++) {
+          const a = server[j];
+          const b = mine.data[r * w + j];
+          const diff = typeof a === 'number' && typeof b === 'number' ? (Number.isNaN(a) && Number.isNaN(b) ? 0 : Math.abs(a - b)) : a === b ? 0 : Infinity;
+          if (!(diff <= result.maxAbsDiff)) {
+            result.maxAbsDiff = Number.isNaN(diff) ? Infinity : diff;
+            if (result.maxAbsDiff > tolerance) result.worst = { row: entry.row.where, output: name, index: j, server: a, local: b };
+          }
+        }
+      }
+    });
+  }
+  result.passed = result.maxAbsDiff <= tolerance;
+  if (result.passed) delete result.worst;
+  return result;
+}

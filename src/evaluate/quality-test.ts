@@ -1,0 +1,145 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../config/defaults.js';
+import { inputError } from '../errors.js';
+import { openHoldout } from '../holdout/open.js';
+import { describeGate, baselineGates, checkKnownMetrics, evaluateGates, gatesFromConfig, parseGateFlag, type GateResult } from '../metrics/gates.js';
+import { LOWER_IS_BETTER } from '../metrics/regression.js';
+import { openTarget, type TargetFlags } from '../predict/target.js';
+import { evaluate, type Evaluation } from './evaluate.js';
+import type { FeatureSummary } from '../holdout/stats.js';
+
+export const CLASSIFICATION_METRICS = [
+  'accuracy',
+  'balanced_accuracy',
+  'precision_macro',
+  'recall_macro',
+  'f1_macro',
+  'precision_weighted',
+  'recall_weighted',
+  'f1_weighted',
+  'log_loss',
+  'roc_auc',
+] as const;
+export const REGRESSION_METRICS = ['mae', 'rmse', 'r2', 'mape', 'max_error'] as const;
+
+export interface TestFlags extends TargetFlags {
+  holdout?: string;
+  labels?: string;
+  gate: string[];
+  baseline?: string;
+}
+
+export interface TestReport {
+  model: string;
+  image: string | null;
+  mode: 'image' | 'url' | 'local';
+  task: Evaluation['task'];
+  rows: number;
+  metrics: Evaluation['metrics'];
+  gates: GateResult[];
+  passed: boolean;
+  parity: Evaluation['parity'];
+  seconds: number;
+  rowsPerSecond: number;
+  holdout: { file: string; format: string };
+  output: string;
+  outputKind: Evaluation['outputKind'];
+  classes?: string[];
+  featureStats: Record<string, FeatureSummary>;
+}
+
+async function readBaseline(cwd: string, file: string): Promise<Record<string, unknown>> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(path.resolve(cwd, file), 'utf8'));
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    throw inputError(`--baseline ${file}: ${missing ? 'file not found' : 'not valid JSON'}`, 'pass a report written by `mlops test --json`');
+  }
+  const metrics = (parsed as { metrics?: unknown }).metrics;
+  if (!metrics || typeof metrics !== 'object') throw inputError(`--baseline ${file}: no "metrics" object`, 'pass a report written by `mlops test --json`');
+  return metrics as Record<string, unknown>;
+}
+
+export interface RunTestOptions {
+  cwd: string;
+  projectDir: string;
+  config: Config;
+  env: NodeJS.ProcessEnv;
+  flags: TestFlags;
+  onProgress?: (rows: number) => void;
+}
+
+/** Scores the model on the holdout wherever it runs, then applies the gates. */
+export async function runQualityTest(options: RunTestOptions): Promise<TestReport> {
+  const { flags, config } = options;
+  const holdoutPath =
+    flags.holdout ??
+    (config.test.holdout && !path.isAbsolute(config.test.holdout) ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.holdout)) : config.test.holdout || undefined);
+  if (!holdoutPath) throw inputError('no holdout given', 'pass --holdout <file> or set test.holdout in config');
+  // Flags and baseline are checked before a container starts.
+  const specs = [...gatesFromConfig(config.test.gates), ...flags.gate.map(parseGateFlag)];
+  const baseline = flags.baseline ? await readBaseline(options.cwd, flags.baseline) : undefined;
+
+  const target = await openTarget({
+    flags,
+    cwd: options.cwd,
+    projectDir: options.projectDir,
+    config,
+    env: options.env,
+    withReference: config.test.parity.sample > 0,
+    purpose: 'test',
+  });
+  try {
+    const holdout = await openHoldout({
+      cwd: options.cwd,
+      holdout: holdoutPath,
+      labels: flags.labels,
+      inputs: target.predictor.inputs,
+      label: config.test.label,
+      features: config.test.features,
+    });
+    const result = await evaluate({
+      predictor: target.predictor,
+      holdout: { ...holdout, file: holdoutPath },
+      settings: config.test,
+      reference: target.reference,
+      onProgress: options.onProgress,
+    });
+    const known = result.task === 'classification' ? CLASSIFICATION_METRICS : REGRESSION_METRICS;
+    checkKnownMetrics(specs, known, result.task);
+    checkKnownMetrics(
+      Object.keys(config.test.maxDrop).map((metric) => ({ metric, op: 'max_drop' as const, threshold: 0 })),
+      known,
+      `${result.task} (test.maxDrop)`,
+    );
+    const metrics = result.metrics as unknown as Record<string, unknown>;
+    const gates = [
+      ...evaluateGates(specs, metrics),
+      ...(baseline ? baselineGates(config.test.maxDrop, baseline, metrics, LOWER_IS_BETTER) : []),
+    ];
+    return {
+      model: target.modelName,
+      image: target.image ?? null,
+      mode: target.mode,
+      task: result.task,
+      rows: result.rows,
+      metrics: result.metrics,
+      gates,
+      passed: gates.every((g) => g.passed) && (result.parity?.passed ?? true),
+      parity: result.parity,
+      seconds: Math.round(result.seconds * 1000) / 1000,
+      rowsPerSecond: Math.round(result.rowsPerSecond),
+      holdout: { file: holdoutPath, format: holdout.format },
+      output: result.output,
+      outputKind: result.outputKind,
+      classes: result.classes,
+      featureStats: result.featureStats,
+    };
+  } finally {
+    await target.close();
+  }
+}
+
+export { describeGate };

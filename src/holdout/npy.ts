@@ -1,0 +1,168 @@
+import { open } from 'node:fs/promises';
+import { inputError } from '../errors.js';
+import type { HoldoutRow, HoldoutSource, InputLayout } from './types.js';
+import { parseValue, valueProblem } from './values.js';
+
+interface NpyHeader {
+  descr: string;
+  fortranOrder: boolean;
+  shape: number[];
+  dataOffset: number;
+  itemSize: number;
+  read: (view: DataView, offset: number) => number | string;
+}
+
+/** NumPy .npy format 1.0-3.0: magic, version, header length, a Python dict literal, then the data. */
+export async function readNpyHeader(file: string, shown: string): Promise<NpyHeader> {
+  const handle = await open(file, 'r').catch(() => {
+    throw inputError(`${shown}: file not found`, 'check the --holdout / --labels path');
+  });
+  try {
+    const start = Buffer.alloc(12);
+    const { bytesRead } = await handle.read(start, 0, 12, 0);
+    if (bytesRead < 10 || start.toString('latin1', 0, 6) !== '\x93NUMPY') {
+      throw inputError(`${shown} is not a NumPy .npy file (no \\x93NUMPY magic)`, 'save it with numpy.save');
+    }
+    const major = start[6];
+    const headerLength = major === 1 ? start.readUInt16LE(8) : start.readUInt32LE(8);
+    const headerStart = major === 1 ? 10 : 12;
+    const header = Buffer.alloc(headerLength);
+    await handle.read(header, 0, headerLength, headerStart);
+    const text = header.toString('latin1');
+    const descr = /'descr':\s*'([^']+)'/.exec(text)?.[1];
+    const fortran = /'fortran_order':\s*(True|False)/.exec(text)?.[1];
+    const shapeText = /'shape':\s*\(([^)]*)\)/.exec(text)?.[1];
+    if (!descr || !fortran || shapeText === undefined) throw inputError(`${shown}: unreadable .npy header`, 'save it with numpy.save');
+    const shape = shapeText
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .map(Number);
+    const { itemSize, read } = reader(descr, shown);
+    return { descr, fortranOrder: fortran === 'True', shape, dataOffset: headerStart + headerLength, itemSize, read };
+  } finally {
+    await handle.close();
+  }
+}
+
+function reader(descr: string, shown: string): Pick<NpyHeader, 'itemSize' | 'read'> {
+  const little = descr[0] !== '>';
+  const kind = descr.slice(1);
+  const numeric: Record<string, [number, (v: DataView, o: number) => number]> = {
+    f4: [4, (v, o) => v.getFloat32(o, little)],
+    f8: [8, (v, o) => v.getFloat64(o, little)],
+    i1: [1, (v, o) => v.getInt8(o)],
+    u1: [1, (v, o) => v.getUint8(o)],
+    b1: [1, (v, o) => v.getUint8(o)],
+    i2: [2, (v, o) => v.getInt16(o, little)],
+    u2: [2, (v, o) => v.getUint16(o, little)],
+    i4: [4, (v, o) => v.getInt32(o, little)],
+    u4: [4, (v, o) => v.getUint32(o, little)],
+    i8: [8, (v, o) => Number(v.getBigInt64(o, little))],
+    u8: [8, (v, o) => Number(v.getBigUint64(o, little))],
+  };
+  if (numeric[kind]) return { itemSize: numeric[kind][0], read: numeric[kind][1] };
+  const unicode = /^U(\d+)$/.exec(kind);
+  if (unicode) {
+    const chars = Number(unicode[1]);
+    return {
+      itemSize: chars * 4,
+      read: (v, o) => {
+        let s = '';
+        for (let i = 0; i < chars; i++) {
+          const code = v.getUint32(o + i * 4, little);
+          if (code === 0) break;
+          s += String.fromCodePoint(code);
+        }
+        return s;
+      },
+    };
+  }
+  throw inputError(`${shown}: dtype '${descr}' is not supported`, 'save numbers (float, int, bool) or unicode strings');
+}
+
+async function* readRows(file: string, header: NpyHeader, rowsPerRead = 4096): AsyncGenerator<(number | string)[]> {
+  const rows = header.shape[0] ?? 1;
+  const rowSize = header.shape.slice(1).reduce((n, d) => n * d, 1);
+  const rowBytes = rowSize * header.itemSize;
+  const handle = await open(file, 'r');
+  try {
+    const buffer = Buffer.alloc(rowBytes * rowsPerRead);
+    for (let first = 0; first < rows; first += rowsPerRead) {
+      const count = Math.min(rowsPerRead, rows - first);
+      const { bytesRead } = await handle.read(buffer, 0, count * rowBytes, header.dataOffset + first * rowBytes);
+      if (bytesRead < count * rowBytes) throw new Error('truncated');
+      const view = new DataView(buffer.buffer, buffer.byteOffset, bytesRead);
+      for (let r = 0; r < count; r++) {
+        const values = new Array<number | string>(rowSize);
+        for (let j = 0; j < rowSize; j++) values[j] = header.read(view, (r * rowSize + j) * header.itemSize);
+        yield values;
+      }
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+export interface NpyOptions {
+  file: string;
+  shown: string;
+  labelsFile: string;
+  labelsShown: string;
+  layouts: InputLayout[];
+}
+
+export async function openNpy(options: NpyOptions): Promise<HoldoutSource> {
+  const { layouts, shown, labelsShown } = options;
+  if (layouts.length !== 1) {
+    throw inputError(`${shown}: .npy holdouts fit single-input models; this model has ${layouts.length} inputs`, 'use a CSV or JSONL holdout');
+  }
+  const layout = layouts[0];
+  const x = await readNpyHeader(options.file, shown);
+  const y = await readNpyHeader(options.labelsFile, labelsShown);
+  if (x.fortranOrder || y.fortranOrder) throw inputError(`${x.fortranOrder ? shown : labelsShown}: Fortran-ordered arrays are not supported`, 'save with numpy.save(np.ascontiguousarray(a))');
+  const rowShape = x.shape.slice(1);
+  const fits = rowShape.length === layout.rowShape.length && layout.rowShape.every((d, i) => d === -1 || d === rowShape[i]);
+  if (!fits) {
+    throw inputError(
+      `${shown}: shape (${x.shape.join(', ')}) gives rows of shape [${rowShape.join(', ')}], input '${layout.name}' wants [${layout.rowShape.join(', ')}]`,
+      'the first axis is the rows; the rest must match the model input',
+    );
+  }
+  if (y.shape.length > 2 || (y.shape.length === 2 && y.shape[1] !== 1)) {
+    throw inputError(`${labelsShown}: shape (${y.shape.join(', ')}); expected one label per row, shape (n,) or (n, 1)`);
+  }
+  if (y.shape[0] !== x.shape[0]) {
+    throw inputError(`${labelsShown} has ${y.shape[0]} labels but ${shown} has ${x.shape[0]} rows`, 'the two files must have the same number of rows');
+  }
+  const rowSize = rowShape.reduce((n, d) => n * d, 1);
+  return {
+    file: options.file,
+    format: 'npy',
+    featureNames: { [layout.name]: Array.from({ length: rowSize }, (_, i) => `${layout.name}[${i}]`) },
+    async *rows(): AsyncGenerator<HoldoutRow> {
+      const labels = readRows(options.labelsFile, y);
+      let index = 0;
+      try {
+        for await (const raw of readRows(options.file, x)) {
+          const where = `index ${index}`;
+          const values = new Array<number | string>(raw.length);
+          for (let j = 0; j < raw.length; j++) {
+            const value = parseValue(raw[j], layout.datatype);
+            if (value === undefined) throw inputError(`${shown} ${where}, element ${j}: ${valueProblem(raw[j], layout.datatype)}`, 'clean the array before saving it');
+            values[j] = value;
+          }
+          const label = (await labels.next()).value?.[0];
+          if (label === undefined || (typeof label === 'number' && !Number.isFinite(label))) {
+            throw inputError(`${labelsShown} ${where}: the label is missing or not finite`);
+          }
+          yield { where, inputs: { [layout.name]: values }, shapes: { [layout.name]: rowShape }, label };
+          index++;
+        }
+      } catch (error) {
+        if ((error as Error).message === 'truncated') throw inputError(`${shown} or ${labelsShown} ends early (truncated file?)`, 'save the arrays again');
+        throw error;
+      }
+    },
+  };
+}

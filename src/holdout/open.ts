@@ -1,0 +1,48 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { inputError } from '../errors.js';
+import type { ServableTensor } from '../model/session.js';
+import { openCsv } from './csv.js';
+import { openJsonl } from './jsonl.js';
+import { openNpy } from './npy.js';
+import type { HoldoutSource, InputLayout } from './types.js';
+
+export function inputLayouts(inputs: Pick<ServableTensor, 'name' | 'datatype' | 'shape'>[]): InputLayout[] {
+  return inputs.map((input) => {
+    const rowShape = input.shape.slice(1);
+    return {
+      name: input.name,
+      datatype: input.datatype,
+      rowShape,
+      rowSize: rowShape.some((d) => d < 0) ? null : rowShape.reduce((n, d) => n * d, 1),
+    };
+  });
+}
+
+export interface OpenHoldoutOptions {
+  cwd: string;
+  holdout: string;
+  /** .npy labels, beside an .npy holdout. */
+  labels?: string;
+  inputs: Pick<ServableTensor, 'name' | 'datatype' | 'shape'>[];
+  label: string;
+  features: string[] | Record<string, string[]>;
+}
+
+/** Opens a holdout by its extension: .csv, .jsonl/.ndjson, or .npy with --labels. */
+export async function openHoldout(options: OpenHoldoutOptions): Promise<HoldoutSource> {
+  const file = path.resolve(options.cwd, options.holdout);
+  const shown = options.holdout;
+  const info = await stat(file).catch(() => undefined);
+  if (!info?.isFile()) throw inputError(`holdout not found: ${shown}`, 'check the --holdout path');
+  const layouts = inputLayouts(options.inputs);
+  const extension = path.extname(file).toLowerCase();
+  if (extension === '.npy') {
+    if (!options.labels) throw inputError(`${shown} is an .npy holdout: --labels <y.npy> is needed too`);
+    return openNpy({ file, shown, labelsFile: path.resolve(options.cwd, options.labels), labelsShown: options.labels, layouts });
+  }
+  if (options.labels) throw inputError('--labels goes with an .npy holdout only', 'CSV and JSONL holdouts carry their labels');
+  if (extension === '.csv') return openCsv({ file, shown, layouts, label: options.label, features: options.features });
+  if (extension === '.jsonl' || extension === '.ndjson') return openJsonl({ file, shown, layouts, label: options.label });
+  throw inputError(`${shown}: unknown holdout format '${extension || '(none)'}'`, 'use .csv (with a header), .jsonl, or .npy with --labels');
+}

@@ -1,0 +1,114 @@
+export interface FeatureSummary {
+  count: number;
+  mean: number;
+  std: number;
+  min: number;
+  max: number;
+  /** From a uniform sample of up to SAMPLE_ROWS rows, so memory stays flat. */
+  quantiles: { p01: number; p05: number; p25: number; p50: number; p75: number; p95: number; p99: number };
+}
+
+const SAMPLE_ROWS = 10_000;
+/** Inputs with more elements a row than this (images, sequences) are summarised as one feature. */
+const MAX_FEATURES_PER_INPUT = 256;
+
+/** A small seeded generator (mulberry32), so samples repeat from run to run. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Per-feature statistics of a holdout in one pass: exact count, mean, std
+ * (population), min and max (Welford); quantiles from a row sample.
+ */
+export class FeatureStatistics {
+  private readonly names: string[] = [];
+  private readonly slots: { input: string; from: number; to: number }[] = [];
+  private count: Float64Array = new Float64Array(0);
+  private mean: Float64Array = new Float64Array(0);
+  private m2: Float64Array = new Float64Array(0);
+  private min: Float64Array = new Float64Array(0);
+  private max: Float64Array = new Float64Array(0);
+  private readonly sample: Float64Array[] = [];
+  private seen = 0;
+  private readonly random = seededRandom(7);
+
+  constructor(featureNames: Record<string, string[]>) {
+    for (const [input, names] of Object.entries(featureNames)) {
+      if (names.length > MAX_FEATURES_PER_INPUT) {
+        this.slots.push({ input, from: 0, to: Infinity });
+        this.names.push(input);
+      } else {
+        names.forEach((name, i) => {
+          this.slots.push({ input, from: i, to: i + 1 });
+          this.names.push(name);
+        });
+      }
+    }
+    const n = this.names.length;
+    this.count = new Float64Array(n);
+    this.mean = new Float64Array(n);
+    this.m2 = new Float64Array(n);
+    this.min = new Float64Array(n).fill(Infinity);
+    this.max = new Float64Array(n).fill(-Infinity);
+  }
+
+  add(inputs: Record<string, (number | string)[]>): void {
+    const values = new Float64Array(this.slots.length);
+    this.slots.forEach((slot, f) => {
+      const row = inputs[slot.input];
+      const end = Math.min(slot.to, row.length);
+      let sum = 0;
+      let n = 0;
+      for (let i = slot.from; i < end; i++) {
+        const v = row[i];
+        if (typeof v !== 'number') continue;
+        n++;
+        sum += v;
+        this.count[f]++;
+        const delta = v - this.mean[f];
+        this.mean[f] += delta / this.count[f];
+        this.m2[f] += delta * (v - this.mean[f]);
+        if (v < this.min[f]) this.min[f] = v;
+        if (v > this.max[f]) this.max[f] = v;
+      }
+      values[f] = n === 0 ? NaN : sum / n;
+    });
+    this.seen++;
+    if (this.sample.length < SAMPLE_ROWS) this.sample.push(values);
+    else {
+      const j = Math.floor(this.random() * this.seen);
+      if (j < SAMPLE_ROWS) this.sample[j] = values;
+    }
+  }
+
+  summary(): Record<string, FeatureSummary> {
+    const out: Record<string, FeatureSummary> = {};
+    this.names.forEach((name, f) => {
+      if (this.count[f] === 0) return;
+      const sorted = this.sample.map((row) => row[f]).filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+      const q = (p: number) => {
+        const position = (sorted.length - 1) * p;
+        const low = Math.floor(position);
+        const high = Math.ceil(position);
+        return sorted[low] + (sorted[high] - sorted[low]) * (position - low);
+      };
+      out[name] = {
+        count: this.count[f],
+        mean: this.mean[f],
+        std: Math.sqrt(this.m2[f] / this.count[f]),
+        min: this.min[f],
+        max: this.max[f],
+        quantiles: { p01: q(0.01), p05: q(0.05), p25: q(0.25), p50: q(0.5), p75: q(0.75), p95: q(0.95), p99: q(0.99) },
+      };
+    });
+    return out;
+  }
+}
