@@ -1,13 +1,13 @@
 // Issue 4: mlops test throughput in-process and against the container, and
 // peak memory as the holdout grows (it should not grow with it).
 import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { dockerEndpoint } from '../dist/docker/client.js';
-import { fixture, median, round, table, ROOT } from './lib.js';
+import { fixture, median, mlopsJson, round, table, ROOT } from './lib.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -23,12 +23,8 @@ async function writeHoldout(file, rows) {
 }
 
 async function mlopsTest(dir, args) {
-  const { stdout } = await execFileAsync(process.execPath, [path.join(ROOT, 'benchmark/cli-child.js'), JSON.stringify(['test', '--json', ...args])], { cwd: dir, maxBuffer: 1 << 26 });
-  const result = JSON.parse(stdout);
-  if (result.code !== 0) throw new Error(`mlops test exited ${result.code}`);
-  return { report: JSON.parse(result.stdout), maxRssBytes: result.maxRssBytes };
+  return mlopsJson(['test', ...args], dir);
 }
-
 
 export async function run({ log }) {
   const dir = await mkdtemp(path.join(tmpdir(), 'mlops-bench-test-'));

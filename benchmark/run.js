@@ -12,6 +12,7 @@ const sections = [
   ['server', () => import('./server.js')],
   ['build', () => import('./build.js')],
   ['test', () => import('./quality.js')],
+  ['crosscheck', () => import('./crosscheck.js')],
 ];
 
 const results = {

@@ -61,6 +61,28 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .action(runAction(async (ctx, flags) => (await import('./commands/test.js')).run(flags as never, ctx)));
 
   program
+    .command('bench')
+    .description('measure latency and throughput, and apply latency gates (exit 1 when one fails)')
+    .option('--image <ref>', 'image to benchmark (default: the last `mlops build`)')
+    .option('--url <base>', 'benchmark a server that is already running')
+    .option('--local', 'benchmark in-process ONNX Runtime (the floor a server is compared with)')
+    .option('--model <file>', 'model file for --local (default: model.path)')
+    .option('--concurrency <list>', 'closed-loop runs at these concurrencies, e.g. 1,8,32 (default: bench.concurrency)')
+    .option('--rate <list>', 'open-loop runs at these arrival rates in requests a second, e.g. 200,500')
+    .option('--batch <list>', 'rows per request, e.g. 1,8,32 (default: bench.batch)')
+    .option('--duration <time>', 'each run lasts this long: 10s, 500ms, 2m (default: bench.durationSeconds)')
+    .option('--requests <n>', 'each run sends this many requests instead')
+    .option('--warmup <time>', 'load before each run that is not counted (default: bench.warmupSeconds)')
+    .option('--workers <n>', 'load generator threads (default: bench.workers)')
+    .option('--holdout <file>', 'send rows of this holdout instead of random inputs')
+    .option('--labels <file>', 'labels .npy, with an .npy holdout')
+    .option('--gate <gate>', "a gate such as 'p95_ms<=20' (repeatable; adds to bench.gates)", collect, [])
+    .option('--baseline <report>', 'an earlier `mlops bench --json` report; fail on a regression beyond bench.regression.tolerance')
+    .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
+    .option('--html <file>', 'write a self-contained page with a chart of latency against load')
+    .action(runAction(async (ctx, flags) => (await import('./commands/bench.js')).run(flags as never, ctx)));
+
+  program
     .command('serve')
     .description('serve a model over the Open Inference Protocol (v2 REST) until SIGTERM or Ctrl-C')
     .option('--model <file>', 'the .onnx model (default: model.path from config)')

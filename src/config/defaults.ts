@@ -27,6 +27,17 @@ export interface Config {
     maxDrop: Record<string, number>;
     parity: { sample: number; tolerance: number };
   };
+  bench: {
+    concurrency: number[];
+    rates: number[];
+    batch: number[];
+    durationSeconds: number;
+    warmupSeconds: number;
+    workers: number;
+    seed: number;
+    gates: Record<string, string>;
+    regression: { tolerance: number; metrics: string[] };
+  };
 }
 
 export const DEFAULTS: Config = {
@@ -85,5 +96,23 @@ export const DEFAULTS: Config = {
     /** Metric name -> the most it may fall behind --baseline. */
     maxDrop: {},
     parity: { sample: 256, tolerance: 1e-4 },
+  },
+  bench: {
+    /** Closed-loop runs, one per concurrency (clients sending back to back). */
+    concurrency: [1, 8, 32],
+    /** Open-loop runs, one per arrival rate in requests a second; none by default. */
+    rates: [],
+    /** Rows per request; a run per value. */
+    batch: [1],
+    durationSeconds: 10,
+    warmupSeconds: 2,
+    /** Load generator threads for HTTP targets. */
+    workers: 1,
+    /** Seed for the random inputs. */
+    seed: 1,
+    /** Metric -> comparison, checked on every run, e.g. {"p95_ms": "<= 20"}. */
+    gates: {},
+    /** With --baseline: how much worse than the baseline a run may be, relatively, on these metrics. */
+    regression: { tolerance: 0.1, metrics: ['p95_ms', 'throughput_rps'] },
   },
 };

@@ -91,6 +91,30 @@ export const configSchema = z
       })
       .partial()
       .strict(),
+    bench: z
+      .object({
+        concurrency: z.array(int(1, 10_000, 'a concurrency'), { error: 'expected a list of concurrencies, like [1, 8, 32]' }),
+        rates: z.array(z.number({ error: 'expected requests a second' }).positive({ error: 'expected a rate above 0' }), {
+          error: 'expected a list of rates in requests a second, like [200, 500]',
+        }),
+        batch: z.array(int(1, 65536, 'a row count'), { error: 'expected a list of rows per request, like [1, 8]' }).min(1, {
+          error: 'expected at least one batch size',
+        }),
+        durationSeconds: z.number({ error: 'expected seconds' }).positive({ error: 'expected seconds above 0' }),
+        warmupSeconds: z.number({ error: 'expected seconds' }).min(0, { error: 'expected seconds >= 0' }),
+        workers: int(1, 64, 'a thread count'),
+        seed: int(0, 2 ** 31 - 1, 'a seed'),
+        gates: z.record(z.string(), comparison, { error: 'expected an object of metric: comparison' }),
+        regression: z
+          .object({
+            tolerance: z.number({ error: 'expected a fraction, like 0.1' }).min(0, { error: 'expected a fraction >= 0' }),
+            metrics: z.array(z.string(), { error: 'expected a list of metric names' }),
+          })
+          .partial()
+          .strict(),
+      })
+      .partial()
+      .strict(),
   })
   .partial()
   .strict();

@@ -1,7 +1,7 @@
 import { COMPARISON } from '../config/schema.js';
 import { inputError } from '../errors.js';
 
-export type Op = '>=' | '<=' | '>' | '<' | '==' | 'max_drop';
+export type Op = '>=' | '<=' | '>' | '<' | '==' | 'max_drop' | 'max_regression';
 
 export interface GateSpec {
   metric: string;
@@ -69,7 +69,7 @@ export function baselineGates(
 }
 
 export function describeGate(gate: GateSpec & { baseline?: number }): string {
-  return gate.op === 'max_drop'
-    ? `${gate.metric} drops at most ${gate.threshold} from ${gate.baseline ?? 'baseline'}`
-    : `${gate.metric} ${gate.op} ${gate.threshold}`;
+  if (gate.op === 'max_drop') return `${gate.metric} drops at most ${gate.threshold} from ${gate.baseline ?? 'baseline'}`;
+  if (gate.op === 'max_regression') return `${gate.metric} at most ${gate.threshold * 100}% worse than ${gate.baseline ?? 'baseline'}`;
+  return `${gate.metric} ${gate.op} ${gate.threshold}`;
 }

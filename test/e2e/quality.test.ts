@@ -10,10 +10,10 @@ import { ensureTestBaseImage, probeEngine, waitFor } from './docker.js';
 const engine = await probeEngine();
 const REPOSITORY = 'mlops-e2e-test';
 
-describe.skipIf(!engine.ok)(`mlops test against the built image${engine.ok ? '' : ` (skipped: ${engine.reason})`}`, () => {
+describe.skipIf(!engine.ok)(`mlops test and mlops bench against the built image${engine.ok ? '' : ` (skipped: ${engine.reason})`}`, () => {
   const docker = engine.docker;
   let project: string;
-  const testContainers = async () => docker.listContainers({ all: true, filters: { label: ['mlops.purpose=test'] } });
+  const testContainers = async (purpose = 'test') => docker.listContainers({ all: true, filters: { label: [`mlops.purpose=${purpose}`] } });
 
   beforeAll(async () => {
     const base = await ensureTestBaseImage(docker);
@@ -61,6 +61,22 @@ describe.skipIf(!engine.ok)(`mlops test against the built image${engine.ok ? '' 
     const { code, stderr } = await runCli(['test', '--image', 'mlops-no-such-image:1'], { cwd: project });
     expect(code).toBe(2);
     expect(lines(stderr).find((l) => l.startsWith('error:'))).toBe('error: image not found: mlops-no-such-image:1');
+  });
+
+  it("benchmarks the image with the container's CPU and memory and the server's own timings", async () => {
+    const { code, stdout, stderr } = await runCli(['bench', '--concurrency', '2', '--duration', '2500ms', '--warmup', '200ms', '--json'], { cwd: project });
+    expect(code, stderr).toBe(0);
+    const report = JSON.parse(stdout);
+    expect(report.target.mode).toBe('image');
+    expect(report.model).toBe('bc');
+    const [run] = report.runs;
+    expect(run.errors.count).toBe(0);
+    expect(run.throughputRps).toBeGreaterThan(50);
+    expect(run.server.container.samples).toBeGreaterThanOrEqual(1);
+    expect(run.server.container.cpuPercent.mean).toBeGreaterThan(0);
+    expect(run.server.container.memoryBytes.max).toBeGreaterThan(1e6);
+    expect(run.server.times.inferenceMeanMs).toBeGreaterThan(0);
+    expect(await testContainers('bench')).toEqual([]);
   });
 
   it('removes the container on Ctrl-C', async () => {

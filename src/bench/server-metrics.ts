@@ -1,0 +1,55 @@
+import { probe } from '../http/ready.js';
+import http from 'node:http';
+
+export interface ServerSideTimes {
+  /** Mean ONNX Runtime time per run, and mean wait before a run, in ms; mean rows per run. */
+  inferenceMeanMs: number | null;
+  queueMeanMs: number | null;
+  batchSizeMean: number | null;
+}
+
+type Counters = Record<string, number>;
+
+function get(url: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { timeout: 2000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve(res.statusCode === 200 ? body : null));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(null));
+  });
+}
+
+/** The sums and counts mlops servers export; null when the server has no /metrics. */
+export async function scrapeCounters(baseUrl: string): Promise<Counters | null> {
+  const text = await get(`${baseUrl.replace(/\/$/, '')}/metrics`);
+  if (!text) return null;
+  const out: Counters = {};
+  for (const name of [
+    'mlops_inference_duration_seconds_sum',
+    'mlops_inference_duration_seconds_count',
+    'mlops_inference_queue_duration_seconds_sum',
+    'mlops_inference_queue_duration_seconds_count',
+    'mlops_batch_size_sum',
+    'mlops_batch_size_count',
+  ]) {
+    const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+    if (match) out[name] = Number(match[1]);
+  }
+  return out;
+}
+
+/** What the server itself measured between two scrapes. */
+export function serverTimes(before: Counters | null, after: Counters | null): ServerSideTimes | null {
+  if (!before || !after) return null;
+  const delta = (name: string) => (after[name] ?? 0) - (before[name] ?? 0);
+  const mean = (sum: string, count: string, scale: number) => (delta(count) > 0 ? (delta(sum) / delta(count)) * scale : null);
+  return {
+    inferenceMeanMs: mean('mlops_inference_duration_seconds_sum', 'mlops_inference_duration_seconds_count', 1000),
+    queueMeanMs: mean('mlops_inference_queue_duration_seconds_sum', 'mlops_inference_queue_duration_seconds_count', 1000),
+    batchSizeMean: mean('mlops_batch_size_sum', 'mlops_batch_size_count', 1),
+  };
+}
+

@@ -1,0 +1,68 @@
+import path from 'node:path';
+import { runBench, type BenchFlags } from '../bench/bench.js';
+import { renderBenchHtml, renderBenchHuman, renderBenchMarkdown } from '../bench/report.js';
+import { ExitCode, inputError } from '../errors.js';
+import { appendStepSummary, writeFileAtomic } from '../report/files.js';
+import type { CommandContext } from './context.js';
+
+interface RawFlags extends Omit<BenchFlags, 'concurrency' | 'rate' | 'batch' | 'durationMs' | 'requests' | 'warmupMs' | 'workers'> {
+  concurrency?: string;
+  rate?: string;
+  batch?: string;
+  duration?: string;
+  requests?: string;
+  warmup?: string;
+  workers?: string;
+  markdown?: string;
+  html?: string;
+}
+
+function list(flag: string, value: string | undefined, integer: boolean): number[] | undefined {
+  if (value === undefined) return undefined;
+  const items = value.split(',').map((v) => Number(v.trim()));
+  if (items.length === 0 || items.some((n) => !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))) {
+    throw inputError(`--${flag} ${value}: expected a comma-separated list of ${integer ? 'whole numbers' : 'numbers'} above 0, like 1,8,32`);
+  }
+  return items;
+}
+
+/** "10s", "500ms", "2m" or plain seconds, in milliseconds. */
+export function parseDuration(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/.exec(value.trim());
+  if (!match) throw inputError(`--${flag} ${value}: expected a duration like 10s, 500ms or 2m`);
+  const n = Number(match[1]);
+  return match[2] === 'ms' ? n : match[2] === 'm' ? n * 60_000 : n * 1000;
+}
+
+export async function run(raw: RawFlags, ctx: CommandContext): Promise<number> {
+  const { config, baseDir } = await ctx.config();
+  const flags: BenchFlags = {
+    ...raw,
+    concurrency: list('concurrency', raw.concurrency, true),
+    rate: list('rate', raw.rate, false),
+    batch: list('batch', raw.batch, true),
+    durationMs: parseDuration('duration', raw.duration),
+    requests: list('requests', raw.requests, true)?.[0],
+    warmupMs: parseDuration('warmup', raw.warmup),
+    workers: list('workers', raw.workers, true)?.[0],
+  };
+  if (flags.durationMs !== undefined && flags.requests !== undefined) throw inputError('--duration and --requests exclude each other', 'pick one way to end a run');
+  const task = ctx.reporter.task('Benchmarking');
+  let report;
+  try {
+    report = await runBench({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, onRun: (label) => task.update(`Benchmarking: ${label}`) });
+    task.succeed(`Benchmarked ${report.runs.length} run${report.runs.length === 1 ? '' : 's'} in ${report.seconds} s`);
+  } catch (error) {
+    task.fail();
+    throw error;
+  }
+  const markdown = renderBenchMarkdown(report);
+  if (raw.markdown) await writeFileAtomic(path.resolve(ctx.cwd, raw.markdown), markdown);
+  if (raw.html) await writeFileAtomic(path.resolve(ctx.cwd, raw.html), renderBenchHtml(report));
+  await appendStepSummary(ctx.env, markdown);
+  // tag and push read the latest report of a build from here.
+  await writeFileAtomic(path.join(baseDir, '.mlops', 'last-bench.json'), JSON.stringify(report, null, 2) + '\n');
+  ctx.reporter.result(report, renderBenchHuman);
+  return report.passed ? ExitCode.ok : ExitCode.gateFailed;
+}

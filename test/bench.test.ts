@@ -1,0 +1,185 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { httpSender } from '../src/bench/http-send.js';
+import { runLoad } from '../src/bench/load.js';
+import { createLatencyHistogram, recordMs, summarize } from '../src/bench/stats.js';
+import { DEFAULTS } from '../src/config/defaults.js';
+import { startServer, type RunningServer } from '../src/server/run.js';
+import { fixture, lines, runCli, withTempDir } from './helpers.js';
+
+describe('latency statistics', () => {
+  it('gives the percentiles, mean and stddev of a known sequence (3 significant digits)', () => {
+    const h = createLatencyHistogram();
+    for (let v = 1; v <= 1000; v++) recordMs(h, v / 10); // 0.1 ms .. 100 ms
+    const s = summarize(h);
+    const close = (actual: number, expected: number) => expect(Math.abs(actual - expected) / expected).toBeLessThan(0.002);
+    close(s.min, 0.1);
+    close(s.p50, 50);
+    close(s.p90, 90);
+    close(s.p95, 95);
+    close(s.p99, 99);
+    close(s.p999, 99.9);
+    close(s.max, 100);
+    close(s.mean, 50.05);
+    close(s.stddev, 28.867);
+  });
+
+  it('is all zeros for an empty run', () => {
+    expect(summarize(createLatencyHistogram())).toEqual({ min: 0, mean: 0, stddev: 0, p50: 0, p90: 0, p95: 0, p99: 0, p999: 0, max: 0 });
+  });
+});
+
+describe('open loop measures from the schedule (no coordinated omission)', () => {
+  let server: http.Server;
+  let url: string;
+  let stallFrom = Infinity;
+  const STALL_MS = 200;
+
+  beforeAll(async () => {
+    // Answers at once, except that everything arriving during a 200 ms window waits for its end.
+    server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const now = performance.now();
+        const wait = now >= stallFrom && now < stallFrom + STALL_MS ? stallFrom + STALL_MS - now : 0;
+        setTimeout(() => res.end('{}'), wait);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v2/models/m/infer`;
+  });
+  afterAll(() => new Promise((r) => server.close(r)));
+
+  const measure = async (plan: Parameters<typeof runLoad>[0]) => {
+    const { send, close } = httpSender(url, [Buffer.from('{}')], 8);
+    stallFrom = performance.now() + 400;
+    const outcome = await runLoad(plan, send);
+    await close();
+    return { summary: summarize(outcome.histogram), requests: outcome.requests };
+  };
+
+  it('shows a stall in p99 at a fixed arrival rate, where a closed loop hides it', async () => {
+    const open = await measure({ mode: 'open', rate: 400, durationMs: 1500, warmupMs: 0 });
+    const closed = await measure({ mode: 'closed', concurrency: 1, durationMs: 1500, warmupMs: 0 });
+    // 200 ms of stall at 400 req/s: ~80 requests (13%) were due during it, waiting up to 200 ms.
+    expect(open.summary.p99).toBeGreaterThan(150);
+    expect(open.summary.p90).toBeGreaterThan(20);
+    // The closed loop sent one request into the stall and waited; its p99 stays low.
+    expect(closed.summary.max).toBeGreaterThan(150);
+    expect(closed.summary.p99).toBeLessThan(open.summary.p99 / 4);
+    expect(open.requests).toBeGreaterThanOrEqual(590);
+    expect(open.requests).toBeLessThanOrEqual(601);
+  });
+});
+
+describe('mlops bench', () => {
+  let running: RunningServer;
+  beforeAll(async () => {
+    running = await startServer(
+      {
+        modelPath: fixture('breast_cancer', 'model.onnx'),
+        modelName: 'bc',
+        modelVersion: '1',
+        host: '127.0.0.1',
+        port: 0,
+        maxBodyBytes: DEFAULTS.server.maxBodyBytes,
+        shutdownTimeoutMs: 2000,
+        intraOpThreads: 0,
+        batching: { ...DEFAULTS.server.batching },
+      },
+      () => undefined,
+    );
+  });
+  afterAll(() => running?.stop());
+
+  const config = (dir: string, bench: Record<string, unknown> = {}) =>
+    writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: fixture('breast_cancer', 'model.onnx'), name: 'bc' }, bench }));
+
+  it('benchmarks a running server from worker threads, with the server-side breakdown, and writes Markdown and HTML', async () => {
+    await withTempDir(async (dir) => {
+      await config(dir);
+      const { code, stdout, stderr } = await runCli(
+        ['bench', '--url', running.url, '--concurrency', '1,4', '--batch', '1,8', '--duration', '400ms', '--warmup', '100ms', '--workers', '2', '--markdown', 'b.md', '--html', 'b.html', '--json'],
+        { cwd: dir },
+      );
+      expect(code, stderr).toBe(0);
+      const report = JSON.parse(stdout);
+      expect(report.target).toEqual({ mode: 'url', image: null, url: running.url + '/' });
+      expect(report.runs.map((r: { concurrency: number; batch: number }) => [r.concurrency, r.batch])).toEqual([[1, 1], [4, 1], [1, 8], [4, 8]]);
+      for (const run of report.runs) {
+        expect(run).toMatchObject({ mode: 'closed', errors: { count: 0, rate: 0, byKind: {} } });
+        expect(run.requests).toBeGreaterThan(10);
+        expect(run.rowsPerSecond).toBeCloseTo(run.throughputRps * run.batch, -2);
+        expect(run.latencyMs.p50).toBeGreaterThan(0);
+        expect(run.latencyMs.p99).toBeGreaterThanOrEqual(run.latencyMs.p50);
+        expect(run.server.times.inferenceMeanMs).toBeGreaterThan(0);
+        expect(run.server.container).toBeNull();
+      }
+      expect(report.runs[3].server.times.batchSizeMean).toBeGreaterThan(8);
+      expect(await readFile(path.join(dir, 'b.md'), 'utf8')).toContain('## mlops bench: passed');
+      const html = await readFile(path.join(dir, 'b.html'), 'utf8');
+      expect(html).toMatch(/^<!doctype html>/);
+      expect(html.match(/<svg /g)).toHaveLength(2);
+      expect(html).toContain('<polyline');
+      expect(html).not.toMatch(/<script|\s(src|href)=/);
+    });
+  });
+
+  it('exits 1 with a gate table when a latency gate fails, 0 when it holds', async () => {
+    await withTempDir(async (dir) => {
+      await config(dir, { gates: { error_rate: '<= 0' } });
+      const args = ['bench', '--local', '--concurrency', '1', '--duration', '300ms', '--warmup', '0ms'];
+      const failed = await runCli([...args, '--gate', 'p99_ms<=0.000001', '--json'], { cwd: dir });
+      expect(failed.code).toBe(1);
+      const gates = JSON.parse(failed.stdout).gates;
+      expect(gates).toEqual([
+        expect.objectContaining({ metric: 'error_rate', passed: true, run: 'concurrency 1, batch 1' }),
+        expect.objectContaining({ metric: 'p99_ms', op: '<=', threshold: 0.000001, passed: false }),
+      ]);
+      const human = await runCli([...args, '--gate', 'p99_ms<=0.000001'], { cwd: dir });
+      expect(human.stdout).toMatch(/concurrency 1, batch 1\s+p99_ms <= 0\.000001\s+\S+\s+FAIL/);
+      expect(human.stdout).toContain('FAILED');
+      expect((await runCli([...args, '--gate', 'throughput_rps>=1'], { cwd: dir })).code).toBe(0);
+    });
+  });
+
+  it('fails a run that regressed beyond the tolerance against a baseline', async () => {
+    await withTempDir(async (dir) => {
+      await config(dir, { regression: { tolerance: 0.1, metrics: ['throughput_rps'] } });
+      const baseline = { runs: [{ mode: 'closed', concurrency: 1, batch: 1, throughputRps: 1e9, errors: { rate: 0 }, latencyMs: { p50: 1, p90: 1, p95: 1, p99: 1, max: 1, mean: 1 } }] };
+      await writeFile(path.join(dir, 'base.json'), JSON.stringify(baseline));
+      const { code, stdout } = await runCli(['bench', '--local', '--concurrency', '1', '--duration', '200ms', '--warmup', '0ms', '--baseline', 'base.json', '--json'], { cwd: dir });
+      expect(code).toBe(1);
+      expect(JSON.parse(stdout).gates).toEqual([expect.objectContaining({ metric: 'throughput_rps', op: 'max_regression', baseline: 1e9, passed: false })]);
+    });
+  });
+
+  it('flags a run whose load generator fell behind its schedule', async () => {
+    await withTempDir(async (dir) => {
+      await config(dir);
+      const { stdout } = await runCli(['bench', '--local', '--rate', '200000', '--duration', '300ms', '--warmup', '0ms', '--json'], { cwd: dir });
+      const [run] = JSON.parse(stdout).runs;
+      expect(run.mode).toBe('open');
+      expect(run.unreliable).toBe(true);
+      expect(run.unreliableReasons.join(' ')).toMatch(/fell behind its schedule|busy/);
+    });
+  });
+
+  it('refuses bad flags and unknown gate metrics with exit 2', async () => {
+    await withTempDir(async (dir) => {
+      await config(dir);
+      const bad = async (args: string[]) => {
+        const r = await runCli(['bench', '--local', ...args], { cwd: dir });
+        expect(r.code).toBe(2);
+        return lines(r.stderr).find((l) => l.startsWith('error:'));
+      };
+      expect(await bad(['--concurrency', '0,8'])).toBe('error: --concurrency 0,8: expected a comma-separated list of whole numbers above 0, like 1,8,32');
+      expect(await bad(['--duration', 'soon'])).toBe('error: --duration soon: expected a duration like 10s, 500ms or 2m');
+      expect(await bad(['--gate', 'p42_ms<=1'])).toBe("error: gate on unknown metric 'p42_ms' for bench");
+      expect(await bad(['--duration', '1s', '--requests', '10'])).toBe('error: --duration and --requests exclude each other');
+    });
+  });
+});
