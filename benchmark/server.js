@@ -14,8 +14,7 @@ async function bench(args) {
 async function serverRuns(model, serveArgs, concurrency) {
   const server = await startServeProcess(['--model', fixture(model, 'model.onnx'), ...serveArgs]);
   try {
-    const floor = await bench(['--url', server.url, '--concurrency', '1', '--model', fixture(model, 'model.onnx')]).catch(() => null);
-    return { runs: await bench(['--url', server.url, '--concurrency', concurrency, '--model', fixture(model, 'model.onnx')]), floor };
+    return { runs: await bench(['--url', server.url, '--concurrency', concurrency, '--model', fixture(model, 'model.onnx')]) };
   } finally {
     await server.stop();
   }
