@@ -83,6 +83,31 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .action(runAction(async (ctx, flags) => (await import('./commands/bench.js')).run(flags as never, ctx)));
 
   program
+    .command('tag')
+    .description('give the last build (or --image) a semantic version, with its test and bench results as labels')
+    .argument('[version]', 'MAJOR.MINOR.PATCH, e.g. 1.2.0')
+    .option('--bump <part>', 'patch, minor or major: bump the highest existing version')
+    .option('--image <ref>', 'image to tag (default: the last `mlops build`)')
+    .option('--alias <name>', 'also point this alias (staging, production) at the version (repeatable)', collect, [])
+    .option('--force', 'overwrite a version that exists for another model')
+    .option('--yes', 'confirm moving an alias (needed in CI)')
+    .option('--offline', 'check local tags only, not the registry')
+    .action(runAction(async (ctx, version, flags) => (await import('./commands/tag.js')).run(version as string | undefined, flags as never, ctx)));
+
+  program
+    .command('push')
+    .description('push a version (default: the last `mlops tag`) and its aliases to the registry')
+    .argument('[version]', 'the version to push')
+    .option('--yes', 'confirm moving an alias in the registry (needed in CI)')
+    .action(runAction(async (ctx, version, flags) => (await import('./commands/push.js')).run(version as string | undefined, flags as never, ctx)));
+
+  program
+    .command('versions')
+    .description("list the model's versions in the registry: digest, created, model, results, aliases")
+    .option('--repository <ref>', 'registry/repository to list (default: image.repository)')
+    .action(runAction(async (ctx, flags) => (await import('./commands/versions.js')).run(flags as never, ctx)));
+
+  program
     .command('serve')
     .description('serve a model over the Open Inference Protocol (v2 REST) until SIGTERM or Ctrl-C')
     .option('--model <file>', 'the .onnx model (default: model.path from config)')

@@ -107,7 +107,7 @@ describe('mlops bench', () => {
       );
       expect(code, stderr).toBe(0);
       const report = JSON.parse(stdout);
-      expect(report.target).toEqual({ mode: 'url', image: null, url: running.url + '/' });
+      expect(report.target).toEqual({ mode: 'url', image: null, imageId: null, url: running.url + '/' });
       expect(report.runs.map((r: { concurrency: number; batch: number }) => [r.concurrency, r.batch])).toEqual([[1, 1], [4, 1], [1, 8], [4, 8]]);
       for (const run of report.runs) {
         expect(run).toMatchObject({ mode: 'closed', errors: { count: 0, rate: 0, byKind: {} } });

@@ -54,7 +54,7 @@ export interface BenchGateResult extends GateResult {
 }
 
 export interface BenchReport {
-  target: { mode: OpenedTarget['mode']; image: string | null; url: string | null };
+  target: { mode: OpenedTarget['mode']; image: string | null; imageId: string | null; url: string | null };
   model: string;
   runs: BenchRun[];
   gates: BenchGateResult[];
@@ -195,7 +195,7 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
     const gates: BenchGateResult[] = runs.flatMap((run) => evaluateGates(specs, runMetrics(run)).map((g) => ({ ...g, run: runLabel(run) })));
     if (baseline) gates.push(...regressionGates(runs, baseline, settings.regression));
     return {
-      target: { mode: target.mode, image: target.image ?? null, url: target.mode === 'url' ? (target.url ?? null) : null },
+      target: { mode: target.mode, image: target.image ?? null, imageId: target.container?.imageId ?? null, url: target.mode === 'url' ? (target.url ?? null) : null },
       model: target.modelName,
       runs,
       gates,

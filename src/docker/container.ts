@@ -11,6 +11,8 @@ import { tail } from './client.js';
 export interface ModelContainer {
   id: string;
   image: string;
+  /** The image's id (sha256:...), whatever reference named it. */
+  imageId: string;
   /** http://127.0.0.1:<published port> */
   url: string;
   labels: Record<string, string>;
@@ -74,7 +76,7 @@ export async function startModelContainer(
       const why = state.Running ? `not ready after ${Math.round(ready.ms / 1000)} s` : `exited with code ${state.ExitCode}`;
       throw environmentError(`the container from ${image} ${why}`, 'its log is above; fix the image or its model', tail(await logs()));
     }
-    return { id: container.id, image, url, labels: info.Config.Labels ?? {}, logs, remove };
+    return { id: container.id, image, imageId: info.Id, url, labels: info.Config.Labels ?? {}, logs, remove };
   } catch (error) {
     await remove();
     throw error;

@@ -33,6 +33,7 @@ export interface TestFlags extends TargetFlags {
 export interface TestReport {
   model: string;
   image: string | null;
+  imageId: string | null;
   mode: 'image' | 'url' | 'local';
   task: Evaluation['task'];
   rows: number;
@@ -122,6 +123,7 @@ export async function runQualityTest(options: RunTestOptions): Promise<TestRepor
     return {
       model: target.modelName,
       image: target.image ?? null,
+      imageId: target.container?.imageId ?? null,
       mode: target.mode,
       task: result.task,
       rows: result.rows,

@@ -1,0 +1,48 @@
+import { connectDocker } from '../docker/client.js';
+import { ExitCode, inputError } from '../errors.js';
+import { readLastBuild } from '../image/last-build.js';
+import { tagVersion, type Bump } from '../registry/tag.js';
+import { isCI } from '../ui/environment.js';
+import type { CommandContext } from './context.js';
+import { configuredRepository } from './repository.js';
+
+export interface TagFlags {
+  bump?: string;
+  image?: string;
+  alias: string[];
+  force?: boolean;
+  yes?: boolean;
+  offline?: boolean;
+}
+
+export async function run(version: string | undefined, flags: TagFlags, ctx: CommandContext): Promise<number> {
+  const { config, baseDir } = await ctx.config();
+  if (flags.bump && !['patch', 'minor', 'major'].includes(flags.bump)) throw inputError(`--bump ${flags.bump}: expected patch, minor or major`);
+  if (flags.bump && version) throw inputError('give a version or --bump, not both');
+  const image = flags.image ?? (await readLastBuild(baseDir)).imageId;
+  const docker = await connectDocker(ctx.env);
+  const result = await tagVersion({
+    docker,
+    env: ctx.env,
+    projectDir: baseDir,
+    image,
+    repository: configuredRepository(config, baseDir),
+    version,
+    bump: flags.bump as Bump | undefined,
+    aliases: flags.alias,
+    force: Boolean(flags.force),
+    ci: isCI(ctx.env),
+    yes: Boolean(flags.yes),
+    offline: Boolean(flags.offline),
+  });
+  ctx.reporter.result(result, (r, s) =>
+    [
+      `${s.green('✔')} tagged ${s.bold(r.reference)} (model ${r.modelSha256.slice(0, 12)}; versions checked in the ${r.checked === 'registry' ? 'registry' : 'local images'})`,
+      ...r.aliases.map((a) => `  alias ${a.reference}${a.previous && a.previous !== r.version ? ` (moved from ${a.previous})` : ''}`),
+      Object.keys(r.labels).length > 0
+        ? `  labels: ${Object.entries(r.labels).map(([k, v]) => `${k.replace(/^mlops\./, '')}=${v}`).join(' ')}`
+        : '  no test or bench report for this build: no result labels',
+    ].join('\n'),
+  );
+  return ExitCode.ok;
+}

@@ -1,0 +1,44 @@
+import { connectDocker } from '../docker/client.js';
+import { ExitCode } from '../errors.js';
+import { RegistryClient } from '../registry/client.js';
+import { resolveCredentials } from '../registry/credentials.js';
+import { localName, parseReference } from '../registry/reference.js';
+import { localVersions, registryVersions } from '../registry/versions.js';
+import { renderTable } from '../ui/reporter.js';
+import type { CommandContext } from './context.js';
+import { configuredRepository } from './repository.js';
+
+export interface VersionsFlags {
+  repository?: string;
+}
+
+export async function run(flags: VersionsFlags, ctx: CommandContext): Promise<number> {
+  const { config, baseDir } = await ctx.config();
+  const ref = parseReference(flags.repository ?? configuredRepository(config, baseDir));
+  const inRegistry = ref.registry !== 'docker.io' || Boolean(flags.repository);
+  let listing;
+  if (inRegistry) {
+    const credentials = await resolveCredentials(ref.registry, ctx.env);
+    ctx.reporter.maskSecret(credentials?.password);
+    listing = await registryVersions(new RegistryClient(ref.registry, credentials), ref.repository);
+  } else {
+    listing = await localVersions(await connectDocker(ctx.env), ref);
+  }
+  const result = { repository: localName(ref), registry: inRegistry ? ref.registry : null, source: inRegistry ? 'registry' : 'local', ...listing };
+  ctx.reporter.result(result, (r, s) => {
+    if (r.versions.length === 0) return `no versions of ${r.repository} yet (${r.source})`;
+    const rows = r.versions.map((v) => [
+      s.bold(v.version),
+      (v.digest ?? v.imageId ?? '').replace(/^sha256:/, '').slice(0, 12),
+      v.created ? v.created.replace(/\.\d+Z$/, 'Z') : '',
+      (v.modelSha256 ?? '').slice(0, 12),
+      Object.entries(v.metrics)
+        .filter(([k]) => !k.endsWith('.load') && !k.endsWith('.rows'))
+        .map(([k, val]) => `${k}=${val}`)
+        .join(' '),
+      v.aliases.join(', '),
+    ]);
+    return `${r.repository} (${r.source})\n\n${renderTable(['version', 'digest', 'created', 'model', 'results', 'aliases'], rows)}`;
+  });
+  return ExitCode.ok;
+}

@@ -1,0 +1,197 @@
+import type Docker from 'dockerode';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import semver from 'semver';
+import tar from 'tar-fs';
+import { inspectImage } from '../docker/container.js';
+import { inputError, environmentError } from '../errors.js';
+import { dockerfileString } from '../image/context.js';
+import { writeFileAtomic } from '../report/files.js';
+import { RegistryClient } from './client.js';
+import { resolveCredentials } from './credentials.js';
+import { localName, parseReference, type ImageReference } from './reference.js';
+import { localVersions, registryVersions, type VersionListing } from './versions.js';
+
+export type Bump = 'patch' | 'minor' | 'major';
+
+export interface TagOptions {
+  docker: Docker;
+  env: NodeJS.ProcessEnv;
+  projectDir: string;
+  /** The image to version: a reference or an id. */
+  image: string;
+  /** Where versions live: [registry/]repository. */
+  repository: string;
+  version?: string;
+  bump?: Bump;
+  aliases: string[];
+  force: boolean;
+  /** Moving an alias in CI needs an explicit yes. */
+  ci: boolean;
+  yes: boolean;
+  /** Check local tags only, not the registry. */
+  offline: boolean;
+}
+
+export interface TagResult {
+  version: string;
+  reference: string;
+  imageId: string;
+  modelSha256: string;
+  /** Where existing versions were read from. */
+  checked: 'registry' | 'local';
+  aliases: { alias: string; reference: string; previous: string | null }[];
+  /** The test and bench results stamped on the version; absent when there was no report for this build. */
+  labels: Record<string, string>;
+}
+
+const TEST_HEADLINE = ['accuracy', 'balanced_accuracy', 'f1_macro', 'roc_auc', 'log_loss', 'mae', 'rmse', 'r2'];
+
+async function readJson(file: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** mlops.test.* and mlops.bench.* labels from the latest reports, when they were made on this very image. */
+export async function reportLabels(projectDir: string, imageId: string): Promise<Record<string, string>> {
+  const labels: Record<string, string> = {};
+  const test = await readJson(path.join(projectDir, '.mlops', 'last-test.json'));
+  if (test && test.imageId === imageId) {
+    labels['mlops.test.passed'] = String(test.passed);
+    labels['mlops.test.rows'] = String(test.rows);
+    const metrics = (test.metrics ?? {}) as Record<string, unknown>;
+    for (const name of TEST_HEADLINE) if (typeof metrics[name] === 'number') labels[`mlops.test.${name}`] = String(Math.round((metrics[name] as number) * 1e6) / 1e6);
+  }
+  const bench = await readJson(path.join(projectDir, '.mlops', 'last-bench.json'));
+  const runs = (bench?.runs ?? []) as { latencyMs: Record<string, number>; throughputRps: number; concurrency?: number; rate?: number; batch: number }[];
+  if (bench && (bench.target as { imageId?: string } | undefined)?.imageId === imageId && runs.length > 0) {
+    // Latency at the lightest load measured; throughput at the best.
+    const first = runs[0];
+    labels['mlops.bench.passed'] = String(bench.passed);
+    labels['mlops.bench.load'] = first.concurrency !== undefined ? `concurrency ${first.concurrency}, batch ${first.batch}` : `rate ${first.rate}/s, batch ${first.batch}`;
+    for (const p of ['p50', 'p95', 'p99'] as const) labels[`mlops.bench.${p}_ms`] = String(first.latencyMs[p]);
+    labels['mlops.bench.throughput_rps'] = String(Math.max(...runs.map((r) => r.throughputRps)));
+  }
+  return labels;
+}
+
+/**
+ * Existing versions and aliases: the registry's (unless offline or there is
+ * none) and this machine's, the registry's winning where both have a tag.
+ */
+async function existing(options: TagOptions, ref: ImageReference): Promise<{ listing: VersionListing; checked: 'registry' | 'local' }> {
+  const local = await localVersions(options.docker, ref);
+  if (options.offline || ref.registry === 'docker.io') return { listing: local, checked: 'local' };
+  const client = new RegistryClient(ref.registry, await resolveCredentials(ref.registry, options.env));
+  let remote: VersionListing;
+  try {
+    remote = await registryVersions(client, ref.repository);
+  } catch (error) {
+    if ((error as { exitCode?: number }).exitCode === 3) {
+      throw environmentError(`${(error as Error).message}; cannot check which versions exist`, 'start the registry, or pass --offline to check local tags only');
+    }
+    throw error;
+  }
+  const known = new Set(remote.versions.map((v) => v.version));
+  const versions = [...remote.versions, ...local.versions.filter((v) => !known.has(v.version))].sort((a, b) => semver.rcompare(a.version, b.version));
+  const checked = remote.versions.length > 0 ? 'registry' : 'local';
+  // "The highest version in the registry, or locally when there is none."
+  const ordered = checked === 'registry' ? [...remote.versions, ...versions.filter((v) => !known.has(v.version))] : versions;
+  return { listing: { versions: ordered, aliases: { ...local.aliases, ...remote.aliases } }, checked };
+}
+
+/** Gives an image a semantic version (and aliases), stamped with its test and bench results. */
+export async function tagVersion(options: TagOptions): Promise<TagResult> {
+  const ref = parseReference(options.repository);
+  if (ref.tag || ref.digest) throw inputError(`image.repository ${options.repository}: a repository, without a tag`);
+  const source = await inspectImage(options.docker, options.image);
+  const modelSha256 = source.Config.Labels?.['mlops.model.sha256'];
+  if (!modelSha256) throw inputError(`${options.image} was not built by mlops (no mlops.model.sha256 label)`, 'run `mlops build` first');
+  for (const alias of options.aliases) {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(alias) || semver.valid(alias) || /^sha-[0-9a-f]{12}$/.test(alias)) {
+      throw inputError(`--alias ${alias}: not a valid alias`, 'use a name such as staging or production (not a version, not sha-...)');
+    }
+  }
+
+  const { listing, checked } = await existing(options, ref);
+  let version: string;
+  if (options.version !== undefined) {
+    const clean = semver.valid(options.version);
+    if (!clean) throw inputError(`${options.version} is not a semantic version`, 'use MAJOR.MINOR.PATCH, e.g. 1.2.0, or --bump patch|minor|major');
+    version = clean;
+  } else if (options.bump) {
+    const highest = listing.versions[0]?.version ?? '0.0.0';
+    version = semver.inc(highest, options.bump)!;
+  } else {
+    throw inputError('no version given', 'pass a version (mlops tag 1.2.0) or --bump patch|minor|major');
+  }
+
+  const taken = listing.versions.find((v) => v.version === version);
+  if (taken && taken.modelSha256 !== modelSha256 && !options.force) {
+    throw inputError(
+      `version ${version} already exists for another model (sha256 ${taken.modelSha256?.slice(0, 12) ?? 'unknown'}, this one is ${modelSha256.slice(0, 12)}); versions are immutable`,
+      'pick a new version (--bump patch), or pass --force to overwrite it',
+    );
+  }
+  const name = localName(ref);
+  const moving = options.aliases.filter((alias) => listing.aliases[alias] !== undefined && listing.aliases[alias] !== version);
+  if (moving.length > 0 && options.ci && !options.yes) {
+    throw inputError(`refusing to move alias ${moving.map((a) => `'${a}' (now ${listing.aliases[a]})`).join(', ')} to ${version} in CI without --yes`, 'pass --yes to confirm');
+  }
+
+  const labels = await reportLabels(options.projectDir, source.Id);
+  const reference = `${name}:${version}`;
+  const imageId = await relabel(options.docker, source.Id, reference, {
+    ...labels,
+    'org.opencontainers.image.version': version,
+    'mlops.release.version': version,
+  });
+  const aliases = [];
+  for (const alias of options.aliases) {
+    await options.docker.getImage(imageId).tag({ repo: name, tag: alias });
+    aliases.push({ alias, reference: `${name}:${alias}`, previous: listing.aliases[alias] ?? null });
+  }
+  const at = new Date().toISOString();
+  await writeFileAtomic(path.join(options.projectDir, '.mlops', 'last-tag.json'), JSON.stringify({ version, reference, imageId, repository: name, aliases: options.aliases, at }, null, 2) + '\n');
+  if (aliases.length > 0) await recordAliases(options.projectDir, aliases.map((a) => ({ ...a, version, at })));
+  return { version, reference, imageId, modelSha256, checked, aliases, labels };
+}
+
+/** A new image that is the old one plus labels: a build with no layers, no context but its Dockerfile. */
+async function relabel(docker: Docker, imageId: string, reference: string, labels: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'mlops-tag-'));
+  try {
+    const lines = Object.entries(labels).map(([k, v]) => `${k}=${dockerfileString(v)}`);
+    await writeFile(path.join(dir, 'Dockerfile'), `FROM ${imageId}\nLABEL ${lines.join(' \\\n      ')}\n`);
+    const ref = reference.slice(0, reference.lastIndexOf(':'));
+    const tag = reference.slice(reference.lastIndexOf(':') + 1);
+    const stream = await docker.buildImage(tar.pack(dir) as unknown as NodeJS.ReadableStream, { t: `${ref}:${tag}`, rm: true });
+    let id: string | undefined;
+    let failure: string | undefined;
+    await new Promise<void>((resolve, reject) =>
+      docker.modem.followProgress(
+        stream,
+        (error: Error | null) => (error ? reject(error) : resolve()),
+        (event: { aux?: { ID?: string }; error?: string }) => {
+          if (event.aux?.ID) id = event.aux.ID;
+          if (event.error) failure = event.error;
+        },
+      ),
+    );
+    if (failure || !id) throw environmentError(`labelling the image failed: ${failure ?? 'no image id'}`);
+    return id;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Every alias move, in order, in .mlops/aliases.json. */
+async function recordAliases(projectDir: string, moves: { alias: string; reference: string; previous: string | null; version: string; at: string }[]): Promise<void> {
+  const file = path.join(projectDir, '.mlops', 'aliases.json');
+  const history = ((await readJson(file)) as unknown as { moves?: unknown[] } | undefined)?.moves ?? [];
+  await writeFileAtomic(file, JSON.stringify({ moves: [...history, ...moves] }, null, 2) + '\n');
+}

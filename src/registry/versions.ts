@@ -1,0 +1,100 @@
+import type Docker from 'dockerode';
+import semver from 'semver';
+import type { RegistryClient } from './client.js';
+import { localName, type ImageReference } from './reference.js';
+
+export interface VersionInfo {
+  version: string;
+  digest: string | null;
+  imageId: string | null;
+  created: string | null;
+  modelSha256: string | null;
+  /** mlops.test.* and mlops.bench.* labels, without the prefix "mlops.". */
+  metrics: Record<string, string>;
+  aliases: string[];
+}
+
+export interface VersionListing {
+  versions: VersionInfo[];
+  /** alias -> version it points to (or the digest, when it points at no version). */
+  aliases: Record<string, string>;
+}
+
+/** Build tags (sha-...) are neither versions nor aliases. */
+const isBuildTag = (tag: string) => /^sha-[0-9a-f]{12}$/.test(tag);
+
+export function headlineLabels(labels: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(labels)
+      .filter(([k]) => k.startsWith('mlops.test.') || k.startsWith('mlops.bench.'))
+      .map(([k, v]) => [k.slice('mlops.'.length), v]),
+  );
+}
+
+function sortVersions(list: VersionInfo[]): VersionInfo[] {
+  return list.sort((a, b) => semver.rcompare(a.version, b.version));
+}
+
+/** Versions in a registry repository: semver tags, with their digest, creation time and labels. */
+export async function registryVersions(client: RegistryClient, repository: string): Promise<VersionListing> {
+  const tags = await client.tags(repository);
+  const digests = new Map<string, string>();
+  const versions: VersionInfo[] = [];
+  for (const tag of tags) {
+    if (isBuildTag(tag)) continue;
+    const manifest = await client.manifest(repository, tag);
+    if (!manifest) continue;
+    digests.set(tag, manifest.digest);
+    if (!semver.valid(tag)) continue;
+    const config = await client.configBlob(repository, manifest.config.digest);
+    const labels = config.config?.Labels ?? {};
+    versions.push({
+      version: tag,
+      digest: manifest.digest,
+      imageId: manifest.config.digest,
+      created: config.created ?? null,
+      modelSha256: labels['mlops.model.sha256'] ?? null,
+      metrics: headlineLabels(labels),
+      aliases: [],
+    });
+  }
+  return withAliases(versions, digests, (v) => v.digest);
+}
+
+/** The same, from images on this machine (for repositories not in a registry, and before a push). */
+export async function localVersions(docker: Docker, ref: ImageReference): Promise<VersionListing> {
+  const name = localName(ref);
+  const images = await docker.listImages({ filters: { reference: [name] } });
+  const ids = new Map<string, string>();
+  const versions: VersionInfo[] = [];
+  for (const image of images) {
+    for (const repoTag of image.RepoTags ?? []) {
+      const tag = repoTag.slice(repoTag.lastIndexOf(':') + 1);
+      if (repoTag.slice(0, repoTag.lastIndexOf(':')) !== name || isBuildTag(tag)) continue;
+      ids.set(tag, image.Id);
+      if (!semver.valid(tag)) continue;
+      const labels = image.Labels ?? {};
+      versions.push({
+        version: tag,
+        digest: image.RepoDigests?.find((d) => d.startsWith(`${name}@`))?.split('@')[1] ?? null,
+        imageId: image.Id,
+        created: new Date(image.Created * 1000).toISOString(),
+        modelSha256: labels['mlops.model.sha256'] ?? null,
+        metrics: headlineLabels(labels),
+        aliases: [],
+      });
+    }
+  }
+  return withAliases(versions, ids, (v) => v.imageId);
+}
+
+function withAliases(versions: VersionInfo[], targets: Map<string, string>, key: (v: VersionInfo) => string | null): VersionListing {
+  const aliases: Record<string, string> = {};
+  for (const [tag, target] of targets) {
+    if (semver.valid(tag)) continue;
+    const version = versions.find((v) => key(v) === target);
+    aliases[tag] = version?.version ?? target;
+    version?.aliases.push(tag);
+  }
+  return { versions: sortVersions(versions), aliases };
+}
