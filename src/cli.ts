@@ -108,6 +108,35 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .action(runAction(async (ctx, flags) => (await import('./commands/versions.js')).run(flags as never, ctx)));
 
   program
+    .command('deploy')
+    .description('deploy a version to a target, check it, and roll back by itself when it fails (exit 4)')
+    .argument('[version]', 'the version (default for local targets: the last build)')
+    .requiredOption('--target <name>', 'a target from config (targets.<name>)')
+    .option('--dry-run', 'print the manifests and commands it would run; change nothing')
+    .option('--output <dir>', 'kubernetes: write the manifests here for GitOps instead of applying them')
+    .action(runAction(async (ctx, version, flags) => (await import('./commands/deploy.js')).run(version as string | undefined, flags as never, ctx)));
+
+  program
+    .command('rollback')
+    .description('put the previous version (or --to <version>) back on a target')
+    .requiredOption('--target <name>', 'a target from config')
+    .option('--to <version>', 'the version to return to (default: the one before the current)')
+    .option('--dry-run', 'print the commands it would run; change nothing')
+    .action(runAction(async (ctx, flags) => (await import('./commands/rollback.js')).run(flags as never, ctx)));
+
+  program
+    .command('status')
+    .description('show what a target serves: version, health, uptime, URL')
+    .requiredOption('--target <name>', 'a target from config')
+    .action(runAction(async (ctx, flags) => (await import('./commands/status.js')).run(flags as never, ctx)));
+
+  program
+    .command('history')
+    .description("list a target's deploys and rollbacks: version, image digest, time, outcome")
+    .requiredOption('--target <name>', 'a target from config')
+    .action(runAction(async (ctx, flags) => (await import('./commands/history.js')).run(flags as never, ctx)));
+
+  program
     .command('serve')
     .description('serve a model over the Open Inference Protocol (v2 REST) until SIGTERM or Ctrl-C')
     .option('--model <file>', 'the .onnx model (default: model.path from config)')

@@ -154,3 +154,27 @@ describe('CLI', () => {
     expect((await runCli(['inspect', '--nope'])).code).toBe(2);
   });
 });
+
+describe('targets in config', () => {
+  it('the example targets, uncommented, are valid and take their type defaults', async () => {
+    const example = JSON.parse(await readFile(path.join(ROOT, 'mlops.config.example.json'), 'utf8'));
+    const targets = Object.fromEntries(Object.entries(example.targets).map(([k, v]) => [k.replace(/^\/\//, ''), v]));
+    await withTempDir(async (dir) => {
+      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ targets: { ...targets, small: { type: 'local', port: 9000 } } }));
+      const { config } = await loadConfig({ cwd: dir });
+      expect(Object.keys(config.targets)).toEqual(['dev', 'staging', 'prod', 'small']);
+      expect(config.targets.small).toMatchObject({ type: 'local', port: 9000, host: '127.0.0.1', readyTimeoutSeconds: 30 });
+      expect(config.targets.staging).toMatchObject({ type: 'kubernetes', autoscaling: { minReplicas: 2 } });
+    });
+  });
+
+  it('reports a target with an unknown type or a missing required field', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ targets: { a: { type: 'nomad' }, b: { type: 'cloudrun', region: 'x' }, c: { type: 'local', prot: 1 } } }));
+      const error = await loadConfig({ cwd: dir }).catch((e) => e);
+      expect(error.details).toContain('targets.a.type: expected "type": "local", "kubernetes" or "cloudrun"');
+      expect(error.details).toContain('targets.b.project: required, and missing');
+      expect(error.details).toContain('targets.c.prot: unknown field');
+    });
+  });
+});

@@ -2,6 +2,57 @@
  * Every config field's default, in one place. mlops.config.example.json shows
  * the same values with a comment for each; test/config.test.ts keeps them equal.
  */
+export interface LocalTarget {
+  type: 'local';
+  /** Host address the port is published on. */
+  host: string;
+  port: number;
+  /** Empty: mlops-<model>-<target>. */
+  containerName: string;
+  restart: 'no' | 'on-failure' | 'unless-stopped' | 'always';
+  /** Bytes, or a Docker size like "512m"; empty: no limit. */
+  memory: string;
+  /** CPUs, e.g. 1.5; 0: no limit. */
+  cpus: number;
+  readyTimeoutSeconds: number;
+}
+
+export interface KubernetesTarget {
+  type: 'kubernetes';
+  /** Empty: kubectl's current context. */
+  context: string;
+  namespace: string;
+  /** Deployment, Service, HPA and PDB name; empty: the model name. */
+  name: string;
+  port: number;
+  resources: { requests: { cpu: string; memory: string }; limits: { cpu: string; memory: string } };
+  autoscaling: { minReplicas: number; maxReplicas: number; cpuTargetPercent: number };
+  minAvailable: number;
+  serviceType: 'ClusterIP' | 'NodePort' | 'LoadBalancer';
+  rolloutTimeoutSeconds: number;
+  /** Seconds the pod waits before the server starts its shutdown, so endpoints drop it first. */
+  preStopSeconds: number;
+}
+
+export interface CloudRunTarget {
+  type: 'cloudrun';
+  project: string;
+  region: string;
+  /** Empty: the model name. */
+  service: string;
+  concurrency: number;
+  cpu: string;
+  memory: string;
+  minInstances: number;
+  maxInstances: number;
+  /** Traffic percentages to move through, ending at 100; [100]: all at once. */
+  canary: number[];
+  allowUnauthenticated: boolean;
+  readyTimeoutSeconds: number;
+}
+
+export type TargetConfig = LocalTarget | KubernetesTarget | CloudRunTarget;
+
 export interface Config {
   model: { path: string; name: string; version: string };
   server: {
@@ -27,6 +78,7 @@ export interface Config {
     maxDrop: Record<string, number>;
     parity: { sample: number; tolerance: number };
   };
+  targets: Record<string, TargetConfig>;
   bench: {
     concurrency: number[];
     rates: number[];
@@ -97,6 +149,7 @@ export const DEFAULTS: Config = {
     maxDrop: {},
     parity: { sample: 256, tolerance: 1e-4 },
   },
+  targets: {},
   bench: {
     /** Closed-loop runs, one per concurrency (clients sending back to back). */
     concurrency: [1, 8, 32],
@@ -114,5 +167,37 @@ export const DEFAULTS: Config = {
     gates: {},
     /** With --baseline: how much worse than the baseline a run may be, relatively, on these metrics. */
     regression: { tolerance: 0.1, metrics: ['p95_ms', 'throughput_rps'] },
+  },
+};
+
+/** Each target type's defaults; a target in config is merged over its type's. */
+export const TARGET_DEFAULTS: { [K in TargetConfig['type']]: Extract<TargetConfig, { type: K }> } = {
+  local: { type: 'local', host: '127.0.0.1', port: 8080, containerName: '', restart: 'unless-stopped', memory: '', cpus: 0, readyTimeoutSeconds: 30 },
+  kubernetes: {
+    type: 'kubernetes',
+    context: '',
+    namespace: 'default',
+    name: '',
+    port: 80,
+    resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' } },
+    autoscaling: { minReplicas: 2, maxReplicas: 10, cpuTargetPercent: 70 },
+    minAvailable: 1,
+    serviceType: 'ClusterIP',
+    rolloutTimeoutSeconds: 300,
+    preStopSeconds: 5,
+  },
+  cloudrun: {
+    type: 'cloudrun',
+    project: '',
+    region: '',
+    service: '',
+    concurrency: 80,
+    cpu: '1',
+    memory: '512Mi',
+    minInstances: 0,
+    maxInstances: 10,
+    canary: [100],
+    allowUnauthenticated: false,
+    readyTimeoutSeconds: 300,
   },
 };

@@ -1,4 +1,4 @@
-import { DEFAULTS, type Config } from './defaults.js';
+import { DEFAULTS, TARGET_DEFAULTS, type Config, type TargetConfig } from './defaults.js';
 import type { RawConfig } from './schema.js';
 
 /** Defaults first, the user's values over them, section by section. */
@@ -13,6 +13,10 @@ export function applyDefaults(raw: RawConfig): Config {
     }
     return out as T;
   };
-  const { $schema: _ignored, ...rest } = raw as RawConfig & { $schema?: string };
-  return merge(structuredClone(DEFAULTS) as unknown as Config, rest);
+  const { $schema: _ignored, targets, ...rest } = raw as RawConfig & { $schema?: string };
+  const config = merge(structuredClone(DEFAULTS) as unknown as Config, rest);
+  config.targets = Object.fromEntries(
+    Object.entries(targets ?? {}).map(([name, target]) => [name, merge(structuredClone(TARGET_DEFAULTS[target.type]) as TargetConfig, target)]),
+  );
+  return config;
 }

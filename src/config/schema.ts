@@ -91,6 +91,77 @@ export const configSchema = z
       })
       .partial()
       .strict(),
+    targets: z.record(
+      z.string().regex(/^[a-z0-9][a-z0-9-]*$/, { error: 'target names are lowercase letters, digits and "-"' }),
+      z.discriminatedUnion(
+        'type',
+        [
+          z
+            .object({
+              type: z.literal('local'),
+              host: text('a host address'),
+              port: int(1, 65535, 'a port'),
+              containerName: text('a container name'),
+              restart: z.enum(['no', 'on-failure', 'unless-stopped', 'always'], { error: 'expected no, on-failure, unless-stopped or always' }),
+              memory: text('a size like "512m"').regex(/^(\d+[bkmg]?)?$/i, { error: 'expected a size like "512m" or "2g"' }),
+              cpus: z.number({ error: 'expected a number of CPUs' }).min(0, { error: 'expected a number of CPUs >= 0' }),
+              readyTimeoutSeconds: z.number({ error: 'expected seconds' }).positive({ error: 'expected seconds above 0' }),
+            })
+            .partial()
+            .required({ type: true })
+            .strict(),
+          z
+            .object({
+              type: z.literal('kubernetes'),
+              context: text('a kubectl context'),
+              namespace: text('a namespace').regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { error: 'expected a DNS label (lowercase letters, digits, "-")' }),
+              name: text('a name').regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/, { error: 'expected a DNS label (lowercase letters, digits, "-")' }),
+              port: int(1, 65535, 'a port'),
+              resources: z
+                .object({
+                  requests: z.object({ cpu: z.string(), memory: z.string() }).partial().strict(),
+                  limits: z.object({ cpu: z.string(), memory: z.string() }).partial().strict(),
+                })
+                .partial()
+                .strict(),
+              autoscaling: z
+                .object({ minReplicas: int(1, 1000, 'a replica count'), maxReplicas: int(1, 1000, 'a replica count'), cpuTargetPercent: int(1, 100, 'a percentage') })
+                .partial()
+                .strict(),
+              minAvailable: int(0, 1000, 'a pod count'),
+              serviceType: z.enum(['ClusterIP', 'NodePort', 'LoadBalancer'], { error: 'expected ClusterIP, NodePort or LoadBalancer' }),
+              rolloutTimeoutSeconds: int(1, 86_400, 'seconds'),
+              preStopSeconds: int(0, 300, 'seconds'),
+            })
+            .partial()
+            .required({ type: true })
+            .strict(),
+          z
+            .object({
+              type: z.literal('cloudrun'),
+              project: text('a Google Cloud project id').min(1, { error: 'expected a Google Cloud project id' }),
+              region: text('a region like europe-west1').min(1, { error: 'expected a region like europe-west1' }),
+              service: text('a service name'),
+              concurrency: int(1, 1000, 'a concurrency'),
+              cpu: text('CPUs, like "1"'),
+              memory: text('a size like "512Mi"'),
+              minInstances: int(0, 1000, 'an instance count'),
+              maxInstances: int(1, 1000, 'an instance count'),
+              canary: z
+                .array(int(1, 100, 'a percentage'), { error: 'expected traffic steps like [10, 50, 100]' })
+                .min(1, { error: 'expected at least one step' })
+                .refine((steps) => steps.at(-1) === 100 && steps.every((p, i) => i === 0 || p > steps[i - 1]), { error: 'expected rising steps ending at 100, like [10, 50, 100]' }),
+              allowUnauthenticated: z.boolean({ error: 'expected true or false' }),
+              readyTimeoutSeconds: z.number({ error: 'expected seconds' }).positive({ error: 'expected seconds above 0' }),
+            })
+            .partial()
+            .required({ type: true, project: true, region: true })
+            .strict(),
+        ],
+        { error: 'expected "type": "local", "kubernetes" or "cloudrun"' },
+      ),
+      { error: 'expected an object of target name: target' },
+    ),
     bench: z
       .object({
         concurrency: z.array(int(1, 10_000, 'a concurrency'), { error: 'expected a list of concurrencies, like [1, 8, 32]' }),
@@ -130,6 +201,7 @@ export function describeIssues(error: z.ZodError): string[] {
         .map((key) => `${at ? `${at}.` : ''}${key}: unknown field (remove it, or check its spelling in mlops.config.example.json)`)
         .join('\n');
     }
+    if (/nonoptional/.test(issue.message)) return `${at}: required, and missing`;
     return `${at || '(top level)'}: ${issue.message}`;
   });
 }

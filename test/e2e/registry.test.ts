@@ -27,6 +27,7 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
         image: { repository: `${registry}/team/bc`, base },
         test: { holdout: fixture('breast_cancer', 'holdout.csv'), labels: ['malignant', 'benign'], parity: { sample: 0 } },
         bench: { concurrency: [2], durationSeconds: 1, warmupSeconds: 0.2 },
+        targets: { k8s: { type: 'kubernetes', context: 'no-cluster', namespace: 'ml' }, run: { type: 'cloudrun', project: 'acme', region: 'europe-west1' } },
       }),
     );
     const built = await runCli(['build'], { cwd: dir });
@@ -85,6 +86,22 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
     expect(listed.versions[0].metrics['test.accuracy']).toBe(tag.labels['mlops.test.accuracy']);
     expect(Date.parse(listed.versions[0].created)).not.toBeNaN();
     expect(listed.aliases).toEqual({ staging: '1.0.0' });
+
+    // Remote targets run exactly what was pushed: the plan names the registry digest.
+    const planned = await runCli(['deploy', '1.0.0', '--target', 'k8s', '--dry-run', '--json'], { cwd: dir });
+    expect(planned.code, planned.stderr).toBe(0);
+    const plan = JSON.parse(planned.stdout);
+    expect(plan.outcome.status).toBe('planned');
+    expect(plan.plan[0].command).toBe('kubectl --context no-cluster --namespace ml apply -f -');
+    expect(plan.plan[0].input).toContain(`image: ${open.address}/team/bc@${push.digest}`);
+    const cloud = JSON.parse((await runCli(['deploy', '1.0.0', '--target', 'run', '--dry-run', '--json'], { cwd: dir })).stdout);
+    expect(cloud.plan.map((s: { command: string }) => s.command)).toContain(
+      `gcloud run services update-traffic bc --project acme --region europe-west1 --to-tags=v1-0-0=100 --quiet`,
+    );
+    const unpushed = await runCli(['deploy', '9.9.9', '--target', 'k8s', '--dry-run'], { cwd: dir });
+    expect(unpushed.code).toBe(2);
+    expect(errorLine(unpushed.stderr)).toBe(`error: ${open.address}/team/bc:9.9.9 was never pushed to ${open.address}`);
+    expect(unpushed.stderr).toContain('hint: run `mlops push 9.9.9` first');
 
     const byDigest = `${open.address}/team/bc@${push.digest}`;
     await docker.getImage(`${open.address}/team/bc:1.0.0`).remove({ force: true });

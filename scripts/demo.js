@@ -1,0 +1,73 @@
+// `npm run demo`: the whole pipeline on the bundled breast cancer model, in .demo/:
+// inspect, build, test, bench, tag, deploy to a local target, status.
+// Without a Docker engine it runs what needs none (in-process test and bench).
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Docker from 'dockerode';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dir = path.join(root, '.demo');
+const port = Number(process.env.MLOPS_DEMO_PORT ?? 8080);
+mkdirSync(dir, { recursive: true });
+copyFileSync(path.join(root, 'fixtures/breast_cancer/model.onnx'), path.join(dir, 'model.onnx'));
+copyFileSync(path.join(root, 'fixtures/breast_cancer/holdout.csv'), path.join(dir, 'holdout.csv'));
+
+const mlops = (...args) => {
+  process.stdout.write(`\n$ mlops ${args.join(' ')}\n`);
+  const result = spawnSync(process.execPath, [path.join(root, 'bin/mlops.js'), ...args], { cwd: dir, stdio: 'inherit' });
+  if (result.status !== 0) {
+    process.stderr.write(`\nmlops ${args[0]} exited ${result.status}; the demo stops here.\n`);
+    process.exit(result.status ?? 1);
+  }
+};
+
+const docker = new Docker({ socketPath: process.env.DOCKER_HOST?.replace('unix://', '') || '/var/run/docker.sock' });
+const engine = await docker.ping().then(() => true, () => false);
+
+let base = process.env.MLOPS_BASE_IMAGE ?? 'node:20-slim';
+if (engine && !(await docker.getImage(base).inspect().then(() => true, () => false))) {
+  const pulled = spawnSync('docker', ['pull', base], { stdio: 'ignore' }).status === 0;
+  if (!pulled) {
+    // No registry reachable (as on an offline machine): a base made from this machine's node.
+    const { ensureTestBaseImage } = await import('../test/e2e/base-image.js');
+    base = await ensureTestBaseImage(docker);
+    process.stdout.write(`(${process.env.MLOPS_BASE_IMAGE ?? 'node:20-slim'} could not be pulled; using ${base}, built from this machine's node)\n`);
+  }
+}
+
+writeFileSync(
+  path.join(dir, 'mlops.config.json'),
+  JSON.stringify(
+    {
+      model: { path: 'model.onnx', name: 'breast-cancer' },
+      image: { repository: 'mlops-demo/breast-cancer', base },
+      test: { holdout: 'holdout.csv', labels: ['malignant', 'benign'], gates: { accuracy: '>= 0.95', roc_auc: '>= 0.98' } },
+      bench: { concurrency: [1, 8], durationSeconds: 3, warmupSeconds: 1, gates: { error_rate: '<= 0' } },
+      targets: { dev: { type: 'local', port } },
+    },
+    null,
+    2,
+  ) + '\n',
+);
+
+mlops('inspect');
+if (!engine) {
+  process.stdout.write('\nNo Docker engine is reachable: running the model in-process only (start dockerd for build, deploy and rollback).\n');
+  mlops('test', '--local', '--junit', 'junit.xml');
+  mlops('bench', '--local', '--html', 'bench.html');
+  process.exit(0);
+}
+mlops('build');
+mlops('test', '--junit', 'junit.xml', '--markdown', 'test-summary.md');
+mlops('bench', '--html', 'bench.html');
+mlops('tag', '--bump', 'minor', '--alias', 'staging', '--yes', '--offline');
+const version = JSON.parse(readFileSync(path.join(dir, '.mlops/last-tag.json'), 'utf8')).version;
+mlops('deploy', version, '--target', 'dev');
+mlops('status', '--target', 'dev');
+process.stdout.write(
+  `\nThe model (version ${version}) is serving on http://127.0.0.1:${port}. Try:\n` +
+    `  curl -s http://127.0.0.1:${port}/v2/models/breast-cancer\n` +
+    `Reports are in .demo/ (junit.xml, test-summary.md, bench.html, .mlops/). Stop it with: docker rm -f mlops-breast-cancer-dev\n`,
+);

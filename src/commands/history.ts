@@ -1,0 +1,20 @@
+import { ExitCode } from '../errors.js';
+import { readHistory } from '../targets/history.js';
+import { selectTarget } from '../targets/index.js';
+import { renderTable } from '../ui/reporter.js';
+import type { CommandContext } from './context.js';
+
+export async function run(flags: { target?: string }, ctx: CommandContext): Promise<number> {
+  const { config, baseDir } = await ctx.config();
+  const { name } = selectTarget(config, flags.target);
+  const entries = await readHistory(baseDir, name);
+  ctx.reporter.result({ target: name, entries }, (r) =>
+    r.entries.length === 0
+      ? `nothing deployed to ${r.target} yet`
+      : renderTable(
+          ['time', 'action', 'version', 'outcome', 'image'],
+          r.entries.map((e) => [e.at, e.action, e.version, e.outcome === 'rolled-back' ? `rolled back (${e.reason}) to ${e.restored}` : e.outcome === 'failed' ? `failed (${e.reason})` : e.outcome, e.digest ?? e.image]),
+        ),
+  );
+  return ExitCode.ok;
+}

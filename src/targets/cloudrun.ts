@@ -1,0 +1,115 @@
+import path from 'node:path';
+import type { CloudRunTarget } from '../config/defaults.js';
+import { defaultModelName } from '../model/inspect.js';
+import type { DeployContext, DeployOutcome, FailureReason, TargetAdapter, TargetStatus } from './types.js';
+
+interface ServiceDescription {
+  status?: {
+    url?: string;
+    latestReadyRevisionName?: string;
+    traffic?: { revisionName?: string; percent?: number; tag?: string; url?: string; latestRevision?: boolean }[];
+  };
+  metadata?: { labels?: Record<string, string> };
+}
+
+export function serviceName(target: CloudRunTarget, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
+  return (target.service || ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path))).toLowerCase().replace(/[^a-z0-9-]/g, '-');
+}
+
+/** Cloud Run revision tags and label values: lowercase letters, digits and hyphens. */
+export const revisionTag = (version: string) => `v${version.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`.slice(0, 46).replace(/-+$/, '');
+
+const gcloudBase = (target: CloudRunTarget) => ['--project', target.project, '--region', target.region];
+
+/**
+ * gcloud through the exec seam: a new revision with no traffic and a tag,
+ * a smoke test through the tag's URL, then traffic in the configured steps;
+ * on failure traffic goes back to the revisions that served before.
+ */
+export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
+  type: 'cloudrun',
+  needsRegistry: true,
+
+  async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
+    const { exec } = ctx;
+    const service = serviceName(target, ctx);
+    const base = gcloudBase(target);
+    const tag = revisionTag(release.version);
+    const describe = async () => {
+      const result = await exec.run('gcloud', ['run', 'services', 'describe', service, ...base, '--format=json'], { allowFailure: true });
+      return result.exitCode === 0 && result.stdout ? (JSON.parse(result.stdout) as ServiceDescription) : null;
+    };
+    const before = await describe();
+    const serving = (before?.status?.traffic ?? []).filter((t) => (t.percent ?? 0) > 0 && t.revisionName);
+    // A new service cannot start with no traffic; there is nothing to protect yet.
+    const exists = exec.dryRun || before !== null;
+    await exec.run('gcloud', [
+      'run', 'deploy', service, '--image', release.image, ...base,
+      '--port', String(ctx.config.image.port),
+      '--concurrency', String(target.concurrency),
+      '--cpu', target.cpu,
+      '--memory', target.memory,
+      '--min-instances', String(target.minInstances),
+      '--max-instances', String(target.maxInstances),
+      '--labels', `mlops-version=${revisionTag(release.version).slice(1)},managed-by=mlops`,
+      '--tag', tag,
+      target.allowUnauthenticated ? '--allow-unauthenticated' : '--no-allow-unauthenticated',
+      ...(exists ? ['--no-traffic'] : []),
+      '--quiet', '--format=json',
+    ]);
+    const after = await describe();
+    const tagged = after?.status?.traffic?.find((t) => t.tag === tag);
+    const headers: Record<string, string> = {};
+    if (!target.allowUnauthenticated) {
+      const token = await exec.run('gcloud', ['auth', 'print-identity-token'], { allowFailure: true });
+      if (token.stdout.trim()) headers.authorization = `Bearer ${token.stdout.trim()}`;
+    }
+    const check = async (): Promise<{ reason: FailureReason; message: string } | undefined> => {
+      if (exec.dryRun) return undefined;
+      if (!tagged?.url) return { reason: 'health-timeout', message: `the new revision has no URL for tag ${tag}: it never became ready` };
+      try {
+        await ctx.smoke(tagged.url, release, headers);
+        return undefined;
+      } catch (error) {
+        return { reason: 'smoke-failure', message: `the smoke test through ${tagged.url} failed: ${(error as Error).message}` };
+      }
+    };
+    let failure = await check();
+    if (!failure && exists) {
+      for (const percent of target.canary) {
+        await exec.run('gcloud', ['run', 'services', 'update-traffic', service, ...base, `--to-tags=${tag}=${percent}`, '--quiet']);
+        if (percent < 100 && (failure = await check())) break;
+      }
+    }
+    if (!failure) return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: after?.status?.url ?? null, previous };
+
+    const revision = tagged?.revisionName ?? after?.status?.latestReadyRevisionName ?? '';
+    const logs = revision
+      ? (await exec.run('gcloud', ['logging', 'read', `resource.type="cloud_run_revision" AND resource.labels.revision_name="${revision}"`, '--project', target.project, '--limit', '20', '--format=value(textPayload)'], { allowFailure: true })).stdout
+      : '';
+    if (serving.length === 0 || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
+    await exec.run('gcloud', ['run', 'services', 'update-traffic', service, ...base, `--to-revisions=${serving.map((t) => `${t.revisionName}=${t.percent}`).join(',')}`, '--quiet']);
+    return { status: 'rolled-back', release, ...failure, logs, restored: previous };
+  },
+
+  async status(target, ctx): Promise<TargetStatus> {
+    const service = serviceName(target, ctx);
+    const result = await ctx.exec.run('gcloud', ['run', 'services', 'describe', service, ...gcloudBase(target), '--format=json'], { allowFailure: true });
+    if (result.exitCode !== 0) {
+      return { target: ctx.targetName, type: 'cloudrun', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { error: result.stderr.trim() } };
+    }
+    const description = JSON.parse(result.stdout) as ServiceDescription & { spec?: { template?: { spec?: { containers?: { image?: string }[] } } } };
+    const traffic = (description.status?.traffic ?? []).filter((t) => (t.percent ?? 0) > 0).map((t) => `${t.revisionName}${t.tag ? ` (${t.tag})` : ''}: ${t.percent}%`);
+    return {
+      target: ctx.targetName,
+      type: 'cloudrun',
+      deployed: true,
+      version: description.metadata?.labels?.['mlops-version'] ?? null,
+      image: description.spec?.template?.spec?.containers?.[0]?.image ?? null,
+      health: description.status?.latestReadyRevisionName ? 'ready' : 'not ready',
+      url: description.status?.url ?? null,
+      startedAt: null,
+      detail: { service, traffic },
+    };
+  },
+};

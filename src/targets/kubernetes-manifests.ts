@@ -1,0 +1,99 @@
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
+import { Service } from 'kubernetes-models/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { stringify } from 'yaml';
+import type { Config, KubernetesTarget } from '../config/defaults.js';
+import { inputError } from '../errors.js';
+import type { Release } from './types.js';
+
+/** Label values: at most 63 characters of [A-Za-z0-9._-]. */
+export const labelValue = (value: string) => value.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
+
+export interface Manifests {
+  deployment: Deployment;
+  service: Service;
+  hpa: HorizontalPodAutoscaler;
+  pdb: PodDisruptionBudget;
+}
+
+/**
+ * The Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget for
+ * one release, validated against the Kubernetes schemas before anything runs.
+ */
+export function renderManifests(name: string, target: KubernetesTarget, release: Release, config: Config): Manifests {
+  const selector = { 'app.kubernetes.io/name': name };
+  const labels = { ...selector, 'app.kubernetes.io/managed-by': 'mlops', 'app.kubernetes.io/version': labelValue(release.version) };
+  const containerPort = config.image.port;
+  const shutdownSeconds = Math.ceil(config.server.shutdownTimeoutMs / 1000);
+  const metadata = { name, namespace: target.namespace, labels };
+  const manifests: Manifests = {
+    deployment: new Deployment({
+      metadata: { ...metadata, annotations: { 'mlops.model.sha256': release.modelSha256 ?? '', 'mlops.image': release.image } },
+      spec: {
+        replicas: target.autoscaling.minReplicas,
+        revisionHistoryLimit: 10,
+        selector: { matchLabels: selector },
+        // Never fewer ready pods than wanted while a version rolls out.
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+        template: {
+          metadata: { labels: { ...labels, 'mlops.version': labelValue(release.version) }, annotations: { 'mlops.model.sha256': release.modelSha256 ?? '' } },
+          spec: {
+            // preStop lets endpoints drop the pod before the server stops; then the server's own graceful shutdown.
+            terminationGracePeriodSeconds: target.preStopSeconds + shutdownSeconds + 5,
+            securityContext: { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: { type: 'RuntimeDefault' } },
+            containers: [
+              {
+                name: 'model',
+                image: release.image,
+                ports: [{ name: 'http', containerPort }],
+                env: [
+                  { name: 'PORT', value: String(containerPort) },
+                  { name: 'MLOPS_SHUTDOWN_TIMEOUT_MS', value: String(config.server.shutdownTimeoutMs) },
+                ],
+                resources: { requests: { ...target.resources.requests }, limits: { ...target.resources.limits } },
+                readinessProbe: { httpGet: { path: '/v2/health/ready', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
+                livenessProbe: { httpGet: { path: '/v2/health/live', port: 'http' }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 3 },
+                startupProbe: { httpGet: { path: '/v2/health/live', port: 'http' }, periodSeconds: 2, failureThreshold: 30 },
+                lifecycle: target.preStopSeconds > 0 ? { preStop: { exec: { command: ['node', '-e', `setTimeout(() => {}, ${target.preStopSeconds * 1000})`] } } } : undefined,
+                securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+                volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+              },
+            ],
+            volumes: [{ name: 'tmp', emptyDir: {} }],
+          },
+        },
+      },
+    }),
+    service: new Service({
+      metadata,
+      spec: { type: target.serviceType, selector, ports: [{ name: 'http', port: target.port, targetPort: 'http' }] },
+    }),
+    hpa: new HorizontalPodAutoscaler({
+      metadata,
+      spec: {
+        scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
+        minReplicas: target.autoscaling.minReplicas,
+        maxReplicas: target.autoscaling.maxReplicas,
+        metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: target.autoscaling.cpuTargetPercent } } }],
+      },
+    }),
+    pdb: new PodDisruptionBudget({ metadata, spec: { minAvailable: target.minAvailable, selector: { matchLabels: selector } } }),
+  };
+  if (target.autoscaling.maxReplicas < target.autoscaling.minReplicas) {
+    throw inputError(`targets.${name}.autoscaling: maxReplicas (${target.autoscaling.maxReplicas}) is below minReplicas (${target.autoscaling.minReplicas})`);
+  }
+  for (const [kind, manifest] of Object.entries(manifests)) {
+    try {
+      manifest.validate();
+    } catch (error) {
+      throw inputError(`the rendered ${kind} is not valid Kubernetes: ${(error as Error).message}`, 'check the kubernetes target settings in config');
+    }
+  }
+  return manifests;
+}
+
+/** One YAML stream, in the order kubectl should apply it. */
+export function manifestsYaml(manifests: Manifests): string {
+  return [manifests.deployment, manifests.service, manifests.hpa, manifests.pdb].map((m) => stringify(m.toJSON())).join('---\n');
+}

@@ -1,0 +1,124 @@
+import type Docker from 'dockerode';
+import type { LocalTarget } from '../config/defaults.js';
+import { connectDocker, tail } from '../docker/client.js';
+import { demultiplex, inspectImage } from '../docker/container.js';
+import { waitForReady } from '../http/ready.js';
+import { defaultModelName } from '../model/inspect.js';
+import type { DeployContext, DeployOutcome, FailureReason, Release, TargetAdapter, TargetStatus } from './types.js';
+import path from 'node:path';
+
+export function containerName(target: LocalTarget, ctx: Pick<DeployContext, 'config' | 'projectDir' | 'targetName'>): string {
+  const model = ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path));
+  return target.containerName || `mlops-${model}-${ctx.targetName}`;
+}
+
+function memoryBytes(size: string): number | undefined {
+  const match = /^(\d+)([bkmg]?)$/i.exec(size);
+  if (!match) return undefined;
+  const scale = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[match[2].toLowerCase() as '' | 'b' | 'k' | 'm' | 'g'];
+  return Number(match[1]) * scale;
+}
+
+async function logsOf(container: Docker.Container): Promise<string> {
+  const buffer = (await container.logs({ stdout: true, stderr: true, tail: 20 }).catch(() => Buffer.alloc(0))) as Buffer;
+  return demultiplex(buffer);
+}
+
+/**
+ * Runs the model as one named container on the local Docker engine. A new
+ * version replaces the old one on the same host port: the old container is
+ * stopped (kept), the new one must become ready and pass the smoke test, and
+ * only then is the old one removed; otherwise the new one goes and the old one
+ * starts again.
+ */
+export const localAdapter: TargetAdapter<LocalTarget> = {
+  type: 'local',
+  needsRegistry: false,
+
+  async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
+    if (ctx.dryRun) {
+      ctx.log(`would run ${release.image} as container ${containerName(target, ctx)} on ${target.host}:${target.port}`);
+      return { status: 'planned', release };
+    }
+    const docker = await connectDocker(ctx.env);
+    const name = containerName(target, ctx);
+    const info = await inspectImage(docker, release.image);
+    const exposed = Object.keys(info.Config.ExposedPorts ?? {}).find((p) => p.endsWith('/tcp')) ?? '8080/tcp';
+    const old = docker.getContainer(name);
+    const oldInfo = await old.inspect().catch(() => undefined);
+    if (oldInfo?.State.Running) await old.stop({ t: 15 });
+    const next = await docker.createContainer({
+      name: `${name}-next`,
+      Image: release.image,
+      Labels: { 'mlops.target': ctx.targetName, 'mlops.version': release.version, 'mlops.model.sha256': release.modelSha256 ?? '', 'mlops.deployed-at': new Date().toISOString() },
+      ExposedPorts: { [exposed]: {} },
+      HostConfig: {
+        PortBindings: { [exposed]: [{ HostIp: target.host, HostPort: String(target.port) }] },
+        RestartPolicy: { Name: target.restart },
+        ...(memoryBytes(target.memory) ? { Memory: memoryBytes(target.memory) } : {}),
+        ...(target.cpus > 0 ? { NanoCpus: Math.round(target.cpus * 1e9) } : {}),
+      },
+    });
+    const url = `http://${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+    let failure: { reason: FailureReason; message: string } | undefined;
+    try {
+      await next.start();
+      const ready = await waitForReady(`${url}/v2/health/ready`, {
+        timeoutMs: target.readyTimeoutSeconds * 1000,
+        stillWorth: async () => {
+          const state = (await next.inspect()).State;
+          return state.Running && !state.Restarting && (await next.inspect()).RestartCount === 0;
+        },
+      });
+      if (!ready.ready) {
+        const state = await next.inspect();
+        failure =
+          !state.State.Running || state.State.Restarting || state.RestartCount > 0
+            ? { reason: 'crash-loop', message: `the new container exited with code ${state.State.ExitCode}${state.RestartCount ? ` and restarted ${state.RestartCount} times` : ''}` }
+            : { reason: 'health-timeout', message: `the new container was not ready after ${target.readyTimeoutSeconds} s` };
+      } else {
+        await ctx.smoke(url, release).catch((error: Error) => {
+          failure = { reason: 'smoke-failure', message: `the smoke test failed: ${error.message}` };
+        });
+      }
+    } catch (error) {
+      failure = { reason: 'crash-loop', message: `the new container did not start: ${(error as Error).message}` };
+    }
+
+    if (!failure) {
+      if (oldInfo) await old.remove({ force: true });
+      await next.rename({ name });
+      return { status: 'deployed', release, url, previous };
+    }
+    const logs = tail(await logsOf(next), 20);
+    await next.remove({ force: true });
+    if (oldInfo) {
+      await old.start();
+      const back = await waitForReady(`${url}/v2/health/ready`, { timeoutMs: target.readyTimeoutSeconds * 1000 });
+      const restored: Release = { version: oldInfo.Config.Labels?.['mlops.version'] ?? previous?.version ?? 'unknown', image: oldInfo.Config.Image, digest: null, modelName: release.modelName, modelSha256: oldInfo.Config.Labels?.['mlops.model.sha256'] ?? null };
+      if (back.ready) return { status: 'rolled-back', release, ...failure, logs, restored };
+      return { status: 'failed', release, ...failure, message: `${failure.message}; and the previous container did not become ready again`, logs, restored: null };
+    }
+    return { status: 'failed', release, ...failure, logs, restored: null };
+  },
+
+  async status(target, ctx): Promise<TargetStatus> {
+    const docker = await connectDocker(ctx.env);
+    const name = containerName(target, ctx);
+    const info = await docker.getContainer(name).inspect().catch(() => undefined);
+    const url = `http://${target.host}:${target.port}`;
+    if (!info) return { target: ctx.targetName, type: 'local', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { container: name } };
+    const ready = info.State.Running ? (await waitForReady(`${url}/v2/health/ready`, { timeoutMs: 1500 })).ready : false;
+    return {
+      target: ctx.targetName,
+      type: 'local',
+      deployed: true,
+      version: info.Config.Labels?.['mlops.version'] ?? null,
+      image: info.Config.Image,
+      health: !info.State.Running ? `stopped (${info.State.Status})` : ready ? 'ready' : (info.State.Health?.Status ?? 'not ready'),
+      url,
+      startedAt: info.State.StartedAt,
+      detail: { container: name, restarts: info.RestartCount, uptimeSeconds: info.State.Running ? Math.round((Date.now() - Date.parse(info.State.StartedAt)) / 1000) : 0 },
+    };
+  },
+};

@@ -1,0 +1,56 @@
+import type { Config, TargetConfig } from '../config/defaults.js';
+import type { ExecSeam } from './exec.js';
+
+/** What a deploy puts on a target: one version of the model image. */
+export interface Release {
+  version: string;
+  /** What the target runs: a local image reference, or registry/repo@sha256:... for remote targets. */
+  image: string;
+  digest: string | null;
+  modelName: string;
+  modelSha256: string | null;
+}
+
+export type FailureReason = 'crash-loop' | 'health-timeout' | 'smoke-failure' | 'rollout-failed';
+
+/** Adapters return what happened; expected failures are results, not exceptions. */
+export type DeployOutcome =
+  | { status: 'deployed'; release: Release; url: string | null; previous: Release | null }
+  | { status: 'rolled-back'; release: Release; reason: FailureReason; message: string; logs: string; restored: Release }
+  | { status: 'failed'; release: Release; reason: FailureReason; message: string; logs: string; restored: null }
+  | { status: 'planned'; release: Release }
+  | { status: 'written'; release: Release; files: string[] };
+
+export interface TargetStatus {
+  target: string;
+  type: TargetConfig['type'];
+  deployed: boolean;
+  version: string | null;
+  image: string | null;
+  health: string;
+  url: string | null;
+  startedAt: string | null;
+  detail: Record<string, unknown>;
+}
+
+export interface DeployContext {
+  targetName: string;
+  config: Config;
+  projectDir: string;
+  env: NodeJS.ProcessEnv;
+  exec: ExecSeam;
+  dryRun: boolean;
+  /** --output: write manifests here instead of applying them (kubernetes). */
+  outputDir?: string;
+  log: (line: string) => void;
+  /** One inference against a base URL; throws with the reason when the answer is not well formed. */
+  smoke: (baseUrl: string, release: Release, headers?: Record<string, string>) => Promise<void>;
+}
+
+export interface TargetAdapter<T extends TargetConfig = TargetConfig> {
+  readonly type: T['type'];
+  /** Remote targets pull from a registry, so they need a pushed image. */
+  readonly needsRegistry: boolean;
+  deploy(target: T, release: Release, previous: Release | null, ctx: DeployContext): Promise<DeployOutcome>;
+  status(target: T, ctx: DeployContext): Promise<TargetStatus>;
+}

@@ -1,0 +1,214 @@
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { DEFAULTS, TARGET_DEFAULTS, type CloudRunTarget, type KubernetesTarget } from '../src/config/defaults.js';
+import { applyDefaults } from '../src/config/normalize.js';
+import { cloudRunAdapter } from '../src/targets/cloudrun.js';
+import { createExecSeam, type Runner } from '../src/targets/exec.js';
+import { kubernetesAdapter } from '../src/targets/kubernetes.js';
+import { renderManifests } from '../src/targets/kubernetes-manifests.js';
+import type { DeployContext, Release } from '../src/targets/types.js';
+import { withTempDir } from './helpers.js';
+
+const v1: Release = { version: '1.0.0', image: '127.0.0.1:5000/team/bc@sha256:' + 'a'.repeat(64), digest: 'sha256:' + 'a'.repeat(64), modelName: 'bc', modelSha256: 'f'.repeat(64) };
+const v2: Release = { ...v1, version: '1.1.0', image: '127.0.0.1:5000/team/bc@sha256:' + 'b'.repeat(64), digest: 'sha256:' + 'b'.repeat(64) };
+
+/** Answers as kubectl or gcloud would, by the first rule whose pattern matches the command line. */
+function scripted(rules: [RegExp, { exitCode?: number; stdout?: string; stderr?: string }][]): { runner: Runner; calls: string[] } {
+  const calls: string[] = [];
+  const runner: Runner = async (command, args) => {
+    const line = [command, ...args].join(' ');
+    calls.push(line);
+    const rule = rules.find(([pattern]) => pattern.test(line));
+    return { exitCode: rule?.[1].exitCode ?? 0, stdout: rule?.[1].stdout ?? '', stderr: rule?.[1].stderr ?? '' };
+  };
+  return { runner, calls };
+}
+
+function ctx(options: { dryRun?: boolean; runner?: Runner; smoke?: DeployContext['smoke']; outputDir?: string } = {}): DeployContext {
+  const config = applyDefaults({ model: { name: 'bc' } });
+  return {
+    targetName: 'staging',
+    config,
+    projectDir: '/tmp',
+    env: {},
+    exec: createExecSeam({ dryRun: Boolean(options.dryRun), runner: options.runner }),
+    dryRun: Boolean(options.dryRun),
+    outputDir: options.outputDir,
+    log: () => undefined,
+    smoke: options.smoke ?? (async () => undefined),
+  };
+}
+
+const k8s: KubernetesTarget = { ...TARGET_DEFAULTS.kubernetes, context: 'prod-cluster', namespace: 'ml' };
+
+describe('kubernetes manifests', () => {
+  it('are valid against the Kubernetes schemas and safe by default', () => {
+    const m = renderManifests('bc', k8s, v2, applyDefaults({}));
+    const deployment = m.deployment.toJSON() as any;
+    expect(deployment.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+    const pod = deployment.spec.template.spec;
+    const container = pod.containers[0];
+    expect(container.image).toBe(v2.image);
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 10001 });
+    expect(container.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    expect(container.readinessProbe.httpGet).toEqual({ path: '/v2/health/ready', port: 'http' });
+    expect(container.livenessProbe.httpGet).toEqual({ path: '/v2/health/live', port: 'http' });
+    expect(container.resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' } });
+    // preStop (5 s) + the server's graceful shutdown (10 s) + 5 s to spare.
+    expect(container.lifecycle.preStop.exec.command[0]).toBe('node');
+    expect(pod.terminationGracePeriodSeconds).toBe(5 + DEFAULTS.server.shutdownTimeoutMs / 1000 + 5);
+    expect(pod.template?.metadata ?? deployment.spec.template.metadata.labels['mlops.version']).toBe('1.1.0');
+    expect((m.hpa.toJSON() as any).spec).toMatchObject({ minReplicas: 2, maxReplicas: 10, metrics: [{ resource: { name: 'cpu', target: { averageUtilization: 70 } } }] });
+    expect((m.pdb.toJSON() as any).spec).toEqual({ minAvailable: 1, selector: { matchLabels: { 'app.kubernetes.io/name': 'bc' } } });
+    expect((m.service.toJSON() as any).spec.ports).toEqual([{ name: 'http', port: 80, targetPort: 'http' }]);
+  });
+
+  it('refuse settings that break the schema or each other', () => {
+    expect(() => renderManifests('bc', { ...k8s, autoscaling: { minReplicas: 5, maxReplicas: 2, cpuTargetPercent: 70 } }, v2, applyDefaults({}))).toThrow(/maxReplicas \(2\) is below minReplicas \(5\)/);
+    expect(() => renderManifests('bc', { ...k8s, autoscaling: { ...k8s.autoscaling, cpuTargetPercent: 'most' as never } }, v2, applyDefaults({}))).toThrow(/the rendered hpa is not valid Kubernetes: .*averageUtilization must be integer/);
+  });
+});
+
+describe('kubernetes plan tests (kubectl through the exec seam; no cluster here)', () => {
+  const base = '--context prod-cluster --namespace ml';
+
+  it('applies, waits for the rollout and smoke-tests through a port-forward', async () => {
+    const { runner, calls } = scripted([]);
+    const smoked: string[] = [];
+    const c = ctx({ runner, smoke: async (url) => void smoked.push(url) });
+    const outcome = await kubernetesAdapter.deploy(k8s, v2, v1, c);
+    expect(outcome).toMatchObject({ status: 'deployed', release: v2, previous: v1 });
+    expect(calls).toEqual([`kubectl ${base} apply -f -`, `kubectl ${base} rollout status deployment/bc --timeout=300s`]);
+    expect(c.exec.steps.map((s) => s.command)).toEqual([
+      `kubectl ${base} apply -f -`,
+      `kubectl ${base} rollout status deployment/bc --timeout=300s`,
+      expect.stringMatching(new RegExp(`^kubectl ${base} port-forward service/bc \\d+:80 &$`)),
+    ]);
+    expect(smoked[0]).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const docs = parseAllDocuments(c.exec.steps[0].input!).map((d) => d.toJSON());
+    expect(docs.map((d) => d.kind)).toEqual(['Deployment', 'Service', 'HorizontalPodAutoscaler', 'PodDisruptionBudget']);
+  });
+
+  it('rolls back with `rollout undo` when pods crash, naming the crash loop and keeping the logs', async () => {
+    const pods = { items: [{ status: { containerStatuses: [{ restartCount: 4, state: { waiting: { reason: 'CrashLoopBackOff' } } }] } }] };
+    const { runner, calls } = scripted([
+      [/rollout status .*--timeout=300s$/, { exitCode: 1, stderr: 'error: deployment "bc" exceeded its progress deadline' }],
+      [/get pods/, { stdout: JSON.stringify(pods) }],
+      [/logs -l/, { stdout: 'error: sha256 mismatch' }],
+    ]);
+    let undone = false;
+    const wrapped: Runner = async (command, args, options) => {
+      if (args.includes('undo')) undone = true;
+      // After the undo, the old ReplicaSet rolls back in fine.
+      if (undone && args.includes('status')) return { exitCode: 0, stdout: 'successfully rolled out', stderr: '' };
+      return runner(command, args, options);
+    };
+    const outcome = await kubernetesAdapter.deploy(k8s, v2, v1, ctx({ runner: wrapped }));
+    expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'crash-loop', restored: v1, logs: 'error: sha256 mismatch' });
+    expect(calls.slice(2)).toEqual([
+      `kubectl ${base} get pods -l app.kubernetes.io/name=bc,mlops.version=1.1.0 -o json`,
+      `kubectl ${base} logs -l app.kubernetes.io/name=bc,mlops.version=1.1.0 --tail=20 --all-containers --prefix`,
+      `kubectl ${base} rollout undo deployment/bc`,
+    ]);
+  });
+
+  it('names a health timeout when pods never became ready, and a smoke failure when they answer badly', async () => {
+    const timeout = scripted([[/rollout status/, { exitCode: 1 }], [/get pods/, { stdout: JSON.stringify({ items: [{ status: { containerStatuses: [{ restartCount: 0 }] } }] }) }]]);
+    expect(await kubernetesAdapter.deploy(k8s, v2, v1, ctx({ runner: timeout.runner }))).toMatchObject({ status: 'failed', reason: 'health-timeout' });
+    const smoke = scripted([]);
+    const outcome = await kubernetesAdapter.deploy(k8s, v2, v1, ctx({ runner: smoke.runner, smoke: async () => Promise.reject(new Error('inference answered HTTP 500')) }));
+    expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'smoke-failure', message: 'the smoke test failed: inference answered HTTP 500' });
+    expect(smoke.calls).toContain(`kubectl ${base} rollout undo deployment/bc`);
+  });
+
+  it('without a previous version there is nothing to undo: the outcome is failed', async () => {
+    const { runner, calls } = scripted([[/rollout status/, { exitCode: 1 }]]);
+    expect(await kubernetesAdapter.deploy(k8s, v2, null, ctx({ runner }))).toMatchObject({ status: 'failed', restored: null });
+    expect(calls.some((c) => c.includes('undo'))).toBe(false);
+  });
+
+  it('--dry-run records exactly what would run, manifests included, and runs nothing', async () => {
+    const { runner, calls } = scripted([]);
+    const c = ctx({ dryRun: true, runner });
+    expect(await kubernetesAdapter.deploy(k8s, v2, v1, c)).toEqual({ status: 'planned', release: v2 });
+    expect(calls).toEqual([]);
+    expect(c.exec.steps[0]).toMatchObject({ command: `kubectl ${base} apply -f -` });
+    expect(c.exec.steps[0].input).toContain(`image: ${v2.image}`);
+  });
+
+  it('--output writes the manifests for GitOps and applies nothing', async () => {
+    await withTempDir(async (dir) => {
+      const { runner, calls } = scripted([]);
+      const outcome = await kubernetesAdapter.deploy(k8s, v2, v1, ctx({ runner, outputDir: dir }));
+      expect(outcome.status).toBe('written');
+      expect(calls).toEqual([]);
+      expect((await readdir(dir)).sort()).toEqual(['bc-deployment.yaml', 'bc-hpa.yaml', 'bc-pdb.yaml', 'bc-service.yaml']);
+      expect(parseAllDocuments(await readFile(path.join(dir, 'bc-deployment.yaml'), 'utf8'))[0].toJSON().kind).toBe('Deployment');
+    });
+  });
+});
+
+describe('cloudrun plan tests (gcloud through the exec seam; no cloud account here)', () => {
+  const run: CloudRunTarget = { ...TARGET_DEFAULTS.cloudrun, project: 'acme', region: 'europe-west1', canary: [10, 50, 100] };
+  const base = '--project acme --region europe-west1';
+  const before = { status: { url: 'https://bc-x.a.run.app', traffic: [{ revisionName: 'bc-00001', percent: 100 }] } };
+  const after = { status: { url: 'https://bc-x.a.run.app', traffic: [...before.status.traffic, { revisionName: 'bc-00002', percent: 0, tag: 'v1-1-0', url: 'https://v1-1-0---bc-x.a.run.app' }] } };
+
+  function gcloud(extra: [RegExp, { exitCode?: number; stdout?: string }][] = []) {
+    let described = 0;
+    const { runner, calls } = scripted([[/auth print-identity-token/, { stdout: 'id-token' }], ...extra]);
+    const wrapped: Runner = async (command, args, options) => {
+      if (args.includes('describe')) {
+        calls.push([command, ...args].join(' '));
+        return { exitCode: 0, stdout: JSON.stringify(described++ === 0 ? before : after), stderr: '' };
+      }
+      return runner(command, args, options);
+    };
+    return { runner: wrapped, calls };
+  }
+
+  it('deploys a tagged revision with no traffic, smoke-tests its URL, then moves traffic in steps', async () => {
+    const { runner, calls } = gcloud();
+    const smoked: [string, Record<string, string> | undefined][] = [];
+    const outcome = await cloudRunAdapter.deploy(run, v2, v1, ctx({ runner, smoke: async (url, _r, headers) => void smoked.push([url, headers]) }));
+    expect(outcome).toMatchObject({ status: 'deployed', url: 'https://bc-x.a.run.app' });
+    expect(calls).toEqual([
+      `gcloud run services describe bc ${base} --format=json`,
+      `gcloud run deploy bc --image ${v2.image} ${base} --port 8080 --concurrency 80 --cpu 1 --memory 512Mi --min-instances 0 --max-instances 10 --labels mlops-version=1-1-0,managed-by=mlops --tag v1-1-0 --no-allow-unauthenticated --no-traffic --quiet --format=json`,
+      `gcloud run services describe bc ${base} --format=json`,
+      'gcloud auth print-identity-token',
+      `gcloud run services update-traffic bc ${base} --to-tags=v1-1-0=10 --quiet`,
+      `gcloud run services update-traffic bc ${base} --to-tags=v1-1-0=50 --quiet`,
+      `gcloud run services update-traffic bc ${base} --to-tags=v1-1-0=100 --quiet`,
+    ]);
+    expect(smoked).toHaveLength(3);
+    expect(smoked[0]).toEqual(['https://v1-1-0---bc-x.a.run.app', { authorization: 'Bearer id-token' }]);
+  });
+
+  it('moves traffic back to the serving revisions when the smoke test fails', async () => {
+    const { runner, calls } = gcloud([[/logging read/, { stdout: 'Traceback: model file missing' }]]);
+    const outcome = await cloudRunAdapter.deploy(run, v2, v1, ctx({ runner, smoke: async () => Promise.reject(new Error('inference answered HTTP 503')) }));
+    expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'smoke-failure', restored: v1, logs: 'Traceback: model file missing' });
+    expect(calls.at(-1)).toBe(`gcloud run services update-traffic bc ${base} --to-revisions=bc-00001=100 --quiet`);
+    expect(calls.some((c) => c.includes('--to-tags'))).toBe(false);
+  });
+
+  it('--dry-run lists the gcloud commands and runs none', async () => {
+    const { runner, calls } = gcloud();
+    const c = ctx({ dryRun: true, runner });
+    expect((await cloudRunAdapter.deploy(run, v2, v1, c)).status).toBe('planned');
+    expect(calls).toEqual([]);
+    expect(c.exec.steps.map((s) => s.command).filter((s) => s.includes('update-traffic'))).toHaveLength(3);
+  });
+});
+
+describe('the GitHub Actions template', () => {
+  it('is valid YAML and runs build, test, bench, tag, push and deploy in that order', async () => {
+    const { parse } = await import('yaml');
+    const workflow = parse(await readFile(path.join(__dirname, '..', 'templates', 'github-actions.yml'), 'utf8'));
+    const commands = workflow.jobs.release.steps.map((s: { run?: string }) => s.run ?? '').filter((r: string) => r.startsWith('mlops '));
+    expect(commands.map((c: string) => c.split(' ')[1])).toEqual(['build', 'test', 'bench', 'tag', 'push', 'deploy']);
+  });
+});
