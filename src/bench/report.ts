@@ -108,7 +108,7 @@ export function renderBenchHtml(report: BenchReport): string {
   const cell = (v: string) => `<td>${escapeXml(v)}</td>`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mlops bench: ${escapeXml(report.model)}</title>
-<style>body{font-family:system-ui,sans-serif;margin:2rem;color:#212529}table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #dee2e6;padding:4px 8px;text-align:right}th{background:#f1f3f5}.fail{color:#c92a2a;font-weight:bold}.pass{color:#2b8a3e}</style>
+<style>body{font-family:system-ui,sans-serif;margin:2rem;color:#212529}table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #dee2e6;padding:4px 8px;text-align:right}th{background:#f1f3f5}.fail{color:#c92a2a;font-weight:bold}.pass{color:#2b8a3e}td:last-child{text-align:left;white-space:nowrap}</style>
 </head><body>
 <h1>mlops bench: ${escapeXml(report.model)} <span class="${report.passed ? 'pass' : 'fail'}">${report.passed ? 'passed' : 'FAILED'}</span></h1>
 <p>Target: ${escapeXml(report.target.image ?? report.target.url ?? 'in-process ONNX Runtime')}. Latency in milliseconds, measured from when each request was due.</p>

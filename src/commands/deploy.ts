@@ -1,7 +1,7 @@
 import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
 import { ExitCode } from '../errors.js';
-import { deployVersion, rollbackTarget, type DeployResult } from '../targets/deploy.js';
+import { deployVersion, rollbackTarget, type DeployOptions, type DeployResult } from '../targets/deploy.js';
 import type { CommandContext } from './context.js';
 
 export interface DeployFlags {
@@ -36,25 +36,23 @@ export function renderDeploy(r: DeployResult, s: ChalkInstance): string {
   }
 }
 
-export async function run(version: string | undefined, flags: DeployFlags, ctx: CommandContext): Promise<number> {
+/** Runs a deploy or a rollback inside a task, then reports it; the exit code says how it ended. */
+async function report(title: string, work: (options: DeployOptions) => Promise<DeployResult>, flags: DeployFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
-  const task = ctx.reporter.task(flags.dryRun ? `Planning the deploy to ${flags.target ?? '?'}` : `Deploying to ${flags.target ?? '?'}`);
+  const task = ctx.reporter.task(title);
   let result: DeployResult;
   try {
-    result = await deployVersion(
-      {
-        cwd: ctx.cwd,
-        projectDir: baseDir,
-        config,
-        env: ctx.env,
-        target: flags.target,
-        dryRun: Boolean(flags.dryRun),
-        outputDir: flags.output ? path.resolve(ctx.cwd, flags.output) : undefined,
-        log: (line) => task.update(line),
-      },
-      version,
-    );
-    if (result.outcome.status === 'deployed' || result.outcome.status === 'planned' || result.outcome.status === 'written') task.succeed();
+    result = await work({
+      cwd: ctx.cwd,
+      projectDir: baseDir,
+      config,
+      env: ctx.env,
+      target: flags.target,
+      dryRun: Boolean(flags.dryRun),
+      outputDir: flags.output ? path.resolve(ctx.cwd, flags.output) : undefined,
+      log: (line) => task.update(line),
+    });
+    if (exitCodeOf(result) === ExitCode.ok) task.succeed();
     else task.fail();
   } catch (error) {
     task.fail();
@@ -64,21 +62,11 @@ export async function run(version: string | undefined, flags: DeployFlags, ctx: 
   return exitCodeOf(result);
 }
 
-export async function runRollback(flags: DeployFlags, ctx: CommandContext): Promise<number> {
-  const { config, baseDir } = await ctx.config();
-  const task = ctx.reporter.task(`Rolling back ${flags.target ?? '?'}`);
-  let result: DeployResult;
-  try {
-    result = await rollbackTarget(
-      { cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, target: flags.target, dryRun: Boolean(flags.dryRun), log: (line) => task.update(line) },
-      flags.to,
-    );
-    if (result.outcome.status === 'deployed' || result.outcome.status === 'planned') task.succeed();
-    else task.fail();
-  } catch (error) {
-    task.fail();
-    throw error;
-  }
-  ctx.reporter.result({ ...result, dryRun: Boolean(flags.dryRun) }, renderDeploy);
-  return exitCodeOf(result);
+export function run(version: string | undefined, flags: DeployFlags, ctx: CommandContext): Promise<number> {
+  const title = `${flags.dryRun ? 'Planning the deploy' : 'Deploying'} to ${flags.target}`;
+  return report(title, (options) => deployVersion(options, version), flags, ctx);
+}
+
+export function runRollback(flags: DeployFlags, ctx: CommandContext): Promise<number> {
+  return report(`Rolling back ${flags.target}`, (options) => rollbackTarget(options, flags.to), flags, ctx);
 }

@@ -8,6 +8,9 @@ import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
 import { configuredRepository } from './repository.js';
 
+/** What fits in a terminal; --json has every result label. */
+const HEADLINE = ['test.passed', 'test.accuracy', 'test.f1_macro', 'test.r2', 'test.rmse', 'bench.p95_ms', 'bench.throughput_rps'];
+
 export interface VersionsFlags {
   repository?: string;
 }
@@ -32,9 +35,8 @@ export async function run(flags: VersionsFlags, ctx: CommandContext): Promise<nu
       (v.digest ?? v.imageId ?? '').replace(/^sha256:/, '').slice(0, 12),
       v.created ? v.created.replace(/\.\d+Z$/, 'Z') : '',
       (v.modelSha256 ?? '').slice(0, 12),
-      Object.entries(v.metrics)
-        .filter(([k]) => !k.endsWith('.load') && !k.endsWith('.rows'))
-        .map(([k, val]) => `${k}=${val}`)
+      HEADLINE.filter((k) => v.metrics[k] !== undefined)
+        .map((k) => `${k.replace(/^(test|bench)\./, '')}=${v.metrics[k]}`)
         .join(' '),
       v.aliases.join(', '),
     ]);
