@@ -44,21 +44,28 @@ export async function startModelContainer(
 ): Promise<ModelContainer> {
   const info = await inspectImage(docker, image);
   const port = Object.keys(info.Config.ExposedPorts ?? {}).find((p) => p.endsWith('/tcp')) ?? '8080/tcp';
-  const container = await docker.createContainer({
+  // The cleanup is registered before the container exists: a Ctrl-C that arrives while the
+  // engine is creating it still waits for the creation and removes what was made.
+  let creation: Promise<Docker.Container> | undefined;
+  let removal: Promise<void> | undefined;
+  const remove = () =>
+    (removal ??= (async () => {
+      unregister();
+      const made = await creation?.catch(() => undefined);
+      await made?.remove({ force: true }).catch(() => undefined);
+    })());
+  const unregister = cleanupOnInterrupt(remove);
+  creation = docker.createContainer({
     Image: image,
     Env: options.env,
     Labels: { 'mlops.purpose': options.purpose },
     ExposedPorts: { [port]: {} },
     HostConfig: { PortBindings: { [port]: [{ HostIp: '127.0.0.1', HostPort: '' }] } },
   });
-  // One removal, whoever asks first (Ctrl-C or normal cleanup); everyone awaits the same one.
-  let removal: Promise<void> | undefined;
-  const remove = () =>
-    (removal ??= (async () => {
-      unregister();
-      await container.remove({ force: true }).catch(() => undefined);
-    })());
-  const unregister = cleanupOnInterrupt(remove);
+  const container = await creation.catch(async (error) => {
+    unregister();
+    throw environmentError(`cannot create a container from ${image}: ${(error as Error).message}`);
+  });
   const logs = async (lines = 20) => {
     const buffer = (await container.logs({ stdout: true, stderr: true, tail: lines }).catch(() => Buffer.alloc(0))) as Buffer;
     return demultiplex(buffer);

@@ -6,6 +6,7 @@ import { waitForReady } from '../http/ready.js';
 import { defaultModelName } from '../model/inspect.js';
 import type { DeployContext, DeployOutcome, FailureReason, Release, TargetAdapter, TargetStatus } from './types.js';
 import path from 'node:path';
+import { cleanupOnInterrupt } from '../process/interrupt.js';
 
 export function containerName(target: LocalTarget, ctx: Pick<DeployContext, 'config' | 'projectDir' | 'targetName'>): string {
   const model = ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path));
@@ -22,6 +23,59 @@ function memoryBytes(size: string): number | undefined {
 async function logsOf(container: Docker.Container): Promise<string> {
   const buffer = (await container.logs({ stdout: true, stderr: true, tail: 20 }).catch(() => Buffer.alloc(0))) as Buffer;
   return demultiplex(buffer);
+}
+
+interface SwapState {
+  name: string;
+  next: Docker.Container;
+  old: Docker.Container;
+  oldInfo: Docker.ContainerInspectInfo | undefined;
+  url: string;
+}
+
+/** Readiness and smoke test of the new container; then keep it, or put the old one back. */
+async function gateAndSwap(target: LocalTarget, release: Release, previous: Release | null, ctx: DeployContext, state: SwapState): Promise<DeployOutcome> {
+  const { name, next, old, oldInfo, url } = state;
+  let failure: { reason: FailureReason; message: string } | undefined;
+  try {
+    await next.start();
+    const ready = await waitForReady(`${url}/v2/health/ready`, {
+      timeoutMs: target.readyTimeoutSeconds * 1000,
+      stillWorth: async () => {
+        const now = await next.inspect();
+        return now.State.Running && !now.State.Restarting && now.RestartCount === 0;
+      },
+    });
+    if (!ready.ready) {
+      const state = await next.inspect();
+      failure =
+        !state.State.Running || state.State.Restarting || state.RestartCount > 0
+          ? { reason: 'crash-loop', message: `the new container exited with code ${state.State.ExitCode}${state.RestartCount ? ` and restarted ${state.RestartCount} times` : ''}` }
+          : { reason: 'health-timeout', message: `the new container was not ready after ${target.readyTimeoutSeconds} s` };
+    } else {
+      await ctx.smoke(url, release).catch((error: Error) => {
+        failure = { reason: 'smoke-failure', message: `the smoke test failed: ${error.message}` };
+      });
+    }
+  } catch (error) {
+    failure = { reason: 'crash-loop', message: `the new container did not start: ${(error as Error).message}` };
+  }
+
+  if (!failure) {
+    if (oldInfo) await old.remove({ force: true });
+    await next.rename({ name });
+    return { status: 'deployed', release, url, previous };
+  }
+  const logs = tail(await logsOf(next), 20);
+  await next.remove({ force: true });
+  if (oldInfo) {
+    await old.start();
+    const back = await waitForReady(`${url}/v2/health/ready`, { timeoutMs: target.readyTimeoutSeconds * 1000 });
+    const restored: Release = { version: oldInfo.Config.Labels?.['mlops.version'] ?? previous?.version ?? 'unknown', image: oldInfo.Config.Image, digest: null, modelName: release.modelName, modelSha256: oldInfo.Config.Labels?.['mlops.model.sha256'] ?? null };
+    if (back.ready) return { status: 'rolled-back', release, ...failure, logs, restored };
+    return { status: 'failed', release, ...failure, message: `${failure.message}; and the previous container did not become ready again`, logs, restored: null };
+  }
+  return { status: 'failed', release, ...failure, logs, restored: null };
 }
 
 /**
@@ -47,6 +101,8 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     const old = docker.getContainer(name);
     const oldInfo = await old.inspect().catch(() => undefined);
     if (oldInfo?.State.Running) await old.stop({ t: 15 });
+    // A candidate left by an interrupted deploy would block the name.
+    await docker.getContainer(`${name}-next`).remove({ force: true }).catch(() => undefined);
     const next = await docker.createContainer({
       name: `${name}-next`,
       Image: release.image,
@@ -60,46 +116,16 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       },
     });
     const url = `http://${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
-    let failure: { reason: FailureReason; message: string } | undefined;
+    // Ctrl-C mid-deploy must not leave the target empty: the old container comes back.
+    const unregister = cleanupOnInterrupt(async () => {
+      await next.remove({ force: true }).catch(() => undefined);
+      if (oldInfo) await old.start().catch(() => undefined);
+    });
     try {
-      await next.start();
-      const ready = await waitForReady(`${url}/v2/health/ready`, {
-        timeoutMs: target.readyTimeoutSeconds * 1000,
-        stillWorth: async () => {
-          const state = (await next.inspect()).State;
-          return state.Running && !state.Restarting && (await next.inspect()).RestartCount === 0;
-        },
-      });
-      if (!ready.ready) {
-        const state = await next.inspect();
-        failure =
-          !state.State.Running || state.State.Restarting || state.RestartCount > 0
-            ? { reason: 'crash-loop', message: `the new container exited with code ${state.State.ExitCode}${state.RestartCount ? ` and restarted ${state.RestartCount} times` : ''}` }
-            : { reason: 'health-timeout', message: `the new container was not ready after ${target.readyTimeoutSeconds} s` };
-      } else {
-        await ctx.smoke(url, release).catch((error: Error) => {
-          failure = { reason: 'smoke-failure', message: `the smoke test failed: ${error.message}` };
-        });
-      }
-    } catch (error) {
-      failure = { reason: 'crash-loop', message: `the new container did not start: ${(error as Error).message}` };
+      return await gateAndSwap(target, release, previous, ctx, { name, next, old, oldInfo, url });
+    } finally {
+      unregister();
     }
-
-    if (!failure) {
-      if (oldInfo) await old.remove({ force: true });
-      await next.rename({ name });
-      return { status: 'deployed', release, url, previous };
-    }
-    const logs = tail(await logsOf(next), 20);
-    await next.remove({ force: true });
-    if (oldInfo) {
-      await old.start();
-      const back = await waitForReady(`${url}/v2/health/ready`, { timeoutMs: target.readyTimeoutSeconds * 1000 });
-      const restored: Release = { version: oldInfo.Config.Labels?.['mlops.version'] ?? previous?.version ?? 'unknown', image: oldInfo.Config.Image, digest: null, modelName: release.modelName, modelSha256: oldInfo.Config.Labels?.['mlops.model.sha256'] ?? null };
-      if (back.ready) return { status: 'rolled-back', release, ...failure, logs, restored };
-      return { status: 'failed', release, ...failure, message: `${failure.message}; and the previous container did not become ready again`, logs, restored: null };
-    }
-    return { status: 'failed', release, ...failure, logs, restored: null };
   },
 
   async status(target, ctx): Promise<TargetStatus> {
