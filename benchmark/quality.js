@@ -31,7 +31,7 @@ export async function run({ log }) {
   try {
     await copyFile(fixture('breast_cancer', 'model.onnx'), path.join(dir, 'model.onnx'));
     const config = { model: { path: 'model.onnx', name: 'bc' }, image: { repository: 'mlops-bench-test' }, test: { labels: ['malignant', 'benign'] } };
-    const sizes = [100_000, 1_000_000];
+    const sizes = [100_000, 1_000_000, 4_600_000];
     for (const rows of sizes) await writeHoldout(path.join(dir, `h${rows}.csv`), rows);
     const local = [];
     for (let i = 0; i < 3; i++) {

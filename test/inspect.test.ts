@@ -60,6 +60,15 @@ describe('mlops inspect', () => {
     });
   }
 
+  it('prints one JSON error document on stdout under --json', async () => {
+    const { code, stdout, stderr } = await runCli(['inspect', 'missing.onnx', '--json']);
+    expect(code).toBe(2);
+    expect(JSON.parse(stdout)).toEqual({
+      error: { message: 'model file not found: missing.onnx', hint: 'check the path, or set model.path in mlops.config.json', exitCode: 2 },
+    });
+    expect(lines(stderr)[0]).toBe('error: model file not found: missing.onnx');
+  });
+
   it('reads model.path from config when no file is given', async () => {
     await withTempDir(async (dir) => {
       await copyFile(fixture('wine', 'model.onnx'), path.join(dir, 'wine.onnx'));

@@ -132,6 +132,13 @@ export class Reporter {
   /** Prints an error as one line plus a hint; the stack only with --verbose. */
   error(error: unknown): ExitCode {
     this.stopSpinner();
+    const code = isMlopsError(error) ? error.exitCode : ExitCode.internal;
+    // --json promises one document on stdout, failures included.
+    if (this.json && !this.resultWritten) {
+      this.resultWritten = true;
+      const body = { error: { message: errorMessage(error), hint: isMlopsError(error) ? (error.hint ?? null) : null, exitCode: code } };
+      this.options.stdout.write(this.mask(JSON.stringify(body, null, 2)) + '\n');
+    }
     if (isMlopsError(error)) {
       this.log(`${this.style.red('error:')} ${error.message}`);
       if (error.details) this.log(error.details.replace(/\s+$/, ''));
