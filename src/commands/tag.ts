@@ -4,7 +4,7 @@ import { readLastBuild } from '../image/last-build.js';
 import { tagVersion, type Bump } from '../registry/tag.js';
 import { isCI } from '../ui/environment.js';
 import type { CommandContext } from './context.js';
-import { configuredRepository } from './repository.js';
+import { configuredRepository } from '../image/repository.js';
 
 export interface TagFlags {
   bump?: string;

@@ -6,7 +6,7 @@ import { readLastBuild } from '../image/last-build.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { localName, parseReference } from '../registry/reference.js';
-import { configuredRepository } from '../commands/repository.js';
+import { configuredRepository } from '../image/repository.js';
 import { createExecSeam, type PlannedStep, type Runner } from './exec.js';
 import { appendHistory, currentRelease, findRelease, previousRelease, readHistory } from './history.js';
 import { selectTarget } from './index.js';
