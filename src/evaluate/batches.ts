@@ -32,25 +32,33 @@ export function batchSizeFor(inputs: TensorSignature[], wanted: number): { size:
   return first !== undefined && first > 0 ? { size: first, fixed: true } : { size: wanted, fixed: false };
 }
 
-/** A list of numbers that grows in chunks, so a long holdout never needs one huge copy. */
+type NumberArray = Float64Array | Float32Array | Int32Array;
+type NumberArrayType = { new (length: number): NumberArray };
+
+/**
+ * A growing list of numbers in the narrowest exact type (Int32 for class
+ * indices, Float32 for FP32 model outputs): the per-row state `mlops test`
+ * keeps for exact roc_auc, so it should cost as few bytes a row as it can.
+ */
 export class GrowingArray {
-  private data: Float64Array;
+  private data: NumberArray;
   length = 0;
-  constructor(initial = 4096) {
-    this.data = new Float64Array(initial);
+  constructor(
+    private readonly type: NumberArrayType = Float64Array,
+    initial = 4096,
+  ) {
+    this.data = new type(initial);
   }
   push(value: number): void {
     if (this.length === this.data.length) {
-      const next = new Float64Array(this.data.length * 2);
-      next.set(this.data);
+      // Grow by half: less slack, and less held twice while copying, than doubling.
+      const next = new this.type(Math.ceil(this.data.length * 1.5));
+      next.set(this.data as Float64Array);
       this.data = next;
     }
     this.data[this.length++] = value;
   }
-  get(i: number): number {
-    return this.data[i];
-  }
-  view(): Float64Array {
+  view(): NumberArray {
     return this.data.subarray(0, this.length);
   }
 }

@@ -68,8 +68,9 @@ export async function evaluate(options: EvaluateOptions): Promise<Evaluation> {
   const knownClasses = task === 'classification' && !INTEGER_TYPES.has(output.datatype) && declaredWidth > 0 ? Math.max(2, declaredWidth) : names?.length;
 
   const { size: batchSize, fixed } = batchSizeFor(predictor.inputs, settings.batchSize);
-  const yTrue = new GrowingArray();
-  const scores = new GrowingArray();
+  // Class indices fit Int32; FP32 outputs are kept as Float32, which is exact.
+  const yTrue = new GrowingArray(task === 'classification' ? Int32Array : Float64Array);
+  const scores = new GrowingArray(output.datatype === 'FP32' || output.datatype === 'FP16' ? Float32Array : Float64Array);
   let width = 0;
   const stats = new FeatureStatistics(holdout.featureNames);
   const paritySize = options.reference ? settings.parity.sample : 0;
@@ -168,8 +169,8 @@ export async function evaluate(options: EvaluateOptions): Promise<Evaluation> {
 
 function score(
   task: Task,
-  yTrue: Float64Array,
-  raw: Float64Array,
+  yTrue: ArrayLike<number>,
+  raw: ArrayLike<number>,
   width: number,
   output: TensorSignature,
   settings: Config['test'],
@@ -205,13 +206,16 @@ function score(
       if (width > 1 && Math.abs(sum - 1) > 1e-3) kind = 'logits';
     }
   }
-  const proba = new Float64Array(n * k);
-  const yPred = new Float64Array(n);
+  // Probabilities are scored as they came (no copy); logits and sigmoid columns need their own.
+  const passThrough = kind === 'probabilities' && width === k;
+  const proba = passThrough ? raw : new Float64Array(n * k);
+  const yPred = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     if (width === 1) {
+      const out = proba as Float64Array;
       const p = kind === 'logits' ? 1 / (1 + Math.exp(-raw[i])) : raw[i];
-      proba[i * 2] = 1 - p;
-      proba[i * 2 + 1] = p;
+      out[i * 2] = 1 - p;
+      out[i * 2 + 1] = p;
       yPred[i] = p >= settings.threshold ? 1 : 0;
       continue;
     }
@@ -226,11 +230,10 @@ function score(
     }
     yPred[i] = best;
     if (kind === 'logits') {
+      const out = proba as Float64Array;
       let sum = 0;
       for (let j = 0; j < k; j++) sum += Math.exp(raw[i * k + j] - max);
-      for (let j = 0; j < k; j++) proba[i * k + j] = Math.exp(raw[i * k + j] - max) / sum;
-    } else {
-      for (let j = 0; j < k; j++) proba[i * k + j] = raw[i * k + j];
+      for (let j = 0; j < k; j++) out[i * k + j] = Math.exp(raw[i * k + j] - max) / sum;
     }
   }
   return { metrics: classificationMetrics(yTrue, yPred, proba, classes), outputKind: kind, classes };

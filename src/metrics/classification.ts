@@ -104,7 +104,9 @@ export function logLoss(yTrue: ArrayLike<number>, proba: ArrayLike<number>, k: n
  */
 export function binaryAuc(yTrue: ArrayLike<number>, proba: ArrayLike<number>, positive: number, k: number): number | undefined {
   const n = yTrue.length;
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => proba[a * k + positive] - proba[b * k + positive]);
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  order.sort((a, b) => proba[a * k + positive] - proba[b * k + positive]);
   let positives = 0;
   let rankSum = 0;
   for (let i = 0; i < n; ) {
