@@ -17,7 +17,8 @@ const job = workerData as WorkerJob;
 const { send, close } = httpSender(
   job.url,
   job.bodies.map((b) => Buffer.from(b)),
-  job.plan.mode === 'closed' ? (job.plan.concurrency ?? 1) : 64,
+  // Open loop: enough connections that the client never queues what the schedule sends.
+  job.plan.mode === 'closed' ? (job.plan.concurrency ?? 1) : 256,
 );
 const outcome = await runLoad(job.plan, send);
 await close();

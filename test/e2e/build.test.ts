@@ -2,6 +2,8 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import tar from 'tar-fs';
+import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/model/session.js';
 import { fixture, lines, runCli, withTempDir } from '../helpers.js';
@@ -134,6 +136,44 @@ describe.skipIf(!engine.ok)(`mlops build against a real Docker engine${engine.ok
       expect(left).toEqual([]);
       await expect(readFile(path.join(dir, '.mlops/last-build.json'))).rejects.toThrow();
     });
+  });
+
+  it('builds for linux/arm64 on this host, with only the arm64 ONNX Runtime inside', async () => {
+    // No RUN step in the Dockerfile, so no emulation is needed: an arm64 base (files only) is enough.
+    const armBase = 'mlops-e2e-build-armbase:1';
+    const dir = await mkdtemp(path.join(tmpdir(), 'mlops-armbase-'));
+    await writeFile(path.join(dir, 'Dockerfile'), 'FROM scratch\nCOPY marker /marker\n');
+    await writeFile(path.join(dir, 'marker'), 'arm64 base\n');
+    const stream = await docker.buildImage(tar.pack(dir) as unknown as NodeJS.ReadableStream, { t: armBase, platform: 'linux/arm64' });
+    await new Promise((resolve, reject) => docker.modem.followProgress(stream, (e: Error | null, out: unknown) => (e ? reject(e) : resolve(out))));
+    await rm(dir, { recursive: true, force: true });
+
+    const { code, stdout, stderr } = await runCli(['build', '--platform', 'linux/arm64', '--base', armBase, '--tag', 'arm', '--json'], { cwd: project });
+    expect(code, stderr).toBe(0);
+    const result = JSON.parse(stdout);
+    expect(result.platform).toBe('linux/arm64');
+    expect((await docker.getImage(result.imageId).inspect()).Architecture).toBe('arm64');
+    const container = await docker.createContainer({ Image: result.imageId });
+    try {
+      const archive = await container.getArchive({ path: '/app/node_modules/onnxruntime-node/bin/napi-v6/linux' });
+      const names: string[] = [];
+      await new Promise<void>((resolve, reject) => {
+        const extract = tarStream.extract();
+        extract.on('entry', (header, entry, next) => {
+          names.push(header.name);
+          entry.resume();
+          entry.on('end', next);
+        });
+        extract.on('finish', resolve);
+        extract.on('error', reject);
+        archive.pipe(extract);
+      });
+      expect(names).toContain('linux/arm64/libonnxruntime.so.1');
+      expect(names.some((n) => n.includes('/x64/'))).toBe(false);
+    } finally {
+      await container.remove({ force: true });
+      await docker.getImage(armBase).remove({ force: true }).catch(() => undefined);
+    }
   });
 
   it('exits 2 naming the model when it is missing', async () => {
