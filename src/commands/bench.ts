@@ -48,15 +48,11 @@ export async function run(raw: RawFlags, ctx: CommandContext): Promise<number> {
     workers: list('workers', raw.workers, true)?.[0],
   };
   if (flags.durationMs !== undefined && flags.requests !== undefined) throw inputError('--duration and --requests exclude each other', 'pick one way to end a run');
-  const task = ctx.reporter.task('Benchmarking');
-  let report;
-  try {
-    report = await runBench({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, onRun: (label) => task.update(`Benchmarking: ${label}`) });
-    task.succeed(`Benchmarked ${report.runs.length} run${report.runs.length === 1 ? '' : 's'} in ${report.seconds} s`);
-  } catch (error) {
-    task.fail();
-    throw error;
-  }
+  const report = await ctx.reporter.step(
+    'Benchmarking',
+    (task) => runBench({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, onRun: (label) => task.update(`Benchmarking: ${label}`) }),
+    (r) => `Benchmarked ${r.runs.length} run${r.runs.length === 1 ? '' : 's'} in ${r.seconds} s`,
+  );
   const markdown = renderBenchMarkdown(report);
   if (raw.markdown) await writeFileAtomic(path.resolve(ctx.cwd, raw.markdown), markdown);
   if (raw.html) await writeFileAtomic(path.resolve(ctx.cwd, raw.html), renderBenchHtml(report));

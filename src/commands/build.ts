@@ -21,28 +21,25 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
   const modelPath = flags.model ? path.resolve(ctx.cwd, flags.model) : path.resolve(baseDir, config.model.path);
   const modelName = config.model.name || defaultModelName(modelPath);
   const docker = await connectDocker(ctx.env);
-  const task = ctx.reporter.task(`Building image for ${modelName}`);
-  let result;
-  try {
-    result = await buildModelImage({
-      docker,
-      cwd: baseDir,
-      modelPath: path.relative(baseDir, modelPath) || modelPath,
-      modelName,
-      modelVersion: config.model.version,
-      repository: config.image.repository || modelName,
-      baseImage: flags.base ?? config.image.base,
-      platform: flags.platform ?? config.image.platform,
-      port: config.image.port,
-      tags: flags.tag,
-      noCache: flags.cache === false,
-      onProgress: (line) => task.update(line),
-    });
-    task.succeed(`Built ${result.tags[0]} in ${result.seconds} s`);
-  } catch (error) {
-    task.fail();
-    throw error;
-  }
+  const result = await ctx.reporter.step(
+    `Building image for ${modelName}`,
+    (task) =>
+      buildModelImage({
+        docker,
+        cwd: baseDir,
+        modelPath: path.relative(baseDir, modelPath) || modelPath,
+        modelName,
+        modelVersion: config.model.version,
+        repository: config.image.repository || modelName,
+        baseImage: flags.base ?? config.image.base,
+        platform: flags.platform ?? config.image.platform,
+        port: config.image.port,
+        tags: flags.tag,
+        noCache: flags.cache === false,
+        onProgress: (line) => task.update(line),
+      }),
+    (r) => `Built ${r.tags[0]} in ${r.seconds} s`,
+  );
   await writeLastBuild(baseDir, {
     imageId: result.imageId,
     tags: result.tags,

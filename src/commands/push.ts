@@ -33,21 +33,12 @@ export async function run(version: string | undefined, flags: PushFlags, ctx: Co
     const moving = await aliasesThatMove(ctx.env, repository, aliases, chosen);
     if (moving.length > 0) throw inputError(`refusing to move alias ${moving.map((a) => `'${a}'`).join(', ')} in the registry in CI without --yes`, 'pass --yes to confirm');
   }
-  const task = ctx.reporter.task(`Pushing ${references.join(', ')}`);
-  let result;
-  try {
-    result = await pushImages({
-      docker,
-      env: ctx.env,
-      references,
-      onSecret: (secret) => ctx.reporter.maskSecret(secret),
-      onProgress: (line) => task.update(line),
-    });
-    task.succeed(`Pushed ${result.pushed.join(', ')}`);
-  } catch (error) {
-    task.fail();
-    throw error;
-  }
+  const result = await ctx.reporter.step(
+    `Pushing ${references.join(', ')}`,
+    (task) =>
+      pushImages({ docker, env: ctx.env, references, onSecret: (secret) => ctx.reporter.maskSecret(secret), onProgress: (line) => task.update(line) }),
+    (r) => `Pushed ${r.pushed.join(', ')}`,
+  );
   ctx.reporter.result({ ...result, version: chosen }, (r, s) => `${s.bold('digest')} ${r.digest}\n${s.bold('pushed')} ${r.pushed.join(', ')}`);
   return ExitCode.ok;
 }

@@ -59,22 +59,12 @@ export function renderMarkdown(r: TestReport): string {
 
 export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
-  const task = ctx.reporter.task('Scoring the holdout');
-  let report: TestReport;
-  try {
-    report = await runQualityTest({
-      cwd: ctx.cwd,
-      projectDir: baseDir,
-      config,
-      env: ctx.env,
-      flags,
-      onProgress: (rows) => task.update(`Scoring the holdout: ${rows} rows`),
-    });
-    task.succeed(`Scored ${report.rows} rows in ${report.seconds} s`);
-  } catch (error) {
-    task.fail();
-    throw error;
-  }
+  const report = await ctx.reporter.step(
+    'Scoring the holdout',
+    (task) =>
+      runQualityTest({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, onProgress: (rows) => task.update(`Scoring the holdout: ${rows} rows`) }),
+    (r) => `Scored ${r.rows} rows in ${r.seconds} s`,
+  );
   const cases = [
     ...report.gates.map((g) => ({ name: describeGate(g), passed: g.passed, message: `${g.metric} = ${fmt(g.value)}` })),
     ...(report.parity ? [{ name: `parity with in-process ONNX Runtime (tolerance ${report.parity.tolerance})`, passed: report.parity.passed, message: parityLine(report) }] : []),

@@ -188,8 +188,16 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
     const path = query === -1 ? url : url.slice(0, query);
     let label = 'unmatched';
     try {
-      const route = routes.find((r) => r.pattern.test(path));
-      if (!route) throw new BadRequest(`no route ${req.method} ${path}; see GET /v2 and /v2/models/{name}`, 404);
+      let route: Route | undefined;
+      let match: RegExpExecArray | null = null;
+      for (const candidate of routes) {
+        match = candidate.pattern.exec(path);
+        if (match) {
+          route = candidate;
+          break;
+        }
+      }
+      if (!route || !match) throw new BadRequest(`no route ${req.method} ${path}; see GET /v2 and /v2/models/{name}`, 404);
       label = route.label;
       const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
       const handler = route.methods[method];
@@ -197,7 +205,6 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
         res.setHeader('allow', Object.keys(route.methods).join(', '));
         throw new BadRequest(`method ${req.method} is not allowed on ${route.label}; use ${Object.keys(route.methods).join(' or ')}`, 405);
       }
-      const match = route.pattern.exec(path)!;
       const params: RouteParams = {};
       if (match[1] !== undefined) params.name = safeDecode(match[1]);
       if (match[2] !== undefined) params.version = safeDecode(match[2]);

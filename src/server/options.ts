@@ -13,7 +13,7 @@ export interface ServeOptions {
   maxBodyBytes: number;
   shutdownTimeoutMs: number;
   intraOpThreads: number;
-  batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
+  batching: Config['server']['batching'];
 }
 
 /** The environment variables the server reads, and the option each sets. Documented in README.md. */
