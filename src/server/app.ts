@@ -49,25 +49,18 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
   const { model, log } = options;
   const metrics = createServerMetrics({ name: model.name, version: model.version, sha256: model.info.sha256 });
   const batching = options.batching.enabled && canBatch(model.inputs, model.outputs);
-  const runModel = async (feeds: Tensors): Promise<Tensors> => {
-    if (batching) return batcher!.infer(feeds, feeds[model.inputs[0].name].dims[0]);
-    const started = performance.now();
-    const result = await model.run(feeds);
-    metrics.inferenceSeconds.observe((performance.now() - started) / 1000);
-    metrics.batchSize.observe(model.inputs[0] ? (feeds[model.inputs[0].name].dims[0] ?? 1) : 1);
-    return result;
-  };
-  const batcher = batching
-    ? new Batcher(model.run, model.inputs, {
-        maxBatchSize: options.batching.maxBatchSize,
-        maxWaitMs: options.batching.maxWaitMs,
-        onRun: (rows, seconds) => {
-          metrics.batchSize.observe(rows);
-          metrics.inferenceSeconds.observe(seconds);
-        },
-        onQueued: (seconds) => metrics.queueSeconds.observe(seconds),
-      })
-    : undefined;
+  // Every run goes through one queue: onnxruntime-node runs sessions on this thread one at a time anyway.
+  const batcher = new Batcher(model.run, model.inputs, {
+    batching,
+    maxBatchSize: options.batching.maxBatchSize,
+    maxWaitMs: options.batching.maxWaitMs,
+    onRun: (rows, seconds) => {
+      metrics.batchSize.observe(rows);
+      metrics.inferenceSeconds.observe(seconds);
+    },
+    onQueued: (seconds) => metrics.queueSeconds.observe(seconds),
+  });
+  const runModel = (feeds: Tensors): Promise<Tensors> => batcher.infer(feeds, model.inputs[0] ? (feeds[model.inputs[0].name].dims[0] ?? 1) : 1);
 
   let ready = false;
   let shuttingDown = false;

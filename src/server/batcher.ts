@@ -2,6 +2,8 @@ import { allocate, type TensorData } from '../model/datatypes.js';
 import type { ServableTensor, Tensors } from '../model/session.js';
 
 export interface BatcherOptions {
+  /** false: one request per run, dispatched at once (models that cannot batch). */
+  batching: boolean;
   maxBatchSize: number;
   /** How long the first queued request may wait for others; 0 adds no wait. */
   maxWaitMs: number;
@@ -32,8 +34,10 @@ export function canBatch(inputs: ServableTensor[], outputs: ServableTensor[]): b
 }
 
 /**
- * Dynamic batching: requests that arrive together are stacked along the first
- * dimension, run as one batch, and split back.
+ * The queue in front of the model. With batching, requests that arrive
+ * together are stacked along the first dimension, run as one batch, and split
+ * back; without, they run one at a time, so that queue time and inference time
+ * are measured apart either way.
  *
  * onnxruntime-node runs a session synchronously on the main thread (deferred
  * by one setImmediate), so the event loop is blocked while the model runs.
@@ -69,6 +73,8 @@ export class Batcher {
 
   private schedule(): void {
     if (this.running || this.queue.length === 0) return;
+    // Nothing to gather: a request that cannot be batched runs as soon as the model is free.
+    if (!this.options.batching) return this.dispatch(false);
     const { maxWaitMs, maxBatchSize } = this.options;
     if (maxWaitMs > 0) {
       const queuedRows = this.queue.reduce((n, p) => n + p.rows, 0);
@@ -107,7 +113,7 @@ export class Batcher {
     const first = this.queue.shift()!;
     const batch = [first];
     let rows = first.rows;
-    if (!this.splittable) return batch;
+    if (!this.splittable || !this.options.batching) return batch;
     for (let i = 0; i < this.queue.length && rows < this.options.maxBatchSize; ) {
       const next = this.queue[i];
       if (next.key === first.key && rows + next.rows <= this.options.maxBatchSize) {
