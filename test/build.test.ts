@@ -54,6 +54,23 @@ describe('build context', () => {
     });
   }
 
+  it('puts external data files beside the model', async () => {
+    await withTempDir(async (dir) => {
+      await assembleContext(dir, {
+        modelPath: fixture('external_data', 'model.onnx'),
+        externalData: ['weights.bin'],
+        modelSha256: 'a'.repeat(64),
+        modelName: 'wine',
+        modelVersion: '1',
+        baseImage: 'node:20-slim',
+        platform: 'linux/amd64',
+        port: 8080,
+        labels: {},
+      });
+      expect(await readFile(path.join(dir, 'model', 'weights.bin'))).toEqual(await readFile(fixture('external_data', 'weights.bin')));
+    });
+  });
+
   it('quotes Dockerfile strings without expansion', () => {
     expect(dockerfileString('a"b$c\\d\ne')).toBe('"a\\"b\\$c\\\\d e"');
   });

@@ -79,3 +79,26 @@ describe('mlops inspect', () => {
     });
   });
 });
+
+describe('models with external data', () => {
+  it('lists the weight files, and serves like the same model in one file', async () => {
+    const { stdout } = await runCli(['inspect', fixture('external_data', 'model.onnx'), '--json']);
+    expect(JSON.parse(stdout).externalData).toEqual(['weights.bin']);
+    const { loadModel } = await import('../src/model/session.js');
+    const split = await loadModel({ path: fixture('external_data', 'model.onnx') });
+    const whole = await loadModel({ path: fixture('wine', 'model.onnx') });
+    const feeds = { features: { data: Float32Array.from({ length: 13 }, (_, i) => i / 13), dims: [1, 13] } };
+    expect(Array.from((await split.run(feeds)).logits.data as Float32Array)).toEqual(Array.from((await whole.run(feeds)).logits.data as Float32Array));
+    await split.release();
+    await whole.release();
+  });
+
+  it('exits 2 naming the missing weight file', async () => {
+    await withTempDir(async (dir) => {
+      await copyFile(fixture('external_data', 'model.onnx'), path.join(dir, 'model.onnx'));
+      const { code, stderr } = await runCli(['inspect', 'model.onnx'], { cwd: dir });
+      expect(code).toBe(2);
+      expect(lines(stderr)[0]).toBe("error: model.onnx: its weights are in 'weights.bin', which is missing beside it");
+    });
+  });
+});

@@ -19,6 +19,7 @@ export async function run(modelArg: string | undefined, ctx: CommandContext): Pr
     inputs: info.inputs.map(tensor),
     outputs: info.outputs.map(tensor),
     metadata: info.metadata,
+    externalData: info.externalData,
   };
   ctx.reporter.result(result, (r, s) => {
     const shape = (t: { shape: number[] | null }) => (t.shape ? `[${t.shape.join(', ')}]` : 'unknown');
@@ -29,6 +30,7 @@ export async function run(modelArg: string | undefined, ctx: CommandContext): Pr
       `${s.bold('size')}      ${r.sizeBytes} bytes`,
       `${s.bold('opset')}     ${r.opset ?? 'none'} (IR version ${r.irVersion})`,
       `${s.bold('producer')}  ${[r.producer.name, r.producer.version].filter(Boolean).join(' ') || 'unknown'}`,
+      ...(r.externalData.length > 0 ? [`${s.bold('weights')}   ${r.externalData.join(', ')} (external data)`] : []),
       '',
       s.bold('inputs'),
       renderTable(['name', 'datatype', 'shape'], rows(r.inputs)),

@@ -132,6 +132,7 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
   try {
     await assembleContext(contextDir, {
       modelPath: model.path,
+      externalData: model.externalData,
       modelSha256: model.sha256,
       modelName: options.modelName,
       modelVersion: options.modelVersion,

@@ -14,6 +14,8 @@ export type Platform = keyof typeof PLATFORMS;
 
 export interface ContextInput {
   modelPath: string;
+  /** External data files, relative to the model's folder; they go beside it in the image. */
+  externalData?: string[];
   modelSha256: string;
   modelName: string;
   modelVersion: string;
@@ -89,6 +91,10 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
 
   await mkdir(path.join(dir, 'model'), { recursive: true });
   await copyFile(input.modelPath, path.join(dir, 'model', 'model.onnx'));
+  for (const file of input.externalData ?? []) {
+    await mkdir(path.dirname(path.join(dir, 'model', file)), { recursive: true });
+    await copyFile(path.join(path.dirname(input.modelPath), file), path.join(dir, 'model', file));
+  }
 
   const template = await readFile(path.join(PACKAGE_ROOT, 'templates', 'Dockerfile'), 'utf8');
   await writeFile(

@@ -31,6 +31,8 @@ export interface ModelInfo {
   inputs: TensorSpec[];
   outputs: TensorSpec[];
   metadata: Record<string, string>;
+  /** Files beside the model that hold its weights (ONNX external data), relative to its folder. */
+  externalData: string[];
 }
 
 type LongLike = number | { low: number; high: number; toNumber?: () => number };
@@ -119,6 +121,7 @@ export async function inspectModel(modelPath: string, options: { cwd?: string } 
     name: v.name ?? '',
     ...describeType(v.type as InstanceType<typeof onnx.TypeProto>),
   }));
+  const externalData = await checkExternalData(model, absolute, modelPath);
   const opsets = (model.opsetImport ?? []).map((o) => ({ domain: o.domain || 'ai.onnx', version: toNumber(o.version as LongLike) }));
   const metadata: Record<string, string> = {};
   for (const prop of model.metadataProps ?? []) if (prop.key) metadata[prop.key] = prop.value ?? '';
@@ -135,7 +138,34 @@ export async function inspectModel(modelPath: string, options: { cwd?: string } 
     inputs,
     outputs,
     metadata,
+    externalData,
   };
+}
+
+/**
+ * Large models keep their weights in files beside the .onnx (external data).
+ * They must exist, and stay inside the model's folder, or nothing can load them.
+ */
+async function checkExternalData(model: InstanceType<typeof onnx.ModelProto>, absolute: string, shown: string): Promise<string[]> {
+  const EXTERNAL = 1;
+  const locations = new Set<string>();
+  for (const tensor of model.graph?.initializer ?? []) {
+    if (tensor.dataLocation !== EXTERNAL) continue;
+    const location = (tensor.externalData ?? []).find((e) => e.key === 'location')?.value;
+    if (location) locations.add(location);
+  }
+  const dir = path.dirname(absolute);
+  for (const location of locations) {
+    const resolved = path.resolve(dir, location);
+    if (path.isAbsolute(location) || !resolved.startsWith(dir + path.sep)) {
+      throw inputError(`${shown}: external data '${location}' is outside the model's folder`, 'save the model with its data files beside it (onnx.save_model(..., location="weights.bin"))');
+    }
+    const info = await stat(resolved).catch(() => undefined);
+    if (!info?.isFile()) {
+      throw inputError(`${shown}: its weights are in '${location}', which is missing beside it`, `copy ${location} into the folder that holds the model`);
+    }
+  }
+  return [...locations].sort();
 }
 
 function looksLikeText(bytes: Buffer): boolean {
