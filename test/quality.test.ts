@@ -103,6 +103,12 @@ describe('other model shapes', () => {
       await project(dir, 'multi_input', { output: 'label', features: { ids: ['i0', 'i1', 'i2'], dense: ['d0', 'd1', 'd2', 'd3'] } });
       const mapped = JSON.parse((await runCli(['test', '--local', '--holdout', 'h.csv', '--json'], { cwd: dir })).stdout);
       expect(mapped.metrics).toEqual(report.metrics);
+      // Without test.output the class scores are preferred over the integer label output.
+      await project(dir, 'multi_input');
+      const scored = JSON.parse((await runCli(['test', '--local', '--holdout', 'h.csv', '--json'], { cwd: dir })).stdout);
+      expect(scored).toMatchObject({ output: 'scores', outputKind: 'logits' });
+      expect(scored.metrics.accuracy).toBe(1);
+      expect(scored.metrics.log_loss).toBeGreaterThan(0);
     });
   });
 

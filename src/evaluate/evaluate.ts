@@ -42,8 +42,16 @@ export interface EvaluateOptions {
 
 const INTEGER_TYPES = new Set(['INT8', 'INT16', 'INT32', 'INT64', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'BOOL']);
 
+/**
+ * test.output, or else a float output with a column per class (probabilities
+ * or logits: scikit-learn's converters put `label` first and `probabilities`
+ * second, and only the scores give log_loss and roc_auc), or else the first.
+ */
 function chooseOutput(predictor: Predictor, name: string): TensorSignature {
-  if (!name) return predictor.outputs[0];
+  if (!name) {
+    const width = (o: TensorSignature) => o.shape.slice(1).reduce((n, d) => n * d, 1);
+    return predictor.outputs.find((o) => ['FP16', 'FP32', 'FP64'].includes(o.datatype) && width(o) >= 2) ?? predictor.outputs[0];
+  }
   const found = predictor.outputs.find((o) => o.name === name);
   if (!found) throw inputError(`test.output: the model has no output '${name}'`, `its outputs are: ${predictor.outputs.map((o) => o.name).join(', ')}`);
   return found;
