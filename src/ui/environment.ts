@@ -5,9 +5,13 @@ export function isCI(env: NodeJS.ProcessEnv = process.env): boolean {
   return ci !== undefined && ci !== '' && ci !== '0' && ci.toLowerCase() !== 'false';
 }
 
-/** Spinners and redrawn lines only when a person is watching a terminal. */
-export function isInteractive(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv = process.env): boolean {
-  return Boolean(stream.isTTY) && !isCI(env) && env.TERM !== 'dumb';
+/**
+ * Spinners and redrawn lines only when a person is watching a terminal that
+ * reports its width: a pseudo-terminal with 0 columns (script, some `docker
+ * exec -t`) makes a spinner's line arithmetic divide by zero and redraw forever.
+ */
+export function isInteractive(stream: { isTTY?: boolean; columns?: number }, env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(stream.isTTY) && (stream.columns ?? 0) > 0 && !isCI(env) && env.TERM !== 'dumb';
 }
 
 export function useColor(stream: { isTTY?: boolean }, noColorFlag: boolean, env: NodeJS.ProcessEnv = process.env): boolean {

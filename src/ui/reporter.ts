@@ -81,7 +81,10 @@ export class Reporter {
       };
       return {
         update: (next) => {
-          spinner.text = this.mask(next);
+          // One line: a wrapped spinner text leaves a trail of half-cleared lines.
+          const width = Math.max(20, ((this.options.stderr as { columns?: number }).columns ?? 80) - 4);
+          const line = this.mask(next).replace(/\s+/g, ' ');
+          spinner.text = line.length > width ? `${line.slice(0, width - 1)}…` : line;
         },
         succeed: (done) => {
           spinner.succeed(this.mask(done ?? spinner.text));
