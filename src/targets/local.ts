@@ -71,7 +71,7 @@ async function gateAndSwap(target: LocalTarget, release: Release, previous: Rele
   if (oldInfo) {
     await old.start();
     const back = await waitForReady(`${url}/v2/health/ready`, { timeoutMs: target.readyTimeoutSeconds * 1000 });
-    const restored: Release = { version: oldInfo.Config.Labels?.['mlops.version'] ?? previous?.version ?? 'unknown', image: oldInfo.Config.Image, digest: null, modelName: release.modelName, modelSha256: oldInfo.Config.Labels?.['mlops.model.sha256'] ?? null };
+    const restored: Release = { version: oldInfo.Config.Labels?.['mlops.release.version'] ?? previous?.version ?? 'unknown', image: oldInfo.Config.Image, digest: null, modelName: release.modelName, modelSha256: oldInfo.Config.Labels?.['mlops.model.sha256'] ?? null };
     if (back.ready) return { status: 'rolled-back', release, ...failure, logs, restored };
     return { status: 'failed', release, ...failure, message: `${failure.message}; and the previous container did not become ready again`, logs, restored: null };
   }
@@ -106,7 +106,7 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     const next = await docker.createContainer({
       name: `${name}-next`,
       Image: release.image,
-      Labels: { 'mlops.target': ctx.targetName, 'mlops.version': release.version, 'mlops.model.sha256': release.modelSha256 ?? '', 'mlops.deployed-at': new Date().toISOString() },
+      Labels: { 'mlops.target': ctx.targetName, 'mlops.release.version': release.version, 'mlops.model.sha256': release.modelSha256 ?? '', 'mlops.deployed-at': new Date().toISOString() },
       ExposedPorts: { [exposed]: {} },
       HostConfig: {
         PortBindings: { [exposed]: [{ HostIp: target.host, HostPort: String(target.port) }] },
@@ -139,7 +139,7 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       target: ctx.targetName,
       type: 'local',
       deployed: true,
-      version: info.Config.Labels?.['mlops.version'] ?? null,
+      version: info.Config.Labels?.['mlops.release.version'] ?? null,
       image: info.Config.Image,
       health: !info.State.Running ? `stopped (${info.State.Status})` : ready ? 'ready' : (info.State.Health?.Status ?? 'not ready'),
       url,

@@ -93,7 +93,7 @@ describe.skipIf(!engine.ok)(`deploy to the local target with automatic rollback$
       if (reason === 'crash-loop') expect(outcome.logs).toContain('refusing to serve a different model');
       expect(await served()).toBe('probabilities');
       const containers = await docker.listContainers({ all: true, filters: { name: ['mlops-bc-dev'] } });
-      expect(containers.map((c) => c.Labels['mlops.version'])).toEqual(['1.0.0']);
+      expect(containers.map((c) => c.Labels['mlops.release.version'])).toEqual(['1.0.0']);
     });
   }
 
