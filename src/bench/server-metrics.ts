@@ -1,5 +1,4 @@
-import { probe } from '../http/ready.js';
-import http from 'node:http';
+import { getText } from '../http/ready.js';
 
 export interface ServerSideTimes {
   /** Mean ONNX Runtime time per run, and mean wait before a run, in ms; mean rows per run. */
@@ -10,22 +9,11 @@ export interface ServerSideTimes {
 
 type Counters = Record<string, number>;
 
-function get(url: string): Promise<string | null> {
-  return new Promise((resolve) => {
-    const req = http.get(url, { timeout: 2000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve(res.statusCode === 200 ? body : null));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(null));
-  });
-}
-
 /** The sums and counts mlops servers export; null when the server has no /metrics. */
 export async function scrapeCounters(baseUrl: string): Promise<Counters | null> {
-  const text = await get(`${baseUrl.replace(/\/$/, '')}/metrics`);
-  if (!text) return null;
+  const answer = await getText(`${baseUrl.replace(/\/$/, '')}/metrics`, 2000);
+  if (answer?.status !== 200) return null;
+  const text = answer.body;
   const out: Counters = {};
   for (const name of [
     'mlops_inference_duration_seconds_sum',

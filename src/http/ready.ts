@@ -1,15 +1,23 @@
 import http from 'node:http';
 
-/** One GET, true on 200; never hangs longer than timeoutMs. */
-export function probe(url: string, timeoutMs = 1000): Promise<boolean> {
+/** One GET: its status and body, or null when nothing answered within timeoutMs. */
+export function getText(url: string, timeoutMs = 1000): Promise<{ status: number; body: string } | null> {
   return new Promise((resolve) => {
     const req = http.get(url, { timeout: timeoutMs, agent: false }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', () => resolve(null));
     });
     req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
+    req.on('error', () => resolve(null));
   });
+}
+
+/** One GET, true on 200; never hangs longer than timeoutMs. */
+export async function probe(url: string, timeoutMs = 1000): Promise<boolean> {
+  return (await getText(url, timeoutMs))?.status === 200;
 }
 
 /**

@@ -66,6 +66,11 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
   const container = await startModelContainer(docker, image, { purpose: options.purpose });
   const opened: Predictor[] = [];
   let extracted: string | undefined;
+  const cleanup = async () => {
+    for (const p of opened) await p.close().catch(() => undefined);
+    await container.remove();
+    if (extracted) await rm(path.dirname(extracted), { recursive: true, force: true });
+  };
   try {
     const modelName = container.labels['mlops.model.name'] ?? configuredName;
     const predictor = await remotePredictor(container.url, modelName);
@@ -84,16 +89,10 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
       url: container.url,
       container,
       reference,
-      async close() {
-        for (const p of opened) await p.close().catch(() => undefined);
-        await container.remove();
-        if (extracted) await rm(path.dirname(extracted), { recursive: true, force: true });
-      },
+      close: cleanup,
     };
   } catch (error) {
-    for (const p of opened) await p.close().catch(() => undefined);
-    await container.remove();
-    if (extracted) await rm(path.dirname(extracted), { recursive: true, force: true });
+    await cleanup();
     throw error;
   }
 }
