@@ -54,7 +54,7 @@ describe('open loop measures from the schedule (no coordinated omission)', () =>
   afterAll(() => new Promise((r) => server.close(r)));
 
   const measure = async (plan: Parameters<typeof runLoad>[0]) => {
-    const { send, close } = httpSender(url, [Buffer.from('{}')], 8);
+    const { send, close } = httpSender(url, [{ body: Buffer.from('{}'), headers: { 'content-type': 'application/json' } }], 8);
     stallFrom = performance.now() + 400;
     const outcome = await runLoad(plan, send);
     await close();
@@ -85,7 +85,11 @@ describe('mlops bench', () => {
         modelVersion: '1',
         host: '127.0.0.1',
         port: 0,
+        grpcPort: 0,
         maxBodyBytes: DEFAULTS.server.maxBodyBytes,
+        workers: DEFAULTS.server.workers,
+        inlineMaxMs: DEFAULTS.server.inlineMaxMs,
+        offloadBytes: DEFAULTS.server.offloadBytes,
         shutdownTimeoutMs: 2000,
         intraOpThreads: 0,
         batching: { ...DEFAULTS.server.batching },
@@ -107,7 +111,7 @@ describe('mlops bench', () => {
       );
       expect(code, stderr).toBe(0);
       const report = JSON.parse(stdout);
-      expect(report.target).toEqual({ mode: 'url', image: null, imageId: null, url: running.url + '/' });
+      expect(report.target).toEqual({ mode: 'url', image: null, imageId: null, protocol: 'rest-binary', url: running.url + '/' });
       expect(report.runs.map((r: { concurrency: number; batch: number }) => [r.concurrency, r.batch])).toEqual([[1, 1], [4, 1], [1, 8], [4, 8]]);
       for (const run of report.runs) {
         expect(run).toMatchObject({ mode: 'closed', errors: { count: 0, rate: 0, byKind: {} } });

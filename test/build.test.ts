@@ -30,6 +30,7 @@ describe('build context', () => {
           baseImage: 'node:20-slim',
           platform,
           port: 8080,
+          grpcPort: 8081,
           labels: { 'mlops.model.name': 'wine', odd: 'quote " dollar $HOME back \\ slash' },
         });
         const files = await listFiles(dir);
@@ -37,7 +38,17 @@ describe('build context', () => {
         expect(files).toContain(`runtime/node_modules/onnxruntime-node/bin/napi-v6/linux/${arch}/onnxruntime_binding.node`);
         expect(files.some((f) => f.includes(`/linux/${other}/`) || f.includes('/darwin/') || f.includes('/win32/'))).toBe(false);
         expect(files).toContain('runtime/node_modules/onnxruntime-common/dist/cjs/index.js');
-        expect(files).toEqual(expect.arrayContaining(['server/server.mjs', 'server/healthcheck.mjs', 'model/model.onnx', 'Dockerfile']));
+        expect(files).toEqual(
+          expect.arrayContaining([
+            'server/server.mjs',
+            'server/inference-worker.mjs',
+            'server/open_inference_grpc.proto',
+            'server/grpc-health-check/proto/health/v1/health.proto',
+            'server/healthcheck.mjs',
+            'model/model.onnx',
+            'Dockerfile',
+          ]),
+        );
         // No other packages: the server is one bundled file.
         expect(new Set(files.filter((f) => f.startsWith('runtime/')).map((f) => f.split('/')[2]))).toEqual(
           new Set(['onnxruntime-node', 'onnxruntime-common']),
@@ -46,6 +57,9 @@ describe('build context', () => {
         expect(dockerfile).toMatch(/^FROM node:20-slim$/m);
         expect(dockerfile).not.toMatch(/^\s*RUN /m);
         expect(dockerfile).toMatch(/^USER 10001:10001$/m);
+        // Both protocols: REST and gRPC, each on the port the server reads from its environment.
+        expect(dockerfile).toMatch(/^EXPOSE 8080 8081$/m);
+        expect(dockerfile).toMatch(/ PORT=8080 GRPC_PORT=8081 /);
         expect(dockerfile).toContain('odd="quote \\" dollar \\$HOME back \\\\ slash"');
         // The model is the last thing copied.
         const copies = dockerfile.split('\n').filter((l) => l.startsWith('COPY'));
@@ -65,6 +79,7 @@ describe('build context', () => {
         baseImage: 'node:20-slim',
         platform: 'linux/amd64',
         port: 8080,
+        grpcPort: 0,
         labels: {},
       });
       expect(await readFile(path.join(dir, 'model', 'weights.bin'))).toEqual(await readFile(fixture('external_data', 'weights.bin')));

@@ -17,7 +17,11 @@ function options(model: string, overrides: Partial<ServeOptions> = {}): ServeOpt
     modelVersion: '1',
     host: '127.0.0.1',
     port: 0,
+    grpcPort: 0,
     maxBodyBytes: DEFAULTS.server.maxBodyBytes,
+    workers: DEFAULTS.server.workers,
+    inlineMaxMs: DEFAULTS.server.inlineMaxMs,
+    offloadBytes: DEFAULTS.server.offloadBytes,
     shutdownTimeoutMs: 5000,
     intraOpThreads: 0,
     batching: { ...DEFAULTS.server.batching },
@@ -127,7 +131,7 @@ describe('inference server (real ONNX Runtime over HTTP)', () => {
     await post(`${bc.url}/v2/models/breast_cancer/infer`, infer([rows[0]]));
     const text = await (await fetch(`${bc.url}/metrics`)).text();
     for (const name of [
-      'mlops_http_requests_total{route="/v2/models/{name}/infer",method="POST",code="200"}',
+      'mlops_http_requests_total{protocol="rest",route="/v2/models/{name}/infer",method="POST",code="200"}',
       'mlops_http_request_duration_seconds_bucket',
       'mlops_inference_duration_seconds_bucket',
       'mlops_batch_size_bucket',
@@ -242,7 +246,7 @@ describe('inference server with other model shapes', () => {
   it('runs a fixed-batch model request by request', async () => {
     const server = await startServer(options('fixed_batch'), quiet);
     try {
-      expect(server.server.batching).toBe(false);
+      expect(server.batching).toBe(false);
       const expected = JSON.parse(readFileSync(fixture('fixed_batch', 'expected_outputs.json'), 'utf8'));
       const x = expected.inputs.x;
       const one = await post(`${server.url}/v2/models/fixed_batch/infer`, { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: x }] });
@@ -298,7 +302,7 @@ describe('graceful shutdown', () => {
     socket.write(`POST /v2/models/breast_cancer/infer HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`);
     await new Promise((r) => setTimeout(r, 100));
     const stopping = server.stop();
-    expect(server.server.ready).toBe(false);
+    expect(server.ready).toBe(false);
     await expect(fetch(`${server.url}/v2/health/live`)).rejects.toThrow();
     socket.write(body.slice(10));
     expect(await stopping).toEqual({ forced: false });
@@ -308,7 +312,7 @@ describe('graceful shutdown', () => {
   });
 
   it('`mlops serve` prints its URL, serves, and exits 0 on SIGTERM', async () => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture('wine', 'model.onnx'), '--port', '0', '--json'], {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture('wine', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], {
       cwd: ROOT,
       env: { ...process.env, CI: 'true' },
     });

@@ -11,7 +11,9 @@ import type { HoldoutRow } from '../holdout/types.js';
 import { checkKnownMetrics, evaluateGates, gatesFromConfig, parseGateFlag, type GateResult } from '../metrics/gates.js';
 import type { Tensors } from '../model/session.js';
 import { openTarget, type OpenedTarget, type TargetFlags } from '../predict/target.js';
+import { encodeGrpcRequest, inferenceProto } from '../protocol/grpc.js';
 import { holdoutFeeds, PAYLOADS, randomFeeds, requestBody } from './inputs.js';
+import type { LoadTarget, WorkerJob } from './worker.js';
 import { runLoad, type LoadOutcome, type LoadPlan } from './load.js';
 import { scrapeCounters, serverTimes, type ServerSideTimes } from './server-metrics.js';
 import { createLatencyHistogram, summarize, type LatencySummary } from './stats.js';
@@ -54,7 +56,7 @@ export interface BenchGateResult extends GateResult {
 }
 
 export interface BenchReport {
-  target: { mode: OpenedTarget['mode']; image: string | null; imageId: string | null; url: string | null };
+  target: { mode: OpenedTarget['mode']; image: string | null; imageId: string | null; url: string | null; protocol: string | null };
   model: string;
   runs: BenchRun[];
   gates: BenchGateResult[];
@@ -81,7 +83,7 @@ export function runMetrics(run: BenchRun): Record<string, number> {
 /** The worker script, from src/ (tests) and dist/ (installed) alike. */
 const WORKER = new URL('../../dist/bench/worker.js', import.meta.url);
 
-async function httpLoad(url: string, bodies: Buffer[], plan: LoadPlan, workers: number): Promise<LoadOutcome> {
+async function remoteLoad(target: LoadTarget, plan: LoadPlan, workers: number): Promise<LoadOutcome> {
   const share = (total: number, i: number) => Math.floor(total / workers) + (i < total % workers ? 1 : 0);
   const plans = Array.from({ length: workers }, (_, i): LoadPlan => ({
     ...plan,
@@ -94,7 +96,7 @@ async function httpLoad(url: string, bodies: Buffer[], plan: LoadPlan, workers: 
       (p) =>
         new Promise<{ histogram: string; requests: number; errors: number; errorsByKind: Record<string, number>; seconds: number; sendLagP99Ms: number; eventLoopUtilization: number }>(
           (resolve, reject) => {
-            const worker = new Worker(WORKER, { workerData: { url, bodies, plan: p } });
+            const worker = new Worker(WORKER, { workerData: { target, plan: p } satisfies WorkerJob });
             worker.once('message', resolve);
             worker.once('error', reject);
             worker.once('exit', (code) => code !== 0 && reject(new Error(`load generator thread exited with ${code}`)));
@@ -119,6 +121,17 @@ async function httpLoad(url: string, bodies: Buffer[], plan: LoadPlan, workers: 
     sendLagP99Ms: Math.max(...results.map((r) => r.sendLagP99Ms)),
     eventLoopUtilization: Math.max(...results.map((r) => r.eventLoopUtilization)),
   };
+}
+
+/** Requests built once, before the run, in the protocol the target's predictor chose; undefined in-process. */
+function loadTarget(target: OpenedTarget, inputs: OpenedTarget['predictor']['inputs'], feeds: Tensors[]): LoadTarget | undefined {
+  if (target.mode === 'local') return undefined;
+  if (target.predictor.protocol === 'grpc') {
+    const serialize = (inferenceProto()['inference.GRPCInferenceService'] as Record<string, { requestSerialize: (m: unknown) => Buffer }>).ModelInfer.requestSerialize;
+    return { kind: 'grpc', address: target.grpcAddress!, messages: feeds.map((f) => serialize(encodeGrpcRequest(target.modelName, inputs, f))) };
+  }
+  const url = `${target.url!.replace(/\/$/, '')}/v2/models/${encodeURIComponent(target.modelName)}/infer`;
+  return { kind: 'http', url, requests: feeds.map((f) => requestBody(inputs, f, target.predictor.protocol === 'rest-binary')) };
 }
 
 function localLoad(target: OpenedTarget, feeds: Tensors[], plan: LoadPlan): Promise<LoadOutcome> {
@@ -174,8 +187,7 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
     const runs: BenchRun[] = [];
     for (const batch of batches) {
       const feeds = Array.from({ length: PAYLOADS }, (_, i) => (sample ? holdoutFeeds(inputs, sample, batch, i) : randomFeeds(inputs, batch, settings.seed + i)));
-      const bodies = target.url ? feeds.map((f) => requestBody(inputs, f)) : [];
-      const url = target.url ? `${target.url.replace(/\/$/, '')}/v2/models/${encodeURIComponent(target.modelName)}/infer` : '';
+      const load = loadTarget(target, inputs, feeds);
       const plans: LoadPlan[] = [
         ...concurrencies.map((concurrency): LoadPlan => ({ mode: 'closed', concurrency, durationMs, requests: flags.requests, warmupMs })),
         ...rates.map((rate): LoadPlan => ({ mode: 'open', rate, durationMs, requests: flags.requests, warmupMs })),
@@ -185,17 +197,23 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
         options.onRun?.(label);
         const before = target.url ? await scrapeCounters(target.url) : null;
         const usage = docker && target.container ? await sampleContainerUsage(docker, target.container.id) : undefined;
-        const outcome = target.url ? await httpLoad(url, bodies, plan, workers) : await localLoad(target, feeds, plan);
+        const outcome = load ? await remoteLoad(load, plan, workers) : await localLoad(target, feeds, plan);
         const container = usage?.stop() ?? null;
         const after = target.url ? await scrapeCounters(target.url) : null;
-        runs.push(toRun(plan, batch, outcome, target.url ? { container, times: serverTimes(before, after) } : null));
+        runs.push(toRun(plan, batch, outcome, load ? { container, times: before && after ? serverTimes(before, after) : null } : null));
         outcome.histogram.destroy();
       }
     }
     const gates: BenchGateResult[] = runs.flatMap((run) => evaluateGates(specs, runMetrics(run)).map((g) => ({ ...g, run: runLabel(run) })));
     if (baseline) gates.push(...regressionGates(runs, baseline, settings.regression));
     return {
-      target: { mode: target.mode, image: target.image ?? null, imageId: target.container?.imageId ?? null, url: target.mode === 'url' ? (target.url ?? null) : null },
+      target: {
+        mode: target.mode,
+        image: target.image ?? null,
+        imageId: target.container?.imageId ?? null,
+        url: target.mode === 'url' ? (target.url ?? (target.grpcAddress ? `grpc://${target.grpcAddress}` : null)) : null,
+        protocol: target.predictor.protocol ?? null,
+      },
       model: target.modelName,
       runs,
       gates,

@@ -9,16 +9,14 @@ import type { Send } from './load.js';
  * taken from the server it measures (benchmark/crosscheck.js compares the two
  * with autocannon).
  */
-export function httpSender(url: string, bodies: Buffer[], connections: number): { send: Send; close: () => Promise<void> } {
+export function httpSender(url: string, bodies: { body: Uint8Array; headers: Record<string, string> }[], connections: number): { send: Send; close: () => Promise<void> } {
   const target = new URL(url);
   const host = target.hostname.replace(/^\[|\]$/g, '');
   const port = Number(target.port || 80);
-  const requests = bodies.map((body) =>
-    Buffer.concat([
-      Buffer.from(`POST ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${target.host}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`),
-      body,
-    ]),
-  );
+  const requests = bodies.map(({ body, headers }) => {
+    const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+    return Buffer.concat([Buffer.from(`POST ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${target.host}\r\n${extra}Content-Length: ${body.byteLength}\r\n\r\n`), body]);
+  });
   const idle: Connection[] = [];
   const all = new Set<Connection>();
   const waiting: ((c: Connection) => void)[] = [];

@@ -4,22 +4,28 @@
  */
 import { encodeIntoCompressedBase64 } from 'hdr-histogram-js';
 import { parentPort, workerData } from 'node:worker_threads';
+import { grpcSender } from './grpc-send.js';
 import { httpSender } from './http-send.js';
 import { runLoad, type LoadPlan } from './load.js';
 
+/** What a load thread sends: prebuilt HTTP requests, or serialized gRPC ModelInfer messages. */
+export type LoadTarget =
+  | { kind: 'http'; url: string; requests: { body: Uint8Array; headers: Record<string, string> }[] }
+  | { kind: 'grpc'; address: string; messages: Uint8Array[] };
+
 export interface WorkerJob {
-  url: string;
-  bodies: Uint8Array[];
+  target: LoadTarget;
   plan: LoadPlan;
 }
 
 const job = workerData as WorkerJob;
-const { send, close } = httpSender(
-  job.url,
-  job.bodies.map((b) => Buffer.from(b)),
-  // Open loop: enough connections that the client never queues what the schedule sends.
-  job.plan.mode === 'closed' ? (job.plan.concurrency ?? 1) : 256,
-);
+// Open loop: enough connections that the client never queues what the schedule sends.
+const connections = job.plan.mode === 'closed' ? (job.plan.concurrency ?? 1) : 256;
+const { send, close } =
+  job.target.kind === 'http'
+    ? httpSender(job.target.url, job.target.requests, connections)
+    : // HTTP/2 multiplexes calls on a connection: a few channels are enough.
+      grpcSender(job.target.address, job.target.messages, Math.min(connections, 4));
 const outcome = await runLoad(job.plan, send);
 await close();
 parentPort!.postMessage({

@@ -34,6 +34,7 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
         baseImage: flags.base ?? config.image.base,
         platform: flags.platform ?? config.image.platform,
         port: config.image.port,
+        grpcPort: config.image.grpcPort,
         tags: flags.tag,
         noCache: flags.cache === false,
         onProgress: (line) => task.update(line),

@@ -8,6 +8,8 @@ export interface ServeFlags {
   model?: string;
   host?: string;
   port?: string;
+  grpcPort?: string;
+  workers?: string;
   name?: string;
   sha256?: string;
   batching?: boolean;
@@ -29,6 +31,8 @@ export function resolveServeOptions(flags: ServeFlags, base: ServeOptions, env: 
   if (flags.model) options.modelPath = path.resolve(cwd, flags.model);
   if (flags.host) options.host = flags.host;
   options.port = flagInt('port', flags.port, 0, 65535) ?? options.port;
+  options.grpcPort = flagInt('grpc-port', flags.grpcPort, 0, 65535) ?? options.grpcPort;
+  options.workers = flagInt('workers', flags.workers, 0, 64) ?? options.workers;
   if (flags.name) options.modelName = flags.name;
   if (flags.sha256) options.expectedSha256 = flags.sha256.toLowerCase();
   if (flags.batching === false) options.batching.enabled = false;
@@ -44,8 +48,16 @@ export async function run(flags: ServeFlags, ctx: CommandContext): Promise<numbe
   const log = (line: string) => ctx.reporter.info(line);
   const running = await startServer(options, log);
   ctx.reporter.result(
-    { url: running.url, model: running.modelName, batching: running.server.batching },
-    (r, s) => `Serving ${s.bold(r.model)} at ${s.cyan(r.url)} (batching ${r.batching ? 'on' : 'off'}; Ctrl-C to stop)`,
+    {
+      url: running.url,
+      grpc: running.grpcAddress ?? null,
+      model: running.modelName,
+      batching: running.batching,
+      workers: running.workers,
+      placement: running.placement,
+    },
+    (r, s) =>
+      `Serving ${s.bold(r.model)} at ${s.cyan(r.url)}${r.grpc ? ` and gRPC ${s.cyan(r.grpc)}` : ''} (batching ${r.batching ? 'on' : 'off'}; Ctrl-C to stop)`,
   );
   const { forced } = await untilSignal(running, log);
   ctx.reporter.info(forced ? 'shutdown timed out; open connections were closed' : 'stopped');

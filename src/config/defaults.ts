@@ -58,12 +58,16 @@ export interface Config {
   server: {
     host: string;
     port: number;
+    grpcPort: number;
     maxBodyBytes: number;
+    workers: number;
+    inlineMaxMs: number;
+    offloadBytes: number;
     shutdownTimeoutMs: number;
     intraOpThreads: number;
     batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
   };
-  image: { repository: string; base: string; platform: 'linux/amd64' | 'linux/arm64'; port: number };
+  image: { repository: string; base: string; platform: 'linux/amd64' | 'linux/arm64'; port: number; grpcPort: number };
   test: {
     holdout: string;
     task: '' | 'classification' | 'regression';
@@ -103,7 +107,20 @@ export const DEFAULTS: Config = {
   server: {
     host: '127.0.0.1',
     port: 8080,
+    /** KServe's gRPC port; 0 turns gRPC off. */
+    grpcPort: 8081,
     maxBodyBytes: 16 * 1024 * 1024,
+    /**
+     * Inference worker threads, each holding its own session (and so its own copy
+     * of the weights). One: on the 2-core machines measured, a second worker gave
+     * the CNN fixture no more throughput, since ONNX Runtime's own threads already
+     * use both cores, and it doubles the memory (README, Benchmarks).
+     */
+    workers: 1,
+    /** Models that run a full batch faster than this at start run small batches on the main thread. */
+    inlineMaxMs: 1,
+    /** Bodies larger than this are decoded, run and encoded whole in a worker thread. */
+    offloadBytes: 64 * 1024,
     shutdownTimeoutMs: 10_000,
     /** 0 lets ONNX Runtime choose (one thread per physical core). */
     intraOpThreads: 0,
@@ -125,6 +142,7 @@ export const DEFAULTS: Config = {
     platform: 'linux/amd64',
     /** The port the server listens on inside the container. */
     port: 8080,
+    grpcPort: 8081,
   },
   test: {
     /** The holdout file (.csv, .jsonl, .npy); --holdout overrides it. */

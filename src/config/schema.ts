@@ -35,7 +35,11 @@ export const configSchema = z
       .object({
         host: text('a host name or address'),
         port: int(0, 65535, 'a port'),
+        grpcPort: int(0, 65535, 'a port (0 turns gRPC off)'),
         maxBodyBytes: int(1024, 2 ** 31 - 1, 'a size in bytes'),
+        workers: int(0, 64, 'a thread count (0: inference on the main thread)'),
+        inlineMaxMs: z.number({ error: 'expected milliseconds' }).min(0, { error: 'expected milliseconds >= 0' }).max(1000, { error: 'expected milliseconds <= 1000' }),
+        offloadBytes: int(0, 2 ** 31 - 1, 'a size in bytes'),
         shutdownTimeoutMs: int(0, 600_000, 'milliseconds'),
         intraOpThreads: int(0, 1024, 'a thread count'),
         batching: z
@@ -59,6 +63,7 @@ export const configSchema = z
         base: text('an image reference').min(1, { error: 'expected an image reference like "node:20-slim"' }),
         platform: z.enum(['linux/amd64', 'linux/arm64'], { error: 'expected "linux/amd64" or "linux/arm64"' }),
         port: int(1, 65535, 'a port'),
+        grpcPort: int(0, 65535, 'a port (0: no gRPC)'),
       })
       .partial()
       .strict(),

@@ -15,6 +15,8 @@ export interface ModelContainer {
   imageId: string;
   /** http://127.0.0.1:<published port> */
   url: string;
+  /** 127.0.0.1:<published port> of the gRPC endpoint, when the image serves one. */
+  grpcAddress?: string;
   labels: Record<string, string>;
   logs(lines?: number): Promise<string>;
   remove(): Promise<void>;
@@ -43,7 +45,11 @@ export async function startModelContainer(
   options: { env?: string[]; readyTimeoutMs?: number; purpose: string },
 ): Promise<ModelContainer> {
   const info = await inspectImage(docker, image);
-  const port = Object.keys(info.Config.ExposedPorts ?? {}).find((p) => p.endsWith('/tcp')) ?? '8080/tcp';
+  // The image's own settings say which exposed port is which (images from before gRPC have PORT only).
+  const env = new Map((info.Config.Env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+  const port = env.get('PORT') ? `${env.get('PORT')}/tcp` : (Object.keys(info.Config.ExposedPorts ?? {}).find((p) => p.endsWith('/tcp')) ?? '8080/tcp');
+  const grpcPort = env.get('GRPC_PORT') && env.get('GRPC_PORT') !== '0' ? `${env.get('GRPC_PORT')}/tcp` : undefined;
+  const ports = [port, ...(grpcPort ? [grpcPort] : [])];
   // The cleanup is registered before the container exists: a Ctrl-C that arrives while the
   // engine is creating it still waits for the creation and removes what was made.
   let creation: Promise<Docker.Container> | undefined;
@@ -59,8 +65,8 @@ export async function startModelContainer(
     Image: image,
     Env: options.env,
     Labels: { 'mlops.purpose': options.purpose },
-    ExposedPorts: { [port]: {} },
-    HostConfig: { PortBindings: { [port]: [{ HostIp: '127.0.0.1', HostPort: '' }] } },
+    ExposedPorts: Object.fromEntries(ports.map((p) => [p, {}])),
+    HostConfig: { PortBindings: Object.fromEntries(ports.map((p) => [p, [{ HostIp: '127.0.0.1', HostPort: '' }]])) },
   });
   const container = await creation.catch(async (error) => {
     unregister();
@@ -72,8 +78,9 @@ export async function startModelContainer(
   };
   try {
     await container.start();
-    const published = (await container.inspect()).NetworkSettings.Ports[port]?.[0]?.HostPort;
-    const url = `http://127.0.0.1:${published}`;
+    const bound = (await container.inspect()).NetworkSettings.Ports;
+    const url = `http://127.0.0.1:${bound[port]?.[0]?.HostPort}`;
+    const grpcAddress = grpcPort && bound[grpcPort]?.[0]?.HostPort ? `127.0.0.1:${bound[grpcPort][0].HostPort}` : undefined;
     const ready = await waitForReady(`${url}/v2/health/ready`, {
       timeoutMs: options.readyTimeoutMs ?? 30_000,
       stillWorth: async () => (await container.inspect()).State.Running,
@@ -83,7 +90,7 @@ export async function startModelContainer(
       const why = state.Running ? `not ready after ${Math.round(ready.ms / 1000)} s` : `exited with code ${state.ExitCode}`;
       throw environmentError(`the container from ${image} ${why}`, 'its log is above; fix the image or its model', tail(await logs()));
     }
-    return { id: container.id, image, imageId: info.Id, url, labels: info.Config.Labels ?? {}, logs, remove };
+    return { id: container.id, image, imageId: info.Id, url, grpcAddress, labels: info.Config.Labels ?? {}, logs, remove };
   } catch (error) {
     await remove();
     throw error;

@@ -20,6 +20,7 @@ export interface BuildImageOptions {
   baseImage: string;
   platform: string;
   port: number;
+  grpcPort: number;
   /** Extra tags: "v1" (on the repository) or full references "registry/x:v1". */
   tags: string[];
   /** Build every layer again, ignoring the engine's cache. */
@@ -139,6 +140,7 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
       baseImage: options.baseImage,
       platform: options.platform as Platform,
       port: options.port,
+      grpcPort: options.grpcPort,
       labels,
     });
     let build: Awaited<ReturnType<typeof runBuild>>;

@@ -1,4 +1,4 @@
-import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,8 @@ export interface ContextInput {
   baseImage: string;
   platform: Platform;
   port: number;
+  /** 0: no gRPC. */
+  grpcPort: number;
   labels: Record<string, string>;
 }
 
@@ -77,10 +79,15 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
     rel === 'package.json' || (rel.startsWith(path.join('dist', 'cjs') + path.sep) && isCode(rel)),
   );
 
-  const bundle = path.join(PACKAGE_ROOT, 'dist', 'server.bundle.mjs');
+  const dist = path.join(PACKAGE_ROOT, 'dist');
+  const bundle = path.join(dist, 'server.bundle.mjs');
   await mkdir(path.join(dir, 'server'), { recursive: true });
   try {
     await copyFile(bundle, path.join(dir, 'server', 'server.mjs'));
+    // Its worker threads, and the .proto files gRPC loads at start.
+    await copyFile(path.join(dist, 'inference-worker.mjs'), path.join(dir, 'server', 'inference-worker.mjs'));
+    await copyFile(path.join(dist, 'open_inference_grpc.proto'), path.join(dir, 'server', 'open_inference_grpc.proto'));
+    await cp(path.join(dist, 'grpc-health-check'), path.join(dir, 'server', 'grpc-health-check'), { recursive: true });
   } catch {
     throw new MlopsError(`the bundled server is missing: ${bundle}`, {
       exitCode: ExitCode.internal,
@@ -103,6 +110,8 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
       baseImage: input.baseImage,
       platform: input.platform,
       port: input.port,
+      grpcPort: input.grpcPort,
+      exposed: input.grpcPort > 0 ? `${input.port} ${input.grpcPort}` : String(input.port),
       modelSha256: input.modelSha256,
       modelName: input.modelName,
       modelVersion: dockerfileString(input.modelVersion),

@@ -141,3 +141,90 @@ export function fromHalfBits(bits: number): number {
   if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
   return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
 }
+
+/** Bytes per element in the binary tensor formats (OIP raw contents, Triton binary data); 0 for BYTES. */
+export const ELEMENT_BYTES: Record<Datatype, number> = {
+  BOOL: 1,
+  UINT8: 1,
+  INT8: 1,
+  UINT16: 2,
+  INT16: 2,
+  FP16: 2,
+  UINT32: 4,
+  INT32: 4,
+  FP32: 4,
+  UINT64: 8,
+  INT64: 8,
+  FP64: 8,
+  BYTES: 0,
+};
+
+type TypedArrayConstructor = { new (buffer: ArrayBufferLike, byteOffset: number, length: number): Exclude<TensorData, string[]> };
+
+const VIEWS: Record<Exclude<Datatype, 'BYTES'>, TypedArrayConstructor> = {
+  BOOL: Uint8Array,
+  UINT8: Uint8Array,
+  INT8: Int8Array,
+  UINT16: Uint16Array,
+  INT16: Int16Array,
+  FP16: Uint16Array,
+  UINT32: Uint32Array,
+  INT32: Int32Array,
+  FP32: Float32Array,
+  UINT64: BigUint64Array,
+  INT64: BigInt64Array,
+  FP64: Float64Array,
+};
+
+/**
+ * Little-endian row-major bytes as the typed array ONNX Runtime takes: a view
+ * when the bytes are aligned for the type, one copy when not (a binary request
+ * puts tensor data right after a JSON header of any length). BYTES elements are
+ * each a 4-byte little-endian length and that many bytes. Returns undefined
+ * when the byte count does not fit `count` elements.
+ */
+export function tensorFromBytes(datatype: Datatype, bytes: Uint8Array, count: number): TensorData | undefined {
+  if (datatype === 'BYTES') return stringsFromBytes(bytes, count);
+  const size = ELEMENT_BYTES[datatype];
+  if (bytes.byteLength !== count * size) return undefined;
+  const View = VIEWS[datatype];
+  if (bytes.byteOffset % size === 0) return new View(bytes.buffer, bytes.byteOffset, count);
+  const copy = new View(new ArrayBuffer(count * size), 0, count);
+  new Uint8Array(copy.buffer).set(bytes);
+  return copy;
+}
+
+/** The tensor's bytes in the binary formats: a view of a typed array, or length-prefixed BYTES elements. */
+export function tensorToBytes(datatype: Datatype, data: TensorData): Uint8Array {
+  if (datatype === 'BYTES') return stringsToBytes(data as string[]);
+  const typed = data as Exclude<TensorData, string[]>;
+  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+}
+
+function stringsFromBytes(bytes: Uint8Array, count: number): string[] | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const decoder = new TextDecoder();
+  const out = new Array<string>(count);
+  let offset = 0;
+  for (let i = 0; i < count; i++) {
+    if (offset + 4 > bytes.byteLength) return undefined;
+    const length = view.getUint32(offset, true);
+    offset += 4;
+    if (offset + length > bytes.byteLength) return undefined;
+    out[i] = decoder.decode(bytes.subarray(offset, offset + length));
+    offset += length;
+  }
+  return offset === bytes.byteLength ? out : undefined;
+}
+
+function stringsToBytes(strings: string[]): Uint8Array {
+  const encoded = strings.map((s) => Buffer.from(s, 'utf8'));
+  const out = Buffer.allocUnsafe(encoded.reduce((n, b) => n + 4 + b.length, 0));
+  let offset = 0;
+  for (const b of encoded) {
+    out.writeUInt32LE(b.length, offset);
+    b.copy(out, offset + 4);
+    offset += 4 + b.length;
+  }
+  return out;
+}

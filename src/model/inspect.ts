@@ -5,6 +5,9 @@ import onnxProto from 'onnx-proto';
 import { inputError } from '../errors.js';
 import { onnxElementTypeName } from './datatypes.js';
 
+/** A dynamic dimension without a name (no dim_param): it constrains nothing across tensors. */
+export const UNNAMED_DIM = '?';
+
 const { onnx } = onnxProto;
 
 export interface TensorSpec {
@@ -47,8 +50,8 @@ function toNumber(value: LongLike | null | undefined): number {
 function describeType(type: InstanceType<typeof onnx.TypeProto> | null | undefined): Omit<TensorSpec, 'name'> {
   if (type?.tensorType) {
     const dims = type.tensorType.shape
-      ? (type.tensorType.shape.dim ?? []).map((d, i) =>
-          d.dimParam ? d.dimParam : d.dimValue !== null && d.dimValue !== undefined ? toNumber(d.dimValue) : `unk_${i}`,
+      ? (type.tensorType.shape.dim ?? []).map((d) =>
+          d.dimParam ? d.dimParam : d.dimValue !== null && d.dimValue !== undefined ? toNumber(d.dimValue) : UNNAMED_DIM,
         )
       : null;
     return {

@@ -56,8 +56,17 @@ function servable(spec: TensorSpec, role: 'input' | 'output', file: string): Ser
   return { ...spec, datatype: spec.datatype, shape: spec.shape ?? [], dims: spec.dims ?? [] };
 }
 
-/** Loads and checks a model for serving: signature, sha256, then the ONNX Runtime session. */
-export async function loadModel(options: LoadModelOptions): Promise<LoadedModel> {
+/** A model's servable signature, without a session: what a server's main thread needs when workers run it. */
+export interface ServableModel {
+  info: ModelInfo;
+  name: string;
+  version: string;
+  inputs: ServableTensor[];
+  outputs: ServableTensor[];
+}
+
+/** Reads and checks a model for serving: the file, its sha256 and a signature of plain tensors. */
+export async function readServableModel(options: LoadModelOptions): Promise<ServableModel> {
   const info = await inspectModel(options.path, { cwd: options.cwd });
   if (options.expectedSha256 && info.sha256 !== options.expectedSha256.toLowerCase()) {
     throw inputError(
@@ -65,8 +74,18 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
       'rebuild the image, or pass the sha256 of the model you meant to serve',
     );
   }
-  const inputs = info.inputs.map((s) => servable(s, 'input', options.path));
-  const outputs = info.outputs.map((s) => servable(s, 'output', options.path));
+  return {
+    info,
+    name: options.name || defaultModelName(options.path),
+    version: options.version || '1',
+    inputs: info.inputs.map((s) => servable(s, 'input', options.path)),
+    outputs: info.outputs.map((s) => servable(s, 'output', options.path)),
+  };
+}
+
+/** Loads and checks a model for serving: signature, sha256, then the ONNX Runtime session. */
+export async function loadModel(options: LoadModelOptions): Promise<LoadedModel> {
+  const { info, inputs, outputs, name, version } = await readServableModel(options);
   let session: ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(info.path, {
@@ -83,8 +102,8 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
   const outputNames = outputs.map((o) => o.name);
   return {
     info,
-    name: options.name || defaultModelName(options.path),
-    version: options.version || '1',
+    name,
+    version,
     inputs,
     outputs,
     async run(feeds) {

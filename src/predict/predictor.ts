@@ -1,8 +1,11 @@
 import { Pool } from 'undici';
-import { environmentError } from '../errors.js';
-import { isServableDatatype, type Datatype } from '../model/datatypes.js';
+import { environmentError, inputError } from '../errors.js';
+import { isServableDatatype, type Datatype, type TensorData } from '../model/datatypes.js';
 import { loadModel, type LoadedModel, type Tensors } from '../model/session.js';
-import { encodeTensorData } from '../server/codec.js';
+import { decodeGrpcResponse, encodeGrpcRequest } from '../protocol/grpc.js';
+import { call, inferenceClient } from '../protocol/grpc-client.js';
+import { encodeTensorData } from '../protocol/json-data.js';
+import { BINARY_EXTENSION, decodeRestResponse, encodeRestRequest, HEADER_LENGTH } from '../protocol/rest.js';
 
 export interface TensorSignature {
   name: string;
@@ -13,17 +16,29 @@ export interface TensorSignature {
 /** Output data as plain numbers (or strings), whatever ran the model. */
 export type Outputs = Record<string, { data: ArrayLike<number> | string[]; dims: number[] }>;
 
-/** Something that runs the model on a batch: ONNX Runtime in-process, or a server over HTTP. */
+/** How mlops' clients talk to a server: OIP REST with JSON tensors, REST with binary tensors, or gRPC. */
+export const PROTOCOLS = ['rest-json', 'rest-binary', 'grpc'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+
+export function parseProtocol(value: string | undefined): Protocol | undefined {
+  if (value === undefined) return undefined;
+  if (!(PROTOCOLS as readonly string[]).includes(value)) throw inputError(`--protocol ${value}: expected ${PROTOCOLS.join(', ')}`);
+  return value as Protocol;
+}
+
+/** Something that runs the model on a batch: ONNX Runtime in-process, or a server over HTTP or gRPC. */
 export interface Predictor {
   modelName: string;
   inputs: TensorSignature[];
   outputs: TensorSignature[];
+  /** How a remote predictor talks to its server. */
+  protocol?: Protocol;
   predict(feeds: Tensors): Promise<Outputs>;
   close(): Promise<void>;
 }
 
-function asNumbers(datatype: Datatype, data: Tensors[string]['data']): ArrayLike<number> | string[] {
-  if (datatype === 'BYTES') return data as string[];
+export function asNumbers(datatype: Datatype, data: TensorData | unknown[]): ArrayLike<number> | string[] {
+  if (Array.isArray(data)) return data as number[];
   if (datatype === 'INT64' || datatype === 'UINT64' || datatype === 'FP16' || datatype === 'BOOL') return encodeTensorData(datatype, data) as number[];
   return data as ArrayLike<number>;
 }
@@ -50,60 +65,156 @@ export async function openLocalPredictor(modelPath: string, name?: string, cwd?:
 interface ServerTensor {
   name: string;
   datatype: string;
-  shape: number[];
-  data?: unknown[];
+  shape?: (number | string)[];
+}
+
+const signature = (list: ServerTensor[] | undefined, what: string): TensorSignature[] =>
+  (list ?? []).map((t) => {
+    if (!isServableDatatype(t.datatype)) throw environmentError(`the server reports ${what} '${t.name}' with datatype ${t.datatype}, which mlops cannot send`);
+    return { name: t.name, datatype: t.datatype, shape: (t.shape ?? []).map(Number) };
+  });
+
+export interface RemoteOptions {
+  /** http(s)://host:port[/prefix] for REST, or grpc://host:port for a gRPC-only address. */
+  url: string;
+  /** host:port of the server's gRPC endpoint, when known besides a REST url. */
+  grpcAddress?: string;
+  /** Undefined: ask the server (a single-model server names its model). */
+  modelName?: string;
+  /** Undefined: binary tensors when the server offers them, else JSON; gRPC for a grpc:// url. */
+  protocol?: Protocol;
 }
 
 /** A server speaking the Open Inference Protocol: ours, KServe, Triton. */
-export async function remotePredictor(baseUrl: string, modelName: string): Promise<Predictor> {
-  const base = new URL(baseUrl);
+export async function remotePredictor(options: RemoteOptions): Promise<Predictor> {
+  const url = new URL(options.url);
+  if (url.protocol === 'grpc:') {
+    if (options.protocol && options.protocol !== 'grpc') throw inputError(`--protocol ${options.protocol} needs an http:// url; ${options.url} is a gRPC address`);
+    return grpcPredictor(url.host, options.url, options.modelName);
+  }
+  if (options.protocol === 'grpc') {
+    if (!options.grpcAddress) throw inputError('--protocol grpc needs the gRPC address', 'pass --url grpc://host:8081');
+    return grpcPredictor(options.grpcAddress, options.url, options.modelName);
+  }
+  return restPredictor(url, options.url, options.modelName, options.protocol);
+}
+
+async function restPredictor(base: URL, shown: string, configuredName: string | undefined, wanted: Protocol | undefined): Promise<Predictor> {
   const pool = new Pool(base.origin, { connections: 4 });
   const prefix = base.pathname.replace(/\/$/, '');
-  const call = async (method: 'GET' | 'POST', path: string, body?: string) => {
+  const request = async (method: 'GET' | 'POST', path: string, body?: Buffer, headers?: Record<string, string>) => {
     try {
-      const res = await pool.request({ method, path: prefix + path, body, headers: body ? { 'content-type': 'application/json' } : undefined });
-      const text = await res.body.text();
-      return { status: res.statusCode, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+      const res = await pool.request({ method, path: prefix + path, body, headers });
+      const bytes = Buffer.from(await res.body.arrayBuffer());
+      return { status: res.statusCode, bytes, headers: res.headers };
     } catch (error) {
-      throw environmentError(`cannot reach the server at ${baseUrl}: ${(error as Error).message}`, 'check the URL and that the server is up', undefined, error);
+      throw environmentError(`cannot reach the server at ${shown}: ${(error as Error).message}`, 'check the URL and that the server is up', undefined, error);
     }
   };
-  const meta = await call('GET', `/v2/models/${encodeURIComponent(modelName)}`);
-  if (meta.status !== 200) {
-    await pool.close();
-    throw environmentError(
-      `the server at ${baseUrl} does not serve model '${modelName}' (HTTP ${meta.status}${meta.json.error ? `: ${meta.json.error}` : ''})`,
-      'set model.name in config to the name the server uses',
-    );
-  }
-  const signature = (list: unknown, what: string): TensorSignature[] =>
-    ((list as ServerTensor[]) ?? []).map((t) => {
-      if (!isServableDatatype(t.datatype)) throw environmentError(`the server reports ${what} '${t.name}' with datatype ${t.datatype}, which mlops cannot send`);
-      return { name: t.name, datatype: t.datatype, shape: t.shape.map(Number) };
-    });
-  const inputs = signature(meta.json.inputs, 'input');
-  const outputs = signature(meta.json.outputs, 'output');
-  return {
-    modelName,
-    inputs,
-    outputs,
-    async predict(feeds) {
-      const body = JSON.stringify({
-        inputs: inputs.map((spec) => ({
-          name: spec.name,
-          datatype: spec.datatype,
-          shape: feeds[spec.name].dims,
-          data: encodeTensorData(spec.datatype, feeds[spec.name].data),
-        })),
-      });
-      const res = await call('POST', `/v2/models/${encodeURIComponent(modelName)}/infer`, body);
-      if (res.status !== 200) {
-        throw environmentError(`the server answered HTTP ${res.status} to an inference request: ${String(res.json.error ?? 'no error message')}`);
-      }
-      const out: Outputs = {};
-      for (const t of (res.json.outputs as ServerTensor[]) ?? []) out[t.name] = { data: (t.data ?? []) as number[], dims: t.shape };
-      return out;
-    },
-    close: () => pool.close(),
+  const json = (bytes: Buffer): Record<string, unknown> => {
+    try {
+      return bytes.length ? (JSON.parse(bytes.toString('utf8')) as Record<string, unknown>) : {};
+    } catch {
+      return { error: bytes.toString('utf8').slice(0, 200) };
+    }
   };
+  try {
+    const server = await request('GET', '/v2');
+    const extensions = server.status === 200 ? ((json(server.bytes).extensions as string[] | undefined) ?? []) : [];
+    const offersBinary = extensions.includes(BINARY_EXTENSION);
+    if (wanted === 'rest-binary' && !offersBinary) {
+      throw environmentError(`the server at ${shown} does not offer binary tensors (no '${BINARY_EXTENSION}' in GET /v2)`, 'use --protocol rest-json');
+    }
+    const protocol: Protocol = wanted ?? (offersBinary ? 'rest-binary' : 'rest-json');
+    const modelName = configuredName ?? (await discoverModel(request, json, shown));
+    const meta = await request('GET', `/v2/models/${encodeURIComponent(modelName)}`);
+    if (meta.status !== 200) {
+      const message = json(meta.bytes).error;
+      throw environmentError(
+        `the server at ${shown} does not serve model '${modelName}' (HTTP ${meta.status}${message ? `: ${String(message)}` : ''})`,
+        'set model.name in config to the name the server uses',
+      );
+    }
+    const described = json(meta.bytes) as { inputs?: ServerTensor[]; outputs?: ServerTensor[] };
+    const inputs = signature(described.inputs, 'input');
+    const outputs = signature(described.outputs, 'output');
+    const path = `/v2/models/${encodeURIComponent(modelName)}/infer`;
+    return {
+      modelName,
+      inputs,
+      outputs,
+      protocol,
+      async predict(feeds) {
+        const encoded = encodeRestRequest(inputs, feeds, { binary: protocol === 'rest-binary' });
+        const res = await request('POST', path, encoded.body, encoded.headers);
+        if (res.status !== 200) {
+          throw environmentError(`the server answered HTTP ${res.status} to an inference request: ${String(json(res.bytes).error ?? 'no error message')}`);
+        }
+        const header = res.headers[HEADER_LENGTH];
+        const decoded = decodeRestResponse(res.bytes, header === undefined ? undefined : Number(header));
+        const out: Outputs = {};
+        for (const [name, t] of Object.entries(decoded)) out[name] = { data: asNumbers(t.datatype, t.data), dims: t.dims };
+        return out;
+      },
+      close: () => pool.close(),
+    };
+  } catch (error) {
+    await pool.close();
+    throw error;
+  }
+}
+
+/** The one model of a single-model server, from Triton's repository index (which mlops serve offers too). */
+async function discoverModel(
+  request: (method: 'GET' | 'POST', path: string) => Promise<{ status: number; bytes: Buffer }>,
+  json: (bytes: Buffer) => Record<string, unknown>,
+  shown: string,
+): Promise<string> {
+  const index = await request('POST', '/v2/repository/index');
+  const models = index.status === 200 ? (JSON.parse(index.bytes.toString('utf8') || '[]') as { name?: string }[]) : [];
+  const names = [...new Set(models.map((m) => m.name).filter((n): n is string => typeof n === 'string'))];
+  if (names.length === 1) return names[0];
+  throw environmentError(
+    names.length === 0
+      ? `the server at ${shown} does not list its models (POST /v2/repository/index answered HTTP ${index.status}${index.status !== 200 ? '' : ' with none'})`
+      : `the server at ${shown} serves ${names.length} models (${names.join(', ')}); name the one to use`,
+    'set model.name in config',
+    json(index.bytes).error ? String(json(index.bytes).error) : undefined,
+  );
+}
+
+async function grpcPredictor(address: string, shown: string, configuredName: string | undefined): Promise<Predictor> {
+  const client = inferenceClient(address);
+  try {
+    // An empty name asks mlops serve for its one model; other servers need the name configured.
+    const meta = await call(client, client.ModelMetadata, { name: configuredName ?? '' }).catch((error: Error & { code?: number }) => {
+      throw environmentError(
+        error.code === 5
+          ? `the gRPC server at ${address} does not serve model '${configuredName ?? ''}': ${error.message}`
+          : `cannot reach the gRPC server at ${address} (${shown}): ${error.message}`,
+        error.code === 5 ? 'set model.name in config to the name the server uses' : 'check the address and that the server listens for gRPC',
+      );
+    });
+    const modelName = meta.name;
+    const inputs = signature(meta.inputs, 'input');
+    const outputs = signature(meta.outputs, 'output');
+    return {
+      modelName,
+      inputs,
+      outputs,
+      protocol: 'grpc',
+      async predict(feeds) {
+        const response = await call(client, client.ModelInfer, encodeGrpcRequest(modelName, inputs, feeds)).catch((error: Error) => {
+          throw environmentError(`the gRPC server answered an inference request with ${error.message}`);
+        });
+        const out: Outputs = {};
+        for (const [name, t] of Object.entries(decodeGrpcResponse(response))) out[name] = { data: asNumbers(t.datatype, t.data), dims: t.dims };
+        return out;
+      },
+      close: async () => client.close(),
+    };
+  } catch (error) {
+    client.close();
+    throw error;
+  }
 }

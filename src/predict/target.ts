@@ -6,13 +6,14 @@ import { copyFromContainer, startModelContainer, type ModelContainer } from '../
 import { inputError } from '../errors.js';
 import { readLastBuild } from '../image/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
-import { openLocalPredictor, remotePredictor, type Predictor } from './predictor.js';
+import { openLocalPredictor, parseProtocol, remotePredictor, type Predictor } from './predictor.js';
 
 export interface TargetFlags {
   image?: string;
   url?: string;
   local?: boolean;
   model?: string;
+  protocol?: string;
 }
 
 export interface OpenedTarget {
@@ -20,7 +21,10 @@ export interface OpenedTarget {
   predictor: Predictor;
   modelName: string;
   image?: string;
+  /** The server's REST base (also for /metrics); undefined for a grpc:// url. */
   url?: string;
+  /** host:port of the server's gRPC endpoint, when there is one. */
+  grpcAddress?: string;
   container?: ModelContainer;
   /** In-process ONNX Runtime on the image's own model file (image mode, when asked for). */
   reference?: Predictor;
@@ -43,6 +47,8 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
   const { flags, config, projectDir } = options;
   const chosen = [flags.image !== undefined, flags.url !== undefined, Boolean(flags.local)].filter(Boolean).length;
   if (chosen > 1) throw inputError('--image, --url and --local exclude each other', 'pick one place to run the model');
+  const protocol = parseProtocol(flags.protocol);
+  if (protocol && flags.local) throw inputError('--protocol goes with --image or --url, not --local');
   const configuredModel = flags.model ? path.resolve(options.cwd, flags.model) : path.resolve(projectDir, config.model.path);
   const configuredName = config.model.name || defaultModelName(configuredModel);
 
@@ -55,10 +61,13 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
     try {
       url = new URL(flags.url);
     } catch {
-      throw inputError(`--url ${flags.url}: not a URL`, 'pass the server base, e.g. http://127.0.0.1:8080');
+      throw inputError(`--url ${flags.url}: not a URL`, 'pass the server base, e.g. http://127.0.0.1:8080, or grpc://127.0.0.1:8081');
     }
-    const predictor = await remotePredictor(url.href, configuredName);
-    return { mode: 'url', predictor, modelName: configuredName, url: url.href, close: () => predictor.close() };
+    if (!['http:', 'https:', 'grpc:'].includes(url.protocol)) throw inputError(`--url ${flags.url}: expected http://, https:// or grpc://`);
+    // Only a name the config gives counts here: otherwise a single-model server is asked for its model.
+    const predictor = await remotePredictor({ url: url.href, modelName: config.model.name || undefined, protocol });
+    const grpc = url.protocol === 'grpc:';
+    return { mode: 'url', predictor, modelName: predictor.modelName, url: grpc ? undefined : url.href, grpcAddress: grpc ? url.host : undefined, close: () => predictor.close() };
   }
 
   const image = flags.image ?? (await readLastBuild(projectDir)).tags[0];
@@ -73,7 +82,7 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
   };
   try {
     const modelName = container.labels['mlops.model.name'] ?? configuredName;
-    const predictor = await remotePredictor(container.url, modelName);
+    const predictor = await remotePredictor({ url: container.url, grpcAddress: container.grpcAddress, modelName, protocol });
     opened.push(predictor);
     let reference: Predictor | undefined;
     if (options.withReference) {
@@ -87,6 +96,7 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
       modelName,
       image,
       url: container.url,
+      grpcAddress: container.grpcAddress,
       container,
       reference,
       close: cleanup,

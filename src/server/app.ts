@@ -1,34 +1,29 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { LoadedModel, Tensors } from '../model/session.js';
-import { Batcher, canBatch } from './batcher.js';
-import {
-  BadRequest,
-  decodeInferRequest,
-  decodeTensorData,
-  encodeInferResponse,
-  encodeTensorData,
-  nest,
-  nestedShape,
-} from './codec.js';
-import { createServerMetrics, type ServerMetrics } from './metrics.js';
+import type { Tensors } from '../model/session.js';
+import { decodeTensorData, encodeTensorData, nest, nestedShape } from '../protocol/json-data.js';
+import { BadRequest } from '../protocol/request.js';
+import { BINARY_EXTENSION, decodeRestRequest, encodeRestResponse, HEADER_LENGTH, headerLength } from '../protocol/rest.js';
+import type { InferenceEngine } from './engine.js';
+import type { ServerMetrics } from './metrics.js';
+import type { ServingState } from './state.js';
 
-export interface InferenceServerOptions {
-  model: LoadedModel;
+export interface RestServerOptions {
+  engine: InferenceEngine;
+  metrics: ServerMetrics;
+  state: ServingState;
   maxBodyBytes: number;
-  batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
+  /** Bodies larger than this are decoded, run and encoded whole in a worker thread. */
+  offloadBytes: number;
   /** The mlops version, reported by GET /v2. */
   serverVersion: string;
   log: (line: string) => void;
 }
 
-export interface InferenceServer {
+export interface RestServer {
   listen(port: number, host: string): Promise<{ url: string; port: number }>;
-  /** Readiness off, no new connections, in-flight requests finish; forced after timeoutMs. */
+  /** No new connections, in-flight requests finish; forced after timeoutMs. */
   shutdown(timeoutMs: number): Promise<{ forced: boolean }>;
-  readonly ready: boolean;
-  readonly batching: boolean;
-  readonly metrics: ServerMetrics;
 }
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, params: RouteParams) => Promise<void> | void;
@@ -44,27 +39,20 @@ interface Route {
 }
 
 const MODEL_PATH = String.raw`/v2/models/([^/]+)(?:/versions/([^/]+))?`;
+export const EXTENSIONS = [BINARY_EXTENSION];
 
-export function createInferenceServer(options: InferenceServerOptions): InferenceServer {
-  const { model, log } = options;
-  const metrics = createServerMetrics({ name: model.name, version: model.version, sha256: model.info.sha256 });
-  const batching = options.batching.enabled && canBatch(model.inputs, model.outputs);
-  // Every run goes through one queue: onnxruntime-node runs sessions on this thread one at a time anyway.
-  const batcher = new Batcher(model.run, model.inputs, {
-    batching,
-    maxBatchSize: options.batching.maxBatchSize,
-    maxWaitMs: options.batching.maxWaitMs,
-    onRun: (rows, seconds) => {
-      metrics.batchSize.observe(rows);
-      metrics.inferenceSeconds.observe(seconds);
-    },
-    onQueued: (seconds) => metrics.queueSeconds.observe(seconds),
-  });
-  const runModel = (feeds: Tensors): Promise<Tensors> => batcher.infer(feeds, model.inputs[0] ? (feeds[model.inputs[0].name].dims[0] ?? 1) : 1);
+/**
+ * After an early 413 the client may still be writing its body. Closing at once
+ * resets the connection and clients that write before they read (Python's
+ * urllib and requests) never see the answer; like nginx's lingering close, the
+ * rest of the body is read and dropped, within these bounds, before closing.
+ */
+const LINGER_MAX_BYTES = 256 * 2 ** 20;
+const LINGER_MAX_MS = 10_000;
 
-  let ready = false;
-  let shuttingDown = false;
-  let inFlight = 0;
+export function createRestServer(options: RestServerOptions): RestServer {
+  const { engine, metrics, state, log } = options;
+  const { model } = engine;
   const modelMetadata = {
     name: model.name,
     versions: [model.version],
@@ -82,10 +70,16 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
 
   const infer: Handler = async (req, res, params) => {
     checkModel(params);
-    const body = await readJson(req, options.maxBodyBytes);
-    const request = decodeInferRequest(body, model.inputs, model.outputs);
-    const result = await runModel(request.inputs);
-    sendJson(res, 200, encodeInferResponse(model, result, request));
+    const body = await readBody(req, options.maxBodyBytes);
+    const header = headerLength(req.headers[HEADER_LENGTH], body.byteLength);
+    if (engine.workers > 0 && body.byteLength > options.offloadBytes) {
+      const reply = await engine.inferRest(ownedCopy(body), header);
+      return sendInferResponse(res, reply.body, reply.headerLength);
+    }
+    const request = decodeRestRequest(body, header, model);
+    const result = await engine.infer(request.inputs, request.rows);
+    const response = encodeRestResponse(model, result, request);
+    sendInferResponse(res, response.body, response.headerLength);
   };
 
   const predict: Handler = async (req, res, params) => {
@@ -93,8 +87,7 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
     if (model.inputs.length !== 1) {
       throw new BadRequest(`:predict needs a single-input model; '${model.name}' has ${model.inputs.length} inputs: use /v2/models/${model.name}/infer`);
     }
-    const body = await readJson(req, options.maxBodyBytes);
-    const instances = (body as { instances?: unknown })?.instances;
+    const instances = (parseJsonBody(await readBody(req, options.maxBodyBytes)) as { instances?: unknown })?.instances;
     if (!Array.isArray(instances) || instances.length === 0) throw new BadRequest('body must be {"instances": [...]} with at least one instance');
     const spec = model.inputs[0];
     const rowShape = nestedShape(instances[0]);
@@ -111,10 +104,10 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
       const rowSize = data.length / instances.length;
       for (let i = 0; i < instances.length; i++) {
         const row = { data: data.slice(i * rowSize, (i + 1) * rowSize), dims: [1, ...rowShape] } as Tensors[string];
-        results.push(await runModel({ [spec.name]: row }));
+        results.push(await engine.infer({ [spec.name]: row }, 1));
       }
     } else {
-      results.push(await runModel({ [spec.name]: { data, dims: shape } }));
+      results.push(await engine.infer({ [spec.name]: { data, dims: shape } }, instances.length));
     }
     const predictions: unknown[] = [];
     for (const result of results) {
@@ -133,9 +126,15 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
   };
 
   const routes: Route[] = [
-    { label: '/v2', pattern: /^\/v2\/?$/, methods: { GET: (_q, res) => sendJson(res, 200, { name: 'mlops', version: options.serverVersion, extensions: [] }) } },
+    { label: '/v2', pattern: /^\/v2\/?$/, methods: { GET: (_q, res) => sendJson(res, 200, { name: 'mlops', version: options.serverVersion, extensions: EXTENSIONS }) } },
     { label: '/v2/health/live', pattern: /^\/v2\/health\/live$/, methods: { GET: (_q, res) => sendJson(res, 200, { live: true }) } },
-    { label: '/v2/health/ready', pattern: /^\/v2\/health\/ready$/, methods: { GET: (_q, res) => sendJson(res, ready ? 200 : 503, { ready }) } },
+    { label: '/v2/health/ready', pattern: /^\/v2\/health\/ready$/, methods: { GET: (_q, res) => sendJson(res, state.ready ? 200 : 503, { ready: state.ready }) } },
+    {
+      // Triton's model repository index: lets a client find the model on a server it knows nothing about.
+      label: '/v2/repository/index',
+      pattern: /^\/v2\/repository\/index$/,
+      methods: { POST: (_q, res) => sendJson(res, 200, [{ name: model.name, version: model.version, state: state.ready ? 'READY' : 'UNAVAILABLE' }]) },
+    },
     {
       label: '/v2/models/{name}',
       pattern: new RegExp(`^${MODEL_PATH}$`),
@@ -152,7 +151,7 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
       methods: {
         GET: (_q, res, p) => {
           checkModel(p);
-          sendJson(res, ready ? 200 : 503, { name: model.name, ready });
+          sendJson(res, state.ready ? 200 : 503, { name: model.name, ready: state.ready });
         },
       },
     },
@@ -173,9 +172,9 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
 
   const server = http.createServer(async (req, res) => {
     const started = performance.now();
-    inFlight++;
+    state.inFlight++;
     metrics.inFlight.inc();
-    if (shuttingDown) res.setHeader('connection', 'close');
+    if (state.draining) res.setHeader('connection', 'close');
     const url = req.url ?? '/';
     const query = url.indexOf('?');
     const path = query === -1 ? url : url.slice(0, query);
@@ -204,18 +203,18 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
       await handler(req, res, params);
     } catch (error) {
       if (error instanceof BadRequest) {
-        if (error.status === 413) res.setHeader('connection', 'close');
-        sendJson(res, error.status, { error: error.message });
+        if (error.status === 413) rejectLingering(req, res, error.message);
+        else sendJson(res, error.status, { error: error.message });
       } else {
         log(`error: ${req.method} ${path}: ${(error as Error)?.stack ?? String(error)}`);
         sendJson(res, 500, { error: `inference failed: ${(error as Error)?.message ?? String(error)}` });
       }
     } finally {
-      inFlight--;
+      state.inFlight--;
       metrics.inFlight.dec();
-      metrics.requests.inc({ route: label, method: req.method ?? '', code: res.statusCode });
-      metrics.requestSeconds.observe({ route: label }, (performance.now() - started) / 1000);
-      if (shuttingDown && inFlight === 0) server.closeIdleConnections();
+      metrics.requests.inc({ protocol: 'rest', route: label, method: req.method ?? '', code: res.statusCode });
+      metrics.requestSeconds.observe({ protocol: 'rest', route: label }, (performance.now() - started) / 1000);
+      if (state.draining && state.inFlight === 0) server.closeIdleConnections();
     }
   });
   // Slow or stuck clients must not hold the server open forever.
@@ -223,17 +222,11 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
   server.headersTimeout = 15_000;
 
   return {
-    get ready() {
-      return ready;
-    },
-    batching,
-    metrics,
     listen(port, host) {
       return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {
           server.off('error', reject);
-          ready = true;
           const address = server.address() as AddressInfo;
           const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
           resolve({ url: `http://${shownHost}:${address.port}`, port: address.port });
@@ -241,8 +234,6 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
       });
     },
     shutdown(timeoutMs) {
-      ready = false;
-      shuttingDown = true;
       return new Promise((resolve) => {
         const timer = setTimeout(() => {
           server.closeAllConnections();
@@ -277,11 +268,60 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
   res.end(text);
 }
 
-function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
-    return Promise.reject(new BadRequest(`request body is ${declared} bytes; the limit is ${limit} (server.maxBodyBytes)`, 413));
+function sendInferResponse(res: http.ServerResponse, body: Uint8Array, header: number | undefined): void {
+  if (header === undefined) {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.byteLength });
+  } else {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.byteLength, [HEADER_LENGTH]: header });
   }
+  res.end(body);
+}
+
+function rejectLingering(req: http.IncomingMessage, res: http.ServerResponse, message: string): void {
+  const text = JSON.stringify({ error: message });
+  if (res.headersSent) return void res.end();
+  res.writeHead(413, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close' });
+  // Written now, ended (and so closed) once the client has finished sending: clients that read while writing see it at once.
+  res.write(text);
+  let dropped = 0;
+  const close = () => {
+    clearTimeout(timer);
+    if (!res.writableEnded) res.end();
+  };
+  const timer = setTimeout(() => req.socket.destroy(), LINGER_MAX_MS);
+  timer.unref();
+  req.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > LINGER_MAX_BYTES) req.socket.destroy();
+  });
+  req.on('end', close);
+  req.on('close', () => clearTimeout(timer));
+  req.resume();
+}
+
+/** A buffer that is the body's alone (not a slice of a shared one), so it can move to a worker thread. */
+function ownedCopy(body: Buffer): Uint8Array {
+  if (body.buffer.byteLength === body.byteLength) return body;
+  const copy = new Uint8Array(body.byteLength);
+  copy.set(body);
+  return copy;
+}
+
+function parseJsonBody(body: Buffer): unknown {
+  if (body.byteLength === 0) throw new BadRequest('request body is empty; send a JSON object');
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (error) {
+    throw new BadRequest(`malformed JSON: ${(error as Error).message}`);
+  }
+}
+
+const tooLarge = (size: string, limit: number) =>
+  new BadRequest(`request body is ${size}; the limit is ${limit} bytes (server.maxBodyBytes): send large tensors as binary data (Inference-Header-Content-Length) or over gRPC, which carry them in a third of the bytes`, 413);
+
+function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge(`${declared} bytes`, limit));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -291,7 +331,7 @@ function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
       size += chunk.length;
       if (size > limit) {
         done = true;
-        reject(new BadRequest(`request body is over the limit of ${limit} bytes (server.maxBodyBytes)`, 413));
+        reject(tooLarge('over the limit', limit));
         return;
       }
       chunks.push(chunk);
@@ -299,13 +339,7 @@ function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
     req.on('end', () => {
       if (done) return;
       done = true;
-      const text = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8');
-      if (text.length === 0) return reject(new BadRequest('request body is empty; send a JSON object'));
-      try {
-        resolve(JSON.parse(text));
-      } catch (error) {
-        reject(new BadRequest(`malformed JSON: ${(error as Error).message}`));
-      }
+      resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
     });
     req.on('error', (error) => {
       if (!done) {

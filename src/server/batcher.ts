@@ -1,7 +1,10 @@
 import { allocate, type TensorData } from '../model/datatypes.js';
+import { UNNAMED_DIM } from '../model/inspect.js';
 import type { ServableTensor, Tensors } from '../model/session.js';
 
 export interface BatcherOptions {
+  /** Runs at once: 1 on the main thread, the pool's size with worker threads. */
+  concurrency: () => number;
   /** false: one request per run, dispatched at once (models that cannot batch). */
   batching: boolean;
   maxBatchSize: number;
@@ -26,9 +29,10 @@ type Run = (feeds: Tensors) => Promise<Tensors>;
 
 /** True when every input and output has a dynamic first dimension, so rows can be stacked and split. */
 export function canBatch(inputs: ServableTensor[], outputs: ServableTensor[]): boolean {
-  const dynamicFirst = (t: ServableTensor) => t.dims.length > 0 && typeof t.dims[0] === 'string';
+  const dynamicFirst = (t: ServableTensor) => t.dims.length > 0 && typeof t.dims[0] === 'string' && t.dims[0] !== UNNAMED_DIM;
   if (!inputs.every(dynamicFirst) || !outputs.every(dynamicFirst)) return false;
-  // The same symbol on every input and output ("batch") is the sign that it is the batch axis.
+  // The same name on every input and output ("batch") is the sign that it is the batch axis. An unnamed
+  // first dimension may be time or sequence, where stacking two requests would mix their state.
   const symbol = inputs[0].dims[0];
   return [...inputs, ...outputs].every((t) => t.dims[0] === symbol);
 }
@@ -37,17 +41,16 @@ export function canBatch(inputs: ServableTensor[], outputs: ServableTensor[]): b
  * The queue in front of the model. With batching, requests that arrive
  * together are stacked along the first dimension, run as one batch, and split
  * back; without, they run one at a time, so that queue time and inference time
- * are measured apart either way.
+ * are measured apart either way. Up to `concurrency()` runs go at once (one a
+ * worker thread).
  *
- * onnxruntime-node runs a session synchronously on the main thread (deferred
- * by one setImmediate), so the event loop is blocked while the model runs.
- * Dispatch therefore waits one setImmediate: every request whose bytes were
- * read in the same poll phase joins the batch, at the cost of one loop turn,
- * not a timer. Requests read while a run is busy form the next batch.
+ * Dispatch waits one setImmediate: every request whose bytes were read in the
+ * same poll phase joins the batch, at the cost of one loop turn, not a timer.
+ * Requests read while every run slot is busy form the next batch.
  */
 export class Batcher {
   private readonly queue: Pending[] = [];
-  private running = false;
+  private running = 0;
   private dispatchScheduled = false;
   private timer: NodeJS.Timeout | undefined;
   private splittable = true;
@@ -68,11 +71,11 @@ export class Batcher {
 
   /** Requests still waiting or running; shutdown waits for this to reach zero. */
   get pending(): number {
-    return this.queue.length + (this.running ? 1 : 0);
+    return this.queue.length + this.running;
   }
 
   private schedule(): void {
-    if (this.running || this.queue.length === 0) return;
+    if (this.running >= this.options.concurrency() || this.queue.length === 0) return;
     // Nothing to gather: a request that cannot be batched runs as soon as the model is free.
     if (!this.options.batching) return this.dispatch(false);
     const { maxWaitMs, maxBatchSize } = this.options;
@@ -96,17 +99,19 @@ export class Batcher {
   }
 
   private dispatch(fromTimer: boolean): void {
-    if (this.running || this.queue.length === 0) return;
+    if (this.running >= this.options.concurrency() || this.queue.length === 0) return;
     if (!fromTimer && this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
     const batch = this.take();
-    this.running = true;
+    this.running++;
     void this.execute(batch).finally(() => {
-      this.running = false;
+      this.running--;
       this.schedule();
     });
+    // More run slots free (worker threads): start the next batch too.
+    if (this.queue.length > 0) this.schedule();
   }
 
   private take(): Pending[] {

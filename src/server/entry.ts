@@ -14,7 +14,7 @@ try {
   // In a container the server must be reachable from outside it.
   if (!process.env.HOST) options.host = '0.0.0.0';
   const running = await startServer(options, log);
-  log(`serving model '${running.modelName}' on ${running.url} (batching ${running.server.batching ? 'on' : 'off'})`);
+  log(`serving model '${running.modelName}' on ${running.url}${running.grpcAddress ? ` and gRPC ${running.grpcAddress}` : ''} (batching ${running.batching ? 'on' : 'off'})`);
   const { forced } = await untilSignal(running, log);
   log(forced ? 'shutdown timed out; open connections were closed' : 'shut down cleanly');
   process.exit(forced ? 1 : 0);

@@ -2,8 +2,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export interface ServerMetrics {
   registry: Registry;
-  requests: Counter<'route' | 'method' | 'code'>;
-  requestSeconds: Histogram<'route'>;
+  requests: Counter<'protocol' | 'route' | 'method' | 'code'>;
+  requestSeconds: Histogram<'protocol' | 'route'>;
   inferenceSeconds: Histogram;
   queueSeconds: Histogram;
   batchSize: Histogram;
@@ -21,14 +21,14 @@ export function createServerMetrics(model: { name: string; version: string; sha2
     registry,
     requests: new Counter({
       name: 'mlops_http_requests_total',
-      help: 'HTTP requests by route, method and status code',
-      labelNames: ['route', 'method', 'code'],
+      help: 'Requests by protocol (rest, grpc), route (or RPC), method and status code (HTTP status, or gRPC status name)',
+      labelNames: ['protocol', 'route', 'method', 'code'],
       registers: [registry],
     }),
     requestSeconds: new Histogram({
       name: 'mlops_http_request_duration_seconds',
-      help: 'Time from request received to response sent',
-      labelNames: ['route'],
+      help: 'Time from request received to response sent, by protocol and route (or RPC)',
+      labelNames: ['protocol', 'route'],
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
@@ -59,4 +59,27 @@ export function createServerMetrics(model: { name: string; version: string; sha2
     registers: [registry],
   }).set({ name: model.name, version: model.version, sha256: model.sha256 }, 1);
   return metrics;
+}
+
+/** Where inference runs (1 on the current placement), and how many worker threads there are. */
+export function placementMetrics(registry: Registry, read: () => { where: string; workers: number }): void {
+  new Gauge({
+    name: 'mlops_inference_placement',
+    help: 'Where small batches run: main-thread or workers (1 on the current one)',
+    labelNames: ['where'],
+    registers: [registry],
+    collect() {
+      const { where } = read();
+      this.reset();
+      this.set({ where }, 1);
+    },
+  });
+  new Gauge({
+    name: 'mlops_inference_workers',
+    help: 'Inference worker threads, each with its own ONNX Runtime session',
+    registers: [registry],
+    collect() {
+      this.set(read().workers);
+    },
+  });
 }

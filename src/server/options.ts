@@ -10,9 +10,14 @@ export interface ServeOptions {
   expectedSha256?: string;
   host: string;
   port: number;
+  /** 0: no gRPC. */
+  grpcPort: number;
   maxBodyBytes: number;
   shutdownTimeoutMs: number;
   intraOpThreads: number;
+  workers: number;
+  inlineMaxMs: number;
+  offloadBytes: number;
   batching: Config['server']['batching'];
 }
 
@@ -24,7 +29,11 @@ export const SERVER_ENV = {
   MLOPS_MODEL_SHA256: 'expectedSha256',
   HOST: 'host',
   PORT: 'port',
+  GRPC_PORT: 'grpcPort',
   MLOPS_MAX_BODY_BYTES: 'maxBodyBytes',
+  MLOPS_WORKERS: 'workers',
+  MLOPS_INLINE_MAX_MS: 'inlineMaxMs',
+  MLOPS_OFFLOAD_BYTES: 'offloadBytes',
   MLOPS_SHUTDOWN_TIMEOUT_MS: 'shutdownTimeoutMs',
   MLOPS_THREADS: 'intraOpThreads',
   MLOPS_BATCHING: 'batching.enabled',
@@ -39,9 +48,13 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
     modelVersion: config.model.version,
     host: config.server.host,
     port: config.server.port,
+    grpcPort: config.server.grpcPort,
     maxBodyBytes: config.server.maxBodyBytes,
     shutdownTimeoutMs: config.server.shutdownTimeoutMs,
     intraOpThreads: config.server.intraOpThreads,
+    workers: config.server.workers,
+    inlineMaxMs: config.server.inlineMaxMs,
+    offloadBytes: config.server.offloadBytes,
     batching: { ...config.server.batching },
   };
 }
@@ -77,6 +90,10 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   }
   if ((v = get('HOST'))) out.host = v;
   if ((v = get('PORT'))) out.port = parseNumber('PORT', v, 0, 65535);
+  if ((v = get('GRPC_PORT'))) out.grpcPort = parseNumber('GRPC_PORT', v, 0, 65535);
+  if ((v = get('MLOPS_WORKERS'))) out.workers = parseNumber('MLOPS_WORKERS', v, 0, 64);
+  if ((v = get('MLOPS_INLINE_MAX_MS'))) out.inlineMaxMs = parseNumber('MLOPS_INLINE_MAX_MS', v, 0, 1000, false);
+  if ((v = get('MLOPS_OFFLOAD_BYTES'))) out.offloadBytes = parseNumber('MLOPS_OFFLOAD_BYTES', v, 0, 2 ** 31 - 1);
   if ((v = get('MLOPS_MAX_BODY_BYTES'))) out.maxBodyBytes = parseNumber('MLOPS_MAX_BODY_BYTES', v, 1024, 2 ** 31 - 1);
   if ((v = get('MLOPS_SHUTDOWN_TIMEOUT_MS'))) out.shutdownTimeoutMs = parseNumber('MLOPS_SHUTDOWN_TIMEOUT_MS', v, 0, 600_000);
   if ((v = get('MLOPS_THREADS'))) out.intraOpThreads = parseNumber('MLOPS_THREADS', v, 0, 1024);

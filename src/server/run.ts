@@ -1,52 +1,107 @@
-import { loadModel } from '../model/session.js';
-import { VERSION } from '../version.js';
-import { createInferenceServer, type InferenceServer } from './app.js';
-import type { ServeOptions } from './options.js';
 import { environmentError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { createRestServer } from './app.js';
+import { startEngine, type InferenceEngine, type Placement } from './engine.js';
+import { createGrpcServer, type GrpcServer } from './grpc.js';
+import { createServerMetrics, placementMetrics, type ServerMetrics } from './metrics.js';
+import type { ServeOptions } from './options.js';
+import type { ServingState } from './state.js';
 
 export interface RunningServer {
-  server: InferenceServer;
   url: string;
   port: number;
+  /** host:port of the gRPC endpoint; undefined when gRPC is off. */
+  grpcAddress?: string;
+  grpcPort?: number;
   modelName: string;
-  /** Shuts down gracefully and releases the model. */
+  batching: boolean;
+  workers: number;
+  readonly placement: Placement;
+  readonly ready: boolean;
+  metrics: ServerMetrics;
+  /** Shuts down gracefully (both protocols) and releases the model. */
   stop(): Promise<{ forced: boolean }>;
 }
 
+function listenError(host: string, port: number, flag: string, error: unknown) {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  const inUse = code === 'EADDRINUSE' || /address already in use|EADDRINUSE/i.test(String((error as Error)?.message));
+  return environmentError(
+    `cannot listen on ${host}:${port}: ${inUse ? 'the port is in use' : (error as Error).message}`,
+    inUse ? `pick another port with ${flag} (0 picks a free one)` : undefined,
+  );
+}
+
 export async function startServer(options: ServeOptions, log: (line: string) => void): Promise<RunningServer> {
-  const model = await loadModel({
-    path: options.modelPath,
-    name: options.modelName,
-    version: options.modelVersion,
+  const state: ServingState = { ready: false, draining: false, inFlight: 0 };
+  let metrics: ServerMetrics | undefined;
+  const engine: InferenceEngine = await startEngine({
+    modelPath: options.modelPath,
+    modelName: options.modelName,
+    modelVersion: options.modelVersion,
     expectedSha256: options.expectedSha256,
     intraOpThreads: options.intraOpThreads,
-  });
-  const server = createInferenceServer({
-    model,
-    maxBodyBytes: options.maxBodyBytes,
+    workers: options.workers,
+    inlineMaxMs: options.inlineMaxMs,
     batching: options.batching,
-    serverVersion: VERSION,
     log,
+    onRun: (rows, seconds) => {
+      metrics?.batchSize.observe(rows);
+      metrics?.inferenceSeconds.observe(seconds);
+    },
+    onQueued: (seconds) => metrics?.queueSeconds.observe(seconds),
   });
+  const { model } = engine;
+  metrics = createServerMetrics({ name: model.name, version: model.version, sha256: model.info.sha256 });
+  placementMetrics(metrics.registry, () => ({ where: engine.placement.where, workers: engine.workers }));
+  log(`inference: ${engine.placement.where === 'main-thread' ? 'small batches on the main thread' : `${engine.workers} worker thread(s)`}; ${engine.placement.reason}`);
+
+  const shared = { engine, metrics, state, serverVersion: VERSION, log };
+  const rest = createRestServer({ ...shared, maxBodyBytes: options.maxBodyBytes, offloadBytes: options.offloadBytes });
+  let grpc: GrpcServer | undefined;
   let address: { url: string; port: number };
+  let grpcPort: number | undefined;
   try {
-    address = await server.listen(options.port, options.host);
+    address = await rest.listen(options.port, options.host).catch((error) => {
+      throw listenError(options.host, options.port, '--port', error);
+    });
+    if (options.grpcPort > 0) {
+      grpc = createGrpcServer({ ...shared, maxMessageBytes: options.maxBodyBytes });
+      grpcPort = (
+        await grpc.listen(options.grpcPort, options.host).catch(async (error) => {
+          await rest.shutdown(0);
+          throw listenError(options.host, options.grpcPort, '--grpc-port', error);
+        })
+      ).port;
+    }
   } catch (error) {
-    await model.release();
-    const code = (error as NodeJS.ErrnoException).code;
-    throw environmentError(
-      `cannot listen on ${options.host}:${options.port}: ${code === 'EADDRINUSE' ? 'the port is in use' : (error as Error).message}`,
-      code === 'EADDRINUSE' ? 'pick another port with --port (0 picks a free one)' : undefined,
-    );
+    await engine.release();
+    throw error;
   }
+  state.ready = true;
+  grpc?.setServing(true);
+  const grpcHost = options.host.includes(':') ? `[${options.host}]` : options.host;
   return {
-    server,
     ...address,
+    grpcAddress: grpcPort !== undefined ? `${grpcHost}:${grpcPort}` : undefined,
+    grpcPort,
     modelName: model.name,
+    batching: engine.batching,
+    workers: engine.workers,
+    get placement() {
+      return engine.placement;
+    },
+    get ready() {
+      return state.ready;
+    },
+    metrics,
     async stop() {
-      const outcome = await server.shutdown(options.shutdownTimeoutMs);
-      await model.release();
-      return outcome;
+      state.ready = false;
+      state.draining = true;
+      grpc?.setServing(false);
+      const outcomes = await Promise.all([rest.shutdown(options.shutdownTimeoutMs), grpc?.shutdown(options.shutdownTimeoutMs) ?? { forced: false }]);
+      await engine.release();
+      return { forced: outcomes.some((o) => o.forced) };
     },
   };
 }

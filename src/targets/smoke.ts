@@ -1,5 +1,5 @@
-import { randomFeeds } from '../bench/inputs.js';
-import { encodeTensorData } from '../server/codec.js';
+import { randomFeeds } from '../model/random-feeds.js';
+import { encodeRestRequest } from '../protocol/rest.js';
 import type { TensorSignature } from '../predict/predictor.js';
 
 /**
@@ -22,9 +22,7 @@ async function smoke(baseUrl: string, modelName: string, headers: Record<string,
   if (get.status !== 200) throw new Error(`GET /v2/models/${modelName} answered HTTP ${get.status}: ${(await get.text()).slice(0, 200)}`);
   const meta = (await get.json()) as { inputs: TensorSignature[]; outputs: TensorSignature[] };
   const feeds = randomFeeds(meta.inputs, 1, 7);
-  const body = JSON.stringify({
-    inputs: meta.inputs.map((i) => ({ name: i.name, datatype: i.datatype, shape: feeds[i.name].dims, data: encodeTensorData(i.datatype, feeds[i.name].data) })),
-  });
+  const body = encodeRestRequest(meta.inputs, feeds, { binary: false }).body;
   const res = await fetch(`${base}/v2/models/${encodeURIComponent(modelName)}/infer`, {
     method: 'POST',
     headers: { ...headers, 'content-type': 'application/json' },

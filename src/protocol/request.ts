@@ -1,0 +1,116 @@
+/**
+ * What every transport (REST JSON, REST binary, gRPC) decodes a request into,
+ * and the checks against the model's signature that all of them share.
+ */
+import type { Datatype } from '../model/datatypes.js';
+import { UNNAMED_DIM } from '../model/inspect.js';
+import type { ServableTensor, Tensors } from '../model/session.js';
+
+/** A request the client got wrong: a 4xx over REST, a gRPC status code over gRPC. */
+export class BadRequest extends Error {
+  readonly status: number;
+  constructor(message: string, status = 400) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export interface InferRequest {
+  id?: string;
+  inputs: Tensors;
+  /** Rows in the first dimension of the first input. */
+  rows: number;
+  /** Output names asked for, in the model's order; undefined means all. */
+  outputs?: string[];
+  /** Outputs to send back as binary data (REST binary extension); gRPC always answers raw. */
+  binaryOutputs: Set<string>;
+}
+
+/** The signature a request is checked against: the model's, from either side of the wire. */
+export interface Signature {
+  name: string;
+  version: string;
+  inputs: ServableTensor[];
+  outputs: ServableTensor[];
+}
+
+
+export const fmtShape = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+
+export function product(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function describeInputs(inputs: ServableTensor[]): string {
+  return inputs.map((s) => `'${s.name}' (${s.datatype} ${fmtShape(s.shape)})`).join(', ');
+}
+
+/** The input's spec and checked shape, from the name, datatype and shape a client sent. */
+export function resolveInput(
+  byName: Map<string, ServableTensor>,
+  inputs: ServableTensor[],
+  seen: Tensors,
+  name: unknown,
+  datatype: unknown,
+  shape: unknown,
+  where: string,
+): { spec: ServableTensor; shape: number[] } {
+  if (typeof name !== 'string') throw new BadRequest(`${where} must have a "name"`);
+  const spec = byName.get(name);
+  if (!spec) throw new BadRequest(`unknown input '${name}'; this model takes ${describeInputs(inputs)}`);
+  if (seen[spec.name]) throw new BadRequest(`input '${spec.name}' is given twice`);
+  if (datatype !== spec.datatype) {
+    throw new BadRequest(`input '${spec.name}': expected datatype ${spec.datatype}, got ${JSON.stringify(datatype)}`);
+  }
+  return { spec, shape: checkShape(spec, shape, `input '${spec.name}'`) };
+}
+
+function checkShape(spec: ServableTensor, shape: unknown, where: string): number[] {
+  if (!Array.isArray(shape) || shape.some((d) => typeof d !== 'number' || !Number.isInteger(d) || d < 0)) {
+    throw new BadRequest(`${where}: "shape" must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+  }
+  if (spec.dims.length > 0 || spec.shape.length > 0) {
+    const matches = shape.length === spec.shape.length && spec.shape.every((d, i) => d === -1 || d === shape[i]);
+    if (!matches) throw new BadRequest(`${where}: expected shape ${fmtShape(spec.shape)} (-1 is any size), got ${fmtShape(shape)}`);
+  }
+  if (product(shape) === 0) throw new BadRequest(`${where}: shape ${fmtShape(shape)} has no elements; send at least one`);
+  return shape as number[];
+}
+
+/** After every input is decoded: none missing, and named dimensions shared by several inputs ("batch") agree. */
+export function finishInputs(inputs: ServableTensor[], tensors: Tensors): number {
+  const missing = inputs.filter((s) => !tensors[s.name]);
+  if (missing.length > 0) throw new BadRequest(`missing input ${describeInputs(missing)}`);
+  const seen = new Map<string, { value: number; input: string }>();
+  for (const spec of inputs) {
+    spec.dims.forEach((dim, i) => {
+      if (typeof dim !== 'string' || dim === UNNAMED_DIM) return;
+      const value = tensors[spec.name].dims[i];
+      const first = seen.get(dim);
+      if (!first) seen.set(dim, { value, input: spec.name });
+      else if (first.value !== value) {
+        throw new BadRequest(`inputs '${first.input}' and '${spec.name}' disagree on dimension '${dim}': ${first.value} vs ${value}`);
+      }
+    });
+  }
+  return tensors[inputs[0].name]?.dims[0] ?? 1;
+}
+
+/** Output names asked for, checked against the model; undefined when the request names none. */
+export function resolveOutputs(outputs: ServableTensor[], names: string[] | undefined): string[] | undefined {
+  if (names === undefined || names.length === 0) return undefined;
+  const known = new Set(outputs.map((o) => o.name));
+  for (const name of names) {
+    if (!known.has(name)) throw new BadRequest(`unknown output '${name}'; this model has ${[...known].join(', ')}`);
+  }
+  return names;
+}
+
+/** The model's outputs a request wants, in the model's order. */
+export function wantedOutputs(signature: Pick<Signature, 'outputs'>, request: Pick<InferRequest, 'outputs'>): ServableTensor[] {
+  return request.outputs ? signature.outputs.filter((o) => request.outputs!.includes(o.name)) : signature.outputs;
+}
+
+export type { Datatype };

@@ -1,0 +1,143 @@
+import { loadModel, readServableModel, type LoadedModel, type ServableModel, type Tensors } from '../model/session.js';
+import { BadRequest } from '../protocol/request.js';
+import { Batcher, canBatch } from './batcher.js';
+import { WorkerPool } from './worker-pool.js';
+import { now, sessionOptions, transferables, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
+
+export interface EngineOptions extends WorkerSetup {
+  /** Worker threads with a session each; 0 runs every request on the main thread. */
+  workers: number;
+  /** Batches the model runs faster than this (measured at start) run on the main thread, saving the hop to a worker. */
+  inlineMaxMs: number;
+  batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
+  log: (line: string) => void;
+  onRun: (rows: number, seconds: number) => void;
+  onQueued: (seconds: number) => void;
+}
+
+export interface RestReply {
+  body: Uint8Array;
+  headerLength?: number;
+}
+
+/** Where small batches run, and why: reported in the start-up log and on /metrics. */
+export interface Placement {
+  where: 'main-thread' | 'workers';
+  reason: string;
+}
+
+/**
+ * Runs the model for the server: the batching queue in front of a pool of
+ * worker threads, or of the main thread's own session for models so fast that
+ * the hop to a worker would cost more than the run (measured at start, and
+ * abandoned at the first run that takes too long).
+ */
+export interface InferenceEngine {
+  model: ServableModel;
+  batching: boolean;
+  workers: number;
+  readonly placement: Placement;
+  infer(feeds: Tensors, rows: number): Promise<Tensors>;
+  /** A whole REST request decoded, run and encoded in a worker; only when workers > 0. */
+  inferRest(body: Uint8Array, header: number | undefined): Promise<RestReply>;
+  release(): Promise<void>;
+}
+
+
+function replyOrThrow<K extends 'run' | 'rest'>(reply: WorkerReply, kind: K): Extract<WorkerReply, { ok: true; kind: K }> {
+  if (!reply.ok) throw reply.status === 500 ? new Error(reply.message) : new BadRequest(reply.message, reply.status);
+  if (reply.kind !== kind) throw new Error(`inference worker answered a ${kind} job with ${reply.kind}`);
+  return reply as Extract<WorkerReply, { ok: true; kind: K }>;
+}
+
+export async function startEngine(options: EngineOptions): Promise<InferenceEngine> {
+  const { log } = options;
+  const setup: WorkerSetup = {
+    modelPath: options.modelPath,
+    modelName: options.modelName,
+    modelVersion: options.modelVersion,
+    expectedSha256: options.expectedSha256,
+    intraOpThreads: options.intraOpThreads,
+  };
+  const model = await readServableModel(sessionOptions(setup));
+  const batching = options.batching.enabled && canBatch(model.inputs, model.outputs);
+  const pool = options.workers > 0 ? await WorkerPool.start(options.workers, { ...setup, expectedSha256: model.info.sha256 }, log) : undefined;
+  let local: LoadedModel | undefined;
+  let placement: Placement;
+  try {
+    if (!pool) {
+      local = await loadModel(sessionOptions(setup));
+      placement = { where: 'main-thread', reason: 'server.workers is 0' };
+    } else {
+      placement = await probePlacement(pool, model, batching ? options.batching.maxBatchSize : 1, options.inlineMaxMs);
+      if (placement.where === 'main-thread') local = await loadModel(sessionOptions(setup));
+    }
+  } catch (error) {
+    await pool?.close();
+    throw error;
+  }
+
+  // A run on the main thread this much slower than the probe means the inputs decide the cost (a loop count,
+  // a sequence length): the event loop cannot risk the next one.
+  const tooSlowMs = Math.max(4 * options.inlineMaxMs, 2);
+  const runLocal = async (feeds: Tensors): Promise<Tensors> => {
+    const started = performance.now();
+    const result = await local!.run(feeds);
+    const ms = performance.now() - started;
+    if (pool && ms > tooSlowMs && placement.where === 'main-thread') {
+      placement = { where: 'workers', reason: `a run took ${ms.toFixed(1)} ms on the main thread (over ${tooSlowMs} ms)` };
+      log(`inference moves to ${pool.size} worker thread(s): ${placement.reason}`);
+      const released = local!;
+      setImmediate(() => void released.release());
+    }
+    return result;
+  };
+  const runInWorker = async (feeds: Tensors): Promise<Tensors> => replyOrThrow(await pool!.run({ kind: 'run', feeds }, transferables(feeds)), 'run').result;
+
+  const batcher = new Batcher((feeds) => (placement.where === 'main-thread' ? runLocal(feeds) : runInWorker(feeds)), model.inputs, {
+    concurrency: () => (placement.where === 'main-thread' ? 1 : pool!.size),
+    batching,
+    maxBatchSize: options.batching.maxBatchSize,
+    maxWaitMs: options.batching.maxWaitMs,
+    onRun: options.onRun,
+    onQueued: options.onQueued,
+  });
+
+  return {
+    model,
+    batching,
+    workers: pool?.size ?? 0,
+    get placement() {
+      return placement;
+    },
+    infer: (feeds, rows) => batcher.infer(feeds, rows),
+    async inferRest(body, header) {
+      const queuedAt = now();
+      const transfer = body.buffer instanceof ArrayBuffer && body.buffer.byteLength === body.byteLength ? [body.buffer] : [];
+      const reply = replyOrThrow(await pool!.run({ kind: 'rest', body, header }, transfer), 'rest');
+      options.onQueued((reply.startedAt - queuedAt) / 1000);
+      options.onRun(reply.rows, reply.seconds);
+      return { body: reply.body, headerLength: reply.headerLength };
+    },
+    async release() {
+      await pool?.close();
+      if (placement.where === 'main-thread') await local?.release();
+    },
+  };
+}
+
+/** Runs a full batch of random inputs in a worker: fast enough, and small batches run on the main thread. */
+async function probePlacement(pool: WorkerPool, model: ServableModel, rows: number, inlineMaxMs: number): Promise<Placement> {
+  if (inlineMaxMs <= 0) return { where: 'workers', reason: 'server.inlineMaxMs is 0' };
+  // Strings, or sizes the client picks beyond the batch: a probe cannot tell what a real request costs.
+  const varying = model.inputs.find((s) => s.datatype === 'BYTES' || s.shape.slice(1).some((d) => d < 0));
+  if (varying) return { where: 'workers', reason: `input '${varying.name}' has ${varying.datatype === 'BYTES' ? 'strings' : 'dynamic dimensions beyond the first'}, so the cost of a run cannot be measured ahead` };
+  const reply = await pool.run({ kind: 'probe', rows });
+  if (!reply.ok || reply.kind !== 'probe' || reply.ms === null) {
+    return { where: 'workers', reason: `the start-up probe did not run (${reply.ok && reply.kind === 'probe' ? reply.reason : 'failed'})` };
+  }
+  const measured = `a batch of ${rows} took ${reply.ms.toFixed(3)} ms`;
+  return reply.ms < inlineMaxMs
+    ? { where: 'main-thread', reason: `${measured} (under server.inlineMaxMs ${inlineMaxMs} ms): the hop to a worker would cost more` }
+    : { where: 'workers', reason: `${measured} (over server.inlineMaxMs ${inlineMaxMs} ms)` };
+}

@@ -1,0 +1,135 @@
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { decodeGrpcRequest, encodeGrpcResponse, INFERENCE_SERVICE, inferenceProto, type GrpcInferRequest } from '../protocol/grpc.js';
+import { BadRequest } from '../protocol/request.js';
+import { EXTENSIONS } from './app.js';
+import type { InferenceEngine } from './engine.js';
+import type { ServerMetrics } from './metrics.js';
+import type { ServingState } from './state.js';
+
+export interface GrpcServerOptions {
+  engine: InferenceEngine;
+  metrics: ServerMetrics;
+  state: ServingState;
+  maxMessageBytes: number;
+  serverVersion: string;
+  log: (line: string) => void;
+}
+
+export interface GrpcServer {
+  listen(port: number, host: string): Promise<{ port: number }>;
+  /** Health NOT_SERVING, no new calls, calls in flight finish; forced after timeoutMs. */
+  shutdown(timeoutMs: number): Promise<{ forced: boolean }>;
+  /** Sets the grpc.health.v1 status of the server and of the inference service. */
+  setServing(serving: boolean): void;
+}
+
+const STATUS_FOR_HTTP: Record<number, grpc.status> = {
+  400: grpc.status.INVALID_ARGUMENT,
+  404: grpc.status.NOT_FOUND,
+  413: grpc.status.RESOURCE_EXHAUSTED,
+  503: grpc.status.UNAVAILABLE,
+};
+
+type Rpc = (request: Record<string, unknown>) => unknown;
+
+/** The Open Inference Protocol's GRPCInferenceService and grpc.health.v1, over the same engine as REST. */
+export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
+  const { engine, metrics, state, log } = options;
+  const { model } = engine;
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxMessageBytes, 'grpc.max_send_message_length': -1 });
+  const health = new HealthImplementation({ '': 'NOT_SERVING', [INFERENCE_SERVICE]: 'NOT_SERVING' });
+  health.addToServer(server);
+
+  const checkModel = (name: unknown, version: unknown) => {
+    // An empty name means the one model this server serves, so that a client can discover it.
+    if (name && name !== model.name) throw new BadRequest(`unknown model '${String(name)}'; this server serves '${model.name}'`, 404);
+    if (version && version !== model.version) throw new BadRequest(`model '${model.name}' has no version '${String(version)}'; it has version '${model.version}'`, 404);
+  };
+  const tensorMetadata = (list: typeof model.inputs) => list.map(({ name, datatype, shape }) => ({ name, datatype, shape }));
+
+  const rpcs: Record<string, Rpc> = {
+    ServerLive: () => ({ live: true }),
+    ServerReady: () => ({ ready: state.ready }),
+    ModelReady: (r) => {
+      checkModel(r.name, r.version);
+      return { ready: state.ready };
+    },
+    ServerMetadata: () => ({ name: 'mlops', version: options.serverVersion, extensions: EXTENSIONS }),
+    ModelMetadata: (r) => {
+      checkModel(r.name, r.version);
+      return { name: model.name, versions: [model.version], platform: 'onnxruntime_onnx', inputs: tensorMetadata(model.inputs), outputs: tensorMetadata(model.outputs) };
+    },
+    ModelInfer: async (r) => {
+      if (!state.ready && !state.draining) throw new BadRequest('the server is not ready yet', 503);
+      const message = r as GrpcInferRequest;
+      checkModel(message.model_name || model.name, message.model_version);
+      const request = decodeGrpcRequest(message, model);
+      const result = await engine.infer(request.inputs, request.rows);
+      return encodeGrpcResponse(model, result, request);
+    },
+  };
+
+  const handlers: grpc.UntypedServiceImplementation = {};
+  for (const [name, rpc] of Object.entries(rpcs)) {
+    handlers[name] = (call: grpc.ServerUnaryCall<Record<string, unknown>, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const started = performance.now();
+      state.inFlight++;
+      metrics.inFlight.inc();
+      let code = grpc.status.OK;
+      const finish = () => {
+        state.inFlight--;
+        metrics.inFlight.dec();
+        metrics.requests.inc({ protocol: 'grpc', route: name, method: 'POST', code: grpc.status[code] });
+        metrics.requestSeconds.observe({ protocol: 'grpc', route: name }, (performance.now() - started) / 1000);
+      };
+      Promise.resolve()
+        .then(() => rpc(call.request))
+        .then(
+          (response) => {
+            finish();
+            callback(null, response);
+          },
+          (error: unknown) => {
+            if (error instanceof BadRequest) code = STATUS_FOR_HTTP[error.status] ?? grpc.status.INVALID_ARGUMENT;
+            else {
+              code = grpc.status.INTERNAL;
+              log(`error: gRPC ${name}: ${(error as Error)?.stack ?? String(error)}`);
+            }
+            finish();
+            const message = error instanceof BadRequest ? error.message : `inference failed: ${(error as Error)?.message ?? String(error)}`;
+            callback({ code, details: message });
+          },
+        );
+    };
+  }
+  const definition = grpc.loadPackageDefinition(inferenceProto()) as unknown as { inference: { GRPCInferenceService: { service: grpc.ServiceDefinition } } };
+  server.addService(definition.inference.GRPCInferenceService.service, handlers);
+
+  return {
+    listen(port, host) {
+      const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+      return new Promise((resolve, reject) => {
+        server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve({ port: bound })));
+      });
+    },
+    setServing(serving) {
+      const status = serving ? 'SERVING' : 'NOT_SERVING';
+      health.setStatus('', status);
+      health.setStatus(INFERENCE_SERVICE, status);
+    },
+    shutdown(timeoutMs) {
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve({ forced: true });
+        }, timeoutMs);
+        timer.unref();
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve({ forced: false });
+        });
+      });
+    },
+  };
+}

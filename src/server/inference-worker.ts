@@ -1,0 +1,77 @@
+/**
+ * An inference worker thread: its own ONNX Runtime session, so that a long
+ * session.run (synchronous in onnxruntime-node) blocks this thread, never the
+ * server's event loop. Whole large REST requests are decoded and encoded here.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { isMlopsError } from '../errors.js';
+import { randomFeeds } from '../model/random-feeds.js';
+import { loadModel, type LoadedModel } from '../model/session.js';
+import { BadRequest } from '../protocol/request.js';
+import { decodeRestRequest, encodeRestResponse } from '../protocol/rest.js';
+import { now, sessionOptions, transferables, type WorkerHello, type WorkerJob, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
+
+const setup = workerData as WorkerSetup;
+const port = parentPort!;
+
+let model: LoadedModel;
+try {
+  model = await loadModel(sessionOptions(setup));
+} catch (error) {
+  const hello: WorkerHello = isMlopsError(error)
+    ? { ready: false, message: error.message, hint: error.hint, exitCode: error.exitCode }
+    : { ready: false, message: String((error as Error)?.message ?? error), exitCode: 70 };
+  port.postMessage(hello);
+  process.exit(0);
+}
+port.postMessage({ ready: true } satisfies WorkerHello);
+
+async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
+  const startedAt = now();
+  switch (job.kind) {
+    case 'run': {
+      const result = await model.run(job.feeds);
+      return { reply: { ok: true, kind: 'run', result, startedAt, seconds: (now() - startedAt) / 1000 }, transfer: transferables(result) };
+    }
+    case 'rest': {
+      const request = decodeRestRequest(job.body, job.header, model);
+      const ranAt = now();
+      const result = await model.run(request.inputs);
+      const seconds = (now() - ranAt) / 1000;
+      const response = encodeRestResponse(model, result, request);
+      const body = new Uint8Array(response.body.buffer, response.body.byteOffset, response.body.byteLength);
+      const own = body.buffer instanceof ArrayBuffer && body.buffer.byteLength === body.byteLength ? [body.buffer] : [];
+      return { reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds }, transfer: own };
+    }
+    case 'probe': {
+      const inputs = model.inputs.map((s) => ({ ...s, shape: s.shape.length > 0 ? [job.rows, ...s.shape.slice(1)] : s.shape }));
+      const times: number[] = [];
+      try {
+        for (let i = 0; i < 7; i++) {
+          const feeds = randomFeeds(inputs, job.rows, i);
+          const t = performance.now();
+          await model.run(feeds);
+          times.push(performance.now() - t);
+        }
+      } catch (error) {
+        return { reply: { ok: true, kind: 'probe', ms: null, reason: `random inputs failed: ${(error as Error).message.split('\n')[0]}` }, transfer: [] };
+      }
+      times.sort((a, b) => a - b);
+      return { reply: { ok: true, kind: 'probe', ms: times[3] }, transfer: [] };
+    }
+  }
+}
+
+port.on('message', (job: WorkerJob) => {
+  handle(job).then(
+    ({ reply, transfer }) => port.postMessage(reply, transfer),
+    (error: unknown) => {
+      const reply: WorkerReply =
+        error instanceof BadRequest
+          ? { ok: false, status: error.status, message: error.message }
+          : { ok: false, status: 500, message: String((error as Error)?.message ?? error) };
+      port.postMessage(reply);
+    },
+  );
+});
+port.on('close', () => void model.release());

@@ -1,0 +1,49 @@
+/** Messages between the server's main thread and its inference worker threads. */
+import type { Tensors } from '../model/session.js';
+
+export interface WorkerSetup {
+  modelPath: string;
+  modelName: string;
+  modelVersion: string;
+  expectedSha256?: string;
+  intraOpThreads: number;
+}
+
+export const sessionOptions = (setup: WorkerSetup) => ({
+  path: setup.modelPath,
+  name: setup.modelName,
+  version: setup.modelVersion,
+  expectedSha256: setup.expectedSha256,
+  intraOpThreads: setup.intraOpThreads,
+});
+
+export type WorkerJob =
+  /** Run the model on feeds the main thread decoded (and batched). */
+  | { kind: 'run'; feeds: Tensors }
+  /** A whole REST request: decode, run, encode here, off the main thread. */
+  | { kind: 'rest'; body: Uint8Array; header?: number }
+  /** Time `rows` rows of random inputs, to choose where small batches run. */
+  | { kind: 'probe'; rows: number };
+
+export type WorkerReply =
+  | { ok: true; kind: 'run'; result: Tensors; startedAt: number; seconds: number }
+  | { ok: true; kind: 'rest'; body: Uint8Array; headerLength?: number; rows: number; startedAt: number; seconds: number }
+  | { ok: true; kind: 'probe'; ms: number | null; reason?: string }
+  /** status: the HTTP status of a client error (400, ...); 500 for a failure of the model. */
+  | { ok: false; status: number; message: string };
+
+export type WorkerHello = { ready: true } | { ready: false; message: string; hint?: string; exitCode: number };
+
+/** The typed arrays' buffers that are theirs alone (exactly their size), so they can move instead of being copied. */
+export function transferables(tensors: Tensors): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  for (const { data } of Object.values(tensors)) {
+    if (Array.isArray(data)) continue;
+    const buffer = data.buffer;
+    if (buffer instanceof ArrayBuffer && buffer.byteLength === data.byteLength) out.add(buffer);
+  }
+  return [...out];
+}
+
+/** Wall-clock milliseconds comparable across threads (each thread's performance.now() has its own origin). */
+export const now = () => performance.timeOrigin + performance.now();
