@@ -35,6 +35,8 @@ export interface TestReport {
   image: string | null;
   imageId: string | null;
   mode: 'image' | 'url' | 'local';
+  /** How the server was spoken to (rest-json, rest-binary, grpc); null in-process. */
+  protocol: string | null;
   task: Evaluation['task'];
   rows: number;
   metrics: Evaluation['metrics'];
@@ -125,6 +127,7 @@ export async function runQualityTest(options: RunTestOptions): Promise<TestRepor
       image: target.image ?? null,
       imageId: target.container?.imageId ?? null,
       mode: target.mode,
+      protocol: target.predictor.protocol ?? null,
       task: result.task,
       rows: result.rows,
       metrics: result.metrics,

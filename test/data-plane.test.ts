@@ -1,0 +1,428 @@
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULTS } from '../src/config/defaults.js';
+import { seededRandom } from '../src/holdout/stats.js';
+import { loadModel, type LoadedModel } from '../src/model/session.js';
+import type { ServeOptions } from '../src/server/options.js';
+import { startServer, type RunningServer } from '../src/server/run.js';
+import { fixture, ROOT } from './helpers.js';
+
+const quiet = () => undefined;
+
+function options(model: string, overrides: Partial<ServeOptions> = {}): ServeOptions {
+  return {
+    modelPath: fixture(model, 'model.onnx'),
+    modelName: '',
+    modelVersion: '1',
+    host: '127.0.0.1',
+    port: 0,
+    grpcPort: 0,
+    maxBodyBytes: DEFAULTS.server.maxBodyBytes,
+    shutdownTimeoutMs: 10_000,
+    intraOpThreads: 0,
+    workers: DEFAULTS.server.workers,
+    inlineMaxMs: DEFAULTS.server.inlineMaxMs,
+    offloadBytes: DEFAULTS.server.offloadBytes,
+    batching: { ...DEFAULTS.server.batching },
+    ...overrides,
+  };
+}
+
+/** A free port for gRPC (0 means "off" there, so the test picks one). */
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function serve(model: string, overrides: Partial<ServeOptions> = {}, log: (line: string) => void = quiet): Promise<RunningServer> {
+  return startServer(options(model, { grpcPort: await freePort(), ...overrides }), log);
+}
+
+/** A client built from the proto file with @grpc/grpc-js and proto-loader alone, as a third-party service would. */
+function officialClient(address: string) {
+  const definition = loadSync(`${ROOT}/src/protocol/open_inference_grpc.proto`, { keepCase: true, longs: String, defaults: true });
+  const pkg = grpc.loadPackageDefinition(definition) as any;
+  const client = new pkg.inference.GRPCInferenceService(address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
+  const rpc = (method: string, request: unknown): Promise<any> =>
+    new Promise((resolve, reject) => client[method](request, (error: grpc.ServiceError | null, response: unknown) => (error ? reject(error) : resolve(response))));
+  return { rpc, close: () => client.close() };
+}
+
+const f32bytes = (values: ArrayLike<number>) => Buffer.from(Float32Array.from(values as number[]).buffer);
+
+async function postBinary(url: string, header: object, binary: Buffer[]): Promise<{ status: number; headers: Headers; body: Buffer }> {
+  const head = Buffer.from(JSON.stringify(header));
+  const res = await fetch(url, { method: 'POST', headers: { 'Inference-Header-Content-Length': String(head.length) }, body: Buffer.concat([head, ...binary]) });
+  return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+describe('REST binary tensor data', () => {
+  let bc: RunningServer;
+  let multi: RunningServer;
+  let strings: RunningServer;
+  let reference: LoadedModel;
+  beforeAll(async () => {
+    [bc, multi, strings] = await Promise.all([serve('breast_cancer'), serve('multi_input'), serve('string_echo')]);
+    reference = await loadModel({ path: fixture('breast_cancer', 'model.onnx') });
+  });
+  afterAll(async () => {
+    await Promise.all([bc?.stop(), multi?.stop(), strings?.stop()]);
+    await reference?.release();
+  });
+
+  it('is advertised in GET /v2', async () => {
+    expect(((await (await fetch(`${bc.url}/v2`)).json()) as { extensions: string[] }).extensions).toContain('binary_tensor_data');
+  });
+
+  it('answers a hand-built binary request with the exact bytes ONNX Runtime produced', async () => {
+    const [, ...rows] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split('\n');
+    const x = rows.slice(0, 3).flatMap((r) => r.split(',').slice(0, -1).map(Number));
+    const res = await postBinary(
+      `${bc.url}/v2/models/breast_cancer/infer`,
+      { id: 'q1', inputs: [{ name: 'features', datatype: 'FP32', shape: [3, 30], parameters: { binary_data_size: 360 } }], outputs: [{ name: 'probabilities', parameters: { binary_data: true } }] },
+      [f32bytes(x)],
+    );
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/octet-stream');
+    const headerLength = Number(res.headers.get('inference-header-content-length'));
+    expect(res.body.subarray(0, headerLength).toString()).toBe(
+      '{"model_name":"breast_cancer","model_version":"1","id":"q1","outputs":[{"name":"probabilities","datatype":"FP32","shape":[3,2],"parameters":{"binary_data_size":24}}]}',
+    );
+    const expected = await reference.run({ features: { data: Float32Array.from(x), dims: [3, 30] } });
+    expect(res.body.subarray(headerLength)).toEqual(Buffer.from((expected.probabilities.data as Float32Array).buffer));
+  });
+
+  it('takes binary and JSON inputs in one request, and answers JSON for outputs not asked as binary', async () => {
+    const expected = JSON.parse(readFileSync(fixture('multi_input', 'expected_outputs.json'), 'utf8'));
+    const dense = expected.inputs.dense.flat();
+    const res = await postBinary(
+      `${multi.url}/v2/models/multi_input/infer`,
+      {
+        inputs: [
+          { name: 'dense', datatype: 'FP32', shape: [5, 4], parameters: { binary_data_size: dense.length * 4 } },
+          { name: 'ids', datatype: 'INT64', shape: [5, 3], data: expected.inputs.ids },
+        ],
+        outputs: [{ name: 'scores', parameters: { binary_data: true } }, { name: 'label' }],
+      },
+      [f32bytes(dense)],
+    );
+    expect(res.status).toBe(200);
+    const headerLength = Number(res.headers.get('inference-header-content-length'));
+    const head = JSON.parse(res.body.subarray(0, headerLength).toString());
+    expect(head.outputs[0]).toEqual({ name: 'scores', datatype: 'FP32', shape: [5, 3], parameters: { binary_data_size: 60 } });
+    expect(head.outputs[1]).toMatchObject({ name: 'label', datatype: 'INT64', shape: [5], data: expected.outputs.label });
+    const scores = new Float32Array(res.body.buffer.slice(res.body.byteOffset + headerLength));
+    Array.from(scores).forEach((v, i) => expect(v).toBeCloseTo(expected.outputs.scores.flat()[i], 5));
+  });
+
+  it('carries BYTES as length-prefixed elements both ways', async () => {
+    const text = Buffer.concat(['héllo', '', 'x y'].map((s) => {
+      const b = Buffer.from(s);
+      const n = Buffer.alloc(4);
+      n.writeUInt32LE(b.length);
+      return Buffer.concat([n, b]);
+    }));
+    const res = await postBinary(
+      `${strings.url}/v2/models/string_echo/infer`,
+      {
+        inputs: [
+          { name: 'text', datatype: 'BYTES', shape: [3], parameters: { binary_data_size: text.length } },
+          { name: 'x', datatype: 'FP32', shape: [3, 2], data: [1, 2, 3, 4, 5, 6] },
+        ],
+        parameters: { binary_data_output: true },
+      },
+      [text],
+    );
+    expect(res.status).toBe(200);
+    const headerLength = Number(res.headers.get('inference-header-content-length'));
+    const head = JSON.parse(res.body.subarray(0, headerLength).toString());
+    expect(head.outputs.map((o: { parameters: unknown }) => o.parameters)).toEqual([{ binary_data_size: text.length }, { binary_data_size: 24 }]);
+    expect(res.body.subarray(headerLength, headerLength + text.length)).toEqual(text);
+    expect(Array.from(new Float32Array(res.body.buffer.slice(res.body.byteOffset + headerLength + text.length)))).toEqual([2, 4, 6, 8, 10, 12]);
+  });
+
+  it('refuses a bad Inference-Header-Content-Length with 400', async () => {
+    const res = await fetch(`${bc.url}/v2/models/breast_cancer/infer`, { method: 'POST', headers: { 'Inference-Header-Content-Length': '999' }, body: '{"inputs":[]}' });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toBe("Inference-Header-Content-Length: 999 must be a whole number from 1 to the body's 13 bytes");
+  });
+});
+
+describe('Open Inference Protocol over gRPC (official proto, @grpc/grpc-js client)', () => {
+  let server: RunningServer;
+  let client: ReturnType<typeof officialClient>;
+  beforeAll(async () => {
+    server = await serve('multi_input', { maxBodyBytes: 64 * 1024 });
+    client = officialClient(server.grpcAddress!);
+  });
+  afterAll(async () => {
+    client?.close();
+    await server?.stop();
+  });
+
+  it('answers the health, metadata and readiness RPCs, and grpc.health.v1', async () => {
+    expect(await client.rpc('ServerLive', {})).toEqual({ live: true });
+    expect(await client.rpc('ServerReady', {})).toEqual({ ready: true });
+    expect(await client.rpc('ModelReady', { name: 'multi_input' })).toEqual({ ready: true });
+    expect(await client.rpc('ServerMetadata', {})).toMatchObject({ name: 'mlops', extensions: ['binary_tensor_data'] });
+    const meta = await client.rpc('ModelMetadata', { name: 'multi_input', version: '1' });
+    expect(meta.inputs).toEqual([
+      { name: 'dense', datatype: 'FP32', shape: ['-1', '4'] },
+      { name: 'ids', datatype: 'INT64', shape: ['-1', '3'] },
+    ]);
+    const health = loadSync(`${ROOT}/node_modules/grpc-health-check/proto/health/v1/health.proto`, { keepCase: true, enums: String });
+    const Health = (grpc.loadPackageDefinition(health) as any).grpc.health.v1.Health;
+    const checker = new Health(server.grpcAddress, grpc.credentials.createInsecure());
+    for (const service of ['', 'inference.GRPCInferenceService']) {
+      const status = await new Promise((resolve, reject) => checker.Check({ service }, (e: Error | null, r: { status: string }) => (e ? reject(e) : resolve(r.status))));
+      expect(status).toBe('SERVING');
+    }
+    checker.close();
+  });
+
+  it('infers from raw and from typed contents, answering raw contents equal to REST', async () => {
+    const expected = JSON.parse(readFileSync(fixture('multi_input', 'expected_outputs.json'), 'utf8'));
+    const dense: number[] = expected.inputs.dense.flat();
+    const ids: number[] = expected.inputs.ids.flat();
+    const raw = await client.rpc('ModelInfer', {
+      model_name: 'multi_input',
+      id: 'g1',
+      inputs: [
+        { name: 'dense', datatype: 'FP32', shape: [5, 4] },
+        { name: 'ids', datatype: 'INT64', shape: [5, 3] },
+      ],
+      raw_input_contents: [f32bytes(dense), Buffer.from(BigInt64Array.from(ids.map(BigInt)).buffer)],
+    });
+    const typed = await client.rpc('ModelInfer', {
+      model_name: 'multi_input',
+      inputs: [
+        { name: 'dense', datatype: 'FP32', shape: [5, 4], contents: { fp32_contents: dense } },
+        { name: 'ids', datatype: 'INT64', shape: [5, 3], contents: { int64_contents: ids } },
+      ],
+      outputs: [{ name: 'label' }],
+    });
+    expect(raw.id).toBe('g1');
+    expect(raw.outputs.map((o: { name: string; shape: string[] }) => [o.name, o.shape])).toEqual([
+      ['scores', ['5', '3']],
+      ['label', ['5']],
+    ]);
+    const rest = (await (
+      await fetch(`${server.url}/v2/models/multi_input/infer`, {
+        method: 'POST',
+        body: JSON.stringify({ inputs: [{ name: 'dense', datatype: 'FP32', shape: [5, 4], data: dense }, { name: 'ids', datatype: 'INT64', shape: [5, 3], data: ids }] }),
+      })
+    ).json()) as { outputs: { data: number[] }[] };
+    expect(Array.from(new Float32Array(new Uint8Array(raw.raw_output_contents[0]).buffer))).toEqual(rest.outputs[0].data);
+    expect(Array.from(new BigInt64Array(new Uint8Array(raw.raw_output_contents[1]).buffer), Number)).toEqual(expected.outputs.label);
+    expect(typed.outputs.map((o: { name: string }) => o.name)).toEqual(['label']);
+    expect(Buffer.from(typed.raw_output_contents[0])).toEqual(Buffer.from(raw.raw_output_contents[1]));
+  });
+
+  it('answers errors with gRPC status codes', async () => {
+    const code = (request: unknown) => client.rpc('ModelInfer', request).then(() => grpc.status.OK, (e: grpc.ServiceError) => [grpc.status[e.code], e.details]);
+    expect(await code({ model_name: 'nope', inputs: [] })).toEqual(['NOT_FOUND', "unknown model 'nope'; this server serves 'multi_input'"]);
+    expect(await code({ model_name: 'multi_input', inputs: [{ name: 'dense', datatype: 'FP32', shape: [1, 5], contents: { fp32_contents: [1, 2, 3, 4, 5] } }] })).toEqual([
+      'INVALID_ARGUMENT',
+      "input 'dense': expected shape [-1, 4] (-1 is any size), got [1, 5]",
+    ]);
+    expect(await code({ model_name: 'multi_input', inputs: [{ name: 'dense', datatype: 'FP64', shape: [1, 4] }] })).toEqual(['INVALID_ARGUMENT', 'input \'dense\': expected datatype FP32, got "FP64"']);
+    const [status] = (await code({ model_name: 'multi_input', inputs: [{ name: 'dense', datatype: 'FP32', shape: [1, 4] }], raw_input_contents: [Buffer.alloc(100_000)] })) as string[];
+    expect(status).toBe('RESOURCE_EXHAUSTED');
+    await expect(client.rpc('ModelMetadata', { name: 'multi_input', version: '7' })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toMatch(/mlops_http_requests_total\{protocol="grpc",route="ModelInfer",method="POST",code="INVALID_ARGUMENT"\} 2/);
+    expect(metrics).toMatch(/mlops_http_requests_total\{protocol="grpc",route="ModelInfer",method="POST",code="NOT_FOUND"\} 1/);
+  });
+});
+
+describe('a 3x224x224 image model over JSON, binary and gRPC', () => {
+  let server: RunningServer;
+  let reference: LoadedModel;
+  let client: ReturnType<typeof officialClient>;
+  beforeAll(async () => {
+    server = await serve('image_cnn');
+    reference = await loadModel({ path: fixture('image_cnn', 'model.onnx') });
+    client = officialClient(server.grpcAddress!);
+  });
+  afterAll(async () => {
+    client?.close();
+    await server?.stop();
+    await reference?.release();
+  });
+
+  it('gives exactly what in-process ONNX Runtime gives, whichever way the tensor travels', async () => {
+    const random = seededRandom(11);
+    const image = Float32Array.from({ length: 3 * 224 * 224 }, () => random());
+    const expected = Array.from((await reference.run({ image: { data: image, dims: [1, 3, 224, 224] } })).logits.data as Float32Array);
+    const json = (await (
+      await fetch(`${server.url}/v2/models/image_cnn/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 3, 224, 224], data: Array.from(image) }] }) })
+    ).json()) as { outputs: { data: number[] }[] };
+    expect(json.outputs[0].data).toEqual(expected);
+    const binary = await postBinary(
+      `${server.url}/v2/models/image_cnn/infer`,
+      { inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 3, 224, 224], parameters: { binary_data_size: image.byteLength } }], parameters: { binary_data_output: true } },
+      [Buffer.from(image.buffer)],
+    );
+    const headerLength = Number(binary.headers.get('inference-header-content-length'));
+    expect(Array.from(new Float32Array(binary.body.buffer.slice(binary.body.byteOffset + headerLength)))).toEqual(expected);
+    const viaGrpc = await client.rpc('ModelInfer', {
+      model_name: 'image_cnn',
+      inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 3, 224, 224] }],
+      raw_input_contents: [Buffer.from(image.buffer)],
+    });
+    expect(Array.from(new Float32Array(new Uint8Array(viaGrpc.raw_output_contents[0]).buffer))).toEqual(expected);
+    // The torch model agrees too, to float32 rounding (its inputs come from numpy's generator, not this one).
+    expect(expected).toHaveLength(10);
+  });
+});
+
+/** Times GET /v2/health/live every 10 ms while `load` runs. */
+async function healthDuring(url: string, load: Promise<unknown>): Promise<number[]> {
+  const times: number[] = [];
+  let done = false;
+  void load.finally(() => (done = true));
+  while (!done) {
+    const started = performance.now();
+    const res = await fetch(`${url}/v2/health/live`);
+    await res.arrayBuffer();
+    times.push(performance.now() - started);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return times.sort((a, b) => a - b);
+}
+
+describe('inference off the event loop', () => {
+  const slow = (iterations: number) =>
+    JSON.stringify({
+      inputs: [
+        { name: 'iterations', datatype: 'INT64', shape: [], data: [iterations] },
+        { name: 'x', datatype: 'FP32', shape: [1, 256], data: Array(256).fill(0.01) },
+      ],
+    });
+  const flood = (url: string, clients: number, requests: number, iterations: number) =>
+    Promise.all(
+      Array.from({ length: clients }, async () => {
+        const codes: number[] = [];
+        for (let i = 0; i < requests; i++) codes.push((await fetch(`${url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(iterations) })).status);
+        return codes;
+      }),
+    );
+
+  it('moves a model to the worker threads at the first run that takes too long on the main thread', async () => {
+    const lines: string[] = [];
+    const server = await serve('slow_loop', { intraOpThreads: 1 }, (l) => lines.push(l));
+    try {
+      // The start-up probe (a few loop rounds) is fast: small batches start on the main thread.
+      expect(server.placement.where).toBe('main-thread');
+      expect((await fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(3000) })).status).toBe(200);
+      expect(server.placement.where).toBe('workers');
+      expect(lines.join('\n')).toMatch(/inference moves to 1 worker thread\(s\): a run took [\d.]+ ms on the main thread \(over 4 ms\)/);
+      expect(await (await fetch(`${server.url}/metrics`)).text()).toContain('mlops_inference_placement{where="workers"} 1');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('keeps health answering in milliseconds while every worker runs long inferences, where the main thread stalls', async () => {
+    // Each inference takes ~30-60 ms here; on the main thread a health check waits for it.
+    const onMain = await serve('slow_loop', { workers: 0, intraOpThreads: 1 });
+    const inWorkers = await serve('slow_loop', { workers: 2, inlineMaxMs: 0, intraOpThreads: 1 });
+    try {
+      const mainTimes = await healthDuring(onMain.url, flood(onMain.url, 4, 10, 8000));
+      const load = flood(inWorkers.url, 4, 10, 8000);
+      const workerTimes = await healthDuring(inWorkers.url, load);
+      expect((await load).flat().every((c) => c === 200)).toBe(true);
+      const p50 = (t: number[]) => t[Math.floor(t.length / 2)];
+      const max = (t: number[]) => t[t.length - 1];
+      expect(inWorkers.placement.where).toBe('workers');
+      expect(p50(mainTimes)).toBeGreaterThan(15);
+      expect(p50(workerTimes)).toBeLessThan(10);
+      expect(max(workerTimes)).toBeLessThan(p50(mainTimes));
+    } finally {
+      await Promise.all([onMain.stop(), inWorkers.stop()]);
+    }
+  });
+
+  it('drains both protocols on shutdown: every request in flight is answered', async () => {
+    const server = await serve('slow_loop', { workers: 2, inlineMaxMs: 0 });
+    const client = officialClient(server.grpcAddress!);
+    try {
+      const rest = Array.from({ length: 4 }, () => fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(4000) }).then((r) => r.status));
+      const viaGrpc = Array.from({ length: 4 }, () =>
+        client
+          .rpc('ModelInfer', {
+            model_name: 'slow_loop',
+            inputs: [
+              { name: 'iterations', datatype: 'INT64', shape: [], contents: { int64_contents: [4000] } },
+              { name: 'x', datatype: 'FP32', shape: [1, 256], contents: { fp32_contents: Array(256).fill(0.01) } },
+            ],
+          })
+          .then(() => 'OK', (e: grpc.ServiceError) => grpc.status[e.code]),
+      );
+      await new Promise((r) => setTimeout(r, 50));
+      const outcome = await server.stop();
+      expect(outcome).toEqual({ forced: false });
+      expect(await Promise.all(rest)).toEqual([200, 200, 200, 200]);
+      expect(await Promise.all(viaGrpc)).toEqual(['OK', 'OK', 'OK', 'OK']);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('the general case', () => {
+  it('serves a model whose dimensions have no names, with a recurrent state and a scalar (the silero_vad signature)', async () => {
+    const server = await serve('recurrent_state');
+    try {
+      expect(server.batching).toBe(false);
+      const res = await fetch(`${server.url}/v2/models/recurrent_state/infer`, {
+        method: 'POST',
+        body: JSON.stringify({
+          inputs: [
+            { name: 'input', datatype: 'FP32', shape: [1, 512], data: Array(512).fill(0.5) },
+            { name: 'state', datatype: 'FP32', shape: [2, 1, 128], data: Array(256).fill(0) },
+            { name: 'sr', datatype: 'INT64', shape: [], data: [16000] },
+          ],
+        }),
+      });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { outputs: { name: string; shape: number[]; data: number[] }[] };
+      expect(body.outputs.map((o) => [o.name, o.shape])).toEqual([
+        ['output', [1, 1]],
+        ['stateN', [2, 1, 128]],
+      ]);
+      expect(body.outputs[0].data).toEqual([8000]);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('lets a client that writes its whole body before reading (as Python does) read the 413', async () => {
+    const server = await serve('breast_cancer', { maxBodyBytes: 64 * 1024 });
+    try {
+      const body = Buffer.alloc(4 * 1024 * 1024, 0x20);
+      const socket = net.connect(server.port, '127.0.0.1');
+      let reply = '';
+      socket.on('data', (d) => (reply += d));
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      const written = await new Promise<Error | null>((resolve) => {
+        socket.on('error', resolve);
+        socket.write(`POST /v2/models/breast_cancer/infer HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`);
+        socket.write(body, (error) => resolve(error ?? null));
+      });
+      expect(written).toBeNull();
+      await closed;
+      expect(reply).toMatch(/^HTTP\/1\.1 413 /);
+      expect(reply).toContain('the limit is 65536 bytes (server.maxBodyBytes): send large tensors as binary data');
+      expect((await fetch(`${server.url}/v2/health/ready`)).status).toBe(200);
+    } finally {
+      await server.stop();
+    }
+  });
+});
