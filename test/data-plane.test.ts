@@ -1,6 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../src/config/defaults.js';
@@ -8,7 +10,7 @@ import { seededRandom } from '../src/holdout/stats.js';
 import { loadModel, type LoadedModel } from '../src/model/session.js';
 import type { ServeOptions } from '../src/server/options.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
-import { fixture, ROOT } from './helpers.js';
+import { fixture, lines, ROOT, runCli, withTempDir } from './helpers.js';
 
 const quiet = () => undefined;
 
@@ -424,5 +426,40 @@ describe('the general case', () => {
     } finally {
       await server.stop();
     }
+  });
+});
+
+describe('mlops test and bench against a server they know nothing about', () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await serve('breast_cancer');
+  });
+  afterAll(() => server?.stop());
+
+  it('find the model on a single-model server without a config naming it, over REST and gRPC alike', async () => {
+    await withTempDir(async (dir) => {
+      // Only the class names of the holdout's labels: no model path, no model name.
+      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ test: { labels: ['malignant', 'benign'] } }));
+      const holdout = fixture('breast_cancer', 'holdout.csv');
+      const viaRest = await runCli(['test', '--url', server.url, '--holdout', holdout, '--json'], { cwd: dir });
+      expect(viaRest.code, viaRest.stderr).toBe(0);
+      const viaGrpc = await runCli(['test', '--url', `grpc://${server.grpcAddress}`, '--holdout', holdout, '--json'], { cwd: dir });
+      expect(viaGrpc.code, viaGrpc.stderr).toBe(0);
+      const [rest, grpcReport] = [JSON.parse(viaRest.stdout), JSON.parse(viaGrpc.stdout)];
+      expect(rest).toMatchObject({ model: 'breast_cancer', protocol: 'rest-binary', rows: 114 });
+      expect(grpcReport).toMatchObject({ model: 'breast_cancer', protocol: 'grpc', rows: 114 });
+      expect(grpcReport.metrics).toEqual(rest.metrics);
+      const bench = await runCli(['bench', '--url', `grpc://${server.grpcAddress}`, '--concurrency', '2', '--requests', '300', '--warmup', '0ms', '--json'], { cwd: dir });
+      expect(bench.code, bench.stderr).toBe(0);
+      const report = JSON.parse(bench.stdout);
+      expect(report).toMatchObject({ model: 'breast_cancer', target: { protocol: 'grpc', url: `grpc://${server.grpcAddress}` } });
+      expect(report.runs[0]).toMatchObject({ requests: 300, errors: { count: 0 } });
+    });
+  });
+
+  it('say which protocols exist when given another', async () => {
+    const { code, stderr } = await runCli(['bench', '--url', server.url, '--protocol', 'soap']);
+    expect(code).toBe(2);
+    expect(lines(stderr).find((l) => l.startsWith('error:'))).toBe('error: --protocol soap: expected rest-json, rest-binary, grpc');
   });
 });

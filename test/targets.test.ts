@@ -62,7 +62,15 @@ describe('kubernetes manifests', () => {
     expect(pod.template?.metadata ?? deployment.spec.template.metadata.labels['mlops.version']).toBe('1.1.0');
     expect((m.hpa.toJSON() as any).spec).toMatchObject({ minReplicas: 2, maxReplicas: 10, metrics: [{ resource: { name: 'cpu', target: { averageUtilization: 70 } } }] });
     expect((m.pdb.toJSON() as any).spec).toEqual({ minAvailable: 1, selector: { matchLabels: { 'app.kubernetes.io/name': 'bc' } } });
-    expect((m.service.toJSON() as any).spec.ports).toEqual([{ name: 'http', port: 80, targetPort: 'http' }]);
+    expect((m.service.toJSON() as any).spec.ports).toEqual([
+      { name: 'http', port: 80, targetPort: 'http' },
+      { name: 'grpc', port: 8081, targetPort: 'grpc', appProtocol: 'grpc' },
+    ]);
+    expect(container.ports).toEqual([
+      { name: 'http', containerPort: 8080 },
+      { name: 'grpc', containerPort: 8081 },
+    ]);
+    expect(container.env).toContainEqual({ name: 'GRPC_PORT', value: '8081' });
   });
 
   it('refuse settings that break the schema or each other', () => {

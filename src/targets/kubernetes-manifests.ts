@@ -25,6 +25,8 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
   const selector = { 'app.kubernetes.io/name': name };
   const labels = { ...selector, 'app.kubernetes.io/managed-by': 'mlops', 'app.kubernetes.io/version': labelValue(release.version) };
   const containerPort = config.image.port;
+  // gRPC beside REST when the image serves it: named `grpc` so meshes and ingresses speak HTTP/2 to it.
+  const grpcPort = config.image.grpcPort;
   const shutdownSeconds = Math.ceil(config.server.shutdownTimeoutMs / 1000);
   const metadata = { name, namespace: target.namespace, labels };
   const manifests: Manifests = {
@@ -46,9 +48,10 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
               {
                 name: 'model',
                 image: release.image,
-                ports: [{ name: 'http', containerPort }],
+                ports: [{ name: 'http', containerPort }, ...(grpcPort > 0 ? [{ name: 'grpc', containerPort: grpcPort }] : [])],
                 env: [
                   { name: 'PORT', value: String(containerPort) },
+                  { name: 'GRPC_PORT', value: String(grpcPort) },
                   { name: 'MLOPS_SHUTDOWN_TIMEOUT_MS', value: String(config.server.shutdownTimeoutMs) },
                 ],
                 resources: { requests: { ...target.resources.requests }, limits: { ...target.resources.limits } },
@@ -67,7 +70,14 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
     }),
     service: new Service({
       metadata,
-      spec: { type: target.serviceType, selector, ports: [{ name: 'http', port: target.port, targetPort: 'http' }] },
+      spec: {
+        type: target.serviceType,
+        selector,
+        ports: [
+          { name: 'http', port: target.port, targetPort: 'http' },
+          ...(grpcPort > 0 ? [{ name: 'grpc', port: grpcPort, targetPort: 'grpc', appProtocol: 'grpc' }] : []),
+        ],
+      },
     }),
     hpa: new HorizontalPodAutoscaler({
       metadata,

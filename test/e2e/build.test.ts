@@ -6,6 +6,7 @@ import tar from 'tar-fs';
 import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/model/session.js';
+import { remotePredictor } from '../../src/predict/predictor.js';
 import { fixture, lines, runCli, withTempDir } from '../helpers.js';
 import { ensureTestBaseImage, probeEngine, runImage, waitFor } from './docker.js';
 
@@ -53,7 +54,7 @@ describe.skipIf(!engine.ok)(`mlops build against a real Docker engine${engine.ok
     expect(image.Config.User).toBe('10001:10001');
     expect((image.Config as { StopSignal?: string }).StopSignal).toBe('SIGTERM');
     expect(image.Config.Healthcheck?.Test).toEqual(['CMD', 'node', '/app/healthcheck.mjs']);
-    expect(Object.keys(image.Config.ExposedPorts ?? {})).toEqual(['8080/tcp']);
+    expect(Object.keys(image.Config.ExposedPorts ?? {}).sort()).toEqual(['8080/tcp', '8081/tcp']);
     const labels = image.Config.Labels;
     const revision = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: project, encoding: 'utf8' }).trim();
     expect(labels).toMatchObject({
@@ -90,6 +91,15 @@ describe.skipIf(!engine.ok)(`mlops build against a real Docker engine${engine.ok
       const local = await model.run({ features: { data: Float32Array.from(rows.flat()), dims: [rows.length, 30] } });
       expect(remote).toEqual(Array.from(local.probabilities.data as Float32Array));
       await model.release();
+      // The same answer over gRPC, from the bundled server's own proto, with grpc.health.v1 serving.
+      const predictor = await remotePredictor({ url: running.url, grpcAddress: running.grpcAddress, protocol: 'grpc' });
+      try {
+        expect(predictor.modelName).toBe('bc');
+        const viaGrpc = await predictor.predict({ features: { data: Float32Array.from(rows.flat()), dims: [rows.length, 30] } });
+        expect(Array.from(viaGrpc.probabilities.data as Float32Array)).toEqual(remote);
+      } finally {
+        await predictor.close();
+      }
     } finally {
       await running.remove();
     }

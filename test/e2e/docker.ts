@@ -29,17 +29,21 @@ export { ensureTestBaseImage, TEST_BASE_IMAGE } from './base-image.js';
 export interface RunningContainer {
   container: Docker.Container;
   url: string;
+  /** 127.0.0.1:<port> published for the image's gRPC port 8081. */
+  grpcAddress: string;
   remove(): Promise<void>;
 }
 
 /** Runs an image with its port published on 127.0.0.1 (a free port chosen by the engine). */
 export async function runImage(docker: Docker, image: string, options: { env?: string[]; port?: number } = {}): Promise<RunningContainer> {
   const port = `${options.port ?? 8080}/tcp`;
+  const grpcPort = '8081/tcp';
+  const ports = [port, grpcPort];
   const container = await docker.createContainer({
     Image: image,
     Env: options.env,
-    ExposedPorts: { [port]: {} },
-    HostConfig: { PortBindings: { [port]: [{ HostIp: '127.0.0.1', HostPort: '' }] } },
+    ExposedPorts: Object.fromEntries(ports.map((p) => [p, {}])),
+    HostConfig: { PortBindings: Object.fromEntries(ports.map((p) => [p, [{ HostIp: '127.0.0.1', HostPort: '' }]])) },
   });
   await container.start();
   const info = await container.inspect();
@@ -47,6 +51,7 @@ export async function runImage(docker: Docker, image: string, options: { env?: s
   return {
     container,
     url: `http://127.0.0.1:${hostPort}`,
+    grpcAddress: `127.0.0.1:${info.NetworkSettings.Ports[grpcPort]?.[0]?.HostPort}`,
     remove: () => container.remove({ force: true }).catch(() => undefined),
   };
 }

@@ -50,6 +50,31 @@ describe.skipIf(!engine.ok)(`mlops test and mlops bench against the built image$
     expect(await testContainers()).toEqual([]);
   });
 
+  it('scores the same over every protocol: binary tensors by default, JSON, and gRPC', async () => {
+    const reports = await Promise.all(
+      [[], ['--protocol', 'rest-json'], ['--protocol', 'grpc']].map(async (flags) => {
+        const { code, stdout, stderr } = await runCli(['test', ...flags, '--json'], { cwd: project });
+        expect(code, stderr).toBe(0);
+        return JSON.parse(stdout);
+      }),
+    );
+    expect(reports.map((r) => r.protocol)).toEqual(['rest-binary', 'rest-json', 'grpc']);
+    expect(reports[1].metrics).toEqual(reports[0].metrics);
+    expect(reports[2].metrics).toEqual(reports[0].metrics);
+    expect(await testContainers()).toEqual([]);
+  });
+
+  it('benchmarks the image over gRPC', async () => {
+    const { code, stdout, stderr } = await runCli(['bench', '--protocol', 'grpc', '--concurrency', '4', '--duration', '1500ms', '--warmup', '200ms', '--json'], { cwd: project });
+    expect(code, stderr).toBe(0);
+    const report = JSON.parse(stdout);
+    expect(report.target.protocol).toBe('grpc');
+    expect(report.runs[0].errors.count).toBe(0);
+    expect(report.runs[0].requests).toBeGreaterThan(100);
+    // The server counted them as gRPC calls.
+    expect(report.runs[0].server.times.inferenceMeanMs).toBeGreaterThan(0);
+  });
+
   it('exits 1 on a failed gate and still removes the container', async () => {
     const { code, stdout } = await runCli(['test', '--gate', 'accuracy>=0.999', '--json'], { cwd: project });
     expect(code).toBe(1);
