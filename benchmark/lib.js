@@ -17,11 +17,13 @@ export async function startServeProcess(args) {
   let stdout = '';
   child.stdout.on('data', (d) => (stdout += d));
   const started = Date.now();
-  while (!stdout.includes('}')) {
+  // `mlops serve --json` prints one document once it listens.
+  let started_;
+  while (!(started_ = parsed(stdout))) {
     if (child.exitCode !== null || Date.now() - started > 30_000) throw new Error(`mlops serve did not start: ${stdout}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-  const { url } = JSON.parse(stdout);
+  const { url } = started_;
   return {
     url,
     stop: () =>
@@ -30,6 +32,14 @@ export async function startServeProcess(args) {
         child.kill('SIGTERM');
       }),
   };
+}
+
+function parsed(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 const execFileAsync = promisify(execFile);

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const only = process.argv.slice(2);
 const sections = [
+  ['dataplane', () => import('./dataplane.js')],
   ['server', () => import('./server.js')],
   ['build', () => import('./build.js')],
   ['test', () => import('./quality.js')],

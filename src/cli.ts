@@ -145,13 +145,13 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--host <address>', 'address to bind (default 127.0.0.1; env HOST)')
     .option('--port <number>', 'port to listen on, 0 for any free port (default 8080; env PORT)')
     .option('--grpc-port <number>', 'gRPC port, 0 turns gRPC off (default 8081; env GRPC_PORT)')
-    .option('--workers <n>', 'inference worker threads, 0 for the main thread (default 1; env MLOPS_WORKERS)')
+    .option('--workers <n>', 'inference worker threads, 0 for the main thread (default 2; env MLOPS_WORKERS)')
     .option('--name <name>', 'model name in URLs (default: from the file name)')
     .option('--sha256 <hex>', 'refuse to start unless the model file has this sha256')
     .option('--no-batching', 'run every request on its own')
     .option('--max-batch-size <rows>', 'most rows in one batched run (default 32)')
     .option('--batch-wait-ms <ms>', 'how long a request may wait for others to batch with (default 0)')
-    .option('--threads <n>', 'ONNX Runtime intra-op threads (default: one per core)')
+    .option('--threads <n>', 'ONNX Runtime threads per session (default: the cores shared out between the workers)')
     .action(runAction(async (ctx, flags) => (await import('./commands/serve.js')).run(flags as never, ctx)));
 }
 

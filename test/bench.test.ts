@@ -6,9 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpSender } from '../src/bench/http-send.js';
 import { runLoad } from '../src/bench/load.js';
 import { createLatencyHistogram, recordMs, summarize } from '../src/bench/stats.js';
-import { DEFAULTS } from '../src/config/defaults.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
-import { fixture, lines, runCli, withTempDir } from './helpers.js';
+import { fixture, lines, runCli, serveOptions, withTempDir } from './helpers.js';
 
 describe('latency statistics', () => {
   it('gives the percentiles, mean and stddev of a known sequence (3 significant digits)', () => {
@@ -79,21 +78,7 @@ describe('mlops bench', () => {
   let running: RunningServer;
   beforeAll(async () => {
     running = await startServer(
-      {
-        modelPath: fixture('breast_cancer', 'model.onnx'),
-        modelName: 'bc',
-        modelVersion: '1',
-        host: '127.0.0.1',
-        port: 0,
-        grpcPort: 0,
-        maxBodyBytes: DEFAULTS.server.maxBodyBytes,
-        workers: DEFAULTS.server.workers,
-        inlineMaxMs: DEFAULTS.server.inlineMaxMs,
-        offloadBytes: DEFAULTS.server.offloadBytes,
-        shutdownTimeoutMs: 2000,
-        intraOpThreads: 0,
-        batching: { ...DEFAULTS.server.batching },
-      },
+      serveOptions('breast_cancer', { modelName: 'bc', shutdownTimeoutMs: 2000 }),
       () => undefined,
     );
   });

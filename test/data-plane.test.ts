@@ -5,33 +5,13 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULTS } from '../src/config/defaults.js';
 import { seededRandom } from '../src/holdout/stats.js';
 import { loadModel, type LoadedModel } from '../src/model/session.js';
 import type { ServeOptions } from '../src/server/options.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
-import { fixture, lines, ROOT, runCli, withTempDir } from './helpers.js';
+import { fixture, lines, ROOT, runCli, serveOptions, withTempDir } from './helpers.js';
 
 const quiet = () => undefined;
-
-function options(model: string, overrides: Partial<ServeOptions> = {}): ServeOptions {
-  return {
-    modelPath: fixture(model, 'model.onnx'),
-    modelName: '',
-    modelVersion: '1',
-    host: '127.0.0.1',
-    port: 0,
-    grpcPort: 0,
-    maxBodyBytes: DEFAULTS.server.maxBodyBytes,
-    shutdownTimeoutMs: 10_000,
-    intraOpThreads: 0,
-    workers: DEFAULTS.server.workers,
-    inlineMaxMs: DEFAULTS.server.inlineMaxMs,
-    offloadBytes: DEFAULTS.server.offloadBytes,
-    batching: { ...DEFAULTS.server.batching },
-    ...overrides,
-  };
-}
 
 /** A free port for gRPC (0 means "off" there, so the test picks one). */
 async function freePort(): Promise<number> {
@@ -43,7 +23,7 @@ async function freePort(): Promise<number> {
 }
 
 async function serve(model: string, overrides: Partial<ServeOptions> = {}, log: (line: string) => void = quiet): Promise<RunningServer> {
-  return startServer(options(model, { grpcPort: await freePort(), ...overrides }), log);
+  return startServer(serveOptions(model, { shutdownTimeoutMs: 10_000, grpcPort: await freePort(), ...overrides }), log);
 }
 
 /** A client built from the proto file with @grpc/grpc-js and proto-loader alone, as a third-party service would. */
@@ -316,15 +296,19 @@ describe('inference off the event loop', () => {
       }),
     );
 
-  it('moves a model to the worker threads at the first run that takes too long on the main thread', async () => {
+  it('moves a model to the worker threads when its runs on the main thread take too long', async () => {
     const lines: string[] = [];
     const server = await serve('slow_loop', { intraOpThreads: 1 }, (l) => lines.push(l));
     try {
       // The start-up probe (a few loop rounds) is fast: small batches start on the main thread.
       expect(server.placement.where).toBe('main-thread');
-      expect((await fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(3000) })).status).toBe(200);
+      // Runs a little slow now and then (a GC pause, a busy machine) are tolerated: two of them move nothing.
+      for (let i = 0; i < 2; i++) expect((await fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(1500) })).status).toBe(200);
+      expect(server.placement.where).toBe('main-thread');
+      // One that takes over 25 ms is the inputs deciding the cost.
+      expect((await fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(12000) })).status).toBe(200);
       expect(server.placement.where).toBe('workers');
-      expect(lines.join('\n')).toMatch(/inference moves to 1 worker thread\(s\): a run took [\d.]+ ms on the main thread \(over 4 ms\)/);
+      expect(lines.join('\n')).toMatch(/inference moves to \d+ worker thread\(s\): a run took [\d.]+ ms on the main thread \(over 25 ms\)/);
       expect(await (await fetch(`${server.url}/metrics`)).text()).toContain('mlops_inference_placement{where="workers"} 1');
     } finally {
       await server.stop();

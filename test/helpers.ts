@@ -4,6 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { main } from '../src/cli.js';
+import { DEFAULTS } from '../src/config/defaults.js';
+import type { ServeOptions } from '../src/server/options.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const FIXTURES = path.join(ROOT, 'fixtures');
@@ -58,4 +60,24 @@ export function expectClose(actual: unknown, expected: unknown, at = 'metrics'):
     return;
   }
   expect(actual, at).toEqual(expected);
+}
+
+/** Serve options for a fixture model on a free port, gRPC off, every other setting at its default. */
+export function serveOptions(model: string, overrides: Partial<ServeOptions> = {}): ServeOptions {
+  return {
+    modelPath: fixture(model, 'model.onnx'),
+    modelName: '',
+    modelVersion: '1',
+    host: '127.0.0.1',
+    port: 0,
+    grpcPort: 0,
+    maxBodyBytes: DEFAULTS.server.maxBodyBytes,
+    shutdownTimeoutMs: 5000,
+    intraOpThreads: 0,
+    workers: DEFAULTS.server.workers,
+    inlineMaxMs: DEFAULTS.server.inlineMaxMs,
+    offloadBytes: DEFAULTS.server.offloadBytes,
+    batching: { ...DEFAULTS.server.batching },
+    ...overrides,
+  };
 }

@@ -101,12 +101,14 @@ describe('REST requests, JSON and binary', () => {
   it('answers binary outputs after the JSON header, and JSON outputs inline', () => {
     const result = { y: { data: Float32Array.from([0.5, 0.25]), dims: [2, 1] }, label: { data: BigInt64Array.from([1n, 0n]), dims: [2] } };
     const response = encodeRestResponse(signature, result, { id: undefined, outputs: undefined, binaryOutputs: new Set(['y']) });
-    const head = response.body.subarray(0, response.headerLength).toString();
+    expect(Buffer.isBuffer(response.body)).toBe(true);
+    const body = response.body as Buffer;
+    const head = body.subarray(0, response.headerLength).toString();
     expect(head).toBe(
       '{"model_name":"m","model_version":"1","outputs":[{"name":"y","datatype":"FP32","shape":[2,1],"parameters":{"binary_data_size":8}},{"name":"label","datatype":"INT64","shape":[2],"data":[1,0]}]}',
     );
-    expect(response.body.subarray(response.headerLength!)).toEqual(Buffer.from(Float32Array.from([0.5, 0.25]).buffer));
-    const decoded = decodeRestResponse(response.body, response.headerLength);
+    expect(body.subarray(response.headerLength!)).toEqual(Buffer.from(Float32Array.from([0.5, 0.25]).buffer));
+    const decoded = decodeRestResponse(body, response.headerLength);
     expect(Array.from(decoded.y.data as Float32Array)).toEqual([0.5, 0.25]);
     expect(decoded.label.data).toEqual([1, 0]);
   });

@@ -3,31 +3,12 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULTS } from '../src/config/defaults.js';
 import { isMlopsError } from '../src/errors.js';
 import { loadModel, type LoadedModel } from '../src/model/session.js';
-import type { ServeOptions } from '../src/server/options.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
-import { ROOT, fixture } from './helpers.js';
+import { ROOT, fixture, serveOptions } from './helpers.js';
 
-function options(model: string, overrides: Partial<ServeOptions> = {}): ServeOptions {
-  return {
-    modelPath: fixture(model, 'model.onnx'),
-    modelName: '',
-    modelVersion: '1',
-    host: '127.0.0.1',
-    port: 0,
-    grpcPort: 0,
-    maxBodyBytes: DEFAULTS.server.maxBodyBytes,
-    workers: DEFAULTS.server.workers,
-    inlineMaxMs: DEFAULTS.server.inlineMaxMs,
-    offloadBytes: DEFAULTS.server.offloadBytes,
-    shutdownTimeoutMs: 5000,
-    intraOpThreads: 0,
-    batching: { ...DEFAULTS.server.batching },
-    ...overrides,
-  };
-}
+const options = serveOptions;
 
 const quiet = () => undefined;
 

@@ -45,3 +45,12 @@ export function randomFeeds(inputs: { name: string; datatype: Datatype; shape: n
   return feeds;
 }
 
+
+/** Random inputs with `rows` rows in every tensor's first dimension (scalars stay scalars): what the server's start-up probe runs. */
+export function probeFeeds(inputs: { name: string; datatype: Datatype; shape: number[] }[], rows: number, seed: number): Tensors {
+  return randomFeeds(
+    inputs.map((s) => ({ ...s, shape: s.shape.length > 0 ? [rows, ...s.shape.slice(1)] : s.shape })),
+    rows,
+    seed,
+  );
+}

@@ -114,7 +114,8 @@ function bytesHint(datatype: Datatype, shape: number[]): string {
 }
 
 export interface RestResponse {
-  body: Buffer;
+  /** A string for a JSON answer (node:http writes it in one piece with the headers), bytes for a binary one. */
+  body: string | Buffer;
   /** Set when some output is binary: the JSON header's length, for the Inference-Header-Content-Length header. */
   headerLength?: number;
 }
@@ -132,7 +133,7 @@ export function encodeRestResponse(signature: Signature, result: Tensors, reques
   });
   const id = request.id !== undefined ? `,"id":${JSON.stringify(request.id)}` : '';
   const json = `{"model_name":${JSON.stringify(signature.name)},"model_version":${JSON.stringify(signature.version)}${id},"outputs":[${outputs.join(',')}]}`;
-  if (binary.length === 0) return { body: Buffer.from(json) };
+  if (binary.length === 0) return { body: json };
   const head = Buffer.from(json);
   return { body: Buffer.concat([head, ...binary]), headerLength: head.length };
 }

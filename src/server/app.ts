@@ -70,10 +70,11 @@ export function createRestServer(options: RestServerOptions): RestServer {
 
   const infer: Handler = async (req, res, params) => {
     checkModel(params);
-    const body = await readBody(req, options.maxBodyBytes);
+    const declaredHeader = Number(req.headers[HEADER_LENGTH]);
+    const body = await readBody(req, options.maxBodyBytes, Number.isInteger(declaredHeader) ? declaredHeader : 0);
     const header = headerLength(req.headers[HEADER_LENGTH], body.byteLength);
     if (engine.workers > 0 && body.byteLength > options.offloadBytes) {
-      const reply = await engine.inferRest(ownedCopy(body), header);
+      const reply = await engine.inferRest(body, header, OWNED.has(body.buffer));
       return sendInferResponse(res, reply.body, reply.headerLength);
     }
     const request = decodeRestRequest(body, header, model);
@@ -268,12 +269,10 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
   res.end(text);
 }
 
-function sendInferResponse(res: http.ServerResponse, body: Uint8Array, header: number | undefined): void {
-  if (header === undefined) {
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.byteLength });
-  } else {
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.byteLength, [HEADER_LENGTH]: header });
-  }
+function sendInferResponse(res: http.ServerResponse, body: Uint8Array | string, header: number | undefined): void {
+  const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+  if (header === undefined) res.writeHead(200, { 'content-type': 'application/json', 'content-length': length });
+  else res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': length, [HEADER_LENGTH]: header });
   res.end(body);
 }
 
@@ -299,14 +298,6 @@ function rejectLingering(req: http.IncomingMessage, res: http.ServerResponse, me
   req.resume();
 }
 
-/** A buffer that is the body's alone (not a slice of a shared one), so it can move to a worker thread. */
-function ownedCopy(body: Buffer): Uint8Array {
-  if (body.buffer.byteLength === body.byteLength) return body;
-  const copy = new Uint8Array(body.byteLength);
-  copy.set(body);
-  return copy;
-}
-
 function parseJsonBody(body: Buffer): unknown {
   if (body.byteLength === 0) throw new BadRequest('request body is empty; send a JSON object');
   try {
@@ -319,27 +310,44 @@ function parseJsonBody(body: Buffer): unknown {
 const tooLarge = (size: string, limit: number) =>
   new BadRequest(`request body is ${size}; the limit is ${limit} bytes (server.maxBodyBytes): send large tensors as binary data (Inference-Header-Content-Length) or over gRPC, which carry them in a third of the bytes`, 413);
 
-function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Bodies this large are read into one buffer of their own, which can move to a
+ * worker thread, placed so that the binary data after a JSON header of
+ * `alignAfter` bytes starts 8-byte aligned: typed arrays then view the tensor
+ * bytes where they are instead of copying them.
+ */
+const OWN_BUFFER_BYTES = 16 * 1024;
+const OWNED = new WeakSet<ArrayBufferLike>();
+
+function readBody(req: http.IncomingMessage, limit: number, alignAfter = 0): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge(`${declared} bytes`, limit));
+  const known = Number.isInteger(declared) && declared >= OWN_BUFFER_BYTES;
+  const shift = known ? (8 - (alignAfter % 8)) % 8 : 0;
+  const whole = known ? Buffer.allocUnsafeSlow(declared + shift) : undefined;
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
     req.on('data', (chunk: Buffer) => {
       if (done) return;
-      size += chunk.length;
-      if (size > limit) {
+      if (size + chunk.length > limit || (whole && size + chunk.length > declared)) {
         done = true;
         reject(tooLarge('over the limit', limit));
         return;
       }
-      chunks.push(chunk);
+      if (whole) chunk.copy(whole, shift + size);
+      else chunks.push(chunk);
+      size += chunk.length;
     });
     req.on('end', () => {
       if (done) return;
       done = true;
-      resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+      if (whole) {
+        OWNED.add(whole.buffer);
+        resolve(whole.subarray(shift, shift + size));
+      }
+      else resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
     });
     req.on('error', (error) => {
       if (!done) {

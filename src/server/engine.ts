@@ -1,8 +1,13 @@
+import { availableParallelism } from 'node:os';
 import { loadModel, readServableModel, type LoadedModel, type ServableModel, type Tensors } from '../model/session.js';
+import { probeFeeds } from '../model/random-feeds.js';
 import { BadRequest } from '../protocol/request.js';
 import { Batcher, canBatch } from './batcher.js';
 import { WorkerPool } from './worker-pool.js';
 import { now, sessionOptions, transferables, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
+
+const WINDOW = 100;
+const STRIKES = 3;
 
 export interface EngineOptions extends WorkerSetup {
   /** Worker threads with a session each; 0 runs every request on the main thread. */
@@ -38,8 +43,8 @@ export interface InferenceEngine {
   workers: number;
   readonly placement: Placement;
   infer(feeds: Tensors, rows: number): Promise<Tensors>;
-  /** A whole REST request decoded, run and encoded in a worker; only when workers > 0. */
-  inferRest(body: Uint8Array, header: number | undefined): Promise<RestReply>;
+  /** A whole REST request decoded, run and encoded in a worker; only when workers > 0. `owned`: no one else uses body's buffer. */
+  inferRest(body: Uint8Array, header: number | undefined, owned: boolean): Promise<RestReply>;
   release(): Promise<void>;
 }
 
@@ -61,7 +66,10 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
   };
   const model = await readServableModel(sessionOptions(setup));
   const batching = options.batching.enabled && canBatch(model.inputs, model.outputs);
-  const pool = options.workers > 0 ? await WorkerPool.start(options.workers, { ...setup, expectedSha256: model.info.sha256 }, log) : undefined;
+  // Unless set, the cores are shared out between the workers' sessions: ONNX Runtime's default of a thread
+  // per core in every session oversubscribes the machine as soon as two workers run at once.
+  const threadsEach = options.intraOpThreads || Math.max(1, Math.floor(availableParallelism() / Math.max(1, options.workers)));
+  const pool = options.workers > 0 ? await WorkerPool.start(options.workers, { ...setup, intraOpThreads: threadsEach }, log) : undefined;
   let local: LoadedModel | undefined;
   let placement: Placement;
   try {
@@ -69,23 +77,38 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
       local = await loadModel(sessionOptions(setup));
       placement = { where: 'main-thread', reason: 'server.workers is 0' };
     } else {
-      placement = await probePlacement(pool, model, batching ? options.batching.maxBatchSize : 1, options.inlineMaxMs);
-      if (placement.where === 'main-thread') local = await loadModel(sessionOptions(setup));
+      const rows = batching ? options.batching.maxBatchSize : 1;
+      placement = await probePlacement(pool, model, rows, options.inlineMaxMs);
+      if (placement.where === 'main-thread') {
+        local = await loadModel(sessionOptions(setup));
+        // A session's first runs allocate and are slow; they are not what the placement should judge.
+        for (let i = 0; i < 3; i++) await local.run(probeFeeds(model.inputs, rows, i)).catch(() => undefined);
+      }
     }
   } catch (error) {
     await pool?.close();
     throw error;
   }
 
-  // A run on the main thread this much slower than the probe means the inputs decide the cost (a loop count,
-  // a sequence length): the event loop cannot risk the next one.
-  const tooSlowMs = Math.max(4 * options.inlineMaxMs, 2);
+  // Runs on the main thread that take this long mean the inputs decide the cost (a loop count, a
+  // sequence length), and the event loop cannot risk the next one. One slow run may be a GC pause or
+  // the machine being busy: it takes STRIKES of them among the last WINDOW runs, or one very slow run.
+  const slowMs = Math.max(4 * options.inlineMaxMs, 2);
+  const verySlowMs = Math.max(25 * options.inlineMaxMs, 25);
+  const recent: boolean[] = [];
   const runLocal = async (feeds: Tensors): Promise<Tensors> => {
     const started = performance.now();
     const result = await local!.run(feeds);
     const ms = performance.now() - started;
-    if (pool && ms > tooSlowMs && placement.where === 'main-thread') {
-      placement = { where: 'workers', reason: `a run took ${ms.toFixed(1)} ms on the main thread (over ${tooSlowMs} ms)` };
+    if (!pool || placement.where !== 'main-thread') return result;
+    recent.push(ms > slowMs);
+    if (recent.length > WINDOW) recent.shift();
+    const strikes = recent.filter(Boolean).length;
+    if (ms > verySlowMs || strikes >= STRIKES) {
+      placement = {
+        where: 'workers',
+        reason: ms > verySlowMs ? `a run took ${ms.toFixed(1)} ms on the main thread (over ${verySlowMs} ms)` : `${strikes} of the last ${recent.length} runs on the main thread took over ${slowMs} ms`,
+      };
       log(`inference moves to ${pool.size} worker thread(s): ${placement.reason}`);
       const released = local!;
       setImmediate(() => void released.release());
@@ -111,9 +134,10 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
       return placement;
     },
     infer: (feeds, rows) => batcher.infer(feeds, rows),
-    async inferRest(body, header) {
+    async inferRest(body, header, owned) {
       const queuedAt = now();
-      const transfer = body.buffer instanceof ArrayBuffer && body.buffer.byteLength === body.byteLength ? [body.buffer] : [];
+      // A buffer that is the body's alone moves to the worker; any other is copied.
+      const transfer = owned && body.buffer instanceof ArrayBuffer ? [body.buffer] : [];
       const reply = replyOrThrow(await pool!.run({ kind: 'rest', body, header }, transfer), 'rest');
       options.onQueued((reply.startedAt - queuedAt) / 1000);
       options.onRun(reply.rows, reply.seconds);

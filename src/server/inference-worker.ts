@@ -3,16 +3,27 @@
  * session.run (synchronous in onnxruntime-node) blocks this thread, never the
  * server's event loop. Whole large REST requests are decoded and encoded here.
  */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { isMlopsError } from '../errors.js';
-import { randomFeeds } from '../model/random-feeds.js';
 import { loadModel, type LoadedModel } from '../model/session.js';
 import { BadRequest } from '../protocol/request.js';
 import { decodeRestRequest, encodeRestResponse } from '../protocol/rest.js';
-import { now, sessionOptions, transferables, type WorkerHello, type WorkerJob, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
+import { probeFeeds } from '../model/random-feeds.js';
+import { INFERENCE_NICE, now, sessionOptions, transferables, type WorkerHello, type WorkerJob, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
 
 const setup = workerData as WorkerSetup;
 const port = parentPort!;
+
+// Inference yields the CPU to the main thread (I/O, routing, health checks): this thread, and the ONNX
+// Runtime threads it starts (Linux threads inherit it), run at a lower priority. Lowering needs no privilege;
+// where /proc/thread-self is missing (not Linux) the worker runs at the normal priority.
+try {
+  setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), INFERENCE_NICE);
+} catch {
+  // not Linux: no per-thread priority
+}
 
 let model: LoadedModel;
 try {
@@ -39,16 +50,16 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
       const result = await model.run(request.inputs);
       const seconds = (now() - ranAt) / 1000;
       const response = encodeRestResponse(model, result, request);
-      const body = new Uint8Array(response.body.buffer, response.body.byteOffset, response.body.byteLength);
+      const bytes = typeof response.body === 'string' ? Buffer.from(response.body) : response.body;
+      const body = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       const own = body.buffer instanceof ArrayBuffer && body.buffer.byteLength === body.byteLength ? [body.buffer] : [];
       return { reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds }, transfer: own };
     }
     case 'probe': {
-      const inputs = model.inputs.map((s) => ({ ...s, shape: s.shape.length > 0 ? [job.rows, ...s.shape.slice(1)] : s.shape }));
       const times: number[] = [];
       try {
         for (let i = 0; i < 7; i++) {
-          const feeds = randomFeeds(inputs, job.rows, i);
+          const feeds = probeFeeds(model.inputs, job.rows, i);
           const t = performance.now();
           await model.run(feeds);
           times.push(performance.now() - t);

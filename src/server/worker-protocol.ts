@@ -45,5 +45,8 @@ export function transferables(tensors: Tensors): ArrayBuffer[] {
   return [...out];
 }
 
+/** The nice value of inference threads: below the main thread's, so that it preempts them. */
+export const INFERENCE_NICE = 10;
+
 /** Wall-clock milliseconds comparable across threads (each thread's performance.now() has its own origin). */
 export const now = () => performance.timeOrigin + performance.now();

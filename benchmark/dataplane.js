@@ -1,0 +1,237 @@
+// Issue 10: the data plane, side by side in one run.
+// 1. Small requests (breast_cancer MLP, one row of JSON): mlops serve against a
+//    hand-written node:http + onnxruntime-node server and a node:http server that
+//    only parses the JSON, all loaded by autocannon with the same body; server CPU
+//    per request read from /proc/<pid>/stat (every thread of the process).
+// 2. A 3x224x224 image model through JSON, binary tensors and gRPC (mlops bench's
+//    own load generator, which speaks all three), against in-process ONNX Runtime.
+// 3. Liveness under full inference load, inference on worker threads against on
+//    the main thread; and the worker count, by throughput and memory.
+// BENCH_BASELINE=<checkout> adds that checkout's `mlops serve` to part 1 (before/after).
+import autocannon from 'autocannon';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fixture, median, mlopsJson, round, ROOT, table } from './lib.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const TICK_US = 1e6 / 100; // /proc times are in clock ticks of 1/100 s (CLK_TCK on Linux)
+
+/** utime + stime of a process, every thread, in microseconds. */
+function cpuMicros(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * TICK_US;
+}
+const peakRssMiB = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** A server in its own process that prints one JSON document with its url when it listens. */
+async function startProcess(args) {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, CI: 'true' } });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const started = Date.now();
+  for (;;) {
+    try {
+      const doc = JSON.parse(out);
+      return { ...doc, pid: child.pid, stop: () => new Promise((r) => (child.on('exit', r), child.kill('SIGTERM'))) };
+    } catch {
+      if (child.exitCode !== null || Date.now() - started > 30_000) throw new Error(`${args.join(' ')} did not start: ${out}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+const serve = async (bin, model, extra = []) => {
+  const grpcPort = await freePort();
+  const s = await startProcess([bin, 'serve', '--model', fixture(model, 'model.onnx'), '--port', '0', '--grpc-port', String(grpcPort), '--json', ...extra]);
+  return { ...s, grpcUrl: `grpc://127.0.0.1:${grpcPort}` };
+};
+
+async function cannon(url, body, connections) {
+  const options = { url, method: 'POST', body, connections, headers: { 'content-type': 'application/json' } };
+  await autocannon({ ...options, duration: 1 });
+  return options;
+}
+
+async function smallRequests(log) {
+  const [, ...rows] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split('\n');
+  const body = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: rows[0].split(',').slice(0, -1).map(Number) }] });
+  const ours = path.join(ROOT, 'bin/mlops.js');
+  const servers = {
+    'mlops serve': () => serve(ours, 'breast_cancer'),
+    ...(process.env.BENCH_BASELINE ? { 'mlops serve (before)': () => startProcess([path.join(process.env.BENCH_BASELINE, 'bin/mlops.js'), 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--json']) } : {}),
+    'hand-written node:http + onnxruntime-node': () => startProcess([path.join(ROOT, 'benchmark/handwritten-server.js'), fixture('breast_cancer', 'model.onnx')]),
+    'no-op node:http (parses the JSON only)': () => startProcess([path.join(ROOT, 'benchmark/handwritten-server.js'), '-', 'noop']),
+  };
+  const samples = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, start] of Object.entries(servers)) {
+      const server = await start();
+      const url = name.startsWith('mlops') ? `${server.url}/v2/models/breast_cancer/infer` : server.url;
+      for (const connections of [1, 32]) {
+        log(`round ${round + 1}/${ROUNDS}: ${name}, concurrency ${connections}`);
+        const options = await cannon(url, body, connections);
+        const before = cpuMicros(server.pid);
+        const result = await autocannon({ ...options, duration: SECONDS });
+        const cpu = (cpuMicros(server.pid) - before) / result.requests.total;
+        if (result.non2xx || result.errors) throw new Error(`${name}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
+        ((samples[name] ??= {})[connections] ??= []).push({ rps: result.requests.average, p50: result.latency.p50, cpu });
+      }
+      await server.stop();
+    }
+  }
+  const summary = {};
+  const rowsOut = [];
+  for (const [name, byConcurrency] of Object.entries(samples)) {
+    for (const [connections, runs] of Object.entries(byConcurrency)) {
+      const s = { rps: median(runs.map((r) => r.rps)), p50Ms: median(runs.map((r) => r.p50)), cpuMicrosPerRequest: round(median(runs.map((r) => r.cpu)), 1) };
+      (summary[name] ??= {})[connections] = s;
+      rowsOut.push([name, connections, round(s.rps, 0), s.p50Ms, s.cpuMicrosPerRequest]);
+    }
+  }
+  const ourServer = summary['mlops serve'];
+  const hand = summary['hand-written node:http + onnxruntime-node'];
+  const noop = summary['no-op node:http (parses the JSON only)'];
+  const goals = {
+    c1ThroughputVsHandWritten: round(ourServer[1].rps / hand[1].rps, 3),
+    c32CpuVsNoop: round(ourServer[32].cpuMicrosPerRequest / noop[32].cpuMicrosPerRequest, 3),
+    c32ThroughputVsHandWritten: round(ourServer[32].rps / hand[32].rps, 3),
+  };
+  const markdown = [
+    `autocannon, ${SECONDS} s a run after 1 s of warm-up, ${ROUNDS} rounds with the servers interleaved; medians. One row of breast_cancer features as JSON, the same body for every server. CPU: the server process's user + system time over the run (every thread), per request.`,
+    '',
+    table(['server', 'concurrency', 'req/s', 'p50 ms', 'server CPU µs/request'], rowsOut),
+    '',
+    `Concurrency 1: mlops serve does ${goals.c1ThroughputVsHandWritten}x the hand-written server's throughput (goal >= 1). Concurrency 32: its CPU per request is ${goals.c32CpuVsNoop}x the no-op server's (goal <= 1.3), and its throughput ${goals.c32ThroughputVsHandWritten}x the hand-written server's.`,
+  ];
+  return { results: { summary, goals }, markdown };
+}
+
+async function bench(args) {
+  const { report } = await mlopsJson(['bench', '--duration', `${SECONDS}s`, '--warmup', '1s', ...args]);
+  return report.runs;
+}
+
+async function imageModel(log) {
+  const model = fixture('image_cnn', 'model.onnx');
+  log('image_cnn: in-process ONNX Runtime');
+  const [local] = await bench(['--local', '--model', model, '--concurrency', '1']);
+  const server = await serve(path.join(ROOT, 'bin/mlops.js'), 'image_cnn');
+  const rows = [['in-process session.run', '-', 1, round(local.throughputRps, 0), local.latencyMs.p50, 1]];
+  const results = { inProcess: { rps: local.throughputRps, p50Ms: local.latencyMs.p50 }, served: {} };
+  try {
+    for (const protocol of ['rest-json', 'rest-binary', 'grpc']) {
+      for (const concurrency of [1, 4]) {
+        log(`image_cnn: ${protocol}, concurrency ${concurrency}`);
+        const url = protocol === 'grpc' ? server.grpcUrl : server.url;
+        const before = cpuMicros(server.pid);
+        const [run] = await bench(['--url', url, '--protocol', protocol, '--concurrency', String(concurrency)]);
+        const cpu = (cpuMicros(server.pid) - before) / (run.requests * (1 + 1 / SECONDS));
+        const ratio = round(run.throughputRps / local.throughputRps, 3);
+        (results.served[protocol] ??= {})[concurrency] = { rps: run.throughputRps, p50Ms: run.latencyMs.p50, ratio, cpuMicrosPerRequest: round(cpu, 0) };
+        rows.push([`mlops serve, ${protocol}`, round(cpu, 0), concurrency, round(run.throughputRps, 0), run.latencyMs.p50, ratio]);
+      }
+    }
+  } finally {
+    await server.stop();
+  }
+  const best = (p) => Math.max(...Object.values(results.served[p]).map((r) => r.ratio));
+  results.goal = { binary: best('rest-binary'), grpc: best('grpc'), json: best('rest-json') };
+  const markdown = [
+    `image_cnn (a 3x224x224 FP32 input: 602 KB as raw bytes, about 1.9 MB as JSON), one image a request, \`mlops bench\` with one load thread. Ratio: served throughput over in-process throughput at concurrency 1. Server CPU per request is approximate (it includes the warm-up).`,
+    '',
+    table(['what', 'server CPU µs/request', 'concurrency', 'req/s', 'p50 ms', 'ratio to in-process'], rows),
+    '',
+    `Best ratio: binary ${results.goal.binary}, gRPC ${results.goal.grpc}, JSON ${results.goal.json} (goal >= 0.8 with binary or gRPC).`,
+  ];
+  return { results, markdown };
+}
+
+/** GET /v2/health/live every 5 ms while `load` runs; latencies in ms, sorted. */
+async function probeHealth(url, load) {
+  const times = [];
+  let done = false;
+  load.finally(() => (done = true));
+  while (!done) {
+    const started = performance.now();
+    await (await fetch(`${url}/v2/health/live`)).arrayBuffer();
+    times.push(performance.now() - started);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return times.sort((a, b) => a - b);
+}
+
+async function liveness(log) {
+  const rows = [];
+  const results = {};
+  for (const [name, extra] of [
+    ['inference on worker threads (default: 2)', []],
+    ['inference on the main thread (--workers 0, as before)', ['--workers', '0']],
+  ]) {
+    log(`liveness under load: ${name}`);
+    const server = await serve(path.join(ROOT, 'bin/mlops.js'), 'image_cnn', extra);
+    try {
+      const load = bench(['--url', server.url, '--protocol', 'rest-binary', '--concurrency', '8']);
+      const times = await probeHealth(server.url, load);
+      const [run] = await load;
+      const at = (q) => round(times[Math.min(times.length - 1, Math.floor(q * times.length))], 2);
+      results[name] = { p50Ms: at(0.5), p99Ms: at(0.99), maxMs: round(times.at(-1), 2), probes: times.length, inferenceRps: run.throughputRps };
+      rows.push([name, times.length, at(0.5), at(0.99), round(times.at(-1), 2), round(run.throughputRps, 0)]);
+    } finally {
+      await server.stop();
+    }
+  }
+  const markdown = [
+    'GET /v2/health/live every 5 ms while `mlops bench` keeps image_cnn busy (binary tensors, concurrency 8).',
+    '',
+    table(['server', 'probes', 'p50 ms', 'p99 ms', 'max ms', 'inference req/s meanwhile'], rows),
+    '',
+    `Liveness p99 with worker threads: ${results['inference on worker threads (default: 2)'].p99Ms} ms (goal <= 10 ms).`,
+  ];
+  return { results, markdown };
+}
+
+async function workerCount(log) {
+  const rows = [];
+  const results = {};
+  for (const workers of [1, 2]) {
+    log(`image_cnn with ${workers} worker(s)`);
+    const server = await serve(path.join(ROOT, 'bin/mlops.js'), 'image_cnn', ['--workers', String(workers)]);
+    try {
+      const [run] = await bench(['--url', server.url, '--protocol', 'rest-binary', '--concurrency', '8']);
+      results[workers] = { rps: run.throughputRps, p50Ms: run.latencyMs.p50, peakRssMiB: round(peakRssMiB(server.pid), 1) };
+      rows.push([workers, round(run.throughputRps, 0), run.latencyMs.p50, results[workers].peakRssMiB]);
+    } finally {
+      await server.stop();
+    }
+  }
+  return {
+    results,
+    markdown: ['server.workers on image_cnn, binary tensors at concurrency 8: throughput and the server\'s peak memory.', '', table(['workers', 'req/s', 'p50 ms', 'peak RSS MiB'], rows)].join('\n'),
+  };
+}
+
+export async function run({ log }) {
+  // BENCH_PARTS=liveness,workers runs only those parts.
+  const wanted = process.env.BENCH_PARTS?.split(',');
+  const parts = {};
+  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount })) {
+    if (!wanted || wanted.includes(name)) parts[name] = await part(log);
+  }
+  return {
+    results: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, v.results])),
+    markdown: Object.values(parts)
+      .map((p) => (Array.isArray(p.markdown) ? p.markdown.join('\n') : p.markdown))
+      .join('\n\n'),
+  };
+}
