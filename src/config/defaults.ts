@@ -7,6 +7,8 @@ export interface LocalTarget {
   /** Host address the port is published on. */
   host: string;
   port: number;
+  /** Host port for the image's gRPC port; 0: not published. */
+  grpcPort: number;
   /** Empty: mlops-<model>-<target>. */
   containerName: string;
   restart: 'no' | 'on-failure' | 'unless-stopped' | 'always';
@@ -191,7 +193,7 @@ export const DEFAULTS: Config = {
 
 /** Each target type's defaults; a target in config is merged over its type's. */
 export const TARGET_DEFAULTS: { [K in TargetConfig['type']]: Extract<TargetConfig, { type: K }> } = {
-  local: { type: 'local', host: '127.0.0.1', port: 8080, containerName: '', restart: 'unless-stopped', memory: '', cpus: 0, readyTimeoutSeconds: 30 },
+  local: { type: 'local', host: '127.0.0.1', port: 8080, grpcPort: 8081, containerName: '', restart: 'unless-stopped', memory: '', cpus: 0, readyTimeoutSeconds: 30 },
   kubernetes: {
     type: 'kubernetes',
     context: '',

@@ -106,6 +106,7 @@ export const configSchema = z
               type: z.literal('local'),
               host: text('a host address'),
               port: int(1, 65535, 'a port'),
+              grpcPort: int(0, 65535, 'a port (0: gRPC not published)'),
               containerName: text('a container name'),
               restart: z.enum(['no', 'on-failure', 'unless-stopped', 'always'], { error: 'expected no, on-failure, unless-stopped or always' }),
               memory: text('a size like "512m"').regex(/^(\d+[bkmg]?)?$/i, { error: 'expected a size like "512m" or "2g"' }),

@@ -34,6 +34,14 @@ export async function inspectImage(docker: Docker, image: string) {
   }
 }
 
+/** The image's REST and gRPC ports (`port/tcp`), from its PORT and GRPC_PORT; images from before gRPC have PORT only. */
+export function imagePorts(config: { Env?: string[]; ExposedPorts?: Record<string, unknown> }): { http: string; grpc?: string } {
+  const env = new Map((config.Env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+  const http = env.get('PORT') ? `${env.get('PORT')}/tcp` : (Object.keys(config.ExposedPorts ?? {}).find((p) => p.endsWith('/tcp')) ?? '8080/tcp');
+  const grpc = env.get('GRPC_PORT') && env.get('GRPC_PORT') !== '0' ? `${env.get('GRPC_PORT')}/tcp` : undefined;
+  return { http, grpc };
+}
+
 /**
  * Runs a model image with its port published on 127.0.0.1 (a free port the
  * engine picks) and waits until it answers ready. The container is removed on
@@ -45,10 +53,7 @@ export async function startModelContainer(
   options: { env?: string[]; readyTimeoutMs?: number; purpose: string },
 ): Promise<ModelContainer> {
   const info = await inspectImage(docker, image);
-  // The image's own settings say which exposed port is which (images from before gRPC have PORT only).
-  const env = new Map((info.Config.Env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
-  const port = env.get('PORT') ? `${env.get('PORT')}/tcp` : (Object.keys(info.Config.ExposedPorts ?? {}).find((p) => p.endsWith('/tcp')) ?? '8080/tcp');
-  const grpcPort = env.get('GRPC_PORT') && env.get('GRPC_PORT') !== '0' ? `${env.get('GRPC_PORT')}/tcp` : undefined;
+  const { http: port, grpc: grpcPort } = imagePorts(info.Config);
   const ports = [port, ...(grpcPort ? [grpcPort] : [])];
   // The cleanup is registered before the container exists: a Ctrl-C that arrives while the
   // engine is creating it still waits for the creation and removes what was made.

@@ -95,19 +95,26 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
   // the machine being busy: it takes STRIKES of them among the last WINDOW runs, or one very slow run.
   const slowMs = Math.max(4 * options.inlineMaxMs, 2);
   const verySlowMs = Math.max(25 * options.inlineMaxMs, 25);
-  const recent: boolean[] = [];
+  // When each of the last WINDOW runs was slow, as a ring; `strikes` counts the slow ones.
+  const recent = new Uint8Array(WINDOW);
+  let runs = 0;
+  let strikes = 0;
   const runLocal = async (feeds: Tensors): Promise<Tensors> => {
-    const started = performance.now();
+    // onnxruntime-node defers session.run by one setImmediate, and the loop does other work (reading and
+    // parsing requests) before it fires: timing the whole call would count that work as the model's.
+    // An immediate queued first fires just before the native run; the await resumes just after it.
+    let started = performance.now();
+    setImmediate(() => (started = performance.now()));
     const result = await local!.run(feeds);
     const ms = performance.now() - started;
     if (!pool || placement.where !== 'main-thread') return result;
-    recent.push(ms > slowMs);
-    if (recent.length > WINDOW) recent.shift();
-    const strikes = recent.filter(Boolean).length;
+    const slot = runs++ % WINDOW;
+    strikes += (ms > slowMs ? 1 : 0) - recent[slot];
+    recent[slot] = ms > slowMs ? 1 : 0;
     if (ms > verySlowMs || strikes >= STRIKES) {
       placement = {
         where: 'workers',
-        reason: ms > verySlowMs ? `a run took ${ms.toFixed(1)} ms on the main thread (over ${verySlowMs} ms)` : `${strikes} of the last ${recent.length} runs on the main thread took over ${slowMs} ms`,
+        reason: ms > verySlowMs ? `a run took ${ms.toFixed(1)} ms on the main thread (over ${verySlowMs} ms)` : `${strikes} of the last ${Math.min(runs, WINDOW)} runs on the main thread took over ${slowMs} ms`,
       };
       log(`inference moves to ${pool.size} worker thread(s): ${placement.reason}`);
       const released = local!;

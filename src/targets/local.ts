@@ -1,7 +1,7 @@
 import type Docker from 'dockerode';
 import type { LocalTarget } from '../config/defaults.js';
 import { connectDocker, tail } from '../docker/client.js';
-import { demultiplex, inspectImage } from '../docker/container.js';
+import { demultiplex, imagePorts, inspectImage } from '../docker/container.js';
 import { waitForReady } from '../http/ready.js';
 import { defaultModelName } from '../model/inspect.js';
 import type { DeployContext, DeployOutcome, FailureReason, Release, TargetAdapter, TargetStatus } from './types.js';
@@ -97,7 +97,9 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     const docker = await connectDocker(ctx.env);
     const name = containerName(target, ctx);
     const info = await inspectImage(docker, release.image);
-    const exposed = Object.keys(info.Config.ExposedPorts ?? {}).find((p) => p.endsWith('/tcp')) ?? '8080/tcp';
+    const { http: exposed, grpc } = imagePorts(info.Config);
+    const published: Record<string, { HostIp: string; HostPort: string }[]> = { [exposed]: [{ HostIp: target.host, HostPort: String(target.port) }] };
+    if (grpc && target.grpcPort > 0) published[grpc] = [{ HostIp: target.host, HostPort: String(target.grpcPort) }];
     const old = docker.getContainer(name);
     const oldInfo = await old.inspect().catch(() => undefined);
     if (oldInfo?.State.Running) await old.stop({ t: 15 });
@@ -107,9 +109,9 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       name: `${name}-next`,
       Image: release.image,
       Labels: { 'mlops.target': ctx.targetName, 'mlops.release.version': release.version, 'mlops.model.sha256': release.modelSha256 ?? '', 'mlops.deployed-at': new Date().toISOString() },
-      ExposedPorts: { [exposed]: {} },
+      ExposedPorts: Object.fromEntries(Object.keys(published).map((p) => [p, {}])),
       HostConfig: {
-        PortBindings: { [exposed]: [{ HostIp: target.host, HostPort: String(target.port) }] },
+        PortBindings: published,
         RestartPolicy: { Name: target.restart },
         ...(memoryBytes(target.memory) ? { Memory: memoryBytes(target.memory) } : {}),
         ...(target.cpus > 0 ? { NanoCpus: Math.round(target.cpus * 1e9) } : {}),

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tar from 'tar-fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { remotePredictor } from '../../src/predict/predictor.js';
 import { fixture, runCli } from '../helpers.js';
 import { ensureTestBaseImage, probeEngine } from './docker.js';
 import { freePort } from './registry-process.js';
@@ -24,6 +25,7 @@ describe.skipIf(!engine.ok)(`deploy to the local target with automatic rollback$
   const docker = engine.docker;
   let dir: string;
   let url: string;
+  let grpcPort: number;
   const served = async () => {
     const res = await fetch(`${url}/v2/models/bc`);
     return res.ok ? ((await res.json()) as { outputs: { name: string }[] }).outputs[0].name : `HTTP ${res.status}`;
@@ -34,13 +36,14 @@ describe.skipIf(!engine.ok)(`deploy to the local target with automatic rollback$
     const base = await ensureTestBaseImage(docker);
     dir = await mkdtemp(path.join(tmpdir(), 'mlops-e2e-deploy-'));
     const port = await freePort();
+    grpcPort = await freePort();
     url = `http://127.0.0.1:${port}`;
     await writeFile(
       path.join(dir, 'mlops.config.json'),
       JSON.stringify({
         model: { path: 'model.onnx', name: 'bc' },
         image: { repository: REPOSITORY, base },
-        targets: { dev: { type: 'local', port, readyTimeoutSeconds: 6, restart: 'on-failure' } },
+        targets: { dev: { type: 'local', port, grpcPort, readyTimeoutSeconds: 6, restart: 'on-failure' } },
       }),
     );
     // v1 is the breast cancer model; v2 the wine model under the same name.
@@ -66,6 +69,10 @@ describe.skipIf(!engine.ok)(`deploy to the local target with automatic rollback$
     expect(first.code, first.stderr).toBe(0);
     expect(JSON.parse(first.stdout).outcome).toMatchObject({ status: 'deployed', url });
     expect(await served()).toBe('probabilities');
+    // gRPC is published beside REST.
+    const viaGrpc = await remotePredictor({ url: `grpc://127.0.0.1:${grpcPort}` });
+    expect(viaGrpc.outputs.map((o) => o.name)).toEqual(['probabilities']);
+    await viaGrpc.close();
 
     expect((await deploy('2.0.0')).code).toBe(0);
     expect(await served()).toBe('logits');
