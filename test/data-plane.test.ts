@@ -332,12 +332,13 @@ describe('inference off the event loop', () => {
       const load = flood(inWorkers.url, 4, 10, 8000);
       const workerTimes = await healthDuring(inWorkers.url, load);
       expect((await load).flat().every((c) => c === 200)).toBe(true);
-      const p50 = (t: number[]) => t[Math.floor(t.length / 2)];
-      const max = (t: number[]) => t[t.length - 1];
+      const at = (t: number[], q: number) => t[Math.floor(t.length * q)];
       expect(inWorkers.placement.where).toBe('workers');
-      expect(p50(mainTimes)).toBeGreaterThan(15);
-      expect(p50(workerTimes)).toBeLessThan(10);
-      expect(max(workerTimes)).toBeLessThan(p50(mainTimes));
+      // Behaviour, not a speed figure (those are in npm run bench): on the main thread a health check
+      // waits for the inference in progress; with workers it does not. The margins are wide on purpose.
+      expect(at(mainTimes, 0.5)).toBeGreaterThan(15);
+      expect(at(workerTimes, 0.5)).toBeLessThan(10);
+      expect(at(workerTimes, 0.9)).toBeLessThan(at(mainTimes, 0.5));
     } finally {
       await Promise.all([onMain.stop(), inWorkers.stop()]);
     }
