@@ -450,6 +450,17 @@ describe('mlops test and bench against a server they know nothing about', () => 
     });
   });
 
+  it('name an unreachable gRPC server in one line, and a gRPC port in use with its flag', async () => {
+    const unreachable = await runCli(['bench', '--url', 'grpc://127.0.0.1:1', '--requests', '5']);
+    expect(unreachable.code).toBe(3);
+    expect(lines(unreachable.stderr).filter((l) => l.startsWith('error:'))).toEqual(['error: cannot reach the gRPC server at 127.0.0.1:1: 14 UNAVAILABLE: connect ECONNREFUSED 127.0.0.1:1']);
+    const port = Number(server.grpcAddress!.split(':')[1]);
+    const error = await startServer(serveOptions('breast_cancer', { grpcPort: port }), quiet).catch((e) => e);
+    expect(error.exitCode).toBe(3);
+    expect(error.message).toBe(`cannot listen on 127.0.0.1:${port}: the port is in use`);
+    expect(error.hint).toBe('pick another port with --grpc-port (0 turns gRPC off)');
+  });
+
   it('say which protocols exist when given another', async () => {
     const { code, stderr } = await runCli(['bench', '--url', server.url, '--protocol', 'soap']);
     expect(code).toBe(2);

@@ -2,7 +2,7 @@ import { Pool } from 'undici';
 import { environmentError, inputError } from '../errors.js';
 import { isServableDatatype, type Datatype, type TensorData } from '../model/datatypes.js';
 import { loadModel, type LoadedModel, type Tensors } from '../model/session.js';
-import { decodeGrpcResponse, encodeGrpcRequest } from '../protocol/grpc.js';
+import { decodeGrpcResponse, encodeGrpcRequest, grpcErrorMessage } from '../protocol/grpc.js';
 import { call, inferenceClient } from '../protocol/grpc-client.js';
 import { encodeTensorData } from '../protocol/json-data.js';
 import { BINARY_EXTENSION, decodeRestResponse, encodeRestRequest, HEADER_LENGTH } from '../protocol/rest.js';
@@ -90,11 +90,11 @@ export async function remotePredictor(options: RemoteOptions): Promise<Predictor
   const url = new URL(options.url);
   if (url.protocol === 'grpc:') {
     if (options.protocol && options.protocol !== 'grpc') throw inputError(`--protocol ${options.protocol} needs an http:// url; ${options.url} is a gRPC address`);
-    return grpcPredictor(url.host, options.url, options.modelName);
+    return grpcPredictor(url.host, options.modelName);
   }
   if (options.protocol === 'grpc') {
     if (!options.grpcAddress) throw inputError('--protocol grpc needs the gRPC address', 'pass --url grpc://host:8081');
-    return grpcPredictor(options.grpcAddress, options.url, options.modelName);
+    return grpcPredictor(options.grpcAddress, options.modelName);
   }
   return restPredictor(url, options.url, options.modelName, options.protocol);
 }
@@ -183,15 +183,15 @@ async function discoverModel(
   );
 }
 
-async function grpcPredictor(address: string, shown: string, configuredName: string | undefined): Promise<Predictor> {
+async function grpcPredictor(address: string, configuredName: string | undefined): Promise<Predictor> {
   const client = inferenceClient(address);
   try {
     // An empty name asks mlops serve for its one model; other servers need the name configured.
     const meta = await call(client, client.ModelMetadata, { name: configuredName ?? '' }).catch((error: Error & { code?: number }) => {
       throw environmentError(
         error.code === 5
-          ? `the gRPC server at ${address} does not serve model '${configuredName ?? ''}': ${error.message}`
-          : `cannot reach the gRPC server at ${address} (${shown}): ${error.message}`,
+          ? `the gRPC server at ${address} does not serve model '${configuredName ?? ''}': ${grpcErrorMessage(error)}`
+          : `cannot reach the gRPC server at ${address}: ${grpcErrorMessage(error)}`,
         error.code === 5 ? 'set model.name in config to the name the server uses' : 'check the address and that the server listens for gRPC',
       );
     });
@@ -205,7 +205,7 @@ async function grpcPredictor(address: string, shown: string, configuredName: str
       protocol: 'grpc',
       async predict(feeds) {
         const response = await call(client, client.ModelInfer, encodeGrpcRequest(modelName, inputs, feeds)).catch((error: Error) => {
-          throw environmentError(`the gRPC server answered an inference request with ${error.message}`);
+          throw environmentError(`the gRPC server answered an inference request with ${grpcErrorMessage(error)}`);
         });
         const out: Outputs = {};
         for (const [name, t] of Object.entries(decodeGrpcResponse(response))) out[name] = { data: asNumbers(t.datatype, t.data), dims: t.dims };

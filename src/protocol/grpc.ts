@@ -3,6 +3,7 @@
  * @grpc/proto-loader, and the mapping between its messages and tensors.
  * Used by the server and by mlops' own gRPC client.
  */
+import * as grpc from '@grpc/grpc-js';
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +22,18 @@ function protoPath(): string {
   const found = candidates.find((p) => existsSync(p));
   if (!found) throw new Error(`open_inference_grpc.proto is missing; looked in ${candidates.join(', ')}`);
   return found;
+}
+
+// grpc-js writes its own log lines to stderr; mlops reports errors itself, one line each.
+// GRPC_VERBOSITY (grpc-js's own variable) still turns them back on.
+if (process.env.GRPC_VERBOSITY === undefined) grpc.setLogVerbosity(grpc.logVerbosity.NONE);
+
+/** A gRPC error's message without grpc-js's diagnostics: "14 UNAVAILABLE: connect ECONNREFUSED 127.0.0.1:1". */
+export function grpcErrorMessage(error: { code?: number; details?: string; message?: string }): string {
+  const status = error.code !== undefined ? `${error.code} ${grpc.status[error.code] ?? ''}`.trim() : '';
+  const cause = /Last error: (?:Error: )?([^\n]*?)\.? Resolution note/.exec(error.details ?? '')?.[1];
+  const details = cause ?? (error.details || error.message || 'unknown error');
+  return status ? `${status}: ${details}` : details;
 }
 
 let loaded: PackageDefinition | undefined;

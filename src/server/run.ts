@@ -23,12 +23,12 @@ export interface RunningServer {
   stop(): Promise<{ forced: boolean }>;
 }
 
-function listenError(host: string, port: number, flag: string, error: unknown) {
+function listenError(host: string, port: number, flag: string, zero: string, error: unknown) {
   const code = (error as NodeJS.ErrnoException).code ?? '';
-  const inUse = code === 'EADDRINUSE' || /address already in use|EADDRINUSE/i.test(String((error as Error)?.message));
+  const inUse = code === 'EADDRINUSE' || /address already in use|EADDRINUSE|No address added/i.test(String((error as Error)?.message));
   return environmentError(
     `cannot listen on ${host}:${port}: ${inUse ? 'the port is in use' : (error as Error).message}`,
-    inUse ? `pick another port with ${flag} (0 picks a free one)` : undefined,
+    inUse ? `pick another port with ${flag} (${zero})` : undefined,
   );
 }
 
@@ -63,14 +63,14 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   let grpcPort: number | undefined;
   try {
     address = await rest.listen(options.port, options.host).catch((error) => {
-      throw listenError(options.host, options.port, '--port', error);
+      throw listenError(options.host, options.port, '--port', '0 picks a free one', error);
     });
     if (options.grpcPort > 0) {
       grpc = createGrpcServer({ ...shared, maxMessageBytes: options.maxBodyBytes });
       grpcPort = (
         await grpc.listen(options.grpcPort, options.host).catch(async (error) => {
           await rest.shutdown(0);
-          throw listenError(options.host, options.grpcPort, '--grpc-port', error);
+          throw listenError(options.host, options.grpcPort, '--grpc-port', '0 turns gRPC off', error);
         })
       ).port;
     }
