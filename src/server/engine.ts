@@ -3,11 +3,9 @@ import { loadModel, readServableModel, type LoadedModel, type ServableModel, typ
 import { probeFeeds } from '../model/random-feeds.js';
 import { BadRequest } from '../protocol/request.js';
 import { Batcher, canBatch } from './batcher.js';
+import { SlowRunJudge } from './slow-runs.js';
 import { WorkerPool } from './worker-pool.js';
 import { now, sessionOptions, transferables, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
-
-const WINDOW = 100;
-const STRIKES = 3;
 
 export interface EngineOptions extends WorkerSetup {
   /** Worker threads with a session each; 0 runs every request on the main thread. */
@@ -90,15 +88,7 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     throw error;
   }
 
-  // Runs on the main thread that take this long mean the inputs decide the cost (a loop count, a
-  // sequence length), and the event loop cannot risk the next one. One slow run may be a GC pause or
-  // the machine being busy: it takes STRIKES of them among the last WINDOW runs, or one very slow run.
-  const slowMs = Math.max(4 * options.inlineMaxMs, 2);
-  const verySlowMs = Math.max(25 * options.inlineMaxMs, 25);
-  // When each of the last WINDOW runs was slow, as a ring; `strikes` counts the slow ones.
-  const recent = new Uint8Array(WINDOW);
-  let runs = 0;
-  let strikes = 0;
+  const judge = SlowRunJudge.forInlineLimit(options.inlineMaxMs);
   const runLocal = async (feeds: Tensors): Promise<Tensors> => {
     // onnxruntime-node defers session.run by one setImmediate, and the loop does other work (reading and
     // parsing requests) before it fires: timing the whole call would count that work as the model's.
@@ -108,14 +98,9 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     const result = await local!.run(feeds);
     const ms = performance.now() - started;
     if (!pool || placement.where !== 'main-thread') return result;
-    const slot = runs++ % WINDOW;
-    strikes += (ms > slowMs ? 1 : 0) - recent[slot];
-    recent[slot] = ms > slowMs ? 1 : 0;
-    if (ms > verySlowMs || strikes >= STRIKES) {
-      placement = {
-        where: 'workers',
-        reason: ms > verySlowMs ? `a run took ${ms.toFixed(1)} ms on the main thread (over ${verySlowMs} ms)` : `${strikes} of the last ${Math.min(runs, WINDOW)} runs on the main thread took over ${slowMs} ms`,
-      };
+    const reason = judge.record(ms);
+    if (reason) {
+      placement = { where: 'workers', reason };
       log(`inference moves to ${pool.size} worker thread(s): ${placement.reason}`);
       const released = local!;
       setImmediate(() => void released.release());
