@@ -21,7 +21,8 @@ async function sameRequests(dir, rows) {
   const sample = Array.from({ length: rows }, (_, r) => ({ where: `row ${r}`, inputs: { features: Array.from({ length: 30 }, () => random() * 2 - 1) }, shapes: { features: [30] }, label: 0 }));
   const holdout = path.join(dir, `rows-${rows}.jsonl`);
   await writeFile(holdout, sample.map((r) => JSON.stringify({ features: r.inputs.features, label: 0 })).join('\n') + '\n');
-  return { holdout, body: requestBody(INPUTS, holdoutFeeds(INPUTS, sample, rows, 0)) };
+  // JSON on both sides: autocannon sends these bytes, and `mlops bench` is told to send JSON too.
+  return { holdout, body: requestBody(INPUTS, holdoutFeeds(INPUTS, sample, rows, 0), false).body };
 }
 
 async function compare(server, rows, log) {
@@ -31,7 +32,7 @@ async function compare(server, rows, log) {
   const theirs = [];
   for (let i = 0; i < 3; i++) {
     log(`${rows} row(s) a request: mlops bench --url, round ${i + 1}/3`);
-    const { report } = await mlopsJson(['bench', '--url', server.url, '--concurrency', String(CONCURRENCY), '--batch', String(rows), '--holdout', holdout, '--duration', `${SECONDS}s`, '--warmup', '1s', '--model', fixture('breast_cancer', 'model.onnx')]);
+    const { report } = await mlopsJson(['bench', '--url', server.url, '--protocol', 'rest-json', '--concurrency', String(CONCURRENCY), '--batch', String(rows), '--holdout', holdout, '--duration', `${SECONDS}s`, '--warmup', '1s', '--model', fixture('breast_cancer', 'model.onnx')]);
     ours.push(report.runs[0]);
     log(`${rows} row(s) a request: autocannon, round ${i + 1}/3`);
     theirs.push(await autocannon({ url: `${server.url}/v2/models/breast_cancer/infer`, method: 'POST', headers: { 'content-type': 'application/json' }, body, connections: CONCURRENCY, duration: SECONDS }));

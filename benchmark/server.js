@@ -48,7 +48,7 @@ export async function run({ log }) {
     batchingSpeedupC32: round(c32.throughputRps / bc.server['batching off'][1].throughputRps, 2),
   };
   const markdown = [
-    `Each model served by \`mlops serve\` in its own process and loaded by \`mlops bench --url\` (one load thread) on the same 2-core machine; ${DURATION} a run after 1 s of warm-up; one row a request.`,
+    `Each model served by \`mlops serve\` in its own process and loaded by \`mlops bench --url\` (one load thread, binary tensors: its default) on the same 2-core machine; ${DURATION} a run after 1 s of warm-up; one row a request.`,
     '',
     table(['model', 'what', 'concurrency', 'p50 ms', 'p99 ms', 'req/s'], rows),
     '',
