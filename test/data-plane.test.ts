@@ -133,6 +133,10 @@ describe('REST binary tensor data', () => {
     const res = await fetch(`${bc.url}/v2/models/breast_cancer/infer`, { method: 'POST', headers: { 'Inference-Header-Content-Length': '999' }, body: '{"inputs":[]}' });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: string }).error).toBe("Inference-Header-Content-Length: 999 must be a whole number from 1 to the body's 13 bytes");
+    // A large body is placed in memory by this header before it is checked: a fraction must still be a 400.
+    const large = await fetch(`${bc.url}/v2/models/breast_cancer/infer`, { method: 'POST', headers: { 'Inference-Header-Content-Length': '1.5' }, body: Buffer.alloc(70_000) });
+    expect(large.status).toBe(400);
+    expect(((await large.json()) as { error: string }).error).toBe("Inference-Header-Content-Length: 1.5 must be a whole number from 1 to the body's 70000 bytes");
   });
 });
 

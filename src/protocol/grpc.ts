@@ -109,11 +109,10 @@ export function decodeGrpcRequest(message: GrpcInferRequest, signature: Signatur
   if (raw.length > 0 && raw.length !== list.length) {
     throw new BadRequest(`raw_input_contents has ${raw.length} entries for ${list.length} inputs; send one per input, in order`);
   }
-  const byName = new Map(inputs.map((s) => [s.name, s]));
   const tensors: Tensors = {};
   list.forEach((t, i) => {
     const shape = (t.shape ?? []).map(Number);
-    const { spec } = resolveInput(byName, inputs, tensors, t.name, t.datatype, shape, `inputs[${i}]`);
+    const { spec } = resolveInput(inputs, tensors, t.name, t.datatype, shape, `inputs[${i}]`);
     const where = `input '${spec.name}'`;
     const count = product(shape);
     if (raw.length > 0) {

@@ -47,9 +47,17 @@ export function describeInputs(inputs: ServableTensor[]): string {
   return inputs.map((s) => `'${s.name}' (${s.datatype} ${fmtShape(s.shape)})`).join(', ');
 }
 
+const INPUTS_BY_NAME = new WeakMap<ServableTensor[], Map<string, ServableTensor>>();
+
+/** The model's inputs by name, made once per signature rather than once per request. */
+function inputsByName(inputs: ServableTensor[]): Map<string, ServableTensor> {
+  let byName = INPUTS_BY_NAME.get(inputs);
+  if (!byName) INPUTS_BY_NAME.set(inputs, (byName = new Map(inputs.map((s) => [s.name, s]))));
+  return byName;
+}
+
 /** The input's spec and checked shape, from the name, datatype and shape a client sent. */
 export function resolveInput(
-  byName: Map<string, ServableTensor>,
   inputs: ServableTensor[],
   seen: Tensors,
   name: unknown,
@@ -58,7 +66,7 @@ export function resolveInput(
   where: string,
 ): { spec: ServableTensor; shape: number[] } {
   if (typeof name !== 'string') throw new BadRequest(`${where} must have a "name"`);
-  const spec = byName.get(name);
+  const spec = inputsByName(inputs).get(name);
   if (!spec) throw new BadRequest(`unknown input '${name}'; this model takes ${describeInputs(inputs)}`);
   if (seen[spec.name]) throw new BadRequest(`input '${spec.name}' is given twice`);
   if (datatype !== spec.datatype) {

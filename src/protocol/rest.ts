@@ -66,12 +66,11 @@ export function decodeRestRequest(body: Uint8Array, header: number | undefined, 
   if (!Array.isArray(parsed.inputs) || parsed.inputs.length === 0) {
     throw new BadRequest(`"inputs" must be a non-empty array; this model takes ${describeInputs(inputs)}`);
   }
-  const byName = new Map(inputs.map((s) => [s.name, s]));
   const tensors: Tensors = {};
   let offset = header ?? body.byteLength;
   parsed.inputs.forEach((raw, i) => {
     if (!isObject(raw)) throw new BadRequest(`inputs[${i}] must be an object with a "name"`);
-    const { spec, shape } = resolveInput(byName, inputs, tensors, raw.name, raw.datatype, raw.shape, `inputs[${i}]`);
+    const { spec, shape } = resolveInput(inputs, tensors, raw.name, raw.datatype, raw.shape, `inputs[${i}]`);
     const where = `input '${spec.name}'`;
     const size = sizeParameter(raw.parameters, 'binary_data_size', where);
     if (size === undefined) {
@@ -83,7 +82,7 @@ export function decodeRestRequest(body: Uint8Array, header: number | undefined, 
       throw new BadRequest(`${where}: binary_data_size ${size} runs past the end of the body (${body.byteLength - offset} bytes left)`);
     }
     const data = tensorFromBytes(spec.datatype, body.subarray(offset, offset + size), product(shape));
-    if (!data) throw new BadRequest(`${where}: ${size} bytes of binary data do not hold ${spec.datatype} ${fmtShape(shape)}${bytesHint(spec.datatype, shape)}`);
+    if (!data) throw new BadRequest(`${where}: ${size} bytes of binary data do not hold ${spec.datatype} ${fmtShape(shape)}${spec.datatype === 'BYTES' ? ' (each element is a 4-byte little-endian length and its bytes)' : ''}`);
     tensors[spec.name] = { data, dims: shape };
     offset += size;
   });
@@ -106,11 +105,6 @@ export function decodeRestRequest(body: Uint8Array, header: number | undefined, 
   const outputs = resolveOutputs(signature.outputs, names);
   if (allBinary && !outputs) for (const o of signature.outputs) binaryOutputs.add(o.name);
   return { id, inputs: tensors, rows, outputs, binaryOutputs };
-}
-
-function bytesHint(datatype: Datatype, shape: number[]): string {
-  if (datatype === 'BYTES') return ' (each element is a 4-byte little-endian length and its bytes)';
-  return '';
 }
 
 export interface RestResponse {

@@ -6,7 +6,7 @@ import { BadRequest } from '../protocol/request.js';
 import { BINARY_EXTENSION, decodeRestRequest, encodeRestResponse, HEADER_LENGTH, headerLength } from '../protocol/rest.js';
 import type { InferenceEngine } from './engine.js';
 import type { ServerMetrics } from './metrics.js';
-import type { ServingState } from './state.js';
+import { closeWithin, type ServingState } from './state.js';
 
 export interface RestServerOptions {
   engine: InferenceEngine;
@@ -70,9 +70,11 @@ export function createRestServer(options: RestServerOptions): RestServer {
 
   const infer: Handler = async (req, res, params) => {
     checkModel(params);
-    const declaredHeader = Number(req.headers[HEADER_LENGTH]);
-    const body = await readBody(req, options.maxBodyBytes, Number.isInteger(declaredHeader) ? declaredHeader : 0);
-    const header = headerLength(req.headers[HEADER_LENGTH], body.byteLength);
+    const declared = req.headers[HEADER_LENGTH];
+    // Only for placing the body in memory; headerLength() below checks the value and names what is wrong.
+    const alignAfter = Number(declared);
+    const body = await readBody(req, options.maxBodyBytes, Number.isInteger(alignAfter) && alignAfter > 0 ? alignAfter : 0);
+    const header = headerLength(declared, body.byteLength);
     if (engine.workers > 0 && body.byteLength > options.offloadBytes) {
       const reply = await engine.inferRest(body, header, OWNED.has(body.buffer));
       return sendInferResponse(res, reply.body, reply.headerLength);
@@ -235,18 +237,14 @@ export function createRestServer(options: RestServerOptions): RestServer {
       });
     },
     shutdown(timeoutMs) {
-      return new Promise((resolve) => {
-        const timer = setTimeout(() => {
-          server.closeAllConnections();
-          resolve({ forced: true });
-        }, timeoutMs);
-        timer.unref();
-        server.close(() => {
-          clearTimeout(timer);
-          resolve({ forced: false });
-        });
-        server.closeIdleConnections();
-      });
+      return closeWithin(
+        timeoutMs,
+        (done) => {
+          server.close(() => done());
+          server.closeIdleConnections();
+        },
+        () => server.closeAllConnections(),
+      );
     },
   };
 }

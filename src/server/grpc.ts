@@ -5,7 +5,7 @@ import { BadRequest } from '../protocol/request.js';
 import { EXTENSIONS } from './app.js';
 import type { InferenceEngine } from './engine.js';
 import type { ServerMetrics } from './metrics.js';
-import type { ServingState } from './state.js';
+import { closeWithin, type ServingState } from './state.js';
 
 export interface GrpcServerOptions {
   engine: InferenceEngine;
@@ -119,17 +119,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       health.setStatus(INFERENCE_SERVICE, status);
     },
     shutdown(timeoutMs) {
-      return new Promise((resolve) => {
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve({ forced: true });
-        }, timeoutMs);
-        timer.unref();
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve({ forced: false });
-        });
-      });
+      return closeWithin(timeoutMs, (done) => server.tryShutdown(() => done()), () => server.forceShutdown());
     },
   };
 }

@@ -7,3 +7,21 @@ export interface ServingState {
   /** Requests being handled, over both protocols. */
   inFlight: number;
 }
+
+/**
+ * A graceful close that is forced after `timeoutMs`: `close` calls `done` once
+ * everything in flight has finished; `force` cuts what is left.
+ */
+export function closeWithin(timeoutMs: number, close: (done: () => void) => void, force: () => void): Promise<{ forced: boolean }> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      force();
+      resolve({ forced: true });
+    }, timeoutMs);
+    timer.unref();
+    close(() => {
+      clearTimeout(timer);
+      resolve({ forced: false });
+    });
+  });
+}
