@@ -152,6 +152,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--max-batch-size <rows>', 'most rows in one batched run (default 32)')
     .option('--batch-wait-ms <ms>', 'how long a request may wait for others to batch with (default 0)')
     .option('--threads <n>', 'ONNX Runtime threads per session (default: the cores shared out between the workers)')
+    .option('--profile <file>', 'a reference profile (from `mlops build`) to count live traffic against (env MLOPS_PROFILE_PATH)')
     .action(runAction(async (ctx, flags) => (await import('./commands/serve.js')).run(flags as never, ctx)));
 }
 

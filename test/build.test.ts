@@ -32,6 +32,7 @@ describe('build context', () => {
           port: 8080,
           grpcPort: 8081,
           labels: { 'mlops.model.name': 'wine', odd: 'quote " dollar $HOME back \\ slash' },
+          referenceProfile: '{"format":"mlops-reference-profile"}\n',
         });
         const files = await listFiles(dir);
         expect(files).toContain(`runtime/node_modules/onnxruntime-node/bin/napi-v6/linux/${arch}/libonnxruntime.so.1`);
@@ -46,6 +47,7 @@ describe('build context', () => {
             'server/grpc-health-check/proto/health/v1/health.proto',
             'server/healthcheck.mjs',
             'model/model.onnx',
+            'model/reference-profile.json',
             'Dockerfile',
           ]),
         );
@@ -81,6 +83,7 @@ describe('build context', () => {
         port: 8080,
         grpcPort: 0,
         labels: {},
+        referenceProfile: '{}',
       });
       expect(await readFile(path.join(dir, 'model', 'weights.bin'))).toEqual(await readFile(fixture('external_data', 'weights.bin')));
     });

@@ -78,6 +78,7 @@ export function serveOptions(model: string, overrides: Partial<ServeOptions> = {
     inlineMaxMs: DEFAULTS.server.inlineMaxMs,
     offloadBytes: DEFAULTS.server.offloadBytes,
     batching: { ...DEFAULTS.server.batching },
+    profilePath: '',
     ...overrides,
   };
 }

@@ -4,6 +4,8 @@ import { ExitCode } from '../errors.js';
 import { buildModelImage } from '../image/build.js';
 import { writeLastBuild } from '../image/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
+import { buildReferenceProfile } from '../monitor/reference.js';
+import { writeFileAtomic } from '../report/files.js';
 import type { CommandContext } from './context.js';
 
 export interface BuildFlags {
@@ -21,6 +23,14 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
   const modelPath = flags.model ? path.resolve(ctx.cwd, flags.model) : path.resolve(baseDir, config.model.path);
   const modelName = config.model.name || defaultModelName(modelPath);
   const docker = await connectDocker(ctx.env);
+  const profile = await ctx.reporter.step(
+    'Profiling the reference data',
+    (task) =>
+      buildReferenceProfile({ modelPath, modelName, config, projectDir: baseDir, onProgress: (rows) => task.update(`Profiling the reference data: ${rows} rows`) }),
+    (p) => (p.source ? `Profiled ${p.source.rows} reference rows from ${p.source.file}: ${p.features.length} features` : `No reference profile: ${p.unavailable}`),
+  );
+  for (const warning of profile.warnings) ctx.reporter.warn(warning);
+  const referenceProfile = JSON.stringify(profile) + '\n';
   const result = await ctx.reporter.step(
     `Building image for ${modelName}`,
     (task) =>
@@ -36,11 +46,14 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
         port: config.image.port,
         grpcPort: config.image.grpcPort,
         tags: flags.tag,
+        referenceProfile,
         noCache: flags.cache === false,
         onProgress: (line) => task.update(line),
       }),
     (r) => `Built ${r.tags[0]} in ${r.seconds} s`,
   );
+  // `mlops monitor --prometheus` compares with this when no --reference is given.
+  await writeFileAtomic(path.join(baseDir, '.mlops', 'reference-profile.json'), referenceProfile);
   await writeLastBuild(baseDir, {
     imageId: result.imageId,
     tags: result.tags,

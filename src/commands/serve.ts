@@ -16,6 +16,7 @@ export interface ServeFlags {
   maxBatchSize?: string;
   batchWaitMs?: string;
   threads?: string;
+  profile?: string;
 }
 
 function flagInt(name: string, value: string | undefined, min: number, max: number): number | undefined {
@@ -39,6 +40,7 @@ export function resolveServeOptions(flags: ServeFlags, base: ServeOptions, env: 
   options.batching.maxBatchSize = flagInt('max-batch-size', flags.maxBatchSize, 1, 65536) ?? options.batching.maxBatchSize;
   options.batching.maxWaitMs = flagInt('batch-wait-ms', flags.batchWaitMs, 0, 10_000) ?? options.batching.maxWaitMs;
   options.intraOpThreads = flagInt('threads', flags.threads, 0, 1024) ?? options.intraOpThreads;
+  if (flags.profile !== undefined) options.profilePath = flags.profile && path.resolve(cwd, flags.profile);
   return options;
 }
 

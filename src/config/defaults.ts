@@ -85,6 +85,14 @@ export interface Config {
     parity: { sample: number; tolerance: number };
   };
   targets: Record<string, TargetConfig>;
+  monitor: {
+    reference: string;
+    bins: number;
+    windowRows: number;
+    minRows: number;
+    featurePsi: number;
+    gates: Record<string, string>;
+  };
   bench: {
     concurrency: number[];
     rates: number[];
@@ -171,6 +179,20 @@ export const DEFAULTS: Config = {
     parity: { sample: 256, tolerance: 1e-4 },
   },
   targets: {},
+  monitor: {
+    /** The dataset (any holdout format) `mlops build` learns the reference profile from; empty: test.holdout. */
+    reference: '',
+    /** Bins per feature, at the reference's quantiles. */
+    bins: 10,
+    /** Rows in the server's sliding window, which `mlops monitor` judges by default. */
+    windowRows: 10_000,
+    /** Fewer live rows than this are too few to judge: a warning (exit 1 under --strict). */
+    minRows: 500,
+    /** A feature drifts at this PSI and above (Evidently's default). */
+    featurePsi: 0.1,
+    /** Metric -> comparison; empty: Evidently's dataset drift rule, {"drifted_share": "< 0.5"}. */
+    gates: {},
+  },
   bench: {
     /** Closed-loop runs, one per concurrency (clients sending back to back). */
     concurrency: [1, 8, 32],

@@ -168,6 +168,17 @@ export const configSchema = z
       ),
       { error: 'expected an object of target name: target' },
     ),
+    monitor: z
+      .object({
+        reference: text('a path to a dataset (.csv, .jsonl, .npy)'),
+        bins: int(2, 100, 'a bin count'),
+        windowRows: int(1, 10_000_000, 'a row count'),
+        minRows: int(0, 1_000_000_000, 'a row count'),
+        featurePsi: z.number({ error: 'expected a PSI threshold, like 0.1' }).positive({ error: 'expected a PSI threshold above 0' }),
+        gates: z.record(z.string(), comparison, { error: 'expected an object of metric: comparison' }),
+      })
+      .partial()
+      .strict(),
     bench: z
       .object({
         concurrency: z.array(int(1, 10_000, 'a concurrency'), { error: 'expected a list of concurrencies, like [1, 8, 32]' }),

@@ -47,7 +47,7 @@ const INTEGER_TYPES = new Set(['INT8', 'INT16', 'INT32', 'INT64', 'UINT8', 'UINT
  * or logits: scikit-learn's converters put `label` first and `probabilities`
  * second, and only the scores give log_loss and roc_auc), or else the first.
  */
-function chooseOutput(predictor: Predictor, name: string): TensorSignature {
+export function chooseOutput(predictor: Predictor, name: string): TensorSignature {
   if (!name) {
     const width = (o: TensorSignature) => o.shape.slice(1).reduce((n, d) => n * d, 1);
     return predictor.outputs.find((o) => ['FP16', 'FP32', 'FP64'].includes(o.datatype) && width(o) >= 2) ?? predictor.outputs[0];
@@ -57,7 +57,7 @@ function chooseOutput(predictor: Predictor, name: string): TensorSignature {
   return found;
 }
 
-function decideTask(settings: Config['test'], output: TensorSignature): Task {
+export function decideTask(settings: Config['test'], output: TensorSignature): Task {
   if (settings.task) return settings.task;
   if (settings.labels.length > 0 || INTEGER_TYPES.has(output.datatype)) return 'classification';
   const width = output.shape.slice(1).reduce((n, d) => n * d, 1);

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { tail } from '../docker/client.js';
 import { environmentError, inputError } from '../errors.js';
 import { inspectModel } from '../model/inspect.js';
+import { PROFILE_LABEL, profileSha256 } from '../monitor/profile.js';
 import { VERSION } from '../version.js';
 import { assembleContext, packContext, PLATFORMS, type Platform } from './context.js';
 import { gitInfo } from './git.js';
@@ -23,6 +24,8 @@ export interface BuildImageOptions {
   grpcPort: number;
   /** Extra tags: "v1" (on the repository) or full references "registry/x:v1". */
   tags: string[];
+  /** The reference profile's JSON (see src/monitor/reference.ts), baked in beside the model. */
+  referenceProfile: string;
   /** Build every layer again, ignoring the engine's cache. */
   noCache?: boolean;
   onProgress?: (line: string) => void;
@@ -126,6 +129,7 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
     'mlops.model.sha256': model.sha256,
     'mlops.model.inputs': signature(model.inputs),
     'mlops.model.outputs': signature(model.outputs),
+    [PROFILE_LABEL]: profileSha256(options.referenceProfile),
     'mlops.version': VERSION,
   };
 
@@ -142,6 +146,7 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
       port: options.port,
       grpcPort: options.grpcPort,
       labels,
+      referenceProfile: options.referenceProfile,
     });
     let build: Awaited<ReturnType<typeof runBuild>>;
     try {

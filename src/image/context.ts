@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tar from 'tar-fs';
 import { MlopsError, ExitCode, inputError } from '../errors.js';
+import { PROFILE_IMAGE_PATH } from '../monitor/profile.js';
 
 /** The package's own folder, from src/image or dist/image alike. */
 const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -25,6 +26,8 @@ export interface ContextInput {
   /** 0: no gRPC. */
   grpcPort: number;
   labels: Record<string, string>;
+  /** The reference profile's JSON, placed beside the model. */
+  referenceProfile: string;
 }
 
 /** A Dockerfile double-quoted string: no variable expansion, no line breaks. */
@@ -103,6 +106,8 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
     await copyFile(path.join(path.dirname(input.modelPath), file), path.join(dir, 'model', file));
   }
 
+  await writeFile(path.join(dir, 'model', path.basename(PROFILE_IMAGE_PATH)), input.referenceProfile);
+
   const template = await readFile(path.join(PACKAGE_ROOT, 'templates', 'Dockerfile'), 'utf8');
   await writeFile(
     path.join(dir, 'Dockerfile'),
@@ -113,6 +118,7 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
       grpcPort: input.grpcPort,
       exposed: input.grpcPort > 0 ? `${input.port} ${input.grpcPort}` : String(input.port),
       modelSha256: input.modelSha256,
+      profilePath: PROFILE_IMAGE_PATH,
       modelName: input.modelName,
       modelVersion: dockerfileString(input.modelVersion),
       labels: Object.entries(input.labels)

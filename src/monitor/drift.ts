@@ -30,24 +30,30 @@ export function quantileEdges(sorted: ArrayLike<number>, bins: number): number[]
 }
 
 /**
- * Counts of `values` per bin as numpy.histogram makes them (each bin holds its
- * left edge, the last bin its right edge too), with two more at the ends: the
- * values below the first edge and above the last. The result has bins + 2
- * entries: [below, ...bins, above].
+ * Where one value falls, as an index into [below, ...bins, above, missing]:
+ * numpy.histogram's bins (each holds its left edge, the last its right edge
+ * too), with room at the ends for values outside the range and one more for
+ * NaN. The server calls this for every profiled value, so it stays small.
+ */
+export function binIndex(edges: readonly number[], v: number): number {
+  const bins = edges.length - 1;
+  if (v < edges[0]) return 0;
+  if (v > edges[bins]) return bins + 1;
+  if (v === edges[bins]) return bins;
+  if (v >= edges[0]) return 1 + lastEdgeAtOrBelow(edges, v);
+  return bins + 2;
+}
+
+/**
+ * Counts of `values` per bin as numpy.histogram makes them, with two more at
+ * the ends: the values below the first edge and above the last. The result
+ * has bins + 2 entries: [below, ...bins, above]; NaN is not counted.
  */
 export function binCounts(values: ArrayLike<number>, edges: readonly number[]): number[] {
   const bins = edges.length - 1;
-  const counts = new Array<number>(bins + 2).fill(0);
-  const first = edges[0];
-  const end = edges[bins];
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (v < first) counts[0]++;
-    else if (v > end) counts[bins + 1]++;
-    else if (v === end) counts[bins]++;
-    else counts[1 + lastEdgeAtOrBelow(edges, v)]++;
-  }
-  return counts;
+  const counts = new Array<number>(bins + 3).fill(0);
+  for (let i = 0; i < values.length; i++) counts[binIndex(edges, values[i])]++;
+  return counts.slice(0, bins + 2);
 }
 
 /** The index of the last edge <= v (binary search; edges ascending, v within them). */

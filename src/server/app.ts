@@ -6,6 +6,7 @@ import { BadRequest } from '../protocol/request.js';
 import { BINARY_EXTENSION, decodeRestRequest, encodeRestResponse, HEADER_LENGTH, headerLength } from '../protocol/rest.js';
 import type { InferenceEngine } from './engine.js';
 import type { ServerMetrics } from './metrics.js';
+import type { ServerProfiling } from './profiling.js';
 import { closeWithin, type ServingState } from './state.js';
 
 export interface RestServerOptions {
@@ -17,6 +18,8 @@ export interface RestServerOptions {
   offloadBytes: number;
   /** The mlops version, reported by GET /v2. */
   serverVersion: string;
+  /** The live profile behind GET /v2/models/{name}/profile. */
+  profiling: ServerProfiling;
   log: (line: string) => void;
 }
 
@@ -155,6 +158,18 @@ export function createRestServer(options: RestServerOptions): RestServer {
         GET: (_q, res, p) => {
           checkModel(p);
           sendJson(res, state.ready ? 200 : 503, { name: model.name, ready: state.ready });
+        },
+      },
+    },
+    {
+      // Counts only, never inputs: what `mlops monitor` compares with the reference.
+      label: '/v2/models/{name}/profile',
+      pattern: new RegExp(`^${MODEL_PATH}/profile$`),
+      methods: {
+        GET: (_q, res, p) => {
+          checkModel(p);
+          const document = options.profiling.document();
+          sendJson(res, 'error' in document ? 409 : 200, document);
         },
       },
     },

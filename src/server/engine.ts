@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { loadModel, readServableModel, type LoadedModel, type ServableModel, type Tensors } from '../model/session.js';
 import { probeFeeds } from '../model/random-feeds.js';
+import { profileMismatch, RowBinner, type ReferenceProfile } from '../monitor/profile.js';
 import { BadRequest } from '../protocol/request.js';
 import { Batcher, canBatch } from './batcher.js';
 import { SlowRunJudge } from './slow-runs.js';
@@ -16,6 +17,8 @@ export interface EngineOptions extends WorkerSetup {
   log: (line: string) => void;
   onRun: (rows: number, seconds: number) => void;
   onQueued: (seconds: number) => void;
+  /** Bin indices of the rows each run served, for the live profile (only with setup.profile). */
+  onProfiled?: (indices: Uint8Array, rows: number) => void;
 }
 
 export interface RestReply {
@@ -40,6 +43,8 @@ export interface InferenceEngine {
   batching: boolean;
   workers: number;
   readonly placement: Placement;
+  /** Why the reference profile given is not used (it does not fit the model), or null. */
+  profileProblem: string | null;
   infer(feeds: Tensors, rows: number): Promise<Tensors>;
   /** A whole REST request decoded, run and encoded in a worker; only when workers > 0. `owned`: no one else uses body's buffer. */
   inferRest(body: Uint8Array, header: number | undefined, owned: boolean): Promise<RestReply>;
@@ -63,6 +68,12 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     intraOpThreads: options.intraOpThreads,
   };
   const model = await readServableModel(sessionOptions(setup));
+  const profileProblem = options.profile ? profileMismatch(options.profile, { sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs }) : null;
+  if (options.profile && !profileProblem) setup.profile = options.profile;
+  const binner = setup.profile ? new RowBinner(setup.profile, model.inputs, model.outputs) : undefined;
+  const profiled = (p: { indices: Uint8Array; rows: number } | null | undefined) => {
+    if (p) options.onProfiled?.(p.indices, p.rows);
+  };
   const batching = options.batching.enabled && canBatch(model.inputs, model.outputs);
   // Unless set, the cores are shared out between the workers' sessions: ONNX Runtime's default of a thread
   // per core in every session oversubscribes the machine as soon as two workers run at once.
@@ -97,6 +108,7 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     setImmediate(() => (started = performance.now()));
     const result = await local!.run(feeds);
     const ms = performance.now() - started;
+    if (binner) profiled(binner.bin(feeds, result));
     if (!pool || placement.where !== 'main-thread') return result;
     const reason = judge.record(ms);
     if (reason) {
@@ -107,7 +119,11 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     }
     return result;
   };
-  const runInWorker = async (feeds: Tensors): Promise<Tensors> => replyOrThrow(await pool!.run({ kind: 'run', feeds }, transferables(feeds)), 'run').result;
+  const runInWorker = async (feeds: Tensors): Promise<Tensors> => {
+    const reply = replyOrThrow(await pool!.run({ kind: 'run', feeds }, transferables(feeds)), 'run');
+    profiled(reply.profiled);
+    return reply.result;
+  };
 
   const batcher = new Batcher((feeds) => (placement.where === 'main-thread' ? runLocal(feeds) : runInWorker(feeds)), model.inputs, {
     concurrency: () => (placement.where === 'main-thread' ? 1 : pool!.size),
@@ -122,6 +138,7 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     model,
     batching,
     workers: pool?.size ?? 0,
+    profileProblem,
     get placement() {
       return placement;
     },
@@ -133,6 +150,7 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
       const reply = replyOrThrow(await pool!.run({ kind: 'rest', body, header }, transfer), 'rest');
       options.onQueued((reply.startedAt - queuedAt) / 1000);
       options.onRun(reply.rows, reply.seconds);
+      profiled(reply.profiled);
       return { body: reply.body, headerLength: reply.headerLength };
     },
     async release() {

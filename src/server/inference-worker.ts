@@ -11,6 +11,7 @@ import { loadModel, type LoadedModel } from '../model/session.js';
 import { BadRequest } from '../protocol/request.js';
 import { decodeRestRequest, encodeRestResponse } from '../protocol/rest.js';
 import { probeFeeds } from '../model/random-feeds.js';
+import { RowBinner } from '../monitor/profile.js';
 import { INFERENCE_NICE, now, sessionOptions, transferables, type WorkerHello, type WorkerJob, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
 
 const setup = workerData as WorkerSetup;
@@ -36,24 +37,30 @@ try {
   process.exit(0);
 }
 port.postMessage({ ready: true } satisfies WorkerHello);
+// Rows are binned here, beside the run, so the main thread only adds up indices.
+const binner = setup.profile ? new RowBinner(setup.profile, model.inputs, model.outputs) : undefined;
+const profiledTransfer = (profiled: { indices: Uint8Array } | null | undefined) => (profiled ? [profiled.indices.buffer as ArrayBuffer] : []);
 
 async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
   const startedAt = now();
   switch (job.kind) {
     case 'run': {
       const result = await model.run(job.feeds);
-      return { reply: { ok: true, kind: 'run', result, startedAt, seconds: (now() - startedAt) / 1000 }, transfer: transferables(result) };
+      const seconds = (now() - startedAt) / 1000;
+      const profiled = binner?.bin(job.feeds, result) ?? undefined;
+      return { reply: { ok: true, kind: 'run', result, startedAt, seconds, profiled }, transfer: [...transferables(result), ...profiledTransfer(profiled)] };
     }
     case 'rest': {
       const request = decodeRestRequest(job.body, job.header, model);
       const ranAt = now();
       const result = await model.run(request.inputs);
       const seconds = (now() - ranAt) / 1000;
+      const profiled = binner?.bin(request.inputs, result) ?? undefined;
       const response = encodeRestResponse(model, result, request);
       const bytes = typeof response.body === 'string' ? Buffer.from(response.body) : response.body;
       const body = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       const own = body.buffer instanceof ArrayBuffer && body.buffer.byteLength === body.byteLength ? [body.buffer] : [];
-      return { reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds }, transfer: own };
+      return { reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds, profiled }, transfer: [...own, ...profiledTransfer(profiled)] };
     }
     case 'probe': {
       const times: number[] = [];

@@ -19,6 +19,8 @@ export interface ServeOptions {
   inlineMaxMs: number;
   offloadBytes: number;
   batching: Config['server']['batching'];
+  /** A reference profile (from `mlops build`) to count live rows against; empty: rows are not profiled. */
+  profilePath: string;
 }
 
 /** The environment variables the server reads, and the option each sets. Documented in README.md. */
@@ -39,6 +41,7 @@ export const SERVER_ENV = {
   MLOPS_BATCHING: 'batching.enabled',
   MLOPS_MAX_BATCH_SIZE: 'batching.maxBatchSize',
   MLOPS_BATCH_MAX_WAIT_MS: 'batching.maxWaitMs',
+  MLOPS_PROFILE_PATH: 'profilePath',
 } as const;
 
 export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOptions {
@@ -56,6 +59,7 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
     inlineMaxMs: config.server.inlineMaxMs,
     offloadBytes: config.server.offloadBytes,
     batching: { ...config.server.batching },
+    profilePath: '',
   };
 }
 
@@ -99,6 +103,7 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   if ((v = get('MLOPS_THREADS'))) out.intraOpThreads = parseNumber('MLOPS_THREADS', v, 0, 1024);
   if ((v = get('MLOPS_BATCHING'))) out.batching.enabled = parseBoolean('MLOPS_BATCHING', v);
   if ((v = get('MLOPS_MAX_BATCH_SIZE'))) out.batching.maxBatchSize = parseNumber('MLOPS_MAX_BATCH_SIZE', v, 1, 65536);
+  if ((v = get('MLOPS_PROFILE_PATH'))) out.profilePath = path.resolve(v);
   if ((v = get('MLOPS_BATCH_MAX_WAIT_MS'))) out.batching.maxWaitMs = parseNumber('MLOPS_BATCH_MAX_WAIT_MS', v, 0, 10_000, false);
   return out;
 }

@@ -5,6 +5,7 @@ import { startEngine, type InferenceEngine, type Placement } from './engine.js';
 import { createGrpcServer, type GrpcServer } from './grpc.js';
 import { createServerMetrics, placementMetrics, type ServerMetrics } from './metrics.js';
 import type { ServeOptions } from './options.js';
+import { readReferenceProfile, serverProfiling, type ServerProfiling } from './profiling.js';
 import type { ServingState } from './state.js';
 
 export interface RunningServer {
@@ -35,6 +36,8 @@ function listenError(host: string, port: number, flag: string, zero: string, err
 export async function startServer(options: ServeOptions, log: (line: string) => void): Promise<RunningServer> {
   const state: ServingState = { ready: false, draining: false, inFlight: 0 };
   let metrics: ServerMetrics | undefined;
+  let profiling: ServerProfiling | undefined;
+  const loaded = options.profilePath ? await readReferenceProfile(options.profilePath) : undefined;
   const engine: InferenceEngine = await startEngine({
     modelPath: options.modelPath,
     modelName: options.modelName,
@@ -50,13 +53,18 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
       metrics?.inferenceSeconds.observe(seconds);
     },
     onQueued: (seconds) => metrics?.queueSeconds.observe(seconds),
+    profile: loaded?.profile,
+    onProfiled: (indices, rows) => profiling?.live?.add(indices, rows),
   });
   const { model } = engine;
   metrics = createServerMetrics({ name: model.name, version: model.version, sha256: model.info.sha256 });
+  profiling = serverProfiling(loaded, engine.profileProblem, { name: model.name, version: model.version, sha256: model.info.sha256 }, metrics.registry);
+  if (engine.profileProblem) log(`warning: not profiling live traffic: the reference profile does not match the model: ${engine.profileProblem}`);
+  else if (profiling.live) log(`profiling live traffic: ${profiling.live.slots} counted slots${loaded?.profile.unavailable ? ` (${loaded.profile.unavailable})` : ''}`);
   placementMetrics(metrics.registry, () => ({ where: engine.placement.where, workers: engine.workers }));
   log(`inference: ${engine.placement.where === 'main-thread' ? 'small batches on the main thread' : `${engine.workers} worker thread(s)`}; ${engine.placement.reason}`);
 
-  const shared = { engine, metrics, state, serverVersion: VERSION, log };
+  const shared = { engine, metrics, state, serverVersion: VERSION, log, profiling };
   const rest = createRestServer({ ...shared, maxBodyBytes: options.maxBodyBytes, offloadBytes: options.offloadBytes });
   let grpc: GrpcServer | undefined;
   let address: { url: string; port: number };

@@ -1,5 +1,6 @@
 /** Messages between the server's main thread and its inference worker threads. */
 import type { Tensors } from '../model/session.js';
+import type { ReferenceProfile } from '../monitor/profile.js';
 
 export interface WorkerSetup {
   modelPath: string;
@@ -7,6 +8,14 @@ export interface WorkerSetup {
   modelVersion: string;
   expectedSha256?: string;
   intraOpThreads: number;
+  /** The reference profile whose bins the workers count rows into; none: rows are not profiled. */
+  profile?: ReferenceProfile;
+}
+
+/** Rows x slots bin indices of a run, for the live profile (see RowBinner). */
+export interface Profiled {
+  rows: number;
+  indices: Uint8Array;
 }
 
 export const sessionOptions = (setup: WorkerSetup) => ({
@@ -26,8 +35,8 @@ export type WorkerJob =
   | { kind: 'probe'; rows: number };
 
 export type WorkerReply =
-  | { ok: true; kind: 'run'; result: Tensors; startedAt: number; seconds: number }
-  | { ok: true; kind: 'rest'; body: Uint8Array; headerLength?: number; rows: number; startedAt: number; seconds: number }
+  | { ok: true; kind: 'run'; result: Tensors; startedAt: number; seconds: number; profiled?: Profiled }
+  | { ok: true; kind: 'rest'; body: Uint8Array; headerLength?: number; rows: number; startedAt: number; seconds: number; profiled?: Profiled }
   | { ok: true; kind: 'probe'; ms: number | null; reason?: string }
   /** status: the HTTP status of a client error (400, ...); 500 for a failure of the model. */
   | { ok: false; status: number; message: string };
