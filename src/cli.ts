@@ -139,6 +139,21 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .action(runAction(async (ctx, flags) => (await import('./commands/history.js')).run(flags as never, ctx)));
 
   program
+    .command('monitor')
+    .description('compare live traffic with the reference profile baked into the image: feature and prediction drift, as a gate (exit 1 when one fails)')
+    .option('--target <name>', "a deployed target: its container's counts, or every Kubernetes pod's, summed")
+    .option('--url <base>', 'a running server (repeatable: the counts of several are summed)', collect, [])
+    .option('--prometheus <url>', 'sum the profile counters of every server through the Prometheus HTTP API')
+    .option('--since <range>', 'with --prometheus: the range to sum over, like 30m, 1h, 7d (default 1h)')
+    .option('--all', "servers' counts since they started, instead of their last monitor.windowRows rows")
+    .option('--reference <profile>', 'with --prometheus: the reference profile (default: the last build, .mlops/reference-profile.json)')
+    .option('--gate <gate>', "a gate such as 'psi_max<0.2' (repeatable; adds to monitor.gates)", collect, [])
+    .option('--strict', 'too few rows, or no reference, fails (exit 1) instead of warning')
+    .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
+    .option('--html <file>', 'write a self-contained HTML page with reference and live histograms')
+    .action(runAction(async (ctx, flags) => (await import('./commands/monitor.js')).run(flags as never, ctx)));
+
+  program
     .command('serve')
     .description('serve a model over the Open Inference Protocol v2 (REST with binary tensors, and gRPC) until SIGTERM or Ctrl-C')
     .option('--model <file>', 'the .onnx model (default: model.path from config)')

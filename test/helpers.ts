@@ -6,6 +6,11 @@ import { expect } from 'vitest';
 import { main } from '../src/cli.js';
 import { DEFAULTS } from '../src/config/defaults.js';
 import type { ServeOptions } from '../src/server/options.js';
+import { readFileSync } from 'node:fs';
+import { applyDefaults } from '../src/config/normalize.js';
+import type { RawConfig } from '../src/config/schema.js';
+import type { ReferenceProfile } from '../src/monitor/profile.js';
+import { buildReferenceProfile } from '../src/monitor/reference.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const FIXTURES = path.join(ROOT, 'fixtures');
@@ -81,4 +86,17 @@ export function serveOptions(model: string, overrides: Partial<ServeOptions> = {
     profilePath: '',
     ...overrides,
   };
+}
+
+/** The reference profile `mlops build` would bake in for a fixture model under this config. */
+export async function profileFor(model: string, raw: RawConfig): Promise<ReferenceProfile> {
+  return buildReferenceProfile({ modelPath: fixture(model, 'model.onnx'), modelName: model, config: applyDefaults(raw), projectDir: ROOT });
+}
+
+/** The breast cancer holdout as rows of 30 numbers, in file order. */
+export function holdoutRows(name = 'breast_cancer'): { header: string[]; rows: number[][] } {
+  const [head, ...body] = readFileSync(fixture(name, 'holdout.csv'), 'utf8').trim().split(/\r?\n/);
+  const header = head.split(',');
+  const label = header.indexOf('label');
+  return { header: header.filter((_, i) => i !== label), rows: body.map((line) => line.split(',').map(Number).filter((_, i) => i !== label)) };
 }

@@ -2,28 +2,13 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyDefaults } from '../src/config/normalize.js';
-import type { RawConfig } from '../src/config/schema.js';
 import { binCounts } from '../src/monitor/drift.js';
 import type { ProfileDocument } from '../src/monitor/live.js';
 import { planFeatures, type ReferenceProfile } from '../src/monitor/profile.js';
-import { buildReferenceProfile } from '../src/monitor/reference.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
-import { fixture, ROOT, serveOptions, withTempDir } from './helpers.js';
+import { fixture, holdoutRows, profileFor, ROOT, serveOptions, withTempDir } from './helpers.js';
 
 const quiet = () => undefined;
-
-export async function profileFor(model: string, raw: RawConfig): Promise<ReferenceProfile> {
-  return buildReferenceProfile({ modelPath: fixture(model, 'model.onnx'), modelName: model, config: applyDefaults(raw), projectDir: ROOT });
-}
-
-/** The breast cancer holdout as rows of 30 numbers, in file order. */
-export function holdoutRows(name = 'breast_cancer'): { header: string[]; rows: number[][] } {
-  const [head, ...body] = readFileSync(fixture(name, 'holdout.csv'), 'utf8').trim().split(/\r?\n/);
-  const header = head.split(',');
-  const label = header.indexOf('label');
-  return { header: header.filter((_, i) => i !== label), rows: body.map((line) => line.split(',').map(Number).filter((_, i) => i !== label)) };
-}
 
 async function infer(server: RunningServer, rows: number[][]): Promise<void> {
   const body = { inputs: [{ name: 'features', datatype: 'FP32', shape: [rows.length, rows[0].length], data: rows.flat() }] };

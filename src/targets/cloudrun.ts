@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { CloudRunTarget } from '../config/defaults.js';
+import { inputError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
 import type { DeployContext, DeployOutcome, FailureReason, TargetAdapter, TargetStatus } from './types.js';
 
@@ -90,6 +91,14 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
     if (serving.length === 0 || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
     await exec.run('gcloud', ['run', 'services', 'update-traffic', service, ...base, `--to-revisions=${serving.map((t) => `${t.revisionName}=${t.percent}`).join(',')}`, '--quiet']);
     return { status: 'rolled-back', release, ...failure, logs, restored: previous };
+  },
+
+  /** Cloud Run routes every request to some instance; none can be asked for its own counts. */
+  async replicas(_target, ctx) {
+    throw inputError(
+      `target '${ctx.targetName}' (Cloud Run): instances cannot be reached one by one, so their live profiles cannot be summed`,
+      'use --prometheus with the Prometheus that scrapes them (Google Cloud Managed Service for Prometheus), or --url for one instance',
+    );
   },
 
   async status(target, ctx): Promise<TargetStatus> {

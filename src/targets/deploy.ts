@@ -11,7 +11,7 @@ import { createExecSeam, type PlannedStep, type Runner } from './exec.js';
 import { appendHistory, currentRelease, findRelease, previousRelease, readHistory } from './history.js';
 import { selectTarget } from './index.js';
 import { smokeTest } from './smoke.js';
-import type { DeployContext, DeployOutcome, Release, TargetAdapter, TargetStatus } from './types.js';
+import type { DeployContext, DeployOutcome, Release, Replicas, TargetAdapter, TargetStatus } from './types.js';
 
 export interface DeployOptions {
   cwd: string;
@@ -150,4 +150,11 @@ export async function targetStatus(options: DeployOptions): Promise<TargetStatus
   const status = await adapter.status(target, context({ ...options, dryRun: false }, name));
   const history = await readHistory(options.projectDir, name);
   return { ...status, lastDeploy: history.at(-1) ?? null };
+}
+
+/** Every serving replica's base URL on a target, for `mlops monitor`; close() when done. */
+export async function targetReplicas(options: DeployOptions): Promise<Replicas & { target: string; type: string }> {
+  const { name, target, adapter } = selectTarget(options.config, options.target);
+  const replicas = await adapter.replicas(target, context({ ...options, dryRun: false }, name));
+  return { ...replicas, target: name, type: target.type };
 }

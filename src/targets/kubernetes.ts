@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import type { KubernetesTarget } from '../config/defaults.js';
+import { environmentError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
 import { labelValue, manifestsYaml, renderManifests } from './kubernetes-manifests.js';
 import type { DeployContext, DeployOutcome, FailureReason, TargetAdapter, TargetStatus } from './types.js';
@@ -22,8 +23,23 @@ function freePort(): Promise<number> {
   });
 }
 
+/** Until a port-forward accepts connections (kubectl prints "Forwarding from" a moment before). */
+async function untilListening(port: number, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => (socket.destroy(), resolve(true)));
+      socket.on('error', () => resolve(false));
+    });
+    if (open) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
 interface PodList {
-  items?: { status?: { containerStatuses?: { restartCount?: number; state?: { waiting?: { reason?: string } } }[] } }[];
+  items?: {
+    metadata?: { name?: string }; status?: { containerStatuses?: { restartCount?: number; state?: { waiting?: { reason?: string } } }[] } }[];
 }
 
 /** Why a rollout did not finish: pods restarting means a crash loop, otherwise they never became ready. */
@@ -86,6 +102,35 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     const back = await exec.run('kubectl', [...base, 'rollout', 'status', `deployment/${name}`, `--timeout=${target.rolloutTimeoutSeconds}s`], { allowFailure: true });
     if (back.exitCode !== 0) return { status: 'failed', release, ...failure, message: `${failure.message}; and the undo did not finish either`, logs, restored: null };
     return { status: 'rolled-back', release, ...failure, logs, restored: previous };
+  },
+
+  /** A port-forward to each running pod: the Service would spread requests over them, and each pod counts its own rows. */
+  async replicas(target, ctx) {
+    const name = resourceName(target, ctx);
+    const base = kubectlBase(target);
+    const listed = await ctx.exec.run('kubectl', [...base, 'get', 'pods', '-l', `app.kubernetes.io/name=${name}`, '--field-selector=status.phase=Running', '-o', 'json']);
+    const pods = ((JSON.parse(listed.stdout || '{}') as PodList).items ?? []).map((p) => p.metadata?.name).filter((n): n is string => Boolean(n));
+    if (pods.length === 0) {
+      throw environmentError(`target '${ctx.targetName}': no running pods of ${name} in namespace ${target.namespace}`, `deploy first: mlops deploy --target ${ctx.targetName}`);
+    }
+    const forwards: { stop: () => void; output: () => string }[] = [];
+    const close = async () => forwards.forEach((f) => f.stop());
+    const urls: string[] = [];
+    try {
+      for (const pod of pods) {
+        const port = await freePort();
+        const forward = await ctx.exec.background('kubectl', [...base, 'port-forward', `pod/${pod}`, `${port}:${ctx.config.image.port}`]);
+        forwards.push(forward);
+        if (!(await untilListening(port, 15_000))) {
+          throw environmentError(`kubectl port-forward to pod ${pod} did not start listening in 15 s`, undefined, forward.output().trim().split('\n').slice(-5).join('\n'));
+        }
+        urls.push(`http://127.0.0.1:${port}`);
+      }
+    } catch (error) {
+      await close();
+      throw error;
+    }
+    return { urls, close };
   },
 
   async status(target, ctx): Promise<TargetStatus> {

@@ -2,6 +2,7 @@ import type Docker from 'dockerode';
 import type { LocalTarget } from '../config/defaults.js';
 import { connectDocker, tail } from '../docker/client.js';
 import { demultiplex, imagePorts, inspectImage } from '../docker/container.js';
+import { environmentError } from '../errors.js';
 import { waitForReady } from '../http/ready.js';
 import { defaultModelName } from '../model/inspect.js';
 import type { DeployContext, DeployOutcome, FailureReason, Release, TargetAdapter, TargetStatus } from './types.js';
@@ -128,6 +129,16 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     } finally {
       unregister();
     }
+  },
+
+  async replicas(target, ctx) {
+    const docker = await connectDocker(ctx.env);
+    const name = containerName(target, ctx);
+    const info = await docker.getContainer(name).inspect().catch(() => undefined);
+    if (!info?.State.Running) {
+      throw environmentError(`target '${ctx.targetName}': container ${name} is ${info ? `not running (${info.State.Status})` : 'not there'}`, `deploy first: mlops deploy --target ${ctx.targetName}`);
+    }
+    return { urls: [`http://${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`], close: async () => undefined };
   },
 
   async status(target, ctx): Promise<TargetStatus> {

@@ -53,4 +53,14 @@ export interface TargetAdapter<T extends TargetConfig = TargetConfig> {
   readonly needsRegistry: boolean;
   deploy(target: T, release: Release, previous: Release | null, ctx: DeployContext): Promise<DeployOutcome>;
   status(target: T, ctx: DeployContext): Promise<TargetStatus>;
+  /**
+   * A base URL for each serving replica, reachable from here (`mlops monitor`
+   * sums their live profiles); close() ends whatever was opened to reach them.
+   */
+  replicas(target: T, ctx: DeployContext): Promise<Replicas>;
+}
+
+export interface Replicas {
+  urls: string[];
+  close(): Promise<void>;
 }

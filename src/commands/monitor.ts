@@ -1,0 +1,52 @@
+import type { ChalkInstance } from 'chalk';
+import path from 'node:path';
+import { ExitCode } from '../errors.js';
+import { describeGate } from '../metrics/gates.js';
+import { runMonitor, type MonitorFlags, type MonitorReport } from '../monitor/monitor.js';
+import { byDrift, fmt, headline, percent, renderHtml, renderMarkdown } from '../monitor/report.js';
+import { appendStepSummary, writeFileAtomic } from '../report/files.js';
+import { renderTable } from '../ui/reporter.js';
+import type { CommandContext } from './context.js';
+
+interface Flags extends MonitorFlags {
+  markdown?: string;
+  html?: string;
+}
+
+function renderHuman(r: MonitorReport, s: ChalkInstance): string {
+  const lines = [`${s.bold('live')}      ${r.rows} rows: ${r.source.span}`, `${s.bold('reference')} ${r.reference.file ?? 'none'}${r.reference.rows !== null ? ` (${r.reference.rows} rows)` : ''}`];
+  if (r.features.length > 0) {
+    lines.push(
+      '',
+      renderTable(
+        ['feature', 'psi', 'js', 'out of range', 'missing', 'drifted'],
+        byDrift(r.features).map((f) => [f.name, fmt(f.psi), fmt(f.js), percent(f.outOfRange.rate), percent(f.missingRate), f.drifted ? s.red('yes') : 'no']),
+      ),
+    );
+  }
+  if (r.prediction) lines.push('', `${s.bold('prediction')} ${r.prediction.output} (${r.prediction.kind}): psi ${fmt(r.prediction.psi)}, js ${fmt(r.prediction.js)}`);
+  if (r.gates.length > 0) {
+    const result = (passed: boolean) => (passed ? s.green('pass') : r.verdict === 'too-few-rows' ? s.yellow('not applied') : s.red('FAIL'));
+    lines.push('', renderTable(['gate', 'value', 'result'], r.gates.map((g) => [describeGate(g), fmt(g.value), result(g.passed)])));
+  }
+  const text = headline(r);
+  lines.push('', r.verdict === 'passed' ? s.green.bold(text) : r.passed ? s.yellow.bold(text) : s.red.bold(text));
+  return lines.join('\n');
+}
+
+export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
+  const { config, baseDir } = await ctx.config();
+  const report = await ctx.reporter.step(
+    'Reading live traffic counts',
+    () => runMonitor({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, log: (line) => ctx.reporter.info(line) }),
+    (r) => `Compared ${r.rows} live rows with the reference`,
+  );
+  for (const warning of report.reference.warnings) ctx.reporter.warn(`reference: ${warning}`);
+  if (report.warning) ctx.reporter.warn(report.warning);
+  const markdown = renderMarkdown(report);
+  if (flags.markdown) await writeFileAtomic(path.resolve(ctx.cwd, flags.markdown), markdown);
+  if (flags.html) await writeFileAtomic(path.resolve(ctx.cwd, flags.html), renderHtml(report));
+  await appendStepSummary(ctx.env, markdown);
+  ctx.reporter.result(report, renderHuman);
+  return report.passed ? ExitCode.ok : ExitCode.gateFailed;
+}
