@@ -7,10 +7,13 @@
 //    own load generator, which speaks all three), against in-process ONNX Runtime.
 // 3. Liveness under full inference load, inference on worker threads against on
 //    the main thread; and the worker count, by throughput and memory.
+// 4. The cost of profiling live traffic for `mlops monitor` (issue 11): the same
+//    servers with and without a reference profile, interleaved.
 // BENCH_BASELINE=<checkout> adds that checkout's `mlops serve` to part 1 (before/after).
 import autocannon from 'autocannon';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { fixture, median, mlopsJson, round, ROOT, table } from './lib.js';
@@ -221,11 +224,99 @@ async function workerCount(log) {
   };
 }
 
+/** Reference profiles for the profiling part: breast_cancer from its holdout, image_cnn from random images (it has no holdout). */
+async function benchProfiles() {
+  const { applyDefaults } = await import('../dist/config/normalize.js');
+  const { buildReferenceProfile } = await import('../dist/monitor/reference.js');
+  const { planFeatures, featureValue, PROFILE_FORMAT, PROFILE_VERSION } = await import('../dist/monitor/profile.js');
+  const { quantileEdges, binCounts, shares } = await import('../dist/monitor/drift.js');
+  const { inspectModel } = await import('../dist/model/inspect.js');
+  const { probeFeeds } = await import('../dist/model/random-feeds.js');
+  const dir = mkdtempSync(path.join(tmpdir(), 'mlops-bench-profile-'));
+  const tabular = await buildReferenceProfile({
+    modelPath: fixture('breast_cancer', 'model.onnx'),
+    modelName: 'breast_cancer',
+    config: applyDefaults({ test: { holdout: fixture('breast_cancer', 'holdout.csv') } }),
+    projectDir: ROOT,
+  });
+  const info = await inspectModel(fixture('image_cnn', 'model.onnx'));
+  const inputs = info.inputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape.map((d) => (typeof d === 'number' && d > 0 ? d : -1)) }));
+  const { features } = planFeatures(inputs, {});
+  const feeds = probeFeeds(inputs, 32, 3);
+  const data = feeds[inputs[0].name].data;
+  const width = data.length / 32;
+  const image = {
+    format: PROFILE_FORMAT,
+    version: PROFILE_VERSION,
+    model: { name: 'image_cnn', sha256: info.sha256, inputs },
+    windowRows: 10_000,
+    bins: 10,
+    source: { file: '32 random images', format: 'npy', rows: 32 },
+    warnings: [],
+    skipped: [],
+    prediction: null,
+    features: features.map((f) => {
+      const values = Array.from({ length: 32 }, (_, r) => featureValue(f.stat, f.index, data, r * width, width));
+      const edges = quantileEdges(Float64Array.from(values).sort(), 10);
+      return { ...f, edges, shares: shares(binCounts(values, edges)), count: 32, mean: 0, std: 0, min: edges[0], max: edges[10] };
+    }),
+  };
+  const files = { breast_cancer: path.join(dir, 'breast_cancer.json'), image_cnn: path.join(dir, 'image_cnn.json') };
+  writeFileSync(files.breast_cancer, JSON.stringify(tabular));
+  writeFileSync(files.image_cnn, JSON.stringify(image));
+  return files;
+}
+
+async function profilingCost(log) {
+  const files = await benchProfiles();
+  const ours = path.join(ROOT, 'bin/mlops.js');
+  const [, ...rows] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split('\n');
+  const body = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: rows[0].split(',').slice(0, -1).map(Number) }] });
+  const samples = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const profiled of [false, true]) {
+      const name = profiled ? 'profiled' : 'not profiled';
+      const server = await serve(ours, 'breast_cancer', profiled ? ['--profile', files.breast_cancer] : []);
+      for (const connections of [1, 32]) {
+        log(`profiling, round ${round + 1}/${ROUNDS}: breast_cancer ${name}, concurrency ${connections}`);
+        const options = await cannon(`${server.url}/v2/models/breast_cancer/infer`, body, connections);
+        const before = cpuMicros(server.pid);
+        const result = await autocannon({ ...options, duration: SECONDS });
+        if (result.non2xx || result.errors) throw new Error(`${name}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
+        ((samples[`breast_cancer, JSON, concurrency ${connections}`] ??= {})[name] ??= []).push({ rps: result.requests.average, cpu: (cpuMicros(server.pid) - before) / result.requests.total });
+      }
+      await server.stop();
+      const image = await serve(ours, 'image_cnn', profiled ? ['--profile', files.image_cnn] : []);
+      log(`profiling, round ${round + 1}/${ROUNDS}: image_cnn ${name}, binary tensors, concurrency 4`);
+      const before = cpuMicros(image.pid);
+      const [run] = await bench(['--url', image.url, '--protocol', 'rest-binary', '--concurrency', '4']);
+      ((samples['image_cnn, binary, concurrency 4'] ??= {})[name] ??= []).push({ rps: run.throughputRps, cpu: (cpuMicros(image.pid) - before) / (run.requests * (1 + 1 / SECONDS)) });
+      await image.stop();
+    }
+  }
+  const results = {};
+  const out = [];
+  for (const [load, byName] of Object.entries(samples)) {
+    const off = { rps: median(byName['not profiled'].map((r) => r.rps)), cpu: median(byName['not profiled'].map((r) => r.cpu)) };
+    const on = { rps: median(byName.profiled.map((r) => r.rps)), cpu: median(byName.profiled.map((r) => r.cpu)) };
+    results[load] = { off, on, throughputRatio: round(on.rps / off.rps, 3), cpuRatio: round(on.cpu / off.cpu, 3) };
+    out.push([load, round(off.rps, 0), round(on.rps, 0), results[load].throughputRatio, round(off.cpu, 1), round(on.cpu, 1), results[load].cpuRatio]);
+  }
+  return {
+    results,
+    markdown: [
+      `Profiling live traffic (issue 11): the same server with and without a reference profile (breast_cancer: 30 features + predicted class; image_cnn: 4 row statistics of a 150,528-value image), ${ROUNDS} rounds interleaved, medians. Goal: within 5% of unprofiled.`,
+      '',
+      table(['load', 'req/s off', 'req/s on', 'throughput on/off', 'CPU µs/req off', 'CPU µs/req on', 'CPU on/off'], out),
+    ].join('\n'),
+  };
+}
+
 export async function run({ log }) {
   // BENCH_PARTS=liveness,workers runs only those parts.
   const wanted = process.env.BENCH_PARTS?.split(',');
   const parts = {};
-  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount })) {
+  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost })) {
     if (!wanted || wanted.includes(name)) parts[name] = await part(log);
   }
   return {

@@ -1,5 +1,6 @@
 // `npm run demo`: the whole pipeline on the bundled breast cancer model, in .demo/:
-// inspect, build, test, bench, tag, deploy to a local target, status.
+// inspect, build, test, bench, tag, deploy to a local target, status, and
+// monitor after some traffic drawn from the holdout.
 // Without a Docker engine it runs what needs none (in-process test and bench).
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -66,8 +67,20 @@ mlops('tag', '--bump', 'minor', '--alias', 'staging', '--yes', '--offline');
 const version = JSON.parse(readFileSync(path.join(dir, '.mlops/last-tag.json'), 'utf8')).version;
 mlops('deploy', version, '--target', 'dev');
 mlops('status', '--target', 'dev');
+
+// Some traffic like the holdout, then the drift check a scheduled CI job would run.
+const [header, ...rows] = readFileSync(path.join(dir, 'holdout.csv'), 'utf8').trim().split(/\r?\n/);
+const label = header.split(',').indexOf('label');
+const features = rows.map((line) => line.split(',').filter((_, i) => i !== label).map(Number));
+for (let sent = 0; sent < 600; sent += 20) {
+  const batch = Array.from({ length: 20 }, (_, i) => features[(sent + i * 7) % features.length]);
+  const body = { inputs: [{ name: 'features', datatype: 'FP32', shape: [batch.length, batch[0].length], data: batch.flat() }] };
+  await fetch(`http://127.0.0.1:${port}/v2/models/breast-cancer/infer`, { method: 'POST', body: JSON.stringify(body) });
+}
+process.stdout.write(`\n(sent 600 rows drawn from the holdout to the deployed model)\n`);
+mlops('monitor', '--target', 'dev', '--html', 'monitor.html');
 process.stdout.write(
   `\nThe model (version ${version}) is serving on http://127.0.0.1:${port}. Try:\n` +
     `  curl -s http://127.0.0.1:${port}/v2/models/breast-cancer\n` +
-    `Reports are in .demo/ (junit.xml, test-summary.md, bench.html, .mlops/). Stop it with: docker rm -f mlops-breast-cancer-dev\n`,
+    `Reports are in .demo/ (junit.xml, test-summary.md, bench.html, monitor.html, .mlops/). Stop it with: docker rm -f mlops-breast-cancer-dev\n`,
 );

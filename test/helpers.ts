@@ -100,3 +100,11 @@ export function holdoutRows(name = 'breast_cancer'): { header: string[]; rows: n
   const label = header.indexOf('label');
   return { header: header.filter((_, i) => i !== label), rows: body.map((line) => line.split(',').map(Number).filter((_, i) => i !== label)) };
 }
+
+/** Rows drawn (seeded) from the breast cancer holdout; `shift` changes them, as drifted traffic would. */
+export function traffic(count: number, seed: number, shift: (row: number[]) => number[] = (r) => r): number[][] {
+  const { rows } = holdoutRows();
+  let state = seed;
+  const random = () => (state = (state * 16807) % 2147483647) / 2147483647;
+  return Array.from({ length: count }, () => shift([...rows[Math.floor(random() * rows.length)]]));
+}

@@ -9,7 +9,7 @@ import { applyDefaults } from '../src/config/normalize.js';
 import { assessDrift, driftGates } from '../src/monitor/compare.js';
 import type { MonitorReport } from '../src/monitor/monitor.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
-import { fixture, holdoutRows, profileFor, ROOT, runCli, serveOptions, withTempDir } from './helpers.js';
+import { fixture, profileFor, ROOT, runCli, serveOptions, traffic, withTempDir } from './helpers.js';
 import { probeTool } from './tools.js';
 
 const quiet = () => undefined;
@@ -21,14 +21,6 @@ async function freePort(): Promise<number> {
   const { port } = server.address() as net.AddressInfo;
   await new Promise((r) => server.close(r));
   return port;
-}
-
-/** Rows drawn (seeded) from the breast cancer holdout; `shift` changes them, as drifted traffic would. */
-function traffic(count: number, seed: number, shift: (row: number[]) => number[] = (r) => r): number[][] {
-  const { rows } = holdoutRows();
-  let state = seed;
-  const random = () => (state = (state * 16807) % 2147483647) / 2147483647;
-  return Array.from({ length: count }, () => shift([...rows[Math.floor(random() * rows.length)]]));
 }
 
 async function send(url: string, rows: number[][]): Promise<void> {

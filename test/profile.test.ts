@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { binCounts } from '../src/monitor/drift.js';
 import type { ProfileDocument } from '../src/monitor/live.js';
-import { planFeatures, type ReferenceProfile } from '../src/monitor/profile.js';
+import { MAX_SUMMARY_VALUES, planFeatures, summariseRow, type ReferenceProfile } from '../src/monitor/profile.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
 import { fixture, holdoutRows, profileFor, ROOT, serveOptions, withTempDir } from './helpers.js';
 
@@ -69,6 +69,24 @@ describe('reference profile (mlops build)', () => {
     );
     expect(features.map((f) => f.name)).toEqual(['image.mean', 'image.std', 'image.min', 'image.max', 'wide.mean', 'wide.std', 'wide.min', 'wide.max', 'age']);
     expect(skipped).toEqual([{ input: 'text', reason: 'strings are not profiled' }]);
+  });
+});
+
+describe('row statistics of a large input', () => {
+  it('are exact up to MAX_SUMMARY_VALUES values, and taken from an evenly strided sample beyond', () => {
+    const row = Float32Array.from({ length: 3000 }, (_, i) => Math.sin(i) * 10 + (i % 7));
+    const values = Array.from(row);
+    const mean = values.reduce((a, b) => a + b, 0) / values.length;
+    const std = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
+    const summary = summariseRow(row, 0, row.length);
+    expect(summary.mean).toBeCloseTo(mean, 10);
+    expect(summary.std).toBeCloseTo(std, 9);
+    expect([summary.min, summary.max]).toEqual([Math.min(...values), Math.max(...values)]);
+
+    const image = Float32Array.from({ length: 3 * 224 * 224 }, (_, i) => (i % 37 === 0 ? 1 : 0));
+    // Stride 37 over 150,528 values reads only the ones.
+    expect(Math.ceil(image.length / MAX_SUMMARY_VALUES)).toBe(37);
+    expect(summariseRow(image, 0, image.length)).toEqual({ mean: 1, std: 0, min: 1, max: 1 });
   });
 });
 

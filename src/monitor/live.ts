@@ -31,6 +31,8 @@ export interface ProfileDocument {
 
 export class LiveProfile {
   readonly slotNames: string[];
+  /** The last slot counts the predictions. */
+  readonly hasPrediction: boolean;
   private readonly widths: number[];
   private readonly totals: Float64Array[];
   private readonly windowCounts: Float64Array[];
@@ -44,6 +46,7 @@ export class LiveProfile {
     const { features, prediction } = countedSlots(profile);
     this.slotNames = features.map((f) => f.name);
     this.widths = features.map(slotWidth);
+    this.hasPrediction = prediction !== null;
     if (prediction) {
       this.slotNames.push('prediction');
       this.widths.push(slotWidth(prediction));
@@ -85,7 +88,7 @@ export class LiveProfile {
 
   snapshot(): ProfileDocument['live'] {
     const counts = (s: number): SlotCounts => ({ total: Array.from(this.totals[s]), window: Array.from(this.windowCounts[s]) });
-    const hasPrediction = this.slotNames.at(-1) === 'prediction' && countedSlots(this.profile).prediction !== null;
+    const hasPrediction = this.hasPrediction;
     const featureSlots = hasPrediction ? this.slots - 1 : this.slots;
     return {
       rows: this.rows,

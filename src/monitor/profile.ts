@@ -129,26 +129,47 @@ export function numbersOf(datatype: Datatype, data: TensorData | ArrayLike<numbe
   return data as ArrayLike<number>;
 }
 
+/**
+ * Rows longer than this (images, audio) are summarised from an evenly strided
+ * sample of this many values, the same at build and at serve time: a full pass
+ * over a 150,528-value image cost the server half its throughput on image_cnn
+ * (npm run bench, profiling section); 16,384 strided values still cost it 10%.
+ */
+export const MAX_SUMMARY_VALUES = 4096;
+
+export interface RowSummary {
+  mean: number;
+  std: number;
+  min: number;
+  max: number;
+}
+
+/** mean, std (population), min and max of one row in one pass (strided past MAX_SUMMARY_VALUES). */
+export function summariseRow(values: ArrayLike<number>, offset: number, length: number): RowSummary {
+  if (length === 0) return { mean: NaN, std: NaN, min: NaN, max: NaN };
+  const stride = Math.ceil(length / MAX_SUMMARY_VALUES);
+  let sum = 0;
+  let squares = 0;
+  let min = Infinity;
+  let max = -Infinity;
+  let n = 0;
+  const end = offset + length;
+  for (let i = offset; i < end; i += stride) {
+    const v = values[i];
+    sum += v;
+    squares += v * v;
+    if (v < min) min = v;
+    if (v > max) max = v;
+    n++;
+  }
+  const mean = sum / n;
+  return { mean, std: Math.sqrt(Math.max(0, squares / n - mean * mean)), min, max };
+}
+
 /** One feature's value for the row at values[offset, offset + length). */
 export function featureValue(stat: RowStat, index: number, values: ArrayLike<number>, offset: number, length: number): number {
   if (stat === 'value') return index < length ? Number(values[offset + index]) : NaN;
-  if (length === 0) return NaN;
-  let sum = 0;
-  let min = Infinity;
-  let max = -Infinity;
-  for (let i = offset; i < offset + length; i++) {
-    const v = values[i];
-    sum += v;
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  if (stat === 'min') return min;
-  if (stat === 'max') return max;
-  const mean = sum / length;
-  if (stat === 'mean') return mean;
-  let squares = 0;
-  for (let i = offset; i < offset + length; i++) squares += (values[i] - mean) ** 2;
-  return Math.sqrt(squares / length);
+  return summariseRow(values, offset, length)[stat];
 }
 
 /** A row's predicted class index (classes.length for one outside them), or for kind 'value' the predicted value. */
@@ -189,6 +210,9 @@ export class RowBinner {
   private readonly prediction: PredictionProfile | null;
   private readonly datatypes: Map<string, Datatype>;
   private readonly labelIndex?: Map<number, number>;
+  /** The inputs features read, and for each feature the position of its input in that list. */
+  private readonly inputs: string[];
+  private readonly inputOf: Int32Array;
 
   constructor(profile: ReferenceProfile, inputs: TensorShape[], outputs: TensorShape[]) {
     const counted = countedSlots(profile);
@@ -197,40 +221,50 @@ export class RowBinner {
     this.slots = this.features.length + (this.prediction ? 1 : 0);
     this.datatypes = new Map([...inputs, ...outputs].map((t) => [t.name, t.datatype]));
     if (this.prediction?.kind === 'label') this.labelIndex = new Map(this.prediction.labelValues!.map((v, i) => [v, i]));
+    this.inputs = [...new Set(this.features.map((f) => f.input))];
+    this.inputOf = Int32Array.from(this.features, (f) => this.inputs.indexOf(f.input));
   }
 
-  /** Indices, row-major (rows x slots); null when the batch cannot be read (the rows of inputs disagree). */
+  private view(tensors: Tensors, name: string, rows: number): { values: ArrayLike<number>; width: number } | undefined {
+    const t = tensors[name];
+    if (!t || Array.isArray(t.data) || (t.dims.length === 0 ? 1 : t.dims[0]) !== rows) return undefined;
+    return { values: numbersOf(this.datatypes.get(name) ?? 'FP32', t.data), width: rows === 0 ? 0 : t.data.length / rows };
+  }
+
+  /** Indices, row-major (rows x slots); null when there is nothing to count. */
   bin(feeds: Tensors, outputs: Tensors | undefined): { rows: number; indices: Uint8Array } | null {
     if (this.slots === 0) return null;
     const first = Object.values(feeds)[0];
     if (!first) return null;
     const rows = first.dims.length === 0 ? 1 : first.dims[0];
-    const indices = new Uint8Array(rows * this.slots);
-    const views = new Map<string, { values: ArrayLike<number>; width: number }>();
-    const view = (name: string, tensors: Tensors) => {
-      let v = views.get(name);
-      if (!v) {
-        const t = tensors[name];
-        if (!t || Array.isArray(t.data)) return undefined;
-        const tensorRows = t.dims.length === 0 ? 1 : t.dims[0];
-        if (tensorRows !== rows) return undefined;
-        v = { values: numbersOf(this.datatypes.get(name) ?? 'FP32', t.data), width: rows === 0 ? 0 : t.data.length / rows };
-        views.set(name, v);
+    const slots = this.slots;
+    const indices = new Uint8Array(rows * slots);
+    const views = this.inputs.map((name) => this.view(feeds, name, rows));
+    const features = this.features;
+    for (let r = 0; r < rows; r++) {
+      // Row statistics are shared by an input's four summary features.
+      let summaries: (RowSummary | undefined)[] | undefined;
+      for (let s = 0; s < features.length; s++) {
+        const f = features[s];
+        const at = this.inputOf[s];
+        const v = views[at];
+        let value: number;
+        if (!v) value = NaN;
+        else if (f.stat === 'value') value = f.index < v.width ? Number(v.values[r * v.width + f.index]) : NaN;
+        else {
+          summaries ??= [];
+          value = (summaries[at] ??= summariseRow(v.values, r * v.width, v.width))[f.stat];
+        }
+        indices[r * slots + s] = binIndex(f.edges, value);
       }
-      return v;
-    };
-    const missing = (f: FeatureProfile) => f.edges.length + 1;
-    this.features.forEach((f, s) => {
-      const v = view(f.input, feeds);
-      for (let r = 0; r < rows; r++) indices[r * this.slots + s] = v ? binIndex(f.edges, featureValue(f.stat, f.index, v.values, r * v.width, v.width)) : missing(f);
-    });
+    }
     const p = this.prediction;
     if (p) {
-      const s = this.slots - 1;
-      const v = outputs ? view(p.output, outputs) : undefined;
+      const s = slots - 1;
+      const v = outputs ? this.view(outputs, p.output, rows) : undefined;
       for (let r = 0; r < rows; r++) {
         const value = v ? predictionValue(p, v.values, r * v.width, v.width, this.labelIndex) : NaN;
-        indices[r * this.slots + s] = p.kind === 'value' ? binIndex(p.edges!, value) : Number.isNaN(value) ? p.classes!.length : value;
+        indices[r * slots + s] = p.kind === 'value' ? binIndex(p.edges!, value) : Number.isNaN(value) ? p.classes!.length : value;
       }
     }
     return { rows, indices };

@@ -50,8 +50,9 @@ export async function fetchProfile(base: string, modelName: string | undefined):
   const url = `${root}/v2/models/${encodeURIComponent(name)}/profile`;
   const { status, body } = await getJson(url, url);
   const error = (body as { error?: string } | null)?.error;
-  if (status === 404 && /no route/.test(error ?? '')) {
-    throw inputError(`${base} has no live profile: its image was built before \`mlops monitor\``, 'rebuild and redeploy it with `mlops build` (and `mlops deploy`)');
+  if (status === 404 && /^unknown model/.test(error ?? '')) throw inputError(`${base}: ${error}`, 'set model.name in config to the name the server uses');
+  if (status === 404) {
+    throw inputError(`${base} has no live profile: its image was built before \`mlops monitor\` (or it is not an mlops server)`, 'rebuild and redeploy it with `mlops build` (and `mlops deploy`)');
   }
   if (status === 409) throw inputError(`${base}: ${error}`, 'rebuild the image with `mlops build`: the profile is made for the model it holds');
   if (status !== 200) throw environmentError(`${url} answered HTTP ${status}${error ? `: ${error}` : ''}`);

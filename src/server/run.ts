@@ -60,7 +60,11 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   metrics = createServerMetrics({ name: model.name, version: model.version, sha256: model.info.sha256 });
   profiling = serverProfiling(loaded, engine.profileProblem, { name: model.name, version: model.version, sha256: model.info.sha256 }, metrics.registry);
   if (engine.profileProblem) log(`warning: not profiling live traffic: the reference profile does not match the model: ${engine.profileProblem}`);
-  else if (profiling.live) log(`profiling live traffic: ${profiling.live.slots} counted slots${loaded?.profile.unavailable ? ` (${loaded.profile.unavailable})` : ''}`);
+  else if (loaded && profiling.live) {
+    const { features, prediction } = loaded.profile;
+    const counted = [`${features.length} features`, ...(profiling.live.hasPrediction ? [`the predicted ${prediction?.kind === 'value' ? 'value' : 'class'}`] : [])];
+    log(`profiling live traffic against reference profile ${loaded.sha256.slice(0, 12)}: ${counted.join(' and ')}${loaded.profile.unavailable ? ` (${loaded.profile.unavailable})` : ''}`);
+  }
   placementMetrics(metrics.registry, () => ({ where: engine.placement.where, workers: engine.workers }));
   log(`inference: ${engine.placement.where === 'main-thread' ? 'small batches on the main thread' : `${engine.workers} worker thread(s)`}; ${engine.placement.reason}`);
 
