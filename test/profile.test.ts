@@ -57,6 +57,13 @@ describe('reference profile (mlops build)', () => {
     expect(profile.prediction).toMatchObject({ kind: 'argmax', classes: ['0', '1', '2'], shares: null });
   });
 
+  it('builds without a profile, and says why, when test.holdout does not fit the model; a monitor.reference that does not fit is an error', async () => {
+    const borrowed = await profileFor('wine', { test: { holdout: 'fixtures/breast_cancer/holdout.csv' } });
+    expect(borrowed.unavailable).toMatch(/^the reference data could not be profiled: test.holdout: .*holdout.csv: extra columns/);
+    expect(borrowed.warnings).toEqual([expect.stringMatching(/^no reference profile, so no drift checks: .*set monitor.reference/)]);
+    await expect(profileFor('wine', { monitor: { reference: 'fixtures/breast_cancer/holdout.csv' } })).rejects.toThrow(/^monitor.reference: .*extra columns/);
+  });
+
   it('summarises inputs of higher rank (images) by row statistics, and skips strings', () => {
     const { features, skipped } = planFeatures(
       [

@@ -26,7 +26,7 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
   const profile = await ctx.reporter.step(
     'Profiling the reference data',
     (task) =>
-      buildReferenceProfile({ modelPath, modelName, config, projectDir: baseDir, onProgress: (rows) => task.update(`Profiling the reference data: ${rows} rows`) }),
+      buildReferenceProfile({ modelPath: path.relative(baseDir, modelPath) || modelPath, modelName, config, projectDir: baseDir, onProgress: (rows) => task.update(`Profiling the reference data: ${rows} rows`) }),
     (p) => (p.source ? `Profiled ${p.source.rows} reference rows from ${p.source.file}: ${p.features.length} features` : `No reference profile: ${p.unavailable}`),
   );
   for (const warning of profile.warnings) ctx.reporter.warn(warning);

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import type { Config } from '../config/defaults.js';
-import { inputError } from '../errors.js';
+import { ExitCode, inputError, isMlopsError } from '../errors.js';
 import { batchSizeFor, GrowingArray, rowsToTensors } from '../evaluate/batches.js';
 import { chooseOutput, decideTask } from '../evaluate/evaluate.js';
 import { seededRandom } from '../holdout/stats.js';
@@ -190,72 +190,85 @@ function sortedFinite(values: Iterable<number>): Float64Array {
 
 export async function buildReferenceProfile(settings: ReferenceOptions): Promise<ReferenceProfile> {
   const { config } = settings;
-  const options: Header = { ...settings, sha256: (await inspectModel(settings.modelPath)).sha256 };
-  const predictor = await openLocalPredictor(options.modelPath, options.modelName);
+  const options: Header = { ...settings, sha256: (await inspectModel(settings.modelPath, { cwd: settings.projectDir })).sha256 };
+  const predictor = await openLocalPredictor(options.modelPath, options.modelName, settings.projectDir);
   try {
     const dataset = config.monitor.reference || config.test.holdout;
     if (!dataset) return emptyProfile(options, predictor, 'no reference data: set monitor.reference (or test.holdout) to a dataset in a holdout format');
     const field = config.monitor.reference ? 'monitor.reference' : 'test.holdout';
-    const holdout = await openHoldout({
-      cwd: options.projectDir,
-      holdout: dataset,
-      inputs: predictor.inputs,
-      label: config.test.label,
-      features: config.test.features,
-    }).catch((error: Error) => {
-      throw Object.assign(error, { message: `${field}: ${error.message}` });
-    });
-    const bins = config.monitor.bins;
-    const { features: planned, skipped } = planFeatures(predictor.inputs, holdout.featureNames);
-    const plan = planPrediction(predictor.outputs, config.test);
-    const datatypes = new Map(predictor.inputs.map((t) => [t.name, t.datatype]));
-    const accumulator = new FeatureAccumulator(planned, datatypes);
-    const raw = await predictAll(predictor, holdout, plan, config.test.batchSize, (row) => accumulator.add(row), options.onProgress);
-    const rows = raw.length;
-    if (rows === 0) throw inputError(`${field} ${dataset} has no rows`, 'the reference needs rows to learn the bins from');
-
-    const warnings: string[] = [];
-    const features: FeatureProfile[] = [];
-    planned.forEach((f, i) => {
-      const sorted = sortedFinite(accumulator.sample.map((values) => values[i]));
-      if (sorted.length === 0) {
-        warnings.push(`feature '${f.name}' has no numeric values in ${dataset}: it is not profiled`);
-        return;
-      }
-      if (accumulator.min[i] === accumulator.max[i]) {
-        warnings.push(`feature '${f.name}' is constant (${accumulator.min[i]}) in ${dataset}: every other live value counts as out of range`);
-      }
-      features.push({
-        ...f,
-        edges: quantileEdges(sorted, bins),
-        shares: [],
-        count: accumulator.count[i],
-        mean: accumulator.mean[i],
-        std: Math.sqrt(accumulator.m2[i] / accumulator.count[i]),
-        min: accumulator.min[i],
-        max: accumulator.max[i],
-      });
-    });
-    // Second pass: the shares from every row, not only the sample the edges came from.
-    const counts = features.map((f) => new Array<number>(bins + 3).fill(0));
-    const byFeature = features.map((f) => planned.findIndex((p) => p.name === f.name));
-    for await (const row of holdout.rows()) {
-      const values = rowValues(planned, row, datatypes);
-      features.forEach((f, i) => counts[i][binIndex(f.edges, values[byFeature[i]])]++);
+    try {
+      return await profileDataset(options, predictor, dataset, field);
+    } catch (error) {
+      // A reference named for the purpose must fit; the holdout borrowed in its place only costs the profile.
+      if (field !== 'test.holdout' || !isMlopsError(error) || error.exitCode !== ExitCode.badInput) throw error;
+      const profile = emptyProfile(options, predictor, `the reference data could not be profiled: ${error.message}`);
+      profile.warnings.push(`no reference profile, so no drift checks: ${error.message}; set monitor.reference to a dataset that fits the model`);
+      return profile;
     }
-    features.forEach((f, i) => (f.shares = shares(counts[i].slice(0, bins + 2))));
-
-    return {
-      ...header(options, predictor),
-      source: { file: path.relative(options.projectDir, path.resolve(options.projectDir, dataset)) || dataset, format: holdout.format, rows },
-      warnings,
-      features,
-      skipped,
-      prediction: predictionProfile(plan, raw, bins, config.test),
-    };
   } finally {
     await predictor.close();
   }
+}
+
+async function profileDataset(options: Header, predictor: Predictor, dataset: string, field: string): Promise<ReferenceProfile> {
+  const { config } = options;
+  const holdout = await openHoldout({
+    cwd: options.projectDir,
+    holdout: dataset,
+    inputs: predictor.inputs,
+    label: config.test.label,
+    features: config.test.features,
+  }).catch((error: Error) => {
+    throw Object.assign(error, { message: `${field}: ${error.message}` });
+  });
+  const bins = config.monitor.bins;
+  const { features: planned, skipped } = planFeatures(predictor.inputs, holdout.featureNames);
+  const plan = planPrediction(predictor.outputs, config.test);
+  const datatypes = new Map(predictor.inputs.map((t) => [t.name, t.datatype]));
+  const accumulator = new FeatureAccumulator(planned, datatypes);
+  const raw = await predictAll(predictor, holdout, plan, config.test.batchSize, (row) => accumulator.add(row), options.onProgress);
+  const rows = raw.length;
+  if (rows === 0) throw inputError(`${field} ${dataset} has no rows`, 'the reference needs rows to learn the bins from');
+
+  const warnings: string[] = [];
+  const features: FeatureProfile[] = [];
+  planned.forEach((f, i) => {
+    const sorted = sortedFinite(accumulator.sample.map((values) => values[i]));
+    if (sorted.length === 0) {
+      warnings.push(`feature '${f.name}' has no numeric values in ${dataset}: it is not profiled`);
+      return;
+    }
+    if (accumulator.min[i] === accumulator.max[i]) {
+      warnings.push(`feature '${f.name}' is constant (${accumulator.min[i]}) in ${dataset}: every other live value counts as out of range`);
+    }
+    features.push({
+      ...f,
+      edges: quantileEdges(sorted, bins),
+      shares: [],
+      count: accumulator.count[i],
+      mean: accumulator.mean[i],
+      std: Math.sqrt(accumulator.m2[i] / accumulator.count[i]),
+      min: accumulator.min[i],
+      max: accumulator.max[i],
+    });
+  });
+  // Second pass: the shares from every row, not only the sample the edges came from.
+  const counts = features.map((f) => new Array<number>(bins + 3).fill(0));
+  const byFeature = features.map((f) => planned.findIndex((p) => p.name === f.name));
+  for await (const row of holdout.rows()) {
+    const values = rowValues(planned, row, datatypes);
+    features.forEach((f, i) => counts[i][binIndex(f.edges, values[byFeature[i]])]++);
+  }
+  features.forEach((f, i) => (f.shares = shares(counts[i].slice(0, bins + 2))));
+
+  return {
+    ...header(options, predictor),
+    source: { file: path.relative(options.projectDir, path.resolve(options.projectDir, dataset)) || dataset, format: holdout.format, rows },
+    warnings,
+    features,
+    skipped,
+    prediction: predictionProfile(plan, raw, bins, config.test),
+  };
 }
 
 function predictionProfile(plan: PredictionPlan, raw: Float64Array, bins: number, settings: Config['test']): PredictionProfile {
