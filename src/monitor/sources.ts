@@ -96,7 +96,7 @@ export function sumDocuments(from: string[], docs: ProfileDocument[], window: bo
     profile: first.reference,
     referenceSha256: first.referenceSha256,
     counts,
-    span: window ? `the last ${first.live.windowRows} rows of each of ${docs.length} server(s)` : `everything since each of ${docs.length} server(s) started`,
+    span: window ? `the sliding window (up to the last ${first.live.windowRows} rows) of ${docs.length} server(s)` : `everything since each of ${docs.length} server(s) started`,
     model: first.model,
   };
 }
