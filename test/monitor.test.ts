@@ -294,10 +294,16 @@ describe.skipIf(!prometheus.ok)(`mlops monitor --prometheus, with a real Prometh
     const port = await freePort();
     promUrl = `http://127.0.0.1:${port}`;
     const config = path.join(WORK, 'prometheus.yml');
+    // The alerting rules mlops generates for this model, loaded by this Prometheus.
+    const rules = path.join(WORK, 'rules.yml');
+    const emitted = await runCli(['monitor', '--emit', 'prometheus-rules', '--reference', profileFile, '--output', rules], { cwd: project });
+    expect(emitted.code, emitted.stderr).toBe(0);
+    execFileSync(probeTool('promtool', 'apt-get install prometheus').path, ['check', 'rules', rules], { stdio: 'pipe' });
     await writeFile(
       config,
       [
         'global: { scrape_interval: 1s, evaluation_interval: 1s }',
+        `rule_files: ['${rules}']`,
         'scrape_configs:',
         '  - job_name: mlops',
         `    static_configs: [{ targets: [${servers.map((s) => `'127.0.0.1:${s.port}'`).join(', ')}] }]`,
@@ -323,6 +329,18 @@ describe.skipIf(!prometheus.ok)(`mlops monitor --prometheus, with a real Prometh
     // increase() extrapolates to the ends of the range, by a factor per server: shares move a little, never the verdict.
     expect(Math.abs(viaPrometheus.report.rows - 1200) / 1200).toBeLessThan(0.25);
     for (const [i, f] of viaPrometheus.report.features.entries()) expect(Math.abs(f.psi - summed.report.features[i].psi), f.name).toBeLessThan(0.05 + 0.1 * summed.report.features[i].psi);
+
+    // The generated drift rule computes the same PSI inside Prometheus, and its alert is on its way for mean_radius only.
+    const recorded = async (feature: string) => Number((await query(`mlops:feature_psi{feature="${feature}"}`))[0]?.value[1]);
+    await until('the drift rule evaluated', async () => Number.isFinite(await recorded('mean_radius')));
+    const psiOf = (name: string) => summed.report.features.find((f) => f.name === name)!.psi;
+    expect(Math.abs((await recorded('mean_radius')) - psiOf('mean_radius'))).toBeLessThan(0.1 * psiOf('mean_radius'));
+    expect(await recorded('mean_texture')).toBeLessThan(0.1);
+    await until('the drift alert pending', async () => {
+      const alerts = ((await (await fetch(`${promUrl}/api/v1/alerts`)).json()) as { data: { alerts: { labels: Record<string, string>; state: string }[] } }).data.alerts;
+      const drift = alerts.filter((a) => a.labels.alertname === 'MlopsFeatureDrift');
+      return drift.length === 1 && drift[0].labels.feature === 'mean_radius' && ['pending', 'firing'].includes(drift[0].state);
+    });
   });
 
   it('exits 3 naming the URL and the query when Prometheus has no series, or is not there', async () => {

@@ -2,7 +2,7 @@ import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
 import { ExitCode } from '../errors.js';
 import { describeGate } from '../metrics/gates.js';
-import { runMonitor, type MonitorFlags, type MonitorReport } from '../monitor/monitor.js';
+import { emitFromProfile, runMonitor, type MonitorFlags, type MonitorReport } from '../monitor/monitor.js';
 import { byDrift, fmt, headline, percent, renderHtml, renderMarkdown } from '../monitor/report.js';
 import { appendStepSummary, writeFileAtomic } from '../report/files.js';
 import { renderTable } from '../ui/reporter.js';
@@ -11,6 +11,7 @@ import type { CommandContext } from './context.js';
 interface Flags extends MonitorFlags {
   markdown?: string;
   html?: string;
+  output?: string;
 }
 
 function renderHuman(r: MonitorReport, s: ChalkInstance): string {
@@ -36,6 +37,12 @@ function renderHuman(r: MonitorReport, s: ChalkInstance): string {
 
 export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
+  if (flags.emit !== undefined) {
+    const emitted = await emitFromProfile({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, log: (line) => ctx.reporter.info(line) });
+    if (flags.output) await writeFileAtomic(path.resolve(ctx.cwd, flags.output), emitted.content);
+    ctx.reporter.result({ ...emitted, file: flags.output ?? null }, (r) => (r.file ? `wrote ${r.emitted} for reference ${r.reference} to ${r.file}` : r.content.trimEnd()));
+    return ExitCode.ok;
+  }
   const report = await ctx.reporter.step(
     'Reading live traffic counts',
     () => runMonitor({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, log: (line) => ctx.reporter.info(line) }),

@@ -9,6 +9,8 @@ import type { GateResult } from '../metrics/gates.js';
 import { targetReplicas } from '../targets/deploy.js';
 import type { Runner } from '../targets/exec.js';
 import { assessDrift, driftGates, type DriftAssessment } from './compare.js';
+import { gatesFromConfig } from '../metrics/gates.js';
+import { prometheusRules } from './alert-rules.js';
 import { fromPrometheus, fromServers, parseSince, readProfileFile, type LiveSource } from './sources.js';
 
 export interface MonitorFlags {
@@ -21,6 +23,8 @@ export interface MonitorFlags {
   reference?: string;
   gate: string[];
   strict?: boolean;
+  /** Generate a file from the reference profile instead of judging traffic. */
+  emit?: string;
 }
 
 export interface MonitorReport extends DriftAssessment {
@@ -88,4 +92,28 @@ export async function runMonitor(options: RunMonitorOptions): Promise<MonitorRep
     },
     settings: { featurePsi: config.monitor.featurePsi, minRows: config.monitor.minRows, strict: settings.strict },
   };
+}
+
+export const EMITTABLE = ['prometheus-rules'] as const;
+
+/** `--emit`: what the stack that watches the servers needs, generated from the reference profile. */
+export async function emitFromProfile(options: RunMonitorOptions): Promise<{ emitted: string; reference: string; content: string }> {
+  const { flags, config } = options;
+  if (!(EMITTABLE as readonly string[]).includes(flags.emit!)) throw inputError(`--emit ${flags.emit}: expected ${EMITTABLE.join(' or ')}`);
+  if (flags.target || flags.url.length > 0 || flags.prometheus) throw inputError('--emit reads no live traffic: drop --target, --url and --prometheus');
+  const file = flags.reference ? path.resolve(options.cwd, flags.reference) : path.join(options.projectDir, '.mlops', 'reference-profile.json');
+  const shown = flags.reference ?? '.mlops/reference-profile.json (the last build)';
+  const reference = await readProfileFile(file, shown);
+  // The latency alert fires where the release's own bench gate would have failed.
+  const p99Gate = config.bench.gates.p99_ms ? gatesFromConfig({ p99_ms: config.bench.gates.p99_ms })[0].threshold : undefined;
+  const content = prometheusRules({
+    modelName: config.model.name || reference.profile.model.name,
+    profile: reference.profile,
+    referenceSha256: reference.sha256,
+    featurePsi: config.monitor.featurePsi,
+    p99Seconds: (p99Gate ?? 1000) / 1000,
+    errorRate: 0.01,
+    window: parseSince(flags.since ?? '1h'),
+  });
+  return { emitted: flags.emit!, reference: reference.sha256.slice(0, 12), content };
 }
