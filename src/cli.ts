@@ -151,7 +151,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--strict', 'too few rows, or no reference, fails (exit 1) instead of warning')
     .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
     .option('--html <file>', 'write a self-contained HTML page with reference and live histograms')
-    .option('--emit <kind>', 'instead of judging traffic, generate prometheus-rules (alerting rules for the model) from the reference profile')
+    .option('--emit <kind>', 'instead of judging traffic, generate prometheus-rules (alerting rules) or grafana-dashboard (dashboard JSON) for the model from the reference profile')
     .option('--output <file>', 'with --emit: write here instead of to stdout')
     .action(runAction(async (ctx, flags) => (await import('./commands/monitor.js')).run(flags as never, ctx)));
 

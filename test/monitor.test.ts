@@ -343,6 +343,46 @@ describe.skipIf(!prometheus.ok)(`mlops monitor --prometheus, with a real Prometh
     });
   });
 
+  it("emits a Grafana dashboard (schema 39) whose every query a real Prometheus accepts and answers", async () => {
+    const file = path.join(WORK, 'dashboard.json');
+    const emitted = await runCli(['monitor', '--emit', 'grafana-dashboard', '--reference', profileFile, '--output', file], { cwd: project });
+    expect(emitted.code, emitted.stderr).toBe(0);
+    const dashboard = JSON.parse(await readFile(file, 'utf8'));
+    // Grafana's dashboard JSON model: what an import needs.
+    expect(dashboard).toMatchObject({ title: 'mlops: breast_cancer', uid: 'mlops-breast-cancer', schemaVersion: expect.any(Number), templating: { list: expect.any(Array) } });
+    expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(39);
+    const panels = dashboard.panels as { id: number; type: string; title: string; gridPos: { x: number; y: number; w: number; h: number }; targets: { expr: string }[] }[];
+    expect(panels.map((p) => p.title)).toEqual([
+      'Throughput',
+      'Inference latency',
+      'Errors',
+      'Batch size and queue time',
+      'Feature drift (PSI)',
+      'Live distribution of $feature (share of rows per reference bin)',
+      'Values outside the reference range',
+      'Predictions by class',
+    ]);
+    expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length);
+    for (const p of panels) {
+      expect(['timeseries', 'barchart', 'stat']).toContain(p.type);
+      expect(p.gridPos.x + p.gridPos.w).toBeLessThanOrEqual(24);
+    }
+    expect(dashboard.templating.list.find((v: { name: string }) => v.name === 'feature').query.split(',')).toHaveLength(30);
+    // Grafana fills these in; with them filled, every query is one Prometheus answers.
+    const filled = (expr: string) => expr.replaceAll('$__rate_interval', '1m').replaceAll('$__range', '5m').replaceAll('$feature', 'mean_radius');
+    for (const p of panels) {
+      for (const target of p.targets) {
+        const response = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(filled(target.expr))}`);
+        expect(response.status, `${p.title}: ${target.expr}`).toBe(200);
+      }
+    }
+    const distribution = panels.find((p) => p.type === 'barchart')!.targets[0].expr;
+    const shares = (await query(filled(distribution))).map((r) => Number(r.value[1]));
+    expect(shares.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
+    const throughput = await query(filled(panels[0].targets[0].expr).replace('[1m]', '[5m]'));
+    expect(throughput.length).toBeGreaterThan(0);
+  });
+
   it('exits 3 naming the URL and the query when Prometheus has no series, or is not there', async () => {
     const other = path.join(WORK, 'other-profile.json');
     const profile = JSON.parse(await readFile(profileFile, 'utf8'));

@@ -11,6 +11,7 @@ import type { Runner } from '../targets/exec.js';
 import { assessDrift, driftGates, type DriftAssessment } from './compare.js';
 import { gatesFromConfig } from '../metrics/gates.js';
 import { prometheusRules } from './alert-rules.js';
+import { grafanaDashboard } from './dashboard.js';
 import { fromPrometheus, fromServers, parseSince, readProfileFile, type LiveSource } from './sources.js';
 
 export interface MonitorFlags {
@@ -94,7 +95,7 @@ export async function runMonitor(options: RunMonitorOptions): Promise<MonitorRep
   };
 }
 
-export const EMITTABLE = ['prometheus-rules'] as const;
+export const EMITTABLE = ['prometheus-rules', 'grafana-dashboard'] as const;
 
 /** `--emit`: what the stack that watches the servers needs, generated from the reference profile. */
 export async function emitFromProfile(options: RunMonitorOptions): Promise<{ emitted: string; reference: string; content: string }> {
@@ -106,8 +107,13 @@ export async function emitFromProfile(options: RunMonitorOptions): Promise<{ emi
   const reference = await readProfileFile(file, shown);
   // The latency alert fires where the release's own bench gate would have failed.
   const p99Gate = config.bench.gates.p99_ms ? gatesFromConfig({ p99_ms: config.bench.gates.p99_ms })[0].threshold : undefined;
+  const modelName = config.model.name || reference.profile.model.name;
+  if (flags.emit === 'grafana-dashboard') {
+    const dashboard = grafanaDashboard({ modelName, profile: reference.profile, referenceSha256: reference.sha256 });
+    return { emitted: flags.emit, reference: reference.sha256.slice(0, 12), content: JSON.stringify(dashboard, null, 2) + '\n' };
+  }
   const content = prometheusRules({
-    modelName: config.model.name || reference.profile.model.name,
+    modelName,
     profile: reference.profile,
     referenceSha256: reference.sha256,
     featurePsi: config.monitor.featurePsi,
