@@ -9,18 +9,9 @@ import { seededRandom } from '../src/holdout/stats.js';
 import { loadModel, type LoadedModel } from '../src/model/session.js';
 import type { ServeOptions } from '../src/server/options.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
-import { fixture, lines, ROOT, runCli, serveOptions, withTempDir } from './helpers.js';
+import { fixture, freePort, lines, ROOT, runCli, serveOptions, withTempDir } from './helpers.js';
 
 const quiet = () => undefined;
-
-/** A free port for gRPC (0 means "off" there, so the test picks one). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 async function serve(model: string, overrides: Partial<ServeOptions> = {}, log: (line: string) => void = quiet): Promise<RunningServer> {
   return startServer(serveOptions(model, { shutdownTimeoutMs: 10_000, grpcPort: await freePort(), ...overrides }), log);

@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -107,4 +108,13 @@ export function traffic(count: number, seed: number, shift: (row: number[]) => n
   let state = seed;
   const random = () => (state = (state * 16807) % 2147483647) / 2147483647;
   return Array.from({ length: count }, () => shift([...rows[Math.floor(random() * rows.length)]]));
+}
+
+/** A free port on 127.0.0.1 (for gRPC, where 0 means "off", and for servers the test starts itself). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
 }

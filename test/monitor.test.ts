@@ -9,19 +9,11 @@ import { applyDefaults } from '../src/config/normalize.js';
 import { assessDrift, driftGates } from '../src/monitor/compare.js';
 import type { MonitorReport } from '../src/monitor/monitor.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
-import { fixture, profileFor, ROOT, runCli, serveOptions, traffic, withTempDir } from './helpers.js';
+import { fixture, freePort, profileFor, ROOT, runCli, serveOptions, traffic, withTempDir } from './helpers.js';
 import { probeTool } from './tools.js';
 
 const quiet = () => undefined;
 const WORK = path.join(ROOT, '.mlops', 'test-monitor');
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 async function send(url: string, rows: number[][]): Promise<void> {
   for (let i = 0; i < rows.length; i += 10) {
