@@ -1,6 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { probeTool } from './tools.js';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, TARGET_DEFAULTS, type CloudRunTarget, type KubernetesTarget } from '../src/config/defaults.js';
 import { applyDefaults } from '../src/config/normalize.js';
@@ -212,11 +214,42 @@ describe('cloudrun plan tests (gcloud through the exec seam; no cloud account he
   });
 });
 
+const jq = probeTool('jq', 'apt-get install jq');
+
 describe('the GitHub Actions template', () => {
   it('is valid YAML and runs build, test, bench, tag, push and deploy in that order', async () => {
     const { parse } = await import('yaml');
     const workflow = parse(await readFile(path.join(__dirname, '..', 'templates', 'github-actions.yml'), 'utf8'));
     const commands = workflow.jobs.release.steps.map((s: { run?: string }) => s.run ?? '').filter((r: string) => r.startsWith('mlops '));
     expect(commands.map((c: string) => c.split(' ')[1])).toEqual(['build', 'test', 'bench', 'tag', 'push', 'deploy']);
+  });
+
+  it('monitor-and-retrain: a scheduled drift check, then on drift retrain, build, test against the serving version, bench, tag, push and deploy to staging', async () => {
+    const { parse } = await import('yaml');
+    const workflow = parse(await readFile(path.join(__dirname, '..', 'templates', 'monitor-and-retrain.yml'), 'utf8'));
+    expect(workflow.on.schedule[0].cron).toMatch(/^\S+ \S+ \* \* \*$/);
+    const runs = (job: { steps: { run?: string }[] }) => job.steps.map((s) => s.run ?? '').flatMap((r) => r.split('\n')).map((l) => l.trim()).filter((l) => /^(\w+=\$\()?mlops /.test(l) || l.includes('$(mlops '));
+    const watch = runs(workflow.jobs.watch);
+    expect(watch).toEqual([expect.stringMatching(/^mlops monitor --target production --strict /)]);
+    expect(workflow.jobs.watch.outputs.drifted).toBe('${{ steps.drift.outputs.drifted }}');
+    expect(workflow.jobs.retrain.needs).toBe('watch');
+    expect(workflow.jobs.retrain.if).toBe("needs.watch.outputs.drifted == 'true'");
+    const steps = workflow.jobs.retrain.steps.map((s: { name?: string }) => s.name ?? '');
+    expect(steps.findIndex((n: string) => n.startsWith('Retrain'))).toBeLessThan(steps.findIndex((n: string) => n.startsWith('Build')));
+    const commands = runs(workflow.jobs.retrain).map((l) => /mlops (\w+)/.exec(l)![1]);
+    expect(commands).toEqual(['status', 'versions', 'build', 'test', 'bench', 'tag', 'push', 'deploy']);
+    const retrain = runs(workflow.jobs.retrain);
+    expect(retrain.find((l) => l.startsWith('mlops test'))).toContain('--baseline reports/baseline.json');
+    expect(retrain.find((l) => l.startsWith('mlops deploy'))).toContain('--target staging');
+  });
+
+  it.skipIf(!jq.ok)(`monitor-and-retrain: the baseline step turns the registry's labels into the report \`mlops test --baseline\` reads${jq.ok ? '' : ` (skipped: ${jq.reason})`}`, async () => {
+    const { parse } = await import('yaml');
+    const workflow = parse(await readFile(path.join(__dirname, '..', 'templates', 'monitor-and-retrain.yml'), 'utf8'));
+    const step = workflow.jobs.retrain.steps.find((s: { name?: string }) => s.name?.startsWith('Baseline')).run as string;
+    const program = /jq --arg v "\$serving" '([^']+)'/.exec(step)![1];
+    const listing = JSON.stringify({ versions: [{ version: '1.0.0', metrics: { 'test.accuracy': '0.97', 'test.passed': 'true', 'bench.p99_ms': '3.1' } }, { version: '1.1.0', metrics: {} }] });
+    const baseline = JSON.parse(execFileSync(jq.path, ['--arg', 'v', '1.0.0', program], { input: listing, encoding: 'utf8' }));
+    expect(baseline).toEqual({ version: '1.0.0', metrics: { accuracy: 0.97, passed: 'true' } });
   });
 });
