@@ -7,6 +7,7 @@ import type { ProfileDocument } from '../src/monitor/live.js';
 import { MAX_SUMMARY_VALUES, planFeatures, summariseRow, type ReferenceProfile } from '../src/monitor/profile.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
 import { fixture, holdoutRows, profileFor, ROOT, serveOptions, withTempDir } from './helpers.js';
+import { writeNpy } from './npy.js';
 
 const quiet = () => undefined;
 
@@ -62,6 +63,29 @@ describe('reference profile (mlops build)', () => {
     expect(borrowed.unavailable).toMatch(/^the reference data could not be profiled: test.holdout: .*holdout.csv: extra columns/);
     expect(borrowed.warnings).toEqual([expect.stringMatching(/^no reference profile, so no drift checks: .*set monitor.reference/)]);
     await expect(profileFor('wine', { monitor: { reference: 'fixtures/breast_cancer/holdout.csv' } })).rejects.toThrow(/^monitor.reference: .*extra columns/);
+  });
+
+  it('needs no labels in the reference data (CSV without the label column, JSONL without the key, .npy alone)', async () => {
+    await withTempDir(async (dir) => {
+      const [head, ...body] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split(/\r?\n/);
+      const drop = head.split(',').indexOf('label');
+      const strip = (line: string) => line.split(',').filter((_, i) => i !== drop).join(',');
+      await writeFile(path.join(dir, 'unlabelled.csv'), [strip(head), ...body.map(strip)].join('\n'));
+      const labelled = await profileFor('breast_cancer', { monitor: { reference: 'fixtures/breast_cancer/holdout.csv' } });
+      const csv = await profileFor('breast_cancer', { monitor: { reference: path.join(dir, 'unlabelled.csv') } });
+      expect(csv.features.map((f) => f.shares)).toEqual(labelled.features.map((f) => f.shares));
+
+      const rows = body.map((line) => line.split(',').map(Number).filter((_, i) => i !== drop));
+      await writeFile(path.join(dir, 'unlabelled.jsonl'), rows.map((r) => JSON.stringify({ features: r })).join('\n'));
+      const jsonl = await profileFor('breast_cancer', { monitor: { reference: path.join(dir, 'unlabelled.jsonl') } });
+      expect(jsonl.features.map((f) => f.edges)).toEqual(labelled.features.map((f) => f.edges.map((e) => e)));
+      expect(jsonl.source).toMatchObject({ format: 'jsonl', rows: rows.length });
+
+      await writeNpy(path.join(dir, 'x.npy'), rows.flat(), [rows.length, 30], '<f4');
+      const npy = await profileFor('breast_cancer', { monitor: { reference: path.join(dir, 'x.npy') } });
+      expect(npy.features.map((f) => f.edges)).toEqual(labelled.features.map((f) => f.edges));
+      expect(npy.source).toMatchObject({ format: 'npy', rows: rows.length });
+    });
   });
 
   it('summarises inputs of higher rank (images) by row statistics, and skips strings', () => {

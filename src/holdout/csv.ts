@@ -9,6 +9,8 @@ export interface CsvOptions {
   shown: string;
   layouts: InputLayout[];
   label: string;
+  /** Data without a label column is accepted (a reference profile needs no labels). */
+  labelOptional?: boolean;
   /** test.features: a column list (one input) or input -> columns. Empty: file order. */
   features: string[] | Record<string, string[]>;
 }
@@ -25,7 +27,7 @@ async function readHeader(file: string, shown: string): Promise<string[]> {
 }
 
 /** Which columns feed which input, checked against the header before any row is read. */
-export function planColumns(header: string[], options: CsvOptions): { plans: ColumnPlan[]; labelIndex: number } {
+export function planColumns(header: string[], options: CsvOptions): { plans: ColumnPlan[]; labelIndex: number | undefined } {
   const { shown, layouts, label } = options;
   const index = new Map(header.map((name, i) => [name, i]));
   if (index.size !== header.length) {
@@ -34,7 +36,7 @@ export function planColumns(header: string[], options: CsvOptions): { plans: Col
     throw inputError(`${shown}: column '${twice}' appears twice in the header`, 'give every column a distinct name');
   }
   const labelIndex = index.get(label);
-  if (labelIndex === undefined) {
+  if (labelIndex === undefined && !options.labelOptional) {
     throw inputError(`${shown}: missing column '${label}' (the label)`, `name the label column in test.label; the columns are: ${header.join(', ')}`);
   }
   const unknownSize = layouts.find((l) => l.rowSize === null);
@@ -70,8 +72,10 @@ export function planColumns(header: string[], options: CsvOptions): { plans: Col
           ? `extra column${rest.length - needed > 1 ? 's' : ''} ${rest.slice(needed).map((c) => `'${c}'`).join(', ')}`
           : `missing ${needed - rest.length} column${needed - rest.length > 1 ? 's' : ''}`;
       throw inputError(
-        `${shown}: ${problem}: the model needs ${needed} feature columns (${describe}) besides '${label}', the file has ${rest.length}`,
-        'remove the extra columns, or list the feature columns in test.features',
+        `${shown}: ${problem}: the model needs ${needed} feature columns (${describe})${labelIndex === undefined ? '' : ` besides '${label}'`}, the file has ${rest.length}`,
+        labelIndex === undefined && rest.length === needed + 1
+          ? `if the extra column is the label, name it in test.label (now '${label}')`
+          : 'remove the extra columns, or list the feature columns in test.features',
       );
     }
     let offset = 0;
@@ -134,8 +138,8 @@ export async function openCsv(options: CsvOptions): Promise<HoldoutSource> {
           inputs[plan.input.name] = values;
           shapes[plan.input.name] = plan.input.rowShape;
         }
-        const label = record[labelIndex].trim();
-        if (label === '') throw inputError(`${options.shown} ${where}, column '${options.label}': the label is empty`, 'fix or drop the row');
+        const label = labelIndex === undefined ? '' : record[labelIndex].trim();
+        if (label === '' && labelIndex !== undefined) throw inputError(`${options.shown} ${where}, column '${options.label}': the label is empty`, 'fix or drop the row');
         yield { where, inputs, shapes, label };
       }
     },

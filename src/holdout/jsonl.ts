@@ -9,6 +9,8 @@ export interface JsonlOptions {
   shown: string;
   layouts: InputLayout[];
   label: string;
+  /** Lines without a label are accepted (a reference profile needs no labels). */
+  labelOptional?: boolean;
 }
 
 /** The shape of nested arrays, checking that they are not ragged. */
@@ -88,7 +90,7 @@ export function openJsonl(options: JsonlOptions): HoldoutSource {
           inputs[layout.name] = values;
           shapes[layout.name] = rowShape;
         }
-        const labelValue = object[label];
+        const labelValue = options.labelOptional && !(label in object) ? '' : object[label];
         if (typeof labelValue !== 'number' && typeof labelValue !== 'string') {
           throw inputError(`${shown} ${where}: missing or non-scalar '${label}' (the label)`, 'every line needs a label value');
         }

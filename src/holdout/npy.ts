@@ -107,20 +107,22 @@ async function* readRows(file: string, header: NpyHeader, rowsPerRead = 4096): A
 export interface NpyOptions {
   file: string;
   shown: string;
-  labelsFile: string;
-  labelsShown: string;
+  /** Undefined for data without labels (a reference profile needs none). */
+  labelsFile?: string;
+  labelsShown?: string;
   layouts: InputLayout[];
 }
 
 export async function openNpy(options: NpyOptions): Promise<HoldoutSource> {
-  const { layouts, shown, labelsShown } = options;
+  const { layouts, shown } = options;
+  const labelsShown = options.labelsShown ?? '';
   if (layouts.length !== 1) {
     throw inputError(`${shown}: .npy holdouts fit single-input models; this model has ${layouts.length} inputs`, 'use a CSV or JSONL holdout');
   }
   const layout = layouts[0];
   const x = await readNpyHeader(options.file, shown);
-  const y = await readNpyHeader(options.labelsFile, labelsShown);
-  if (x.fortranOrder || y.fortranOrder) throw inputError(`${x.fortranOrder ? shown : labelsShown}: Fortran-ordered arrays are not supported`, 'save with numpy.save(np.ascontiguousarray(a))');
+  const y = options.labelsFile ? await readNpyHeader(options.labelsFile, labelsShown) : undefined;
+  if (x.fortranOrder || y?.fortranOrder) throw inputError(`${x.fortranOrder ? shown : labelsShown}: Fortran-ordered arrays are not supported`, 'save with numpy.save(np.ascontiguousarray(a))');
   const rowShape = x.shape.slice(1);
   const fits = rowShape.length === layout.rowShape.length && layout.rowShape.every((d, i) => d === -1 || d === rowShape[i]);
   if (!fits) {
@@ -129,10 +131,10 @@ export async function openNpy(options: NpyOptions): Promise<HoldoutSource> {
       'the first axis is the rows; the rest must match the model input',
     );
   }
-  if (y.shape.length > 2 || (y.shape.length === 2 && y.shape[1] !== 1)) {
+  if (y && (y.shape.length > 2 || (y.shape.length === 2 && y.shape[1] !== 1))) {
     throw inputError(`${labelsShown}: shape (${y.shape.join(', ')}); expected one label per row, shape (n,) or (n, 1)`);
   }
-  if (y.shape[0] !== x.shape[0]) {
+  if (y && y.shape[0] !== x.shape[0]) {
     throw inputError(`${labelsShown} has ${y.shape[0]} labels but ${shown} has ${x.shape[0]} rows`, 'the two files must have the same number of rows');
   }
   const rowSize = rowShape.reduce((n, d) => n * d, 1);
@@ -141,7 +143,7 @@ export async function openNpy(options: NpyOptions): Promise<HoldoutSource> {
     format: 'npy',
     featureNames: { [layout.name]: Array.from({ length: rowSize }, (_, i) => `${layout.name}[${i}]`) },
     async *rows(): AsyncGenerator<HoldoutRow> {
-      const labels = readRows(options.labelsFile, y);
+      const labels = y ? readRows(options.labelsFile!, y) : undefined;
       let index = 0;
       try {
         for await (const raw of readRows(options.file, x)) {
@@ -152,7 +154,7 @@ export async function openNpy(options: NpyOptions): Promise<HoldoutSource> {
             if (value === undefined) throw inputError(`${shown} ${where}, element ${j}: ${valueProblem(raw[j], layout.datatype)}`, 'clean the array before saving it');
             values[j] = value;
           }
-          const label = (await labels.next()).value?.[0];
+          const label = labels ? (await labels.next()).value?.[0] : '';
           if (label === undefined || (typeof label === 'number' && !Number.isFinite(label))) {
             throw inputError(`${labelsShown} ${where}: the label is missing or not finite`);
           }

@@ -26,6 +26,8 @@ export interface OpenHoldoutOptions {
   labels?: string;
   inputs: Pick<ServableTensor, 'name' | 'datatype' | 'shape'>[];
   label: string;
+  /** Accept data without labels: for a reference profile, which needs none. */
+  labelOptional?: boolean;
   features: string[] | Record<string, string[]>;
 }
 
@@ -38,11 +40,11 @@ export async function openHoldout(options: OpenHoldoutOptions): Promise<HoldoutS
   const layouts = inputLayouts(options.inputs);
   const extension = path.extname(file).toLowerCase();
   if (extension === '.npy') {
-    if (!options.labels) throw inputError(`${shown} is an .npy holdout: --labels <y.npy> is needed too`);
-    return openNpy({ file, shown, labelsFile: path.resolve(options.cwd, options.labels), labelsShown: options.labels, layouts });
+    if (!options.labels && !options.labelOptional) throw inputError(`${shown} is an .npy holdout: --labels <y.npy> is needed too`);
+    return openNpy({ file, shown, labelsFile: options.labels && path.resolve(options.cwd, options.labels), labelsShown: options.labels, layouts });
   }
   if (options.labels) throw inputError('--labels goes with an .npy holdout only', 'CSV and JSONL holdouts carry their labels');
-  if (extension === '.csv') return openCsv({ file, shown, layouts, label: options.label, features: options.features });
-  if (extension === '.jsonl' || extension === '.ndjson') return openJsonl({ file, shown, layouts, label: options.label });
+  if (extension === '.csv') return openCsv({ file, shown, layouts, label: options.label, labelOptional: options.labelOptional, features: options.features });
+  if (extension === '.jsonl' || extension === '.ndjson') return openJsonl({ file, shown, layouts, label: options.label, labelOptional: options.labelOptional });
   throw inputError(`${shown}: unknown holdout format '${extension || '(none)'}'`, 'use .csv (with a header), .jsonl, or .npy with --labels');
 }

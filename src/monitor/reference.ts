@@ -217,6 +217,7 @@ async function profileDataset(options: Header, predictor: Predictor, dataset: st
     holdout: dataset,
     inputs: predictor.inputs,
     label: config.test.label,
+    labelOptional: true,
     features: config.test.features,
   }).catch((error: Error) => {
     throw Object.assign(error, { message: `${field}: ${error.message}` });

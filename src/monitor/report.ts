@@ -115,7 +115,7 @@ svg .title{font-size:12px;fill:#4a5468}svg .axis{font-size:10px;fill:#4a5468}svg
 <div class="banner ${state}">${escapeXml(headline(r))}</div>
 <div class="legend">Bars:<span style="background:${COLORS.reference}"></span>reference<span style="background:${COLORS.live}"></span>live</div>
 ${gates ? `<h2>Gates</h2><table><tr><th>gate</th><th>value</th><th>result</th></tr>${gates}</table>` : ''}
-${r.prediction ? `<h2>Predictions</h2><div class="grid-cards"><section class="card"><h3>${escapeXml(r.prediction.output)} (${escapeXml(r.prediction.kind)})</h3><p>PSI ${fmt(r.prediction.psi)} · Jensen-Shannon ${fmt(r.prediction.js)}</p>${barChart('share of rows per predicted class', r.prediction.labels, r.prediction.referenceShares, r.prediction.liveShares)}</section></div>` : ''}
+${r.prediction ? `<h2>Predictions</h2><div class="grid-cards"><section class="card"><h3>${escapeXml(r.prediction.output)} (${escapeXml(r.prediction.kind)})</h3><p>PSI ${fmt(r.prediction.psi)} · Jensen-Shannon ${fmt(r.prediction.js)}</p>${barChart(r.prediction.kind === 'value' ? 'share of rows per reference bin of the predicted value' : 'share of rows per predicted class', r.prediction.labels, r.prediction.referenceShares, r.prediction.liveShares)}</section></div>` : ''}
 ${charted.length > 0 ? `<h2>${drifted.length > 0 ? `Drifted features (${drifted.length})` : 'No feature drifted: the three closest'}</h2><div class="grid-cards">${charted.map(featureCard).join('')}</div>` : ''}
 ${rows ? `<h2>Every feature</h2><table><tr><th>feature</th><th>PSI</th><th>Jensen-Shannon</th><th>out of range</th><th>missing</th><th>drifted</th></tr>${rows}</table>` : ''}
 </body></html>
