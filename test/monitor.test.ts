@@ -89,6 +89,20 @@ describe('drift verdicts', () => {
     expect(result.warning).toMatch(/no drift computed: no reference data/);
   });
 
+  it('refuses flags that do not go together, in one line (exit 2)', async () => {
+    for (const [args, message] of [
+      [['--url', 'http://127.0.0.1:9', '--output', 'x.yml'], /--output goes with --emit/],
+      [['--prometheus', 'http://127.0.0.1:9', '--all'], /--all goes with --target or --url/],
+      [['--emit', 'prometheus-rules', '--url', 'http://127.0.0.1:9'], /--emit reads no live traffic/],
+      [['--emit', 'prometheus-rules', '--html', 'x.html'], /--emit writes one file, named by --output/],
+      [['--emit', 'alertmanager'], /--emit alertmanager: expected prometheus-rules or grafana-dashboard/],
+    ] as const) {
+      const result = await runCli(['monitor', ...args], { cwd: project });
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr, args.join(' ')).toMatch(message);
+    }
+  });
+
   it('refuses a gate on an unknown metric before reading anything (exit 2)', async () => {
     const result = await runCli(['monitor', '--url', 'http://127.0.0.1:9', '--gate', 'accuracy>0.9'], { cwd: project });
     expect(result.code).toBe(2);

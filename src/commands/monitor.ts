@@ -1,6 +1,6 @@
 import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
-import { ExitCode } from '../errors.js';
+import { ExitCode, inputError } from '../errors.js';
 import { describeGate } from '../metrics/gates.js';
 import { emitFromProfile, runMonitor, type MonitorFlags, type MonitorReport } from '../monitor/monitor.js';
 import { byDrift, fmt, headline, percent, renderHtml, renderMarkdown } from '../monitor/report.js';
@@ -37,6 +37,8 @@ function renderHuman(r: MonitorReport, s: ChalkInstance): string {
 
 export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
+  if (flags.emit === undefined && flags.output) throw inputError('--output goes with --emit', 'write reports with --markdown and --html');
+  if (flags.emit !== undefined && (flags.markdown || flags.html)) throw inputError('--emit writes one file, named by --output', '--markdown and --html report on live traffic');
   if (flags.emit !== undefined) {
     const emitted = await emitFromProfile({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, log: (line) => ctx.reporter.info(line) });
     if (flags.output) await writeFileAtomic(path.resolve(ctx.cwd, flags.output), emitted.content);

@@ -24,6 +24,59 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** Per-feature count, mean, population std (Welford), min and max, one value at a time. */
+export class Moments {
+  readonly count: Float64Array;
+  readonly mean: Float64Array;
+  private readonly m2: Float64Array;
+  readonly min: Float64Array;
+  readonly max: Float64Array;
+
+  constructor(features: number) {
+    this.count = new Float64Array(features);
+    this.mean = new Float64Array(features);
+    this.m2 = new Float64Array(features);
+    this.min = new Float64Array(features).fill(Infinity);
+    this.max = new Float64Array(features).fill(-Infinity);
+  }
+
+  add(f: number, v: number): void {
+    this.count[f]++;
+    const delta = v - this.mean[f];
+    this.mean[f] += delta / this.count[f];
+    this.m2[f] += delta * (v - this.mean[f]);
+    if (v < this.min[f]) this.min[f] = v;
+    if (v > this.max[f]) this.max[f] = v;
+  }
+
+  std(f: number): number {
+    return Math.sqrt(this.m2[f] / this.count[f]);
+  }
+}
+
+/** A uniform sample of up to `size` rows (a reservoir), seeded so that it repeats from run to run. */
+export class RowReservoir<T> {
+  readonly rows: T[] = [];
+  private seen = 0;
+  private readonly random: () => number;
+
+  constructor(
+    private readonly size: number,
+    seed: number,
+  ) {
+    this.random = seededRandom(seed);
+  }
+
+  offer(row: T): void {
+    this.seen++;
+    if (this.rows.length < this.size) this.rows.push(row);
+    else {
+      const j = Math.floor(this.random() * this.seen);
+      if (j < this.size) this.rows[j] = row;
+    }
+  }
+}
+
 /**
  * Per-feature statistics of a holdout in one pass: exact count, mean, std
  * (population), min and max (Welford); quantiles from a row sample.
@@ -31,14 +84,8 @@ export function seededRandom(seed: number): () => number {
 export class FeatureStatistics {
   private readonly names: string[] = [];
   private readonly slots: { input: string; from: number; to: number }[] = [];
-  private count: Float64Array = new Float64Array(0);
-  private mean: Float64Array = new Float64Array(0);
-  private m2: Float64Array = new Float64Array(0);
-  private min: Float64Array = new Float64Array(0);
-  private max: Float64Array = new Float64Array(0);
-  private readonly sample: Float64Array[] = [];
-  private seen = 0;
-  private readonly random = seededRandom(7);
+  private readonly moments: Moments;
+  private readonly sample = new RowReservoir<Float64Array>(SAMPLE_ROWS, 7);
 
   constructor(featureNames: Record<string, string[]>) {
     for (const [input, names] of Object.entries(featureNames)) {
@@ -52,12 +99,7 @@ export class FeatureStatistics {
         });
       }
     }
-    const n = this.names.length;
-    this.count = new Float64Array(n);
-    this.mean = new Float64Array(n);
-    this.m2 = new Float64Array(n);
-    this.min = new Float64Array(n).fill(Infinity);
-    this.max = new Float64Array(n).fill(-Infinity);
+    this.moments = new Moments(this.names.length);
   }
 
   add(inputs: Record<string, (number | string)[]>): void {
@@ -72,28 +114,19 @@ export class FeatureStatistics {
         if (typeof v !== 'number') continue;
         n++;
         sum += v;
-        this.count[f]++;
-        const delta = v - this.mean[f];
-        this.mean[f] += delta / this.count[f];
-        this.m2[f] += delta * (v - this.mean[f]);
-        if (v < this.min[f]) this.min[f] = v;
-        if (v > this.max[f]) this.max[f] = v;
+        this.moments.add(f, v);
       }
       values[f] = n === 0 ? NaN : sum / n;
     });
-    this.seen++;
-    if (this.sample.length < SAMPLE_ROWS) this.sample.push(values);
-    else {
-      const j = Math.floor(this.random() * this.seen);
-      if (j < SAMPLE_ROWS) this.sample[j] = values;
-    }
+    this.sample.offer(values);
   }
 
   summary(): Record<string, FeatureSummary> {
     const out: Record<string, FeatureSummary> = {};
     this.names.forEach((name, f) => {
-      if (this.count[f] === 0) return;
-      const sorted = this.sample.map((row) => row[f]).filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+      const m = this.moments;
+      if (m.count[f] === 0) return;
+      const sorted = this.sample.rows.map((row) => row[f]).filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
       const q = (p: number) => {
         const position = (sorted.length - 1) * p;
         const low = Math.floor(position);
@@ -101,11 +134,11 @@ export class FeatureStatistics {
         return sorted[low] + (sorted[high] - sorted[low]) * (position - low);
       };
       out[name] = {
-        count: this.count[f],
-        mean: this.mean[f],
-        std: Math.sqrt(this.m2[f] / this.count[f]),
-        min: this.min[f],
-        max: this.max[f],
+        count: m.count[f],
+        mean: m.mean[f],
+        std: m.std(f),
+        min: m.min[f],
+        max: m.max[f],
         quantiles: { p01: q(0.01), p05: q(0.05), p25: q(0.25), p50: q(0.5), p75: q(0.75), p95: q(0.95), p99: q(0.99) },
       };
     });

@@ -52,6 +52,7 @@ async function liveSource(options: RunMonitorOptions): Promise<{ live: LiveSourc
   const chosen = [flags.target !== undefined, flags.url.length > 0, flags.prometheus !== undefined].filter(Boolean).length;
   if (chosen !== 1) throw inputError(chosen === 0 ? 'no live traffic to judge' : '--target, --url and --prometheus exclude each other', 'pass one of --target <name>, --url <base> (repeatable) or --prometheus <url>');
   if (flags.since !== undefined && !flags.prometheus) throw inputError('--since goes with --prometheus', 'servers keep their last monitor.windowRows rows; --all takes everything since they started');
+  if (flags.all && flags.prometheus) throw inputError('--all goes with --target or --url', 'with --prometheus, --since sets the range');
   const window = !flags.all;
   const modelName = config.model.name || undefined;
   if (flags.prometheus !== undefined) {
@@ -101,7 +102,9 @@ export const EMITTABLE = ['prometheus-rules', 'grafana-dashboard'] as const;
 export async function emitFromProfile(options: RunMonitorOptions): Promise<{ emitted: string; reference: string; content: string }> {
   const { flags, config } = options;
   if (!(EMITTABLE as readonly string[]).includes(flags.emit!)) throw inputError(`--emit ${flags.emit}: expected ${EMITTABLE.join(' or ')}`);
-  if (flags.target || flags.url.length > 0 || flags.prometheus) throw inputError('--emit reads no live traffic: drop --target, --url and --prometheus');
+  if (flags.target || flags.url.length > 0 || flags.prometheus || flags.all || flags.strict || flags.gate.length > 0) {
+    throw inputError('--emit reads no live traffic: drop --target, --url, --prometheus, --all, --strict and --gate');
+  }
   const file = flags.reference ? path.resolve(options.cwd, flags.reference) : path.join(options.projectDir, '.mlops', 'reference-profile.json');
   const shown = flags.reference ?? '.mlops/reference-profile.json (the last build)';
   const reference = await readProfileFile(file, shown);

@@ -8,7 +8,7 @@ import type { Config } from '../config/defaults.js';
 import { ExitCode, inputError, isMlopsError } from '../errors.js';
 import { batchSizeFor, GrowingArray, rowsToTensors } from '../evaluate/batches.js';
 import { chooseOutput, decideTask } from '../evaluate/evaluate.js';
-import { seededRandom } from '../holdout/stats.js';
+import { Moments, RowReservoir } from '../holdout/stats.js';
 import { openHoldout } from '../holdout/open.js';
 import type { HoldoutRow, HoldoutSource } from '../holdout/types.js';
 import { fromHalfBits, toHalfBits, type Datatype } from '../model/datatypes.js';
@@ -83,46 +83,24 @@ function header(options: Header, model: Predictor) {
   } as const;
 }
 
-/** Per-feature moments (Welford) and a uniform row sample of values (reservoir), in one pass. */
+/** Per-feature moments and a uniform row sample of values, in one pass. */
 class FeatureAccumulator {
-  readonly count: Float64Array;
-  readonly mean: Float64Array;
-  readonly m2: Float64Array;
-  readonly min: Float64Array;
-  readonly max: Float64Array;
-  readonly sample: Float64Array[] = [];
-  private seen = 0;
-  private readonly random = seededRandom(11);
+  readonly moments: Moments;
+  readonly sample = new RowReservoir<Float64Array>(SAMPLE_ROWS, 11);
 
   constructor(
     private readonly features: FeaturePlan[],
     private readonly datatypes: Map<string, Datatype>,
   ) {
-    const n = features.length;
-    this.count = new Float64Array(n);
-    this.mean = new Float64Array(n);
-    this.m2 = new Float64Array(n);
-    this.min = new Float64Array(n).fill(Infinity);
-    this.max = new Float64Array(n).fill(-Infinity);
+    this.moments = new Moments(features.length);
   }
 
   add(row: HoldoutRow): void {
     const values = rowValues(this.features, row, this.datatypes);
     values.forEach((v, f) => {
-      if (Number.isNaN(v)) return;
-      this.count[f]++;
-      const delta = v - this.mean[f];
-      this.mean[f] += delta / this.count[f];
-      this.m2[f] += delta * (v - this.mean[f]);
-      if (v < this.min[f]) this.min[f] = v;
-      if (v > this.max[f]) this.max[f] = v;
+      if (!Number.isNaN(v)) this.moments.add(f, v);
     });
-    this.seen++;
-    if (this.sample.length < SAMPLE_ROWS) this.sample.push(values);
-    else {
-      const j = Math.floor(this.random() * this.seen);
-      if (j < SAMPLE_ROWS) this.sample[j] = values;
-    }
+    this.sample.offer(values);
   }
 }
 
@@ -234,23 +212,24 @@ async function profileDataset(options: Header, predictor: Predictor, dataset: st
   const warnings: string[] = [];
   const features: FeatureProfile[] = [];
   planned.forEach((f, i) => {
-    const sorted = sortedFinite(accumulator.sample.map((values) => values[i]));
+    const sorted = sortedFinite(accumulator.sample.rows.map((values) => values[i]));
     if (sorted.length === 0) {
       warnings.push(`feature '${f.name}' has no numeric values in ${dataset}: it is not profiled`);
       return;
     }
-    if (accumulator.min[i] === accumulator.max[i]) {
-      warnings.push(`feature '${f.name}' is constant (${accumulator.min[i]}) in ${dataset}: every other live value counts as out of range`);
+    const m = accumulator.moments;
+    if (m.min[i] === m.max[i]) {
+      warnings.push(`feature '${f.name}' is constant (${m.min[i]}) in ${dataset}: every other live value counts as out of range`);
     }
     features.push({
       ...f,
       edges: quantileEdges(sorted, bins),
       shares: [],
-      count: accumulator.count[i],
-      mean: accumulator.mean[i],
-      std: Math.sqrt(accumulator.m2[i] / accumulator.count[i]),
-      min: accumulator.min[i],
-      max: accumulator.max[i],
+      count: m.count[i],
+      mean: m.mean[i],
+      std: m.std(i),
+      min: m.min[i],
+      max: m.max[i],
     });
   });
   // Second pass: the shares from every row, not only the sample the edges came from.
