@@ -3,6 +3,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { assembleContext, dockerfileString } from '../src/image/context.js';
 import { resolveTag } from '../src/image/build.js';
+import { applyDefaults } from '../src/config/normalize.js';
+import { imageServerEnv } from '../src/server/options.js';
 import { fixture, lines, runCli, withTempDir } from './helpers.js';
 
 async function listFiles(dir: string, base = dir): Promise<string[]> {
@@ -33,6 +35,7 @@ describe('build context', () => {
           grpcPort: 8081,
           labels: { 'mlops.model.name': 'wine', odd: 'quote " dollar $HOME back \\ slash' },
           referenceProfile: '{"format":"mlops-reference-profile"}\n',
+          serverEnv: platform === 'linux/amd64' ? imageServerEnv(applyDefaults({ server: { inferenceLog: { sample: 0.05, sink: 'file:/tmp/log "1".jsonl' } } })) : imageServerEnv(applyDefaults({})),
         });
         const files = await listFiles(dir);
         expect(files).toContain(`runtime/node_modules/onnxruntime-node/bin/napi-v6/linux/${arch}/libonnxruntime.so.1`);
@@ -63,6 +66,9 @@ describe('build context', () => {
         expect(dockerfile).toMatch(/^EXPOSE 8080 8081$/m);
         expect(dockerfile).toMatch(/ PORT=8080 GRPC_PORT=8081 /);
         expect(dockerfile).toContain('odd="quote \\" dollar \\$HOME back \\\\ slash"');
+        // The inference log's settings travel in the image's environment, only when the log is on.
+        if (platform === 'linux/amd64') expect(dockerfile).toMatch(/ MLOPS_INFERENCE_LOG_SAMPLE="0.05" MLOPS_INFERENCE_LOG_SINK="file:\/tmp\/log \\"1\\".jsonl" MLOPS_INFERENCE_LOG_INPUTS="false"$/m);
+        else expect(dockerfile).not.toContain('MLOPS_INFERENCE_LOG');
         // The model is the last thing copied.
         const copies = dockerfile.split('\n').filter((l) => l.startsWith('COPY'));
         expect(copies.at(-1)).toBe('COPY model/ /app/model/');
@@ -84,6 +90,7 @@ describe('build context', () => {
         grpcPort: 0,
         labels: {},
         referenceProfile: '{}',
+        serverEnv: {},
       });
       expect(await readFile(path.join(dir, 'model', 'weights.bin'))).toEqual(await readFile(fixture('external_data', 'weights.bin')));
     });

@@ -85,6 +85,7 @@ export function serveOptions(model: string, overrides: Partial<ServeOptions> = {
     offloadBytes: DEFAULTS.server.offloadBytes,
     batching: { ...DEFAULTS.server.batching },
     profilePath: '',
+    inferenceLog: { ...DEFAULTS.server.inferenceLog },
     ...overrides,
   };
 }

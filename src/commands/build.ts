@@ -2,6 +2,7 @@ import path from 'node:path';
 import { connectDocker } from '../docker/client.js';
 import { ExitCode } from '../errors.js';
 import { buildModelImage } from '../image/build.js';
+import { imageServerEnv } from '../server/options.js';
 import { writeLastBuild } from '../image/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
 import { buildReferenceProfile } from '../monitor/reference.js';
@@ -47,6 +48,7 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
         grpcPort: config.image.grpcPort,
         tags: flags.tag,
         referenceProfile,
+        serverEnv: imageServerEnv(config),
         noCache: flags.cache === false,
         onProgress: (line) => task.update(line),
       }),

@@ -1,9 +1,10 @@
 import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
 import { ExitCode, inputError } from '../errors.js';
-import { describeGate } from '../metrics/gates.js';
-import { emitFromProfile, runMonitor, type MonitorFlags, type MonitorReport } from '../monitor/monitor.js';
-import { byDrift, fmt, headline, percent, renderHtml, renderMarkdown } from '../monitor/report.js';
+import { describeGate, type GateResult } from '../metrics/gates.js';
+import { emitFromProfile, runLabelled, runMonitor, type MonitorFlags, type MonitorReport } from '../monitor/monitor.js';
+import type { QualityReport } from '../monitor/quality.js';
+import { byDrift, fmt, headline, percent, qualityHeadline, qualityRows, renderHtml, renderMarkdown, renderQualityMarkdown, skippedLines } from '../monitor/report.js';
 import { appendStepSummary, writeFileAtomic } from '../report/files.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
@@ -12,6 +13,17 @@ interface Flags extends MonitorFlags {
   markdown?: string;
   html?: string;
   output?: string;
+}
+
+/** The gates table and the coloured headline that end both reports. */
+function verdictLines(r: { gates: GateResult[]; verdict: string; passed: boolean }, text: string, s: ChalkInstance): string[] {
+  const lines: string[] = [];
+  if (r.gates.length > 0) {
+    const result = (passed: boolean) => (passed ? s.green('pass') : r.verdict === 'too-few-rows' ? s.yellow('not applied') : s.red('FAIL'));
+    lines.push('', renderTable(['gate', 'value', 'result'], r.gates.map((g) => [describeGate(g), fmt(g.value), result(g.passed)])));
+  }
+  lines.push('', r.verdict === 'passed' ? s.green.bold(text) : r.passed ? s.yellow.bold(text) : s.red.bold(text));
+  return lines;
 }
 
 function renderHuman(r: MonitorReport, s: ChalkInstance): string {
@@ -26,16 +38,43 @@ function renderHuman(r: MonitorReport, s: ChalkInstance): string {
     );
   }
   if (r.prediction) lines.push('', `${s.bold('prediction')} ${r.prediction.output} (${r.prediction.kind}): psi ${fmt(r.prediction.psi)}, js ${fmt(r.prediction.js)}`);
-  if (r.gates.length > 0) {
-    const result = (passed: boolean) => (passed ? s.green('pass') : r.verdict === 'too-few-rows' ? s.yellow('not applied') : s.red('FAIL'));
-    lines.push('', renderTable(['gate', 'value', 'result'], r.gates.map((g) => [describeGate(g), fmt(g.value), result(g.passed)])));
-  }
-  const text = headline(r);
-  lines.push('', r.verdict === 'passed' ? s.green.bold(text) : r.passed ? s.yellow.bold(text) : s.red.bold(text));
+  lines.push(...verdictLines(r, headline(r), s));
   return lines.join('\n');
 }
 
+function renderQualityHuman(r: QualityReport, s: ChalkInstance): string {
+  const lines = [
+    `${s.bold('model')}     ${r.model.name} ${r.model.version} (sha256 ${r.model.sha256.slice(0, 12)}), output ${r.output} (${r.outputKind})`,
+    `${s.bold('labels')}    ${r.join.labels} in ${r.source.labels}; ${r.join.matched} matched a logged prediction (coverage ${percent(r.join.coverage)})`,
+    `${s.bold('log')}       ${r.join.loggedRows} rows from ${r.source.logs.join(', ')}`,
+    '',
+    renderTable(['metric', 'live', r.baseline ? 'tested' : ''], qualityRows(r)),
+  ];
+  if (r.baseline) lines.push(`tested: ${r.baseline.from}`);
+  const skipped = skippedLines(r);
+  if (skipped.length > 0) lines.push('', s.bold('not scored'), ...skipped.map((l) => `  ${l}`));
+  lines.push(...verdictLines(r, qualityHeadline(r), s));
+  return lines.join('\n');
+}
+
+async function runQualityCheck(flags: Flags, ctx: CommandContext): Promise<number> {
+  const { config, baseDir } = await ctx.config();
+  if (flags.emit !== undefined || flags.html || flags.output) throw inputError('--labels writes a Markdown report only', 'drop --emit, --html and --output; use --markdown');
+  const report = await ctx.reporter.step(
+    'Joining labels with the inference log',
+    () => runLabelled({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, log: (line) => ctx.reporter.info(line) }),
+    (r) => `Scored ${r.join.matched} labelled rows`,
+  );
+  if (report.warning) ctx.reporter.warn(report.warning);
+  const markdown = renderQualityMarkdown(report);
+  if (flags.markdown) await writeFileAtomic(path.resolve(ctx.cwd, flags.markdown), markdown);
+  await appendStepSummary(ctx.env, markdown);
+  ctx.reporter.result(report, renderQualityHuman);
+  return report.passed ? ExitCode.ok : ExitCode.gateFailed;
+}
+
 export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
+  if (flags.labels !== undefined) return runQualityCheck(flags, ctx);
   const { config, baseDir } = await ctx.config();
   if (flags.emit === undefined && flags.output) throw inputError('--output goes with --emit', 'write reports with --markdown and --html');
   if (flags.emit !== undefined && (flags.markdown || flags.html)) throw inputError('--emit writes one file, named by --output', '--markdown and --html report on live traffic');

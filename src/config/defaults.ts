@@ -68,6 +68,7 @@ export interface Config {
     shutdownTimeoutMs: number;
     intraOpThreads: number;
     batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
+    inferenceLog: { sample: number; sink: string; inputs: boolean };
   };
   image: { repository: string; base: string; platform: 'linux/amd64' | 'linux/arm64'; port: number; grpcPort: number };
   test: {
@@ -92,6 +93,7 @@ export interface Config {
     minRows: number;
     featurePsi: number;
     gates: Record<string, string>;
+    maxDrop: Record<string, number>;
   };
   bench: {
     concurrency: number[];
@@ -144,6 +146,12 @@ export const DEFAULTS: Config = {
        */
       maxWaitMs: 0,
     },
+    /** Off unless sample > 0: a JSON line per row of a sample of requests, for `mlops monitor --labels`. */
+    inferenceLog: {
+      sample: 0,
+      sink: 'stdout',
+      inputs: false,
+    },
   },
   image: {
     /** Empty: the model name. Add a registry prefix (registry.example.com/team/model) to push. */
@@ -190,8 +198,10 @@ export const DEFAULTS: Config = {
     minRows: 500,
     /** A feature drifts at this PSI and above (Evidently's default). */
     featurePsi: 0.1,
-    /** Metric -> comparison; empty: Evidently's dataset drift rule, {"drifted_share": "< 0.5"}. */
+    /** Metric -> comparison; empty: Evidently's dataset drift rule, {"drifted_share": "< 0.5"}. Quality metrics here gate `--labels`. */
     gates: {},
+    /** Metric -> the most live quality (`--labels`) may fall behind the version's own test metrics. */
+    maxDrop: {},
   },
   bench: {
     /** Closed-loop runs, one per concurrency (clients sending back to back). */

@@ -52,6 +52,16 @@ export const configSchema = z
           })
           .partial()
           .strict(),
+        inferenceLog: z
+          .object({
+            sample: z.number({ error: 'expected a share of requests from 0 to 1' }).min(0, { error: 'expected a share of requests from 0 to 1' }).max(1, { error: 'expected a share of requests from 0 to 1' }),
+            sink: text('"stdout", "file:/absolute/path.jsonl" or an http(s):// URL').regex(/^(?:stdout|file:\/.+|https?:\/\/.+)$/, {
+              error: 'expected "stdout", "file:/absolute/path.jsonl" or an http(s):// URL',
+            }),
+            inputs: z.boolean({ error: 'expected true or false' }),
+          })
+          .partial()
+          .strict(),
       })
       .partial()
       .strict(),
@@ -176,6 +186,9 @@ export const configSchema = z
         minRows: int(0, 1_000_000_000, 'a row count'),
         featurePsi: z.number({ error: 'expected a PSI threshold, like 0.1' }).positive({ error: 'expected a PSI threshold above 0' }),
         gates: z.record(z.string(), comparison, { error: 'expected an object of metric: comparison' }),
+        maxDrop: z.record(z.string(), z.number({ error: 'expected a number (the largest allowed drop)' }).min(0, {
+          error: 'expected a number >= 0',
+        }), { error: 'expected an object of metric: number' }),
       })
       .partial()
       .strict(),

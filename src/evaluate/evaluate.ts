@@ -47,7 +47,7 @@ const INTEGER_TYPES = new Set(['INT8', 'INT16', 'INT32', 'INT64', 'UINT8', 'UINT
  * or logits: scikit-learn's converters put `label` first and `probabilities`
  * second, and only the scores give log_loss and roc_auc), or else the first.
  */
-export function chooseOutput(predictor: Predictor, name: string): TensorSignature {
+export function chooseOutput(predictor: Pick<Predictor, 'outputs'>, name: string): TensorSignature {
   if (!name) {
     const width = (o: TensorSignature) => o.shape.slice(1).reduce((n, d) => n * d, 1);
     return predictor.outputs.find((o) => ['FP16', 'FP32', 'FP64'].includes(o.datatype) && width(o) >= 2) ?? predictor.outputs[0];
@@ -64,22 +64,93 @@ export function decideTask(settings: Config['test'], output: TensorSignature): T
   return width >= 2 ? 'classification' : 'regression';
 }
 
+/** Why a label cannot be scored, with a hint; the caller names where it came from. */
+export interface LabelProblem {
+  problem: string;
+  hint: string;
+}
+
+/**
+ * Labels and predictions in, metrics out: the one definition of how a row is
+ * scored, shared by `mlops test` (holdout rows) and `mlops monitor --labels`
+ * (logged predictions joined with labels that came later).
+ */
+export class PredictionScorer {
+  readonly task: Task;
+  private readonly names: string[] | undefined;
+  private readonly labelIndex: Map<string, number> | undefined;
+  private readonly knownClasses: number | undefined;
+  // Class indices fit Int32; FP32 outputs are kept as Float32, which is exact.
+  private readonly yTrue: GrowingArray;
+  private readonly scores: GrowingArray;
+  private width = 0;
+
+  constructor(
+    readonly output: TensorSignature,
+    private readonly settings: Config['test'],
+  ) {
+    this.task = decideTask(settings, output);
+    this.names = settings.labels.length > 0 ? settings.labels : undefined;
+    this.labelIndex = this.names ? new Map(this.names.map((n, i) => [n, i])) : undefined;
+    const declaredWidth = output.shape.slice(1).reduce((n, d) => n * d, 1);
+    this.knownClasses = this.task === 'classification' && !INTEGER_TYPES.has(output.datatype) && declaredWidth > 0 ? Math.max(2, declaredWidth) : this.names?.length;
+    this.yTrue = new GrowingArray(this.task === 'classification' ? Int32Array : Float64Array);
+    this.scores = new GrowingArray(output.datatype === 'FP32' || output.datatype === 'FP16' ? Float32Array : Float64Array);
+  }
+
+  get rows(): number {
+    return this.yTrue.length;
+  }
+
+  /** A label as written (a class name, a class index, a value) as the number scored, or why it cannot be. */
+  label(raw: unknown): number | LabelProblem {
+    if (this.task === 'regression') {
+      const value = typeof raw === 'number' ? raw : Number(String(raw).trim());
+      if (String(raw).trim() === '' || !Number.isFinite(value)) return { problem: `${JSON.stringify(raw)} is not a number`, hint: 'a regression holdout needs a numeric target' };
+      return value;
+    }
+    if (this.labelIndex) {
+      const index = this.labelIndex.get(String(raw).trim());
+      if (index === undefined) return { problem: `'${raw}' is not one of the classes ${JSON.stringify(this.names)}`, hint: 'fix the row, or add the class to test.labels' };
+      return index;
+    }
+    const value = Number(String(raw).trim());
+    if (!Number.isInteger(value) || value < 0 || (this.knownClasses !== undefined && value >= this.knownClasses)) {
+      const range = this.knownClasses !== undefined ? `0..${this.knownClasses - 1}` : 'a class index (0, 1, ...)';
+      return { problem: `'${raw}' is outside the model's classes (${range})`, hint: 'set test.labels to map class indices to the labels in the file' };
+    }
+    return value;
+  }
+
+  /** One row: its label (from label()) and the scored output's values for that row, data[start..end). */
+  add(label: number, data: ArrayLike<number | bigint | string>, start = 0, end = data.length): void {
+    const width = end - start;
+    if (this.width === 0) {
+      this.width = width;
+      if (this.task === 'regression' && this.width !== 1) {
+        throw inputError(`output '${this.output.name}' has ${this.width} values a row; a regression needs one`, 'set test.task, or test.output to the value output');
+      }
+    } else if (width !== this.width) {
+      throw environmentError(`output '${this.output.name}' has ${width} values in a row after ${this.width} in earlier ones`);
+    }
+    this.yTrue.push(label);
+    for (let j = start; j < end; j++) this.scores.push(Number(data[j]));
+  }
+
+  score(): Pick<Evaluation, 'metrics' | 'outputKind' | 'classes'> {
+    return score(this.task, this.yTrue.view(), this.scores.view(), this.width, this.output, this.settings, this.names);
+  }
+}
+
 /** Streams the holdout through the model in batches and scores the predictions. */
 export async function evaluate(options: EvaluateOptions): Promise<Evaluation> {
   const started = performance.now();
   const { predictor, holdout, settings } = options;
   const output = chooseOutput(predictor, settings.output);
-  const task = decideTask(settings, output);
-  const names = settings.labels.length > 0 ? settings.labels : undefined;
-  const labelIndex = names ? new Map(names.map((n, i) => [n, i])) : undefined;
-  const declaredWidth = output.shape.slice(1).reduce((n, d) => n * d, 1);
-  const knownClasses = task === 'classification' && !INTEGER_TYPES.has(output.datatype) && declaredWidth > 0 ? Math.max(2, declaredWidth) : names?.length;
+  const scorer = new PredictionScorer(output, settings);
+  const { task } = scorer;
 
   const { size: batchSize, fixed } = batchSizeFor(predictor.inputs, settings.batchSize);
-  // Class indices fit Int32; FP32 outputs are kept as Float32, which is exact.
-  const yTrue = new GrowingArray(task === 'classification' ? Int32Array : Float64Array);
-  const scores = new GrowingArray(output.datatype === 'FP32' || output.datatype === 'FP16' ? Float32Array : Float64Array);
-  let width = 0;
   const stats = new FeatureStatistics(holdout.featureNames);
   const paritySize = options.reference ? settings.parity.sample : 0;
   const sample: { row: HoldoutRow; outputs: Record<string, (number | string)[]> }[] = [];
@@ -87,28 +158,8 @@ export async function evaluate(options: EvaluateOptions): Promise<Evaluation> {
   let rows = 0;
 
   const label = (row: HoldoutRow): number => {
-    if (task === 'regression') {
-      const value = typeof row.label === 'number' ? row.label : Number(String(row.label).trim());
-      if (String(row.label).trim() === '' || !Number.isFinite(value)) {
-        throw inputError(`${holdout.file} ${row.where}, label: ${JSON.stringify(row.label)} is not a number`, 'a regression holdout needs a numeric target');
-      }
-      return value;
-    }
-    if (labelIndex) {
-      const index = labelIndex.get(String(row.label).trim());
-      if (index === undefined) {
-        throw inputError(`${holdout.file} ${row.where}, label: '${row.label}' is not one of the classes ${JSON.stringify(names)}`, 'fix the row, or add the class to test.labels');
-      }
-      return index;
-    }
-    const value = Number(String(row.label).trim());
-    if (!Number.isInteger(value) || value < 0 || (knownClasses !== undefined && value >= knownClasses)) {
-      const range = knownClasses !== undefined ? `0..${knownClasses - 1}` : 'a class index (0, 1, ...)';
-      throw inputError(
-        `${holdout.file} ${row.where}, label: '${row.label}' is outside the model's classes (${range})`,
-        'set test.labels to map class indices to the labels in the file',
-      );
-    }
+    const value = scorer.label(row.label);
+    if (typeof value !== 'number') throw inputError(`${holdout.file} ${row.where}, label: ${value.problem}`, value.hint);
     return value;
   };
 
@@ -120,13 +171,8 @@ export async function evaluate(options: EvaluateOptions): Promise<Evaluation> {
     const sent = fixed ? batchSize : batch.length;
     if (tensor.dims[0] !== sent) throw environmentError(`output '${output.name}' has ${tensor.dims[0]} rows for a batch of ${sent}`);
     const rowWidth = tensor.data.length / sent;
-    if (width === 0) width = rowWidth;
-    if (task === 'regression' && rowWidth !== 1) {
-      throw inputError(`output '${output.name}' has ${rowWidth} values a row; a regression needs one`, 'set test.task, or test.output to the value output');
-    }
     batch.forEach((row, r) => {
-      yTrue.push(labels[r]);
-      for (let j = 0; j < rowWidth; j++) scores.push(Number(tensor.data[r * rowWidth + j]));
+      scorer.add(labels[r], tensor.data, r * rowWidth, (r + 1) * rowWidth);
       stats.add(row.inputs);
       sampleRow(row, r, outputs, sent);
       rows++;
@@ -161,7 +207,7 @@ export async function evaluate(options: EvaluateOptions): Promise<Evaluation> {
   if (rows === 0) throw inputError(`${holdout.file} has no rows to score`, 'the holdout needs at least one data row after the header');
 
   const parity = options.reference ? await checkParity(options.reference, sample, settings.parity.tolerance, fixed ? batchSize : settings.batchSize) : null;
-  const scored = score(task, yTrue.view(), scores.view(), width, output, settings, names);
+  const scored = scorer.score();
   const seconds = (performance.now() - started) / 1000;
   return {
     task,

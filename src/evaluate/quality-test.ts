@@ -4,24 +4,13 @@ import type { Config } from '../config/defaults.js';
 import { inputError } from '../errors.js';
 import { openHoldout } from '../holdout/open.js';
 import { describeGate, baselineGates, checkKnownMetrics, evaluateGates, gatesFromConfig, parseGateFlag, type GateResult } from '../metrics/gates.js';
+import { CLASSIFICATION_METRICS, REGRESSION_METRICS } from '../metrics/names.js';
 import { LOWER_IS_BETTER } from '../metrics/regression.js';
 import { openTarget, type TargetFlags } from '../predict/target.js';
 import { evaluate, type Evaluation } from './evaluate.js';
 import type { FeatureSummary } from '../holdout/stats.js';
 
-export const CLASSIFICATION_METRICS = [
-  'accuracy',
-  'balanced_accuracy',
-  'precision_macro',
-  'recall_macro',
-  'f1_macro',
-  'precision_weighted',
-  'recall_weighted',
-  'f1_weighted',
-  'log_loss',
-  'roc_auc',
-] as const;
-export const REGRESSION_METRICS = ['mae', 'rmse', 'r2', 'mape', 'max_error'] as const;
+export { CLASSIFICATION_METRICS, REGRESSION_METRICS };
 
 export interface TestFlags extends TargetFlags {
   holdout?: string;

@@ -26,6 +26,8 @@ export interface BuildImageOptions {
   tags: string[];
   /** The reference profile's JSON (see src/monitor/reference.ts), baked in beside the model. */
   referenceProfile: string;
+  /** Server settings the image carries as environment variables. */
+  serverEnv: Record<string, string>;
   /** Build every layer again, ignoring the engine's cache. */
   noCache?: boolean;
   onProgress?: (line: string) => void;
@@ -147,6 +149,7 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
       grpcPort: options.grpcPort,
       labels,
       referenceProfile: options.referenceProfile,
+      serverEnv: options.serverEnv,
     });
     let build: Awaited<ReturnType<typeof runBuild>>;
     try {

@@ -28,6 +28,8 @@ export interface ContextInput {
   labels: Record<string, string>;
   /** The reference profile's JSON, placed beside the model. */
   referenceProfile: string;
+  /** Server settings from config that the image carries as environment variables (see SERVER_ENV). */
+  serverEnv: Record<string, string>;
 }
 
 /** A Dockerfile double-quoted string: no variable expansion, no line breaks. */
@@ -119,6 +121,9 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
       exposed: input.grpcPort > 0 ? `${input.port} ${input.grpcPort}` : String(input.port),
       modelSha256: input.modelSha256,
       profilePath: PROFILE_IMAGE_PATH,
+      serverEnv: Object.entries(input.serverEnv)
+        .map(([key, value]) => ` ${key}=${dockerfileString(value)}`)
+        .join(''),
       modelName: input.modelName,
       modelVersion: dockerfileString(input.modelVersion),
       labels: Object.entries(input.labels)

@@ -66,6 +66,11 @@ export type TensorData =
   | BigUint64Array
   | string[];
 
+/** Elements start..end of a tensor's data, without a copy where the data is a typed array. */
+export function sliceTensorData(data: TensorData, start: number, end: number): TensorData {
+  return Array.isArray(data) ? data.slice(start, end) : (data.subarray(start, end) as TensorData);
+}
+
 /** Allocates the backing array onnxruntime-node expects for a datatype. */
 export function allocate(datatype: Datatype, length: number): TensorData {
   switch (datatype) {

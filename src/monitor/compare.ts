@@ -2,6 +2,7 @@
  * Live counts against the reference profile: per-feature PSI, Jensen-Shannon
  * distance, out-of-range and missing rates, prediction drift, and the gates.
  */
+import { QUALITY_METRICS } from '../metrics/names.js';
 import type { Config } from '../config/defaults.js';
 import { checkKnownMetrics, evaluateGates, gatesFromConfig, parseGateFlag, type GateResult, type GateSpec } from '../metrics/gates.js';
 import { jensenShannon, psi, shares } from './drift.js';
@@ -68,9 +69,11 @@ export interface CompareSettings {
 
 /** Gates from config and --gate, checked against the metrics monitor knows before anything is fetched. */
 export function driftGates(settings: Pick<CompareSettings, 'monitor' | 'gateFlags'>): GateSpec[] {
-  const configured = Object.keys(settings.monitor.gates).length > 0 ? settings.monitor.gates : DEFAULT_DRIFT_GATES;
+  // Quality metrics in monitor.gates gate `--labels`; the rest must be drift metrics.
+  const drift = Object.fromEntries(Object.entries(settings.monitor.gates).filter(([metric]) => !QUALITY_METRICS.includes(metric)));
+  const configured = Object.keys(drift).length > 0 ? drift : DEFAULT_DRIFT_GATES;
   const specs = [...gatesFromConfig(configured), ...settings.gateFlags.map(parseGateFlag)];
-  checkKnownMetrics(specs, DRIFT_METRICS, 'mlops monitor');
+  checkKnownMetrics(specs, DRIFT_METRICS, 'mlops monitor (with --labels, the metrics of mlops test)');
   return specs;
 }
 

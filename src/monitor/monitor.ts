@@ -2,11 +2,16 @@
  * `mlops monitor`: gets live counts (a target's replicas, servers by URL, or
  * Prometheus), compares them with the reference profile, and applies the gates.
  */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
+import readline from 'node:readline';
 import type { Config } from '../config/defaults.js';
 import { inputError } from '../errors.js';
 import type { GateResult } from '../metrics/gates.js';
-import { targetReplicas } from '../targets/deploy.js';
+import { targetInferenceLogs, targetReplicas } from '../targets/deploy.js';
+import { readLabels } from './labels.js';
+import { parseTime, qualityGates, runQuality, type LogSource, type QualityReport } from './quality.js';
 import type { Runner } from '../targets/exec.js';
 import { assessDrift, driftGates, type DriftAssessment } from './compare.js';
 import { gatesFromConfig } from '../metrics/gates.js';
@@ -26,6 +31,11 @@ export interface MonitorFlags {
   strict?: boolean;
   /** Generate a file from the reference profile instead of judging traffic. */
   emit?: string;
+  /** Live quality: the truth, joined with the inference log. */
+  labels?: string;
+  log: string[];
+  until?: string;
+  baseline?: string;
 }
 
 export interface MonitorReport extends DriftAssessment {
@@ -49,6 +59,7 @@ export interface RunMonitorOptions {
 
 async function liveSource(options: RunMonitorOptions): Promise<{ live: LiveSource; kind: MonitorReport['source']['kind'] }> {
   const { flags, config } = options;
+  if (flags.until !== undefined || flags.baseline !== undefined || flags.log.length > 0) throw inputError('--until, --baseline and --log go with --labels', 'pass --labels <file> to judge live quality');
   const chosen = [flags.target !== undefined, flags.url.length > 0, flags.prometheus !== undefined].filter(Boolean).length;
   if (chosen !== 1) throw inputError(chosen === 0 ? 'no live traffic to judge' : '--target, --url and --prometheus exclude each other', 'pass one of --target <name>, --url <base> (repeatable) or --prometheus <url>');
   if (flags.since !== undefined && !flags.prometheus) throw inputError('--since goes with --prometheus', 'servers keep their last monitor.windowRows rows; --all takes everything since they started');
@@ -125,4 +136,69 @@ export async function emitFromProfile(options: RunMonitorOptions): Promise<{ emi
     window: parseSince(flags.since ?? '1h'),
   });
   return { emitted: flags.emit!, reference: reference.sha256.slice(0, 12), content };
+}
+
+function* fileLines(text: string): Iterable<string> {
+  let start = 0;
+  for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
+    yield text.slice(start, end);
+    start = end + 1;
+  }
+  if (start < text.length) yield text.slice(start);
+}
+
+async function logFile(cwd: string, file: string): Promise<LogSource> {
+  const full = path.resolve(cwd, file);
+  const info = await stat(full).catch(() => undefined);
+  if (!info?.isFile()) throw inputError(`--log ${file}: file not found`, 'pass the file sink\'s file, or save the log with docker logs or kubectl logs');
+  return { from: file, lines: readline.createInterface({ input: createReadStream(full, 'utf8'), crlfDelay: Infinity }) };
+}
+
+/** `--labels`: live quality from the inference log (files, or the target's own log) and the labels that came later. */
+export async function runLabelled(options: RunMonitorOptions): Promise<QualityReport> {
+  const { flags, config } = options;
+  const conflicting = [flags.url.length > 0 && '--url', flags.prometheus !== undefined && '--prometheus', flags.all && '--all', flags.reference !== undefined && '--reference'].filter(Boolean);
+  if (conflicting.length > 0) throw inputError(`--labels reads the inference log, not live counts: drop ${conflicting.join(', ')}`, 'give the log with --log <file>, or --target to read it from the deployed replicas');
+  if ((flags.target !== undefined) === flags.log.length > 0) throw inputError(flags.target ? '--target and --log exclude each other' : 'no inference log to join the labels with', 'pass --log <file> (repeatable) or --target <name>');
+  const now = Date.now();
+  const range = {
+    since: flags.since !== undefined ? parseTime(flags.since, '--since', now) : undefined,
+    until: flags.until !== undefined ? parseTime(flags.until, '--until', now) : undefined,
+  };
+  if (range.since !== undefined && range.until !== undefined && range.since >= range.until) throw inputError(`--since ${flags.since} is not before --until ${flags.until}`);
+  // Gates and labels are checked before any log is read.
+  qualityGates(config, flags.gate);
+  const labels = await readLabels(path.resolve(options.cwd, flags.labels!), flags.labels!);
+  let logs: LogSource[];
+  if (flags.target !== undefined) {
+    const texts = await targetInferenceLogs(
+      { cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, target: flags.target, dryRun: false, log: options.log, runner: options.runner },
+      range.since !== undefined ? new Date(range.since) : undefined,
+    );
+    logs = texts.map((t) => ({ from: t.from, lines: fileLines(t.text) }));
+  } else {
+    logs = await Promise.all(flags.log.map((file) => logFile(options.cwd, file)));
+  }
+  const report = await runQuality({
+    labels,
+    logs,
+    range,
+    config,
+    projectDir: options.projectDir,
+    env: options.env,
+    gateFlags: flags.gate,
+    baselineFile: flags.baseline !== undefined ? path.resolve(options.cwd, flags.baseline) : undefined,
+    strict: Boolean(flags.strict),
+    log: options.log,
+  });
+  return {
+    ...report,
+    source: {
+      logs: logs.map((l) => l.from),
+      labels: flags.labels!,
+      since: range.since !== undefined ? new Date(range.since).toISOString() : null,
+      until: range.until !== undefined ? new Date(range.until).toISOString() : null,
+      ...(flags.target !== undefined ? { target: flags.target } : {}),
+    },
+  };
 }

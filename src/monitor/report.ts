@@ -3,6 +3,7 @@ import { escapeXml, markdownTable } from '../report/files.js';
 import { describeGate } from '../metrics/gates.js';
 import { binLabels, type FeatureDrift } from './compare.js';
 import type { MonitorReport } from './monitor.js';
+import type { QualityReport } from './quality.js';
 
 export const fmt = (v: number | null | undefined, digits = 4) => (v === null || v === undefined ? 'n/a' : Number.isInteger(v) ? String(v) : v.toFixed(digits));
 export const percent = (v: number) => `${(v * 100).toFixed(v > 0 && v < 0.001 ? 3 : 1)}%`;
@@ -120,4 +121,48 @@ ${charted.length > 0 ? `<h2>${drifted.length > 0 ? `Drifted features (${drifted.
 ${rows ? `<h2>Every feature</h2><table><tr><th>feature</th><th>PSI</th><th>Jensen-Shannon</th><th>out of range</th><th>missing</th><th>drifted</th></tr>${rows}</table>` : ''}
 </body></html>
 `;
+}
+
+// ---- live quality (--labels) ------------------------------------------------
+
+export function qualityHeadline(r: QualityReport): string {
+  if (r.verdict === 'too-few-rows') return `${r.passed ? 'WARNING' : 'FAILED'}: ${r.warning}`;
+  const failed = r.gates.filter((g) => !g.passed).length;
+  const summary = `${r.join.matched} labelled rows of ${r.model.version} scored (coverage ${percent(r.join.coverage)})`;
+  return r.passed ? `PASSED: ${summary}${r.gates.length ? `, ${r.gates.length} gates passed` : ''}` : `FAILED: ${failed} of ${r.gates.length} gates failed on ${summary}`;
+}
+
+/** The headline metrics of a task, in the order `mlops test` reports them. */
+export const QUALITY_HEADLINE = ['accuracy', 'balanced_accuracy', 'f1_macro', 'precision_macro', 'recall_macro', 'roc_auc', 'log_loss', 'mae', 'rmse', 'r2', 'mape', 'max_error'];
+
+export function qualityRows(r: QualityReport): string[][] {
+  const metrics = r.metrics as unknown as Record<string, unknown>;
+  return QUALITY_HEADLINE.filter((m) => typeof metrics[m] === 'number' || metrics[m] === null).map((m) => [
+    m,
+    fmt(metrics[m] as number | null),
+    r.baseline && typeof r.baseline.metrics[m] === 'number' ? fmt(r.baseline.metrics[m]) : '',
+  ]);
+}
+
+export function skippedLines(r: QualityReport): string[] {
+  return Object.entries(r.join.skipped).map(([reason, s]) => `${s!.count} ${reason}: e.g. ${s!.example}`);
+}
+
+export function renderQualityMarkdown(r: QualityReport): string {
+  const lines = [
+    `## mlops monitor --labels: ${r.verdict === 'passed' ? 'passed' : r.verdict === 'failed' ? 'FAILED' : r.passed ? 'warning' : 'FAILED'}`,
+    '',
+    `${qualityHeadline(r)}.`,
+    '',
+    `Model \`${r.model.name}\` ${r.model.version} (sha256 ${r.model.sha256.slice(0, 12)}), output \`${r.output}\` (${r.outputKind}). Labels: ${r.source.labels}, ${r.join.labels} ids; ${r.join.matched} matched a logged prediction (coverage ${percent(r.join.coverage)}). Log: ${r.join.loggedRows} rows from ${r.source.logs.join(', ')}${r.source.since ? `, since ${r.source.since}` : ''}${r.source.until ? `, until ${r.source.until}` : ''}.`,
+    '',
+  ];
+  if (r.gates.length > 0) {
+    lines.push(markdownTable(['gate', 'value', 'result'], r.gates.map((g) => [describeGate(g), fmt(g.value), g.passed ? 'pass' : r.verdict === 'too-few-rows' ? 'not applied' : '**FAIL**'])), '');
+  }
+  lines.push(markdownTable(['metric', 'live', r.baseline ? `tested (${r.baseline.from})` : 'tested'], qualityRows(r)), '');
+  const skipped = skippedLines(r);
+  if (skipped.length > 0) lines.push('Labels not scored:', '', ...skipped.map((s) => `- ${s}`), '');
+  if (r.versions.length > 1) lines.push(`Versions in the log: ${r.versions.map((v) => `${v.version} (${v.rows} rows, ${v.matched} labelled)`).join(', ')}; scored: ${r.model.version}.`, '');
+  return lines.join('\n');
 }

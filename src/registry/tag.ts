@@ -1,3 +1,4 @@
+import { CLASSIFICATION_METRICS, REGRESSION_METRICS } from '../metrics/names.js';
 import type Docker from 'dockerode';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -46,7 +47,8 @@ export interface TagResult {
   labels: Record<string, string>;
 }
 
-const TEST_HEADLINE = ['accuracy', 'balanced_accuracy', 'f1_macro', 'roc_auc', 'log_loss', 'mae', 'rmse', 'r2'];
+/** Every metric `mlops test` computes: `mlops monitor --labels` compares live quality with any of them (monitor.maxDrop). */
+const TEST_METRICS = [...CLASSIFICATION_METRICS, ...REGRESSION_METRICS];
 
 async function readJson(file: string): Promise<Record<string, unknown> | undefined> {
   try {
@@ -64,7 +66,7 @@ export async function reportLabels(projectDir: string, imageId: string): Promise
     labels['mlops.test.passed'] = String(test.passed);
     labels['mlops.test.rows'] = String(test.rows);
     const metrics = (test.metrics ?? {}) as Record<string, unknown>;
-    for (const name of TEST_HEADLINE) if (typeof metrics[name] === 'number') labels[`mlops.test.${name}`] = String(Math.round((metrics[name] as number) * 1e6) / 1e6);
+    for (const name of TEST_METRICS) if (typeof metrics[name] === 'number') labels[`mlops.test.${name}`] = String(Math.round((metrics[name] as number) * 1e6) / 1e6);
   }
   const bench = await readJson(path.join(projectDir, '.mlops', 'last-bench.json'));
   const runs = (bench?.runs ?? []) as { latencyMs: Record<string, number>; throughputRps: number; concurrency?: number; rate?: number; batch: number }[];

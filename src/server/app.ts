@@ -1,10 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Tensors } from '../model/session.js';
 import { decodeTensorData, encodeTensorData, nest, nestedShape } from '../protocol/json-data.js';
 import { BadRequest } from '../protocol/request.js';
 import { BINARY_EXTENSION, decodeRestRequest, encodeRestResponse, HEADER_LENGTH, headerLength } from '../protocol/rest.js';
+import { copyTensors, encodeInferenceRecords } from '../monitor/inference-records.js';
 import type { InferenceEngine } from './engine.js';
+import type { InferenceLog } from './inference-log.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerProfiling } from './profiling.js';
 import { closeWithin, type ServingState } from './state.js';
@@ -20,6 +23,8 @@ export interface RestServerOptions {
   serverVersion: string;
   /** The live profile behind GET /v2/models/{name}/profile. */
   profiling: ServerProfiling;
+  /** Off when undefined. */
+  inferenceLog?: InferenceLog;
   log: (line: string) => void;
 }
 
@@ -54,8 +59,9 @@ const LINGER_MAX_BYTES = 256 * 2 ** 20;
 const LINGER_MAX_MS = 10_000;
 
 export function createRestServer(options: RestServerOptions): RestServer {
-  const { engine, metrics, state, log } = options;
+  const { engine, metrics, state, log, inferenceLog } = options;
   const { model } = engine;
+  const recordModel = { name: model.name, version: model.version, sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs };
   const modelMetadata = {
     name: model.name,
     versions: [model.version],
@@ -78,14 +84,22 @@ export function createRestServer(options: RestServerOptions): RestServer {
     const alignAfter = Number(declared);
     const body = await readBody(req, options.maxBodyBytes, Number.isInteger(alignAfter) && alignAfter > 0 ? alignAfter : 0);
     const header = headerLength(declared, body.byteLength);
+    const logged = inferenceLog?.sampled() ?? false;
     if (engine.workers > 0 && body.byteLength > options.offloadBytes) {
-      const reply = await engine.inferRest(body, header, OWNED.has(body.buffer));
-      return sendInferResponse(res, reply.body, reply.headerLength);
+      const log = logged ? (inferenceLog!.inputs ? 'with-inputs' : 'outputs') : undefined;
+      const reply = await engine.inferRest(body, header, OWNED.has(body.buffer), { id: requestId(req), log });
+      sendInferResponse(res, reply.body, reply.headerLength);
+      if (reply.logged) inferenceLog!.add(reply.logged, reply.rows);
+      return;
     }
     const request = decodeRestRequest(body, header, model);
+    request.id ??= requestId(req);
+    // Batching may hand the inputs' buffers to a worker thread: the log keeps a copy.
+    const inputs = logged && inferenceLog!.inputs ? copyTensors(request.inputs) : undefined;
     const result = await engine.infer(request.inputs, request.rows);
     const response = encodeRestResponse(model, result, request);
     sendInferResponse(res, response.body, response.headerLength);
+    if (logged) inferenceLog!.add(encodeInferenceRecords({ id: request.id, rows: request.rows, model: recordModel }, result, inputs), request.rows);
   };
 
   const predict: Handler = async (req, res, params) => {
@@ -103,6 +117,11 @@ export function createRestServer(options: RestServerOptions): RestServer {
       throw new BadRequest(`instances: each instance must have shape [${expected.slice(1).join(', ')}], got [${rowShape.join(', ')}]`);
     }
     const data = decodeTensorData(spec.name, spec.datatype, shape, instances);
+    // v1 answers have no id field: the id travels in the X-Request-Id header.
+    const id = requestId(req);
+    res.setHeader('x-request-id', id);
+    const logged = inferenceLog?.sampled() ?? false;
+    let records = '';
     // A model with a fixed batch of 1 is run one instance at a time.
     const perInstance = expected[0] === 1 && instances.length > 1;
     const results: Tensors[] = [];
@@ -110,10 +129,15 @@ export function createRestServer(options: RestServerOptions): RestServer {
       const rowSize = data.length / instances.length;
       for (let i = 0; i < instances.length; i++) {
         const row = { data: data.slice(i * rowSize, (i + 1) * rowSize), dims: [1, ...rowShape] } as Tensors[string];
+        const inputs = logged && inferenceLog!.inputs ? copyTensors({ [spec.name]: row }) : undefined;
         results.push(await engine.infer({ [spec.name]: row }, 1));
+        if (logged) records += encodeInferenceRecords({ id, rows: instances.length, part: { firstRow: i, rows: 1 }, model: recordModel }, results[i], inputs);
       }
     } else {
-      results.push(await engine.infer({ [spec.name]: { data, dims: shape } }, instances.length));
+      const feeds = { [spec.name]: { data, dims: shape } };
+      const inputs = logged && inferenceLog!.inputs ? copyTensors(feeds) : undefined;
+      results.push(await engine.infer(feeds, instances.length));
+      if (logged) records = encodeInferenceRecords({ id, rows: instances.length, model: recordModel }, results[0], inputs);
     }
     const predictions: unknown[] = [];
     for (const result of results) {
@@ -129,6 +153,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
       }
     }
     sendJson(res, 200, { predictions });
+    if (logged) inferenceLog!.add(records, instances.length);
   };
 
   const routes: Route[] = [
@@ -262,6 +287,12 @@ export function createRestServer(options: RestServerOptions): RestServer {
       );
     },
   };
+}
+
+/** The request's X-Request-Id (set by gateways such as Envoy), or a new one: every answer carries an id. */
+function requestId(req: http.IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && given !== '' ? given : randomUUID();
 }
 
 function safeDecode(segment: string): string {

@@ -6,7 +6,7 @@ import { BadRequest } from '../protocol/request.js';
 import { Batcher, canBatch } from './batcher.js';
 import { SlowRunJudge } from './slow-runs.js';
 import { WorkerPool } from './worker-pool.js';
-import { now, sessionOptions, transferables, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
+import { now, sessionOptions, transferables, type RestLogging, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
 
 export interface EngineOptions extends WorkerSetup {
   /** Worker threads with a session each; 0 runs every request on the main thread. */
@@ -24,6 +24,9 @@ export interface EngineOptions extends WorkerSetup {
 export interface RestReply {
   body: Uint8Array;
   headerLength?: number;
+  rows: number;
+  /** The request's inference log lines, when it asked for them. */
+  logged?: string;
 }
 
 /** Where small batches run, and why: reported in the start-up log and on /metrics. */
@@ -47,7 +50,7 @@ export interface InferenceEngine {
   profileProblem: string | null;
   infer(feeds: Tensors, rows: number): Promise<Tensors>;
   /** A whole REST request decoded, run and encoded in a worker; only when workers > 0. `owned`: no one else uses body's buffer. */
-  inferRest(body: Uint8Array, header: number | undefined, owned: boolean): Promise<RestReply>;
+  inferRest(body: Uint8Array, header: number | undefined, owned: boolean, request: { id: string; log?: RestLogging }): Promise<RestReply>;
   release(): Promise<void>;
 }
 
@@ -143,15 +146,15 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
       return placement;
     },
     infer: (feeds, rows) => batcher.infer(feeds, rows),
-    async inferRest(body, header, owned) {
+    async inferRest(body, header, owned, request) {
       const queuedAt = now();
       // A buffer that is the body's alone moves to the worker; any other is copied.
       const transfer = owned && body.buffer instanceof ArrayBuffer ? [body.buffer] : [];
-      const reply = replyOrThrow(await pool!.run({ kind: 'rest', body, header }, transfer), 'rest');
+      const reply = replyOrThrow(await pool!.run({ kind: 'rest', body, header, ...request }, transfer), 'rest');
       options.onQueued((reply.startedAt - queuedAt) / 1000);
       options.onRun(reply.rows, reply.seconds);
       profiled(reply.profiled);
-      return { body: reply.body, headerLength: reply.headerLength };
+      return { body: reply.body, headerLength: reply.headerLength, rows: reply.rows, logged: reply.logged };
     },
     async release() {
       await pool?.close();

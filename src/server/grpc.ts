@@ -1,9 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
 import { HealthImplementation } from 'grpc-health-check';
 import { decodeGrpcRequest, encodeGrpcResponse, INFERENCE_SERVICE, inferenceProto, type GrpcInferRequest } from '../protocol/grpc.js';
 import { BadRequest } from '../protocol/request.js';
 import { EXTENSIONS } from './app.js';
+import { copyTensors, encodeInferenceRecords } from '../monitor/inference-records.js';
 import type { InferenceEngine } from './engine.js';
+import type { InferenceLog } from './inference-log.js';
 import type { ServerMetrics } from './metrics.js';
 import { closeWithin, type ServingState } from './state.js';
 
@@ -13,6 +16,8 @@ export interface GrpcServerOptions {
   state: ServingState;
   maxMessageBytes: number;
   serverVersion: string;
+  /** Off when undefined. */
+  inferenceLog?: InferenceLog;
   log: (line: string) => void;
 }
 
@@ -35,8 +40,9 @@ type Rpc = (request: Record<string, unknown>) => unknown;
 
 /** The Open Inference Protocol's GRPCInferenceService and grpc.health.v1, over the same engine as REST. */
 export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
-  const { engine, metrics, state, log } = options;
+  const { engine, metrics, state, log, inferenceLog } = options;
   const { model } = engine;
+  const recordModel = { name: model.name, version: model.version, sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs };
   const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxMessageBytes, 'grpc.max_send_message_length': -1 });
   const health = new HealthImplementation({ '': 'NOT_SERVING', [INFERENCE_SERVICE]: 'NOT_SERVING' });
   health.addToServer(server);
@@ -65,8 +71,13 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       const message = r as GrpcInferRequest;
       checkModel(message.model_name || model.name, message.model_version);
       const request = decodeGrpcRequest(message, model);
+      request.id ??= randomUUID();
+      const logged = inferenceLog?.sampled() ?? false;
+      const inputs = logged && inferenceLog!.inputs ? copyTensors(request.inputs) : undefined;
       const result = await engine.infer(request.inputs, request.rows);
-      return encodeGrpcResponse(model, result, request);
+      const response = encodeGrpcResponse(model, result, request);
+      if (logged) setImmediate(() => inferenceLog!.add(encodeInferenceRecords({ id: request.id!, rows: request.rows, model: recordModel }, result, inputs), request.rows));
+      return response;
     },
   };
 

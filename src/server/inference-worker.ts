@@ -11,6 +11,7 @@ import { loadModel, type LoadedModel } from '../model/session.js';
 import { BadRequest } from '../protocol/request.js';
 import { decodeRestRequest, encodeRestResponse } from '../protocol/rest.js';
 import { probeFeeds } from '../model/random-feeds.js';
+import { encodeInferenceRecords } from '../monitor/inference-records.js';
 import { RowBinner } from '../monitor/profile.js';
 import { INFERENCE_NICE, now, sessionOptions, transferables, type WorkerHello, type WorkerJob, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
 
@@ -39,6 +40,7 @@ try {
 port.postMessage({ ready: true } satisfies WorkerHello);
 // Rows are binned here, beside the run, so the main thread only adds up indices.
 const binner = setup.profile ? new RowBinner(setup.profile, model.inputs, model.outputs) : undefined;
+const recordModel = { name: model.name, version: model.version, sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs };
 const profiledTransfer = (profiled: { indices: Uint8Array } | null | undefined) => (profiled ? [profiled.indices.buffer as ArrayBuffer] : []);
 
 async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
@@ -52,15 +54,19 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
     }
     case 'rest': {
       const request = decodeRestRequest(job.body, job.header, model);
+      request.id ??= job.id;
       const ranAt = now();
       const result = await model.run(request.inputs);
       const seconds = (now() - ranAt) / 1000;
       const profiled = binner?.bin(request.inputs, result) ?? undefined;
       const response = encodeRestResponse(model, result, request);
+      const logged = job.log
+        ? encodeInferenceRecords({ id: request.id, rows: request.rows, model: recordModel }, result, job.log === 'with-inputs' ? request.inputs : undefined)
+        : undefined;
       const bytes = typeof response.body === 'string' ? Buffer.from(response.body) : response.body;
       const body = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       const own = body.buffer instanceof ArrayBuffer && body.buffer.byteLength === body.byteLength ? [body.buffer] : [];
-      return { reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds, profiled }, transfer: [...own, ...profiledTransfer(profiled)] };
+      return { reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds, profiled, logged }, transfer: [...own, ...profiledTransfer(profiled)] };
     }
     case 'probe': {
       const times: number[] = [];

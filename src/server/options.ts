@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { Config } from '../config/defaults.js';
 import { inputError } from '../errors.js';
+import { parseSink } from './inference-log.js';
 
 /** Everything the inference server needs to start, however it was configured. */
 export interface ServeOptions {
@@ -21,6 +22,7 @@ export interface ServeOptions {
   batching: Config['server']['batching'];
   /** A reference profile (from `mlops build`) to count live rows against; empty: rows are not profiled. */
   profilePath: string;
+  inferenceLog: Config['server']['inferenceLog'];
 }
 
 /** The environment variables the server reads, and the option each sets. Documented in README.md. */
@@ -42,6 +44,9 @@ export const SERVER_ENV = {
   MLOPS_MAX_BATCH_SIZE: 'batching.maxBatchSize',
   MLOPS_BATCH_MAX_WAIT_MS: 'batching.maxWaitMs',
   MLOPS_PROFILE_PATH: 'profilePath',
+  MLOPS_INFERENCE_LOG_SAMPLE: 'inferenceLog.sample',
+  MLOPS_INFERENCE_LOG_SINK: 'inferenceLog.sink',
+  MLOPS_INFERENCE_LOG_INPUTS: 'inferenceLog.inputs',
 } as const;
 
 export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOptions {
@@ -60,7 +65,15 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
     offloadBytes: config.server.offloadBytes,
     batching: { ...config.server.batching },
     profilePath: '',
+    inferenceLog: { ...config.server.inferenceLog },
   };
+}
+
+/** The config's server settings an image carries: only the inference log, and only when it is on. */
+export function imageServerEnv(config: Config): Record<string, string> {
+  const { sample, sink, inputs } = config.server.inferenceLog;
+  if (sample <= 0) return {};
+  return { MLOPS_INFERENCE_LOG_SAMPLE: String(sample), MLOPS_INFERENCE_LOG_SINK: sink, MLOPS_INFERENCE_LOG_INPUTS: String(inputs) };
 }
 
 function parseNumber(name: string, value: string, min: number, max: number, integer = true): number {
@@ -79,7 +92,7 @@ function parseBoolean(name: string, value: string): boolean {
 
 /** Values from the environment (and later flags) win over config and defaults. */
 export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): ServeOptions {
-  const out: ServeOptions = { ...base, batching: { ...base.batching } };
+  const out: ServeOptions = { ...base, batching: { ...base.batching }, inferenceLog: { ...base.inferenceLog } };
   const get = (name: keyof typeof SERVER_ENV) => {
     const v = env[name];
     return v === undefined || v === '' ? undefined : v;
@@ -105,5 +118,8 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   if ((v = get('MLOPS_MAX_BATCH_SIZE'))) out.batching.maxBatchSize = parseNumber('MLOPS_MAX_BATCH_SIZE', v, 1, 65536);
   if ((v = get('MLOPS_PROFILE_PATH'))) out.profilePath = path.resolve(v);
   if ((v = get('MLOPS_BATCH_MAX_WAIT_MS'))) out.batching.maxWaitMs = parseNumber('MLOPS_BATCH_MAX_WAIT_MS', v, 0, 10_000, false);
+  if ((v = get('MLOPS_INFERENCE_LOG_SAMPLE'))) out.inferenceLog.sample = parseNumber('MLOPS_INFERENCE_LOG_SAMPLE', v, 0, 1, false);
+  if ((v = get('MLOPS_INFERENCE_LOG_SINK'))) out.inferenceLog.sink = parseSink(v, 'MLOPS_INFERENCE_LOG_SINK') && v;
+  if ((v = get('MLOPS_INFERENCE_LOG_INPUTS'))) out.inferenceLog.inputs = parseBoolean('MLOPS_INFERENCE_LOG_INPUTS', v);
   return out;
 }

@@ -5,6 +5,7 @@ import { startEngine, type InferenceEngine, type Placement } from './engine.js';
 import { createGrpcServer, type GrpcServer } from './grpc.js';
 import { createServerMetrics, placementMetrics, type ServerMetrics } from './metrics.js';
 import type { ServeOptions } from './options.js';
+import { describeSink, InferenceLog } from './inference-log.js';
 import { readReferenceProfile, serverProfiling, type ServerProfiling } from './profiling.js';
 import type { ServingState } from './state.js';
 
@@ -66,9 +67,19 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
     log(`profiling live traffic against reference profile ${loaded.sha256.slice(0, 12)}: ${counted.join(' and ')}${loaded.profile.unavailable ? ` (${loaded.profile.unavailable})` : ''}`);
   }
   placementMetrics(metrics.registry, () => ({ where: engine.placement.where, workers: engine.workers }));
+  let inferenceLog: InferenceLog | undefined;
+  if (options.inferenceLog.sample > 0) {
+    try {
+      inferenceLog = new InferenceLog(options.inferenceLog, { name: model.name, version: model.version, sha256: model.info.sha256 }, metrics.registry, log);
+    } catch (error) {
+      await engine.release();
+      throw error;
+    }
+    log(`inference log: ${Math.round(inferenceLog.sample * 1e6) / 1e4}% of requests, ${inferenceLog.inputs ? 'outputs and inputs' : 'outputs only'}, to ${describeSink(inferenceLog.sink)}`);
+  }
   log(`inference: ${engine.placement.where === 'main-thread' ? 'small batches on the main thread' : `${engine.workers} worker thread(s)`}; ${engine.placement.reason}`);
 
-  const shared = { engine, metrics, state, serverVersion: VERSION, log, profiling };
+  const shared = { engine, metrics, state, serverVersion: VERSION, log, profiling, inferenceLog };
   const rest = createRestServer({ ...shared, maxBodyBytes: options.maxBodyBytes, offloadBytes: options.offloadBytes });
   let grpc: GrpcServer | undefined;
   let address: { url: string; port: number };
@@ -87,6 +98,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
       ).port;
     }
   } catch (error) {
+    await inferenceLog?.close(0);
     await engine.release();
     throw error;
   }
@@ -113,6 +125,8 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
       grpc?.setServing(false);
       const outcomes = await Promise.all([rest.shutdown(options.shutdownTimeoutMs), grpc?.shutdown(options.shutdownTimeoutMs) ?? { forced: false }]);
       await engine.release();
+      // The rows of the last requests reach the sink, if it answers soon.
+      await inferenceLog?.close(2000);
       return { forced: outcomes.some((o) => o.forced) };
     },
   };

@@ -26,17 +26,22 @@ export const sessionOptions = (setup: WorkerSetup) => ({
   intraOpThreads: setup.intraOpThreads,
 });
 
+export type RestLogging = 'outputs' | 'with-inputs';
+
 export type WorkerJob =
   /** Run the model on feeds the main thread decoded (and batched). */
   | { kind: 'run'; feeds: Tensors }
-  /** A whole REST request: decode, run, encode here, off the main thread. */
-  | { kind: 'rest'; body: Uint8Array; header?: number }
+  /**
+   * A whole REST request: decode, run, encode here, off the main thread. `id`: the id to answer with when the
+   * body has none; `log`: this request's rows go to the inference log, so the worker writes their lines too.
+   */
+  | { kind: 'rest'; body: Uint8Array; header?: number; id: string; log?: RestLogging }
   /** Time `rows` rows of random inputs, to choose where small batches run. */
   | { kind: 'probe'; rows: number };
 
 export type WorkerReply =
   | { ok: true; kind: 'run'; result: Tensors; startedAt: number; seconds: number; profiled?: Profiled }
-  | { ok: true; kind: 'rest'; body: Uint8Array; headerLength?: number; rows: number; startedAt: number; seconds: number; profiled?: Profiled }
+  | { ok: true; kind: 'rest'; body: Uint8Array; headerLength?: number; rows: number; startedAt: number; seconds: number; profiled?: Profiled; logged?: string }
   | { ok: true; kind: 'probe'; ms: number | null; reason?: string }
   /** status: the HTTP status of a client error (400, ...); 500 for a failure of the model. */
   | { ok: false; status: number; message: string };

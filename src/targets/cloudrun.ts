@@ -101,6 +101,21 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
     );
   },
 
+  async inferenceLogs(target, ctx, since) {
+    const service = serviceName(target, ctx);
+    // Cloud Logging parses each JSON line a container prints into jsonPayload.
+    const filter = [
+      'resource.type="cloud_run_revision"',
+      `resource.labels.service_name="${service}"`,
+      `resource.labels.location="${target.region}"`,
+      'jsonPayload.type="mlops.inference"',
+      ...(since ? [`timestamp>="${since.toISOString()}"`] : []),
+    ].join(' AND ');
+    const result = await ctx.exec.run('gcloud', ['logging', 'read', filter, '--project', target.project, '--format=json', '--order=asc', ...(since ? [] : ['--freshness=30d'])], { timeoutMs: 300_000 });
+    const entries = JSON.parse(result.stdout || '[]') as { jsonPayload?: unknown }[];
+    return [{ from: `Cloud Logging, service ${service}`, text: entries.map((e) => JSON.stringify(e.jsonPayload ?? null)).join('\n') }];
+  },
+
   async status(target, ctx): Promise<TargetStatus> {
     const service = serviceName(target, ctx);
     const result = await ctx.exec.run('gcloud', ['run', 'services', 'describe', service, ...gcloudBase(target), '--format=json'], { allowFailure: true });

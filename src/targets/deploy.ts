@@ -11,7 +11,7 @@ import { createExecSeam, type PlannedStep, type Runner } from './exec.js';
 import { appendHistory, currentRelease, findRelease, previousRelease, readHistory } from './history.js';
 import { selectTarget } from './index.js';
 import { smokeTest } from './smoke.js';
-import type { DeployContext, DeployOutcome, Release, Replicas, TargetAdapter, TargetStatus } from './types.js';
+import type { DeployContext, DeployOutcome, LogText, Release, Replicas, TargetAdapter, TargetStatus } from './types.js';
 
 export interface DeployOptions {
   cwd: string;
@@ -150,6 +150,12 @@ export async function targetStatus(options: DeployOptions): Promise<TargetStatus
   const status = await adapter.status(target, context({ ...options, dryRun: false }, name));
   const history = await readHistory(options.projectDir, name);
   return { ...status, lastDeploy: history.at(-1) ?? null };
+}
+
+/** The inference log records a target's replicas printed, for `mlops monitor --labels`. */
+export async function targetInferenceLogs(options: DeployOptions, since: Date | undefined): Promise<LogText[]> {
+  const { name, target, adapter } = selectTarget(options.config, options.target);
+  return adapter.inferenceLogs(target, context({ ...options, dryRun: false }, name), since);
 }
 
 /** Every serving replica's base URL on a target, for `mlops monitor`; close() when done. */

@@ -6,7 +6,7 @@ import type { KubernetesTarget } from '../config/defaults.js';
 import { environmentError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
 import { labelValue, manifestsYaml, renderManifests } from './kubernetes-manifests.js';
-import type { DeployContext, DeployOutcome, FailureReason, TargetAdapter, TargetStatus } from './types.js';
+import type { DeployContext, DeployOutcome, FailureReason, TargetAdapter, TargetStatus, LogText } from './types.js';
 
 export function resourceName(target: KubernetesTarget, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
   return target.name || labelValue(ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path))).toLowerCase().replace(/[._]/g, '-');
@@ -131,6 +131,22 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
       throw error;
     }
     return { urls, close };
+  },
+
+  async inferenceLogs(target, ctx, since) {
+    const name = resourceName(target, ctx);
+    const base = kubectlBase(target);
+    const listed = await ctx.exec.run('kubectl', [...base, 'get', 'pods', '-l', `app.kubernetes.io/name=${name}`, '-o', 'json']);
+    const pods = ((JSON.parse(listed.stdout || '{}') as PodList).items ?? []).map((p) => p.metadata?.name).filter((n): n is string => Boolean(n));
+    if (pods.length === 0) throw environmentError(`target '${ctx.targetName}': no pods of ${name} in namespace ${target.namespace}`, `deploy first: mlops deploy --target ${ctx.targetName}`);
+    const out: LogText[] = [];
+    for (const pod of pods) {
+      // Deleted pods take their logs with them: a file or HTTP sink keeps history across rollouts.
+      const result = await ctx.exec.run('kubectl', [...base, 'logs', `pod/${pod}`, '-c', 'model', ...(since ? [`--since-time=${since.toISOString()}`] : [])], { allowFailure: true });
+      if (result.exitCode !== 0) ctx.log(`warning: kubectl logs pod/${pod} failed: ${result.stderr.trim().split('\n').at(-1)}`);
+      else out.push({ from: `pod ${pod}`, text: result.stdout });
+    }
+    return out;
   },
 
   async status(target, ctx): Promise<TargetStatus> {

@@ -141,6 +141,18 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     return { urls: [`http://${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`], close: async () => undefined };
   },
 
+  async inferenceLogs(target, ctx, since) {
+    const docker = await connectDocker(ctx.env);
+    const name = containerName(target, ctx);
+    const container = docker.getContainer(name);
+    if (!(await container.inspect().catch(() => undefined))) {
+      throw environmentError(`target '${ctx.targetName}': container ${name} is not there`, `deploy first: mlops deploy --target ${ctx.targetName}`);
+    }
+    // Only this container's: a deploy replaces the container, and its log goes with it (a file or HTTP sink keeps history).
+    const buffer = (await container.logs({ stdout: true, stderr: false, follow: false, ...(since ? { since: Math.floor(since.getTime() / 1000) } : {}) })) as Buffer;
+    return [{ from: `container ${name}`, text: demultiplex(buffer) }];
+  },
+
   async status(target, ctx): Promise<TargetStatus> {
     const docker = await connectDocker(ctx.env);
     const name = containerName(target, ctx);

@@ -58,6 +58,17 @@ export interface TargetAdapter<T extends TargetConfig = TargetConfig> {
    * sums their live profiles); close() ends whatever was opened to reach them.
    */
   replicas(target: T, ctx: DeployContext): Promise<Replicas>;
+  /**
+   * What the serving replicas wrote to stdout since `since` (all they kept when undefined), where the
+   * inference log's stdout sink writes; `mlops monitor --labels` reads its records from it.
+   */
+  inferenceLogs(target: T, ctx: DeployContext, since: Date | undefined): Promise<LogText[]>;
+}
+
+export interface LogText {
+  /** Where it came from: a container, a pod. */
+  from: string;
+  text: string;
 }
 
 export interface Replicas {
