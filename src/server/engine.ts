@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { loadModel, readServableModel, type LoadedModel, type ServableModel, type Tensors } from '../model/session.js';
 import { probeFeeds } from '../model/random-feeds.js';
-import { profileMismatch, RowBinner, type ReferenceProfile } from '../monitor/profile.js';
+import { profileMismatch, RowBinner } from '../monitor/profile.js';
 import { BadRequest } from '../protocol/request.js';
 import { Batcher, canBatch } from './batcher.js';
 import { SlowRunJudge } from './slow-runs.js';

@@ -1,5 +1,11 @@
 import Docker from 'dockerode';
+import { copyFile, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { dockerEndpoint } from '../../src/docker/client.js';
+import { fixture } from '../helpers.js';
+import { ensureTestBaseImage } from './base-image.js';
+import { freePort } from './registry-process.js';
 
 export interface Engine {
   ok: boolean;
@@ -63,4 +69,19 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/**
+ * A project folder for the breast cancer fixture (model and holdout copied in),
+ * a free port for its local target, and the test base image; `config(base, port)`
+ * writes mlops.config.json.
+ */
+export async function breastCancerProject(docker: Docker, prefix: string, config: (base: string, port: number) => object): Promise<{ dir: string; port: number; url: string }> {
+  const base = await ensureTestBaseImage(docker);
+  const dir = await mkdtemp(path.join(tmpdir(), prefix));
+  const port = await freePort();
+  await copyFile(fixture('breast_cancer', 'model.onnx'), path.join(dir, 'model.onnx'));
+  await copyFile(fixture('breast_cancer', 'holdout.csv'), path.join(dir, 'holdout.csv'));
+  await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify(config(base, port)));
+  return { dir, port, url: `http://127.0.0.1:${port}` };
 }

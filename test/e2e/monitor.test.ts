@@ -1,11 +1,10 @@
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MonitorReport } from '../../src/monitor/monitor.js';
-import { fixture, runCli, traffic } from '../helpers.js';
-import { ensureTestBaseImage, probeEngine } from './docker.js';
+import { runCli, traffic } from '../helpers.js';
+import { breastCancerProject, probeEngine } from './docker.js';
 import { freePort } from './registry-process.js';
 
 const engine = await probeEngine();
@@ -30,23 +29,14 @@ describe.skipIf(!engine.ok)(`mlops monitor on a deployed container${engine.ok ? 
   };
 
   beforeAll(async () => {
-    const base = await ensureTestBaseImage(docker);
-    dir = await mkdtemp(path.join(tmpdir(), 'mlops-e2e-monitor-'));
-    const port = await freePort();
-    url = `http://127.0.0.1:${port}`;
-    await copyFile(fixture('breast_cancer', 'model.onnx'), path.join(dir, 'model.onnx'));
-    await copyFile(fixture('breast_cancer', 'holdout.csv'), path.join(dir, 'holdout.csv'));
-    await writeFile(
-      path.join(dir, 'mlops.config.json'),
-      JSON.stringify({
+    ({ dir, url } = await breastCancerProject(docker, 'mlops-e2e-monitor-', (base, port) => ({
         model: { path: 'model.onnx', name: 'bc' },
         image: { repository: REPOSITORY, base },
         test: { holdout: 'holdout.csv' },
         // A window of 1,000 rows: the shifted traffic below replaces the first.
         monitor: { windowRows: 1000, gates: { psi_max: '< 0.2', drifted_share: '< 0.3', out_of_range_rate: '<= 0.01' } },
         targets: { dev: { type: 'local', port, grpcPort: 0, readyTimeoutSeconds: 20 } },
-      }),
-    );
+      })));
     const build = await runCli(['build'], { cwd: dir });
     expect(build.code, build.stderr).toBe(0);
     expect(build.stderr).toMatch(/Profiled 114 reference rows from holdout.csv: 30 features/);
