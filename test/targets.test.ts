@@ -12,6 +12,7 @@ import { kubernetesAdapter } from '../src/targets/kubernetes.js';
 import { renderManifests } from '../src/targets/kubernetes-manifests.js';
 import type { DeployContext, Release } from '../src/targets/types.js';
 import { withTempDir } from './helpers.js';
+import { recordsInLine } from '../src/monitor/inference-records.js';
 
 const v1: Release = { version: '1.0.0', image: '127.0.0.1:5000/team/bc@sha256:' + 'a'.repeat(64), digest: 'sha256:' + 'a'.repeat(64), modelName: 'bc', modelSha256: 'f'.repeat(64) };
 const v2: Release = { ...v1, version: '1.1.0', image: '127.0.0.1:5000/team/bc@sha256:' + 'b'.repeat(64), digest: 'sha256:' + 'b'.repeat(64) };
@@ -224,16 +225,21 @@ describe('the GitHub Actions template', () => {
     expect(commands.map((c: string) => c.split(' ')[1])).toEqual(['build', 'test', 'bench', 'tag', 'push', 'deploy']);
   });
 
-  it('monitor-and-retrain: a scheduled drift check, then on drift retrain, build, test against the serving version, bench, tag, push and deploy to staging', async () => {
+  it('monitor-and-retrain: a scheduled drift and quality check, then on drift or a drop retrain, build, test against the serving version, bench, tag, push and deploy to staging', async () => {
     const { parse } = await import('yaml');
     const workflow = parse(await readFile(path.join(__dirname, '..', 'templates', 'monitor-and-retrain.yml'), 'utf8'));
     expect(workflow.on.schedule[0].cron).toMatch(/^\S+ \S+ \* \* \*$/);
     const runs = (job: { steps: { run?: string }[] }) => job.steps.map((s) => s.run ?? '').flatMap((r) => r.split('\n')).map((l) => l.trim()).filter((l) => /^(\w+=\$\()?mlops /.test(l) || l.includes('$(mlops '));
     const watch = runs(workflow.jobs.watch);
-    expect(watch).toEqual([expect.stringMatching(/^mlops monitor --target production --strict /)]);
+    expect(watch).toEqual([expect.stringMatching(/^mlops monitor --target production --strict /), expect.stringMatching(/^mlops monitor --target production --labels labels\/labels\.csv --since 7d /)]);
     expect(workflow.jobs.watch.outputs.drifted).toBe('${{ steps.drift.outputs.drifted }}');
+    expect(workflow.jobs.watch.outputs.dropped).toBe('${{ steps.quality.outputs.dropped }}');
+    // The quality check runs once labels were fetched, after the drift check.
+    const watchSteps = workflow.jobs.watch.steps.map((s: { name?: string }) => s.name ?? '');
+    expect(watchSteps.findIndex((n: string) => n.startsWith('Fetch labels'))).toBeLessThan(watchSteps.findIndex((n: string) => n.startsWith('Quality check')));
+    expect(workflow.jobs.watch.steps.find((s: { id?: string }) => s.id === 'quality').if).toBe("hashFiles('labels/labels.csv') != ''");
     expect(workflow.jobs.retrain.needs).toBe('watch');
-    expect(workflow.jobs.retrain.if).toBe("needs.watch.outputs.drifted == 'true'");
+    expect(workflow.jobs.retrain.if).toBe("needs.watch.outputs.drifted == 'true' || needs.watch.outputs.dropped == 'true'");
     const steps = workflow.jobs.retrain.steps.map((s: { name?: string }) => s.name ?? '');
     expect(steps.findIndex((n: string) => n.startsWith('Retrain'))).toBeLessThan(steps.findIndex((n: string) => n.startsWith('Build')));
     const commands = runs(workflow.jobs.retrain).map((l) => /mlops (\w+)/.exec(l)![1]);
@@ -251,5 +257,40 @@ describe('the GitHub Actions template', () => {
     const listing = JSON.stringify({ versions: [{ version: '1.0.0', metrics: { 'test.accuracy': '0.97', 'test.passed': 'true', 'bench.p99_ms': '3.1' } }, { version: '1.1.0', metrics: {} }] });
     const baseline = JSON.parse(execFileSync(jq.path, ['--arg', 'v', '1.0.0', program], { input: listing, encoding: 'utf8' }));
     expect(baseline).toEqual({ version: '1.0.0', metrics: { accuracy: 0.97, passed: 'true' } });
+  });
+});
+
+describe('inference logs from remote targets, for mlops monitor --labels (kubectl and gcloud through the exec seam)', () => {
+  const record = (id: string) => JSON.stringify({ type: 'mlops.inference', id, row: 0, rows: 1, time: '2026-11-20T10:00:00.000Z', model: 'bc', version: '1', sha256: 'f'.repeat(64), outputs: [] });
+
+  it('kubernetes: kubectl logs of every pod of the deployment, since a time', async () => {
+    const pods = { items: [{ metadata: { name: 'bc-1' } }, { metadata: { name: 'bc-2' } }] };
+    const { runner, calls } = scripted([
+      [/get pods/, { stdout: JSON.stringify(pods) }],
+      [/logs pod\/bc-1/, { stdout: `2026-11-20T10:00:00Z serving\n${record('a')}\n` }],
+      [/logs pod\/bc-2/, { exitCode: 1, stderr: 'Error from server (NotFound): pods "bc-2" not found' }],
+    ]);
+    const warnings: string[] = [];
+    const logs = await kubernetesAdapter.inferenceLogs(k8s, { ...ctx({ runner }), log: (l) => warnings.push(l) }, new Date('2026-11-19T00:00:00Z'));
+    expect(calls).toEqual([
+      'kubectl --context prod-cluster --namespace ml get pods -l app.kubernetes.io/name=bc -o json',
+      'kubectl --context prod-cluster --namespace ml logs pod/bc-1 -c model --since-time=2026-11-19T00:00:00.000Z',
+      'kubectl --context prod-cluster --namespace ml logs pod/bc-2 -c model --since-time=2026-11-19T00:00:00.000Z',
+    ]);
+    expect(logs.map((l) => l.from)).toEqual(['pod bc-1']);
+    expect(logs[0].text.split('\n').flatMap(recordsInLine).map((r) => r.id)).toEqual(['a']);
+    // A pod whose log cannot be read is named, not silently left out.
+    expect(warnings).toEqual(['warning: kubectl logs pod/bc-2 failed: Error from server (NotFound): pods "bc-2" not found']);
+  });
+
+  it('cloudrun: the records Cloud Logging parsed from the service\'s stdout', async () => {
+    const run: CloudRunTarget = { ...TARGET_DEFAULTS.cloudrun, project: 'acme', region: 'europe-west1' };
+    const entries = [{ jsonPayload: JSON.parse(record('x')), timestamp: '2026-11-20T10:00:00Z' }, { jsonPayload: JSON.parse(record('y')) }];
+    const { runner, calls } = scripted([[/logging read/, { stdout: JSON.stringify(entries) }]]);
+    const logs = await cloudRunAdapter.inferenceLogs(run, ctx({ runner }), undefined);
+    expect(calls).toEqual([
+      'gcloud logging read resource.type="cloud_run_revision" AND resource.labels.service_name="bc" AND resource.labels.location="europe-west1" AND jsonPayload.type="mlops.inference" --project acme --format=json --order=asc --freshness=30d',
+    ]);
+    expect(logs[0].text.split('\n').flatMap(recordsInLine).map((r) => r.id)).toEqual(['x', 'y']);
   });
 });
