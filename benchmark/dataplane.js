@@ -9,6 +9,8 @@
 //    the main thread; and the worker count, by throughput and memory.
 // 4. The cost of profiling live traffic for `mlops monitor` (issue 11): the same
 //    servers with and without a reference profile, interleaved.
+// 5. The cost of the inference log (issue 12): off, 1% and 100% of requests to a
+//    file, and 100% to a collector that is down, interleaved.
 // BENCH_BASELINE=<checkout> adds that checkout's `mlops serve` to part 1 (before/after).
 import autocannon from 'autocannon';
 import { spawn } from 'node:child_process';
@@ -38,8 +40,8 @@ async function freePort() {
 }
 
 /** A server in its own process that prints one JSON document with its url when it listens. */
-async function startProcess(args) {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, CI: 'true' } });
+async function startProcess(args, env = {}) {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, CI: 'true', ...env } });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   const started = Date.now();
@@ -54,9 +56,9 @@ async function startProcess(args) {
   }
 }
 
-const serve = async (bin, model, extra = []) => {
+const serve = async (bin, model, extra = [], env = {}) => {
   const grpcPort = await freePort();
-  const s = await startProcess([bin, 'serve', '--model', fixture(model, 'model.onnx'), '--port', '0', '--grpc-port', String(grpcPort), '--json', ...extra]);
+  const s = await startProcess([bin, 'serve', '--model', fixture(model, 'model.onnx'), '--port', '0', '--grpc-port', String(grpcPort), '--json', ...extra], env);
   return { ...s, grpcUrl: `grpc://127.0.0.1:${grpcPort}` };
 };
 
@@ -72,7 +74,7 @@ async function smallRequests(log) {
   const ours = path.join(ROOT, 'bin/mlops.js');
   const servers = {
     'mlops serve': () => serve(ours, 'breast_cancer'),
-    ...(process.env.BENCH_BASELINE ? { 'mlops serve (before)': () => startProcess([path.join(process.env.BENCH_BASELINE, 'bin/mlops.js'), 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--json']) } : {}),
+    ...(process.env.BENCH_BASELINE ? { 'mlops serve (before)': () => startProcess([path.join(process.env.BENCH_BASELINE, 'bin/mlops.js'), 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json']) } : {}),
     'hand-written node:http + onnxruntime-node': () => startProcess([path.join(ROOT, 'benchmark/handwritten-server.js'), fixture('breast_cancer', 'model.onnx')]),
     'no-op node:http (parses the JSON only)': () => startProcess([path.join(ROOT, 'benchmark/handwritten-server.js'), '-', 'noop']),
   };
@@ -312,11 +314,58 @@ async function profilingCost(log) {
   };
 }
 
+async function inferenceLogCost(log) {
+  const ours = path.join(ROOT, 'bin/mlops.js');
+  const dir = mkdtempSync(path.join(tmpdir(), 'mlops-bench-log-'));
+  const [, ...rows] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split('\n');
+  const body = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: rows[0].split(',').slice(0, -1).map(Number) }] });
+  const settings = {
+    off: {},
+    '1% to a file': { MLOPS_INFERENCE_LOG_SAMPLE: '0.01', MLOPS_INFERENCE_LOG_SINK: `file:${dir}/one-percent.jsonl` },
+    '100% to a file': { MLOPS_INFERENCE_LOG_SAMPLE: '1', MLOPS_INFERENCE_LOG_SINK: `file:${dir}/all.jsonl` },
+    '100% to a dead collector': { MLOPS_INFERENCE_LOG_SAMPLE: '1', MLOPS_INFERENCE_LOG_SINK: `http://127.0.0.1:${await freePort()}/events` },
+  };
+  const samples = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, env] of Object.entries(settings)) {
+      const server = await serve(ours, 'breast_cancer', [], env);
+      for (const connections of [1, 32]) {
+        log(`inference log, round ${round + 1}/${ROUNDS}: ${name}, concurrency ${connections}`);
+        const options = await cannon(`${server.url}/v2/models/breast_cancer/infer`, body, connections);
+        const before = cpuMicros(server.pid);
+        const result = await autocannon({ ...options, duration: SECONDS });
+        if (result.non2xx || result.errors) throw new Error(`${name}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
+        ((samples[`concurrency ${connections}`] ??= {})[name] ??= []).push({ rps: result.requests.average, cpu: (cpuMicros(server.pid) - before) / result.requests.total, p99: result.latency.p99 });
+      }
+      await server.stop();
+    }
+  }
+  const results = {};
+  const out = [];
+  for (const [load, byName] of Object.entries(samples)) {
+    const med = (name, key) => median(byName[name].map((r) => r[key]));
+    results[load] = {};
+    for (const name of Object.keys(settings)) {
+      const entry = { rps: med(name, 'rps'), cpu: med(name, 'cpu'), p99Ms: med(name, 'p99') };
+      results[load][name] = { ...entry, throughputRatio: round(entry.rps / med('off', 'rps'), 3), cpuRatio: round(entry.cpu / med('off', 'cpu'), 3) };
+      out.push([load, name, round(entry.rps, 0), results[load][name].throughputRatio, round(entry.cpu, 1), results[load][name].cpuRatio, entry.p99Ms]);
+    }
+  }
+  return {
+    results,
+    markdown: [
+      `The inference log (issue 12): breast_cancer, one row of JSON per request, the same server with the log off, on for 1% and 100% of requests (file sink), and on for 100% with the HTTP sink's collector down; ${ROUNDS} rounds interleaved, medians.`,
+      '',
+      table(['load', 'log', 'req/s', 'throughput vs off', 'CPU µs/req', 'CPU vs off', 'p99 ms'], out),
+    ].join('\n'),
+  };
+}
+
 export async function run({ log }) {
   // BENCH_PARTS=liveness,workers runs only those parts.
   const wanted = process.env.BENCH_PARTS?.split(',');
   const parts = {};
-  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost })) {
+  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost })) {
     if (!wanted || wanted.includes(name)) parts[name] = await part(log);
   }
   return {

@@ -44,6 +44,9 @@ writeFileSync(
     {
       model: { path: 'model.onnx', name: 'breast-cancer' },
       image: { repository: 'mlops-demo/breast-cancer', base },
+      // Every request logged, so that the truth sent back later can be joined with its prediction.
+      server: { inferenceLog: { sample: 1, sink: 'stdout' } },
+      monitor: { maxDrop: { accuracy: 0.02 } },
       test: { holdout: 'holdout.csv', labels: ['malignant', 'benign'], gates: { accuracy: '>= 0.95', roc_auc: '>= 0.98' } },
       bench: { concurrency: [1, 8], durationSeconds: 3, warmupSeconds: 1, gates: { error_rate: '<= 0' } },
       targets: { dev: { type: 'local', port } },
@@ -72,13 +75,21 @@ mlops('status', '--target', 'dev');
 const [header, ...rows] = readFileSync(path.join(dir, 'holdout.csv'), 'utf8').trim().split(/\r?\n/);
 const label = header.split(',').indexOf('label');
 const features = rows.map((line) => line.split(',').filter((_, i) => i !== label).map(Number));
+const truth = rows.map((line) => line.split(',')[label]);
+const labels = ['id,row,label'];
 for (let sent = 0; sent < 600; sent += 20) {
-  const batch = Array.from({ length: 20 }, (_, i) => features[(sent + i * 7) % features.length]);
+  const picked = Array.from({ length: 20 }, (_, i) => (sent + i * 7) % features.length);
+  const batch = picked.map((i) => features[i]);
   const body = { inputs: [{ name: 'features', datatype: 'FP32', shape: [batch.length, batch[0].length], data: batch.flat() }] };
-  await fetch(`http://127.0.0.1:${port}/v2/models/breast-cancer/infer`, { method: 'POST', body: JSON.stringify(body) });
+  const answer = await (await fetch(`http://127.0.0.1:${port}/v2/models/breast-cancer/infer`, { method: 'POST', body: JSON.stringify(body) })).json();
+  // The truth as it would arrive later, under the id the server answered with.
+  picked.forEach((i, row) => labels.push(`${answer.id},${row},${truth[i]}`));
 }
-process.stdout.write(`\n(sent 600 rows drawn from the holdout to the deployed model)\n`);
+writeFileSync(path.join(dir, 'labels.csv'), labels.join('\n') + '\n');
+process.stdout.write(`\n(sent 600 rows drawn from the holdout to the deployed model, and wrote their labels to labels.csv)\n`);
 mlops('monitor', '--target', 'dev', '--html', 'monitor.html');
+await new Promise((resolve) => setTimeout(resolve, 1500)); // the log's stdout sink writes within a second
+mlops('monitor', '--target', 'dev', '--labels', 'labels.csv');
 process.stdout.write(
   `\nThe model (version ${version}) is serving on http://127.0.0.1:${port}. Try:\n` +
     `  curl -s http://127.0.0.1:${port}/v2/models/breast-cancer\n` +

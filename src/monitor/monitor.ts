@@ -151,7 +151,12 @@ async function logFile(cwd: string, file: string): Promise<LogSource> {
   const full = path.resolve(cwd, file);
   const info = await stat(full).catch(() => undefined);
   if (!info?.isFile()) throw inputError(`--log ${file}: file not found`, 'pass the file sink\'s file, or save the log with docker logs or kubectl logs');
-  return { from: file, lines: readline.createInterface({ input: createReadStream(full, 'utf8'), crlfDelay: Infinity }) };
+  return { from: file, lines: linesOf(full) };
+}
+
+/** Opened when first read: a readline interface opened early loses the lines it reads before anyone iterates it. */
+async function* linesOf(file: string): AsyncGenerator<string> {
+  yield* readline.createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
 }
 
 /** `--labels`: live quality from the inference log (files, or the target's own log) and the labels that came later. */
