@@ -128,7 +128,7 @@ ${rows ? `<h2>Every feature</h2><table><tr><th>feature</th><th>PSI</th><th>Jense
 export function qualityHeadline(r: QualityReport): string {
   if (r.verdict === 'too-few-rows') return `${r.passed ? 'WARNING' : 'FAILED'}: ${r.warning}`;
   const failed = r.gates.filter((g) => !g.passed).length;
-  const summary = `${r.join.matched} labelled rows of ${r.model.version} scored (coverage ${percent(r.join.coverage)})`;
+  const summary = `${r.join.matched} labelled rows of ${r.model.name} ${r.model.version} scored (coverage ${percent(r.join.coverage)})`;
   return r.passed ? `PASSED: ${summary}${r.gates.length ? `, ${r.gates.length} gates passed` : ''}` : `FAILED: ${failed} of ${r.gates.length} gates failed on ${summary}`;
 }
 
