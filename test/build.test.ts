@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { assembleContext, dockerfileString } from '../src/image/context.js';
 import { resolveTag } from '../src/image/build.js';
 import { applyDefaults } from '../src/config/normalize.js';
-import { imageServerEnv } from '../src/server/options.js';
+import { applyServerEnv, imageServerEnv, serveOptionsFromConfig } from '../src/server/options.js';
 import { fixture, lines, runCli, withTempDir } from './helpers.js';
 
 async function listFiles(dir: string, base = dir): Promise<string[]> {
@@ -66,7 +66,12 @@ describe('build context', () => {
         expect(dockerfile).toMatch(/^EXPOSE 8080 8081$/m);
         expect(dockerfile).toMatch(/ PORT=8080 GRPC_PORT=8081 /);
         expect(dockerfile).toContain('odd="quote \\" dollar \\$HOME back \\\\ slash"');
-        // The inference log's settings travel in the image's environment, only when the log is on.
+        // Server settings travel in the image's environment: those changed from the defaults, and the inference log when on.
+        const tuned = imageServerEnv(applyDefaults({ server: { workers: 1, batching: { enabled: false, maxWaitMs: 2 }, maxBodyBytes: 2 ** 20 } }));
+        expect(tuned).toEqual({ MLOPS_WORKERS: '1', MLOPS_BATCHING: 'false', MLOPS_BATCH_MAX_WAIT_MS: '2', MLOPS_MAX_BODY_BYTES: '1048576' });
+        // Each is read back by the server as the setting it came from.
+        const back = applyServerEnv(serveOptionsFromConfig(applyDefaults({}), '/'), tuned);
+        expect([back.workers, back.batching.enabled, back.batching.maxWaitMs, back.maxBodyBytes]).toEqual([1, false, 2, 2 ** 20]);
         if (platform === 'linux/amd64') expect(dockerfile).toMatch(/ MLOPS_INFERENCE_LOG_SAMPLE="0.05" MLOPS_INFERENCE_LOG_SINK="file:\/tmp\/log \\"1\\".jsonl" MLOPS_INFERENCE_LOG_INPUTS="false"$/m);
         else expect(dockerfile).not.toContain('MLOPS_INFERENCE_LOG');
         // The model is the last thing copied.

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { Config } from '../config/defaults.js';
+import { DEFAULTS, type Config } from '../config/defaults.js';
 import { inputError } from '../errors.js';
 import { parseSink } from './inference-log.js';
 
@@ -69,11 +69,30 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
   };
 }
 
-/** The config's server settings an image carries: only the inference log, and only when it is on. */
+/**
+ * The config's server settings an image carries as environment variables (the server in an image reads no
+ * config file): those that differ from the defaults, and the inference log when it is on. Host and ports
+ * are the image's own (image.port, image.grpcPort).
+ */
 export function imageServerEnv(config: Config): Record<string, string> {
-  const { sample, sink, inputs } = config.server.inferenceLog;
-  if (sample <= 0) return {};
-  return { MLOPS_INFERENCE_LOG_SAMPLE: String(sample), MLOPS_INFERENCE_LOG_SINK: sink, MLOPS_INFERENCE_LOG_INPUTS: String(inputs) };
+  const server = config.server;
+  const defaults = DEFAULTS.server;
+  const env: Record<string, string> = {};
+  const set = (name: keyof typeof SERVER_ENV, value: number | boolean, fallback: number | boolean) => {
+    if (value !== fallback) env[name] = String(value);
+  };
+  set('MLOPS_MAX_BODY_BYTES', server.maxBodyBytes, defaults.maxBodyBytes);
+  set('MLOPS_WORKERS', server.workers, defaults.workers);
+  set('MLOPS_INLINE_MAX_MS', server.inlineMaxMs, defaults.inlineMaxMs);
+  set('MLOPS_OFFLOAD_BYTES', server.offloadBytes, defaults.offloadBytes);
+  set('MLOPS_SHUTDOWN_TIMEOUT_MS', server.shutdownTimeoutMs, defaults.shutdownTimeoutMs);
+  set('MLOPS_THREADS', server.intraOpThreads, defaults.intraOpThreads);
+  set('MLOPS_BATCHING', server.batching.enabled, defaults.batching.enabled);
+  set('MLOPS_MAX_BATCH_SIZE', server.batching.maxBatchSize, defaults.batching.maxBatchSize);
+  set('MLOPS_BATCH_MAX_WAIT_MS', server.batching.maxWaitMs, defaults.batching.maxWaitMs);
+  const { sample, sink, inputs } = server.inferenceLog;
+  if (sample > 0) Object.assign(env, { MLOPS_INFERENCE_LOG_SAMPLE: String(sample), MLOPS_INFERENCE_LOG_SINK: sink, MLOPS_INFERENCE_LOG_INPUTS: String(inputs) });
+  return env;
 }
 
 function parseNumber(name: string, value: string, min: number, max: number, integer = true): number {
