@@ -5,8 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { main } from '../src/cli.js';
-import { DEFAULTS } from '../src/config/defaults.js';
-import type { ServeOptions } from '../src/server/options.js';
+import { serveOptionsFromConfig, type ServeOptions } from '../src/server/options.js';
 import { readFileSync } from 'node:fs';
 import { applyDefaults } from '../src/config/normalize.js';
 import type { RawConfig } from '../src/config/schema.js';
@@ -71,21 +70,12 @@ export function expectClose(actual: unknown, expected: unknown, at = 'metrics'):
 /** Serve options for a fixture model on a free port, gRPC off, every other setting at its default. */
 export function serveOptions(model: string, overrides: Partial<ServeOptions> = {}): ServeOptions {
   return {
+    ...serveOptionsFromConfig(applyDefaults({}), ROOT),
     modelPath: fixture(model, 'model.onnx'),
     modelName: '',
-    modelVersion: '1',
-    host: '127.0.0.1',
     port: 0,
     grpcPort: 0,
-    maxBodyBytes: DEFAULTS.server.maxBodyBytes,
     shutdownTimeoutMs: 5000,
-    intraOpThreads: 0,
-    workers: DEFAULTS.server.workers,
-    inlineMaxMs: DEFAULTS.server.inlineMaxMs,
-    offloadBytes: DEFAULTS.server.offloadBytes,
-    batching: { ...DEFAULTS.server.batching },
-    profilePath: '',
-    inferenceLog: { ...DEFAULTS.server.inferenceLog },
     ...overrides,
   };
 }

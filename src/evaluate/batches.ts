@@ -40,6 +40,19 @@ type NumberArrayType = { new (length: number): NumberArray };
  * indices, Float32 for FP32 model outputs): the per-row state `mlops test`
  * keeps for exact roc_auc, so it should cost as few bytes a row as it can.
  */
+/** Rows in batches of `size` (the last may be shorter). */
+export async function* inBatches<T>(rows: AsyncIterable<T>, size: number): AsyncGenerator<T[]> {
+  let batch: T[] = [];
+  for await (const row of rows) {
+    batch.push(row);
+    if (batch.length === size) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
 export class GrowingArray {
   private data: NumberArray;
   length = 0;

@@ -5,7 +5,7 @@ import type { HoldoutRow, HoldoutSource } from '../holdout/types.js';
 import { classificationMetrics, type ClassificationMetrics } from '../metrics/classification.js';
 import { regressionMetrics, type RegressionMetrics } from '../metrics/regression.js';
 import type { Outputs, Predictor, TensorSignature } from '../predict/predictor.js';
-import { batchSizeFor, GrowingArray, rowsToTensors } from './batches.js';
+import { batchSizeFor, GrowingArray, inBatches, rowsToTensors } from './batches.js';
 
 export type Task = 'classification' | 'regression';
 
@@ -195,15 +195,7 @@ export async function evaluate(options: EvaluateOptions): Promise<Evaluation> {
     sample[slot] = { row, outputs: kept };
   };
 
-  let batch: HoldoutRow[] = [];
-  for await (const row of holdout.rows()) {
-    batch.push(row);
-    if (batch.length === batchSize) {
-      await run(batch);
-      batch = [];
-    }
-  }
-  if (batch.length > 0) await run(batch);
+  for await (const batch of inBatches(holdout.rows(), batchSize)) await run(batch);
   if (rows === 0) throw inputError(`${holdout.file} has no rows to score`, 'the holdout needs at least one data row after the header');
 
   const parity = options.reference ? await checkParity(options.reference, sample, settings.parity.tolerance, fixed ? batchSize : settings.batchSize) : null;

@@ -41,7 +41,8 @@ export interface TestReport {
   featureStats: Record<string, FeatureSummary>;
 }
 
-async function readBaseline(cwd: string, file: string): Promise<Record<string, unknown>> {
+/** The metrics of a `mlops test --json` report (--baseline); a missing or malformed file exits 2 naming it. */
+export async function readBaseline(cwd: string, file: string): Promise<Record<string, unknown>> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(await readFile(path.resolve(cwd, file), 'utf8'));

@@ -54,6 +54,11 @@ function rowTensorText(spec: Named, tensor: Tensor, row: number, rows: number): 
   return `{"name":${JSON.stringify(spec.name)},"datatype":"${spec.datatype}","shape":[${shape.join(',')}],"data":${jsonDataText(spec.datatype, data)}}`;
 }
 
+/** What every record of a model's server says of the model: built once per server (or worker). */
+export function recordModelOf(model: { name: string; version: string; info: { sha256: string }; inputs: Named[]; outputs: Named[] }): RecordedRequest['model'] {
+  return { name: model.name, version: model.version, sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs };
+}
+
 export interface RecordedRequest {
   id: string;
   /** The request's rows. */

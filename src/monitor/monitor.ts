@@ -192,7 +192,8 @@ export async function runLabelled(options: RunMonitorOptions): Promise<QualityRe
     projectDir: options.projectDir,
     env: options.env,
     gateFlags: flags.gate,
-    baselineFile: flags.baseline !== undefined ? path.resolve(options.cwd, flags.baseline) : undefined,
+    cwd: options.cwd,
+    baselineFile: flags.baseline,
     strict: Boolean(flags.strict),
     log: options.log,
   });

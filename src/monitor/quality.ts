@@ -4,11 +4,11 @@
  * scored with `mlops test`'s own code, then compared with the version's test
  * metrics (stamped at `mlops tag`) and with absolute gates.
  */
-import { readFile } from 'node:fs/promises';
 import type { Config } from '../config/defaults.js';
 import { connectDocker } from '../docker/client.js';
 import { inputError } from '../errors.js';
 import { chooseOutput, PredictionScorer, type Evaluation } from '../evaluate/evaluate.js';
+import { readBaseline } from '../evaluate/quality-test.js';
 import { configuredRepository } from '../image/repository.js';
 import { baselineGates, checkKnownMetrics, evaluateGates, gatesFromConfig, parseGateFlag, type GateResult, type GateSpec } from '../metrics/gates.js';
 import { CLASSIFICATION_METRICS, QUALITY_METRICS, REGRESSION_METRICS } from '../metrics/names.js';
@@ -214,6 +214,7 @@ export async function scoreLive(options: ScoreLiveOptions) {
 
 /** The version's own test metrics: --baseline (a `mlops test --json` report), else the labels `mlops tag` stamped on its image. */
 export async function versionBaseline(options: {
+  cwd: string;
   baselineFile?: string;
   sha256: string;
   config: Config;
@@ -222,14 +223,8 @@ export async function versionBaseline(options: {
   log: (line: string) => void;
 }): Promise<{ from: string; metrics: Record<string, number> } | null> {
   if (options.baselineFile) {
-    let parsed: { metrics?: Record<string, unknown> };
-    try {
-      parsed = JSON.parse(await readFile(options.baselineFile, 'utf8')) as typeof parsed;
-    } catch (error) {
-      throw inputError(`--baseline ${options.baselineFile}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : 'not valid JSON'}`, 'pass a report written by `mlops test --json`');
-    }
-    if (!parsed.metrics || typeof parsed.metrics !== 'object') throw inputError(`--baseline ${options.baselineFile}: no "metrics" object`, 'pass a report written by `mlops test --json`');
-    return { from: options.baselineFile, metrics: Object.fromEntries(Object.entries(parsed.metrics).filter((e): e is [string, number] => typeof e[1] === 'number')) };
+    const metrics = await readBaseline(options.cwd, options.baselineFile);
+    return { from: options.baselineFile, metrics: Object.fromEntries(Object.entries(metrics).filter((e): e is [string, number] => typeof e[1] === 'number')) };
   }
   const stamped = (labels: Record<string, string>) =>
     Object.fromEntries(
@@ -268,6 +263,7 @@ export async function versionBaseline(options: {
 }
 
 export interface RunQualityOptions {
+  cwd: string;
   labels: LabelSet;
   logs: LogSource[];
   range: TimeRange;
@@ -286,7 +282,7 @@ export async function runQuality(options: RunQualityOptions): Promise<Omit<Quali
   const specs = qualityGates(config, options.gateFlags);
   const live = await scoreLive({ labels: options.labels, logs: options.logs, range: options.range, settings: config.test });
   const maxDrop = config.monitor.maxDrop;
-  const baseline = await versionBaseline({ baselineFile: options.baselineFile, sha256: live.chosen.sha256, config, projectDir: options.projectDir, env: options.env, log: options.log });
+  const baseline = await versionBaseline({ cwd: options.cwd, baselineFile: options.baselineFile, sha256: live.chosen.sha256, config, projectDir: options.projectDir, env: options.env, log: options.log });
   if (Object.keys(maxDrop).length > 0 && !baseline) {
     throw inputError(
       `monitor.maxDrop needs the test metrics of version ${live.chosen.version} (model sha256 ${live.chosen.sha256.slice(0, 12)}), and no image of it carries them`,

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import type { Config } from '../config/defaults.js';
 import { ExitCode, inputError, isMlopsError } from '../errors.js';
-import { batchSizeFor, GrowingArray, rowsToTensors } from '../evaluate/batches.js';
+import { batchSizeFor, GrowingArray, inBatches, rowsToTensors } from '../evaluate/batches.js';
 import { chooseOutput, decideTask } from '../evaluate/evaluate.js';
 import { Moments, RowReservoir } from '../holdout/stats.js';
 import { openHoldout } from '../holdout/open.js';
@@ -150,15 +150,7 @@ async function predictAll(predictor: Predictor, holdout: HoldoutSource, plan: Pr
     rows += batch.length;
     onProgress?.(rows);
   };
-  let batch: HoldoutRow[] = [];
-  for await (const row of holdout.rows()) {
-    batch.push(row);
-    if (batch.length === size) {
-      await run(batch);
-      batch = [];
-    }
-  }
-  if (batch.length > 0) await run(batch);
+  for await (const batch of inBatches(holdout.rows(), size)) await run(batch);
   return raw.view() as Float64Array;
 }
 

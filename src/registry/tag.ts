@@ -1,4 +1,4 @@
-import { CLASSIFICATION_METRICS, REGRESSION_METRICS } from '../metrics/names.js';
+import { QUALITY_METRICS } from '../metrics/names.js';
 import type Docker from 'dockerode';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -47,8 +47,6 @@ export interface TagResult {
   labels: Record<string, string>;
 }
 
-/** Every metric `mlops test` computes: `mlops monitor --labels` compares live quality with any of them (monitor.maxDrop). */
-const TEST_METRICS = [...CLASSIFICATION_METRICS, ...REGRESSION_METRICS];
 
 async function readJson(file: string): Promise<Record<string, unknown> | undefined> {
   try {
@@ -66,7 +64,8 @@ export async function reportLabels(projectDir: string, imageId: string): Promise
     labels['mlops.test.passed'] = String(test.passed);
     labels['mlops.test.rows'] = String(test.rows);
     const metrics = (test.metrics ?? {}) as Record<string, unknown>;
-    for (const name of TEST_METRICS) if (typeof metrics[name] === 'number') labels[`mlops.test.${name}`] = String(Math.round((metrics[name] as number) * 1e6) / 1e6);
+    // Every metric `mlops test` computes: `mlops monitor --labels` may compare live quality with any of them (monitor.maxDrop).
+    for (const name of QUALITY_METRICS) if (typeof metrics[name] === 'number') labels[`mlops.test.${name}`] = String(Math.round((metrics[name] as number) * 1e6) / 1e6);
   }
   const bench = await readJson(path.join(projectDir, '.mlops', 'last-bench.json'));
   const runs = (bench?.runs ?? []) as { latencyMs: Record<string, number>; throughputRps: number; concurrency?: number; rate?: number; batch: number }[];

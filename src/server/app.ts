@@ -5,7 +5,7 @@ import type { Tensors } from '../model/session.js';
 import { decodeTensorData, encodeTensorData, nest, nestedShape } from '../protocol/json-data.js';
 import { BadRequest } from '../protocol/request.js';
 import { BINARY_EXTENSION, decodeRestRequest, encodeRestResponse, HEADER_LENGTH, headerLength } from '../protocol/rest.js';
-import { copyTensors, encodeInferenceRecords } from '../monitor/inference-records.js';
+import { copyTensors, encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
 import type { InferenceEngine } from './engine.js';
 import type { InferenceLog } from './inference-log.js';
 import type { ServerMetrics } from './metrics.js';
@@ -61,7 +61,7 @@ const LINGER_MAX_MS = 10_000;
 export function createRestServer(options: RestServerOptions): RestServer {
   const { engine, metrics, state, log, inferenceLog } = options;
   const { model } = engine;
-  const recordModel = { name: model.name, version: model.version, sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs };
+  const recordModel = recordModelOf(model);
   const modelMetadata = {
     name: model.name,
     versions: [model.version],

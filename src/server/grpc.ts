@@ -4,7 +4,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { decodeGrpcRequest, encodeGrpcResponse, INFERENCE_SERVICE, inferenceProto, type GrpcInferRequest } from '../protocol/grpc.js';
 import { BadRequest } from '../protocol/request.js';
 import { EXTENSIONS } from './app.js';
-import { copyTensors, encodeInferenceRecords } from '../monitor/inference-records.js';
+import { copyTensors, encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
 import type { InferenceEngine } from './engine.js';
 import type { InferenceLog } from './inference-log.js';
 import type { ServerMetrics } from './metrics.js';
@@ -42,7 +42,7 @@ type Rpc = (request: Record<string, unknown>) => unknown;
 export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const { engine, metrics, state, log, inferenceLog } = options;
   const { model } = engine;
-  const recordModel = { name: model.name, version: model.version, sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs };
+  const recordModel = recordModelOf(model);
   const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxMessageBytes, 'grpc.max_send_message_length': -1 });
   const health = new HealthImplementation({ '': 'NOT_SERVING', [INFERENCE_SERVICE]: 'NOT_SERVING' });
   health.addToServer(server);

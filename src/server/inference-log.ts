@@ -7,17 +7,12 @@
 import { randomUUID } from 'node:crypto';
 import { closeSync, createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Config } from '../config/defaults.js';
 import { inputError } from '../errors.js';
 import { CLOUDEVENT_TYPE, type RecordModel } from '../monitor/inference-records.js';
 
-export interface InferenceLogSettings {
-  /** The share of requests logged, 0 to 1; 0: off. */
-  sample: number;
-  /** "stdout", "file:/path/log.jsonl" or an http(s):// collector URL. */
-  sink: string;
-  /** Log each row's inputs too, not only its outputs. */
-  inputs: boolean;
-}
+/** sample: the share of requests logged (0: off); sink: "stdout", "file:/path" or an http(s):// URL; inputs: log them too. */
+export type InferenceLogSettings = Config['server']['inferenceLog'];
 
 export type InferenceLogSink = { kind: 'stdout' } | { kind: 'file'; path: string } | { kind: 'http'; url: string };
 

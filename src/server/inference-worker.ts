@@ -11,7 +11,7 @@ import { loadModel, type LoadedModel } from '../model/session.js';
 import { BadRequest } from '../protocol/request.js';
 import { decodeRestRequest, encodeRestResponse } from '../protocol/rest.js';
 import { probeFeeds } from '../model/random-feeds.js';
-import { encodeInferenceRecords } from '../monitor/inference-records.js';
+import { encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
 import { RowBinner } from '../monitor/profile.js';
 import { INFERENCE_NICE, now, sessionOptions, transferables, type WorkerHello, type WorkerJob, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
 
@@ -40,7 +40,7 @@ try {
 port.postMessage({ ready: true } satisfies WorkerHello);
 // Rows are binned here, beside the run, so the main thread only adds up indices.
 const binner = setup.profile ? new RowBinner(setup.profile, model.inputs, model.outputs) : undefined;
-const recordModel = { name: model.name, version: model.version, sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs };
+const recordModel = recordModelOf(model);
 const profiledTransfer = (profiled: { indices: Uint8Array } | null | undefined) => (profiled ? [profiled.indices.buffer as ArrayBuffer] : []);
 
 async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
