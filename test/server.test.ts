@@ -210,7 +210,12 @@ describe('inference server with other model shapes', () => {
       byName.scores.data.forEach((v: number, i: number) => expect(v).toBeCloseTo(expected.outputs.scores.flat()[i], 5));
       const pred = await post(`${server.url}/v1/models/multi_input:predict`, { instances: [[0, 0, 0, 0]] });
       expect(pred.status).toBe(400);
-      expect(pred.json.error).toContain('single-input');
+      expect(pred.json.error).toContain('must be an object keyed by input name (dense, ids)');
+      // TF Serving's row format: one object per instance, keyed by input name.
+      const keyed = await post(`${server.url}/v1/models/multi_input:predict`, { instances: ids.map((row: number[], i: number) => ({ ids: row, dense: dense[i] })) });
+      expect(keyed.status).toBe(200);
+      expect(keyed.json.predictions.map((p: any) => p.label)).toEqual(expected.outputs.label);
+      expect(keyed.json.predictions[0].scores[0]).toBeCloseTo(expected.outputs.scores[0][0], 5);
       const mismatch = await post(`${server.url}/v2/models/multi_input/infer`, {
         inputs: [
           { name: 'ids', datatype: 'INT64', shape: [1, 3], data: [1, 2, 99999999999] },

@@ -58,7 +58,11 @@ function sizeParameter(parameters: unknown, key: string, where: string): number 
 
 /** Decodes and checks an infer request body (JSON, or binary when `header` is the JSON header's length). */
 export function decodeRestRequest(body: Uint8Array, header: number | undefined, signature: Signature): InferRequest {
-  const parsed = parseJson(body, header ?? body.byteLength);
+  return decodeParsedRestRequest(parseJson(body, header ?? body.byteLength), body, header, signature);
+}
+
+/** The same, for a body whose JSON a caller already parsed (to tell an OIP body from another format). */
+export function decodeParsedRestRequest(parsed: unknown, body: Uint8Array, header: number | undefined, signature: Signature): InferRequest {
   if (!isObject(parsed)) throw new BadRequest('request body must be a JSON object with an "inputs" array');
   const { id } = parsed;
   if (id !== undefined && typeof id !== 'string') throw new BadRequest('"id" must be a string');

@@ -2,9 +2,10 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Tensors } from '../model/session.js';
-import { decodeTensorData, encodeTensorData, nest, nestedShape } from '../protocol/json-data.js';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { decodeInstances, encodePredictions, instanceRow } from '../protocol/instances.js';
 import { BadRequest } from '../protocol/request.js';
-import { BINARY_EXTENSION, decodeRestRequest, encodeRestResponse, HEADER_LENGTH, headerLength } from '../protocol/rest.js';
+import { BINARY_EXTENSION, decodeParsedRestRequest, decodeRestRequest, encodeRestResponse, HEADER_LENGTH, headerLength } from '../protocol/rest.js';
 import { copyTensors, encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
 import type { InferenceEngine } from './engine.js';
 import type { InferenceLog } from './inference-log.js';
@@ -25,7 +26,14 @@ export interface RestServerOptions {
   profiling: ServerProfiling;
   /** Off when undefined. */
   inferenceLog?: InferenceLog;
+  /** Routes a platform names (Vertex AI's AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE), served beside the others. */
+  routes: PlatformRoutes;
   log: (line: string) => void;
+}
+
+export interface PlatformRoutes {
+  health?: string;
+  predict?: string;
 }
 
 export interface RestServer {
@@ -45,6 +53,12 @@ interface Route {
   pattern: RegExp;
   methods: Record<string, Handler>;
 }
+
+/** How a binary OIP answer tells the length of its JSON: its own header, or SageMaker's content-type parameter. */
+type BinaryFraming = 'header' | 'sagemaker';
+export const SAGEMAKER_BINARY = 'application/vnd.sagemaker-triton.binary+json';
+/** What curl, fetch and `aws sagemaker-runtime invoke-endpoint` send when told nothing: read as JSON. */
+const GENERIC_TYPES = new Set(['text/plain', 'application/octet-stream', 'application/x-www-form-urlencoded']);
 
 const MODEL_PATH = String.raw`/v2/models/([^/]+)(?:/versions/([^/]+))?`;
 export const EXTENSIONS = [BINARY_EXTENSION];
@@ -77,89 +91,113 @@ export function createRestServer(options: RestServerOptions): RestServer {
     }
   };
 
-  const infer: Handler = async (req, res, params) => {
-    checkModel(params);
-    const declared = req.headers[HEADER_LENGTH];
-    // Only for placing the body in memory; headerLength() below checks the value and names what is wrong.
-    const alignAfter = Number(declared);
-    const body = await readBody(req, options.maxBodyBytes, Number.isInteger(alignAfter) && alignAfter > 0 ? alignAfter : 0);
-    const header = headerLength(declared, body.byteLength);
+  /** An OIP v2 request, JSON or binary; `framing` says how a binary answer tells its JSON length. */
+  const runInfer = async (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, header: number | undefined, framing: BinaryFraming, parsed?: unknown) => {
     const logged = inferenceLog?.sampled() ?? false;
     if (engine.workers > 0 && body.byteLength > options.offloadBytes) {
       const log = logged ? (inferenceLog!.inputs ? 'with-inputs' : 'outputs') : undefined;
       const reply = await engine.inferRest(body, header, OWNED.has(body.buffer), { id: requestId(req), log });
-      sendInferResponse(res, reply.body, reply.headerLength);
+      sendInferResponse(res, reply.body, reply.headerLength, framing);
       if (reply.logged) inferenceLog!.add(reply.logged, reply.rows);
       return;
     }
-    const request = decodeRestRequest(body, header, model);
+    const request = parsed === undefined ? decodeRestRequest(body, header, model) : decodeParsedRestRequest(parsed, body, header, model);
     request.id ??= requestId(req);
     // Batching may hand the inputs' buffers to a worker thread: the log keeps a copy.
     const inputs = logged && inferenceLog!.inputs ? copyTensors(request.inputs) : undefined;
     const result = await engine.infer(request.inputs, request.rows);
     const response = encodeRestResponse(model, result, request);
-    sendInferResponse(res, response.body, response.headerLength);
+    sendInferResponse(res, response.body, response.headerLength, framing);
     if (logged) inferenceLog!.add(encodeInferenceRecords({ id: request.id, rows: request.rows, model: recordModel }, result, inputs), request.rows);
   };
 
-  const predict: Handler = async (req, res, params) => {
+  /** Reads a body whose binary data follows a JSON header of `declared` bytes, and checks that length. */
+  const readInferBody = async (req: http.IncomingMessage, declared: string | string[] | undefined) => {
+    // Only for placing the body in memory; headerLength() below checks the value and names what is wrong.
+    const alignAfter = Number(declared);
+    const body = await readBody(req, options.maxBodyBytes, Number.isInteger(alignAfter) && alignAfter > 0 ? alignAfter : 0);
+    return { body, header: headerLength(declared, body.byteLength) };
+  };
+
+  const infer: Handler = async (req, res, params) => {
     checkModel(params);
-    if (model.inputs.length !== 1) {
-      throw new BadRequest(`:predict needs a single-input model; '${model.name}' has ${model.inputs.length} inputs: use /v2/models/${model.name}/infer`);
-    }
-    const instances = (parseJsonBody(await readBody(req, options.maxBodyBytes)) as { instances?: unknown })?.instances;
-    if (!Array.isArray(instances) || instances.length === 0) throw new BadRequest('body must be {"instances": [...]} with at least one instance');
-    const spec = model.inputs[0];
-    const rowShape = nestedShape(instances[0]);
-    const shape = [instances.length, ...rowShape];
-    const expected = spec.shape;
-    if (expected.length > 0 && (expected.length !== shape.length || expected.slice(1).some((d, i) => d !== -1 && d !== rowShape[i]))) {
-      throw new BadRequest(`instances: each instance must have shape [${expected.slice(1).join(', ')}], got [${rowShape.join(', ')}]`);
-    }
-    const data = decodeTensorData(spec.name, spec.datatype, shape, instances);
-    // v1 answers have no id field: the id travels in the X-Request-Id header.
+    const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
+    await runInfer(req, res, body, header, 'header');
+  };
+
+  /** {"instances": [...]} in, {"predictions": [...]} out: v1 :predict, Vertex AI, SageMaker JSON. */
+  const runInstances = async (req: http.IncomingMessage, res: http.ServerResponse, parsed: unknown, where: string) => {
+    const { feeds, rows } = decodeInstances(model.inputs, parsed, where);
+    // These answers have no id field: the id travels in the X-Request-Id header.
     const id = requestId(req);
     res.setHeader('x-request-id', id);
     const logged = inferenceLog?.sampled() ?? false;
     let records = '';
     // A model with a fixed batch of 1 is run one instance at a time.
-    const perInstance = expected[0] === 1 && instances.length > 1;
+    const perInstance = rows > 1 && model.inputs.some((s) => s.shape[0] === 1);
     const results: Tensors[] = [];
     if (perInstance) {
-      const rowSize = data.length / instances.length;
-      for (let i = 0; i < instances.length; i++) {
-        const row = { data: data.slice(i * rowSize, (i + 1) * rowSize), dims: [1, ...rowShape] } as Tensors[string];
-        const inputs = logged && inferenceLog!.inputs ? copyTensors({ [spec.name]: row }) : undefined;
-        results.push(await engine.infer({ [spec.name]: row }, 1));
-        if (logged) records += encodeInferenceRecords({ id, rows: instances.length, part: { firstRow: i, rows: 1 }, model: recordModel }, results[i], inputs);
+      for (let i = 0; i < rows; i++) {
+        const row = instanceRow(feeds, i, rows);
+        const inputs = logged && inferenceLog!.inputs ? copyTensors(row) : undefined;
+        results.push(await engine.infer(row, 1));
+        if (logged) records += encodeInferenceRecords({ id, rows, part: { firstRow: i, rows: 1 }, model: recordModel }, results[i], inputs);
       }
     } else {
-      const feeds = { [spec.name]: { data, dims: shape } };
       const inputs = logged && inferenceLog!.inputs ? copyTensors(feeds) : undefined;
-      results.push(await engine.infer(feeds, instances.length));
-      if (logged) records = encodeInferenceRecords({ id, rows: instances.length, model: recordModel }, results[0], inputs);
+      results.push(await engine.infer(feeds, rows));
+      if (logged) records = encodeInferenceRecords({ id, rows, model: recordModel }, results[0], inputs);
     }
-    const predictions: unknown[] = [];
-    for (const result of results) {
-      const perOutput = model.outputs.map((o) => {
-        const t = result[o.name];
-        const flat = encodeTensorData(o.datatype, t.data);
-        const rows = t.dims[0] ?? 1;
-        return Array.from({ length: rows }, (_, r) => nest(flat, t.dims.slice(1), (r * flat.length) / rows));
-      });
-      const rows = perOutput[0].length;
-      for (let r = 0; r < rows; r++) {
-        predictions.push(model.outputs.length === 1 ? perOutput[0][r] : Object.fromEntries(model.outputs.map((o, i) => [o.name, perOutput[i][r]])));
-      }
-    }
-    sendJson(res, 200, { predictions });
-    if (logged) inferenceLog!.add(records, instances.length);
+    sendJson(res, 200, { predictions: encodePredictions(model.outputs, results) });
+    if (logged) inferenceLog!.add(records, rows);
   };
 
+  const predict: Handler = async (req, res, params) => {
+    checkModel(params);
+    await runInstances(req, res, parseJsonBody(await readBody(req, options.maxBodyBytes)), ':predict');
+  };
+
+  /**
+   * SageMaker's inference route. The content type picks the format: JSON instances or an OIP v2 body,
+   * OIP binary (SageMaker passes no custom headers, so its JSON length rides in the content type, as
+   * SageMaker's Triton containers take it), or CSV rows without a header.
+   */
+  const invocations: Handler = async (req, res) => {
+    const [mime, ...parameters] = (req.headers['content-type'] || 'application/json').split(';').map((p) => p.trim().toLowerCase());
+    if (mime === SAGEMAKER_BINARY) {
+      const size = parameters.find((p) => p.startsWith('json-header-size='))?.slice('json-header-size='.length);
+      if (size === undefined) throw new BadRequest(`content type ${SAGEMAKER_BINARY} needs its length parameter: ${SAGEMAKER_BINARY};json-header-size=<bytes of JSON before the binary data>`);
+      const { body, header } = await readInferBody(req, size);
+      return runInfer(req, res, body, header, 'sagemaker');
+    }
+    if (req.headers[HEADER_LENGTH] !== undefined) {
+      const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
+      return runInfer(req, res, body, header, 'header');
+    }
+    if (mime === 'text/csv') return runInstances(req, res, { instances: csvRows(await readBody(req, options.maxBodyBytes)) }, '/invocations (text/csv)');
+    if (mime === 'application/json' || mime.endsWith('+json') || GENERIC_TYPES.has(mime)) {
+      const body = await readBody(req, options.maxBodyBytes);
+      const parsed = parseJsonBody(body);
+      if (typeof parsed === 'object' && parsed !== null && 'instances' in parsed) return runInstances(req, res, parsed, '/invocations');
+      return runInfer(req, res, body, undefined, 'header', parsed);
+    }
+    throw new BadRequest(`/invocations does not take content type '${mime}': send application/json ({"instances": [...]} or an Open Inference Protocol v2 body), text/csv, or ${SAGEMAKER_BINARY};json-header-size=N`, 415);
+  };
+
+  const ready: Handler = (_q, res) => sendJson(res, state.ready ? 200 : 503, { ready: state.ready });
+  // Vertex AI names its own routes in AIP_HEALTH_ROUTE and AIP_PREDICT_ROUTE; they come first, matched exactly.
+  const platformRoutes: Route[] = [
+    ...(options.routes.health ? [{ label: '$AIP_HEALTH_ROUTE', pattern: exactPath(options.routes.health), methods: { GET: ready } }] : []),
+    ...(options.routes.predict
+      ? [{ label: '$AIP_PREDICT_ROUTE', pattern: exactPath(options.routes.predict), methods: { POST: async (req: http.IncomingMessage, res: http.ServerResponse) => runInstances(req, res, parseJsonBody(await readBody(req, options.maxBodyBytes)), options.routes.predict!) } }]
+      : []),
+  ];
+
   const routes: Route[] = [
+    ...platformRoutes,
     { label: '/v2', pattern: /^\/v2\/?$/, methods: { GET: (_q, res) => sendJson(res, 200, { name: 'mlops', version: options.serverVersion, extensions: EXTENSIONS }) } },
     { label: '/v2/health/live', pattern: /^\/v2\/health\/live$/, methods: { GET: (_q, res) => sendJson(res, 200, { live: true }) } },
-    { label: '/v2/health/ready', pattern: /^\/v2\/health\/ready$/, methods: { GET: (_q, res) => sendJson(res, state.ready ? 200 : 503, { ready: state.ready }) } },
+    { label: '/v2/health/ready', pattern: /^\/v2\/health\/ready$/, methods: { GET: ready } },
     {
       // Triton's model repository index: lets a client find the model on a server it knows nothing about.
       label: '/v2/repository/index',
@@ -200,6 +238,9 @@ export function createRestServer(options: RestServerOptions): RestServer {
     },
     { label: '/v2/models/{name}/infer', pattern: new RegExp(`^${MODEL_PATH}/infer$`), methods: { POST: infer } },
     { label: '/v1/models/{name}:predict', pattern: /^\/v1\/models\/([^/:]+):predict$/, methods: { POST: predict } },
+    // SageMaker's container contract: GET /ping, POST /invocations.
+    { label: '/ping', pattern: /^\/ping$/, methods: { GET: ready } },
+    { label: '/invocations', pattern: /^\/invocations$/, methods: { POST: invocations } },
     {
       label: '/metrics',
       pattern: /^\/metrics$/,
@@ -313,9 +354,10 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
   res.end(text);
 }
 
-function sendInferResponse(res: http.ServerResponse, body: Uint8Array | string, header: number | undefined): void {
+function sendInferResponse(res: http.ServerResponse, body: Uint8Array | string, header: number | undefined, framing: BinaryFraming): void {
   const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
   if (header === undefined) res.writeHead(200, { 'content-type': 'application/json', 'content-length': length });
+  else if (framing === 'sagemaker') res.writeHead(200, { 'content-type': `${SAGEMAKER_BINARY};json-header-size=${header}`, 'content-length': length });
   else res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': length, [HEADER_LENGTH]: header });
   res.end(body);
 }
@@ -340,6 +382,26 @@ function rejectLingering(req: http.IncomingMessage, res: http.ServerResponse, me
   req.on('end', close);
   req.on('close', () => clearTimeout(timer));
   req.resume();
+}
+
+const exactPath = (route: string) => new RegExp(`^${route.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+
+/** Numeric CSV rows without a header, as SageMaker's built-in algorithms send them. */
+function csvRows(body: Buffer): number[][] {
+  let records: string[][];
+  try {
+    records = parseCsv(body, { skip_empty_lines: true, trim: true });
+  } catch (error) {
+    throw new BadRequest(`text/csv: ${(error as Error).message}`);
+  }
+  if (records.length === 0) throw new BadRequest('text/csv: the body has no rows');
+  return records.map((record, r) =>
+    record.map((cell, c) => {
+      const value = Number(cell);
+      if (cell === '' || !Number.isFinite(value)) throw new BadRequest(`text/csv: row ${r + 1}, column ${c + 1} is '${cell}', not a number (send rows of numbers, no header line)`);
+      return value;
+    }),
+  );
 }
 
 function parseJsonBody(body: Buffer): unknown {

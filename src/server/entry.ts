@@ -4,13 +4,13 @@
  */
 import { applyDefaults } from '../config/normalize.js';
 import { isMlopsError } from '../errors.js';
-import { applyServerEnv, serveOptionsFromConfig } from './options.js';
+import { applyImageArguments, applyServerEnv, serveOptionsFromConfig } from './options.js';
 import { startServer, untilSignal } from './run.js';
 
 const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 
 try {
-  const options = applyServerEnv(serveOptionsFromConfig(applyDefaults({}), '/'), process.env);
+  const options = applyImageArguments(applyServerEnv(serveOptionsFromConfig(applyDefaults({}), '/'), process.env), process.argv.slice(2), process.env);
   // In a container the server must be reachable from outside it.
   if (!process.env.HOST) options.host = '0.0.0.0';
   const running = await startServer(options, log);

@@ -23,6 +23,8 @@ export interface ServeOptions {
   /** A reference profile (from `mlops build`) to count live rows against; empty: rows are not profiled. */
   profilePath: string;
   inferenceLog: Config['server']['inferenceLog'];
+  /** Routes a platform names by environment (Vertex AI), served beside the fixed ones. */
+  routes: { health?: string; predict?: string };
 }
 
 /** The environment variables the server reads, and the option each sets. Documented in README.md. */
@@ -47,7 +49,15 @@ export const SERVER_ENV = {
   MLOPS_INFERENCE_LOG_SAMPLE: 'inferenceLog.sample',
   MLOPS_INFERENCE_LOG_SINK: 'inferenceLog.sink',
   MLOPS_INFERENCE_LOG_INPUTS: 'inferenceLog.inputs',
+  // Platform contracts: these win over PORT, which images set themselves.
+  AIP_HTTP_PORT: 'port',
+  AIP_HEALTH_ROUTE: 'routes.health',
+  AIP_PREDICT_ROUTE: 'routes.predict',
+  SAGEMAKER_BIND_TO_PORT: 'port',
 } as const;
+
+/** SageMaker starts a container as `docker run IMAGE serve` and sends to port 8080 (or SAGEMAKER_BIND_TO_PORT). */
+export const SAGEMAKER_PORT = 8080;
 
 export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOptions {
   return {
@@ -66,6 +76,7 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
     batching: { ...config.server.batching },
     profilePath: '',
     inferenceLog: { ...config.server.inferenceLog },
+    routes: {},
   };
 }
 
@@ -111,7 +122,7 @@ function parseBoolean(name: string, value: string): boolean {
 
 /** Values from the environment (and later flags) win over config and defaults. */
 export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): ServeOptions {
-  const out: ServeOptions = { ...base, batching: { ...base.batching }, inferenceLog: { ...base.inferenceLog } };
+  const out: ServeOptions = { ...base, batching: { ...base.batching }, inferenceLog: { ...base.inferenceLog }, routes: { ...base.routes } };
   const get = (name: keyof typeof SERVER_ENV) => {
     const v = env[name];
     return v === undefined || v === '' ? undefined : v;
@@ -140,5 +151,26 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   if ((v = get('MLOPS_INFERENCE_LOG_SAMPLE'))) out.inferenceLog.sample = parseNumber('MLOPS_INFERENCE_LOG_SAMPLE', v, 0, 1, false);
   if ((v = get('MLOPS_INFERENCE_LOG_SINK'))) out.inferenceLog.sink = parseSink(v, 'MLOPS_INFERENCE_LOG_SINK') && v;
   if ((v = get('MLOPS_INFERENCE_LOG_INPUTS'))) out.inferenceLog.inputs = parseBoolean('MLOPS_INFERENCE_LOG_INPUTS', v);
+  if ((v = get('AIP_HTTP_PORT'))) out.port = parseNumber('AIP_HTTP_PORT', v, 1, 65535);
+  if ((v = get('AIP_HEALTH_ROUTE'))) out.routes.health = parseRoute('AIP_HEALTH_ROUTE', v);
+  if ((v = get('AIP_PREDICT_ROUTE'))) out.routes.predict = parseRoute('AIP_PREDICT_ROUTE', v);
   return out;
+}
+
+function parseRoute(name: string, value: string): string {
+  if (!value.startsWith('/') || /[?#\s]/.test(value)) throw inputError(`${name}=${value}: expected a URL path starting with "/", without query or spaces`);
+  return value;
+}
+
+/**
+ * The arguments the server in an image accepts: none, or SageMaker's `serve`, which also
+ * moves it to SageMaker's port whatever port the image was built with.
+ */
+export function applyImageArguments(options: ServeOptions, args: string[], env: NodeJS.ProcessEnv): ServeOptions {
+  if (args.length === 0) return options;
+  if (args.length > 1 || args[0] !== 'serve') {
+    throw inputError(`the server in this image takes no arguments but \`serve\` (SageMaker's), got: ${args.join(' ')}`, 'configure it with environment variables (README: "Server environment")');
+  }
+  const bind = env.SAGEMAKER_BIND_TO_PORT;
+  return { ...options, port: bind ? parseNumber('SAGEMAKER_BIND_TO_PORT', bind, 1, 65535) : SAGEMAKER_PORT };
 }

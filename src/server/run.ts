@@ -80,7 +80,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   log(`inference: ${engine.placement.where === 'main-thread' ? 'small batches on the main thread' : `${engine.workers} worker thread(s)`}; ${engine.placement.reason}`);
 
   const shared = { engine, metrics, state, serverVersion: VERSION, log, profiling, inferenceLog };
-  const rest = createRestServer({ ...shared, maxBodyBytes: options.maxBodyBytes, offloadBytes: options.offloadBytes });
+  const rest = createRestServer({ ...shared, maxBodyBytes: options.maxBodyBytes, offloadBytes: options.offloadBytes, routes: options.routes });
   let grpc: GrpcServer | undefined;
   let address: { url: string; port: number };
   let grpcPort: number | undefined;

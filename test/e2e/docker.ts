@@ -41,13 +41,14 @@ export interface RunningContainer {
 }
 
 /** Runs an image with its port published on 127.0.0.1 (a free port chosen by the engine). */
-export async function runImage(docker: Docker, image: string, options: { env?: string[]; port?: number } = {}): Promise<RunningContainer> {
+export async function runImage(docker: Docker, image: string, options: { env?: string[]; port?: number; cmd?: string[] } = {}): Promise<RunningContainer> {
   const port = `${options.port ?? 8080}/tcp`;
   const grpcPort = '8081/tcp';
   const ports = [port, grpcPort];
   const container = await docker.createContainer({
     Image: image,
     Env: options.env,
+    ...(options.cmd ? { Cmd: options.cmd } : {}),
     ExposedPorts: Object.fromEntries(ports.map((p) => [p, {}])),
     HostConfig: { PortBindings: Object.fromEntries(ports.map((p) => [p, [{ HostIp: '127.0.0.1', HostPort: '' }]])) },
   });
