@@ -162,9 +162,30 @@ describe('targets in config', () => {
     await withTempDir(async (dir) => {
       await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ targets: { ...targets, small: { type: 'local', port: 9000 } } }));
       const { config } = await loadConfig({ cwd: dir });
-      expect(Object.keys(config.targets)).toEqual(['dev', 'staging', 'prod', 'small']);
+      expect(Object.keys(config.targets)).toEqual(['dev', 'staging', 'prod', 'kserve', 'sagemaker', 'vertex', 'small']);
+      expect(config.targets.sagemaker).toMatchObject({ type: 'sagemaker', mode: 'realtime', serverless: { memorySizeMb: 2048 } });
       expect(config.targets.small).toMatchObject({ type: 'local', port: 9000, host: '127.0.0.1', readyTimeoutSeconds: 30 });
       expect(config.targets.staging).toMatchObject({ type: 'kubernetes', autoscaling: { minReplicas: 2 } });
+    });
+  });
+
+  it('checks the managed targets: SageMaker traffic steps and names, KServe canary only in Knative mode', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(
+        path.join(dir, 'mlops.config.json'),
+        JSON.stringify({
+          targets: {
+            sm: { type: 'sagemaker', region: 'eu-west-1', executionRoleArn: 'arn:aws:iam::123456789012:role/x', canary: [10, 30, 100], serverless: { memorySizeMb: 1500 } },
+            role: { type: 'sagemaker', region: 'eu-west-1', executionRoleArn: 'SageMakerRole' },
+            ks: { type: 'kserve', deploymentMode: 'Standard', canary: [10, 100] },
+          },
+        }),
+      );
+      const error = await loadConfig({ cwd: dir }).catch((e) => e);
+      expect(error.details).toContain('targets.sm.canary: SageMaker shifts traffic all at once [100], in one canary step [p, 100], or in equal linear steps [p, 2p, ..., 100]');
+      expect(error.details).toContain('targets.sm.serverless.memorySizeMb: expected 1024, 2048, 3072, 4096, 5120 or 6144');
+      expect(error.details).toContain('targets.role.executionRoleArn: expected an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerExecution');
+      expect(error.details).toContain('targets.ks.canary: KServe moves traffic in steps only in Knative mode; use [100] with deploymentMode Standard');
     });
   });
 
@@ -172,7 +193,7 @@ describe('targets in config', () => {
     await withTempDir(async (dir) => {
       await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ targets: { a: { type: 'nomad' }, b: { type: 'cloudrun', region: 'x' }, c: { type: 'local', prot: 1 } } }));
       const error = await loadConfig({ cwd: dir }).catch((e) => e);
-      expect(error.details).toContain('targets.a.type: expected "type": "local", "kubernetes" or "cloudrun"');
+      expect(error.details).toContain('targets.a.type: expected "type": "local", "kubernetes", "cloudrun", "kserve", "sagemaker" or "vertex"');
       expect(error.details).toContain('targets.b.project: required, and missing');
       expect(error.details).toContain('targets.c.prot: unknown field');
     });

@@ -53,7 +53,62 @@ export interface CloudRunTarget {
   readyTimeoutSeconds: number;
 }
 
-export type TargetConfig = LocalTarget | KubernetesTarget | CloudRunTarget;
+export interface KServeTarget {
+  type: 'kserve';
+  /** Empty: kubectl's current context. */
+  context: string;
+  namespace: string;
+  /** InferenceService name; empty: the model name. */
+  name: string;
+  /** Knative: scale to zero and canary traffic; Standard: a plain Deployment (no canary). */
+  deploymentMode: 'Knative' | 'Standard';
+  resources: { requests: { cpu: string; memory: string }; limits: { cpu: string; memory: string } };
+  /** 0 lets Knative scale to zero. */
+  minReplicas: number;
+  maxReplicas: number;
+  /** Traffic percentages for the new revision (canaryTrafficPercent), ending at 100; [100]: all at once. */
+  canary: number[];
+  readyTimeoutSeconds: number;
+}
+
+export interface SageMakerTarget {
+  type: 'sagemaker';
+  region: string;
+  /** The IAM role SageMaker assumes to pull the image from ECR and write logs. */
+  executionRoleArn: string;
+  /** Endpoint name; empty: the model name. */
+  endpoint: string;
+  /** realtime: instances you size; serverless: memory and concurrency, scales to zero. */
+  mode: 'realtime' | 'serverless';
+  instanceType: string;
+  instanceCount: number;
+  serverless: { memorySizeMb: number; maxConcurrency: number; provisionedConcurrency: number };
+  /** Blue/green traffic steps ending at 100: [100] all at once, [p, 100] canary, [p, 2p, ..., 100] linear. */
+  canary: number[];
+  /** Seconds SageMaker bakes each step before the next. */
+  waitIntervalSeconds: number;
+  /** CloudWatch alarm names; SageMaker rolls back by itself when one fires during the update. */
+  alarms: string[];
+  readyTimeoutSeconds: number;
+}
+
+export interface VertexTarget {
+  type: 'vertex';
+  project: string;
+  region: string;
+  /** Endpoint display name; empty: the model name. */
+  endpoint: string;
+  machineType: string;
+  minReplicas: number;
+  maxReplicas: number;
+  /** Traffic percentages for the new deployed model, ending at 100; [100]: all at once. */
+  canary: number[];
+  /** The service account the model runs as; empty: Vertex AI's default. */
+  serviceAccount: string;
+  readyTimeoutSeconds: number;
+}
+
+export type TargetConfig = LocalTarget | KubernetesTarget | CloudRunTarget | KServeTarget | SageMakerTarget | VertexTarget;
 
 export interface Config {
   model: { path: string; name: string; version: string };
@@ -252,5 +307,43 @@ export const TARGET_DEFAULTS: { [K in TargetConfig['type']]: Extract<TargetConfi
     canary: [100],
     allowUnauthenticated: false,
     readyTimeoutSeconds: 300,
+  },
+  kserve: {
+    type: 'kserve',
+    context: '',
+    namespace: 'default',
+    name: '',
+    deploymentMode: 'Knative',
+    resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' } },
+    minReplicas: 1,
+    maxReplicas: 10,
+    canary: [100],
+    readyTimeoutSeconds: 600,
+  },
+  sagemaker: {
+    type: 'sagemaker',
+    region: '',
+    executionRoleArn: '',
+    endpoint: '',
+    mode: 'realtime',
+    instanceType: 'ml.m5.large',
+    instanceCount: 1,
+    serverless: { memorySizeMb: 2048, maxConcurrency: 10, provisionedConcurrency: 0 },
+    canary: [100],
+    waitIntervalSeconds: 300,
+    alarms: [],
+    readyTimeoutSeconds: 1800,
+  },
+  vertex: {
+    type: 'vertex',
+    project: '',
+    region: '',
+    endpoint: '',
+    machineType: 'n1-standard-2',
+    minReplicas: 1,
+    maxReplicas: 3,
+    canary: [100],
+    serviceAccount: '',
+    readyTimeoutSeconds: 1800,
   },
 };

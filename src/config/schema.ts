@@ -13,6 +13,18 @@ const int = (min: number, max: number, what = 'an integer') =>
     .min(min, { error: `expected ${what} from ${min} to ${max}` })
     .max(max, { error: `expected ${what} from ${min} to ${max}` });
 const text = (what: string) => z.string({ error: `expected ${what}` });
+const trafficSteps = z
+  .array(int(1, 100, 'a percentage'), { error: 'expected traffic steps like [10, 50, 100]' })
+  .min(1, { error: 'expected at least one step' })
+  .refine((steps) => steps.at(-1) === 100 && steps.every((p, i) => i === 0 || p > steps[i - 1]), { error: 'expected rising steps ending at 100, like [10, 50, 100]' });
+const resources = z
+  .object({
+    requests: z.object({ cpu: z.string(), memory: z.string() }).partial().strict(),
+    limits: z.object({ cpu: z.string(), memory: z.string() }).partial().strict(),
+  })
+  .partial()
+  .strict();
+const kubeName = (what: string) => text(what).regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/, { error: 'expected a DNS label (lowercase letters, digits, "-")' });
 
 /**
  * The shape of a user's config. Every field is optional here; defaults are
@@ -133,13 +145,7 @@ export const configSchema = z
               namespace: text('a namespace').regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { error: 'expected a DNS label (lowercase letters, digits, "-")' }),
               name: text('a name').regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/, { error: 'expected a DNS label (lowercase letters, digits, "-")' }),
               port: int(1, 65535, 'a port'),
-              resources: z
-                .object({
-                  requests: z.object({ cpu: z.string(), memory: z.string() }).partial().strict(),
-                  limits: z.object({ cpu: z.string(), memory: z.string() }).partial().strict(),
-                })
-                .partial()
-                .strict(),
+              resources,
               autoscaling: z
                 .object({ minReplicas: int(1, 1000, 'a replica count'), maxReplicas: int(1, 1000, 'a replica count'), cpuTargetPercent: int(1, 100, 'a percentage') })
                 .partial()
@@ -163,18 +169,75 @@ export const configSchema = z
               memory: text('a size like "512Mi"'),
               minInstances: int(0, 1000, 'an instance count'),
               maxInstances: int(1, 1000, 'an instance count'),
-              canary: z
-                .array(int(1, 100, 'a percentage'), { error: 'expected traffic steps like [10, 50, 100]' })
-                .min(1, { error: 'expected at least one step' })
-                .refine((steps) => steps.at(-1) === 100 && steps.every((p, i) => i === 0 || p > steps[i - 1]), { error: 'expected rising steps ending at 100, like [10, 50, 100]' }),
+              canary: trafficSteps,
               allowUnauthenticated: z.boolean({ error: 'expected true or false' }),
               readyTimeoutSeconds: z.number({ error: 'expected seconds' }).positive({ error: 'expected seconds above 0' }),
             })
             .partial()
             .required({ type: true, project: true, region: true })
             .strict(),
+          z
+            .object({
+              type: z.literal('kserve'),
+              context: text('a kubectl context'),
+              namespace: kubeName('a namespace').min(1, { error: 'expected a namespace' }),
+              name: kubeName('a name'),
+              deploymentMode: z.enum(['Knative', 'Standard'], { error: 'expected Knative or Standard' }),
+              resources,
+              minReplicas: int(0, 1000, 'a replica count'),
+              maxReplicas: int(1, 1000, 'a replica count'),
+              canary: trafficSteps,
+              readyTimeoutSeconds: int(1, 86_400, 'seconds'),
+            })
+            .partial()
+            .required({ type: true })
+            .strict()
+            .refine((t) => (t.canary ?? [100]).length === 1 || t.deploymentMode !== 'Standard', { error: 'KServe moves traffic in steps only in Knative mode; use [100] with deploymentMode Standard', path: ['canary'] }),
+          z
+            .object({
+              type: z.literal('sagemaker'),
+              region: text('an AWS region like eu-west-1').regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { error: 'expected an AWS region like eu-west-1' }),
+              executionRoleArn: text('an IAM role ARN').regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, { error: 'expected an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerExecution' }),
+              endpoint: text('an endpoint name').regex(/^([a-zA-Z0-9](-*[a-zA-Z0-9]){0,62})?$/, { error: 'expected letters, digits and "-", at most 63' }),
+              mode: z.enum(['realtime', 'serverless'], { error: 'expected realtime or serverless' }),
+              instanceType: text('an instance type like ml.m5.large').regex(/^ml\.[a-z0-9]+\.[a-z0-9]+$/, { error: 'expected an instance type like ml.m5.large' }),
+              instanceCount: int(1, 1000, 'an instance count'),
+              serverless: z
+                .object({
+                  memorySizeMb: z.union([1024, 2048, 3072, 4096, 5120, 6144].map((m) => z.literal(m)), { error: 'expected 1024, 2048, 3072, 4096, 5120 or 6144' }),
+                  maxConcurrency: int(1, 200, 'a concurrency'),
+                  provisionedConcurrency: int(0, 200, 'a concurrency'),
+                })
+                .partial()
+                .strict(),
+              canary: trafficSteps.refine((steps) => steps.length <= 2 || steps.every((p, i) => p === Math.min(100, steps[0] * (i + 1))), {
+                error: 'SageMaker shifts traffic all at once [100], in one canary step [p, 100], or in equal linear steps [p, 2p, ..., 100]',
+              }),
+              waitIntervalSeconds: int(0, 3600, 'seconds'),
+              alarms: z.array(text('a CloudWatch alarm name').min(1), { error: 'expected a list of CloudWatch alarm names' }).max(10, { error: 'SageMaker takes at most 10 alarms' }),
+              readyTimeoutSeconds: int(1, 86_400, 'seconds'),
+            })
+            .partial()
+            .required({ type: true, region: true, executionRoleArn: true })
+            .strict(),
+          z
+            .object({
+              type: z.literal('vertex'),
+              project: text('a Google Cloud project id').min(1, { error: 'expected a Google Cloud project id' }),
+              region: text('a region like europe-west1').min(1, { error: 'expected a region like europe-west1' }),
+              endpoint: text('an endpoint display name'),
+              machineType: text('a machine type like n1-standard-2').min(1, { error: 'expected a machine type like n1-standard-2' }),
+              minReplicas: int(1, 1000, 'a replica count'),
+              maxReplicas: int(1, 1000, 'a replica count'),
+              canary: trafficSteps,
+              serviceAccount: text('a service account email'),
+              readyTimeoutSeconds: int(1, 86_400, 'seconds'),
+            })
+            .partial()
+            .required({ type: true, project: true, region: true })
+            .strict(),
         ],
-        { error: 'expected "type": "local", "kubernetes" or "cloudrun"' },
+        { error: 'expected "type": "local", "kubernetes", "cloudrun", "kserve", "sagemaker" or "vertex"' },
       ),
       { error: 'expected an object of target name: target' },
     ),

@@ -44,6 +44,26 @@ export async function resolveCredentials(registry: string, env: NodeJS.ProcessEn
   if (env.MLOPS_REGISTRY_USERNAME || env.MLOPS_REGISTRY_PASSWORD) {
     return { username: env.MLOPS_REGISTRY_USERNAME ?? '', password: env.MLOPS_REGISTRY_PASSWORD ?? '', source: 'MLOPS_REGISTRY_USERNAME/PASSWORD' };
   }
+  return (await fromDockerConfig(registry, env)) ?? (ECR_REGISTRY.test(registry) ? fromEcr(registry, env) : undefined);
+}
+
+/** Amazon ECR: <account>.dkr.ecr.<region>.amazonaws.com[.cn]. */
+const ECR_REGISTRY = /^\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/;
+
+/** ECR's 12-hour token from the AWS CLI, with the user's own credentials and profile. */
+async function fromEcr(registry: string, env: NodeJS.ProcessEnv): Promise<Credentials> {
+  const region = ECR_REGISTRY.exec(registry)![1];
+  const result = await execa('aws', ['ecr', 'get-login-password', '--region', region], { env, reject: false, timeout: 60_000 }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') throw environmentError(`${registry} is Amazon ECR, and its login needs the aws CLI, which is not installed`, 'install the AWS CLI, or set MLOPS_REGISTRY_USERNAME=AWS and MLOPS_REGISTRY_PASSWORD=$(aws ecr get-login-password)');
+    throw error;
+  });
+  if (result.exitCode !== 0 || !String(result.stdout).trim()) {
+    throw environmentError(`aws ecr get-login-password --region ${region} failed (exit ${result.exitCode})`, 'check the AWS credentials (aws sts get-caller-identity) and that they may call ecr:GetAuthorizationToken', String(result.stderr).trim().split('\n').slice(-3).join('\n'));
+  }
+  return { username: 'AWS', password: String(result.stdout).trim(), source: 'aws ecr get-login-password' };
+}
+
+async function fromDockerConfig(registry: string, env: NodeJS.ProcessEnv): Promise<Credentials | undefined> {
   const file = path.join(env.DOCKER_CONFIG ?? path.join(env.HOME ?? homedir(), '.docker'), 'config.json');
   let config: DockerConfig;
   try {

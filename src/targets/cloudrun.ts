@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { CloudRunTarget } from '../config/defaults.js';
 import { inputError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
+import { cloudLoggingRecords, cloudLoggingTail } from './gcloud.js';
 import type { DeployContext, DeployOutcome, FailureReason, TargetAdapter, TargetStatus } from './types.js';
 
 interface ServiceDescription {
@@ -85,9 +86,7 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
     if (!failure) return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: after?.status?.url ?? null, previous };
 
     const revision = tagged?.revisionName ?? after?.status?.latestReadyRevisionName ?? '';
-    const logs = revision
-      ? (await exec.run('gcloud', ['logging', 'read', `resource.type="cloud_run_revision" AND resource.labels.revision_name="${revision}"`, '--project', target.project, '--limit', '20', '--format=value(textPayload)'], { allowFailure: true })).stdout
-      : '';
+    const logs = revision ? await cloudLoggingTail(ctx, target.project, ['resource.type="cloud_run_revision"', `resource.labels.revision_name="${revision}"`]) : '';
     if (serving.length === 0 || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
     await exec.run('gcloud', ['run', 'services', 'update-traffic', service, ...base, `--to-revisions=${serving.map((t) => `${t.revisionName}=${t.percent}`).join(',')}`, '--quiet']);
     return { status: 'rolled-back', release, ...failure, logs, restored: previous };
@@ -103,17 +102,8 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
 
   async inferenceLogs(target, ctx, since) {
     const service = serviceName(target, ctx);
-    // Cloud Logging parses each JSON line a container prints into jsonPayload.
-    const filter = [
-      'resource.type="cloud_run_revision"',
-      `resource.labels.service_name="${service}"`,
-      `resource.labels.location="${target.region}"`,
-      'jsonPayload.type="mlops.inference"',
-      ...(since ? [`timestamp>="${since.toISOString()}"`] : []),
-    ].join(' AND ');
-    const result = await ctx.exec.run('gcloud', ['logging', 'read', filter, '--project', target.project, '--format=json', '--order=asc', ...(since ? [] : ['--freshness=30d'])], { timeoutMs: 300_000 });
-    const entries = JSON.parse(result.stdout || '[]') as { jsonPayload?: unknown }[];
-    return [{ from: `Cloud Logging, service ${service}`, text: entries.map((e) => JSON.stringify(e.jsonPayload ?? null)).join('\n') }];
+    const resource = ['resource.type="cloud_run_revision"', `resource.labels.service_name="${service}"`, `resource.labels.location="${target.region}"`];
+    return cloudLoggingRecords(ctx, target.project, resource, since, `Cloud Logging, service ${service}`);
   },
 
   async status(target, ctx): Promise<TargetStatus> {

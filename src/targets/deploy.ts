@@ -11,7 +11,7 @@ import { createExecSeam, type PlannedStep, type Runner } from './exec.js';
 import { appendHistory, currentRelease, findRelease, previousRelease, readHistory } from './history.js';
 import { selectTarget } from './index.js';
 import { smokeTest } from './smoke.js';
-import type { DeployContext, DeployOutcome, LogText, Release, Replicas, TargetAdapter, TargetStatus } from './types.js';
+import type { DeployContext, DeployOutcome, LogText, ModelSignature, Release, Replicas, TargetAdapter, TargetStatus } from './types.js';
 
 export interface DeployOptions {
   cwd: string;
@@ -84,6 +84,7 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
       digest: null,
       modelName: labels['mlops.model.name'] ?? '',
       modelSha256: labels['mlops.model.sha256'] ?? null,
+      signature: signatureOf(labels),
     };
   }
   if (!version) throw inputError(`target type ${adapter.type} deploys pushed versions: name one`, 'run `mlops tag <version>` and `mlops push`, then `mlops deploy <version> --target ...`');
@@ -102,7 +103,19 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
     digest: manifest.digest,
     modelName: labels['mlops.model.name'] ?? '',
     modelSha256: labels['mlops.model.sha256'] ?? null,
+    signature: signatureOf(labels),
   };
+}
+
+/** The signature `mlops build` labels every image with; null for images without those labels. */
+function signatureOf(labels: Record<string, string>): ModelSignature | null {
+  try {
+    const inputs = JSON.parse(labels['mlops.model.inputs'] ?? 'null') as ModelSignature['inputs'] | null;
+    const outputs = JSON.parse(labels['mlops.model.outputs'] ?? 'null') as ModelSignature['outputs'] | null;
+    return Array.isArray(inputs) && Array.isArray(outputs) ? { inputs, outputs } : null;
+  } catch {
+    return null;
+  }
 }
 
 async function record(options: DeployOptions, name: string, action: 'deploy' | 'rollback', outcome: DeployOutcome): Promise<void> {

@@ -1,15 +1,21 @@
 import type { Config, TargetConfig } from '../config/defaults.js';
 import { inputError } from '../errors.js';
 import { cloudRunAdapter } from './cloudrun.js';
+import { kserveAdapter } from './kserve.js';
 import { kubernetesAdapter } from './kubernetes.js';
 import { localAdapter } from './local.js';
+import { sageMakerAdapter } from './sagemaker.js';
 import type { TargetAdapter } from './types.js';
+import { vertexAdapter } from './vertex.js';
 
 /** Every adapter, by target type. Adding one means a file and a line here; commands do not change. */
 const ADAPTERS: { [K in TargetConfig['type']]: TargetAdapter<Extract<TargetConfig, { type: K }>> } = {
   local: localAdapter,
   kubernetes: kubernetesAdapter,
   cloudrun: cloudRunAdapter,
+  kserve: kserveAdapter,
+  sagemaker: sageMakerAdapter,
+  vertex: vertexAdapter,
 };
 
 export function selectTarget(config: Config, name: string | undefined): { name: string; target: TargetConfig; adapter: TargetAdapter } {

@@ -1,45 +1,15 @@
 import { mkdir, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import type { KubernetesTarget } from '../config/defaults.js';
 import { environmentError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
 import { labelValue, manifestsYaml, renderManifests } from './kubernetes-manifests.js';
-import type { DeployContext, DeployOutcome, FailureReason, TargetAdapter, TargetStatus, LogText } from './types.js';
+import { forwardToPods, freePort, kubectlBase, listPods, podLogs, podNames, type PodList } from './kubectl.js';
+import type { DeployContext, DeployOutcome, FailureReason, TargetAdapter, TargetStatus } from './types.js';
 
-export function resourceName(target: KubernetesTarget, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
+export function resourceName(target: { name: string }, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
   return target.name || labelValue(ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path))).toLowerCase().replace(/[._]/g, '-');
-}
-
-const kubectlBase = (target: KubernetesTarget) => [...(target.context ? ['--context', target.context] : []), '--namespace', target.namespace];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Until a port-forward accepts connections (kubectl prints "Forwarding from" a moment before). */
-async function untilListening(port: number, timeoutMs: number): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (performance.now() < deadline) {
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => (socket.destroy(), resolve(true)));
-      socket.on('error', () => resolve(false));
-    });
-    if (open) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
-}
-
-interface PodList {
-  items?: {
-    metadata?: { name?: string }; status?: { containerStatuses?: { restartCount?: number; state?: { waiting?: { reason?: string } } }[] } }[];
 }
 
 /** Why a rollout did not finish: pods restarting means a crash loop, otherwise they never became ready. */
@@ -104,49 +74,22 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     return { status: 'rolled-back', release, ...failure, logs, restored: previous };
   },
 
-  /** A port-forward to each running pod: the Service would spread requests over them, and each pod counts its own rows. */
   async replicas(target, ctx) {
     const name = resourceName(target, ctx);
     const base = kubectlBase(target);
-    const listed = await ctx.exec.run('kubectl', [...base, 'get', 'pods', '-l', `app.kubernetes.io/name=${name}`, '--field-selector=status.phase=Running', '-o', 'json']);
-    const pods = ((JSON.parse(listed.stdout || '{}') as PodList).items ?? []).map((p) => p.metadata?.name).filter((n): n is string => Boolean(n));
+    const pods = podNames(await listPods(ctx, base, `app.kubernetes.io/name=${name}`, true));
     if (pods.length === 0) {
       throw environmentError(`target '${ctx.targetName}': no running pods of ${name} in namespace ${target.namespace}`, `deploy first: mlops deploy --target ${ctx.targetName}`);
     }
-    const forwards: { stop: () => void; output: () => string }[] = [];
-    const close = async () => forwards.forEach((f) => f.stop());
-    const urls: string[] = [];
-    try {
-      for (const pod of pods) {
-        const port = await freePort();
-        const forward = await ctx.exec.background('kubectl', [...base, 'port-forward', `pod/${pod}`, `${port}:${ctx.config.image.port}`]);
-        forwards.push(forward);
-        if (!(await untilListening(port, 15_000))) {
-          throw environmentError(`kubectl port-forward to pod ${pod} did not start listening in 15 s`, undefined, forward.output().trim().split('\n').slice(-5).join('\n'));
-        }
-        urls.push(`http://127.0.0.1:${port}`);
-      }
-    } catch (error) {
-      await close();
-      throw error;
-    }
-    return { urls, close };
+    return forwardToPods(ctx, base, pods, ctx.config.image.port);
   },
 
   async inferenceLogs(target, ctx, since) {
     const name = resourceName(target, ctx);
     const base = kubectlBase(target);
-    const listed = await ctx.exec.run('kubectl', [...base, 'get', 'pods', '-l', `app.kubernetes.io/name=${name}`, '-o', 'json']);
-    const pods = ((JSON.parse(listed.stdout || '{}') as PodList).items ?? []).map((p) => p.metadata?.name).filter((n): n is string => Boolean(n));
+    const pods = podNames(await listPods(ctx, base, `app.kubernetes.io/name=${name}`));
     if (pods.length === 0) throw environmentError(`target '${ctx.targetName}': no pods of ${name} in namespace ${target.namespace}`, `deploy first: mlops deploy --target ${ctx.targetName}`);
-    const out: LogText[] = [];
-    for (const pod of pods) {
-      // Deleted pods take their logs with them: a file or HTTP sink keeps history across rollouts.
-      const result = await ctx.exec.run('kubectl', [...base, 'logs', `pod/${pod}`, '-c', 'model', ...(since ? [`--since-time=${since.toISOString()}`] : [])], { allowFailure: true });
-      if (result.exitCode !== 0) ctx.log(`warning: kubectl logs pod/${pod} failed: ${result.stderr.trim().split('\n').at(-1)}`);
-      else out.push({ from: `pod ${pod}`, text: result.stdout });
-    }
-    return out;
+    return podLogs(ctx, base, pods, 'model', since);
   },
 
   async status(target, ctx): Promise<TargetStatus> {

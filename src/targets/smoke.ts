@@ -1,6 +1,10 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { randomFeeds } from '../model/random-feeds.js';
 import { encodeRestRequest } from '../protocol/rest.js';
 import type { TensorSignature } from '../predict/predictor.js';
+import type { DeployContext, FailureReason, ModelSignature, Release } from './types.js';
 
 /**
  * One inference with a generated input, checked for a well-formed answer:
@@ -21,7 +25,7 @@ async function smoke(baseUrl: string, modelName: string, headers: Record<string,
   const get = await fetch(`${base}/v2/models/${encodeURIComponent(modelName)}`, { headers, signal: AbortSignal.timeout(10_000) });
   if (get.status !== 200) throw new Error(`GET /v2/models/${modelName} answered HTTP ${get.status}: ${(await get.text()).slice(0, 200)}`);
   const meta = (await get.json()) as { inputs: TensorSignature[]; outputs: TensorSignature[] };
-  const feeds = randomFeeds(meta.inputs, 1, 7);
+  const feeds = smokeFeeds(meta.inputs);
   const body = encodeRestRequest(meta.inputs, feeds, { binary: false }).body;
   const res = await fetch(`${base}/v2/models/${encodeURIComponent(modelName)}/infer`, {
     method: 'POST',
@@ -31,12 +35,64 @@ async function smoke(baseUrl: string, modelName: string, headers: Record<string,
   });
   const text = await res.text();
   if (res.status !== 200) throw new Error(`inference answered HTTP ${res.status}: ${text.slice(0, 200)}`);
-  const answer = JSON.parse(text) as { outputs?: { name: string; shape: number[]; data: unknown[] }[] };
-  for (const spec of meta.outputs) {
-    const out = answer.outputs?.find((o) => o.name === spec.name);
+  checkOutputs(meta.outputs, JSON.parse(text));
+}
+
+/** The inputs a smoke request sends: one generated row, the same every time. */
+export const smokeFeeds = (inputs: TensorSignature[]) => randomFeeds(inputs, 1, 7);
+
+/** An OIP v2 answer holds every declared output, each with finite data matching its shape. */
+export function checkOutputs(outputs: TensorSignature[], answer: unknown): void {
+  const given = (answer as { outputs?: { name: string; shape: number[]; data: unknown[] }[] } | null)?.outputs;
+  for (const spec of outputs) {
+    const out = given?.find((o) => o.name === spec.name);
     if (!out) throw new Error(`inference answer has no output '${spec.name}'`);
     const size = out.shape.reduce((n, d) => n * d, 1);
     if (!Array.isArray(out.data) || out.data.length !== size) throw new Error(`output '${spec.name}' has ${out.data?.length ?? 0} values for shape [${out.shape.join(', ')}]`);
-    if (out.data.some((v) => typeof v === 'number' && !Number.isFinite(v))) throw new Error(`output '${spec.name}' holds non-finite values`);
+    // JSON has no NaN or Infinity: servers write them as null.
+    if (out.data.some((v) => v === null || (typeof v === 'number' && !Number.isFinite(v)))) throw new Error(`output '${spec.name}' holds non-finite values`);
+  }
+}
+
+/** An instances answer ({"predictions": [...]}) holds one finite prediction per row sent. */
+export function checkPredictions(answer: unknown, rows: number): void {
+  const predictions = (answer as { predictions?: unknown } | null)?.predictions;
+  if (!Array.isArray(predictions)) throw new Error(`the answer has no "predictions" array: ${JSON.stringify(answer)?.slice(0, 200)}`);
+  if (predictions.length !== rows) throw new Error(`the answer has ${predictions.length} predictions for ${rows} instances`);
+  const leaves = JSON.stringify(predictions);
+  if (/\bnull\b/.test(leaves)) throw new Error('the predictions hold non-finite values (null)');
+}
+
+export interface SmokeFailure {
+  reason: FailureReason;
+  message: string;
+}
+
+/**
+ * A smoke test through a cloud CLI that reads its request from a file (aws, gcloud): `encode` writes
+ * the request for the image's labelled signature, `send` runs and checks it. An image without that
+ * label cannot be smoke-tested (a warning); anything `send` throws is a smoke failure.
+ */
+export async function smokeThroughCli(
+  ctx: DeployContext,
+  release: Release,
+  via: string,
+  encode: (signature: ModelSignature) => string | Uint8Array,
+  send: (requestFile: string, dir: string, signature: ModelSignature) => Promise<SmokeFailure | undefined>,
+): Promise<SmokeFailure | undefined> {
+  const signature = release.signature;
+  if (!signature) {
+    ctx.log(`warning: ${release.image} carries no model signature label, so no smoke request could be made`);
+    return undefined;
+  }
+  const dir = await mkdtemp(path.join(tmpdir(), 'mlops-smoke-'));
+  try {
+    const requestFile = path.join(dir, 'request.json');
+    await writeFile(requestFile, encode(signature));
+    return await send(requestFile, dir, signature);
+  } catch (error) {
+    return { reason: 'smoke-failure', message: `the smoke test through ${via} failed: ${(error as Error).message}` };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }

@@ -1,4 +1,5 @@
 import type { Config, TargetConfig } from '../config/defaults.js';
+import type { TensorSignature } from '../predict/predictor.js';
 import type { ExecSeam } from './exec.js';
 
 /** What a deploy puts on a target: one version of the model image. */
@@ -9,6 +10,13 @@ export interface Release {
   digest: string | null;
   modelName: string;
   modelSha256: string | null;
+  /** The model's inputs and outputs, from the image's labels: what a smoke request sends and expects. */
+  signature?: ModelSignature | null;
+}
+
+export interface ModelSignature {
+  inputs: TensorSignature[];
+  outputs: TensorSignature[];
 }
 
 export type FailureReason = 'crash-loop' | 'health-timeout' | 'smoke-failure' | 'rollout-failed';

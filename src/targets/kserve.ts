@@ -1,0 +1,174 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import type { KServeTarget } from '../config/defaults.js';
+import { environmentError } from '../errors.js';
+import { forwardToPods, freePort, kubectlBase, listPods, podLogs, podNames, type PodList } from './kubectl.js';
+import { renderInferenceService } from './kserve-manifest.js';
+import { resourceName } from './kubernetes.js';
+import type { DeployContext, DeployOutcome, FailureReason, Release, TargetAdapter, TargetStatus } from './types.js';
+
+interface Condition {
+  type?: string;
+  status?: string;
+  reason?: string;
+  message?: string;
+}
+
+interface InferenceServiceState {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; generation?: number; labels?: Record<string, string>; annotations?: Record<string, string>; creationTimestamp?: string };
+  spec?: { predictor?: { containers?: { image?: string }[]; canaryTrafficPercent?: number } };
+  status?: {
+    url?: string;
+    observedGeneration?: number;
+    conditions?: Condition[];
+    components?: { predictor?: { traffic?: { revisionName?: string; percent?: number; latestRevision?: boolean; tag?: string }[] } };
+  };
+}
+
+const POLL_MS = 2000;
+/** Knative gives up on a revision with these reasons; waiting longer will not help. */
+const TERMINAL = /RevisionFailed|ProgressDeadlineExceeded|ContainerMissing|ExitCode|CrashLoopBackOff|ImagePullBackOff|ErrImagePull/;
+
+const selectorOf = (name: string) => `serving.kserve.io/inferenceservice=${name}`;
+
+/**
+ * kubectl through the exec seam: the InferenceService is applied once per canary step
+ * (canaryTrafficPercent, then without it), each step waited for and smoke-tested on a pod of the new
+ * image; on failure the spec that served before is applied again.
+ */
+export const kserveAdapter: TargetAdapter<KServeTarget> = {
+  type: 'kserve',
+  needsRegistry: true,
+
+  async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
+    const name = resourceName(target, ctx);
+    if (ctx.outputDir) {
+      await mkdir(ctx.outputDir, { recursive: true });
+      const file = path.join(ctx.outputDir, `${name}-inferenceservice.yaml`);
+      await writeFile(file, stringify(renderInferenceService(name, target, release, ctx.config)));
+      return { status: 'written', release, files: [file] };
+    }
+    const { exec } = ctx;
+    const base = kubectlBase(target);
+    const before = await getInferenceService(ctx, base, name);
+    const steps = before ? target.canary : [100];
+    let failure: { reason: FailureReason; message: string } | undefined;
+    for (const percent of steps) {
+      const manifest = renderInferenceService(name, target, release, ctx.config, percent);
+      const applied = await exec.run('kubectl', [...base, 'apply', '-f', '-', '-o', 'json'], { input: stringify(manifest) });
+      const generation = exec.dryRun ? 0 : ((JSON.parse(applied.stdout || '{}') as InferenceServiceState).metadata?.generation ?? 0);
+      failure = await untilReady(ctx, base, name, generation, target.readyTimeoutSeconds);
+      failure ??= await smokeNewPods(ctx, base, name, release);
+      if (failure) break;
+    }
+    if (!failure) return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: (await getInferenceService(ctx, base, name))?.status?.url ?? null, previous };
+
+    const logs = (await exec.run('kubectl', [...base, 'logs', '-l', selectorOf(name), '-c', 'kserve-container', '--tail=20', '--prefix'], { allowFailure: true })).stdout;
+    if (!before || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
+    const restored = await exec.run('kubectl', [...base, 'apply', '-f', '-', '-o', 'json'], { input: stringify(restorable(before)) });
+    const generation = (JSON.parse(restored.stdout || '{}') as InferenceServiceState).metadata?.generation ?? 0;
+    const back = await untilReady(ctx, base, name, generation, target.readyTimeoutSeconds);
+    if (back) return { status: 'failed', release, ...failure, message: `${failure.message}; and the previous spec did not become ready again either: ${back.message}`, logs, restored: null };
+    return { status: 'rolled-back', release, ...failure, logs, restored: previous };
+  },
+
+  async replicas(target, ctx) {
+    const name = resourceName(target, ctx);
+    const base = kubectlBase(target);
+    const pods = podNames(await listPods(ctx, base, selectorOf(name), true));
+    if (pods.length === 0) throw environmentError(`target '${ctx.targetName}': no running predictor pods of InferenceService ${name} in namespace ${target.namespace}`, `deploy first, or wait for it to scale up from zero`);
+    return forwardToPods(ctx, base, pods, ctx.config.image.port);
+  },
+
+  async inferenceLogs(target, ctx, since) {
+    const name = resourceName(target, ctx);
+    const base = kubectlBase(target);
+    const pods = podNames(await listPods(ctx, base, selectorOf(name)));
+    if (pods.length === 0) throw environmentError(`target '${ctx.targetName}': no predictor pods of InferenceService ${name} in namespace ${target.namespace}`, 'deploy first; a service scaled to zero keeps no logs in its pods (use a file or HTTP sink)');
+    return podLogs(ctx, base, pods, 'kserve-container', since);
+  },
+
+  async status(target, ctx): Promise<TargetStatus> {
+    const name = resourceName(target, ctx);
+    const state = await getInferenceService(ctx, kubectlBase(target), name);
+    if (!state) return { target: ctx.targetName, type: 'kserve', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: {} };
+    const ready = state.status?.conditions?.find((c) => c.type === 'Ready');
+    return {
+      target: ctx.targetName,
+      type: 'kserve',
+      deployed: true,
+      version: state.metadata?.annotations?.['mlops.version'] ?? state.metadata?.labels?.['app.kubernetes.io/version'] ?? null,
+      image: state.spec?.predictor?.containers?.[0]?.image ?? null,
+      health: ready?.status === 'True' ? 'ready' : `not ready${ready?.reason ? ` (${ready.reason})` : ''}`,
+      url: state.status?.url ?? null,
+      startedAt: state.metadata?.creationTimestamp ?? null,
+      detail: {
+        inferenceService: name,
+        namespace: target.namespace,
+        canaryTrafficPercent: state.spec?.predictor?.canaryTrafficPercent ?? null,
+        traffic: (state.status?.components?.predictor?.traffic ?? []).map((t) => `${t.revisionName}${t.tag ? ` (${t.tag})` : ''}: ${t.percent ?? 0}%`),
+      },
+    };
+  },
+};
+
+async function getInferenceService(ctx: DeployContext, base: string[], name: string): Promise<InferenceServiceState | null> {
+  const result = await ctx.exec.run('kubectl', [...base, 'get', 'inferenceservice', name, '-o', 'json'], { allowFailure: true });
+  if (result.exitCode === 0) return result.stdout ? (JSON.parse(result.stdout) as InferenceServiceState) : null;
+  if (/NotFound|not found/i.test(result.stderr) && !/resource type/i.test(result.stderr)) return null;
+  throw environmentError(
+    `kubectl get inferenceservice ${name} failed: ${result.stderr.trim().split('\n').at(-1) ?? ''}`,
+    /resource type/i.test(result.stderr) ? 'KServe is not installed in this cluster (no InferenceService CRD): install it, or deploy with a kubernetes target' : 'check the kubectl context and namespace',
+  );
+}
+
+/** Until KServe has seen this generation and says Ready, a revision fails for good, or time runs out. */
+async function untilReady(ctx: DeployContext, base: string[], name: string, generation: number, timeoutSeconds: number): Promise<{ reason: FailureReason; message: string } | undefined> {
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  for (;;) {
+    const state = await getInferenceService(ctx, base, name);
+    if (ctx.exec.dryRun) return undefined;
+    const conditions = state?.status?.conditions ?? [];
+    const seen = (state?.status?.observedGeneration ?? 0) >= generation;
+    if (seen && conditions.some((c) => c.type === 'Ready' && c.status === 'True')) return undefined;
+    const failed = conditions.find((c) => c.status === 'False' && TERMINAL.test(`${c.reason ?? ''} ${c.message ?? ''}`));
+    if (seen && failed) {
+      const reason: FailureReason = /ExitCode|CrashLoopBackOff/.test(`${failed.reason} ${failed.message}`) ? 'crash-loop' : 'rollout-failed';
+      return { reason, message: `InferenceService ${name}: ${failed.type} ${failed.reason ?? ''}: ${failed.message ?? ''}`.trim() };
+    }
+    if (Date.now() > deadline) {
+      const waiting = conditions.filter((c) => c.status !== 'True').map((c) => `${c.type}${c.reason ? ` (${c.reason})` : ''}`);
+      return { reason: 'health-timeout', message: `InferenceService ${name} was not ready after ${timeoutSeconds} s${waiting.length ? `: ${waiting.join(', ')}` : ''}` };
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/** One inference on a ready pod of the new image, through a port-forward (the canary share would make the route a lottery). */
+async function smokeNewPods(ctx: DeployContext, base: string[], name: string, release: Release): Promise<{ reason: FailureReason; message: string } | undefined> {
+  const pods: PodList = await listPods(ctx, base, selectorOf(name), true);
+  if (ctx.exec.dryRun) return undefined;
+  const pod = (pods.items ?? []).find((p) => p.spec?.containers?.some((c) => c.image === release.image) && p.status?.containerStatuses?.every((s) => s.ready));
+  if (!pod?.metadata?.name) return { reason: 'health-timeout', message: `InferenceService ${name} is ready, but no ready pod runs ${release.image} (scaled to zero? set minReplicas to 1 or more)` };
+  const port = await freePort();
+  // The smoke test retries while the port-forward starts listening.
+  const forward = await ctx.exec.background('kubectl', [...base, 'port-forward', `pod/${pod.metadata.name}`, `${port}:${ctx.config.image.port}`]);
+  try {
+    await ctx.smoke(`http://127.0.0.1:${port}`, release);
+    return undefined;
+  } catch (error) {
+    return { reason: 'smoke-failure', message: `the smoke test on pod ${pod.metadata.name} failed: ${(error as Error).message}` };
+  } finally {
+    forward.stop();
+  }
+}
+
+/** The InferenceService as it was, without what the API server fills in, ready to apply again. */
+function restorable(state: InferenceServiceState): object {
+  const { annotations = {}, labels, name, namespace } = state.metadata ?? {};
+  const kept = Object.fromEntries(Object.entries(annotations).filter(([k]) => k !== 'kubectl.kubernetes.io/last-applied-configuration'));
+  return { apiVersion: state.apiVersion, kind: state.kind, metadata: { name, namespace, labels, annotations: kept }, spec: state.spec };
+}

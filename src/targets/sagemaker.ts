@@ -1,0 +1,233 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { SageMakerTarget } from '../config/defaults.js';
+import { environmentError, inputError } from '../errors.js';
+import { defaultModelName } from '../model/inspect.js';
+import { encodeRestRequest } from '../protocol/rest.js';
+import { revisionTag } from './cloudrun.js';
+import { checkOutputs, smokeFeeds, smokeThroughCli, type SmokeFailure } from './smoke.js';
+import type { DeployContext, DeployOutcome, FailureReason, ModelSignature, Release, TargetAdapter, TargetStatus } from './types.js';
+
+/** SageMaker pulls only from ECR (private registries need a VPC setup mlops does not make). */
+export const ECR_HOST = /^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/;
+/** Blue/green needs the same variant name in the old and new endpoint configs. */
+const VARIANT = 'AllTraffic';
+
+interface EndpointDescription {
+  EndpointName?: string;
+  EndpointConfigName?: string;
+  EndpointStatus?: string;
+  FailureReason?: string;
+  CreationTime?: string;
+  LastModifiedTime?: string;
+  ProductionVariants?: { VariantName?: string; DeployedImages?: { SpecifiedImage?: string; ResolvedImage?: string }[]; CurrentInstanceCount?: number }[];
+}
+
+export function endpointName(target: SageMakerTarget, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
+  const name = target.endpoint || ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path));
+  return name.replace(/[^a-zA-Z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+}
+
+/** A SageMaker resource name (at most 63 of [a-zA-Z0-9-]) ending in a short hash, so it can be cut without colliding. */
+function resourceName(prefix: string, hashed: string): string {
+  const hash = createHash('sha256').update(hashed).digest('hex').slice(0, 8);
+  return `${prefix.slice(0, 54).replace(/-+$/, '')}-${hash}`;
+}
+
+/** The endpoint config's variants: instances for real-time, memory and concurrency for serverless. */
+function productionVariants(target: SageMakerTarget, model: string): unknown[] {
+  const { serverless } = target;
+  return [
+    target.mode === 'serverless'
+      ? {
+          VariantName: VARIANT,
+          ModelName: model,
+          ServerlessConfig: {
+            MemorySizeInMB: serverless.memorySizeMb,
+            MaxConcurrency: serverless.maxConcurrency,
+            ...(serverless.provisionedConcurrency > 0 ? { ProvisionedConcurrency: serverless.provisionedConcurrency } : {}),
+          },
+        }
+      : { VariantName: VARIANT, ModelName: model, InitialInstanceCount: target.instanceCount, InstanceType: target.instanceType, InitialVariantWeight: 1 },
+  ];
+}
+
+/** The canary steps as SageMaker's blue/green traffic routing, with auto-rollback on the user's alarms. */
+export function deploymentConfig(target: SageMakerTarget): unknown {
+  const steps = target.canary;
+  const wait = target.waitIntervalSeconds;
+  const routing =
+    steps.length === 1
+      ? { Type: 'ALL_AT_ONCE', WaitIntervalInSeconds: wait }
+      : steps.length === 2
+        ? { Type: 'CANARY', CanarySize: { Type: 'CAPACITY_PERCENT', Value: steps[0] }, WaitIntervalInSeconds: wait }
+        : { Type: 'LINEAR', LinearStepSize: { Type: 'CAPACITY_PERCENT', Value: steps[0] }, WaitIntervalInSeconds: wait };
+  return {
+    BlueGreenUpdatePolicy: { TrafficRoutingConfiguration: routing, TerminationWaitInSeconds: 0 },
+    ...(target.alarms.length ? { AutoRollbackConfiguration: { Alarms: target.alarms.map((AlarmName) => ({ AlarmName })) } } : {}),
+  };
+}
+
+const tags = (release: Release) => JSON.stringify([
+  { Key: 'mlops-version', Value: release.version },
+  { Key: 'managed-by', Value: 'mlops' },
+]);
+
+/**
+ * The aws CLI through the exec seam. A model and an endpoint config per release (named by what they
+ * hold, so a redeploy reuses them), then create-endpoint, or update-endpoint with a blue/green
+ * deployment config; wait for InService, smoke-test with invoke-endpoint, and on failure put the
+ * previous endpoint config back.
+ */
+export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
+  type: 'sagemaker',
+  needsRegistry: true,
+
+  async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
+    const { exec } = ctx;
+    const host = release.image.split('/')[0];
+    if (!ECR_HOST.test(host)) {
+      throw inputError(`SageMaker pulls images from Amazon ECR only, and ${host} is not an ECR registry`, 'set image.repository to <account>.dkr.ecr.<region>.amazonaws.com/<name>, then `mlops push`');
+    }
+    const aws = (args: string[], options?: { allowFailure?: boolean; timeoutMs?: number }) => exec.run('aws', ['sagemaker', ...args, '--region', target.region, '--output', 'json'], options);
+    const endpoint = endpointName(target, ctx);
+    const describe = async () => {
+      const result = await aws(['describe-endpoint', '--endpoint-name', endpoint], { allowFailure: true });
+      if (result.exitCode !== 0 && !/Could not find endpoint|ValidationException/.test(result.stderr)) {
+        throw environmentError(`aws sagemaker describe-endpoint ${endpoint} failed`, 'check the AWS credentials and region (aws sts get-caller-identity)', result.stderr.trim());
+      }
+      return result.exitCode === 0 && result.stdout ? (JSON.parse(result.stdout) as EndpointDescription) : null;
+    };
+    const before = await describe();
+    if (before && !['InService', 'Failed'].includes(before.EndpointStatus ?? '')) {
+      throw environmentError(`SageMaker endpoint ${endpoint} is ${before.EndpointStatus}: another change is under way`, `wait for it (aws sagemaker wait endpoint-in-service --endpoint-name ${endpoint}), then deploy again`);
+    }
+    const previousConfig = before?.EndpointStatus === 'InService' ? before.EndpointConfigName : undefined;
+
+    const model = resourceName(`${endpoint}-${revisionTag(release.version)}`, `${release.image}\n${target.executionRoleArn}`);
+    const known = await aws(['describe-model', '--model-name', model], { allowFailure: true });
+    if (exec.dryRun || known.exitCode !== 0) {
+      await aws([
+        'create-model', '--model-name', model,
+        '--execution-role-arn', target.executionRoleArn,
+        '--primary-container', JSON.stringify({ Image: release.image, Mode: 'SingleModel' }),
+        '--tags', tags(release),
+      ]);
+    }
+    const variants = JSON.stringify(productionVariants(target, model));
+    const config = resourceName(model, variants);
+    const knownConfig = await aws(['describe-endpoint-config', '--endpoint-config-name', config], { allowFailure: true });
+    if (exec.dryRun || knownConfig.exitCode !== 0) {
+      await aws(['create-endpoint-config', '--endpoint-config-name', config, '--production-variants', variants, '--tags', tags(release)]);
+    }
+    if (before) await aws(['update-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', config, '--deployment-config', JSON.stringify(deploymentConfig(target))]);
+    else await aws(['create-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', config, '--tags', tags(release)]);
+
+    const waited = await aws(['wait', 'endpoint-in-service', '--endpoint-name', endpoint], { allowFailure: true, timeoutMs: target.readyTimeoutSeconds * 1000 });
+    let failure: { reason: FailureReason; message: string } | undefined;
+    if (!exec.dryRun) {
+      const after = await describe();
+      if (waited.exitCode !== 0 || after?.EndpointStatus !== 'InService') {
+        failure = { reason: 'health-timeout', message: `endpoint ${endpoint} did not come into service (${after?.EndpointStatus ?? 'gone'}): ${after?.FailureReason ?? waited.stderr.trim().split('\n').at(-1) ?? ''}` };
+      } else if (after.EndpointConfigName !== config) {
+        // Blue/green put the old fleet back by itself: an alarm fired while traffic moved.
+        failure = { reason: 'rollout-failed', message: `SageMaker rolled endpoint ${endpoint} back to ${after.EndpointConfigName}${target.alarms.length ? ` (an alarm fired: ${target.alarms.join(', ')})` : ''}: ${after.FailureReason ?? ''}`.trim() };
+        const logs = await cloudWatchLogs(ctx, target, endpoint);
+        return previous ? { status: 'rolled-back', release, ...failure, logs, restored: previous } : { status: 'failed', release, ...failure, logs, restored: null };
+      }
+    }
+    failure ??= await invokeSmoke(ctx, target, endpoint, release);
+    if (!failure) return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: `https://runtime.sagemaker.${target.region}.amazonaws.com/endpoints/${endpoint}/invocations`, previous };
+
+    const logs = await cloudWatchLogs(ctx, target, endpoint);
+    if (!previousConfig || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
+    await aws(['update-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', previousConfig]);
+    const back = await aws(['wait', 'endpoint-in-service', '--endpoint-name', endpoint], { allowFailure: true, timeoutMs: target.readyTimeoutSeconds * 1000 });
+    if (back.exitCode !== 0) return { status: 'failed', release, ...failure, message: `${failure.message}; and putting ${previousConfig} back did not finish either`, logs, restored: null };
+    return { status: 'rolled-back', release, ...failure, logs, restored: previous };
+  },
+
+  async replicas(_target, ctx) {
+    throw inputError(
+      `target '${ctx.targetName}' (SageMaker): instances cannot be reached one by one, so their live profiles cannot be summed`,
+      'scrape them with a Prometheus that reaches the endpoint, or use --url with a local run of the same image',
+    );
+  },
+
+  async inferenceLogs(target, ctx, since) {
+    const endpoint = endpointName(target, ctx);
+    const start = (since ?? new Date(Date.now() - 30 * 86_400_000)).getTime();
+    // SageMaker sends a container's stdout to CloudWatch, one stream per instance.
+    const result = await ctx.exec.run('aws', [
+      'logs', 'filter-log-events', '--log-group-name', `/aws/sagemaker/Endpoints/${endpoint}`,
+      '--filter-pattern', '{ $.type = "mlops.inference" }', '--start-time', String(start),
+      '--region', target.region, '--output', 'json',
+    ], { timeoutMs: 300_000 });
+    const events = (JSON.parse(result.stdout || '{}') as { events?: { message?: string }[] }).events ?? [];
+    return [{ from: `CloudWatch Logs, endpoint ${endpoint}`, text: events.map((e) => e.message ?? '').join('\n') }];
+  },
+
+  async status(target, ctx): Promise<TargetStatus> {
+    const endpoint = endpointName(target, ctx);
+    const result = await ctx.exec.run('aws', ['sagemaker', 'describe-endpoint', '--endpoint-name', endpoint, '--region', target.region, '--output', 'json'], { allowFailure: true });
+    if (result.exitCode !== 0) {
+      return { target: ctx.targetName, type: 'sagemaker', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { error: result.stderr.trim() } };
+    }
+    const description = JSON.parse(result.stdout) as EndpointDescription;
+    const variant = description.ProductionVariants?.[0];
+    return {
+      target: ctx.targetName,
+      type: 'sagemaker',
+      deployed: true,
+      version: await servingVersion(ctx, target, description.EndpointConfigName),
+      image: variant?.DeployedImages?.[0]?.SpecifiedImage ?? null,
+      health: description.EndpointStatus === 'InService' ? 'ready' : (description.EndpointStatus ?? 'unknown'),
+      url: `https://runtime.sagemaker.${target.region}.amazonaws.com/endpoints/${endpoint}/invocations`,
+      startedAt: description.CreationTime ?? null,
+      detail: { endpoint, endpointConfig: description.EndpointConfigName, instances: variant?.CurrentInstanceCount ?? null, ...(description.FailureReason ? { failure: description.FailureReason } : {}) },
+    };
+  },
+};
+
+/** One OIP v2 request through invoke-endpoint (SageMaker's own route to /invocations), checked like every smoke test. */
+function invokeSmoke(ctx: DeployContext, target: SageMakerTarget, endpoint: string, release: Release): Promise<SmokeFailure | undefined> {
+  const encode = (signature: ModelSignature) => encodeRestRequest(signature.inputs, smokeFeeds(signature.inputs), { binary: false }).body;
+  return smokeThroughCli(ctx, release, 'invoke-endpoint', encode, async (request, dir, signature) => {
+    const answer = path.join(dir, 'answer.json');
+    const invoked = await ctx.exec.run('aws', [
+      'sagemaker-runtime', 'invoke-endpoint', '--endpoint-name', endpoint,
+      '--content-type', 'application/json', '--accept', 'application/json',
+      '--body', `fileb://${request}`, '--region', target.region, answer,
+    ], { allowFailure: true, timeoutMs: 120_000 });
+    if (ctx.exec.dryRun) return undefined;
+    if (invoked.exitCode !== 0) return { reason: 'smoke-failure', message: `invoke-endpoint failed: ${invoked.stderr.trim().split('\n').at(-1) ?? ''}` };
+    checkOutputs(signature.outputs, JSON.parse(await readFile(answer, 'utf8')));
+    return undefined;
+  });
+}
+
+/** The endpoint's last log lines, for the failure report. */
+async function cloudWatchLogs(ctx: DeployContext, target: SageMakerTarget, endpoint: string): Promise<string> {
+  const result = await ctx.exec.run('aws', [
+    'logs', 'filter-log-events', '--log-group-name', `/aws/sagemaker/Endpoints/${endpoint}`,
+    '--start-time', String(Date.now() - 3_600_000), '--limit', '20', '--region', target.region, '--output', 'json',
+  ], { allowFailure: true });
+  if (result.exitCode !== 0 || !result.stdout) return '';
+  return ((JSON.parse(result.stdout) as { events?: { message?: string }[] }).events ?? []).map((e) => e.message ?? '').join('\n');
+}
+
+/** The mlops-version tag of the model the endpoint config serves: SageMaker keeps no version of its own. */
+async function servingVersion(ctx: DeployContext, target: SageMakerTarget, config: string | undefined): Promise<string | null> {
+  if (!config) return null;
+  const aws = (args: string[]) => ctx.exec.run('aws', ['sagemaker', ...args, '--region', target.region, '--output', 'json'], { allowFailure: true });
+  const described = await aws(['describe-endpoint-config', '--endpoint-config-name', config]);
+  const model = described.exitCode === 0 ? (JSON.parse(described.stdout) as { ProductionVariants?: { ModelName?: string }[] }).ProductionVariants?.[0]?.ModelName : undefined;
+  if (!model) return null;
+  const modelDescription = await aws(['describe-model', '--model-name', model]);
+  const arn = modelDescription.exitCode === 0 ? (JSON.parse(modelDescription.stdout) as { ModelArn?: string }).ModelArn : undefined;
+  if (!arn) return null;
+  const listed = await aws(['list-tags', '--resource-arn', arn]);
+  const tagList = listed.exitCode === 0 ? (JSON.parse(listed.stdout) as { Tags?: { Key: string; Value: string }[] }).Tags : undefined;
+  return tagList?.find((t) => t.Key === 'mlops-version')?.Value ?? null;
+}

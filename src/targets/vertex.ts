@@ -1,0 +1,190 @@
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import type { VertexTarget } from '../config/defaults.js';
+import { inputError } from '../errors.js';
+import { defaultModelName } from '../model/inspect.js';
+import { encodeInstances } from '../protocol/instances.js';
+import { revisionTag } from './cloudrun.js';
+import { cloudLoggingRecords, cloudLoggingTail } from './gcloud.js';
+import { checkPredictions, smokeFeeds, smokeThroughCli, type SmokeFailure } from './smoke.js';
+import type { DeployContext, DeployOutcome, FailureReason, ModelSignature, Release, TargetAdapter, TargetStatus } from './types.js';
+
+interface EndpointDescription {
+  displayName?: string;
+  deployedModels?: { id?: string; model?: string; displayName?: string; createTime?: string }[];
+  trafficSplit?: Record<string, number>;
+  labels?: Record<string, string>;
+}
+
+/** How many predictions a smoke test may send before one comes from the new model (it gets only its share). */
+const SMOKE_ATTEMPTS = 10;
+
+export function endpointDisplayName(target: VertexTarget, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
+  return target.endpoint || ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path));
+}
+
+/** A Vertex resource id: a lowercase letter first, then [a-z0-9-], at most 63. */
+const resourceId = (name: string) => {
+  const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+/, '');
+  return (/^[a-z]/.test(slug) ? slug : `m-${slug}`).slice(0, 63).replace(/-+$/, '');
+};
+
+/** Deployed-model ids are 1 to 10 digits: a hash of the model id, so a redeploy of one model names the same. */
+const deployedModelId = (modelId: string) => String(1_000_000_000 + (parseInt(createHash('sha256').update(modelId).digest('hex').slice(0, 8), 16) % 999_999_999));
+
+/** The old traffic scaled down to make room for `percent` on the new model (named `newId`). */
+export function trafficSplit(newId: string, percent: number, old: Record<string, number>): string {
+  const entries = Object.entries(old).filter(([id, p]) => id !== newId && p > 0);
+  const total = entries.reduce((n, [, p]) => n + p, 0);
+  const rest = 100 - percent;
+  const scaled = entries.map(([id, p]) => [id, Math.floor((p * rest) / (total || 1))] as const);
+  const remainder = rest - scaled.reduce((n, [, p]) => n + p, 0);
+  const split = [[newId, percent] as const, ...scaled.map(([id, p], i) => [id, i === 0 ? p + remainder : p] as const).filter(([, p]) => p > 0)];
+  return split.map(([id, p]) => `${id}=${p}`).join(',');
+}
+
+/**
+ * gcloud through the exec seam. The model is uploaded with our image and its routes (Vertex hands
+ * them to the server as AIP_HTTP_PORT, AIP_HEALTH_ROUTE and AIP_PREDICT_ROUTE), deployed beside
+ * the serving one with the first canary share, smoke-tested through `endpoints predict`, then given
+ * the rest of the traffic step by step; on failure traffic goes back and the new model is undeployed.
+ */
+export const vertexAdapter: TargetAdapter<VertexTarget> = {
+  type: 'vertex',
+  needsRegistry: true,
+
+  async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
+    const { exec } = ctx;
+    const base = ['--project', target.project, '--region', target.region];
+    const display = endpointDisplayName(target, ctx);
+    const endpoint = resourceId(display);
+    const describe = async () => {
+      const result = await exec.run('gcloud', ['ai', 'endpoints', 'describe', endpoint, ...base, '--format=json'], { allowFailure: true });
+      return result.exitCode === 0 && result.stdout ? (JSON.parse(result.stdout) as EndpointDescription) : null;
+    };
+    const before = await describe();
+    if (!before) {
+      await exec.run('gcloud', ['ai', 'endpoints', 'create', ...base, `--display-name=${display}`, `--endpoint-id=${endpoint}`, '--labels=managed-by=mlops']);
+    }
+    const serving = Object.fromEntries(Object.entries(before?.trafficSplit ?? {}).filter(([, p]) => p > 0));
+
+    const modelId = resourceId(`${display}-${revisionTag(release.version)}-${createHash('sha256').update(release.image).digest('hex').slice(0, 8)}`);
+    const known = await exec.run('gcloud', ['ai', 'models', 'describe', modelId, ...base, '--format=json'], { allowFailure: true });
+    if (exec.dryRun || known.exitCode !== 0) {
+      const port = ctx.config.image.port;
+      await exec.run('gcloud', [
+        'ai', 'models', 'upload', ...base,
+        `--model-id=${modelId}`,
+        `--display-name=${modelId}`,
+        `--container-image-uri=${release.image}`,
+        `--container-ports=${port}`,
+        '--container-health-route=/v2/health/ready',
+        `--container-predict-route=/v1/models/${release.modelName}:predict`,
+        `--labels=mlops-version=${revisionTag(release.version).slice(1)},managed-by=mlops`,
+      ], { timeoutMs: 1_800_000 });
+    }
+
+    const deployedId = deployedModelId(modelId);
+    const alreadyDeployed = (before?.deployedModels ?? []).some((m) => m.id === deployedId);
+    const steps = Object.keys(serving).length ? target.canary : [100];
+    let failure: { reason: FailureReason; message: string } | undefined;
+    let deployed = alreadyDeployed;
+    if (alreadyDeployed) {
+      await exec.run('gcloud', ['ai', 'endpoints', 'update', endpoint, ...base, `--traffic-split=${trafficSplit(deployedId, steps[0], serving)}`]);
+    } else {
+      const result = await exec.run('gcloud', [
+        'ai', 'endpoints', 'deploy-model', endpoint, ...base,
+        `--model=${modelId}`,
+        `--deployed-model-id=${deployedId}`,
+        `--display-name=${modelId}`,
+        `--machine-type=${target.machineType}`,
+        `--min-replica-count=${target.minReplicas}`,
+        `--max-replica-count=${target.maxReplicas}`,
+        ...(target.serviceAccount ? [`--service-account=${target.serviceAccount}`] : []),
+        // "0" names the model being deployed.
+        `--traffic-split=${trafficSplit('0', steps[0], serving)}`,
+      ], { allowFailure: true, timeoutMs: target.readyTimeoutSeconds * 1000 });
+      deployed = result.exitCode === 0;
+      if (!deployed) failure = { reason: 'health-timeout', message: `deploy-model did not finish: ${result.stderr.trim().split('\n').at(-1) ?? ''}` };
+    }
+    if (!failure) failure = await predictSmoke(ctx, base, endpoint, deployedId, release);
+    for (const percent of steps.slice(1)) {
+      if (failure) break;
+      await exec.run('gcloud', ['ai', 'endpoints', 'update', endpoint, ...base, `--traffic-split=${trafficSplit(deployedId, percent, serving)}`]);
+      if (percent < 100) failure = await predictSmoke(ctx, base, endpoint, deployedId, release);
+    }
+    if (!failure) {
+      // The old models take no traffic now; undeploying them stops their billing.
+      for (const old of before?.deployedModels ?? []) {
+        if (old.id && old.id !== deployedId) await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${old.id}`]);
+      }
+      return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: `https://${target.region}-aiplatform.googleapis.com/v1/projects/${target.project}/locations/${target.region}/endpoints/${endpoint}:predict`, previous };
+    }
+
+    const logs = await cloudLoggingTail(ctx, target.project, ['resource.type="aiplatform.googleapis.com/Endpoint"', `resource.labels.endpoint_id="${endpoint}"`]);
+    if (Object.keys(serving).length) {
+      await exec.run('gcloud', ['ai', 'endpoints', 'update', endpoint, ...base, `--traffic-split=${Object.entries(serving).map(([id, p]) => `${id}=${p}`).join(',')}`]);
+    }
+    if (deployed && !alreadyDeployed) await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${deployedId}`], { allowFailure: true });
+    if (!Object.keys(serving).length || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
+    return { status: 'rolled-back', release, ...failure, logs, restored: previous };
+  },
+
+  async replicas(_target, ctx) {
+    throw inputError(
+      `target '${ctx.targetName}' (Vertex AI): replicas cannot be reached one by one, so their live profiles cannot be summed`,
+      'use --prometheus with a Prometheus that scrapes them, or --url with a local run of the same image',
+    );
+  },
+
+  async inferenceLogs(target, ctx, since) {
+    const endpoint = resourceId(endpointDisplayName(target, ctx));
+    const resource = ['resource.type="aiplatform.googleapis.com/Endpoint"', `resource.labels.endpoint_id="${endpoint}"`, `resource.labels.location="${target.region}"`];
+    return cloudLoggingRecords(ctx, target.project, resource, since, `Cloud Logging, endpoint ${endpoint}`);
+  },
+
+  async status(target, ctx): Promise<TargetStatus> {
+    const base = ['--project', target.project, '--region', target.region];
+    const endpoint = resourceId(endpointDisplayName(target, ctx));
+    const result = await ctx.exec.run('gcloud', ['ai', 'endpoints', 'describe', endpoint, ...base, '--format=json'], { allowFailure: true });
+    if (result.exitCode !== 0) {
+      return { target: ctx.targetName, type: 'vertex', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { error: result.stderr.trim() } };
+    }
+    const description = JSON.parse(result.stdout) as EndpointDescription;
+    const split = description.trafficSplit ?? {};
+    const main = (description.deployedModels ?? []).sort((a, b) => (split[b.id ?? ''] ?? 0) - (split[a.id ?? ''] ?? 0))[0];
+    const model = main?.model ? await ctx.exec.run('gcloud', ['ai', 'models', 'describe', main.model.split('/').at(-1)!, ...base, '--format=json'], { allowFailure: true }) : undefined;
+    const modelDescription = model?.exitCode === 0 ? (JSON.parse(model.stdout) as { labels?: Record<string, string>; containerSpec?: { imageUri?: string } }) : undefined;
+    return {
+      target: ctx.targetName,
+      type: 'vertex',
+      deployed: Boolean(main),
+      version: modelDescription?.labels?.['mlops-version'] ?? null,
+      image: modelDescription?.containerSpec?.imageUri ?? null,
+      health: main ? 'ready' : 'no model deployed',
+      url: `https://${target.region}-aiplatform.googleapis.com/v1/projects/${target.project}/locations/${target.region}/endpoints/${endpoint}:predict`,
+      startedAt: main?.createTime ?? null,
+      detail: { endpoint, traffic: (description.deployedModels ?? []).map((m) => `${m.displayName ?? m.id} (${m.id}): ${split[m.id ?? ''] ?? 0}%`) },
+    };
+  },
+};
+
+/**
+ * Predictions through the endpoint, each checked, until one comes from the new deployed model; the
+ * endpoint splits traffic, so with a small share the new model may not answer any of them (a warning).
+ */
+function predictSmoke(ctx: DeployContext, base: string[], endpoint: string, deployedId: string, release: Release): Promise<SmokeFailure | undefined> {
+  const encode = (signature: ModelSignature) => JSON.stringify(encodeInstances(signature.inputs, smokeFeeds(signature.inputs)));
+  return smokeThroughCli(ctx, release, 'gcloud ai endpoints predict', encode, async (request) => {
+    for (let attempt = 0; attempt < SMOKE_ATTEMPTS; attempt++) {
+      const result = await ctx.exec.run('gcloud', ['ai', 'endpoints', 'predict', endpoint, ...base, `--json-request=${request}`, '--format=json'], { allowFailure: true, timeoutMs: 120_000 });
+      if (ctx.exec.dryRun) return undefined;
+      if (result.exitCode !== 0) return { reason: 'smoke-failure', message: `gcloud ai endpoints predict failed: ${result.stderr.trim().split('\n').at(-1) ?? ''}` };
+      const answer = JSON.parse(result.stdout) as { predictions?: unknown; deployedModelId?: string };
+      checkPredictions(answer, 1);
+      if (answer.deployedModelId === undefined || answer.deployedModelId === deployedId) return undefined;
+    }
+    ctx.log(`warning: none of ${SMOKE_ATTEMPTS} smoke predictions was served by the new model (deployed model ${deployedId}); the old one answered them all`);
+    return undefined;
+  });
+}
