@@ -121,8 +121,11 @@ export function createRestServer(options: RestServerOptions): RestServer {
 
   const infer: Handler = async (req, res, params) => {
     checkModel(params);
-    const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
-    await runInfer(req, res, body, header, 'header');
+    const declared = req.headers[HEADER_LENGTH];
+    // Only for placing the body in memory; headerLength() below checks the value and names what is wrong.
+    const alignAfter = Number(declared);
+    const body = await readBody(req, options.maxBodyBytes, Number.isInteger(alignAfter) && alignAfter > 0 ? alignAfter : 0);
+    return runInfer(req, res, body, headerLength(declared, body.byteLength), 'header');
   };
 
   /** {"instances": [...]} in, {"predictions": [...]} out: v1 :predict, Vertex AI, SageMaker JSON. */
