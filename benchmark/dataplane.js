@@ -11,6 +11,8 @@
 //    servers with and without a reference profile, interleaved.
 // 5. The cost of the inference log (issue 12): off, 1% and 100% of requests to a
 //    file, and 100% to a collector that is down, interleaved.
+// 6. The platform contracts (issue 13): the same row to /v2 infer, and to SageMaker's /invocations
+//    as an OIP body, as instances and as CSV; Vertex's instances route takes /invocations' path.
 // BENCH_BASELINE=<checkout> adds that checkout's `mlops serve` to part 1 (before/after).
 import autocannon from 'autocannon';
 import { spawn } from 'node:child_process';
@@ -361,11 +363,63 @@ async function inferenceLogCost(log) {
   };
 }
 
+async function contractCost(log) {
+  const ours = path.join(ROOT, 'bin/mlops.js');
+  const [, ...rows] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split('\n');
+  const row = rows[0].split(',').slice(0, -1).map(Number);
+  const oip = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: row }] });
+  const routes = {
+    '/v2/models/{name}/infer, OIP JSON': { path: '/v2/models/breast_cancer/infer', body: oip, type: 'application/json' },
+    '/invocations, OIP JSON': { path: '/invocations', body: oip, type: 'application/json' },
+    '/invocations, instances': { path: '/invocations', body: JSON.stringify({ instances: [row] }), type: 'application/json' },
+    '/invocations, text/csv': { path: '/invocations', body: row.join(','), type: 'text/csv' },
+  };
+  const samples = {};
+  const server = await serve(ours, 'breast_cancer');
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, route] of Object.entries(routes)) {
+        for (const connections of [1, 32]) {
+          log(`contracts, round ${round + 1}/${ROUNDS}: ${name}, concurrency ${connections}`);
+          const options = { url: `${server.url}${route.path}`, method: 'POST', body: route.body, connections, headers: { 'content-type': route.type } };
+          await autocannon({ ...options, duration: 1 });
+          const before = cpuMicros(server.pid);
+          const result = await autocannon({ ...options, duration: SECONDS });
+          if (result.non2xx || result.errors) throw new Error(`${name}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
+          ((samples[`concurrency ${connections}`] ??= {})[name] ??= []).push({ rps: result.requests.average, cpu: (cpuMicros(server.pid) - before) / result.requests.total });
+        }
+      }
+    }
+  } finally {
+    await server.stop();
+  }
+  const results = {};
+  const out = [];
+  const first = Object.keys(routes)[0];
+  for (const [load, byName] of Object.entries(samples)) {
+    const med = (name, key) => median(byName[name].map((r) => r[key]));
+    results[load] = {};
+    for (const name of Object.keys(routes)) {
+      const entry = { rps: med(name, 'rps'), cpu: med(name, 'cpu') };
+      results[load][name] = { ...entry, throughputRatio: round(entry.rps / med(first, 'rps'), 3), cpuRatio: round(entry.cpu / med(first, 'cpu'), 3) };
+      out.push([load, name, round(entry.rps, 0), results[load][name].throughputRatio, round(entry.cpu, 1), results[load][name].cpuRatio]);
+    }
+  }
+  return {
+    results,
+    markdown: [
+      `Platform contracts (issue 13): breast_cancer, one row per request, one server; the OIP route against SageMaker's /invocations with each body it takes (Vertex's AIP_PREDICT_ROUTE runs the instances path). ${ROUNDS} rounds interleaved, medians.`,
+      '',
+      table(['load', 'route, body', 'req/s', 'throughput vs /v2 infer', 'CPU µs/req', 'CPU vs /v2 infer'], out),
+    ].join('\n'),
+  };
+}
+
 export async function run({ log }) {
   // BENCH_PARTS=liveness,workers runs only those parts.
   const wanted = process.env.BENCH_PARTS?.split(',');
   const parts = {};
-  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost })) {
+  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost, contracts: contractCost })) {
     if (!wanted || wanted.includes(name)) parts[name] = await part(log);
   }
   return {

@@ -78,6 +78,9 @@ describe('one server, every platform contract (real ONNX Runtime over HTTP)', ()
     const res = await invoke(rows.map((r) => r.join(',')).join('\n') + '\n', 'text/csv');
     expect(res.status).toBe(200);
     expect((await res.json() as any).predictions[1][0]).toBeCloseTo(expected[1][0], 6);
+    // Quoted cells go through csv-parse, CRLF line ends included.
+    const quoted = await invoke(rows.slice(0, 2).map((r) => r.map((v) => `"${v}"`).join(',')).join('\r\n'), 'text/csv');
+    expect(((await quoted.json()) as any).predictions[1][0]).toBeCloseTo(expected[1][0], 6);
     const bad = await invoke(`${rows[0].join(',')}\n${rows[1].slice(0, 29).join(',')},abc\n`, 'text/csv');
     expect(bad.status).toBe(400);
     expect((await bad.json() as any).error).toBe("text/csv: row 2, column 30 is 'abc', not a number (send rows of numbers, no header line)");
