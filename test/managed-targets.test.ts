@@ -9,6 +9,7 @@ import { TARGET_DEFAULTS, type KServeTarget, type SageMakerTarget, type VertexTa
 import { applyDefaults } from '../src/config/normalize.js';
 import { isMlopsError } from '../src/errors.js';
 import { resolveCredentials } from '../src/registry/credentials.js';
+import { deployVersion } from '../src/targets/deploy.js';
 import { createExecSeam, type Runner } from '../src/targets/exec.js';
 import { kserveAdapter } from '../src/targets/kserve.js';
 import { renderInferenceService, validateInferenceService } from '../src/targets/kserve-manifest.js';
@@ -181,6 +182,24 @@ describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account he
     ]);
   });
 
+  it('--output writes the three calls\' inputs as JSON and runs nothing', async () => {
+    const { runner, calls } = account();
+    const dir = await mkdtemp(path.join(tmpdir(), 'mlops-sagemaker-out-'));
+    try {
+      const outcome = await sageMakerAdapter.deploy(target, v2, v1, ctx({ runner, outputDir: dir }));
+      expect(outcome).toMatchObject({ status: 'written', files: ['model', 'endpoint-config', 'endpoint'].map((k) => path.join(dir, `bc-${k}.json`)) });
+      expect(calls).toEqual([]);
+      const model = JSON.parse(await readFile(path.join(dir, 'bc-model.json'), 'utf8'));
+      const endpoint = JSON.parse(await readFile(path.join(dir, 'bc-endpoint.json'), 'utf8'));
+      const config = JSON.parse(await readFile(path.join(dir, 'bc-endpoint-config.json'), 'utf8'));
+      expect(model.PrimaryContainer).toEqual({ Image: v2.image, Mode: 'SingleModel' });
+      expect(config.ProductionVariants[0].ModelName).toBe(model.ModelName);
+      expect(endpoint).toMatchObject({ EndpointName: 'bc', EndpointConfigName: config.EndpointConfigName, DeploymentConfig: { AutoRollbackConfiguration: { Alarms: [{ AlarmName: 'bc-5xx' }] } } });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('status reads the serving version from the model the endpoint config names', async () => {
     const { runner } = scripted((line) => {
       if (line.includes('describe-endpoint --')) return { stdout: JSON.stringify({ EndpointStatus: 'InService', EndpointConfigName: 'cfg', CreationTime: '2026-11-01T00:00:00Z', ProductionVariants: [{ DeployedImages: [{ SpecifiedImage: v2.image }], CurrentInstanceCount: 2 }] }) };
@@ -190,6 +209,18 @@ describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account he
       return {};
     });
     expect(await sageMakerAdapter.status(target, ctx({ runner }))).toMatchObject({ deployed: true, version: '1.1.0', image: v2.image, health: 'ready', detail: { endpointConfig: 'cfg', instances: 2 } });
+  });
+});
+
+describe('--output', () => {
+  it('is refused (exit 2) on a target that cannot write one, before anything runs: it would deploy for real', async () => {
+    const config = applyDefaults({ model: { name: 'bc' }, targets: { run: { type: 'cloudrun', project: 'acme', region: 'europe-west1' }, ai: { type: 'vertex', project: 'acme', region: 'europe-west4' } } });
+    for (const name of ['run', 'ai']) {
+      const error = await deployVersion({ cwd: '/tmp', projectDir: '/tmp', config, env: {}, target: name, dryRun: false, outputDir: '/tmp/out', log: () => undefined }, '1.0.0').catch((e) => e);
+      expect(isMlopsError(error) && error.exitCode).toBe(2);
+      expect(error.message).toMatch(/^target '(run|ai)' \((cloudrun|vertex)\) has no --output form$/);
+      expect(error.hint).toContain('--output writes files for kubernetes, kserve, sagemaker targets');
+    }
   });
 });
 
@@ -429,6 +460,11 @@ describe.skipIf(!aws.ok)(`the aws CLI accepts every planned command${aws.ok ? ''
     try {
       const body = path.join(dir, 'request.json');
       await writeFile(body, '{}');
+      // --output's files, as `aws sagemaker <call> --cli-input-json` reads them.
+      await sageMakerAdapter.deploy(target, v2, v1, ctx({ outputDir: dir }));
+      for (const [call, kind] of [['create-model', 'model'], ['create-endpoint-config', 'endpoint-config'], ['create-endpoint', 'endpoint'], ['update-endpoint', 'endpoint']]) {
+        steps.push(['sagemaker', call, '--cli-input-json', `file://${path.join(dir, `bc-${kind}.json`)}`, '--region', 'eu-west-1']);
+      }
       const env = { ...process.env, AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE', AWS_SECRET_ACCESS_KEY: 'example', AWS_MAX_ATTEMPTS: '1', AWS_RETRY_MODE: 'standard', AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
       for (const args of steps) {
         const fixed = args.map((a) => (a.startsWith('fileb://') ? `fileb://${body}` : a.endsWith('answer.json') ? path.join(dir, 'answer.json') : a));

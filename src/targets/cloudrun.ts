@@ -31,6 +31,7 @@ const gcloudBase = (target: CloudRunTarget) => ['--project', target.project, '--
 export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
   type: 'cloudrun',
   needsRegistry: true,
+  output: null,
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const { exec } = ctx;

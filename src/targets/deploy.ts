@@ -9,7 +9,7 @@ import { localName, parseReference } from '../registry/reference.js';
 import { configuredRepository } from '../image/repository.js';
 import { createExecSeam, type PlannedStep, type Runner } from './exec.js';
 import { appendHistory, currentRelease, findRelease, previousRelease, readHistory } from './history.js';
-import { selectTarget } from './index.js';
+import { OUTPUT_TYPES, selectTarget } from './index.js';
 import { smokeTest } from './smoke.js';
 import type { DeployContext, DeployOutcome, LogText, ModelSignature, Release, Replicas, TargetAdapter, TargetStatus } from './types.js';
 
@@ -134,8 +134,16 @@ async function record(options: DeployOptions, name: string, action: 'deploy' | '
   });
 }
 
+/** --output on a target that cannot write one would deploy for real: refused before anything runs. */
+function checkOutput(options: DeployOptions, name: string, adapter: TargetAdapter): void {
+  if (options.outputDir && adapter.output === null) {
+    throw inputError(`target '${name}' (${adapter.type}) has no --output form`, `use --dry-run to see every command a deploy would run; --output writes files for ${OUTPUT_TYPES.join(', ')} targets`);
+  }
+}
+
 export async function deployVersion(options: DeployOptions, version: string | undefined): Promise<DeployResult> {
   const { name, target, adapter } = selectTarget(options.config, options.target);
+  checkOutput(options, name, adapter);
   const release = await resolveRelease(options, adapter, version);
   const previous = currentRelease(await readHistory(options.projectDir, name));
   const ctx = context(options, name);
@@ -147,6 +155,7 @@ export async function deployVersion(options: DeployOptions, version: string | un
 /** Back to --to <version>, or to what served before the current version. */
 export async function rollbackTarget(options: DeployOptions, to: string | undefined): Promise<DeployResult> {
   const { name, target, adapter } = selectTarget(options.config, options.target);
+  checkOutput(options, name, adapter);
   const history = await readHistory(options.projectDir, name);
   const current = currentRelease(history);
   let release = to ? findRelease(history, to) : previousRelease(history);

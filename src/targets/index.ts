@@ -18,6 +18,9 @@ const ADAPTERS: { [K in TargetConfig['type']]: TargetAdapter<Extract<TargetConfi
   vertex: vertexAdapter,
 };
 
+/** The target types `--output <dir>` writes files for. */
+export const OUTPUT_TYPES = Object.values(ADAPTERS).filter((a) => a.output !== null).map((a) => a.type);
+
 export function selectTarget(config: Config, name: string | undefined): { name: string; target: TargetConfig; adapter: TargetAdapter } {
   const names = Object.keys(config.targets);
   if (!name) throw inputError('no target given', names.length ? `pass --target ${names.join(' | ')}` : 'define one under "targets" in config (see mlops.config.example.json)');

@@ -42,6 +42,7 @@ const selectorOf = (name: string) => `serving.kserve.io/inferenceservice=${name}
 export const kserveAdapter: TargetAdapter<KServeTarget> = {
   type: 'kserve',
   needsRegistry: true,
+  output: 'the InferenceService YAML',
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const name = resourceName(target, ctx);

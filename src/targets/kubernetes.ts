@@ -26,6 +26,7 @@ function diagnose(pods: PodList): FailureReason {
 export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
   type: 'kubernetes',
   needsRegistry: true,
+  output: 'the Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget YAML',
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const name = resourceName(target, ctx);

@@ -89,6 +89,7 @@ async function gateAndSwap(target: LocalTarget, release: Release, previous: Rele
 export const localAdapter: TargetAdapter<LocalTarget> = {
   type: 'local',
   needsRegistry: false,
+  output: null,
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     if (ctx.dryRun) {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { SageMakerTarget } from '../config/defaults.js';
 import { environmentError, inputError } from '../errors.js';
@@ -69,10 +69,32 @@ export function deploymentConfig(target: SageMakerTarget): unknown {
   };
 }
 
-const tags = (release: Release) => JSON.stringify([
+const tagList = (release: Release) => [
   { Key: 'mlops-version', Value: release.version },
   { Key: 'managed-by', Value: 'mlops' },
-]);
+];
+const tags = (release: Release) => JSON.stringify(tagList(release));
+const primaryContainer = (release: Release) => ({ Image: release.image, Mode: 'SingleModel' });
+
+/**
+ * --output: the three calls' inputs as files for `aws sagemaker <call> --cli-input-json file://...`
+ * (or a pipeline of your own). The endpoint file fits create-endpoint and update-endpoint alike.
+ */
+async function writeInputs(dir: string, target: SageMakerTarget, release: Release, names: { endpoint: string; model: string; config: string }): Promise<DeployOutcome> {
+  await mkdir(dir, { recursive: true });
+  const documents: [string, unknown][] = [
+    ['model', { ModelName: names.model, ExecutionRoleArn: target.executionRoleArn, PrimaryContainer: primaryContainer(release), Tags: tagList(release) }],
+    ['endpoint-config', { EndpointConfigName: names.config, ProductionVariants: productionVariants(target, names.model), Tags: tagList(release) }],
+    ['endpoint', { EndpointName: names.endpoint, EndpointConfigName: names.config, DeploymentConfig: deploymentConfig(target) }],
+  ];
+  const files: string[] = [];
+  for (const [kind, document] of documents) {
+    const file = path.join(dir, `${names.endpoint}-${kind}.json`);
+    await writeFile(file, `${JSON.stringify(document, null, 2)}\n`);
+    files.push(file);
+  }
+  return { status: 'written', release, files };
+}
 
 /**
  * The aws CLI through the exec seam. A model and an endpoint config per release (named by what they
@@ -83,6 +105,7 @@ const tags = (release: Release) => JSON.stringify([
 export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
   type: 'sagemaker',
   needsRegistry: true,
+  output: 'the create-model, create-endpoint-config and create/update-endpoint inputs as JSON for `aws sagemaker ... --cli-input-json`',
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const { exec } = ctx;
@@ -92,6 +115,10 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
     }
     const aws = (args: string[], options?: { allowFailure?: boolean; timeoutMs?: number }) => exec.run('aws', ['sagemaker', ...args, '--region', target.region, '--output', 'json'], options);
     const endpoint = endpointName(target, ctx);
+    const model = resourceName(`${endpoint}-${revisionTag(release.version)}`, `${release.image}\n${target.executionRoleArn}`);
+    const variants = JSON.stringify(productionVariants(target, model));
+    const config = resourceName(model, variants);
+    if (ctx.outputDir) return writeInputs(ctx.outputDir, target, release, { endpoint, model, config });
     const describe = async () => {
       const result = await aws(['describe-endpoint', '--endpoint-name', endpoint], { allowFailure: true });
       if (result.exitCode !== 0 && !/Could not find endpoint|ValidationException/.test(result.stderr)) {
@@ -105,18 +132,15 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
     }
     const previousConfig = before?.EndpointStatus === 'InService' ? before.EndpointConfigName : undefined;
 
-    const model = resourceName(`${endpoint}-${revisionTag(release.version)}`, `${release.image}\n${target.executionRoleArn}`);
     const known = await aws(['describe-model', '--model-name', model], { allowFailure: true });
     if (exec.dryRun || known.exitCode !== 0) {
       await aws([
         'create-model', '--model-name', model,
         '--execution-role-arn', target.executionRoleArn,
-        '--primary-container', JSON.stringify({ Image: release.image, Mode: 'SingleModel' }),
+        '--primary-container', JSON.stringify(primaryContainer(release)),
         '--tags', tags(release),
       ]);
     }
-    const variants = JSON.stringify(productionVariants(target, model));
-    const config = resourceName(model, variants);
     const knownConfig = await aws(['describe-endpoint-config', '--endpoint-config-name', config], { allowFailure: true });
     if (exec.dryRun || knownConfig.exitCode !== 0) {
       await aws(['create-endpoint-config', '--endpoint-config-name', config, '--production-variants', variants, '--tags', tags(release)]);

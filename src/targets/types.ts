@@ -59,6 +59,8 @@ export interface TargetAdapter<T extends TargetConfig = TargetConfig> {
   readonly type: T['type'];
   /** Remote targets pull from a registry, so they need a pushed image. */
   readonly needsRegistry: boolean;
+  /** What `--output <dir>` writes instead of deploying (for GitOps); null: this target has no such form, and --output is refused. */
+  readonly output: string | null;
   deploy(target: T, release: Release, previous: Release | null, ctx: DeployContext): Promise<DeployOutcome>;
   status(target: T, ctx: DeployContext): Promise<TargetStatus>;
   /**

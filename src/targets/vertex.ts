@@ -52,6 +52,7 @@ export function trafficSplit(newId: string, percent: number, old: Record<string,
 export const vertexAdapter: TargetAdapter<VertexTarget> = {
   type: 'vertex',
   needsRegistry: true,
+  output: null,
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const { exec } = ctx;
