@@ -8,8 +8,10 @@ import { describe, expect, it } from 'vitest';
 import { TARGET_DEFAULTS, type KServeTarget, type SageMakerTarget, type VertexTarget } from '../src/config/defaults.js';
 import { applyDefaults } from '../src/config/normalize.js';
 import { isMlopsError } from '../src/errors.js';
+import { recordsInLine } from '../src/monitor/inference-records.js';
 import { resolveCredentials } from '../src/registry/credentials.js';
 import { deployVersion } from '../src/targets/deploy.js';
+import { appendHistory, findRelease, previousRelease, readHistory } from '../src/targets/history.js';
 import { createExecSeam, type Runner } from '../src/targets/exec.js';
 import { kserveAdapter } from '../src/targets/kserve.js';
 import { renderInferenceService, validateInferenceService } from '../src/targets/kserve-manifest.js';
@@ -220,6 +222,41 @@ describe('--output', () => {
       expect(isMlopsError(error) && error.exitCode).toBe(2);
       expect(error.message).toMatch(/^target '(run|ai)' \((cloudrun|vertex)\) has no --output form$/);
       expect(error.hint).toContain('--output writes files for kubernetes, kserve, sagemaker targets');
+    }
+  });
+});
+
+describe('inference logs from the managed targets, for mlops monitor --labels', () => {
+  const record = (id: string) => JSON.stringify({ type: 'mlops.inference', id, row: 0, rows: 1, time: '2026-11-22T10:00:00Z', model: { name: 'bc', version: '1', sha256: 'f'.repeat(64) }, outputs: [] });
+
+  it('sagemaker: the records CloudWatch Logs kept from the endpoint\'s stdout', async () => {
+    const { runner, calls } = scripted(() => ({ stdout: JSON.stringify({ events: [{ message: record('a') }, { message: record('b') }] }) }));
+    const target: SageMakerTarget = { ...TARGET_DEFAULTS.sagemaker, region: 'eu-west-1', executionRoleArn: 'arn:aws:iam::123456789012:role/x' };
+    const logs = await sageMakerAdapter.inferenceLogs(target, ctx({ runner }), new Date('2026-11-22T00:00:00Z'));
+    expect(calls).toEqual([`aws logs filter-log-events --log-group-name /aws/sagemaker/Endpoints/bc --filter-pattern { $.type = "mlops.inference" } --start-time ${Date.parse('2026-11-22T00:00:00Z')} --region eu-west-1 --output json`]);
+    expect(logs[0].text.split('\n').flatMap(recordsInLine).map((r) => r.id)).toEqual(['a', 'b']);
+  });
+
+  it('vertex: the records Cloud Logging parsed from the endpoint\'s stdout', async () => {
+    const { runner, calls } = scripted(() => ({ stdout: JSON.stringify([{ jsonPayload: JSON.parse(record('x')) }]) }));
+    const logs = await vertexAdapter.inferenceLogs({ ...TARGET_DEFAULTS.vertex, project: 'acme', region: 'europe-west4' }, ctx({ runner }), undefined);
+    expect(calls[0]).toContain('resource.type="aiplatform.googleapis.com/Endpoint" AND resource.labels.endpoint_id="bc"');
+    expect(logs[0].text.split('\n').flatMap(recordsInLine).map((r) => r.id)).toEqual(['x']);
+  });
+});
+
+describe('history keeps what a rollback smoke-tests with', () => {
+  it("stores each release's model signature, so rolling back to it needs no registry", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mlops-history-'));
+    try {
+      for (const release of [v1, v2]) {
+        await appendHistory(dir, 'prod', { action: 'deploy', version: release.version, image: release.image, digest: release.digest, modelName: 'bc', modelSha256: release.modelSha256, signature: release.signature, at: '2026-11-23T00:00:00Z', outcome: 'deployed' });
+      }
+      const entries = await readHistory(dir, 'prod');
+      expect(previousRelease(entries)).toEqual(v1);
+      expect(findRelease(entries, '1.1.0')?.signature).toEqual(signature);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

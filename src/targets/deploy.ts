@@ -127,6 +127,7 @@ async function record(options: DeployOptions, name: string, action: 'deploy' | '
     digest: outcome.release.digest,
     modelName: outcome.release.modelName,
     modelSha256: outcome.release.modelSha256,
+    signature: outcome.release.signature ?? null,
     at: new Date().toISOString(),
     outcome: outcome.status,
     ...(outcome.status !== 'deployed' ? { reason: outcome.reason } : {}),

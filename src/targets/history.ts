@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../report/files.js';
-import type { Release } from './types.js';
+import type { ModelSignature, Release } from './types.js';
 
 export interface HistoryEntry {
   action: 'deploy' | 'rollback';
@@ -10,6 +10,8 @@ export interface HistoryEntry {
   digest: string | null;
   modelName?: string;
   modelSha256: string | null;
+  /** The model's inputs and outputs, so a rollback's smoke test needs no registry (absent in entries before issue 13). */
+  signature?: ModelSignature | null;
   at: string;
   outcome: 'deployed' | 'rolled-back' | 'failed';
   reason?: string;
@@ -59,5 +61,5 @@ export function findRelease(entries: HistoryEntry[], version: string): Release |
 }
 
 function toRelease(e: HistoryEntry): Release {
-  return { version: e.version, image: e.image, digest: e.digest, modelName: e.modelName ?? '', modelSha256: e.modelSha256 };
+  return { version: e.version, image: e.image, digest: e.digest, modelName: e.modelName ?? '', modelSha256: e.modelSha256, signature: e.signature ?? null };
 }
