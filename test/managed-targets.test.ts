@@ -167,6 +167,16 @@ describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account he
     expect(calls.filter((c) => c.includes('update-endpoint'))).toHaveLength(1);
   });
 
+  it('an endpoint that is Failed or still Updating is an environment error (exit 3) naming what to do', async () => {
+    for (const [status, expected] of [['Failed', 'delete it (aws sagemaker delete-endpoint'], ['Updating', 'wait for it']]) {
+      const { runner, calls } = scripted(() => ({ stdout: JSON.stringify({ EndpointStatus: status, EndpointConfigName: 'old', FailureReason: 'image pull failed' }) }));
+      const error = await sageMakerAdapter.deploy(target, v2, v1, ctx({ runner })).catch((e) => e);
+      expect(isMlopsError(error) && error.exitCode).toBe(3);
+      expect(error.hint).toContain(expected);
+      expect(calls).toHaveLength(1);
+    }
+  });
+
   it('refuses an image outside ECR with exit 2, before running anything', async () => {
     const { runner, calls } = account();
     expect(await exitCodeOf(sageMakerAdapter.deploy(target, { ...v2, image: '127.0.0.1:5000/bc@sha256:x' }, null, ctx({ runner })))).toBe(2);

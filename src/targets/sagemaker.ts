@@ -127,10 +127,14 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
       return result.exitCode === 0 && result.stdout ? (JSON.parse(result.stdout) as EndpointDescription) : null;
     };
     const before = await describe();
-    if (before && !['InService', 'Failed'].includes(before.EndpointStatus ?? '')) {
+    if (before?.EndpointStatus === 'Failed') {
+      // SageMaker updates no failed endpoint; it has to go (nothing is serving from it).
+      throw environmentError(`SageMaker endpoint ${endpoint} is Failed (${before.FailureReason ?? 'no reason given'}) and cannot be updated`, `delete it (aws sagemaker delete-endpoint --endpoint-name ${endpoint} --region ${target.region}), then deploy again`);
+    }
+    if (before && before.EndpointStatus !== 'InService') {
       throw environmentError(`SageMaker endpoint ${endpoint} is ${before.EndpointStatus}: another change is under way`, `wait for it (aws sagemaker wait endpoint-in-service --endpoint-name ${endpoint}), then deploy again`);
     }
-    const previousConfig = before?.EndpointStatus === 'InService' ? before.EndpointConfigName : undefined;
+    const previousConfig = before?.EndpointConfigName;
 
     const known = await aws(['describe-model', '--model-name', model], { allowFailure: true });
     if (exec.dryRun || known.exitCode !== 0) {
