@@ -115,7 +115,9 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .argument('[version]', 'the version (default for local targets: the last build)')
     .requiredOption('--target <name>', 'a target from config (targets.<name>)')
     .option('--dry-run', 'print the manifests and commands it would run; change nothing')
-    .option('--output <dir>', 'kubernetes: write the manifests here for GitOps instead of applying them')
+    .option('--output <dir>', 'kubernetes, kserve, sagemaker: write the manifests or API inputs here instead of deploying')
+    .option('--lock-timeout <seconds>', "wait this long for another deploy's lock on the target (default 0: exit 3 at once, naming the holder)")
+    .option('--force', 'deploy over a damaged history (set aside) or a target whose history is missing')
     .action(runAction(async (ctx, version, flags) => (await import('./commands/deploy.js')).run(version as string | undefined, flags as never, ctx)));
 
   program
@@ -124,6 +126,8 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .requiredOption('--target <name>', 'a target from config')
     .option('--to <version>', 'the version to return to (default: the one before the current)')
     .option('--dry-run', 'print the commands it would run; change nothing')
+    .option('--lock-timeout <seconds>', "wait this long for another deploy's lock on the target (default 0: exit 3 at once)")
+    .option('--force', 'roll back over a damaged history (set aside)')
     .action(runAction(async (ctx, flags) => (await import('./commands/rollback.js')).run(flags as never, ctx)));
 
   program

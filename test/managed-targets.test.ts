@@ -18,6 +18,7 @@ import { renderInferenceService, validateInferenceService } from '../src/targets
 import { sageMakerAdapter } from '../src/targets/sagemaker.js';
 import { trafficSplit, vertexAdapter } from '../src/targets/vertex.js';
 import type { DeployContext, Release } from '../src/targets/types.js';
+import { scripted } from './scripted-cli.js';
 import { probeTool } from './tools.js';
 
 const run = promisify(execFile);
@@ -26,22 +27,6 @@ const ecr = '123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/bc';
 const v1: Release = { version: '1.0.0', image: `${ecr}@sha256:${'a'.repeat(64)}`, digest: `sha256:${'a'.repeat(64)}`, modelName: 'bc', modelSha256: 'f'.repeat(64), signature };
 const v2: Release = { ...v1, version: '1.1.0', image: `${ecr}@sha256:${'b'.repeat(64)}`, digest: `sha256:${'b'.repeat(64)}` };
 const goodAnswer = { model_name: 'bc', outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [1, 2], data: [0.25, 0.75] }] };
-
-type Answer = { exitCode?: number; stdout?: string; stderr?: string };
-
-/** Answers as the CLI would, from `answer(line, args, input)`; records each call and what was piped in. */
-function scripted(answer: (line: string, args: string[], input?: string) => Answer | Promise<Answer>) {
-  const calls: string[] = [];
-  const inputs: string[] = [];
-  const runner: Runner = async (command, args, options) => {
-    const line = [command, ...args].join(' ');
-    calls.push(line);
-    if (options.input !== undefined) inputs.push(options.input);
-    const a = await answer(line, args, options.input);
-    return { exitCode: a.exitCode ?? 0, stdout: a.stdout ?? '', stderr: a.stderr ?? '' };
-  };
-  return { runner, calls, inputs };
-}
 
 function ctx(options: { dryRun?: boolean; runner?: Runner; smoke?: DeployContext['smoke']; outputDir?: string; logs?: string[] } = {}): DeployContext {
   return {
@@ -54,6 +39,7 @@ function ctx(options: { dryRun?: boolean; runner?: Runner; smoke?: DeployContext
     outputDir: options.outputDir,
     log: (line) => options.logs?.push(line),
     smoke: options.smoke ?? (async () => undefined),
+    checkpoint: () => undefined,
   };
 }
 

@@ -41,6 +41,7 @@ function ctx(options: { dryRun?: boolean; runner?: Runner; smoke?: DeployContext
     outputDir: options.outputDir,
     log: () => undefined,
     smoke: options.smoke ?? (async () => undefined),
+    checkpoint: () => undefined,
   };
 }
 

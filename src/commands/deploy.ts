@@ -1,6 +1,6 @@
 import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
-import { ExitCode } from '../errors.js';
+import { ExitCode, inputError } from '../errors.js';
 import { deployVersion, rollbackTarget, type DeployOptions, type DeployResult } from '../targets/deploy.js';
 import type { CommandContext } from './context.js';
 
@@ -9,6 +9,15 @@ export interface DeployFlags {
   dryRun?: boolean;
   output?: string;
   to?: string;
+  lockTimeout?: string;
+  force?: boolean;
+}
+
+function lockTimeoutSeconds(value: string | undefined): number {
+  if (value === undefined) return 0;
+  const seconds = Number(value);
+  if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) throw inputError(`--lock-timeout ${value}: expected seconds >= 0`);
+  return seconds;
 }
 
 export function exitCodeOf(result: DeployResult): number {
@@ -50,6 +59,8 @@ async function report(title: string, work: (options: DeployOptions) => Promise<D
       target: flags.target,
       dryRun: Boolean(flags.dryRun),
       outputDir: flags.output ? path.resolve(ctx.cwd, flags.output) : undefined,
+      lockTimeoutSeconds: lockTimeoutSeconds(flags.lockTimeout),
+      force: Boolean(flags.force),
       log: (line) => task.update(line),
     });
     if (exitCodeOf(result) === ExitCode.ok) task.succeed();

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { CloudRunTarget } from '../config/defaults.js';
 import { inputError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
+import { fileLock } from './lock.js';
 import { cloudLoggingRecords, cloudLoggingTail } from './gcloud.js';
 import type { DeployContext, DeployOutcome, FailureReason, TargetAdapter, TargetStatus } from './types.js';
 
@@ -32,6 +33,28 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
   type: 'cloudrun',
   needsRegistry: true,
   output: null,
+
+  // Cloud Run has no lock to offer: a lock file in the project (best effort, README).
+  lock: (_target, ctx, holder) => fileLock(ctx.projectDir, ctx.targetName, holder),
+
+  /** Traffic split over several revisions, with no deploy running: a canary that was interrupted. It goes back to the serving version's tag. */
+  async recover(target, ctx, current) {
+    const service = serviceName(target, ctx);
+    const result = await ctx.exec.run('gcloud', ['run', 'services', 'describe', service, ...gcloudBase(target), '--format=json'], { allowFailure: true });
+    if (result.exitCode !== 0 || !result.stdout || !current) return null;
+    const traffic = ((JSON.parse(result.stdout) as ServiceDescription).status?.traffic ?? []).filter((t) => (t.percent ?? 0) > 0);
+    const tag = revisionTag(current.version);
+    if (traffic.length === 1 && traffic[0].tag === tag) return null;
+    if (traffic.every((t) => t.tag !== tag && t.percent === 100)) return null;
+    const candidate = traffic.find((t) => t.tag && t.tag !== tag);
+    await ctx.exec.run('gcloud', ['run', 'services', 'update-traffic', service, ...gcloudBase(target), `--to-tags=${tag}=100`, '--quiet']);
+    return {
+      candidate: { version: candidate?.tag?.replace(/^v/, '') ?? 'unknown', image: candidate?.revisionName ?? '' },
+      outcome: 'restored',
+      serving: current,
+      message: `an interrupted canary left traffic split (${traffic.map((t) => `${t.revisionName}: ${t.percent}%`).join(', ')}); all of it went back to ${current.version} (tag ${tag})`,
+    };
+  },
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const { exec } = ctx;

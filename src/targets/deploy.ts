@@ -1,14 +1,15 @@
-import type { Config } from '../config/defaults.js';
+import type { Config, TargetConfig } from '../config/defaults.js';
 import { connectDocker } from '../docker/client.js';
 import { inspectImage } from '../docker/container.js';
-import { inputError } from '../errors.js';
+import { ExitCode, inputError, isMlopsError } from '../errors.js';
 import { readLastBuild } from '../image/last-build.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { localName, parseReference } from '../registry/reference.js';
 import { configuredRepository } from '../image/repository.js';
 import { createExecSeam, type PlannedStep, type Runner } from './exec.js';
-import { appendHistory, currentRelease, findRelease, previousRelease, readHistory } from './history.js';
+import { appendHistory, currentRelease, findRelease, historyFile, previousRelease, readHistory, setAsideHistory, type HistoryEntry } from './history.js';
+import { acquireLock, thisProcess } from './lock.js';
 import { OUTPUT_TYPES, selectTarget } from './index.js';
 import { smokeTest } from './smoke.js';
 import type { DeployContext, DeployOutcome, LogText, ModelSignature, Release, Replicas, TargetAdapter, TargetStatus } from './types.js';
@@ -26,6 +27,10 @@ export interface DeployOptions {
   runner?: Runner;
   /** Tests of remote targets pass the smoke test's answer. */
   smoke?: DeployContext['smoke'];
+  /** How long to wait for another deploy's lock on the target; 0: fail at once. */
+  lockTimeoutSeconds?: number;
+  /** Deploy over a damaged or missing history: the damaged file is set aside and a new one starts. */
+  force?: boolean;
 }
 
 export interface DeployResult {
@@ -62,6 +67,9 @@ function context(options: DeployOptions, name: string): DeployContext {
     outputDir: options.outputDir,
     log: options.log,
     smoke: options.smoke ?? smokeWithRetry,
+    checkpoint: (stage) => {
+      if (options.env.MLOPS_DEBUG_KILL_AT === stage) process.kill(process.pid, 'SIGKILL');
+    },
   };
 }
 
@@ -146,32 +154,105 @@ export async function deployVersion(options: DeployOptions, version: string | un
   const { name, target, adapter } = selectTarget(options.config, options.target);
   checkOutput(options, name, adapter);
   const release = await resolveRelease(options, adapter, version);
-  const previous = currentRelease(await readHistory(options.projectDir, name));
   const ctx = context(options, name);
-  const outcome = await adapter.deploy(target, release, previous, ctx);
-  await record(options, name, 'deploy', outcome);
-  return { target: name, type: target.type, action: 'deploy', outcome, plan: ctx.exec.steps };
+  return underLock(options, ctx, adapter, target, `mlops deploy ${release.version}`, async (history) => {
+    const previous = currentRelease(history);
+    await requireHistory(options, ctx, adapter, target, history);
+    const outcome = await adapter.deploy(target, release, previous, ctx);
+    await record(options, name, 'deploy', outcome);
+    return { target: name, type: target.type, action: 'deploy', outcome, plan: ctx.exec.steps };
+  });
 }
 
 /** Back to --to <version>, or to what served before the current version. */
 export async function rollbackTarget(options: DeployOptions, to: string | undefined): Promise<DeployResult> {
   const { name, target, adapter } = selectTarget(options.config, options.target);
   checkOutput(options, name, adapter);
-  const history = await readHistory(options.projectDir, name);
-  const current = currentRelease(history);
-  let release = to ? findRelease(history, to) : previousRelease(history);
-  if (!release && to) release = await resolveRelease(options, adapter, to);
-  if (!release) throw inputError(`nothing to roll back to on '${name}': no earlier version was deployed there`, 'pass --to <version>');
   const ctx = context(options, name);
-  const outcome = await adapter.deploy(target, release, current, ctx);
-  await record(options, name, 'rollback', outcome);
-  return { target: name, type: target.type, action: 'rollback', outcome, plan: ctx.exec.steps };
+  return underLock(options, ctx, adapter, target, `mlops rollback${to ? ` --to ${to}` : ''}`, async (history) => {
+    const current = currentRelease(history);
+    let release = to ? findRelease(history, to) : previousRelease(history);
+    if (!release && to) release = await resolveRelease(options, adapter, to);
+    if (!release) throw inputError(`nothing to roll back to on '${name}': no earlier version was deployed there`, 'pass --to <version>');
+    const outcome = await adapter.deploy(target, release, current, ctx);
+    await record(options, name, 'rollback', outcome);
+    return { target: name, type: target.type, action: 'rollback', outcome, plan: ctx.exec.steps };
+  });
+}
+
+/**
+ * The target's lock around a deploy or rollback, and before the work what an interrupted deploy left
+ * is resolved and written down. A dry run or --output changes nothing and takes no lock.
+ */
+async function underLock(
+  options: DeployOptions,
+  ctx: DeployContext,
+  adapter: TargetAdapter,
+  target: TargetConfig,
+  command: string,
+  work: (history: HistoryEntry[]) => Promise<DeployResult>,
+): Promise<DeployResult> {
+  if (options.dryRun || options.outputDir) return work(await loadHistory(options, ctx.targetName));
+  const lock = await acquireLock(ctx.targetName, () => adapter.lock(target, ctx, thisProcess(command)), options.lockTimeoutSeconds ?? 0, options.log);
+  try {
+    let history = await loadHistory(options, ctx.targetName);
+    const recovery = await adapter.recover(target, ctx, currentRelease(history));
+    if (recovery) {
+      options.log(`warning: ${recovery.message}`);
+      await appendHistory(options.projectDir, ctx.targetName, {
+        action: 'deploy',
+        version: recovery.candidate.version,
+        image: recovery.candidate.image,
+        digest: null,
+        modelSha256: null,
+        at: new Date().toISOString(),
+        outcome: recovery.outcome === 'completed' ? 'deployed' : 'interrupted',
+        reason: recovery.outcome === 'completed' ? 'finished after an interruption' : 'interrupted',
+        ...(recovery.serving && recovery.outcome === 'restored' ? { restored: recovery.serving.version } : {}),
+      });
+      history = await readHistory(options.projectDir, ctx.targetName);
+    }
+    return await work(history);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The history, or with --force over a damaged one a new one (the damaged file set aside). */
+async function loadHistory(options: DeployOptions, name: string): Promise<HistoryEntry[]> {
+  try {
+    return await readHistory(options.projectDir, name);
+  } catch (error) {
+    if (!options.force || !isMlopsError(error) || error.exitCode !== ExitCode.badInput) throw error;
+    const aside = await setAsideHistory(options.projectDir, name);
+    options.log(`warning: --force: the damaged history was moved to ${aside}; a new one starts with this deploy`);
+    return [];
+  }
+}
+
+/**
+ * A target that serves something the history does not know: rollback would have nothing to return
+ * to, so deploying over it takes --force.
+ */
+async function requireHistory(options: DeployOptions, ctx: DeployContext, adapter: TargetAdapter, target: TargetConfig, history: HistoryEntry[]): Promise<void> {
+  if (history.length > 0 || options.force || options.dryRun || options.outputDir) return;
+  const status = await adapter.status(target, ctx);
+  if (!status.deployed) return;
+  throw inputError(
+    `target '${ctx.targetName}' serves ${status.version ?? status.image ?? 'a version'}, but ${historyFile(options.projectDir, ctx.targetName)} has no record of it: a rollback would have nothing to go back to`,
+    'restore the history file (or its .bak), or pass --force to deploy and start a new history',
+  );
 }
 
 export async function targetStatus(options: DeployOptions): Promise<TargetStatus & { lastDeploy: unknown }> {
   const { name, target, adapter } = selectTarget(options.config, options.target);
   const status = await adapter.status(target, context({ ...options, dryRun: false }, name));
   const history = await readHistory(options.projectDir, name);
+  const current = currentRelease(history);
+  // What serves is not what the last completed deploy put there: a deploy died before its checks.
+  if (status.deployed && status.image && current && status.image !== current.image) {
+    status.detail.unchecked = `${status.image} serves, but the last completed deploy put ${current.version} (${current.image}) there; the next deploy or rollback puts it back`;
+  }
   return { ...status, lastDeploy: history.at(-1) ?? null };
 }
 

@@ -1,5 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { copyFile, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
+import { environmentError, inputError } from '../errors.js';
 import { writeFileAtomic } from '../report/files.js';
 import type { ModelSignature, Release } from './types.js';
 
@@ -13,25 +14,55 @@ export interface HistoryEntry {
   /** The model's inputs and outputs, so a rollback's smoke test needs no registry (absent in entries before issue 13). */
   signature?: ModelSignature | null;
   at: string;
-  outcome: 'deployed' | 'rolled-back' | 'failed';
+  /** interrupted: the deploy was killed before its candidate passed the gates; what served before was put back. */
+  outcome: 'deployed' | 'rolled-back' | 'failed' | 'interrupted';
   reason?: string;
   /** For automatic rollbacks: the version that was restored. */
   restored?: string;
 }
 
-const file = (projectDir: string, target: string) => path.join(projectDir, '.mlops', 'history', `${target}.json`);
+export const historyFile = (projectDir: string, target: string) => path.join(projectDir, '.mlops', 'history', `${target}.json`);
 
+/**
+ * The target's history; empty when there is none yet. A file that cannot be read is an error
+ * (exit 2) and is never overwritten: rollback depends on it.
+ */
 export async function readHistory(projectDir: string, target: string): Promise<HistoryEntry[]> {
+  const file = historyFile(projectDir, target);
+  let text: string;
   try {
-    return (JSON.parse(await readFile(file(projectDir, target), 'utf8')) as { entries: HistoryEntry[] }).entries;
-  } catch {
-    return [];
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw environmentError(`cannot read ${file}: ${(error as Error).message}`);
   }
+  let entries: unknown;
+  try {
+    entries = (JSON.parse(text) as { entries?: unknown }).entries;
+  } catch (error) {
+    throw damaged(file, (error as Error).message);
+  }
+  if (!Array.isArray(entries) || entries.some((e) => typeof e?.version !== 'string' || typeof e?.outcome !== 'string')) throw damaged(file, 'it does not hold a list of entries');
+  return entries as HistoryEntry[];
 }
 
+const damaged = (file: string, why: string) =>
+  inputError(`${file} is damaged (${why}); it was left as it is`, `restore it from the copy before the last write: cp ${file}.bak ${file}; or deploy with --force to start a new history (the damaged file is kept beside it)`);
+
+/** Atomic (write, then rename); the file as it was before stays beside it as .bak. */
 export async function appendHistory(projectDir: string, target: string, entry: HistoryEntry): Promise<void> {
+  const file = historyFile(projectDir, target);
   const entries = await readHistory(projectDir, target);
-  await writeFileAtomic(file(projectDir, target), JSON.stringify({ entries: [...entries, entry] }, null, 2) + '\n');
+  if (entries.length) await copyFile(file, `${file}.bak`);
+  await writeFileAtomic(file, JSON.stringify({ entries: [...entries, entry] }, null, 2) + '\n');
+}
+
+/** --force over a damaged history: the file is moved aside, never deleted, and a new one starts. */
+export async function setAsideHistory(projectDir: string, target: string): Promise<string> {
+  const file = historyFile(projectDir, target);
+  const aside = `${file}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  await rename(file, aside);
+  return aside;
 }
 
 /** What is serving now, by the history: the last release that ended up deployed or restored. */

@@ -6,6 +6,7 @@ import { environmentError } from '../errors.js';
 import { forwardToPods, freePort, kubectlBase, listPods, podLogs, podNames, type PodList } from './kubectl.js';
 import { renderInferenceService } from './kserve-manifest.js';
 import { resourceName } from './kubernetes.js';
+import { fileLock } from './lock.js';
 import type { DeployContext, DeployOutcome, FailureReason, Release, TargetAdapter, TargetStatus } from './types.js';
 
 interface Condition {
@@ -43,6 +44,11 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
   type: 'kserve',
   needsRegistry: true,
   output: 'the InferenceService YAML',
+
+  // The platform has no lock to offer mlops: a lock file in the project (best effort, README).
+  lock: (_target, ctx, holder) => fileLock(ctx.projectDir, ctx.targetName, holder),
+  // An interrupted update carries on or rolls back on the platform's side; the next deploy starts from what serves.
+  recover: async () => null,
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const name = resourceName(target, ctx);

@@ -1,6 +1,7 @@
 /** What the kubectl-driven adapters (kubernetes, kserve) share: pods, port-forwards and logs. */
 import net from 'node:net';
 import { environmentError } from '../errors.js';
+import { isStale, type LockAttempt, type LockHolder } from './lock.js';
 import type { DeployContext, LogText, Replicas } from './types.js';
 
 export const kubectlBase = (target: { context: string; namespace: string }) => [...(target.context ? ['--context', target.context] : []), '--namespace', target.namespace];
@@ -76,3 +77,45 @@ export async function podLogs(ctx: DeployContext, base: string[], pods: string[]
   }
   return out;
 }
+
+interface LeaseState {
+  metadata?: { resourceVersion?: string };
+  spec?: { holderIdentity?: string; leaseDurationSeconds?: number; renewTime?: string; acquireTime?: string };
+}
+
+/**
+ * The target's lock as a coordination.k8s.io Lease, mlops-deploy-<name>: `kubectl create` succeeds
+ * once, the API server refusing the second. Its holderIdentity names the holder; a Lease past its
+ * duration, or whose holder's process on this host has ended, is taken over with `kubectl replace`
+ * at the resourceVersion read, so two takers cannot both win.
+ */
+export async function leaseLock(ctx: DeployContext, base: string[], name: string, namespace: string, holder: LockHolder, durationSeconds: number): Promise<LockAttempt> {
+  const lease = `mlops-deploy-${name}`.slice(0, 63);
+  const manifest = (resourceVersion?: string) =>
+    JSON.stringify({
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: lease, namespace, labels: { 'app.kubernetes.io/managed-by': 'mlops' }, ...(resourceVersion ? { resourceVersion } : {}) },
+      spec: { holderIdentity: JSON.stringify(holder), leaseDurationSeconds: durationSeconds, acquireTime: toMicroTime(holder.since), renewTime: toMicroTime(new Date().toISOString()) },
+    });
+  const release = async () => void (await ctx.exec.run('kubectl', [...base, 'delete', 'lease', lease, '--ignore-not-found'], { allowFailure: true }));
+  const created = await ctx.exec.run('kubectl', [...base, 'create', '-f', '-'], { input: manifest(), allowFailure: true });
+  if (created.exitCode === 0) return { release };
+  if (!/AlreadyExists|already exists/.test(created.stderr)) throw environmentError(`kubectl could not create the deploy Lease ${lease}: ${created.stderr.trim().split('\n').at(-1) ?? ''}`, 'the deploying identity needs create, get, update and delete on leases.coordination.k8s.io');
+  const got = await ctx.exec.run('kubectl', [...base, 'get', 'lease', lease, '-o', 'json'], { allowFailure: true });
+  const state = JSON.parse(got.stdout || '{}') as LeaseState;
+  let current: LockHolder;
+  try {
+    current = JSON.parse(state.spec?.holderIdentity ?? '') as LockHolder;
+  } catch {
+    current = { pid: 0, host: 'unknown', command: state.spec?.holderIdentity ?? 'another deployer', since: state.spec?.acquireTime ?? '' };
+  }
+  const renewed = Date.parse(state.spec?.renewTime ?? '');
+  const expired = Number.isFinite(renewed) && renewed + (state.spec?.leaseDurationSeconds ?? 0) * 1000 < Date.now();
+  if (!expired && !isStale(current)) return { holder: current };
+  const replaced = await ctx.exec.run('kubectl', [...base, 'replace', '-f', '-'], { input: manifest(state.metadata?.resourceVersion), allowFailure: true });
+  return replaced.exitCode === 0 ? { release } : { holder: current };
+}
+
+/** Lease times are MicroTime: RFC 3339 with microseconds. */
+const toMicroTime = (iso: string) => iso.replace(/\.(\d{3})Z$/, '.$1000Z');

@@ -5,7 +5,7 @@ import type { KubernetesTarget } from '../config/defaults.js';
 import { environmentError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
 import { labelValue, manifestsYaml, renderManifests } from './kubernetes-manifests.js';
-import { forwardToPods, freePort, kubectlBase, listPods, podLogs, podNames, type PodList } from './kubectl.js';
+import { forwardToPods, freePort, kubectlBase, leaseLock, listPods, podLogs, podNames, type PodList } from './kubectl.js';
 import type { DeployContext, DeployOutcome, FailureReason, TargetAdapter, TargetStatus } from './types.js';
 
 export function resourceName(target: { name: string }, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
@@ -27,6 +27,33 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
   type: 'kubernetes',
   needsRegistry: true,
   output: 'the Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget YAML',
+
+  // Long enough for a rollout and its undo; a holder that dies leaves a Lease that expires.
+  lock: (target, ctx, holder) => leaseLock(ctx, kubectlBase(target), resourceName(target, ctx), target.namespace, holder, target.rolloutTimeoutSeconds * 2 + 300),
+
+  /**
+   * The Deployment runs an image no completed deploy recorded (mlops.image differs from the history's
+   * serving release): a deploy died after `apply`, before its checks. The serving release's manifests
+   * are applied again and rolled out.
+   */
+  async recover(target, ctx, current) {
+    const name = resourceName(target, ctx);
+    const base = kubectlBase(target);
+    const got = await ctx.exec.run('kubectl', [...base, 'get', 'deployment', name, '-o', 'json'], { allowFailure: true });
+    if (got.exitCode !== 0 || !got.stdout || !current) return null;
+    const deployment = JSON.parse(got.stdout) as { metadata?: { annotations?: Record<string, string>; labels?: Record<string, string> } };
+    const image = deployment.metadata?.annotations?.['mlops.image'];
+    if (!image || image === current.image) return null;
+    await ctx.exec.run('kubectl', [...base, 'apply', '-f', '-'], { input: manifestsYaml(renderManifests(name, target, current, ctx.config)) });
+    const back = await ctx.exec.run('kubectl', [...base, 'rollout', 'status', `deployment/${name}`, `--timeout=${target.rolloutTimeoutSeconds}s`], { allowFailure: true, timeoutMs: (target.rolloutTimeoutSeconds + 30) * 1000 });
+    const version = deployment.metadata?.labels?.['app.kubernetes.io/version'] ?? 'unknown';
+    return {
+      candidate: { version, image },
+      outcome: 'restored',
+      serving: back.exitCode === 0 ? current : null,
+      message: `an interrupted deploy had applied ${version} (${image}) without checking it; ${current.version} was applied again${back.exitCode === 0 ? ' and rolled out' : ', but its rollout did not finish'}`,
+    };
+  },
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const name = resourceName(target, ctx);

@@ -7,6 +7,7 @@ import { defaultModelName } from '../model/inspect.js';
 import { encodeRestRequest } from '../protocol/rest.js';
 import { revisionTag } from './cloudrun.js';
 import { checkOutputs, smokeFeeds, smokeThroughCli, type SmokeFailure } from './smoke.js';
+import { fileLock } from './lock.js';
 import type { DeployContext, DeployOutcome, FailureReason, ModelSignature, Release, TargetAdapter, TargetStatus } from './types.js';
 
 /** SageMaker pulls only from ECR (private registries need a VPC setup mlops does not make). */
@@ -106,6 +107,11 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
   type: 'sagemaker',
   needsRegistry: true,
   output: 'the create-model, create-endpoint-config and create/update-endpoint inputs as JSON for `aws sagemaker ... --cli-input-json`',
+
+  // The platform has no lock to offer mlops: a lock file in the project (best effort, README).
+  lock: (_target, ctx, holder) => fileLock(ctx.projectDir, ctx.targetName, holder),
+  // An interrupted update carries on or rolls back on the platform's side; the next deploy starts from what serves.
+  recover: async () => null,
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const { exec } = ctx;

@@ -1,6 +1,7 @@
 import type { Config, TargetConfig } from '../config/defaults.js';
 import type { TensorSignature } from '../predict/predictor.js';
 import type { ExecSeam } from './exec.js';
+import type { LockAttempt, LockHolder } from './lock.js';
 
 /** What a deploy puts on a target: one version of the model image. */
 export interface Release {
@@ -53,6 +54,22 @@ export interface DeployContext {
   log: (line: string) => void;
   /** One inference against a base URL; throws with the reason when the answer is not well formed. */
   smoke: (baseUrl: string, release: Release, headers?: Record<string, string>) => Promise<void>;
+  /**
+   * Marks a stage of a deploy (candidate-created, candidate-ready, old-stopped, replaced). The crash
+   * tests end the process at one with MLOPS_DEBUG_KILL_AT=<stage>, as a kill -9 or a dead CI runner would.
+   */
+  checkpoint: (stage: string) => void;
+}
+
+/** What `recover` found an interrupted deploy had left, and what it did about it. */
+export interface Recovery {
+  /** The version the interrupted deploy was putting on the target. */
+  candidate: { version: string; image: string };
+  /** restored: it had not passed its gates and what served before serves again; completed: it had, and its swap was finished. */
+  outcome: 'restored' | 'completed';
+  /** What serves now. */
+  serving: Release | null;
+  message: string;
 }
 
 export interface TargetAdapter<T extends TargetConfig = TargetConfig> {
@@ -62,6 +79,14 @@ export interface TargetAdapter<T extends TargetConfig = TargetConfig> {
   /** What `--output <dir>` writes instead of deploying (for GitOps); null: this target has no such form, and --output is refused. */
   readonly output: string | null;
   deploy(target: T, release: Release, previous: Release | null, ctx: DeployContext): Promise<DeployOutcome>;
+  /** Tries to take the target's lock for a deploy or rollback: the platform's own where it has one (see lock.ts). */
+  lock(target: T, ctx: DeployContext, holder: LockHolder): Promise<LockAttempt>;
+  /**
+   * Finds what an interrupted deploy left (run with the lock held, so no live process owns it) and
+   * resolves it: an unchecked candidate goes and `current`, the last version the history records as
+   * serving, serves again. Null: nothing was left.
+   */
+  recover(target: T, ctx: DeployContext, current: Release | null): Promise<Recovery | null>;
   status(target: T, ctx: DeployContext): Promise<TargetStatus>;
   /**
    * A base URL for each serving replica, reachable from here (`mlops monitor`

@@ -7,6 +7,7 @@ import { encodeInstances } from '../protocol/instances.js';
 import { revisionTag } from './cloudrun.js';
 import { cloudLoggingRecords, cloudLoggingTail } from './gcloud.js';
 import { checkPredictions, smokeFeeds, smokeThroughCli, type SmokeFailure } from './smoke.js';
+import { fileLock } from './lock.js';
 import type { DeployContext, DeployOutcome, FailureReason, ModelSignature, Release, TargetAdapter, TargetStatus } from './types.js';
 
 interface EndpointDescription {
@@ -53,6 +54,11 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
   type: 'vertex',
   needsRegistry: true,
   output: null,
+
+  // The platform has no lock to offer mlops: a lock file in the project (best effort, README).
+  lock: (_target, ctx, holder) => fileLock(ctx.projectDir, ctx.targetName, holder),
+  // An interrupted update carries on or rolls back on the platform's side; the next deploy starts from what serves.
+  recover: async () => null,
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const { exec } = ctx;
