@@ -140,6 +140,8 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .command('history')
     .description("list a target's deploys and rollbacks: version, image digest, time, outcome")
     .requiredOption('--target <name>', 'a target from config')
+    .option('--rebuild', 'rebuild a lost or damaged history from what the target records (Kubernetes ReplicaSets, Cloud Run revisions; elsewhere what serves)')
+    .option('--force', 'with --rebuild: replace a history that still reads (kept as .bak)')
     .action(runAction(async (ctx, flags) => (await import('./commands/history.js')).run(flags as never, ctx)));
 
   program

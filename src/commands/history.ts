@@ -1,13 +1,16 @@
 import { ExitCode } from '../errors.js';
+import { rebuildHistory } from '../targets/deploy.js';
 import { readHistory } from '../targets/history.js';
 import { selectTarget } from '../targets/index.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
 
-export async function run(flags: { target?: string }, ctx: CommandContext): Promise<number> {
+export async function run(flags: { target?: string; rebuild?: boolean; force?: boolean }, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   const { name } = selectTarget(config, flags.target);
-  const entries = await readHistory(baseDir, name);
+  const entries = flags.rebuild
+    ? (await rebuildHistory({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, target: name, dryRun: false, force: Boolean(flags.force), log: (line) => ctx.reporter.info(line) })).entries
+    : await readHistory(baseDir, name);
   ctx.reporter.result({ target: name, entries }, (r) =>
     r.entries.length === 0
       ? `nothing deployed to ${r.target} yet`

@@ -130,6 +130,19 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
     return cloudLoggingRecords(ctx, target.project, resource, since, `Cloud Logging, service ${service}`);
   },
 
+  /** Every revision Cloud Run kept, oldest first; the version is the mlops-version label (dots as hyphens). */
+  async recordedReleases(target, ctx) {
+    const service = serviceName(target, ctx);
+    const listed = await ctx.exec.run('gcloud', ['run', 'revisions', 'list', '--service', service, ...gcloudBase(target), '--format=json']);
+    const described = await ctx.exec.run('gcloud', ['run', 'services', 'describe', service, ...gcloudBase(target), '--format=json'], { allowFailure: true });
+    const live = new Set(((described.exitCode === 0 ? (JSON.parse(described.stdout || '{}') as ServiceDescription) : {}).status?.traffic ?? []).filter((t) => (t.percent ?? 0) > 0).map((t) => t.revisionName));
+    const revisions = JSON.parse(listed.stdout || '[]') as { metadata?: { name?: string; creationTimestamp?: string; labels?: Record<string, string> }; spec?: { containers?: { image?: string }[] } }[];
+    return revisions
+      .filter((r) => r.metadata?.labels?.['mlops-version'])
+      .sort((a, b) => Date.parse(a.metadata?.creationTimestamp ?? '') - Date.parse(b.metadata?.creationTimestamp ?? ''))
+      .map((r) => ({ version: r.metadata!.labels!['mlops-version'], image: r.spec?.containers?.[0]?.image ?? '', at: r.metadata?.creationTimestamp ?? null, serving: live.has(r.metadata?.name) }));
+  },
+
   async status(target, ctx): Promise<TargetStatus> {
     const service = serviceName(target, ctx);
     const result = await ctx.exec.run('gcloud', ['run', 'services', 'describe', service, ...gcloudBase(target), '--format=json'], { allowFailure: true });

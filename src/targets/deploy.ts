@@ -8,7 +8,7 @@ import { resolveCredentials } from '../registry/credentials.js';
 import { localName, parseReference } from '../registry/reference.js';
 import { configuredRepository } from '../image/repository.js';
 import { createExecSeam, type PlannedStep, type Runner } from './exec.js';
-import { appendHistory, currentRelease, findRelease, historyFile, previousRelease, readHistory, setAsideHistory, type HistoryEntry } from './history.js';
+import { appendHistory, currentRelease, findRelease, historyFile, previousRelease, readHistory, replaceHistory, setAsideHistory, type HistoryEntry } from './history.js';
 import { acquireLock, thisProcess } from './lock.js';
 import { OUTPUT_TYPES, selectTarget } from './index.js';
 import { smokeTest } from './smoke.js';
@@ -242,6 +242,39 @@ async function requireHistory(options: DeployOptions, ctx: DeployContext, adapte
     `target '${ctx.targetName}' serves ${status.version ?? status.image ?? 'a version'}, but ${historyFile(options.projectDir, ctx.targetName)} has no record of it: a rollback would have nothing to go back to`,
     'restore the history file (or its .bak), or pass --force to deploy and start a new history',
   );
+}
+
+/**
+ * The history rebuilt from what the platform records. It replaces a damaged history (set aside) or a
+ * missing one; one that reads takes --force (and stays as .bak).
+ */
+export async function rebuildHistory(options: DeployOptions): Promise<{ target: string; entries: HistoryEntry[]; replaced: number }> {
+  const { name, target, adapter } = selectTarget(options.config, options.target);
+  let existing: HistoryEntry[] = [];
+  try {
+    existing = await readHistory(options.projectDir, name);
+  } catch (error) {
+    if (!isMlopsError(error) || error.exitCode !== ExitCode.badInput) throw error;
+    options.log(`the damaged history was moved to ${await setAsideHistory(options.projectDir, name)}`);
+  }
+  if (existing.length > 0 && !options.force) {
+    throw inputError(`${historyFile(options.projectDir, name)} holds ${existing.length} entries; --rebuild would replace them with what the target records`, 'pass --force to replace it (the current file is kept as .bak)');
+  }
+  const recorded = await adapter.recordedReleases(target, context({ ...options, dryRun: false }, name));
+  // The serving release goes last, so the history's current release is what serves.
+  const ordered = [...recorded.filter((r) => !r.serving), ...recorded.filter((r) => r.serving)];
+  const entries: HistoryEntry[] = ordered.map((r) => ({
+    action: 'deploy',
+    version: r.version,
+    image: r.image,
+    digest: /@(sha256:[0-9a-f]{64})$/.exec(r.image)?.[1] ?? null,
+    modelSha256: null,
+    at: r.at ?? new Date().toISOString(),
+    outcome: 'deployed',
+    reason: `rebuilt from ${target.type}`,
+  }));
+  await replaceHistory(options.projectDir, name, entries);
+  return { target: name, entries, replaced: existing.length };
 }
 
 export async function targetStatus(options: DeployOptions): Promise<TargetStatus & { lastDeploy: unknown }> {

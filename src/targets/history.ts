@@ -57,6 +57,13 @@ export async function appendHistory(projectDir: string, target: string, entry: H
   await writeFileAtomic(file, JSON.stringify({ entries: [...entries, entry] }, null, 2) + '\n');
 }
 
+/** Replaces the whole history (a rebuild), atomically, the file before kept as .bak. */
+export async function replaceHistory(projectDir: string, target: string, entries: HistoryEntry[]): Promise<void> {
+  const file = historyFile(projectDir, target);
+  await copyFile(file, `${file}.bak`).catch(() => undefined);
+  await writeFileAtomic(file, JSON.stringify({ entries }, null, 2) + '\n');
+}
+
 /** --force over a damaged history: the file is moved aside, never deleted, and a new one starts. */
 export async function setAsideHistory(projectDir: string, target: string): Promise<string> {
   const file = historyFile(projectDir, target);

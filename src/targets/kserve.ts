@@ -7,7 +7,7 @@ import { forwardToPods, freePort, kubectlBase, listPods, podLogs, podNames, type
 import { renderInferenceService } from './kserve-manifest.js';
 import { resourceName } from './kubernetes.js';
 import { fileLock } from './lock.js';
-import type { DeployContext, DeployOutcome, FailureReason, Release, TargetAdapter, TargetStatus } from './types.js';
+import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
 interface Condition {
   type?: string;
@@ -96,6 +96,11 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
     const pods = podNames(await listPods(ctx, base, selectorOf(name)));
     if (pods.length === 0) throw environmentError(`target '${ctx.targetName}': no predictor pods of InferenceService ${name} in namespace ${target.namespace}`, 'deploy first; a service scaled to zero keeps no logs in its pods (use a file or HTTP sink)');
     return podLogs(ctx, base, pods, 'kserve-container', since);
+  },
+
+  // The platform keeps no record of earlier versions here: what serves now.
+  async recordedReleases(target, ctx) {
+    return servingOnly(await this.status(target, ctx));
   },
 
   async status(target, ctx): Promise<TargetStatus> {

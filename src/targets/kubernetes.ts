@@ -120,6 +120,24 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     return podLogs(ctx, base, pods, 'model', since);
   },
 
+  /** Every ReplicaSet the Deployment kept (revisionHistoryLimit 10), by revision. */
+  async recordedReleases(target, ctx) {
+    const name = resourceName(target, ctx);
+    const listed = await ctx.exec.run('kubectl', [...kubectlBase(target), 'get', 'replicasets', '-l', `app.kubernetes.io/name=${name}`, '-o', 'json']);
+    const sets = (JSON.parse(listed.stdout || '{}') as {
+      items?: { metadata?: { creationTimestamp?: string; annotations?: Record<string, string> }; spec?: { replicas?: number; template?: { metadata?: { labels?: Record<string, string> }; spec?: { containers?: { image?: string }[] } } } }[];
+    }).items ?? [];
+    return sets
+      .map((rs) => ({ rs, revision: Number(rs.metadata?.annotations?.['deployment.kubernetes.io/revision'] ?? 0) }))
+      .sort((a, b) => a.revision - b.revision)
+      .map(({ rs }) => ({
+        version: rs.spec?.template?.metadata?.labels?.['app.kubernetes.io/version'] ?? 'unknown',
+        image: rs.spec?.template?.spec?.containers?.[0]?.image ?? '',
+        at: rs.metadata?.creationTimestamp ?? null,
+        serving: (rs.spec?.replicas ?? 0) > 0,
+      }));
+  },
+
   async status(target, ctx): Promise<TargetStatus> {
     const name = resourceName(target, ctx);
     const result = await ctx.exec.run('kubectl', [...kubectlBase(target), 'get', 'deployment', name, '-o', 'json'], { allowFailure: true });

@@ -5,7 +5,7 @@ import { demultiplex, imagePorts, inspectImage } from '../docker/container.js';
 import { environmentError } from '../errors.js';
 import { waitForReady } from '../http/ready.js';
 import { defaultModelName } from '../model/inspect.js';
-import type { DeployContext, DeployOutcome, FailureReason, Release, TargetAdapter, TargetStatus } from './types.js';
+import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 import path from 'node:path';
 import { cleanupOnInterrupt } from '../process/interrupt.js';
 import { isStale, type LockAttempt, type LockHolder } from './lock.js';
@@ -217,6 +217,11 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     // Only this container's: a deploy replaces the container, and its log goes with it (a file or HTTP sink keeps history).
     const buffer = (await container.logs({ stdout: true, stderr: false, follow: false, ...(since ? { since: Math.floor(since.getTime() / 1000) } : {}) })) as Buffer;
     return [{ from: `container ${name}`, text: demultiplex(buffer) }];
+  },
+
+  // The platform keeps no record of earlier versions here: what serves now.
+  async recordedReleases(target, ctx) {
+    return servingOnly(await this.status(target, ctx));
   },
 
   async status(target, ctx): Promise<TargetStatus> {

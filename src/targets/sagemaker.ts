@@ -8,7 +8,7 @@ import { encodeRestRequest } from '../protocol/rest.js';
 import { revisionTag } from './cloudrun.js';
 import { checkOutputs, smokeFeeds, smokeThroughCli, type SmokeFailure } from './smoke.js';
 import { fileLock } from './lock.js';
-import type { DeployContext, DeployOutcome, FailureReason, ModelSignature, Release, TargetAdapter, TargetStatus } from './types.js';
+import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type ModelSignature, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
 /** SageMaker pulls only from ECR (private registries need a VPC setup mlops does not make). */
 export const ECR_HOST = /^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/;
@@ -200,6 +200,11 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
     ], { timeoutMs: 300_000 });
     const events = (JSON.parse(result.stdout || '{}') as { events?: { message?: string }[] }).events ?? [];
     return [{ from: `CloudWatch Logs, endpoint ${endpoint}`, text: events.map((e) => e.message ?? '').join('\n') }];
+  },
+
+  // The platform keeps no record of earlier versions here: what serves now.
+  async recordedReleases(target, ctx) {
+    return servingOnly(await this.status(target, ctx));
   },
 
   async status(target, ctx): Promise<TargetStatus> {

@@ -98,6 +98,25 @@ export interface TargetAdapter<T extends TargetConfig = TargetConfig> {
    * inference log's stdout sink writes; `mlops monitor --labels` reads its records from it.
    */
   inferenceLogs(target: T, ctx: DeployContext, since: Date | undefined): Promise<LogText[]>;
+  /**
+   * The versions the platform itself records as having run there, oldest first (`mlops history
+   * --rebuild`): Kubernetes ReplicaSets, Cloud Run revisions; elsewhere what serves now.
+   */
+  recordedReleases(target: T, ctx: DeployContext): Promise<RecordedRelease[]>;
+}
+
+export interface RecordedRelease {
+  version: string;
+  image: string;
+  /** When it was deployed, as the platform says. */
+  at: string | null;
+  /** It is what serves now. */
+  serving: boolean;
+}
+
+/** What serves now, for platforms that keep no record of earlier versions. */
+export function servingOnly(status: TargetStatus): RecordedRelease[] {
+  return status.deployed && status.version && status.image ? [{ version: status.version, image: status.image, at: status.startedAt, serving: true }] : [];
 }
 
 export interface LogText {

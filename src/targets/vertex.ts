@@ -8,7 +8,7 @@ import { revisionTag } from './cloudrun.js';
 import { cloudLoggingRecords, cloudLoggingTail } from './gcloud.js';
 import { checkPredictions, smokeFeeds, smokeThroughCli, type SmokeFailure } from './smoke.js';
 import { fileLock } from './lock.js';
-import type { DeployContext, DeployOutcome, FailureReason, ModelSignature, Release, TargetAdapter, TargetStatus } from './types.js';
+import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type ModelSignature, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
 interface EndpointDescription {
   displayName?: string;
@@ -148,6 +148,11 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
     const endpoint = resourceId(endpointDisplayName(target, ctx));
     const resource = ['resource.type="aiplatform.googleapis.com/Endpoint"', `resource.labels.endpoint_id="${endpoint}"`, `resource.labels.location="${target.region}"`];
     return cloudLoggingRecords(ctx, target.project, resource, since, `Cloud Logging, endpoint ${endpoint}`);
+  },
+
+  // The platform keeps no record of earlier versions here: what serves now.
+  async recordedReleases(target, ctx) {
+    return servingOnly(await this.status(target, ctx));
   },
 
   async status(target, ctx): Promise<TargetStatus> {

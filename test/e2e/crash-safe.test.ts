@@ -175,13 +175,17 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
     expect(await history()).toEqual(['2.0.0 deployed']);
   }, 120_000);
 
-  it('a missing history over a serving target: deploying takes --force', async () => {
+  it('a missing history over a serving target: deploying takes --force, or history --rebuild', async () => {
     await rm(path.join(dir, '.mlops', 'history'), { recursive: true, force: true });
     const refused = await spawnCli(['deploy', '1.0.0', '--target', 'dev'], dir);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/target 'dev' serves 2\.0\.0, but .*dev\.json has no record of it/);
     expect(await served()).toBe('logits');
-    expect((await spawnCli(['deploy', '1.0.0', '--target', 'dev', '--force'], dir)).code).toBe(0);
+    // Or the history is rebuilt from the target: here, what serves.
+    const rebuilt = await spawnCli(['history', '--target', 'dev', '--rebuild', '--json'], dir);
+    expect(rebuilt.code, rebuilt.stderr).toBe(0);
+    expect(await history()).toEqual(['2.0.0 deployed']);
+    expect((await spawnCli(['deploy', '1.0.0', '--target', 'dev'], dir)).code).toBe(0);
     expect(await served()).toBe('probabilities');
   }, 120_000);
 });
