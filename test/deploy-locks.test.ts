@@ -7,6 +7,7 @@ import { applyDefaults } from '../src/config/normalize.js';
 import { isMlopsError } from '../src/errors.js';
 import { cloudRunAdapter } from '../src/targets/cloudrun.js';
 import { createExecSeam, type Runner } from '../src/targets/exec.js';
+import { kserveAdapter } from '../src/targets/kserve.js';
 import { kubernetesAdapter } from '../src/targets/kubernetes.js';
 import { rebuildHistory } from '../src/targets/deploy.js';
 import { currentRelease, previousRelease, readHistory } from '../src/targets/history.js';
@@ -95,6 +96,14 @@ describe('kubernetes: a Lease as the lock, and recovery of an interrupted rollou
     const held = scripted((line) => (line.includes('create') ? { exitCode: 1, stderr: 'Error from server (AlreadyExists): leases.coordination.k8s.io "mlops-deploy-bc" already exists' } : { stdout: lease(holder, new Date().toISOString()) }));
     expect(await kubernetesAdapter.lock(k8s, ctx(held.runner), thisProcess('mlops deploy 1.1.0'))).toEqual({ holder });
     expect(held.calls).toEqual([`kubectl ${base} create -f -`, `kubectl ${base} get lease mlops-deploy-bc -o json`]);
+  });
+
+  it('kserve takes the same Lease, named for its InferenceService', async () => {
+    const { runner, calls, inputs } = scripted(() => ({}));
+    const kserve = { ...TARGET_DEFAULTS.kserve, namespace: 'models', canary: [20, 100] };
+    expect('release' in (await kserveAdapter.lock(kserve, ctx(runner), thisProcess('mlops deploy 1.1.0')))).toBe(true);
+    expect(calls).toEqual(['kubectl --namespace models create -f -']);
+    expect(JSON.parse(inputs[0])).toMatchObject({ kind: 'Lease', metadata: { name: 'mlops-deploy-bc', namespace: 'models' }, spec: { leaseDurationSeconds: 600 * 3 + 300 } });
   });
 
   it('takes over an expired Lease, or one whose holder died on this host, with replace at the resourceVersion read', async () => {

@@ -3,10 +3,9 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import type { KServeTarget } from '../config/defaults.js';
 import { environmentError } from '../errors.js';
-import { forwardToPods, freePort, kubectlBase, listPods, podLogs, podNames, type PodList } from './kubectl.js';
+import { forwardToPods, freePort, kubectlBase, leaseLock, listPods, podLogs, podNames, type PodList } from './kubectl.js';
 import { renderInferenceService } from './kserve-manifest.js';
 import { resourceName } from './kubernetes.js';
-import { fileLock } from './lock.js';
 import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
 interface Condition {
@@ -45,8 +44,8 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
   needsRegistry: true,
   output: 'the InferenceService YAML',
 
-  // The platform has no lock to offer mlops: a lock file in the project (best effort, README).
-  lock: (_target, ctx, holder) => fileLock(ctx.projectDir, ctx.targetName, holder),
+  // A Lease, as for kubernetes targets: long enough for every canary step and the restore.
+  lock: (target, ctx, holder) => leaseLock(ctx, kubectlBase(target), resourceName(target, ctx), target.namespace, holder, target.readyTimeoutSeconds * (target.canary.length + 1) + 300),
   // An interrupted update carries on or rolls back on the platform's side; the next deploy starts from what serves.
   recover: async () => null,
 
