@@ -5,7 +5,7 @@
  * dropped and counted, and inference never waits for the log.
  */
 import { randomUUID } from 'node:crypto';
-import { closeSync, createWriteStream, openSync, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync, write, type WriteStream } from 'node:fs';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Config } from '../config/defaults.js';
 import { inputError } from '../errors.js';
@@ -191,7 +191,7 @@ export class InferenceLog {
 /** fetch() says only "fetch failed"; the reason (ECONNREFUSED, a timeout) is in its cause. */
 function why(error: unknown): string {
   const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
-  return cause?.code ?? cause?.message ?? (error as Error)?.message ?? String(error);
+  return cause?.code ?? cause?.message ?? (error as NodeJS.ErrnoException)?.code ?? (error as Error)?.message ?? String(error);
 }
 
 export function describeSink(sink: InferenceLogSink): string {
@@ -213,13 +213,33 @@ function openSink(sink: InferenceLogSink, model: RecordModel, limits: InferenceL
     stream.on('close', () => closeSync(fd));
   } else {
     // fd 1 through the thread pool: process.stdout writes to a pipe synchronously on Linux, which would stall the event loop.
-    stream = createWriteStream('', { fd: 1, autoClose: false });
+    return { send: (lines) => writeAll(1, lines.join('')), close: async () => undefined };
   }
   stream.on('error', () => undefined);
   return {
     send: (lines) => new Promise((resolve, reject) => stream.write(lines.join(''), (error) => (error ? reject(error) : resolve()))),
     close: () => new Promise((resolve) => (sink.kind === 'file' ? stream.end(resolve) : resolve())),
   };
+}
+
+/**
+ * Writes all of `text` to `fd`, waiting while a non-blocking pipe is full (EAGAIN). Docker hands a
+ * container's stdout over as such a pipe, and a burst of records fills its 64 KiB faster than the
+ * log driver reads: a write stream fails there, and the sink dropped every row after it.
+ */
+function writeAll(fd: number, text: string): Promise<void> {
+  const bytes = Buffer.from(text);
+  return new Promise((resolve, reject) => {
+    let offset = 0;
+    const step = (): void =>
+      write(fd, bytes, offset, bytes.length - offset, null, (error, written) => {
+        if (error) return void ((error as NodeJS.ErrnoException).code === 'EAGAIN' ? setTimeout(step, 5) : reject(error));
+        offset += written;
+        if (offset < bytes.length) step();
+        else resolve();
+      });
+    step();
+  });
 }
 
 /**

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { demultiplex } from '../../src/docker/container.js';
 import { recordsInLine, type InferenceRecord } from '../../src/monitor/inference-records.js';
 import type { QualityReport } from '../../src/monitor/quality.js';
 import { fixture, holdoutRows, runCli } from '../helpers.js';
@@ -88,6 +89,17 @@ describe.skipIf(!engine.ok)(`the inference log in a container${engine.ok ? '' : 
     const report = JSON.parse(live!.stdout) as QualityReport;
     expect(report.source.logs).toEqual(['container mlops-bc-dev']);
     expect((report.metrics as { accuracy: number }).accuracy).toBe((JSON.parse(tested.stdout) as { metrics: { accuracy: number } }).metrics.accuracy);
+  });
+
+  it('keeps every row of a burst on stdout, where Docker\'s pipe fills faster than its log driver reads', async () => {
+    const { base, container } = await runOnHost(['MLOPS_INFERENCE_LOG_SAMPLE=1', 'MLOPS_INFERENCE_LOG_SINK=stdout']);
+    // 32 requests of 64 rows at once: about 600 KB of records in one flush, ten times the pipe's 64 KiB.
+    const batch = Array.from({ length: 64 }, (_, i) => rows[i % rows.length]);
+    await Promise.all(Array.from({ length: 32 }, (_, i) => infer(base, batch, `burst-${i}`)));
+    await waitFor(async () => (await metric(base, /^mlops_inference_log_rows_total (\d+)/m)) === 32 * 64, 10_000, 'every row to be written');
+    expect(await metric(base, /^mlops_inference_log_dropped_total\{reason="sink-error"\} (\d+)/m)).toBe(0);
+    const logged = demultiplex((await container.logs({ stdout: true, stderr: false })) as unknown as Buffer);
+    expect(logged.split('\n').flatMap(recordsInLine).filter((r) => r.id.startsWith('burst-'))).toHaveLength(32 * 64);
   });
 
   it('writes the file sink to a mounted folder, and samples within statistical bounds', async () => {
