@@ -136,6 +136,24 @@ describe('kubernetes: a Lease as the lock, and recovery of an interrupted rollou
   });
 });
 
+describe('kserve: recovery of an interrupted deploy (kubectl through the exec seam)', () => {
+  it('an InferenceService on an image no completed deploy recorded gets the serving release applied again, and is waited for', async () => {
+    const kserve = { ...TARGET_DEFAULTS.kserve, namespace: 'models' };
+    let generation = 4;
+    const { runner, calls, inputs } = scripted((line) => {
+      if (line.includes('apply')) return { stdout: JSON.stringify({ metadata: { generation: ++generation } }) };
+      return { stdout: JSON.stringify({ metadata: { generation, annotations: { 'mlops.image': v2.image, 'mlops.version': '1.1.0' } }, spec: { predictor: { canaryTrafficPercent: 20 } }, status: { observedGeneration: generation, conditions: [{ type: 'Ready', status: 'True' }] } }) };
+    });
+    const recovery = await kserveAdapter.recover(kserve, ctx(runner), v1);
+    expect(recovery).toMatchObject({ candidate: { version: '1.1.0', image: v2.image }, outcome: 'restored', serving: v1 });
+    expect(calls).toEqual(['kubectl --namespace models get inferenceservice bc -o json', 'kubectl --namespace models apply -f - -o json', 'kubectl --namespace models get inferenceservice bc -o json']);
+    expect(inputs[0]).toContain(`image: ${v1.image}`);
+    expect(inputs[0]).not.toContain('canaryTrafficPercent');
+    const clean = scripted(() => ({ stdout: JSON.stringify({ metadata: { annotations: { 'mlops.image': v1.image } } }) }));
+    expect(await kserveAdapter.recover(kserve, ctx(clean.runner), v1)).toBeNull();
+  });
+});
+
 describe('cloudrun: best-effort lock and recovery of an interrupted canary (gcloud through the exec seam)', () => {
   const run: CloudRunTarget = { ...TARGET_DEFAULTS.cloudrun, project: 'acme', region: 'europe-west1', canary: [10, 50, 100] };
   const base = '--project acme --region europe-west1';

@@ -46,8 +46,27 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
 
   // A Lease, as for kubernetes targets: long enough for every canary step and the restore.
   lock: (target, ctx, holder) => leaseLock(ctx, kubectlBase(target), resourceName(target, ctx), target.namespace, holder, target.readyTimeoutSeconds * (target.canary.length + 1) + 300),
-  // An interrupted update carries on or rolls back on the platform's side; the next deploy starts from what serves.
-  recover: async () => null,
+  /**
+   * The InferenceService names an image (mlops.image) that no completed deploy recorded: a deploy
+   * died between an apply and its checks, maybe mid-canary. The serving release is applied again.
+   */
+  async recover(target, ctx, current) {
+    const name = resourceName(target, ctx);
+    const base = kubectlBase(target);
+    const state = await getInferenceService(ctx, base, name);
+    const image = state?.metadata?.annotations?.['mlops.image'];
+    if (!state || !current || !image || image === current.image) return null;
+    const applied = await ctx.exec.run('kubectl', [...base, 'apply', '-f', '-', '-o', 'json'], { input: stringify(renderInferenceService(name, target, current, ctx.config)) });
+    const generation = (JSON.parse(applied.stdout || '{}') as InferenceServiceState).metadata?.generation ?? 0;
+    const failure = await untilReady(ctx, base, name, generation, target.readyTimeoutSeconds);
+    const version = state.metadata?.annotations?.['mlops.version'] ?? 'unknown';
+    return {
+      candidate: { version, image },
+      outcome: 'restored',
+      serving: failure ? null : current,
+      message: `an interrupted deploy had applied ${version} (${image}) without finishing its checks; ${current.version} was applied again${failure ? `, but ${failure.message}` : ' and is ready'}`,
+    };
+  },
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const name = resourceName(target, ctx);
