@@ -349,6 +349,20 @@ describe('vertex plan tests (gcloud through the exec seam; no cloud account here
     expect(logs.some((l) => l.includes('none of 10 smoke predictions was served by the new model'))).toBe(true);
   });
 
+  it('recover: a split left by a deploy that died goes back to the serving release, whose deployed model id it derives, and the rest is undeployed', async () => {
+    // The deployed model ids a deploy of v1 would have used.
+    const first = project();
+    await vertexAdapter.deploy(target, v1, null, ctx({ runner: first.runner }));
+    const servingId = first.calls.find((c) => c.includes('deploy-model'))!.match(/--deployed-model-id=(\d+)/)![1];
+    const state = { deployedModels: [{ id: servingId, displayName: 'bc-v1-0-0-x' }, { id: '4242', displayName: 'bc-v1-1-0-y', model: 'projects/acme/locations/europe-west4/models/bc-v1-1-0-y' }], trafficSplit: { [servingId]: 90, '4242': 10 } };
+    const { runner, calls } = scripted(() => ({ stdout: JSON.stringify(state) }));
+    const recovery = await vertexAdapter.recover(target, ctx({ runner }), v1);
+    expect(recovery).toMatchObject({ candidate: { version: 'bc-v1-1-0-y' }, outcome: 'restored', serving: v1 });
+    expect(calls.slice(1)).toEqual([`gcloud ai endpoints update bc ${base} --traffic-split=${servingId}=100`, `gcloud ai endpoints undeploy-model bc ${base} --deployed-model-id=4242`]);
+    const alone = scripted(() => ({ stdout: JSON.stringify({ deployedModels: [{ id: servingId }], trafficSplit: { [servingId]: 100 } }) }));
+    expect(await vertexAdapter.recover(target, ctx({ runner: alone.runner }), v1)).toBeNull();
+  });
+
   it('splits what traffic is left over the old models in proportion', () => {
     expect(trafficSplit('0', 10, { a: 50, b: 50 })).toBe('0=10,a=45,b=45');
     expect(trafficSplit('0', 25, { a: 67, b: 33 })).toBe('0=25,a=51,b=24');

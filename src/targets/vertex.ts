@@ -30,6 +30,9 @@ const resourceId = (name: string) => {
   return (/^[a-z]/.test(slug) ? slug : `m-${slug}`).slice(0, 63).replace(/-+$/, '');
 };
 
+/** The model's id for a release: its endpoint, version and image, so the same release is uploaded once. */
+const modelIdOf = (display: string, release: Release) => resourceId(`${display}-${revisionTag(release.version)}-${createHash('sha256').update(release.image).digest('hex').slice(0, 8)}`);
+
 /** Deployed-model ids are 1 to 10 digits: a hash of the model id, so a redeploy of one model names the same. */
 const deployedModelId = (modelId: string) => String(1_000_000_000 + (parseInt(createHash('sha256').update(modelId).digest('hex').slice(0, 8), 16) % 999_999_999));
 
@@ -57,8 +60,32 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
 
   // The platform has no lock to offer mlops: a lock file in the project (best effort, README).
   lock: (_target, ctx, holder) => fileLock(ctx.projectDir, ctx.targetName, holder),
-  // An interrupted update carries on or rolls back on the platform's side; the next deploy starts from what serves.
-  recover: async () => null,
+  /**
+   * Traffic on deployed models other than the serving release's, with no deploy running: a deploy
+   * died mid-canary. All traffic goes back to the serving release's deployed model (its id is
+   * derived from the release, so it is known without a record), and the others are undeployed.
+   */
+  async recover(target, ctx, current) {
+    if (!current) return null;
+    const base = ['--project', target.project, '--region', target.region];
+    const display = endpointDisplayName(target, ctx);
+    const endpoint = resourceId(display);
+    const described = await ctx.exec.run('gcloud', ['ai', 'endpoints', 'describe', endpoint, ...base, '--format=json'], { allowFailure: true });
+    if (described.exitCode !== 0 || !described.stdout) return null;
+    const state = JSON.parse(described.stdout) as EndpointDescription;
+    const serving = deployedModelId(modelIdOf(display, current));
+    const others = (state.deployedModels ?? []).filter((m) => m.id && m.id !== serving);
+    if (others.length === 0 || !(state.deployedModels ?? []).some((m) => m.id === serving)) return null;
+    await ctx.exec.run('gcloud', ['ai', 'endpoints', 'update', endpoint, ...base, `--traffic-split=${serving}=100`]);
+    for (const other of others) await ctx.exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${other.id}`], { allowFailure: true });
+    const split = Object.entries(state.trafficSplit ?? {}).map(([id, p]) => `${id}: ${p}%`).join(', ');
+    return {
+      candidate: { version: others[0].displayName ?? 'unknown', image: others[0].model ?? '' },
+      outcome: 'restored',
+      serving: current,
+      message: `an interrupted deploy left deployed models beside ${current.version}'s (traffic ${split}); all traffic went back to ${current.version} and the others were undeployed`,
+    };
+  },
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const { exec } = ctx;
@@ -75,7 +102,7 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
     }
     const serving = Object.fromEntries(Object.entries(before?.trafficSplit ?? {}).filter(([, p]) => p > 0));
 
-    const modelId = resourceId(`${display}-${revisionTag(release.version)}-${createHash('sha256').update(release.image).digest('hex').slice(0, 8)}`);
+    const modelId = modelIdOf(display, release);
     const known = await exec.run('gcloud', ['ai', 'models', 'describe', modelId, ...base, '--format=json'], { allowFailure: true });
     if (exec.dryRun || known.exitCode !== 0) {
       const port = ctx.config.image.port;
