@@ -41,7 +41,7 @@ async function compare(server, rows, log) {
   const pick = (list, f) => list.map(f).sort((a, b) => a - b)[1];
   const summary = {
     rows,
-    mlops: { throughputRps: pick(ours, (r) => r.throughputRps), p50Ms: pick(ours, (r) => r.latencyMs.p50), meanMs: pick(ours, (r) => r.latencyMs.mean) },
+    mlops: { throughputRps: pick(ours, (r) => r.throughputRps), p50Ms: pick(ours, (r) => r.latencyMs?.p50), meanMs: pick(ours, (r) => r.latencyMs?.mean) },
     autocannon: { throughputRps: pick(theirs, (r) => r.requests.average), p50Ms: pick(theirs, (r) => r.latency.p50), meanMs: pick(theirs, (r) => r.latency.average), errors: theirs.reduce((n, r) => n + r.errors + r.non2xx, 0) },
   };
   const diff = (a, b) => round(Math.abs(a - b) / b, 3);

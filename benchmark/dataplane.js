@@ -134,8 +134,8 @@ async function imageModel(log) {
   log('image_cnn: in-process ONNX Runtime');
   const [local] = await bench(['--local', '--model', model, '--concurrency', '1']);
   const server = await serve(path.join(ROOT, 'bin/mlops.js'), 'image_cnn');
-  const rows = [['in-process session.run', '-', 1, round(local.throughputRps, 0), local.latencyMs.p50, 1]];
-  const results = { inProcess: { rps: local.throughputRps, p50Ms: local.latencyMs.p50 }, served: {} };
+  const rows = [['in-process session.run', '-', 1, round(local.throughputRps, 0), local.latencyMs?.p50, 1]];
+  const results = { inProcess: { rps: local.throughputRps, p50Ms: local.latencyMs?.p50 }, served: {} };
   try {
     for (const protocol of ['rest-json', 'rest-binary', 'grpc']) {
       for (const concurrency of [1, 4]) {
@@ -145,8 +145,8 @@ async function imageModel(log) {
         const [run] = await bench(['--url', url, '--protocol', protocol, '--concurrency', String(concurrency)]);
         const cpu = (cpuMicros(server.pid) - before) / (run.requests * (1 + 1 / SECONDS));
         const ratio = round(run.throughputRps / local.throughputRps, 3);
-        (results.served[protocol] ??= {})[concurrency] = { rps: run.throughputRps, p50Ms: run.latencyMs.p50, ratio, cpuMicrosPerRequest: round(cpu, 0) };
-        rows.push([`mlops serve, ${protocol}`, round(cpu, 0), concurrency, round(run.throughputRps, 0), run.latencyMs.p50, ratio]);
+        (results.served[protocol] ??= {})[concurrency] = { rps: run.throughputRps, p50Ms: run.latencyMs?.p50, ratio, cpuMicrosPerRequest: round(cpu, 0) };
+        rows.push([`mlops serve, ${protocol}`, round(cpu, 0), concurrency, round(run.throughputRps, 0), run.latencyMs?.p50, ratio]);
       }
     }
   } finally {
@@ -216,8 +216,8 @@ async function workerCount(log) {
     const server = await serve(path.join(ROOT, 'bin/mlops.js'), 'image_cnn', ['--workers', String(workers)]);
     try {
       const [run] = await bench(['--url', server.url, '--protocol', 'rest-binary', '--concurrency', '8']);
-      results[workers] = { rps: run.throughputRps, p50Ms: run.latencyMs.p50, peakRssMiB: round(peakRssMiB(server.pid), 1) };
-      rows.push([workers, round(run.throughputRps, 0), run.latencyMs.p50, results[workers].peakRssMiB]);
+      results[workers] = { rps: run.throughputRps, p50Ms: run.latencyMs?.p50, peakRssMiB: round(peakRssMiB(server.pid), 1) };
+      rows.push([workers, round(run.throughputRps, 0), run.latencyMs?.p50, results[workers].peakRssMiB]);
     } finally {
       await server.stop();
     }

@@ -29,21 +29,21 @@ export async function run({ log }) {
     const variants = { 'batching on': [], 'batching off': ['--no-batching'] };
     if (model === 'breast_cancer') Object.assign(variants, { 'batching on, wait 1 ms': ['--batch-wait-ms', '1'], 'batching on, wait 2 ms': ['--batch-wait-ms', '2'] });
     results[model] = { inProcess: local, server: {} };
-    rows.push([model, 'in-process session.run', '1', local.latencyMs.p50, local.latencyMs.p99, round(local.throughputRps, 0)]);
+    rows.push([model, 'in-process session.run', '1', local.latencyMs?.p50, local.latencyMs?.p99, round(local.throughputRps, 0)]);
     for (const [name, args] of Object.entries(variants)) {
       log(`${model}: server, ${name}`);
       const { runs } = await serverRuns(model, args, '1,32');
       results[model].server[name] = runs;
-      for (const r of runs) rows.push([model, `server, ${name}`, String(r.concurrency), r.latencyMs.p50, r.latencyMs.p99, round(r.throughputRps, 0)]);
+      for (const r of runs) rows.push([model, `server, ${name}`, String(r.concurrency), r.latencyMs?.p50, r.latencyMs?.p99, round(r.throughputRps, 0)]);
     }
   }
   const bc = results.breast_cancer;
   const c1 = bc.server['batching on'][0];
   const c32 = bc.server['batching on'][1];
   const headline = {
-    inProcessP50Ms: bc.inProcess.latencyMs.p50,
-    serverP50MsC1: c1.latencyMs.p50,
-    addedP50Ms: round(c1.latencyMs.p50 - bc.inProcess.latencyMs.p50, 4),
+    inProcessP50Ms: bc.inProcess.latencyMs?.p50,
+    serverP50MsC1: c1.latencyMs?.p50,
+    addedP50Ms: round(c1.latencyMs?.p50 - bc.inProcess.latencyMs?.p50, 4),
     throughputRatioC32: round(c32.throughputRps / bc.inProcess.throughputRps, 3),
     batchingSpeedupC32: round(c32.throughputRps / bc.server['batching off'][1].throughputRps, 2),
   };

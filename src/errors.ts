@@ -49,6 +49,11 @@ export function environmentError(message: string, hint?: string, details?: strin
   return new MlopsError(message, { exitCode: ExitCode.environment, hint, details, cause });
 }
 
+/** The model failed at run time on the data it was judged by: exit 1, as a failed gate (it is the model's failure, not mlops'). */
+export function modelFailedError(message: string, hint?: string, cause?: unknown): MlopsError {
+  return new MlopsError(message, { exitCode: ExitCode.gateFailed, hint, cause });
+}
+
 export function isMlopsError(error: unknown): error is MlopsError {
   return error instanceof MlopsError;
 }

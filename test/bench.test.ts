@@ -13,7 +13,7 @@ describe('latency statistics', () => {
   it('gives the percentiles, mean and stddev of a known sequence (3 significant digits)', () => {
     const h = createLatencyHistogram();
     for (let v = 1; v <= 1000; v++) recordMs(h, v / 10); // 0.1 ms .. 100 ms
-    const s = summarize(h);
+    const s = summarize(h)!;
     const close = (actual: number, expected: number) => expect(Math.abs(actual - expected) / expected).toBeLessThan(0.002);
     close(s.min, 0.1);
     close(s.p50, 50);
@@ -26,8 +26,8 @@ describe('latency statistics', () => {
     close(s.stddev, 28.867);
   });
 
-  it('is all zeros for an empty run', () => {
-    expect(summarize(createLatencyHistogram())).toEqual({ min: 0, mean: 0, stddev: 0, p50: 0, p90: 0, p95: 0, p99: 0, p999: 0, max: 0 });
+  it('is absent, never zero, for a run with no successful request', () => {
+    expect(summarize(createLatencyHistogram())).toBeNull();
   });
 });
 
@@ -57,7 +57,7 @@ describe('open loop measures from the schedule (no coordinated omission)', () =>
     stallFrom = performance.now() + 400;
     const outcome = await runLoad(plan, send);
     await close();
-    return { summary: summarize(outcome.histogram), requests: outcome.requests };
+    return { summary: summarize(outcome.histogram)!, requests: outcome.requests };
   };
 
   it('shows a stall in p99 at a fixed arrival rate, where a closed loop hides it', async () => {
@@ -142,7 +142,10 @@ describe('mlops bench', () => {
       await writeFile(path.join(dir, 'base.json'), JSON.stringify(baseline));
       const { code, stdout } = await runCli(['bench', '--local', '--concurrency', '1', '--duration', '200ms', '--warmup', '0ms', '--baseline', 'base.json', '--json'], { cwd: dir });
       expect(code).toBe(1);
-      expect(JSON.parse(stdout).gates).toEqual([expect.objectContaining({ metric: 'throughput_rps', op: 'max_regression', baseline: 1e9, passed: false })]);
+      expect(JSON.parse(stdout).gates).toEqual([
+        expect.objectContaining({ metric: 'error_rate', op: '<=', threshold: 0, passed: true }),
+        expect.objectContaining({ metric: 'throughput_rps', op: 'max_regression', baseline: 1e9, passed: false }),
+      ]);
     });
   });
 

@@ -12,6 +12,7 @@ import { kubernetesAdapter } from '../src/targets/kubernetes.js';
 import { rebuildHistory } from '../src/targets/deploy.js';
 import { currentRelease, previousRelease, readHistory } from '../src/targets/history.js';
 import { acquireLock, fileLock, thisProcess, type LockHolder } from '../src/targets/lock.js';
+import { configuredSampleInputs } from '../src/targets/smoke.js';
 import type { DeployContext, Release } from '../src/targets/types.js';
 import { withTempDir } from './helpers.js';
 import { scripted } from './scripted-cli.js';
@@ -28,6 +29,7 @@ function ctx(runner: Runner, projectDir = '/tmp'): DeployContext {
     exec: createExecSeam({ dryRun: false, runner }),
     dryRun: false,
     log: () => undefined,
+    sampleInputs: configuredSampleInputs(applyDefaults({}), '/tmp'),
     smoke: async () => undefined,
     checkpoint: () => undefined,
   };

@@ -17,6 +17,7 @@ import { kserveAdapter } from '../src/targets/kserve.js';
 import { renderInferenceService, validateInferenceService } from '../src/targets/kserve-manifest.js';
 import { sageMakerAdapter } from '../src/targets/sagemaker.js';
 import { trafficSplit, vertexAdapter } from '../src/targets/vertex.js';
+import { configuredSampleInputs } from '../src/targets/smoke.js';
 import type { DeployContext, Release } from '../src/targets/types.js';
 import { scripted } from './scripted-cli.js';
 import { probeTool } from './tools.js';
@@ -38,6 +39,7 @@ function ctx(options: { dryRun?: boolean; runner?: Runner; smoke?: DeployContext
     dryRun: Boolean(options.dryRun),
     outputDir: options.outputDir,
     log: (line) => options.logs?.push(line),
+    sampleInputs: configuredSampleInputs(applyDefaults({}), '/tmp'),
     smoke: options.smoke ?? (async () => undefined),
     checkpoint: () => undefined,
   };

@@ -10,6 +10,7 @@ import { cloudRunAdapter } from '../src/targets/cloudrun.js';
 import { createExecSeam, type Runner } from '../src/targets/exec.js';
 import { kubernetesAdapter } from '../src/targets/kubernetes.js';
 import { renderManifests } from '../src/targets/kubernetes-manifests.js';
+import { configuredSampleInputs } from '../src/targets/smoke.js';
 import type { DeployContext, Release } from '../src/targets/types.js';
 import { withTempDir } from './helpers.js';
 import { recordsInLine } from '../src/monitor/inference-records.js';
@@ -40,6 +41,7 @@ function ctx(options: { dryRun?: boolean; runner?: Runner; smoke?: DeployContext
     dryRun: Boolean(options.dryRun),
     outputDir: options.outputDir,
     log: () => undefined,
+    sampleInputs: configuredSampleInputs(applyDefaults({}), '/tmp'),
     smoke: options.smoke ?? (async () => undefined),
     checkpoint: () => undefined,
   };

@@ -5,16 +5,18 @@ import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/defaults.js';
 import { connectDocker } from '../docker/client.js';
 import { sampleContainerUsage, type ContainerUsage } from '../docker/stats.js';
-import { inputError } from '../errors.js';
+import { errorMessage, inputError } from '../errors.js';
+import { ModelRunError } from '../model/run-error.js';
 import { openHoldout } from '../holdout/open.js';
 import type { HoldoutRow } from '../holdout/types.js';
 import { checkKnownMetrics, evaluateGates, gatesFromConfig, parseGateFlag, type GateResult } from '../metrics/gates.js';
 import type { Tensors } from '../model/session.js';
 import { openTarget, type OpenedTarget, type TargetFlags } from '../predict/target.js';
 import { encodeGrpcRequest, inferenceProto } from '../protocol/grpc.js';
-import { holdoutFeeds, PAYLOADS, randomFeeds, requestBody } from './inputs.js';
+import { holdoutFeeds, PAYLOADS, requestBody } from './inputs.js';
+import { openSampleInputs, sampleSettings, type SampleInputs } from '../model/sample-inputs.js';
 import type { LoadTarget, WorkerJob } from './worker.js';
-import { runLoad, type LoadOutcome, type LoadPlan } from './load.js';
+import { runLoad, tallyReason, type LoadOutcome, type LoadPlan } from './load.js';
 import { scrapeCounters, serverTimes, type ServerSideTimes } from './server-metrics.js';
 import { createLatencyHistogram, summarize, type LatencySummary } from './stats.js';
 
@@ -31,6 +33,9 @@ export interface BenchFlags extends TargetFlags {
   workers?: number;
   holdout?: string;
   labels?: string;
+  /** --shape NAME:D1,D2 (repeatable) and --input-data, over model.shapes and model.inputData. */
+  shape?: string[];
+  inputData?: string;
   gate: string[];
   baseline?: string;
 }
@@ -44,8 +49,10 @@ export interface BenchRun {
   seconds: number;
   throughputRps: number;
   rowsPerSecond: number;
-  latencyMs: LatencySummary;
-  errors: { count: number; rate: number; byKind: Record<string, number> };
+  /** Null when no request succeeded: failed requests are not latency samples. */
+  latencyMs: LatencySummary | null;
+  /** reasons: failed requests by distinct reason, most frequent first. */
+  errors: { count: number; rate: number; byKind: Record<string, number>; reasons: { reason: string; count: number }[] };
   server: { container: ContainerUsage | null; times: ServerSideTimes | null } | null;
   unreliable: boolean;
   unreliableReasons: string[];
@@ -67,14 +74,16 @@ export interface BenchReport {
 export const runLabel = (run: Pick<BenchRun, 'mode' | 'concurrency' | 'rate' | 'batch'>) =>
   run.mode === 'closed' ? `concurrency ${run.concurrency}, batch ${run.batch}` : `rate ${run.rate}/s, batch ${run.batch}`;
 
-export function runMetrics(run: BenchRun): Record<string, number> {
+/** A run's gateable metrics; latencies are null when no request succeeded, and a gate on null fails. */
+export function runMetrics(run: BenchRun): Record<string, number | null> {
+  const latency = run.latencyMs;
   return {
-    p50_ms: run.latencyMs.p50,
-    p90_ms: run.latencyMs.p90,
-    p95_ms: run.latencyMs.p95,
-    p99_ms: run.latencyMs.p99,
-    max_ms: run.latencyMs.max,
-    mean_ms: run.latencyMs.mean,
+    p50_ms: latency?.p50 ?? null,
+    p90_ms: latency?.p90 ?? null,
+    p95_ms: latency?.p95 ?? null,
+    p99_ms: latency?.p99 ?? null,
+    max_ms: latency?.max ?? null,
+    mean_ms: latency?.mean ?? null,
     throughput_rps: run.throughputRps,
     error_rate: run.errors.rate,
   };
@@ -94,7 +103,7 @@ async function remoteLoad(target: LoadTarget, plan: LoadPlan, workers: number): 
   const results = await Promise.all(
     plans.map(
       (p) =>
-        new Promise<{ histogram: string; requests: number; errors: number; errorsByKind: Record<string, number>; seconds: number; sendLagP99Ms: number; eventLoopUtilization: number }>(
+        new Promise<{ histogram: string; requests: number; errors: number; errorsByKind: Record<string, number>; reasons: Record<string, number>; seconds: number; sendLagP99Ms: number; eventLoopUtilization: number }>(
           (resolve, reject) => {
             const worker = new Worker(WORKER, { workerData: { target, plan: p } satisfies WorkerJob });
             worker.once('message', resolve);
@@ -106,17 +115,20 @@ async function remoteLoad(target: LoadTarget, plan: LoadPlan, workers: number): 
   );
   const histogram = createLatencyHistogram();
   const errorsByKind: Record<string, number> = {};
+  const reasons: Record<string, number> = {};
   for (const r of results) {
     const part = decodeFromCompressedBase64(r.histogram);
     histogram.add(part);
     part.destroy();
     for (const [kind, n] of Object.entries(r.errorsByKind)) errorsByKind[kind] = (errorsByKind[kind] ?? 0) + n;
+    for (const [reason, n] of Object.entries(r.reasons)) tallyReason(reasons, reason, n);
   }
   return {
     histogram,
     requests: results.reduce((n, r) => n + r.requests, 0),
     errors: results.reduce((n, r) => n + r.errors, 0),
     errorsByKind,
+    reasons,
     seconds: Math.max(...results.map((r) => r.seconds)),
     sendLagP99Ms: Math.max(...results.map((r) => r.sendLagP99Ms)),
     eventLoopUtilization: Math.max(...results.map((r) => r.eventLoopUtilization)),
@@ -139,8 +151,8 @@ function localLoad(target: OpenedTarget, feeds: Tensors[], plan: LoadPlan): Prom
     try {
       await target.predictor.predict(feeds[i % feeds.length]);
       return null;
-    } catch {
-      return 'inference_error';
+    } catch (error) {
+      return { kind: error instanceof ModelRunError ? 'inference_error' : 'client_error', message: errorMessage(error) };
     }
   });
 }
@@ -164,6 +176,11 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
   if (concurrencies.length + rates.length === 0) throw inputError('nothing to run: no concurrency and no rate given', 'pass --concurrency 1,8 or --rate 200, or set bench.concurrency');
   const specs = [...gatesFromConfig(settings.gates), ...flags.gate.map(parseGateFlag)];
   checkKnownMetrics(specs, BENCH_METRICS, 'bench');
+  // Without a gate of its own on failures, one failed request fails the run: a benchmark of failures measures nothing.
+  // An error_rate gate that would pass with every request failed gets a companion: at least one must succeed.
+  const errorGates = specs.filter((g) => g.metric === 'error_rate');
+  if (errorGates.length === 0) specs.push({ metric: 'error_rate', op: '<=', threshold: 0 });
+  else if (evaluateGates(errorGates, { error_rate: 1 }).every((g) => g.passed)) specs.push({ metric: 'throughput_rps', op: '>', threshold: 0 });
   const baseline = flags.baseline ? await readBaseline(options.cwd, flags.baseline) : undefined;
   const durationMs = flags.requests ? undefined : (flags.durationMs ?? settings.durationSeconds * 1000);
   const warmupMs = flags.warmupMs ?? settings.warmupSeconds * 1000;
@@ -177,16 +194,21 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
       throw inputError(`the model has a fixed batch size of ${fixed}; --batch must be ${fixed}`);
     }
     let sample: HoldoutRow[] | undefined;
+    let generated: SampleInputs | undefined;
     if (flags.holdout) {
       const holdout = await openHoldout({ cwd: options.cwd, holdout: flags.holdout, labels: flags.labels, inputs, label: config.test.label, features: config.test.features });
       sample = [];
       for await (const row of holdout.rows()) if (sample.push(row) >= 1000) break;
       if (sample.length === 0) throw inputError(`${flags.holdout} has no rows`, 'the holdout needs at least one data row');
+    } else {
+      // Every dynamic dimension is sized, and the data file read, before a request is sent.
+      const sampling = sampleSettings(config.model, { projectDir: options.projectDir, cwd: options.cwd }, settings.seed, { shape: flags.shape, inputData: flags.inputData });
+      generated = await openSampleInputs(inputs, sampling, options.cwd);
     }
     const docker = target.container ? await connectDocker(options.env) : undefined;
     const runs: BenchRun[] = [];
     for (const batch of batches) {
-      const feeds = Array.from({ length: PAYLOADS }, (_, i) => (sample ? holdoutFeeds(inputs, sample, batch, i) : randomFeeds(inputs, batch, settings.seed + i)));
+      const feeds = Array.from({ length: PAYLOADS }, (_, i) => (sample ? holdoutFeeds(inputs, sample, batch, i) : generated!.feeds(batch, i)));
       const load = loadTarget(target, inputs, feeds);
       const plans: LoadPlan[] = [
         ...concurrencies.map((concurrency): LoadPlan => ({ mode: 'closed', concurrency, durationMs, requests: flags.requests, warmupMs })),
@@ -240,7 +262,15 @@ function toRun(plan: LoadPlan, batch: number, outcome: LoadOutcome, server: Benc
     throughputRps: Math.round((ok / outcome.seconds) * 10) / 10,
     rowsPerSecond: Math.round((ok * batch) / outcome.seconds),
     latencyMs: summarize(outcome.histogram as Histogram),
-    errors: { count: outcome.errors, rate: outcome.requests ? outcome.errors / outcome.requests : 0, byKind: outcome.errorsByKind },
+    errors: {
+      count: outcome.errors,
+      // No request at all is not a clean run: it is a run that showed nothing.
+      rate: outcome.requests ? outcome.errors / outcome.requests : 1,
+      byKind: outcome.errorsByKind,
+      reasons: Object.entries(outcome.reasons)
+        .map(([reason, count]) => ({ reason, count }))
+        .sort((a, b) => b.count - a.count),
+    },
     server,
     unreliable: reasons.length > 0,
     unreliableReasons: reasons,
@@ -269,8 +299,12 @@ function regressionGates(runs: BenchRun[], baseline: BenchRun[], regression: Con
     const now = runMetrics(run);
     const then = runMetrics(before);
     for (const metric of regression.metrics) {
-      const worse = HIGHER_IS_BETTER.has(metric) ? (then[metric] - now[metric]) / then[metric] : (now[metric] - then[metric]) / (then[metric] || 1e-9);
-      out.push({ metric, op: 'max_regression', threshold: regression.tolerance, value: now[metric], baseline: then[metric], passed: worse <= regression.tolerance, run: runLabel(run) });
+      const value = now[metric];
+      const was = then[metric];
+      // A metric this run could not measure (every request failed) is a regression; one the baseline lacks cannot be compared.
+      if (was === null || was === undefined) continue;
+      const worse = value === null ? Infinity : HIGHER_IS_BETTER.has(metric) ? (was - value) / was : (value - was) / (was || 1e-9);
+      out.push({ metric, op: 'max_regression', threshold: regression.tolerance, value, baseline: was, passed: worse <= regression.tolerance, run: runLabel(run) });
     }
   }
   return out;

@@ -20,7 +20,7 @@ export function grpcSender(address: string, messages: Uint8Array[], channels: nu
   const send: Send = (i) =>
     new Promise((resolve) => {
       clients[i % clients.length].makeUnaryRequest(MODEL_INFER, identity, identity, payloads[i % payloads.length], (error: grpc.ServiceError | null) =>
-        resolve(error ? `grpc_${grpc.status[error.code] ?? error.code}`.toLowerCase() : null),
+        resolve(error ? { kind: `grpc_${grpc.status[error.code] ?? error.code}`.toLowerCase(), message: error.details } : null),
       );
     });
   return {

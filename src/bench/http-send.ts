@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { Send } from './load.js';
+import type { Failure, Send } from './load.js';
 
 /**
  * The load generator's HTTP/1.1 client: keep-alive sockets and requests
@@ -64,7 +64,7 @@ class Connection {
   usable = true;
   private readonly socket: net.Socket;
   private buffer: Buffer = Buffer.alloc(0);
-  private pending: ((outcome: string | null) => void) | undefined;
+  private pending: ((outcome: Failure | null) => void) | undefined;
   private status = 0;
   private bodyLeft = -1;
 
@@ -74,14 +74,14 @@ class Connection {
     const fail = (error?: NodeJS.ErrnoException) => {
       this.usable = false;
       onGone();
-      const code = error?.code === 'ECONNREFUSED' ? 'econnrefused' : 'connection_reset';
-      this.finish(code);
+      const kind = error?.code === 'ECONNREFUSED' ? 'econnrefused' : 'connection_reset';
+      this.finish({ kind, message: error?.message ?? 'the server closed the connection' });
     };
     this.socket.on('error', fail);
     this.socket.on('close', () => fail());
   }
 
-  request(bytes: Buffer): Promise<string | null> {
+  request(bytes: Buffer): Promise<Failure | null> {
     return new Promise((resolve) => {
       this.pending = resolve;
       this.status = 0;
@@ -107,7 +107,7 @@ class Connection {
         // Only length-delimited answers are expected from inference servers.
         this.usable = false;
         this.socket.destroy();
-        this.finish('unsupported_response');
+        this.finish({ kind: 'unsupported_response', message: 'the answer has no Content-Length' });
         return;
       }
       if (/\r\nconnection:\s*close/i.test(head)) this.usable = false;
@@ -115,15 +115,29 @@ class Connection {
       this.buffer = this.buffer.subarray(end + 4);
     }
     if (this.buffer.length >= this.bodyLeft) {
+      // Only a failed answer's body is read: it says why.
+      const failure = this.status === 200 ? null : { kind: `http_${this.status}`, message: errorText(this.buffer.subarray(0, Math.min(this.bodyLeft, 2048))) };
       this.buffer = this.buffer.subarray(this.bodyLeft);
-      this.finish(this.status === 200 ? null : `http_${this.status}`);
+      this.finish(failure);
     }
   }
 
-  private finish(outcome: string | null): void {
+  private finish(outcome: Failure | null): void {
     const resolve = this.pending;
     this.pending = undefined;
     this.bodyLeft = -1;
     resolve?.(outcome);
   }
+}
+
+/** The `error` of an OIP error body, or the body as text. */
+function errorText(body: Buffer): string {
+  const text = body.toString('utf8');
+  try {
+    const parsed = JSON.parse(text) as { error?: unknown };
+    if (typeof parsed?.error === 'string') return parsed.error;
+  } catch {
+    // Not JSON: the text itself says why.
+  }
+  return text;
 }

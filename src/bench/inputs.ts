@@ -7,8 +7,6 @@ import { encodeRestRequest, type RestRequest } from '../protocol/rest.js';
 /** Distinct request payloads a run cycles through, so the client never encodes on the hot path. */
 export const PAYLOADS = 32;
 
-export { randomFeeds } from '../model/random-feeds.js';
-
 /** Feeds built from holdout rows, `rows` at a time, cycling through what was read. */
 export function holdoutFeeds(inputs: TensorSignature[], sample: HoldoutRow[], rows: number, index: number): Tensors {
   const picked = Array.from({ length: rows }, (_, r) => sample[(index * rows + r) % sample.length]);

@@ -1,8 +1,33 @@
 import type { Histogram } from 'hdr-histogram-js';
 import { createLatencyHistogram, recordMs } from './stats.js';
 
-/** Sends request number i; resolves null on success, or the kind of error. */
-export type Send = (i: number) => Promise<string | null>;
+/** A failed request: its kind (http_500, grpc_internal, inference_error, ...) and, when known, what the server or model said. */
+export interface Failure {
+  kind: string;
+  message?: string;
+}
+
+/** Sends request number i; resolves null on success, or how it failed. */
+export type Send = (i: number) => Promise<Failure | null>;
+
+/** Distinct failure reasons kept a run; the rest are counted together, so a message that varies cannot grow the report without bound. */
+export const MAX_REASONS = 10;
+export const OTHER_REASONS = '(other reasons)';
+
+/** One line a reason: white space folded, cut to a length a table can show. */
+export function failureReason(failure: Failure): string {
+  const message = failure.message?.replace(/\s+/g, ' ').trim();
+  if (!message) return failure.kind;
+  const line = `${failure.kind}: ${message}`;
+  return line.length > 300 ? `${line.slice(0, 299)}…` : line;
+}
+
+/** Adds `count` of `reason` to a tally that keeps at most MAX_REASONS distinct reasons. */
+export function tallyReason(reasons: Record<string, number>, reason: string, count = 1): void {
+  const known = reason in reasons || Object.keys(reasons).filter((r) => r !== OTHER_REASONS).length < MAX_REASONS;
+  const key = known ? reason : OTHER_REASONS;
+  reasons[key] = (reasons[key] ?? 0) + count;
+}
 
 export interface LoadPlan {
   /** closed: `concurrency` clients back to back. open: `rate` requests a second on a fixed schedule. */
@@ -22,6 +47,8 @@ export interface LoadOutcome {
   requests: number;
   errors: number;
   errorsByKind: Record<string, number>;
+  /** Failed requests by distinct reason (kind and message), at most MAX_REASONS of them. */
+  reasons: Record<string, number>;
   seconds: number;
   /** Open loop: how late requests were sent against their schedule, p99, in ms. */
   sendLagP99Ms: number;
@@ -29,6 +56,7 @@ export interface LoadOutcome {
   eventLoopUtilization: number;
 }
 
+const CLIENT_OVERLOAD: Failure = { kind: 'client_overload', message: 'too many requests outstanding; the client dropped it' };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -45,17 +73,20 @@ async function phase(plan: LoadPlan, send: Send, limit: { durationMs?: number; r
   const histogram = createLatencyHistogram();
   const lag = createLatencyHistogram();
   const errorsByKind: Record<string, number> = {};
+  const reasons: Record<string, number> = {};
   let requests = 0;
   let errors = 0;
   const started = performance.now();
   const until = limit.durationMs !== undefined ? started + limit.durationMs : Infinity;
   const budget = limit.requests ?? Infinity;
   const elu = performance.eventLoopUtilization();
-  const complete = (due: number, error: string | null) => {
+  const complete = (due: number, failure: Failure | null) => {
     requests++;
-    if (error) {
+    // A failed request is never a latency sample: it would pass a latency gate at 0 ms.
+    if (failure) {
       errors++;
-      errorsByKind[error] = (errorsByKind[error] ?? 0) + 1;
+      errorsByKind[failure.kind] = (errorsByKind[failure.kind] ?? 0) + 1;
+      tallyReason(reasons, failureReason(failure));
     } else recordMs(histogram, performance.now() - due);
   };
 
@@ -87,7 +118,7 @@ async function phase(plan: LoadPlan, send: Send, limit: { durationMs?: number; r
       recordMs(lag, now - due);
       const i = next++;
       if (inFlight.size >= maxOutstanding) {
-        complete(due, 'client_overload');
+        complete(due, CLIENT_OVERLOAD);
         continue;
       }
       const pending: Promise<void> = send(i).then((error) => {
@@ -103,5 +134,5 @@ async function phase(plan: LoadPlan, send: Send, limit: { durationMs?: number; r
   const sendLagP99Ms = lag.totalCount > 0 ? lag.getValueAtPercentile(99) / 1e6 : 0;
   lag.destroy();
   if (!record) histogram.destroy();
-  return { histogram, requests, errors, errorsByKind, seconds, sendLagP99Ms, eventLoopUtilization: usage.utilization };
+  return { histogram, requests, errors, errorsByKind, reasons, seconds, sendLagP99Ms, eventLoopUtilization: usage.utilization };
 }

@@ -4,7 +4,8 @@ import { renderTable } from '../ui/reporter.js';
 import { describeGate } from '../metrics/gates.js';
 import { runLabel, type BenchReport, type BenchRun } from './bench.js';
 
-const ms = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(3));
+/** A latency, or '-' where there is none (no request succeeded): never a 0 that reads as fast. */
+const ms = (v: number | null | undefined) => (v === null || v === undefined ? '-' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(3));
 const load = (run: BenchRun) => (run.mode === 'closed' ? `c=${run.concurrency}` : `${run.rate}/s`);
 const server = (run: BenchRun) => {
   const parts: string[] = [];
@@ -23,15 +24,28 @@ const row = (r: BenchRun) => [
   String(r.batch),
   r.throughputRps.toFixed(0),
   String(r.rowsPerSecond),
-  ms(r.latencyMs.p50),
-  ms(r.latencyMs.p90),
-  ms(r.latencyMs.p95),
-  ms(r.latencyMs.p99),
-  ms(r.latencyMs.p999),
-  ms(r.latencyMs.max),
+  ms(r.latencyMs?.p50),
+  ms(r.latencyMs?.p90),
+  ms(r.latencyMs?.p95),
+  ms(r.latencyMs?.p99),
+  ms(r.latencyMs?.p999),
+  ms(r.latencyMs?.max),
   r.errors.count ? `${r.errors.count} (${(r.errors.rate * 100).toFixed(1)}%)` : '0',
   server(r),
 ];
+
+/** Reasons shown a run; the JSON report has every one kept. */
+const SHOWN_REASONS = 3;
+
+/** "c=8, batch 1: 2333 x http_500: inference failed: ..." for the first few reasons of each run with failures. */
+function failureLines(report: BenchReport): string[] {
+  return report.runs.flatMap((r) => {
+    const reasons = r.errors.reasons;
+    const shown = reasons.slice(0, SHOWN_REASONS).map((x) => `${runLabel(r)}: ${x.count} x ${x.reason}`);
+    if (reasons.length > SHOWN_REASONS) shown.push(`${runLabel(r)}: and ${reasons.length - SHOWN_REASONS} more reasons (see --json)`);
+    return shown;
+  });
+}
 
 function gateRows(report: BenchReport, pass: (ok: boolean) => string): string[][] {
   return report.gates.map((g) => [g.run, describeGate(g), g.value === null ? 'n/a' : ms(g.value), pass(g.passed)]);
@@ -41,6 +55,8 @@ export function renderBenchHuman(report: BenchReport, s: ChalkInstance): string 
   const where = report.target.image ?? report.target.url ?? 'in-process ONNX Runtime';
   const lines = [`${s.bold('model')} ${report.model} on ${where} (latency in ms)`, '', renderTable(HEADER, report.runs.map(row))];
   for (const r of report.runs.filter((r) => r.unreliable)) lines.push(s.yellow(`unreliable: ${runLabel(r)}: ${r.unreliableReasons.join('; ')}`));
+  const failures = failureLines(report);
+  if (failures.length > 0) lines.push('', s.bold('failed requests'), ...failures.map((f) => s.red(f)));
   if (report.gates.length > 0) lines.push('', renderTable(['run', 'gate', 'value', 'result'], gateRows(report, (ok) => (ok ? s.green('pass') : s.red('FAIL')))));
   lines.push('', report.passed ? s.green.bold('PASSED') : s.red.bold('FAILED'));
   return lines.join('\n');
@@ -55,13 +71,14 @@ export function renderBenchMarkdown(report: BenchReport): string {
     '',
     markdownTable(HEADER, report.runs.map(row)),
     ...report.runs.filter((r) => r.unreliable).map((r) => `\n_Unreliable: ${runLabel(r)}: ${r.unreliableReasons.join('; ')}_`),
+    ...(failureLines(report).length > 0 ? ['', '**Failed requests**', '', ...failureLines(report).map((f) => `- ${f.replace(/[|`*_]/g, (c) => `\\${c}`)}`)] : []),
     '',
     report.gates.length > 0 ? markdownTable(['run', 'gate', 'value', 'result'], gateRows(report, (ok) => (ok ? 'pass' : '**FAIL**'))) : '_No gates configured._',
     '',
   ].join('\n');
 }
 
-const SERIES: [keyof BenchRun['latencyMs'], string, string][] = [
+const SERIES: [keyof NonNullable<BenchRun['latencyMs']>, string, string][] = [
   ['p50', 'p50', '#2b8a3e'],
   ['p90', 'p90', '#1971c2'],
   ['p99', 'p99', '#e8590c'],
@@ -69,7 +86,10 @@ const SERIES: [keyof BenchRun['latencyMs'], string, string][] = [
 ];
 
 /** One SVG chart: latency percentiles (log scale) against load, for runs of one mode and batch. */
-function chart(runs: BenchRun[], title: string): string {
+function chart(all: BenchRun[], title: string): string {
+  // Runs where every request failed have no latency to draw; the table says so.
+  const runs = all.filter((r): r is BenchRun & { latencyMs: NonNullable<BenchRun['latencyMs']> } => r.latencyMs !== null);
+  if (runs.length === 0) return `<p><strong>${escapeXml(title)}</strong>: no request succeeded, so there is no latency to chart.</p>`;
   const width = 640;
   const height = 320;
   const m = { left: 60, right: 110, top: 30, bottom: 45 };
@@ -116,6 +136,7 @@ ${[...groups.entries()].map(([title, runs]) => chart(runs, title)).join('\n')}
 <table><tr>${HEADER.map((h) => `<th>${escapeXml(h)}</th>`).join('')}</tr>
 ${report.runs.map((r) => `<tr>${row(r).map(cell).join('')}</tr>`).join('\n')}
 </table>
+${failureLines(report).length ? `<h2>Failed requests</h2><ul>${failureLines(report).map((f) => `<li class="fail">${escapeXml(f)}</li>`).join('')}</ul>` : ''}
 ${report.gates.length ? `<table><tr><th>run</th><th>gate</th><th>value</th><th>result</th></tr>${report.gates.map((g) => `<tr>${cell(g.run)}${cell(describeGate(g))}${cell(g.value === null ? 'n/a' : ms(g.value))}<td class="${g.passed ? 'pass' : 'fail'}">${g.passed ? 'pass' : 'FAIL'}</td></tr>`).join('\n')}</table>` : ''}
 </body></html>
 `;

@@ -21,9 +21,10 @@ export function recordMs(histogram: Histogram, ms: number): void {
   histogram.recordValue(Math.max(1, Math.round(ms * 1e6)));
 }
 
-export function summarize(histogram: Histogram): LatencySummary {
+/** Null when nothing was recorded: a run whose every request failed has no latency, never a latency of 0. */
+export function summarize(histogram: Histogram): LatencySummary | null {
   const ms = (ns: number) => Math.round((ns / 1e6) * 1e4) / 1e4;
-  if (histogram.totalCount === 0) return { min: 0, mean: 0, stddev: 0, p50: 0, p90: 0, p95: 0, p99: 0, p999: 0, max: 0 };
+  if (histogram.totalCount === 0) return null;
   return {
     min: ms(histogram.minNonZeroValue),
     mean: ms(histogram.mean),

@@ -33,6 +33,7 @@ parentPort!.postMessage({
   requests: outcome.requests,
   errors: outcome.errors,
   errorsByKind: outcome.errorsByKind,
+  reasons: outcome.reasons,
   seconds: outcome.seconds,
   sendLagP99Ms: outcome.sendLagP99Ms,
   eventLoopUtilization: outcome.eventLoopUtilization,

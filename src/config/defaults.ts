@@ -111,7 +111,7 @@ export interface VertexTarget {
 export type TargetConfig = LocalTarget | KubernetesTarget | CloudRunTarget | KServeTarget | SageMakerTarget | VertexTarget;
 
 export interface Config {
-  model: { path: string; name: string; version: string };
+  model: { path: string; name: string; version: string; shapes: Record<string, number[]>; inputData: string };
   server: {
     host: string;
     port: number;
@@ -170,6 +170,10 @@ export const DEFAULTS: Config = {
     /** Empty: derived from the file name (or its folder when the file is model.onnx). */
     name: '',
     version: '1',
+    /** Input name -> its full shape, for the inputs bench and smoke requests generate (--shape); a batch dimension in it takes the rows asked for. */
+    shapes: {},
+    /** What those requests hold: "random", "zero", or a JSON file in perf_analyzer's input format (--input-data). */
+    inputData: 'random',
   },
   server: {
     host: '127.0.0.1',

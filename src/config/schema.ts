@@ -40,6 +40,12 @@ export const configSchema = z
           error: 'expected lowercase letters, digits, ".", "_" or "-", starting with a letter or digit',
         }),
         version: text('a version string').min(1, { error: 'expected a non-empty version string' }),
+        shapes: z.record(
+          z.string(),
+          z.array(int(1, 2 ** 31 - 1, 'a dimension size'), { error: 'expected a list of dimension sizes like [1, 512]' }),
+          { error: 'expected an object of input name to shape, like {"input": [1, 512]}' },
+        ),
+        inputData: text('"random", "zero" or the path of a JSON file in perf_analyzer\'s input format').min(1, { error: 'expected "random", "zero" or a file path' }),
       })
       .partial()
       .strict(),

@@ -1,5 +1,6 @@
 import type { Config } from '../config/defaults.js';
-import { environmentError, inputError } from '../errors.js';
+import { environmentError, inputError, modelFailedError } from '../errors.js';
+import { ModelRunError } from '../model/run-error.js';
 import { FeatureStatistics, seededRandom, type FeatureSummary } from '../holdout/stats.js';
 import type { HoldoutRow, HoldoutSource } from '../holdout/types.js';
 import { classificationMetrics, type ClassificationMetrics } from '../metrics/classification.js';
@@ -165,7 +166,14 @@ export async function evaluate(options: EvaluateOptions): Promise<Evaluation> {
 
   const run = async (batch: HoldoutRow[]) => {
     const labels = batch.map(label);
-    const outputs = await predictor.predict(rowsToTensors(batch, predictor.inputs, fixed ? batchSize : batch.length));
+    let outputs: Outputs;
+    try {
+      outputs = await predictor.predict(rowsToTensors(batch, predictor.inputs, fixed ? batchSize : batch.length));
+    } catch (error) {
+      if (!(error instanceof ModelRunError)) throw error;
+      const rowsNamed = batch.length === 1 ? batch[0].where : `${batch[0].where} to ${batch.at(-1)!.where}`;
+      throw modelFailedError(`the model failed on ${holdout.file} ${rowsNamed}: ${error.message}`, 'the model cannot run on these rows: check it with `mlops inspect` and the rows against its inputs', error);
+    }
     const tensor = outputs[output.name];
     if (!tensor) throw environmentError(`the model's answer has no output '${output.name}'`);
     const sent = fixed ? batchSize : batch.length;

@@ -118,7 +118,9 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
   const primary = `${options.repository}:sha-${model.sha256.slice(0, 12)}`;
   const extra = [...new Set(options.tags.map((t) => resolveTag(options.repository, t)))].filter((t) => t !== primary);
   const git = await gitInfo(options.cwd);
-  const signature = (specs: typeof model.inputs) => JSON.stringify(specs.map(({ name, datatype, shape }) => ({ name, datatype, shape })));
+  // Symbolic dimension names go along where the model has them: sample requests size a shared `batch` together.
+  const signature = (specs: typeof model.inputs) =>
+    JSON.stringify(specs.map(({ name, datatype, shape, dims }) => ({ name, datatype, shape, ...(dims?.some((d) => typeof d === 'string') ? { dims } : {}) })));
   const labels: Record<string, string> = {
     'org.opencontainers.image.title': options.modelName,
     'org.opencontainers.image.version': options.modelVersion,

@@ -1,5 +1,5 @@
 import { seededRandom } from '../holdout/stats.js';
-import { allocate, type Datatype } from './datatypes.js';
+import { allocate, toHalfBits, type Datatype } from './datatypes.js';
 import type { Tensors } from './session.js';
 
 /**
@@ -22,6 +22,9 @@ export function randomFeeds(inputs: { name: string; datatype: Datatype; shape: n
       const r = random();
       switch (spec.datatype) {
         case 'FP16':
+          // FP16 tensors hold half-precision bits.
+          data[i] = toHalfBits(r * 2 - 1);
+          break;
         case 'FP32':
         case 'FP64':
           data[i] = r * 2 - 1;

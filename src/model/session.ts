@@ -2,6 +2,11 @@ import * as ort from 'onnxruntime-node';
 import { inputError } from '../errors.js';
 import { isServableDatatype, type Datatype, type TensorData } from './datatypes.js';
 import { defaultModelName, inspectModel, type ModelInfo, type TensorSpec } from './inspect.js';
+import { ModelRunError, ortCause } from './run-error.js';
+
+// ONNX Runtime's own log lines (an error line per failed run, thousands a benchmark) never reach the
+// user: failures come back as exceptions, which mlops reports itself, each distinct one once.
+ort.env.logLevel = 'fatal';
 
 export interface ServableTensor extends TensorSpec {
   datatype: Datatype;
@@ -90,6 +95,7 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
   try {
     session = await ort.InferenceSession.create(info.path, {
       graphOptimizationLevel: 'all',
+      logSeverityLevel: 4,
       ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
     });
   } catch (error) {
@@ -112,7 +118,12 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
         const tensor = feeds[spec.name];
         ortFeeds[spec.name] = new ort.Tensor(ORT_TYPES[spec.datatype], tensor.data as never, tensor.dims);
       }
-      const results = await session.run(ortFeeds, outputNames);
+      let results: ort.InferenceSession.OnnxValueMapType;
+      try {
+        results = await session.run(ortFeeds, outputNames);
+      } catch (error) {
+        throw new ModelRunError(ortCause(String((error as Error)?.message ?? error)));
+      }
       const out: Tensors = {};
       for (const name of outputNames) {
         const t = results[name];

@@ -1,6 +1,7 @@
 import { Pool } from 'undici';
 import { environmentError, inputError } from '../errors.js';
 import { isServableDatatype, type Datatype, type TensorData } from '../model/datatypes.js';
+import { ModelRunError } from '../model/run-error.js';
 import { loadModel, type LoadedModel, type Tensors } from '../model/session.js';
 import { decodeGrpcResponse, encodeGrpcRequest, grpcErrorMessage } from '../protocol/grpc.js';
 import { call, inferenceClient } from '../protocol/grpc-client.js';
@@ -11,6 +12,8 @@ export interface TensorSignature {
   name: string;
   datatype: Datatype;
   shape: number[];
+  /** The model file's dimension names where it has them (`batch`, `samples`); servers report only sizes. */
+  dims?: (number | string)[];
 }
 
 /** Output data as plain numbers (or strings), whatever ran the model. */
@@ -148,7 +151,9 @@ async function restPredictor(base: URL, shown: string, configuredName: string | 
         const encoded = encodeRestRequest(inputs, feeds, { binary: protocol === 'rest-binary' });
         const res = await request('POST', path, encoded.body, encoded.headers);
         if (res.status !== 200) {
-          throw environmentError(`the server answered HTTP ${res.status} to an inference request: ${String(json(res.bytes).error ?? 'no error message')}`);
+          const message = `the server answered HTTP ${res.status} to an inference request: ${String(json(res.bytes).error ?? 'no error message')}`;
+          // 500 is the server's word that the run failed: the model's failure, as it would be in-process.
+          throw res.status === 500 ? new ModelRunError(message) : environmentError(message);
         }
         const header = res.headers[HEADER_LENGTH];
         const decoded = decodeRestResponse(res.bytes, header === undefined ? undefined : Number(header));
@@ -204,8 +209,9 @@ async function grpcPredictor(address: string, configuredName: string | undefined
       outputs,
       protocol: 'grpc',
       async predict(feeds) {
-        const response = await call(client, client.ModelInfer, encodeGrpcRequest(modelName, inputs, feeds)).catch((error: Error) => {
-          throw environmentError(`the gRPC server answered an inference request with ${grpcErrorMessage(error)}`);
+        const response = await call(client, client.ModelInfer, encodeGrpcRequest(modelName, inputs, feeds)).catch((error: Error & { code?: number }) => {
+          const message = `the gRPC server answered an inference request with ${grpcErrorMessage(error)}`;
+          throw error.code === 13 ? new ModelRunError(message) : environmentError(message);
         });
         const out: Outputs = {};
         for (const [name, t] of Object.entries(decodeGrpcResponse(response))) out[name] = { data: asNumbers(t.datatype, t.data), dims: t.dims };

@@ -84,6 +84,7 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
     const modelName = container.labels['mlops.model.name'] ?? configuredName;
     const predictor = await remotePredictor({ url: container.url, grpcAddress: container.grpcAddress, modelName, protocol });
     opened.push(predictor);
+    withDimensionNames(predictor, container.labels['mlops.model.inputs']);
     let reference: Predictor | undefined;
     if (options.withReference) {
       extracted = await copyFromContainer(docker, container.id, '/app/model/model.onnx');
@@ -104,5 +105,19 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
   } catch (error) {
     await cleanup();
     throw error;
+  }
+}
+
+/** The image's labelled signature names the symbolic dimensions its server reports only as -1. */
+function withDimensionNames(predictor: Predictor, label: string | undefined): void {
+  let labelled: { name?: string; dims?: (number | string)[] }[] = [];
+  try {
+    labelled = JSON.parse(label ?? '[]');
+  } catch {
+    return;
+  }
+  for (const input of predictor.inputs) {
+    const dims = labelled.find((l) => l.name === input.name)?.dims;
+    if (Array.isArray(dims) && dims.length === input.shape.length) input.dims = dims;
   }
 }

@@ -68,13 +68,14 @@ export async function reportLabels(projectDir: string, imageId: string): Promise
     for (const name of QUALITY_METRICS) if (typeof metrics[name] === 'number') labels[`mlops.test.${name}`] = String(Math.round((metrics[name] as number) * 1e6) / 1e6);
   }
   const bench = await readJson(path.join(projectDir, '.mlops', 'last-bench.json'));
-  const runs = (bench?.runs ?? []) as { latencyMs: Record<string, number>; throughputRps: number; concurrency?: number; rate?: number; batch: number }[];
+  const runs = (bench?.runs ?? []) as { latencyMs: Record<string, number> | null; throughputRps: number; concurrency?: number; rate?: number; batch: number }[];
   if (bench && (bench.target as { imageId?: string } | undefined)?.imageId === imageId && runs.length > 0) {
     // Latency at the lightest load measured; throughput at the best.
     const first = runs[0];
     labels['mlops.bench.passed'] = String(bench.passed);
     labels['mlops.bench.load'] = first.concurrency !== undefined ? `concurrency ${first.concurrency}, batch ${first.batch}` : `rate ${first.rate}/s, batch ${first.batch}`;
-    for (const p of ['p50', 'p95', 'p99'] as const) labels[`mlops.bench.${p}_ms`] = String(first.latencyMs[p]);
+    // No latency (every request failed) stamps no latency label rather than a 0.
+    if (first.latencyMs) for (const p of ['p50', 'p95', 'p99'] as const) labels[`mlops.bench.${p}_ms`] = String(first.latencyMs[p]);
     labels['mlops.bench.throughput_rps'] = String(Math.max(...runs.map((r) => r.throughputRps)));
   }
   return labels;

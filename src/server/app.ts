@@ -1,3 +1,4 @@
+import { failureLogger } from './failure-log.js';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -74,6 +75,7 @@ const LINGER_MAX_MS = 10_000;
 
 export function createRestServer(options: RestServerOptions): RestServer {
   const { engine, metrics, state, log, inferenceLog } = options;
+  const logFailure = failureLogger(log);
   const { model } = engine;
   const recordModel = recordModelOf(model);
   const modelMetadata = {
@@ -293,7 +295,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
         if (error.status === 413) rejectLingering(req, res, error.message);
         else sendJson(res, error.status, { error: error.message });
       } else {
-        log(`error: ${req.method} ${path}: ${(error as Error)?.stack ?? String(error)}`);
+        logFailure(`${req.method} ${path}`, error);
         sendJson(res, 500, { error: `inference failed: ${(error as Error)?.message ?? String(error)}` });
       }
     } finally {

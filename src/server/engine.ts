@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { loadModel, readServableModel, type LoadedModel, type ServableModel, type Tensors } from '../model/session.js';
 import { probeFeeds } from '../model/random-feeds.js';
+import { ModelRunError } from '../model/run-error.js';
 import { profileMismatch, RowBinner } from '../monitor/profile.js';
 import { BadRequest } from '../protocol/request.js';
 import { Batcher, canBatch } from './batcher.js';
@@ -56,7 +57,7 @@ export interface InferenceEngine {
 
 
 function replyOrThrow<K extends 'run' | 'rest'>(reply: WorkerReply, kind: K): Extract<WorkerReply, { ok: true; kind: K }> {
-  if (!reply.ok) throw reply.status === 500 ? new Error(reply.message) : new BadRequest(reply.message, reply.status);
+  if (!reply.ok) throw reply.status !== 500 ? new BadRequest(reply.message, reply.status) : reply.modelFailed ? new ModelRunError(reply.message) : new Error(reply.message);
   if (reply.kind !== kind) throw new Error(`inference worker answered a ${kind} job with ${reply.kind}`);
   return reply as Extract<WorkerReply, { ok: true; kind: K }>;
 }

@@ -6,6 +6,7 @@ import { BadRequest } from '../protocol/request.js';
 import { EXTENSIONS } from './app.js';
 import { copyTensors, encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
 import type { InferenceEngine } from './engine.js';
+import { failureLogger } from './failure-log.js';
 import type { InferenceLog } from './inference-log.js';
 import type { ServerMetrics } from './metrics.js';
 import { closeWithin, type ServingState } from './state.js';
@@ -41,6 +42,7 @@ type Rpc = (request: Record<string, unknown>) => unknown;
 /** The Open Inference Protocol's GRPCInferenceService and grpc.health.v1, over the same engine as REST. */
 export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const { engine, metrics, state, log, inferenceLog } = options;
+  const logFailure = failureLogger(log);
   const { model } = engine;
   const recordModel = recordModelOf(model);
   const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxMessageBytes, 'grpc.max_send_message_length': -1 });
@@ -105,7 +107,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
             if (error instanceof BadRequest) code = STATUS_FOR_HTTP[error.status] ?? grpc.status.INVALID_ARGUMENT;
             else {
               code = grpc.status.INTERNAL;
-              log(`error: gRPC ${name}: ${(error as Error)?.stack ?? String(error)}`);
+              logFailure(`gRPC ${name}`, error);
             }
             finish();
             const message = error instanceof BadRequest ? error.message : `inference failed: ${(error as Error)?.message ?? String(error)}`;

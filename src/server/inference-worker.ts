@@ -7,6 +7,7 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { isMlopsError } from '../errors.js';
+import { ModelRunError } from '../model/run-error.js';
 import { loadModel, type LoadedModel } from '../model/session.js';
 import { BadRequest } from '../protocol/request.js';
 import { decodeRestRequest, encodeRestResponse } from '../protocol/rest.js';
@@ -93,7 +94,7 @@ port.on('message', (job: WorkerJob) => {
       const reply: WorkerReply =
         error instanceof BadRequest
           ? { ok: false, status: error.status, message: error.message }
-          : { ok: false, status: 500, message: String((error as Error)?.message ?? error) };
+          : { ok: false, status: 500, message: String((error as Error)?.message ?? error), modelFailed: error instanceof ModelRunError };
       port.postMessage(reply);
     },
   );

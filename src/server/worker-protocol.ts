@@ -44,7 +44,7 @@ export type WorkerReply =
   | { ok: true; kind: 'rest'; body: Uint8Array; headerLength?: number; rows: number; startedAt: number; seconds: number; profiled?: Profiled; logged?: string }
   | { ok: true; kind: 'probe'; ms: number | null; reason?: string }
   /** status: the HTTP status of a client error (400, ...); 500 for a failure of the model. */
-  | { ok: false; status: number; message: string };
+  | { ok: false; status: number; message: string; modelFailed?: boolean };
 
 export type WorkerHello = { ready: true } | { ready: false; message: string; hint?: string; exitCode: number };
 

@@ -1,3 +1,4 @@
+import { notFoundOrThrow } from './exec.js';
 import path from 'node:path';
 import type { CloudRunTarget } from '../config/defaults.js';
 import { inputError } from '../errors.js';
@@ -147,7 +148,8 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
     const service = serviceName(target, ctx);
     const result = await ctx.exec.run('gcloud', ['run', 'services', 'describe', service, ...gcloudBase(target), '--format=json'], { allowFailure: true });
     if (result.exitCode !== 0) {
-      return { target: ctx.targetName, type: 'cloudrun', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { error: result.stderr.trim() } };
+      notFoundOrThrow(result, /Cannot find service|could not be found|NOT_FOUND/i, `Cloud Run service ${service} (project ${target.project}, region ${target.region})`, 'check gcloud\'s credentials and project: gcloud auth list; gcloud config list');
+      return { target: ctx.targetName, type: 'cloudrun', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { service } };
     }
     const description = JSON.parse(result.stdout) as ServiceDescription & { spec?: { template?: { spec?: { containers?: { image?: string }[] } } } };
     const traffic = (description.status?.traffic ?? []).filter((t) => (t.percent ?? 0) > 0).map((t) => `${t.revisionName}${t.tag ? ` (${t.tag})` : ''}: ${t.percent}%`);

@@ -11,7 +11,7 @@ import { createExecSeam, type PlannedStep, type Runner } from './exec.js';
 import { appendHistory, currentRelease, findRelease, historyFile, previousRelease, readHistory, replaceHistory, setAsideHistory, type HistoryEntry } from './history.js';
 import { acquireLock, thisProcess } from './lock.js';
 import { OUTPUT_TYPES, selectTarget } from './index.js';
-import { smokeTest } from './smoke.js';
+import { configuredSampleInputs, smokeTest } from './smoke.js';
 import type { DeployContext, DeployOutcome, LogText, ModelSignature, Release, Replicas, TargetAdapter, TargetStatus } from './types.js';
 
 export interface DeployOptions {
@@ -43,11 +43,11 @@ export interface DeployResult {
 }
 
 /** Retries while the endpoint is not yet listening (a port-forward starting), then reports the last failure. */
-async function smokeWithRetry(url: string, release: Release, headers?: Record<string, string>): Promise<void> {
+async function smokeWithRetry(url: string, release: Release, sampleInputs: DeployContext['sampleInputs'], headers?: Record<string, string>): Promise<void> {
   const until = Date.now() + 15_000;
   for (;;) {
     try {
-      return await smokeTest(url, release.modelName, headers);
+      return await smokeTest(url, release, sampleInputs, headers);
     } catch (error) {
       const refused = /fetch failed|ECONNREFUSED|socket/i.test((error as Error).message);
       if (!refused || Date.now() > until) throw error;
@@ -57,6 +57,7 @@ async function smokeWithRetry(url: string, release: Release, headers?: Record<st
 }
 
 function context(options: DeployOptions, name: string): DeployContext {
+  const sampleInputs = configuredSampleInputs(options.config, options.projectDir);
   return {
     targetName: name,
     config: options.config,
@@ -66,7 +67,8 @@ function context(options: DeployOptions, name: string): DeployContext {
     dryRun: options.dryRun,
     outputDir: options.outputDir,
     log: options.log,
-    smoke: options.smoke ?? smokeWithRetry,
+    sampleInputs,
+    smoke: options.smoke ?? ((url, release, headers) => smokeWithRetry(url, release, sampleInputs, headers)),
     checkpoint: (stage) => {
       if (options.env.MLOPS_DEBUG_KILL_AT === stage) process.kill(process.pid, 'SIGKILL');
     },
@@ -143,6 +145,11 @@ async function record(options: DeployOptions, name: string, action: 'deploy' | '
   });
 }
 
+/** The smoke request can be made (every dynamic dimension sized, the data file read) before anything is deployed: else exit 2. */
+async function checkSampleInputs(ctx: DeployContext, release: Release): Promise<void> {
+  if (release.signature) await ctx.sampleInputs(release.signature.inputs);
+}
+
 /** --output on a target that cannot write one would deploy for real: refused before anything runs. */
 function checkOutput(options: DeployOptions, name: string, adapter: TargetAdapter): void {
   if (options.outputDir && adapter.output === null) {
@@ -155,6 +162,7 @@ export async function deployVersion(options: DeployOptions, version: string | un
   checkOutput(options, name, adapter);
   const release = await resolveRelease(options, adapter, version);
   const ctx = context(options, name);
+  await checkSampleInputs(ctx, release);
   return underLock(options, ctx, adapter, target, `mlops deploy ${release.version}`, async (history) => {
     const previous = currentRelease(history);
     await requireHistory(options, ctx, adapter, target, history);
@@ -174,6 +182,7 @@ export async function rollbackTarget(options: DeployOptions, to: string | undefi
     let release = to ? findRelease(history, to) : previousRelease(history);
     if (!release && to) release = await resolveRelease(options, adapter, to);
     if (!release) throw inputError(`nothing to roll back to on '${name}': no earlier version was deployed there`, 'pass --to <version>');
+    await checkSampleInputs(ctx, release);
     const outcome = await adapter.deploy(target, release, current, ctx);
     await record(options, name, 'rollback', outcome);
     return { target: name, type: target.type, action: 'rollback', outcome, plan: ctx.exec.steps };

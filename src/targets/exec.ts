@@ -74,3 +74,14 @@ export function createExecSeam(options: { dryRun: boolean; runner?: Runner; onCo
     },
   };
 }
+
+/**
+ * A failed get or describe: the thing is not there (`notFound` matches what the tool printed), or the
+ * tool could not look (no cluster, no credentials, no network), which is never "not deployed" — exit 3
+ * naming what could not be reached.
+ */
+export function notFoundOrThrow(result: CommandResult, notFound: RegExp, what: string, hint: string): void {
+  if (notFound.test(result.stderr)) return;
+  const said = result.stderr.trim().split('\n').filter(Boolean).at(-1)?.replace(/^(error|ERROR):\s*/, '') ?? `exit ${result.exitCode}`;
+  throw environmentError(`cannot tell the state of ${what}: ${said}`, hint, result.stderr.trim().split('\n').slice(-8).join('\n') || undefined);
+}

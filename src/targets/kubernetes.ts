@@ -1,3 +1,4 @@
+import { notFoundOrThrow } from './exec.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -142,7 +143,8 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     const name = resourceName(target, ctx);
     const result = await ctx.exec.run('kubectl', [...kubectlBase(target), 'get', 'deployment', name, '-o', 'json'], { allowFailure: true });
     if (result.exitCode !== 0) {
-      return { target: ctx.targetName, type: 'kubernetes', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { error: result.stderr.trim() } };
+      notFoundOrThrow(result, /\(NotFound\)/, `deployment ${name} (kubectl${target.context ? ` context ${target.context}` : ''}, namespace ${target.namespace})`, 'check that the kubectl context exists and the cluster answers: kubectl config get-contexts; kubectl cluster-info');
+      return { target: ctx.targetName, type: 'kubernetes', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { deployment: name, namespace: target.namespace } };
     }
     const deployment = JSON.parse(result.stdout) as {
       metadata?: { labels?: Record<string, string>; creationTimestamp?: string; annotations?: Record<string, string> };

@@ -200,7 +200,14 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
   async replicas(target, ctx) {
     const docker = await connectDocker(ctx.env);
     const name = containerName(target, ctx);
-    const info = await docker.getContainer(name).inspect().catch(() => undefined);
+    // Only "no such container" means not deployed; any other failure means the engine could not tell.
+    const info = await docker
+      .getContainer(name)
+      .inspect()
+      .catch((error: { statusCode?: number; message?: string }) => {
+        if (error.statusCode === 404) return undefined;
+        throw environmentError(`cannot tell the state of container ${name}: ${error.message ?? String(error)}`, 'check the Docker engine: docker info');
+      });
     if (!info?.State.Running) {
       throw environmentError(`target '${ctx.targetName}': container ${name} is ${info ? `not running (${info.State.Status})` : 'not there'}`, `deploy first: mlops deploy --target ${ctx.targetName}`);
     }

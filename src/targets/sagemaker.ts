@@ -1,3 +1,4 @@
+import { notFoundOrThrow } from './exec.js';
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -6,7 +7,7 @@ import { environmentError, inputError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
 import { encodeRestRequest } from '../protocol/rest.js';
 import { revisionTag } from './cloudrun.js';
-import { checkOutputs, smokeFeeds, smokeThroughCli, type SmokeFailure } from './smoke.js';
+import { checkOutputs, smokeThroughCli, type SmokeFailure } from './smoke.js';
 import { fileLock } from './lock.js';
 import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type ModelSignature, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
@@ -211,7 +212,8 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
     const endpoint = endpointName(target, ctx);
     const result = await ctx.exec.run('aws', ['sagemaker', 'describe-endpoint', '--endpoint-name', endpoint, '--region', target.region, '--output', 'json'], { allowFailure: true });
     if (result.exitCode !== 0) {
-      return { target: ctx.targetName, type: 'sagemaker', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { error: result.stderr.trim() } };
+      notFoundOrThrow(result, /Could not find endpoint/i, `SageMaker endpoint ${endpoint} (region ${target.region})`, 'check the AWS credentials and region: aws sts get-caller-identity');
+      return { target: ctx.targetName, type: 'sagemaker', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { endpoint } };
     }
     const description = JSON.parse(result.stdout) as EndpointDescription;
     const variant = description.ProductionVariants?.[0];
@@ -231,7 +233,7 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
 
 /** One OIP v2 request through invoke-endpoint (SageMaker's own route to /invocations), checked like every smoke test. */
 function invokeSmoke(ctx: DeployContext, target: SageMakerTarget, endpoint: string, release: Release): Promise<SmokeFailure | undefined> {
-  const encode = (signature: ModelSignature) => encodeRestRequest(signature.inputs, smokeFeeds(signature.inputs), { binary: false }).body;
+  const encode = async (signature: ModelSignature) => encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body;
   return smokeThroughCli(ctx, release, 'invoke-endpoint', encode, async (request, dir, signature) => {
     const answer = path.join(dir, 'answer.json');
     const invoked = await ctx.exec.run('aws', [

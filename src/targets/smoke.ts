@@ -1,32 +1,42 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { randomFeeds } from '../model/random-feeds.js';
+import type { Config } from '../config/defaults.js';
+import { openSampleInputs, sampleSettings } from '../model/sample-inputs.js';
 import { encodeRestRequest } from '../protocol/rest.js';
 import type { TensorSignature } from '../predict/predictor.js';
 import type { DeployContext, FailureReason, ModelSignature, Release } from './types.js';
 
+/** The smoke request's inputs as config makes them: one row, the data file's first entry or seeded random values, the same every time. */
+export function configuredSampleInputs(config: Config, projectDir: string): DeployContext['sampleInputs'] {
+  const settings = sampleSettings(config.model, { projectDir, cwd: projectDir }, 7);
+  return async (inputs) => (await openSampleInputs(inputs, settings, projectDir)).feeds(1, 0);
+}
+
 /**
- * One inference with a generated input, checked for a well-formed answer:
+ * One inference with the configured sample input (model.shapes, model.inputData), checked for a well-formed answer:
  * status 200, every output the model declares, each with data matching its shape.
  */
-export async function smokeTest(baseUrl: string, modelName: string, headers: Record<string, string> = {}): Promise<void> {
+export async function smokeTest(baseUrl: string, release: Release, sampleInputs: DeployContext['sampleInputs'], headers: Record<string, string> = {}): Promise<void> {
   // AbortSignal.timeout's timer does not hold the process open; this one does, so a stalled fetch still times out.
   const guard = setTimeout(() => undefined, 25_000);
   try {
-    await smoke(baseUrl, modelName, headers);
+    await smoke(baseUrl, release, sampleInputs, headers);
   } finally {
     clearTimeout(guard);
   }
 }
 
-async function smoke(baseUrl: string, modelName: string, headers: Record<string, string>): Promise<void> {
+async function smoke(baseUrl: string, release: Release, sampleInputs: DeployContext['sampleInputs'], headers: Record<string, string>): Promise<void> {
   const base = baseUrl.replace(/\/$/, '');
+  const modelName = release.modelName;
   const get = await fetch(`${base}/v2/models/${encodeURIComponent(modelName)}`, { headers, signal: AbortSignal.timeout(10_000) });
   if (get.status !== 200) throw new Error(`GET /v2/models/${modelName} answered HTTP ${get.status}: ${(await get.text()).slice(0, 200)}`);
   const meta = (await get.json()) as { inputs: TensorSignature[]; outputs: TensorSignature[] };
-  const feeds = smokeFeeds(meta.inputs);
-  const body = encodeRestRequest(meta.inputs, feeds, { binary: false }).body;
+  // The image's labelled signature names symbolic dimensions; the server reports only sizes.
+  const inputs = release.signature?.inputs ?? meta.inputs;
+  const feeds = await sampleInputs(inputs);
+  const body = encodeRestRequest(inputs, feeds, { binary: false }).body;
   const res = await fetch(`${base}/v2/models/${encodeURIComponent(modelName)}/infer`, {
     method: 'POST',
     headers: { ...headers, 'content-type': 'application/json' },
@@ -37,9 +47,6 @@ async function smoke(baseUrl: string, modelName: string, headers: Record<string,
   if (res.status !== 200) throw new Error(`inference answered HTTP ${res.status}: ${text.slice(0, 200)}`);
   checkOutputs(meta.outputs, JSON.parse(text));
 }
-
-/** The inputs a smoke request sends: one generated row, the same every time. */
-export const smokeFeeds = (inputs: TensorSignature[]) => randomFeeds(inputs, 1, 7);
 
 /** An OIP v2 answer holds every declared output, each with finite data matching its shape. */
 export function checkOutputs(outputs: TensorSignature[], answer: unknown): void {
@@ -77,7 +84,7 @@ export async function smokeThroughCli(
   ctx: DeployContext,
   release: Release,
   via: string,
-  encode: (signature: ModelSignature) => string | Uint8Array,
+  encode: (signature: ModelSignature) => Promise<string | Uint8Array>,
   send: (requestFile: string, dir: string, signature: ModelSignature) => Promise<SmokeFailure | undefined>,
 ): Promise<SmokeFailure | undefined> {
   const signature = release.signature;
@@ -88,7 +95,7 @@ export async function smokeThroughCli(
   const dir = await mkdtemp(path.join(tmpdir(), 'mlops-smoke-'));
   try {
     const requestFile = path.join(dir, 'request.json');
-    await writeFile(requestFile, encode(signature));
+    await writeFile(requestFile, await encode(signature));
     return await send(requestFile, dir, signature);
   } catch (error) {
     return { reason: 'smoke-failure', message: `the smoke test through ${via} failed: ${(error as Error).message}` };

@@ -1,4 +1,5 @@
 import type { Config, TargetConfig } from '../config/defaults.js';
+import type { Tensors } from '../model/session.js';
 import type { TensorSignature } from '../predict/predictor.js';
 import type { ExecSeam } from './exec.js';
 import type { LockAttempt, LockHolder } from './lock.js';
@@ -52,6 +53,11 @@ export interface DeployContext {
   /** --output: write manifests here instead of applying them (kubernetes). */
   outputDir?: string;
   log: (line: string) => void;
+  /**
+   * The one-row request a smoke test sends, as model.shapes and model.inputData make it; throws an
+   * input error (exit 2) when a dynamic dimension has no size.
+   */
+  sampleInputs: (inputs: TensorSignature[]) => Promise<Tensors>;
   /** One inference against a base URL; throws with the reason when the answer is not well formed. */
   smoke: (baseUrl: string, release: Release, headers?: Record<string, string>) => Promise<void>;
   /**

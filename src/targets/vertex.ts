@@ -1,3 +1,4 @@
+import { notFoundOrThrow } from './exec.js';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { VertexTarget } from '../config/defaults.js';
@@ -6,7 +7,7 @@ import { defaultModelName } from '../model/inspect.js';
 import { encodeInstances } from '../protocol/instances.js';
 import { revisionTag } from './cloudrun.js';
 import { cloudLoggingRecords, cloudLoggingTail } from './gcloud.js';
-import { checkPredictions, smokeFeeds, smokeThroughCli, type SmokeFailure } from './smoke.js';
+import { checkPredictions, smokeThroughCli, type SmokeFailure } from './smoke.js';
 import { fileLock } from './lock.js';
 import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type ModelSignature, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
@@ -187,7 +188,8 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
     const endpoint = resourceId(endpointDisplayName(target, ctx));
     const result = await ctx.exec.run('gcloud', ['ai', 'endpoints', 'describe', endpoint, ...base, '--format=json'], { allowFailure: true });
     if (result.exitCode !== 0) {
-      return { target: ctx.targetName, type: 'vertex', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { error: result.stderr.trim() } };
+      notFoundOrThrow(result, /NOT_FOUND|not found/i, `Vertex AI endpoint ${endpoint} (project ${target.project}, region ${target.region})`, 'check gcloud\'s credentials and project: gcloud auth list; gcloud config list');
+      return { target: ctx.targetName, type: 'vertex', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { endpoint } };
     }
     const description = JSON.parse(result.stdout) as EndpointDescription;
     const split = description.trafficSplit ?? {};
@@ -213,7 +215,7 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
  * endpoint splits traffic, so with a small share the new model may not answer any of them (a warning).
  */
 function predictSmoke(ctx: DeployContext, base: string[], endpoint: string, deployedId: string, release: Release): Promise<SmokeFailure | undefined> {
-  const encode = (signature: ModelSignature) => JSON.stringify(encodeInstances(signature.inputs, smokeFeeds(signature.inputs)));
+  const encode = async (signature: ModelSignature) => JSON.stringify(encodeInstances(signature.inputs, await ctx.sampleInputs(signature.inputs)));
   return smokeThroughCli(ctx, release, 'gcloud ai endpoints predict', encode, async (request) => {
     for (let attempt = 0; attempt < SMOKE_ATTEMPTS; attempt++) {
       const result = await ctx.exec.run('gcloud', ['ai', 'endpoints', 'predict', endpoint, ...base, `--json-request=${request}`, '--format=json'], { allowFailure: true, timeoutMs: 120_000 });

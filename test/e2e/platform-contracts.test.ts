@@ -6,7 +6,7 @@ import { TARGET_DEFAULTS } from '../../src/config/defaults.js';
 import { decodeRestResponse, encodeRestRequest } from '../../src/protocol/rest.js';
 import { SAGEMAKER_BINARY } from '../../src/server/app.js';
 import { renderInferenceService } from '../../src/targets/kserve-manifest.js';
-import { smokeTest } from '../../src/targets/smoke.js';
+import { configuredSampleInputs, smokeTest } from '../../src/targets/smoke.js';
 import { holdoutRows, runCli } from '../helpers.js';
 import { breastCancerProject, probeEngine, runImage, waitFor, type RunningContainer } from './docker.js';
 
@@ -56,7 +56,7 @@ describe.skipIf(!engine.ok)(`one image under every platform's container contract
     const service = renderInferenceService('bc', TARGET_DEFAULTS.kserve, { version: '1', image, digest: null, modelName: 'bc', modelSha256: null }, applyDefaults({ image: { port: 9000 } }));
     const container = (service.spec.predictor.containers as { env: { name: string; value: string }[]; readinessProbe: { httpGet: { path: string } } }[])[0];
     const kserve = await start({ env: container.env.map((e) => `${e.name}=${e.value}`), port: 9000 }, container.readinessProbe.httpGet.path);
-    await smokeTest(kserve.url, 'bc');
+    await smokeTest(kserve.url, { version: '1', image, digest: null, modelName: 'bc', modelSha256: null }, configuredSampleInputs(applyDefaults({}), '/tmp'));
     const res = await fetch(`${kserve.url}/v2/models/bc/infer`, { method: 'POST', ...encodeRestRequest(SPEC, feeds(rows.slice(0, 2)), { binary: false }) });
     expect(res.status).toBe(200);
     expected = ((await res.json()) as { outputs: { data: number[] }[] }).outputs[0].data;

@@ -1,0 +1,23 @@
+/**
+ * Logs each distinct inference failure once. A model that fails on every request would otherwise
+ * write a stack trace a request (thousands a second under load); the count of every failure is in
+ * mlops_requests_total by status code.
+ */
+export function failureLogger(log: (line: string) => void, limit = 100): (where: string, error: unknown) => void {
+  const seen = new Set<string>();
+  return (where, error) => {
+    const message = (error as Error)?.message ?? String(error);
+    if (seen.has(message)) return;
+    if (seen.size >= limit) {
+      if (seen.size === limit) {
+        seen.add('');
+        log(`error: more than ${limit} distinct inference failures; further ones are counted in mlops_requests_total, not logged`);
+      }
+      return;
+    }
+    seen.add(message);
+    // A model's failure is its message; anything else may be a bug in mlops, and its stack says where.
+    const detail = (error as Error)?.name === 'ModelRunError' ? message : ((error as Error)?.stack ?? message);
+    log(`error: ${where}: ${detail} (logged once; repeats are counted in mlops_requests_total)`);
+  };
+}
