@@ -11,7 +11,7 @@ interface Flags extends TestFlags {
   markdown?: string;
 }
 
-const HEADLINE = new Set(['accuracy', 'balanced_accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'precision_weighted', 'recall_weighted', 'f1_weighted', 'log_loss', 'roc_auc', 'mae', 'rmse', 'r2', 'mape', 'max_error']);
+const HEADLINE = new Set(['accuracy', 'balanced_accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'precision_weighted', 'recall_weighted', 'f1_weighted', 'log_loss', 'roc_auc', 'mae', 'mse', 'rmse', 'r2', 'mape_percent', 'max_error']);
 const fmt = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : Number.isInteger(v) ? String(v) : v.toFixed(4));
 
 function headlineMetrics(report: TestReport): [string, number][] {

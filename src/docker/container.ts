@@ -92,7 +92,7 @@ export async function startModelContainer(
     });
     if (!ready.ready) {
       const state = (await container.inspect()).State;
-      const why = state.Running ? `not ready after ${Math.round(ready.ms / 1000)} s` : `exited with code ${state.ExitCode}`;
+      const why = state.Running ? `not ready after ${Math.round(ready.ms / 1000)} s` : describeExit(await container.inspect());
       throw environmentError(`the container from ${image} ${why}`, 'its log is above; fix the image or its model', tail(await logs()));
     }
     return { id: container.id, image, imageId: info.Id, url, grpcAddress, labels: info.Config.Labels ?? {}, logs, remove };
@@ -126,4 +126,18 @@ export async function copyFromContainer(docker: Docker, id: string, file: string
     archive.pipe(extract);
   });
   return path.join(dir, path.basename(file));
+}
+
+/**
+ * How a container ended, from the engine's own record: "killed: out of memory (limit 256 MiB)" for
+ * the kernel's OOM killer, which a bare exit code (137, or 0 once a restart policy has moved on) hides.
+ */
+export function describeExit(info: Pick<Docker.ContainerInspectInfo, 'State' | 'HostConfig'>): string {
+  const { State: state, HostConfig: host } = info;
+  if (state.OOMKilled) {
+    const limit = host?.Memory ? ` (limit ${Math.round(host.Memory / 2 ** 20)} MiB)` : '';
+    return `killed: out of memory${limit}`;
+  }
+  if (state.ExitCode === 137) return 'killed (SIGKILL, exit code 137)';
+  return `exited with code ${state.ExitCode}${state.Error ? `: ${state.Error}` : ''}`;
 }

@@ -11,7 +11,7 @@ export const CLASSIFICATION_METRICS = [
   'log_loss',
   'roc_auc',
 ] as const;
-export const REGRESSION_METRICS = ['mae', 'rmse', 'r2', 'mape', 'max_error'] as const;
+export const REGRESSION_METRICS = ['mae', 'mse', 'rmse', 'r2', 'mape', 'mape_percent', 'max_error'] as const;
 
 /** Either task's: what `mlops monitor --labels` can gate on. */
 export const QUALITY_METRICS: readonly string[] = [...CLASSIFICATION_METRICS, ...REGRESSION_METRICS];

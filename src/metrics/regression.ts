@@ -1,9 +1,12 @@
 /** Regression metrics with scikit-learn's definitions. */
 export interface RegressionMetrics {
   mae: number;
+  mse: number;
   rmse: number;
   r2: number;
+  /** A fraction, as scikit-learn's mean_absolute_percentage_error; mape_percent is the same in percent. */
   mape: number;
+  mape_percent: number;
   max_error: number;
 }
 
@@ -28,8 +31,8 @@ export function regressionMetrics(yTrue: ArrayLike<number>, yPred: ArrayLike<num
   }
   // scikit-learn's force_finite: a constant target scores 1 when predicted exactly, else 0.
   const r2 = total === 0 ? (squared === 0 ? 1 : 0) : 1 - squared / total;
-  return { mae: absolute / n, rmse: Math.sqrt(squared / n), r2, mape: percentage / n, max_error: maxError };
+  return { mae: absolute / n, mse: squared / n, rmse: Math.sqrt(squared / n), r2, mape: percentage / n, mape_percent: (100 * percentage) / n, max_error: maxError };
 }
 
 /** For gates and baselines: whether a larger value is better. */
-export const LOWER_IS_BETTER = new Set(['log_loss', 'mae', 'rmse', 'mape', 'max_error']);
+export const LOWER_IS_BETTER = new Set(['log_loss', 'mae', 'mse', 'rmse', 'mape', 'mape_percent', 'max_error']);

@@ -133,7 +133,7 @@ export function qualityHeadline(r: QualityReport): string {
 }
 
 /** The headline metrics of a task, in the order `mlops test` reports them. */
-export const QUALITY_HEADLINE = ['accuracy', 'balanced_accuracy', 'f1_macro', 'precision_macro', 'recall_macro', 'roc_auc', 'log_loss', 'mae', 'rmse', 'r2', 'mape', 'max_error'];
+export const QUALITY_HEADLINE = ['accuracy', 'balanced_accuracy', 'f1_macro', 'precision_macro', 'recall_macro', 'roc_auc', 'log_loss', 'mae', 'mse', 'rmse', 'r2', 'mape_percent', 'max_error'];
 
 export function qualityRows(r: QualityReport): string[][] {
   const metrics = r.metrics as unknown as Record<string, unknown>;

@@ -1,7 +1,7 @@
 import type Docker from 'dockerode';
 import type { LocalTarget } from '../config/defaults.js';
 import { connectDocker, tail } from '../docker/client.js';
-import { demultiplex, imagePorts, inspectImage } from '../docker/container.js';
+import { demultiplex, describeExit, imagePorts, inspectImage } from '../docker/container.js';
 import { environmentError } from '../errors.js';
 import { waitForReady } from '../http/ready.js';
 import { defaultModelName } from '../model/inspect.js';
@@ -51,7 +51,7 @@ async function gate(container: Docker.Container, url: string, release: Release, 
     if (!ready.ready) {
       const state = await container.inspect();
       return !state.State.Running || state.State.Restarting || state.RestartCount > 0
-        ? { reason: 'crash-loop', message: `the new container exited with code ${state.State.ExitCode}${state.RestartCount ? ` and restarted ${state.RestartCount} times` : ''}` }
+        ? { reason: 'crash-loop', message: `the new container stopped: ${describeExit(state)}${state.RestartCount ? ` and restarted ${state.RestartCount} times` : ''}` }
         : { reason: 'health-timeout', message: `the new container was not ready after ${timeoutSeconds} s` };
     }
     await ctx.smoke(url, release);
@@ -115,7 +115,7 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
         ? { reason: 'crash-loop' as const, message: `the new container did not start: ${started.message}` }
         : side
           ? await gate(candidate, baseUrl('127.0.0.1', side), release, target.readyTimeoutSeconds, ctx)
-          : { reason: 'crash-loop' as const, message: `the new container exited at once (code ${(await candidate.inspect()).State.ExitCode})` };
+          : { reason: 'crash-loop' as const, message: `the new container stopped at once: ${describeExit(await candidate.inspect())}` };
       if (failure) {
         const logs = tail(await logsOf(candidate), 20);
         await candidate.remove({ force: true });
@@ -245,7 +245,7 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       deployed: true,
       version: info.Config.Labels?.['mlops.release.version'] ?? null,
       image: info.Config.Image,
-      health: !info.State.Running ? `stopped (${info.State.Status})` : ready ? 'ready' : (info.State.Health?.Status ?? 'not ready'),
+      health: !info.State.Running ? `stopped: ${describeExit(info)}` : ready ? 'ready' : (info.State.Health?.Status ?? 'not ready'),
       url,
       startedAt: info.State.StartedAt,
       detail: { container: name, restarts: info.RestartCount, uptimeSeconds: info.State.Running ? Math.round((Date.now() - Date.parse(info.State.StartedAt)) / 1000) : 0, ...leftovers },

@@ -4,11 +4,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, fixture, runCli } from '../helpers.js';
-import { ensureTestBaseImage, probeEngine } from './docker.js';
+import { ensureTestBaseImage, probeEngine, uniqueName } from './docker.js';
 import { freePort } from './registry-process.js';
 
 const engine = await probeEngine();
 const REPOSITORY = 'mlops-e2e-crash/bc';
+/** Unique to this run: the clean-up removes only what this file made, never a user's mlops-bc-dev. */
+const CONTAINER = uniqueName('crash');
 
 interface Run {
   code: number | null;
@@ -42,7 +44,7 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
     const res = await fetch(`${url}/v2/models/bc`).catch(() => undefined);
     return res?.ok ? ((await res.json()) as { outputs: { name: string }[] }).outputs[0].name : 'nothing';
   };
-  const containers = async () => (await docker.listContainers({ all: true, filters: { name: ['mlops-bc-dev'] } })).map((c) => `${c.Names[0].slice(1)} ${c.Labels['mlops.release.version'] ?? ''} ${c.State}`.trim()).sort();
+  const containers = async () => (await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })).map((c) => `${c.Names[0].slice(1)} ${c.Labels['mlops.release.version'] ?? ''} ${c.State}`.trim()).sort();
   const status = async () => JSON.parse((await runCli(['status', '--target', 'dev', '--json'], { cwd: dir })).stdout);
   const history = async () => (JSON.parse((await runCli(['history', '--target', 'dev', '--json'], { cwd: dir })).stdout).entries as { version: string; outcome: string }[]).map((e) => `${e.version} ${e.outcome}`);
 
@@ -53,7 +55,7 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
     url = `http://127.0.0.1:${port}`;
     await writeFile(
       path.join(dir, 'mlops.config.json'),
-      JSON.stringify({ model: { path: 'model.onnx', name: 'bc' }, image: { repository: REPOSITORY, base }, targets: { dev: { type: 'local', port, grpcPort: 0, readyTimeoutSeconds: 10 } } }),
+      JSON.stringify({ model: { path: 'model.onnx', name: 'bc' }, image: { repository: REPOSITORY, base }, targets: { dev: { type: 'local', containerName: CONTAINER, port, grpcPort: 0, readyTimeoutSeconds: 10 } } }),
     );
     for (const [model, version] of [['breast_cancer', '1.0.0'], ['wine', '2.0.0']]) {
       await copyFile(fixture(model, 'model.onnx'), path.join(dir, 'model.onnx'));
@@ -65,7 +67,7 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
   }, 240_000);
 
   afterAll(async () => {
-    for (const c of await docker.listContainers({ all: true, filters: { name: ['mlops-bc-dev'] } })) await docker.getContainer(c.Id).remove({ force: true });
+    for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })) await docker.getContainer(c.Id).remove({ force: true });
     for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -79,7 +81,7 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
     expect(loser.stderr).toMatch(/error: target 'dev' is locked by mlops deploy (1\.0\.0|2\.0\.0) \(pid \d+ on \S+, since \S+\)/);
     expect(loser.stderr).not.toMatch(/internal error|at .*\.js:\d+/);
     expect(await served()).toBe(winner === a ? 'logits' : 'probabilities');
-    expect(await containers()).toEqual([`mlops-bc-dev ${winner === a ? '2.0.0' : '1.0.0'} running`]);
+    expect(await containers()).toEqual([`${CONTAINER} ${winner === a ? '2.0.0' : '1.0.0'} running`]);
 
     const [c, d] = await Promise.all([spawnCli(['deploy', '2.0.0', '--target', 'dev', '--lock-timeout', '120'], dir), spawnCli(['deploy', '1.0.0', '--target', 'dev', '--lock-timeout', '120'], dir)]);
     expect([c.code, d.code], `${c.stderr}\n${d.stderr}`).toEqual([0, 0]);
@@ -89,10 +91,10 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
 
   // Each stage a deploy of 2.0.0 (over 1.0.0) can die at; what must serve right after; what the next deploy of 2.0.0 records.
   const stages: [stage: string, answersAfterKill: string, leftover: string, recorded: string][] = [
-    ['candidate-created', 'probabilities', 'mlops-bc-dev-next', '2.0.0 interrupted'],
-    ['candidate-ready', 'probabilities', 'mlops-bc-dev-next', '2.0.0 interrupted'],
-    ['old-stopped', 'nothing', 'mlops-bc-dev-prev', '2.0.0 interrupted'],
-    ['replaced', 'logits', 'mlops-bc-dev-prev', '2.0.0 deployed'],
+    ['candidate-created', 'probabilities', `${CONTAINER}-next`, '2.0.0 interrupted'],
+    ['candidate-ready', 'probabilities', `${CONTAINER}-next`, '2.0.0 interrupted'],
+    ['old-stopped', 'nothing', `${CONTAINER}-prev`, '2.0.0 interrupted'],
+    ['replaced', 'logits', `${CONTAINER}-prev`, '2.0.0 deployed'],
   ];
   for (const [stage, answersAfterKill, leftover, recorded] of stages) {
     it(`a deploy killed with SIGKILL at ${stage}: status says so truthfully, and the next deploy ends with a checked version serving`, async () => {
@@ -115,7 +117,7 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
       expect(next.code, next.stderr).toBe(0);
       expect(next.stderr).toContain('warning: an interrupted deploy');
       expect(await served()).toBe('logits');
-      expect(await containers()).toEqual(['mlops-bc-dev 2.0.0 running']);
+      expect(await containers()).toEqual([`${CONTAINER} 2.0.0 running`]);
       const entries = await history();
       expect(entries.slice(-2)).toEqual([recorded, '2.0.0 deployed']);
       expect((await status()).detail.interrupted).toBeUndefined();
@@ -150,7 +152,7 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
     expect(back.code, back.stderr).toBe(0);
     expect(back.stderr).toContain('warning: an interrupted deploy');
     expect(await served()).toBe('probabilities');
-    expect(await containers()).toEqual(['mlops-bc-dev 1.0.0 running']);
+    expect(await containers()).toEqual([`${CONTAINER} 1.0.0 running`]);
   }, 120_000);
 
   it('a truncated history: exit 2 naming the file, left untouched; --force sets it aside and starts a new one', async () => {

@@ -6,11 +6,13 @@ import tar from 'tar-fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { remotePredictor } from '../../src/predict/predictor.js';
 import { fixture, runCli } from '../helpers.js';
-import { ensureTestBaseImage, probeEngine } from './docker.js';
+import { ensureTestBaseImage, probeEngine, uniqueName } from './docker.js';
 import { freePort } from './registry-process.js';
 
 const engine = await probeEngine();
 const REPOSITORY = 'mlops-e2e-deploy/bc';
+/** Unique to this run: the clean-up removes only what this file made, never a user's mlops-bc-dev. */
+const CONTAINER = uniqueName('deploy');
 
 /** A variant of an image: same layers, one Dockerfile line more. */
 async function variant(docker: Docker, from: string, line: string, tag: string): Promise<void> {
@@ -43,7 +45,7 @@ describe.skipIf(!engine.ok)(`deploy to the local target with automatic rollback$
       JSON.stringify({
         model: { path: 'model.onnx', name: 'bc' },
         image: { repository: REPOSITORY, base },
-        targets: { dev: { type: 'local', port, grpcPort, readyTimeoutSeconds: 6, restart: 'on-failure' } },
+        targets: { dev: { type: 'local', containerName: CONTAINER, port, grpcPort, readyTimeoutSeconds: 6, restart: 'on-failure' } },
       }),
     );
     // v1 is the breast cancer model; v2 the wine model under the same name.
@@ -59,7 +61,7 @@ describe.skipIf(!engine.ok)(`deploy to the local target with automatic rollback$
   });
 
   afterAll(async () => {
-    for (const c of await docker.listContainers({ all: true, filters: { name: ['mlops-bc-dev'] } })) await docker.getContainer(c.Id).remove({ force: true });
+    for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })) await docker.getContainer(c.Id).remove({ force: true });
     for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });
@@ -84,7 +86,7 @@ describe.skipIf(!engine.ok)(`deploy to the local target with automatic rollback$
     expect(back.code, back.stderr).toBe(0);
     expect(JSON.parse(back.stdout)).toMatchObject({ action: 'rollback', outcome: { status: 'deployed', release: { version: '1.0.0' } } });
     expect(await served()).toBe('probabilities');
-    expect((await docker.listContainers({ all: true, filters: { name: ['mlops-bc-dev'] } })).length).toBe(1);
+    expect((await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })).length).toBe(1);
   });
 
   for (const [tag, reason] of [
@@ -99,7 +101,7 @@ describe.skipIf(!engine.ok)(`deploy to the local target with automatic rollback$
       expect(outcome).toMatchObject({ status: 'rolled-back', reason, restored: { version: '1.0.0' } });
       if (reason === 'crash-loop') expect(outcome.logs).toContain('refusing to serve a different model');
       expect(await served()).toBe('probabilities');
-      const containers = await docker.listContainers({ all: true, filters: { name: ['mlops-bc-dev'] } });
+      const containers = await docker.listContainers({ all: true, filters: { name: [CONTAINER] } });
       expect(containers.map((c) => c.Labels['mlops.release.version'])).toEqual(['1.0.0']);
     });
   }

@@ -1,4 +1,5 @@
 import Docker from 'dockerode';
+import { randomBytes } from 'node:crypto';
 import { copyFile, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -31,6 +32,10 @@ export async function probeEngine(): Promise<Engine> {
 }
 
 export { ensureTestBaseImage, TEST_BASE_IMAGE } from './base-image.js';
+
+const RUN = randomBytes(4).toString('hex');
+/** A container or repository name unique to this test run, so clean-up can never touch a user's own. */
+export const uniqueName = (what: string) => `mlops-e2e-${what}-${RUN}`;
 
 export interface RunningContainer {
   container: Docker.Container;

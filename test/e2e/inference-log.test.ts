@@ -9,11 +9,13 @@ import { demultiplex } from '../../src/docker/container.js';
 import { recordsInLine, type InferenceRecord } from '../../src/monitor/inference-records.js';
 import type { QualityReport } from '../../src/monitor/quality.js';
 import { fixture, holdoutRows, runCli } from '../helpers.js';
-import { breastCancerProject, probeEngine, waitFor } from './docker.js';
+import { breastCancerProject, probeEngine, uniqueName, waitFor } from './docker.js';
 import { freePort } from './registry-process.js';
 
 const engine = await probeEngine();
 const REPOSITORY = 'mlops-e2e-inference-log/bc';
+/** Unique to this run: the clean-up removes only what this file made, never a user's mlops-bc-dev. */
+const CONTAINER = uniqueName('inference-log');
 const { rows } = holdoutRows();
 const labelsOf = async () => (await readFile(fixture('breast_cancer', 'holdout.csv'), 'utf8')).trim().split('\n').slice(1).map((l) => l.split(',').at(-1)!);
 
@@ -55,7 +57,7 @@ describe.skipIf(!engine.ok)(`the inference log in a container${engine.ok ? '' : 
         server: { inferenceLog: { sample: 1, sink: 'stdout' } },
         test: { holdout: 'holdout.csv', labels: ['malignant', 'benign'], parity: { sample: 0 } },
         monitor: { minRows: 50 },
-        targets: { dev: { type: 'local', port, grpcPort: 0, readyTimeoutSeconds: 20 } },
+        targets: { dev: { type: 'local', containerName: CONTAINER, port, grpcPort: 0, readyTimeoutSeconds: 20 } },
       })));
     const build = await runCli(['build'], { cwd: dir });
     expect(build.code, build.stderr).toBe(0);
@@ -66,7 +68,7 @@ describe.skipIf(!engine.ok)(`the inference log in a container${engine.ok ? '' : 
 
   afterAll(async () => {
     for (const c of containers) await c.remove({ force: true }).catch(() => undefined);
-    for (const c of await docker.listContainers({ all: true, filters: { name: ['mlops-bc-dev'] } })) await docker.getContainer(c.Id).remove({ force: true });
+    for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })) await docker.getContainer(c.Id).remove({ force: true });
     for (const i of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } })) await docker.getImage(i.Id).remove({ force: true }).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });
@@ -87,7 +89,7 @@ describe.skipIf(!engine.ok)(`the inference log in a container${engine.ok ? '' : 
       return live.code === 0 && (JSON.parse(live.stdout) as QualityReport).join.matched === rows.length;
     }, 10_000, 'every label to match');
     const report = JSON.parse(live!.stdout) as QualityReport;
-    expect(report.source.logs).toEqual(['container mlops-bc-dev']);
+    expect(report.source.logs).toEqual([`container ${CONTAINER}`]);
     expect((report.metrics as { accuracy: number }).accuracy).toBe((JSON.parse(tested.stdout) as { metrics: { accuracy: number } }).metrics.accuracy);
   });
 

@@ -4,11 +4,13 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MonitorReport } from '../../src/monitor/monitor.js';
 import { runCli, traffic } from '../helpers.js';
-import { breastCancerProject, probeEngine } from './docker.js';
+import { breastCancerProject, probeEngine, uniqueName } from './docker.js';
 import { freePort } from './registry-process.js';
 
 const engine = await probeEngine();
 const REPOSITORY = 'mlops-e2e-monitor/bc';
+/** Unique to this run: the clean-up removes only what this file made, never a user's mlops-bc-dev. */
+const CONTAINER = uniqueName('monitor');
 
 describe.skipIf(!engine.ok)(`mlops monitor on a deployed container${engine.ok ? '' : ` (skipped: ${engine.reason})`}`, () => {
   const docker = engine.docker;
@@ -35,7 +37,7 @@ describe.skipIf(!engine.ok)(`mlops monitor on a deployed container${engine.ok ? 
         test: { holdout: 'holdout.csv' },
         // A window of 1,000 rows: the shifted traffic below replaces the first.
         monitor: { windowRows: 1000, gates: { psi_max: '< 0.2', drifted_share: '< 0.3', out_of_range_rate: '<= 0.01' } },
-        targets: { dev: { type: 'local', port, grpcPort: 0, readyTimeoutSeconds: 20 } },
+        targets: { dev: { type: 'local', containerName: CONTAINER, port, grpcPort: 0, readyTimeoutSeconds: 20 } },
       })));
     const build = await runCli(['build'], { cwd: dir });
     expect(build.code, build.stderr).toBe(0);
@@ -45,7 +47,7 @@ describe.skipIf(!engine.ok)(`mlops monitor on a deployed container${engine.ok ? 
   }, 240_000);
 
   afterAll(async () => {
-    for (const c of await docker.listContainers({ all: true, filters: { name: ['mlops-bc-dev'] } })) await docker.getContainer(c.Id).remove({ force: true });
+    for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })) await docker.getContainer(c.Id).remove({ force: true });
     for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });

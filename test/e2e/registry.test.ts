@@ -3,10 +3,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, lines, runCli } from '../helpers.js';
-import { ensureTestBaseImage, probeEngine } from './docker.js';
+import { ensureTestBaseImage, probeEngine, uniqueName } from './docker.js';
 import { freePort, startRegistry, type TestRegistry } from './registry-process.js';
 
 const engine = await probeEngine();
+const TEAM = uniqueName('team');
 const errorLine = (stderr: string) => lines(stderr).find((l) => l.startsWith('error:'));
 
 describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : ` (skipped: ${engine.reason})`}`, () => {
@@ -24,7 +25,7 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
       path.join(dir, 'mlops.config.json'),
       JSON.stringify({
         model: { path: 'model.onnx', name: 'bc' },
-        image: { repository: `${registry}/team/bc`, base },
+        image: { repository: `${registry}/${TEAM}/bc`, base },
         test: { holdout: fixture('breast_cancer', 'holdout.csv'), labels: ['malignant', 'benign'], parity: { sample: 0 } },
         bench: { concurrency: [2], durationSeconds: 1, warmupSeconds: 0.2 },
         targets: { k8s: { type: 'kubernetes', context: 'no-cluster', namespace: 'ml' }, run: { type: 'cloudrun', project: 'acme', region: 'europe-west1' } },
@@ -53,7 +54,8 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
     await open?.stop();
     await secured?.stop();
     for (const image of await docker.listImages()) {
-      if ((image.RepoTags ?? []).some((t) => /^127\.0\.0\.1:\d+\/team\/bc:/.test(t)) || (image.RepoDigests ?? []).some((d) => /^127\.0\.0\.1:\d+\/team\/bc@/.test(d))) {
+      // Only this run's repository: a user's own 127.0.0.1:*/team/bc images stay.
+      if ([...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].some((t) => t.includes(`/${TEAM}/bc`))) {
         await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
       }
     }
@@ -67,7 +69,7 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
     const tagged = await runCli(['tag', '1.0.0', '--alias', 'staging', '--json'], { cwd: dir });
     expect(tagged.code, tagged.stderr).toBe(0);
     const tag = JSON.parse(tagged.stdout);
-    expect(tag.reference).toBe(`${open.address}/team/bc:1.0.0`);
+    expect(tag.reference).toBe(`${open.address}/${TEAM}/bc:1.0.0`);
     expect(tag.labels['mlops.test.passed']).toBe('true');
     expect(Number(tag.labels['mlops.test.accuracy'])).toBeGreaterThan(0.9);
     expect(Number(tag.labels['mlops.bench.p95_ms'])).toBeGreaterThan(0);
@@ -76,7 +78,7 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
     expect(pushed.code, pushed.stderr).toBe(0);
     const push = JSON.parse(pushed.stdout);
     expect(push.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
-    expect(push.pushed).toEqual([`${open.address}/team/bc:1.0.0`, `${open.address}/team/bc:staging`]);
+    expect(push.pushed).toEqual([`${open.address}/${TEAM}/bc:1.0.0`, `${open.address}/${TEAM}/bc:staging`]);
 
     const listed = JSON.parse((await runCli(['versions', '--json'], { cwd: dir })).stdout);
     expect(listed.source).toBe('registry');
@@ -93,18 +95,18 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
     const plan = JSON.parse(planned.stdout);
     expect(plan.outcome.status).toBe('planned');
     expect(plan.plan[0].command).toBe('kubectl --context no-cluster --namespace ml apply -f -');
-    expect(plan.plan[0].input).toContain(`image: ${open.address}/team/bc@${push.digest}`);
+    expect(plan.plan[0].input).toContain(`image: ${open.address}/${TEAM}/bc@${push.digest}`);
     const cloud = JSON.parse((await runCli(['deploy', '1.0.0', '--target', 'run', '--dry-run', '--json'], { cwd: dir })).stdout);
     expect(cloud.plan.map((s: { command: string }) => s.command)).toContain(
       `gcloud run services update-traffic bc --project acme --region europe-west1 --to-tags=v1-0-0=100 --quiet`,
     );
     const unpushed = await runCli(['deploy', '9.9.9', '--target', 'k8s', '--dry-run'], { cwd: dir });
     expect(unpushed.code).toBe(2);
-    expect(errorLine(unpushed.stderr)).toBe(`error: ${open.address}/team/bc:9.9.9 was never pushed to ${open.address}`);
+    expect(errorLine(unpushed.stderr)).toBe(`error: ${open.address}/${TEAM}/bc:9.9.9 was never pushed to ${open.address}`);
     expect(unpushed.stderr).toContain('hint: run `mlops push 9.9.9` first');
 
-    const byDigest = `${open.address}/team/bc@${push.digest}`;
-    await docker.getImage(`${open.address}/team/bc:1.0.0`).remove({ force: true });
+    const byDigest = `${open.address}/${TEAM}/bc@${push.digest}`;
+    await docker.getImage(`${open.address}/${TEAM}/bc:1.0.0`).remove({ force: true });
     await pull(byDigest);
     const labels = (await docker.getImage(byDigest).inspect()).Config.Labels;
     expect(labels['mlops.model.sha256']).toBe(tag.modelSha256);
@@ -195,11 +197,11 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
     try {
       const dir = projects[0];
       const env = { MLOPS_REGISTRY_USERNAME: 'robot', MLOPS_REGISTRY_PASSWORD: 't0ken-Pa55' };
-      const listed = await runCli(['versions', '--repository', `127.0.0.1:${port}/team/bc`, '--json'], { cwd: dir, env });
+      const listed = await runCli(['versions', '--repository', `127.0.0.1:${port}/${TEAM}/bc`, '--json'], { cwd: dir, env });
       expect(listed.code, listed.stderr).toBe(0);
       expect(JSON.parse(listed.stdout).versions.map((v: { version: string }) => v.version)).toContain('1.0.0');
       expect(tokensIssued).toBeGreaterThan(0);
-      const refused = await runCli(['versions', '--repository', `127.0.0.1:${port}/team/bc`], { cwd: dir, env: { ...env, MLOPS_REGISTRY_PASSWORD: 'nope-nope' } });
+      const refused = await runCli(['versions', '--repository', `127.0.0.1:${port}/${TEAM}/bc`], { cwd: dir, env: { ...env, MLOPS_REGISTRY_PASSWORD: 'nope-nope' } });
       expect(refused.code).toBe(3);
       expect(errorLine(refused.stderr)).toBe(`error: registry 127.0.0.1:${port} refused the login at its token service (HTTP 401)`);
     } finally {

@@ -28,7 +28,11 @@ describe.skipIf(!engine.ok)(`a streaming model through build, bench and a local 
       JSON.stringify({
         model: { path: 'model.onnx', name: 'vad', ...model },
         image: { repository: REPOSITORY, base },
-        targets: { dev: { type: 'local', port, grpcPort: 0, containerName: CONTAINER, readyTimeoutSeconds: 20 } },
+        targets: {
+          dev: { type: 'local', port, grpcPort: 0, containerName: CONTAINER, readyTimeoutSeconds: 20 },
+          // Too little memory for node itself: the kernel kills the server as it starts.
+          tiny: { type: 'local', port, grpcPort: 0, containerName: `${CONTAINER}-tiny`, memory: '24m', restart: 'no', readyTimeoutSeconds: 20 },
+        },
       }),
     );
 
@@ -45,7 +49,7 @@ describe.skipIf(!engine.ok)(`a streaming model through build, bench and a local 
   });
 
   afterAll(async () => {
-    for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })) await docker.getContainer(c.Id).remove({ force: true });
+    for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER, `${CONTAINER}-tiny`] } })) await docker.getContainer(c.Id).remove({ force: true });
     for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });
@@ -81,5 +85,13 @@ describe.skipIf(!engine.ok)(`a streaming model through build, bench and a local 
     const deployed = await runCli(['deploy', '1.0.0', '--target', 'dev', '--json'], { cwd: dir });
     expect(deployed.code, deployed.stderr).toBe(0);
     expect(JSON.parse(deployed.stdout).outcome).toMatchObject({ status: 'deployed', url: `http://127.0.0.1:${port}` });
+  });
+
+  it('a container the kernel kills for memory is reported as such, with its limit', async () => {
+    const { code, stdout } = await runCli(['deploy', '1.0.0', '--target', 'tiny', '--json'], { cwd: dir });
+    expect(code).toBe(3);
+    const outcome = JSON.parse(stdout).outcome;
+    expect(outcome).toMatchObject({ status: 'failed', reason: 'crash-loop' });
+    expect(outcome.message).toMatch(/^the new container stopped( at once)?: killed: out of memory \(limit 24 MiB\)$/);
   });
 });
