@@ -49,7 +49,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .command('test')
     .description('score the packaged model on a holdout set and apply quality gates (exit 1 when one fails)')
     .option('--holdout <file>', 'holdout: .csv with a header, .jsonl, or .npy (default: test.holdout)')
-    .option('--labels <file>', 'labels .npy, with an .npy holdout')
+    .option('--labels <file>', 'labels .npy, with an .npy holdout (default: test.labelsFile)')
     .option('--image <ref>', 'image to test (default: the last `mlops build`)')
     .option('--url <base>', 'test a server that is already running')
     .option('--local', 'run the model in-process with ONNX Runtime')

@@ -81,6 +81,11 @@ describe('metrics on the fixtures match scikit-learn', () => {
       expect(npy.rows).toBe(114);
       expect(npy.metrics.confusion_matrix).toEqual(csv.metrics.confusion_matrix);
       expect(npy.holdout.format).toBe('npy');
+      // In CI the pair comes from config: test.holdout and test.labelsFile, no flags.
+      await project(dir, 'breast_cancer', { labels: ['malignant', 'benign'], holdout: 'x.npy', labelsFile: 'y.npy' });
+      const configured = await runCli(['test', '--local', '--json'], { cwd: dir });
+      expect(configured.code, configured.stderr).toBe(0);
+      expect(JSON.parse(configured.stdout).metrics.confusion_matrix).toEqual(csv.metrics.confusion_matrix);
     });
   });
 });

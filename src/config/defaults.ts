@@ -128,6 +128,7 @@ export interface Config {
   image: { repository: string; base: string; platform: 'linux/amd64' | 'linux/arm64'; port: number; grpcPort: number };
   test: {
     holdout: string;
+    labelsFile: string;
     task: '' | 'classification' | 'regression';
     label: string;
     features: string[] | Record<string, string[]>;
@@ -225,6 +226,8 @@ export const DEFAULTS: Config = {
   test: {
     /** The holdout file (.csv, .jsonl, .npy); --holdout overrides it. */
     holdout: '',
+    /** The labels .npy beside an .npy test.holdout (--labels); relative to the config's folder. */
+    labelsFile: '',
     /** Empty: detected from the output (a column per class means classification). */
     task: '',
     label: 'label',

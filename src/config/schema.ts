@@ -98,6 +98,7 @@ export const configSchema = z
     test: z
       .object({
         holdout: text('a path to a holdout file'),
+        labelsFile: text('a path to an .npy file of labels'),
         task: z.enum(['', 'classification', 'regression'], { error: 'expected "classification" or "regression"' }),
         label: text('a column or key name').min(1, { error: 'expected a column or key name' }),
         features: z.union([z.array(z.string()), z.record(z.string(), z.array(z.string()))], {

@@ -71,6 +71,8 @@ export async function runQualityTest(options: RunTestOptions): Promise<TestRepor
     flags.holdout ??
     (config.test.holdout && !path.isAbsolute(config.test.holdout) ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.holdout)) : config.test.holdout || undefined);
   if (!holdoutPath) throw inputError('no holdout given', 'pass --holdout <file> or set test.holdout in config');
+  // test.labelsFile goes with test.holdout; a holdout named on the command line takes its --labels there too.
+  const labelsFromConfig = !flags.holdout && config.test.labelsFile ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.labelsFile)) : undefined;
   // Flags and baseline are checked before a container starts.
   const specs = [...gatesFromConfig(config.test.gates), ...flags.gate.map(parseGateFlag)];
   const baseline = flags.baseline ? await readBaseline(options.cwd, flags.baseline) : undefined;
@@ -88,7 +90,7 @@ export async function runQualityTest(options: RunTestOptions): Promise<TestRepor
     const holdout = await openHoldout({
       cwd: options.cwd,
       holdout: holdoutPath,
-      labels: flags.labels,
+      labels: flags.labels ?? labelsFromConfig,
       inputs: target.predictor.inputs,
       label: config.test.label,
       features: config.test.features,

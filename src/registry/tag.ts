@@ -147,11 +147,14 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
 
   const labels = await reportLabels(options.projectDir, source.Id);
   const reference = `${name}:${version}`;
-  const imageId = await relabel(options.docker, source.Id, reference, {
-    ...labels,
-    'org.opencontainers.image.version': version,
-    'mlops.release.version': version,
-  });
+  const imageId = await relabel(
+    options.docker,
+    source.Id,
+    reference,
+    { ...labels, 'org.opencontainers.image.version': version, 'mlops.release.version': version, 'mlops.model.version': version },
+    // The server reports this as model_version (metadata, answers, the inference log): the release, not config's model.version.
+    { MLOPS_MODEL_VERSION: version },
+  );
   const aliases = [];
   for (const alias of options.aliases) {
     await options.docker.getImage(imageId).tag({ repo: name, tag: alias });
@@ -163,12 +166,12 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
   return { version, reference, imageId, modelSha256, checked, aliases, labels };
 }
 
-/** A new image that is the old one plus labels: a build with no layers, no context but its Dockerfile. */
-async function relabel(docker: Docker, imageId: string, reference: string, labels: Record<string, string>): Promise<string> {
+/** A new image that is the old one plus labels and environment: a build with no layers, no context but its Dockerfile. */
+async function relabel(docker: Docker, imageId: string, reference: string, labels: Record<string, string>, env: Record<string, string>): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'mlops-tag-'));
   try {
-    const lines = Object.entries(labels).map(([k, v]) => `${k}=${dockerfileString(v)}`);
-    await writeFile(path.join(dir, 'Dockerfile'), `FROM ${imageId}\nLABEL ${lines.join(' \\\n      ')}\n`);
+    const pairs = (values: Record<string, string>) => Object.entries(values).map(([k, v]) => `${k}=${dockerfileString(v)}`).join(' \\\n      ');
+    await writeFile(path.join(dir, 'Dockerfile'), `FROM ${imageId}\nLABEL ${pairs(labels)}\nENV ${pairs(env)}\n`);
     const ref = reference.slice(0, reference.lastIndexOf(':'));
     const tag = reference.slice(reference.lastIndexOf(':') + 1);
     const stream = await docker.buildImage(tar.pack(dir) as unknown as NodeJS.ReadableStream, { t: `${ref}:${tag}`, rm: true });

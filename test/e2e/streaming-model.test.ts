@@ -85,6 +85,9 @@ describe.skipIf(!engine.ok)(`a streaming model through build, bench and a local 
     const deployed = await runCli(['deploy', '1.0.0', '--target', 'dev', '--json'], { cwd: dir });
     expect(deployed.code, deployed.stderr).toBe(0);
     expect(JSON.parse(deployed.stdout).outcome).toMatchObject({ status: 'deployed', url: `http://127.0.0.1:${port}` });
+    // A tagged image serves its release version, not config's model.version ("1").
+    const metadata = (await (await fetch(`http://127.0.0.1:${port}/v2/models/vad`)).json()) as { versions: string[] };
+    expect(metadata.versions).toEqual(['1.0.0']);
   });
 
   it('a container the kernel kills for memory is reported as such, with its limit', async () => {
