@@ -1,6 +1,7 @@
-import { access, readFile, writeFile } from 'node:fs/promises';
+import { access, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { openHoldout } from '../src/holdout/open.js';
 import { fixture, lines, runCli, withTempDir } from './helpers.js';
 import { writeNpy } from './npy.js';
 
@@ -76,6 +77,22 @@ describe('bad holdouts exit 2 with one line naming the row and column, and write
       const none = await runCli(['test', '--local'], { cwd: dir });
       expect(none.code).toBe(2);
       expect(errorLine(none.stderr)).toBe('error: no holdout given');
+    });
+  });
+});
+
+describe('.npy holdouts close their files', () => {
+  it('when the rows stop early (a sample of the first rows), both files are closed, not left to the garbage collector', async () => {
+    const openFiles = async () => (await readdir('/proc/self/fd')).length;
+    await withTempDir(async (dir) => {
+      await writeNpy(path.join(dir, 'x.npy'), Array(20 * 13).fill(1), [20, 13], '<f4');
+      await writeNpy(path.join(dir, 'y.npy'), Array(20).fill(1), [20], '<i8');
+      const before = await openFiles();
+      for (let i = 0; i < 5; i++) {
+        const holdout = await openHoldout({ cwd: dir, holdout: 'x.npy', labels: 'y.npy', inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 13] }], label: 'label', features: [] });
+        for await (const row of holdout.rows()) if (row.where === 'index 2') break;
+      }
+      expect(await openFiles()).toBe(before);
     });
   });
 });

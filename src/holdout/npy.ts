@@ -164,6 +164,10 @@ export async function openNpy(options: NpyOptions): Promise<HoldoutSource> {
       } catch (error) {
         if ((error as Error).message === 'truncated') throw inputError(`${shown} or ${labelsShown} ends early (truncated file?)`, 'save the arrays again');
         throw error;
+      } finally {
+        // The labels are read in step, not by a for-await: when the rows stop early (an error, a sample
+        // of the first rows) their file is closed here, not left to the garbage collector.
+        await labels?.return(undefined);
       }
     },
   };

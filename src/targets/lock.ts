@@ -67,8 +67,11 @@ export async function fileLock(projectDir: string, targetName: string, holder: L
   for (let tries = 0; tries < 2; tries++) {
     try {
       const handle = await open(file, 'wx');
-      await handle.writeFile(JSON.stringify(holder));
-      await handle.close();
+      try {
+        await handle.writeFile(JSON.stringify(holder));
+      } finally {
+        await handle.close();
+      }
       return { release: () => unlink(file).catch(() => undefined) };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
