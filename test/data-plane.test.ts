@@ -5,7 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seededRandom } from '../src/holdout/stats.js';
+import { seededRandom } from '../src/model/random.js';
 import { loadModel, type LoadedModel } from '../src/model/session.js';
 import type { ServeOptions } from '../src/server/options.js';
 import { startServer, type RunningServer } from '../src/server/run.js';

@@ -1,10 +1,13 @@
 import { decodeFromCompressedBase64, type Histogram } from 'hdr-histogram-js';
-import { readFile } from 'node:fs/promises';
+import type Docker from 'dockerode';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/defaults.js';
 import { connectDocker } from '../docker/client.js';
+import { copyFromContainer } from '../docker/container.js';
 import { sampleContainerUsage, type ContainerUsage } from '../docker/stats.js';
+import { PROFILE_IMAGE_PATH, referenceRanges, type ReferenceProfile } from '../monitor/profile.js';
 import { errorMessage, inputError } from '../errors.js';
 import { ModelRunError } from '../model/run-error.js';
 import { openHoldout } from '../holdout/open.js';
@@ -14,7 +17,7 @@ import type { Tensors } from '../model/session.js';
 import { openTarget, type OpenedTarget, type TargetFlags } from '../predict/target.js';
 import { encodeGrpcRequest, inferenceProto } from '../protocol/grpc.js';
 import { holdoutFeeds, PAYLOADS, requestBody } from './inputs.js';
-import { openSampleInputs, sampleSettings, type SampleInputs } from '../model/sample-inputs.js';
+import { openSampleInputs, sampleSettings, type SampleInputs, type ValueRange } from '../model/sample-inputs.js';
 import type { LoadTarget, WorkerJob } from './worker.js';
 import { runLoad, tallyReason, type LoadOutcome, type LoadPlan } from './load.js';
 import { scrapeCounters, serverTimes, type ServerSideTimes } from './server-metrics.js';
@@ -193,6 +196,7 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
     if (fixed !== undefined && fixed > 0 && batches.some((b) => b !== fixed)) {
       throw inputError(`the model has a fixed batch size of ${fixed}; --batch must be ${fixed}`);
     }
+    const docker = target.container ? await connectDocker(options.env) : undefined;
     let sample: HoldoutRow[] | undefined;
     let generated: SampleInputs | undefined;
     if (flags.holdout) {
@@ -203,9 +207,8 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
     } else {
       // Every dynamic dimension is sized, and the data file read, before a request is sent.
       const sampling = sampleSettings(config.model, { projectDir: options.projectDir, cwd: options.cwd }, settings.seed, { shape: flags.shape, inputData: flags.inputData });
-      generated = await openSampleInputs(inputs, sampling, options.cwd);
+      generated = await openSampleInputs(inputs, { ...sampling, ranges: await imageRanges(docker, target) }, options.cwd);
     }
-    const docker = target.container ? await connectDocker(options.env) : undefined;
     const runs: BenchRun[] = [];
     for (const batch of batches) {
       const feeds = Array.from({ length: PAYLOADS }, (_, i) => (sample ? holdoutFeeds(inputs, sample, batch, i) : generated!.feeds(batch, i)));
@@ -244,6 +247,20 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
     };
   } finally {
     await target.close();
+  }
+}
+
+/** The reference ranges of the image's baked-in profile, when it has one with data; else the datatypes' usual ranges. */
+async function imageRanges(docker: Docker | undefined, target: OpenedTarget): Promise<Record<string, ValueRange> | undefined> {
+  if (!docker || !target.container) return undefined;
+  const file = await copyFromContainer(docker, target.container.id, PROFILE_IMAGE_PATH).catch(() => undefined);
+  if (!file) return undefined;
+  try {
+    return referenceRanges(JSON.parse(await readFile(file, 'utf8')) as ReferenceProfile);
+  } catch {
+    return undefined;
+  } finally {
+    await rm(path.dirname(file), { recursive: true, force: true });
   }
 }
 

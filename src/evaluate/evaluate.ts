@@ -1,7 +1,8 @@
 import type { Config } from '../config/defaults.js';
 import { environmentError, inputError, modelFailedError } from '../errors.js';
 import { ModelRunError } from '../model/run-error.js';
-import { FeatureStatistics, seededRandom, type FeatureSummary } from '../holdout/stats.js';
+import { FeatureStatistics, type FeatureSummary } from '../holdout/stats.js';
+import { seededRandom } from '../model/random.js';
 import type { HoldoutRow, HoldoutSource } from '../holdout/types.js';
 import { classificationMetrics, type ClassificationMetrics } from '../metrics/classification.js';
 import { regressionMetrics, type RegressionMetrics } from '../metrics/regression.js';

@@ -1,3 +1,5 @@
+import { seededRandom } from '../model/random.js';
+
 export interface FeatureSummary {
   count: number;
   mean: number;
@@ -11,18 +13,6 @@ export interface FeatureSummary {
 const SAMPLE_ROWS = 10_000;
 /** Inputs with more elements a row than this (images, sequences) are summarised as one feature. */
 const MAX_FEATURES_PER_INPUT = 256;
-
-/** A small seeded generator (mulberry32), so samples repeat from run to run. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Per-feature count, mean, population std (Welford), min and max, one value at a time. */
 export class Moments {

@@ -1,4 +1,4 @@
-import { seededRandom } from '../holdout/stats.js';
+import { seededRandom } from './random.js';
 import { allocate, toHalfBits, type Datatype } from './datatypes.js';
 import type { Tensors } from './session.js';
 

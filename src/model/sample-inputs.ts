@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { inputError } from '../errors.js';
 import { allocate, ELEMENT_BYTES, toHalfBits, type Datatype } from './datatypes.js';
+import { seededRandom } from './random.js';
 import { randomFeeds } from './random-feeds.js';
 import type { Tensors } from './session.js';
 
@@ -25,12 +26,22 @@ export interface SampleInputSpec {
 
 export type InputDataMode = 'random' | 'zero';
 
+/** Where random values of one input come from: its reference data's range, per column where known. */
+export interface ValueRange {
+  min: number;
+  max: number;
+  /** By column of the flattened row: a tabular input's features. */
+  columns?: Record<number, { min: number; max: number }>;
+}
+
 export interface SampleInputSettings {
   /** A full shape per input name (--shape, model.shapes); a batch dimension in it takes the rows asked for. */
   shapes: Record<string, number[]>;
   /** 'random', 'zero', or the path of a perf_analyzer JSON file. */
   data: string;
   seed: number;
+  /** Random values in these ranges (the image's reference profile), by input name; else the datatype's usual range. */
+  ranges?: Record<string, ValueRange>;
   /** How the user sets shapes and data here, for hints: e.g. `--shape` or `model.shapes`. */
   shapeKey: string;
   dataKey: string;
@@ -83,7 +94,9 @@ export async function openSampleInputs(inputs: SampleInputSpec[], settings: Samp
       plans.forEach((plan, p) => {
         const given = entry[plan.spec.name];
         // Each input its own stream, so that inputs of one shape do not get the same values.
-        feeds[plan.spec.name] = given ? fromData(plan, given, rows, settings.dataKey, index % entries.length) : generated(plan, rows, mode, settings.seed + index + 7919 * p);
+        feeds[plan.spec.name] = given
+          ? fromData(plan, given, rows, settings.dataKey, index % entries.length)
+          : generated(plan, rows, mode, settings.seed + index + 7919 * p, settings.ranges?.[plan.spec.name]);
       });
       return feeds;
     },
@@ -147,13 +160,29 @@ function checkGivenShape(spec: SampleInputSpec, given: number[], key: string): v
 
 const dimsFor = (plan: InputPlan, rows: number) => plan.dims.map((d) => (d.kind === 'batch' ? rows : d.kind === 'fixed' ? d.size : 1));
 
-function generated(plan: InputPlan, rows: number, mode: InputDataMode, seed: number): Tensors[string] {
+function generated(plan: InputPlan, rows: number, mode: InputDataMode, seed: number, range: ValueRange | undefined): Tensors[string] {
   const dims = dimsFor(plan, rows);
   if (mode === 'zero') {
     return { data: allocate(plan.spec.datatype, dims.reduce((n, d) => n * d, 1)), dims };
   }
+  if (range && plan.spec.datatype !== 'BYTES' && plan.spec.datatype !== 'BOOL') return inRange(plan.spec.datatype, dims, range, seed);
   // randomFeeds takes the shape as given, with the rows in a dynamic first dimension.
   return randomFeeds([{ name: plan.spec.name, datatype: plan.spec.datatype, shape: dims }], rows, seed)[plan.spec.name];
+}
+
+/** Seeded uniform values within the reference's range, column by column where the profile has columns. */
+function inRange(datatype: Datatype, dims: number[], range: ValueRange, seed: number): Tensors[string] {
+  const random = seededRandom(seed);
+  const length = dims.reduce((n, d) => n * d, 1);
+  const rowWidth = dims.length > 1 ? length / dims[0] : length;
+  const data = allocate(datatype, length) as unknown as { [i: number]: unknown };
+  const integer = !datatype.startsWith('FP');
+  for (let i = 0; i < length; i++) {
+    const { min, max } = range.columns?.[i % rowWidth] ?? range;
+    const value = integer ? Math.min(max, Math.floor(min + random() * (max - min + 1))) : min + random() * (max - min);
+    data[i] = datatype === 'FP16' ? toHalfBits(value) : datatype === 'INT64' || datatype === 'UINT64' ? BigInt(value) : value;
+  }
+  return { data: data as unknown as Tensors[string]['data'], dims };
 }
 
 /** An entry's values for one input, with `rows` in the batch dimension: a batch-1 entry is repeated along a leading batch dimension. */

@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { fromHalfBits, type Datatype, type TensorData } from '../model/datatypes.js';
+import type { ValueRange } from '../model/sample-inputs.js';
 import type { Tensors } from '../model/session.js';
 import { binIndex } from './drift.js';
 
@@ -305,4 +306,20 @@ export function profileProblem(value: unknown): string | null {
     if (f.edges.some((e, i) => typeof e !== 'number' || (i > 0 && e < f.edges[i - 1]))) return `feature '${f.name}': bin edges must be ascending numbers`;
   }
   return null;
+}
+
+/**
+ * Each profiled input's range in the reference data, per column for tabular inputs: the range
+ * `mlops bench` draws random inputs from, so they look like what the model will see.
+ */
+export function referenceRanges(profile: ReferenceProfile): Record<string, ValueRange> {
+  const ranges: Record<string, ValueRange> = {};
+  for (const feature of profile.features) {
+    if (feature.stat === 'mean' || feature.stat === 'std' || !Number.isFinite(feature.min) || !Number.isFinite(feature.max)) continue;
+    const range = (ranges[feature.input] ??= { min: feature.min, max: feature.max });
+    range.min = Math.min(range.min, feature.min);
+    range.max = Math.max(range.max, feature.max);
+    if (feature.stat === 'value') (range.columns ??= {})[feature.index] = { min: feature.min, max: feature.max };
+  }
+  return ranges;
 }
