@@ -4,13 +4,13 @@
 // Without a Docker engine it runs what needs none (in-process test and bench).
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dir = path.join(root, '.demo');
-const port = Number(process.env.MLOPS_DEMO_PORT ?? 8080);
 mkdirSync(dir, { recursive: true });
 copyFileSync(path.join(root, 'fixtures/breast_cancer/model.onnx'), path.join(dir, 'model.onnx'));
 copyFileSync(path.join(root, 'fixtures/breast_cancer/holdout.csv'), path.join(dir, 'holdout.csv'));
@@ -26,6 +26,28 @@ const mlops = (...args) => {
 
 const docker = new Docker({ socketPath: process.env.DOCKER_HOST?.replace('unix://', '') || '/var/run/docker.sock' });
 const engine = await docker.ping().then(() => true, () => false);
+
+/** A port that answers nothing, from the kernel: 0 asks for any. */
+const portFree = (port) =>
+  new Promise((resolve) => {
+    const probe = net.createServer().once('error', () => resolve(undefined));
+    probe.listen(port, '127.0.0.1', () => {
+      const { port: bound } = probe.address();
+      probe.close(() => resolve(bound));
+    });
+  });
+/**
+ * MLOPS_DEMO_PORT, else 8080 when it is free or held by the demo's own container (a rerun replaces
+ * it), else any free port: the demo never takes over something else listening on 8080.
+ */
+async function demoPort() {
+  if (process.env.MLOPS_DEMO_PORT) return Number(process.env.MLOPS_DEMO_PORT);
+  if (await portFree(8080)) return 8080;
+  const own = engine ? await docker.getContainer('mlops-breast-cancer-dev').inspect().catch(() => undefined) : undefined;
+  if (own?.HostConfig?.PortBindings?.['8080/tcp']?.some((b) => b.HostPort === '8080')) return 8080;
+  return portFree(0);
+}
+const port = await demoPort();
 
 let base = process.env.MLOPS_BASE_IMAGE ?? 'node:20-slim';
 if (engine && !(await docker.getImage(base).inspect().then(() => true, () => false))) {
