@@ -67,8 +67,9 @@ describe.skipIf(!engine.ok)(`mlops build against a real Docker engine${engine.ok
     expect(Date.parse(labels['org.opencontainers.image.created'])).not.toBeNaN();
     expect(labels['org.opencontainers.image.source']).toBeTruthy();
     expect(labels['mlops.version']).toMatch(/^\d+\.\d+\.\d+/);
-    expect(JSON.parse(labels['mlops.model.inputs'])).toEqual([{ name: 'features', datatype: 'FP32', shape: [-1, 30] }]);
-    expect(JSON.parse(labels['mlops.model.outputs'])).toEqual([{ name: 'probabilities', datatype: 'FP32', shape: [-1, 2] }]);
+    // Symbolic dimension names go along, so sample requests size a shared batch together.
+    expect(JSON.parse(labels['mlops.model.inputs'])).toEqual([{ name: 'features', datatype: 'FP32', shape: [-1, 30], dims: ['batch', 30] }]);
+    expect(JSON.parse(labels['mlops.model.outputs'])).toEqual([{ name: 'probabilities', datatype: 'FP32', shape: [-1, 2], dims: ['batch', 2] }]);
 
     const running = await runImage(docker, result.imageId);
     try {
