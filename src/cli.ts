@@ -1,7 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { createContext, type CommandContext, type GlobalOptions } from './commands/context.js';
-import { ExitCode } from './errors.js';
-import { interruptedBy } from './process/interrupt.js';
+import { ExitCode, inputError, signalExitCode } from './errors.js';
+import { cleanupOnInterrupt, interruptedBy } from './process/interrupt.js';
 import { isInteractive, useColor } from './ui/environment.js';
 import { Reporter, type OutputStream } from './ui/reporter.js';
 import { VERSION } from './version.js';
@@ -201,11 +201,12 @@ export async function main(argv: string[], io: MainIO = {}): Promise<number> {
     .option('--json', 'print one JSON document on stdout; logs go to stderr', false)
     .option('--verbose', 'more detail, and stack traces on errors', false)
     .option('--no-color', 'no colours (also when NO_COLOR is set)')
-    .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({
       writeOut: (s) => void stdout.write(s),
       writeErr: (s) => void stderr.write(s),
+      // The parser's errors go through the reporter like every other: one line, a hint, and under --json one document.
+      outputError: () => undefined,
     });
 
   const runAction =
@@ -227,21 +228,44 @@ export async function main(argv: string[], io: MainIO = {}): Promise<number> {
     };
   registerCommands(program, runAction);
 
+  const json = argv.includes('--json');
+  // Ctrl-C or SIGTERM under --json still prints one document; the process then ends by the signal (130, 143).
+  // Not for serve: a signal is how a server is asked to drain and stop, and it answers with its own exit.
+  const first = argv.find((a) => program.commands.some((c) => c.name() === a));
+  const named = program.commands.find((c) => c.name() === first);
+  const reportInterrupt = json && named?.name() !== 'serve' ? cleanupOnInterrupt(() => writeInterrupted(stdout)) : () => undefined;
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
   } catch (error) {
+    reporter ??= new Reporter({ json, verbose: argv.includes('--verbose'), color: useColor(stderr, argv.includes('--no-color'), env), interactive: false, stdout, stderr });
     if (error instanceof CommanderError) {
-      // Help and --version end here with 0; usage mistakes with 2.
-      return error.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
+      // Help and --version end here with 0; usage mistakes with 2, reported as any bad input is.
+      if (error.exitCode === 0) return ExitCode.ok;
+      return reporter.error(inputError(error.message.replace(/^error:\s*/, ''), usageHint(named)));
     }
-    reporter ??= new Reporter({ json: false, verbose: argv.includes('--verbose'), color: false, interactive: false, stdout, stderr });
     const signal = interruptedBy();
     if (signal) {
       // A failure caused by the cleanup that Ctrl-C started is not worth reporting.
       stderr.write(`interrupted (${signal}); cleaned up\n`);
-      return ExitCode.interrupted;
+      return signalExitCode(signal);
     }
     return reporter.error(error);
+  } finally {
+    reportInterrupt();
   }
+}
+
+/** Where to read the usage: the command's own --help when one was named, else the list of commands. */
+function usageHint(named: Command | undefined): string {
+  return named ? `see \`mlops ${named.name()} --help\`` : 'see `mlops --help` for the commands';
+}
+
+/** The one --json document of a command a signal ended: what the process's exit status will say. */
+function writeInterrupted(stdout: OutputStream): Promise<void> {
+  const signal = interruptedBy() ?? 'SIGINT';
+  const body = `${JSON.stringify({ error: { message: `interrupted (${signal}); what the command started was cleaned up`, hint: null, exitCode: signalExitCode(signal) } }, null, 2)}\n`;
+  // The process ends by the signal right after: a pipe must have taken the document first.
+  if (stdout !== process.stdout) return Promise.resolve(void stdout.write(body));
+  return new Promise((resolve) => process.stdout.write(body, () => resolve()));
 }

@@ -9,9 +9,16 @@ export const ExitCode = {
   environment: 3,
   rolledBack: 4,
   internal: 70,
+  /** Ended by a signal, as shells report it (128 + the signal's number): Ctrl-C (SIGINT) 130, SIGTERM 143. */
   interrupted: 130,
+  terminated: 143,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** The exit status of a process a signal ended: 130 for SIGINT, 143 for SIGTERM. */
+export function signalExitCode(signal: NodeJS.Signals): ExitCode {
+  return signal === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted;
+}
 
 export interface MlopsErrorOptions {
   exitCode: ExitCode;

@@ -1,0 +1,51 @@
+/**
+ * The CLI's contract with CI scripts (issue 21): --json prints exactly one document on stdout, for the
+ * argument parser's errors and for a command a signal ended too; a signal's exit status is 128 + its number.
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { fixture, lines, ROOT, runCli } from './helpers.js';
+
+describe('--json prints one document for every failure', () => {
+  it.each([
+    [['--json', 'inspect', '--bogus'], "unknown option '--bogus'", 'see `mlops inspect --help`'],
+    [['--json', 'bogus-command'], "unknown command 'bogus-command'", 'see `mlops --help` for the commands'],
+    [['--json', 'deploy', '0.1.0'], "required option '--target <name>' not specified", 'see `mlops deploy --help`'],
+    [['deploy', '--target', 'test', '--json', '--nope'], "unknown option '--nope'", 'see `mlops deploy --help`'],
+  ])('mlops %j', async (argv, message, hint) => {
+    const { code, stdout, stderr } = await runCli(argv);
+    expect(code).toBe(2);
+    expect(JSON.parse(stdout)).toEqual({ error: { message, hint, exitCode: 2 } });
+    // The human lines still go to stderr, once, with the hint.
+    expect(lines(stderr)).toEqual([`error: ${message}`, `hint: ${hint}`]);
+  });
+});
+
+describe('a signal ends a command with 128 + its number, and --json still prints one document', () => {
+  const interrupt = (signal: NodeJS.Signals) =>
+    new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string }>((resolve) => {
+      const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlops.js'), 'bench', '--model', fixture('wine', 'model.onnx'), '--local', '--concurrency', '1', '--duration', '60s', '--json'], {
+        env: { ...process.env, CI: 'true' },
+      });
+      let stdout = '';
+      let sent = false;
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => {
+        if (!sent && String(d).includes('Benchmarking')) {
+          sent = true;
+          setTimeout(() => child.kill(signal), 300);
+        }
+      });
+      child.on('exit', (code, by) => resolve({ code, signal: by, stdout }));
+    });
+
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)('%s: the process ends by the signal (exit status %i), after one JSON document', async (signal, status) => {
+    const ended = await interrupt(signal);
+    expect(ended.signal).toBe(signal);
+    expect(JSON.parse(ended.stdout)).toEqual({ error: { message: `interrupted (${signal}); what the command started was cleaned up`, hint: null, exitCode: status } });
+  });
+});
