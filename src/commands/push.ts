@@ -36,7 +36,7 @@ export async function run(version: string | undefined, flags: PushFlags, ctx: Co
   const result = await ctx.reporter.step(
     `Pushing ${references.join(', ')}`,
     (task) =>
-      pushImages({ docker, env: ctx.env, references, onSecret: (secret) => ctx.reporter.maskSecret(secret), onProgress: (line) => task.update(line) }),
+      pushImages({ docker, env: ctx.env, references, onSecret: (secret) => ctx.reporter.maskSecret(secret), onProgress: (line, transient) => (transient ? task.progress(line) : task.update(line)) }),
     (r) => `Pushed ${r.pushed.join(', ')}`,
   );
   ctx.reporter.result({ ...result, version: chosen }, (r, s) => `${s.bold('digest')} ${r.digest}\n${s.bold('pushed')} ${r.pushed.join(', ')}`);

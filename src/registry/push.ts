@@ -4,6 +4,8 @@ import { RegistryClient } from './client.js';
 import { resolveCredentials, type Credentials } from './credentials.js';
 import { localName, parseReference } from './reference.js';
 
+export type PushProgress = (line: string, transient: boolean) => void;
+
 export interface PushOptions {
   docker: Docker;
   env: NodeJS.ProcessEnv;
@@ -11,7 +13,8 @@ export interface PushOptions {
   references: string[];
   /** Registered with the reporter so it never prints them. */
   onSecret?: (secret: string) => void;
-  onProgress?: (line: string) => void;
+  /** transient: byte counts, for a spinner; otherwise a layer's state changed (or a retry). */
+  onProgress?: PushProgress;
   /** Tries a transient failure this many times in all. */
   attempts?: number;
   /** Milliseconds before the first retry; doubles each time. */
@@ -39,7 +42,7 @@ interface PushEvent {
 const AUTH_FAILURE = /unauthorized|authentication required|denied|forbidden|401|403/i;
 const TRANSIENT = /timeout|timed out|connection reset|ECONNRESET|EOF|broken pipe|50[0-9]|temporar|TLS handshake|i\/o/i;
 
-async function pushOnce(docker: Docker, reference: string, auth: Record<string, string>, onProgress?: (line: string) => void) {
+async function pushOnce(docker: Docker, reference: string, auth: Record<string, string>, onProgress?: PushProgress) {
   const colon = reference.lastIndexOf(':');
   const image = docker.getImage(reference.slice(0, colon));
   const stream = (await image.push({ tag: reference.slice(colon + 1), authconfig: auth } as never)) as unknown as NodeJS.ReadableStream;
@@ -58,11 +61,13 @@ async function pushOnce(docker: Docker, reference: string, auth: Record<string, 
           size = event.aux.Size;
         }
         if (event.id && event.status) {
-          const detail = event.progressDetail?.total ? ` ${((event.progressDetail.current ?? 0) / 1e6).toFixed(1)}/${(event.progressDetail.total / 1e6).toFixed(1)} MB` : '';
-          const line = `layer ${event.id}: ${event.status}${detail}`;
-          if (layers.get(event.id) !== line) {
-            layers.set(event.id, line);
-            onProgress?.(line);
+          // A layer's state changes (Preparing, Pushing, Pushed) are worth a line each; its byte counts only move a spinner.
+          const state = `layer ${event.id}: ${event.status}`;
+          if (layers.get(event.id) !== state) {
+            layers.set(event.id, state);
+            onProgress?.(state, false);
+          } else if (event.progressDetail?.total) {
+            onProgress?.(`${state} ${((event.progressDetail.current ?? 0) / 1e6).toFixed(1)}/${(event.progressDetail.total / 1e6).toFixed(1)} MB`, true);
           }
         }
       },
@@ -124,7 +129,7 @@ export async function pushImages(options: PushOptions): Promise<PushResult> {
           hint: 'check the registry; transient failures are retried with backoff',
         });
       }
-      options.onProgress?.(`transient failure (${why}); retrying in ${backoff / 1000} s`);
+      options.onProgress?.(`transient failure (${why}); retrying in ${backoff / 1000} s`, false);
       await new Promise((r) => setTimeout(r, backoff));
       backoff *= 2;
     }

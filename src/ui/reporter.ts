@@ -19,6 +19,8 @@ export interface ReporterOptions {
 
 export interface Task {
   update(text: string): void;
+  /** Transient progress (bytes so far): on a spinner only; without a terminal it is dropped, as Docker drops it. */
+  progress(text: string): void;
   succeed(text?: string): void;
   fail(text?: string): void;
 }
@@ -79,13 +81,15 @@ export class Reporter {
       const end = () => {
         if (this.spinner === spinner) this.spinner = undefined;
       };
+      const update = (next: string) => {
+        // One line: a wrapped spinner text leaves a trail of half-cleared lines.
+        const width = Math.max(20, ((this.options.stderr as { columns?: number }).columns ?? 80) - 4);
+        const line = this.mask(next).replace(/\s+/g, ' ');
+        spinner.text = line.length > width ? `${line.slice(0, width - 1)}…` : line;
+      };
       return {
-        update: (next) => {
-          // One line: a wrapped spinner text leaves a trail of half-cleared lines.
-          const width = Math.max(20, ((this.options.stderr as { columns?: number }).columns ?? 80) - 4);
-          const line = this.mask(next).replace(/\s+/g, ' ');
-          spinner.text = line.length > width ? `${line.slice(0, width - 1)}…` : line;
-        },
+        update,
+        progress: update,
         succeed: (done) => {
           spinner.succeed(this.mask(done ?? spinner.text));
           end();
@@ -99,6 +103,7 @@ export class Reporter {
     this.log(`${text}...`);
     return {
       update: (next) => this.log(`  ${next}`),
+      progress: () => undefined,
       succeed: (done) => this.success(done ?? text),
       fail: (done) => this.log(`${this.style.red('✖')} ${done ?? text}`),
     };

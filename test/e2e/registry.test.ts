@@ -79,6 +79,12 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
     const push = JSON.parse(pushed.stdout);
     expect(push.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(push.pushed).toEqual([`${open.address}/${TEAM}/bc:1.0.0`, `${open.address}/${TEAM}/bc:staging`]);
+    // Without a terminal (CI) only layer state changes are lines, as Docker prints them: no byte counts.
+    const layerLines = lines(pushed.stderr).filter((l) => l.includes('layer '));
+    expect(layerLines.length).toBeGreaterThan(0);
+    expect(layerLines.filter((l) => / MB$/.test(l))).toEqual([]);
+    // A few states a layer for each of the two references (151 MB used to print 132 lines).
+    expect(layerLines.length).toBeLessThan(40);
 
     const listed = JSON.parse((await runCli(['versions', '--json'], { cwd: dir })).stdout);
     expect(listed.source).toBe('registry');
