@@ -25,6 +25,8 @@ export interface MlopsErrorOptions {
   hint?: string;
   /** Extra lines shown under the message, e.g. the tail of a tool's output. */
   details?: string;
+  /** Each problem found, when there are several (a config's fields): a list in the --json document. */
+  problems?: string[];
   cause?: unknown;
 }
 
@@ -36,6 +38,7 @@ export class MlopsError extends Error {
   readonly exitCode: ExitCode;
   readonly hint?: string;
   readonly details?: string;
+  readonly problems?: string[];
 
   constructor(message: string, options: MlopsErrorOptions) {
     super(message, { cause: options.cause });
@@ -43,6 +46,7 @@ export class MlopsError extends Error {
     this.exitCode = options.exitCode;
     this.hint = options.hint;
     this.details = options.details;
+    this.problems = options.problems;
   }
 }
 

@@ -3,9 +3,10 @@
  * argument parser's errors and for a command a signal ended too; a signal's exit status is 128 + its number.
  */
 import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fixture, lines, ROOT, runCli } from './helpers.js';
+import { fixture, lines, ROOT, runCli, withTempDir } from './helpers.js';
 
 describe('--json prints one document for every failure', () => {
   it.each([
@@ -47,5 +48,29 @@ describe('a signal ends a command with 128 + its number, and --json still prints
     const ended = await interrupt(signal);
     expect(ended.signal).toBe(signal);
     expect(JSON.parse(ended.stdout)).toEqual({ error: { message: `interrupted (${signal}); what the command started was cleaned up`, hint: null, exitCode: status } });
+  });
+});
+
+describe('config errors say where', () => {
+  it('--json lists every problem of an invalid config; a JSON syntax error names its line and column', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: 3, name: 'BAD' }, bench: { concurrency: 'x' } }));
+      const invalid = await runCli(['--json', 'inspect'], { cwd: dir });
+      expect(invalid.code).toBe(2);
+      expect(JSON.parse(invalid.stdout).error).toMatchObject({ message: 'mlops.config.json has 3 problems:', problems: [expect.stringMatching(/^model\.path: /), expect.stringMatching(/^model\.name: /), expect.stringMatching(/^bench\.concurrency: /)] });
+      await writeFile(path.join(dir, 'mlops.config.json'), '{\n  "model": {\n    "path": "m.onnx",\n  }\n}\n');
+      const broken = await runCli(['inspect'], { cwd: dir });
+      expect(broken.code).toBe(2);
+      expect(lines(broken.stderr)[0]).toBe('error: could not read mlops.config.json line 4, column 3: Expected double-quoted property name');
+    });
+  });
+
+  it('deploy --output says it writes files, not that it deploys', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: fixture('wine', 'model.onnx'), name: 'wine' }, image: { repository: '127.0.0.1:9/team/wine' }, targets: { k8s: { type: 'kubernetes' } } }));
+      const { stderr } = await runCli(['deploy', '1.0.0', '--target', 'k8s', '--output', 'out'], { cwd: dir });
+      expect(lines(stderr)[0]).toBe('Writing the manifests for k8s to out...');
+      expect(stderr).not.toContain('Deploying');
+    });
   });
 });

@@ -74,7 +74,7 @@ async function report(title: string, work: (options: DeployOptions) => Promise<D
 }
 
 export function run(version: string | undefined, flags: DeployFlags, ctx: CommandContext): Promise<number> {
-  const title = `${flags.dryRun ? 'Planning the deploy' : 'Deploying'} to ${flags.target}`;
+  const title = flags.output ? `Writing the manifests for ${flags.target} to ${flags.output}` : `${flags.dryRun ? 'Planning the deploy' : 'Deploying'} to ${flags.target}`;
   return report(title, (options) => deployVersion(options, version), flags, ctx);
 }
 

@@ -1,6 +1,6 @@
 import { cosmiconfig, defaultLoaders, type Loader } from 'cosmiconfig';
 import { randomUUID } from 'node:crypto';
-import { unlink, writeFile } from 'node:fs/promises';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inputError, MlopsError, ExitCode } from '../errors.js';
@@ -70,8 +70,7 @@ export async function loadConfig(options: { cwd: string; configPath?: string }):
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw inputError(`config file not found: ${shown}`, 'check the --config path, or run `mlops init --model <file>`');
-    const message = (error as Error).message.split('\n')[0];
-    throw inputError(`could not read ${shown}: ${message}`, 'fix the syntax error; JSON allows no comments or trailing commas', error);
+    throw inputError(`could not read ${await syntaxErrorAt(error as Error, options.cwd)}`, 'fix the syntax error; JSON allows no comments or trailing commas', error);
   }
   if (!found || found.isEmpty) {
     return { config: applyDefaults({}), filepath: found?.filepath ?? null, baseDir: options.cwd };
@@ -79,6 +78,22 @@ export async function loadConfig(options: { cwd: string; configPath?: string }):
   const name = path.relative(options.cwd, found.filepath) || found.filepath;
   const raw = validateConfig(found.config, name);
   return { config: applyDefaults(raw), filepath: found.filepath, baseDir: path.dirname(found.filepath) };
+}
+
+/**
+ * "mlops.config.json line 4, column 3: Expected double-quoted property name": cosmiconfig's JSON error
+ * gives a position and a code frame over several lines; the one line shown names the place.
+ */
+async function syntaxErrorAt(error: Error, cwd: string): Promise<string> {
+  const message = error.message;
+  const file = /JSON Error in (.+?):\s*$/m.exec(message)?.[1];
+  const parse = /^(.*?) in JSON at position (\d+)/m.exec(message);
+  if (!file || !parse) return `config: ${message.split('\n').find((l) => l.trim()) ?? message}`;
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const before = text.slice(0, Number(parse[2]));
+  const line = before.split('\n').length;
+  const column = before.length - before.lastIndexOf('\n');
+  return `${path.relative(cwd, file) || file} line ${line}, column ${column}: ${parse[1].trim()}`;
 }
 
 /** Keys starting with "//" are comments (as in package.json); mlops.config.example.json uses them. */
@@ -99,6 +114,7 @@ export function validateConfig(value: unknown, source: string): RawConfig {
   const heading = problems.length === 1 ? `${source}: ${problems[0]}` : `${source} has ${problems.length} problems:`;
   throw new MlopsError(heading, {
     exitCode: ExitCode.badInput,
+    problems,
     details: problems.length === 1 ? undefined : problems.map((p) => `  ${p}`).join('\n'),
     hint: 'every field is documented in mlops.config.example.json',
   });

@@ -144,7 +144,8 @@ export class Reporter {
     // --json promises one document on stdout, failures included.
     if (this.json && !this.resultWritten) {
       this.resultWritten = true;
-      const body = { error: { message: errorMessage(error), hint: isMlopsError(error) ? (error.hint ?? null) : null, exitCode: code } };
+      const problems = isMlopsError(error) && error.problems ? { problems: error.problems } : {};
+      const body = { error: { message: errorMessage(error), hint: isMlopsError(error) ? (error.hint ?? null) : null, exitCode: code, ...problems } };
       this.options.stdout.write(this.mask(JSON.stringify(body, null, 2)) + '\n');
     }
     if (isMlopsError(error)) {
