@@ -17,6 +17,9 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 export function createServerMetrics(model: { name: string; version: string; sha256: string }): ServerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'mlops_' });
+  // prom-client also names three gauges *_total, a counter's suffix, which `promtool check metrics` refuses;
+  // the same counts stay as mlops_nodejs_active_{handles,requests,resources} without it.
+  for (const name of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`mlops_nodejs_active_${name}_total`);
   const metrics: ServerMetrics = {
     registry,
     requests: new Counter({
