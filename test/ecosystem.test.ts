@@ -3,9 +3,20 @@
  * package). Missing on a developer's machine, these tests say so and skip; in CI they must run.
  */
 import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parse, stringify } from 'yaml';
+import { TARGET_DEFAULTS } from '../src/config/defaults.js';
+import { applyDefaults } from '../src/config/normalize.js';
+import { renderManifests } from '../src/targets/kubernetes-manifests.js';
+import { prometheusRules } from '../src/monitor/alert-rules.js';
+import { grafanaDashboard } from '../src/monitor/dashboard.js';
+import type { ReferenceProfile } from '../src/monitor/profile.js';
+import { INFERENCE_ROUTE_MATCHER } from '../src/server/metrics.js';
 import { describe, expect, it } from 'vitest';
 import { startServer } from '../src/server/run.js';
-import { serveOptions } from './helpers.js';
+import { ROOT, serveOptions } from './helpers.js';
 import { probeTool } from './tools.js';
 
 const promtool = probeTool('promtool', 'apt-get install prometheus');
@@ -26,5 +37,84 @@ describe.runIf(promtool.ok)(`/metrics as Prometheus reads it${promtool.ok ? '' :
     } finally {
       await server.stop();
     }
+  });
+});
+
+describe.runIf(promtool.ok)(`alert rules and dashboard cover every inference route${promtool.ok ? '' : ` (skipped: ${promtool.reason})`}`, () => {
+  const profile = { features: [], prediction: null } as unknown as ReferenceProfile;
+  const settings = { modelName: 'm', profile, referenceSha256: 'a'.repeat(64), featurePsi: 0.1, p99Seconds: 0.5, errorRate: 0.05, window: '1h' };
+
+  it.each([
+    ['/v2/models/{name}/infer', 'rest', '500'],
+    ['/v1/models/{name}:predict', 'rest', '500'],
+    ['/invocations', 'rest', '500'],
+    ['$AIP_PREDICT_ROUTE', 'rest', '503'],
+    ['ModelInfer', 'grpc', 'INTERNAL'],
+  ])('%s: a server taking traffic only there is not "no traffic", and its failures fire MlopsInferenceErrors (promtool test rules)', async (route, protocol, failed) => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mlops-rules-'));
+    try {
+      await writeFile(path.join(dir, 'rules.yml'), prometheusRules(settings));
+      const series = (code: string, per: number) => ({
+        series: `mlops_http_requests_total{job="mlops",instance="a",protocol="${protocol}",route="${route}",method="POST",code="${code}"}`,
+        values: `0+${per}x30`,
+      });
+      const tests = {
+        rule_files: ['rules.yml'],
+        evaluation_interval: '1m',
+        tests: [
+          {
+            interval: '1m',
+            input_series: [{ series: 'mlops_model_info{job="mlops",instance="a",name="m"}', values: '1x30' }, series('200', 60), series(failed, 60)],
+            alert_rule_test: [
+              { eval_time: '20m', alertname: 'MlopsNoTraffic', exp_alerts: [] },
+              {
+                eval_time: '20m',
+                alertname: 'MlopsInferenceErrors',
+                exp_alerts: [
+                  {
+                    exp_labels: { model: 'm', severity: 'warning' },
+                    exp_annotations: {
+                      summary: 'm: over 5% of inference requests fail',
+                      description: 'Server errors (HTTP 5xx, gRPC INTERNAL/UNKNOWN/UNAVAILABLE): 50% of inference requests over 5 minutes.',
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+      };
+      await writeFile(path.join(dir, 'tests.yml'), stringify(tests));
+      execFileSync(promtool.path, ['test', 'rules', 'tests.yml'], { cwd: dir, stdio: 'pipe' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the dashboard\'s request panels select the same routes', () => {
+    const dashboard = grafanaDashboard({ modelName: 'm', profile, referenceSha256: 'a'.repeat(64) }) as { panels: { title: string; targets: { expr: string }[] }[] };
+    const requests = dashboard.panels.filter((p) => ['Throughput', 'Inference latency', 'Errors'].includes(p.title)).flatMap((p) => p.targets.map((t) => t.expr));
+    expect(requests.length).toBeGreaterThan(3);
+    for (const expr of requests) expect(expr).toContain(INFERENCE_ROUTE_MATCHER);
+  });
+});
+
+describe("the README's Kubernetes scrape job", () => {
+  it('keeps the port serving /metrics and drops the gRPC port', async () => {
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const block = /A Prometheus scrape job[^\n]*\n\n```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    // Debian builds Prometheus without Kubernetes service discovery, so `promtool check config` cannot read this
+    // job here; its relabelling is checked against the manifests mlops renders instead.
+    const job = (parse(block!) as { scrape_configs: { relabel_configs: { source_labels: string[]; regex: string; action: string }[] }[] }).scrape_configs[0];
+    const keepPort = job.relabel_configs.find((r) => r.action === 'keep' && r.source_labels.includes('__meta_kubernetes_pod_container_port_name'));
+    const config = applyDefaults({});
+    const release = { version: '1.0.0', image: 'r/bc@sha256:' + 'a'.repeat(64), digest: null, modelName: 'bc', modelSha256: null };
+    const ports = (renderManifests('bc', TARGET_DEFAULTS.kubernetes, release, config).deployment.toJSON() as any).spec.template.spec.containers[0].ports as { name: string; containerPort: number }[];
+    const http = ports.find((p) => p.containerPort === config.image.port)!;
+    const grpc = ports.find((p) => p.containerPort === config.image.grpcPort)!;
+    const anchored = new RegExp(`^(?:${keepPort!.regex})$`);
+    expect(anchored.test(http.name)).toBe(true);
+    expect(anchored.test(grpc.name)).toBe(false);
   });
 });

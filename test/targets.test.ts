@@ -67,6 +67,8 @@ describe('kubernetes manifests', () => {
     expect(pod.terminationGracePeriodSeconds).toBe(5 + DEFAULTS.server.shutdownTimeoutMs / 1000 + 5);
     expect(pod.template?.metadata ?? deployment.spec.template.metadata.labels['mlops.version']).toBe('1.1.0');
     expect((m.hpa.toJSON() as any).spec).toMatchObject({ minReplicas: 2, maxReplicas: 10, metrics: [{ resource: { name: 'cpu', target: { averageUtilization: 70 } } }] });
+    // The HPA owns the scale: a replica count in the Deployment would undo it on every apply.
+    expect(deployment.spec).not.toHaveProperty('replicas');
     expect((m.pdb.toJSON() as any).spec).toEqual({ minAvailable: 1, selector: { matchLabels: { 'app.kubernetes.io/name': 'bc' } } });
     expect((m.service.toJSON() as any).spec.ports).toEqual([
       { name: 'http', port: 80, targetPort: 'http' },

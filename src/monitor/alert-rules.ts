@@ -4,6 +4,7 @@
  * PromQL from the same profile counters and the same PSI definition as
  * `mlops monitor`, so an alert and a monitor run agree.
  */
+import { INFERENCE_ROUTE_MATCHER } from '../server/metrics.js';
 import { stringify } from 'yaml';
 import { EMPTY_SHARE } from './drift.js';
 import type { FeatureProfile, ReferenceProfile } from './profile.js';
@@ -22,7 +23,6 @@ export interface AlertSettings {
   window: string;
 }
 
-const INFER_ROUTES = 'route=~".*/infer|.*:predict|ModelInfer"';
 const SERVER_ERRORS = 'code=~"5..|INTERNAL|UNKNOWN|UNAVAILABLE|DATA_LOSS"';
 
 /** Limits a per-instance series to the servers of this model (mlops_model_info is 1 on each). */
@@ -51,7 +51,7 @@ export function prometheusRules(settings: AlertSettings): string {
   const { modelName: model, window } = settings;
   const reference = settings.referenceSha256.slice(0, 12);
   const labels = { model, severity: 'warning' };
-  const inferRate = (extra = '') => `sum(${ofModel(`rate(mlops_http_requests_total{${INFER_ROUTES}${extra}}[5m])`, model)})`;
+  const inferRate = (extra = '') => `sum(${ofModel(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER}${extra}}[5m])`, model)})`;
   const recording = settings.profile.features.map((f) => ({
     record: 'mlops:feature_psi',
     expr: featurePsiExpression(f, reference, window),
@@ -67,7 +67,7 @@ export function prometheusRules(settings: AlertSettings): string {
     },
     {
       alert: 'MlopsLatencyP99',
-      expr: `histogram_quantile(0.99, sum by (le) (${ofModel(`rate(mlops_http_request_duration_seconds_bucket{${INFER_ROUTES}}[5m])`, model)})) > ${settings.p99Seconds}`,
+      expr: `histogram_quantile(0.99, sum by (le) (${ofModel(`rate(mlops_http_request_duration_seconds_bucket{${INFERENCE_ROUTE_MATCHER}}[5m])`, model)})) > ${settings.p99Seconds}`,
       for: '10m',
       labels,
       annotations: { summary: `${model}: p99 inference latency over ${settings.p99Seconds * 1000} ms`, description: 'p99 is {{ $value | humanizeDuration }}.' },

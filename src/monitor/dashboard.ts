@@ -4,6 +4,7 @@
  * and the feature and prediction distributions from its profile counters.
  * Dashboard JSON model, schemaVersion 39 (Grafana 10.3 and later).
  */
+import { INFERENCE_ROUTE_MATCHER } from '../server/metrics.js';
 import type { ReferenceProfile } from './profile.js';
 
 export const DASHBOARD_SCHEMA_VERSION = 39;
@@ -26,7 +27,6 @@ interface Panel {
   options?: Record<string, unknown>;
 }
 
-const INFER = 'route=~".*/infer|.*:predict|ModelInfer"';
 
 export function grafanaDashboard(settings: DashboardSettings): Record<string, unknown> {
   const model = settings.modelName;
@@ -40,13 +40,13 @@ export function grafanaDashboard(settings: DashboardSettings): Record<string, un
   const row = (y: number, x: number) => ({ x, y, w: 12, h: 8 });
   const quantile = (q: number, metric: string, extra = '') => `histogram_quantile(${q}, sum by (le) (${of(`rate(${metric}_bucket${extra}[$__rate_interval])`)}))`;
 
-  add({ type: 'timeseries', title: 'Throughput', gridPos: row(0, 0), unit: 'reqps', targets: [{ refId: 'A', expr: `sum by (protocol) (${of(`rate(mlops_http_requests_total{${INFER}}[$__rate_interval])`)})`, legendFormat: '{{protocol}}' }] });
+  add({ type: 'timeseries', title: 'Throughput', gridPos: row(0, 0), unit: 'reqps', targets: [{ refId: 'A', expr: `sum by (protocol) (${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER}}[$__rate_interval])`)})`, legendFormat: '{{protocol}}' }] });
   add({
     type: 'timeseries',
     title: 'Inference latency',
     gridPos: row(0, 12),
     unit: 's',
-    targets: [0.5, 0.95, 0.99].map((q, i) => ({ refId: String.fromCharCode(65 + i), expr: quantile(q, 'mlops_http_request_duration_seconds', `{${INFER}}`), legendFormat: `p${q * 100}` })),
+    targets: [0.5, 0.95, 0.99].map((q, i) => ({ refId: String.fromCharCode(65 + i), expr: quantile(q, 'mlops_http_request_duration_seconds', `{${INFERENCE_ROUTE_MATCHER}}`), legendFormat: `p${q * 100}` })),
   });
   add({
     type: 'timeseries',
@@ -55,8 +55,8 @@ export function grafanaDashboard(settings: DashboardSettings): Record<string, un
     gridPos: row(8, 0),
     unit: 'reqps',
     targets: [
-      { refId: 'A', expr: `sum(${of(`rate(mlops_http_requests_total{${INFER},code=~"5..|INTERNAL|UNKNOWN|UNAVAILABLE|DATA_LOSS"}[$__rate_interval])`)})`, legendFormat: 'server errors' },
-      { refId: 'B', expr: `sum(${of(`rate(mlops_http_requests_total{${INFER},code=~"4..|INVALID_ARGUMENT|NOT_FOUND|RESOURCE_EXHAUSTED"}[$__rate_interval])`)})`, legendFormat: 'client errors' },
+      { refId: 'A', expr: `sum(${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},code=~"5..|INTERNAL|UNKNOWN|UNAVAILABLE|DATA_LOSS"}[$__rate_interval])`)})`, legendFormat: 'server errors' },
+      { refId: 'B', expr: `sum(${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},code=~"4..|INVALID_ARGUMENT|NOT_FOUND|RESOURCE_EXHAUSTED"}[$__rate_interval])`)})`, legendFormat: 'client errors' },
     ],
   });
   add({

@@ -33,7 +33,8 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
     deployment: new Deployment({
       metadata: { ...metadata, annotations: { 'mlops.model.sha256': release.modelSha256 ?? '', 'mlops.image': release.image } },
       spec: {
-        replicas: target.autoscaling.minReplicas,
+        // No `replicas`: the HPA owns the scale (from autoscaling.minReplicas up), and a count here would pull a
+        // scaled-out Deployment back down on every apply, as the Kubernetes docs warn.
         revisionHistoryLimit: 10,
         selector: { matchLabels: selector },
         // Never fewer ready pods than wanted while a version rolls out.
