@@ -126,7 +126,8 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
     'org.opencontainers.image.version': options.modelVersion,
     'org.opencontainers.image.created': new Date().toISOString(),
     'org.opencontainers.image.base.name': options.baseImage,
-    'org.opencontainers.image.source': git.source ?? 'unknown',
+    // The OCI spec wants a URL here: without a git remote the label is left out, never "unknown".
+    ...(git.source ? { 'org.opencontainers.image.source': git.source } : {}),
     ...(git.revision ? { 'org.opencontainers.image.revision': git.revision } : {}),
     'mlops.model.name': options.modelName,
     'mlops.model.version': options.modelVersion,

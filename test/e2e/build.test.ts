@@ -30,6 +30,7 @@ describe.skipIf(!engine.ok)(`mlops build against a real Docker engine${engine.ok
     const git = (...args: string[]) => execFileSync('git', args, { cwd: project, stdio: 'ignore' });
     git('init', '-q');
     git('-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-q', '--allow-empty', '-m', 'init');
+    git('remote', 'add', 'origin', 'https://ci-bot:token@git.example.com/team/models.git');
   });
 
   afterAll(async () => {
@@ -65,7 +66,10 @@ describe.skipIf(!engine.ok)(`mlops build against a real Docker engine${engine.ok
       'mlops.model.sha256': sha,
     });
     expect(Date.parse(labels['org.opencontainers.image.created'])).not.toBeNaN();
-    expect(labels['org.opencontainers.image.source']).toBeTruthy();
+    // The remote as a URL, its credentials stripped (labels are public).
+    expect(labels['org.opencontainers.image.source']).toBe('https://git.example.com/team/models.git');
+    // ONNX Runtime's telemetry is off in every image.
+    expect(image.Config.Env).toContain('ORT_DISABLE_TELEMETRY=1');
     expect(labels['mlops.version']).toMatch(/^\d+\.\d+\.\d+/);
     // Symbolic dimension names go along, so sample requests size a shared batch together.
     expect(JSON.parse(labels['mlops.model.inputs'])).toEqual([{ name: 'features', datatype: 'FP32', shape: [-1, 30], dims: ['batch', 30] }]);

@@ -46,6 +46,9 @@ describe.skipIf(!engine.ok)(`a streaming model through build, bench and a local 
     const built = await runCli(['build'], { cwd: dir });
     expect(built.code, built.stderr).toBe(0);
     expect((await runCli(['tag', '1.0.0'], { cwd: dir })).code).toBe(0);
+    // Outside a git checkout there is no source URL: the OCI label is left out, never "unknown".
+    const labels = (await docker.getImage(`${REPOSITORY}:1.0.0`).inspect()).Config.Labels;
+    expect(labels).not.toHaveProperty(['org.opencontainers.image.source']);
   });
 
   afterAll(async () => {
