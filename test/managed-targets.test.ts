@@ -19,6 +19,7 @@ import { sageMakerAdapter } from '../src/targets/sagemaker.js';
 import { trafficSplit, vertexAdapter } from '../src/targets/vertex.js';
 import { configuredSampleInputs } from '../src/targets/smoke.js';
 import type { DeployContext, Release } from '../src/targets/types.js';
+import { restrictedViolations } from './pod-security.js';
 import { scripted } from './scripted-cli.js';
 import { probeTool } from './tools.js';
 
@@ -415,6 +416,17 @@ describe('kserve plan tests (kubectl through the exec seam; no cluster here)', (
     expect(predictor.containers[0]).toMatchObject({ name: 'kserve-container', image: v2.image, ports: [{ containerPort: 8080, protocol: 'TCP' }], readinessProbe: { httpGet: { path: '/v2/health/ready', port: 8080 } } });
     expect(predictor.containers[0].env).toContainEqual({ name: 'PROTOCOL', value: 'v2' });
     expect(renderInferenceService('bc', target, v2, config, 100).spec.predictor.canaryTrafficPercent).toBeUndefined();
+  });
+
+  it('the predictor passes Pod Security "restricted" with a read-only root, and takes a ServiceAccount and pull secrets (schema-checked)', () => {
+    const predictor = renderInferenceService('bc', target, v2, config).spec.predictor as any;
+    expect(restrictedViolations(predictor)).toEqual([]);
+    expect(predictor.containers[0].securityContext.readOnlyRootFilesystem).toBe(true);
+    expect(predictor.containers[0].volumeMounts).toEqual([{ name: 'tmp', mountPath: '/tmp' }]);
+    expect(predictor.automountServiceAccountToken).toBe(false);
+    expect(renderInferenceService('bc', target, v2, config).metadata.labels).toMatchObject({ 'app.kubernetes.io/instance': 'bc', 'app.kubernetes.io/component': 'model-server', 'app.kubernetes.io/part-of': 'bc' });
+    const privateRegistry = renderInferenceService('bc', { ...target, serviceAccountName: 'model-runner', imagePullSecrets: ['registry-creds'] }, v2, config).spec.predictor;
+    expect(privateRegistry).toMatchObject({ serviceAccountName: 'model-runner', imagePullSecrets: [{ name: 'registry-creds' }] });
   });
 
   it('the schema refuses wrong types and unknown fields, naming them', () => {

@@ -13,6 +13,7 @@ import { renderManifests } from '../src/targets/kubernetes-manifests.js';
 import { configuredSampleInputs } from '../src/targets/smoke.js';
 import type { DeployContext, Release } from '../src/targets/types.js';
 import { withTempDir } from './helpers.js';
+import { restrictedViolations } from './pod-security.js';
 import { recordsInLine } from '../src/monitor/inference-records.js';
 
 const v1: Release = { version: '1.0.0', image: '127.0.0.1:5000/team/bc@sha256:' + 'a'.repeat(64), digest: 'sha256:' + 'a'.repeat(64), modelName: 'bc', modelSha256: 'f'.repeat(64) };
@@ -79,6 +80,26 @@ describe('kubernetes manifests', () => {
       { name: 'grpc', containerPort: 8081 },
     ]);
     expect(container.env).toContainEqual({ name: 'GRPC_PORT', value: '8081' });
+  });
+
+  it('pass Pod Security "restricted", carry the recommended labels, mount no API token, and take a ServiceAccount and pull secrets', () => {
+    const pod = (m: ReturnType<typeof renderManifests>) => (m.deployment.toJSON() as any).spec.template.spec;
+    expect(restrictedViolations(pod(renderManifests('bc', k8s, v2, applyDefaults({}))))).toEqual([]);
+    // The check itself fails a pod with none of this.
+    expect(restrictedViolations({ containers: [{ name: 'x' }] }).length).toBeGreaterThan(3);
+    const labels = (renderManifests('bc', k8s, v2, applyDefaults({})).deployment.toJSON() as any).metadata.labels;
+    expect(labels).toEqual({
+      'app.kubernetes.io/name': 'bc',
+      'app.kubernetes.io/instance': 'bc',
+      'app.kubernetes.io/version': '1.1.0',
+      'app.kubernetes.io/component': 'model-server',
+      'app.kubernetes.io/part-of': 'bc',
+      'app.kubernetes.io/managed-by': 'mlops',
+    });
+    expect(pod(renderManifests('bc', k8s, v2, applyDefaults({})))).toMatchObject({ automountServiceAccountToken: false });
+    expect(pod(renderManifests('bc', k8s, v2, applyDefaults({})))).not.toHaveProperty('imagePullSecrets');
+    const privateRegistry = pod(renderManifests('bc', { ...k8s, serviceAccountName: 'model-runner', imagePullSecrets: ['registry-creds'] }, v2, applyDefaults({})));
+    expect(privateRegistry).toMatchObject({ serviceAccountName: 'model-runner', imagePullSecrets: [{ name: 'registry-creds' }], automountServiceAccountToken: false });
   });
 
   it('refuse settings that break the schema or each other', () => {

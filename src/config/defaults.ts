@@ -34,6 +34,10 @@ export interface KubernetesTarget {
   rolloutTimeoutSeconds: number;
   /** Seconds the pod waits before the server starts its shutdown, so endpoints drop it first. */
   preStopSeconds: number;
+  /** The pods' ServiceAccount; empty: the namespace's default. Its token is never mounted (the server needs no API access). */
+  serviceAccountName: string;
+  /** Secrets holding the registry's credentials, for a private registry. */
+  imagePullSecrets: string[];
 }
 
 export interface CloudRunTarget {
@@ -69,6 +73,9 @@ export interface KServeTarget {
   /** Traffic percentages for the new revision (canaryTrafficPercent), ending at 100; [100]: all at once. */
   canary: number[];
   readyTimeoutSeconds: number;
+  /** As for kubernetes targets. */
+  serviceAccountName: string;
+  imagePullSecrets: string[];
 }
 
 export interface SageMakerTarget {
@@ -300,6 +307,8 @@ export const TARGET_DEFAULTS: { [K in TargetConfig['type']]: Extract<TargetConfi
     serviceType: 'ClusterIP',
     rolloutTimeoutSeconds: 300,
     preStopSeconds: 5,
+    serviceAccountName: '',
+    imagePullSecrets: [],
   },
   cloudrun: {
     type: 'cloudrun',
@@ -326,6 +335,8 @@ export const TARGET_DEFAULTS: { [K in TargetConfig['type']]: Extract<TargetConfi
     maxReplicas: 10,
     canary: [100],
     readyTimeoutSeconds: 600,
+    serviceAccountName: '',
+    imagePullSecrets: [],
   },
   sagemaker: {
     type: 'sagemaker',

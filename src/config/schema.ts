@@ -24,6 +24,12 @@ const resources = z
   })
   .partial()
   .strict();
+const secretName = text('a Secret name').regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, { error: 'expected a Secret name (lowercase letters, digits, "-", ".")' });
+/** Who a target's pods run as, and how they pull from a private registry. */
+const podIdentity = {
+  serviceAccountName: text('a ServiceAccount name').regex(/^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$/, { error: 'expected a ServiceAccount name (lowercase letters, digits, "-", ".")' }),
+  imagePullSecrets: z.array(secretName, { error: 'expected a list of Secret names' }),
+};
 const kubeName = (what: string) => text(what).regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/, { error: 'expected a DNS label (lowercase letters, digits, "-")' });
 
 /**
@@ -161,6 +167,7 @@ export const configSchema = z
               serviceType: z.enum(['ClusterIP', 'NodePort', 'LoadBalancer'], { error: 'expected ClusterIP, NodePort or LoadBalancer' }),
               rolloutTimeoutSeconds: int(1, 86_400, 'seconds'),
               preStopSeconds: int(0, 300, 'seconds'),
+              ...podIdentity,
             })
             .partial()
             .required({ type: true })
@@ -195,6 +202,7 @@ export const configSchema = z
               maxReplicas: int(1, 1000, 'a replica count'),
               canary: trafficSteps,
               readyTimeoutSeconds: int(1, 86_400, 'seconds'),
+              ...podIdentity,
             })
             .partial()
             .required({ type: true })

@@ -4,7 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { Ajv, type ValidateFunction } from 'ajv';
 import type { Config, KServeTarget } from '../config/defaults.js';
 import { inputError } from '../errors.js';
-import { labelValue } from './kubernetes-manifests.js';
+import { CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT, podIdentity, recommendedLabels } from './kubernetes-manifests.js';
 import type { Release } from './types.js';
 
 /** KServe's InferenceService CRD schema (v1beta1), shipped in the package; see scripts/kserve-schema.js. */
@@ -31,7 +31,7 @@ export function renderInferenceService(name: string, target: KServeTarget, relea
     metadata: {
       name,
       namespace: target.namespace,
-      labels: { 'app.kubernetes.io/name': name, 'app.kubernetes.io/managed-by': 'mlops', 'app.kubernetes.io/version': labelValue(release.version) },
+      labels: recommendedLabels(name, release),
       annotations: {
         'serving.kserve.io/deploymentMode': target.deploymentMode,
         'mlops.version': release.version,
@@ -44,6 +44,10 @@ export function renderInferenceService(name: string, target: KServeTarget, relea
         minReplicas: target.minReplicas,
         maxReplicas: target.maxReplicas,
         ...(canaryTrafficPercent !== undefined && canaryTrafficPercent < 100 ? { canaryTrafficPercent } : {}),
+        // As the kubernetes target's pods: Pod Security "restricted", a read-only root with /tmp writable.
+        securityContext: POD_SECURITY_CONTEXT,
+        ...podIdentity(target),
+        volumes: [{ name: 'tmp', emptyDir: {} }],
         containers: [
           {
             name: 'kserve-container',
@@ -58,7 +62,8 @@ export function renderInferenceService(name: string, target: KServeTarget, relea
             resources: { requests: { ...target.resources.requests }, limits: { ...target.resources.limits } },
             readinessProbe: { httpGet: { path: '/v2/health/ready', port }, periodSeconds: 5, failureThreshold: 3 },
             livenessProbe: { httpGet: { path: '/v2/health/live', port }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 3 },
-            securityContext: { allowPrivilegeEscalation: false, runAsNonRoot: true, runAsUser: 10001, capabilities: { drop: ['ALL'] } },
+            securityContext: CONTAINER_SECURITY_CONTEXT,
+            volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
           },
         ],
       },

@@ -21,9 +21,35 @@ export interface Manifests {
  * The Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget for
  * one release, validated against the Kubernetes schemas before anything runs.
  */
+/** Kubernetes' recommended labels (app.kubernetes.io/*); `name` alone selects, since a selector never changes. */
+export function recommendedLabels(name: string, release: Release): Record<string, string> {
+  return {
+    'app.kubernetes.io/name': name,
+    'app.kubernetes.io/instance': name,
+    'app.kubernetes.io/version': labelValue(release.version),
+    'app.kubernetes.io/component': 'model-server',
+    'app.kubernetes.io/part-of': labelValue(release.modelName || name),
+    'app.kubernetes.io/managed-by': 'mlops',
+  };
+}
+
+/** Pod Security "restricted": not root, RuntimeDefault seccomp; the image runs as 10001. */
+export const POD_SECURITY_CONTEXT = { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: { type: 'RuntimeDefault' as const } };
+/** No privilege escalation, no capabilities, a read-only root (the server writes only to /tmp, an emptyDir). */
+export const CONTAINER_SECURITY_CONTEXT = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } };
+
+/** Who the pods run as: no API token mounted (the server needs none), and the registry's pull secrets. */
+export function podIdentity(target: { serviceAccountName: string; imagePullSecrets: string[] }) {
+  return {
+    automountServiceAccountToken: false,
+    ...(target.serviceAccountName ? { serviceAccountName: target.serviceAccountName } : {}),
+    ...(target.imagePullSecrets.length > 0 ? { imagePullSecrets: target.imagePullSecrets.map((name) => ({ name })) } : {}),
+  };
+}
+
 export function renderManifests(name: string, target: KubernetesTarget, release: Release, config: Config): Manifests {
   const selector = { 'app.kubernetes.io/name': name };
-  const labels = { ...selector, 'app.kubernetes.io/managed-by': 'mlops', 'app.kubernetes.io/version': labelValue(release.version) };
+  const labels = recommendedLabels(name, release);
   const containerPort = config.image.port;
   // gRPC beside REST when the image serves it: named `grpc` so meshes and ingresses speak HTTP/2 to it.
   const grpcPort = config.image.grpcPort;
@@ -44,7 +70,8 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
           spec: {
             // preStop lets endpoints drop the pod before the server stops; then the server's own graceful shutdown.
             terminationGracePeriodSeconds: target.preStopSeconds + shutdownSeconds + 5,
-            securityContext: { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: { type: 'RuntimeDefault' } },
+            securityContext: POD_SECURITY_CONTEXT,
+            ...podIdentity(target),
             containers: [
               {
                 name: 'model',
@@ -60,7 +87,7 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
                 livenessProbe: { httpGet: { path: '/v2/health/live', port: 'http' }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 3 },
                 startupProbe: { httpGet: { path: '/v2/health/live', port: 'http' }, periodSeconds: 2, failureThreshold: 30 },
                 lifecycle: target.preStopSeconds > 0 ? { preStop: { exec: { command: ['node', '-e', `setTimeout(() => {}, ${target.preStopSeconds * 1000})`] } } } : undefined,
-                securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+                securityContext: CONTAINER_SECURITY_CONTEXT,
                 volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
               },
             ],
