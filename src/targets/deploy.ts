@@ -4,6 +4,7 @@ import { inspectImage } from '../docker/container.js';
 import { ExitCode, inputError, isMlopsError } from '../errors.js';
 import { readLastBuild } from '../image/last-build.js';
 import { RegistryClient } from '../registry/client.js';
+import { pullImage } from '../registry/pull.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { localName, parseReference } from '../registry/reference.js';
 import { configuredRepository } from '../image/repository.js';
@@ -86,12 +87,19 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
   if (!adapter.needsRegistry) {
     const docker = await connectDocker(options.env);
     const image = version ? `${localName(ref)}:${version}` : (await readLastBuild(options.projectDir)).tags[0];
+    // A version pushed from elsewhere (CI) and not built here comes from the registry.
+    const here = await docker.getImage(image).inspect().then(() => true, () => false);
+    if (!here && version && ref.registry !== 'docker.io') {
+      options.log(`${image} is not on this machine: pulling it from ${ref.registry}`);
+      await pullImage(docker, image, options.env);
+    }
     const info = await inspectImage(docker, image);
     const labels = info.Config.Labels ?? {};
     return {
       version: version ?? labels['mlops.release.version'] ?? image.slice(image.lastIndexOf(':') + 1),
       image,
-      digest: null,
+      // The registry's digest when the version was pushed (or pulled): what history records.
+      digest: (info.RepoDigests ?? []).find((d) => d.startsWith(`${localName(ref)}@`))?.split('@')[1] ?? null,
       modelName: labels['mlops.model.name'] ?? '',
       modelSha256: labels['mlops.model.sha256'] ?? null,
       signature: signatureOf(labels),

@@ -8,6 +8,7 @@ import { freePort, startRegistry, type TestRegistry } from './registry-process.j
 
 const engine = await probeEngine();
 const TEAM = uniqueName('team');
+const LOCAL = uniqueName('registry-dev');
 const errorLine = (stderr: string) => lines(stderr).find((l) => l.startsWith('error:'));
 
 describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : ` (skipped: ${engine.reason})`}`, () => {
@@ -28,7 +29,11 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
         image: { repository: `${registry}/${TEAM}/bc`, base },
         test: { holdout: fixture('breast_cancer', 'holdout.csv'), labels: ['malignant', 'benign'], parity: { sample: 0 } },
         bench: { concurrency: [2], durationSeconds: 1, warmupSeconds: 0.2 },
-        targets: { k8s: { type: 'kubernetes', context: 'no-cluster', namespace: 'ml' }, run: { type: 'cloudrun', project: 'acme', region: 'europe-west1' } },
+        targets: {
+          k8s: { type: 'kubernetes', context: 'no-cluster', namespace: 'ml' },
+          run: { type: 'cloudrun', project: 'acme', region: 'europe-west1' },
+          dev: { type: 'local', containerName: LOCAL, port: await freePort(), grpcPort: 0, readyTimeoutSeconds: 20 },
+        },
       }),
     );
     const built = await runCli(['build'], { cwd: dir });
@@ -51,6 +56,7 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
   });
 
   afterAll(async () => {
+    for (const c of await docker.listContainers({ all: true, filters: { name: [LOCAL] } })) await docker.getContainer(c.Id).remove({ force: true });
     await open?.stop();
     await secured?.stop();
     for (const image of await docker.listImages()) {
@@ -118,6 +124,16 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
     expect(labels['mlops.model.sha256']).toBe(tag.modelSha256);
     expect(labels['mlops.test.passed']).toBe('true');
     expect(labels['org.opencontainers.image.version']).toBe('1.0.0');
+
+    // The local target deploys a pushed version this machine does not have: it pulls it, and history has its digest.
+    const local = await runCli(['deploy', '1.0.0', '--target', 'dev', '--json'], { cwd: dir });
+    expect(local.code, local.stderr).toBe(0);
+    expect(local.stderr).toContain(`${open.address}/${TEAM}/bc:1.0.0 is not on this machine: pulling it from ${open.address}`);
+    const history = JSON.parse((await runCli(['history', '--target', 'dev', '--json'], { cwd: dir })).stdout);
+    expect(history.entries.at(-1)).toMatchObject({ version: '1.0.0', digest: push.digest, outcome: 'deployed' });
+    const missing = await runCli(['deploy', '7.7.7', '--target', 'dev'], { cwd: dir });
+    expect(missing.code).toBe(2);
+    expect(errorLine(missing.stderr)).toBe(`error: ${open.address}/${TEAM}/bc:7.7.7 is neither on this machine nor in ${open.address}`);
   });
 
   it('keeps versions immutable, bumps from the registry, and guards alias moves in CI', async () => {
