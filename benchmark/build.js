@@ -43,8 +43,8 @@ export async function run({ log }) {
   } catch {
     return { results: { skipped: 'no Docker engine' }, markdown: 'Skipped: no Docker engine reachable.' };
   }
-  const { ensureTestBaseImage } = await import('../test/e2e/base-image.js');
-  const base = await ensureTestBaseImage(docker);
+  const { ensureLocalBaseImage } = await import('../scripts/local-base.js');
+  const base = await ensureLocalBaseImage(docker);
   const dir = await mkdtemp(path.join(tmpdir(), 'mlops-bench-build-'));
   try {
     await copyFile(fixture('breast_cancer', 'model.onnx'), path.join(dir, 'a.onnx'));

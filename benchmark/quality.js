@@ -49,8 +49,8 @@ export async function run({ log }) {
     const { docker } = dockerEndpoint(process.env);
     const engine = await docker.ping().then(() => true, () => false);
     if (engine) {
-      const { ensureTestBaseImage } = await import('../test/e2e/base-image.js');
-      config.image.base = await ensureTestBaseImage(docker);
+      const { ensureLocalBaseImage } = await import('../scripts/local-base.js');
+      config.image.base = await ensureLocalBaseImage(docker);
       await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify(config));
       await execFileAsync(process.execPath, [path.join(ROOT, 'bin/mlops.js'), 'build'], { cwd: dir });
       for (let i = 0; i < 3; i++) {

@@ -54,8 +54,8 @@ if (engine && !(await docker.getImage(base).inspect().then(() => true, () => fal
   const pulled = spawnSync('docker', ['pull', base], { stdio: 'ignore' }).status === 0;
   if (!pulled) {
     // No registry reachable (as on an offline machine): a base made from this machine's node.
-    const { ensureTestBaseImage } = await import('../test/e2e/base-image.js');
-    base = await ensureTestBaseImage(docker);
+    const { ensureLocalBaseImage } = await import('./local-base.js');
+    base = await ensureLocalBaseImage(docker);
     process.stdout.write(`(${process.env.MLOPS_BASE_IMAGE ?? 'node:20-slim'} could not be pulled; using ${base}, built from this machine's node)\n`);
   }
 }

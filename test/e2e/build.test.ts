@@ -7,8 +7,8 @@ import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/model/session.js';
 import { remotePredictor } from '../../src/predict/predictor.js';
-import { fixture, lines, runCli, withTempDir } from '../helpers.js';
-import { ensureTestBaseImage, probeEngine, runImage, waitFor } from './docker.js';
+import { fixture, lines, ROOT, runCli, withTempDir } from '../helpers.js';
+import { ensureLocalBaseImage, probeEngine, runImage, waitFor } from './docker.js';
 
 const engine = await probeEngine();
 const REPOSITORY = 'mlops-e2e-build';
@@ -19,7 +19,7 @@ describe.skipIf(!engine.ok)(`mlops build against a real Docker engine${engine.ok
   let project: string;
 
   beforeAll(async () => {
-    base = await ensureTestBaseImage(docker);
+    base = await ensureLocalBaseImage(docker);
     // A project folder that is a git repository, so the revision label can be checked.
     project = await mkdtemp(path.join(tmpdir(), 'mlops-e2e-build-'));
     await copyFile(fixture('breast_cancer', 'model.onnx'), path.join(project, 'model.onnx'));
@@ -108,6 +108,15 @@ describe.skipIf(!engine.ok)(`mlops build against a real Docker engine${engine.ok
     } finally {
       await running.remove();
     }
+  });
+
+  it('`npm run local-base` makes a base image where none can be pulled, and prints its name for image.base', async () => {
+    const made = execFileSync(process.execPath, [path.join(ROOT, 'scripts/local-base.js')], { encoding: 'utf8' }).trim();
+    expect(made).toBe(`mlops-local-base:node${process.versions.node}`);
+    const image = await docker.getImage(made).inspect();
+    expect(image.Config.Env).toContain('PATH=/usr/local/bin:/usr/bin:/bin');
+    // What the builds above ran on.
+    expect(base).toBe(made);
   });
 
   it('rebuilds only the model layer when only the model changed', async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, fixture, runCli } from '../helpers.js';
-import { ensureTestBaseImage, probeEngine, uniqueName } from './docker.js';
+import { ensureLocalBaseImage, probeEngine, uniqueName } from './docker.js';
 import { freePort } from './registry-process.js';
 
 const engine = await probeEngine();
@@ -49,7 +49,7 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
   const history = async () => (JSON.parse((await runCli(['history', '--target', 'dev', '--json'], { cwd: dir })).stdout).entries as { version: string; outcome: string }[]).map((e) => `${e.version} ${e.outcome}`);
 
   beforeAll(async () => {
-    const base = await ensureTestBaseImage(docker);
+    const base = await ensureLocalBaseImage(docker);
     dir = await mkdtemp(path.join(tmpdir(), 'mlops-e2e-crash-'));
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;

@@ -6,7 +6,7 @@ import tar from 'tar-fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { remotePredictor } from '../../src/predict/predictor.js';
 import { fixture, runCli } from '../helpers.js';
-import { ensureTestBaseImage, probeEngine, uniqueName } from './docker.js';
+import { ensureLocalBaseImage, probeEngine, uniqueName } from './docker.js';
 import { freePort } from './registry-process.js';
 
 const engine = await probeEngine();
@@ -35,7 +35,7 @@ describe.skipIf(!engine.ok)(`deploy to the local target with automatic rollback$
   const deploy = (...args: string[]) => runCli(['deploy', ...args, '--target', 'dev', '--json'], { cwd: dir });
 
   beforeAll(async () => {
-    const base = await ensureTestBaseImage(docker);
+    const base = await ensureLocalBaseImage(docker);
     dir = await mkdtemp(path.join(tmpdir(), 'mlops-e2e-deploy-'));
     const port = await freePort();
     grpcPort = await freePort();

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { dockerEndpoint } from '../../src/docker/client.js';
 import { fixture } from '../helpers.js';
-import { ensureTestBaseImage } from './base-image.js';
+import { ensureLocalBaseImage } from '../../scripts/local-base.js';
 import { freePort } from './registry-process.js';
 
 export interface Engine {
@@ -31,7 +31,7 @@ export async function probeEngine(): Promise<Engine> {
   }
 }
 
-export { ensureTestBaseImage, TEST_BASE_IMAGE } from './base-image.js';
+export { ensureLocalBaseImage, LOCAL_BASE_IMAGE } from '../../scripts/local-base.js';
 
 const RUN = randomBytes(4).toString('hex');
 /** A container or repository name unique to this test run, so clean-up can never touch a user's own. */
@@ -83,7 +83,7 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
  * writes mlops.config.json.
  */
 export async function breastCancerProject(docker: Docker, prefix: string, config: (base: string, port: number) => object): Promise<{ dir: string; port: number; url: string }> {
-  const base = await ensureTestBaseImage(docker);
+  const base = await ensureLocalBaseImage(docker);
   const dir = await mkdtemp(path.join(tmpdir(), prefix));
   const port = await freePort();
   await copyFile(fixture('breast_cancer', 'model.onnx'), path.join(dir, 'model.onnx'));

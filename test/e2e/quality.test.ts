@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, fixture, lines, runCli } from '../helpers.js';
-import { ensureTestBaseImage, probeEngine, waitFor } from './docker.js';
+import { ensureLocalBaseImage, probeEngine, waitFor } from './docker.js';
 
 const engine = await probeEngine();
 const REPOSITORY = 'mlops-e2e-test';
@@ -16,7 +16,7 @@ describe.skipIf(!engine.ok)(`mlops test and mlops bench against the built image$
   const testContainers = async (purpose = 'test') => docker.listContainers({ all: true, filters: { label: [`mlops.purpose=${purpose}`] } });
 
   beforeAll(async () => {
-    const base = await ensureTestBaseImage(docker);
+    const base = await ensureLocalBaseImage(docker);
     project = await mkdtemp(path.join(tmpdir(), 'mlops-e2e-test-'));
     await copyFile(fixture('breast_cancer', 'model.onnx'), path.join(project, 'model.onnx'));
     await writeFile(

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, lines, runCli } from '../helpers.js';
-import { ensureTestBaseImage, probeEngine, uniqueName } from './docker.js';
+import { ensureLocalBaseImage, probeEngine, uniqueName } from './docker.js';
 import { freePort, startRegistry, type TestRegistry } from './registry-process.js';
 
 const engine = await probeEngine();
@@ -50,7 +50,7 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
     );
 
   beforeAll(async () => {
-    base = await ensureTestBaseImage(docker);
+    base = await ensureLocalBaseImage(docker);
     open = await startRegistry();
     secured = await startRegistry({ name: 'ci-bot', password: 's3cret-Pa55' });
   });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, runCli } from '../helpers.js';
-import { ensureTestBaseImage, probeEngine } from './docker.js';
+import { ensureLocalBaseImage, probeEngine } from './docker.js';
 import { freePort } from './registry-process.js';
 
 const engine = await probeEngine();
@@ -37,7 +37,7 @@ describe.skipIf(!engine.ok)(`a streaming model through build, bench and a local 
     );
 
   beforeAll(async () => {
-    base = await ensureTestBaseImage(docker);
+    base = await ensureLocalBaseImage(docker);
     dir = await mkdtemp(path.join(tmpdir(), 'mlops-e2e-vad-'));
     port = await freePort();
     await copyFile(fixture('streaming_vad', 'model.onnx'), path.join(dir, 'model.onnx'));
