@@ -38,6 +38,7 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
       buildModelImage({
         docker,
         cwd: baseDir,
+        env: ctx.env,
         modelPath: path.relative(baseDir, modelPath) || modelPath,
         modelName,
         modelVersion: config.model.version,

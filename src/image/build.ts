@@ -8,10 +8,12 @@ import { inspectModel } from '../model/inspect.js';
 import { PROFILE_LABEL, profileSha256 } from '../monitor/profile.js';
 import { VERSION } from '../version.js';
 import { assembleContext, packContext, PLATFORMS, type Platform } from './context.js';
-import { gitInfo } from './git.js';
+import { buildTimestamp, gitInfo } from './git.js';
 
 export interface BuildImageOptions {
   docker: Docker;
+  /** SOURCE_DATE_EPOCH is read from here (default: the process's). */
+  env?: NodeJS.ProcessEnv;
   /** Where git is asked for the revision. */
   cwd: string;
   modelPath: string;
@@ -124,7 +126,8 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
   const labels: Record<string, string> = {
     'org.opencontainers.image.title': options.modelName,
     'org.opencontainers.image.version': options.modelVersion,
-    'org.opencontainers.image.created': new Date().toISOString(),
+    // Not the clock: a rebuild of an unchanged model must hit the cache and give the same image id.
+    'org.opencontainers.image.created': (await buildTimestamp(options.cwd, model.path, options.env ?? process.env)).toISOString(),
     'org.opencontainers.image.base.name': options.baseImage,
     // The OCI spec wants a URL here: without a git remote the label is left out, never "unknown".
     ...(git.source ? { 'org.opencontainers.image.source': git.source } : {}),

@@ -1,4 +1,4 @@
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, stat, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -117,6 +117,18 @@ describe.skipIf(!engine.ok)(`mlops build against a real Docker engine${engine.ok
     expect(image.Config.Env).toContain('PATH=/usr/local/bin:/usr/bin:/bin');
     // What the builds above ran on.
     expect(base).toBe(made);
+  });
+
+  it('is reproducible: an unchanged model rebuilds to the same image id, its created time from SOURCE_DATE_EPOCH or the model', async () => {
+    const first = JSON.parse((await runCli(['build', '--json'], { cwd: project })).stdout);
+    const again = JSON.parse((await runCli(['build', '--json'], { cwd: project })).stdout);
+    expect(again.imageId).toBe(first.imageId);
+    const created = (await docker.getImage(first.imageId).inspect()).Config.Labels['org.opencontainers.image.created'];
+    expect(created).toBe((await stat(path.join(project, 'model.onnx'))).mtime.toISOString());
+    const pinned = await runCli(['build', '--json'], { cwd: project, env: { SOURCE_DATE_EPOCH: '86400' } });
+    expect(pinned.code, pinned.stderr).toBe(0);
+    const image = await docker.getImage(JSON.parse(pinned.stdout).imageId).inspect();
+    expect(image.Config.Labels['org.opencontainers.image.created']).toBe('1970-01-02T00:00:00.000Z');
   });
 
   it('rebuilds only the model layer when only the model changed', async () => {
