@@ -3,7 +3,7 @@ import { connectDocker } from '../docker/client.js';
 import { ExitCode } from '../errors.js';
 import { buildModelImage } from '../image/build.js';
 import { imageServerEnv } from '../server/options.js';
-import { writeLastBuild } from '../image/last-build.js';
+import { writeLastBuild } from '../project/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
 import { buildReferenceProfile } from '../monitor/reference.js';
 import { writeFileAtomic } from '../report/files.js';

@@ -6,7 +6,7 @@ import { aliasesThatMove, pushImages } from '../registry/push.js';
 import { localName, parseReference } from '../registry/reference.js';
 import { isCI } from '../ui/environment.js';
 import type { CommandContext } from './context.js';
-import { configuredRepository } from '../image/repository.js';
+import { configuredRepository } from '../project/repository.js';
 
 export interface PushFlags {
   yes?: boolean;

@@ -1,10 +1,10 @@
 import { connectDocker } from '../docker/client.js';
 import { ExitCode, inputError } from '../errors.js';
-import { readLastBuild } from '../image/last-build.js';
+import { readLastBuild } from '../project/last-build.js';
 import { tagVersion, type Bump } from '../registry/tag.js';
 import { isCI } from '../ui/environment.js';
 import type { CommandContext } from './context.js';
-import { configuredRepository } from '../image/repository.js';
+import { configuredRepository } from '../project/repository.js';
 
 export interface TagFlags {
   bump?: string;

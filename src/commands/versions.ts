@@ -6,7 +6,7 @@ import { localName, parseReference } from '../registry/reference.js';
 import { localVersions, registryVersions } from '../registry/versions.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
-import { configuredRepository } from '../image/repository.js';
+import { configuredRepository } from '../project/repository.js';
 
 /** What fits in a terminal; --json has every result label. */
 const HEADLINE = ['test.passed', 'test.accuracy', 'test.f1_macro', 'test.r2', 'test.rmse', 'bench.p95_ms', 'bench.throughput_rps'];

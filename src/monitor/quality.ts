@@ -9,7 +9,7 @@ import { connectDocker } from '../docker/client.js';
 import { inputError } from '../errors.js';
 import { chooseOutput, PredictionScorer, type Evaluation } from '../evaluate/evaluate.js';
 import { readBaseline } from '../evaluate/quality-test.js';
-import { configuredRepository } from '../image/repository.js';
+import { configuredRepository } from '../project/repository.js';
 import { baselineGates, checkKnownMetrics, evaluateGates, gatesFromConfig, parseGateFlag, type GateResult, type GateSpec } from '../metrics/gates.js';
 import { CLASSIFICATION_METRICS, QUALITY_METRICS, REGRESSION_METRICS } from '../metrics/names.js';
 import { LOWER_IS_BETTER } from '../metrics/regression.js';

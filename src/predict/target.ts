@@ -4,7 +4,7 @@ import type { Config } from '../config/defaults.js';
 import { connectDocker } from '../docker/client.js';
 import { copyFromContainer, startModelContainer, type ModelContainer } from '../docker/container.js';
 import { inputError } from '../errors.js';
-import { readLastBuild } from '../image/last-build.js';
+import { readLastBuild } from '../project/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
 import { openLocalPredictor, parseProtocol, remotePredictor, type Predictor } from './predictor.js';
 
