@@ -3,7 +3,7 @@
 // monitor after some traffic drawn from the holdout.
 // Without a Docker engine it runs what needs none (in-process test and bench).
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,9 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dir = path.join(root, '.demo');
 mkdirSync(dir, { recursive: true });
 copyFileSync(path.join(root, 'fixtures/breast_cancer/model.onnx'), path.join(dir, 'model.onnx'));
+// The model's own time stays with the copy: an image's created label comes from it (reproducible builds).
+const modelTime = statSync(path.join(root, 'fixtures/breast_cancer/model.onnx')).mtime;
+utimesSync(path.join(dir, 'model.onnx'), modelTime, modelTime);
 copyFileSync(path.join(root, 'fixtures/breast_cancer/holdout.csv'), path.join(dir, 'holdout.csv'));
 
 const mlops = (...args) => {
@@ -85,10 +88,15 @@ if (!engine) {
   mlops('bench', '--local', '--html', 'bench.html');
   process.exit(0);
 }
+// A fresh start every time: the demo's own container, images and project state from an earlier run go, so
+// it always releases 0.1.0 with a new staging alias instead of bumping from what an earlier run left.
+for (const c of await docker.listContainers({ all: true, filters: { name: ['^/mlops-breast-cancer-dev'] } })) await docker.getContainer(c.Id).remove({ force: true });
+for (const image of await docker.listImages({ filters: { reference: ['mlops-demo/breast-cancer'] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+rmSync(path.join(dir, '.mlops'), { recursive: true, force: true });
 mlops('build');
 mlops('test', '--junit', 'junit.xml', '--markdown', 'test-summary.md');
 mlops('bench', '--html', 'bench.html');
-mlops('tag', '--bump', 'minor', '--alias', 'staging', '--yes', '--offline');
+mlops('tag', '0.1.0', '--alias', 'staging', '--offline');
 const version = JSON.parse(readFileSync(path.join(dir, '.mlops/last-tag.json'), 'utf8')).version;
 mlops('deploy', version, '--target', 'dev');
 mlops('status', '--target', 'dev');

@@ -21,7 +21,7 @@ function list(flag: string, value: string | undefined, integer: boolean): number
   if (value === undefined) return undefined;
   const items = value.split(',').map((v) => Number(v.trim()));
   if (items.length === 0 || items.some((n) => !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))) {
-    throw inputError(`--${flag} ${value}: expected a comma-separated list of ${integer ? 'whole numbers' : 'numbers'} above 0, like 1,8,32`);
+    throw inputError(`--${flag} ${value}: expected a comma-separated list of ${integer ? 'whole numbers' : 'numbers'} above 0, like 1,8,32`, 'see `mlops bench --help`');
   }
   return items;
 }
@@ -30,7 +30,7 @@ function list(flag: string, value: string | undefined, integer: boolean): number
 export function parseDuration(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/.exec(value.trim());
-  if (!match) throw inputError(`--${flag} ${value}: expected a duration like 10s, 500ms or 2m`);
+  if (!match) throw inputError(`--${flag} ${value}: expected a duration like 10s, 500ms or 2m`, 'a number and ms, s or m (seconds without a unit)');
   const n = Number(match[1]);
   return match[2] === 'ms' ? n : match[2] === 'm' ? n * 60_000 : n * 1000;
 }

@@ -16,7 +16,7 @@ export interface DeployFlags {
 function lockTimeoutSeconds(value: string | undefined): number {
   if (value === undefined) return 0;
   const seconds = Number(value);
-  if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) throw inputError(`--lock-timeout ${value}: expected seconds >= 0`);
+  if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) throw inputError(`--lock-timeout ${value}: expected seconds >= 0`, 'how long to wait for another deploy\'s lock, e.g. --lock-timeout 300; 0 fails at once');
   return seconds;
 }
 

@@ -15,7 +15,7 @@ export async function run(flags: { target?: string; rebuild?: boolean; force?: b
     r.entries.length === 0
       ? `nothing deployed to ${r.target} yet`
       : renderTable(
-          ['time', 'action', 'version', 'outcome', 'image'],
+          ['time', 'action', 'version', 'outcome', 'digest (or image)'],
           r.entries.map((e) => [e.at, e.action, e.version, e.outcome === 'rolled-back' ? `rolled back (${e.reason}) to ${e.restored}` : e.outcome === 'failed' ? `failed (${e.reason})` : e.outcome, e.digest ?? e.image]),
         ),
   );

@@ -22,7 +22,7 @@ export interface ServeFlags {
 function flagInt(name: string, value: string | undefined, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) throw inputError(`--${name} ${value}: expected an integer from ${min} to ${max}`);
+  if (!Number.isInteger(n) || n < min || n > max) throw inputError(`--${name} ${value}: expected an integer from ${min} to ${max}`, 'see `mlops serve --help`');
   return n;
 }
 

@@ -22,7 +22,7 @@ export function parseGateFlag(text: string): GateSpec {
   const match = /^\s*([A-Za-z_][\w.]*)\s*(>=|<=|==|>|<)\s*(.+)$/.exec(text);
   const comparison = match && COMPARISON.exec(`${match[2]}${match[3]}`);
   if (!match || !comparison) {
-    throw inputError(`--gate ${JSON.stringify(text)}: expected metric, comparison and number, like 'accuracy>=0.95'`);
+    throw inputError(`--gate ${JSON.stringify(text)}: expected metric, comparison and number, like 'accuracy>=0.95'`, 'quote it in the shell: --gate \'p95_ms<=20\'');
   }
   return { metric: match[1], op: comparison[1] as Op, threshold: Number(comparison[2]) };
 }

@@ -86,7 +86,7 @@ export async function readLabels(file: string, shown: string): Promise<LabelSet>
   if (!info?.isFile()) throw inputError(`--labels ${shown}: file not found`, 'pass a CSV or JSONL file with id and label');
   const lower = shown.toLowerCase();
   const rows = lower.endsWith('.csv') ? csvLabels(file) : lower.endsWith('.jsonl') || lower.endsWith('.ndjson') ? jsonlLabels(file) : undefined;
-  if (!rows) throw inputError(`--labels ${shown}: expected a .csv or .jsonl file`);
+  if (!rows) throw inputError(`--labels ${shown}: expected a .csv or .jsonl file`, 'the truth: a CSV with a header, or JSONL, with id and label (and row for requests of several rows)');
   const byKey = new Map<string, LabelRow>();
   const conflicted = new Set<string>();
   let duplicates = 0;

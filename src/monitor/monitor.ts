@@ -73,7 +73,7 @@ async function liveSource(options: RunMonitorOptions): Promise<{ live: LiveSourc
   }
   if (flags.reference) throw inputError('--reference goes with --prometheus', "a server's profile document carries its own reference");
   if (flags.url.length > 0) {
-    for (const url of flags.url) if (!/^https?:\/\//.test(url)) throw inputError(`--url ${url}: expected http:// or https://`);
+    for (const url of flags.url) if (!/^https?:\/\//.test(url)) throw inputError(`--url ${url}: expected http:// or https://`, 'pass the server base, e.g. --url http://127.0.0.1:8080');
     return { live: await fromServers(flags.url, modelName, window), kind: 'url' };
   }
   const replicas = await targetReplicas({ cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, target: flags.target, dryRun: false, log: options.log, runner: options.runner });
@@ -112,7 +112,7 @@ export const EMITTABLE = ['prometheus-rules', 'grafana-dashboard'] as const;
 /** `--emit`: what the stack that watches the servers needs, generated from the reference profile. */
 export async function emitFromProfile(options: RunMonitorOptions): Promise<{ emitted: string; reference: string; content: string }> {
   const { flags, config } = options;
-  if (!(EMITTABLE as readonly string[]).includes(flags.emit!)) throw inputError(`--emit ${flags.emit}: expected ${EMITTABLE.join(' or ')}`);
+  if (!(EMITTABLE as readonly string[]).includes(flags.emit!)) throw inputError(`--emit ${flags.emit}: expected ${EMITTABLE.join(' or ')}`, 'see `mlops monitor --help`');
   if (flags.target || flags.url.length > 0 || flags.prometheus || flags.all || flags.strict || flags.gate.length > 0) {
     throw inputError('--emit reads no live traffic: drop --target, --url, --prometheus, --all, --strict and --gate');
   }
@@ -170,7 +170,7 @@ export async function runLabelled(options: RunMonitorOptions): Promise<QualityRe
     since: flags.since !== undefined ? parseTime(flags.since, '--since', now) : undefined,
     until: flags.until !== undefined ? parseTime(flags.until, '--until', now) : undefined,
   };
-  if (range.since !== undefined && range.until !== undefined && range.since >= range.until) throw inputError(`--since ${flags.since} is not before --until ${flags.until}`);
+  if (range.since !== undefined && range.until !== undefined && range.since >= range.until) throw inputError(`--since ${flags.since} is not before --until ${flags.until}`, 'the range runs from --since (earlier) to --until (later)');
   // Gates and labels are checked before any log is read.
   qualityGates(config, flags.gate);
   const labels = await readLabels(path.resolve(options.cwd, flags.labels!), flags.labels!);

@@ -127,7 +127,7 @@ export async function readProfileFile(file: string, shown: string): Promise<{ pr
 
 /** "1h", "30m", "2d", "90s": a PromQL range. */
 export function parseSince(text: string): string {
-  if (!/^\d+[smhdw]$/.test(text.trim())) throw inputError(`--since ${text}: expected a duration like 30m, 1h or 7d`);
+  if (!/^\d+[smhdw]$/.test(text.trim())) throw inputError(`--since ${text}: expected a duration like 30m, 1h or 7d`, 'a whole number and one of s, m, h, d, w');
   return text.trim();
 }
 
