@@ -99,9 +99,9 @@ describe.runIf(promtool.ok)(`alert rules and dashboard cover every inference rou
   });
 });
 
-describe("the README's Kubernetes scrape job", () => {
+describe("the documented Kubernetes scrape job", () => {
   it('keeps the port serving /metrics and drops the gRPC port', async () => {
-    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const readme = await readFile(path.join(ROOT, 'docs/monitoring.md'), 'utf8');
     const block = /A Prometheus scrape job[^\n]*\n\n```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
     expect(block).toBeDefined();
     // Debian builds Prometheus without Kubernetes service discovery, so `promtool check config` cannot read this

@@ -193,7 +193,7 @@ export const DEFAULTS: Config = {
      * Inference worker threads, each holding its own session (and so its own copy
      * of the weights). Two: on the 2-core machines measured, two workers with one
      * ONNX Runtime thread each served the image fixture 1.8x faster under load
-     * than one worker with two threads, for about 40 MiB more (README, Benchmarks).
+     * than one worker with two threads, for about 40 MiB more (docs/benchmarks.md).
      * A model of several GB wants 1.
      */
     workers: 2,
@@ -209,7 +209,7 @@ export const DEFAULTS: Config = {
       maxBatchSize: 32,
       /**
        * 0: no added wait. Requests that arrive while a batch is running form the
-       * next batch, so batching costs nothing at low load (README, Benchmarks).
+       * next batch, so batching costs nothing at low load (docs/benchmarks.md).
        */
       maxWaitMs: 0,
     },

@@ -206,7 +206,7 @@ export async function scoreLive(options: ScoreLiveOptions) {
   summary.coverage = summary.labels > 0 ? summary.matched / summary.labels : 0;
   if (summary.matched === 0) {
     const reasons = Object.entries(summary.skipped).map(([reason, s]) => `${s!.count} ${reason} (e.g. ${s!.example})`);
-    throw inputError(`--labels ${labels.file}: no label could be scored: ${reasons.join('; ')}`, 'each label needs the id (and row) the server answered with, a class the model has, and one prediction of the scored version (README: Live quality)');
+    throw inputError(`--labels ${labels.file}: no label could be scored: ${reasons.join('; ')}`, 'each label needs the id (and row) the server answered with, a class the model has, and one prediction of the scored version (docs/monitoring.md, "Live quality")');
   }
   const scored = scorer.score();
   return { summary, versions: ranked, chosen, output: output.name, task: scorer.task, ...scored };

@@ -27,7 +27,7 @@ export interface ServeOptions {
   routes: { health?: string; predict?: string };
 }
 
-/** The environment variables the server reads, and the option each sets. Documented in README.md. */
+/** The environment variables the server reads, and the option each sets. Documented in docs/server.md ("Server environment"). */
 export const SERVER_ENV = {
   MLOPS_MODEL_PATH: 'modelPath',
   MLOPS_MODEL_NAME: 'modelName',
@@ -169,7 +169,7 @@ function parseRoute(name: string, value: string): string {
 export function applyImageArguments(options: ServeOptions, args: string[], env: NodeJS.ProcessEnv): ServeOptions {
   if (args.length === 0) return options;
   if (args.length > 1 || args[0] !== 'serve') {
-    throw inputError(`the server in this image takes no arguments but \`serve\` (SageMaker's), got: ${args.join(' ')}`, 'configure it with environment variables (README.md, "Server environment")');
+    throw inputError(`the server in this image takes no arguments but \`serve\` (SageMaker's), got: ${args.join(' ')}`, 'configure it with environment variables (docs/server.md, "Server environment")');
   }
   const bind = env.SAGEMAKER_BIND_TO_PORT;
   return { ...options, port: bind ? parseNumber('SAGEMAKER_BIND_TO_PORT', bind, 1, 65535) : SAGEMAKER_PORT };

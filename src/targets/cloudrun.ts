@@ -35,7 +35,7 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
   needsRegistry: true,
   output: null,
 
-  // Cloud Run has no lock to offer: a lock file in the project (best effort, README).
+  // Cloud Run has no lock to offer: a lock file in the project (best effort, docs/deploy.md).
   lock: (_target, ctx, holder) => fileLock(ctx.projectDir, ctx.targetName, holder),
 
   /** Traffic split over several revisions, with no deploy running: a canary that was interrupted. It goes back to the serving version's tag. */

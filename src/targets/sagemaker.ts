@@ -109,7 +109,7 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
   needsRegistry: true,
   output: 'the create-model, create-endpoint-config and create/update-endpoint inputs as JSON for `aws sagemaker ... --cli-input-json`',
 
-  // The platform has no lock to offer mlops: a lock file in the project (best effort, README).
+  // The platform has no lock to offer mlops: a lock file in the project (best effort, docs/deploy.md).
   lock: (_target, ctx, holder) => fileLock(ctx.projectDir, ctx.targetName, holder),
   // An interrupted update carries on or rolls back on the platform's side; the next deploy starts from what serves.
   recover: async () => null,

@@ -59,7 +59,7 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
   needsRegistry: true,
   output: null,
 
-  // The platform has no lock to offer mlops: a lock file in the project (best effort, README).
+  // The platform has no lock to offer mlops: a lock file in the project (best effort, docs/deploy.md).
   lock: (_target, ctx, holder) => fileLock(ctx.projectDir, ctx.targetName, holder),
   /**
    * Traffic on deployed models other than the serving release's, with no deploy running: a deploy
