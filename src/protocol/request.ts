@@ -7,10 +7,25 @@ import { UNNAMED_DIM } from '../model/inspect.js';
 import type { ServableTensor, Tensors } from '../model/session.js';
 
 /** A request the client got wrong: a 4xx over REST, a gRPC status code over gRPC. */
+/** Longest run of characters an error repeats from a request (a name, a shape), and longest error text. */
+const MAX_ERROR_TOKEN = 80;
+const MAX_ERROR_TEXT = 1024;
+
+/**
+ * Error text cut to a bound whatever the client sent: a long name or value becomes a marked excerpt
+ * ("mmmm…[200000 chars]"), and the whole text at most 1 KiB. Over ~64 KB a gRPC status never reaches
+ * the client and stalls the connection it shares; no one reads a shape of 20,000 dimensions anyway.
+ */
+export function boundErrorText(text: string): string {
+  let bounded = text.length > MAX_ERROR_TOKEN ? text.replace(/\S{81,}/g, (token) => `${token.slice(0, 60)}…[${token.length} chars]`) : text;
+  if (bounded.length > MAX_ERROR_TEXT) bounded = `${bounded.slice(0, MAX_ERROR_TEXT - 24)}…[${bounded.length} chars]`;
+  return bounded;
+}
+
 export class BadRequest extends Error {
   readonly status: number;
   constructor(message: string, status = 400) {
-    super(message);
+    super(boundErrorText(message));
     this.status = status;
   }
 }

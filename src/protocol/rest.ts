@@ -31,7 +31,9 @@ function isObject(value: unknown): value is Record<string, unknown> {
 /** Reads the `Inference-Header-Content-Length` request header: undefined for a plain JSON body. */
 export function headerLength(value: string | string[] | undefined, bodyBytes: number): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(Array.isArray(value) ? value[0] : value);
+  const text = Array.isArray(value) ? value[0] : value;
+  // Plain decimal digits only: Number() would also take "113e0", "0x71" and " 113 ".
+  const n = /^\d{1,15}$/.test(text) ? Number(text) : NaN;
   if (!Number.isInteger(n) || n <= 0 || n > bodyBytes) {
     throw new BadRequest(`Inference-Header-Content-Length: ${String(value)} must be a whole number from 1 to the body's ${bodyBytes} bytes`);
   }
@@ -82,6 +84,7 @@ export function decodeParsedRestRequest(parsed: unknown, body: Uint8Array, heade
       return;
     }
     if (header === undefined) throw new BadRequest(`${where}: parameters.binary_data_size needs the binary data extension; send the Inference-Header-Content-Length header`);
+    if (raw.data !== undefined) throw new BadRequest(`${where}: gives both "data" and parameters.binary_data_size; send the tensor one way`);
     if (offset + size > body.byteLength) {
       throw new BadRequest(`${where}: binary_data_size ${size} runs past the end of the body (${body.byteLength - offset} bytes left)`);
     }

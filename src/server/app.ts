@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Tensors } from '../model/session.js';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { decodeInstances, encodePredictions, instanceRow } from '../protocol/instances.js';
-import { BadRequest } from '../protocol/request.js';
+import { BadRequest, boundErrorText } from '../protocol/request.js';
 import { BINARY_EXTENSION, decodeParsedRestRequest, decodeRestRequest, encodeRestResponse, HEADER_LENGTH, headerLength } from '../protocol/rest.js';
 import { copyTensors, encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
 import type { InferenceEngine } from './engine.js';
@@ -296,7 +296,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
         else sendJson(res, error.status, { error: error.message });
       } else {
         logFailure(`${req.method} ${path}`, error);
-        sendJson(res, 500, { error: `inference failed: ${(error as Error)?.message ?? String(error)}` });
+        sendJson(res, 500, { error: boundErrorText(`inference failed: ${(error as Error)?.message ?? String(error)}`) });
       }
     } finally {
       state.inFlight--;
@@ -409,12 +409,15 @@ function csvRows(body: Buffer): number[][] {
   if (records.length === 0) throw new BadRequest('text/csv: the body has no rows');
   return records.map((record, r) =>
     record.map((cell, c) => {
-      const value = Number(cell);
-      if (cell.trim() === '' || !Number.isFinite(value)) throw new BadRequest(`text/csv: row ${r + 1}, column ${c + 1} is '${cell.trim()}', not a number (send rows of numbers, no header line)`);
+      // Decimal numbers only (an exponent allowed, as numpy writes them): Number() would also read "0x10" as 16.
+      const value = DECIMAL.test(cell) ? Number(cell) : NaN;
+      if (!Number.isFinite(value)) throw new BadRequest(`text/csv: row ${r + 1}, column ${c + 1} is '${cell.trim()}', not a number (send rows of numbers, no header line)`);
       return value;
     }),
   );
 }
+
+const DECIMAL = /^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$/;
 
 function parseJsonBody(body: Buffer): unknown {
   if (body.byteLength === 0) throw new BadRequest('request body is empty; send a JSON object');

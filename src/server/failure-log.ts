@@ -1,3 +1,5 @@
+import { boundErrorText } from '../protocol/request.js';
+
 /**
  * Logs each distinct inference failure once. A model that fails on every request would otherwise
  * write a stack trace a request (thousands a second under load); the count of every failure is in
@@ -6,7 +8,7 @@
 export function failureLogger(log: (line: string) => void, limit = 100): (where: string, error: unknown) => void {
   const seen = new Set<string>();
   return (where, error) => {
-    const message = (error as Error)?.message ?? String(error);
+    const message = boundErrorText((error as Error)?.message ?? String(error));
     if (seen.has(message)) return;
     if (seen.size >= limit) {
       if (seen.size === limit) {

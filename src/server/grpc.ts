@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { HealthImplementation } from 'grpc-health-check';
 import { decodeGrpcRequest, encodeGrpcResponse, INFERENCE_SERVICE, inferenceProto, type GrpcInferRequest } from '../protocol/grpc.js';
-import { BadRequest } from '../protocol/request.js';
+import { BadRequest, boundErrorText } from '../protocol/request.js';
 import { EXTENSIONS } from './app.js';
 import { copyTensors, encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
 import type { InferenceEngine } from './engine.js';
@@ -38,6 +38,32 @@ const STATUS_FOR_HTTP: Record<number, grpc.status> = {
 };
 
 type Rpc = (request: Record<string, unknown>) => unknown;
+
+/** Marks a request whose bytes did not decode; the handler answers it INVALID_ARGUMENT. */
+const MALFORMED = Symbol('malformed');
+
+/**
+ * grpc-js answers a request that fails to decode with INTERNAL, as if the server were broken. Each
+ * method's decoder here hands the handler a marked request instead, so the client hears
+ * INVALID_ARGUMENT and why (protobufjs' reason: "index out of range", "invalid wire type").
+ */
+function lenientDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  return Object.fromEntries(
+    Object.entries(service).map(([name, method]) => [
+      name,
+      {
+        ...method,
+        requestDeserialize: (bytes: Buffer) => {
+          try {
+            return method.requestDeserialize(bytes);
+          } catch (error) {
+            return { [MALFORMED]: String((error as Error)?.message ?? error).split('\n')[0] };
+          }
+        },
+      },
+    ]),
+  ) as grpc.ServiceDefinition;
+}
 
 /** The Open Inference Protocol's GRPCInferenceService and grpc.health.v1, over the same engine as REST. */
 export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
@@ -97,7 +123,11 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
         metrics.requestSeconds.observe({ protocol: 'grpc', route: name }, (performance.now() - started) / 1000);
       };
       Promise.resolve()
-        .then(() => rpc(call.request))
+        .then(() => {
+          const malformed = (call.request as { [MALFORMED]?: string })[MALFORMED];
+          if (malformed !== undefined) throw new BadRequest(`malformed ${name} request: ${malformed}`);
+          return rpc(call.request);
+        })
         .then(
           (response) => {
             finish();
@@ -110,14 +140,14 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
               logFailure(`gRPC ${name}`, error);
             }
             finish();
-            const message = error instanceof BadRequest ? error.message : `inference failed: ${(error as Error)?.message ?? String(error)}`;
+            const message = error instanceof BadRequest ? error.message : boundErrorText(`inference failed: ${(error as Error)?.message ?? String(error)}`);
             callback({ code, details: message });
           },
         );
     };
   }
   const definition = grpc.loadPackageDefinition(inferenceProto()) as unknown as { inference: { GRPCInferenceService: { service: grpc.ServiceDefinition } } };
-  server.addService(definition.inference.GRPCInferenceService.service, handlers);
+  server.addService(lenientDecoding(definition.inference.GRPCInferenceService.service), handlers);
 
   return {
     listen(port, host) {
