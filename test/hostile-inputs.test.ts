@@ -120,4 +120,32 @@ describe('error text is bounded, and the connection survives every error', () =>
     expect(((await both.json()) as { error: string }).error).toBe(`input 'features': gives both "data" and parameters.binary_data_size; send the tensor one way`);
     await stillServes();
   });
+
+  it('non-finite numbers are refused on every path (JSON 1e39 as FP32, binary NaN, gRPC typed and raw NaN), and allowed with allowNonFinite', async () => {
+    const nan = ROW.map((v, i) => (i === 3 ? NaN : v));
+    const binary = encodeRestRequest(INPUTS, { features: { data: Float32Array.from(nan), dims: [1, 13] } }, { binary: true });
+    const grpcRaw = encodeGrpcRequest('wine', INPUTS, { features: { data: Float32Array.from(nan), dims: [1, 13] } });
+    const grpcTyped = { model_name: 'wine', inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 13], contents: { fp32_contents: nan } }] };
+    const json = `{"inputs":[{"name":"features","datatype":"FP32","shape":[1,13],"data":[${ROW.map((v, i) => (i === 3 ? '1e39' : v)).join(',')}]}]}`;
+    const attempt = async (target: RunningServer, grpcClient: InferenceClient) => [
+      (await fetch(`${target.url}/v2/models/wine/infer`, { method: 'POST', headers: binary.headers, body: binary.body })).status,
+      (await fetch(`${target.url}/v2/models/wine/infer`, { method: 'POST', body: json })).status,
+      await call(grpcClient, grpcClient.ModelInfer, grpcRaw, 5000).then(() => 'OK', (e: { code: number }) => e.code),
+      await call(grpcClient, grpcClient.ModelInfer, grpcTyped as never, 5000).then(() => 'OK', (e: { code: number }) => e.code),
+    ];
+    expect(await attempt(server, client)).toEqual([400, 400, 3, 3]);
+    const res = await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', headers: binary.headers, body: binary.body });
+    expect(((await res.json()) as { error: string }).error).toMatch(/^input 'features': element 3 is NaN; FP32 inputs must be finite/);
+    await stillServes();
+
+    const grpcPort = await freePort();
+    const lenient = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort, allowNonFinite: true }), () => undefined);
+    const lenientClient = inferenceClient(`127.0.0.1:${grpcPort}`);
+    try {
+      expect(await attempt(lenient, lenientClient)).toEqual([200, 200, 'OK', 'OK']);
+    } finally {
+      lenientClient.close();
+      await lenient.stop();
+    }
+  });
 });

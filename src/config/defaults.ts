@@ -124,6 +124,7 @@ export interface Config {
     port: number;
     grpcPort: number;
     maxBodyBytes: number;
+    allowNonFinite: boolean;
     workers: number;
     inlineMaxMs: number;
     offloadBytes: number;
@@ -189,6 +190,8 @@ export const DEFAULTS: Config = {
     /** KServe's gRPC port; 0 turns gRPC off. */
     grpcPort: 8081,
     maxBodyBytes: 16 * 1024 * 1024,
+    /** NaN and infinities in floating-point inputs are refused (400) on every path; true for models that read NaN as "missing". */
+    allowNonFinite: false,
     /**
      * Inference worker threads, each holding its own session (and so its own copy
      * of the weights). Two: on the 2-core machines measured, two workers with one

@@ -12,6 +12,8 @@ export interface ServableTensor extends TensorSpec {
   datatype: Datatype;
   shape: number[];
   dims: (number | string)[];
+  /** Requests may carry NaN and infinities in this (floating-point) input: a model that reads NaN as "missing". */
+  allowNonFinite?: boolean;
 }
 
 export interface Tensor {
@@ -39,6 +41,8 @@ export interface LoadModelOptions {
   /** When set, the file must have this sha256 or loading is refused. */
   expectedSha256?: string;
   intraOpThreads?: number;
+  /** Accept NaN and infinities in floating-point inputs (server.allowNonFinite); refused by default. */
+  allowNonFinite?: boolean;
 }
 
 function servable(spec: TensorSpec, role: 'input' | 'output', file: string): ServableTensor {
@@ -83,7 +87,7 @@ export async function readServableModel(options: LoadModelOptions): Promise<Serv
     info,
     name: options.name || defaultModelName(options.path),
     version: options.version || '1',
-    inputs: info.inputs.map((s) => servable(s, 'input', options.path)),
+    inputs: info.inputs.map((s) => ({ ...servable(s, 'input', options.path), ...(options.allowNonFinite ? { allowNonFinite: true } : {}) })),
     outputs: info.outputs.map((s) => servable(s, 'output', options.path)),
   };
 }

@@ -102,10 +102,32 @@ function checkShape(spec: ServableTensor, shape: unknown, where: string): number
   return shape as number[];
 }
 
+/**
+ * NaN and infinities refused on every path, after decoding: binary tensors and gRPC contents carry them
+ * as they are, and JSON's 1e39 becomes Infinity only once it is an FP32 (server.allowNonFinite lets them in).
+ */
+function refuseNonFinite(spec: ServableTensor, tensor: Tensors[string]): void {
+  if (spec.datatype !== 'FP32' && spec.datatype !== 'FP64' && spec.datatype !== 'FP16') return;
+  const data = tensor.data as ArrayLike<number>;
+  // FP16 tensors hold half-precision bits: exponent all ones is an infinity or NaN.
+  if (spec.datatype === 'FP16') {
+    for (let i = 0; i < data.length; i++) if ((data[i] & 0x7c00) === 0x7c00) throw nonFinite(spec, i, 'an infinity or NaN');
+    return;
+  }
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (v - v !== 0) throw nonFinite(spec, i, String(v));
+  }
+}
+
+const nonFinite = (spec: ServableTensor, index: number, value: string) =>
+  new BadRequest(`input '${spec.name}': element ${index} is ${value}; ${spec.datatype} inputs must be finite (a server started with server.allowNonFinite, MLOPS_ALLOW_NON_FINITE=true, takes NaN as "missing")`);
+
 /** After every input is decoded: none missing, and named dimensions shared by several inputs ("batch") agree. */
 export function finishInputs(inputs: ServableTensor[], tensors: Tensors): number {
   const missing = inputs.filter((s) => !tensors[s.name]);
   if (missing.length > 0) throw new BadRequest(`missing input ${describeInputs(missing)}`);
+  for (const spec of inputs) if (!spec.allowNonFinite) refuseNonFinite(spec, tensors[spec.name]);
   const seen = new Map<string, { value: number; input: string }>();
   for (const spec of inputs) {
     spec.dims.forEach((dim, i) => {

@@ -70,6 +70,7 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     modelVersion: options.modelVersion,
     expectedSha256: options.expectedSha256,
     intraOpThreads: options.intraOpThreads,
+    allowNonFinite: options.allowNonFinite,
   };
   const model = await readServableModel(sessionOptions(setup));
   const profileProblem = options.profile ? profileMismatch(options.profile, { sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs }) : null;

@@ -14,6 +14,8 @@ export interface ServeOptions {
   /** 0: no gRPC. */
   grpcPort: number;
   maxBodyBytes: number;
+  /** Accept NaN and infinities in floating-point inputs; refused with 400 by default. */
+  allowNonFinite: boolean;
   shutdownTimeoutMs: number;
   intraOpThreads: number;
   workers: number;
@@ -37,6 +39,7 @@ export const SERVER_ENV = {
   PORT: 'port',
   GRPC_PORT: 'grpcPort',
   MLOPS_MAX_BODY_BYTES: 'maxBodyBytes',
+  MLOPS_ALLOW_NON_FINITE: 'allowNonFinite',
   MLOPS_WORKERS: 'workers',
   MLOPS_INLINE_MAX_MS: 'inlineMaxMs',
   MLOPS_OFFLOAD_BYTES: 'offloadBytes',
@@ -68,6 +71,7 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
     port: config.server.port,
     grpcPort: config.server.grpcPort,
     maxBodyBytes: config.server.maxBodyBytes,
+    allowNonFinite: config.server.allowNonFinite,
     shutdownTimeoutMs: config.server.shutdownTimeoutMs,
     intraOpThreads: config.server.intraOpThreads,
     workers: config.server.workers,
@@ -93,6 +97,7 @@ export function imageServerEnv(config: Config): Record<string, string> {
     if (value !== fallback) env[name] = String(value);
   };
   set('MLOPS_MAX_BODY_BYTES', server.maxBodyBytes, defaults.maxBodyBytes);
+  set('MLOPS_ALLOW_NON_FINITE', server.allowNonFinite, defaults.allowNonFinite);
   set('MLOPS_WORKERS', server.workers, defaults.workers);
   set('MLOPS_INLINE_MAX_MS', server.inlineMaxMs, defaults.inlineMaxMs);
   set('MLOPS_OFFLOAD_BYTES', server.offloadBytes, defaults.offloadBytes);
@@ -142,6 +147,7 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   if ((v = get('MLOPS_INLINE_MAX_MS'))) out.inlineMaxMs = parseNumber('MLOPS_INLINE_MAX_MS', v, 0, 1000, false);
   if ((v = get('MLOPS_OFFLOAD_BYTES'))) out.offloadBytes = parseNumber('MLOPS_OFFLOAD_BYTES', v, 0, 2 ** 31 - 1);
   if ((v = get('MLOPS_MAX_BODY_BYTES'))) out.maxBodyBytes = parseNumber('MLOPS_MAX_BODY_BYTES', v, 1024, 2 ** 31 - 1);
+  if ((v = get('MLOPS_ALLOW_NON_FINITE'))) out.allowNonFinite = parseBoolean('MLOPS_ALLOW_NON_FINITE', v);
   if ((v = get('MLOPS_SHUTDOWN_TIMEOUT_MS'))) out.shutdownTimeoutMs = parseNumber('MLOPS_SHUTDOWN_TIMEOUT_MS', v, 0, 600_000);
   if ((v = get('MLOPS_THREADS'))) out.intraOpThreads = parseNumber('MLOPS_THREADS', v, 0, 1024);
   if ((v = get('MLOPS_BATCHING'))) out.batching.enabled = parseBoolean('MLOPS_BATCHING', v);

@@ -45,6 +45,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
     modelVersion: options.modelVersion,
     expectedSha256: options.expectedSha256,
     intraOpThreads: options.intraOpThreads,
+    allowNonFinite: options.allowNonFinite,
     workers: options.workers,
     inlineMaxMs: options.inlineMaxMs,
     batching: options.batching,

@@ -8,6 +8,7 @@ export interface WorkerSetup {
   modelVersion: string;
   expectedSha256?: string;
   intraOpThreads: number;
+  allowNonFinite?: boolean;
   /** The reference profile whose bins the workers count rows into; none: rows are not profiled. */
   profile?: ReferenceProfile;
 }
@@ -24,6 +25,7 @@ export const sessionOptions = (setup: WorkerSetup) => ({
   version: setup.modelVersion,
   expectedSha256: setup.expectedSha256,
   intraOpThreads: setup.intraOpThreads,
+  allowNonFinite: setup.allowNonFinite,
 });
 
 export type RestLogging = 'outputs' | 'with-inputs';
