@@ -9,7 +9,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TargetConfig } from '../src/config/defaults.js';
 import { applyDefaults } from '../src/config/normalize.js';
-import { ortCause } from '../src/model/run-error.js';
+import { ModelRunError, ortCause } from '../src/model/run-error.js';
+import { failureLogger } from '../src/server/failure-log.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
 import { createExecSeam } from '../src/targets/exec.js';
 import { selectTarget } from '../src/targets/index.js';
@@ -258,5 +259,21 @@ describe("ONNX Runtime's messages cut to their cause", () => {
       'Got invalid dimensions for input: x for the following indices index: 1 Got: 3 Expected: 4 Please fix either the inputs/outputs or the model.',
     );
     expect(ortCause('x'.repeat(1000))).toHaveLength(300);
+  });
+});
+
+describe("the server's failure log", () => {
+  it('logs each distinct failure once, names the real metric, and stops at its limit with one line saying so', () => {
+    const lines: string[] = [];
+    const logFailure = failureLogger((line) => lines.push(line), 2);
+    for (let i = 0; i < 5; i++) logFailure('POST /v2/models/m/infer', new ModelRunError('Reshape node: no'));
+    logFailure('POST /v2/models/m/infer', new ModelRunError('second'));
+    logFailure('POST /v2/models/m/infer', new ModelRunError('third'));
+    logFailure('POST /v2/models/m/infer', new ModelRunError('fourth'));
+    expect(lines).toEqual([
+      'error: POST /v2/models/m/infer: Reshape node: no (logged once; repeats are counted in mlops_http_requests_total)',
+      'error: POST /v2/models/m/infer: second (logged once; repeats are counted in mlops_http_requests_total)',
+      'error: more than 2 distinct inference failures; further ones are counted in mlops_http_requests_total, not logged',
+    ]);
   });
 });
