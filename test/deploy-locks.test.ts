@@ -56,6 +56,19 @@ describe('the lock file (targets whose platform has no lock)', () => {
     });
   });
 
+  it('has exactly one holder when eight ask at once: a lock file not yet written is not taken for stale', async () => {
+    await withTempDir(async (dir) => {
+      const winnersPerRound: number[] = [];
+      for (let round = 0; round < 40; round++) {
+        const attempts = await Promise.all(Array.from({ length: 8 }, () => fileLock(dir, 'prod', thisProcess('mlops deploy 1.0.0'))));
+        const held = attempts.filter((a) => 'release' in a);
+        winnersPerRound.push(held.length);
+        for (const lock of held) await lock.release();
+      }
+      expect(winnersPerRound).toEqual(Array(40).fill(1));
+    });
+  });
+
   it('a holder on another host is never judged stale: its process cannot be asked', async () => {
     await withTempDir(async (dir) => {
       await mkdir(path.join(dir, '.mlops', 'locks'), { recursive: true });

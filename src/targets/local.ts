@@ -281,7 +281,7 @@ async function engineLock(target: LocalTarget, ctx: DeployContext, holder: LockH
   const docker = await connectDocker(ctx.env);
   const lockName = `${containerName(target, ctx)}-lock`;
   const labels = { 'mlops.lock.pid': String(holder.pid), 'mlops.lock.host': holder.host, 'mlops.lock.command': holder.command, 'mlops.lock.since': holder.since };
-  for (let tries = 0; tries < 2; tries++) {
+  for (let tries = 0; tries < 5; tries++) {
     try {
       // Any image will do for a container that never starts: the lock needs only its name.
       const image = (await docker.listImages({ filters: { label: ['mlops.model.sha256'] } }))[0]?.Id;
@@ -292,10 +292,17 @@ async function engineLock(target: LocalTarget, ctx: DeployContext, holder: LockH
       if ((error as { statusCode?: number }).statusCode !== 409) throw error;
     }
     const info = await docker.getContainer(lockName).inspect().catch(() => undefined);
-    const l = info?.Config.Labels ?? {};
+    if (!info) {
+      // The name is taken but the container is not inspectable yet (being created or removed this
+      // instant): ask again rather than take it for stale, which would remove a live holder's lock.
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
+    const l = info.Config.Labels ?? {};
     const current: LockHolder = { pid: Number(l['mlops.lock.pid'] ?? 0), host: l['mlops.lock.host'] ?? 'unknown', command: l['mlops.lock.command'] ?? 'another mlops', since: l['mlops.lock.since'] ?? '' };
-    if (info && !isStale(current)) return { holder: current };
-    await docker.getContainer(lockName).remove({ force: true }).catch(() => undefined);
+    if (!isStale(current)) return { holder: current };
+    // By id: a lock taken since the inspect has another id and is not the one removed.
+    await docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined);
   }
   return { holder: { pid: 0, host: 'unknown', command: 'another mlops', since: '' } };
 }

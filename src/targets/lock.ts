@@ -64,7 +64,7 @@ export async function acquireLock(targetName: string, attempt: () => Promise<Loc
 export async function fileLock(projectDir: string, targetName: string, holder: LockHolder): Promise<LockAttempt> {
   const file = path.join(projectDir, '.mlops', 'locks', `${targetName}.lock`);
   await mkdir(path.dirname(file), { recursive: true });
-  for (let tries = 0; tries < 2; tries++) {
+  for (let tries = 0; tries < 5; tries++) {
     try {
       const handle = await open(file, 'wx');
       try {
@@ -77,7 +77,12 @@ export async function fileLock(projectDir: string, targetName: string, holder: L
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const current = await readHolder(file);
-    if (current && !isStale(current)) return { holder: current };
+    if (!current) {
+      // Created but not yet written (or removed) this instant: not stale, ask again.
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
+    if (!isStale(current)) return { holder: current };
     // Moved aside rather than deleted, so a lock taken in between is not the one removed.
     await rename(file, `${file}.stale-${process.pid}`).catch(() => undefined);
     await unlink(`${file}.stale-${process.pid}`).catch(() => undefined);

@@ -6,6 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, fixture, runCli } from '../helpers.js';
 import { ensureLocalBaseImage, probeEngine, uniqueName } from './docker.js';
 import { freePort } from './registry-process.js';
+import { localAdapter } from '../../src/targets/local.js';
+import { thisProcess } from '../../src/targets/lock.js';
+import type { DeployContext } from '../../src/targets/types.js';
 
 const engine = await probeEngine();
 const REPOSITORY = 'mlops-e2e-crash/bc';
@@ -71,6 +74,21 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
     for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
+
+  it('the engine lock has exactly one holder when six ask at once, round after round', async () => {
+    // A name the engine reports taken before it can inspect it was once read as a stale lock and removed
+    // under its live holder: two deploys then ran together (4 rounds in 30 had two winners).
+    const target = { type: 'local', containerName: `${CONTAINER}-race`, port: 1 } as const;
+    const ctx = { env: process.env, config: { model: { name: 'bc' } }, projectDir: dir, targetName: 'race' } as unknown as DeployContext;
+    const winnersPerRound: number[] = [];
+    for (let round = 0; round < 20; round++) {
+      const attempts = await Promise.all(Array.from({ length: 6 }, () => localAdapter.lock(target as never, ctx, thisProcess('mlops deploy race'))));
+      const held = attempts.filter((a) => 'release' in a);
+      winnersPerRound.push(held.length);
+      for (const lock of held) await lock.release();
+    }
+    expect(winnersPerRound).toEqual(Array(20).fill(1));
+  }, 120_000);
 
   it('two deploys started together: one serves, the other exits 3 naming the holder; with --lock-timeout it waits its turn', async () => {
     const [a, b] = await Promise.all([spawnCli(['deploy', '2.0.0', '--target', 'dev'], dir), spawnCli(['deploy', '1.0.0', '--target', 'dev'], dir)]);
