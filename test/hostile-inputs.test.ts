@@ -46,10 +46,10 @@ describe('error text is bounded, and the connection survives every error', () =>
   };
 
   it.each([
-    ['a model name of 200,000 characters', () => encodeGrpcRequest('m'.repeat(200_000), INPUTS, { features: { data: Float32Array.from(ROW), dims: [1, 13] } }), 'NOT_FOUND'],
-    ['a shape of 20,000 dimensions', () => ({ ...encodeGrpcRequest('wine', INPUTS, { features: { data: Float32Array.from(ROW), dims: [1, 13] } }), inputs: [{ name: 'features', datatype: 'FP32', shape: Array(20_000).fill(1), contents: { fp32_contents: ROW } }] }), 'INVALID_ARGUMENT'],
-    ['an input name of 100,000 characters', () => ({ model_name: 'wine', inputs: [{ name: 'x'.repeat(100_000), datatype: 'FP32', shape: [1, 13], contents: { fp32_contents: ROW } }] }), 'INVALID_ARGUMENT'],
-  ])('gRPC, %s: a short error, and the next call on the connection succeeds', async (_, request, status) => {
+    ['a model name of 200,000 characters', () => encodeGrpcRequest('m'.repeat(200_000), INPUTS, { features: { data: Float32Array.from(ROW), dims: [1, 13] } }), 'NOT_FOUND', /…\[\d+ chars\]/],
+    ['a shape of 20,000 dimensions', () => ({ ...encodeGrpcRequest('wine', INPUTS, { features: { data: Float32Array.from(ROW), dims: [1, 13] } }), inputs: [{ name: 'features', datatype: 'FP32', shape: Array(20_000).fill(1), contents: { fp32_contents: ROW } }] }), 'INVALID_ARGUMENT', /expected shape \[-1, 13\] \(-1 is any size\), got 20000 dimensions$/],
+    ['an input name of 100,000 characters', () => ({ model_name: 'wine', inputs: [{ name: 'x'.repeat(100_000), datatype: 'FP32', shape: [1, 13], contents: { fp32_contents: ROW } }] }), 'INVALID_ARGUMENT', /…\[\d+ chars\]/],
+  ])('gRPC, %s: a short error, and the next call on the connection succeeds', async (_, request, status, details) => {
     const error = await call(client, client.ModelInfer, request() as never, 5000).then(
       () => null,
       (e: { code: number; details: string }) => e,
@@ -58,7 +58,7 @@ describe('error text is bounded, and the connection survives every error', () =>
     const grpcStatus = (await import('@grpc/grpc-js')).status;
     expect(grpcStatus[error!.code]).toBe(status);
     expect(error!.details.length).toBeLessThanOrEqual(MAX_ERROR_CHARS);
-    expect(error!.details).toMatch(/…\[\d+ chars\]/);
+    expect(error!.details).toMatch(details);
     await stillServes();
   });
 
@@ -147,5 +147,180 @@ describe('error text is bounded, and the connection survives every error', () =>
       lenientClient.close();
       await lenient.stop();
     }
+  });
+});
+
+/** A binary request (REST binary extension) whose tensors are given as raw bytes: what a hostile client can send. */
+function rawBinaryRequest(inputs: { name: string; datatype: string; shape: number[]; bytes: Uint8Array }[]): { body: Buffer; headers: Record<string, string> } {
+  const head = Buffer.from(JSON.stringify({ inputs: inputs.map(({ name, datatype, shape, bytes }) => ({ name, datatype, shape, parameters: { binary_data_size: bytes.byteLength } })) }));
+  return { body: Buffer.concat([head, ...inputs.map((i) => i.bytes)]), headers: { 'content-type': 'application/octet-stream', [HEADER_LENGTH]: String(head.length) } };
+}
+
+/** BYTES elements as the binary formats carry them: a 4-byte little-endian length, then the bytes. */
+function lengthPrefixed(elements: Uint8Array[]): Buffer {
+  return Buffer.concat(elements.flatMap((e) => [Buffer.from(Uint32Array.of(e.byteLength).buffer), Buffer.from(e)]));
+}
+
+describe('one validation for every path: shapes against the signature, text ONNX Runtime can take', () => {
+  let vad: RunningServer;
+  let echo: RunningServer;
+  let vadClient: InferenceClient;
+  let echoClient: InferenceClient;
+  let vadLocal: LoadedModel;
+  const SAMPLES = 512;
+  const vadFeeds = () => ({
+    input: { data: Float32Array.from({ length: SAMPLES }, (_, i) => Math.sin(i / 10)), dims: [1, SAMPLES] },
+    sr: { data: BigInt64Array.of(16000n), dims: [] as number[] },
+    h: { data: new Float32Array(128), dims: [2, 1, 64] },
+    c: { data: new Float32Array(128), dims: [2, 1, 64] },
+  });
+  const VAD_INPUTS = [
+    { name: 'input', datatype: 'FP32' as const, shape: [-1, -1] },
+    { name: 'sr', datatype: 'INT64' as const, shape: [] },
+    { name: 'h', datatype: 'FP32' as const, shape: [2, -1, 64] },
+    { name: 'c', datatype: 'FP32' as const, shape: [2, -1, 64] },
+  ];
+  const ECHO_INPUTS = [
+    { name: 'text', datatype: 'BYTES' as const, shape: [-1] },
+    { name: 'x', datatype: 'FP32' as const, shape: [-1, 2] },
+  ];
+
+  beforeAll(async () => {
+    const [vadGrpc, echoGrpc] = [await freePort(), await freePort()];
+    vad = await startServer(serveOptions('streaming_vad', { modelName: 'vad', grpcPort: vadGrpc }), () => undefined);
+    echo = await startServer(serveOptions('string_echo', { modelName: 'echo', grpcPort: echoGrpc }), () => undefined);
+    vadClient = inferenceClient(`127.0.0.1:${vadGrpc}`);
+    echoClient = inferenceClient(`127.0.0.1:${echoGrpc}`);
+    vadLocal = await loadModel({ path: fixture('streaming_vad', 'model.onnx') });
+  });
+  afterAll(async () => {
+    vadClient?.close();
+    echoClient?.close();
+    await vadLocal?.release();
+    await vad?.stop();
+    await echo?.stop();
+  });
+
+  /** Liveness, then a valid VAD request over REST and gRPC answered exactly as ONNX Runtime answers in process. */
+  const vadStillServes = async () => {
+    expect((await fetch(`${vad.url}/v2/health/live`)).status).toBe(200);
+    const expected = Array.from((await vadLocal.run(vadFeeds())).output.data as Float32Array);
+    const { body, headers } = encodeRestRequest(VAD_INPUTS, vadFeeds(), { binary: false });
+    const res = await fetch(`${vad.url}/v2/models/vad/infer`, { method: 'POST', headers, body });
+    expect(res.status).toBe(200);
+    const outputs = ((await res.json()) as { outputs: { name: string; data: number[] }[] }).outputs;
+    expect(outputs.find((o) => o.name === 'output')!.data).toEqual(expected.map((v) => Math.fround(v)));
+    const answer = await call(vadClient, vadClient.ModelInfer, encodeGrpcRequest('vad', VAD_INPUTS, vadFeeds()), 5000);
+    expect(Array.from(new Float32Array(new Uint8Array(answer.raw_output_contents![0]).slice().buffer))).toEqual(expected);
+  };
+
+  /** The VAD request with `sr` given another shape, over JSON, binary and gRPC (typed and raw). */
+  const srShapedAs = async (shape: number[]) => {
+    const elements = shape.reduce((n, d) => n * d, 1);
+    const json = { inputs: VAD_INPUTS.map((spec) => (spec.name === 'sr' ? { ...spec, shape, data: Array(elements).fill(16000) } : { ...spec, shape: vadFeeds()[spec.name as 'input'].dims, data: Array.from(vadFeeds()[spec.name as 'input'].data as Float32Array) })) };
+    const rest = await fetch(`${vad.url}/v2/models/vad/infer`, { method: 'POST', body: JSON.stringify(json) });
+    const rawFeeds = { ...vadFeeds(), sr: { data: new BigInt64Array(elements).fill(16000n), dims: shape } };
+    const raw = await call(vadClient, vadClient.ModelInfer, encodeGrpcRequest('vad', VAD_INPUTS, rawFeeds), 5000).then(() => 'OK', (e: { code: number; details: string }) => `${e.code} ${e.details}`);
+    const binary = encodeRestRequest(VAD_INPUTS, rawFeeds, { binary: true });
+    const bin = await fetch(`${vad.url}/v2/models/vad/infer`, { method: 'POST', headers: binary.headers, body: binary.body });
+    return { rest: rest.status, restError: ((await rest.json()) as { error: string }).error, binary: bin.status, grpc: raw };
+  };
+
+  it.each([
+    ['[3]', [3]],
+    ['5,000 dimensions of 1', Array(5000).fill(1)],
+    ['100,000 dimensions of 1', Array(100_000).fill(1)],
+  ])('a scalar input sent as %s: 400 / INVALID_ARGUMENT naming the scalar, on every path', async (_, shape) => {
+    const answer = await srShapedAs(shape);
+    expect(answer).toMatchObject({ rest: 400, binary: 400 });
+    expect(answer.restError).toMatch(/^input 'sr': expected a scalar, shape \[\], got \d+ dimensions?/);
+    expect(answer.restError.length).toBeLessThanOrEqual(MAX_ERROR_CHARS);
+    expect(answer.grpc).toMatch(/^3 input 'sr': expected a scalar, shape \[\]/);
+    await vadStillServes();
+  });
+
+  it('a scalar has no rows: /invocations instances for the VAD model get a 400 that says so', async () => {
+    const res = await fetch(`${vad.url}/invocations`, { method: 'POST', body: JSON.stringify({ instances: [{ input: [0.1, 0.2], sr: 16000, h: [[0]], c: [[0]] }] }) });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toMatch(/input 'sr' is a scalar/);
+    await vadStillServes();
+  });
+
+  /** Liveness, then a text that is valid UTF-8 (accents, an emoji) round-trips exactly on JSON, binary and gRPC. */
+  const echoStillServes = async () => {
+    expect((await fetch(`${echo.url}/v2/health/live`)).status).toBe(200);
+    const text = ['héllo ✓', '😀 two', ''];
+    const feeds = { text: { data: text, dims: [3] }, x: { data: new Float32Array(6), dims: [3, 2] } };
+    for (const binary of [false, true]) {
+      const req = encodeRestRequest(ECHO_INPUTS, feeds, { binary });
+      const res = await fetch(`${echo.url}/v2/models/echo/infer`, { method: 'POST', headers: req.headers, body: req.body });
+      expect(res.status).toBe(200);
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      const header = res.headers.get(HEADER_LENGTH);
+      const outputs = (await import('../src/protocol/rest.js')).decodeRestResponse(bytes, header === null ? undefined : Number(header));
+      expect(outputs.echo.data).toEqual(text);
+    }
+    const answer = await call(echoClient, echoClient.ModelInfer, encodeGrpcRequest('echo', ECHO_INPUTS, feeds), 5000);
+    const decoded = (await import('../src/protocol/grpc.js')).decodeGrpcResponse(answer);
+    expect(decoded.echo.data).toEqual(text);
+  };
+
+  it('BYTES of shape [4294967296] in 12 bytes: 400 / INVALID_ARGUMENT before anything is allocated (binary REST, gRPC raw)', async () => {
+    const bytes = lengthPrefixed([Buffer.from('abcdefgh')]);
+    const req = rawBinaryRequest([
+      { name: 'text', datatype: 'BYTES', shape: [4294967296], bytes },
+      { name: 'x', datatype: 'FP32', shape: [1, 2], bytes: new Uint8Array(8) },
+    ]);
+    const res = await fetch(`${echo.url}/v2/models/echo/infer`, { method: 'POST', headers: req.headers, body: req.body });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toMatch(/^input 'text': 12 bytes of binary data do not hold BYTES \[4294967296\]/);
+    const grpcAnswer = await call(echoClient, echoClient.ModelInfer, {
+      model_name: 'echo',
+      inputs: [{ name: 'text', datatype: 'BYTES', shape: [4294967296] }, { name: 'x', datatype: 'FP32', shape: [1, 2] }],
+      raw_input_contents: [bytes, new Uint8Array(8)],
+    } as never, 5000).then(() => 'OK', (e: { code: number; details: string }) => `${e.code} ${e.details}`);
+    expect(grpcAnswer).toMatch(/^3 input 'text': 12 raw bytes do not hold BYTES \[4294967296\]/);
+    await echoStillServes();
+  });
+
+  it('BYTES that could not reach the model as sent (a NUL, bytes not UTF-8, a lone surrogate): 400 / INVALID_ARGUMENT naming the element, never a silent change', async () => {
+    const x = { name: 'x', datatype: 'FP32', shape: [2, 2], data: [0, 0, 0, 0] };
+    const jsonCases = [`{"inputs":[{"name":"text","datatype":"BYTES","shape":[2],"data":["ok","ab\\u0000cd"]},${JSON.stringify(x)}]}`, `{"inputs":[{"name":"text","datatype":"BYTES","shape":[2],"data":["ok","\\ud800z"]},${JSON.stringify(x)}]}`];
+    const errors: string[] = [];
+    for (const body of jsonCases) {
+      const res = await fetch(`${echo.url}/v2/models/echo/infer`, { method: 'POST', body });
+      expect(res.status).toBe(400);
+      errors.push(((await res.json()) as { error: string }).error);
+    }
+    for (const element of [Buffer.from('ab\0cd'), Buffer.from([0x61, 0xff, 0xfe])]) {
+      const req = rawBinaryRequest([
+        { name: 'text', datatype: 'BYTES', shape: [2], bytes: lengthPrefixed([Buffer.from('ok'), element]) },
+        { name: 'x', datatype: 'FP32', shape: [2, 2], bytes: new Uint8Array(16) },
+      ]);
+      const res = await fetch(`${echo.url}/v2/models/echo/infer`, { method: 'POST', headers: req.headers, body: req.body });
+      expect(res.status).toBe(400);
+      errors.push(((await res.json()) as { error: string }).error);
+      const typed = { model_name: 'echo', inputs: [{ name: 'text', datatype: 'BYTES', shape: [2], contents: { bytes_contents: [Buffer.from('ok'), element] } }, { name: 'x', datatype: 'FP32', shape: [2, 2], contents: { fp32_contents: [0, 0, 0, 0] } }] };
+      const rawGrpc = { model_name: 'echo', inputs: [{ name: 'text', datatype: 'BYTES', shape: [2] }, { name: 'x', datatype: 'FP32', shape: [2, 2] }], raw_input_contents: [lengthPrefixed([Buffer.from('ok'), element]), new Uint8Array(16)] };
+      for (const message of [typed, rawGrpc]) {
+        errors.push(await call(echoClient, echoClient.ModelInfer, message as never, 5000).then(() => 'OK', (e: { code: number; details: string }) => `${e.code} ${e.details}`));
+      }
+    }
+    const v1 = await fetch(`${echo.url}/v1/models/echo:predict`, { method: 'POST', body: `{"instances":[{"text":"a\\u0000b","x":[0,0]}]}` });
+    expect(v1.status).toBe(400);
+    errors.push(((await v1.json()) as { error: string }).error);
+    expect(errors.map((e) => e.replace(/;.*/, ''))).toEqual([
+      "input 'text': element 1 holds a NUL byte",
+      "input 'text': element 1 is not UTF-8 (a lone surrogate)",
+      "input 'text': element 1 holds a NUL byte",
+      "3 input 'text': element 1 holds a NUL byte",
+      "3 input 'text': element 1 holds a NUL byte",
+      "input 'text': element 1 is not UTF-8",
+      "3 input 'text': element 1 is not UTF-8",
+      "3 input 'text': element 1 is not UTF-8",
+      "input 'text': element 0 holds a NUL byte",
+    ]);
+    expect(errors[0]).toMatch(/onnxruntime-node ends at the first NUL/);
+    await echoStillServes();
   });
 });

@@ -206,9 +206,28 @@ export function tensorToBytes(datatype: Datatype, data: TensorData): Uint8Array 
   return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
 }
 
+/** A BYTES element whose bytes are not UTF-8: ONNX Runtime's Node binding takes strings only, so it cannot reach the model as sent. */
+export class NotUtf8Element extends Error {
+  constructor(readonly index: number) {
+    super(`element ${index} is not UTF-8 text`);
+  }
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The element's text, or NotUtf8Element: never U+FFFD in place of bytes the client sent. */
+export function utf8Element(bytes: Uint8Array, index: number): string {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    throw new NotUtf8Element(index);
+  }
+}
+
 function stringsFromBytes(bytes: Uint8Array, count: number): string[] | undefined {
+  // Each element takes at least its 4-byte length: a count the bytes cannot hold is refused before allocating.
+  if (count * 4 > bytes.byteLength) return undefined;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const decoder = new TextDecoder();
   const out = new Array<string>(count);
   let offset = 0;
   for (let i = 0; i < count; i++) {
@@ -216,7 +235,7 @@ function stringsFromBytes(bytes: Uint8Array, count: number): string[] | undefine
     const length = view.getUint32(offset, true);
     offset += 4;
     if (offset + length > bytes.byteLength) return undefined;
-    out[i] = decoder.decode(bytes.subarray(offset, offset + length));
+    out[i] = utf8Element(bytes.subarray(offset, offset + length), i);
     offset += length;
   }
   return offset === bytes.byteLength ? out : undefined;

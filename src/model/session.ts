@@ -12,6 +12,8 @@ export interface ServableTensor extends TensorSpec {
   datatype: Datatype;
   shape: number[];
   dims: (number | string)[];
+  /** The model declares no shape: any rank (up to a bound) is taken, and ONNX Runtime judges. */
+  anyShape?: boolean;
   /** Requests may carry NaN and infinities in this (floating-point) input: a model that reads NaN as "missing". */
   allowNonFinite?: boolean;
 }
@@ -62,7 +64,7 @@ function servable(spec: TensorSpec, role: 'input' | 'output', file: string): Ser
     );
   }
   // A tensor without a declared shape is treated as rank-unknown: any shape accepted.
-  return { ...spec, datatype: spec.datatype, shape: spec.shape ?? [], dims: spec.dims ?? [] };
+  return { ...spec, datatype: spec.datatype, shape: spec.shape ?? [], dims: spec.dims ?? [], ...(spec.shape === null ? { anyShape: true } : {}) };
 }
 
 /** A model's servable signature, without a session: what a server's main thread needs when workers run it. */

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { allocate, INTEGER_RANGE, tensorFromBytes, tensorToBytes, type Datatype, type TensorData } from '../model/datatypes.js';
 import type { Tensors } from '../model/session.js';
-import { BadRequest, describeInputs, finishInputs, fmtShape, product, resolveInput, resolveOutputs, wantedOutputs, type InferRequest, type Signature } from './request.js';
+import { BadRequest, bytesInput, describeInputs, finishInputs, fmtShape, product, resolveInput, resolveOutputs, textElement, wantedOutputs, type InferRequest, type Signature } from './request.js';
 
 export const INFERENCE_SERVICE = 'inference.GRPCInferenceService';
 
@@ -87,7 +87,7 @@ export interface GrpcInferResponse {
 
 function fromContents(datatype: Datatype, values: unknown[], count: number, where: string): TensorData {
   if (values.length !== count) throw new BadRequest(`${where}: shape needs ${count} elements, contents has ${values.length}`);
-  if (datatype === 'BYTES') return values.map((v) => Buffer.from(v as Uint8Array).toString('utf8'));
+  if (datatype === 'BYTES') return values.map((v, i) => textElement(v as Uint8Array, i, where));
   const out = allocate(datatype, count) as unknown as { [i: number]: unknown };
   const range = INTEGER_RANGE[datatype];
   for (let i = 0; i < count; i++) {
@@ -117,7 +117,7 @@ export function decodeGrpcRequest(message: GrpcInferRequest, signature: Signatur
     const count = product(shape);
     if (raw.length > 0) {
       if (t.contents && Object.values(t.contents).some((v) => v && v.length > 0)) throw new BadRequest(`${where}: contents and raw_input_contents exclude each other`);
-      const data = tensorFromBytes(spec.datatype, raw[i], count);
+      const data = bytesInput(spec.datatype, raw[i], count, where);
       if (!data) throw new BadRequest(`${where}: ${raw[i].byteLength} raw bytes do not hold ${spec.datatype} ${fmtShape(shape)}`);
       tensors[spec.name] = { data, dims: shape };
       return;

@@ -7,7 +7,7 @@
 import type { Datatype } from '../model/datatypes.js';
 import type { ServableTensor, Tensor, Tensors } from '../model/session.js';
 import { decodeTensorData, encodeTensorData, nest, nestedShape } from './json-data.js';
-import { BadRequest, fmtShape } from './request.js';
+import { BadRequest, checkShape, finishInputs, fmtShape } from './request.js';
 import type { TensorSpec } from './rest.js';
 
 export interface DecodedInstances {
@@ -33,12 +33,17 @@ export function decodeInstances(inputs: ServableTensor[], body: unknown, where: 
     }
     const rowShape = nestedShape(values[0]);
     const expected = spec.shape;
-    if (expected.length > 0 && (expected.length !== rowShape.length + 1 || expected.slice(1).some((d, i) => d !== -1 && d !== rowShape[i]))) {
-      throw new BadRequest(`${where}: input '${spec.name}' takes rows of shape ${fmtShape(expected.slice(1))} (the model's shape is ${fmtShape(expected)}), got ${fmtShape(rowShape)}`);
+    if (!spec.anyShape && expected.length === 0) throw new BadRequest(`${where}: input '${spec.name}' is a scalar, which has no rows to send as instances; send it to /v2/models/{name}/infer with shape []`);
+    if (!spec.anyShape && (expected.length !== rowShape.length + 1 || expected.slice(1).some((d, i) => d !== -1 && d !== rowShape[i]))) {
+      throw new BadRequest(`${where}: input '${spec.name}' takes rows of shape ${fmtShape(expected.slice(1))} (the model's shape is ${fmtShape(expected)}), got ${rowShape.length <= 8 ? fmtShape(rowShape) : `${rowShape.length} dimensions`}`);
     }
+    // Rows beyond a fixed first dimension (a batch of 1) are run one instance at a time by the caller.
+    checkShape(spec, [spec.anyShape || expected[0] === -1 ? rows : expected[0], ...rowShape], `${where}: input '${spec.name}'`);
     const shape = [rows, ...rowShape];
     feeds[spec.name] = { data: decodeTensorData(spec.name, spec.datatype, shape, values), dims: shape };
   }
+  // The checks every path shares: finite numbers, text ONNX Runtime can take, named dimensions that agree.
+  finishInputs(inputs, feeds);
   return { feeds, rows };
 }
 

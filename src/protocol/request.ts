@@ -2,7 +2,7 @@
  * What every transport (REST JSON, REST binary, gRPC) decodes a request into,
  * and the checks against the model's signature that all of them share.
  */
-import type { Datatype } from '../model/datatypes.js';
+import { NotUtf8Element, tensorFromBytes, utf8Element, type Datatype, type TensorData } from '../model/datatypes.js';
 import { UNNAMED_DIM } from '../model/inspect.js';
 import type { ServableTensor, Tensors } from '../model/session.js';
 
@@ -90,16 +90,59 @@ export function resolveInput(
   return { spec, shape: checkShape(spec, shape, `input '${spec.name}'`) };
 }
 
-function checkShape(spec: ServableTensor, shape: unknown, where: string): number[] {
-  if (!Array.isArray(shape) || shape.some((d) => typeof d !== 'number' || !Number.isInteger(d) || d < 0)) {
+/** Most dimensions an input the model declares no shape for may have (numpy's own limit is 64). */
+export const MAX_RANK = 64;
+
+export function checkShape(spec: ServableTensor, shape: unknown, where: string): number[] {
+  if (!Array.isArray(shape)) throw new BadRequest(`${where}: "shape" must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+  // The rank first, so that no later step walks a shape of 100,000 dimensions.
+  const rank = spec.anyShape ? MAX_RANK : spec.shape.length;
+  if (spec.anyShape ? shape.length > MAX_RANK : shape.length !== rank) {
+    const expected = spec.anyShape ? `at most ${MAX_RANK} dimensions` : rank === 0 ? 'a scalar, shape []' : `shape ${fmtShape(spec.shape)} (-1 is any size)`;
+    throw new BadRequest(`${where}: expected ${expected}, got ${shape.length} dimension${shape.length === 1 ? '' : 's'}${shape.length <= 8 ? ` ${fmtShape(shape)}` : ''}`);
+  }
+  if (shape.some((d) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0)) {
     throw new BadRequest(`${where}: "shape" must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
   }
-  if (spec.dims.length > 0 || spec.shape.length > 0) {
-    const matches = shape.length === spec.shape.length && spec.shape.every((d, i) => d === -1 || d === shape[i]);
-    if (!matches) throw new BadRequest(`${where}: expected shape ${fmtShape(spec.shape)} (-1 is any size), got ${fmtShape(shape)}`);
+  if (!spec.anyShape && !spec.shape.every((d, i) => d === -1 || d === shape[i])) {
+    throw new BadRequest(`${where}: expected shape ${fmtShape(spec.shape)} (-1 is any size), got ${fmtShape(shape)}`);
   }
   if (product(shape) === 0) throw new BadRequest(`${where}: shape ${fmtShape(shape)} has no elements; send at least one`);
   return shape as number[];
+}
+
+/** A BYTES element ONNX Runtime could not take as sent: its Node binding passes UTF-8 text, cut at the first NUL. */
+const notText = (where: string, index: number, what: string) =>
+  new BadRequest(`${where}: element ${index} ${what}; BYTES inputs reach the model as UTF-8 text, which onnxruntime-node ends at the first NUL, so it would not arrive as sent (encode binary data, e.g. as base64, in the model's own contract)`);
+
+/** A BYTES element's bytes as text, refused (never U+FFFD) when they are not UTF-8. */
+export function textElement(bytes: Uint8Array, index: number, where: string): string {
+  try {
+    return utf8Element(bytes, index);
+  } catch {
+    throw notText(where, index, 'is not UTF-8');
+  }
+}
+
+/** Binary tensor data (REST binary extension, gRPC raw contents) for an input; undefined when the bytes do not fit its shape. */
+export function bytesInput(datatype: Datatype, bytes: Uint8Array, count: number, where: string): TensorData | undefined {
+  try {
+    return tensorFromBytes(datatype, bytes, count);
+  } catch (error) {
+    if (error instanceof NotUtf8Element) throw notText(where, error.index, 'is not UTF-8');
+    throw error;
+  }
+}
+
+// A UTF-16 surrogate without its pair: JSON can carry one ("\ud800"), UTF-8 cannot.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function refuseUnsendableText(spec: ServableTensor, strings: string[]): void {
+  for (let i = 0; i < strings.length; i++) {
+    const s = strings[i];
+    if (s.includes('\0')) throw notText(`input '${spec.name}'`, i, 'holds a NUL byte');
+    if (LONE_SURROGATE.test(s)) throw notText(`input '${spec.name}'`, i, 'is not UTF-8 (a lone surrogate)');
+  }
 }
 
 /**
@@ -150,7 +193,10 @@ const nonFinite = (spec: ServableTensor, index: number, value: string) =>
 export function finishInputs(inputs: ServableTensor[], tensors: Tensors): number {
   const missing = inputs.filter((s) => !tensors[s.name]);
   if (missing.length > 0) throw new BadRequest(`missing input ${describeInputs(missing)}`);
-  for (const spec of inputs) if (!spec.allowNonFinite) refuseNonFinite(spec, tensors[spec.name]);
+  for (const spec of inputs) {
+    if (spec.datatype === 'BYTES') refuseUnsendableText(spec, tensors[spec.name].data as string[]);
+    else if (!spec.allowNonFinite) refuseNonFinite(spec, tensors[spec.name]);
+  }
   const seen = new Map<string, { value: number; input: string }>();
   for (const spec of inputs) {
     spec.dims.forEach((dim, i) => {

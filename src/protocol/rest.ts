@@ -10,6 +10,7 @@ import type { ServableTensor, Tensors } from '../model/session.js';
 import { decodeTensorData, jsonDataText } from './json-data.js';
 import {
   BadRequest,
+  bytesInput,
   describeInputs,
   finishInputs,
   fmtShape,
@@ -88,7 +89,7 @@ export function decodeParsedRestRequest(parsed: unknown, body: Uint8Array, heade
     if (offset + size > body.byteLength) {
       throw new BadRequest(`${where}: binary_data_size ${size} runs past the end of the body (${body.byteLength - offset} bytes left)`);
     }
-    const data = tensorFromBytes(spec.datatype, body.subarray(offset, offset + size), product(shape));
+    const data = bytesInput(spec.datatype, body.subarray(offset, offset + size), product(shape), where);
     if (!data) throw new BadRequest(`${where}: ${size} bytes of binary data do not hold ${spec.datatype} ${fmtShape(shape)}${spec.datatype === 'BYTES' ? ' (each element is a 4-byte little-endian length and its bytes)' : ''}`);
     tensors[spec.name] = { data, dims: shape };
     offset += size;
