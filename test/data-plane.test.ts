@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -22,8 +23,10 @@ function officialClient(address: string) {
   const definition = loadSync(`${ROOT}/src/protocol/open_inference_grpc.proto`, { keepCase: true, longs: String, defaults: true });
   const pkg = grpc.loadPackageDefinition(definition) as any;
   const client = new pkg.inference.GRPCInferenceService(address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
-  const rpc = (method: string, request: unknown): Promise<any> =>
-    new Promise((resolve, reject) => client[method](request, (error: grpc.ServiceError | null, response: unknown) => (error ? reject(error) : resolve(response))));
+  const rpc = (method: string, request: unknown, deadlineMs?: number): Promise<any> =>
+    new Promise((resolve, reject) =>
+      client[method](request, ...(deadlineMs ? [{ deadline: Date.now() + deadlineMs }] : []), (error: grpc.ServiceError | null, response: unknown) => (error ? reject(error) : resolve(response))),
+    );
   return { rpc, close: () => client.close() };
 }
 
@@ -259,6 +262,15 @@ describe('a 3x224x224 image model over JSON, binary and gRPC', () => {
   });
 });
 
+/** Waits until no abandoned run is still inside ONNX Runtime (mlops_inference_abandoned_runs 0). */
+async function untilNoAbandonedRuns(url: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (/mlops_inference_abandoned_runs 0/.test(await (await fetch(`${url}/metrics`)).text())) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('abandoned runs did not end within 10 s');
+}
+
 /** Times GET /v2/health/live every 10 ms while `load` runs. */
 async function healthDuring(url: string, load: Promise<unknown>): Promise<number[]> {
   const times: number[] = [];
@@ -291,23 +303,87 @@ describe('inference off the event loop', () => {
       }),
     );
 
-  it('moves a model to the worker threads when its runs on the main thread take too long', async () => {
+  it('never runs a model with a Loop on the main thread, however fast its start-up probe', async () => {
     const lines: string[] = [];
     const server = await serve('slow_loop', { intraOpThreads: 1 }, (l) => lines.push(l));
     try {
-      // The start-up probe (a few loop rounds) is fast: small batches start on the main thread.
-      expect(server.placement.where).toBe('main-thread');
-      // About 60 ms a run, far over the 25 ms a single run may take there (the thresholds: test/slow-runs.test.ts).
-      expect((await fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(12000) })).status).toBe(200);
-      expect(server.placement.where).toBe('workers');
-      expect(lines.join('\n')).toMatch(/inference moves to \d+ worker thread\(s\): a run took [\d.]+ ms on the main thread \(over 25 ms\)/);
+      // Its probe (a few loop rounds) would be fast, but a loop count taken from an input can cost any time,
+      // and only a worker can be abandoned at a deadline.
+      expect(server.placement).toEqual({ where: 'workers', reason: "the model has Loop, whose cost can depend on its inputs' values" });
+      expect(lines.join('\n')).toMatch(/inference: 2 worker thread\(s\); the model has Loop/);
       expect(await (await fetch(`${server.url}/metrics`)).text()).toContain('mlops_inference_placement{where="workers"} 1');
-      // Still answering, now from the workers.
-      expect((await fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(10) })).status).toBe(200);
+      expect((await fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(12000) })).status).toBe(200);
     } finally {
       await server.stop();
     }
   });
+
+  it('a run past the deadline: 504 and DEADLINE_EXCEEDED (the server\'s or the client\'s), its worker replaced, other requests answered, health within 50 ms throughout', async () => {
+    const lines: string[] = [];
+    const server = await serve('slow_loop', { workers: 2, intraOpThreads: 1, inferenceTimeoutMs: 400 }, (l) => lines.push(l));
+    const client = officialClient(server.grpcAddress!);
+    // About 5 µs a loop round here: 300,000 rounds run about 1.5 s, far past the deadline.
+    const HEAVY = 300_000;
+    let probing = true;
+    const probes: number[] = [];
+    const probe = (async () => {
+      while (probing) {
+        const started = performance.now();
+        expect((await fetch(`${server.url}/v2/health/live`)).status).toBe(200);
+        probes.push(performance.now() - started);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    try {
+      const started = performance.now();
+      const heavyRest = fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(HEAVY) }).then(async (r) => [r.status, ((await r.json()) as { error: string }).error]);
+      const heavyGrpc = client
+        .rpc('ModelInfer', { model_name: 'slow_loop', inputs: [{ name: 'iterations', datatype: 'INT64', shape: [], contents: { int64_contents: [HEAVY] } }, { name: 'x', datatype: 'FP32', shape: [1, 256], contents: { fp32_contents: Array(256).fill(0.01) } }] })
+        .then(() => 'OK', (e: { code: number; details: string }) => `${e.code} ${e.details}`);
+      expect(await heavyRest).toEqual([504, 'inference overstayed the deadline; the run was abandoned']);
+      expect(await heavyGrpc).toBe('4 inference overstayed the deadline; the run was abandoned');
+      // Answered at the deadline, not when the run would have ended; the abandoned threads end when their
+      // runs return (a thread cannot be ended inside one).
+      expect(performance.now() - started).toBeLessThan(1200);
+      expect(await (await fetch(`${server.url}/metrics`)).text()).toMatch(/mlops_inference_abandoned_runs [12]/);
+      // Light requests are answered by the replacement workers meanwhile.
+      const light = await Promise.all(Array.from({ length: 6 }, () => fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(10) }).then((r) => r.status)));
+      expect(light).toEqual(Array(6).fill(200));
+
+      // A client's own deadline, shorter than the server's, abandons the run too.
+      const shortServer = await serve('slow_loop', { workers: 1, intraOpThreads: 1, inferenceTimeoutMs: 60_000 });
+      const shortClient = officialClient(shortServer.grpcAddress!);
+      try {
+        const answer = await shortClient
+          .rpc('ModelInfer', { model_name: 'slow_loop', inputs: [{ name: 'iterations', datatype: 'INT64', shape: [], contents: { int64_contents: [HEAVY] } }, { name: 'x', datatype: 'FP32', shape: [1, 256], contents: { fp32_contents: Array(256).fill(0.01) } }] }, 300)
+          .then(() => 'OK', (e: { code: number }) => e.code);
+        expect(answer).toBe(4);
+        await new Promise((r) => setTimeout(r, 100));
+        const text = await (await fetch(`${shortServer.url}/metrics`)).text();
+        expect(text).toMatch(/mlops_inference_workers_replaced_total\{reason="deadline"\} 1/);
+        expect((await fetch(`${shortServer.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(10) })).status).toBe(200);
+        await untilNoAbandonedRuns(shortServer.url);
+      } finally {
+        shortClient.close();
+        await shortServer.stop();
+      }
+
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      expect(metrics).toMatch(/mlops_inference_deadline_exceeded_total\{stage="running"\} 2/);
+      expect(metrics).toMatch(/mlops_inference_workers_replaced_total\{reason="deadline"\} 2/);
+      expect(metrics).toMatch(/mlops_http_requests_total\{protocol="rest",route="\/v2\/models\/\{name\}\/infer",method="POST",code="504"\} 1/);
+      expect(lines.filter((l) => /overstayed its deadline/.test(l))).toHaveLength(2);
+      await untilNoAbandonedRuns(server.url);
+    } finally {
+      probing = false;
+      await probe;
+      client.close();
+      await server.stop();
+    }
+    probes.sort((a, b) => a - b);
+    expect(probes.length).toBeGreaterThan(50);
+    expect(probes.at(-1)).toBeLessThan(50);
+  }, 60_000);
 
   it('keeps health answering in milliseconds while every worker runs long inferences, where the main thread stalls', async () => {
     // Each inference takes ~30-60 ms here; on the main thread a health check waits for it.
@@ -330,6 +406,27 @@ describe('inference off the event loop', () => {
     }
   });
 
+  it('`mlops serve` stopped while an abandoned run is still inside ONNX Runtime ends by the signal at once, not by an abort when the run returns', async () => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture('slow_loop', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], {
+      env: { ...process.env, CI: 'true', MLOPS_INFERENCE_TIMEOUT_MS: '300' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    while (!stdout.includes('"url"')) await new Promise((r) => setTimeout(r, 20));
+    const { url } = JSON.parse(stdout) as { url: string };
+    // About 10 s of loop rounds: still running long after its 504.
+    expect((await fetch(`${url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(2_000_000) })).status).toBe(504);
+    const stopping = performance.now();
+    child.kill('SIGTERM');
+    expect(await ended).toEqual({ code: null, signal: 'SIGTERM' });
+    expect(performance.now() - stopping).toBeLessThan(3000);
+    expect(stderr).toMatch(/1 abandoned inference run\(s\) still inside ONNX Runtime: ending by SIGTERM now/);
+    expect(stderr).not.toMatch(/terminate called|Napi::Error/);
+  }, 30_000);
+
   it('drains both protocols on shutdown: every request in flight is answered', async () => {
     const server = await serve('slow_loop', { workers: 2, inlineMaxMs: 0 });
     const client = officialClient(server.grpcAddress!);
@@ -348,7 +445,7 @@ describe('inference off the event loop', () => {
       );
       await new Promise((r) => setTimeout(r, 50));
       const outcome = await server.stop();
-      expect(outcome).toEqual({ forced: false });
+      expect(outcome).toEqual({ forced: false, abandonedRuns: 0 });
       expect(await Promise.all(rest)).toEqual([200, 200, 200, 200]);
       expect(await Promise.all(viaGrpc)).toEqual(['OK', 'OK', 'OK', 'OK']);
     } finally {

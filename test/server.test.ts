@@ -291,7 +291,7 @@ describe('graceful shutdown', () => {
     expect(server.ready).toBe(false);
     await expect(fetch(`${server.url}/v2/health/live`)).rejects.toThrow();
     socket.write(body.slice(10));
-    expect(await stopping).toEqual({ forced: false });
+    expect(await stopping).toEqual({ forced: false, abandonedRuns: 0 });
     await closed;
     expect(reply).toMatch(/^HTTP\/1\.1 200/);
     expect(reply).toContain('"probabilities"');

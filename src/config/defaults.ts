@@ -125,6 +125,8 @@ export interface Config {
     grpcPort: number;
     maxBodyBytes: number;
     allowNonFinite: boolean;
+    inferenceTimeoutMs: number;
+    maxPendingBodyBytes: number;
     workers: number;
     inlineMaxMs: number;
     offloadBytes: number;
@@ -192,6 +194,10 @@ export const DEFAULTS: Config = {
     maxBodyBytes: 16 * 1024 * 1024,
     /** NaN and infinities in floating-point inputs are refused (400) on every path; true for models that read NaN as "missing". */
     allowNonFinite: false,
+    /** A request not answered by then gets 504 (DEADLINE_EXCEEDED); a run that overstays in a worker is abandoned and the worker replaced. */
+    inferenceTimeoutMs: 60_000,
+    /** Bytes all request bodies still arriving may hold together; past it new bodies get 503. */
+    maxPendingBodyBytes: 128 * 1024 * 1024,
     /**
      * Inference worker threads, each holding its own session (and so its own copy
      * of the weights). Two: on the 2-core machines measured, two workers with one

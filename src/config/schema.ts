@@ -62,6 +62,8 @@ export const configSchema = z
         grpcPort: int(0, 65535, 'a port (0 turns gRPC off)'),
         maxBodyBytes: int(1024, 2 ** 31 - 1, 'a size in bytes'),
         allowNonFinite: z.boolean({ error: 'expected true or false' }),
+        inferenceTimeoutMs: int(1, 3_600_000, 'milliseconds'),
+        maxPendingBodyBytes: int(1024, 2 ** 40, 'a size in bytes'),
         workers: int(0, 64, 'a thread count (0: inference on the main thread)'),
         inlineMaxMs: z.number({ error: 'expected milliseconds' }).min(0, { error: 'expected milliseconds >= 0' }).max(1000, { error: 'expected milliseconds <= 1000' }),
         offloadBytes: int(0, 2 ** 31 - 1, 'a size in bytes'),

@@ -36,7 +36,11 @@ export interface ModelInfo {
   metadata: Record<string, string>;
   /** Files beside the model that hold its weights (ONNX external data), relative to its folder. */
   externalData: string[];
+  /** Control-flow operators in the main graph (Loop, Scan, If): its cost may depend on its inputs' values. */
+  controlFlow: string[];
 }
+
+const CONTROL_FLOW = new Set(['Loop', 'Scan', 'If']);
 
 type LongLike = number | { low: number; high: number; toNumber?: () => number };
 
@@ -142,6 +146,7 @@ export async function inspectModel(modelPath: string, options: { cwd?: string } 
     outputs,
     metadata,
     externalData,
+    controlFlow: [...new Set((model.graph.node ?? []).map((n) => n.opType ?? '').filter((op) => CONTROL_FLOW.has(op)))].sort(),
   };
 }
 

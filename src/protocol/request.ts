@@ -30,6 +30,13 @@ export class BadRequest extends Error {
   }
 }
 
+/** Not answered within the server's inference timeout or the client's deadline: 504, DEADLINE_EXCEEDED over gRPC. */
+export class DeadlineExceeded extends BadRequest {
+  constructor(message: string) {
+    super(message, 504);
+  }
+}
+
 export interface InferRequest {
   id?: string;
   inputs: Tensors;

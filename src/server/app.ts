@@ -19,6 +19,10 @@ export interface RestServerOptions {
   metrics: ServerMetrics;
   state: ServingState;
   maxBodyBytes: number;
+  /** Bytes all bodies still arriving may hold together; past it a new body gets 503. */
+  maxPendingBodyBytes: number;
+  /** A request not answered this long after its body was read gets 504. */
+  inferenceTimeoutMs: number;
   /** Bodies larger than this are decoded, run and encoded whole in a worker thread. */
   offloadBytes: number;
   /** The mlops version, reported by GET /v2. */
@@ -86,6 +90,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
     outputs: model.outputs.map(({ name, datatype, shape }) => ({ name, datatype, shape })),
   };
 
+  const deadline = () => performance.now() + options.inferenceTimeoutMs;
+
   const checkModel = (params: RouteParams) => {
     if (params.name !== model.name) throw new BadRequest(`unknown model '${params.name}'; this server serves '${model.name}'`, 404);
     if (params.version !== undefined && params.version !== model.version) {
@@ -98,7 +104,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
     const logged = inferenceLog?.sampled() ?? false;
     if (engine.workers > 0 && body.byteLength > options.offloadBytes) {
       const log = logged ? (inferenceLog!.inputs ? 'with-inputs' : 'outputs') : undefined;
-      const reply = await engine.inferRest(body, header, OWNED.has(body.buffer), { id: requestId(req), log });
+      const reply = await engine.inferRest(body, header, OWNED.has(body.buffer), { id: requestId(req), log }, deadline());
       sendInferResponse(res, reply.body, reply.headerLength, framing);
       if (reply.logged) inferenceLog!.add(reply.logged, reply.rows);
       return;
@@ -107,7 +113,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
     request.id ??= requestId(req);
     // Batching may hand the inputs' buffers to a worker thread: the log keeps a copy.
     const inputs = logged && inferenceLog!.inputs ? copyTensors(request.inputs) : undefined;
-    const result = await engine.infer(request.inputs, request.rows);
+    const result = await engine.infer(request.inputs, request.rows, deadline());
     const response = encodeRestResponse(model, result, request);
     sendInferResponse(res, response.body, response.headerLength, framing);
     if (logged) inferenceLog!.add(encodeInferenceRecords({ id: request.id, rows: request.rows, model: recordModel }, result, inputs), request.rows);
@@ -140,17 +146,18 @@ export function createRestServer(options: RestServerOptions): RestServer {
     let records = '';
     // A model with a fixed batch of 1 is run one instance at a time.
     const perInstance = rows > 1 && model.inputs.some((s) => s.shape[0] === 1);
+    const due = deadline();
     const results: Tensors[] = [];
     if (perInstance) {
       for (let i = 0; i < rows; i++) {
         const row = instanceRow(feeds, i, rows);
         const inputs = logged && inferenceLog!.inputs ? copyTensors(row) : undefined;
-        results.push(await engine.infer(row, 1));
+        results.push(await engine.infer(row, 1, due));
         if (logged) records += encodeInferenceRecords({ id, rows, part: { firstRow: i, rows: 1 }, model: recordModel }, results[i], inputs);
       }
     } else {
       const inputs = logged && inferenceLog!.inputs ? copyTensors(feeds) : undefined;
-      results.push(await engine.infer(feeds, rows));
+      results.push(await engine.infer(feeds, rows, due));
       if (logged) records = encodeInferenceRecords({ id, rows, model: recordModel }, results[0], inputs);
     }
     sendJson(res, 200, { predictions: encodePredictions(model.outputs, results) });

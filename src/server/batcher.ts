@@ -1,6 +1,7 @@
 import { allocate, type TensorData } from '../model/datatypes.js';
 import { UNNAMED_DIM } from '../model/inspect.js';
 import type { ServableTensor, Tensors } from '../model/session.js';
+import { DeadlineExceeded } from '../protocol/request.js';
 
 export interface BatcherOptions {
   /** Runs at once: 1 on the main thread, the pool's size with worker threads. */
@@ -13,6 +14,8 @@ export interface BatcherOptions {
   /** Called once per model run, for metrics. */
   onRun?: (rows: number, seconds: number) => void;
   onQueued?: (seconds: number) => void;
+  /** A request whose deadline passed before its run started. */
+  onExpired?: () => void;
 }
 
 interface Pending {
@@ -21,11 +24,14 @@ interface Pending {
   /** Requests batch together only when every non-batch dimension matches. */
   key: string;
   enqueuedAt: number;
+  /** performance.now() by which it must be answered; Infinity: none. */
+  deadline: number;
   resolve: (result: Tensors) => void;
   reject: (error: unknown) => void;
 }
 
-type Run = (feeds: Tensors) => Promise<Tensors>;
+/** Runs a batch of `rows` rows; `deadline`: the latest of its requests'. */
+type Run = (feeds: Tensors, rows: number, deadline: number) => Promise<Tensors>;
 
 /** True when every input and output has a dynamic first dimension, so rows can be stacked and split. */
 export function canBatch(inputs: ServableTensor[], outputs: ServableTensor[]): boolean {
@@ -61,10 +67,10 @@ export class Batcher {
     private readonly options: BatcherOptions,
   ) {}
 
-  infer(feeds: Tensors, rows: number): Promise<Tensors> {
+  infer(feeds: Tensors, rows: number, deadline = Infinity): Promise<Tensors> {
     return new Promise((resolve, reject) => {
       const key = this.inputs.map((s) => feeds[s.name].dims.slice(1).join('x')).join('|');
-      this.queue.push({ feeds, rows, key, enqueuedAt: performance.now(), resolve, reject });
+      this.queue.push({ feeds, rows, key, enqueuedAt: performance.now(), deadline, resolve, reject });
       this.schedule();
     });
   }
@@ -105,6 +111,7 @@ export class Batcher {
       this.timer = undefined;
     }
     const batch = this.take();
+    if (batch.length === 0) return;
     this.running++;
     void this.execute(batch).finally(() => {
       this.running--;
@@ -115,13 +122,20 @@ export class Batcher {
   }
 
   private take(): Pending[] {
+    // Requests whose deadline passed while they waited are answered now, never run.
+    const now = performance.now();
+    while (this.queue.length > 0 && this.queue[0].deadline <= now) {
+      this.options.onExpired?.();
+      this.queue.shift()!.reject(new DeadlineExceeded('inference did not start before the deadline: the model was busy'));
+    }
+    if (this.queue.length === 0) return [];
     const first = this.queue.shift()!;
     const batch = [first];
     let rows = first.rows;
     if (!this.splittable || !this.options.batching) return batch;
     for (let i = 0; i < this.queue.length && rows < this.options.maxBatchSize; ) {
       const next = this.queue[i];
-      if (next.key === first.key && rows + next.rows <= this.options.maxBatchSize) {
+      if (next.key === first.key && rows + next.rows <= this.options.maxBatchSize && next.deadline > now) {
         batch.push(next);
         rows += next.rows;
         this.queue.splice(i, 1);
@@ -134,14 +148,16 @@ export class Batcher {
     const started = performance.now();
     for (const p of batch) this.options.onQueued?.((started - p.enqueuedAt) / 1000);
     const rows = batch.reduce((n, p) => n + p.rows, 0);
+    let deadline = batch[0].deadline;
+    for (const p of batch) if (p.deadline > deadline) deadline = p.deadline;
     try {
       if (batch.length === 1) {
-        const result = await this.run(batch[0].feeds);
+        const result = await this.run(batch[0].feeds, rows, deadline);
         this.options.onRun?.(rows, (performance.now() - started) / 1000);
         batch[0].resolve(result);
         return;
       }
-      const result = await this.run(stack(this.inputs, batch));
+      const result = await this.run(stack(this.inputs, batch), rows, deadline);
       this.options.onRun?.(rows, (performance.now() - started) / 1000);
       const split = unstack(result, batch, rows);
       if (split) {
@@ -150,7 +166,7 @@ export class Batcher {
       }
       // An output's first dimension was not the batch after all: stop batching this model.
       this.splittable = false;
-      for (const p of batch) p.resolve(await this.run(p.feeds));
+      for (const p of batch) p.resolve(await this.run(p.feeds, p.rows, p.deadline));
     } catch (error) {
       for (const p of batch) p.reject(error);
     }

@@ -20,6 +20,10 @@ export interface EngineOptions extends WorkerSetup {
   onQueued: (seconds: number) => void;
   /** Bin indices of the rows each run served, for the live profile (only with setup.profile). */
   onProfiled?: (indices: Uint8Array, rows: number) => void;
+  /** A request's deadline passed before its run started ('queued') or during it ('running': the worker was abandoned). */
+  onDeadline?: (stage: 'queued' | 'running') => void;
+  /** A worker thread was replaced: abandoned at a deadline, or it exited. */
+  onWorkerReplaced?: (reason: 'deadline' | 'exited') => void;
 }
 
 export interface RestReply {
@@ -47,12 +51,16 @@ export interface InferenceEngine {
   batching: boolean;
   workers: number;
   readonly placement: Placement;
+  /** Runs abandoned at a deadline still inside ONNX Runtime, each holding a thread. */
+  readonly abandonedRuns: number;
   /** Why the reference profile given is not used (it does not fit the model), or null. */
   profileProblem: string | null;
-  infer(feeds: Tensors, rows: number): Promise<Tensors>;
+  /** `deadline`: performance.now() time past which the request fails with DeadlineExceeded (504). */
+  infer(feeds: Tensors, rows: number, deadline?: number): Promise<Tensors>;
   /** A whole REST request decoded, run and encoded in a worker; only when workers > 0. `owned`: no one else uses body's buffer. */
-  inferRest(body: Uint8Array, header: number | undefined, owned: boolean, request: { id: string; log?: RestLogging }): Promise<RestReply>;
-  release(): Promise<void>;
+  inferRest(body: Uint8Array, header: number | undefined, owned: boolean, request: { id: string; log?: RestLogging }, deadline?: number): Promise<RestReply>;
+  /** Resolves with the runs still inside ONNX Runtime in abandoned workers: the process cannot exit normally while any remain. */
+  release(): Promise<{ abandonedRuns: number }>;
 }
 
 
@@ -83,7 +91,10 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
   // Unless set, the cores are shared out between the workers' sessions: ONNX Runtime's default of a thread
   // per core in every session oversubscribes the machine as soon as two workers run at once.
   const threadsEach = options.intraOpThreads || Math.max(1, Math.floor(availableParallelism() / Math.max(1, options.workers)));
-  const pool = options.workers > 0 ? await WorkerPool.start(options.workers, { ...setup, intraOpThreads: threadsEach }, log) : undefined;
+  const pool = options.workers > 0 ? await WorkerPool.start(options.workers, { ...setup, intraOpThreads: threadsEach }, log, { onDeadline: options.onDeadline, onReplaced: options.onWorkerReplaced }) : undefined;
+  // The most rows the main thread may run at once: what the start-up probe measured. A larger request
+  // costs more than was measured, so it goes to a worker, where a deadline can abandon it.
+  const inlineRows = batching ? options.batching.maxBatchSize : 1;
   let local: LoadedModel | undefined;
   let placement: Placement;
   try {
@@ -91,12 +102,11 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
       local = await loadModel(sessionOptions(setup));
       placement = { where: 'main-thread', reason: 'server.workers is 0' };
     } else {
-      const rows = batching ? options.batching.maxBatchSize : 1;
-      placement = await probePlacement(pool, model, rows, options.inlineMaxMs);
+      placement = await probePlacement(pool, model, inlineRows, options.inlineMaxMs);
       if (placement.where === 'main-thread') {
         local = await loadModel(sessionOptions(setup));
         // A session's first runs allocate and are slow; they are not what the placement should judge.
-        for (let i = 0; i < 3; i++) await local.run(probeFeeds(model.inputs, rows, i)).catch(() => undefined);
+        for (let i = 0; i < 3; i++) await local.run(probeFeeds(model.inputs, inlineRows, i)).catch(() => undefined);
       }
     }
   } catch (error) {
@@ -124,19 +134,21 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     }
     return result;
   };
-  const runInWorker = async (feeds: Tensors): Promise<Tensors> => {
-    const reply = replyOrThrow(await pool!.run({ kind: 'run', feeds }, transferables(feeds)), 'run');
+  const runInWorker = async (feeds: Tensors, deadline: number): Promise<Tensors> => {
+    const reply = replyOrThrow(await pool!.run({ kind: 'run', feeds }, transferables(feeds), deadline), 'run');
     profiled(reply.profiled);
     return reply.result;
   };
 
-  const batcher = new Batcher((feeds) => (placement.where === 'main-thread' ? runLocal(feeds) : runInWorker(feeds)), model.inputs, {
+  const run = (feeds: Tensors, rows: number, deadline: number) => (placement.where === 'main-thread' && rows <= inlineRows ? runLocal(feeds) : runInWorker(feeds, deadline));
+  const batcher = new Batcher(run, model.inputs, {
     concurrency: () => (placement.where === 'main-thread' ? 1 : pool!.size),
     batching,
     maxBatchSize: options.batching.maxBatchSize,
     maxWaitMs: options.batching.maxWaitMs,
     onRun: options.onRun,
     onQueued: options.onQueued,
+    onExpired: () => options.onDeadline?.('queued'),
   });
 
   return {
@@ -147,12 +159,15 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     get placement() {
       return placement;
     },
-    infer: (feeds, rows) => batcher.infer(feeds, rows),
-    async inferRest(body, header, owned, request) {
+    get abandonedRuns() {
+      return pool?.abandonedRuns ?? 0;
+    },
+    infer: (feeds, rows, deadline) => batcher.infer(feeds, rows, deadline),
+    async inferRest(body, header, owned, request, deadline) {
       const queuedAt = now();
       // A buffer that is the body's alone moves to the worker; any other is copied.
       const transfer = owned && body.buffer instanceof ArrayBuffer ? [body.buffer] : [];
-      const reply = replyOrThrow(await pool!.run({ kind: 'rest', body, header, ...request }, transfer), 'rest');
+      const reply = replyOrThrow(await pool!.run({ kind: 'rest', body, header, ...request }, transfer, deadline), 'rest');
       options.onQueued((reply.startedAt - queuedAt) / 1000);
       options.onRun(reply.rows, reply.seconds);
       profiled(reply.profiled);
@@ -161,6 +176,7 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     async release() {
       await pool?.close();
       if (placement.where === 'main-thread') await local?.release();
+      return { abandonedRuns: pool?.abandonedRuns ?? 0 };
     },
   };
 }
@@ -168,6 +184,9 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
 /** Runs a full batch of random inputs in a worker: fast enough, and small batches run on the main thread. */
 async function probePlacement(pool: WorkerPool, model: ServableModel, rows: number, inlineMaxMs: number): Promise<Placement> {
   if (inlineMaxMs <= 0) return { where: 'workers', reason: 'server.inlineMaxMs is 0' };
+  // A loop count or a branch taken from an input: one request can cost any time, so none runs where it cannot be abandoned.
+  const { controlFlow } = model.info;
+  if (controlFlow.length > 0) return { where: 'workers', reason: `the model has ${controlFlow.join(', ')}, whose cost can depend on its inputs' values` };
   // Strings, or sizes the client picks beyond the batch: a probe cannot tell what a real request costs.
   const varying = model.inputs.find((s) => s.datatype === 'BYTES' || s.shape.slice(1).some((d) => d < 0));
   if (varying) return { where: 'workers', reason: `input '${varying.name}' has ${varying.datatype === 'BYTES' ? 'strings' : 'dynamic dimensions beyond the first'}, so the cost of a run cannot be measured ahead` };

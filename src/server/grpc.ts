@@ -16,6 +16,8 @@ export interface GrpcServerOptions {
   metrics: ServerMetrics;
   state: ServingState;
   maxMessageBytes: number;
+  /** A call not answered by then gets DEADLINE_EXCEEDED; the client's own deadline wins when shorter. */
+  inferenceTimeoutMs: number;
   serverVersion: string;
   /** Off when undefined. */
   inferenceLog?: InferenceLog;
@@ -35,9 +37,10 @@ const STATUS_FOR_HTTP: Record<number, grpc.status> = {
   404: grpc.status.NOT_FOUND,
   413: grpc.status.RESOURCE_EXHAUSTED,
   503: grpc.status.UNAVAILABLE,
+  504: grpc.status.DEADLINE_EXCEEDED,
 };
 
-type Rpc = (request: Record<string, unknown>) => unknown;
+type Rpc = (request: Record<string, unknown>, call: grpc.ServerUnaryCall<Record<string, unknown>, unknown>) => unknown;
 
 /** Marks a request whose bytes did not decode; the handler answers it INVALID_ARGUMENT. */
 const MALFORMED = Symbol('malformed');
@@ -82,6 +85,14 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   };
   const tensorMetadata = (list: typeof model.inputs) => list.map(({ name, datatype, shape }) => ({ name, datatype, shape }));
 
+  /** The server's timeout from now, or the client's deadline (grpc-timeout) when it comes sooner; in performance.now() time. */
+  const deadlineOf = (call: grpc.ServerUnaryCall<unknown, unknown>): number => {
+    // grpc-js gives the client's deadline (from grpc-timeout) in epoch milliseconds, or Infinity.
+    const given = call.getDeadline();
+    const clientMs = (given instanceof Date ? given.getTime() : given) - Date.now();
+    return performance.now() + Math.min(options.inferenceTimeoutMs, clientMs);
+  };
+
   const rpcs: Record<string, Rpc> = {
     ServerLive: () => ({ live: true }),
     ServerReady: () => ({ ready: state.ready }),
@@ -94,7 +105,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       checkModel(r.name, r.version);
       return { name: model.name, versions: [model.version], platform: 'onnxruntime_onnx', inputs: tensorMetadata(model.inputs), outputs: tensorMetadata(model.outputs) };
     },
-    ModelInfer: async (r) => {
+    ModelInfer: async (r, call) => {
       if (!state.ready && !state.draining) throw new BadRequest('the server is not ready yet', 503);
       const message = r as GrpcInferRequest;
       checkModel(message.model_name || model.name, message.model_version);
@@ -102,7 +113,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       request.id ??= randomUUID();
       const logged = inferenceLog?.sampled() ?? false;
       const inputs = logged && inferenceLog!.inputs ? copyTensors(request.inputs) : undefined;
-      const result = await engine.infer(request.inputs, request.rows);
+      const result = await engine.infer(request.inputs, request.rows, deadlineOf(call));
       const response = encodeGrpcResponse(model, result, request);
       if (logged) setImmediate(() => inferenceLog!.add(encodeInferenceRecords({ id: request.id!, rows: request.rows, model: recordModel }, result, inputs), request.rows));
       return response;
@@ -126,7 +137,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
         .then(() => {
           const malformed = (call.request as { [MALFORMED]?: string })[MALFORMED];
           if (malformed !== undefined) throw new BadRequest(`malformed ${name} request: ${malformed}`);
-          return rpc(call.request);
+          return rpc(call.request, call);
         })
         .then(
           (response) => {

@@ -8,6 +8,8 @@ export interface ServerMetrics {
   queueSeconds: Histogram;
   batchSize: Histogram;
   inFlight: Gauge;
+  deadlineExceeded: Counter<'stage'>;
+  workersReplaced: Counter<'reason'>;
 }
 
 /**
@@ -63,6 +65,18 @@ export function createServerMetrics(model: { name: string; version: string; sha2
       registers: [registry],
     }),
     inFlight: new Gauge({ name: 'mlops_http_requests_in_flight', help: 'Requests being handled', registers: [registry] }),
+    deadlineExceeded: new Counter({
+      name: 'mlops_inference_deadline_exceeded_total',
+      help: 'Requests answered 504 / DEADLINE_EXCEEDED, by stage: queued (never ran) or running (the run was abandoned)',
+      labelNames: ['stage'],
+      registers: [registry],
+    }),
+    workersReplaced: new Counter({
+      name: 'mlops_inference_workers_replaced_total',
+      help: 'Inference worker threads replaced, by reason: deadline (a run overstayed and was abandoned) or exited',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
   };
   new Gauge({
     name: 'mlops_model_info',
@@ -74,7 +88,7 @@ export function createServerMetrics(model: { name: string; version: string; sha2
 }
 
 /** Where inference runs (1 on the current placement), and how many worker threads there are. */
-export function placementMetrics(registry: Registry, read: () => { where: string; workers: number }): void {
+export function placementMetrics(registry: Registry, read: () => { where: string; workers: number; abandoned: number }): void {
   new Gauge({
     name: 'mlops_inference_placement',
     help: 'Where small batches run: main-thread or workers (1 on the current one)',
@@ -92,6 +106,14 @@ export function placementMetrics(registry: Registry, read: () => { where: string
     registers: [registry],
     collect() {
       this.set(read().workers);
+    },
+  });
+  new Gauge({
+    name: 'mlops_inference_abandoned_runs',
+    help: 'Runs abandoned at their deadline that are still inside ONNX Runtime, each holding a thread until it returns',
+    registers: [registry],
+    collect() {
+      this.set(read().abandoned);
     },
   });
 }

@@ -16,6 +16,10 @@ export interface ServeOptions {
   maxBodyBytes: number;
   /** Accept NaN and infinities in floating-point inputs; refused with 400 by default. */
   allowNonFinite: boolean;
+  /** A request not answered by then gets 504 / DEADLINE_EXCEEDED (a gRPC client's shorter deadline wins). */
+  inferenceTimeoutMs: number;
+  /** Bytes the bodies still arriving may hold together. */
+  maxPendingBodyBytes: number;
   shutdownTimeoutMs: number;
   intraOpThreads: number;
   workers: number;
@@ -40,6 +44,8 @@ export const SERVER_ENV = {
   GRPC_PORT: 'grpcPort',
   MLOPS_MAX_BODY_BYTES: 'maxBodyBytes',
   MLOPS_ALLOW_NON_FINITE: 'allowNonFinite',
+  MLOPS_INFERENCE_TIMEOUT_MS: 'inferenceTimeoutMs',
+  MLOPS_MAX_PENDING_BODY_BYTES: 'maxPendingBodyBytes',
   MLOPS_WORKERS: 'workers',
   MLOPS_INLINE_MAX_MS: 'inlineMaxMs',
   MLOPS_OFFLOAD_BYTES: 'offloadBytes',
@@ -72,6 +78,8 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
     grpcPort: config.server.grpcPort,
     maxBodyBytes: config.server.maxBodyBytes,
     allowNonFinite: config.server.allowNonFinite,
+    inferenceTimeoutMs: config.server.inferenceTimeoutMs,
+    maxPendingBodyBytes: config.server.maxPendingBodyBytes,
     shutdownTimeoutMs: config.server.shutdownTimeoutMs,
     intraOpThreads: config.server.intraOpThreads,
     workers: config.server.workers,
@@ -98,6 +106,8 @@ export function imageServerEnv(config: Config): Record<string, string> {
   };
   set('MLOPS_MAX_BODY_BYTES', server.maxBodyBytes, defaults.maxBodyBytes);
   set('MLOPS_ALLOW_NON_FINITE', server.allowNonFinite, defaults.allowNonFinite);
+  set('MLOPS_INFERENCE_TIMEOUT_MS', server.inferenceTimeoutMs, defaults.inferenceTimeoutMs);
+  set('MLOPS_MAX_PENDING_BODY_BYTES', server.maxPendingBodyBytes, defaults.maxPendingBodyBytes);
   set('MLOPS_WORKERS', server.workers, defaults.workers);
   set('MLOPS_INLINE_MAX_MS', server.inlineMaxMs, defaults.inlineMaxMs);
   set('MLOPS_OFFLOAD_BYTES', server.offloadBytes, defaults.offloadBytes);
@@ -148,6 +158,8 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   if ((v = get('MLOPS_OFFLOAD_BYTES'))) out.offloadBytes = parseNumber('MLOPS_OFFLOAD_BYTES', v, 0, 2 ** 31 - 1);
   if ((v = get('MLOPS_MAX_BODY_BYTES'))) out.maxBodyBytes = parseNumber('MLOPS_MAX_BODY_BYTES', v, 1024, 2 ** 31 - 1);
   if ((v = get('MLOPS_ALLOW_NON_FINITE'))) out.allowNonFinite = parseBoolean('MLOPS_ALLOW_NON_FINITE', v);
+  if ((v = get('MLOPS_INFERENCE_TIMEOUT_MS'))) out.inferenceTimeoutMs = parseNumber('MLOPS_INFERENCE_TIMEOUT_MS', v, 1, 3_600_000);
+  if ((v = get('MLOPS_MAX_PENDING_BODY_BYTES'))) out.maxPendingBodyBytes = parseNumber('MLOPS_MAX_PENDING_BODY_BYTES', v, 1024, 2 ** 40);
   if ((v = get('MLOPS_SHUTDOWN_TIMEOUT_MS'))) out.shutdownTimeoutMs = parseNumber('MLOPS_SHUTDOWN_TIMEOUT_MS', v, 0, 600_000);
   if ((v = get('MLOPS_THREADS'))) out.intraOpThreads = parseNumber('MLOPS_THREADS', v, 0, 1024);
   if ((v = get('MLOPS_BATCHING'))) out.batching.enabled = parseBoolean('MLOPS_BATCHING', v);

@@ -22,7 +22,7 @@ export interface RunningServer {
   readonly ready: boolean;
   metrics: ServerMetrics;
   /** Shuts down gracefully (both protocols) and releases the model. */
-  stop(): Promise<{ forced: boolean }>;
+  stop(): Promise<{ forced: boolean; abandonedRuns: number }>;
 }
 
 function listenError(host: string, port: number, flag: string, zero: string, error: unknown) {
@@ -55,6 +55,8 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
       metrics?.inferenceSeconds.observe(seconds);
     },
     onQueued: (seconds) => metrics?.queueSeconds.observe(seconds),
+    onDeadline: (stage) => metrics?.deadlineExceeded.inc({ stage }),
+    onWorkerReplaced: (reason) => metrics?.workersReplaced.inc({ reason }),
     profile: loaded?.profile,
     onProfiled: (indices, rows) => profiling?.live?.add(indices, rows),
   });
@@ -67,7 +69,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
     const counted = [`${features.length} features`, ...(profiling.live.hasPrediction ? [`the predicted ${prediction?.kind === 'value' ? 'value' : 'class'}`] : [])];
     log(`profiling live traffic against reference profile ${loaded.sha256.slice(0, 12)}: ${counted.join(' and ')}${loaded.profile.unavailable ? ` (${loaded.profile.unavailable})` : ''}`);
   }
-  placementMetrics(metrics.registry, () => ({ where: engine.placement.where, workers: engine.workers }));
+  placementMetrics(metrics.registry, () => ({ where: engine.placement.where, workers: engine.workers, abandoned: engine.abandonedRuns }));
   let inferenceLog: InferenceLog | undefined;
   if (options.inferenceLog.sample > 0) {
     try {
@@ -80,8 +82,8 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   }
   log(`inference: ${engine.placement.where === 'main-thread' ? 'small batches on the main thread' : `${engine.workers} worker thread(s)`}; ${engine.placement.reason}`);
 
-  const shared = { engine, metrics, state, serverVersion: VERSION, log, profiling, inferenceLog };
-  const rest = createRestServer({ ...shared, maxBodyBytes: options.maxBodyBytes, offloadBytes: options.offloadBytes, routes: options.routes });
+  const shared = { engine, metrics, state, serverVersion: VERSION, log, profiling, inferenceLog, inferenceTimeoutMs: options.inferenceTimeoutMs };
+  const rest = createRestServer({ ...shared, maxBodyBytes: options.maxBodyBytes, maxPendingBodyBytes: Math.max(options.maxPendingBodyBytes, options.maxBodyBytes), offloadBytes: options.offloadBytes, routes: options.routes });
   let grpc: GrpcServer | undefined;
   let address: { url: string; port: number };
   let grpcPort: number | undefined;
@@ -125,10 +127,10 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
       state.draining = true;
       grpc?.setServing(false);
       const outcomes = await Promise.all([rest.shutdown(options.shutdownTimeoutMs), grpc?.shutdown(options.shutdownTimeoutMs) ?? { forced: false }]);
-      await engine.release();
+      const { abandonedRuns } = await engine.release();
       // The rows of the last requests reach the sink, if it answers soon.
       await inferenceLog?.close(2000);
-      return { forced: outcomes.some((o) => o.forced) };
+      return { forced: outcomes.some((o) => o.forced), abandonedRuns };
     },
   };
 }
@@ -140,7 +142,16 @@ export function untilSignal(running: RunningServer, log: (line: string) => void)
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
       log(`${signal} received: finishing requests in flight`);
-      void running.stop().then(({ forced }) => resolve({ signal, forced }));
+      void running.stop().then(({ forced, abandonedRuns }) => {
+        if (abandonedRuns > 0) {
+          // A normal exit waits for those threads, then aborts when their run returns (exit 134, measured):
+          // the process ends by the signal it was sent instead, at once, as an unhandled one would.
+          log(`${abandonedRuns} abandoned inference run(s) still inside ONNX Runtime: ending by ${signal} now`);
+          process.kill(process.pid, signal);
+          return;
+        }
+        resolve({ signal, forced });
+      });
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
