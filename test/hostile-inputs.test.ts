@@ -2,6 +2,10 @@
  * Issue 22 (begun): hostile requests get a short, clear 4xx, and the connection they came on keeps
  * working. Each case is followed by a liveness check and a valid inference compared with ONNX Runtime's.
  */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, type LoadedModel } from '../src/model/session.js';
 import { encodeGrpcRequest } from '../src/protocol/grpc.js';
@@ -9,7 +13,7 @@ import { encodeRestRequest, HEADER_LENGTH } from '../src/protocol/rest.js';
 import { call, inferenceClient, type InferenceClient } from '../src/protocol/grpc-client.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
 import { freePort } from '../src/targets/kubectl.js';
-import { fixture, serveOptions } from './helpers.js';
+import { fixture, ROOT, serveOptions } from './helpers.js';
 
 const ROW = Array.from({ length: 13 }, (_, i) => i / 10);
 const INPUTS = [{ name: 'features', datatype: 'FP32' as const, shape: [-1, 13] }];
@@ -322,5 +326,130 @@ describe('one validation for every path: shapes against the signature, text ONNX
     ]);
     expect(errors[0]).toMatch(/onnxruntime-node ends at the first NUL/);
     await echoStillServes();
+  });
+});
+
+/** `mlops serve` in a process of its own, so its memory can be read from /proc. */
+async function serveProcess(model: string, env: Record<string, string> = {}): Promise<{ url: string; port: number; pid: number; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture(model, 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], { env: { ...process.env, CI: 'true', ...env } });
+  let stdout = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  while (!stdout.includes('"url"')) {
+    if (child.exitCode !== null) throw new Error(`mlops serve exited with ${child.exitCode}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const { url } = JSON.parse(stdout) as { url: string };
+  return { url, port: Number(new URL(url).port), pid: child.pid!, stop: () => new Promise((r) => (child.on('exit', () => r()), child.kill('SIGTERM'))) };
+}
+
+/** Virtual and resident size of a process, in MiB. */
+function memoryMiB(pid: number): { virtual: number; resident: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)![1]);
+  return { virtual: kib('VmSize') / 1024, resident: kib('VmRSS') / 1024 };
+}
+
+/** Raw HTTP over one socket: what a client that declares more than it sends looks like. */
+function rawSocket(port: number, head: string): Promise<{ socket: net.Socket; received: () => string }> {
+  return new Promise((resolve, reject) => {
+    let received = '';
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.write(head);
+      resolve({ socket, received: () => received });
+    });
+    socket.on('data', (d) => (received += d.toString('latin1')));
+    socket.on('error', reject);
+  });
+}
+
+describe('memory follows the bytes received, never what a client declares', () => {
+  const BODY = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 13], data: ROW }] });
+  /** Bound on growth for 1,000 connections that each declared 16 MiB and sent 100 bytes: about 100 KB of bodies, plus sockets and parsers. */
+  const BOUND_MIB = 64;
+
+  it('1,000 connections declaring 16 MiB each: virtual and resident size grow by less than 64 MiB, and valid requests keep working', async () => {
+    const server = await serveProcess('wine');
+    const sockets: net.Socket[] = [];
+    try {
+      await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: BODY });
+      const before = memoryMiB(server.pid);
+      for (let i = 0; i < 1000; i++) {
+        const { socket } = await rawSocket(server.port, `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${16 * 2 ** 20}\r\n\r\n${'['.repeat(100)}`);
+        sockets.push(socket);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const after = memoryMiB(server.pid);
+      expect(after.virtual - before.virtual).toBeLessThan(BOUND_MIB);
+      expect(after.resident - before.resident).toBeLessThan(BOUND_MIB);
+      const res = await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: BODY });
+      expect(res.status).toBe(200);
+      expect((await fetch(`${server.url}/v2/health/live`)).status).toBe(200);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await server.stop();
+    }
+  }, 60_000);
+
+  it('bodies arriving together past server.maxPendingBodyBytes: 503 with Retry-After for the newcomer, never a 500; it succeeds once the first has arrived', async () => {
+    const grpcPort = await freePort();
+    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort, maxBodyBytes: 1024 * 1024, maxPendingBodyBytes: 1024 * 1024 }), () => undefined);
+    try {
+      // 900 KB of a 1 MiB body (JSON whitespace, then a valid request) arrive and wait.
+      const padding = 1024 * 1024 - BODY.length;
+      const first = await rawSocket(Number(new URL(server.url).port), `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${padding + BODY.length}\r\n\r\n${' '.repeat(900 * 1024)}`);
+      await new Promise((r) => setTimeout(r, 200));
+      const second = await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: ' '.repeat(200 * 1024) + BODY });
+      expect(second.status).toBe(503);
+      expect(second.headers.get('retry-after')).toBe('1');
+      expect(((await second.json()) as { error: string }).error).toMatch(/^the server is receiving \d+ bytes of other request bodies, its limit \(server\.maxPendingBodyBytes 1048576\); retry shortly$/);
+      first.socket.write(' '.repeat(padding - 900 * 1024) + BODY);
+      for (let i = 0; i < 100 && !first.received().includes('\r\n\r\n{'); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(first.received()).toMatch(/^HTTP\/1\.1 200 /);
+      first.socket.destroy();
+      expect((await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: ' '.repeat(200 * 1024) + BODY })).status).toBe(200);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('Expect: 100-continue with 200 MB declared: the 413 comes first, no 100 Continue; a body that fits gets its 100 Continue and its answer', async () => {
+    const grpcPort = await freePort();
+    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort }), () => undefined);
+    const port = Number(new URL(server.url).port);
+    try {
+      const big = await rawSocket(port, `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${200 * 1000 * 1000}\r\n\r\n`);
+      for (let i = 0; i < 100 && !big.received().includes('}'); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(big.received()).toMatch(/^HTTP\/1\.1 413 /);
+      expect(big.received()).not.toMatch(/100 Continue/);
+      expect(big.received()).toMatch(/request body is 200000000 bytes; the limit is 16777216 bytes \(server\.maxBodyBytes\)/);
+      big.socket.destroy();
+
+      const fits = await rawSocket(port, `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${BODY.length}\r\n\r\n`);
+      for (let i = 0; i < 100 && !fits.received().includes('100 Continue'); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(fits.received()).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\n$/);
+      fits.socket.write(BODY);
+      for (let i = 0; i < 100 && !fits.received().includes('"outputs"'); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(fits.received()).toMatch(/HTTP\/1\.1 200 OK/);
+      fits.socket.destroy();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('the 413 for a client already sending binary tensors does not tell it to send binary tensors', async () => {
+    const grpcPort = await freePort();
+    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort, maxBodyBytes: 4096 }), () => undefined);
+    try {
+      const binary = encodeRestRequest(INPUTS, { features: { data: new Float32Array(13 * 100), dims: [100, 13] } }, { binary: true });
+      const res = await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', headers: binary.headers, body: binary.body });
+      expect(res.status).toBe(413);
+      const { error } = (await res.json()) as { error: string };
+      expect(error).toMatch(/send fewer rows per request, or raise server\.maxBodyBytes \(MLOPS_MAX_BODY_BYTES\)$/);
+      expect(error).not.toMatch(/binary data/);
+      const json = await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: ' '.repeat(5000) + BODY });
+      expect(((await json.json()) as { error: string }).error).toMatch(/send large tensors as binary data/);
+    } finally {
+      await server.stop();
+    }
   });
 });

@@ -13,6 +13,7 @@ import type { InferenceLog } from './inference-log.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerProfiling } from './profiling.js';
 import { closeWithin, type ServingState } from './state.js';
+import { BodyBudget, declaredLength, OWNED, overBudget, readBody, tooLarge, type BodyLimits } from './body.js';
 
 export interface RestServerOptions {
   engine: InferenceEngine;
@@ -79,6 +80,7 @@ const LINGER_MAX_MS = 10_000;
 
 export function createRestServer(options: RestServerOptions): RestServer {
   const { engine, metrics, state, log, inferenceLog } = options;
+  const bodyLimits: BodyLimits = { maxBodyBytes: options.maxBodyBytes, budget: new BodyBudget(options.maxPendingBodyBytes) };
   const logFailure = failureLogger(log);
   const { model } = engine;
   const recordModel = recordModelOf(model);
@@ -123,7 +125,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
   const readInferBody = async (req: http.IncomingMessage, declared: string | string[] | undefined) => {
     // Only for placing the body in memory; headerLength() below checks the value and names what is wrong.
     const alignAfter = Number(declared);
-    const body = await readBody(req, options.maxBodyBytes, Number.isInteger(alignAfter) && alignAfter > 0 ? alignAfter : 0);
+    const body = await readBody(req, bodyLimits, Number.isInteger(alignAfter) && alignAfter > 0 ? alignAfter : 0);
     return { body, header: headerLength(declared, body.byteLength) };
   };
 
@@ -132,7 +134,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
     const declared = req.headers[HEADER_LENGTH];
     // Only for placing the body in memory; headerLength() below checks the value and names what is wrong.
     const alignAfter = Number(declared);
-    const body = await readBody(req, options.maxBodyBytes, Number.isInteger(alignAfter) && alignAfter > 0 ? alignAfter : 0);
+    const body = await readBody(req, bodyLimits, Number.isInteger(alignAfter) && alignAfter > 0 ? alignAfter : 0);
     return runInfer(req, res, body, headerLength(declared, body.byteLength), 'header');
   };
 
@@ -166,7 +168,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
 
   const predict: Handler = async (req, res, params) => {
     checkModel(params);
-    await runInstances(req, res, parseJsonBody(await readBody(req, options.maxBodyBytes)), ':predict');
+    await runInstances(req, res, parseJsonBody(await readBody(req, bodyLimits)), ':predict');
   };
 
   /**
@@ -186,9 +188,9 @@ export function createRestServer(options: RestServerOptions): RestServer {
       const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
       return runInfer(req, res, body, header, 'header');
     }
-    if (mime === 'text/csv') return runInstances(req, res, { instances: csvRows(await readBody(req, options.maxBodyBytes)) }, '/invocations (text/csv)');
+    if (mime === 'text/csv') return runInstances(req, res, { instances: csvRows(await readBody(req, bodyLimits)) }, '/invocations (text/csv)');
     if (mime === 'application/json' || mime.endsWith('+json') || GENERIC_TYPES.has(mime)) {
-      const body = await readBody(req, options.maxBodyBytes);
+      const body = await readBody(req, bodyLimits);
       const parsed = parseJsonBody(body);
       if (typeof parsed === 'object' && parsed !== null && 'instances' in parsed) return runInstances(req, res, parsed, '/invocations');
       return runInfer(req, res, body, undefined, 'header', parsed);
@@ -201,7 +203,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
   const platformRoutes: Route[] = [
     ...(options.routes.health ? [{ label: '$AIP_HEALTH_ROUTE', pattern: exactPath(options.routes.health), methods: { GET: ready } }] : []),
     ...(options.routes.predict
-      ? [{ label: '$AIP_PREDICT_ROUTE', pattern: exactPath(options.routes.predict), methods: { POST: async (req: http.IncomingMessage, res: http.ServerResponse) => runInstances(req, res, parseJsonBody(await readBody(req, options.maxBodyBytes)), options.routes.predict!) } }]
+      ? [{ label: '$AIP_PREDICT_ROUTE', pattern: exactPath(options.routes.predict), methods: { POST: async (req: http.IncomingMessage, res: http.ServerResponse) => runInstances(req, res, parseJsonBody(await readBody(req, bodyLimits)), options.routes.predict!) } }]
       : []),
   ];
 
@@ -266,7 +268,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
     },
   ];
 
-  const server = http.createServer(async (req, res) => {
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const started = performance.now();
     state.inFlight++;
     metrics.inFlight.inc();
@@ -299,7 +301,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
       await handler(req, res, params);
     } catch (error) {
       if (error instanceof BadRequest) {
-        if (error.status === 413) rejectLingering(req, res, error.message);
+        // A body refused before it ended (413, or 503 over the budget): the rest is read and dropped, never held.
+        if ((error.status === 413 || error.status === 503) && !req.complete) rejectLingering(req, res, error.status, error.message);
         else sendJson(res, error.status, { error: error.message });
       } else {
         logFailure(`${req.method} ${path}`, error);
@@ -312,6 +315,22 @@ export function createRestServer(options: RestServerOptions): RestServer {
       metrics.requestSeconds.observe({ protocol: 'rest', route: label }, (performance.now() - started) / 1000);
       if (state.draining && state.inFlight === 0) server.closeIdleConnections();
     }
+  };
+  const server = http.createServer(handle);
+  // `Expect: 100-continue` is answered only once the body would be taken: a body over the limit gets its
+  // 413 (or 503 over the budget) instead of an invitation to upload what will be refused.
+  server.on('checkContinue', (req, res) => {
+    const declared = declaredLength(req);
+    const refusal = declared === undefined ? undefined : declared > options.maxBodyBytes ? tooLarge(req, `${declared} bytes`, options.maxBodyBytes) : !bodyLimits.budget.fits(declared) ? overBudget(bodyLimits) : undefined;
+    if (refusal) {
+      metrics.requests.inc({ protocol: 'rest', route: 'unmatched', method: req.method ?? '', code: refusal.status });
+      const text = JSON.stringify({ error: refusal.message });
+      res.writeHead(refusal.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close', ...(refusal.status === 503 ? { 'retry-after': '1' } : {}) });
+      res.end(text);
+      return;
+    }
+    res.writeContinue();
+    void handle(req, res);
   });
   // Slow or stuck clients must not hold the server open forever.
   server.requestTimeout = 60_000;
@@ -374,10 +393,10 @@ function sendInferResponse(res: http.ServerResponse, body: Uint8Array | string, 
   res.end(body);
 }
 
-function rejectLingering(req: http.IncomingMessage, res: http.ServerResponse, message: string): void {
+function rejectLingering(req: http.IncomingMessage, res: http.ServerResponse, status: number, message: string): void {
   const text = JSON.stringify({ error: message });
   if (res.headersSent) return void res.end();
-  res.writeHead(413, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close' });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close', ...(status === 503 ? { 'retry-after': '1' } : {}) });
   // Written now, ended (and so closed) once the client has finished sending: clients that read while writing see it at once.
   res.write(text);
   let dropped = 0;
@@ -435,53 +454,3 @@ function parseJsonBody(body: Buffer): unknown {
   }
 }
 
-const tooLarge = (size: string, limit: number) =>
-  new BadRequest(`request body is ${size}; the limit is ${limit} bytes (server.maxBodyBytes): send large tensors as binary data (Inference-Header-Content-Length) or over gRPC, which carry them in a third of the bytes`, 413);
-
-/**
- * Bodies this large are read into one buffer of their own, which can move to a
- * worker thread, placed so that the binary data after a JSON header of
- * `alignAfter` bytes starts 8-byte aligned: typed arrays then view the tensor
- * bytes where they are instead of copying them.
- */
-const OWN_BUFFER_BYTES = 16 * 1024;
-const OWNED = new WeakSet<ArrayBufferLike>();
-
-function readBody(req: http.IncomingMessage, limit: number, alignAfter = 0): Promise<Buffer> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge(`${declared} bytes`, limit));
-  const known = Number.isInteger(declared) && declared >= OWN_BUFFER_BYTES;
-  const shift = known ? (8 - (alignAfter % 8)) % 8 : 0;
-  const whole = known ? Buffer.allocUnsafeSlow(declared + shift) : undefined;
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    req.on('data', (chunk: Buffer) => {
-      if (done) return;
-      if (size + chunk.length > limit || (whole && size + chunk.length > declared)) {
-        done = true;
-        reject(tooLarge('over the limit', limit));
-        return;
-      }
-      if (whole) chunk.copy(whole, shift + size);
-      else chunks.push(chunk);
-      size += chunk.length;
-    });
-    req.on('end', () => {
-      if (done) return;
-      done = true;
-      if (whole) {
-        OWNED.add(whole.buffer);
-        resolve(whole.subarray(shift, shift + size));
-      }
-      else resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
-    });
-    req.on('error', (error) => {
-      if (!done) {
-        done = true;
-        reject(new BadRequest(`could not read the request body: ${error.message}`));
-      }
-    });
-  });
-}
