@@ -330,7 +330,7 @@ describe('one validation for every path: shapes against the signature, text ONNX
 });
 
 /** `mlops serve` in a process of its own, so its memory can be read from /proc. */
-async function serveProcess(model: string, env: Record<string, string> = {}): Promise<{ url: string; port: number; pid: number; stop: () => Promise<void> }> {
+async function serveProcess(model: string, env: Record<string, string> = {}): Promise<{ url: string; port: number; pid: number; stop: () => Promise<number | null> }> {
   const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture(model, 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], { env: { ...process.env, CI: 'true', ...env } });
   let stdout = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -339,7 +339,8 @@ async function serveProcess(model: string, env: Record<string, string> = {}): Pr
     await new Promise((r) => setTimeout(r, 20));
   }
   const { url } = JSON.parse(stdout) as { url: string };
-  return { url, port: Number(new URL(url).port), pid: child.pid!, stop: () => new Promise((r) => (child.on('exit', () => r()), child.kill('SIGTERM'))) };
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { url, port: Number(new URL(url).port), pid: child.pid!, stop: () => (child.kill('SIGTERM'), exited) };
 }
 
 /** Virtual and resident size of a process, in MiB. */
@@ -367,7 +368,7 @@ describe('memory follows the bytes received, never what a client declares', () =
   /** Bound on growth for 1,000 connections that each declared 16 MiB and sent 100 bytes: about 100 KB of bodies, plus sockets and parsers. */
   const BOUND_MIB = 64;
 
-  it('1,000 connections declaring 16 MiB each: virtual and resident size grow by less than 64 MiB, and valid requests keep working', async () => {
+  it('1,000 connections declaring 16 MiB each: virtual and resident size grow by less than 64 MiB, valid requests keep working, and SIGTERM does not wait for those bodies', async () => {
     const server = await serveProcess('wine');
     const sockets: net.Socket[] = [];
     try {
@@ -384,6 +385,17 @@ describe('memory follows the bytes received, never what a client declares', () =
       const res = await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: BODY });
       expect(res.status).toBe(200);
       expect((await fetch(`${server.url}/v2/health/live`)).status).toBe(200);
+      // No work has started for a body still arriving: shutdown answers those 503 and closes them, where it
+      // waited the whole server.shutdownTimeoutMs (10 s) before.
+      const answers = sockets.slice(0, 5).map((s) => new Promise<string>((r) => {
+        let got = '';
+        s.on('data', (d) => (got += d));
+        s.on('close', () => r(got));
+      }));
+      const stopping = performance.now();
+      expect(await server.stop()).toBe(0);
+      expect(performance.now() - stopping).toBeLessThan(3000);
+      for (const answer of await Promise.all(answers)) expect(answer).toMatch(/^HTTP\/1\.1 503 [^]*the server is shutting down/);
     } finally {
       for (const s of sockets) s.destroy();
       await server.stop();

@@ -13,7 +13,7 @@ import type { InferenceLog } from './inference-log.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerProfiling } from './profiling.js';
 import { closeWithin, type ServingState } from './state.js';
-import { BodyBudget, declaredLength, OWNED, overBudget, readBody, tooLarge, type BodyLimits } from './body.js';
+import { BodyBudget, declaredLength, OWNED, overBudget, readBody, ShuttingDown, tooLarge, type BodyLimits } from './body.js';
 
 export interface RestServerOptions {
   engine: InferenceEngine;
@@ -77,6 +77,8 @@ export const EXTENSIONS = [BINARY_EXTENSION];
  */
 const LINGER_MAX_BYTES = 256 * 2 ** 20;
 const LINGER_MAX_MS = 10_000;
+/** At shutdown, a body that has sent nothing for this long is answered 503 and closed, not waited for. */
+const SHUTDOWN_BODY_IDLE_MS = 1000;
 
 export function createRestServer(options: RestServerOptions): RestServer {
   const { engine, metrics, state, log, inferenceLog } = options;
@@ -302,7 +304,12 @@ export function createRestServer(options: RestServerOptions): RestServer {
     } catch (error) {
       if (error instanceof BadRequest) {
         // A body refused before it ended (413, or 503 over the budget): the rest is read and dropped, never held.
-        if ((error.status === 413 || error.status === 503) && !req.complete) rejectLingering(req, res, error.status, error.message);
+        if (error instanceof ShuttingDown) {
+          // The rest of its body is not waited for: answered, then the connection closed.
+          res.setHeader('connection', 'close');
+          sendJson(res, error.status, { error: error.message });
+          res.on('finish', () => req.socket.destroy());
+        } else if ((error.status === 413 || error.status === 503) && !req.complete) rejectLingering(req, res, error.status, error.message);
         else sendJson(res, error.status, { error: error.message });
       } else {
         logFailure(`${req.method} ${path}`, error);
@@ -354,6 +361,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
         (done) => {
           server.close(() => done());
           server.closeIdleConnections();
+          bodyLimits.budget.stopIdleReaders(SHUTDOWN_BODY_IDLE_MS);
         },
         () => server.closeAllConnections(),
       );

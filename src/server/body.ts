@@ -13,9 +13,23 @@ export interface BodyLimits {
   budget: BodyBudget;
 }
 
-/** The bytes held by bodies still arriving, against a cap. */
+interface Reader {
+  stop: (error: BadRequest) => void;
+  /** performance.now() of its last chunk (or its start). */
+  lastData: number;
+}
+
+/** A body still arriving when the server shuts down: no work has started for it, so it is not waited for. */
+export class ShuttingDown extends BadRequest {
+  constructor() {
+    super('the server is shutting down; send the request again (to another replica)', 503);
+  }
+}
+
+/** The bytes held by bodies still arriving, against a cap; and those bodies, to stop them at shutdown. */
 export class BodyBudget {
   private held = 0;
+  private readonly readers = new Set<Reader>();
 
   constructor(readonly capBytes: number) {}
 
@@ -33,6 +47,30 @@ export class BodyBudget {
 
   give(bytes: number): void {
     this.held -= bytes;
+  }
+
+  /**
+   * At shutdown: fails with ShuttingDown every body still arriving that has sent nothing for
+   * `idleMs`, now and until none is left; bodies that keep arriving finish. Without this a
+   * shutdown waited the whole server.shutdownTimeoutMs for clients that declared a body and never
+   * sent it (issue 22).
+   */
+  stopIdleReaders(idleMs: number): void {
+    const sweep = () => {
+      const now = performance.now();
+      for (const reader of this.readers) if (now - reader.lastData >= idleMs) reader.stop(new ShuttingDown());
+      if (this.readers.size === 0) clearInterval(timer);
+    };
+    const timer = setInterval(sweep, Math.max(10, idleMs / 4));
+    timer.unref();
+    sweep();
+  }
+
+  /** @internal for readBody: returns what marks a chunk's arrival, and what forgets the reader. */
+  track(stop: (error: BadRequest) => void): { arrived: () => void; untrack: () => void } {
+    const reader: Reader = { stop, lastData: performance.now() };
+    this.readers.add(reader);
+    return { arrived: () => (reader.lastData = performance.now()), untrack: () => this.readers.delete(reader) };
   }
 
   /** A body of `declared` bytes could be taken now (for an `Expect: 100-continue` answer). */
@@ -85,31 +123,32 @@ export function readBody(req: http.IncomingMessage, limits: BodyLimits, alignAft
     let size = 0;
     let done = false;
     const fail = (error: BadRequest) => {
+      if (done) return;
       done = true;
+      untrack();
       budget.give(size);
       chunks.length = 0;
       reject(error);
     };
+    const { arrived, untrack } = budget.track(fail);
     req.on('data', (chunk: Buffer) => {
       if (done) return;
       if (size + chunk.length > maxBodyBytes) return fail(tooLarge(req, 'over the limit', maxBodyBytes));
       if (!budget.take(chunk.length)) return fail(overBudget(limits));
       chunks.push(chunk);
       size += chunk.length;
+      arrived();
     });
     req.on('end', () => {
       if (done) return;
       done = true;
+      untrack();
       budget.give(size);
       resolve(join(chunks, size, alignAfter));
     });
-    req.on('error', (error) => {
-      if (!done) fail(new BadRequest(`could not read the request body: ${error.message}`));
-    });
+    req.on('error', (error) => fail(new BadRequest(`could not read the request body: ${error.message}`)));
     // A client that goes away mid-body releases what it held.
-    req.on('close', () => {
-      if (!done) fail(new BadRequest('the client closed the connection before its body ended'));
-    });
+    req.on('close', () => fail(new BadRequest('the client closed the connection before its body ended')));
   });
 }
 
