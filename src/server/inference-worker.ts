@@ -14,6 +14,7 @@ import { decodeRestRequest, encodeRestResponse } from '../protocol/rest.js';
 import { probeFeeds } from '../model/random-feeds.js';
 import { encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
 import { RowBinner } from '../monitor/profile.js';
+import { collectWhenIdle } from './idle-gc.js';
 import { INFERENCE_NICE, now, sessionOptions, transferables, type WorkerHello, type WorkerJob, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
 
 const setup = workerData as WorkerSetup;
@@ -88,6 +89,7 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
 }
 
 port.on('message', (job: WorkerJob) => {
+  collectWhenIdle(job.kind === 'rest' ? job.body.byteLength : 0);
   handle(job).then(
     ({ reply, transfer }) => port.postMessage(reply, transfer),
     (error: unknown) => {
