@@ -376,6 +376,7 @@ function requestId(req: http.IncomingMessage): string {
 }
 
 function safeDecode(segment: string): string {
+  if (!segment.includes('%')) return segment;
   try {
     return decodeURIComponent(segment);
   } catch {

@@ -15,8 +15,10 @@ export interface BodyLimits {
 
 interface Reader {
   stop: (error: BadRequest) => void;
-  /** performance.now() of its last chunk (or its start). */
-  lastData: number;
+  /** Bytes received so far. */
+  received: () => number;
+  /** At shutdown: the bytes it had when last looked at, and since when (no clock read a chunk). */
+  seen?: { bytes: number; at: number };
 }
 
 /** A body still arriving when the server shuts down: no work has started for it, so it is not waited for. */
@@ -58,7 +60,11 @@ export class BodyBudget {
   stopIdleReaders(idleMs: number): void {
     const sweep = () => {
       const now = performance.now();
-      for (const reader of this.readers) if (now - reader.lastData >= idleMs) reader.stop(new ShuttingDown());
+      for (const reader of this.readers) {
+        const bytes = reader.received();
+        if (!reader.seen || reader.seen.bytes !== bytes) reader.seen = { bytes, at: now };
+        else if (now - reader.seen.at >= idleMs) reader.stop(new ShuttingDown());
+      }
       if (this.readers.size === 0) clearInterval(timer);
     };
     const timer = setInterval(sweep, Math.max(10, idleMs / 4));
@@ -66,11 +72,11 @@ export class BodyBudget {
     sweep();
   }
 
-  /** @internal for readBody: returns what marks a chunk's arrival, and what forgets the reader. */
-  track(stop: (error: BadRequest) => void): { arrived: () => void; untrack: () => void } {
-    const reader: Reader = { stop, lastData: performance.now() };
+  /** @internal for readBody: registers a body being read; returns what forgets it. */
+  track(stop: (error: BadRequest) => void, received: () => number): () => void {
+    const reader: Reader = { stop, received };
     this.readers.add(reader);
-    return { arrived: () => (reader.lastData = performance.now()), untrack: () => this.readers.delete(reader) };
+    return () => this.readers.delete(reader);
   }
 
   /** A body of `declared` bytes could be taken now (for an `Expect: 100-continue` answer). */
@@ -138,14 +144,13 @@ export function readBody(req: http.IncomingMessage, limits: BodyLimits, alignAft
       whole = undefined;
       reject(error);
     };
-    const { arrived, untrack } = budget.track(fail);
+    const untrack = budget.track(fail, () => size);
     const room = (needed: number, current: number) => shift + Math.max(needed, Math.min(2 * current, declared ?? Infinity));
     req.on('data', (chunk: Buffer) => {
       if (done) return;
       const next = size + chunk.length;
       if (next > maxBodyBytes) return fail(tooLarge(req, 'over the limit', maxBodyBytes));
       if (!budget.take(chunk.length)) return fail(overBudget(limits));
-      arrived();
       if (!whole && next < OWN_BUFFER_BYTES) {
         chunks.push(chunk);
         size = next;
@@ -171,8 +176,13 @@ export function readBody(req: http.IncomingMessage, limits: BodyLimits, alignAft
         resolve(whole.subarray(shift, shift + size));
       } else resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
     });
-    req.on('error', (error) => fail(new BadRequest(`could not read the request body: ${error.message}`)));
-    // A client that goes away mid-body releases what it held.
-    req.on('close', () => fail(new BadRequest('the client closed the connection before its body ended')));
+    req.on('error', (error) => {
+      if (!done) fail(new BadRequest(`could not read the request body: ${error.message}`));
+    });
+    // A client that goes away mid-body releases what it held. 'close' follows every request: the error is
+    // made only when needed (an Error captures a stack: 9% of the server's CPU when it was made each time).
+    req.on('close', () => {
+      if (!done) fail(new BadRequest('the client closed the connection before its body ended'));
+    });
   });
 }

@@ -1,0 +1,13 @@
+import autocannon from 'autocannon';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+const bin = process.argv[2];
+const child = spawn('taskset', ['-c', '0', process.execPath, '--cpu-prof', '--cpu-prof-dir=/tmp/prof', bin, 'serve', '--model', 'fixtures/breast_cancer/model.onnx', '--port', '0', '--grpc-port', '0', '--json'], { env: { ...process.env, CI: 'true' } });
+let out = ''; child.stdout.on('data', (d) => (out += d));
+while (!out.includes('"url"')) await new Promise((r) => setTimeout(r, 20));
+const { url } = JSON.parse(out);
+const [, ...rows] = readFileSync('fixtures/breast_cancer/holdout.csv', 'utf8').trim().split('\n');
+const body = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: rows[0].split(',').slice(0, -1).map(Number) }] });
+const r = await autocannon({ url: `${url}/v2/models/breast_cancer/infer`, method: 'POST', body, connections: 32, duration: 6, headers: { 'content-type': 'application/json' } });
+console.log('rps', r.requests.average, 'non2xx', r.non2xx);
+child.kill('SIGINT'); await new Promise((r) => child.on('exit', r));
