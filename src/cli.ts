@@ -182,6 +182,10 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--batch-wait-ms <ms>', 'how long a request may wait for others to batch with (default 0)')
     .option('--threads <n>', 'ONNX Runtime threads per session (default: the cores shared out between the workers)')
     .option('--profile <file>', 'a reference profile (from `mlops build`) to count live traffic against (env MLOPS_PROFILE_PATH)')
+    .option('--auth-token-file <file>', 'require a bearer token from this file (one a line, or sha256:<hex>) on every route but health (env MLOPS_AUTH_TOKEN_FILE)')
+    .option('--tls-cert <file>', 'serve HTTPS and gRPC over TLS with this PEM certificate (env MLOPS_TLS_CERT)')
+    .option('--tls-key <file>', "the certificate's PEM private key (env MLOPS_TLS_KEY)")
+    .option('--tls-client-ca <file>', 'require client certificates issued by this CA: mutual TLS (env MLOPS_TLS_CLIENT_CA)')
     .action(runAction(async (ctx, flags) => (await import('./commands/serve.js')).run(flags as never, ctx)));
 }
 

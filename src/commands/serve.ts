@@ -17,6 +17,10 @@ export interface ServeFlags {
   batchWaitMs?: string;
   threads?: string;
   profile?: string;
+  authTokenFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
 }
 
 function flagInt(name: string, value: string | undefined, min: number, max: number): number | undefined {
@@ -41,6 +45,10 @@ export function resolveServeOptions(flags: ServeFlags, base: ServeOptions, env: 
   options.batching.maxWaitMs = flagInt('batch-wait-ms', flags.batchWaitMs, 0, 10_000) ?? options.batching.maxWaitMs;
   options.intraOpThreads = flagInt('threads', flags.threads, 0, 1024) ?? options.intraOpThreads;
   if (flags.profile !== undefined) options.profilePath = flags.profile && path.resolve(cwd, flags.profile);
+  if (flags.authTokenFile) options.auth.tokenFile = path.resolve(cwd, flags.authTokenFile);
+  if (flags.tlsCert) options.tls.cert = path.resolve(cwd, flags.tlsCert);
+  if (flags.tlsKey) options.tls.key = path.resolve(cwd, flags.tlsKey);
+  if (flags.tlsClientCa) options.tls.clientCa = path.resolve(cwd, flags.tlsClientCa);
   return options;
 }
 

@@ -134,6 +134,8 @@ export interface Config {
     intraOpThreads: number;
     batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
     inferenceLog: { sample: number; sink: string; inputs: boolean };
+    auth: { tokenFile: string; metrics: boolean; clientAddressHeader: string; reloadIntervalMs: number };
+    tls: { cert: string; key: string; clientCa: string; reloadIntervalMs: number };
   };
   image: { repository: string; base: string; platform: 'linux/amd64' | 'linux/arm64'; port: number; grpcPort: number };
   test: {
@@ -228,6 +230,17 @@ export const DEFAULTS: Config = {
       sink: 'stdout',
       inputs: false,
     },
+    /** Bearer tokens: on when a token file (or MLOPS_AUTH_TOKENS) gives any. Health probes stay open. */
+    auth: {
+      tokenFile: '',
+      /** /metrics asks for a token too. */
+      metrics: false,
+      /** Only behind a proxy that sets it: the header naming the client's address (its last entry), for the lock-out. */
+      clientAddressHeader: '',
+      reloadIntervalMs: 5000,
+    },
+    /** HTTPS and gRPC over TLS on the same ports when cert and key are set; clientCa turns on mutual TLS. */
+    tls: { cert: '', key: '', clientCa: '', reloadIntervalMs: 5000 },
   },
   image: {
     /** Empty: the model name. Add a registry prefix (registry.example.com/team/model) to push. */

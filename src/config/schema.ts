@@ -89,6 +89,24 @@ export const configSchema = z
           })
           .partial()
           .strict(),
+        auth: z
+          .object({
+            tokenFile: text('a path to a file of tokens'),
+            metrics: z.boolean({ error: 'expected true or false' }),
+            clientAddressHeader: text('a header name like "x-forwarded-for"').regex(/^([A-Za-z0-9-]+)?$/, { error: 'expected a header name like "x-forwarded-for"' }),
+            reloadIntervalMs: int(100, 3_600_000, 'milliseconds'),
+          })
+          .partial()
+          .strict(),
+        tls: z
+          .object({
+            cert: text('a path to a PEM certificate'),
+            key: text('a path to a PEM private key'),
+            clientCa: text('a path to a PEM CA bundle'),
+            reloadIntervalMs: int(100, 3_600_000, 'milliseconds'),
+          })
+          .partial()
+          .strict(),
       })
       .partial()
       .strict(),

@@ -13,6 +13,9 @@ import type { InferenceLog } from './inference-log.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerProfiling } from './profiling.js';
 import { closeWithin, type ServingState } from './state.js';
+import { AUTH_MESSAGES, bearerToken, type AccessControl } from './auth.js';
+import { httpsOptions, watchTls, type TlsOptions } from './tls.js';
+import https from 'node:https';
 import { BodyBudget, declaredLength, OWNED, overBudget, readBody, ShuttingDown, tooLarge, type BodyLimits } from './body.js';
 
 export interface RestServerOptions {
@@ -32,6 +35,10 @@ export interface RestServerOptions {
   profiling: ServerProfiling;
   /** Off when undefined. */
   inferenceLog?: InferenceLog;
+  /** Bearer tokens; off when undefined. */
+  access?: AccessControl;
+  /** HTTPS (and client certificates) when set. */
+  tls?: TlsOptions;
   /** Routes a platform names (Vertex AI's AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE), served beside the others. */
   routes: PlatformRoutes;
   log: (line: string) => void;
@@ -58,6 +65,8 @@ interface Route {
   label: string;
   pattern: RegExp;
   methods: Record<string, Handler>;
+  /** Answered without a token when auth is on: health and readiness probes (and /metrics unless auth.metrics). */
+  open?: boolean;
 }
 
 /** How a binary OIP answer tells the length of its JSON: its own header, or SageMaker's content-type parameter. */
@@ -81,7 +90,7 @@ const LINGER_MAX_MS = 10_000;
 const SHUTDOWN_BODY_IDLE_MS = 1000;
 
 export function createRestServer(options: RestServerOptions): RestServer {
-  const { engine, metrics, state, log, inferenceLog } = options;
+  const { engine, metrics, state, log, inferenceLog, access } = options;
   const bodyLimits: BodyLimits = { maxBodyBytes: options.maxBodyBytes, budget: new BodyBudget(options.maxPendingBodyBytes) };
   const logFailure = failureLogger(log);
   const { model } = engine;
@@ -203,7 +212,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
   const ready: Handler = (_q, res) => sendJson(res, state.ready ? 200 : 503, { ready: state.ready });
   // Vertex AI names its own routes in AIP_HEALTH_ROUTE and AIP_PREDICT_ROUTE; they come first, matched exactly.
   const platformRoutes: Route[] = [
-    ...(options.routes.health ? [{ label: '$AIP_HEALTH_ROUTE', pattern: exactPath(options.routes.health), methods: { GET: ready } }] : []),
+    ...(options.routes.health ? [{ label: '$AIP_HEALTH_ROUTE', pattern: exactPath(options.routes.health), methods: { GET: ready }, open: true }] : []),
     ...(options.routes.predict
       ? [{ label: '$AIP_PREDICT_ROUTE', pattern: exactPath(options.routes.predict), methods: { POST: async (req: http.IncomingMessage, res: http.ServerResponse) => runInstances(req, res, parseJsonBody(await readBody(req, bodyLimits)), options.routes.predict!) } }]
       : []),
@@ -212,8 +221,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
   const routes: Route[] = [
     ...platformRoutes,
     { label: '/v2', pattern: /^\/v2\/?$/, methods: { GET: (_q, res) => sendJson(res, 200, { name: 'mlops', version: options.serverVersion, extensions: EXTENSIONS }) } },
-    { label: '/v2/health/live', pattern: /^\/v2\/health\/live$/, methods: { GET: (_q, res) => sendJson(res, 200, { live: true }) } },
-    { label: '/v2/health/ready', pattern: /^\/v2\/health\/ready$/, methods: { GET: ready } },
+    { label: '/v2/health/live', pattern: /^\/v2\/health\/live$/, methods: { GET: (_q, res) => sendJson(res, 200, { live: true }) }, open: true },
+    { label: '/v2/health/ready', pattern: /^\/v2\/health\/ready$/, methods: { GET: ready }, open: true },
     {
       // Triton's model repository index: lets a client find the model on a server it knows nothing about.
       label: '/v2/repository/index',
@@ -233,6 +242,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
     {
       label: '/v2/models/{name}/ready',
       pattern: new RegExp(`^${MODEL_PATH}/ready$`),
+      open: true,
       methods: {
         GET: (_q, res, p) => {
           checkModel(p);
@@ -255,11 +265,12 @@ export function createRestServer(options: RestServerOptions): RestServer {
     { label: '/v2/models/{name}/infer', pattern: new RegExp(`^${MODEL_PATH}/infer$`), methods: { POST: infer } },
     { label: '/v1/models/{name}:predict', pattern: /^\/v1\/models\/([^/:]+):predict$/, methods: { POST: predict } },
     // SageMaker's container contract: GET /ping, POST /invocations.
-    { label: '/ping', pattern: /^\/ping$/, methods: { GET: ready } },
+    { label: '/ping', pattern: /^\/ping$/, methods: { GET: ready }, open: true },
     { label: '/invocations', pattern: /^\/invocations$/, methods: { POST: invocations } },
     {
       label: '/metrics',
       pattern: /^\/metrics$/,
+      open: !access?.options.metrics,
       methods: {
         GET: async (_q, res) => {
           const text = await metrics.registry.metrics();
@@ -291,6 +302,15 @@ export function createRestServer(options: RestServerOptions): RestServer {
       }
       if (!route || !match) throw new BadRequest(`no route ${req.method} ${path}; see GET /v2 and /v2/models/{name}`, 404);
       label = route.label;
+      if (access && !route.open) {
+        const verdict = access.verify(bearerToken(req.headers.authorization), access.clientAddress(req.socket.remoteAddress, req.headers[access.options.clientAddressHeader]));
+        if (!verdict.ok) {
+          if (verdict.delayMs > 0) await new Promise((r) => setTimeout(r, verdict.delayMs));
+          if (verdict.reason === 'locked' || verdict.retryAfterSeconds > 0) res.setHeader('retry-after', String(Math.max(1, verdict.retryAfterSeconds)));
+          else res.setHeader('www-authenticate', 'Bearer realm="mlops"');
+          throw new BadRequest(AUTH_MESSAGES[verdict.reason], verdict.retryAfterSeconds > 0 ? 429 : 401);
+        }
+      }
       const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
       const handler = route.methods[method];
       if (!handler) {
@@ -323,7 +343,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
       if (state.draining && state.inFlight === 0) server.closeIdleConnections();
     }
   };
-  const server = http.createServer(handle);
+  const server = options.tls ? https.createServer(httpsOptions(options.tls), handle) : http.createServer(handle);
+  const stopWatchingTls = options.tls ? watchTls(options.tls, (context) => (server as https.Server).setSecureContext(context), log) : undefined;
   // `Expect: 100-continue` is answered only once the body would be taken: a body over the limit gets its
   // 413 (or 503 over the budget) instead of an invitation to upload what will be refused.
   server.on('checkContinue', (req, res) => {
@@ -351,7 +372,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
           server.off('error', reject);
           const address = server.address() as AddressInfo;
           const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-          resolve({ url: `http://${shownHost}:${address.port}`, port: address.port });
+          resolve({ url: `${options.tls ? 'https' : 'http'}://${shownHost}:${address.port}`, port: address.port });
         });
       });
     },
@@ -359,6 +380,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
       return closeWithin(
         timeoutMs,
         (done) => {
+          stopWatchingTls?.();
           server.close(() => done());
           server.closeIdleConnections();
           bodyLimits.budget.stopIdleReaders(SHUTDOWN_BODY_IDLE_MS);

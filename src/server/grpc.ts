@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { HealthImplementation } from 'grpc-health-check';
 import { decodeGrpcRequest, encodeGrpcResponse, INFERENCE_SERVICE, inferenceProto, type GrpcInferRequest } from '../protocol/grpc.js';
 import { BadRequest, boundErrorText } from '../protocol/request.js';
+import { AUTH_MESSAGES, bearerToken, type AccessControl } from './auth.js';
+import { grpcServerCredentials, type TlsOptions } from './tls.js';
 import { EXTENSIONS } from './app.js';
 import { copyTensors, encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
 import type { InferenceEngine } from './engine.js';
@@ -21,6 +23,10 @@ export interface GrpcServerOptions {
   serverVersion: string;
   /** Off when undefined. */
   inferenceLog?: InferenceLog;
+  /** Bearer tokens in the `authorization` metadata; off when undefined. */
+  access?: AccessControl;
+  /** TLS (and client certificates) when set. */
+  tls?: TlsOptions;
   log: (line: string) => void;
 }
 
@@ -36,6 +42,8 @@ const STATUS_FOR_HTTP: Record<number, grpc.status> = {
   400: grpc.status.INVALID_ARGUMENT,
   404: grpc.status.NOT_FOUND,
   413: grpc.status.RESOURCE_EXHAUSTED,
+  401: grpc.status.UNAUTHENTICATED,
+  429: grpc.status.RESOURCE_EXHAUSTED,
   503: grpc.status.UNAVAILABLE,
   504: grpc.status.DEADLINE_EXCEEDED,
 };
@@ -134,7 +142,8 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
         metrics.requestSeconds.observe({ protocol: 'grpc', route: name }, (performance.now() - started) / 1000);
       };
       Promise.resolve()
-        .then(() => {
+        .then(async () => {
+          if (options.access && !OPEN_RPCS.has(name)) await authorize(options.access, call);
           const malformed = (call.request as { [MALFORMED]?: string })[MALFORMED];
           if (malformed !== undefined) throw new BadRequest(`malformed ${name} request: ${malformed}`);
           return rpc(call.request, call);
@@ -164,7 +173,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     listen(port, host) {
       const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
       return new Promise((resolve, reject) => {
-        server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve({ port: bound })));
+        server.bindAsync(address, options.tls ? grpcServerCredentials(options.tls) : grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve({ port: bound })));
       });
     },
     setServing(serving) {
@@ -176,4 +185,19 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       return closeWithin(timeoutMs, (done) => server.tryShutdown(() => done()), () => server.forceShutdown());
     },
   };
+}
+
+/** Liveness and readiness answer without a token, as the REST probes do (grpc.health.v1 is a service of its own, open too). */
+const OPEN_RPCS = new Set(['ServerLive', 'ServerReady', 'ModelReady']);
+
+/** The call's `authorization: Bearer <token>` metadata checked; UNAUTHENTICATED (or RESOURCE_EXHAUSTED when locked out) otherwise. */
+async function authorize(access: AccessControl, call: grpc.ServerUnaryCall<unknown, unknown>): Promise<void> {
+  const given = call.metadata.get('authorization')[0];
+  const forwarded = access.options.clientAddressHeader ? call.metadata.get(access.options.clientAddressHeader).map(String) : undefined;
+  // The peer is "ipv4:127.0.0.1:5000" or "ipv6:[::1]:5000": the address without the port.
+  const peer = call.getPeer().replace(/^ipv[46]:/, '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const verdict = access.verify(bearerToken(typeof given === 'string' ? given : undefined), access.clientAddress(peer, forwarded));
+  if (verdict.ok) return;
+  if (verdict.delayMs > 0) await new Promise((r) => setTimeout(r, verdict.delayMs));
+  throw new BadRequest(AUTH_MESSAGES[verdict.reason], verdict.retryAfterSeconds > 0 ? 429 : 401);
 }

@@ -10,6 +10,7 @@ export interface ServerMetrics {
   inFlight: Gauge;
   deadlineExceeded: Counter<'stage'>;
   workersReplaced: Counter<'reason'>;
+  authFailures: Counter<'reason'>;
 }
 
 /**
@@ -69,6 +70,12 @@ export function createServerMetrics(model: { name: string; version: string; sha2
       name: 'mlops_inference_deadline_exceeded_total',
       help: 'Requests answered 504 / DEADLINE_EXCEEDED, by stage: queued (never ran) or running (the run was abandoned)',
       labelNames: ['stage'],
+      registers: [registry],
+    }),
+    authFailures: new Counter({
+      name: 'mlops_auth_failures_total',
+      help: 'Requests refused for their bearer token, by reason: missing, invalid, or locked (an address locked out after repeated failures)',
+      labelNames: ['reason'],
       registers: [registry],
     }),
     workersReplaced: new Counter({

@@ -2,6 +2,8 @@ import path from 'node:path';
 import { DEFAULTS, type Config } from '../config/defaults.js';
 import { inputError } from '../errors.js';
 import { parseSink } from './inference-log.js';
+import type { AuthOptions } from './auth.js';
+import type { TlsOptions } from './tls.js';
 
 /** Everything the inference server needs to start, however it was configured. */
 export interface ServeOptions {
@@ -31,6 +33,8 @@ export interface ServeOptions {
   inferenceLog: Config['server']['inferenceLog'];
   /** Routes a platform names by environment (Vertex AI), served beside the fixed ones. */
   routes: { health?: string; predict?: string };
+  auth: AuthOptions;
+  tls: TlsOptions;
 }
 
 /** The environment variables the server reads, and the option each sets. Documented in docs/server.md ("Server environment"). */
@@ -58,6 +62,13 @@ export const SERVER_ENV = {
   MLOPS_INFERENCE_LOG_SAMPLE: 'inferenceLog.sample',
   MLOPS_INFERENCE_LOG_SINK: 'inferenceLog.sink',
   MLOPS_INFERENCE_LOG_INPUTS: 'inferenceLog.inputs',
+  MLOPS_AUTH_TOKEN_FILE: 'auth.tokenFile',
+  MLOPS_AUTH_TOKENS: 'auth.tokens',
+  MLOPS_AUTH_METRICS: 'auth.metrics',
+  MLOPS_AUTH_CLIENT_ADDRESS_HEADER: 'auth.clientAddressHeader',
+  MLOPS_TLS_CERT: 'tls.cert',
+  MLOPS_TLS_KEY: 'tls.key',
+  MLOPS_TLS_CLIENT_CA: 'tls.clientCa',
   // Platform contracts: these win over PORT, which images set themselves.
   AIP_HTTP_PORT: 'port',
   AIP_HEALTH_ROUTE: 'routes.health',
@@ -89,8 +100,17 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
     profilePath: '',
     inferenceLog: { ...config.server.inferenceLog },
     routes: {},
+    auth: { ...config.server.auth, tokenFile: resolveIn(baseDir, config.server.auth.tokenFile), tokens: [] },
+    tls: {
+      cert: resolveIn(baseDir, config.server.tls.cert),
+      key: resolveIn(baseDir, config.server.tls.key),
+      clientCa: resolveIn(baseDir, config.server.tls.clientCa),
+      reloadIntervalMs: config.server.tls.reloadIntervalMs,
+    },
   };
 }
+
+const resolveIn = (baseDir: string, file: string) => (file ? path.resolve(baseDir, file) : '');
 
 /**
  * The config's server settings an image carries as environment variables (the server in an image reads no
@@ -116,6 +136,9 @@ export function imageServerEnv(config: Config): Record<string, string> {
   set('MLOPS_BATCHING', server.batching.enabled, defaults.batching.enabled);
   set('MLOPS_MAX_BATCH_SIZE', server.batching.maxBatchSize, defaults.batching.maxBatchSize);
   set('MLOPS_BATCH_MAX_WAIT_MS', server.batching.maxWaitMs, defaults.batching.maxWaitMs);
+  // Settings, never secrets: token files and certificates are mounted by the deploy, which sets their paths.
+  set('MLOPS_AUTH_METRICS', server.auth.metrics, defaults.auth.metrics);
+  if (server.auth.clientAddressHeader) env.MLOPS_AUTH_CLIENT_ADDRESS_HEADER = server.auth.clientAddressHeader;
   const { sample, sink, inputs } = server.inferenceLog;
   if (sample > 0) Object.assign(env, { MLOPS_INFERENCE_LOG_SAMPLE: String(sample), MLOPS_INFERENCE_LOG_SINK: sink, MLOPS_INFERENCE_LOG_INPUTS: String(inputs) });
   return env;
@@ -137,7 +160,7 @@ function parseBoolean(name: string, value: string): boolean {
 
 /** Values from the environment (and later flags) win over config and defaults. */
 export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): ServeOptions {
-  const out: ServeOptions = { ...base, batching: { ...base.batching }, inferenceLog: { ...base.inferenceLog }, routes: { ...base.routes } };
+  const out: ServeOptions = { ...base, batching: { ...base.batching }, inferenceLog: { ...base.inferenceLog }, routes: { ...base.routes }, auth: { ...base.auth }, tls: { ...base.tls } };
   const get = (name: keyof typeof SERVER_ENV) => {
     const v = env[name];
     return v === undefined || v === '' ? undefined : v;
@@ -169,6 +192,13 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   if ((v = get('MLOPS_INFERENCE_LOG_SAMPLE'))) out.inferenceLog.sample = parseNumber('MLOPS_INFERENCE_LOG_SAMPLE', v, 0, 1, false);
   if ((v = get('MLOPS_INFERENCE_LOG_SINK'))) out.inferenceLog.sink = parseSink(v, 'MLOPS_INFERENCE_LOG_SINK') && v;
   if ((v = get('MLOPS_INFERENCE_LOG_INPUTS'))) out.inferenceLog.inputs = parseBoolean('MLOPS_INFERENCE_LOG_INPUTS', v);
+  if ((v = get('MLOPS_AUTH_TOKEN_FILE'))) out.auth.tokenFile = path.resolve(v);
+  if ((v = get('MLOPS_AUTH_TOKENS'))) out.auth.tokens = v.split(',').map((t) => t.trim()).filter((t) => t !== '');
+  if ((v = get('MLOPS_AUTH_METRICS'))) out.auth.metrics = parseBoolean('MLOPS_AUTH_METRICS', v);
+  if ((v = get('MLOPS_AUTH_CLIENT_ADDRESS_HEADER'))) out.auth.clientAddressHeader = v.toLowerCase();
+  if ((v = get('MLOPS_TLS_CERT'))) out.tls.cert = path.resolve(v);
+  if ((v = get('MLOPS_TLS_KEY'))) out.tls.key = path.resolve(v);
+  if ((v = get('MLOPS_TLS_CLIENT_CA'))) out.tls.clientCa = path.resolve(v);
   if ((v = get('AIP_HTTP_PORT'))) out.port = parseNumber('AIP_HTTP_PORT', v, 1, 65535);
   if ((v = get('AIP_HEALTH_ROUTE'))) out.routes.health = parseRoute('AIP_HEALTH_ROUTE', v);
   if ((v = get('AIP_PREDICT_ROUTE'))) out.routes.predict = parseRoute('AIP_PREDICT_ROUTE', v);

@@ -1,6 +1,8 @@
 import { environmentError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { createRestServer } from './app.js';
+import { AccessControl, TokenSet } from './auth.js';
+import { loadTlsFiles, tlsEnabled } from './tls.js';
 import { startEngine, type InferenceEngine, type Placement } from './engine.js';
 import { createGrpcServer, type GrpcServer } from './grpc.js';
 import { createServerMetrics, placementMetrics, type ServerMetrics } from './metrics.js';
@@ -36,6 +38,10 @@ function listenError(host: string, port: number, flag: string, zero: string, err
 
 export async function startServer(options: ServeOptions, log: (line: string) => void): Promise<RunningServer> {
   const state: ServingState = { ready: false, draining: false, inFlight: 0 };
+  // Tokens and certificates first: a bad file stops the start before the model loads (exit 2).
+  const tokens = TokenSet.load(options.auth, log);
+  const tls = tlsEnabled(options.tls) ? options.tls : undefined;
+  if (tls) loadTlsFiles(tls);
   let metrics: ServerMetrics | undefined;
   let profiling: ServerProfiling | undefined;
   const loaded = options.profilePath ? await readReferenceProfile(options.profilePath) : undefined;
@@ -82,7 +88,10 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   }
   log(`inference: ${engine.placement.where === 'main-thread' ? 'small batches on the main thread' : `${engine.workers} worker thread(s)`}; ${engine.placement.reason}`);
 
-  const shared = { engine, metrics, state, serverVersion: VERSION, log, profiling, inferenceLog, inferenceTimeoutMs: options.inferenceTimeoutMs };
+  const serverMetrics = metrics;
+  const access = tokens ? new AccessControl(tokens, options.auth, (reason) => serverMetrics.authFailures.inc({ reason })) : undefined;
+  log(`access: ${access ? `bearer tokens (${tokens!.count}); health probes${options.auth.metrics ? '' : ' and /metrics'} open` : 'open to anyone who reaches the port (no server.auth tokens)'}; ${tls ? `TLS${tls.clientCa ? ' with client certificates (mutual TLS)' : ''}` : 'plain HTTP and gRPC'}`);
+  const shared = { engine, metrics, state, serverVersion: VERSION, log, profiling, inferenceLog, inferenceTimeoutMs: options.inferenceTimeoutMs, access, tls };
   const rest = createRestServer({ ...shared, maxBodyBytes: options.maxBodyBytes, maxPendingBodyBytes: Math.max(options.maxPendingBodyBytes, options.maxBodyBytes), offloadBytes: options.offloadBytes, routes: options.routes });
   let grpc: GrpcServer | undefined;
   let address: { url: string; port: number };
@@ -103,6 +112,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   } catch (error) {
     await inferenceLog?.close(0);
     await engine.release();
+    access?.close();
     throw error;
   }
   state.ready = true;
@@ -128,6 +138,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
       grpc?.setServing(false);
       const outcomes = await Promise.all([rest.shutdown(options.shutdownTimeoutMs), grpc?.shutdown(options.shutdownTimeoutMs) ?? { forced: false }]);
       const { abandonedRuns } = await engine.release();
+      access?.close();
       // The rows of the last requests reach the sink, if it answers soon.
       await inferenceLog?.close(2000);
       return { forced: outcomes.some((o) => o.forced), abandonedRuns };

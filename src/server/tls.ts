@@ -1,0 +1,99 @@
+/**
+ * TLS for both protocols on their usual ports: HTTPS for REST, TLS for gRPC, and mutual TLS when a
+ * client CA is set. The files are checked at start (readable, the key matches the certificate, the
+ * certificate is current) and re-read when they change, as cert-manager rotates them in place.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import type { SecureContextOptions } from 'node:tls';
+import { inputError } from '../errors.js';
+
+export interface TlsOptions {
+  /** PEM certificate (chain); '' with key '' for plain HTTP and gRPC. */
+  cert: string;
+  key: string;
+  /** PEM CA bundle that client certificates must chain to; '' for no client certificates. */
+  clientCa: string;
+  reloadIntervalMs: number;
+}
+
+export const tlsEnabled = (tls: TlsOptions) => tls.cert !== '' || tls.key !== '';
+
+function readPem(file: string, what: string, setting: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw inputError(`cannot read the ${what} ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, `check ${setting} and that the file is mounted`);
+  }
+}
+
+/** The files' contents, checked: a one-line error naming the file and what is wrong. */
+export function loadTlsFiles(tls: TlsOptions, now = new Date()): Required<Pick<SecureContextOptions, 'cert' | 'key'>> & { ca?: Buffer } {
+  if (!tls.cert || !tls.key) throw inputError(`TLS needs both a certificate and a key; ${tls.cert ? 'server.tls.key' : 'server.tls.cert'} is not set`, 'set server.tls.cert and server.tls.key (MLOPS_TLS_CERT, MLOPS_TLS_KEY, or --tls-cert and --tls-key)');
+  const cert = readPem(tls.cert, 'TLS certificate', 'server.tls.cert (MLOPS_TLS_CERT)');
+  const key = readPem(tls.key, 'TLS key', 'server.tls.key (MLOPS_TLS_KEY)');
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch {
+    throw inputError(`${tls.cert} is not a PEM certificate`, 'it should start with -----BEGIN CERTIFICATE-----');
+  }
+  try {
+    if (!x509.checkPrivateKey(createPrivateKey(key))) throw new Error('mismatch');
+  } catch (error) {
+    throw inputError(
+      (error as Error).message === 'mismatch' ? `the key ${tls.key} does not belong to the certificate ${tls.cert}` : `${tls.key} is not a PEM private key`,
+      'use the key the certificate was issued for (openssl x509 -noout -pubkey -in CERT and openssl pkey -pubout -in KEY print the same)',
+    );
+  }
+  const notAfter = new Date(x509.validTo);
+  const notBefore = new Date(x509.validFrom);
+  if (notAfter < now) throw inputError(`the certificate ${tls.cert} expired on ${notAfter.toISOString()}`, 'renew it (cert-manager renews before expiry; check its Certificate resource)');
+  if (notBefore > now) throw inputError(`the certificate ${tls.cert} is not valid before ${notBefore.toISOString()}`, "check this machine's clock, or wait until then");
+  if (!tls.clientCa) return { cert, key };
+  const ca = readPem(tls.clientCa, 'client CA bundle', 'server.tls.clientCa (MLOPS_TLS_CLIENT_CA)');
+  try {
+    new X509Certificate(ca);
+  } catch {
+    throw inputError(`${tls.clientCa} is not a PEM certificate bundle`, 'it should hold the CA certificate(s) client certificates are issued by');
+  }
+  return { cert, key, ca };
+}
+
+/** Options for https.createServer: TLS 1.2 at least, client certificates required with a client CA. */
+export function httpsOptions(tls: TlsOptions): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } {
+  const files = loadTlsFiles(tls);
+  return { ...files, minVersion: 'TLSv1.2', requestCert: Boolean(files.ca), rejectUnauthorized: Boolean(files.ca) };
+}
+
+/**
+ * Re-reads the files when any changes and hands the new context to `apply`; a change that does not
+ * check out keeps the one in use and says why. Polling: a mounted Secret changes by a symlink swap.
+ */
+export function watchTls(tls: TlsOptions, apply: (options: SecureContextOptions) => void, log: (line: string) => void): () => void {
+  const files = [tls.cert, tls.key, tls.clientCa].filter((f) => f !== '');
+  const reload = (now: { mtimeMs: number; ino: number; size: number }, before: { mtimeMs: number; ino: number; size: number }) => {
+    if (now.mtimeMs === before.mtimeMs && now.ino === before.ino && now.size === before.size) return;
+    try {
+      const { cert, key, ca } = loadTlsFiles(tls);
+      apply({ cert, key, ca, minVersion: 'TLSv1.2' });
+      log('tls: certificate files changed: new connections use them');
+    } catch (error) {
+      log(`tls: certificate files changed but are not usable, so the ones in use stay: ${(error as Error).message}`);
+    }
+  };
+  for (const file of files) watchFile(file, { interval: tls.reloadIntervalMs, persistent: false }, reload);
+  return () => files.forEach((file) => unwatchFile(file, reload));
+}
+
+/** gRPC server credentials over the same files, re-read by grpc-js' own file watcher. */
+export function grpcServerCredentials(tls: TlsOptions): grpc.ServerCredentials {
+  loadTlsFiles(tls);
+  const identity = new grpc.experimental.FileWatcherCertificateProvider({ certificateFile: tls.cert, privateKeyFile: tls.key, refreshIntervalMs: tls.reloadIntervalMs });
+  const clientCa = tls.clientCa ? new grpc.experimental.FileWatcherCertificateProvider({ caCertificateFile: tls.clientCa, refreshIntervalMs: tls.reloadIntervalMs }) : null;
+  // grpc-js' declaration names the first two parameters the other way round from what its code does
+  // (identity first, then the CA provider): called as the code reads them.
+  const create = grpc.experimental.createCertificateProviderServerCredentials as unknown as (identity: grpc.experimental.CertificateProvider, ca: grpc.experimental.CertificateProvider | null, requireClientCertificate: boolean) => grpc.ServerCredentials;
+  return create(identity, clientCa, clientCa !== null);
+}
