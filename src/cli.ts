@@ -15,6 +15,15 @@ export interface MainIO {
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
+/** What mlops' clients present to a server that asks: a token, a CA to trust, a client certificate (test, bench, monitor). */
+function withClientSecurity(command: Command): Command {
+  return command
+    .option('--token-file <file>', 'send the first token in this file as Authorization: Bearer (default: env MLOPS_TOKEN)')
+    .option('--cacert <file>', 'trust this PEM CA for https:// and grpcs:// (default: env MLOPS_CACERT)')
+    .option('--cert <file>', 'client certificate for mutual TLS (default: env MLOPS_CLIENT_CERT)')
+    .option('--key <file>', 'its private key (default: env MLOPS_CLIENT_KEY)');
+}
+
 type Action = (ctx: CommandContext, ...args: unknown[]) => Promise<number>;
 
 /**
@@ -45,46 +54,48 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--no-cache', "rebuild every layer, ignoring the engine's cache")
     .action(runAction(async (ctx, flags) => (await import('./commands/build.js')).run(flags as never, ctx)));
 
-  program
-    .command('test')
-    .description('score the packaged model on a holdout set and apply quality gates (exit 1 when one fails)')
-    .option('--holdout <file>', 'holdout: .csv with a header, .jsonl, or .npy (default: test.holdout)')
-    .option('--labels <file>', 'labels .npy, with an .npy holdout (default: test.labelsFile)')
-    .option('--image <ref>', 'image to test (default: the last `mlops build`)')
-    .option('--url <base>', 'test a server that is already running')
-    .option('--local', 'run the model in-process with ONNX Runtime')
-    .option('--model <file>', 'model file for --local (default: model.path)')
-    .option('--protocol <name>', 'rest-json, rest-binary or grpc (default: rest-binary when the server offers it)')
-    .option('--gate <gate>', "a gate such as 'accuracy>=0.95' (repeatable; adds to test.gates)", collect, [])
-    .option('--baseline <report>', 'an earlier `mlops test --json` report; test.maxDrop limits how far each metric may fall')
-    .option('--junit <file>', 'write JUnit XML, one testcase per gate')
-    .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
-    .action(runAction(async (ctx, flags) => (await import('./commands/test.js')).run(flags as never, ctx)));
+  withClientSecurity(
+    program
+      .command('test')
+      .description('score the packaged model on a holdout set and apply quality gates (exit 1 when one fails)')
+      .option('--holdout <file>', 'holdout: .csv with a header, .jsonl, or .npy (default: test.holdout)')
+      .option('--labels <file>', 'labels .npy, with an .npy holdout (default: test.labelsFile)')
+      .option('--image <ref>', 'image to test (default: the last `mlops build`)')
+      .option('--url <base>', 'test a server that is already running')
+      .option('--local', 'run the model in-process with ONNX Runtime')
+      .option('--model <file>', 'model file for --local (default: model.path)')
+      .option('--protocol <name>', 'rest-json, rest-binary or grpc (default: rest-binary when the server offers it)')
+      .option('--gate <gate>', "a gate such as 'accuracy>=0.95' (repeatable; adds to test.gates)", collect, [])
+      .option('--baseline <report>', 'an earlier `mlops test --json` report; test.maxDrop limits how far each metric may fall')
+      .option('--junit <file>', 'write JUnit XML, one testcase per gate')
+      .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
+  ).action(runAction(async (ctx, flags) => (await import('./commands/test.js')).run(flags as never, ctx)));
 
-  program
-    .command('bench')
-    .description('measure latency and throughput, and apply latency gates (exit 1 when one fails)')
-    .option('--image <ref>', 'image to benchmark (default: the last `mlops build`)')
-    .option('--url <base>', 'benchmark a server that is already running')
-    .option('--local', 'benchmark in-process ONNX Runtime (the floor a server is compared with)')
-    .option('--model <file>', 'model file for --local (default: model.path)')
-    .option('--protocol <name>', 'rest-json, rest-binary or grpc (default: rest-binary when the server offers it)')
-    .option('--concurrency <list>', 'closed-loop runs at these concurrencies, e.g. 1,8,32 (default: bench.concurrency)')
-    .option('--rate <list>', 'open-loop runs at these arrival rates in requests a second, e.g. 200,500')
-    .option('--batch <list>', 'rows per request, e.g. 1,8,32 (default: bench.batch)')
-    .option('--duration <time>', 'each run lasts this long: 10s, 500ms, 2m (default: bench.durationSeconds)')
-    .option('--requests <n>', 'each run sends this many requests instead')
-    .option('--warmup <time>', 'load before each run that is not counted (default: bench.warmupSeconds)')
-    .option('--workers <n>', 'load generator threads (default: bench.workers)')
-    .option('--holdout <file>', 'send rows of this holdout instead of random inputs')
-    .option('--labels <file>', 'labels .npy, with an .npy holdout')
-    .option('--shape <name:dims>', "an input's full shape, e.g. input:1,512, for its dynamic dimensions (repeatable; over model.shapes)", collect, [])
-    .option('--input-data <mode>', "what generated requests hold: random, zero, or a JSON file in perf_analyzer's input format (default: model.inputData)")
-    .option('--gate <gate>', "a gate such as 'p95_ms<=20' (repeatable; adds to bench.gates; without an error_rate gate, any failed request fails)", collect, [])
-    .option('--baseline <report>', 'an earlier `mlops bench --json` report; fail on a regression beyond bench.regression.tolerance')
-    .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
-    .option('--html <file>', 'write a self-contained page with a chart of latency against load')
-    .action(runAction(async (ctx, flags) => (await import('./commands/bench.js')).run(flags as never, ctx)));
+  withClientSecurity(
+    program
+      .command('bench')
+      .description('measure latency and throughput, and apply latency gates (exit 1 when one fails)')
+      .option('--image <ref>', 'image to benchmark (default: the last `mlops build`)')
+      .option('--url <base>', 'benchmark a server that is already running')
+      .option('--local', 'benchmark in-process ONNX Runtime (the floor a server is compared with)')
+      .option('--model <file>', 'model file for --local (default: model.path)')
+      .option('--protocol <name>', 'rest-json, rest-binary or grpc (default: rest-binary when the server offers it)')
+      .option('--concurrency <list>', 'closed-loop runs at these concurrencies, e.g. 1,8,32 (default: bench.concurrency)')
+      .option('--rate <list>', 'open-loop runs at these arrival rates in requests a second, e.g. 200,500')
+      .option('--batch <list>', 'rows per request, e.g. 1,8,32 (default: bench.batch)')
+      .option('--duration <time>', 'each run lasts this long: 10s, 500ms, 2m (default: bench.durationSeconds)')
+      .option('--requests <n>', 'each run sends this many requests instead')
+      .option('--warmup <time>', 'load before each run that is not counted (default: bench.warmupSeconds)')
+      .option('--workers <n>', 'load generator threads (default: bench.workers)')
+      .option('--holdout <file>', 'send rows of this holdout instead of random inputs')
+      .option('--labels <file>', 'labels .npy, with an .npy holdout')
+      .option('--shape <name:dims>', "an input's full shape, e.g. input:1,512, for its dynamic dimensions (repeatable; over model.shapes)", collect, [])
+      .option('--input-data <mode>', "what generated requests hold: random, zero, or a JSON file in perf_analyzer's input format (default: model.inputData)")
+      .option('--gate <gate>', "a gate such as 'p95_ms<=20' (repeatable; adds to bench.gates; without an error_rate gate, any failed request fails)", collect, [])
+      .option('--baseline <report>', 'an earlier `mlops bench --json` report; fail on a regression beyond bench.regression.tolerance')
+      .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
+      .option('--html <file>', 'write a self-contained page with a chart of latency against load')
+  ).action(runAction(async (ctx, flags) => (await import('./commands/bench.js')).run(flags as never, ctx)));
 
   program
     .command('tag')
@@ -146,26 +157,27 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--force', 'with --rebuild: replace a history that still reads (kept as .bak)')
     .action(runAction(async (ctx, flags) => (await import('./commands/history.js')).run(flags as never, ctx)));
 
-  program
-    .command('monitor')
-    .description('compare live traffic with the reference profile baked into the image: feature and prediction drift, as a gate (exit 1 when one fails); with --labels, live quality from the inference log and the truth that came later')
-    .option('--target <name>', "a deployed target: its container's counts, or every Kubernetes pod's, summed")
-    .option('--url <base>', 'a running server (repeatable: the counts of several are summed)', collect, [])
-    .option('--prometheus <url>', 'sum the profile counters of every server through the Prometheus HTTP API')
-    .option('--since <range>', 'with --prometheus: the range to sum over, like 30m, 1h, 7d (default 1h); with --labels: predictions logged since then (7d, or a time like 2026-11-01T00:00:00Z)')
-    .option('--until <time>', 'with --labels: predictions logged before then (a duration ago, or a time)')
-    .option('--labels <file>', 'the truth, a CSV or JSONL with id and label (and row for requests of several rows): joined by id with the inference log and scored as `mlops test` scores')
-    .option('--log <file>', 'with --labels: an inference log written by the file sink, or saved from docker logs, kubectl logs or the HTTP sink (repeatable); default: read from --target', collect, [])
-    .option('--baseline <report>', "with --labels: a `mlops test --json` report to hold live quality against (default: the serving version's stamped test metrics)")
-    .option('--all', "servers' counts since they started, instead of their last monitor.windowRows rows")
-    .option('--reference <profile>', 'with --prometheus: the reference profile (default: the last build, .mlops/reference-profile.json)')
-    .option('--gate <gate>', "a gate such as 'psi_max<0.2', or 'accuracy>=0.9' with --labels (repeatable; adds to monitor.gates)", collect, [])
-    .option('--strict', 'too few rows, or no reference, fails (exit 1) instead of warning')
-    .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
-    .option('--html <file>', 'write a self-contained HTML page with reference and live histograms')
-    .option('--emit <kind>', 'instead of judging traffic, generate prometheus-rules (alerting rules) or grafana-dashboard (dashboard JSON) for the model from the reference profile')
-    .option('--output <file>', 'with --emit: write here instead of to stdout')
-    .action(runAction(async (ctx, flags) => (await import('./commands/monitor.js')).run(flags as never, ctx)));
+  withClientSecurity(
+    program
+      .command('monitor')
+      .description('compare live traffic with the reference profile baked into the image: feature and prediction drift, as a gate (exit 1 when one fails); with --labels, live quality from the inference log and the truth that came later')
+      .option('--target <name>', "a deployed target: its container's counts, or every Kubernetes pod's, summed")
+      .option('--url <base>', 'a running server (repeatable: the counts of several are summed)', collect, [])
+      .option('--prometheus <url>', 'sum the profile counters of every server through the Prometheus HTTP API')
+      .option('--since <range>', 'with --prometheus: the range to sum over, like 30m, 1h, 7d (default 1h); with --labels: predictions logged since then (7d, or a time like 2026-11-01T00:00:00Z)')
+      .option('--until <time>', 'with --labels: predictions logged before then (a duration ago, or a time)')
+      .option('--labels <file>', 'the truth, a CSV or JSONL with id and label (and row for requests of several rows): joined by id with the inference log and scored as `mlops test` scores')
+      .option('--log <file>', 'with --labels: an inference log written by the file sink, or saved from docker logs, kubectl logs or the HTTP sink (repeatable); default: read from --target', collect, [])
+      .option('--baseline <report>', "with --labels: a `mlops test --json` report to hold live quality against (default: the serving version's stamped test metrics)")
+      .option('--all', "servers' counts since they started, instead of their last monitor.windowRows rows")
+      .option('--reference <profile>', 'with --prometheus: the reference profile (default: the last build, .mlops/reference-profile.json)')
+      .option('--gate <gate>', "a gate such as 'psi_max<0.2', or 'accuracy>=0.9' with --labels (repeatable; adds to monitor.gates)", collect, [])
+      .option('--strict', 'too few rows, or no reference, fails (exit 1) instead of warning')
+      .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
+      .option('--html <file>', 'write a self-contained HTML page with reference and live histograms')
+      .option('--emit <kind>', 'instead of judging traffic, generate prometheus-rules (alerting rules) or grafana-dashboard (dashboard JSON) for the model from the reference profile')
+      .option('--output <file>', 'with --emit: write here instead of to stdout')
+  ).action(runAction(async (ctx, flags) => (await import('./commands/monitor.js')).run(flags as never, ctx)));
 
   program
     .command('serve')

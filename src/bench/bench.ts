@@ -15,6 +15,7 @@ import type { HoldoutRow } from '../holdout/types.js';
 import { checkKnownMetrics, evaluateGates, gatesFromConfig, parseGateFlag, type GateResult } from '../metrics/gates.js';
 import type { Tensors } from '../model/session.js';
 import { openTarget, type OpenedTarget, type TargetFlags } from '../predict/target.js';
+import { authHeaders, tlsConnectOptions } from '../protocol/client-security.js';
 import { encodeGrpcRequest, inferenceProto } from '../protocol/grpc.js';
 import { holdoutFeeds, PAYLOADS, requestBody } from './inputs.js';
 import { openSampleInputs, sampleSettings, type SampleInputs, type ValueRange } from '../model/sample-inputs.js';
@@ -143,10 +144,15 @@ function loadTarget(target: OpenedTarget, inputs: OpenedTarget['predictor']['inp
   if (target.mode === 'local') return undefined;
   if (target.predictor.protocol === 'grpc') {
     const serialize = (inferenceProto()['inference.GRPCInferenceService'] as Record<string, { requestSerialize: (m: unknown) => Buffer }>).ModelInfer.requestSerialize;
-    return { kind: 'grpc', address: target.grpcAddress!, messages: feeds.map((f) => serialize(encodeGrpcRequest(target.modelName, inputs, f))) };
+    return { kind: 'grpc', address: target.grpcAddress!, messages: feeds.map((f) => serialize(encodeGrpcRequest(target.modelName, inputs, f))), security: { ...target.security, secure: Boolean(target.grpcSecure) } };
   }
   const url = `${target.url!.replace(/\/$/, '')}/v2/models/${encodeURIComponent(target.modelName)}/infer`;
-  return { kind: 'http', url, requests: feeds.map((f) => requestBody(inputs, f, target.predictor.protocol === 'rest-binary')) };
+  const auth = authHeaders(target.security);
+  const requests = feeds.map((f) => {
+    const request = requestBody(inputs, f, target.predictor.protocol === 'rest-binary');
+    return { ...request, headers: { ...request.headers, ...auth } };
+  });
+  return { kind: 'http', url, requests, tls: tlsConnectOptions(target.security) };
 }
 
 function localLoad(target: OpenedTarget, feeds: Tensors[], plan: LoadPlan): Promise<LoadOutcome> {
@@ -220,11 +226,11 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
       for (const plan of plans) {
         const label = runLabel({ mode: plan.mode, concurrency: plan.concurrency, rate: plan.rate, batch });
         options.onRun?.(label);
-        const before = target.url ? await scrapeCounters(target.url) : null;
+        const before = target.url ? await scrapeCounters(target.url, target.security) : null;
         const usage = docker && target.container ? await sampleContainerUsage(docker, target.container.id) : undefined;
         const outcome = load ? await remoteLoad(load, plan, workers) : await localLoad(target, feeds, plan);
         const container = usage?.stop() ?? null;
-        const after = target.url ? await scrapeCounters(target.url) : null;
+        const after = target.url ? await scrapeCounters(target.url, target.security) : null;
         runs.push(toRun(plan, batch, outcome, load ? { container, times: before && after ? serverTimes(before, after) : null } : null));
         outcome.histogram.destroy();
       }

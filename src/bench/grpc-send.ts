@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { grpcChannelCredentials, grpcMetadata, type ClientSecurity } from '../protocol/client-security.js';
 import type { Send } from './load.js';
 
 export const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
@@ -9,17 +10,19 @@ export const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
  * client spends its CPU on the wire, not on protobuf, as the HTTP sender does.
  * Calls spread over `channels` connections.
  */
-export function grpcSender(address: string, messages: Uint8Array[], channels: number): { send: Send; close: () => Promise<void> } {
+export function grpcSender(address: string, messages: Uint8Array[], channels: number, security: ClientSecurity & { secure?: boolean } = {}): { send: Send; close: () => Promise<void> } {
   const identity = (b: Buffer) => b;
+  const credentials = grpcChannelCredentials(Boolean(security.secure), security);
+  const metadata = grpcMetadata(security);
   const clients = Array.from(
     { length: Math.max(1, channels) },
     // A distinct option per client keeps grpc-js from sharing one subchannel between them.
-    (_, i) => new grpc.Client(address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1, 'mlops.channel': i }),
+    (_, i) => new grpc.Client(address, credentials, { 'grpc.max_receive_message_length': -1, 'mlops.channel': i }),
   );
   const payloads = messages.map((m) => Buffer.from(m.buffer, m.byteOffset, m.byteLength));
   const send: Send = (i) =>
     new Promise((resolve) => {
-      clients[i % clients.length].makeUnaryRequest(MODEL_INFER, identity, identity, payloads[i % payloads.length], (error: grpc.ServiceError | null) =>
+      clients[i % clients.length].makeUnaryRequest(MODEL_INFER, identity, identity, payloads[i % payloads.length], metadata, (error: grpc.ServiceError | null) =>
         resolve(error ? { kind: `grpc_${grpc.status[error.code] ?? error.code}`.toLowerCase(), message: error.details } : null),
       );
     });

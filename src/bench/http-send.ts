@@ -1,4 +1,5 @@
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Failure, Send } from './load.js';
 
 /**
@@ -9,10 +10,21 @@ import type { Failure, Send } from './load.js';
  * taken from the server it measures (benchmark/crosscheck.js compares the two
  * with autocannon).
  */
-export function httpSender(url: string, bodies: { body: Uint8Array; headers: Record<string, string> }[], connections: number): { send: Send; close: () => Promise<void> } {
+export function httpSender(
+  url: string,
+  bodies: { body: Uint8Array; headers: Record<string, string> }[],
+  connections: number,
+  secure: { ca?: Uint8Array; cert?: Uint8Array; key?: Uint8Array } = {},
+): { send: Send; close: () => Promise<void> } {
   const target = new URL(url);
   const host = target.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(target.port || 80);
+  // https: the same client over node:tls, keep-alive, so a handshake is paid once a connection.
+  const useTls = target.protocol === 'https:';
+  const port = Number(target.port || (useTls ? 443 : 80));
+  // Buffers that crossed to this worker thread arrive as plain Uint8Arrays.
+  const pem = (bytes?: Uint8Array) => (bytes ? Buffer.from(bytes) : undefined);
+  const tlsOptions = { ca: pem(secure.ca), cert: pem(secure.cert), key: pem(secure.key) };
+  const connect = () => (useTls ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...tlsOptions }) : net.connect({ host, port, noDelay: true }));
   const requests = bodies.map(({ body, headers }) => {
     const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
     return Buffer.concat([Buffer.from(`POST ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${target.host}\r\n${extra}Content-Length: ${body.byteLength}\r\n\r\n`), body]);
@@ -32,7 +44,7 @@ export function httpSender(url: string, bodies: { body: Uint8Array; headers: Rec
       if (connection.usable) return Promise.resolve(connection);
     }
     if (all.size < Math.max(1, connections)) {
-      const fresh = new Connection(host, port, () => all.delete(fresh));
+      const fresh = new Connection(connect(), () => all.delete(fresh));
       all.add(fresh);
       return Promise.resolve(fresh);
     }
@@ -68,8 +80,9 @@ class Connection {
   private status = 0;
   private bodyLeft = -1;
 
-  constructor(host: string, port: number, onGone: () => void) {
-    this.socket = net.connect({ host, port, noDelay: true });
+  constructor(socket: net.Socket, onGone: () => void) {
+    this.socket = socket;
+    socket.setNoDelay(true);
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     const fail = (error?: NodeJS.ErrnoException) => {
       this.usable = false;

@@ -1,4 +1,5 @@
 import { getText } from '../http/ready.js';
+import type { ClientSecurity } from '../protocol/client-security.js';
 
 export interface ServerSideTimes {
   /** Mean ONNX Runtime time per run, and mean wait before a run, in ms; mean rows per run. */
@@ -10,8 +11,8 @@ export interface ServerSideTimes {
 type Counters = Record<string, number>;
 
 /** The sums and counts mlops servers export; null when the server has no /metrics. */
-export async function scrapeCounters(baseUrl: string): Promise<Counters | null> {
-  const answer = await getText(`${baseUrl.replace(/\/$/, '')}/metrics`, 2000);
+export async function scrapeCounters(baseUrl: string, security?: ClientSecurity): Promise<Counters | null> {
+  const answer = await getText(`${baseUrl.replace(/\/$/, '')}/metrics`, 2000, security);
   if (answer?.status !== 200) return null;
   const text = answer.body;
   const out: Counters = {};

@@ -1,9 +1,12 @@
 import http from 'node:http';
+import https from 'node:https';
+import { authHeaders, tlsConnectOptions, type ClientSecurity } from '../protocol/client-security.js';
 
-/** One GET: its status and body, or null when nothing answered within timeoutMs. */
-export function getText(url: string, timeoutMs = 1000): Promise<{ status: number; body: string } | null> {
+/** One GET: its status and body, or null when nothing answered within timeoutMs. https:// with the CA and client certificate given. */
+export function getText(url: string, timeoutMs = 1000, security?: ClientSecurity): Promise<{ status: number; body: string } | null> {
   return new Promise((resolve) => {
-    const req = http.get(url, { timeout: timeoutMs, agent: false }, (res) => {
+    const options = { timeout: timeoutMs, agent: false as const, headers: authHeaders(security), ...tlsConnectOptions(security) };
+    const req = (url.startsWith('https:') ? https : http).get(url, options, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));

@@ -18,8 +18,9 @@ import { gatesFromConfig } from '../metrics/gates.js';
 import { prometheusRules } from './alert-rules.js';
 import { grafanaDashboard } from './dashboard.js';
 import { fromPrometheus, fromServers, parseSince, readProfileFile, type LiveSource } from './sources.js';
+import { resolveClientSecurity, type ClientSecurityFlags } from '../protocol/client-security.js';
 
-export interface MonitorFlags {
+export interface MonitorFlags extends ClientSecurityFlags {
   target?: string;
   url: string[];
   prometheus?: string;
@@ -74,11 +75,11 @@ async function liveSource(options: RunMonitorOptions): Promise<{ live: LiveSourc
   if (flags.reference) throw inputError('--reference goes with --prometheus', "a server's profile document carries its own reference");
   if (flags.url.length > 0) {
     for (const url of flags.url) if (!/^https?:\/\//.test(url)) throw inputError(`--url ${url}: expected http:// or https://`, 'pass the server base, e.g. --url http://127.0.0.1:8080');
-    return { live: await fromServers(flags.url, modelName, window), kind: 'url' };
+    return { live: await fromServers(flags.url, modelName, window, resolveClientSecurity(flags, options.env, options.cwd)), kind: 'url' };
   }
   const replicas = await targetReplicas({ cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, target: flags.target, dryRun: false, log: options.log, runner: options.runner });
   try {
-    return { live: await fromServers(replicas.urls, modelName, window), kind: 'target' };
+    return { live: await fromServers(replicas.urls, modelName, window, resolveClientSecurity(flags, options.env, options.cwd)), kind: 'target' };
   } finally {
     await replicas.close();
   }

@@ -3,7 +3,9 @@
  * replica, summed), or Prometheus' sums of the profile counters.
  */
 import { readFile } from 'node:fs/promises';
+import { fetch as undiciFetch } from 'undici';
 import { environmentError, inputError } from '../errors.js';
+import { authHeaders, tlsDispatcher, type ClientSecurity } from '../protocol/client-security.js';
 import type { LiveCounts } from './compare.js';
 import type { ProfileDocument } from './live.js';
 import { countedSlots, profileProblem, profileSha256, slotWidth, type ReferenceProfile } from './profile.js';
@@ -21,10 +23,11 @@ export interface LiveSource {
 
 const TIMEOUT_MS = 10_000;
 
-async function getJson(url: string, shown: string, init?: RequestInit): Promise<{ status: number; body: unknown }> {
+async function getJson(url: string, shown: string, init?: RequestInit, security?: ClientSecurity): Promise<{ status: number; body: unknown }> {
   let response: Response;
   try {
-    response = await fetch(url, { ...init, signal: AbortSignal.timeout(TIMEOUT_MS) });
+    const dispatcher = tlsDispatcher(security);
+    response = await undiciFetch(url, { ...(init as object), headers: { ...(init?.headers as Record<string, string>), ...authHeaders(security) }, signal: AbortSignal.timeout(TIMEOUT_MS), ...(dispatcher ? { dispatcher } : {}) }) as unknown as Response;
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
     throw environmentError(`cannot reach ${shown}: ${cause}`, 'check the URL and that the server is up');
@@ -38,18 +41,20 @@ async function getJson(url: string, shown: string, init?: RequestInit): Promise<
 }
 
 /** A server's profile document; an image older than `mlops monitor` has no such route. */
-export async function fetchProfile(base: string, modelName: string | undefined): Promise<ProfileDocument> {
+export async function fetchProfile(base: string, modelName: string | undefined, security?: ClientSecurity): Promise<ProfileDocument> {
   const root = base.replace(/\/$/, '');
   let name = modelName;
   if (!name) {
-    const index = await getJson(`${root}/v2/repository/index`, base, { method: 'POST' });
+    const index = await getJson(`${root}/v2/repository/index`, base, { method: 'POST' }, security);
+    if (index.status === 401 || index.status === 429) throw environmentError(`${base} asks for a bearer token (HTTP ${index.status})${security?.token ? ' and refused the one given' : ''}`, 'set MLOPS_TOKEN or pass --token-file');
     const models = Array.isArray(index.body) ? (index.body as { name?: string }[]) : [];
     name = models[0]?.name;
     if (index.status !== 200 || !name) throw inputError(`${base}: the server does not list its model (POST /v2/repository/index)`, 'set model.name in config to the name the server uses');
   }
   const url = `${root}/v2/models/${encodeURIComponent(name)}/profile`;
-  const { status, body } = await getJson(url, url);
+  const { status, body } = await getJson(url, url, undefined, security);
   const error = (body as { error?: string } | null)?.error;
+  if (status === 401 || status === 429) throw environmentError(`${base} asks for a bearer token (HTTP ${status})${security?.token ? ' and refused the one given' : ''}`, 'set MLOPS_TOKEN or pass --token-file');
   if (status === 404 && /^unknown model/.test(error ?? '')) throw inputError(`${base}: ${error}`, 'set model.name in config to the name the server uses');
   if (status === 404) {
     throw inputError(`${base} has no live profile: its image was built before \`mlops monitor\` (or it is not an mlops server)`, 'rebuild and redeploy it with `mlops build` (and `mlops deploy`)');
@@ -101,8 +106,8 @@ export function sumDocuments(from: string[], docs: ProfileDocument[], window: bo
   };
 }
 
-export async function fromServers(urls: string[], modelName: string | undefined, window: boolean): Promise<LiveSource> {
-  const docs = await Promise.all(urls.map((url) => fetchProfile(url, modelName)));
+export async function fromServers(urls: string[], modelName: string | undefined, window: boolean, security?: ClientSecurity): Promise<LiveSource> {
+  const docs = await Promise.all(urls.map((url) => fetchProfile(url, modelName, security)));
   return sumDocuments(urls, docs, window);
 }
 

@@ -5,6 +5,7 @@ import { ModelRunError } from '../model/run-error.js';
 import { loadModel, type LoadedModel, type Tensors } from '../model/session.js';
 import { decodeGrpcResponse, encodeGrpcRequest, grpcErrorMessage } from '../protocol/grpc.js';
 import { call, inferenceClient } from '../protocol/grpc-client.js';
+import { authHeaders, grpcChannelCredentials, grpcMetadata, tlsConnectOptions, type ClientSecurity } from '../protocol/client-security.js';
 import { encodeTensorData } from '../protocol/json-data.js';
 import { BINARY_EXTENSION, decodeRestResponse, encodeRestRequest, HEADER_LENGTH } from '../protocol/rest.js';
 
@@ -86,28 +87,33 @@ export interface RemoteOptions {
   modelName?: string;
   /** Undefined: binary tensors when the server offers them, else JSON; gRPC for a grpc:// url. */
   protocol?: Protocol;
+  /** Token, CA and client certificate for a server that asks for them. */
+  security?: ClientSecurity;
 }
 
 /** A server speaking the Open Inference Protocol: ours, KServe, Triton. */
 export async function remotePredictor(options: RemoteOptions): Promise<Predictor> {
   const url = new URL(options.url);
-  if (url.protocol === 'grpc:') {
-    if (options.protocol && options.protocol !== 'grpc') throw inputError(`--protocol ${options.protocol} needs an http:// url; ${options.url} is a gRPC address`);
-    return grpcPredictor(url.host, options.modelName);
+  const { security } = options;
+  if (url.protocol === 'grpc:' || url.protocol === 'grpcs:') {
+    if (options.protocol && options.protocol !== 'grpc') throw inputError(`--protocol ${options.protocol} needs an http(s):// url; ${options.url} is a gRPC address`);
+    return grpcPredictor(url.host, options.modelName, url.protocol === 'grpcs:', security);
   }
   if (options.protocol === 'grpc') {
-    if (!options.grpcAddress) throw inputError('--protocol grpc needs the gRPC address', 'pass --url grpc://host:8081');
-    return grpcPredictor(options.grpcAddress, options.modelName);
+    if (!options.grpcAddress) throw inputError('--protocol grpc needs the gRPC address', 'pass --url grpc://host:8081 (grpcs:// for TLS)');
+    // The server's gRPC port speaks TLS when its REST port does.
+    return grpcPredictor(options.grpcAddress, options.modelName, url.protocol === 'https:', security);
   }
-  return restPredictor(url, options.url, options.modelName, options.protocol);
+  return restPredictor(url, options.url, options.modelName, options.protocol, security);
 }
 
-async function restPredictor(base: URL, shown: string, configuredName: string | undefined, wanted: Protocol | undefined): Promise<Predictor> {
-  const pool = new Pool(base.origin, { connections: 4 });
+async function restPredictor(base: URL, shown: string, configuredName: string | undefined, wanted: Protocol | undefined, security: ClientSecurity | undefined): Promise<Predictor> {
+  const pool = new Pool(base.origin, { connections: 4, connect: tlsConnectOptions(security) });
   const prefix = base.pathname.replace(/\/$/, '');
+  const auth = authHeaders(security);
   const request = async (method: 'GET' | 'POST', path: string, body?: Buffer, headers?: Record<string, string>) => {
     try {
-      const res = await pool.request({ method, path: prefix + path, body, headers });
+      const res = await pool.request({ method, path: prefix + path, body, headers: { ...headers, ...auth } });
       const bytes = Buffer.from(await res.body.arrayBuffer());
       return { status: res.statusCode, bytes, headers: res.headers };
     } catch (error) {
@@ -123,6 +129,7 @@ async function restPredictor(base: URL, shown: string, configuredName: string | 
   };
   try {
     const server = await request('GET', '/v2');
+    if (server.status === 401 || server.status === 429) throw refusedToken(shown, `HTTP ${server.status}`, security);
     const extensions = server.status === 200 ? ((json(server.bytes).extensions as string[] | undefined) ?? []) : [];
     const offersBinary = extensions.includes(BINARY_EXTENSION);
     if (wanted === 'rest-binary' && !offersBinary) {
@@ -188,11 +195,13 @@ async function discoverModel(
   );
 }
 
-async function grpcPredictor(address: string, configuredName: string | undefined): Promise<Predictor> {
-  const client = inferenceClient(address);
+async function grpcPredictor(address: string, configuredName: string | undefined, secure: boolean, security: ClientSecurity | undefined): Promise<Predictor> {
+  const client = inferenceClient(address, grpcChannelCredentials(secure, security));
+  const metadata = grpcMetadata(security);
   try {
     // An empty name asks mlops serve for its one model; other servers need the name configured.
-    const meta = await call(client, client.ModelMetadata, { name: configuredName ?? '' }).catch((error: Error & { code?: number }) => {
+    const meta = await call(client, client.ModelMetadata, { name: configuredName ?? '' }, 30_000, metadata).catch((error: Error & { code?: number }) => {
+      if (error.code === 16 || error.code === 8) throw refusedToken(address, grpcErrorMessage(error), security);
       throw environmentError(
         error.code === 5
           ? `the gRPC server at ${address} does not serve model '${configuredName ?? ''}': ${grpcErrorMessage(error)}`
@@ -209,7 +218,7 @@ async function grpcPredictor(address: string, configuredName: string | undefined
       outputs,
       protocol: 'grpc',
       async predict(feeds) {
-        const response = await call(client, client.ModelInfer, encodeGrpcRequest(modelName, inputs, feeds)).catch((error: Error & { code?: number }) => {
+        const response = await call(client, client.ModelInfer, encodeGrpcRequest(modelName, inputs, feeds), 30_000, metadata).catch((error: Error & { code?: number }) => {
           const message = `the gRPC server answered an inference request with ${grpcErrorMessage(error)}`;
           throw error.code === 13 ? new ModelRunError(message) : environmentError(message);
         });
@@ -223,4 +232,12 @@ async function grpcPredictor(address: string, configuredName: string | undefined
     client.close();
     throw error;
   }
+}
+
+/** The server wants a token it did not get (or refused the one sent): exit 3 with how to send one; the token itself is never shown. */
+function refusedToken(shown: string, answer: string, security: ClientSecurity | undefined) {
+  return environmentError(
+    security?.token ? `the server at ${shown} refused the bearer token given (${answer})` : `the server at ${shown} asks for a bearer token (${answer})`,
+    security?.token ? 'check that the token is one the server accepts (server.auth.tokenFile)' : 'set MLOPS_TOKEN or pass --token-file with a token the server accepts',
+  );
 }

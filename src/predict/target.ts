@@ -7,8 +7,9 @@ import { inputError } from '../errors.js';
 import { readLastBuild } from '../project/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
 import { openLocalPredictor, parseProtocol, remotePredictor, type Predictor } from './predictor.js';
+import { resolveClientSecurity, type ClientSecurity, type ClientSecurityFlags } from '../protocol/client-security.js';
 
-export interface TargetFlags {
+export interface TargetFlags extends ClientSecurityFlags {
   image?: string;
   url?: string;
   local?: boolean;
@@ -25,7 +26,11 @@ export interface OpenedTarget {
   url?: string;
   /** host:port of the server's gRPC endpoint, when there is one. */
   grpcAddress?: string;
+  /** That endpoint speaks TLS (a grpcs:// or https:// url). */
+  grpcSecure?: boolean;
   container?: ModelContainer;
+  /** What the client presents to the server (token, CA, client certificate). */
+  security: ClientSecurity;
   /** In-process ONNX Runtime on the image's own model file (image mode, when asked for). */
   reference?: Predictor;
   close(): Promise<void>;
@@ -48,26 +53,36 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
   const chosen = [flags.image !== undefined, flags.url !== undefined, Boolean(flags.local)].filter(Boolean).length;
   if (chosen > 1) throw inputError('--image, --url and --local exclude each other', 'pick one place to run the model');
   const protocol = parseProtocol(flags.protocol);
+  const security = resolveClientSecurity(flags, options.env, options.cwd);
   if (protocol && flags.local) throw inputError('--protocol goes with --image or --url, not --local');
   const configuredModel = flags.model ? path.resolve(options.cwd, flags.model) : path.resolve(projectDir, config.model.path);
   const configuredName = config.model.name || defaultModelName(configuredModel);
 
   if (flags.local) {
     const predictor = await openLocalPredictor(path.relative(options.cwd, configuredModel) || configuredModel, configuredName, options.cwd);
-    return { mode: 'local', predictor, modelName: predictor.modelName, close: () => predictor.close() };
+    return { mode: 'local', predictor, modelName: predictor.modelName, security, close: () => predictor.close() };
   }
   if (flags.url !== undefined) {
     let url: URL;
     try {
       url = new URL(flags.url);
     } catch {
-      throw inputError(`--url ${flags.url}: not a URL`, 'pass the server base, e.g. http://127.0.0.1:8080, or grpc://127.0.0.1:8081');
+      throw inputError(`--url ${flags.url}: not a URL`, 'pass the server base, e.g. http://127.0.0.1:8080, or grpc://127.0.0.1:8081 (https:// and grpcs:// for TLS)');
     }
-    if (!['http:', 'https:', 'grpc:'].includes(url.protocol)) throw inputError(`--url ${flags.url}: expected http://, https:// or grpc://`);
+    if (!['http:', 'https:', 'grpc:', 'grpcs:'].includes(url.protocol)) throw inputError(`--url ${flags.url}: expected http://, https://, grpc:// or grpcs://`);
     // Only a name the config gives counts here: otherwise a single-model server is asked for its model.
-    const predictor = await remotePredictor({ url: url.href, modelName: config.model.name || undefined, protocol });
-    const grpc = url.protocol === 'grpc:';
-    return { mode: 'url', predictor, modelName: predictor.modelName, url: grpc ? undefined : url.href, grpcAddress: grpc ? url.host : undefined, close: () => predictor.close() };
+    const predictor = await remotePredictor({ url: url.href, modelName: config.model.name || undefined, protocol, security });
+    const grpc = url.protocol === 'grpc:' || url.protocol === 'grpcs:';
+    return {
+      mode: 'url',
+      predictor,
+      modelName: predictor.modelName,
+      url: grpc ? undefined : url.href,
+      grpcAddress: grpc ? url.host : undefined,
+      grpcSecure: url.protocol === 'grpcs:' || url.protocol === 'https:',
+      security,
+      close: () => predictor.close(),
+    };
   }
 
   const image = flags.image ?? (await readLastBuild(projectDir)).tags[0];
@@ -82,7 +97,7 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
   };
   try {
     const modelName = container.labels['mlops.model.name'] ?? configuredName;
-    const predictor = await remotePredictor({ url: container.url, grpcAddress: container.grpcAddress, modelName, protocol });
+    const predictor = await remotePredictor({ url: container.url, grpcAddress: container.grpcAddress, modelName, protocol, security });
     opened.push(predictor);
     withDimensionNames(predictor, container.labels['mlops.model.inputs']);
     let reference: Predictor | undefined;
@@ -100,6 +115,7 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
       grpcAddress: container.grpcAddress,
       container,
       reference,
+      security,
       close: cleanup,
     };
   } catch (error) {
