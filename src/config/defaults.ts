@@ -17,6 +17,13 @@ export interface LocalTarget {
   /** CPUs, e.g. 1.5; 0: no limit. */
   cpus: number;
   readyTimeoutSeconds: number;
+  /** A token file on this machine, mounted read-only into the container: the server asks every client for one of its tokens. */
+  auth?: { tokenFile: string };
+  /**
+   * Certificate and key on this machine, mounted read-only: the server speaks HTTPS and gRPC over TLS. clientCa: mutual TLS,
+   * with clientCert/clientKey for mlops' own smoke test.
+   */
+  tls?: { cert: string; key: string; clientCa?: string; clientCert?: string; clientKey?: string };
 }
 
 export interface KubernetesTarget {
@@ -38,6 +45,12 @@ export interface KubernetesTarget {
   serviceAccountName: string;
   /** Secrets holding the registry's credentials, for a private registry. */
   imagePullSecrets: string[];
+  /** A Secret whose key `tokens` is the server's token file, mounted read-only. */
+  auth?: { secretName: string };
+  /** A kubernetes.io/tls Secret (tls.crt, tls.key; ca.crt too with clientCa: mutual TLS), mounted read-only. */
+  tls?: { secretName: string; clientCa?: boolean };
+  /** A NetworkPolicy admitting to the model's port only these namespaces and/or pods with these labels (probes come from the node). */
+  networkPolicy?: { namespaces?: string[]; podLabels?: Record<string, string> };
 }
 
 export interface CloudRunTarget {
@@ -55,6 +68,8 @@ export interface CloudRunTarget {
   canary: number[];
   allowUnauthenticated: boolean;
   readyTimeoutSeconds: number;
+  /** A Secret Manager secret ("name:version") holding the server's token file, mounted with --set-secrets. TLS is Cloud Run's own. */
+  auth?: { secret: string };
 }
 
 export interface KServeTarget {

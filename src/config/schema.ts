@@ -30,6 +30,11 @@ const podIdentity = {
   serviceAccountName: text('a ServiceAccount name').regex(/^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$/, { error: 'expected a ServiceAccount name (lowercase letters, digits, "-", ".")' }),
   imagePullSecrets: z.array(secretName, { error: 'expected a list of Secret names' }),
 };
+/** A token Secret and a TLS Secret mounted into a target's pods (Kubernetes, KServe). */
+const kubeSecrets = {
+  auth: z.object({ secretName }).strict(),
+  tls: z.object({ secretName, clientCa: z.boolean({ error: 'expected true or false' }) }).partial().required({ secretName: true }).strict(),
+};
 const kubeName = (what: string) => text(what).regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/, { error: 'expected a DNS label (lowercase letters, digits, "-")' });
 
 /**
@@ -168,6 +173,19 @@ export const configSchema = z
               memory: text('a size like "512m"').regex(/^(\d+[bkmg]?)?$/i, { error: 'expected a size like "512m" or "2g"' }),
               cpus: z.number({ error: 'expected a number of CPUs' }).min(0, { error: 'expected a number of CPUs >= 0' }),
               readyTimeoutSeconds: z.number({ error: 'expected seconds' }).positive({ error: 'expected seconds above 0' }),
+              auth: z.object({ tokenFile: text('a path to a token file').min(1, { error: 'expected a path to a token file' }) }).strict(),
+              tls: z
+                .object({
+                  cert: text('a path to a PEM certificate').min(1),
+                  key: text('a path to a PEM private key').min(1),
+                  clientCa: text('a path to a PEM CA bundle'),
+                  clientCert: text("a path to the smoke test's client certificate"),
+                  clientKey: text("a path to the smoke test's client key"),
+                })
+                .partial()
+                .required({ cert: true, key: true })
+                .strict()
+                .refine((t) => !t.clientCa || (t.clientCert && t.clientKey), { error: 'with clientCa (mutual TLS), give clientCert and clientKey for the smoke test' }),
             })
             .partial()
             .required({ type: true })
@@ -189,6 +207,14 @@ export const configSchema = z
               rolloutTimeoutSeconds: int(1, 86_400, 'seconds'),
               preStopSeconds: int(0, 300, 'seconds'),
               ...podIdentity,
+              ...kubeSecrets,
+              networkPolicy: z
+                .object({
+                  namespaces: z.array(kubeName('a namespace').min(1), { error: 'expected a list of namespaces' }),
+                  podLabels: z.record(z.string(), z.string(), { error: 'expected an object of label: value' }),
+                })
+                .partial()
+                .strict(),
             })
             .partial()
             .required({ type: true })
@@ -207,6 +233,7 @@ export const configSchema = z
               canary: trafficSteps,
               allowUnauthenticated: z.boolean({ error: 'expected true or false' }),
               readyTimeoutSeconds: z.number({ error: 'expected seconds' }).positive({ error: 'expected seconds above 0' }),
+              auth: z.object({ secret: text('a Secret Manager secret, "name:version"').regex(/^[A-Za-z0-9_-]+:(latest|\d+)$/, { error: 'expected a Secret Manager secret as "name:version", like "mlops-tokens:latest"' }) }).strict(),
             })
             .partial()
             .required({ type: true, project: true, region: true })
@@ -224,6 +251,7 @@ export const configSchema = z
               canary: trafficSteps,
               readyTimeoutSeconds: int(1, 86_400, 'seconds'),
               ...podIdentity,
+              ...kubeSecrets,
             })
             .partial()
             .required({ type: true })

@@ -19,8 +19,8 @@ export function getText(url: string, timeoutMs = 1000, security?: ClientSecurity
 }
 
 /** One GET, true on 200; never hangs longer than timeoutMs. */
-export async function probe(url: string, timeoutMs = 1000): Promise<boolean> {
-  return (await getText(url, timeoutMs))?.status === 200;
+export async function probe(url: string, timeoutMs = 1000, security?: ClientSecurity): Promise<boolean> {
+  return (await getText(url, timeoutMs, security))?.status === 200;
 }
 
 /**
@@ -31,11 +31,11 @@ export async function probe(url: string, timeoutMs = 1000): Promise<boolean> {
  */
 export async function waitForReady(
   url: string,
-  options: { timeoutMs: number; intervalMs?: number; stillWorth?: () => Promise<boolean> },
+  options: { timeoutMs: number; intervalMs?: number; stillWorth?: () => Promise<boolean>; security?: ClientSecurity },
 ): Promise<{ ready: boolean; ms: number }> {
   const started = performance.now();
   while (performance.now() - started < options.timeoutMs) {
-    if (await probe(url)) return { ready: true, ms: performance.now() - started };
+    if (await probe(url, 1000, options.security)) return { ready: true, ms: performance.now() - started };
     if (options.stillWorth && !(await options.stillWorth())) break;
     await new Promise((r) => setTimeout(r, options.intervalMs ?? 10));
   }

@@ -24,6 +24,8 @@ export interface ClientSecurity {
   /** Client certificate and key, for mutual TLS. */
   cert?: Buffer;
   key?: Buffer;
+  /** Skip checking the server's certificate: only for mlops' probes of a container it just started on loopback. */
+  insecure?: boolean;
 }
 
 function readFlagFile(file: string, flag: string, cwd: string): Buffer {
@@ -34,16 +36,20 @@ function readFlagFile(file: string, flag: string, cwd: string): Buffer {
   }
 }
 
+/** The first token of a token file: what a client sends (a server's file may list several; sha256: lines are digests, not tokens). */
+export function firstToken(text: string): string | undefined {
+  return text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .find((l) => l !== '' && !l.startsWith('#') && !l.startsWith('sha256:'));
+}
+
 /** Flags over the environment: --token-file or MLOPS_TOKEN, --cacert or MLOPS_CACERT, --cert/--key or MLOPS_CLIENT_CERT/MLOPS_CLIENT_KEY. */
 export function resolveClientSecurity(flags: ClientSecurityFlags, env: NodeJS.ProcessEnv, cwd: string): ClientSecurity {
   const out: ClientSecurity = {};
   if (flags.tokenFile) {
     // The first token line of a token file (a server's file may list several; sha256: lines are not tokens).
-    const line = readFlagFile(flags.tokenFile, '--token-file', cwd)
-      .toString('utf8')
-      .split(/\r?\n/)
-      .map((l) => l.trim())
-      .find((l) => l !== '' && !l.startsWith('#') && !l.startsWith('sha256:'));
+    const line = firstToken(readFlagFile(flags.tokenFile, '--token-file', cwd).toString('utf8'));
     if (!line) throw inputError(`--token-file ${flags.tokenFile} holds no token`, 'one token a line; a sha256: line is a digest, not a token a client can send');
     out.token = line;
   } else if (env.MLOPS_TOKEN) out.token = env.MLOPS_TOKEN.trim();
@@ -66,11 +72,12 @@ export const authHeaders = (security: ClientSecurity | undefined): Record<string
 export const tlsConnectOptions = (security: ClientSecurity | undefined) => ({
   ...(security?.ca ? { ca: security.ca } : {}),
   ...(security?.cert ? { cert: security.cert, key: security.key } : {}),
+  ...(security?.insecure ? { rejectUnauthorized: false } : {}),
 });
 
 /** An undici dispatcher for fetch that trusts the CA and presents the client certificate; undefined when neither is set. */
 export function tlsDispatcher(security: ClientSecurity | undefined): Agent | undefined {
-  return security?.ca || security?.cert ? new Agent({ connect: tlsConnectOptions(security) }) : undefined;
+  return security?.ca || security?.cert || security?.insecure ? new Agent({ connect: tlsConnectOptions(security) }) : undefined;
 }
 
 /** gRPC channel credentials: TLS for a grpcs:// address (with the CA and client certificate), plaintext otherwise. */

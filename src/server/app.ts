@@ -14,7 +14,8 @@ import type { ServerMetrics } from './metrics.js';
 import type { ServerProfiling } from './profiling.js';
 import { closeWithin, type ServingState } from './state.js';
 import { AUTH_MESSAGES, bearerToken, type AccessControl } from './auth.js';
-import { httpsOptions, watchTls, type TlsOptions } from './tls.js';
+import { clientCertificateRefusal, httpsOptions, watchTls, type TlsOptions } from './tls.js';
+import type { TLSSocket } from 'node:tls';
 import https from 'node:https';
 import { BodyBudget, declaredLength, OWNED, overBudget, readBody, ShuttingDown, tooLarge, type BodyLimits } from './body.js';
 
@@ -91,6 +92,7 @@ const SHUTDOWN_BODY_IDLE_MS = 1000;
 
 export function createRestServer(options: RestServerOptions): RestServer {
   const { engine, metrics, state, log, inferenceLog, access } = options;
+  const mutualTls = Boolean(options.tls?.clientCa);
   const bodyLimits: BodyLimits = { maxBodyBytes: options.maxBodyBytes, budget: new BodyBudget(options.maxPendingBodyBytes) };
   const logFailure = failureLogger(log);
   const { model } = engine;
@@ -302,6 +304,10 @@ export function createRestServer(options: RestServerOptions): RestServer {
       }
       if (!route || !match) throw new BadRequest(`no route ${req.method} ${path}; see GET /v2 and /v2/models/{name}`, 404);
       label = route.label;
+      if (mutualTls && !route.open) {
+        const refusal = clientCertificateRefusal(req.socket as TLSSocket);
+        if (refusal) throw new BadRequest(refusal, 403);
+      }
       if (access && !route.open) {
         const verdict = access.verify(bearerToken(req.headers.authorization), access.clientAddress(req.socket.remoteAddress, req.headers[access.options.clientAddressHeader]));
         if (!verdict.ok) {

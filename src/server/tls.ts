@@ -6,7 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import type { SecureContextOptions } from 'node:tls';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import { inputError } from '../errors.js';
 
 export interface TlsOptions {
@@ -61,10 +61,22 @@ export function loadTlsFiles(tls: TlsOptions, now = new Date()): Required<Pick<S
   return { cert, key, ca };
 }
 
-/** Options for https.createServer: TLS 1.2 at least, client certificates required with a client CA. */
+/**
+ * Options for https.createServer: TLS 1.2 at least. With a client CA a certificate is asked for, and
+ * checked per request rather than at the handshake: the health and readiness routes stay reachable
+ * by probes that cannot present one (the kubelet's), every other route needs a certificate the CA
+ * issued (see clientCertificateRefusal).
+ */
 export function httpsOptions(tls: TlsOptions): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } {
   const files = loadTlsFiles(tls);
-  return { ...files, minVersion: 'TLSv1.2', requestCert: Boolean(files.ca), rejectUnauthorized: Boolean(files.ca) };
+  return { ...files, minVersion: 'TLSv1.2', requestCert: Boolean(files.ca), rejectUnauthorized: false };
+}
+
+/** Why a request's connection may not use a route that needs a client certificate; undefined when it may. */
+export function clientCertificateRefusal(socket: TLSSocket): string | undefined {
+  if (socket.authorized) return undefined;
+  const presented = Object.keys(socket.getPeerCertificate?.() ?? {}).length > 0;
+  return presented ? 'the client certificate was not issued by the CA this server trusts (server.tls.clientCa)' : 'this server requires a client certificate (mutual TLS)';
 }
 
 /**

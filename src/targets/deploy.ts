@@ -11,6 +11,7 @@ import { configuredRepository } from '../project/repository.js';
 import { createExecSeam, type PlannedStep, type Runner } from './exec.js';
 import { appendHistory, currentRelease, findRelease, historyFile, previousRelease, readHistory, replaceHistory, setAsideHistory, type HistoryEntry } from './history.js';
 import { acquireLock, thisProcess } from './lock.js';
+import type { ClientSecurity } from '../protocol/client-security.js';
 import { OUTPUT_TYPES, selectTarget } from './index.js';
 import { configuredSampleInputs, smokeTest } from './smoke.js';
 import type { DeployContext, DeployOutcome, LogText, ModelSignature, Release, Replicas, TargetAdapter, TargetStatus } from './types.js';
@@ -44,11 +45,11 @@ export interface DeployResult {
 }
 
 /** Retries while the endpoint is not yet listening (a port-forward starting), then reports the last failure. */
-async function smokeWithRetry(url: string, release: Release, sampleInputs: DeployContext['sampleInputs'], headers?: Record<string, string>): Promise<void> {
+async function smokeWithRetry(url: string, release: Release, sampleInputs: DeployContext['sampleInputs'], headers?: Record<string, string>, security?: ClientSecurity): Promise<void> {
   const until = Date.now() + 15_000;
   for (;;) {
     try {
-      return await smokeTest(url, release, sampleInputs, headers);
+      return await smokeTest(url, release, sampleInputs, headers, security);
     } catch (error) {
       const refused = /fetch failed|ECONNREFUSED|socket/i.test((error as Error).message);
       if (!refused || Date.now() > until) throw error;
@@ -69,7 +70,7 @@ function context(options: DeployOptions, name: string): DeployContext {
     outputDir: options.outputDir,
     log: options.log,
     sampleInputs,
-    smoke: options.smoke ?? ((url, release, headers) => smokeWithRetry(url, release, sampleInputs, headers)),
+    smoke: options.smoke ?? ((url, release, headers, security) => smokeWithRetry(url, release, sampleInputs, headers, security)),
     checkpoint: (stage) => {
       if (options.env.MLOPS_DEBUG_KILL_AT === stage) process.kill(process.pid, 'SIGKILL');
     },

@@ -2,13 +2,16 @@ import type Docker from 'dockerode';
 import type { LocalTarget } from '../config/defaults.js';
 import { connectDocker, tail } from '../docker/client.js';
 import { demultiplex, describeExit, imagePorts, inspectImage } from '../docker/container.js';
-import { environmentError } from '../errors.js';
+import { environmentError, inputError } from '../errors.js';
 import { waitForReady } from '../http/ready.js';
 import { defaultModelName } from '../model/inspect.js';
 import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 import path from 'node:path';
 import { cleanupOnInterrupt } from '../process/interrupt.js';
 import { isStale, type LockAttempt, type LockHolder } from './lock.js';
+import { firstToken, type ClientSecurity } from '../protocol/client-security.js';
+import { SECRET_MOUNT, secretEnv } from './server-secrets.js';
+import { readFileSync, statSync } from 'node:fs';
 
 export function containerName(target: LocalTarget, ctx: Pick<DeployContext, 'config' | 'projectDir' | 'targetName'>): string {
   const model = ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path));
@@ -31,7 +34,55 @@ async function logsOf(container: Docker.Container): Promise<string> {
 const CANDIDATE = '-next';
 const PREVIOUS = '-prev';
 
-const baseUrl = (host: string, port: number | string) => `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+const baseUrl = (host: string, port: number | string, tls = false) => `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+/** The user the server runs as in mlops images (templates/Dockerfile). */
+const SERVER_UID = 10001;
+
+/** The readiness routes need no token; over TLS the container's own certificate is not checked on loopback. */
+const LOOPBACK: ClientSecurity = { insecure: true };
+
+/**
+ * The target's token file and certificates, bind-mounted read-only where the server looks for them, and
+ * what mlops' own probes present: the token, the client certificate, and no check of the certificate of
+ * the container it just started on loopback. A file replaced by a rename is not seen through a bind of
+ * the file: rotate by writing it in place, or deploy again.
+ */
+function mountedSecrets(target: LocalTarget, projectDir: string): { binds: string[]; env: string[]; security: ClientSecurity } {
+  const file = (p: string) => path.resolve(projectDir, p);
+  const read = (p: string, field: string, mounted = true) => {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(file(p));
+    } catch (error) {
+      throw inputError(`targets' ${field} ${p}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, 'check the path (relative to the config file)');
+    }
+    // The server runs as uid 10001 (templates/Dockerfile): a bind-mounted file keeps this machine's owner and mode.
+    const { mode, uid } = statSync(file(p));
+    if (mounted && uid !== SERVER_UID && (mode & 0o004) === 0) {
+      throw inputError(`targets' ${field} ${p} is not readable by the server in the container (uid ${SERVER_UID}; the file is mode ${(mode & 0o777).toString(8)})`, `chown ${SERVER_UID} ${p} (then chmod 0400), or chmod o+r ${p} if this machine has no other users`);
+    }
+    return bytes;
+  };
+  const binds: string[] = [];
+  const security: ClientSecurity = {};
+  if (target.auth) {
+    binds.push(`${file(target.auth.tokenFile)}:${SECRET_MOUNT.tokens}:ro`);
+    const token = firstToken(read(target.auth.tokenFile, 'auth.tokenFile').toString('utf8'));
+    if (!token) throw inputError(`${target.auth.tokenFile} (targets' auth.tokenFile) holds no token in clear`, 'the smoke test needs one token in clear besides any sha256: lines');
+    security.token = token;
+  }
+  if (target.tls) {
+    read(target.tls.cert, 'tls.cert');
+    read(target.tls.key, 'tls.key');
+    binds.push(`${file(target.tls.cert)}:${SECRET_MOUNT.cert}:ro`, `${file(target.tls.key)}:${SECRET_MOUNT.key}:ro`);
+    if (target.tls.clientCa) binds.push(`${file(target.tls.clientCa)}:${SECRET_MOUNT.clientCa}:ro`);
+    security.insecure = true;
+    if (target.tls.clientCert && target.tls.clientKey) Object.assign(security, { cert: read(target.tls.clientCert, 'tls.clientCert', false), key: read(target.tls.clientKey, 'tls.clientKey', false) });
+  }
+  const env = Object.entries(secretEnv({ auth: Boolean(target.auth), tls: Boolean(target.tls), clientCa: Boolean(target.tls?.clientCa) })).map(([k, v]) => `${k}=${v}`);
+  return { binds, env, security };
+}
 
 function releaseOf(info: Docker.ContainerInspectInfo, modelName: string): Release {
   const labels = info.Config.Labels ?? {};
@@ -39,9 +90,10 @@ function releaseOf(info: Docker.ContainerInspectInfo, modelName: string): Releas
 }
 
 /** Readiness, then the smoke test, of a started container; what failed, or undefined. */
-async function gate(container: Docker.Container, url: string, release: Release, timeoutSeconds: number, ctx: DeployContext): Promise<{ reason: FailureReason; message: string } | undefined> {
+async function gate(container: Docker.Container, url: string, release: Release, timeoutSeconds: number, ctx: DeployContext, security: ClientSecurity): Promise<{ reason: FailureReason; message: string } | undefined> {
   try {
     const ready = await waitForReady(`${url}/v2/health/ready`, {
+      security,
       timeoutMs: timeoutSeconds * 1000,
       stillWorth: async () => {
         const now = await container.inspect();
@@ -54,7 +106,7 @@ async function gate(container: Docker.Container, url: string, release: Release, 
         ? { reason: 'crash-loop', message: `the new container stopped: ${describeExit(state)}${state.RestartCount ? ` and restarted ${state.RestartCount} times` : ''}` }
         : { reason: 'health-timeout', message: `the new container was not ready after ${timeoutSeconds} s` };
     }
-    await ctx.smoke(url, release);
+    await ctx.smoke(url, release, {}, security);
     return undefined;
   } catch (error) {
     return { reason: 'smoke-failure', message: `the smoke test failed: ${(error as Error).message}` };
@@ -86,14 +138,18 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     const info = await inspectImage(docker, release.image);
     const { http: exposed, grpc } = imagePorts(info.Config);
     const published: Record<string, { HostIp: string; HostPort: string }[]> = { [exposed]: [{ HostIp: target.host, HostPort: String(target.port) }] };
+    const secrets = mountedSecrets(target, ctx.projectDir);
+    const tls = Boolean(target.tls);
     if (grpc && target.grpcPort > 0) published[grpc] = [{ HostIp: target.host, HostPort: String(target.grpcPort) }];
     const spec = (containerName: string, ports: typeof published, restart: LocalTarget['restart']): Docker.ContainerCreateOptions => ({
       name: containerName,
       Image: release.image,
       Labels: { 'mlops.target': ctx.targetName, 'mlops.release.version': release.version, 'mlops.model.sha256': release.modelSha256 ?? '', 'mlops.deployed-at': new Date().toISOString() },
       ExposedPorts: Object.fromEntries(Object.keys(ports).map((p) => [p, {}])),
+      ...(secrets.env.length > 0 ? { Env: secrets.env } : {}),
       HostConfig: {
         PortBindings: ports,
+        ...(secrets.binds.length > 0 ? { Binds: secrets.binds } : {}),
         RestartPolicy: { Name: restart },
         ...(memoryBytes(target.memory) ? { Memory: memoryBytes(target.memory) } : {}),
         ...(target.cpus > 0 ? { NanoCpus: Math.round(target.cpus * 1e9) } : {}),
@@ -114,7 +170,7 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       const failure = started
         ? { reason: 'crash-loop' as const, message: `the new container did not start: ${started.message}` }
         : side
-          ? await gate(candidate, baseUrl('127.0.0.1', side), release, target.readyTimeoutSeconds, ctx)
+          ? await gate(candidate, baseUrl('127.0.0.1', side, tls), release, target.readyTimeoutSeconds, ctx, secrets.security)
           : { reason: 'crash-loop' as const, message: `the new container stopped at once: ${describeExit(await candidate.inspect())}` };
       if (failure) {
         const logs = tail(await logsOf(candidate), 20);
@@ -125,7 +181,7 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       ctx.checkpoint('candidate-ready');
 
       // 2. The swap: the checked version takes the target's name and port.
-      const url = baseUrl(target.host, target.port);
+      const url = baseUrl(target.host, target.port, tls);
       if (oldInfo) {
         await old.rename({ name: `${name}${PREVIOUS}` });
         if (oldInfo.State.Running) await old.stop({ t: 15 }).catch(() => undefined);
@@ -137,7 +193,7 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       const startError = await serving.start().then(() => undefined, (error: Error) => error);
       const failure2 = startError
         ? { reason: 'crash-loop' as const, message: `the checked version did not start on ${target.host}:${target.port}: ${startError.message}` }
-        : await gate(serving, url, release, target.readyTimeoutSeconds, ctx);
+        : await gate(serving, url, release, target.readyTimeoutSeconds, ctx, secrets.security);
       if (!failure2) {
         ctx.checkpoint('replaced');
         if (oldInfo) await old.remove({ force: true });
@@ -161,12 +217,12 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     const inspect = (suffix: string) => docker.getContainer(`${name}${suffix}`).inspect().catch(() => undefined);
     const [current, candidate, previousInfo] = [await inspect(''), await inspect(CANDIDATE), await inspect(PREVIOUS)];
     if (!candidate && !previousInfo) return null;
-    const url = baseUrl(target.host, target.port);
+    const url = baseUrl(target.host, target.port, Boolean(target.tls));
     const modelName = ctx.config.model.name;
     if (candidate) await docker.getContainer(`${name}${CANDIDATE}`).remove({ force: true });
     if (previousInfo) {
       // The swap had begun, so the candidate had passed its gates; finish it if the new container answers.
-      const ready = current?.State.Running && (await waitForReady(`${url}/v2/health/ready`, { timeoutMs: target.readyTimeoutSeconds * 1000 })).ready;
+      const ready = current?.State.Running && (await waitForReady(`${url}/v2/health/ready`, { timeoutMs: target.readyTimeoutSeconds * 1000, security: LOOPBACK })).ready;
       if (current && ready) {
         await docker.getContainer(`${name}${PREVIOUS}`).remove({ force: true });
         return { candidate: { version: releaseOf(current, modelName).version, image: current.Config.Image }, outcome: 'completed', serving: releaseOf(current, modelName), message: `an interrupted deploy of ${releaseOf(current, modelName).version} had passed its checks and started; its swap was finished` };
@@ -187,7 +243,7 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     let back = Boolean(current?.State.Running);
     if (current && !current.State.Running) {
       await docker.getContainer(name).start().catch(() => undefined);
-      back = (await waitForReady(`${url}/v2/health/ready`, { timeoutMs: target.readyTimeoutSeconds * 1000 })).ready;
+      back = (await waitForReady(`${url}/v2/health/ready`, { timeoutMs: target.readyTimeoutSeconds * 1000, security: LOOPBACK })).ready;
     }
     return {
       candidate: { version: unchecked.version, image: unchecked.image },
@@ -235,10 +291,12 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     const docker = await connectDocker(ctx.env);
     const name = containerName(target, ctx);
     const info = await docker.getContainer(name).inspect().catch(() => undefined);
-    const url = `http://${target.host}:${target.port}`;
     const leftovers = await interruptedLeftovers(docker, name);
     if (!info) return { target: ctx.targetName, type: 'local', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { container: name, ...leftovers } };
-    const ready = info.State.Running ? (await waitForReady(`${url}/v2/health/ready`, { timeoutMs: 1500 })).ready : false;
+    // What serves decides, not the config: its environment says whether it asks for tokens and speaks TLS.
+    const access = accessOf(info.Config.Env ?? []);
+    const url = baseUrl(target.host, target.port, access.tls !== 'off');
+    const ready = info.State.Running ? (await waitForReady(`${url}/v2/health/ready`, { timeoutMs: 1500, security: LOOPBACK })).ready : false;
     return {
       target: ctx.targetName,
       type: 'local',
@@ -248,16 +306,25 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       health: !info.State.Running ? `stopped: ${describeExit(info)}` : ready ? 'ready' : (info.State.Health?.Status ?? 'not ready'),
       url,
       startedAt: info.State.StartedAt,
-      detail: { container: name, restarts: info.RestartCount, uptimeSeconds: info.State.Running ? Math.round((Date.now() - Date.parse(info.State.StartedAt)) / 1000) : 0, ...leftovers },
+      detail: { container: name, restarts: info.RestartCount, uptimeSeconds: info.State.Running ? Math.round((Date.now() - Date.parse(info.State.StartedAt)) / 1000) : 0, auth: access.auth, tls: access.tls, ...leftovers },
     };
   },
 };
+
+/** Whether a server asks for tokens and speaks TLS, from its container's environment (as `mlops status` reports it). */
+export function accessOf(env: string[]): { auth: 'bearer tokens' | 'off'; tls: 'mutual TLS' | 'TLS' | 'off' } {
+  const has = (name: string) => env.some((e) => e.startsWith(`${name}=`) && e.length > name.length + 1);
+  return {
+    auth: has('MLOPS_AUTH_TOKEN_FILE') || has('MLOPS_AUTH_TOKENS') ? 'bearer tokens' : 'off',
+    tls: has('MLOPS_TLS_CERT') ? (has('MLOPS_TLS_CLIENT_CA') ? 'mutual TLS' : 'TLS') : 'off',
+  };
+}
 
 /** Starts the old container again under the target's name; true when it is ready. */
 async function putBack(old: Docker.Container, name: string, url: string, target: LocalTarget): Promise<boolean> {
   await old.rename({ name }).catch(() => undefined);
   await old.start().catch(() => undefined);
-  return (await waitForReady(`${url}/v2/health/ready`, { timeoutMs: target.readyTimeoutSeconds * 1000 })).ready;
+  return (await waitForReady(`${url}/v2/health/ready`, { timeoutMs: target.readyTimeoutSeconds * 1000, security: LOOPBACK })).ready;
 }
 
 /** What an interrupted deploy left, said plainly for `mlops status`; the next deploy or rollback resolves it. */

@@ -4,6 +4,8 @@ import path from 'node:path';
 import type { Config } from '../config/defaults.js';
 import { openSampleInputs, sampleSettings } from '../model/sample-inputs.js';
 import { encodeRestRequest } from '../protocol/rest.js';
+import { fetch as undiciFetch, type Dispatcher } from 'undici';
+import { authHeaders, tlsDispatcher, type ClientSecurity } from '../protocol/client-security.js';
 import type { TensorSignature } from '../predict/predictor.js';
 import type { DeployContext, FailureReason, ModelSignature, Release } from './types.js';
 
@@ -17,19 +19,21 @@ export function configuredSampleInputs(config: Config, projectDir: string): Depl
  * One inference with the configured sample input (model.shapes, model.inputData), checked for a well-formed answer:
  * status 200, every output the model declares, each with data matching its shape.
  */
-export async function smokeTest(baseUrl: string, release: Release, sampleInputs: DeployContext['sampleInputs'], headers: Record<string, string> = {}): Promise<void> {
+export async function smokeTest(baseUrl: string, release: Release, sampleInputs: DeployContext['sampleInputs'], headers: Record<string, string> = {}, security?: ClientSecurity): Promise<void> {
   // AbortSignal.timeout's timer does not hold the process open; this one does, so a stalled fetch still times out.
   const guard = setTimeout(() => undefined, 25_000);
   try {
-    await smoke(baseUrl, release, sampleInputs, headers);
+    await smoke(baseUrl, release, sampleInputs, { ...headers, ...authHeaders(security) }, tlsDispatcher(security));
   } finally {
     clearTimeout(guard);
   }
 }
 
-async function smoke(baseUrl: string, release: Release, sampleInputs: DeployContext['sampleInputs'], headers: Record<string, string>): Promise<void> {
+async function smoke(baseUrl: string, release: Release, sampleInputs: DeployContext['sampleInputs'], headers: Record<string, string>, dispatcher: Dispatcher | undefined): Promise<void> {
   const base = baseUrl.replace(/\/$/, '');
   const modelName = release.modelName;
+  // undici's fetch: it takes a dispatcher with the CA and client certificate for https://.
+  const fetch = (url: string, init: Parameters<typeof undiciFetch>[1]) => undiciFetch(url, { ...init, ...(dispatcher ? { dispatcher } : {}) });
   const get = await fetch(`${base}/v2/models/${encodeURIComponent(modelName)}`, { headers, signal: AbortSignal.timeout(10_000) });
   if (get.status !== 200) throw new Error(`GET /v2/models/${modelName} answered HTTP ${get.status}: ${(await get.text()).slice(0, 200)}`);
   const meta = (await get.json()) as { inputs: TensorSignature[]; outputs: TensorSignature[] };

@@ -1,3 +1,4 @@
+import type { ClientSecurity } from '../protocol/client-security.js';
 import type { Config, TargetConfig } from '../config/defaults.js';
 import type { Tensors } from '../model/session.js';
 import type { TensorSignature } from '../predict/predictor.js';
@@ -59,7 +60,7 @@ export interface DeployContext {
    */
   sampleInputs: (inputs: TensorSignature[]) => Promise<Tensors>;
   /** One inference against a base URL; throws with the reason when the answer is not well formed. */
-  smoke: (baseUrl: string, release: Release, headers?: Record<string, string>) => Promise<void>;
+  smoke: (baseUrl: string, release: Release, headers?: Record<string, string>, security?: ClientSecurity) => Promise<void>;
   /**
    * Marks a stage of a deploy (candidate-created, candidate-ready, old-stopped, replaced). The crash
    * tests end the process at one with MLOPS_DEBUG_KILL_AT=<stage>, as a kill -9 or a dead CI runner would.
