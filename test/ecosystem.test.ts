@@ -91,6 +91,39 @@ describe.runIf(promtool.ok)(`alert rules and dashboard cover every inference rou
     }
   });
 
+  it('a burst of refused tokens fires MlopsAuthFailures; a few do not (promtool test rules)', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mlops-rules-'));
+    try {
+      await writeFile(path.join(dir, 'rules.yml'), prometheusRules(settings));
+      const failures = (per: number) => ({ series: 'mlops_auth_failures_total{job="mlops",instance="a",reason="invalid"}', values: `0+${per}x30` });
+      const info = { series: 'mlops_model_info{job="mlops",instance="a",name="m"}', values: '1x30' };
+      const tests = {
+        rule_files: ['rules.yml'],
+        evaluation_interval: '1m',
+        tests: [
+          { interval: '1m', input_series: [info, failures(30)], alert_rule_test: [
+              {
+                eval_time: '10m',
+                alertname: 'MlopsAuthFailures',
+                exp_alerts: [
+                  {
+                    exp_labels: { model: 'm', severity: 'warning' },
+                    exp_annotations: { summary: 'm: over 50 requests refused for their token in 5 minutes', description: '150 refused (missing, invalid, or from an address locked out); mlops_auth_failures_total by reason says which.' },
+                  },
+                ],
+              },
+            ],
+          },
+          { interval: '1m', input_series: [info, failures(1)], alert_rule_test: [{ eval_time: '10m', alertname: 'MlopsAuthFailures', exp_alerts: [] }] },
+        ],
+      };
+      await writeFile(path.join(dir, 'tests.yml'), stringify(tests));
+      execFileSync(promtool.path, ['test', 'rules', 'tests.yml'], { cwd: dir, stdio: 'pipe' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('the dashboard\'s request panels select the same routes', () => {
     const dashboard = grafanaDashboard({ modelName: 'm', profile, referenceSha256: 'a'.repeat(64) }) as { panels: { title: string; targets: { expr: string }[] }[] };
     const requests = dashboard.panels.filter((p) => ['Throughput', 'Inference latency', 'Errors'].includes(p.title)).flatMap((p) => p.targets.map((t) => t.expr));

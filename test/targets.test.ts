@@ -320,3 +320,72 @@ describe('inference logs from remote targets, for mlops monitor --labels (kubect
     expect(logs[0].text.split('\n').flatMap(recordsInLine).map((r) => r.id)).toEqual(['x', 'y']);
   });
 });
+
+describe('secrets wired the platform way (issue 23): never values in a manifest or command line', () => {
+  const TOKEN = 'a-token-that-must-never-appear-0123';
+
+  it('kubernetes and KServe: the token and TLS Secrets mounted read-only with the server pointed at them, HTTPS probes, still Pod Security restricted', async () => {
+    const secured = { ...k8s, auth: { secretName: 'bc-tokens' }, tls: { secretName: 'bc-tls', clientCa: true } };
+    const manifests = renderManifests('bc', secured, v2, applyDefaults({}));
+    const pod = (manifests.deployment.toJSON() as any).spec.template.spec;
+    expect(restrictedViolations(pod)).toEqual([]);
+    expect(pod.securityContext.fsGroup).toBe(10001);
+    expect(pod.volumes).toEqual(
+      expect.arrayContaining([
+        { name: 'mlops-auth', secret: { secretName: 'bc-tokens', defaultMode: 0o440, items: [{ key: 'tokens', path: 'tokens' }] } },
+        { name: 'mlops-tls', secret: { secretName: 'bc-tls', defaultMode: 0o440, items: ['tls.crt', 'tls.key', 'ca.crt'].map((key) => ({ key, path: key })) } },
+      ]),
+    );
+    const container = pod.containers[0];
+    expect(container.volumeMounts).toEqual(expect.arrayContaining([{ name: 'mlops-auth', mountPath: '/run/secrets/mlops/auth', readOnly: true }, { name: 'mlops-tls', mountPath: '/run/secrets/mlops/tls', readOnly: true }]));
+    expect(container.env).toEqual(
+      expect.arrayContaining([
+        { name: 'MLOPS_AUTH_TOKEN_FILE', value: '/run/secrets/mlops/auth/tokens' },
+        { name: 'MLOPS_TLS_CERT', value: '/run/secrets/mlops/tls/tls.crt' },
+        { name: 'MLOPS_TLS_KEY', value: '/run/secrets/mlops/tls/tls.key' },
+        { name: 'MLOPS_TLS_CLIENT_CA', value: '/run/secrets/mlops/tls/ca.crt' },
+      ]),
+    );
+    for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) expect(container[probe].httpGet.scheme).toBe('HTTPS');
+    const { renderInferenceService } = await import('../src/targets/kserve-manifest.js');
+    const isvc = renderInferenceService('bc', { ...TARGET_DEFAULTS.kserve, namespace: 'ml', auth: { secretName: 'bc-tokens' }, tls: { secretName: 'bc-tls' } }, v2, applyDefaults({})) as any;
+    expect(isvc.spec.predictor.volumes.map((v: { name: string }) => v.name)).toEqual(['tmp', 'mlops-auth', 'mlops-tls']);
+    expect(isvc.spec.predictor.containers[0].readinessProbe.httpGet.scheme).toBe('HTTPS');
+  });
+
+  it('kubernetes: a NetworkPolicy admits only the configured namespaces and labelled pods, valid against the schema; one that admits nobody is refused', () => {
+    const m = renderManifests('bc', { ...k8s, networkPolicy: { namespaces: ['gateway'], podLabels: { role: 'client' } } }, v2, applyDefaults({}));
+    expect(m.networkPolicy!.toJSON()).toMatchObject({
+      kind: 'NetworkPolicy',
+      spec: {
+        podSelector: { matchLabels: { 'app.kubernetes.io/name': 'bc' } },
+        policyTypes: ['Ingress'],
+        ingress: [{ from: [{ namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: ['gateway'] }] }, podSelector: { matchLabels: { role: 'client' } } }], ports: [{ port: 'http' }, { port: 'grpc' }] }],
+      },
+    });
+    expect(() => renderManifests('bc', { ...k8s, networkPolicy: {} }, v2, applyDefaults({}))).toThrow(/networkPolicy admits nobody/);
+  });
+
+  it('kubernetes: a deploy to a server with tokens needs MLOPS_TOKEN for its smoke test, and says so before anything is applied', async () => {
+    const { runner, calls } = scripted([]);
+    const c = { ...ctx({ runner }), env: {} };
+    await expect(kubernetesAdapter.deploy({ ...k8s, auth: { secretName: 'bc-tokens' } }, v2, v1, c)).rejects.toThrow(/targets\.staging\.auth: the smoke test needs a token the server accepts/);
+    expect(calls).toEqual([]);
+  });
+
+  it('cloudrun: the token file comes from Secret Manager with --set-secrets; the smoke test sends MLOPS_TOKEN as Authorization and the IAM token as X-Serverless-Authorization; no token on a command line', async () => {
+    const run: CloudRunTarget = { ...TARGET_DEFAULTS.cloudrun, project: 'acme', region: 'europe-west1', auth: { secret: 'bc-tokens:3' } };
+    const before = { status: { url: 'https://bc-x.a.run.app', traffic: [{ revisionName: 'bc-00001', percent: 100 }] } };
+    const after = { status: { url: 'https://bc-x.a.run.app', traffic: [...before.status.traffic, { revisionName: 'bc-00002', percent: 0, tag: 'v1-1-0', url: 'https://v1-1-0---bc-x.a.run.app' }] } };
+    let described = 0;
+    const { runner, calls } = scripted([[/auth print-identity-token/, { stdout: 'id-token' }]]);
+    const wrapped: Runner = async (command, args, options) => (args.includes('describe') ? (calls.push([command, ...args].join(' ')), { exitCode: 0, stdout: JSON.stringify(described++ === 0 ? before : after), stderr: '' }) : runner(command, args, options));
+    const smoked: [Record<string, string> | undefined, unknown][] = [];
+    const c = { ...ctx({ runner: wrapped, smoke: async (_u: string, _r: Release, headers?: Record<string, string>, security?: unknown) => void smoked.push([headers, security]) }), env: { MLOPS_TOKEN: TOKEN } };
+    expect((await cloudRunAdapter.deploy(run, v2, v1, c)).status).toBe('deployed');
+    const deploy = calls.find((l) => l.startsWith('gcloud run deploy'))!;
+    expect(deploy).toContain('--set-secrets /run/secrets/mlops/auth/tokens=bc-tokens:3 --update-env-vars MLOPS_AUTH_TOKEN_FILE=/run/secrets/mlops/auth/tokens');
+    expect(calls.join('\n')).not.toContain(TOKEN);
+    expect(smoked[0]).toEqual([{ 'x-serverless-authorization': 'Bearer id-token' }, { token: TOKEN, insecure: false }]);
+  });
+});

@@ -91,6 +91,10 @@ export interface KServeTarget {
   /** As for kubernetes targets. */
   serviceAccountName: string;
   imagePullSecrets: string[];
+  /** A Secret whose key `tokens` is the server's token file, mounted read-only. */
+  auth?: { secretName: string };
+  /** A kubernetes.io/tls Secret (tls.crt, tls.key; ca.crt too with clientCa: mutual TLS), mounted read-only. */
+  tls?: { secretName: string; clientCa?: boolean };
 }
 
 export interface SageMakerTarget {

@@ -47,6 +47,9 @@ function featurePsiExpression(f: FeatureProfile, reference: string, window: stri
   return terms.join('\n  + ');
 }
 
+/** Refused tokens in 5 minutes that make an alert: past what a client with a stale token retries. */
+const AUTH_FAILURES_PER_5M = 50;
+
 export function prometheusRules(settings: AlertSettings): string {
   const { modelName: model, window } = settings;
   const reference = settings.referenceSha256.slice(0, 12);
@@ -71,6 +74,17 @@ export function prometheusRules(settings: AlertSettings): string {
       for: '10m',
       labels,
       annotations: { summary: `${model}: p99 inference latency over ${settings.p99Seconds * 1000} ms`, description: 'p99 is {{ $value | humanizeDuration }}.' },
+    },
+    {
+      // Threat detection: a burst of refused tokens (guessing, a leaked old token, a misconfigured client).
+      alert: 'MlopsAuthFailures',
+      expr: `sum(${ofModel('increase(mlops_auth_failures_total[5m])', model)}) > ${AUTH_FAILURES_PER_5M}`,
+      for: '0m',
+      labels,
+      annotations: {
+        summary: `${model}: over ${AUTH_FAILURES_PER_5M} requests refused for their token in 5 minutes`,
+        description: '{{ $value }} refused (missing, invalid, or from an address locked out); mlops_auth_failures_total by reason says which.',
+      },
     },
     {
       alert: 'MlopsNoTraffic',

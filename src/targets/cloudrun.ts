@@ -1,3 +1,4 @@
+import { SECRET_MOUNT, smokeSecurity } from './server-secrets.js';
 import { notFoundOrThrow } from './exec.js';
 import path from 'node:path';
 import type { CloudRunTarget } from '../config/defaults.js';
@@ -62,6 +63,8 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
     const service = serviceName(target, ctx);
     const base = gcloudBase(target);
     const tag = revisionTag(release.version);
+    // The smoke test's token (MLOPS_TOKEN), checked before anything is deployed; Cloud Run's own certificate is trusted as any.
+    const smoke = exec.dryRun ? { security: {} } : { security: { ...smokeSecurity(ctx.targetName, target, ctx.env, ctx.projectDir).security, insecure: false } };
     const describe = async () => {
       const result = await exec.run('gcloud', ['run', 'services', 'describe', service, ...base, '--format=json'], { allowFailure: true });
       return result.exitCode === 0 && result.stdout ? (JSON.parse(result.stdout) as ServiceDescription) : null;
@@ -81,6 +84,8 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
       '--labels', `mlops-version=${revisionTag(release.version).slice(1)},managed-by=mlops`,
       '--tag', tag,
       target.allowUnauthenticated ? '--allow-unauthenticated' : '--no-allow-unauthenticated',
+      // The token file from Secret Manager, mounted by Cloud Run; the server is pointed at it. TLS is Cloud Run's.
+      ...(target.auth ? ['--set-secrets', `${SECRET_MOUNT.tokens}=${target.auth.secret}`, '--update-env-vars', `MLOPS_AUTH_TOKEN_FILE=${SECRET_MOUNT.tokens}`] : []),
       ...(exists ? ['--no-traffic'] : []),
       '--quiet', '--format=json',
     ]);
@@ -89,13 +94,14 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
     const headers: Record<string, string> = {};
     if (!target.allowUnauthenticated) {
       const token = await exec.run('gcloud', ['auth', 'print-identity-token'], { allowFailure: true });
-      if (token.stdout.trim()) headers.authorization = `Bearer ${token.stdout.trim()}`;
+      // With the server's own tokens on, Authorization carries those: Cloud Run reads its IAM token from X-Serverless-Authorization.
+      if (token.stdout.trim()) headers[target.auth ? 'x-serverless-authorization' : 'authorization'] = `Bearer ${token.stdout.trim()}`;
     }
     const check = async (): Promise<{ reason: FailureReason; message: string } | undefined> => {
       if (exec.dryRun) return undefined;
       if (!tagged?.url) return { reason: 'health-timeout', message: `the new revision has no URL for tag ${tag}: it never became ready` };
       try {
-        await ctx.smoke(tagged.url, release, headers);
+        await ctx.smoke(tagged.url, release, headers, smoke.security);
         return undefined;
       } catch (error) {
         return { reason: 'smoke-failure', message: `the smoke test through ${tagged.url} failed: ${(error as Error).message}` };

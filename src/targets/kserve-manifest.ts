@@ -6,6 +6,7 @@ import type { Config, KServeTarget } from '../config/defaults.js';
 import { inputError } from '../errors.js';
 import { CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT, podIdentity, recommendedLabels } from './kubernetes-manifests.js';
 import type { Release } from './types.js';
+import { kubeSecretMounts } from './server-secrets.js';
 
 /** KServe's InferenceService CRD schema (v1beta1), shipped in the package; see scripts/kserve-schema.js. */
 const SCHEMA_FILE = fileURLToPath(new URL('../../templates/schemas/kserve-inferenceservice.schema.json.gz', import.meta.url));
@@ -23,6 +24,7 @@ export interface InferenceService {
  * port, so gRPC stays off.
  */
 export function renderInferenceService(name: string, target: KServeTarget, release: Release, config: Config, canaryTrafficPercent?: number): InferenceService {
+  const secrets = kubeSecretMounts(target);
   const port = config.image.port;
   if (target.maxReplicas < target.minReplicas) throw inputError(`targets.${name}: maxReplicas (${target.maxReplicas}) is below minReplicas (${target.minReplicas})`);
   const service: InferenceService = {
@@ -45,9 +47,9 @@ export function renderInferenceService(name: string, target: KServeTarget, relea
         maxReplicas: target.maxReplicas,
         ...(canaryTrafficPercent !== undefined && canaryTrafficPercent < 100 ? { canaryTrafficPercent } : {}),
         // As the kubernetes target's pods: Pod Security "restricted", a read-only root with /tmp writable.
-        securityContext: POD_SECURITY_CONTEXT,
+        securityContext: secrets.fsGroup ? { ...POD_SECURITY_CONTEXT, fsGroup: secrets.fsGroup } : POD_SECURITY_CONTEXT,
         ...podIdentity(target),
-        volumes: [{ name: 'tmp', emptyDir: {} }],
+        volumes: [{ name: 'tmp', emptyDir: {} }, ...secrets.volumes],
         containers: [
           {
             name: 'kserve-container',
@@ -58,12 +60,13 @@ export function renderInferenceService(name: string, target: KServeTarget, relea
               { name: 'PORT', value: String(port) },
               { name: 'GRPC_PORT', value: '0' },
               { name: 'MLOPS_SHUTDOWN_TIMEOUT_MS', value: String(config.server.shutdownTimeoutMs) },
+              ...secrets.env,
             ],
             resources: { requests: { ...target.resources.requests }, limits: { ...target.resources.limits } },
-            readinessProbe: { httpGet: { path: '/v2/health/ready', port }, periodSeconds: 5, failureThreshold: 3 },
-            livenessProbe: { httpGet: { path: '/v2/health/live', port }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 3 },
+            readinessProbe: { httpGet: { path: '/v2/health/ready', port, ...(secrets.scheme ? { scheme: secrets.scheme } : {}) }, periodSeconds: 5, failureThreshold: 3 },
+            livenessProbe: { httpGet: { path: '/v2/health/live', port, ...(secrets.scheme ? { scheme: secrets.scheme } : {}) }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 3 },
             securityContext: CONTAINER_SECURITY_CONTEXT,
-            volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+            volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, ...secrets.volumeMounts],
           },
         ],
       },

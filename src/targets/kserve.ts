@@ -1,3 +1,4 @@
+import { smokeSecurity } from './server-secrets.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -78,6 +79,8 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
     }
     const { exec } = ctx;
     const base = kubectlBase(target);
+    // What the smoke test presents, checked before anything is applied.
+    const smoke = ctx.dryRun ? { security: {}, scheme: 'http' as const } : smokeSecurity(ctx.targetName, target, ctx.env, ctx.projectDir);
     const before = await getInferenceService(ctx, base, name);
     const steps = before ? target.canary : [100];
     let failure: { reason: FailureReason; message: string } | undefined;
@@ -86,7 +89,7 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
       const applied = await exec.run('kubectl', [...base, 'apply', '-f', '-', '-o', 'json'], { input: stringify(manifest) });
       const generation = exec.dryRun ? 0 : ((JSON.parse(applied.stdout || '{}') as InferenceServiceState).metadata?.generation ?? 0);
       failure = await untilReady(ctx, base, name, generation, target.readyTimeoutSeconds);
-      failure ??= await smokeNewPods(ctx, base, name, release);
+      failure ??= await smokeNewPods(ctx, base, name, release, smoke);
       if (failure) break;
     }
     if (!failure) return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: (await getInferenceService(ctx, base, name))?.status?.url ?? null, previous };
@@ -178,7 +181,7 @@ async function untilReady(ctx: DeployContext, base: string[], name: string, gene
 }
 
 /** One inference on a ready pod of the new image, through a port-forward (the canary share would make the route a lottery). */
-async function smokeNewPods(ctx: DeployContext, base: string[], name: string, release: Release): Promise<{ reason: FailureReason; message: string } | undefined> {
+async function smokeNewPods(ctx: DeployContext, base: string[], name: string, release: Release, smoke: ReturnType<typeof smokeSecurity>): Promise<{ reason: FailureReason; message: string } | undefined> {
   const pods: PodList = await listPods(ctx, base, selectorOf(name), true);
   if (ctx.exec.dryRun) return undefined;
   const pod = (pods.items ?? []).find((p) => p.spec?.containers?.some((c) => c.image === release.image) && p.status?.containerStatuses?.every((s) => s.ready));
@@ -187,7 +190,7 @@ async function smokeNewPods(ctx: DeployContext, base: string[], name: string, re
   // The smoke test retries while the port-forward starts listening.
   const forward = await ctx.exec.background('kubectl', [...base, 'port-forward', `pod/${pod.metadata.name}`, `${port}:${ctx.config.image.port}`]);
   try {
-    await ctx.smoke(`http://127.0.0.1:${port}`, release);
+    await ctx.smoke(`${smoke.scheme}://127.0.0.1:${port}`, release, {}, smoke.security);
     return undefined;
   } catch (error) {
     return { reason: 'smoke-failure', message: `the smoke test on pod ${pod.metadata.name} failed: ${(error as Error).message}` };

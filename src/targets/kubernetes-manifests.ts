@@ -2,6 +2,8 @@ import { Deployment } from 'kubernetes-models/apps/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { Service } from 'kubernetes-models/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { kubeSecretMounts } from './server-secrets.js';
 import { stringify } from 'yaml';
 import type { Config, KubernetesTarget } from '../config/defaults.js';
 import { inputError } from '../errors.js';
@@ -15,6 +17,8 @@ export interface Manifests {
   service: Service;
   hpa: HorizontalPodAutoscaler;
   pdb: PodDisruptionBudget;
+  /** Only when the target asks for one (networkPolicy). */
+  networkPolicy?: NetworkPolicy;
 }
 
 /**
@@ -55,6 +59,8 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
   const grpcPort = config.image.grpcPort;
   const shutdownSeconds = Math.ceil(config.server.shutdownTimeoutMs / 1000);
   const metadata = { name, namespace: target.namespace, labels };
+  const secrets = kubeSecretMounts(target);
+  const probe = (path: string) => ({ httpGet: { path, port: 'http', ...(secrets.scheme ? { scheme: secrets.scheme } : {}) } });
   const manifests: Manifests = {
     deployment: new Deployment({
       metadata: { ...metadata, annotations: { 'mlops.model.sha256': release.modelSha256 ?? '', 'mlops.image': release.image } },
@@ -70,7 +76,7 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
           spec: {
             // preStop lets endpoints drop the pod before the server stops; then the server's own graceful shutdown.
             terminationGracePeriodSeconds: target.preStopSeconds + shutdownSeconds + 5,
-            securityContext: POD_SECURITY_CONTEXT,
+            securityContext: secrets.fsGroup ? { ...POD_SECURITY_CONTEXT, fsGroup: secrets.fsGroup } : POD_SECURITY_CONTEXT,
             ...podIdentity(target),
             containers: [
               {
@@ -81,17 +87,18 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
                   { name: 'PORT', value: String(containerPort) },
                   { name: 'GRPC_PORT', value: String(grpcPort) },
                   { name: 'MLOPS_SHUTDOWN_TIMEOUT_MS', value: String(config.server.shutdownTimeoutMs) },
+                  ...secrets.env,
                 ],
                 resources: { requests: { ...target.resources.requests }, limits: { ...target.resources.limits } },
-                readinessProbe: { httpGet: { path: '/v2/health/ready', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
-                livenessProbe: { httpGet: { path: '/v2/health/live', port: 'http' }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 3 },
-                startupProbe: { httpGet: { path: '/v2/health/live', port: 'http' }, periodSeconds: 2, failureThreshold: 30 },
+                readinessProbe: { ...probe('/v2/health/ready'), periodSeconds: 5, failureThreshold: 3 },
+                livenessProbe: { ...probe('/v2/health/live'), initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 3 },
+                startupProbe: { ...probe('/v2/health/live'), periodSeconds: 2, failureThreshold: 30 },
                 lifecycle: target.preStopSeconds > 0 ? { preStop: { exec: { command: ['node', '-e', `setTimeout(() => {}, ${target.preStopSeconds * 1000})`] } } } : undefined,
                 securityContext: CONTAINER_SECURITY_CONTEXT,
-                volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+                volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, ...secrets.volumeMounts],
               },
             ],
-            volumes: [{ name: 'tmp', emptyDir: {} }],
+            volumes: [{ name: 'tmp', emptyDir: {} }, ...secrets.volumes],
           },
         },
       },
@@ -117,6 +124,7 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
       },
     }),
     pdb: new PodDisruptionBudget({ metadata, spec: { minAvailable: target.minAvailable, selector: { matchLabels: selector } } }),
+    ...(target.networkPolicy ? { networkPolicy: networkPolicy(metadata, selector, target.networkPolicy, grpcPort > 0) } : {}),
   };
   if (target.autoscaling.maxReplicas < target.autoscaling.minReplicas) {
     throw inputError(`targets.${name}.autoscaling: maxReplicas (${target.autoscaling.maxReplicas}) is below minReplicas (${target.autoscaling.minReplicas})`);
@@ -131,7 +139,32 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
   return manifests;
 }
 
+/**
+ * Only the listed namespaces and/or labelled pods reach the model's ports. The kubelet's probes come from
+ * the node, which NetworkPolicy implementations let through, so readiness keeps working.
+ */
+function networkPolicy(metadata: { name: string; namespace: string; labels: Record<string, string> }, selector: Record<string, string>, allowed: NonNullable<KubernetesTarget['networkPolicy']>, grpc: boolean): NetworkPolicy {
+  const namespaces = allowed.namespaces ?? [];
+  const podLabels = allowed.podLabels ?? {};
+  if (namespaces.length === 0 && Object.keys(podLabels).length === 0) {
+    throw inputError(`targets.${metadata.name}.networkPolicy admits nobody`, 'list namespaces and/or podLabels whose pods may call the model');
+  }
+  // One peer that needs both (namespace and labels) when both are given; either alone otherwise.
+  const peer = {
+    ...(namespaces.length > 0 ? { namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: namespaces }] } } : {}),
+    ...(Object.keys(podLabels).length > 0 ? { podSelector: { matchLabels: podLabels } } : {}),
+  };
+  return new NetworkPolicy({
+    metadata,
+    spec: {
+      podSelector: { matchLabels: selector },
+      policyTypes: ['Ingress'],
+      ingress: [{ from: [peer], ports: [{ port: 'http' }, ...(grpc ? [{ port: 'grpc' }] : [])] }],
+    },
+  });
+}
+
 /** One YAML stream, in the order kubectl should apply it. */
 export function manifestsYaml(manifests: Manifests): string {
-  return [manifests.deployment, manifests.service, manifests.hpa, manifests.pdb].map((m) => stringify(m.toJSON())).join('---\n');
+  return [manifests.deployment, manifests.service, manifests.hpa, manifests.pdb, ...(manifests.networkPolicy ? [manifests.networkPolicy] : [])].map((m) => stringify(m.toJSON())).join('---\n');
 }

@@ -1,3 +1,4 @@
+import { smokeSecurity } from './server-secrets.js';
 import { notFoundOrThrow } from './exec.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -59,6 +60,8 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const name = resourceName(target, ctx);
     const manifests = renderManifests(name, target, release, ctx.config);
+    // What the smoke test presents, checked before anything is applied (not needed for --output).
+    const smoke = ctx.outputDir || ctx.dryRun ? { security: {}, scheme: 'http' as const } : smokeSecurity(ctx.targetName, target, ctx.env, ctx.projectDir);
     const yaml = manifestsYaml(manifests);
     if (ctx.outputDir) {
       await mkdir(ctx.outputDir, { recursive: true });
@@ -86,7 +89,7 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
       const port = await freePort();
       const forward = await exec.background('kubectl', [...base, 'port-forward', `service/${name}`, `${port}:${target.port}`]);
       try {
-        if (!exec.dryRun) await ctx.smoke(`http://127.0.0.1:${port}`, release);
+        if (!exec.dryRun) await ctx.smoke(`${smoke.scheme}://127.0.0.1:${port}`, release, {}, smoke.security);
       } catch (error) {
         failure = { reason: 'smoke-failure', message: `the smoke test failed: ${(error as Error).message}` };
       } finally {
