@@ -1,4 +1,4 @@
-import { smokeSecurity } from './server-secrets.js';
+import { accessOf, smokeSecurity } from './server-secrets.js';
 import { notFoundOrThrow } from './exec.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -151,7 +151,7 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     }
     const deployment = JSON.parse(result.stdout) as {
       metadata?: { labels?: Record<string, string>; creationTimestamp?: string; annotations?: Record<string, string> };
-      spec?: { replicas?: number; template?: { spec?: { containers?: { image?: string }[] } } };
+      spec?: { replicas?: number; template?: { spec?: { containers?: { image?: string; env?: { name: string; value?: string }[] }[] } } };
       status?: { readyReplicas?: number; updatedReplicas?: number; availableReplicas?: number };
     };
     const wanted = deployment.spec?.replicas ?? 0;
@@ -165,7 +165,15 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
       health: ready >= wanted && wanted > 0 ? 'ready' : `${ready}/${wanted} ready`,
       url: null,
       startedAt: deployment.metadata?.creationTimestamp ?? null,
-      detail: { deployment: name, namespace: target.namespace, replicas: wanted, ready, available: deployment.status?.availableReplicas ?? 0 },
+      detail: {
+        deployment: name,
+        namespace: target.namespace,
+        replicas: wanted,
+        ready,
+        available: deployment.status?.availableReplicas ?? 0,
+        // What serves decides: the pod template's environment.
+        ...accessOf((deployment.spec?.template?.spec?.containers?.[0]?.env ?? []).map((e) => `${e.name}=${e.value ?? ''}`)),
+      },
     };
   },
 };

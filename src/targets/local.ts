@@ -10,7 +10,7 @@ import path from 'node:path';
 import { cleanupOnInterrupt } from '../process/interrupt.js';
 import { isStale, type LockAttempt, type LockHolder } from './lock.js';
 import { firstToken, type ClientSecurity } from '../protocol/client-security.js';
-import { SECRET_MOUNT, secretEnv } from './server-secrets.js';
+import { accessOf, SECRET_MOUNT, secretEnv } from './server-secrets.js';
 import { readFileSync, statSync } from 'node:fs';
 
 export function containerName(target: LocalTarget, ctx: Pick<DeployContext, 'config' | 'projectDir' | 'targetName'>): string {
@@ -310,15 +310,6 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     };
   },
 };
-
-/** Whether a server asks for tokens and speaks TLS, from its container's environment (as `mlops status` reports it). */
-export function accessOf(env: string[]): { auth: 'bearer tokens' | 'off'; tls: 'mutual TLS' | 'TLS' | 'off' } {
-  const has = (name: string) => env.some((e) => e.startsWith(`${name}=`) && e.length > name.length + 1);
-  return {
-    auth: has('MLOPS_AUTH_TOKEN_FILE') || has('MLOPS_AUTH_TOKENS') ? 'bearer tokens' : 'off',
-    tls: has('MLOPS_TLS_CERT') ? (has('MLOPS_TLS_CLIENT_CA') ? 'mutual TLS' : 'TLS') : 'off',
-  };
-}
 
 /** Starts the old container again under the target's name; true when it is ready. */
 async function putBack(old: Docker.Container, name: string, url: string, target: LocalTarget): Promise<boolean> {

@@ -54,3 +54,12 @@ export function smokeSecurity(targetName: string, target: { auth?: object; tls?:
   if (target.tls?.clientCa && !security.cert) throw inputError(`targets.${targetName}.tls.clientCa: the smoke test needs a client certificate`, 'set MLOPS_CLIENT_CERT and MLOPS_CLIENT_KEY to a certificate the client CA issued');
   return { security: { ...security, insecure: Boolean(target.tls) }, scheme: target.tls ? 'https' : 'http' };
 }
+
+/** Whether a server asks for tokens and speaks TLS, from its container's environment (as `mlops status` reports it). */
+export function accessOf(env: string[]): { auth: 'bearer tokens' | 'off'; tls: 'mutual TLS' | 'TLS' | 'off' } {
+  const has = (name: string) => env.some((e) => e.startsWith(`${name}=`) && e.length > name.length + 1);
+  return {
+    auth: has('MLOPS_AUTH_TOKEN_FILE') || has('MLOPS_AUTH_TOKENS') ? 'bearer tokens' : 'off',
+    tls: has('MLOPS_TLS_CERT') ? (has('MLOPS_TLS_CLIENT_CA') ? 'mutual TLS' : 'TLS') : 'off',
+  };
+}
