@@ -484,11 +484,79 @@ async function bodyBurst(log) {
   };
 }
 
+/**
+ * Issue 23: the cost of a token check and of TLS. mlops serve plain, with bearer tokens, and with TLS
+ * (keep-alive, certificates made here with openssl), pinned to core 0, autocannon on core 1, interleaved.
+ */
+async function securityCost(log) {
+  const [, ...lines] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split('\n');
+  const body = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: lines[0].split(',').slice(0, -1).map(Number) }] });
+  const dir = mkdtempSync(path.join(tmpdir(), 'mlops-bench-tls-'));
+  spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { cwd: dir });
+  const token = 'bench-token-0123456789abcdef0123456789';
+  const variants = {
+    'plain HTTP, no token': [{}, {}],
+    'bearer token': [{ MLOPS_AUTH_TOKENS: token }, { authorization: `Bearer ${token}` }],
+    'TLS (keep-alive)': [{ MLOPS_TLS_CERT: path.join(dir, 'cert.pem'), MLOPS_TLS_KEY: path.join(dir, 'key.pem') }, {}],
+  };
+  if (HAS_TASKSET) spawnSync('taskset', ['-cp', '1', String(process.pid)]);
+  const tlsCheck = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+  // The certificate made above is self-signed: the load generator does not check it.
+  process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+  const samples = {};
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, [env, headers]] of Object.entries(variants)) {
+        const server = await startProcess([path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], env, 0);
+        try {
+          for (const connections of [1, 32]) {
+            log(`security round ${round + 1}/${ROUNDS}: ${name}, concurrency ${connections}`);
+            const options = { url: `${server.url}/v2/models/breast_cancer/infer`, method: 'POST', body, connections, headers: { 'content-type': 'application/json', ...headers } };
+            await autocannon({ ...options, duration: 1 });
+            const before = cpuMicros(server.pid);
+            const result = await autocannon({ ...options, duration: SECONDS });
+            if (result.non2xx || result.errors) throw new Error(`${name}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
+            ((samples[name] ??= {})[connections] ??= []).push({ rps: result.requests.average, cpu: (cpuMicros(server.pid) - before) / result.requests.total });
+          }
+        } finally {
+          await server.stop();
+        }
+      }
+    }
+  } finally {
+    if (tlsCheck === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+    else process.env.NODE_TLS_REJECT_UNAUTHORIZED = tlsCheck;
+    if (HAS_TASKSET) spawnSync('taskset', ['-cp', '0-63', String(process.pid)]);
+  }
+  const results = {};
+  const rows = [];
+  const plain = samples['plain HTTP, no token'];
+  for (const [name, byConcurrency] of Object.entries(samples)) {
+    for (const connections of [1, 32]) {
+      const rps = median(byConcurrency[connections].map((r) => r.rps));
+      const cpu = median(byConcurrency[connections].map((r) => r.cpu));
+      const base = { rps: median(plain[connections].map((r) => r.rps)), cpu: median(plain[connections].map((r) => r.cpu)) };
+      (results[name] ??= {})[connections] = { rps, cpuMicrosPerRequest: round(cpu, 1), throughputRatio: round(rps / base.rps, 3), cpuRatio: round(cpu / base.cpu, 3) };
+      rows.push([name, connections, round(rps, 0), round(cpu, 1), round(rps / base.rps, 3), round(cpu / base.cpu, 3)]);
+    }
+  }
+  return {
+    results,
+    markdown: [
+      `Access control and TLS (issue 23): breast_cancer, one JSON row a request, autocannon with keep-alive, ${ROUNDS} interleaved rounds of ${SECONDS} s, medians; the server pinned to core 0, the load generator to core 1.`,
+      '',
+      table(['server', 'concurrency', 'req/s', 'CPU µs/req', 'throughput vs plain', 'CPU vs plain'], rows),
+      '',
+      `A token check costs ${round((results['bearer token'][1].cpuRatio - 1) * 100, 1)}% CPU per request at concurrency 1 and ${round((results['bearer token'][32].cpuRatio - 1) * 100, 1)}% at 32 (goal: at most 3%).`,
+    ].join('\n'),
+  };
+}
+
 export async function run({ log }) {
   // BENCH_PARTS=liveness,workers runs only those parts.
   const wanted = process.env.BENCH_PARTS?.split(',');
   const parts = {};
-  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost, contracts: contractCost, bodyBurst })) {
+  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost, contracts: contractCost, bodyBurst, security: securityCost })) {
     if (!wanted || wanted.includes(name)) parts[name] = await part(log);
   }
   return {

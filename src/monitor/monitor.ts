@@ -79,7 +79,8 @@ async function liveSource(options: RunMonitorOptions): Promise<{ live: LiveSourc
   }
   const replicas = await targetReplicas({ cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, target: flags.target, dryRun: false, log: options.log, runner: options.runner });
   try {
-    return { live: await fromServers(replicas.urls, modelName, window, resolveClientSecurity(flags, options.env, options.cwd)), kind: 'target' };
+    const security = { ...resolveClientSecurity(flags, options.env, options.cwd), ...(replicas.loopbackTls ? { insecure: true } : {}) };
+    return { live: await fromServers(replicas.urls, modelName, window, security), kind: 'target' };
   } finally {
     await replicas.close();
   }

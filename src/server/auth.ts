@@ -45,6 +45,13 @@ export function parseTokenFile(text: string, file: string): Buffer[] {
 
 export class TokenSet {
   private digests: Buffer[];
+  /**
+   * Tokens already accepted, so a client's next request skips the SHA-256 (3.8 µs a request at
+   * concurrency 32 without it, 12% of the server's CPU: npm run bench, security part). Only accepted
+   * tokens enter, so it holds at most the valid ones; a lookup hashes the whole string and compares
+   * only on an equal hash, so its time says nothing of how near a wrong token came. Emptied on reload.
+   */
+  private accepted = new Set<string>();
   private readonly fromEnv: Buffer[];
 
   private constructor(
@@ -72,9 +79,11 @@ export class TokenSet {
    * time taken says nothing of which token nearly matched.
    */
   accepts(token: string): boolean {
+    if (this.accepted.has(token)) return true;
     const presented = digest(token);
     let found = false;
     for (const d of this.digests) found = timingSafeEqual(d, presented) || found;
+    if (found && this.accepted.size < 1000) this.accepted.add(token);
     return found;
   }
 
@@ -89,6 +98,8 @@ export class TokenSet {
       if (now.mtimeMs === before.mtimeMs && now.size === before.size && now.ino === before.ino) return;
       try {
         this.digests = [...this.fromEnv, ...parseTokenFile(readTokenFile(file), file)];
+        // A token taken out must stop working at once.
+        this.accepted = new Set();
         this.log(`auth: ${file} changed: ${this.digests.length} token(s) accepted now`);
       } catch (error) {
         this.log(`auth: ${file} changed but is not usable, so the tokens in use stay: ${(error as Error).message}`);
@@ -107,7 +118,9 @@ function readTokenFile(file: string): string {
 
 /** The token of an `Authorization: Bearer <token>` value; undefined when there is none. */
 export function bearerToken(header: string | undefined): string | undefined {
-  if (!header) return undefined;
+  if (!header || header.length < 8) return undefined;
+  // The usual form without a regular expression; anything else (case, spacing) through the full rule.
+  if (header.startsWith('Bearer ') && header.indexOf(' ', 7) === -1) return header.slice(7);
   const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
   return match?.[1];
 }

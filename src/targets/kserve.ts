@@ -108,7 +108,7 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
     const base = kubectlBase(target);
     const pods = podNames(await listPods(ctx, base, selectorOf(name), true));
     if (pods.length === 0) throw environmentError(`target '${ctx.targetName}': no running predictor pods of InferenceService ${name} in namespace ${target.namespace}`, `deploy first, or wait for it to scale up from zero`);
-    return forwardToPods(ctx, base, pods, ctx.config.image.port);
+    return forwardToPods(ctx, base, pods, ctx.config.image.port, Boolean(target.tls));
   },
 
   async inferenceLogs(target, ctx, since) {

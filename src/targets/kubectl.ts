@@ -45,7 +45,7 @@ export async function listPods(ctx: DeployContext, base: string[], selector: str
 export const podNames = (pods: PodList) => (pods.items ?? []).map((p) => p.metadata?.name).filter((n): n is string => Boolean(n));
 
 /** A port-forward to each pod: a Service would spread requests over them, and each pod counts its own rows. */
-export async function forwardToPods(ctx: DeployContext, base: string[], pods: string[], containerPort: number): Promise<Replicas> {
+export async function forwardToPods(ctx: DeployContext, base: string[], pods: string[], containerPort: number, tls = false): Promise<Replicas> {
   const forwards: { stop: () => void; output: () => string }[] = [];
   const close = async () => forwards.forEach((f) => f.stop());
   const urls: string[] = [];
@@ -57,13 +57,13 @@ export async function forwardToPods(ctx: DeployContext, base: string[], pods: st
       if (!ctx.exec.dryRun && !(await untilListening(port, 15_000))) {
         throw environmentError(`kubectl port-forward to pod ${pod} did not start listening in 15 s`, undefined, forward.output().trim().split('\n').slice(-5).join('\n'));
       }
-      urls.push(`http://127.0.0.1:${port}`);
+      urls.push(`${tls ? 'https' : 'http'}://127.0.0.1:${port}`);
     }
   } catch (error) {
     await close();
     throw error;
   }
-  return { urls, close };
+  return { urls, close, loopbackTls: tls };
 }
 
 /** Each pod's stdout from one container; a pod whose logs cannot be read is named, not fatal. */

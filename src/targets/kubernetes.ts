@@ -113,7 +113,7 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     if (pods.length === 0) {
       throw environmentError(`target '${ctx.targetName}': no running pods of ${name} in namespace ${target.namespace}`, `deploy first: mlops deploy --target ${ctx.targetName}`);
     }
-    return forwardToPods(ctx, base, pods, ctx.config.image.port);
+    return forwardToPods(ctx, base, pods, ctx.config.image.port, Boolean(target.tls));
   },
 
   async inferenceLogs(target, ctx, since) {

@@ -267,7 +267,9 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     if (!info?.State.Running) {
       throw environmentError(`target '${ctx.targetName}': container ${name} is ${info ? `not running (${info.State.Status})` : 'not there'}`, `deploy first: mlops deploy --target ${ctx.targetName}`);
     }
-    return { urls: [`http://${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`], close: async () => undefined };
+    // The serving container's own environment says whether it speaks TLS (and asks for tokens, which monitor sends).
+    const tls = accessOf(info.Config.Env ?? []).tls !== 'off';
+    return { urls: [baseUrl(target.host, target.port, tls)], loopbackTls: tls, close: async () => undefined };
   },
 
   async inferenceLogs(target, ctx, since) {

@@ -134,5 +134,7 @@ export interface LogText {
 
 export interface Replicas {
   urls: string[];
+  /** The urls are port-forwards on loopback to servers speaking TLS: their certificates name the service, not 127.0.0.1. */
+  loopbackTls?: boolean;
   close(): Promise<void>;
 }

@@ -91,6 +91,13 @@ describe.skipIf(!engine.ok)(`a local target with tokens and mutual TLS${engine.o
 
     const status = JSON.parse((await runCli(['status', '--target', 'dev', '--json'], { cwd: dir })).stdout);
     expect(status).toMatchObject({ health: 'ready', url: `https://127.0.0.1:${port}`, detail: { auth: 'bearer tokens', tls: 'mutual TLS' } });
+    // monitor reads the live profile over HTTPS with the token and the client certificate from the environment.
+    const monitor = await runCli(['monitor', '--target', 'dev', '--json'], { cwd: dir, env: { MLOPS_TOKEN: TOKEN, MLOPS_CLIENT_CERT: certs.clientCert, MLOPS_CLIENT_KEY: certs.clientKey } });
+    expect(monitor.code, monitor.stderr).toBe(0);
+    expect(JSON.parse(monitor.stdout).source).toMatchObject({ kind: 'target', from: [`https://127.0.0.1:${port}`] });
+    const refused = await runCli(['monitor', '--target', 'dev'], { cwd: dir, env: { MLOPS_CLIENT_CERT: certs.clientCert, MLOPS_CLIENT_KEY: certs.clientKey } });
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/asks for a bearer token \(HTTP 401\)/);
     // The image's own HEALTHCHECK speaks HTTPS too.
     for (let i = 0; i < 40 && (await docker.getContainer(CONTAINER).inspect()).State.Health?.Status === 'starting'; i++) await new Promise((r) => setTimeout(r, 500));
     expect((await docker.getContainer(CONTAINER).inspect()).State.Health?.Status).toBe('healthy');
