@@ -67,7 +67,7 @@ describe('bearer tokens', () => {
     await server?.stop();
   });
 
-  const rest = async (route: string, token?: string, init: RequestInit = {}, from = '10.0.0.1') => {
+  const rest = async (route: string, token?: string, init: RequestInit = {}, from = '198.51.100.1') => {
     const headers: Record<string, string> = { 'x-forwarded-for': from, ...(init.headers as Record<string, string>) };
     if (token !== undefined) headers.authorization = token;
     const res = await fetch(`${server.url}${route}`, { ...init, headers });
@@ -118,16 +118,16 @@ describe('bearer tokens', () => {
 
   it('rotation: a new file makes old and new tokens valid, then the old one is refused; a broken file keeps the tokens in use', async () => {
     writeFileSync(tokenFile, `${TOKEN_A}\n${TOKEN_B}\n`);
-    await waitFor(async () => (await rest('/v2/models/wine', `Bearer ${TOKEN_B}`, {}, '10.0.0.2')).status === 200);
-    expect((await rest('/v2/models/wine', `Bearer ${TOKEN_A}`, {}, '10.0.0.2')).status).toBe(200);
+    await waitFor(async () => (await rest('/v2/models/wine', `Bearer ${TOKEN_B}`, {}, '198.51.100.2')).status === 200);
+    expect((await rest('/v2/models/wine', `Bearer ${TOKEN_A}`, {}, '198.51.100.2')).status).toBe(200);
     writeFileSync(tokenFile, `${TOKEN_B}\n`);
-    await waitFor(async () => (await rest('/v2/models/wine', `Bearer ${TOKEN_A}`, {}, '10.0.0.3')).status === 401);
-    expect((await rest('/v2/models/wine', `Bearer ${TOKEN_B}`, {}, '10.0.0.3')).status).toBe(200);
+    await waitFor(async () => (await rest('/v2/models/wine', `Bearer ${TOKEN_A}`, {}, '198.51.100.3')).status === 401);
+    expect((await rest('/v2/models/wine', `Bearer ${TOKEN_B}`, {}, '198.51.100.3')).status).toBe(200);
     writeFileSync(tokenFile, 'sha256:nothex\n');
     await waitFor(async () => lines.some((l) => /changed but is not usable, so the tokens in use stay: .* line 1: a sha256: line needs 64 hex digits/.test(l)));
-    expect((await rest('/v2/models/wine', `Bearer ${TOKEN_B}`, {}, '10.0.0.3')).status).toBe(200);
+    expect((await rest('/v2/models/wine', `Bearer ${TOKEN_B}`, {}, '198.51.100.3')).status).toBe(200);
     writeFileSync(tokenFile, `${TOKEN_A}\n${TOKEN_B}\n`);
-    await waitFor(async () => (await rest('/v2/models/wine', `Bearer ${TOKEN_A}`, {}, '10.0.0.3')).status === 200);
+    await waitFor(async () => (await rest('/v2/models/wine', `Bearer ${TOKEN_A}`, {}, '198.51.100.3')).status === 200);
   });
 
   it('a burst of wrong tokens from one address: slowed, then 429 with Retry-After; another address still works; failures counted by reason', async () => {
@@ -148,10 +148,10 @@ describe('bearer tokens', () => {
 
   it('the tokens appear nowhere: not in the log lines, the inference log, errors or metrics, even when sent in every wrong place', async () => {
     const planted = 'planted-0123456789abcdef-secret';
-    await rest(`/v2/models/${planted}/infer`, `Bearer ${planted}`, { method: 'POST', body: BODY, headers: { 'x-request-id': planted } }, '10.0.0.9');
-    const wrongPlaces = await rest(`/v2/models/wine/infer?token=${TOKEN_A}`, `Bearer ${TOKEN_A}`, { method: 'POST', body: JSON.stringify({ id: 'req-1', inputs: [{ name: TOKEN_A, datatype: 'FP32', shape: [1, 13], data: ROW }] }) }, '10.0.0.9');
+    await rest(`/v2/models/${planted}/infer`, `Bearer ${planted}`, { method: 'POST', body: BODY, headers: { 'x-request-id': planted } }, '198.51.100.9');
+    const wrongPlaces = await rest(`/v2/models/wine/infer?token=${TOKEN_A}`, `Bearer ${TOKEN_A}`, { method: 'POST', body: JSON.stringify({ id: 'req-1', inputs: [{ name: TOKEN_A, datatype: 'FP32', shape: [1, 13], data: ROW }] }) }, '198.51.100.9');
     expect(wrongPlaces.status).toBe(400);
-    await rest('/v2/models/wine/infer', `Bearer ${TOKEN_A}`, { method: 'POST', body: BODY }, '10.0.0.9');
+    await rest('/v2/models/wine/infer', `Bearer ${TOKEN_A}`, { method: 'POST', body: BODY }, '198.51.100.9');
     await waitFor(() => /"rows":1/.test(readFileSync(logFile, 'utf8')));
     const everything = [lines.join('\n'), (await rest('/metrics')).text, readFileSync(logFile, 'utf8')].join('\n');
     expect(readFileSync(logFile, 'utf8')).toMatch(/"rows":1/);
