@@ -116,6 +116,24 @@ describe('bearer tokens', () => {
     }
   });
 
+  it('Expect: 100-continue without a token: 401 at once, no invitation to upload; with the token, 100 Continue', async () => {
+    const net = await import('node:net');
+    const ask = (authorization: string) =>
+      new Promise<string>((resolve) => {
+        let got = '';
+        const socket = net.connect(Number(new URL(server.url).port), '127.0.0.1', () =>
+          socket.write(`POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\n${authorization}Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${BODY.length}\r\nX-Forwarded-For: 198.51.100.20\r\n\r\n`),
+        );
+        socket.on('data', (d) => {
+          got += d;
+          socket.destroy();
+          resolve(got);
+        });
+      });
+    expect(await ask('')).toMatch(/^HTTP\/1\.1 401 [^]*www-authenticate: Bearer realm="mlops"/i);
+    expect(await ask(`Authorization: Bearer ${TOKEN_A}\r\n`)).toMatch(/^HTTP\/1\.1 100 Continue/);
+  });
+
   it('rotation: a new file makes old and new tokens valid, then the old one is refused; a broken file keeps the tokens in use', async () => {
     writeFileSync(tokenFile, `${TOKEN_A}\n${TOKEN_B}\n`);
     await waitFor(async () => (await rest('/v2/models/wine', `Bearer ${TOKEN_B}`, {}, '198.51.100.2')).status === 200);

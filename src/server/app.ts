@@ -355,11 +355,22 @@ export function createRestServer(options: RestServerOptions): RestServer {
   // 413 (or 503 over the budget) instead of an invitation to upload what will be refused.
   server.on('checkContinue', (req, res) => {
     const declared = declaredLength(req);
-    const refusal = declared === undefined ? undefined : declared > options.maxBodyBytes ? tooLarge(req, `${declared} bytes`, options.maxBodyBytes) : !bodyLimits.budget.fits(declared) ? overBudget(bodyLimits) : undefined;
+    // Every route that takes a body asks for a token when auth is on: a client without one is not invited to upload.
+    const verdict = access ? access.verify(bearerToken(req.headers.authorization), access.clientAddress(req.socket.remoteAddress, req.headers[access.options.clientAddressHeader])) : { ok: true as const };
+    const refusal = !verdict.ok
+      ? new BadRequest(AUTH_MESSAGES[verdict.reason], verdict.retryAfterSeconds > 0 ? 429 : 401)
+      : declared === undefined
+        ? undefined
+        : declared > options.maxBodyBytes
+          ? tooLarge(req, `${declared} bytes`, options.maxBodyBytes)
+          : !bodyLimits.budget.fits(declared)
+            ? overBudget(bodyLimits)
+            : undefined;
     if (refusal) {
       metrics.requests.inc({ protocol: 'rest', route: 'unmatched', method: req.method ?? '', code: refusal.status });
       const text = JSON.stringify({ error: refusal.message });
-      res.writeHead(refusal.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close', ...(refusal.status === 503 ? { 'retry-after': '1' } : {}) });
+      const extra = refusal.status === 503 ? { 'retry-after': '1' } : refusal.status === 401 ? { 'www-authenticate': 'Bearer realm="mlops"' } : refusal.status === 429 ? { 'retry-after': String(Math.max(1, verdict.ok ? 1 : verdict.retryAfterSeconds)) } : {};
+      res.writeHead(refusal.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close', ...extra });
       res.end(text);
       return;
     }
