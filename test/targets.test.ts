@@ -389,3 +389,14 @@ describe('secrets wired the platform way (issue 23): never values in a manifest 
     expect(smoked[0]).toEqual([{ 'x-serverless-authorization': 'Bearer id-token' }, { token: TOKEN, insecure: false }]);
   });
 });
+
+describe('status says whether what serves asks for tokens and speaks TLS', () => {
+  it('kubernetes: from the Deployment\'s pod template', async () => {
+    const deployment = (env: { name: string; value: string }[]) =>
+      JSON.stringify({ metadata: { labels: { 'app.kubernetes.io/version': '1.1.0' } }, spec: { replicas: 2, template: { spec: { containers: [{ image: v2.image, env }] } } }, status: { readyReplicas: 2 } });
+    const secured = scripted([[/get deployment/, { stdout: deployment([{ name: 'MLOPS_AUTH_TOKEN_FILE', value: '/run/secrets/mlops/auth/tokens' }, { name: 'MLOPS_TLS_CERT', value: '/run/secrets/mlops/tls/tls.crt' }]) }]]);
+    expect((await kubernetesAdapter.status(k8s, ctx({ runner: secured.runner }))).detail).toMatchObject({ auth: 'bearer tokens', tls: 'TLS' });
+    const open = scripted([[/get deployment/, { stdout: deployment([{ name: 'PORT', value: '8080' }]) }]]);
+    expect((await kubernetesAdapter.status(k8s, ctx({ runner: open.runner }))).detail).toMatchObject({ auth: 'off', tls: 'off' });
+  });
+});

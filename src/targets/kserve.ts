@@ -1,4 +1,4 @@
-import { smokeSecurity } from './server-secrets.js';
+import { accessOf, smokeSecurity } from './server-secrets.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -20,7 +20,7 @@ interface InferenceServiceState {
   apiVersion?: string;
   kind?: string;
   metadata?: { name?: string; namespace?: string; generation?: number; labels?: Record<string, string>; annotations?: Record<string, string>; creationTimestamp?: string };
-  spec?: { predictor?: { containers?: { image?: string }[]; canaryTrafficPercent?: number } };
+  spec?: { predictor?: { containers?: { image?: string; env?: { name: string; value?: string }[] }[]; canaryTrafficPercent?: number } };
   status?: {
     url?: string;
     observedGeneration?: number;
@@ -143,6 +143,7 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
         namespace: target.namespace,
         canaryTrafficPercent: state.spec?.predictor?.canaryTrafficPercent ?? null,
         traffic: (state.status?.components?.predictor?.traffic ?? []).map((t) => `${t.revisionName}${t.tag ? ` (${t.tag})` : ''}: ${t.percent ?? 0}%`),
+        ...accessOf((state.spec?.predictor?.containers?.[0]?.env ?? []).map((e) => `${e.name}=${e.value ?? ''}`)),
       },
     };
   },
