@@ -13,7 +13,7 @@ import type { InferenceLog } from './inference-log.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerProfiling } from './profiling.js';
 import { closeWithin, type ServingState } from './state.js';
-import { AUTH_MESSAGES, bearerToken, type AccessControl } from './auth.js';
+import { accessRefusal, type AccessControl } from './auth.js';
 import { clientCertificateRefusal, httpsOptions, watchTls, type TlsOptions } from './tls.js';
 import type { TLSSocket } from 'node:tls';
 import https from 'node:https';
@@ -144,11 +144,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
 
   const infer: Handler = async (req, res, params) => {
     checkModel(params);
-    const declared = req.headers[HEADER_LENGTH];
-    // Only for placing the body in memory; headerLength() below checks the value and names what is wrong.
-    const alignAfter = Number(declared);
-    const body = await readBody(req, bodyLimits, Number.isInteger(alignAfter) && alignAfter > 0 ? alignAfter : 0);
-    return runInfer(req, res, body, headerLength(declared, body.byteLength), 'header');
+    const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
+    return runInfer(req, res, body, header, 'header');
   };
 
   /** {"instances": [...]} in, {"predictions": [...]} out: v1 :predict, Vertex AI, SageMaker JSON. */
@@ -309,12 +306,12 @@ export function createRestServer(options: RestServerOptions): RestServer {
         if (refusal) throw new BadRequest(refusal, 403);
       }
       if (access && !route.open) {
-        const verdict = access.verify(bearerToken(req.headers.authorization), access.clientAddress(req.socket.remoteAddress, req.headers[access.options.clientAddressHeader]));
+        const verdict = access.verifyHttp(req);
         if (!verdict.ok) {
           if (verdict.delayMs > 0) await new Promise((r) => setTimeout(r, verdict.delayMs));
-          if (verdict.reason === 'locked' || verdict.retryAfterSeconds > 0) res.setHeader('retry-after', String(Math.max(1, verdict.retryAfterSeconds)));
-          else res.setHeader('www-authenticate', 'Bearer realm="mlops"');
-          throw new BadRequest(AUTH_MESSAGES[verdict.reason], verdict.retryAfterSeconds > 0 ? 429 : 401);
+          const { error, headers } = accessRefusal(verdict);
+          for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+          throw error;
         }
       }
       const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
@@ -356,21 +353,14 @@ export function createRestServer(options: RestServerOptions): RestServer {
   server.on('checkContinue', (req, res) => {
     const declared = declaredLength(req);
     // Every route that takes a body asks for a token when auth is on: a client without one is not invited to upload.
-    const verdict = access ? access.verify(bearerToken(req.headers.authorization), access.clientAddress(req.socket.remoteAddress, req.headers[access.options.clientAddressHeader])) : { ok: true as const };
-    const refusal = !verdict.ok
-      ? new BadRequest(AUTH_MESSAGES[verdict.reason], verdict.retryAfterSeconds > 0 ? 429 : 401)
-      : declared === undefined
-        ? undefined
-        : declared > options.maxBodyBytes
-          ? tooLarge(req, `${declared} bytes`, options.maxBodyBytes)
-          : !bodyLimits.budget.fits(declared)
-            ? overBudget(bodyLimits)
-            : undefined;
+    const verdict = access?.verifyHttp(req);
+    const tooMuch = declared === undefined ? undefined : declared > options.maxBodyBytes ? tooLarge(req, `${declared} bytes`, options.maxBodyBytes) : !bodyLimits.budget.fits(declared) ? overBudget(bodyLimits) : undefined;
+    const refusal = verdict && !verdict.ok ? accessRefusal(verdict) : tooMuch && { error: tooMuch, headers: tooMuch.status === 503 ? { 'retry-after': '1' } : {} };
     if (refusal) {
-      metrics.requests.inc({ protocol: 'rest', route: 'unmatched', method: req.method ?? '', code: refusal.status });
-      const text = JSON.stringify({ error: refusal.message });
-      const extra = refusal.status === 503 ? { 'retry-after': '1' } : refusal.status === 401 ? { 'www-authenticate': 'Bearer realm="mlops"' } : refusal.status === 429 ? { 'retry-after': String(Math.max(1, verdict.ok ? 1 : verdict.retryAfterSeconds)) } : {};
-      res.writeHead(refusal.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close', ...extra });
+      const { error, headers } = refusal;
+      metrics.requests.inc({ protocol: 'rest', route: 'unmatched', method: req.method ?? '', code: error.status });
+      const text = JSON.stringify({ error: error.message });
+      res.writeHead(error.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close', ...headers });
       res.end(text);
       return;
     }

@@ -6,7 +6,9 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import { inputError } from '../errors.js';
+import { BadRequest } from '../protocol/request.js';
 
 export interface AuthOptions {
   /** A file of tokens, one a line (or `sha256:<hex>`); '' for none. */
@@ -202,6 +204,11 @@ export class AccessControl {
     return { ok: false, reason, retryAfterSeconds: this.failures.lockedFor(address), delayMs };
   }
 
+  /** An HTTP request's bearer token, from its client's address, judged. */
+  verifyHttp(req: IncomingMessage): AccessVerdict {
+    return this.verify(bearerToken(req.headers.authorization), this.clientAddress(req.socket.remoteAddress, req.headers[this.options.clientAddressHeader]));
+  }
+
   /** The client's address: the socket's, or the last entry a trusted proxy appended to the configured header. */
   clientAddress(socketAddress: string | undefined, header: string | string[] | undefined): string {
     if (this.options.clientAddressHeader && header) {
@@ -223,3 +230,12 @@ export const AUTH_MESSAGES: Record<AuthFailure, string> = {
   invalid: 'the bearer token was not accepted',
   locked: 'too many failed attempts from this address; try again later',
 };
+
+/** What a refused request is answered: 429 with Retry-After while its address is locked out, else 401 with the Bearer challenge (gRPC maps both). */
+export function accessRefusal(verdict: Extract<AccessVerdict, { ok: false }>): { error: BadRequest; headers: Record<string, string> } {
+  const locked = verdict.retryAfterSeconds > 0;
+  return {
+    error: new BadRequest(AUTH_MESSAGES[verdict.reason], locked ? 429 : 401),
+    headers: locked ? { 'retry-after': String(verdict.retryAfterSeconds) } : { 'www-authenticate': 'Bearer realm="mlops"' },
+  };
+}

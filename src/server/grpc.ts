@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { HealthImplementation } from 'grpc-health-check';
 import { decodeGrpcRequest, encodeGrpcResponse, INFERENCE_SERVICE, inferenceProto, type GrpcInferRequest } from '../protocol/grpc.js';
 import { BadRequest, boundErrorText } from '../protocol/request.js';
-import { AUTH_MESSAGES, bearerToken, type AccessControl } from './auth.js';
+import { accessRefusal, bearerToken, type AccessControl } from './auth.js';
 import { grpcServerCredentials, type TlsOptions } from './tls.js';
 import { EXTENSIONS } from './app.js';
 import { copyTensors, encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
@@ -199,5 +199,5 @@ async function authorize(access: AccessControl, call: grpc.ServerUnaryCall<unkno
   const verdict = access.verify(bearerToken(typeof given === 'string' ? given : undefined), access.clientAddress(peer, forwarded));
   if (verdict.ok) return;
   if (verdict.delayMs > 0) await new Promise((r) => setTimeout(r, verdict.delayMs));
-  throw new BadRequest(AUTH_MESSAGES[verdict.reason], verdict.retryAfterSeconds > 0 ? 429 : 401);
+  throw accessRefusal(verdict).error;
 }
