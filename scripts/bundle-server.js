@@ -3,7 +3,7 @@
 // dist/server.bundle.mjs: the server; dist/inference-worker.mjs: its worker
 // threads; the .proto files gRPC loads at run time sit beside them.
 import { build } from 'esbuild';
-import { cpSync, mkdirSync, readFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const path = (p) => new URL(p, import.meta.url).pathname;
@@ -40,8 +40,28 @@ const common = {
   plugins: [healthProtoBeside],
   logLevel: 'warning',
 };
-await build({ ...common, entryPoints: [path('../src/server/entry.ts')], outfile: path('../dist/server.bundle.mjs') });
-await build({ ...common, entryPoints: [path('../src/server/inference-worker.ts')], outfile: path('../dist/inference-worker.mjs') });
+const server = await build({ ...common, metafile: true, entryPoints: [path('../src/server/entry.ts')], outfile: path('../dist/server.bundle.mjs') });
+const worker = await build({ ...common, metafile: true, entryPoints: [path('../src/server/inference-worker.ts')], outfile: path('../dist/inference-worker.mjs') });
+
+// What the bundles really contain, for the image's SBOM: every npm package esbuild took code from,
+// read off its metafile (inputs that contributed bytes), with its package.json's name, version and licence.
+const packages = new Map();
+for (const { metafile } of [server, worker]) {
+  for (const output of Object.values(metafile.outputs)) {
+    for (const [input, { bytesInOutput }] of Object.entries(output.inputs)) {
+      const match = /^(.*node_modules\/)((?:@[^/]+\/)?[^/]+)\//.exec(input);
+      if (!match || bytesInOutput === 0) continue;
+      const dir = match[1] + match[2];
+      if (packages.has(dir)) continue;
+      const manifest = JSON.parse(readFileSync(new URL(`../${dir}/package.json`, import.meta.url), 'utf8'));
+      const license = typeof manifest.license === 'string' ? manifest.license : (manifest.license?.type ?? null);
+      const repository = typeof manifest.repository === 'string' ? manifest.repository : (manifest.repository?.url ?? null);
+      packages.set(dir, { name: manifest.name, version: manifest.version, license, homepage: manifest.homepage ?? null, repository });
+    }
+  }
+}
+const bundled = [...packages.values()].sort((a, b) => a.name.localeCompare(b.name) || a.version.localeCompare(b.version));
+writeFileSync(path('../dist/server-packages.json'), JSON.stringify(bundled, null, 2) + '\n');
 
 const proto = path('../src/protocol/open_inference_grpc.proto');
 for (const dir of ['../dist/', '../dist/protocol/']) {

@@ -111,14 +111,27 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
 
   program
     .command('push')
-    .description('push a version (default: the last `mlops tag`) and its aliases to the registry')
+    .description('push a version (default: the last `mlops tag`) and its aliases to the registry, with its SBOM attached and, given a key, signed')
     .argument('[version]', 'the version to push')
     .option('--yes', 'confirm moving an alias in the registry (needed in CI)')
     .action(runAction(async (ctx, version, flags) => (await import('./commands/push.js')).run(version as string | undefined, flags as never, ctx)));
 
   program
+    .command('keygen')
+    .description('make an ECDSA P-256 key pair for signing versions: <dir>/mlops.key (mode 0600) and <dir>/mlops.pub')
+    .requiredOption('--output <dir>', 'the folder to write them to (never over an existing key)')
+    .action(runAction(async (ctx, flags) => (await import('./commands/keygen.js')).run(flags as never, ctx)));
+
+  program
+    .command('verify')
+    .description("check a pushed version's signature and SBOM with only the public key and the registry (exit 1 naming what failed)")
+    .argument('[version]', 'the version (default: the last `mlops tag`)')
+    .option('--key <file>', 'the public key, PEM (default: deploy.verify.key)')
+    .action(runAction(async (ctx, version, flags) => (await import('./commands/verify.js')).run(version as string | undefined, flags as never, ctx)));
+
+  program
     .command('versions')
-    .description("list the model's versions in the registry: digest, created, model, results, aliases")
+    .description("list the model's versions in the registry: digest, created, model, results, signed, aliases")
     .option('--repository <ref>', 'registry/repository to list (default: image.repository)')
     .action(runAction(async (ctx, flags) => (await import('./commands/versions.js')).run(flags as never, ctx)));
 

@@ -8,6 +8,8 @@ export const ExitCode = {
   badInput: 2,
   environment: 3,
   rolledBack: 4,
+  /** deploy.verify.key is set and the version is unsigned, signed by another key, or changed since signing. */
+  untrusted: 5,
   internal: 70,
   /** Ended by a signal, as shells report it (128 + the signal's number): Ctrl-C (SIGINT) 130, SIGTERM 143. */
   interrupted: 130,
@@ -58,6 +60,11 @@ export function inputError(message: string, hint?: string, cause?: unknown): Mlo
 /** Docker, registry, cluster or server unreachable or failing: exit 3. */
 export function environmentError(message: string, hint?: string, details?: string, cause?: unknown): MlopsError {
   return new MlopsError(message, { exitCode: ExitCode.environment, hint, details, cause });
+}
+
+/** A version that does not verify against deploy.verify.key: exit 5, and nothing is deployed. */
+export function untrustedError(message: string, hint?: string): MlopsError {
+  return new MlopsError(message, { exitCode: ExitCode.untrusted, hint });
 }
 
 /** The model failed at run time on the data it was judged by: exit 1, as a failed gate (it is the model's failure, not mlops'). */

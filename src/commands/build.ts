@@ -7,6 +7,7 @@ import { writeLastBuild } from '../project/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
 import { buildReferenceProfile } from '../monitor/reference.js';
 import { writeFileAtomic } from '../report/files.js';
+import { localImageSbom, writeSbomFile } from '../supply-chain/sbom.js';
 import type { CommandContext } from './context.js';
 
 export interface BuildFlags {
@@ -57,10 +58,12 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
   );
   // `mlops monitor --prometheus` compares with this when no --reference is given.
   await writeFileAtomic(path.join(baseDir, '.mlops', 'reference-profile.json'), referenceProfile);
+  const [repository, buildTag] = [result.tags[0].slice(0, result.tags[0].lastIndexOf(':')), result.tags[0].slice(result.tags[0].lastIndexOf(':') + 1)];
+  const sbom = await writeSbomFile(baseDir, await localImageSbom(docker, result.imageId, { name: repository, version: buildTag }));
   await writeLastBuild(baseDir, {
     imageId: result.imageId,
     tags: result.tags,
-    repository: result.tags[0].slice(0, result.tags[0].lastIndexOf(':')),
+    repository,
     baseImage: result.baseImage,
     platform: result.platform,
     sizeBytes: result.sizeBytes,
@@ -76,6 +79,7 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
       baseImage: result.baseImage,
       platform: result.platform,
       seconds: result.seconds,
+      sbom,
     },
     (r, s) =>
       [
@@ -84,6 +88,7 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
         `${s.bold('size')}     ${megabytes(r.sizeBytes)}${r.addedBytes !== null ? ` (${megabytes(r.addedBytes)} over ${r.baseImage})` : ''}`,
         `${s.bold('platform')} ${r.platform}`,
         `${s.bold('seconds')}  ${r.seconds}`,
+        `${s.bold('sbom')}     ${r.sbom}`,
       ].join('\n'),
   );
   return ExitCode.ok;

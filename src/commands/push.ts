@@ -1,5 +1,3 @@
-import path from 'node:path';
-import { readFile } from 'node:fs/promises';
 import { connectDocker } from '../docker/client.js';
 import { ExitCode, inputError } from '../errors.js';
 import { aliasesThatMove, pushImages } from '../registry/push.js';
@@ -7,27 +5,34 @@ import { localName, parseReference } from '../registry/reference.js';
 import { isCI } from '../ui/environment.js';
 import type { CommandContext } from './context.js';
 import { configuredRepository } from '../project/repository.js';
+import { readLastTag } from '../project/last-tag.js';
+import { RegistryClient } from '../registry/client.js';
+import { resolveCredentials } from '../registry/credentials.js';
+import { loadSigningKey } from '../supply-chain/keys.js';
+import { attachSupplyChain } from '../supply-chain/publish.js';
 
 export interface PushFlags {
   yes?: boolean;
 }
 
-interface LastTag {
-  version: string;
-  repository: string;
-  aliases: string[];
+/** The key's base64 lines are masked too: no output may carry a piece of a private key. */
+function maskPem(ctx: CommandContext, pem: string | undefined): void {
+  if (!pem) return;
+  ctx.reporter.maskSecret(pem);
+  for (const line of pem.replace(/\\n/g, '\n').split('\n')) if (line.trim().length >= 16 && !line.startsWith('-----')) ctx.reporter.maskSecret(line.trim());
 }
 
 export async function run(version: string | undefined, flags: PushFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
-  const last = await readFile(path.join(baseDir, '.mlops', 'last-tag.json'), 'utf8')
-    .then((t) => JSON.parse(t) as LastTag)
-    .catch(() => undefined);
+  const last = await readLastTag(baseDir);
   const chosen = version ?? last?.version;
   if (!chosen) throw inputError('no version to push', 'run `mlops tag <version>` first, or name the version: mlops push 1.2.0');
   const repository = localName(parseReference(configuredRepository(config, baseDir)));
   const aliases = last && last.version === chosen && last.repository === repository ? last.aliases : [];
   const references = [`${repository}:${chosen}`, ...aliases.map((a) => `${repository}:${a}`)];
+  // The key is read (and a bad one refused) before anything is pushed.
+  const key = await loadSigningKey(ctx.env, config.sign.keyFile, baseDir);
+  maskPem(ctx, ctx.env.MLOPS_SIGNING_KEY);
   const docker = await connectDocker(ctx.env);
   if (aliases.length > 0 && isCI(ctx.env) && !flags.yes) {
     const moving = await aliasesThatMove(ctx.env, repository, aliases, chosen);
@@ -39,6 +44,35 @@ export async function run(version: string | undefined, flags: PushFlags, ctx: Co
       pushImages({ docker, env: ctx.env, references, onSecret: (secret) => ctx.reporter.maskSecret(secret), onProgress: (line, transient) => (transient ? task.progress(line) : task.update(line)) }),
     (r) => `Pushed ${r.pushed.join(', ')}`,
   );
-  ctx.reporter.result({ ...result, version: chosen }, (r, s) => `${s.bold('digest')} ${r.digest}\n${s.bold('pushed')} ${r.pushed.join(', ')}`);
+  const ref = parseReference(references[0]);
+  const credentials = await resolveCredentials(ref.registry, ctx.env);
+  const supplyChain = await ctx.reporter.step(
+    key ? `Signing ${chosen} and attaching its SBOM` : `Attaching the SBOM of ${chosen}`,
+    () =>
+      attachSupplyChain({
+        docker,
+        env: ctx.env,
+        client: new RegistryClient(ref.registry, credentials),
+        projectDir: baseDir,
+        image: references[0],
+        name: repository,
+        repository: ref.repository,
+        version: chosen,
+        digest: result.digest,
+        key,
+      }),
+    (r) => `${r.signature ? `Signed with key ${r.signature.keyId.slice(0, 12)}; ` : ''}SBOM attached (${r.via === 'referrers-api' ? 'OCI referrers' : 'referrers tag schema'}; ${r.seconds} s, ${(r.bytes / 1024).toFixed(1)} KiB)`,
+  );
+  if (!supplyChain.signature) ctx.reporter.warn(`${chosen} was pushed unsigned: no signing key (set MLOPS_SIGNING_KEY or sign.keyFile; \`mlops keygen\` makes a pair)`);
+  ctx.reporter.result(
+    { ...result, version: chosen, signed: supplyChain.signature !== null, supplyChain },
+    (r, s) =>
+      [
+        `${s.bold('digest')} ${r.digest}`,
+        `${s.bold('pushed')} ${r.pushed.join(', ')}`,
+        `${s.bold('signed')} ${r.supplyChain.signature ? `yes, key ${r.supplyChain.signature.keyId.slice(0, 12)}` : 'no'}`,
+        `${s.bold('sbom')}   ${r.supplyChain.sbom.file}`,
+      ].join('\n'),
+  );
   return ExitCode.ok;
 }

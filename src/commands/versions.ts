@@ -38,9 +38,10 @@ export async function run(flags: VersionsFlags, ctx: CommandContext): Promise<nu
       HEADLINE.filter((k) => v.metrics[k] !== undefined)
         .map((k) => `${k.replace(/^(test|bench)\./, '')}=${v.metrics[k]}`)
         .join(' '),
+      v.signed === null ? '-' : v.signed ? 'signed' : s.yellow('unsigned'),
       v.aliases.join(', '),
     ]);
-    return `${r.repository} (${r.source})\n\n${renderTable(['version', 'digest', 'created', 'model', 'results', 'aliases'], rows)}`;
+    return `${r.repository} (${r.source})\n\n${renderTable(['version', 'digest', 'created', 'model', 'results', 'signature', 'aliases'], rows)}`;
   });
   return ExitCode.ok;
 }

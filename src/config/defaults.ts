@@ -173,6 +173,8 @@ export interface Config {
     parity: { sample: number; tolerance: number };
   };
   targets: Record<string, TargetConfig>;
+  sign: { keyFile: string };
+  deploy: { verify: { key: string } };
   monitor: {
     reference: string;
     bins: number;
@@ -297,6 +299,14 @@ export const DEFAULTS: Config = {
     parity: { sample: 256, tolerance: 1e-4 },
   },
   targets: {},
+  sign: {
+    /** The ECDSA P-256 private key (PEM) `mlops push` signs with; MLOPS_SIGNING_KEY (the PEM text) wins. Empty: no file. */
+    keyFile: '',
+  },
+  deploy: {
+    /** A public key (PEM): deploy and rollback refuse (exit 5) a version it has not signed. Empty: no check. */
+    verify: { key: '' },
+  },
   monitor: {
     /** The dataset (any holdout format) `mlops build` learns the reference profile from; empty: test.holdout. */
     reference: '',

@@ -305,6 +305,19 @@ export const configSchema = z
       ),
       { error: 'expected an object of target name: target' },
     ),
+    sign: z
+      .object({ keyFile: text('a path to a PEM private key (mlops keygen writes one)') })
+      .partial()
+      .strict(),
+    deploy: z
+      .object({
+        verify: z
+          .object({ key: text('a path to a PEM public key (mlops.pub)') })
+          .partial()
+          .strict(),
+      })
+      .partial()
+      .strict(),
     monitor: z
       .object({
         reference: text('a path to a dataset (.csv, .jsonl, .npy)'),

@@ -107,6 +107,24 @@ async function runBuild(docker: Docker, contextDir: string, options: Record<stri
 }
 
 /**
+ * The base image as the engine has it: pulled first when missing (the build would pull it anyway),
+ * so that its digest can be labelled; null when it cannot be had (the build then says why).
+ */
+async function localBaseImage(docker: Docker, reference: string): Promise<{ id: string; digest: string | null; size: number } | null> {
+  const inspect = () => docker.getImage(reference).inspect();
+  const info = await inspect().catch(async () => {
+    await new Promise<void>((resolve, reject) =>
+      docker.pull(reference, (error: Error | null, stream: NodeJS.ReadableStream) => (error ? reject(error) : docker.modem.followProgress(stream, (e: Error | null) => (e ? reject(e) : resolve())))),
+    ).catch(() => undefined);
+    return inspect().catch(() => null);
+  });
+  if (!info) return null;
+  const name = reference.replace(/@.*$/, '').replace(/:[^/:]+$/, '');
+  const digest = (info.RepoDigests ?? []).find((d) => d.startsWith(`${name}@`) || d.startsWith(`docker.io/${name}@`) || d.startsWith(`docker.io/library/${name}@`))?.split('@')[1] ?? null;
+  return { id: info.Id, digest, size: info.Size };
+}
+
+/**
  * Builds the image through the Engine API. On any failure no tag is left
  * behind: the engine tags only a finished build, and extra tags that were
  * added are removed again.
@@ -120,6 +138,7 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
   const primary = `${options.repository}:sha-${model.sha256.slice(0, 12)}`;
   const extra = [...new Set(options.tags.map((t) => resolveTag(options.repository, t)))].filter((t) => t !== primary);
   const git = await gitInfo(options.cwd);
+  const base = await localBaseImage(options.docker, options.baseImage);
   // Symbolic dimension names go along where the model has them: sample requests size a shared `batch` together.
   const signature = (specs: typeof model.inputs) =>
     JSON.stringify(specs.map(({ name, datatype, shape, dims }) => ({ name, datatype, shape, ...(dims?.some((d) => typeof d === 'string') ? { dims } : {}) })));
@@ -129,12 +148,18 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
     // Not the clock: a rebuild of an unchanged model must hit the cache and give the same image id.
     'org.opencontainers.image.created': (await buildTimestamp(options.cwd, model.path, options.env ?? process.env)).toISOString(),
     'org.opencontainers.image.base.name': options.baseImage,
+    // The base's manifest digest where it came from a registry; its image id always (the SBOM lists both).
+    ...(base?.digest ? { 'org.opencontainers.image.base.digest': base.digest } : {}),
+    ...(base ? { 'mlops.base.id': base.id } : {}),
     // The OCI spec wants a URL here: without a git remote the label is left out, never "unknown".
     ...(git.source ? { 'org.opencontainers.image.source': git.source } : {}),
     ...(git.revision ? { 'org.opencontainers.image.revision': git.revision } : {}),
     'mlops.model.name': options.modelName,
     'mlops.model.version': options.modelVersion,
     'mlops.model.sha256': model.sha256,
+    ...(model.opset !== null ? { 'mlops.model.opset': String(model.opset) } : {}),
+    'mlops.model.ir_version': String(model.irVersion),
+    ...(model.producer.name ? { 'mlops.model.producer': `${model.producer.name}${model.producer.version ? ` ${model.producer.version}` : ''}` } : {}),
     'mlops.model.inputs': signature(model.inputs),
     'mlops.model.outputs': signature(model.outputs),
     [PROFILE_LABEL]: profileSha256(options.referenceProfile),
@@ -192,15 +217,11 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
       throw environmentError(`tagging the image failed: ${(error as Error).message}`, 'check the --tag values', undefined, error);
     }
     const image = await options.docker.getImage(build.imageId).inspect();
-    const base = await options.docker
-      .getImage(options.baseImage)
-      .inspect()
-      .catch(() => undefined);
     return {
       imageId: build.imageId,
       tags: [primary, ...extra],
       sizeBytes: image.Size,
-      addedBytes: base ? image.Size - base.Size : null,
+      addedBytes: base ? image.Size - base.size : null,
       baseImage: options.baseImage,
       platform: options.platform,
       seconds: Math.round((performance.now() - started) / 10) / 100,

@@ -56,7 +56,8 @@ async function copyTree(from: string, to: string, keep: (relative: string) => bo
   }
 }
 
-function packageDir(name: string, from?: string): string {
+/** A package's folder from its entry point (some packages export no ./package.json). */
+export function packageDir(name: string, from?: string): string {
   const entry = require.resolve(name, from ? { paths: [from] } : undefined);
   let dir = path.dirname(entry);
   while (path.basename(dir) !== name && dir !== path.dirname(dir)) dir = path.dirname(dir);

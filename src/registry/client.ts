@@ -16,6 +16,15 @@ export interface Manifest {
   layers: { digest: string; size: number }[];
 }
 
+export interface RegistryRequest {
+  method?: string;
+  accept?: string;
+  headers?: Record<string, string>;
+  body?: Buffer | string;
+  /** The token scope asked for under a bearer challenge, e.g. repository:team/model:pull,push. */
+  scope?: string;
+}
+
 export interface ImageConfigBlob {
   created?: string;
   config?: { Labels?: Record<string, string> };
@@ -37,12 +46,18 @@ export class RegistryClient {
     this.base = `${isLoopback(registry) ? 'http' : 'https'}://${host}`;
   }
 
-  private async send(path: string, accept?: string): Promise<Response> {
-    const headers: Record<string, string> = {};
-    if (accept) headers.accept = accept;
+  private async send(path: string, request: RegistryRequest): Promise<Response> {
+    const headers: Record<string, string> = { ...request.headers };
+    if (request.accept) headers.accept = request.accept;
     if (this.authorization) headers.authorization = this.authorization;
     try {
-      return await fetch(this.base + path, { headers, signal: AbortSignal.timeout(15_000) });
+      return await fetch(path.startsWith('http') ? path : this.base + path, {
+        method: request.method ?? 'GET',
+        headers,
+        body: request.body,
+        redirect: 'follow',
+        signal: AbortSignal.timeout(60_000),
+      });
     } catch (error) {
       const cause = (error as { cause?: NodeJS.ErrnoException }).cause;
       const why = cause?.code === 'ECONNREFUSED' ? 'connection refused' : (cause?.code ?? (error as Error).message);
@@ -50,9 +65,15 @@ export class RegistryClient {
     }
   }
 
-  /** A request, answering one authentication challenge if the registry sends it. */
-  async get(path: string, accept?: string, scope?: string): Promise<Response> {
-    let res = await this.send(path, accept);
+  /** A GET, answering one authentication challenge if the registry sends it. */
+  get(path: string, accept?: string, scope?: string): Promise<Response> {
+    return this.request(path, { accept, scope });
+  }
+
+  /** Any request (path, or an upload location the registry gave), answering one authentication challenge. */
+  async request(path: string, request: RegistryRequest): Promise<Response> {
+    const scope = request.scope;
+    let res = await this.send(path, request);
     if (res.status !== 401) return res;
     const challenge = res.headers.get('www-authenticate') ?? '';
     await res.body?.cancel();
@@ -66,7 +87,7 @@ export class RegistryClient {
     } else {
       throw environmentError(`registry ${this.registry} answered 401 with an authentication scheme mlops does not know: ${challenge || '(none)'}`);
     }
-    res = await this.send(path, accept);
+    res = await this.send(path, request);
     if (res.status === 401 || res.status === 403) {
       await res.body?.cancel();
       throw environmentError(`registry ${this.registry} refused the login (HTTP ${res.status})`, 'check the username and password (MLOPS_REGISTRY_USERNAME / MLOPS_REGISTRY_PASSWORD or `docker login`)');

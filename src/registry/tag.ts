@@ -9,6 +9,7 @@ import { inspectImage } from '../docker/container.js';
 import { inputError, environmentError } from '../errors.js';
 import { dockerfileString } from '../image/context.js';
 import { writeFileAtomic } from '../report/files.js';
+import { localImageSbom, writeSbomFile } from '../supply-chain/sbom.js';
 import { RegistryClient } from './client.js';
 import { resolveCredentials } from './credentials.js';
 import { localName, parseReference, type ImageReference } from './reference.js';
@@ -45,6 +46,8 @@ export interface TagResult {
   aliases: { alias: string; reference: string; previous: string | null }[];
   /** The test and bench results stamped on the version; absent when there was no report for this build. */
   labels: Record<string, string>;
+  /** Where the version's SBOM was written. */
+  sbom: string;
 }
 
 
@@ -163,7 +166,9 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
   const at = new Date().toISOString();
   await writeFileAtomic(path.join(options.projectDir, '.mlops', 'last-tag.json'), JSON.stringify({ version, reference, imageId, repository: name, aliases: options.aliases, at }, null, 2) + '\n');
   if (aliases.length > 0) await recordAliases(options.projectDir, aliases.map((a) => ({ ...a, version, at })));
-  return { version, reference, imageId, modelSha256, checked, aliases, labels };
+  // The SBOM again, now with the version and the test metrics in its model card.
+  const sbom = await writeSbomFile(options.projectDir, await localImageSbom(options.docker, imageId, { name, version }));
+  return { version, reference, imageId, modelSha256, checked, aliases, labels, sbom };
 }
 
 /** A new image that is the old one plus labels and environment: a build with no layers, no context but its Dockerfile. */

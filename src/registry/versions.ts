@@ -1,5 +1,6 @@
 import type Docker from 'dockerode';
 import semver from 'semver';
+import { hasSignature } from '../supply-chain/verify.js';
 import type { RegistryClient } from './client.js';
 import { localName, type ImageReference } from './reference.js';
 
@@ -12,6 +13,8 @@ export interface VersionInfo {
   /** mlops.test.* and mlops.bench.* labels, without the prefix "mlops.". */
   metrics: Record<string, string>;
   aliases: string[];
+  /** A signature is attached in the registry (presence: `mlops verify` checks it); null for local images. */
+  signed: boolean | null;
 }
 
 export interface VersionListing {
@@ -20,8 +23,8 @@ export interface VersionListing {
   aliases: Record<string, string>;
 }
 
-/** Build tags (sha-...) are neither versions nor aliases. */
-const isBuildTag = (tag: string) => /^sha-[0-9a-f]{12}$/.test(tag);
+/** Build tags (sha-...) and the tags signatures and SBOMs are attached by (sha256-<hex>[.sig|.sbom]) are neither versions nor aliases. */
+const isBuildTag = (tag: string) => /^sha-[0-9a-f]{12}$/.test(tag) || /^sha256-[0-9a-f]{64}(\.[a-z]+)?$/.test(tag);
 
 export function headlineLabels(labels: Record<string, string>): Record<string, string> {
   return Object.fromEntries(
@@ -56,6 +59,7 @@ export async function registryVersions(client: RegistryClient, repository: strin
       modelSha256: labels['mlops.model.sha256'] ?? null,
       metrics: headlineLabels(labels),
       aliases: [],
+      signed: await hasSignature(client, repository, manifest.digest),
     });
   }
   return withAliases(versions, digests, (v) => v.digest);
@@ -82,6 +86,7 @@ export async function localVersions(docker: Docker, ref: ImageReference): Promis
         modelSha256: labels['mlops.model.sha256'] ?? null,
         metrics: headlineLabels(labels),
         aliases: [],
+        signed: null,
       });
     }
   }

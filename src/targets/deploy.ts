@@ -8,6 +8,7 @@ import { pullImage } from '../registry/pull.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { localName, parseReference } from '../registry/reference.js';
 import { configuredRepository } from '../project/repository.js';
+import { requireVerified } from '../supply-chain/verify.js';
 import { createExecSeam, type PlannedStep, type Runner } from './exec.js';
 import { appendHistory, currentRelease, findRelease, historyFile, previousRelease, readHistory, replaceHistory, setAsideHistory, type HistoryEntry } from './history.js';
 import { acquireLock, thisProcess } from './lock.js';
@@ -126,6 +127,15 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
   };
 }
 
+/** With deploy.verify.key set, the release must be signed by it (else exit 5); an image on this machine must be the signed one. */
+async function verifyRelease(options: DeployOptions, adapter: TargetAdapter, release: Release): Promise<void> {
+  if (!options.config.deploy.verify.key) return;
+  const localImageId = adapter.needsRegistry
+    ? null
+    : await connectDocker(options.env).then((docker) => docker.getImage(release.image).inspect().then((info) => info.Id, () => null));
+  await requireVerified(options, release, localImageId);
+}
+
 /** The signature `mlops build` labels every image with; null for images without those labels. */
 function signatureOf(labels: Record<string, string>): ModelSignature | null {
   try {
@@ -170,6 +180,7 @@ export async function deployVersion(options: DeployOptions, version: string | un
   const { name, target, adapter } = selectTarget(options.config, options.target);
   checkOutput(options, name, adapter);
   const release = await resolveRelease(options, adapter, version);
+  await verifyRelease(options, adapter, release);
   const ctx = context(options, name);
   await checkSampleInputs(ctx, release);
   return underLock(options, ctx, adapter, target, `mlops deploy ${release.version}`, async (history) => {
@@ -191,6 +202,7 @@ export async function rollbackTarget(options: DeployOptions, to: string | undefi
     let release = to ? findRelease(history, to) : previousRelease(history);
     if (!release && to) release = await resolveRelease(options, adapter, to);
     if (!release) throw inputError(`nothing to roll back to on '${name}': no earlier version was deployed there`, 'pass --to <version>');
+    await verifyRelease(options, adapter, release);
     await checkSampleInputs(ctx, release);
     const outcome = await adapter.deploy(target, release, current, ctx);
     await record(options, name, 'rollback', outcome);

@@ -1,0 +1,246 @@
+import type Docker from 'dockerode';
+import { Contrib, Enums, Models, Serialize, Spec, Validation } from '@cyclonedx/cyclonedx-library';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PackageURL } from 'packageurl-js';
+import spdxExpressionParse from 'spdx-expression-parse';
+import { MlopsError, ExitCode, inputError } from '../errors.js';
+import { packageDir } from '../image/context.js';
+import { QUALITY_METRICS } from '../metrics/names.js';
+import { writeFileAtomic } from '../report/files.js';
+import { VERSION } from '../version.js';
+
+export const SBOM_MEDIA_TYPE = 'application/vnd.cyclonedx+json';
+export const SBOM_FILE = path.join('.mlops', 'sbom.cdx.json');
+
+const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** What the SBOM describes: an image mlops built, as its labels say, and where it lives. */
+export interface SbomSubject {
+  /** The image's local name without tag, e.g. registry:5000/team/model. */
+  name: string;
+  /** Release version, or the build tag (sha-...) before `mlops tag`. */
+  version: string;
+  /** The engine's image id (config digest). */
+  imageId: string;
+  /** The registry's manifest digest, once pushed. */
+  digest?: string;
+  labels: Record<string, string>;
+  /** amd64 or arm64 (the image's architecture). */
+  architecture: string;
+}
+
+interface BundledPackage {
+  name: string;
+  version: string;
+  license: string | null;
+  homepage: string | null;
+  repository: string | null;
+}
+
+const npmPurl = (name: string, version: string) => {
+  const slash = name.startsWith('@') ? name.indexOf('/') : -1;
+  return new PackageURL('npm', slash === -1 ? undefined : name.slice(0, slash), slash === -1 ? name : name.slice(slash + 1), version, undefined, undefined).toString();
+};
+
+async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** A deterministic serial number: the same image and digest give the same SBOM, byte for byte. */
+function serialNumber(subject: SbomSubject): string {
+  const hex = createHash('sha256').update(`${subject.imageId}\n${subject.digest ?? ''}\n${subject.version}`).digest('hex');
+  // An RFC 4122 version-5-shaped UUID from the hash (what the schema asks of urn:uuid).
+  return `urn:uuid:${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-${((parseInt(hex[16], 16) & 0x3) | 0x8).toString(16)}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+function ociPurl(name: string, digest: string, tag?: string): string {
+  const lastSlash = name.lastIndexOf('/');
+  const qualifiers: Record<string, string> = { repository_url: name, ...(tag ? { tag } : {}) };
+  return new PackageURL('oci', undefined, name.slice(lastSlash + 1), digest, qualifiers, undefined).toString();
+}
+
+function signatureFormat(json: string | undefined): { format: string }[] {
+  try {
+    const specs = JSON.parse(json ?? '[]') as { name: string; datatype: string; shape: number[] | null }[];
+    return specs.map((s) => ({ format: `${s.name}: ${s.datatype}${s.shape ? `[${s.shape.join(',')}]` : ''}` }));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The model card of the model component: its signature and, once `mlops tag` has stamped them, its
+ * test metrics. The CycloneDX library has no model of modelCard, so it is added to the library's
+ * normalized document (and the whole is then checked by the library's strict validator).
+ */
+function modelCard(labels: Record<string, string>): Record<string, unknown> {
+  const rows = labels['mlops.test.rows'];
+  const metrics = QUALITY_METRICS.filter((name) => labels[`mlops.test.${name}`] !== undefined).map((name) => ({
+    type: name,
+    value: labels[`mlops.test.${name}`],
+    slice: `holdout${rows ? ` (${rows} rows)` : ''}`,
+  }));
+  return {
+    modelParameters: { inputs: signatureFormat(labels['mlops.model.inputs']), outputs: signatureFormat(labels['mlops.model.outputs']) },
+    ...(metrics.length > 0 ? { quantitativeAnalysis: { performanceMetrics: metrics } } : {}),
+    ...(labels['mlops.test.passed'] ? { properties: [{ name: 'mlops:test.passed', value: labels['mlops.test.passed'] }] } : {}),
+  };
+}
+
+/**
+ * A CycloneDX 1.6 SBOM of an image mlops built: the image itself (metadata component), the model,
+ * every npm package the server bundle holds (read off the bundle's esbuild metafile at `npm run
+ * build`), ONNX Runtime's packages and native library, and the base image.
+ */
+export async function imageSbom(subject: SbomSubject): Promise<string> {
+  const labels = subject.labels;
+  if (labels['mlops.version'] && labels['mlops.version'] !== VERSION) {
+    throw inputError(
+      `${subject.name}:${subject.version} was built by mlops ${labels['mlops.version']}, this is ${VERSION}: its SBOM cannot list the server's packages`,
+      'rebuild the image with this mlops (`mlops build`), then tag and push it',
+    );
+  }
+  const modelSha256 = labels['mlops.model.sha256'];
+  if (!modelSha256) throw inputError(`${subject.name}:${subject.version} was not built by mlops (no mlops.model.sha256 label)`, 'run `mlops build` first');
+  const bundled = JSON.parse(await readFile(path.join(PACKAGE_ROOT, 'dist', 'server-packages.json'), 'utf8').catch(() => {
+    throw new MlopsError('dist/server-packages.json is missing: the server bundle was built without its package list', { exitCode: ExitCode.internal, hint: 'run `npm run build` in the mlops package' });
+  })) as BundledPackage[];
+
+  const licenses = new Contrib.License.Factories.LicenseFactory(spdxExpressionParse);
+  const builder = new Contrib.FromNodePackageJson.Builders.ComponentBuilder(new Contrib.FromNodePackageJson.Factories.ExternalReferenceFactory(), licenses);
+  const library = (pkg: { name: string; version: string; license?: string | null; homepage?: string | null; repository?: string | null }, ref: string) => {
+    const component = builder.makeComponent(
+      { name: pkg.name, version: pkg.version, ...(pkg.license ? { license: pkg.license } : {}), ...(pkg.homepage ? { homepage: pkg.homepage } : {}), ...(pkg.repository ? { repository: pkg.repository } : {}) },
+      Enums.ComponentType.Library,
+    )!;
+    component.bomRef.value = ref;
+    component.purl = npmPurl(pkg.name, pkg.version);
+    return component;
+  };
+
+  const bom = new Models.Bom({ serialNumber: serialNumber(subject) });
+  const image = new Models.Component(Enums.ComponentType.Container, subject.name, {
+    bomRef: 'image',
+    version: subject.version,
+    ...(subject.digest ? { purl: ociPurl(subject.name, subject.digest, subject.version) } : {}),
+  });
+  image.properties.add(new Models.Property('mlops:image.id', subject.imageId));
+  if (labels['org.opencontainers.image.revision']) image.properties.add(new Models.Property('mlops:git.commit', labels['org.opencontainers.image.revision']));
+  bom.metadata.component = image;
+  // Reproducible: the build's own timestamp (git commit or SOURCE_DATE_EPOCH), not the clock.
+  const created = labels['org.opencontainers.image.created'];
+  if (created) bom.metadata.timestamp = new Date(created);
+  const tool = new Models.Component(Enums.ComponentType.Application, 'mlops', { version: VERSION, bomRef: 'tool:mlops' });
+  bom.metadata.tools.components.add(tool);
+
+  const model = new Models.Component(Enums.ComponentType.MachineLearningModel, labels['mlops.model.name'] ?? 'model', {
+    bomRef: 'model',
+    version: labels['mlops.model.version'],
+    description: 'ONNX model served by the image (/app/model/model.onnx)',
+  });
+  model.hashes.set(Enums.HashAlgorithm['SHA-256'], modelSha256);
+  for (const [label, property] of [
+    ['mlops.model.opset', 'mlops:onnx.opset'],
+    ['mlops.model.ir_version', 'mlops:onnx.irVersion'],
+    ['mlops.model.producer', 'mlops:onnx.producer'],
+    ['mlops.model.source_sha256', 'mlops:model.sourceSha256'],
+  ] as const) {
+    if (labels[label]) model.properties.add(new Models.Property(property, labels[label]));
+  }
+  bom.components.add(model);
+
+  const server = new Models.Component(Enums.ComponentType.Application, 'mlops-server', {
+    bomRef: 'server',
+    version: VERSION,
+    description: 'The OIP v2 inference server, bundled into /app/server.mjs and /app/inference-worker.mjs',
+    purl: npmPurl('mlops', VERSION),
+  });
+  bom.components.add(server);
+  for (const pkg of bundled) {
+    const component = library(pkg, `npm:${pkg.name}@${pkg.version}`);
+    bom.components.add(component);
+    server.dependencies.add(component.bomRef);
+  }
+
+  // ONNX Runtime stays outside the bundle (a native addon): its two packages and its library, copied as they are.
+  const ortDir = packageDir('onnxruntime-node');
+  const ortNode = JSON.parse(await readFile(path.join(ortDir, 'package.json'), 'utf8')) as BundledPackage;
+  const ortCommonDir = packageDir('onnxruntime-common', ortDir);
+  const ortCommon = JSON.parse(await readFile(path.join(ortCommonDir, 'package.json'), 'utf8')) as BundledPackage;
+  const ortNodeComponent = library(ortNode, `npm:onnxruntime-node@${ortNode.version}`);
+  const ortCommonComponent = library(ortCommon, `npm:onnxruntime-common@${ortCommon.version}`);
+  const arch = subject.architecture === 'arm64' ? 'arm64' : 'x64';
+  const native = new Models.Component(Enums.ComponentType.Library, 'onnxruntime', {
+    bomRef: 'native:onnxruntime',
+    version: ortNode.version,
+    description: `ONNX Runtime's native library for linux/${arch === 'x64' ? 'amd64' : 'arm64'} (libonnxruntime.so.1) and its Node.js binding`,
+    purl: new PackageURL('github', 'microsoft', 'onnxruntime', `v${ortNode.version}`, undefined, undefined).toString(),
+    licenses: new Models.LicenseRepository([licenses.makeFromString('MIT')]),
+  });
+  const nativeLibrary = path.join(ortDir, 'bin', 'napi-v6', 'linux', arch, 'libonnxruntime.so.1');
+  const nativeHash = await sha256File(nativeLibrary).catch(() => null);
+  if (nativeHash) native.hashes.set(Enums.HashAlgorithm['SHA-256'], nativeHash);
+  ortNodeComponent.dependencies.add(ortCommonComponent.bomRef);
+  ortNodeComponent.dependencies.add(native.bomRef);
+  for (const component of [ortNodeComponent, ortCommonComponent, native]) bom.components.add(component);
+
+  const baseName = labels['org.opencontainers.image.base.name'];
+  const baseDigest = labels['org.opencontainers.image.base.digest'];
+  const base = baseName
+    ? new Models.Component(Enums.ComponentType.Container, baseName, {
+        bomRef: 'base-image',
+        description: 'The base image the server and model were added to',
+        ...(baseDigest ? { version: baseDigest, purl: ociPurl(baseName.replace(/:[^/:]+$/, '').replace(/@.*$/, ''), baseDigest) } : {}),
+      })
+    : null;
+  if (base && labels['mlops.base.id']) base.properties.add(new Models.Property('mlops:image.id', labels['mlops.base.id']));
+  if (base) bom.components.add(base);
+
+  for (const dependency of [model, server, ortNodeComponent, ...(base ? [base] : [])]) image.dependencies.add(dependency.bomRef);
+
+  const normalized = new Serialize.JSON.Normalize.Factory(Spec.Spec1dot6).makeForBom().normalize(bom, { sortLists: true }) as unknown as {
+    components: { 'bom-ref'?: string; modelCard?: unknown }[];
+  };
+  const modelEntry = normalized.components.find((c) => c['bom-ref'] === 'model');
+  if (modelEntry) modelEntry.modelCard = modelCard(labels);
+  const json = JSON.stringify(normalized, null, 2) + '\n';
+  await validateSbom(json);
+  return json;
+}
+
+/** The library's strict validator against the CycloneDX 1.6 JSON schema; a failure is mlops' own bug. */
+export async function validateSbom(json: string): Promise<void> {
+  const problems = await new Validation.JsonStrictValidator(Spec.Version.v1dot6).validate(json);
+  if (problems !== null) {
+    throw new MlopsError(`the SBOM mlops made does not validate against CycloneDX 1.6: ${JSON.stringify(problems).slice(0, 500)}`, { exitCode: ExitCode.internal });
+  }
+}
+
+/** The model's sha256 as an SBOM lists it (the machine-learning-model component's SHA-256), or null. */
+export function sbomModelSha256(json: string): string | null {
+  try {
+    const doc = JSON.parse(json) as { components?: { type?: string; hashes?: { alg: string; content: string }[] }[] };
+    const model = doc.components?.find((c) => c.type === 'machine-learning-model');
+    return model?.hashes?.find((h) => h.alg === 'SHA-256')?.content ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** The SBOM of an image on this machine, from its labels. */
+export async function localImageSbom(docker: Docker, image: string, subject: { name: string; version: string; digest?: string }): Promise<string> {
+  const info = await docker.getImage(image).inspect();
+  return imageSbom({ ...subject, imageId: info.Id, labels: info.Config.Labels ?? {}, architecture: info.Architecture });
+}
+
+/** .mlops/sbom.cdx.json: the SBOM of the last image built, tagged or pushed here. */
+export async function writeSbomFile(projectDir: string, json: string): Promise<string> {
+  await writeFileAtomic(path.join(projectDir, SBOM_FILE), json);
+  return SBOM_FILE;
+}
