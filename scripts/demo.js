@@ -123,5 +123,5 @@ mlops('monitor', '--target', 'dev', '--labels', 'labels.csv');
 process.stdout.write(
   `\nThe model (version ${version}) is serving on http://127.0.0.1:${port}. Try:\n` +
     `  curl -s http://127.0.0.1:${port}/v2/models/breast-cancer\n` +
-    `Reports are in .demo/ (junit.xml, test-summary.md, bench.html, monitor.html, .mlops/). Stop it with: docker rm -f mlops-breast-cancer-dev\n`,
+    `Reports are in .demo/ (junit.xml, test-summary.md, bench.html, monitor.html, and .mlops/ with the image's SBOM, sbom.cdx.json). Stop it with: docker rm -f mlops-breast-cancer-dev\n`,
 );

@@ -249,6 +249,14 @@ describe('the GitHub Actions template', () => {
     const workflow = parse(await readFile(path.join(__dirname, '..', 'templates', 'github-actions.yml'), 'utf8'));
     const commands = workflow.jobs.release.steps.map((s: { run?: string }) => s.run ?? '').filter((r: string) => r.startsWith('mlops '));
     expect(commands.map((c: string) => c.split(' ')[1])).toEqual(['build', 'test', 'bench', 'tag', 'push', 'deploy']);
+    // The push signs: the key arrives from a secret through env, never in the script's text.
+    for (const file of ['github-actions.yml', 'monitor-and-retrain.yml']) {
+      const flow = parse(await readFile(path.join(__dirname, '..', 'templates', file), 'utf8'));
+      const push = Object.values(flow.jobs as Record<string, { steps: { run?: string; env?: Record<string, string> }[] }>)
+        .flatMap((job) => job.steps)
+        .find((s) => s.run?.startsWith('mlops push'));
+      expect(push?.env?.MLOPS_SIGNING_KEY, file).toBe('${{ secrets.MLOPS_SIGNING_KEY }}');
+    }
   });
 
   it('monitor-and-retrain: a scheduled drift and quality check, then on drift or a drop retrain, build, test against the serving version, bench, tag, push and deploy to staging', async () => {

@@ -46,7 +46,7 @@ export interface RunningContainer {
 }
 
 /** Runs an image with its port published on 127.0.0.1 (a free port chosen by the engine). */
-export async function runImage(docker: Docker, image: string, options: { env?: string[]; port?: number; cmd?: string[] } = {}): Promise<RunningContainer> {
+export async function runImage(docker: Docker, image: string, options: { env?: string[]; port?: number; cmd?: string[]; hostConfig?: Docker.HostConfig } = {}): Promise<RunningContainer> {
   const port = `${options.port ?? 8080}/tcp`;
   const grpcPort = '8081/tcp';
   const ports = [port, grpcPort];
@@ -55,7 +55,7 @@ export async function runImage(docker: Docker, image: string, options: { env?: s
     Env: options.env,
     ...(options.cmd ? { Cmd: options.cmd } : {}),
     ExposedPorts: Object.fromEntries(ports.map((p) => [p, {}])),
-    HostConfig: { PortBindings: Object.fromEntries(ports.map((p) => [p, [{ HostIp: '127.0.0.1', HostPort: '' }]])) },
+    HostConfig: { ...options.hostConfig, PortBindings: Object.fromEntries(ports.map((p) => [p, [{ HostIp: '127.0.0.1', HostPort: '' }]])) },
   });
   await container.start();
   const info = await container.inspect();
