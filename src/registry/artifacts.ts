@@ -136,15 +136,30 @@ async function tagSchemaIndex(client: RegistryClient, repository: string, digest
   return ((await res.json()) as { manifests?: Descriptor[] }).manifests ?? [];
 }
 
-/** What refers to a manifest: from the referrers API, or else the referrers tag schema's index. */
-export async function listReferrers(client: RegistryClient, repository: string, digest: string): Promise<Descriptor[]> {
+/**
+ * What refers to a manifest: from the referrers API, or else the referrers tag schema's index and
+ * the cosign-style tags (an index another pusher overwrote at the same moment still leaves those).
+ */
+export async function listReferrers(client: RegistryClient, repository: string, digest: string, tagSuffixes: string[] = ['sig', 'sbom']): Promise<Descriptor[]> {
   const res = await client.get(`/v2/${repository}/referrers/${digest}`, OCI_INDEX, scope(repository));
   if (res.ok && (res.headers.get('content-type') ?? '').includes(OCI_INDEX)) {
     return ((await res.json()) as { manifests?: Descriptor[] }).manifests ?? [];
   }
   await res.body?.cancel();
   if (res.status !== 404 && res.status !== 405 && !res.ok) throw environmentError(`registry ${client.registry}: listing the referrers of ${digest} failed (HTTP ${res.status})`);
-  return tagSchemaIndex(client, repository, digest);
+  const found = await tagSchemaIndex(client, repository, digest);
+  for (const suffix of tagSuffixes) {
+    const tagged = await client.get(`/v2/${repository}/manifests/${referrersTag(digest)}.${suffix}`, OCI_MANIFEST, scope(repository));
+    if (!tagged.ok) {
+      await tagged.body?.cancel();
+      continue;
+    }
+    const bytes = Buffer.from(await tagged.arrayBuffer());
+    const manifest = JSON.parse(bytes.toString('utf8')) as { artifactType?: string; annotations?: Record<string, string>; subject?: Descriptor };
+    const descriptor = { mediaType: OCI_MANIFEST, digest: sha256(bytes), size: bytes.length, artifactType: manifest.artifactType, annotations: manifest.annotations };
+    if (manifest.subject?.digest === digest && !found.some((d) => d.digest === descriptor.digest)) found.push(descriptor);
+  }
+  return found;
 }
 
 /** An artifact's content: its manifest's one layer, checked against its digest. */

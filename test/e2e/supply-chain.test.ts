@@ -124,6 +124,13 @@ describe.skipIf(!engine.ok)(`signed versions and SBOMs in a real OCI registry${e
     expect(result.modelSha256.sbom).toBe(result.modelSha256.label);
     expect(result.modelSha256.signed).toBe(result.modelSha256.label);
 
+    // Two pushers writing the referrers index at once may lose an entry: the .sig and .sbom tags still find them.
+    const index = await fetch(`http://${registry.address}/v2/${TEAM}/bc/manifests/sha256-${hex}`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+    const indexDigest = index.headers.get('docker-content-digest');
+    expect((await fetch(`http://${registry.address}/v2/${TEAM}/bc/manifests/${indexDigest}`, { method: 'DELETE' })).status).toBe(202);
+    const withoutIndex = await runCli(['verify', '1.0.0', '--key', 'mlops.pub', '--json'], { cwd: verifier });
+    expect(withoutIndex.code, withoutIndex.stderr).toBe(0);
+
     // The attached SBOM is the one written here, with the version's digest and its test metrics.
     const sbom = JSON.parse(await readFile(path.join(dir, '.mlops', 'sbom.cdx.json'), 'utf8'));
     expect(sbom.metadata.component.purl).toContain(`@sha256:${hex}`);
