@@ -117,6 +117,25 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .action(runAction(async (ctx, version, flags) => (await import('./commands/push.js')).run(version as string | undefined, flags as never, ctx)));
 
   program
+    .command('optimize')
+    .description('optimize the model with ONNX Runtime and quantize it to INT8, then score and benchmark it beside the source and gate the result (exit 1 when a gate fails; the file is then not written)')
+    .option('--model <file>', 'the .onnx model (default: model.path from config)')
+    .option('--output <file>', 'where to write the optimized model (default: optimize.output)')
+    .option('--quantize <mode>', 'none, dynamic or static (default: optimize.quantize)')
+    .option('--calibration <file>', 'rows for static quantization (default: monitor.reference, else test.holdout)')
+    .option('--calibration-rows <n>', 'at most this many calibration rows (default 256)', (v) => Number(v))
+    .option('--method <method>', 'minmax or percentile ranges (default minmax)')
+    .option('--per-channel', 'one scale per Conv output channel (the default)')
+    .option('--no-per-channel', 'one scale per Conv weight')
+    .option('--exclude <name>', 'a node name or op type to leave in float (repeatable)', collect, [])
+    .option('--level <level>', "ONNX Runtime's optimization level for the saved model: basic, extended or all (default extended)")
+    .option('--holdout <file>', 'the holdout both models are scored on (default: test.holdout)')
+    .option('--gate <gate>', "a gate such as 'accuracy_drop<=0.005', 'speedup>=1.2' or 'size_ratio<=0.35' (repeatable; adds to optimize.gates)", collect, [])
+    .option('--keep', 'write the optimized model even when a gate fails')
+    .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
+    .action(runAction(async (ctx, flags) => (await import('./commands/optimize.js')).run(flags as never, ctx)));
+
+  program
     .command('keygen')
     .description('make an ECDSA P-256 key pair for signing versions: <dir>/mlops.key (mode 0600) and <dir>/mlops.pub')
     .requiredOption('--output <dir>', 'the folder to write them to (never over an existing key)')

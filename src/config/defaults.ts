@@ -174,6 +174,19 @@ export interface Config {
   };
   targets: Record<string, TargetConfig>;
   sign: { keyFile: string };
+  optimize: {
+    output: string;
+    quantize: 'none' | 'dynamic' | 'static';
+    calibration: string;
+    calibrationRows: number;
+    method: 'minmax' | 'percentile';
+    percentile: number;
+    perChannel: boolean;
+    exclude: string[];
+    level: 'basic' | 'extended' | 'all';
+    gates: Record<string, string>;
+    bench: { concurrency: number; durationSeconds: number; rounds: number };
+  };
   deploy: { verify: { key: string } };
   monitor: {
     reference: string;
@@ -302,6 +315,28 @@ export const DEFAULTS: Config = {
   sign: {
     /** The ECDSA P-256 private key (PEM) `mlops push` signs with; MLOPS_SIGNING_KEY (the PEM text) wins. Empty: no file. */
     keyFile: '',
+  },
+  optimize: {
+    /** Where `mlops optimize` writes the optimized model; --output overrides. */
+    output: '',
+    /** none: graph optimization only; dynamic: INT8 weights, activations quantized at run time; static: QDQ with calibrated ranges. */
+    quantize: 'none',
+    /** Rows for static quantization's ranges (any holdout format); empty: monitor.reference, else test.holdout. */
+    calibration: '',
+    calibrationRows: 256,
+    /** minmax: each tensor's whole range; percentile: cut at `percentile` and its mirror, for outliers. */
+    method: 'minmax',
+    percentile: 99.999,
+    /** Conv weights get a scale per output channel (static quantization). */
+    perChannel: true,
+    /** Node names or op types left in float. */
+    exclude: [],
+    /** ONNX Runtime's graph optimization level for the saved model. */
+    level: 'extended',
+    /** Metric -> comparison; empty: accuracy_drop (r2_drop for regression) <= 0.01. */
+    gates: {},
+    /** The side-by-side in-process benchmark: closed loop at this concurrency, rounds alternating between the models. */
+    bench: { concurrency: 1, durationSeconds: 3, rounds: 2 },
   },
   deploy: {
     /** A public key (PEM): deploy and rollback refuse (exit 5) a version it has not signed. Empty: no check. */

@@ -309,6 +309,29 @@ export const configSchema = z
       .object({ keyFile: text('a path to a PEM private key (mlops keygen writes one)') })
       .partial()
       .strict(),
+    optimize: z
+      .object({
+        output: text('a path for the optimized model'),
+        quantize: z.enum(['none', 'dynamic', 'static'], { error: 'expected "none", "dynamic" or "static"' }),
+        calibration: text('a path to calibration rows (.csv, .jsonl, .npy)'),
+        calibrationRows: int(1, 10_000_000, 'a row count'),
+        method: z.enum(['minmax', 'percentile'], { error: 'expected "minmax" or "percentile"' }),
+        percentile: z.number({ error: 'expected a percentile, like 99.999' }).gt(50, { error: 'expected a percentile above 50' }).max(100, { error: 'expected a percentile <= 100' }),
+        perChannel: z.boolean({ error: 'expected true or false' }),
+        exclude: z.array(z.string(), { error: 'expected a list of node names or op types' }),
+        level: z.enum(['basic', 'extended', 'all'], { error: 'expected "basic", "extended" or "all"' }),
+        gates: z.record(z.string(), comparison, { error: 'expected an object of metric: comparison' }),
+        bench: z
+          .object({
+            concurrency: int(1, 1024, 'a concurrency'),
+            durationSeconds: z.number({ error: 'expected seconds' }).positive({ error: 'expected seconds above 0' }),
+            rounds: int(1, 20, 'a round count'),
+          })
+          .partial()
+          .strict(),
+      })
+      .partial()
+      .strict(),
     deploy: z
       .object({
         verify: z

@@ -6,6 +6,7 @@ import { tail } from '../docker/client.js';
 import { environmentError, inputError } from '../errors.js';
 import { inspectModel } from '../model/inspect.js';
 import { PROFILE_LABEL, profileSha256 } from '../monitor/profile.js';
+import { optimizedModelLabels } from '../optimize/metadata.js';
 import { VERSION } from '../version.js';
 import { assembleContext, packContext, PLATFORMS, type Platform } from './context.js';
 import { buildTimestamp, gitInfo } from './git.js';
@@ -159,6 +160,8 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
     'mlops.model.sha256': model.sha256,
     ...(model.opset !== null ? { 'mlops.model.opset': String(model.opset) } : {}),
     'mlops.model.ir_version': String(model.irVersion),
+    // A model `mlops optimize` made says so, and names the model it came from.
+    ...optimizedModelLabels(model.metadata),
     ...(model.producer.name ? { 'mlops.model.producer': `${model.producer.name}${model.producer.version ? ` ${model.producer.version}` : ''}` } : {}),
     'mlops.model.inputs': signature(model.inputs),
     'mlops.model.outputs': signature(model.outputs),

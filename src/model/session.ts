@@ -141,7 +141,8 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
   };
 }
 
-const ORT_TYPES: Record<Datatype, ort.Tensor.Type> = {
+/** ONNX Runtime's name for each datatype. */
+export const ORT_TYPES: Record<Datatype, ort.Tensor.Type> = {
   BOOL: 'bool',
   UINT8: 'uint8',
   UINT16: 'uint16',
