@@ -148,6 +148,17 @@ describe('mlops optimize', () => {
         expect(Math.abs(scaleOf.get(name)!.scale - scale) / scale, name).toBeLessThan(1e-4);
         expect(scaleOf.get(name)!.zeroPoint, name).toBe(Math.round(-min / scale) + 0);
       }
+
+      // Percentile ranges cut the outliers: no scale wider than min/max's, some narrower.
+      await project(dir, 'digits_mlp', { method: 'percentile', percentile: 99 });
+      const cut = await optimize(dir, ['--output', 'cut.onnx', '--quantize', 'static', '--level', 'basic', '--calibration-rows', '100']);
+      expect(cut.code, cut.stderr).toBe(0);
+      const cutModel = await model(path.join(dir, 'cut.onnx'));
+      const cutInit = new Map((cutModel.graph!.initializer ?? []).map((t) => [t.name, t]));
+      const cutScales = (cutModel.graph!.node ?? []).filter((n) => n.opType === 'QuantizeLinear').map((n) => [n.input![0], floatValues(cutInit.get(n.input![1])!)![0]] as const);
+      expect(cutScales).toHaveLength(scaleOf.size);
+      for (const [name, scale] of cutScales) expect(scale, name).toBeLessThanOrEqual(scaleOf.get(name!)!.scale * (1 + 1e-6));
+      expect(cutScales.some(([name, scale]) => scale < scaleOf.get(name!)!.scale * 0.95)).toBe(true);
     });
   });
 

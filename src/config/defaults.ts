@@ -185,7 +185,7 @@ export interface Config {
     exclude: string[];
     level: 'basic' | 'extended' | 'all';
     gates: Record<string, string>;
-    bench: { concurrency: number; durationSeconds: number; rounds: number };
+    bench: { concurrency: number; batch: number; durationSeconds: number; rounds: number };
   };
   deploy: { verify: { key: string } };
   monitor: {
@@ -335,8 +335,8 @@ export const DEFAULTS: Config = {
     level: 'extended',
     /** Metric -> comparison; empty: accuracy_drop (r2_drop for regression) <= 0.01. */
     gates: {},
-    /** The side-by-side in-process benchmark: closed loop at this concurrency, rounds alternating between the models. */
-    bench: { concurrency: 1, durationSeconds: 3, rounds: 2 },
+    /** The side-by-side in-process benchmark: closed loop at this concurrency and rows a request, rounds alternating between the models. */
+    bench: { concurrency: 1, batch: 1, durationSeconds: 3, rounds: 2 },
   },
   deploy: {
     /** A public key (PEM): deploy and rollback refuse (exit 5) a version it has not signed. Empty: no check. */

@@ -324,6 +324,7 @@ export const configSchema = z
         bench: z
           .object({
             concurrency: int(1, 1024, 'a concurrency'),
+            batch: int(1, 65536, 'a row count'),
             durationSeconds: z.number({ error: 'expected seconds' }).positive({ error: 'expected seconds above 0' }),
             rounds: int(1, 20, 'a round count'),
           })

@@ -192,7 +192,7 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
       agreement = await compareOutputs(source.path, written, holdoutFile, config, cwd);
     }
     const rounds = settings.bench.rounds;
-    const benchConfig: Config = { ...config, bench: { ...config.bench, gates: {}, concurrency: [settings.bench.concurrency], rates: [], batch: [1], durationSeconds: settings.bench.durationSeconds, warmupSeconds: Math.min(1, settings.bench.durationSeconds / 2) } };
+    const benchConfig: Config = { ...config, bench: { ...config.bench, gates: {}, concurrency: [settings.bench.concurrency], rates: [], batch: [settings.bench.batch], durationSeconds: settings.bench.durationSeconds, warmupSeconds: Math.min(1, settings.bench.durationSeconds / 2) } };
     const runs: { source: BenchRun[]; optimized: BenchRun[] } = { source: [], optimized: [] };
     // Alternating rounds: a noisy neighbour slows both models, not one.
     for (let round = 0; round < rounds; round++) {
