@@ -223,6 +223,21 @@ describe('mlops optimize', () => {
     expect(ops(excluded)).toEqual(['ConvTranspose', 'Flatten', 'Gemm']);
   });
 
+  it('a model with external data: its weights are read in and quantized, and the output is one file that loads anywhere', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: fixture('external_data', 'model.onnx') }, optimize: { ...quick, gates: { size_ratio: '<= 2' } } }));
+      const { code, stderr, report } = await optimize(dir, ['--output', 'one-file.onnx', '--quantize', 'dynamic']);
+      expect(code, stderr).toBe(0);
+      expect(report.quantized).toEqual([{ node: expect.any(String), op: 'Gemm' }]);
+      // The source's size counts its data file.
+      expect(report.source.sizeBytes).toBe((await stat(fixture('external_data', 'model.onnx'))).size + (await stat(fixture('external_data', 'weights.bin'))).size);
+      const out = await model(path.join(dir, 'one-file.onnx'));
+      expect((out.graph!.initializer ?? []).filter((t) => (t.externalData ?? []).length > 0)).toEqual([]);
+      const session = await ort.InferenceSession.create(path.join(dir, 'one-file.onnx'));
+      await session.release();
+    });
+  });
+
   it('a failed gate exits 1 and writes nothing unless --keep; bad flags exit 2 before any work', async () => {
     await withTempDir(async (dir) => {
       await project(dir, 'digits_mlp');

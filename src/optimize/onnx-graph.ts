@@ -1,4 +1,7 @@
+import { open } from 'node:fs/promises';
+import path from 'node:path';
 import onnxProto from 'onnx-proto';
+import { inputError } from '../errors.js';
 import type { onnx as OnnxTypes } from 'onnx-proto';
 
 /** The protobuf classes of ONNX, from the onnx-proto package `mlops inspect` reads models with. */
@@ -86,4 +89,37 @@ export function setMetadata(model: ModelProto, entries: Record<string, string>):
 /** A graph output of a float tensor with no shape: how calibration asks ONNX Runtime for an intermediate tensor. */
 export function floatOutput(name: string): OnnxTypes.IValueInfoProto {
   return onnx.ValueInfoProto.create({ name, type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType: DataType.FLOAT }) }) });
+}
+
+/** protobuf's limit on one message: a model past it cannot be one file. */
+const MAX_INLINE_BYTES = 2 ** 31 - 1;
+
+/**
+ * Initializers kept in external data files (beside the source model) read into the model itself:
+ * the optimized model is one file wherever it is written, and its weights can be quantized.
+ */
+export async function inlineExternalData(model: ModelProto, sourceDir: string): Promise<void> {
+  let total = 0;
+  for (const tensor of model.graph?.initializer ?? []) {
+    const entries = Object.fromEntries((tensor.externalData ?? []).map((e) => [e.key, e.value]));
+    if (!entries.location) continue;
+    const file = path.resolve(sourceDir, entries.location);
+    if (path.relative(sourceDir, file).startsWith('..')) throw inputError(`initializer ${tensor.name}: external data ${entries.location} is outside the model's folder`);
+    const offset = Number(entries.offset ?? 0);
+    const handle = await open(file, 'r').catch(() => {
+      throw inputError(`initializer ${tensor.name}: external data file ${entries.location} not found beside the model`);
+    });
+    try {
+      const length = entries.length !== undefined ? Number(entries.length) : (await handle.stat()).size - offset;
+      total += length;
+      if (total > MAX_INLINE_BYTES) throw inputError('the model\'s external weights exceed 2 GB: mlops optimize writes one file and cannot hold them', 'optimize a model under 2 GB');
+      const bytes = Buffer.alloc(length);
+      await handle.read(bytes, 0, length, offset);
+      tensor.rawData = bytes;
+    } finally {
+      await handle.close();
+    }
+    tensor.externalData = [];
+    tensor.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
+  }
 }

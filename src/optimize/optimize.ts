@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Config } from '../config/defaults.js';
@@ -17,7 +17,7 @@ import { inspectModel } from '../model/inspect.js';
 import { openLocalPredictor, type Predictor, type TensorSignature } from '../predict/predictor.js';
 import { calibrate, type CalibrationMethod } from './calibrate.js';
 import { OPTIMIZE_METADATA } from './metadata.js';
-import { decodeModel, encodeModel, setMetadata } from './onnx-graph.js';
+import { decodeModel, encodeModel, inlineExternalData, setMetadata } from './onnx-graph.js';
 import { calibrationTensors, findCandidates, quantizeDynamic, quantizeStatic, type LeftInFloat, type QuantizeResult } from './quantize.js';
 
 export type OptimizationLevel = 'basic' | 'extended' | 'all';
@@ -123,7 +123,8 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
   for (const spec of specs) if (!OPTIMIZE_METRICS.includes(spec.metric)) throw inputError(`gate on unknown metric '${spec.metric}' for optimize`, `known: ${OPTIMIZE_METRICS.join(', ')}`);
 
   const source = await inspectModel(sourcePath, { cwd });
-  const holdoutFile = flags.holdout ?? (config.test.holdout ? path.resolve(projectDir, config.test.holdout) : '');
+  const holdoutFile = flags.holdout ? path.resolve(cwd, flags.holdout) : config.test.holdout ? path.resolve(projectDir, config.test.holdout) : '';
+  if (specs.length === 0 && !holdoutFile) throw inputError('optimize has nothing to judge the optimized model by: no holdout and no gate', 'set test.holdout (or pass --holdout), and optimize.gates such as {"accuracy_drop": "<= 0.005", "speedup": ">= 1.2"}');
   const work = await mkdtemp(path.join(tmpdir(), 'mlops-optimize-'));
   try {
     const written = path.join(work, 'optimized.onnx');
@@ -138,6 +139,7 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
       options.onStep?.(`Optimizing the graph (ONNX Runtime, level ${level})`);
       await ortOptimize(source.path, path.join(work, 'graph.onnx'), level);
       const model = decodeModel(await readFile(path.join(work, 'graph.onnx')));
+      await inlineExternalData(model, path.dirname(source.path));
       setMetadata(model, metadata);
       await writeFile(written, encodeModel(model));
     } else {
@@ -145,6 +147,7 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
       options.onStep?.('Folding constants (ONNX Runtime, level basic)');
       await ortOptimize(source.path, path.join(work, 'basic.onnx'), 'basic');
       const model = decodeModel(await readFile(path.join(work, 'basic.onnx')));
+      await inlineExternalData(model, path.dirname(source.path));
       if (quantize === 'dynamic') {
         quantized = quantizeDynamic(model, exclude);
       } else {
@@ -176,7 +179,9 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
 
     // The gate: both models scored and benchmarked the same way, side by side.
     const side = async (file: string, sha: string, size: number): Promise<ModelSide> => ({ file, sha256: sha, sizeBytes: size, metrics: null, latencyMs: null, throughputRps: null });
-    const before = await side(path.relative(cwd, source.path) || source.path, source.sha256, source.sizeBytes);
+    // A source with external data weighs its data files too.
+    const externalBytes = (await Promise.all(source.externalData.map((f) => stat(path.resolve(path.dirname(source.path), f)).then((s) => s.size)))).reduce((a, b) => a + b, 0);
+    const before = await side(path.relative(cwd, source.path) || source.path, source.sha256, source.sizeBytes + externalBytes);
     const after = await side(path.relative(cwd, outputSetting) || outputSetting, sha256(writtenBytes), writtenBytes.length);
     let task: TestReport['task'] | null = null;
     let agreement: OptimizeReport['agreement'] = null;
@@ -222,7 +227,6 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
     // With no gate of its own, the model may not lose more than a point of its headline metric: never a pass by default.
     const implicit = specs.length === 0;
     const gateSpecs = implicit ? [{ metric: task === 'regression' ? 'r2_drop' : 'accuracy_drop', op: '<=' as const, threshold: 0.01 }] : specs;
-    if (implicit && !holdoutFile) throw inputError('optimize has nothing to judge the optimized model by: no holdout and no gate', 'set test.holdout (or pass --holdout), and optimize.gates such as {"accuracy_drop": "<= 0.005", "speedup": ">= 1.2"}');
     const gates = evaluateGates(gateSpecs, values).map((g) => (implicit ? { ...g, implicit: true } : g));
     const passed = gates.every((g) => g.passed);
     let output: string | null = null;
