@@ -216,6 +216,14 @@ describe('mlops optimize', () => {
       expect(Math.max(...a.map((v, i) => Math.abs(v - b[i])))).toBeLessThan(0.1 * Math.max(...a.map(Math.abs)));
     });
 
+    // A Loop whose body multiplies by an outer weight: the body stays as it is, the weight stays in the model, and the Loop is named.
+    await withTempDir(async (dir) => {
+      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: fixture('slow_loop', 'model.onnx') }, optimize: { ...quick, gates: { size_ratio: '<= 2' } } }));
+      const looped = await optimize(dir, ['--output', 'loop.onnx', '--quantize', 'dynamic']);
+      expect(looped.code, looped.stderr).toBe(0);
+      expect(looped.report.leftInFloat).toEqual([expect.objectContaining({ op: 'Loop', reason: 'its body (a subgraph) stays in float: mlops quantizes the main graph only' })]);
+    });
+
     const excluded = make();
     const kept = quantizeDynamic(excluded, ['Gemm']);
     expect(kept.quantized).toEqual([]);

@@ -94,6 +94,10 @@ export function findCandidates(model: ModelProto, mode: QuantizeMode, exclude: s
     const weighty = inputs.some((i) => (initializers.get(i)?.dataType === DataType.FLOAT && dimsOf(initializers.get(i)!).reduce((a, b) => a * b, 1) >= REPORTED_WEIGHT));
     const leave = (reason: string) => leftInFloat.push({ node: name, op, reason });
     const quantizable = ['MatMul', 'Gemm', 'Conv'].includes(op) && (!n.domain || n.domain === 'ai.onnx');
+    if ((n.attribute ?? []).some((a) => a.g || (a.graphs ?? []).length > 0)) {
+      leave(`its body (a subgraph) stays in float: mlops quantizes the main graph only`);
+      continue;
+    }
     if (!quantizable) {
       if (weighty) leave(`mlops does not quantize ${op}`);
       continue;
@@ -134,6 +138,18 @@ export function calibrationTensors(candidates: Candidate[]): string[] {
   return [...new Set(candidates.flatMap((c) => [c.activation, c.output]))];
 }
 
+/** What a node reads: its inputs, and the outer-scope names its subgraphs (Loop, Scan, If bodies) use. */
+function reads(n: NodeProto): string[] {
+  const names = [...(n.input ?? [])];
+  for (const a of n.attribute ?? []) {
+    for (const g of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) {
+      const local = new Set([...(g.input ?? []).map((v) => v.name), ...(g.initializer ?? []).map((t) => t.name), ...(g.node ?? []).flatMap((x) => x.output ?? [])]);
+      for (const inner of g.node ?? []) for (const name of reads(inner)) if (!local.has(name)) names.push(name);
+    }
+  }
+  return names;
+}
+
 /** Nodes in an order where every input is made before it is read, keeping the original order where it can. */
 function topologicalOrder(nodes: NodeProto[], available: Set<string>): NodeProto[] {
   const made = new Set(available);
@@ -141,7 +157,7 @@ function topologicalOrder(nodes: NodeProto[], available: Set<string>): NodeProto
   const pending = [...nodes];
   const ordered: NodeProto[] = [];
   while (pending.length > 0) {
-    const index = pending.findIndex((n) => (n.input ?? []).every((i) => made.has(i)));
+    const index = pending.findIndex((n) => reads(n).every((i) => made.has(i)));
     if (index === -1) throw new Error(`quantized graph has a cycle or a missing input at ${pending[0].name}`);
     const [next] = pending.splice(index, 1);
     ordered.push(next);
@@ -158,7 +174,7 @@ function graphSources(model: ModelProto): Set<string> {
 /** Drops initializers no node reads any more (the float weights that were replaced). */
 function dropUnused(model: ModelProto): void {
   const graph = model.graph!;
-  const read = new Set((graph.node ?? []).flatMap((n) => n.input ?? []));
+  const read = new Set((graph.node ?? []).flatMap(reads));
   const outputs = new Set((graph.output ?? []).map((o) => o.name));
   const dropped = new Set((graph.initializer ?? []).filter((t) => !read.has(t.name ?? '') && !outputs.has(t.name)).map((t) => t.name));
   graph.initializer = (graph.initializer ?? []).filter((t) => !dropped.has(t.name));
