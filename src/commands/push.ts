@@ -10,6 +10,7 @@ import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { loadSigningKey } from '../supply-chain/keys.js';
 import { attachSupplyChain } from '../supply-chain/publish.js';
+import { requireSbomLabels } from '../supply-chain/sbom.js';
 
 export interface PushFlags {
   yes?: boolean;
@@ -34,6 +35,8 @@ export async function run(version: string | undefined, flags: PushFlags, ctx: Co
   const key = await loadSigningKey(ctx.env, config.sign.keyFile, baseDir);
   maskPem(ctx, ctx.env.MLOPS_SIGNING_KEY);
   const docker = await connectDocker(ctx.env);
+  const local = await docker.getImage(references[0]).inspect().catch(() => null);
+  if (local) requireSbomLabels(references[0], local.Config.Labels ?? {});
   if (aliases.length > 0 && isCI(ctx.env) && !flags.yes) {
     const moving = await aliasesThatMove(ctx.env, repository, aliases, chosen);
     if (moving.length > 0) throw inputError(`refusing to move alias ${moving.map((a) => `'${a}'`).join(', ')} in the registry in CI without --yes`, 'pass --yes to confirm');

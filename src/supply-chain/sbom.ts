@@ -93,6 +93,17 @@ function modelCard(labels: Record<string, string>): Record<string, unknown> {
   };
 }
 
+/** Only an image this mlops built can have its SBOM made here: checked before anything is pushed. */
+export function requireSbomLabels(image: string, labels: Record<string, string>): void {
+  if (!labels['mlops.model.sha256']) throw inputError(`${image} was not built by mlops (no mlops.model.sha256 label)`, 'run `mlops build` first');
+  if (labels['mlops.version'] && labels['mlops.version'] !== VERSION) {
+    throw inputError(
+      `${image} was built by mlops ${labels['mlops.version']}, this is ${VERSION}: its SBOM cannot list the server's packages`,
+      'rebuild the image with this mlops (`mlops build`), then tag and push it',
+    );
+  }
+}
+
 /**
  * A CycloneDX 1.6 SBOM of an image mlops built: the image itself (metadata component), the model,
  * every npm package the server bundle holds (read off the bundle's esbuild metafile at `npm run
@@ -100,14 +111,8 @@ function modelCard(labels: Record<string, string>): Record<string, unknown> {
  */
 export async function imageSbom(subject: SbomSubject): Promise<string> {
   const labels = subject.labels;
-  if (labels['mlops.version'] && labels['mlops.version'] !== VERSION) {
-    throw inputError(
-      `${subject.name}:${subject.version} was built by mlops ${labels['mlops.version']}, this is ${VERSION}: its SBOM cannot list the server's packages`,
-      'rebuild the image with this mlops (`mlops build`), then tag and push it',
-    );
-  }
+  requireSbomLabels(`${subject.name}:${subject.version}`, labels);
   const modelSha256 = labels['mlops.model.sha256'];
-  if (!modelSha256) throw inputError(`${subject.name}:${subject.version} was not built by mlops (no mlops.model.sha256 label)`, 'run `mlops build` first');
   const bundled = JSON.parse(await readFile(path.join(PACKAGE_ROOT, 'dist', 'server-packages.json'), 'utf8').catch(() => {
     throw new MlopsError('dist/server-packages.json is missing: the server bundle was built without its package list', { exitCode: ExitCode.internal, hint: 'run `npm run build` in the mlops package' });
   })) as BundledPackage[];
