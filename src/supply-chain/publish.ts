@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import { createHash } from 'node:crypto';
-import { environmentError } from '../errors.js';
+import { environmentError, isMlopsError, MlopsError } from '../errors.js';
 import { attachArtifact, manifestDescriptor, type Attached } from '../registry/artifacts.js';
 import type { RegistryClient } from '../registry/client.js';
 import { BUNDLE_MEDIA_TYPE, builderId, releaseStatement, SLSA_PROVENANCE_V1, signStatement } from './attestation.js';
@@ -40,6 +40,20 @@ export interface SupplyChainResult {
  * statement names the digest, the model and the SBOM), attached to the pushed manifest.
  */
 export async function attachSupplyChain(options: AttachOptions): Promise<SupplyChainResult> {
+  try {
+    return await attach(options);
+  } catch (error) {
+    if (!isMlopsError(error)) throw error;
+    // The image is in the registry by now: the message says so, and what it lacks.
+    throw new MlopsError(`${options.image} was pushed (${options.digest}) but its SBOM and signature were not attached: ${error.message}`, {
+      exitCode: error.exitCode,
+      hint: `push again once the cause is fixed (layers are not sent twice); until then \`mlops verify ${options.version}\` fails and deploys with deploy.verify.key refuse it`,
+      cause: error,
+    });
+  }
+}
+
+async function attach(options: AttachOptions): Promise<SupplyChainResult> {
   const started = performance.now();
   const subject = await manifestDescriptor(options.client, options.repository, options.digest);
   if (!subject) throw environmentError(`registry ${options.client.registry} does not serve ${options.repository}@${options.digest} just after it was pushed`);
