@@ -178,11 +178,11 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
     const writtenBytes = await readFile(written);
 
     // The gate: both models scored and benchmarked the same way, side by side.
-    const side = async (file: string, sha: string, size: number): Promise<ModelSide> => ({ file, sha256: sha, sizeBytes: size, metrics: null, latencyMs: null, throughputRps: null });
+    const side = (file: string, sha: string, size: number): ModelSide => ({ file, sha256: sha, sizeBytes: size, metrics: null, latencyMs: null, throughputRps: null });
     // A source with external data weighs its data files too.
     const externalBytes = (await Promise.all(source.externalData.map((f) => stat(path.resolve(path.dirname(source.path), f)).then((s) => s.size)))).reduce((a, b) => a + b, 0);
-    const before = await side(path.relative(cwd, source.path) || source.path, source.sha256, source.sizeBytes + externalBytes);
-    const after = await side(path.relative(cwd, outputSetting) || outputSetting, sha256(writtenBytes), writtenBytes.length);
+    const before = side(path.relative(cwd, source.path) || source.path, source.sha256, source.sizeBytes + externalBytes);
+    const after = side(path.relative(cwd, outputSetting) || outputSetting, sha256(writtenBytes), writtenBytes.length);
     let task: TestReport['task'] | null = null;
     let agreement: OptimizeReport['agreement'] = null;
     const testConfig: Config = { ...config, test: { ...config.test, gates: {}, maxDrop: {}, parity: { ...config.test.parity, sample: 0 } } };
