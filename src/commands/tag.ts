@@ -35,6 +35,7 @@ export async function run(version: string | undefined, flags: TagFlags, ctx: Com
     yes: Boolean(flags.yes),
     offline: Boolean(flags.offline),
   });
+  if (result.sbom.problem) ctx.reporter.warn(`no SBOM for ${result.reference}: ${result.sbom.problem}`);
   ctx.reporter.result(result, (r, s) =>
     [
       `${s.green('✔')} tagged ${s.bold(r.reference)} (model ${r.modelSha256.slice(0, 12)}; versions checked in the ${r.checked === 'registry' ? 'registry' : 'local images'})`,

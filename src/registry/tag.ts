@@ -6,7 +6,7 @@ import path from 'node:path';
 import semver from 'semver';
 import tar from 'tar-fs';
 import { inspectImage } from '../docker/container.js';
-import { inputError, environmentError } from '../errors.js';
+import { inputError, environmentError, isMlopsError } from '../errors.js';
 import { dockerfileString } from '../image/context.js';
 import { writeFileAtomic } from '../report/files.js';
 import { localImageSbom, writeSbomFile } from '../supply-chain/sbom.js';
@@ -46,8 +46,8 @@ export interface TagResult {
   aliases: { alias: string; reference: string; previous: string | null }[];
   /** The test and bench results stamped on the version; absent when there was no report for this build. */
   labels: Record<string, string>;
-  /** Where the version's SBOM was written. */
-  sbom: string;
+  /** Where the version's SBOM was written, or why it was not. */
+  sbom: { file: string; problem: null } | { file: null; problem: string };
 }
 
 
@@ -166,8 +166,14 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
   const at = new Date().toISOString();
   await writeFileAtomic(path.join(options.projectDir, '.mlops', 'last-tag.json'), JSON.stringify({ version, reference, imageId, repository: name, aliases: options.aliases, at }, null, 2) + '\n');
   if (aliases.length > 0) await recordAliases(options.projectDir, aliases.map((a) => ({ ...a, version, at })));
-  // The SBOM again, now with the version and the test metrics in its model card.
-  const sbom = await writeSbomFile(options.projectDir, await localImageSbom(options.docker, imageId, { name, version }));
+  // The SBOM again, now with the version and the test metrics in its model card; an image another mlops built has none here (push says so too).
+  const sbom = await localImageSbom(options.docker, imageId, { name, version }).then(
+    (json) => writeSbomFile(options.projectDir, json).then((file) => ({ file, problem: null })),
+    (error: unknown) => {
+      if (!isMlopsError(error)) throw error;
+      return { file: null, problem: error.message };
+    },
+  );
   return { version, reference, imageId, modelSha256, checked, aliases, labels, sbom };
 }
 
