@@ -69,7 +69,10 @@ describe('mlops optimize', () => {
       expect(report.values.accuracy_drop).toBeLessThanOrEqual(0.01);
       expect(report.agreement.rows).toBe(360);
       expect(report.agreement.classChangeRate).toBeLessThanOrEqual(0.01);
-      expect(report.gates).toEqual([expect.objectContaining({ metric: 'accuracy_drop', op: '<=', threshold: 0.01, passed: true, implicit: true })]);
+      expect(report.gates).toEqual([
+        expect.objectContaining({ metric: 'accuracy_drop', op: '<=', threshold: 0.01, passed: true, implicit: true }),
+        expect.objectContaining({ metric: 'error_rate', op: '<=', threshold: 0, value: 0, passed: true, implicit: true }),
+      ]);
       // Names, signature and opset kept; what was done recorded.
       const source = await model(fixture('digits_mlp', 'model.onnx'));
       expect(out.graph!.input!.map((i) => i.name)).toEqual(source.graph!.input!.map((i) => i.name));
@@ -171,6 +174,7 @@ describe('mlops optimize', () => {
         ['accuracy_drop', true],
         ['size_ratio', true],
         ['class_change_rate', true],
+        ['error_rate', true],
       ]);
       const out = await model(path.join(dir, 'cnn.int8.onnx'));
       expect(ops(out).filter((o) => o === 'QLinearConv')).toHaveLength(3);
@@ -257,6 +261,17 @@ describe('mlops optimize', () => {
       const kept = await optimize(dir, ['--output', 'out.onnx', '--quantize', 'dynamic', '--gate', 'speedup>=100', '--keep']);
       expect(kept.code).toBe(1);
       expect(existsSync(path.join(dir, 'out.onnx'))).toBe(true);
+
+      // A model that fails every request passes no gate on its size: the benchmark's failures fail the run.
+      await writeFile(path.join(dir, 'broken.json'), JSON.stringify({ model: { path: fixture('failing_reshape', 'model.onnx') }, optimize: { ...quick, gates: { size_ratio: '<= 10' } } }));
+      const broken = await runCli(['--config', 'broken.json', 'optimize', '--output', 'broken.onnx', '--json'], { cwd: dir });
+      expect(broken.code, broken.stderr).toBe(1);
+      const brokenReport = JSON.parse(broken.stdout);
+      expect(brokenReport.gates).toEqual([
+        expect.objectContaining({ metric: 'size_ratio', passed: true }),
+        expect.objectContaining({ metric: 'error_rate', value: 1, passed: false, implicit: true }),
+      ]);
+      expect(existsSync(path.join(dir, 'broken.onnx'))).toBe(false);
 
       const unknown = await runCli(['optimize', '--output', 'x.onnx', '--gate', 'sped_up>=2'], { cwd: dir });
       expect(unknown.code).toBe(2);

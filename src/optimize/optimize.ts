@@ -68,6 +68,7 @@ export interface OptimizeReport {
 }
 
 export const OPTIMIZE_METRICS = [
+  'error_rate',
   'speedup',
   'throughput_ratio',
   'size_ratio',
@@ -219,15 +220,21 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
       speedup: before.latencyMs && after.latencyMs && after.latencyMs.p50 > 0 ? before.latencyMs.p50 / after.latencyMs.p50 : null,
       throughput_ratio: before.throughputRps && after.throughputRps !== null ? after.throughputRps / before.throughputRps : null,
       size_ratio: after.sizeBytes / before.sizeBytes,
+      // The optimized model's failed benchmark requests, worst round: a model that fails is no gain, whatever its size.
+      error_rate: runs.optimized.length > 0 ? Math.max(...runs.optimized.map((r) => r.errors.rate)) : null,
       max_abs_diff: agreement?.maxAbsDiff ?? null,
       mean_abs_diff: agreement?.meanAbsDiff ?? null,
       class_change_rate: agreement?.classChangeRate ?? null,
       ...Object.fromEntries(comparison.map((c) => [`${c.metric}_drop`, c.drop])),
     };
     // With no gate of its own, the model may not lose more than a point of its headline metric: never a pass by default.
-    const implicit = specs.length === 0;
-    const gateSpecs = implicit ? [{ metric: task === 'regression' ? 'r2_drop' : 'accuracy_drop', op: '<=' as const, threshold: 0.01 }] : specs;
-    const gates = evaluateGates(gateSpecs, values).map((g) => (implicit ? { ...g, implicit: true } : g));
+    // With no gate of its own, the model may not lose more than a point of its headline metric; and unless an
+    // error_rate gate says otherwise, one failed request fails the run (as in `mlops bench`): never a pass by default.
+    const defaults: GateSpec[] = [
+      ...(specs.length === 0 ? [{ metric: task === 'regression' ? 'r2_drop' : 'accuracy_drop', op: '<=' as const, threshold: 0.01 }] : []),
+      ...(specs.some((g) => g.metric === 'error_rate') ? [] : [{ metric: 'error_rate', op: '<=' as const, threshold: 0 }]),
+    ];
+    const gates = [...evaluateGates(specs, values), ...evaluateGates(defaults, values).map((g) => ({ ...g, implicit: true }))];
     const passed = gates.every((g) => g.passed);
     let output: string | null = null;
     if (passed || flags.keep) {
