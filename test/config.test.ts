@@ -162,8 +162,9 @@ describe('targets in config', () => {
     await withTempDir(async (dir) => {
       await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ targets: { ...targets, small: { type: 'local', port: 9000 } } }));
       const { config } = await loadConfig({ cwd: dir });
-      expect(Object.keys(config.targets)).toEqual(['dev', 'staging', 'prod', 'kserve', 'sagemaker', 'vertex', 'small']);
+      expect(Object.keys(config.targets)).toEqual(['dev', 'staging', 'prod', 'kserve', 'sagemaker', 'vertex', 'lambda', 'small']);
       expect(config.targets.sagemaker).toMatchObject({ type: 'sagemaker', mode: 'realtime', serverless: { memorySizeMb: 2048 } });
+      expect(config.targets.lambda).toMatchObject({ type: 'lambda', alias: 'live', canary: [10, 100], reservedConcurrency: 100 });
       expect(config.targets.small).toMatchObject({ type: 'local', port: 9000, host: '127.0.0.1', readyTimeoutSeconds: 30 });
       expect(config.targets.staging).toMatchObject({ type: 'kubernetes', autoscaling: { minReplicas: 2 } });
     });
@@ -193,7 +194,7 @@ describe('targets in config', () => {
     await withTempDir(async (dir) => {
       await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ targets: { a: { type: 'nomad' }, b: { type: 'cloudrun', region: 'x' }, c: { type: 'local', prot: 1 } } }));
       const error = await loadConfig({ cwd: dir }).catch((e) => e);
-      expect(error.details).toContain('targets.a.type: expected "type": "local", "kubernetes", "cloudrun", "kserve", "sagemaker" or "vertex"');
+      expect(error.details).toContain('targets.a.type: expected "type": "local", "kubernetes", "cloudrun", "kserve", "sagemaker", "vertex" or "lambda"');
       expect(error.details).toContain('targets.b.project: required, and missing');
       expect(error.details).toContain('targets.c.prot: unknown field');
     });

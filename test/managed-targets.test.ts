@@ -12,41 +12,19 @@ import { recordsInLine } from '../src/monitor/inference-records.js';
 import { resolveCredentials } from '../src/registry/credentials.js';
 import { deployVersion } from '../src/targets/deploy.js';
 import { appendHistory, findRelease, previousRelease, readHistory } from '../src/targets/history.js';
-import { createExecSeam, type Runner } from '../src/targets/exec.js';
 import { kserveAdapter } from '../src/targets/kserve.js';
 import { renderInferenceService, validateInferenceService } from '../src/targets/kserve-manifest.js';
 import { sageMakerAdapter } from '../src/targets/sagemaker.js';
 import { trafficSplit, vertexAdapter } from '../src/targets/vertex.js';
-import { configuredSampleInputs } from '../src/targets/smoke.js';
-import type { DeployContext, Release } from '../src/targets/types.js';
 import { restrictedViolations } from './pod-security.js';
 import { scripted } from './scripted-cli.js';
+import { exitCodeOf, goodAnswer, planArgv, releases, signature, targetContext } from './target-context.js';
 import { probeTool } from './tools.js';
 
 const run = promisify(execFile);
-const signature = { inputs: [{ name: 'features', datatype: 'FP32' as const, shape: [-1, 30] }], outputs: [{ name: 'probabilities', datatype: 'FP32' as const, shape: [-1, 2] }] };
 const ecr = '123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/bc';
-const v1: Release = { version: '1.0.0', image: `${ecr}@sha256:${'a'.repeat(64)}`, digest: `sha256:${'a'.repeat(64)}`, modelName: 'bc', modelSha256: 'f'.repeat(64), signature };
-const v2: Release = { ...v1, version: '1.1.0', image: `${ecr}@sha256:${'b'.repeat(64)}`, digest: `sha256:${'b'.repeat(64)}` };
-const goodAnswer = { model_name: 'bc', outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [1, 2], data: [0.25, 0.75] }] };
-
-function ctx(options: { dryRun?: boolean; runner?: Runner; smoke?: DeployContext['smoke']; outputDir?: string; logs?: string[] } = {}): DeployContext {
-  return {
-    targetName: 'prod',
-    config: applyDefaults({ model: { name: 'bc' } }),
-    projectDir: '/tmp',
-    env: {},
-    exec: createExecSeam({ dryRun: Boolean(options.dryRun), runner: options.runner }),
-    dryRun: Boolean(options.dryRun),
-    outputDir: options.outputDir,
-    log: (line) => options.logs?.push(line),
-    sampleInputs: configuredSampleInputs(applyDefaults({}), '/tmp'),
-    smoke: options.smoke ?? (async () => undefined),
-    checkpoint: () => undefined,
-  };
-}
-
-const exitCodeOf = async (promise: Promise<unknown>) => promise.then(() => 0, (error) => (isMlopsError(error) ? error.exitCode : -1));
+const [v1, v2] = releases(ecr);
+const ctx = targetContext;
 
 describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account here)', () => {
   const target: SageMakerTarget = { ...TARGET_DEFAULTS.sagemaker, region: 'eu-west-1', executionRoleArn: 'arn:aws:iam::123456789012:role/SageMakerExecution', canary: [10, 100], alarms: ['bc-5xx'] };
@@ -513,9 +491,9 @@ describe.skipIf(!aws.ok)(`the aws CLI accepts every planned command${aws.ok ? ''
   it('parses and validates each one against the SageMaker service model', async () => {
     const target: SageMakerTarget = { ...TARGET_DEFAULTS.sagemaker, region: 'eu-west-1', executionRoleArn: 'arn:aws:iam::123456789012:role/SageMakerExecution', canary: [10, 100], alarms: ['bc-5xx'] };
     const steps = [
-      ...(await plan((c) => sageMakerAdapter.deploy(target, v2, v1, c))),
-      ...(await plan((c) => sageMakerAdapter.deploy({ ...target, mode: 'serverless', canary: [20, 40, 60, 80, 100] }, v2, v1, c))),
-      ...(await plan((c) => sageMakerAdapter.inferenceLogs(target, c, new Date('2026-11-01T00:00:00Z')))),
+      ...(await planArgv((c) => sageMakerAdapter.deploy(target, v2, v1, c))),
+      ...(await planArgv((c) => sageMakerAdapter.deploy({ ...target, mode: 'serverless', canary: [20, 40, 60, 80, 100] }, v2, v1, c))),
+      ...(await planArgv((c) => sageMakerAdapter.inferenceLogs(target, c, new Date('2026-11-01T00:00:00Z')))),
     ];
     const dir = await mkdtemp(path.join(tmpdir(), 'mlops-aws-check-'));
     try {
@@ -542,7 +520,7 @@ describe.skipIf(!aws.ok)(`the aws CLI accepts every planned command${aws.ok ? ''
 describe.skipIf(!gcloudInstalled)(`gcloud accepts every planned command${gcloudInstalled ? '' : ' (skipped: gcloud is not installed; Debian does not package it)'}`, () => {
   it('parses each one and stops only for want of an account', async () => {
     const target: VertexTarget = { ...TARGET_DEFAULTS.vertex, project: 'acme', region: 'europe-west4', canary: [10, 50, 100], serviceAccount: 'ml@acme.iam.gserviceaccount.com' };
-    const steps = [...(await plan((c) => vertexAdapter.deploy(target, v2, v1, c))), ...(await plan((c) => vertexAdapter.inferenceLogs(target, c, undefined)))];
+    const steps = [...(await planArgv((c) => vertexAdapter.deploy(target, v2, v1, c))), ...(await planArgv((c) => vertexAdapter.inferenceLogs(target, c, undefined)))];
     const config = await mkdtemp(path.join(tmpdir(), 'mlops-gcloud-check-'));
     try {
       const env = { ...process.env, CLOUDSDK_CONFIG: config, CLOUDSDK_CORE_DISABLE_PROMPTS: '1', CLOUDSDK_CORE_CHECK_GCE_METADATA: 'false' };
@@ -555,13 +533,3 @@ describe.skipIf(!gcloudInstalled)(`gcloud accepts every planned command${gcloudI
     }
   }, 120_000);
 });
-
-/** The argument vectors a dry run would execute. */
-async function plan(action: (c: DeployContext) => Promise<unknown>): Promise<string[][]> {
-  const argv: string[][] = [];
-  const c = ctx({ dryRun: true });
-  const seam = c.exec;
-  c.exec = { ...seam, dryRun: true, steps: seam.steps, run: async (command, args, options) => (argv.push(args), seam.run(command, args, options)), background: seam.background };
-  await action(c);
-  return argv;
-}

@@ -134,7 +134,36 @@ export interface VertexTarget {
   readyTimeoutSeconds: number;
 }
 
-export type TargetConfig = LocalTarget | KubernetesTarget | CloudRunTarget | KServeTarget | SageMakerTarget | VertexTarget;
+export interface LambdaTarget {
+  type: 'lambda';
+  region: string;
+  /** The execution role the function runs as (it needs ECR pull and CloudWatch Logs rights). */
+  roleArn: string;
+  /** Function name; empty: the model name. */
+  function: string;
+  /** The alias clients call, moved to each release once it passes. */
+  alias: string;
+  /** The image's architecture. */
+  architecture: 'x86_64' | 'arm64';
+  memorySizeMb: number;
+  ephemeralStorageMb: number;
+  timeoutSeconds: number;
+  /** Concurrency reserved for the function; absent: none reserved. */
+  reservedConcurrency?: number;
+  /** Warm environments kept on the alias; 0: none (every scale-up is a cold start). */
+  provisionedConcurrency: number;
+  /** Weighted alias routing steps for the new version, ending at 100; [100]: all at once. */
+  canary: number[];
+  /** Seconds each canary step bakes, watching the alarms, before the next. */
+  waitIntervalSeconds: number;
+  /** CloudWatch alarm names; one in ALARM during a step moves the alias back. */
+  alarms: string[];
+  /** The Function URL on the alias: AWS_IAM (signed requests), NONE (public) or off (no URL). */
+  functionUrl: 'AWS_IAM' | 'NONE' | 'off';
+  readyTimeoutSeconds: number;
+}
+
+export type TargetConfig = LocalTarget | KubernetesTarget | CloudRunTarget | KServeTarget | SageMakerTarget | VertexTarget | LambdaTarget;
 
 export interface Config {
   model: { path: string; name: string; version: string; shapes: Record<string, number[]>; inputData: string };
@@ -437,6 +466,23 @@ export const TARGET_DEFAULTS: { [K in TargetConfig['type']]: Extract<TargetConfi
     waitIntervalSeconds: 300,
     alarms: [],
     readyTimeoutSeconds: 1800,
+  },
+  lambda: {
+    type: 'lambda',
+    region: '',
+    roleArn: '',
+    function: '',
+    alias: 'live',
+    architecture: 'x86_64',
+    memorySizeMb: 2048,
+    ephemeralStorageMb: 512,
+    timeoutSeconds: 30,
+    provisionedConcurrency: 0,
+    canary: [100],
+    waitIntervalSeconds: 300,
+    alarms: [],
+    functionUrl: 'AWS_IAM',
+    readyTimeoutSeconds: 900,
   },
   vertex: {
     type: 'vertex',

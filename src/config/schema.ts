@@ -35,6 +35,7 @@ const kubeSecrets = {
   auth: z.object({ secretName }).strict(),
   tls: z.object({ secretName, clientCa: z.boolean({ error: 'expected true or false' }) }).partial().required({ secretName: true }).strict(),
 };
+const awsRegion = text('an AWS region like eu-west-1').regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { error: 'expected an AWS region like eu-west-1' });
 const kubeName = (what: string) => text(what).regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/, { error: 'expected a DNS label (lowercase letters, digits, "-")' });
 
 /**
@@ -260,7 +261,7 @@ export const configSchema = z
           z
             .object({
               type: z.literal('sagemaker'),
-              region: text('an AWS region like eu-west-1').regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { error: 'expected an AWS region like eu-west-1' }),
+              region: awsRegion,
               executionRoleArn: text('an IAM role ARN').regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, { error: 'expected an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerExecution' }),
               endpoint: text('an endpoint name').regex(/^([a-zA-Z0-9](-*[a-zA-Z0-9]){0,62})?$/, { error: 'expected letters, digits and "-", at most 63' }),
               mode: z.enum(['realtime', 'serverless'], { error: 'expected realtime or serverless' }),
@@ -300,8 +301,31 @@ export const configSchema = z
             .partial()
             .required({ type: true, project: true, region: true })
             .strict(),
+          z
+            .object({
+              type: z.literal('lambda'),
+              region: awsRegion,
+              roleArn: text('an IAM role ARN').regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, { error: 'expected an IAM role ARN like arn:aws:iam::123456789012:role/mlops-lambda' }),
+              function: text('a function name').regex(/^([a-zA-Z0-9-_]{1,64})?$/, { error: 'expected letters, digits, "-" and "_", at most 64' }),
+              alias: text('an alias name').regex(/^(?!^[0-9]+$)[a-zA-Z0-9-_]{1,128}$/, { error: 'expected an alias name: letters, digits, "-" and "_", not only digits' }),
+              architecture: z.enum(['x86_64', 'arm64'], { error: 'expected x86_64 or arm64' }),
+              memorySizeMb: int(128, 10_240, 'megabytes'),
+              ephemeralStorageMb: int(512, 10_240, 'megabytes'),
+              timeoutSeconds: int(1, 900, 'seconds'),
+              reservedConcurrency: int(0, 100_000, 'a concurrency'),
+              provisionedConcurrency: int(0, 100_000, 'a concurrency'),
+              canary: trafficSteps,
+              waitIntervalSeconds: int(0, 3600, 'seconds'),
+              alarms: z.array(text('a CloudWatch alarm name').min(1), { error: 'expected a list of CloudWatch alarm names' }).max(100, { error: 'at most 100 alarms' }),
+              functionUrl: z.enum(['AWS_IAM', 'NONE', 'off'], { error: 'expected AWS_IAM, NONE or off' }),
+              readyTimeoutSeconds: int(1, 86_400, 'seconds'),
+            })
+            .partial()
+            .required({ type: true, region: true, roleArn: true })
+            .strict()
+            .refine((t) => t.provisionedConcurrency === undefined || t.reservedConcurrency === undefined || t.provisionedConcurrency <= t.reservedConcurrency, { error: 'provisionedConcurrency cannot exceed reservedConcurrency', path: ['provisionedConcurrency'] }),
         ],
-        { error: 'expected "type": "local", "kubernetes", "cloudrun", "kserve", "sagemaker" or "vertex"' },
+        { error: 'expected "type": "local", "kubernetes", "cloudrun", "kserve", "sagemaker", "vertex" or "lambda"' },
       ),
       { error: 'expected an object of target name: target' },
     ),

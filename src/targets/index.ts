@@ -3,6 +3,7 @@ import { inputError } from '../errors.js';
 import { cloudRunAdapter } from './cloudrun.js';
 import { kserveAdapter } from './kserve.js';
 import { kubernetesAdapter } from './kubernetes.js';
+import { lambdaAdapter } from './lambda.js';
 import { localAdapter } from './local.js';
 import { sageMakerAdapter } from './sagemaker.js';
 import type { TargetAdapter } from './types.js';
@@ -16,6 +17,7 @@ const ADAPTERS: { [K in TargetConfig['type']]: TargetAdapter<Extract<TargetConfi
   kserve: kserveAdapter,
   sagemaker: sageMakerAdapter,
   vertex: vertexAdapter,
+  lambda: lambdaAdapter,
 };
 
 /** The target types `--output <dir>` writes files for. */

@@ -1,4 +1,5 @@
 import { notFoundOrThrow } from './exec.js';
+import { inferenceRecords, recentLogLines } from './cloudwatch.js';
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -168,14 +169,14 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
       } else if (after.EndpointConfigName !== config) {
         // Blue/green put the old fleet back by itself: an alarm fired while traffic moved.
         failure = { reason: 'rollout-failed', message: `SageMaker rolled endpoint ${endpoint} back to ${after.EndpointConfigName}${target.alarms.length ? ` (an alarm fired: ${target.alarms.join(', ')})` : ''}: ${after.FailureReason ?? ''}`.trim() };
-        const logs = await cloudWatchLogs(ctx, target, endpoint);
+        const logs = await recentLogLines(ctx, target, `/aws/sagemaker/Endpoints/${endpoint}`);
         return previous ? { status: 'rolled-back', release, ...failure, logs, restored: previous } : { status: 'failed', release, ...failure, logs, restored: null };
       }
     }
     failure ??= await invokeSmoke(ctx, target, endpoint, release);
     if (!failure) return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: `https://runtime.sagemaker.${target.region}.amazonaws.com/endpoints/${endpoint}/invocations`, previous };
 
-    const logs = await cloudWatchLogs(ctx, target, endpoint);
+    const logs = await recentLogLines(ctx, target, `/aws/sagemaker/Endpoints/${endpoint}`);
     if (!previousConfig || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
     await aws(['update-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', previousConfig]);
     const back = await aws(['wait', 'endpoint-in-service', '--endpoint-name', endpoint], { allowFailure: true, timeoutMs: target.readyTimeoutSeconds * 1000 });
@@ -192,15 +193,8 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
 
   async inferenceLogs(target, ctx, since) {
     const endpoint = endpointName(target, ctx);
-    const start = (since ?? new Date(Date.now() - 30 * 86_400_000)).getTime();
     // SageMaker sends a container's stdout to CloudWatch, one stream per instance.
-    const result = await ctx.exec.run('aws', [
-      'logs', 'filter-log-events', '--log-group-name', `/aws/sagemaker/Endpoints/${endpoint}`,
-      '--filter-pattern', '{ $.type = "mlops.inference" }', '--start-time', String(start),
-      '--region', target.region, '--output', 'json',
-    ], { timeoutMs: 300_000 });
-    const events = (JSON.parse(result.stdout || '{}') as { events?: { message?: string }[] }).events ?? [];
-    return [{ from: `CloudWatch Logs, endpoint ${endpoint}`, text: events.map((e) => e.message ?? '').join('\n') }];
+    return inferenceRecords(ctx, target, `/aws/sagemaker/Endpoints/${endpoint}`, `CloudWatch Logs, endpoint ${endpoint}`, since);
   },
 
   // The platform keeps no record of earlier versions here: what serves now.
@@ -246,16 +240,6 @@ function invokeSmoke(ctx: DeployContext, target: SageMakerTarget, endpoint: stri
     checkOutputs(signature.outputs, JSON.parse(await readFile(answer, 'utf8')));
     return undefined;
   });
-}
-
-/** The endpoint's last log lines, for the failure report. */
-async function cloudWatchLogs(ctx: DeployContext, target: SageMakerTarget, endpoint: string): Promise<string> {
-  const result = await ctx.exec.run('aws', [
-    'logs', 'filter-log-events', '--log-group-name', `/aws/sagemaker/Endpoints/${endpoint}`,
-    '--start-time', String(Date.now() - 3_600_000), '--limit', '20', '--region', target.region, '--output', 'json',
-  ], { allowFailure: true });
-  if (result.exitCode !== 0 || !result.stdout) return '';
-  return ((JSON.parse(result.stdout) as { events?: { message?: string }[] }).events ?? []).map((e) => e.message ?? '').join('\n');
 }
 
 /** The mlops-version tag of the model the endpoint config serves: SageMaker keeps no version of its own. */

@@ -5,7 +5,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { holdoutRows, runCli, withTempDir } from '../helpers.js';
+import { holdoutRows, runCli } from '../helpers.js';
 import { functionUrlEvent, runtimeApi } from '../lambda-runtime-api.js';
 import { breastCancerProject, probeEngine, runImage, uniqueName, waitFor } from './docker.js';
 
