@@ -194,7 +194,7 @@ describe('targets in config', () => {
     await withTempDir(async (dir) => {
       await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ targets: { a: { type: 'nomad' }, b: { type: 'cloudrun', region: 'x' }, c: { type: 'local', prot: 1 } } }));
       const error = await loadConfig({ cwd: dir }).catch((e) => e);
-      expect(error.details).toContain('targets.a.type: expected "type": "local", "kubernetes", "cloudrun", "kserve", "sagemaker", "vertex" or "lambda"');
+      expect(error.details).toContain('targets.a.type: expected "type": "local", "kubernetes", "cloudrun", "kserve", "sagemaker", "vertex", "lambda", "azureml" or "containerapp"');
       expect(error.details).toContain('targets.b.project: required, and missing');
       expect(error.details).toContain('targets.c.prot: unknown field');
     });

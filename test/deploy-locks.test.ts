@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { defaultAzureSeam } from '../src/targets/azure.js';
 import path from 'node:path';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
@@ -27,6 +28,7 @@ function ctx(runner: Runner, projectDir = '/tmp'): DeployContext {
     projectDir,
     env: {},
     exec: createExecSeam({ dryRun: false, runner }),
+    azure: defaultAzureSeam,
     dryRun: false,
     log: () => undefined,
     sampleInputs: configuredSampleInputs(applyDefaults({}), '/tmp'),

@@ -4,6 +4,7 @@
  * and --input-data (or model.shapes and model.inputData).
  */
 import { execa } from 'execa';
+import { defaultAzureSeam } from '../src/targets/azure.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -231,6 +232,7 @@ describe('status tells "cannot tell" apart from "not deployed"', () => {
         projectDir: '/tmp',
         env: {},
         exec: createExecSeam({ dryRun: false, runner: scripted(() => ({ exitCode: 1, stderr })).runner }),
+        azure: defaultAzureSeam,
         dryRun: false,
         log: () => undefined,
         sampleInputs: configuredSampleInputs(applyDefaults({}), '/tmp'),

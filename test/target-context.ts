@@ -1,5 +1,6 @@
 import { applyDefaults } from '../src/config/normalize.js';
 import { isMlopsError } from '../src/errors.js';
+import type { AzureSeam } from '../src/targets/azure.js';
 import { createExecSeam, type Runner } from '../src/targets/exec.js';
 import { configuredSampleInputs } from '../src/targets/smoke.js';
 import type { DeployContext, Release } from '../src/targets/types.js';
@@ -14,13 +15,14 @@ export function releases(repository: string): [Release, Release] {
 }
 
 /** A deploy context for target "prod" of the model "bc", with a runner standing in for a cloud CLI. */
-export function targetContext(options: { dryRun?: boolean; runner?: Runner; smoke?: DeployContext['smoke']; outputDir?: string; logs?: string[]; env?: NodeJS.ProcessEnv } = {}): DeployContext {
+export function targetContext(options: { dryRun?: boolean; runner?: Runner; smoke?: DeployContext['smoke']; outputDir?: string; logs?: string[]; env?: NodeJS.ProcessEnv; azure?: AzureSeam } = {}): DeployContext {
   return {
     targetName: 'prod',
     config: applyDefaults({ model: { name: 'bc' } }),
     projectDir: '/tmp',
     env: options.env ?? {},
     exec: createExecSeam({ dryRun: Boolean(options.dryRun), runner: options.runner }),
+    azure: options.azure ?? { credential: () => ({ getToken: async () => ({ token: 'test-token', expiresOnTimestamp: Date.now() + 3_600_000 }) }) },
     dryRun: Boolean(options.dryRun),
     outputDir: options.outputDir,
     log: (line) => options.logs?.push(line),
@@ -37,7 +39,7 @@ export async function planArgv(action: (c: DeployContext) => Promise<unknown>): 
   const argv: string[][] = [];
   const c = targetContext({ dryRun: true });
   const seam = c.exec;
-  c.exec = { ...seam, dryRun: true, steps: seam.steps, run: async (command, args, options) => (argv.push(args), seam.run(command, args, options)), background: seam.background };
+  c.exec = { ...seam, dryRun: true, steps: seam.steps, run: async (command, args, options) => (argv.push(args), seam.run(command, args, options)), record: seam.record, background: seam.background };
   await action(c);
   return argv;
 }

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { defaultAzureSeam } from '../src/targets/azure.js';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -39,6 +40,7 @@ function ctx(options: { dryRun?: boolean; runner?: Runner; smoke?: DeployContext
     projectDir: '/tmp',
     env: {},
     exec: createExecSeam({ dryRun: Boolean(options.dryRun), runner: options.runner }),
+    azure: defaultAzureSeam,
     dryRun: Boolean(options.dryRun),
     outputDir: options.outputDir,
     log: () => undefined,

@@ -163,7 +163,68 @@ export interface LambdaTarget {
   readyTimeoutSeconds: number;
 }
 
-export type TargetConfig = LocalTarget | KubernetesTarget | CloudRunTarget | KServeTarget | SageMakerTarget | VertexTarget | LambdaTarget;
+/** Where an Azure target lives, and how ARM is reached. */
+interface AzureResource {
+  subscriptionId: string;
+  resourceGroup: string;
+  /** The region new resources are made in, like westeurope. */
+  location: string;
+  /** Azure Resource Manager: https://management.azure.com, or a sovereign cloud's (https://management.chinacloudapi.cn). */
+  armEndpoint: string;
+}
+
+export interface AzureMLTarget extends AzureResource {
+  type: 'azureml';
+  workspace: string;
+  /** Online endpoint name; empty: the model name. */
+  endpoint: string;
+  /** key: endpoint keys; aml_token: Azure ML tokens from Entra ID identities. */
+  authMode: 'key' | 'aml_token';
+  instanceType: string;
+  instanceCount: number;
+  requestTimeoutMs: number;
+  maxConcurrentRequestsPerInstance: number;
+  /** The liveness and readiness probes' settings. */
+  probe: { initialDelaySeconds: number; periodSeconds: number; timeoutSeconds: number; failureThreshold: number };
+  /** Percent of live traffic copied to the new deployment (answers discarded) for one bake before it takes any; 0: none. */
+  mirror: number;
+  /** Live traffic percentages for the new deployment, ending at 100; [100]: all at once. */
+  canary: number[];
+  /** Seconds each mirror or canary step bakes before the deployment is checked again. */
+  waitIntervalSeconds: number;
+  readyTimeoutSeconds: number;
+}
+
+export interface ContainerAppTarget extends AzureResource {
+  type: 'containerapp';
+  /** The Container Apps environment (name in the resource group, or a full resource id); needed to create the app. */
+  environment: string;
+  /** App name; empty: the model name. */
+  app: string;
+  cpu: number;
+  memory: string;
+  /** 0: scale to zero when idle. */
+  minReplicas: number;
+  maxReplicas: number;
+  /** Concurrent HTTP requests per replica before the HTTP scale rule adds one. */
+  concurrentRequests: number;
+  /** Reachable from the internet (true) or only inside the environment's network. */
+  external: boolean;
+  /** http (HTTP/1.1 and h2c, REST), http2 (gRPC as well) or auto. */
+  transport: 'auto' | 'http' | 'http2';
+  /** A user-assigned managed identity (resource id) with AcrPull on the registry; empty: the registry login from MLOPS_REGISTRY_USERNAME/PASSWORD, or none for a public image. */
+  registryIdentity: string;
+  /** Plain environment variables for the server. */
+  env: Record<string, string>;
+  /** Environment variables kept as Container Apps secrets: variable name -> the name of the variable on the deploying machine that holds its value. */
+  secretEnv: Record<string, string>;
+  /** Live traffic percentages for the new revision, ending at 100; [100]: all at once. */
+  canary: number[];
+  waitIntervalSeconds: number;
+  readyTimeoutSeconds: number;
+}
+
+export type TargetConfig = LocalTarget | KubernetesTarget | CloudRunTarget | KServeTarget | SageMakerTarget | VertexTarget | LambdaTarget | AzureMLTarget | ContainerAppTarget;
 
 export interface Config {
   model: { path: string; name: string; version: string; shapes: Record<string, number[]>; inputData: string };
@@ -482,6 +543,47 @@ export const TARGET_DEFAULTS: { [K in TargetConfig['type']]: Extract<TargetConfi
     waitIntervalSeconds: 300,
     alarms: [],
     functionUrl: 'AWS_IAM',
+    readyTimeoutSeconds: 900,
+  },
+  azureml: {
+    type: 'azureml',
+    subscriptionId: '',
+    resourceGroup: '',
+    location: '',
+    armEndpoint: 'https://management.azure.com',
+    workspace: '',
+    endpoint: '',
+    authMode: 'key',
+    instanceType: 'Standard_DS3_v2',
+    instanceCount: 1,
+    requestTimeoutMs: 5000,
+    maxConcurrentRequestsPerInstance: 1,
+    probe: { initialDelaySeconds: 10, periodSeconds: 10, timeoutSeconds: 2, failureThreshold: 30 },
+    mirror: 0,
+    canary: [100],
+    waitIntervalSeconds: 300,
+    readyTimeoutSeconds: 1800,
+  },
+  containerapp: {
+    type: 'containerapp',
+    subscriptionId: '',
+    resourceGroup: '',
+    location: '',
+    armEndpoint: 'https://management.azure.com',
+    environment: '',
+    app: '',
+    cpu: 0.5,
+    memory: '1Gi',
+    minReplicas: 0,
+    maxReplicas: 10,
+    concurrentRequests: 10,
+    external: true,
+    transport: 'auto',
+    registryIdentity: '',
+    env: {},
+    secretEnv: {},
+    canary: [100],
+    waitIntervalSeconds: 60,
     readyTimeoutSeconds: 900,
   },
   vertex: {

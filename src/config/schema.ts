@@ -36,6 +36,13 @@ const kubeSecrets = {
   tls: z.object({ secretName, clientCa: z.boolean({ error: 'expected true or false' }) }).partial().required({ secretName: true }).strict(),
 };
 const awsRegion = text('an AWS region like eu-west-1').regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { error: 'expected an AWS region like eu-west-1' });
+/** Where an Azure target lives. */
+const azureResource = {
+  subscriptionId: text('a subscription id').regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, { error: 'expected a subscription id (a GUID)' }),
+  resourceGroup: text('a resource group name').regex(/^[-\w._()]{1,89}[-\w_()]$/, { error: 'expected a resource group name' }),
+  location: text('an Azure region like westeurope').regex(/^[a-z0-9]+$/, { error: 'expected an Azure region like westeurope' }),
+  armEndpoint: text('an https URL').url({ error: 'expected an https URL like https://management.azure.com' }).startsWith('https://', { error: 'expected an https URL like https://management.azure.com' }),
+};
 const kubeName = (what: string) => text(what).regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/, { error: 'expected a DNS label (lowercase letters, digits, "-")' });
 
 /**
@@ -324,8 +331,54 @@ export const configSchema = z
             .required({ type: true, region: true, roleArn: true })
             .strict()
             .refine((t) => t.provisionedConcurrency === undefined || t.reservedConcurrency === undefined || t.provisionedConcurrency <= t.reservedConcurrency, { error: 'provisionedConcurrency cannot exceed reservedConcurrency', path: ['provisionedConcurrency'] }),
+          z
+            .object({
+              type: z.literal('azureml'),
+              ...azureResource,
+              workspace: text('an Azure ML workspace name').min(1, { error: 'expected an Azure ML workspace name' }),
+              endpoint: text('an endpoint name').regex(/^([a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9])?$/, { error: 'expected 3 to 32 letters, digits and "-", starting with a letter' }),
+              authMode: z.enum(['key', 'aml_token'], { error: 'expected key or aml_token' }),
+              instanceType: text('an instance type like Standard_DS3_v2').regex(/^Standard_[A-Za-z0-9_]+$/, { error: 'expected an instance type like Standard_DS3_v2' }),
+              instanceCount: int(1, 1000, 'an instance count'),
+              requestTimeoutMs: int(1, 180_000, 'milliseconds'),
+              maxConcurrentRequestsPerInstance: int(1, 1000, 'a concurrency'),
+              probe: z
+                .object({ initialDelaySeconds: int(0, 3600, 'seconds'), periodSeconds: int(1, 3600, 'seconds'), timeoutSeconds: int(1, 3600, 'seconds'), failureThreshold: int(1, 1000, 'a count') })
+                .partial()
+                .strict(),
+              mirror: int(0, 50, 'a percentage (Azure ML mirrors at most 50)'),
+              canary: trafficSteps,
+              waitIntervalSeconds: int(0, 3600, 'seconds'),
+              readyTimeoutSeconds: int(1, 86_400, 'seconds'),
+            })
+            .partial()
+            .required({ type: true, subscriptionId: true, resourceGroup: true, location: true, workspace: true })
+            .strict(),
+          z
+            .object({
+              type: z.literal('containerapp'),
+              ...azureResource,
+              environment: text('a Container Apps environment name or resource id').min(1, { error: 'expected a Container Apps environment name or resource id' }),
+              app: text('an app name').regex(/^([a-z][a-z0-9-]{0,30}[a-z0-9])?$/, { error: 'expected 2 to 32 lowercase letters, digits and "-", starting with a letter' }),
+              cpu: z.number({ error: 'expected CPUs like 0.5' }).min(0.25, { error: 'expected at least 0.25 CPU' }).max(4, { error: 'expected at most 4 CPUs' }),
+              memory: text('a size like "1Gi"').regex(/^\d+(\.\d+)?Gi$/, { error: 'expected a size like "1Gi" or "0.5Gi"' }),
+              minReplicas: int(0, 1000, 'a replica count'),
+              maxReplicas: int(1, 1000, 'a replica count'),
+              concurrentRequests: int(1, 10_000, 'a concurrency'),
+              external: z.boolean({ error: 'expected true or false' }),
+              transport: z.enum(['auto', 'http', 'http2'], { error: 'expected auto, http or http2' }),
+              registryIdentity: text('a managed identity resource id').regex(/^(\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.ManagedIdentity\/userAssignedIdentities\/[^/]+)?$/i, { error: 'expected a user-assigned identity resource id (/subscriptions/.../providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>)' }),
+              env: z.record(text('an environment variable name').regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name' }), z.string({ error: 'expected a string' }), { error: 'expected an object of NAME: value' }),
+              secretEnv: z.record(text('an environment variable name').regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name' }), text('the name of an environment variable here').regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected the name of an environment variable on the deploying machine' }), { error: 'expected an object of NAME: VARIABLE_HOLDING_ITS_VALUE' }),
+              canary: trafficSteps,
+              waitIntervalSeconds: int(0, 3600, 'seconds'),
+              readyTimeoutSeconds: int(1, 86_400, 'seconds'),
+            })
+            .partial()
+            .required({ type: true, subscriptionId: true, resourceGroup: true, location: true, environment: true })
+            .strict(),
         ],
-        { error: 'expected "type": "local", "kubernetes", "cloudrun", "kserve", "sagemaker", "vertex" or "lambda"' },
+        { error: 'expected "type": "local", "kubernetes", "cloudrun", "kserve", "sagemaker", "vertex", "lambda", "azureml" or "containerapp"' },
       ),
       { error: 'expected an object of target name: target' },
     ),

@@ -9,6 +9,7 @@ import { resolveCredentials } from '../registry/credentials.js';
 import { localName, parseReference } from '../registry/reference.js';
 import { configuredRepository } from '../project/repository.js';
 import { requireVerified } from '../supply-chain/verify.js';
+import { defaultAzureSeam, type AzureSeam } from './azure.js';
 import { createExecSeam, type PlannedStep, type Runner } from './exec.js';
 import { appendHistory, currentRelease, findRelease, historyFile, previousRelease, readHistory, replaceHistory, setAsideHistory, type HistoryEntry } from './history.js';
 import { acquireLock, thisProcess } from './lock.js';
@@ -28,6 +29,8 @@ export interface DeployOptions {
   log: (line: string) => void;
   /** The exec seam's runner; tests pass one that answers as kubectl or gcloud would. */
   runner?: Runner;
+  /** Tests of the Azure targets pass a local ARM stand-in's CA and a fixed token. */
+  azure?: AzureSeam;
   /** Tests of remote targets pass the smoke test's answer. */
   smoke?: DeployContext['smoke'];
   /** How long to wait for another deploy's lock on the target; 0: fail at once. */
@@ -67,6 +70,7 @@ function context(options: DeployOptions, name: string): DeployContext {
     projectDir: options.projectDir,
     env: options.env,
     exec: createExecSeam({ dryRun: options.dryRun, runner: options.runner, onCommand: (line) => options.log(`$ ${line}`) }),
+    azure: options.azure ?? defaultAzureSeam,
     dryRun: options.dryRun,
     outputDir: options.outputDir,
     log: options.log,

@@ -21,6 +21,8 @@ export interface ExecSeam {
   readonly steps: PlannedStep[];
   /** Runs a command (or, in a dry run, only records it and answers with empty success). */
   run(command: string, args: string[], options?: { input?: string; timeoutMs?: number; allowFailure?: boolean }): Promise<CommandResult>;
+  /** Records a step an SDK sends itself (an Azure ARM request), so the plan and --dry-run show it. */
+  record(line: string, input?: string): void;
   /** Starts a long-running command (kubectl port-forward); returns a stop function. */
   background(command: string, args: string[]): Promise<{ stop: () => void; output: () => string }>;
 }
@@ -60,6 +62,10 @@ export function createExecSeam(options: { dryRun: boolean; runner?: Runner; onCo
         throw environmentError(`${line} failed (exit ${result.exitCode})`, undefined, result.stderr.trim().split('\n').slice(-8).join('\n'));
       }
       return result;
+    },
+    record(line, input) {
+      steps.push({ command: line, ...(input !== undefined ? { input } : {}) });
+      options.onCommand?.(line);
     },
     async background(command, args) {
       const line = showCommand(command, args);

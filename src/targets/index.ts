@@ -1,6 +1,8 @@
 import type { Config, TargetConfig } from '../config/defaults.js';
 import { inputError } from '../errors.js';
+import { azureMLAdapter } from './azureml.js';
 import { cloudRunAdapter } from './cloudrun.js';
+import { containerAppAdapter } from './containerapp.js';
 import { kserveAdapter } from './kserve.js';
 import { kubernetesAdapter } from './kubernetes.js';
 import { lambdaAdapter } from './lambda.js';
@@ -18,6 +20,8 @@ const ADAPTERS: { [K in TargetConfig['type']]: TargetAdapter<Extract<TargetConfi
   sagemaker: sageMakerAdapter,
   vertex: vertexAdapter,
   lambda: lambdaAdapter,
+  azureml: azureMLAdapter,
+  containerapp: containerAppAdapter,
 };
 
 /** The target types `--output <dir>` writes files for. */

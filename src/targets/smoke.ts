@@ -74,6 +74,31 @@ export function checkPredictions(answer: unknown, rows: number): void {
   if (/\bnull\b/.test(leaves)) throw new Error('the predictions hold non-finite values (null)');
 }
 
+/**
+ * One OIP request POSTed straight to a platform's scoring route (Azure ML's scoring URI, which
+ * forwards to the server's infer route and has no metadata route): the failure message, or undefined.
+ */
+export async function smokeScoringRoute(ctx: DeployContext, url: string, release: Release, headers: Record<string, string>): Promise<string | undefined> {
+  const signature = release.signature;
+  if (!signature) {
+    ctx.log(`warning: ${release.image} carries no model signature label, so no smoke request could be made`);
+    return undefined;
+  }
+  const guard = setTimeout(() => undefined, 65_000);
+  try {
+    const body = encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body;
+    const res = await undiciFetch(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(60_000) });
+    const text = await res.text();
+    if (res.status !== 200) return `inference answered HTTP ${res.status}: ${text.slice(0, 200)}`;
+    checkOutputs(signature.outputs, JSON.parse(text));
+    return undefined;
+  } catch (error) {
+    return `the smoke request to ${url} failed: ${(error as Error).message}`;
+  } finally {
+    clearTimeout(guard);
+  }
+}
+
 export interface SmokeFailure {
   reason: FailureReason;
   message: string;

@@ -2,6 +2,7 @@ import type { ClientSecurity } from '../protocol/client-security.js';
 import type { Config, TargetConfig } from '../config/defaults.js';
 import type { Tensors } from '../model/session.js';
 import type { TensorSignature } from '../predict/predictor.js';
+import type { AzureSeam } from './azure.js';
 import type { ExecSeam } from './exec.js';
 import type { LockAttempt, LockHolder } from './lock.js';
 
@@ -50,6 +51,8 @@ export interface DeployContext {
   projectDir: string;
   env: NodeJS.ProcessEnv;
   exec: ExecSeam;
+  /** How the Azure targets' SDKs authenticate and whom they trust. */
+  azure: AzureSeam;
   dryRun: boolean;
   /** --output: write manifests here instead of applying them (kubernetes). */
   outputDir?: string;
