@@ -156,6 +156,14 @@ describe('azureml plan tests (the real SDK against a local ARM stand-in)', () =>
     expect((arm.resources.get(ENDPOINT.toLowerCase())!.properties as { traffic: unknown }).traffic).toEqual({ [d1]: 100 });
   });
 
+  it('a first deploy whose deployment fails to provision is a failure with nothing to restore, and no smoke request is sent', async () => {
+    arm.failNext(/\/deployments\//, { code: 'ResourceNotReady', message: 'User container has crashed or terminated' });
+    const outcome = await azureMLAdapter.deploy(target(), v2, null, ctx());
+    expect(outcome).toMatchObject({ status: 'failed', reason: 'rollout-failed', restored: null });
+    expect(scored).toEqual([]);
+    expect(arm.writes().at(-1)).toBe(`DELETE ${ENDPOINT}/deployments/${deploymentName(v2)}`);
+  });
+
   it('a failed smoke test deletes the new deployment before it takes traffic; on a first deploy nothing is restored', async () => {
     const d1 = seedServing();
     answer = { status: 500, body: { error: 'boom' } };

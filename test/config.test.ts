@@ -1,8 +1,8 @@
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS } from '../src/config/defaults.js';
-import { loadConfig, applyDefaults } from '../src/config/load.js';
+import { DEFAULTS, TARGET_DEFAULTS } from '../src/config/defaults.js';
+import { loadConfig, applyDefaults, validateConfig } from '../src/config/load.js';
 import { isMlopsError } from '../src/errors.js';
 import { ROOT, lines, runCli, withTempDir, fixture } from './helpers.js';
 
@@ -162,12 +162,23 @@ describe('targets in config', () => {
     await withTempDir(async (dir) => {
       await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ targets: { ...targets, small: { type: 'local', port: 9000 } } }));
       const { config } = await loadConfig({ cwd: dir });
-      expect(Object.keys(config.targets)).toEqual(['dev', 'staging', 'prod', 'kserve', 'sagemaker', 'vertex', 'lambda', 'small']);
+      expect(Object.keys(config.targets)).toEqual(['dev', 'staging', 'prod', 'kserve', 'sagemaker', 'vertex', 'lambda', 'azureml', 'containerapp', 'small']);
       expect(config.targets.sagemaker).toMatchObject({ type: 'sagemaker', mode: 'realtime', serverless: { memorySizeMb: 2048 } });
       expect(config.targets.lambda).toMatchObject({ type: 'lambda', alias: 'live', canary: [10, 100], reservedConcurrency: 100 });
+      expect(config.targets.azureml).toMatchObject({ type: 'azureml', mirror: 10, probe: { failureThreshold: 30 } });
+      expect(config.targets.containerapp).toMatchObject({ type: 'containerapp', minReplicas: 0, secretEnv: { MLOPS_AUTH_TOKENS: 'CI_MLOPS_TOKENS' } });
       expect(config.targets.small).toMatchObject({ type: 'local', port: 9000, host: '127.0.0.1', readyTimeoutSeconds: 30 });
       expect(config.targets.staging).toMatchObject({ type: 'kubernetes', autoscaling: { minReplicas: 2 } });
     });
+  });
+
+  it("the README's targets table: one row per target type, each example a valid target", async () => {
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Deploy targets'), readme.indexOf('## Optimizing a model'));
+    const rows = section.split('\n').filter((line) => /^\| `[a-z]+` \|/.test(line));
+    const examples = rows.map((row) => JSON.parse(row.split(' | ').at(-1)!.replace(/^`|` \|$/g, '').replaceAll('…', '00000000-1111-2222-3333-444444444444')));
+    expect(examples.map((e) => e.type).sort()).toEqual(Object.keys(TARGET_DEFAULTS).sort());
+    for (const example of examples) expect(() => validateConfig({ targets: { t: example } }, 'README.md'), example.type).not.toThrow();
   });
 
   it('checks the managed targets: SageMaker traffic steps and names, KServe canary only in Knative mode', async () => {

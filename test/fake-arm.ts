@@ -41,7 +41,7 @@ export interface FakeArm {
   failNext(path: RegExp, error: { code: string; message: string }): void;
   /** A POST action (`.../listKeys`, `.../getLogs`, `.../deactivate`): answers by the last path segment. */
   onAction(name: string, action: Action): void;
-  /** Fills in what the service would on each PUT of a matching path (a scoring URI, a revision). */
+  /** Fills in what the service would on each PUT or PATCH of a matching path (a scoring URI, a revision). */
   onPut(path: RegExp, fill: (resource: Record<string, unknown>, path: string) => void): void;
   /** Puts a resource in place, as if an earlier deploy had made it. */
   seed(path: string, resource: Record<string, unknown>): void;
@@ -145,6 +145,7 @@ export async function startFakeArm(): Promise<FakeArm> {
       if (!existing) return notFound(res, path);
       const patched = mergePatch(existing, body) as Record<string, unknown>;
       resources.set(key, patched);
+      for (const f of fills) if (f.path.test(key)) f.fill(patched, key);
       setState(patched, 'Updating');
       return send(res, 202, undefined, { location: startOperation(key, 'patch', apiVersion), 'retry-after': '0' });
     }

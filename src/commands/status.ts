@@ -13,8 +13,15 @@ export async function run(flags: { target?: string }, ctx: CommandContext): Prom
       `${s.bold('image')}   ${r.image ?? '-'}`,
       `${s.bold('url')}     ${r.url ?? '-'}`,
       ...(r.startedAt ? [`${s.bold('started')} ${r.startedAt}`] : []),
-      ...Object.entries(r.detail).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : String(v)}`),
+      ...Object.entries(r.detail).map(([k, v]) => `${k}: ${detailText(v)}`),
     ].join('\n'),
   );
   return ExitCode.ok;
+}
+
+/** A detail value on one line: lists joined, objects (a traffic split, cold starts) as key=value pairs. */
+function detailText(value: unknown): string {
+  if (Array.isArray(value)) return value.join(', ');
+  if (value && typeof value === 'object') return Object.entries(value).map(([k, v]) => `${k}=${detailText(v)}`).join(', ');
+  return String(value);
 }

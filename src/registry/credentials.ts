@@ -2,6 +2,7 @@ import { execa } from 'execa';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
+import type { TokenCredential } from '@azure/core-auth';
 import { environmentError } from '../errors.js';
 
 export interface Credentials {
@@ -40,11 +41,52 @@ async function fromHelper(helper: string, registry: string, env: NodeJS.ProcessE
  * first, then Docker's config ($DOCKER_CONFIG or ~/.docker/config.json):
  * a per-registry credential helper, the default store, or an inline auth.
  */
-export async function resolveCredentials(registry: string, env: NodeJS.ProcessEnv): Promise<Credentials | undefined> {
+export async function resolveCredentials(registry: string, env: NodeJS.ProcessEnv, azureCredential?: TokenCredential): Promise<Credentials | undefined> {
   if (env.MLOPS_REGISTRY_USERNAME || env.MLOPS_REGISTRY_PASSWORD) {
     return { username: env.MLOPS_REGISTRY_USERNAME ?? '', password: env.MLOPS_REGISTRY_PASSWORD ?? '', source: 'MLOPS_REGISTRY_USERNAME/PASSWORD' };
   }
-  return (await fromDockerConfig(registry, env)) ?? (ECR_REGISTRY.test(registry) ? fromEcr(registry, env) : undefined);
+  const configured = await fromDockerConfig(registry, env);
+  if (configured) return configured;
+  if (ECR_REGISTRY.test(registry)) return fromEcr(registry, env);
+  if (ACR_REGISTRY.test(registry)) return fromAcr(registry, `https://${registry}`, azureCredential);
+  return undefined;
+}
+
+/** Azure Container Registry, in the public, China and US Government clouds. */
+const ACR_REGISTRY = /^[a-z0-9]{5,50}\.azurecr\.(io|cn|us)$/;
+/** The ARM audience each ACR cloud takes tokens for. */
+const ACR_ARM = { io: 'https://management.azure.com', cn: 'https://management.chinacloudapi.cn', us: 'https://management.usgovcloudapi.net' } as const;
+/** The user name ACR gives a refresh token from an exchange. */
+export const ACR_TOKEN_USER = '00000000-0000-0000-0000-000000000000';
+
+/**
+ * ACR's token exchange, as `az acr login --expose-token` does it: an Entra ID access token (from
+ * @azure/identity's default chain: environment, workload or managed identity, Azure CLI) becomes an
+ * ACR refresh token at /oauth2/exchange, which the registry then takes as a password; no docker login.
+ */
+export async function fromAcr(registry: string, baseUrl: string, credential?: TokenCredential): Promise<Credentials> {
+  const cloud = (ACR_REGISTRY.exec(registry)?.[1] ?? 'io') as keyof typeof ACR_ARM;
+  let aad: string;
+  try {
+    const chain = credential ?? new (await import('@azure/identity')).DefaultAzureCredential();
+    aad = (await chain.getToken(`${ACR_ARM[cloud]}/.default`))?.token ?? '';
+  } catch (error) {
+    throw environmentError(`${registry} is Azure Container Registry, and no Entra ID token could be had for it: ${(error as Error).message.split('\n')[0]}`, 'sign in with `az login` (or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET), or set MLOPS_REGISTRY_USERNAME/PASSWORD to an ACR token');
+  }
+  const res = await fetch(`${baseUrl}/oauth2/exchange`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'access_token', service: registry, access_token: aad }).toString(),
+    signal: AbortSignal.timeout(30_000),
+  }).catch((error: Error) => {
+    throw environmentError(`${registry}: the ACR token exchange could not be reached: ${error.message}`, 'check the network and the registry name');
+  });
+  const text = await res.text();
+  const refresh = res.ok ? (JSON.parse(text) as { refresh_token?: string }).refresh_token : undefined;
+  if (!refresh) {
+    throw environmentError(`${registry}: the ACR token exchange answered HTTP ${res.status}`, 'check that the signed-in identity has AcrPush (to push) or AcrPull on the registry', text.slice(0, 300));
+  }
+  return { username: ACR_TOKEN_USER, password: refresh, source: 'ACR token exchange (Entra ID)' };
 }
 
 /** Amazon ECR: <account>.dkr.ecr.<region>.amazonaws.com[.cn]. */

@@ -6,6 +6,7 @@ import type { AzureMLTarget } from '../config/defaults.js';
 import { environmentError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
 import { armClientOptions, armCredential, azureError, isoSeconds, orNull } from './azure.js';
+import { bake } from './bake.js';
 import { fileLock } from './lock.js';
 import { smokeScoringRoute } from './smoke.js';
 import type { DeployContext, DeployOutcome, FailureReason, RecordedRelease, Release, TargetAdapter, TargetStatus } from './types.js';
@@ -195,7 +196,7 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
     if (old && target.mirror > 0) {
       mirrored = true;
       endpoint = await setTraffic(ml, n, endpoint, { [old]: 100 }, { [deployment]: target.mirror });
-      await bake(ctx, target, `${target.mirror}% of traffic mirrored to ${deployment}`);
+      await bake(ctx, target.waitIntervalSeconds, `${target.mirror}% of traffic mirrored to ${deployment}`);
       failure = await checkDeployment(ml, n, deployment, dryRun) ?? (await smoke());
       if (failure) return fail('rollout-failed', `while mirrored: ${failure}`, true);
     }
@@ -205,7 +206,7 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
       endpoint = await setTraffic(ml, n, endpoint, final ? { [deployment]: 100 } : { [old!]: 100 - percent, [deployment]: percent }, mirrored ? {} : undefined);
       mirrored = false;
       if (final) break;
-      await bake(ctx, target, `${percent}% of traffic on ${deployment}`);
+      await bake(ctx, target.waitIntervalSeconds, `${percent}% of traffic on ${deployment}`);
       failure = await checkDeployment(ml, n, deployment, dryRun) ?? (await smoke());
       if (failure) return fail('rollout-failed', `at ${percent}% of traffic: ${failure}`, true);
     }
@@ -334,10 +335,4 @@ async function scoringSmoke(ml: AzureMachineLearningWorkspaces, n: Names, target
     throw azureError(error, `reading the ${target.authMode === 'key' ? 'keys' : 'token'} of ${n.what}`);
   }
   return smokeScoringRoute(ctx, scoringUri, release, { authorization: `Bearer ${secret ?? ''}`, 'azureml-model-deployment': deployment });
-}
-
-async function bake(ctx: DeployContext, target: AzureMLTarget, what: string): Promise<void> {
-  if (ctx.dryRun || target.waitIntervalSeconds === 0) return;
-  ctx.log(`baking ${what} for ${target.waitIntervalSeconds} s`);
-  await new Promise((r) => setTimeout(r, target.waitIntervalSeconds * 1000));
 }

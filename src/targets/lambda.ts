@@ -6,6 +6,7 @@ import { defaultModelName } from '../model/inspect.js';
 import { encodeRestRequest } from '../protocol/rest.js';
 import { inferenceRecords, matchingLogLines, recentLogLines } from './cloudwatch.js';
 import { notFoundOrThrow } from './exec.js';
+import { bake } from './bake.js';
 import { fileLock } from './lock.js';
 import { ECR_HOST } from './sagemaker.js';
 import { checkOutputs, smokeThroughCli, type SmokeFailure } from './smoke.js';
@@ -176,7 +177,7 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
         const final = percent === 100;
         await lambda(['update-alias', '--function-name', name, '--name', target.alias, '--function-version', final ? version : serving!, '--routing-config', routing(final ? {} : { [version]: percent / 100 })]);
         if (final && target.alarms.length === 0) break;
-        await bake(ctx, target);
+        await bake(ctx, target.waitIntervalSeconds, `${percent}% of traffic on version ${version}${target.alarms.length ? `, watching ${target.alarms.join(', ')}` : ''}`);
         const fired = await firingAlarms(ctx, target);
         if (fired.length > 0) {
           await lambda(['update-alias', '--function-name', name, '--name', target.alias, '--function-version', serving!, '--routing-config', routing({})]);
@@ -312,11 +313,6 @@ async function coldStarts(ctx: DeployContext, target: LambdaTarget, name: string
   return { samples: durations.length, lastMs: durations.at(-1), medianMs: sorted[Math.floor(sorted.length / 2)], maxMs: sorted.at(-1), window: '24h' };
 }
 
-async function bake(ctx: DeployContext, target: LambdaTarget): Promise<void> {
-  if (ctx.exec.dryRun || target.waitIntervalSeconds === 0) return;
-  ctx.log(`baking for ${target.waitIntervalSeconds} s${target.alarms.length ? `, watching ${target.alarms.join(', ')}` : ''}`);
-  await new Promise((r) => setTimeout(r, target.waitIntervalSeconds * 1000));
-}
 
 /** The configured alarms in state ALARM; a failed look is an error, never "no alarm". */
 async function firingAlarms(ctx: DeployContext, target: LambdaTarget): Promise<string[]> {
