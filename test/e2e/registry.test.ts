@@ -32,6 +32,8 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
         targets: {
           k8s: { type: 'kubernetes', context: 'no-cluster', namespace: 'ml' },
           run: { type: 'cloudrun', project: 'acme', region: 'europe-west1' },
+          aml: { type: 'azureml', subscriptionId: '00000000-1111-2222-3333-444444444444', resourceGroup: 'ml', workspace: 'ws', location: 'westeurope' },
+          aca: { type: 'containerapp', subscriptionId: '00000000-1111-2222-3333-444444444444', resourceGroup: 'apps', location: 'westeurope', environment: 'apps-env' },
           dev: { type: 'local', containerName: LOCAL, port: await freePort(), grpcPort: 0, readyTimeoutSeconds: 20 },
         },
       }),
@@ -112,6 +114,16 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
     expect(cloud.plan.map((s: { command: string }) => s.command)).toContain(
       `gcloud run services update-traffic bc --project acme --region europe-west1 --to-tags=v1-0-0=100 --quiet`,
     );
+    // The Azure targets' dry runs name each ARM request with its body, and send none (no credential is asked).
+    const aml = JSON.parse((await runCli(['deploy', '1.0.0', '--target', 'aml', '--dry-run', '--json'], { cwd: dir })).stdout);
+    expect(aml.outcome.status).toBe('planned');
+    expect(aml.plan.map((s: { command: string }) => s.command.split('?')[0].replace(/^PUT https:\/\/management\.azure\.com\/subscriptions\/[^/]+\/resourceGroups\/ml\/providers\/Microsoft\.MachineLearningServices\/workspaces\/ws\//, 'PUT '))).toEqual([
+      expect.stringMatching(/^PUT environments\/mlops-bc\/versions\/v1-0-0-[0-9a-f]{6}$/), 'PUT onlineEndpoints/mlops-bc', expect.stringMatching(/^PUT onlineEndpoints\/mlops-bc\/deployments\/v1-0-0-/), expect.stringMatching(/listKeys$/), 'PUT onlineEndpoints/mlops-bc',
+    ]);
+    expect(JSON.parse(aml.plan[0].input).properties.image).toBe(`${open.address}/${TEAM}/bc@${push.digest}`);
+    const aca = JSON.parse((await runCli(['deploy', '1.0.0', '--target', 'aca', '--dry-run', '--json'], { cwd: dir })).stdout);
+    expect(aca.outcome.status).toBe('planned');
+    expect(JSON.parse(aca.plan[0].input).properties.template.containers[0].image).toBe(`${open.address}/${TEAM}/bc@${push.digest}`);
     const unpushed = await runCli(['deploy', '9.9.9', '--target', 'k8s', '--dry-run'], { cwd: dir });
     expect(unpushed.code).toBe(2);
     expect(errorLine(unpushed.stderr)).toBe(`error: ${open.address}/${TEAM}/bc:9.9.9 was never pushed to ${open.address}`);
