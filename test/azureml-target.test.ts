@@ -182,6 +182,16 @@ describe('azureml plan tests (the real SDK against a local ARM stand-in)', () =>
     expect(await azureMLAdapter.deploy(target(), v2, null, ctx())).toMatchObject({ status: 'failed', reason: 'smoke-failure', restored: null });
   });
 
+  it('a redeploy of the serving release updates its deployment in place; a failed check never deletes what serves', async () => {
+    const d1 = seedServing();
+    expect(await azureMLAdapter.deploy(target({ canary: [10, 100] }), v1, v1, ctx())).toMatchObject({ status: 'deployed' });
+    expect(trafficPuts().map((t) => t.traffic)).toEqual([{ [d1]: 100 }]);
+    answer = { status: 500, body: { error: 'boom' } };
+    expect(await azureMLAdapter.deploy(target(), v1, v1, ctx())).toMatchObject({ status: 'failed', reason: 'smoke-failure' });
+    expect(arm.writes().filter((w) => w.startsWith('DELETE'))).toEqual([]);
+    expect(arm.resources.has(`${ENDPOINT}/deployments/${d1}`.toLowerCase())).toBe(true);
+  });
+
   it('a canary whose deployment stops answering during a step goes back to the old deployment, and the new one is deleted', async () => {
     const d1 = seedServing();
     const d2 = deploymentName(v2);
@@ -257,9 +267,9 @@ describe('azureml plan tests (the real SDK against a local ARM stand-in)', () =>
   it('recover: a split left by a deploy that died goes back to the serving release\'s deployment; the other is deleted', async () => {
     const d1 = seedServing();
     arm.seed(ENDPOINT, { location: 'westeurope', identity: { type: 'SystemAssigned' }, properties: { authMode: 'Key', traffic: { [d1]: 90, 'v1-1-0-abcdef': 10 }, provisioningState: 'Succeeded' } });
-    arm.seed(`${ENDPOINT}/deployments/v1-1-0-abcdef`, { location: 'westeurope', properties: { endpointComputeType: 'Managed', provisioningState: 'Succeeded' } });
+    arm.seed(`${ENDPOINT}/deployments/v1-1-0-abcdef`, { location: 'westeurope', tags: { 'mlops-version': '1.1.0', 'mlops-image': v2.image }, properties: { endpointComputeType: 'Managed', provisioningState: 'Succeeded' } });
     const recovery = await azureMLAdapter.recover(target(), ctx(), v1);
-    expect(recovery).toMatchObject({ outcome: 'restored', serving: v1 });
+    expect(recovery).toMatchObject({ outcome: 'restored', serving: v1, candidate: { version: '1.1.0', image: v2.image } });
     expect(trafficPuts().map((t) => t.traffic)).toEqual([{ [d1]: 100 }]);
     expect(arm.writes().at(-1)).toBe(`DELETE ${ENDPOINT}/deployments/v1-1-0-abcdef`);
     expect(await azureMLAdapter.recover(target(), ctx(), v1)).toBeNull();

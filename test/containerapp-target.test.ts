@@ -206,7 +206,7 @@ describe('containerapp plan tests (the real SDK against a local ARM stand-in)', 
     // A deploy that died at 30%:
     const app = arm.resources.get(APP.toLowerCase())!;
     (app.properties as Json).configuration.ingress.traffic = [{ revisionName: rev(v1), weight: 70 }, { revisionName: rev(v2), weight: 30 }];
-    expect(await containerAppAdapter.recover(target(), ctx(), v1)).toMatchObject({ outcome: 'restored', serving: v1 });
+    expect(await containerAppAdapter.recover(target(), ctx(), v1)).toMatchObject({ outcome: 'restored', serving: v1, candidate: { version: '1.1.0', image: v2.image } });
     expect(traffic().at(-1)).toBe(`${rev(v1)}=100`);
     expect(await containerAppAdapter.status(target({ app: 'other' }), ctx())).toMatchObject({ deployed: false, health: 'not deployed' });
   });

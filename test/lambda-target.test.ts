@@ -129,6 +129,25 @@ describe('lambda plan tests (aws CLI through the exec seam; no AWS account here)
     expect(alias()).toEqual({ FunctionVersion: '2', RoutingConfig: { AdditionalVersionWeights: {} } });
   });
 
+  it('a redeploy Lambda publishes no new version for leaves the alias as it is', async () => {
+    const { runner, calls } = scripted(async (line, args) => {
+      if (line.startsWith('aws lambda get-function ')) return { stdout: JSON.stringify({ Configuration: { PackageType: 'Image', State: 'Active', LastUpdateStatus: 'Successful' } }) };
+      if (line.startsWith('aws lambda get-alias')) return { stdout: JSON.stringify({ FunctionVersion: '4' }) };
+      if (line.startsWith('aws lambda publish-version')) return { stdout: JSON.stringify({ Version: '4' }) };
+      if (line.startsWith('aws lambda invoke')) {
+        await writeFile(args.at(-1)!, JSON.stringify({ statusCode: 200, body: JSON.stringify(goodAnswer) }));
+        return { stdout: '{"StatusCode":200}' };
+      }
+      if (line.startsWith('aws lambda get-function-url-config')) return { stdout: JSON.stringify({ FunctionUrl: 'https://x.lambda-url.eu-west-1.on.aws/', AuthType: 'AWS_IAM' }) };
+      if (line.startsWith('aws lambda get-provisioned')) return { exitCode: 254, stderr: 'ProvisionedConcurrencyConfigNotFoundException' };
+      return {};
+    });
+    const logs: string[] = [];
+    expect(await lambdaAdapter.deploy(target, v2, v1, ctx({ runner, logs }))).toMatchObject({ status: 'deployed' });
+    expect(calls.some((c) => c.includes('update-alias'))).toBe(false);
+    expect(logs).toContain('version 4 already serves alias live; nothing to move');
+  });
+
   it('an alarm during a canary step puts the alias back on the serving version: rolled back', async () => {
     const { runner, calls, alias } = account({ serving: '1', alarmAt: 50 });
     const outcome = await lambdaAdapter.deploy(target, v2, v1, ctx({ runner }));

@@ -98,10 +98,11 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
     const back = deploymentName(current);
     if (!serving.some(([name]) => name === back)) return null;
     const candidates = serving.filter(([name]) => name !== back).map(([name]) => name);
+    const candidate = await orNull(ml.onlineDeployments.get(n.rg, n.ws, n.endpoint, candidates[0]), `deployment ${candidates[0]} of ${n.what}`);
     await setTraffic(ml, n, endpoint, { [back]: 100 });
     for (const name of candidates) await deleteDeployment(ml, n, name);
     return {
-      candidate: { version: candidates.join(', '), image: '' },
+      candidate: { version: candidate?.tags?.[VERSION_TAG] ?? candidates[0], image: candidate?.tags?.['mlops-image'] ?? '' },
       outcome: 'restored',
       serving: current,
       message: `endpoint ${n.endpoint} split its traffic with ${candidates.join(', ')}; all of it goes to ${back} again and they were deleted`,
@@ -120,7 +121,9 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
     if (state && BUSY.has(state)) throw environmentError(`${n.what} is ${state}: another change is under way`, 'wait for it to finish, then deploy again');
     const serving = live(before);
     if (serving.length > 1) throw environmentError(`${n.what} splits its traffic over ${serving.map(([d]) => d).join(', ')}: another rollout is under way`, 'let it finish, or put all traffic on one deployment, then deploy again');
-    const old = serving[0]?.[0];
+    // The release already serving (a redeploy) is checked again in place: it is never "the old one" to move traffic from, or to delete.
+    const old = serving[0]?.[0] === deployment ? undefined : serving[0]?.[0];
+    const redeploy = serving[0]?.[0] === deployment;
 
     const environment = n.endpoint;
     try {
@@ -157,7 +160,7 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
         const current = await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what);
         if (current) await setTraffic(ml, n, current, { [old]: 100 });
       }
-      await deleteDeployment(ml, n, deployment);
+      if (!redeploy) await deleteDeployment(ml, n, deployment);
       return old && previous ? { status: 'rolled-back', release, reason, message, logs, restored: previous } : { status: 'failed', release, reason, message, logs, restored: null };
     };
 

@@ -119,9 +119,10 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
     const back = `${n.app}--${revisionSuffix(current)}`;
     if (!serving.some(([name]) => name === back)) return null;
     const candidates = serving.map(([name]) => name).filter((name) => name !== back);
+    const candidate = await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, candidates[0]), `revision ${candidates[0]}`);
     await setTraffic(aca, n, app, [{ revisionName: back, weight: 100 }]);
     for (const name of candidates) await deactivate(aca, n, name);
-    return { candidate: { version: candidates.join(', '), image: '' }, outcome: 'restored', serving: current, message: `app ${n.app} split its traffic with ${candidates.join(', ')}; all of it goes to ${back} again and they were deactivated` };
+    return { candidate: { version: (candidate && versionOf(candidate)) ?? candidates[0], image: candidate?.template?.containers?.[0]?.image ?? '' }, outcome: 'restored', serving: current, message: `app ${n.app} split its traffic with ${candidates.join(', ')}; all of it goes to ${back} again and they were deactivated` };
   },
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {

@@ -171,6 +171,9 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
 
     if (!alias) {
       await lambda(['create-alias', '--function-name', name, '--name', target.alias, '--function-version', version]);
+    } else if (serving === version) {
+      // Lambda publishes no new version for unchanged code and configuration: the alias already serves it.
+      ctx.log(`version ${version} already serves alias ${target.alias}; nothing to move`);
     } else {
       if (target.canary.length > 1 && target.alarms.length === 0) ctx.log(`warning: target '${ctx.targetName}' moves traffic in steps but names no alarms, so nothing is watched while each step bakes`);
       for (const percent of target.canary) {
