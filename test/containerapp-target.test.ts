@@ -181,6 +181,15 @@ describe('containerapp plan tests (the real SDK against a local ARM stand-in)', 
     expect(traffic().at(-1)).toBe(`${rev(v1)}=100`);
   });
 
+  it('a redeploy of the serving release checks it through the app URL, and a failed check never deactivates what serves', async () => {
+    await deployV1();
+    expect(await containerAppAdapter.deploy(target({ canary: [10, 100] }), v1, v1, ctx())).toMatchObject({ status: 'deployed' });
+    expect(smoked).toEqual([`https://bc-app.${DOMAIN}`]);
+    failing = () => 'inference answered HTTP 500';
+    expect(await containerAppAdapter.deploy(target(), v1, v1, ctx())).toMatchObject({ status: 'failed', reason: 'smoke-failure' });
+    expect(arm.writes().filter((w) => w.endsWith('/deactivate'))).toEqual([]);
+  });
+
   it('a secret variable that is not set is exit 2 naming it, before anything is written', async () => {
     const error = await containerAppAdapter.deploy(target({ secretEnv: { MLOPS_AUTH_TOKENS: 'CI_TOKENS' } }), v1, null, ctx()).catch((e) => e);
     expect(isMlopsError(error) && error.exitCode).toBe(2);

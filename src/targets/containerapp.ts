@@ -133,8 +133,11 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
     if (before?.provisioningState === 'InProgress') throw environmentError(`${n.what} is being changed: another change is under way`, 'wait for it to finish, then deploy again');
     const serving = live(before);
     if (serving.length > 1) throw environmentError(`${n.what} splits its traffic over ${serving.map(([r]) => r).join(', ')}: another rollout is under way`, 'let it finish, or put all traffic on one revision, then deploy again');
-    const old = serving[0]?.[0];
-    if (old === revision) ctx.log(`${revision} already serves all traffic; checking it again`);
+    // The release already serving (a redeploy) is checked again in place: never "the old one", never deactivated.
+    const redeploy = serving[0]?.[0] === revision;
+    const old = redeploy ? undefined : serving[0]?.[0];
+    if (redeploy) ctx.log(`${revision} already serves all traffic; checking it again`);
+    const candidate = redeploy ? undefined : revision;
 
     // A revision of this release that exists (a rollback, a redeploy) is activated, not made again: a suffix is used once.
     const existing = before ? await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, revision), `revision ${revision}`) : null;
@@ -151,12 +154,12 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
     } catch (error) {
       const e = error as Error & { statusCode?: number };
       if (e.statusCode && e.statusCode < 500) throw azureError(error, `updating ${n.what}`);
-      return fail(aca, n, ctx, release, previous, old, revision, 'rollout-failed', `revision ${revision} was not made: ${e.message.split('\n')[0]}`, false);
+      return fail(aca, n, ctx, release, previous, old, candidate, 'rollout-failed', `revision ${revision} was not made: ${e.message.split('\n')[0]}`, false);
     }
     ctx.checkpoint('candidate-created');
 
     const unready = await waitForRevision(aca, n, revision, target, ctx);
-    if (unready) return fail(aca, n, ctx, release, previous, old, revision, unready.reason, unready.message, false);
+    if (unready) return fail(aca, n, ctx, release, previous, old, candidate, unready.reason, unready.message, false);
 
     const domain = (app.configuration?.ingress?.fqdn ?? `${n.app}.unknown`).slice(n.app.length + 1);
     const smoke = async (url: string): Promise<string | undefined> => {
@@ -167,18 +170,18 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
       }
       return ctx.smoke(url, release).then(() => undefined, (error: Error) => error.message);
     };
-    if (old && old !== revision) {
+    if (old) {
       // Its own URL first, with no traffic: a label on the new revision.
       app = await setTraffic(aca, n, app, [{ revisionName: old, weight: 100 }, { revisionName: revision, weight: 0, label: CANDIDATE }]);
       const failure = await smoke(`https://${n.app}---${CANDIDATE}.${domain}`);
-      if (failure) return fail(aca, n, ctx, release, previous, old, revision, 'smoke-failure', failure, true);
-    } else if (!old) {
+      if (failure) return fail(aca, n, ctx, release, previous, old, candidate, 'smoke-failure', failure, true);
+    } else {
       const failure = await smoke(`https://${n.app}.${domain}`);
-      if (failure) return fail(aca, n, ctx, release, previous, old, revision, 'smoke-failure', failure, false);
+      if (failure) return fail(aca, n, ctx, release, previous, old, candidate, 'smoke-failure', failure, false);
     }
     ctx.checkpoint('candidate-ready');
 
-    for (const percent of old && old !== revision ? target.canary : [100]) {
+    for (const percent of old ? target.canary : [100]) {
       if (percent === 100) {
         app = await setTraffic(aca, n, app, [{ revisionName: revision, weight: 100 }]);
         break;
@@ -186,7 +189,7 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
       app = await setTraffic(aca, n, app, [{ revisionName: old!, weight: 100 - percent }, { revisionName: revision, weight: percent, label: CANDIDATE }]);
       await bake(ctx, target.waitIntervalSeconds, `${percent}% of traffic on ${revision}`);
       const failure = (await revisionProblem(aca, n, revision, ctx.dryRun)) ?? (await smoke(`https://${n.app}---${CANDIDATE}.${domain}`));
-      if (failure) return fail(aca, n, ctx, release, previous, old, revision, 'rollout-failed', `at ${percent}% of traffic: ${failure}`, true);
+      if (failure) return fail(aca, n, ctx, release, previous, old, candidate, 'rollout-failed', `at ${percent}% of traffic: ${failure}`, true);
     }
     ctx.checkpoint('replaced');
     // What no longer takes traffic stops costing: every other active revision is deactivated (kept, so a rollback activates it again).
@@ -252,13 +255,14 @@ function names(target: ContainerAppTarget, ctx: DeployContext): Names {
 const versionOf = (revision: Revision) => revision.template?.containers?.[0]?.env?.find((e) => e.name === VERSION_ENV)?.value ?? null;
 
 /** Traffic back where it was (when it moved), the new revision deactivated, and the outcome. */
-async function fail(aca: ContainerAppsAPIClient, n: Names, ctx: DeployContext, release: Release, previous: Release | null, old: string | undefined, revision: string, reason: FailureReason, message: string, restore: boolean): Promise<DeployOutcome> {
+/** `revision` undefined: the failed revision is the one serving (a redeploy), which stays. */
+async function fail(aca: ContainerAppsAPIClient, n: Names, ctx: DeployContext, release: Release, previous: Release | null, old: string | undefined, revision: string | undefined, reason: FailureReason, message: string, restore: boolean): Promise<DeployOutcome> {
   if (restore && old) {
     const app = await orNull(aca.containerApps.get(n.rg, n.app), n.what);
     if (app) await setTraffic(aca, n, app, [{ revisionName: old, weight: 100 }]);
   }
-  const logs = ctx.dryRun ? '' : ((await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, revision), `revision ${revision}`).catch(() => null))?.provisioningError ?? '');
-  if (old !== revision) await deactivate(aca, n, revision);
+  const logs = ctx.dryRun || !revision ? '' : ((await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, revision), `revision ${revision}`).catch(() => null))?.provisioningError ?? '');
+  if (revision) await deactivate(aca, n, revision);
   return old && previous ? { status: 'rolled-back', release, reason, message, logs, restored: previous } : { status: 'failed', release, reason, message, logs, restored: null };
 }
 
