@@ -22,6 +22,7 @@ const rev = (release: typeof v1) => `bc-app--${revisionSuffix(release)}`;
 let arm: FakeArm;
 /** What each smoke test asked for, and which URLs fail. */
 let smoked: string[] = [];
+let tokensSent: (string | undefined)[] = [];
 let failing: (url: string) => string | undefined = () => undefined;
 /** A revision the next PUT makes comes up in this state. */
 let nextRevision: Record<string, unknown> = {};
@@ -32,6 +33,7 @@ beforeEach(async () => {
   await arm?.close();
   arm = await startFakeArm();
   smoked = [];
+  tokensSent = [];
   failing = () => undefined;
   nextRevision = { provisioningState: 'Provisioned', healthState: 'Healthy', runningState: 'Running' };
   // As Container Apps does: each PUT with a new template makes a revision; traffic weights show on the revisions.
@@ -59,8 +61,9 @@ function ctx(over: { dryRun?: boolean; env?: NodeJS.ProcessEnv } = {}): DeployCo
   return targetContext({
     ...over,
     azure: { credential: () => ({ getToken: async () => ({ token: 'test-token', expiresOnTimestamp: Date.now() + 3_600_000 }) }), ca: arm.ca },
-    smoke: async (url) => {
+    smoke: async (url, _release, _headers, security) => {
       smoked.push(url);
+      tokensSent.push(security?.token);
       const failure = failing(url);
       if (failure) throw new Error(failure);
     },
@@ -78,7 +81,7 @@ const traffic = () => arm.requests.filter((r) => r.path === APP && r.method !== 
 
 describe('containerapp plan tests (the real SDK against a local ARM stand-in)', () => {
   it('first deploy: the app in multiple-revision mode with ingress, probes, scale rule and secrets; smoke-tested; nothing else active', async () => {
-    const outcome = await containerAppAdapter.deploy(target({ env: { MLOPS_WORKERS: '2' }, secretEnv: { MLOPS_AUTH_TOKENS: 'CI_TOKENS' } }), v1, null, ctx({ env: { CI_TOKENS: 's3cret', MLOPS_REGISTRY_USERNAME: 'puller', MLOPS_REGISTRY_PASSWORD: 'pw' } }));
+    const outcome = await containerAppAdapter.deploy(target({ env: { MLOPS_WORKERS: '2' }, secretEnv: { MLOPS_AUTH_TOKENS: 'CI_TOKENS' } }), v1, null, ctx({ env: { CI_TOKENS: 's3cret', MLOPS_TOKEN: 's3cret', MLOPS_REGISTRY_USERNAME: 'puller', MLOPS_REGISTRY_PASSWORD: 'pw' } }));
     expect(outcome).toMatchObject({ status: 'deployed', url: `https://bc-app.${DOMAIN}` });
     const put = arm.requests.find((r) => r.method === 'PUT')!;
     expect(put.apiVersion).toBe('2025-07-01');
@@ -190,8 +193,19 @@ describe('containerapp plan tests (the real SDK against a local ARM stand-in)', 
     expect(arm.writes().filter((w) => w.endsWith('/deactivate'))).toEqual([]);
   });
 
+  it('a server given tokens is smoke-tested with MLOPS_TOKEN, and without one the deploy stops (exit 2) before anything is written', async () => {
+    const withTokens = target({ secretEnv: { MLOPS_AUTH_TOKENS: 'CI_TOKENS' } });
+    const error = await containerAppAdapter.deploy(withTokens, v1, null, ctx({ env: { CI_TOKENS: 'a,b' } })).catch((e) => e);
+    expect(isMlopsError(error) && error.exitCode).toBe(2);
+    expect(error.hint).toContain('MLOPS_TOKEN');
+    expect(arm.writes()).toEqual([]);
+    expect(await containerAppAdapter.deploy(withTokens, v1, null, ctx({ env: { CI_TOKENS: 'a,b', MLOPS_TOKEN: 'a' } }))).toMatchObject({ status: 'deployed' });
+    expect(tokensSent).toEqual(['a']);
+    expect(error.message).toBe('targets.prod: the server is given MLOPS_AUTH_TOKENS, so the smoke test needs a token it accepts');
+  });
+
   it('a secret variable that is not set is exit 2 naming it, before anything is written', async () => {
-    const error = await containerAppAdapter.deploy(target({ secretEnv: { MLOPS_AUTH_TOKENS: 'CI_TOKENS' } }), v1, null, ctx()).catch((e) => e);
+    const error = await containerAppAdapter.deploy(target({ secretEnv: { MLOPS_AUTH_TOKENS: 'CI_TOKENS' } }), v1, null, ctx({ env: { MLOPS_TOKEN: 't' } })).catch((e) => e);
     expect(isMlopsError(error) && error.exitCode).toBe(2);
     expect(error.message).toContain('secretEnv.MLOPS_AUTH_TOKENS names CI_TOKENS, which is not set here');
     expect(arm.writes()).toEqual([]);

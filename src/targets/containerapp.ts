@@ -7,6 +7,7 @@ import { defaultModelName } from '../model/inspect.js';
 import { armClientOptions, armCredential, azureError, orNull } from './azure.js';
 import { bake } from './bake.js';
 import { fileLock } from './lock.js';
+import { resolveClientSecurity } from '../protocol/client-security.js';
 import type { DeployContext, DeployOutcome, FailureReason, RecordedRelease, Release, TargetAdapter, TargetStatus } from './types.js';
 
 const PORT = 8080;
@@ -127,6 +128,10 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const n = names(target, ctx);
+    // A server given tokens (env or secretEnv) asks the smoke test for one: MLOPS_TOKEN, checked before anything is written.
+    const tokens = ['MLOPS_AUTH_TOKENS', 'MLOPS_AUTH_TOKEN_FILE'].find((v) => v in target.env || v in target.secretEnv);
+    const security = resolveClientSecurity({}, ctx.env, ctx.projectDir);
+    if (tokens && !security.token && !ctx.dryRun) throw inputError(`targets.${ctx.targetName}: the server is given ${tokens}, so the smoke test needs a token it accepts`, 'set MLOPS_TOKEN to one of those tokens in the deploying environment');
     const aca = await client(target, ctx);
     const revision = `${n.app}--${revisionSuffix(release)}`;
     const before = await orNull(aca.containerApps.get(n.rg, n.app), n.what);
@@ -168,7 +173,7 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
         ctx.log(`warning: ${n.what} has internal ingress, so ${url} cannot be smoke-tested from here`);
         return undefined;
       }
-      return ctx.smoke(url, release).then(() => undefined, (error: Error) => error.message);
+      return ctx.smoke(url, release, {}, security).then(() => undefined, (error: Error) => error.message);
     };
     if (old) {
       // Its own URL first, with no traffic: a label on the new revision.
