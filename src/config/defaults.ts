@@ -210,7 +210,7 @@ export interface ContainerAppTarget extends AzureResource {
   concurrentRequests: number;
   /** Reachable from the internet (true) or only inside the environment's network. */
   external: boolean;
-  /** http (HTTP/1.1 and h2c, REST), http2 (gRPC as well) or auto. */
+  /** Ingress transport to the REST port: auto, http (HTTP/1.1) or http2. The gRPC port (8081) is not exposed: ingress maps one port. */
   transport: 'auto' | 'http' | 'http2';
   /** A user-assigned managed identity (resource id) with AcrPull on the registry; empty: the registry login from MLOPS_REGISTRY_USERNAME/PASSWORD, or none for a public image. */
   registryIdentity: string;
