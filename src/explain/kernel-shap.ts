@@ -7,6 +7,7 @@
  * Hand-written: no JavaScript SHAP library exists (npm has none maintained), and the method is a
  * weighted least-squares fit over coalitions, small enough to own.
  */
+import { seededRandom } from '../model/random.js';
 
 /** Runs the model on `count` rows of `features` values each (row-major) and answers `count` rows of `width` outputs each. */
 export type BatchModel = (rows: Float64Array, count: number) => Promise<{ data: ArrayLike<number>; width: number }>;
@@ -40,18 +41,6 @@ export interface KernelExplainer {
   /** The mean output over the background (computed once). */
   base(): Promise<Float64Array>;
   explain(row: ArrayLike<number>): Promise<Explanation>;
-}
-
-/** A small seeded generator (mulberry32): the same explanation on every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function binomial(n: number, k: number): number {
@@ -183,7 +172,7 @@ export function kernelExplainer(model: BatchModel, background: Float64Array, fea
       if (row.length !== features) throw new Error(`the row has ${row.length} values; the model takes ${features}`);
       const x = Float64Array.from(row);
       const baseOut = await baseValue();
-      const random = seeded(options.seed ?? 7);
+      const random = seededRandom(options.seed ?? 7);
       const { masks, weights, exact } = features > 1 ? coalitions(features, Math.max(2, options.samples), random) : { masks: [], weights: new Float64Array(0), exact: true };
       // One call: the row itself, then every coalition over every background row.
       const count = 1 + masks.length * backgroundRows;
