@@ -135,6 +135,26 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
     .action(runAction(async (ctx, flags) => (await import('./commands/optimize.js')).run(flags as never, ctx)));
 
+  withClientSecurity(
+    program
+      .command('explain')
+      .description("report which features the model relies on over the holdout: each feature's mean absolute Kernel SHAP attribution and its permutation importance")
+      .option('--holdout <file>', 'holdout: .csv with a header, .jsonl, or .npy (default: test.holdout)')
+      .option('--labels <file>', 'labels .npy, with an .npy holdout (default: test.labelsFile)')
+      .option('--local', 'run the model in-process with ONNX Runtime (the default)')
+      .option('--image <ref>', 'run the model in this image instead')
+      .option('--url <base>', 'run the model on a server that is already running instead')
+      .option('--model <file>', 'model file for the in-process run (default: model.path)')
+      .option('--protocol <name>', 'rest-json, rest-binary or grpc, with --image or --url')
+      .option('--samples <n>', 'Kernel SHAP coalitions per row (default: explain.samples)', (v) => Number(v))
+      .option('--background-rows <n>', 'background rows the attributions are measured against (default: explain.backgroundRows)', (v) => Number(v))
+      .option('--rows <n>', 'holdout rows attributed (default: explain.rows)', (v) => Number(v))
+      .option('--repeats <n>', 'shuffles per feature for permutation importance (default: explain.repeats)', (v) => Number(v))
+      .option('--metric <name>', 'the metric permutation importance watches (default: explain.metric, else accuracy or r2)')
+      .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
+      .option('--html <file>', 'write a self-contained HTML page: ranked bars and attribution against value for the top features'),
+  ).action(runAction(async (ctx, flags) => (await import('./commands/explain.js')).run(flags as never, ctx)));
+
   program
     .command('keygen')
     .description('make an ECDSA P-256 key pair for signing versions: <dir>/mlops.key (mode 0600) and <dir>/mlops.pub')

@@ -278,6 +278,7 @@ export interface Config {
     bench: { concurrency: number; batch: number; durationSeconds: number; rounds: number };
   };
   deploy: { verify: { key: string } };
+  explain: { samples: number; backgroundRows: number; rows: number; repeats: number; metric: string; seed: number };
   monitor: {
     reference: string;
     bins: number;
@@ -431,6 +432,19 @@ export const DEFAULTS: Config = {
   deploy: {
     /** A public key (PEM): deploy and rollback refuse (exit 5) a version it has not signed. Empty: no check. */
     verify: { key: '' },
+  },
+  explain: {
+    /** Kernel SHAP coalitions per explanation; one explanation costs samples x backgroundRows model rows. */
+    samples: 256,
+    /** Reference rows the attributions are measured against (every row when there are fewer). */
+    backgroundRows: 100,
+    /** Holdout rows `mlops explain` attributes (a seeded sample). */
+    rows: 50,
+    /** Shuffles per feature for permutation importance. */
+    repeats: 5,
+    /** The metric permutation importance watches; empty: accuracy (classification) or r2 (regression). */
+    metric: '',
+    seed: 7,
   },
   monitor: {
     /** The dataset (any holdout format) `mlops build` learns the reference profile from; empty: test.holdout. */

@@ -410,6 +410,17 @@ export const configSchema = z
       })
       .partial()
       .strict(),
+    explain: z
+      .object({
+        samples: int(2, 1_000_000, 'a coalition count'),
+        backgroundRows: int(1, 100_000, 'a row count'),
+        rows: int(1, 1_000_000, 'a row count'),
+        repeats: int(1, 1000, 'a repeat count'),
+        metric: text('a metric name, like accuracy or r2'),
+        seed: int(0, 2 ** 31 - 1, 'a seed'),
+      })
+      .partial()
+      .strict(),
     deploy: z
       .object({
         verify: z

@@ -1,0 +1,228 @@
+/**
+ * What a model relies on, over a holdout: each feature's mean absolute Kernel SHAP attribution on a
+ * sample of rows, and its permutation importance (how far the test metric falls when that feature's
+ * column is shuffled, over several shuffles).
+ */
+import type { Config } from '../config/defaults.js';
+import { environmentError, inputError } from '../errors.js';
+import { chooseOutput, PredictionScorer } from '../evaluate/evaluate.js';
+import type { HoldoutSource } from '../holdout/types.js';
+import { LOWER_IS_BETTER } from '../metrics/regression.js';
+import { allocate } from '../model/datatypes.js';
+import { seededRandom } from '../model/random.js';
+import type { Predictor, TensorSignature } from '../predict/predictor.js';
+import { kernelExplainer, type BatchModel } from './kernel-shap.js';
+
+export interface ExplainSettings {
+  samples: number;
+  backgroundRows: number;
+  rows: number;
+  repeats: number;
+  metric: string;
+  seed: number;
+}
+
+export interface FeatureImportance {
+  feature: string;
+  /** Mean |attribution| over the explained rows and the output's columns. */
+  meanAbsAttribution: number;
+  /** The metric's fall when the feature's column is shuffled (a worsening: positive means the model needs it). */
+  permutation: { mean: number; std: number; drops: number[] };
+  /** (value, attribution) for each explained row, to the column `scatterColumn` names: the HTML's scatter. */
+  points: [number, number][];
+}
+
+export interface GlobalExplanation {
+  model: string;
+  input: string;
+  output: string;
+  task: 'classification' | 'regression';
+  holdoutRows: number;
+  explainedRows: number;
+  backgroundRows: number;
+  /** Coalitions per explanation, and whether they were all of them (exact values). */
+  coalitions: number;
+  exact: boolean;
+  /** Model rows one explanation costs: coalitions x background rows, plus the row. */
+  modelRowsPerExplanation: number;
+  /** Mean output over the background, per output column. */
+  base: number[];
+  /** The largest |base + sum of attributions - output| seen: the efficiency check, ~0. */
+  maxEfficiencyError: number;
+  metric: string;
+  metricValue: number;
+  repeats: number;
+  /** Ranked by mean |attribution|. */
+  features: FeatureImportance[];
+  /** What the points' attributions are to: the output, its positive class, or each row's predicted class. */
+  scatterColumn: string;
+  seconds: number;
+}
+
+/** The one tabular input Kernel SHAP and permutation importance handle: [batch, features] of numbers. */
+export function tabularInput(predictor: Pick<Predictor, 'inputs'>): TensorSignature & { width: number } {
+  const numeric = (spec: TensorSignature) => spec.datatype !== 'BYTES' && spec.datatype !== 'BOOL';
+  if (predictor.inputs.length !== 1 || predictor.inputs[0].shape.length !== 2 || !numeric(predictor.inputs[0]) || predictor.inputs[0].shape[1] <= 0) {
+    const shown = predictor.inputs.map((i) => `${i.name} ${i.datatype} [${i.shape.join(', ')}]`).join(', ');
+    throw inputError(`explanations take one numeric input of shape [batch, features], and this model has ${shown}`, 'explain a tabular model; image and multi-input models are not explained yet');
+  }
+  return { ...predictor.inputs[0], width: predictor.inputs[0].shape[1] };
+}
+
+/** Rows the model is given at once: big explanations are split so no request or tensor grows without bound. */
+const CHUNK_ROWS = 4096;
+
+/** The predictor as a batch model over one output, rows as float64 in, the output's values out. */
+export function batchModel(predictor: Predictor, input: TensorSignature & { width: number }, output: string): BatchModel {
+  const fixedBatch = predictor.inputs[0].shape[0] > 0 ? predictor.inputs[0].shape[0] : 0;
+  return async (rows, count) => {
+    const out: number[] = [];
+    let width = 0;
+    const step = fixedBatch || CHUNK_ROWS;
+    for (let from = 0; from < count; from += step) {
+      const n = Math.min(step, count - from);
+      const sent = fixedBatch || n;
+      const data = allocate(input.datatype, sent * input.width) as unknown as { [i: number]: number | bigint };
+      const big = input.datatype === 'INT64' || input.datatype === 'UINT64';
+      for (let r = 0; r < sent; r++) {
+        const source = Math.min(r, n - 1) + from;
+        for (let i = 0; i < input.width; i++) {
+          const v = rows[source * input.width + i];
+          data[r * input.width + i] = big ? BigInt(Math.round(v)) : v;
+        }
+      }
+      const answer = await predictor.predict({ [input.name]: { data: data as never, dims: [sent, input.width] } });
+      const tensor = answer[output];
+      if (!tensor) throw environmentError(`the model's answer has no output '${output}'`);
+      width = tensor.data.length / sent;
+      for (let j = 0; j < n * width; j++) out.push(Number(tensor.data[j]));
+    }
+    return { data: out, width };
+  };
+}
+
+/** Fisher-Yates over row indices, seeded. */
+function shuffled(count: number, random: () => number): Uint32Array {
+  const order = Uint32Array.from({ length: count }, (_, i) => i);
+  for (let i = count - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+export async function explainGlobally(options: { predictor: Predictor; holdout: HoldoutSource; test: Config['test']; settings: ExplainSettings; onProgress?: (line: string) => void }): Promise<GlobalExplanation> {
+  const started = performance.now();
+  const { predictor, holdout, test, settings } = options;
+  const input = tabularInput(predictor);
+  const output = chooseOutput(predictor, test.output);
+  const scorer = () => new PredictionScorer(output, test);
+  const features = holdout.featureNames[input.name] ?? Array.from({ length: input.width }, (_, i) => `${input.name}[${i}]`);
+
+  // The holdout in memory: permutation importance scores it whole, once per feature and repeat.
+  const values: number[] = [];
+  const labels: number[] = [];
+  const labelled = scorer();
+  for await (const row of holdout.rows()) {
+    const label = labelled.label(row.label);
+    if (typeof label !== 'number') throw inputError(`${holdout.file} ${row.where}, label: ${label.problem}`, label.hint);
+    const data = row.inputs[input.name];
+    for (let i = 0; i < input.width; i++) {
+      const v = Number(data[i]);
+      if (!Number.isFinite(v)) throw inputError(`${holdout.file} ${row.where}, ${features[i]}: ${JSON.stringify(data[i])} is not a number`, 'explanations need every feature as a number');
+      values.push(v);
+    }
+    labels.push(label);
+  }
+  const rows = labels.length;
+  if (rows < 2) throw inputError(`${holdout.file} has ${rows} row${rows === 1 ? '' : 's'}; explanations need at least 2`, 'use a larger holdout');
+  const matrix = Float64Array.from(values);
+  const model = batchModel(predictor, input, output.name);
+
+  const metricOf = async (data: Float64Array) => {
+    const { data: predicted, width } = await model(data, rows);
+    const s = scorer();
+    for (let r = 0; r < rows; r++) s.add(labels[r], predicted, r * width, (r + 1) * width);
+    return { metrics: s.score().metrics as unknown as Record<string, number | null>, task: s.task };
+  };
+  const base = await metricOf(matrix);
+  const metric = settings.metric || (base.task === 'classification' ? 'accuracy' : 'r2');
+  const metricValue = base.metrics[metric];
+  if (typeof metricValue !== 'number' || !Number.isFinite(metricValue)) {
+    throw inputError(`explain.metric '${metric}' has no value for this ${base.task} model`, `pick one of: ${Object.entries(base.metrics).filter(([, v]) => typeof v === 'number').map(([k]) => k).join(', ')}`);
+  }
+  const worse = LOWER_IS_BETTER.has(metric) ? (v: number) => v - metricValue : (v: number) => metricValue - v;
+
+  // Permutation importance: each feature's column shuffled `repeats` times.
+  const random = seededRandom(settings.seed);
+  const permutation: FeatureImportance['permutation'][] = [];
+  for (let i = 0; i < input.width; i++) {
+    const drops: number[] = [];
+    for (let k = 0; k < settings.repeats; k++) {
+      const order = shuffled(rows, random);
+      const copy = Float64Array.from(matrix);
+      for (let r = 0; r < rows; r++) copy[r * input.width + i] = matrix[order[r] * input.width + i];
+      const shuffledScore = (await metricOf(copy)).metrics[metric];
+      drops.push(typeof shuffledScore === 'number' ? worse(shuffledScore) : NaN);
+    }
+    if (drops.some((d) => !Number.isFinite(d))) throw environmentError(`shuffling ${features[i]} left ${metric} without a value`, 'pick another explain.metric');
+    const mean = drops.reduce((a, b) => a + b, 0) / drops.length;
+    const std = Math.sqrt(drops.reduce((a, d) => a + (d - mean) ** 2, 0) / Math.max(1, drops.length - 1));
+    permutation.push({ mean, std, drops });
+    options.onProgress?.(`permutation importance: ${i + 1}/${input.width} features`);
+  }
+
+  // Kernel SHAP on a seeded sample of rows, against a seeded background sample.
+  const pick = (count: number) => Array.from(shuffled(rows, random).subarray(0, Math.min(count, rows))).sort((a, b) => a - b);
+  const backgroundIndex = pick(settings.backgroundRows);
+  const background = new Float64Array(backgroundIndex.length * input.width);
+  backgroundIndex.forEach((r, b) => background.set(matrix.subarray(r * input.width, (r + 1) * input.width), b * input.width));
+  const explainer = kernelExplainer(model, background, input.width, { samples: settings.samples, seed: settings.seed });
+  const explained = pick(settings.rows);
+  const sums = new Float64Array(input.width);
+  const points: [number, number][][] = Array.from({ length: input.width }, () => []);
+  let coalitions = 0;
+  let exact = true;
+  let maxEfficiencyError = 0;
+  let width = 1;
+  for (const [n, r] of explained.entries()) {
+    const row = matrix.subarray(r * input.width, (r + 1) * input.width);
+    const e = await explainer.explain(row);
+    ({ coalitions, exact, width } = { coalitions: e.coalitions, exact: e.exact, width: e.width });
+    // The column a scatter shows: the value, the positive class of two, or else the predicted class.
+    let top = e.width === 2 ? 1 : 0;
+    if (e.width > 2) for (let k = 1; k < e.width; k++) if (e.output[k] > e.output[top]) top = k;
+    for (let k = 0; k < e.width; k++) {
+      let sum = e.base[k];
+      for (let i = 0; i < input.width; i++) sum += e.values[i * e.width + k];
+      maxEfficiencyError = Math.max(maxEfficiencyError, Math.abs(sum - e.output[k]));
+    }
+    for (let i = 0; i < input.width; i++) {
+      for (let k = 0; k < e.width; k++) sums[i] += Math.abs(e.values[i * e.width + k]) / e.width;
+      points[i].push([row[i], e.values[i * e.width + top]]);
+    }
+    options.onProgress?.(`attributions: ${n + 1}/${explained.length} rows`);
+  }
+  const result = features.map((feature, i) => ({ feature, meanAbsAttribution: sums[i] / explained.length, permutation: permutation[i], points: points[i] }));
+  result.sort((a, b) => b.meanAbsAttribution - a.meanAbsAttribution);
+  return {
+    model: predictor.modelName,
+    input: input.name,
+    output: output.name,
+    task: base.task,
+    holdoutRows: rows,
+    explainedRows: explained.length,
+    backgroundRows: backgroundIndex.length,
+    coalitions,
+    exact,
+    modelRowsPerExplanation: coalitions * backgroundIndex.length + 1,
+    base: Array.from(await explainer.base()).slice(0, width),
+    maxEfficiencyError,
+    metric,
+    metricValue,
+    repeats: settings.repeats,
+    features: result,
+    scatterColumn: width === 1 ? `'${output.name}'` : width === 2 ? `'${output.name}' class ${test.labels[1] ?? 1}` : "each row's predicted class",
+    seconds: Math.round((performance.now() - started) / 10) / 100,
+  };
+}

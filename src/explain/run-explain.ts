@@ -1,0 +1,47 @@
+import path from 'node:path';
+import type { Config } from '../config/defaults.js';
+import { inputError } from '../errors.js';
+import { openHoldout } from '../holdout/open.js';
+import { openTarget, type TargetFlags } from '../predict/target.js';
+import { explainGlobally, tabularInput, type ExplainSettings, type GlobalExplanation } from './global.js';
+
+export interface ExplainFlags extends TargetFlags {
+  holdout?: string;
+  labels?: string;
+  samples?: number;
+  backgroundRows?: number;
+  rows?: number;
+  repeats?: number;
+  metric?: string;
+}
+
+const count = (flag: string, value: number | undefined, min: number) => {
+  if (value !== undefined && (!Number.isInteger(value) || value < min)) throw inputError(`${flag} ${value}: expected a whole number of at least ${min}`);
+  return value;
+};
+
+/** `mlops explain`: the model in-process unless --image or --url says where, over the holdout. */
+export async function runExplain(options: { cwd: string; projectDir: string; config: Config; env: NodeJS.ProcessEnv; flags: ExplainFlags; onProgress?: (line: string) => void }): Promise<GlobalExplanation> {
+  const { flags, config } = options;
+  const settings: ExplainSettings = {
+    ...config.explain,
+    samples: count('--samples', flags.samples, 2) ?? config.explain.samples,
+    backgroundRows: count('--background-rows', flags.backgroundRows, 1) ?? config.explain.backgroundRows,
+    rows: count('--rows', flags.rows, 1) ?? config.explain.rows,
+    repeats: count('--repeats', flags.repeats, 1) ?? config.explain.repeats,
+    metric: flags.metric ?? config.explain.metric,
+  };
+  const holdoutPath = flags.holdout ?? (config.test.holdout ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.holdout)) : undefined);
+  if (!holdoutPath) throw inputError('no holdout given', 'pass --holdout <file> or set test.holdout in config');
+  const labelsFromConfig = !flags.holdout && config.test.labelsFile ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.labelsFile)) : undefined;
+  const local = flags.image === undefined && flags.url === undefined;
+  const target = await openTarget({ flags: { ...flags, local: local || flags.local }, cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, purpose: 'explain' });
+  try {
+    // What cannot be explained is refused before the holdout is read.
+    tabularInput(target.predictor);
+    const holdout = await openHoldout({ cwd: options.cwd, holdout: holdoutPath, labels: flags.labels ?? labelsFromConfig, inputs: target.predictor.inputs, label: config.test.label, features: config.test.features });
+    return await explainGlobally({ predictor: target.predictor, holdout: { ...holdout, file: holdoutPath }, test: config.test, settings, onProgress: options.onProgress });
+  } finally {
+    await target.close();
+  }
+}

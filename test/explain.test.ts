@@ -1,0 +1,86 @@
+/**
+ * `mlops explain`, in-process on real ONNX models: Kernel SHAP's truth on a linear model, the
+ * efficiency property on a non-linear one, permutation importance on a model that ignores an input.
+ */
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { GlobalExplanation } from '../src/explain/global.js';
+import { fixture, lines, runCli, withTempDir } from './helpers.js';
+
+async function explain(dir: string, args: string[] = []): Promise<{ code: number; report: GlobalExplanation; stderr: string }> {
+  const result = await runCli(['explain', '--json', ...args], { cwd: dir });
+  return { code: result.code, report: result.code === 0 ? JSON.parse(result.stdout) : (null as never), stderr: result.stderr };
+}
+
+async function project(dir: string, name: string, config: Record<string, unknown> = {}) {
+  await copyFile(fixture(name, 'model.onnx'), path.join(dir, 'model.onnx'));
+  // Models without a holdout of their own get a stand-in: they are refused before it is read.
+  await copyFile(fixture(name, 'holdout.csv'), path.join(dir, 'holdout.csv')).catch(() => writeFile(path.join(dir, 'holdout.csv'), 'a,label\n1,0\n'));
+  await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: 'model.onnx', name }, test: { holdout: 'holdout.csv', ...config } }));
+}
+
+describe('mlops explain', () => {
+  it('a linear model: each attribution is w_i * (x_i - mean_i), the ignored input has none, and ranks follow |w| * spread', async () => {
+    await withTempDir(async (dir) => {
+      await project(dir, 'linear_ignores');
+      const { code, report } = await explain(dir);
+      expect(code).toBe(0);
+      expect(report).toMatchObject({ task: 'regression', metric: 'r2', holdoutRows: 300, explainedRows: 50, backgroundRows: 100, coalitions: 14, exact: true, modelRowsPerExplanation: 1401 });
+      expect(report.features.map((f) => f.feature)).toEqual(['f0', 'f1', 'f3', 'f2']);
+      const w: Record<string, number> = { f0: 3, f1: -2, f2: 0, f3: 0.5 };
+      for (const f of report.features) {
+        // Attribution against value is a line of slope w_i through (background mean, 0).
+        const [[x0, a0], [x1, a1]] = [f.points[0], f.points.find((p) => Math.abs(p[0] - f.points[0][0]) > 0.2)!];
+        expect((a1 - a0) / (x1 - x0)).toBeCloseTo(w[f.feature], 4);
+        for (const [x, a] of f.points) expect(a).toBeCloseTo(a0 + w[f.feature] * (x - x0), 4);
+      }
+      const f2 = report.features.find((f) => f.feature === 'f2')!;
+      expect(f2.meanAbsAttribution).toBeLessThan(1e-6);
+      expect(f2.permutation).toMatchObject({ mean: 0, std: 0 });
+      expect(report.features[0].permutation.mean).toBeGreaterThan(1);
+      expect(report.maxEfficiencyError).toBeLessThan(1e-4);
+    });
+  });
+
+  it('a classifier with 30 features: sampled coalitions, attributions plus base sum to the output, the same report twice', async () => {
+    await withTempDir(async (dir) => {
+      await project(dir, 'breast_cancer', { labels: ['malignant', 'benign'] });
+      const first = await explain(dir, ['--rows', '10', '--markdown', 'explain.md', '--html', 'explain.html']);
+      expect(first.code, first.stderr).toBe(0);
+      expect(first.report).toMatchObject({ task: 'classification', metric: 'accuracy', explainedRows: 10, coalitions: 256, exact: false, output: 'probabilities', scatterColumn: "'probabilities' class benign" });
+      expect(first.report.base.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
+      expect(first.report.maxEfficiencyError).toBeLessThan(1e-4);
+      expect(first.report.features).toHaveLength(30);
+      const ranked = first.report.features.map((f) => f.meanAbsAttribution);
+      expect(ranked).toEqual([...ranked].sort((a, b) => b - a));
+      expect(first.report.features.every((f) => f.permutation.drops.length === 5)).toBe(true);
+      const again = await explain(dir, ['--rows', '10']);
+      expect(again.report.features.map((f) => [f.feature, f.meanAbsAttribution, f.permutation.mean])).toEqual(first.report.features.map((f) => [f.feature, f.meanAbsAttribution, f.permutation.mean]));
+      const html = await readFile(path.join(dir, 'explain.html'), 'utf8');
+      expect(html).toContain('<svg');
+      expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org)/);
+      expect(await readFile(path.join(dir, 'explain.md'), 'utf8')).toContain(`| 1 | ${first.report.features[0].feature} |`);
+    });
+  });
+
+  it('refuses what it cannot explain with exit 2 and one line: several inputs, a string input, a bad flag, an unknown metric', async () => {
+    await withTempDir(async (dir) => {
+      await project(dir, 'multi_input');
+      const multi = await runCli(['explain'], { cwd: dir });
+      expect(multi.code).toBe(2);
+      expect(lines(multi.stderr).find((l) => l.startsWith('error:'))).toMatch(/^error: explanations take one numeric input of shape \[batch, features\], and this model has /);
+      await project(dir, 'linear_ignores');
+      expect((await runCli(['explain', '--samples', '1'], { cwd: dir })).code).toBe(2);
+      const metric = await runCli(['explain', '--metric', 'accuracy'], { cwd: dir });
+      expect(metric.code).toBe(2);
+      expect(metric.stderr).toContain("explain.metric 'accuracy' has no value for this regression model");
+    });
+    await withTempDir(async (dir) => {
+      await project(dir, 'string_echo');
+      const strings = await runCli(['explain'], { cwd: dir });
+      expect(strings.code).toBe(2);
+      expect(strings.stderr).toContain('explanations take one numeric input');
+    });
+  });
+});
