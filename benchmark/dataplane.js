@@ -13,6 +13,9 @@
 //    file, and 100% to a collector that is down, interleaved.
 // 6. The platform contracts (issue 13): the same row to /v2 infer, and to SageMaker's /invocations
 //    as an OIP body, as instances and as CSV; Vertex's instances route takes /invocations' path.
+// 7. Explanations (issue 27): the explain route's latency per row at the default budget (breast_cancer,
+//    256 coalitions x 100 background rows), and inference throughput while explanations run against
+//    the share of the server's CPU the explanations took.
 // BENCH_BASELINE=<checkout> adds that checkout's `mlops serve` to part 1 (before/after).
 import autocannon from 'autocannon';
 import { spawn, spawnSync } from 'node:child_process';
@@ -552,11 +555,97 @@ async function securityCost(log) {
   };
 }
 
+async function explainCost(log) {
+  const files = await benchProfiles();
+  const ours = path.join(ROOT, 'bin/mlops.js');
+  const [, ...rows] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split('\n');
+  const row = (i) => rows[i % rows.length].split(',').slice(0, -1).map(Number);
+  const inferBody = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: row(0) }] });
+  const explainBody = (n) => JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [n, 30], data: Array.from({ length: n }, (_, i) => row(i)).flat() }] });
+  const samples = { perRowMs1: [], perRowMs4: [], cpuPerRowMs: [], alone: [], mixed: [], explainShare: [] };
+  for (let pass = 0; pass < ROUNDS; pass++) {
+    const server = await serve(ours, 'breast_cancer', ['--profile', files.breast_cancer]);
+    const explainUrl = `${server.url}/v2/models/breast_cancer/explain`;
+    const explainOnce = async (n) => {
+      const res = await fetch(explainUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: explainBody(n) });
+      if (res.status !== 200) throw new Error(`explain: HTTP ${res.status} ${await res.text()}`);
+      await res.arrayBuffer();
+    };
+    log(`explanations, round ${pass + 1}/${ROUNDS}: latency per row`);
+    for (let i = 0; i < 3; i++) await explainOnce(1);
+    for (const n of [1, 4]) {
+      const times = [];
+      const cpuBefore = cpuMicros(server.pid);
+      for (let i = 0; i < 12; i++) {
+        const t = performance.now();
+        await explainOnce(n);
+        times.push((performance.now() - t) / n);
+      }
+      samples[n === 1 ? 'perRowMs1' : 'perRowMs4'].push(median(times));
+      if (n === 4) samples.cpuPerRowMs.push((cpuMicros(server.pid) - cpuBefore) / 1000 / (12 * n));
+    }
+    log(`explanations, round ${pass + 1}/${ROUNDS}: inference alone, then beside a client explaining without pause`);
+    const options = await cannon(`${server.url}/v2/models/breast_cancer/infer`, inferBody, 8);
+    let before = cpuMicros(server.pid);
+    const alone = await autocannon({ ...options, duration: SECONDS });
+    if (alone.non2xx || alone.errors) throw new Error(`inference alone: ${alone.non2xx} non-2xx, ${alone.errors} errors`);
+    samples.alone.push(alone.requests.average);
+    const cpuAlone = cpuMicros(server.pid) - before;
+    let explaining = true;
+    let explained = 0;
+    const loop = (async () => {
+      while (explaining) {
+        await explainOnce(1);
+        explained++;
+      }
+    })();
+    before = cpuMicros(server.pid);
+    const mixed = await autocannon({ ...options, duration: SECONDS });
+    const cpuMixed = cpuMicros(server.pid) - before;
+    explaining = false;
+    await loop;
+    if (mixed.non2xx || mixed.errors) throw new Error(`inference beside explanations: ${mixed.non2xx} non-2xx, ${mixed.errors} errors`);
+    samples.mixed.push(mixed.requests.average);
+    // The explanations' share of the server's CPU in that window: their rows at the CPU a row costs alone.
+    samples.explainShare.push(Math.min(1, (explained * samples.cpuPerRowMs.at(-1) * 1000) / cpuMixed));
+    log(`  alone ${round(alone.requests.average, 0)} req/s (${round(cpuAlone / 1e6, 2)} CPU s), beside ${explained} explanations ${round(mixed.requests.average, 0)} req/s`);
+    await server.stop();
+  }
+  const drop = 1 - median(samples.mixed) / median(samples.alone);
+  const share = median(samples.explainShare);
+  const results = {
+    explainMsPerRow: { oneRowRequests: round(median(samples.perRowMs1), 2), fourRowRequests: round(median(samples.perRowMs4), 2) },
+    serverCpuMsPerExplainedRow: round(median(samples.cpuPerRowMs), 2),
+    modelRowsPerExplainedRow: 256 * 100 + 1,
+    inferenceRps: { alone: round(median(samples.alone), 0), besideExplanations: round(median(samples.mixed), 0) },
+    throughputDrop: round(drop, 3),
+    explanationCpuShare: round(share, 3),
+    goalMet: drop <= share + 0.02,
+  };
+  return {
+    results,
+    markdown: [
+      `Explanations (issue 27): breast_cancer MLP, Kernel SHAP at the default budget (256 coalitions x 100 background rows = ${results.modelRowsPerExplainedRow} model rows per row), default workers, ${ROUNDS} rounds, medians. Inference: one row of JSON at concurrency 8, alone and beside one client explaining one row at a time without pause. Goal: the throughput drop at most the explanations' share of the server's CPU (+2 points of noise).`,
+      '',
+      table(['measure', 'value'], [
+        ['explain latency per row, 1-row requests (ms)', results.explainMsPerRow.oneRowRequests],
+        ['explain latency per row, 4-row requests (ms)', results.explainMsPerRow.fourRowRequests],
+        ['server CPU per explained row (ms)', results.serverCpuMsPerExplainedRow],
+        ['inference req/s alone', results.inferenceRps.alone],
+        ['inference req/s beside explanations', results.inferenceRps.besideExplanations],
+        ['throughput drop', results.throughputDrop],
+        ["explanations' share of server CPU", results.explanationCpuShare],
+        ['goal met', results.goalMet ? 'yes' : 'no'],
+      ]),
+    ].join('\n'),
+  };
+}
+
 export async function run({ log }) {
   // BENCH_PARTS=liveness,workers runs only those parts.
   const wanted = process.env.BENCH_PARTS?.split(',');
   const parts = {};
-  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost, contracts: contractCost, bodyBurst, security: securityCost })) {
+  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost, contracts: contractCost, bodyBurst, security: securityCost, explain: explainCost })) {
     if (!wanted || wanted.includes(name)) parts[name] = await part(log);
   }
   return {

@@ -278,7 +278,7 @@ export interface Config {
     bench: { concurrency: number; batch: number; durationSeconds: number; rounds: number };
   };
   deploy: { verify: { key: string } };
-  explain: { samples: number; backgroundRows: number; rows: number; repeats: number; metric: string; seed: number };
+  explain: { samples: number; backgroundRows: number; rows: number; repeats: number; metric: string; seed: number; maxRows: number };
   monitor: {
     reference: string;
     bins: number;
@@ -436,7 +436,7 @@ export const DEFAULTS: Config = {
   explain: {
     /** Kernel SHAP coalitions per explanation; one explanation costs samples x backgroundRows model rows. */
     samples: 256,
-    /** Reference rows the attributions are measured against (every row when there are fewer). */
+    /** Reference rows the attributions are measured against (every row when there are fewer); `mlops build` bakes this many into the image for the explain route, 0 none. */
     backgroundRows: 100,
     /** Holdout rows `mlops explain` attributes (a seeded sample). */
     rows: 50,
@@ -445,6 +445,8 @@ export const DEFAULTS: Config = {
     /** The metric permutation importance watches; empty: accuracy (classification) or r2 (regression). */
     metric: '',
     seed: 7,
+    /** The most rows one request to the server's explain route may ask for (each costs samples x backgroundRows model rows). */
+    maxRows: 16,
   },
   monitor: {
     /** The dataset (any holdout format) `mlops build` learns the reference profile from; empty: test.holdout. */

@@ -8,8 +8,8 @@ import { environmentError, inputError } from '../errors.js';
 import { chooseOutput, PredictionScorer } from '../evaluate/evaluate.js';
 import type { HoldoutSource } from '../holdout/types.js';
 import { LOWER_IS_BETTER } from '../metrics/regression.js';
-import { allocate } from '../model/datatypes.js';
 import { seededRandom } from '../model/random.js';
+import { explainableInput, rowsAsTensorData } from './tabular.js';
 import type { Predictor, TensorSignature } from '../predict/predictor.js';
 import { kernelExplainer, type BatchModel } from './kernel-shap.js';
 
@@ -61,8 +61,7 @@ export interface GlobalExplanation {
 
 /** The one tabular input Kernel SHAP and permutation importance handle: [batch, features] of numbers. */
 export function tabularInput(predictor: Pick<Predictor, 'inputs'>): TensorSignature & { width: number } {
-  const numeric = (spec: TensorSignature) => spec.datatype !== 'BYTES' && spec.datatype !== 'BOOL';
-  if (predictor.inputs.length !== 1 || predictor.inputs[0].shape.length !== 2 || !numeric(predictor.inputs[0]) || predictor.inputs[0].shape[1] <= 0) {
+  if (!explainableInput(predictor.inputs)) {
     const shown = predictor.inputs.map((i) => `${i.name} ${i.datatype} [${i.shape.join(', ')}]`).join(', ');
     throw inputError(`explanations take one numeric input of shape [batch, features], and this model has ${shown}`, 'explain a tabular model; image and multi-input models are not explained yet');
   }
@@ -82,15 +81,10 @@ export function batchModel(predictor: Predictor, input: TensorSignature & { widt
     for (let from = 0; from < count; from += step) {
       const n = Math.min(step, count - from);
       const sent = fixedBatch || n;
-      const data = allocate(input.datatype, sent * input.width) as unknown as { [i: number]: number | bigint };
-      const big = input.datatype === 'INT64' || input.datatype === 'UINT64';
-      for (let r = 0; r < sent; r++) {
-        const source = Math.min(r, n - 1) + from;
-        for (let i = 0; i < input.width; i++) {
-          const v = rows[source * input.width + i];
-          data[r * input.width + i] = big ? BigInt(Math.round(v)) : v;
-        }
-      }
+      // A fixed batch is filled up with copies of the last row; their outputs are dropped.
+      const padded = new Float64Array(sent * input.width);
+      for (let r = 0; r < sent; r++) padded.set(rows.subarray((from + Math.min(r, n - 1)) * input.width, (from + Math.min(r, n - 1) + 1) * input.width), r * input.width);
+      const data = rowsAsTensorData(input.datatype, padded, sent * input.width);
       const answer = await predictor.predict({ [input.name]: { data: data as never, dims: [sent, input.width] } });
       const tensor = answer[output];
       if (!tensor) throw environmentError(`the model's answer has no output '${output}'`);

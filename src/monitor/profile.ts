@@ -91,6 +91,12 @@ export interface ReferenceProfile {
   /** Inputs that are not profiled, and why. */
   skipped: { input: string; reason: string }[];
   prediction: PredictionProfile | null;
+  /**
+   * Reference rows of a tabular model's one input, the background its explanations are measured
+   * against (a seeded sample of explain.backgroundRows rows); absent when explain.backgroundRows is 0
+   * or the model is not tabular.
+   */
+  explainBackground?: { input: string; features: string[]; rows: number[][] };
 }
 
 /** Which features a model's inputs give: a column each for a tabular input, four row statistics for anything else. */

@@ -14,6 +14,7 @@ import type { HoldoutRow, HoldoutSource } from '../holdout/types.js';
 import { fromHalfBits, toHalfBits, type Datatype } from '../model/datatypes.js';
 import { inspectModel } from '../model/inspect.js';
 import { openLocalPredictor, type Predictor, type TensorSignature } from '../predict/predictor.js';
+import { explainableInput } from '../explain/tabular.js';
 import { binIndex, quantileEdges, shares } from './drift.js';
 import {
   featureValue,
@@ -197,7 +198,12 @@ async function profileDataset(options: Header, predictor: Predictor, dataset: st
   const plan = planPrediction(predictor.outputs, config.test);
   const datatypes = new Map(predictor.inputs.map((t) => [t.name, t.datatype]));
   const accumulator = new FeatureAccumulator(planned, datatypes);
-  const raw = await predictAll(predictor, holdout, plan, config.test.batchSize, (row) => accumulator.add(row), options.onProgress);
+  const background = explainableInput(predictor.inputs) && config.explain.backgroundRows > 0 ? new RowReservoir<number[]>(config.explain.backgroundRows, config.explain.seed) : undefined;
+  const tabular = predictor.inputs[0];
+  const raw = await predictAll(predictor, holdout, plan, config.test.batchSize, (row) => {
+    accumulator.add(row);
+    background?.offer((row.inputs[tabular.name] as number[]).map(Number));
+  }, options.onProgress);
   const rows = raw.length;
   if (rows === 0) throw inputError(`${field} ${dataset} has no rows`, 'the reference needs rows to learn the bins from');
 
@@ -240,6 +246,9 @@ async function profileDataset(options: Header, predictor: Predictor, dataset: st
     features,
     skipped,
     prediction: predictionProfile(plan, raw, bins, config.test),
+    ...(background && background.rows.length > 0 && background.rows.every((r) => r.every(Number.isFinite))
+      ? { explainBackground: { input: tabular.name, features: holdout.featureNames[tabular.name] ?? Array.from({ length: tabular.shape[1] }, (_, i) => `${tabular.name}[${i}]`), rows: background.rows } }
+      : {}),
   };
 }
 

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Tensors } from '../model/session.js';
+import { fromHalfBits } from '../model/datatypes.js';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { decodeInstances, encodePredictions, instanceRow } from '../protocol/instances.js';
 import { BadRequest, boundErrorText } from '../protocol/request.js';
@@ -42,6 +43,8 @@ export interface RestServerOptions {
   tls?: TlsOptions;
   /** Routes a platform names (Vertex AI's AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE), served beside the others. */
   routes: PlatformRoutes;
+  /** The most rows one explain request may hold. */
+  explainMaxRows: number;
   log: (line: string) => void;
 }
 
@@ -208,6 +211,73 @@ export function createRestServer(options: RestServerOptions): RestServer {
     throw new BadRequest(`/invocations does not take content type '${mime}': send application/json ({"instances": [...]} or an Open Inference Protocol v2 body), text/csv, or ${SAGEMAKER_BINARY};json-header-size=N`, 415);
   };
 
+  /**
+   * Kernel SHAP for the rows of a request, in a worker thread: each feature's attribution to each
+   * floating-point output, with the base value (the background's mean output); attributions plus
+   * base equal the output. The body is an OIP v2 request (explain) or {"instances": [...]} (v1 :explain).
+   */
+  /** What the explain routes offer; a server that cannot explain says why before reading the body. */
+  const explanations = () => {
+    const offered = engine.explanations;
+    if (!('input' in offered)) throw new BadRequest(offered.unavailable, offered.status);
+    return offered;
+  };
+  const runExplain = async (res: http.ServerResponse, feeds: Tensors, rows: number, id: string) => {
+    const offered = explanations();
+    if (rows > options.explainMaxRows) throw new BadRequest(`an explanation request may hold at most ${options.explainMaxRows} rows (explain.maxRows), and this one holds ${rows}: each row costs ${offered.samples} x ${offered.backgroundRows} model rows`, 400);
+    const tensor = feeds[offered.input];
+    const width = offered.features.length;
+    const values = new Float64Array(rows * width);
+    const data = tensor.data as ArrayLike<number | bigint>;
+    const half = model.inputs[0].datatype === 'FP16';
+    for (let i = 0; i < rows * width; i++) values[i] = half ? fromHalfBits(Number(data[i])) : Number(data[i]);
+    const reply = await engine.explain(values, rows, deadline());
+    // The worker attributes every floating-point output at once, their columns side by side: split per output.
+    const total = reply.outputs.reduce((n, o) => n + o.width, 0);
+    let next = 0;
+    const outputs = reply.outputs.map((o) => {
+      const start = next;
+      next += o.width;
+      return {
+        name: o.name,
+        base_values: reply.base.slice(start, start + o.width),
+        // Per row: the output's values, and per feature its attribution to each of them.
+        rows: reply.rows.map((r) => ({
+          values: r.output.slice(start, start + o.width),
+          attributions: offered.features.map((_, f) => r.values.slice(f * total + start, f * total + start + o.width)),
+        })),
+      };
+    });
+    sendJson(res, 200, {
+      model_name: model.name,
+      model_version: model.version,
+      id,
+      method: 'kernel_shap',
+      features: offered.features,
+      coalitions: reply.coalitions,
+      exact: reply.exact,
+      background_rows: offered.backgroundRows,
+      model_rows: reply.modelRows,
+      outputs,
+    });
+  };
+
+  const explain: Handler = async (req, res, params) => {
+    checkModel(params);
+    explanations();
+    const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
+    const request = decodeRestRequest(body, header, model);
+    await runExplain(res, request.inputs, request.rows, request.id ?? requestId(req));
+  };
+  const explainInstances: Handler = async (req, res, params) => {
+    checkModel(params);
+    explanations();
+    const { feeds, rows } = decodeInstances(model.inputs, parseJsonBody(await readBody(req, bodyLimits)), ':explain');
+    const id = requestId(req);
+    res.setHeader('x-request-id', id);
+    await runExplain(res, feeds, rows, id);
+  };
+
   const ready: Handler = (_q, res) => sendJson(res, state.ready ? 200 : 503, { ready: state.ready });
   // Vertex AI names its own routes in AIP_HEALTH_ROUTE and AIP_PREDICT_ROUTE; they come first, matched exactly.
   const platformRoutes: Route[] = [
@@ -263,6 +333,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
     },
     { label: '/v2/models/{name}/infer', pattern: new RegExp(`^${MODEL_PATH}/infer$`), methods: { POST: infer } },
     { label: '/v1/models/{name}:predict', pattern: /^\/v1\/models\/([^/:]+):predict$/, methods: { POST: predict } },
+    { label: '/v2/models/{name}/explain', pattern: new RegExp(`^${MODEL_PATH}/explain$`), methods: { POST: explain } },
+    { label: '/v1/models/{name}:explain', pattern: /^\/v1\/models\/([^/:]+):explain$/, methods: { POST: explainInstances } },
     // SageMaker's container contract: GET /ping, POST /invocations.
     { label: '/ping', pattern: /^\/ping$/, methods: { GET: ready }, open: true },
     { label: '/invocations', pattern: /^\/invocations$/, methods: { POST: invocations } },

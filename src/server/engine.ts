@@ -7,6 +7,7 @@ import { BadRequest } from '../protocol/request.js';
 import { Batcher, canBatch } from './batcher.js';
 import { SlowRunJudge } from './slow-runs.js';
 import { WorkerPool } from './worker-pool.js';
+import { explainableInput, explainedOutputs } from '../explain/tabular.js';
 import { now, sessionOptions, transferables, type RestLogging, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
 
 export interface EngineOptions extends WorkerSetup {
@@ -24,7 +25,14 @@ export interface EngineOptions extends WorkerSetup {
   onDeadline?: (stage: 'queued' | 'running') => void;
   /** A worker thread was replaced: abandoned at a deadline, or it exited. */
   onWorkerReplaced?: (reason: 'deadline' | 'exited') => void;
+  /** Kernel SHAP coalitions per explained row (the background comes from the reference profile). */
+  explainSamples?: number;
 }
+
+export type ExplainReply = Extract<WorkerReply, { ok: true; kind: 'explain' }>;
+
+/** What the explain route offers, or why it cannot (and the HTTP status that says so). */
+export type Explanations = { input: string; features: string[]; samples: number; backgroundRows: number } | { unavailable: string; status: number };
 
 export interface RestReply {
   body: Uint8Array;
@@ -61,10 +69,13 @@ export interface InferenceEngine {
   inferRest(body: Uint8Array, header: number | undefined, owned: boolean, request: { id: string; log?: RestLogging }, deadline?: number): Promise<RestReply>;
   /** Resolves with the runs still inside ONNX Runtime in abandoned workers: the process cannot exit normally while any remain. */
   release(): Promise<{ abandonedRuns: number }>;
+  readonly explanations: Explanations;
+  /** Kernel SHAP for `count` rows of the tabular input, in a worker thread; at most workers - 1 at once, so inference keeps a worker. */
+  explain(rows: Float64Array, count: number, deadline?: number): Promise<ExplainReply>;
 }
 
 
-function replyOrThrow<K extends 'run' | 'rest'>(reply: WorkerReply, kind: K): Extract<WorkerReply, { ok: true; kind: K }> {
+function replyOrThrow<K extends 'run' | 'rest' | 'explain'>(reply: WorkerReply, kind: K): Extract<WorkerReply, { ok: true; kind: K }> {
   if (!reply.ok) throw reply.status !== 500 ? new BadRequest(reply.message, reply.status) : reply.modelFailed ? new ModelRunError(reply.message) : new Error(reply.message);
   if (reply.kind !== kind) throw new Error(`inference worker answered a ${kind} job with ${reply.kind}`);
   return reply as Extract<WorkerReply, { ok: true; kind: K }>;
@@ -83,6 +94,11 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
   const model = await readServableModel(sessionOptions(setup));
   const profileProblem = options.profile ? profileMismatch(options.profile, { sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs }) : null;
   if (options.profile && !profileProblem) setup.profile = options.profile;
+  const explanations = explanationsFor(model, options, profileProblem);
+  if ('input' in explanations) {
+    const background = options.profile!.explainBackground!;
+    setup.explain = { input: background.input, features: explanations.features.length, background: background.rows.flat(), samples: explanations.samples, seed: 7 };
+  }
   const binner = setup.profile ? new RowBinner(setup.profile, model.inputs, model.outputs) : undefined;
   const profiled = (p: { indices: Uint8Array; rows: number } | null | undefined) => {
     if (p) options.onProfiled?.(p.indices, p.rows);
@@ -141,6 +157,22 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
   };
 
   const run = (feeds: Tensors, rows: number, deadline: number) => (placement.where === 'main-thread' && rows <= inlineRows ? runLocal(feeds) : runInWorker(feeds, deadline));
+  // Explanations take at most all workers but one, so inference always keeps one (with one worker, they share it).
+  const explainSlots = Math.max(1, (pool?.size ?? 1) - 1);
+  let explaining = 0;
+  const waiting: (() => void)[] = [];
+  const explain = async (rows: Float64Array, count: number, deadline = Infinity): Promise<ExplainReply> => {
+    if (!('input' in explanations)) throw new BadRequest(explanations.unavailable, explanations.status);
+    while (explaining >= explainSlots) await new Promise<void>((resolve) => waiting.push(resolve));
+    explaining++;
+    try {
+      return replyOrThrow(await pool!.run({ kind: 'explain', rows, count }, [rows.buffer as ArrayBuffer], deadline), 'explain');
+    } finally {
+      explaining--;
+      waiting.shift()?.();
+    }
+  };
+
   const batcher = new Batcher(run, model.inputs, {
     concurrency: () => (placement.where === 'main-thread' ? 1 : pool!.size),
     batching,
@@ -163,6 +195,8 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
       return pool?.abandonedRuns ?? 0;
     },
     infer: (feeds, rows, deadline) => batcher.infer(feeds, rows, deadline),
+    explanations,
+    explain,
     async inferRest(body, header, owned, request, deadline) {
       const queuedAt = now();
       // A buffer that is the body's alone moves to the worker; any other is copied.
@@ -179,6 +213,17 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
       return { abandonedRuns: pool?.abandonedRuns ?? 0 };
     },
   };
+}
+
+/** Whether the explain route can run: a background in the profile that fits the model, a worker to run in, an output to attribute. */
+function explanationsFor(model: ServableModel, options: EngineOptions, profileProblem: string | null): Explanations {
+  const background = options.profile?.explainBackground;
+  if (!explainableInput(model.inputs)) return { unavailable: `explanations take one numeric input of shape [batch, features]; model '${model.name}' has ${model.inputs.map((i) => `${i.name} ${i.datatype} [${i.shape.join(', ')}]`).join(', ')}`, status: 400 };
+  if (explainedOutputs(model.outputs).length === 0) return { unavailable: `model '${model.name}' has no floating-point output to attribute`, status: 400 };
+  if (!background || profileProblem) return { unavailable: `this server has no explanation background: ${profileProblem ? `the reference profile does not fit the model (${profileProblem})` : 'rebuild the image with reference data (monitor.reference or test.holdout) and explain.backgroundRows above 0'}`, status: 409 };
+  if (options.workers === 0) return { unavailable: 'explanations run in worker threads, and this server has server.workers 0', status: 503 };
+  if (background.input !== model.inputs[0].name || background.rows.some((r) => r.length !== model.inputs[0].shape[1])) return { unavailable: 'the explanation background does not fit the model\'s input: rebuild the image', status: 409 };
+  return { input: background.input, features: background.features, samples: options.explainSamples ?? 256, backgroundRows: background.rows.length };
 }
 
 /** Runs a full batch of random inputs in a worker: fast enough, and small batches run on the main thread. */

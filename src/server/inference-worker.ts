@@ -15,7 +15,10 @@ import { probeFeeds } from '../model/random-feeds.js';
 import { encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
 import { RowBinner } from '../monitor/profile.js';
 import { collectWhenIdle } from './idle-gc.js';
-import { INFERENCE_NICE, now, sessionOptions, transferables, type WorkerHello, type WorkerJob, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
+import { kernelExplainer, type BatchModel, type Explanation } from '../explain/kernel-shap.js';
+import { explainedOutputs, rowsAsTensorData } from '../explain/tabular.js';
+import { fromHalfBits } from '../model/datatypes.js';
+import { INFERENCE_NICE, now, sessionOptions, transferables, type ExplainSetup, type RowExplanation, type WorkerHello, type WorkerJob, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
 
 const setup = workerData as WorkerSetup;
 const port = parentPort!;
@@ -43,6 +46,7 @@ port.postMessage({ ready: true } satisfies WorkerHello);
 // Rows are binned here, beside the run, so the main thread only adds up indices.
 const binner = setup.profile ? new RowBinner(setup.profile, model.inputs, model.outputs) : undefined;
 const recordModel = recordModelOf(model);
+const explainer = setup.explain ? explainerFor(setup.explain) : undefined;
 const profiledTransfer = (profiled: { indices: Uint8Array } | null | undefined) => (profiled ? [profiled.indices.buffer as ArrayBuffer] : []);
 
 async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
@@ -70,6 +74,19 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
       const own = body.buffer instanceof ArrayBuffer && body.buffer.byteLength === body.byteLength ? [body.buffer] : [];
       return { reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds, profiled, logged }, transfer: [...own, ...profiledTransfer(profiled)] };
     }
+    case 'explain': {
+      if (!explainer) throw new BadRequest('this server has no explanation background', 409);
+      const rows: RowExplanation[] = [];
+      let last: Explanation | undefined;
+      for (let r = 0; r < job.count; r++) {
+        last = await explainer.kernel.explain(job.rows.subarray(r * explainer.features, (r + 1) * explainer.features));
+        rows.push({ output: Array.from(last.output), values: Array.from(last.values) });
+      }
+      const base = Array.from(await explainer.kernel.base());
+      const coalitions = last?.coalitions ?? 0;
+      const modelRows = job.count * (coalitions * explainer.kernel.backgroundRows + 1);
+      return { reply: { ok: true, kind: 'explain', outputs: explainer.outputs, base, rows, coalitions, exact: last?.exact ?? true, modelRows, seconds: (now() - startedAt) / 1000 }, transfer: [] };
+    }
     case 'probe': {
       const times: number[] = [];
       try {
@@ -86,6 +103,30 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
       return { reply: { ok: true, kind: 'probe', ms: times[3] }, transfer: [] };
     }
   }
+}
+
+/** Kernel SHAP over this worker's own session: every floating-point output, their columns side by side. */
+function explainerFor(explain: ExplainSetup) {
+  const input = model.inputs.find((i) => i.name === explain.input)!;
+  const outputs = explainedOutputs(model.outputs);
+  const widths: { name: string; width: number }[] = outputs.map((o) => ({ name: o.name, width: 0 }));
+  const batchModel: BatchModel = async (rows, count) => {
+    const result = await model.run({ [input.name]: { data: rowsAsTensorData(input.datatype, rows, count * explain.features), dims: [count, explain.features] } });
+    outputs.forEach((o, i) => (widths[i].width = result[o.name].data.length / count));
+    const width = widths.reduce((n, w) => n + w.width, 0);
+    const data = new Float64Array(count * width);
+    for (let r = 0; r < count; r++) {
+      let at = r * width;
+      for (const [i, o] of outputs.entries()) {
+        const values = result[o.name].data as ArrayLike<number>;
+        const w = widths[i].width;
+        for (let k = 0; k < w; k++) data[at++] = o.datatype === 'FP16' ? fromHalfBits(values[r * w + k]) : values[r * w + k];
+      }
+    }
+    return { data, width };
+  };
+  const kernel = kernelExplainer(batchModel, Float64Array.from(explain.background), explain.features, { samples: explain.samples, seed: explain.seed });
+  return { kernel, features: explain.features, outputs: widths };
 }
 
 port.on('message', (job: WorkerJob) => {

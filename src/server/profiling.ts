@@ -59,9 +59,15 @@ export function serverProfiling(
     document: () => ({
       model,
       referenceSha256: loaded?.sha256 ?? null,
-      reference: loaded?.profile ?? null,
+      // Counts only, never rows: the explanation background stays in the server.
+      reference: loaded ? withoutBackground(loaded.profile) : null,
       ...(unavailable ? { unavailable } : {}),
       live: live?.snapshot() ?? { rows: 0, windowRows: 0, window: { rows: 0 }, features: {}, prediction: null },
     }),
   };
+}
+
+function withoutBackground(profile: ReferenceProfile): ReferenceProfile {
+  const { explainBackground: _rows, ...counts } = profile;
+  return counts;
 }

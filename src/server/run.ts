@@ -64,6 +64,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
     onDeadline: (stage) => metrics?.deadlineExceeded.inc({ stage }),
     onWorkerReplaced: (reason) => metrics?.workersReplaced.inc({ reason }),
     profile: loaded?.profile,
+    explainSamples: options.explain.samples,
     onProfiled: (indices, rows) => profiling?.live?.add(indices, rows),
   });
   const { model } = engine;
@@ -86,13 +87,15 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
     }
     log(`inference log: ${Math.round(inferenceLog.sample * 1e6) / 1e4}% of requests, ${inferenceLog.inputs ? 'outputs and inputs' : 'outputs only'}, to ${describeSink(inferenceLog.sink)}`);
   }
+  const offered = engine.explanations;
+  log(`explanations: ${'input' in offered ? `Kernel SHAP at /v2/models/${model.name}/explain, ${offered.samples} coalitions x ${offered.backgroundRows} background rows per row, at most ${options.explain.maxRows} rows a request` : `off (${offered.unavailable})`}`);
   log(`inference: ${engine.placement.where === 'main-thread' ? 'small batches on the main thread' : `${engine.workers} worker thread(s)`}; ${engine.placement.reason}`);
 
   const serverMetrics = metrics;
   const access = tokens ? new AccessControl(tokens, options.auth, (reason) => serverMetrics.authFailures.inc({ reason })) : undefined;
   log(`access: ${access ? `bearer tokens (${tokens!.count}); health probes${options.auth.metrics ? '' : ' and /metrics'} open` : 'open to anyone who reaches the port (no server.auth tokens)'}; ${tls ? `TLS${tls.clientCa ? ' with client certificates (mutual TLS)' : ''}` : 'plain HTTP and gRPC'}`);
   const shared = { engine, metrics, state, serverVersion: VERSION, log, profiling, inferenceLog, inferenceTimeoutMs: options.inferenceTimeoutMs, access, tls };
-  const rest = createRestServer({ ...shared, maxBodyBytes: options.maxBodyBytes, maxPendingBodyBytes: Math.max(options.maxPendingBodyBytes, options.maxBodyBytes), offloadBytes: options.offloadBytes, routes: options.routes });
+  const rest = createRestServer({ ...shared, explainMaxRows: options.explain.maxRows, maxBodyBytes: options.maxBodyBytes, maxPendingBodyBytes: Math.max(options.maxPendingBodyBytes, options.maxBodyBytes), offloadBytes: options.offloadBytes, routes: options.routes });
   let grpc: GrpcServer | undefined;
   let address: { url: string; port: number };
   let grpcPort: number | undefined;

@@ -11,6 +11,22 @@ export interface WorkerSetup {
   allowNonFinite?: boolean;
   /** The reference profile whose bins the workers count rows into; none: rows are not profiled. */
   profile?: ReferenceProfile;
+  /** Kernel SHAP for the explain route: background rows of the one tabular input, row-major; none: no explanations. */
+  explain?: ExplainSetup;
+}
+
+export interface ExplainSetup {
+  input: string;
+  features: number;
+  background: number[];
+  samples: number;
+  seed: number;
+}
+
+/** One row's explanation: the outputs' values, and each feature's attribution to each output column ([feature * width + column]). */
+export interface RowExplanation {
+  output: number[];
+  values: number[];
 }
 
 /** Rows x slots bin indices of a run, for the live profile (see RowBinner). */
@@ -39,12 +55,16 @@ export type WorkerJob =
    */
   | { kind: 'rest'; body: Uint8Array; header?: number; id: string; log?: RestLogging }
   /** Time `rows` rows of random inputs, to choose where small batches run. */
-  | { kind: 'probe'; rows: number };
+  | { kind: 'probe'; rows: number }
+  /** Kernel SHAP for `count` rows of the tabular input (row-major): one model call per row. */
+  | { kind: 'explain'; rows: Float64Array; count: number };
 
 export type WorkerReply =
   | { ok: true; kind: 'run'; result: Tensors; startedAt: number; seconds: number; profiled?: Profiled }
   | { ok: true; kind: 'rest'; body: Uint8Array; headerLength?: number; rows: number; startedAt: number; seconds: number; profiled?: Profiled; logged?: string }
   | { ok: true; kind: 'probe'; ms: number | null; reason?: string }
+  /** `outputs`: the attributed outputs and their columns, in the order the values run; `base`: the background's mean output. */
+  | { ok: true; kind: 'explain'; outputs: { name: string; width: number }[]; base: number[]; rows: RowExplanation[]; coalitions: number; exact: boolean; modelRows: number; seconds: number }
   /** status: the HTTP status of a client error (400, ...); 500 for a failure of the model. */
   | { ok: false; status: number; message: string; modelFailed?: boolean };
 

@@ -1,0 +1,140 @@
+/**
+ * The server's explain routes (OIP v2 /explain and KServe v1 :explain): Kernel SHAP in a worker
+ * thread against the background `mlops build` bakes into the reference profile.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ReferenceProfile } from '../src/monitor/profile.js';
+import { startServer, type RunningServer } from '../src/server/run.js';
+import { profileFor, ROOT, serveOptions } from './helpers.js';
+
+const quiet = () => undefined;
+const WORK = path.join(ROOT, '.mlops', 'test-explain-route');
+const W = [3, -2, 0, 0.5];
+
+type Explained = { features: string[]; coalitions: number; exact: boolean; background_rows: number; model_rows: number; outputs: { name: string; base_values: number[]; rows: { values: number[]; attributions: number[][] }[] }[] };
+
+async function post(url: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> & Explained }> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: res.status, json: (await res.json()) as never };
+}
+
+let linear: RunningServer;
+let linearProfile: ReferenceProfile;
+
+beforeAll(async () => {
+  await mkdir(WORK, { recursive: true });
+  linearProfile = await profileFor('linear_ignores', { test: { holdout: 'fixtures/linear_ignores/holdout.csv' } });
+  const file = path.join(WORK, 'linear.json');
+  await writeFile(file, JSON.stringify(linearProfile));
+  linear = await startServer(serveOptions('linear_ignores', { profilePath: file, workers: 2 }), quiet);
+});
+afterAll(async () => {
+  await linear?.stop();
+});
+
+describe('POST /v2/models/{name}/explain', () => {
+  it('a linear model: each attribution is w_i * (x_i - background mean_i), exactly, and they sum with the base to the output', async () => {
+    const background = linearProfile.explainBackground!;
+    expect(background.rows).toHaveLength(100);
+    expect(background.features).toEqual(['f0', 'f1', 'f2', 'f3']);
+    const mean = W.map((_, i) => background.rows.reduce((s, r) => s + r[i], 0) / background.rows.length);
+    const rows = [[0.5, -0.25, 0.9, 0.1], [-1, 1, 0, 0.75], [0, 0, 0, 0]];
+    const { status, json } = await post(`${linear.url}/v2/models/linear_ignores/explain`, { id: 'e-1', inputs: [{ name: 'features', datatype: 'FP32', shape: [3, 4], data: rows.flat() }] });
+    expect(status).toBe(200);
+    expect(json).toMatchObject({ model_name: 'linear_ignores', id: 'e-1', method: 'kernel_shap', features: ['f0', 'f1', 'f2', 'f3'], coalitions: 14, exact: true, background_rows: 100, model_rows: 3 * (14 * 100 + 1) });
+    const [value] = json.outputs;
+    expect(value.name).toBe('value');
+    rows.forEach((x, r) => {
+      const row = value.rows[r];
+      x.forEach((xi, i) => expect(row.attributions[i][0]).toBeCloseTo(W[i] * (xi - mean[i]), 4));
+      const sum = value.base_values[0] + row.attributions.reduce((s, a) => s + a[0], 0);
+      expect(sum).toBeCloseTo(row.values[0], 5);
+      expect(row.values[0]).toBeCloseTo(W.reduce((s, w, i) => s + w * x[i], 1), 5);
+    });
+  });
+
+  it('KServe v1 :explain takes instances and answers the same attributions', async () => {
+    const x = [0.5, -0.25, 0.9, 0.1];
+    const v2 = await post(`${linear.url}/v2/models/linear_ignores/explain`, { inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 4], data: x }] });
+    const v1 = await post(`${linear.url}/v1/models/linear_ignores:explain`, { instances: [x] });
+    expect(v1.status).toBe(200);
+    expect(v1.json.outputs[0].rows[0].attributions).toEqual(v2.json.outputs[0].rows[0].attributions);
+  });
+
+  it('bad requests: too many rows (400), an unknown model (404), a wrong method (405); inference still answers', async () => {
+    const rows = Array.from({ length: 17 }, () => [0, 0, 0, 0]);
+    const big = await post(`${linear.url}/v2/models/linear_ignores/explain`, { inputs: [{ name: 'features', datatype: 'FP32', shape: [17, 4], data: rows.flat() }] });
+    expect(big.status).toBe(400);
+    expect(String(big.json.error)).toContain('at most 16 rows (explain.maxRows)');
+    expect((await post(`${linear.url}/v2/models/nope/explain`, { inputs: [] })).status).toBe(404);
+    expect((await fetch(`${linear.url}/v2/models/linear_ignores/explain`)).status).toBe(405);
+    const infer = await post(`${linear.url}/v2/models/linear_ignores/infer`, { inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 4], data: [1, 0, 0, 0] }] });
+    expect(infer.status).toBe(200);
+  });
+
+  it('the live profile route never shows the background rows', async () => {
+    const profile = (await (await fetch(`${linear.url}/v2/models/linear_ignores/profile`)).json()) as { reference: Record<string, unknown> };
+    expect(profile.reference.features).toBeDefined();
+    expect(profile.reference).not.toHaveProperty('explainBackground');
+  });
+
+  it('counts its calls and latency under its own route label on /metrics', async () => {
+    const text = await (await fetch(`${linear.url}/metrics`)).text();
+    expect(text).toMatch(/mlops_http_requests_total\{protocol="rest",route="\/v2\/models\/\{name\}\/explain",method="POST",code="200"[^}]*\} [1-9]/);
+    expect(text).toMatch(/mlops_http_request_duration_seconds_count\{protocol="rest",route="\/v1\/models\/\{name\}:explain"\} [1-9]/);
+  });
+});
+
+describe('when a server cannot explain, it says why', () => {
+  it('a string input is a clear 400; no background is 409; no worker threads is 503', async () => {
+    const strings = await startServer(serveOptions('string_echo'), quiet);
+    try {
+      const answer = await post(`${strings.url}/v2/models/string_echo/explain`, { inputs: [{ name: 'text', datatype: 'BYTES', shape: [1], data: ['hi'] }] });
+      expect(answer.status).toBe(400);
+      expect(String(answer.json.error)).toMatch(/^explanations take one numeric input of shape \[batch, features\]/);
+    } finally {
+      await strings.stop();
+    }
+    const noBackground = await startServer(serveOptions('linear_ignores'), quiet);
+    const body = { inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 4], data: [0, 0, 0, 0] }] };
+    try {
+      const answer = await post(`${noBackground.url}/v2/models/linear_ignores/explain`, body);
+      expect(answer.status).toBe(409);
+      expect(String(answer.json.error)).toContain('this server has no explanation background');
+    } finally {
+      await noBackground.stop();
+    }
+    const file = path.join(WORK, 'linear.json');
+    const noWorkers = await startServer(serveOptions('linear_ignores', { profilePath: file, workers: 0 }), quiet);
+    try {
+      const answer = await post(`${noWorkers.url}/v2/models/linear_ignores/explain`, body);
+      expect(answer.status).toBe(503);
+      expect(String(answer.json.error)).toContain('explanations run in worker threads');
+    } finally {
+      await noWorkers.stop();
+    }
+  });
+
+  it('a 30-feature classifier: sampled coalitions, every row efficient, both probability columns explained', async () => {
+    const profile = await profileFor('breast_cancer', { test: { holdout: 'fixtures/breast_cancer/holdout.csv', labels: ['malignant', 'benign'] } });
+    const file = path.join(WORK, 'bc.json');
+    await writeFile(file, JSON.stringify(profile));
+    const server = await startServer(serveOptions('breast_cancer', { profilePath: file, workers: 2 }), quiet);
+    try {
+      const rows = profile.explainBackground!.rows.slice(0, 2);
+      const { status, json } = await post(`${server.url}/v2/models/breast_cancer/explain`, { inputs: [{ name: 'features', datatype: 'FP32', shape: [2, 30], data: rows.flat() }] });
+      expect(status).toBe(200);
+      expect(json).toMatchObject({ coalitions: 256, exact: false, background_rows: 100 });
+      const probabilities = json.outputs.find((o) => o.name === 'probabilities')!;
+      expect(probabilities.base_values).toHaveLength(2);
+      for (const row of probabilities.rows) {
+        expect(row.attributions).toHaveLength(30);
+        for (let k = 0; k < 2; k++) expect(probabilities.base_values[k] + row.attributions.reduce((s, a) => s + a[k], 0)).toBeCloseTo(row.values[k], 5);
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+});
