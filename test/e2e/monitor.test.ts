@@ -61,6 +61,20 @@ describe.skipIf(!engine.ok)(`mlops monitor on a deployed container${engine.ok ? 
     const served = (await (await fetch(`${url}/v2/models/bc/profile`)).json()) as { referenceSha256: string; reference: { features: unknown[] } };
     expect(served.referenceSha256).toBe(sha256);
     expect(served.reference.features).toHaveLength(30);
+    expect(served.reference).not.toHaveProperty('explainBackground');
+  });
+
+  it('the image explains a prediction against the background rows baked into its profile', async () => {
+    const baked = JSON.parse(await readFile(path.join(dir, '.mlops', 'reference-profile.json'), 'utf8')) as { explainBackground: { rows: number[][] } };
+    expect(baked.explainBackground.rows).toHaveLength(100);
+    const body = { inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: baked.explainBackground.rows[0] }] };
+    const res = await fetch(`${url}/v2/models/bc/explain`, { method: 'POST', body: JSON.stringify(body) });
+    expect(res.status).toBe(200);
+    const answer = (await res.json()) as { features: string[]; outputs: { name: string; base_values: number[]; rows: { values: number[]; attributions: number[][] }[] }[] };
+    expect(answer.features[0]).toBe('mean_radius');
+    const probabilities = answer.outputs.find((o) => o.name === 'probabilities')!;
+    const [row] = probabilities.rows;
+    for (let k = 0; k < 2; k++) expect(probabilities.base_values[k] + row.attributions.reduce((s, a) => s + a[k], 0)).toBeCloseTo(row.values[k], 5);
   });
 
   it('passes on traffic like the holdout and fails on shifted traffic, naming the feature, through --target and --url', async () => {
