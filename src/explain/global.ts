@@ -5,6 +5,7 @@
  */
 import type { Config } from '../config/defaults.js';
 import { environmentError, inputError } from '../errors.js';
+import { GrowingArray } from '../evaluate/batches.js';
 import { chooseOutput, PredictionScorer } from '../evaluate/evaluate.js';
 import type { HoldoutSource } from '../holdout/types.js';
 import { LOWER_IS_BETTER } from '../metrics/regression.js';
@@ -114,8 +115,9 @@ export async function explainGlobally(options: { predictor: Predictor; holdout: 
   const features = holdout.featureNames[input.name] ?? Array.from({ length: input.width }, (_, i) => `${input.name}[${i}]`);
 
   // The holdout in memory: permutation importance scores it whole, once per feature and repeat.
-  const values: number[] = [];
-  const labels: number[] = [];
+  // Typed, not a list of JS numbers: a large holdout stays a flat block of memory.
+  const values = new GrowingArray(Float64Array);
+  const labels = new GrowingArray(Float64Array);
   const labelled = scorer();
   for await (const row of holdout.rows()) {
     const label = labelled.label(row.label);
@@ -129,14 +131,15 @@ export async function explainGlobally(options: { predictor: Predictor; holdout: 
     labels.push(label);
   }
   const rows = labels.length;
+  const labelOf = labels.view();
   if (rows < 2) throw inputError(`${holdout.file} has ${rows} row${rows === 1 ? '' : 's'}; explanations need at least 2`, 'use a larger holdout');
-  const matrix = Float64Array.from(values);
+  const matrix = values.view() as Float64Array;
   const model = batchModel(predictor, input, output.name);
 
   const metricOf = async (data: Float64Array) => {
     const { data: predicted, width } = await model(data, rows);
     const s = scorer();
-    for (let r = 0; r < rows; r++) s.add(labels[r], predicted, r * width, (r + 1) * width);
+    for (let r = 0; r < rows; r++) s.add(labelOf[r], predicted, r * width, (r + 1) * width);
     return { metrics: s.score().metrics as unknown as Record<string, number | null>, task: s.task };
   };
   const base = await metricOf(matrix);
