@@ -93,7 +93,7 @@ describe('when a server cannot explain, it says why', () => {
     try {
       const answer = await post(`${strings.url}/v2/models/string_echo/explain`, { inputs: [{ name: 'text', datatype: 'BYTES', shape: [1], data: ['hi'] }] });
       expect(answer.status).toBe(400);
-      expect(String(answer.json.error)).toMatch(/^explanations take one numeric input of shape \[batch, features\]/);
+      expect(String(answer.json.error)).toMatch(/^explanations take one numeric input, \[batch, features\] \(Kernel SHAP\) or image-like \(occlusion\); model 'string_echo' has text BYTES/);
     } finally {
       await strings.stop();
     }
@@ -133,6 +133,46 @@ describe('when a server cannot explain, it says why', () => {
         expect(row.attributions).toHaveLength(30);
         for (let k = 0; k < 2; k++) expect(probabilities.base_values[k] + row.attributions.reduce((s, a) => s + a[k], 0)).toBeCloseTo(row.values[k], 5);
       }
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('occlusion for image-like inputs', () => {
+  it("zeroing each patch in turn: a model that sums its top-left 4x4 corner gets that corner's sum there and 0 elsewhere", async () => {
+    const server = await startServer(serveOptions('region_sum', { workers: 2, explain: { samples: 256, patch: 4, maxRows: 16 } }), quiet);
+    try {
+      const images = [Array.from({ length: 64 }, (_, i) => (i % 7) / 7), Array.from({ length: 64 }, (_, i) => (i % 3) - 1)];
+      const { status, json } = await post(`${server.url}/v2/models/region_sum/explain`, { inputs: [{ name: 'image', datatype: 'FP32', shape: [2, 1, 8, 8], data: images.flat() }] });
+      expect(status, JSON.stringify(json)).toBe(200);
+      expect(json).toMatchObject({ method: 'occlusion', patch: 4, baseline: 0, spatial_shape: [8, 8], model_rows: 2 * (4 + 1) });
+      const [score] = (json as unknown as { outputs: { name: string; rows: { values: number[]; column: number; map: number[][] }[] }[] }).outputs;
+      expect(score.name).toBe('score');
+      images.forEach((image, r) => {
+        const corner = image.filter((_, i) => Math.floor(i / 8) < 4 && i % 8 < 4).reduce((a, b) => a + b, 0);
+        const row = score.rows[r];
+        expect(row.values[0]).toBeCloseTo(corner, 4);
+        expect(row.column).toBe(0);
+        expect(row.map).toHaveLength(8);
+        row.map.forEach((line, y) => line.forEach((cell, x) => expect(cell).toBeCloseTo(y < 4 && x < 4 ? corner : 0, 4)));
+      });
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('a digits CNN: the map is for the predicted class, the shape of the image', async () => {
+    const server = await startServer(serveOptions('digits_cnn', { workers: 2 }), quiet);
+    try {
+      const image = Array.from({ length: 64 }, (_, i) => ((i * 5) % 17));
+      const { status, json } = await post(`${server.url}/v2/models/digits_cnn/explain`, { inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 1, 8, 8], data: image }] });
+      expect(status, JSON.stringify(json)).toBe(200);
+      const [probabilities] = (json as unknown as { outputs: { rows: { values: number[]; column: number; map: number[][] }[] }[] }).outputs;
+      const row = probabilities.rows[0];
+      expect(row.values).toHaveLength(10);
+      expect(row.column).toBe(row.values.indexOf(Math.max(...row.values)));
+      expect(row.map.map((line) => line.length)).toEqual(Array(8).fill(8));
     } finally {
       await server.stop();
     }

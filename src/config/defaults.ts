@@ -278,7 +278,7 @@ export interface Config {
     bench: { concurrency: number; batch: number; durationSeconds: number; rounds: number };
   };
   deploy: { verify: { key: string } };
-  explain: { samples: number; backgroundRows: number; rows: number; repeats: number; metric: string; seed: number; maxRows: number };
+  explain: { samples: number; backgroundRows: number; rows: number; repeats: number; metric: string; seed: number; maxRows: number; patch: number };
   monitor: {
     reference: string;
     bins: number;
@@ -447,6 +447,8 @@ export const DEFAULTS: Config = {
     seed: 7,
     /** The most rows one request to the server's explain route may ask for (each costs samples x backgroundRows model rows). */
     maxRows: 16,
+    /** Occlusion (image-like inputs, the explain route): patches of this many positions along height and width are zeroed in turn. */
+    patch: 8,
   },
   monitor: {
     /** The dataset (any holdout format) `mlops build` learns the reference profile from; empty: test.holdout. */

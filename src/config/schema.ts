@@ -415,6 +415,7 @@ export const configSchema = z
         samples: int(2, 1_000_000, 'a coalition count'),
         backgroundRows: int(0, 100_000, 'a row count'),
         maxRows: int(1, 100_000, 'a row count'),
+        patch: int(1, 4096, 'a patch size'),
         rows: int(1, 1_000_000, 'a row count'),
         repeats: int(1, 1000, 'a repeat count'),
         metric: text('a metric name, like accuracy or r2'),

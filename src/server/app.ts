@@ -4,6 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Tensors } from '../model/session.js';
 import { fromHalfBits } from '../model/datatypes.js';
+import { spatialMap } from '../explain/occlusion.js';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { decodeInstances, encodePredictions, instanceRow } from '../protocol/instances.js';
 import { BadRequest, boundErrorText } from '../protocol/request.js';
@@ -211,47 +212,61 @@ export function createRestServer(options: RestServerOptions): RestServer {
     throw new BadRequest(`/invocations does not take content type '${mime}': send application/json ({"instances": [...]} or an Open Inference Protocol v2 body), text/csv, or ${SAGEMAKER_BINARY};json-header-size=N`, 415);
   };
 
-  /**
-   * Kernel SHAP for the rows of a request, in a worker thread: each feature's attribution to each
-   * floating-point output, with the base value (the background's mean output); attributions plus
-   * base equal the output. The body is an OIP v2 request (explain) or {"instances": [...]} (v1 :explain).
-   */
   /** What the explain routes offer; a server that cannot explain says why before reading the body. */
   const explanations = () => {
     const offered = engine.explanations;
-    if (!('input' in offered)) throw new BadRequest(offered.unavailable, offered.status);
+    if (!('method' in offered)) throw new BadRequest(offered.unavailable, offered.status);
     return offered;
   };
+
+  /**
+   * Explanations for the rows of a request, in a worker thread. The body is an OIP v2 request (explain)
+   * or {"instances": [...]} (v1 :explain). A tabular input gets Kernel SHAP: each feature's attribution
+   * to each floating-point output column, with the base value (the background's mean output), which
+   * the attributions add up to the output from. A spatial input gets occlusion: a map of the input's
+   * height and width, each position carrying how much the column fell when its patch was zeroed.
+   */
   const runExplain = async (res: http.ServerResponse, feeds: Tensors, rows: number, id: string) => {
     const offered = explanations();
-    if (rows > options.explainMaxRows) throw new BadRequest(`an explanation request may hold at most ${options.explainMaxRows} rows (explain.maxRows), and this one holds ${rows}: each row costs ${offered.samples} x ${offered.backgroundRows} model rows`, 400);
+    const cost = offered.method === 'kernel_shap' ? `${offered.samples} x ${offered.backgroundRows} model rows` : 'a model row per patch';
+    if (rows > options.explainMaxRows) throw new BadRequest(`an explanation request may hold at most ${options.explainMaxRows} rows (explain.maxRows), and this one holds ${rows}: each row costs ${cost}`, 400);
     const tensor = feeds[offered.input];
-    const width = offered.features.length;
-    const values = new Float64Array(rows * width);
     const data = tensor.data as ArrayLike<number | bigint>;
+    const values = new Float64Array(data.length);
     const half = model.inputs[0].datatype === 'FP16';
-    for (let i = 0; i < rows * width; i++) values[i] = half ? fromHalfBits(Number(data[i])) : Number(data[i]);
-    const reply = await engine.explain(values, rows, deadline());
+    for (let i = 0; i < data.length; i++) values[i] = half ? fromHalfBits(Number(data[i])) : Number(data[i]);
+    const head = { model_name: model.name, model_version: model.version, id };
     // The worker attributes every floating-point output at once, their columns side by side: split per output.
-    const total = reply.outputs.reduce((n, o) => n + o.width, 0);
-    let next = 0;
-    const outputs = reply.outputs.map((o) => {
-      const start = next;
-      next += o.width;
-      return {
-        name: o.name,
-        base_values: reply.base.slice(start, start + o.width),
-        // Per row: the output's values, and per feature its attribution to each of them.
-        rows: reply.rows.map((r) => ({
-          values: r.output.slice(start, start + o.width),
-          attributions: offered.features.map((_, f) => r.values.slice(f * total + start, f * total + start + o.width)),
-        })),
-      };
-    });
+    const split = <R>(outputs: { name: string; width: number }[], each: (start: number, width: number, total: number) => R) => {
+      const total = outputs.reduce((n, o) => n + o.width, 0);
+      let next = 0;
+      return outputs.map((o) => ({ name: o.name, ...each((next += o.width) - o.width, o.width, total) }));
+    };
+    if (offered.method === 'occlusion') {
+      const dims = tensor.dims.slice(1);
+      const reply = await engine.occlude(values, dims, rows, deadline());
+      const [h, w] = [dims[reply.axes[0]], dims[reply.axes[1]]];
+      const outputs = split(reply.outputs, (start, width, total) => ({
+        rows: reply.rows.map((r) => {
+          const own = r.output.slice(start, start + width);
+          // The column mapped: the largest (the predicted class), or the value.
+          const column = own.reduce((best, v, k) => (v > own[best] ? k : best), 0);
+          return { values: own, column, map: spatialMap(r.patches, r.grid, total, start + column, [h, w], offered.patch) };
+        }),
+      }));
+      return sendJson(res, 200, { ...head, method: 'occlusion', patch: offered.patch, baseline: 0, spatial_shape: [h, w], model_rows: reply.modelRows, outputs });
+    }
+    const reply = await engine.explain(values, rows, deadline());
+    const outputs = split(reply.outputs, (start, width, total) => ({
+      base_values: reply.base.slice(start, start + width),
+      // Per row: the output's values, and per feature its attribution to each of them.
+      rows: reply.rows.map((r) => ({
+        values: r.output.slice(start, start + width),
+        attributions: offered.features.map((_, f) => r.values.slice(f * total + start, f * total + start + width)),
+      })),
+    }));
     sendJson(res, 200, {
-      model_name: model.name,
-      model_version: model.version,
-      id,
+      ...head,
       method: 'kernel_shap',
       features: offered.features,
       coalitions: reply.coalitions,

@@ -27,12 +27,18 @@ export interface EngineOptions extends WorkerSetup {
   onWorkerReplaced?: (reason: 'deadline' | 'exited') => void;
   /** Kernel SHAP coalitions per explained row (the background comes from the reference profile). */
   explainSamples?: number;
+  /** Occlusion patch size, in positions along height and width. */
+  explainPatch?: number;
 }
 
 export type ExplainReply = Extract<WorkerReply, { ok: true; kind: 'explain' }>;
+export type OcclusionReply = Extract<WorkerReply, { ok: true; kind: 'occlude' }>;
 
-/** What the explain route offers, or why it cannot (and the HTTP status that says so). */
-export type Explanations = { input: string; features: string[]; samples: number; backgroundRows: number } | { unavailable: string; status: number };
+/** What the explain route offers (Kernel SHAP for a tabular input, occlusion for a spatial one), or why it cannot and the HTTP status that says so. */
+export type Explanations =
+  | { method: 'kernel_shap'; input: string; features: string[]; samples: number; backgroundRows: number }
+  | { method: 'occlusion'; input: string; patch: number }
+  | { unavailable: string; status: number };
 
 export interface RestReply {
   body: Uint8Array;
@@ -70,12 +76,14 @@ export interface InferenceEngine {
   /** Resolves with the runs still inside ONNX Runtime in abandoned workers: the process cannot exit normally while any remain. */
   release(): Promise<{ abandonedRuns: number }>;
   readonly explanations: Explanations;
-  /** Kernel SHAP for `count` rows of the tabular input, in a worker thread; at most workers - 1 at once, so inference keeps a worker. */
+  /** Kernel SHAP for `count` rows of the tabular input, in a worker thread; at most workers - 1 explanations at once, so inference keeps a worker. */
   explain(rows: Float64Array, count: number, deadline?: number): Promise<ExplainReply>;
+  /** Occlusion for `count` rows of a spatial input (each of shape `dims`), under the same limit. */
+  occlude(data: Float64Array, dims: number[], count: number, deadline?: number): Promise<OcclusionReply>;
 }
 
 
-function replyOrThrow<K extends 'run' | 'rest' | 'explain'>(reply: WorkerReply, kind: K): Extract<WorkerReply, { ok: true; kind: K }> {
+function replyOrThrow<K extends 'run' | 'rest' | 'explain' | 'occlude'>(reply: WorkerReply, kind: K): Extract<WorkerReply, { ok: true; kind: K }> {
   if (!reply.ok) throw reply.status !== 500 ? new BadRequest(reply.message, reply.status) : reply.modelFailed ? new ModelRunError(reply.message) : new Error(reply.message);
   if (reply.kind !== kind) throw new Error(`inference worker answered a ${kind} job with ${reply.kind}`);
   return reply as Extract<WorkerReply, { ok: true; kind: K }>;
@@ -95,7 +103,7 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
   const profileProblem = options.profile ? profileMismatch(options.profile, { sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs }) : null;
   if (options.profile && !profileProblem) setup.profile = options.profile;
   const explanations = explanationsFor(model, options, profileProblem);
-  if ('input' in explanations) {
+  if ('method' in explanations && explanations.method === 'kernel_shap') {
     const background = options.profile!.explainBackground!;
     setup.explain = { input: background.input, features: explanations.features.length, background: background.rows.flat(), samples: explanations.samples, seed: 7 };
   }
@@ -161,17 +169,20 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
   const explainSlots = Math.max(1, (pool?.size ?? 1) - 1);
   let explaining = 0;
   const waiting: (() => void)[] = [];
-  const explain = async (rows: Float64Array, count: number, deadline = Infinity): Promise<ExplainReply> => {
-    if (!('input' in explanations)) throw new BadRequest(explanations.unavailable, explanations.status);
+  const inSlot = async <T>(work: () => Promise<T>): Promise<T> => {
+    if (!('method' in explanations)) throw new BadRequest(explanations.unavailable, explanations.status);
     while (explaining >= explainSlots) await new Promise<void>((resolve) => waiting.push(resolve));
     explaining++;
     try {
-      return replyOrThrow(await pool!.run({ kind: 'explain', rows, count }, [rows.buffer as ArrayBuffer], deadline), 'explain');
+      return await work();
     } finally {
       explaining--;
       waiting.shift()?.();
     }
   };
+  const explain = (rows: Float64Array, count: number, deadline = Infinity) => inSlot(async () => replyOrThrow(await pool!.run({ kind: 'explain', rows, count }, [rows.buffer as ArrayBuffer], deadline), 'explain'));
+  const occludeRows = (data: Float64Array, dims: number[], count: number, deadline = Infinity) =>
+    inSlot(async () => replyOrThrow(await pool!.run({ kind: 'occlude', data, dims, count, patch: options.explainPatch ?? 8 }, [data.buffer as ArrayBuffer], deadline), 'occlude'));
 
   const batcher = new Batcher(run, model.inputs, {
     concurrency: () => (placement.where === 'main-thread' ? 1 : pool!.size),
@@ -197,6 +208,7 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     infer: (feeds, rows, deadline) => batcher.infer(feeds, rows, deadline),
     explanations,
     explain,
+    occlude: occludeRows,
     async inferRest(body, header, owned, request, deadline) {
       const queuedAt = now();
       // A buffer that is the body's alone moves to the worker; any other is copied.
@@ -215,15 +227,23 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
   };
 }
 
-/** Whether the explain route can run: a background in the profile that fits the model, a worker to run in, an output to attribute. */
+/**
+ * Whether the explain route can run, and how: Kernel SHAP for one tabular input (with a background in the
+ * profile that fits), occlusion for one spatial input; a worker to run in and an output to attribute either way.
+ */
 function explanationsFor(model: ServableModel, options: EngineOptions, profileProblem: string | null): Explanations {
-  const background = options.profile?.explainBackground;
-  if (!explainableInput(model.inputs)) return { unavailable: `explanations take one numeric input of shape [batch, features]; model '${model.name}' has ${model.inputs.map((i) => `${i.name} ${i.datatype} [${i.shape.join(', ')}]`).join(', ')}`, status: 400 };
+  const [input] = model.inputs;
+  const spatial = model.inputs.length === 1 && input.datatype !== 'BYTES' && input.datatype !== 'BOOL' && input.shape.length >= 3;
+  if (!explainableInput(model.inputs) && !spatial) {
+    return { unavailable: `explanations take one numeric input, [batch, features] (Kernel SHAP) or image-like (occlusion); model '${model.name}' has ${model.inputs.map((i) => `${i.name} ${i.datatype} [${i.shape.join(', ')}]`).join(', ')}`, status: 400 };
+  }
   if (explainedOutputs(model.outputs).length === 0) return { unavailable: `model '${model.name}' has no floating-point output to attribute`, status: 400 };
-  if (!background || profileProblem) return { unavailable: `this server has no explanation background: ${profileProblem ? `the reference profile does not fit the model (${profileProblem})` : 'rebuild the image with reference data (monitor.reference or test.holdout) and explain.backgroundRows above 0'}`, status: 409 };
   if (options.workers === 0) return { unavailable: 'explanations run in worker threads, and this server has server.workers 0', status: 503 };
-  if (background.input !== model.inputs[0].name || background.rows.some((r) => r.length !== model.inputs[0].shape[1])) return { unavailable: 'the explanation background does not fit the model\'s input: rebuild the image', status: 409 };
-  return { input: background.input, features: background.features, samples: options.explainSamples ?? 256, backgroundRows: background.rows.length };
+  if (spatial) return { method: 'occlusion', input: input.name, patch: options.explainPatch ?? 8 };
+  const background = options.profile?.explainBackground;
+  if (!background || profileProblem) return { unavailable: `this server has no explanation background: ${profileProblem ? `the reference profile does not fit the model (${profileProblem})` : 'rebuild the image with reference data (monitor.reference or test.holdout) and explain.backgroundRows above 0'}`, status: 409 };
+  if (background.input !== input.name || background.rows.some((r) => r.length !== input.shape[1])) return { unavailable: 'the explanation background does not fit the model\'s input: rebuild the image', status: 409 };
+  return { method: 'kernel_shap', input: background.input, features: background.features, samples: options.explainSamples ?? 256, backgroundRows: background.rows.length };
 }
 
 /** Runs a full batch of random inputs in a worker: fast enough, and small batches run on the main thread. */

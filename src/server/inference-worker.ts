@@ -16,11 +16,14 @@ import { encodeInferenceRecords, recordModelOf } from '../monitor/inference-reco
 import { RowBinner } from '../monitor/profile.js';
 import { collectWhenIdle } from './idle-gc.js';
 import { kernelExplainer, type BatchModel, type Explanation } from '../explain/kernel-shap.js';
+import { occlude, spatialLayout } from '../explain/occlusion.js';
 import { explainedOutputs, rowsAsTensorData } from '../explain/tabular.js';
 import { fromHalfBits } from '../model/datatypes.js';
 import { INFERENCE_NICE, now, sessionOptions, transferables, type ExplainSetup, type RowExplanation, type WorkerHello, type WorkerJob, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
 
 const setup = workerData as WorkerSetup;
+/** Occluded variants a model call takes: large images are big rows, so a few at a time. */
+const OCCLUSION_CHUNK = 16;
 const port = parentPort!;
 
 // Inference yields the CPU to the main thread (I/O, routing, health checks): this thread, and the ONNX
@@ -87,6 +90,20 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
       const modelRows = job.count * (coalitions * explainer.kernel.backgroundRows + 1);
       return { reply: { ok: true, kind: 'explain', outputs: explainer.outputs, base, rows, coalitions, exact: last?.exact ?? true, modelRows, seconds: (now() - startedAt) / 1000 }, transfer: [] };
     }
+    case 'occlude': {
+      const layout = spatialLayout(job.dims);
+      if (!layout) throw new BadRequest(`an input of shape [${job.dims.join(', ')}] per row has no spatial axes to occlude`, 400);
+      const rowSize = job.dims.reduce((n, d) => n * d, 1);
+      const rowsOf = rowsModel(job.dims);
+      const out: { output: number[]; grid: [number, number]; patches: number[] }[] = [];
+      let modelRows = 0;
+      for (let r = 0; r < job.count; r++) {
+        const result = await occlude(rowsOf.run, job.data.subarray(r * rowSize, (r + 1) * rowSize), layout, job.patch, rowsOf.chunk);
+        out.push({ output: Array.from(result.output), grid: result.grid, patches: Array.from(result.patches) });
+        modelRows += result.modelRows;
+      }
+      return { reply: { ok: true, kind: 'occlude', outputs: rowsOf.widths, rows: out, axes: layout.axes, modelRows, seconds: (now() - startedAt) / 1000 }, transfer: [] };
+    }
     case 'probe': {
       const times: number[] = [];
       try {
@@ -105,28 +122,57 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
   }
 }
 
-/** Kernel SHAP over this worker's own session: every floating-point output, their columns side by side. */
-function explainerFor(explain: ExplainSetup) {
-  const input = model.inputs.find((i) => i.name === explain.input)!;
+/**
+ * The model over rows of its one input (each of shape `rowDims`), every floating-point output's columns
+ * side by side: what both explanation methods attribute. A fixed batch size is filled chunk by chunk,
+ * the last chunk padded with its last row.
+ */
+function rowsModel(rowDims: number[]) {
+  const input = model.inputs[0];
+  const rowSize = rowDims.reduce((n, d) => n * d, 1);
+  const fixed = input.shape[0] > 0 ? input.shape[0] : 0;
   const outputs = explainedOutputs(model.outputs);
   const widths: { name: string; width: number }[] = outputs.map((o) => ({ name: o.name, width: 0 }));
-  const batchModel: BatchModel = async (rows, count) => {
-    const result = await model.run({ [input.name]: { data: rowsAsTensorData(input.datatype, rows, count * explain.features), dims: [count, explain.features] } });
-    outputs.forEach((o, i) => (widths[i].width = result[o.name].data.length / count));
+  const runChunk = async (rows: Float64Array, count: number, into: Float64Array | null, at: number) => {
+    const sent = fixed || count;
+    let values = rows;
+    if (sent !== count) {
+      values = new Float64Array(sent * rowSize);
+      for (let r = 0; r < sent; r++) values.set(rows.subarray(Math.min(r, count - 1) * rowSize, (Math.min(r, count - 1) + 1) * rowSize), r * rowSize);
+    }
+    const result = await model.run({ [input.name]: { data: rowsAsTensorData(input.datatype, values, sent * rowSize), dims: [sent, ...rowDims] } });
+    outputs.forEach((o, i) => (widths[i].width = result[o.name].data.length / sent));
     const width = widths.reduce((n, w) => n + w.width, 0);
-    const data = new Float64Array(count * width);
+    const data = into ?? new Float64Array(count * width);
     for (let r = 0; r < count; r++) {
-      let at = r * width;
+      let k = (at + r) * width;
       for (const [i, o] of outputs.entries()) {
-        const values = result[o.name].data as ArrayLike<number>;
+        const out = result[o.name].data as ArrayLike<number>;
         const w = widths[i].width;
-        for (let k = 0; k < w; k++) data[at++] = o.datatype === 'FP16' ? fromHalfBits(values[r * w + k]) : values[r * w + k];
+        for (let j = 0; j < w; j++) data[k++] = o.datatype === 'FP16' ? fromHalfBits(out[r * w + j]) : out[r * w + j];
       }
     }
     return { data, width };
   };
-  const kernel = kernelExplainer(batchModel, Float64Array.from(explain.background), explain.features, { samples: explain.samples, seed: explain.seed });
-  return { kernel, features: explain.features, outputs: widths };
+  const run: BatchModel = async (rows, count) => {
+    if (!fixed || count <= fixed) return runChunk(rows, count, null, 0);
+    const first = await runChunk(rows.subarray(0, fixed * rowSize), fixed, null, 0);
+    const data = new Float64Array(count * first.width);
+    data.set(first.data);
+    for (let from = fixed; from < count; from += fixed) {
+      const n = Math.min(fixed, count - from);
+      await runChunk(rows.subarray(from * rowSize, (from + n) * rowSize), n, data, from);
+    }
+    return { data, width: first.width };
+  };
+  return { run, widths, chunk: fixed || OCCLUSION_CHUNK };
+}
+
+/** Kernel SHAP over this worker's own session, against the background the setup carries. */
+function explainerFor(explain: ExplainSetup) {
+  const rows = rowsModel([explain.features]);
+  const kernel = kernelExplainer(rows.run, Float64Array.from(explain.background), explain.features, { samples: explain.samples, seed: explain.seed });
+  return { kernel, features: explain.features, outputs: rows.widths };
 }
 
 port.on('message', (job: WorkerJob) => {

@@ -35,8 +35,8 @@ export interface ServeOptions {
   routes: { health?: string; predict?: string };
   auth: AuthOptions;
   tls: TlsOptions;
-  /** The explain route: Kernel SHAP coalitions per row, and the most rows one request may ask for. */
-  explain: { samples: number; maxRows: number };
+  /** The explain route: Kernel SHAP coalitions per row, the occlusion patch size, and the most rows one request may ask for. */
+  explain: { samples: number; patch: number; maxRows: number };
 }
 
 /** The environment variables the server reads, and the option each sets. Documented in docs/server.md ("Server environment"). */
@@ -62,6 +62,7 @@ export const SERVER_ENV = {
   MLOPS_BATCH_MAX_WAIT_MS: 'batching.maxWaitMs',
   MLOPS_EXPLAIN_SAMPLES: 'explain.samples',
   MLOPS_EXPLAIN_MAX_ROWS: 'explain.maxRows',
+  MLOPS_EXPLAIN_PATCH: 'explain.patch',
   MLOPS_PROFILE_PATH: 'profilePath',
   MLOPS_INFERENCE_LOG_SAMPLE: 'inferenceLog.sample',
   MLOPS_INFERENCE_LOG_SINK: 'inferenceLog.sink',
@@ -104,7 +105,7 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
     profilePath: '',
     inferenceLog: { ...config.server.inferenceLog },
     routes: {},
-    explain: { samples: config.explain.samples, maxRows: config.explain.maxRows },
+    explain: { samples: config.explain.samples, patch: config.explain.patch, maxRows: config.explain.maxRows },
     auth: { ...config.server.auth, tokenFile: resolveIn(baseDir, config.server.auth.tokenFile), tokens: [] },
     tls: {
       cert: resolveIn(baseDir, config.server.tls.cert),
@@ -148,6 +149,7 @@ export function imageServerEnv(config: Config): Record<string, string> {
   if (sample > 0) Object.assign(env, { MLOPS_INFERENCE_LOG_SAMPLE: String(sample), MLOPS_INFERENCE_LOG_SINK: sink, MLOPS_INFERENCE_LOG_INPUTS: String(inputs) });
   set('MLOPS_EXPLAIN_SAMPLES', config.explain.samples, DEFAULTS.explain.samples);
   set('MLOPS_EXPLAIN_MAX_ROWS', config.explain.maxRows, DEFAULTS.explain.maxRows);
+  set('MLOPS_EXPLAIN_PATCH', config.explain.patch, DEFAULTS.explain.patch);
   return env;
 }
 
@@ -208,6 +210,7 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   if ((v = get('MLOPS_TLS_CLIENT_CA'))) out.tls.clientCa = path.resolve(v);
   if ((v = get('MLOPS_EXPLAIN_SAMPLES'))) out.explain.samples = parseNumber('MLOPS_EXPLAIN_SAMPLES', v, 2, 1_000_000);
   if ((v = get('MLOPS_EXPLAIN_MAX_ROWS'))) out.explain.maxRows = parseNumber('MLOPS_EXPLAIN_MAX_ROWS', v, 1, 100_000);
+  if ((v = get('MLOPS_EXPLAIN_PATCH'))) out.explain.patch = parseNumber('MLOPS_EXPLAIN_PATCH', v, 1, 4096);
   if ((v = get('AIP_HTTP_PORT'))) out.port = parseNumber('AIP_HTTP_PORT', v, 1, 65535);
   if ((v = get('AIP_HEALTH_ROUTE'))) out.routes.health = parseRoute('AIP_HEALTH_ROUTE', v);
   if ((v = get('AIP_PREDICT_ROUTE'))) out.routes.predict = parseRoute('AIP_PREDICT_ROUTE', v);

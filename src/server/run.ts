@@ -65,6 +65,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
     onWorkerReplaced: (reason) => metrics?.workersReplaced.inc({ reason }),
     profile: loaded?.profile,
     explainSamples: options.explain.samples,
+    explainPatch: options.explain.patch,
     onProfiled: (indices, rows) => profiling?.live?.add(indices, rows),
   });
   const { model } = engine;
@@ -88,7 +89,8 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
     log(`inference log: ${Math.round(inferenceLog.sample * 1e6) / 1e4}% of requests, ${inferenceLog.inputs ? 'outputs and inputs' : 'outputs only'}, to ${describeSink(inferenceLog.sink)}`);
   }
   const offered = engine.explanations;
-  log(`explanations: ${'input' in offered ? `Kernel SHAP at /v2/models/${model.name}/explain, ${offered.samples} coalitions x ${offered.backgroundRows} background rows per row, at most ${options.explain.maxRows} rows a request` : `off (${offered.unavailable})`}`);
+  const how = !('method' in offered) ? '' : offered.method === 'kernel_shap' ? `Kernel SHAP, ${offered.samples} coalitions x ${offered.backgroundRows} background rows per row` : `occlusion in ${offered.patch} x ${offered.patch} patches`;
+  log(`explanations: ${'method' in offered ? `${how} at /v2/models/${model.name}/explain, at most ${options.explain.maxRows} rows a request` : `off (${offered.unavailable})`}`);
   log(`inference: ${engine.placement.where === 'main-thread' ? 'small batches on the main thread' : `${engine.workers} worker thread(s)`}; ${engine.placement.reason}`);
 
   const serverMetrics = metrics;

@@ -57,7 +57,9 @@ export type WorkerJob =
   /** Time `rows` rows of random inputs, to choose where small batches run. */
   | { kind: 'probe'; rows: number }
   /** Kernel SHAP for `count` rows of the tabular input (row-major): one model call per row. */
-  | { kind: 'explain'; rows: Float64Array; count: number };
+  | { kind: 'explain'; rows: Float64Array; count: number }
+  /** Occlusion for `count` rows of a spatial input, each of shape `dims`, in patches of `patch`. */
+  | { kind: 'occlude'; data: Float64Array; dims: number[]; count: number; patch: number };
 
 export type WorkerReply =
   | { ok: true; kind: 'run'; result: Tensors; startedAt: number; seconds: number; profiled?: Profiled }
@@ -65,6 +67,8 @@ export type WorkerReply =
   | { ok: true; kind: 'probe'; ms: number | null; reason?: string }
   /** `outputs`: the attributed outputs and their columns, in the order the values run; `base`: the background's mean output. */
   | { ok: true; kind: 'explain'; outputs: { name: string; width: number }[]; base: number[]; rows: RowExplanation[]; coalitions: number; exact: boolean; modelRows: number; seconds: number }
+  /** Per row: the outputs' values and each patch's attribution to each column ([(i * grid[1] + j) * width + column]); `axes`: the spatial axes of the row shape. */
+  | { ok: true; kind: 'occlude'; outputs: { name: string; width: number }[]; rows: { output: number[]; grid: [number, number]; patches: number[] }[]; axes: [number, number]; modelRows: number; seconds: number }
   /** status: the HTTP status of a client error (400, ...); 500 for a failure of the model. */
   | { ok: false; status: number; message: string; modelFailed?: boolean };
 
