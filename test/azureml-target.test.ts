@@ -144,6 +144,32 @@ describe('azureml plan tests (the real SDK against a local ARM stand-in)', () =>
     expect(arm.resources.has(`${ENDPOINT}/deployments/${d1}`.toLowerCase())).toBe(false);
   });
 
+  it('a deployment that fails while mirrored: the mirror ends with the traffic put back, then the deployment goes', async () => {
+    const d1 = seedServing();
+    const d2 = deploymentName(v2);
+    let calls = 0;
+    const original = scoring.listeners('request')[0] as (...a: unknown[]) => void;
+    scoring.removeAllListeners('request');
+    scoring.on('request', (req, res) => {
+      calls += 1;
+      if (calls > 1) answer = { status: 500, body: { error: 'mirrored traffic broke it' } };
+      original(req, res);
+    });
+    try {
+      const outcome = await azureMLAdapter.deploy(target({ mirror: 20, canary: [10, 100] }), v2, v1, ctx());
+      expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'rollout-failed', restored: v1 });
+      expect((outcome as { message: string }).message).toMatch(/^while mirrored: inference answered HTTP 500/);
+      expect(trafficPuts()).toEqual([
+        { traffic: { [d1]: 100 }, mirror: { [d2]: 20 }, api: '2023-04-01' },
+        { traffic: { [d1]: 100 }, mirror: {}, api: '2023-04-01' },
+      ]);
+      expect(arm.writes().at(-1)).toBe(`DELETE ${ENDPOINT}/deployments/${d2}`);
+    } finally {
+      scoring.removeAllListeners('request');
+      scoring.on('request', original);
+    }
+  });
+
   it('a deployment that fails to provision is deleted and the traffic never moves: rolled back', async () => {
     const d1 = seedServing();
     const d2 = deploymentName(v2);

@@ -158,7 +158,8 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
       const logs = dryRun ? '' : await deploymentLogs(ml, n, deployment, 200);
       if (restore && old) {
         const current = await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what);
-        if (current) await setTraffic(ml, n, current, { [old]: 100 });
+        // A mirror to the failed deployment ends too: Azure ML deletes no deployment that still takes mirrored traffic.
+        if (current) await setTraffic(ml, n, current, { [old]: 100 }, target.mirror > 0 ? {} : undefined);
       }
       if (!redeploy) await deleteDeployment(ml, n, deployment);
       return old && previous ? { status: 'rolled-back', release, reason, message, logs, restored: previous } : { status: 'failed', release, reason, message, logs, restored: null };
