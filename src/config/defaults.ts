@@ -240,6 +240,7 @@ export interface Config {
     inlineMaxMs: number;
     offloadBytes: number;
     shutdownTimeoutMs: number;
+    memoryBudget: string;
     intraOpThreads: number;
     batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
     inferenceLog: { sample: number; sink: string; inputs: boolean };
@@ -338,6 +339,8 @@ export const DEFAULTS: Config = {
     /** Bodies larger than this are decoded, run and encoded whole in a worker thread. */
     offloadBytes: 64 * 1024,
     shutdownTimeoutMs: 10_000,
+    /** The most memory the model's sessions may take ("2Gi"); the server refuses to start (exit 2) when its workers' sessions would not fit. Empty: no check. */
+    memoryBudget: '',
     /** 0: the cores shared out between the workers (one per core on the main thread). */
     intraOpThreads: 0,
     batching: {

@@ -81,6 +81,7 @@ export const configSchema = z
         inlineMaxMs: z.number({ error: 'expected milliseconds' }).min(0, { error: 'expected milliseconds >= 0' }).max(1000, { error: 'expected milliseconds <= 1000' }),
         offloadBytes: int(0, 2 ** 31 - 1, 'a size in bytes'),
         shutdownTimeoutMs: int(0, 600_000, 'milliseconds'),
+        memoryBudget: text('a size like "2Gi"').regex(/^(\s*\d+(\.\d+)?\s*([KMGT]i|[KMGT]B?|B)?\s*)?$/, { error: 'expected a size like "512Mi", "2Gi" or "1G" (empty: no budget)' }),
         intraOpThreads: int(0, 1024, 'a thread count'),
         batching: z
           .object({

@@ -7,6 +7,7 @@ import { BadRequest } from '../protocol/request.js';
 import { Batcher, canBatch } from './batcher.js';
 import { SlowRunJudge } from './slow-runs.js';
 import { WorkerPool } from './worker-pool.js';
+import { checkMemoryBudget, parseByteSize, weightBytes } from './memory-budget.js';
 import { explainableInput, explainedOutputs } from '../explain/tabular.js';
 import { now, sessionOptions, transferables, type RestLogging, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
 
@@ -29,6 +30,8 @@ export interface EngineOptions extends WorkerSetup {
   explainSamples?: number;
   /** Occlusion patch size, in positions along height and width. */
   explainPatch?: number;
+  /** server.memoryBudget ("2Gi"): the start is refused when the sessions would not fit. */
+  memoryBudget?: string;
 }
 
 export type ExplainReply = Extract<WorkerReply, { ok: true; kind: 'explain' }>;
@@ -100,6 +103,10 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     allowNonFinite: options.allowNonFinite,
   };
   const model = await readServableModel(sessionOptions(setup));
+  if (options.memoryBudget) {
+    const budget = parseByteSize(options.memoryBudget, 'server.memoryBudget');
+    checkMemoryBudget({ budget, budgetText: options.memoryBudget, weights: await weightBytes(model.info), workers: options.workers, modelName: model.name });
+  }
   const profileProblem = options.profile ? profileMismatch(options.profile, { sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs }) : null;
   if (options.profile && !profileProblem) setup.profile = options.profile;
   const explanations = explanationsFor(model, options, profileProblem);

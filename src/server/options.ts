@@ -2,6 +2,7 @@ import path from 'node:path';
 import { DEFAULTS, type Config } from '../config/defaults.js';
 import { inputError } from '../errors.js';
 import { parseSink } from './inference-log.js';
+import { parseByteSize } from './memory-budget.js';
 import type { AuthOptions } from './auth.js';
 import type { TlsOptions } from './tls.js';
 
@@ -23,6 +24,8 @@ export interface ServeOptions {
   /** Bytes the bodies still arriving may hold together. */
   maxPendingBodyBytes: number;
   shutdownTimeoutMs: number;
+  /** Empty: no check. */
+  memoryBudget: string;
   intraOpThreads: number;
   workers: number;
   inlineMaxMs: number;
@@ -56,6 +59,7 @@ export const SERVER_ENV = {
   MLOPS_INLINE_MAX_MS: 'inlineMaxMs',
   MLOPS_OFFLOAD_BYTES: 'offloadBytes',
   MLOPS_SHUTDOWN_TIMEOUT_MS: 'shutdownTimeoutMs',
+  MLOPS_MEMORY_BUDGET: 'memoryBudget',
   MLOPS_THREADS: 'intraOpThreads',
   MLOPS_BATCHING: 'batching.enabled',
   MLOPS_MAX_BATCH_SIZE: 'batching.maxBatchSize',
@@ -97,6 +101,7 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
     inferenceTimeoutMs: config.server.inferenceTimeoutMs,
     maxPendingBodyBytes: config.server.maxPendingBodyBytes,
     shutdownTimeoutMs: config.server.shutdownTimeoutMs,
+    memoryBudget: config.server.memoryBudget,
     intraOpThreads: config.server.intraOpThreads,
     workers: config.server.workers,
     inlineMaxMs: config.server.inlineMaxMs,
@@ -145,6 +150,7 @@ export function imageServerEnv(config: Config): Record<string, string> {
   // Settings, never secrets: token files and certificates are mounted by the deploy, which sets their paths.
   set('MLOPS_AUTH_METRICS', server.auth.metrics, defaults.auth.metrics);
   if (server.auth.clientAddressHeader) env.MLOPS_AUTH_CLIENT_ADDRESS_HEADER = server.auth.clientAddressHeader;
+  if (server.memoryBudget) env.MLOPS_MEMORY_BUDGET = server.memoryBudget;
   const { sample, sink, inputs } = server.inferenceLog;
   if (sample > 0) Object.assign(env, { MLOPS_INFERENCE_LOG_SAMPLE: String(sample), MLOPS_INFERENCE_LOG_SINK: sink, MLOPS_INFERENCE_LOG_INPUTS: String(inputs) });
   set('MLOPS_EXPLAIN_SAMPLES', config.explain.samples, DEFAULTS.explain.samples);
@@ -193,6 +199,10 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   if ((v = get('MLOPS_INFERENCE_TIMEOUT_MS'))) out.inferenceTimeoutMs = parseNumber('MLOPS_INFERENCE_TIMEOUT_MS', v, 1, 3_600_000);
   if ((v = get('MLOPS_MAX_PENDING_BODY_BYTES'))) out.maxPendingBodyBytes = parseNumber('MLOPS_MAX_PENDING_BODY_BYTES', v, 1024, 2 ** 40);
   if ((v = get('MLOPS_SHUTDOWN_TIMEOUT_MS'))) out.shutdownTimeoutMs = parseNumber('MLOPS_SHUTDOWN_TIMEOUT_MS', v, 0, 600_000);
+  if ((v = get('MLOPS_MEMORY_BUDGET'))) {
+    parseByteSize(v, 'MLOPS_MEMORY_BUDGET');
+    out.memoryBudget = v;
+  }
   if ((v = get('MLOPS_THREADS'))) out.intraOpThreads = parseNumber('MLOPS_THREADS', v, 0, 1024);
   if ((v = get('MLOPS_BATCHING'))) out.batching.enabled = parseBoolean('MLOPS_BATCHING', v);
   if ((v = get('MLOPS_MAX_BATCH_SIZE'))) out.batching.maxBatchSize = parseNumber('MLOPS_MAX_BATCH_SIZE', v, 1, 65536);

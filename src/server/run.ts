@@ -66,6 +66,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
     profile: loaded?.profile,
     explainSamples: options.explain.samples,
     explainPatch: options.explain.patch,
+    memoryBudget: options.memoryBudget,
     onProfiled: (indices, rows) => profiling?.live?.add(indices, rows),
   });
   const { model } = engine;
