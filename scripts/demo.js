@@ -96,6 +96,7 @@ rmSync(path.join(dir, '.mlops'), { recursive: true, force: true });
 mlops('build');
 mlops('test', '--junit', 'junit.xml', '--markdown', 'test-summary.md');
 mlops('bench', '--html', 'bench.html');
+mlops('explain', '--html', 'explain.html', '--rows', '20');
 mlops('tag', '0.1.0', '--alias', 'staging', '--offline');
 const version = JSON.parse(readFileSync(path.join(dir, '.mlops/last-tag.json'), 'utf8')).version;
 mlops('deploy', version, '--target', 'dev');
@@ -123,5 +124,6 @@ mlops('monitor', '--target', 'dev', '--labels', 'labels.csv');
 process.stdout.write(
   `\nThe model (version ${version}) is serving on http://127.0.0.1:${port}. Try:\n` +
     `  curl -s http://127.0.0.1:${port}/v2/models/breast-cancer\n` +
-    `Reports are in .demo/ (junit.xml, test-summary.md, bench.html, monitor.html, and .mlops/ with the image's SBOM, sbom.cdx.json). Stop it with: docker rm -f mlops-breast-cancer-dev\n`,
+    `  curl -s http://127.0.0.1:${port}/v2/models/breast-cancer/explain -d '{"inputs":[{"name":"features","datatype":"FP32","shape":[1,30],"data":[${features[0].join(',')}]}]}'\n` +
+    `Reports are in .demo/ (junit.xml, test-summary.md, bench.html, explain.html, monitor.html, and .mlops/ with the image's SBOM, sbom.cdx.json). Stop it with: docker rm -f mlops-breast-cancer-dev\n`,
 );
