@@ -243,6 +243,20 @@ describe('azureml plan tests (the real SDK against a local ARM stand-in)', () =>
     }
   });
 
+  it('a canary whose deployment can no longer be read goes back too: an unmade check is no pass', async () => {
+    const d1 = seedServing();
+    const d2 = deploymentName(v2);
+    arm.onAction('listKeys', () => {
+      // After the first smoke request, reads of the new deployment are refused.
+      arm.refuseReads(new RegExp(`/deployments/${d2}$`), 403);
+      return { body: { primaryKey: 'primary-key' } };
+    });
+    const outcome = await azureMLAdapter.deploy(target({ canary: [10, 100] }), v2, v1, ctx());
+    expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'rollout-failed', restored: v1 });
+    expect((outcome as { message: string }).message).toMatch(/^at 10% of traffic: the deployment could not be checked: Azure refused/);
+    expect(trafficPuts().map((t) => t.traffic)).toEqual([{ [d1]: 90, [d2]: 10 }, { [d1]: 100 }]);
+  });
+
   it('an endpoint busy or Failed, or split by another rollout, is an environment error (exit 3) before anything is written', async () => {
     for (const [properties, expected] of [
       [{ authMode: 'Key', provisioningState: 'Updating', traffic: {} }, 'another change is under way'],

@@ -43,6 +43,8 @@ export interface FakeArm {
   onAction(name: string, action: Action): void;
   /** Fills in what the service would on each PUT or PATCH of a matching path (a scoring URI, a revision). */
   onPut(path: RegExp, fill: (resource: Record<string, unknown>, path: string) => void): void;
+  /** Reads (GET) of a matching path are refused with this status from now on, as a lost role assignment would. */
+  refuseReads(path: RegExp, status: number): void;
   /** Puts a resource in place, as if an earlier deploy had made it. */
   seed(path: string, resource: Record<string, unknown>): void;
   /** The recorded writes (PUT, PATCH, DELETE, POST), as "METHOD path" lines. */
@@ -71,6 +73,7 @@ export async function startFakeArm(): Promise<FakeArm> {
   const failures: { path: RegExp; error: { code: string; message: string } }[] = [];
   const actions = new Map<string, Action>();
   const fills: { path: RegExp; fill: (resource: Record<string, unknown>, path: string) => void }[] = [];
+  const refused: { path: RegExp; status: number }[] = [];
   let nextOperation = 0;
   let base = '';
 
@@ -122,6 +125,8 @@ export async function startFakeArm(): Promise<FakeArm> {
     }
 
     if (method === 'GET') {
+      const refusal = refused.find((r) => r.path.test(key));
+      if (refusal) return send(res, refusal.status, { error: { code: 'AuthorizationFailed', message: `The client does not have authorization to perform action 'read' over scope '${path}'.` } });
       const resource = resources.get(key);
       if (resource) return send(res, 200, resource);
       // A collection: the resources one segment below it.
@@ -187,6 +192,7 @@ export async function startFakeArm(): Promise<FakeArm> {
     failNext: (path, error) => failures.push({ path, error }),
     onAction: (name, action) => actions.set(name.toLowerCase(), action),
     onPut: (path, fill) => fills.push({ path, fill }),
+    refuseReads: (path, status) => refused.push({ path, status }),
     seed: (path, resource) => resources.set(path.toLowerCase(), { ...resource, id: path, name: path.split('/').at(-1) }),
     writes: () => requests.filter((r) => r.method !== 'GET').map((r) => `${r.method} ${r.path}`),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),

@@ -157,6 +157,16 @@ describe('lambda plan tests (aws CLI through the exec seam; no AWS account here)
     expect(calls.some((c) => c.includes('function-url-config'))).toBe(false);
   });
 
+  it('alarms that cannot be read put the alias back too: an unread alarm is no pass', async () => {
+    const inner = account({ serving: '1' });
+    const { runner, calls } = scripted(async (line, args, input) => (line.startsWith('aws cloudwatch describe-alarms') ? { exitCode: 254, stderr: 'An error occurred (AccessDenied) when calling the DescribeAlarms operation' } : inner.runner('aws', args.slice(0), { input }).then((r) => r)));
+    const outcome = await lambdaAdapter.deploy(target, v2, v1, ctx({ runner }));
+    expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'rollout-failed', restored: v1 });
+    expect((outcome as { message: string }).message).toMatch(/^the alarms could not be read \(.*DescribeAlarms.*\) with 10% of traffic on version 2; alias live is back on version 1$/);
+    expect(inner.alias()).toEqual({ FunctionVersion: '1', RoutingConfig: { AdditionalVersionWeights: {} } });
+    expect(calls.filter((c) => c.includes('update-alias'))).toHaveLength(2);
+  });
+
   it('an alarm after moving all traffic at once moves it back too', async () => {
     const { runner, alias } = account({ serving: '1', alarmAt: 100 });
     const outcome = await lambdaAdapter.deploy({ ...target, canary: [100] }, v2, v1, ctx({ runner }));

@@ -191,6 +191,8 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
     ctx.checkpoint('candidate-created');
 
     const smoke = () => scoringSmoke(ml, n, target, deployment, release, ctx);
+    // After a bake: still Succeeded, still answering. A check that cannot be made is no pass: traffic goes back.
+    const recheck = () => checkDeployment(ml, n, deployment, dryRun).then((problem) => problem ?? smoke()).catch((error: Error) => `the deployment could not be checked: ${error.message.split('\n')[0]}`);
     let failure = await smoke();
     if (failure) return fail('smoke-failure', failure, false);
     ctx.checkpoint('candidate-ready');
@@ -201,7 +203,7 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
       mirrored = true;
       endpoint = await setTraffic(ml, n, endpoint, { [old]: 100 }, { [deployment]: target.mirror });
       await bake(ctx, target.waitIntervalSeconds, `${target.mirror}% of traffic mirrored to ${deployment}`);
-      failure = await checkDeployment(ml, n, deployment, dryRun) ?? (await smoke());
+      failure = await recheck();
       if (failure) return fail('rollout-failed', `while mirrored: ${failure}`, true);
     }
     for (const percent of old ? target.canary : [100]) {
@@ -211,7 +213,7 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
       mirrored = false;
       if (final) break;
       await bake(ctx, target.waitIntervalSeconds, `${percent}% of traffic on ${deployment}`);
-      failure = await checkDeployment(ml, n, deployment, dryRun) ?? (await smoke());
+      failure = await recheck();
       if (failure) return fail('rollout-failed', `at ${percent}% of traffic: ${failure}`, true);
     }
     ctx.checkpoint('replaced');

@@ -193,7 +193,10 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
       }
       app = await setTraffic(aca, n, app, [{ revisionName: old!, weight: 100 - percent }, { revisionName: revision, weight: percent, label: CANDIDATE }]);
       await bake(ctx, target.waitIntervalSeconds, `${percent}% of traffic on ${revision}`);
-      const failure = (await revisionProblem(aca, n, revision, ctx.dryRun)) ?? (await smoke(`https://${n.app}---${CANDIDATE}.${domain}`));
+      // A check that cannot be made is no pass: traffic goes back.
+      const failure = await revisionProblem(aca, n, revision, ctx.dryRun)
+        .then((problem) => problem ?? smoke(`https://${n.app}---${CANDIDATE}.${domain}`))
+        .catch((error: Error) => `the revision could not be checked: ${error.message.split('\n')[0]}`);
       if (failure) return fail(aca, n, ctx, release, previous, old, candidate, 'rollout-failed', `at ${percent}% of traffic: ${failure}`, true);
     }
     ctx.checkpoint('replaced');

@@ -181,10 +181,13 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
         await lambda(['update-alias', '--function-name', name, '--name', target.alias, '--function-version', final ? version : serving!, '--routing-config', routing(final ? {} : { [version]: percent / 100 })]);
         if (final && target.alarms.length === 0) break;
         await bake(ctx, target.waitIntervalSeconds, `${percent}% of traffic on version ${version}${target.alarms.length ? `, watching ${target.alarms.join(', ')}` : ''}`);
-        const fired = await firingAlarms(ctx, target);
-        if (fired.length > 0) {
+        // An alarm that cannot be read is no pass: the traffic goes back as for one that fired.
+        const fired = await firingAlarms(ctx, target).catch((error: Error) => error);
+        if (fired instanceof Error || fired.length > 0) {
           await lambda(['update-alias', '--function-name', name, '--name', target.alias, '--function-version', serving!, '--routing-config', routing({})]);
-          const message = `alarm ${fired.join(', ')} fired with ${percent}% of traffic on version ${version}; alias ${target.alias} is back on version ${serving}`;
+          const said = fired instanceof Error ? (fired as { details?: string }).details?.trim().split('\n').at(-1) || fired.message.split('\n')[0] : '';
+          const what = fired instanceof Error ? `the alarms could not be read (${said})` : `alarm ${fired.join(', ')} fired`;
+          const message = `${what} with ${percent}% of traffic on version ${version}; alias ${target.alias} is back on version ${serving}`;
           const logs = await recentLogLines(ctx, target, `/aws/lambda/${name}`);
           return previous ? { status: 'rolled-back', release, reason: 'rollout-failed', message, logs, restored: previous } : { status: 'failed', release, reason: 'rollout-failed', message, logs, restored: null };
         }
