@@ -26,6 +26,8 @@ let scoring: Server;
 let scoringUrl = '';
 /** What the scoring route answers, and what it was sent. */
 let answer: { status: number; body: unknown } = { status: 200, body: goodAnswer };
+/** What every request after the first (the pre-traffic smoke) gets, when set: a deployment that breaks once live. */
+let answerAfterFirst: { status: number; body: unknown } | undefined;
 const scored: { headers: IncomingHttpHeaders; body: string }[] = [];
 
 beforeAll(async () => {
@@ -33,9 +35,10 @@ beforeAll(async () => {
     let body = '';
     req.on('data', (c) => (body += c));
     req.on('end', () => {
+      const given = scored.length > 0 && answerAfterFirst ? answerAfterFirst : answer;
       scored.push({ headers: req.headers, body });
-      res.writeHead(answer.status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(answer.body));
+      res.writeHead(given.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(given.body));
     });
   });
   await new Promise<void>((r) => scoring.listen(0, '127.0.0.1', r));
@@ -56,6 +59,7 @@ beforeEach(async () => {
   arm.onAction('token', () => ({ body: { accessToken: 'aml-token', expiryTimeUtc: 0 } }));
   arm.onAction('getLogs', () => ({ body: { content: 'server: listening on 8080\nerror: model failed to load' } }));
   answer = { status: 200, body: goodAnswer };
+  answerAfterFirst = undefined;
   scored.length = 0;
 });
 
@@ -147,27 +151,15 @@ describe('azureml plan tests (the real SDK against a local ARM stand-in)', () =>
   it('a deployment that fails while mirrored: the mirror ends with the traffic put back, then the deployment goes', async () => {
     const d1 = seedServing();
     const d2 = deploymentName(v2);
-    let calls = 0;
-    const original = scoring.listeners('request')[0] as (...a: unknown[]) => void;
-    scoring.removeAllListeners('request');
-    scoring.on('request', (req, res) => {
-      calls += 1;
-      if (calls > 1) answer = { status: 500, body: { error: 'mirrored traffic broke it' } };
-      original(req, res);
-    });
-    try {
-      const outcome = await azureMLAdapter.deploy(target({ mirror: 20, canary: [10, 100] }), v2, v1, ctx());
-      expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'rollout-failed', restored: v1 });
-      expect((outcome as { message: string }).message).toMatch(/^while mirrored: inference answered HTTP 500/);
-      expect(trafficPuts()).toEqual([
-        { traffic: { [d1]: 100 }, mirror: { [d2]: 20 }, api: '2023-04-01' },
-        { traffic: { [d1]: 100 }, mirror: {}, api: '2023-04-01' },
-      ]);
-      expect(arm.writes().at(-1)).toBe(`DELETE ${ENDPOINT}/deployments/${d2}`);
-    } finally {
-      scoring.removeAllListeners('request');
-      scoring.on('request', original);
-    }
+    answerAfterFirst = { status: 500, body: { error: 'mirrored traffic broke it' } };
+    const outcome = await azureMLAdapter.deploy(target({ mirror: 20, canary: [10, 100] }), v2, v1, ctx());
+    expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'rollout-failed', restored: v1 });
+    expect((outcome as { message: string }).message).toMatch(/^while mirrored: inference answered HTTP 500/);
+    expect(trafficPuts()).toEqual([
+      { traffic: { [d1]: 100 }, mirror: { [d2]: 20 }, api: '2023-04-01' },
+      { traffic: { [d1]: 100 }, mirror: {}, api: '2023-04-01' },
+    ]);
+    expect(arm.writes().at(-1)).toBe(`DELETE ${ENDPOINT}/deployments/${d2}`);
   });
 
   it('a deployment that fails to provision is deleted and the traffic never moves: rolled back', async () => {
@@ -222,25 +214,12 @@ describe('azureml plan tests (the real SDK against a local ARM stand-in)', () =>
     const d1 = seedServing();
     const d2 = deploymentName(v2);
     // The scoring route answers the first (pre-traffic) smoke, then fails: the canary check catches it.
-    let calls = 0;
-    answer = { status: 200, body: goodAnswer };
-    const original = scoring.listeners('request')[0] as (...a: unknown[]) => void;
-    scoring.removeAllListeners('request');
-    scoring.on('request', (req, res) => {
-      calls += 1;
-      if (calls > 1) answer = { status: 503, body: { error: 'upstream' } };
-      original(req, res);
-    });
-    try {
-      const outcome = await azureMLAdapter.deploy(target({ canary: [10, 100] }), v2, v1, ctx());
-      expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'rollout-failed', restored: v1 });
-      expect((outcome as { message: string }).message).toBe('at 10% of traffic: inference answered HTTP 503: {"error":"upstream"}');
-      expect(trafficPuts().map((t) => t.traffic)).toEqual([{ [d1]: 90, [d2]: 10 }, { [d1]: 100 }]);
-      expect(arm.writes().at(-1)).toBe(`DELETE ${ENDPOINT}/deployments/${d2}`);
-    } finally {
-      scoring.removeAllListeners('request');
-      scoring.on('request', original);
-    }
+    answerAfterFirst = { status: 503, body: { error: 'upstream' } };
+    const outcome = await azureMLAdapter.deploy(target({ canary: [10, 100] }), v2, v1, ctx());
+    expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'rollout-failed', restored: v1 });
+    expect((outcome as { message: string }).message).toBe('at 10% of traffic: inference answered HTTP 503: {"error":"upstream"}');
+    expect(trafficPuts().map((t) => t.traffic)).toEqual([{ [d1]: 90, [d2]: 10 }, { [d1]: 100 }]);
+    expect(arm.writes().at(-1)).toBe(`DELETE ${ENDPOINT}/deployments/${d2}`);
   });
 
   it('a canary whose deployment can no longer be read goes back too: an unmade check is no pass', async () => {
