@@ -190,7 +190,7 @@ async function discoverModel(
     names.length === 0
       ? `the server at ${shown} does not list its models (POST /v2/repository/index answered HTTP ${index.status}${index.status !== 200 ? '' : ' with none'})`
       : `the server at ${shown} serves ${names.length} models (${names.join(', ')}); name the one to use`,
-    'set model.name in config',
+    'pass --model-name <name>, or set model.name in config',
     json(index.bytes).error ? String(json(index.bytes).error) : undefined,
   );
 }

@@ -14,6 +14,8 @@ export interface TargetFlags extends ClientSecurityFlags {
   url?: string;
   local?: boolean;
   model?: string;
+  /** The model to use on a server that serves several (a Triton or KServe repository): wins over model.name. */
+  modelName?: string;
   protocol?: string;
 }
 
@@ -56,7 +58,7 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
   const security = resolveClientSecurity(flags, options.env, options.cwd);
   if (protocol && flags.local) throw inputError('--protocol goes with --image or --url, not --local');
   const configuredModel = flags.model ? path.resolve(options.cwd, flags.model) : path.resolve(projectDir, config.model.path);
-  const configuredName = config.model.name || defaultModelName(configuredModel);
+  const configuredName = flags.modelName || config.model.name || defaultModelName(configuredModel);
 
   if (flags.local) {
     const predictor = await openLocalPredictor(path.relative(options.cwd, configuredModel) || configuredModel, configuredName, options.cwd);
@@ -71,7 +73,7 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
     }
     if (!['http:', 'https:', 'grpc:', 'grpcs:'].includes(url.protocol)) throw inputError(`--url ${flags.url}: expected http://, https://, grpc:// or grpcs://`);
     // Only a name the config gives counts here: otherwise a single-model server is asked for its model.
-    const predictor = await remotePredictor({ url: url.href, modelName: config.model.name || undefined, protocol, security });
+    const predictor = await remotePredictor({ url: url.href, modelName: flags.modelName || config.model.name || undefined, protocol, security });
     const grpc = url.protocol === 'grpc:' || url.protocol === 'grpcs:';
     return {
       mode: 'url',
@@ -96,7 +98,9 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
     if (extracted) await rm(path.dirname(extracted), { recursive: true, force: true });
   };
   try {
-    const modelName = container.labels['mlops.model.name'] ?? configuredName;
+    const labelled = container.labels['mlops.model.name'];
+    if (flags.modelName && labelled && flags.modelName !== labelled) throw inputError(`--model-name ${flags.modelName}: image ${image} serves model '${labelled}'`, `pass --model-name ${labelled}, or leave it out`);
+    const modelName = labelled ?? configuredName;
     const predictor = await remotePredictor({ url: container.url, grpcAddress: container.grpcAddress, modelName, protocol, security });
     opened.push(predictor);
     withDimensionNames(predictor, container.labels['mlops.model.inputs']);
