@@ -218,6 +218,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
       .description('compare live traffic with the reference profile baked into the image: feature and prediction drift, as a gate (exit 1 when one fails); with --labels, live quality from the inference log and the truth that came later')
       .option('--target <name>', "a deployed target: its container's counts, or every Kubernetes pod's, summed")
       .option('--url <base>', 'a running server (repeatable: the counts of several are summed)', collect, [])
+      .option('--model-name <name>', 'the model to judge on a server that serves several (default: model.name)')
       .option('--prometheus <url>', 'sum the profile counters of every server through the Prometheus HTTP API')
       .option('--since <range>', 'with --prometheus: the range to sum over, like 30m, 1h, 7d (default 1h); with --labels: predictions logged since then (7d, or a time like 2026-11-01T00:00:00Z)')
       .option('--until <time>', 'with --labels: predictions logged before then (a duration ago, or a time)')

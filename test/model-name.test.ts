@@ -32,6 +32,16 @@ describe('--model-name', () => {
     expect(result.stderr).toContain('hint: pass --model-name <name>, or set model.name in config');
   });
 
+  it('monitor: a server with several models is exit 2 naming them, never the first judged in silence', async () => {
+    const result = await runCli(['monitor', '--url', repositoryUrl]);
+    expect(result.code).toBe(2);
+    expect(lines(result.stderr).find((l) => l.startsWith('error:'))).toBe(`error: ${repositoryUrl} serves 2 models (fraud, churn); name the one to judge`);
+    expect(result.stderr).toContain('hint: pass --model-name <name>');
+    const named = await runCli(['monitor', '--url', server.url, '--model-name', 'nope']);
+    expect(named.code).toBe(2);
+    expect(named.stderr).toContain("unknown model 'nope'");
+  });
+
   it('names the model on a server: the right name runs, a wrong one says it is unknown', async () => {
     const bench = await runCli(['bench', '--url', server.url, '--model-name', 'bc', '--requests', '20', '--concurrency', '1', '--json']);
     expect(bench.code, bench.stderr).toBe(0);

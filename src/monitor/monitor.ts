@@ -37,6 +37,8 @@ export interface MonitorFlags extends ClientSecurityFlags {
   log: string[];
   until?: string;
   baseline?: string;
+  /** The model to judge on a server that serves several: wins over model.name. */
+  modelName?: string;
 }
 
 export interface MonitorReport extends DriftAssessment {
@@ -66,7 +68,7 @@ async function liveSource(options: RunMonitorOptions): Promise<{ live: LiveSourc
   if (flags.since !== undefined && !flags.prometheus) throw inputError('--since goes with --prometheus', 'servers keep their last monitor.windowRows rows; --all takes everything since they started');
   if (flags.all && flags.prometheus) throw inputError('--all goes with --target or --url', 'with --prometheus, --since sets the range');
   const window = !flags.all;
-  const modelName = config.model.name || undefined;
+  const modelName = flags.modelName || config.model.name || undefined;
   if (flags.prometheus !== undefined) {
     const file = flags.reference ? path.resolve(options.cwd, flags.reference) : path.join(options.projectDir, '.mlops', 'reference-profile.json');
     const reference = await readProfileFile(file, flags.reference ?? '.mlops/reference-profile.json (the last build)');

@@ -48,14 +48,17 @@ export async function fetchProfile(base: string, modelName: string | undefined, 
     const index = await getJson(`${root}/v2/repository/index`, base, { method: 'POST' }, security);
     if (index.status === 401 || index.status === 429) throw environmentError(`${base} asks for a bearer token (HTTP ${index.status})${security?.token ? ' and refused the one given' : ''}`, 'set MLOPS_TOKEN or pass --token-file');
     const models = Array.isArray(index.body) ? (index.body as { name?: string }[]) : [];
-    name = models[0]?.name;
-    if (index.status !== 200 || !name) throw inputError(`${base}: the server does not list its model (POST /v2/repository/index)`, 'set model.name in config to the name the server uses');
+    const names = [...new Set(models.map((m) => m.name).filter((n): n is string => typeof n === 'string'))];
+    // Several models: judging the first would judge a model nobody named.
+    if (names.length > 1) throw inputError(`${base} serves ${names.length} models (${names.join(', ')}); name the one to judge`, 'pass --model-name <name>, or set model.name in config');
+    name = names[0];
+    if (index.status !== 200 || !name) throw inputError(`${base}: the server does not list its model (POST /v2/repository/index)`, 'pass --model-name, or set model.name in config to the name the server uses');
   }
   const url = `${root}/v2/models/${encodeURIComponent(name)}/profile`;
   const { status, body } = await getJson(url, url, undefined, security);
   const error = (body as { error?: string } | null)?.error;
   if (status === 401 || status === 429) throw environmentError(`${base} asks for a bearer token (HTTP ${status})${security?.token ? ' and refused the one given' : ''}`, 'set MLOPS_TOKEN or pass --token-file');
-  if (status === 404 && /^unknown model/.test(error ?? '')) throw inputError(`${base}: ${error}`, 'set model.name in config to the name the server uses');
+  if (status === 404 && /^unknown model/.test(error ?? '')) throw inputError(`${base}: ${error}`, 'pass --model-name, or set model.name in config to the name the server uses');
   if (status === 404) {
     throw inputError(`${base} has no live profile: its image was built before \`mlops monitor\` (or it is not an mlops server)`, 'rebuild and redeploy it with `mlops build` (and `mlops deploy`)');
   }
