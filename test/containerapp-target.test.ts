@@ -221,6 +221,15 @@ describe('containerapp plan tests (the real SDK against a local ARM stand-in)', 
     expect(body.properties.configuration.registries).toEqual([{ server: 'acme.azurecr.io', identity: `/subscriptions/${SUB}/resourceGroups/apps/providers/Microsoft.ManagedIdentity/userAssignedIdentities/puller` }]);
   });
 
+  it('no plan step carries a secret value: the recorded bodies show <secret>', async () => {
+    const c = ctx({ dryRun: true, env: { CI_TOKENS: 's3cret-token', MLOPS_TOKEN: 's3cret-token', MLOPS_REGISTRY_USERNAME: 'u', MLOPS_REGISTRY_PASSWORD: 'registry-pw' } });
+    await containerAppAdapter.deploy(target({ secretEnv: { MLOPS_AUTH_TOKENS: 'CI_TOKENS' } }), v2, null, c);
+    const recorded = c.exec.steps.map((s) => s.input ?? '').join('\n');
+    expect(recorded).not.toContain('s3cret-token');
+    expect(recorded).not.toContain('registry-pw');
+    expect(JSON.parse(c.exec.steps[0].input!).properties.configuration.secrets).toEqual([{ name: 'mlops-auth-tokens', value: '<secret>' }, { name: 'registry-password', value: '<secret>' }]);
+  });
+
   it('status and history --rebuild read the revisions; recover puts a split back on the serving release', async () => {
     await deployV1();
     expect(await containerAppAdapter.status(target(), ctx())).toMatchObject({ deployed: true, version: '1.0.0', image: v1.image, health: 'ready', url: `https://bc-app.${DOMAIN}`, detail: { revision: rev(v1), traffic: { [rev(v1)]: 100 } } });

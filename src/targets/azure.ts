@@ -40,7 +40,7 @@ function planPolicy(ctx: DeployContext): PipelinePolicy {
       const url = new URL(request.url);
       const line = `${request.method} ${url.origin}${url.pathname}?${url.searchParams.toString()}`;
       const body = typeof request.body === 'string' ? request.body : undefined;
-      if (request.method !== 'GET') ctx.exec.record(line, body);
+      if (request.method !== 'GET') ctx.exec.record(line, body && withoutSecretValues(body));
       if (!ctx.dryRun) return next(request);
       const answer = (status: number, text?: string): PipelineResponse => ({ request, status, headers: createHttpHeaders({ 'content-type': 'application/json' }), bodyAsText: text });
       if (request.method === 'GET') return answer(404, JSON.stringify({ error: { code: 'ResourceNotFound', message: 'dry run: nothing is read' } }));
@@ -50,6 +50,14 @@ function planPolicy(ctx: DeployContext): PipelinePolicy {
       return answer(200, JSON.stringify(echoed));
     },
   };
+}
+
+/** A body as the plan shows it: every secret's value (Container Apps' `secrets[].value`) replaced, so no plan or log carries one. */
+function withoutSecretValues(body: string): string {
+  if (!body.includes('"secrets"')) return body;
+  return JSON.stringify(JSON.parse(body), (key, value: unknown) =>
+    key === 'secrets' && Array.isArray(value) ? value.map((secret) => (secret && typeof secret === 'object' && 'value' in secret ? { ...secret, value: '<secret>' } : secret)) : value,
+  );
 }
 
 /** The options every Azure SDK client here takes: the ARM endpoint (sovereign clouds, tests), TLS trust, the plan policy. */
