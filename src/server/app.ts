@@ -348,8 +348,6 @@ export function createRestServer(options: RestServerOptions): RestServer {
     },
     { label: '/v2/models/{name}/infer', pattern: new RegExp(`^${MODEL_PATH}/infer$`), methods: { POST: infer } },
     { label: '/v1/models/{name}:predict', pattern: /^\/v1\/models\/([^/:]+):predict$/, methods: { POST: predict } },
-    { label: '/v2/models/{name}/explain', pattern: new RegExp(`^${MODEL_PATH}/explain$`), methods: { POST: explain } },
-    { label: '/v1/models/{name}:explain', pattern: /^\/v1\/models\/([^/:]+):explain$/, methods: { POST: explainInstances } },
     // SageMaker's container contract: GET /ping, POST /invocations.
     { label: '/ping', pattern: /^\/ping$/, methods: { GET: ready }, open: true },
     { label: '/invocations', pattern: /^\/invocations$/, methods: { POST: invocations } },
@@ -365,6 +363,9 @@ export function createRestServer(options: RestServerOptions): RestServer {
         },
       },
     },
+    // Last: the routes probes and inference take are matched before these rarer ones.
+    { label: '/v2/models/{name}/explain', pattern: new RegExp(`^${MODEL_PATH}/explain$`), methods: { POST: explain } },
+    { label: '/v1/models/{name}:explain', pattern: /^\/v1\/models\/([^/:]+):explain$/, methods: { POST: explainInstances } },
   ];
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {

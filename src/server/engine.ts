@@ -3,7 +3,7 @@ import { loadModel, readServableModel, type LoadedModel, type ServableModel, typ
 import { probeFeeds } from '../model/random-feeds.js';
 import { ModelRunError } from '../model/run-error.js';
 import { profileMismatch, RowBinner } from '../monitor/profile.js';
-import { BadRequest } from '../protocol/request.js';
+import { BadRequest, DeadlineExceeded } from '../protocol/request.js';
 import { Batcher, canBatch } from './batcher.js';
 import { SlowRunJudge } from './slow-runs.js';
 import { WorkerPool } from './worker-pool.js';
@@ -176,9 +176,14 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
   const explainSlots = Math.max(1, (pool?.size ?? 1) - 1);
   let explaining = 0;
   const waiting: (() => void)[] = [];
-  const inSlot = async <T>(work: () => Promise<T>): Promise<T> => {
+  const inSlot = async <T>(deadline: number, work: () => Promise<T>): Promise<T> => {
     if (!('method' in explanations)) throw new BadRequest(explanations.unavailable, explanations.status);
     while (explaining >= explainSlots) await new Promise<void>((resolve) => waiting.push(resolve));
+    // A slot that came too late is not used: the client has been answered by its deadline, or should be.
+    if (performance.now() > deadline) {
+      waiting.shift()?.();
+      throw new DeadlineExceeded('the explanation did not start before the deadline: other explanations held the workers');
+    }
     explaining++;
     try {
       return await work();
@@ -187,9 +192,9 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
       waiting.shift()?.();
     }
   };
-  const explain = (rows: Float64Array, count: number, deadline = Infinity) => inSlot(async () => replyOrThrow(await pool!.run({ kind: 'explain', rows, count }, [rows.buffer as ArrayBuffer], deadline), 'explain'));
+  const explain = (rows: Float64Array, count: number, deadline = Infinity) => inSlot(deadline, async () => replyOrThrow(await pool!.run({ kind: 'explain', rows, count }, [rows.buffer as ArrayBuffer], deadline), 'explain'));
   const occludeRows = (data: Float64Array, dims: number[], count: number, deadline = Infinity) =>
-    inSlot(async () => replyOrThrow(await pool!.run({ kind: 'occlude', data, dims, count, patch: options.explainPatch ?? 8 }, [data.buffer as ArrayBuffer], deadline), 'occlude'));
+    inSlot(deadline, async () => replyOrThrow(await pool!.run({ kind: 'occlude', data, dims, count, patch: options.explainPatch ?? 8 }, [data.buffer as ArrayBuffer], deadline), 'occlude'));
 
   const batcher = new Batcher(run, model.inputs, {
     concurrency: () => (placement.where === 'main-thread' ? 1 : pool!.size),
