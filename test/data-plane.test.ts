@@ -216,8 +216,8 @@ describe('Open Inference Protocol over gRPC (official proto, @grpc/grpc-js clien
     expect(status).toBe('RESOURCE_EXHAUSTED');
     await expect(client.rpc('ModelMetadata', { name: 'multi_input', version: '7' })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
-    expect(metrics).toMatch(/mlops_http_requests_total\{protocol="grpc",route="ModelInfer",method="POST",code="INVALID_ARGUMENT"\} 2/);
-    expect(metrics).toMatch(/mlops_http_requests_total\{protocol="grpc",route="ModelInfer",method="POST",code="NOT_FOUND"\} 1/);
+    expect(metrics).toMatch(/mlops_http_requests_total\{protocol="grpc",route="ModelInfer",method="POST",code="INVALID_ARGUMENT",model="multi_input"\} 2/);
+    expect(metrics).toMatch(/mlops_http_requests_total\{protocol="grpc",route="ModelInfer",method="POST",code="NOT_FOUND",model=""\} 1/);
   });
 });
 
@@ -360,7 +360,7 @@ describe('inference off the event loop', () => {
         expect(answer).toBe(4);
         await new Promise((r) => setTimeout(r, 100));
         const text = await (await fetch(`${shortServer.url}/metrics`)).text();
-        expect(text).toMatch(/mlops_inference_workers_replaced_total\{reason="deadline"\} 1/);
+        expect(text).toMatch(/mlops_inference_workers_replaced_total\{reason="deadline",model="[^"]+",version="1"\} 1/);
         expect((await fetch(`${shortServer.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(10) })).status).toBe(200);
         await untilNoAbandonedRuns(shortServer.url);
       } finally {
@@ -369,9 +369,9 @@ describe('inference off the event loop', () => {
       }
 
       const metrics = await (await fetch(`${server.url}/metrics`)).text();
-      expect(metrics).toMatch(/mlops_inference_deadline_exceeded_total\{stage="running"\} 2/);
-      expect(metrics).toMatch(/mlops_inference_workers_replaced_total\{reason="deadline"\} 2/);
-      expect(metrics).toMatch(/mlops_http_requests_total\{protocol="rest",route="\/v2\/models\/\{name\}\/infer",method="POST",code="504"\} 1/);
+      expect(metrics).toMatch(/mlops_inference_deadline_exceeded_total\{stage="running",model="[^"]+",version="1"\} 2/);
+      expect(metrics).toMatch(/mlops_inference_workers_replaced_total\{reason="deadline",model="[^"]+",version="1"\} 2/);
+      expect(metrics).toMatch(/mlops_http_requests_total\{protocol="rest",route="\/v2\/models\/\{name\}\/infer",method="POST",code="504",model="[^"]+"\} 1/);
       expect(lines.filter((l) => /overstayed its deadline/.test(l))).toHaveLength(2);
       await untilNoAbandonedRuns(server.url);
     } finally {

@@ -55,7 +55,7 @@ describe.runIf(promtool.ok)(`alert rules and dashboard cover every inference rou
     try {
       await writeFile(path.join(dir, 'rules.yml'), prometheusRules(settings));
       const series = (code: string, per: number) => ({
-        series: `mlops_http_requests_total{job="mlops",instance="a",protocol="${protocol}",route="${route}",method="POST",code="${code}"}`,
+        series: `mlops_http_requests_total{job="mlops",instance="a",protocol="${protocol}",route="${route}",method="POST",code="${code}",model="m"}`,
         values: `0+${per}x30`,
       });
       const tests = {

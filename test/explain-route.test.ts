@@ -83,7 +83,7 @@ describe('POST /v2/models/{name}/explain', () => {
   it('counts its calls and latency under its own route label on /metrics', async () => {
     const text = await (await fetch(`${linear.url}/metrics`)).text();
     expect(text).toMatch(/mlops_http_requests_total\{protocol="rest",route="\/v2\/models\/\{name\}\/explain",method="POST",code="200"[^}]*\} [1-9]/);
-    expect(text).toMatch(/mlops_http_request_duration_seconds_count\{protocol="rest",route="\/v1\/models\/\{name\}:explain"\} [1-9]/);
+    expect(text).toMatch(/mlops_http_request_duration_seconds_count\{protocol="rest",route="\/v1\/models\/\{name\}:explain",model="linear_ignores"\} [1-9]/);
   });
 });
 

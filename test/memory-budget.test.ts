@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isMlopsError } from '../src/errors.js';
 import { applyServerEnv } from '../src/server/options.js';
-import { checkMemoryBudget, parseByteSize } from '../src/server/memory-budget.js';
+import { MemoryLedger, parseByteSize } from '../src/server/memory-budget.js';
 import { startServer } from '../src/server/run.js';
 import { serveOptions } from './helpers.js';
 
@@ -16,15 +16,24 @@ describe('server.memoryBudget', () => {
   });
 
   it('counts a session per worker and the main thread\'s', () => {
-    expect(() => checkMemoryBudget({ budget: 3000, budgetText: '3000', weights: 1000, workers: 2, modelName: 'm' })).not.toThrow();
-    expect(() => checkMemoryBudget({ budget: 2999, budgetText: '2999', weights: 1000, workers: 2, modelName: 'm' })).toThrow('3 ONNX Runtime session(s) (2 worker(s) and the main thread) need at least');
-    expect(() => checkMemoryBudget({ budget: 1000, budgetText: '1000', weights: 1000, workers: 0, modelName: 'm' })).not.toThrow();
+    expect(() => new MemoryLedger(3000, '3000').claim({ weights: 1000, workers: 2, modelName: 'm' })).not.toThrow();
+    expect(() => new MemoryLedger(2999, '2999').claim({ weights: 1000, workers: 2, modelName: 'm' })).toThrow('3 ONNX Runtime session(s) (2 worker(s) and the main thread) need at least');
+    expect(() => new MemoryLedger(1000, '1000').claim({ weights: 1000, workers: 0, modelName: 'm' })).not.toThrow();
+  });
+
+  it('sums the claims of several models, names each in the refusal, and takes a claim back on release', () => {
+    const ledger = new MemoryLedger(5000, '5000');
+    const giveBack = ledger.claim({ weights: 1000, workers: 2, modelName: 'fraud', version: '1' });
+    expect(() => ledger.claim({ weights: 1000, workers: 1, modelName: 'churn', version: '1' })).not.toThrow();
+    expect(() => ledger.claim({ weights: 1000, workers: 0, modelName: 'churn', version: '2' })).toThrow(/model 'churn' version 2 has .* on top of 4\.9 KiB for model 'fraud' version 1 \(2\.9 KiB\), model 'churn' version 1 \(2\.0 KiB\)/);
+    giveBack();
+    expect(() => ledger.claim({ weights: 1000, workers: 0, modelName: 'churn', version: '2' })).not.toThrow();
   });
 
   it('a budget too small refuses the start with exit 2 before any worker starts; a large one starts', async () => {
     const error = await startServer(serveOptions('breast_cancer', { memoryBudget: '4Ki', workers: 2 }), () => undefined).catch((e) => e);
     expect(isMlopsError(error) && error.exitCode).toBe(2);
-    expect(error.message).toMatch(/^server\.memoryBudget 4Ki: model 'breast_cancer' has [\d.]+ KiB of weights, and 3 ONNX Runtime session\(s\)/);
+    expect(error.message).toMatch(/^server\.memoryBudget 4Ki: model 'breast_cancer' version 1 has [\d.]+ KiB of weights, and 3 ONNX Runtime session\(s\)/);
     expect(error.hint).toContain('lower server.workers');
     const server = await startServer(serveOptions('breast_cancer', { memoryBudget: '1Gi', workers: 2 }), () => undefined);
     await server.stop();

@@ -112,7 +112,7 @@ describe('inference server (real ONNX Runtime over HTTP)', () => {
     await post(`${bc.url}/v2/models/breast_cancer/infer`, infer([rows[0]]));
     const text = await (await fetch(`${bc.url}/metrics`)).text();
     for (const name of [
-      'mlops_http_requests_total{protocol="rest",route="/v2/models/{name}/infer",method="POST",code="200"}',
+      'mlops_http_requests_total{protocol="rest",route="/v2/models/{name}/infer",method="POST",code="200",model="breast_cancer"}',
       'mlops_http_request_duration_seconds_bucket',
       'mlops_inference_duration_seconds_bucket',
       'mlops_batch_size_bucket',
@@ -120,7 +120,9 @@ describe('inference server (real ONNX Runtime over HTTP)', () => {
     ]) {
       expect(text).toContain(name);
     }
-    expect(text).toContain(`mlops_model_info{name="breast_cancer",version="1",sha256="${reference.info.sha256}"} 1`);
+    expect(text).toContain(`mlops_model_info{name="breast_cancer",version="1",sha256="${reference.info.sha256}",role="serving",weight="1"} 1`);
+    expect(text).toContain('mlops_model_ready{model="breast_cancer",version="1"} 1');
+    expect(text).toMatch(/^mlops_batch_size_count\{model="breast_cancer",version="1"\} \d+$/m);
   });
 
   const big = 1e9;
@@ -188,7 +190,7 @@ describe('inference server (real ONNX Runtime over HTTP)', () => {
 
 async function batchRuns(url: string): Promise<{ runs: number; rows: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
   return { runs: value('mlops_batch_size_count'), rows: value('mlops_batch_size_sum') };
 }
 

@@ -226,8 +226,30 @@ export interface ContainerAppTarget extends AzureResource {
 
 export type TargetConfig = LocalTarget | KubernetesTarget | CloudRunTarget | KServeTarget | SageMakerTarget | VertexTarget | LambdaTarget | AzureMLTarget | ContainerAppTarget;
 
+/** One model of several (config `models`): what it sets of its own over the top-level sections. */
+export interface ModelEntry {
+  name: string;
+  /** The first serving version's (config gives path and version, or versions). */
+  path: string;
+  version: string;
+  /** These take the top-level model's, server's, test's and monitor's values where the entry gives none. */
+  shapes: Record<string, number[]>;
+  inputData: string;
+  workers: number;
+  batching: Config['server']['batching'];
+  test: Config['test'];
+  monitor: Config['monitor'];
+  /** Versions served side by side: `weight` shares the unversioned traffic, a `shadow` gets copies. One at least, once defaults are applied. */
+  versions: { version: string; path: string; weight: number; shadow: boolean }[];
+}
+
+/** What a model of `models`, and each of its versions, takes when it does not say. */
+export const MODEL_ENTRY_DEFAULTS = { version: '1', weight: 1, shadow: false };
+
 export interface Config {
   model: { path: string; name: string; version: string; shapes: Record<string, number[]>; inputData: string };
+  /** Several models in one image and server; empty: the one `model`. */
+  models: ModelEntry[];
   server: {
     host: string;
     port: number;
@@ -241,6 +263,7 @@ export interface Config {
     offloadBytes: number;
     shutdownTimeoutMs: number;
     memoryBudget: string;
+    repositoryControl: boolean;
     intraOpThreads: number;
     batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
     inferenceLog: { sample: number; sink: string; inputs: boolean };
@@ -314,6 +337,11 @@ export const DEFAULTS: Config = {
     /** What those requests hold: "random", "zero", or a JSON file in perf_analyzer's input format (--input-data). */
     inputData: 'random',
   },
+  /**
+   * Several models served by one image: each {name, path, version} or {name, versions: [{version, path, weight, shadow}]},
+   * with its own shapes, inputData, workers, batching, test and monitor settings over the top-level ones. Empty: `model`.
+   */
+  models: [],
   server: {
     host: '127.0.0.1',
     port: 8080,
@@ -339,8 +367,10 @@ export const DEFAULTS: Config = {
     /** Bodies larger than this are decoded, run and encoded whole in a worker thread. */
     offloadBytes: 64 * 1024,
     shutdownTimeoutMs: 10_000,
-    /** The most memory the model's sessions may take ("2Gi"); the server refuses to start (exit 2) when its workers' sessions would not fit. Empty: no check. */
+    /** The most memory the models' sessions may take together ("2Gi"); the server refuses to start (exit 2) when every model's workers' sessions would not fit. Empty: no check. */
     memoryBudget: '',
+    /** POST /v2/repository/models/{name}/load and /unload (the OIP repository extension): reload a model's files, or unload it, without a restart. Off: 403. */
+    repositoryControl: false,
     /** 0: the cores shared out between the workers (one per core on the main thread). */
     intraOpThreads: 0,
     batching: {

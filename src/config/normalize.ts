@@ -1,4 +1,4 @@
-import { DEFAULTS, TARGET_DEFAULTS, type Config, type TargetConfig } from './defaults.js';
+import { DEFAULTS, MODEL_ENTRY_DEFAULTS, TARGET_DEFAULTS, type Config, type ModelEntry, type TargetConfig } from './defaults.js';
 import type { RawConfig } from './schema.js';
 
 /** Defaults first, the user's values over them, section by section. */
@@ -13,8 +13,30 @@ export function applyDefaults(raw: RawConfig): Config {
     }
     return out as T;
   };
-  const { $schema: _ignored, targets, ...rest } = raw as RawConfig & { $schema?: string };
+  const { $schema: _ignored, targets, models, ...rest } = raw as RawConfig & { $schema?: string };
   const config = merge(structuredClone(DEFAULTS) as unknown as Config, rest);
+  config.models = (models ?? []).map((m): ModelEntry => {
+    const versions = (m.versions ?? [{ version: m.version ?? MODEL_ENTRY_DEFAULTS.version, path: m.path! }]).map((v) => ({
+      version: v.version,
+      path: v.path,
+      weight: 'weight' in v && v.weight !== undefined ? v.weight : MODEL_ENTRY_DEFAULTS.weight,
+      shadow: 'shadow' in v && v.shadow !== undefined ? v.shadow : MODEL_ENTRY_DEFAULTS.shadow,
+    }));
+    const first = versions.find((v) => !v.shadow) ?? versions[0];
+    return {
+      name: m.name,
+      path: first.path,
+      version: first.version,
+      versions,
+      shapes: m.shapes ?? config.model.shapes,
+      inputData: m.inputData ?? config.model.inputData,
+      workers: m.workers ?? config.server.workers,
+      batching: merge(config.server.batching, m.batching),
+      // The top-level sections are every model's defaults.
+      test: merge(structuredClone(config.test), m.test),
+      monitor: merge(structuredClone(config.monitor), m.monitor),
+    };
+  });
   config.targets = Object.fromEntries(
     Object.entries(targets ?? {}).map(([name, target]) => [name, merge(structuredClone(TARGET_DEFAULTS[target.type]) as TargetConfig, target)]),
   );

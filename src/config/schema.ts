@@ -45,11 +45,7 @@ const azureResource = {
 };
 const kubeName = (what: string) => text(what).regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/, { error: 'expected a DNS label (lowercase letters, digits, "-")' });
 
-/**
- * The shape of a user's config. Every field is optional here; defaults are
- * applied afterwards from DEFAULTS so that they live in one place.
- */
-export const configSchema = z
+const sections = z
   .object({
     $schema: z.string().optional(),
     model: z
@@ -81,6 +77,7 @@ export const configSchema = z
         inlineMaxMs: z.number({ error: 'expected milliseconds' }).min(0, { error: 'expected milliseconds >= 0' }).max(1000, { error: 'expected milliseconds <= 1000' }),
         offloadBytes: int(0, 2 ** 31 - 1, 'a size in bytes'),
         shutdownTimeoutMs: int(0, 600_000, 'milliseconds'),
+        repositoryControl: z.boolean({ error: 'expected true or false' }),
         memoryBudget: text('a size like "2Gi"').regex(/^(\s*\d+(\.\d+)?\s*([KMGT]i|[KMGT]B?|B)?\s*)?$/, { error: 'expected a size like "512Mi", "2Gi" or "1G" (empty: no budget)' }),
         intraOpThreads: int(0, 1024, 'a thread count'),
         batching: z
@@ -474,6 +471,72 @@ export const configSchema = z
   })
   .partial()
   .strict();
+
+const modelShape = sections.shape.model.unwrap().shape;
+const modelName = modelShape.name.unwrap();
+const modelVersion = modelShape.version.unwrap();
+const modelPath = modelShape.path.unwrap();
+
+/** One model of several: its file and what is its own (holdout, gates, shapes, profile data, workers, batching). */
+const modelEntry = z
+  .object({
+    name: modelName.min(1, { error: 'expected a model name (each model of several needs one)' }),
+    path: modelPath,
+    version: modelVersion,
+    shapes: modelShape.shapes,
+    inputData: modelShape.inputData,
+    workers: sections.shape.server.unwrap().shape.workers,
+    batching: sections.shape.server.unwrap().shape.batching,
+    test: sections.shape.test,
+    monitor: sections.shape.monitor,
+    versions: z
+      .array(
+        z
+          .object({
+            version: modelVersion,
+            path: modelPath,
+            weight: z.number({ error: 'expected a share of traffic, like 90' }).min(0, { error: 'expected a share of traffic >= 0' }),
+            shadow: z.boolean({ error: 'expected true or false' }),
+          })
+          .partial()
+          .required({ version: true, path: true })
+          .strict(),
+        { error: 'expected a list of versions like [{"version": "2", "path": "v2.onnx", "weight": 90}]' },
+      )
+      .min(1, { error: 'expected at least one version (or leave versions out)' }),
+  })
+  .partial()
+  .required({ name: true })
+  .strict()
+  .superRefine((m, ctx) => {
+    if (m.versions && (m.path !== undefined || m.version !== undefined)) ctx.addIssue({ code: 'custom', path: ['versions'], message: 'give either path and version, or versions, not both' });
+    if (!m.versions && m.path === undefined) ctx.addIssue({ code: 'custom', path: ['path'], message: 'required, and missing (or list versions)' });
+    const seen = new Set<string>();
+    m.versions?.forEach((v, i) => {
+      if (seen.has(v.version)) ctx.addIssue({ code: 'custom', path: ['versions', i, 'version'], message: `version "${v.version}" is listed twice` });
+      seen.add(v.version);
+    });
+    if (m.versions && m.versions.every((v) => v.shadow)) ctx.addIssue({ code: 'custom', path: ['versions'], message: 'every version is a shadow: one must serve' });
+  });
+
+/**
+ * The shape of a user's config. Every field is optional here; defaults are
+ * applied afterwards from DEFAULTS so that they live in one place.
+ */
+export const configSchema = sections
+  .extend({
+    models: z.array(modelEntry, { error: 'expected a list of models like [{"name": "fraud", "path": "fraud.onnx"}]' }),
+  })
+  .partial()
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.models?.length && c.model) ctx.addIssue({ code: 'custom', path: ['models'], message: 'give either model (one) or models (several), not both' });
+    const seen = new Set<string>();
+    c.models?.forEach((m, i) => {
+      if (seen.has(m.name)) ctx.addIssue({ code: 'custom', path: ['models', i, 'name'], message: `model "${m.name}" is listed twice` });
+      seen.add(m.name);
+    });
+  });
 
 export type RawConfig = z.infer<typeof configSchema>;
 

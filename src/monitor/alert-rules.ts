@@ -25,8 +25,8 @@ export interface AlertSettings {
 
 const SERVER_ERRORS = 'code=~"5..|INTERNAL|UNKNOWN|UNAVAILABLE|DATA_LOSS"';
 
-/** Limits a per-instance series to the servers of this model (mlops_model_info is 1 on each). */
-const ofModel = (expression: string, model: string) => `${expression} * on (job, instance) group_left () mlops_model_info{name="${model}"}`;
+/** Limits a per-instance series to the servers of this model (mlops_model_info is 1 on each, once per version it holds: max() makes it one). */
+const ofModel = (expression: string, model: string) => `${expression} * on (job, instance) group_left () max by (job, instance) (mlops_model_info{name="${model}"})`;
 
 /** PSI of one feature over the window, Evidently's definition, with the reference shares inlined. */
 function featurePsiExpression(f: FeatureProfile, reference: string, window: string): string {
@@ -54,7 +54,7 @@ export function prometheusRules(settings: AlertSettings): string {
   const { modelName: model, window } = settings;
   const reference = settings.referenceSha256.slice(0, 12);
   const labels = { model, severity: 'warning' };
-  const inferRate = (extra = '') => `sum(${ofModel(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER}${extra}}[5m])`, model)})`;
+  const inferRate = (extra = '') => `sum(${ofModel(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},model="${model}"${extra}}[5m])`, model)})`;
   const recording = settings.profile.features.map((f) => ({
     record: 'mlops:feature_psi',
     expr: featurePsiExpression(f, reference, window),
@@ -70,7 +70,7 @@ export function prometheusRules(settings: AlertSettings): string {
     },
     {
       alert: 'MlopsLatencyP99',
-      expr: `histogram_quantile(0.99, sum by (le) (${ofModel(`rate(mlops_http_request_duration_seconds_bucket{${INFERENCE_ROUTE_MATCHER}}[5m])`, model)})) > ${settings.p99Seconds}`,
+      expr: `histogram_quantile(0.99, sum by (le) (${ofModel(`rate(mlops_http_request_duration_seconds_bucket{${INFERENCE_ROUTE_MATCHER},model="${model}"}[5m])`, model)})) > ${settings.p99Seconds}`,
       for: '10m',
       labels,
       annotations: { summary: `${model}: p99 inference latency over ${settings.p99Seconds * 1000} ms`, description: 'p99 is {{ $value | humanizeDuration }}.' },

@@ -31,7 +31,7 @@ interface Panel {
 export function grafanaDashboard(settings: DashboardSettings): Record<string, unknown> {
   const model = settings.modelName;
   const reference = settings.referenceSha256.slice(0, 12);
-  const of = (expression: string) => `${expression} * on (job, instance) group_left () mlops_model_info{name="${model}"}`;
+  const of = (expression: string) => `${expression} * on (job, instance) group_left () max by (job, instance) (mlops_model_info{name="${model}"})`;
   const panels: Panel[] = [];
   const add = (panel: Omit<Panel, 'id' | 'datasource' | 'fieldConfig'> & { unit?: string }) => {
     const { unit, ...rest } = panel;
@@ -40,13 +40,13 @@ export function grafanaDashboard(settings: DashboardSettings): Record<string, un
   const row = (y: number, x: number) => ({ x, y, w: 12, h: 8 });
   const quantile = (q: number, metric: string, extra = '') => `histogram_quantile(${q}, sum by (le) (${of(`rate(${metric}_bucket${extra}[$__rate_interval])`)}))`;
 
-  add({ type: 'timeseries', title: 'Throughput', gridPos: row(0, 0), unit: 'reqps', targets: [{ refId: 'A', expr: `sum by (protocol) (${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER}}[$__rate_interval])`)})`, legendFormat: '{{protocol}}' }] });
+  add({ type: 'timeseries', title: 'Throughput', gridPos: row(0, 0), unit: 'reqps', targets: [{ refId: 'A', expr: `sum by (protocol) (${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},model="${model}"}[$__rate_interval])`)})`, legendFormat: '{{protocol}}' }] });
   add({
     type: 'timeseries',
     title: 'Inference latency',
     gridPos: row(0, 12),
     unit: 's',
-    targets: [0.5, 0.95, 0.99].map((q, i) => ({ refId: String.fromCharCode(65 + i), expr: quantile(q, 'mlops_http_request_duration_seconds', `{${INFERENCE_ROUTE_MATCHER}}`), legendFormat: `p${q * 100}` })),
+    targets: [0.5, 0.95, 0.99].map((q, i) => ({ refId: String.fromCharCode(65 + i), expr: quantile(q, 'mlops_http_request_duration_seconds', `{${INFERENCE_ROUTE_MATCHER},model="${model}"}`), legendFormat: `p${q * 100}` })),
   });
   add({
     type: 'timeseries',
@@ -55,8 +55,8 @@ export function grafanaDashboard(settings: DashboardSettings): Record<string, un
     gridPos: row(8, 0),
     unit: 'reqps',
     targets: [
-      { refId: 'A', expr: `sum(${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},code=~"5..|INTERNAL|UNKNOWN|UNAVAILABLE|DATA_LOSS"}[$__rate_interval])`)})`, legendFormat: 'server errors' },
-      { refId: 'B', expr: `sum(${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},code=~"4..|INVALID_ARGUMENT|NOT_FOUND|RESOURCE_EXHAUSTED"}[$__rate_interval])`)})`, legendFormat: 'client errors' },
+      { refId: 'A', expr: `sum(${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},model="${model}",code=~"5..|INTERNAL|UNKNOWN|UNAVAILABLE|DATA_LOSS"}[$__rate_interval])`)})`, legendFormat: 'server errors' },
+      { refId: 'B', expr: `sum(${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},model="${model}",code=~"4..|INVALID_ARGUMENT|NOT_FOUND|RESOURCE_EXHAUSTED"}[$__rate_interval])`)})`, legendFormat: 'client errors' },
     ],
   });
   add({
@@ -64,9 +64,9 @@ export function grafanaDashboard(settings: DashboardSettings): Record<string, un
     title: 'Batch size and queue time',
     gridPos: row(8, 12),
     targets: [
-      { refId: 'A', expr: `sum(${of('rate(mlops_batch_size_sum[$__rate_interval])')}) / sum(${of('rate(mlops_batch_size_count[$__rate_interval])')})`, legendFormat: 'rows per run (mean)' },
-      { refId: 'B', expr: quantile(0.95, 'mlops_inference_queue_duration_seconds'), legendFormat: 'queue time p95 (s)' },
-      { refId: 'C', expr: quantile(0.95, 'mlops_inference_duration_seconds'), legendFormat: 'run time p95 (s)' },
+      { refId: 'A', expr: `sum(${of(`rate(mlops_batch_size_sum{model="${model}"}[$__rate_interval])`)}) / sum(${of(`rate(mlops_batch_size_count{model="${model}"}[$__rate_interval])`)})`, legendFormat: 'rows per run (mean)' },
+      { refId: 'B', expr: quantile(0.95, 'mlops_inference_queue_duration_seconds', `{model="${model}"}`), legendFormat: 'queue time p95 (s)' },
+      { refId: 'C', expr: quantile(0.95, 'mlops_inference_duration_seconds', `{model="${model}"}`), legendFormat: 'run time p95 (s)' },
     ],
   });
   const counted = `reference="${reference}"`;

@@ -105,91 +105,97 @@ export class LiveProfile {
  * above (a labelled prom-client inc() per row would cost more than the model
  * on small ones). `reference` tells apart the counts of two versions whose bins
  * differ while both serve (a canary): sums are only meaningful within one.
+ * Several profiles (the models and versions of one server) share a registry:
+ * each counter is registered once and collects every profile added to it, with
+ * `model` and `version` labels. Returns what removes the profile again (an unload).
  */
-export function profileMetrics(registry: Registry, live: LiveProfile, referenceSha256: string): void {
-  const reference = referenceSha256.slice(0, 12);
-  const { features, prediction } = countedSlots(live.profile);
-  const collectInto = (counter: Counter<string>, each: (set: (labels: Record<string, string>, value: number) => void) => void) => {
-    counter.reset();
-    each((labels, value) => counter.inc({ ...labels, reference }, value));
-  };
-  new Counter({
-    name: 'mlops_feature_bin_total',
-    help: "Profiled values per feature and reference bin (0 = the reference's lowest decile by default)",
-    labelNames: ['feature', 'bin', 'reference'],
-    registers: [registry],
-    collect() {
-      collectInto(this, (set) =>
-        features.forEach((f, s) => {
-          const counts = live.total(s);
-          for (let b = 0; b < f.edges.length - 1; b++) set({ feature: f.name, bin: String(b) }, counts[b + 1]);
-        }),
-      );
-    },
-  });
-  new Counter({
-    name: 'mlops_feature_out_of_range_total',
-    help: "Profiled values below the reference's minimum or above its maximum",
-    labelNames: ['feature', 'side', 'reference'],
-    registers: [registry],
-    collect() {
-      collectInto(this, (set) =>
-        features.forEach((f, s) => {
-          const counts = live.total(s);
-          set({ feature: f.name, side: 'below' }, counts[0]);
-          set({ feature: f.name, side: 'above' }, counts[f.edges.length]);
-        }),
-      );
-    },
-  });
-  new Counter({
-    name: 'mlops_feature_missing_total',
-    help: 'Profiled values that were NaN',
-    labelNames: ['feature', 'reference'],
-    registers: [registry],
-    collect() {
-      collectInto(this, (set) => features.forEach((f, s) => set({ feature: f.name }, live.total(s)[f.edges.length + 1])));
-    },
-  });
-  if (prediction?.kind === 'value') {
-    new Counter({
-      name: 'mlops_prediction_bin_total',
-      help: "Predicted values per reference bin; below and above the reference's range as bin=\"below\" and bin=\"above\"",
-      labelNames: ['bin', 'reference'],
-      registers: [registry],
-      collect() {
-        const counts = live.total(live.slots - 1);
-        const bins = prediction.edges!.length - 1;
-        collectInto(this, (set) => {
-          set({ bin: 'below' }, counts[0]);
-          for (let b = 0; b < bins; b++) set({ bin: String(b) }, counts[b + 1]);
-          set({ bin: 'above' }, counts[bins + 1]);
-          set({ bin: 'missing' }, counts[bins + 2]);
-        });
-      },
-    });
-  } else if (prediction) {
-    new Counter({
-      name: 'mlops_prediction_class_total',
-      help: 'Rows per predicted class; class="other" for a value outside the known classes',
-      labelNames: ['class', 'reference'],
-      registers: [registry],
-      collect() {
-        const counts = live.total(live.slots - 1);
-        collectInto(this, (set) => {
-          prediction.classes!.forEach((c, i) => set({ class: c }, counts[i]));
-          set({ class: 'other' }, counts[prediction.classes!.length]);
-        });
-      },
-    });
+export function profileMetrics(registry: Registry, live: LiveProfile, referenceSha256: string, model: { name: string; version: string }): () => void {
+  let profiles = PROFILES.get(registry);
+  if (!profiles) PROFILES.set(registry, (profiles = new Set()));
+  const entry: CountedProfile = { live, labels: { reference: referenceSha256.slice(0, 12), model: model.name, version: model.version }, slots: countedSlots(live.profile) };
+  profiles.add(entry);
+  const prediction = entry.slots.prediction;
+  for (const name of ['mlops_feature_bin_total', 'mlops_feature_out_of_range_total', 'mlops_feature_missing_total', 'mlops_profiled_rows_total', ...(prediction ? [prediction.kind === 'value' ? 'mlops_prediction_bin_total' : 'mlops_prediction_class_total'] : [])]) {
+    if (!registry.getSingleMetric(name)) registerCounter(registry, name as keyof typeof COUNTERS, profiles);
   }
-  new Counter({
-    name: 'mlops_profiled_rows_total',
+  return () => void profiles.delete(entry);
+}
+
+interface CountedProfile {
+  live: LiveProfile;
+  labels: { reference: string; model: string; version: string };
+  slots: ReturnType<typeof countedSlots>;
+}
+
+const PROFILES = new WeakMap<Registry, Set<CountedProfile>>();
+type Emit = (labels: Record<string, string>, value: number) => void;
+
+/** Each counter: its help, its own labels, and the series one profile gives it. */
+const COUNTERS = {
+  mlops_feature_bin_total: {
+    help: "Profiled values per feature and reference bin (0 = the reference's lowest decile by default)",
+    labels: ['feature', 'bin'],
+    series: ({ live, slots }: CountedProfile, set: Emit) =>
+      slots.features.forEach((f, s) => {
+        const counts = live.total(s);
+        for (let b = 0; b < f.edges.length - 1; b++) set({ feature: f.name, bin: String(b) }, counts[b + 1]);
+      }),
+  },
+  mlops_feature_out_of_range_total: {
+    help: "Profiled values below the reference's minimum or above its maximum",
+    labels: ['feature', 'side'],
+    series: ({ live, slots }: CountedProfile, set: Emit) =>
+      slots.features.forEach((f, s) => {
+        const counts = live.total(s);
+        set({ feature: f.name, side: 'below' }, counts[0]);
+        set({ feature: f.name, side: 'above' }, counts[f.edges.length]);
+      }),
+  },
+  mlops_feature_missing_total: {
+    help: 'Profiled values that were NaN',
+    labels: ['feature'],
+    series: ({ live, slots }: CountedProfile, set: Emit) => slots.features.forEach((f, s) => set({ feature: f.name }, live.total(s)[f.edges.length + 1])),
+  },
+  mlops_prediction_bin_total: {
+    help: "Predicted values per reference bin; below and above the reference's range as bin=\"below\" and bin=\"above\"",
+    labels: ['bin'],
+    series: ({ live, slots }: CountedProfile, set: Emit) => {
+      if (slots.prediction?.kind !== 'value') return;
+      const counts = live.total(live.slots - 1);
+      const bins = slots.prediction.edges!.length - 1;
+      set({ bin: 'below' }, counts[0]);
+      for (let b = 0; b < bins; b++) set({ bin: String(b) }, counts[b + 1]);
+      set({ bin: 'above' }, counts[bins + 1]);
+      set({ bin: 'missing' }, counts[bins + 2]);
+    },
+  },
+  mlops_prediction_class_total: {
+    help: 'Rows per predicted class; class="other" for a value outside the known classes',
+    labels: ['class'],
+    series: ({ live, slots }: CountedProfile, set: Emit) => {
+      if (!slots.prediction || slots.prediction.kind === 'value') return;
+      const counts = live.total(live.slots - 1);
+      slots.prediction.classes!.forEach((c, i) => set({ class: c }, counts[i]));
+      set({ class: 'other' }, counts[slots.prediction.classes!.length]);
+    },
+  },
+  mlops_profiled_rows_total: {
     help: 'Rows counted in the live profile',
-    labelNames: ['reference'],
+    labels: [],
+    series: ({ live }: CountedProfile, set: Emit) => set({}, live.rows),
+  },
+} as const;
+
+function registerCounter(registry: Registry, name: keyof typeof COUNTERS, profiles: Set<CountedProfile>): void {
+  const { help, labels, series } = COUNTERS[name];
+  new Counter({
+    name,
+    help,
+    labelNames: [...labels, 'reference', 'model', 'version'],
     registers: [registry],
     collect() {
-      collectInto(this, (set) => set({}, live.rows));
+      this.reset();
+      for (const profile of profiles) series(profile, (own, value) => this.inc({ ...own, ...profile.labels }, value));
     },
   });
 }

@@ -8,12 +8,11 @@ import { spatialMap } from '../explain/occlusion.js';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { decodeInstances, encodePredictions, instanceRow } from '../protocol/instances.js';
 import { BadRequest, boundErrorText } from '../protocol/request.js';
-import { BINARY_EXTENSION, decodeParsedRestRequest, decodeRestRequest, encodeRestResponse, HEADER_LENGTH, headerLength } from '../protocol/rest.js';
-import { copyTensors, encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
-import type { InferenceEngine } from './engine.js';
+import { BINARY_EXTENSION, decodeParsedRestRequest, decodeRestResponse, decodeRestRequest, encodeRestResponse, HEADER_LENGTH, headerLength } from '../protocol/rest.js';
+import { copyTensors, encodeInferenceRecords } from '../monitor/inference-records.js';
 import type { InferenceLog } from './inference-log.js';
 import type { ServerMetrics } from './metrics.js';
-import type { ServerProfiling } from './profiling.js';
+import type { ModelRepository, ServedVersion } from './model-repository.js';
 import { closeWithin, type ServingState } from './state.js';
 import { accessRefusal, type AccessControl } from './auth.js';
 import { clientCertificateRefusal, httpsOptions, watchTls, type TlsOptions } from './tls.js';
@@ -22,7 +21,9 @@ import https from 'node:https';
 import { BodyBudget, declaredLength, OWNED, overBudget, readBody, ShuttingDown, tooLarge, type BodyLimits } from './body.js';
 
 export interface RestServerOptions {
-  engine: InferenceEngine;
+  repository: ModelRepository;
+  /** POST /v2/repository/models/{name}/load and /unload; 403 when off. */
+  repositoryControl: boolean;
   metrics: ServerMetrics;
   state: ServingState;
   maxBodyBytes: number;
@@ -34,8 +35,6 @@ export interface RestServerOptions {
   offloadBytes: number;
   /** The mlops version, reported by GET /v2. */
   serverVersion: string;
-  /** The live profile behind GET /v2/models/{name}/profile. */
-  profiling: ServerProfiling;
   /** Off when undefined. */
   inferenceLog?: InferenceLog;
   /** Bearer tokens; off when undefined. */
@@ -72,6 +71,8 @@ interface Route {
   methods: Record<string, Handler>;
   /** Answered without a token when auth is on: health and readiness probes (and /metrics unless auth.metrics). */
   open?: boolean;
+  /** A contract's route that names no model (SageMaker's, Vertex AI's): the first model answers, and its metrics say so. */
+  firstModel?: boolean;
 }
 
 /** How a binary OIP answer tells the length of its JSON: its own header, or SageMaker's content-type parameter. */
@@ -95,47 +96,44 @@ const LINGER_MAX_MS = 10_000;
 const SHUTDOWN_BODY_IDLE_MS = 1000;
 
 export function createRestServer(options: RestServerOptions): RestServer {
-  const { engine, metrics, state, log, inferenceLog, access } = options;
+  const { repository, metrics, state, log, inferenceLog, access } = options;
   const mutualTls = Boolean(options.tls?.clientCa);
   const bodyLimits: BodyLimits = { maxBodyBytes: options.maxBodyBytes, budget: new BodyBudget(options.maxPendingBodyBytes) };
   const logFailure = failureLogger(log);
-  const { model } = engine;
-  const recordModel = recordModelOf(model);
-  const modelMetadata = {
-    name: model.name,
-    versions: [model.version],
-    platform: 'onnxruntime_onnx',
-    inputs: model.inputs.map(({ name, datatype, shape }) => ({ name, datatype, shape })),
-    outputs: model.outputs.map(({ name, datatype, shape }) => ({ name, datatype, shape })),
-  };
-
   const deadline = () => performance.now() + options.inferenceTimeoutMs;
+  const NO_SHADOWS: ServedVersion[] = [];
 
-  const checkModel = (params: RouteParams) => {
-    if (params.name !== model.name) throw new BadRequest(`unknown model '${params.name}'; this server serves '${model.name}'`, 404);
-    if (params.version !== undefined && params.version !== model.version) {
-      throw new BadRequest(`model '${model.name}' has no version '${params.version}'; it has version '${model.version}'`, 404);
-    }
-  };
-
-  /** An OIP v2 request, JSON or binary; `framing` says how a binary answer tells its JSON length. */
-  const runInfer = async (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, header: number | undefined, framing: BinaryFraming, parsed?: unknown) => {
+  /**
+   * An OIP v2 request, JSON or binary, to the version `served`; `framing` says how a binary answer tells its
+   * JSON length. `mirrored`: the split picked the version, so the model's shadows get a copy.
+   */
+  const runInfer = async (served: ServedVersion, mirrored: boolean, req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, header: number | undefined, framing: BinaryFraming, parsed?: unknown) => {
+    const { engine, recordModel } = served;
+    const { model } = engine;
     const logged = inferenceLog?.sampled() ?? false;
+    const shadows = mirrored ? repository.shadowsOf(served) : NO_SHADOWS;
     if (engine.workers > 0 && body.byteLength > options.offloadBytes) {
       const log = logged ? (inferenceLog!.inputs ? 'with-inputs' : 'outputs') : undefined;
-      const reply = await engine.inferRest(body, header, OWNED.has(body.buffer), { id: requestId(req), log }, deadline());
+      // The body may move to the worker: the shadows get their own copy first.
+      const copy = shadows.length > 0 ? { body: body.slice(), header } : undefined;
+      const due = deadline();
+      const reply = await engine.inferRest(body, header, OWNED.has(body.buffer), { id: requestId(req), log }, due);
       sendInferResponse(res, reply.body, reply.headerLength, framing);
       if (reply.logged) inferenceLog!.add(reply.logged, reply.rows);
+      if (copy) repository.mirror(served, shadows, copy, reply.rows, () => decodeRestResponse(reply.body, reply.headerLength), due);
       return;
     }
     const request = parsed === undefined ? decodeRestRequest(body, header, model) : decodeParsedRestRequest(parsed, body, header, model);
     request.id ??= requestId(req);
-    // Batching may hand the inputs' buffers to a worker thread: the log keeps a copy.
+    // Batching may hand the inputs' buffers to a worker thread: the log and the shadows keep a copy.
     const inputs = logged && inferenceLog!.inputs ? copyTensors(request.inputs) : undefined;
-    const result = await engine.infer(request.inputs, request.rows, deadline());
+    const copy = shadows.length > 0 ? { tensors: copyTensors(request.inputs) } : undefined;
+    const due = deadline();
+    const result = await engine.infer(request.inputs, request.rows, due);
     const response = encodeRestResponse(model, result, request);
     sendInferResponse(res, response.body, response.headerLength, framing);
     if (logged) inferenceLog!.add(encodeInferenceRecords({ id: request.id, rows: request.rows, model: recordModel }, result, inputs), request.rows);
+    if (copy) repository.mirror(served, shadows, copy, request.rows, () => result, due);
   };
 
   /** Reads a body whose binary data follows a JSON header of `declared` bytes, and checks that length. */
@@ -147,13 +145,15 @@ export function createRestServer(options: RestServerOptions): RestServer {
   };
 
   const infer: Handler = async (req, res, params) => {
-    checkModel(params);
+    const served = repository.route(params.name, params.version);
     const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
-    return runInfer(req, res, body, header, 'header');
+    return runInfer(served, params.version === undefined, req, res, body, header, 'header');
   };
 
   /** {"instances": [...]} in, {"predictions": [...]} out: v1 :predict, Vertex AI, SageMaker JSON. */
-  const runInstances = async (req: http.IncomingMessage, res: http.ServerResponse, parsed: unknown, where: string) => {
+  const runInstances = async (served: ServedVersion, req: http.IncomingMessage, res: http.ServerResponse, parsed: unknown, where: string) => {
+    const { engine, recordModel } = served;
+    const { model } = engine;
     const { feeds, rows } = decodeInstances(model.inputs, parsed, where);
     // These answers have no id field: the id travels in the X-Request-Id header.
     const id = requestId(req);
@@ -181,8 +181,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
   };
 
   const predict: Handler = async (req, res, params) => {
-    checkModel(params);
-    await runInstances(req, res, parseJsonBody(await readBody(req, bodyLimits)), ':predict');
+    const served = repository.route(params.name);
+    await runInstances(served, req, res, parseJsonBody(await readBody(req, bodyLimits)), ':predict');
   };
 
   /**
@@ -191,30 +191,32 @@ export function createRestServer(options: RestServerOptions): RestServer {
    * SageMaker's Triton containers take it), or CSV rows without a header.
    */
   const invocations: Handler = async (req, res) => {
+    // SageMaker's contract names no model: the first one answers (TargetModel, multi-model endpoints, is not served).
+    const served = repository.route(undefined);
     const [mime, ...parameters] = (req.headers['content-type'] || 'application/json').split(';').map((p) => p.trim().toLowerCase());
     if (mime === SAGEMAKER_BINARY) {
       const size = parameters.find((p) => p.startsWith('json-header-size='))?.slice('json-header-size='.length);
       if (size === undefined) throw new BadRequest(`content type ${SAGEMAKER_BINARY} needs its length parameter: ${SAGEMAKER_BINARY};json-header-size=<bytes of JSON before the binary data>`);
       const { body, header } = await readInferBody(req, size);
-      return runInfer(req, res, body, header, 'sagemaker');
+      return runInfer(served, true, req, res, body, header, 'sagemaker');
     }
     if (req.headers[HEADER_LENGTH] !== undefined) {
       const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
-      return runInfer(req, res, body, header, 'header');
+      return runInfer(served, true, req, res, body, header, 'header');
     }
-    if (mime === 'text/csv') return runInstances(req, res, { instances: csvRows(await readBody(req, bodyLimits)) }, '/invocations (text/csv)');
+    if (mime === 'text/csv') return runInstances(served, req, res, { instances: csvRows(await readBody(req, bodyLimits)) }, '/invocations (text/csv)');
     if (mime === 'application/json' || mime.endsWith('+json') || GENERIC_TYPES.has(mime)) {
       const body = await readBody(req, bodyLimits);
       const parsed = parseJsonBody(body);
-      if (typeof parsed === 'object' && parsed !== null && 'instances' in parsed) return runInstances(req, res, parsed, '/invocations');
-      return runInfer(req, res, body, undefined, 'header', parsed);
+      if (typeof parsed === 'object' && parsed !== null && 'instances' in parsed) return runInstances(served, req, res, parsed, '/invocations');
+      return runInfer(served, true, req, res, body, undefined, 'header', parsed);
     }
     throw new BadRequest(`/invocations does not take content type '${mime}': send application/json ({"instances": [...]} or an Open Inference Protocol v2 body), text/csv, or ${SAGEMAKER_BINARY};json-header-size=N`, 415);
   };
 
   /** What the explain routes offer; a server that cannot explain says why before reading the body. */
-  const explanations = () => {
-    const offered = engine.explanations;
+  const explanations = (served: ServedVersion) => {
+    const offered = served.engine.explanations;
     if (!('method' in offered)) throw new BadRequest(offered.unavailable, offered.status);
     return offered;
   };
@@ -226,8 +228,10 @@ export function createRestServer(options: RestServerOptions): RestServer {
    * the attributions add up to the output from. A spatial input gets occlusion: a map of the input's
    * height and width, each position carrying how much the column fell when its patch was zeroed.
    */
-  const runExplain = async (res: http.ServerResponse, feeds: Tensors, rows: number, id: string) => {
-    const offered = explanations();
+  const runExplain = async (served: ServedVersion, res: http.ServerResponse, feeds: Tensors, rows: number, id: string) => {
+    const { engine } = served;
+    const { model } = engine;
+    const offered = explanations(served);
     const cost = offered.method === 'kernel_shap' ? `${offered.samples} x ${offered.backgroundRows} model rows` : 'a model row per patch';
     if (rows > options.explainMaxRows) throw new BadRequest(`an explanation request may hold at most ${options.explainMaxRows} rows (explain.maxRows), and this one holds ${rows}: each row costs ${cost}`, 400);
     const tensor = feeds[offered.input];
@@ -277,20 +281,32 @@ export function createRestServer(options: RestServerOptions): RestServer {
     });
   };
 
+  // Explanations are of the version that would have answered: picked by the split like an inference.
   const explain: Handler = async (req, res, params) => {
-    checkModel(params);
-    explanations();
+    const served = repository.route(params.name, params.version);
+    explanations(served);
     const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
-    const request = decodeRestRequest(body, header, model);
-    await runExplain(res, request.inputs, request.rows, request.id ?? requestId(req));
+    const request = decodeRestRequest(body, header, served.engine.model);
+    await runExplain(served, res, request.inputs, request.rows, request.id ?? requestId(req));
   };
   const explainInstances: Handler = async (req, res, params) => {
-    checkModel(params);
-    explanations();
-    const { feeds, rows } = decodeInstances(model.inputs, parseJsonBody(await readBody(req, bodyLimits)), ':explain');
+    const served = repository.route(params.name);
+    explanations(served);
+    const { feeds, rows } = decodeInstances(served.engine.model.inputs, parseJsonBody(await readBody(req, bodyLimits)), ':explain');
     const id = requestId(req);
     res.setHeader('x-request-id', id);
-    await runExplain(res, feeds, rows, id);
+    await runExplain(served, res, feeds, rows, id);
+  };
+
+  /** The OIP repository extension's load and unload, when server.repositoryControl allows them. */
+  const control = (action: 'load' | 'unload'): Handler => async (req, res, params) => {
+    if (!options.repositoryControl) throw new BadRequest(`model ${action} is off on this server: set server.repositoryControl (MLOPS_REPOSITORY_CONTROL=true) to allow it`, 403);
+    // The body (OIP allows {"parameters": {...}}) asks for nothing mlops reads; it is read and dropped.
+    await readBody(req, bodyLimits);
+    const name = params.name!;
+    await (action === 'load' ? repository.load(name) : repository.unload(name));
+    log(`model '${name}' ${action === 'load' ? 'loaded' : 'unloaded'} by POST /v2/repository/models/${name}/${action}`);
+    sendJson(res, 200, {});
   };
 
   const ready: Handler = (_q, res) => sendJson(res, state.ready ? 200 : 503, { ready: state.ready });
@@ -298,7 +314,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
   const platformRoutes: Route[] = [
     ...(options.routes.health ? [{ label: '$AIP_HEALTH_ROUTE', pattern: exactPath(options.routes.health), methods: { GET: ready }, open: true }] : []),
     ...(options.routes.predict
-      ? [{ label: '$AIP_PREDICT_ROUTE', pattern: exactPath(options.routes.predict), methods: { POST: async (req: http.IncomingMessage, res: http.ServerResponse) => runInstances(req, res, parseJsonBody(await readBody(req, bodyLimits)), options.routes.predict!) } }]
+      ? [{ label: '$AIP_PREDICT_ROUTE', pattern: exactPath(options.routes.predict), firstModel: true, methods: { POST: async (req: http.IncomingMessage, res: http.ServerResponse) => runInstances(repository.route(undefined), req, res, parseJsonBody(await readBody(req, bodyLimits)), options.routes.predict!) } }]
       : []),
   ];
 
@@ -311,16 +327,17 @@ export function createRestServer(options: RestServerOptions): RestServer {
       // Triton's model repository index: lets a client find the model on a server it knows nothing about.
       label: '/v2/repository/index',
       pattern: /^\/v2\/repository\/index$/,
-      methods: { POST: (_q, res) => sendJson(res, 200, [{ name: model.name, version: model.version, state: state.ready ? 'READY' : 'UNAVAILABLE' }]) },
+      methods: {
+        POST: (_q, res) => sendJson(res, 200, repository.index().map((m) => (state.ready || m.state !== 'READY' ? m : { ...m, state: 'UNAVAILABLE', reason: 'the server is not ready' }))),
+      },
     },
+    { label: '/v2/repository/models/{name}/load', pattern: /^\/v2\/repository\/models\/([^/]+)\/load$/, methods: { POST: control('load') } },
+    { label: '/v2/repository/models/{name}/unload', pattern: /^\/v2\/repository\/models\/([^/]+)\/unload$/, methods: { POST: control('unload') } },
     {
       label: '/v2/models/{name}',
       pattern: new RegExp(`^${MODEL_PATH}$`),
       methods: {
-        GET: (_q, res, p) => {
-          checkModel(p);
-          sendJson(res, 200, modelMetadata);
-        },
+        GET: (_q, res, p) => sendJson(res, 200, repository.metadata(p.name, p.version)),
       },
     },
     {
@@ -329,8 +346,9 @@ export function createRestServer(options: RestServerOptions): RestServer {
       open: true,
       methods: {
         GET: (_q, res, p) => {
-          checkModel(p);
-          sendJson(res, state.ready ? 200 : 503, { name: model.name, ready: state.ready });
+          const model = repository.ready(p.name, p.version);
+          const ready = state.ready && model.ready;
+          sendJson(res, ready ? 200 : 503, { name: model.name, ready });
         },
       },
     },
@@ -340,8 +358,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
       pattern: new RegExp(`^${MODEL_PATH}/profile$`),
       methods: {
         GET: (_q, res, p) => {
-          checkModel(p);
-          const document = options.profiling.document();
+          const document = repository.primary(p.name, p.version).profiling.document();
           sendJson(res, 'error' in document ? 409 : 200, document);
         },
       },
@@ -350,7 +367,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
     { label: '/v1/models/{name}:predict', pattern: /^\/v1\/models\/([^/:]+):predict$/, methods: { POST: predict } },
     // SageMaker's container contract: GET /ping, POST /invocations.
     { label: '/ping', pattern: /^\/ping$/, methods: { GET: ready }, open: true },
-    { label: '/invocations', pattern: /^\/invocations$/, methods: { POST: invocations } },
+    { label: '/invocations', pattern: /^\/invocations$/, firstModel: true, methods: { POST: invocations } },
     {
       label: '/metrics',
       pattern: /^\/metrics$/,
@@ -377,6 +394,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
     const query = url.indexOf('?');
     const path = query === -1 ? url : url.slice(0, query);
     let label = 'unmatched';
+    let modelLabel = '';
     try {
       let route: Route | undefined;
       let match: RegExpExecArray | null = null;
@@ -389,6 +407,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
       }
       if (!route || !match) throw new BadRequest(`no route ${req.method} ${path}; see GET /v2 and /v2/models/{name}`, 404);
       label = route.label;
+      if (route.firstModel) modelLabel = repository.names[0];
       if (mutualTls && !route.open) {
         const refusal = clientCertificateRefusal(req.socket as TLSSocket);
         if (refusal) throw new BadRequest(refusal, 403);
@@ -409,7 +428,10 @@ export function createRestServer(options: RestServerOptions): RestServer {
         throw new BadRequest(`method ${req.method} is not allowed on ${route.label}; use ${Object.keys(route.methods).join(' or ')}`, 405);
       }
       const params: RouteParams = {};
-      if (match[1] !== undefined) params.name = safeDecode(match[1]);
+      if (match[1] !== undefined) {
+        params.name = safeDecode(match[1]);
+        if (repository.has(params.name)) modelLabel = params.name;
+      }
       if (match[2] !== undefined) params.version = safeDecode(match[2]);
       await handler(req, res, params);
     } catch (error) {
@@ -429,8 +451,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
     } finally {
       state.inFlight--;
       metrics.inFlight.dec();
-      metrics.requests.inc({ protocol: 'rest', route: label, method: req.method ?? '', code: res.statusCode });
-      metrics.requestSeconds.observe({ protocol: 'rest', route: label }, (performance.now() - started) / 1000);
+      metrics.requests.inc({ protocol: 'rest', route: label, method: req.method ?? '', code: res.statusCode, model: modelLabel });
+      metrics.requestSeconds.observe({ protocol: 'rest', route: label, model: modelLabel }, (performance.now() - started) / 1000);
       if (state.draining && state.inFlight === 0) server.closeIdleConnections();
     }
   };
@@ -446,7 +468,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
     const refusal = verdict && !verdict.ok ? accessRefusal(verdict) : tooMuch && { error: tooMuch, headers: tooMuch.status === 503 ? { 'retry-after': '1' } : {} };
     if (refusal) {
       const { error, headers } = refusal;
-      metrics.requests.inc({ protocol: 'rest', route: 'unmatched', method: req.method ?? '', code: error.status });
+      metrics.requests.inc({ protocol: 'rest', route: 'unmatched', method: req.method ?? '', code: error.status, model: '' });
       const text = JSON.stringify({ error: error.message });
       res.writeHead(error.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close', ...headers });
       res.end(text);

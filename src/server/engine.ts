@@ -7,7 +7,7 @@ import { BadRequest, DeadlineExceeded } from '../protocol/request.js';
 import { Batcher, canBatch } from './batcher.js';
 import { SlowRunJudge } from './slow-runs.js';
 import { WorkerPool } from './worker-pool.js';
-import { checkMemoryBudget, parseByteSize, weightBytes } from './memory-budget.js';
+import { weightBytes, type MemoryLedger } from './memory-budget.js';
 import { explainableInput, explainedOutputs } from '../explain/tabular.js';
 import { now, sessionOptions, transferables, type RestLogging, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
 
@@ -30,8 +30,8 @@ export interface EngineOptions extends WorkerSetup {
   explainSamples?: number;
   /** Occlusion patch size, in positions along height and width. */
   explainPatch?: number;
-  /** server.memoryBudget ("2Gi"): the start is refused when the sessions would not fit. */
-  memoryBudget?: string;
+  /** server.memoryBudget, shared by every model the server loads: the start is refused when the sessions would not fit. */
+  memory?: MemoryLedger;
 }
 
 export type ExplainReply = Extract<WorkerReply, { ok: true; kind: 'explain' }>;
@@ -103,10 +103,7 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     allowNonFinite: options.allowNonFinite,
   };
   const model = await readServableModel(sessionOptions(setup));
-  if (options.memoryBudget) {
-    const budget = parseByteSize(options.memoryBudget, 'server.memoryBudget');
-    checkMemoryBudget({ budget, budgetText: options.memoryBudget, weights: await weightBytes(model.info), workers: options.workers, modelName: model.name });
-  }
+  const giveBack = options.memory?.claim({ weights: await weightBytes(model.info), workers: options.workers, modelName: model.name, version: model.version });
   const profileProblem = options.profile ? profileMismatch(options.profile, { sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs }) : null;
   if (options.profile && !profileProblem) setup.profile = options.profile;
   const explanations = explanationsFor(model, options, profileProblem);
@@ -142,6 +139,7 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     }
   } catch (error) {
     await pool?.close();
+    giveBack?.();
     throw error;
   }
 
@@ -234,6 +232,7 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     async release() {
       await pool?.close();
       if (placement.where === 'main-thread') await local?.release();
+      giveBack?.();
       return { abandonedRuns: pool?.abandonedRuns ?? 0 };
     },
   };

@@ -6,15 +6,15 @@ import { BadRequest, boundErrorText } from '../protocol/request.js';
 import { accessRefusal, bearerToken, type AccessControl } from './auth.js';
 import { grpcServerCredentials, type TlsOptions } from './tls.js';
 import { EXTENSIONS } from './app.js';
-import { copyTensors, encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
-import type { InferenceEngine } from './engine.js';
+import { copyTensors, encodeInferenceRecords } from '../monitor/inference-records.js';
+import type { ModelRepository } from './model-repository.js';
 import { failureLogger } from './failure-log.js';
 import type { InferenceLog } from './inference-log.js';
 import type { ServerMetrics } from './metrics.js';
 import { closeWithin, type ServingState } from './state.js';
 
 export interface GrpcServerOptions {
-  engine: InferenceEngine;
+  repository: ModelRepository;
   metrics: ServerMetrics;
   state: ServingState;
   maxMessageBytes: number;
@@ -78,20 +78,15 @@ function lenientDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefinitio
 
 /** The Open Inference Protocol's GRPCInferenceService and grpc.health.v1, over the same engine as REST. */
 export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
-  const { engine, metrics, state, log, inferenceLog } = options;
+  const { repository, metrics, state, log, inferenceLog } = options;
   const logFailure = failureLogger(log);
-  const { model } = engine;
-  const recordModel = recordModelOf(model);
   const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxMessageBytes, 'grpc.max_send_message_length': -1 });
   const health = new HealthImplementation({ '': 'NOT_SERVING', [INFERENCE_SERVICE]: 'NOT_SERVING' });
   health.addToServer(server);
 
-  const checkModel = (name: unknown, version: unknown) => {
-    // An empty name means the one model this server serves, so that a client can discover it.
-    if (name && name !== model.name) throw new BadRequest(`unknown model '${String(name)}'; this server serves '${model.name}'`, 404);
-    if (version && version !== model.version) throw new BadRequest(`model '${model.name}' has no version '${String(version)}'; it has version '${model.version}'`, 404);
-  };
-  const tensorMetadata = (list: typeof model.inputs) => list.map(({ name, datatype, shape }) => ({ name, datatype, shape }));
+  // An empty name means the server's (first) model, so that a client can discover it; an empty version, none named.
+  const named = (name: unknown) => (name ? String(name) : undefined);
+  const versionOf = (version: unknown) => (version ? String(version) : undefined);
 
   /** The server's timeout from now, or the client's deadline (grpc-timeout) when it comes sooner; in performance.now() time. */
   const deadlineOf = (call: grpc.ServerUnaryCall<unknown, unknown>): number => {
@@ -104,26 +99,27 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const rpcs: Record<string, Rpc> = {
     ServerLive: () => ({ live: true }),
     ServerReady: () => ({ ready: state.ready }),
-    ModelReady: (r) => {
-      checkModel(r.name, r.version);
-      return { ready: state.ready };
-    },
+    ModelReady: (r) => ({ ready: state.ready && repository.ready(named(r.name), versionOf(r.version)).ready }),
     ServerMetadata: () => ({ name: 'mlops', version: options.serverVersion, extensions: EXTENSIONS }),
-    ModelMetadata: (r) => {
-      checkModel(r.name, r.version);
-      return { name: model.name, versions: [model.version], platform: 'onnxruntime_onnx', inputs: tensorMetadata(model.inputs), outputs: tensorMetadata(model.outputs) };
-    },
+    ModelMetadata: (r) => repository.metadata(named(r.name), versionOf(r.version)),
     ModelInfer: async (r, call) => {
       if (!state.ready && !state.draining) throw new BadRequest('the server is not ready yet', 503);
       const message = r as GrpcInferRequest;
-      checkModel(message.model_name || model.name, message.model_version);
-      const request = decodeGrpcRequest(message, model);
+      const version = versionOf(message.model_version);
+      const served = repository.route(named(message.model_name), version);
+      const { engine, recordModel } = served;
+      const request = decodeGrpcRequest(message, engine.model);
       request.id ??= randomUUID();
       const logged = inferenceLog?.sampled() ?? false;
       const inputs = logged && inferenceLog!.inputs ? copyTensors(request.inputs) : undefined;
-      const result = await engine.infer(request.inputs, request.rows, deadlineOf(call));
-      const response = encodeGrpcResponse(model, result, request);
+      // Batching may hand the inputs' buffers to a worker thread: the shadows keep a copy.
+      const shadows = version === undefined ? repository.shadowsOf(served) : [];
+      const copy = shadows.length > 0 ? { tensors: copyTensors(request.inputs) } : undefined;
+      const due = deadlineOf(call);
+      const result = await engine.infer(request.inputs, request.rows, due);
+      const response = encodeGrpcResponse(engine.model, result, request);
       if (logged) setImmediate(() => inferenceLog!.add(encodeInferenceRecords({ id: request.id!, rows: request.rows, model: recordModel }, result, inputs), request.rows));
+      if (copy) repository.mirror(served, shadows, copy, request.rows, () => result, due);
       return response;
     },
   };
@@ -138,8 +134,11 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       const finish = () => {
         state.inFlight--;
         metrics.inFlight.dec();
-        metrics.requests.inc({ protocol: 'grpc', route: name, method: 'POST', code: grpc.status[code] });
-        metrics.requestSeconds.observe({ protocol: 'grpc', route: name }, (performance.now() - started) / 1000);
+        const request = call.request as { model_name?: unknown; name?: unknown } | undefined;
+        const given = MODEL_RPCS.has(name) ? String(request?.model_name || request?.name || repository.names[0]) : '';
+        const model = repository.has(given) ? given : '';
+        metrics.requests.inc({ protocol: 'grpc', route: name, method: 'POST', code: grpc.status[code], model });
+        metrics.requestSeconds.observe({ protocol: 'grpc', route: name, model }, (performance.now() - started) / 1000);
       };
       Promise.resolve()
         .then(async () => {
@@ -186,6 +185,9 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     },
   };
 }
+
+/** The RPCs about one model: their metrics carry its name (the first model's when the request names none). */
+const MODEL_RPCS = new Set(['ModelReady', 'ModelMetadata', 'ModelInfer']);
 
 /** Liveness and readiness answer without a token, as the REST probes do (grpc.health.v1 is a service of its own, open too). */
 const OPEN_RPCS = new Set(['ServerLive', 'ServerReady', 'ModelReady']);

@@ -248,8 +248,16 @@ function writeAll(fd: number, text: string): Promise<void> {
  * sends one binary-mode event per request instead; a batch per POST keeps a
  * busy server to a few POSTs a second.
  */
+/** The model and version at the head of a record line (see encodeInferenceRecords). */
+const RECORD_SOURCE = /"model":("(?:[^"\\]|\\.)*"),"version":("(?:[^"\\]|\\.)*")/;
+
 function httpSink(url: string, model: RecordModel, limits: InferenceLogLimits): { send: Send; close: () => Promise<void> } {
-  const source = JSON.stringify(`/mlops/models/${model.name}/versions/${model.version}`);
+  // Each record's own model and version (a server may hold several); the server's first when a line says none.
+  const fallback = JSON.stringify(`/mlops/models/${model.name}/versions/${model.version}`);
+  const sourceOf = (line: string) => {
+    const named = RECORD_SOURCE.exec(line);
+    return named ? JSON.stringify(`/mlops/models/${JSON.parse(named[1])}/versions/${JSON.parse(named[2])}`) : fallback;
+  };
   const boot = randomUUID();
   let sequence = 0;
   return {
@@ -257,7 +265,7 @@ function httpSink(url: string, model: RecordModel, limits: InferenceLogLimits): 
       const events: string[] = [];
       for (const text of lines) {
         for (const line of text.split('\n')) {
-          if (line) events.push(`{"specversion":"1.0","id":"${boot}-${sequence++}","source":${source},"type":"${CLOUDEVENT_TYPE}","datacontenttype":"application/json","data":${line}}`);
+          if (line) events.push(`{"specversion":"1.0","id":"${boot}-${sequence++}","source":${sourceOf(line)},"type":"${CLOUDEVENT_TYPE}","datacontenttype":"application/json","data":${line}}`);
         }
       }
       const response = await fetch(url, {

@@ -25,14 +25,38 @@ export async function weightBytes(info: Pick<ModelInfo, 'path' | 'sizeBytes' | '
  * Refuses a start (exit 2) when the sessions the server would load cannot fit the budget: a session
  * holds at least the weights, and there is one per worker plus the main thread's when small batches
  * run there (the worst case is counted, as the placement is decided only after the workers start).
+ * A server of several models (or versions) claims for each in turn; the sum is what must fit.
  */
-export function checkMemoryBudget(options: { budget: number; budgetText: string; weights: number; workers: number; modelName: string }): void {
-  const sessions = options.workers > 0 ? options.workers + 1 : 1;
-  const needed = sessions * options.weights;
-  if (options.budget > 0 && needed > options.budget) {
-    throw inputError(
-      `server.memoryBudget ${options.budgetText}: model '${options.modelName}' has ${formatBytes(options.weights)} of weights, and ${sessions} ONNX Runtime session(s) (${options.workers} worker(s)${options.workers > 0 ? ' and the main thread' : ''}) need at least ${formatBytes(needed)}`,
-      'lower server.workers (MLOPS_WORKERS), raise server.memoryBudget (MLOPS_MEMORY_BUDGET), or make the model smaller (mlops optimize --quantize dynamic)',
-    );
+export class MemoryLedger {
+  private readonly claims: { label: string; bytes: number }[] = [];
+  constructor(
+    private readonly budget: number,
+    private readonly budgetText: string,
+  ) {}
+
+  static from(text: string): MemoryLedger | undefined {
+    return text ? new MemoryLedger(parseByteSize(text, 'server.memoryBudget'), text) : undefined;
+  }
+
+  /** Counts one model version's sessions; throws, naming every claim, when the total would not fit. Returns what gives the claim back. */
+  claim(options: { weights: number; workers: number; modelName: string; version?: string }): () => void {
+    const sessions = options.workers > 0 ? options.workers + 1 : 1;
+    const needed = sessions * options.weights;
+    const label = `model '${options.modelName}'${options.version !== undefined ? ` version ${options.version}` : ''}`;
+    const held = this.claims.reduce((n, c) => n + c.bytes, 0);
+    if (this.budget > 0 && held + needed > this.budget) {
+      const own = `${label} has ${formatBytes(options.weights)} of weights, and ${sessions} ONNX Runtime session(s) (${options.workers} worker(s)${options.workers > 0 ? ' and the main thread' : ''}) need at least ${formatBytes(needed)}`;
+      const others = this.claims.length > 0 ? `, on top of ${formatBytes(held)} for ${this.claims.map((c) => `${c.label} (${formatBytes(c.bytes)})`).join(', ')}` : '';
+      throw inputError(
+        `server.memoryBudget ${this.budgetText}: ${own}${others}`,
+        `lower server.workers (MLOPS_WORKERS${this.claims.length > 0 ? ', or a model\'s own workers' : ''}), raise server.memoryBudget (MLOPS_MEMORY_BUDGET), or make the model smaller (mlops optimize --quantize dynamic)`,
+      );
+    }
+    const claim = { label, bytes: needed };
+    this.claims.push(claim);
+    return () => {
+      const at = this.claims.indexOf(claim);
+      if (at >= 0) this.claims.splice(at, 1);
+    };
   }
 }

@@ -2,15 +2,38 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export interface ServerMetrics {
   registry: Registry;
-  requests: Counter<'protocol' | 'route' | 'method' | 'code'>;
-  requestSeconds: Histogram<'protocol' | 'route'>;
-  inferenceSeconds: Histogram;
-  queueSeconds: Histogram;
-  batchSize: Histogram;
+  requests: Counter<'protocol' | 'route' | 'method' | 'code' | 'model'>;
+  requestSeconds: Histogram<'protocol' | 'route' | 'model'>;
+  inferenceSeconds: Histogram<'model' | 'version'>;
+  queueSeconds: Histogram<'model' | 'version'>;
+  batchSize: Histogram<'model' | 'version'>;
   inFlight: Gauge;
-  deadlineExceeded: Counter<'stage'>;
-  workersReplaced: Counter<'reason'>;
+  deadlineExceeded: Counter<'stage' | 'model' | 'version'>;
+  workersReplaced: Counter<'reason' | 'model' | 'version'>;
   authFailures: Counter<'reason'>;
+  /** A shadow version's answers against the serving version's: agree, disagree, failed (the shadow's run), skipped (too many shadow runs in flight). */
+  shadowAgreement: Counter<'model' | 'version' | 'serving_version' | 'outcome'>;
+  shadowDifference: Histogram<'model' | 'version'>;
+}
+
+/** One model version's share of the metrics: label children bound once, so a run costs no label lookup. */
+export interface VersionMetrics {
+  inferenceSeconds: { observe(value: number): void };
+  queueSeconds: { observe(value: number): void };
+  batchSize: { observe(value: number): void };
+  deadlineExceeded: (stage: 'queued' | 'running') => void;
+  workersReplaced: (reason: 'deadline' | 'exited') => void;
+}
+
+export function versionMetrics(metrics: ServerMetrics, model: string, version: string): VersionMetrics {
+  const labels = { model, version };
+  return {
+    inferenceSeconds: metrics.inferenceSeconds.labels(labels),
+    queueSeconds: metrics.queueSeconds.labels(labels),
+    batchSize: metrics.batchSize.labels(labels),
+    deadlineExceeded: (stage) => metrics.deadlineExceeded.inc({ stage, ...labels }),
+    workersReplaced: (reason) => metrics.workersReplaced.inc({ reason, ...labels }),
+  };
 }
 
 /**
@@ -25,8 +48,21 @@ export const INFERENCE_ROUTE_MATCHER = `route=~"${INFERENCE_ROUTES.map((r) => r.
 // Sub-millisecond buckets: a small tabular model answers in well under 1 ms.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-/** A registry of its own (not prom-client's global one), so several servers can live in one process. */
-export function createServerMetrics(model: { name: string; version: string; sha256: string }): ServerMetrics {
+/** What mlops_model_info and mlops_model_ready say of each version the server holds, read at scrape time. */
+export interface HeldVersion {
+  name: string;
+  version: string;
+  sha256: string;
+  role: 'serving' | 'shadow';
+  weight: number;
+  ready: boolean;
+}
+
+/**
+ * A registry of its own (not prom-client's global one), so several servers can live in one process.
+ * Routes carry the `model` the request named ("" for routes of no model); runs carry its `model` and `version`.
+ */
+export function createServerMetrics(held: () => HeldVersion[]): ServerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'mlops_' });
   // prom-client also names three gauges *_total, a counter's suffix, which `promtool check metrics` refuses;
@@ -36,32 +72,35 @@ export function createServerMetrics(model: { name: string; version: string; sha2
     registry,
     requests: new Counter({
       name: 'mlops_http_requests_total',
-      help: 'Requests by protocol (rest, grpc), route (or RPC), method and status code (HTTP status, or gRPC status name)',
-      labelNames: ['protocol', 'route', 'method', 'code'],
+      help: 'Requests by protocol (rest, grpc), route (or RPC), method, status code (HTTP status, or gRPC status name) and the model named ("" for none)',
+      labelNames: ['protocol', 'route', 'method', 'code', 'model'],
       registers: [registry],
     }),
     requestSeconds: new Histogram({
       name: 'mlops_http_request_duration_seconds',
-      help: 'Time from request received to response sent, by protocol and route (or RPC)',
-      labelNames: ['protocol', 'route'],
+      help: 'Time from request received to response sent, by protocol, route (or RPC) and model',
+      labelNames: ['protocol', 'route', 'model'],
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
     inferenceSeconds: new Histogram({
       name: 'mlops_inference_duration_seconds',
       help: 'ONNX Runtime session.run time per (possibly batched) run',
+      labelNames: ['model', 'version'],
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
     queueSeconds: new Histogram({
       name: 'mlops_inference_queue_duration_seconds',
       help: 'Time a request waited for the model before its run started',
+      labelNames: ['model', 'version'],
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),
     batchSize: new Histogram({
       name: 'mlops_batch_size',
       help: 'Rows per model run',
+      labelNames: ['model', 'version'],
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers: [registry],
     }),
@@ -69,7 +108,7 @@ export function createServerMetrics(model: { name: string; version: string; sha2
     deadlineExceeded: new Counter({
       name: 'mlops_inference_deadline_exceeded_total',
       help: 'Requests answered 504 / DEADLINE_EXCEEDED, by stage: queued (never ran) or running (the run was abandoned)',
-      labelNames: ['stage'],
+      labelNames: ['stage', 'model', 'version'],
       registers: [registry],
     }),
     authFailures: new Counter({
@@ -81,16 +120,43 @@ export function createServerMetrics(model: { name: string; version: string; sha2
     workersReplaced: new Counter({
       name: 'mlops_inference_workers_replaced_total',
       help: 'Inference worker threads replaced, by reason: deadline (a run overstayed and was abandoned) or exited',
-      labelNames: ['reason'],
+      labelNames: ['reason', 'model', 'version'],
+      registers: [registry],
+    }),
+    shadowAgreement: new Counter({
+      name: 'mlops_shadow_agreement_total',
+      help: "Requests a shadow version was sent a copy of, by outcome: agree (same predicted class per row, or values within 1e-4 relative), disagree, failed (the shadow's run failed; the client never sees it), skipped (too many shadow runs in flight)",
+      labelNames: ['model', 'version', 'serving_version', 'outcome'],
+      registers: [registry],
+    }),
+    shadowDifference: new Histogram({
+      name: 'mlops_shadow_max_abs_difference',
+      help: "Per request, the largest absolute difference between a shadow version's numeric outputs and the serving version's",
+      labelNames: ['model', 'version'],
+      buckets: [0, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 10],
       registers: [registry],
     }),
   };
   new Gauge({
     name: 'mlops_model_info',
-    help: 'The model being served (always 1)',
-    labelNames: ['name', 'version', 'sha256'],
+    help: 'Each model version the server holds (always 1): its role (serving, or shadow) and its weight in the model\'s traffic',
+    labelNames: ['name', 'version', 'sha256', 'role', 'weight'],
     registers: [registry],
-  }).set({ name: model.name, version: model.version, sha256: model.sha256 }, 1);
+    collect() {
+      this.reset();
+      for (const v of held()) this.set({ name: v.name, version: v.version, sha256: v.sha256, role: v.role, weight: String(v.weight) }, 1);
+    },
+  });
+  new Gauge({
+    name: 'mlops_model_ready',
+    help: 'Whether each model version is loaded and answering (1), or unloaded or loading (0)',
+    labelNames: ['model', 'version'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const v of held()) this.set({ model: v.name, version: v.version }, v.ready ? 1 : 0);
+    },
+  });
   return metrics;
 }
 

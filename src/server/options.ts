@@ -5,6 +5,7 @@ import { parseSink } from './inference-log.js';
 import { parseByteSize } from './memory-budget.js';
 import type { AuthOptions } from './auth.js';
 import type { TlsOptions } from './tls.js';
+import type { ModelSpec } from './model-repository.js';
 
 /** Everything the inference server needs to start, however it was configured. */
 export interface ServeOptions {
@@ -40,6 +41,33 @@ export interface ServeOptions {
   tls: TlsOptions;
   /** The explain route: Kernel SHAP coalitions per row, the occlusion patch size, and the most rows one request may ask for. */
   explain: { samples: number; patch: number; maxRows: number };
+  /**
+   * Several models, or versions, instead of the one above (config `models`); empty: the one.
+   * Each takes the server's workers and batching unless it sets its own.
+   */
+  models: ModelSpec[];
+  /** A model repository file (see src/server/repository-file.ts) listing the models; read at start, wins over `models`. */
+  repositoryFile: string;
+  /** POST /v2/repository/models/{name}/load and /unload; refused (403) when off. */
+  repositoryControl: boolean;
+}
+
+/** The versions the server loads: `models`, or the one model of the top-level fields. */
+export function servedSpecs(options: ServeOptions): ModelSpec[] {
+  if (options.models.length > 0) return options.models;
+  return [
+    {
+      name: options.modelName,
+      version: options.modelVersion,
+      path: options.modelPath,
+      expectedSha256: options.expectedSha256,
+      profilePath: options.profilePath,
+      workers: options.workers,
+      batching: options.batching,
+      weight: 1,
+      shadow: false,
+    },
+  ];
 }
 
 /** The environment variables the server reads, and the option each sets. Documented in docs/server.md ("Server environment"). */
@@ -68,6 +96,8 @@ export const SERVER_ENV = {
   MLOPS_EXPLAIN_MAX_ROWS: 'explain.maxRows',
   MLOPS_EXPLAIN_PATCH: 'explain.patch',
   MLOPS_PROFILE_PATH: 'profilePath',
+  MLOPS_MODEL_REPOSITORY: 'repositoryFile',
+  MLOPS_REPOSITORY_CONTROL: 'repositoryControl',
   MLOPS_INFERENCE_LOG_SAMPLE: 'inferenceLog.sample',
   MLOPS_INFERENCE_LOG_SINK: 'inferenceLog.sink',
   MLOPS_INFERENCE_LOG_INPUTS: 'inferenceLog.inputs',
@@ -111,6 +141,9 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
     inferenceLog: { ...config.server.inferenceLog },
     routes: {},
     explain: { samples: config.explain.samples, patch: config.explain.patch, maxRows: config.explain.maxRows },
+    models: configuredSpecs(config, baseDir),
+    repositoryFile: '',
+    repositoryControl: config.server.repositoryControl,
     auth: { ...config.server.auth, tokenFile: resolveIn(baseDir, config.server.auth.tokenFile), tokens: [] },
     tls: {
       cert: resolveIn(baseDir, config.server.tls.cert),
@@ -122,6 +155,14 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
 }
 
 const resolveIn = (baseDir: string, file: string) => (file ? path.resolve(baseDir, file) : '');
+
+/** Config `models`: each version of each model, with the server's workers and batching unless it sets its own. */
+function configuredSpecs(config: Config, baseDir: string): ModelSpec[] {
+  return config.models.flatMap((m) => {
+    const own = { workers: m.workers, batching: { ...m.batching } };
+    return m.versions.map((v) => ({ name: m.name, version: v.version, path: path.resolve(baseDir, v.path), profilePath: '', weight: v.weight, shadow: v.shadow, ...own }));
+  });
+}
 
 /**
  * The config's server settings an image carries as environment variables (the server in an image reads no
@@ -149,6 +190,7 @@ export function imageServerEnv(config: Config): Record<string, string> {
   set('MLOPS_BATCH_MAX_WAIT_MS', server.batching.maxWaitMs, defaults.batching.maxWaitMs);
   // Settings, never secrets: token files and certificates are mounted by the deploy, which sets their paths.
   set('MLOPS_AUTH_METRICS', server.auth.metrics, defaults.auth.metrics);
+  set('MLOPS_REPOSITORY_CONTROL', server.repositoryControl, defaults.repositoryControl);
   if (server.auth.clientAddressHeader) env.MLOPS_AUTH_CLIENT_ADDRESS_HEADER = server.auth.clientAddressHeader;
   if (server.memoryBudget) env.MLOPS_MEMORY_BUDGET = server.memoryBudget;
   const { sample, sink, inputs } = server.inferenceLog;
@@ -175,7 +217,7 @@ function parseBoolean(name: string, value: string): boolean {
 
 /** Values from the environment (and later flags) win over config and defaults. */
 export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): ServeOptions {
-  const out: ServeOptions = { ...base, batching: { ...base.batching }, inferenceLog: { ...base.inferenceLog }, routes: { ...base.routes }, auth: { ...base.auth }, tls: { ...base.tls }, explain: { ...base.explain } };
+  const out: ServeOptions = { ...base, models: [...base.models], batching: { ...base.batching }, inferenceLog: { ...base.inferenceLog }, routes: { ...base.routes }, auth: { ...base.auth }, tls: { ...base.tls }, explain: { ...base.explain } };
   const get = (name: keyof typeof SERVER_ENV) => {
     const v = env[name];
     return v === undefined || v === '' ? undefined : v;
@@ -207,6 +249,8 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   if ((v = get('MLOPS_BATCHING'))) out.batching.enabled = parseBoolean('MLOPS_BATCHING', v);
   if ((v = get('MLOPS_MAX_BATCH_SIZE'))) out.batching.maxBatchSize = parseNumber('MLOPS_MAX_BATCH_SIZE', v, 1, 65536);
   if ((v = get('MLOPS_PROFILE_PATH'))) out.profilePath = path.resolve(v);
+  if ((v = get('MLOPS_MODEL_REPOSITORY'))) out.repositoryFile = path.resolve(v);
+  if ((v = get('MLOPS_REPOSITORY_CONTROL'))) out.repositoryControl = parseBoolean('MLOPS_REPOSITORY_CONTROL', v);
   if ((v = get('MLOPS_BATCH_MAX_WAIT_MS'))) out.batching.maxWaitMs = parseNumber('MLOPS_BATCH_MAX_WAIT_MS', v, 0, 10_000, false);
   if ((v = get('MLOPS_INFERENCE_LOG_SAMPLE'))) out.inferenceLog.sample = parseNumber('MLOPS_INFERENCE_LOG_SAMPLE', v, 0, 1, false);
   if ((v = get('MLOPS_INFERENCE_LOG_SINK'))) out.inferenceLog.sink = parseSink(v, 'MLOPS_INFERENCE_LOG_SINK') && v;

@@ -36,6 +36,8 @@ export async function readReferenceProfile(file: string): Promise<LoadedProfile>
 export interface ServerProfiling {
   live: LiveProfile | undefined;
   document(): ProfileDocument | { error: string };
+  /** Takes its counters off /metrics (the version was unloaded). */
+  remove(): void;
 }
 
 /**
@@ -49,13 +51,14 @@ export function serverProfiling(
   registry: Registry,
 ): ServerProfiling {
   if (loaded && problem) {
-    return { live: undefined, document: () => ({ error: `the reference profile does not match the model: ${problem}` }) };
+    return { live: undefined, document: () => ({ error: `the reference profile does not match the model: ${problem}` }), remove: () => undefined };
   }
   const live = loaded ? new LiveProfile(loaded.profile) : undefined;
-  if (live && loaded) profileMetrics(registry, live, loaded.sha256);
+  const remove = live && loaded ? profileMetrics(registry, live, loaded.sha256, model) : () => undefined;
   const unavailable = !loaded ? 'the server was started without a reference profile (MLOPS_PROFILE_PATH or --profile)' : loaded.profile.unavailable;
   return {
     live,
+    remove,
     document: () => ({
       model,
       referenceSha256: loaded?.sha256 ?? null,

@@ -3,12 +3,14 @@ import { VERSION } from '../version.js';
 import { createRestServer } from './app.js';
 import { AccessControl, TokenSet } from './auth.js';
 import { loadTlsFiles, tlsEnabled } from './tls.js';
-import { startEngine, type InferenceEngine, type Placement } from './engine.js';
+import type { Placement } from './engine.js';
+import { MemoryLedger } from './memory-budget.js';
+import { ModelRepository } from './model-repository.js';
+import { readRepositoryFile } from './repository-file.js';
 import { createGrpcServer, type GrpcServer } from './grpc.js';
-import { createServerMetrics, placementMetrics, type ServerMetrics } from './metrics.js';
-import type { ServeOptions } from './options.js';
+import { createServerMetrics, placementMetrics } from './metrics.js';
+import { servedSpecs, type ServeOptions } from './options.js';
 import { describeSink, InferenceLog } from './inference-log.js';
-import { readReferenceProfile, serverProfiling, type ServerProfiling } from './profiling.js';
 import type { ServingState } from './state.js';
 
 export interface RunningServer {
@@ -17,12 +19,14 @@ export interface RunningServer {
   /** host:port of the gRPC endpoint; undefined when gRPC is off. */
   grpcAddress?: string;
   grpcPort?: number;
+  /** The first model's name, and every model's. */
   modelName: string;
+  models: string[];
   batching: boolean;
   workers: number;
   readonly placement: Placement;
   readonly ready: boolean;
-  metrics: ServerMetrics;
+  metrics: ReturnType<typeof createServerMetrics>;
   /** Shuts down gracefully (both protocols) and releases the model. */
   stop(): Promise<{ forced: boolean; abandonedRuns: number }>;
 }
@@ -42,63 +46,50 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   const tokens = TokenSet.load(options.auth, log);
   const tls = tlsEnabled(options.tls) ? options.tls : undefined;
   if (tls) loadTlsFiles(tls);
-  let metrics: ServerMetrics | undefined;
-  let profiling: ServerProfiling | undefined;
-  const loaded = options.profilePath ? await readReferenceProfile(options.profilePath) : undefined;
-  const engine: InferenceEngine = await startEngine({
-    modelPath: options.modelPath,
-    modelName: options.modelName,
-    modelVersion: options.modelVersion,
-    expectedSha256: options.expectedSha256,
-    intraOpThreads: options.intraOpThreads,
-    allowNonFinite: options.allowNonFinite,
-    workers: options.workers,
-    inlineMaxMs: options.inlineMaxMs,
-    batching: options.batching,
+  const specs = options.repositoryFile ? await readRepositoryFile(options.repositoryFile, options) : servedSpecs(options);
+  let repository: ModelRepository | undefined;
+  const metrics = createServerMetrics(() => repository?.heldVersions() ?? []);
+  repository = await ModelRepository.start(
+    specs,
+    { intraOpThreads: options.intraOpThreads, allowNonFinite: options.allowNonFinite, inlineMaxMs: options.inlineMaxMs, explain: options.explain, memory: MemoryLedger.from(options.memoryBudget) },
+    metrics,
     log,
-    onRun: (rows, seconds) => {
-      metrics?.batchSize.observe(rows);
-      metrics?.inferenceSeconds.observe(seconds);
-    },
-    onQueued: (seconds) => metrics?.queueSeconds.observe(seconds),
-    onDeadline: (stage) => metrics?.deadlineExceeded.inc({ stage }),
-    onWorkerReplaced: (reason) => metrics?.workersReplaced.inc({ reason }),
-    profile: loaded?.profile,
-    explainSamples: options.explain.samples,
-    explainPatch: options.explain.patch,
-    memoryBudget: options.memoryBudget,
-    onProfiled: (indices, rows) => profiling?.live?.add(indices, rows),
+  );
+  const models = repository;
+  placementMetrics(metrics.registry, () => {
+    // One model: its placement. Several: workers summed, "workers" when any model runs in them.
+    const loaded = models.loaded;
+    return {
+      where: loaded.some((v) => v.engine.placement.where === 'workers') ? 'workers' : 'main-thread',
+      workers: loaded.reduce((n, v) => n + v.engine.workers, 0),
+      abandoned: loaded.reduce((n, v) => n + v.engine.abandonedRuns, 0),
+    };
   });
-  const { model } = engine;
-  metrics = createServerMetrics({ name: model.name, version: model.version, sha256: model.info.sha256 });
-  profiling = serverProfiling(loaded, engine.profileProblem, { name: model.name, version: model.version, sha256: model.info.sha256 }, metrics.registry);
-  if (engine.profileProblem) log(`warning: not profiling live traffic: the reference profile does not match the model: ${engine.profileProblem}`);
-  else if (loaded && profiling.live) {
-    const { features, prediction } = loaded.profile;
-    const counted = [`${features.length} features`, ...(profiling.live.hasPrediction ? [`the predicted ${prediction?.kind === 'value' ? 'value' : 'class'}`] : [])];
-    log(`profiling live traffic against reference profile ${loaded.sha256.slice(0, 12)}: ${counted.join(' and ')}${loaded.profile.unavailable ? ` (${loaded.profile.unavailable})` : ''}`);
-  }
-  placementMetrics(metrics.registry, () => ({ where: engine.placement.where, workers: engine.workers, abandoned: engine.abandonedRuns }));
+  const [first] = repository.loaded;
   let inferenceLog: InferenceLog | undefined;
   if (options.inferenceLog.sample > 0) {
     try {
-      inferenceLog = new InferenceLog(options.inferenceLog, { name: model.name, version: model.version, sha256: model.info.sha256 }, metrics.registry, log);
+      inferenceLog = new InferenceLog(options.inferenceLog, first.recordModel, metrics.registry, log);
     } catch (error) {
-      await engine.release();
+      await repository.release();
       throw error;
     }
     log(`inference log: ${Math.round(inferenceLog.sample * 1e6) / 1e4}% of requests, ${inferenceLog.inputs ? 'outputs and inputs' : 'outputs only'}, to ${describeSink(inferenceLog.sink)}`);
   }
-  const offered = engine.explanations;
-  const how = !('method' in offered) ? '' : offered.method === 'kernel_shap' ? `Kernel SHAP, ${offered.samples} coalitions x ${offered.backgroundRows} background rows per row` : `occlusion in ${offered.patch} x ${offered.patch} patches`;
-  log(`explanations: ${'method' in offered ? `${how} at /v2/models/${model.name}/explain, at most ${options.explain.maxRows} rows a request` : `off (${offered.unavailable})`}`);
-  log(`inference: ${engine.placement.where === 'main-thread' ? 'small batches on the main thread' : `${engine.workers} worker thread(s)`}; ${engine.placement.reason}`);
+  for (const served of repository.loaded) {
+    const { engine, spec } = served;
+    const label = repository.loaded.length > 1 ? `model '${spec.name}' version ${spec.version}${spec.shadow ? ' (shadow)' : repository.names.length < repository.loaded.length ? ` (weight ${spec.weight})` : ''}: ` : '';
+    const offered = engine.explanations;
+    const how = !('method' in offered) ? '' : offered.method === 'kernel_shap' ? `Kernel SHAP, ${offered.samples} coalitions x ${offered.backgroundRows} background rows per row` : `occlusion in ${offered.patch} x ${offered.patch} patches`;
+    log(`${label}explanations: ${'method' in offered ? `${how} at /v2/models/${spec.name}/explain, at most ${options.explain.maxRows} rows a request` : `off (${offered.unavailable})`}`);
+    log(`${label}inference: ${engine.placement.where === 'main-thread' ? 'small batches on the main thread' : `${engine.workers} worker thread(s)`}; ${engine.placement.reason}`);
+  }
 
   const serverMetrics = metrics;
   const access = tokens ? new AccessControl(tokens, options.auth, (reason) => serverMetrics.authFailures.inc({ reason })) : undefined;
   log(`access: ${access ? `bearer tokens (${tokens!.count}); health probes${options.auth.metrics ? '' : ' and /metrics'} open` : 'open to anyone who reaches the port (no server.auth tokens)'}; ${tls ? `TLS${tls.clientCa ? ' with client certificates (mutual TLS)' : ''}` : 'plain HTTP and gRPC'}`);
-  const shared = { engine, metrics, state, serverVersion: VERSION, log, profiling, inferenceLog, inferenceTimeoutMs: options.inferenceTimeoutMs, access, tls };
-  const rest = createRestServer({ ...shared, explainMaxRows: options.explain.maxRows, maxBodyBytes: options.maxBodyBytes, maxPendingBodyBytes: Math.max(options.maxPendingBodyBytes, options.maxBodyBytes), offloadBytes: options.offloadBytes, routes: options.routes });
+  const shared = { repository, metrics, state, serverVersion: VERSION, log, inferenceLog, inferenceTimeoutMs: options.inferenceTimeoutMs, access, tls };
+  const rest = createRestServer({ ...shared, repositoryControl: options.repositoryControl, explainMaxRows: options.explain.maxRows, maxBodyBytes: options.maxBodyBytes, maxPendingBodyBytes: Math.max(options.maxPendingBodyBytes, options.maxBodyBytes), offloadBytes: options.offloadBytes, routes: options.routes });
   let grpc: GrpcServer | undefined;
   let address: { url: string; port: number };
   let grpcPort: number | undefined;
@@ -117,7 +108,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
     }
   } catch (error) {
     await inferenceLog?.close(0);
-    await engine.release();
+    await repository.release();
     access?.close();
     throw error;
   }
@@ -128,11 +119,12 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
     ...address,
     grpcAddress: grpcPort !== undefined ? `${grpcHost}:${grpcPort}` : undefined,
     grpcPort,
-    modelName: model.name,
-    batching: engine.batching,
-    workers: engine.workers,
+    modelName: first.spec.name,
+    models: repository.names,
+    batching: first.engine.batching,
+    workers: first.engine.workers,
     get placement() {
-      return engine.placement;
+      return first.engine.placement;
     },
     get ready() {
       return state.ready;
@@ -143,7 +135,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
       state.draining = true;
       grpc?.setServing(false);
       const outcomes = await Promise.all([rest.shutdown(options.shutdownTimeoutMs), grpc?.shutdown(options.shutdownTimeoutMs) ?? { forced: false }]);
-      const { abandonedRuns } = await engine.release();
+      const { abandonedRuns } = await models.release();
       access?.close();
       // The rows of the last requests reach the sink, if it answers soon.
       await inferenceLog?.close(2000);
