@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { runBench, type BenchFlags } from '../bench/bench.js';
+import { runBench, type BenchFlags, type BenchReport } from '../bench/bench.js';
+import { perModelPath, selectModels } from '../config/models.js';
 import { renderBenchHtml, renderBenchHuman, renderBenchMarkdown } from '../bench/report.js';
 import { ExitCode, inputError } from '../errors.js';
 import { appendStepSummary, writeFileAtomic } from '../report/files.js';
@@ -48,17 +49,28 @@ export async function run(raw: RawFlags, ctx: CommandContext): Promise<number> {
     workers: list('workers', raw.workers, true)?.[0],
   };
   if (flags.durationMs !== undefined && flags.requests !== undefined) throw inputError('--duration and --requests exclude each other', 'pick one way to end a run');
-  const report = await ctx.reporter.step(
-    'Benchmarking',
-    (task) => runBench({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, onRun: (label) => task.update(`Benchmarking: ${label}`) }),
-    (r) => `Benchmarked ${r.runs.length} run${r.runs.length === 1 ? '' : 's'} in ${r.seconds} s`,
-  );
-  const markdown = renderBenchMarkdown(report);
+  // Several models: each benchmarked in turn with its own shapes and inputs; the verdict is every model's.
+  const selected = selectModels(config, raw.modelName);
+  const several = selected.length > 1;
+  const reports: BenchReport[] = [];
+  for (const one of selected) {
+    const of = several ? ` ${one.name}` : '';
+    const report = await ctx.reporter.step(
+      `Benchmarking${of}`,
+      (task) => runBench({ cwd: ctx.cwd, projectDir: baseDir, config: one.config, env: ctx.env, flags: one.entry ? { ...flags, modelName: one.name } : flags, onRun: (label) => task.update(`Benchmarking${of}: ${label}`) }),
+      (r) => `Benchmarked${of} ${r.runs.length} run${r.runs.length === 1 ? '' : 's'} in ${r.seconds} s`,
+    );
+    if (raw.html) await writeFileAtomic(path.resolve(ctx.cwd, perModelPath(raw.html, one.name, several)), renderBenchHtml(report));
+    reports.push(report);
+  }
+  const markdown = reports.map(renderBenchMarkdown).join('\n');
   if (raw.markdown) await writeFileAtomic(path.resolve(ctx.cwd, raw.markdown), markdown);
-  if (raw.html) await writeFileAtomic(path.resolve(ctx.cwd, raw.html), renderBenchHtml(report));
   await appendStepSummary(ctx.env, markdown);
-  // tag and push read the latest report of a build from here.
-  await writeFileAtomic(path.join(baseDir, '.mlops', 'last-bench.json'), JSON.stringify(report, null, 2) + '\n');
-  ctx.reporter.result(report, renderBenchHuman);
-  return report.passed ? ExitCode.ok : ExitCode.gateFailed;
+  const passed = reports.every((r) => r.passed);
+  // tag and push read the latest report of a build from here (several models: no runs, so no bench labels on the tag).
+  const document = several ? { passed, target: reports[0].target, runs: [], models: reports } : reports[0];
+  await writeFileAtomic(path.join(baseDir, '.mlops', 'last-bench.json'), JSON.stringify(document, null, 2) + '\n');
+  if (several) ctx.reporter.result(document, (_d, s) => reports.map((r) => `${s.bold(r.model)}\n${renderBenchHuman(r, s)}`).join('\n\n'));
+  else ctx.reporter.result(reports[0], renderBenchHuman);
+  return passed ? ExitCode.ok : ExitCode.gateFailed;
 }

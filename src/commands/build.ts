@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { connectDocker } from '../docker/client.js';
-import { ExitCode } from '../errors.js';
-import { buildModelImage } from '../image/build.js';
+import { ExitCode, inputError } from '../errors.js';
+import { buildModelImage, type BuildImageOptions } from '../image/build.js';
 import { imageServerEnv } from '../server/options.js';
 import { writeLastBuild } from '../project/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
@@ -9,6 +9,8 @@ import { buildReferenceProfile } from '../monitor/reference.js';
 import { writeFileAtomic } from '../report/files.js';
 import { localImageSbom, writeSbomFile } from '../supply-chain/sbom.js';
 import type { CommandContext } from './context.js';
+import type { Config } from '../config/defaults.js';
+import { selectModels } from '../config/models.js';
 
 export interface BuildFlags {
   model?: string;
@@ -22,19 +24,36 @@ const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
 export async function run(flags: BuildFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
-  const modelPath = flags.model ? path.resolve(ctx.cwd, flags.model) : path.resolve(baseDir, config.model.path);
-  const modelName = config.model.name || defaultModelName(modelPath);
+  if (flags.model && config.models.length > 0) throw inputError('--model: the config lists several models (models); build packages them all', 'leave out --model, or build from a config with one model');
+  const profileOf = (modelPath: string, modelName: string, own: Config, label = '') =>
+    ctx.reporter.step(
+      `Profiling the reference data${label}`,
+      (task) => buildReferenceProfile({ modelPath: path.relative(baseDir, modelPath) || modelPath, modelName, config: own, projectDir: baseDir, onProgress: (rows) => task.update(`Profiling the reference data${label}: ${rows} rows`) }),
+      (p) => (p.source ? `Profiled ${p.source.rows} reference rows${label} from ${p.source.file}: ${p.features.length} features` : `No reference profile${label}: ${p.unavailable}`),
+    );
+  // Several models: each version profiled against its model's own reference data, in config order.
+  const models: NonNullable<BuildImageOptions['models']> = [];
+  for (const { entry, config: own } of config.models.length > 0 ? selectModels(config) : []) {
+    for (const v of entry!.versions) {
+      const modelPath = path.resolve(baseDir, v.path);
+      const profile = await profileOf(modelPath, entry!.name, own, ` for ${entry!.name} version ${v.version}`);
+      for (const warning of profile.warnings) ctx.reporter.warn(`${entry!.name} version ${v.version}: ${warning}`);
+      models.push({ name: entry!.name, version: v.version, modelPath: path.relative(baseDir, modelPath) || modelPath, referenceProfile: JSON.stringify(profile) + '\n', weight: v.weight, shadow: v.shadow, workers: entry!.workers, batching: entry!.batching });
+    }
+  }
+  const [first] = models.filter((m) => !m.shadow);
+  const modelPath = first ? path.resolve(baseDir, first.modelPath) : flags.model ? path.resolve(ctx.cwd, flags.model) : path.resolve(baseDir, config.model.path);
+  const modelName = first?.name ?? (config.model.name || defaultModelName(modelPath));
   const docker = await connectDocker(ctx.env);
-  const profile = await ctx.reporter.step(
-    'Profiling the reference data',
-    (task) =>
-      buildReferenceProfile({ modelPath: path.relative(baseDir, modelPath) || modelPath, modelName, config, projectDir: baseDir, onProgress: (rows) => task.update(`Profiling the reference data: ${rows} rows`) }),
-    (p) => (p.source ? `Profiled ${p.source.rows} reference rows from ${p.source.file}: ${p.features.length} features` : `No reference profile: ${p.unavailable}`),
-  );
-  for (const warning of profile.warnings) ctx.reporter.warn(warning);
-  const referenceProfile = JSON.stringify(profile) + '\n';
+  let referenceProfile: string;
+  if (first) referenceProfile = first.referenceProfile;
+  else {
+    const profile = await profileOf(modelPath, modelName, config);
+    for (const warning of profile.warnings) ctx.reporter.warn(warning);
+    referenceProfile = JSON.stringify(profile) + '\n';
+  }
   const result = await ctx.reporter.step(
-    `Building image for ${modelName}`,
+    `Building image for ${first ? models.map((m) => `${m.name}:${m.version}`).join(', ') : modelName}`,
     (task) =>
       buildModelImage({
         docker,
@@ -42,7 +61,8 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
         env: ctx.env,
         modelPath: path.relative(baseDir, modelPath) || modelPath,
         modelName,
-        modelVersion: config.model.version,
+        modelVersion: first?.version ?? config.model.version,
+        models: first ? models : undefined,
         repository: config.image.repository || modelName,
         baseImage: flags.base ?? config.image.base,
         platform: flags.platform ?? config.image.platform,

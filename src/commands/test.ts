@@ -5,6 +5,7 @@ import { describeGate, runQualityTest, type TestFlags, type TestReport } from '.
 import { appendStepSummary, junitXml, markdownTable, writeFileAtomic } from '../report/files.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
+import { selectModels } from '../config/models.js';
 
 interface Flags extends TestFlags {
   junit?: string;
@@ -59,22 +60,36 @@ export function renderMarkdown(r: TestReport): string {
 
 export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
-  const report = await ctx.reporter.step(
-    'Scoring the holdout',
-    (task) =>
-      runQualityTest({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, onProgress: (rows) => task.update(`Scoring the holdout: ${rows} rows`) }),
-    (r) => `Scored ${r.rows} rows in ${r.seconds} s`,
-  );
-  const cases = [
-    ...report.gates.map((g) => ({ name: describeGate(g), passed: g.passed, message: `${g.metric} = ${fmt(g.value)}` })),
-    ...(report.parity ? [{ name: `parity with in-process ONNX Runtime (tolerance ${report.parity.tolerance})`, passed: report.parity.passed, message: parityLine(report) }] : []),
-  ];
-  if (flags.junit) await writeFileAtomic(path.resolve(ctx.cwd, flags.junit), junitXml('mlops test', cases, report.seconds));
-  const markdown = renderMarkdown(report);
+  // Several models: each judged with its own holdout and gates, in turn; the verdict is every model's.
+  const selected = selectModels(config, flags.modelName);
+  const reports: TestReport[] = [];
+  for (const one of selected) {
+    const of = selected.length > 1 ? ` of ${one.name}` : '';
+    reports.push(
+      await ctx.reporter.step(
+        `Scoring the holdout${of}`,
+        (task) =>
+          runQualityTest({ cwd: ctx.cwd, projectDir: baseDir, config: one.config, env: ctx.env, flags: one.entry ? { ...flags, modelName: one.name } : flags, onProgress: (rows) => task.update(`Scoring the holdout${of}: ${rows} rows`) }),
+        (r) => `Scored ${r.rows} rows${of} in ${r.seconds} s`,
+      ),
+    );
+  }
+  const several = selected.length > 1;
+  const named = (r: TestReport, text: string) => (several ? `${r.model}: ${text}` : text);
+  const cases = reports.flatMap((report) => [
+    ...report.gates.map((g) => ({ name: named(report, describeGate(g)), passed: g.passed, message: `${g.metric} = ${fmt(g.value)}` })),
+    ...(report.parity ? [{ name: named(report, `parity with in-process ONNX Runtime (tolerance ${report.parity.tolerance})`), passed: report.parity.passed, message: parityLine(report) }] : []),
+  ]);
+  const passed = reports.every((r) => r.passed);
+  const seconds = Math.round(reports.reduce((n, r) => n + r.seconds, 0) * 100) / 100;
+  if (flags.junit) await writeFileAtomic(path.resolve(ctx.cwd, flags.junit), junitXml('mlops test', cases, seconds));
+  const markdown = reports.map(renderMarkdown).join('\n');
   if (flags.markdown) await writeFileAtomic(path.resolve(ctx.cwd, flags.markdown), markdown);
   await appendStepSummary(ctx.env, markdown);
-  // tag and push read the latest report of a build from here.
-  await writeFileAtomic(path.join(baseDir, '.mlops', 'last-test.json'), JSON.stringify(report, null, 2) + '\n');
-  ctx.reporter.result(report, renderHuman);
-  return report.passed ? ExitCode.ok : ExitCode.gateFailed;
+  // tag and push read the latest report of a build from here (several models: the verdict and rows of all).
+  const document = several ? { passed, imageId: reports[0].imageId, rows: reports.reduce((n, r) => n + r.rows, 0), seconds, models: reports } : reports[0];
+  await writeFileAtomic(path.join(baseDir, '.mlops', 'last-test.json'), JSON.stringify(document, null, 2) + '\n');
+  if (several) ctx.reporter.result(document, (_d, s) => [...reports.map((r) => renderHuman(r, s)), '', passed ? s.green.bold(`PASSED (${reports.length} models)`) : s.red.bold(`FAILED (${reports.filter((r) => !r.passed).map((r) => r.model).join(', ')})`)].join('\n\n'));
+  else ctx.reporter.result(reports[0], renderHuman);
+  return passed ? ExitCode.ok : ExitCode.gateFailed;
 }

@@ -8,7 +8,8 @@ import { inspectModel } from '../model/inspect.js';
 import { PROFILE_LABEL, profileSha256 } from '../monitor/profile.js';
 import { optimizedModelLabels } from '../optimize/metadata.js';
 import { VERSION } from '../version.js';
-import { assembleContext, packContext, PLATFORMS, type Platform } from './context.js';
+import { assembleContext, packContext, PLATFORMS, type ImageModel, type Platform } from './context.js';
+import { createHash } from 'node:crypto';
 import { buildTimestamp, gitInfo } from './git.js';
 
 export interface BuildImageOptions {
@@ -33,6 +34,11 @@ export interface BuildImageOptions {
   serverEnv: Record<string, string>;
   /** Build every layer again, ignoring the engine's cache. */
   noCache?: boolean;
+  /**
+   * Several models (or versions) in one image: each its own layer. The fields above then describe the
+   * first, whose labels (mlops.model.*) the image carries for tools that read one; mlops.models lists all.
+   */
+  models?: { name: string; version: string; modelPath: string; referenceProfile: string; weight: number; shadow: boolean; workers: number; batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number } }[];
   onProgress?: (line: string) => void;
 }
 
@@ -136,7 +142,19 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
     throw inputError(`--platform ${options.platform}: unsupported`, `use one of ${Object.keys(PLATFORMS).join(', ')}`);
   }
   const model = await inspectModel(options.modelPath, { cwd: options.cwd });
-  const primary = `${options.repository}:sha-${model.sha256.slice(0, 12)}`;
+  const repository: ImageModel[] | undefined = options.models
+    ? await Promise.all(
+        options.models.map(async (m) => {
+          const info = await inspectModel(m.modelPath, { cwd: options.cwd });
+          return { ...m, modelPath: info.path, externalData: info.externalData, sha256: info.sha256 };
+        }),
+      )
+    : undefined;
+  // Several models: the tag names them all (each name, version, file and profile), so a change to any is a new tag.
+  const digest = repository
+    ? createHash('sha256').update(JSON.stringify(repository.map((m) => [m.name, m.version, m.sha256, profileSha256(m.referenceProfile), m.weight, m.shadow]))).digest('hex')
+    : model.sha256;
+  const primary = `${options.repository}:sha-${digest.slice(0, 12)}`;
   const extra = [...new Set(options.tags.map((t) => resolveTag(options.repository, t)))].filter((t) => t !== primary);
   const git = await gitInfo(options.cwd);
   const base = await localBaseImage(options.docker, options.baseImage);
@@ -166,6 +184,7 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
     'mlops.model.inputs': signature(model.inputs),
     'mlops.model.outputs': signature(model.outputs),
     [PROFILE_LABEL]: profileSha256(options.referenceProfile),
+    ...(repository ? { 'mlops.models': JSON.stringify(repository.map((m) => ({ name: m.name, version: m.version, sha256: m.sha256, weight: m.weight, shadow: m.shadow }))) } : {}),
     'mlops.version': VERSION,
   };
 
@@ -184,6 +203,7 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
       labels,
       referenceProfile: options.referenceProfile,
       serverEnv: options.serverEnv,
+      repository,
     });
     let build: Awaited<ReturnType<typeof runBuild>>;
     try {

@@ -1,4 +1,7 @@
-import { copyFile, cp, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { copyFile, cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { pipeline } from 'node:stream/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +33,27 @@ export interface ContextInput {
   referenceProfile: string;
   /** Server settings from config that the image carries as environment variables (see SERVER_ENV). */
   serverEnv: Record<string, string>;
+  /** Several models (or versions): each its own layer under /app/models/{name}/{version}/, with the repository file; the fields above are then the first one's. */
+  repository?: ImageModel[];
 }
+
+/** One model version of an image of several. */
+export interface ImageModel {
+  name: string;
+  version: string;
+  modelPath: string;
+  externalData: string[];
+  sha256: string;
+  referenceProfile: string;
+  weight: number;
+  shadow: boolean;
+  workers: number;
+  batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
+}
+
+/** Where an image of several models keeps them, and the file that lists them (MLOPS_MODEL_REPOSITORY). */
+export const IMAGE_MODELS_DIR = '/app/models';
+export const IMAGE_REPOSITORY_FILE = `${IMAGE_MODELS_DIR}/repository.json`;
 
 /** A Dockerfile double-quoted string: no variable expansion, no line breaks. */
 export function dockerfileString(value: string): string {
@@ -102,14 +125,35 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
   }
   await copyFile(path.join(PACKAGE_ROOT, 'templates', 'healthcheck.mjs'), path.join(dir, 'server', 'healthcheck.mjs'));
 
-  await mkdir(path.join(dir, 'model'), { recursive: true });
-  await copyFile(input.modelPath, path.join(dir, 'model', 'model.onnx'));
-  for (const file of input.externalData ?? []) {
-    await mkdir(path.dirname(path.join(dir, 'model', file)), { recursive: true });
-    await copyFile(path.join(path.dirname(input.modelPath), file), path.join(dir, 'model', file));
+  const layers: string[] = [];
+  let modelEnv: string;
+  if (!input.repository) {
+    await copyModel(dir, 'model', input.modelPath, input.externalData ?? [], input.referenceProfile);
+    layers.push('COPY model/ /app/model/');
+    modelEnv = `MLOPS_MODEL_SHA256=${input.modelSha256} MLOPS_MODEL_NAME=${input.modelName} MLOPS_MODEL_VERSION=${dockerfileString(input.modelVersion)} MLOPS_PROFILE_PATH=${PROFILE_IMAGE_PATH}`;
+  } else {
+    const entries = [];
+    await mkdir(path.join(dir, 'models'), { recursive: true });
+    const stage = await mkdtemp(path.join(tmpdir(), 'mlops-models-'));
+    try {
+      for (const m of input.repository) {
+        const folder = path.posix.join('models', m.name, m.version);
+        await copyModel(path.join(stage, m.name, m.version), path.posix.join('app', folder), m.modelPath, m.externalData, m.referenceProfile);
+        // One layer per version, ADDed from a tar whose every entry (the parent folders too) has fixed times
+        // and owners: COPY stamps the folders it creates with the build's time, so a layer built again after
+        // an earlier model changed would get a new digest; this one keeps it.
+        const archive = `${m.name}-${m.version}.tar`;
+        await packFixed(path.join(stage, m.name, m.version), path.join(dir, 'models', archive));
+        layers.push(`ADD models/${archive} /`);
+        entries.push({ name: m.name, version: m.version, path: `${m.name}/${m.version}/model.onnx`, sha256: m.sha256, profile: `${m.name}/${m.version}/${path.basename(PROFILE_IMAGE_PATH)}`, weight: m.weight, shadow: m.shadow, workers: m.workers, batching: m.batching });
+      }
+    } finally {
+      await rm(stage, { recursive: true, force: true });
+    }
+    await writeFile(path.join(dir, 'models', 'repository.json'), JSON.stringify({ models: entries }, null, 2) + '\n');
+    layers.push(`COPY models/repository.json ${IMAGE_REPOSITORY_FILE}`);
+    modelEnv = `MLOPS_MODEL_REPOSITORY=${IMAGE_REPOSITORY_FILE}`;
   }
-
-  await writeFile(path.join(dir, 'model', path.basename(PROFILE_IMAGE_PATH)), input.referenceProfile);
 
   const template = await readFile(path.join(PACKAGE_ROOT, 'templates', 'Dockerfile'), 'utf8');
   await writeFile(
@@ -120,18 +164,33 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
       port: input.port,
       grpcPort: input.grpcPort,
       exposed: input.grpcPort > 0 ? `${input.port} ${input.grpcPort}` : String(input.port),
-      modelSha256: input.modelSha256,
-      profilePath: PROFILE_IMAGE_PATH,
+      modelLayers: layers.join('\n'),
+      modelEnv,
       serverEnv: Object.entries(input.serverEnv)
         .map(([key, value]) => ` ${key}=${dockerfileString(value)}`)
         .join(''),
-      modelName: input.modelName,
-      modelVersion: dockerfileString(input.modelVersion),
       labels: Object.entries(input.labels)
         .map(([key, value]) => `${key}=${dockerfileString(value)}`)
         .join(' \\\n      '),
     }),
   );
+}
+
+/** A model file, its external data beside it, and its reference profile, into `folder` of the context. */
+async function copyModel(dir: string, folder: string, modelPath: string, externalData: string[], referenceProfile: string): Promise<void> {
+  await mkdir(path.join(dir, folder), { recursive: true });
+  await copyFile(modelPath, path.join(dir, folder, 'model.onnx'));
+  for (const file of externalData) {
+    await mkdir(path.dirname(path.join(dir, folder, file)), { recursive: true });
+    await copyFile(path.join(path.dirname(modelPath), file), path.join(dir, folder, file));
+  }
+  await writeFile(path.join(dir, folder, path.basename(PROFILE_IMAGE_PATH)), referenceProfile);
+}
+
+/** `dir` as a tar file with every entry's time, owner and mode fixed (folders 755, files 644), so equal content gives equal bytes. */
+async function packFixed(dir: string, file: string): Promise<void> {
+  const pack = tar.pack(dir, { map: (header) => ({ ...header, uid: 0, gid: 0, uname: '', gname: '', mtime: new Date(0), mode: header.type === 'directory' ? 0o755 : 0o644 }) });
+  await pipeline(pack, createWriteStream(file));
 }
 
 /**

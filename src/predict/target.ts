@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { IMAGE_MODELS_DIR } from '../image/context.js';
 import { rm } from 'node:fs/promises';
 import type { Config } from '../config/defaults.js';
 import { connectDocker } from '../docker/client.js';
@@ -99,14 +100,18 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
   };
   try {
     const labelled = container.labels['mlops.model.name'];
-    if (flags.modelName && labelled && flags.modelName !== labelled) throw inputError(`--model-name ${flags.modelName}: image ${image} serves model '${labelled}'`, `pass --model-name ${labelled}, or leave it out`);
-    const modelName = labelled ?? configuredName;
+    // An image of several models lists them (name, version, role) in mlops.models; mlops.model.* describe the first.
+    const several = container.labels['mlops.models'] ? (JSON.parse(container.labels['mlops.models']) as { name: string; version: string; shadow: boolean }[]) : undefined;
+    const served = several ? [...new Set(several.map((m) => m.name))] : labelled ? [labelled] : [];
+    if (flags.modelName && served.length > 0 && !served.includes(flags.modelName)) throw inputError(`--model-name ${flags.modelName}: image ${image} serves ${served.map((n) => `'${n}'`).join(', ')}`, `pass one of ${served.join(', ')}, or leave it out`);
+    const modelName = flags.modelName || labelled || configuredName;
     const predictor = await remotePredictor({ url: container.url, grpcAddress: container.grpcAddress, modelName, protocol, security });
     opened.push(predictor);
-    withDimensionNames(predictor, container.labels['mlops.model.inputs']);
+    if (modelName === labelled) withDimensionNames(predictor, container.labels['mlops.model.inputs']);
     let reference: Predictor | undefined;
     if (options.withReference) {
-      extracted = await copyFromContainer(docker, container.id, '/app/model/model.onnx');
+      const version = several?.find((m) => m.name === modelName && !m.shadow)?.version;
+      extracted = await copyFromContainer(docker, container.id, version === undefined ? '/app/model/model.onnx' : `${IMAGE_MODELS_DIR}/${modelName}/${version}/model.onnx`);
       reference = await openLocalPredictor(extracted, modelName);
       opened.push(reference);
     }
