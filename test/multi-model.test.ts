@@ -11,7 +11,7 @@ import { call, inferenceClient, type InferenceClient } from '../src/protocol/grp
 import type { ModelSpec } from '../src/server/model-repository.js';
 import { readRepositoryFile } from '../src/server/repository-file.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
-import { fixture, freePort, holdoutRows, profileFor, ROOT, serveOptions } from './helpers.js';
+import { fixture, freePort, holdoutRows, profileFor, ROOT, runCli, serveOptions } from './helpers.js';
 
 const quiet = () => undefined;
 const WORK = path.join(ROOT, '.mlops', 'test-multi-model');
@@ -163,6 +163,27 @@ describe('several models in one server', () => {
     expect(v2.unavailable).toMatch(/without a reference profile/);
   });
 
+  it('`mlops monitor` judges each serving version on its own traffic and reports each shadow\'s agreement', async () => {
+    const result = await runCli(['monitor', '--url', server.url, '--model-name', 'breast_cancer', '--all', '--json'], { cwd: WORK });
+    // The split test sent one row over and over: version 1's traffic has drifted, and the verdict says so.
+    expect(result.code, result.stderr).toBe(1);
+    const report = JSON.parse(result.stdout) as { passed: boolean; rows: number; versions: { version: string; role: string; rows: number; verdict: string; warning?: string; shadow?: { agreement: number | null; outcomes: Record<string, number> } }[] };
+    const byVersion = Object.fromEntries(report.versions.map((v) => [v.version, v]));
+    expect(Object.keys(byVersion).sort()).toEqual(['1', '2', '3', '4']);
+    expect(report.passed).toBe(false);
+    expect(byVersion['1']).toMatchObject({ role: 'serving', verdict: 'failed' });
+    expect(byVersion['1'].rows).toBe(report.rows);
+    // Version 2 has no profile: not judged, and said so (a warning, exit 1 under --strict), never a silent pass.
+    expect(byVersion['2']).toMatchObject({ role: 'serving', verdict: 'no-reference' });
+    expect(byVersion['2'].warning).toMatch(/no reference profile/);
+    expect(byVersion['3'].shadow!.agreement).toBe(1);
+    expect(byVersion['4'].shadow!.agreement).toBe(0);
+    expect(byVersion['4'].shadow!.outcomes.failed).toBeGreaterThan(1000);
+    const human = await runCli(['monitor', '--url', server.url, '--model-name', 'breast_cancer', '--all'], { cwd: WORK });
+    expect(human.stdout).toMatch(/3 +│? *shadow *│? *│? *agreement 100\.00%/);
+    expect(human.stdout).toMatch(/4 +│? *shadow *│? *│? *agreement 0\.00% \(0 agree, 0 disagree, \d+ failed/);
+  }, 60_000);
+
   it('bad names: an unknown model or version is 404 naming what there is, on every route and over gRPC', async () => {
     const unknown = await post(`${server.url}/v2/models/fraud/infer`, inferBody(bcInput, [bc[0]]));
     expect(unknown).toEqual({ status: 404, json: { error: "unknown model 'fraud'; this server serves 'breast_cancer', 'wine'" } });
@@ -239,5 +260,43 @@ describe('shadow agreement', () => {
     expect(compareOutputs(values([100, 5]), values([100.005, 5])).agree).toBe(true);
     expect(compareOutputs(values([100, 5]), values([100, 5.01]))).toEqual({ agree: false, maxAbs: expect.closeTo(0.01, 6) });
     expect(compareOutputs(values([1, 2]), {}).agree).toBe(false);
+  });
+});
+
+describe('a config of several models', () => {
+  const project = path.join(WORK, 'project');
+  const config = (models: unknown[], extra: object = {}) => writeFile(path.join(project, 'mlops.config.json'), JSON.stringify({ models, ...extra }));
+  const bcEntry = { name: 'bc', path: fixture('breast_cancer', 'model.onnx'), test: { holdout: fixture('breast_cancer', 'holdout.csv'), labels: ['malignant', 'benign'], gates: { accuracy: '>= 0.9' } } };
+  const wineEntry = (gate: string) => ({ name: 'wine', path: fixture('wine', 'model.onnx'), workers: 1, test: { holdout: fixture('wine', 'holdout.csv'), gates: { accuracy: gate } } });
+
+  it('`mlops test --local` judges every model with its own holdout and gates; one failing gate fails the run and names the model', async () => {
+    await mkdir(project, { recursive: true });
+    await config([bcEntry, wineEntry('>= 0.8')], { test: { parity: { sample: 0 } } });
+    const passed = await runCli(['test', '--local', '--json'], { cwd: project });
+    expect(passed.code, passed.stderr).toBe(0);
+    const report = JSON.parse(passed.stdout) as { passed: boolean; models: { model: string; rows: number; gates: { threshold: number }[] }[] };
+    expect(report.models.map((m) => [m.model, m.rows, m.gates[0].threshold])).toEqual([['bc', 114, 0.9], ['wine', 54, 0.8]]);
+
+    await config([bcEntry, wineEntry('> 1')], { test: { parity: { sample: 0 } } });
+    const failed = await runCli(['test', '--local'], { cwd: project });
+    expect(failed.code).toBe(1);
+    expect(failed.stdout).toMatch(/FAILED \(wine\)/);
+    const one = await runCli(['test', '--local', '--model-name', 'bc', '--json'], { cwd: project });
+    expect(one.code, one.stderr).toBe(0);
+    expect(JSON.parse(one.stdout).model).toBe('bc');
+  }, 60_000);
+
+  it('refuses a config that gives model and models, a name twice, or path beside versions, naming the field', async () => {
+    await mkdir(project, { recursive: true });
+    const error = async (raw: object) => {
+      await writeFile(path.join(project, 'mlops.config.json'), JSON.stringify(raw));
+      const result = await runCli(['test', '--local'], { cwd: project });
+      expect(result.code).toBe(2);
+      return result.stderr.split('\n')[0];
+    };
+    expect(await error({ model: { path: 'a.onnx' }, models: [{ name: 'a', path: 'a.onnx' }] })).toMatch(/models: give either model \(one\) or models \(several\), not both/);
+    expect(await error({ models: [{ name: 'a', path: 'a.onnx' }, { name: 'a', path: 'b.onnx' }] })).toMatch(/models\.1\.name: model "a" is listed twice/);
+    expect(await error({ models: [{ name: 'a', path: 'a.onnx', versions: [{ version: '1', path: 'a.onnx' }] }] })).toMatch(/models\.0\.versions: give either path and version, or versions, not both/);
+    expect(await error({ models: [{ name: 'a', versions: [{ version: '1', path: 'a.onnx', shadow: true }] }] })).toMatch(/models\.0\.versions: every version is a shadow/);
   });
 });

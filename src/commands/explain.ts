@@ -7,6 +7,7 @@ import type { GlobalExplanation } from '../explain/global.js';
 import { appendStepSummary, writeFileAtomic } from '../report/files.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
+import { perModelPath, selectModels } from '../config/models.js';
 
 interface Flags extends ExplainFlags {
   markdown?: string;
@@ -19,19 +20,28 @@ function renderHuman(r: GlobalExplanation, s: ChalkInstance): string {
 
 export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
-  const task = ctx.reporter.task('Explaining the model');
-  let report: GlobalExplanation;
-  try {
-    report = await runExplain({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, onProgress: (line) => task.progress(line) });
-  } catch (error) {
-    task.fail();
-    throw error;
+  // Several models: each explained over its own holdout, in turn.
+  const selected = selectModels(config, flags.modelName);
+  const several = selected.length > 1;
+  const reports: GlobalExplanation[] = [];
+  for (const one of selected) {
+    const of = several ? ` ${one.name}` : '';
+    const task = ctx.reporter.task(`Explaining the model${of}`);
+    let report: GlobalExplanation;
+    try {
+      report = await runExplain({ cwd: ctx.cwd, projectDir: baseDir, config: one.config, env: ctx.env, flags: one.entry ? { ...flags, modelName: one.name } : flags, onProgress: (line) => task.progress(line) });
+    } catch (error) {
+      task.fail();
+      throw error;
+    }
+    task.succeed(`Explained${of} in ${report.seconds} s`);
+    if (flags.html) await writeFileAtomic(path.resolve(ctx.cwd, perModelPath(flags.html, one.name, several)), renderHtml(report));
+    reports.push(report);
   }
-  task.succeed(`Explained in ${report.seconds} s`);
-  const markdown = renderMarkdown(report);
+  const markdown = reports.map(renderMarkdown).join('\n');
   if (flags.markdown) await writeFileAtomic(path.resolve(ctx.cwd, flags.markdown), markdown);
-  if (flags.html) await writeFileAtomic(path.resolve(ctx.cwd, flags.html), renderHtml(report));
   await appendStepSummary(ctx.env, markdown);
-  ctx.reporter.result(report, renderHuman);
+  if (several) ctx.reporter.result({ models: reports }, (_d, s) => reports.map((r) => renderHuman(r, s)).join('\n\n'));
+  else ctx.reporter.result(reports[0], renderHuman);
   return ExitCode.ok;
 }

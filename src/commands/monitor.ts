@@ -4,10 +4,11 @@ import { ExitCode, inputError } from '../errors.js';
 import { describeGate, type GateResult } from '../metrics/gates.js';
 import { emitFromProfile, runLabelled, runMonitor, type MonitorFlags, type MonitorReport } from '../monitor/monitor.js';
 import type { QualityReport } from '../monitor/quality.js';
-import { byDrift, fmt, headline, percent, qualityHeadline, qualityRows, renderHtml, renderMarkdown, renderQualityMarkdown, skippedLines } from '../monitor/report.js';
+import { byDrift, fmt, headline, percent, qualityHeadline, qualityRows, renderHtml, renderMarkdown, renderQualityMarkdown, skippedLines, versionRows } from '../monitor/report.js';
 import { appendStepSummary, writeFileAtomic } from '../report/files.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
+import { perModelPath, selectModels } from '../config/models.js';
 
 interface Flags extends MonitorFlags {
   markdown?: string;
@@ -38,6 +39,7 @@ function renderHuman(r: MonitorReport, s: ChalkInstance): string {
     );
   }
   if (r.prediction) lines.push('', `${s.bold('prediction')} ${r.prediction.output} (${r.prediction.kind}): psi ${fmt(r.prediction.psi)}, js ${fmt(r.prediction.js)}`);
+  if (r.versions) lines.push('', s.bold('versions'), renderTable(['version', 'role', 'rows', 'verdict'], versionRows(r.versions)));
   lines.push(...verdictLines(r, headline(r), s));
   return lines.join('\n');
 }
@@ -84,17 +86,28 @@ export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
     ctx.reporter.result({ ...emitted, file: flags.output ?? null }, (r) => (r.file ? `wrote ${r.emitted} for reference ${r.reference} to ${r.file}` : r.content.trimEnd()));
     return ExitCode.ok;
   }
-  const report = await ctx.reporter.step(
-    'Reading live traffic counts',
-    () => runMonitor({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, log: (line) => ctx.reporter.info(line) }),
-    (r) => `Compared ${r.rows} live rows with the reference`,
-  );
-  for (const warning of report.reference.warnings) ctx.reporter.warn(`reference: ${warning}`);
-  if (report.warning) ctx.reporter.warn(report.warning);
-  const markdown = renderMarkdown(report);
+  // Several models: each judged against its own reference and gates; the verdict is every model's.
+  const selected = selectModels(config, flags.modelName);
+  const several = selected.length > 1;
+  if (several && flags.prometheus) throw inputError('--prometheus judges one model against one reference profile, and the config lists several', `pass --model-name (one of ${selected.map((m) => m.name).join(', ')}) and --reference`);
+  const reports: MonitorReport[] = [];
+  for (const one of selected) {
+    const of = several ? ` of ${one.name}` : '';
+    const report = await ctx.reporter.step(
+      `Reading live traffic counts${of}`,
+      () => runMonitor({ cwd: ctx.cwd, projectDir: baseDir, config: one.config, env: ctx.env, flags: one.entry ? { ...flags, modelName: one.name } : flags, log: (line) => ctx.reporter.info(line) }),
+      (r) => `Compared ${r.rows} live rows${of} with the reference`,
+    );
+    for (const warning of report.reference.warnings) ctx.reporter.warn(`reference${of}: ${warning}`);
+    if (report.warning) ctx.reporter.warn(`${several ? `${one.name}: ` : ''}${report.warning}`);
+    if (flags.html) await writeFileAtomic(path.resolve(ctx.cwd, perModelPath(flags.html, one.name, several)), renderHtml(report));
+    reports.push(report);
+  }
+  const markdown = reports.map(renderMarkdown).join('\n');
   if (flags.markdown) await writeFileAtomic(path.resolve(ctx.cwd, flags.markdown), markdown);
-  if (flags.html) await writeFileAtomic(path.resolve(ctx.cwd, flags.html), renderHtml(report));
   await appendStepSummary(ctx.env, markdown);
-  ctx.reporter.result(report, renderHuman);
-  return report.passed ? ExitCode.ok : ExitCode.gateFailed;
+  const passed = reports.every((r) => r.passed);
+  if (several) ctx.reporter.result({ passed, models: reports }, (_d, s) => reports.map((r) => `${s.bold(r.model?.name ?? '')}\n${renderHuman(r, s)}`).join('\n\n'));
+  else ctx.reporter.result(reports[0], renderHuman);
+  return passed ? ExitCode.ok : ExitCode.gateFailed;
 }

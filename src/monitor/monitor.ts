@@ -7,7 +7,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import readline from 'node:readline';
 import type { Config } from '../config/defaults.js';
-import { inputError } from '../errors.js';
+import { ExitCode, inputError, isMlopsError } from '../errors.js';
 import type { GateResult } from '../metrics/gates.js';
 import { targetInferenceLogs, targetReplicas } from '../targets/deploy.js';
 import { readLabels } from './labels.js';
@@ -17,8 +17,8 @@ import { assessDrift, driftGates, type DriftAssessment } from './compare.js';
 import { gatesFromConfig } from '../metrics/gates.js';
 import { prometheusRules } from './alert-rules.js';
 import { grafanaDashboard } from './dashboard.js';
-import { fromPrometheus, fromServers, parseSince, readProfileFile, type LiveSource } from './sources.js';
-import { resolveClientSecurity, type ClientSecurityFlags } from '../protocol/client-security.js';
+import { fetchVersions, fromPrometheus, fromServers, parseSince, readProfileFile, type LiveSource } from './sources.js';
+import { resolveClientSecurity, type ClientSecurity, type ClientSecurityFlags } from '../protocol/client-security.js';
 
 export interface MonitorFlags extends ClientSecurityFlags {
   target?: string;
@@ -41,8 +41,25 @@ export interface MonitorFlags extends ClientSecurityFlags {
   modelName?: string;
 }
 
+/** One version of a model that serves several: its own drift verdict, or (a shadow) how often it agreed with the serving answer. */
+export interface VersionVerdict {
+  version: string;
+  role: 'serving' | 'shadow';
+  weight: number;
+  rows: number;
+  verdict: DriftAssessment['verdict'];
+  metrics: DriftAssessment['metrics'];
+  gates: GateResult[];
+  warning?: string;
+  passed: boolean;
+  /** A shadow's outcomes (agree, disagree, failed, skipped) and agreement: agree / (agree + disagree + failed), null before any. */
+  shadow?: { outcomes: Record<string, number>; agreement: number | null };
+}
+
 export interface MonitorReport extends DriftAssessment {
   source: { kind: 'target' | 'url' | 'prometheus'; from: string[]; span: string; target?: string };
+  /** A model with several versions side by side: each judged on its own traffic (the verdict above is the largest weight's); shadows by agreement. */
+  versions?: VersionVerdict[];
   model: LiveSource['model'];
   reference: { sha256: string | null; file: string | null; rows: number | null; bins: number; features: number; warnings: string[] };
   settings: { featurePsi: number; minRows: number; strict: boolean };
@@ -60,7 +77,7 @@ export interface RunMonitorOptions {
   runner?: Runner;
 }
 
-async function liveSource(options: RunMonitorOptions): Promise<{ live: LiveSource; kind: MonitorReport['source']['kind'] }> {
+async function liveSource(options: RunMonitorOptions): Promise<{ live: LiveSource; kind: MonitorReport['source']['kind']; urls?: string[]; security?: ClientSecurity; versions?: VersionVerdict[] }> {
   const { flags, config } = options;
   if (flags.until !== undefined || flags.baseline !== undefined || flags.log.length > 0) throw inputError('--until, --baseline and --log go with --labels', 'pass --labels <file> to judge live quality');
   const chosen = [flags.target !== undefined, flags.url.length > 0, flags.prometheus !== undefined].filter(Boolean).length;
@@ -77,12 +94,15 @@ async function liveSource(options: RunMonitorOptions): Promise<{ live: LiveSourc
   if (flags.reference) throw inputError('--reference goes with --prometheus', "a server's profile document carries its own reference");
   if (flags.url.length > 0) {
     for (const url of flags.url) if (!/^https?:\/\//.test(url)) throw inputError(`--url ${url}: expected http:// or https://`, 'pass the server base, e.g. --url http://127.0.0.1:8080');
-    return { live: await fromServers(flags.url, modelName, window, resolveClientSecurity(flags, options.env, options.cwd)), kind: 'url' };
+    const security = resolveClientSecurity(flags, options.env, options.cwd);
+    return { live: await fromServers(flags.url, modelName, window, security), kind: 'url', urls: flags.url, security };
   }
   const replicas = await targetReplicas({ cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, target: flags.target, dryRun: false, log: options.log, runner: options.runner });
   try {
     const security = { ...resolveClientSecurity(flags, options.env, options.cwd), ...(replicas.loopbackTls ? { insecure: true } : {}) };
-    return { live: await fromServers(replicas.urls, modelName, window, security), kind: 'target' };
+    const live = await fromServers(replicas.urls, modelName, window, security);
+    // The replicas are only reachable while the port-forwards last: versions are read now.
+    return { live, kind: 'target', versions: live.model ? await versionVerdicts(replicas.urls, live.model.name, window, security, options) : undefined };
   } finally {
     await replicas.close();
   }
@@ -93,10 +113,17 @@ export async function runMonitor(options: RunMonitorOptions): Promise<MonitorRep
   const settings = { monitor: config.monitor, gateFlags: flags.gate, strict: Boolean(flags.strict) };
   // Gates are checked before anything is fetched: a typo fails at once.
   const specs = driftGates(settings);
-  const { live, kind } = await liveSource(options);
+  const source = await liveSource(options);
+  const { live, kind } = source;
   const assessment = assessDrift(live.profile, live.counts, specs, settings);
+  const versions = source.kind === 'target' ? source.versions : source.urls && live.model ? await versionVerdicts(source.urls, live.model.name, !flags.all, source.security, options) : undefined;
+  // Every serving version must pass; a shadow's agreement is reported, not gated (its inputs are the serving version's).
+  const passed = versions ? versions.filter((v) => v.role === 'serving').every((v) => v.passed) : assessment.passed;
   return {
     ...assessment,
+    passed,
+    verdict: !passed && assessment.verdict === 'passed' ? 'failed' : assessment.verdict,
+    ...(versions ? { versions } : {}),
     source: { kind, from: live.from, span: live.span, ...(flags.target ? { target: flags.target } : {}) },
     model: live.model,
     reference: {
@@ -109,6 +136,34 @@ export async function runMonitor(options: RunMonitorOptions): Promise<MonitorRep
     },
     settings: { featurePsi: config.monitor.featurePsi, minRows: config.monitor.minRows, strict: settings.strict },
   };
+}
+
+/** Each version of a model that has several (undefined for one): drift per serving version, agreement per shadow. */
+async function versionVerdicts(urls: string[], model: string, window: boolean, security: ClientSecurity | undefined, options: RunMonitorOptions): Promise<VersionVerdict[] | undefined> {
+  const held = await fetchVersions(urls, model, security);
+  if (held.length < 2) return undefined;
+  const settings = { monitor: options.config.monitor, gateFlags: options.flags.gate, strict: Boolean(options.flags.strict) };
+  const specs = driftGates(settings);
+  const verdicts: VersionVerdict[] = [];
+  for (const v of held) {
+    const base = { version: v.version, role: v.role, weight: v.weight };
+    if (v.role === 'shadow') {
+      const { agree = 0, disagree = 0, failed = 0 } = v.outcomes;
+      const judged = agree + disagree + failed;
+      verdicts.push({ ...base, rows: 0, verdict: 'passed', metrics: {}, gates: [], passed: true, shadow: { outcomes: v.outcomes, agreement: judged > 0 ? agree / judged : null } });
+      continue;
+    }
+    try {
+      const live = await fromServers(urls, model, window, security, v.version);
+      const a = assessDrift(live.profile, live.counts, specs, settings);
+      verdicts.push({ ...base, rows: a.rows, verdict: a.verdict, metrics: a.metrics, gates: a.gates, ...(a.warning ? { warning: a.warning } : {}), passed: a.passed });
+    } catch (error) {
+      // A serving version without a profile of its own cannot be judged: that is not a pass.
+      if (!isMlopsError(error) || error.exitCode !== ExitCode.badInput) throw error;
+      verdicts.push({ ...base, rows: 0, verdict: 'no-reference', metrics: {}, gates: [], warning: error.message, passed: !settings.strict });
+    }
+  }
+  return verdicts;
 }
 
 export const EMITTABLE = ['prometheus-rules', 'grafana-dashboard'] as const;

@@ -17,6 +17,19 @@ export function headline(r: MonitorReport): string {
 /** Features worst first: the ones that drifted, then by PSI. */
 export const byDrift = (features: FeatureDrift[]) => [...features].sort((a, b) => Number(b.drifted) - Number(a.drifted) || b.psi - a.psi);
 
+/** One row per version: a serving version's drift verdict and rows, a shadow's agreement with what was served. */
+export function versionRows(versions: NonNullable<MonitorReport['versions']>): string[][] {
+  return versions.map((v) => {
+    if (v.shadow) {
+      const { agree = 0, disagree = 0, failed = 0, skipped = 0 } = v.shadow.outcomes;
+      const agreement = v.shadow.agreement === null ? 'no requests mirrored yet' : `agreement ${(v.shadow.agreement * 100).toFixed(2)}% (${agree} agree, ${disagree} disagree, ${failed} failed${skipped ? `, ${skipped} skipped` : ''})`;
+      return [v.version, 'shadow', '', agreement];
+    }
+    const drifted = v.metrics.drifted_share !== undefined ? `, drifted share ${fmt(v.metrics.drifted_share)}` : '';
+    return [v.version, `serving (weight ${v.weight})`, String(v.rows), `${v.passed ? (v.verdict === 'passed' ? 'pass' : v.verdict) : 'FAIL'}${drifted}${v.warning ? `: ${v.warning}` : ''}`];
+  });
+}
+
 export function renderMarkdown(r: MonitorReport): string {
   const lines = [
     `## mlops monitor: ${r.verdict === 'passed' ? 'passed' : r.verdict === 'failed' ? 'FAILED' : r.passed ? 'warning' : 'FAILED'}`,
@@ -29,6 +42,7 @@ export function renderMarkdown(r: MonitorReport): string {
   if (r.gates.length > 0) {
     lines.push(markdownTable(['gate', 'value', 'result'], r.gates.map((g) => [describeGate(g), fmt(g.value), g.passed ? 'pass' : r.verdict === 'too-few-rows' ? 'not applied' : '**FAIL**'])), '');
   }
+  if (r.versions) lines.push('Versions side by side:', '', markdownTable(['version', 'role', 'rows', 'verdict'], versionRows(r.versions).map((row) => row.map((c) => c.replace('FAIL', '**FAIL**')))), '');
   if (r.features.length > 0) {
     lines.push(
       markdownTable(

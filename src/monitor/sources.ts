@@ -41,7 +41,7 @@ async function getJson(url: string, shown: string, init?: RequestInit, security?
 }
 
 /** A server's profile document; an image older than `mlops monitor` has no such route. */
-export async function fetchProfile(base: string, modelName: string | undefined, security?: ClientSecurity): Promise<ProfileDocument> {
+export async function fetchProfile(base: string, modelName: string | undefined, security?: ClientSecurity, version?: string): Promise<ProfileDocument> {
   const root = base.replace(/\/$/, '');
   let name = modelName;
   if (!name) {
@@ -54,7 +54,7 @@ export async function fetchProfile(base: string, modelName: string | undefined, 
     name = names[0];
     if (index.status !== 200 || !name) throw inputError(`${base}: the server does not list its model (POST /v2/repository/index)`, 'pass --model-name, or set model.name in config to the name the server uses');
   }
-  const url = `${root}/v2/models/${encodeURIComponent(name)}/profile`;
+  const url = `${root}/v2/models/${encodeURIComponent(name)}${version === undefined ? '' : `/versions/${encodeURIComponent(version)}`}/profile`;
   const { status, body } = await getJson(url, url, undefined, security);
   const error = (body as { error?: string } | null)?.error;
   if (status === 401 || status === 429) throw environmentError(`${base} asks for a bearer token (HTTP ${status})${security?.token ? ' and refused the one given' : ''}`, 'set MLOPS_TOKEN or pass --token-file');
@@ -109,9 +109,59 @@ export function sumDocuments(from: string[], docs: ProfileDocument[], window: bo
   };
 }
 
-export async function fromServers(urls: string[], modelName: string | undefined, window: boolean, security?: ClientSecurity): Promise<LiveSource> {
-  const docs = await Promise.all(urls.map((url) => fetchProfile(url, modelName, security)));
+export async function fromServers(urls: string[], modelName: string | undefined, window: boolean, security?: ClientSecurity, version?: string): Promise<LiveSource> {
+  const docs = await Promise.all(urls.map((url) => fetchProfile(url, modelName, security, version)));
   return sumDocuments(urls, docs, window);
+}
+
+/** One version a server holds, as its /metrics says (mlops_model_info), with its shadow outcomes when it is a shadow. */
+export interface HeldVersion {
+  version: string;
+  role: 'serving' | 'shadow';
+  weight: number;
+  /** A shadow's outcomes, summed over the servers: agree, disagree, failed, skipped. */
+  outcomes: Record<string, number>;
+}
+
+/**
+ * The versions of `model` the servers hold, from their /metrics: one entry per version, shadow
+ * outcomes summed over the servers. Empty when the servers say nothing of versions (older images).
+ */
+export async function fetchVersions(urls: string[], model: string, security?: ClientSecurity): Promise<HeldVersion[]> {
+  const held = new Map<string, HeldVersion>();
+  const quoted = JSON.stringify(model);
+  for (const base of urls) {
+    const url = `${base.replace(/\/$/, '')}/metrics`;
+    let text: string;
+    try {
+      const dispatcher = tlsDispatcher(security);
+      const response = (await undiciFetch(url, { headers: authHeaders(security), signal: AbortSignal.timeout(TIMEOUT_MS), ...(dispatcher ? { dispatcher } : {}) })) as unknown as Response;
+      if (!response.ok) throw environmentError(`${url} answered HTTP ${response.status}`, response.status === 401 ? 'the server asks for a token on /metrics (server.auth.metrics): set MLOPS_TOKEN or pass --token-file' : undefined);
+      text = await response.text();
+    } catch (error) {
+      if ((error as { exitCode?: number }).exitCode !== undefined) throw error;
+      throw environmentError(`cannot reach ${url}: ${(error as Error).message}`, 'check the URL and that the server is up');
+    }
+    for (const line of text.split('\n')) {
+      const info = /^mlops_model_info\{(.*)\} 1$/.exec(line);
+      const labels = (body: string) => Object.fromEntries([...body.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], JSON.parse(`"${m[2]}"`) as string]));
+      if (info) {
+        const l = labels(info[1]);
+        if (JSON.stringify(l.name) !== quoted) continue;
+        if (!held.has(l.version)) held.set(l.version, { version: l.version, role: l.role === 'shadow' ? 'shadow' : 'serving', weight: Number(l.weight ?? 1), outcomes: {} });
+        continue;
+      }
+      const outcome = /^mlops_shadow_agreement_total\{(.*)\} (\S+)$/.exec(line);
+      if (outcome) {
+        const l = labels(outcome[1]);
+        if (JSON.stringify(l.model) !== quoted) continue;
+        const entry = held.get(l.version) ?? { version: l.version, role: 'shadow' as const, weight: 0, outcomes: {} };
+        held.set(l.version, entry);
+        entry.outcomes[l.outcome] = (entry.outcomes[l.outcome] ?? 0) + Number(outcome[2]);
+      }
+    }
+  }
+  return [...held.values()];
 }
 
 /** A reference profile file: --reference, or the last build's copy. */
