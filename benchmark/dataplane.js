@@ -16,6 +16,9 @@
 // 7. Explanations (issue 27): the explain route's latency per row at the default budget (breast_cancer,
 //    256 coalitions x 100 background rows), and inference throughput while explanations run against
 //    the share of the server's CPU the explanations took.
+// 8. Two models in one server against two servers (issue 27): breast_cancer and wine, each loaded by its
+//    own autocannon at the same time with the same concurrency; total throughput, server CPU per request
+//    and resident memory of the server process(es).
 // BENCH_BASELINE=<checkout> adds that checkout's `mlops serve` to part 1 (before/after).
 import autocannon from 'autocannon';
 import { spawn, spawnSync } from 'node:child_process';
@@ -641,11 +644,70 @@ async function explainCost(log) {
   };
 }
 
+
+async function twoModels(log) {
+  const ours = path.join(ROOT, 'bin/mlops.js');
+  const dir = mkdtempSync(path.join(tmpdir(), 'mlops-bench-models-'));
+  const repository = path.join(dir, 'repository.json');
+  writeFileSync(repository, JSON.stringify({ models: ['breast_cancer', 'wine'].map((name) => ({ name, version: '1', path: fixture(name, 'model.onnx') })) }));
+  const bodyOf = (name, width) => {
+    const [, ...rows] = readFileSync(fixture(name, 'holdout.csv'), 'utf8').trim().split('\n');
+    const data = rows[0].split(',').slice(0, width).map(Number);
+    return JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, width], data }] });
+  };
+  const loads = [
+    { model: 'breast_cancer', body: bodyOf('breast_cancer', 30) },
+    { model: 'wine', body: bodyOf('wine', 13) },
+  ];
+  const CONNECTIONS = 8;
+  const samples = { one: { rps: [], cpuUs: [], rssMiB: [] }, two: { rps: [], cpuUs: [], rssMiB: [] } };
+  const measure = async (urls, pids, into) => {
+    const options = await Promise.all(loads.map((l, i) => cannon(`${urls[i]}/v2/models/${l.model}/infer`, l.body, CONNECTIONS)));
+    const before = pids.reduce((n, pid) => n + cpuMicros(pid), 0);
+    const results = await Promise.all(options.map((o) => autocannon({ ...o, duration: SECONDS })));
+    const cpu = pids.reduce((n, pid) => n + cpuMicros(pid), 0) - before;
+    for (const r of results) if (r.non2xx || r.errors) throw new Error(`two models: ${r.non2xx} non-2xx, ${r.errors} errors`);
+    const requests = results.reduce((n, r) => n + r.requests.total, 0);
+    into.rps.push(results.reduce((n, r) => n + r.requests.average, 0));
+    into.cpuUs.push(cpu / requests);
+    into.rssMiB.push(pids.reduce((n, pid) => n + rssMiB(pid), 0));
+  };
+  for (let pass = 0; pass < ROUNDS; pass++) {
+    log(`two models, round ${pass + 1}/${ROUNDS}: one server with both`);
+    const both = await startProcess([ours, 'serve', '--repository', repository, '--port', '0', '--grpc-port', '0', '--json']);
+    await measure([both.url, both.url], [both.pid], samples.one);
+    await both.stop();
+    log(`two models, round ${pass + 1}/${ROUNDS}: a server each`);
+    const each = [await serve(ours, 'breast_cancer', ['--grpc-port', '0']), await serve(ours, 'wine', ['--grpc-port', '0'])];
+    await measure(each.map((s) => s.url), each.map((s) => s.pid), samples.two);
+    for (const s of each) await s.stop();
+  }
+  const summary = (x) => ({ throughputRps: round(median(x.rps), 0), cpuUsPerRequest: round(median(x.cpuUs), 1), residentMiB: round(median(x.rssMiB), 1) });
+  const results = { oneServer: summary(samples.one), twoServers: summary(samples.two) };
+  results.ratios = {
+    throughput: round(results.oneServer.throughputRps / results.twoServers.throughputRps, 3),
+    cpuPerRequest: round(results.oneServer.cpuUsPerRequest / results.twoServers.cpuUsPerRequest, 3),
+    memory: round(results.oneServer.residentMiB / results.twoServers.residentMiB, 3),
+  };
+  return {
+    results,
+    markdown: [
+      `Two models in one server against a server each (issue 27): breast_cancer and wine, one row of JSON each, two autocannon loads at concurrency ${CONNECTIONS} at once (one per model), default workers per model, ${ROUNDS} rounds, medians. Memory: resident set of the server process(es) after the load.`,
+      '',
+      table(['', 'one server, two models', 'two servers', 'ratio'], [
+        ['total throughput (req/s)', results.oneServer.throughputRps, results.twoServers.throughputRps, results.ratios.throughput],
+        ['server CPU per request (µs)', results.oneServer.cpuUsPerRequest, results.twoServers.cpuUsPerRequest, results.ratios.cpuPerRequest],
+        ['resident memory (MiB)', results.oneServer.residentMiB, results.twoServers.residentMiB, results.ratios.memory],
+      ]),
+    ].join('\n'),
+  };
+}
+
 export async function run({ log }) {
   // BENCH_PARTS=liveness,workers runs only those parts.
   const wanted = process.env.BENCH_PARTS?.split(',');
   const parts = {};
-  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost, contracts: contractCost, bodyBurst, security: securityCost, explain: explainCost })) {
+  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost, contracts: contractCost, bodyBurst, security: securityCost, explain: explainCost, models: twoModels })) {
     if (!wanted || wanted.includes(name)) parts[name] = await part(log);
   }
   return {

@@ -254,6 +254,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--tls-cert <file>', 'serve HTTPS and gRPC over TLS with this PEM certificate (env MLOPS_TLS_CERT)')
     .option('--tls-key <file>', "the certificate's PEM private key (env MLOPS_TLS_KEY)")
     .option('--tls-client-ca <file>', 'require client certificates issued by this CA: mutual TLS (env MLOPS_TLS_CLIENT_CA)')
+    .option('--repository <file>', 'serve the models and versions a model repository file lists (env MLOPS_MODEL_REPOSITORY; docs/server.md, "Several models")')
     .action(runAction(async (ctx, flags) => (await import('./commands/serve.js')).run(flags as never, ctx)));
 }
 

@@ -21,6 +21,7 @@ export interface ServeFlags {
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
+  repository?: string;
 }
 
 function flagInt(name: string, value: string | undefined, min: number, max: number): number | undefined {
@@ -49,6 +50,12 @@ export function resolveServeOptions(flags: ServeFlags, base: ServeOptions, env: 
   if (flags.tlsCert) options.tls.cert = path.resolve(cwd, flags.tlsCert);
   if (flags.tlsKey) options.tls.key = path.resolve(cwd, flags.tlsKey);
   if (flags.tlsClientCa) options.tls.clientCa = path.resolve(cwd, flags.tlsClientCa);
+  if (flags.repository) options.repositoryFile = path.resolve(cwd, flags.repository);
+  // One model's flags say nothing of several: refused rather than applied to the first.
+  const oneModel = (['model', 'name', 'sha256', 'profile'] as const).filter((f) => flags[f] !== undefined);
+  if (oneModel.length > 0 && (options.repositoryFile || options.models.length > 0)) {
+    throw inputError(`--${oneModel[0]} names one model, and this server serves several (${options.repositoryFile ? 'a repository file' : 'config models'})`, 'set each model in the repository file or config models instead');
+  }
   return options;
 }
 
@@ -62,12 +69,13 @@ export async function run(flags: ServeFlags, ctx: CommandContext): Promise<numbe
       url: running.url,
       grpc: running.grpcAddress ?? null,
       model: running.modelName,
+      models: running.models,
       batching: running.batching,
       workers: running.workers,
       placement: running.placement,
     },
     (r, s) =>
-      `Serving ${s.bold(r.model)} at ${s.cyan(r.url)}${r.grpc ? ` and gRPC ${s.cyan(r.grpc)}` : ''} (batching ${r.batching ? 'on' : 'off'}; Ctrl-C to stop)`,
+      `Serving ${s.bold(r.models.join(', '))} at ${s.cyan(r.url)}${r.grpc ? ` and gRPC ${s.cyan(r.grpc)}` : ''} (batching ${r.batching ? 'on' : 'off'}; Ctrl-C to stop)`,
   );
   const { forced } = await untilSignal(running, log);
   ctx.reporter.info(forced ? 'shutdown timed out; open connections were closed' : 'stopped');
