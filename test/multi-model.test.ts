@@ -184,6 +184,15 @@ describe('several models in one server', () => {
     expect(human.stdout).toMatch(/4 +│? *shadow *│? *│? *agreement 0\.00% \(0 agree, 0 disagree, \d+ failed/);
   }, 60_000);
 
+  it('a deploy\'s smoke test asks every model of an image of several, and fails naming one that does not answer', async () => {
+    const { configuredSampleInputs, smokeTest } = await import('../src/targets/smoke.js');
+    const { applyDefaults } = await import('../src/config/normalize.js');
+    const sampleInputs = configuredSampleInputs(applyDefaults({}), ROOT);
+    const release = { version: '1', image: 'x', digest: null, modelName: 'breast_cancer', modelSha256: null, otherModels: ['wine'] };
+    await expect(smokeTest(server.url, release, sampleInputs)).resolves.toBeUndefined();
+    await expect(smokeTest(server.url, { ...release, otherModels: ['wine', 'fraud'] }, sampleInputs)).rejects.toThrow("GET /v2/models/fraud answered HTTP 404: {\"error\":\"unknown model 'fraud'");
+  });
+
   it('bad names: an unknown model or version is 404 naming what there is, on every route and over gRPC', async () => {
     const unknown = await post(`${server.url}/v2/models/fraud/infer`, inferBody(bcInput, [bc[0]]));
     expect(unknown).toEqual({ status: 404, json: { error: "unknown model 'fraud'; this server serves 'breast_cancer', 'wine'" } });
@@ -202,15 +211,26 @@ describe('several models in one server', () => {
     const index = (await post(`${server.url}/v2/repository/index`, {})).json as unknown as { name: string; state: string; reason: string }[];
     expect(index.find((m) => m.name === 'wine')).toMatchObject({ state: 'UNAVAILABLE', reason: 'unloaded' });
     expect((await metricsText())).toMatch(/mlops_model_ready\{model="breast_cancer",version="1"\} 1/);
+    expect((await metricsText())).toMatch(/mlops_model_ready\{model="wine",version="1"\} 0/);
     expect((await post(`${server.url}/v2/models/breast_cancer/infer`, inferBody(bcInput, [bc[0]]))).status).toBe(200);
 
     expect((await post(`${server.url}/v2/repository/models/wine/load`, {})).status).toBe(200);
     expect((await post(`${server.url}/v2/models/wine/infer`, inferBody(wineInput, [wine[0]]))).status).toBe(200);
     expect((await fetch(`${server.url}/v2/models/wine/ready`)).status).toBe(200);
-    // A load of a loaded model swaps in new sessions from its file, without a failed request.
-    const during = Promise.all(Array.from({ length: 40 }, () => post(`${server.url}/v2/models/wine/infer`, inferBody(wineInput, [wine[0]]))));
+    // A load of a loaded model swaps in new sessions from its file, without a failed request: the old
+    // sessions are released once what they hold is answered. Requests keep arriving throughout.
+    let loading = true;
+    const statuses: number[] = [];
+    const clients = Array.from({ length: 8 }, async () => {
+      while (loading) statuses.push((await post(`${server.url}/v2/models/breast_cancer/versions/1/infer`, inferBody(bcInput, bc.slice(0, 16)))).status);
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await post(`${server.url}/v2/repository/models/breast_cancer/load`, {})).status).toBe(200);
     expect((await post(`${server.url}/v2/repository/models/wine/load`, {})).status).toBe(200);
-    expect(new Set((await during).map((r) => r.status))).toEqual(new Set([200]));
+    loading = false;
+    await Promise.all(clients);
+    expect(statuses.length).toBeGreaterThan(20);
+    expect(new Set(statuses)).toEqual(new Set([200]));
   }, 60_000);
 });
 

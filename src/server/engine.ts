@@ -70,6 +70,8 @@ export interface InferenceEngine {
   readonly placement: Placement;
   /** Runs abandoned at a deadline still inside ONNX Runtime, each holding a thread. */
   readonly abandonedRuns: number;
+  /** Requests (inferences and explanations) not yet answered. */
+  readonly active: number;
   /** Why the reference profile given is not used (it does not fit the model), or null. */
   profileProblem: string | null;
   /** `deadline`: performance.now() time past which the request fails with DeadlineExceeded (504). */
@@ -204,6 +206,25 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     onExpired: () => options.onDeadline?.('queued'),
   });
 
+  const inferRest: InferenceEngine['inferRest'] = async (body, header, owned, request, deadline) => {
+    const queuedAt = now();
+    // A buffer that is the body's alone moves to the worker; any other is copied.
+    const transfer = owned && body.buffer instanceof ArrayBuffer ? [body.buffer] : [];
+    const reply = replyOrThrow(await pool!.run({ kind: 'rest', body, header, ...request }, transfer, deadline), 'rest');
+    options.onQueued((reply.startedAt - queuedAt) / 1000);
+    options.onRun(reply.rows, reply.seconds);
+    profiled(reply.profiled);
+    return { body: reply.body, headerLength: reply.headerLength, rows: reply.rows, logged: reply.logged };
+  };
+  // Requests inside the engine: a model swapped out by a load is released only once they are answered.
+  let active = 0;
+  const settled = () => void active--;
+  const counted = <T>(work: Promise<T>): Promise<T> => {
+    active++;
+    work.then(settled, settled);
+    return work;
+  };
+
   return {
     model,
     batching,
@@ -215,20 +236,14 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     get abandonedRuns() {
       return pool?.abandonedRuns ?? 0;
     },
-    infer: (feeds, rows, deadline) => batcher.infer(feeds, rows, deadline),
-    explanations,
-    explain,
-    occlude: occludeRows,
-    async inferRest(body, header, owned, request, deadline) {
-      const queuedAt = now();
-      // A buffer that is the body's alone moves to the worker; any other is copied.
-      const transfer = owned && body.buffer instanceof ArrayBuffer ? [body.buffer] : [];
-      const reply = replyOrThrow(await pool!.run({ kind: 'rest', body, header, ...request }, transfer, deadline), 'rest');
-      options.onQueued((reply.startedAt - queuedAt) / 1000);
-      options.onRun(reply.rows, reply.seconds);
-      profiled(reply.profiled);
-      return { body: reply.body, headerLength: reply.headerLength, rows: reply.rows, logged: reply.logged };
+    get active() {
+      return active;
     },
+    infer: (feeds, rows, deadline) => counted(batcher.infer(feeds, rows, deadline)),
+    explanations,
+    explain: (rows, count, deadline) => counted(explain(rows, count, deadline)),
+    occlude: (data, dims, count, deadline) => counted(occludeRows(data, dims, count, deadline)),
+    inferRest: (body, header, owned, request, deadline) => counted(inferRest(body, header, owned, request, deadline)),
     async release() {
       await pool?.close();
       if (placement.where === 'main-thread') await local?.release();

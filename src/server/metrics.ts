@@ -144,7 +144,8 @@ export function createServerMetrics(held: () => HeldVersion[]): ServerMetrics {
     registers: [registry],
     collect() {
       this.reset();
-      for (const v of held()) this.set({ name: v.name, version: v.version, sha256: v.sha256, role: v.role, weight: String(v.weight) }, 1);
+      // A version not loaded (unloaded, or loading) has no file to name: mlops_model_ready says 0 for it.
+      for (const v of held()) if (v.sha256) this.set({ name: v.name, version: v.version, sha256: v.sha256, role: v.role, weight: String(v.weight) }, 1);
     },
   });
   new Gauge({

@@ -39,6 +39,8 @@ export interface EngineSettings {
   inlineMaxMs: number;
   explain: { samples: number; patch: number };
   memory?: MemoryLedger;
+  /** How long versions swapped out by a load or unload may take to answer what they hold before they are released anyway. */
+  drainMs: number;
 }
 
 /** The OIP repository extension's model states. */
@@ -191,9 +193,13 @@ export class ModelRepository {
     return [...this.models.values()].flatMap((held) => held.specs.map((s) => ({ name: held.name, version: s.version, state: held.state, reason: held.reason })));
   }
 
+  /** Every configured version, loaded or not (sha256 empty when not loaded), for /metrics. */
   heldVersions(): HeldVersion[] {
     return [...this.models.values()].flatMap((held) =>
-      held.versions.map((v) => ({ name: held.name, version: v.spec.version, sha256: v.engine.model.info.sha256, role: v.spec.shadow ? ('shadow' as const) : ('serving' as const), weight: v.spec.shadow ? 0 : v.spec.weight, ready: held.state === 'READY' })),
+      held.specs.map((spec) => {
+        const loaded = held.versions.find((v) => v.spec === spec);
+        return { name: held.name, version: spec.version, sha256: loaded?.engine.model.info.sha256 ?? '', role: spec.shadow ? ('shadow' as const) : ('serving' as const), weight: spec.shadow ? 0 : spec.weight, ready: held.state === 'READY' && loaded !== undefined };
+      }),
     );
   }
 
@@ -211,7 +217,7 @@ export class ModelRepository {
     if (held.state === 'LOADING' || held.state === 'UNLOADING') throw new BadRequest(`model '${name}' is ${held.state.toLowerCase()} already; try again when it is done`, 409);
     const previous = held.versions;
     await this.loadModel(held);
-    await this.releaseVersions(previous);
+    await this.releaseVersions(await this.drained(previous));
   }
 
   async unload(name: string): Promise<void> {
@@ -220,7 +226,7 @@ export class ModelRepository {
     const previous = held.versions;
     held.state = 'UNLOADING';
     this.place(held, []);
-    await this.releaseVersions(previous);
+    await this.releaseVersions(await this.drained(previous));
     held.state = 'UNAVAILABLE';
     held.reason = 'unloaded';
     this.log(`model '${name}' unloaded`);
@@ -315,6 +321,13 @@ export class ModelRepository {
     const served = this.primary(name, version);
     if (version !== undefined) return served.metadata;
     return { ...served.metadata, versions: this.held(name).specs.map((s) => s.version) };
+  }
+
+  /** Waits (up to settings.drainMs) until no request is inside these versions: releasing them would fail those requests. */
+  private async drained(versions: ServedVersion[]): Promise<ServedVersion[]> {
+    const until = performance.now() + this.settings.drainMs;
+    while (versions.some((v) => v.engine.active > 0) && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
+    return versions;
   }
 
   private async releaseVersions(versions: ServedVersion[]): Promise<number> {

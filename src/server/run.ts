@@ -51,7 +51,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   const metrics = createServerMetrics(() => repository?.heldVersions() ?? []);
   repository = await ModelRepository.start(
     specs,
-    { intraOpThreads: options.intraOpThreads, allowNonFinite: options.allowNonFinite, inlineMaxMs: options.inlineMaxMs, explain: options.explain, memory: MemoryLedger.from(options.memoryBudget) },
+    { intraOpThreads: options.intraOpThreads, allowNonFinite: options.allowNonFinite, inlineMaxMs: options.inlineMaxMs, explain: options.explain, memory: MemoryLedger.from(options.memoryBudget), drainMs: options.inferenceTimeoutMs },
     metrics,
     log,
   );

@@ -109,6 +109,7 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
       modelName: labels['mlops.model.name'] ?? '',
       modelSha256: labels['mlops.model.sha256'] ?? null,
       signature: signatureOf(labels),
+      otherModels: otherModelsOf(labels),
     };
   }
   if (!version) throw inputError(`target type ${adapter.type} deploys pushed versions: name one`, 'run `mlops tag <version>` and `mlops push`, then `mlops deploy <version> --target ...`');
@@ -128,7 +129,19 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
     modelName: labels['mlops.model.name'] ?? '',
     modelSha256: labels['mlops.model.sha256'] ?? null,
     signature: signatureOf(labels),
+    otherModels: otherModelsOf(labels),
   };
+}
+
+/** The models of an image of several beside the one its mlops.model.* labels describe. */
+function otherModelsOf(labels: Record<string, string>): string[] | undefined {
+  if (!labels['mlops.models']) return undefined;
+  try {
+    const names = (JSON.parse(labels['mlops.models']) as { name: string }[]).map((m) => m.name);
+    return [...new Set(names)].filter((n) => n !== labels['mlops.model.name']);
+  } catch {
+    return undefined;
+  }
 }
 
 /** With deploy.verify.key set, the release must be signed by it (else exit 5); an image on this machine must be the signed one. */

@@ -50,6 +50,22 @@ async function smoke(baseUrl: string, release: Release, sampleInputs: DeployCont
   const text = await res.text();
   if (res.status !== 200) throw new Error(`inference answered HTTP ${res.status}: ${text.slice(0, 200)}`);
   checkOutputs(meta.outputs, JSON.parse(text));
+  // An image of several models: each answers, or the release does not take traffic.
+  for (const other of release.otherModels ?? []) {
+    const route = `/v2/models/${encodeURIComponent(other)}`;
+    const got = await fetch(`${base}${route}`, { headers, signal: AbortSignal.timeout(10_000) });
+    if (got.status !== 200) throw new Error(`GET ${route} answered HTTP ${got.status}: ${(await got.text()).slice(0, 200)}`);
+    const otherMeta = (await got.json()) as { inputs: TensorSignature[]; outputs: TensorSignature[] };
+    const answer = await fetch(`${base}${route}/infer`, {
+      method: 'POST',
+      headers: { ...headers, 'content-type': 'application/json' },
+      body: encodeRestRequest(otherMeta.inputs, await sampleInputs(otherMeta.inputs), { binary: false }).body,
+      signal: AbortSignal.timeout(10_000),
+    });
+    const answered = await answer.text();
+    if (answer.status !== 200) throw new Error(`model '${other}': inference answered HTTP ${answer.status}: ${answered.slice(0, 200)}`);
+    checkOutputs(otherMeta.outputs, JSON.parse(answered));
+  }
 }
 
 /** An OIP v2 answer holds every declared output, each with finite data matching its shape. */

@@ -16,6 +16,8 @@ export interface Release {
   modelSha256: string | null;
   /** The model's inputs and outputs, from the image's labels: what a smoke request sends and expects. */
   signature?: ModelSignature | null;
+  /** An image of several models (label mlops.models): the others, which the smoke test asks too. */
+  otherModels?: string[];
 }
 
 export interface ModelSignature {

@@ -13,19 +13,22 @@ import { breastCancerProject, probeEngine, runImage, uniqueName, waitFor } from 
 
 const engine = await probeEngine();
 const REPOSITORY = uniqueName('multi');
+const CONTAINER = uniqueName('multi-dev');
 
 describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skipped: ${engine.reason})`}`, () => {
   const docker = engine.docker;
   let dir: string;
+  let port: number;
   let built: { imageId: string; tags: string[] };
   const layers = async (image: string) => (await docker.getImage(image).inspect()).RootFS.Layers ?? [];
   beforeAll(async () => {
-    ({ dir } = await breastCancerProject(docker, 'mlops-e2e-multi-', (base) => ({
+    ({ dir, port } = await breastCancerProject(docker, 'mlops-e2e-multi-', (base, free) => ({
       models: [
         { name: 'bc', path: 'model.onnx', test: { holdout: 'holdout.csv', labels: ['malignant', 'benign'], gates: { accuracy: '>= 0.9' } } },
         { name: 'wine', path: 'wine.onnx', workers: 1, test: { holdout: 'wine.csv', gates: { accuracy: '>= 0.8' } } },
       ],
       image: { repository: REPOSITORY, base },
+      targets: { dev: { type: 'local', containerName: CONTAINER, port: free, grpcPort: 0, readyTimeoutSeconds: 20 } },
     })));
     await copyFile(fixture('wine', 'model.onnx'), path.join(dir, 'wine.onnx'));
     await copyFile(fixture('wine', 'holdout.csv'), path.join(dir, 'wine.csv'));
@@ -34,6 +37,7 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
     built = JSON.parse(result.stdout);
   }, 180_000);
   afterAll(async () => {
+    for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })) await docker.getContainer(c.Id).remove({ force: true });
     for (const image of await docker.listImages({ filters: { reference: [REPOSITORY] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
   });
 
@@ -85,6 +89,15 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
     const unknown = await runCli(['test', '--image', built.imageId, '--model-name', 'fraud'], { cwd: dir });
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/--model-name fraud: the config has no such model/);
+  }, 120_000);
+
+  it('`mlops deploy` smoke-tests every model of the image before it takes traffic', async () => {
+    const deployed = await runCli(['deploy', '--target', 'dev', '--json'], { cwd: dir });
+    expect(deployed.code, deployed.stderr).toBe(0);
+    expect(JSON.parse(deployed.stdout).outcome.status).toBe('deployed');
+    for (const name of ['bc', 'wine']) expect((await fetch(`http://127.0.0.1:${port}/v2/models/${name}/ready`)).status).toBe(200);
+    const index = (await (await fetch(`http://127.0.0.1:${port}/v2/repository/index`, { method: 'POST' })).json()) as { name: string }[];
+    expect(index.map((m) => m.name)).toEqual(['bc', 'wine']);
   }, 120_000);
 
   it('a change to one model\'s file rebuilds its layer; the next model\'s layer, built again, keeps its digest', async () => {
