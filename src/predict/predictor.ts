@@ -85,6 +85,8 @@ export interface RemoteOptions {
   grpcAddress?: string;
   /** Undefined: ask the server (a single-model server names its model). */
   modelName?: string;
+  /** One version of a model served in several, addressed at /versions/{v} (gRPC model_version); undefined: the server's split. */
+  modelVersion?: string;
   /** Undefined: binary tensors when the server offers them, else JSON; gRPC for a grpc:// url. */
   protocol?: Protocol;
   /** Token, CA and client certificate for a server that asks for them. */
@@ -97,17 +99,17 @@ export async function remotePredictor(options: RemoteOptions): Promise<Predictor
   const { security } = options;
   if (url.protocol === 'grpc:' || url.protocol === 'grpcs:') {
     if (options.protocol && options.protocol !== 'grpc') throw inputError(`--protocol ${options.protocol} needs an http(s):// url; ${options.url} is a gRPC address`);
-    return grpcPredictor(url.host, options.modelName, url.protocol === 'grpcs:', security);
+    return grpcPredictor(url.host, options.modelName, url.protocol === 'grpcs:', security, options.modelVersion);
   }
   if (options.protocol === 'grpc') {
     if (!options.grpcAddress) throw inputError('--protocol grpc needs the gRPC address', 'pass --url grpc://host:8081 (grpcs:// for TLS)');
     // The server's gRPC port speaks TLS when its REST port does.
-    return grpcPredictor(options.grpcAddress, options.modelName, url.protocol === 'https:', security);
+    return grpcPredictor(options.grpcAddress, options.modelName, url.protocol === 'https:', security, options.modelVersion);
   }
-  return restPredictor(url, options.url, options.modelName, options.protocol, security);
+  return restPredictor(url, options.url, options.modelName, options.protocol, security, options.modelVersion);
 }
 
-async function restPredictor(base: URL, shown: string, configuredName: string | undefined, wanted: Protocol | undefined, security: ClientSecurity | undefined): Promise<Predictor> {
+async function restPredictor(base: URL, shown: string, configuredName: string | undefined, wanted: Protocol | undefined, security: ClientSecurity | undefined, version?: string): Promise<Predictor> {
   const pool = new Pool(base.origin, { connections: 4, connect: tlsConnectOptions(security) });
   const prefix = base.pathname.replace(/\/$/, '');
   const auth = authHeaders(security);
@@ -137,7 +139,8 @@ async function restPredictor(base: URL, shown: string, configuredName: string | 
     }
     const protocol: Protocol = wanted ?? (offersBinary ? 'rest-binary' : 'rest-json');
     const modelName = configuredName ?? (await discoverModel(request, json, shown));
-    const meta = await request('GET', `/v2/models/${encodeURIComponent(modelName)}`);
+    const route = `/v2/models/${encodeURIComponent(modelName)}${version === undefined ? '' : `/versions/${encodeURIComponent(version)}`}`;
+    const meta = await request('GET', route);
     if (meta.status !== 200) {
       const message = json(meta.bytes).error;
       throw environmentError(
@@ -148,7 +151,7 @@ async function restPredictor(base: URL, shown: string, configuredName: string | 
     const described = json(meta.bytes) as { inputs?: ServerTensor[]; outputs?: ServerTensor[] };
     const inputs = signature(described.inputs, 'input');
     const outputs = signature(described.outputs, 'output');
-    const path = `/v2/models/${encodeURIComponent(modelName)}/infer`;
+    const path = `${route}/infer`;
     return {
       modelName,
       inputs,
@@ -195,12 +198,12 @@ async function discoverModel(
   );
 }
 
-async function grpcPredictor(address: string, configuredName: string | undefined, secure: boolean, security: ClientSecurity | undefined): Promise<Predictor> {
+async function grpcPredictor(address: string, configuredName: string | undefined, secure: boolean, security: ClientSecurity | undefined, version?: string): Promise<Predictor> {
   const client = inferenceClient(address, grpcChannelCredentials(secure, security));
   const metadata = grpcMetadata(security);
   try {
     // An empty name asks mlops serve for its one model; other servers need the name configured.
-    const meta = await call(client, client.ModelMetadata, { name: configuredName ?? '' }, 30_000, metadata).catch((error: Error & { code?: number }) => {
+    const meta = await call(client, client.ModelMetadata, { name: configuredName ?? '', ...(version === undefined ? {} : { version }) }, 30_000, metadata).catch((error: Error & { code?: number }) => {
       if (error.code === 16 || error.code === 8) throw refusedToken(address, grpcErrorMessage(error), security);
       throw environmentError(
         error.code === 5
@@ -218,7 +221,7 @@ async function grpcPredictor(address: string, configuredName: string | undefined
       outputs,
       protocol: 'grpc',
       async predict(feeds) {
-        const response = await call(client, client.ModelInfer, encodeGrpcRequest(modelName, inputs, feeds), 30_000, metadata).catch((error: Error & { code?: number }) => {
+        const response = await call(client, client.ModelInfer, { ...encodeGrpcRequest(modelName, inputs, feeds), ...(version === undefined ? {} : { model_version: version }) }, 30_000, metadata).catch((error: Error & { code?: number }) => {
           const message = `the gRPC server answered an inference request with ${grpcErrorMessage(error)}`;
           throw error.code === 13 ? new ModelRunError(message) : environmentError(message);
         });

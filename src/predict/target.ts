@@ -105,13 +105,16 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
     const served = several ? [...new Set(several.map((m) => m.name))] : labelled ? [labelled] : [];
     if (flags.modelName && served.length > 0 && !served.includes(flags.modelName)) throw inputError(`--model-name ${flags.modelName}: image ${image} serves ${served.map((n) => `'${n}'`).join(', ')}`, `pass one of ${served.join(', ')}, or leave it out`);
     const modelName = flags.modelName || labelled || configuredName;
-    const predictor = await remotePredictor({ url: container.url, grpcAddress: container.grpcAddress, modelName, protocol, security });
+    // A model with versions side by side is judged on its first serving version (the one its config's path names), not on the split.
+    const versions = several?.filter((m) => m.name === modelName) ?? [];
+    const version = versions.length > 1 ? versions.find((m) => !m.shadow)?.version : undefined;
+    const predictor = await remotePredictor({ url: container.url, grpcAddress: container.grpcAddress, modelName, modelVersion: version, protocol, security });
     opened.push(predictor);
     if (modelName === labelled) withDimensionNames(predictor, container.labels['mlops.model.inputs']);
     let reference: Predictor | undefined;
     if (options.withReference) {
-      const version = several?.find((m) => m.name === modelName && !m.shadow)?.version;
-      extracted = await copyFromContainer(docker, container.id, version === undefined ? '/app/model/model.onnx' : `${IMAGE_MODELS_DIR}/${modelName}/${version}/model.onnx`);
+      const served = several?.find((m) => m.name === modelName && !m.shadow)?.version;
+      extracted = await copyFromContainer(docker, container.id, served === undefined ? '/app/model/model.onnx' : `${IMAGE_MODELS_DIR}/${modelName}/${served}/model.onnx`);
       reference = await openLocalPredictor(extracted, modelName);
       opened.push(reference);
     }

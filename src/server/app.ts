@@ -145,9 +145,9 @@ export function createRestServer(options: RestServerOptions): RestServer {
   };
 
   const infer: Handler = async (req, res, params) => {
-    const served = repository.route(params.name, params.version);
+    repository.check(params.name, params.version);
     const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
-    return runInfer(served, params.version === undefined, req, res, body, header, 'header');
+    return runInfer(repository.route(params.name, params.version), params.version === undefined, req, res, body, header, 'header');
   };
 
   /** {"instances": [...]} in, {"predictions": [...]} out: v1 :predict, Vertex AI, SageMaker JSON. */
@@ -181,8 +181,9 @@ export function createRestServer(options: RestServerOptions): RestServer {
   };
 
   const predict: Handler = async (req, res, params) => {
-    const served = repository.route(params.name);
-    await runInstances(served, req, res, parseJsonBody(await readBody(req, bodyLimits)), ':predict');
+    repository.check(params.name);
+    const parsed = parseJsonBody(await readBody(req, bodyLimits));
+    await runInstances(repository.route(params.name), req, res, parsed, ':predict');
   };
 
   /**
@@ -192,24 +193,29 @@ export function createRestServer(options: RestServerOptions): RestServer {
    */
   const invocations: Handler = async (req, res) => {
     // SageMaker's contract names no model: the first one answers (TargetModel, multi-model endpoints, is not served).
-    const served = repository.route(undefined);
+    repository.check(undefined);
+    // The version is picked once the body has arrived: a load may have swapped it meanwhile.
+    const served = () => repository.route(undefined);
     const [mime, ...parameters] = (req.headers['content-type'] || 'application/json').split(';').map((p) => p.trim().toLowerCase());
     if (mime === SAGEMAKER_BINARY) {
       const size = parameters.find((p) => p.startsWith('json-header-size='))?.slice('json-header-size='.length);
       if (size === undefined) throw new BadRequest(`content type ${SAGEMAKER_BINARY} needs its length parameter: ${SAGEMAKER_BINARY};json-header-size=<bytes of JSON before the binary data>`);
       const { body, header } = await readInferBody(req, size);
-      return runInfer(served, true, req, res, body, header, 'sagemaker');
+      return runInfer(served(), true, req, res, body, header, 'sagemaker');
     }
     if (req.headers[HEADER_LENGTH] !== undefined) {
       const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
-      return runInfer(served, true, req, res, body, header, 'header');
+      return runInfer(served(), true, req, res, body, header, 'header');
     }
-    if (mime === 'text/csv') return runInstances(served, req, res, { instances: csvRows(await readBody(req, bodyLimits)) }, '/invocations (text/csv)');
+    if (mime === 'text/csv') {
+      const instances = csvRows(await readBody(req, bodyLimits));
+      return runInstances(served(), req, res, { instances }, '/invocations (text/csv)');
+    }
     if (mime === 'application/json' || mime.endsWith('+json') || GENERIC_TYPES.has(mime)) {
       const body = await readBody(req, bodyLimits);
       const parsed = parseJsonBody(body);
-      if (typeof parsed === 'object' && parsed !== null && 'instances' in parsed) return runInstances(served, req, res, parsed, '/invocations');
-      return runInfer(served, true, req, res, body, undefined, 'header', parsed);
+      if (typeof parsed === 'object' && parsed !== null && 'instances' in parsed) return runInstances(served(), req, res, parsed, '/invocations');
+      return runInfer(served(), true, req, res, body, undefined, 'header', parsed);
     }
     throw new BadRequest(`/invocations does not take content type '${mime}': send application/json ({"instances": [...]} or an Open Inference Protocol v2 body), text/csv, or ${SAGEMAKER_BINARY};json-header-size=N`, 415);
   };
@@ -283,16 +289,17 @@ export function createRestServer(options: RestServerOptions): RestServer {
 
   // Explanations are of the version that would have answered: picked by the split like an inference.
   const explain: Handler = async (req, res, params) => {
-    const served = repository.route(params.name, params.version);
-    explanations(served);
+    explanations(repository.route(params.name, params.version));
     const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
+    const served = repository.route(params.name, params.version);
     const request = decodeRestRequest(body, header, served.engine.model);
     await runExplain(served, res, request.inputs, request.rows, request.id ?? requestId(req));
   };
   const explainInstances: Handler = async (req, res, params) => {
+    explanations(repository.route(params.name));
+    const parsed = parseJsonBody(await readBody(req, bodyLimits));
     const served = repository.route(params.name);
-    explanations(served);
-    const { feeds, rows } = decodeInstances(served.engine.model.inputs, parseJsonBody(await readBody(req, bodyLimits)), ':explain');
+    const { feeds, rows } = decodeInstances(served.engine.model.inputs, parsed, ':explain');
     const id = requestId(req);
     res.setHeader('x-request-id', id);
     await runExplain(served, res, feeds, rows, id);
@@ -309,12 +316,19 @@ export function createRestServer(options: RestServerOptions): RestServer {
     sendJson(res, 200, {});
   };
 
+  /** Vertex AI's predict route names no model: the first answers, picked once the body has arrived. */
+  const vertexPredict: Handler = async (req, res) => {
+    repository.check(undefined);
+    const parsed = parseJsonBody(await readBody(req, bodyLimits));
+    await runInstances(repository.route(undefined), req, res, parsed, options.routes.predict!);
+  };
+
   const ready: Handler = (_q, res) => sendJson(res, state.ready ? 200 : 503, { ready: state.ready });
   // Vertex AI names its own routes in AIP_HEALTH_ROUTE and AIP_PREDICT_ROUTE; they come first, matched exactly.
   const platformRoutes: Route[] = [
     ...(options.routes.health ? [{ label: '$AIP_HEALTH_ROUTE', pattern: exactPath(options.routes.health), methods: { GET: ready }, open: true }] : []),
     ...(options.routes.predict
-      ? [{ label: '$AIP_PREDICT_ROUTE', pattern: exactPath(options.routes.predict), firstModel: true, methods: { POST: async (req: http.IncomingMessage, res: http.ServerResponse) => runInstances(repository.route(undefined), req, res, parseJsonBody(await readBody(req, bodyLimits)), options.routes.predict!) } }]
+      ? [{ label: '$AIP_PREDICT_ROUTE', pattern: exactPath(options.routes.predict), firstModel: true, methods: { POST: vertexPredict } }]
       : []),
   ];
 

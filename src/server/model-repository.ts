@@ -136,6 +136,16 @@ export class ModelRepository {
     return held.serving[at === -1 ? held.serving.length - 1 : at];
   }
 
+  /**
+   * Refuses (404, 503) a request route() would refuse, without picking a version: checked before a body
+   * is read, while the version is picked once it has arrived (a load may have swapped it meanwhile).
+   */
+  check(name: string | undefined, version?: string): void {
+    const held = this.held(name);
+    this.available(held);
+    if (version !== undefined) this.version(held, version);
+  }
+
   /** The version named, or the serving version of the largest weight: what one-off reads (metadata, profile) describe. */
   primary(name: string | undefined, version?: string): ServedVersion {
     const held = this.held(name);

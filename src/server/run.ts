@@ -123,8 +123,9 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
     models: repository.names,
     batching: first.engine.batching,
     workers: first.engine.workers,
+    // The first model's engine now: a load may have replaced the one it started with.
     get placement() {
-      return first.engine.placement;
+      return (models.loaded[0] ?? first).engine.placement;
     },
     get ready() {
       return state.ready;

@@ -25,7 +25,8 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
     ({ dir, port } = await breastCancerProject(docker, 'mlops-e2e-multi-', (base, free) => ({
       models: [
         { name: 'bc', path: 'model.onnx', test: { holdout: 'holdout.csv', labels: ['malignant', 'benign'], gates: { accuracy: '>= 0.9' } } },
-        { name: 'wine', path: 'wine.onnx', workers: 1, test: { holdout: 'wine.csv', gates: { accuracy: '>= 0.8' } } },
+        // Two versions of one file: the split, and `mlops test` judging the first serving version with parity.
+        { name: 'wine', versions: [{ version: '1', path: 'wine.onnx', weight: 50 }, { version: '2', path: 'wine.onnx', weight: 50 }], workers: 1, test: { holdout: 'wine.csv', gates: { accuracy: '>= 0.8' } } },
       ],
       image: { repository: REPOSITORY, base },
       targets: { dev: { type: 'local', containerName: CONTAINER, port: free, grpcPort: 0, readyTimeoutSeconds: 20 } },
@@ -43,12 +44,12 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
 
   it('serves both models over REST and gRPC, each with its own metrics and profile', async () => {
     const labels = (await docker.getImage(built.imageId).inspect()).Config.Labels;
-    expect(JSON.parse(labels['mlops.models']).map((m: { name: string; version: string }) => `${m.name}:${m.version}`)).toEqual(['bc:1', 'wine:1']);
+    expect(JSON.parse(labels['mlops.models']).map((m: { name: string; version: string }) => `${m.name}:${m.version}`)).toEqual(['bc:1', 'wine:1', 'wine:2']);
     const running = await runImage(docker, built.imageId);
     try {
       await waitFor(async () => (await fetch(`${running.url}/v2/health/ready`).catch(() => undefined))?.ok ?? false, 30_000, 'the server');
       const index = (await (await fetch(`${running.url}/v2/repository/index`, { method: 'POST' })).json()) as { name: string; state: string }[];
-      expect(index.map((m) => `${m.name}:${m.state}`)).toEqual(['bc:READY', 'wine:READY']);
+      expect(index.map((m) => `${m.name}:${m.state}`)).toEqual(['bc:READY', 'wine:READY', 'wine:READY']);
       const bc = holdoutRows('breast_cancer').rows.slice(0, 2);
       const wine = holdoutRows('wine').rows.slice(0, 2);
       const infer = async (name: string, input: string, rows: number[][]) => {
@@ -68,7 +69,10 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
       }
       const metrics = await (await fetch(`${running.url}/metrics`)).text();
       expect(metrics).toMatch(/mlops_profiled_rows_total\{reference="[0-9a-f]{12}",model="bc",version="1"\} 2/);
-      expect(metrics).toMatch(/mlops_profiled_rows_total\{reference="[0-9a-f]{12}",model="wine",version="1"\} 4/);
+      // Wine's four rows went to its two versions by the split: each version counts its own.
+      const wineRows = [...metrics.matchAll(/mlops_profiled_rows_total\{reference="[0-9a-f]{12}",model="wine",version="[12]"\} (\d+)/g)].map((m) => Number(m[1]));
+      expect(wineRows).toHaveLength(2);
+      expect(wineRows[0] + wineRows[1]).toBe(4);
       const profile = (await (await fetch(`${running.url}/v2/models/wine/profile`)).json()) as { model: { name: string }; reference: { features: { name: string }[] } };
       expect(profile.model.name).toBe('wine');
       expect(profile.reference.features.map((f) => f.name)).toContain('proline');
@@ -97,7 +101,7 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
     expect(JSON.parse(deployed.stdout).outcome.status).toBe('deployed');
     for (const name of ['bc', 'wine']) expect((await fetch(`http://127.0.0.1:${port}/v2/models/${name}/ready`)).status).toBe(200);
     const index = (await (await fetch(`http://127.0.0.1:${port}/v2/repository/index`, { method: 'POST' })).json()) as { name: string }[];
-    expect(index.map((m) => m.name)).toEqual(['bc', 'wine']);
+    expect(index.map((m) => m.name)).toEqual(['bc', 'wine', 'wine']);
   }, 120_000);
 
   it('a change to one model\'s file rebuilds its layer; the next model\'s layer, built again, keeps its digest', async () => {
@@ -111,7 +115,7 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
     const [before, after] = [await layers(built.imageId), await layers(rebuilt.imageId)];
     expect(after).toHaveLength(before.length);
     const changed = before.map((digest, i) => (digest === after[i] ? null : i)).filter((i) => i !== null);
-    // Layers: ..., bc, wine, repository file. bc's and the repository file's (it lists bc's sha256) change; wine's does not.
-    expect(changed).toEqual([before.length - 3, before.length - 1]);
+    // Layers: ..., bc, wine 1, wine 2, repository file. bc's and the repository file's (it lists bc's sha256) change; wine's do not.
+    expect(changed).toEqual([before.length - 4, before.length - 1]);
   }, 180_000);
 });
