@@ -231,6 +231,10 @@ describe('several models in one server', () => {
     await Promise.all(clients);
     expect(statuses.length).toBeGreaterThan(20);
     expect(new Set(statuses)).toEqual(new Set([200]));
+    // One load at a time: a second while the first runs is 409, and nothing is left loaded twice.
+    const both = await Promise.all([post(`${server.url}/v2/repository/models/wine/load`, {}), post(`${server.url}/v2/repository/models/wine/load`, {})]);
+    expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
+    expect(both.find((r) => r.status === 409)!.json.error).toBe("model 'wine' is being loaded or unloaded already; try again when that is done");
   }, 60_000);
 });
 

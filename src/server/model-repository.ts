@@ -66,6 +66,8 @@ interface HeldModel {
   shadows: ServedVersion[];
   /** Running sums of the serving versions' weights, for the split. */
   cumulative: number[];
+  /** A load or unload is under way: another waits its turn (409), or two loads would each swap in sessions and leak one set. */
+  changing: boolean;
 }
 
 /** Shadow runs in flight at once, over the whole server; past it a copy is skipped (and counted) rather than queued without bound. */
@@ -88,7 +90,7 @@ export class ModelRepository {
       // No name: the one the model's file gives it, as a single model's server has always named it.
       const spec = given.name ? given : { ...given, name: defaultModelName(given.path) };
       let held = repository.models.get(spec.name);
-      if (!held) repository.models.set(spec.name, (held = { name: spec.name, specs: [], state: 'UNAVAILABLE', reason: '', versions: [], serving: [], shadows: [], cumulative: [] }));
+      if (!held) repository.models.set(spec.name, (held = { name: spec.name, specs: [], state: 'UNAVAILABLE', reason: '', versions: [], serving: [], shadows: [], cumulative: [], changing: false }));
       held.specs.push(spec);
     }
     for (const problem of [...repository.models.values()].map(specProblem)) if (problem) throw inputError(problem, 'check the model list (config models, or the model repository file)');
@@ -223,23 +225,35 @@ export class ModelRepository {
    * the new engines start beside the old ones, take the traffic, then the old ones are released.
    */
   async load(name: string): Promise<void> {
-    const held = this.held(name);
-    if (held.state === 'LOADING' || held.state === 'UNLOADING') throw new BadRequest(`model '${name}' is ${held.state.toLowerCase()} already; try again when it is done`, 409);
-    const previous = held.versions;
-    await this.loadModel(held);
-    await this.releaseVersions(await this.drained(previous));
+    await this.changing(name, async (held) => {
+      const previous = held.versions;
+      await this.loadModel(held);
+      await this.releaseVersions(await this.drained(previous));
+    });
   }
 
   async unload(name: string): Promise<void> {
+    await this.changing(name, async (held) => {
+      const previous = held.versions;
+      held.state = 'UNLOADING';
+      this.place(held, []);
+      await this.releaseVersions(await this.drained(previous));
+      held.state = 'UNAVAILABLE';
+      held.reason = 'unloaded';
+      this.log(`model '${name}' unloaded`);
+    });
+  }
+
+  /** One load or unload of a model at a time. */
+  private async changing(name: string, change: (held: HeldModel) => Promise<void>): Promise<void> {
     const held = this.held(name);
-    if (held.state === 'LOADING' || held.state === 'UNLOADING') throw new BadRequest(`model '${name}' is ${held.state.toLowerCase()} already; try again when it is done`, 409);
-    const previous = held.versions;
-    held.state = 'UNLOADING';
-    this.place(held, []);
-    await this.releaseVersions(await this.drained(previous));
-    held.state = 'UNAVAILABLE';
-    held.reason = 'unloaded';
-    this.log(`model '${name}' unloaded`);
+    if (held.changing) throw new BadRequest(`model '${name}' is being loaded or unloaded already; try again when that is done`, 409);
+    held.changing = true;
+    try {
+      await change(held);
+    } finally {
+      held.changing = false;
+    }
   }
 
   async release(): Promise<{ abandonedRuns: number }> {
