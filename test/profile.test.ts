@@ -169,9 +169,9 @@ describe('live profile (the server counts what it serves)', () => {
 
         const metrics = await (await fetch(`${server.url}/metrics`)).text();
         const reference = doc.referenceSha256!.slice(0, 12);
-        expect(metrics).toContain(`mlops_profiled_rows_total{reference="${reference}"} ${sent.length}`);
-        expect(metrics).toContain(`mlops_feature_out_of_range_total{feature="mean_radius",side="above",reference="${reference}"} ${doc.live.features.mean_radius.total.at(-2)}`);
-        expect(metrics).toContain(`mlops_prediction_class_total{class="1",reference="${reference}"} ${predicted[1]}`);
+        expect(metrics).toContain(`mlops_profiled_rows_total{reference="${reference}",model="breast_cancer",version="1"} ${sent.length}`);
+        expect(metrics).toContain(`mlops_feature_out_of_range_total{feature="mean_radius",side="above",reference="${reference}",model="breast_cancer",version="1"} ${doc.live.features.mean_radius.total.at(-2)}`);
+        expect(metrics).toContain(`mlops_prediction_class_total{class="1",reference="${reference}",model="breast_cancer",version="1"} ${predicted[1]}`);
         expect(metrics).toMatch(/# TYPE mlops_feature_bin_total counter/);
       } finally {
         await server.stop();

@@ -226,11 +226,11 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
       for (const plan of plans) {
         const label = runLabel({ mode: plan.mode, concurrency: plan.concurrency, rate: plan.rate, batch });
         options.onRun?.(label);
-        const before = target.url ? await scrapeCounters(target.url, target.security) : null;
+        const before = target.url ? await scrapeCounters(target.url, target.security, target.modelName) : null;
         const usage = docker && target.container ? await sampleContainerUsage(docker, target.container.id) : undefined;
         const outcome = load ? await remoteLoad(load, plan, workers) : await localLoad(target, feeds, plan);
         const container = usage?.stop() ?? null;
-        const after = target.url ? await scrapeCounters(target.url, target.security) : null;
+        const after = target.url ? await scrapeCounters(target.url, target.security, target.modelName) : null;
         runs.push(toRun(plan, batch, outcome, load ? { container, times: before && after ? serverTimes(before, after) : null } : null));
         outcome.histogram.destroy();
       }

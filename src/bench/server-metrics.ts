@@ -10,8 +10,11 @@ export interface ServerSideTimes {
 
 type Counters = Record<string, number>;
 
-/** The sums and counts mlops servers export; null when the server has no /metrics. */
-export async function scrapeCounters(baseUrl: string, security?: ClientSecurity): Promise<Counters | null> {
+/**
+ * The sums and counts mlops servers export, over every version of `model` (a server of several models
+ * labels each series with its model; older servers label none); null when the server has no /metrics.
+ */
+export async function scrapeCounters(baseUrl: string, security?: ClientSecurity, model?: string): Promise<Counters | null> {
   const answer = await getText(`${baseUrl.replace(/\/$/, '')}/metrics`, 2000, security);
   if (answer?.status !== 200) return null;
   const text = answer.body;
@@ -24,8 +27,11 @@ export async function scrapeCounters(baseUrl: string, security?: ClientSecurity)
     'mlops_batch_size_sum',
     'mlops_batch_size_count',
   ]) {
-    const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
-    if (match) out[name] = Number(match[1]);
+    for (const match of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) {
+      const labelled = /(?:^|,)model="((?:[^"\\]|\\.)*)"/.exec(match[1] ?? '')?.[1];
+      if (model !== undefined && labelled !== undefined && labelled !== model) continue;
+      out[name] = (out[name] ?? 0) + Number(match[2]);
+    }
   }
   return out;
 }

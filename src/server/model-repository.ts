@@ -75,6 +75,8 @@ const MAX_SHADOW_RUNS = 64;
 
 export class ModelRepository {
   private readonly models = new Map<string, HeldModel>();
+  /** More than one version in all: log lines name the one they are about. */
+  private several = false;
   private shadowRuns = 0;
 
   private constructor(
@@ -86,6 +88,7 @@ export class ModelRepository {
   /** Loads every version of every model, in order; when one fails, those loaded are released and the error thrown. */
   static async start(specs: ModelSpec[], settings: EngineSettings, metrics: ServerMetrics, log: (line: string) => void): Promise<ModelRepository> {
     const repository = new ModelRepository(settings, metrics, log);
+    repository.several = specs.length > 1;
     for (const given of specs) {
       // No name: the one the model's file gives it, as a single model's server has always named it.
       const spec = given.name ? given : { ...given, name: defaultModelName(given.path) };
@@ -323,12 +326,13 @@ export class ModelRepository {
     });
     const { model } = engine;
     profiling = serverProfiling(loaded, engine.profileProblem, { name: model.name, version: model.version, sha256: model.info.sha256 }, metrics.registry);
-    const label = `model '${spec.name}' version ${spec.version}${spec.shadow ? ' (shadow)' : ''}`;
-    if (engine.profileProblem) log(`warning: ${label}: not profiling live traffic: the reference profile does not match the model: ${engine.profileProblem}`);
+    // One model says nothing of which; several say which model and version each line is about.
+    const label = this.several ? `model '${spec.name}' version ${spec.version}${spec.shadow ? ' (shadow)' : ''}: ` : '';
+    if (engine.profileProblem) log(`warning: ${label}not profiling live traffic: the reference profile does not match the model: ${engine.profileProblem}`);
     else if (loaded && profiling.live) {
       const { features, prediction } = loaded.profile;
       const counted = [`${features.length} features`, ...(profiling.live.hasPrediction ? [`the predicted ${prediction?.kind === 'value' ? 'value' : 'class'}`] : [])];
-      log(`${label}: profiling live traffic against reference profile ${loaded.sha256.slice(0, 12)}: ${counted.join(' and ')}${loaded.profile.unavailable ? ` (${loaded.profile.unavailable})` : ''}`);
+      log(`${label}profiling live traffic against reference profile ${loaded.sha256.slice(0, 12)}: ${counted.join(' and ')}${loaded.profile.unavailable ? ` (${loaded.profile.unavailable})` : ''}`);
     }
     const metadata = {
       name: model.name,

@@ -93,7 +93,7 @@ describe.skipIf(!engine.ok)(`mlops monitor on a deployed container${engine.ok ? 
     }
     // Only counts leave the server: its metrics name features and bins, never a value that was sent.
     const metrics = await (await fetch(`${url}/metrics`)).text();
-    expect(metrics).toMatch(/mlops_feature_bin_total\{feature="mean_radius",bin="9",reference="[0-9a-f]{12}"\} \d+/);
+    expect(metrics).toMatch(/mlops_feature_bin_total\{feature="mean_radius",bin="9",reference="[0-9a-f]{12}",model="bc",version="1"\} \d+/);
   });
 
   it('exits 3 naming the target when nothing is deployed there', async () => {
