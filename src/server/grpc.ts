@@ -81,6 +81,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const { repository, metrics, state, log, inferenceLog } = options;
   const logFailure = failureLogger(log);
   const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxMessageBytes, 'grpc.max_send_message_length': -1 });
+  let stopWatchingTls: (() => void) | undefined;
   const health = new HealthImplementation({ '': 'NOT_SERVING', [INFERENCE_SERVICE]: 'NOT_SERVING' });
   health.addToServer(server);
 
@@ -172,7 +173,9 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     listen(port, host) {
       const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
       return new Promise((resolve, reject) => {
-        server.bindAsync(address, options.tls ? grpcServerCredentials(options.tls) : grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve({ port: bound })));
+        const secure = options.tls ? grpcServerCredentials(options.tls) : undefined;
+        stopWatchingTls = secure?.stop;
+        server.bindAsync(address, secure?.credentials ?? grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve({ port: bound })));
       });
     },
     setServing(serving) {
@@ -181,6 +184,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       health.setStatus(INFERENCE_SERVICE, status);
     },
     shutdown(timeoutMs) {
+      stopWatchingTls?.();
       return closeWithin(timeoutMs, (done) => server.tryShutdown(() => done()), () => server.forceShutdown());
     },
   };

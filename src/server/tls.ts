@@ -99,13 +99,56 @@ export function watchTls(tls: TlsOptions, apply: (options: SecureContextOptions)
   return () => files.forEach((file) => unwatchFile(file, reload));
 }
 
-/** gRPC server credentials over the same files, re-read by grpc-js' own file watcher. */
-export function grpcServerCredentials(tls: TlsOptions): grpc.ServerCredentials {
-  loadTlsFiles(tls);
-  const identity = new grpc.experimental.FileWatcherCertificateProvider({ certificateFile: tls.cert, privateKeyFile: tls.key, refreshIntervalMs: tls.reloadIntervalMs });
-  const clientCa = tls.clientCa ? new grpc.experimental.FileWatcherCertificateProvider({ caCertificateFile: tls.clientCa, refreshIntervalMs: tls.reloadIntervalMs }) : null;
+/**
+ * gRPC server credentials over the same files, re-read when they change as for HTTPS. grpc-js' own
+ * FileWatcherCertificateProvider reads the files on its timer and takes whatever it finds: a key
+ * updated before its certificate (as a Secret update may land) made every handshake fail until its
+ * next read. This provider hands grpc-js only a pair loadTlsFiles accepted, as HTTPS takes it.
+ */
+export function grpcServerCredentials(tls: TlsOptions): { credentials: grpc.ServerCredentials; stop: () => void } {
+  const first = loadTlsFiles(tls);
+  const identity = new CheckedCertificates({ certificate: first.cert as Buffer, privateKey: first.key as Buffer }, first.ca ? { caCertificate: first.ca } : null);
+  const stop = watchTls(tls, (files) => identity.update({ certificate: files.cert as Buffer, privateKey: files.key as Buffer }, files.ca ? { caCertificate: files.ca as Buffer } : null), () => undefined);
   // grpc-js' declaration names the first two parameters the other way round from what its code does
   // (identity first, then the CA provider): called as the code reads them.
   const create = grpc.experimental.createCertificateProviderServerCredentials as unknown as (identity: grpc.experimental.CertificateProvider, ca: grpc.experimental.CertificateProvider | null, requireClientCertificate: boolean) => grpc.ServerCredentials;
-  return create(identity, clientCa, clientCa !== null);
+  return { credentials: create(identity, tls.clientCa ? identity : null, Boolean(tls.clientCa)), stop };
+}
+
+/**
+ * A grpc-js certificate provider of the pair (and client CA) last checked: listeners get it just after
+ * they are added (grpc-js adds its listener before the server that waits for it), and each update.
+ */
+class CheckedCertificates implements grpc.experimental.CertificateProvider {
+  private readonly identityListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
+  private readonly caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
+  constructor(
+    private identity: grpc.experimental.IdentityCertificateUpdate,
+    private ca: grpc.experimental.CaCertificateUpdate | null,
+  ) {}
+
+  update(identity: grpc.experimental.IdentityCertificateUpdate, ca: grpc.experimental.CaCertificateUpdate | null): void {
+    this.identity = identity;
+    this.ca = ca;
+    for (const listener of this.identityListeners) listener(identity);
+    for (const listener of this.caListeners) listener(ca);
+  }
+
+  addIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.add(listener);
+    queueMicrotask(() => listener(this.identity));
+  }
+
+  removeIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.delete(listener);
+  }
+
+  addCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.add(listener);
+    queueMicrotask(() => listener(this.ca));
+  }
+
+  removeCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.delete(listener);
+  }
 }
