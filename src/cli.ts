@@ -226,7 +226,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
       .option('--log <file>', 'with --labels: an inference log written by the file sink, or saved from docker logs, kubectl logs or the HTTP sink (repeatable); default: read from --target', collect, [])
       .option('--baseline <report>', "with --labels: a `mlops test --json` report to hold live quality against (default: the serving version's stamped test metrics)")
       .option('--all', "servers' counts since they started, instead of their last monitor.windowRows rows")
-      .option('--reference <profile>', 'with --prometheus: the reference profile (default: the last build, .mlops/reference-profile.json)')
+      .option('--reference <profile>', 'with --prometheus or --emit: the reference profile (default: the last build, .mlops/reference-profile.json; for each model of several, .mlops/reference-profiles/<name>.json)')
       .option('--gate <gate>', "a gate such as 'psi_max<0.2', or 'accuracy>=0.9' with --labels (repeatable; adds to monitor.gates)", collect, [])
       .option('--strict', 'too few rows, or no reference, fails (exit 1) instead of warning')
       .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')

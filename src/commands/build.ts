@@ -10,7 +10,7 @@ import { writeFileAtomic } from '../report/files.js';
 import { localImageSbom, writeSbomFile } from '../supply-chain/sbom.js';
 import type { CommandContext } from './context.js';
 import type { Config } from '../config/defaults.js';
-import { selectModels } from '../config/models.js';
+import { lastBuildReference, selectModels } from '../config/models.js';
 
 export interface BuildFlags {
   model?: string;
@@ -78,6 +78,10 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
   );
   // `mlops monitor --prometheus` compares with this when no --reference is given.
   await writeFileAtomic(path.join(baseDir, '.mlops', 'reference-profile.json'), referenceProfile);
+  // Several models: each model's own (its first serving version's), for `monitor --prometheus` and `--emit`.
+  for (const m of models.filter((m, i) => !m.shadow && models.findIndex((o) => o.name === m.name && !o.shadow) === i)) {
+    await writeFileAtomic(path.join(baseDir, lastBuildReference(m.name).relative), m.referenceProfile);
+  }
   const [repository, buildTag] = [result.tags[0].slice(0, result.tags[0].lastIndexOf(':')), result.tags[0].slice(result.tags[0].lastIndexOf(':') + 1)];
   const sbom = await writeSbomFile(baseDir, await localImageSbom(docker, result.imageId, { name: repository, version: buildTag }));
   await writeLastBuild(baseDir, {

@@ -80,22 +80,38 @@ export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   if (flags.emit === undefined && flags.output) throw inputError('--output goes with --emit', 'write reports with --markdown and --html');
   if (flags.emit !== undefined && (flags.markdown || flags.html)) throw inputError('--emit writes one file, named by --output', '--markdown and --html report on live traffic');
-  if (flags.emit !== undefined) {
-    const emitted = await emitFromProfile({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, log: (line) => ctx.reporter.info(line) });
-    if (flags.output) await writeFileAtomic(path.resolve(ctx.cwd, flags.output), emitted.content);
-    ctx.reporter.result({ ...emitted, file: flags.output ?? null }, (r) => (r.file ? `wrote ${r.emitted} for reference ${r.reference} to ${r.file}` : r.content.trimEnd()));
-    return ExitCode.ok;
-  }
-  // Several models: each judged against its own reference and gates; the verdict is every model's.
+  // Several models: each judged (or emitted for) against its own reference and gates; the verdict is every model's.
   const selected = selectModels(config, flags.modelName);
   const several = selected.length > 1;
-  if (several && flags.prometheus) throw inputError('--prometheus judges one model against one reference profile, and the config lists several', `pass --model-name (one of ${selected.map((m) => m.name).join(', ')}) and --reference`);
+  if (several && flags.reference) throw inputError('--reference names one profile, and the config lists several models', `pass --model-name (one of ${selected.map((m) => m.name).join(', ')}) with it, or leave it out: each model's comes from the last build`);
+  const runOptions = (one: (typeof selected)[number]) => ({
+    cwd: ctx.cwd,
+    projectDir: baseDir,
+    config: one.config,
+    env: ctx.env,
+    flags: one.entry ? { ...flags, modelName: one.name } : flags,
+    log: (line: string) => ctx.reporter.info(line),
+    ...(one.entry ? { modelOfSeveral: one.name } : {}),
+  });
+  if (flags.emit !== undefined) {
+    const written: (Awaited<ReturnType<typeof emitFromProfile>> & { file: string | null })[] = [];
+    for (const one of selected) {
+      const emitted = await emitFromProfile(runOptions(one));
+      const file = flags.output ? perModelPath(flags.output, one.name, several) : null;
+      if (file) await writeFileAtomic(path.resolve(ctx.cwd, file), emitted.content);
+      written.push({ ...emitted, file });
+    }
+    const show = (r: (typeof written)[number]) => (r.file ? `wrote ${r.emitted} for reference ${r.reference} to ${r.file}` : r.content.trimEnd());
+    if (several) ctx.reporter.result({ models: written }, () => written.map(show).join('\n'));
+    else ctx.reporter.result(written[0], show);
+    return ExitCode.ok;
+  }
   const reports: MonitorReport[] = [];
   for (const one of selected) {
     const of = several ? ` of ${one.name}` : '';
     const report = await ctx.reporter.step(
       `Reading live traffic counts${of}`,
-      () => runMonitor({ cwd: ctx.cwd, projectDir: baseDir, config: one.config, env: ctx.env, flags: one.entry ? { ...flags, modelName: one.name } : flags, log: (line) => ctx.reporter.info(line) }),
+      () => runMonitor(runOptions(one)),
       (r) => `Compared ${r.rows} live rows${of} with the reference`,
     );
     for (const warning of report.reference.warnings) ctx.reporter.warn(`reference${of}: ${warning}`);

@@ -43,3 +43,12 @@ export function perModelPath(file: string, name: string, several: boolean): stri
   const dot = file.lastIndexOf('.');
   return dot > file.lastIndexOf('/') ? `${file.slice(0, dot)}.${name}${file.slice(dot)}` : `${file}.${name}`;
 }
+
+/**
+ * Where `mlops build` keeps the reference profile `monitor --prometheus` and `--emit` default to: one
+ * file for a config of one model, one per model (its first serving version's) for a config of several.
+ */
+export function lastBuildReference(name: string | undefined): { relative: string; shown: string } {
+  const relative = name ? `.mlops/reference-profiles/${name}.json` : '.mlops/reference-profile.json';
+  return { relative, shown: `${relative} (the last build)` };
+}

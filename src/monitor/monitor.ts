@@ -7,6 +7,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import readline from 'node:readline';
 import type { Config } from '../config/defaults.js';
+import { lastBuildReference } from '../config/models.js';
 import { ExitCode, inputError, isMlopsError } from '../errors.js';
 import type { GateResult } from '../metrics/gates.js';
 import { targetInferenceLogs, targetReplicas } from '../targets/deploy.js';
@@ -75,6 +76,8 @@ export interface RunMonitorOptions {
   log: (line: string) => void;
   /** Tests of remote targets pass a runner that answers as kubectl would. */
   runner?: Runner;
+  /** One model of a config of several: the last build's reference profile is this model's. */
+  modelOfSeveral?: string;
 }
 
 async function liveSource(options: RunMonitorOptions): Promise<{ live: LiveSource; kind: MonitorReport['source']['kind']; urls?: string[]; security?: ClientSecurity; versions?: VersionVerdict[] }> {
@@ -87,8 +90,9 @@ async function liveSource(options: RunMonitorOptions): Promise<{ live: LiveSourc
   const window = !flags.all;
   const modelName = flags.modelName || config.model.name || undefined;
   if (flags.prometheus !== undefined) {
-    const file = flags.reference ? path.resolve(options.cwd, flags.reference) : path.join(options.projectDir, '.mlops', 'reference-profile.json');
-    const reference = await readProfileFile(file, flags.reference ?? '.mlops/reference-profile.json (the last build)');
+    const last = lastBuildReference(options.modelOfSeveral);
+    const file = flags.reference ? path.resolve(options.cwd, flags.reference) : path.join(options.projectDir, last.relative);
+    const reference = await readProfileFile(file, flags.reference ?? last.shown);
     return { live: await fromPrometheus(flags.prometheus, reference, parseSince(flags.since ?? '1h')), kind: 'prometheus' };
   }
   if (flags.reference) throw inputError('--reference goes with --prometheus', "a server's profile document carries its own reference");
@@ -175,8 +179,9 @@ export async function emitFromProfile(options: RunMonitorOptions): Promise<{ emi
   if (flags.target || flags.url.length > 0 || flags.prometheus || flags.all || flags.strict || flags.gate.length > 0) {
     throw inputError('--emit reads no live traffic: drop --target, --url, --prometheus, --all, --strict and --gate');
   }
-  const file = flags.reference ? path.resolve(options.cwd, flags.reference) : path.join(options.projectDir, '.mlops', 'reference-profile.json');
-  const shown = flags.reference ?? '.mlops/reference-profile.json (the last build)';
+  const last = lastBuildReference(options.modelOfSeveral);
+  const file = flags.reference ? path.resolve(options.cwd, flags.reference) : path.join(options.projectDir, last.relative);
+  const shown = flags.reference ?? last.shown;
   const reference = await readProfileFile(file, shown);
   // The latency alert fires where the release's own bench gate would have failed.
   const p99Gate = config.bench.gates.p99_ms ? gatesFromConfig({ p99_ms: config.bench.gates.p99_ms })[0].threshold : undefined;

@@ -104,6 +104,26 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
     expect(index.map((m) => m.name)).toEqual(['bc', 'wine', 'wine']);
   }, 120_000);
 
+  it('`mlops monitor --emit` writes each model\'s rules from its own reference profile, which promtool accepts', async () => {
+    const emitted = await runCli(['monitor', '--emit', 'prometheus-rules', '--output', 'rules.yml', '--json'], { cwd: dir });
+    expect(emitted.code, emitted.stderr).toBe(0);
+    const written = JSON.parse(emitted.stdout) as { models: { file: string; reference: string }[] };
+    expect(written.models.map((m) => m.file)).toEqual(['rules.bc.yml', 'rules.wine.yml']);
+    expect(written.models[0].reference).not.toBe(written.models[1].reference);
+    for (const name of ['bc', 'wine']) {
+      const rules = await readFile(path.join(dir, `rules.${name}.yml`), 'utf8');
+      expect(rules).toContain(`name: mlops-${name}-alerts`);
+      expect(rules).toContain(`model="${name}"`);
+    }
+    const { spawnSync } = await import('node:child_process');
+    const check = spawnSync('promtool', ['check', 'rules', 'rules.bc.yml', 'rules.wine.yml'], { cwd: dir, encoding: 'utf8' });
+    if (check.error) throw new Error(`promtool is needed here (apt-get install prometheus): ${check.error.message}`);
+    expect(check.status, check.stdout + check.stderr).toBe(0);
+    const ambiguous = await runCli(['monitor', '--emit', 'prometheus-rules', '--reference', '.mlops/reference-profile.json'], { cwd: dir });
+    expect(ambiguous.code).toBe(2);
+    expect(ambiguous.stderr).toMatch(/--reference names one profile, and the config lists several models/);
+  });
+
   it('a change to one model\'s file rebuilds its layer; the next model\'s layer, built again, keeps its digest', async () => {
     // The first model's file with a doc_string appended (protobuf field 6): the same graph, another sha256.
     const bytes = await readFile(path.join(dir, 'model.onnx'));
