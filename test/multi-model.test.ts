@@ -310,6 +310,27 @@ describe('a config of several models', () => {
     expect(JSON.parse(one.stdout).model).toBe('bc');
   }, 60_000);
 
+  it('`mlops monitor --labels` scores the model --model-name names, from only its records in a log of several models', async () => {
+    await mkdir(project, { recursive: true });
+    await config([bcEntry, wineEntry('>= 0.8')]);
+    const time = new Date().toISOString();
+    const record = (model: string, id: string, output: string, data: number[]) =>
+      JSON.stringify({ type: 'mlops.inference', id, rows: 1, time, model, version: '1', sha256: model === 'bc' ? 'b'.repeat(64) : 'c'.repeat(64), row: 0, outputs: [{ name: output, datatype: 'FP32', shape: [1, data.length], data }] });
+    const ids = ['q1', 'q2', 'q3', 'q4'];
+    const lines = [...ids.map((id, i) => record('bc', id, 'probabilities', i % 2 ? [0.9, 0.1] : [0.2, 0.8])), ...ids.map((id) => record('wine', id, 'logits', [3, 1, 0]))];
+    await writeFile(path.join(project, 'log.jsonl'), lines.join('\n') + '\n');
+    await writeFile(path.join(project, 'labels.csv'), ['id,row,label', ...ids.map((id, i) => `${id},,${i % 2 ? 'malignant' : 'benign'}`)].join('\n') + '\n');
+    const ambiguous = await runCli(['monitor', '--labels', 'labels.csv', '--log', 'log.jsonl'], { cwd: project });
+    expect(ambiguous.code).toBe(2);
+    expect(ambiguous.stderr).toMatch(/--labels scores one model, and the config lists several/);
+    const scored = await runCli(['monitor', '--labels', 'labels.csv', '--log', 'log.jsonl', '--model-name', 'bc', '--json'], { cwd: project });
+    expect(scored.code, scored.stderr).toBe(0);
+    const report = JSON.parse(scored.stdout) as { model: { name: string }; join: { loggedRows: number; matched: number }; metrics: { accuracy: number } };
+    expect(report.model.name).toBe('bc');
+    expect(report.join).toMatchObject({ loggedRows: 4, matched: 4 });
+    expect(report.metrics.accuracy).toBe(1);
+  });
+
   it('refuses a config that gives model and models, a name twice, or path beside versions, naming the field', async () => {
     await mkdir(project, { recursive: true });
     const error = async (raw: object) => {

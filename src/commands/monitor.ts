@@ -62,9 +62,13 @@ function renderQualityHuman(r: QualityReport, s: ChalkInstance): string {
 async function runQualityCheck(flags: Flags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   if (flags.emit !== undefined || flags.html || flags.output) throw inputError('--labels writes a Markdown report only', 'drop --emit, --html and --output; use --markdown');
+  // A labels file is one model's truth: with several models, --model-name says which, and only its records are joined.
+  const selected = selectModels(config, flags.modelName);
+  if (selected.length > 1) throw inputError('--labels scores one model, and the config lists several', `pass --model-name (one of ${selected.map((m) => m.name).join(', ')})`);
+  const [one] = selected;
   const report = await ctx.reporter.step(
     'Joining labels with the inference log',
-    () => runLabelled({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, log: (line) => ctx.reporter.info(line) }),
+    () => runLabelled({ cwd: ctx.cwd, projectDir: baseDir, config: one.config, env: ctx.env, flags, log: (line) => ctx.reporter.info(line), ...(one.entry ? { modelOfSeveral: one.name } : {}) }),
     (r) => `Scored ${r.join.matched} labelled rows`,
   );
   if (report.warning) ctx.reporter.warn(report.warning);

@@ -260,6 +260,7 @@ export async function runLabelled(options: RunMonitorOptions): Promise<QualityRe
     baselineFile: flags.baseline,
     strict: Boolean(flags.strict),
     log: options.log,
+    model: options.modelOfSeveral,
   });
   return {
     ...report,

@@ -116,6 +116,8 @@ export interface ScoreLiveOptions {
   logs: LogSource[];
   range: TimeRange;
   settings: Config['test'];
+  /** Only this model's records (a log of a server of several models holds each model's); undefined: every record. */
+  model?: string;
 }
 
 /** The join and the metrics; gates are applied by runQuality. */
@@ -136,6 +138,7 @@ export async function scoreLive(options: ScoreLiveOptions) {
     duplicateLogRows: 0,
   };
   const take = (record: InferenceRecord) => {
+    if (options.model !== undefined && record.model !== options.model) return;
     const at = Date.parse(record.time);
     if ((range.since !== undefined && !(at >= range.since)) || (range.until !== undefined && !(at < range.until))) return;
     summary.loggedRows++;
@@ -274,13 +277,15 @@ export interface RunQualityOptions {
   baselineFile?: string;
   strict: boolean;
   log: (line: string) => void;
+  /** One model of a server of several: only its records are joined. */
+  model?: string;
 }
 
 export async function runQuality(options: RunQualityOptions): Promise<Omit<QualityReport, 'source'>> {
   const { config } = options;
   // Gates are checked before the logs are read: a typo fails at once.
   const specs = qualityGates(config, options.gateFlags);
-  const live = await scoreLive({ labels: options.labels, logs: options.logs, range: options.range, settings: config.test });
+  const live = await scoreLive({ labels: options.labels, logs: options.logs, range: options.range, settings: config.test, model: options.model });
   const maxDrop = config.monitor.maxDrop;
   const baseline = await versionBaseline({ cwd: options.cwd, baselineFile: options.baselineFile, sha256: live.chosen.sha256, config, projectDir: options.projectDir, env: options.env, log: options.log });
   if (Object.keys(maxDrop).length > 0 && !baseline) {
