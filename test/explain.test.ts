@@ -64,12 +64,35 @@ describe('mlops explain', () => {
     });
   });
 
+  it('an image model: occlusion over holdout images; a model that sums its top-left 4x4 corner looks there and nowhere else', async () => {
+    await withTempDir(async (dir) => {
+      await copyFile(fixture('region_sum', 'model.onnx'), path.join(dir, 'model.onnx'));
+      const header = Array.from({ length: 64 }, (_, i) => `p${i}`).join(',');
+      const images = Array.from({ length: 12 }, (_, r) => Array.from({ length: 64 }, (_, i) => ((i * 7 + r * 3) % 11) / 10 + 0.05));
+      await writeFile(path.join(dir, 'images.csv'), [header, ...images.map((row) => row.join(','))].join('\n') + '\n');
+      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: 'model.onnx', name: 'region_sum' }, test: { holdout: 'images.csv' }, explain: { patch: 4, rows: 8 } }));
+      const result = await runCli(['explain', '--json', '--html', 'map.html', '--markdown', 'map.md'], { cwd: dir });
+      expect(result.code, result.stderr).toBe(0);
+      const report = JSON.parse(result.stdout) as { method: string; spatialShape: number[]; explainedRows: number; modelRowsPerExplanation: number; map: number[][]; patches: { rows: number[]; columns: number[]; meanAbsAttribution: number }[] };
+      expect(report).toMatchObject({ method: 'occlusion', spatialShape: [8, 8], explainedRows: 8, modelRowsPerExplanation: 5 });
+      // The corner's mean sum over the sampled rows is all there is; every other patch moves nothing.
+      expect(report.patches[0]).toMatchObject({ rows: [0, 4], columns: [0, 4] });
+      expect(report.patches[0].meanAbsAttribution).toBeGreaterThan(1);
+      for (const p of report.patches.slice(1)) expect(p.meanAbsAttribution).toBeCloseTo(0, 5);
+      report.map.forEach((line, y) => line.forEach((cell, x) => expect(cell).toBeCloseTo(y < 4 && x < 4 ? report.patches[0].meanAbsAttribution : 0, 5)));
+      const html = await readFile(path.join(dir, 'map.html'), 'utf8');
+      expect(html).toContain('<svg role="img" aria-label="mean occlusion map"');
+      expect(html).not.toMatch(/<(script|link|img)\b|https?:\/\//);
+      expect(await readFile(path.join(dir, 'map.md'), 'utf8')).toMatch(/^### mlops explain: region_sum: 8 x 8 input; it looks most at rows 0-3, columns 0-3/);
+    });
+  });
+
   it('refuses what it cannot explain with exit 2 and one line: several inputs, a string input, a bad flag, an unknown metric', async () => {
     await withTempDir(async (dir) => {
       await project(dir, 'multi_input');
       const multi = await runCli(['explain'], { cwd: dir });
       expect(multi.code).toBe(2);
-      expect(lines(multi.stderr).find((l) => l.startsWith('error:'))).toMatch(/^error: explanations take one numeric input of shape \[batch, features\], and this model has /);
+      expect(lines(multi.stderr).find((l) => l.startsWith('error:'))).toMatch(/^error: explanations take one numeric input, \[batch, features\] \(Kernel SHAP\) or image-like \(occlusion\), and this model has /);
       await project(dir, 'linear_ignores');
       expect((await runCli(['explain', '--samples', '1'], { cwd: dir })).code).toBe(2);
       const metric = await runCli(['explain', '--metric', 'accuracy'], { cwd: dir });

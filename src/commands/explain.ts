@@ -1,7 +1,8 @@
 import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
 import { ExitCode } from '../errors.js';
-import { renderHtml, renderMarkdown, headline, method, TABLE_HEADER, tableRows } from '../explain/report.js';
+import { renderHtml, renderMarkdown, headline, method, TABLE_HEADER, tableRows, occlusionHeadline, occlusionMethod, OCCLUSION_HEADER, occlusionRows, renderOcclusionHtml, renderOcclusionMarkdown } from '../explain/report.js';
+import type { GlobalOcclusion } from '../explain/global-occlusion.js';
 import { runExplain, type ExplainFlags } from '../explain/run-explain.js';
 import type { GlobalExplanation } from '../explain/global.js';
 import { appendStepSummary, writeFileAtomic } from '../report/files.js';
@@ -14,20 +15,26 @@ interface Flags extends ExplainFlags {
   html?: string;
 }
 
-function renderHuman(r: GlobalExplanation, s: ChalkInstance): string {
+type Explanation = GlobalExplanation | GlobalOcclusion;
+const isOcclusion = (r: Explanation): r is GlobalOcclusion => 'method' in r && r.method === 'occlusion';
+
+function renderHuman(r: Explanation, s: ChalkInstance): string {
+  if (isOcclusion(r)) return [s.bold(occlusionHeadline(r)), '', renderTable(OCCLUSION_HEADER, occlusionRows(r)), '', s.dim(occlusionMethod(r))].join('\n');
   return [s.bold(headline(r)), '', renderTable(TABLE_HEADER, tableRows(r)), '', s.dim(method(r))].join('\n');
 }
+const markdownOf = (r: Explanation) => (isOcclusion(r) ? renderOcclusionMarkdown(r) : renderMarkdown(r));
+const htmlOf = (r: Explanation) => (isOcclusion(r) ? renderOcclusionHtml(r) : renderHtml(r));
 
 export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   // Several models: each explained over its own holdout, in turn.
   const selected = selectModels(config, flags.modelName);
   const several = selected.length > 1;
-  const reports: GlobalExplanation[] = [];
+  const reports: Explanation[] = [];
   for (const one of selected) {
     const of = several ? ` ${one.name}` : '';
     const task = ctx.reporter.task(`Explaining the model${of}`);
-    let report: GlobalExplanation;
+    let report: Explanation;
     try {
       report = await runExplain({ cwd: ctx.cwd, projectDir: baseDir, config: one.config, env: ctx.env, flags: one.entry ? { ...flags, modelName: one.name } : flags, onProgress: (line) => task.progress(line) });
     } catch (error) {
@@ -35,10 +42,10 @@ export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
       throw error;
     }
     task.succeed(`Explained${of} in ${report.seconds} s`);
-    if (flags.html) await writeFileAtomic(path.resolve(ctx.cwd, perModelPath(flags.html, one.name, several)), renderHtml(report));
+    if (flags.html) await writeFileAtomic(path.resolve(ctx.cwd, perModelPath(flags.html, one.name, several)), htmlOf(report));
     reports.push(report);
   }
-  const markdown = reports.map(renderMarkdown).join('\n');
+  const markdown = reports.map(markdownOf).join('\n');
   if (flags.markdown) await writeFileAtomic(path.resolve(ctx.cwd, flags.markdown), markdown);
   await appendStepSummary(ctx.env, markdown);
   if (several) ctx.reporter.result({ models: reports }, (_d, s) => reports.map((r) => renderHuman(r, s)).join('\n\n'));

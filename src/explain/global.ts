@@ -64,7 +64,7 @@ export interface GlobalExplanation {
 export function tabularInput(predictor: Pick<Predictor, 'inputs'>): TensorSignature & { width: number } {
   if (!explainableInput(predictor.inputs)) {
     const shown = predictor.inputs.map((i) => `${i.name} ${i.datatype} [${i.shape.join(', ')}]`).join(', ');
-    throw inputError(`explanations take one numeric input of shape [batch, features], and this model has ${shown}`, 'explain a tabular model; image and multi-input models are not explained yet');
+    throw inputError(`explanations take one numeric input, [batch, features] (Kernel SHAP) or image-like (occlusion), and this model has ${shown}`, 'multi-input and string models are not explained yet');
   }
   return { ...predictor.inputs[0], width: predictor.inputs[0].shape[1] };
 }
@@ -72,8 +72,8 @@ export function tabularInput(predictor: Pick<Predictor, 'inputs'>): TensorSignat
 /** Rows the model is given at once: big explanations are split so no request or tensor grows without bound. */
 const CHUNK_ROWS = 4096;
 
-/** The predictor as a batch model over one output, rows as float64 in, the output's values out. */
-export function batchModel(predictor: Predictor, input: TensorSignature & { width: number }, output: string): BatchModel {
+/** The predictor as a batch model over one output, rows (`width` values each, shaped `rowDims`) as float64 in, the output's values out. */
+export function batchModel(predictor: Predictor, input: TensorSignature & { width: number }, output: string, rowDims: number[] = [input.width]): BatchModel {
   const fixedBatch = predictor.inputs[0].shape[0] > 0 ? predictor.inputs[0].shape[0] : 0;
   return async (rows, count) => {
     const out: number[] = [];
@@ -86,7 +86,7 @@ export function batchModel(predictor: Predictor, input: TensorSignature & { widt
       const padded = new Float64Array(sent * input.width);
       for (let r = 0; r < sent; r++) padded.set(rows.subarray((from + Math.min(r, n - 1)) * input.width, (from + Math.min(r, n - 1) + 1) * input.width), r * input.width);
       const data = rowsAsTensorData(input.datatype, padded, sent * input.width);
-      const answer = await predictor.predict({ [input.name]: { data: data as never, dims: [sent, input.width] } });
+      const answer = await predictor.predict({ [input.name]: { data: data as never, dims: [sent, ...rowDims] } });
       const tensor = answer[output];
       if (!tensor) throw environmentError(`the model's answer has no output '${output}'`);
       width = tensor.data.length / sent;

@@ -1,5 +1,6 @@
 import { escapeXml, markdownTable } from '../report/files.js';
 import type { FeatureImportance, GlobalExplanation } from './global.js';
+import type { GlobalOcclusion } from './global-occlusion.js';
 
 const fmt = (v: number) => (v === 0 ? '0' : Math.abs(v) >= 0.01 ? v.toFixed(4) : v.toExponential(2));
 const spread = (f: FeatureImportance) => `${fmt(f.permutation.mean)} ± ${fmt(f.permutation.std)}`;
@@ -85,11 +86,10 @@ function scatter(f: FeatureImportance, column: string): string {
   ].join('');
 }
 
-export function renderHtml(r: GlobalExplanation): string {
-  const shown = r.features.slice(0, 25);
-  const rows = r.features.map((f, i) => `<tr><td>${i + 1}</td><td>${escapeXml(f.feature)}</td><td>${fmt(f.meanAbsAttribution)}</td><td>${spread(f)}</td></tr>`).join('');
+/** The head and styles both explain pages share; `extraCss` is appended. Self-contained: no fonts, scripts or links. */
+function pageHead(title: string, extraCss = ''): string {
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mlops explain: ${escapeXml(headline(r))}</title>
+<html lang="en"><head><meta charset="utf-8"><title>mlops explain: ${escapeXml(title)}</title>
 <style>
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1360px;padding:0 16px;color:#1d2330;background:#f6f7f9}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
@@ -98,7 +98,14 @@ td,th{padding:5px 12px;border-bottom:1px solid #e3e6eb;text-align:left}th{backgr
 .card{background:#fff;border-radius:8px;padding:12px 14px;box-shadow:0 1px 2px #0001}
 .grid-cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:14px}
 svg .title{font-size:12px;fill:#4a5468}svg .axis{font-size:11px;fill:#4a5468}svg .grid{stroke:#e3e6eb}svg .baseline{stroke:#9aa3b2}svg .err{stroke:#1d2330;stroke-width:1.5}
-</style></head><body>
+${extraCss}
+</style></head><body>`;
+}
+
+export function renderHtml(r: GlobalExplanation): string {
+  const shown = r.features.slice(0, 25);
+  const rows = r.features.map((f, i) => `<tr><td>${i + 1}</td><td>${escapeXml(f.feature)}</td><td>${fmt(f.meanAbsAttribution)}</td><td>${spread(f)}</td></tr>`).join('');
+  return `${pageHead(headline(r))}
 <h1>mlops explain: ${escapeXml(r.model)}</h1>
 <div class="meta">${escapeXml(method(r))}</div>
 <h2>What the model relies on${shown.length < r.features.length ? ` (top ${shown.length} of ${r.features.length})` : ''}</h2>
@@ -107,6 +114,61 @@ svg .title{font-size:12px;fill:#4a5468}svg .axis{font-size:11px;fill:#4a5468}svg
 <div class="grid-cards">${r.features.slice(0, 3).map((f) => `<section class="card">${scatter(f, r.scatterColumn)}</section>`).join('')}</div>
 <h2>Every feature</h2>
 <table><tr>${['rank', 'feature', 'mean |attribution|', 'permutation importance (mean ± spread)'].map((h) => `<th>${h}</th>`).join('')}</tr>${rows}</table>
+</body></html>
+`;
+}
+
+// An image model's global explanation: the mean occlusion map, and its patches ranked.
+
+export const OCCLUSION_HEADER = ['rank', 'rows', 'columns', 'mean |attribution|'];
+
+export function occlusionHeadline(r: GlobalOcclusion): string {
+  const [top] = r.patches;
+  return `${r.model}: ${r.spatialShape[0]} x ${r.spatialShape[1]} input; it looks most at rows ${top.rows[0]}-${top.rows[1] - 1}, columns ${top.columns[0]}-${top.columns[1] - 1}`;
+}
+
+export function occlusionMethod(r: GlobalOcclusion): string {
+  return (
+    `Occlusion on ${r.explainedRows} of ${r.holdoutRows} holdout rows: each ${r.patch} x ${r.patch} patch (all channels) set to 0 in turn, ` +
+    `${r.modelRowsPerExplanation} model rows per row; per position, the mean |fall| of each row's predicted column of '${r.output}' (or its value).`
+  );
+}
+
+export function occlusionRows(r: GlobalOcclusion, limit = 10): string[][] {
+  return r.patches.slice(0, limit).map((p, i) => [String(i + 1), `${p.rows[0]}-${p.rows[1] - 1}`, `${p.columns[0]}-${p.columns[1] - 1}`, fmt(p.meanAbsAttribution)]);
+}
+
+export function renderOcclusionMarkdown(r: GlobalOcclusion): string {
+  return [`### mlops explain: ${occlusionHeadline(r)}`, '', markdownTable(OCCLUSION_HEADER, occlusionRows(r)), '', occlusionMethod(r), ''].join('\n');
+}
+
+/** The mean map as an SVG heat map: one cell per position, darker where zeroing its patch moved the prediction more. */
+function heatMap(r: GlobalOcclusion): string {
+  const [h, w] = r.spatialShape;
+  const cell = Math.max(2, Math.min(48, Math.floor(560 / Math.max(h, w))));
+  const max = Math.max(...r.map.flat(), 0);
+  const cells = r.map
+    .flatMap((row, y) => row.map((v, x) => `<rect x="${x * cell}" y="${y * cell}" width="${cell}" height="${cell}" fill="rgb(${shade(max > 0 ? v / max : 0)})"><title>row ${y}, column ${x}: ${fmt(v)}</title></rect>`))
+    .join('');
+  const legend = Array.from({ length: 11 }, (_, i) => `<rect x="${i * 24}" y="0" width="24" height="12" fill="rgb(${shade(i / 10)})"/>`).join('');
+  return (
+    `<svg role="img" aria-label="mean occlusion map" width="${w * cell}" height="${h * cell}" viewBox="0 0 ${w * cell} ${h * cell}">${cells}</svg>` +
+    `<div class="meta">0 <svg width="264" height="12">${legend}</svg> ${fmt(max)}</div>`
+  );
+}
+
+/** White to deep blue. */
+const shade = (t: number) => [255 - 225 * t, 255 - 175 * t, 255 - 75 * t].map((c) => Math.round(c)).join(',');
+
+export function renderOcclusionHtml(r: GlobalOcclusion): string {
+  const rows = occlusionRows(r, 25).map((cells) => `<tr>${cells.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`).join('');
+  return `${pageHead(occlusionHeadline(r), '.card{display:inline-block}')}
+<h1>mlops explain: ${escapeXml(r.model)}</h1>
+<div class="meta">${escapeXml(occlusionMethod(r))}</div>
+<h2>Where the model looks (mean over ${r.explainedRows} rows)</h2>
+<section class="card">${heatMap(r)}</section>
+<h2>The patches that matter most</h2>
+<table><tr>${OCCLUSION_HEADER.map((h) => `<th>${h}</th>`).join('')}</tr>${rows}</table>
 </body></html>
 `;
 }

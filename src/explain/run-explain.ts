@@ -4,6 +4,7 @@ import { inputError } from '../errors.js';
 import { openHoldout } from '../holdout/open.js';
 import { openTarget, type TargetFlags } from '../predict/target.js';
 import { explainGlobally, tabularInput, type ExplainSettings, type GlobalExplanation } from './global.js';
+import { explainImagesGlobally, imageInput, type GlobalOcclusion } from './global-occlusion.js';
 
 export interface ExplainFlags extends TargetFlags {
   holdout?: string;
@@ -21,7 +22,7 @@ const count = (flag: string, value: number | undefined, min: number) => {
 };
 
 /** `mlops explain`: the model in-process unless --image or --url says where, over the holdout. */
-export async function runExplain(options: { cwd: string; projectDir: string; config: Config; env: NodeJS.ProcessEnv; flags: ExplainFlags; onProgress?: (line: string) => void }): Promise<GlobalExplanation> {
+export async function runExplain(options: { cwd: string; projectDir: string; config: Config; env: NodeJS.ProcessEnv; flags: ExplainFlags; onProgress?: (line: string) => void }): Promise<GlobalExplanation | GlobalOcclusion> {
   const { flags, config } = options;
   const settings: ExplainSettings = {
     ...config.explain,
@@ -38,8 +39,11 @@ export async function runExplain(options: { cwd: string; projectDir: string; con
   const target = await openTarget({ flags: { ...flags, local: local || flags.local }, cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, purpose: 'explain' });
   try {
     // What cannot be explained is refused before the holdout is read.
-    tabularInput(target.predictor);
-    const holdout = await openHoldout({ cwd: options.cwd, holdout: holdoutPath, labels: flags.labels ?? labelsFromConfig, inputs: target.predictor.inputs, label: config.test.label, features: config.test.features });
+    const image = imageInput(target.predictor);
+    if (!image) tabularInput(target.predictor);
+    const holdout = await openHoldout({ cwd: options.cwd, holdout: holdoutPath, labels: flags.labels ?? labelsFromConfig, inputs: target.predictor.inputs, label: config.test.label, labelOptional: image !== null, features: config.test.features });
+    // An image model: occlusion, averaged over the sampled rows (labels are not needed).
+    if (image) return await explainImagesGlobally({ predictor: target.predictor, image, holdout: { ...holdout, file: holdoutPath }, test: config.test, settings: { ...settings, patch: config.explain.patch }, onProgress: options.onProgress });
     return await explainGlobally({ predictor: target.predictor, holdout: { ...holdout, file: holdoutPath }, test: config.test, settings, onProgress: options.onProgress });
   } finally {
     await target.close();

@@ -1,0 +1,126 @@
+/**
+ * What an image model looks at, over a holdout: occlusion (each patch zeroed in turn) on a seeded
+ * sample of rows, and per position the mean |fall| of each row's predicted column (or its value).
+ * The global counterpart of the explain route's per-prediction maps.
+ */
+import type { Config } from '../config/defaults.js';
+import { inputError } from '../errors.js';
+import { GrowingArray } from '../evaluate/batches.js';
+import { chooseOutput } from '../evaluate/evaluate.js';
+import type { HoldoutSource } from '../holdout/types.js';
+import { seededRandom } from '../model/random.js';
+import type { Predictor, TensorSignature } from '../predict/predictor.js';
+import { batchModel, type ExplainSettings } from './global.js';
+import { occlude, spatialLayout, spatialMap, type SpatialLayout } from './occlusion.js';
+
+export interface ImagePatch {
+  /** Rows [from, to) and columns [from, to) of the input's height and width. */
+  rows: [number, number];
+  columns: [number, number];
+  meanAbsAttribution: number;
+}
+
+export interface GlobalOcclusion {
+  method: 'occlusion';
+  model: string;
+  input: string;
+  output: string;
+  holdoutRows: number;
+  explainedRows: number;
+  patch: number;
+  /** Height and width of the input. */
+  spatialShape: [number, number];
+  /** Per position, the mean over the explained rows of |the predicted column's fall| when its patch was zeroed. */
+  map: number[][];
+  /** Patches ranked by that mean, largest first. */
+  patches: ImagePatch[];
+  /** Model rows one row costs: one per patch, and the row. */
+  modelRowsPerExplanation: number;
+  seconds: number;
+}
+
+/** The one image-like input occlusion handles, with its layout; null when the model has none (then it is tabular, or neither). */
+export function imageInput(predictor: Pick<Predictor, 'inputs'>): { input: TensorSignature & { width: number }; layout: SpatialLayout } | null {
+  const [input] = predictor.inputs;
+  if (predictor.inputs.length !== 1 || input.datatype === 'BYTES' || input.datatype === 'BOOL' || input.shape.length < 3) return null;
+  const dims = input.shape.slice(1);
+  const layout = spatialLayout(dims);
+  if (!layout) {
+    throw inputError(
+      `input '${input.name}' has dynamic dimensions beyond the batch ([${input.shape.join(', ')}]): occlusion needs the image's size`,
+      'export the model with a fixed height and width, or explain single predictions with the server\'s explain route',
+    );
+  }
+  return { input: { ...input, width: dims.reduce((n, d) => n * d, 1) }, layout };
+}
+
+export async function explainImagesGlobally(options: {
+  predictor: Predictor;
+  image: NonNullable<ReturnType<typeof imageInput>>;
+  holdout: HoldoutSource;
+  test: Config['test'];
+  settings: ExplainSettings & { patch: number };
+  onProgress?: (line: string) => void;
+}): Promise<GlobalOcclusion> {
+  const started = performance.now();
+  const { predictor, holdout, settings } = options;
+  const { input, layout } = options.image;
+  const output = chooseOutput(predictor, options.test.output);
+  const values = new GrowingArray(Float64Array);
+  let rows = 0;
+  for await (const row of holdout.rows()) {
+    const data = row.inputs[input.name];
+    if (data.length !== input.width) throw inputError(`${holdout.file} ${row.where}: ${data.length} values for input '${input.name}', which takes ${input.width} a row`, 'the holdout must hold one image a row');
+    for (let i = 0; i < input.width; i++) {
+      const v = Number(data[i]);
+      if (!Number.isFinite(v)) throw inputError(`${holdout.file} ${row.where}, value ${i}: ${JSON.stringify(data[i])} is not a number`, 'explanations need every value as a number');
+      values.push(v);
+    }
+    rows++;
+  }
+  if (rows < 1) throw inputError(`${holdout.file} has no rows`, 'use a holdout of images');
+  const matrix = values.view() as Float64Array;
+  const model = batchModel(predictor, input, output.name, layout.dims);
+  // A seeded sample of rows, in file order.
+  const random = seededRandom(settings.seed);
+  const order = Array.from({ length: rows }, (_, i) => i);
+  for (let i = rows - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const explained = order.slice(0, Math.min(settings.rows, rows)).sort((a, b) => a - b);
+  const [h, w] = [layout.dims[layout.axes[0]], layout.dims[layout.axes[1]]];
+  let sums: Float64Array | undefined;
+  let grid: [number, number] = [1, 1];
+  let modelRows = 0;
+  for (const [n, r] of explained.entries()) {
+    const result = await occlude(model, matrix.subarray(r * input.width, (r + 1) * input.width), layout, settings.patch, 256);
+    grid = result.grid;
+    modelRows = result.modelRows;
+    sums ??= new Float64Array(grid[0] * grid[1]);
+    // The column: the row's predicted class, or the value.
+    let column = 0;
+    for (let k = 1; k < result.width; k++) if (result.output[k] > result.output[column]) column = k;
+    for (let p = 0; p < sums.length; p++) sums[p] += Math.abs(result.patches[p * result.width + column]);
+    options.onProgress?.(`occlusion: ${n + 1}/${explained.length} rows`);
+  }
+  const means = sums!.map((s) => s / explained.length);
+  const patches: ImagePatch[] = Array.from(means, (m, p) => {
+    const [i, j] = [Math.floor(p / grid[1]), p % grid[1]];
+    return { rows: [i * settings.patch, Math.min(h, (i + 1) * settings.patch)] as [number, number], columns: [j * settings.patch, Math.min(w, (j + 1) * settings.patch)] as [number, number], meanAbsAttribution: m };
+  }).sort((a, b) => b.meanAbsAttribution - a.meanAbsAttribution);
+  return {
+    method: 'occlusion',
+    model: predictor.modelName,
+    input: input.name,
+    output: output.name,
+    holdoutRows: rows,
+    explainedRows: explained.length,
+    patch: settings.patch,
+    spatialShape: [h, w],
+    map: spatialMap(means, grid, 1, 0, [h, w], settings.patch),
+    patches,
+    modelRowsPerExplanation: modelRows,
+    seconds: Math.round((performance.now() - started) / 10) / 100,
+  };
+}
