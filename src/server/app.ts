@@ -11,7 +11,7 @@ import { BadRequest, boundErrorText } from '../protocol/request.js';
 import { BINARY_EXTENSION, decodeParsedRestRequest, decodeRestResponse, decodeRestRequest, encodeRestResponse, HEADER_LENGTH, headerLength } from '../protocol/rest.js';
 import { copyTensors, encodeInferenceRecords } from '../monitor/inference-records.js';
 import type { InferenceLog } from './inference-log.js';
-import type { ServerMetrics } from './metrics.js';
+import { requestRecorder, type ServerMetrics } from './metrics.js';
 import type { ModelRepository, ServedVersion } from './model-repository.js';
 import { closeWithin, type ServingState } from './state.js';
 import { accessRefusal, type AccessControl } from './auth.js';
@@ -100,6 +100,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
   const mutualTls = Boolean(options.tls?.clientCa);
   const bodyLimits: BodyLimits = { maxBodyBytes: options.maxBodyBytes, budget: new BodyBudget(options.maxPendingBodyBytes) };
   const logFailure = failureLogger(log);
+  const recordRequest = requestRecorder(metrics);
   const deadline = () => performance.now() + options.inferenceTimeoutMs;
   const NO_SHADOWS: ServedVersion[] = [];
 
@@ -465,8 +466,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
     } finally {
       state.inFlight--;
       metrics.inFlight.dec();
-      metrics.requests.inc({ protocol: 'rest', route: label, method: req.method ?? '', code: res.statusCode, model: modelLabel });
-      metrics.requestSeconds.observe({ protocol: 'rest', route: label, model: modelLabel }, (performance.now() - started) / 1000);
+      recordRequest('rest', label, req.method ?? '', res.statusCode, modelLabel, (performance.now() - started) / 1000);
       if (state.draining && state.inFlight === 0) server.closeIdleConnections();
     }
   };
@@ -482,7 +482,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
     const refusal = verdict && !verdict.ok ? accessRefusal(verdict) : tooMuch && { error: tooMuch, headers: tooMuch.status === 503 ? { 'retry-after': '1' } : {} };
     if (refusal) {
       const { error, headers } = refusal;
-      metrics.requests.inc({ protocol: 'rest', route: 'unmatched', method: req.method ?? '', code: error.status, model: '' });
+      recordRequest('rest', 'unmatched', req.method ?? '', error.status, '', 0);
       const text = JSON.stringify({ error: error.message });
       res.writeHead(error.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close', ...headers });
       res.end(text);

@@ -10,7 +10,7 @@ import { copyTensors, encodeInferenceRecords } from '../monitor/inference-record
 import type { ModelRepository } from './model-repository.js';
 import { failureLogger } from './failure-log.js';
 import type { InferenceLog } from './inference-log.js';
-import type { ServerMetrics } from './metrics.js';
+import { requestRecorder, type ServerMetrics } from './metrics.js';
 import { closeWithin, type ServingState } from './state.js';
 
 export interface GrpcServerOptions {
@@ -80,6 +80,7 @@ function lenientDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefinitio
 export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const { repository, metrics, state, log, inferenceLog } = options;
   const logFailure = failureLogger(log);
+  const recordRequest = requestRecorder(metrics);
   const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxMessageBytes, 'grpc.max_send_message_length': -1 });
   let stopWatchingTls: (() => void) | undefined;
   const health = new HealthImplementation({ '': 'NOT_SERVING', [INFERENCE_SERVICE]: 'NOT_SERVING' });
@@ -138,8 +139,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
         const request = call.request as { model_name?: unknown; name?: unknown } | undefined;
         const given = MODEL_RPCS.has(name) ? String(request?.model_name || request?.name || repository.names[0]) : '';
         const model = repository.has(given) ? given : '';
-        metrics.requests.inc({ protocol: 'grpc', route: name, method: 'POST', code: grpc.status[code], model });
-        metrics.requestSeconds.observe({ protocol: 'grpc', route: name, model }, (performance.now() - started) / 1000);
+        recordRequest('grpc', name, 'POST', grpc.status[code], model, (performance.now() - started) / 1000);
       };
       Promise.resolve()
         .then(async () => {

@@ -1,12 +1,16 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { BoundCounter, BoundHistogram } from './bound-metrics.js';
 
 export interface ServerMetrics {
   registry: Registry;
-  requests: Counter<'protocol' | 'route' | 'method' | 'code' | 'model'>;
-  requestSeconds: Histogram<'protocol' | 'route' | 'model'>;
-  inferenceSeconds: Histogram<'model' | 'version'>;
-  queueSeconds: Histogram<'model' | 'version'>;
-  batchSize: Histogram<'model' | 'version'>;
+  /** Per request or run: bound series, see bound-metrics.ts. Labels: protocol, route, method, code, model. */
+  requests: BoundCounter;
+  /** protocol, route, model. */
+  requestSeconds: BoundHistogram;
+  /** These three: model, version. */
+  inferenceSeconds: BoundHistogram;
+  queueSeconds: BoundHistogram;
+  batchSize: BoundHistogram;
   inFlight: Gauge;
   deadlineExceeded: Counter<'stage' | 'model' | 'version'>;
   workersReplaced: Counter<'reason' | 'model' | 'version'>;
@@ -14,6 +18,26 @@ export interface ServerMetrics {
   /** A shadow version's answers against the serving version's: agree, disagree, failed (the shadow's run), skipped (too many shadow runs in flight). */
   shadowAgreement: Counter<'model' | 'version' | 'serving_version' | 'outcome'>;
   shadowDifference: Histogram<'model' | 'version'>;
+}
+
+/**
+ * Counts a finished request in mlops_http_requests_total and mlops_http_request_duration_seconds. The
+ * label children are kept per label set: prom-client hashes a label object on every inc() and
+ * observe(), which the hot path paid twice a request (the label values are bounded: routes are
+ * templates, methods those Node parses, models those the server holds).
+ */
+export function requestRecorder(metrics: ServerMetrics): (protocol: string, route: string, method: string, code: string | number, model: string, seconds: number) => void {
+  const children = new Map<string, { count: { inc(): void }; seconds: { observe(value: number): void } }>();
+  return (protocol, route, method, code, model, seconds) => {
+    const key = `${protocol} ${route} ${method} ${code} ${model}`;
+    let child = children.get(key);
+    if (!child) {
+      child = { count: metrics.requests.labels({ protocol, route, method, code, model }), seconds: metrics.requestSeconds.labels({ protocol, route, model }) };
+      children.set(key, child);
+    }
+    child.count.inc();
+    child.seconds.observe(seconds);
+  };
 }
 
 /** One model version's share of the metrics: label children bound once, so a run costs no label lookup. */
@@ -70,40 +94,16 @@ export function createServerMetrics(held: () => HeldVersion[]): ServerMetrics {
   for (const name of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`mlops_nodejs_active_${name}_total`);
   const metrics: ServerMetrics = {
     registry,
-    requests: new Counter({
-      name: 'mlops_http_requests_total',
-      help: 'Requests by protocol (rest, grpc), route (or RPC), method, status code (HTTP status, or gRPC status name) and the model named ("" for none)',
-      labelNames: ['protocol', 'route', 'method', 'code', 'model'],
-      registers: [registry],
-    }),
-    requestSeconds: new Histogram({
-      name: 'mlops_http_request_duration_seconds',
-      help: 'Time from request received to response sent, by protocol, route (or RPC) and model',
-      labelNames: ['protocol', 'route', 'model'],
-      buckets: LATENCY_BUCKETS,
-      registers: [registry],
-    }),
-    inferenceSeconds: new Histogram({
-      name: 'mlops_inference_duration_seconds',
-      help: 'ONNX Runtime session.run time per (possibly batched) run',
-      labelNames: ['model', 'version'],
-      buckets: LATENCY_BUCKETS,
-      registers: [registry],
-    }),
-    queueSeconds: new Histogram({
-      name: 'mlops_inference_queue_duration_seconds',
-      help: 'Time a request waited for the model before its run started',
-      labelNames: ['model', 'version'],
-      buckets: LATENCY_BUCKETS,
-      registers: [registry],
-    }),
-    batchSize: new Histogram({
-      name: 'mlops_batch_size',
-      help: 'Rows per model run',
-      labelNames: ['model', 'version'],
-      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
-      registers: [registry],
-    }),
+    requests: new BoundCounter(
+      registry,
+      'mlops_http_requests_total',
+      'Requests by protocol (rest, grpc), route (or RPC), method, status code (HTTP status, or gRPC status name) and the model named ("" for none)',
+      ['protocol', 'route', 'method', 'code', 'model'],
+    ),
+    requestSeconds: new BoundHistogram(registry, 'mlops_http_request_duration_seconds', 'Time from request received to response sent, by protocol, route (or RPC) and model', ['protocol', 'route', 'model'], LATENCY_BUCKETS),
+    inferenceSeconds: new BoundHistogram(registry, 'mlops_inference_duration_seconds', 'ONNX Runtime session.run time per (possibly batched) run', ['model', 'version'], LATENCY_BUCKETS),
+    queueSeconds: new BoundHistogram(registry, 'mlops_inference_queue_duration_seconds', 'Time a request waited for the model before its run started', ['model', 'version'], LATENCY_BUCKETS),
+    batchSize: new BoundHistogram(registry, 'mlops_batch_size', 'Rows per model run', ['model', 'version'], [1, 2, 4, 8, 16, 32, 64, 128, 256]),
     inFlight: new Gauge({ name: 'mlops_http_requests_in_flight', help: 'Requests being handled', registers: [registry] }),
     deadlineExceeded: new Counter({
       name: 'mlops_inference_deadline_exceeded_total',
