@@ -238,6 +238,37 @@ describe('several models in one server', () => {
   }, 60_000);
 });
 
+describe('shadows of large requests', () => {
+  it('a body decoded in a worker (over offloadBytes) is copied for the shadow before the serving run takes it: both answer, and they agree', async () => {
+    const image = await startServer(
+      serveOptions('image_cnn', { workers: 2, models: [spec('image_cnn', '1', 'image_cnn', { workers: 2 }), spec('image_cnn', '2', 'image_cnn', { shadow: true, workers: 1 })] }),
+      quiet,
+    );
+    try {
+      const meta = (await (await fetch(`${image.url}/v2/models/image_cnn`)).json()) as { inputs: { name: string; shape: number[] }[] };
+      const [input] = meta.inputs;
+      const size = 3 * 224 * 224;
+      const pixels = Float32Array.from({ length: size }, (_, i) => ((i * 31) % 255) / 255);
+      const head = Buffer.from(JSON.stringify({ inputs: [{ name: input.name, datatype: 'FP32', shape: [1, 3, 224, 224], parameters: { binary_data_size: size * 4 } }] }));
+      const body = Buffer.concat([head, Buffer.from(pixels.buffer)]);
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${image.url}/v2/models/image_cnn/infer`, { method: 'POST', headers: { 'inference-header-content-length': String(head.length) }, body });
+        expect(res.status).toBe(200);
+        expect(((await res.json()) as { model_version: string }).model_version).toBe('1');
+      }
+      let text = '';
+      for (let i = 0; i < 100 && !/outcome="agree"\} 3/.test(text); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        text = await (await fetch(`${image.url}/metrics`)).text();
+      }
+      expect(text).toMatch(/mlops_shadow_agreement_total\{model="image_cnn",version="2",serving_version="1",outcome="agree"\} 3/);
+      expect(text).toMatch(/mlops_shadow_max_abs_difference_bucket\{le="0",model="image_cnn",version="2"\} 3/);
+    } finally {
+      await image.stop();
+    }
+  }, 60_000);
+});
+
 describe('model repository control and limits', () => {
   it('load and unload are refused (403) unless server.repositoryControl is on', async () => {
     const single = await startServer(serveOptions('wine', { workers: 0 }), quiet);

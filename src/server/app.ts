@@ -115,8 +115,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
     const shadows = mirrored ? repository.shadowsOf(served) : NO_SHADOWS;
     if (engine.workers > 0 && body.byteLength > options.offloadBytes) {
       const log = logged ? (inferenceLog!.inputs ? 'with-inputs' : 'outputs') : undefined;
-      // The body may move to the worker: the shadows get their own copy first.
-      const copy = shadows.length > 0 ? { body: body.slice(), header } : undefined;
+      // The body may move to the worker: the shadows get their own copy first (Buffer.slice would be a view of it).
+      const copy = shadows.length > 0 ? { body: new Uint8Array(body), header } : undefined;
       const due = deadline();
       const reply = await engine.inferRest(body, header, OWNED.has(body.buffer), { id: requestId(req), log }, due);
       sendInferResponse(res, reply.body, reply.headerLength, framing);

@@ -190,7 +190,8 @@ export class ModelRepository {
       }
       this.shadowRuns++;
       const run = 'body' in inputs
-        ? shadow.engine.inferRest(inputs.body.slice(), inputs.header, true, { id: 'shadow' }, deadline).then((reply) => decodeRestResponse(reply.body, reply.headerLength))
+        ? // The copy the caller made has a buffer of its own, which moves to the shadow's worker: a second shadow needs another.
+          shadow.engine.inferRest(shadows.length > 1 ? new Uint8Array(inputs.body) : inputs.body, inputs.header, true, { id: 'shadow' }, deadline).then((reply) => decodeRestResponse(reply.body, reply.headerLength))
         : shadow.engine.infer(shadows.length > 1 ? copyTensors(inputs.tensors) : inputs.tensors, rows, deadline);
       run.then(
         (shadowed) => {
