@@ -89,32 +89,25 @@ describe('POST /v2/models/{name}/explain', () => {
 
 describe('when a server cannot explain, it says why', () => {
   it('a string input is a clear 400; no background is 409; no worker threads is 503', async () => {
-    const strings = await startServer(serveOptions('string_echo'), quiet);
-    try {
-      const answer = await post(`${strings.url}/v2/models/string_echo/explain`, { inputs: [{ name: 'text', datatype: 'BYTES', shape: [1], data: ['hi'] }] });
-      expect(answer.status).toBe(400);
-      expect(String(answer.json.error)).toMatch(/^explanations take one numeric input, \[batch, features\] \(Kernel SHAP\) or image-like \(occlusion\); model 'string_echo' has text BYTES/);
-    } finally {
-      await strings.stop();
-    }
-    const noBackground = await startServer(serveOptions('linear_ignores'), quiet);
+    // A server of its own for each case: what its explain route answers.
+    const refusal = async (options: Parameters<typeof serveOptions>, body: unknown) => {
+      const server = await startServer(serveOptions(...options), quiet);
+      try {
+        return await post(`${server.url}/v2/models/${options[0]}/explain`, body);
+      } finally {
+        await server.stop();
+      }
+    };
+    const strings = await refusal(['string_echo'], { inputs: [{ name: 'text', datatype: 'BYTES', shape: [1], data: ['hi'] }] });
+    expect(strings.status).toBe(400);
+    expect(String(strings.json.error)).toMatch(/^explanations take one numeric input, \[batch, features\] \(Kernel SHAP\) or image-like \(occlusion\); model 'string_echo' has text BYTES/);
     const body = { inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 4], data: [0, 0, 0, 0] }] };
-    try {
-      const answer = await post(`${noBackground.url}/v2/models/linear_ignores/explain`, body);
-      expect(answer.status).toBe(409);
-      expect(String(answer.json.error)).toContain('this server has no explanation background');
-    } finally {
-      await noBackground.stop();
-    }
-    const file = path.join(WORK, 'linear.json');
-    const noWorkers = await startServer(serveOptions('linear_ignores', { profilePath: file, workers: 0 }), quiet);
-    try {
-      const answer = await post(`${noWorkers.url}/v2/models/linear_ignores/explain`, body);
-      expect(answer.status).toBe(503);
-      expect(String(answer.json.error)).toContain('explanations run in worker threads');
-    } finally {
-      await noWorkers.stop();
-    }
+    const noBackground = await refusal(['linear_ignores'], body);
+    expect(noBackground.status).toBe(409);
+    expect(String(noBackground.json.error)).toContain('this server has no explanation background');
+    const noWorkers = await refusal(['linear_ignores', { profilePath: path.join(WORK, 'linear.json'), workers: 0 }], body);
+    expect(noWorkers.status).toBe(503);
+    expect(String(noWorkers.json.error)).toContain('explanations run in worker threads');
   });
 
   it('a 30-feature classifier: sampled coalitions, every row efficient, both probability columns explained', async () => {

@@ -1,5 +1,6 @@
 import { getText } from '../http/ready.js';
 import type { ClientSecurity } from '../protocol/client-security.js';
+import { samples } from '../metrics/exposition.js';
 
 export interface ServerSideTimes {
   /** Mean ONNX Runtime time per run, and mean wait before a run, in ms; mean rows per run. */
@@ -27,10 +28,9 @@ export async function scrapeCounters(baseUrl: string, security?: ClientSecurity,
     'mlops_batch_size_sum',
     'mlops_batch_size_count',
   ]) {
-    for (const match of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) {
-      const labelled = /(?:^|,)model="((?:[^"\\]|\\.)*)"/.exec(match[1] ?? '')?.[1];
-      if (model !== undefined && labelled !== undefined && labelled !== model) continue;
-      out[name] = (out[name] ?? 0) + Number(match[2]);
+    for (const sample of samples(text, name)) {
+      if (model !== undefined && sample.labels.model !== undefined && sample.labels.model !== model) continue;
+      out[name] = (out[name] ?? 0) + sample.value;
     }
   }
   return out;

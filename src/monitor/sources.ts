@@ -3,6 +3,8 @@
  * replica, summed), or Prometheus' sums of the profile counters.
  */
 import { readFile } from 'node:fs/promises';
+import { getText } from '../http/ready.js';
+import { samples } from '../metrics/exposition.js';
 import { fetch as undiciFetch } from 'undici';
 import { environmentError, inputError } from '../errors.js';
 import { authHeaders, tlsDispatcher, type ClientSecurity } from '../protocol/client-security.js';
@@ -115,7 +117,7 @@ export async function fromServers(urls: string[], modelName: string | undefined,
 }
 
 /** One version a server holds, as its /metrics says (mlops_model_info), with its shadow outcomes when it is a shadow. */
-export interface HeldVersion {
+export interface VersionOnServers {
   version: string;
   role: 'serving' | 'shadow';
   weight: number;
@@ -127,38 +129,22 @@ export interface HeldVersion {
  * The versions of `model` the servers hold, from their /metrics: one entry per version, shadow
  * outcomes summed over the servers. Empty when the servers say nothing of versions (older images).
  */
-export async function fetchVersions(urls: string[], model: string, security?: ClientSecurity): Promise<HeldVersion[]> {
-  const held = new Map<string, HeldVersion>();
-  const quoted = JSON.stringify(model);
+export async function fetchVersions(urls: string[], model: string, security?: ClientSecurity): Promise<VersionOnServers[]> {
+  const held = new Map<string, VersionOnServers>();
   for (const base of urls) {
     const url = `${base.replace(/\/$/, '')}/metrics`;
-    let text: string;
-    try {
-      const dispatcher = tlsDispatcher(security);
-      const response = (await undiciFetch(url, { headers: authHeaders(security), signal: AbortSignal.timeout(TIMEOUT_MS), ...(dispatcher ? { dispatcher } : {}) })) as unknown as Response;
-      if (!response.ok) throw environmentError(`${url} answered HTTP ${response.status}`, response.status === 401 ? 'the server asks for a token on /metrics (server.auth.metrics): set MLOPS_TOKEN or pass --token-file' : undefined);
-      text = await response.text();
-    } catch (error) {
-      if ((error as { exitCode?: number }).exitCode !== undefined) throw error;
-      throw environmentError(`cannot reach ${url}: ${(error as Error).message}`, 'check the URL and that the server is up');
+    const answer = await getText(url, TIMEOUT_MS, security);
+    if (!answer) throw environmentError(`cannot reach ${url}`, 'check the URL and that the server is up');
+    if (answer.status !== 200) throw environmentError(`${url} answered HTTP ${answer.status}`, answer.status === 401 ? 'the server asks for a token on /metrics (server.auth.metrics): set MLOPS_TOKEN or pass --token-file' : undefined);
+    for (const { labels } of samples(answer.body, 'mlops_model_info')) {
+      if (labels.name !== model || held.has(labels.version)) continue;
+      held.set(labels.version, { version: labels.version, role: labels.role === 'shadow' ? 'shadow' : 'serving', weight: Number(labels.weight ?? 1), outcomes: {} });
     }
-    for (const line of text.split('\n')) {
-      const info = /^mlops_model_info\{(.*)\} 1$/.exec(line);
-      const labels = (body: string) => Object.fromEntries([...body.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], JSON.parse(`"${m[2]}"`) as string]));
-      if (info) {
-        const l = labels(info[1]);
-        if (JSON.stringify(l.name) !== quoted) continue;
-        if (!held.has(l.version)) held.set(l.version, { version: l.version, role: l.role === 'shadow' ? 'shadow' : 'serving', weight: Number(l.weight ?? 1), outcomes: {} });
-        continue;
-      }
-      const outcome = /^mlops_shadow_agreement_total\{(.*)\} (\S+)$/.exec(line);
-      if (outcome) {
-        const l = labels(outcome[1]);
-        if (JSON.stringify(l.model) !== quoted) continue;
-        const entry = held.get(l.version) ?? { version: l.version, role: 'shadow' as const, weight: 0, outcomes: {} };
-        held.set(l.version, entry);
-        entry.outcomes[l.outcome] = (entry.outcomes[l.outcome] ?? 0) + Number(outcome[2]);
-      }
+    for (const { labels, value } of samples(answer.body, 'mlops_shadow_agreement_total')) {
+      if (labels.model !== model) continue;
+      const entry = held.get(labels.version) ?? { version: labels.version, role: 'shadow' as const, weight: 0, outcomes: {} };
+      held.set(labels.version, entry);
+      entry.outcomes[labels.outcome] = (entry.outcomes[labels.outcome] ?? 0) + value;
     }
   }
   return [...held.values()];

@@ -7,7 +7,7 @@ import { accessRefusal, bearerToken, type AccessControl } from './auth.js';
 import { grpcServerCredentials, type TlsOptions } from './tls.js';
 import { EXTENSIONS } from './app.js';
 import { copyTensors, encodeInferenceRecords } from '../monitor/inference-records.js';
-import type { ModelRepository } from './model-repository.js';
+import type { ModelRepository, ServedVersion } from './model-repository.js';
 import { failureLogger } from './failure-log.js';
 import type { InferenceLog } from './inference-log.js';
 import { requestRecorder, type ServerMetrics } from './metrics.js';
@@ -115,7 +115,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       const logged = inferenceLog?.sampled() ?? false;
       const inputs = logged && inferenceLog!.inputs ? copyTensors(request.inputs) : undefined;
       // Batching may hand the inputs' buffers to a worker thread: the shadows keep a copy.
-      const shadows = version === undefined ? repository.shadowsOf(served) : [];
+      const shadows = version === undefined ? repository.shadowsOf(served) : NO_SHADOWS;
       const copy = shadows.length > 0 ? { tensors: copyTensors(request.inputs) } : undefined;
       const due = deadlineOf(call);
       const result = await engine.infer(request.inputs, request.rows, due);
@@ -189,6 +189,8 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     },
   };
 }
+
+const NO_SHADOWS: ServedVersion[] = [];
 
 /** The RPCs about one model: their metrics carry its name (the first model's when the request names none). */
 const MODEL_RPCS = new Set(['ModelReady', 'ModelMetadata', 'ModelInfer']);

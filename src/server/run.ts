@@ -47,18 +47,18 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   const tls = tlsEnabled(options.tls) ? options.tls : undefined;
   if (tls) loadTlsFiles(tls);
   const specs = options.repositoryFile ? await readRepositoryFile(options.repositoryFile, options) : servedSpecs(options);
-  let repository: ModelRepository | undefined;
-  const metrics = createServerMetrics(() => repository?.heldVersions() ?? []);
-  repository = await ModelRepository.start(
+  // The metrics are made first (the engines report into them); what they list comes once the models are loaded.
+  let loaded: ModelRepository | undefined;
+  const metrics = createServerMetrics(() => loaded?.heldVersions() ?? []);
+  const repository = (loaded = await ModelRepository.start(
     specs,
     { intraOpThreads: options.intraOpThreads, allowNonFinite: options.allowNonFinite, inlineMaxMs: options.inlineMaxMs, explain: options.explain, memory: MemoryLedger.from(options.memoryBudget), drainMs: options.inferenceTimeoutMs },
     metrics,
     log,
-  );
-  const models = repository;
+  ));
   placementMetrics(metrics.registry, () => {
     // One model: its placement. Several: workers summed, "workers" when any model runs in them.
-    const loaded = models.loaded;
+    const loaded = repository.loaded;
     return {
       where: loaded.some((v) => v.engine.placement.where === 'workers') ? 'workers' : 'main-thread',
       workers: loaded.reduce((n, v) => n + v.engine.workers, 0),
@@ -125,7 +125,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
     workers: first.engine.workers,
     // The first model's engine now: a load may have replaced the one it started with.
     get placement() {
-      return (models.loaded[0] ?? first).engine.placement;
+      return (repository.loaded[0] ?? first).engine.placement;
     },
     get ready() {
       return state.ready;
@@ -136,7 +136,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
       state.draining = true;
       grpc?.setServing(false);
       const outcomes = await Promise.all([rest.shutdown(options.shutdownTimeoutMs), grpc?.shutdown(options.shutdownTimeoutMs) ?? { forced: false }]);
-      const { abandonedRuns } = await models.release();
+      const { abandonedRuns } = await repository.release();
       access?.close();
       // The rows of the last requests reach the sink, if it answers soon.
       await inferenceLog?.close(2000);
