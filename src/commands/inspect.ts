@@ -2,11 +2,14 @@ import path from 'node:path';
 import { inspectModel, type TensorSpec } from '../model/inspect.js';
 import { renderTable } from '../ui/reporter.js';
 import { ExitCode } from '../errors.js';
+import { describePlan, loadProcessing, servableSignature } from '../processing/plan.js';
 import type { CommandContext } from './context.js';
 
 export async function run(modelArg: string | undefined, ctx: CommandContext): Promise<number> {
   const modelPath = modelArg ?? (await configuredModelPath(ctx));
   const info = await inspectModel(modelPath, { cwd: ctx.cwd });
+  const overrides = modelArg === undefined ? (await ctx.config()).config.model : {};
+  const processing = await loadProcessing(info.path, servableSignature(info), overrides);
   const tensor = ({ name, datatype, shape }: TensorSpec) => ({ name, datatype, shape });
   const result = {
     path: info.path,
@@ -20,6 +23,7 @@ export async function run(modelArg: string | undefined, ctx: CommandContext): Pr
     outputs: info.outputs.map(tensor),
     metadata: info.metadata,
     externalData: info.externalData,
+    processing: processing ? { files: processing.files.map((f) => ({ name: f.name, sha256: f.sha256 })), receives: describePlan(processing) } : null,
   };
   ctx.reporter.result(result, (r, s) => {
     const shape = (t: { shape: number[] | null }) => (t.shape ? `[${t.shape.join(', ')}]` : 'unknown');
@@ -37,6 +41,7 @@ export async function run(modelArg: string | undefined, ctx: CommandContext): Pr
       '',
       s.bold('outputs'),
       renderTable(['name', 'datatype', 'shape'], rows(r.outputs)),
+      ...(r.processing ? ['', s.bold('model folder') + `  ${r.processing.files.map((f) => f.name).join(', ')}`, ...r.processing.receives.map((line) => `  ${line}`)] : []),
     ].join('\n');
   });
   return ExitCode.ok;

@@ -2,6 +2,7 @@
  * Every config field's default, in one place. mlops.config.example.json shows
  * the same values with a comment for each; test/config.test.ts keeps them equal.
  */
+import type { PostprocessConfig, PreprocessConfig } from './schema.js';
 export interface LocalTarget {
   type: 'local';
   /** Host address the port is published on. */
@@ -235,6 +236,8 @@ export interface ModelEntry {
   /** These take the top-level model's, server's, test's and monitor's values where the entry gives none. */
   shapes: Record<string, number[]>;
   inputData: string;
+  preprocess: PreprocessConfig;
+  postprocess: PostprocessConfig;
   workers: number;
   batching: Config['server']['batching'];
   test: Config['test'];
@@ -247,7 +250,7 @@ export interface ModelEntry {
 export const MODEL_ENTRY_DEFAULTS = { version: '1', weight: 1, shadow: false };
 
 export interface Config {
-  model: { path: string; name: string; version: string; shapes: Record<string, number[]>; inputData: string };
+  model: { path: string; name: string; version: string; shapes: Record<string, number[]>; inputData: string; preprocess: PreprocessConfig; postprocess: PostprocessConfig };
   /** Several models in one image and server; empty: the one `model`. */
   models: ModelEntry[];
   server: {
@@ -336,6 +339,10 @@ export const DEFAULTS: Config = {
     shapes: {},
     /** What those requests hold: "random", "zero", or a JSON file in perf_analyzer's input format (--input-data). */
     inputData: 'random',
+    /** Images and texts to tensors (image: resize, crop, normalize...; text: maxLength, truncation); empty: what the model folder's preprocessor_config.json and tokenizer files say. */
+    preprocess: {},
+    /** Scores to labels (function, topK, labels, output); empty: config.json's id2label and problem_type. */
+    postprocess: {},
   },
   /**
    * Several models served by one image: each {name, path, version} or {name, versions: [{version, path, weight, shadow}]},

@@ -18,7 +18,7 @@ export interface SelectedModel {
 export function configForModel(config: Config, entry: ModelEntry): Config {
   return {
     ...config,
-    model: { path: entry.path, name: entry.name, version: entry.version, shapes: entry.shapes, inputData: entry.inputData },
+    model: { path: entry.path, name: entry.name, version: entry.version, shapes: entry.shapes, inputData: entry.inputData, preprocess: entry.preprocess, postprocess: entry.postprocess },
     models: [],
     test: entry.test,
     monitor: entry.monitor,

@@ -30,6 +30,8 @@ export function applyDefaults(raw: RawConfig): Config {
       versions,
       shapes: m.shapes ?? config.model.shapes,
       inputData: m.inputData ?? config.model.inputData,
+      preprocess: m.preprocess ?? config.model.preprocess,
+      postprocess: m.postprocess ?? config.model.postprocess,
       workers: m.workers ?? config.server.workers,
       batching: merge(config.server.batching, m.batching),
       // The top-level sections are every model's defaults.

@@ -45,6 +45,60 @@ const azureResource = {
 };
 const kubeName = (what: string) => text(what).regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/, { error: 'expected a DNS label (lowercase letters, digits, "-")' });
 
+const size = z.object({ height: int(1, 65536, 'pixels'), width: int(1, 65536, 'pixels') }).strict();
+const positive = (what: string) => z.number({ error: `expected ${what}` }).positive({ error: `expected ${what} above 0` });
+/** model.preprocess: how raw images and texts become the model's tensors; each field wins over the export folder's files. */
+const preprocess = z
+  .object({
+    image: z
+      .object({
+        input: text('a model input name'),
+        convertRgb: z.boolean({ error: 'expected true or false' }),
+        resize: z.union(
+          [
+            size,
+            z.object({ shortestEdge: int(1, 65536, 'pixels'), longestEdge: int(1, 65536, 'pixels').optional(), cropPct: positive('a share like 0.875').max(1, { error: 'expected a share up to 1' }).optional() }).strict(),
+            z.object({ longestEdge: int(1, 65536, 'pixels') }).strict(),
+            z.null(),
+          ],
+          { error: 'expected {"height", "width"}, {"shortestEdge"[, "longestEdge", "cropPct"]}, {"longestEdge"} or null (no resize)' },
+        ),
+        resample: z.enum(['nearest', 'bilinear', 'bicubic', 'lanczos', 'box', 'hamming'], { error: 'expected nearest, bilinear, bicubic, lanczos, box or hamming' }),
+        centerCrop: z.union([size, z.null()], { error: 'expected {"height", "width"} or null' }),
+        rescaleFactor: z.union([positive('a factor like 0.00392156862745098'), z.null()]),
+        normalize: z.union([z.object({ mean: z.array(z.number()).min(1), std: z.array(positive('a standard deviation')).min(1) }).strict(), z.null()], { error: 'expected {"mean": [...], "std": [...]} or null' }),
+        alpha: z.enum(['white', 'black', 'refuse'], { error: 'expected "white", "black" or "refuse"' }),
+        maxBytes: int(1, 2 ** 31 - 1, 'a size in bytes'),
+        maxPixels: int(1, 2 ** 40, 'a pixel count'),
+        formats: z.array(z.enum(['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif'], { error: 'expected jpeg, png, webp, gif, tiff or avif' })).min(1, { error: 'expected at least one format' }),
+      })
+      .partial()
+      .strict(),
+    text: z
+      .object({
+        maxLength: int(1, 1_000_000, 'a token count'),
+        truncation: z.enum(['truncate', 'refuse'], { error: 'expected "truncate" or "refuse"' }),
+        maxBytes: int(1, 2 ** 31 - 1, 'a size in bytes'),
+      })
+      .partial()
+      .strict(),
+  })
+  .partial()
+  .strict();
+/** model.postprocess: a classifier's scores to labels; each field wins over config.json's id2label and problem_type. */
+const postprocess = z
+  .object({
+    function: z.enum(['auto', 'softmax', 'sigmoid', 'none'], { error: 'expected "auto", "softmax", "sigmoid" or "none"' }),
+    topK: int(1, 1_000_000, 'a count of labels'),
+    labels: z.array(text('a label name'), { error: 'expected a list of class names in the output\'s order' }),
+    output: text('a model output name'),
+  })
+  .partial()
+  .strict();
+
+export type PreprocessConfig = z.infer<typeof preprocess>;
+export type PostprocessConfig = z.infer<typeof postprocess>;
+
 const sections = z
   .object({
     $schema: z.string().optional(),
@@ -61,6 +115,8 @@ const sections = z
           { error: 'expected an object of input name to shape, like {"input": [1, 512]}' },
         ),
         inputData: text('"random", "zero" or the path of a JSON file in perf_analyzer\'s input format').min(1, { error: 'expected "random", "zero" or a file path' }),
+        preprocess: preprocess,
+        postprocess: postprocess,
       })
       .partial()
       .strict(),
@@ -485,6 +541,8 @@ const modelEntry = z
     version: modelVersion,
     shapes: modelShape.shapes,
     inputData: modelShape.inputData,
+    preprocess: modelShape.preprocess,
+    postprocess: modelShape.postprocess,
     workers: sections.shape.server.unwrap().shape.workers,
     batching: sections.shape.server.unwrap().shape.batching,
     test: sections.shape.test,

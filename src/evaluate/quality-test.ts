@@ -9,6 +9,7 @@ import { LOWER_IS_BETTER } from '../metrics/regression.js';
 import { openTarget, type TargetFlags } from '../predict/target.js';
 import { evaluate, type Evaluation } from './evaluate.js';
 import type { FeatureSummary } from '../holdout/stats.js';
+import { processingFor, type ProcessingPlan } from '../processing/plan.js';
 
 export { CLASSIFICATION_METRICS, REGRESSION_METRICS };
 
@@ -87,6 +88,8 @@ export async function runQualityTest(options: RunTestOptions): Promise<TestRepor
     purpose: 'test',
   });
   try {
+    // A model folder's preprocessing reads image folders and text columns; its id2label names the classes.
+    const processing = await processingFor(path.resolve(flags.model ? options.cwd : options.projectDir, flags.model ?? config.model.path), target.predictor, config.model);
     const holdout = await openHoldout({
       cwd: options.cwd,
       holdout: holdoutPath,
@@ -94,11 +97,12 @@ export async function runQualityTest(options: RunTestOptions): Promise<TestRepor
       inputs: target.predictor.inputs,
       label: config.test.label,
       features: config.test.features,
+      processing,
     });
     const result = await evaluate({
       predictor: target.predictor,
       holdout: { ...holdout, file: holdoutPath },
-      settings: config.test,
+      settings: withClassNames(config.test, processing),
       reference: target.reference,
       onProgress: options.onProgress,
     });
@@ -140,3 +144,9 @@ export async function runQualityTest(options: RunTestOptions): Promise<TestRepor
 }
 
 export { describeGate };
+
+/** test.labels, or else the model folder's id2label names, so that a holdout can name its classes. */
+export function withClassNames(settings: Config['test'], processing: ProcessingPlan | undefined): Config['test'] {
+  const names = processing?.labels?.names ?? [];
+  return settings.labels.length === 0 && names.length > 0 ? { ...settings, labels: names } : settings;
+}

@@ -5,6 +5,8 @@ import type { ServableTensor } from '../model/session.js';
 import { openCsv } from './csv.js';
 import { openJsonl } from './jsonl.js';
 import { openNpy } from './npy.js';
+import { openImageFolder, openMediaTable } from './media.js';
+import type { InputFacts, ProcessingPlan } from '../processing/plan.js';
 import type { HoldoutSource, InputLayout } from './types.js';
 
 export function inputLayouts(inputs: Pick<ServableTensor, 'name' | 'datatype' | 'shape'>[]): InputLayout[] {
@@ -29,16 +31,31 @@ export interface OpenHoldoutOptions {
   /** Accept data without labels: for a reference profile, which needs none. */
   labelOptional?: boolean;
   features: string[] | Record<string, string[]>;
+  /** The model's preprocessing, when it takes images or text: image folders and image/text columns read through it. */
+  processing?: ProcessingPlan;
+  onFacts?: (facts: InputFacts) => void;
 }
 
-/** Opens a holdout by its extension: .csv, .jsonl/.ndjson, or .npy with --labels. */
+/**
+ * Opens a holdout by its extension: .csv, .jsonl/.ndjson, or .npy with --labels; for a model that
+ * takes images or text, also a folder of images per class, or a table with an image or text column.
+ */
 export async function openHoldout(options: OpenHoldoutOptions): Promise<HoldoutSource> {
   const file = path.resolve(options.cwd, options.holdout);
   const shown = options.holdout;
   const info = await stat(file).catch(() => undefined);
+  if (info?.isDirectory()) {
+    if (!options.processing?.image) throw inputError(`${shown} is a folder, and the model takes no images`, 'a folder holdout is images in one subfolder per class; for tensors pass a .csv, .jsonl or .npy file');
+    return openImageFolder({ file, shown, plan: options.processing, label: options.label, labelOptional: options.labelOptional, onFacts: options.onFacts });
+  }
   if (!info?.isFile()) throw inputError(`holdout not found: ${shown}`, 'check the --holdout path');
   const layouts = inputLayouts(options.inputs);
   const extension = path.extname(file).toLowerCase();
+  const table = extension === '.csv' ? 'csv' : extension === '.jsonl' || extension === '.ndjson' ? 'jsonl' : undefined;
+  if (table && options.processing && !options.labels) {
+    const media = await openMediaTable({ file, shown, plan: options.processing, label: options.label, labelOptional: options.labelOptional, format: table, onFacts: options.onFacts });
+    if (media) return media;
+  }
   if (extension === '.npy') {
     if (!options.labels && !options.labelOptional) throw inputError(`${shown} is an .npy holdout: --labels <y.npy> is needed too`);
     return openNpy({ file, shown, labelsFile: options.labels && path.resolve(options.cwd, options.labels), labelsShown: options.labels, layouts });

@@ -92,7 +92,7 @@ export class FeatureStatistics {
     this.moments = new Moments(this.names.length);
   }
 
-  add(inputs: Record<string, (number | string)[]>): void {
+  add(inputs: Record<string, ArrayLike<number | string>>): void {
     const values = new Float64Array(this.slots.length);
     this.slots.forEach((slot, f) => {
       const row = inputs[slot.input];

@@ -14,7 +14,7 @@ export interface HoldoutRow {
   /** Where the row is, for error messages: "row 12" (CSV line), "line 3" (JSONL), "index 5" (npy). */
   where: string;
   /** Each input's values for this row, row-major. */
-  inputs: Record<string, (number | string)[]>;
+  inputs: Record<string, ArrayLike<number | string>>;
   /** Each input's row shape (known from the layout, or read from nested JSON). */
   shapes: Record<string, number[]>;
   label: string | number;
@@ -22,7 +22,7 @@ export interface HoldoutRow {
 
 export interface HoldoutSource {
   file: string;
-  format: 'csv' | 'jsonl' | 'npy';
+  format: 'csv' | 'jsonl' | 'npy' | 'images';
   /** Per-input feature names for statistics: CSV columns, or input[i]. */
   featureNames: Record<string, string[]>;
   rows(): AsyncGenerator<HoldoutRow>;

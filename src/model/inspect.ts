@@ -4,6 +4,7 @@ import path from 'node:path';
 import onnxProto from 'onnx-proto';
 import { inputError } from '../errors.js';
 import { onnxElementTypeName } from './datatypes.js';
+import { modelFileInFolder } from './model-file.js';
 
 /** A dynamic dimension without a name (no dim_param): it constrains nothing across tensors. */
 export const UNNAMED_DIM = '?';
@@ -81,11 +82,11 @@ function describeType(type: InstanceType<typeof onnx.TypeProto> | null | undefin
  * Every way the file can be unusable becomes a one-line input error.
  */
 export async function inspectModel(modelPath: string, options: { cwd?: string } = {}): Promise<ModelInfo> {
-  const absolute = path.resolve(options.cwd ?? process.cwd(), modelPath);
+  // A folder (a Hugging Face export) names its model.onnx, or its one .onnx file.
+  const absolute = (await modelFileInFolder(path.resolve(options.cwd ?? process.cwd(), modelPath), modelPath)) ?? path.resolve(options.cwd ?? process.cwd(), modelPath);
   let size: number;
   try {
     const info = await stat(absolute);
-    if (info.isDirectory()) throw inputError(`${modelPath} is a directory, not an ONNX model file`, 'pass the .onnx file inside it');
     size = info.size;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT')
@@ -185,6 +186,7 @@ function looksLikeText(bytes: Buffer): boolean {
 export function defaultModelName(modelPath: string): string {
   const absolute = path.resolve(modelPath);
   let stem = path.basename(absolute).replace(/\.onnx$/i, '');
+  // A folder, or its model.onnx: the folder's name.
   if (/^model$/i.test(stem)) stem = path.basename(path.dirname(absolute)) || stem;
   const name = stem
     .toLowerCase()

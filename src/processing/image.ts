@@ -1,0 +1,216 @@
+/**
+ * Encoded images (JPEG, PNG, WebP, GIF, TIFF, AVIF) to a model's pixel tensor, with the steps and
+ * defaults of Hugging Face's image processors: convert to RGB, resize (`{height, width}`,
+ * `{shortest_edge}` with ConvNeXt's `crop_pct`, `{longest_edge}`), centre crop, rescale, normalize,
+ * then the model's layout (NCHW or NHWC) and datatype. libvips (sharp) decodes and resizes, on its
+ * own thread pool: the event loop only lays the pixels out.
+ */
+import sharp, { type KernelEnum, type Metadata, type OutputInfo, type SharpOptions } from 'sharp';
+import { allocate, toHalfBits, type Datatype, type TensorData } from '../model/datatypes.js';
+import type { Tensor } from '../model/session.js';
+import { BadRequest as ProcessingError } from '../protocol/request.js';
+
+// One libvips cache per process would hold decoded images of every size seen: requests never repeat.
+sharp.cache(false);
+
+export type Resample = 'nearest' | 'bilinear' | 'bicubic' | 'lanczos' | 'box' | 'hamming';
+/** PIL's resampling constants, as preprocessor_config.json writes them. */
+const PIL_RESAMPLE: Record<number, Resample> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'box', 5: 'hamming' };
+/** libvips' nearest match for each: its reducers widen the kernel when shrinking, as PIL's do. */
+const KERNEL: Record<Resample, keyof KernelEnum> = { nearest: 'nearest', bilinear: 'linear', bicubic: 'cubic', lanczos: 'lanczos3', box: 'linear', hamming: 'linear' };
+
+export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif' | 'tiff' | 'avif';
+export const IMAGE_FORMATS: ImageFormat[] = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif'];
+
+export type ResizeRule = { height: number; width: number } | { shortestEdge: number; longestEdge?: number; cropPct?: number } | { longestEdge: number };
+
+/** Everything needed to turn one encoded image into the model's input, decided once per model. */
+export interface ImageSettings {
+  /** The model input the pixels fill. */
+  input: string;
+  datatype: Datatype;
+  layout: 'NCHW' | 'NHWC';
+  channels: 1 | 3;
+  /** The model's fixed height and width, when it has them. */
+  height: number | null;
+  width: number | null;
+  convertRgb: boolean;
+  resize: ResizeRule | null;
+  resample: Resample;
+  centerCrop: { height: number; width: number } | null;
+  rescaleFactor: number | null;
+  normalize: { mean: number[]; std: number[] } | null;
+  /** What to do with an alpha channel: composite on white or black, or refuse the image. */
+  alpha: 'white' | 'black' | 'refuse';
+  /** Checked before anything is decoded. */
+  maxBytes: number;
+  maxPixels: number;
+  formats: ImageFormat[];
+}
+
+/** What an image looked like before it was processed: the monitor's input statistics. */
+export interface ImageFacts {
+  format: ImageFormat;
+  width: number;
+  height: number;
+  /** Mean of the processed pixels before rescale/normalize, 0-255. */
+  brightness: number;
+  /** Standard deviation of those pixels, 0-255. */
+  contrast: number;
+}
+
+export const pilResample = (value: unknown): Resample | undefined => (typeof value === 'number' ? PIL_RESAMPLE[value] : undefined);
+
+/** The size an image is resized to under `rule`, as transformers computes it (its int() truncates). */
+export function resizedSize(rule: ResizeRule, width: number, height: number): { width: number; height: number } {
+  if ('height' in rule) return { width: rule.width, height: rule.height };
+  if ('shortestEdge' in rule) {
+    // ConvNeXt: under 384, resize the short side to edge / crop_pct, then the centre crop takes edge x edge.
+    const target = rule.cropPct !== undefined && rule.shortestEdge < 384 ? Math.trunc(rule.shortestEdge / rule.cropPct) : rule.shortestEdge;
+    if (rule.cropPct !== undefined && rule.shortestEdge >= 384) return { width: rule.shortestEdge, height: rule.shortestEdge };
+    const short = Math.min(width, height);
+    const long = Math.max(width, height);
+    let newShort = target;
+    let newLong = Math.trunc((target * long) / short);
+    if (rule.longestEdge !== undefined && newLong > rule.longestEdge) {
+      newShort = Math.trunc((rule.longestEdge * newShort) / newLong);
+      newLong = rule.longestEdge;
+    }
+    return width <= height ? { width: newShort, height: newLong } : { width: newLong, height: newShort };
+  }
+  const scale = rule.longestEdge / Math.max(width, height);
+  return { width: Math.max(1, Math.round(width * scale)), height: Math.max(1, Math.round(height * scale)) };
+}
+
+/** The crop after the resize: the processor's centre crop, or ConvNeXt's implied one. */
+function cropFor(settings: ImageSettings): { height: number; width: number } | null {
+  if (settings.centerCrop) return settings.centerCrop;
+  const rule = settings.resize;
+  if (rule && 'shortestEdge' in rule && rule.cropPct !== undefined && rule.shortestEdge < 384) return { height: rule.shortestEdge, width: rule.shortestEdge };
+  return null;
+}
+
+/** The height and width a processed image has, before it is seen (null: it depends on the image). */
+export function outputSize(settings: ImageSettings): { height: number; width: number } | null {
+  const crop = cropFor(settings);
+  if (crop) return crop;
+  if (settings.resize && 'height' in settings.resize) return settings.resize;
+  return null;
+}
+
+/** The decoded, resized and cropped pixels of one image, HWC uint8, with what was seen of it. */
+async function pixels(bytes: Uint8Array, settings: ImageSettings, where: string): Promise<{ data: Buffer; width: number; height: number; facts: Omit<ImageFacts, 'brightness' | 'contrast'> }> {
+  if (bytes.byteLength === 0) throw new ProcessingError(`${where}: empty image (0 bytes)`, 400);
+  if (bytes.byteLength > settings.maxBytes) throw new ProcessingError(`${where}: ${bytes.byteLength} bytes, over the ${settings.maxBytes} bytes an image may have (model.preprocess.image.maxBytes)`, 413);
+  const options: SharpOptions = { limitInputPixels: settings.maxPixels, failOn: 'truncated', pages: 1, autoOrient: true };
+  let meta: Metadata;
+  try {
+    // The header only: the size and format are judged before a pixel is decoded.
+    meta = await sharp(bytes, options).metadata();
+  } catch (error) {
+    throw new ProcessingError(`${where}: not an image that can be read (${firstLine(error)})`, 400);
+  }
+  const format = meta.format === 'heif' && meta.compression === 'av1' ? 'avif' : (meta.format as string) === 'jpg' ? 'jpeg' : (meta.format as string);
+  if (!(settings.formats as string[]).includes(format)) {
+    throw new ProcessingError(`${where}: ${format} images are not accepted; send one of ${settings.formats.join(', ')}`, 415);
+  }
+  const pageHeight = meta.pageHeight ?? meta.height;
+  if (!meta.width || !pageHeight || meta.width * pageHeight > settings.maxPixels) {
+    throw new ProcessingError(`${where}: ${meta.width} x ${pageHeight} pixels, over the ${settings.maxPixels} pixels an image may have (model.preprocess.image.maxPixels)`, 413);
+  }
+  if (meta.hasAlpha && settings.alpha === 'refuse') throw new ProcessingError(`${where}: the image has an alpha channel, which this model refuses (model.preprocess.image.alpha)`, 400);
+  // EXIF orientation is applied on load, so width and height are as a person sees the image.
+  const width = meta.autoOrient?.width ?? meta.width;
+  const height = meta.autoOrient?.height ?? pageHeight;
+  let pipeline = sharp(bytes, options);
+  if (meta.hasAlpha) pipeline = pipeline.flatten({ background: settings.alpha === 'black' ? '#000000' : '#ffffff' });
+  pipeline = settings.channels === 1 ? pipeline.toColourspace('b-w') : pipeline.toColourspace('srgb');
+  let size = { width, height };
+  if (settings.resize) {
+    size = resizedSize(settings.resize, width, height);
+    if (size.width !== width || size.height !== height) {
+      pipeline = pipeline.resize(size.width, size.height, { fit: 'fill', kernel: KERNEL[settings.resample], fastShrinkOnLoad: false });
+    }
+  }
+  const crop = cropFor(settings);
+  if (crop) {
+    // transformers' centre crop: floor((size - crop) / 2), padded with zeros where the image is smaller.
+    const top = Math.floor((size.height - crop.height) / 2);
+    const left = Math.floor((size.width - crop.width) / 2);
+    if (top < 0 || left < 0) {
+      pipeline = sharp(await pipeline.removeAlpha().raw().toBuffer(), { raw: { width: size.width, height: size.height, channels: settings.channels } }).extend({
+        top: Math.max(0, -top),
+        bottom: Math.max(0, crop.height - size.height + top),
+        left: Math.max(0, -left),
+        right: Math.max(0, crop.width - size.width + left),
+        background: '#000000',
+      });
+      const padded = { width: Math.max(size.width, crop.width), height: Math.max(size.height, crop.height) };
+      size = padded;
+    }
+    const t = Math.max(0, Math.floor((size.height - crop.height) / 2));
+    const l = Math.max(0, Math.floor((size.width - crop.width) / 2));
+    if (size.height !== crop.height || size.width !== crop.width) pipeline = pipeline.extract({ top: t, left: l, width: crop.width, height: crop.height });
+    size = crop;
+  }
+  let out: { data: Buffer; info: OutputInfo };
+  try {
+    out = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  } catch (error) {
+    throw new ProcessingError(`${where}: the image data is damaged (${firstLine(error)})`, 400);
+  }
+  if (out.info.channels !== settings.channels) throw new Error(`image pipeline gave ${out.info.channels} channels, not ${settings.channels}`);
+  return { data: out.data, width: out.info.width, height: out.info.height, facts: { format: format as ImageFormat, width, height } };
+}
+
+const firstLine = (error: unknown) => String((error as Error)?.message ?? error).split('\n')[0].replace(/^Input buffer /, '');
+
+/**
+ * Several encoded images to one batch tensor [n, C, H, W] (or [n, H, W, C]). Every image must
+ * come out at the same size: a model with fixed height and width, or a processor that fixes it.
+ */
+export async function imagesToTensor(images: Uint8Array[], settings: ImageSettings, where: (index: number) => string): Promise<{ tensor: Tensor; facts: ImageFacts[] }> {
+  const decoded = await Promise.all(images.map((bytes, i) => pixels(bytes, settings, where(i))));
+  const { width, height } = decoded[0];
+  if (settings.height !== null && settings.width !== null && (height !== settings.height || width !== settings.width)) {
+    throw new ProcessingError(`${where(0)}: processed to ${width} x ${height}, but the model takes ${settings.width} x ${settings.height}; set model.preprocess.image.resize`, 400);
+  }
+  decoded.forEach((d, i) => {
+    if (d.width !== width || d.height !== height) {
+      throw new ProcessingError(`${where(i)}: processed to ${d.width} x ${d.height}, but ${where(0)} to ${width} x ${height}; images of one batch must come out the same size (set a fixed resize)`, 400);
+    }
+  });
+  const c = settings.channels;
+  const plane = width * height;
+  const perImage = plane * c;
+  const data = allocate(settings.datatype, images.length * perImage) as Exclude<TensorData, string[] | BigInt64Array | BigUint64Array>;
+  const facts: ImageFacts[] = [];
+  const scale = settings.rescaleFactor ?? 1;
+  const mean = settings.normalize?.mean ?? [];
+  const std = settings.normalize?.std ?? [];
+  const half = settings.datatype === 'FP16';
+  const integer = settings.datatype === 'UINT8' || settings.datatype === 'INT8' || settings.datatype === 'INT32' || settings.datatype === 'INT64';
+  decoded.forEach((image, n) => {
+    const src = image.data;
+    let sum = 0;
+    let squares = 0;
+    for (let ch = 0; ch < c; ch++) {
+      // value = (pixel * scale - mean) / std  ==  pixel * a + b
+      const a = settings.normalize ? scale / (std[ch] ?? std[0]) : scale;
+      const b = settings.normalize ? -(mean[ch] ?? mean[0]) / (std[ch] ?? std[0]) : 0;
+      for (let p = 0; p < plane; p++) {
+        const px = src[p * c + ch];
+        sum += px;
+        squares += px * px;
+        const value = integer ? px : px * a + b;
+        const at = settings.layout === 'NCHW' ? n * perImage + ch * plane + p : n * perImage + p * c + ch;
+        data[at] = half ? toHalfBits(value) : value;
+      }
+    }
+    const count = plane * c;
+    const brightness = sum / count;
+    facts.push({ ...image.facts, brightness, contrast: Math.sqrt(Math.max(0, squares / count - brightness * brightness)) });
+  });
+  const dims = settings.layout === 'NCHW' ? [images.length, c, height, width] : [images.length, height, width, c];
+  return { tensor: { data: data as TensorData, dims }, facts };
+}

@@ -1,0 +1,335 @@
+/**
+ * What a model takes and answers beyond tensors, decided once from its export folder
+ * (preprocessor_config.json, tokenizer.json, config.json) and the config's `model.preprocess` and
+ * `model.postprocess`, which win field by field. The plan is plain data: it travels to worker
+ * threads and into the image as it is.
+ */
+import type { PostprocessConfig, PreprocessConfig } from '../config/schema.js';
+import { inputError } from '../errors.js';
+import type { Datatype } from '../model/datatypes.js';
+import { BadRequest as BadRequestText } from '../protocol/request.js';
+import { stat } from 'node:fs/promises';
+import { modelFileInFolder } from '../model/model-file.js';
+import type { ServableTensor, Tensors } from '../model/session.js';
+
+/** What planning needs of a tensor: a served model's, or a remote server's metadata. */
+type Signature = Pick<ServableTensor, 'name' | 'datatype' | 'shape'> & { anyShape?: boolean };
+import { readModelFolder, type FolderFile, type ModelFolder } from './folder.js';
+import { IMAGE_FORMATS, imagesToTensor, pilResample, type ImageFacts, type ImageFormat, type ImageSettings, type Resample, type ResizeRule } from './image.js';
+import type { LabelSettings, ScoreFunction } from './labels.js';
+import { TextTokenizer, type TextFacts, type TextInputs, type TextSettings } from './text.js';
+
+/** `model.preprocess` and `model.postprocess` in mlops.config.json: each field overrides the folder's. */
+export interface ProcessingOverrides {
+  preprocess?: PreprocessConfig;
+  postprocess?: PostprocessConfig;
+}
+
+export interface TextPlan {
+  settings: TextSettings;
+  tokenizerJson: object;
+  tokenizerConfig: Record<string, unknown>;
+}
+
+export interface ProcessingPlan {
+  image?: ImageSettings;
+  text?: TextPlan;
+  labels?: LabelSettings;
+  /** The export folder's files used, for the image's labels and SBOM. */
+  files: Pick<FolderFile, 'name' | 'path' | 'sha256' | 'sizeBytes'>[];
+}
+
+/** The raw input a plan takes, if any. */
+export const rawInputKind = (plan: ProcessingPlan | undefined): 'image' | 'text' | undefined => (plan?.image ? 'image' : plan?.text ? 'text' : undefined);
+
+export const IMAGE_DEFAULTS = { maxBytes: 20 * 2 ** 20, maxPixels: 50_000_000, alpha: 'white' as const };
+export const TEXT_DEFAULTS = { maxBytes: 64 * 1024, truncation: 'truncate' as const };
+
+const IMAGENET_STANDARD = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+const IMAGENET_DEFAULT = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+const CLIP = { mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26130258, 0.27577711] };
+/** Each processor type's defaults where its preprocessor_config.json leaves a field out (transformers' own). */
+function processorDefaults(type: string): { mean: number[]; std: number[]; resample: Resample; size: ResizeRule } {
+  if (/^(ViT|DeiT|BEiT|Swin|Dinov2|Segformer|Siglip)/i.test(type)) {
+    return { ...(/^(DeiT|Dinov2)/i.test(type) ? IMAGENET_DEFAULT : IMAGENET_STANDARD), resample: /^DeiT|Dinov2/i.test(type) ? 'bicubic' : 'bilinear', size: { height: 224, width: 224 } };
+  }
+  if (/^(CLIP|Chinese)/i.test(type)) return { ...CLIP, resample: 'bicubic', size: { shortestEdge: 224 } };
+  if (/^ConvNext/i.test(type)) return { ...IMAGENET_DEFAULT, resample: 'bicubic', size: { shortestEdge: 384 } };
+  return { ...IMAGENET_DEFAULT, resample: 'bilinear', size: { shortestEdge: 224 } };
+}
+
+const FLOAT_OR_BYTE = new Set<Datatype>(['FP32', 'FP16', 'FP64', 'UINT8']);
+const TOKEN_TYPES = new Set<Datatype>(['INT64', 'INT32']);
+
+/** HF's `size` in any of its spellings (`{height, width}`, `{shortest_edge}`, a number). */
+function readSize(size: unknown, cropPct: unknown, where: string): ResizeRule | undefined {
+  if (size === undefined || size === null) return undefined;
+  if (typeof size === 'number') return { height: size, width: size };
+  const s = size as Record<string, unknown>;
+  if (typeof s.height === 'number' && typeof s.width === 'number') return { height: s.height, width: s.width };
+  if (typeof s.shortest_edge === 'number') {
+    return { shortestEdge: s.shortest_edge, ...(typeof s.longest_edge === 'number' ? { longestEdge: s.longest_edge } : {}), ...(typeof cropPct === 'number' ? { cropPct } : {}) };
+  }
+  if (typeof s.longest_edge === 'number') return { longestEdge: s.longest_edge };
+  throw inputError(`${where}: "size" is ${JSON.stringify(size)}; expected {"height", "width"}, {"shortest_edge"} or {"longest_edge"}`);
+}
+
+const isPositive = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n > 0;
+
+function imagePlan(folder: ModelFolder, inputs: Signature[], overrides: NonNullable<ProcessingOverrides['preprocess']>['image'] | undefined): ImageSettings | undefined {
+  const file = folder.files['preprocessor_config.json'];
+  const json = file?.json ?? {};
+  // A preprocessor_config.json of a text model (a Wav2Vec2 feature extractor, say) has no image fields.
+  const isImageProcessor = file !== undefined && ('image_processor_type' in json || 'image_mean' in json || 'do_resize' in json || 'crop_size' in json);
+  if (!isImageProcessor && !overrides) return undefined;
+  const where = file?.path ?? 'model.preprocess.image';
+  const candidates = inputs.filter((s) => !s.anyShape && s.shape.length === 4 && FLOAT_OR_BYTE.has(s.datatype));
+  const named = overrides?.input ?? (inputs.some((s) => s.name === 'pixel_values') ? 'pixel_values' : undefined);
+  const input = named ? inputs.find((s) => s.name === named) : candidates.length === 1 ? candidates[0] : undefined;
+  if (!input) {
+    throw inputError(
+      `${where}: no model input to fill with images: ${named ? `the model has no input '${named}'` : `expected one input of rank 4 (N, C, H, W or N, H, W, C), found ${candidates.length}`}`,
+      'name it in model.preprocess.image.input',
+    );
+  }
+  if (input.shape.length !== 4 || !FLOAT_OR_BYTE.has(input.datatype)) throw inputError(`${where}: input '${input.name}' is ${input.datatype} [${input.shape.join(', ')}]; images fill an FP32, FP16 or UINT8 input of rank 4`);
+  const others = inputs.filter((s) => s !== input);
+  if (others.length > 0) throw inputError(`${where}: the model also takes ${others.map((s) => `'${s.name}'`).join(', ')}, which an image cannot fill`, 'send tensors to this model, or export it with the image as its only input');
+  // Channels first when dimension 1 is 1 or 3 and the last is not; else channels last.
+  const [, d1, d2, d3] = input.shape;
+  const layout: 'NCHW' | 'NHWC' = (d1 === 1 || d1 === 3) && !(d3 === 1 || d3 === 3) ? 'NCHW' : d3 === 1 || d3 === 3 ? 'NHWC' : 'NCHW';
+  const channelDim = layout === 'NCHW' ? d1 : d3;
+  const channels = channelDim === 1 ? 1 : 3;
+  const height = layout === 'NCHW' ? d2 : d1;
+  const width = layout === 'NCHW' ? d3 : d2;
+  const defaults = processorDefaults(typeof json.image_processor_type === 'string' ? json.image_processor_type : '');
+  const cropPct = json.crop_pct;
+  const size = readSize(json.size, cropPct, where);
+  const doResize = json.do_resize !== false;
+  let resize: ResizeRule | null = doResize ? (size ?? (height > 0 && width > 0 ? { height, width } : defaults.size)) : null;
+  const crop = json.do_center_crop === true ? (readSize(json.crop_size, undefined, where) ?? (height > 0 && width > 0 ? { height, width } : null)) : null;
+  let centerCrop = crop && 'height' in crop ? crop : null;
+  if (overrides?.resize !== undefined) resize = overrides.resize;
+  if (overrides?.centerCrop !== undefined) centerCrop = overrides.centerCrop;
+  const doNormalize = json.do_normalize !== false;
+  const mean = Array.isArray(json.image_mean) ? (json.image_mean as number[]) : typeof json.image_mean === 'number' ? [json.image_mean] : defaults.mean;
+  const std = Array.isArray(json.image_std) ? (json.image_std as number[]) : typeof json.image_std === 'number' ? [json.image_std] : defaults.std;
+  const settings: ImageSettings = {
+    input: input.name,
+    datatype: input.datatype,
+    layout,
+    channels,
+    height: height > 0 ? height : null,
+    width: width > 0 ? width : null,
+    convertRgb: overrides?.convertRgb ?? json.do_convert_rgb !== false,
+    resize,
+    resample: overrides?.resample ?? pilResample(json.resample) ?? defaults.resample,
+    centerCrop,
+    rescaleFactor: overrides?.rescaleFactor !== undefined ? overrides.rescaleFactor : json.do_rescale === false ? null : isPositive(json.rescale_factor) ? json.rescale_factor : 1 / 255,
+    normalize: overrides?.normalize !== undefined ? overrides.normalize : doNormalize ? { mean, std } : null,
+    alpha: overrides?.alpha ?? IMAGE_DEFAULTS.alpha,
+    maxBytes: overrides?.maxBytes ?? IMAGE_DEFAULTS.maxBytes,
+    maxPixels: overrides?.maxPixels ?? IMAGE_DEFAULTS.maxPixels,
+    formats: overrides?.formats ?? IMAGE_FORMATS,
+  };
+  if (input.datatype === 'UINT8') {
+    settings.rescaleFactor = null;
+    settings.normalize = null;
+  }
+  const norm = settings.normalize;
+  if (norm && (![1, channels].includes(norm.mean.length) || ![1, channels].includes(norm.std.length) || norm.std.some((s) => !isPositive(s)))) {
+    throw inputError(`${where}: image_mean and image_std need ${channels} values (std above 0), got ${JSON.stringify(norm.mean)} and ${JSON.stringify(norm.std)}`);
+  }
+  return settings;
+}
+
+/** The model's text inputs by role, from the names transformers' exports use. */
+function textInputs(inputs: Signature[], where: string): TextInputs | undefined {
+  const find = (...names: string[]) => inputs.find((s) => names.includes(s.name));
+  const ids = find('input_ids');
+  if (!ids) return undefined;
+  const roles: TextInputs = { ids: { name: ids.name, datatype: ids.datatype } };
+  const mask = find('attention_mask');
+  const typeIds = find('token_type_ids');
+  const positions = find('position_ids');
+  if (mask) roles.mask = { name: mask.name, datatype: mask.datatype };
+  if (typeIds) roles.typeIds = { name: typeIds.name, datatype: typeIds.datatype };
+  if (positions) roles.positions = { name: positions.name, datatype: positions.datatype };
+  const used = new Set([ids, mask, typeIds, positions].filter(Boolean));
+  const others = inputs.filter((s) => !used.has(s));
+  if (others.length > 0) {
+    throw inputError(`${where}: the model also takes ${others.map((s) => `'${s.name}'`).join(', ')}, which a tokenizer does not fill`, 'send tensors to this model, or export it with input_ids, attention_mask and token_type_ids only (past key values: export without them)');
+  }
+  for (const s of used) {
+    if (!TOKEN_TYPES.has(s!.datatype) || s!.shape.length !== 2) throw inputError(`${where}: input '${s!.name}' is ${s!.datatype} [${s!.shape.join(', ')}]; token inputs are INT64 or INT32 [batch, sequence]`);
+  }
+  return roles;
+}
+
+function textPlan(folder: ModelFolder, inputs: Signature[], overrides: NonNullable<ProcessingOverrides['preprocess']>['text'] | undefined): TextPlan | undefined {
+  const file = folder.files['tokenizer.json'];
+  if (!file) {
+    if (overrides) throw inputError('model.preprocess.text: the model folder has no tokenizer.json', 'put the tokenizer.json the export wrote beside model.onnx');
+    return undefined;
+  }
+  const roles = textInputs(inputs, file.path);
+  if (!roles) {
+    if (overrides) throw inputError(`model.preprocess.text: the model has no input named input_ids`, 'text models take input_ids (and attention_mask, token_type_ids)');
+    return undefined;
+  }
+  const config = { ...(folder.files['special_tokens_map.json']?.json ?? {}), ...(folder.files['tokenizer_config.json']?.json ?? {}) };
+  const modelConfig = folder.files['config.json']?.json ?? {};
+  // transformers writes 1e30 as model_max_length when the tokenizer sets none: the model's positions bound it.
+  const declared = [config.model_max_length, modelConfig.max_position_embeddings].filter((n): n is number => isPositive(n) && n < 1e9);
+  const sequence = inputs.find((s) => s.name === roles.ids.name)!.shape[1];
+  if (sequence > 0) declared.push(sequence);
+  const maxLength = overrides?.maxLength ?? (declared.length > 0 ? Math.min(...declared) : 512);
+  const settings: TextSettings = { inputs: roles, maxLength, truncation: overrides?.truncation ?? TEXT_DEFAULTS.truncation, maxBytes: overrides?.maxBytes ?? TEXT_DEFAULTS.maxBytes };
+  const plan = { settings, tokenizerJson: file.json, tokenizerConfig: config };
+  try {
+    new TextTokenizer(plan.tokenizerJson, plan.tokenizerConfig, settings);
+  } catch (error) {
+    throw inputError(`${file.path}: the tokenizer cannot be built (${(error as Error).message.split('\n')[0]})`, 'check that tokenizer.json is the one the export wrote');
+  }
+  return plan;
+}
+
+function labelPlan(folder: ModelFolder, outputs: Signature[], overrides: ProcessingOverrides['postprocess'] | undefined): LabelSettings | undefined {
+  const config = folder.files['config.json'];
+  const id2label = config?.json.id2label;
+  const hasNames = id2label && typeof id2label === 'object';
+  if (!hasNames && !overrides?.labels && !overrides?.function) return undefined;
+  const where = config?.path ?? 'model.postprocess';
+  const floats = outputs.filter((o) => ['FP32', 'FP16', 'FP64'].includes(o.datatype));
+  const named = overrides?.output ?? (outputs.some((o) => o.name === 'logits') ? 'logits' : undefined);
+  const output = named ? outputs.find((o) => o.name === named) : floats[0];
+  if (!output) throw inputError(`${where}: no output to read labels from${named ? `: the model has no output '${named}'` : ' (no float output)'}`, 'name it in model.postprocess.output');
+  let names: string[] = [];
+  if (overrides?.labels) names = overrides.labels;
+  else if (hasNames) {
+    for (const [key, value] of Object.entries(id2label as Record<string, unknown>)) {
+      const index = Number(key);
+      if (!Number.isInteger(index) || index < 0 || typeof value !== 'string') throw inputError(`${where}: id2label has ${JSON.stringify(key)}: ${JSON.stringify(value)}; expected "0": "name"`);
+      names[index] = value;
+    }
+  }
+  const problem = config?.json.problem_type;
+  const fn: ScoreFunction = overrides?.function && overrides.function !== 'auto' ? overrides.function : problem === 'multi_label_classification' ? 'sigmoid' : problem === 'regression' ? 'none' : 'softmax';
+  return { output: output.name, function: fn, names: Array.from({ length: names.length }, (_, i) => names[i] ?? `LABEL_${i}`), topK: overrides?.topK ?? 1 };
+}
+
+/** The plan for a model whose folder is read; undefined when it takes and answers tensors only. */
+export function planProcessing(folder: ModelFolder, model: { inputs: Signature[]; outputs: Signature[] }, overrides: ProcessingOverrides = {}): ProcessingPlan | undefined {
+  const image = imagePlan(folder, model.inputs, overrides.preprocess?.image);
+  const text = image ? undefined : textPlan(folder, model.inputs, overrides.preprocess?.text);
+  const labels = labelPlan(folder, model.outputs, overrides.postprocess);
+  if (!image && !text && !labels) return undefined;
+  const used = new Set<string>(['config.json']);
+  if (image) used.add('preprocessor_config.json');
+  if (text) ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'].forEach((n) => used.add(n));
+  const files = Object.values(folder.files)
+    .filter((f) => used.has(f.name))
+    .map(({ name, path, sha256, sizeBytes }) => ({ name, path, sha256, sizeBytes }));
+  return { ...(image ? { image } : {}), ...(text ? { text } : {}), ...(labels ? { labels } : {}), files };
+}
+
+export type RawInput = Uint8Array | string;
+export type InputFacts = { image: ImageFacts } | { text: TextFacts };
+
+/** Raw inputs (encoded images, or texts) to feeds: built once per plan, per thread. */
+export interface Preprocessor {
+  kind: 'image' | 'text';
+  toFeeds(raw: RawInput[], where: (index: number) => string): Promise<{ feeds: Tensors; facts: InputFacts[] }>;
+  /** The tokenizer, for explanations that mask tokens. */
+  tokenizer?: TextTokenizer;
+}
+
+export function createPreprocessor(plan: ProcessingPlan): Preprocessor | undefined {
+  if (plan.image) {
+    const settings = plan.image;
+    return {
+      kind: 'image',
+      async toFeeds(raw, where) {
+        const bytes = raw.map((r) => (typeof r === 'string' ? Buffer.from(r, 'utf8') : r));
+        const { tensor, facts } = await imagesToTensor(bytes, settings, where);
+        return { feeds: { [settings.input]: tensor }, facts: facts.map((image) => ({ image })) };
+      },
+    };
+  }
+  if (plan.text) {
+    const tokenizer = new TextTokenizer(plan.text.tokenizerJson, plan.text.tokenizerConfig, plan.text.settings);
+    return {
+      kind: 'text',
+      tokenizer,
+      async toFeeds(raw, where) {
+        const texts = raw.map((r, i) => (typeof r === 'string' ? r : utf8Text(r, where(i))));
+        const { feeds, facts } = tokenizer.encode(texts, where);
+        return { feeds, facts: facts.map((text) => ({ text })) };
+      },
+    };
+  }
+  return undefined;
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Bytes as text, refused when they are not UTF-8 (never read with U+FFFD in place of what was sent). */
+export function utf8Text(bytes: Uint8Array, where: string): string {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    throw new BadRequestText(`${where}: the text is not UTF-8`);
+  }
+}
+
+
+/** Reads the folder beside a model file and plans its processing. */
+export async function loadProcessing(modelFile: string, model: { inputs: Signature[]; outputs: Signature[] }, overrides?: ProcessingOverrides): Promise<ProcessingPlan | undefined> {
+  return planProcessing(await readModelFolder(modelFile), model, overrides);
+}
+
+/** What each model input receives, in words: `mlops inspect` and `mlops init` print it. */
+export function describePlan(plan: ProcessingPlan | undefined): string[] {
+  if (!plan) return [];
+  const lines: string[] = [];
+  if (plan.image) {
+    const s = plan.image;
+    const size = s.resize ? ('height' in s.resize ? `${s.resize.width}x${s.resize.height}` : 'shortestEdge' in s.resize ? `shortest edge ${s.resize.shortestEdge}${s.resize.cropPct ? ` / crop_pct ${s.resize.cropPct}` : ''}` : `longest edge ${s.resize.longestEdge}`) : 'no resize';
+    const steps = [
+      s.convertRgb ? (s.channels === 1 ? 'grey' : 'RGB') : undefined,
+      `resize ${size} (${s.resample})`,
+      s.centerCrop ? `centre crop ${s.centerCrop.width}x${s.centerCrop.height}` : undefined,
+      s.rescaleFactor !== null ? `rescale x${Number(s.rescaleFactor.toPrecision(6))}` : undefined,
+      s.normalize ? `normalize mean ${JSON.stringify(s.normalize.mean)} std ${JSON.stringify(s.normalize.std)}` : undefined,
+      `${s.layout} ${s.datatype}`,
+    ].filter(Boolean);
+    lines.push(`input '${s.input}' <- an image (${s.formats.join(', ')}): ${steps.join(', ')}`);
+  }
+  if (plan.text) {
+    const s = plan.text.settings;
+    const filled = [s.inputs.ids.name, s.inputs.mask?.name, s.inputs.typeIds?.name, s.inputs.positions?.name].filter(Boolean).map((n) => `'${n}'`);
+    const model = (plan.text.tokenizerJson as { model?: { type?: string } }).model?.type ?? 'tokenizer';
+    lines.push(`inputs ${filled.join(', ')} <- a text: ${model} tokenizer.json, at most ${s.maxLength} tokens (${s.truncation === 'truncate' ? 'longer texts cut' : 'longer texts refused'}), padded to the longest of a batch`);
+  }
+  if (plan.labels) {
+    const l = plan.labels;
+    lines.push(`output '${l.output}' -> labels: ${l.function}, top ${l.topK} of ${l.names.length > 0 ? l.names.slice(0, 6).join(', ') + (l.names.length > 6 ? `, ... (${l.names.length})` : '') : 'LABEL_<i>'}`);
+  }
+  return lines;
+}
+
+/**
+ * The plan of the model a config or flag names, read from its folder (or the folder of its file);
+ * undefined when the file is not here (a remote server's model) or the model takes tensors only.
+ */
+export async function processingFor(modelPath: string, model: { inputs: Signature[]; outputs: Signature[] }, overrides: ProcessingOverrides): Promise<ProcessingPlan | undefined> {
+  const file = (await modelFileInFolder(modelPath, modelPath)) ?? modelPath;
+  if (!(await stat(file).catch(() => undefined))?.isFile()) return undefined;
+  return loadProcessing(file, model, overrides);
+}
+
+/** A model file's signature as planning reads it: a tensor without a declared shape takes any. */
+export function servableSignature(info: { inputs: { name: string; datatype: string; shape: number[] | null }[]; outputs: { name: string; datatype: string; shape: number[] | null }[] }): { inputs: Signature[]; outputs: Signature[] } {
+  const one = (t: { name: string; datatype: string; shape: number[] | null }): Signature => ({ name: t.name, datatype: t.datatype as Datatype, shape: t.shape ?? [], ...(t.shape === null ? { anyShape: true } : {}) });
+  return { inputs: info.inputs.map(one), outputs: info.outputs.map(one) };
+}
