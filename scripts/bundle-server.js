@@ -27,7 +27,8 @@ const common = {
   format: 'esm',
   minify: true,
   legalComments: 'none',
-  external: ['onnxruntime-node'],
+  // sharp is a native addon too, copied into images of models that take images, loaded on first use.
+  external: ['onnxruntime-node', 'sharp'],
   define: { __MLOPS_VERSION__: JSON.stringify(version) },
   // Some bundled CommonJS calls require(); give ESM output a require of its own.
   banner: {

@@ -4,6 +4,7 @@
 // The tests, benchmarks and demo build their images on it too. Elsewhere the default is node:20-slim.
 // Linux x64 only: it copies the host's node and the x64 ONNX Runtime library.
 import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -27,7 +28,10 @@ export async function ensureLocalBaseImage(docker) {
     const rootfs = path.join(dir, 'rootfs');
     const node = await realpath(process.execPath);
     const ort = path.join(ROOT, 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1');
-    const libs = new Set([...sharedLibraries(node), ...sharedLibraries(ort)]);
+    // sharp's binding (images that decode images) loads libresolv too; its libvips ships beside it in the image.
+    const vips = path.join(ROOT, 'node_modules/@img/sharp-libvips-linux-x64/lib');
+    const vipsLibs = existsSync(vips) ? readdirSync(vips).filter((f) => f.startsWith('libvips-cpp.so')).map((f) => path.join(vips, f)) : [];
+    const libs = new Set([...sharedLibraries(node), ...sharedLibraries(ort), ...vipsLibs.flatMap(sharedLibraries)]);
     await mkdir(path.join(rootfs, 'usr/local/bin'), { recursive: true });
     await copyFile(node, path.join(rootfs, 'usr/local/bin/node'));
     for (const lib of libs) {

@@ -45,14 +45,14 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .action(runAction(async (ctx, flags) => (await import('./commands/init.js')).run(flags as never, ctx)));
 
   program
-    .command('build')
+    .command('build [model]')
     .description('package the model and the inference server into a Docker image')
-    .option('--model <file>', 'the .onnx model (default: model.path from config)')
+    .option('--model <file>', 'the .onnx model, or the folder a Hugging Face export wrote (default: model.path from config)')
     .option('--tag <tag>', 'another tag, "v1" or "registry/name:v1" (repeatable)', collect, [])
     .option('--base <image>', 'base image with node 20+ (default: image.base, node:20-slim)')
     .option('--platform <platform>', 'linux/amd64 or linux/arm64 (default: image.platform)')
     .option('--no-cache', "rebuild every layer, ignoring the engine's cache")
-    .action(runAction(async (ctx, flags) => (await import('./commands/build.js')).run(flags as never, ctx)));
+    .action(runAction(async (ctx, model, flags) => (await import('./commands/build.js')).run({ ...(flags as object), ...(model ? { model } : {}) } as never, ctx)));
 
   withClientSecurity(
     program

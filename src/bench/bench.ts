@@ -206,7 +206,7 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
     let sample: HoldoutRow[] | undefined;
     let generated: SampleInputs | undefined;
     if (flags.holdout) {
-      const holdout = await openHoldout({ cwd: options.cwd, holdout: flags.holdout, labels: flags.labels, inputs, label: config.test.label, features: config.test.features });
+      const holdout = await openHoldout({ cwd: options.cwd, holdout: flags.holdout, labels: flags.labels, inputs, label: config.test.label, features: config.test.features, model: { ...config.model, path: path.resolve(flags.model ? options.cwd : options.projectDir, flags.model ?? config.model.path) } });
       sample = [];
       for await (const row of holdout.rows()) if (sample.push(row) >= 1000) break;
       if (sample.length === 0) throw inputError(`${flags.holdout} has no rows`, 'the holdout needs at least one data row');

@@ -38,7 +38,7 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
       const modelPath = path.resolve(baseDir, v.path);
       const profile = await profileOf(modelPath, entry!.name, own, ` for ${entry!.name} version ${v.version}`);
       for (const warning of profile.warnings) ctx.reporter.warn(`${entry!.name} version ${v.version}: ${warning}`);
-      models.push({ name: entry!.name, version: v.version, modelPath: path.relative(baseDir, modelPath) || modelPath, referenceProfile: JSON.stringify(profile) + '\n', weight: v.weight, shadow: v.shadow, workers: entry!.workers, batching: entry!.batching });
+      models.push({ name: entry!.name, version: v.version, modelPath: path.relative(baseDir, modelPath) || modelPath, referenceProfile: JSON.stringify(profile) + '\n', weight: v.weight, shadow: v.shadow, workers: entry!.workers, batching: entry!.batching, processing: { preprocess: entry!.preprocess, postprocess: entry!.postprocess } });
     }
   }
   const [first] = models.filter((m) => !m.shadow);
@@ -71,6 +71,7 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
         tags: flags.tag,
         referenceProfile,
         serverEnv: imageServerEnv(config),
+        processing: { preprocess: config.model.preprocess, postprocess: config.model.postprocess },
         noCache: flags.cache === false,
         onProgress: (line) => task.update(line),
       }),

@@ -6,7 +6,7 @@ import { openCsv } from './csv.js';
 import { openJsonl } from './jsonl.js';
 import { openNpy } from './npy.js';
 import { openImageFolder, openMediaTable } from './media.js';
-import type { InputFacts, ProcessingPlan } from '../processing/plan.js';
+import { processingFor, type InputFacts, type ProcessingOverrides, type ProcessingPlan } from '../processing/plan.js';
 import type { HoldoutSource, InputLayout } from './types.js';
 
 export function inputLayouts(inputs: Pick<ServableTensor, 'name' | 'datatype' | 'shape'>[]): InputLayout[] {
@@ -33,6 +33,8 @@ export interface OpenHoldoutOptions {
   features: string[] | Record<string, string[]>;
   /** The model's preprocessing, when it takes images or text: image folders and image/text columns read through it. */
   processing?: ProcessingPlan;
+  /** Else the model file or folder it is read from, with the config's model.preprocess over the folder's files. */
+  model?: { path: string; preprocess?: ProcessingOverrides['preprocess']; postprocess?: ProcessingOverrides['postprocess'] };
   onFacts?: (facts: InputFacts) => void;
 }
 
@@ -44,6 +46,9 @@ export async function openHoldout(options: OpenHoldoutOptions): Promise<HoldoutS
   const file = path.resolve(options.cwd, options.holdout);
   const shown = options.holdout;
   const info = await stat(file).catch(() => undefined);
+  if (!options.processing && options.model) {
+    options = { ...options, processing: await processingFor(path.resolve(options.cwd, options.model.path), { inputs: options.inputs, outputs: [] }, { preprocess: options.model.preprocess }) };
+  }
   if (info?.isDirectory()) {
     if (!options.processing?.image) throw inputError(`${shown} is a folder, and the model takes no images`, 'a folder holdout is images in one subfolder per class; for tensors pass a .csv, .jsonl or .npy file');
     return openImageFolder({ file, shown, plan: options.processing, label: options.label, labelOptional: options.labelOptional, onFacts: options.onFacts });

@@ -8,7 +8,9 @@ import { inspectModel } from '../model/inspect.js';
 import { PROFILE_LABEL, profileSha256 } from '../monitor/profile.js';
 import { optimizedModelLabels } from '../optimize/metadata.js';
 import { VERSION } from '../version.js';
-import { assembleContext, packContext, PLATFORMS, type ImageModel, type Platform } from './context.js';
+import { assembleContext, packageDir, packContext, PLATFORMS, type ImageModel, type Platform } from './context.js';
+import { loadProcessing, rawInputKind, servableSignature, type ProcessingOverrides, type ProcessingPlan } from '../processing/plan.js';
+import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { buildTimestamp, gitInfo } from './git.js';
 
@@ -38,7 +40,9 @@ export interface BuildImageOptions {
    * Several models (or versions) in one image: each its own layer. The fields above then describe the
    * first, whose labels (mlops.model.*) the image carries for tools that read one; mlops.models lists all.
    */
-  models?: { name: string; version: string; modelPath: string; referenceProfile: string; weight: number; shadow: boolean; workers: number; batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number } }[];
+  models?: { name: string; version: string; modelPath: string; referenceProfile: string; weight: number; shadow: boolean; workers: number; batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number }; processing?: ProcessingOverrides }[];
+  /** The config's model.preprocess and model.postprocess (the model folder's files say the rest). */
+  processing?: ProcessingOverrides;
   onProgress?: (line: string) => void;
 }
 
@@ -56,6 +60,34 @@ export interface BuildResult {
 }
 
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+
+/** Labels of an image whose model came as a folder: its processing files, the raw input it takes, and the image library it carries. */
+export const MODEL_FILES_LABEL = 'mlops.model.files';
+export const MODEL_TAKES_LABEL = 'mlops.model.takes';
+export const IMAGING_LABEL = 'mlops.imaging';
+
+interface FolderProcessing {
+  files: ProcessingPlan['files'];
+  takes?: 'image' | 'text';
+  /** The config's settings when any is set: written beside the model. */
+  overrides?: ProcessingOverrides;
+  /** What of the folder changes what is served: each file's sha256, and the settings. */
+  identity: string[];
+}
+
+/** A model's folder as the image carries it: the files its plan reads, and the config's settings over them. */
+async function folderProcessing(model: Awaited<ReturnType<typeof inspectModel>>, overrides: ProcessingOverrides | undefined): Promise<FolderProcessing> {
+  const plan = await loadProcessing(model.path, servableSignature(model), overrides);
+  const set = overrides && (Object.keys(overrides.preprocess ?? {}).length > 0 || Object.keys(overrides.postprocess ?? {}).length > 0) ? overrides : undefined;
+  const files = plan?.files ?? [];
+  return { files, takes: rawInputKind(plan), overrides: set, identity: [...files.map((f) => `${f.name}:${f.sha256}`), ...(set ? [JSON.stringify(set)] : [])] };
+}
+
+/** sharp's and libvips' versions, as the image carries them. */
+function imagingVersions(): string {
+  const sharp = JSON.parse(readFileSync(path.join(packageDir('sharp'), 'package.json'), 'utf8')) as { version: string; config?: { libvips?: string } };
+  return `sharp ${sharp.version}${sharp.config?.libvips ? `, libvips ${sharp.config.libvips}` : ''}`;
+}
 
 /** "v1" -> "repo:v1"; "registry/x:v1" stays; anything else is refused before building. */
 export function resolveTag(repository: string, tag: string): string {
@@ -142,18 +174,24 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
     throw inputError(`--platform ${options.platform}: unsupported`, `use one of ${Object.keys(PLATFORMS).join(', ')}`);
   }
   const model = await inspectModel(options.modelPath, { cwd: options.cwd });
-  const repository: ImageModel[] | undefined = options.models
+  const own = await folderProcessing(model, options.processing);
+  const repository: (ImageModel & { folder: FolderProcessing })[] | undefined = options.models
     ? await Promise.all(
         options.models.map(async (m) => {
           const info = await inspectModel(m.modelPath, { cwd: options.cwd });
-          return { ...m, modelPath: info.path, externalData: info.externalData, sha256: info.sha256 };
+          const folder = await folderProcessing(info, m.processing);
+          return { ...m, modelPath: info.path, externalData: info.externalData, sha256: info.sha256, modelFiles: folder.files.map((f) => f.path), processing: folder.overrides, folder };
         }),
       )
     : undefined;
   // Several models: the tag names them all (each name, version, file and profile), so a change to any is a new tag.
+  // A model folder's processing files and settings are part of what is served: a change to them is a new tag too.
   const digest = repository
-    ? createHash('sha256').update(JSON.stringify(repository.map((m) => [m.name, m.version, m.sha256, profileSha256(m.referenceProfile), m.weight, m.shadow]))).digest('hex')
-    : model.sha256;
+    ? createHash('sha256').update(JSON.stringify(repository.map((m) => [m.name, m.version, m.sha256, profileSha256(m.referenceProfile), m.weight, m.shadow, ...m.folder.identity]))).digest('hex')
+    : own.identity.length > 0
+      ? createHash('sha256').update(JSON.stringify([model.sha256, ...own.identity])).digest('hex')
+      : model.sha256;
+  const imaging = own.takes === 'image' || (repository ?? []).some((m) => m.folder.takes === 'image');
   const primary = `${options.repository}:sha-${digest.slice(0, 12)}`;
   const extra = [...new Set(options.tags.map((t) => resolveTag(options.repository, t)))].filter((t) => t !== primary);
   const git = await gitInfo(options.cwd);
@@ -184,6 +222,10 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
     'mlops.model.inputs': signature(model.inputs),
     'mlops.model.outputs': signature(model.outputs),
     [PROFILE_LABEL]: profileSha256(options.referenceProfile),
+    // The model folder's files the server reads (their sha256), and what the model takes raw.
+    ...(own.files.length > 0 ? { [MODEL_FILES_LABEL]: JSON.stringify(own.files.map((f) => ({ name: f.name, sha256: f.sha256 }))) } : {}),
+    ...(own.takes ? { [MODEL_TAKES_LABEL]: own.takes } : {}),
+    ...(imaging ? { [IMAGING_LABEL]: imagingVersions() } : {}),
     ...(repository ? { 'mlops.models': JSON.stringify(repository.map((m) => ({ name: m.name, version: m.version, sha256: m.sha256, weight: m.weight, shadow: m.shadow }))) } : {}),
     'mlops.version': VERSION,
   };
@@ -204,6 +246,9 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
       referenceProfile: options.referenceProfile,
       serverEnv: options.serverEnv,
       repository,
+      modelFiles: own.files.map((f) => f.path),
+      processing: own.overrides,
+      imaging,
     });
     let build: Awaited<ReturnType<typeof runBuild>>;
     try {

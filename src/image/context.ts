@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import tar from 'tar-fs';
 import { MlopsError, ExitCode, inputError } from '../errors.js';
 import { PROFILE_IMAGE_PATH } from '../monitor/profile.js';
+import { PROCESSING_FILE } from '../processing/plan.js';
 
 /** The package's own folder, from src/image or dist/image alike. */
 const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -35,6 +36,12 @@ export interface ContextInput {
   serverEnv: Record<string, string>;
   /** Several models (or versions): each its own layer under /app/models/{name}/{version}/, with the repository file; the fields above are then the first one's. */
   repository?: ImageModel[];
+  /** The model folder's processing files (config.json, preprocessor_config.json, tokenizer.json...), copied beside the model. */
+  modelFiles?: string[];
+  /** The config's model.preprocess and model.postprocess, written beside the model as mlops.processing.json when set. */
+  processing?: object;
+  /** A model takes images: sharp and libvips for the platform go in a layer of their own. */
+  imaging?: boolean;
 }
 
 /** One model version of an image of several. */
@@ -45,6 +52,9 @@ export interface ImageModel {
   externalData: string[];
   sha256: string;
   referenceProfile: string;
+  /** As ContextInput's, for this version. */
+  modelFiles?: string[];
+  processing?: object;
   weight: number;
   shadow: boolean;
   workers: number;
@@ -126,9 +136,14 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
   await copyFile(path.join(PACKAGE_ROOT, 'templates', 'healthcheck.mjs'), path.join(dir, 'server', 'healthcheck.mjs'));
 
   const layers: string[] = [];
+  let imagingLayer = '';
+  if (input.imaging) {
+    await copyImaging(path.join(dir, 'imaging', 'node_modules'), arch, input.platform);
+    imagingLayer = `# 2b. sharp and libvips for ${input.platform}: images are decoded in the server for this model.\nCOPY imaging/ /app/`;
+  }
   let modelEnv: string;
   if (!input.repository) {
-    await copyModel(dir, 'model', input.modelPath, input.externalData ?? [], input.referenceProfile);
+    await copyModel(dir, 'model', input.modelPath, input.externalData ?? [], input.referenceProfile, input.modelFiles ?? [], input.processing);
     layers.push('COPY model/ /app/model/');
     modelEnv = `MLOPS_MODEL_SHA256=${input.modelSha256} MLOPS_MODEL_NAME=${input.modelName} MLOPS_MODEL_VERSION=${dockerfileString(input.modelVersion)} MLOPS_PROFILE_PATH=${PROFILE_IMAGE_PATH}`;
   } else {
@@ -138,7 +153,7 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
     try {
       for (const m of input.repository) {
         const folder = path.posix.join('models', m.name, m.version);
-        await copyModel(path.join(stage, m.name, m.version), path.posix.join('app', folder), m.modelPath, m.externalData, m.referenceProfile);
+        await copyModel(path.join(stage, m.name, m.version), path.posix.join('app', folder), m.modelPath, m.externalData, m.referenceProfile, m.modelFiles ?? [], m.processing);
         // One layer per version, ADDed from a tar whose every entry (the parent folders too) has fixed times
         // and owners: COPY stamps the folders it creates with the build's time, so a layer built again after
         // an earlier model changed would get a new digest; this one keeps it.
@@ -164,6 +179,7 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
       port: input.port,
       grpcPort: input.grpcPort,
       exposed: input.grpcPort > 0 ? `${input.port} ${input.grpcPort}` : String(input.port),
+      imagingLayer,
       modelLayers: layers.join('\n'),
       modelEnv,
       serverEnv: Object.entries(input.serverEnv)
@@ -176,15 +192,42 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
   );
 }
 
-/** A model file, its external data beside it, and its reference profile, into `folder` of the context. */
-async function copyModel(dir: string, folder: string, modelPath: string, externalData: string[], referenceProfile: string): Promise<void> {
+/** A model file, its external data and processing files beside it, and its reference profile, into `folder` of the context. */
+async function copyModel(dir: string, folder: string, modelPath: string, externalData: string[], referenceProfile: string, modelFiles: string[], processing: object | undefined): Promise<void> {
   await mkdir(path.join(dir, folder), { recursive: true });
   await copyFile(modelPath, path.join(dir, folder, 'model.onnx'));
+  for (const file of modelFiles) await copyFile(file, path.join(dir, folder, path.basename(file)));
+  if (processing) await writeFile(path.join(dir, folder, PROCESSING_FILE), JSON.stringify(processing, null, 2) + '\n');
   for (const file of externalData) {
     await mkdir(path.dirname(path.join(dir, folder, file)), { recursive: true });
     await copyFile(path.join(path.dirname(modelPath), file), path.join(dir, folder, file));
   }
   await writeFile(path.join(dir, folder, path.basename(PROFILE_IMAGE_PATH)), referenceProfile);
+}
+
+/** The packages sharp loads, and its prebuilt binary and libvips for the platform. */
+export const IMAGING_PACKAGES = ['sharp', '@img/colour', 'detect-libc', 'semver'];
+
+async function copyImaging(to: string, arch: string, platform: string): Promise<void> {
+  const sharpDir = packageDir('sharp');
+  // Each package hoisted beside sharp, or nested in its own node_modules.
+  const installed = async (name: string) => {
+    for (const dir of [path.join(path.dirname(sharpDir), ...name.split('/')), path.join(sharpDir, 'node_modules', ...name.split('/'))]) {
+      if (await readdir(dir).catch(() => undefined)) return dir;
+    }
+    return undefined;
+  };
+  for (const name of IMAGING_PACKAGES) {
+    const from = name === 'sharp' ? sharpDir : await installed(name);
+    if (!from) throw new MlopsError(`${name}, which sharp loads, is not installed`, { exitCode: ExitCode.internal, hint: 'run `npm ci` in the mlops package' });
+    // sharp's C++ sources and install scripts are not needed at run time.
+    await copyTree(from, path.join(to, name), (rel) => !rel.startsWith(`src${path.sep}`) && !rel.startsWith(`install${path.sep}`) && !rel.endsWith('.d.ts') && !rel.endsWith('.d.mts') && !rel.endsWith('.d.cts'));
+  }
+  for (const name of [`@img/sharp-linux-${arch}`, `@img/sharp-libvips-linux-${arch}`]) {
+    const from = await installed(name);
+    if (!from) throw inputError(`${name} is not installed: the image for ${platform} needs sharp's binary for that platform to decode images`, `npm install --no-save --os=linux --cpu=${arch} ${name}`);
+    await copyTree(from, path.join(to, name), () => true);
+  }
 }
 
 /** `dir` as a tar file with every entry's time, owner and mode fixed (folders 755, files 644), so equal content gives equal bytes. */

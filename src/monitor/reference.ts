@@ -190,6 +190,7 @@ async function profileDataset(options: Header, predictor: Predictor, dataset: st
     label: config.test.label,
     labelOptional: true,
     features: config.test.features,
+    model: { ...config.model, path: path.resolve(options.projectDir, options.modelPath) },
   }).catch((error: Error) => {
     throw Object.assign(error, { message: `${field}: ${error.message}` });
   });

@@ -156,7 +156,7 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
         if (!calibrationFile) throw inputError('static quantization needs calibration rows', 'pass --calibration <file> (any holdout format), or set monitor.reference or test.holdout');
         const { candidates } = findCandidates(model, 'static', exclude);
         const inputs: TensorSignature[] = source.inputs.map((i) => ({ name: i.name, datatype: i.datatype as TensorSignature['datatype'], shape: i.shape ?? [] }));
-        const data = await openHoldout({ cwd, holdout: calibrationFile, inputs, label: config.test.label, labelOptional: true, features: config.test.features });
+        const data = await openHoldout({ cwd, holdout: calibrationFile, inputs, label: config.test.label, labelOptional: true, features: config.test.features, model: { ...config.model, path: source.path } });
         options.onStep?.(`Calibrating on up to ${calibrationRows} rows of ${path.relative(cwd, calibrationFile) || calibrationFile}`);
         const { ranges, rows } = await calibrate({ model, tensors: calibrationTensors(candidates), inputs, data, rows: calibrationRows, method, percentile: settings.percentile });
         calibration = { file: path.relative(cwd, calibrationFile) || calibrationFile, rows, method };
@@ -290,7 +290,7 @@ async function compareOutputs(sourcePath: string, optimizedPath: string, holdout
   try {
     const [a, b] = models;
     const output = chooseOutput(a, config.test.output);
-    const holdout = await openHoldout({ cwd, holdout: holdoutFile, inputs: a.inputs, label: config.test.label, labelOptional: true, features: config.test.features });
+    const holdout = await openHoldout({ cwd, holdout: holdoutFile, inputs: a.inputs, label: config.test.label, labelOptional: true, features: config.test.features, model: { ...config.model, path: sourcePath } });
     const { size, fixed } = batchSizeFor(a.inputs, 64);
     let rows = 0;
     let maxAbsDiff = 0;

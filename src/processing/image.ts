@@ -5,13 +5,26 @@
  * then the model's layout (NCHW or NHWC) and datatype. libvips (sharp) decodes and resizes, on its
  * own thread pool: the event loop only lays the pixels out.
  */
-import sharp, { type KernelEnum, type Metadata, type OutputInfo, type SharpOptions } from 'sharp';
+import type { KernelEnum, Metadata, OutputInfo, SharpOptions } from 'sharp';
 import { allocate, toHalfBits, type Datatype, type TensorData } from '../model/datatypes.js';
 import type { Tensor } from '../model/session.js';
 import { BadRequest as ProcessingError } from '../protocol/request.js';
 
-// One libvips cache per process would hold decoded images of every size seen: requests never repeat.
-sharp.cache(false);
+type Sharp = typeof import('sharp').default;
+let loaded: Promise<Sharp> | undefined;
+/**
+ * sharp (libvips, a native addon) is loaded on first use: images of tabular models do not carry it,
+ * and their server never asks for it.
+ */
+export function loadSharp(): Promise<Sharp> {
+  loaded ??= import('sharp').then((m) => {
+    const sharp = (m as unknown as { default?: Sharp }).default ?? (m as unknown as Sharp);
+    // A libvips cache would hold decoded images of every size seen: requests never repeat.
+    sharp.cache(false);
+    return sharp;
+  });
+  return loaded;
+}
 
 export type Resample = 'nearest' | 'bilinear' | 'bicubic' | 'lanczos' | 'box' | 'hamming';
 /** PIL's resampling constants, as preprocessor_config.json writes them. */
@@ -100,6 +113,7 @@ export function outputSize(settings: ImageSettings): { height: number; width: nu
 
 /** The decoded, resized and cropped pixels of one image, HWC uint8, with what was seen of it. */
 async function pixels(bytes: Uint8Array, settings: ImageSettings, where: string): Promise<{ data: Buffer; width: number; height: number; facts: Omit<ImageFacts, 'brightness' | 'contrast'> }> {
+  const sharp = await loadSharp();
   if (bytes.byteLength === 0) throw new ProcessingError(`${where}: empty image (0 bytes)`, 400);
   if (bytes.byteLength > settings.maxBytes) throw new ProcessingError(`${where}: ${bytes.byteLength} bytes, over the ${settings.maxBytes} bytes an image may have (model.preprocess.image.maxBytes)`, 413);
   const options: SharpOptions = { limitInputPixels: settings.maxPixels, failOn: 'truncated', pages: 1, autoOrient: true };

@@ -42,6 +42,9 @@ export interface ProcessingPlan {
 /** The raw input a plan takes, if any. */
 export const rawInputKind = (plan: ProcessingPlan | undefined): 'image' | 'text' | undefined => (plan?.image ? 'image' : plan?.text ? 'text' : undefined);
 
+/** The file `mlops build` writes beside an image's model: the config's model.preprocess and model.postprocess. */
+export const PROCESSING_FILE = 'mlops.processing.json';
+
 export const IMAGE_DEFAULTS = { maxBytes: 20 * 2 ** 20, maxPixels: 50_000_000, alpha: 'white' as const };
 export const TEXT_DEFAULTS = { maxBytes: 64 * 1024, truncation: 'truncate' as const };
 
@@ -198,7 +201,8 @@ function labelPlan(folder: ModelFolder, outputs: Signature[], overrides: Process
   const config = folder.files['config.json'];
   const id2label = config?.json.id2label;
   const hasNames = id2label && typeof id2label === 'object';
-  if (!hasNames && !overrides?.labels && !overrides?.function) return undefined;
+  // Planning for reading data only (holdouts) passes no outputs.
+  if (outputs.length === 0 || (!hasNames && !overrides?.labels && !overrides?.function)) return undefined;
   const where = config?.path ?? 'model.postprocess';
   const floats = outputs.filter((o) => ['FP32', 'FP16', 'FP64'].includes(o.datatype));
   const named = overrides?.output ?? (outputs.some((o) => o.name === 'logits') ? 'logits' : undefined);

@@ -1,4 +1,6 @@
 import { failureLogger } from './failure-log.js';
+import { labelTensors, rawBodyKind, rawInstances, rawOipInputs, requestedTopK } from './processing.js';
+import { utf8Text, type RawInput } from '../processing/plan.js';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -103,6 +105,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
   const recordRequest = requestRecorder(metrics);
   const deadline = () => performance.now() + options.inferenceTimeoutMs;
   const NO_SHADOWS: ServedVersion[] = [];
+  const NO_BINARY = new Set<string>();
 
   /**
    * An OIP v2 request, JSON or binary, to the version `served`; `framing` says how a binary answer tells its
@@ -124,6 +127,12 @@ export function createRestServer(options: RestServerOptions): RestServer {
       if (copy) repository.mirror(served, shadows, copy, reply.rows, () => decodeRestResponse(reply.body, reply.headerLength), due);
       return;
     }
+    if (served.processing?.kind) {
+      // A model that takes images or texts: a BYTES input named for it carries them raw.
+      parsed ??= parseJsonBody(header === undefined ? body : body.subarray(0, header));
+      const raw = rawOipInputs(served.processing, parsed, body, header);
+      if (raw) return runRaw(served, req, res, raw, 'oip', parsed as { id?: unknown; parameters?: unknown });
+    }
     const request = parsed === undefined ? decodeRestRequest(body, header, model) : decodeParsedRestRequest(parsed, body, header, model);
     request.id ??= requestId(req);
     // Batching may hand the inputs' buffers to a worker thread: the log and the shadows keep a copy.
@@ -131,10 +140,53 @@ export function createRestServer(options: RestServerOptions): RestServer {
     const copy = shadows.length > 0 ? { tensors: copyTensors(request.inputs) } : undefined;
     const due = deadline();
     const result = await engine.infer(request.inputs, request.rows, due);
-    const response = encodeRestResponse(model, result, request);
+    // A classifier with names: its labels beside the outputs, unless the request named the outputs it wants.
+    const labels = served.processing?.labels && request.outputs === undefined ? labelTensors(served.processing, result, served.processing.labels.topK).tensors : undefined;
+    const response = labels ? encodeRestResponse(served.processing!.answer, { ...result, ...labels }, request) : encodeRestResponse(model, result, request);
     sendInferResponse(res, response.body, response.headerLength, framing);
     if (logged) inferenceLog!.add(encodeInferenceRecords({ id: request.id, rows: request.rows, model: recordModel }, result, inputs), request.rows);
     if (copy) repository.mirror(served, shadows, copy, request.rows, () => result, due);
+  };
+
+  /**
+   * Raw inputs (encoded images or texts) to the model and back: preprocessed as the model folder says,
+   * run through the same engine (and batcher) as tensors, answered as OIP v2 with `label` and `score`
+   * outputs, as v1 predictions (per instance a pipeline's [{label, score}]), or as a pipeline's bare list.
+   */
+  const runRaw = async (served: ServedVersion, req: http.IncomingMessage, res: http.ServerResponse, raw: RawInput[], answer: 'oip' | 'predictions' | 'pipeline', given: { id?: unknown; parameters?: unknown } = {}) => {
+    const { engine, recordModel } = served;
+    const processing = served.processing!;
+    const { model } = engine;
+    const k = requestedTopK(processing, given.parameters);
+    const id = typeof given.id === 'string' ? given.id : requestId(req);
+    const due = deadline();
+    const { feeds } = await processing.preprocessor!.toFeeds(raw, (i) => (raw.length === 1 ? processing.kind! : `${processing.kind} ${i}`));
+    const rows = raw.length;
+    // A model with a fixed batch of 1 is run one input at a time.
+    const results: Tensors[] = [];
+    if (rows > 1 && model.inputs.some((s) => s.shape[0] === 1)) for (let i = 0; i < rows; i++) results.push(await engine.infer(instanceRow(feeds, i, rows), 1, due));
+    else results.push(await engine.infer(feeds, rows, due));
+    const logged = inferenceLog?.sampled() ?? false;
+    if (answer === 'oip') {
+      if (results.length > 1) throw new BadRequest('this model takes one input a request (its batch dimension is 1): send one image or text per request');
+      const result = results[0];
+      const labelled = processing.labels ? { ...result, ...labelTensors(processing, result, k).tensors } : result;
+      const response = encodeRestResponse(processing.labels ? processing.answer : model, labelled, { id, outputs: undefined, binaryOutputs: NO_BINARY });
+      sendInferResponse(res, response.body, response.headerLength, 'header');
+    } else {
+      res.setHeader('x-request-id', id);
+      const predictions = processing.labels ? results.flatMap((r) => labelTensors(processing, r, k).rows) : encodePredictions(model.outputs, results);
+      sendJson(res, 200, answer === 'pipeline' ? (rows === 1 ? predictions[0] : predictions) : { predictions });
+    }
+    if (logged) inferenceLog!.add(results.map((r, i) => encodeInferenceRecords({ id, rows, ...(results.length > 1 ? { part: { firstRow: i, rows: 1 } } : {}), model: recordModel }, r, inferenceLog!.inputs ? copyTensors(results.length > 1 ? instanceRow(feeds, i, rows) : feeds) : undefined)).join(''), rows);
+  };
+
+  /** A raw body (Content-Type image/* or text/plain) the version takes, or undefined. */
+  const rawBody = async (served: ServedVersion, req: http.IncomingMessage): Promise<RawInput[] | undefined> => {
+    const kind = rawBodyKind(served.processing, req.headers['content-type']);
+    if (!kind) return undefined;
+    const body = await readBody(req, bodyLimits);
+    return [kind === 'text' ? utf8Text(body, 'the body') : body];
   };
 
   /** Reads a body whose binary data follows a JSON header of `declared` bytes, and checks that length. */
@@ -147,6 +199,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
 
   const infer: Handler = async (req, res, params) => {
     repository.check(params.name, params.version);
+    const raw = await rawBody(repository.route(params.name, params.version), req);
+    if (raw) return runRaw(repository.route(params.name, params.version), req, res, raw, 'oip');
     const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
     return runInfer(repository.route(params.name, params.version), params.version === undefined, req, res, body, header, 'header');
   };
@@ -155,6 +209,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
   const runInstances = async (served: ServedVersion, req: http.IncomingMessage, res: http.ServerResponse, parsed: unknown, where: string) => {
     const { engine, recordModel } = served;
     const { model } = engine;
+    const raw = rawInstances(served.processing, parsed, where);
+    if (raw) return runRaw(served, req, res, raw, 'predictions', parsed as { parameters?: unknown });
     const { feeds, rows } = decodeInstances(model.inputs, parsed, where);
     // These answers have no id field: the id travels in the X-Request-Id header.
     const id = requestId(req);
@@ -208,6 +264,9 @@ export function createRestServer(options: RestServerOptions): RestServer {
       const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
       return runInfer(served(), true, req, res, body, header, 'header');
     }
+    // An image (image/*, SageMaker's application/x-image) or a text (text/plain) to a model that takes one.
+    const raw = await rawBody(served(), req);
+    if (raw) return runRaw(served(), req, res, raw, 'pipeline');
     if (mime === 'text/csv') {
       const instances = csvRows(await readBody(req, bodyLimits));
       return runInstances(served(), req, res, { instances }, '/invocations (text/csv)');

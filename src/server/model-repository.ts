@@ -6,6 +6,8 @@
  * repository extension's load and unload start and release them without a restart.
  */
 import type { Tensor, Tensors } from '../model/session.js';
+import { LABEL_OUTPUT, SCORE_OUTPUT, serveProcessing, type ServedProcessing } from './processing.js';
+import { describePlan, type ProcessingOverrides } from '../processing/plan.js';
 import { recordModelOf, copyTensors, type RecordedRequest } from '../monitor/inference-records.js';
 import { inputError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
@@ -30,6 +32,8 @@ export interface ModelSpec {
   weight: number;
   /** Gets a copy of each unversioned request; its answer is compared with the serving one and dropped. */
   shadow: boolean;
+  /** The config's model.preprocess and model.postprocess; undefined: the file the build put beside the model, if any. */
+  processing?: ProcessingOverrides;
 }
 
 /** What every version's engine shares: the server's settings. */
@@ -53,6 +57,8 @@ export interface ServedVersion {
   recordModel: RecordedRequest['model'];
   /** GET /v2/models/{name}/versions/{v} and gRPC ModelMetadata. */
   metadata: Record<string, unknown>;
+  /** Raw inputs (images, texts) and labels, for a model folder that says how; undefined: tensors only. */
+  processing?: ServedProcessing;
 }
 
 interface HeldModel {
@@ -335,14 +341,22 @@ export class ModelRepository {
       const counted = [`${features.length} features`, ...(profiling.live.hasPrediction ? [`the predicted ${prediction?.kind === 'value' ? 'value' : 'class'}`] : [])];
       log(`${label}profiling live traffic against reference profile ${loaded.sha256.slice(0, 12)}: ${counted.join(' and ')}${loaded.profile.unavailable ? ` (${loaded.profile.unavailable})` : ''}`);
     }
+    // A model folder's preprocessing and labels: what the raw routes take and answer.
+    const processing = await serveProcessing(model, spec.processing).catch(async (error) => {
+      await engine.release();
+      throw error;
+    });
+    if (processing) log(`${label}${describePlan(processing.plan).join('; ')}`);
     const metadata = {
       name: model.name,
       versions: [model.version],
       platform: 'onnxruntime_onnx',
       inputs: model.inputs.map(({ name, datatype, shape }) => ({ name, datatype, shape })),
       outputs: model.outputs.map(({ name, datatype, shape }) => ({ name, datatype, shape })),
+      // An extension field: clients that send an image or a text, and read labels, find how here.
+      ...(processing ? { processing: { input: processing.kind ?? null, labels: processing.labels?.names ?? null, label_outputs: processing.labels ? [LABEL_OUTPUT, SCORE_OUTPUT] : [] } } : {}),
     };
-    return { spec, engine, profiling, recordModel: recordModelOf(model), metadata };
+    return { spec, engine, profiling, recordModel: recordModelOf(model), metadata, processing };
   }
 
   /** The model's metadata: the named version's tensors, every version listed. */

@@ -6,6 +6,7 @@ import { parseByteSize } from './memory-budget.js';
 import type { AuthOptions } from './auth.js';
 import type { TlsOptions } from './tls.js';
 import type { ModelSpec } from './model-repository.js';
+import type { ProcessingOverrides } from '../processing/plan.js';
 
 /** Everything the inference server needs to start, however it was configured. */
 export interface ServeOptions {
@@ -50,6 +51,8 @@ export interface ServeOptions {
   repositoryFile: string;
   /** POST /v2/repository/models/{name}/load and /unload; refused (403) when off. */
   repositoryControl: boolean;
+  /** The one model's model.preprocess and model.postprocess; undefined: the file `mlops build` put beside the model. */
+  processing?: ProcessingOverrides;
 }
 
 /** The versions the server loads: `models`, or the one model of the top-level fields. */
@@ -66,6 +69,7 @@ export function servedSpecs(options: ServeOptions): ModelSpec[] {
       batching: options.batching,
       weight: 1,
       shadow: false,
+      processing: options.processing,
     },
   ];
 }
@@ -144,6 +148,7 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
     models: configuredSpecs(config, baseDir),
     repositoryFile: '',
     repositoryControl: config.server.repositoryControl,
+    processing: { preprocess: config.model.preprocess, postprocess: config.model.postprocess },
     auth: { ...config.server.auth, tokenFile: resolveIn(baseDir, config.server.auth.tokenFile), tokens: [] },
     tls: {
       cert: resolveIn(baseDir, config.server.tls.cert),
@@ -159,7 +164,7 @@ const resolveIn = (baseDir: string, file: string) => (file ? path.resolve(baseDi
 /** Config `models`: each version of each model, with the server's workers and batching unless it sets its own. */
 function configuredSpecs(config: Config, baseDir: string): ModelSpec[] {
   return config.models.flatMap((m) => {
-    const own = { workers: m.workers, batching: { ...m.batching } };
+    const own = { workers: m.workers, batching: { ...m.batching }, processing: { preprocess: m.preprocess, postprocess: m.postprocess } };
     return m.versions.map((v) => ({ name: m.name, version: v.version, path: path.resolve(baseDir, v.path), profilePath: '', weight: v.weight, shadow: v.shadow, ...own }));
   });
 }
