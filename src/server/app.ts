@@ -1,5 +1,5 @@
 import { failureLogger } from './failure-log.js';
-import { labelTensors, rawBodyKind, rawInstances, rawOipInputs, requestedTopK } from './processing.js';
+import { inferRaw, labelTensors, rawBodyKind, rawInstances, rawOipInputs, requestedTopK } from './processing.js';
 import { utf8Text, type RawInput } from '../processing/plan.js';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -159,13 +159,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
     const { model } = engine;
     const k = requestedTopK(processing, given.parameters);
     const id = typeof given.id === 'string' ? given.id : requestId(req);
-    const due = deadline();
-    const { feeds } = await processing.preprocessor!.toFeeds(raw, (i) => (raw.length === 1 ? processing.kind! : `${processing.kind} ${i}`));
-    const rows = raw.length;
-    // A model with a fixed batch of 1 is run one input at a time.
-    const results: Tensors[] = [];
-    if (rows > 1 && model.inputs.some((s) => s.shape[0] === 1)) for (let i = 0; i < rows; i++) results.push(await engine.infer(instanceRow(feeds, i, rows), 1, due));
-    else results.push(await engine.infer(feeds, rows, due));
+    const { feeds, results, rows } = await inferRaw(engine, processing, raw, deadline());
     const logged = inferenceLog?.sampled() ?? false;
     if (answer === 'oip') {
       if (results.length > 1) throw new BadRequest('this model takes one input a request (its batch dimension is 1): send one image or text per request');
@@ -181,12 +175,20 @@ export function createRestServer(options: RestServerOptions): RestServer {
     if (logged) inferenceLog!.add(results.map((r, i) => encodeInferenceRecords({ id, rows, ...(results.length > 1 ? { part: { firstRow: i, rows: 1 } } : {}), model: recordModel }, r, inferenceLog!.inputs ? copyTensors(results.length > 1 ? instanceRow(feeds, i, rows) : feeds) : undefined)).join(''), rows);
   };
 
-  /** A raw body (Content-Type image/* or text/plain) the version takes, or undefined. */
-  const rawBody = async (served: ServedVersion, req: http.IncomingMessage): Promise<RawInput[] | undefined> => {
+  /**
+   * A raw body (Content-Type image/* or text/plain) the version takes, or undefined. fetch() and many
+   * HTTP clients label any string body text/plain: a body that parses as an OIP or instances request is
+   * that request, passed on parsed.
+   */
+  const rawBody = async (served: ServedVersion, req: http.IncomingMessage): Promise<{ raw: RawInput[] } | { body: Buffer; parsed: unknown } | undefined> => {
     const kind = rawBodyKind(served.processing, req.headers['content-type']);
     if (!kind) return undefined;
     const body = await readBody(req, bodyLimits);
-    return [kind === 'text' ? utf8Text(body, 'the body') : body];
+    if (kind === 'text') {
+      const request = jsonRequest(body);
+      if (request) return { body, parsed: request };
+    }
+    return { raw: [kind === 'text' ? utf8Text(body, 'the body') : body] };
   };
 
   /** Reads a body whose binary data follows a JSON header of `declared` bytes, and checks that length. */
@@ -200,7 +202,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
   const infer: Handler = async (req, res, params) => {
     repository.check(params.name, params.version);
     const raw = await rawBody(repository.route(params.name, params.version), req);
-    if (raw) return runRaw(repository.route(params.name, params.version), req, res, raw, 'oip');
+    if (raw && 'raw' in raw) return runRaw(repository.route(params.name, params.version), req, res, raw.raw, 'oip');
+    if (raw) return runInfer(repository.route(params.name, params.version), params.version === undefined, req, res, raw.body, undefined, 'header', raw.parsed);
     const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
     return runInfer(repository.route(params.name, params.version), params.version === undefined, req, res, body, header, 'header');
   };
@@ -266,7 +269,11 @@ export function createRestServer(options: RestServerOptions): RestServer {
     }
     // An image (image/*, SageMaker's application/x-image) or a text (text/plain) to a model that takes one.
     const raw = await rawBody(served(), req);
-    if (raw) return runRaw(served(), req, res, raw, 'pipeline');
+    if (raw && 'raw' in raw) return runRaw(served(), req, res, raw.raw, 'pipeline');
+    if (raw) {
+      if ('instances' in (raw.parsed as object)) return runInstances(served(), req, res, raw.parsed, '/invocations');
+      return runInfer(served(), true, req, res, raw.body, undefined, 'header', raw.parsed);
+    }
     if (mime === 'text/csv') {
       const instances = csvRows(await readBody(req, bodyLimits));
       return runInstances(served(), req, res, { instances }, '/invocations (text/csv)');
@@ -665,6 +672,19 @@ function csvRows(body: Buffer): number[][] {
 }
 
 const DECIMAL = /^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$/;
+
+/** A body that is a JSON request (an object with "inputs" or "instances"), parsed; undefined otherwise. */
+function jsonRequest(body: Buffer): object | undefined {
+  let i = 0;
+  while (i < body.length && (body[i] === 0x20 || body[i] === 0x0a || body[i] === 0x0d || body[i] === 0x09)) i++;
+  if (body[i] !== 0x7b) return undefined;
+  try {
+    const parsed = JSON.parse(body.toString('utf8')) as unknown;
+    return typeof parsed === 'object' && parsed !== null && ('inputs' in parsed || 'instances' in parsed) ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function parseJsonBody(body: Buffer): unknown {
   if (body.byteLength === 0) throw new BadRequest('request body is empty; send a JSON object');

@@ -9,6 +9,7 @@ import { EXTENSIONS } from './app.js';
 import { copyTensors, encodeInferenceRecords } from '../monitor/inference-records.js';
 import type { ModelRepository, ServedVersion } from './model-repository.js';
 import { failureLogger } from './failure-log.js';
+import { inferRaw, labelTensors, rawGrpcInputs } from './processing.js';
 import type { InferenceLog } from './inference-log.js';
 import { requestRecorder, type ServerMetrics } from './metrics.js';
 import { closeWithin, type ServingState } from './state.js';
@@ -110,6 +111,14 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       const version = versionOf(message.model_version);
       const served = repository.route(named(message.model_name), version);
       const { engine, recordModel } = served;
+      // An image or a text for a model that takes one: bytes_contents (or raw contents) of a BYTES input named for it.
+      const raw = rawGrpcInputs(served.processing, message);
+      if (raw) {
+        const { results } = await inferRaw(engine, served.processing!, raw, deadlineOf(call));
+        if (results.length > 1) throw new BadRequest('this model takes one input a request (its batch dimension is 1): send one image or text per request');
+        const labelled = served.processing!.labels ? { ...results[0], ...labelTensors(served.processing!, results[0], served.processing!.labels.topK).tensors } : results[0];
+        return encodeGrpcResponse(served.processing!.labels ? served.processing!.answer : engine.model, labelled, { id: message.id ?? randomUUID(), outputs: undefined });
+      }
       const request = decodeGrpcRequest(message, engine.model);
       request.id ??= randomUUID();
       const logged = inferenceLog?.sampled() ?? false;
@@ -119,7 +128,9 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       const copy = shadows.length > 0 ? { tensors: copyTensors(request.inputs) } : undefined;
       const due = deadlineOf(call);
       const result = await engine.infer(request.inputs, request.rows, due);
-      const response = encodeGrpcResponse(engine.model, result, request);
+      // A classifier with names: its labels beside the outputs, unless the request named the outputs it wants.
+      const labels = served.processing?.labels && request.outputs === undefined ? labelTensors(served.processing, result, served.processing.labels.topK).tensors : undefined;
+      const response = labels ? encodeGrpcResponse(served.processing!.answer, { ...result, ...labels }, request) : encodeGrpcResponse(engine.model, result, request);
       if (logged) setImmediate(() => inferenceLog!.add(encodeInferenceRecords({ id: request.id!, rows: request.rows, model: recordModel }, result, inputs), request.rows));
       if (copy) repository.mirror(served, shadows, copy, request.rows, () => result, due);
       return response;

@@ -7,6 +7,9 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServableModel, ServableTensor, Tensors } from '../model/session.js';
 import { BadRequest, type Signature } from '../protocol/request.js';
+import type { GrpcInferRequest } from '../protocol/grpc.js';
+import { instanceRow } from '../protocol/instances.js';
+import type { InferenceEngine } from './engine.js';
 import { topLabels, type LabelSettings, type ScoredLabel } from '../processing/labels.js';
 import { createPreprocessor, loadProcessing, PROCESSING_FILE, rawInputKind, type ProcessingOverrides, type ProcessingPlan, type Preprocessor, type RawInput } from '../processing/plan.js';
 
@@ -146,17 +149,7 @@ export function rawOipInputs(processing: ServedProcessing | undefined, parsed: u
     if (header === undefined || typeof size !== 'number') throw new BadRequest(`${where}: binary_data_size needs the binary extension's Inference-Header-Content-Length`);
     const data = body.subarray(header, header + size);
     if (data.byteLength !== size) throw new BadRequest(`${where}: binary_data_size is ${size}, but ${data.byteLength} bytes follow the JSON`);
-    const out: RawInput[] = [];
-    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    for (let at = 0; at < data.byteLength; ) {
-      if (at + 4 > data.byteLength) throw new BadRequest(`${where}: element ${out.length} has no complete 4-byte length`);
-      const length = view.getUint32(at, true);
-      if (at + 4 + length > data.byteLength) throw new BadRequest(`${where}: element ${out.length} declares ${length} bytes, past the end of the data`);
-      out.push(data.subarray(at + 4, at + 4 + length));
-      at += 4 + length;
-    }
-    if (out.length === 0) throw new BadRequest(`${where}: no elements`);
-    return out;
+    return lengthPrefixed(data, where);
   }
   const data = Array.isArray(input.data) ? (input.data as unknown[]).flat(4) : undefined;
   if (!data || data.length === 0) throw new BadRequest(`${where}: "data" must hold at least one ${processing.kind === 'image' ? 'base64 image' : 'string'}`);
@@ -164,4 +157,48 @@ export function rawOipInputs(processing: ServedProcessing | undefined, parsed: u
     if (typeof value !== 'string') throw new BadRequest(`${where}: element ${i} must be a string`);
     return processing.kind === 'image' ? base64(value, `${where}: element ${i}`) : value;
   });
+}
+
+/**
+ * Raw inputs through the preprocessing and the engine (and its batcher) as one run, or one run per
+ * input for a model whose batch dimension is fixed at 1.
+ */
+export async function inferRaw(engine: Pick<InferenceEngine, 'infer' | 'model'>, processing: ServedProcessing, raw: RawInput[], deadline: number): Promise<{ feeds: Tensors; results: Tensors[]; rows: number }> {
+  const { feeds } = await processing.preprocessor!.toFeeds(raw, (i) => (raw.length === 1 ? processing.kind! : `${processing.kind} ${i}`));
+  const rows = raw.length;
+  const results: Tensors[] = [];
+  if (rows > 1 && engine.model.inputs.some((s) => s.shape[0] === 1)) for (let i = 0; i < rows; i++) results.push(await engine.infer(instanceRow(feeds, i, rows), 1, deadline));
+  else results.push(await engine.infer(feeds, rows, deadline));
+  return { feeds, results, rows };
+}
+
+/** A gRPC ModelInferRequest whose input is the raw data: `bytes_contents`, or raw contents of length-prefixed elements. */
+export function rawGrpcInputs(processing: ServedProcessing | undefined, message: GrpcInferRequest): RawInput[] | undefined {
+  if (!processing?.kind) return undefined;
+  const names = [...processing.filled, ...RAW_NAMES[processing.kind]];
+  const inputs = message.inputs ?? [];
+  const index = inputs.findIndex((i) => i.datatype === 'BYTES' && typeof i.name === 'string' && names.includes(i.name));
+  if (index === -1) return undefined;
+  if (inputs.length > 1) throw new BadRequest(`input '${inputs[index].name}' is the raw ${processing.kind}: send it alone`);
+  const where = `input '${inputs[index].name}'`;
+  const raw = message.raw_input_contents?.[0];
+  if (raw) return lengthPrefixed(raw, where);
+  const contents = (inputs[index].contents?.bytes_contents ?? []) as Uint8Array[];
+  if (contents.length === 0) throw new BadRequest(`${where}: bytes_contents holds no ${processing.kind}`);
+  return contents;
+}
+
+/** BYTES elements as the binary extension and gRPC raw contents carry them: a 4-byte little-endian length, then the bytes. */
+function lengthPrefixed(data: Uint8Array, where: string): RawInput[] {
+  const out: RawInput[] = [];
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  for (let at = 0; at < data.byteLength; ) {
+    if (at + 4 > data.byteLength) throw new BadRequest(`${where}: element ${out.length} has no complete 4-byte length`);
+    const length = view.getUint32(at, true);
+    if (at + 4 + length > data.byteLength) throw new BadRequest(`${where}: element ${out.length} declares ${length} bytes, past the end of the data`);
+    out.push(data.subarray(at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  if (out.length === 0) throw new BadRequest(`${where}: no elements`);
+  return out;
 }

@@ -1,0 +1,165 @@
+/**
+ * src/server/processing.ts through the running server: every way a client sends an image or a text
+ * (a raw body, an OIP v2 BYTES input in JSON and binary, v1 instances, SageMaker's /invocations,
+ * gRPC bytes_contents), answered with the model's outputs and its labels; and what is refused.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeGrpcResponse } from '../src/protocol/grpc.js';
+import { call, inferenceClient, type InferenceClient } from '../src/protocol/grpc-client.js';
+import { startServer, type RunningServer } from '../src/server/run.js';
+import { fixture, freePort, serveOptions } from './helpers.js';
+
+const quiet = () => undefined;
+let images: RunningServer;
+let texts: RunningServer;
+let grpcClient: InferenceClient;
+let circle: Buffer;
+let square: Buffer;
+
+type Answer = { model_name: string; id?: string; outputs: { name: string; datatype: string; shape: number[]; data: (number | string)[] }[] };
+const output = (answer: Answer, name: string) => answer.outputs.find((o) => o.name === name)!;
+
+async function post(url: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; json: Record<string, unknown> & Answer & { error?: string; predictions?: unknown }; headers: Headers }> {
+  const res = await fetch(url, { method: 'POST', headers, body });
+  const text = await res.text();
+  return { status: res.status, json: JSON.parse(text), headers: res.headers };
+}
+
+beforeAll(async () => {
+  circle = await readFile(fixture('shapes_image', 'holdout', 'circle', '001.jpg'));
+  square = await readFile(fixture('shapes_image', 'holdout', 'square', '002.png'));
+  images = await startServer(serveOptions('shapes_image', { grpcPort: await freePort(), workers: 1 }), quiet);
+  texts = await startServer(serveOptions('text_topic', { workers: 0 }), quiet);
+  grpcClient = inferenceClient(images.grpcAddress!);
+});
+afterAll(async () => {
+  grpcClient?.close();
+  await images?.stop();
+  await texts?.stop();
+});
+
+describe('images in, labels out', () => {
+  it('a JPEG as the body of the infer route: the logits and the label, as OIP v2 outputs', async () => {
+    const { status, json } = await post(`${images.url}/v2/models/shapes_image/infer`, circle, { 'content-type': 'image/jpeg' });
+    expect(status).toBe(200);
+    expect(json.outputs.map((o) => [o.name, o.datatype, o.shape])).toEqual([
+      ['logits', 'FP32', [1, 4]],
+      ['label', 'BYTES', [1, 1]],
+      ['score', 'FP32', [1, 1]],
+    ]);
+    expect(output(json, 'label').data).toEqual(['circle']);
+    const logits = output(json, 'logits').data as number[];
+    const expected = Math.exp(Math.max(...logits)) / logits.reduce((s, v) => s + Math.exp(v), 0);
+    expect(output(json, 'score').data[0]).toBeCloseTo(expected, 5);
+  });
+
+  it('a BYTES input in JSON (base64, KServe style) and in the binary extension (several images, one run), with top_k', async () => {
+    const json = await post(`${images.url}/v2/models/shapes_image/infer`, JSON.stringify({ id: 'img-1', inputs: [{ name: 'image', datatype: 'BYTES', shape: [2], data: [circle.toString('base64'), square.toString('base64')] }], parameters: { top_k: 2 } }));
+    expect(json.status).toBe(200);
+    expect(json.json.id).toBe('img-1');
+    expect(output(json.json, 'label').shape).toEqual([2, 2]);
+    expect((output(json.json, 'label').data as string[]).filter((_, i) => i % 2 === 0)).toEqual(['circle', 'square']);
+    // Binary: each element a 4-byte little-endian length and its bytes.
+    const elements = Buffer.concat([circle, square].flatMap((b) => [Buffer.from(Uint32Array.of(b.length).buffer), b]));
+    const head = Buffer.from(JSON.stringify({ inputs: [{ name: 'pixel_values', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: elements.length } }] }));
+    const binary = await post(`${images.url}/v2/models/shapes_image/infer`, Buffer.concat([head, elements]), { 'inference-header-content-length': String(head.length) });
+    expect(binary.status).toBe(200);
+    expect(output(binary.json, 'label').data).toEqual(['circle', 'square']);
+    expect(output(binary.json, 'logits').data).toEqual(output(json.json, 'logits').data);
+  });
+
+  it('v1 :predict with {"b64"} instances answers a pipeline\'s [{label, score}] per instance; /invocations takes image/jpeg and application/x-image', async () => {
+    const v1 = await post(`${images.url}/v1/models/shapes_image:predict`, JSON.stringify({ instances: [{ b64: circle.toString('base64') }, { image: { b64: square.toString('base64') } }] }));
+    expect(v1.status).toBe(200);
+    expect(v1.json.predictions).toEqual([[{ label: 'circle', score: expect.any(Number) }], [{ label: 'square', score: expect.any(Number) }]]);
+    for (const type of ['image/jpeg', 'application/x-image']) {
+      const sm = await post(`${images.url}/invocations`, circle, { 'content-type': type });
+      expect(sm.status).toBe(200);
+      expect(sm.json).toEqual([{ label: 'circle', score: expect.any(Number) }]);
+    }
+  });
+
+  it('gRPC: bytes_contents of a BYTES input, answered with label and score outputs', async () => {
+    const reply = await call(grpcClient, grpcClient.ModelInfer, { model_name: 'shapes_image', inputs: [{ name: 'image', datatype: 'BYTES', shape: [2], contents: { bytes_contents: [circle, square] } }] });
+    const decoded = decodeGrpcResponse(reply);
+    expect(decoded.label.data).toEqual(['circle', 'square']);
+    expect(decoded.logits.dims).toEqual([2, 4]);
+  });
+
+  it('tensors still work as before, and their answer carries the labels too', async () => {
+    const pixels = new Array(3 * 64 * 64).fill(0);
+    const { status, json } = await post(`${images.url}/v2/models/shapes_image/infer`, JSON.stringify({ inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 64, 64], data: pixels }] }));
+    expect(status).toBe(200);
+    expect(json.outputs.map((o) => o.name)).toEqual(['logits', 'label', 'score']);
+    const named = await post(`${images.url}/v2/models/shapes_image/infer`, JSON.stringify({ inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 64, 64], data: pixels }], outputs: [{ name: 'logits' }] }));
+    expect(named.json.outputs.map((o) => o.name)).toEqual(['logits']);
+  });
+
+  it('hostile images get a 4xx naming why, and the server stays healthy for everyone', async () => {
+    const url = `${images.url}/v2/models/shapes_image/infer`;
+    const truncated = await post(url, circle.subarray(0, circle.length / 2), { 'content-type': 'image/jpeg' });
+    expect(truncated.status).toBe(400);
+    const notImage = await post(url, Buffer.from('GIF89a but not really'), { 'content-type': 'image/gif' });
+    expect([notImage.status, notImage.json.error]).toEqual([400, expect.stringMatching(/^image: not an image that can be read/)]);
+    const text = await post(url, 'a sentence', { 'content-type': 'text/plain' });
+    expect(text.status).toBe(400);
+    const badBase64 = await post(url, JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: ['!!!!'] }] }));
+    expect(badBase64.status).toBe(400);
+    const health = await fetch(`${images.url}/v2/health/ready`);
+    expect(health.status).toBe(200);
+    const after = await post(url, circle, { 'content-type': 'image/jpeg' });
+    expect(output(after.json, 'label').data).toEqual(['circle']);
+  });
+
+  it('metadata says what the model takes raw and which labels it answers', async () => {
+    const meta = (await (await fetch(`${images.url}/v2/models/shapes_image`)).json()) as Record<string, unknown>;
+    expect(meta.processing).toEqual({ input: 'image', labels: ['circle', 'square', 'triangle', 'cross'], label_outputs: ['label', 'score'] });
+  });
+});
+
+describe('texts in, labels out', () => {
+  const infer = () => `${texts.url}/v2/models/text_topic/infer`;
+
+  it('text/plain, a BYTES input, v1 strings and /invocations all answer the same label', async () => {
+    const sentence = 'the referee stopped the match after the second goal';
+    const plain = await post(infer(), sentence, { 'content-type': 'text/plain; charset=utf-8' });
+    expect(plain.status).toBe(200);
+    expect(output(plain.json, 'label').data).toEqual(['sports']);
+    const bytes = await post(infer(), JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [2], data: [sentence, 'chop the onion and fry it in the pan'] }] }));
+    expect(output(bytes.json, 'label').data).toEqual(['sports', 'cooking']);
+    // Padded to the longer sentence in one run: the first one's logits are unchanged by the padding.
+    (output(bytes.json, 'logits').data as number[]).slice(0, 3).forEach((v, i) => expect(v).toBeCloseTo(output(plain.json, 'logits').data[i] as number, 4));
+    const v1 = await post(`${texts.url}/v1/models/text_topic:predict`, JSON.stringify({ instances: ['heavy rain and thunder tonight'], parameters: { top_k: 3 } }));
+    expect((v1.json.predictions as { label: string }[][])[0].map((l) => l.label)[0]).toBe('weather');
+    expect((v1.json.predictions as unknown[][])[0]).toHaveLength(3);
+    const sm = await post(`${texts.url}/invocations`, 'stir the soup with a spoon', { 'content-type': 'text/plain' });
+    expect(sm.json).toEqual([{ label: 'cooking', score: expect.any(Number) }]);
+  });
+
+  it('empty, non-UTF-8 and 1 MB texts, and an image, are refused; the server answers after', async () => {
+    const empty = await post(infer(), '', { 'content-type': 'text/plain' });
+    expect([empty.status, empty.json.error]).toEqual([400, 'text: the text is empty']);
+    const latin1 = await post(infer(), Buffer.from([0x63, 0x61, 0x66, 0xe9]), { 'content-type': 'text/plain' });
+    expect([latin1.status, latin1.json.error]).toEqual([400, 'the body: the text is not UTF-8']);
+    const huge = await post(infer(), 'word '.repeat(200_000), { 'content-type': 'text/plain' });
+    expect(huge.status).toBe(413);
+    const image = await post(infer(), circle, { 'content-type': 'image/jpeg' });
+    expect([image.status, image.json.error]).toEqual([415, 'this model takes text, not image/jpeg; send text/plain or tensors']);
+    const ok = await post(infer(), 'sunny and warm all weekend', { 'content-type': 'text/plain' });
+    expect(output(ok.json, 'label').data).toEqual(['weather']);
+  });
+});
+
+describe('a model folder served by its folder name', () => {
+  it('mlops serve --model <folder> names the model after the folder', async () => {
+    const server = await startServer(serveOptions('text_topic', { modelPath: path.dirname(fixture('text_topic', 'model.onnx')), workers: 0 }), quiet);
+    try {
+      const meta = (await (await fetch(`${server.url}/v2/models/text_topic`)).json()) as { name: string };
+      expect(meta.name).toBe('text_topic');
+    } finally {
+      await server.stop();
+    }
+  });
+});
