@@ -33,7 +33,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const TICK_US = 1e6 / 100; // /proc times are in clock ticks of 1/100 s (CLK_TCK on Linux)
 
 /** utime + stime of a process, every thread, in microseconds. */
-function cpuMicros(pid) {
+export function cpuMicros(pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) * TICK_US;
 }
@@ -48,11 +48,11 @@ async function freePort() {
 }
 
 /** Runs `command` on one core with taskset, where it exists (Linux); as it is elsewhere. */
-const HAS_TASKSET = spawnSync('taskset', ['-V']).status === 0;
+export const HAS_TASKSET = spawnSync('taskset', ['-V']).status === 0;
 const onCore = (core, command, args) => (HAS_TASKSET && core !== undefined ? ['taskset', ['-c', String(core), command, ...args]] : [command, args]);
 
 /** A server in its own process that prints one JSON document with its url when it listens; `core`: pinned to it. */
-async function startProcess(args, env = {}, core) {
+export async function startProcess(args, env = {}, core) {
   const child = spawn(...onCore(core, process.execPath, args), { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, CI: 'true', ...env } });
   let out = '';
   child.stdout.on('data', (d) => (out += d));

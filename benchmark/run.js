@@ -10,6 +10,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const only = process.argv.slice(2);
 const sections = [
   ['dataplane', () => import('./dataplane.js')],
+  ['real-inputs', () => import('./real-inputs.js')],
   ['server', () => import('./server.js')],
   ['build', () => import('./build.js')],
   ['test', () => import('./quality.js')],

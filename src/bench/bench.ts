@@ -173,6 +173,8 @@ export interface RunBenchOptions {
   env: NodeJS.ProcessEnv;
   flags: BenchFlags;
   onRun?: (label: string) => void;
+  /** The model whose folder says how images and texts become tensors, when the one measured has none beside it (an optimized copy). */
+  processingFrom?: string;
 }
 
 export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
@@ -206,7 +208,7 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
     let sample: HoldoutRow[] | undefined;
     let generated: SampleInputs | undefined;
     if (flags.holdout) {
-      const holdout = await openHoldout({ cwd: options.cwd, holdout: flags.holdout, labels: flags.labels, inputs, label: config.test.label, features: config.test.features, model: { ...config.model, path: path.resolve(flags.model ? options.cwd : options.projectDir, flags.model ?? config.model.path) } });
+      const holdout = await openHoldout({ cwd: options.cwd, holdout: flags.holdout, labels: flags.labels, inputs, label: config.test.label, features: config.test.features, model: { ...config.model, path: options.processingFrom ?? target.modelPath } });
       sample = [];
       for await (const row of holdout.rows()) if (sample.push(row) >= 1000) break;
       if (sample.length === 0) throw inputError(`${flags.holdout} has no rows`, 'the holdout needs at least one data row');

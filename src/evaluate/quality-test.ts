@@ -63,6 +63,8 @@ export interface RunTestOptions {
   env: NodeJS.ProcessEnv;
   flags: TestFlags;
   onProgress?: (rows: number) => void;
+  /** The model whose folder says how images and texts become tensors, when the one tested has none beside it (an optimized copy). */
+  processingFrom?: string;
 }
 
 /** Scores the model on the holdout wherever it runs, then applies the gates. */
@@ -89,7 +91,7 @@ export async function runQualityTest(options: RunTestOptions): Promise<TestRepor
   });
   try {
     // A model folder's preprocessing reads image folders and text columns; its id2label names the classes.
-    const processing = await processingFor(path.resolve(flags.model ? options.cwd : options.projectDir, flags.model ?? config.model.path), target.predictor, config.model);
+    const processing = await processingFor(options.processingFrom ?? target.modelPath, target.predictor, config.model);
     const holdout = await openHoldout({
       cwd: options.cwd,
       holdout: holdoutPath,

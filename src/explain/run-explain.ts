@@ -41,7 +41,7 @@ export async function runExplain(options: { cwd: string; projectDir: string; con
     // What cannot be explained is refused before the holdout is read.
     const image = imageInput(target.predictor);
     if (!image) tabularInput(target.predictor);
-    const holdout = await openHoldout({ cwd: options.cwd, holdout: holdoutPath, labels: flags.labels ?? labelsFromConfig, inputs: target.predictor.inputs, label: config.test.label, labelOptional: image !== null, features: config.test.features, model: { ...config.model, path: path.resolve(flags.model ? options.cwd : options.projectDir, flags.model ?? config.model.path) } });
+    const holdout = await openHoldout({ cwd: options.cwd, holdout: holdoutPath, labels: flags.labels ?? labelsFromConfig, inputs: target.predictor.inputs, label: config.test.label, labelOptional: image !== null, features: config.test.features, model: { ...config.model, path: target.modelPath } });
     // An image model: occlusion, averaged over the sampled rows (labels are not needed).
     if (image) return await explainImagesGlobally({ predictor: target.predictor, image, holdout: { ...holdout, file: holdoutPath }, test: config.test, settings: { ...settings, patch: config.explain.patch }, onProgress: options.onProgress });
     return await explainGlobally({ predictor: target.predictor, holdout: { ...holdout, file: holdoutPath }, test: config.test, settings, onProgress: options.onProgress });

@@ -50,7 +50,9 @@ async function* processed(rows: AsyncIterable<RawRow>, plan: ProcessingPlan, sho
       const inputs: HoldoutRow['inputs'] = {};
       const shapes: HoldoutRow['shapes'] = {};
       for (const [name, tensor] of Object.entries(feeds)) {
-        inputs[name] = tensor.data as unknown as HoldoutRow['inputs'][string];
+        // Holdout rows hold numbers: 64-bit token ids become doubles (exact below 2^53), made 64-bit again when batched.
+        const data = tensor.data;
+        inputs[name] = data instanceof BigInt64Array || data instanceof BigUint64Array ? Float64Array.from(data, Number) : (data as unknown as HoldoutRow['inputs'][string]);
         shapes[name] = tensor.dims.slice(1);
       }
       return { where: row.where, inputs, shapes, label: row.label };

@@ -11,6 +11,7 @@ import { VERSION } from '../version.js';
 import { assembleContext, packageDir, packContext, PLATFORMS, type ImageModel, type Platform } from './context.js';
 import { loadProcessing, rawInputKind, servableSignature, type ProcessingOverrides, type ProcessingPlan } from '../processing/plan.js';
 import { readFileSync } from 'node:fs';
+import { IMAGING_LABEL, MODEL_FILES_LABEL, MODEL_TAKES_LABEL } from '../model/labels.js';
 import { createHash } from 'node:crypto';
 import { buildTimestamp, gitInfo } from './git.js';
 
@@ -61,10 +62,6 @@ export interface BuildResult {
 
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
-/** Labels of an image whose model came as a folder: its processing files, the raw input it takes, and the image library it carries. */
-export const MODEL_FILES_LABEL = 'mlops.model.files';
-export const MODEL_TAKES_LABEL = 'mlops.model.takes';
-export const IMAGING_LABEL = 'mlops.imaging';
 
 interface FolderProcessing {
   files: ProcessingPlan['files'];

@@ -9,6 +9,7 @@ import { batchSizeFor, inBatches, rowsToTensors } from '../evaluate/batches.js';
 import { chooseOutput } from '../evaluate/evaluate.js';
 import { runQualityTest, type TestReport } from '../evaluate/quality-test.js';
 import { runBench, type BenchRun } from '../bench/bench.js';
+import { readModelFolder } from '../processing/folder.js';
 import { openHoldout } from '../holdout/open.js';
 import { evaluateGates, gatesFromConfig, parseGateFlag, type GateResult, type GateSpec } from '../metrics/gates.js';
 import { CLASSIFICATION_METRICS, REGRESSION_METRICS } from '../metrics/names.js';
@@ -190,7 +191,7 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
     if (holdoutFile) {
       for (const [label, file, into] of [['source', source.path, before], ['optimized', written, after]] as const) {
         options.onStep?.(`Scoring the ${label} model on the holdout`);
-        const report = await runQualityTest({ cwd, projectDir, config: testConfig, env: options.env, flags: { local: true, model: file, holdout: holdoutFile, gate: [] } });
+        const report = await runQualityTest({ cwd, projectDir, config: testConfig, env: options.env, flags: { local: true, model: file, holdout: holdoutFile, gate: [] }, processingFrom: source.path });
         into.metrics = report.metrics as unknown as Record<string, number | null>;
         task = report.task;
       }
@@ -204,7 +205,7 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
     for (let round = 0; round < rounds; round++) {
       for (const [label, file] of [['source', source.path], ['optimized', written]] as const) {
         options.onStep?.(`Benchmarking the ${label} model in-process (round ${round + 1} of ${rounds})`);
-        const report = await runBench({ cwd, projectDir, config: benchConfig, env: options.env, flags: { local: true, model: file, gate: [], ...(holdoutFile ? { holdout: holdoutFile } : {}) } });
+        const report = await runBench({ cwd, projectDir, config: benchConfig, env: options.env, flags: { local: true, model: file, gate: [], ...(holdoutFile ? { holdout: holdoutFile } : {}) }, processingFrom: source.path });
         runs[label].push(report.runs[0]);
       }
     }
@@ -242,6 +243,8 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
       const staging = `${outputSetting}.tmp-${process.pid}`;
       await copyFile(written, staging);
       await rename(staging, outputSetting);
+      // A model from an export folder keeps its processing files beside it, so the optimized one builds and serves the same.
+      await copyProcessingFiles(source.path, outputSetting);
       output = after.file;
     }
     return {
@@ -322,5 +325,16 @@ async function compareOutputs(sourcePath: string, optimizedPath: string, holdout
     return { rows, maxAbsDiff, meanAbsDiff: count > 0 ? sum / count : 0, classChangeRate: classes && rows > 0 ? changed / rows : null };
   } finally {
     for (const m of models) await m.close();
+  }
+}
+
+/** The export folder's processing files beside `target`, where it is written elsewhere; a file already there is left alone. */
+async function copyProcessingFiles(sourceModel: string, target: string): Promise<void> {
+  const from = path.dirname(sourceModel);
+  const to = path.dirname(path.resolve(target));
+  if (from === to) return;
+  for (const file of Object.values((await readModelFolder(sourceModel)).files)) {
+    const destination = path.join(to, file.name);
+    if (!(await stat(destination).catch(() => undefined))) await copyFile(file.path, destination);
   }
 }

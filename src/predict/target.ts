@@ -7,6 +7,7 @@ import { copyFromContainer, startModelContainer, type ModelContainer } from '../
 import { inputError } from '../errors.js';
 import { readLastBuild } from '../project/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
+import { MODEL_FILES_LABEL } from '../model/labels.js';
 import { openLocalPredictor, parseProtocol, remotePredictor, type Predictor } from './predictor.js';
 import { resolveClientSecurity, type ClientSecurity, type ClientSecurityFlags } from '../protocol/client-security.js';
 
@@ -36,6 +37,11 @@ export interface OpenedTarget {
   security: ClientSecurity;
   /** In-process ONNX Runtime on the image's own model file (image mode, when asked for). */
   reference?: Predictor;
+  /**
+   * The model file whose folder says how images and texts become its tensors: the image's own copy
+   * (image mode), else the configured model. Commands read image and text holdouts through it.
+   */
+  modelPath: string;
   close(): Promise<void>;
 }
 
@@ -63,7 +69,7 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
 
   if (flags.local) {
     const predictor = await openLocalPredictor(path.relative(options.cwd, configuredModel) || configuredModel, configuredName, options.cwd);
-    return { mode: 'local', predictor, modelName: predictor.modelName, security, close: () => predictor.close() };
+    return { mode: 'local', predictor, modelName: predictor.modelName, security, modelPath: configuredModel, close: () => predictor.close() };
   }
   if (flags.url !== undefined) {
     let url: URL;
@@ -84,6 +90,7 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
       grpcAddress: grpc ? url.host : undefined,
       grpcSecure: url.protocol === 'grpcs:' || url.protocol === 'https:',
       security,
+      modelPath: configuredModel,
       close: () => predictor.close(),
     };
   }
@@ -112,10 +119,16 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
     opened.push(predictor);
     if (modelName === labelled) withDimensionNames(predictor, container.labels['mlops.model.inputs']);
     let reference: Predictor | undefined;
-    if (options.withReference) {
+    let modelPath = configuredModel;
+    // The model's folder as the image holds it: its processing files (an export folder's) come along.
+    const takesRaw = Boolean(container.labels[MODEL_FILES_LABEL]) || several !== undefined;
+    if (options.withReference || takesRaw) {
       const served = several?.find((m) => m.name === modelName && !m.shadow)?.version;
-      extracted = await copyFromContainer(docker, container.id, served === undefined ? '/app/model/model.onnx' : `${IMAGE_MODELS_DIR}/${modelName}/${served}/model.onnx`);
-      reference = await openLocalPredictor(extracted, modelName);
+      extracted = await copyFromContainer(docker, container.id, served === undefined ? '/app/model' : `${IMAGE_MODELS_DIR}/${modelName}/${served}`);
+      modelPath = path.join(extracted, 'model.onnx');
+    }
+    if (options.withReference) {
+      reference = await openLocalPredictor(modelPath, modelName);
       opened.push(reference);
     }
     return {
@@ -128,6 +141,7 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
       container,
       reference,
       security,
+      modelPath,
       close: cleanup,
     };
   } catch (error) {

@@ -12,6 +12,7 @@ import { packageDir } from '../image/context.js';
 import { QUALITY_METRICS } from '../metrics/names.js';
 import { writeFileAtomic } from '../report/files.js';
 import { VERSION } from '../version.js';
+import { IMAGING_LABEL, MODEL_FILES_LABEL } from '../model/labels.js';
 
 export const SBOM_MEDIA_TYPE = 'application/vnd.cyclonedx+json';
 export const SBOM_FILE = path.join('.mlops', 'sbom.cdx.json');
@@ -109,6 +110,24 @@ export function requireSbomLabels(image: string, labels: Record<string, string>)
  * every npm package the server bundle holds (read off the bundle's esbuild metafile at `npm run
  * build`), ONNX Runtime's packages and native library, and the base image.
  */
+/** sharp (npm) and the libvips build it ships, as the image carries them. */
+async function imagingComponents(
+  library: (pkg: BundledPackage, ref: string) => InstanceType<typeof Models.Component>,
+  licenses: InstanceType<typeof Contrib.License.Factories.LicenseFactory>,
+): Promise<InstanceType<typeof Models.Component>[]> {
+  const sharpDir = packageDir('sharp');
+  const sharp = JSON.parse(await readFile(path.join(sharpDir, 'package.json'), 'utf8')) as BundledPackage & { config?: { libvips?: string } };
+  const component = library(sharp, `npm:sharp@${sharp.version}`);
+  const libvips = new Models.Component(Enums.ComponentType.Library, 'libvips', {
+    bomRef: 'native:libvips',
+    version: sharp.config?.libvips ?? 'unknown',
+    description: "libvips and the image codecs it links (libjpeg-turbo, libpng, libwebp, libtiff, libheif), as sharp's prebuilt @img/sharp-libvips package ships them",
+    licenses: new Models.LicenseRepository([licenses.makeFromString('LGPL-3.0-or-later')]),
+  });
+  component.dependencies.add(libvips.bomRef);
+  return [component, libvips];
+}
+
 export async function imageSbom(subject: SbomSubject): Promise<string> {
   const labels = subject.labels;
   requireSbomLabels(`${subject.name}:${subject.version}`, labels);
@@ -159,6 +178,14 @@ export async function imageSbom(subject: SbomSubject): Promise<string> {
     if (labels[label]) model.properties.add(new Models.Property(property, labels[label]));
   }
   bom.components.add(model);
+  // A model folder's processing files (preprocessor_config.json, tokenizer.json...) decide what the model is fed: each is listed with its sha256.
+  const files = labels[MODEL_FILES_LABEL] ? (JSON.parse(labels[MODEL_FILES_LABEL]) as { name: string; sha256: string }[]) : [];
+  for (const file of files) {
+    const data = new Models.Component(Enums.ComponentType.Data, file.name, { bomRef: `model-file:${file.name}`, description: `Beside the model in the image: how raw inputs become its tensors, or outputs labels` });
+    data.hashes.set(Enums.HashAlgorithm['SHA-256'], file.sha256);
+    bom.components.add(data);
+    model.dependencies.add(data.bomRef);
+  }
 
   const server = new Models.Component(Enums.ComponentType.Application, 'mlops-server', {
     bomRef: 'server',
@@ -207,7 +234,11 @@ export async function imageSbom(subject: SbomSubject): Promise<string> {
   if (base && labels['mlops.base.id']) base.properties.add(new Models.Property('mlops:image.id', labels['mlops.base.id']));
   if (base) bom.components.add(base);
 
-  for (const dependency of [model, server, ortNodeComponent, ...(base ? [base] : [])]) image.dependencies.add(dependency.bomRef);
+  // sharp and libvips, in images of models that take images.
+  const imaging = labels[IMAGING_LABEL] ? await imagingComponents(library, licenses) : [];
+  for (const component of imaging) bom.components.add(component);
+
+  for (const dependency of [model, server, ortNodeComponent, ...imaging.slice(0, 1), ...(base ? [base] : [])]) image.dependencies.add(dependency.bomRef);
 
   const normalized = new Serialize.JSON.Normalize.Factory(Spec.Spec1dot6).makeForBom().normalize(bom, { sortLists: true }) as unknown as {
     components: { 'bom-ref'?: string; modelCard?: unknown }[];

@@ -1,3 +1,4 @@
+import { MODEL_TAKES_LABEL } from '../model/labels.js';
 import type { Config, TargetConfig } from '../config/defaults.js';
 import { connectDocker } from '../docker/client.js';
 import { inspectImage } from '../docker/container.js';
@@ -110,6 +111,7 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
       modelSha256: labels['mlops.model.sha256'] ?? null,
       signature: signatureOf(labels),
       otherModels: otherModelsOf(labels),
+      ...takesOf(labels),
     };
   }
   if (!version) throw inputError(`target type ${adapter.type} deploys pushed versions: name one`, 'run `mlops tag <version>` and `mlops push`, then `mlops deploy <version> --target ...`');
@@ -130,7 +132,14 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
     modelSha256: labels['mlops.model.sha256'] ?? null,
     signature: signatureOf(labels),
     otherModels: otherModelsOf(labels),
+    ...takesOf(labels),
   };
+}
+
+/** The raw input a release's model takes, from its label. */
+function takesOf(labels: Record<string, string>): Pick<Release, 'takes'> {
+  const takes = labels[MODEL_TAKES_LABEL];
+  return takes === 'image' || takes === 'text' ? { takes } : {};
 }
 
 /** The models of an image of several beside the one its mlops.model.* labels describe. */
@@ -183,7 +192,7 @@ async function record(options: DeployOptions, name: string, action: 'deploy' | '
 
 /** The smoke request can be made (every dynamic dimension sized, the data file read) before anything is deployed: else exit 2. */
 async function checkSampleInputs(ctx: DeployContext, release: Release): Promise<void> {
-  if (release.signature) await ctx.sampleInputs(release.signature.inputs);
+  if (release.signature && !release.takes) await ctx.sampleInputs(release.signature.inputs);
 }
 
 /** --output on a target that cannot write one would deploy for real: refused before anything runs. */

@@ -9,7 +9,7 @@ import { notFoundOrThrow } from './exec.js';
 import { bake } from './bake.js';
 import { fileLock } from './lock.js';
 import { ECR_HOST } from './sagemaker.js';
-import { checkOutputs, smokeThroughCli, type SmokeFailure } from './smoke.js';
+import { checkOutputs, smokeThroughCli, type SmokeFailure, rawSmokeBody } from './smoke.js';
 import type { DeployContext, DeployOutcome, FailureReason, ModelSignature, RecordedRelease, Release, TargetAdapter, TargetStatus } from './types.js';
 
 /** What a dry run names the version publish-version would return. */
@@ -266,7 +266,7 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
  */
 function invokeSmoke(ctx: DeployContext, target: LambdaTarget, name: string, version: string, release: Release): Promise<SmokeFailure | undefined> {
   const encode = async (signature: ModelSignature) => {
-    const body = encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body;
+    const body = release.takes ? rawSmokeBody(release.takes, 'oip') : encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body;
     const route = `/v2/models/${encodeURIComponent(release.modelName)}/infer`;
     return JSON.stringify(smokeEvent(route, Buffer.from(body).toString('utf8')));
   };

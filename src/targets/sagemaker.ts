@@ -8,7 +8,7 @@ import { environmentError, inputError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
 import { encodeRestRequest } from '../protocol/rest.js';
 import { revisionTag } from './cloudrun.js';
-import { checkOutputs, smokeThroughCli, type SmokeFailure } from './smoke.js';
+import { checkOutputs, smokeThroughCli, type SmokeFailure, rawSmokeBody } from './smoke.js';
 import { fileLock } from './lock.js';
 import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type ModelSignature, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
@@ -227,7 +227,7 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
 
 /** One OIP v2 request through invoke-endpoint (SageMaker's own route to /invocations), checked like every smoke test. */
 function invokeSmoke(ctx: DeployContext, target: SageMakerTarget, endpoint: string, release: Release): Promise<SmokeFailure | undefined> {
-  const encode = async (signature: ModelSignature) => encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body;
+  const encode = async (signature: ModelSignature) => (release.takes ? rawSmokeBody(release.takes, 'oip') : encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body);
   return smokeThroughCli(ctx, release, 'invoke-endpoint', encode, async (request, dir, signature) => {
     const answer = path.join(dir, 'answer.json');
     const invoked = await ctx.exec.run('aws', [

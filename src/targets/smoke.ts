@@ -9,6 +9,18 @@ import { authHeaders, tlsDispatcher, type ClientSecurity } from '../protocol/cli
 import type { TensorSignature } from '../predict/predictor.js';
 import type { DeployContext, FailureReason, ModelSignature, Release } from './types.js';
 
+/** The raw smoke inputs: a 16x16 grey PNG (base64, as OIP JSON carries images) and a sentence. */
+export const SMOKE_RAW = {
+  image: 'iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAHElEQVQokWNoIBEwjGogAjAQowgZjGogBtA+lAAlhIAQFdpNuQAAAABJRU5ErkJggg==',
+  text: 'mlops smoke test',
+};
+
+/** A smoke request's body for a model that takes `takes` raw: an OIP v2 request, or v1 instances. */
+export function rawSmokeBody(takes: 'image' | 'text', form: 'oip' | 'instances'): string {
+  if (form === 'instances') return JSON.stringify({ instances: [takes === 'image' ? { b64: SMOKE_RAW.image } : SMOKE_RAW.text] });
+  return JSON.stringify({ inputs: [{ name: takes, datatype: 'BYTES', shape: [1], data: [SMOKE_RAW[takes]] }] });
+}
+
 /** The smoke request's inputs as config makes them: one row, the data file's first entry or seeded random values, the same every time. */
 export function configuredSampleInputs(config: Config, projectDir: string): DeployContext['sampleInputs'] {
   const settings = sampleSettings(config.model, { projectDir, cwd: projectDir }, 7);
@@ -36,11 +48,12 @@ async function smoke(baseUrl: string, release: Release, sampleInputs: DeployCont
   const fetch = (url: string, init: Parameters<typeof undiciFetch>[1]) => undiciFetch(url, { ...init, ...(dispatcher ? { dispatcher } : {}) });
   const get = await fetch(`${base}/v2/models/${encodeURIComponent(modelName)}`, { headers, signal: AbortSignal.timeout(10_000) });
   if (get.status !== 200) throw new Error(`GET /v2/models/${modelName} answered HTTP ${get.status}: ${(await get.text()).slice(0, 200)}`);
-  const meta = (await get.json()) as { inputs: TensorSignature[]; outputs: TensorSignature[] };
+  const meta = (await get.json()) as { inputs: TensorSignature[]; outputs: TensorSignature[]; processing?: { input?: 'image' | 'text' | null } };
   // The image's labelled signature names symbolic dimensions; the server reports only sizes.
   const inputs = release.signature?.inputs ?? meta.inputs;
-  const feeds = await sampleInputs(inputs);
-  const body = encodeRestRequest(inputs, feeds, { binary: false }).body;
+  // A model that takes images or texts is asked as its clients ask it: the raw input through the server's own preprocessing.
+  const raw = meta.processing?.input ?? release.takes;
+  const body = raw ? rawSmokeBody(raw, 'oip') : encodeRestRequest(inputs, await sampleInputs(inputs), { binary: false }).body;
   const res = await fetch(`${base}/v2/models/${encodeURIComponent(modelName)}/infer`, {
     method: 'POST',
     headers: { ...headers, 'content-type': 'application/json' },
@@ -102,7 +115,7 @@ export async function smokeScoringRoute(ctx: DeployContext, url: string, release
   }
   const guard = setTimeout(() => undefined, 65_000);
   try {
-    const body = encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body;
+    const body = release.takes ? rawSmokeBody(release.takes, 'oip') : encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body;
     const res = await undiciFetch(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(60_000) });
     const text = await res.text();
     if (res.status !== 200) return `inference answered HTTP ${res.status}: ${text.slice(0, 200)}`;

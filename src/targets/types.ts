@@ -18,6 +18,8 @@ export interface Release {
   signature?: ModelSignature | null;
   /** An image of several models (label mlops.models): the others, which the smoke test asks too. */
   otherModels?: string[];
+  /** What the model takes raw (label mlops.model.takes): the smoke request is then an image or a sentence, as clients send. */
+  takes?: 'image' | 'text';
 }
 
 export interface ModelSignature {

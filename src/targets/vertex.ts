@@ -7,7 +7,7 @@ import { defaultModelName } from '../model/inspect.js';
 import { encodeInstances } from '../protocol/instances.js';
 import { revisionTag } from './cloudrun.js';
 import { cloudLoggingRecords, cloudLoggingTail } from './gcloud.js';
-import { checkPredictions, smokeThroughCli, type SmokeFailure } from './smoke.js';
+import { checkPredictions, smokeThroughCli, type SmokeFailure, rawSmokeBody } from './smoke.js';
 import { fileLock } from './lock.js';
 import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type ModelSignature, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
@@ -215,7 +215,7 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
  * endpoint splits traffic, so with a small share the new model may not answer any of them (a warning).
  */
 function predictSmoke(ctx: DeployContext, base: string[], endpoint: string, deployedId: string, release: Release): Promise<SmokeFailure | undefined> {
-  const encode = async (signature: ModelSignature) => JSON.stringify(encodeInstances(signature.inputs, await ctx.sampleInputs(signature.inputs)));
+  const encode = async (signature: ModelSignature) => (release.takes ? rawSmokeBody(release.takes, 'instances') : JSON.stringify(encodeInstances(signature.inputs, await ctx.sampleInputs(signature.inputs))));
   return smokeThroughCli(ctx, release, 'gcloud ai endpoints predict', encode, async (request) => {
     for (let attempt = 0; attempt < SMOKE_ATTEMPTS; attempt++) {
       const result = await ctx.exec.run('gcloud', ['ai', 'endpoints', 'predict', endpoint, ...base, `--json-request=${request}`, '--format=json'], { allowFailure: true, timeoutMs: 120_000 });

@@ -1,0 +1,11 @@
+/**
+ * Image labels that describe a model folder, shared by the builder that writes them and the SBOM
+ * that reads them: a constant two layers share lives below both.
+ */
+
+/** JSON [{name, sha256}]: the export folder's processing files the server reads beside the model. */
+export const MODEL_FILES_LABEL = 'mlops.model.files';
+/** "image" or "text": what the model takes raw. */
+export const MODEL_TAKES_LABEL = 'mlops.model.takes';
+/** "sharp X, libvips Y": the image library the image carries, only where a model takes images. */
+export const IMAGING_LABEL = 'mlops.imaging';
