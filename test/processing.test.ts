@@ -16,7 +16,8 @@ import { loadModel } from '../src/model/session.js';
 import { BadRequest } from '../src/protocol/request.js';
 import { imagesToTensor, resizedSize, type ImageSettings } from '../src/processing/image.js';
 import { topLabels } from '../src/processing/labels.js';
-import { createPreprocessor, describePlan, loadProcessing, servableSignature, type ProcessingPlan } from '../src/processing/plan.js';
+import { createPreprocessor, describePlan, loadProcessing, planProcessing, servableSignature, type ProcessingPlan } from '../src/processing/plan.js';
+import { readModelFolder } from '../src/processing/folder.js';
 import { fixture, runCli, withTempDir } from './helpers.js';
 
 const IMAGE = fixture('shapes_image');
@@ -74,6 +75,19 @@ describe('a model folder', () => {
     const plan = await planOf(IMAGE, { preprocess: { image: { resize: { shortestEdge: 80 }, centerCrop: { height: 64, width: 64 }, alpha: 'refuse' } }, postprocess: { function: 'sigmoid', topK: 2 } });
     expect(plan.image).toMatchObject({ resize: { shortestEdge: 80 }, centerCrop: { height: 64, width: 64 }, alpha: 'refuse' });
     expect(plan.labels).toMatchObject({ function: 'sigmoid', topK: 2 });
+  });
+
+  it("what the folder suggests and the model cannot take is a note, never a refusal: a decoder's past key values, a feature extractor's id2label", async () => {
+    const folder = await readModelFolder(path.join(TEXT, 'model.onnx'));
+    const ids = { name: 'input_ids', datatype: 'INT64' as const, shape: [-1, -1] };
+    const hidden = { name: 'last_hidden_state', datatype: 'FP32' as const, shape: [-1, -1, 16] };
+    const plan = planProcessing(folder, { inputs: [ids, { name: 'past_key_values.0.key', datatype: 'FP32', shape: [-1, 2, -1, 8] }], outputs: [hidden] })!;
+    expect(plan.text).toBeUndefined();
+    expect(plan.labels).toBeUndefined();
+    expect(plan.files).toEqual([]);
+    expect(plan.notes).toEqual([expect.stringContaining("the model also takes 'past_key_values.0.key', which a tokenizer does not fill"), expect.stringContaining("output 'last_hidden_state' is [-1, -1, 16], not [batch, 3] classes")]);
+    // Asked for in the config, the same is an error.
+    expect(() => planProcessing(folder, { inputs: [ids, { name: 'past_key_values.0.key', datatype: 'FP32', shape: [-1, 2, -1, 8] }], outputs: [hidden] }, { preprocess: { text: { maxLength: 16 } } })).toThrow(/which a tokenizer does not fill/);
   });
 
   it('a tabular model has no plan; a folder without an .onnx file, or with two, is refused naming it', async () => {

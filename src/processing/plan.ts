@@ -5,7 +5,7 @@
  * threads and into the image as it is.
  */
 import type { PostprocessConfig, PreprocessConfig } from '../config/schema.js';
-import { inputError } from '../errors.js';
+import { inputError, MlopsError } from '../errors.js';
 import type { Datatype } from '../model/datatypes.js';
 import { BadRequest as BadRequestText } from '../protocol/request.js';
 import { stat } from 'node:fs/promises';
@@ -35,6 +35,8 @@ export interface ProcessingPlan {
   image?: ImageSettings;
   text?: TextPlan;
   labels?: LabelSettings;
+  /** Why a folder's file was not used (a model input a tokenizer cannot fill, an output that is no classifier's): the model still takes tensors. */
+  notes: string[];
   /** The export folder's files used, for the image's labels and SBOM. */
   files: Pick<FolderFile, 'name' | 'path' | 'sha256' | 'sizeBytes'>[];
 }
@@ -83,7 +85,7 @@ function imagePlan(folder: ModelFolder, inputs: Signature[], overrides: NonNulla
   const file = folder.files['preprocessor_config.json'];
   const json = file?.json ?? {};
   // A preprocessor_config.json of a text model (a Wav2Vec2 feature extractor, say) has no image fields.
-  const isImageProcessor = file !== undefined && ('image_processor_type' in json || 'image_mean' in json || 'do_resize' in json || 'crop_size' in json);
+  const isImageProcessor = file !== undefined && ('image_processor_type' in json || 'image_mean' in json || 'do_resize' in json || 'crop_size' in json || /ImageProcessor|FeatureExtractor/.test(String(json.feature_extractor_type ?? '')) && 'size' in json);
   if (!isImageProcessor && !overrides) return undefined;
   const where = file?.path ?? 'model.preprocess.image';
   const candidates = inputs.filter((s) => !s.anyShape && s.shape.length === 4 && FLOAT_OR_BYTE.has(s.datatype));
@@ -105,7 +107,9 @@ function imagePlan(folder: ModelFolder, inputs: Signature[], overrides: NonNulla
   const channels = channelDim === 1 ? 1 : 3;
   const height = layout === 'NCHW' ? d2 : d1;
   const width = layout === 'NCHW' ? d3 : d2;
-  const defaults = processorDefaults(typeof json.image_processor_type === 'string' ? json.image_processor_type : '');
+  // Older exports name a feature extractor (ViTFeatureExtractor) where newer ones name an image processor.
+  const type = typeof json.image_processor_type === 'string' ? json.image_processor_type : typeof json.feature_extractor_type === 'string' ? json.feature_extractor_type : '';
+  const defaults = processorDefaults(type);
   const cropPct = json.crop_pct;
   const size = readSize(json.size, cropPct, where);
   const doResize = json.do_resize !== false;
@@ -208,6 +212,13 @@ function labelPlan(folder: ModelFolder, outputs: Signature[], overrides: Process
   const named = overrides?.output ?? (outputs.some((o) => o.name === 'logits') ? 'logits' : undefined);
   const output = named ? outputs.find((o) => o.name === named) : floats[0];
   if (!output) throw inputError(`${where}: no output to read labels from${named ? `: the model has no output '${named}'` : ' (no float output)'}`, 'name it in model.postprocess.output');
+  // transformers writes id2label into every config.json (LABEL_0, LABEL_1 by default), classifier or not: only
+  // a [batch, classes] output with as many classes as names is read as labels, unless the config says so.
+  const classes = output.shape.length === 2 ? output.shape[1] : undefined;
+  const count = hasNames ? Object.keys(id2label as object).length : 0;
+  if (!overrides?.labels && !overrides?.output && (classes === undefined || (classes > 0 && count > 0 && classes !== count))) {
+    throw inputError(`${where}: output '${output.name}' is [${output.shape.join(', ')}], not [batch, ${count}] classes, so its id2label is not read as labels`, 'name the output in model.postprocess.output to read it anyway');
+  }
   let names: string[] = [];
   if (overrides?.labels) names = overrides.labels;
   else if (hasNames) {
@@ -224,17 +235,32 @@ function labelPlan(folder: ModelFolder, outputs: Signature[], overrides: Process
 
 /** The plan for a model whose folder is read; undefined when it takes and answers tensors only. */
 export function planProcessing(folder: ModelFolder, model: { inputs: Signature[]; outputs: Signature[] }, overrides: ProcessingOverrides = {}): ProcessingPlan | undefined {
-  const image = imagePlan(folder, model.inputs, overrides.preprocess?.image);
-  const text = image ? undefined : textPlan(folder, model.inputs, overrides.preprocess?.text);
-  const labels = labelPlan(folder, model.outputs, overrides.postprocess);
-  if (!image && !text && !labels) return undefined;
+  const notes: string[] = [];
+  // What the folder alone suggests and the model cannot take is a note, and the model takes tensors as before;
+  // what the config asks for and cannot be done is an error.
+  const attempt = <T>(asked: boolean, make: () => T | undefined): T | undefined => {
+    if (asked) return make();
+    try {
+      return make();
+    } catch (error) {
+      if (!(error instanceof MlopsError)) throw error;
+      notes.push(error.message);
+      return undefined;
+    }
+  };
+  const pre = overrides.preprocess ?? {};
+  const post = overrides.postprocess ?? {};
+  const image = attempt(Object.keys(pre.image ?? {}).length > 0, () => imagePlan(folder, model.inputs, pre.image && Object.keys(pre.image).length > 0 ? pre.image : undefined));
+  const text = image ? undefined : attempt(Object.keys(pre.text ?? {}).length > 0, () => textPlan(folder, model.inputs, pre.text && Object.keys(pre.text).length > 0 ? pre.text : undefined));
+  const labels = attempt(Object.keys(post).length > 0, () => labelPlan(folder, model.outputs, Object.keys(post).length > 0 ? post : undefined));
+  if (!image && !text && !labels && notes.length === 0) return undefined;
   const used = new Set<string>(['config.json']);
   if (image) used.add('preprocessor_config.json');
   if (text) ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'].forEach((n) => used.add(n));
   const files = Object.values(folder.files)
     .filter((f) => used.has(f.name))
     .map(({ name, path, sha256, sizeBytes }) => ({ name, path, sha256, sizeBytes }));
-  return { ...(image ? { image } : {}), ...(text ? { text } : {}), ...(labels ? { labels } : {}), files };
+  return { ...(image ? { image } : {}), ...(text ? { text } : {}), ...(labels ? { labels } : {}), files: image || text || labels ? files : [], notes };
 }
 
 export type RawInput = Uint8Array | string;
@@ -295,7 +321,7 @@ export async function loadProcessing(modelFile: string, model: { inputs: Signatu
 /** What each model input receives, in words: `mlops inspect` and `mlops init` print it. */
 export function describePlan(plan: ProcessingPlan | undefined): string[] {
   if (!plan) return [];
-  const lines: string[] = [];
+  const lines: string[] = plan.notes.map((note) => `not used: ${note}`);
   if (plan.image) {
     const s = plan.image;
     const size = s.resize ? ('height' in s.resize ? `${s.resize.width}x${s.resize.height}` : 'shortestEdge' in s.resize ? `shortest edge ${s.resize.shortestEdge}${s.resize.cropPct ? ` / crop_pct ${s.resize.cropPct}` : ''}` : `longest edge ${s.resize.longestEdge}`) : 'no resize';
