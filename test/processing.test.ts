@@ -5,7 +5,6 @@
  */
 import { readFile, mkdir, writeFile, cp, symlink } from 'node:fs/promises';
 import path from 'node:path';
-import { crc32 } from 'node:zlib';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { PNG } from 'pngjs';
 import sharp from 'sharp';
@@ -19,6 +18,7 @@ import { topLabels } from '../src/processing/labels.js';
 import { createPreprocessor, describePlan, loadProcessing, planProcessing, servableSignature, type ProcessingPlan } from '../src/processing/plan.js';
 import { readModelFolder } from '../src/processing/folder.js';
 import { fixture, runCli, withTempDir } from './helpers.js';
+import { gifBomb, pngDeclaring } from './hostile-images.js';
 
 const IMAGE = fixture('shapes_image');
 const TEXT = fixture('text_topic');
@@ -26,34 +26,6 @@ const TEXT = fixture('text_topic');
 async function planOf(folder: string, overrides = {}): Promise<ProcessingPlan> {
   const info = await inspectModel(folder);
   return (await loadProcessing(info.path, servableSignature(info), overrides))!;
-}
-
-/** A PNG whose header says width x height, with one empty IDAT: a decompression bomb, if anything decoded it. */
-function pngDeclaring(width: number, height: number): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(data.length);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(body));
-    return Buffer.concat([length, body, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; // bit depth
-  ihdr[9] = 2; // RGB
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])), chunk('IEND', Buffer.alloc(0))]);
-}
-
-/** A GIF whose screen and one frame are 65535 x 65535, with a few bytes of data: a GIF bomb. */
-function gifBomb(): Buffer {
-  const header = Buffer.from('GIF89a', 'latin1');
-  const screen = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00]); // 65535 x 65535, a 2-colour table
-  const palette = Buffer.from([0, 0, 0, 255, 255, 255]);
-  const frame = Buffer.from([0x2c, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00]);
-  const data = Buffer.from([0x02, 0x02, 0x4c, 0x01, 0x00]);
-  return Buffer.concat([header, screen, palette, frame, data, Buffer.from([0x3b])]);
 }
 
 describe('a model folder', () => {

@@ -6,11 +6,11 @@
 import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeGrpcResponse } from '../../src/protocol/grpc.js';
 import { call, inferenceClient } from '../../src/protocol/grpc-client.js';
 import { fixture, runCli } from '../helpers.js';
+import { pngDeclaring } from '../hostile-images.js';
 import { ensureLocalBaseImage, probeEngine, runImage, uniqueName, waitFor } from './docker.js';
 import { freePort } from './registry-process.js';
 
@@ -112,7 +112,7 @@ describe.skipIf(!engine.ok)(`images and texts in, labels out, in a container${en
         client.close();
       }
       // A decompression bomb is refused before decoding, and the server stays up.
-      const bomb = await fetch(`${running.url}/v2/models/${model}/infer`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: pngHeader(100_000, 100_000) });
+      const bomb = await fetch(`${running.url}/v2/models/${model}/infer`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: pngDeclaring(100_000, 100_000) });
       expect(bomb.status).toBe(413);
       expect((await fetch(`${running.url}/v2/health/ready`)).status).toBe(200);
     } finally {
@@ -137,21 +137,3 @@ describe.skipIf(!engine.ok)(`images and texts in, labels out, in a container${en
     expect(label((await sent.json()) as Answer)).toEqual(['circle']);
   }, 120_000);
 });
-
-/** A PNG whose header declares width x height pixels, with an empty IDAT: a decompression bomb, if anything decoded it. */
-function pngHeader(width: number, height: number): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(data.length);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(body));
-    return Buffer.concat([length, body, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8;
-  ihdr[9] = 2;
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])), chunk('IEND', Buffer.alloc(0))]);
-}
