@@ -302,6 +302,26 @@ describe('holdouts of images and texts', () => {
   });
 });
 
+describe('mlops explain on an image folder', () => {
+  it('draws each example map over the picture the model saw, the preprocessing undone', async () => {
+    await withTempDir(async (dir) => {
+      const html = path.join(dir, 'explain.html');
+      const result = await runCli(['explain', '--local', '--model', IMAGE, '--holdout', path.join(IMAGE, 'holdout'), '--rows', '8', '--html', html, '--json']);
+      expect(result.code, result.stderr).toBe(0);
+      const report = JSON.parse(result.stdout) as { method: string; examples: { where: string; picture: string; map: number[][] }[] };
+      expect(report.method).toBe('occlusion');
+      expect(report.examples.map((e) => e.where.split('/')[0])).toEqual(['circle', 'cross', 'square', 'triangle']);
+      // The picture is the image at the model's size: 64 x 64, the pixels of the holdout file resized.
+      const picture = Buffer.from(report.examples[0].picture.replace('data:image/png;base64,', ''), 'base64');
+      const meta = await sharp(picture).metadata();
+      expect([meta.width, meta.height]).toEqual([64, 64]);
+      const written = await readFile(html, 'utf8');
+      expect(written).toContain('<image href="data:image/png;base64,');
+      expect(written).not.toMatch(/<(script|link|img)\b|https?:\/\/(?!www\.w3\.org)/);
+    });
+  });
+});
+
 describe('.npy holdouts of real-size images', () => {
   it('16 images of 3x320x320 read in bounded chunks (never rows x 4,096 x a row), as typed arrays', async () => {
     await withTempDir(async (dir) => {

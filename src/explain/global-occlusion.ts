@@ -36,8 +36,13 @@ export interface GlobalOcclusion {
   patches: ImagePatch[];
   /** Model rows one row costs: one per patch, and the row. */
   modelRowsPerExplanation: number;
+  /** A few explained rows as the model saw them (PNG data URIs), each with its own map: where a picture of the input can be drawn. */
+  examples?: { where: string; picture: string; column: number; map: number[][] }[];
   seconds: number;
 }
+
+/** Rows drawn with their own maps in the report. */
+const EXAMPLES = 4;
 
 /** The one image-like input occlusion handles, with its layout; null when the model has none (then it is tabular, or neither). */
 export function imageInput(predictor: Pick<Predictor, 'inputs'>): { input: TensorSignature & { width: number }; layout: SpatialLayout } | null {
@@ -61,14 +66,18 @@ export async function explainImagesGlobally(options: {
   test: Config['test'];
   settings: ExplainSettings & { patch: number };
   onProgress?: (line: string) => void;
+  /** Turns one row of the input back into a picture (a model folder's preprocessing, undone). */
+  picture?: (row: Float64Array) => Promise<Buffer>;
 }): Promise<GlobalOcclusion> {
   const started = performance.now();
   const { predictor, holdout, settings } = options;
   const { input, layout } = options.image;
   const output = chooseOutput(predictor, options.test.output);
   const values = new GrowingArray(Float64Array);
+  const wheres: string[] = [];
   let rows = 0;
   for await (const row of holdout.rows()) {
+    wheres.push(row.where);
     const data = row.inputs[input.name];
     if (data.length !== input.width) throw inputError(`${holdout.file} ${row.where}: ${data.length} values for input '${input.name}', which takes ${input.width} a row`, 'the holdout must hold one image a row');
     for (let i = 0; i < input.width; i++) {
@@ -93,6 +102,8 @@ export async function explainImagesGlobally(options: {
   let sums: Float64Array | undefined;
   let grid: [number, number] = [1, 1];
   let modelRows = 0;
+  const examples: NonNullable<GlobalOcclusion['examples']> = [];
+  const drawn = new Set(Array.from({ length: Math.min(EXAMPLES, explained.length) }, (_, k) => Math.floor((k * explained.length) / Math.min(EXAMPLES, explained.length))));
   for (const [n, r] of explained.entries()) {
     const result = await occlude(model, matrix.subarray(r * input.width, (r + 1) * input.width), layout, settings.patch, 256);
     grid = result.grid;
@@ -102,6 +113,11 @@ export async function explainImagesGlobally(options: {
     let column = 0;
     for (let k = 1; k < result.width; k++) if (result.output[k] > result.output[column]) column = k;
     for (let p = 0; p < sums.length; p++) sums[p] += Math.abs(result.patches[p * result.width + column]);
+    // Examples spread over the explained rows (holdouts are often sorted by class), not the first few.
+    if (options.picture && drawn.has(n)) {
+      const png = await options.picture(matrix.slice(r * input.width, (r + 1) * input.width));
+      examples.push({ where: wheres[r], picture: `data:image/png;base64,${png.toString('base64')}`, column, map: spatialMap(result.patches, grid, result.width, column, [h, w], settings.patch) });
+    }
     options.onProgress?.(`occlusion: ${n + 1}/${explained.length} rows`);
   }
   const means = sums!.map((s) => s / explained.length);
@@ -121,6 +137,7 @@ export async function explainImagesGlobally(options: {
     map: spatialMap(means, grid, 1, 0, [h, w], settings.patch),
     patches,
     modelRowsPerExplanation: modelRows,
+    ...(examples.length > 0 ? { examples } : {}),
     seconds: Math.round((performance.now() - started) / 10) / 100,
   };
 }

@@ -160,6 +160,21 @@ function heatMap(r: GlobalOcclusion): string {
 /** White to deep blue. */
 const shade = (t: number) => [255 - 225 * t, 255 - 175 * t, 255 - 75 * t].map((c) => Math.round(c)).join(',');
 
+/** One explained row: the picture the model saw, with its map drawn over it (red where zeroing a patch moved the prediction most). */
+function overlay(example: NonNullable<GlobalOcclusion['examples']>[number], shape: [number, number]): string {
+  const [h, w] = shape;
+  const cell = Math.max(2, Math.min(24, Math.floor(256 / Math.max(h, w))));
+  const max = Math.max(...example.map.flat().map(Math.abs), 0);
+  const cells = example.map
+    .flatMap((row, y) => row.map((v, x) => (max > 0 && Math.abs(v) / max > 0.05 ? `<rect x="${x * cell}" y="${y * cell}" width="${cell}" height="${cell}" fill="rgb(220,30,40)" fill-opacity="${(0.7 * Math.abs(v)) / max}"/>` : '')))
+    .join('');
+  return (
+    `<section class="card"><svg role="img" aria-label="occlusion map over ${escapeXml(example.where)}" width="${w * cell}" height="${h * cell}" viewBox="0 0 ${w * cell} ${h * cell}">` +
+    `<image href="${example.picture}" x="0" y="0" width="${w * cell}" height="${h * cell}" preserveAspectRatio="none" style="image-rendering:pixelated"/>${cells}</svg>` +
+    `<div class="meta">${escapeXml(example.where)}: column ${example.column}</div></section>`
+  );
+}
+
 export function renderOcclusionHtml(r: GlobalOcclusion): string {
   const rows = occlusionRows(r, 25).map((cells) => `<tr>${cells.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`).join('');
   return `${pageHead(occlusionHeadline(r), '.card{display:inline-block}')}
@@ -167,6 +182,7 @@ export function renderOcclusionHtml(r: GlobalOcclusion): string {
 <div class="meta">${escapeXml(occlusionMethod(r))}</div>
 <h2>Where the model looks (mean over ${r.explainedRows} rows)</h2>
 <section class="card">${heatMap(r)}</section>
+${r.examples ? `<h2>Over the images themselves</h2>\n<div>${r.examples.map((e) => overlay(e, r.spatialShape)).join('')}</div>` : ''}
 <h2>The patches that matter most</h2>
 <table><tr>${OCCLUSION_HEADER.map((h) => `<th>${h}</th>`).join('')}</tr>${rows}</table>
 </body></html>

@@ -3,6 +3,8 @@ import type { Config } from '../config/defaults.js';
 import { inputError } from '../errors.js';
 import { openHoldout } from '../holdout/open.js';
 import { openTarget, type TargetFlags } from '../predict/target.js';
+import { tensorToPng } from '../processing/image.js';
+import { processingFor } from '../processing/plan.js';
 import { explainGlobally, tabularInput, type ExplainSettings, type GlobalExplanation } from './global.js';
 import { explainImagesGlobally, imageInput, type GlobalOcclusion } from './global-occlusion.js';
 
@@ -41,9 +43,13 @@ export async function runExplain(options: { cwd: string; projectDir: string; con
     // What cannot be explained is refused before the holdout is read.
     const image = imageInput(target.predictor);
     if (!image) tabularInput(target.predictor);
-    const holdout = await openHoldout({ cwd: options.cwd, holdout: holdoutPath, labels: flags.labels ?? labelsFromConfig, inputs: target.predictor.inputs, label: config.test.label, labelOptional: image !== null, features: config.test.features, model: { ...config.model, path: target.modelPath } });
+    const processing = await processingFor(target.modelPath, target.predictor, config.model);
+    const holdout = await openHoldout({ cwd: options.cwd, holdout: holdoutPath, labels: flags.labels ?? labelsFromConfig, inputs: target.predictor.inputs, label: config.test.label, labelOptional: image !== null, features: config.test.features, processing });
+    // A model folder's image preprocessing, undone: the report draws each map over the picture the model saw.
+    const pixels = processing?.image;
+    const picture = pixels?.height && pixels.width ? (row: Float64Array) => tensorToPng(row, pixels, pixels.height!, pixels.width!) : undefined;
     // An image model: occlusion, averaged over the sampled rows (labels are not needed).
-    if (image) return await explainImagesGlobally({ predictor: target.predictor, image, holdout: { ...holdout, file: holdoutPath }, test: config.test, settings: { ...settings, patch: config.explain.patch }, onProgress: options.onProgress });
+    if (image) return await explainImagesGlobally({ predictor: target.predictor, image, holdout: { ...holdout, file: holdoutPath }, test: config.test, settings: { ...settings, patch: config.explain.patch }, onProgress: options.onProgress, picture });
     return await explainGlobally({ predictor: target.predictor, holdout: { ...holdout, file: holdoutPath }, test: config.test, settings, onProgress: options.onProgress });
   } finally {
     await target.close();

@@ -247,3 +247,25 @@ export async function imagesToTensor(images: Uint8Array[], settings: ImageSettin
   const dims = settings.layout === 'NCHW' ? [images.length, c, height, width] : [images.length, height, width, c];
   return { tensor: { data: data as TensorData, dims }, facts };
 }
+
+/**
+ * A model input's values back to a picture a person can look at (PNG): the normalization and rescale
+ * undone, the layout made HWC. For explanations drawn over the image the model saw.
+ */
+export async function tensorToPng(values: ArrayLike<number>, settings: Pick<ImageSettings, 'layout' | 'channels' | 'rescaleFactor' | 'normalize' | 'datatype'>, height: number, width: number): Promise<Buffer> {
+  const sharp = await loadSharp();
+  const c = settings.channels;
+  const plane = height * width;
+  const pixels = Buffer.alloc(plane * c);
+  const scale = settings.rescaleFactor ?? 1;
+  for (let ch = 0; ch < c; ch++) {
+    const mean = settings.normalize ? (settings.normalize.mean[ch] ?? settings.normalize.mean[0]) : 0;
+    const std = settings.normalize ? (settings.normalize.std[ch] ?? settings.normalize.std[0]) : 1;
+    for (let p = 0; p < plane; p++) {
+      const v = values[settings.layout === 'NCHW' ? ch * plane + p : p * c + ch];
+      const px = settings.datatype === 'UINT8' ? v : (v * std + mean) / scale;
+      pixels[p * c + ch] = Math.max(0, Math.min(255, Math.round(px)));
+    }
+  }
+  return sharp(pixels, { raw: { width, height, channels: c } }).png().toBuffer();
+}
