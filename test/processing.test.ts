@@ -322,6 +322,27 @@ describe('mlops explain on an image folder', () => {
   });
 });
 
+describe('mlops explain on a text CSV', () => {
+  it('ranks vocabulary tokens by the fall when each is masked, and shades sentences token by token', async () => {
+    await withTempDir(async (dir) => {
+      const html = path.join(dir, 'explain.html');
+      const result = await runCli(['explain', '--local', '--model', TEXT, '--holdout', path.join(TEXT, 'holdout.csv'), '--rows', '30', '--html', html, '--json']);
+      expect(result.code, result.stderr).toBe(0);
+      const report = JSON.parse(result.stdout) as { method: string; maskToken: string; explainedRows: number; tokens: { token: string; meanAbsAttribution: number }[]; examples: { label: string; tokens: { token: string }[] }[] };
+      expect(report).toMatchObject({ method: 'token-occlusion', maskToken: '[MASK]', explainedRows: 30 });
+      // A topic classifier leans on topic words, not on punctuation or special tokens.
+      const top = report.tokens.slice(0, 10).map((t) => t.token);
+      expect(top.filter((t) => /^[a-z]{3,}$/.test(t)).length).toBeGreaterThanOrEqual(8);
+      expect(report.tokens.map((t) => t.token)).not.toContain('[CLS]');
+      expect(report.tokens.map((t) => t.token)).not.toContain('[PAD]');
+      expect(report.examples[0].label).toMatch(/^(sports|weather|cooking)$/);
+      const written = await readFile(html, 'utf8');
+      expect(written).toContain('<span class="token"');
+      expect(written).not.toMatch(/<(script|link|img)\b|https?:\/\/(?!www\.w3\.org)/);
+    });
+  });
+});
+
 describe('.npy holdouts of real-size images', () => {
   it('16 images of 3x320x320 read in bounded chunks (never rows x 4,096 x a row), as typed arrays', async () => {
     await withTempDir(async (dir) => {

@@ -1,7 +1,8 @@
 import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
 import { ExitCode } from '../errors.js';
-import { renderHtml, renderMarkdown, headline, method, TABLE_HEADER, tableRows, occlusionHeadline, occlusionMethod, OCCLUSION_HEADER, occlusionRows, renderOcclusionHtml, renderOcclusionMarkdown } from '../explain/report.js';
+import { renderHtml, renderMarkdown, headline, method, TABLE_HEADER, tableRows, occlusionHeadline, occlusionMethod, OCCLUSION_HEADER, occlusionRows, renderOcclusionHtml, renderOcclusionMarkdown, renderTokenHtml, renderTokenMarkdown, tokenHeadline, tokenMethod, TOKEN_HEADER, tokenRows } from '../explain/report.js';
+import type { TokenExplanation } from '../explain/tokens.js';
 import type { GlobalOcclusion } from '../explain/global-occlusion.js';
 import { runExplain, type ExplainFlags } from '../explain/run-explain.js';
 import type { GlobalExplanation } from '../explain/global.js';
@@ -15,15 +16,17 @@ interface Flags extends ExplainFlags {
   html?: string;
 }
 
-type Explanation = GlobalExplanation | GlobalOcclusion;
+type Explanation = GlobalExplanation | GlobalOcclusion | TokenExplanation;
 const isOcclusion = (r: Explanation): r is GlobalOcclusion => 'method' in r && r.method === 'occlusion';
+const isTokens = (r: Explanation): r is TokenExplanation => 'method' in r && r.method === 'token-occlusion';
 
 function renderHuman(r: Explanation, s: ChalkInstance): string {
+  if (isTokens(r)) return [s.bold(tokenHeadline(r)), '', renderTable(TOKEN_HEADER, tokenRows(r)), '', s.dim(tokenMethod(r))].join('\n');
   if (isOcclusion(r)) return [s.bold(occlusionHeadline(r)), '', renderTable(OCCLUSION_HEADER, occlusionRows(r)), '', s.dim(occlusionMethod(r))].join('\n');
   return [s.bold(headline(r)), '', renderTable(TABLE_HEADER, tableRows(r)), '', s.dim(method(r))].join('\n');
 }
-const markdownOf = (r: Explanation) => (isOcclusion(r) ? renderOcclusionMarkdown(r) : renderMarkdown(r));
-const htmlOf = (r: Explanation) => (isOcclusion(r) ? renderOcclusionHtml(r) : renderHtml(r));
+const markdownOf = (r: Explanation) => (isTokens(r) ? renderTokenMarkdown(r) : isOcclusion(r) ? renderOcclusionMarkdown(r) : renderMarkdown(r));
+const htmlOf = (r: Explanation) => (isTokens(r) ? renderTokenHtml(r) : isOcclusion(r) ? renderOcclusionHtml(r) : renderHtml(r));
 
 export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();

@@ -1,5 +1,6 @@
 import { escapeXml, markdownTable } from '../report/files.js';
 import type { FeatureImportance, GlobalExplanation } from './global.js';
+import type { TokenExplanation } from './tokens.js';
 import type { GlobalOcclusion } from './global-occlusion.js';
 
 const fmt = (v: number) => (v === 0 ? '0' : Math.abs(v) >= 0.01 ? v.toFixed(4) : v.toExponential(2));
@@ -185,6 +186,52 @@ export function renderOcclusionHtml(r: GlobalOcclusion): string {
 ${r.examples ? `<h2>Over the images themselves</h2>\n<div>${r.examples.map((e) => overlay(e, r.spatialShape)).join('')}</div>` : ''}
 <h2>The patches that matter most</h2>
 <table><tr>${OCCLUSION_HEADER.map((h) => `<th>${h}</th>`).join('')}</tr>${rows}</table>
+</body></html>
+`;
+}
+
+// A text model's global explanation: tokens ranked, and sentences shaded token by token.
+
+export const TOKEN_HEADER = ['rank', 'token', 'occurrences', 'mean |attribution|'];
+
+export function tokenHeadline(r: TokenExplanation): string {
+  return `${r.model}: the tokens it relies on most are ${r.tokens.slice(0, 5).map((t) => `'${t.token}'`).join(', ')}`;
+}
+
+export function tokenMethod(r: TokenExplanation): string {
+  return `Occlusion by token on ${r.explainedRows} of ${r.holdoutRows} holdout sentences: each token (not the special tokens or padding) replaced by '${r.maskToken}' in turn; per vocabulary token, the mean |fall| of the sentence's predicted column of '${r.output}'.`;
+}
+
+export function tokenRows(r: TokenExplanation, limit = 10): string[][] {
+  return r.tokens.slice(0, limit).map((t, i) => [String(i + 1), t.token, String(t.count), fmt(t.meanAbsAttribution)]);
+}
+
+export function renderTokenMarkdown(r: TokenExplanation): string {
+  return [`### mlops explain: ${tokenHeadline(r)}`, '', markdownTable(TOKEN_HEADER, tokenRows(r)), '', tokenMethod(r), ''].join('\n');
+}
+
+/** A sentence token by token: red where masking the token lowered the prediction, blue where it raised it. */
+function shadedSentence(example: TokenExplanation['examples'][number]): string {
+  const max = Math.max(...example.tokens.map((t) => Math.abs(t.attribution)), 0);
+  const spans = example.tokens
+    .map((t) => {
+      const a = max > 0 ? t.attribution / max : 0;
+      const colour = a >= 0 ? `rgba(220,30,40,${(0.75 * a).toFixed(3)})` : `rgba(40,90,220,${(-0.75 * a).toFixed(3)})`;
+      return `<span class="token" style="background:${colour}" title="${escapeXml(`${t.token}: ${fmt(t.attribution)}`)}">${escapeXml(t.token)}</span>`;
+    })
+    .join(' ');
+  return `<section class="card"><div class="meta">${escapeXml(example.where)}: predicted ${escapeXml(example.label ?? `column ${example.column}`)}</div><p>${spans}</p></section>`;
+}
+
+export function renderTokenHtml(r: TokenExplanation): string {
+  const rows = tokenRows(r, 25).map((cells) => `<tr>${cells.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`).join('');
+  return `${pageHead(tokenHeadline(r), '.token{padding:1px 3px;border-radius:3px;line-height:1.9}')}
+<h1>mlops explain: ${escapeXml(r.model)}</h1>
+<div class="meta">${escapeXml(tokenMethod(r))}</div>
+<h2>Sentences, token by token</h2>
+${r.examples.map(shadedSentence).join('\n')}
+<h2>The tokens that matter most</h2>
+<table><tr>${TOKEN_HEADER.map((h) => `<th>${h}</th>`).join('')}</tr>${rows}</table>
 </body></html>
 `;
 }

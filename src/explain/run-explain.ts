@@ -4,7 +4,8 @@ import { inputError } from '../errors.js';
 import { openHoldout } from '../holdout/open.js';
 import { openTarget, type TargetFlags } from '../predict/target.js';
 import { tensorToPng } from '../processing/image.js';
-import { processingFor } from '../processing/plan.js';
+import { createPreprocessor, processingFor } from '../processing/plan.js';
+import { explainTextsGlobally, type TokenExplanation } from './tokens.js';
 import { explainGlobally, tabularInput, type ExplainSettings, type GlobalExplanation } from './global.js';
 import { explainImagesGlobally, imageInput, type GlobalOcclusion } from './global-occlusion.js';
 
@@ -24,7 +25,7 @@ const count = (flag: string, value: number | undefined, min: number) => {
 };
 
 /** `mlops explain`: the model in-process unless --image or --url says where, over the holdout. */
-export async function runExplain(options: { cwd: string; projectDir: string; config: Config; env: NodeJS.ProcessEnv; flags: ExplainFlags; onProgress?: (line: string) => void }): Promise<GlobalExplanation | GlobalOcclusion> {
+export async function runExplain(options: { cwd: string; projectDir: string; config: Config; env: NodeJS.ProcessEnv; flags: ExplainFlags; onProgress?: (line: string) => void }): Promise<GlobalExplanation | GlobalOcclusion | TokenExplanation> {
   const { flags, config } = options;
   const settings: ExplainSettings = {
     ...config.explain,
@@ -40,10 +41,16 @@ export async function runExplain(options: { cwd: string; projectDir: string; con
   const local = flags.image === undefined && flags.url === undefined;
   const target = await openTarget({ flags: { ...flags, local: local || flags.local }, cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, purpose: 'explain' });
   try {
+    const processing = await processingFor(target.modelPath, target.predictor, config.model);
+    // A text model from an export folder: occlusion by token, through its own tokenizer.
+    const text = processing?.text ? createPreprocessor(processing)?.tokenizer : undefined;
+    if (text) {
+      const holdout = await openHoldout({ cwd: options.cwd, holdout: holdoutPath, inputs: target.predictor.inputs, label: config.test.label, labelOptional: true, features: config.test.features, processing });
+      return await explainTextsGlobally({ predictor: target.predictor, tokenizer: text, maskId: text.maskId(processing!.text!.tokenizerConfig), holdout: { ...holdout, file: holdoutPath }, test: config.test, settings, classNames: processing!.labels?.names, onProgress: options.onProgress });
+    }
     // What cannot be explained is refused before the holdout is read.
     const image = imageInput(target.predictor);
     if (!image) tabularInput(target.predictor);
-    const processing = await processingFor(target.modelPath, target.predictor, config.model);
     const holdout = await openHoldout({ cwd: options.cwd, holdout: holdoutPath, labels: flags.labels ?? labelsFromConfig, inputs: target.predictor.inputs, label: config.test.label, labelOptional: image !== null, features: config.test.features, processing });
     // A model folder's image preprocessing, undone: the report draws each map over the picture the model saw.
     const pixels = processing?.image;

@@ -125,6 +125,15 @@ export class TextTokenizer {
   tokenToId(token: string): number | undefined {
     return this.tokenizer.token_to_id(token);
   }
+
+  idToToken(id: number): string | undefined {
+    return this.tokenizer.id_to_token(id);
+  }
+
+  /** The ids the post-processor adds ([CLS], [SEP], <s>...) and the padding: never a word of the text. */
+  specialIds(): number[] {
+    return [...new Set([...this.tokenizer.encode('').ids, this.padId])];
+  }
 }
 
 function tokenName(value: unknown): string | undefined {
