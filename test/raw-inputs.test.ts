@@ -9,7 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeGrpcResponse } from '../src/protocol/grpc.js';
 import { call, inferenceClient, type InferenceClient } from '../src/protocol/grpc-client.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
-import { fixture, freePort, serveOptions } from './helpers.js';
+import { fixture, freePort, profileFor, serveOptions, withTempDir } from './helpers.js';
+import { writeFile } from 'node:fs/promises';
+import { binIndex } from '../src/monitor/drift.js';
 
 const quiet = () => undefined;
 let images: RunningServer;
@@ -161,5 +163,37 @@ describe('a model folder served by its folder name', () => {
     } finally {
       await server.stop();
     }
+  });
+});
+
+describe('the reference profile of a text model', () => {
+  it('counts tokens and unknown tokens, the same in the holdout (padded to 32) and in requests (padded to their longest)', async () => {
+    const profile = await profileFor('text_topic', { test: { holdout: 'fixtures/text_topic/holdout.csv' } });
+    expect(profile.features.map((f) => [f.name, f.stat])).toEqual([
+      ['tokens', 'sum'],
+      ['unknown_tokens', 'count'],
+    ]);
+    const tokens = profile.features[0];
+    // The sentences are 5 to 25 words: with [CLS] and [SEP], and cut at 32.
+    expect(tokens.min).toBeGreaterThanOrEqual(5);
+    expect(tokens.max).toBe(32);
+    await withTempDir(async (dir) => {
+      const file = path.join(dir, 'profile.json');
+      await writeFile(file, JSON.stringify(profile));
+      const server = await startServer(serveOptions('text_topic', { workers: 1, profilePath: file }), quiet);
+      try {
+        // Two sentences in one request: padded to the longer; each counted by its own length.
+        const short = 'rain';
+        const long = 'the referee stopped the match after the second goal';
+        await post(`${server.url}/v2/models/text_topic/infer`, JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [2], data: [short, long] }] }));
+        const doc = (await (await fetch(`${server.url}/v2/models/text_topic/profile`)).json()) as { live: { rows: number; features: Record<string, { total: number[] }> } };
+        expect(doc.live.rows).toBe(2);
+        const expected = new Array(tokens.edges.length + 2).fill(0);
+        for (const n of [3, 11]) expected[binIndex(tokens.edges, n)]++;
+        expect(doc.live.features.tokens.total).toEqual(expected);
+      } finally {
+        await server.stop();
+      }
+    });
   });
 });

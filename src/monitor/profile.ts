@@ -24,8 +24,19 @@ export const MAX_BINS = 100;
 /** The profile's identity: the image label, and the `reference` label on the live counters (its first 12 digits). */
 export const profileSha256 = (bytes: Uint8Array | string) => createHash('sha256').update(bytes).digest('hex');
 
-/** value: one column of a tabular input; mean/std/min/max: a statistic of a whole row (images, audio, sequences). */
-export type RowStat = 'value' | 'mean' | 'std' | 'min' | 'max';
+/**
+ * value: one column of a tabular input; mean/std/min/max: a statistic of a whole row (images, audio, sequences);
+ * sum: the row's sum (a text model's attention mask: its length in tokens, however it was padded);
+ * count: how many of the row's values equal `index` (the unknown token's id among a text's ids).
+ */
+export type RowStat = 'value' | 'mean' | 'std' | 'min' | 'max' | 'sum' | 'count';
+
+/** A text model's inputs by role, so that its profile counts tokens rather than ids' statistics. */
+export interface TextFeatureRoles {
+  ids: string;
+  mask?: string;
+  unknownId?: number;
+}
 const ROW_STATS: RowStat[] = ['mean', 'std', 'min', 'max'];
 
 export interface TensorShape {
@@ -100,10 +111,20 @@ export interface ReferenceProfile {
 }
 
 /** Which features a model's inputs give: a column each for a tabular input, four row statistics for anything else. */
-export function planFeatures(inputs: TensorShape[], featureNames: Record<string, string[]>): { features: FeaturePlan[]; skipped: ReferenceProfile['skipped'] } {
+export function planFeatures(inputs: TensorShape[], featureNames: Record<string, string[]>, text?: TextFeatureRoles): { features: FeaturePlan[]; skipped: ReferenceProfile['skipped'] } {
   const features: FeaturePlan[] = [];
   const skipped: ReferenceProfile['skipped'] = [];
+  // Token ids are names, not quantities, and their rows are padded differently in a holdout and in a
+  // request: a text model is profiled by its length in tokens and its count of unknown tokens.
+  if (text) {
+    if (text.mask) features.push({ name: 'tokens', input: text.mask, stat: 'sum', index: 0 });
+    if (text.unknownId !== undefined) features.push({ name: 'unknown_tokens', input: text.ids, stat: 'count', index: text.unknownId });
+  }
   for (const input of inputs) {
+    if (text && (input.name === text.ids || input.name === text.mask || input.datatype.startsWith('INT'))) {
+      skipped.push({ input: input.name, reason: 'a token input: profiled as tokens and unknown_tokens' });
+      continue;
+    }
     if (input.datatype === 'BYTES') {
       skipped.push({ input: input.name, reason: 'strings are not profiled' });
       continue;
@@ -182,7 +203,15 @@ export function summariseRow(values: ArrayLike<number>, offset: number, length: 
 /** One feature's value for the row at values[offset, offset + length). */
 export function featureValue(stat: RowStat, index: number, values: ArrayLike<number>, offset: number, length: number): number {
   if (stat === 'value') return index < length ? Number(values[offset + index]) : NaN;
+  if (stat === 'sum' || stat === 'count') return countRow(stat, index, values, offset, length);
   return summariseRow(values, offset, length)[stat];
+}
+
+/** A row's sum, or its count of values equal to `index`: every value read (text rows are short). */
+function countRow(stat: 'sum' | 'count', index: number, values: ArrayLike<number>, offset: number, length: number): number {
+  let total = 0;
+  for (let i = offset; i < offset + length; i++) total += stat === 'sum' ? Number(values[i]) : Number(values[i]) === index ? 1 : 0;
+  return total;
 }
 
 /** A row's predicted class index (classes.length for one outside them), or for kind 'value' the predicted value. */
@@ -264,6 +293,7 @@ export class RowBinner {
         let value: number;
         if (!v) value = NaN;
         else if (f.stat === 'value') value = f.index < v.width ? Number(v.values[r * v.width + f.index]) : NaN;
+        else if (f.stat === 'sum' || f.stat === 'count') value = countRow(f.stat, f.index, v.values, r * v.width, v.width);
         else {
           summaries ??= [];
           value = (summaries[at] ??= summariseRow(v.values, r * v.width, v.width))[f.stat];
@@ -321,7 +351,7 @@ export function profileProblem(value: unknown): string | null {
 export function referenceRanges(profile: ReferenceProfile): Record<string, ValueRange> {
   const ranges: Record<string, ValueRange> = {};
   for (const feature of profile.features) {
-    if (feature.stat === 'mean' || feature.stat === 'std' || !Number.isFinite(feature.min) || !Number.isFinite(feature.max)) continue;
+    if (feature.stat === 'mean' || feature.stat === 'std' || feature.stat === 'sum' || feature.stat === 'count' || !Number.isFinite(feature.min) || !Number.isFinite(feature.max)) continue;
     const range = (ranges[feature.input] ??= { min: feature.min, max: feature.max });
     range.min = Math.min(range.min, feature.min);
     range.max = Math.max(range.max, feature.max);

@@ -4,6 +4,7 @@
  * come from the quantiles of a row sample, and the shares from every row.
  */
 import path from 'node:path';
+import { createPreprocessor, processingFor, type ProcessingPlan } from '../processing/plan.js';
 import type { Config } from '../config/defaults.js';
 import { ExitCode, inputError, isMlopsError } from '../errors.js';
 import { batchSizeFor, GrowingArray, inBatches, rowsToTensors } from '../evaluate/batches.js';
@@ -26,6 +27,7 @@ import {
   type PredictionPlan,
   type PredictionProfile,
   type ReferenceProfile,
+  type TextFeatureRoles,
 } from './profile.js';
 
 /** Rows whose feature values are kept for the quantiles; the shares count every row. */
@@ -183,6 +185,8 @@ export async function buildReferenceProfile(settings: ReferenceOptions): Promise
 
 async function profileDataset(options: Header, predictor: Predictor, dataset: string, field: string): Promise<ReferenceProfile> {
   const { config } = options;
+  // A model folder's preprocessing reads image and text data; a text model is profiled by tokens.
+  const processing = await processingFor(path.resolve(options.projectDir, options.modelPath), { inputs: predictor.inputs, outputs: [] }, config.model);
   const holdout = await openHoldout({
     cwd: options.projectDir,
     holdout: dataset,
@@ -190,12 +194,13 @@ async function profileDataset(options: Header, predictor: Predictor, dataset: st
     label: config.test.label,
     labelOptional: true,
     features: config.test.features,
-    model: { ...config.model, path: path.resolve(options.projectDir, options.modelPath) },
+    processing,
   }).catch((error: Error) => {
     throw Object.assign(error, { message: `${field}: ${error.message}` });
   });
   const bins = config.monitor.bins;
-  const { features: planned, skipped } = planFeatures(predictor.inputs, holdout.featureNames);
+  const text = processing?.text ? textRoles(processing) : undefined;
+  const { features: planned, skipped } = planFeatures(predictor.inputs, holdout.featureNames, text);
   const plan = planPrediction(predictor.outputs, config.test);
   const datatypes = new Map(predictor.inputs.map((t) => [t.name, t.datatype]));
   const accumulator = new FeatureAccumulator(planned, datatypes);
@@ -276,4 +281,11 @@ function predictionProfile(plan: PredictionPlan, raw: Float64Array, bins: number
     counts[Number.isInteger(c) && c >= 0 && c < classes.length ? c : classes.length]++;
   }
   return { ...plan, shares: shares(counts) };
+}
+
+/** A text plan's inputs and unknown token, for the profile's token features. */
+function textRoles(plan: ProcessingPlan): TextFeatureRoles {
+  const roles = plan.text!.settings.inputs;
+  const unknownId = createPreprocessor(plan)?.tokenizer?.unknownId;
+  return { ids: roles.ids.name, ...(roles.mask ? { mask: roles.mask.name } : {}), ...(unknownId !== undefined ? { unknownId } : {}) };
 }

@@ -39,6 +39,10 @@ export class TextTokenizer {
   private readonly tokenizer: Tokenizer;
   private readonly padId: number;
   private readonly unkId: number | undefined;
+  /** The unknown token's id, when the vocabulary has one. */
+  get unknownId(): number | undefined {
+    return this.unkId;
+  }
   /** How many special tokens the post-processor adds to one sequence. */
   private readonly specials: number;
 
