@@ -83,6 +83,14 @@ describe('images in, labels out', () => {
     }
   });
 
+  it("an image file sent as curl --data-binary sends it (a form's content type) or as application/octet-stream is still the image", async () => {
+    for (const type of ['application/x-www-form-urlencoded', 'application/octet-stream']) {
+      const { status, json } = await post(`${images.url}/v2/models/shapes_image/infer`, circle, { 'content-type': type });
+      expect(status).toBe(200);
+      expect(output(json, 'label').data).toEqual(['circle']);
+    }
+  });
+
   it('gRPC: bytes_contents of a BYTES input, answered with label and score outputs', async () => {
     const reply = await call(grpcClient, grpcClient.ModelInfer, { model_name: 'shapes_image', inputs: [{ name: 'image', datatype: 'BYTES', shape: [2], contents: { bytes_contents: [circle, square] } }] });
     const decoded = decodeGrpcResponse(reply);

@@ -1,5 +1,5 @@
 import { failureLogger } from './failure-log.js';
-import { inferRaw, labelTensors, rawBodyKind, rawInstances, rawOipInputs, requestedTopK } from './processing.js';
+import { inferRaw, labelTensors, looksLikeImage, rawBodyKind, rawInstances, rawOipInputs, requestedTopK } from './processing.js';
 import { utf8Text, type RawInput } from '../processing/plan.js';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -128,6 +128,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
       return;
     }
     if (served.processing?.kind) {
+      // An image file under another content type (curl --data-binary labels it a form): taken as the image.
+      if (served.processing.kind === 'image' && parsed === undefined && header === undefined && looksLikeImage(body)) return runRaw(served, req, res, [body], 'oip');
       // A model that takes images or texts: a BYTES input named for it carries them raw.
       parsed ??= parseJsonBody(header === undefined ? body : body.subarray(0, header));
       const raw = rawOipInputs(served.processing, parsed, body, header);

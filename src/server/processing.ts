@@ -202,3 +202,19 @@ function lengthPrefixed(data: Uint8Array, where: string): RawInput[] {
   if (out.length === 0) throw new BadRequest(`${where}: no elements`);
   return out;
 }
+
+/**
+ * The body is an image file by its first bytes (JPEG, PNG, GIF, WebP, TIFF, AVIF/HEIF): what
+ * `curl --data-binary @photo.jpg` sends labelled as a form, or a client as application/octet-stream.
+ */
+export function looksLikeImage(body: Uint8Array): boolean {
+  const b = body;
+  if (b.length < 12) return false;
+  if (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return true;
+  if (b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47) return true;
+  const ascii = (from: number, to: number) => String.fromCharCode(...b.subarray(from, to));
+  if (ascii(0, 4) === 'GIF8') return true;
+  if (ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return true;
+  if ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a && b[3] === 0) || (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0 && b[3] === 0x2a)) return true;
+  return ascii(4, 8) === 'ftyp';
+}
