@@ -72,6 +72,17 @@ describe('a model folder', () => {
     });
   });
 
+  it('mlops init on an export folder writes its path and says what each input will receive', async () => {
+    await withTempDir(async (dir) => {
+      const result = await runCli(['init', '--model', IMAGE, '--json'], { cwd: dir });
+      expect(result.code, result.stderr).toBe(0);
+      const report = JSON.parse(result.stdout) as { config: { model: { path: string; name: string } }; receives: string[] };
+      expect(path.resolve(dir, report.config.model.path)).toBe(IMAGE);
+      expect(report.config.model.name).toBe('shapes_image');
+      expect(report.receives[0]).toMatch(/^input 'pixel_values' <- an image/);
+    });
+  });
+
   it('a broken processing file is exit 2 naming the file', async () => {
     await withTempDir(async (dir) => {
       await cp(IMAGE, dir, { recursive: true });

@@ -4,6 +4,7 @@ import { DEFAULTS } from '../config/defaults.js';
 import { CONFIG_SEARCH_PLACES } from '../config/load.js';
 import { ExitCode, inputError } from '../errors.js';
 import { defaultModelName, inspectModel } from '../model/inspect.js';
+import { describePlan, loadProcessing, servableSignature } from '../processing/plan.js';
 import type { CommandContext } from './context.js';
 
 export interface InitFlags {
@@ -29,6 +30,8 @@ export async function run(flags: InitFlags, ctx: CommandContext): Promise<number
   }
   const modelPath = path.resolve(ctx.cwd, flags.model);
   const info = await inspectModel(flags.model, { cwd: ctx.cwd });
+  // An export folder: what it takes and answers, from its processing files.
+  const receives = describePlan(await loadProcessing(info.path, servableSignature(info), {}));
   const relativeModel = path.relative(path.dirname(target), modelPath).split(path.sep).join('/');
   const config = {
     model: { path: relativeModel, name: defaultModelName(modelPath), version: DEFAULTS.model.version },
@@ -40,8 +43,8 @@ export async function run(flags: InitFlags, ctx: CommandContext): Promise<number
   await writeFile(temporary, JSON.stringify(config, null, 2) + '\n');
   await rename(temporary, target);
   ctx.reporter.result(
-    { path: target, config, inputs: info.inputs.map((i) => i.name), outputs: info.outputs.map((o) => o.name) },
-    (r, s) => `${s.green('✔')} wrote ${path.relative(ctx.cwd, r.path)} for model '${r.config.model.name}' (inputs: ${r.inputs.join(', ')}; outputs: ${r.outputs.join(', ')})`,
+    { path: target, config, inputs: info.inputs.map((i) => i.name), outputs: info.outputs.map((o) => o.name), receives },
+    (r, s) => [`${s.green('✔')} wrote ${path.relative(ctx.cwd, r.path)} for model '${r.config.model.name}' (inputs: ${r.inputs.join(', ')}; outputs: ${r.outputs.join(', ')})`, ...r.receives.map((line) => `  ${line}`)].join('\n'),
   );
   return ExitCode.ok;
 }
