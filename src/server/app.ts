@@ -1,5 +1,5 @@
 import { failureLogger } from './failure-log.js';
-import { inferRaw, labelTensors, looksLikeImage, rawBodyKind, rawInstances, rawOipInputs, requestedTopK } from './processing.js';
+import { inferRaw, labelTensors, looksLikeImage, RAW_CONTENT_TYPE, rawBodyKind, rawInstances, rawOipInputs, requestedTopK } from './processing.js';
 import { utf8Text, type RawInput } from '../processing/plan.js';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -203,7 +203,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
 
   const infer: Handler = async (req, res, params) => {
     repository.check(params.name, params.version);
-    const raw = await rawBody(repository.route(params.name, params.version), req);
+    // Only an image or text content type costs a look at the model's processing before the body is read.
+    const raw = RAW_CONTENT_TYPE.test(req.headers['content-type'] ?? '') ? await rawBody(repository.route(params.name, params.version), req) : undefined;
     if (raw && 'raw' in raw) return runRaw(repository.route(params.name, params.version), req, res, raw.raw, 'oip');
     if (raw) return runInfer(repository.route(params.name, params.version), params.version === undefined, req, res, raw.body, undefined, 'header', raw.parsed);
     const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
@@ -270,7 +271,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
       return runInfer(served(), true, req, res, body, header, 'header');
     }
     // An image (image/*, SageMaker's application/x-image) or a text (text/plain) to a model that takes one.
-    const raw = await rawBody(served(), req);
+    const raw = RAW_CONTENT_TYPE.test(mime) ? await rawBody(served(), req) : undefined;
     if (raw && 'raw' in raw) return runRaw(served(), req, res, raw.raw, 'pipeline');
     if (raw) {
       if ('instances' in (raw.parsed as object)) return runInstances(served(), req, res, raw.parsed, '/invocations');

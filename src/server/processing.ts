@@ -62,6 +62,9 @@ export async function serveProcessing(model: ServableModel, overrides?: Processi
   };
 }
 
+/** Content types that can be a raw image or text: only these requests look up the model's processing first. */
+export const RAW_CONTENT_TYPE = /^\s*(image\/|application\/x-image|text\/plain)/i;
+
 /** The raw kind a request's content type says its body is, if it is one this model takes. */
 export function rawBodyKind(processing: ServedProcessing | undefined, contentType: string | undefined): 'image' | 'text' | undefined {
   if (!processing?.kind || !contentType) return undefined;
