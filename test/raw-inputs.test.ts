@@ -91,6 +91,32 @@ describe('images in, labels out', () => {
     }
   });
 
+  it('a photo-sized image (over offloadBytes, 64 KiB) on every form: JSON base64, binary, a form content type', async () => {
+    // Seeded noise (xorshift): PNG cannot shrink it, so the file is as large as a photo's.
+    const noise = Buffer.alloc(400 * 300 * 3);
+    let x = 2463534242;
+    for (let i = 0; i < noise.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      noise[i] = x & 0xff;
+    }
+    const large = await (await import('sharp')).default(noise, { raw: { width: 400, height: 300, channels: 3 } }).png().toBuffer();
+    expect(large.length).toBeGreaterThan(64 * 1024);
+    const url = `${images.url}/v2/models/shapes_image/infer`;
+    const viaRaw = await post(url, large, { 'content-type': 'image/png' });
+    expect(viaRaw.status).toBe(200);
+    const json = await post(url, JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [large.toString('base64')] }] }), { 'content-type': 'application/json' });
+    const elements = Buffer.concat([Buffer.from(Uint32Array.of(large.length).buffer), large]);
+    const head = Buffer.from(JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: elements.length } }] }));
+    const binary = await post(url, Buffer.concat([head, elements]), { 'inference-header-content-length': String(head.length) });
+    const form = await post(url, large, { 'content-type': 'application/x-www-form-urlencoded' });
+    for (const answer of [json, binary, form]) {
+      expect(answer.status).toBe(200);
+      expect(output(answer.json, 'logits').data).toEqual(output(viaRaw.json, 'logits').data);
+    }
+  });
+
   it('gRPC: bytes_contents of a BYTES input, answered with label and score outputs', async () => {
     const reply = await call(grpcClient, grpcClient.ModelInfer, { model_name: 'shapes_image', inputs: [{ name: 'image', datatype: 'BYTES', shape: [2], contents: { bytes_contents: [circle, square] } }] });
     const decoded = decodeGrpcResponse(reply);

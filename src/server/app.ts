@@ -116,6 +116,16 @@ export function createRestServer(options: RestServerOptions): RestServer {
     const { model } = engine;
     const logged = inferenceLog?.sampled() ?? false;
     const shadows = mirrored ? repository.shadowsOf(served) : NO_SHADOWS;
+    // A model that takes images or texts, and a request that may carry them raw (before a large body goes
+    // whole to a worker, which knows tensors only): the JSON head is read only when it names a BYTES input.
+    if (served.processing?.kind && (parsed !== undefined || header !== undefined || looksLikeImage(body) || BYTES_INPUT.test(body.toString('latin1', 0, Math.min(body.byteLength, 4096))))) {
+      // An image file under another content type (curl --data-binary labels it a form): taken as the image.
+      if (served.processing.kind === 'image' && parsed === undefined && header === undefined && looksLikeImage(body)) return runRaw(served, req, res, [body], 'oip');
+      // A BYTES input named for the image or text carries it raw.
+      parsed ??= parseJsonBody(header === undefined ? body : body.subarray(0, header));
+      const raw = rawOipInputs(served.processing, parsed, body, header);
+      if (raw) return runRaw(served, req, res, raw, 'oip', parsed as { id?: unknown; parameters?: unknown });
+    }
     if (engine.workers > 0 && body.byteLength > options.offloadBytes) {
       const log = logged ? (inferenceLog!.inputs ? 'with-inputs' : 'outputs') : undefined;
       // The body may move to the worker: the shadows get their own copy first (Buffer.slice would be a view of it).
@@ -126,14 +136,6 @@ export function createRestServer(options: RestServerOptions): RestServer {
       if (reply.logged) inferenceLog!.add(reply.logged, reply.rows);
       if (copy) repository.mirror(served, shadows, copy, reply.rows, () => decodeRestResponse(reply.body, reply.headerLength), due);
       return;
-    }
-    if (served.processing?.kind) {
-      // An image file under another content type (curl --data-binary labels it a form): taken as the image.
-      if (served.processing.kind === 'image' && parsed === undefined && header === undefined && looksLikeImage(body)) return runRaw(served, req, res, [body], 'oip');
-      // A model that takes images or texts: a BYTES input named for it carries them raw.
-      parsed ??= parseJsonBody(header === undefined ? body : body.subarray(0, header));
-      const raw = rawOipInputs(served.processing, parsed, body, header);
-      if (raw) return runRaw(served, req, res, raw, 'oip', parsed as { id?: unknown; parameters?: unknown });
     }
     const request = parsed === undefined ? decodeRestRequest(body, header, model) : decodeParsedRestRequest(parsed, body, header, model);
     request.id ??= requestId(req);
@@ -673,6 +675,9 @@ function csvRows(body: Buffer): number[][] {
     }),
   );
 }
+
+/** A JSON request naming a BYTES input, in its first few KB: what may carry an image or a text raw. */
+const BYTES_INPUT = /"datatype"\s*:\s*"BYTES"/;
 
 const DECIMAL = /^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$/;
 
