@@ -10,7 +10,7 @@ import { PNG } from 'pngjs';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { openHoldout } from '../src/holdout/open.js';
-import { inspectModel } from '../src/model/inspect.js';
+import { defaultModelName, inspectModel } from '../src/model/inspect.js';
 import { loadModel } from '../src/model/session.js';
 import { BadRequest } from '../src/protocol/request.js';
 import { imagesToTensor, resizedSize, type ImageSettings } from '../src/processing/image.js';
@@ -80,6 +80,21 @@ describe('a model folder', () => {
       expect(path.resolve(dir, report.config.model.path)).toBe(IMAGE);
       expect(report.config.model.name).toBe('shapes_image');
       expect(report.receives[0]).toMatch(/^input 'pixel_values' <- an image/);
+    });
+  });
+
+  it("a Transformers.js-style folder (the model in onnx/, the processing files above it) is read as one", async () => {
+    await withTempDir(async (dir) => {
+      await cp(TEXT, dir, { recursive: true });
+      await mkdir(path.join(dir, 'onnx'));
+      await cp(path.join(TEXT, 'model.onnx'), path.join(dir, 'onnx', 'model.onnx'));
+      await (await import('node:fs/promises')).rm(path.join(dir, 'model.onnx'));
+      const info = await inspectModel(dir);
+      expect(info.path).toBe(path.join(dir, 'onnx', 'model.onnx'));
+      expect(defaultModelName(info.path)).toBe(path.basename(dir).toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, ''));
+      const plan = await loadProcessing(info.path, servableSignature(info), {});
+      expect(plan?.text?.settings.maxLength).toBe(32);
+      expect(plan?.labels?.names).toEqual(['sports', 'weather', 'cooking']);
     });
   });
 

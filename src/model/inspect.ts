@@ -187,7 +187,11 @@ export function defaultModelName(modelPath: string): string {
   const absolute = path.resolve(modelPath);
   let stem = path.basename(absolute).replace(/\.onnx$/i, '');
   // A folder, or its model.onnx: the folder's name.
-  if (/^model$/i.test(stem)) stem = path.basename(path.dirname(absolute)) || stem;
+  if (/^model$/i.test(stem)) {
+    const dir = path.dirname(absolute);
+    // An onnx/ subfolder (Transformers.js-style exports) is named for the folder that holds it.
+    stem = (path.basename(dir) === 'onnx' ? path.basename(path.dirname(dir)) : path.basename(dir)) || stem;
+  }
   const name = stem
     .toLowerCase()
     .replace(/[^a-z0-9._-]+/g, '-')

@@ -35,10 +35,17 @@ export interface ModelFolder {
 /** Reads the processing files beside a model file; each must be a JSON object. */
 export async function readModelFolder(modelFile: string): Promise<ModelFolder> {
   const dir = path.dirname(modelFile);
+  // A model in an onnx/ subfolder (Transformers.js-style exports) has its processing files one folder up.
+  const dirs = path.basename(dir) === 'onnx' ? [dir, path.dirname(dir)] : [dir];
   const files: ModelFolder['files'] = {};
   for (const name of FOLDER_FILES) {
-    const file = path.join(dir, name);
-    const info = await stat(file).catch(() => undefined);
+    let file = path.join(dir, name);
+    let info = await stat(file).catch(() => undefined);
+    for (const other of dirs.slice(1)) {
+      if (info?.isFile()) break;
+      file = path.join(other, name);
+      info = await stat(file).catch(() => undefined);
+    }
     if (!info?.isFile()) continue;
     if (info.size > MAX_FOLDER_FILE_BYTES) throw inputError(`${file}: ${info.size} bytes, over the ${MAX_FOLDER_FILE_BYTES / 2 ** 20} MiB read for a processing file`, 'remove it if it is not the model\'s');
     const bytes = await readFile(file);
