@@ -98,6 +98,33 @@ describe('a model folder', () => {
     });
   });
 
+  it('a processing file with wrong values is exit 2 naming the field, never dropped in silence', async () => {
+    for (const [field, value, said] of [
+      ['size', { height: 'big', width: -3 }, '"size" is {"height":"big","width":-3}'],
+      ['resample', 99, '"resample" is 99'],
+      ['image_std', [0, 0, 0], 'image_mean and image_std need 3 values (std above 0)'],
+      ['rescale_factor', -1, '"rescale_factor" is -1'],
+    ] as const) {
+      await withTempDir(async (dir) => {
+        await cp(IMAGE, dir, { recursive: true });
+        const json = JSON.parse(await readFile(path.join(dir, 'preprocessor_config.json'), 'utf8'));
+        await writeFile(path.join(dir, 'preprocessor_config.json'), JSON.stringify({ ...json, [field]: value }));
+        const { code, stderr } = await runCli(['inspect', dir]);
+        expect(code, field).toBe(2);
+        expect(stderr).toContain(said);
+      });
+    }
+  });
+
+  it('a CSV without the image or text column says which column is missing', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(path.join(dir, 'texts.csv'), 'body,label\nrain all day,weather\n');
+      const { code, stderr } = await runCli(['test', '--local', '--model', TEXT, '--holdout', path.join(dir, 'texts.csv')]);
+      expect(code).toBe(2);
+      expect(stderr).toContain('texts.csv: no text column (text, sentence, content)');
+    });
+  });
+
   it('a broken processing file is exit 2 naming the file', async () => {
     await withTempDir(async (dir) => {
       await cp(IMAGE, dir, { recursive: true });

@@ -117,6 +117,26 @@ describe('images in, labels out', () => {
     }
   });
 
+  it('what a user gets wrong is said plainly: a shape the data does not fill, text to an image model, a multipart upload; ?top_k and data URIs work', async () => {
+    const url = `${images.url}/v2/models/shapes_image/infer`;
+    const shape = await post(url, JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [3], data: [circle.toString('base64')] }] }));
+    expect([shape.status, shape.json.error]).toEqual([400, "input 'image': shape [3] holds 3 elements, the data has 1"]);
+    const text = await post(url, 'hello', { 'content-type': 'text/plain' });
+    expect([text.status, text.json.error]).toEqual([415, 'this model takes images, not text/plain; send an image (image/jpeg, image/png, ...) or tensors']);
+    const form = new FormData();
+    form.append('file', new Blob([circle], { type: 'image/jpeg' }), 'circle.jpg');
+    const multipart = await fetch(url, { method: 'POST', body: form });
+    expect(multipart.status).toBe(415);
+    expect(((await multipart.json()) as { error: string }).error).toContain("send the image itself as the body (curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg')");
+    const topK = await post(`${url}?top_k=3`, circle, { 'content-type': 'image/jpeg' });
+    expect(topK.json.error).toBeUndefined();
+    expect(output(topK.json, 'label').shape).toEqual([1, 3]);
+    const dataUri = await post(url, JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [`data:image/jpeg;base64,${circle.toString('base64')}`] }] }));
+    expect(output(dataUri.json, 'label').data).toEqual(['circle']);
+    const sentence = await post(`${texts.url}/v2/models/text_topic/infer`, 'heavy rain and thunder tonight', { 'content-type': 'application/x-www-form-urlencoded' });
+    expect(output(sentence.json, 'label').data).toEqual(['weather']);
+  });
+
   it('gRPC: bytes_contents of a BYTES input, answered with label and score outputs', async () => {
     const reply = await call(grpcClient, grpcClient.ModelInfer, { model_name: 'shapes_image', inputs: [{ name: 'image', datatype: 'BYTES', shape: [2], contents: { bytes_contents: [circle, square] } }] });
     const decoded = decodeGrpcResponse(reply);
@@ -140,7 +160,7 @@ describe('images in, labels out', () => {
     const notImage = await post(url, Buffer.from('GIF89a but not really'), { 'content-type': 'image/gif' });
     expect([notImage.status, notImage.json.error]).toEqual([400, expect.stringMatching(/^image: not an image that can be read/)]);
     const text = await post(url, 'a sentence', { 'content-type': 'text/plain' });
-    expect(text.status).toBe(400);
+    expect(text.status).toBe(415);
     const badBase64 = await post(url, JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: ['!!!!'] }] }));
     expect(badBase64.status).toBe(400);
     const health = await fetch(`${images.url}/v2/health/ready`);

@@ -5,7 +5,7 @@ import type { ServableTensor } from '../model/session.js';
 import { openCsv } from './csv.js';
 import { openJsonl } from './jsonl.js';
 import { openNpy } from './npy.js';
-import { openImageFolder, openMediaTable } from './media.js';
+import { IMAGE_COLUMNS, openImageFolder, openMediaTable, TEXT_COLUMNS } from './media.js';
 import { processingFor, type InputFacts, type ProcessingOverrides, type ProcessingPlan } from '../processing/plan.js';
 import type { HoldoutSource, InputLayout } from './types.js';
 
@@ -60,6 +60,14 @@ export async function openHoldout(options: OpenHoldoutOptions): Promise<HoldoutS
   if (table && options.processing && !options.labels) {
     const media = await openMediaTable({ file, shown, plan: options.processing, label: options.label, labelOptional: options.labelOptional, format: table, onFacts: options.onFacts });
     if (media) return media;
+    // A model that takes images or texts and a table without their column: say which column is missing,
+    // not how many tensor columns would be (12,288 for a small image).
+    // (A JSONL may hold tensors, pre-tokenized ids say: it goes on to the tensor reader.)
+    const kind = options.processing.image ? 'image' : options.processing.text ? 'text' : undefined;
+    if (kind && table === 'csv') {
+      const names = kind === 'image' ? IMAGE_COLUMNS : TEXT_COLUMNS;
+      throw inputError(`${shown}: no ${kind} column (${names.join(', ')})`, `name the column that holds the ${kind === 'image' ? "images' paths" : 'texts'} ${names[0]}; the label goes in '${options.label}'`);
+    }
   }
   if (extension === '.npy') {
     if (!options.labels && !options.labelOptional) throw inputError(`${shown} is an .npy holdout: --labels <y.npy> is needed too`);

@@ -53,7 +53,7 @@ export async function readModelFolder(modelFile: string): Promise<ModelFolder> {
     try {
       json = JSON.parse(bytes.toString('utf8'));
     } catch (error) {
-      throw inputError(`${file}: not valid JSON (${(error as Error).message})`, `fix or remove ${name}; the model folder's files must be what the export wrote`);
+      throw inputError(`${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`, `fix or remove ${name}; the model folder's files must be what the export wrote`);
     }
     if (typeof json !== 'object' || json === null || Array.isArray(json)) throw inputError(`${file}: expected a JSON object`, `fix or remove ${name}`);
     files[name] = { name, path: file, sha256: createHash('sha256').update(bytes).digest('hex'), sizeBytes: bytes.byteLength, json: json as Record<string, unknown> };

@@ -47,7 +47,7 @@ export const rawInputKind = (plan: ProcessingPlan | undefined): 'image' | 'text'
 /** The file `mlops build` writes beside an image's model: the config's model.preprocess and model.postprocess. */
 export const PROCESSING_FILE = 'mlops.processing.json';
 
-export const IMAGE_DEFAULTS = { maxBytes: 20 * 2 ** 20, maxPixels: 50_000_000, alpha: 'white' as const };
+export const IMAGE_DEFAULTS = { maxBytes: 16 * 2 ** 20, maxPixels: 50_000_000, alpha: 'white' as const };
 export const TEXT_DEFAULTS = { maxBytes: 64 * 1024, truncation: 'truncate' as const };
 
 const IMAGENET_STANDARD = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
@@ -66,20 +66,44 @@ function processorDefaults(type: string): { mean: number[]; std: number[]; resam
 const FLOAT_OR_BYTE = new Set<Datatype>(['FP32', 'FP16', 'FP64', 'UINT8']);
 const TOKEN_TYPES = new Set<Datatype>(['INT64', 'INT32']);
 
+/** Errors that say the model cannot take what its folder suggests (not that a file is wrong): notes unless the config asked. */
+const NOT_FILLABLE = new WeakSet<MlopsError>();
+function notFillable(message: string, hint?: string): MlopsError {
+  const error = inputError(message, hint);
+  NOT_FILLABLE.add(error);
+  return error;
+}
+
 /** HF's `size` in any of its spellings (`{height, width}`, `{shortest_edge}`, a number). */
 function readSize(size: unknown, cropPct: unknown, where: string): ResizeRule | undefined {
   if (size === undefined || size === null) return undefined;
-  if (typeof size === 'number') return { height: size, width: size };
-  const s = size as Record<string, unknown>;
-  if (typeof s.height === 'number' && typeof s.width === 'number') return { height: s.height, width: s.width };
-  if (typeof s.shortest_edge === 'number') {
-    return { shortestEdge: s.shortest_edge, ...(typeof s.longest_edge === 'number' ? { longestEdge: s.longest_edge } : {}), ...(typeof cropPct === 'number' ? { cropPct } : {}) };
+  const pixels = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v > 0;
+  if (pixels(size)) return { height: size as number, width: size as number };
+  const s = (typeof size === 'object' ? size : {}) as Record<string, unknown>;
+  if (cropPct !== undefined && cropPct !== null && !(typeof cropPct === 'number' && cropPct > 0 && cropPct <= 1)) throw inputError(`${where}: "crop_pct" is ${JSON.stringify(cropPct)}; expected a share above 0, at most 1`);
+  if (pixels(s.height) && pixels(s.width)) return { height: s.height as number, width: s.width as number };
+  if (pixels(s.shortest_edge) && (s.longest_edge === undefined || pixels(s.longest_edge))) {
+    return { shortestEdge: s.shortest_edge as number, ...(pixels(s.longest_edge) ? { longestEdge: s.longest_edge as number } : {}), ...(typeof cropPct === 'number' ? { cropPct } : {}) };
   }
-  if (typeof s.longest_edge === 'number') return { longestEdge: s.longest_edge };
-  throw inputError(`${where}: "size" is ${JSON.stringify(size)}; expected {"height", "width"}, {"shortest_edge"} or {"longest_edge"}`);
+  if (pixels(s.longest_edge) && s.shortest_edge === undefined && s.height === undefined) return { longestEdge: s.longest_edge as number };
+  throw inputError(`${where}: "size" is ${JSON.stringify(size)}; expected whole numbers of pixels above 0: {"height", "width"}, {"shortest_edge"} or {"longest_edge"}`, 'fix the file, or set model.preprocess.image.resize');
 }
 
 const isPositive = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n > 0;
+
+/** PIL's resampling number, refused when it names none. */
+function knownResample(value: unknown, where: string): Resample | undefined {
+  if (value === undefined || value === null) return undefined;
+  const known = pilResample(value);
+  if (!known) throw inputError(`${where}: "resample" is ${JSON.stringify(value)}; expected one of PIL's filters 0 (nearest) to 5 (hamming)`, 'fix the file, or set model.preprocess.image.resample');
+  return known;
+}
+
+function rescaleOf(value: unknown, where: string): number {
+  if (value === undefined || value === null) return 1 / 255;
+  if (!isPositive(value)) throw inputError(`${where}: "rescale_factor" is ${JSON.stringify(value)}; expected a number above 0 (1/255 for 8-bit pixels)`, 'fix the file, or set model.preprocess.image.rescaleFactor');
+  return value;
+}
 
 function imagePlan(folder: ModelFolder, inputs: Signature[], overrides: NonNullable<ProcessingOverrides['preprocess']>['image'] | undefined): ImageSettings | undefined {
   const file = folder.files['preprocessor_config.json'];
@@ -92,14 +116,14 @@ function imagePlan(folder: ModelFolder, inputs: Signature[], overrides: NonNulla
   const named = overrides?.input ?? (inputs.some((s) => s.name === 'pixel_values') ? 'pixel_values' : undefined);
   const input = named ? inputs.find((s) => s.name === named) : candidates.length === 1 ? candidates[0] : undefined;
   if (!input) {
-    throw inputError(
+    throw notFillable(
       `${where}: no model input to fill with images: ${named ? `the model has no input '${named}'` : `expected one input of rank 4 (N, C, H, W or N, H, W, C), found ${candidates.length}`}`,
       'name it in model.preprocess.image.input',
     );
   }
-  if (input.shape.length !== 4 || !FLOAT_OR_BYTE.has(input.datatype)) throw inputError(`${where}: input '${input.name}' is ${input.datatype} [${input.shape.join(', ')}]; images fill an FP32, FP16 or UINT8 input of rank 4`);
+  if (input.shape.length !== 4 || !FLOAT_OR_BYTE.has(input.datatype)) throw notFillable(`${where}: input '${input.name}' is ${input.datatype} [${input.shape.join(', ')}]; images fill an FP32, FP16 or UINT8 input of rank 4`);
   const others = inputs.filter((s) => s !== input);
-  if (others.length > 0) throw inputError(`${where}: the model also takes ${others.map((s) => `'${s.name}'`).join(', ')}, which an image cannot fill`, 'send tensors to this model, or export it with the image as its only input');
+  if (others.length > 0) throw notFillable(`${where}: the model also takes ${others.map((s) => `'${s.name}'`).join(', ')}, which an image cannot fill`, 'send tensors to this model, or export it with the image as its only input');
   // Channels first when dimension 1 is 1 or 3 and the last is not; else channels last.
   const [, d1, d2, d3] = input.shape;
   const layout: 'NCHW' | 'NHWC' = (d1 === 1 || d1 === 3) && !(d3 === 1 || d3 === 3) ? 'NCHW' : d3 === 1 || d3 === 3 ? 'NHWC' : 'NCHW';
@@ -119,8 +143,14 @@ function imagePlan(folder: ModelFolder, inputs: Signature[], overrides: NonNulla
   if (overrides?.resize !== undefined) resize = overrides.resize;
   if (overrides?.centerCrop !== undefined) centerCrop = overrides.centerCrop;
   const doNormalize = json.do_normalize !== false;
-  const mean = Array.isArray(json.image_mean) ? (json.image_mean as number[]) : typeof json.image_mean === 'number' ? [json.image_mean] : defaults.mean;
-  const std = Array.isArray(json.image_std) ? (json.image_std as number[]) : typeof json.image_std === 'number' ? [json.image_std] : defaults.std;
+  const numbers = (v: unknown, field: string, fallback: number[]): number[] => {
+    if (v === undefined || v === null) return fallback;
+    const list = Array.isArray(v) ? v : [v];
+    if (list.length === 0 || list.some((n) => typeof n !== 'number' || !Number.isFinite(n))) throw inputError(`${where}: "${field}" is ${JSON.stringify(v)}; expected numbers, one per channel`, 'fix the file, or set model.preprocess.image.normalize');
+    return list as number[];
+  };
+  const mean = numbers(json.image_mean, 'image_mean', defaults.mean);
+  const std = numbers(json.image_std, 'image_std', defaults.std);
   const settings: ImageSettings = {
     input: input.name,
     datatype: input.datatype,
@@ -130,9 +160,9 @@ function imagePlan(folder: ModelFolder, inputs: Signature[], overrides: NonNulla
     width: width > 0 ? width : null,
     convertRgb: overrides?.convertRgb ?? json.do_convert_rgb !== false,
     resize,
-    resample: overrides?.resample ?? pilResample(json.resample) ?? defaults.resample,
+    resample: overrides?.resample ?? knownResample(json.resample, where) ?? defaults.resample,
     centerCrop,
-    rescaleFactor: overrides?.rescaleFactor !== undefined ? overrides.rescaleFactor : json.do_rescale === false ? null : isPositive(json.rescale_factor) ? json.rescale_factor : 1 / 255,
+    rescaleFactor: overrides?.rescaleFactor !== undefined ? overrides.rescaleFactor : json.do_rescale === false ? null : rescaleOf(json.rescale_factor, where),
     normalize: overrides?.normalize !== undefined ? overrides.normalize : doNormalize ? { mean, std } : null,
     alpha: overrides?.alpha ?? IMAGE_DEFAULTS.alpha,
     maxBytes: overrides?.maxBytes ?? IMAGE_DEFAULTS.maxBytes,
@@ -165,10 +195,10 @@ function textInputs(inputs: Signature[], where: string): TextInputs | undefined 
   const used = new Set([ids, mask, typeIds, positions].filter(Boolean));
   const others = inputs.filter((s) => !used.has(s));
   if (others.length > 0) {
-    throw inputError(`${where}: the model also takes ${others.map((s) => `'${s.name}'`).join(', ')}, which a tokenizer does not fill`, 'send tensors to this model, or export it with input_ids, attention_mask and token_type_ids only (past key values: export without them)');
+    throw notFillable(`${where}: the model also takes ${others.map((s) => `'${s.name}'`).join(', ')}, which a tokenizer does not fill`, 'send tensors to this model, or export it with input_ids, attention_mask and token_type_ids only (past key values: export without them)');
   }
   for (const s of used) {
-    if (!TOKEN_TYPES.has(s!.datatype) || s!.shape.length !== 2) throw inputError(`${where}: input '${s!.name}' is ${s!.datatype} [${s!.shape.join(', ')}]; token inputs are INT64 or INT32 [batch, sequence]`);
+    if (!TOKEN_TYPES.has(s!.datatype) || s!.shape.length !== 2) throw notFillable(`${where}: input '${s!.name}' is ${s!.datatype} [${s!.shape.join(', ')}]; token inputs are INT64 or INT32 [batch, sequence]`);
   }
   return roles;
 }
@@ -211,13 +241,13 @@ function labelPlan(folder: ModelFolder, outputs: Signature[], overrides: Process
   const floats = outputs.filter((o) => ['FP32', 'FP16', 'FP64'].includes(o.datatype));
   const named = overrides?.output ?? (outputs.some((o) => o.name === 'logits') ? 'logits' : undefined);
   const output = named ? outputs.find((o) => o.name === named) : floats[0];
-  if (!output) throw inputError(`${where}: no output to read labels from${named ? `: the model has no output '${named}'` : ' (no float output)'}`, 'name it in model.postprocess.output');
+  if (!output) throw notFillable(`${where}: no output to read labels from${named ? `: the model has no output '${named}'` : ' (no float output)'}`, 'name it in model.postprocess.output');
   // transformers writes id2label into every config.json (LABEL_0, LABEL_1 by default), classifier or not: only
   // a [batch, classes] output with as many classes as names is read as labels, unless the config says so.
   const classes = output.shape.length === 2 ? output.shape[1] : undefined;
   const count = hasNames ? Object.keys(id2label as object).length : 0;
   if (!overrides?.labels && !overrides?.output && (classes === undefined || (classes > 0 && count > 0 && classes !== count))) {
-    throw inputError(`${where}: output '${output.name}' is [${output.shape.join(', ')}], not [batch, ${count}] classes, so its id2label is not read as labels`, 'name the output in model.postprocess.output to read it anyway');
+    throw notFillable(`${where}: output '${output.name}' is [${output.shape.join(', ')}], not [batch, ${count}] classes, so its id2label is not read as labels`, 'name the output in model.postprocess.output to read it anyway');
   }
   let names: string[] = [];
   if (overrides?.labels) names = overrides.labels;
@@ -243,7 +273,8 @@ export function planProcessing(folder: ModelFolder, model: { inputs: Signature[]
     try {
       return make();
     } catch (error) {
-      if (!(error instanceof MlopsError)) throw error;
+      // A file with wrong values is an error the user must see; a model the file does not fit is a note.
+      if (!(error instanceof MlopsError) || !NOT_FILLABLE.has(error)) throw error;
       notes.push(error.message);
       return undefined;
     }

@@ -118,9 +118,14 @@ export function createRestServer(options: RestServerOptions): RestServer {
     const shadows = mirrored ? repository.shadowsOf(served) : NO_SHADOWS;
     // A model that takes images or texts, and a request that may carry them raw (before a large body goes
     // whole to a worker, which knows tensors only): the JSON head is read only when it names a BYTES input.
-    if (served.processing?.kind && (parsed !== undefined || header !== undefined || looksLikeImage(body) || BYTES_INPUT.test(body.toString('latin1', 0, Math.min(body.byteLength, 4096))))) {
+    const textForm = served.processing?.kind === 'text' && FORM_TYPE.test(req.headers['content-type'] ?? '');
+    if (served.processing?.kind && (parsed !== undefined || header !== undefined || textForm || looksLikeImage(body) || BYTES_INPUT.test(body.toString('latin1', 0, Math.min(body.byteLength, 4096))))) {
       // An image file under another content type (curl --data-binary labels it a form): taken as the image.
       if (served.processing.kind === 'image' && parsed === undefined && header === undefined && looksLikeImage(body)) return runRaw(served, req, res, [body], 'oip');
+      // A sentence sent with curl -d (labelled a form) to a text model: what is not JSON is the text.
+      if (textForm && parsed === undefined && header === undefined && body[0] !== 0x7b) {
+        return runRaw(served, req, res, [utf8Text(body, 'the body')], 'oip');
+      }
       // A BYTES input named for the image or text carries it raw.
       parsed ??= parseJsonBody(header === undefined ? body : body.subarray(0, header));
       const raw = rawOipInputs(served.processing, parsed, body, header);
@@ -191,6 +196,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
     if (kind === 'text') {
       const request = jsonRequest(body);
       if (request) return { body, parsed: request };
+      // Text to a model that takes images: said so, rather than read as malformed JSON.
+      if (served.processing!.kind === 'image') throw new BadRequest('this model takes images, not text/plain; send an image (image/jpeg, image/png, ...) or tensors', 415);
     }
     return { raw: [kind === 'text' ? utf8Text(body, 'the body') : body] };
   };
@@ -207,7 +214,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
     repository.check(params.name, params.version);
     // Only an image or text content type costs a look at the model's processing before the body is read.
     const raw = RAW_CONTENT_TYPE.test(req.headers['content-type'] ?? '') ? await rawBody(repository.route(params.name, params.version), req) : undefined;
-    if (raw && 'raw' in raw) return runRaw(repository.route(params.name, params.version), req, res, raw.raw, 'oip');
+    if (raw && 'raw' in raw) return runRaw(repository.route(params.name, params.version), req, res, raw.raw, 'oip', { parameters: queryParameters(req) });
     if (raw) return runInfer(repository.route(params.name, params.version), params.version === undefined, req, res, raw.body, undefined, 'header', raw.parsed);
     const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
     return runInfer(repository.route(params.name, params.version), params.version === undefined, req, res, body, header, 'header');
@@ -274,7 +281,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
     }
     // An image (image/*, SageMaker's application/x-image) or a text (text/plain) to a model that takes one.
     const raw = RAW_CONTENT_TYPE.test(mime) ? await rawBody(served(), req) : undefined;
-    if (raw && 'raw' in raw) return runRaw(served(), req, res, raw.raw, 'pipeline');
+    if (raw && 'raw' in raw) return runRaw(served(), req, res, raw.raw, 'pipeline', { parameters: queryParameters(req) });
     if (raw) {
       if ('instances' in (raw.parsed as object)) return runInstances(served(), req, res, raw.parsed, '/invocations');
       return runInfer(served(), true, req, res, raw.body, undefined, 'header', raw.parsed);
@@ -675,6 +682,17 @@ function csvRows(body: Buffer): number[][] {
     }),
   );
 }
+
+/** A raw body has no JSON for parameters: `?top_k=3` on the URL asks for them. */
+function queryParameters(req: http.IncomingMessage): { top_k?: number } | undefined {
+  const at = req.url?.indexOf('?') ?? -1;
+  if (at === -1) return undefined;
+  const topK = new URLSearchParams(req.url!.slice(at + 1)).get('top_k');
+  return topK === null ? undefined : { top_k: /^\d+$/.test(topK) ? Number(topK) : (topK as unknown as number) };
+}
+
+/** What curl -d and a bare --data-binary send unasked. */
+const FORM_TYPE = /^\s*application\/x-www-form-urlencoded/i;
 
 /** A JSON request naming a BYTES input, in its first few KB: what may carry an image or a text raw. */
 const BYTES_INPUT = /"datatype"\s*:\s*"BYTES"/;

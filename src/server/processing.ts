@@ -63,7 +63,7 @@ export async function serveProcessing(model: ServableModel, overrides?: Processi
 }
 
 /** Content types that can be a raw image or text: only these requests look up the model's processing first. */
-export const RAW_CONTENT_TYPE = /^\s*(image\/|application\/x-image|text\/plain)/i;
+export const RAW_CONTENT_TYPE = /^\s*(image\/|application\/x-image|text\/plain|multipart\/form-data)/i;
 
 /** The raw kind a request's content type says its body is, if it is one this model takes. */
 export function rawBodyKind(processing: ServedProcessing | undefined, contentType: string | undefined): 'image' | 'text' | undefined {
@@ -73,7 +73,11 @@ export function rawBodyKind(processing: ServedProcessing | undefined, contentTyp
     if (processing.kind !== 'image') throw new BadRequest(`this model takes text, not ${mime}; send text/plain or tensors`, 415);
     return 'image';
   }
-  if (TEXT_TYPES.test(mime) && processing.kind === 'text') return 'text';
+  if (TEXT_TYPES.test(mime)) return 'text';
+  if (mime === 'multipart/form-data') {
+    const send = processing.kind === 'image' ? "--data-binary @photo.jpg -H 'Content-Type: image/jpeg'" : "--data-binary @text.txt -H 'Content-Type: text/plain'";
+    throw new BadRequest(`multipart uploads are not read: send the ${processing.kind} itself as the body (curl ${send})`, 415);
+  }
   return undefined;
 }
 
@@ -99,8 +103,10 @@ export function labelTensors(processing: ServedProcessing, result: Tensors, k: n
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function base64(value: string, where: string): Uint8Array {
+  // A data URI (what a browser's FileReader gives) carries its base64 after the comma.
+  const payload = value.startsWith('data:') ? value.slice(value.indexOf(',') + 1) : value;
   // Node's decoder skips what is not base64; a payload that is not base64 at all decodes to nothing.
-  const bytes = Buffer.from(value, 'base64');
+  const bytes = Buffer.from(payload, 'base64');
   if (bytes.byteLength === 0 && value.length > 0) throw new BadRequest(`${where}: not base64`);
   return bytes;
 }
@@ -147,19 +153,27 @@ export function rawOipInputs(processing: ServedProcessing | undefined, parsed: u
   if (inputs.length > 1) throw new BadRequest(`input '${(inputs[index] as { name: string }).name}' is the raw ${processing.kind}: send it alone`);
   const input = inputs[index] as Record<string, unknown>;
   const where = `input '${input.name}'`;
+  const count = Array.isArray(input.shape) && input.shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0) ? (input.shape as number[]).reduce((n, d) => n * d, 1) : undefined;
+  if (count === undefined) throw new BadRequest(`${where}: "shape" must be a list of whole numbers, like [1]`);
+  const checked = (elements: RawInput[]) => {
+    if (elements.length !== count) throw new BadRequest(`${where}: shape [${(input.shape as number[]).join(', ')}] holds ${count} element${count === 1 ? '' : 's'}, the data has ${elements.length}`);
+    return elements;
+  };
   const size = isObject(input.parameters) ? input.parameters.binary_data_size : undefined;
   if (size !== undefined) {
     if (header === undefined || typeof size !== 'number') throw new BadRequest(`${where}: binary_data_size needs the binary extension's Inference-Header-Content-Length`);
     const data = body.subarray(header, header + size);
     if (data.byteLength !== size) throw new BadRequest(`${where}: binary_data_size is ${size}, but ${data.byteLength} bytes follow the JSON`);
-    return lengthPrefixed(data, where);
+    return checked(lengthPrefixed(data, where));
   }
   const data = Array.isArray(input.data) ? (input.data as unknown[]).flat(4) : undefined;
   if (!data || data.length === 0) throw new BadRequest(`${where}: "data" must hold at least one ${processing.kind === 'image' ? 'base64 image' : 'string'}`);
-  return data.map((value, i) => {
-    if (typeof value !== 'string') throw new BadRequest(`${where}: element ${i} must be a string`);
-    return processing.kind === 'image' ? base64(value, `${where}: element ${i}`) : value;
-  });
+  return checked(
+    data.map((value, i) => {
+      if (typeof value !== 'string') throw new BadRequest(`${where}: element ${i} must be a string`);
+      return processing.kind === 'image' ? base64(value, `${where}: element ${i}`) : value;
+    }),
+  );
 }
 
 /**
