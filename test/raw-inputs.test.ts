@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeGrpcResponse } from '../src/protocol/grpc.js';
 import { call, inferenceClient, type InferenceClient } from '../src/protocol/grpc-client.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
+import { MAX_RAW_INPUTS } from '../src/server/processing.js';
 import { fixture, freePort, profileFor, serveOptions, withTempDir } from './helpers.js';
 import { writeFile } from 'node:fs/promises';
 import { binIndex } from '../src/monitor/drift.js';
@@ -194,6 +195,13 @@ describe('texts in, labels out', () => {
     expect(sm.json).toEqual([{ label: 'cooking', score: expect.any(Number) }]);
   });
 
+  it('more texts in one request than MAX_RAW_INPUTS is 413 before any is tokenized', async () => {
+    const many = await post(infer(), JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [MAX_RAW_INPUTS + 1], data: new Array(MAX_RAW_INPUTS + 1).fill('rain') }] }));
+    expect([many.status, many.json.error]).toEqual([413, `${MAX_RAW_INPUTS + 1} texts in one request, over the ${MAX_RAW_INPUTS} a request may hold: each is decoded or tokenized before the model runs; send them in several requests`]);
+    const enough = await post(infer(), JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [MAX_RAW_INPUTS], data: new Array(MAX_RAW_INPUTS).fill('rain') }] }));
+    expect(output(enough.json, 'label').shape).toEqual([MAX_RAW_INPUTS, 1]);
+  });
+
   it('empty, non-UTF-8 and 1 MB texts, and an image, are refused; the server answers after', async () => {
     const empty = await post(infer(), '', { 'content-type': 'text/plain' });
     expect([empty.status, empty.json.error]).toEqual([400, 'text: the text is empty']);
@@ -249,5 +257,19 @@ describe('the reference profile of a text model', () => {
         await server.stop();
       }
     });
+  });
+});
+
+describe('a server without worker threads', () => {
+  it('runs a request of more rows than a batch on the main thread (it answered 500 before: no worker to send it to)', async () => {
+    const server = await startServer(serveOptions('breast_cancer', { workers: 0 }), quiet);
+    try {
+      const rows = 40;
+      const { status, json } = await post(`${server.url}/v2/models/breast_cancer/infer`, JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [rows, 30], data: new Array(rows * 30).fill(1) }] }));
+      expect(status).toBe(200);
+      expect(json.outputs[0].shape[0]).toBe(rows);
+    } finally {
+      await server.stop();
+    }
   });
 });

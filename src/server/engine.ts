@@ -171,7 +171,8 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     return reply.result;
   };
 
-  const run = (feeds: Tensors, rows: number, deadline: number) => (placement.where === 'main-thread' && rows <= inlineRows ? runLocal(feeds) : runInWorker(feeds, deadline));
+  // Without workers (server.workers 0) every run is local, however many rows: there is no worker to send a large one to.
+  const run = (feeds: Tensors, rows: number, deadline: number) => (placement.where === 'main-thread' && (rows <= inlineRows || !pool) ? runLocal(feeds) : runInWorker(feeds, deadline));
   // Explanations take at most all workers but one, so inference always keeps one (with one worker, they share it).
   const explainSlots = Math.max(1, (pool?.size ?? 1) - 1);
   let explaining = 0;
