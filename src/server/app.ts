@@ -1,5 +1,5 @@
 import { failureLogger } from './failure-log.js';
-import { inferRaw, labelTensors, looksLikeImage, RAW_CONTENT_TYPE, rawBodyKind, rawInstances, rawOipInputs, requestedTopK } from './processing.js';
+import { inferRaw, labelledAnswer, labelTensors, looksLikeImage, RAW_CONTENT_TYPE, rawBodyKind, rawInstances, rawOipInputs, requestedTopK } from './processing.js';
 import { utf8Text, type RawInput } from '../processing/plan.js';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -150,8 +150,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
     const due = deadline();
     const result = await engine.infer(request.inputs, request.rows, due);
     // A classifier with names: its labels beside the outputs, unless the request named the outputs it wants.
-    const labels = served.processing?.labels && request.outputs === undefined ? labelTensors(served.processing, result, served.processing.labels.topK).tensors : undefined;
-    const response = labels ? encodeRestResponse(served.processing!.answer, { ...result, ...labels }, request) : encodeRestResponse(model, result, request);
+    const answer = request.outputs === undefined && served.processing ? labelledAnswer(served.processing, model, result) : undefined;
+    const response = answer ? encodeRestResponse(answer.signature, answer.result, request) : encodeRestResponse(model, result, request);
     sendInferResponse(res, response.body, response.headerLength, framing);
     if (logged) inferenceLog!.add(encodeInferenceRecords({ id: request.id, rows: request.rows, model: recordModel }, result, inputs), request.rows);
     if (copy) repository.mirror(served, shadows, copy, request.rows, () => result, due);
@@ -172,9 +172,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
     const logged = inferenceLog?.sampled() ?? false;
     if (answer === 'oip') {
       if (results.length > 1) throw new BadRequest('this model takes one input a request (its batch dimension is 1): send one image or text per request');
-      const result = results[0];
-      const labelled = processing.labels ? { ...result, ...labelTensors(processing, result, k).tensors } : result;
-      const response = encodeRestResponse(processing.labels ? processing.answer : model, labelled, { id, outputs: undefined, binaryOutputs: NO_BINARY });
+      const labelled = labelledAnswer(processing, model, results[0], k);
+      const response = encodeRestResponse(labelled.signature, labelled.result, { id, outputs: undefined, binaryOutputs: NO_BINARY });
       sendInferResponse(res, response.body, response.headerLength, 'header');
     } else {
       res.setHeader('x-request-id', id);

@@ -9,7 +9,7 @@ import { EXTENSIONS } from './app.js';
 import { copyTensors, encodeInferenceRecords } from '../monitor/inference-records.js';
 import type { ModelRepository, ServedVersion } from './model-repository.js';
 import { failureLogger } from './failure-log.js';
-import { inferRaw, labelTensors, rawGrpcInputs } from './processing.js';
+import { inferRaw, labelledAnswer, rawGrpcInputs } from './processing.js';
 import type { InferenceLog } from './inference-log.js';
 import { requestRecorder, type ServerMetrics } from './metrics.js';
 import { closeWithin, type ServingState } from './state.js';
@@ -116,8 +116,8 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       if (raw) {
         const { results } = await inferRaw(engine, served.processing!, raw, deadlineOf(call));
         if (results.length > 1) throw new BadRequest('this model takes one input a request (its batch dimension is 1): send one image or text per request');
-        const labelled = served.processing!.labels ? { ...results[0], ...labelTensors(served.processing!, results[0], served.processing!.labels.topK).tensors } : results[0];
-        return encodeGrpcResponse(served.processing!.labels ? served.processing!.answer : engine.model, labelled, { id: message.id ?? randomUUID(), outputs: undefined });
+        const answer = labelledAnswer(served.processing, engine.model, results[0]);
+        return encodeGrpcResponse(answer.signature, answer.result, { id: message.id ?? randomUUID(), outputs: undefined });
       }
       const request = decodeGrpcRequest(message, engine.model);
       request.id ??= randomUUID();
@@ -129,8 +129,8 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       const due = deadlineOf(call);
       const result = await engine.infer(request.inputs, request.rows, due);
       // A classifier with names: its labels beside the outputs, unless the request named the outputs it wants.
-      const labels = served.processing?.labels && request.outputs === undefined ? labelTensors(served.processing, result, served.processing.labels.topK).tensors : undefined;
-      const response = labels ? encodeGrpcResponse(served.processing!.answer, { ...result, ...labels }, request) : encodeGrpcResponse(engine.model, result, request);
+      const answer = request.outputs === undefined && served.processing ? labelledAnswer(served.processing, engine.model, result) : undefined;
+      const response = answer ? encodeGrpcResponse(answer.signature, answer.result, request) : encodeGrpcResponse(engine.model, result, request);
       if (logged) setImmediate(() => inferenceLog!.add(encodeInferenceRecords({ id: request.id!, rows: request.rows, model: recordModel }, result, inputs), request.rows));
       if (copy) repository.mirror(served, shadows, copy, request.rows, () => result, due);
       return response;

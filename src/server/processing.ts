@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServableModel, ServableTensor, Tensors } from '../model/session.js';
+import { inputError } from '../errors.js';
 import { BadRequest, type Signature } from '../protocol/request.js';
 import type { GrpcInferRequest } from '../protocol/grpc.js';
 import { instanceRow } from '../protocol/instances.js';
@@ -41,7 +42,11 @@ export async function serveProcessing(model: ServableModel, overrides?: Processi
   if (!given) {
     const file = path.join(path.dirname(model.info.path), PROCESSING_FILE);
     const text = await readFile(file, 'utf8').catch(() => undefined);
-    given = text ? (JSON.parse(text) as ProcessingOverrides) : {};
+    try {
+      given = text ? (JSON.parse(text) as ProcessingOverrides) : {};
+    } catch (error) {
+      throw inputError(`${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`, 'rebuild the image with `mlops build`: it writes this file from model.preprocess and model.postprocess');
+    }
   }
   const plan = await loadProcessing(model.info.path, model, given);
   if (!plan) return undefined;
@@ -94,6 +99,15 @@ export function requestedTopK(processing: ServedProcessing, parameters: unknown)
   if (asked === undefined) return processing.labels?.topK ?? 1;
   if (typeof asked !== 'number' || !Number.isInteger(asked) || asked < 1) throw new BadRequest(`parameter top_k must be a whole number from 1, got ${JSON.stringify(asked)}`);
   return asked;
+}
+
+/**
+ * What an inference answers: the model's outputs and, for a classifier with names, its labels; with the
+ * signature that encodes them. The one place REST and gRPC, raw inputs and tensors, add labels.
+ */
+export function labelledAnswer(processing: ServedProcessing | undefined, model: Signature, result: Tensors, k?: number): { signature: Signature; result: Tensors } {
+  if (!processing?.labels) return { signature: model, result };
+  return { signature: processing.answer, result: { ...result, ...labelTensors(processing, result, k ?? processing.labels.topK).tensors } };
 }
 
 /** The labels of a run's result, as `label` (BYTES) and `score` (FP32) tensors of [rows, k]. */
