@@ -57,6 +57,8 @@ describe('bearer tokens', () => {
         modelName: 'wine',
         grpcPort,
         auth: { tokenFile, tokens: [], metrics: false, clientAddressHeader: 'x-forwarded-for', reloadIntervalMs: 100 },
+        // The tests play clients at many addresses through a proxy on loopback.
+        trustedProxies: ['127.0.0.1', '::1'],
         inferenceLog: { sample: 1, sink: `file:${logFile}`, inputs: true },
       }),
       (l) => lines.push(l),
@@ -84,14 +86,16 @@ describe('bearer tokens', () => {
   ];
 
   it('REST: every route but the probes and /metrics answers 401 without a token or with a wrong one, and serves the right one (a clear token or a sha256: line)', async () => {
-    for (const [route, init] of PROTECTED) {
-      const none = await rest(route, undefined, init);
+    for (const [i, [route, init]] of PROTECTED.entries()) {
+      // Each route from its own address: failures are counted per address (and per wrong token), and 21 would lock one out.
+      const from = `198.51.100.${100 + i}`;
+      const none = await rest(route, undefined, init, from);
       expect([route, none.status, none.challenge]).toEqual([route, 401, 'Bearer realm="mlops"']);
-      expect((await rest(route, `Bearer ${TOKEN_B}`, init)).status).toBe(401);
-      expect((await rest(route, TOKEN_A, init)).status).toBe(401);
-      const right = await rest(route, `Bearer ${TOKEN_A}`, init);
+      expect((await rest(route, `Bearer wrong-for-${i}-0123456789abcdef`, init, from)).status).toBe(401);
+      expect((await rest(route, TOKEN_A, init, from)).status).toBe(401);
+      const right = await rest(route, `Bearer ${TOKEN_A}`, init, from);
       expect([route, right.status]).not.toEqual([route, 401]);
-      expect((await rest(route, `Bearer ${TOKEN_C}`, init)).status).toBe(right.status);
+      expect((await rest(route, `Bearer ${TOKEN_C}`, init, from)).status).toBe(right.status);
     }
     for (const open of ['/v2/health/live', '/v2/health/ready', '/v2/models/wine/ready', '/ping', '/metrics']) expect([open, (await rest(open)).status]).toEqual([open, 200]);
   });
@@ -148,15 +152,17 @@ describe('bearer tokens', () => {
     await waitFor(async () => (await rest('/v2/models/wine', `Bearer ${TOKEN_A}`, {}, '198.51.100.3')).status === 200);
   });
 
-  it('a burst of wrong tokens from one address: slowed, then 429 with Retry-After; another address still works; failures counted by reason', async () => {
+  it('a burst of wrong tokens from one address: slowed, then 429 with Retry-After for its failing requests; the right token from that address is still served (clients behind one NAT); failures counted by reason', async () => {
     expect((await rest('/v2/models/wine', undefined, {}, '192.0.2.65')).status).toBe(401);
     const statuses: number[] = [];
     for (let i = 0; i < 21; i++) statuses.push((await rest('/v2/models/wine', `Bearer wrong-${i}-0123456789abcdef`, {}, '192.0.2.66')).status);
     expect(statuses.slice(0, 19).every((s) => s === 401)).toBe(true);
     expect(statuses.slice(19)).toEqual([429, 429]);
-    const locked = await rest('/v2/models/wine', `Bearer ${TOKEN_A}`, {}, '192.0.2.66');
+    const locked = await rest('/v2/models/wine', undefined, {}, '192.0.2.66');
     expect(locked.status).toBe(429);
     expect(Number(locked.retryAfter)).toBeGreaterThan(0);
+    // Issue 34: the lock-out was per address, so one attacker behind a NAT locked everyone out.
+    expect((await rest('/v2/models/wine', `Bearer ${TOKEN_A}`, {}, '192.0.2.66')).status).toBe(200);
     expect((await rest('/v2/models/wine', `Bearer ${TOKEN_A}`, {}, '192.0.2.67')).status).toBe(200);
     const metrics = (await rest('/metrics')).text;
     expect(metrics).toMatch(/mlops_auth_failures_total\{reason="invalid"\} \d+/);

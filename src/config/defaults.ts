@@ -261,6 +261,8 @@ export interface Config {
     allowNonFinite: boolean;
     inferenceTimeoutMs: number;
     maxPendingBodyBytes: number;
+    minBodyRate: number;
+    trustedProxies: string[];
     workers: number;
     inlineMaxMs: number;
     offloadBytes: number;
@@ -361,6 +363,14 @@ export const DEFAULTS: Config = {
     inferenceTimeoutMs: 60_000,
     /** Bytes all request bodies still arriving may hold together; past it new bodies get 503. */
     maxPendingBodyBytes: 128 * 1024 * 1024,
+    /**
+     * A body (or gRPC message) still arriving that averages fewer bytes a second than this over 10 s
+     * is dropped (408, gRPC CANCELLED), as nginx's client_body_timeout and Apache's mod_reqtimeout
+     * drop stalled uploads: it holds its share of maxPendingBodyBytes no longer. 0: no minimum.
+     */
+    minBodyRate: 1024,
+    /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For / Forwarded header names the client, for the lock-out and fair shares. */
+    trustedProxies: [],
     /**
      * Inference worker threads, each holding its own session (and so its own copy
      * of the weights). Two: on the 2-core machines measured, two workers with one

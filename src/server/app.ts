@@ -16,11 +16,11 @@ import type { InferenceLog } from './inference-log.js';
 import { requestRecorder, type ServerMetrics } from './metrics.js';
 import type { ModelRepository, ServedVersion } from './model-repository.js';
 import { closeWithin, type ServingState } from './state.js';
-import { accessRefusal, type AccessControl } from './auth.js';
+import { accessRefusal, bearerToken, type AccessControl, type TrustedProxies } from './auth.js';
 import { clientCertificateRefusal, httpsOptions, watchTls, type TlsOptions } from './tls.js';
 import type { TLSSocket } from 'node:tls';
 import https from 'node:https';
-import { BodyBudget, declaredLength, OWNED, overBudget, readBody, ShuttingDown, tooLarge, type BodyLimits } from './body.js';
+import { awaitContinue, type BodyBudget, OWNED, readBody, setClient, ShuttingDown, SlowBody, uninvited, type BodyLimits } from './body.js';
 
 export interface RestServerOptions {
   repository: ModelRepository;
@@ -29,8 +29,10 @@ export interface RestServerOptions {
   metrics: ServerMetrics;
   state: ServingState;
   maxBodyBytes: number;
-  /** Bytes all bodies still arriving may hold together; past it a new body gets 503. */
-  maxPendingBodyBytes: number;
+  /** Bytes all bodies still arriving (REST and gRPC) may hold together, shared fairly between clients. */
+  bodyBudget: BodyBudget;
+  /** Where a client's address comes from behind a proxy (server.trustedProxies). */
+  proxies: TrustedProxies;
   /** A request not answered this long after its body was read gets 504. */
   inferenceTimeoutMs: number;
   /** Bodies larger than this are decoded, run and encoded whole in a worker thread. */
@@ -92,15 +94,17 @@ export const EXTENSIONS = [BINARY_EXTENSION];
  * urllib and requests) never see the answer; like nginx's lingering close, the
  * rest of the body is read and dropped, within these bounds, before closing.
  */
-const LINGER_MAX_BYTES = 256 * 2 ** 20;
-const LINGER_MAX_MS = 10_000;
+const LINGER_LIMIT = { bytes: 256 * 2 ** 20, ms: 10_000 };
+/** After a refusal that is no mistake of size (401, 403, 404, 405, 429): enough for the answer to be read, little more. */
+const REFUSED_LINGER = { bytes: 2 ** 20, ms: 2000 };
 /** At shutdown, a body that has sent nothing for this long is answered 503 and closed, not waited for. */
 const SHUTDOWN_BODY_IDLE_MS = 1000;
 
 export function createRestServer(options: RestServerOptions): RestServer {
   const { repository, metrics, state, log, inferenceLog, access } = options;
   const mutualTls = Boolean(options.tls?.clientCa);
-  const bodyLimits: BodyLimits = { maxBodyBytes: options.maxBodyBytes, budget: new BodyBudget(options.maxPendingBodyBytes) };
+  const bodyLimits: BodyLimits = { maxBodyBytes: options.maxBodyBytes, budget: options.bodyBudget };
+  const { proxies } = options;
   const logFailure = failureLogger(log);
   const recordRequest = requestRecorder(metrics);
   const deadline = () => performance.now() + options.inferenceTimeoutMs;
@@ -401,7 +405,10 @@ export function createRestServer(options: RestServerOptions): RestServer {
     await runInstances(repository.route(undefined), req, res, parsed, options.routes.predict!);
   };
 
-  const ready: Handler = (_q, res) => sendJson(res, state.ready ? 200 : 503, { ready: state.ready });
+  const ready: Handler = (_q, res) => {
+    const ready = state.ready && repository.accepting;
+    sendJson(res, ready ? 200 : 503, { ready });
+  };
   // Vertex AI names its own routes in AIP_HEALTH_ROUTE and AIP_PREDICT_ROUTE; they come first, matched exactly.
   const platformRoutes: Route[] = [
     ...(options.routes.health ? [{ label: '$AIP_HEALTH_ROUTE', pattern: exactPath(options.routes.health), methods: { GET: ready }, open: true }] : []),
@@ -512,7 +519,9 @@ export function createRestServer(options: RestServerOptions): RestServer {
           for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
           throw error;
         }
-      }
+        // Shares of the body budget are per identity: clients behind one address each have their own.
+        setClient(req, `t:${bearerToken(req.headers.authorization)}`);
+      } else if (proxies.count > 0) setClient(req, `a:${proxies.clientOf(req.socket.remoteAddress, req.headers)}`);
       const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
       const handler = route.methods[method];
       if (!handler) {
@@ -528,14 +537,18 @@ export function createRestServer(options: RestServerOptions): RestServer {
       await handler(req, res, params);
     } catch (error) {
       if (error instanceof BadRequest) {
-        // A body refused before it ended (413, or 503 over the budget): the rest is read and dropped, never held.
-        if (error instanceof ShuttingDown) {
-          // The rest of its body is not waited for: answered, then the connection closed.
+        if (error.status === 503 && !res.hasHeader('retry-after')) res.setHeader('retry-after', '1');
+        if (error instanceof ShuttingDown || error instanceof SlowBody || uninvited(req)) {
+          // The rest of its body is not waited for (or, never invited with 100 Continue, it sent none): answered, then the connection closed.
           res.setHeader('connection', 'close');
           sendJson(res, error.status, { error: error.message });
           res.on('finish', () => req.socket.destroy());
-        } else if ((error.status === 413 || error.status === 503) && !req.complete) rejectLingering(req, res, error.status, error.message);
-        else sendJson(res, error.status, { error: error.message });
+        } else if (!req.complete) {
+          // Refused before its body ended: the rest is read and dropped within bounds, never held, then the
+          // connection is closed. A body over a limit may be a mistake worth a long linger; a refused token, a
+          // wrong route or method gets a short one (after a 401 the body was read on, 7.3 GB in 15 s: issue 34).
+          rejectLingering(req, res, error.status, error.message, error.status === 413 || error.status === 503 ? LINGER_LIMIT : REFUSED_LINGER);
+        } else sendJson(res, error.status, { error: error.message });
       } else {
         logFailure(`${req.method} ${path}`, error);
         sendJson(res, 500, { error: boundErrorText(`inference failed: ${(error as Error)?.message ?? String(error)}`) });
@@ -549,23 +562,11 @@ export function createRestServer(options: RestServerOptions): RestServer {
   };
   const server = options.tls ? https.createServer(httpsOptions(options.tls), handle) : http.createServer(handle);
   const stopWatchingTls = options.tls ? watchTls(options.tls, (context) => (server as https.Server).setSecureContext(context), log) : undefined;
-  // `Expect: 100-continue` is answered only once the body would be taken: a body over the limit gets its
-  // 413 (or 503 over the budget) instead of an invitation to upload what will be refused.
+  // `Expect: 100-continue` takes the same path as any request (route, token, slow-down, lock-out, limits):
+  // readBody sends 100 Continue once the request would be taken, so a client that will be refused is never
+  // invited to upload, and a probe without a body is answered as it would be without the header.
   server.on('checkContinue', (req, res) => {
-    const declared = declaredLength(req);
-    // Every route that takes a body asks for a token when auth is on: a client without one is not invited to upload.
-    const verdict = access?.verifyHttp(req);
-    const tooMuch = declared === undefined ? undefined : declared > options.maxBodyBytes ? tooLarge(req, `${declared} bytes`, options.maxBodyBytes) : !bodyLimits.budget.fits(declared) ? overBudget(bodyLimits) : undefined;
-    const refusal = verdict && !verdict.ok ? accessRefusal(verdict) : tooMuch && { error: tooMuch, headers: tooMuch.status === 503 ? { 'retry-after': '1' } : {} };
-    if (refusal) {
-      const { error, headers } = refusal;
-      recordRequest('rest', 'unmatched', req.method ?? '', error.status, '', 0);
-      const text = JSON.stringify({ error: error.message });
-      res.writeHead(error.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close', ...headers });
-      res.end(text);
-      return;
-    }
-    res.writeContinue();
+    awaitContinue(req, () => res.writeContinue());
     void handle(req, res);
   });
   // Slow or stuck clients must not hold the server open forever.
@@ -632,7 +633,7 @@ function sendInferResponse(res: http.ServerResponse, body: Uint8Array | string, 
   res.end(body);
 }
 
-function rejectLingering(req: http.IncomingMessage, res: http.ServerResponse, status: number, message: string): void {
+function rejectLingering(req: http.IncomingMessage, res: http.ServerResponse, status: number, message: string, limit: { bytes: number; ms: number }): void {
   const text = JSON.stringify({ error: message });
   if (res.headersSent) return void res.end();
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close', ...(status === 503 ? { 'retry-after': '1' } : {}) });
@@ -643,11 +644,11 @@ function rejectLingering(req: http.IncomingMessage, res: http.ServerResponse, st
     clearTimeout(timer);
     if (!res.writableEnded) res.end();
   };
-  const timer = setTimeout(() => req.socket.destroy(), LINGER_MAX_MS);
+  const timer = setTimeout(() => req.socket.destroy(), limit.ms);
   timer.unref();
   req.on('data', (chunk: Buffer) => {
     dropped += chunk.length;
-    if (dropped > LINGER_MAX_BYTES) req.socket.destroy();
+    if (dropped > limit.bytes) req.socket.destroy();
   });
   req.on('end', close);
   req.on('close', () => clearTimeout(timer));

@@ -7,6 +7,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import { BlockList, isIP } from 'node:net';
 import { inputError } from '../errors.js';
 import { BadRequest } from '../protocol/request.js';
 
@@ -177,46 +178,43 @@ export class FailureTracker {
 
 export type AccessVerdict = { ok: true } | { ok: false; reason: AuthFailure; retryAfterSeconds: number; delayMs: number };
 
-/** The server's gate: the tokens, the failures by address, and the count of failures by reason. */
+/**
+ * The server's gate: the tokens, failures counted per source address and per presented credential,
+ * and the count of failures by reason. A valid token is always accepted, whatever others did from
+ * the same address: behind a NAT, an ingress or a sidecar every client shares one address, and a
+ * lock-out by address alone let one attacker lock everyone out (issue 34). Only failing requests
+ * are slowed, then refused with 429 for a while.
+ */
 export class AccessControl {
   readonly failures = new FailureTracker();
+  /** Wrong tokens by their digest: one credential tried from many addresses is locked out too. */
+  readonly credentialFailures = new FailureTracker();
 
   constructor(
     readonly tokens: TokenSet,
-    readonly options: Pick<AuthOptions, 'metrics' | 'clientAddressHeader'>,
+    readonly options: Pick<AuthOptions, 'metrics'>,
+    readonly proxies: TrustedProxies,
     private readonly counted: (reason: AuthFailure) => void,
   ) {}
 
   /** Judges one request's token (undefined: none sent) from a client address. */
   verify(token: string | undefined, address: string): AccessVerdict {
-    const locked = this.failures.lockedFor(address);
+    if (token !== undefined && this.tokens.accepts(token)) return { ok: true };
+    const credential = token === undefined ? undefined : digest(token).toString('base64');
+    const locked = Math.max(this.failures.lockedFor(address), credential ? this.credentialFailures.lockedFor(credential) : 0);
     if (locked > 0) {
       this.counted('locked');
       return { ok: false, reason: 'locked', retryAfterSeconds: locked, delayMs: 0 };
     }
-    if (token !== undefined && this.tokens.accepts(token)) {
-      this.failures.succeed(address);
-      return { ok: true };
-    }
     const reason: AuthFailure = token === undefined ? 'missing' : 'invalid';
     this.counted(reason);
-    const delayMs = this.failures.fail(address);
-    return { ok: false, reason, retryAfterSeconds: this.failures.lockedFor(address), delayMs };
+    const delayMs = Math.max(this.failures.fail(address), credential ? this.credentialFailures.fail(credential) : 0);
+    return { ok: false, reason, retryAfterSeconds: Math.max(this.failures.lockedFor(address), credential ? this.credentialFailures.lockedFor(credential) : 0), delayMs };
   }
 
   /** An HTTP request's bearer token, from its client's address, judged. */
   verifyHttp(req: IncomingMessage): AccessVerdict {
-    return this.verify(bearerToken(req.headers.authorization), this.clientAddress(req.socket.remoteAddress, req.headers[this.options.clientAddressHeader]));
-  }
-
-  /** The client's address: the socket's, or the last entry a trusted proxy appended to the configured header. */
-  clientAddress(socketAddress: string | undefined, header: string | string[] | undefined): string {
-    if (this.options.clientAddressHeader && header) {
-      const value = Array.isArray(header) ? header.join(',') : header;
-      const last = value.split(',').pop()?.trim();
-      if (last) return last.slice(0, 64);
-    }
-    return socketAddress ?? 'unknown';
+    return this.verify(bearerToken(req.headers.authorization), this.proxies.clientOf(req.socket.remoteAddress, req.headers));
   }
 
   close(): void {
@@ -224,11 +222,69 @@ export class AccessControl {
   }
 }
 
+/**
+ * The client's address: the socket's, unless the socket is a proxy listed in server.trustedProxies;
+ * then the address that proxy saw, from `X-Forwarded-For` (or the header named in
+ * server.auth.clientAddressHeader) or `Forwarded: for=`, read from the right and skipping proxies
+ * that are themselves trusted. A header from anyone else is ignored: it is the client's to forge.
+ */
+export class TrustedProxies {
+  private readonly list = new BlockList();
+  readonly count: number;
+
+  private readonly header: string;
+
+  constructor(entries: string[], header = '') {
+    this.header = header.toLowerCase() || 'x-forwarded-for';
+    for (const entry of entries) addProxy(this.list, entry);
+    this.count = entries.length;
+  }
+
+  trusts(address: string | undefined): boolean {
+    if (this.count === 0 || !address) return false;
+    const plain = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+    const family = isIP(plain);
+    return family !== 0 && this.list.check(plain, family === 4 ? 'ipv4' : 'ipv6');
+  }
+
+  clientOf(socketAddress: string | undefined, headers: Record<string, string | string[] | undefined>): string {
+    if (!this.trusts(socketAddress)) return socketAddress ?? 'unknown';
+    const hops = forwardedHops(headers[this.header], headers.forwarded);
+    for (let i = hops.length - 1; i >= 0; i--) if (!this.trusts(hops[i])) return hops[i].slice(0, 64);
+    return hops[0]?.slice(0, 64) ?? socketAddress ?? 'unknown';
+  }
+}
+
+function addProxy(list: BlockList, entry: string): void {
+  const [address, bits] = entry.trim().split('/');
+  const family = isIP(address);
+  if (family === 0) throw inputError(`server.trustedProxies: '${entry}' is not an IP address or CIDR range`, 'list proxy addresses like "10.0.0.0/8" or "127.0.0.1"');
+  const type = family === 4 ? 'ipv4' : 'ipv6';
+  if (bits === undefined) list.addAddress(address, type);
+  else {
+    const prefix = Number(bits);
+    if (!/^\d+$/.test(bits) || prefix > (family === 4 ? 32 : 128)) throw inputError(`server.trustedProxies: '${entry}' has a bad prefix length`, 'write a CIDR range like "10.0.0.0/8"');
+    list.addSubnet(address, prefix, type);
+  }
+}
+
+/** The addresses an X-Forwarded-For (or Forwarded) header lists, client first. */
+function forwardedHops(xff: string | string[] | undefined, forwarded: string | string[] | undefined): string[] {
+  if (xff) return (Array.isArray(xff) ? xff.join(',') : xff).split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (!forwarded) return [];
+  const hops: string[] = [];
+  for (const element of (Array.isArray(forwarded) ? forwarded.join(',') : forwarded).split(',')) {
+    const match = /(?:^|;)\s*for=("?)\[?([^\]";]+)\]?(?::\d+)?\1/i.exec(element);
+    if (match) hops.push(match[2].trim());
+  }
+  return hops;
+}
+
 /** What a refused client is told: nothing about which tokens exist. */
 export const AUTH_MESSAGES: Record<AuthFailure, string> = {
   missing: 'this server requires a bearer token (Authorization: Bearer <token>)',
   invalid: 'the bearer token was not accepted',
-  locked: 'too many failed attempts from this address; try again later',
+  locked: 'too many failed attempts from this address or with this token; try again later',
 };
 
 /** What a refused request is answered: 429 with Retry-After while its address is locked out, else 401 with the Bearer challenge (gRPC maps both). */

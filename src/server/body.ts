@@ -17,8 +17,12 @@ interface Reader {
   stop: (error: BadRequest) => void;
   /** Bytes received so far. */
   received: () => number;
+  /** Whose body it is: an authenticated identity or a client address (fair shares are per client). */
+  client: string;
   /** At shutdown: the bytes it had when last looked at, and since when (no clock read a chunk). */
   seen?: { bytes: number; at: number };
+  /** The minimum-rate window: bytes received when it began, and when. */
+  window: { bytes: number; at: number };
 }
 
 /** A body still arriving when the server shuts down: no work has started for it, so it is not waited for. */
@@ -28,27 +32,89 @@ export class ShuttingDown extends BadRequest {
   }
 }
 
-/** The bytes held by bodies still arriving, against a cap; and those bodies, to stop them at shutdown. */
+/** A body arriving slower than server.minBodyRate: dropped, so it stops holding its share of the budget. */
+export class SlowBody extends BadRequest {
+  constructor(received: number, seconds: number, minRate: number) {
+    super(`the request body arrived too slowly (${received} bytes in the last ${seconds} s; server.minBodyRate is ${minRate} bytes a second): send the body without pauses, or lower server.minBodyRate`, 408);
+  }
+}
+
+/** A body dropped to make room for a client holding less than its share of the budget. */
+export class OverShare extends BadRequest {
+  constructor(held: number, share: number) {
+    super(`this client's bodies held ${held} bytes, over its share (${Math.floor(share)} bytes) of server.maxPendingBodyBytes while others waited; send fewer large bodies at once`, 503);
+  }
+}
+
+/** How long the minimum rate is averaged over. */
+export const BODY_RATE_WINDOW_MS = 10_000;
+
+/**
+ * The bytes held by bodies still arriving (REST bodies and gRPC messages alike), against a cap,
+ * shared fairly between clients; and those bodies, to stop them at shutdown or when they stall.
+ *
+ * Under the cap anyone takes what arrives. At the cap, a client holding less than its fair share
+ * (the cap over the clients holding bytes) still takes: the bodies of the client holding the most
+ * are dropped (503) until it fits. Before, the budget was first come first served, and nine
+ * stalled uploads from one client made every other client's request 503 for 86 s (issue 34).
+ */
 export class BodyBudget {
   private held = 0;
   private readonly readers = new Set<Reader>();
+  private readonly byClient = new Map<string, number>();
+  private sweeper: NodeJS.Timeout | undefined;
 
-  constructor(readonly capBytes: number) {}
+  /** `minRate`: bytes a second a body must average over BODY_RATE_WINDOW_MS; 0: no minimum. */
+  constructor(
+    readonly capBytes: number,
+    readonly minRate = 0,
+  ) {}
 
   /** Bytes held now. */
   get pending(): number {
     return this.held;
   }
 
-  /** Takes `bytes` if they fit under the cap; false when they do not (nothing is taken). */
-  take(bytes: number): boolean {
-    if (this.held + bytes > this.capBytes) return false;
+  /** Bytes `client` holds now. */
+  heldBy(client: string): number {
+    return this.byClient.get(client) ?? 0;
+  }
+
+  /** Takes `bytes` for `client` if they fit (making room from clients over their share if need be); false when they do not (nothing is taken). */
+  take(bytes: number, client = ''): boolean {
+    if (this.held + bytes > this.capBytes && !this.makeRoom(bytes, client)) return false;
     this.held += bytes;
+    this.byClient.set(client, this.heldBy(client) + bytes);
     return true;
   }
 
-  give(bytes: number): void {
+  give(bytes: number, client = ''): void {
     this.held -= bytes;
+    const left = this.heldBy(client) - bytes;
+    if (left > 0) this.byClient.set(client, left);
+    else this.byClient.delete(client);
+  }
+
+  /** The cap over the clients holding bytes, `client` counted. */
+  private shareFor(client: string): number {
+    return this.capBytes / (this.byClient.size + (this.byClient.has(client) ? 0 : 1));
+  }
+
+  /** Drops the bodies of whoever holds the most (over their share) until `bytes` fit for `client`; false when `client` is over its own share. */
+  private makeRoom(bytes: number, client: string): boolean {
+    const share = this.shareFor(client);
+    if (this.heldBy(client) + bytes > share) return false;
+    while (this.held + bytes > this.capBytes) {
+      let hog: string | undefined;
+      for (const [other, held] of this.byClient) if (other !== client && held > share && (hog === undefined || held > this.heldBy(hog))) hog = other;
+      if (hog === undefined) return false;
+      // Its largest body first: the fewest requests dropped for the room.
+      let largest: Reader | undefined;
+      for (const reader of this.readers) if (reader.client === hog && (!largest || reader.received() > largest.received())) largest = reader;
+      if (!largest) return false;
+      largest.stop(new OverShare(this.heldBy(hog), share));
+    }
+    return true;
   }
 
   /**
@@ -72,16 +138,37 @@ export class BodyBudget {
     sweep();
   }
 
-  /** @internal for readBody: registers a body being read; returns what forgets it. */
-  track(stop: (error: BadRequest) => void, received: () => number): () => void {
-    const reader: Reader = { stop, received };
+  /** Registers a body being read for `client`; returns what forgets it. */
+  track(stop: (error: BadRequest) => void, received: () => number, client = ''): () => void {
+    const reader: Reader = { stop, received, client, window: { bytes: 0, at: performance.now() } };
     this.readers.add(reader);
-    return () => this.readers.delete(reader);
+    if (this.minRate > 0 && !this.sweeper) {
+      this.sweeper = setInterval(() => this.dropSlowReaders(), 1000);
+      this.sweeper.unref();
+    }
+    return () => {
+      this.readers.delete(reader);
+      if (this.readers.size === 0 && this.sweeper) {
+        clearInterval(this.sweeper);
+        this.sweeper = undefined;
+      }
+    };
   }
 
-  /** A body of `declared` bytes could be taken now (for an `Expect: 100-continue` answer). */
-  fits(declared: number): boolean {
-    return this.held + declared <= this.capBytes;
+  /** Drops every body that received fewer than minRate x the window's seconds over the last window. */
+  private dropSlowReaders(now = performance.now()): void {
+    for (const reader of this.readers) {
+      if (now - reader.window.at < BODY_RATE_WINDOW_MS) continue;
+      const bytes = reader.received();
+      const seconds = (now - reader.window.at) / 1000;
+      if (bytes - reader.window.bytes < this.minRate * seconds) reader.stop(new SlowBody(bytes - reader.window.bytes, Math.round(seconds), this.minRate));
+      else reader.window = { bytes, at: now };
+    }
+  }
+
+  /** A body of `declared` bytes from `client` could be taken now (for an `Expect: 100-continue` answer). */
+  fits(declared: number, client = ''): boolean {
+    return this.held + declared <= this.capBytes || this.heldBy(client) + declared <= this.shareFor(client);
   }
 }
 
@@ -94,6 +181,32 @@ export class BodyBudget {
 const OWN_BUFFER_BYTES = 16 * 1024;
 /** The buffers of bodies that are theirs alone (see OWN_BUFFER_BYTES). */
 export const OWNED = new WeakSet<ArrayBufferLike>();
+
+const CLIENT = Symbol('client');
+const INVITATION = Symbol('100-continue');
+type Tagged = http.IncomingMessage & { [CLIENT]?: string; [INVITATION]?: () => void };
+
+/** Says whose request this is (an identity or an address), for its share of the budget. */
+export function setClient(req: http.IncomingMessage, client: string): void {
+  (req as Tagged)[CLIENT] = client;
+}
+
+function clientOf(req: http.IncomingMessage): string {
+  return (req as Tagged)[CLIENT] ?? req.socket.remoteAddress ?? '';
+}
+
+/**
+ * An `Expect: 100-continue` request: the invitation to send the body is given by readBody, once
+ * the request has passed every check a request without it passes (route, token, limits).
+ */
+export function awaitContinue(req: http.IncomingMessage, invite: () => void): void {
+  (req as Tagged)[INVITATION] = invite;
+}
+
+/** True while the client of an `Expect: 100-continue` request has not been invited to send its body (so it has sent none). */
+export function uninvited(req: http.IncomingMessage): boolean {
+  return (req as Tagged)[INVITATION] !== undefined;
+}
 
 /** The declared Content-Length, when it is one. */
 export function declaredLength(req: http.IncomingMessage): number | undefined {
@@ -126,8 +239,15 @@ export const overBudget = (limits: BodyLimits) =>
  */
 export function readBody(req: http.IncomingMessage, limits: BodyLimits, alignAfter = 0): Promise<Buffer> {
   const { maxBodyBytes, budget } = limits;
+  const client = clientOf(req);
   const declared = declaredLength(req);
   if (declared !== undefined && declared > maxBodyBytes) return Promise.reject(tooLarge(req, `${declared} bytes`, maxBodyBytes));
+  const invite = (req as Tagged)[INVITATION];
+  if (invite) {
+    if (declared !== undefined && !budget.fits(declared, client)) return Promise.reject(overBudget(limits));
+    delete (req as Tagged)[INVITATION];
+    invite();
+  }
   // The binary data after a JSON header of `alignAfter` bytes starts 8-byte aligned in a large body's buffer.
   const shift = (8 - (alignAfter % 8)) % 8;
   return new Promise((resolve, reject) => {
@@ -139,18 +259,18 @@ export function readBody(req: http.IncomingMessage, limits: BodyLimits, alignAft
       if (done) return;
       done = true;
       untrack();
-      budget.give(size);
+      budget.give(size, client);
       chunks = [];
       whole = undefined;
       reject(error);
     };
-    const untrack = budget.track(fail, () => size);
+    const untrack = budget.track(fail, () => size, client);
     const room = (needed: number, current: number) => shift + Math.max(needed, Math.min(2 * current, declared ?? Infinity));
     req.on('data', (chunk: Buffer) => {
       if (done) return;
       const next = size + chunk.length;
       if (next > maxBodyBytes) return fail(tooLarge(req, 'over the limit', maxBodyBytes));
-      if (!budget.take(chunk.length)) return fail(overBudget(limits));
+      if (!budget.take(chunk.length, client)) return fail(overBudget(limits));
       if (!whole && next < OWN_BUFFER_BYTES) {
         chunks.push(chunk);
         size = next;
@@ -170,7 +290,7 @@ export function readBody(req: http.IncomingMessage, limits: BodyLimits, alignAft
       if (done) return;
       done = true;
       untrack();
-      budget.give(size);
+      budget.give(size, client);
       if (whole) {
         OWNED.add(whole.buffer);
         resolve(whole.subarray(shift, shift + size));

@@ -70,6 +70,8 @@ export interface InferenceEngine {
   readonly placement: Placement;
   /** Runs abandoned at a deadline still inside ONNX Runtime, each holding a thread. */
   readonly abandonedRuns: number;
+  /** False while no worker can take work (every one held by a run past its deadline): not ready. */
+  readonly accepting: boolean;
   /** Requests (inferences and explanations) not yet answered. */
   readonly active: number;
   /** Why the reference profile given is not used (it does not fit the model), or null. */
@@ -239,6 +241,9 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     },
     get active() {
       return active;
+    },
+    get accepting() {
+      return pool?.accepting ?? true;
     },
     infer: (feeds, rows, deadline) => counted(batcher.infer(feeds, rows, deadline)),
     explanations,

@@ -3,7 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { HealthImplementation } from 'grpc-health-check';
 import { decodeGrpcRequest, encodeGrpcResponse, INFERENCE_SERVICE, inferenceProto, type GrpcInferRequest } from '../protocol/grpc.js';
 import { BadRequest, boundErrorText } from '../protocol/request.js';
-import { accessRefusal, bearerToken, type AccessControl } from './auth.js';
+import type { AccessControl, TrustedProxies } from './auth.js';
+import type { BodyBudget } from './body.js';
+import { admission, GRPC_STATUS_FOR_HTTP } from './grpc-admission.js';
 import { grpcServerCredentials, type TlsOptions } from './tls.js';
 import { EXTENSIONS } from './app.js';
 import { copyTensors, encodeInferenceRecords } from '../monitor/inference-records.js';
@@ -19,6 +21,10 @@ export interface GrpcServerOptions {
   metrics: ServerMetrics;
   state: ServingState;
   maxMessageBytes: number;
+  /** Bytes all bodies still arriving (REST and gRPC) may hold together, shared fairly between clients. */
+  bodyBudget: BodyBudget;
+  /** Where a client's address comes from behind a proxy (server.trustedProxies). */
+  proxies: TrustedProxies;
   /** A call not answered by then gets DEADLINE_EXCEEDED; the client's own deadline wins when shorter. */
   inferenceTimeoutMs: number;
   serverVersion: string;
@@ -38,16 +44,6 @@ export interface GrpcServer {
   /** Sets the grpc.health.v1 status of the server and of the inference service. */
   setServing(serving: boolean): void;
 }
-
-const STATUS_FOR_HTTP: Record<number, grpc.status> = {
-  400: grpc.status.INVALID_ARGUMENT,
-  404: grpc.status.NOT_FOUND,
-  413: grpc.status.RESOURCE_EXHAUSTED,
-  401: grpc.status.UNAUTHENTICATED,
-  429: grpc.status.RESOURCE_EXHAUSTED,
-  503: grpc.status.UNAVAILABLE,
-  504: grpc.status.DEADLINE_EXCEEDED,
-};
 
 type Rpc = (request: Record<string, unknown>, call: grpc.ServerUnaryCall<Record<string, unknown>, unknown>) => unknown;
 
@@ -82,7 +78,24 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const { repository, metrics, state, log, inferenceLog } = options;
   const logFailure = failureLogger(log);
   const recordRequest = requestRecorder(metrics);
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxMessageBytes, 'grpc.max_send_message_length': -1 });
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': options.maxMessageBytes,
+    'grpc.max_send_message_length': -1,
+    // A client gets at most this many calls at once on one connection, as nginx's http2_max_concurrent_streams.
+    'grpc.max_concurrent_streams': MAX_CONCURRENT_STREAMS,
+    // Pings find dead peers; a connection with no call for this long is closed (with GOAWAY, so clients reconnect cleanly).
+    'grpc.keepalive_time_ms': 60_000,
+    'grpc.keepalive_timeout_ms': 20_000,
+    'grpc.max_connection_idle_ms': 300_000,
+    interceptors: [
+      admission({
+        access: options.access,
+        proxies: options.proxies,
+        limits: { maxBodyBytes: options.maxMessageBytes, budget: options.bodyBudget },
+        onRefused: (method, code) => recordRequest('grpc', method, 'POST', grpc.status[code], '', 0),
+      }),
+    ],
+  });
   let stopWatchingTls: (() => void) | undefined;
   const health = new HealthImplementation({ '': 'NOT_SERVING', [INFERENCE_SERVICE]: 'NOT_SERVING' });
   health.addToServer(server);
@@ -101,7 +114,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
 
   const rpcs: Record<string, Rpc> = {
     ServerLive: () => ({ live: true }),
-    ServerReady: () => ({ ready: state.ready }),
+    ServerReady: () => ({ ready: state.ready && repository.accepting }),
     ModelReady: (r) => ({ ready: state.ready && repository.ready(named(r.name), versionOf(r.version)).ready }),
     ServerMetadata: () => ({ name: 'mlops', version: options.serverVersion, extensions: EXTENSIONS }),
     ModelMetadata: (r) => repository.metadata(named(r.name), versionOf(r.version)),
@@ -154,7 +167,6 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       };
       Promise.resolve()
         .then(async () => {
-          if (options.access && !OPEN_RPCS.has(name)) await authorize(options.access, call);
           const malformed = (call.request as { [MALFORMED]?: string })[MALFORMED];
           if (malformed !== undefined) throw new BadRequest(`malformed ${name} request: ${malformed}`);
           return rpc(call.request, call);
@@ -165,7 +177,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
             callback(null, response);
           },
           (error: unknown) => {
-            if (error instanceof BadRequest) code = STATUS_FOR_HTTP[error.status] ?? grpc.status.INVALID_ARGUMENT;
+            if (error instanceof BadRequest) code = GRPC_STATUS_FOR_HTTP[error.status] ?? grpc.status.INVALID_ARGUMENT;
             else {
               code = grpc.status.INTERNAL;
               logFailure(`gRPC ${name}`, error);
@@ -203,20 +215,8 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
 
 const NO_SHADOWS: ServedVersion[] = [];
 
+/** Calls at once on one HTTP/2 connection. */
+const MAX_CONCURRENT_STREAMS = 100;
+
 /** The RPCs about one model: their metrics carry its name (the first model's when the request names none). */
 const MODEL_RPCS = new Set(['ModelReady', 'ModelMetadata', 'ModelInfer']);
-
-/** Liveness and readiness answer without a token, as the REST probes do (grpc.health.v1 is a service of its own, open too). */
-const OPEN_RPCS = new Set(['ServerLive', 'ServerReady', 'ModelReady']);
-
-/** The call's `authorization: Bearer <token>` metadata checked; UNAUTHENTICATED (or RESOURCE_EXHAUSTED when locked out) otherwise. */
-async function authorize(access: AccessControl, call: grpc.ServerUnaryCall<unknown, unknown>): Promise<void> {
-  const given = call.metadata.get('authorization')[0];
-  const forwarded = access.options.clientAddressHeader ? call.metadata.get(access.options.clientAddressHeader).map(String) : undefined;
-  // The peer is "ipv4:127.0.0.1:5000" or "ipv6:[::1]:5000": the address without the port.
-  const peer = call.getPeer().replace(/^ipv[46]:/, '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-  const verdict = access.verify(bearerToken(typeof given === 'string' ? given : undefined), access.clientAddress(peer, forwarded));
-  if (verdict.ok) return;
-  if (verdict.delayMs > 0) await new Promise((r) => setTimeout(r, verdict.delayMs));
-  throw accessRefusal(verdict).error;
-}

@@ -59,7 +59,12 @@ export interface ServedVersion {
   metadata: Record<string, unknown>;
   /** Raw inputs (images, texts) and labels, for a model folder that says how; undefined: tensors only. */
   processing?: ServedProcessing;
+  /** A shadow's runs that failed in a row: from SHADOW_FAILING on, it is reported not ready (and said once in the log). */
+  failedInRow?: number;
 }
+
+/** A shadow that fails this many runs in a row is reported not ready; one success clears it. */
+export const SHADOW_FAILING = 10;
 
 interface HeldModel {
   name: string;
@@ -175,7 +180,14 @@ export class ModelRepository {
   ready(name: string | undefined, version?: string): { name: string; ready: boolean } {
     const held = this.held(name);
     if (version !== undefined && !held.specs.some((s) => s.version === version)) this.version(held, version);
-    return { name: held.name, ready: held.state === 'READY' };
+    // Ready only while a serving version can take work: not while runs past their deadline hold every worker.
+    return { name: held.name, ready: held.state === 'READY' && held.serving.some((v) => v.engine.accepting) };
+  }
+
+  /** Every model can take work (the server's readiness, beside its own state). */
+  get accepting(): boolean {
+    for (const held of this.models.values()) if (held.state === 'READY' && !held.serving.some((v) => v.engine.accepting)) return false;
+    return true;
   }
 
   /** The shadows that get a copy of a request the split sent to `served`. */
@@ -201,11 +213,17 @@ export class ModelRepository {
         : shadow.engine.infer(shadows.length > 1 ? copyTensors(inputs.tensors) : inputs.tensors, rows, deadline);
       run.then(
         (shadowed) => {
+          shadow.failedInRow = 0;
           const { agree, maxAbs } = compareOutputs(answer(), shadowed);
           this.metrics.shadowAgreement.inc({ ...labels, outcome: agree ? 'agree' : 'disagree' });
           if (Number.isFinite(maxAbs)) this.metrics.shadowDifference.observe({ model: served.spec.name, version: shadow.spec.version }, maxAbs);
         },
-        () => this.metrics.shadowAgreement.inc({ ...labels, outcome: 'failed' }),
+        (error: unknown) => {
+          this.metrics.shadowAgreement.inc({ ...labels, outcome: 'failed' });
+          shadow.failedInRow = (shadow.failedInRow ?? 0) + 1;
+          // A shadow that fails every run measures nothing: said once, and shown as not ready in /metrics and the model's versions.
+          if (shadow.failedInRow === SHADOW_FAILING) this.log(`model '${served.spec.name}' shadow version ${shadow.spec.version} failed its last ${SHADOW_FAILING} runs (the last: ${String((error as Error)?.message ?? error).split('\n')[0]}); it is reported not ready until a run succeeds`);
+        },
       ).finally(() => this.shadowRuns--);
     }
   }
@@ -220,7 +238,7 @@ export class ModelRepository {
     return [...this.models.values()].flatMap((held) =>
       held.specs.map((spec) => {
         const loaded = held.versions.find((v) => v.spec === spec);
-        return { name: held.name, version: spec.version, sha256: loaded?.engine.model.info.sha256 ?? '', role: spec.shadow ? ('shadow' as const) : ('serving' as const), weight: spec.shadow ? 0 : spec.weight, ready: held.state === 'READY' && loaded !== undefined };
+        return { name: held.name, version: spec.version, sha256: loaded?.engine.model.info.sha256 ?? '', role: spec.shadow ? ('shadow' as const) : ('serving' as const), weight: spec.shadow ? 0 : spec.weight, ready: held.state === 'READY' && loaded !== undefined && (loaded.failedInRow ?? 0) < SHADOW_FAILING && loaded.engine.accepting };
       }),
     );
   }

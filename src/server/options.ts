@@ -25,6 +25,10 @@ export interface ServeOptions {
   inferenceTimeoutMs: number;
   /** Bytes the bodies still arriving may hold together. */
   maxPendingBodyBytes: number;
+  /** Bytes a second a body still arriving must average over 10 s; 0: no minimum. */
+  minBodyRate: number;
+  /** Proxies whose X-Forwarded-For names the client. */
+  trustedProxies: string[];
   shutdownTimeoutMs: number;
   /** Empty: no check. */
   memoryBudget: string;
@@ -87,6 +91,8 @@ export const SERVER_ENV = {
   MLOPS_ALLOW_NON_FINITE: 'allowNonFinite',
   MLOPS_INFERENCE_TIMEOUT_MS: 'inferenceTimeoutMs',
   MLOPS_MAX_PENDING_BODY_BYTES: 'maxPendingBodyBytes',
+  MLOPS_MIN_BODY_RATE: 'minBodyRate',
+  MLOPS_TRUSTED_PROXIES: 'trustedProxies',
   MLOPS_WORKERS: 'workers',
   MLOPS_INLINE_MAX_MS: 'inlineMaxMs',
   MLOPS_OFFLOAD_BYTES: 'offloadBytes',
@@ -134,6 +140,8 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
     allowNonFinite: config.server.allowNonFinite,
     inferenceTimeoutMs: config.server.inferenceTimeoutMs,
     maxPendingBodyBytes: config.server.maxPendingBodyBytes,
+    minBodyRate: config.server.minBodyRate,
+    trustedProxies: config.server.trustedProxies,
     shutdownTimeoutMs: config.server.shutdownTimeoutMs,
     memoryBudget: config.server.memoryBudget,
     intraOpThreads: config.server.intraOpThreads,
@@ -185,6 +193,8 @@ export function imageServerEnv(config: Config): Record<string, string> {
   set('MLOPS_ALLOW_NON_FINITE', server.allowNonFinite, defaults.allowNonFinite);
   set('MLOPS_INFERENCE_TIMEOUT_MS', server.inferenceTimeoutMs, defaults.inferenceTimeoutMs);
   set('MLOPS_MAX_PENDING_BODY_BYTES', server.maxPendingBodyBytes, defaults.maxPendingBodyBytes);
+  set('MLOPS_MIN_BODY_RATE', server.minBodyRate, defaults.minBodyRate);
+  if (server.trustedProxies.length > 0) env.MLOPS_TRUSTED_PROXIES = server.trustedProxies.join(',');
   set('MLOPS_WORKERS', server.workers, defaults.workers);
   set('MLOPS_INLINE_MAX_MS', server.inlineMaxMs, defaults.inlineMaxMs);
   set('MLOPS_OFFLOAD_BYTES', server.offloadBytes, defaults.offloadBytes);
@@ -244,6 +254,8 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   if ((v = get('MLOPS_MAX_BODY_BYTES'))) out.maxBodyBytes = parseNumber('MLOPS_MAX_BODY_BYTES', v, 1024, 2 ** 31 - 1);
   if ((v = get('MLOPS_ALLOW_NON_FINITE'))) out.allowNonFinite = parseBoolean('MLOPS_ALLOW_NON_FINITE', v);
   if ((v = get('MLOPS_INFERENCE_TIMEOUT_MS'))) out.inferenceTimeoutMs = parseNumber('MLOPS_INFERENCE_TIMEOUT_MS', v, 1, 3_600_000);
+  if ((v = get('MLOPS_MIN_BODY_RATE'))) out.minBodyRate = parseNumber('MLOPS_MIN_BODY_RATE', v, 0, 2 ** 31 - 1);
+  if ((v = get('MLOPS_TRUSTED_PROXIES'))) out.trustedProxies = v.split(',').map((t) => t.trim()).filter((t) => t !== '');
   if ((v = get('MLOPS_MAX_PENDING_BODY_BYTES'))) out.maxPendingBodyBytes = parseNumber('MLOPS_MAX_PENDING_BODY_BYTES', v, 1024, 2 ** 40);
   if ((v = get('MLOPS_SHUTDOWN_TIMEOUT_MS'))) out.shutdownTimeoutMs = parseNumber('MLOPS_SHUTDOWN_TIMEOUT_MS', v, 0, 600_000);
   if ((v = get('MLOPS_MEMORY_BUDGET'))) {

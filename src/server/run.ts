@@ -1,7 +1,8 @@
 import { environmentError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { createRestServer } from './app.js';
-import { AccessControl, TokenSet } from './auth.js';
+import { AccessControl, TokenSet, TrustedProxies } from './auth.js';
+import { BodyBudget } from './body.js';
 import { loadTlsFiles, tlsEnabled } from './tls.js';
 import type { Placement } from './engine.js';
 import { MemoryLedger } from './memory-budget.js';
@@ -46,6 +47,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   const tokens = TokenSet.load(options.auth, log);
   const tls = tlsEnabled(options.tls) ? options.tls : undefined;
   if (tls) loadTlsFiles(tls);
+  const proxies = new TrustedProxies(options.trustedProxies, options.auth.clientAddressHeader);
   const specs = options.repositoryFile ? await readRepositoryFile(options.repositoryFile, options) : servedSpecs(options);
   // The metrics are made first (the engines report into them); what they list comes once the models are loaded.
   let loaded: ModelRepository | undefined;
@@ -86,10 +88,13 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   }
 
   const serverMetrics = metrics;
-  const access = tokens ? new AccessControl(tokens, options.auth, (reason) => serverMetrics.authFailures.inc({ reason })) : undefined;
+  if (options.auth.clientAddressHeader && proxies.count === 0) log(`access: server.auth.clientAddressHeader '${options.auth.clientAddressHeader}' is read only from the proxies in server.trustedProxies, and none is listed: the socket's address counts`);
+  const access = tokens ? new AccessControl(tokens, options.auth, proxies, (reason) => serverMetrics.authFailures.inc({ reason })) : undefined;
+  // One budget for bodies still arriving over REST and gRPC alike, shared fairly between clients.
+  const bodyBudget = new BodyBudget(Math.max(options.maxPendingBodyBytes, options.maxBodyBytes), options.minBodyRate);
   log(`access: ${access ? `bearer tokens (${tokens!.count}); health probes${options.auth.metrics ? '' : ' and /metrics'} open` : 'open to anyone who reaches the port (no server.auth tokens)'}; ${tls ? `TLS${tls.clientCa ? ' with client certificates (mutual TLS)' : ''}` : 'plain HTTP and gRPC'}`);
-  const shared = { repository, metrics, state, serverVersion: VERSION, log, inferenceLog, inferenceTimeoutMs: options.inferenceTimeoutMs, access, tls };
-  const rest = createRestServer({ ...shared, repositoryControl: options.repositoryControl, explainMaxRows: options.explain.maxRows, maxBodyBytes: options.maxBodyBytes, maxPendingBodyBytes: Math.max(options.maxPendingBodyBytes, options.maxBodyBytes), offloadBytes: options.offloadBytes, routes: options.routes });
+  const shared = { repository, metrics, state, serverVersion: VERSION, log, inferenceLog, inferenceTimeoutMs: options.inferenceTimeoutMs, access, tls, bodyBudget, proxies };
+  const rest = createRestServer({ ...shared, repositoryControl: options.repositoryControl, explainMaxRows: options.explain.maxRows, maxBodyBytes: options.maxBodyBytes, offloadBytes: options.offloadBytes, routes: options.routes });
   let grpc: GrpcServer | undefined;
   let address: { url: string; port: number };
   let grpcPort: number | undefined;

@@ -6,7 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import type { SecureContextOptions, TLSSocket } from 'node:tls';
+import tlsDefaults, { type SecureContextOptions, type TLSSocket } from 'node:tls';
 import { inputError } from '../errors.js';
 
 export interface TlsOptions {
@@ -67,16 +67,40 @@ export function loadTlsFiles(tls: TlsOptions, now = new Date()): Required<Pick<S
  * by probes that cannot present one (the kubelet's), every other route needs a certificate the CA
  * issued (see clientCertificateRefusal).
  */
-export function httpsOptions(tls: TlsOptions): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } {
+export function httpsOptions(tls: TlsOptions): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean; handshakeTimeout: number } {
   const files = loadTlsFiles(tls);
-  return { ...files, minVersion: 'TLSv1.2', requestCert: Boolean(files.ca), rejectUnauthorized: false };
+  return { ...files, ...CONTEXT, requestCert: Boolean(files.ca), rejectUnauthorized: false, handshakeTimeout: HANDSHAKE_TIMEOUT_MS };
 }
+
+/**
+ * TLS 1.3, and TLS 1.2 with forward-secret AEAD suites only (ECDHE with GCM or ChaCha20-Poly1305), the
+ * server's order preferred: Node's defaults also offer TLS 1.2 suites without forward secrecy and
+ * CBC with SHA-1 (issue 34). Mozilla's "intermediate" configuration, less its DHE suites.
+ */
+export const CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+const CONTEXT = { minVersion: 'TLSv1.2', ciphers: CIPHERS, honorCipherOrder: true } as const;
+/** A connection that has not finished its handshake by then is closed (Node's default holds it 120 s). */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** Why a request's connection may not use a route that needs a client certificate; undefined when it may. */
 export function clientCertificateRefusal(socket: TLSSocket): string | undefined {
   if (socket.authorized) return undefined;
   const presented = Object.keys(socket.getPeerCertificate?.() ?? {}).length > 0;
-  return presented ? 'the client certificate was not issued by the CA this server trusts (server.tls.clientCa)' : 'this server requires a client certificate (mutual TLS)';
+  if (!presented) return 'this server requires a client certificate (mutual TLS)';
+  const reason = String(socket.authorizationError ?? '');
+  if (reason === 'CERT_HAS_EXPIRED') return 'the client certificate has expired: renew it';
+  if (reason === 'CERT_NOT_YET_VALID') return 'the client certificate is not valid yet (its notBefore is in the future): check the clocks';
+  return `the client certificate was not issued by the CA this server trusts (server.tls.clientCa)${reason ? ` (${reason})` : ''}`;
 }
 
 /**
@@ -89,7 +113,7 @@ export function watchTls(tls: TlsOptions, apply: (options: SecureContextOptions)
     if (now.mtimeMs === before.mtimeMs && now.ino === before.ino && now.size === before.size) return;
     try {
       const { cert, key, ca } = loadTlsFiles(tls);
-      apply({ cert, key, ca, minVersion: 'TLSv1.2' });
+      apply({ cert, key, ca, ...CONTEXT });
       log('tls: certificate files changed: new connections use them');
     } catch (error) {
       log(`tls: certificate files changed but are not usable, so the ones in use stay: ${(error as Error).message}`);
@@ -107,6 +131,9 @@ export function watchTls(tls: TlsOptions, apply: (options: SecureContextOptions)
  */
 export function grpcServerCredentials(tls: TlsOptions): { credentials: grpc.ServerCredentials; stop: () => void } {
   const first = loadTlsFiles(tls);
+  // grpc-js sets no cipher list of its own (only from GRPC_SSL_CIPHER_SUITES, read when it loads), so
+  // Node's default applies: made the same forward-secret AEAD list as HTTPS, for this process.
+  setDefaultCiphers(CIPHERS);
   const identity = new CheckedCertificates({ certificate: first.cert as Buffer, privateKey: first.key as Buffer }, first.ca ? { caCertificate: first.ca } : null);
   const stop = watchTls(tls, (files) => identity.update({ certificate: files.cert as Buffer, privateKey: files.key as Buffer }, files.ca ? { caCertificate: files.ca as Buffer } : null), () => undefined);
   // grpc-js' declaration names the first two parameters the other way round from what its code does
@@ -151,4 +178,8 @@ class CheckedCertificates implements grpc.experimental.CertificateProvider {
   removeCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
     this.caListeners.delete(listener);
   }
+}
+
+function setDefaultCiphers(ciphers: string): void {
+  (tlsDefaults as { DEFAULT_CIPHERS: string }).DEFAULT_CIPHERS = ciphers;
 }

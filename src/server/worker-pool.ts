@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { MlopsError, type ExitCode } from '../errors.js';
-import { DeadlineExceeded } from '../protocol/request.js';
+import { BadRequest, DeadlineExceeded } from '../protocol/request.js';
 import type { WorkerHello, WorkerJob, WorkerReply, WorkerSetup } from './worker-protocol.js';
 
 /**
@@ -15,6 +15,9 @@ function workerScript(): URL {
   if (!found) throw new MlopsError(`the inference worker script is missing (looked for ${candidates.map((u) => fileURLToPath(u)).join(', ')})`, { exitCode: 70, hint: 'run npm run build' });
   return found;
 }
+
+/** Runs past their deadline the pool lets go on (each with its thread and session) per worker, before it stops replacing workers. */
+export const ABANDONED_PER_WORKER = 4;
 
 interface Queued {
   job: WorkerJob;
@@ -81,6 +84,15 @@ export class WorkerPool {
     return this.abandoned.size;
   }
 
+  /**
+   * A worker can take work now, or will once its run ends: false while every worker is abandoned
+   * and no replacement may start (readiness says so, and requests get 503 at once rather than a 504
+   * after waiting out their deadline).
+   */
+  get accepting(): boolean {
+    return this.slots.length > 0 || this.owed === 0;
+  }
+
   /** Jobs queued or running. */
   get pending(): number {
     return this.queue.length + this.slots.filter((s) => s.busy).length;
@@ -89,6 +101,9 @@ export class WorkerPool {
   /** Runs `job` in the next free worker; past `deadline` (performance.now() time) it fails with DeadlineExceeded. */
   run(job: WorkerJob, transfer: ArrayBuffer[] = [], deadline = Infinity): Promise<WorkerReply> {
     if (this.closed) return Promise.reject(new Error('the inference workers are shut down'));
+    if (!this.accepting) {
+      return Promise.reject(new BadRequest(`every inference worker is held by a run past its deadline (${this.abandoned.size} still inside ONNX Runtime); retry shortly`, 503));
+    }
     return new Promise((resolve, reject) => {
       const item: Queued = { job, transfer, resolve, reject, deadline };
       // One timer a job, for waiting and running alike. A run cannot be interrupted (onnxruntime-node's run
@@ -119,10 +134,19 @@ export class WorkerPool {
     // as many are abandoned as the pool has workers, which bounds the threads a stream of such requests holds.
     this.abandoned.add(slot);
     slot.worker.unref();
-    const replacing = this.abandoned.size <= this.capacity;
+    // Replacements keep the pool whole while runs past their deadline end, up to a bound on the threads
+    // (and sessions) they hold: with only one per worker, four long requests in a row left a pool of two
+    // with none, and every other request waited out its deadline for 48 s (issue 34).
+    const replacing = this.abandoned.size <= this.capacity * ABANDONED_PER_WORKER;
     this.log(`an inference run overstayed its deadline: its worker thread leaves the pool and ends when ONNX Runtime returns${replacing ? '; a new worker starts' : `; ${this.abandoned.size} are abandoned, so a new worker starts when one ends`}`);
     if (replacing) this.replace('deadline');
     else this.owed++;
+    if (!this.accepting) {
+      for (const queued of this.queue.splice(0)) {
+        clearTimeout(queued.timer);
+        queued.reject(new BadRequest(`every inference worker is held by a run past its deadline (${this.abandoned.size} still inside ONNX Runtime); retry shortly`, 503));
+      }
+    }
   }
 
   /** An abandoned worker whose run has returned: it can end safely now, and a replacement owed starts. */
