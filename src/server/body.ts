@@ -21,8 +21,8 @@ interface Reader {
   client: string;
   /** At shutdown: the bytes it had when last looked at, and since when (no clock read a chunk). */
   seen?: { bytes: number; at: number };
-  /** The minimum-rate window: bytes received when it began, and when. */
-  window: { bytes: number; at: number };
+  /** Bytes received at each of the last sweeps (one a second), oldest first: the minimum rate's sliding window. */
+  marks: number[];
 }
 
 /** A body still arriving when the server shuts down: no work has started for it, so it is not waited for. */
@@ -48,6 +48,7 @@ export class OverShare extends BadRequest {
 
 /** How long the minimum rate is averaged over. */
 export const BODY_RATE_WINDOW_MS = 10_000;
+const SWEEP_MS = 1000;
 
 /**
  * The bytes held by bodies still arriving (REST bodies and gRPC messages alike), against a cap,
@@ -140,10 +141,10 @@ export class BodyBudget {
 
   /** Registers a body being read for `client`; returns what forgets it. */
   track(stop: (error: BadRequest) => void, received: () => number, client = ''): () => void {
-    const reader: Reader = { stop, received, client, window: { bytes: 0, at: performance.now() } };
+    const reader: Reader = { stop, received, client, marks: [0] };
     this.readers.add(reader);
     if (this.minRate > 0 && !this.sweeper) {
-      this.sweeper = setInterval(() => this.dropSlowReaders(), 1000);
+      this.sweeper = setInterval(() => this.dropSlowReaders(), SWEEP_MS);
       this.sweeper.unref();
     }
     return () => {
@@ -155,14 +156,17 @@ export class BodyBudget {
     };
   }
 
-  /** Drops every body that received fewer than minRate x the window's seconds over the last window. */
-  private dropSlowReaders(now = performance.now()): void {
+  /** Drops every body that received fewer than minRate x the window's seconds over the last window (a sliding one, a mark a second). */
+  private dropSlowReaders(): void {
+    const span = BODY_RATE_WINDOW_MS / SWEEP_MS;
+    const seconds = BODY_RATE_WINDOW_MS / 1000;
     for (const reader of this.readers) {
-      if (now - reader.window.at < BODY_RATE_WINDOW_MS) continue;
       const bytes = reader.received();
-      const seconds = (now - reader.window.at) / 1000;
-      if (bytes - reader.window.bytes < this.minRate * seconds) reader.stop(new SlowBody(bytes - reader.window.bytes, Math.round(seconds), this.minRate));
-      else reader.window = { bytes, at: now };
+      reader.marks.push(bytes);
+      if (reader.marks.length <= span) continue;
+      reader.marks.shift();
+      const arrived = bytes - reader.marks[0];
+      if (arrived < this.minRate * seconds) reader.stop(new SlowBody(arrived, seconds, this.minRate));
     }
   }
 
