@@ -19,7 +19,11 @@
 // 8. Two models in one server against two servers (issue 27): breast_cancer and wine, each loaded by its
 //    own autocannon at the same time with the same concurrency; total throughput, server CPU per request
 //    and resident memory of the server process(es).
-// BENCH_BASELINE=<checkout> adds that checkout's `mlops serve` to part 1 (before/after).
+// 9. Under attack (issue 34): an honest client at concurrency 8, alone and while each of the attacks of
+//    findings 1 to 3 runs (gRPC streams without a token holding most of a 16 MB message, whole 12 MB
+//    messages without a token, an insider's stalled uploads filling the body budget); its success rate
+//    and p99, and the server's resident memory after.
+// BENCH_BASELINE=<checkout> adds that checkout's `mlops serve` to parts 1 and 9 (before/after).
 import autocannon from 'autocannon';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -27,6 +31,7 @@ import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { fixture, median, mlopsJson, round, ROOT, table } from './lib.js';
+import { grpcLargeMessages, grpcStreamFlood, stalledUploads } from './attacks.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -703,11 +708,61 @@ async function twoModels(log) {
   };
 }
 
+async function underAttack(log) {
+  const [, ...rows] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split('\n');
+  const body = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: rows[0].split(',').slice(0, -1).map(Number) }] });
+  const HONEST = 'honest-token-0123456789abcdef0123';
+  const INSIDER = 'insider-token-0123456789abcdef012';
+  const CONNECTIONS = 8;
+  const checkouts = { 'mlops serve': ROOT, ...(process.env.BENCH_BASELINE ? { 'mlops serve (before)': process.env.BENCH_BASELINE } : {}) };
+  const attacks = {
+    alone: () => () => undefined,
+    '200 gRPC streams without a token, 15 MB of 16 each (finding 1)': (server) => grpcStreamFlood(server.grpcPort),
+    'whole 12 MB gRPC messages without a token, 3 at a time (finding 2)': (server) => grpcLargeMessages(server.grpcPort),
+    "an insider's 9 stalled uploads of 14 MiB, the body budget (finding 3)": (server) => stalledUploads(server.url, { token: INSIDER }),
+  };
+  const samples = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, checkout] of Object.entries(checkouts)) {
+      for (const [attack, start] of Object.entries(attacks)) {
+        log(`round ${round + 1}/${ROUNDS}: ${name}, ${attack}`);
+        const grpcPort = await freePort();
+        const server = await startProcess([path.join(checkout, 'bin/mlops.js'), 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--grpc-port', String(grpcPort), '--json'], { MLOPS_AUTH_TOKENS: `${HONEST},${INSIDER}` });
+        const stop = start({ url: server.url, grpcPort });
+        await new Promise((r) => setTimeout(r, 1500));
+        const result = await autocannon({ url: `${server.url}/v2/models/breast_cancer/infer`, method: 'POST', body, connections: CONNECTIONS, duration: SECONDS, headers: { 'content-type': 'application/json', authorization: `Bearer ${HONEST}` } });
+        const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))[1]) / 1024;
+        stop();
+        await server.stop();
+        const answered = result.requests.total + result.errors + result.timeouts;
+        ((samples[name] ??= {})[attack] ??= []).push({ success: answered === 0 ? 0 : result['2xx'] / answered, p99: result.latency.p99, rps: result.requests.average, rss });
+      }
+    }
+  }
+  const summary = {};
+  const out = [];
+  for (const [name, byAttack] of Object.entries(samples)) {
+    for (const [attack, runs] of Object.entries(byAttack)) {
+      const s = { successRate: round(median(runs.map((r) => r.success)), 4), p99Ms: median(runs.map((r) => r.p99)), rps: round(median(runs.map((r) => r.rps)), 0), residentMiB: round(median(runs.map((r) => r.rss)), 0) };
+      (summary[name] ??= {})[attack] = s;
+      out.push([name, attack, s.successRate, s.p99Ms, s.rps, s.residentMiB]);
+    }
+  }
+  return {
+    results: summary,
+    markdown: [
+      `Under attack (issue 34): an honest client with a token, autocannon at concurrency ${CONNECTIONS} for ${SECONDS} s, alone and while each attack runs (started 1.5 s before); a new server each time; ${ROUNDS} rounds, medians. Success: 2xx answers over requests sent (errors and timeouts count as failures). Memory: the server's resident set at the end of the load.`,
+      '',
+      table(['server', 'while', 'success', 'p99 ms', 'req/s', 'server resident MiB'], out),
+    ].join('\n'),
+  };
+}
+
 export async function run({ log }) {
   // BENCH_PARTS=liveness,workers runs only those parts.
   const wanted = process.env.BENCH_PARTS?.split(',');
   const parts = {};
-  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost, contracts: contractCost, bodyBurst, security: securityCost, explain: explainCost, models: twoModels })) {
+  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost, contracts: contractCost, bodyBurst, security: securityCost, explain: explainCost, models: twoModels, underAttack })) {
     if (!wanted || wanted.includes(name)) parts[name] = await part(log);
   }
   return {

@@ -136,7 +136,9 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     } else {
       placement = await probePlacement(pool, model, inlineRows, options.inlineMaxMs);
       if (placement.where === 'main-thread') {
-        local = await loadModel(sessionOptions(setup));
+        // One ONNX Runtime thread unless set: a batch runs in under server.inlineMaxMs, where a thread pool
+        // only adds the hand-over and its threads spinning between runs (ORT's default is a thread per core).
+        local = await loadModel({ ...sessionOptions(setup), intraOpThreads: options.intraOpThreads || 1 });
         // A session's first runs allocate and are slow; they are not what the placement should judge.
         for (let i = 0; i < 3; i++) await local.run(probeFeeds(model.inputs, inlineRows, i)).catch(() => undefined);
       }
