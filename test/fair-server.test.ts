@@ -146,7 +146,7 @@ describe('fair shares of the body budget (finding 3)', () => {
   const port = () => Number(new URL(server.url).port);
   beforeAll(async () => {
     server = await startServer(
-      serveOptions('wine', { modelName: 'wine', grpcPort: await freePort(), maxBodyBytes: 2 ** 20, maxPendingBodyBytes: 4 * 2 ** 20, minBodyRate: 0, trustedProxies: ['127.0.0.1'] }),
+      serveOptions('wine', { modelName: 'wine', grpcPort: 0, maxBodyBytes: 2 ** 20, maxPendingBodyBytes: 4 * 2 ** 20, minBodyRate: 0, trustedProxies: ['127.0.0.1'] }),
       () => undefined,
     );
   });
@@ -234,7 +234,7 @@ describe('the budget shared fairly, and the minimum rate', () => {
   });
 
   it('a stalled upload is dropped with 408 after the rate window (10 s), and its bytes are freed', async () => {
-    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort: await freePort(), maxBodyBytes: 2 ** 20, maxPendingBodyBytes: 2 ** 20 }), () => undefined);
+    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort: 0, maxBodyBytes: 2 ** 20, maxPendingBodyBytes: 2 ** 20 }), () => undefined);
     try {
       let received = '';
       const socket = net.connect(Number(new URL(server.url).port), '127.0.0.1');
@@ -268,7 +268,7 @@ describe('refusals stop the upload (findings 6 and 7)', () => {
   let server: RunningServer;
   const port = () => Number(new URL(server.url).port);
   beforeAll(async () => {
-    server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort: await freePort(), auth: { tokenFile: '', tokens: [TOKEN], metrics: false, clientAddressHeader: '', reloadIntervalMs: 1000 }, trustedProxies: ['127.0.0.1'] }), () => undefined);
+    server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort: 0, auth: { tokenFile: '', tokens: [TOKEN], metrics: false, clientAddressHeader: '', reloadIntervalMs: 1000 }, trustedProxies: ['127.0.0.1'] }), () => undefined);
   });
   afterAll(async () => {
     await server?.stop();
@@ -361,7 +361,7 @@ describe('a deadline that frees the model (finding 4)', () => {
     });
 
   it('runs 10x past the deadline, more of them than workers: a small request meanwhile is answered within the deadline plus 1 s; past the bound on abandoned runs the server says not ready and answers 503 at once', async () => {
-    const server = await startServer(serveOptions('slow_loop', { workers: 1, intraOpThreads: 1, inferenceTimeoutMs: 500, grpcPort: await freePort() }), () => undefined);
+    const server = await startServer(serveOptions('slow_loop', { workers: 1, intraOpThreads: 1, inferenceTimeoutMs: 500, grpcPort: 0 }), () => undefined);
     const infer = (iterations: number) => fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(iterations) });
     /** Small requests until one is answered (a replacement worker has started); how long that took, in ms. */
     const untilServed = async () => {

@@ -71,7 +71,7 @@ export class Batcher {
     return new Promise((resolve, reject) => {
       const key = this.inputs.map((s) => feeds[s.name].dims.slice(1).join('x')).join('|');
       this.queue.push({ feeds, rows, key, enqueuedAt: performance.now(), deadline, resolve, reject });
-      this.schedule(true);
+      this.schedule();
     });
   }
 
@@ -80,8 +80,7 @@ export class Batcher {
     return this.queue.length + this.running;
   }
 
-  /** `arriving`: called for a request just queued (not for a run that ended). */
-  private schedule(arriving = false): void {
+  private schedule(): void {
     if (this.running >= this.options.concurrency() || this.queue.length === 0) return;
     // Nothing to gather: a request that cannot be batched runs as soon as the model is free.
     if (!this.options.batching) return this.dispatch(false);
@@ -97,11 +96,6 @@ export class Batcher {
         return;
       }
     }
-    // A lone request to a model idle on the main thread starts now: requests read later in this poll phase
-    // queue behind it and form the next batch. Waiting a loop turn for company cost every request at low
-    // load an extra turn of the event loop (issue 34). Under load the queue is never empty here, and the
-    // turn gathers a batch as before.
-    if (arriving && this.running === 0 && this.queue.length === 1 && this.options.concurrency() === 1) return this.dispatch(false);
     if (this.dispatchScheduled) return;
     this.dispatchScheduled = true;
     setImmediate(() => {

@@ -73,7 +73,20 @@ function tooLarge(bytes: number): LambdaHttpResponse {
 /** Node 20's global agent closes a socket idle 5 s: the Runtime API's /next waits as long as there is no event. */
 const agent = new Agent({ keepAlive: true });
 
-function send(url: string, options: { method: string; headers?: Record<string, string>; body?: Buffer; timeoutMs?: number }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+type Sent = { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer };
+
+/**
+ * One request, sent again once when it went out on a kept-alive socket the other side had just closed
+ * (the server closes a socket idle 5 s, and a request can race that close): Node's documented remedy.
+ */
+function send(url: string, options: { method: string; headers?: Record<string, string>; body?: Buffer; timeoutMs?: number }): Promise<Sent> {
+  return sendOnce(url, options).catch((error: Error & { reusedSocket?: boolean; code?: string }) => {
+    if (error.reusedSocket && error.code === 'ECONNRESET') return sendOnce(url, options);
+    throw error;
+  });
+}
+
+function sendOnce(url: string, options: { method: string; headers?: Record<string, string>; body?: Buffer; timeoutMs?: number }): Promise<Sent> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { agent, method: options.method, headers: options.headers, ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}) }, (res) => {
       const chunks: Buffer[] = [];
@@ -82,7 +95,10 @@ function send(url: string, options: { method: string; headers?: Record<string, s
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
+    req.on('error', (error: Error & { reusedSocket?: boolean }) => {
+      error.reusedSocket = req.reusedSocket;
+      reject(error);
+    });
     req.end(options.body);
   });
 }
