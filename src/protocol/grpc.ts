@@ -172,3 +172,56 @@ export function decodeGrpcResponse(message: GrpcInferResponse): Record<string, {
   });
   return out;
 }
+
+/** ModelInfer's serialisers from the proto: the server's own for its method, used in a worker thread as well. */
+function modelInferMethod(): grpc.MethodDefinition<GrpcInferRequest, GrpcInferResponse> {
+  return (inferenceProto()[INFERENCE_SERVICE] as unknown as Record<string, grpc.MethodDefinition<GrpcInferRequest, GrpcInferResponse>>).ModelInfer;
+}
+
+/** A ModelInferRequest's bytes, decoded; a BadRequest naming protobufjs' reason when they are not one. */
+export function decodeModelInferBytes(bytes: Buffer): GrpcInferRequest {
+  try {
+    return modelInferMethod().requestDeserialize(bytes);
+  } catch (error) {
+    throw new BadRequest(`malformed ModelInfer request: ${String((error as Error)?.message ?? error).split('\n')[0]}`);
+  }
+}
+
+export function encodeModelInferResponse(response: GrpcInferResponse): Buffer {
+  return modelInferMethod().responseSerialize(response);
+}
+
+/**
+ * model_name (field 1) and model_version (field 2) of a ModelInferRequest's bytes, read without decoding
+ * the rest: which model's worker is to decode a large message. Fields it cannot read are left out (the
+ * full decode then says what is wrong).
+ */
+export function peekModel(bytes: Uint8Array): { model_name?: string; model_version?: string } {
+  const found: { model_name?: string; model_version?: string } = {};
+  let at = 0;
+  const varint = (): number => {
+    let value = 0;
+    for (let shift = 0; shift < 64 && at < bytes.length; shift += 7) {
+      const b = bytes[at++];
+      value += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return value;
+    }
+    return -1;
+  };
+  while (at < bytes.length && (found.model_name === undefined || found.model_version === undefined)) {
+    const key = varint();
+    if (key < 0) break;
+    const field = Math.floor(key / 8);
+    const wire = key % 8;
+    if (wire === 0) varint();
+    else if (wire === 1) at += 8;
+    else if (wire === 5) at += 4;
+    else if (wire === 2) {
+      const length = varint();
+      if (length < 0 || at + length > bytes.length) break;
+      if (field === 1 || field === 2) found[field === 1 ? 'model_name' : 'model_version'] = Buffer.from(bytes.buffer, bytes.byteOffset + at, length).toString('utf8');
+      at += length;
+    } else break;
+  }
+  return found;
+}

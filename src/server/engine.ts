@@ -80,6 +80,8 @@ export interface InferenceEngine {
   infer(feeds: Tensors, rows: number, deadline?: number): Promise<Tensors>;
   /** A whole REST request decoded, run and encoded in a worker; only when workers > 0. `owned`: no one else uses body's buffer. */
   inferRest(body: Uint8Array, header: number | undefined, owned: boolean, request: { id: string; log?: RestLogging }, deadline?: number): Promise<RestReply>;
+  /** A whole gRPC ModelInferRequest decoded, run and encoded in a worker; only when workers > 0. Resolves with the ModelInferResponse's bytes. */
+  inferGrpc(body: Uint8Array, owned: boolean, request: { id: string }, deadline?: number): Promise<Uint8Array>;
   /** Resolves with the runs still inside ONNX Runtime in abandoned workers: the process cannot exit normally while any remain. */
   release(): Promise<{ abandonedRuns: number }>;
   readonly explanations: Explanations;
@@ -90,7 +92,7 @@ export interface InferenceEngine {
 }
 
 
-function replyOrThrow<K extends 'run' | 'rest' | 'explain' | 'occlude'>(reply: WorkerReply, kind: K): Extract<WorkerReply, { ok: true; kind: K }> {
+function replyOrThrow<K extends 'run' | 'rest' | 'grpc' | 'explain' | 'occlude'>(reply: WorkerReply, kind: K): Extract<WorkerReply, { ok: true; kind: K }> {
   if (!reply.ok) throw reply.status !== 500 ? new BadRequest(reply.message, reply.status) : reply.modelFailed ? new ModelRunError(reply.message) : new Error(reply.message);
   if (reply.kind !== kind) throw new Error(`inference worker answered a ${kind} job with ${reply.kind}`);
   return reply as Extract<WorkerReply, { ok: true; kind: K }>;
@@ -221,6 +223,15 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     profiled(reply.profiled);
     return { body: reply.body, headerLength: reply.headerLength, rows: reply.rows, logged: reply.logged };
   };
+  const inferGrpc: InferenceEngine['inferGrpc'] = async (body, owned, request, deadline) => {
+    const queuedAt = now();
+    const transfer = owned && body.buffer instanceof ArrayBuffer && body.byteLength === body.buffer.byteLength ? [body.buffer] : [];
+    const reply = replyOrThrow(await pool!.run({ kind: 'grpc', body, id: request.id }, transfer, deadline), 'grpc');
+    options.onQueued((reply.startedAt - queuedAt) / 1000);
+    options.onRun(reply.rows, reply.seconds);
+    profiled(reply.profiled);
+    return reply.body;
+  };
   // Requests inside the engine: a model swapped out by a load is released only once they are answered.
   let active = 0;
   const settled = () => void active--;
@@ -252,6 +263,7 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     explain: (rows, count, deadline) => counted(explain(rows, count, deadline)),
     occlude: (data, dims, count, deadline) => counted(occludeRows(data, dims, count, deadline)),
     inferRest: (body, header, owned, request, deadline) => counted(inferRest(body, header, owned, request, deadline)),
+    inferGrpc: (body, owned, request, deadline) => counted(inferGrpc(body, owned, request, deadline)),
     async release() {
       await pool?.close();
       if (placement.where === 'main-thread') await local?.release();

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { HealthImplementation } from 'grpc-health-check';
-import { decodeGrpcRequest, encodeGrpcResponse, INFERENCE_SERVICE, inferenceProto, type GrpcInferRequest } from '../protocol/grpc.js';
+import { decodeGrpcRequest, decodeModelInferBytes, encodeGrpcResponse, INFERENCE_SERVICE, inferenceProto, peekModel, type GrpcInferRequest } from '../protocol/grpc.js';
 import { BadRequest, boundErrorText } from '../protocol/request.js';
 import type { AccessControl, TrustedProxies } from './auth.js';
 import type { BodyBudget } from './body.js';
@@ -21,6 +21,8 @@ export interface GrpcServerOptions {
   metrics: ServerMetrics;
   state: ServingState;
   maxMessageBytes: number;
+  /** ModelInfer messages larger than this are decoded, run and encoded whole in a worker thread, as REST bodies are. */
+  offloadBytes: number;
   /** Bytes all bodies still arriving (REST and gRPC) may hold together, shared fairly between clients. */
   bodyBudget: BodyBudget;
   /** Where a client's address comes from behind a proxy (server.trustedProxies). */
@@ -49,25 +51,32 @@ type Rpc = (request: Record<string, unknown>, call: grpc.ServerUnaryCall<Record<
 
 /** Marks a request whose bytes did not decode; the handler answers it INVALID_ARGUMENT. */
 const MALFORMED = Symbol('malformed');
+/** A ModelInfer message left undecoded (over offloadBytes): its bytes, for a worker thread to decode. */
+const UNDECODED = Symbol('undecoded');
 
 /**
  * grpc-js answers a request that fails to decode with INTERNAL, as if the server were broken. Each
  * method's decoder here hands the handler a marked request instead, so the client hears
  * INVALID_ARGUMENT and why (protobufjs' reason: "index out of range", "invalid wire type").
  */
-function lenientDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+function lenientDecoding(service: grpc.ServiceDefinition, offloadBytes: number): grpc.ServiceDefinition {
   return Object.fromEntries(
     Object.entries(service).map(([name, method]) => [
       name,
       {
         ...method,
+        // A large ModelInfer message is not decoded here, on the main thread, where a 12 MB one held every other
+        // request (and health) for about a second (issue 34): its bytes go to the model's worker whole.
         requestDeserialize: (bytes: Buffer) => {
+          if (name === 'ModelInfer' && bytes.length > offloadBytes) return { [UNDECODED]: bytes };
           try {
             return method.requestDeserialize(bytes);
           } catch (error) {
             return { [MALFORMED]: String((error as Error)?.message ?? error).split('\n')[0] };
           }
         },
+        // An answer a worker encoded is sent as it is.
+        responseSerialize: (value: unknown) => (value instanceof Uint8Array ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : method.responseSerialize(value)),
       },
     ]),
   ) as grpc.ServiceDefinition;
@@ -120,6 +129,19 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     ModelMetadata: (r) => repository.metadata(named(r.name), versionOf(r.version)),
     ModelInfer: async (r, call) => {
       if (!state.ready && !state.draining) throw new BadRequest('the server is not ready yet', 503);
+      const undecoded = (r as { [UNDECODED]?: Buffer })[UNDECODED];
+      if (undecoded) {
+        const named = peekModel(undecoded);
+        // For the metrics: the model this call named.
+        Object.assign(r, named);
+        const served = repository.route(named.model_name || undefined, named.model_version || undefined);
+        const shadows = named.model_version ? NO_SHADOWS : repository.shadowsOf(served);
+        // Images and texts, a copy for shadows or a line for the inference log need the message here: decoded on this thread.
+        if (served.engine.workers > 0 && !served.processing && shadows.length === 0 && !(inferenceLog?.sampled() ?? false)) {
+          return served.engine.inferGrpc(undecoded, true, { id: randomUUID() }, deadlineOf(call));
+        }
+        Object.assign(r, decodeModelInferBytes(undecoded));
+      }
       const message = r as GrpcInferRequest;
       const version = versionOf(message.model_version);
       const served = repository.route(named(message.model_name), version);
@@ -190,7 +212,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     };
   }
   const definition = grpc.loadPackageDefinition(inferenceProto()) as unknown as { inference: { GRPCInferenceService: { service: grpc.ServiceDefinition } } };
-  server.addService(lenientDecoding(definition.inference.GRPCInferenceService.service), handlers);
+  server.addService(lenientDecoding(definition.inference.GRPCInferenceService.service, options.offloadBytes), handlers);
 
   return {
     listen(port, host) {

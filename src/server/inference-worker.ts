@@ -11,6 +11,7 @@ import { ModelRunError } from '../model/run-error.js';
 import { loadModel, type LoadedModel } from '../model/session.js';
 import { BadRequest } from '../protocol/request.js';
 import { decodeRestRequest, encodeRestResponse } from '../protocol/rest.js';
+import { decodeGrpcRequest, decodeModelInferBytes, encodeGrpcResponse, encodeModelInferResponse } from '../protocol/grpc.js';
 import { probeFeeds } from '../model/random-feeds.js';
 import { encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
 import { RowBinner } from '../monitor/profile.js';
@@ -76,6 +77,19 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
       const body = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       const own = body.buffer instanceof ArrayBuffer && body.buffer.byteLength === body.byteLength ? [body.buffer] : [];
       return { reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds, profiled, logged }, transfer: [...own, ...profiledTransfer(profiled)] };
+    }
+    case 'grpc': {
+      const message = decodeModelInferBytes(Buffer.from(job.body.buffer, job.body.byteOffset, job.body.byteLength));
+      const request = decodeGrpcRequest(message, model);
+      request.id ??= job.id;
+      const ranAt = now();
+      const result = await model.run(request.inputs);
+      const seconds = (now() - ranAt) / 1000;
+      const profiled = binner?.bin(request.inputs, result) ?? undefined;
+      const bytes = encodeModelInferResponse(encodeGrpcResponse(model, result, request));
+      const body = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      const own = body.buffer instanceof ArrayBuffer && body.buffer.byteLength === body.byteLength ? [body.buffer] : [];
+      return { reply: { ok: true, kind: 'grpc', body, rows: request.rows, startedAt: ranAt, seconds, profiled }, transfer: [...own, ...profiledTransfer(profiled)] };
     }
     case 'explain': {
       if (!explainer) throw new BadRequest('this server has no explanation background', 409);
@@ -176,7 +190,7 @@ function explainerFor(explain: ExplainSetup) {
 }
 
 port.on('message', (job: WorkerJob) => {
-  collectWhenIdle(job.kind === 'rest' ? job.body.byteLength : 0);
+  collectWhenIdle(job.kind === 'rest' || job.kind === 'grpc' ? job.body.byteLength : 0);
   handle(job).then(
     ({ reply, transfer }) => port.postMessage(reply, transfer),
     (error: unknown) => {

@@ -103,7 +103,7 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
       throw listenError(options.host, options.port, '--port', '0 picks a free one', error);
     });
     if (options.grpcPort > 0) {
-      grpc = createGrpcServer({ ...shared, maxMessageBytes: options.maxBodyBytes });
+      grpc = createGrpcServer({ ...shared, maxMessageBytes: options.maxBodyBytes, offloadBytes: options.offloadBytes });
       grpcPort = (
         await grpc.listen(options.grpcPort, options.host).catch(async (error) => {
           await rest.shutdown(0);

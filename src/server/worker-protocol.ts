@@ -54,6 +54,8 @@ export type WorkerJob =
    * body has none; `log`: this request's rows go to the inference log, so the worker writes their lines too.
    */
   | { kind: 'rest'; body: Uint8Array; header?: number; id: string; log?: RestLogging }
+  /** A whole gRPC ModelInferRequest's bytes: decode, run, encode the ModelInferResponse here. `id`: when the message has none. */
+  | { kind: 'grpc'; body: Uint8Array; id: string }
   /** Time `rows` rows of random inputs, to choose where small batches run. */
   | { kind: 'probe'; rows: number }
   /** Kernel SHAP for `count` rows of the tabular input (row-major): one model call per row. */
@@ -64,6 +66,7 @@ export type WorkerJob =
 export type WorkerReply =
   | { ok: true; kind: 'run'; result: Tensors; startedAt: number; seconds: number; profiled?: Profiled }
   | { ok: true; kind: 'rest'; body: Uint8Array; headerLength?: number; rows: number; startedAt: number; seconds: number; profiled?: Profiled; logged?: string }
+  | { ok: true; kind: 'grpc'; body: Uint8Array; rows: number; startedAt: number; seconds: number; profiled?: Profiled }
   | { ok: true; kind: 'probe'; ms: number | null; reason?: string }
   /** `outputs`: the attributed outputs and their columns, in the order the values run; `base`: the background's mean output. */
   | { ok: true; kind: 'explain'; outputs: { name: string; width: number }[]; base: number[]; rows: RowExplanation[]; coalitions: number; exact: boolean; modelRows: number; seconds: number }
