@@ -396,6 +396,33 @@ describe('refusals stop the upload (findings 6 and 7)', () => {
   }, 30_000);
 });
 
+describe('server.memoryBudget at run time (finding 8)', () => {
+  it('concurrent large bodies under a 64 MiB budget: each answered 200 or 503 with Retry-After, never a 500; one that could never fit gets 413 naming the budget', async () => {
+    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort: 0, memoryBudget: '64Mi', maxBodyBytes: 32 * 2 ** 20 }), () => undefined);
+    try {
+      // 8 MiB of JSON each (whitespace, then a row): about 32 MiB held while each is served, so two fit at once.
+      const large = ' '.repeat(8 * 2 ** 20 - BODY.length) + BODY;
+      const answers = await Promise.all(Array.from({ length: 8 }, () => fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: large }).then(async (r) => [r.status, r.headers.get('retry-after'), await r.text()] as const)));
+      expect(answers.filter(([status]) => status !== 200 && status !== 503)).toEqual([]);
+      expect(answers.some(([status]) => status === 200)).toBe(true);
+      const refused = answers.filter(([status]) => status === 503);
+      // Before: all eight were held at once (700 MB over a 64 MiB budget in the attack).
+      expect(refused.length).toBeGreaterThan(0);
+      for (const [, retryAfter, text] of refused) {
+        expect(retryAfter).toBe('1');
+        expect(text).toMatch(/server\.maxPendingBodyBytes|server\.memoryBudget 64Mi/);
+      }
+      const huge = await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: ' '.repeat(20 * 2 ** 20) + BODY });
+      expect(huge.status).toBe(413);
+      expect(((await huge.json()) as { error: string }).error).toMatch(/more than server\.memoryBudget 64Mi leaves beside the model sessions/);
+      // Once they are answered, their memory is back.
+      expect((await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: large })).status).toBe(200);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('a deadline that frees the model (finding 4)', () => {
   const slow = (iterations: number) =>
     JSON.stringify({

@@ -384,7 +384,7 @@ export const DEFAULTS: Config = {
     /** Bodies larger than this are decoded, run and encoded whole in a worker thread. */
     offloadBytes: 64 * 1024,
     shutdownTimeoutMs: 10_000,
-    /** The most memory the models' sessions may take together ("2Gi"); the server refuses to start (exit 2) when every model's workers' sessions would not fit. Empty: no check. */
+    /** The most memory the server may take ("2Gi"): the start is refused (exit 2) when the models' sessions would not fit; while serving, what they leave holds bodies and requests in hand (503 past it). Empty: no check. */
     memoryBudget: '',
     /** POST /v2/repository/models/{name}/load and /unload (the OIP repository extension): reload a model's files, or unload it, without a restart. Off: 403. */
     repositoryControl: false,

@@ -20,7 +20,8 @@ import { accessRefusal, bearerToken, type AccessControl, type TrustedProxies } f
 import { clientCertificateRefusal, httpsOptions, watchTls, type TlsOptions } from './tls.js';
 import type { TLSSocket } from 'node:tls';
 import https from 'node:https';
-import { awaitContinue, type BodyBudget, OWNED, readBody, setClient, ShuttingDown, SlowBody, uninvited, type BodyLimits } from './body.js';
+import { awaitContinue, type BodyBudget, OWNED, readBody, releaseRequest, setClient, ShuttingDown, SlowBody, uninvited, type BodyLimits } from './body.js';
+import type { RequestMemory } from './memory-budget.js';
 
 export interface RestServerOptions {
   repository: ModelRepository;
@@ -33,6 +34,8 @@ export interface RestServerOptions {
   bodyBudget: BodyBudget;
   /** Where a client's address comes from behind a proxy (server.trustedProxies). */
   proxies: TrustedProxies;
+  /** server.memoryBudget at run time; undefined without one. */
+  requestMemory?: RequestMemory;
   /** A request not answered this long after its body was read gets 504. */
   inferenceTimeoutMs: number;
   /** Bodies larger than this are decoded, run and encoded whole in a worker thread. */
@@ -103,7 +106,7 @@ const SHUTDOWN_BODY_IDLE_MS = 1000;
 export function createRestServer(options: RestServerOptions): RestServer {
   const { repository, metrics, state, log, inferenceLog, access } = options;
   const mutualTls = Boolean(options.tls?.clientCa);
-  const bodyLimits: BodyLimits = { maxBodyBytes: options.maxBodyBytes, budget: options.bodyBudget };
+  const bodyLimits: BodyLimits = { maxBodyBytes: options.maxBodyBytes, budget: options.bodyBudget, memory: options.requestMemory };
   const { proxies } = options;
   const logFailure = failureLogger(log);
   const recordRequest = requestRecorder(metrics);
@@ -554,6 +557,7 @@ export function createRestServer(options: RestServerOptions): RestServer {
         sendJson(res, 500, { error: boundErrorText(`inference failed: ${(error as Error)?.message ?? String(error)}`) });
       }
     } finally {
+      releaseRequest(req);
       state.inFlight--;
       metrics.inFlight.dec();
       recordRequest('rest', label, req.method ?? '', res.statusCode, modelLabel, (performance.now() - started) / 1000);

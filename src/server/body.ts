@@ -5,12 +5,15 @@
 import type http from 'node:http';
 import { BadRequest } from '../protocol/request.js';
 import { HEADER_LENGTH } from '../protocol/rest.js';
+import type { RequestMemory } from './memory-budget.js';
 
 export interface BodyLimits {
   /** Largest body one request may send (server.maxBodyBytes). */
   maxBodyBytes: number;
   /** Bytes all unfinished bodies may hold together (server.maxPendingBodyBytes). */
   budget: BodyBudget;
+  /** server.memoryBudget at run time: each whole body reserves memory for its request until it is answered. */
+  memory?: RequestMemory;
 }
 
 interface Reader {
@@ -189,7 +192,13 @@ export const OWNED = new WeakSet<ArrayBufferLike>();
 
 const CLIENT = Symbol('client');
 const INVITATION = Symbol('100-continue');
-type Tagged = http.IncomingMessage & { [CLIENT]?: string; [INVITATION]?: () => void };
+const RESERVED = Symbol('reserved');
+type Tagged = http.IncomingMessage & { [CLIENT]?: string; [INVITATION]?: () => void; [RESERVED]?: () => void };
+
+/** Gives back the memory the request's body reserved (server.memoryBudget), once it is answered. */
+export function releaseRequest(req: http.IncomingMessage): void {
+  (req as Tagged)[RESERVED]?.();
+}
 
 /** Says whose request this is (an identity or an address), for its share of the budget. */
 export function setClient(req: http.IncomingMessage, client: string): void {
@@ -296,6 +305,13 @@ export function readBody(req: http.IncomingMessage, limits: BodyLimits, alignAft
       done = true;
       untrack();
       budget.give(size, client);
+      if (limits.memory) {
+        try {
+          (req as Tagged)[RESERVED] = limits.memory.reserve(size);
+        } catch (error) {
+          return reject(error);
+        }
+      }
       if (whole) {
         OWNED.add(whole.buffer);
         resolve(whole.subarray(shift, shift + size));

@@ -61,6 +61,8 @@ export function admission(options: AdmissionOptions): grpc.ServerInterceptor {
     let held = 0;
     let untrack: (() => void) | undefined;
     let ended = false;
+    /** Gives back the memory the whole message reserved (server.memoryBudget) once the call ends. */
+    let reserved: (() => void) | undefined;
     const release = () => {
       if (!untrack) return;
       untrack();
@@ -112,13 +114,21 @@ export function admission(options: AdmissionOptions): grpc.ServerInterceptor {
           new grpc.ServerListenerBuilder()
             .withOnReceiveMetadata(admit)
             .withOnReceiveMessage((message, next) => {
-              // The whole message has arrived: it leaves the budget for bodies still arriving.
+              // The whole message has arrived: it leaves the budget for bodies still arriving, and reserves its
+              // request's memory until the call ends.
+              const size = held;
               release();
+              try {
+                reserved = limits.memory?.reserve(size);
+              } catch (error) {
+                return refuse(error as BadRequest);
+              }
               next(message);
             })
             .withOnCancel(() => {
               ended = true;
               release();
+              reserved?.();
             })
             .build(),
         );
@@ -126,6 +136,7 @@ export function admission(options: AdmissionOptions): grpc.ServerInterceptor {
       sendStatus(status, next) {
         ended = true;
         release();
+        reserved?.();
         next(status);
       },
     });

@@ -5,6 +5,7 @@ import { decodeGrpcRequest, decodeModelInferBytes, encodeGrpcResponse, INFERENCE
 import { BadRequest, boundErrorText } from '../protocol/request.js';
 import type { AccessControl, TrustedProxies } from './auth.js';
 import type { BodyBudget } from './body.js';
+import type { RequestMemory } from './memory-budget.js';
 import { admission, GRPC_STATUS_FOR_HTTP } from './grpc-admission.js';
 import { grpcServerCredentials, type TlsOptions } from './tls.js';
 import { EXTENSIONS } from './app.js';
@@ -27,6 +28,8 @@ export interface GrpcServerOptions {
   bodyBudget: BodyBudget;
   /** Where a client's address comes from behind a proxy (server.trustedProxies). */
   proxies: TrustedProxies;
+  /** server.memoryBudget at run time; undefined without one. */
+  requestMemory?: RequestMemory;
   /** A call not answered by then gets DEADLINE_EXCEEDED; the client's own deadline wins when shorter. */
   inferenceTimeoutMs: number;
   serverVersion: string;
@@ -100,7 +103,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       admission({
         access: options.access,
         proxies: options.proxies,
-        limits: { maxBodyBytes: options.maxMessageBytes, budget: options.bodyBudget },
+        limits: { maxBodyBytes: options.maxMessageBytes, budget: options.bodyBudget, memory: options.requestMemory },
         onRefused: (method, code) => recordRequest('grpc', method, 'POST', grpc.status[code], '', 0),
       }),
     ],

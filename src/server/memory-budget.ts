@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { inputError } from '../errors.js';
+import { BadRequest } from '../protocol/request.js';
 import type { ModelInfo } from '../model/inspect.js';
 
 const UNITS: Record<string, number> = { '': 1, B: 1, K: 1e3, KB: 1e3, M: 1e6, MB: 1e6, G: 1e9, GB: 1e9, T: 1e12, TB: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
@@ -34,6 +35,11 @@ export class MemoryLedger {
     private readonly budgetText: string,
   ) {}
 
+  /** What the budget leaves beside the sessions claimed: for requests (bodies, decoded tensors, outputs). */
+  get room(): number {
+    return this.budget - this.claims.reduce((n, c) => n + c.bytes, 0);
+  }
+
   static from(text: string): MemoryLedger | undefined {
     return text ? new MemoryLedger(parseByteSize(text, 'server.memoryBudget'), text) : undefined;
   }
@@ -57,6 +63,48 @@ export class MemoryLedger {
     return () => {
       const at = this.claims.indexOf(claim);
       if (at >= 0) this.claims.splice(at, 1);
+    };
+  }
+}
+
+/**
+ * A request is held in memory about this many times its body's size while it is decoded, run and
+ * answered: the body, the decoded tensors, the outputs and the encoded answer. An estimate, on the
+ * safe side for the models served here (a JSON number of 2 bytes decodes to 4 or 8).
+ */
+export const REQUEST_MEMORY_FACTOR = 4;
+
+/**
+ * server.memoryBudget at run time: what the sessions leave (the room) holds the bodies still arriving
+ * and every request in hand, estimated at REQUEST_MEMORY_FACTOR times its body. A request that would
+ * not fit gets 503 with Retry-After (413 when it could never fit), never an out-of-memory kill. Before,
+ * the budget was checked only at start, and large concurrent bodies reached 700 MB over a 64 MiB one.
+ */
+export class RequestMemory {
+  private used = 0;
+
+  constructor(
+    private readonly room: () => number,
+    private readonly arriving: () => number,
+    private readonly budgetText: string,
+  ) {}
+
+  /** Reserves memory for a request of `bodyBytes`; returns what gives it back, or throws 503 (413) when it would not fit. */
+  reserve(bodyBytes: number): () => void {
+    const bytes = bodyBytes * REQUEST_MEMORY_FACTOR;
+    const room = this.room();
+    if (bytes > room) {
+      throw new BadRequest(`this request would need about ${formatBytes(bytes)} while it is served, more than server.memoryBudget ${this.budgetText} leaves beside the model sessions (${formatBytes(room)}): send fewer rows per request`, 413);
+    }
+    if (this.used + this.arriving() + bytes > room) {
+      throw new BadRequest(`the server is holding ${formatBytes(this.used + this.arriving())} of requests, near server.memoryBudget ${this.budgetText}; retry shortly`, 503);
+    }
+    this.used += bytes;
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.used -= bytes;
     };
   }
 }

@@ -5,7 +5,7 @@ import { AccessControl, TokenSet, TrustedProxies } from './auth.js';
 import { BodyBudget } from './body.js';
 import { loadTlsFiles, tlsEnabled } from './tls.js';
 import type { Placement } from './engine.js';
-import { MemoryLedger } from './memory-budget.js';
+import { MemoryLedger, RequestMemory } from './memory-budget.js';
 import { ModelRepository } from './model-repository.js';
 import { readRepositoryFile } from './repository-file.js';
 import { createGrpcServer, type GrpcServer } from './grpc.js';
@@ -48,13 +48,14 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   const tls = tlsEnabled(options.tls) ? options.tls : undefined;
   if (tls) loadTlsFiles(tls);
   const proxies = new TrustedProxies(options.trustedProxies, options.auth.clientAddressHeader);
+  const memory = MemoryLedger.from(options.memoryBudget);
   const specs = options.repositoryFile ? await readRepositoryFile(options.repositoryFile, options) : servedSpecs(options);
   // The metrics are made first (the engines report into them); what they list comes once the models are loaded.
   let loaded: ModelRepository | undefined;
   const metrics = createServerMetrics(() => loaded?.heldVersions() ?? []);
   const repository = (loaded = await ModelRepository.start(
     specs,
-    { intraOpThreads: options.intraOpThreads, allowNonFinite: options.allowNonFinite, inlineMaxMs: options.inlineMaxMs, explain: options.explain, memory: MemoryLedger.from(options.memoryBudget), drainMs: options.inferenceTimeoutMs },
+    { intraOpThreads: options.intraOpThreads, allowNonFinite: options.allowNonFinite, inlineMaxMs: options.inlineMaxMs, explain: options.explain, memory, drainMs: options.inferenceTimeoutMs },
     metrics,
     log,
   ));
@@ -91,9 +92,11 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   if (options.auth.clientAddressHeader && proxies.count === 0) log(`access: server.auth.clientAddressHeader '${options.auth.clientAddressHeader}' is read only from the proxies in server.trustedProxies, and none is listed: the socket's address counts`);
   const access = tokens ? new AccessControl(tokens, options.auth, proxies, (reason) => serverMetrics.authFailures.inc({ reason })) : undefined;
   // One budget for bodies still arriving over REST and gRPC alike, shared fairly between clients.
-  const bodyBudget = new BodyBudget(Math.max(options.maxPendingBodyBytes, options.maxBodyBytes), options.minBodyRate);
+  // With server.memoryBudget, bodies arriving hold no more than the sessions leave, and each request in hand reserves its share.
+  const bodyBudget = new BodyBudget(Math.min(Math.max(options.maxPendingBodyBytes, options.maxBodyBytes), memory && memory.room > 0 ? memory.room : Infinity), options.minBodyRate);
+  const requestMemory = memory && memory.room > 0 ? new RequestMemory(() => memory.room, () => bodyBudget.pending, options.memoryBudget) : undefined;
   log(`access: ${access ? `bearer tokens (${tokens!.count}); health probes${options.auth.metrics ? '' : ' and /metrics'} open` : 'open to anyone who reaches the port (no server.auth tokens)'}; ${tls ? `TLS${tls.clientCa ? ' with client certificates (mutual TLS)' : ''}` : 'plain HTTP and gRPC'}`);
-  const shared = { repository, metrics, state, serverVersion: VERSION, log, inferenceLog, inferenceTimeoutMs: options.inferenceTimeoutMs, access, tls, bodyBudget, proxies };
+  const shared = { repository, metrics, state, serverVersion: VERSION, log, inferenceLog, inferenceTimeoutMs: options.inferenceTimeoutMs, access, tls, bodyBudget, proxies, requestMemory };
   const rest = createRestServer({ ...shared, repositoryControl: options.repositoryControl, explainMaxRows: options.explain.maxRows, maxBodyBytes: options.maxBodyBytes, offloadBytes: options.offloadBytes, routes: options.routes });
   let grpc: GrpcServer | undefined;
   let address: { url: string; port: number };
