@@ -24,6 +24,8 @@ import {
 
 export const HEADER_LENGTH = 'inference-header-content-length';
 export const BINARY_EXTENSION = 'binary_tensor_data';
+/** The protocol extensions the server reports (GET /v2, gRPC ServerMetadata). */
+export const SERVER_EXTENSIONS = [BINARY_EXTENSION];
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

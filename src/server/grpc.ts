@@ -3,12 +3,12 @@ import { randomUUID } from 'node:crypto';
 import { HealthImplementation } from 'grpc-health-check';
 import { decodeGrpcRequest, decodeModelInferBytes, encodeGrpcResponse, INFERENCE_SERVICE, inferenceProto, peekModel, type GrpcInferRequest } from '../protocol/grpc.js';
 import { BadRequest, boundErrorText } from '../protocol/request.js';
+import { SERVER_EXTENSIONS } from '../protocol/rest.js';
 import type { AccessControl, TrustedProxies } from './auth.js';
 import type { BodyBudget } from './body.js';
 import type { RequestMemory } from './memory-budget.js';
 import { admission, GRPC_STATUS_FOR_HTTP } from './grpc-admission.js';
 import { grpcServerCredentials, type TlsOptions } from './tls.js';
-import { EXTENSIONS } from './app.js';
 import { copyTensors, encodeInferenceRecords } from '../monitor/inference-records.js';
 import type { ModelRepository, ServedVersion } from './model-repository.js';
 import { failureLogger } from './failure-log.js';
@@ -128,7 +128,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     ServerLive: () => ({ live: true }),
     ServerReady: () => ({ ready: state.ready && repository.accepting }),
     ModelReady: (r) => ({ ready: state.ready && repository.ready(named(r.name), versionOf(r.version)).ready }),
-    ServerMetadata: () => ({ name: 'mlops', version: options.serverVersion, extensions: EXTENSIONS }),
+    ServerMetadata: () => ({ name: 'mlops', version: options.serverVersion, extensions: SERVER_EXTENSIONS }),
     ModelMetadata: (r) => repository.metadata(named(r.name), versionOf(r.version)),
     ModelInfer: async (r, call) => {
       if (!state.ready && !state.draining) throw new BadRequest('the server is not ready yet', 503);

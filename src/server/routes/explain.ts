@@ -1,0 +1,108 @@
+/** The explain routes: OIP v2 (/v2/models/{name}/explain) and v1 (:explain), Kernel SHAP or occlusion in a worker thread. */
+import type http from 'node:http';
+import { spatialMap } from '../../explain/occlusion.js';
+import { fromHalfBits } from '../../model/datatypes.js';
+import type { Tensors } from '../../model/session.js';
+import { decodeInstances } from '../../protocol/instances.js';
+import { BadRequest } from '../../protocol/request.js';
+import { decodeRestRequest, HEADER_LENGTH } from '../../protocol/rest.js';
+import { readBody } from '../body.js';
+import type { ServedVersion } from '../model-repository.js';
+import { parseJsonBody, type RestContext, type RestInference } from '../rest-inference.js';
+import { MODEL_PATH, requestId, sendJson, type Handler, type Route } from '../rest-pipeline.js';
+
+export function explainRoutes(ctx: RestContext, inference: RestInference, explainMaxRows: number): Route[] {
+  const { repository, bodyLimits, deadline } = ctx;
+  const { readInferBody } = inference;
+  const options = { explainMaxRows };
+
+  /** What the explain routes offer; a server that cannot explain says why before reading the body. */
+  const explanations = (served: ServedVersion) => {
+    const offered = served.engine.explanations;
+    if (!('method' in offered)) throw new BadRequest(offered.unavailable, offered.status);
+    return offered;
+  };
+
+  /**
+   * Explanations for the rows of a request, in a worker thread. The body is an OIP v2 request (explain)
+   * or {"instances": [...]} (v1 :explain). A tabular input gets Kernel SHAP: each feature's attribution
+   * to each floating-point output column, with the base value (the background's mean output), which
+   * the attributions add up to the output from. A spatial input gets occlusion: a map of the input's
+   * height and width, each position carrying how much the column fell when its patch was zeroed.
+   */
+  const runExplain = async (served: ServedVersion, res: http.ServerResponse, feeds: Tensors, rows: number, id: string) => {
+    const { engine } = served;
+    const { model } = engine;
+    const offered = explanations(served);
+    const cost = offered.method === 'kernel_shap' ? `${offered.samples} x ${offered.backgroundRows} model rows` : 'a model row per patch';
+    if (rows > options.explainMaxRows) throw new BadRequest(`an explanation request may hold at most ${options.explainMaxRows} rows (explain.maxRows), and this one holds ${rows}: each row costs ${cost}`, 400);
+    const tensor = feeds[offered.input];
+    const data = tensor.data as ArrayLike<number | bigint>;
+    const values = new Float64Array(data.length);
+    const half = model.inputs[0].datatype === 'FP16';
+    for (let i = 0; i < data.length; i++) values[i] = half ? fromHalfBits(Number(data[i])) : Number(data[i]);
+    const head = { model_name: model.name, model_version: model.version, id };
+    // The worker attributes every floating-point output at once, their columns side by side: split per output.
+    const split = <R>(outputs: { name: string; width: number }[], each: (start: number, width: number, total: number) => R) => {
+      const total = outputs.reduce((n, o) => n + o.width, 0);
+      let next = 0;
+      return outputs.map((o) => ({ name: o.name, ...each((next += o.width) - o.width, o.width, total) }));
+    };
+    if (offered.method === 'occlusion') {
+      const dims = tensor.dims.slice(1);
+      const reply = await engine.occlude(values, dims, rows, deadline());
+      const [h, w] = [dims[reply.axes[0]], dims[reply.axes[1]]];
+      const outputs = split(reply.outputs, (start, width, total) => ({
+        rows: reply.rows.map((r) => {
+          const own = r.output.slice(start, start + width);
+          // The column mapped: the largest (the predicted class), or the value.
+          const column = own.reduce((best, v, k) => (v > own[best] ? k : best), 0);
+          return { values: own, column, map: spatialMap(r.patches, r.grid, total, start + column, [h, w], offered.patch) };
+        }),
+      }));
+      return sendJson(res, 200, { ...head, method: 'occlusion', patch: offered.patch, baseline: 0, spatial_shape: [h, w], model_rows: reply.modelRows, outputs });
+    }
+    const reply = await engine.explain(values, rows, deadline());
+    const outputs = split(reply.outputs, (start, width, total) => ({
+      base_values: reply.base.slice(start, start + width),
+      // Per row: the output's values, and per feature its attribution to each of them.
+      rows: reply.rows.map((r) => ({
+        values: r.output.slice(start, start + width),
+        attributions: offered.features.map((_, f) => r.values.slice(f * total + start, f * total + start + width)),
+      })),
+    }));
+    sendJson(res, 200, {
+      ...head,
+      method: 'kernel_shap',
+      features: offered.features,
+      coalitions: reply.coalitions,
+      exact: reply.exact,
+      background_rows: offered.backgroundRows,
+      model_rows: reply.modelRows,
+      outputs,
+    });
+  };
+
+  // Explanations are of the version that would have answered: picked by the split like an inference.
+  const explain: Handler = async (req, res, params) => {
+    explanations(repository.route(params.name, params.version));
+    const { body, header } = await readInferBody(req, req.headers[HEADER_LENGTH]);
+    const served = repository.route(params.name, params.version);
+    const request = decodeRestRequest(body, header, served.engine.model);
+    await runExplain(served, res, request.inputs, request.rows, request.id ?? requestId(req));
+  };
+  const explainInstances: Handler = async (req, res, params) => {
+    explanations(repository.route(params.name));
+    const parsed = parseJsonBody(await readBody(req, bodyLimits));
+    const served = repository.route(params.name);
+    const { feeds, rows } = decodeInstances(served.engine.model.inputs, parsed, ':explain');
+    const id = requestId(req);
+    res.setHeader('x-request-id', id);
+    await runExplain(served, res, feeds, rows, id);
+  };
+
+  return [
+    { label: '/v2/models/{name}/explain', pattern: new RegExp(`^${MODEL_PATH}/explain$`), methods: { POST: explain } },
+    { label: '/v1/models/{name}:explain', pattern: /^\/v1\/models\/([^/:]+):explain$/, methods: { POST: explainInstances } },
+  ];
+}
