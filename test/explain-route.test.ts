@@ -139,7 +139,7 @@ describe('occlusion for image-like inputs', () => {
       const images = [Array.from({ length: 64 }, (_, i) => (i % 7) / 7), Array.from({ length: 64 }, (_, i) => (i % 3) - 1)];
       const { status, json } = await post(`${server.url}/v2/models/region_sum/explain`, { inputs: [{ name: 'image', datatype: 'FP32', shape: [2, 1, 8, 8], data: images.flat() }] });
       expect(status, JSON.stringify(json)).toBe(200);
-      expect(json).toMatchObject({ method: 'occlusion', patch: 4, baseline: 0, spatial_shape: [8, 8], model_rows: 2 * (4 + 1) });
+      expect(json).toMatchObject({ method: 'occlusion', patch: 4, baseline: 0, spatial_shape: [8, 8], grid: [2, 2], model_rows: 2 * (4 + 1) });
       const [score] = (json as unknown as { outputs: { name: string; rows: { values: number[]; column: number; map: number[][] }[] }[] }).outputs;
       expect(score.name).toBe('score');
       images.forEach((image, r) => {
@@ -147,15 +147,24 @@ describe('occlusion for image-like inputs', () => {
         const row = score.rows[r];
         expect(row.values[0]).toBeCloseTo(corner, 4);
         expect(row.column).toBe(0);
-        expect(row.map).toHaveLength(8);
-        row.map.forEach((line, y) => line.forEach((cell, x) => expect(cell).toBeCloseTo(y < 4 && x < 4 ? corner : 0, 4)));
+        // One value a patch: the top-left patch holds the corner's sum.
+        expect(row.map).toEqual([[expect.closeTo(corner, 4), 0], [0, 0]]);
+      });
+      // ?map=full: one value a position, as the 8 x 8 image.
+      const full = await post(`${server.url}/v2/models/region_sum/explain?map=full`, { inputs: [{ name: 'image', datatype: 'FP32', shape: [2, 1, 8, 8], data: images.flat() }] });
+      expect(full.json).not.toHaveProperty('grid');
+      const fullRows = (full.json as unknown as { outputs: { rows: { map: number[][] }[] }[] }).outputs[0].rows;
+      images.forEach((image, r) => {
+        const corner = image.filter((_, i) => Math.floor(i / 8) < 4 && i % 8 < 4).reduce((a, b) => a + b, 0);
+        expect(fullRows[r].map).toHaveLength(8);
+        fullRows[r].map.forEach((line, y) => line.forEach((cell, x) => expect(cell).toBeCloseTo(y < 4 && x < 4 ? corner : 0, 4)));
       });
     } finally {
       await server.stop();
     }
   });
 
-  it('a digits CNN: the map is for the predicted class, the shape of the image', async () => {
+  it('a digits CNN: the map is for the predicted class, one value a patch of the image', async () => {
     const server = await startServer(serveOptions('digits_cnn', { workers: 2 }), quiet);
     try {
       const image = Array.from({ length: 64 }, (_, i) => ((i * 5) % 17));
@@ -165,7 +174,9 @@ describe('occlusion for image-like inputs', () => {
       const row = probabilities.rows[0];
       expect(row.values).toHaveLength(10);
       expect(row.column).toBe(row.values.indexOf(Math.max(...row.values)));
-      expect(row.map.map((line) => line.length)).toEqual(Array(8).fill(8));
+      // Patches of 8 (explain.patch) over an 8 x 8 image: one.
+      expect(json).toMatchObject({ spatial_shape: [8, 8], grid: [1, 1] });
+      expect(row.map.map((line) => line.length)).toEqual([1]);
     } finally {
       await server.stop();
     }
