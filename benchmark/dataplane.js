@@ -23,6 +23,7 @@
 //    findings 1 to 3 runs (gRPC streams without a token holding most of a 16 MB message, whole 12 MB
 //    messages without a token, an insider's stalled uploads filling the body budget); its success rate
 //    and p99, and the server's resident memory after.
+// 10. The response cache (issue 34): the same row again and again, the cache on against off.
 // BENCH_BASELINE=<checkout> adds that checkout's `mlops serve` to parts 1 and 9 (before/after).
 import autocannon from 'autocannon';
 import { spawn, spawnSync } from 'node:child_process';
@@ -708,6 +709,48 @@ async function twoModels(log) {
   };
 }
 
+async function responseCache(log) {
+  const [, ...rows] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split('\n');
+  const body = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: rows[0].split(',').slice(0, -1).map(Number) }] });
+  if (HAS_TASKSET) spawnSync('taskset', ['-cp', '1', String(process.pid)]);
+  const settings = { off: {}, 'on (64 MiB)': { MLOPS_RESPONSE_CACHE_BYTES: String(64 * 2 ** 20) } };
+  const samples = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, env] of Object.entries(settings)) {
+      const server = await startProcess([path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], env, 0);
+      for (const connections of [1, 32]) {
+        log(`round ${round + 1}/${ROUNDS}: response cache ${name}, concurrency ${connections}`);
+        const options = await cannon(`${server.url}/v2/models/breast_cancer/infer`, body, connections);
+        const before = cpuMicros(server.pid);
+        const result = await autocannon({ ...options, duration: SECONDS });
+        const cpu = (cpuMicros(server.pid) - before) / result.requests.total;
+        if (result.non2xx || result.errors) throw new Error(`response cache ${name}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
+        ((samples[name] ??= {})[connections] ??= []).push({ rps: result.requests.average, cpu });
+      }
+      await server.stop();
+    }
+  }
+  if (HAS_TASKSET) spawnSync('taskset', ['-cp', '0-63', String(process.pid)]);
+  const summary = {};
+  const out = [];
+  for (const [name, byConcurrency] of Object.entries(samples)) {
+    for (const [connections, runs] of Object.entries(byConcurrency)) {
+      const s = { rps: round(median(runs.map((r) => r.rps)), 0), cpuMicrosPerRequest: round(median(runs.map((r) => r.cpu)), 1) };
+      (summary[name] ??= {})[connections] = s;
+      out.push([name, connections, s.rps, s.cpuMicrosPerRequest]);
+    }
+  }
+  const ratio = (c) => round(summary['on (64 MiB)'][c].cpuMicrosPerRequest / summary.off[c].cpuMicrosPerRequest, 3);
+  return {
+    results: { summary, cpuOnVsOff: { 1: ratio(1), 32: ratio(32) } },
+    markdown: [
+      `Response cache (issue 34): breast_cancer, the same row of JSON every request (a repeated-input load), autocannon ${SECONDS} s after 1 s of warm-up, ${ROUNDS} interleaved rounds, medians; the server on core 0. Server CPU per request with the cache on is ${ratio(1)}x off at concurrency 1 and ${ratio(32)}x at 32.`,
+      '',
+      table(['response cache', 'concurrency', 'req/s', 'server CPU µs/request'], out),
+    ].join('\n'),
+  };
+}
+
 async function underAttack(log) {
   const [, ...rows] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split('\n');
   const body = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: rows[0].split(',').slice(0, -1).map(Number) }] });
@@ -762,7 +805,7 @@ export async function run({ log }) {
   // BENCH_PARTS=liveness,workers runs only those parts.
   const wanted = process.env.BENCH_PARTS?.split(',');
   const parts = {};
-  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost, contracts: contractCost, bodyBurst, security: securityCost, explain: explainCost, models: twoModels, underAttack })) {
+  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost, contracts: contractCost, bodyBurst, security: securityCost, explain: explainCost, models: twoModels, responseCache, underAttack })) {
     if (!wanted || wanted.includes(name)) parts[name] = await part(log);
   }
   return {

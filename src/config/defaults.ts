@@ -262,6 +262,7 @@ export interface Config {
     inferenceTimeoutMs: number;
     maxPendingBodyBytes: number;
     minBodyRate: number;
+    responseCache: { maxBytes: number };
     trustedProxies: string[];
     workers: number;
     inlineMaxMs: number;
@@ -369,6 +370,8 @@ export const DEFAULTS: Config = {
      * drop stalled uploads: it holds its share of maxPendingBodyBytes no longer. 0: no minimum.
      */
     minBodyRate: 1024,
+    /** Opt-in: the outputs of inputs already answered, kept within maxBytes (least recently used out). 0: no cache. */
+    responseCache: { maxBytes: 0 },
     /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For / Forwarded header names the client, for the lock-out and fair shares. */
     trustedProxies: [],
     /**

@@ -9,6 +9,7 @@ import type { TrustedProxies, AccessControl } from './auth.js';
 import { awaitContinue, type BodyBudget, type BodyLimits } from './body.js';
 import type { InferenceLog } from './inference-log.js';
 import type { RequestMemory } from './memory-budget.js';
+import type { ResponseCache } from './response-cache.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ModelRepository } from './model-repository.js';
 import { restInference, type RestContext } from './rest-inference.js';
@@ -38,6 +39,8 @@ export interface RestServerOptions {
   proxies: TrustedProxies;
   /** server.memoryBudget at run time; undefined without one. */
   requestMemory?: RequestMemory;
+  /** Opt-in (server.responseCache); undefined when off. */
+  responseCache?: ResponseCache;
   /** A request not answered this long after its body was read gets 504. */
   inferenceTimeoutMs: number;
   /** Bodies larger than this are decoded, run and encoded whole in a worker thread. */
@@ -69,7 +72,7 @@ const SHUTDOWN_BODY_IDLE_MS = 1000;
 export function createRestServer(options: RestServerOptions): RestServer {
   const { repository, metrics, state, log, access } = options;
   const bodyLimits: BodyLimits = { maxBodyBytes: options.maxBodyBytes, budget: options.bodyBudget, memory: options.requestMemory };
-  const ctx: RestContext = { repository, inferenceLog: options.inferenceLog, bodyLimits, deadline: () => performance.now() + options.inferenceTimeoutMs, offloadBytes: options.offloadBytes };
+  const ctx: RestContext = { repository, inferenceLog: options.inferenceLog, bodyLimits, deadline: () => performance.now() + options.inferenceTimeoutMs, offloadBytes: options.offloadBytes, responseCache: options.responseCache };
   const inference = restInference(ctx);
   const ready = readiness(repository, state);
   // Matched in this order: a platform's own routes first (exact paths), then the probes and inference; explanations last.

@@ -80,6 +80,8 @@ export interface InferenceEngine {
   infer(feeds: Tensors, rows: number, deadline?: number): Promise<Tensors>;
   /** A whole REST request decoded, run and encoded in a worker; only when workers > 0. `owned`: no one else uses body's buffer. */
   inferRest(body: Uint8Array, header: number | undefined, owned: boolean, request: { id: string; log?: RestLogging }, deadline?: number): Promise<RestReply>;
+  /** Rows answered from the response cache, counted in the live profile as if they had run. */
+  countCached(feeds: Tensors, result: Tensors): void;
   /** A whole gRPC ModelInferRequest decoded, run and encoded in a worker; only when workers > 0. Resolves with the ModelInferResponse's bytes. */
   inferGrpc(body: Uint8Array, owned: boolean, request: { id: string }, deadline?: number): Promise<Uint8Array>;
   /** Resolves with the runs still inside ONNX Runtime in abandoned workers: the process cannot exit normally while any remain. */
@@ -264,6 +266,9 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     occlude: (data, dims, count, deadline) => counted(occludeRows(data, dims, count, deadline)),
     inferRest: (body, header, owned, request, deadline) => counted(inferRest(body, header, owned, request, deadline)),
     inferGrpc: (body, owned, request, deadline) => counted(inferGrpc(body, owned, request, deadline)),
+    countCached: (feeds, result) => {
+      if (binner) profiled(binner.bin(feeds, result));
+    },
     async release() {
       await pool?.close();
       if (placement.where === 'main-thread') await local?.release();

@@ -27,6 +27,8 @@ export interface ServeOptions {
   maxPendingBodyBytes: number;
   /** Bytes a second a body still arriving must average over 10 s; 0: no minimum. */
   minBodyRate: number;
+  /** Bytes of outputs the response cache keeps; 0: no cache. */
+  responseCacheBytes: number;
   /** Proxies whose X-Forwarded-For names the client. */
   trustedProxies: string[];
   shutdownTimeoutMs: number;
@@ -92,6 +94,7 @@ export const SERVER_ENV = {
   MLOPS_INFERENCE_TIMEOUT_MS: 'inferenceTimeoutMs',
   MLOPS_MAX_PENDING_BODY_BYTES: 'maxPendingBodyBytes',
   MLOPS_MIN_BODY_RATE: 'minBodyRate',
+  MLOPS_RESPONSE_CACHE_BYTES: 'responseCacheBytes',
   MLOPS_TRUSTED_PROXIES: 'trustedProxies',
   MLOPS_WORKERS: 'workers',
   MLOPS_INLINE_MAX_MS: 'inlineMaxMs',
@@ -141,6 +144,7 @@ export function serveOptionsFromConfig(config: Config, baseDir: string): ServeOp
     inferenceTimeoutMs: config.server.inferenceTimeoutMs,
     maxPendingBodyBytes: config.server.maxPendingBodyBytes,
     minBodyRate: config.server.minBodyRate,
+    responseCacheBytes: config.server.responseCache.maxBytes,
     trustedProxies: config.server.trustedProxies,
     shutdownTimeoutMs: config.server.shutdownTimeoutMs,
     memoryBudget: config.server.memoryBudget,
@@ -194,6 +198,7 @@ export function imageServerEnv(config: Config): Record<string, string> {
   set('MLOPS_INFERENCE_TIMEOUT_MS', server.inferenceTimeoutMs, defaults.inferenceTimeoutMs);
   set('MLOPS_MAX_PENDING_BODY_BYTES', server.maxPendingBodyBytes, defaults.maxPendingBodyBytes);
   set('MLOPS_MIN_BODY_RATE', server.minBodyRate, defaults.minBodyRate);
+  set('MLOPS_RESPONSE_CACHE_BYTES', server.responseCache.maxBytes, defaults.responseCache.maxBytes);
   if (server.trustedProxies.length > 0) env.MLOPS_TRUSTED_PROXIES = server.trustedProxies.join(',');
   set('MLOPS_WORKERS', server.workers, defaults.workers);
   set('MLOPS_INLINE_MAX_MS', server.inlineMaxMs, defaults.inlineMaxMs);
@@ -254,6 +259,7 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   if ((v = get('MLOPS_MAX_BODY_BYTES'))) out.maxBodyBytes = parseNumber('MLOPS_MAX_BODY_BYTES', v, 1024, 2 ** 31 - 1);
   if ((v = get('MLOPS_ALLOW_NON_FINITE'))) out.allowNonFinite = parseBoolean('MLOPS_ALLOW_NON_FINITE', v);
   if ((v = get('MLOPS_INFERENCE_TIMEOUT_MS'))) out.inferenceTimeoutMs = parseNumber('MLOPS_INFERENCE_TIMEOUT_MS', v, 1, 3_600_000);
+  if ((v = get('MLOPS_RESPONSE_CACHE_BYTES'))) out.responseCacheBytes = parseNumber('MLOPS_RESPONSE_CACHE_BYTES', v, 0, 2 ** 40);
   if ((v = get('MLOPS_MIN_BODY_RATE'))) out.minBodyRate = parseNumber('MLOPS_MIN_BODY_RATE', v, 0, 2 ** 31 - 1);
   if ((v = get('MLOPS_TRUSTED_PROXIES'))) out.trustedProxies = v.split(',').map((t) => t.trim()).filter((t) => t !== '');
   if ((v = get('MLOPS_MAX_PENDING_BODY_BYTES'))) out.maxPendingBodyBytes = parseNumber('MLOPS_MAX_PENDING_BODY_BYTES', v, 1024, 2 ** 40);

@@ -14,6 +14,7 @@ import type { InferenceLog } from './inference-log.js';
 import type { ModelRepository, ServedVersion } from './model-repository.js';
 import { inferRaw, labelledAnswer, labelTensors, looksLikeImage, rawBodyKind, rawInstances, rawOipInputs, requestedTopK } from './processing.js';
 import { requestId, sendInferResponse, sendJson, type BinaryFraming } from './rest-pipeline.js';
+import { cacheRefused, type ResponseCache } from './response-cache.js';
 
 /** What every contract's routes share: the models, the limits, the deadline's clock. */
 export interface RestContext {
@@ -25,12 +26,14 @@ export interface RestContext {
   deadline: () => number;
   /** Bodies larger than this are decoded, run and encoded whole in a worker thread. */
   offloadBytes: number;
+  /** Opt-in (server.responseCache); undefined when off. */
+  responseCache?: ResponseCache;
 }
 
 export type RestInference = ReturnType<typeof restInference>;
 
 export function restInference(ctx: RestContext) {
-  const { repository, inferenceLog, bodyLimits, deadline } = ctx;
+  const { repository, inferenceLog, bodyLimits, deadline, responseCache } = ctx;
   const options = { offloadBytes: ctx.offloadBytes };
   const NO_SHADOWS: ServedVersion[] = [];
   const NO_BINARY = new Set<string>();
@@ -76,7 +79,12 @@ export function restInference(ctx: RestContext) {
     const inputs = logged && inferenceLog!.inputs ? copyTensors(request.inputs) : undefined;
     const copy = shadows.length > 0 ? { tensors: copyTensors(request.inputs) } : undefined;
     const due = deadline();
-    const result = await engine.infer(request.inputs, request.rows, due);
+    // The key is made before the run: batching may hand the inputs' buffers to a worker.
+    const cacheKey = responseCache && !cacheRefused(req.headers['cache-control']) ? responseCache.key(model.name, model.version, request.inputs, request.outputs) : undefined;
+    const cached = cacheKey === undefined ? undefined : responseCache!.get(cacheKey);
+    const result = cached ?? (await engine.infer(request.inputs, request.rows, due));
+    if (cached) engine.countCached(request.inputs, cached);
+    else if (cacheKey !== undefined) responseCache!.set(cacheKey, result);
     // A classifier with names: its labels beside the outputs, unless the request named the outputs it wants.
     const answer = request.outputs === undefined && served.processing ? labelledAnswer(served.processing, model, result) : undefined;
     const response = answer ? encodeRestResponse(answer.signature, answer.result, request) : encodeRestResponse(model, result, request);

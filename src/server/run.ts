@@ -3,6 +3,7 @@ import { VERSION } from '../version.js';
 import { createRestServer } from './app.js';
 import { AccessControl, TokenSet, TrustedProxies } from './auth.js';
 import { BodyBudget } from './body.js';
+import { ResponseCache } from './response-cache.js';
 import { loadTlsFiles, tlsEnabled } from './tls.js';
 import type { Placement } from './engine.js';
 import { MemoryLedger, RequestMemory } from './memory-budget.js';
@@ -96,7 +97,9 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   const bodyBudget = new BodyBudget(Math.min(Math.max(options.maxPendingBodyBytes, options.maxBodyBytes), memory && memory.room > 0 ? memory.room : Infinity), options.minBodyRate);
   const requestMemory = memory && memory.room > 0 ? new RequestMemory(() => memory.room, () => bodyBudget.pending, options.memoryBudget) : undefined;
   log(`access: ${access ? `bearer tokens (${tokens!.count}); health probes${options.auth.metrics ? '' : ' and /metrics'} open` : 'open to anyone who reaches the port (no server.auth tokens)'}; ${tls ? `TLS${tls.clientCa ? ' with client certificates (mutual TLS)' : ''}` : 'plain HTTP and gRPC'}`);
-  const shared = { repository, metrics, state, serverVersion: VERSION, log, inferenceLog, inferenceTimeoutMs: options.inferenceTimeoutMs, access, tls, bodyBudget, proxies, requestMemory };
+  const responseCache = options.responseCacheBytes > 0 ? new ResponseCache(options.responseCacheBytes, metrics.registry) : undefined;
+  if (responseCache) log(`response cache: up to ${options.responseCacheBytes} bytes of outputs, least recently used out first`);
+  const shared = { repository, metrics, state, serverVersion: VERSION, log, inferenceLog, inferenceTimeoutMs: options.inferenceTimeoutMs, access, tls, bodyBudget, proxies, requestMemory, responseCache };
   const rest = createRestServer({ ...shared, repositoryControl: options.repositoryControl, explainMaxRows: options.explain.maxRows, maxBodyBytes: options.maxBodyBytes, offloadBytes: options.offloadBytes, routes: options.routes });
   let grpc: GrpcServer | undefined;
   let address: { url: string; port: number };

@@ -48,6 +48,8 @@ export function oipRoutes(ctx: RestContext, inference: RestInference, options: O
     await readBody(req, bodyLimits);
     const name = params.name!;
     await (action === 'load' ? repository.load(name) : repository.unload(name));
+    // Answers kept for the files it served before are not this model's any more.
+    ctx.responseCache?.forget(name);
     log(`model '${name}' ${action === 'load' ? 'loaded' : 'unloaded'} by POST /v2/repository/models/${name}/${action}`);
     sendJson(res, 200, {});
   };
