@@ -16,6 +16,9 @@ export interface TestCertificates {
   clientKey: string;
   expiredCert: string;
   expiredKey: string;
+  /** A client certificate the CA issued, expired. */
+  expiredClientCert: string;
+  expiredClientKey: string;
   otherClientCert: string;
   otherClientKey: string;
   /** A second server certificate from the same CA, for rotation. */
@@ -54,6 +57,7 @@ export function makeCertificates(): TestCertificates {
   issue(dir, 'ca', 'client');
   issue(dir, 'other-ca', 'other-client');
   issue(dir, 'ca', 'expired', { server: true, start: '20200101000000Z', end: '20200102000000Z' });
+  issue(dir, 'ca', 'expired-client', { start: '20200101000000Z', end: '20200102000000Z' });
   const f = (name: string) => path.join(dir, name);
   return {
     dir,
@@ -64,6 +68,8 @@ export function makeCertificates(): TestCertificates {
     clientKey: f('client.key'),
     expiredCert: f('expired.crt'),
     expiredKey: f('expired.key'),
+    expiredClientCert: f('expired-client.crt'),
+    expiredClientKey: f('expired-client.key'),
     otherClientCert: f('other-client.crt'),
     otherClientKey: f('other-client.key'),
     rotatedCert: f('rotated.crt'),

@@ -284,6 +284,44 @@ describe('TLS and mutual TLS', () => {
     }
   });
 
+  it('an expired client certificate from the trusted CA is refused naming that; TLS 1.2 offers forward-secret AEAD suites only, on HTTPS and gRPC', async () => {
+    const grpcPort = await freePort();
+    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort, tls: { cert: certs.serverCert, key: certs.serverKey, clientCa: certs.ca, reloadIntervalMs: 1000 } }), () => undefined);
+    const ca = readFileSync(certs.ca);
+    const tls = await import('node:tls');
+    try {
+      const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = https.get(`${server.url}/v2/models/wine`, { ca, cert: readFileSync(certs.expiredClientCert), key: readFileSync(certs.expiredClientKey), agent: false }, (res) => {
+          let text = '';
+          res.on('data', (d) => (text += d));
+          res.on('end', () => resolve({ status: res.statusCode!, text }));
+        });
+        req.on('error', reject);
+      });
+      // Before: 403 saying the CA did not issue it.
+      expect(answer).toEqual({ status: 403, text: JSON.stringify({ error: 'the client certificate has expired: renew it' }) });
+      const { port } = new URL(server.url);
+      const handshake = (at: number, options: import('node:tls').ConnectionOptions) =>
+        new Promise<string>((resolve) => {
+          const socket = tls.connect({ host: '127.0.0.1', port: at, ca, servername: 'localhost', cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey), ...options }, () => {
+            const cipher = socket.getCipher().name;
+            socket.destroy();
+            resolve(cipher);
+          });
+          socket.on('error', (error) => resolve(`refused: ${(error as NodeJS.ErrnoException).code ?? error.message}`));
+        });
+      for (const at of [Number(port), grpcPort]) {
+        // CBC with SHA-1, and RSA key exchange (no forward secrecy): Node's defaults offered both.
+        expect(await handshake(at, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA' })).toMatch(/^refused/);
+        expect(await handshake(at, { maxVersion: 'TLSv1.2', ciphers: 'AES128-GCM-SHA256:AES256-SHA' })).toMatch(/^refused/);
+        expect(await handshake(at, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256', ...(at === grpcPort ? { ALPNProtocols: ['h2'] } : {}) })).toBe('ECDHE-ECDSA-AES128-GCM-SHA256');
+        expect(await handshake(at, at === grpcPort ? { ALPNProtocols: ['h2'] } : {})).toMatch(/^TLS_/);
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('certificates rotate without a restart on both protocols', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'mlops-rotate-'));
     const cert = path.join(dir, 'tls.crt');
