@@ -10,7 +10,7 @@ import { seededRandom } from '../src/model/random.js';
 import { loadModel, type LoadedModel } from '../src/model/session.js';
 import type { ServeOptions } from '../src/server/options.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
-import { fixture, freePort, lines, ROOT, runCli, serveOptions, withTempDir } from './helpers.js';
+import { fixture, freePort, lines, ROOT, runCli, serveOptions, slowLoopBody, withTempDir } from './helpers.js';
 
 const quiet = () => undefined;
 
@@ -287,13 +287,7 @@ async function healthDuring(url: string, load: Promise<unknown>): Promise<number
 }
 
 describe('inference off the event loop', () => {
-  const slow = (iterations: number) =>
-    JSON.stringify({
-      inputs: [
-        { name: 'iterations', datatype: 'INT64', shape: [], data: [iterations] },
-        { name: 'x', datatype: 'FP32', shape: [1, 256], data: Array(256).fill(0.01) },
-      ],
-    });
+  const slow = slowLoopBody;
   const flood = (url: string, clients: number, requests: number, iterations: number) =>
     Promise.all(
       Array.from({ length: clients }, async () => {

@@ -109,3 +109,12 @@ export async function freePort(): Promise<number> {
   await new Promise((r) => server.close(r));
   return port;
 }
+
+/** A request to the slow_loop fixture that runs `iterations` rounds (about 5 µs each here). */
+export const slowLoopBody = (iterations: number) =>
+  JSON.stringify({
+    inputs: [
+      { name: 'iterations', datatype: 'INT64', shape: [], data: [iterations] },
+      { name: 'x', datatype: 'FP32', shape: [1, 256], data: Array(256).fill(0.01) },
+    ],
+  });

@@ -67,7 +67,7 @@ export function admission(options: AdmissionOptions): grpc.ServerInterceptor {
       if (!untrack) return;
       untrack();
       untrack = undefined;
-      limits.budget.give(held, client);
+      limits.budget.give(held);
       held = 0;
     };
     const refuse = (error: BadRequest) => {
