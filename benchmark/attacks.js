@@ -75,9 +75,9 @@ export function grpcLargeMessages(port, { inFlight = 3, bytes = 12 * 2 ** 20 } =
 
 /**
  * REST uploads that stall once they hold `each` bytes, `count` at a time, re-opened when dropped (finding 3:
- * nine uploads holding all of the 128 MiB budget but 2 KiB). `token`: an insider's; without one they are refused before a byte.
+ * nine uploads holding all of the 128 MiB budget but 128 bytes, less than any request). `token`: an insider's; without one they are refused before a byte.
  */
-export function stalledUploads(url, { count = 9, each = Math.floor((128 * 2 ** 20 - 2048) / 9), token } = {}) {
+export function stalledUploads(url, { count = 9, each = Math.floor((128 * 2 ** 20 - 128) / 9), token } = {}) {
   const { port } = new URL(url);
   let stopped = false;
   const sockets = new Set();

@@ -767,7 +767,7 @@ async function underAttack(log) {
     alone: () => () => undefined,
     '200 gRPC streams without a token, 15 MB of 16 each (finding 1)': (server) => grpcStreamFlood(server.grpcPort),
     'whole 12 MB gRPC messages without a token, 3 at a time (finding 2)': (server) => grpcLargeMessages(server.grpcPort),
-    "an insider's 9 stalled uploads holding the 128 MiB body budget but 2 KiB (finding 3)": (server) => stalledUploads(server.url, { token: INSIDER }),
+    "an insider's 9 stalled uploads holding the 128 MiB body budget but 128 bytes (finding 3)": (server) => stalledUploads(server.url, { token: INSIDER }),
   };
   const samples = {};
   for (let round = 0; round < ROUNDS; round++) {
