@@ -290,12 +290,12 @@ describe('the budget shared fairly, and the minimum rate', () => {
   }, 30_000);
 
   it('X-Forwarded-For counts only from a trusted proxy, read from the right past trusted hops; Forwarded too', () => {
-    const proxies = new TrustedProxies(['10.0.0.0/8', '127.0.0.1'], '');
+    const proxies = new TrustedProxies(['198.51.100.0/24', '127.0.0.1'], '');
     expect(proxies.clientOf('192.0.2.1', { 'x-forwarded-for': '203.0.113.5' })).toBe('192.0.2.1');
-    expect(proxies.clientOf('10.1.2.3', { 'x-forwarded-for': 'forged, 203.0.113.5, 10.9.9.9' })).toBe('203.0.113.5');
+    expect(proxies.clientOf('198.51.100.3', { 'x-forwarded-for': 'forged, 203.0.113.5, 198.51.100.9' })).toBe('203.0.113.5');
     expect(proxies.clientOf('::ffff:127.0.0.1', { forwarded: 'for=198.51.100.1;proto=https, for="[2001:db8::1]:4711"' })).toBe('2001:db8::1');
-    expect(proxies.clientOf('10.1.2.3', {})).toBe('10.1.2.3');
-    expect(new TrustedProxies([], '').clientOf('10.1.2.3', { 'x-forwarded-for': '203.0.113.5' })).toBe('10.1.2.3');
+    expect(proxies.clientOf('198.51.100.3', {})).toBe('198.51.100.3');
+    expect(new TrustedProxies([], '').clientOf('198.51.100.3', { 'x-forwarded-for': '203.0.113.5' })).toBe('198.51.100.3');
     expect(() => new TrustedProxies(['not-an-address'], '')).toThrow(/server\.trustedProxies: 'not-an-address' is not an IP address or CIDR range/);
   });
 });

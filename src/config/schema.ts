@@ -131,7 +131,7 @@ const sections = z
         maxPendingBodyBytes: int(1024, 2 ** 40, 'a size in bytes'),
         minBodyRate: int(0, 2 ** 31 - 1, 'bytes a second (0: no minimum)'),
         responseCache: z.object({ maxBytes: int(0, 2 ** 40, 'a size in bytes (0: no cache)') }).partial().strict(),
-        trustedProxies: z.array(text('an IP address or CIDR range like "10.0.0.0/8"').regex(/^[0-9A-Fa-f:.]+(\/\d{1,3})?$/, { error: 'expected an IP address or CIDR range like "10.0.0.0/8"' }), { error: 'expected a list of addresses, like ["10.0.0.0/8"]' }),
+        trustedProxies: z.array(text('an IP address or CIDR range like "fd00::/8"').regex(/^[0-9A-Fa-f:.]+(\/\d{1,3})?$/, { error: 'expected an IP address or CIDR range like "127.0.0.1" or "fd00::/8"' }), { error: 'expected a list of addresses, like ["127.0.0.1"]' }),
         workers: int(0, 64, 'a thread count (0: inference on the main thread)'),
         inlineMaxMs: z.number({ error: 'expected milliseconds' }).min(0, { error: 'expected milliseconds >= 0' }).max(1000, { error: 'expected milliseconds <= 1000' }),
         offloadBytes: int(0, 2 ** 31 - 1, 'a size in bytes'),

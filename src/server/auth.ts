@@ -258,12 +258,12 @@ export class TrustedProxies {
 function addProxy(list: BlockList, entry: string): void {
   const [address, bits] = entry.trim().split('/');
   const family = isIP(address);
-  if (family === 0) throw inputError(`server.trustedProxies: '${entry}' is not an IP address or CIDR range`, 'list proxy addresses like "10.0.0.0/8" or "127.0.0.1"');
+  if (family === 0) throw inputError(`server.trustedProxies: '${entry}' is not an IP address or CIDR range`, 'list proxy addresses or CIDR ranges, like "127.0.0.1" or "fd00::/8"');
   const type = family === 4 ? 'ipv4' : 'ipv6';
   if (bits === undefined) list.addAddress(address, type);
   else {
     const prefix = Number(bits);
-    if (!/^\d+$/.test(bits) || prefix > (family === 4 ? 32 : 128)) throw inputError(`server.trustedProxies: '${entry}' has a bad prefix length`, 'write a CIDR range like "10.0.0.0/8"');
+    if (!/^\d+$/.test(bits) || prefix > (family === 4 ? 32 : 128)) throw inputError(`server.trustedProxies: '${entry}' has a bad prefix length`, 'write a CIDR range like "fd00::/8" (a prefix of at most 32 bits for IPv4, 128 for IPv6)');
     list.addSubnet(address, prefix, type);
   }
 }
