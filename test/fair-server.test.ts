@@ -387,6 +387,29 @@ describe('refusals stop the upload (findings 6 and 7)', () => {
   }, 30_000);
 });
 
+describe("a client's own deadline (parameters.timeout)", () => {
+  it('shortens the server\'s: a run past it answers 504 at its time, not the server\'s 60 s; a bad value is 400 naming it', async () => {
+    const server = await startServer(serveOptions('slow_loop', { workers: 1, intraOpThreads: 1, inferenceTimeoutMs: 60_000, grpcPort: 0 }), () => undefined);
+    const withTimeout = (iterations: number, timeout: unknown) => JSON.stringify({ ...JSON.parse(slowLoopBody(iterations)), parameters: { timeout } });
+    try {
+      const started = performance.now();
+      // About 3 s of loop rounds against a timeout of 300 ms (Triton's unit: microseconds).
+      const res = await fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: withTimeout(600_000, 300_000) });
+      expect(res.status).toBe(504);
+      expect(performance.now() - started).toBeLessThan(1500);
+      for (const bad of ['soon', -1, 0, 1.5]) {
+        const refused = await fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: withTimeout(10, bad) });
+        expect(refused.status).toBe(400);
+        expect(((await refused.json()) as { error: string }).error).toMatch(/parameters\.timeout/);
+      }
+      expect((await fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: withTimeout(10, 10_000_000) })).status).toBe(200);
+      for (let i = 0; i < 100 && !/mlops_inference_abandoned_runs 0/.test(await (await fetch(`${server.url}/metrics`)).text()); i++) await sleep(100);
+    } finally {
+      await server.stop();
+    }
+  }, 30_000);
+});
+
 describe('server.memoryBudget at run time (finding 8)', () => {
   it('concurrent large bodies under a 64 MiB budget: each answered 200 or 503 with Retry-After, never a 500; one that could never fit gets 413 naming the budget', async () => {
     const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort: 0, memoryBudget: '64Mi', maxBodyBytes: 32 * 2 ** 20 }), () => undefined);

@@ -46,6 +46,8 @@ export interface InferRequest {
   outputs?: string[];
   /** Outputs to send back as binary data (REST binary extension); gRPC always answers raw. */
   binaryOutputs: Set<string>;
+  /** The client's own deadline (parameters.timeout, in microseconds, as Triton takes it): it can only shorten the server's. */
+  timeoutMicros?: number;
 }
 
 /** The signature a request is checked against: the model's, from either side of the wire. */

@@ -114,7 +114,9 @@ export function decodeParsedRestRequest(parsed: unknown, body: Uint8Array, heade
   }
   const outputs = resolveOutputs(signature.outputs, names);
   if (allBinary && !outputs) for (const o of signature.outputs) binaryOutputs.add(o.name);
-  return { id, inputs: tensors, rows, outputs, binaryOutputs };
+  const timeoutMicros = sizeParameter(parsed.parameters, 'timeout', 'the request');
+  if (timeoutMicros === 0) throw new BadRequest('the request: parameters.timeout must be a positive number of microseconds');
+  return { id, inputs: tensors, rows, outputs, binaryOutputs, timeoutMicros };
 }
 
 export interface RestResponse {

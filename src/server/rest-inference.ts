@@ -78,7 +78,8 @@ export function restInference(ctx: RestContext) {
     // Batching may hand the inputs' buffers to a worker thread: the log and the shadows keep a copy.
     const inputs = logged && inferenceLog!.inputs ? copyTensors(request.inputs) : undefined;
     const copy = shadows.length > 0 ? { tensors: copyTensors(request.inputs) } : undefined;
-    const due = deadline();
+    // The client's own deadline (parameters.timeout) only ever shortens the server's.
+    const due = request.timeoutMicros === undefined ? deadline() : Math.min(deadline(), performance.now() + request.timeoutMicros / 1000);
     // The key is made before the run: batching may hand the inputs' buffers to a worker.
     const cacheKey = responseCache && !cacheRefused(req.headers['cache-control']) ? responseCache.key(model.name, model.version, request.inputs, request.outputs) : undefined;
     const cached = cacheKey === undefined ? undefined : responseCache!.get(cacheKey);
