@@ -173,8 +173,9 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
 
   program
     .command('versions')
-    .description("list the model's versions in the registry: digest, created, model, results, signed, aliases")
+    .description("list the model's versions in the registry: digest, created, model, results, signature (verified with the key), aliases")
     .option('--repository <ref>', 'registry/repository to list (default: image.repository)')
+    .option('--key <file>', 'check each version\'s signature with this public key, as mlops verify does (default: deploy.verify.key)')
     .action(runAction(async (ctx, flags) => (await import('./commands/versions.js')).run(flags as never, ctx)));
 
   program

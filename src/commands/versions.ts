@@ -6,6 +6,8 @@ import { localName, parseReference } from '../registry/reference.js';
 import { localVersions, registryVersions } from '../registry/versions.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
+import path from 'node:path';
+import { loadPublicKey } from '../supply-chain/keys.js';
 import { configuredRepository } from '../project/repository.js';
 
 /** What fits in a terminal; --json has every result label. */
@@ -13,6 +15,7 @@ const HEADLINE = ['test.passed', 'test.accuracy', 'test.f1_macro', 'test.r2', 't
 
 export interface VersionsFlags {
   repository?: string;
+  key?: string;
 }
 
 export async function run(flags: VersionsFlags, ctx: CommandContext): Promise<number> {
@@ -23,7 +26,10 @@ export async function run(flags: VersionsFlags, ctx: CommandContext): Promise<nu
   if (inRegistry) {
     const credentials = await resolveCredentials(ref.registry, ctx.env);
     ctx.reporter.maskSecret(credentials?.password);
-    listing = await registryVersions(new RegistryClient(ref.registry, credentials), ref.repository);
+    // The key `mlops verify` takes: versions are shown signed only when it verifies them.
+    const keyFile = flags.key ? path.resolve(ctx.cwd, flags.key) : config.deploy.verify.key ? path.resolve(baseDir, config.deploy.verify.key) : '';
+    const key = keyFile ? await loadPublicKey(keyFile, flags.key ? '--key' : 'deploy.verify.key') : undefined;
+    listing = await registryVersions(new RegistryClient(ref.registry, credentials), ref.repository, key, localName(ref));
   } else {
     listing = await localVersions(await connectDocker(ctx.env), ref);
   }
@@ -38,7 +44,7 @@ export async function run(flags: VersionsFlags, ctx: CommandContext): Promise<nu
       HEADLINE.filter((k) => v.metrics[k] !== undefined)
         .map((k) => `${k.replace(/^(test|bench)\./, '')}=${v.metrics[k]}`)
         .join(' '),
-      v.signed === null ? '-' : v.signed ? 'signed' : s.yellow('unsigned'),
+      v.signature === null ? '-' : v.signature === 'verified' ? s.green('verified') : v.signature === 'does not verify' ? s.red('does not verify') : s.yellow(v.signature === 'not checked' ? 'not checked (no key)' : 'unsigned'),
       v.aliases.join(', '),
     ]);
     return `${r.repository} (${r.source})\n\n${renderTable(['version', 'digest', 'created', 'model', 'results', 'signature', 'aliases'], rows)}`;

@@ -1,6 +1,7 @@
 import type Docker from 'dockerode';
 import semver from 'semver';
-import { hasSignature } from '../supply-chain/verify.js';
+import type { KeyObject } from 'node:crypto';
+import { hasSignature, verifyRelease } from '../supply-chain/verify.js';
 import type { RegistryClient } from './client.js';
 import { localName, type ImageReference } from './reference.js';
 
@@ -13,8 +14,20 @@ export interface VersionInfo {
   /** mlops.test.* and mlops.bench.* labels, without the prefix "mlops.". */
   metrics: Record<string, string>;
   aliases: string[];
-  /** A signature is attached in the registry (presence: `mlops verify` checks it); null for local images. */
+  /** True only when a signature by the key given verifies for this digest (what `mlops verify` checks); null for local images. */
   signed: boolean | null;
+  /**
+   * What the registry holds: `verified` (by the key given), `does not verify` (`signatureProblem` says why), `not checked`
+   * (a signature is attached, and no key was given to check it), `unsigned`; null for local images.
+   */
+  signature: 'verified' | 'does not verify' | 'not checked' | 'unsigned' | null;
+  signatureProblem?: string;
+}
+
+/** The key `mlops verify` would use: versions are reported signed only when it verifies them. */
+export interface VerifyingKey {
+  publicKey: KeyObject;
+  keyId: string;
 }
 
 export interface VersionListing {
@@ -38,8 +51,11 @@ function sortVersions(list: VersionInfo[]): VersionInfo[] {
   return list.sort((a, b) => semver.rcompare(a.version, b.version));
 }
 
-/** Versions in a registry repository: semver tags, with their digest, creation time and labels. */
-export async function registryVersions(client: RegistryClient, repository: string): Promise<VersionListing> {
+/**
+ * Versions in a registry repository: semver tags, with their digest, creation time and labels. A version
+ * is `signed` only when `key` verifies it as `mlops verify` does; a signature merely attached is `not checked`.
+ */
+export async function registryVersions(client: RegistryClient, repository: string, key?: VerifyingKey, name = repository): Promise<VersionListing> {
   const tags = await client.tags(repository);
   const digests = new Map<string, string>();
   const versions: VersionInfo[] = [];
@@ -59,7 +75,7 @@ export async function registryVersions(client: RegistryClient, repository: strin
       modelSha256: labels['mlops.model.sha256'] ?? null,
       metrics: headlineLabels(labels),
       aliases: [],
-      signed: await hasSignature(client, repository, manifest.digest),
+      ...(await signatureOf(client, repository, name, tag, manifest.digest, key)),
     });
   }
   return withAliases(versions, digests, (v) => v.digest);
@@ -87,10 +103,18 @@ export async function localVersions(docker: Docker, ref: ImageReference): Promis
         metrics: headlineLabels(labels),
         aliases: [],
         signed: null,
+        signature: null,
       });
     }
   }
   return withAliases(versions, ids, (v) => v.imageId);
+}
+
+async function signatureOf(client: RegistryClient, repository: string, name: string, version: string, digest: string, key: VerifyingKey | undefined): Promise<Pick<VersionInfo, 'signed' | 'signature' | 'signatureProblem'>> {
+  if (!key) return { signed: false, signature: (await hasSignature(client, repository, digest)) ? 'not checked' : 'unsigned' };
+  const result = await verifyRelease({ client, name, repository, reference: version, ...key });
+  if (result.problems.length === 0) return { signed: true, signature: 'verified' };
+  return { signed: false, signature: result.failure === 'unsigned' ? 'unsigned' : 'does not verify', signatureProblem: result.problems.join('; ') };
 }
 
 function withAliases(versions: VersionInfo[], targets: Map<string, string>, key: (v: VersionInfo) => string | null): VersionListing {

@@ -137,8 +137,11 @@ describe.skipIf(!engine.ok)(`signed versions and SBOMs in a real OCI registry${e
     const model = sbom.components.find((c: { type: string }) => c.type === 'machine-learning-model');
     expect(model.modelCard.quantitativeAnalysis.performanceMetrics.map((m: { type: string }) => m.type)).toContain('accuracy');
 
-    const listed = JSON.parse((await runCli(['versions', '--json'], { cwd: verifier })).stdout);
-    expect(listed.versions).toEqual([expect.objectContaining({ version: '1.0.0', signed: true, aliases: [] })]);
+    // Signed only when the key verifies it; without a key, a signature attached is not checked (issue 35).
+    const listed = JSON.parse((await runCli(['versions', '--key', 'mlops.pub', '--json'], { cwd: verifier })).stdout);
+    expect(listed.versions).toEqual([expect.objectContaining({ version: '1.0.0', signed: true, signature: 'verified', aliases: [] })]);
+    const unchecked = JSON.parse((await runCli(['versions', '--json'], { cwd: verifier })).stdout);
+    expect(unchecked.versions).toEqual([expect.objectContaining({ version: '1.0.0', signed: false, signature: 'not checked' })]);
     // The artifacts' tags are neither versions nor aliases.
     expect(listed.aliases).toEqual({});
   });
@@ -147,6 +150,9 @@ describe.skipIf(!engine.ok)(`signed versions and SBOMs in a real OCI registry${e
     const wrongKey = await runCli(['verify', '1.0.0', '--key', 'other-keys/mlops.pub'], { cwd: dir });
     expect(wrongKey.code).toBe(1);
     expect(wrongKey.stderr + wrongKey.stdout).toMatch(/its signature does not verify: signed by another key \([0-9a-f]{12}\), not [0-9a-f]{12}/);
+    // versions no longer calls it signed: before, a signature merely present showed "signed" (issue 35).
+    const listedWrong = JSON.parse((await runCli(['versions', '--key', 'other-keys/mlops.pub', '--json'], { cwd: dir })).stdout);
+    expect(listedWrong.versions).toEqual([expect.objectContaining({ version: '1.0.0', signed: false, signature: 'does not verify', signatureProblem: expect.stringMatching(/signed by another key/) })]);
 
     // Someone pushes another image as 1.0.0 (with docker, not mlops).
     await docker.getImage(base).tag({ repo: repository, tag: '1.0.0' });
