@@ -205,7 +205,10 @@ export function releaseRequest(req: http.IncomingMessage): void {
   (req as Tagged)[RESERVED]?.();
 }
 
-/** Says whose request this is (an identity or an address), for its share of the budget. */
+/**
+ * Says whose request this is, for its share of the budget: `t:` and the token when tokens are on, else the
+ * client's address as it is (the key gRPC calls use too, so one client's REST and gRPC bodies share a share).
+ */
 export function setClient(req: http.IncomingMessage, client: string): void {
   (req as Tagged)[CLIENT] = client;
 }

@@ -215,23 +215,25 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     onExpired: () => options.onDeadline?.('queued'),
   });
 
+  /** A whole request (REST body or gRPC message) run in a worker: its queue time, run and profile counted as a batch's are. */
+  const recordWhole = (queuedAt: number, reply: { startedAt: number; rows: number; seconds: number; profiled?: Parameters<typeof profiled>[0] }) => {
+    options.onQueued((reply.startedAt - queuedAt) / 1000);
+    options.onRun(reply.rows, reply.seconds);
+    profiled(reply.profiled);
+  };
   const inferRest: InferenceEngine['inferRest'] = async (body, header, owned, request, deadline) => {
     const queuedAt = now();
     // A buffer that is the body's alone moves to the worker; any other is copied.
     const transfer = owned && body.buffer instanceof ArrayBuffer ? [body.buffer] : [];
     const reply = replyOrThrow(await pool!.run({ kind: 'rest', body, header, ...request }, transfer, deadline), 'rest');
-    options.onQueued((reply.startedAt - queuedAt) / 1000);
-    options.onRun(reply.rows, reply.seconds);
-    profiled(reply.profiled);
+    recordWhole(queuedAt, reply);
     return { body: reply.body, headerLength: reply.headerLength, rows: reply.rows, logged: reply.logged };
   };
   const inferGrpc: InferenceEngine['inferGrpc'] = async (body, owned, request, deadline) => {
     const queuedAt = now();
     const transfer = owned && body.buffer instanceof ArrayBuffer && body.byteLength === body.buffer.byteLength ? [body.buffer] : [];
     const reply = replyOrThrow(await pool!.run({ kind: 'grpc', body, id: request.id }, transfer, deadline), 'grpc');
-    options.onQueued((reply.startedAt - queuedAt) / 1000);
-    options.onRun(reply.rows, reply.seconds);
-    profiled(reply.profiled);
+    recordWhole(queuedAt, reply);
     return reply.body;
   };
   // Requests inside the engine: a model swapped out by a load is released only once they are answered.

@@ -89,7 +89,7 @@ export function admission(options: AdmissionOptions): grpc.ServerInterceptor {
     };
     const admit = (metadata: grpc.Metadata, next: (metadata: grpc.Metadata) => void) => {
       const address = clientAddress(call, metadata, proxies);
-      client = `a:${address}`;
+      client = address;
       if (access && !open) {
         const given = metadata.get('authorization')[0];
         const token = bearerToken(typeof given === 'string' ? given : undefined);

@@ -7,7 +7,7 @@ import { SERVER_EXTENSIONS } from '../protocol/rest.js';
 import type { AccessControl, TrustedProxies } from './auth.js';
 import type { BodyBudget } from './body.js';
 import type { RequestMemory } from './memory-budget.js';
-import { cacheRefused, type ResponseCache } from './response-cache.js';
+import { cacheRefused, inferCached, type ResponseCache } from './response-cache.js';
 import { admission, GRPC_STATUS_FOR_HTTP } from './grpc-admission.js';
 import { grpcServerCredentials, type TlsOptions } from './tls.js';
 import { copyTensors, encodeInferenceRecords } from '../monitor/inference-records.js';
@@ -168,12 +168,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       const shadows = version === undefined ? repository.shadowsOf(served) : NO_SHADOWS;
       const copy = shadows.length > 0 ? { tensors: copyTensors(request.inputs) } : undefined;
       const due = deadlineOf(call);
-      const { responseCache } = options;
-      const cacheKey = responseCache && !cacheRefused(call.metadata.get('cache-control')[0]) ? responseCache.key(engine.model.name, engine.model.version, request.inputs, request.outputs) : undefined;
-      const cached = cacheKey === undefined ? undefined : responseCache!.get(cacheKey);
-      const result = cached ?? (await engine.infer(request.inputs, request.rows, due));
-      if (cached) engine.countCached(request.inputs, cached);
-      else if (cacheKey !== undefined) responseCache!.set(cacheKey, result);
+      const result = await inferCached(options.responseCache, options.responseCache !== undefined && cacheRefused(call.metadata.get('cache-control')[0]), engine, request, due);
       // A classifier with names: its labels beside the outputs, unless the request named the outputs it wants.
       const answer = request.outputs === undefined && served.processing ? labelledAnswer(served.processing, engine.model, result) : undefined;
       const response = answer ? encodeGrpcResponse(answer.signature, answer.result, request) : encodeGrpcResponse(engine.model, result, request);

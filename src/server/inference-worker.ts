@@ -73,9 +73,7 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
       const logged = job.log
         ? encodeInferenceRecords({ id: request.id, rows: request.rows, model: recordModel }, result, job.log === 'with-inputs' ? request.inputs : undefined)
         : undefined;
-      const bytes = typeof response.body === 'string' ? Buffer.from(response.body) : response.body;
-      const body = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      const own = body.buffer instanceof ArrayBuffer && body.buffer.byteLength === body.byteLength ? [body.buffer] : [];
+      const { body, own } = movable(typeof response.body === 'string' ? Buffer.from(response.body) : response.body);
       return { reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds, profiled, logged }, transfer: [...own, ...profiledTransfer(profiled)] };
     }
     case 'grpc': {
@@ -86,9 +84,7 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
       const result = await model.run(request.inputs);
       const seconds = (now() - ranAt) / 1000;
       const profiled = binner?.bin(request.inputs, result) ?? undefined;
-      const bytes = encodeModelInferResponse(encodeGrpcResponse(model, result, request));
-      const body = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      const own = body.buffer instanceof ArrayBuffer && body.buffer.byteLength === body.byteLength ? [body.buffer] : [];
+      const { body, own } = movable(encodeModelInferResponse(encodeGrpcResponse(model, result, request)));
       return { reply: { ok: true, kind: 'grpc', body, rows: request.rows, startedAt: ranAt, seconds, profiled }, transfer: [...own, ...profiledTransfer(profiled)] };
     }
     case 'explain': {
@@ -180,6 +176,12 @@ function rowsModel(rowDims: number[]) {
     return { data, width: first.width };
   };
   return { run, widths, chunk: fixed || OCCLUSION_CHUNK };
+}
+
+/** An answer's bytes as posted back: moved when they fill a buffer of their own, copied otherwise. */
+function movable(bytes: Buffer): { body: Uint8Array; own: ArrayBuffer[] } {
+  const body = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return { body, own: body.buffer instanceof ArrayBuffer && body.buffer.byteLength === body.byteLength ? [body.buffer] : [] };
 }
 
 /** Kernel SHAP over this worker's own session, against the background the setup carries. */

@@ -221,7 +221,7 @@ export class ModelRepository {
         (error: unknown) => {
           this.metrics.shadowAgreement.inc({ ...labels, outcome: 'failed' });
           shadow.failedInRow = (shadow.failedInRow ?? 0) + 1;
-          // A shadow that fails every run measures nothing: said once, and shown as not ready in /metrics and the model's versions.
+          // A shadow that fails every run measures nothing: said once, and shown as not ready in /metrics (mlops_model_ready).
           if (shadow.failedInRow === SHADOW_FAILING) this.log(`model '${served.spec.name}' shadow version ${shadow.spec.version} failed its last ${SHADOW_FAILING} runs (the last: ${String((error as Error)?.message ?? error).split('\n')[0]}); it is reported not ready until a run succeeds`);
         },
       ).finally(() => this.shadowRuns--);

@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Tensor, Tensors } from '../model/session.js';
 import type { TensorData } from '../model/datatypes.js';
+import type { InferenceEngine } from './engine.js';
 
 interface Entry {
   result: Tensors;
@@ -112,4 +113,28 @@ function bytesOf(data: TensorData): Uint8Array {
 
 function copyOf(tensor: Tensor): Tensor {
   return { data: tensor.data.slice() as TensorData, dims: tensor.dims };
+}
+
+/**
+ * A decoded request's outputs: from the cache when it holds them (counted in the live profile as a run
+ * would be), else from the engine, kept for next time. The key is made before the run: batching may hand
+ * the inputs' buffers to a worker. `refused`: the request asked not to be served from the cache.
+ */
+export async function inferCached(
+  cache: ResponseCache | undefined,
+  refused: boolean,
+  engine: InferenceEngine,
+  request: { inputs: Tensors; rows: number; outputs?: string[] },
+  deadline: number,
+): Promise<Tensors> {
+  if (!cache || refused) return engine.infer(request.inputs, request.rows, deadline);
+  const key = cache.key(engine.model.name, engine.model.version, request.inputs, request.outputs);
+  const cached = cache.get(key);
+  if (cached) {
+    engine.countCached(request.inputs, cached);
+    return cached;
+  }
+  const result = await engine.infer(request.inputs, request.rows, deadline);
+  cache.set(key, result);
+  return result;
 }

@@ -14,7 +14,7 @@ import type { InferenceLog } from './inference-log.js';
 import type { ModelRepository, ServedVersion } from './model-repository.js';
 import { inferRaw, labelledAnswer, labelTensors, looksLikeImage, rawBodyKind, rawInstances, rawOipInputs, requestedTopK } from './processing.js';
 import { requestId, sendInferResponse, sendJson, type BinaryFraming } from './rest-pipeline.js';
-import { cacheRefused, type ResponseCache } from './response-cache.js';
+import { cacheRefused, inferCached, type ResponseCache } from './response-cache.js';
 
 /** What every contract's routes share: the models, the limits, the deadline's clock. */
 export interface RestContext {
@@ -80,12 +80,7 @@ export function restInference(ctx: RestContext) {
     const copy = shadows.length > 0 ? { tensors: copyTensors(request.inputs) } : undefined;
     // The client's own deadline (parameters.timeout) only ever shortens the server's.
     const due = request.timeoutMicros === undefined ? deadline() : Math.min(deadline(), performance.now() + request.timeoutMicros / 1000);
-    // The key is made before the run: batching may hand the inputs' buffers to a worker.
-    const cacheKey = responseCache && !cacheRefused(req.headers['cache-control']) ? responseCache.key(model.name, model.version, request.inputs, request.outputs) : undefined;
-    const cached = cacheKey === undefined ? undefined : responseCache!.get(cacheKey);
-    const result = cached ?? (await engine.infer(request.inputs, request.rows, due));
-    if (cached) engine.countCached(request.inputs, cached);
-    else if (cacheKey !== undefined) responseCache!.set(cacheKey, result);
+    const result = await inferCached(responseCache, cacheRefused(req.headers['cache-control']), engine, request, due);
     // A classifier with names: its labels beside the outputs, unless the request named the outputs it wants.
     const answer = request.outputs === undefined && served.processing ? labelledAnswer(served.processing, model, result) : undefined;
     const response = answer ? encodeRestResponse(answer.signature, answer.result, request) : encodeRestResponse(model, result, request);

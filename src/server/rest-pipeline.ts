@@ -110,7 +110,7 @@ export function restPipeline(options: PipelineOptions): (req: http.IncomingMessa
         }
         // Shares of the body budget are per identity: clients behind one address each have their own.
         setClient(req, `t:${bearerToken(req.headers.authorization)}`);
-      } else if (proxies.count > 0) setClient(req, `a:${proxies.clientOf(req.socket.remoteAddress, req.headers)}`);
+      } else if (proxies.count > 0) setClient(req, proxies.clientOf(req.socket.remoteAddress, req.headers));
       const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
       const handler = route.methods[method];
       if (!handler) {

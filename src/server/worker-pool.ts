@@ -93,6 +93,11 @@ export class WorkerPool {
     return this.slots.length > 0 || this.owed === 0;
   }
 
+  /** The answer while no worker can take work: 503, so the client retries (another replica, or shortly). */
+  private heldByAbandoned(): BadRequest {
+    return new BadRequest(`every inference worker is held by a run past its deadline (${this.abandoned.size} still inside ONNX Runtime); retry shortly`, 503);
+  }
+
   /** Jobs queued or running. */
   get pending(): number {
     return this.queue.length + this.slots.filter((s) => s.busy).length;
@@ -102,7 +107,7 @@ export class WorkerPool {
   run(job: WorkerJob, transfer: ArrayBuffer[] = [], deadline = Infinity): Promise<WorkerReply> {
     if (this.closed) return Promise.reject(new Error('the inference workers are shut down'));
     if (!this.accepting) {
-      return Promise.reject(new BadRequest(`every inference worker is held by a run past its deadline (${this.abandoned.size} still inside ONNX Runtime); retry shortly`, 503));
+      return Promise.reject(this.heldByAbandoned());
     }
     return new Promise((resolve, reject) => {
       const item: Queued = { job, transfer, resolve, reject, deadline };
@@ -144,7 +149,7 @@ export class WorkerPool {
     if (!this.accepting) {
       for (const queued of this.queue.splice(0)) {
         clearTimeout(queued.timer);
-        queued.reject(new BadRequest(`every inference worker is held by a run past its deadline (${this.abandoned.size} still inside ONNX Runtime); retry shortly`, 503));
+        queued.reject(this.heldByAbandoned());
       }
     }
   }
