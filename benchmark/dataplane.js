@@ -24,7 +24,7 @@
 //    messages without a token, an insider's stalled uploads filling the body budget); its success rate
 //    and p99, and the server's resident memory after.
 // 10. The response cache (issue 34): the same row again and again, the cache on against off.
-// BENCH_BASELINE=<checkout> adds that checkout's `mlops serve` to parts 1 and 9 (before/after).
+// BENCH_BASELINE=<checkout> adds that checkout's `mlops serve` to parts 1, 3 (liveness) and 9 (before/after).
 import autocannon from 'autocannon';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -213,12 +213,13 @@ async function probeHealth(url, load) {
 async function liveness(log) {
   const rows = [];
   const results = {};
-  for (const [name, extra] of [
-    ['inference on worker threads (default: 2)', []],
-    ['inference on the main thread (--workers 0, as before)', ['--workers', '0']],
+  for (const [name, extra, checkout] of [
+    ['inference on worker threads (default: 2)', [], ROOT],
+    ...(process.env.BENCH_BASELINE ? [['worker threads, the baseline checkout (BENCH_BASELINE)', [], process.env.BENCH_BASELINE]] : []),
+    ['inference on the main thread (--workers 0, as before)', ['--workers', '0'], ROOT],
   ]) {
     log(`liveness under load: ${name}`);
-    const server = await serve(path.join(ROOT, 'bin/mlops.js'), 'image_cnn', extra);
+    const server = await serve(path.join(checkout, 'bin/mlops.js'), 'image_cnn', extra);
     try {
       const load = bench(['--url', server.url, '--protocol', 'rest-binary', '--concurrency', '8']);
       const times = await probeHealth(server.url, load);

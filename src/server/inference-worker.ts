@@ -11,7 +11,6 @@ import { ModelRunError } from '../model/run-error.js';
 import { loadModel, type LoadedModel } from '../model/session.js';
 import { BadRequest } from '../protocol/request.js';
 import { decodeRestRequest, encodeRestResponse } from '../protocol/rest.js';
-import { decodeGrpcRequest, decodeModelInferBytes, encodeGrpcResponse, encodeModelInferResponse } from '../protocol/grpc.js';
 import { probeFeeds } from '../model/random-feeds.js';
 import { encodeInferenceRecords, recordModelOf } from '../monitor/inference-records.js';
 import { RowBinner } from '../monitor/profile.js';
@@ -77,6 +76,9 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
       return { reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds, profiled, logged }, transfer: [...own, ...profiledTransfer(profiled)] };
     }
     case 'grpc': {
+      // Loaded on the first gRPC job: grpc-js in every worker slowed REST jobs on image_cnn by half (measured
+      // with mlops bench, rest-binary at concurrency 8, against the commit before it).
+      const { decodeGrpcRequest, decodeModelInferBytes, encodeGrpcResponse, encodeModelInferResponse } = await import('../protocol/grpc.js');
       const message = decodeModelInferBytes(Buffer.from(job.body.buffer, job.body.byteOffset, job.body.byteLength));
       const request = decodeGrpcRequest(message, model);
       request.id ??= job.id;
