@@ -46,12 +46,15 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
 
   program
     .command('build [model]')
-    .description('package the model and the inference server into a Docker image')
+    .description('package the model and the inference server into a container image, with or without a Docker daemon')
     .option('--model <file>', 'the .onnx model, or the folder a Hugging Face export wrote (default: model.path from config)')
     .option('--tag <tag>', 'another tag, "v1" or "registry/name:v1" (repeatable)', collect, [])
-    .option('--base <image>', 'base image with node 20+ (default: image.base, node:20-slim)')
-    .option('--platform <platform>', 'linux/amd64 or linux/arm64 (default: image.platform)')
-    .option('--no-cache', "rebuild every layer, ignoring the engine's cache")
+    .option('--base <image>', 'base image with node 20+: a reference, oci:<dir>[:<tag>] or docker-archive:<file.tar> (default: image.base, node:20-slim)')
+    .option('--platform <platform>', 'linux/amd64, linux/arm64, or both comma-separated (default: image.platform)')
+    .option('--builder <builder>', 'docker, oci (no daemon) or auto (default: image.builder, auto: docker when an engine answers)')
+    .option('--output <dest>', 'with the oci builder: registry, oci:<dir> or docker:<file.tar> (repeatable; default: the registry image.repository names, and the engine when one answers)', collect, [])
+    .option('--check <digest>', 'build again and exit 1 unless the image digest is this one (a reproducibility check; oci builder)')
+    .option('--no-cache', "rebuild every layer, ignoring the engine's cache (docker) or the compressed-layer cache (oci)")
     .action(runAction(async (ctx, model, flags) => (await import('./commands/build.js')).run({ ...(flags as object), ...(model ? { model } : {}) } as never, ctx)));
 
   withClientSecurity(

@@ -1,13 +1,14 @@
 import path from 'node:path';
 import { connectDocker } from '../docker/client.js';
 import { ExitCode, inputError } from '../errors.js';
-import { buildModelImage, type BuildImageOptions } from '../image/build.js';
+import type Docker from 'dockerode';
+import { buildModelImage, type BuildImageOptions, type BuildOutput } from '../image/build.js';
 import { imageServerEnv } from '../server/options.js';
 import { writeLastBuild } from '../project/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
 import { buildReferenceProfile } from '../monitor/reference.js';
 import { writeFileAtomic } from '../report/files.js';
-import { localImageSbom, writeSbomFile } from '../supply-chain/sbom.js';
+import { imageSbom, localImageSbom, writeSbomFile } from '../supply-chain/sbom.js';
 import type { CommandContext } from './context.js';
 import type { Config } from '../config/defaults.js';
 import { lastBuildReference, selectModels } from '../config/models.js';
@@ -18,6 +19,30 @@ export interface BuildFlags {
   base?: string;
   platform?: string;
   cache?: boolean;
+  builder?: string;
+  output?: string[];
+  check?: string;
+}
+
+/** --output values: registry, oci:<dir>, docker:<file.tar>. */
+function parseOutputs(values: string[] | undefined): BuildOutput[] | undefined {
+  if (!values || values.length === 0) return undefined;
+  return values.map((value) => {
+    if (value === 'registry') return { kind: 'registry' };
+    const colon = value.indexOf(':');
+    const kind = value.slice(0, colon);
+    const where = value.slice(colon + 1);
+    if ((kind === 'oci' || kind === 'docker') && where) return { kind, path: where };
+    throw inputError(`--output ${value}: not an output`, 'use registry, oci:<dir> or docker:<file.tar>');
+  });
+}
+
+/** The builder asked for, and the engine when one answers (auto picks the daemonless builder without one). */
+async function chooseBuilder(asked: string, env: NodeJS.ProcessEnv): Promise<{ builder: 'docker' | 'oci'; docker: Docker | null }> {
+  if (!['auto', 'docker', 'oci'].includes(asked)) throw inputError(`--builder ${asked}: expected auto, docker or oci`);
+  if (asked === 'docker') return { builder: 'docker', docker: await connectDocker(env) };
+  const docker = await connectDocker(env).catch(() => null);
+  return { builder: asked === 'oci' || !docker ? 'oci' : 'docker', docker };
 }
 
 const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
@@ -44,7 +69,11 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
   const [first] = models.filter((m) => !m.shadow);
   const modelPath = first ? path.resolve(baseDir, first.modelPath) : flags.model ? path.resolve(ctx.cwd, flags.model) : path.resolve(baseDir, config.model.path);
   const modelName = first?.name ?? (config.model.name || defaultModelName(modelPath));
-  const docker = await connectDocker(ctx.env);
+  const { builder, docker } = await chooseBuilder(flags.builder ?? config.image.builder, ctx.env);
+  const outputs = parseOutputs(flags.output);
+  if (outputs && builder === 'docker') throw inputError('--output: the docker builder leaves the image in the engine', 'use --builder oci to write it elsewhere');
+  if (flags.check && builder === 'docker') throw inputError('--check: the engine\'s builder does not give reproducible digests', 'use --builder oci');
+  if (flags.check && !/^sha256:[0-9a-f]{64}$/.test(flags.check)) throw inputError(`--check ${flags.check}: not a digest`, 'pass the digest a build printed: sha256:<64 hex>');
   let referenceProfile: string;
   if (first) referenceProfile = first.referenceProfile;
   else {
@@ -56,7 +85,10 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
     `Building image for ${first ? models.map((m) => `${m.name}:${m.version}`).join(', ') : modelName}`,
     (task) =>
       buildModelImage({
+        builder,
         docker,
+        // A check writes nothing but the cache.
+        outputs: flags.check ? [] : outputs,
         cwd: baseDir,
         env: ctx.env,
         modelPath: path.relative(baseDir, modelPath) || modelPath,
@@ -75,8 +107,15 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
         noCache: flags.cache === false,
         onProgress: (line) => task.update(line),
       }),
-    (r) => `Built ${r.tags[0]} in ${r.seconds} s`,
+    (r) => `Built ${r.tags[0]}${r.digest ? ` (${r.digest.slice(0, 19)})` : ''} in ${r.seconds} s${r.push ? `; pushed ${r.push.uploaded} blobs (${(r.push.bytesSent / 1e6).toFixed(1)} MB), ${r.push.present + r.push.mounted} already there` : ''}`,
   );
+  if (flags.check) {
+    const same = result.digest === flags.check;
+    ctx.reporter.result({ check: flags.check, digest: result.digest, reproduced: same, tags: result.tags }, (r, s) =>
+      same ? `${s.green('✔')} reproduced ${r.digest}` : `${s.red('✘')} the rebuild gives ${r.digest}, not ${r.check}`,
+    );
+    return same ? ExitCode.ok : ExitCode.gateFailed;
+  }
   // `mlops monitor --prometheus` compares with this when no --reference is given.
   await writeFileAtomic(path.join(baseDir, '.mlops', 'reference-profile.json'), referenceProfile);
   // Several models: each model's own (its first serving version's), for `monitor --prometheus` and `--emit`.
@@ -84,8 +123,14 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
     await writeFileAtomic(path.join(baseDir, lastBuildReference(m.name).relative), m.referenceProfile);
   }
   const [repository, buildTag] = [result.tags[0].slice(0, result.tags[0].lastIndexOf(':')), result.tags[0].slice(result.tags[0].lastIndexOf(':') + 1)];
-  const sbom = await writeSbomFile(baseDir, await localImageSbom(docker, result.imageId, { name: repository, version: buildTag }));
+  const sbomJson =
+    result.builder === 'docker'
+      ? await localImageSbom(docker!, result.imageId, { name: repository, version: buildTag })
+      : await imageSbom({ name: repository, version: buildTag, imageId: result.imageId, labels: result.labels, architecture: result.platform.split(',')[0].split('/')[1] });
+  const sbom = await writeSbomFile(baseDir, sbomJson);
   await writeLastBuild(baseDir, {
+    builder: result.builder,
+    digest: result.digest,
     imageId: result.imageId,
     tags: result.tags,
     repository,
@@ -97,18 +142,24 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
   });
   ctx.reporter.result(
     {
+      builder: result.builder,
       imageId: result.imageId,
+      digest: result.digest,
       tags: result.tags,
       sizeBytes: result.sizeBytes,
       addedBytes: result.addedBytes,
       baseImage: result.baseImage,
       platform: result.platform,
       seconds: result.seconds,
+      outputs: result.outputs,
+      push: result.push,
       sbom,
     },
     (r, s) =>
       [
         `${s.bold('image')}    ${r.imageId}`,
+        ...(r.digest ? [`${s.bold('digest')}   ${r.digest}`] : []),
+        `${s.bold('builder')}  ${r.builder}${r.outputs.length > 0 ? ` (${r.outputs.join(', ')})` : ''}`,
         `${s.bold('tags')}     ${r.tags.join(', ')}`,
         `${s.bold('size')}     ${megabytes(r.sizeBytes)}${r.addedBytes !== null ? ` (${megabytes(r.addedBytes)} over ${r.baseImage})` : ''}`,
         `${s.bold('platform')} ${r.platform}`,

@@ -276,7 +276,7 @@ export interface Config {
     auth: { tokenFile: string; metrics: boolean; clientAddressHeader: string; reloadIntervalMs: number };
     tls: { cert: string; key: string; clientCa: string; reloadIntervalMs: number };
   };
-  image: { repository: string; base: string; platform: 'linux/amd64' | 'linux/arm64'; port: number; grpcPort: number };
+  image: { repository: string; base: string; platform: string; builder: 'auto' | 'docker' | 'oci'; port: number; grpcPort: number };
   test: {
     holdout: string;
     labelsFile: string;
@@ -425,7 +425,10 @@ export const DEFAULTS: Config = {
     repository: '',
     /** An image with `node` (20 or newer, glibc) on its PATH. */
     base: 'node:20-slim',
+    /** One platform, or both comma-separated (an image index; the daemonless builder only). */
     platform: 'linux/amd64',
+    /** auto: the Docker engine when one answers, else the daemonless builder. */
+    builder: 'auto',
     /** The port the server listens on inside the container. */
     port: 8080,
     grpcPort: 8081,

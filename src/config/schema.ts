@@ -186,7 +186,10 @@ const sections = z
           error: 'expected an image repository like "registry.example.com/team/model" (lowercase, no tag)',
         }),
         base: text('an image reference').min(1, { error: 'expected an image reference like "node:20-slim"' }),
-        platform: z.enum(['linux/amd64', 'linux/arm64'], { error: 'expected "linux/amd64" or "linux/arm64"' }),
+        platform: z
+          .string({ error: 'expected "linux/amd64", "linux/arm64" or both, comma-separated' })
+          .regex(/^linux\/(?:amd64|arm64)(?:,linux\/(?:amd64|arm64))?$/, { error: 'expected "linux/amd64", "linux/arm64" or both, comma-separated ("linux/amd64,linux/arm64")' }),
+        builder: z.enum(['auto', 'docker', 'oci'], { error: 'expected "auto", "docker" or "oci"' }),
         port: int(1, 65535, 'a port'),
         grpcPort: int(0, 65535, 'a port (0: no gRPC)'),
       })

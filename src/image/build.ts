@@ -9,14 +9,32 @@ import { PROFILE_LABEL, profileSha256 } from '../monitor/profile.js';
 import { optimizedModelLabels } from '../optimize/metadata.js';
 import { VERSION } from '../version.js';
 import { assembleContext, packageDir, packContext, PLATFORMS, type ImageModel, type Platform } from './context.js';
+import { sharedBlobStore, type BlobStore } from '../oci/blob-store.js';
+import type { StoredImage } from '../oci/image.js';
+import { dockerArchive, writeDockerArchive, writeLayout } from '../oci/layout.js';
+import { RegistryClient } from '../registry/client.js';
+import { resolveCredentials } from '../registry/credentials.js';
+import { pushStoredImage, type PushStoredResult } from '../registry/push-stored.js';
+import { parseReference } from '../registry/reference.js';
+import { recordLocalImages } from '../project/local-images.js';
+import { resolveBase, type BaseImage } from './base-image.js';
+import { writeOciImage, type PlatformBuild } from './oci-builder.js';
 import { loadProcessing, rawInputKind, servableSignature, type ProcessingOverrides, type ProcessingPlan } from '../processing/plan.js';
 import { readFileSync } from 'node:fs';
 import { IMAGING_LABEL, MODEL_FILES_LABEL, MODEL_TAKES_LABEL } from '../model/labels.js';
 import { createHash } from 'node:crypto';
 import { buildTimestamp, gitInfo } from './git.js';
 
+/** Where a daemonless build goes besides the cache: a registry (image.repository's), an OCI layout folder, a `docker load` archive. */
+export type BuildOutput = { kind: 'registry' } | { kind: 'oci'; path: string } | { kind: 'docker'; path: string };
+
 export interface BuildImageOptions {
-  docker: Docker;
+  /** docker: the engine's builder (needs `docker`); oci: in-process, no daemon. */
+  builder: 'docker' | 'oci';
+  /** The engine: the docker builder's, and for the oci builder where to load the image when one answers (null: none). */
+  docker: Docker | null;
+  /** oci builder: where the image goes. Absent: the registry when image.repository names one, and the engine when one answers. */
+  outputs?: BuildOutput[];
   /** SOURCE_DATE_EPOCH is read from here (default: the process's). */
   env?: NodeJS.ProcessEnv;
   /** Where git is asked for the revision. */
@@ -26,6 +44,7 @@ export interface BuildImageOptions {
   modelVersion: string;
   repository: string;
   baseImage: string;
+  /** One or more, comma-separated; several need the oci builder. */
   platform: string;
   port: number;
   grpcPort: number;
@@ -48,7 +67,14 @@ export interface BuildImageOptions {
 }
 
 export interface BuildResult {
+  builder: 'docker' | 'oci';
+  /** The engine's image id; for the oci builder the (first platform's) config digest, which is the id Docker gives it when loaded. */
   imageId: string;
+  /** The manifest's digest (an index's for several platforms): the oci builder's, which the registry keeps; null from the engine's builder. */
+  digest: string | null;
+  /** What was written besides the cache: "registry", "docker engine", "oci:<dir>", "docker:<file>". */
+  outputs: string[];
+  push: PushStoredResult | null;
   tags: string[];
   sizeBytes: number;
   /** Bytes over the base image: what mlops adds (runtime, server, model). */
@@ -160,16 +186,19 @@ async function localBaseImage(docker: Docker, reference: string): Promise<{ id: 
   return { id: info.Id, digest, size: info.Size };
 }
 
-/**
- * Builds the image through the Engine API. On any failure no tag is left
- * behind: the engine tags only a finished build, and extra tags that were
- * added are removed again.
- */
-export async function buildModelImage(options: BuildImageOptions): Promise<BuildResult> {
-  const started = performance.now();
-  if (!(options.platform in PLATFORMS)) {
-    throw inputError(`--platform ${options.platform}: unsupported`, `use one of ${Object.keys(PLATFORMS).join(', ')}`);
-  }
+interface Prepared {
+  model: Awaited<ReturnType<typeof inspectModel>>;
+  own: FolderProcessing;
+  repository: (ImageModel & { folder: FolderProcessing })[] | undefined;
+  imaging: boolean;
+  primary: string;
+  extra: string[];
+  /** Every label but the base's, which each builder adds from the base it found. */
+  labels: Record<string, string>;
+  created: string;
+}
+
+async function prepare(options: BuildImageOptions): Promise<Prepared> {
   const model = await inspectModel(options.modelPath, { cwd: options.cwd });
   const own = await folderProcessing(model, options.processing);
   const repository: (ImageModel & { folder: FolderProcessing })[] | undefined = options.models
@@ -192,19 +221,16 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
   const primary = `${options.repository}:sha-${digest.slice(0, 12)}`;
   const extra = [...new Set(options.tags.map((t) => resolveTag(options.repository, t)))].filter((t) => t !== primary);
   const git = await gitInfo(options.cwd);
-  const base = await localBaseImage(options.docker, options.baseImage);
   // Symbolic dimension names go along where the model has them: sample requests size a shared `batch` together.
   const signature = (specs: typeof model.inputs) =>
     JSON.stringify(specs.map(({ name, datatype, shape, dims }) => ({ name, datatype, shape, ...(dims?.some((d) => typeof d === 'string') ? { dims } : {}) })));
+  // Not the clock: a rebuild of an unchanged model must hit the cache and give the same image id.
+  const created = (await buildTimestamp(options.cwd, model.path, options.env ?? process.env)).toISOString();
   const labels: Record<string, string> = {
     'org.opencontainers.image.title': options.modelName,
     'org.opencontainers.image.version': options.modelVersion,
-    // Not the clock: a rebuild of an unchanged model must hit the cache and give the same image id.
-    'org.opencontainers.image.created': (await buildTimestamp(options.cwd, model.path, options.env ?? process.env)).toISOString(),
+    'org.opencontainers.image.created': created,
     'org.opencontainers.image.base.name': options.baseImage,
-    // The base's manifest digest where it came from a registry; its image id always (the SBOM lists both).
-    ...(base?.digest ? { 'org.opencontainers.image.base.digest': base.digest } : {}),
-    ...(base ? { 'mlops.base.id': base.id } : {}),
     // The OCI spec wants a URL here: without a git remote the label is left out, never "unknown".
     ...(git.source ? { 'org.opencontainers.image.source': git.source } : {}),
     ...(git.revision ? { 'org.opencontainers.image.revision': git.revision } : {}),
@@ -226,35 +252,183 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
     ...(repository ? { 'mlops.models': JSON.stringify(repository.map((m) => ({ name: m.name, version: m.version, sha256: m.sha256, weight: m.weight, shadow: m.shadow }))) } : {}),
     'mlops.version': VERSION,
   };
+  return { model, own, repository, imaging, primary, extra, labels, created };
+}
 
+/** The labels that name the base: its manifest digest where it came from a registry, its config digest (image id) always. */
+function baseLabels(digest: string | null, id: string | null): Record<string, string> {
+  return { ...(digest ? { 'org.opencontainers.image.base.digest': digest } : {}), ...(id ? { 'mlops.base.id': id } : {}) };
+}
+
+/** The context for one platform: the files each layer copies, and the recipe both builders follow. */
+async function assemble(dir: string, options: BuildImageOptions, prepared: Prepared, platform: Platform, labels: Record<string, string>) {
+  return assembleContext(dir, {
+    modelPath: prepared.model.path,
+    externalData: prepared.model.externalData,
+    modelSha256: prepared.model.sha256,
+    modelName: options.modelName,
+    modelVersion: options.modelVersion,
+    baseImage: options.baseImage,
+    platform,
+    port: options.port,
+    grpcPort: options.grpcPort,
+    labels,
+    referenceProfile: options.referenceProfile,
+    serverEnv: options.serverEnv,
+    repository: prepared.repository,
+    modelFiles: prepared.own.files.map((f) => f.path),
+    processing: prepared.own.overrides,
+    imaging: prepared.imaging,
+  });
+}
+
+/** "linux/amd64,linux/arm64" -> each, checked. */
+export function parsePlatforms(value: string): Platform[] {
+  const platforms = [...new Set(value.split(',').map((p) => p.trim()).filter(Boolean))];
+  for (const p of platforms) if (!(p in PLATFORMS)) throw inputError(`--platform ${p}: unsupported`, `use one of ${Object.keys(PLATFORMS).join(', ')}, or both comma-separated`);
+  if (platforms.length === 0) throw inputError('--platform: no platform given', `use one of ${Object.keys(PLATFORMS).join(', ')}`);
+  return platforms as Platform[];
+}
+
+/**
+ * Builds the image: through the Engine API (builder docker), or in-process with no daemon (builder
+ * oci). Either way, on a failure no tag is left behind.
+ */
+export async function buildModelImage(options: BuildImageOptions): Promise<BuildResult> {
+  const started = performance.now();
+  const platforms = parsePlatforms(options.platform);
+  if (options.builder === 'docker' && platforms.length > 1) throw inputError(`--platform ${options.platform}: the Docker builder makes one platform at a time`, 'use --builder oci for an index of several platforms (no emulation needed)');
+  const prepared = await prepare(options);
+  const result = options.builder === 'docker' ? await dockerBuild(options, prepared, platforms[0]) : await ociBuild(options, prepared, platforms);
+  return {
+    ...result,
+    tags: [prepared.primary, ...prepared.extra],
+    baseImage: options.baseImage,
+    platform: platforms.join(','),
+    seconds: Math.round((performance.now() - started) / 10) / 100,
+    model: { path: prepared.model.path, name: options.modelName, version: options.modelVersion, sha256: prepared.model.sha256 },
+  };
+}
+
+type BuilderResult = Pick<BuildResult, 'builder' | 'imageId' | 'digest' | 'sizeBytes' | 'addedBytes' | 'labels' | 'outputs' | 'push'>;
+
+/** Whether a repository names its registry (registry.example.com/team/model, localhost:5000/model), so a build can push there. */
+export function namesRegistry(repository: string): boolean {
+  const first = repository.split('/')[0];
+  return repository.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+}
+
+async function ociBuild(options: BuildImageOptions, prepared: Prepared, platforms: Platform[]): Promise<BuilderResult> {
+  const env = options.env ?? process.env;
+  const store = sharedBlobStore(env);
+  const outputs = options.outputs ?? [...(namesRegistry(options.repository) ? [{ kind: 'registry' as const }] : [])];
+  const docker = options.outputs ? null : options.docker;
+  if (outputs.filter((o) => o.kind === 'docker').length > 0 && platforms.length > 1) throw inputError('--output docker:<file>: a Docker archive holds one platform', 'build one --platform for it, or write --output oci:<dir> for several');
+  const dirs: string[] = [];
+  try {
+    const builds: PlatformBuild[] = [];
+    let labels = prepared.labels;
+    for (const platform of platforms) {
+      const base = await resolveBase(options.baseImage, platform, env, store);
+      // One platform: the base's labels as the engine's builder writes them. Several: each platform's manifest names its base in annotations.
+      labels = { ...prepared.labels, ...(platforms.length === 1 ? baseLabels(base.manifestDigest, base.configDigest) : {}) };
+      const dir = await mkdtemp(path.join(tmpdir(), 'mlops-build-'));
+      dirs.push(dir);
+      builds.push({ contextDir: dir, recipe: await assemble(dir, options, prepared, platform, labels), base });
+    }
+    const image = await writeOciImage(store, builds, prepared.created, options.onProgress);
+    const references = [prepared.primary, ...prepared.extra];
+    const [first] = builds;
+    const baseRecord = { name: options.baseImage, ...(first.base.origin ?? {}) };
+    await recordLocalImages(options.cwd, Object.fromEntries(references.map((r) => [r, { top: image.top, base: baseRecord }])));
+    const fetchBase = async () => {
+      for (const b of builds) for (const layer of b.base.layers) await b.base.fetchLayer(store, layer);
+    };
+    const written: string[] = [];
+    let push: PushStoredResult | null = null;
+    for (const output of outputs) {
+      if (output.kind === 'registry') {
+        options.onProgress?.(`pushing ${references.join(', ')}`);
+        push = await pushToRegistry(env, store, image, references, builds.map((b) => b.base), options.onProgress);
+        written.push('registry');
+      } else {
+        await fetchBase();
+        await (output.kind === 'oci' ? writeLayout(store, image, output.path, references) : writeDockerArchive(store, image, output.path, references)).catch((error: NodeJS.ErrnoException) => {
+          throw environmentError(`writing ${output.kind}:${output.path} failed: ${error.code ?? error.message}`, error.code === 'ENOSPC' ? 'free space on that disk, or write elsewhere' : 'check the path and its permissions', undefined, error);
+        });
+        written.push(`${output.kind}:${output.path}`);
+      }
+    }
+    if (docker) {
+      const host = platforms.find((p) => PLATFORMS[p] === process.arch);
+      if (host) {
+        await fetchBase();
+        options.onProgress?.('loading the image into the Docker engine');
+        const single = { top: image.platforms[platforms.indexOf(host)].descriptor, platforms: [image.platforms[platforms.indexOf(host)]] };
+        await loadIntoEngine(docker, dockerArchive(store, single, references));
+        written.push('docker engine');
+      }
+    }
+    const own = (p: (typeof image.platforms)[number]) => p.manifest.layers.slice(p.manifest.layers.length - builds[0].recipe.layers.length);
+    const sum = (layers: { size: number }[]) => layers.reduce((t, l) => t + l.size, 0);
+    const [main] = image.platforms;
+    return {
+      builder: 'oci',
+      imageId: main.manifest.config.digest,
+      digest: image.top.digest,
+      sizeBytes: sum(main.manifest.layers),
+      addedBytes: sum(own(main)),
+      labels,
+      outputs: written,
+      push,
+    };
+  } finally {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function pushToRegistry(env: NodeJS.ProcessEnv, store: BlobStore, image: StoredImage, references: string[], bases: BaseImage[], onProgress?: (line: string) => void): Promise<PushStoredResult> {
+  const ref = parseReference(references[0]);
+  const client = new RegistryClient(ref.registry, await resolveCredentials(ref.registry, env));
+  await client.ping();
+  const mountFrom = [...new Set(bases.filter((b) => b.origin?.registry === ref.registry).map((b) => b.origin!.repository))];
+  return pushStoredImage(client, ref.repository, store, image, references.map((r) => parseReference(r).tag!), {
+    mountFrom,
+    fetchMissing: async (blob) => {
+      const owner = bases.find((b) => b.layers.some((l) => l.digest === blob.digest));
+      if (!owner) throw environmentError(`blob ${blob.digest} is missing from the cache`);
+      await owner.fetchLayer(store, blob);
+    },
+    onProgress,
+  });
+}
+
+async function loadIntoEngine(docker: Docker, archive: NodeJS.ReadableStream): Promise<void> {
+  const stream = (await docker.loadImage(archive, { quiet: true } as never)) as unknown as NodeJS.ReadableStream;
+  let failure: string | undefined;
+  await new Promise<void>((resolve, reject) =>
+    docker.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve()), (event: { error?: string; errorDetail?: { message?: string } }) => {
+      if (event.error) failure = event.errorDetail?.message ?? event.error;
+    }),
+  ).catch((error: Error) => {
+    failure = error.message;
+  });
+  if (failure) throw environmentError(`loading the image into the Docker engine failed: ${failure}`, 'check the engine with `docker info`, or pass --output to write the image elsewhere');
+}
+
+/** The engine's builder: the context sent to the Engine API with its Dockerfile. */
+async function dockerBuild(options: BuildImageOptions, prepared: Prepared, platform: Platform): Promise<BuilderResult> {
+  if (!options.docker) throw environmentError('the docker builder needs a Docker engine', 'use --builder oci to build without one');
+  const docker = options.docker;
+  const { primary, extra } = prepared;
+  const base = await localBaseImage(docker, options.baseImage);
+  const labels = { ...prepared.labels, ...baseLabels(base?.digest ?? null, base?.id ?? null) };
   const contextDir = await mkdtemp(path.join(tmpdir(), 'mlops-build-'));
   try {
-    await assembleContext(contextDir, {
-      modelPath: model.path,
-      externalData: model.externalData,
-      modelSha256: model.sha256,
-      modelName: options.modelName,
-      modelVersion: options.modelVersion,
-      baseImage: options.baseImage,
-      platform: options.platform as Platform,
-      port: options.port,
-      grpcPort: options.grpcPort,
-      labels,
-      referenceProfile: options.referenceProfile,
-      serverEnv: options.serverEnv,
-      repository,
-      modelFiles: own.files.map((f) => f.path),
-      processing: own.overrides,
-      imaging,
-    });
+    await assemble(contextDir, options, prepared, platform, labels);
     let build: Awaited<ReturnType<typeof runBuild>>;
     try {
-      build = await runBuild(
-        options.docker,
-        contextDir,
-        { t: primary, platform: options.platform, rm: true, forcerm: true, nocache: Boolean(options.noCache) },
-        options.onProgress,
-      );
+      build = await runBuild(docker, contextDir, { t: primary, platform, rm: true, forcerm: true, nocache: Boolean(options.noCache) }, options.onProgress);
     } catch (error) {
       throw environmentError(`docker build failed: ${(error as Error).message}`, 'check the engine with `docker info`', undefined, error);
     }
@@ -274,25 +448,15 @@ export async function buildModelImage(options: BuildImageOptions): Promise<Build
     try {
       for (const reference of extra) {
         const { repo, tag } = splitReference(reference);
-        await options.docker.getImage(build.imageId).tag({ repo, tag });
+        await docker.getImage(build.imageId).tag({ repo, tag });
         added.push(reference);
       }
     } catch (error) {
-      for (const reference of [...added, primary]) await options.docker.getImage(reference).remove({ noprune: true }).catch(() => undefined);
+      for (const reference of [...added, primary]) await docker.getImage(reference).remove({ noprune: true }).catch(() => undefined);
       throw environmentError(`tagging the image failed: ${(error as Error).message}`, 'check the --tag values', undefined, error);
     }
-    const image = await options.docker.getImage(build.imageId).inspect();
-    return {
-      imageId: build.imageId,
-      tags: [primary, ...extra],
-      sizeBytes: image.Size,
-      addedBytes: base ? image.Size - base.size : null,
-      baseImage: options.baseImage,
-      platform: options.platform,
-      seconds: Math.round((performance.now() - started) / 10) / 100,
-      labels,
-      model: { path: model.path, name: options.modelName, version: options.modelVersion, sha256: model.sha256 },
-    };
+    const image = await docker.getImage(build.imageId).inspect();
+    return { builder: 'docker', imageId: build.imageId, digest: null, sizeBytes: image.Size, addedBytes: base ? image.Size - base.size : null, labels, outputs: ['docker engine'], push: null };
   } finally {
     await rm(contextDir, { recursive: true, force: true });
   }

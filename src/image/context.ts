@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tar from 'tar-fs';
+import { packEntries, treeEntries } from '../oci/layer.js';
 import { MlopsError, ExitCode, inputError } from '../errors.js';
 import { PROFILE_IMAGE_PATH } from '../monitor/profile.js';
 import { PROCESSING_FILE } from '../processing/plan.js';
@@ -61,6 +62,32 @@ export interface ImageModel {
   batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
 }
 
+/**
+ * What every mlops image is besides its layers: one place, read by both builders (the Dockerfile is
+ * rendered from it, the daemonless builder writes it into the image's config), so their images behave
+ * the same. The server runs as uid 10001, never root.
+ */
+export const IMAGE_RUNTIME = {
+  workdir: '/app',
+  user: '10001:10001',
+  stopSignal: 'SIGTERM',
+  healthcheck: { command: ['node', '/app/healthcheck.mjs'], intervalSeconds: 3, timeoutSeconds: 3, startPeriodSeconds: 10, retries: 3 },
+  entrypoint: ['node', '/app/server.mjs'],
+} as const;
+
+/** One layer: a folder of the context and the folder it fills in the image, or a tar of the context unpacked at /. */
+export type RecipeLayer = { kind: 'folder'; source: string; target: string; comment: string } | { kind: 'tar'; source: string; comment: string };
+
+/** The image as both builders make it from the context: its layers in order, environment, ports and labels. */
+export interface ImageRecipe {
+  platform: Platform;
+  layers: RecipeLayer[];
+  /** In order, after the base image's. */
+  env: [string, string][];
+  exposedPorts: number[];
+  labels: Record<string, string>;
+}
+
 /** Where an image of several models keeps them, and the file that lists them (MLOPS_MODEL_REPOSITORY). */
 export const IMAGE_MODELS_DIR = '/app/models';
 export const IMAGE_REPOSITORY_FILE = `${IMAGE_MODELS_DIR}/repository.json`;
@@ -102,7 +129,7 @@ export function packageDir(name: string, from?: string): string {
  * (JavaScript, binding and libonnxruntime, no other node_modules), the bundled
  * server, the health check and the model.
  */
-export async function assembleContext(dir: string, input: ContextInput): Promise<void> {
+export async function assembleContext(dir: string, input: ContextInput): Promise<ImageRecipe> {
   const arch = PLATFORMS[input.platform];
   if (!arch) throw inputError(`unsupported platform ${input.platform}`, `use one of ${Object.keys(PLATFORMS).join(', ')}`);
   const ortNode = packageDir('onnxruntime-node');
@@ -135,17 +162,27 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
   }
   await copyFile(path.join(PACKAGE_ROOT, 'templates', 'healthcheck.mjs'), path.join(dir, 'server', 'healthcheck.mjs'));
 
-  const layers: string[] = [];
-  let imagingLayer = '';
+  const layers: RecipeLayer[] = [
+    { kind: 'folder', source: 'runtime', target: '/app/', comment: `ONNX Runtime for ${input.platform} only: the largest layer, the same in every build.` },
+    { kind: 'folder', source: 'server', target: '/app/', comment: 'The inference server, bundled into one file, and its health check.' },
+  ];
   if (input.imaging) {
     await copyImaging(path.join(dir, 'imaging', 'node_modules'), arch, input.platform);
-    imagingLayer = `# 2b. sharp and libvips for ${input.platform}: images are decoded in the server for this model.\nCOPY imaging/ /app/`;
+    layers.push({ kind: 'folder', source: 'imaging', target: '/app/', comment: `sharp and libvips for ${input.platform}: images are decoded in the server for this model.` });
   }
-  let modelEnv: string;
+  const env: [string, string][] = [
+    ['NODE_ENV', 'production'],
+    ['HOST', '0.0.0.0'],
+    ['PORT', String(input.port)],
+    ['GRPC_PORT', String(input.grpcPort)],
+    ['MLOPS_MODEL_PATH', '/app/model/model.onnx'],
+    // ONNX Runtime's telemetry off: no warnings about it at start, and nothing sent from a base with CA certificates.
+    ['ORT_DISABLE_TELEMETRY', '1'],
+  ];
   if (!input.repository) {
     await copyModel(dir, 'model', input.modelPath, input.externalData ?? [], input.referenceProfile, input.modelFiles ?? [], input.processing);
-    layers.push('COPY model/ /app/model/');
-    modelEnv = `MLOPS_MODEL_SHA256=${input.modelSha256} MLOPS_MODEL_NAME=${input.modelName} MLOPS_MODEL_VERSION=${dockerfileString(input.modelVersion)} MLOPS_PROFILE_PATH=${PROFILE_IMAGE_PATH}`;
+    layers.push({ kind: 'folder', source: 'model', target: '/app/model/', comment: 'The model and its reference profile.' });
+    env.push(['MLOPS_MODEL_SHA256', input.modelSha256], ['MLOPS_MODEL_NAME', input.modelName], ['MLOPS_MODEL_VERSION', input.modelVersion], ['MLOPS_PROFILE_PATH', PROFILE_IMAGE_PATH]);
   } else {
     const entries = [];
     await mkdir(path.join(dir, 'models'), { recursive: true });
@@ -153,43 +190,54 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
     try {
       for (const m of input.repository) {
         const folder = path.posix.join('models', m.name, m.version);
-        await copyModel(path.join(stage, m.name, m.version), path.posix.join('app', folder), m.modelPath, m.externalData, m.referenceProfile, m.modelFiles ?? [], m.processing);
+        await copyModel(path.join(stage, m.name, m.version), folder, m.modelPath, m.externalData, m.referenceProfile, m.modelFiles ?? [], m.processing);
         // One layer per version, ADDed from a tar whose every entry (the parent folders too) has fixed times
         // and owners: COPY stamps the folders it creates with the build's time, so a layer built again after
         // an earlier model changed would get a new digest; this one keeps it.
         const archive = `${m.name}-${m.version}.tar`;
-        await packFixed(path.join(stage, m.name, m.version), path.join(dir, 'models', archive));
-        layers.push(`ADD models/${archive} /`);
+        await pipeline(packEntries(await treeEntries(path.join(stage, m.name, m.version, folder), `app/${folder}/`)), createWriteStream(path.join(dir, 'models', archive)));
+        layers.push({ kind: 'tar', source: `models/${archive}`, comment: `${m.name} version ${m.version}.` });
         entries.push({ name: m.name, version: m.version, path: `${m.name}/${m.version}/model.onnx`, sha256: m.sha256, profile: `${m.name}/${m.version}/${path.basename(PROFILE_IMAGE_PATH)}`, weight: m.weight, shadow: m.shadow, workers: m.workers, batching: m.batching });
       }
     } finally {
       await rm(stage, { recursive: true, force: true });
     }
-    await writeFile(path.join(dir, 'models', 'repository.json'), JSON.stringify({ models: entries }, null, 2) + '\n');
-    layers.push(`COPY models/repository.json ${IMAGE_REPOSITORY_FILE}`);
-    modelEnv = `MLOPS_MODEL_REPOSITORY=${IMAGE_REPOSITORY_FILE}`;
+    await mkdir(path.join(dir, 'repository'), { recursive: true });
+    await writeFile(path.join(dir, 'repository', 'repository.json'), JSON.stringify({ models: entries }, null, 2) + '\n');
+    layers.push({ kind: 'folder', source: 'repository', target: `${IMAGE_MODELS_DIR}/`, comment: 'The repository file that lists them.' });
+    env.push(['MLOPS_MODEL_REPOSITORY', IMAGE_REPOSITORY_FILE]);
   }
+  env.push(...Object.entries(input.serverEnv));
+  const recipe: ImageRecipe = { platform: input.platform, layers, env, exposedPorts: input.grpcPort > 0 ? [input.port, input.grpcPort] : [input.port], labels: input.labels };
+  await writeFile(path.join(dir, 'Dockerfile'), await renderDockerfile(input.baseImage, recipe));
+  return recipe;
+}
 
+/** The Dockerfile for the engine's builder, from the same recipe the daemonless builder reads. */
+export async function renderDockerfile(baseImage: string, recipe: ImageRecipe): Promise<string> {
   const template = await readFile(path.join(PACKAGE_ROOT, 'templates', 'Dockerfile'), 'utf8');
-  await writeFile(
-    path.join(dir, 'Dockerfile'),
-    renderTemplate(template, {
-      baseImage: input.baseImage,
-      platform: input.platform,
-      port: input.port,
-      grpcPort: input.grpcPort,
-      exposed: input.grpcPort > 0 ? `${input.port} ${input.grpcPort}` : String(input.port),
-      imagingLayer,
-      modelLayers: layers.join('\n'),
-      modelEnv,
-      serverEnv: Object.entries(input.serverEnv)
-        .map(([key, value]) => ` ${key}=${dockerfileString(value)}`)
-        .join(''),
-      labels: Object.entries(input.labels)
-        .map(([key, value]) => `${key}=${dockerfileString(value)}`)
-        .join(' \\\n      '),
-    }),
-  );
+  const copy = (layer: RecipeLayer) => `# ${layer.comment}\n${layer.kind === 'folder' ? `COPY ${layer.source}/ ${layer.target}` : `ADD ${layer.source} /`}`;
+  const [runtime, server, ...rest] = recipe.layers;
+  const imaging = rest[0]?.kind === 'folder' && rest[0].source === 'imaging' ? rest.shift() : undefined;
+  const fixed = 6;
+  const h = IMAGE_RUNTIME.healthcheck;
+  return renderTemplate(template, {
+    baseImage,
+    platform: recipe.platform,
+    workdir: IMAGE_RUNTIME.workdir,
+    runtimeLayers: [runtime, server, ...(imaging ? [imaging] : [])].map(copy).join('\n'),
+    env: recipe.env.slice(0, fixed).map(([k, v]) => `${k}=${v}`).join(' '),
+    user: IMAGE_RUNTIME.user,
+    exposed: recipe.exposedPorts.join(' '),
+    stopSignal: IMAGE_RUNTIME.stopSignal,
+    healthcheck: `--interval=${h.intervalSeconds}s --timeout=${h.timeoutSeconds}s --start-period=${h.startPeriodSeconds}s --retries=${h.retries} CMD ${JSON.stringify(h.command)}`,
+    entrypoint: JSON.stringify(IMAGE_RUNTIME.entrypoint),
+    modelLayers: rest.map(copy).join('\n'),
+    modelEnv: recipe.env.slice(fixed).map(([k, v], i) => `${i === 0 ? '' : ' '}${k}=${dockerfileString(v)}`).join(''),
+    labels: Object.entries(recipe.labels)
+      .map(([key, value]) => `${key}=${dockerfileString(value)}`)
+      .join(' \\\n      '),
+  });
 }
 
 /** A model file, its external data and processing files beside it, and its reference profile, into `folder` of the context. */
@@ -228,12 +276,6 @@ async function copyImaging(to: string, arch: string, platform: string): Promise<
     if (!from) throw inputError(`${name} is not installed: the image for ${platform} needs sharp's binary for that platform to decode images`, `npm install --no-save --os=linux --cpu=${arch} ${name}`);
     await copyTree(from, path.join(to, name), () => true);
   }
-}
-
-/** `dir` as a tar file with every entry's time, owner and mode fixed (folders 755, files 644), so equal content gives equal bytes. */
-async function packFixed(dir: string, file: string): Promise<void> {
-  const pack = tar.pack(dir, { map: (header) => ({ ...header, uid: 0, gid: 0, uname: '', gname: '', mtime: new Date(0), mode: header.type === 'directory' ? 0o755 : 0o644 }) });
-  await pipeline(pack, createWriteStream(file));
 }
 
 /**

@@ -3,6 +3,10 @@ import path from 'node:path';
 import { inputError } from '../errors.js';
 
 export interface BuildRecord {
+  /** Absent in records written before the daemonless builder: docker. */
+  builder?: 'docker' | 'oci';
+  /** The oci builder's manifest (or index) digest; null from the engine's builder. */
+  digest?: string | null;
   imageId: string;
   tags: string[];
   repository: string;

@@ -1,15 +1,9 @@
-import { createHash } from 'node:crypto';
 import { environmentError } from '../errors.js';
+import { MEDIA, sha256Digest as sha256, type Descriptor } from '../oci/media.js';
+import { bufferSource, pushBlob, putManifest } from './blobs.js';
 import type { RegistryClient } from './client.js';
 
-/** An OCI content descriptor. */
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  artifactType?: string;
-  annotations?: Record<string, string>;
-}
+export type { Descriptor };
 
 export interface ArtifactToAttach {
   /** Both the manifest's artifactType and its one layer's media type. */
@@ -27,69 +21,26 @@ export interface Attached {
   bytes: number;
 }
 
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const OCI_MANIFEST = MEDIA.manifest;
+const OCI_INDEX = MEDIA.index;
 /** The OCI 1.1 empty config: artifacts carry their content in a layer. */
 const EMPTY_CONFIG = { mediaType: 'application/vnd.oci.empty.v1+json', digest: 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a', size: 2 };
 
-const sha256 = (bytes: Buffer | string) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 /** The referrers tag schema's tag for a digest (OCI distribution spec 1.1): sha256:abc -> sha256-abc. */
 export const referrersTag = (digest: string) => digest.replace(':', '-');
 
 const scope = (repository: string, push = false) => `repository:${repository}:${push ? 'pull,push' : 'pull'}`;
 
-/** Uploads a blob unless the registry has it already (monolithic upload: artifacts here are small). */
+/** Uploads a blob unless the registry has it already (artifacts here are small). */
 export async function uploadBlob(client: RegistryClient, repository: string, content: Buffer, digest = sha256(content)): Promise<void> {
-  const head = await client.request(`/v2/${repository}/blobs/${digest}`, { method: 'HEAD', scope: scope(repository, true) });
-  if (head.ok) return;
-  const start = await client.request(`/v2/${repository}/blobs/uploads/`, { method: 'POST', scope: scope(repository, true) });
-  await start.body?.cancel();
-  const location = start.headers.get('location');
-  if (start.status !== 202 || !location) throw environmentError(`registry ${client.registry}: starting a blob upload to ${repository} failed (HTTP ${start.status})`);
-  const url = new URL(location, `http://${client.registry}`);
-  url.searchParams.set('digest', digest);
-  const target = /^https?:/.test(location) ? url.toString() : `${url.pathname}${url.search}`;
-  const put = await client.request(target, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/octet-stream' },
-    body: content,
-    scope: scope(repository, true),
-  });
-  await put.body?.cancel();
-  if (put.status !== 201) throw environmentError(`registry ${client.registry}: uploading blob ${digest} to ${repository} failed (HTTP ${put.status})`);
-}
-
-async function putManifest(client: RegistryClient, repository: string, reference: string, body: Buffer, mediaType: string): Promise<Response> {
-  const res = await client.request(`/v2/${repository}/manifests/${reference}`, {
-    method: 'PUT',
-    headers: { 'content-type': mediaType },
-    body,
-    scope: scope(repository, true),
-  });
-  if (res.status !== 201) {
-    const text = await res.text().catch(() => '');
-    throw environmentError(`registry ${client.registry}: storing manifest ${repository}:${reference} failed (HTTP ${res.status}) ${text.slice(0, 200)}`.trim());
-  }
-  await res.body?.cancel();
-  return res;
+  await pushBlob(client, repository, bufferSource(content, digest));
 }
 
 /** A manifest's descriptor as the registry serves it now (digest, media type, size of its bytes). */
 export async function manifestDescriptor(client: RegistryClient, repository: string, reference: string): Promise<Descriptor | null> {
-  const res = await client.get(
-    `/v2/${repository}/manifests/${reference}`,
-    [OCI_MANIFEST, OCI_INDEX, 'application/vnd.docker.distribution.manifest.v2+json', 'application/vnd.docker.distribution.manifest.list.v2+json'].join(', '),
-    scope(repository),
-  );
-  if (res.status === 404) {
-    await res.body?.cancel();
-    return null;
-  }
-  if (!res.ok) throw environmentError(`registry ${client.registry}: reading manifest ${repository}:${reference} failed (HTTP ${res.status})`);
-  const bytes = Buffer.from(await res.arrayBuffer());
-  const mediaType = (JSON.parse(bytes.toString('utf8')) as { mediaType?: string }).mediaType ?? res.headers.get('content-type') ?? OCI_MANIFEST;
-  return { mediaType, digest: res.headers.get('docker-content-digest') ?? sha256(bytes), size: bytes.length };
+  const found = await client.rawManifest(repository, reference);
+  return found ? { mediaType: found.mediaType || OCI_MANIFEST, digest: found.digest, size: found.bytes.length } : null;
 }
 
 /**

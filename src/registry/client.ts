@@ -1,13 +1,10 @@
+import { Readable } from 'node:stream';
 import { environmentError } from '../errors.js';
+import { MANIFEST_ACCEPT, sha256Digest } from '../oci/media.js';
 import type { Credentials } from './credentials.js';
 import { isLoopback } from './reference.js';
 
-const MANIFEST_TYPES = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-].join(', ');
+const MANIFEST_TYPES = MANIFEST_ACCEPT;
 
 export interface Manifest {
   digest: string;
@@ -20,7 +17,8 @@ export interface RegistryRequest {
   method?: string;
   accept?: string;
   headers?: Record<string, string>;
-  body?: Buffer | string;
+  /** A stream's body is made by a function, so that a request sent again after a challenge sends it whole. */
+  body?: Buffer | string | (() => Readable);
   /** The token scope asked for under a bearer challenge, e.g. repository:team/model:pull,push. */
   scope?: string;
 }
@@ -51,13 +49,17 @@ export class RegistryClient {
     if (request.accept) headers.accept = request.accept;
     if (this.authorization) headers.authorization = this.authorization;
     try {
+      const streamed = typeof request.body === 'function';
+      const body = streamed ? (Readable.toWeb((request.body as () => Readable)()) as ReadableStream) : (request.body as Buffer | string | undefined);
       return await fetch(path.startsWith('http') ? path : this.base + path, {
         method: request.method ?? 'GET',
         headers,
-        body: request.body,
+        body,
         redirect: 'follow',
-        signal: AbortSignal.timeout(60_000),
-      });
+        // A blob's upload may take longer than a minute on a slow link; its progress is the server's to judge.
+        signal: AbortSignal.timeout(streamed ? 30 * 60_000 : 60_000),
+        ...(streamed ? { duplex: 'half' } : {}),
+      } as RequestInit);
     } catch (error) {
       const cause = (error as { cause?: NodeJS.ErrnoException }).cause;
       const why = cause?.code === 'ECONNREFUSED' ? 'connection refused' : (cause?.code ?? (error as Error).message);
@@ -150,6 +152,34 @@ export class RegistryClient {
       return first ? { ...first, digest } : null;
     }
     return { ...body, digest, mediaType: body.mediaType ?? res.headers.get('content-type') ?? '' };
+  }
+
+  /** A manifest or index as the registry stores it: its bytes, media type and digest; null when there is none. */
+  async rawManifest(repository: string, reference: string): Promise<{ bytes: Buffer; mediaType: string; digest: string } | null> {
+    const res = await this.get(`/v2/${repository}/manifests/${reference}`, MANIFEST_TYPES, `repository:${repository}:pull`);
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return null;
+    }
+    if (!res.ok) throw environmentError(`registry ${this.registry}: reading manifest ${repository}:${reference} failed (HTTP ${res.status})`);
+    const bytes = Buffer.from(await res.arrayBuffer());
+    let mediaType: string | undefined;
+    try {
+      mediaType = (JSON.parse(bytes.toString('utf8')) as { mediaType?: string }).mediaType;
+    } catch {
+      throw environmentError(`registry ${this.registry}: manifest ${repository}:${reference} is not JSON`);
+    }
+    return { bytes, mediaType: mediaType ?? res.headers.get('content-type') ?? '', digest: res.headers.get('docker-content-digest') ?? sha256Digest(bytes) };
+  }
+
+  /** A blob's response, its body not yet read. */
+  async blob(repository: string, digest: string): Promise<Response> {
+    const res = await this.get(`/v2/${repository}/blobs/${digest}`, undefined, `repository:${repository}:pull`);
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw environmentError(`registry ${this.registry}: reading blob ${digest} of ${repository} failed (HTTP ${res.status})`);
+    }
+    return res;
   }
 
   async configBlob(repository: string, digest: string): Promise<ImageConfigBlob> {
