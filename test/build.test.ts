@@ -126,12 +126,12 @@ describe('mlops build without an engine', () => {
   });
 
   it('by default builds without it, and exits 3 naming a base it cannot reach', async () => {
-    const { code, stdout, stderr } = await runCli(['build', '--model', fixture('wine', 'model.onnx'), '--base', '127.0.0.1:9/nothing/here:1'], {
+    const { code, stdout, stderr } = await runCli(['build', '--model', fixture('wine', 'model.onnx'), '--base', '127.0.0.1:59999/nothing/here:1'], {
       env: { DOCKER_HOST: 'unix:///tmp/mlops-no-such-docker.sock' },
     });
     expect(code).toBe(3);
     expect(stdout).toBe('');
-    expect(stderr).toMatch(/^error: base image 127\.0\.0\.1:9\/nothing\/here:1: cannot reach registry 127\.0\.0\.1:9: connection refused$/m);
+    expect(stderr).toMatch(/^error: base image 127\.0\.0\.1:59999\/nothing\/here:1: cannot reach registry 127\.0\.0\.1:59999: connection refused$/m);
     expect(stderr).toMatch(/^hint: .*--base oci:<dir> or docker-archive:<file\.tar>/m);
   });
 });

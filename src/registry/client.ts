@@ -61,8 +61,10 @@ export class RegistryClient {
         ...(streamed ? { duplex: 'half' } : {}),
       } as RequestInit);
     } catch (error) {
-      const cause = (error as { cause?: NodeJS.ErrnoException }).cause;
-      const why = cause?.code === 'ECONNREFUSED' ? 'connection refused' : (cause?.code ?? (error as Error).message);
+      // Node reports a refused connection to a name with several addresses as an AggregateError of them.
+      const outer = (error as { cause?: NodeJS.ErrnoException & { errors?: NodeJS.ErrnoException[] } }).cause;
+      const cause = outer?.code ? outer : (outer?.errors?.[0] ?? outer);
+      const why = cause?.code === 'ECONNREFUSED' ? 'connection refused' : (cause?.code ?? cause?.message ?? (error as Error).message);
       throw environmentError(`cannot reach registry ${this.registry}: ${why}`, 'check that the registry is up and the repository name in image.repository', undefined, error);
     }
   }
