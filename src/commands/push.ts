@@ -1,6 +1,12 @@
 import { connectDocker } from '../docker/client.js';
 import { ExitCode, inputError } from '../errors.js';
-import { aliasesThatMove, pushImages } from '../registry/push.js';
+import { aliasesThatMove, pushImages, type PushResult } from '../registry/push.js';
+import { sharedBlobStore } from '../oci/blob-store.js';
+import { readStoredImage } from '../oci/image.js';
+import { findLocalImage } from '../project/local-images.js';
+import { pushStoredImage } from '../registry/push-stored.js';
+import { fetchBaseBlob } from '../image/base-image.js';
+import type { ImageFacts } from '../supply-chain/publish.js';
 import { localName, parseReference } from '../registry/reference.js';
 import { isCI } from '../ui/environment.js';
 import type { CommandContext } from './context.js';
@@ -23,6 +29,12 @@ function maskPem(ctx: CommandContext, pem: string | undefined): void {
   for (const line of pem.replace(/\\n/g, '\n').split('\n')) if (line.trim().length >= 16 && !line.startsWith('-----')) ctx.reporter.maskSecret(line.trim());
 }
 
+async function checkAliases(ctx: CommandContext, flags: PushFlags, repository: string, aliases: string[], version: string): Promise<void> {
+  if (aliases.length === 0 || !isCI(ctx.env) || flags.yes) return;
+  const moving = await aliasesThatMove(ctx.env, repository, aliases, version);
+  if (moving.length > 0) throw inputError(`refusing to move alias ${moving.map((a) => `'${a}'`).join(', ')} in the registry in CI without --yes`, 'pass --yes to confirm');
+}
+
 export async function run(version: string | undefined, flags: PushFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   const last = await readLastTag(baseDir);
@@ -34,28 +46,57 @@ export async function run(version: string | undefined, flags: PushFlags, ctx: Co
   // The key is read (and a bad one refused) before anything is pushed.
   const key = await loadSigningKey(ctx.env, config.sign.keyFile, baseDir);
   maskPem(ctx, ctx.env.MLOPS_SIGNING_KEY);
-  const docker = await connectDocker(ctx.env);
-  const local = await docker.getImage(references[0]).inspect().catch(() => null);
-  if (local) requireSbomLabels(references[0], local.Config.Labels ?? {});
-  if (aliases.length > 0 && isCI(ctx.env) && !flags.yes) {
-    const moving = await aliasesThatMove(ctx.env, repository, aliases, chosen);
-    if (moving.length > 0) throw inputError(`refusing to move alias ${moving.map((a) => `'${a}'`).join(', ')} in the registry in CI without --yes`, 'pass --yes to confirm');
-  }
-  const result = await ctx.reporter.step(
-    `Pushing ${references.join(', ')}`,
-    (task) =>
-      pushImages({ docker, env: ctx.env, references, onSecret: (secret) => ctx.reporter.maskSecret(secret), onProgress: (line, transient) => (transient ? task.progress(line) : task.update(line)) }),
-    (r) => `Pushed ${r.pushed.join(', ')}`,
-  );
+  const stored = await findLocalImage(baseDir, references[0]);
   const ref = parseReference(references[0]);
   const credentials = await resolveCredentials(ref.registry, ctx.env);
+  const client = new RegistryClient(ref.registry, credentials);
+  let facts: ImageFacts;
+  let result: PushResult;
+  if (stored) {
+    // Built daemonless: pushed from the blob cache by mlops itself, no engine involved.
+    const store = sharedBlobStore(ctx.env);
+    const image = await readStoredImage(store, stored.image.top);
+    const [main] = image.platforms;
+    facts = { imageId: main.manifest.config.digest, labels: main.config.config.Labels ?? {}, architecture: main.config.architecture };
+    requireSbomLabels(references[0], facts.labels);
+    await checkAliases(ctx, flags, repository, aliases, chosen);
+    if (credentials) ctx.reporter.maskSecret(credentials.password);
+    await client.ping();
+    const base = stored.image.base;
+    result = await ctx.reporter.step(
+      `Pushing ${references.join(', ')}`,
+      async (task) => {
+        const pushed = await pushStoredImage(client, ref.repository, store, image, references.map((r) => parseReference(r).tag!), {
+          mountFrom: base?.registry === ref.registry && base.repository ? [base.repository] : [],
+          fetchMissing: async (blob) => (base ? fetchBaseBlob(base, blob.digest, store, ctx.env) : Promise.reject(new Error(`blob ${blob.digest} is missing from the cache`))),
+          onProgress: (line) => task.update(line),
+        });
+        const size = image.platforms[0].manifest.layers.reduce((t, l) => t + l.size, 0);
+        return { registry: ref.registry, digest: pushed.digest, sizeBytes: size, pushed: references.map((r) => `${localName(parseReference(r))}:${parseReference(r).tag}`), attempts: 1, blobs: pushed };
+      },
+      (r) => `Pushed ${r.pushed.join(', ')}`,
+    );
+  } else {
+    const docker = await connectDocker(ctx.env);
+    const local = await docker.getImage(references[0]).inspect().catch(() => null);
+    if (local) requireSbomLabels(references[0], local.Config.Labels ?? {});
+    await checkAliases(ctx, flags, repository, aliases, chosen);
+    result = await ctx.reporter.step(
+      `Pushing ${references.join(', ')}`,
+      (task) =>
+        pushImages({ docker, env: ctx.env, references, onSecret: (secret) => ctx.reporter.maskSecret(secret), onProgress: (line, transient) => (transient ? task.progress(line) : task.update(line)) }),
+      (r) => `Pushed ${r.pushed.join(', ')}`,
+    );
+    const info = await docker.getImage(references[0]).inspect();
+    facts = { imageId: info.Id, labels: info.Config.Labels ?? {}, architecture: info.Architecture };
+  }
   const supplyChain = await ctx.reporter.step(
     key ? `Signing ${chosen} and attaching its SBOM` : `Attaching the SBOM of ${chosen}`,
     () =>
       attachSupplyChain({
-        docker,
+        facts,
         env: ctx.env,
-        client: new RegistryClient(ref.registry, credentials),
+        client,
         projectDir: baseDir,
         image: references[0],
         name: repository,

@@ -1,6 +1,7 @@
 import { connectDocker } from '../docker/client.js';
 import { ExitCode, inputError } from '../errors.js';
 import { readLastBuild } from '../project/last-build.js';
+import { findLocalImage } from '../project/local-images.js';
 import { tagVersion, type Bump } from '../registry/tag.js';
 import { isCI } from '../ui/environment.js';
 import type { CommandContext } from './context.js';
@@ -19,8 +20,11 @@ export async function run(version: string | undefined, flags: TagFlags, ctx: Com
   const { config, baseDir } = await ctx.config();
   if (flags.bump && !['patch', 'minor', 'major'].includes(flags.bump)) throw inputError(`--bump ${flags.bump}: expected patch, minor or major`);
   if (flags.bump && version) throw inputError('give a version or --bump, not both');
-  const image = flags.image ?? (await readLastBuild(baseDir)).imageId;
-  const docker = await connectDocker(ctx.env);
+  const last = flags.image ? undefined : await readLastBuild(baseDir);
+  // A daemonless build is found by its reference in .mlops/images.json; the engine's by its image id.
+  const image = flags.image ?? (last!.builder === 'oci' ? last!.tags[0] : last!.imageId);
+  const stored = await findLocalImage(baseDir, image);
+  const docker = stored ? await connectDocker(ctx.env).catch(() => null) : await connectDocker(ctx.env);
   const result = await tagVersion({
     docker,
     env: ctx.env,

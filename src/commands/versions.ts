@@ -3,7 +3,8 @@ import { ExitCode } from '../errors.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { localName, parseReference } from '../registry/reference.js';
-import { localVersions, registryVersions } from '../registry/versions.js';
+import { localVersions, mergeListings, registryVersions, storedVersions } from '../registry/versions.js';
+import { sharedBlobStore } from '../oci/blob-store.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
 import path from 'node:path';
@@ -31,7 +32,9 @@ export async function run(flags: VersionsFlags, ctx: CommandContext): Promise<nu
     const key = keyFile ? await loadPublicKey(keyFile, flags.key ? '--key' : 'deploy.verify.key') : undefined;
     listing = await registryVersions(new RegistryClient(ref.registry, credentials), ref.repository, key, localName(ref));
   } else {
-    listing = await localVersions(await connectDocker(ctx.env), ref);
+    // Images tagged here without a daemon, and the engine's when one answers.
+    const docker = await connectDocker(ctx.env).catch(() => null);
+    listing = mergeListings(await storedVersions(baseDir, sharedBlobStore(ctx.env), ref), docker ? await localVersions(docker, ref) : { versions: [], aliases: {} });
   }
   const result = { repository: localName(ref), registry: inRegistry ? ref.registry : null, source: inRegistry ? 'registry' : 'local', ...listing };
   ctx.reporter.result(result, (r, s) => {

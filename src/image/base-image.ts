@@ -204,3 +204,18 @@ export async function resolveBase(name: string, platform: string, env: NodeJS.Pr
     throw error;
   });
 }
+
+/** One blob of a base recorded by a daemonless build (.mlops/images.json), into the store: what a later push needs when the registry lacks it. */
+export async function fetchBaseBlob(base: { name: string; registry?: string; repository?: string }, digest: string, store: BlobStore, env: NodeJS.ProcessEnv): Promise<void> {
+  if (await store.has(digest)) return;
+  if (base.name.startsWith('oci:')) {
+    const body = base.name.slice('oci:'.length);
+    const colon = body.lastIndexOf(':');
+    const dir = colon > 0 && !body.slice(colon).includes('/') ? body.slice(0, colon) : body;
+    return new BlobStore(path.resolve(dir)).copyTo(store, digest);
+  }
+  if (!base.registry || !base.repository) throw environmentError(`blob ${digest} of base image ${base.name} is no longer in the cache`, 'build again (mlops build) to fetch it');
+  const client = new RegistryClient(base.registry, await resolveCredentials(base.registry, env));
+  const res = await client.blob(base.repository, digest);
+  await store.write(Readable.fromWeb(res.body! as never), digest);
+}

@@ -17,6 +17,7 @@ import { resolveCredentials } from '../registry/credentials.js';
 import { pushStoredImage, type PushStoredResult } from '../registry/push-stored.js';
 import { parseReference } from '../registry/reference.js';
 import { recordLocalImages } from '../project/local-images.js';
+import { loadArchive } from '../docker/load.js';
 import { resolveBase, type BaseImage } from './base-image.js';
 import { writeOciImage, type PlatformBuild } from './oci-builder.js';
 import { loadProcessing, rawInputKind, servableSignature, type ProcessingOverrides, type ProcessingPlan } from '../processing/plan.js';
@@ -365,7 +366,7 @@ async function ociBuild(options: BuildImageOptions, prepared: Prepared, platform
         await fetchBase();
         options.onProgress?.('loading the image into the Docker engine');
         const single = { top: image.platforms[platforms.indexOf(host)].descriptor, platforms: [image.platforms[platforms.indexOf(host)]] };
-        await loadIntoEngine(docker, dockerArchive(store, single, references));
+        await loadArchive(docker, dockerArchive(store, single, references));
         written.push('docker engine');
       }
     }
@@ -401,19 +402,6 @@ async function pushToRegistry(env: NodeJS.ProcessEnv, store: BlobStore, image: S
     },
     onProgress,
   });
-}
-
-async function loadIntoEngine(docker: Docker, archive: NodeJS.ReadableStream): Promise<void> {
-  const stream = (await docker.loadImage(archive, { quiet: true } as never)) as unknown as NodeJS.ReadableStream;
-  let failure: string | undefined;
-  await new Promise<void>((resolve, reject) =>
-    docker.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve()), (event: { error?: string; errorDetail?: { message?: string } }) => {
-      if (event.error) failure = event.errorDetail?.message ?? event.error;
-    }),
-  ).catch((error: Error) => {
-    failure = error.message;
-  });
-  if (failure) throw environmentError(`loading the image into the Docker engine failed: ${failure}`, 'check the engine with `docker info`, or pass --output to write the image elsewhere');
 }
 
 /** The engine's builder: the context sent to the Engine API with its Dockerfile. */

@@ -9,16 +9,22 @@ import { inspectImage } from '../docker/container.js';
 import { inputError, environmentError, isMlopsError } from '../errors.js';
 import { dockerfileString } from '../image/context.js';
 import { writeFileAtomic } from '../report/files.js';
-import { localImageSbom, writeSbomFile } from '../supply-chain/sbom.js';
+import { imageSbom, localImageSbom, writeSbomFile } from '../supply-chain/sbom.js';
+import { sharedBlobStore } from '../oci/blob-store.js';
+import { readStoredImage, relabelStored } from '../oci/image.js';
+import { dockerArchive } from '../oci/layout.js';
+import { findLocalImage, recordLocalImages } from '../project/local-images.js';
+import { loadArchive } from '../docker/load.js';
 import { RegistryClient } from './client.js';
 import { resolveCredentials } from './credentials.js';
 import { localName, parseReference, type ImageReference } from './reference.js';
-import { localVersions, registryVersions, type VersionListing } from './versions.js';
+import { localVersions, mergeListings, registryVersions, storedVersions, type VersionListing } from './versions.js';
 
 export type Bump = 'patch' | 'minor' | 'major';
 
 export interface TagOptions {
-  docker: Docker;
+  /** The engine, where one answers; null on a runner without one (the image must then be one built daemonless). */
+  docker: Docker | null;
   env: NodeJS.ProcessEnv;
   projectDir: string;
   /** The image to version: a reference or an id. */
@@ -40,6 +46,8 @@ export interface TagResult {
   version: string;
   reference: string;
   imageId: string;
+  /** The version's manifest (or index) digest, for an image built daemonless; null for the engine's. */
+  digest: string | null;
   modelSha256: string;
   /** Where existing versions were read from. */
   checked: 'registry' | 'local';
@@ -89,7 +97,7 @@ export async function reportLabels(projectDir: string, imageId: string): Promise
  * none) and this machine's, the registry's winning where both have a tag.
  */
 async function existing(options: TagOptions, ref: ImageReference): Promise<{ listing: VersionListing; checked: 'registry' | 'local' }> {
-  const local = await localVersions(options.docker, ref);
+  const local = mergeListings(await storedVersions(options.projectDir, sharedBlobStore(options.env), ref), options.docker ? await localVersions(options.docker, ref) : { versions: [], aliases: {} });
   if (options.offline || ref.registry === 'docker.io') return { listing: local, checked: 'local' };
   const client = new RegistryClient(ref.registry, await resolveCredentials(ref.registry, options.env));
   let remote: VersionListing;
@@ -113,7 +121,15 @@ async function existing(options: TagOptions, ref: ImageReference): Promise<{ lis
 export async function tagVersion(options: TagOptions): Promise<TagResult> {
   const ref = parseReference(options.repository);
   if (ref.tag || ref.digest) throw inputError(`image.repository ${options.repository}: a repository, without a tag`);
-  const source = await inspectImage(options.docker, options.image);
+  const store = sharedBlobStore(options.env);
+  const stored = await findLocalImage(options.projectDir, options.image);
+  const storedImage = stored && (await readStoredImage(store, stored.image.top).catch(() => undefined));
+  if (!storedImage && !options.docker) {
+    throw environmentError(`${options.image} is not an image built here without a daemon, and no Docker engine answers`, 'build it with `mlops build --builder oci` in this project, or start an engine');
+  }
+  const source = storedImage
+    ? { Id: storedImage.platforms[0].manifest.config.digest, Config: { Labels: storedImage.platforms[0].config.config.Labels ?? {} } }
+    : await inspectImage(options.docker!, options.image);
   const modelSha256 = source.Config.Labels?.['mlops.model.sha256'];
   if (!modelSha256) throw inputError(`${options.image} was not built by mlops (no mlops.model.sha256 label)`, 'run `mlops build` first');
   for (const alias of options.aliases) {
@@ -150,31 +166,43 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
 
   const labels = await reportLabels(options.projectDir, source.Id);
   const reference = `${name}:${version}`;
-  const imageId = await relabel(
-    options.docker,
-    source.Id,
-    reference,
-    { ...labels, 'org.opencontainers.image.version': version, 'mlops.release.version': version, 'mlops.model.version': version },
-    // The server reports this as model_version (metadata, answers, the inference log): the release, not config's model.version.
-    { MLOPS_MODEL_VERSION: version },
-  );
-  const aliases = [];
-  for (const alias of options.aliases) {
-    await options.docker.getImage(imageId).tag({ repo: name, tag: alias });
-    aliases.push({ alias, reference: `${name}:${alias}`, previous: listing.aliases[alias] ?? null });
+  const stamp = { ...labels, 'org.opencontainers.image.version': version, 'mlops.release.version': version, 'mlops.model.version': version };
+  // The server reports this as model_version (metadata, answers, the inference log): the release, not config's model.version.
+  const env = { MLOPS_MODEL_VERSION: version };
+  let imageId: string;
+  let digest: string | null = null;
+  let sbomFacts: { labels: Record<string, string>; architecture: string } | null = null;
+  if (storedImage) {
+    // Daemonless: new configs and manifests over the same layers, in the cache; the engine gets the version too when there is one.
+    const top = await relabelStored(store, storedImage, stamp, env);
+    const tagged = await readStoredImage(store, top);
+    const references = [reference, ...options.aliases.map((a) => `${name}:${a}`)];
+    await recordLocalImages(options.projectDir, Object.fromEntries(references.map((r) => [r, { top, base: stored!.image.base }])));
+    imageId = tagged.platforms[0].manifest.config.digest;
+    digest = top.digest;
+    sbomFacts = { labels: tagged.platforms[0].config.config.Labels ?? {}, architecture: tagged.platforms[0].config.architecture };
+    const host = tagged.platforms.find((p) => p.config.architecture === (process.arch === 'x64' ? 'amd64' : process.arch));
+    if (options.docker && host && (await options.docker.getImage(source.Id).inspect().then(() => true, () => false))) {
+      await loadArchive(options.docker, dockerArchive(store, { top: host.descriptor, platforms: [host] }, references));
+    }
+  } else {
+    imageId = await relabel(options.docker!, source.Id, reference, stamp, env);
+    for (const alias of options.aliases) await options.docker!.getImage(imageId).tag({ repo: name, tag: alias });
   }
+  const aliases = options.aliases.map((alias) => ({ alias, reference: `${name}:${alias}`, previous: listing.aliases[alias] ?? null }));
   const at = new Date().toISOString();
-  await writeFileAtomic(path.join(options.projectDir, '.mlops', 'last-tag.json'), JSON.stringify({ version, reference, imageId, repository: name, aliases: options.aliases, at }, null, 2) + '\n');
+  await writeFileAtomic(path.join(options.projectDir, '.mlops', 'last-tag.json'), JSON.stringify({ version, reference, imageId, digest, repository: name, aliases: options.aliases, at }, null, 2) + '\n');
   if (aliases.length > 0) await recordAliases(options.projectDir, aliases.map((a) => ({ ...a, version, at })));
   // The SBOM again, now with the version and the test metrics in its model card; an image another mlops built has none here (push says so too).
-  const sbom = await localImageSbom(options.docker, imageId, { name, version }).then(
+  const sbomJson = sbomFacts ? imageSbom({ name, version, imageId, ...sbomFacts }) : localImageSbom(options.docker!, imageId, { name, version });
+  const sbom = await sbomJson.then(
     (json) => writeSbomFile(options.projectDir, json).then((file) => ({ file, problem: null })),
     (error: unknown) => {
       if (!isMlopsError(error)) throw error;
       return { file: null, problem: error.message };
     },
   );
-  return { version, reference, imageId, modelSha256, checked, aliases, labels, sbom };
+  return { version, reference, imageId, digest, modelSha256, checked, aliases, labels, sbom };
 }
 
 /** A new image that is the old one plus labels and environment: a build with no layers, no context but its Dockerfile. */

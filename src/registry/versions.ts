@@ -4,6 +4,9 @@ import type { KeyObject } from 'node:crypto';
 import { hasSignature, verifyRelease } from '../supply-chain/verify.js';
 import type { RegistryClient } from './client.js';
 import { localName, type ImageReference } from './reference.js';
+import type { BlobStore } from '../oci/blob-store.js';
+import { readStoredImage } from '../oci/image.js';
+import { readLocalImages } from '../project/local-images.js';
 
 export interface VersionInfo {
   version: string;
@@ -108,6 +111,40 @@ export async function localVersions(docker: Docker, ref: ImageReference): Promis
     }
   }
   return withAliases(versions, ids, (v) => v.imageId);
+}
+
+/** Versions of images built and tagged here without a daemon (.mlops/images.json, their configs in the blob cache). */
+export async function storedVersions(projectDir: string, store: BlobStore, ref: ImageReference): Promise<VersionListing> {
+  const name = localName(ref);
+  const ids = new Map<string, string>();
+  const versions: VersionInfo[] = [];
+  for (const [reference, image] of Object.entries(await readLocalImages(projectDir))) {
+    const tag = reference.slice(reference.lastIndexOf(':') + 1);
+    if (reference.slice(0, reference.lastIndexOf(':')) !== name || isBuildTag(tag)) continue;
+    ids.set(tag, image.top.digest);
+    if (!semver.valid(tag)) continue;
+    const stored = await readStoredImage(store, image.top).catch(() => undefined);
+    if (!stored) continue;
+    const labels = stored.platforms[0].config.config.Labels ?? {};
+    versions.push({
+      version: tag,
+      digest: image.top.digest,
+      imageId: stored.platforms[0].manifest.config.digest,
+      created: stored.platforms[0].config.created ?? null,
+      modelSha256: labels['mlops.model.sha256'] ?? null,
+      metrics: headlineLabels(labels),
+      aliases: [],
+      signed: null,
+      signature: null,
+    });
+  }
+  return withAliases(versions, ids, (v) => v.digest);
+}
+
+/** Two local listings as one: the first's versions and aliases win where both have them. */
+export function mergeListings(first: VersionListing, second: VersionListing): VersionListing {
+  const known = new Set(first.versions.map((v) => v.version));
+  return { versions: sortVersions([...first.versions, ...second.versions.filter((v) => !known.has(v.version))]), aliases: { ...second.aliases, ...first.aliases } };
 }
 
 async function signatureOf(client: RegistryClient, repository: string, name: string, version: string, digest: string, key: VerifyingKey | undefined): Promise<Pick<VersionInfo, 'signed' | 'signature' | 'signatureProblem'>> {

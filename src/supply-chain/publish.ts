@@ -1,18 +1,24 @@
-import type Docker from 'dockerode';
 import { createHash } from 'node:crypto';
 import { environmentError, isMlopsError, MlopsError } from '../errors.js';
 import { attachArtifact, manifestDescriptor, type Attached } from '../registry/artifacts.js';
 import type { RegistryClient } from '../registry/client.js';
 import { BUNDLE_MEDIA_TYPE, builderId, releaseStatement, SLSA_PROVENANCE_V1, signStatement } from './attestation.js';
 import type { SigningKey } from './keys.js';
-import { localImageSbom, SBOM_MEDIA_TYPE, writeSbomFile } from './sbom.js';
+import { imageSbom, SBOM_MEDIA_TYPE, writeSbomFile } from './sbom.js';
+
+/** What the SBOM and the signature say of the image: its id (config digest), labels and architecture. */
+export interface ImageFacts {
+  imageId: string;
+  labels: Record<string, string>;
+  architecture: string;
+}
 
 export interface AttachOptions {
-  docker: Docker;
+  facts: ImageFacts;
   env: NodeJS.ProcessEnv;
   client: RegistryClient;
   projectDir: string;
-  /** The local image that was pushed (name:version). */
+  /** The image that was pushed (name:version), for messages. */
   image: string;
   /** registry/repository, as pulled. */
   name: string;
@@ -57,7 +63,7 @@ async function attach(options: AttachOptions): Promise<SupplyChainResult> {
   const started = performance.now();
   const subject = await manifestDescriptor(options.client, options.repository, options.digest);
   if (!subject) throw environmentError(`registry ${options.client.registry} does not serve ${options.repository}@${options.digest} just after it was pushed`);
-  const sbomJson = await localImageSbom(options.docker, options.image, { name: options.name, version: options.version, digest: options.digest });
+  const sbomJson = await imageSbom({ name: options.name, version: options.version, digest: options.digest, ...options.facts });
   const file = await writeSbomFile(options.projectDir, sbomJson);
   const sbomBytes = Buffer.from(sbomJson);
   const sbomSha256 = createHash('sha256').update(sbomBytes).digest('hex');
@@ -70,7 +76,7 @@ async function attach(options: AttachOptions): Promise<SupplyChainResult> {
   let signature: SupplyChainResult['signature'] = null;
   let bytes = sbom.bytes;
   if (options.key) {
-    const labels = (await options.docker.getImage(options.image).inspect()).Config.Labels ?? {};
+    const labels = options.facts.labels;
     const statement = releaseStatement({
       name: options.name,
       digest: options.digest,
