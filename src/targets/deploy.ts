@@ -1,8 +1,11 @@
 import { MODEL_TAKES_LABEL } from '../model/labels.js';
 import type { Config, TargetConfig } from '../config/defaults.js';
 import { connectDocker } from '../docker/client.js';
+import { sharedBlobStore } from '../oci/blob-store.js';
+import { readStoredImage } from '../oci/image.js';
+import { findLocalImage } from '../project/local-images.js';
 import { inspectImage } from '../docker/container.js';
-import { ExitCode, inputError, isMlopsError } from '../errors.js';
+import { ExitCode, inputError, isMlopsError, environmentError } from '../errors.js';
 import { readLastBuild } from '../project/last-build.js';
 import { RegistryClient } from '../registry/client.js';
 import { pullImage } from '../registry/pull.js';
@@ -92,8 +95,14 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
   const repository = configuredRepository(options.config, options.projectDir);
   const ref = parseReference(repository);
   if (!adapter.needsRegistry) {
-    const docker = await connectDocker(options.env);
     const image = version ? `${localName(ref)}:${version}` : (await readLastBuild(options.projectDir)).tags[0];
+    // A plan needs no engine: an image built here without one is read from the blob cache.
+    const docker = options.dryRun ? await connectDocker(options.env).catch(() => null) : await connectDocker(options.env);
+    if (!docker) {
+      const stored = await storedFacts(options, image);
+      if (!stored) throw environmentError(`no Docker engine answers, and ${image} was not built here without one`, 'start an engine, or build with `mlops build --builder oci`');
+      return releaseOf(version ?? stored.labels['mlops.release.version'] ?? image.slice(image.lastIndexOf(':') + 1), image, stored.digest, stored.labels);
+    }
     // A version pushed from elsewhere (CI) and not built here comes from the registry.
     const here = await docker.getImage(image).inspect().then(() => true, () => false);
     if (!here && version && ref.registry !== 'docker.io') {
@@ -102,17 +111,9 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
     }
     const info = await inspectImage(docker, image);
     const labels = info.Config.Labels ?? {};
-    return {
-      version: version ?? labels['mlops.release.version'] ?? image.slice(image.lastIndexOf(':') + 1),
-      image,
-      // The registry's digest when the version was pushed (or pulled): what history records.
-      digest: (info.RepoDigests ?? []).find((d) => d.startsWith(`${localName(ref)}@`))?.split('@')[1] ?? null,
-      modelName: labels['mlops.model.name'] ?? '',
-      modelSha256: labels['mlops.model.sha256'] ?? null,
-      signature: signatureOf(labels),
-      otherModels: otherModelsOf(labels),
-      ...takesOf(labels),
-    };
+    // The registry's digest when the version was pushed (or pulled): what history records.
+    const digest = (info.RepoDigests ?? []).find((d) => d.startsWith(`${localName(ref)}@`))?.split('@')[1] ?? null;
+    return releaseOf(version ?? labels['mlops.release.version'] ?? image.slice(image.lastIndexOf(':') + 1), image, digest, labels);
   }
   if (!version) throw inputError(`target type ${adapter.type} deploys pushed versions: name one`, 'run `mlops tag <version>` and `mlops push`, then `mlops deploy <version> --target ...`');
   if (ref.registry === 'docker.io' && !repository.includes('/')) {
@@ -124,16 +125,28 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
     throw inputError(`${localName(ref)}:${version} was never pushed to ${ref.registry}`, `run \`mlops push ${version}\` first: ${adapter.type} pulls from the registry`);
   }
   const labels = (await client.configBlob(ref.repository, manifest.config.digest)).config?.Labels ?? {};
+  return releaseOf(version, `${localName(ref)}@${manifest.digest}`, manifest.digest, labels);
+}
+
+function releaseOf(version: string, image: string, digest: string | null, labels: Record<string, string>): Release {
   return {
     version,
-    image: `${localName(ref)}@${manifest.digest}`,
-    digest: manifest.digest,
+    image,
+    digest,
     modelName: labels['mlops.model.name'] ?? '',
     modelSha256: labels['mlops.model.sha256'] ?? null,
     signature: signatureOf(labels),
     otherModels: otherModelsOf(labels),
     ...takesOf(labels),
   };
+}
+
+/** An image built or tagged here without a daemon: its labels, config digest (the id Docker would give it) and digest. */
+async function storedFacts(options: DeployOptions, image: string): Promise<{ labels: Record<string, string>; imageId: string; digest: string } | null> {
+  const found = await findLocalImage(options.projectDir, image);
+  if (!found) return null;
+  const stored = await readStoredImage(sharedBlobStore(options.env), found.image.top);
+  return { labels: stored.platforms[0].config.config.Labels ?? {}, imageId: stored.platforms[0].manifest.config.digest, digest: found.image.top.digest };
 }
 
 /** The raw input a release's model takes, from its label. */
@@ -156,9 +169,12 @@ function otherModelsOf(labels: Record<string, string>): string[] | undefined {
 /** With deploy.verify.key set, the release must be signed by it (else exit 5); an image on this machine must be the signed one. */
 async function verifyRelease(options: DeployOptions, adapter: TargetAdapter, release: Release): Promise<void> {
   if (!options.config.deploy.verify.key) return;
+  const docker = adapter.needsRegistry ? null : await connectDocker(options.env).catch((error: unknown) => (options.dryRun ? null : Promise.reject(error)));
   const localImageId = adapter.needsRegistry
     ? null
-    : await connectDocker(options.env).then((docker) => docker.getImage(release.image).inspect().then((info) => info.Id, () => null));
+    : docker
+      ? await docker.getImage(release.image).inspect().then((info) => info.Id, () => null)
+      : ((await storedFacts(options, release.image))?.imageId ?? null);
   await requireVerified(options, release, localImageId);
 }
 
