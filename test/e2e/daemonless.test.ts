@@ -1,0 +1,239 @@
+/**
+ * `mlops build --builder oci`: images built, versioned, pushed, signed and planned for every target
+ * with no Docker engine reachable by mlops (DOCKER_HOST points nowhere), against Debian's
+ * docker-registry; then read by skopeo and run by the engine, which the test itself uses.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { createGunzip } from 'node:zlib';
+import tar from 'tar-stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixture, lines, runCli } from '../helpers.js';
+import { ensureLocalBaseImage, probeEngine, runImage, uniqueName, waitFor } from './docker.js';
+import { freePort, startRegistry, type TestRegistry } from './registry-process.js';
+
+const run = promisify(execFile);
+const engine = await probeEngine();
+const TEAM = uniqueName('daemonless');
+const NO_ENGINE = 'unix:///tmp/mlops-no-engine-here.sock';
+const errorLine = (stderr: string) => lines(stderr).find((l) => l.startsWith('error:'));
+
+interface Manifest {
+  mediaType: string;
+  config: { digest: string };
+  layers: { digest: string; size: number; mediaType: string }[];
+  manifests?: { digest: string; platform?: { architecture: string; os: string } }[];
+}
+
+/** The example config's targets, uncommented, as a user copies them. */
+async function exampleTargets(): Promise<Record<string, object>> {
+  const example = JSON.parse(await readFile(path.resolve('mlops.config.example.json'), 'utf8')) as { targets: Record<string, object> };
+  const strip = (value: unknown): unknown =>
+    Array.isArray(value) ? value.map(strip) : value && typeof value === 'object' ? Object.fromEntries(Object.entries(value).filter(([k]) => !k.startsWith('//')).map(([k, v]) => [k, strip(v)])) : value;
+  return Object.fromEntries(Object.entries(example.targets).map(([name, target]) => [name.replace(/^\/\//, ''), strip(target) as object]));
+}
+
+/** A layout's blob. */
+const blob = (dir: string, digest: string) => readFile(path.join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length)));
+const json = async <T>(dir: string, digest: string) => JSON.parse((await blob(dir, digest)).toString('utf8')) as T;
+const layoutTop = async (dir: string) => (JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as Manifest).manifests![0].digest;
+
+/** The names in a gzip'd layer. */
+async function layerNames(file: string): Promise<string[]> {
+  const names: string[] = [];
+  const extract = tar.extract();
+  extract.on('entry', (header, stream, next) => {
+    names.push(header.name);
+    stream.on('end', next);
+    stream.resume();
+  });
+  await pipeline(createReadStream(file), createGunzip(), extract);
+  return names;
+}
+
+describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${engine.reason})`}`, () => {
+  const docker = engine.docker;
+  let registry: TestRegistry;
+  let work: string;
+  let baseArchive: string;
+  let registryBase: string;
+  let localBase: string;
+  const env = (dir: string, extra: NodeJS.ProcessEnv = {}) => ({ DOCKER_HOST: NO_ENGINE, MLOPS_CACHE_DIR: path.join(dir, '.cache'), SOURCE_DATE_EPOCH: '1767225600', ...extra });
+
+  async function project(name: string, config: object, model = fixture('breast_cancer', 'model.onnx')): Promise<string> {
+    const dir = path.join(work, name);
+    await mkdir(dir, { recursive: true });
+    await copyFile(model, path.join(dir, 'model.onnx'));
+    await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: 'model.onnx', name: 'bc' }, ...config }));
+    return dir;
+  }
+
+  beforeAll(async () => {
+    localBase = await ensureLocalBaseImage(docker);
+    registry = await startRegistry();
+    work = await mkdtemp(path.join(tmpdir(), 'mlops-e2e-daemonless-'));
+    baseArchive = path.join(work, 'base.tar');
+    await pipeline((await docker.getImage(localBase).get()) as NodeJS.ReadableStream, createWriteStream(baseArchive));
+    registryBase = `${registry.address}/${TEAM}/base:20`;
+    await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `docker-archive:${baseArchive}`, `docker://${registryBase}`]);
+  }, 120_000);
+
+  afterAll(async () => {
+    await registry?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('builds, versions, pushes, signs, verifies and plans every target with no engine; skopeo reads it and the engine runs it', async () => {
+    const repository = `${registry.address}/${TEAM}/bc`;
+    const dir = await project('pipeline', { image: { repository, base: registryBase }, targets: await exampleTargets() });
+    const keys = await runCli(['keygen', '--output', 'keys'], { cwd: dir, env: env(dir) });
+    expect(keys.code, keys.stderr).toBe(0);
+    const signing = { MLOPS_SIGNING_KEY: await readFile(path.join(dir, 'keys', 'mlops.key'), 'utf8') };
+
+    // No --builder: with no engine answering, the daemonless builder is chosen, and it pushes to image.repository.
+    const built = await runCli(['build', '--json'], { cwd: dir, env: env(dir) });
+    expect(built.code, built.stderr).toBe(0);
+    const build = JSON.parse(built.stdout) as { builder: string; digest: string; tags: string[]; outputs: string[]; push: { uploaded: number; mounted: number } };
+    expect(build.builder).toBe('oci');
+    expect(build.outputs).toEqual(['registry']);
+    // The base's layer is mounted from its repository, not sent again.
+    expect(build.push.mounted).toBeGreaterThanOrEqual(1);
+    const buildTag = build.tags[0];
+    expect((await run('skopeo', ['inspect', '--tls-verify=false', '--format', '{{.Digest}}', `docker://${buildTag}`])).stdout.trim()).toBe(build.digest);
+
+    const tagged = await runCli(['tag', '1.0.0', '--alias', 'staging', '--json'], { cwd: dir, env: env(dir) });
+    expect(tagged.code, tagged.stderr).toBe(0);
+    const pushed = await runCli(['push', '--json'], { cwd: dir, env: env(dir, signing) });
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const push = JSON.parse(pushed.stdout) as { digest: string; signed: boolean; pushed: string[] };
+    expect(push.signed).toBe(true);
+    expect(push.pushed).toEqual([`${repository}:1.0.0`, `${repository}:staging`]);
+
+    const verified = await runCli(['verify', '1.0.0', '--key', 'keys/mlops.pub'], { cwd: dir, env: env(dir) });
+    expect(verified.code, verified.stderr).toBe(0);
+    const versions = await runCli(['versions', '--key', 'keys/mlops.pub', '--json'], { cwd: dir, env: env(dir) });
+    expect(versions.code, versions.stderr).toBe(0);
+    expect((JSON.parse(versions.stdout) as { versions: { version: string; signature: string; digest: string }[] }).versions).toEqual([
+      expect.objectContaining({ version: '1.0.0', signature: 'verified', digest: push.digest }),
+    ]);
+
+    // Every target's plan, from the pushed and signed version, with no engine; AWS targets pull from ECR only and say so.
+    const planEnv = env(dir, { CI_MLOPS_TOKENS: 'token-for-the-plan-0123456789' });
+    for (const target of Object.keys(await exampleTargets())) {
+      const plan = await runCli(['deploy', '1.0.0', '--target', target, '--dry-run'], { cwd: dir, env: planEnv });
+      if (target === 'sagemaker' || target === 'lambda') {
+        expect(plan.code, target).toBe(2);
+        expect(errorLine(plan.stderr), target).toMatch(/pulls? images from Amazon ECR only|runs images from Amazon ECR only/);
+      } else {
+        expect(plan.code, `${target}: ${plan.stderr}`).toBe(0);
+        expect(plan.stdout, target).toContain('1.0.0');
+      }
+    }
+
+    // A tool that is not mlops reads it: an OCI manifest, and a copy whose every blob it checks.
+    const raw = JSON.parse((await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${repository}:1.0.0`])).stdout) as Manifest;
+    expect(raw.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    const copy = path.join(work, 'copied');
+    await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${repository}:1.0.0`, `oci:${copy}:v1`]);
+    expect((await readdir(path.join(copy, 'blobs', 'sha256'))).length).toBe(raw.layers.length + 2);
+
+    // The engine (the test's, not mlops's) pulls and runs it: it answers inference.
+    const pull = (await docker.pull(`${repository}:1.0.0`)) as NodeJS.ReadableStream;
+    await new Promise<void>((resolve, reject) => docker.modem.followProgress(pull, (e: Error | null) => (e ? reject(e) : resolve())));
+    const container = await runImage(docker, `${repository}:1.0.0`);
+    try {
+      await waitFor(async () => (await fetch(`${container.url}/v2/health/ready`)).ok, 30_000, 'the server to be ready');
+      const answer = await fetch(`${container.url}/v2/models/bc/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: Array(30).fill(0.5) }] }),
+      });
+      expect(answer.status).toBe(200);
+      const body = (await answer.json()) as { model_version: string; outputs: { shape: number[] }[] };
+      expect(body.model_version).toBe('1.0.0');
+      expect(body.outputs[0].shape).toEqual([1, 2]);
+      const info = await container.container.inspect();
+      expect(info.Config.User).toBe('10001:10001');
+    } finally {
+      await container.remove();
+    }
+  }, 300_000);
+
+  it('gives the same digests from two folders, two caches and two times; a changed model changes only its layer', async () => {
+    const config = { image: { repository: `${TEAM}/bc`, base: `docker-archive:${baseArchive}` } };
+    const first = await project('same-a', config);
+    const second = await project('same-b', config);
+    await utimes(path.join(second, 'model.onnx'), new Date('2030-01-01'), new Date('2030-01-01'));
+    const out = (dir: string) => path.join(dir, 'image');
+    const a = await runCli(['build', '--output', `oci:${out(first)}`, '--json'], { cwd: first, env: env(first) });
+    expect(a.code, a.stderr).toBe(0);
+    const b = await runCli(['build', '--output', `oci:${out(second)}`, '--json'], { cwd: second, env: env(second) });
+    expect(b.code, b.stderr).toBe(0);
+    const digest = (JSON.parse(a.stdout) as { digest: string }).digest;
+    expect((JSON.parse(b.stdout) as { digest: string }).digest).toBe(digest);
+    expect(await layoutTop(out(first))).toBe(digest);
+
+    // --check: the rebuild matches, or exits 1 saying what it got.
+    const check = await runCli(['build', '--check', digest], { cwd: second, env: env(second) });
+    expect(check.code, check.stderr).toBe(0);
+    const wrong = await runCli(['build', '--check', `sha256:${'0'.repeat(64)}`], { cwd: second, env: env(second) });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stdout).toContain(`the rebuild gives ${digest}`);
+
+    // Another model: the same layers but the last, and a new config.
+    const changed = await project('same-c', config, fixture('wine', 'model.onnx'));
+    const c = await runCli(['build', '--output', `oci:${out(changed)}`, '--json'], { cwd: changed, env: env(first) });
+    expect(c.code, c.stderr).toBe(0);
+    const before = await json<Manifest>(out(first), digest);
+    const after = await json<Manifest>(out(changed), await layoutTop(out(changed)));
+    expect(after.layers.slice(0, -1)).toEqual(before.layers.slice(0, -1));
+    expect(after.layers.at(-1)!.digest).not.toBe(before.layers.at(-1)!.digest);
+    expect(after.config.digest).not.toBe(before.config.digest);
+  }, 300_000);
+
+  it('makes the same image as the engine builder: file tree, config and labels', async () => {
+    const dir = await project('both', { image: { repository: `${TEAM}/both`, base: localBase } });
+    const viaEngine = await runCli(['build', '--builder', 'docker', '--json'], { cwd: dir, env: { MLOPS_CACHE_DIR: path.join(dir, '.cache') } });
+    expect(viaEngine.code, viaEngine.stderr).toBe(0);
+    const engineId = (JSON.parse(viaEngine.stdout) as { imageId: string }).imageId;
+    // The daemonless builder, on the same base saved to a file, loads its image into the engine.
+    const daemonless = await runCli(['build', '--builder', 'oci', '--base', `docker-archive:${baseArchive}`, '--json'], { cwd: dir, env: { MLOPS_CACHE_DIR: path.join(dir, '.cache') } });
+    expect(daemonless.code, daemonless.stderr).toBe(0);
+    const built = JSON.parse(daemonless.stdout) as { imageId: string; outputs: string[] };
+    expect(built.outputs).toEqual(['docker engine']);
+    const [one, two] = await Promise.all([docker.getImage(engineId).inspect(), docker.getImage(built.imageId).inspect()]);
+    const keep = (c: typeof one.Config) => ({ Env: c.Env, User: c.User, ExposedPorts: c.ExposedPorts, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, StopSignal: c.StopSignal, Healthcheck: c.Healthcheck });
+    expect(keep(two.Config)).toEqual(keep(one.Config));
+    const labels = (l: Record<string, string>) => Object.fromEntries(Object.entries(l).filter(([k]) => !k.includes('.base.')));
+    expect(labels(two.Config.Labels)).toEqual(labels(one.Config.Labels));
+    expect(two.Architecture).toBe(one.Architecture);
+
+    // Every file and folder under /app, with its owner, mode and size.
+    const tree = async (image: string) => {
+      const container = await docker.createContainer({ Image: image });
+      try {
+        const entries: string[] = [];
+        const extract = tar.extract();
+        extract.on('entry', (header, stream, next) => {
+          if (header.name.startsWith('app/')) entries.push(`${header.name.replace(/\/$/, '')} ${header.type} ${header.uid}:${header.gid} ${(header.mode ?? 0).toString(8)} ${header.size}`);
+          stream.on('end', next);
+          stream.resume();
+        });
+        await pipeline((await container.export()) as NodeJS.ReadableStream, extract);
+        return entries.sort();
+      } finally {
+        await container.remove({ force: true });
+      }
+    };
+    const [engineTree, ociTree] = await Promise.all([tree(engineId), tree(built.imageId)]);
+    expect(ociTree.length).toBeGreaterThan(20);
+    expect(ociTree).toEqual(engineTree);
+  }, 300_000);
+});
