@@ -5,6 +5,7 @@ import { sharedBlobStore } from '../oci/blob-store.js';
 import { readStoredImage } from '../oci/image.js';
 import { findLocalImage } from '../project/local-images.js';
 import { pushStoredImage } from '../registry/push-stored.js';
+import { uploadStallMs } from '../registry/blobs.js';
 import { fetchBaseBlob } from '../image/base-image.js';
 import type { ImageFacts } from '../supply-chain/publish.js';
 import { localName, parseReference } from '../registry/reference.js';
@@ -68,6 +69,7 @@ export async function run(version: string | undefined, flags: PushFlags, ctx: Co
       async (task) => {
         const pushed = await pushStoredImage(client, ref.repository, store, image, references.map((r) => parseReference(r).tag!), {
           mountFrom: base?.registry === ref.registry && base.repository ? [base.repository] : [],
+          stallMs: uploadStallMs(ctx.env),
           fetchMissing: async (blob) => (base ? fetchBaseBlob(base, blob.digest, store, ctx.env) : Promise.reject(new Error(`blob ${blob.digest} is missing from the cache`))),
           onProgress: (line) => task.update(line),
         });

@@ -15,6 +15,7 @@ import { dockerArchive, writeDockerArchive, writeLayout } from '../oci/layout.js
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { pushStoredImage, type PushStoredResult } from '../registry/push-stored.js';
+import { uploadStallMs } from '../registry/blobs.js';
 import { parseReference } from '../registry/reference.js';
 import { recordLocalImages } from '../project/local-images.js';
 import { loadArchive } from '../docker/load.js';
@@ -395,6 +396,7 @@ async function pushToRegistry(env: NodeJS.ProcessEnv, store: BlobStore, image: S
   const mountFrom = [...new Set(bases.filter((b) => b.origin?.registry === ref.registry).map((b) => b.origin!.repository))];
   return pushStoredImage(client, ref.repository, store, image, references.map((r) => parseReference(r).tag!), {
     mountFrom,
+    stallMs: uploadStallMs(env),
     fetchMissing: async (blob) => {
       const owner = bases.find((b) => b.layers.some((l) => l.digest === blob.digest));
       if (!owner) throw environmentError(`blob ${blob.digest} is missing from the cache`);

@@ -20,6 +20,30 @@ export interface PushBlobOptions {
   attempts?: number;
   backoffMs?: number;
   onRetry?: (why: string) => void;
+  /** An upload that sends nothing for this long is dropped and tried again (default 30 s; see uploadStallMs). */
+  stallMs?: number;
+}
+
+/** A stalled upload: no byte taken by the connection for `stallMs`, or no answer long after the last. */
+function stallGuard(stallMs: number) {
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (ms: number, why: string) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => controller.abort(new Error(why)), ms);
+    timer.unref();
+  };
+  return {
+    signal: controller.signal,
+    watch(source: Readable): Readable {
+      arm(stallMs, `the upload stalled for ${stallMs / 1000} s`);
+      source.on('data', () => arm(stallMs, `the upload stalled for ${stallMs / 1000} s`));
+      // The registry checks the digest of what arrived before it answers: a few seconds for the largest layers, well under four stalls.
+      source.on('end', () => arm(stallMs * 4, 'the registry did not answer after the upload'));
+      return source;
+    },
+    done: () => clearTimeout(timer),
+  };
 }
 
 const pushScope = (repository: string, from?: string) => `repository:${repository}:pull,push${from ? ` repository:${from}:pull` : ''}`;
@@ -33,7 +57,13 @@ function uploadTarget(client: RegistryClient, location: string, digest: string):
 
 class Transient extends Error {}
 
-async function attempt(client: RegistryClient, repository: string, blob: BlobSource, mountFrom: string[]): Promise<BlobOutcome> {
+/** MLOPS_REGISTRY_STALL_SECONDS (default 30): how long an upload may send nothing before it is tried again. */
+export function uploadStallMs(env: NodeJS.ProcessEnv): number {
+  const seconds = Number(env.MLOPS_REGISTRY_STALL_SECONDS);
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 30_000;
+}
+
+async function attempt(client: RegistryClient, repository: string, blob: BlobSource, mountFrom: string[], stallMs: number): Promise<BlobOutcome> {
   const head = await client.request(`/v2/${repository}/blobs/${blob.digest}`, { method: 'HEAD', scope: pushScope(repository) });
   if (head.ok) return 'present';
   if (head.status >= 500) throw new Transient(`HEAD answered HTTP ${head.status}`);
@@ -57,16 +87,21 @@ async function attempt(client: RegistryClient, repository: string, blob: BlobSou
   }
   await blob.prepare?.();
   let put: Response;
+  const guard = stallGuard(stallMs);
   try {
     put = await client.request(uploadTarget(client, location, blob.digest), {
       method: 'PUT',
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(blob.size) },
-      body: () => blob.open(),
+      body: () => guard.watch(blob.open()),
       scope: pushScope(repository),
+      signal: guard.signal,
     });
   } catch (error) {
-    // The connection dropped mid-blob: the upload is started again whole (a registry keeps no partial blob under its digest).
-    throw new Transient(isMlopsError(error) ? error.message : (error as Error).message);
+    // The connection dropped or stalled mid-blob: the upload is started again whole (a registry keeps no partial blob under its digest).
+    const why = guard.signal.aborted ? (guard.signal.reason as Error).message : isMlopsError(error) ? error.message : (error as Error).message;
+    throw new Transient(why);
+  } finally {
+    guard.done();
   }
   const text = put.status === 201 ? '' : await put.text().catch(() => '');
   await put.body?.cancel().catch(() => undefined);
@@ -85,7 +120,7 @@ export async function pushBlob(client: RegistryClient, repository: string, blob:
   let backoff = options.backoffMs ?? 500;
   for (let n = 1; ; n++) {
     try {
-      return await attempt(client, repository, blob, options.mountFrom ?? []);
+      return await attempt(client, repository, blob, options.mountFrom ?? [], options.stallMs ?? 30_000);
     } catch (error) {
       const transient = error instanceof Transient || (isMlopsError(error) && /cannot reach registry/.test(error.message));
       if (!transient || n >= attempts) {

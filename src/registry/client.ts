@@ -21,6 +21,8 @@ export interface RegistryRequest {
   body?: Buffer | string | (() => Readable);
   /** The token scope asked for under a bearer challenge, e.g. repository:team/model:pull,push. */
   scope?: string;
+  /** Aborts the request (a stalled upload). */
+  signal?: AbortSignal;
 }
 
 export interface ImageConfigBlob {
@@ -57,7 +59,7 @@ export class RegistryClient {
         body,
         redirect: 'follow',
         // A blob's upload may take longer than a minute on a slow link; its progress is the server's to judge.
-        signal: AbortSignal.timeout(streamed ? 30 * 60_000 : 60_000),
+        signal: AbortSignal.any([AbortSignal.timeout(streamed ? 30 * 60_000 : 60_000), ...(request.signal ? [request.signal] : [])]),
         ...(streamed ? { duplex: 'half' } : {}),
       } as RequestInit);
     } catch (error) {

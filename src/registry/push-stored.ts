@@ -12,6 +12,7 @@ export interface PushStoredOptions {
   onProgress?: (line: string) => void;
   attempts?: number;
   backoffMs?: number;
+  stallMs?: number;
 }
 
 export interface PushStoredResult {
@@ -58,7 +59,7 @@ export async function pushStoredImage(client: RegistryClient, repository: string
               await options.fetchMissing(blob);
             },
           },
-          { mountFrom: options.mountFrom, attempts: options.attempts, backoffMs: options.backoffMs, onRetry: options.onProgress },
+          { mountFrom: options.mountFrom, attempts: options.attempts, backoffMs: options.backoffMs, stallMs: options.stallMs, onRetry: options.onProgress },
         );
         count(outcome, blob);
       }

@@ -209,7 +209,7 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
     const built = JSON.parse(daemonless.stdout) as { imageId: string; outputs: string[] };
     expect(built.outputs).toEqual(['docker engine']);
     const [one, two] = await Promise.all([docker.getImage(engineId).inspect(), docker.getImage(built.imageId).inspect()]);
-    const keep = (c: typeof one.Config) => ({ Env: c.Env, User: c.User, ExposedPorts: c.ExposedPorts, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, StopSignal: c.StopSignal, Healthcheck: c.Healthcheck });
+    const keep = (c: typeof one.Config) => ({ Env: c.Env, User: c.User, ExposedPorts: c.ExposedPorts, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, StopSignal: (c as { StopSignal?: string }).StopSignal, Healthcheck: c.Healthcheck });
     expect(keep(two.Config)).toEqual(keep(one.Config));
     const labels = (l: Record<string, string>) => Object.fromEntries(Object.entries(l).filter(([k]) => !k.includes('.base.')));
     expect(labels(two.Config.Labels)).toEqual(labels(one.Config.Labels));
@@ -235,5 +235,138 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
     const [engineTree, ociTree] = await Promise.all([tree(engineId), tree(built.imageId)]);
     expect(ociTree.length).toBeGreaterThan(20);
     expect(ociTree).toEqual(engineTree);
+  }, 300_000);
+
+  /** The local base as an OCI layout holding an index for amd64 and arm64 (the arm64 config over the same files: built here, never run). */
+  async function twoPlatformBase(dir: string, os = 'linux'): Promise<string> {
+    await run('skopeo', ['copy', '--quiet', `docker-archive:${baseArchive}`, `oci:${dir}:amd64`]);
+    const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as { manifests: { digest: string; size: number; mediaType: string }[] };
+    const amd = index.manifests[0];
+    const manifest = await json<Manifest & Record<string, unknown>>(dir, amd.digest);
+    const config = await json<Record<string, unknown>>(dir, manifest.config.digest);
+    const put = async (bytes: Buffer) => {
+      const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+      await writeFile(path.join(dir, 'blobs', 'sha256', digest.slice(7)), bytes);
+      return { digest, size: bytes.length };
+    };
+    const describeManifest = async (architecture: string, variant?: string) => {
+      const cfg = await put(Buffer.from(JSON.stringify({ ...config, os, architecture, ...(variant ? { variant } : {}) })));
+      const m = await put(Buffer.from(JSON.stringify({ ...manifest, config: { ...manifest.config, ...cfg } })));
+      return { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, platform: { os, architecture, ...(variant ? { variant } : {}) } };
+    };
+    const top = await put(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [await describeManifest('amd64'), await describeManifest('arm64', 'v8')] })));
+    await writeFile(path.join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', ...top, annotations: { 'org.opencontainers.image.ref.name': 'multi' } }] }));
+    return `oci:${dir}:multi`;
+  }
+
+  it('builds both platforms into one index, each with its own ONNX Runtime; the amd64 one runs here', async () => {
+    const base = await twoPlatformBase(path.join(work, 'base-multi'));
+    const repository = `${registry.address}/${TEAM}/multi`;
+    const dir = await project('multi', { image: { repository, base, platform: 'linux/amd64,linux/arm64' } });
+    const out = path.join(dir, 'image');
+    const built = await runCli(['build', '--output', 'registry', '--output', `oci:${out}`, '--json'], { cwd: dir, env: env(dir) });
+    expect(built.code, built.stderr).toBe(0);
+    const result = JSON.parse(built.stdout) as { digest: string; tags: string[]; platform: string };
+    expect(result.platform).toBe('linux/amd64,linux/arm64');
+    const raw = JSON.parse((await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${result.tags[0]}`])).stdout) as Manifest;
+    expect(raw.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+    expect(raw.manifests!.map((m) => `${m.platform!.os}/${m.platform!.architecture}`)).toEqual(['linux/amd64', 'linux/arm64']);
+    const perPlatform = await Promise.all(raw.manifests!.map((m) => json<Manifest>(out, m.digest)));
+    const configs = await Promise.all(perPlatform.map((m) => json<{ architecture: string }>(out, m.config.digest)));
+    expect(configs.map((c) => c.architecture)).toEqual(['amd64', 'arm64']);
+    // The first layer mlops adds is the runtime: each platform's own binary, and only that one.
+    const baseLayers = (await json<Manifest>(path.join(work, 'base-multi'), (await json<Manifest>(path.join(work, 'base-multi'), (JSON.parse(await readFile(path.join(work, 'base-multi', 'index.json'), 'utf8')) as Manifest).manifests![0].digest)).manifests![0].digest)).layers.length;
+    for (const [i, arch] of [[0, 'x64'], [1, 'arm64']] as const) {
+      const names = await layerNames(path.join(out, 'blobs', 'sha256', perPlatform[i].layers[baseLayers].digest.slice(7)));
+      expect(names).toContain(`app/node_modules/onnxruntime-node/bin/napi-v6/linux/${arch}/libonnxruntime.so.1`);
+      expect(names.some((n) => n.includes(`/linux/${arch === 'x64' ? 'arm64' : 'x64'}/`))).toBe(false);
+    }
+    // The model's layer is shared.
+    expect(perPlatform[0].layers.at(-1)).toEqual(perPlatform[1].layers.at(-1));
+
+    const pull = (await docker.pull(result.tags[0])) as NodeJS.ReadableStream;
+    await new Promise<void>((resolve, reject) => docker.modem.followProgress(pull, (e: Error | null) => (e ? reject(e) : resolve())));
+    const container = await runImage(docker, result.tags[0]);
+    try {
+      await waitFor(async () => (await fetch(`${container.url}/v2/health/ready`)).ok, 30_000, 'the amd64 image to be ready');
+    } finally {
+      await container.remove();
+    }
+  }, 300_000);
+
+  it('fails plainly: a base that does not exist (3), a base for another OS (2), a full disk (3, nothing left under the name)', async () => {
+    const missing = await project('missing', { image: { repository: `${TEAM}/x`, base: `${registry.address}/${TEAM}/no-such-base:1` } });
+    const gone = await runCli(['build', '--output', `oci:${path.join(missing, 'out')}`], { cwd: missing, env: env(missing) });
+    expect(gone.code).toBe(3);
+    expect(errorLine(gone.stderr)).toBe(`error: base image ${registry.address}/${TEAM}/no-such-base:1 does not exist`);
+
+    const windows = await twoPlatformBase(path.join(work, 'base-windows'), 'windows');
+    const foreign = await project('foreign', { image: { repository: `${TEAM}/x`, base: windows } });
+    const refused = await runCli(['build', '--output', `oci:${path.join(foreign, 'out')}`], { cwd: foreign, env: env(foreign) });
+    expect(refused.code).toBe(2);
+    expect(errorLine(refused.stderr)).toMatch(/^error: base image oci:.* has no linux\/amd64 image \(it has windows\/amd64, windows\/arm64\/v8\)$/);
+
+    const full = path.join(work, 'full-disk');
+    await mkdir(full, { recursive: true });
+    const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', full]).then(() => true, () => false);
+    if (!mounted) {
+      process.stderr.write('\nSKIPPED the full-disk check: mounting a 2 MB tmpfs needs root\n');
+      return;
+    }
+    try {
+      const dir = await project('disk', { image: { repository: `${TEAM}/x`, base: `docker-archive:${baseArchive}` } });
+      const written = await runCli(['build', '--output', `oci:${path.join(full, 'image')}`], { cwd: dir, env: env(dir) });
+      expect(written.code).toBe(3);
+      expect(errorLine(written.stderr)).toBe(`error: writing oci:${path.join(full, 'image')} failed: ENOSPC`);
+      expect(await readdir(full)).toEqual([]);
+      const archive = await runCli(['build', '--output', `docker:${path.join(full, 'image.tar')}`], { cwd: dir, env: env(dir) });
+      expect(archive.code).toBe(3);
+      expect(await readdir(full)).toEqual([]);
+    } finally {
+      await run('umount', [full]);
+    }
+  }, 300_000);
+
+  it('resumes a push whose connection drops mid-blob, and the registry holds the right digest', async () => {
+    const [host, port] = registry.address.split(':');
+    let dropped = 0;
+    const proxy = http.createServer((req, res) => {
+      const upstream = http.request({ host, port: Number(port), method: req.method, path: req.url, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode!, answer.headers);
+        answer.pipe(res);
+      });
+      upstream.on('error', () => res.destroy());
+      // The first large upload is cut after half a megabyte, as a flaky link would.
+      if (req.method === 'PUT' && Number(req.headers['content-length'] ?? 0) > 1_000_000 && dropped === 0) {
+        let seen = 0;
+        req.on('data', (chunk: Buffer) => {
+          seen += chunk.length;
+          if (dropped > 0) return;
+          if (seen > 500_000) {
+            dropped++;
+            upstream.destroy();
+            req.socket.destroy();
+          } else upstream.write(chunk);
+        });
+        req.on('end', () => upstream.end());
+      } else req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const through = `127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    try {
+      const dir = await project('flaky', { image: { repository: `${through}/${TEAM}/flaky`, base: `docker-archive:${baseArchive}` } });
+      // A stalled upload is dropped after 3 s here (30 s by default).
+      const built = await runCli(['build', '--json'], { cwd: dir, env: env(dir, { MLOPS_REGISTRY_STALL_SECONDS: '3' }) });
+      expect(built.code, built.stderr).toBe(0);
+      expect(dropped).toBe(1);
+      expect(built.stderr).toMatch(/retrying in/);
+      const result = JSON.parse(built.stdout) as { digest: string; tags: string[] };
+      const direct = result.tags[0].replace(through, registry.address);
+      expect((await run('skopeo', ['inspect', '--tls-verify=false', '--format', '{{.Digest}}', `docker://${direct}`])).stdout.trim()).toBe(result.digest);
+      // skopeo checks each blob's digest as it copies.
+      await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${direct}`, `oci:${path.join(dir, 'copy')}:x`]);
+    } finally {
+      proxy.close();
+    }
   }, 300_000);
 });
