@@ -1,36 +1,36 @@
 // `prepare`: npm runs it after `npm ci` here, and when mlops is installed from a git URL
-// (`npm install --global git+https://…/mlops.git#<commit>`), after installing the dependencies in a
-// clone. Under a global install npm leaves the devDependencies out of that clone, so TypeScript may be
-// missing: the sources are then transpiled by esbuild, a runtime dependency already (it bundles the
-// server), giving the same dist/ without the type check `npm test` runs.
+// (`npm install --global git+https://…/mlops.git#<commit>`), in a clone, before packing it. Under a
+// global install npm runs that clone's own `npm install` as a global one too (npm_config_global is
+// inherited), so the clone gets no node_modules at all and the build tools are missing. Then the
+// locked dependencies are installed into a folder of their own (from npm's cache when it has them),
+// linked in for the build, and unlinked before npm packs the clone.
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(import.meta.url);
+const modules = path.join(root, 'node_modules');
+const build = () => {
+  execFileSync(process.execPath, [path.join(modules, 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+  execFileSync(process.execPath, [path.join(root, 'scripts', 'bundle-server.js')], { cwd: root, stdio: 'inherit' });
+};
 
-function sources(dir) {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const file = path.join(dir, entry.name);
-    if (entry.isDirectory()) return sources(file);
-    return entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts') ? [file] : [];
-  });
-}
-
-let tsc;
-try {
-  tsc = require.resolve('typescript/bin/tsc');
-} catch {
-  tsc = undefined;
-}
-if (tsc) {
-  execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+if (existsSync(path.join(modules, 'typescript'))) {
+  build();
 } else {
-  process.stderr.write('mlops prepare: TypeScript is not installed here; transpiling src/ with esbuild\n');
-  const { build } = await import('esbuild');
-  await build({ entryPoints: sources(path.join(root, 'src')), outdir: path.join(root, 'dist'), outbase: path.join(root, 'src'), format: 'esm', platform: 'node', target: 'node20', sourcemap: true, logLevel: 'warning' });
+  process.stderr.write('mlops prepare: no build tools in this clone (a global install from git); installing them aside\n');
+  const aside = mkdtempSync(path.join(tmpdir(), 'mlops-prepare-'));
+  try {
+    for (const file of ['package.json', 'package-lock.json', '.npmrc']) if (existsSync(path.join(root, file))) copyFileSync(path.join(root, file), path.join(aside, file));
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_(config_global|config_location|config_prefix|lifecycle_event|package_json)$/i.test(k)));
+    execFileSync('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund', '--include=dev'], { cwd: aside, env, stdio: ['ignore', 'ignore', 'inherit'] });
+    rmSync(modules, { recursive: true, force: true });
+    symlinkSync(path.join(aside, 'node_modules'), modules, 'dir');
+    build();
+  } finally {
+    rmSync(modules, { force: true });
+    rmSync(aside, { recursive: true, force: true });
+  }
 }
-execFileSync(process.execPath, [path.join(root, 'scripts', 'bundle-server.js')], { cwd: root, stdio: 'inherit' });
