@@ -1,7 +1,14 @@
 // Issue 3: cold build, model-only rebuild, bytes over the base image, and how
 // soon a started container answers ready; issue 26: how soon the same image,
-// started as AWS Lambda starts it, answers its first invocation. Needs a Docker engine.
+// started as AWS Lambda starts it, answers its first invocation; issue 35: the
+// daemonless builder against the engine's, build and push to a local registry,
+// interleaved. Needs a Docker engine (for the engine's side, and to load images).
+import { execFile, spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,10 +19,10 @@ import { fixture, median, round, table } from './lib.js';
 
 const REPOSITORY = 'mlops-bench-build';
 
-async function cli(argv, cwd) {
+async function cli(argv, cwd, env = {}) {
   let stdout = '';
   let stderr = '';
-  const code = await main(argv, { cwd, env: { ...process.env, CI: 'true' }, stdout: { write: (s) => (stdout += s) }, stderr: { write: (s) => (stderr += s) } });
+  const code = await main(argv, { cwd, env: { ...process.env, CI: 'true', ...env }, stdout: { write: (s) => (stdout += s) }, stderr: { write: (s) => (stderr += s) } });
   if (code !== 0) throw new Error(`mlops ${argv.join(' ')} exited ${code}: ${stderr}`);
   return JSON.parse(stdout);
 }
@@ -82,6 +89,98 @@ async function lambdaFirstAnswerSeconds(docker, image) {
   }
 }
 
+const run_ = promisify(execFile);
+const seconds = (started) => round((performance.now() - started) / 1000, 2);
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Debian's docker-registry on 127.0.0.1, storage in `dir`. */
+async function startRegistry(dir) {
+  const port = await freePort();
+  await writeFile(path.join(dir, 'registry.yml'), `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/registry\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+  const child = spawn('docker-registry', ['serve', path.join(dir, 'registry.yml')], { stdio: 'ignore' });
+  const address = `127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    if (await fetch(`http://${address}/v2/`).then((r) => r.ok, () => false)) return { address, stop: () => child.kill() };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill();
+  throw new Error('docker-registry did not start');
+}
+
+/**
+ * The daemonless builder against the engine's, each round both, in turn: a full build and push of a
+ * new repository (the base's blobs already in the registry), a model-only rebuild and push, and for
+ * the daemonless one `--output docker:` then `docker load`.
+ */
+async function daemonless(docker, base, dir, log) {
+  const registry = await startRegistry(dir);
+  try {
+    const archive = path.join(dir, 'base.tar');
+    await pipeline(await docker.getImage(base).get(), createWriteStream(archive));
+    const registryBase = `${registry.address}/bench/base:1`;
+    await run_('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `docker-archive:${archive}`, `docker://${registryBase}`]);
+    const { pushImages } = await import('../dist/registry/push.js');
+    // The engine's side gets its base in the registry too, compressed its own way, so both start with the base's blobs there.
+    const engineBase = `${registry.address}/bench/engine-base:1`;
+    await docker.getImage(base).tag({ repo: engineBase.slice(0, engineBase.lastIndexOf(':')), tag: '1' });
+    await pushImages({ docker, env: process.env, references: [engineBase] });
+    const rows = { ociFull: [], ociModelOnly: [], ociUploadedOnRebuild: [], dockerFull: [], dockerModelOnly: [], ociDockerArchiveAndLoad: [], digestsEqual: [] };
+    let ociAdded = 0;
+    let dockerAdded = 0;
+    const config = (repository, builder) => writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: 'a.onnx', name: 'bench' }, image: { repository, base: builder === 'oci' ? registryBase : base, builder } }));
+    for (let round = 0; round < 3; round++) {
+      const repository = `${registry.address}/bench/oci-${round}`;
+      const cache = { MLOPS_CACHE_DIR: path.join(dir, `cache-${round}`), SOURCE_DATE_EPOCH: '1767225600' };
+      await config(repository, 'oci');
+      log(`daemonless: full build + push ${round + 1}/3 (empty cache)`);
+      let started = performance.now();
+      const full = await cli(['build', '--output', 'registry', '--json'], dir, cache);
+      rows.ociFull.push(seconds(started));
+      ociAdded = full.addedBytes;
+      log(`daemonless: model-only rebuild + push ${round + 1}/3`);
+      started = performance.now();
+      const rebuilt = await cli(['build', '--model', round % 2 ? 'c.onnx' : 'b.onnx', '--output', 'registry', '--json'], dir, cache);
+      rows.ociModelOnly.push(seconds(started));
+      rows.ociUploadedOnRebuild.push(rebuilt.push.uploaded);
+      // The same inputs on an empty cache: the same digest.
+      const again = await cli(['build', '--model', round % 2 ? 'c.onnx' : 'b.onnx', '--output', `oci:${path.join(dir, `layout-${round}`)}`, '--json'], dir, { ...cache, MLOPS_CACHE_DIR: path.join(dir, `cache-again-${round}`) });
+      rows.digestsEqual.push(again.digest === rebuilt.digest);
+      log(`daemonless: --output docker: then docker load ${round + 1}/3`);
+      started = performance.now();
+      const tarball = path.join(dir, `image-${round}.tar`);
+      await cli(['build', '--output', `docker:${tarball}`, '--json'], dir, cache);
+      await run_('docker', ['load', '-q', '-i', tarball]);
+      rows.ociDockerArchiveAndLoad.push(seconds(started));
+      await rm(tarball, { force: true });
+
+      const dockerRepository = `${registry.address}/bench/engine-${round}`;
+      await config(dockerRepository, 'docker');
+      log(`engine: full build (--no-cache) + push ${round + 1}/3`);
+      started = performance.now();
+      const built = await cli(['build', '--no-cache', '--json'], dir);
+      await pushImages({ docker, env: process.env, references: [built.tags[0]] });
+      rows.dockerFull.push(seconds(started));
+      dockerAdded = built.addedBytes;
+      log(`engine: model-only rebuild + push ${round + 1}/3`);
+      started = performance.now();
+      const second = await cli(['build', '--model', round % 2 ? 'c.onnx' : 'b.onnx', '--json'], dir);
+      await pushImages({ docker, env: process.env, references: [second.tags[0]] });
+      rows.dockerModelOnly.push(seconds(started));
+    }
+    return { rows, ociAdded, dockerAdded };
+  } finally {
+    registry.stop();
+  }
+}
+
 export async function run({ log }) {
   const { docker } = dockerEndpoint(process.env);
   try {
@@ -118,8 +217,22 @@ export async function run({ log }) {
       ready.push(await readySeconds(docker, image));
       lambda.push(await lambdaFirstAnswerSeconds(docker, image));
     }
+    const oci = await daemonless(docker, base, dir, log);
     const results = {
       baseImage: base,
+      daemonless: {
+        fullBuildAndPushSeconds: { median: median(oci.rows.ociFull), runs: oci.rows.ociFull },
+        modelOnlyRebuildAndPushSeconds: { median: median(oci.rows.ociModelOnly), runs: oci.rows.ociModelOnly },
+        blobsUploadedOnModelOnlyRebuild: oci.rows.ociUploadedOnRebuild,
+        dockerArchiveAndLoadSeconds: { median: median(oci.rows.ociDockerArchiveAndLoad), runs: oci.rows.ociDockerArchiveAndLoad },
+        sameDigestOnEmptyCache: oci.rows.digestsEqual,
+        addedBytesCompressed: oci.ociAdded,
+      },
+      engine: {
+        fullBuildAndPushSeconds: { median: median(oci.rows.dockerFull), runs: oci.rows.dockerFull },
+        modelOnlyRebuildAndPushSeconds: { median: median(oci.rows.dockerModelOnly), runs: oci.rows.dockerModelOnly },
+        addedBytesUncompressed: oci.dockerAdded,
+      },
       coldBuildSeconds: { median: median(cold), runs: cold },
       modelOnlyRebuildSeconds: { median: median(rebuild), runs: rebuild },
       addedBytesOverBase: added,
@@ -137,6 +250,20 @@ export async function run({ log }) {
           ['bytes over the base image', `${round(added / 1e6, 1)} MB`, '< 60 MB', ''],
           ['container start to ready, s', results.readyAfterStartSeconds.median, '< 1', results.readyAfterStartSeconds.runs.join(', ')],
           ['Lambda mode: start to first invocation answered, s', results.lambdaFirstAnswerAfterStartSeconds.median, '', results.lambdaFirstAnswerAfterStartSeconds.runs.join(', ')],
+        ],
+      ),
+      '',
+      'Daemonless (`--builder oci`) against the engine\'s builder, interleaved rounds, a local docker-registry holding the base. Full build: a new repository each round, the daemonless one on an empty cache (it compresses every layer), the engine\'s with --no-cache.',
+      '',
+      table(
+        ['what', 'daemonless median', 'engine median', 'goal', 'daemonless runs', 'engine runs'],
+        [
+          ['full build + push, s', results.daemonless.fullBuildAndPushSeconds.median, results.engine.fullBuildAndPushSeconds.median, '≤ 5 (daemonless)', oci.rows.ociFull.join(', '), oci.rows.dockerFull.join(', ')],
+          ['model-only rebuild + push, s', results.daemonless.modelOnlyRebuildAndPushSeconds.median, results.engine.modelOnlyRebuildAndPushSeconds.median, '≤ 2 (daemonless)', oci.rows.ociModelOnly.join(', '), oci.rows.dockerModelOnly.join(', ')],
+          ['blobs uploaded by a model-only push', oci.rows.ociUploadedOnRebuild.join(', '), '', 'the model layer, config', '', ''],
+          ['--output docker: then docker load, s', results.daemonless.dockerArchiveAndLoadSeconds.median, '', '', oci.rows.ociDockerArchiveAndLoad.join(', '), ''],
+          ['same digest on an empty cache', oci.rows.digestsEqual.every(Boolean) ? 'yes' : 'NO', '', 'yes', oci.rows.digestsEqual.join(', '), ''],
+          ['bytes over the base', `${round(oci.ociAdded / 1e6, 1)} MB gzip`, `${round(oci.dockerAdded / 1e6, 1)} MB unpacked`, '≤ 60 MB', '', ''],
         ],
       ),
     ].join('\n');
