@@ -38,6 +38,55 @@ describe('the GitHub Action and the workflow templates', () => {
     const action = parse(await read('action.yml')) as { runs: { steps: { uses?: string }[] } };
     for (const step of action.runs.steps) if (step.uses) expect(step.uses).toMatch(/@[0-9a-f]{40}$/);
   });
+
+  it('pin every action, the mlops one and those in comments too, to a 40-hex commit or the placeholder docs/ci.md explains', async () => {
+    const ci = await read('docs/ci.md');
+    const placeholder = '0'.repeat(40);
+    expect(ci).toContain(`your-org/mlops@${placeholder}`);
+    for (const template of [...TEMPLATES, 'templates/gitlab-ci.yml']) {
+      const text = await read(template);
+      // Commented steps are what a user uncomments: they are held to the same rule.
+      const refs = [...text.matchAll(/uses:\s*([^\s#]+)/g), ...text.matchAll(/(git\+https:\/\/\S+?#[^"\s]+)/g)].map((m) => m[1]);
+      expect(refs.length, template).toBeGreaterThan(0);
+      for (const ref of refs) expect(ref, template).toMatch(/[@#][0-9a-f]{40}$/);
+      for (const ref of refs.filter((r) => r.endsWith(placeholder))) expect(ref, template).toMatch(/your-org\/mlops[@.]/);
+      // A pin's comment names a release, so a reader can tell what it is.
+      for (const line of text.split('\n').filter((l) => /uses:\s*\S+@[0-9a-f]{40}/.test(l))) expect(line, template).toMatch(/# (v\d+(\.\d+)*|mlops \d+\.\d+\.\d+)$/);
+    }
+  });
+
+  it('give each job only the permissions and secrets it uses', async () => {
+    for (const template of TEMPLATES) {
+      const workflow = parse(await read(template)) as { permissions?: object; jobs: Record<string, { permissions?: Record<string, string>; env?: Record<string, string>; steps: { uses?: string; run?: string; env?: Record<string, string> }[] }> };
+      expect(workflow.permissions, `${template}: nothing by default`).toEqual({});
+      const text = await read(template);
+      for (const [name, job] of Object.entries(workflow.jobs)) {
+        expect(job.permissions?.contents, `${template} ${name}`).toBe('read');
+        // No job-wide registry login: only steps that use the registry get it.
+        expect(Object.keys(job.env ?? {}).filter((k) => k.startsWith('MLOPS_REGISTRY')), `${template} ${name}`).toEqual([]);
+        for (const step of job.steps) {
+          if (step.env?.MLOPS_REGISTRY_PASSWORD) expect(step.run ?? '', `${template} ${name}`).toMatch(/mlops (push|tag|deploy|versions)|mlops versions/);
+        }
+        // id-token: write only beside a cloud login that trades it (in use or commented).
+        if (job.permissions?.['id-token'] === 'write') {
+          const block = text.slice(text.indexOf(`  ${name}:`));
+          expect(block, `${template} ${name}`).toMatch(/google-github-actions\/auth|aws-actions\/configure-aws-credentials|azure\/login/);
+        }
+      }
+    }
+    const gitlab = parse(await read('templates/gitlab-ci.yml')) as Record<string, { script?: string[]; services?: { name: string }[]; variables?: Record<string, string> }>;
+    // No daemon: no docker:dind service, no DOCKER_HOST, and the build is the daemonless one.
+    const services = Object.values(gitlab).flatMap((job) => (job && typeof job === 'object' && Array.isArray(job.services) ? job.services.map((s) => s.name) : []));
+    expect(services.length).toBeGreaterThan(0);
+    for (const service of services) expect(service).not.toMatch(/docker/);
+    expect(JSON.stringify(gitlab)).not.toContain('DOCKER_HOST');
+    expect(gitlab.build.script!.join('\n')).toMatch(/mlops build --builder oci/);
+    for (const [name, job] of Object.entries(gitlab)) {
+      if (!job || typeof job !== 'object' || !('script' in job)) continue;
+      const pushes = /mlops (build|push|tag|deploy)/.test(job.script!.join('\n'));
+      expect(Boolean(job.variables?.MLOPS_REGISTRY_PASSWORD), `gitlab ${name}: the registry login only where the registry is used`).toBe(pushes);
+    }
+  });
 });
 
 describe('the action\'s install step, as a runner runs it', () => {
