@@ -14,8 +14,10 @@ const runtimeApi = process.env.AWS_LAMBDA_RUNTIME_API;
 let started = false;
 try {
   const options = applyImageArguments(applyServerEnv(serveOptionsFromConfig(applyDefaults({}), '/'), process.env), process.argv.slice(2), process.env);
-  // In a container the server must be reachable from outside it; under Lambda only the Runtime API loop talks to it.
-  if (!process.env.HOST) options.host = runtimeApi ? '127.0.0.1' : '0.0.0.0';
+  // In a container the server must be reachable from outside it. Under Lambda only the Runtime API loop
+  // talks to it, so it binds loopback whatever HOST says (the image sets HOST=0.0.0.0 for the other case).
+  if (runtimeApi) options.host = '127.0.0.1';
+  else if (!process.env.HOST) options.host = '0.0.0.0';
   if (runtimeApi) options.grpcPort = 0;
   const running = await startServer(options, log);
   log(`serving model '${running.modelName}' on ${running.url}${running.grpcAddress ? ` and gRPC ${running.grpcAddress}` : ''} (batching ${running.batching ? 'on' : 'off'})`);

@@ -57,6 +57,9 @@ describe.skipIf(!engine.ok)(`the image in AWS Lambda mode${engine.ok ? '' : ` (s
         expect(body).toEqual(Buffer.from(await res.arrayBuffer()));
       }
       expect(api.posted.map((p) => p.body.statusCode)).toEqual([200, 200, 400]);
+      // Only the Runtime API loop talks to the server: it listens on loopback, though the image sets HOST=0.0.0.0.
+      const logs = (await lambda.logs({ stdout: true, stderr: true, follow: false })).toString('utf8');
+      expect(logs).toMatch(/serving model 'bc' on http:\/\/127\.0\.0\.1:\d+ /);
     } finally {
       await lambda.remove({ force: true }).catch(() => undefined);
       await rest.remove();
