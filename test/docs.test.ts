@@ -10,7 +10,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS, TARGET_DEFAULTS } from '../src/config/defaults.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
-import { ROOT, runCli, serveOptions } from './helpers.js';
+import { profileFor, ROOT, runCli, serveOptions } from './helpers.js';
+import { applyDefaults } from '../src/config/normalize.js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 
 const PAGES = ['README.md', ...readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
 const text = (page: string) => readFileSync(path.join(ROOT, page), 'utf8');
@@ -127,6 +130,40 @@ describe("the README's first example, run as written", () => {
   });
   afterAll(() => server?.stop());
 
+  it('every metric name in the docs, the templates and the example config is one the server exports', async () => {
+    // A server with every optional part on (reference profile, inference log, response cache), so that each metric family is declared.
+    // A classifier and a regression model: their predictions are counted by different families.
+    const work = await mkdtemp(path.join(tmpdir(), 'mlops-docs-metrics-'));
+    let exposition = '';
+    try {
+      for (const [model, test] of [
+        ['breast_cancer', { holdout: 'fixtures/breast_cancer/holdout.csv' }],
+        ['diabetes', { holdout: 'fixtures/diabetes/holdout.csv', task: 'regression', label: 'target' }],
+      ] as const) {
+        const profile = path.join(work, `${model}.json`);
+        const reference = await profileFor(model, { test });
+        expect(reference.prediction, model).toBeTruthy();
+        await writeFile(profile, JSON.stringify(reference));
+        const log = { ...applyDefaults({}).server.inferenceLog, sample: 1, sink: `file:${path.join(work, `${model}.jsonl`)}` };
+        const full = await startServer(serveOptions(model, { modelName: model, profilePath: profile, responseCacheBytes: 1 << 20, inferenceLog: log }), () => undefined);
+        try {
+          exposition += await (await fetch(`${full.url}/metrics`)).text();
+        } finally {
+          await full.stop();
+        }
+      }
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+    const families = new Set([...exposition.matchAll(/^# TYPE (\S+) (\w+)$/gm)].flatMap(([, name, type]) => (type === 'histogram' || type === 'summary' ? [name, `${name}_bucket`, `${name}_sum`, `${name}_count`] : [name])));
+    expect(families.size).toBeGreaterThan(10);
+    const files = [...PAGES, 'mlops.config.example.json', ...readdirSync(path.join(ROOT, 'templates')).filter((f) => /\.(ya?ml)$/.test(f)).map((f) => `templates/${f}`)];
+    // Metrics other programs export, which the docs name beside ours.
+    const foreign = /^mlops_(alert|monitor)_/;
+    const unknown = files.flatMap((file) => [...new Set([...text(file).matchAll(/\bmlops_[a-z0-9_]*[a-z0-9]\b/g)].map((m) => m[0]))].filter((name) => !families.has(name) && !foreign.test(name)).map((name) => `${file}: ${name}`));
+    expect(unknown).toEqual([]);
+  });
+
   it('every curl in the Quick start answers 200 from `npm run example`\'s server (on a free port here)', async () => {
     const block = /To only serve the model[\s\S]*?```sh\n([\s\S]*?)```/.exec(text('README.md'))?.[1];
     expect(block).toBeDefined();
@@ -140,5 +177,14 @@ describe("the README's first example, run as written", () => {
       if (command.includes('|')) expect(out, command).toMatch(/^mlops_http_requests_total/m);
       else expect(out, command).toBe('200');
     }
+  });
+});
+
+describe('what the docs call missing', () => {
+  it('names no deploy target that exists', () => {
+    const types = Object.keys(TARGET_DEFAULTS);
+    const claims = PAGES.flatMap((page) => [...prose(page).replace(/\n/g, ' ').matchAll(/[^.]*\bnot (?:built|supported|implemented|available) yet\b[^.]*/g)].map((m) => ({ page, sentence: m[0] })));
+    const wrong = claims.filter(({ sentence }) => types.some((t) => new RegExp(`\\b${t}\\b`, 'i').test(sentence)));
+    expect(wrong).toEqual([]);
   });
 });
