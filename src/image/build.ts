@@ -338,7 +338,7 @@ async function ociBuild(options: BuildImageOptions, prepared: Prepared, platform
       dirs.push(dir);
       builds.push({ contextDir: dir, recipe: await assemble(dir, options, prepared, platform, labels), base });
     }
-    const image = await writeOciImage(store, builds, prepared.created, options.onProgress);
+    const image = await writeOciImage(store, builds, prepared.created, { reuse: !options.noCache, onProgress: options.onProgress });
     const references = [prepared.primary, ...prepared.extra];
     const [first] = builds;
     const baseRecord = { name: options.baseImage, ...(first.base.origin ?? {}) };

@@ -64,18 +64,18 @@ export interface PlatformBuild {
  * fixed times), gzip'd by fflate, into the blob store; then each platform's config and manifest, and
  * an index over them when there are several. Layers that equal inputs made before come from the store.
  */
-export async function writeOciImage(store: BlobStore, builds: PlatformBuild[], created: string, onProgress?: (line: string) => void): Promise<StoredImage> {
+export async function writeOciImage(store: BlobStore, builds: PlatformBuild[], created: string, options: { reuse?: boolean; onProgress?: (line: string) => void } = {}): Promise<StoredImage> {
   const platforms: StoredImage['platforms'] = [];
   for (const build of builds) {
     const layers: LayerDescriptor[] = [];
     for (const layer of build.recipe.layers) {
-      onProgress?.(`${build.recipe.platform}: ${layer.comment}`);
+      options.onProgress?.(`${build.recipe.platform}: ${layer.comment}`);
       const source = path.join(build.contextDir, layer.source);
       if (layer.kind === 'folder') {
         const entries = await treeEntries(source, layer.target.replace(/^\//, ''));
-        layers.push(await storeLayer(store, () => packEntries(entries)));
+        layers.push(await storeLayer(store, () => packEntries(entries), options.reuse));
       } else {
-        layers.push(await storeLayer(store, () => createReadStream(source)));
+        layers.push(await storeLayer(store, () => createReadStream(source), options.reuse));
       }
     }
     const config = imageConfig(build.base, build.recipe, layers, created);

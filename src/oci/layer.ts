@@ -128,12 +128,13 @@ async function digestOf(source: AsyncIterable<Buffer>): Promise<string> {
 
 /**
  * A layer into the store: its tar is made twice when new (once to learn its digest, once to
- * compress it), once when the store has compressed that tar before (diffids/ maps one to the other).
+ * compress it), once when the store has compressed that tar before (diffids/ maps one to the other;
+ * `reuse` false compresses it again, for --no-cache, and must give the same blob).
  */
-export async function storeLayer(store: BlobStore, makeTar: () => Readable): Promise<LayerDescriptor> {
+export async function storeLayer(store: BlobStore, makeTar: () => Readable, reuse = true): Promise<LayerDescriptor> {
   const diffId = await digestOf(makeTar());
   const known = path.join(store.dir, 'diffids', diffId.slice('sha256:'.length));
-  const cached = await readFile(known, 'utf8').catch(() => '');
+  const cached = reuse ? await readFile(known, 'utf8').catch(() => '') : '';
   if (cached && (await store.has(cached))) return { mediaType: MEDIA.layerGzip, digest: cached, size: await store.size(cached), diffId };
   const { digest, size } = await store.write(Readable.from(gzip(makeTar())));
   await mkdir(path.dirname(known), { recursive: true });
