@@ -127,7 +127,7 @@ async function daemonless(docker, base, dir, log) {
     await pipeline(await docker.getImage(base).get(), createWriteStream(archive));
     const registryBase = `${registry.address}/bench/base:1`;
     await run_('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `docker-archive:${archive}`, `docker://${registryBase}`]);
-    const { pushImages } = await import('../dist/registry/push.js');
+    const { pushImages } = await import('../dist/release/push.js');
     // The engine's side gets its base in the registry too, compressed its own way, so both start with the base's blobs there.
     const engineBase = `${registry.address}/bench/engine-base:1`;
     await docker.getImage(base).tag({ repo: engineBase.slice(0, engineBase.lastIndexOf(':')), tag: '1' });

@@ -1,7 +1,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { assembleContext, dockerfileString } from '../src/image/context.js';
+import { assembleContext } from '../src/image/context.js';
+import { dockerfileString } from '../src/docker/dockerfile.js';
 import { resolveTag } from '../src/image/build.js';
 import { applyDefaults } from '../src/config/normalize.js';
 import { applyServerEnv, imageServerEnv, serveOptionsFromConfig } from '../src/server/options.js';

@@ -13,7 +13,7 @@ import { renderManifests } from '../src/targets/kubernetes-manifests.js';
 import { prometheusRules } from '../src/monitor/alert-rules.js';
 import { grafanaDashboard } from '../src/monitor/dashboard.js';
 import type { ReferenceProfile } from '../src/monitor/profile.js';
-import { INFERENCE_ROUTE_MATCHER } from '../src/server/metrics.js';
+import { INFERENCE_ROUTE_MATCHER } from '../src/metrics/names.js';
 import { describe, expect, it } from 'vitest';
 import { startServer } from '../src/server/run.js';
 import { ROOT, serveOptions } from './helpers.js';

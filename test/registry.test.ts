@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { resolveCredentials } from '../src/registry/credentials.js';
 import { isLoopback, localName, parseReference } from '../src/registry/reference.js';
-import { reportLabels } from '../src/registry/tag.js';
+import { reportLabels } from '../src/release/tag.js';
 import { withTempDir } from './helpers.js';
 
 describe('image references', () => {

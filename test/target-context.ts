@@ -1,6 +1,6 @@
 import { applyDefaults } from '../src/config/normalize.js';
 import { isMlopsError } from '../src/errors.js';
-import type { AzureSeam } from '../src/targets/azure.js';
+import type { AzureSeam } from '../src/targets/types.js';
 import { createExecSeam, type Runner } from '../src/targets/exec.js';
 import { configuredSampleInputs } from '../src/targets/smoke.js';
 import type { DeployContext, Release } from '../src/targets/types.js';

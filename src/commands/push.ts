@@ -1,6 +1,6 @@
 import { connectDocker } from '../docker/client.js';
 import { ExitCode, inputError } from '../errors.js';
-import { aliasesThatMove, pushImages, type PushResult } from '../registry/push.js';
+import { aliasesThatMove, pushImages, type PushResult } from '../release/push.js';
 import { sharedBlobStore } from '../oci/blob-store.js';
 import { readStoredImage } from '../oci/image.js';
 import { findLocalImage } from '../project/local-images.js';

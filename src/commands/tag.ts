@@ -2,7 +2,7 @@ import { connectDocker } from '../docker/client.js';
 import { ExitCode, inputError } from '../errors.js';
 import { readLastBuild } from '../project/last-build.js';
 import { findLocalImage } from '../project/local-images.js';
-import { tagVersion, type Bump } from '../registry/tag.js';
+import { tagVersion, type Bump } from '../release/tag.js';
 import { isCI } from '../ui/environment.js';
 import type { CommandContext } from './context.js';
 import { configuredRepository } from '../project/repository.js';

@@ -3,7 +3,7 @@ import { ExitCode } from '../errors.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { localName, parseReference } from '../registry/reference.js';
-import { localVersions, mergeListings, registryVersions, storedVersions } from '../registry/versions.js';
+import { localVersions, mergeListings, registryVersions, storedVersions } from '../release/versions.js';
 import { sharedBlobStore } from '../oci/blob-store.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';

@@ -2,18 +2,19 @@ import { createWriteStream } from 'node:fs';
 import { copyFile, cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { pipeline } from 'node:stream/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tar from 'tar-fs';
 import { packEntries, treeEntries } from '../oci/layer.js';
+import { IMAGE_MODELS_DIR, IMAGE_REPOSITORY_FILE, IMAGE_RUNTIME } from '../contract/image.js';
+import { dockerfileString } from '../docker/dockerfile.js';
+import { packageDir } from '../packages.js';
 import { MlopsError, ExitCode, inputError } from '../errors.js';
 import { PROFILE_IMAGE_PATH } from '../monitor/profile.js';
 import { PROCESSING_FILE } from '../processing/plan.js';
 
 /** The package's own folder, from src/image or dist/image alike. */
 const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const require = createRequire(import.meta.url);
 
 export const PLATFORMS = { 'linux/amd64': 'x64', 'linux/arm64': 'arm64' } as const;
 export type Platform = keyof typeof PLATFORMS;
@@ -62,18 +63,6 @@ export interface ImageModel {
   batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
 }
 
-/**
- * What every mlops image is besides its layers: one place, read by both builders (the Dockerfile is
- * rendered from it, the daemonless builder writes it into the image's config), so their images behave
- * the same. The server runs as uid 10001, never root.
- */
-export const IMAGE_RUNTIME = {
-  workdir: '/app',
-  user: '10001:10001',
-  stopSignal: 'SIGTERM',
-  healthcheck: { command: ['node', '/app/healthcheck.mjs'], intervalSeconds: 3, timeoutSeconds: 3, startPeriodSeconds: 10, retries: 3 },
-  entrypoint: ['node', '/app/server.mjs'],
-} as const;
 
 /** One layer: a folder of the context and the folder it fills in the image, or a tar of the context unpacked at /. */
 export type RecipeLayer = { kind: 'folder'; source: string; target: string; comment: string } | { kind: 'tar'; source: string; comment: string };
@@ -88,14 +77,7 @@ export interface ImageRecipe {
   labels: Record<string, string>;
 }
 
-/** Where an image of several models keeps them, and the file that lists them (MLOPS_MODEL_REPOSITORY). */
-export const IMAGE_MODELS_DIR = '/app/models';
-export const IMAGE_REPOSITORY_FILE = `${IMAGE_MODELS_DIR}/repository.json`;
 
-/** A Dockerfile double-quoted string: no variable expansion, no line breaks. */
-export function dockerfileString(value: string): string {
-  return `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\$/g, '\\$').replace(/[\r\n]+/g, ' ')}"`;
-}
 
 export function renderTemplate(template: string, values: Record<string, string | number>): string {
   return template.replace(/\{\{(\w+)\}\}/g, (whole, key: string) => {
@@ -116,13 +98,6 @@ async function copyTree(from: string, to: string, keep: (relative: string) => bo
   }
 }
 
-/** A package's folder from its entry point (some packages export no ./package.json). */
-export function packageDir(name: string, from?: string): string {
-  const entry = require.resolve(name, from ? { paths: [from] } : undefined);
-  let dir = path.dirname(entry);
-  while (path.basename(dir) !== name && dir !== path.dirname(dir)) dir = path.dirname(dir);
-  return dir;
-}
 
 /**
  * Lays out everything the Dockerfile copies: ONNX Runtime for one platform

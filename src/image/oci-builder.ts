@@ -5,7 +5,8 @@ import { storeManifest, storeTop, type StoredImage } from '../oci/image.js';
 import { packEntries, storeLayer, treeEntries, type LayerDescriptor } from '../oci/layer.js';
 import { MEDIA, parsePlatform, type Descriptor, type ImageConfig } from '../oci/media.js';
 import type { BaseImage } from './base-image.js';
-import { IMAGE_RUNTIME, type ImageRecipe } from './context.js';
+import { IMAGE_RUNTIME } from '../contract/image.js';
+import type { ImageRecipe } from './context.js';
 
 const SECOND = 1e9;
 

@@ -4,7 +4,7 @@
  * PromQL from the same profile counters and the same PSI definition as
  * `mlops monitor`, so an alert and a monitor run agree.
  */
-import { INFERENCE_ROUTE_MATCHER } from '../server/metrics.js';
+import { INFERENCE_ROUTE_MATCHER } from '../metrics/names.js';
 import { stringify } from 'yaml';
 import { EMPTY_SHARE } from './drift.js';
 import type { FeatureProfile, ReferenceProfile } from './profile.js';

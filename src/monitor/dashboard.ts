@@ -4,7 +4,7 @@
  * and the feature and prediction distributions from its profile counters.
  * Dashboard JSON model, schemaVersion 39 (Grafana 10.3 and later).
  */
-import { INFERENCE_ROUTE_MATCHER } from '../server/metrics.js';
+import { INFERENCE_ROUTE_MATCHER } from '../metrics/names.js';
 import type { ReferenceProfile } from './profile.js';
 
 export const DASHBOARD_SCHEMA_VERSION = 39;

@@ -17,7 +17,7 @@ import type { Datatype } from '../model/datatypes.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { parseReference } from '../registry/reference.js';
-import { registryVersions } from '../registry/versions.js';
+import { registryVersions } from '../release/versions.js';
 import { recordsInLine, type InferenceRecord, type LoggedTensor } from './inference-records.js';
 import { labelKey, type LabelSet } from './labels.js';
 

@@ -17,7 +17,7 @@ import { LOWER_IS_BETTER } from '../metrics/regression.js';
 import { inspectModel } from '../model/inspect.js';
 import { openLocalPredictor, type Predictor, type TensorSignature } from '../predict/predictor.js';
 import { calibrate, type CalibrationMethod } from './calibrate.js';
-import { OPTIMIZE_METADATA } from './metadata.js';
+import { OPTIMIZE_METADATA } from '../model/optimized.js';
 import { decodeModel, encodeModel, inlineExternalData, setMetadata } from './onnx-graph.js';
 import { calibrationTensors, findCandidates, quantizeDynamic, quantizeStatic, type LeftInFloat, type QuantizeResult } from './quantize.js';
 

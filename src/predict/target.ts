@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { IMAGE_MODELS_DIR } from '../image/context.js';
+import { IMAGE_MODELS_DIR } from '../contract/image.js';
 import { rm } from 'node:fs/promises';
 import type { Config } from '../config/defaults.js';
 import { connectDocker } from '../docker/client.js';

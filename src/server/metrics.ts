@@ -60,14 +60,6 @@ export function versionMetrics(metrics: ServerMetrics, model: string, version: s
   };
 }
 
-/**
- * The `route` label of every inference route of every contract: OIP REST and gRPC, KServe v1,
- * SageMaker's /invocations, Vertex AI's AIP_PREDICT_ROUTE. Alert rules and dashboards count these.
- */
-export const INFERENCE_ROUTES = ['/v2/models/{name}/infer', '/v1/models/{name}:predict', '/invocations', '$AIP_PREDICT_ROUTE', 'ModelInfer'] as const;
-
-/** A PromQL matcher for exactly those routes (RE2 is anchored; each label is escaped). */
-export const INFERENCE_ROUTE_MATCHER = `route=~"${INFERENCE_ROUTES.map((r) => r.replace(/[.*+?^${}()|[\]\\]/g, '\\\\$&')).join('|')}"`;
 
 // Sub-millisecond buckets: a small tabular model answers in well under 1 ms.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { PackageURL } from 'packageurl-js';
 import spdxExpressionParse from 'spdx-expression-parse';
 import { MlopsError, ExitCode, inputError } from '../errors.js';
-import { packageDir } from '../image/context.js';
+import { packageDir } from '../packages.js';
 import { QUALITY_METRICS } from '../metrics/names.js';
 import { writeFileAtomic } from '../report/files.js';
 import { VERSION } from '../version.js';

@@ -6,14 +6,8 @@
 import type { TokenCredential } from '@azure/core-auth';
 import { createHttpHeaders, type PipelinePolicy, type PipelineResponse } from '@azure/core-rest-pipeline';
 import { environmentError, isMlopsError } from '../errors.js';
-import type { DeployContext } from './types.js';
+import type { AzureSeam, DeployContext } from './types.js';
 
-/** How the Azure SDKs reach Azure: tests put a local ARM stand-in's CA and a fixed token here. */
-export interface AzureSeam {
-  credential(): TokenCredential;
-  /** Extra CA certificates (PEM) the SDK pipeline trusts. */
-  ca?: string;
-}
 
 export const defaultAzureSeam: AzureSeam = {
   credential: () => new LazyDefaultCredential(),

@@ -8,19 +8,19 @@ import { inspectImage } from '../docker/container.js';
 import { ExitCode, inputError, isMlopsError, environmentError } from '../errors.js';
 import { readLastBuild } from '../project/last-build.js';
 import { RegistryClient } from '../registry/client.js';
-import { pullImage } from '../registry/pull.js';
+import { pullImage } from '../release/pull.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { localName, parseReference } from '../registry/reference.js';
 import { configuredRepository } from '../project/repository.js';
 import { requireVerified } from '../supply-chain/verify.js';
-import { defaultAzureSeam, type AzureSeam } from './azure.js';
+import { defaultAzureSeam } from './azure.js';
 import { createExecSeam, type PlannedStep, type Runner } from './exec.js';
 import { appendHistory, currentRelease, findRelease, historyFile, previousRelease, readHistory, replaceHistory, setAsideHistory, type HistoryEntry } from './history.js';
 import { acquireLock, thisProcess } from './lock.js';
 import type { ClientSecurity } from '../protocol/client-security.js';
 import { OUTPUT_TYPES, selectTarget } from './index.js';
 import { configuredSampleInputs, smokeTest } from './smoke.js';
-import type { DeployContext, DeployOutcome, LogText, ModelSignature, Release, Replicas, TargetAdapter, TargetStatus } from './types.js';
+import type { AzureSeam, DeployContext, DeployOutcome, LogText, ModelSignature, Release, Replicas, TargetAdapter, TargetStatus } from './types.js';
 
 export interface DeployOptions {
   cwd: string;

@@ -2,7 +2,7 @@ import type { ClientSecurity } from '../protocol/client-security.js';
 import type { Config, TargetConfig } from '../config/defaults.js';
 import type { Tensors } from '../model/session.js';
 import type { TensorSignature } from '../predict/predictor.js';
-import type { AzureSeam } from './azure.js';
+import type { TokenCredential } from '@azure/core-auth';
 import type { ExecSeam } from './exec.js';
 import type { LockAttempt, LockHolder } from './lock.js';
 
@@ -144,4 +144,11 @@ export interface Replicas {
   /** The urls are port-forwards on loopback to servers speaking TLS: their certificates name the service, not 127.0.0.1. */
   loopbackTls?: boolean;
   close(): Promise<void>;
+}
+
+/** How the Azure SDKs reach Azure: tests put a local ARM stand-in's CA and a fixed token here. */
+export interface AzureSeam {
+  credential(): TokenCredential;
+  /** Extra CA certificates (PEM) the SDK pipeline trusts. */
+  ca?: string;
 }

@@ -1,7 +1,7 @@
 import type Docker from 'dockerode';
 import { environmentError, inputError } from '../errors.js';
-import { resolveCredentials } from './credentials.js';
-import { parseReference } from './reference.js';
+import { resolveCredentials } from '../registry/credentials.js';
+import { parseReference } from '../registry/reference.js';
 
 /**
  * Pulls a pushed version onto this machine through the engine, with the same credentials `mlops push`

@@ -1,8 +1,8 @@
 import type Docker from 'dockerode';
 import { environmentError, inputError, MlopsError } from '../errors.js';
-import { RegistryClient } from './client.js';
-import { resolveCredentials, type Credentials } from './credentials.js';
-import { localName, parseReference } from './reference.js';
+import { RegistryClient } from '../registry/client.js';
+import { resolveCredentials, type Credentials } from '../registry/credentials.js';
+import { localName, parseReference } from '../registry/reference.js';
 
 export type PushProgress = (line: string, transient: boolean) => void;
 
