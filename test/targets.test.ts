@@ -249,7 +249,12 @@ describe('the GitHub Actions template', () => {
   it('is valid YAML and runs build, test, bench, tag, push and deploy in that order', async () => {
     const { parse } = await import('yaml');
     const workflow = parse(await readFile(path.join(__dirname, '..', 'templates', 'github-actions.yml'), 'utf8'));
-    const commands = workflow.jobs.release.steps.map((s: { run?: string }) => s.run ?? '').filter((r: string) => r.startsWith('mlops '));
+    // The release job, then the deploy job that needs it.
+    expect(workflow.jobs['deploy-staging'].needs).toBe('release');
+    const commands = [...workflow.jobs.release.steps, ...workflow.jobs['deploy-staging'].steps]
+      .flatMap((s: { run?: string }) => (s.run ?? '').split('\n'))
+      .map((l: string) => l.trim())
+      .filter((r: string) => r.startsWith('mlops '));
     expect(commands.map((c: string) => c.split(' ')[1])).toEqual(['build', 'test', 'bench', 'tag', 'push', 'deploy']);
     // The push signs: the key arrives from a secret through env, never in the script's text.
     for (const file of ['github-actions.yml', 'monitor-and-retrain.yml']) {

@@ -84,6 +84,11 @@ export async function registryVersions(client: RegistryClient, repository: strin
   return withAliases(versions, digests, (v) => v.digest);
 }
 
+/** A version held on this machine: no signature is checked for it (that is the registry's). */
+function localVersion(version: string, digest: string | null, imageId: string, created: string | null, labels: Record<string, string>): VersionInfo {
+  return { version, digest, imageId, created, modelSha256: labels['mlops.model.sha256'] ?? null, metrics: headlineLabels(labels), aliases: [], signed: null, signature: null };
+}
+
 /** The same, from images on this machine (for repositories not in a registry, and before a push). */
 export async function localVersions(docker: Docker, ref: ImageReference): Promise<VersionListing> {
   const name = localName(ref);
@@ -96,18 +101,8 @@ export async function localVersions(docker: Docker, ref: ImageReference): Promis
       if (repoTag.slice(0, repoTag.lastIndexOf(':')) !== name || isBuildTag(tag)) continue;
       ids.set(tag, image.Id);
       if (!semver.valid(tag)) continue;
-      const labels = image.Labels ?? {};
-      versions.push({
-        version: tag,
-        digest: image.RepoDigests?.find((d) => d.startsWith(`${name}@`))?.split('@')[1] ?? null,
-        imageId: image.Id,
-        created: new Date(image.Created * 1000).toISOString(),
-        modelSha256: labels['mlops.model.sha256'] ?? null,
-        metrics: headlineLabels(labels),
-        aliases: [],
-        signed: null,
-        signature: null,
-      });
+      const digest = image.RepoDigests?.find((d) => d.startsWith(`${name}@`))?.split('@')[1] ?? null;
+      versions.push(localVersion(tag, digest, image.Id, new Date(image.Created * 1000).toISOString(), image.Labels ?? {}));
     }
   }
   return withAliases(versions, ids, (v) => v.imageId);
@@ -125,18 +120,8 @@ export async function storedVersions(projectDir: string, store: BlobStore, ref: 
     if (!semver.valid(tag)) continue;
     const stored = await readStoredImage(store, image.top).catch(() => undefined);
     if (!stored) continue;
-    const labels = stored.platforms[0].config.config.Labels ?? {};
-    versions.push({
-      version: tag,
-      digest: image.top.digest,
-      imageId: stored.platforms[0].manifest.config.digest,
-      created: stored.platforms[0].config.created ?? null,
-      modelSha256: labels['mlops.model.sha256'] ?? null,
-      metrics: headlineLabels(labels),
-      aliases: [],
-      signed: null,
-      signature: null,
-    });
+    const [main] = stored.platforms;
+    versions.push(localVersion(tag, image.top.digest, main.manifest.config.digest, main.config.created ?? null, main.config.config.Labels ?? {}));
   }
   return withAliases(versions, ids, (v) => v.digest);
 }
