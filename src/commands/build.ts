@@ -3,6 +3,7 @@ import { connectDocker } from '../docker/client.js';
 import { ExitCode, inputError } from '../errors.js';
 import type Docker from 'dockerode';
 import { buildModelImage, type BuildImageOptions, type BuildOutput } from '../image/build.js';
+import { absoluteBase } from '../image/base-image.js';
 import { imageServerEnv } from '../server/options.js';
 import { writeLastBuild } from '../project/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
@@ -96,7 +97,8 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
         modelVersion: first?.version ?? config.model.version,
         models: first ? models : undefined,
         repository: config.image.repository || modelName,
-        baseImage: flags.base ?? config.image.base,
+        // A base given as a file: --base from where the command runs, image.base from the config's folder.
+        baseImage: flags.base ? absoluteBase(flags.base, ctx.cwd) : absoluteBase(config.image.base, baseDir),
         platform: flags.platform ?? config.image.platform,
         port: config.image.port,
         grpcPort: config.image.grpcPort,

@@ -3,6 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { environmentError, ExitCode, inputError, isMlopsError } from '../errors.js';
 import { BlobStore } from '../oci/blob-store.js';
@@ -14,8 +15,14 @@ import { parseReference } from '../registry/reference.js';
 
 /** A base image for the daemonless builder, one platform of it. */
 export interface BaseImage {
-  /** As given: a registry reference, oci:<dir>[:<tag>] or docker-archive:<file>. */
+  /**
+   * The base's name as its labels and annotations carry it: the reference for a registry's; for a
+   * file, the name the file gives the image (a `docker save` RepoTag, a layout's image name), never
+   * its path, so that the same base read from two folders builds the same image.
+   */
   name: string;
+  /** How it was given: a registry reference, oci:<dir>[:<tag>] or docker-archive:<file>, for messages and for fetching again. */
+  source: string;
   /** The manifest's digest where there is one (what the base.digest label names). */
   manifestDigest: string | null;
   configDigest: string;
@@ -57,7 +64,9 @@ async function pick(name: string, source: ManifestSource, reference: string, pla
   }
   const manifest = parseJson<ImageManifest>(found.bytes, `the manifest of base image ${name}`);
   if (!manifest.config?.digest || !Array.isArray(manifest.layers)) throw inputError(`base image ${name}: not an image manifest (${found.mediaType || 'no media type'})`);
-  const config = parseJson<ImageConfig>(await source.blob(manifest.config.digest), `the config of base image ${name}`);
+  const configBytes = await source.blob(manifest.config.digest);
+  if (sha256Digest(configBytes) !== manifest.config.digest) throw environmentError(`base image ${name}: its config does not match its digest ${manifest.config.digest}`, 'the registry or the layout is damaged; fetch the base again');
+  const config = parseJson<ImageConfig>(configBytes, `the config of base image ${name}`);
   checkPlatform(name, config, platform);
   return { manifestDigest: found.digest, configDigest: manifest.config.digest, config, layers: manifest.layers };
 }
@@ -81,6 +90,7 @@ async function fromRegistry(reference: string, platform: string, env: NodeJS.Pro
   const picked = await pick(reference, source, ref.digest ?? ref.tag ?? 'latest', platform);
   return {
     name: reference,
+    source: reference,
     ...picked,
     origin: { registry: ref.registry, repository: ref.repository },
     async fetchLayer(store, layer) {
@@ -126,7 +136,8 @@ async function fromLayout(spec: string, platform: string): Promise<BaseImage> {
     blob: (digest) => layout.read(digest),
   };
   const picked = await pick(spec, source, 'root', platform);
-  return { name: spec, ...picked, fetchLayer: (store, layer) => layout.copyTo(store, layer.digest) };
+  const named = chosen.annotations?.['io.containerd.image.name'] ?? chosen.annotations?.['org.opencontainers.image.ref.name'];
+  return { name: named ?? `oci-layout@${picked.manifestDigest}`, source: spec, ...picked, fetchLayer: (store, layer) => layout.copyTo(store, layer.digest) };
 }
 
 /**
@@ -146,7 +157,7 @@ async function fromArchive(spec: string, platform: string, store: BlobStore): Pr
   });
   const manifestJson = members.get('manifest.json');
   if (!manifestJson) throw inputError(`base image ${spec}: no manifest.json in the archive`, 'write it with `docker save`');
-  const [entry] = parseJson<{ Config: string; Layers: string[] }[]>(manifestJson, `${spec} manifest.json`);
+  const [entry] = parseJson<{ Config: string; Layers: string[]; RepoTags?: string[] | null }[]>(manifestJson, `${spec} manifest.json`);
   if (!entry?.Config || !entry.Layers) throw inputError(`base image ${spec}: manifest.json names no image`);
   let configBytes = members.get(entry.Config);
   if (!configBytes) {
@@ -161,7 +172,8 @@ async function fromArchive(spec: string, platform: string, store: BlobStore): Pr
       const out = new Readable({ read() {} });
       readArchive(file, async (name, stream) => {
         if (name !== layer) return void stream.resume();
-        for await (const chunk of stream) out.push(chunk);
+        // Docker's containerd image store saves layers as they were pulled, compressed; the classic store as plain tars.
+        for await (const chunk of uncompressed(stream)) out.push(chunk);
       }).then(
         () => out.push(null),
         (error: Error) => out.destroy(error),
@@ -173,7 +185,21 @@ async function fromArchive(spec: string, platform: string, store: BlobStore): Pr
   }
   const configDigest = sha256Digest(configBytes);
   await store.put(configBytes);
-  return { name: spec, manifestDigest: null, configDigest, config, layers, fetchLayer: async () => undefined };
+  return { name: entry.RepoTags?.[0] ?? `docker-archive@${configDigest}`, source: spec, manifestDigest: null, configDigest, config, layers, fetchLayer: async () => undefined };
+}
+
+/** A layer's tar, gunzipped when it arrives gzip'd (the first two bytes say so). */
+async function* uncompressed(stream: Readable): AsyncGenerator<Buffer> {
+  const iterator = stream[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  if (first.done) return;
+  const head = first.value as Buffer;
+  const rest = Readable.from((async function* () {
+    yield head;
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value as Buffer;
+  })());
+  if (head[0] === 0x1f && head[1] === 0x8b) yield* rest.pipe(createGunzip());
+  else yield* rest;
 }
 
 async function collect(stream: Readable): Promise<Buffer> {
@@ -191,6 +217,16 @@ async function readArchive(file: string, onEntry: (name: string, stream: Readabl
     );
   });
   await pipeline(createReadStream(file), extract);
+}
+
+/** A base given as a file (oci:<dir>[:<tag>], docker-archive:<file>) with its path made absolute from `dir`; a reference as it is. */
+export function absoluteBase(spec: string, dir: string): string {
+  if (spec.startsWith('docker-archive:')) return `docker-archive:${path.resolve(dir, spec.slice('docker-archive:'.length))}`;
+  if (!spec.startsWith('oci:')) return spec;
+  const body = spec.slice('oci:'.length);
+  const colon = body.lastIndexOf(':');
+  const hasRef = colon > 0 && !body.slice(colon).includes('/');
+  return `oci:${path.resolve(dir, hasRef ? body.slice(0, colon) : body)}${hasRef ? body.slice(colon) : ''}`;
 }
 
 /** The base for one platform, from a registry, an OCI layout or a `docker save` archive. */

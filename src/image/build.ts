@@ -334,7 +334,7 @@ async function ociBuild(options: BuildImageOptions, prepared: Prepared, platform
     for (const platform of platforms) {
       const base = await resolveBase(options.baseImage, platform, env, store);
       // One platform: the base's labels as the engine's builder writes them. Several: each platform's manifest names its base in annotations.
-      labels = { ...prepared.labels, ...(platforms.length === 1 ? baseLabels(base.manifestDigest, base.configDigest) : {}) };
+      labels = { ...prepared.labels, 'org.opencontainers.image.base.name': base.name, ...(platforms.length === 1 ? baseLabels(base.manifestDigest, base.configDigest) : {}) };
       const dir = await mkdtemp(path.join(tmpdir(), 'mlops-build-'));
       dirs.push(dir);
       builds.push({ contextDir: dir, recipe: await assemble(dir, options, prepared, platform, labels), base });
@@ -342,7 +342,7 @@ async function ociBuild(options: BuildImageOptions, prepared: Prepared, platform
     const image = await writeOciImage(store, builds, prepared.created, { reuse: !options.noCache, onProgress: options.onProgress });
     const references = [prepared.primary, ...prepared.extra];
     const [first] = builds;
-    const baseRecord = { name: options.baseImage, ...(first.base.origin ?? {}) };
+    const baseRecord = { name: first.base.source, ...(first.base.origin ?? {}) };
     await recordLocalImages(options.cwd, Object.fromEntries(references.map((r) => [r, { top: image.top, base: baseRecord }])));
     const fetchBase = async () => {
       for (const b of builds) for (const layer of b.base.layers) await b.base.fetchLayer(store, layer);

@@ -167,9 +167,11 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
   }, 300_000);
 
   it('gives the same digests from two folders, two caches and two times; a changed model changes only its layer', async () => {
-    const config = { image: { repository: `${TEAM}/bc`, base: `docker-archive:${baseArchive}` } };
+    // The base is a file in each folder: its path is not part of the image.
+    const config = { image: { repository: `${TEAM}/bc`, base: 'docker-archive:base.tar' } };
     const first = await project('same-a', config);
     const second = await project('same-b', config);
+    for (const dir of [first, second]) await copyFile(baseArchive, path.join(dir, 'base.tar'));
     await utimes(path.join(second, 'model.onnx'), new Date('2030-01-01'), new Date('2030-01-01'));
     const out = (dir: string) => path.join(dir, 'image');
     const a = await runCli(['build', '--output', `oci:${out(first)}`, '--json'], { cwd: first, env: env(first) });
@@ -189,6 +191,7 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
 
     // Another model: the same layers but the last, and a new config.
     const changed = await project('same-c', config, fixture('wine', 'model.onnx'));
+    await copyFile(baseArchive, path.join(changed, 'base.tar'));
     const c = await runCli(['build', '--output', `oci:${out(changed)}`, '--json'], { cwd: changed, env: env(first) });
     expect(c.code, c.stderr).toBe(0);
     const before = await json<Manifest>(out(first), digest);

@@ -1,0 +1,112 @@
+/**
+ * The daemonless builder's floor (src/oci, src/image/base-image.ts): layers that are the same bytes
+ * whatever the files' times, owners' umask or read sizes, and bases read from what `docker save`
+ * writes with plain or gzip'd layers.
+ */
+import { createHash } from 'node:crypto';
+import { chmod, mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import tar from 'tar-stream';
+import { describe, expect, it } from 'vitest';
+import { absoluteBase, resolveBase } from '../src/image/base-image.js';
+import { BlobStore } from '../src/oci/blob-store.js';
+import { gzip, packEntries, storeLayer, treeEntries } from '../src/oci/layer.js';
+import { withTempDir } from './helpers.js';
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const collect = async (source: AsyncIterable<Buffer>) => {
+  const parts: Buffer[] = [];
+  for await (const part of source) parts.push(part);
+  return Buffer.concat(parts);
+};
+
+async function tree(dir: string, when: Date, mode: number) {
+  await mkdir(path.join(dir, 'b', 'c'), { recursive: true });
+  await writeFile(path.join(dir, 'a.txt'), 'alpha');
+  await writeFile(path.join(dir, 'b', 'c', 'run.sh'), '#!/bin/sh\n');
+  await writeFile(path.join(dir, 'b', 'z.bin'), Buffer.alloc(3000, 7));
+  await chmod(path.join(dir, 'b', 'c', 'run.sh'), 0o700);
+  await chmod(path.join(dir, 'a.txt'), mode);
+  for (const f of ['a.txt', 'b/c/run.sh', 'b/z.bin']) await utimes(path.join(dir, f), when, when);
+}
+
+describe('layers', () => {
+  it('are the same bytes for the same files, whatever their times and group or other bits', async () => {
+    await withTempDir(async (work) => {
+      await tree(path.join(work, 'one'), new Date('2020-01-01'), 0o644);
+      await tree(path.join(work, 'two'), new Date('2031-05-05'), 0o600);
+      const tars = await Promise.all(['one', 'two'].map(async (d) => collect(packEntries(await treeEntries(path.join(work, d), 'app/')))));
+      expect(sha(tars[0])).toBe(sha(tars[1]));
+      // Sorted, root-owned, the prefix's folder first, the owner's execute bit kept.
+      const headers: { name: string; mode?: number; uid?: number; mtime?: Date }[] = [];
+      const extract = tar.extract();
+      extract.on('entry', (header, stream, next) => {
+        headers.push(header);
+        stream.on('end', next);
+        stream.resume();
+      });
+      await new Promise<void>((resolve, reject) => Readable.from([tars[0]]).pipe(extract).on('finish', resolve).on('error', reject));
+      expect(headers.map((h) => h.name)).toEqual(['app/', 'app/a.txt', 'app/b/', 'app/b/c/', 'app/b/c/run.sh', 'app/b/z.bin']);
+      expect(headers.map((h) => [h.mode, h.uid])).toEqual([[0o755, 0], [0o644, 0], [0o755, 0], [0o755, 0], [0o755, 0], [0o644, 0]]);
+      expect(new Set(headers.map((h) => h.mtime!.getTime()))).toEqual(new Set([1000]));
+    });
+  });
+
+  it('gzip the same whatever size the reads come in, with no name or time in the header', async () => {
+    const data = Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => (i * 7919) % 251));
+    const chunked = (size: number) => (async function* () {
+      for (let i = 0; i < data.length; i += size) yield data.subarray(i, i + size);
+    })();
+    const [a, b] = await Promise.all([collect(gzip(chunked(65536))), collect(gzip(chunked(1000003)))]);
+    expect(sha(a)).toBe(sha(b));
+    expect([...a.subarray(0, 10)]).toEqual([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
+  });
+
+  it('are compressed once: a second store of the same tar takes the cached blob, and --no-cache gives the same one', async () => {
+    await withTempDir(async (work) => {
+      await tree(path.join(work, 'files'), new Date('2020-01-01'), 0o644);
+      const store = new BlobStore(path.join(work, 'store'));
+      const entries = await treeEntries(path.join(work, 'files'), 'app/');
+      const first = await storeLayer(store, () => packEntries(entries));
+      const again = await storeLayer(store, () => packEntries(entries));
+      const fresh = await storeLayer(store, () => packEntries(entries), false);
+      expect(again).toEqual(first);
+      expect(fresh).toEqual(first);
+      expect(sha(await readFile(store.path(first.digest)))).toBe(first.digest);
+    });
+  });
+});
+
+describe('bases from docker save archives', () => {
+  for (const compressed of [false, true]) {
+    it(`reads one whose layers are ${compressed ? "gzip'd (Docker's containerd store)" : 'plain tars (the classic store)'}, named by its RepoTag`, async () => {
+      await withTempDir(async (work) => {
+        const layer = await collect(packEntries([{ name: 'etc/', size: 0, type: 'directory', mode: 0o755 }]));
+        const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/bin'] }, rootfs: { type: 'layers', diff_ids: [sha(layer)] } }));
+        const stored = compressed ? gzipSync(layer) : layer;
+        const pack = tar.pack();
+        pack.entry({ name: `blobs/sha256/${sha(config).slice(7)}` }, config);
+        pack.entry({ name: `blobs/sha256/${sha(stored).slice(7)}` }, stored);
+        pack.entry({ name: 'manifest.json' }, JSON.stringify([{ Config: `blobs/sha256/${sha(config).slice(7)}`, RepoTags: ['team/base:1'], Layers: [`blobs/sha256/${sha(stored).slice(7)}`] }]));
+        pack.finalize();
+        await writeFile(path.join(work, 'base.tar'), await collect(pack as unknown as Readable));
+        const store = new BlobStore(path.join(work, 'store'));
+        const base = await resolveBase(absoluteBase('docker-archive:base.tar', work), 'linux/amd64', {}, store);
+        expect(base.name).toBe('team/base:1');
+        expect(base.layers).toHaveLength(1);
+        expect(await store.has(base.layers[0].digest)).toBe(true);
+        // Refused for another platform, naming what it is.
+        await expect(resolveBase(absoluteBase('docker-archive:base.tar', work), 'linux/arm64', {}, store)).rejects.toThrow(/is a linux\/amd64 image, not linux\/arm64/);
+      });
+    });
+  }
+
+  it('resolves file bases from the folder given, and leaves references alone', () => {
+    expect(absoluteBase('docker-archive:b.tar', '/p')).toBe('docker-archive:/p/b.tar');
+    expect(absoluteBase('oci:layout:v1', '/p')).toBe('oci:/p/layout:v1');
+    expect(absoluteBase('oci:../x', '/p/q')).toBe('oci:/p/x');
+    expect(absoluteBase('registry.example.com:5000/team/node:20', '/p')).toBe('registry.example.com:5000/team/node:20');
+  });
+});
