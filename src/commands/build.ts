@@ -38,12 +38,15 @@ function parseOutputs(values: string[] | undefined): BuildOutput[] | undefined {
   });
 }
 
-/** The builder asked for, and the engine when one answers (auto picks the daemonless builder without one). */
-async function chooseBuilder(asked: string, env: NodeJS.ProcessEnv): Promise<{ builder: 'docker' | 'oci'; docker: Docker | null }> {
+/**
+ * The builder asked for, and the engine when one answers. auto picks the daemonless builder when no
+ * engine answers, or when the build asks what only it does (--output, --check, several platforms).
+ */
+async function chooseBuilder(asked: string, env: NodeJS.ProcessEnv, needsOci: boolean): Promise<{ builder: 'docker' | 'oci'; docker: Docker | null }> {
   if (!['auto', 'docker', 'oci'].includes(asked)) throw inputError(`--builder ${asked}: expected auto, docker or oci`);
   if (asked === 'docker') return { builder: 'docker', docker: await connectDocker(env) };
   const docker = await connectDocker(env).catch(() => null);
-  return { builder: asked === 'oci' || !docker ? 'oci' : 'docker', docker };
+  return { builder: asked === 'oci' || needsOci || !docker ? 'oci' : 'docker', docker };
 }
 
 const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
@@ -70,8 +73,9 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
   const [first] = models.filter((m) => !m.shadow);
   const modelPath = first ? path.resolve(baseDir, first.modelPath) : flags.model ? path.resolve(ctx.cwd, flags.model) : path.resolve(baseDir, config.model.path);
   const modelName = first?.name ?? (config.model.name || defaultModelName(modelPath));
-  const { builder, docker } = await chooseBuilder(flags.builder ?? config.image.builder, ctx.env);
   const outputs = parseOutputs(flags.output);
+  const platform = flags.platform ?? config.image.platform;
+  const { builder, docker } = await chooseBuilder(flags.builder ?? config.image.builder, ctx.env, Boolean(outputs || flags.check || platform.includes(',')));
   if (outputs && builder === 'docker') throw inputError('--output: the docker builder leaves the image in the engine', 'use --builder oci to write it elsewhere');
   if (flags.check && builder === 'docker') throw inputError('--check: the engine\'s builder does not give reproducible digests', 'use --builder oci');
   if (flags.check && !/^sha256:[0-9a-f]{64}$/.test(flags.check)) throw inputError(`--check ${flags.check}: not a digest`, 'pass the digest a build printed: sha256:<64 hex>');
@@ -99,7 +103,7 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
         repository: config.image.repository || modelName,
         // A base given as a file: --base from where the command runs, image.base from the config's folder.
         baseImage: flags.base ? absoluteBase(flags.base, ctx.cwd) : absoluteBase(config.image.base, baseDir),
-        platform: flags.platform ?? config.image.platform,
+        platform,
         port: config.image.port,
         grpcPort: config.image.grpcPort,
         tags: flags.tag,
