@@ -2,8 +2,10 @@ import path from 'node:path';
 import { connectDocker } from '../docker/client.js';
 import { ExitCode, inputError } from '../errors.js';
 import type Docker from 'dockerode';
-import { buildModelImage, type BuildImageOptions, type BuildOutput } from '../image/build.js';
+import { buildModelImage, parsePlatforms, type BuildImageOptions, type BuildOutput } from '../image/build.js';
 import { absoluteBase } from '../image/base-image.js';
+import { isOciLayout } from '../oci/layout.js';
+import { open, stat } from 'node:fs/promises';
 import { imageServerEnv } from '../server/options.js';
 import { writeLastBuild } from '../project/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
@@ -25,17 +27,42 @@ export interface BuildFlags {
   check?: string;
 }
 
-/** --output values: registry, oci:<dir>, docker:<file.tar>. */
-function parseOutputs(values: string[] | undefined): BuildOutput[] | undefined {
+/**
+ * --output values: registry, oci:<dir>, docker:<file.tar>; each once. A path must be in a folder that
+ * exists, and must not hold anything but what the output writes: an OCI layout (added to, as skopeo
+ * does) or a tar (replaced, as `docker save -o` does). A holdout or a folder of notes is never overwritten.
+ */
+async function parseOutputs(values: string[] | undefined, cwd: string): Promise<BuildOutput[] | undefined> {
   if (!values || values.length === 0) return undefined;
-  return values.map((value) => {
-    if (value === 'registry') return { kind: 'registry' };
+  const outputs: BuildOutput[] = [];
+  for (const value of [...new Set(values)]) {
+    if (value === 'registry') {
+      outputs.push({ kind: 'registry' });
+      continue;
+    }
     const colon = value.indexOf(':');
     const kind = value.slice(0, colon);
     const where = value.slice(colon + 1);
-    if ((kind === 'oci' || kind === 'docker') && where) return { kind, path: where };
-    throw inputError(`--output ${value}: not an output`, 'use registry, oci:<dir> or docker:<file.tar>');
-  });
+    if ((kind !== 'oci' && kind !== 'docker') || !where) throw inputError(`--output ${value}: not an output`, 'use registry, oci:<dir> or docker:<file.tar>');
+    const target = path.resolve(cwd, where);
+    const folder = await stat(path.dirname(target)).catch(() => null);
+    if (!folder?.isDirectory()) throw inputError(`--output ${value}: the folder ${path.dirname(target)} does not exist`, 'create it first, or write elsewhere');
+    const existing = await stat(target).catch(() => null);
+    if (existing && kind === 'oci' && !(await isOciLayout(target))) throw inputError(`--output ${value}: ${target} exists and is not an OCI image layout`, 'name a new folder, or an existing layout to add the image to');
+    if (existing && kind === 'docker' && !(existing.isFile() && (await isTar(target)))) throw inputError(`--output ${value}: ${target} exists and is not a tar archive`, 'name a new file, or an archive to replace');
+    outputs.push({ kind, path: target });
+  }
+  return outputs;
+}
+
+async function isTar(file: string): Promise<boolean> {
+  const handle = await open(file, 'r');
+  try {
+    const { buffer, bytesRead } = await handle.read(Buffer.alloc(512), 0, 512, 0);
+    return bytesRead === 512 && buffer.toString('latin1', 257, 262) === 'ustar';
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
@@ -54,6 +81,14 @@ const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 export async function run(flags: BuildFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   if (flags.model && config.models.length > 0) throw inputError('--model: the config lists several models (models); build packages them all', 'leave out --model, or build from a config with one model');
+  // Every flag is checked before the reference data is profiled: a wrong one fails at once.
+  const outputs = await parseOutputs(flags.output, ctx.cwd);
+  const platform = flags.platform ?? config.image.platform;
+  parsePlatforms(platform);
+  if (flags.check && !/^sha256:[0-9a-f]{64}$/.test(flags.check)) throw inputError(`--check ${flags.check}: not a digest`, 'pass the digest a build printed: sha256:<64 hex>');
+  const { builder, docker } = await chooseBuilder(flags.builder ?? config.image.builder, ctx.env, Boolean(outputs || flags.check || platform.includes(',')));
+  if (outputs && builder === 'docker') throw inputError('--output: the docker builder leaves the image in the engine', 'use --builder oci to write it elsewhere');
+  if (flags.check && builder === 'docker') throw inputError('--check: the engine\'s builder does not give reproducible digests', 'use --builder oci');
   const profileOf = (modelPath: string, modelName: string, own: Config, label = '') =>
     ctx.reporter.step(
       `Profiling the reference data${label}`,
@@ -73,12 +108,6 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
   const [first] = models.filter((m) => !m.shadow);
   const modelPath = first ? path.resolve(baseDir, first.modelPath) : flags.model ? path.resolve(ctx.cwd, flags.model) : path.resolve(baseDir, config.model.path);
   const modelName = first?.name ?? (config.model.name || defaultModelName(modelPath));
-  const outputs = parseOutputs(flags.output);
-  const platform = flags.platform ?? config.image.platform;
-  const { builder, docker } = await chooseBuilder(flags.builder ?? config.image.builder, ctx.env, Boolean(outputs || flags.check || platform.includes(',')));
-  if (outputs && builder === 'docker') throw inputError('--output: the docker builder leaves the image in the engine', 'use --builder oci to write it elsewhere');
-  if (flags.check && builder === 'docker') throw inputError('--check: the engine\'s builder does not give reproducible digests', 'use --builder oci');
-  if (flags.check && !/^sha256:[0-9a-f]{64}$/.test(flags.check)) throw inputError(`--check ${flags.check}: not a digest`, 'pass the digest a build printed: sha256:<64 hex>');
   let referenceProfile: string;
   if (first) referenceProfile = first.referenceProfile;
   else {
@@ -117,8 +146,11 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
   );
   if (flags.check) {
     const same = result.digest === flags.check;
-    ctx.reporter.result({ check: flags.check, digest: result.digest, reproduced: same, tags: result.tags }, (r, s) =>
-      same ? `${s.green('✔')} reproduced ${r.digest}` : `${s.red('✘')} the rebuild gives ${r.digest}, not ${r.check}`,
+    const created = result.labels['org.opencontainers.image.created'];
+    ctx.reporter.result({ check: flags.check, digest: result.digest, reproduced: same, created, tags: result.tags }, (r, s) =>
+      same
+        ? `${s.green('✔')} reproduced ${r.digest}`
+        : `${s.red('✘')} the rebuild gives ${r.digest}, not ${r.check}\n  its created time, part of the digest, is ${r.created}: from SOURCE_DATE_EPOCH, else the model's last commit, else the model file's time (a copy outside git has a new one)`,
     );
     return same ? ExitCode.ok : ExitCode.gateFailed;
   }

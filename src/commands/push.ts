@@ -63,6 +63,11 @@ export async function run(version: string | undefined, flags: PushFlags, ctx: Co
     await checkAliases(ctx, flags, repository, aliases, chosen);
     if (credentials) ctx.reporter.maskSecret(credentials.password);
     await client.ping();
+    // A version in the registry is what was signed and deployed: pushing another image under its name is refused.
+    const there = await client.rawManifest(ref.repository, chosen);
+    if (there && there.digest !== image.top.digest && !(last?.version === chosen && last.replaces === there.digest)) {
+      throw inputError(`${references[0]} is already in the registry as ${there.digest}, and this one is ${image.top.digest}; versions are immutable`, 'tag a new version (mlops tag --bump patch) and push that');
+    }
     const base = stored.image.base;
     result = await ctx.reporter.step(
       `Pushing ${references.join(', ')}`,

@@ -43,6 +43,7 @@ export async function run(version: string | undefined, flags: TagFlags, ctx: Com
   ctx.reporter.result(result, (r, s) =>
     [
       `${s.green('✔')} tagged ${s.bold(r.reference)} (model ${r.modelSha256.slice(0, 12)}; versions checked in the ${r.checked === 'registry' ? 'registry' : 'local images'})`,
+      ...(r.digest ? [`  digest ${r.digest} (what \`mlops push\` will store)`] : []),
       ...r.aliases.map((a) => `  alias ${a.reference}${a.previous && a.previous !== r.version ? ` (moved from ${a.previous})` : ''}`),
       Object.keys(r.labels).length > 0
         ? `  labels: ${Object.entries(r.labels).map(([k, v]) => `${k.replace(/^mlops\./, '')}=${v}`).join(' ')}`

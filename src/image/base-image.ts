@@ -120,10 +120,10 @@ async function fromLayout(spec: string, platform: string): Promise<BaseImage> {
       ? entries[0]
       : undefined;
   if (!chosen) {
-    throw inputError(
-      wantedRef ? `base image ${spec}: the layout has no image named ${wantedRef}` : `base image ${spec}: the layout holds ${entries.length} images`,
-      'name one: oci:<dir>:<tag>',
-    );
+    const held = entries.map((m) => m.annotations?.['org.opencontainers.image.ref.name'] ?? m.digest);
+    const hint = held.length > 0 ? `it holds ${held.join(', ')}: name one, oci:<dir>:<name>` : 'the layout holds no image';
+    if (wantedRef) throw environmentError(`base image ${spec} does not exist: the layout has no image named ${wantedRef}`, hint);
+    throw inputError(`base image ${spec}: the layout holds ${entries.length} images`, hint);
   }
   const source: ManifestSource = {
     manifest: async (r) => {
@@ -136,8 +136,10 @@ async function fromLayout(spec: string, platform: string): Promise<BaseImage> {
     blob: (digest) => layout.read(digest),
   };
   const picked = await pick(spec, source, 'root', platform);
+  // A full reference names the image anywhere; a bare tag ("20") names it only in this folder, so the manifest's digest stands beside it.
   const named = chosen.annotations?.['io.containerd.image.name'] ?? chosen.annotations?.['org.opencontainers.image.ref.name'];
-  return { name: named ?? `oci-layout@${picked.manifestDigest}`, source: spec, ...picked, fetchLayer: (store, layer) => layout.copyTo(store, layer.digest) };
+  const name = named && /[/:]/.test(named) ? named : `oci-layout${named ? `:${named}` : ''}@${picked.manifestDigest}`;
+  return { name, source: spec, ...picked, fetchLayer: (store, layer) => layout.copyTo(store, layer.digest) };
 }
 
 /**

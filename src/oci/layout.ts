@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,21 +15,43 @@ function indexEntry(top: Descriptor, name: string): Descriptor {
   return { ...top, annotations: { 'org.opencontainers.image.ref.name': name } };
 }
 
+/** Whether `dir` is an OCI image layout (its `oci-layout` file says so). */
+export async function isOciLayout(dir: string): Promise<boolean> {
+  try {
+    return (JSON.parse(await readFile(path.join(dir, 'oci-layout'), 'utf8')) as { imageLayoutVersion?: string }).imageLayoutVersion !== undefined;
+  } catch {
+    return false;
+  }
+}
+
 /**
- * An OCI image layout folder (image-spec's image-layout.md) holding `image` under `names`. Written in
- * a folder beside `dir` and renamed onto it when complete: a failure (a full disk) leaves nothing
- * under the name.
+ * `image` under `names` in an OCI image layout (image-spec's image-layout.md). A new layout is
+ * written in a folder beside `dir` and renamed onto it when complete, so a failure (a full disk)
+ * leaves nothing under the name. An existing layout is added to, as skopeo does: the blobs first
+ * (each under a temporary name until whole), then index.json replaced in one rename, with the
+ * images it named under other names kept.
  */
 export async function writeLayout(store: BlobStore, image: StoredImage, dir: string, names: string[]): Promise<void> {
   const target = path.resolve(dir);
+  if (await isOciLayout(target)) {
+    const out = new BlobStore(target);
+    for (const blob of blobsOf(image)) await store.copyTo(out, blob.digest);
+    const index = JSON.parse(await readFile(path.join(target, 'index.json'), 'utf8')) as { manifests?: Descriptor[] };
+    const kept = (index.manifests ?? []).filter((m) => !names.includes(m.annotations?.['org.opencontainers.image.ref.name'] ?? ''));
+    const temporary = path.join(target, `.index.json.tmp-${process.pid}`);
+    await writeFile(temporary, documentBytes({ ...index, schemaVersion: 2, mediaType: MEDIA.index, manifests: [...kept, ...names.map((n) => indexEntry(image.top, n))] }));
+    await rename(temporary, path.join(target, 'index.json'));
+    return;
+  }
   const temporary = `${target}.tmp-${process.pid}`;
   await rm(temporary, { recursive: true, force: true });
   try {
+    // Not recursive: the folder it goes in must exist (a recursive mkdir under /proc never returns).
+    await mkdir(temporary);
     const out = new BlobStore(temporary);
     for (const blob of blobsOf(image)) await store.copyTo(out, blob.digest);
     await writeFile(path.join(temporary, 'oci-layout'), LAYOUT_FILE);
     await writeFile(path.join(temporary, 'index.json'), documentBytes({ schemaVersion: 2, mediaType: MEDIA.index, manifests: names.map((n) => indexEntry(image.top, n)) }));
-    await rm(target, { recursive: true, force: true });
     await rename(temporary, target);
   } catch (error) {
     await rm(temporary, { recursive: true, force: true });
@@ -70,7 +92,6 @@ export function dockerArchive(store: BlobStore, image: StoredImage, repoTags: st
 /** The archive into a file, under a temporary name until complete. */
 export async function writeDockerArchive(store: BlobStore, image: StoredImage, file: string, repoTags: string[]): Promise<void> {
   const target = path.resolve(file);
-  await mkdir(path.dirname(target), { recursive: true });
   const temporary = `${target}.tmp-${process.pid}`;
   try {
     await pipeline(dockerArchive(store, image, repoTags), createWriteStream(temporary));

@@ -9,6 +9,8 @@ export interface LastTag {
   repository: string;
   aliases: string[];
   at: string;
+  /** The digest of the version `mlops tag --force` replaced: push may overwrite that one, no other. */
+  replaces?: string;
 }
 
 export async function readLastTag(projectDir: string): Promise<LastTag | undefined> {

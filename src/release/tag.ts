@@ -171,6 +171,8 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
   const env = { MLOPS_MODEL_VERSION: version };
   let imageId: string;
   let digest: string | null = null;
+  /** The digest a forced tag replaces: the one push may overwrite. */
+  let replaces: string | undefined;
   let sbomFacts: { labels: Record<string, string>; architecture: string } | null = null;
   if (storedImage) {
     // Daemonless: new configs and manifests over the same layers, in the cache; the engine gets the version too when there is one.
@@ -178,6 +180,11 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
     const tagged = await readStoredImage(store, top);
     const references = [reference, ...options.aliases.map((a) => `${name}:${a}`)];
     await recordLocalImages(options.projectDir, Object.fromEntries(references.map((r) => [r, { top, base: stored!.image.base }])));
+    // The registry's version is what was pushed and signed: another image under its name would replace it there.
+    if (taken?.digest && taken.digest !== top.digest && !options.force) {
+      throw inputError(`version ${version} already exists as ${taken.digest}, and this image would be ${top.digest}; versions are immutable`, 'tag a new version (--bump patch), or pass --force to replace it');
+    }
+    if (taken?.digest && taken.digest !== top.digest) replaces = taken.digest;
     imageId = tagged.platforms[0].manifest.config.digest;
     digest = top.digest;
     sbomFacts = { labels: tagged.platforms[0].config.config.Labels ?? {}, architecture: tagged.platforms[0].config.architecture };
@@ -191,7 +198,7 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
   }
   const aliases = options.aliases.map((alias) => ({ alias, reference: `${name}:${alias}`, previous: listing.aliases[alias] ?? null }));
   const at = new Date().toISOString();
-  await writeFileAtomic(path.join(options.projectDir, '.mlops', 'last-tag.json'), JSON.stringify({ version, reference, imageId, digest, repository: name, aliases: options.aliases, at }, null, 2) + '\n');
+  await writeFileAtomic(path.join(options.projectDir, '.mlops', 'last-tag.json'), JSON.stringify({ version, reference, imageId, digest, ...(replaces ? { replaces } : {}), repository: name, aliases: options.aliases, at }, null, 2) + '\n');
   if (aliases.length > 0) await recordAliases(options.projectDir, aliases.map((a) => ({ ...a, version, at })));
   // The SBOM again, now with the version and the test metrics in its model card; an image another mlops built has none here (push says so too).
   const sbomJson = sbomFacts ? imageSbom({ name, version, imageId, ...sbomFacts }) : localImageSbom(options.docker!, imageId, { name, version });

@@ -372,4 +372,49 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
       proxy.close();
     }
   }, 300_000);
+
+  it('overwrites nothing it did not write: a file or folder at an output path, an image in a layout, a version in the registry', async () => {
+    const repository = `${registry.address}/${TEAM}/immutable`;
+    const dir = await project('immutable', { image: { repository, base: `docker-archive:${baseArchive}` } });
+    // A holdout where a layout was asked for stays as it was; a folder that does not exist is not made.
+    await writeFile(path.join(dir, 'notes.csv'), 'a,b\n1,2\n');
+    for (const [output, message] of [
+      ['oci:notes.csv', /notes\.csv exists and is not an OCI image layout$/],
+      ['docker:notes.csv', /notes\.csv exists and is not a tar archive$/],
+      ['docker:missing/x.tar', /the folder .*missing does not exist$/],
+    ] as const) {
+      const refused = await runCli(['build', '--output', output], { cwd: dir, env: env(dir) });
+      expect(refused.code, output).toBe(2);
+      expect(errorLine(refused.stderr), output).toMatch(message);
+    }
+    expect(await readFile(path.join(dir, 'notes.csv'), 'utf8')).toBe('a,b\n1,2\n');
+    expect((await readdir(dir)).includes('missing')).toBe(false);
+
+    // An existing layout is added to, as skopeo adds: its other image stays.
+    const layout = path.join(dir, 'layout');
+    await run('skopeo', ['copy', '--quiet', `docker-archive:${baseArchive}`, `oci:${layout}:base`]);
+    const added = await runCli(['build', '--output', `oci:${layout}`, '--json'], { cwd: dir, env: env(dir) });
+    expect(added.code, added.stderr).toBe(0);
+    const names = (JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: { annotations: Record<string, string> }[] }).manifests.map((m) => m.annotations['org.opencontainers.image.ref.name']);
+    expect(names).toEqual(['base', (JSON.parse(added.stdout) as { tags: string[] }).tags[0]]);
+    await run('skopeo', ['inspect', `oci:${layout}:base`]);
+
+    // A pushed version is not replaced by another image under its name, unless tag --force says so.
+    expect((await runCli(['build', '--output', 'registry'], { cwd: dir, env: env(dir) })).code).toBe(0);
+    expect((await runCli(['tag', '1.0.0'], { cwd: dir, env: env(dir) })).code).toBe(0);
+    const pushed = await runCli(['push', '--json'], { cwd: dir, env: env(dir) });
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const first = (JSON.parse(pushed.stdout) as { digest: string }).digest;
+    // The same model on another created time: another image.
+    const other = env(dir, { SOURCE_DATE_EPOCH: '1767312000' });
+    expect((await runCli(['build', '--output', 'registry'], { cwd: dir, env: other })).code).toBe(0);
+    const again = await runCli(['tag', '1.0.0'], { cwd: dir, env: other });
+    expect(again.code).toBe(2);
+    expect(errorLine(again.stderr)).toMatch(new RegExp(`^error: version 1\\.0\\.0 already exists as ${first}, and this image would be sha256:[0-9a-f]{64}; versions are immutable$`));
+    const forced = await runCli(['tag', '1.0.0', '--force', '--json'], { cwd: dir, env: other });
+    expect(forced.code, forced.stderr).toBe(0);
+    const replaced = await runCli(['push', '--json'], { cwd: dir, env: other });
+    expect(replaced.code, replaced.stderr).toBe(0);
+    expect((JSON.parse(replaced.stdout) as { digest: string }).digest).toBe((JSON.parse(forced.stdout) as { digest: string }).digest);
+  }, 300_000);
 });
