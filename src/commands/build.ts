@@ -71,6 +71,7 @@ async function isTar(file: string): Promise<boolean> {
  */
 async function chooseBuilder(asked: string, env: NodeJS.ProcessEnv, needsOci: boolean): Promise<{ builder: 'docker' | 'oci'; docker: Docker | null }> {
   if (!['auto', 'docker', 'oci'].includes(asked)) throw inputError(`--builder ${asked}: expected auto, docker or oci`);
+  if (asked === 'docker' && needsOci) throw inputError('--builder docker: --output, --check and several platforms are the daemonless builder\'s', 'use --builder oci (or auto)');
   if (asked === 'docker') return { builder: 'docker', docker: await connectDocker(env) };
   const docker = await connectDocker(env).catch(() => null);
   return { builder: asked === 'oci' || needsOci || !docker ? 'oci' : 'docker', docker };
@@ -87,8 +88,6 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
   parsePlatforms(platform);
   if (flags.check && !/^sha256:[0-9a-f]{64}$/.test(flags.check)) throw inputError(`--check ${flags.check}: not a digest`, 'pass the digest a build printed: sha256:<64 hex>');
   const { builder, docker } = await chooseBuilder(flags.builder ?? config.image.builder, ctx.env, Boolean(outputs || flags.check || platform.includes(',')));
-  if (outputs && builder === 'docker') throw inputError('--output: the docker builder leaves the image in the engine', 'use --builder oci to write it elsewhere');
-  if (flags.check && builder === 'docker') throw inputError('--check: the engine\'s builder does not give reproducible digests', 'use --builder oci');
   const profileOf = (modelPath: string, modelName: string, own: Config, label = '') =>
     ctx.reporter.step(
       `Profiling the reference data${label}`,
