@@ -24,7 +24,7 @@ import { resolveBase, type BaseImage } from './base-image.js';
 import { writeOciImage, type PlatformBuild } from './oci-builder.js';
 import { loadProcessing, rawInputKind, servableSignature, type ProcessingOverrides, type ProcessingPlan } from '../processing/plan.js';
 import { readFileSync } from 'node:fs';
-import { IMAGING_LABEL, MODEL_FILES_LABEL, MODEL_TAKES_LABEL } from '../model/labels.js';
+import { IMAGING_LABEL, MODEL_FILES_LABEL, MODEL_SHA256_LABEL, MODEL_TAKES_LABEL } from '../model/labels.js';
 import { createHash } from 'node:crypto';
 import { buildTimestamp, gitInfo } from './git.js';
 
@@ -239,7 +239,7 @@ async function prepare(options: BuildImageOptions): Promise<Prepared> {
     ...(git.revision ? { 'org.opencontainers.image.revision': git.revision } : {}),
     'mlops.model.name': options.modelName,
     'mlops.model.version': options.modelVersion,
-    'mlops.model.sha256': model.sha256,
+    [MODEL_SHA256_LABEL]: model.sha256,
     ...(model.opset !== null ? { 'mlops.model.opset': String(model.opset) } : {}),
     'mlops.model.ir_version': String(model.irVersion),
     // A model `mlops optimize` made says so, and names the model it came from.

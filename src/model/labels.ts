@@ -3,6 +3,8 @@
  * that reads them: a constant two layers share lives below both.
  */
 
+/** The model file's sha256: what an image, a version, a deployed container or pod serves (images, Kubernetes annotations, container labels). */
+export const MODEL_SHA256_LABEL = 'mlops.model.sha256';
 /** JSON [{name, sha256}]: the export folder's processing files the server reads beside the model. */
 export const MODEL_FILES_LABEL = 'mlops.model.files';
 /** "image" or "text": what the model takes raw. */

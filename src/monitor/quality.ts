@@ -20,6 +20,7 @@ import { parseReference } from '../registry/reference.js';
 import { registryVersions } from '../release/versions.js';
 import { recordsInLine, type InferenceRecord, type LoggedTensor } from './inference-records.js';
 import { labelKey, type LabelSet } from './labels.js';
+import { MODEL_SHA256_LABEL } from '../model/labels.js';
 
 /** Lines of an inference log: a file, or what a target's log command printed. */
 export interface LogSource {
@@ -237,7 +238,7 @@ export async function versionBaseline(options: {
     );
   try {
     const docker = await connectDocker(options.env);
-    const images = await docker.listImages({ filters: { label: [`mlops.model.sha256=${options.sha256}`] } });
+    const images = await docker.listImages({ filters: { label: [`${MODEL_SHA256_LABEL}=${options.sha256}`] } });
     const withMetrics = images
       .map((image) => ({ image, metrics: stamped(image.Labels ?? {}) }))
       .filter((i) => Object.keys(i.metrics).length > 0)

@@ -19,6 +19,7 @@ import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { localName, parseReference, type ImageReference } from '../registry/reference.js';
 import { localVersions, mergeListings, registryVersions, storedVersions, type VersionListing } from './versions.js';
+import { MODEL_SHA256_LABEL } from '../model/labels.js';
 
 export type Bump = 'patch' | 'minor' | 'major';
 
@@ -130,8 +131,8 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
   const source = storedImage
     ? { Id: storedImage.platforms[0].manifest.config.digest, Config: { Labels: storedImage.platforms[0].config.config.Labels ?? {} } }
     : await inspectImage(options.docker!, options.image);
-  const modelSha256 = source.Config.Labels?.['mlops.model.sha256'];
-  if (!modelSha256) throw inputError(`${options.image} was not built by mlops (no mlops.model.sha256 label)`, 'run `mlops build` first');
+  const modelSha256 = source.Config.Labels?.[MODEL_SHA256_LABEL];
+  if (!modelSha256) throw inputError(`${options.image} was not built by mlops (no ${MODEL_SHA256_LABEL} label)`, 'run `mlops build` first');
   for (const alias of options.aliases) {
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(alias) || semver.valid(alias) || /^sha-[0-9a-f]{12}$/.test(alias)) {
       throw inputError(`--alias ${alias}: not a valid alias`, 'use a name such as staging or production (not a version, not sha-...)');

@@ -7,6 +7,7 @@ import { localName, type ImageReference } from '../registry/reference.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { readStoredImage } from '../oci/image.js';
 import { readLocalImages } from '../project/local-images.js';
+import { MODEL_SHA256_LABEL } from '../model/labels.js';
 
 export interface VersionInfo {
   version: string;
@@ -75,7 +76,7 @@ export async function registryVersions(client: RegistryClient, repository: strin
       digest: manifest.digest,
       imageId: manifest.config.digest,
       created: config.created ?? null,
-      modelSha256: labels['mlops.model.sha256'] ?? null,
+      modelSha256: labels[MODEL_SHA256_LABEL] ?? null,
       metrics: headlineLabels(labels),
       aliases: [],
       ...(await signatureOf(client, repository, name, tag, manifest.digest, key)),
@@ -86,7 +87,7 @@ export async function registryVersions(client: RegistryClient, repository: strin
 
 /** A version held on this machine: no signature is checked for it (that is the registry's). */
 function localVersion(version: string, digest: string | null, imageId: string, created: string | null, labels: Record<string, string>): VersionInfo {
-  return { version, digest, imageId, created, modelSha256: labels['mlops.model.sha256'] ?? null, metrics: headlineLabels(labels), aliases: [], signed: null, signature: null };
+  return { version, digest, imageId, created, modelSha256: labels[MODEL_SHA256_LABEL] ?? null, metrics: headlineLabels(labels), aliases: [], signed: null, signature: null };
 }
 
 /** The same, from images on this machine (for repositories not in a registry, and before a push). */

@@ -5,6 +5,7 @@ import type { RegistryClient } from '../registry/client.js';
 import { BUNDLE_MEDIA_TYPE, builderId, releaseStatement, SLSA_PROVENANCE_V1, signStatement } from './attestation.js';
 import type { SigningKey } from './keys.js';
 import { imageSbom, SBOM_MEDIA_TYPE, writeSbomFile } from './sbom.js';
+import { MODEL_SHA256_LABEL } from '../model/labels.js';
 
 /** What the SBOM and the signature say of the image: its id (config digest), labels and architecture. */
 export interface ImageFacts {
@@ -82,7 +83,7 @@ async function attach(options: AttachOptions): Promise<SupplyChainResult> {
       digest: options.digest,
       version: options.version,
       modelName: labels['mlops.model.name'] ?? '',
-      modelSha256: labels['mlops.model.sha256'] ?? '',
+      modelSha256: labels[MODEL_SHA256_LABEL] ?? '',
       gitCommit: labels['org.opencontainers.image.revision'] ?? null,
       gitSource: labels['org.opencontainers.image.source'] ?? null,
       sbomSha256,

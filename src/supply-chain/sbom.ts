@@ -12,7 +12,7 @@ import { packageDir } from '../packages.js';
 import { QUALITY_METRICS } from '../metrics/names.js';
 import { writeFileAtomic } from '../report/files.js';
 import { VERSION } from '../version.js';
-import { IMAGING_LABEL, MODEL_FILES_LABEL } from '../model/labels.js';
+import { IMAGING_LABEL, MODEL_FILES_LABEL, MODEL_SHA256_LABEL } from '../model/labels.js';
 
 export const SBOM_MEDIA_TYPE = 'application/vnd.cyclonedx+json';
 export const SBOM_FILE = path.join('.mlops', 'sbom.cdx.json');
@@ -96,7 +96,7 @@ function modelCard(labels: Record<string, string>): Record<string, unknown> {
 
 /** Only an image this mlops built can have its SBOM made here: checked before anything is pushed. */
 export function requireSbomLabels(image: string, labels: Record<string, string>): void {
-  if (!labels['mlops.model.sha256']) throw inputError(`${image} was not built by mlops (no mlops.model.sha256 label)`, 'run `mlops build` first');
+  if (!labels[MODEL_SHA256_LABEL]) throw inputError(`${image} was not built by mlops (no ${MODEL_SHA256_LABEL} label)`, 'run `mlops build` first');
   if (labels['mlops.version'] && labels['mlops.version'] !== VERSION) {
     throw inputError(
       `${image} was built by mlops ${labels['mlops.version']}, this is ${VERSION}: its SBOM cannot list the server's packages`,
@@ -131,7 +131,7 @@ async function imagingComponents(
 export async function imageSbom(subject: SbomSubject): Promise<string> {
   const labels = subject.labels;
   requireSbomLabels(`${subject.name}:${subject.version}`, labels);
-  const modelSha256 = labels['mlops.model.sha256'];
+  const modelSha256 = labels[MODEL_SHA256_LABEL];
   const bundled = JSON.parse(await readFile(path.join(PACKAGE_ROOT, 'dist', 'server-packages.json'), 'utf8').catch(() => {
     throw new MlopsError('dist/server-packages.json is missing: the server bundle was built without its package list', { exitCode: ExitCode.internal, hint: 'run `npm run build` in the mlops package' });
   })) as BundledPackage[];

@@ -12,6 +12,7 @@ import { loadPublicKey } from './keys.js';
 import { fetchArtifact, listReferrers, type Descriptor } from '../registry/artifacts.js';
 import { BUNDLE_MEDIA_TYPE, statementFacts, verifyBundle } from './attestation.js';
 import { SBOM_MEDIA_TYPE, sbomModelSha256 } from './sbom.js';
+import { MODEL_SHA256_LABEL } from '../model/labels.js';
 
 export interface VerifyRequest {
   client: RegistryClient;
@@ -54,7 +55,7 @@ export async function verifyRelease(request: VerifyRequest): Promise<Verificatio
   const manifest = await client.manifest(repository, request.reference);
   if (!manifest) throw inputError(`${request.name}:${request.reference} is not in the registry`, 'check the version (`mlops versions`) and image.repository');
   const labels = (await client.configBlob(repository, manifest.config.digest)).config?.Labels ?? {};
-  const label = labels['mlops.model.sha256'] ?? null;
+  const label = labels[MODEL_SHA256_LABEL] ?? null;
   const referrers = await listReferrers(client, repository, manifest.digest);
   const problems: string[] = [];
   let failure: Verification['failure'] = null;

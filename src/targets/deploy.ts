@@ -1,4 +1,4 @@
-import { MODEL_TAKES_LABEL } from '../model/labels.js';
+import { MODEL_SHA256_LABEL, MODEL_TAKES_LABEL } from '../model/labels.js';
 import type { Config, TargetConfig } from '../config/defaults.js';
 import { connectDocker } from '../docker/client.js';
 import { sharedBlobStore } from '../oci/blob-store.js';
@@ -134,7 +134,7 @@ function releaseOf(version: string, image: string, digest: string | null, labels
     image,
     digest,
     modelName: labels['mlops.model.name'] ?? '',
-    modelSha256: labels['mlops.model.sha256'] ?? null,
+    modelSha256: labels[MODEL_SHA256_LABEL] ?? null,
     signature: signatureOf(labels),
     otherModels: otherModelsOf(labels),
     ...takesOf(labels),

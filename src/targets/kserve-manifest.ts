@@ -7,6 +7,7 @@ import { inputError } from '../errors.js';
 import { CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT, podIdentity, recommendedLabels } from './kubernetes-manifests.js';
 import type { Release } from './types.js';
 import { kubeSecretMounts } from './server-secrets.js';
+import { MODEL_SHA256_LABEL } from '../model/labels.js';
 
 /** KServe's InferenceService CRD schema (v1beta1), shipped in the package; see scripts/kserve-schema.js. */
 const SCHEMA_FILE = fileURLToPath(new URL('../../templates/schemas/kserve-inferenceservice.schema.json.gz', import.meta.url));
@@ -38,7 +39,7 @@ export function renderInferenceService(name: string, target: KServeTarget, relea
         'serving.kserve.io/deploymentMode': target.deploymentMode,
         'mlops.version': release.version,
         'mlops.image': release.image,
-        'mlops.model.sha256': release.modelSha256 ?? '',
+        [MODEL_SHA256_LABEL]: release.modelSha256 ?? '',
       },
     },
     spec: {

@@ -8,6 +8,7 @@ import { stringify } from 'yaml';
 import type { Config, KubernetesTarget } from '../config/defaults.js';
 import { inputError } from '../errors.js';
 import type { Release } from './types.js';
+import { MODEL_SHA256_LABEL } from '../model/labels.js';
 
 /** Label values: at most 63 characters of [A-Za-z0-9._-]. */
 export const labelValue = (value: string) => value.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
@@ -63,7 +64,7 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
   const probe = (path: string) => ({ httpGet: { path, port: 'http', ...(secrets.scheme ? { scheme: secrets.scheme } : {}) } });
   const manifests: Manifests = {
     deployment: new Deployment({
-      metadata: { ...metadata, annotations: { 'mlops.model.sha256': release.modelSha256 ?? '', 'mlops.image': release.image } },
+      metadata: { ...metadata, annotations: { [MODEL_SHA256_LABEL]: release.modelSha256 ?? '', 'mlops.image': release.image } },
       spec: {
         // No `replicas`: the HPA owns the scale (from autoscaling.minReplicas up), and a count here would pull a
         // scaled-out Deployment back down on every apply, as the Kubernetes docs warn.
@@ -72,7 +73,7 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
         // Never fewer ready pods than wanted while a version rolls out.
         strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
         template: {
-          metadata: { labels: { ...labels, 'mlops.version': labelValue(release.version) }, annotations: { 'mlops.model.sha256': release.modelSha256 ?? '' } },
+          metadata: { labels: { ...labels, 'mlops.version': labelValue(release.version) }, annotations: { [MODEL_SHA256_LABEL]: release.modelSha256 ?? '' } },
           spec: {
             // preStop lets endpoints drop the pod before the server stops; then the server's own graceful shutdown.
             terminationGracePeriodSeconds: target.preStopSeconds + shutdownSeconds + 5,

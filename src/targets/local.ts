@@ -12,6 +12,7 @@ import { isStale, type LockAttempt, type LockHolder } from './lock.js';
 import { firstToken, type ClientSecurity } from '../protocol/client-security.js';
 import { accessOf, SECRET_MOUNT, secretEnv } from './server-secrets.js';
 import { readFileSync, statSync } from 'node:fs';
+import { MODEL_SHA256_LABEL } from '../model/labels.js';
 
 export function containerName(target: LocalTarget, ctx: Pick<DeployContext, 'config' | 'projectDir' | 'targetName'>): string {
   const model = ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path));
@@ -86,7 +87,7 @@ function mountedSecrets(target: LocalTarget, projectDir: string): { binds: strin
 
 function releaseOf(info: Docker.ContainerInspectInfo, modelName: string): Release {
   const labels = info.Config.Labels ?? {};
-  return { version: labels['mlops.release.version'] ?? 'unknown', image: info.Config.Image, digest: null, modelName, modelSha256: labels['mlops.model.sha256'] || null };
+  return { version: labels['mlops.release.version'] ?? 'unknown', image: info.Config.Image, digest: null, modelName, modelSha256: labels[MODEL_SHA256_LABEL] || null };
 }
 
 /** Readiness, then the smoke test, of a started container; what failed, or undefined. */
@@ -144,7 +145,7 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     const spec = (containerName: string, ports: typeof published, restart: LocalTarget['restart']): Docker.ContainerCreateOptions => ({
       name: containerName,
       Image: release.image,
-      Labels: { 'mlops.target': ctx.targetName, 'mlops.release.version': release.version, 'mlops.model.sha256': release.modelSha256 ?? '', 'mlops.deployed-at': new Date().toISOString() },
+      Labels: { 'mlops.target': ctx.targetName, 'mlops.release.version': release.version, [MODEL_SHA256_LABEL]: release.modelSha256 ?? '', 'mlops.deployed-at': new Date().toISOString() },
       ExposedPorts: Object.fromEntries(Object.keys(ports).map((p) => [p, {}])),
       ...(secrets.env.length > 0 ? { Env: secrets.env } : {}),
       HostConfig: {
@@ -344,7 +345,7 @@ async function engineLock(target: LocalTarget, ctx: DeployContext, holder: LockH
   for (let tries = 0; tries < 5; tries++) {
     try {
       // Any image will do for a container that never starts: the lock needs only its name.
-      const image = (await docker.listImages({ filters: { label: ['mlops.model.sha256'] } }))[0]?.Id;
+      const image = (await docker.listImages({ filters: { label: [MODEL_SHA256_LABEL] } }))[0]?.Id;
       if (!image) return { release: async () => undefined };
       const container = await docker.createContainer({ name: lockName, Image: image, Labels: labels, Cmd: ['lock'] });
       return { release: () => container.remove({ force: true }).catch(() => undefined) };
