@@ -70,7 +70,8 @@ export interface DeployContext {
   smoke: (baseUrl: string, release: Release, headers?: Record<string, string>, security?: ClientSecurity) => Promise<void>;
   /**
    * Marks a stage of a deploy (candidate-created, candidate-ready, old-stopped, replaced). The crash
-   * tests end the process at one with MLOPS_DEBUG_KILL_AT=<stage>, as a kill -9 or a dead CI runner would.
+   * tests pass one that ends the process at a stage, as a kill -9 or a dead CI runner would
+   * (test/e2e/deploy-killed-at.mjs); the CLI's does nothing.
    */
   checkpoint: (stage: string) => void;
 }

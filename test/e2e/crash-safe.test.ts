@@ -24,8 +24,17 @@ interface Run {
 
 /** The CLI in a process of its own, so it can be killed as a CI runner dies: kill -9, no cleanup. */
 function spawnCli(args: string[], cwd: string, env: Record<string, string> = {}): Promise<Run> {
+  return spawnNode([path.join(ROOT, 'bin/mlops.js'), ...args], cwd, env);
+}
+
+/** A deploy that kills itself with SIGKILL at `stage` (test/e2e/deploy-killed-at.mjs). */
+function spawnKilledAt(stage: string, version: string, target: string, cwd: string): Promise<Run> {
+  return spawnNode([path.join(ROOT, 'test/e2e/deploy-killed-at.mjs'), stage, version, target], cwd);
+}
+
+function spawnNode(args: string[], cwd: string, env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlops.js'), ...args], { cwd, env: { ...process.env, CI: 'true', ...env } });
+    const child = spawn(process.execPath, args, { cwd, env: { ...process.env, CI: 'true', ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -120,7 +129,7 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
       expect(reset.code, reset.stderr).toBe(0);
       expect(await served()).toBe('probabilities');
 
-      const killed = await spawnCli(['deploy', '2.0.0', '--target', 'dev'], dir, { MLOPS_DEBUG_KILL_AT: stage });
+      const killed = await spawnKilledAt(stage, '2.0.0', 'dev', dir);
       expect(killed.signal).toBe('SIGKILL');
       expect(await served()).toBe(answersAfterKill);
 
@@ -164,7 +173,7 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
   }, 120_000);
 
   it('a rollback also resolves an interrupted deploy first', async () => {
-    const killed = await spawnCli(['deploy', '1.0.0', '--target', 'dev'], dir, { MLOPS_DEBUG_KILL_AT: 'old-stopped' });
+    const killed = await spawnKilledAt('old-stopped', '1.0.0', 'dev', dir);
     expect(killed.signal).toBe('SIGKILL');
     const back = await spawnCli(['rollback', '--target', 'dev', '--to', '1.0.0'], dir);
     expect(back.code, back.stderr).toBe(0);
