@@ -12,7 +12,7 @@ import { errorMessage, inputError } from '../errors.js';
 import { ModelRunError } from '../model/run-error.js';
 import { openHoldout } from '../holdout/open.js';
 import type { HoldoutRow } from '../holdout/types.js';
-import { checkKnownMetrics, evaluateGates, gatesFromConfig, parseGateFlag, type GateResult } from '../metrics/gates.js';
+import { checkKnownMetrics, evaluateGates, failureGates, gatesFromConfig, parseGateFlag, type GateResult } from '../metrics/gates.js';
 import type { Tensors } from '../model/session.js';
 import { openTarget, type OpenedTarget, type TargetFlags } from '../predict/target.js';
 import { authHeaders, tlsConnectOptions } from '../protocol/client-security.js';
@@ -187,11 +187,7 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
   if (concurrencies.length + rates.length === 0) throw inputError('nothing to run: no concurrency and no rate given', 'pass --concurrency 1,8 or --rate 200, or set bench.concurrency');
   const specs = [...gatesFromConfig(settings.gates), ...flags.gate.map(parseGateFlag)];
   checkKnownMetrics(specs, BENCH_METRICS, 'bench');
-  // Without a gate of its own on failures, one failed request fails the run: a benchmark of failures measures nothing.
-  // An error_rate gate that would pass with every request failed gets a companion: at least one must succeed.
-  const errorGates = specs.filter((g) => g.metric === 'error_rate');
-  if (errorGates.length === 0) specs.push({ metric: 'error_rate', op: '<=', threshold: 0 });
-  else if (evaluateGates(errorGates, { error_rate: 1 }).every((g) => g.passed)) specs.push({ metric: 'throughput_rps', op: '>', threshold: 0 });
+  specs.push(...failureGates(specs, 'throughput_rps'));
   const baseline = flags.baseline ? await readBaseline(options.cwd, flags.baseline) : undefined;
   const durationMs = flags.requests ? undefined : (flags.durationMs ?? settings.durationSeconds * 1000);
   const warmupMs = flags.warmupMs ?? settings.warmupSeconds * 1000;

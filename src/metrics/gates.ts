@@ -73,3 +73,15 @@ export function describeGate(gate: GateSpec & { baseline?: number }): string {
   if (gate.op === 'max_regression') return `${gate.metric} at most ${gate.threshold * 100}% worse than ${gate.baseline ?? 'baseline'}`;
   return `${gate.metric} ${gate.op} ${gate.threshold}`;
 }
+
+/**
+ * The gates a load run adds so that failures never pass (`mlops bench`, `mlops optimize`): without an
+ * error_rate gate of the user's, one failed request fails the run, since a benchmark of failures
+ * measures nothing; an error_rate gate that would pass with every request failed gets a companion,
+ * `succeeded` > 0: at least one request must have been answered.
+ */
+export function failureGates(specs: GateSpec[], succeeded: string): GateSpec[] {
+  const errorGates = specs.filter((g) => g.metric === 'error_rate');
+  if (errorGates.length === 0) return [{ metric: 'error_rate', op: '<=', threshold: 0 }];
+  return evaluateGates(errorGates, { error_rate: 1 }).every((g) => g.passed) ? [{ metric: succeeded, op: '>', threshold: 0 }] : [];
+}

@@ -11,7 +11,7 @@ import { runQualityTest, type TestReport } from '../evaluate/quality-test.js';
 import { runBench, type BenchRun } from '../bench/bench.js';
 import { readModelFolder } from '../processing/folder.js';
 import { openHoldout } from '../holdout/open.js';
-import { evaluateGates, gatesFromConfig, parseGateFlag, type GateResult, type GateSpec } from '../metrics/gates.js';
+import { evaluateGates, failureGates, gatesFromConfig, parseGateFlag, type GateResult, type GateSpec } from '../metrics/gates.js';
 import { CLASSIFICATION_METRICS, REGRESSION_METRICS } from '../metrics/names.js';
 import { LOWER_IS_BETTER } from '../metrics/regression.js';
 import { inspectModel } from '../model/inspect.js';
@@ -228,12 +228,11 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
       class_change_rate: agreement?.classChangeRate ?? null,
       ...Object.fromEntries(comparison.map((c) => [`${c.metric}_drop`, c.drop])),
     };
-    // With no gate of its own, the model may not lose more than a point of its headline metric: never a pass by default.
-    // With no gate of its own, the model may not lose more than a point of its headline metric; and unless an
-    // error_rate gate says otherwise, one failed request fails the run (as in `mlops bench`): never a pass by default.
+    // With no gate of its own, the model may not lose more than a point of its headline metric; and failed
+    // requests are gated as `mlops bench` gates them (failureGates): never a pass by default.
     const defaults: GateSpec[] = [
       ...(specs.length === 0 ? [{ metric: task === 'regression' ? 'r2_drop' : 'accuracy_drop', op: '<=' as const, threshold: 0.01 }] : []),
-      ...(specs.some((g) => g.metric === 'error_rate') ? [] : [{ metric: 'error_rate', op: '<=' as const, threshold: 0 }]),
+      ...failureGates(specs, 'throughput_ratio'),
     ];
     const gates = [...evaluateGates(specs, values), ...evaluateGates(defaults, values).map((g) => ({ ...g, implicit: true }))];
     const passed = gates.every((g) => g.passed);
