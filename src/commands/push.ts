@@ -2,7 +2,7 @@ import { connectDocker } from '../docker/client.js';
 import { ExitCode, inputError } from '../errors.js';
 import { aliasesThatMove, pushImages, type PushResult } from '../release/push.js';
 import { sharedBlobStore } from '../oci/blob-store.js';
-import { readStoredImage } from '../oci/image.js';
+import { imageFacts, readStoredImage } from '../oci/image.js';
 import { findLocalImage } from '../project/local-images.js';
 import { pushStoredImage } from '../registry/push-stored.js';
 import { uploadStallMs } from '../registry/blobs.js';
@@ -57,8 +57,7 @@ export async function run(version: string | undefined, flags: PushFlags, ctx: Co
     // Built daemonless: pushed from the blob cache by mlops itself, no engine involved.
     const store = sharedBlobStore(ctx.env);
     const image = await readStoredImage(store, stored.image.top);
-    const [main] = image.platforms;
-    facts = { imageId: main.manifest.config.digest, labels: main.config.config.Labels ?? {}, architecture: main.config.architecture };
+    facts = imageFacts(image);
     requireSbomLabels(references[0], facts.labels);
     await checkAliases(ctx, flags, repository, aliases, chosen);
     if (credentials) ctx.reporter.maskSecret(credentials.password);

@@ -102,12 +102,16 @@ async function fromRegistry(reference: string, platform: string, env: NodeJS.Pro
 }
 
 /** oci:<dir>[:<tag or digest>]: an OCI image layout (skopeo, crane, buildah and `docker save` write them). */
-async function fromLayout(spec: string, platform: string): Promise<BaseImage> {
+/** oci:<dir>[:<tag or digest>] as its folder (from `from`) and the name asked for, if any. */
+function layoutSpec(spec: string, from = process.cwd()): { dir: string; ref?: string } {
   const body = spec.slice('oci:'.length);
   const colon = body.lastIndexOf(':');
   const hasRef = colon > 0 && !body.slice(colon).includes('/');
-  const dir = path.resolve(hasRef ? body.slice(0, colon) : body);
-  const wantedRef = hasRef ? body.slice(colon + 1) : undefined;
+  return { dir: path.resolve(from, hasRef ? body.slice(0, colon) : body), ref: hasRef ? body.slice(colon + 1) : undefined };
+}
+
+async function fromLayout(spec: string, platform: string): Promise<BaseImage> {
+  const { dir, ref: wantedRef } = layoutSpec(spec);
   const layout = new BlobStore(dir);
   const indexBytes = await readFile(path.join(dir, 'index.json')).catch(() => {
     throw environmentError(`base image ${spec}: ${path.join(dir, 'index.json')} does not exist`, 'point oci: at an OCI image layout folder (it holds oci-layout, index.json and blobs/)');
@@ -128,10 +132,11 @@ async function fromLayout(spec: string, platform: string): Promise<BaseImage> {
   const source: ManifestSource = {
     manifest: async (r) => {
       const digest = r === 'root' ? chosen.digest : r;
-      if (!(await layout.has(digest))) return null;
+      // Named by the layout's own index, so a missing blob is a damaged layout, not a missing image.
+      if (!(await layout.has(digest))) throw new Error(`its index names ${digest}, which is not in blobs/`);
       const bytes = await layout.read(digest);
-      const declared = digest === chosen.digest ? chosen.mediaType : (parseJson<{ mediaType?: string }>(bytes, digest).mediaType ?? '');
-      return { bytes, mediaType: declared || (parseJson<{ mediaType?: string }>(bytes, digest).mediaType ?? MEDIA.manifest), digest };
+      const declared = (digest === chosen.digest ? chosen.mediaType : undefined) || parseJson<{ mediaType?: string }>(bytes, digest).mediaType;
+      return { bytes, mediaType: declared ?? MEDIA.manifest, digest };
     },
     blob: (digest) => layout.read(digest),
   };
@@ -213,6 +218,8 @@ async function collect(stream: Readable): Promise<Buffer> {
 async function readArchive(file: string, onEntry: (name: string, stream: Readable) => Promise<void>): Promise<void> {
   const extract = tar.extract();
   extract.on('entry', (header, stream, next) => {
+    // An archive cut short fails the entry being read as well as the extract: the pipeline reports it once.
+    stream.on('error', () => undefined);
     onEntry(header.name.replace(/^\.\//, ''), stream as unknown as Readable).then(
       () => next(),
       (error: Error) => extract.destroy(error),
@@ -225,16 +232,20 @@ async function readArchive(file: string, onEntry: (name: string, stream: Readabl
 export function absoluteBase(spec: string, dir: string): string {
   if (spec.startsWith('docker-archive:')) return `docker-archive:${path.resolve(dir, spec.slice('docker-archive:'.length))}`;
   if (!spec.startsWith('oci:')) return spec;
-  const body = spec.slice('oci:'.length);
-  const colon = body.lastIndexOf(':');
-  const hasRef = colon > 0 && !body.slice(colon).includes('/');
-  return `oci:${path.resolve(dir, hasRef ? body.slice(0, colon) : body)}${hasRef ? body.slice(colon) : ''}`;
+  const layout = layoutSpec(spec, dir);
+  return `oci:${layout.dir}${layout.ref !== undefined ? `:${layout.ref}` : ''}`;
 }
 
 /** The base for one platform, from a registry, an OCI layout or a `docker save` archive. */
 export async function resolveBase(name: string, platform: string, env: NodeJS.ProcessEnv, store: BlobStore): Promise<BaseImage> {
-  if (name.startsWith('oci:')) return fromLayout(name, platform);
-  if (name.startsWith('docker-archive:')) return fromArchive(name, platform, store);
+  // A file that is not what it says (not a tar, cut short, a layout missing a blob) is the input's fault: one line, exit 2.
+  const damaged = (error: unknown): never => {
+    if (isMlopsError(error)) throw error;
+    const why = (error as NodeJS.ErrnoException).code === 'ENOENT' ? `a file it names is missing (${path.basename((error as NodeJS.ErrnoException).path ?? '')})` : (error as Error).message;
+    throw inputError(`base image ${name} cannot be read: ${why}`, name.startsWith('oci:') ? 'copy the layout again (skopeo copy ... oci:<dir>:<tag>)' : 'save it again: docker save -o <file.tar> <image>', error);
+  };
+  if (name.startsWith('oci:')) return fromLayout(name, platform).catch(damaged);
+  if (name.startsWith('docker-archive:')) return fromArchive(name, platform, store).catch(damaged);
   return fromRegistry(name, platform, env).catch((error: unknown) => {
     if (isMlopsError(error) && error.exitCode === ExitCode.environment && !error.message.startsWith('base image')) {
       throw environmentError(`base image ${name}: ${error.message}`, 'let this runner reach that registry, set image.base (or --base) to one it reaches, or pass a local copy: --base oci:<dir> or docker-archive:<file.tar>', undefined, error);
@@ -246,12 +257,7 @@ export async function resolveBase(name: string, platform: string, env: NodeJS.Pr
 /** One blob of a base recorded by a daemonless build (.mlops/images.json), into the store: what a later push needs when the registry lacks it. */
 export async function fetchBaseBlob(base: { name: string; registry?: string; repository?: string }, digest: string, store: BlobStore, env: NodeJS.ProcessEnv): Promise<void> {
   if (await store.has(digest)) return;
-  if (base.name.startsWith('oci:')) {
-    const body = base.name.slice('oci:'.length);
-    const colon = body.lastIndexOf(':');
-    const dir = colon > 0 && !body.slice(colon).includes('/') ? body.slice(0, colon) : body;
-    return new BlobStore(path.resolve(dir)).copyTo(store, digest);
-  }
+  if (base.name.startsWith('oci:')) return new BlobStore(layoutSpec(base.name).dir).copyTo(store, digest);
   if (!base.registry || !base.repository) throw environmentError(`blob ${digest} of base image ${base.name} is no longer in the cache`, 'build again (mlops build) to fetch it');
   const client = new RegistryClient(base.registry, await resolveCredentials(base.registry, env));
   const res = await client.blob(base.repository, digest);

@@ -9,6 +9,12 @@ export interface StoredImage {
   platforms: { descriptor: Descriptor; manifest: ImageManifest; config: ImageConfig }[];
 }
 
+/** What the SBOM, the signature, versions and deploys read of a stored image: its first platform's config digest (the id Docker gives it when loaded), labels and architecture. */
+export function imageFacts(image: StoredImage): { imageId: string; labels: Record<string, string>; architecture: string } {
+  const [main] = image.platforms;
+  return { imageId: main.manifest.config.digest, labels: main.config.config.Labels ?? {}, architecture: main.config.architecture };
+}
+
 export async function readStoredImage(store: BlobStore, top: Descriptor): Promise<StoredImage> {
   const bytes = await store.read(top.digest);
   const document = JSON.parse(bytes.toString('utf8')) as ImageManifest | ImageIndex;

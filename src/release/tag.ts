@@ -11,7 +11,7 @@ import { dockerfileString } from '../docker/dockerfile.js';
 import { writeFileAtomic } from '../report/files.js';
 import { imageSbom, localImageSbom, writeSbomFile } from '../supply-chain/sbom.js';
 import { sharedBlobStore } from '../oci/blob-store.js';
-import { readStoredImage, relabelStored } from '../oci/image.js';
+import { imageFacts, readStoredImage, relabelStored } from '../oci/image.js';
 import { dockerArchive } from '../oci/layout.js';
 import { findLocalImage, recordLocalImages } from '../project/local-images.js';
 import { loadArchive } from '../docker/load.js';
@@ -128,9 +128,8 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
   if (!storedImage && !options.docker) {
     throw environmentError(`${options.image} is not an image built here without a daemon, and no Docker engine answers`, 'build it with `mlops build --builder oci` in this project, or start an engine');
   }
-  const source = storedImage
-    ? { Id: storedImage.platforms[0].manifest.config.digest, Config: { Labels: storedImage.platforms[0].config.config.Labels ?? {} } }
-    : await inspectImage(options.docker!, options.image);
+  const built = storedImage ? imageFacts(storedImage) : undefined;
+  const source = built ? { Id: built.imageId, Config: { Labels: built.labels } } : await inspectImage(options.docker!, options.image);
   const modelSha256 = source.Config.Labels?.[MODEL_SHA256_LABEL];
   if (!modelSha256) throw inputError(`${options.image} was not built by mlops (no ${MODEL_SHA256_LABEL} label)`, 'run `mlops build` first');
   for (const alias of options.aliases) {
@@ -179,16 +178,18 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
     // Daemonless: new configs and manifests over the same layers, in the cache; the engine gets the version too when there is one.
     const top = await relabelStored(store, storedImage, stamp, env);
     const tagged = await readStoredImage(store, top);
-    const references = [reference, ...options.aliases.map((a) => `${name}:${a}`)];
-    await recordLocalImages(options.projectDir, Object.fromEntries(references.map((r) => [r, { top, base: stored!.image.base }])));
     // The registry's version is what was pushed and signed: another image under its name would replace it there.
     if (taken?.digest && taken.digest !== top.digest && !options.force) {
       throw inputError(`version ${version} already exists as ${taken.digest}, and this image would be ${top.digest}; versions are immutable`, 'tag a new version (--bump patch), or pass --force to replace it');
     }
     if (taken?.digest && taken.digest !== top.digest) replaces = taken.digest;
-    imageId = tagged.platforms[0].manifest.config.digest;
+    // Recorded only once the version is allowed: a refused tag leaves the project's images as they were.
+    const references = [reference, ...options.aliases.map((a) => `${name}:${a}`)];
+    await recordLocalImages(options.projectDir, Object.fromEntries(references.map((r) => [r, { top, base: stored!.image.base }])));
+    const facts = imageFacts(tagged);
+    imageId = facts.imageId;
     digest = top.digest;
-    sbomFacts = { labels: tagged.platforms[0].config.config.Labels ?? {}, architecture: tagged.platforms[0].config.architecture };
+    sbomFacts = { labels: facts.labels, architecture: facts.architecture };
     const host = tagged.platforms.find((p) => p.config.architecture === (process.arch === 'x64' ? 'amd64' : process.arch));
     if (options.docker && host && (await options.docker.getImage(source.Id).inspect().then(() => true, () => false))) {
       await loadArchive(options.docker, dockerArchive(store, { top: host.descriptor, platforms: [host] }, references));

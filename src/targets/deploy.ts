@@ -2,7 +2,7 @@ import { MODEL_SHA256_LABEL, MODEL_TAKES_LABEL } from '../model/labels.js';
 import type { Config, TargetConfig } from '../config/defaults.js';
 import { connectDocker } from '../docker/client.js';
 import { sharedBlobStore } from '../oci/blob-store.js';
-import { readStoredImage } from '../oci/image.js';
+import { imageFacts, readStoredImage } from '../oci/image.js';
 import { findLocalImage } from '../project/local-images.js';
 import { inspectImage } from '../docker/container.js';
 import { ExitCode, inputError, isMlopsError, environmentError } from '../errors.js';
@@ -146,7 +146,8 @@ async function storedFacts(options: DeployOptions, image: string): Promise<{ lab
   const found = await findLocalImage(options.projectDir, image);
   if (!found) return null;
   const stored = await readStoredImage(sharedBlobStore(options.env), found.image.top);
-  return { labels: stored.platforms[0].config.config.Labels ?? {}, imageId: stored.platforms[0].manifest.config.digest, digest: found.image.top.digest };
+  const { labels, imageId } = imageFacts(stored);
+  return { labels, imageId, digest: found.image.top.digest };
 }
 
 /** The raw input a release's model takes, from its label. */

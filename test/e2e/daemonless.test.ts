@@ -411,6 +411,9 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
     const again = await runCli(['tag', '1.0.0'], { cwd: dir, env: other });
     expect(again.code).toBe(2);
     expect(errorLine(again.stderr)).toMatch(new RegExp(`^error: version 1\\.0\\.0 already exists as ${first}, and this image would be sha256:[0-9a-f]{64}; versions are immutable$`));
+    // The refused tag left the project's record of 1.0.0 as it was.
+    const images = JSON.parse(await readFile(path.join(dir, '.mlops', 'images.json'), 'utf8')) as { images: Record<string, { top: { digest: string } }> };
+    expect(images.images[`${repository}:1.0.0`].top.digest).toBe(first);
     const forced = await runCli(['tag', '1.0.0', '--force', '--json'], { cwd: dir, env: other });
     expect(forced.code, forced.stderr).toBe(0);
     const replaced = await runCli(['push', '--json'], { cwd: dir, env: other });
