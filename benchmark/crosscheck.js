@@ -18,7 +18,12 @@ const INPUTS = [{ name: 'features', datatype: 'FP32', shape: [-1, 30] }];
 /** The same rows for both tools: a holdout for mlops bench, and autocannon's body encoded from it the same way. */
 async function sameRequests(dir, rows) {
   const random = seededRandom(3);
-  const sample = Array.from({ length: rows }, (_, r) => ({ where: `row ${r}`, inputs: { features: Array.from({ length: 30 }, () => random() * 2 - 1) }, shapes: { features: [30] }, label: 0 }));
+  const sample = Array.from({ length: rows }, (_, r) => ({
+    where: `row ${r}`,
+    inputs: { features: Array.from({ length: 30 }, () => random() * 2 - 1) },
+    shapes: { features: [30] },
+    label: 0,
+  }));
   const holdout = path.join(dir, `rows-${rows}.jsonl`);
   await writeFile(holdout, sample.map((r) => JSON.stringify({ features: r.inputs.features, label: 0 })).join('\n') + '\n');
   // JSON on both sides: autocannon sends these bytes, and `mlops bench` is told to send JSON too.
@@ -32,17 +37,49 @@ async function compare(server, rows, log) {
   const theirs = [];
   for (let i = 0; i < 3; i++) {
     log(`${rows} row(s) a request: mlops bench --url, round ${i + 1}/3`);
-    const { report } = await mlopsJson(['bench', '--url', server.url, '--protocol', 'rest-json', '--concurrency', String(CONCURRENCY), '--batch', String(rows), '--holdout', holdout, '--duration', `${SECONDS}s`, '--warmup', '1s', '--model', fixture('breast_cancer', 'model.onnx')]);
+    const { report } = await mlopsJson([
+      'bench',
+      '--url',
+      server.url,
+      '--protocol',
+      'rest-json',
+      '--concurrency',
+      String(CONCURRENCY),
+      '--batch',
+      String(rows),
+      '--holdout',
+      holdout,
+      '--duration',
+      `${SECONDS}s`,
+      '--warmup',
+      '1s',
+      '--model',
+      fixture('breast_cancer', 'model.onnx'),
+    ]);
     ours.push(report.runs[0]);
     log(`${rows} row(s) a request: autocannon, round ${i + 1}/3`);
-    theirs.push(await autocannon({ url: `${server.url}/v2/models/breast_cancer/infer`, method: 'POST', headers: { 'content-type': 'application/json' }, body, connections: CONCURRENCY, duration: SECONDS }));
+    theirs.push(
+      await autocannon({
+        url: `${server.url}/v2/models/breast_cancer/infer`,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+        connections: CONCURRENCY,
+        duration: SECONDS,
+      }),
+    );
   }
   await rm(dir, { recursive: true, force: true });
   const pick = (list, f) => list.map(f).sort((a, b) => a - b)[1];
   const summary = {
     rows,
     mlops: { throughputRps: pick(ours, (r) => r.throughputRps), p50Ms: pick(ours, (r) => r.latencyMs?.p50), meanMs: pick(ours, (r) => r.latencyMs?.mean) },
-    autocannon: { throughputRps: pick(theirs, (r) => r.requests.average), p50Ms: pick(theirs, (r) => r.latency.p50), meanMs: pick(theirs, (r) => r.latency.average), errors: theirs.reduce((n, r) => n + r.errors + r.non2xx, 0) },
+    autocannon: {
+      throughputRps: pick(theirs, (r) => r.requests.average),
+      p50Ms: pick(theirs, (r) => r.latency.p50),
+      meanMs: pick(theirs, (r) => r.latency.average),
+      errors: theirs.reduce((n, r) => n + r.errors + r.non2xx, 0),
+    },
   };
   const diff = (a, b) => round(Math.abs(a - b) / b, 3);
   summary.relativeDifference = {
@@ -62,9 +99,19 @@ export async function run({ log }) {
     const pct = (d) => `${round(d * 100, 1)}%`;
     const within = (d) => (d <= 0.1 ? 'within 10%' : 'over 10%');
     const rows = workloads.flatMap((w) => [
-      [`${w.rows} row(s): throughput req/s`, round(w.mlops.throughputRps, 0), round(w.autocannon.throughputRps, 0), `${pct(w.relativeDifference.throughput)} (${within(w.relativeDifference.throughput)})`],
+      [
+        `${w.rows} row(s): throughput req/s`,
+        round(w.mlops.throughputRps, 0),
+        round(w.autocannon.throughputRps, 0),
+        `${pct(w.relativeDifference.throughput)} (${within(w.relativeDifference.throughput)})`,
+      ],
       [`${w.rows} row(s): p50 ms`, w.mlops.p50Ms, w.autocannon.p50Ms, `${pct(w.relativeDifference.p50)} (${within(w.relativeDifference.p50)})`],
-      [`${w.rows} row(s): mean ms`, round(w.mlops.meanMs, 3), round(w.autocannon.meanMs, 3), `${pct(w.relativeDifference.mean)} (${within(w.relativeDifference.mean)})`],
+      [
+        `${w.rows} row(s): mean ms`,
+        round(w.mlops.meanMs, 3),
+        round(w.autocannon.meanMs, 3),
+        `${pct(w.relativeDifference.mean)} (${within(w.relativeDifference.mean)})`,
+      ],
     ]);
     const markdown = [
       `breast_cancer served by \`mlops serve\`; ${CONCURRENCY} concurrent clients, ${SECONDS} s a round, median of 3 rounds each. autocannon records latency in whole milliseconds.`,

@@ -76,7 +76,10 @@ export async function startProcess(args, env = {}, core) {
 
 const serve = async (bin, model, extra = [], env = {}) => {
   const grpcPort = await freePort();
-  const s = await startProcess([bin, 'serve', '--model', fixture(model, 'model.onnx'), '--port', '0', '--grpc-port', String(grpcPort), '--json', ...extra], env);
+  const s = await startProcess(
+    [bin, 'serve', '--model', fixture(model, 'model.onnx'), '--port', '0', '--grpc-port', String(grpcPort), '--json', ...extra],
+    env,
+  );
   return { ...s, grpcUrl: `grpc://127.0.0.1:${grpcPort}` };
 };
 
@@ -93,14 +96,16 @@ async function smallRequests(log) {
   // Servers on core 0, the load generator (this process) on core 1: neither takes the other's CPU.
   const SERVER_CORE = 0;
   if (HAS_TASKSET) spawnSync('taskset', ['-cp', '1', String(process.pid)]);
-  const mlops = (bin, env = {}) => startProcess([bin, 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], env, SERVER_CORE);
+  const mlops = (bin, env = {}) =>
+    startProcess([bin, 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], env, SERVER_CORE);
   const servers = {
     'mlops serve': () => mlops(ours),
     // Batching gathers the requests read in one poll phase with a setImmediate: one more turn of the event
     // loop a request than a server that runs each at once. Off, each runs at once, as the hand-written one does.
     'mlops serve, batching off': () => mlops(ours, { MLOPS_BATCHING: 'false' }),
     ...(process.env.BENCH_BASELINE ? { 'mlops serve (before)': () => mlops(path.join(process.env.BENCH_BASELINE, 'bin/mlops.js')) } : {}),
-    'hand-written node:http + onnxruntime-node': () => startProcess([path.join(ROOT, 'benchmark/handwritten-server.js'), fixture('breast_cancer', 'model.onnx')], {}, SERVER_CORE),
+    'hand-written node:http + onnxruntime-node': () =>
+      startProcess([path.join(ROOT, 'benchmark/handwritten-server.js'), fixture('breast_cancer', 'model.onnx')], {}, SERVER_CORE),
     'no-op node:http (parses the JSON only)': () => startProcess([path.join(ROOT, 'benchmark/handwritten-server.js'), '-', 'noop'], {}, SERVER_CORE),
   };
   const samples = {};
@@ -143,7 +148,12 @@ async function smallRequests(log) {
   };
   const before = summary['mlops serve (before)'];
   const change = before
-    ? Object.fromEntries([1, 32].map((c) => [c, { throughput: round(ourServer[c].rps / before[c].rps, 3), cpuPerRequest: round(ourServer[c].cpuMicrosPerRequest / before[c].cpuMicrosPerRequest, 3) }]))
+    ? Object.fromEntries(
+        [1, 32].map((c) => [
+          c,
+          { throughput: round(ourServer[c].rps / before[c].rps, 3), cpuPerRequest: round(ourServer[c].cpuMicrosPerRequest / before[c].cpuMicrosPerRequest, 3) },
+        ]),
+      )
     : undefined;
   const markdown = [
     `autocannon, ${SECONDS} s a run after 1 s of warm-up, ${ROUNDS} rounds with the servers interleaved; medians. One row of breast_cancer features as JSON, the same body for every server. The hand-written server sets ONNX Runtime's intra- and inter-op pools to one thread. ${HAS_TASKSET ? 'Each server pinned to core 0 and the load generator to core 1 (taskset). ' : ''}CPU: the server process's user + system time over the run (every thread), per request.`,
@@ -151,7 +161,12 @@ async function smallRequests(log) {
     table(['server', 'concurrency', 'req/s', 'p50 ms', 'server CPU µs/request'], rowsOut),
     '',
     `Concurrency 1: mlops serve does ${goals.c1ThroughputVsHandWritten}x the hand-written server's throughput (goal >= 1; ${goals.c1ThroughputVsHandWrittenBatchingOff}x with batching off). Concurrency 32: its CPU per request is ${goals.c32CpuVsNoop}x the no-op server's (goal <= 1.25), its throughput ${goals.c32ThroughputVsNoop}x the no-op server's (goal >= 0.8) and ${goals.c32ThroughputVsHandWritten}x the hand-written server's.`,
-    ...(change ? ['', `Against the baseline checkout (BENCH_BASELINE): throughput ${change[1].throughput}x at concurrency 1 and ${change[32].throughput}x at 32; CPU per request ${change[1].cpuPerRequest}x and ${change[32].cpuPerRequest}x (goal: at most 1.02x).`] : []),
+    ...(change
+      ? [
+          '',
+          `Against the baseline checkout (BENCH_BASELINE): throughput ${change[1].throughput}x at concurrency 1 and ${change[32].throughput}x at 32; CPU per request ${change[1].cpuPerRequest}x and ${change[32].cpuPerRequest}x (goal: at most 1.02x).`,
+        ]
+      : []),
   ];
   return { results: { summary, goals, change }, markdown };
 }
@@ -257,7 +272,11 @@ async function workerCount(log) {
   }
   return {
     results,
-    markdown: ['server.workers on image_cnn, binary tensors at concurrency 8: throughput and the server\'s peak memory.', '', table(['workers', 'req/s', 'p50 ms', 'peak RSS MiB'], rows)].join('\n'),
+    markdown: [
+      "server.workers on image_cnn, binary tensors at concurrency 8: throughput and the server's peak memory.",
+      '',
+      table(['workers', 'req/s', 'p50 ms', 'peak RSS MiB'], rows),
+    ].join('\n'),
   };
 }
 
@@ -320,14 +339,20 @@ async function profilingCost(log) {
         const before = cpuMicros(server.pid);
         const result = await autocannon({ ...options, duration: SECONDS });
         if (result.non2xx || result.errors) throw new Error(`${name}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
-        ((samples[`breast_cancer, JSON, concurrency ${connections}`] ??= {})[name] ??= []).push({ rps: result.requests.average, cpu: (cpuMicros(server.pid) - before) / result.requests.total });
+        ((samples[`breast_cancer, JSON, concurrency ${connections}`] ??= {})[name] ??= []).push({
+          rps: result.requests.average,
+          cpu: (cpuMicros(server.pid) - before) / result.requests.total,
+        });
       }
       await server.stop();
       const image = await serve(ours, 'image_cnn', profiled ? ['--profile', files.image_cnn] : []);
       log(`profiling, round ${round + 1}/${ROUNDS}: image_cnn ${name}, binary tensors, concurrency 4`);
       const before = cpuMicros(image.pid);
       const [run] = await bench(['--url', image.url, '--protocol', 'rest-binary', '--concurrency', '4']);
-      ((samples['image_cnn, binary, concurrency 4'] ??= {})[name] ??= []).push({ rps: run.throughputRps, cpu: (cpuMicros(image.pid) - before) / (run.requests * (1 + 1 / SECONDS)) });
+      ((samples['image_cnn, binary, concurrency 4'] ??= {})[name] ??= []).push({
+        rps: run.throughputRps,
+        cpu: (cpuMicros(image.pid) - before) / (run.requests * (1 + 1 / SECONDS)),
+      });
       await image.stop();
     }
   }
@@ -370,7 +395,11 @@ async function inferenceLogCost(log) {
         const before = cpuMicros(server.pid);
         const result = await autocannon({ ...options, duration: SECONDS });
         if (result.non2xx || result.errors) throw new Error(`${name}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
-        ((samples[`concurrency ${connections}`] ??= {})[name] ??= []).push({ rps: result.requests.average, cpu: (cpuMicros(server.pid) - before) / result.requests.total, p99: result.latency.p99 });
+        ((samples[`concurrency ${connections}`] ??= {})[name] ??= []).push({
+          rps: result.requests.average,
+          cpu: (cpuMicros(server.pid) - before) / result.requests.total,
+          p99: result.latency.p99,
+        });
       }
       await server.stop();
     }
@@ -419,7 +448,10 @@ async function contractCost(log) {
           const before = cpuMicros(server.pid);
           const result = await autocannon({ ...options, duration: SECONDS });
           if (result.non2xx || result.errors) throw new Error(`${name}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
-          ((samples[`concurrency ${connections}`] ??= {})[name] ??= []).push({ rps: result.requests.average, cpu: (cpuMicros(server.pid) - before) / result.requests.total });
+          ((samples[`concurrency ${connections}`] ??= {})[name] ??= []).push({
+            rps: result.requests.average,
+            cpu: (cpuMicros(server.pid) - before) / result.requests.total,
+          });
         }
       }
     }
@@ -479,14 +511,27 @@ async function bodyBurst(log) {
     const server = await startProcess([bin, 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], env);
     try {
       const idleBefore = rssMiB(server.pid);
-      const codes = await Promise.all(Array.from({ length: 16 }, () => fetch(`${server.url}/v2/models/breast_cancer/infer`, { method: 'POST', body }).then(async (r) => (await r.arrayBuffer(), r.status))));
+      const codes = await Promise.all(
+        Array.from({ length: 16 }, () =>
+          fetch(`${server.url}/v2/models/breast_cancer/infer`, { method: 'POST', body }).then(async (r) => (await r.arrayBuffer(), r.status)),
+        ),
+      );
       const peak = peakRssMiB(server.pid);
       await new Promise((r) => setTimeout(r, 2000));
       const after2 = rssMiB(server.pid);
       await new Promise((r) => setTimeout(r, 8000));
       const after10 = rssMiB(server.pid);
-      const tally = Object.entries(codes.reduce((t, c) => ({ ...t, [c]: (t[c] ?? 0) + 1 }), {})).map(([c, n]) => `${n}x ${c}`).join(', ');
-      results[name] = { bodyMiB: round(body.length / 2 ** 20, 2), answers: tally, idleBeforeMiB: round(idleBefore, 0), peakMiB: round(peak, 0), idle2sMiB: round(after2, 0), idle10sMiB: round(after10, 0) };
+      const tally = Object.entries(codes.reduce((t, c) => ({ ...t, [c]: (t[c] ?? 0) + 1 }), {}))
+        .map(([c, n]) => `${n}x ${c}`)
+        .join(', ');
+      results[name] = {
+        bodyMiB: round(body.length / 2 ** 20, 2),
+        answers: tally,
+        idleBeforeMiB: round(idleBefore, 0),
+        peakMiB: round(peak, 0),
+        idle2sMiB: round(after2, 0),
+        idle10sMiB: round(after10, 0),
+      };
       out.push([name, tally, round(idleBefore, 0), round(peak, 0), round(after2, 0), round(after10, 0)]);
     } finally {
       await server.stop();
@@ -510,7 +555,29 @@ async function securityCost(log) {
   const [, ...lines] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split('\n');
   const body = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: lines[0].split(',').slice(0, -1).map(Number) }] });
   const dir = mkdtempSync(path.join(tmpdir(), 'mlops-bench-tls-'));
-  spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { cwd: dir });
+  spawnSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'key.pem',
+      '-out',
+      'cert.pem',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { cwd: dir },
+  );
   const token = 'bench-token-0123456789abcdef0123456789';
   const variants = {
     'plain HTTP, no token': [{}, {}],
@@ -525,11 +592,21 @@ async function securityCost(log) {
   try {
     for (let round = 0; round < ROUNDS; round++) {
       for (const [name, [env, headers]] of Object.entries(variants)) {
-        const server = await startProcess([path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], env, 0);
+        const server = await startProcess(
+          [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'],
+          env,
+          0,
+        );
         try {
           for (const connections of [1, 32]) {
             log(`security round ${round + 1}/${ROUNDS}: ${name}, concurrency ${connections}`);
-            const options = { url: `${server.url}/v2/models/breast_cancer/infer`, method: 'POST', body, connections, headers: { 'content-type': 'application/json', ...headers } };
+            const options = {
+              url: `${server.url}/v2/models/breast_cancer/infer`,
+              method: 'POST',
+              body,
+              connections,
+              headers: { 'content-type': 'application/json', ...headers },
+            };
             await autocannon({ ...options, duration: 1 });
             const before = cpuMicros(server.pid);
             const result = await autocannon({ ...options, duration: SECONDS });
@@ -554,7 +631,12 @@ async function securityCost(log) {
       const rps = median(byConcurrency[connections].map((r) => r.rps));
       const cpu = median(byConcurrency[connections].map((r) => r.cpu));
       const base = { rps: median(plain[connections].map((r) => r.rps)), cpu: median(plain[connections].map((r) => r.cpu)) };
-      (results[name] ??= {})[connections] = { rps, cpuMicrosPerRequest: round(cpu, 1), throughputRatio: round(rps / base.rps, 3), cpuRatio: round(cpu / base.cpu, 3) };
+      (results[name] ??= {})[connections] = {
+        rps,
+        cpuMicrosPerRequest: round(cpu, 1),
+        throughputRatio: round(rps / base.rps, 3),
+        cpuRatio: round(cpu / base.cpu, 3),
+      };
       rows.push([name, connections, round(rps, 0), round(cpu, 1), round(rps / base.rps, 3), round(cpu / base.cpu, 3)]);
     }
   }
@@ -576,7 +658,8 @@ async function explainCost(log) {
   const [, ...rows] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split('\n');
   const row = (i) => rows[i % rows.length].split(',').slice(0, -1).map(Number);
   const inferBody = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: row(0) }] });
-  const explainBody = (n) => JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [n, 30], data: Array.from({ length: n }, (_, i) => row(i)).flat() }] });
+  const explainBody = (n) =>
+    JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [n, 30], data: Array.from({ length: n }, (_, i) => row(i)).flat() }] });
   const samples = { perRowMs1: [], perRowMs4: [], cpuPerRowMs: [], alone: [], mixed: [], explainShare: [] };
   for (let pass = 0; pass < ROUNDS; pass++) {
     const server = await serve(ours, 'breast_cancer', ['--profile', files.breast_cancer]);
@@ -623,7 +706,9 @@ async function explainCost(log) {
     samples.mixed.push(mixed.requests.average);
     // The explanations' share of the server's CPU in that window: their rows at the CPU a row costs alone.
     samples.explainShare.push(Math.min(1, (explained * samples.cpuPerRowMs.at(-1) * 1000) / cpuMixed));
-    log(`  alone ${round(alone.requests.average, 0)} req/s (${round(cpuAlone / 1e6, 2)} CPU s), beside ${explained} explanations ${round(mixed.requests.average, 0)} req/s`);
+    log(
+      `  alone ${round(alone.requests.average, 0)} req/s (${round(cpuAlone / 1e6, 2)} CPU s), beside ${explained} explanations ${round(mixed.requests.average, 0)} req/s`,
+    );
     await server.stop();
   }
   const drop = 1 - median(samples.mixed) / median(samples.alone);
@@ -642,20 +727,22 @@ async function explainCost(log) {
     markdown: [
       `Explanations (issue 27): breast_cancer MLP, Kernel SHAP at the default budget (256 coalitions x 100 background rows = ${results.modelRowsPerExplainedRow} model rows per row), default workers, ${ROUNDS} rounds, medians. Inference: one row of JSON at concurrency 8, alone and beside one client explaining one row at a time without pause. Goal: the throughput drop at most the explanations' share of the server's CPU (+2 points of noise).`,
       '',
-      table(['measure', 'value'], [
-        ['explain latency per row, 1-row requests (ms)', results.explainMsPerRow.oneRowRequests],
-        ['explain latency per row, 4-row requests (ms)', results.explainMsPerRow.fourRowRequests],
-        ['server CPU per explained row (ms)', results.serverCpuMsPerExplainedRow],
-        ['inference req/s alone', results.inferenceRps.alone],
-        ['inference req/s beside explanations', results.inferenceRps.besideExplanations],
-        ['throughput drop', results.throughputDrop],
-        ["explanations' share of server CPU", results.explanationCpuShare],
-        ['goal met', results.goalMet ? 'yes' : 'no'],
-      ]),
+      table(
+        ['measure', 'value'],
+        [
+          ['explain latency per row, 1-row requests (ms)', results.explainMsPerRow.oneRowRequests],
+          ['explain latency per row, 4-row requests (ms)', results.explainMsPerRow.fourRowRequests],
+          ['server CPU per explained row (ms)', results.serverCpuMsPerExplainedRow],
+          ['inference req/s alone', results.inferenceRps.alone],
+          ['inference req/s beside explanations', results.inferenceRps.besideExplanations],
+          ['throughput drop', results.throughputDrop],
+          ["explanations' share of server CPU", results.explanationCpuShare],
+          ['goal met', results.goalMet ? 'yes' : 'no'],
+        ],
+      ),
     ].join('\n'),
   };
 }
-
 
 async function twoModels(log) {
   const ours = path.join(ROOT, 'bin/mlops.js');
@@ -691,7 +778,11 @@ async function twoModels(log) {
     await both.stop();
     log(`two models, round ${pass + 1}/${ROUNDS}: a server each`);
     const each = [await serve(ours, 'breast_cancer', ['--grpc-port', '0']), await serve(ours, 'wine', ['--grpc-port', '0'])];
-    await measure(each.map((s) => s.url), each.map((s) => s.pid), samples.two);
+    await measure(
+      each.map((s) => s.url),
+      each.map((s) => s.pid),
+      samples.two,
+    );
     for (const s of each) await s.stop();
   }
   const summary = (x) => ({ throughputRps: round(median(x.rps), 0), cpuUsPerRequest: round(median(x.cpuUs), 1), residentMiB: round(median(x.rssMiB), 1) });
@@ -706,11 +797,14 @@ async function twoModels(log) {
     markdown: [
       `Two models in one server against a server each (issue 27): breast_cancer and wine, one row of JSON each, two autocannon loads at concurrency ${CONNECTIONS} at once (one per model), default workers per model, ${ROUNDS} rounds, medians. Memory: resident set of the server process(es) after the load.`,
       '',
-      table(['', 'one server, two models', 'two servers', 'ratio'], [
-        ['total throughput (req/s)', results.oneServer.throughputRps, results.twoServers.throughputRps, results.ratios.throughput],
-        ['server CPU per request (µs)', results.oneServer.cpuUsPerRequest, results.twoServers.cpuUsPerRequest, results.ratios.cpuPerRequest],
-        ['resident memory (MiB)', results.oneServer.residentMiB, results.twoServers.residentMiB, results.ratios.memory],
-      ]),
+      table(
+        ['', 'one server, two models', 'two servers', 'ratio'],
+        [
+          ['total throughput (req/s)', results.oneServer.throughputRps, results.twoServers.throughputRps, results.ratios.throughput],
+          ['server CPU per request (µs)', results.oneServer.cpuUsPerRequest, results.twoServers.cpuUsPerRequest, results.ratios.cpuPerRequest],
+          ['resident memory (MiB)', results.oneServer.residentMiB, results.twoServers.residentMiB, results.ratios.memory],
+        ],
+      ),
     ].join('\n'),
   };
 }
@@ -723,7 +817,11 @@ async function responseCache(log) {
   const samples = {};
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name, env] of Object.entries(settings)) {
-      const server = await startProcess([path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], env, 0);
+      const server = await startProcess(
+        [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'],
+        env,
+        0,
+      );
       for (const connections of [1, 32]) {
         log(`round ${round + 1}/${ROUNDS}: response cache ${name}, concurrency ${connections}`);
         const options = await cannon(`${server.url}/v2/models/breast_cancer/infer`, body, connections);
@@ -776,15 +874,40 @@ async function underAttack(log) {
       for (const [attack, start] of Object.entries(attacks)) {
         log(`round ${round + 1}/${ROUNDS}: ${name}, ${attack}`);
         const grpcPort = await freePort();
-        const server = await startProcess([path.join(checkout, 'bin/mlops.js'), 'serve', '--model', fixture('breast_cancer', 'model.onnx'), '--port', '0', '--grpc-port', String(grpcPort), '--json'], { MLOPS_AUTH_TOKENS: `${HONEST},${INSIDER}` });
+        const server = await startProcess(
+          [
+            path.join(checkout, 'bin/mlops.js'),
+            'serve',
+            '--model',
+            fixture('breast_cancer', 'model.onnx'),
+            '--port',
+            '0',
+            '--grpc-port',
+            String(grpcPort),
+            '--json',
+          ],
+          { MLOPS_AUTH_TOKENS: `${HONEST},${INSIDER}` },
+        );
         const stop = start({ url: server.url, grpcPort });
         await new Promise((r) => setTimeout(r, 1500));
-        const result = await autocannon({ url: `${server.url}/v2/models/breast_cancer/infer`, method: 'POST', body, connections: CONNECTIONS, duration: SECONDS, headers: { 'content-type': 'application/json', authorization: `Bearer ${HONEST}` } });
+        const result = await autocannon({
+          url: `${server.url}/v2/models/breast_cancer/infer`,
+          method: 'POST',
+          body,
+          connections: CONNECTIONS,
+          duration: SECONDS,
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${HONEST}` },
+        });
         const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))[1]) / 1024;
         stop();
         await server.stop();
         const answered = result.requests.total + result.errors + result.timeouts;
-        ((samples[name] ??= {})[attack] ??= []).push({ success: answered === 0 ? 0 : result['2xx'] / answered, p99: result.latency.p99, rps: result.requests.average, rss });
+        ((samples[name] ??= {})[attack] ??= []).push({
+          success: answered === 0 ? 0 : result['2xx'] / answered,
+          p99: result.latency.p99,
+          rps: result.requests.average,
+          rss,
+        });
       }
     }
   }
@@ -792,7 +915,12 @@ async function underAttack(log) {
   const out = [];
   for (const [name, byAttack] of Object.entries(samples)) {
     for (const [attack, runs] of Object.entries(byAttack)) {
-      const s = { successRate: round(median(runs.map((r) => r.success)), 4), p99Ms: median(runs.map((r) => r.p99)), rps: round(median(runs.map((r) => r.rps)), 0), residentMiB: round(median(runs.map((r) => r.rss)), 0) };
+      const s = {
+        successRate: round(median(runs.map((r) => r.success)), 4),
+        p99Ms: median(runs.map((r) => r.p99)),
+        rps: round(median(runs.map((r) => r.rps)), 0),
+        residentMiB: round(median(runs.map((r) => r.rss)), 0),
+      };
       (summary[name] ??= {})[attack] = s;
       out.push([name, attack, s.successRate, s.p99Ms, s.rps, s.residentMiB]);
     }
@@ -811,7 +939,21 @@ export async function run({ log }) {
   // BENCH_PARTS=liveness,workers runs only those parts.
   const wanted = process.env.BENCH_PARTS?.split(',');
   const parts = {};
-  for (const [name, part] of Object.entries({ smallRequests, imageModel, liveness, workers: workerCount, profiling: profilingCost, inferenceLog: inferenceLogCost, contracts: contractCost, bodyBurst, security: securityCost, explain: explainCost, models: twoModels, responseCache, underAttack })) {
+  for (const [name, part] of Object.entries({
+    smallRequests,
+    imageModel,
+    liveness,
+    workers: workerCount,
+    profiling: profilingCost,
+    inferenceLog: inferenceLogCost,
+    contracts: contractCost,
+    bodyBurst,
+    security: securityCost,
+    explain: explainCost,
+    models: twoModels,
+    responseCache,
+    underAttack,
+  })) {
     if (!wanted || wanted.includes(name)) parts[name] = await part(log);
   }
   return {

@@ -46,7 +46,10 @@ const execFileAsync = promisify(execFile);
 
 /** Runs one mlops command in a child process; returns its parsed --json report and peak memory. */
 export async function mlopsJson(argv, cwd = ROOT) {
-  const { stdout } = await execFileAsync(process.execPath, [path.join(ROOT, 'benchmark/cli-child.js'), JSON.stringify([...argv, '--json'])], { cwd, maxBuffer: 1 << 26 });
+  const { stdout } = await execFileAsync(process.execPath, [path.join(ROOT, 'benchmark/cli-child.js'), JSON.stringify([...argv, '--json'])], {
+    cwd,
+    maxBuffer: 1 << 26,
+  });
   const result = JSON.parse(stdout);
   if (result.code !== 0) throw new Error(`mlops ${argv.join(' ')} exited ${result.code}`);
   return { report: JSON.parse(result.stdout), maxRssBytes: result.maxRssBytes };

@@ -47,7 +47,10 @@ export async function run({ log }) {
     }
     let image = [];
     const { docker } = dockerEndpoint(process.env);
-    const engine = await docker.ping().then(() => true, () => false);
+    const engine = await docker.ping().then(
+      () => true,
+      () => false,
+    );
     if (engine) {
       const { ensureLocalBaseImage } = await import('../scripts/local-base.js');
       config.image.base = await ensureLocalBaseImage(docker);
@@ -57,7 +60,11 @@ export async function run({ log }) {
         log(`image mode, 100k rows, run ${i + 1}/3`);
         image.push((await mlopsTest(dir, ['--holdout', 'h100000.csv'])).report.rowsPerSecond);
       }
-      for (const i of await docker.listImages({ filters: { reference: ['mlops-bench-test*'] } })) await docker.getImage(i.Id).remove({ force: true }).catch(() => undefined);
+      for (const i of await docker.listImages({ filters: { reference: ['mlops-bench-test*'] } }))
+        await docker
+          .getImage(i.Id)
+          .remove({ force: true })
+          .catch(() => undefined);
     }
     const results = {
       model: 'breast_cancer (30 features)',
@@ -77,7 +84,10 @@ export async function run({ log }) {
         ],
       ),
       '',
-      table(['holdout rows', 'file size', 'peak RSS'], memory.map((m) => [m.rows, mb(m.fileBytes), mb(m.maxRssBytes)])),
+      table(
+        ['holdout rows', 'file size', 'peak RSS'],
+        memory.map((m) => [m.rows, mb(m.fileBytes), mb(m.maxRssBytes)]),
+      ),
     ].join('\n');
     return { results, markdown };
   } finally {

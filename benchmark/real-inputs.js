@@ -23,10 +23,19 @@ async function photo(dir) {
   const file = path.join(dir, 'photo.jpg');
   const noise = Buffer.alloc(640 * 480 * 3);
   for (let i = 0; i < noise.length; i++) noise[i] = (i * 2654435761) % 251;
-  const base = await sharp(fixture('shapes_image', 'holdout', 'circle', '004.png')).resize(640, 480, { fit: 'fill' }).removeAlpha().raw().toBuffer();
+  const base = await sharp(fixture('shapes_image', 'holdout', 'circle', '004.png'))
+    .resize(640, 480, { fit: 'fill' })
+    .removeAlpha()
+    .raw()
+    .toBuffer();
   // Some texture over the shape, as a camera gives: JPEG at quality 90 of it is a realistic size.
   for (let i = 0; i < base.length; i++) base[i] = Math.min(255, Math.round(base[i] * 0.9 + noise[i] * 0.1));
-  writeFileSync(file, await sharp(base, { raw: { width: 640, height: 480, channels: 3 } }).jpeg({ quality: 90 }).toBuffer());
+  writeFileSync(
+    file,
+    await sharp(base, { raw: { width: 640, height: 480, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toBuffer(),
+  );
   return file;
 }
 
@@ -45,7 +54,11 @@ function dirBytes(dir) {
 }
 
 async function served(model, input, contentType, connections) {
-  const server = await startProcess([path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture(model), '--port', '0', '--grpc-port', '0', '--json'], {}, SERVER_CORE);
+  const server = await startProcess(
+    [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture(model), '--port', '0', '--grpc-port', '0', '--json'],
+    {},
+    SERVER_CORE,
+  );
   try {
     const options = { url: `${server.url}/v2/models/${model}/infer`, method: 'POST', body: input, connections, headers: { 'content-type': contentType } };
     await autocannon({ ...options, duration: 1 });
@@ -69,7 +82,12 @@ async function served(model, input, contentType, connections) {
     const failed = result.non2xx + result.errors;
     if (failed > 0) throw new Error(`${model}: ${failed} of ${result.requests.total} requests failed`);
     health.sort((a, b) => a - b);
-    return { perSecond: result.requests.total / SECONDS, cpuMicros: (cpuMicros(server.pid) - before) / result.requests.total, p99Ms: result.latency.p99, healthP99Ms: health[Math.min(health.length - 1, Math.floor(health.length * 0.99))] };
+    return {
+      perSecond: result.requests.total / SECONDS,
+      cpuMicros: (cpuMicros(server.pid) - before) / result.requests.total,
+      p99Ms: result.latency.p99,
+      healthP99Ms: health[Math.min(health.length - 1, Math.floor(health.length * 0.99))],
+    };
   } finally {
     await server.stop();
   }
@@ -77,7 +95,9 @@ async function served(model, input, contentType, connections) {
 
 function floor(model, file, connections) {
   const [command, args] = HAS_TASKSET ? ['taskset', ['-c', String(SERVER_CORE), process.execPath]] : [process.execPath, []];
-  const out = execFileSync(command, [...args, path.join(ROOT, 'benchmark/real-inputs-floor.js'), fixture(model), file, String(connections), String(SECONDS)], { encoding: 'utf8' });
+  const out = execFileSync(command, [...args, path.join(ROOT, 'benchmark/real-inputs-floor.js'), fixture(model), file, String(connections), String(SECONDS)], {
+    encoding: 'utf8',
+  });
   return JSON.parse(out);
 }
 
@@ -133,7 +153,17 @@ export async function run({ log }) {
     '',
     table(
       ['input', 'concurrency', 'served /s', 'floor /s', 'served / floor', 'server CPU µs/req', 'floor CPU µs/req', 'served p99 ms', 'health p99 ms under it'],
-      rows.map((r) => [r.input, r.concurrency, r.servedPerSecond, r.floorPerSecond, r.ratio, r.servedCpuMicros, r.floorCpuMicros, r.servedP99Ms, r.healthP99Ms]),
+      rows.map((r) => [
+        r.input,
+        r.concurrency,
+        r.servedPerSecond,
+        r.floorPerSecond,
+        r.ratio,
+        r.servedCpuMicros,
+        r.floorCpuMicros,
+        r.servedP99Ms,
+        r.healthP99Ms,
+      ]),
     ),
     '',
     `Image library, only in images of models that take images: ${imaging.totalMB} MB (sharp ${round(imaging.sharpBytes / 1e6, 2)} MB, its binding ${round(imaging.bindingBytes / 1e6, 2)} MB, libvips ${round(imaging.libvipsBytes / 1e6, 1)} MB).`,

@@ -27,7 +27,8 @@ export async function run({ log }) {
     log(`${model}: in-process floor`);
     const [local] = await bench(['--local', '--concurrency', '1', '--model', fixture(model, 'model.onnx')]);
     const variants = { 'batching on': [], 'batching off': ['--no-batching'] };
-    if (model === 'breast_cancer') Object.assign(variants, { 'batching on, wait 1 ms': ['--batch-wait-ms', '1'], 'batching on, wait 2 ms': ['--batch-wait-ms', '2'] });
+    if (model === 'breast_cancer')
+      Object.assign(variants, { 'batching on, wait 1 ms': ['--batch-wait-ms', '1'], 'batching on, wait 2 ms': ['--batch-wait-ms', '2'] });
     results[model] = { inProcess: local, server: {} };
     rows.push([model, 'in-process session.run', '1', local.latencyMs?.p50, local.latencyMs?.p99, round(local.throughputRps, 0)]);
     for (const [name, args] of Object.entries(variants)) {

@@ -42,7 +42,12 @@ const common = {
   logLevel: 'warning',
 };
 const server = await build({ ...common, metafile: true, entryPoints: [path('../src/server/entry.ts')], outfile: path('../dist/server.bundle.mjs') });
-const worker = await build({ ...common, metafile: true, entryPoints: [path('../src/server/inference-worker.ts')], outfile: path('../dist/inference-worker.mjs') });
+const worker = await build({
+  ...common,
+  metafile: true,
+  entryPoints: [path('../src/server/inference-worker.ts')],
+  outfile: path('../dist/inference-worker.mjs'),
+});
 
 // What the bundles really contain, for the image's SBOM: every npm package esbuild took code from,
 // read off its metafile (inputs that contributed bytes), with its package.json's name, version and licence.

@@ -28,7 +28,10 @@ const mlops = (...args) => {
 };
 
 const docker = new Docker({ socketPath: process.env.DOCKER_HOST?.replace('unix://', '') || '/var/run/docker.sock' });
-const engine = await docker.ping().then(() => true, () => false);
+const engine = await docker.ping().then(
+  () => true,
+  () => false,
+);
 
 /** A port that answers nothing, from the kernel: 0 asks for any. */
 const portFree = (port) =>
@@ -46,14 +49,28 @@ const portFree = (port) =>
 async function demoPort() {
   if (process.env.MLOPS_DEMO_PORT) return Number(process.env.MLOPS_DEMO_PORT);
   if (await portFree(8080)) return 8080;
-  const own = engine ? await docker.getContainer('mlops-breast-cancer-dev').inspect().catch(() => undefined) : undefined;
+  const own = engine
+    ? await docker
+        .getContainer('mlops-breast-cancer-dev')
+        .inspect()
+        .catch(() => undefined)
+    : undefined;
   if (own?.HostConfig?.PortBindings?.['8080/tcp']?.some((b) => b.HostPort === '8080')) return 8080;
   return portFree(0);
 }
 const port = await demoPort();
 
 let base = process.env.MLOPS_BASE_IMAGE ?? 'node:20-slim';
-if (engine && !(await docker.getImage(base).inspect().then(() => true, () => false))) {
+if (
+  engine &&
+  !(await docker
+    .getImage(base)
+    .inspect()
+    .then(
+      () => true,
+      () => false,
+    ))
+) {
   const pulled = spawnSync('docker', ['pull', base], { stdio: 'ignore' }).status === 0;
   if (!pulled) {
     // No registry reachable (as on an offline machine): a base made from this machine's node.
@@ -90,8 +107,13 @@ if (!engine) {
 }
 // A fresh start every time: the demo's own container, images and project state from an earlier run go, so
 // it always releases 0.1.0 with a new staging alias instead of bumping from what an earlier run left.
-for (const c of await docker.listContainers({ all: true, filters: { name: ['^/mlops-breast-cancer-dev'] } })) await docker.getContainer(c.Id).remove({ force: true });
-for (const image of await docker.listImages({ filters: { reference: ['mlops-demo/breast-cancer'] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+for (const c of await docker.listContainers({ all: true, filters: { name: ['^/mlops-breast-cancer-dev'] } }))
+  await docker.getContainer(c.Id).remove({ force: true });
+for (const image of await docker.listImages({ filters: { reference: ['mlops-demo/breast-cancer'] } }))
+  await docker
+    .getImage(image.Id)
+    .remove({ force: true })
+    .catch(() => undefined);
 rmSync(path.join(dir, '.mlops'), { recursive: true, force: true });
 mlops('build');
 mlops('test', '--junit', 'junit.xml', '--markdown', 'test-summary.md');
@@ -105,7 +127,12 @@ mlops('status', '--target', 'dev');
 // Some traffic like the holdout, then the drift check a scheduled CI job would run.
 const [header, ...rows] = readFileSync(path.join(dir, 'holdout.csv'), 'utf8').trim().split(/\r?\n/);
 const label = header.split(',').indexOf('label');
-const features = rows.map((line) => line.split(',').filter((_, i) => i !== label).map(Number));
+const features = rows.map((line) =>
+  line
+    .split(',')
+    .filter((_, i) => i !== label)
+    .map(Number),
+);
 const truth = rows.map((line) => line.split(',')[label]);
 const labels = ['id,row,label'];
 for (let sent = 0; sent < 600; sent += 20) {

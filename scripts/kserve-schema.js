@@ -16,7 +16,12 @@ const crd = parse(readFileSync(file, 'utf8'));
 const version = crd.spec.versions.find((v) => v.name === 'v1beta1');
 const strip = (node) => {
   if (Array.isArray(node)) return node.map(strip);
-  if (node && typeof node === 'object') return Object.fromEntries(Object.entries(node).filter(([k]) => k !== 'description').map(([k, v]) => [k, strip(v)]));
+  if (node && typeof node === 'object')
+    return Object.fromEntries(
+      Object.entries(node)
+        .filter(([k]) => k !== 'description')
+        .map(([k, v]) => [k, strip(v)]),
+    );
   return node;
 };
 const schema = { $comment: `kserve/kserve ${commit}: ${crd.metadata.name} ${version.name}`, ...strip(version.schema.openAPIV3Schema) };

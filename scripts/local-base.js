@@ -21,7 +21,10 @@ function sharedLibraries(binary) {
 
 /** Builds the image once per engine; later calls reuse it. */
 export async function ensureLocalBaseImage(docker) {
-  const existing = await docker.getImage(LOCAL_BASE_IMAGE).inspect().catch(() => undefined);
+  const existing = await docker
+    .getImage(LOCAL_BASE_IMAGE)
+    .inspect()
+    .catch(() => undefined);
   if (existing) return LOCAL_BASE_IMAGE;
   const dir = await mkdtemp(path.join(tmpdir(), 'mlops-base-'));
   try {
@@ -30,7 +33,11 @@ export async function ensureLocalBaseImage(docker) {
     const ort = path.join(ROOT, 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1');
     // sharp's binding (images that decode images) loads libresolv too; its libvips ships beside it in the image.
     const vips = path.join(ROOT, 'node_modules/@img/sharp-libvips-linux-x64/lib');
-    const vipsLibs = existsSync(vips) ? readdirSync(vips).filter((f) => f.startsWith('libvips-cpp.so')).map((f) => path.join(vips, f)) : [];
+    const vipsLibs = existsSync(vips)
+      ? readdirSync(vips)
+          .filter((f) => f.startsWith('libvips-cpp.so'))
+          .map((f) => path.join(vips, f))
+      : [];
     const libs = new Set([...sharedLibraries(node), ...sharedLibraries(ort), ...vipsLibs.flatMap(sharedLibraries)]);
     await mkdir(path.join(rootfs, 'usr/local/bin'), { recursive: true });
     await copyFile(node, path.join(rootfs, 'usr/local/bin/node'));

@@ -52,16 +52,26 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--base <image>', 'base image with node 20+: a reference, oci:<dir>[:<tag>] or docker-archive:<file.tar> (default: image.base, node:20-slim)')
     .option('--platform <platform>', 'linux/amd64, linux/arm64, or both comma-separated (default: image.platform)')
     .option('--builder <builder>', 'docker, oci (no daemon) or auto (default: image.builder, auto: docker when an engine answers)')
-    .option('--output <dest>', 'with the oci builder: registry, oci:<dir> or docker:<file.tar> (repeatable; default: the registry image.repository names, and the engine when one answers)', collect, [])
+    .option(
+      '--output <dest>',
+      'with the oci builder: registry, oci:<dir> or docker:<file.tar> (repeatable; default: the registry image.repository names, and the engine when one answers)',
+      collect,
+      [],
+    )
     .option('--check <digest>', 'build again and exit 1 unless the image digest is this one (a reproducibility check; oci builder)')
     .option('--no-cache', "rebuild every layer, ignoring the engine's cache (docker) or the compressed-layer cache (oci)")
-    .action(runAction(async (ctx, model, flags) => (await import('./commands/build.js')).run({ ...(flags as object), ...(model ? { model } : {}) } as never, ctx)));
+    .action(
+      runAction(async (ctx, model, flags) => (await import('./commands/build.js')).run({ ...(flags as object), ...(model ? { model } : {}) } as never, ctx)),
+    );
 
   withClientSecurity(
     program
       .command('test')
       .description('score the packaged model on a holdout set and apply quality gates (exit 1 when one fails)')
-      .option('--holdout <file>', 'holdout: .csv with a header, .jsonl, .npy, or for an image or text model a folder of images per class or a table with an image or text column (default: test.holdout)')
+      .option(
+        '--holdout <file>',
+        'holdout: .csv with a header, .jsonl, .npy, or for an image or text model a folder of images per class or a table with an image or text column (default: test.holdout)',
+      )
       .option('--labels <file>', 'labels .npy, with an .npy holdout (default: test.labelsFile)')
       .option('--image <ref>', 'image to test (default: the last `mlops build`)')
       .option('--url <base>', 'test a server that is already running')
@@ -72,7 +82,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
       .option('--gate <gate>', "a gate such as 'accuracy>=0.95' (repeatable; adds to test.gates)", collect, [])
       .option('--baseline <report>', 'an earlier `mlops test --json` report; test.maxDrop limits how far each metric may fall')
       .option('--junit <file>', 'write JUnit XML, one testcase per gate')
-      .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
+      .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)'),
   ).action(runAction(async (ctx, flags) => (await import('./commands/test.js')).run(flags as never, ctx)));
 
   withClientSecurity(
@@ -96,10 +106,15 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
       .option('--labels <file>', 'labels .npy, with an .npy holdout')
       .option('--shape <name:dims>', "an input's full shape, e.g. input:1,512, for its dynamic dimensions (repeatable; over model.shapes)", collect, [])
       .option('--input-data <mode>', "what generated requests hold: random, zero, or a JSON file in perf_analyzer's input format (default: model.inputData)")
-      .option('--gate <gate>', "a gate such as 'p95_ms<=20' (repeatable; adds to bench.gates; without an error_rate gate, any failed request fails)", collect, [])
+      .option(
+        '--gate <gate>',
+        "a gate such as 'p95_ms<=20' (repeatable; adds to bench.gates; without an error_rate gate, any failed request fails)",
+        collect,
+        [],
+      )
       .option('--baseline <report>', 'an earlier `mlops bench --json` report; fail on a regression beyond bench.regression.tolerance')
       .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
-      .option('--html <file>', 'write a self-contained page with a chart of latency against load')
+      .option('--html <file>', 'write a self-contained page with a chart of latency against load'),
   ).action(runAction(async (ctx, flags) => (await import('./commands/bench.js')).run(flags as never, ctx)));
 
   program
@@ -123,7 +138,9 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
 
   program
     .command('optimize')
-    .description('optimize the model with ONNX Runtime and quantize it to INT8, then score and benchmark it beside the source and gate the result (exit 1 when a gate fails; the file is then not written)')
+    .description(
+      'optimize the model with ONNX Runtime and quantize it to INT8, then score and benchmark it beside the source and gate the result (exit 1 when a gate fails; the file is then not written)',
+    )
     .option('--model <file>', 'the .onnx model (default: model.path from config)')
     .option('--output <file>', 'where to write the optimized model (default: optimize.output)')
     .option('--quantize <mode>', 'none, dynamic or static (default: optimize.quantize)')
@@ -143,8 +160,13 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
   withClientSecurity(
     program
       .command('explain')
-      .description("report which features the model relies on over the holdout: each feature's mean absolute Kernel SHAP attribution and its permutation importance")
-      .option('--holdout <file>', 'holdout: .csv with a header, .jsonl, .npy, or for an image or text model a folder of images per class or a table with an image or text column (default: test.holdout)')
+      .description(
+        "report which features the model relies on over the holdout: each feature's mean absolute Kernel SHAP attribution and its permutation importance",
+      )
+      .option(
+        '--holdout <file>',
+        'holdout: .csv with a header, .jsonl, .npy, or for an image or text model a folder of images per class or a table with an image or text column (default: test.holdout)',
+      )
       .option('--labels <file>', 'labels .npy, with an .npy holdout (default: test.labelsFile)')
       .option('--local', 'run the model in-process with ONNX Runtime (the default)')
       .option('--image <ref>', 'run the model in this image instead')
@@ -178,7 +200,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .command('versions')
     .description("list the model's versions in the registry: digest, created, model, results, signature (verified with the key), aliases")
     .option('--repository <ref>', 'registry/repository to list (default: image.repository)')
-    .option('--key <file>', 'check each version\'s signature with this public key, as mlops verify does (default: deploy.verify.key)')
+    .option('--key <file>', "check each version's signature with this public key, as mlops verify does (default: deploy.verify.key)")
     .action(runAction(async (ctx, flags) => (await import('./commands/versions.js')).run(flags as never, ctx)));
 
   program
@@ -219,24 +241,46 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
   withClientSecurity(
     program
       .command('monitor')
-      .description('compare live traffic with the reference profile baked into the image: feature and prediction drift, as a gate (exit 1 when one fails); with --labels, live quality from the inference log and the truth that came later')
+      .description(
+        'compare live traffic with the reference profile baked into the image: feature and prediction drift, as a gate (exit 1 when one fails); with --labels, live quality from the inference log and the truth that came later',
+      )
       .option('--target <name>', "a deployed target: its container's counts, or every Kubernetes pod's, summed")
       .option('--url <base>', 'a running server (repeatable: the counts of several are summed)', collect, [])
       .option('--model-name <name>', 'the model to judge on a server that serves several (default: model.name)')
       .option('--prometheus <url>', 'sum the profile counters of every server through the Prometheus HTTP API')
-      .option('--since <range>', 'with --prometheus: the range to sum over, like 30m, 1h, 7d (default 1h); with --labels: predictions logged since then (7d, or a time like 2026-11-01T00:00:00Z)')
+      .option(
+        '--since <range>',
+        'with --prometheus: the range to sum over, like 30m, 1h, 7d (default 1h); with --labels: predictions logged since then (7d, or a time like 2026-11-01T00:00:00Z)',
+      )
       .option('--until <time>', 'with --labels: predictions logged before then (a duration ago, or a time)')
-      .option('--labels <file>', 'the truth, a CSV or JSONL with id and label (and row for requests of several rows): joined by id with the inference log and scored as `mlops test` scores')
-      .option('--log <file>', 'with --labels: an inference log written by the file sink, or saved from docker logs, kubectl logs or the HTTP sink (repeatable); default: read from --target', collect, [])
-      .option('--baseline <report>', "with --labels: a `mlops test --json` report to hold live quality against (default: the serving version's stamped test metrics)")
+      .option(
+        '--labels <file>',
+        'the truth, a CSV or JSONL with id and label (and row for requests of several rows): joined by id with the inference log and scored as `mlops test` scores',
+      )
+      .option(
+        '--log <file>',
+        'with --labels: an inference log written by the file sink, or saved from docker logs, kubectl logs or the HTTP sink (repeatable); default: read from --target',
+        collect,
+        [],
+      )
+      .option(
+        '--baseline <report>',
+        "with --labels: a `mlops test --json` report to hold live quality against (default: the serving version's stamped test metrics)",
+      )
       .option('--all', "servers' counts since they started, instead of their last monitor.windowRows rows")
-      .option('--reference <profile>', 'with --prometheus or --emit: the reference profile (default: the last build, .mlops/reference-profile.json; for each model of several, .mlops/reference-profiles/<name>.json)')
+      .option(
+        '--reference <profile>',
+        'with --prometheus or --emit: the reference profile (default: the last build, .mlops/reference-profile.json; for each model of several, .mlops/reference-profiles/<name>.json)',
+      )
       .option('--gate <gate>', "a gate such as 'psi_max<0.2', or 'accuracy>=0.9' with --labels (repeatable; adds to monitor.gates)", collect, [])
       .option('--strict', 'too few rows, or no reference, fails (exit 1) instead of warning')
       .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
       .option('--html <file>', 'write a self-contained HTML page with reference and live histograms')
-      .option('--emit <kind>', 'instead of judging traffic, generate prometheus-rules (alerting rules) or grafana-dashboard (dashboard JSON) for the model from the reference profile')
-      .option('--output <file>', 'with --emit: write here instead of to stdout')
+      .option(
+        '--emit <kind>',
+        'instead of judging traffic, generate prometheus-rules (alerting rules) or grafana-dashboard (dashboard JSON) for the model from the reference profile',
+      )
+      .option('--output <file>', 'with --emit: write here instead of to stdout'),
   ).action(runAction(async (ctx, flags) => (await import('./commands/monitor.js')).run(flags as never, ctx)));
 
   program
@@ -254,7 +298,10 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--batch-wait-ms <ms>', 'how long a request may wait for others to batch with (default 0)')
     .option('--threads <n>', 'ONNX Runtime threads per session (default: the cores shared out between the workers)')
     .option('--profile <file>', 'a reference profile (from `mlops build`) to count live traffic against (env MLOPS_PROFILE_PATH)')
-    .option('--auth-token-file <file>', 'require a bearer token from this file (one a line, or sha256:<hex>) on every route but health (env MLOPS_AUTH_TOKEN_FILE)')
+    .option(
+      '--auth-token-file <file>',
+      'require a bearer token from this file (one a line, or sha256:<hex>) on every route but health (env MLOPS_AUTH_TOKEN_FILE)',
+    )
     .option('--tls-cert <file>', 'serve HTTPS and gRPC over TLS with this PEM certificate (env MLOPS_TLS_CERT)')
     .option('--tls-key <file>', "the certificate's PEM private key (env MLOPS_TLS_KEY)")
     .option('--tls-client-ca <file>', 'require client certificates issued by this CA: mutual TLS (env MLOPS_TLS_CLIENT_CA)')
@@ -315,7 +362,14 @@ export async function main(argv: string[], io: MainIO = {}): Promise<number> {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
   } catch (error) {
-    reporter ??= new Reporter({ json, verbose: argv.includes('--verbose'), color: useColor(stderr, argv.includes('--no-color'), env), interactive: false, stdout, stderr });
+    reporter ??= new Reporter({
+      json,
+      verbose: argv.includes('--verbose'),
+      color: useColor(stderr, argv.includes('--no-color'), env),
+      interactive: false,
+      stdout,
+      stderr,
+    });
     if (error instanceof CommanderError) {
       // Help and --version end here with 0; usage mistakes with 2, reported as any bad input is.
       if (error.exitCode === 0) return ExitCode.ok;

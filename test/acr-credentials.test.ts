@@ -16,7 +16,11 @@ const server = createServer((req, res) => {
   req.on('end', () => {
     const form = new URLSearchParams(body);
     exchanges.push(form);
-    const ok = req.method === 'POST' && req.url === '/oauth2/exchange' && req.headers['content-type'] === 'application/x-www-form-urlencoded' && form.get('access_token') === 'aad-token';
+    const ok =
+      req.method === 'POST' &&
+      req.url === '/oauth2/exchange' &&
+      req.headers['content-type'] === 'application/x-www-form-urlencoded' &&
+      form.get('access_token') === 'aad-token';
     res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' });
     res.end(JSON.stringify(ok ? { refresh_token: 'acr-refresh-token' } : { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }));
   });
@@ -27,7 +31,9 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise((r) => server.close(r)));
 
-const credential = (token: string, scopes: string[] = []) => ({ getToken: async (scope: string | string[]) => (scopes.push(String(scope)), { token, expiresOnTimestamp: Date.now() + 3_600_000 }) });
+const credential = (token: string, scopes: string[] = []) => ({
+  getToken: async (scope: string | string[]) => (scopes.push(String(scope)), { token, expiresOnTimestamp: Date.now() + 3_600_000 }),
+});
 
 describe('ACR credentials through the token exchange', () => {
   it('exchanges an Entra ID token for the ARM audience into a refresh token, used with the null-GUID user', async () => {
@@ -46,7 +52,11 @@ describe('ACR credentials through the token exchange', () => {
     expect(isMlopsError(refused) && refused.exitCode).toBe(3);
     expect(refused.message).toBe('acmeml.azurecr.io: the ACR token exchange answered HTTP 401');
     expect(refused.hint).toContain('AcrPush');
-    const none = { getToken: async () => { throw new Error('DefaultAzureCredential failed to retrieve a token from the included credentials.'); } };
+    const none = {
+      getToken: async () => {
+        throw new Error('DefaultAzureCredential failed to retrieve a token from the included credentials.');
+      },
+    };
     const missing = await resolveCredentials('acmeml.azurecr.io', { HOME: '/nonexistent' }, none).catch((e) => e);
     expect(isMlopsError(missing) && missing.exitCode).toBe(3);
     expect(missing.message).toContain('is Azure Container Registry, and no Entra ID token could be had for it');
@@ -55,7 +65,9 @@ describe('ACR credentials through the token exchange', () => {
 
   it('MLOPS_REGISTRY_USERNAME/PASSWORD still win, and other registries are not sent to Azure', async () => {
     const asked: string[] = [];
-    expect(await resolveCredentials('acmeml.azurecr.io', { MLOPS_REGISTRY_USERNAME: 'u', MLOPS_REGISTRY_PASSWORD: 'p' }, credential('x', asked))).toMatchObject({ username: 'u', password: 'p' });
+    expect(await resolveCredentials('acmeml.azurecr.io', { MLOPS_REGISTRY_USERNAME: 'u', MLOPS_REGISTRY_PASSWORD: 'p' }, credential('x', asked))).toMatchObject(
+      { username: 'u', password: 'p' },
+    );
     expect(await resolveCredentials('registry.example.com', { HOME: '/nonexistent' }, credential('x', asked))).toBeUndefined();
     expect(asked).toEqual([]);
   });

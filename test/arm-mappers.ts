@@ -6,7 +6,21 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-type Mapper = { serializedName?: string; required?: boolean; readOnly?: boolean; constraints?: unknown; type: { name: string; className?: string; modelProperties?: Record<string, Mapper>; value?: Mapper; element?: Mapper; uberParent?: string; polymorphicDiscriminator?: { serializedName: string } } };
+type Mapper = {
+  serializedName?: string;
+  required?: boolean;
+  readOnly?: boolean;
+  constraints?: unknown;
+  type: {
+    name: string;
+    className?: string;
+    modelProperties?: Record<string, Mapper>;
+    value?: Mapper;
+    element?: Mapper;
+    uberParent?: string;
+    polymorphicDiscriminator?: { serializedName: string };
+  };
+};
 
 const require = createRequire(import.meta.url);
 const FILES = {
@@ -34,7 +48,10 @@ export async function missingRequired(sdk: keyof typeof FILES, model: string, bo
       const resolved = composite(mapper, value as Record<string, unknown>);
       for (const property of Object.values(resolved.type.modelProperties ?? {})) {
         if (!property.serializedName || property.readOnly) continue;
-        const wire = property.serializedName.replace(/\\\./g, '\u0000').split('.').map((s) => s.replace(/\u0000/g, '.'));
+        const wire = property.serializedName
+          .replace(/\\\./g, '\u0000')
+          .split('.')
+          .map((s) => s.replace(/\u0000/g, '.'));
         let v: unknown = value;
         for (const part of wire) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined;
         const where = at ? `${at}.${wire.join('.')}` : wire.join('.');

@@ -63,21 +63,46 @@ beforeEach(async () => {
   scored.length = 0;
 });
 
-const target = (over: Partial<AzureMLTarget> = {}): AzureMLTarget => ({ ...TARGET_DEFAULTS.azureml, subscriptionId: SUB, resourceGroup: 'ml', workspace: 'ws', location: 'westeurope', armEndpoint: arm.url, waitIntervalSeconds: 0, ...over });
-const ctx = (over: { dryRun?: boolean } = {}): DeployContext => targetContext({ ...over, azure: { credential: () => ({ getToken: async () => ({ token: 'test-token', expiresOnTimestamp: Date.now() + 3_600_000 }) }), ca: arm.ca } });
+const target = (over: Partial<AzureMLTarget> = {}): AzureMLTarget => ({
+  ...TARGET_DEFAULTS.azureml,
+  subscriptionId: SUB,
+  resourceGroup: 'ml',
+  workspace: 'ws',
+  location: 'westeurope',
+  armEndpoint: arm.url,
+  waitIntervalSeconds: 0,
+  ...over,
+});
+const ctx = (over: { dryRun?: boolean } = {}): DeployContext =>
+  targetContext({
+    ...over,
+    azure: { credential: () => ({ getToken: async () => ({ token: 'test-token', expiresOnTimestamp: Date.now() + 3_600_000 }) }), ca: arm.ca },
+  });
 
 /** The endpoint as an earlier deploy of v1 left it: all traffic on v1's deployment. */
 function seedServing() {
   const d1 = deploymentName(v1);
-  arm.seed(ENDPOINT, { location: 'westeurope', identity: { type: 'SystemAssigned' }, properties: { authMode: 'Key', traffic: { [d1]: 100 }, provisioningState: 'Succeeded', scoringUri: scoringUrl } });
-  arm.seed(`${ENDPOINT}/deployments/${d1}`, { location: 'westeurope', tags: { 'mlops-version': '1.0.0', 'mlops-image': v1.image }, sku: { name: 'Default', capacity: 1 }, properties: { endpointComputeType: 'Managed', provisioningState: 'Succeeded' } });
+  arm.seed(ENDPOINT, {
+    location: 'westeurope',
+    identity: { type: 'SystemAssigned' },
+    properties: { authMode: 'Key', traffic: { [d1]: 100 }, provisioningState: 'Succeeded', scoringUri: scoringUrl },
+  });
+  arm.seed(`${ENDPOINT}/deployments/${d1}`, {
+    location: 'westeurope',
+    tags: { 'mlops-version': '1.0.0', 'mlops-image': v1.image },
+    sku: { name: 'Default', capacity: 1 },
+    properties: { endpointComputeType: 'Managed', provisioningState: 'Succeeded' },
+  });
   return d1;
 }
 
-const trafficPuts = () => arm.requests.filter((r) => r.method === 'PUT' && r.path === ENDPOINT).map((r) => {
-  const p = (r.body as { properties: { traffic?: unknown; mirrorTraffic?: unknown } }).properties;
-  return { traffic: p.traffic, ...(p.mirrorTraffic ? { mirror: p.mirrorTraffic } : {}), api: r.apiVersion };
-});
+const trafficPuts = () =>
+  arm.requests
+    .filter((r) => r.method === 'PUT' && r.path === ENDPOINT)
+    .map((r) => {
+      const p = (r.body as { properties: { traffic?: unknown; mirrorTraffic?: unknown } }).properties;
+      return { traffic: p.traffic, ...(p.mirrorTraffic ? { mirror: p.mirrorTraffic } : {}), api: r.apiVersion };
+    });
 
 describe('azureml plan tests (the real SDK against a local ARM stand-in)', () => {
   it('first deploy: environment version, endpoint, deployment, a smoke request to that deployment alone, then all traffic', async () => {
@@ -96,7 +121,11 @@ describe('azureml plan tests (the real SDK against a local ARM stand-in)', () =>
     expect(environment.properties).toMatchObject({
       image: v2.image,
       osType: 'Linux',
-      inferenceConfig: { livenessRoute: { path: '/v2/health/live', port: 8080 }, readinessRoute: { path: '/v2/health/ready', port: 8080 }, scoringRoute: { path: '/v2/models/bc/infer', port: 8080 } },
+      inferenceConfig: {
+        livenessRoute: { path: '/v2/health/live', port: 8080 },
+        readinessRoute: { path: '/v2/health/ready', port: 8080 },
+        scoringRoute: { path: '/v2/models/bc/infer', port: 8080 },
+      },
     });
     const deployment = arm.requests.find((r) => r.method === 'PUT' && r.path.includes('/deployments/'))!.body as Record<string, unknown>;
     expect(deployment).toMatchObject({
@@ -111,7 +140,10 @@ describe('azureml plan tests (the real SDK against a local ARM stand-in)', () =>
         livenessProbe: { initialDelay: 'PT10S', period: 'PT10S', timeout: 'PT2S', failureThreshold: 30, successThreshold: 1 },
       },
     });
-    expect(trafficPuts()).toEqual([{ traffic: undefined, api: '2022-10-01' }, { traffic: { [d2]: 100 }, api: '2022-10-01' }]);
+    expect(trafficPuts()).toEqual([
+      { traffic: undefined, api: '2022-10-01' },
+      { traffic: { [d2]: 100 }, api: '2022-10-01' },
+    ]);
     expect(scored).toHaveLength(1);
     expect(scored[0].headers).toMatchObject({ authorization: 'Bearer primary-key', 'azureml-model-deployment': d2, 'content-type': 'application/json' });
     expect(JSON.parse(scored[0].body).inputs[0]).toMatchObject({ name: 'features', datatype: 'FP32', shape: [1, 30] });
@@ -142,7 +174,9 @@ describe('azureml plan tests (the real SDK against a local ARM stand-in)', () =>
       { traffic: { [d2]: 100 }, api: '2022-10-01' },
     ]);
     // The mirror is cleared when live traffic starts: Azure ML takes no deployment in both.
-    expect((arm.requests.filter((r) => r.method === 'PUT' && r.path === ENDPOINT)[1].body as { properties: { mirrorTraffic: unknown } }).properties.mirrorTraffic).toEqual({});
+    expect(
+      (arm.requests.filter((r) => r.method === 'PUT' && r.path === ENDPOINT)[1].body as { properties: { mirrorTraffic: unknown } }).properties.mirrorTraffic,
+    ).toEqual({});
     expect(scored.map((s) => s.headers.authorization)).toEqual(Array(4).fill('Bearer aml-token'));
     expect(arm.writes().at(-1)).toBe(`DELETE ${ENDPOINT}/deployments/${d1}`);
     expect(arm.resources.has(`${ENDPOINT}/deployments/${d1}`.toLowerCase())).toBe(false);
@@ -252,7 +286,19 @@ describe('azureml plan tests (the real SDK against a local ARM stand-in)', () =>
   });
 
   it('ARM refusing the credential is exit 3 naming what to check', async () => {
-    const refusing: DeployContext = { ...ctx(), azure: { credential: () => ({ getToken: async () => { throw Object.assign(new Error('DefaultAzureCredential failed to retrieve a token from the included credentials.'), { name: 'CredentialUnavailableError' }); } }), ca: arm.ca } };
+    const refusing: DeployContext = {
+      ...ctx(),
+      azure: {
+        credential: () => ({
+          getToken: async () => {
+            throw Object.assign(new Error('DefaultAzureCredential failed to retrieve a token from the included credentials.'), {
+              name: 'CredentialUnavailableError',
+            });
+          },
+        }),
+        ca: arm.ca,
+      },
+    };
     const error = await azureMLAdapter.deploy(target(), v2, null, refusing).catch((e) => e);
     expect(isMlopsError(error) && error.exitCode).toBe(3);
     expect(error.hint).toContain('az login');
@@ -275,18 +321,35 @@ describe('azureml plan tests (the real SDK against a local ARM stand-in)', () =>
 
   it('status, history --rebuild and inference logs read what the endpoint serves', async () => {
     const d1 = seedServing();
-    expect(await azureMLAdapter.status(target(), ctx())).toMatchObject({ deployed: true, version: '1.0.0', image: v1.image, health: 'ready', url: scoringUrl, detail: { deployment: d1, traffic: { [d1]: 100 }, instances: 1 } });
+    expect(await azureMLAdapter.status(target(), ctx())).toMatchObject({
+      deployed: true,
+      version: '1.0.0',
+      image: v1.image,
+      health: 'ready',
+      url: scoringUrl,
+      detail: { deployment: d1, traffic: { [d1]: 100 }, instances: 1 },
+    });
     expect(await azureMLAdapter.recordedReleases(target(), ctx())).toEqual([{ version: '1.0.0', image: v1.image, at: null, serving: true }]);
-    expect(await azureMLAdapter.inferenceLogs(target(), ctx(), undefined)).toEqual([{ from: `Azure ML deployment ${d1}`, text: 'server: listening on 8080\nerror: model failed to load' }]);
+    expect(await azureMLAdapter.inferenceLogs(target(), ctx(), undefined)).toEqual([
+      { from: `Azure ML deployment ${d1}`, text: 'server: listening on 8080\nerror: model failed to load' },
+    ]);
     await arm.close();
     arm = await startFakeArm();
     expect(await azureMLAdapter.status(target(), ctx())).toMatchObject({ deployed: false, health: 'not deployed' });
   });
 
-  it('recover: a split left by a deploy that died goes back to the serving release\'s deployment; the other is deleted', async () => {
+  it("recover: a split left by a deploy that died goes back to the serving release's deployment; the other is deleted", async () => {
     const d1 = seedServing();
-    arm.seed(ENDPOINT, { location: 'westeurope', identity: { type: 'SystemAssigned' }, properties: { authMode: 'Key', traffic: { [d1]: 90, 'v1-1-0-abcdef': 10 }, provisioningState: 'Succeeded' } });
-    arm.seed(`${ENDPOINT}/deployments/v1-1-0-abcdef`, { location: 'westeurope', tags: { 'mlops-version': '1.1.0', 'mlops-image': v2.image }, properties: { endpointComputeType: 'Managed', provisioningState: 'Succeeded' } });
+    arm.seed(ENDPOINT, {
+      location: 'westeurope',
+      identity: { type: 'SystemAssigned' },
+      properties: { authMode: 'Key', traffic: { [d1]: 90, 'v1-1-0-abcdef': 10 }, provisioningState: 'Succeeded' },
+    });
+    arm.seed(`${ENDPOINT}/deployments/v1-1-0-abcdef`, {
+      location: 'westeurope',
+      tags: { 'mlops-version': '1.1.0', 'mlops-image': v2.image },
+      properties: { endpointComputeType: 'Managed', provisioningState: 'Succeeded' },
+    });
     const recovery = await azureMLAdapter.recover(target(), ctx(), v1);
     expect(recovery).toMatchObject({ outcome: 'restored', serving: v1, candidate: { version: '1.1.0', image: v2.image } });
     expect(trafficPuts().map((t) => t.traffic)).toEqual([{ [d1]: 100 }]);
@@ -297,7 +360,13 @@ describe('azureml plan tests (the real SDK against a local ARM stand-in)', () =>
   it('config: required fields and limits are checked with the field named', () => {
     const base = { type: 'azureml', subscriptionId: SUB, resourceGroup: 'ml', workspace: 'ws', location: 'westeurope' };
     expect(() => validateConfig({ targets: { ml: base } }, 'mlops.config.json')).not.toThrow();
-    for (const [bad, field] of [[{ subscriptionId: 'acme' }, 'subscriptionId'], [{ mirror: 60 }, 'mirror'], [{ endpoint: '1x' }, 'endpoint'], [{ armEndpoint: 'http://x' }, 'armEndpoint'], [{ authMode: 'aad' }, 'authMode']] as const) {
+    for (const [bad, field] of [
+      [{ subscriptionId: 'acme' }, 'subscriptionId'],
+      [{ mirror: 60 }, 'mirror'],
+      [{ endpoint: '1x' }, 'endpoint'],
+      [{ armEndpoint: 'http://x' }, 'armEndpoint'],
+      [{ authMode: 'aad' }, 'authMode'],
+    ] as const) {
       expect(() => validateConfig({ targets: { ml: { ...base, ...bad } } }, 'mlops.config.json')).toThrow(`targets.ml.${field}`);
     }
     const { workspace: _omit, ...missing } = base;

@@ -77,10 +77,7 @@ describe('open loop measures from the schedule (no coordinated omission)', () =>
 describe('mlops bench', () => {
   let running: RunningServer;
   beforeAll(async () => {
-    running = await startServer(
-      serveOptions('breast_cancer', { modelName: 'bc', shutdownTimeoutMs: 2000 }),
-      () => undefined,
-    );
+    running = await startServer(serveOptions('breast_cancer', { modelName: 'bc', shutdownTimeoutMs: 2000 }), () => undefined);
   });
   afterAll(() => running?.stop());
 
@@ -91,13 +88,37 @@ describe('mlops bench', () => {
     await withTempDir(async (dir) => {
       await config(dir);
       const { code, stdout, stderr } = await runCli(
-        ['bench', '--url', running.url, '--concurrency', '1,4', '--batch', '1,8', '--duration', '400ms', '--warmup', '100ms', '--workers', '2', '--markdown', 'b.md', '--html', 'b.html', '--json'],
+        [
+          'bench',
+          '--url',
+          running.url,
+          '--concurrency',
+          '1,4',
+          '--batch',
+          '1,8',
+          '--duration',
+          '400ms',
+          '--warmup',
+          '100ms',
+          '--workers',
+          '2',
+          '--markdown',
+          'b.md',
+          '--html',
+          'b.html',
+          '--json',
+        ],
         { cwd: dir },
       );
       expect(code, stderr).toBe(0);
       const report = JSON.parse(stdout);
       expect(report.target).toEqual({ mode: 'url', image: null, imageId: null, protocol: 'rest-binary', url: running.url + '/' });
-      expect(report.runs.map((r: { concurrency: number; batch: number }) => [r.concurrency, r.batch])).toEqual([[1, 1], [4, 1], [1, 8], [4, 8]]);
+      expect(report.runs.map((r: { concurrency: number; batch: number }) => [r.concurrency, r.batch])).toEqual([
+        [1, 1],
+        [4, 1],
+        [1, 8],
+        [4, 8],
+      ]);
       for (const run of report.runs) {
         expect(run).toMatchObject({ mode: 'closed', errors: { count: 0, rate: 0, byKind: {} } });
         expect(run.requests).toBeGreaterThan(10);
@@ -138,9 +159,16 @@ describe('mlops bench', () => {
   it('fails a run that regressed beyond the tolerance against a baseline', async () => {
     await withTempDir(async (dir) => {
       await config(dir, { regression: { tolerance: 0.1, metrics: ['throughput_rps'] } });
-      const baseline = { runs: [{ mode: 'closed', concurrency: 1, batch: 1, throughputRps: 1e9, errors: { rate: 0 }, latencyMs: { p50: 1, p90: 1, p95: 1, p99: 1, max: 1, mean: 1 } }] };
+      const baseline = {
+        runs: [
+          { mode: 'closed', concurrency: 1, batch: 1, throughputRps: 1e9, errors: { rate: 0 }, latencyMs: { p50: 1, p90: 1, p95: 1, p99: 1, max: 1, mean: 1 } },
+        ],
+      };
       await writeFile(path.join(dir, 'base.json'), JSON.stringify(baseline));
-      const { code, stdout } = await runCli(['bench', '--local', '--concurrency', '1', '--duration', '200ms', '--warmup', '0ms', '--baseline', 'base.json', '--json'], { cwd: dir });
+      const { code, stdout } = await runCli(
+        ['bench', '--local', '--concurrency', '1', '--duration', '200ms', '--warmup', '0ms', '--baseline', 'base.json', '--json'],
+        { cwd: dir },
+      );
       expect(code).toBe(1);
       expect(JSON.parse(stdout).gates).toEqual([
         expect.objectContaining({ metric: 'error_rate', op: '<=', threshold: 0, passed: true }),

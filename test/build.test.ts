@@ -36,7 +36,10 @@ describe('build context', () => {
           grpcPort: 8081,
           labels: { 'mlops.model.name': 'wine', odd: 'quote " dollar $HOME back \\ slash' },
           referenceProfile: '{"format":"mlops-reference-profile"}\n',
-          serverEnv: platform === 'linux/amd64' ? imageServerEnv(applyDefaults({ server: { inferenceLog: { sample: 0.05, sink: 'file:/tmp/log "1".jsonl' } } })) : imageServerEnv(applyDefaults({})),
+          serverEnv:
+            platform === 'linux/amd64'
+              ? imageServerEnv(applyDefaults({ server: { inferenceLog: { sample: 0.05, sink: 'file:/tmp/log "1".jsonl' } } }))
+              : imageServerEnv(applyDefaults({})),
         });
         const files = await listFiles(dir);
         expect(files).toContain(`runtime/node_modules/onnxruntime-node/bin/napi-v6/linux/${arch}/libonnxruntime.so.1`);
@@ -56,9 +59,7 @@ describe('build context', () => {
           ]),
         );
         // No other packages: the server is one bundled file.
-        expect(new Set(files.filter((f) => f.startsWith('runtime/')).map((f) => f.split('/')[2]))).toEqual(
-          new Set(['onnxruntime-node', 'onnxruntime-common']),
-        );
+        expect(new Set(files.filter((f) => f.startsWith('runtime/')).map((f) => f.split('/')[2]))).toEqual(new Set(['onnxruntime-node', 'onnxruntime-common']));
         const dockerfile = await readFile(path.join(dir, 'Dockerfile'), 'utf8');
         expect(dockerfile).toMatch(/^FROM node:20-slim$/m);
         expect(dockerfile).not.toMatch(/^\s*RUN /m);
@@ -73,7 +74,10 @@ describe('build context', () => {
         // Each is read back by the server as the setting it came from.
         const back = applyServerEnv(serveOptionsFromConfig(applyDefaults({}), '/'), tuned);
         expect([back.workers, back.batching.enabled, back.batching.maxWaitMs, back.maxBodyBytes]).toEqual([1, false, 2, 2 ** 20]);
-        if (platform === 'linux/amd64') expect(dockerfile).toMatch(/ MLOPS_INFERENCE_LOG_SAMPLE="0.05" MLOPS_INFERENCE_LOG_SINK="file:\/tmp\/log \\"1\\".jsonl" MLOPS_INFERENCE_LOG_INPUTS="false"$/m);
+        if (platform === 'linux/amd64')
+          expect(dockerfile).toMatch(
+            / MLOPS_INFERENCE_LOG_SAMPLE="0.05" MLOPS_INFERENCE_LOG_SINK="file:\/tmp\/log \\"1\\".jsonl" MLOPS_INFERENCE_LOG_INPUTS="false"$/m,
+          );
         else expect(dockerfile).not.toContain('MLOPS_INFERENCE_LOG');
         // The model is the last thing copied.
         const copies = dockerfile.split('\n').filter((l) => l.startsWith('COPY'));

@@ -29,23 +29,91 @@ export interface TestCertificates {
 const openssl = (dir: string, args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
 
 function ca(dir: string, name: string): void {
-  openssl(dir, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=${name}`]);
+  openssl(dir, [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    `${name}.key`,
+    '-out',
+    `${name}.crt`,
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${name}`,
+  ]);
 }
 
 function issue(dir: string, byCa: string, name: string, options: { server?: boolean; start?: string; end?: string } = {}): void {
-  openssl(dir, ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
+  openssl(dir, [
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    `${name}.key`,
+    '-out',
+    `${name}.csr`,
+    '-subj',
+    `/CN=${name}`,
+  ]);
   const ext = path.join(dir, `${name}.ext`);
   execFileSync('sh', ['-c', `printf '%s\\n' "${options.server ? 'subjectAltName=IP:127.0.0.1,DNS:localhost' : 'extendedKeyUsage=clientAuth'}" > ${ext}`]);
   if (!options.start) {
-    openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', `${byCa}.crt`, '-CAkey', `${byCa}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-extfile', ext, '-days', '2']);
+    openssl(dir, [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${byCa}.crt`,
+      '-CAkey',
+      `${byCa}.key`,
+      '-CAcreateserial',
+      '-out',
+      `${name}.crt`,
+      '-extfile',
+      ext,
+      '-days',
+      '2',
+    ]);
     return;
   }
   // Dates in the past take `openssl ca` (OpenSSL 3.0's x509 has no -not_before), with a database of its own.
   const db = path.join(dir, `${name}-db`);
   execFileSync('sh', ['-c', `mkdir -p ${db} && touch ${db}/index.txt && echo 01 > ${db}/serial`]);
   const conf = path.join(dir, `${name}-ca.cnf`);
-  writeFileSync(conf, `[ca]\ndefault_ca = x\n[x]\ndatabase = ${db}/index.txt\nserial = ${db}/serial\nnew_certs_dir = ${db}\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n`);
-  openssl(dir, ['ca', '-batch', '-config', conf, '-cert', `${byCa}.crt`, '-keyfile', `${byCa}.key`, '-in', `${name}.csr`, '-out', `${name}.crt`, '-startdate', options.start, '-enddate', options.end!, '-notext', '-extfile', ext]);
+  writeFileSync(
+    conf,
+    `[ca]\ndefault_ca = x\n[x]\ndatabase = ${db}/index.txt\nserial = ${db}/serial\nnew_certs_dir = ${db}\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n`,
+  );
+  openssl(dir, [
+    'ca',
+    '-batch',
+    '-config',
+    conf,
+    '-cert',
+    `${byCa}.crt`,
+    '-keyfile',
+    `${byCa}.key`,
+    '-in',
+    `${name}.csr`,
+    '-out',
+    `${name}.crt`,
+    '-startdate',
+    options.start,
+    '-enddate',
+    options.end!,
+    '-notext',
+    '-extfile',
+    ext,
+  ]);
 }
 
 export function makeCertificates(): TestCertificates {

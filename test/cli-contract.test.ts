@@ -26,9 +26,13 @@ describe('--json prints one document for every failure', () => {
 describe('a signal ends a command with 128 + its number, and --json still prints one document', () => {
   const interrupt = (signal: NodeJS.Signals) =>
     new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string }>((resolve) => {
-      const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlops.js'), 'bench', '--model', fixture('wine', 'model.onnx'), '--local', '--concurrency', '1', '--duration', '60s', '--json'], {
-        env: { ...process.env, CI: 'true' },
-      });
+      const child = spawn(
+        process.execPath,
+        [path.join(ROOT, 'bin/mlops.js'), 'bench', '--model', fixture('wine', 'model.onnx'), '--local', '--concurrency', '1', '--duration', '60s', '--json'],
+        {
+          env: { ...process.env, CI: 'true' },
+        },
+      );
       let stdout = '';
       let sent = false;
       child.stdout.on('data', (d) => (stdout += d));
@@ -47,7 +51,9 @@ describe('a signal ends a command with 128 + its number, and --json still prints
   ] as const)('%s: the process ends by the signal (exit status %i), after one JSON document', async (signal, status) => {
     const ended = await interrupt(signal);
     expect(ended.signal).toBe(signal);
-    expect(JSON.parse(ended.stdout)).toEqual({ error: { message: `interrupted (${signal}); what the command started was cleaned up`, hint: null, exitCode: status } });
+    expect(JSON.parse(ended.stdout)).toEqual({
+      error: { message: `interrupted (${signal}); what the command started was cleaned up`, hint: null, exitCode: status },
+    });
   });
 });
 
@@ -57,7 +63,10 @@ describe('config errors say where', () => {
       await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: 3, name: 'BAD' }, bench: { concurrency: 'x' } }));
       const invalid = await runCli(['--json', 'inspect'], { cwd: dir });
       expect(invalid.code).toBe(2);
-      expect(JSON.parse(invalid.stdout).error).toMatchObject({ message: 'mlops.config.json has 3 problems:', problems: [expect.stringMatching(/^model\.path: /), expect.stringMatching(/^model\.name: /), expect.stringMatching(/^bench\.concurrency: /)] });
+      expect(JSON.parse(invalid.stdout).error).toMatchObject({
+        message: 'mlops.config.json has 3 problems:',
+        problems: [expect.stringMatching(/^model\.path: /), expect.stringMatching(/^model\.name: /), expect.stringMatching(/^bench\.concurrency: /)],
+      });
       await writeFile(path.join(dir, 'mlops.config.json'), '{\n  "model": {\n    "path": "m.onnx",\n  }\n}\n');
       const broken = await runCli(['inspect'], { cwd: dir });
       expect(broken.code).toBe(2);
@@ -67,7 +76,14 @@ describe('config errors say where', () => {
 
   it('deploy --output says it writes files, not that it deploys', async () => {
     await withTempDir(async (dir) => {
-      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: fixture('wine', 'model.onnx'), name: 'wine' }, image: { repository: '127.0.0.1:9/team/wine' }, targets: { k8s: { type: 'kubernetes' } } }));
+      await writeFile(
+        path.join(dir, 'mlops.config.json'),
+        JSON.stringify({
+          model: { path: fixture('wine', 'model.onnx'), name: 'wine' },
+          image: { repository: '127.0.0.1:9/team/wine' },
+          targets: { k8s: { type: 'kubernetes' } },
+        }),
+      );
       const { stderr } = await runCli(['deploy', '1.0.0', '--target', 'k8s', '--output', 'out'], { cwd: dir });
       expect(lines(stderr)[0]).toBe('Writing the manifests for k8s to out...');
       expect(stderr).not.toContain('Deploying');

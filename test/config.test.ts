@@ -96,7 +96,7 @@ describe('config loading', () => {
     const walk = (node: Record<string, unknown>, at: string) => {
       for (const [key, value] of Object.entries(node)) {
         if (key.startsWith('//')) continue;
-        if (value && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((k) => !k.startsWith('//')) ) {
+        if (value && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((k) => !k.startsWith('//'))) {
           walk(value as Record<string, unknown>, `${at}${key}.`);
         } else if (!(`//${key}` in node)) undocumented.push(at + key);
       }
@@ -176,7 +176,15 @@ describe('targets in config', () => {
     const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
     const section = readme.slice(readme.indexOf('## Deploy targets'), readme.indexOf('## Optimizing a model'));
     const rows = section.split('\n').filter((line) => /^\| `[a-z]+` \|/.test(line));
-    const examples = rows.map((row) => JSON.parse(row.split(' | ').at(-1)!.replace(/^`|` \|$/g, '').replaceAll('…', '00000000-1111-2222-3333-444444444444')));
+    const examples = rows.map((row) =>
+      JSON.parse(
+        row
+          .split(' | ')
+          .at(-1)!
+          .replace(/^`|` \|$/g, '')
+          .replaceAll('…', '00000000-1111-2222-3333-444444444444'),
+      ),
+    );
     expect(examples.map((e) => e.type).sort()).toEqual(Object.keys(TARGET_DEFAULTS).sort());
     for (const example of examples) expect(() => validateConfig({ targets: { t: example } }, 'README.md'), example.type).not.toThrow();
   });
@@ -187,14 +195,22 @@ describe('targets in config', () => {
         path.join(dir, 'mlops.config.json'),
         JSON.stringify({
           targets: {
-            sm: { type: 'sagemaker', region: 'eu-west-1', executionRoleArn: 'arn:aws:iam::123456789012:role/x', canary: [10, 30, 100], serverless: { memorySizeMb: 1500 } },
+            sm: {
+              type: 'sagemaker',
+              region: 'eu-west-1',
+              executionRoleArn: 'arn:aws:iam::123456789012:role/x',
+              canary: [10, 30, 100],
+              serverless: { memorySizeMb: 1500 },
+            },
             role: { type: 'sagemaker', region: 'eu-west-1', executionRoleArn: 'SageMakerRole' },
             ks: { type: 'kserve', deploymentMode: 'Standard', canary: [10, 100] },
           },
         }),
       );
       const error = await loadConfig({ cwd: dir }).catch((e) => e);
-      expect(error.details).toContain('targets.sm.canary: SageMaker shifts traffic all at once [100], in one canary step [p, 100], or in equal linear steps [p, 2p, ..., 100]');
+      expect(error.details).toContain(
+        'targets.sm.canary: SageMaker shifts traffic all at once [100], in one canary step [p, 100], or in equal linear steps [p, 2p, ..., 100]',
+      );
       expect(error.details).toContain('targets.sm.serverless.memorySizeMb: expected 1024, 2048, 3072, 4096, 5120 or 6144');
       expect(error.details).toContain('targets.role.executionRoleArn: expected an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerExecution');
       expect(error.details).toContain('targets.ks.canary: KServe moves traffic in steps only in Knative mode; use [100] with deploymentMode Standard');
@@ -203,9 +219,14 @@ describe('targets in config', () => {
 
   it('reports a target with an unknown type or a missing required field', async () => {
     await withTempDir(async (dir) => {
-      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ targets: { a: { type: 'nomad' }, b: { type: 'cloudrun', region: 'x' }, c: { type: 'local', prot: 1 } } }));
+      await writeFile(
+        path.join(dir, 'mlops.config.json'),
+        JSON.stringify({ targets: { a: { type: 'nomad' }, b: { type: 'cloudrun', region: 'x' }, c: { type: 'local', prot: 1 } } }),
+      );
       const error = await loadConfig({ cwd: dir }).catch((e) => e);
-      expect(error.details).toContain('targets.a.type: expected "type": "local", "kubernetes", "cloudrun", "kserve", "sagemaker", "vertex", "lambda", "azureml" or "containerapp"');
+      expect(error.details).toContain(
+        'targets.a.type: expected "type": "local", "kubernetes", "cloudrun", "kserve", "sagemaker", "vertex", "lambda", "azureml" or "containerapp"',
+      );
       expect(error.details).toContain('targets.b.project: required, and missing');
       expect(error.details).toContain('targets.c.prot: unknown field');
     });

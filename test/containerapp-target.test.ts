@@ -42,21 +42,36 @@ beforeEach(async () => {
     p.configuration.ingress.fqdn = `bc-app.${DOMAIN}`;
     const suffix = p.template?.revisionSuffix;
     if (suffix && !arm.resources.has(`${key}/revisions/bc-app--${suffix}`)) {
-      arm.seed(`${APP}/revisions/bc-app--${suffix}`, { properties: { active: true, template: p.template, replicas: 1, createdTime: '2026-12-01T10:00:00Z', ...nextRevision } });
+      arm.seed(`${APP}/revisions/bc-app--${suffix}`, {
+        properties: { active: true, template: p.template, replicas: 1, createdTime: '2026-12-01T10:00:00Z', ...nextRevision },
+      });
       p.latestRevisionName = `bc-app--${suffix}`;
     }
     for (const [path, r] of arm.resources) {
       if (!path.startsWith(`${key}/revisions/`)) continue;
-      const weight = (p.configuration.ingress.traffic as Json[]).find((t) => t.revisionName === r.name || (t.latestRevision && r.name === p.latestRevisionName))?.weight ?? 0;
+      const weight =
+        (p.configuration.ingress.traffic as Json[]).find((t) => t.revisionName === r.name || (t.latestRevision && r.name === p.latestRevisionName))?.weight ??
+        0;
       (r.properties as Json).trafficWeight = weight;
     }
   });
-  arm.onAction('deactivate', (path, _body, store) => ((store.get(path)!.properties as Json).active = false, {}));
-  arm.onAction('activate', (path, _body, store) => ((store.get(path)!.properties as Json).active = true, {}));
+  arm.onAction('deactivate', (path, _body, store) => (((store.get(path)!.properties as Json).active = false), {}));
+  arm.onAction('activate', (path, _body, store) => (((store.get(path)!.properties as Json).active = true), {}));
 });
 afterAll(async () => arm?.close());
 
-const target = (over: Partial<ContainerAppTarget> = {}): ContainerAppTarget => ({ ...TARGET_DEFAULTS.containerapp, subscriptionId: SUB, resourceGroup: 'apps', location: 'westeurope', environment: 'prod-env', app: 'bc-app', armEndpoint: arm.url, waitIntervalSeconds: 0, readyTimeoutSeconds: 5, ...over });
+const target = (over: Partial<ContainerAppTarget> = {}): ContainerAppTarget => ({
+  ...TARGET_DEFAULTS.containerapp,
+  subscriptionId: SUB,
+  resourceGroup: 'apps',
+  location: 'westeurope',
+  environment: 'prod-env',
+  app: 'bc-app',
+  armEndpoint: arm.url,
+  waitIntervalSeconds: 0,
+  readyTimeoutSeconds: 5,
+  ...over,
+});
 function ctx(over: { dryRun?: boolean; env?: NodeJS.ProcessEnv } = {}): DeployContext {
   return targetContext({
     ...over,
@@ -77,11 +92,23 @@ async function deployV1() {
   smoked = [];
 }
 
-const traffic = () => arm.requests.filter((r) => r.path === APP && r.method !== 'GET').map((r) => ((r.body as Json).properties.configuration.ingress.traffic as Json[]).map((t) => `${t.revisionName ?? 'latest'}=${t.weight}${t.label ? `(${t.label})` : ''}`).join(' '));
+const traffic = () =>
+  arm.requests
+    .filter((r) => r.path === APP && r.method !== 'GET')
+    .map((r) =>
+      ((r.body as Json).properties.configuration.ingress.traffic as Json[])
+        .map((t) => `${t.revisionName ?? 'latest'}=${t.weight}${t.label ? `(${t.label})` : ''}`)
+        .join(' '),
+    );
 
 describe('containerapp plan tests (the real SDK against a local ARM stand-in)', () => {
   it('first deploy: the app in multiple-revision mode with ingress, probes, scale rule and secrets; smoke-tested; nothing else active', async () => {
-    const outcome = await containerAppAdapter.deploy(target({ env: { MLOPS_WORKERS: '2' }, secretEnv: { MLOPS_AUTH_TOKENS: 'CI_TOKENS' } }), v1, null, ctx({ env: { CI_TOKENS: 's3cret', MLOPS_TOKEN: 's3cret', MLOPS_REGISTRY_USERNAME: 'puller', MLOPS_REGISTRY_PASSWORD: 'pw' } }));
+    const outcome = await containerAppAdapter.deploy(
+      target({ env: { MLOPS_WORKERS: '2' }, secretEnv: { MLOPS_AUTH_TOKENS: 'CI_TOKENS' } }),
+      v1,
+      null,
+      ctx({ env: { CI_TOKENS: 's3cret', MLOPS_TOKEN: 's3cret', MLOPS_REGISTRY_USERNAME: 'puller', MLOPS_REGISTRY_PASSWORD: 'pw' } }),
+    );
     expect(outcome).toMatchObject({ status: 'deployed', url: `https://bc-app.${DOMAIN}` });
     const put = arm.requests.find((r) => r.method === 'PUT')!;
     expect(put.apiVersion).toBe('2025-07-01');
@@ -93,7 +120,10 @@ describe('containerapp plan tests (the real SDK against a local ARM stand-in)', 
         configuration: {
           activeRevisionsMode: 'Multiple',
           ingress: { external: true, targetPort: 8080, transport: 'auto', traffic: [{ latestRevision: true, weight: 100 }] },
-          secrets: [{ name: 'mlops-auth-tokens', value: 's3cret' }, { name: 'registry-password', value: 'pw' }],
+          secrets: [
+            { name: 'mlops-auth-tokens', value: 's3cret' },
+            { name: 'registry-password', value: 'pw' },
+          ],
           registries: [{ server: 'acme.azurecr.io', username: 'puller', passwordSecretRef: 'registry-password' }],
         },
         template: {
@@ -104,8 +134,16 @@ describe('containerapp plan tests (the real SDK against a local ARM stand-in)', 
     });
     const container = body.properties.template.containers[0];
     expect(container).toMatchObject({ name: 'server', image: v1.image, resources: { cpu: 0.5, memory: '1Gi' } });
-    expect(container.env).toEqual([{ name: 'MLOPS_MODEL_VERSION', value: '1.0.0' }, { name: 'MLOPS_WORKERS', value: '2' }, { name: 'MLOPS_AUTH_TOKENS', secretRef: 'mlops-auth-tokens' }]);
-    expect(container.probes.map((p: Json) => `${p.type} ${p.httpGet.path}`)).toEqual(['Startup /v2/health/ready', 'Liveness /v2/health/live', 'Readiness /v2/health/ready']);
+    expect(container.env).toEqual([
+      { name: 'MLOPS_MODEL_VERSION', value: '1.0.0' },
+      { name: 'MLOPS_WORKERS', value: '2' },
+      { name: 'MLOPS_AUTH_TOKENS', secretRef: 'mlops-auth-tokens' },
+    ]);
+    expect(container.probes.map((p: Json) => `${p.type} ${p.httpGet.path}`)).toEqual([
+      'Startup /v2/health/ready',
+      'Liveness /v2/health/live',
+      'Readiness /v2/health/ready',
+    ]);
     expect(await missingRequired('appcontainers', 'ContainerApp', body)).toEqual([]);
     expect(smoked).toEqual([`https://bc-app.${DOMAIN}`]);
   });
@@ -114,12 +152,7 @@ describe('containerapp plan tests (the real SDK against a local ARM stand-in)', 
     await deployV1();
     const outcome = await containerAppAdapter.deploy(target({ canary: [25, 100] }), v2, v1, ctx());
     expect(outcome).toMatchObject({ status: 'deployed', previous: v1 });
-    expect(traffic()).toEqual([
-      `${rev(v1)}=100`,
-      `${rev(v1)}=100 ${rev(v2)}=0(candidate)`,
-      `${rev(v1)}=75 ${rev(v2)}=25(candidate)`,
-      `${rev(v2)}=100`,
-    ]);
+    expect(traffic()).toEqual([`${rev(v1)}=100`, `${rev(v1)}=100 ${rev(v2)}=0(candidate)`, `${rev(v1)}=75 ${rev(v2)}=25(candidate)`, `${rev(v2)}=100`]);
     expect(arm.requests.filter((r) => r.path === APP && r.method !== 'GET').map((r) => r.method)).toEqual(['PUT', 'PATCH', 'PATCH', 'PATCH']);
     expect(smoked).toEqual([`https://bc-app---candidate.${DOMAIN}`, `https://bc-app---candidate.${DOMAIN}`]);
     expect(arm.writes().at(-1)).toBe(`POST ${APP}/revisions/${rev(v1)}/deactivate`);
@@ -175,12 +208,7 @@ describe('containerapp plan tests (the real SDK against a local ARM stand-in)', 
     arm.requests.length = 0;
     const outcome = await containerAppAdapter.deploy(target(), v1, v2, ctx());
     expect(outcome).toMatchObject({ status: 'deployed' });
-    expect(arm.writes()).toEqual([
-      `POST ${APP}/revisions/${rev(v1)}/activate`,
-      `PATCH ${APP}`,
-      `PATCH ${APP}`,
-      `POST ${APP}/revisions/${rev(v2)}/deactivate`,
-    ]);
+    expect(arm.writes()).toEqual([`POST ${APP}/revisions/${rev(v1)}/activate`, `PATCH ${APP}`, `PATCH ${APP}`, `POST ${APP}/revisions/${rev(v2)}/deactivate`]);
     expect(traffic().at(-1)).toBe(`${rev(v1)}=100`);
   });
 
@@ -205,7 +233,9 @@ describe('containerapp plan tests (the real SDK against a local ARM stand-in)', 
   });
 
   it('a secret variable that is not set is exit 2 naming it, before anything is written', async () => {
-    const error = await containerAppAdapter.deploy(target({ secretEnv: { MLOPS_AUTH_TOKENS: 'CI_TOKENS' } }), v1, null, ctx({ env: { MLOPS_TOKEN: 't' } })).catch((e) => e);
+    const error = await containerAppAdapter
+      .deploy(target({ secretEnv: { MLOPS_AUTH_TOKENS: 'CI_TOKENS' } }), v1, null, ctx({ env: { MLOPS_TOKEN: 't' } }))
+      .catch((e) => e);
     expect(isMlopsError(error) && error.exitCode).toBe(2);
     expect(error.message).toContain('secretEnv.MLOPS_AUTH_TOKENS names CI_TOKENS, which is not set here');
     expect(arm.writes()).toEqual([]);
@@ -213,32 +243,72 @@ describe('containerapp plan tests (the real SDK against a local ARM stand-in)', 
 
   it('--dry-run records the PUT with its body, sends nothing and prints no secret value it was not given', async () => {
     const c = ctx({ dryRun: true });
-    expect((await containerAppAdapter.deploy(target({ registryIdentity: `/subscriptions/${SUB}/resourceGroups/apps/providers/Microsoft.ManagedIdentity/userAssignedIdentities/puller` }), v2, null, c)).status).toBe('planned');
+    expect(
+      (
+        await containerAppAdapter.deploy(
+          target({ registryIdentity: `/subscriptions/${SUB}/resourceGroups/apps/providers/Microsoft.ManagedIdentity/userAssignedIdentities/puller` }),
+          v2,
+          null,
+          c,
+        )
+      ).status,
+    ).toBe('planned');
     expect(arm.requests).toEqual([]);
-    expect(c.exec.steps.map((s) => s.command.replace(arm.url, 'ARM'))).toEqual([`PUT ARM${APP}?api-version=2025-07-01`, `PATCH ARM${APP}?api-version=2025-07-01`]);
+    expect(c.exec.steps.map((s) => s.command.replace(arm.url, 'ARM'))).toEqual([
+      `PUT ARM${APP}?api-version=2025-07-01`,
+      `PATCH ARM${APP}?api-version=2025-07-01`,
+    ]);
     const body = JSON.parse(c.exec.steps[0].input!);
-    expect(body.identity).toEqual({ type: 'UserAssigned', userAssignedIdentities: { [`/subscriptions/${SUB}/resourceGroups/apps/providers/Microsoft.ManagedIdentity/userAssignedIdentities/puller`]: {} } });
-    expect(body.properties.configuration.registries).toEqual([{ server: 'acme.azurecr.io', identity: `/subscriptions/${SUB}/resourceGroups/apps/providers/Microsoft.ManagedIdentity/userAssignedIdentities/puller` }]);
+    expect(body.identity).toEqual({
+      type: 'UserAssigned',
+      userAssignedIdentities: { [`/subscriptions/${SUB}/resourceGroups/apps/providers/Microsoft.ManagedIdentity/userAssignedIdentities/puller`]: {} },
+    });
+    expect(body.properties.configuration.registries).toEqual([
+      { server: 'acme.azurecr.io', identity: `/subscriptions/${SUB}/resourceGroups/apps/providers/Microsoft.ManagedIdentity/userAssignedIdentities/puller` },
+    ]);
   });
 
   it('no plan step carries a secret value: the recorded bodies show <secret>', async () => {
-    const c = ctx({ dryRun: true, env: { CI_TOKENS: 's3cret-token', MLOPS_TOKEN: 's3cret-token', MLOPS_REGISTRY_USERNAME: 'u', MLOPS_REGISTRY_PASSWORD: 'registry-pw' } });
+    const c = ctx({
+      dryRun: true,
+      env: { CI_TOKENS: 's3cret-token', MLOPS_TOKEN: 's3cret-token', MLOPS_REGISTRY_USERNAME: 'u', MLOPS_REGISTRY_PASSWORD: 'registry-pw' },
+    });
     await containerAppAdapter.deploy(target({ secretEnv: { MLOPS_AUTH_TOKENS: 'CI_TOKENS' } }), v2, null, c);
     const recorded = c.exec.steps.map((s) => s.input ?? '').join('\n');
     expect(recorded).not.toContain('s3cret-token');
     expect(recorded).not.toContain('registry-pw');
-    expect(JSON.parse(c.exec.steps[0].input!).properties.configuration.secrets).toEqual([{ name: 'mlops-auth-tokens', value: '<secret>' }, { name: 'registry-password', value: '<secret>' }]);
+    expect(JSON.parse(c.exec.steps[0].input!).properties.configuration.secrets).toEqual([
+      { name: 'mlops-auth-tokens', value: '<secret>' },
+      { name: 'registry-password', value: '<secret>' },
+    ]);
   });
 
   it('status and history --rebuild read the revisions; recover puts a split back on the serving release', async () => {
     await deployV1();
-    expect(await containerAppAdapter.status(target(), ctx())).toMatchObject({ deployed: true, version: '1.0.0', image: v1.image, health: 'ready', url: `https://bc-app.${DOMAIN}`, detail: { revision: rev(v1), traffic: { [rev(v1)]: 100 } } });
+    expect(await containerAppAdapter.status(target(), ctx())).toMatchObject({
+      deployed: true,
+      version: '1.0.0',
+      image: v1.image,
+      health: 'ready',
+      url: `https://bc-app.${DOMAIN}`,
+      detail: { revision: rev(v1), traffic: { [rev(v1)]: 100 } },
+    });
     await containerAppAdapter.deploy(target(), v2, v1, ctx());
-    expect((await containerAppAdapter.recordedReleases(target(), ctx())).map((r) => [r.version, r.serving])).toEqual([['1.0.0', false], ['1.1.0', true]]);
+    expect((await containerAppAdapter.recordedReleases(target(), ctx())).map((r) => [r.version, r.serving])).toEqual([
+      ['1.0.0', false],
+      ['1.1.0', true],
+    ]);
     // A deploy that died at 30%:
     const app = arm.resources.get(APP.toLowerCase())!;
-    (app.properties as Json).configuration.ingress.traffic = [{ revisionName: rev(v1), weight: 70 }, { revisionName: rev(v2), weight: 30 }];
-    expect(await containerAppAdapter.recover(target(), ctx(), v1)).toMatchObject({ outcome: 'restored', serving: v1, candidate: { version: '1.1.0', image: v2.image } });
+    (app.properties as Json).configuration.ingress.traffic = [
+      { revisionName: rev(v1), weight: 70 },
+      { revisionName: rev(v2), weight: 30 },
+    ];
+    expect(await containerAppAdapter.recover(target(), ctx(), v1)).toMatchObject({
+      outcome: 'restored',
+      serving: v1,
+      candidate: { version: '1.1.0', image: v2.image },
+    });
     expect(traffic().at(-1)).toBe(`${rev(v1)}=100`);
     expect(await containerAppAdapter.status(target({ app: 'other' }), ctx())).toMatchObject({ deployed: false, health: 'not deployed' });
   });
@@ -246,7 +316,14 @@ describe('containerapp plan tests (the real SDK against a local ARM stand-in)', 
   it('config: required fields and limits are checked with the field named', () => {
     const base = { type: 'containerapp', subscriptionId: SUB, resourceGroup: 'apps', location: 'westeurope', environment: 'prod-env' };
     expect(() => validateConfig({ targets: { aca: base } }, 'mlops.config.json')).not.toThrow();
-    for (const [bad, field] of [[{ cpu: 8 }, 'cpu'], [{ memory: '1GB' }, 'memory'], [{ app: 'Bad_Name' }, 'app'], [{ secretEnv: { 'A-B': 'X' } }, 'secretEnv'], [{ registryIdentity: 'puller' }, 'registryIdentity'], [{ transport: 'grpc' }, 'transport']] as const) {
+    for (const [bad, field] of [
+      [{ cpu: 8 }, 'cpu'],
+      [{ memory: '1GB' }, 'memory'],
+      [{ app: 'Bad_Name' }, 'app'],
+      [{ secretEnv: { 'A-B': 'X' } }, 'secretEnv'],
+      [{ registryIdentity: 'puller' }, 'registryIdentity'],
+      [{ transport: 'grpc' }, 'transport'],
+    ] as const) {
       expect(() => validateConfig({ targets: { aca: { ...base, ...bad } } }, 'mlops.config.json')).toThrow(`targets.aca.${field}`);
     }
   });

@@ -25,7 +25,9 @@ function officialClient(address: string) {
   const client = new pkg.inference.GRPCInferenceService(address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
   const rpc = (method: string, request: unknown, deadlineMs?: number): Promise<any> =>
     new Promise((resolve, reject) =>
-      client[method](request, ...(deadlineMs ? [{ deadline: Date.now() + deadlineMs }] : []), (error: grpc.ServiceError | null, response: unknown) => (error ? reject(error) : resolve(response))),
+      client[method](request, ...(deadlineMs ? [{ deadline: Date.now() + deadlineMs }] : []), (error: grpc.ServiceError | null, response: unknown) =>
+        error ? reject(error) : resolve(response),
+      ),
     );
   return { rpc, close: () => client.close() };
 }
@@ -61,7 +63,11 @@ describe('REST binary tensor data', () => {
     const x = rows.slice(0, 3).flatMap((r) => r.split(',').slice(0, -1).map(Number));
     const res = await postBinary(
       `${bc.url}/v2/models/breast_cancer/infer`,
-      { id: 'q1', inputs: [{ name: 'features', datatype: 'FP32', shape: [3, 30], parameters: { binary_data_size: 360 } }], outputs: [{ name: 'probabilities', parameters: { binary_data: true } }] },
+      {
+        id: 'q1',
+        inputs: [{ name: 'features', datatype: 'FP32', shape: [3, 30], parameters: { binary_data_size: 360 } }],
+        outputs: [{ name: 'probabilities', parameters: { binary_data: true } }],
+      },
       [f32bytes(x)],
     );
     expect(res.status).toBe(200);
@@ -98,12 +104,14 @@ describe('REST binary tensor data', () => {
   });
 
   it('carries BYTES as length-prefixed elements both ways', async () => {
-    const text = Buffer.concat(['héllo', '', 'x y'].map((s) => {
-      const b = Buffer.from(s);
-      const n = Buffer.alloc(4);
-      n.writeUInt32LE(b.length);
-      return Buffer.concat([n, b]);
-    }));
+    const text = Buffer.concat(
+      ['héllo', '', 'x y'].map((s) => {
+        const b = Buffer.from(s);
+        const n = Buffer.alloc(4);
+        n.writeUInt32LE(b.length);
+        return Buffer.concat([n, b]);
+      }),
+    );
     const res = await postBinary(
       `${strings.url}/v2/models/string_echo/infer`,
       {
@@ -124,13 +132,23 @@ describe('REST binary tensor data', () => {
   });
 
   it('refuses a bad Inference-Header-Content-Length with 400', async () => {
-    const res = await fetch(`${bc.url}/v2/models/breast_cancer/infer`, { method: 'POST', headers: { 'Inference-Header-Content-Length': '999' }, body: '{"inputs":[]}' });
+    const res = await fetch(`${bc.url}/v2/models/breast_cancer/infer`, {
+      method: 'POST',
+      headers: { 'Inference-Header-Content-Length': '999' },
+      body: '{"inputs":[]}',
+    });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: string }).error).toBe("Inference-Header-Content-Length: 999 must be a whole number from 1 to the body's 13 bytes");
     // A large body is placed in memory by this header before it is checked: a fraction must still be a 400.
-    const large = await fetch(`${bc.url}/v2/models/breast_cancer/infer`, { method: 'POST', headers: { 'Inference-Header-Content-Length': '1.5' }, body: Buffer.alloc(70_000) });
+    const large = await fetch(`${bc.url}/v2/models/breast_cancer/infer`, {
+      method: 'POST',
+      headers: { 'Inference-Header-Content-Length': '1.5' },
+      body: Buffer.alloc(70_000),
+    });
     expect(large.status).toBe(400);
-    expect(((await large.json()) as { error: string }).error).toBe("Inference-Header-Content-Length: 1.5 must be a whole number from 1 to the body's 70000 bytes");
+    expect(((await large.json()) as { error: string }).error).toBe(
+      "Inference-Header-Content-Length: 1.5 must be a whole number from 1 to the body's 70000 bytes",
+    );
   });
 });
 
@@ -160,7 +178,9 @@ describe('Open Inference Protocol over gRPC (official proto, @grpc/grpc-js clien
     const Health = (grpc.loadPackageDefinition(health) as any).grpc.health.v1.Health;
     const checker = new Health(server.grpcAddress, grpc.credentials.createInsecure());
     for (const service of ['', 'inference.GRPCInferenceService']) {
-      const status = await new Promise((resolve, reject) => checker.Check({ service }, (e: Error | null, r: { status: string }) => (e ? reject(e) : resolve(r.status))));
+      const status = await new Promise((resolve, reject) =>
+        checker.Check({ service }, (e: Error | null, r: { status: string }) => (e ? reject(e) : resolve(r.status))),
+      );
       expect(status).toBe('SERVING');
     }
     checker.close();
@@ -195,7 +215,12 @@ describe('Open Inference Protocol over gRPC (official proto, @grpc/grpc-js clien
     const rest = (await (
       await fetch(`${server.url}/v2/models/multi_input/infer`, {
         method: 'POST',
-        body: JSON.stringify({ inputs: [{ name: 'dense', datatype: 'FP32', shape: [5, 4], data: dense }, { name: 'ids', datatype: 'INT64', shape: [5, 3], data: ids }] }),
+        body: JSON.stringify({
+          inputs: [
+            { name: 'dense', datatype: 'FP32', shape: [5, 4], data: dense },
+            { name: 'ids', datatype: 'INT64', shape: [5, 3], data: ids },
+          ],
+        }),
       })
     ).json()) as { outputs: { data: number[] }[] };
     expect(Array.from(new Float32Array(new Uint8Array(raw.raw_output_contents[0]).buffer))).toEqual(rest.outputs[0].data);
@@ -205,14 +230,24 @@ describe('Open Inference Protocol over gRPC (official proto, @grpc/grpc-js clien
   });
 
   it('answers errors with gRPC status codes', async () => {
-    const code = (request: unknown) => client.rpc('ModelInfer', request).then(() => grpc.status.OK, (e: grpc.ServiceError) => [grpc.status[e.code], e.details]);
+    const code = (request: unknown) =>
+      client.rpc('ModelInfer', request).then(
+        () => grpc.status.OK,
+        (e: grpc.ServiceError) => [grpc.status[e.code], e.details],
+      );
     expect(await code({ model_name: 'nope', inputs: [] })).toEqual(['NOT_FOUND', "unknown model 'nope'; this server serves 'multi_input'"]);
-    expect(await code({ model_name: 'multi_input', inputs: [{ name: 'dense', datatype: 'FP32', shape: [1, 5], contents: { fp32_contents: [1, 2, 3, 4, 5] } }] })).toEqual([
+    expect(
+      await code({ model_name: 'multi_input', inputs: [{ name: 'dense', datatype: 'FP32', shape: [1, 5], contents: { fp32_contents: [1, 2, 3, 4, 5] } }] }),
+    ).toEqual(['INVALID_ARGUMENT', "input 'dense': expected shape [-1, 4] (-1 is any size), got [1, 5]"]);
+    expect(await code({ model_name: 'multi_input', inputs: [{ name: 'dense', datatype: 'FP64', shape: [1, 4] }] })).toEqual([
       'INVALID_ARGUMENT',
-      "input 'dense': expected shape [-1, 4] (-1 is any size), got [1, 5]",
+      'input \'dense\': expected datatype FP32, got "FP64"',
     ]);
-    expect(await code({ model_name: 'multi_input', inputs: [{ name: 'dense', datatype: 'FP64', shape: [1, 4] }] })).toEqual(['INVALID_ARGUMENT', 'input \'dense\': expected datatype FP32, got "FP64"']);
-    const [status] = (await code({ model_name: 'multi_input', inputs: [{ name: 'dense', datatype: 'FP32', shape: [1, 4] }], raw_input_contents: [Buffer.alloc(100_000)] })) as string[];
+    const [status] = (await code({
+      model_name: 'multi_input',
+      inputs: [{ name: 'dense', datatype: 'FP32', shape: [1, 4] }],
+      raw_input_contents: [Buffer.alloc(100_000)],
+    })) as string[];
     expect(status).toBe('RESOURCE_EXHAUSTED');
     await expect(client.rpc('ModelMetadata', { name: 'multi_input', version: '7' })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
@@ -241,12 +276,18 @@ describe('a 3x224x224 image model over JSON, binary and gRPC', () => {
     const image = Float32Array.from({ length: 3 * 224 * 224 }, () => random());
     const expected = Array.from((await reference.run({ image: { data: image, dims: [1, 3, 224, 224] } })).logits.data as Float32Array);
     const json = (await (
-      await fetch(`${server.url}/v2/models/image_cnn/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 3, 224, 224], data: Array.from(image) }] }) })
+      await fetch(`${server.url}/v2/models/image_cnn/infer`, {
+        method: 'POST',
+        body: JSON.stringify({ inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 3, 224, 224], data: Array.from(image) }] }),
+      })
     ).json()) as { outputs: { data: number[] }[] };
     expect(json.outputs[0].data).toEqual(expected);
     const binary = await postBinary(
       `${server.url}/v2/models/image_cnn/infer`,
-      { inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 3, 224, 224], parameters: { binary_data_size: image.byteLength } }], parameters: { binary_data_output: true } },
+      {
+        inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 3, 224, 224], parameters: { binary_data_size: image.byteLength } }],
+        parameters: { binary_data_output: true },
+      },
       [Buffer.from(image.buffer)],
     );
     const headerLength = Number(binary.headers.get('inference-header-content-length'));
@@ -312,7 +353,7 @@ describe('inference off the event loop', () => {
     }
   });
 
-  it('a run past the deadline: 504 and DEADLINE_EXCEEDED (the server\'s or the client\'s), its worker replaced, other requests answered, health within 50 ms throughout', async () => {
+  it("a run past the deadline: 504 and DEADLINE_EXCEEDED (the server's or the client's), its worker replaced, other requests answered, health within 50 ms throughout", async () => {
     const lines: string[] = [];
     const server = await serve('slow_loop', { workers: 2, intraOpThreads: 1, inferenceTimeoutMs: 400 }, (l) => lines.push(l));
     const client = officialClient(server.grpcAddress!);
@@ -330,10 +371,22 @@ describe('inference off the event loop', () => {
     })();
     try {
       const started = performance.now();
-      const heavyRest = fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(HEAVY) }).then(async (r) => [r.status, ((await r.json()) as { error: string }).error]);
+      const heavyRest = fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(HEAVY) }).then(async (r) => [
+        r.status,
+        ((await r.json()) as { error: string }).error,
+      ]);
       const heavyGrpc = client
-        .rpc('ModelInfer', { model_name: 'slow_loop', inputs: [{ name: 'iterations', datatype: 'INT64', shape: [], contents: { int64_contents: [HEAVY] } }, { name: 'x', datatype: 'FP32', shape: [1, 256], contents: { fp32_contents: Array(256).fill(0.01) } }] })
-        .then(() => 'OK', (e: { code: number; details: string }) => `${e.code} ${e.details}`);
+        .rpc('ModelInfer', {
+          model_name: 'slow_loop',
+          inputs: [
+            { name: 'iterations', datatype: 'INT64', shape: [], contents: { int64_contents: [HEAVY] } },
+            { name: 'x', datatype: 'FP32', shape: [1, 256], contents: { fp32_contents: Array(256).fill(0.01) } },
+          ],
+        })
+        .then(
+          () => 'OK',
+          (e: { code: number; details: string }) => `${e.code} ${e.details}`,
+        );
       expect(await heavyRest).toEqual([504, 'inference overstayed the deadline; the run was abandoned']);
       expect(await heavyGrpc).toBe('4 inference overstayed the deadline; the run was abandoned');
       // Answered at the deadline, not when the run would have ended; the abandoned threads end when their
@@ -341,7 +394,9 @@ describe('inference off the event loop', () => {
       expect(performance.now() - started).toBeLessThan(1200);
       expect(await (await fetch(`${server.url}/metrics`)).text()).toMatch(/mlops_inference_abandoned_runs [12]/);
       // Light requests are answered by the replacement workers meanwhile.
-      const light = await Promise.all(Array.from({ length: 6 }, () => fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(10) }).then((r) => r.status)));
+      const light = await Promise.all(
+        Array.from({ length: 6 }, () => fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(10) }).then((r) => r.status)),
+      );
       expect(light).toEqual(Array(6).fill(200));
 
       // A client's own deadline, shorter than the server's, abandons the run too.
@@ -349,8 +404,21 @@ describe('inference off the event loop', () => {
       const shortClient = officialClient(shortServer.grpcAddress!);
       try {
         const answer = await shortClient
-          .rpc('ModelInfer', { model_name: 'slow_loop', inputs: [{ name: 'iterations', datatype: 'INT64', shape: [], contents: { int64_contents: [HEAVY] } }, { name: 'x', datatype: 'FP32', shape: [1, 256], contents: { fp32_contents: Array(256).fill(0.01) } }] }, 300)
-          .then(() => 'OK', (e: { code: number }) => e.code);
+          .rpc(
+            'ModelInfer',
+            {
+              model_name: 'slow_loop',
+              inputs: [
+                { name: 'iterations', datatype: 'INT64', shape: [], contents: { int64_contents: [HEAVY] } },
+                { name: 'x', datatype: 'FP32', shape: [1, 256], contents: { fp32_contents: Array(256).fill(0.01) } },
+              ],
+            },
+            300,
+          )
+          .then(
+            () => 'OK',
+            (e: { code: number }) => e.code,
+          );
         expect(answer).toBe(4);
         await new Promise((r) => setTimeout(r, 100));
         const text = await (await fetch(`${shortServer.url}/metrics`)).text();
@@ -401,14 +469,20 @@ describe('inference off the event loop', () => {
   });
 
   it('`mlops serve` stopped while an abandoned run is still inside ONNX Runtime ends by the signal at once, not by an abort when the run returns', async () => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture('slow_loop', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], {
-      env: { ...process.env, CI: 'true', MLOPS_INFERENCE_TIMEOUT_MS: '300' },
-    });
+    const child = spawn(
+      process.execPath,
+      [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture('slow_loop', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'],
+      {
+        env: { ...process.env, CI: 'true', MLOPS_INFERENCE_TIMEOUT_MS: '300' },
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.on('exit', (code, signal) => resolve({ code, signal })),
+    );
     while (!stdout.includes('"url"')) await new Promise((r) => setTimeout(r, 20));
     const { url } = JSON.parse(stdout) as { url: string };
     // About 10 s of loop rounds: still running long after its 504.
@@ -425,7 +499,9 @@ describe('inference off the event loop', () => {
     const server = await serve('slow_loop', { workers: 2, inlineMaxMs: 0 });
     const client = officialClient(server.grpcAddress!);
     try {
-      const rest = Array.from({ length: 4 }, () => fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(4000) }).then((r) => r.status));
+      const rest = Array.from({ length: 4 }, () =>
+        fetch(`${server.url}/v2/models/slow_loop/infer`, { method: 'POST', body: slow(4000) }).then((r) => r.status),
+      );
       const viaGrpc = Array.from({ length: 4 }, () =>
         client
           .rpc('ModelInfer', {
@@ -435,7 +511,10 @@ describe('inference off the event loop', () => {
               { name: 'x', datatype: 'FP32', shape: [1, 256], contents: { fp32_contents: Array(256).fill(0.01) } },
             ],
           })
-          .then(() => 'OK', (e: grpc.ServiceError) => grpc.status[e.code]),
+          .then(
+            () => 'OK',
+            (e: grpc.ServiceError) => grpc.status[e.code],
+          ),
       );
       await new Promise((r) => setTimeout(r, 50));
       const outcome = await server.stop();
@@ -519,7 +598,9 @@ describe('mlops test and bench against a server they know nothing about', () => 
       expect(rest).toMatchObject({ model: 'breast_cancer', protocol: 'rest-binary', rows: 114 });
       expect(grpcReport).toMatchObject({ model: 'breast_cancer', protocol: 'grpc', rows: 114 });
       expect(grpcReport.metrics).toEqual(rest.metrics);
-      const bench = await runCli(['bench', '--url', `grpc://${server.grpcAddress}`, '--concurrency', '2', '--requests', '300', '--warmup', '0ms', '--json'], { cwd: dir });
+      const bench = await runCli(['bench', '--url', `grpc://${server.grpcAddress}`, '--concurrency', '2', '--requests', '300', '--warmup', '0ms', '--json'], {
+        cwd: dir,
+      });
       expect(bench.code, bench.stderr).toBe(0);
       const report = JSON.parse(bench.stdout);
       expect(report).toMatchObject({ model: 'breast_cancer', target: { protocol: 'grpc', url: `grpc://${server.grpcAddress}` } });
@@ -530,7 +611,9 @@ describe('mlops test and bench against a server they know nothing about', () => 
   it('name an unreachable gRPC server in one line, and a gRPC port in use with its flag', async () => {
     const unreachable = await runCli(['bench', '--url', 'grpc://127.0.0.1:1', '--requests', '5']);
     expect(unreachable.code).toBe(3);
-    expect(lines(unreachable.stderr).filter((l) => l.startsWith('error:'))).toEqual(['error: cannot reach the gRPC server at 127.0.0.1:1: 14 UNAVAILABLE: connect ECONNREFUSED 127.0.0.1:1']);
+    expect(lines(unreachable.stderr).filter((l) => l.startsWith('error:'))).toEqual([
+      'error: cannot reach the gRPC server at 127.0.0.1:1: 14 UNAVAILABLE: connect ECONNREFUSED 127.0.0.1:1',
+    ]);
     const port = Number(server.grpcAddress!.split(':')[1]);
     const error = await startServer(serveOptions('breast_cancer', { grpcPort: port }), quiet).catch((e) => e);
     expect(error.exitCode).toBe(3);

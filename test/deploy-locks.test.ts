@@ -18,7 +18,13 @@ import type { DeployContext, Release } from '../src/targets/types.js';
 import { withTempDir } from './helpers.js';
 import { scripted } from './scripted-cli.js';
 
-const v1: Release = { version: '1.0.0', image: '127.0.0.1:5000/team/bc@sha256:' + 'a'.repeat(64), digest: 'sha256:' + 'a'.repeat(64), modelName: 'bc', modelSha256: 'f'.repeat(64) };
+const v1: Release = {
+  version: '1.0.0',
+  image: '127.0.0.1:5000/team/bc@sha256:' + 'a'.repeat(64),
+  digest: 'sha256:' + 'a'.repeat(64),
+  modelName: 'bc',
+  modelSha256: 'f'.repeat(64),
+};
 const v2: Release = { ...v1, version: '1.1.0', image: '127.0.0.1:5000/team/bc@sha256:' + 'b'.repeat(64) };
 
 function ctx(runner: Runner, projectDir = '/tmp'): DeployContext {
@@ -41,7 +47,7 @@ function ctx(runner: Runner, projectDir = '/tmp'): DeployContext {
 const deadHolder = (): LockHolder => ({ pid: 2 ** 22 + 12345, host: hostname(), command: 'mlops deploy 0.9.0', since: '2026-11-23T00:00:00.000Z' });
 
 describe('the lock file (targets whose platform has no lock)', () => {
-  it('is taken once; a second taker is told who holds it; a dead holder\'s lock is taken over', async () => {
+  it("is taken once; a second taker is told who holds it; a dead holder's lock is taken over", async () => {
     await withTempDir(async (dir) => {
       const first = await fileLock(dir, 'prod', thisProcess('mlops deploy 1.0.0'));
       expect('release' in first).toBe(true);
@@ -83,12 +89,22 @@ describe('the lock file (targets whose platform has no lock)', () => {
     const holder = { pid: 4242, host: 'ci-runner-7', command: 'mlops deploy 1.0.3', since: '2026-11-23T01:00:00.000Z' };
     let tries = 0;
     const started = Date.now();
-    const error = await acquireLock('dev', async () => (tries++, { holder }), 0.3, () => undefined).catch((e) => e);
+    const error = await acquireLock(
+      'dev',
+      async () => (tries++, { holder }),
+      0.3,
+      () => undefined,
+    ).catch((e) => e);
     expect(isMlopsError(error) && error.exitCode).toBe(3);
     expect(error.message).toBe("target 'dev' is locked by mlops deploy 1.0.3 (pid 4242 on ci-runner-7, since 2026-11-23T01:00:00.000Z)");
     expect(tries).toBeGreaterThan(1);
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
-    const once = await acquireLock('dev', async () => ({ holder }), 0, () => undefined).catch((e) => e);
+    const once = await acquireLock(
+      'dev',
+      async () => ({ holder }),
+      0,
+      () => undefined,
+    ).catch((e) => e);
     expect(once.hint).toContain('--lock-timeout');
   });
 });
@@ -96,21 +112,31 @@ describe('the lock file (targets whose platform has no lock)', () => {
 describe('kubernetes: a Lease as the lock, and recovery of an interrupted rollout (kubectl through the exec seam)', () => {
   const k8s: KubernetesTarget = { ...TARGET_DEFAULTS.kubernetes, context: 'prod-cluster', namespace: 'ml' };
   const base = '--context prod-cluster --namespace ml';
-  const lease = (holder: LockHolder, renewTime: string) => JSON.stringify({ metadata: { resourceVersion: '812' }, spec: { holderIdentity: JSON.stringify(holder), leaseDurationSeconds: 900, renewTime } });
+  const lease = (holder: LockHolder, renewTime: string) =>
+    JSON.stringify({ metadata: { resourceVersion: '812' }, spec: { holderIdentity: JSON.stringify(holder), leaseDurationSeconds: 900, renewTime } });
 
   it('creates the Lease; the API server refusing a second create names the holder', async () => {
     const { runner, calls, inputs } = scripted(() => ({}));
     const taken = await kubernetesAdapter.lock(k8s, ctx(runner), thisProcess('mlops deploy 1.1.0'));
     expect(calls).toEqual([`kubectl ${base} create -f -`]);
     const manifest = JSON.parse(inputs[0]);
-    expect(manifest).toMatchObject({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'mlops-deploy-bc', namespace: 'ml' }, spec: { leaseDurationSeconds: 900 } });
+    expect(manifest).toMatchObject({
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: 'mlops-deploy-bc', namespace: 'ml' },
+      spec: { leaseDurationSeconds: 900 },
+    });
     expect(JSON.parse(manifest.spec.holderIdentity)).toMatchObject({ command: 'mlops deploy 1.1.0', pid: process.pid });
     expect(manifest.spec.renewTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
     if ('release' in taken) await taken.release();
     expect(calls.at(-1)).toBe(`kubectl ${base} delete lease mlops-deploy-bc --ignore-not-found`);
 
     const holder = { pid: 7, host: 'ci-runner-7', command: 'mlops deploy 1.0.3', since: '2026-11-23T01:00:00.000Z' };
-    const held = scripted((line) => (line.includes('create') ? { exitCode: 1, stderr: 'Error from server (AlreadyExists): leases.coordination.k8s.io "mlops-deploy-bc" already exists' } : { stdout: lease(holder, new Date().toISOString()) }));
+    const held = scripted((line) =>
+      line.includes('create')
+        ? { exitCode: 1, stderr: 'Error from server (AlreadyExists): leases.coordination.k8s.io "mlops-deploy-bc" already exists' }
+        : { stdout: lease(holder, new Date().toISOString()) },
+    );
     expect(await kubernetesAdapter.lock(k8s, ctx(held.runner), thisProcess('mlops deploy 1.1.0'))).toEqual({ holder });
     expect(held.calls).toEqual([`kubectl ${base} create -f -`, `kubectl ${base} get lease mlops-deploy-bc -o json`]);
   });
@@ -120,7 +146,11 @@ describe('kubernetes: a Lease as the lock, and recovery of an interrupted rollou
     const kserve = { ...TARGET_DEFAULTS.kserve, namespace: 'models', canary: [20, 100] };
     expect('release' in (await kserveAdapter.lock(kserve, ctx(runner), thisProcess('mlops deploy 1.1.0')))).toBe(true);
     expect(calls).toEqual(['kubectl --namespace models create -f -']);
-    expect(JSON.parse(inputs[0])).toMatchObject({ kind: 'Lease', metadata: { name: 'mlops-deploy-bc', namespace: 'models' }, spec: { leaseDurationSeconds: 600 * 3 + 300 } });
+    expect(JSON.parse(inputs[0])).toMatchObject({
+      kind: 'Lease',
+      metadata: { name: 'mlops-deploy-bc', namespace: 'models' },
+      spec: { leaseDurationSeconds: 600 * 3 + 300 },
+    });
   });
 
   it('takes over an expired Lease, or one whose holder died on this host, with replace at the resourceVersion read', async () => {
@@ -128,14 +158,22 @@ describe('kubernetes: a Lease as the lock, and recovery of an interrupted rollou
       [{ pid: 7, host: 'ci-runner-7', command: 'mlops deploy 1.0.3', since: '' }, '2026-11-01T00:00:00.000000Z'],
       [deadHolder(), new Date().toISOString()],
     ] as const) {
-      const { runner, calls, inputs } = scripted((line) => (line.includes('create') ? { exitCode: 1, stderr: 'AlreadyExists' } : line.includes('get lease') ? { stdout: lease(holder, renewTime) } : {}));
+      const { runner, calls, inputs } = scripted((line) =>
+        line.includes('create') ? { exitCode: 1, stderr: 'AlreadyExists' } : line.includes('get lease') ? { stdout: lease(holder, renewTime) } : {},
+      );
       const taken = await kubernetesAdapter.lock(k8s, ctx(runner), thisProcess('mlops deploy 1.1.0'));
       expect('release' in taken).toBe(true);
       expect(calls.at(-1)).toBe(`kubectl ${base} replace -f -`);
       expect(JSON.parse(inputs.at(-1)!).metadata.resourceVersion).toBe('812');
     }
     // Someone else replaced it first: the resourceVersion no longer matches, and theirs it stays.
-    const lost = scripted((line) => (line.includes('create') ? { exitCode: 1, stderr: 'AlreadyExists' } : line.includes('get lease') ? { stdout: lease(deadHolder(), new Date().toISOString()) } : { exitCode: 1, stderr: 'Conflict' }));
+    const lost = scripted((line) =>
+      line.includes('create')
+        ? { exitCode: 1, stderr: 'AlreadyExists' }
+        : line.includes('get lease')
+          ? { stdout: lease(deadHolder(), new Date().toISOString()) }
+          : { exitCode: 1, stderr: 'Conflict' },
+    );
     expect(await kubernetesAdapter.lock(k8s, ctx(lost.runner), thisProcess('mlops deploy 1.1.0'))).toHaveProperty('holder');
   });
 
@@ -144,7 +182,11 @@ describe('kubernetes: a Lease as the lock, and recovery of an interrupted rollou
     const { runner, calls, inputs } = scripted((line) => (line.includes('get deployment') ? { stdout: JSON.stringify(deployment) } : {}));
     const recovery = await kubernetesAdapter.recover(k8s, ctx(runner), v1);
     expect(recovery).toMatchObject({ candidate: { version: '1.1.0', image: v2.image }, outcome: 'restored', serving: v1 });
-    expect(calls).toEqual([`kubectl ${base} get deployment bc -o json`, `kubectl ${base} apply -f -`, `kubectl ${base} rollout status deployment/bc --timeout=300s`]);
+    expect(calls).toEqual([
+      `kubectl ${base} get deployment bc -o json`,
+      `kubectl ${base} apply -f -`,
+      `kubectl ${base} rollout status deployment/bc --timeout=300s`,
+    ]);
     expect(inputs[0]).toContain(`image: ${v1.image}`);
     // What the history says serves is what runs: nothing to do.
     const clean = scripted(() => ({ stdout: JSON.stringify({ metadata: { annotations: { 'mlops.image': v1.image } } }) }));
@@ -159,11 +201,21 @@ describe('kserve: recovery of an interrupted deploy (kubectl through the exec se
     let generation = 4;
     const { runner, calls, inputs } = scripted((line) => {
       if (line.includes('apply')) return { stdout: JSON.stringify({ metadata: { generation: ++generation } }) };
-      return { stdout: JSON.stringify({ metadata: { generation, annotations: { 'mlops.image': v2.image, 'mlops.version': '1.1.0' } }, spec: { predictor: { canaryTrafficPercent: 20 } }, status: { observedGeneration: generation, conditions: [{ type: 'Ready', status: 'True' }] } }) };
+      return {
+        stdout: JSON.stringify({
+          metadata: { generation, annotations: { 'mlops.image': v2.image, 'mlops.version': '1.1.0' } },
+          spec: { predictor: { canaryTrafficPercent: 20 } },
+          status: { observedGeneration: generation, conditions: [{ type: 'Ready', status: 'True' }] },
+        }),
+      };
     });
     const recovery = await kserveAdapter.recover(kserve, ctx(runner), v1);
     expect(recovery).toMatchObject({ candidate: { version: '1.1.0', image: v2.image }, outcome: 'restored', serving: v1 });
-    expect(calls).toEqual(['kubectl --namespace models get inferenceservice bc -o json', 'kubectl --namespace models apply -f - -o json', 'kubectl --namespace models get inferenceservice bc -o json']);
+    expect(calls).toEqual([
+      'kubectl --namespace models get inferenceservice bc -o json',
+      'kubectl --namespace models apply -f - -o json',
+      'kubectl --namespace models get inferenceservice bc -o json',
+    ]);
     expect(inputs[0]).toContain(`image: ${v1.image}`);
     expect(inputs[0]).not.toContain('canaryTrafficPercent');
     const clean = scripted(() => ({ stdout: JSON.stringify({ metadata: { annotations: { 'mlops.image': v1.image } } }) }));
@@ -175,12 +227,22 @@ describe('cloudrun: best-effort lock and recovery of an interrupted canary (gclo
   const run: CloudRunTarget = { ...TARGET_DEFAULTS.cloudrun, project: 'acme', region: 'europe-west1', canary: [10, 50, 100] };
   const base = '--project acme --region europe-west1';
 
-  it('traffic left split by a canary that died goes back to the serving version\'s tag', async () => {
-    const split = { status: { traffic: [{ revisionName: 'bc-00001', percent: 90, tag: 'v1-0-0' }, { revisionName: 'bc-00002', percent: 10, tag: 'v1-1-0' }] } };
+  it("traffic left split by a canary that died goes back to the serving version's tag", async () => {
+    const split = {
+      status: {
+        traffic: [
+          { revisionName: 'bc-00001', percent: 90, tag: 'v1-0-0' },
+          { revisionName: 'bc-00002', percent: 10, tag: 'v1-1-0' },
+        ],
+      },
+    };
     const { runner, calls } = scripted(() => ({ stdout: JSON.stringify(split) }));
     const recovery = await cloudRunAdapter.recover(run, ctx(runner), v1);
     expect(recovery).toMatchObject({ candidate: { version: '1-1-0' }, outcome: 'restored', serving: v1 });
-    expect(calls).toEqual([`gcloud run services describe bc ${base} --format=json`, `gcloud run services update-traffic bc ${base} --to-tags=v1-0-0=100 --quiet`]);
+    expect(calls).toEqual([
+      `gcloud run services describe bc ${base} --format=json`,
+      `gcloud run services update-traffic bc ${base} --to-tags=v1-0-0=100 --quiet`,
+    ]);
     const whole = scripted(() => ({ stdout: JSON.stringify({ status: { traffic: [{ revisionName: 'bc-00001', percent: 100, tag: 'v1-0-0' }] } }) }));
     expect(await cloudRunAdapter.recover(run, ctx(whole.runner), v1)).toBeNull();
   });
@@ -196,7 +258,10 @@ describe('cloudrun: best-effort lock and recovery of an interrupted canary (gclo
 });
 
 describe('mlops history --rebuild: the history from what the platform records', () => {
-  const config = applyDefaults({ model: { name: 'bc' }, targets: { prod: { type: 'kubernetes', context: 'prod-cluster', namespace: 'ml' }, run: { type: 'cloudrun', project: 'acme', region: 'europe-west1' } } });
+  const config = applyDefaults({
+    model: { name: 'bc' },
+    targets: { prod: { type: 'kubernetes', context: 'prod-cluster', namespace: 'ml' }, run: { type: 'cloudrun', project: 'acme', region: 'europe-west1' } },
+  });
   const rs = (version: string, image: string, revision: number, replicas: number) => ({
     metadata: { creationTimestamp: `2026-11-0${revision}T00:00:00Z`, annotations: { 'deployment.kubernetes.io/revision': String(revision) } },
     spec: { replicas, template: { metadata: { labels: { 'app.kubernetes.io/version': version } }, spec: { containers: [{ image }] } } },
@@ -204,7 +269,9 @@ describe('mlops history --rebuild: the history from what the platform records', 
 
   it('kubernetes: one entry per ReplicaSet by revision, the serving one last, so rollback works again', async () => {
     await withTempDir(async (dir) => {
-      const { runner, calls } = scripted(() => ({ stdout: JSON.stringify({ items: [rs('1.1.0', v2.image, 2, 0), rs('1.0.0', v1.image, 3, 2), rs('0.9.0', 'old@sha256:' + 'c'.repeat(64), 1, 0)] }) }));
+      const { runner, calls } = scripted(() => ({
+        stdout: JSON.stringify({ items: [rs('1.1.0', v2.image, 2, 0), rs('1.0.0', v1.image, 3, 2), rs('0.9.0', 'old@sha256:' + 'c'.repeat(64), 1, 0)] }),
+      }));
       const options = { cwd: dir, projectDir: dir, config, env: {}, target: 'prod', dryRun: false, log: () => undefined, runner };
       const rebuilt = await rebuildHistory(options);
       expect(calls).toEqual(['kubectl --context prod-cluster --namespace ml get replicasets -l app.kubernetes.io/name=bc -o json']);
@@ -226,10 +293,19 @@ describe('mlops history --rebuild: the history from what the platform records', 
       const file = path.join(dir, '.mlops', 'history', 'run.json');
       await mkdir(path.dirname(file), { recursive: true });
       await writeFile(file, '{"entries": [');
-      const revision = (name: string, version: string, day: number) => ({ metadata: { name, creationTimestamp: `2026-11-0${day}T00:00:00Z`, labels: { 'mlops-version': version } }, spec: { containers: [{ image: `img@sha256:${String(day).repeat(64)}` }] } });
+      const revision = (name: string, version: string, day: number) => ({
+        metadata: { name, creationTimestamp: `2026-11-0${day}T00:00:00Z`, labels: { 'mlops-version': version } },
+        spec: { containers: [{ image: `img@sha256:${String(day).repeat(64)}` }] },
+      });
       const { runner } = scripted((line) =>
         line.includes('revisions list')
-          ? { stdout: JSON.stringify([revision('bc-00002', '1-1-0', 2), revision('bc-00001', '1-0-0', 1), { metadata: { name: 'bc-manual', creationTimestamp: '2026-11-03T00:00:00Z' } }]) }
+          ? {
+              stdout: JSON.stringify([
+                revision('bc-00002', '1-1-0', 2),
+                revision('bc-00001', '1-0-0', 1),
+                { metadata: { name: 'bc-manual', creationTimestamp: '2026-11-03T00:00:00Z' } },
+              ]),
+            }
           : { stdout: JSON.stringify({ status: { traffic: [{ revisionName: 'bc-00001', percent: 100 }] } }) },
       );
       const logs: string[] = [];

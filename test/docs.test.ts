@@ -15,10 +15,20 @@ import { applyDefaults } from '../src/config/normalize.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 
-const PAGES = ['README.md', ...readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const PAGES = [
+  'README.md',
+  ...readdirSync(path.join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
 const text = (page: string) => readFileSync(path.join(ROOT, page), 'utf8');
 /** GitHub's anchor for a heading. */
-const slug = (heading: string) => heading.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-');
+const slug = (heading: string) =>
+  heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\w\- ]/g, '')
+    .replace(/ /g, '-');
 const anchors = (page: string) => new Set([...text(page).matchAll(/^#{1,6} (.+)$/gm)].map((m) => slug(m[1])));
 /** Markdown outside code blocks: examples may hold anything. */
 const prose = (page: string) => text(page).replace(/```[\s\S]*?```/g, '');
@@ -39,8 +49,16 @@ describe('links and cited sections', () => {
   });
 
   it('every docs section a hint in the code cites exists', () => {
-    const sources = execFileSync('git', ['ls-files', 'src'], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter((f) => f.endsWith('.ts'));
-    const cited = sources.flatMap((f) => [...readFileSync(path.join(ROOT, f), 'utf8').matchAll(/(docs\/[\w-]+\.md|README\.md)[,:]? \\?"([^"\\]+)\\?"/g)].map((m) => ({ from: f, page: m[1], section: m[2] })));
+    const sources = execFileSync('git', ['ls-files', 'src'], { cwd: ROOT, encoding: 'utf8' })
+      .split('\n')
+      .filter((f) => f.endsWith('.ts'));
+    const cited = sources.flatMap((f) =>
+      [...readFileSync(path.join(ROOT, f), 'utf8').matchAll(/(docs\/[\w-]+\.md|README\.md)[,:]? \\?"([^"\\]+)\\?"/g)].map((m) => ({
+        from: f,
+        page: m[1],
+        section: m[2],
+      })),
+    );
     expect(cited.length).toBeGreaterThan(1);
     for (const { from, page, section } of cited) {
       expect(existsSync(path.join(ROOT, page)), `${from} cites ${page}`).toBe(true);
@@ -52,9 +70,11 @@ describe('links and cited sections', () => {
 
 describe('flags: --help and the docs agree', () => {
   const GLOBAL = ['--config', '--json', '--verbose', '--no-color', '--help', '--version'];
-  const commandsTable = text('README.md').split('\n').filter((l) => l.startsWith('| `mlops '));
+  const commandsTable = text('README.md')
+    .split('\n')
+    .filter((l) => l.startsWith('| `mlops '));
 
-  it('every command is in the README\'s table, with every flag its --help lists, and no flag it does not', async () => {
+  it("every command is in the README's table, with every flag its --help lists, and no flag it does not", async () => {
     const problems: string[] = [];
     const { stdout } = await runCli(['--help']);
     const commands = [...stdout.matchAll(/^ {2}([a-z]+)\b/gm)].map((m) => m[1]).filter((c) => c !== 'help');
@@ -68,13 +88,15 @@ describe('flags: --help and the docs agree', () => {
       const help = (await runCli([command, '--help'])).stdout;
       const offered = new Set([...help.matchAll(/(?:^|\s|,)(--[a-z][\w-]*)/gm)].map((m) => m[1]));
       const documented = new Set(rows.flatMap((row) => [...row.matchAll(/(--[a-z][\w-]*)/g)].map((m) => m[1])));
-      for (const flag of offered) if (!GLOBAL.includes(flag) && !documented.has(flag)) problems.push(`${command}: ${flag} is in --help but not in the README's table`);
-      for (const flag of documented) if (!offered.has(flag) && !GLOBAL.includes(flag)) problems.push(`${command}: ${flag} is documented but --help has no such flag`);
+      for (const flag of offered)
+        if (!GLOBAL.includes(flag) && !documented.has(flag)) problems.push(`${command}: ${flag} is in --help but not in the README's table`);
+      for (const flag of documented)
+        if (!offered.has(flag) && !GLOBAL.includes(flag)) problems.push(`${command}: ${flag} is documented but --help has no such flag`);
     }
     expect(problems).toEqual([]);
   });
 
-  it('every `mlops <command> --flag` the docs show exists in that command\'s --help', async () => {
+  it("every `mlops <command> --flag` the docs show exists in that command's --help", async () => {
     const helps = new Map<string, Set<string>>();
     const problems: string[] = [];
     for (const page of PAGES) {
@@ -87,7 +109,8 @@ describe('flags: --help and the docs agree', () => {
         }
         const offered = helps.get(command)!;
         if (offered.size === 0) continue; // prose such as "mlops does not guess"
-        for (const [flag] of line.matchAll(/--[a-z][\w-]*/g)) if (!offered.has(flag) && !GLOBAL.includes(flag)) problems.push(`${page}: \`${line.trim()}\`: ${flag}`);
+        for (const [flag] of line.matchAll(/--[a-z][\w-]*/g))
+          if (!offered.has(flag) && !GLOBAL.includes(flag)) problems.push(`${page}: \`${line.trim()}\`: ${flag}`);
       }
     }
     expect(problems).toEqual([]);
@@ -95,15 +118,15 @@ describe('flags: --help and the docs agree', () => {
 });
 
 describe('config fields named in the docs', () => {
-  it('exist in the schema\'s defaults', () => {
+  it("exist in the schema's defaults", () => {
     const sections = Object.keys(DEFAULTS);
     const problems: string[] = [];
     const exists = (fieldPath: string[]) => {
       let node: unknown = DEFAULTS;
       for (const key of fieldPath) {
-        if (node && typeof node === 'object' && key in (node as object)) node = (node as Record<string, unknown>)[key];
+        if (node && typeof node === 'object' && key in node) node = (node as Record<string, unknown>)[key];
         // Maps keyed by the user (gates, shapes, maxDrop): any key below them is theirs.
-        else return node !== null && typeof node === 'object' && Object.keys(node as object).length === 0;
+        else return node !== null && typeof node === 'object' && Object.keys(node).length === 0;
       }
       return true;
     };
@@ -145,7 +168,10 @@ describe("the README's first example, run as written", () => {
         expect(reference.prediction, model).toBeTruthy();
         await writeFile(profile, JSON.stringify(reference));
         const log = { ...applyDefaults({}).server.inferenceLog, sample: 1, sink: `file:${path.join(work, `${model}.jsonl`)}` };
-        const full = await startServer(serveOptions(model, { modelName: model, profilePath: profile, responseCacheBytes: 1 << 20, inferenceLog: log }), () => undefined);
+        const full = await startServer(
+          serveOptions(model, { modelName: model, profilePath: profile, responseCacheBytes: 1 << 20, inferenceLog: log }),
+          () => undefined,
+        );
         try {
           exposition += await (await fetch(`${full.url}/metrics`)).text();
         } finally {
@@ -155,20 +181,38 @@ describe("the README's first example, run as written", () => {
     } finally {
       await rm(work, { recursive: true, force: true });
     }
-    const families = new Set([...exposition.matchAll(/^# TYPE (\S+) (\w+)$/gm)].flatMap(([, name, type]) => (type === 'histogram' || type === 'summary' ? [name, `${name}_bucket`, `${name}_sum`, `${name}_count`] : [name])));
+    const families = new Set(
+      [...exposition.matchAll(/^# TYPE (\S+) (\w+)$/gm)].flatMap(([, name, type]) =>
+        type === 'histogram' || type === 'summary' ? [name, `${name}_bucket`, `${name}_sum`, `${name}_count`] : [name],
+      ),
+    );
     expect(families.size).toBeGreaterThan(10);
-    const files = [...PAGES, 'mlops.config.example.json', ...readdirSync(path.join(ROOT, 'templates')).filter((f) => /\.(ya?ml)$/.test(f)).map((f) => `templates/${f}`)];
+    const files = [
+      ...PAGES,
+      'mlops.config.example.json',
+      ...readdirSync(path.join(ROOT, 'templates'))
+        .filter((f) => /\.(ya?ml)$/.test(f))
+        .map((f) => `templates/${f}`),
+    ];
     // Metrics other programs export, which the docs name beside ours.
     const foreign = /^mlops_(alert|monitor)_/;
-    const unknown = files.flatMap((file) => [...new Set([...text(file).matchAll(/\bmlops_[a-z0-9_]*[a-z0-9]\b/g)].map((m) => m[0]))].filter((name) => !families.has(name) && !foreign.test(name)).map((name) => `${file}: ${name}`));
+    const unknown = files.flatMap((file) =>
+      [...new Set([...text(file).matchAll(/\bmlops_[a-z0-9_]*[a-z0-9]\b/g)].map((m) => m[0]))]
+        .filter((name) => !families.has(name) && !foreign.test(name))
+        .map((name) => `${file}: ${name}`),
+    );
     expect(unknown).toEqual([]);
   });
 
-  it('every curl in the Quick start answers 200 from `npm run example`\'s server (on a free port here)', async () => {
+  it("every curl in the Quick start answers 200 from `npm run example`'s server (on a free port here)", async () => {
     const block = /To only serve the model[\s\S]*?```sh\n([\s\S]*?)```/.exec(text('README.md'))?.[1];
     expect(block).toBeDefined();
     const port = new URL(server.url).port;
-    const commands = block!.replace(/127\.0\.0\.1:8080/g, `127.0.0.1:${port}`).split(/\n(?=curl )/).map((c) => c.trim()).filter(Boolean);
+    const commands = block!
+      .replace(/127\.0\.0\.1:8080/g, `127.0.0.1:${port}`)
+      .split(/\n(?=curl )/)
+      .map((c) => c.trim())
+      .filter(Boolean);
     expect(commands.length).toBe(5);
     for (const command of commands) {
       const withStatus = command.includes('|') ? command : `${command} -o /dev/null -w '%{http_code}'`;
@@ -183,7 +227,13 @@ describe("the README's first example, run as written", () => {
 describe('what the docs call missing', () => {
   it('names no deploy target that exists', () => {
     const types = Object.keys(TARGET_DEFAULTS);
-    const claims = PAGES.flatMap((page) => [...prose(page).replace(/\n/g, ' ').matchAll(/[^.]*\bnot (?:built|supported|implemented|available) yet\b[^.]*/g)].map((m) => ({ page, sentence: m[0] })));
+    const claims = PAGES.flatMap((page) =>
+      [
+        ...prose(page)
+          .replace(/\n/g, ' ')
+          .matchAll(/[^.]*\bnot (?:built|supported|implemented|available) yet\b[^.]*/g),
+      ].map((m) => ({ page, sentence: m[0] })),
+    );
     const wrong = claims.filter(({ sentence }) => types.some((t) => new RegExp(`\\b${t}\\b`, 'i').test(sentence)));
     expect(wrong).toEqual([]);
   });

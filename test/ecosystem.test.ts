@@ -50,46 +50,49 @@ describe.runIf(promtool.ok)(`alert rules and dashboard cover every inference rou
     ['/invocations', 'rest', '500'],
     ['$AIP_PREDICT_ROUTE', 'rest', '503'],
     ['ModelInfer', 'grpc', 'INTERNAL'],
-  ])('%s: a server taking traffic only there is not "no traffic", and its failures fire MlopsInferenceErrors (promtool test rules)', async (route, protocol, failed) => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'mlops-rules-'));
-    try {
-      await writeFile(path.join(dir, 'rules.yml'), prometheusRules(settings));
-      const series = (code: string, per: number) => ({
-        series: `mlops_http_requests_total{job="mlops",instance="a",protocol="${protocol}",route="${route}",method="POST",code="${code}",model="m"}`,
-        values: `0+${per}x30`,
-      });
-      const tests = {
-        rule_files: ['rules.yml'],
-        evaluation_interval: '1m',
-        tests: [
-          {
-            interval: '1m',
-            input_series: [{ series: 'mlops_model_info{job="mlops",instance="a",name="m"}', values: '1x30' }, series('200', 60), series(failed, 60)],
-            alert_rule_test: [
-              { eval_time: '20m', alertname: 'MlopsNoTraffic', exp_alerts: [] },
-              {
-                eval_time: '20m',
-                alertname: 'MlopsInferenceErrors',
-                exp_alerts: [
-                  {
-                    exp_labels: { model: 'm', severity: 'warning' },
-                    exp_annotations: {
-                      summary: 'm: over 5% of inference requests fail',
-                      description: 'Server errors (HTTP 5xx, gRPC INTERNAL/UNKNOWN/UNAVAILABLE): 50% of inference requests over 5 minutes.',
+  ])(
+    '%s: a server taking traffic only there is not "no traffic", and its failures fire MlopsInferenceErrors (promtool test rules)',
+    async (route, protocol, failed) => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'mlops-rules-'));
+      try {
+        await writeFile(path.join(dir, 'rules.yml'), prometheusRules(settings));
+        const series = (code: string, per: number) => ({
+          series: `mlops_http_requests_total{job="mlops",instance="a",protocol="${protocol}",route="${route}",method="POST",code="${code}",model="m"}`,
+          values: `0+${per}x30`,
+        });
+        const tests = {
+          rule_files: ['rules.yml'],
+          evaluation_interval: '1m',
+          tests: [
+            {
+              interval: '1m',
+              input_series: [{ series: 'mlops_model_info{job="mlops",instance="a",name="m"}', values: '1x30' }, series('200', 60), series(failed, 60)],
+              alert_rule_test: [
+                { eval_time: '20m', alertname: 'MlopsNoTraffic', exp_alerts: [] },
+                {
+                  eval_time: '20m',
+                  alertname: 'MlopsInferenceErrors',
+                  exp_alerts: [
+                    {
+                      exp_labels: { model: 'm', severity: 'warning' },
+                      exp_annotations: {
+                        summary: 'm: over 5% of inference requests fail',
+                        description: 'Server errors (HTTP 5xx, gRPC INTERNAL/UNKNOWN/UNAVAILABLE): 50% of inference requests over 5 minutes.',
+                      },
                     },
-                  },
-                ],
-              },
-            ],
-          },
-        ],
-      };
-      await writeFile(path.join(dir, 'tests.yml'), stringify(tests));
-      execFileSync(promtool.path, ['test', 'rules', 'tests.yml'], { cwd: dir, stdio: 'pipe' });
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+                  ],
+                },
+              ],
+            },
+          ],
+        };
+        await writeFile(path.join(dir, 'tests.yml'), stringify(tests));
+        execFileSync(promtool.path, ['test', 'rules', 'tests.yml'], { cwd: dir, stdio: 'pipe' });
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('a burst of refused tokens fires MlopsAuthFailures; a few do not (promtool test rules)', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'mlops-rules-'));
@@ -101,14 +104,20 @@ describe.runIf(promtool.ok)(`alert rules and dashboard cover every inference rou
         rule_files: ['rules.yml'],
         evaluation_interval: '1m',
         tests: [
-          { interval: '1m', input_series: [info, failures(30)], alert_rule_test: [
+          {
+            interval: '1m',
+            input_series: [info, failures(30)],
+            alert_rule_test: [
               {
                 eval_time: '10m',
                 alertname: 'MlopsAuthFailures',
                 exp_alerts: [
                   {
                     exp_labels: { model: 'm', severity: 'warning' },
-                    exp_annotations: { summary: 'm: over 50 requests refused for their token in 5 minutes', description: '150 refused (missing, invalid, or from an address locked out); mlops_auth_failures_total by reason says which.' },
+                    exp_annotations: {
+                      summary: 'm: over 50 requests refused for their token in 5 minutes',
+                      description: '150 refused (missing, invalid, or from an address locked out); mlops_auth_failures_total by reason says which.',
+                    },
                   },
                 ],
               },
@@ -124,15 +133,19 @@ describe.runIf(promtool.ok)(`alert rules and dashboard cover every inference rou
     }
   });
 
-  it('the dashboard\'s request panels select the same routes', () => {
-    const dashboard = grafanaDashboard({ modelName: 'm', profile, referenceSha256: 'a'.repeat(64) }) as { panels: { title: string; targets: { expr: string }[] }[] };
-    const requests = dashboard.panels.filter((p) => ['Throughput', 'Inference latency', 'Errors'].includes(p.title)).flatMap((p) => p.targets.map((t) => t.expr));
+  it("the dashboard's request panels select the same routes", () => {
+    const dashboard = grafanaDashboard({ modelName: 'm', profile, referenceSha256: 'a'.repeat(64) }) as {
+      panels: { title: string; targets: { expr: string }[] }[];
+    };
+    const requests = dashboard.panels
+      .filter((p) => ['Throughput', 'Inference latency', 'Errors'].includes(p.title))
+      .flatMap((p) => p.targets.map((t) => t.expr));
     expect(requests.length).toBeGreaterThan(3);
     for (const expr of requests) expect(expr).toContain(INFERENCE_ROUTE_MATCHER);
   });
 });
 
-describe("the documented Kubernetes scrape job", () => {
+describe('the documented Kubernetes scrape job', () => {
   it('keeps the port serving /metrics and drops the gRPC port', async () => {
     const readme = await readFile(path.join(ROOT, 'docs/monitoring.md'), 'utf8');
     const block = /A Prometheus scrape job[^\n]*\n\n```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
@@ -143,7 +156,10 @@ describe("the documented Kubernetes scrape job", () => {
     const keepPort = job.relabel_configs.find((r) => r.action === 'keep' && r.source_labels.includes('__meta_kubernetes_pod_container_port_name'));
     const config = applyDefaults({});
     const release = { version: '1.0.0', image: 'r/bc@sha256:' + 'a'.repeat(64), digest: null, modelName: 'bc', modelSha256: null };
-    const ports = (renderManifests('bc', TARGET_DEFAULTS.kubernetes, release, config).deployment.toJSON() as any).spec.template.spec.containers[0].ports as { name: string; containerPort: number }[];
+    const ports = renderManifests('bc', TARGET_DEFAULTS.kubernetes, release, config).deployment.toJSON().spec.template.spec.containers[0].ports as {
+      name: string;
+      containerPort: number;
+    }[];
     const http = ports.find((p) => p.containerPort === config.image.port)!;
     const grpc = ports.find((p) => p.containerPort === config.image.grpcPort)!;
     const anchored = new RegExp(`^(?:${keepPort!.regex})$`);

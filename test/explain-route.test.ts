@@ -13,7 +13,14 @@ const quiet = () => undefined;
 const WORK = path.join(ROOT, '.mlops', 'test-explain-route');
 const W = [3, -2, 0, 0.5];
 
-type Explained = { features: string[]; coalitions: number; exact: boolean; background_rows: number; model_rows: number; outputs: { name: string; base_values: number[]; rows: { values: number[]; attributions: number[][] }[] }[] };
+type Explained = {
+  features: string[];
+  coalitions: number;
+  exact: boolean;
+  background_rows: number;
+  model_rows: number;
+  outputs: { name: string; base_values: number[]; rows: { values: number[]; attributions: number[][] }[] }[];
+};
 
 async function post(url: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> & Explained }> {
   const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -40,10 +47,26 @@ describe('POST /v2/models/{name}/explain', () => {
     expect(background.rows).toHaveLength(100);
     expect(background.features).toEqual(['f0', 'f1', 'f2', 'f3']);
     const mean = W.map((_, i) => background.rows.reduce((s, r) => s + r[i], 0) / background.rows.length);
-    const rows = [[0.5, -0.25, 0.9, 0.1], [-1, 1, 0, 0.75], [0, 0, 0, 0]];
-    const { status, json } = await post(`${linear.url}/v2/models/linear_ignores/explain`, { id: 'e-1', inputs: [{ name: 'features', datatype: 'FP32', shape: [3, 4], data: rows.flat() }] });
+    const rows = [
+      [0.5, -0.25, 0.9, 0.1],
+      [-1, 1, 0, 0.75],
+      [0, 0, 0, 0],
+    ];
+    const { status, json } = await post(`${linear.url}/v2/models/linear_ignores/explain`, {
+      id: 'e-1',
+      inputs: [{ name: 'features', datatype: 'FP32', shape: [3, 4], data: rows.flat() }],
+    });
     expect(status).toBe(200);
-    expect(json).toMatchObject({ model_name: 'linear_ignores', id: 'e-1', method: 'kernel_shap', features: ['f0', 'f1', 'f2', 'f3'], coalitions: 14, exact: true, background_rows: 100, model_rows: 3 * (14 * 100 + 1) });
+    expect(json).toMatchObject({
+      model_name: 'linear_ignores',
+      id: 'e-1',
+      method: 'kernel_shap',
+      features: ['f0', 'f1', 'f2', 'f3'],
+      coalitions: 14,
+      exact: true,
+      background_rows: 100,
+      model_rows: 3 * (14 * 100 + 1),
+    });
     const [value] = json.outputs;
     expect(value.name).toBe('value');
     rows.forEach((x, r) => {
@@ -51,7 +74,10 @@ describe('POST /v2/models/{name}/explain', () => {
       x.forEach((xi, i) => expect(row.attributions[i][0]).toBeCloseTo(W[i] * (xi - mean[i]), 4));
       const sum = value.base_values[0] + row.attributions.reduce((s, a) => s + a[0], 0);
       expect(sum).toBeCloseTo(row.values[0], 5);
-      expect(row.values[0]).toBeCloseTo(W.reduce((s, w, i) => s + w * x[i], 1), 5);
+      expect(row.values[0]).toBeCloseTo(
+        W.reduce((s, w, i) => s + w * x[i], 1),
+        5,
+      );
     });
   });
 
@@ -65,12 +91,16 @@ describe('POST /v2/models/{name}/explain', () => {
 
   it('bad requests: too many rows (400), an unknown model (404), a wrong method (405); inference still answers', async () => {
     const rows = Array.from({ length: 17 }, () => [0, 0, 0, 0]);
-    const big = await post(`${linear.url}/v2/models/linear_ignores/explain`, { inputs: [{ name: 'features', datatype: 'FP32', shape: [17, 4], data: rows.flat() }] });
+    const big = await post(`${linear.url}/v2/models/linear_ignores/explain`, {
+      inputs: [{ name: 'features', datatype: 'FP32', shape: [17, 4], data: rows.flat() }],
+    });
     expect(big.status).toBe(400);
     expect(String(big.json.error)).toContain('at most 16 rows (explain.maxRows)');
     expect((await post(`${linear.url}/v2/models/nope/explain`, { inputs: [] })).status).toBe(404);
     expect((await fetch(`${linear.url}/v2/models/linear_ignores/explain`)).status).toBe(405);
-    const infer = await post(`${linear.url}/v2/models/linear_ignores/infer`, { inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 4], data: [1, 0, 0, 0] }] });
+    const infer = await post(`${linear.url}/v2/models/linear_ignores/infer`, {
+      inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 4], data: [1, 0, 0, 0] }],
+    });
     expect(infer.status).toBe(200);
   });
 
@@ -100,7 +130,9 @@ describe('when a server cannot explain, it says why', () => {
     };
     const strings = await refusal(['string_echo'], { inputs: [{ name: 'text', datatype: 'BYTES', shape: [1], data: ['hi'] }] });
     expect(strings.status).toBe(400);
-    expect(String(strings.json.error)).toMatch(/^explanations take one numeric input, \[batch, features\] \(Kernel SHAP\) or image-like \(occlusion\); model 'string_echo' has text BYTES/);
+    expect(String(strings.json.error)).toMatch(
+      /^explanations take one numeric input, \[batch, features\] \(Kernel SHAP\) or image-like \(occlusion\); model 'string_echo' has text BYTES/,
+    );
     const body = { inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 4], data: [0, 0, 0, 0] }] };
     const noBackground = await refusal(['linear_ignores'], body);
     expect(noBackground.status).toBe(409);
@@ -117,7 +149,9 @@ describe('when a server cannot explain, it says why', () => {
     const server = await startServer(serveOptions('breast_cancer', { profilePath: file, workers: 2 }), quiet);
     try {
       const rows = profile.explainBackground!.rows.slice(0, 2);
-      const { status, json } = await post(`${server.url}/v2/models/breast_cancer/explain`, { inputs: [{ name: 'features', datatype: 'FP32', shape: [2, 30], data: rows.flat() }] });
+      const { status, json } = await post(`${server.url}/v2/models/breast_cancer/explain`, {
+        inputs: [{ name: 'features', datatype: 'FP32', shape: [2, 30], data: rows.flat() }],
+      });
       expect(status).toBe(200);
       expect(json).toMatchObject({ coalitions: 256, exact: false, background_rows: 100 });
       const probabilities = json.outputs.find((o) => o.name === 'probabilities')!;
@@ -137,7 +171,9 @@ describe('occlusion for image-like inputs', () => {
     const server = await startServer(serveOptions('region_sum', { workers: 2, explain: { samples: 256, patch: 4, maxRows: 16 } }), quiet);
     try {
       const images = [Array.from({ length: 64 }, (_, i) => (i % 7) / 7), Array.from({ length: 64 }, (_, i) => (i % 3) - 1)];
-      const { status, json } = await post(`${server.url}/v2/models/region_sum/explain`, { inputs: [{ name: 'image', datatype: 'FP32', shape: [2, 1, 8, 8], data: images.flat() }] });
+      const { status, json } = await post(`${server.url}/v2/models/region_sum/explain`, {
+        inputs: [{ name: 'image', datatype: 'FP32', shape: [2, 1, 8, 8], data: images.flat() }],
+      });
       expect(status, JSON.stringify(json)).toBe(200);
       expect(json).toMatchObject({ method: 'occlusion', patch: 4, baseline: 0, spatial_shape: [8, 8], grid: [2, 2], model_rows: 2 * (4 + 1) });
       const [score] = (json as unknown as { outputs: { name: string; rows: { values: number[]; column: number; map: number[][] }[] }[] }).outputs;
@@ -148,10 +184,15 @@ describe('occlusion for image-like inputs', () => {
         expect(row.values[0]).toBeCloseTo(corner, 4);
         expect(row.column).toBe(0);
         // One value a patch: the top-left patch holds the corner's sum.
-        expect(row.map).toEqual([[expect.closeTo(corner, 4), 0], [0, 0]]);
+        expect(row.map).toEqual([
+          [expect.closeTo(corner, 4), 0],
+          [0, 0],
+        ]);
       });
       // ?map=full: one value a position, as the 8 x 8 image.
-      const full = await post(`${server.url}/v2/models/region_sum/explain?map=full`, { inputs: [{ name: 'image', datatype: 'FP32', shape: [2, 1, 8, 8], data: images.flat() }] });
+      const full = await post(`${server.url}/v2/models/region_sum/explain?map=full`, {
+        inputs: [{ name: 'image', datatype: 'FP32', shape: [2, 1, 8, 8], data: images.flat() }],
+      });
       expect(full.json).not.toHaveProperty('grid');
       const fullRows = (full.json as unknown as { outputs: { rows: { map: number[][] }[] }[] }).outputs[0].rows;
       images.forEach((image, r) => {
@@ -167,8 +208,10 @@ describe('occlusion for image-like inputs', () => {
   it('a digits CNN: the map is for the predicted class, one value a patch of the image', async () => {
     const server = await startServer(serveOptions('digits_cnn', { workers: 2 }), quiet);
     try {
-      const image = Array.from({ length: 64 }, (_, i) => ((i * 5) % 17));
-      const { status, json } = await post(`${server.url}/v2/models/digits_cnn/explain`, { inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 1, 8, 8], data: image }] });
+      const image = Array.from({ length: 64 }, (_, i) => (i * 5) % 17);
+      const { status, json } = await post(`${server.url}/v2/models/digits_cnn/explain`, {
+        inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 1, 8, 8], data: image }],
+      });
       expect(status, JSON.stringify(json)).toBe(200);
       const [probabilities] = (json as unknown as { outputs: { rows: { values: number[]; column: number; map: number[][] }[] }[] }).outputs;
       const row = probabilities.rows[0];

@@ -26,7 +26,16 @@ describe('mlops explain', () => {
       await project(dir, 'linear_ignores');
       const { code, report } = await explain(dir);
       expect(code).toBe(0);
-      expect(report).toMatchObject({ task: 'regression', metric: 'r2', holdoutRows: 300, explainedRows: 50, backgroundRows: 100, coalitions: 14, exact: true, modelRowsPerExplanation: 1401 });
+      expect(report).toMatchObject({
+        task: 'regression',
+        metric: 'r2',
+        holdoutRows: 300,
+        explainedRows: 50,
+        backgroundRows: 100,
+        coalitions: 14,
+        exact: true,
+        modelRowsPerExplanation: 1401,
+      });
       expect(report.features.map((f) => f.feature)).toEqual(['f0', 'f1', 'f3', 'f2']);
       const w: Record<string, number> = { f0: 3, f1: -2, f2: 0, f3: 0.5 };
       for (const f of report.features) {
@@ -48,7 +57,15 @@ describe('mlops explain', () => {
       await project(dir, 'breast_cancer', { labels: ['malignant', 'benign'] });
       const first = await explain(dir, ['--rows', '10', '--markdown', 'explain.md', '--html', 'explain.html']);
       expect(first.code, first.stderr).toBe(0);
-      expect(first.report).toMatchObject({ task: 'classification', metric: 'accuracy', explainedRows: 10, coalitions: 256, exact: false, output: 'probabilities', scatterColumn: "'probabilities' class benign" });
+      expect(first.report).toMatchObject({
+        task: 'classification',
+        metric: 'accuracy',
+        explainedRows: 10,
+        coalitions: 256,
+        exact: false,
+        output: 'probabilities',
+        scatterColumn: "'probabilities' class benign",
+      });
       expect(first.report.base.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
       expect(first.report.maxEfficiencyError).toBeLessThan(1e-4);
       expect(first.report.features).toHaveLength(30);
@@ -56,7 +73,9 @@ describe('mlops explain', () => {
       expect(ranked).toEqual([...ranked].sort((a, b) => b - a));
       expect(first.report.features.every((f) => f.permutation.drops.length === 5)).toBe(true);
       const again = await explain(dir, ['--rows', '10']);
-      expect(again.report.features.map((f) => [f.feature, f.meanAbsAttribution, f.permutation.mean])).toEqual(first.report.features.map((f) => [f.feature, f.meanAbsAttribution, f.permutation.mean]));
+      expect(again.report.features.map((f) => [f.feature, f.meanAbsAttribution, f.permutation.mean])).toEqual(
+        first.report.features.map((f) => [f.feature, f.meanAbsAttribution, f.permutation.mean]),
+      );
       const html = await readFile(path.join(dir, 'explain.html'), 'utf8');
       expect(html).toContain('<svg');
       expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org)/);
@@ -70,10 +89,20 @@ describe('mlops explain', () => {
       const header = Array.from({ length: 64 }, (_, i) => `p${i}`).join(',');
       const images = Array.from({ length: 12 }, (_, r) => Array.from({ length: 64 }, (_, i) => ((i * 7 + r * 3) % 11) / 10 + 0.05));
       await writeFile(path.join(dir, 'images.csv'), [header, ...images.map((row) => row.join(','))].join('\n') + '\n');
-      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: 'model.onnx', name: 'region_sum' }, test: { holdout: 'images.csv' }, explain: { patch: 4, rows: 8 } }));
+      await writeFile(
+        path.join(dir, 'mlops.config.json'),
+        JSON.stringify({ model: { path: 'model.onnx', name: 'region_sum' }, test: { holdout: 'images.csv' }, explain: { patch: 4, rows: 8 } }),
+      );
       const result = await runCli(['explain', '--json', '--html', 'map.html', '--markdown', 'map.md'], { cwd: dir });
       expect(result.code, result.stderr).toBe(0);
-      const report = JSON.parse(result.stdout) as { method: string; spatialShape: number[]; explainedRows: number; modelRowsPerExplanation: number; map: number[][]; patches: { rows: number[]; columns: number[]; meanAbsAttribution: number }[] };
+      const report = JSON.parse(result.stdout) as {
+        method: string;
+        spatialShape: number[];
+        explainedRows: number;
+        modelRowsPerExplanation: number;
+        map: number[][];
+        patches: { rows: number[]; columns: number[]; meanAbsAttribution: number }[];
+      };
       expect(report).toMatchObject({ method: 'occlusion', spatialShape: [8, 8], explainedRows: 8, modelRowsPerExplanation: 5 });
       // The corner's mean sum over the sampled rows is all there is; every other patch moves nothing.
       expect(report.patches[0]).toMatchObject({ rows: [0, 4], columns: [0, 4] });
@@ -92,7 +121,9 @@ describe('mlops explain', () => {
       await project(dir, 'multi_input');
       const multi = await runCli(['explain'], { cwd: dir });
       expect(multi.code).toBe(2);
-      expect(lines(multi.stderr).find((l) => l.startsWith('error:'))).toMatch(/^error: explanations take one numeric input, \[batch, features\] \(Kernel SHAP\) or image-like \(occlusion\), and this model has /);
+      expect(lines(multi.stderr).find((l) => l.startsWith('error:'))).toMatch(
+        /^error: explanations take one numeric input, \[batch, features\] \(Kernel SHAP\) or image-like \(occlusion\), and this model has /,
+      );
       await project(dir, 'linear_ignores');
       expect((await runCli(['explain', '--samples', '1'], { cwd: dir })).code).toBe(2);
       const metric = await runCli(['explain', '--metric', 'accuracy'], { cwd: dir });

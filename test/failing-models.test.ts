@@ -28,7 +28,8 @@ const SHORT = ['--concurrency', '2', '--duration', '400ms', '--warmup', '0ms'];
 const CAUSE = "Reshape node 'impossible_reshape': The input tensor cannot be reshaped to the requested shape";
 
 /** The real CLI in a child process: what ONNX Runtime's native logger writes to fd 2 is seen too. */
-const mlops = (args: string[], cwd: string) => execa(process.execPath, [path.join(ROOT, 'bin/mlops.js'), ...args], { cwd, reject: false, env: { CI: 'true', NO_COLOR: '1' } });
+const mlops = (args: string[], cwd: string) =>
+  execa(process.execPath, [path.join(ROOT, 'bin/mlops.js'), ...args], { cwd, reject: false, env: { CI: 'true', NO_COLOR: '1' } });
 
 describe('a model that fails on every input', () => {
   let server: RunningServer;
@@ -72,7 +73,10 @@ describe('a model that fails on every input', () => {
 
   it('bench with an error_rate gate that allows every failure still fails a run where nothing succeeded', async () => {
     await withTempDir(async (dir) => {
-      const { code, stdout } = await runCli(['bench', '--model', FAILING, '--local', ...SHORT, '--gate', 'error_rate<=1', '--json', '--markdown', 'b.md', '--html', 'b.html'], { cwd: dir });
+      const { code, stdout } = await runCli(
+        ['bench', '--model', FAILING, '--local', ...SHORT, '--gate', 'error_rate<=1', '--json', '--markdown', 'b.md', '--html', 'b.html'],
+        { cwd: dir },
+      );
       expect(code).toBe(1);
       expect(JSON.parse(stdout).gates).toEqual([
         expect.objectContaining({ metric: 'error_rate', passed: true }),
@@ -101,7 +105,8 @@ describe('a model that fails on every input', () => {
 });
 
 describe('a streaming model: a named dynamic dimension, an INT64 scalar that must be a sample rate, recurrent state', () => {
-  const bench = (dir: string, ...args: string[]) => runCli(['bench', '--model', VAD, '--local', '--concurrency', '1', '--duration', '300ms', '--warmup', '0ms', '--json', ...args], { cwd: dir });
+  const bench = (dir: string, ...args: string[]) =>
+    runCli(['bench', '--model', VAD, '--local', '--concurrency', '1', '--duration', '300ms', '--warmup', '0ms', '--json', ...args], { cwd: dir });
 
   it('without a size for "samples", stops before sending anything: exit 2 naming the input, dimension and flag', async () => {
     await withTempDir(async (dir) => {
@@ -130,7 +135,12 @@ describe('a streaming model: a named dynamic dimension, an INT64 scalar that mus
   it('with every input in a perf_analyzer data file, zero errors; config keys do the same as the flags', async () => {
     await withTempDir(async (dir) => {
       const state = Array.from({ length: 2 * 64 }, () => 0);
-      const entry = { input: { content: Array.from({ length: 1024 }, (_, i) => Math.sin(i / 10)), shape: [1, 1024] }, sr: [16000], h: { content: state, shape: [2, 1, 64] }, c: state };
+      const entry = {
+        input: { content: Array.from({ length: 1024 }, (_, i) => Math.sin(i / 10)), shape: [1, 1024] },
+        sr: [16000],
+        h: { content: state, shape: [2, 1, 64] },
+        c: state,
+      };
       await writeFile(path.join(dir, 'vad.json'), JSON.stringify({ data: [entry] }));
       const flags = await bench(dir, '--input-data', 'vad.json');
       expect(flags.code, flags.stderr).toBe(0);
@@ -142,12 +152,28 @@ describe('a streaming model: a named dynamic dimension, an INT64 scalar that mus
     });
   });
 
-  it('over --url, where the server reports only sizes, the state\'s dimension must be given too', async () => {
+  it("over --url, where the server reports only sizes, the state's dimension must be given too", async () => {
     const server = await startServer(serveOptions('streaming_vad', { modelName: 'vad' }), () => undefined);
     try {
       await withTempDir(async (dir) => {
         await writeFile(path.join(dir, 'sr.json'), JSON.stringify({ data: [{ sr: 16000 }] }));
-        const args = ['bench', '--url', server.url, '--model', VAD, '--concurrency', '1', '--duration', '300ms', '--warmup', '0ms', '--input-data', 'sr.json', '--shape', 'input:1,512'];
+        const args = [
+          'bench',
+          '--url',
+          server.url,
+          '--model',
+          VAD,
+          '--concurrency',
+          '1',
+          '--duration',
+          '300ms',
+          '--warmup',
+          '0ms',
+          '--input-data',
+          'sr.json',
+          '--shape',
+          'input:1,512',
+        ];
         const missing = await runCli(args, { cwd: dir });
         expect(missing.code).toBe(2);
         expect(missing.stderr).toContain("input 'h' [2, ?, 64]: dimension 1 is dynamic");
@@ -178,7 +204,7 @@ describe('a streaming model: a named dynamic dimension, an INT64 scalar that mus
       for (const [shape, message] of [
         ['h:2,1,65', "--shape h:2,1,65: dimension 2 of input 'h' is fixed at 64"],
         ['h:2,1', "--shape h:2,1: input 'h' has 3 dimensions"],
-        ['input:1,0', "--shape input:1,0: expected an input name and its dimensions"],
+        ['input:1,0', '--shape input:1,0: expected an input name and its dimensions'],
       ]) {
         const { code, stderr } = await bench(dir, '--shape', shape);
         expect(code).toBe(2);
@@ -191,12 +217,16 @@ describe('a streaming model: a named dynamic dimension, an INT64 scalar that mus
 });
 
 describe('status tells "cannot tell" apart from "not deployed"', () => {
-  const target = (dir: string, targets: Record<string, unknown>) => writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: FAILING, name: 'bc' }, targets }));
+  const target = (dir: string, targets: Record<string, unknown>) =>
+    writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: FAILING, name: 'bc' }, targets }));
 
   it('an unreachable Docker engine: exit 3 naming it, not "not deployed"', async () => {
     await withTempDir(async (dir) => {
       await target(dir, { dev: { type: 'local' } });
-      const { code, stdout, stderr } = await runCli(['status', '--target', 'dev', '--json'], { cwd: dir, env: { DOCKER_HOST: `unix://${dir}/no-engine.sock` } });
+      const { code, stdout, stderr } = await runCli(['status', '--target', 'dev', '--json'], {
+        cwd: dir,
+        env: { DOCKER_HOST: `unix://${dir}/no-engine.sock` },
+      });
       expect(code).toBe(3);
       expect(JSON.parse(stdout).error.message).toMatch(/^cannot reach the Docker engine at unix:\/\/.*no-engine\.sock/);
       expect(stderr).not.toContain('not deployed');
@@ -210,18 +240,40 @@ describe('status tells "cannot tell" apart from "not deployed"', () => {
       await writeFile(path.join(dir, 'kubeconfig'), 'apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n');
       const { code, stderr } = await runCli(['status', '--target', 'prod'], { cwd: dir, env: { KUBECONFIG: path.join(dir, 'kubeconfig') } });
       expect(code).toBe(3);
-      expect(lines(stderr)[0]).toBe('error: cannot tell the state of deployment bc (kubectl context no-such-context, namespace default): context "no-such-context" does not exist');
+      expect(lines(stderr)[0]).toBe(
+        'error: cannot tell the state of deployment bc (kubectl context no-such-context, namespace default): context "no-such-context" does not exist',
+      );
       expect(stderr).not.toMatch(/error: error:|not deployed/);
     });
   });
 
   it('each adapter: "not found" is not deployed, anything else exits 3 (scripted CLIs)', async () => {
     const cases: [TargetConfig['type'], string, string][] = [
-      ['kubernetes', 'Error from server (NotFound): deployments.apps "bc" not found', 'Unable to connect to the server: dial tcp 127.0.0.1:6443: connect: connection refused'],
-      ['cloudrun', 'ERROR: (gcloud.run.services.describe) Cannot find service [bc]', 'ERROR: (gcloud.run.services.describe) You do not currently have an active account selected.'],
-      ['sagemaker', 'An error occurred (ValidationException) when calling the DescribeEndpoint operation: Could not find endpoint "bc".', 'Unable to locate credentials. You can configure credentials by running "aws configure".'],
-      ['vertex', 'ERROR: (gcloud.ai.endpoints.describe) NOT_FOUND: Endpoint does not exist.', 'ERROR: (gcloud.ai.endpoints.describe) You do not currently have an active account selected.'],
-      ['kserve', 'Error from server (NotFound): inferenceservices.serving.kserve.io "bc" not found', 'Unable to connect to the server: dial tcp 127.0.0.1:6443: connect: connection refused'],
+      [
+        'kubernetes',
+        'Error from server (NotFound): deployments.apps "bc" not found',
+        'Unable to connect to the server: dial tcp 127.0.0.1:6443: connect: connection refused',
+      ],
+      [
+        'cloudrun',
+        'ERROR: (gcloud.run.services.describe) Cannot find service [bc]',
+        'ERROR: (gcloud.run.services.describe) You do not currently have an active account selected.',
+      ],
+      [
+        'sagemaker',
+        'An error occurred (ValidationException) when calling the DescribeEndpoint operation: Could not find endpoint "bc".',
+        'Unable to locate credentials. You can configure credentials by running "aws configure".',
+      ],
+      [
+        'vertex',
+        'ERROR: (gcloud.ai.endpoints.describe) NOT_FOUND: Endpoint does not exist.',
+        'ERROR: (gcloud.ai.endpoints.describe) You do not currently have an active account selected.',
+      ],
+      [
+        'kserve',
+        'Error from server (NotFound): inferenceservices.serving.kserve.io "bc" not found',
+        'Unable to connect to the server: dial tcp 127.0.0.1:6443: connect: connection refused',
+      ],
     ];
     for (const [type, absent, unreachable] of cases) {
       const config = applyDefaults({ model: { name: 'bc' }, targets: { prod: { type, project: 'p', region: 'r' } as never } });
@@ -240,7 +292,10 @@ describe('status tells "cannot tell" apart from "not deployed"', () => {
         checkpoint: () => undefined,
       });
       expect((await adapter.status(settings, context(absent))).deployed, type).toBe(false);
-      const error = await adapter.status(settings, context(unreachable)).then(() => null, (e: { exitCode?: number; message: string }) => e);
+      const error = await adapter.status(settings, context(unreachable)).then(
+        () => null,
+        (e: { exitCode?: number; message: string }) => e,
+      );
       expect(error?.exitCode, type).toBe(3);
       expect(error?.message, type).toMatch(/^(cannot tell the state of |kubectl get inferenceservice bc failed)/);
     }
@@ -254,12 +309,16 @@ describe("ONNX Runtime's messages cut to their cause", () => {
         "Non-zero status code returned while running Reshape node. Name:'frames' Status Message: /onnxruntime_src/onnxruntime/core/providers/cpu/tensor/reshape_helper.h:84 onnxruntime::ReshapeHelper::ReshapeHelper(const onnxruntime::TensorShape&, onnxruntime::TensorShapeVector&, bool) size != 0 && (input_shape_size % size) == 0 was false. The input tensor cannot be reshaped to the requested shape. Input shape:{1,500}, requested shape:{1,-1,32}\n",
       ),
     ).toBe("Reshape node 'frames': The input tensor cannot be reshaped to the requested shape. Input shape:{1,500}, requested shape:{1,-1,32}");
-    expect(ortCause("Non-zero status code returned while running Pad node. Name:'reflect_pad' Status Message: Pad reflect requires axis length >= 2 after slicing. Input shape:{1,1}")).toBe(
-      "Pad node 'reflect_pad': Pad reflect requires axis length >= 2 after slicing. Input shape:{1,1}",
-    );
-    expect(ortCause('Got invalid dimensions for input: x for the following indices\n index: 1 Got: 3 Expected: 4\n Please fix either the inputs/outputs or the model.')).toBe(
-      'Got invalid dimensions for input: x for the following indices index: 1 Got: 3 Expected: 4 Please fix either the inputs/outputs or the model.',
-    );
+    expect(
+      ortCause(
+        "Non-zero status code returned while running Pad node. Name:'reflect_pad' Status Message: Pad reflect requires axis length >= 2 after slicing. Input shape:{1,1}",
+      ),
+    ).toBe("Pad node 'reflect_pad': Pad reflect requires axis length >= 2 after slicing. Input shape:{1,1}");
+    expect(
+      ortCause(
+        'Got invalid dimensions for input: x for the following indices\n index: 1 Got: 3 Expected: 4\n Please fix either the inputs/outputs or the model.',
+      ),
+    ).toBe('Got invalid dimensions for input: x for the following indices index: 1 Got: 3 Expected: 4 Please fix either the inputs/outputs or the model.');
     expect(ortCause('x'.repeat(1000))).toHaveLength(300);
   });
 });

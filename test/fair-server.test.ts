@@ -24,15 +24,22 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 
 /** `mlops serve` in a process of its own, so that its memory is its own. */
-async function serveProcess(model: string, env: Record<string, string>): Promise<{ child: ChildProcess; url: string; grpcPort: number; stop: () => Promise<void> }> {
+async function serveProcess(
+  model: string,
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string; grpcPort: number; stop: () => Promise<void> }> {
   const grpcPort = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture(model, 'model.onnx'), '--port', '0', '--grpc-port', String(grpcPort), '--json'], {
-    env: { ...process.env, CI: 'true', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture(model, 'model.onnx'), '--port', '0', '--grpc-port', String(grpcPort), '--json'],
+    {
+      env: { ...process.env, CI: 'true', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.resume();
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.resume();
   for (let i = 0; i < 600 && !stdout.includes('"url"'); i++) await sleep(50);
   const { url } = JSON.parse(stdout) as { url: string };
   const stop = async () => {
@@ -62,8 +69,19 @@ async function slowestHealth(url: string, until: Promise<unknown>): Promise<numb
  * write waiting for the one before to be taken, as HTTP/2 flow control allows), then holds the stream.
  * Resolves with the grpc-status the server answered and the bytes it took before answering.
  */
-function grpcUpload(session: http2.ClientHttp2Session, headers: Record<string, string>, declared: number, send: number): { answered: Promise<{ status: string; taken: number }>; stream: http2.ClientHttp2Stream } {
-  const stream = session.request({ ':method': 'POST', ':path': '/inference.GRPCInferenceService/ModelInfer', 'content-type': 'application/grpc', te: 'trailers', ...headers });
+function grpcUpload(
+  session: http2.ClientHttp2Session,
+  headers: Record<string, string>,
+  declared: number,
+  send: number,
+): { answered: Promise<{ status: string; taken: number }>; stream: http2.ClientHttp2Stream } {
+  const stream = session.request({
+    ':method': 'POST',
+    ':path': '/inference.GRPCInferenceService/ModelInfer',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    ...headers,
+  });
   let taken = 0;
   let status: string | undefined;
   const answered = new Promise<{ status: string; taken: number }>((resolve) => {
@@ -106,7 +124,7 @@ describe('gRPC: admitted from the metadata, before the message is read (findings
     await server?.stop();
   });
 
-  it('200 streams without a token, each sending 15 MB of a 16 MB message: each is refused UNAUTHENTICATED at once, has little of its message read, and the server\'s memory stays put', async () => {
+  it("200 streams without a token, each sending 15 MB of a 16 MB message: each is refused UNAUTHENTICATED at once, has little of its message read, and the server's memory stays put", async () => {
     const before = rssOf(server.child.pid!);
     const sessions = Array.from({ length: 4 }, () => http2.connect(`http://127.0.0.1:${server.grpcPort}`));
     try {
@@ -147,13 +165,22 @@ describe('gRPC: admitted from the metadata, before the message is read (findings
     const fp32 = Array.from({ length: rows * 13 }, (_, i) => ROW[i % 13]);
     const method = (inferenceProto()['inference.GRPCInferenceService'] as unknown as Record<string, { requestSerialize: (m: unknown) => Buffer }>).ModelInfer;
     // Encoded before the clock starts: the health probes time the server, not this process.
-    const message = method.requestSerialize({ model_name: 'wine', inputs: [{ name: 'features', datatype: 'FP32', shape: [rows, 13], contents: { fp32_contents: fp32 } }] });
+    const message = method.requestSerialize({
+      model_name: 'wine',
+      inputs: [{ name: 'features', datatype: 'FP32', shape: [rows, 13], contents: { fp32_contents: fp32 } }],
+    });
     expect(message.length).toBeGreaterThan(11 * 2 ** 20);
     const session = http2.connect(`http://127.0.0.1:${server.grpcPort}`);
     try {
       const call = () =>
         new Promise<string>((resolve) => {
-          const stream = session.request({ ':method': 'POST', ':path': '/inference.GRPCInferenceService/ModelInfer', 'content-type': 'application/grpc', te: 'trailers', authorization: `Bearer ${TOKEN}` });
+          const stream = session.request({
+            ':method': 'POST',
+            ':path': '/inference.GRPCInferenceService/ModelInfer',
+            'content-type': 'application/grpc',
+            te: 'trailers',
+            authorization: `Bearer ${TOKEN}`,
+          });
           let status = 'none';
           let bytes = 0;
           stream.on('data', (d: Buffer) => (bytes += d.length));
@@ -182,7 +209,14 @@ describe('fair shares of the body budget (finding 3)', () => {
   const port = () => Number(new URL(server.url).port);
   beforeAll(async () => {
     server = await startServer(
-      serveOptions('wine', { modelName: 'wine', grpcPort: 0, maxBodyBytes: 2 ** 20, maxPendingBodyBytes: 4 * 2 ** 20, minBodyRate: 0, trustedProxies: ['127.0.0.1'] }),
+      serveOptions('wine', {
+        modelName: 'wine',
+        grpcPort: 0,
+        maxBodyBytes: 2 ** 20,
+        maxPendingBodyBytes: 4 * 2 ** 20,
+        minBodyRate: 0,
+        trustedProxies: ['127.0.0.1'],
+      }),
       () => undefined,
     );
   });
@@ -199,7 +233,9 @@ describe('fair shares of the body budget (finding 3)', () => {
         const socket = net.connect(port(), '127.0.0.1');
         socket.on('data', (d) => (received += d.toString('latin1')));
         socket.on('error', () => undefined);
-        socket.write(`POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\nContent-Type: application/json\r\nContent-Length: ${2 ** 20}\r\n\r\n${' '.repeat(2 ** 20 - 10)}`);
+        socket.write(
+          `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\nContent-Type: application/json\r\nContent-Length: ${2 ** 20}\r\n\r\n${' '.repeat(2 ** 20 - 10)}`,
+        );
         stalled.push({ socket, received: () => received });
         await sleep(30);
       }
@@ -270,13 +306,18 @@ describe('the budget shared fairly, and the minimum rate', () => {
   });
 
   it('a stalled upload is dropped with 408 after the rate window (10 s), and its bytes are freed', async () => {
-    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort: 0, maxBodyBytes: 2 ** 20, maxPendingBodyBytes: 2 ** 20 }), () => undefined);
+    const server = await startServer(
+      serveOptions('wine', { modelName: 'wine', grpcPort: 0, maxBodyBytes: 2 ** 20, maxPendingBodyBytes: 2 ** 20 }),
+      () => undefined,
+    );
     try {
       let received = '';
       const socket = net.connect(Number(new URL(server.url).port), '127.0.0.1');
       socket.on('data', (d) => (received += d.toString('latin1')));
       socket.on('error', () => undefined);
-      socket.write(`POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${2 ** 20}\r\n\r\n${' '.repeat(900 * 1024)}`);
+      socket.write(
+        `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${2 ** 20}\r\n\r\n${' '.repeat(900 * 1024)}`,
+      );
       const started = performance.now();
       for (let i = 0; i < 300 && !received.includes('}'); i++) await sleep(50);
       expect(received).toMatch(/^HTTP\/1\.1 408 [^]*arrived too slowly/);
@@ -304,7 +345,15 @@ describe('refusals stop the upload (findings 6 and 7)', () => {
   let server: RunningServer;
   const port = () => Number(new URL(server.url).port);
   beforeAll(async () => {
-    server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort: 0, auth: { tokenFile: '', tokens: [TOKEN], metrics: false, clientAddressHeader: '', reloadIntervalMs: 1000 }, trustedProxies: ['127.0.0.1'] }), () => undefined);
+    server = await startServer(
+      serveOptions('wine', {
+        modelName: 'wine',
+        grpcPort: 0,
+        auth: { tokenFile: '', tokens: [TOKEN], metrics: false, clientAddressHeader: '', reloadIntervalMs: 1000 },
+        trustedProxies: ['127.0.0.1'],
+      }),
+      () => undefined,
+    );
   });
   afterAll(async () => {
     await server?.stop();
@@ -337,8 +386,14 @@ describe('refusals stop the upload (findings 6 and 7)', () => {
     });
 
   it('after a 401 or a 404 the server answers and stops reading: a few MB at most, the connection closed within seconds', async () => {
-    for (const [path, authorization] of [['/v2/models/wine/infer', ''], ['/v2/nothing/here', `Authorization: Bearer ${TOKEN}\r\n`]]) {
-      const { answer, taken, closed } = await pour(`POST ${path} HTTP/1.1\r\nHost: x\r\n${authorization}X-Forwarded-For: 192.0.2.${path.length}\r\nContent-Type: application/json\r\nContent-Length: 8000000000\r\n\r\n`, 5000);
+    for (const [path, authorization] of [
+      ['/v2/models/wine/infer', ''],
+      ['/v2/nothing/here', `Authorization: Bearer ${TOKEN}\r\n`],
+    ]) {
+      const { answer, taken, closed } = await pour(
+        `POST ${path} HTTP/1.1\r\nHost: x\r\n${authorization}X-Forwarded-For: 192.0.2.${path.length}\r\nContent-Type: application/json\r\nContent-Length: 8000000000\r\n\r\n`,
+        5000,
+      );
       expect(answer).toMatch(/^HTTP\/1\.1 (401|404) /);
       // Before: 7.3 GB read in 15 s after the 401.
       expect(taken).toBeLessThan(64 * 2 ** 20);
@@ -352,7 +407,9 @@ describe('refusals stop the upload (findings 6 and 7)', () => {
         let answer = '';
         const started = performance.now();
         const socket = net.connect(port(), '127.0.0.1', () =>
-          socket.write(`POST ${route} HTTP/1.1\r\nHost: x\r\n${authorization}X-Forwarded-For: ${from}\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${BODY.length}\r\n\r\n`),
+          socket.write(
+            `POST ${route} HTTP/1.1\r\nHost: x\r\n${authorization}X-Forwarded-For: ${from}\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${BODY.length}\r\n\r\n`,
+          ),
         );
         socket.on('data', (d) => {
           answer += d.toString('latin1');
@@ -382,13 +439,23 @@ describe('refusals stop the upload (findings 6 and 7)', () => {
     expect(answers[20].answer).toMatch(/^HTTP\/1\.1 429 /);
     // The same address with the right token: invited to upload, then served.
     expect((await ask('/v2/models/wine/infer', `Authorization: Bearer ${TOKEN}\r\n`, '198.51.100.77')).answer).toMatch(/^HTTP\/1\.1 100 Continue/);
-    expect((await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: BODY, headers: { authorization: `Bearer ${TOKEN}`, 'x-forwarded-for': '198.51.100.77' } })).status).toBe(200);
-    expect((await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: BODY, headers: { 'x-forwarded-for': '198.51.100.77' } })).status).toBe(429);
+    expect(
+      (
+        await fetch(`${server.url}/v2/models/wine/infer`, {
+          method: 'POST',
+          body: BODY,
+          headers: { authorization: `Bearer ${TOKEN}`, 'x-forwarded-for': '198.51.100.77' },
+        })
+      ).status,
+    ).toBe(200);
+    expect((await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: BODY, headers: { 'x-forwarded-for': '198.51.100.77' } })).status).toBe(
+      429,
+    );
   }, 30_000);
 });
 
 describe("a client's own deadline (parameters.timeout)", () => {
-  it('shortens the server\'s: a run past it answers 504 at its time, not the server\'s 60 s; a bad value is 400 naming it', async () => {
+  it("shortens the server's: a run past it answers 504 at its time, not the server's 60 s; a bad value is 400 naming it", async () => {
     const server = await startServer(serveOptions('slow_loop', { workers: 1, intraOpThreads: 1, inferenceTimeoutMs: 60_000, grpcPort: 0 }), () => undefined);
     const withTimeout = (iterations: number, timeout: unknown) => JSON.stringify({ ...JSON.parse(slowLoopBody(iterations)), parameters: { timeout } });
     try {
@@ -412,11 +479,20 @@ describe("a client's own deadline (parameters.timeout)", () => {
 
 describe('server.memoryBudget at run time (finding 8)', () => {
   it('concurrent large bodies under a 64 MiB budget: each answered 200 or 503 with Retry-After, never a 500; one that could never fit gets 413 naming the budget', async () => {
-    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort: 0, memoryBudget: '64Mi', maxBodyBytes: 32 * 2 ** 20 }), () => undefined);
+    const server = await startServer(
+      serveOptions('wine', { modelName: 'wine', grpcPort: 0, memoryBudget: '64Mi', maxBodyBytes: 32 * 2 ** 20 }),
+      () => undefined,
+    );
     try {
       // 8 MiB of JSON each (whitespace, then a row): about 32 MiB held while each is served, so two fit at once.
       const large = ' '.repeat(8 * 2 ** 20 - BODY.length) + BODY;
-      const answers = await Promise.all(Array.from({ length: 8 }, () => fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: large }).then(async (r) => [r.status, r.headers.get('retry-after'), await r.text()] as const)));
+      const answers = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: large }).then(
+            async (r) => [r.status, r.headers.get('retry-after'), await r.text()] as const,
+          ),
+        ),
+      );
       expect(answers.filter(([status]) => status !== 200 && status !== 503)).toEqual([]);
       expect(answers.some(([status]) => status === 200)).toBe(true);
       const refused = answers.filter(([status]) => status === 503);
@@ -476,7 +552,9 @@ describe('a deadline that frees the model (finding 4)', () => {
       expect(performance.now() - started).toBeLessThan(400);
       expect(refused.status).toBe(503);
       expect(refused.headers.get('retry-after')).toBe('1');
-      expect(((await refused.json()) as { error: string }).error).toMatch(/every inference worker is held by a run past its deadline \(5 still inside ONNX Runtime\)/);
+      expect(((await refused.json()) as { error: string }).error).toMatch(
+        /every inference worker is held by a run past its deadline \(5 still inside ONNX Runtime\)/,
+      );
       // When a run ends, a worker starts and the server is ready again.
       let recovered = false;
       for (let i = 0; i < 600 && !recovered; i++) {

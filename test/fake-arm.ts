@@ -82,7 +82,8 @@ export async function startFakeArm(): Promise<FakeArm> {
     res.writeHead(status, { 'content-type': 'application/json', 'x-ms-request-id': `req-${requests.length}`, ...headers });
     res.end(text);
   };
-  const notFound = (res: ServerResponse, path: string) => send(res, 404, { error: { code: 'ResourceNotFound', message: `The Resource '${path}' was not found.` } });
+  const notFound = (res: ServerResponse, path: string) =>
+    send(res, 404, { error: { code: 'ResourceNotFound', message: `The Resource '${path}' was not found.` } });
   const setState = (resource: Record<string, unknown> | undefined, state: string) => {
     if (resource && isObject(resource.properties)) resource.properties = { ...resource.properties, provisioningState: state };
   };
@@ -110,7 +111,11 @@ export async function startFakeArm(): Promise<FakeArm> {
       if (!op) return notFound(res, path);
       op.polls += 1;
       const resource = resources.get(op.resourcePath);
-      if (op.polls === 1) return send(res, op.kind === 'put' ? 200 : 202, op.kind === 'put' ? { status: 'InProgress' } : undefined, { 'retry-after': '0', ...(op.kind === 'put' ? {} : { location: `${base}${path}?api-version=${apiVersion}` }) });
+      if (op.polls === 1)
+        return send(res, op.kind === 'put' ? 200 : 202, op.kind === 'put' ? { status: 'InProgress' } : undefined, {
+          'retry-after': '0',
+          ...(op.kind === 'put' ? {} : { location: `${base}${path}?api-version=${apiVersion}` }),
+        });
       if (op.failure) {
         setState(resource, 'Failed');
         return send(res, 200, { status: 'Failed', error: op.failure });
@@ -126,7 +131,10 @@ export async function startFakeArm(): Promise<FakeArm> {
 
     if (method === 'GET') {
       const refusal = refused.find((r) => r.path.test(key));
-      if (refusal) return send(res, refusal.status, { error: { code: 'AuthorizationFailed', message: `The client does not have authorization to perform action 'read' over scope '${path}'.` } });
+      if (refusal)
+        return send(res, refusal.status, {
+          error: { code: 'AuthorizationFailed', message: `The client does not have authorization to perform action 'read' over scope '${path}'.` },
+        });
       const resource = resources.get(key);
       if (resource) return send(res, 200, resource);
       // A collection: the resources one segment below it.

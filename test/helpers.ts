@@ -90,7 +90,15 @@ export function holdoutRows(name = 'breast_cancer'): { header: string[]; rows: n
   const [head, ...body] = readFileSync(fixture(name, 'holdout.csv'), 'utf8').trim().split(/\r?\n/);
   const header = head.split(',');
   const label = header.indexOf('label');
-  return { header: header.filter((_, i) => i !== label), rows: body.map((line) => line.split(',').map(Number).filter((_, i) => i !== label)) };
+  return {
+    header: header.filter((_, i) => i !== label),
+    rows: body.map((line) =>
+      line
+        .split(',')
+        .map(Number)
+        .filter((_, i) => i !== label),
+    ),
+  };
 }
 
 /** Rows drawn (seeded) from the breast cancer holdout; `shift` changes them, as drifted traffic would. */

@@ -5,29 +5,80 @@ import { openHoldout } from '../src/holdout/open.js';
 import { fixture, lines, runCli, withTempDir } from './helpers.js';
 import { writeNpy } from './npy.js';
 
-const exists = (file: string) => access(file).then(() => true, () => false);
+const exists = (file: string) =>
+  access(file).then(
+    () => true,
+    () => false,
+  );
 const errorLine = (stderr: string) => lines(stderr).find((l) => l.startsWith('error:'));
 
 /** The wine holdout (13 features + label), edited. */
 async function wineCsv(edit: (rows: string[][]) => string[][]): Promise<string> {
-  const rows = (await readFile(fixture('wine', 'holdout.csv'), 'utf8')).trim().split(/\r?\n/).map((l) => l.split(','));
-  return edit(rows).map((r) => r.join(',')).join('\n') + '\n';
+  const rows = (await readFile(fixture('wine', 'holdout.csv'), 'utf8'))
+    .trim()
+    .split(/\r?\n/)
+    .map((l) => l.split(','));
+  return (
+    edit(rows)
+      .map((r) => r.join(','))
+      .join('\n') + '\n'
+  );
 }
 
 const cases: [string, string, () => Promise<string>, RegExp][] = [
-  ['an extra column', 'h.csv', () => wineCsv((rows) => rows.map((r, i) => [...r, i === 0 ? 'note' : 'x'])), /^error: h\.csv: extra column 'note': the model needs 13 feature columns .*besides 'label', the file has 14$/],
+  [
+    'an extra column',
+    'h.csv',
+    () => wineCsv((rows) => rows.map((r, i) => [...r, i === 0 ? 'note' : 'x'])),
+    /^error: h\.csv: extra column 'note': the model needs 13 feature columns .*besides 'label', the file has 14$/,
+  ],
   ['a missing column', 'h.csv', () => wineCsv((rows) => rows.map((r) => r.slice(1))), /^error: h\.csv: missing 1 column: the model needs 13 feature columns/],
   ['no label column', 'h.csv', () => wineCsv((rows) => rows.map((r) => r.slice(0, -1))), /^error: h\.csv: missing column 'label' \(the label\)$/],
-  ['an empty cell', 'h.csv', () => wineCsv((rows) => rows.map((r, i) => (i === 3 ? ['', ...r.slice(1)] : r))), /^error: h\.csv row 4, column 'alcohol': the cell is empty$/],
-  ['a non-numeric cell', 'h.csv', () => wineCsv((rows) => rows.map((r, i) => (i === 5 ? [r[0], 'high', ...r.slice(2)] : r))), /^error: h\.csv row 6, column 'malic_acid': "high" is not a number$/],
-  ['a NaN', 'h.csv', () => wineCsv((rows) => rows.map((r, i) => (i === 2 ? [r[0], r[1], 'NaN', ...r.slice(3)] : r))), /^error: h\.csv row 3, column 'ash': NaN is not a value the model can score$/],
-  ['a label outside the classes', 'h.csv', () => wineCsv((rows) => rows.map((r, i) => (i === 7 ? [...r.slice(0, -1), '3'] : r))), /^error: h\.csv row 8, label: '3' is outside the model's classes \(0\.\.2\)$/],
+  [
+    'an empty cell',
+    'h.csv',
+    () => wineCsv((rows) => rows.map((r, i) => (i === 3 ? ['', ...r.slice(1)] : r))),
+    /^error: h\.csv row 4, column 'alcohol': the cell is empty$/,
+  ],
+  [
+    'a non-numeric cell',
+    'h.csv',
+    () => wineCsv((rows) => rows.map((r, i) => (i === 5 ? [r[0], 'high', ...r.slice(2)] : r))),
+    /^error: h\.csv row 6, column 'malic_acid': "high" is not a number$/,
+  ],
+  [
+    'a NaN',
+    'h.csv',
+    () => wineCsv((rows) => rows.map((r, i) => (i === 2 ? [r[0], r[1], 'NaN', ...r.slice(3)] : r))),
+    /^error: h\.csv row 3, column 'ash': NaN is not a value the model can score$/,
+  ],
+  [
+    'a label outside the classes',
+    'h.csv',
+    () => wineCsv((rows) => rows.map((r, i) => (i === 7 ? [...r.slice(0, -1), '3'] : r))),
+    /^error: h\.csv row 8, label: '3' is outside the model's classes \(0\.\.2\)$/,
+  ],
   ['a short row', 'h.csv', () => wineCsv((rows) => rows.map((r, i) => (i === 9 ? r.slice(2) : r))), /^error: h\.csv row 10: 12 cells, the header has 14$/],
   ['no rows', 'h.csv', () => wineCsv((rows) => rows.slice(0, 1)), /^error: h\.csv has no rows to score$/],
   ['an empty file', 'h.csv', async () => '', /^error: h\.csv is empty: no header row$/],
-  ['a JSONL row of the wrong shape', 'h.jsonl', async () => `${JSON.stringify({ features: Array(13).fill(1), label: 0 })}\n${JSON.stringify({ features: Array(12).fill(1), label: 1 })}\n`, /^error: h\.jsonl line 2, key 'features': a row of shape \[12\], the model wants \[13\]$/],
-  ['a JSONL line that is not JSON', 'h.jsonl', async () => `${JSON.stringify({ features: Array(13).fill(1), label: 0 })}\n{features: \n`, /^error: h\.jsonl line 2: not valid JSON/],
-  ['a JSONL row without its input', 'h.jsonl', async () => `${JSON.stringify({ feats: Array(13).fill(1), label: 0 })}\n`, /^error: h\.jsonl line 1: missing key 'features' \(model input\)$/],
+  [
+    'a JSONL row of the wrong shape',
+    'h.jsonl',
+    async () => `${JSON.stringify({ features: Array(13).fill(1), label: 0 })}\n${JSON.stringify({ features: Array(12).fill(1), label: 1 })}\n`,
+    /^error: h\.jsonl line 2, key 'features': a row of shape \[12\], the model wants \[13\]$/,
+  ],
+  [
+    'a JSONL line that is not JSON',
+    'h.jsonl',
+    async () => `${JSON.stringify({ features: Array(13).fill(1), label: 0 })}\n{features: \n`,
+    /^error: h\.jsonl line 2: not valid JSON/,
+  ],
+  [
+    'a JSONL row without its input',
+    'h.jsonl',
+    async () => `${JSON.stringify({ feats: Array(13).fill(1), label: 0 })}\n`,
+    /^error: h\.jsonl line 1: missing key 'features' \(model input\)$/,
+  ],
   ['an unknown format', 'h.parquet', async () => 'PAR1', /^error: h\.parquet: unknown holdout format '\.parquet'$/],
 ];
 
@@ -89,7 +140,14 @@ describe('.npy holdouts close their files', () => {
       await writeNpy(path.join(dir, 'y.npy'), Array(20).fill(1), [20], '<i8');
       const before = await openFiles();
       for (let i = 0; i < 5; i++) {
-        const holdout = await openHoldout({ cwd: dir, holdout: 'x.npy', labels: 'y.npy', inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 13] }], label: 'label', features: [] });
+        const holdout = await openHoldout({
+          cwd: dir,
+          holdout: 'x.npy',
+          labels: 'y.npy',
+          inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 13] }],
+          label: 'label',
+          features: [],
+        });
         for await (const row of holdout.rows()) if (row.where === 'index 2') break;
       }
       expect(await openFiles()).toBe(before);

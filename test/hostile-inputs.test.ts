@@ -44,15 +44,38 @@ describe('error text is bounded, and the connection survives every error', () =>
 
   /** A valid call on the same client (the same HTTP/2 connection), answered as ONNX Runtime answers. */
   const stillServes = async () => {
-    const answer = await call(client, client.ModelInfer, encodeGrpcRequest('wine', INPUTS, { features: { data: Float32Array.from(ROW), dims: [1, 13] } }), 5000);
+    const answer = await call(
+      client,
+      client.ModelInfer,
+      encodeGrpcRequest('wine', INPUTS, { features: { data: Float32Array.from(ROW), dims: [1, 13] } }),
+      5000,
+    );
     expect(Array.from(new Float32Array(new Uint8Array(answer.raw_output_contents![0]).slice().buffer))).toEqual(expected);
     expect((await fetch(`${server.url}/v2/health/live`)).status).toBe(200);
   };
 
   it.each([
-    ['a model name of 200,000 characters', () => encodeGrpcRequest('m'.repeat(200_000), INPUTS, { features: { data: Float32Array.from(ROW), dims: [1, 13] } }), 'NOT_FOUND', /…\[\d+ chars\]/],
-    ['a shape of 20,000 dimensions', () => ({ ...encodeGrpcRequest('wine', INPUTS, { features: { data: Float32Array.from(ROW), dims: [1, 13] } }), inputs: [{ name: 'features', datatype: 'FP32', shape: Array(20_000).fill(1), contents: { fp32_contents: ROW } }] }), 'INVALID_ARGUMENT', /expected shape \[-1, 13\] \(-1 is any size\), got 20000 dimensions$/],
-    ['an input name of 100,000 characters', () => ({ model_name: 'wine', inputs: [{ name: 'x'.repeat(100_000), datatype: 'FP32', shape: [1, 13], contents: { fp32_contents: ROW } }] }), 'INVALID_ARGUMENT', /…\[\d+ chars\]/],
+    [
+      'a model name of 200,000 characters',
+      () => encodeGrpcRequest('m'.repeat(200_000), INPUTS, { features: { data: Float32Array.from(ROW), dims: [1, 13] } }),
+      'NOT_FOUND',
+      /…\[\d+ chars\]/,
+    ],
+    [
+      'a shape of 20,000 dimensions',
+      () => ({
+        ...encodeGrpcRequest('wine', INPUTS, { features: { data: Float32Array.from(ROW), dims: [1, 13] } }),
+        inputs: [{ name: 'features', datatype: 'FP32', shape: Array(20_000).fill(1), contents: { fp32_contents: ROW } }],
+      }),
+      'INVALID_ARGUMENT',
+      /expected shape \[-1, 13\] \(-1 is any size\), got 20000 dimensions$/,
+    ],
+    [
+      'an input name of 100,000 characters',
+      () => ({ model_name: 'wine', inputs: [{ name: 'x'.repeat(100_000), datatype: 'FP32', shape: [1, 13], contents: { fp32_contents: ROW } }] }),
+      'INVALID_ARGUMENT',
+      /…\[\d+ chars\]/,
+    ],
   ])('gRPC, %s: a short error, and the next call on the connection succeeds', async (_, request, status, details) => {
     const error = await call(client, client.ModelInfer, request() as never, 5000).then(
       () => null,
@@ -93,7 +116,14 @@ describe('error text is bounded, and the connection survives every error', () =>
     const raw = new grpc.Client(grpcAddress, grpc.credentials.createInsecure());
     try {
       const error = await new Promise<{ code: number; details: string } | null>((resolve) =>
-        raw.makeUnaryRequest('/inference.GRPCInferenceService/ModelInfer', (b: Buffer) => b, (b: Buffer) => b, bytes(valid), { deadline: Date.now() + 5000 }, (e) => resolve(e as never)),
+        raw.makeUnaryRequest(
+          '/inference.GRPCInferenceService/ModelInfer',
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          bytes(valid),
+          { deadline: Date.now() + 5000 },
+          (e) => resolve(e as never),
+        ),
       );
       expect(error && grpc.status[error.code]).toBe('INVALID_ARGUMENT');
       expect(error!.details).toMatch(/^malformed ModelInfer request: /);
@@ -107,7 +137,8 @@ describe('error text is bounded, and the connection survives every error', () =>
   it('strict numbers: the binary header length and CSV cells are plain decimals; data and binary_data_size together are refused', async () => {
     const binary = encodeRestRequest(INPUTS, { features: { data: Float32Array.from(ROW), dims: [1, 13] } }, { binary: true });
     const header = Number(binary.headers[HEADER_LENGTH]);
-    const post = (headers: Record<string, string>, body: Uint8Array | string, path = '/v2/models/wine/infer') => fetch(`${server.url}${path}`, { method: 'POST', headers, body });
+    const post = (headers: Record<string, string>, body: Uint8Array | string, path = '/v2/models/wine/infer') =>
+      fetch(`${server.url}${path}`, { method: 'POST', headers, body });
     expect((await post(binary.headers, binary.body)).status).toBe(200);
     for (const written of [`${header}e0`, `0x${header.toString(16)}`, `+${header}`, `${header}.0`]) {
       const res = await post({ ...binary.headers, [HEADER_LENGTH]: written }, binary.body);
@@ -119,9 +150,14 @@ describe('error text is bounded, and the connection survives every error', () =>
     expect(((await csv.json()) as { error: string }).error).toBe("text/csv: row 1, column 13 is '0x10', not a number (send rows of numbers, no header line)");
     expect((await post({ 'content-type': 'text/csv' }, `${ROW.join(',')}\n`, '/invocations')).status).toBe(200);
     const head = JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 13], data: ROW, parameters: { binary_data_size: 52 } }] });
-    const both = await post({ 'content-type': 'application/octet-stream', [HEADER_LENGTH]: String(Buffer.byteLength(head)) }, Buffer.concat([Buffer.from(head), Buffer.from(Float32Array.from(ROW).buffer)]));
+    const both = await post(
+      { 'content-type': 'application/octet-stream', [HEADER_LENGTH]: String(Buffer.byteLength(head)) },
+      Buffer.concat([Buffer.from(head), Buffer.from(Float32Array.from(ROW).buffer)]),
+    );
     expect(both.status).toBe(400);
-    expect(((await both.json()) as { error: string }).error).toBe(`input 'features': gives both "data" and parameters.binary_data_size; send the tensor one way`);
+    expect(((await both.json()) as { error: string }).error).toBe(
+      `input 'features': gives both "data" and parameters.binary_data_size; send the tensor one way`,
+    );
     await stillServes();
   });
 
@@ -134,8 +170,14 @@ describe('error text is bounded, and the connection survives every error', () =>
     const attempt = async (target: RunningServer, grpcClient: InferenceClient) => [
       (await fetch(`${target.url}/v2/models/wine/infer`, { method: 'POST', headers: binary.headers, body: binary.body })).status,
       (await fetch(`${target.url}/v2/models/wine/infer`, { method: 'POST', body: json })).status,
-      await call(grpcClient, grpcClient.ModelInfer, grpcRaw, 5000).then(() => 'OK', (e: { code: number }) => e.code),
-      await call(grpcClient, grpcClient.ModelInfer, grpcTyped as never, 5000).then(() => 'OK', (e: { code: number }) => e.code),
+      await call(grpcClient, grpcClient.ModelInfer, grpcRaw, 5000).then(
+        () => 'OK',
+        (e: { code: number }) => e.code,
+      ),
+      await call(grpcClient, grpcClient.ModelInfer, grpcTyped as never, 5000).then(
+        () => 'OK',
+        (e: { code: number }) => e.code,
+      ),
     ];
     expect(await attempt(server, client)).toEqual([400, 400, 3, 3]);
     const res = await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', headers: binary.headers, body: binary.body });
@@ -156,8 +198,15 @@ describe('error text is bounded, and the connection survives every error', () =>
 
 /** A binary request (REST binary extension) whose tensors are given as raw bytes: what a hostile client can send. */
 function rawBinaryRequest(inputs: { name: string; datatype: string; shape: number[]; bytes: Uint8Array }[]): { body: Buffer; headers: Record<string, string> } {
-  const head = Buffer.from(JSON.stringify({ inputs: inputs.map(({ name, datatype, shape, bytes }) => ({ name, datatype, shape, parameters: { binary_data_size: bytes.byteLength } })) }));
-  return { body: Buffer.concat([head, ...inputs.map((i) => i.bytes)]), headers: { 'content-type': 'application/octet-stream', [HEADER_LENGTH]: String(head.length) } };
+  const head = Buffer.from(
+    JSON.stringify({
+      inputs: inputs.map(({ name, datatype, shape, bytes }) => ({ name, datatype, shape, parameters: { binary_data_size: bytes.byteLength } })),
+    }),
+  );
+  return {
+    body: Buffer.concat([head, ...inputs.map((i) => i.bytes)]),
+    headers: { 'content-type': 'application/octet-stream', [HEADER_LENGTH]: String(head.length) },
+  };
 }
 
 /** BYTES elements as the binary formats carry them: a 4-byte little-endian length, then the bytes. */
@@ -221,10 +270,19 @@ describe('one validation for every path: shapes against the signature, text ONNX
   /** The VAD request with `sr` given another shape, over JSON, binary and gRPC (typed and raw). */
   const srShapedAs = async (shape: number[]) => {
     const elements = shape.reduce((n, d) => n * d, 1);
-    const json = { inputs: VAD_INPUTS.map((spec) => (spec.name === 'sr' ? { ...spec, shape, data: Array(elements).fill(16000) } : { ...spec, shape: vadFeeds()[spec.name as 'input'].dims, data: Array.from(vadFeeds()[spec.name as 'input'].data as Float32Array) })) };
+    const json = {
+      inputs: VAD_INPUTS.map((spec) =>
+        spec.name === 'sr'
+          ? { ...spec, shape, data: Array(elements).fill(16000) }
+          : { ...spec, shape: vadFeeds()[spec.name as 'input'].dims, data: Array.from(vadFeeds()[spec.name as 'input'].data as Float32Array) },
+      ),
+    };
     const rest = await fetch(`${vad.url}/v2/models/vad/infer`, { method: 'POST', body: JSON.stringify(json) });
     const rawFeeds = { ...vadFeeds(), sr: { data: new BigInt64Array(elements).fill(16000n), dims: shape } };
-    const raw = await call(vadClient, vadClient.ModelInfer, encodeGrpcRequest('vad', VAD_INPUTS, rawFeeds), 5000).then(() => 'OK', (e: { code: number; details: string }) => `${e.code} ${e.details}`);
+    const raw = await call(vadClient, vadClient.ModelInfer, encodeGrpcRequest('vad', VAD_INPUTS, rawFeeds), 5000).then(
+      () => 'OK',
+      (e: { code: number; details: string }) => `${e.code} ${e.details}`,
+    );
     const binary = encodeRestRequest(VAD_INPUTS, rawFeeds, { binary: true });
     const bin = await fetch(`${vad.url}/v2/models/vad/infer`, { method: 'POST', headers: binary.headers, body: binary.body });
     return { rest: rest.status, restError: ((await rest.json()) as { error: string }).error, binary: bin.status, grpc: raw };
@@ -244,7 +302,10 @@ describe('one validation for every path: shapes against the signature, text ONNX
   });
 
   it('a scalar has no rows: /invocations instances for the VAD model get a 400 that says so', async () => {
-    const res = await fetch(`${vad.url}/invocations`, { method: 'POST', body: JSON.stringify({ instances: [{ input: [0.1, 0.2], sr: 16000, h: [[0]], c: [[0]] }] }) });
+    const res = await fetch(`${vad.url}/invocations`, {
+      method: 'POST',
+      body: JSON.stringify({ instances: [{ input: [0.1, 0.2], sr: 16000, h: [[0]], c: [[0]] }] }),
+    });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: string }).error).toMatch(/input 'sr' is a scalar/);
     await vadStillServes();
@@ -278,18 +339,32 @@ describe('one validation for every path: shapes against the signature, text ONNX
     const res = await fetch(`${echo.url}/v2/models/echo/infer`, { method: 'POST', headers: req.headers, body: req.body });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: string }).error).toMatch(/^input 'text': 12 bytes of binary data do not hold BYTES \[4294967296\]/);
-    const grpcAnswer = await call(echoClient, echoClient.ModelInfer, {
-      model_name: 'echo',
-      inputs: [{ name: 'text', datatype: 'BYTES', shape: [4294967296] }, { name: 'x', datatype: 'FP32', shape: [1, 2] }],
-      raw_input_contents: [bytes, new Uint8Array(8)],
-    } as never, 5000).then(() => 'OK', (e: { code: number; details: string }) => `${e.code} ${e.details}`);
+    const grpcAnswer = await call(
+      echoClient,
+      echoClient.ModelInfer,
+      {
+        model_name: 'echo',
+        inputs: [
+          { name: 'text', datatype: 'BYTES', shape: [4294967296] },
+          { name: 'x', datatype: 'FP32', shape: [1, 2] },
+        ],
+        raw_input_contents: [bytes, new Uint8Array(8)],
+      },
+      5000,
+    ).then(
+      () => 'OK',
+      (e: { code: number; details: string }) => `${e.code} ${e.details}`,
+    );
     expect(grpcAnswer).toMatch(/^3 input 'text': 12 raw bytes do not hold BYTES \[4294967296\]/);
     await echoStillServes();
   });
 
   it('BYTES that could not reach the model as sent (a NUL, bytes not UTF-8, a lone surrogate): 400 / INVALID_ARGUMENT naming the element, never a silent change', async () => {
     const x = { name: 'x', datatype: 'FP32', shape: [2, 2], data: [0, 0, 0, 0] };
-    const jsonCases = [`{"inputs":[{"name":"text","datatype":"BYTES","shape":[2],"data":["ok","ab\\u0000cd"]},${JSON.stringify(x)}]}`, `{"inputs":[{"name":"text","datatype":"BYTES","shape":[2],"data":["ok","\\ud800z"]},${JSON.stringify(x)}]}`];
+    const jsonCases = [
+      `{"inputs":[{"name":"text","datatype":"BYTES","shape":[2],"data":["ok","ab\\u0000cd"]},${JSON.stringify(x)}]}`,
+      `{"inputs":[{"name":"text","datatype":"BYTES","shape":[2],"data":["ok","\\ud800z"]},${JSON.stringify(x)}]}`,
+    ];
     const errors: string[] = [];
     for (const body of jsonCases) {
       const res = await fetch(`${echo.url}/v2/models/echo/infer`, { method: 'POST', body });
@@ -304,10 +379,28 @@ describe('one validation for every path: shapes against the signature, text ONNX
       const res = await fetch(`${echo.url}/v2/models/echo/infer`, { method: 'POST', headers: req.headers, body: req.body });
       expect(res.status).toBe(400);
       errors.push(((await res.json()) as { error: string }).error);
-      const typed = { model_name: 'echo', inputs: [{ name: 'text', datatype: 'BYTES', shape: [2], contents: { bytes_contents: [Buffer.from('ok'), element] } }, { name: 'x', datatype: 'FP32', shape: [2, 2], contents: { fp32_contents: [0, 0, 0, 0] } }] };
-      const rawGrpc = { model_name: 'echo', inputs: [{ name: 'text', datatype: 'BYTES', shape: [2] }, { name: 'x', datatype: 'FP32', shape: [2, 2] }], raw_input_contents: [lengthPrefixed([Buffer.from('ok'), element]), new Uint8Array(16)] };
+      const typed = {
+        model_name: 'echo',
+        inputs: [
+          { name: 'text', datatype: 'BYTES', shape: [2], contents: { bytes_contents: [Buffer.from('ok'), element] } },
+          { name: 'x', datatype: 'FP32', shape: [2, 2], contents: { fp32_contents: [0, 0, 0, 0] } },
+        ],
+      };
+      const rawGrpc = {
+        model_name: 'echo',
+        inputs: [
+          { name: 'text', datatype: 'BYTES', shape: [2] },
+          { name: 'x', datatype: 'FP32', shape: [2, 2] },
+        ],
+        raw_input_contents: [lengthPrefixed([Buffer.from('ok'), element]), new Uint8Array(16)],
+      };
       for (const message of [typed, rawGrpc]) {
-        errors.push(await call(echoClient, echoClient.ModelInfer, message as never, 5000).then(() => 'OK', (e: { code: number; details: string }) => `${e.code} ${e.details}`));
+        errors.push(
+          await call(echoClient, echoClient.ModelInfer, message as never, 5000).then(
+            () => 'OK',
+            (e: { code: number; details: string }) => `${e.code} ${e.details}`,
+          ),
+        );
       }
     }
     const v1 = await fetch(`${echo.url}/v1/models/echo:predict`, { method: 'POST', body: `{"instances":[{"text":"a\\u0000b","x":[0,0]}]}` });
@@ -330,8 +423,15 @@ describe('one validation for every path: shapes against the signature, text ONNX
 });
 
 /** `mlops serve` in a process of its own, so its memory can be read from /proc. */
-async function serveProcess(model: string, env: Record<string, string> = {}): Promise<{ url: string; port: number; pid: number; stop: () => Promise<number | null> }> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture(model, 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], { env: { ...process.env, CI: 'true', ...env } });
+async function serveProcess(
+  model: string,
+  env: Record<string, string> = {},
+): Promise<{ url: string; port: number; pid: number; stop: () => Promise<number | null> }> {
+  const child = spawn(
+    process.execPath,
+    [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture(model, 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'],
+    { env: { ...process.env, CI: 'true', ...env } },
+  );
   let stdout = '';
   child.stdout.on('data', (d) => (stdout += d));
   while (!stdout.includes('"url"')) {
@@ -375,7 +475,10 @@ describe('memory follows the bytes received, never what a client declares', () =
       await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: BODY });
       const before = memoryMiB(server.pid);
       for (let i = 0; i < 1000; i++) {
-        const { socket } = await rawSocket(server.port, `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${16 * 2 ** 20}\r\n\r\n${'['.repeat(100)}`);
+        const { socket } = await rawSocket(
+          server.port,
+          `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${16 * 2 ** 20}\r\n\r\n${'['.repeat(100)}`,
+        );
         sockets.push(socket);
       }
       await new Promise((r) => setTimeout(r, 500));
@@ -387,11 +490,14 @@ describe('memory follows the bytes received, never what a client declares', () =
       expect((await fetch(`${server.url}/v2/health/live`)).status).toBe(200);
       // No work has started for a body still arriving: shutdown answers those 503 and closes them, where it
       // waited the whole server.shutdownTimeoutMs (10 s) before.
-      const answers = sockets.slice(0, 5).map((s) => new Promise<string>((r) => {
-        let got = '';
-        s.on('data', (d) => (got += d));
-        s.on('close', () => r(got));
-      }));
+      const answers = sockets.slice(0, 5).map(
+        (s) =>
+          new Promise<string>((r) => {
+            let got = '';
+            s.on('data', (d) => (got += d));
+            s.on('close', () => r(got));
+          }),
+      );
       const stopping = performance.now();
       expect(await server.stop()).toBe(0);
       expect(performance.now() - stopping).toBeLessThan(3000);
@@ -404,16 +510,24 @@ describe('memory follows the bytes received, never what a client declares', () =
 
   it('bodies arriving together past server.maxPendingBodyBytes: 503 with Retry-After for the newcomer, never a 500; it succeeds once the first has arrived', async () => {
     const grpcPort = await freePort();
-    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort, maxBodyBytes: 1024 * 1024, maxPendingBodyBytes: 1024 * 1024 }), () => undefined);
+    const server = await startServer(
+      serveOptions('wine', { modelName: 'wine', grpcPort, maxBodyBytes: 1024 * 1024, maxPendingBodyBytes: 1024 * 1024 }),
+      () => undefined,
+    );
     try {
       // 900 KB of a 1 MiB body (JSON whitespace, then a valid request) arrive and wait.
       const padding = 1024 * 1024 - BODY.length;
-      const first = await rawSocket(Number(new URL(server.url).port), `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${padding + BODY.length}\r\n\r\n${' '.repeat(900 * 1024)}`);
+      const first = await rawSocket(
+        Number(new URL(server.url).port),
+        `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${padding + BODY.length}\r\n\r\n${' '.repeat(900 * 1024)}`,
+      );
       await new Promise((r) => setTimeout(r, 200));
       const second = await fetch(`${server.url}/v2/models/wine/infer`, { method: 'POST', body: ' '.repeat(200 * 1024) + BODY });
       expect(second.status).toBe(503);
       expect(second.headers.get('retry-after')).toBe('1');
-      expect(((await second.json()) as { error: string }).error).toMatch(/^the server is receiving \d+ bytes of other request bodies, its limit \(server\.maxPendingBodyBytes 1048576\); retry shortly$/);
+      expect(((await second.json()) as { error: string }).error).toMatch(
+        /^the server is receiving \d+ bytes of other request bodies, its limit \(server\.maxPendingBodyBytes 1048576\); retry shortly$/,
+      );
       first.socket.write(' '.repeat(padding - 900 * 1024) + BODY);
       for (let i = 0; i < 100 && !first.received().includes('\r\n\r\n{'); i++) await new Promise((r) => setTimeout(r, 20));
       expect(first.received()).toMatch(/^HTTP\/1\.1 200 /);
@@ -429,14 +543,20 @@ describe('memory follows the bytes received, never what a client declares', () =
     const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort }), () => undefined);
     const port = Number(new URL(server.url).port);
     try {
-      const big = await rawSocket(port, `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${200 * 1000 * 1000}\r\n\r\n`);
+      const big = await rawSocket(
+        port,
+        `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${200 * 1000 * 1000}\r\n\r\n`,
+      );
       for (let i = 0; i < 100 && !big.received().includes('}'); i++) await new Promise((r) => setTimeout(r, 20));
       expect(big.received()).toMatch(/^HTTP\/1\.1 413 /);
       expect(big.received()).not.toMatch(/100 Continue/);
       expect(big.received()).toMatch(/request body is 200000000 bytes; the limit is 16777216 bytes \(server\.maxBodyBytes\)/);
       big.socket.destroy();
 
-      const fits = await rawSocket(port, `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${BODY.length}\r\n\r\n`);
+      const fits = await rawSocket(
+        port,
+        `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${BODY.length}\r\n\r\n`,
+      );
       for (let i = 0; i < 100 && !fits.received().includes('100 Continue'); i++) await new Promise((r) => setTimeout(r, 20));
       expect(fits.received()).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\n$/);
       fits.socket.write(BODY);

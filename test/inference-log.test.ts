@@ -64,7 +64,7 @@ describe('inference ids', () => {
   });
   afterAll(() => server.stop());
 
-  it('answers every inference with an id: the request\'s own, X-Request-Id, or a generated one', async () => {
+  it("answers every inference with an id: the request's own, X-Request-Id, or a generated one", async () => {
     expect((await infer(server.url, rows.slice(0, 1), { id: 'mine-1' })).id).toBe('mine-1');
     expect((await infer(server.url, rows.slice(0, 1), { headers: { 'x-request-id': 'from-gateway' } })).id).toBe('from-gateway');
     const a = (await infer(server.url, rows.slice(0, 1))).id;
@@ -72,10 +72,18 @@ describe('inference ids', () => {
     expect(a).toMatch(/^[0-9a-f-]{36}$/);
     expect(b).not.toBe(a);
     // Binary answers carry it in their JSON header.
-    const request = encodeRestRequest([{ name: 'features', datatype: 'FP32' }], { features: { data: new Float32Array(rows[0]), dims: [1, 30] } }, { binary: true });
+    const request = encodeRestRequest(
+      [{ name: 'features', datatype: 'FP32' }],
+      { features: { data: new Float32Array(rows[0]), dims: [1, 30] } },
+      { binary: true },
+    );
     const binary = await fetch(`${server.url}/v2/models/breast_cancer/infer`, { method: 'POST', body: request.body, headers: request.headers });
     const header = Number(binary.headers.get('inference-header-content-length'));
-    const json = JSON.parse(Buffer.from(await binary.arrayBuffer()).subarray(0, header).toString('utf8'));
+    const json = JSON.parse(
+      Buffer.from(await binary.arrayBuffer())
+        .subarray(0, header)
+        .toString('utf8'),
+    );
     expect(json.id).toMatch(/^[0-9a-f-]{36}$/);
     // v1 has no id field: the header carries it.
     const v1 = await fetch(`${server.url}/v1/models/breast_cancer:predict`, { method: 'POST', body: JSON.stringify({ instances: [rows[0]] }) });
@@ -84,9 +92,18 @@ describe('inference ids', () => {
     const client = inferenceClient(server.grpcAddress!);
     try {
       const bytes = Buffer.from(new Float32Array(rows[0]).buffer);
-      const answer = await call(client, client.ModelInfer, { model_name: 'breast_cancer', inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30] }], raw_input_contents: [bytes] });
+      const answer = await call(client, client.ModelInfer, {
+        model_name: 'breast_cancer',
+        inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30] }],
+        raw_input_contents: [bytes],
+      });
       expect(answer.id).toMatch(/^[0-9a-f-]{36}$/);
-      const own = await call(client, client.ModelInfer, { model_name: 'breast_cancer', id: 'grpc-7', inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30] }], raw_input_contents: [bytes] });
+      const own = await call(client, client.ModelInfer, {
+        model_name: 'breast_cancer',
+        id: 'grpc-7',
+        inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30] }],
+        raw_input_contents: [bytes],
+      });
       expect(own.id).toBe('grpc-7');
     } finally {
       client.close();
@@ -104,13 +121,19 @@ describe('the inference log, file sink', () => {
   it('writes a line per row for every protocol, with the id answered, the model and the outputs answered (and inputs when asked)', async () => {
     const file = path.join(dir, 'all.jsonl');
     // Offloading bodies over 4 KiB sends the 20-row request below through a worker thread, which writes its own lines.
-    const server = await startServer(serveOptions('breast_cancer', { grpcPort: await freePort(), offloadBytes: 4096, inferenceLog: { sample: 1, sink: `file:${file}`, inputs: true } }), quiet);
+    const server = await startServer(
+      serveOptions('breast_cancer', { grpcPort: await freePort(), offloadBytes: 4096, inferenceLog: { sample: 1, sink: `file:${file}`, inputs: true } }),
+      quiet,
+    );
     const answered = new Map<string, number[][]>();
     try {
       const one = await infer(server.url, rows.slice(0, 1));
       answered.set(one.id, [one.outputs[0].data]);
       const many = await infer(server.url, rows.slice(1, 21), { id: 'twenty' });
-      answered.set('twenty', Array.from({ length: 20 }, (_, r) => many.outputs[0].data.slice(r * 2, r * 2 + 2)));
+      answered.set(
+        'twenty',
+        Array.from({ length: 20 }, (_, r) => many.outputs[0].data.slice(r * 2, r * 2 + 2)),
+      );
       const v1 = await fetch(`${server.url}/v1/models/breast_cancer:predict`, { method: 'POST', body: JSON.stringify({ instances: rows.slice(21, 24) }) });
       const v1Body = (await v1.json()) as { predictions: number[][] };
       answered.set(v1.headers.get('x-request-id')!, v1Body.predictions);
@@ -154,7 +177,8 @@ describe('the inference log, file sink', () => {
     const requests = 1500;
     const server = await startServer(serveOptions('breast_cancer', { inferenceLog: { sample, sink: `file:${file}`, inputs: false } }), quiet);
     try {
-      for (let i = 0; i < requests; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => infer(server.url, [rows[(i + j) % rows.length], rows[(i + j + 1) % rows.length]])));
+      for (let i = 0; i < requests; i += 50)
+        await Promise.all(Array.from({ length: 50 }, (_, j) => infer(server.url, [rows[(i + j) % rows.length], rows[(i + j + 1) % rows.length]])));
     } finally {
       await server.stop();
     }
@@ -169,17 +193,26 @@ describe('the inference log, file sink', () => {
   });
 
   it('stops the server at start, naming the file, when the file sink cannot be opened', async () => {
-    const error = await startServer(serveOptions('breast_cancer', { inferenceLog: { sample: 1, sink: 'file:/nonexistent-dir/x.jsonl', inputs: false } }), quiet).catch((e) => e);
+    const error = await startServer(
+      serveOptions('breast_cancer', { inferenceLog: { sample: 1, sink: 'file:/nonexistent-dir/x.jsonl', inputs: false } }),
+      quiet,
+    ).catch((e) => e);
     expect(error).toMatchObject({ exitCode: 2 });
     expect(error.message).toMatch(/cannot open \/nonexistent-dir\/x\.jsonl for appending: ENOENT/);
   });
 
   it('reads its settings from the environment, and refuses bad ones with the variable named', () => {
     const base = serveOptions('breast_cancer');
-    const set = applyServerEnv(base, { MLOPS_INFERENCE_LOG_SAMPLE: '0.05', MLOPS_INFERENCE_LOG_SINK: 'https://collector.example/v1', MLOPS_INFERENCE_LOG_INPUTS: 'true' });
+    const set = applyServerEnv(base, {
+      MLOPS_INFERENCE_LOG_SAMPLE: '0.05',
+      MLOPS_INFERENCE_LOG_SINK: 'https://collector.example/v1',
+      MLOPS_INFERENCE_LOG_INPUTS: 'true',
+    });
     expect(set.inferenceLog).toEqual({ sample: 0.05, sink: 'https://collector.example/v1', inputs: true });
     expect(() => applyServerEnv(base, { MLOPS_INFERENCE_LOG_SAMPLE: '2' })).toThrow(/MLOPS_INFERENCE_LOG_SAMPLE=2: expected a number from 0 to 1/);
-    expect(() => applyServerEnv(base, { MLOPS_INFERENCE_LOG_SINK: 'file:relative.jsonl' })).toThrow(/MLOPS_INFERENCE_LOG_SINK: file:relative.jsonl: the file sink needs an absolute path/);
+    expect(() => applyServerEnv(base, { MLOPS_INFERENCE_LOG_SINK: 'file:relative.jsonl' })).toThrow(
+      /MLOPS_INFERENCE_LOG_SINK: file:relative.jsonl: the file sink needs an absolute path/,
+    );
     expect(() => applyServerEnv(base, { MLOPS_INFERENCE_LOG_SINK: 'kafka://x' })).toThrow(/is not a sink/);
   });
 });
@@ -204,7 +237,12 @@ describe('the inference log, HTTP sink', () => {
     expect(events).toHaveLength(120);
     expect(new Set(events.map((e) => e.id)).size).toBe(120);
     for (const event of events) {
-      expect(event).toMatchObject({ specversion: '1.0', type: 'dev.mlops.inference.row', source: '/mlops/models/breast_cancer/versions/1', datacontenttype: 'application/json' });
+      expect(event).toMatchObject({
+        specversion: '1.0',
+        type: 'dev.mlops.inference.row',
+        source: '/mlops/models/breast_cancer/versions/1',
+        datacontenttype: 'application/json',
+      });
       expect(event.data.type).toBe('mlops.inference');
     }
     expect(new Set(events.map((e) => e.data.id))).toEqual(new Set(ids));

@@ -2,15 +2,17 @@ import { describe, expect, it } from 'vitest';
 import { coalitions, kernelExplainer, type BatchModel } from '../src/explain/kernel-shap.js';
 
 /** A model written in JS: f applied row by row. */
-const jsModel = (features: number, f: (x: Float64Array) => number[]): BatchModel => async (rows, count) => {
-  const out: number[] = [];
-  for (let r = 0; r < count; r++) out.push(...f(rows.subarray(r * features, (r + 1) * features)));
-  return { data: out, width: out.length / count };
-};
+const jsModel =
+  (features: number, f: (x: Float64Array) => number[]): BatchModel =>
+  async (rows, count) => {
+    const out: number[] = [];
+    for (let r = 0; r < count; r++) out.push(...f(rows.subarray(r * features, (r + 1) * features)));
+    return { data: out, width: out.length / count };
+  };
 
 function uniformRows(count: number, features: number, seed: number): Float64Array {
   let s = seed;
-  const random = () => ((s = (s * 16807) % 2147483647) / 2147483647);
+  const random = () => (s = (s * 16807) % 2147483647) / 2147483647;
   return Float64Array.from({ length: count * features }, () => random() * 2 - 1);
 }
 
@@ -41,11 +43,18 @@ function bruteForce(f: (x: Float64Array) => number, x: Float64Array, background:
 
 describe('Kernel SHAP', () => {
   it('a linear model over independent features: exactly w_i * (x_i - mean_i), enumerated (4 features) or sampled (30)', async () => {
-    for (const [features, samples] of [[4, 2048], [30, 200]]) {
+    for (const [features, samples] of [
+      [4, 2048],
+      [30, 200],
+    ]) {
       const w = Array.from({ length: features }, (_, i) => (i % 3 === 2 ? 0 : (i + 1) * (i % 2 ? -0.5 : 1)));
       const f = (x: Float64Array) => [w.reduce((s, wi, i) => s + wi * x[i], 0.7)];
       const background = uniformRows(100, features, 11);
-      const mean = w.map((_, i) => { let s = 0; for (let b = 0; b < 100; b++) s += background[b * features + i]; return s / 100; });
+      const mean = w.map((_, i) => {
+        let s = 0;
+        for (let b = 0; b < 100; b++) s += background[b * features + i];
+        return s / 100;
+      });
       const explainer = kernelExplainer(jsModel(features, f), background, features, { samples });
       const x = uniformRows(1, features, 5);
       const e = await explainer.explain(x);
@@ -58,7 +67,12 @@ describe('Kernel SHAP', () => {
     const f = (x: Float64Array) => x[0] * x[1] + Math.sin(3 * x[2]) + (x[3] > 0 ? x[4] : -x[4]);
     const background = uniformRows(20, 5, 3);
     const x = Float64Array.from([0.8, -0.6, 0.4, 0.3, 0.9]);
-    const e = await kernelExplainer(jsModel(5, (z) => [f(z)]), background, 5, { samples: 100 }).explain(x);
+    const e = await kernelExplainer(
+      jsModel(5, (z) => [f(z)]),
+      background,
+      5,
+      { samples: 100 },
+    ).explain(x);
     expect(e.exact).toBe(true);
     expect(e.coalitions).toBe(30);
     const truth = bruteForce(f, x, background, 5);
@@ -72,7 +86,12 @@ describe('Kernel SHAP', () => {
     const x = uniformRows(1, features, 21);
     const truth = bruteForce(f, x, background, features);
     const errorAt = async (samples: number) => {
-      const e = await kernelExplainer(jsModel(features, (z) => [f(z)]), background, features, { samples }).explain(x);
+      const e = await kernelExplainer(
+        jsModel(features, (z) => [f(z)]),
+        background,
+        features,
+        { samples },
+      ).explain(x);
       expect(e.exact).toBe(false);
       const sum = Array.from(e.values).reduce((a, b) => a + b, 0);
       expect(e.base[0] + sum).toBeCloseTo(e.output[0], 10);

@@ -23,16 +23,29 @@ export function runtimeApi(events: (object | string)[], firstEventAfterMs = 0) {
         const event = events[next++];
         if (next === 1 && firstEventAfterMs > 0) {
           setTimeout(() => {
-            res.writeHead(200, { 'lambda-runtime-aws-request-id': 'req-1', 'lambda-runtime-deadline-ms': String(Date.now() + 30_000), 'content-type': 'application/json' });
+            res.writeHead(200, {
+              'lambda-runtime-aws-request-id': 'req-1',
+              'lambda-runtime-deadline-ms': String(Date.now() + 30_000),
+              'content-type': 'application/json',
+            });
             res.end(typeof event === 'string' ? event : JSON.stringify(event));
           }, firstEventAfterMs);
           return;
         }
-        res.writeHead(200, { 'lambda-runtime-aws-request-id': `req-${next}`, 'lambda-runtime-deadline-ms': String(Date.now() + 30_000), 'content-type': 'application/json' });
+        res.writeHead(200, {
+          'lambda-runtime-aws-request-id': `req-${next}`,
+          'lambda-runtime-deadline-ms': String(Date.now() + 30_000),
+          'content-type': 'application/json',
+        });
         return void res.end(typeof event === 'string' ? event : JSON.stringify(event));
       }
       if (m) {
-        posted.push({ id: m[1], kind: m[2] as Posted['kind'], body: JSON.parse(Buffer.concat(chunks).toString()), errorType: req.headers['lambda-runtime-function-error-type'] as string | undefined });
+        posted.push({
+          id: m[1],
+          kind: m[2] as Posted['kind'],
+          body: JSON.parse(Buffer.concat(chunks).toString()),
+          errorType: req.headers['lambda-runtime-function-error-type'] as string | undefined,
+        });
         return void res.writeHead(202).end('{"status":"OK"}');
       }
       res.writeHead(404).end();

@@ -30,7 +30,10 @@ async function holdout(model: string, label: string): Promise<{ rows: number[][]
 async function project(dir: string, f: Fixture, extra: Record<string, unknown> = {}): Promise<void> {
   await copyFile(fixture(f.model, 'model.onnx'), path.join(dir, 'model.onnx'));
   await copyFile(fixture(f.model, 'holdout.csv'), path.join(dir, 'holdout.csv'));
-  await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: 'model.onnx', name: f.model }, test: { holdout: 'holdout.csv', parity: { sample: 0 }, ...f.test }, ...extra }));
+  await writeFile(
+    path.join(dir, 'mlops.config.json'),
+    JSON.stringify({ model: { path: 'model.onnx', name: f.model }, test: { holdout: 'holdout.csv', parity: { sample: 0 }, ...f.test }, ...extra }),
+  );
 }
 
 /**
@@ -38,7 +41,12 @@ async function project(dir: string, f: Fixture, extra: Record<string, unknown> =
  * requests of 1, 3 and 7 rows under ids of our own, and returns the log and
  * the labels file a team would write when the truth arrives (id, row, label).
  */
-async function logTraffic(dir: string, f: Fixture, rows: number[][], options: { idPrefix?: string } = {}): Promise<{ log: string; answered: { id: string; rows: number; first: number }[] }> {
+async function logTraffic(
+  dir: string,
+  f: Fixture,
+  rows: number[][],
+  options: { idPrefix?: string } = {},
+): Promise<{ log: string; answered: { id: string; rows: number; first: number }[] }> {
   const log = path.join(dir, `log-${options.idPrefix ?? 'r'}.jsonl`);
   const server = await startServer(serveOptions(f.model, { modelName: f.model, inferenceLog: { sample: 1, sink: `file:${log}`, inputs: false } }), quiet);
   const answered: { id: string; rows: number; first: number }[] = [];
@@ -131,7 +139,7 @@ describe('mlops monitor --labels: live quality from the inference log', () => {
     });
   });
 
-  it('holds live quality against the version\'s test metrics (monitor.maxDrop) and absolute gates: exit 1 on a drop', async () => {
+  it("holds live quality against the version's test metrics (monitor.maxDrop) and absolute gates: exit 1 on a drop", async () => {
     const f = FIXTURES[0];
     await withTempDir(async (dir) => {
       await project(dir, f, { monitor: { minRows: 10, maxDrop: { accuracy: 0.05 }, gates: { accuracy: '>= 0.5', drifted_share: '< 0.5' } } });
@@ -172,7 +180,11 @@ describe('mlops monitor --labels: live quality from the inference log', () => {
       const { log, answered } = await logTraffic(dir, f, rows.slice(0, 5));
       const cases: [string, string[], RegExp][] = [
         ['id,label\nunknown-1,0\nunknown-2,1\n', [], /no label matched a logged prediction: none of its 2 ids is among the 5 logged rows/],
-        ['id,label\nr-0,0\n', ['--since', '2999-01-01T00:00:00Z'], /--since 2999-01-01T00:00:00Z is not before --until|the log has no inference records in the time range/],
+        [
+          'id,label\nr-0,0\n',
+          ['--since', '2999-01-01T00:00:00Z'],
+          /--since 2999-01-01T00:00:00Z is not before --until|the log has no inference records in the time range/,
+        ],
         ['ident,label\nr-0,0\n', [], /labels\.csv: the header has no 'id' column \(it has ident, label\)/],
         ['id,label\nr-0,\n', [], /labels\.csv line 2, label: empty/],
         ['id,row,label\nr-1,x,0\n', [], /labels\.csv line 2, row: "x" is not a row index/],
@@ -208,7 +220,12 @@ describe('mlops monitor --labels: live quality from the inference log', () => {
       const old = await logTraffic(dir, f, rows.slice(0, 20), { idPrefix: 'old' });
       const current = await logTraffic(dir, f, rows.slice(20, 50), { idPrefix: 'new' });
       // The "old" log as another version of the model had written it.
-      await writeFile(old.log, (await readFile(old.log, 'utf8')).replaceAll('"version":"1"', '"version":"0.9.0"').replaceAll(/"sha256":"[0-9a-f]{64}"/g, `"sha256":"${'e'.repeat(64)}"`));
+      await writeFile(
+        old.log,
+        (await readFile(old.log, 'utf8'))
+          .replaceAll('"version":"1"', '"version":"0.9.0"')
+          .replaceAll(/"sha256":"[0-9a-f]{64}"/g, `"sha256":"${'e'.repeat(64)}"`),
+      );
       const lines = ['id,row,label'];
       for (const a of old.answered) for (let r = 0; r < a.rows; r++) lines.push(`${a.id},${r},${labels[a.first + r]}`);
       for (const a of current.answered) for (let r = 0; r < a.rows; r++) lines.push(`${a.id},${r},${labels[20 + a.first + r]}`);

@@ -27,7 +27,13 @@ const [v1, v2] = releases(ecr);
 const ctx = targetContext;
 
 describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account here)', () => {
-  const target: SageMakerTarget = { ...TARGET_DEFAULTS.sagemaker, region: 'eu-west-1', executionRoleArn: 'arn:aws:iam::123456789012:role/SageMakerExecution', canary: [10, 100], alarms: ['bc-5xx'] };
+  const target: SageMakerTarget = {
+    ...TARGET_DEFAULTS.sagemaker,
+    region: 'eu-west-1',
+    executionRoleArn: 'arn:aws:iam::123456789012:role/SageMakerExecution',
+    canary: [10, 100],
+    alarms: ['bc-5xx'],
+  };
   const tail = '--region eu-west-1 --output json';
 
   /** An AWS account in a script: endpoints, models and configs created by the calls it sees. */
@@ -39,10 +45,23 @@ describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account he
     return scripted(async (line, args) => {
       const arg = (flag: string) => args[args.indexOf(flag) + 1];
       if (line.includes('describe-endpoint --endpoint-name')) {
-        return endpointConfig ? { stdout: JSON.stringify({ EndpointName: 'bc', EndpointStatus: 'InService', EndpointConfigName: endpointConfig, FailureReason: options.autoRollback ? 'alarm bc-5xx fired' : undefined }) } : { exitCode: 254, stderr: 'An error occurred (ValidationException) when calling the DescribeEndpoint operation: Could not find endpoint "bc".' };
+        return endpointConfig
+          ? {
+              stdout: JSON.stringify({
+                EndpointName: 'bc',
+                EndpointStatus: 'InService',
+                EndpointConfigName: endpointConfig,
+                FailureReason: options.autoRollback ? 'alarm bc-5xx fired' : undefined,
+              }),
+            }
+          : { exitCode: 254, stderr: 'An error occurred (ValidationException) when calling the DescribeEndpoint operation: Could not find endpoint "bc".' };
       }
-      if (line.includes('describe-model')) return models.has(arg('--model-name')) ? { stdout: '{}' } : { exitCode: 254, stderr: 'ValidationException: Could not find model' };
-      if (line.includes('describe-endpoint-config')) return configs.has(arg('--endpoint-config-name')) ? { stdout: '{}' } : { exitCode: 254, stderr: 'ValidationException: Could not find endpoint configuration' };
+      if (line.includes('describe-model'))
+        return models.has(arg('--model-name')) ? { stdout: '{}' } : { exitCode: 254, stderr: 'ValidationException: Could not find model' };
+      if (line.includes('describe-endpoint-config'))
+        return configs.has(arg('--endpoint-config-name'))
+          ? { stdout: '{}' }
+          : { exitCode: 254, stderr: 'ValidationException: Could not find endpoint configuration' };
       if (line.includes('create-model')) models.add(arg('--model-name'));
       if (line.includes('create-endpoint-config')) configs.add(arg('--endpoint-config-name'));
       if (line.includes('create-endpoint ') || line.includes('update-endpoint')) {
@@ -76,11 +95,25 @@ describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account he
       'sagemaker-runtime invoke-endpoint',
     ]);
     const create = calls[2];
-    expect(create).toMatch(new RegExp(`^aws sagemaker create-model --model-name bc-v1-1-0-[0-9a-f]{8} --execution-role-arn arn:aws:iam::123456789012:role/SageMakerExecution --primary-container .*${tail}$`));
+    expect(create).toMatch(
+      new RegExp(
+        `^aws sagemaker create-model --model-name bc-v1-1-0-[0-9a-f]{8} --execution-role-arn arn:aws:iam::123456789012:role/SageMakerExecution --primary-container .*${tail}$`,
+      ),
+    );
     expect(JSON.parse(create.split('--primary-container ')[1].split(' --tags')[0])).toEqual({ Image: v2.image, Mode: 'SingleModel' });
     const variants = JSON.parse(calls[4].split('--production-variants ')[1].split(' --tags')[0]);
-    expect(variants).toEqual([{ VariantName: 'AllTraffic', ModelName: expect.stringMatching(/^bc-v1-1-0-/), InitialInstanceCount: 1, InstanceType: 'ml.m5.large', InitialVariantWeight: 1 }]);
-    expect(calls[8]).toMatch(/^aws sagemaker-runtime invoke-endpoint --endpoint-name bc --content-type application\/json --accept application\/json --body fileb:\/\/\S+request\.json --region eu-west-1 \S+answer\.json$/);
+    expect(variants).toEqual([
+      {
+        VariantName: 'AllTraffic',
+        ModelName: expect.stringMatching(/^bc-v1-1-0-/),
+        InitialInstanceCount: 1,
+        InstanceType: 'ml.m5.large',
+        InitialVariantWeight: 1,
+      },
+    ]);
+    expect(calls[8]).toMatch(
+      /^aws sagemaker-runtime invoke-endpoint --endpoint-name bc --content-type application\/json --accept application\/json --body fileb:\/\/\S+request\.json --region eu-west-1 \S+answer\.json$/,
+    );
   });
 
   it('update: blue/green with the canary step and auto-rollback on the named alarms; a redeploy reuses model and config', async () => {
@@ -91,7 +124,10 @@ describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account he
     expect(outcome.status).toBe('deployed');
     const update = calls.find((c) => c.includes('update-endpoint'))!;
     expect(JSON.parse(update.split('--deployment-config ')[1].split(' --region')[0])).toEqual({
-      BlueGreenUpdatePolicy: { TrafficRoutingConfiguration: { Type: 'CANARY', CanarySize: { Type: 'CAPACITY_PERCENT', Value: 10 }, WaitIntervalInSeconds: 300 }, TerminationWaitInSeconds: 0 },
+      BlueGreenUpdatePolicy: {
+        TrafficRoutingConfiguration: { Type: 'CANARY', CanarySize: { Type: 'CAPACITY_PERCENT', Value: 10 }, WaitIntervalInSeconds: 300 },
+        TerminationWaitInSeconds: 0,
+      },
       AutoRollbackConfiguration: { Alarms: [{ AlarmName: 'bc-5xx' }] },
     });
     // The same version again: its model and endpoint config exist and are not created twice.
@@ -105,10 +141,25 @@ describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account he
   it('linear steps and serverless map to SageMaker shapes', async () => {
     const { runner, calls } = account({ endpoint: 'old' });
     await sageMakerAdapter.deploy({ ...target, mode: 'serverless', canary: [25, 50, 75, 100], alarms: [] }, v2, v1, ctx({ runner }));
-    const variants = JSON.parse(calls.find((c) => c.includes('create-endpoint-config'))!.split('--production-variants ')[1].split(' --tags')[0]);
+    const variants = JSON.parse(
+      calls
+        .find((c) => c.includes('create-endpoint-config'))!
+        .split('--production-variants ')[1]
+        .split(' --tags')[0],
+    );
     expect(variants[0]).toEqual({ VariantName: 'AllTraffic', ModelName: expect.any(String), ServerlessConfig: { MemorySizeInMB: 2048, MaxConcurrency: 10 } });
-    const config = JSON.parse(calls.find((c) => c.includes('update-endpoint'))!.split('--deployment-config ')[1].split(' --region')[0]);
-    expect(config).toEqual({ BlueGreenUpdatePolicy: { TrafficRoutingConfiguration: { Type: 'LINEAR', LinearStepSize: { Type: 'CAPACITY_PERCENT', Value: 25 }, WaitIntervalInSeconds: 300 }, TerminationWaitInSeconds: 0 } });
+    const config = JSON.parse(
+      calls
+        .find((c) => c.includes('update-endpoint'))!
+        .split('--deployment-config ')[1]
+        .split(' --region')[0],
+    );
+    expect(config).toEqual({
+      BlueGreenUpdatePolicy: {
+        TrafficRoutingConfiguration: { Type: 'LINEAR', LinearStepSize: { Type: 'CAPACITY_PERCENT', Value: 25 }, WaitIntervalInSeconds: 300 },
+        TerminationWaitInSeconds: 0,
+      },
+    });
   });
 
   it('a failed smoke test puts the previous endpoint config back and waits for it', async () => {
@@ -116,7 +167,10 @@ describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account he
     const outcome = await sageMakerAdapter.deploy(target, v2, v1, ctx({ runner }));
     expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'smoke-failure', restored: v1, logs: 'error: model failed to load' });
     expect((outcome as { message: string }).message).toContain("output 'probabilities' holds non-finite values");
-    expect(calls.slice(-2)).toEqual([`aws sagemaker update-endpoint --endpoint-name bc --endpoint-config-name bc-v1-0-0-old ${tail}`, `aws sagemaker wait endpoint-in-service --endpoint-name bc ${tail}`]);
+    expect(calls.slice(-2)).toEqual([
+      `aws sagemaker update-endpoint --endpoint-name bc --endpoint-config-name bc-v1-0-0-old ${tail}`,
+      `aws sagemaker wait endpoint-in-service --endpoint-name bc ${tail}`,
+    ]);
   });
 
   it('a failed wait on a first deploy is a failure with nothing to restore', async () => {
@@ -135,8 +189,13 @@ describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account he
   });
 
   it('an endpoint that is Failed or still Updating is an environment error (exit 3) naming what to do', async () => {
-    for (const [status, expected] of [['Failed', 'delete it (aws sagemaker delete-endpoint'], ['Updating', 'wait for it']]) {
-      const { runner, calls } = scripted(() => ({ stdout: JSON.stringify({ EndpointStatus: status, EndpointConfigName: 'old', FailureReason: 'image pull failed' }) }));
+    for (const [status, expected] of [
+      ['Failed', 'delete it (aws sagemaker delete-endpoint'],
+      ['Updating', 'wait for it'],
+    ]) {
+      const { runner, calls } = scripted(() => ({
+        stdout: JSON.stringify({ EndpointStatus: status, EndpointConfigName: 'old', FailureReason: 'image pull failed' }),
+      }));
       const error = await sageMakerAdapter.deploy(target, v2, v1, ctx({ runner })).catch((e) => e);
       expect(isMlopsError(error) && error.exitCode).toBe(3);
       expect(error.hint).toContain(expected);
@@ -156,12 +215,18 @@ describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account he
     expect((await sageMakerAdapter.deploy(target, v2, v1, c)).status).toBe('planned');
     expect(calls).toEqual([]);
     expect(c.exec.steps.map((s) => s.command.split(' ').slice(1, 3).join(' '))).toEqual([
-      'sagemaker describe-endpoint', 'sagemaker describe-model', 'sagemaker create-model', 'sagemaker describe-endpoint-config', 'sagemaker create-endpoint-config',
-      'sagemaker create-endpoint', 'sagemaker wait', 'sagemaker-runtime invoke-endpoint',
+      'sagemaker describe-endpoint',
+      'sagemaker describe-model',
+      'sagemaker create-model',
+      'sagemaker describe-endpoint-config',
+      'sagemaker create-endpoint-config',
+      'sagemaker create-endpoint',
+      'sagemaker wait',
+      'sagemaker-runtime invoke-endpoint',
     ]);
   });
 
-  it('--output writes the three calls\' inputs as JSON and runs nothing', async () => {
+  it("--output writes the three calls' inputs as JSON and runs nothing", async () => {
     const { runner, calls } = account();
     const dir = await mkdtemp(path.join(tmpdir(), 'mlops-sagemaker-out-'));
     try {
@@ -173,7 +238,11 @@ describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account he
       const config = JSON.parse(await readFile(path.join(dir, 'bc-endpoint-config.json'), 'utf8'));
       expect(model.PrimaryContainer).toEqual({ Image: v2.image, Mode: 'SingleModel' });
       expect(config.ProductionVariants[0].ModelName).toBe(model.ModelName);
-      expect(endpoint).toMatchObject({ EndpointName: 'bc', EndpointConfigName: config.EndpointConfigName, DeploymentConfig: { AutoRollbackConfiguration: { Alarms: [{ AlarmName: 'bc-5xx' }] } } });
+      expect(endpoint).toMatchObject({
+        EndpointName: 'bc',
+        EndpointConfigName: config.EndpointConfigName,
+        DeploymentConfig: { AutoRollbackConfiguration: { Alarms: [{ AlarmName: 'bc-5xx' }] } },
+      });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -181,21 +250,41 @@ describe('sagemaker plan tests (aws CLI through the exec seam; no AWS account he
 
   it('status reads the serving version from the model the endpoint config names', async () => {
     const { runner } = scripted((line) => {
-      if (line.includes('describe-endpoint --')) return { stdout: JSON.stringify({ EndpointStatus: 'InService', EndpointConfigName: 'cfg', CreationTime: '2026-11-01T00:00:00Z', ProductionVariants: [{ DeployedImages: [{ SpecifiedImage: v2.image }], CurrentInstanceCount: 2 }] }) };
+      if (line.includes('describe-endpoint --'))
+        return {
+          stdout: JSON.stringify({
+            EndpointStatus: 'InService',
+            EndpointConfigName: 'cfg',
+            CreationTime: '2026-11-01T00:00:00Z',
+            ProductionVariants: [{ DeployedImages: [{ SpecifiedImage: v2.image }], CurrentInstanceCount: 2 }],
+          }),
+        };
       if (line.includes('describe-endpoint-config')) return { stdout: JSON.stringify({ ProductionVariants: [{ ModelName: 'bc-v1-1-0-x' }] }) };
       if (line.includes('describe-model')) return { stdout: JSON.stringify({ ModelArn: 'arn:aws:sagemaker:eu-west-1:123456789012:model/bc-v1-1-0-x' }) };
       if (line.includes('list-tags')) return { stdout: JSON.stringify({ Tags: [{ Key: 'mlops-version', Value: '1.1.0' }] }) };
       return {};
     });
-    expect(await sageMakerAdapter.status(target, ctx({ runner }))).toMatchObject({ deployed: true, version: '1.1.0', image: v2.image, health: 'ready', detail: { endpointConfig: 'cfg', instances: 2 } });
+    expect(await sageMakerAdapter.status(target, ctx({ runner }))).toMatchObject({
+      deployed: true,
+      version: '1.1.0',
+      image: v2.image,
+      health: 'ready',
+      detail: { endpointConfig: 'cfg', instances: 2 },
+    });
   });
 });
 
 describe('--output', () => {
   it('is refused (exit 2) on a target that cannot write one, before anything runs: it would deploy for real', async () => {
-    const config = applyDefaults({ model: { name: 'bc' }, targets: { run: { type: 'cloudrun', project: 'acme', region: 'europe-west1' }, ai: { type: 'vertex', project: 'acme', region: 'europe-west4' } } });
+    const config = applyDefaults({
+      model: { name: 'bc' },
+      targets: { run: { type: 'cloudrun', project: 'acme', region: 'europe-west1' }, ai: { type: 'vertex', project: 'acme', region: 'europe-west4' } },
+    });
     for (const name of ['run', 'ai']) {
-      const error = await deployVersion({ cwd: '/tmp', projectDir: '/tmp', config, env: {}, target: name, dryRun: false, outputDir: '/tmp/out', log: () => undefined }, '1.0.0').catch((e) => e);
+      const error = await deployVersion(
+        { cwd: '/tmp', projectDir: '/tmp', config, env: {}, target: name, dryRun: false, outputDir: '/tmp/out', log: () => undefined },
+        '1.0.0',
+      ).catch((e) => e);
       expect(isMlopsError(error) && error.exitCode).toBe(2);
       expect(error.message).toMatch(/^target '(run|ai)' \((cloudrun|vertex)\) has no --output form$/);
       expect(error.hint).toContain('--output writes files for kubernetes, kserve, sagemaker targets');
@@ -204,21 +293,42 @@ describe('--output', () => {
 });
 
 describe('inference logs from the managed targets, for mlops monitor --labels', () => {
-  const record = (id: string) => JSON.stringify({ type: 'mlops.inference', id, row: 0, rows: 1, time: '2026-11-22T10:00:00Z', model: { name: 'bc', version: '1', sha256: 'f'.repeat(64) }, outputs: [] });
+  const record = (id: string) =>
+    JSON.stringify({
+      type: 'mlops.inference',
+      id,
+      row: 0,
+      rows: 1,
+      time: '2026-11-22T10:00:00Z',
+      model: { name: 'bc', version: '1', sha256: 'f'.repeat(64) },
+      outputs: [],
+    });
 
-  it('sagemaker: the records CloudWatch Logs kept from the endpoint\'s stdout', async () => {
+  it("sagemaker: the records CloudWatch Logs kept from the endpoint's stdout", async () => {
     const { runner, calls } = scripted(() => ({ stdout: JSON.stringify({ events: [{ message: record('a') }, { message: record('b') }] }) }));
     const target: SageMakerTarget = { ...TARGET_DEFAULTS.sagemaker, region: 'eu-west-1', executionRoleArn: 'arn:aws:iam::123456789012:role/x' };
     const logs = await sageMakerAdapter.inferenceLogs(target, ctx({ runner }), new Date('2026-11-22T00:00:00Z'));
-    expect(calls).toEqual([`aws logs filter-log-events --log-group-name /aws/sagemaker/Endpoints/bc --filter-pattern { $.type = "mlops.inference" } --start-time ${Date.parse('2026-11-22T00:00:00Z')} --region eu-west-1 --output json`]);
-    expect(logs[0].text.split('\n').flatMap(recordsInLine).map((r) => r.id)).toEqual(['a', 'b']);
+    expect(calls).toEqual([
+      `aws logs filter-log-events --log-group-name /aws/sagemaker/Endpoints/bc --filter-pattern { $.type = "mlops.inference" } --start-time ${Date.parse('2026-11-22T00:00:00Z')} --region eu-west-1 --output json`,
+    ]);
+    expect(
+      logs[0].text
+        .split('\n')
+        .flatMap(recordsInLine)
+        .map((r) => r.id),
+    ).toEqual(['a', 'b']);
   });
 
-  it('vertex: the records Cloud Logging parsed from the endpoint\'s stdout', async () => {
+  it("vertex: the records Cloud Logging parsed from the endpoint's stdout", async () => {
     const { runner, calls } = scripted(() => ({ stdout: JSON.stringify([{ jsonPayload: JSON.parse(record('x')) }]) }));
     const logs = await vertexAdapter.inferenceLogs({ ...TARGET_DEFAULTS.vertex, project: 'acme', region: 'europe-west4' }, ctx({ runner }), undefined);
     expect(calls[0]).toContain('resource.type="aiplatform.googleapis.com/Endpoint" AND resource.labels.endpoint_id="bc"');
-    expect(logs[0].text.split('\n').flatMap(recordsInLine).map((r) => r.id)).toEqual(['x']);
+    expect(
+      logs[0].text
+        .split('\n')
+        .flatMap(recordsInLine)
+        .map((r) => r.id),
+    ).toEqual(['x']);
   });
 });
 
@@ -227,7 +337,17 @@ describe('history keeps what a rollback smoke-tests with', () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'mlops-history-'));
     try {
       for (const release of [v1, v2]) {
-        await appendHistory(dir, 'prod', { action: 'deploy', version: release.version, image: release.image, digest: release.digest, modelName: 'bc', modelSha256: release.modelSha256, signature: release.signature, at: '2026-11-23T00:00:00Z', outcome: 'deployed' });
+        await appendHistory(dir, 'prod', {
+          action: 'deploy',
+          version: release.version,
+          image: release.image,
+          digest: release.digest,
+          modelName: 'bc',
+          modelSha256: release.modelSha256,
+          signature: release.signature,
+          at: '2026-11-23T00:00:00Z',
+          outcome: 'deployed',
+        });
       }
       const entries = await readHistory(dir, 'prod');
       expect(previousRelease(entries)).toEqual(v1);
@@ -239,7 +359,7 @@ describe('history keeps what a rollback smoke-tests with', () => {
 });
 
 describe('ECR credentials through the aws CLI', () => {
-  it('asks `aws ecr get-login-password` for the registry\'s region and logs in as AWS', async () => {
+  it("asks `aws ecr get-login-password` for the registry's region and logs in as AWS", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'mlops-fake-aws-'));
     try {
       // A stand-in for the aws CLI: no AWS account is reachable here.
@@ -248,7 +368,9 @@ describe('ECR credentials through the aws CLI', () => {
       expect(credentials).toEqual({ username: 'AWS', password: 'token-123', source: 'aws ecr get-login-password' });
       expect((await readFile(path.join(dir, 'args'), 'utf8')).trim()).toBe('ecr get-login-password --region eu-central-1');
       await writeFile(path.join(dir, 'aws'), '#!/bin/sh\necho "Unable to locate credentials" >&2\nexit 253\n', { mode: 0o755 });
-      await expect(resolveCredentials('123456789012.dkr.ecr.eu-central-1.amazonaws.com', { PATH: `${dir}:${process.env.PATH}`, HOME: dir })).rejects.toThrow('aws ecr get-login-password --region eu-central-1 failed (exit 253)');
+      await expect(resolveCredentials('123456789012.dkr.ecr.eu-central-1.amazonaws.com', { PATH: `${dir}:${process.env.PATH}`, HOME: dir })).rejects.toThrow(
+        'aws ecr get-login-password --region eu-central-1 failed (exit 253)',
+      );
       expect(await resolveCredentials('registry.example.com', { PATH: `${dir}:${process.env.PATH}`, HOME: dir })).toBeUndefined();
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -263,13 +385,22 @@ describe('vertex plan tests (gcloud through the exec seam; no cloud account here
   function project(options: { serving?: Record<string, number>; deployFails?: boolean; predict?: (deployedId: string) => unknown } = {}) {
     let newId = '';
     return scripted((line, args) => {
-      if (line.includes('endpoints describe')) return options.serving ? { stdout: JSON.stringify({ deployedModels: Object.keys(options.serving).map((id) => ({ id, model: `projects/acme/locations/europe-west4/models/old-${id}` })), trafficSplit: options.serving }) } : { exitCode: 1, stderr: 'NOT_FOUND' };
+      if (line.includes('endpoints describe'))
+        return options.serving
+          ? {
+              stdout: JSON.stringify({
+                deployedModels: Object.keys(options.serving).map((id) => ({ id, model: `projects/acme/locations/europe-west4/models/old-${id}` })),
+                trafficSplit: options.serving,
+              }),
+            }
+          : { exitCode: 1, stderr: 'NOT_FOUND' };
       if (line.includes('models describe')) return { exitCode: 1, stderr: 'NOT_FOUND' };
       if (line.includes('deploy-model') && !line.includes('undeploy')) {
         newId = args.find((a) => a.startsWith('--deployed-model-id='))!.split('=')[1];
         return options.deployFails ? { exitCode: 1, stderr: 'ERROR: Model server never became ready.' } : {};
       }
-      if (line.includes('endpoints predict')) return { stdout: JSON.stringify(options.predict?.(newId) ?? { predictions: [[0.25, 0.75]], deployedModelId: newId }) };
+      if (line.includes('endpoints predict'))
+        return { stdout: JSON.stringify(options.predict?.(newId) ?? { predictions: [[0.25, 0.75]], deployedModelId: newId }) };
       if (line.includes('logging read')) return { stdout: 'model failed' };
       return {};
     });
@@ -278,7 +409,10 @@ describe('vertex plan tests (gcloud through the exec seam; no cloud account here
   it('first deploy: endpoint, model upload with the container routes, deploy with all traffic, smoke predict', async () => {
     const { runner, calls } = project();
     const outcome = await vertexAdapter.deploy(target, v2, null, ctx({ runner }));
-    expect(outcome).toMatchObject({ status: 'deployed', url: 'https://europe-west4-aiplatform.googleapis.com/v1/projects/acme/locations/europe-west4/endpoints/bc:predict' });
+    expect(outcome).toMatchObject({
+      status: 'deployed',
+      url: 'https://europe-west4-aiplatform.googleapis.com/v1/projects/acme/locations/europe-west4/endpoints/bc:predict',
+    });
     const model = calls[3].match(/--model-id=(\S+)/)![1];
     expect(model).toMatch(/^bc-v1-1-0-[0-9a-f]{8}$/);
     const deployed = calls[4].match(/--deployed-model-id=(\d+)/)![1];
@@ -311,7 +445,10 @@ describe('vertex plan tests (gcloud through the exec seam; no cloud account here
     expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'smoke-failure', restored: v1, logs: 'model failed' });
     expect((outcome as { message: string }).message).toContain('the answer has 0 predictions for 1 instances');
     const deployed = calls.find((c) => c.includes('deploy-model'))!.match(/--deployed-model-id=(\d+)/)![1];
-    expect(calls.slice(-2)).toEqual([`gcloud ai endpoints update bc ${base} --traffic-split=111=100`, `gcloud ai endpoints undeploy-model bc ${base} --deployed-model-id=${deployed}`]);
+    expect(calls.slice(-2)).toEqual([
+      `gcloud ai endpoints update bc ${base} --traffic-split=111=100`,
+      `gcloud ai endpoints undeploy-model bc ${base} --deployed-model-id=${deployed}`,
+    ]);
   });
 
   it('a deploy-model that never becomes ready leaves the old traffic as it was', async () => {
@@ -335,11 +472,20 @@ describe('vertex plan tests (gcloud through the exec seam; no cloud account here
     const first = project();
     await vertexAdapter.deploy(target, v1, null, ctx({ runner: first.runner }));
     const servingId = first.calls.find((c) => c.includes('deploy-model'))!.match(/--deployed-model-id=(\d+)/)![1];
-    const state = { deployedModels: [{ id: servingId, displayName: 'bc-v1-0-0-x' }, { id: '4242', displayName: 'bc-v1-1-0-y', model: 'projects/acme/locations/europe-west4/models/bc-v1-1-0-y' }], trafficSplit: { [servingId]: 90, '4242': 10 } };
+    const state = {
+      deployedModels: [
+        { id: servingId, displayName: 'bc-v1-0-0-x' },
+        { id: '4242', displayName: 'bc-v1-1-0-y', model: 'projects/acme/locations/europe-west4/models/bc-v1-1-0-y' },
+      ],
+      trafficSplit: { [servingId]: 90, '4242': 10 },
+    };
     const { runner, calls } = scripted(() => ({ stdout: JSON.stringify(state) }));
     const recovery = await vertexAdapter.recover(target, ctx({ runner }), v1);
     expect(recovery).toMatchObject({ candidate: { version: 'bc-v1-1-0-y' }, outcome: 'restored', serving: v1 });
-    expect(calls.slice(1)).toEqual([`gcloud ai endpoints update bc ${base} --traffic-split=${servingId}=100`, `gcloud ai endpoints undeploy-model bc ${base} --deployed-model-id=4242`]);
+    expect(calls.slice(1)).toEqual([
+      `gcloud ai endpoints update bc ${base} --traffic-split=${servingId}=100`,
+      `gcloud ai endpoints undeploy-model bc ${base} --deployed-model-id=4242`,
+    ]);
     const alone = scripted(() => ({ stdout: JSON.stringify({ deployedModels: [{ id: servingId }], trafficSplit: { [servingId]: 100 } }) }));
     expect(await vertexAdapter.recover(target, ctx({ runner: alone.runner }), v1)).toBeNull();
   });
@@ -358,11 +504,26 @@ describe('kserve plan tests (kubectl through the exec seam; no cluster here)', (
   const ready = (generation: number, image = v1.image) => ({
     apiVersion: 'serving.kserve.io/v1beta1',
     kind: 'InferenceService',
-    metadata: { name: 'bc', namespace: 'ml', generation, annotations: { 'mlops.version': '1.0.0', 'kubectl.kubernetes.io/last-applied-configuration': '{}' }, labels: { 'app.kubernetes.io/name': 'bc' } },
+    metadata: {
+      name: 'bc',
+      namespace: 'ml',
+      generation,
+      annotations: { 'mlops.version': '1.0.0', 'kubectl.kubernetes.io/last-applied-configuration': '{}' },
+      labels: { 'app.kubernetes.io/name': 'bc' },
+    },
     spec: { predictor: { containers: [{ name: 'kserve-container', image }] } },
     status: { observedGeneration: generation, url: 'http://bc.ml.example.com', conditions: [{ type: 'Ready', status: 'True' }] },
   });
-  const pods = (image: string) => JSON.stringify({ items: [{ metadata: { name: 'bc-predictor-abc' }, spec: { containers: [{ name: 'kserve-container', image }] }, status: { containerStatuses: [{ ready: true }] } }] });
+  const pods = (image: string) =>
+    JSON.stringify({
+      items: [
+        {
+          metadata: { name: 'bc-predictor-abc' },
+          spec: { containers: [{ name: 'kserve-container', image }] },
+          status: { containerStatuses: [{ ready: true }] },
+        },
+      ],
+    });
 
   /** A cluster with KServe in a script: `failOn` makes the generation that applies the new image fail. */
   function cluster(options: { exists?: boolean; failWith?: { reason: string; message: string } } = {}) {
@@ -377,7 +538,11 @@ describe('kserve plan tests (kubectl through the exec seam; no cluster here)', (
       if (line.includes('get inferenceservice')) {
         if (!generation) return { exitCode: 1, stderr: 'Error from server (NotFound): inferenceservices.serving.kserve.io "bc" not found' };
         const state = ready(generation, image);
-        if (options.failWith && image === v2.image) state.status.conditions = [{ type: 'Ready', status: 'False' }, { type: 'PredictorReady', status: 'False', ...options.failWith }];
+        if (options.failWith && image === v2.image)
+          state.status.conditions = [
+            { type: 'Ready', status: 'False' },
+            { type: 'PredictorReady', status: 'False', ...options.failWith },
+          ];
         return { stdout: JSON.stringify(state) };
       }
       if (line.includes('get pods')) return { stdout: pods(image) };
@@ -391,7 +556,12 @@ describe('kserve plan tests (kubectl through the exec seam; no cluster here)', (
     const predictor = service.spec.predictor as any;
     expect(service.metadata.annotations['serving.kserve.io/deploymentMode']).toBe('Knative');
     expect(predictor).toMatchObject({ minReplicas: 1, maxReplicas: 10, canaryTrafficPercent: 20 });
-    expect(predictor.containers[0]).toMatchObject({ name: 'kserve-container', image: v2.image, ports: [{ containerPort: 8080, protocol: 'TCP' }], readinessProbe: { httpGet: { path: '/v2/health/ready', port: 8080 } } });
+    expect(predictor.containers[0]).toMatchObject({
+      name: 'kserve-container',
+      image: v2.image,
+      ports: [{ containerPort: 8080, protocol: 'TCP' }],
+      readinessProbe: { httpGet: { path: '/v2/health/ready', port: 8080 } },
+    });
     expect(predictor.containers[0].env).toContainEqual({ name: 'PROTOCOL', value: 'v2' });
     expect(renderInferenceService('bc', target, v2, config, 100).spec.predictor.canaryTrafficPercent).toBeUndefined();
   });
@@ -402,15 +572,24 @@ describe('kserve plan tests (kubectl through the exec seam; no cluster here)', (
     expect(predictor.containers[0].securityContext.readOnlyRootFilesystem).toBe(true);
     expect(predictor.containers[0].volumeMounts).toEqual([{ name: 'tmp', mountPath: '/tmp' }]);
     expect(predictor.automountServiceAccountToken).toBe(false);
-    expect(renderInferenceService('bc', target, v2, config).metadata.labels).toMatchObject({ 'app.kubernetes.io/instance': 'bc', 'app.kubernetes.io/component': 'model-server', 'app.kubernetes.io/part-of': 'bc' });
-    const privateRegistry = renderInferenceService('bc', { ...target, serviceAccountName: 'model-runner', imagePullSecrets: ['registry-creds'] }, v2, config).spec.predictor;
+    expect(renderInferenceService('bc', target, v2, config).metadata.labels).toMatchObject({
+      'app.kubernetes.io/instance': 'bc',
+      'app.kubernetes.io/component': 'model-server',
+      'app.kubernetes.io/part-of': 'bc',
+    });
+    const privateRegistry = renderInferenceService('bc', { ...target, serviceAccountName: 'model-runner', imagePullSecrets: ['registry-creds'] }, v2, config)
+      .spec.predictor;
     expect(privateRegistry).toMatchObject({ serviceAccountName: 'model-runner', imagePullSecrets: [{ name: 'registry-creds' }] });
   });
 
   it('the schema refuses wrong types and unknown fields, naming them', () => {
     const service = renderInferenceService('bc', target, v2, config);
-    expect(() => validateInferenceService({ ...service, spec: { predictor: { ...service.spec.predictor, minReplicas: 'two' } } })).toThrow('/spec/predictor/minReplicas must be integer');
-    expect(() => validateInferenceService({ ...service, spec: { predictor: { ...service.spec.predictor, minReplica: 2 } } })).toThrow("/spec/predictor must NOT have additional properties 'minReplica'");
+    expect(() => validateInferenceService({ ...service, spec: { predictor: { ...service.spec.predictor, minReplicas: 'two' } } })).toThrow(
+      '/spec/predictor/minReplicas must be integer',
+    );
+    expect(() => validateInferenceService({ ...service, spec: { predictor: { ...service.spec.predictor, minReplica: 2 } } })).toThrow(
+      "/spec/predictor must NOT have additional properties 'minReplica'",
+    );
     expect(() => renderInferenceService('bc', { ...target, minReplicas: 5, maxReplicas: 2 }, v2, config)).toThrow('maxReplicas (2) is below minReplicas (5)');
   });
 
@@ -432,14 +611,17 @@ describe('kserve plan tests (kubectl through the exec seam; no cluster here)', (
   it("update: KServe's canaryTrafficPercent first, then the spec without it", async () => {
     const { runner, inputs } = cluster({ exists: true });
     expect((await kserveAdapter.deploy(target, v2, v1, ctx({ runner }))).status).toBe('deployed');
-    expect(inputs.map((i) => (parse(i) as any).spec.predictor.canaryTrafficPercent)).toEqual([20, undefined]);
+    expect(inputs.map((i) => parse(i).spec.predictor.canaryTrafficPercent)).toEqual([20, undefined]);
   });
 
   it('a revision that fails is rolled back by applying the previous spec, without what the server filled in', async () => {
-    const { runner, inputs, calls } = cluster({ exists: true, failWith: { reason: 'RevisionFailed', message: 'Revision "bc-predictor-00002" failed with message: Container failed with: ExitCode 1' } });
+    const { runner, inputs, calls } = cluster({
+      exists: true,
+      failWith: { reason: 'RevisionFailed', message: 'Revision "bc-predictor-00002" failed with message: Container failed with: ExitCode 1' },
+    });
     const outcome = await kserveAdapter.deploy(target, v2, v1, ctx({ runner }));
     expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'crash-loop', restored: v1, logs: '[pod/bc-predictor-abc] error: out of memory' });
-    const restored = parse(inputs.at(-1)!) as any;
+    const restored = parse(inputs.at(-1)!);
     expect(restored.spec.predictor.containers[0].image).toBe(v1.image);
     expect(restored.metadata).toEqual({ name: 'bc', namespace: 'ml', labels: { 'app.kubernetes.io/name': 'bc' }, annotations: { 'mlops.version': '1.0.0' } });
     expect(restored.status).toBeUndefined();
@@ -450,7 +632,7 @@ describe('kserve plan tests (kubectl through the exec seam; no cluster here)', (
     const { runner, inputs } = cluster({ exists: true });
     const outcome = await kserveAdapter.deploy(target, v2, v1, ctx({ runner, smoke: async () => Promise.reject(new Error('inference answered HTTP 500')) }));
     expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'smoke-failure' });
-    expect((parse(inputs.at(-1)!) as any).spec.predictor.containers[0].image).toBe(v1.image);
+    expect(parse(inputs.at(-1)!).spec.predictor.containers[0].image).toBe(v1.image);
   });
 
   it('a cluster without KServe is an environment error (exit 3) with a hint', async () => {
@@ -464,7 +646,7 @@ describe('kserve plan tests (kubectl through the exec seam; no cluster here)', (
     expect((await kserveAdapter.deploy(target, v2, v1, c)).status).toBe('planned');
     expect(calls).toEqual([]);
     const apply = c.exec.steps.find((s) => s.command.includes('apply'))!;
-    expect((parse(apply.input!) as any).kind).toBe('InferenceService');
+    expect(parse(apply.input!).kind).toBe('InferenceService');
 
     const dir = await mkdtemp(path.join(tmpdir(), 'mlops-kserve-out-'));
     try {
@@ -485,11 +667,20 @@ describe('kserve plan tests (kubectl through the exec seam; no cluster here)', (
  * service model and gcloud its flags, then both stop where they would need an account or the network.
  */
 const aws = probeTool('aws', 'apt-get install awscli');
-const gcloudInstalled = await run('sh', ['-c', 'command -v gcloud']).then(() => true, () => false);
+const gcloudInstalled = await run('sh', ['-c', 'command -v gcloud']).then(
+  () => true,
+  () => false,
+);
 
 describe.skipIf(!aws.ok)(`the aws CLI accepts every planned command${aws.ok ? '' : ` (skipped: ${aws.reason})`}`, () => {
   it('parses and validates each one against the SageMaker service model', async () => {
-    const target: SageMakerTarget = { ...TARGET_DEFAULTS.sagemaker, region: 'eu-west-1', executionRoleArn: 'arn:aws:iam::123456789012:role/SageMakerExecution', canary: [10, 100], alarms: ['bc-5xx'] };
+    const target: SageMakerTarget = {
+      ...TARGET_DEFAULTS.sagemaker,
+      region: 'eu-west-1',
+      executionRoleArn: 'arn:aws:iam::123456789012:role/SageMakerExecution',
+      canary: [10, 100],
+      alarms: ['bc-5xx'],
+    };
     const steps = [
       ...(await planArgv((c) => sageMakerAdapter.deploy(target, v2, v1, c))),
       ...(await planArgv((c) => sageMakerAdapter.deploy({ ...target, mode: 'serverless', canary: [20, 40, 60, 80, 100] }, v2, v1, c))),
@@ -501,14 +692,30 @@ describe.skipIf(!aws.ok)(`the aws CLI accepts every planned command${aws.ok ? ''
       await writeFile(body, '{}');
       // --output's files, as `aws sagemaker <call> --cli-input-json` reads them.
       await sageMakerAdapter.deploy(target, v2, v1, ctx({ outputDir: dir }));
-      for (const [call, kind] of [['create-model', 'model'], ['create-endpoint-config', 'endpoint-config'], ['create-endpoint', 'endpoint'], ['update-endpoint', 'endpoint']]) {
+      for (const [call, kind] of [
+        ['create-model', 'model'],
+        ['create-endpoint-config', 'endpoint-config'],
+        ['create-endpoint', 'endpoint'],
+        ['update-endpoint', 'endpoint'],
+      ]) {
         steps.push(['sagemaker', call, '--cli-input-json', `file://${path.join(dir, `bc-${kind}.json`)}`, '--region', 'eu-west-1']);
       }
-      const env = { ...process.env, AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE', AWS_SECRET_ACCESS_KEY: 'example', AWS_MAX_ATTEMPTS: '1', AWS_RETRY_MODE: 'standard', AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
+      const env = {
+        ...process.env,
+        AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE',
+        AWS_SECRET_ACCESS_KEY: 'example',
+        AWS_MAX_ATTEMPTS: '1',
+        AWS_RETRY_MODE: 'standard',
+        AWS_CONFIG_FILE: '/dev/null',
+        AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+      };
       for (const args of steps) {
         const fixed = args.map((a) => (a.startsWith('fileb://') ? `fileb://${body}` : a.endsWith('answer.json') ? path.join(dir, 'answer.json') : a));
         // Nothing listens on port 9: a call that passed validation fails to connect.
-        const result = await run(aws.path, [...fixed, '--endpoint-url', 'http://127.0.0.1:9', '--cli-connect-timeout', '1'], { env, timeout: 60_000 }).then(() => ({ stderr: '' }), (e) => ({ stderr: String(e.stderr) }));
+        const result = await run(aws.path, [...fixed, '--endpoint-url', 'http://127.0.0.1:9', '--cli-connect-timeout', '1'], { env, timeout: 60_000 }).then(
+          () => ({ stderr: '' }),
+          (e) => ({ stderr: String(e.stderr) }),
+        );
         expect(result.stderr, `aws ${args.join(' ')}`).toMatch(/Could not connect to the endpoint URL/);
       }
     } finally {
@@ -517,19 +724,34 @@ describe.skipIf(!aws.ok)(`the aws CLI accepts every planned command${aws.ok ? ''
   }, 120_000);
 });
 
-describe.skipIf(!gcloudInstalled)(`gcloud accepts every planned command${gcloudInstalled ? '' : ' (skipped: gcloud is not installed; Debian does not package it)'}`, () => {
-  it('parses each one and stops only for want of an account', async () => {
-    const target: VertexTarget = { ...TARGET_DEFAULTS.vertex, project: 'acme', region: 'europe-west4', canary: [10, 50, 100], serviceAccount: 'ml@acme.iam.gserviceaccount.com' };
-    const steps = [...(await planArgv((c) => vertexAdapter.deploy(target, v2, v1, c))), ...(await planArgv((c) => vertexAdapter.inferenceLogs(target, c, undefined)))];
-    const config = await mkdtemp(path.join(tmpdir(), 'mlops-gcloud-check-'));
-    try {
-      const env = { ...process.env, CLOUDSDK_CONFIG: config, CLOUDSDK_CORE_DISABLE_PROMPTS: '1', CLOUDSDK_CORE_CHECK_GCE_METADATA: 'false' };
-      for (const args of steps) {
-        const result = await run('gcloud', args, { env, timeout: 60_000 }).then(() => ({ stderr: '' }), (e) => ({ stderr: String(e.stderr) }));
-        expect(result.stderr, `gcloud ${args.join(' ')}`).toMatch(/You do not currently have an active account selected/);
+describe.skipIf(!gcloudInstalled)(
+  `gcloud accepts every planned command${gcloudInstalled ? '' : ' (skipped: gcloud is not installed; Debian does not package it)'}`,
+  () => {
+    it('parses each one and stops only for want of an account', async () => {
+      const target: VertexTarget = {
+        ...TARGET_DEFAULTS.vertex,
+        project: 'acme',
+        region: 'europe-west4',
+        canary: [10, 50, 100],
+        serviceAccount: 'ml@acme.iam.gserviceaccount.com',
+      };
+      const steps = [
+        ...(await planArgv((c) => vertexAdapter.deploy(target, v2, v1, c))),
+        ...(await planArgv((c) => vertexAdapter.inferenceLogs(target, c, undefined))),
+      ];
+      const config = await mkdtemp(path.join(tmpdir(), 'mlops-gcloud-check-'));
+      try {
+        const env = { ...process.env, CLOUDSDK_CONFIG: config, CLOUDSDK_CORE_DISABLE_PROMPTS: '1', CLOUDSDK_CORE_CHECK_GCE_METADATA: 'false' };
+        for (const args of steps) {
+          const result = await run('gcloud', args, { env, timeout: 60_000 }).then(
+            () => ({ stderr: '' }),
+            (e) => ({ stderr: String(e.stderr) }),
+          );
+          expect(result.stderr, `gcloud ${args.join(' ')}`).toMatch(/You do not currently have an active account selected/);
+        }
+      } finally {
+        await rm(config, { recursive: true, force: true });
       }
-    } finally {
-      await rm(config, { recursive: true, force: true });
-    }
-  }, 120_000);
-});
+    }, 120_000);
+  },
+);

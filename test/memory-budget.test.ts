@@ -15,9 +15,11 @@ describe('server.memoryBudget', () => {
     expect(() => applyServerEnv(serveOptions('breast_cancer'), { MLOPS_MEMORY_BUDGET: '2 gigs' })).toThrow('MLOPS_MEMORY_BUDGET');
   });
 
-  it('counts a session per worker and the main thread\'s', () => {
+  it("counts a session per worker and the main thread's", () => {
     expect(() => new MemoryLedger(3000, '3000').claim({ weights: 1000, workers: 2, modelName: 'm' })).not.toThrow();
-    expect(() => new MemoryLedger(2999, '2999').claim({ weights: 1000, workers: 2, modelName: 'm' })).toThrow('3 ONNX Runtime session(s) (2 worker(s) and the main thread) need at least');
+    expect(() => new MemoryLedger(2999, '2999').claim({ weights: 1000, workers: 2, modelName: 'm' })).toThrow(
+      '3 ONNX Runtime session(s) (2 worker(s) and the main thread) need at least',
+    );
     expect(() => new MemoryLedger(1000, '1000').claim({ weights: 1000, workers: 0, modelName: 'm' })).not.toThrow();
   });
 
@@ -25,7 +27,9 @@ describe('server.memoryBudget', () => {
     const ledger = new MemoryLedger(5000, '5000');
     const giveBack = ledger.claim({ weights: 1000, workers: 2, modelName: 'fraud', version: '1' });
     expect(() => ledger.claim({ weights: 1000, workers: 1, modelName: 'churn', version: '1' })).not.toThrow();
-    expect(() => ledger.claim({ weights: 1000, workers: 0, modelName: 'churn', version: '2' })).toThrow(/model 'churn' version 2 has .* on top of 4\.9 KiB for model 'fraud' version 1 \(2\.9 KiB\), model 'churn' version 1 \(2\.0 KiB\)/);
+    expect(() => ledger.claim({ weights: 1000, workers: 0, modelName: 'churn', version: '2' })).toThrow(
+      /model 'churn' version 2 has .* on top of 4\.9 KiB for model 'fraud' version 1 \(2\.9 KiB\), model 'churn' version 1 \(2\.0 KiB\)/,
+    );
     giveBack();
     expect(() => ledger.claim({ weights: 1000, workers: 0, modelName: 'churn', version: '2' })).not.toThrow();
   });

@@ -34,7 +34,6 @@ describe('regression metrics match scikit-learn', () => {
   });
 });
 
-
 describe('gates that keep failures from passing (mlops bench and mlops optimize)', () => {
   it('fail one failed request by default, leave a strict error gate alone, and pair a lax one with "some request succeeded"', async () => {
     const { failureGates, parseGateFlag } = await import('../src/metrics/gates.js');

@@ -14,7 +14,14 @@ beforeAll(async () => {
   // A repository of two models: without a name, no client can know which one to use.
   repository = createServer((req, res) => {
     res.writeHead(req.url === '/v2/repository/index' ? 200 : 404, { 'content-type': 'application/json' });
-    res.end(req.url === '/v2/repository/index' ? JSON.stringify([{ name: 'fraud', state: 'READY' }, { name: 'churn', state: 'READY' }]) : JSON.stringify({ error: 'not here' }));
+    res.end(
+      req.url === '/v2/repository/index'
+        ? JSON.stringify([
+            { name: 'fraud', state: 'READY' },
+            { name: 'churn', state: 'READY' },
+          ])
+        : JSON.stringify({ error: 'not here' }),
+    );
   });
   await new Promise<void>((r) => repository.listen(0, '127.0.0.1', r));
   repositoryUrl = `http://127.0.0.1:${(repository.address() as AddressInfo).port}`;
@@ -28,7 +35,9 @@ describe('--model-name', () => {
   it('a server with several models: the error names them and says to pass --model-name (exit 3)', async () => {
     const result = await runCli(['bench', '--url', repositoryUrl, '--requests', '5']);
     expect(result.code).toBe(3);
-    expect(lines(result.stderr).find((l) => l.startsWith('error:'))).toBe(`error: the server at ${repositoryUrl}/ serves 2 models (fraud, churn); name the one to use`);
+    expect(lines(result.stderr).find((l) => l.startsWith('error:'))).toBe(
+      `error: the server at ${repositoryUrl}/ serves 2 models (fraud, churn); name the one to use`,
+    );
     expect(result.stderr).toContain('hint: pass --model-name <name>, or set model.name in config');
   });
 
@@ -49,7 +58,10 @@ describe('--model-name', () => {
     for (const command of ['bench', 'test', 'explain']) {
       const wrong = await runCli([command, '--url', server.url, '--model-name', 'nope', '--holdout', fixture('breast_cancer', 'holdout.csv')]);
       expect(wrong.code, command).toBe(3);
-      expect(lines(wrong.stderr).find((l) => l.startsWith('error:')), command).toContain("'nope'");
+      expect(
+        lines(wrong.stderr).find((l) => l.startsWith('error:')),
+        command,
+      ).toContain("'nope'");
     }
   });
 });

@@ -47,7 +47,11 @@ beforeAll(async () => {
   await mkdir(project, { recursive: true });
   await writeFile(
     path.join(project, 'mlops.config.json'),
-    JSON.stringify({ model: { path: fixture('breast_cancer', 'model.onnx'), name: 'breast_cancer' }, monitor: { gates: GATES }, targets: { prod: { type: 'kubernetes', namespace: 'ml' } } }),
+    JSON.stringify({
+      model: { path: fixture('breast_cancer', 'model.onnx'), name: 'breast_cancer' },
+      monitor: { gates: GATES },
+      targets: { prod: { type: 'kubernetes', namespace: 'ml' } },
+    }),
   );
 });
 afterAll(async () => {
@@ -174,8 +178,21 @@ describe('mlops monitor against running servers', () => {
       expect(viaPods.report.source).toMatchObject({ kind: 'target', target: 'prod' });
       expect(viaPods.report.source.from).toHaveLength(2);
       expect(viaPods.report.metrics).toEqual(single.report.metrics);
-      const calls = (await readFile(log, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as string[]);
-      expect(calls[0]).toEqual(['--namespace', 'ml', 'get', 'pods', '-l', 'app.kubernetes.io/name=breast-cancer', '--field-selector=status.phase=Running', '-o', 'json']);
+      const calls = (await readFile(log, 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as string[]);
+      expect(calls[0]).toEqual([
+        '--namespace',
+        'ml',
+        'get',
+        'pods',
+        '-l',
+        'app.kubernetes.io/name=breast-cancer',
+        '--field-selector=status.phase=Running',
+        '-o',
+        'json',
+      ]);
       expect(calls.slice(1).map((c) => c.slice(0, 4))).toEqual([
         ['--namespace', 'ml', 'port-forward', 'pod/bc-7d9-a'],
         ['--namespace', 'ml', 'port-forward', 'pod/bc-7d9-b'],
@@ -230,7 +247,10 @@ describe.skipIf(!chromium.ok)(`the HTML report, rendered by headless Chromium${c
       const html = path.join(WORK, 'report.html');
       const markdown = path.join(WORK, 'summary.md');
       const summary = path.join(WORK, 'step-summary.md');
-      const result = await runCli(['monitor', '--url', server.url, '--html', html, '--markdown', markdown], { cwd: project, env: { GITHUB_STEP_SUMMARY: summary } });
+      const result = await runCli(['monitor', '--url', server.url, '--html', html, '--markdown', markdown], {
+        cwd: project,
+        env: { GITHUB_STEP_SUMMARY: summary },
+      });
       expect(result.code).toBe(1);
       const page = await readFile(html, 'utf8');
       expect(page).not.toMatch(/<script|https?:\/\/(?!127\.0\.0\.1)(?!www\.w3\.org)/);
@@ -239,20 +259,24 @@ describe.skipIf(!chromium.ok)(`the HTML report, rendered by headless Chromium${c
       expect(await readFile(summary, 'utf8')).toMatch(/\| `mean_radius` \| \d+\.\d+ \|/);
 
       const png = path.join(WORK, 'report.png');
-      execFileSync(chromium.path, [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        `--user-data-dir=${path.join(WORK, 'chromium-profile')}`,
-        '--window-size=1400,1400',
-        `--screenshot=${png}`,
-        `file://${html}`,
-      ], { stdio: 'ignore', timeout: 60_000 });
+      execFileSync(
+        chromium.path,
+        [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-quic',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+          `--user-data-dir=${path.join(WORK, 'chromium-profile')}`,
+          '--window-size=1400,1400',
+          `--screenshot=${png}`,
+          `file://${html}`,
+        ],
+        { stdio: 'ignore', timeout: 60_000 },
+      );
       const image = PNG.sync.read(await readFile(png));
       const count = (r: number, g: number, b: number) => {
         let n = 0;
@@ -273,135 +297,157 @@ describe.skipIf(!chromium.ok)(`the HTML report, rendered by headless Chromium${c
 
 const prometheus = probeTool('prometheus', "apt-get install prometheus (Debian's package)");
 
-describe.skipIf(!prometheus.ok)(`mlops monitor --prometheus, with a real Prometheus scraping two servers${prometheus.ok ? '' : ` (skipped: ${prometheus.reason})`}`, () => {
-  let child: ChildProcess | undefined;
-  let servers: RunningServer[] = [];
-  let promUrl: string;
+describe.skipIf(!prometheus.ok)(
+  `mlops monitor --prometheus, with a real Prometheus scraping two servers${prometheus.ok ? '' : ` (skipped: ${prometheus.reason})`}`,
+  () => {
+    let child: ChildProcess | undefined;
+    let servers: RunningServer[] = [];
+    let promUrl: string;
 
-  afterAll(async () => {
-    child?.kill('SIGKILL');
-    await Promise.all(servers.map((s) => s.stop()));
-  });
-
-  const query = async (promql: string) => {
-    const response = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(promql)}`);
-    return ((await response.json()) as { data: { result: { value: [number, string] }[] } }).data.result;
-  };
-  const until = async (what: string, check: () => Promise<boolean>, ms = 30_000) => {
-    const deadline = Date.now() + ms;
-    while (!(await check().catch(() => false))) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  };
-
-  it('gives the verdict the summed counts of the servers give', async () => {
-    servers = await Promise.all([serveProfiled(), serveProfiled()]);
-    const port = await freePort();
-    promUrl = `http://127.0.0.1:${port}`;
-    const config = path.join(WORK, 'prometheus.yml');
-    // The alerting rules mlops generates for this model, loaded by this Prometheus.
-    const rules = path.join(WORK, 'rules.yml');
-    const emitted = await runCli(['monitor', '--emit', 'prometheus-rules', '--reference', profileFile, '--output', rules], { cwd: project });
-    expect(emitted.code, emitted.stderr).toBe(0);
-    execFileSync(probeTool('promtool', 'apt-get install prometheus').path, ['check', 'rules', rules], { stdio: 'pipe' });
-    await writeFile(
-      config,
-      [
-        'global: { scrape_interval: 1s, evaluation_interval: 1s }',
-        `rule_files: ['${rules}']`,
-        'scrape_configs:',
-        '  - job_name: mlops',
-        `    static_configs: [{ targets: [${servers.map((s) => `'127.0.0.1:${s.port}'`).join(', ')}] }]`,
-        '',
-      ].join('\n'),
-    );
-    child = spawn(prometheus.path, [`--config.file=${config}`, `--storage.tsdb.path=${path.join(WORK, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });
-    // Both servers scraped at zero before the traffic, so increase() starts from their first count.
-    await until('two scrapes of both servers', async () => (await query('count(count_over_time(mlops_profiled_rows_total[1m]) >= 2)'))[0]?.value[1] === '2');
-
-    const rows = traffic(1200, 6, scaleRadius);
-    await send(servers[0].url, rows.slice(0, 700));
-    await send(servers[1].url, rows.slice(700));
-    await until('the traffic in Prometheus', async () => (await query('sum(mlops_profiled_rows_total)'))[0]?.value[1] === '1200');
-    await new Promise((r) => setTimeout(r, 2500));
-
-    const viaPrometheus = await monitor(['--prometheus', promUrl, '--since', '5m', '--reference', profileFile]);
-    const summed = await monitor(['--url', servers[0].url, '--url', servers[1].url, '--all']);
-    expect(viaPrometheus.report.source.kind).toBe('prometheus');
-    expect(viaPrometheus.code).toBe(summed.code);
-    expect(viaPrometheus.code).toBe(1);
-    expect(viaPrometheus.report.features.filter((f) => f.drifted).map((f) => f.name)).toEqual(summed.report.features.filter((f) => f.drifted).map((f) => f.name));
-    // increase() extrapolates to the ends of the range, by a factor per server: shares move a little, never the verdict.
-    expect(Math.abs(viaPrometheus.report.rows - 1200) / 1200).toBeLessThan(0.25);
-    for (const [i, f] of viaPrometheus.report.features.entries()) expect(Math.abs(f.psi - summed.report.features[i].psi), f.name).toBeLessThan(0.05 + 0.1 * summed.report.features[i].psi);
-
-    // The generated drift rule computes the same PSI inside Prometheus, and its alert is on its way for mean_radius only.
-    const recorded = async (feature: string) => Number((await query(`mlops:feature_psi{feature="${feature}"}`))[0]?.value[1]);
-    await until('the drift rule evaluated', async () => Number.isFinite(await recorded('mean_radius')));
-    const psiOf = (name: string) => summed.report.features.find((f) => f.name === name)!.psi;
-    expect(Math.abs((await recorded('mean_radius')) - psiOf('mean_radius'))).toBeLessThan(0.1 * psiOf('mean_radius'));
-    expect(await recorded('mean_texture')).toBeLessThan(0.1);
-    await until('the drift alert pending', async () => {
-      const alerts = ((await (await fetch(`${promUrl}/api/v1/alerts`)).json()) as { data: { alerts: { labels: Record<string, string>; state: string }[] } }).data.alerts;
-      const drift = alerts.filter((a) => a.labels.alertname === 'MlopsFeatureDrift');
-      return drift.length === 1 && drift[0].labels.feature === 'mean_radius' && ['pending', 'firing'].includes(drift[0].state);
+    afterAll(async () => {
+      child?.kill('SIGKILL');
+      await Promise.all(servers.map((s) => s.stop()));
     });
-  });
 
-  it("emits a Grafana dashboard (schema 39) whose every query a real Prometheus accepts and answers", async () => {
-    const file = path.join(WORK, 'dashboard.json');
-    const emitted = await runCli(['monitor', '--emit', 'grafana-dashboard', '--reference', profileFile, '--output', file], { cwd: project });
-    expect(emitted.code, emitted.stderr).toBe(0);
-    const dashboard = JSON.parse(await readFile(file, 'utf8'));
-    // Grafana's dashboard JSON model: what an import needs.
-    expect(dashboard).toMatchObject({ title: 'mlops: breast_cancer', uid: 'mlops-breast-cancer', schemaVersion: expect.any(Number), templating: { list: expect.any(Array) } });
-    expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(39);
-    const panels = dashboard.panels as { id: number; type: string; title: string; gridPos: { x: number; y: number; w: number; h: number }; targets: { expr: string }[] }[];
-    expect(panels.map((p) => p.title)).toEqual([
-      'Throughput',
-      'Inference latency',
-      'Errors',
-      'Batch size and queue time',
-      'Feature drift (PSI)',
-      'Live distribution of $feature (share of rows per reference bin)',
-      'Values outside the reference range',
-      'Predictions by class',
-    ]);
-    expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length);
-    for (const p of panels) {
-      expect(['timeseries', 'barchart', 'stat']).toContain(p.type);
-      expect(p.gridPos.x + p.gridPos.w).toBeLessThanOrEqual(24);
-    }
-    expect(dashboard.templating.list.find((v: { name: string }) => v.name === 'feature').query.split(',')).toHaveLength(30);
-    // Grafana fills these in; with them filled, every query is one Prometheus answers.
-    const filled = (expr: string) => expr.replaceAll('$__rate_interval', '1m').replaceAll('$__range', '5m').replaceAll('$feature', 'mean_radius');
-    for (const p of panels) {
-      for (const target of p.targets) {
-        const response = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(filled(target.expr))}`);
-        expect(response.status, `${p.title}: ${target.expr}`).toBe(200);
+    const query = async (promql: string) => {
+      const response = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(promql)}`);
+      return ((await response.json()) as { data: { result: { value: [number, string] }[] } }).data.result;
+    };
+    const until = async (what: string, check: () => Promise<boolean>, ms = 30_000) => {
+      const deadline = Date.now() + ms;
+      while (!(await check().catch(() => false))) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 250));
       }
-    }
-    const distribution = panels.find((p) => p.type === 'barchart')!.targets[0].expr;
-    const shares = (await query(filled(distribution))).map((r) => Number(r.value[1]));
-    expect(shares.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
-    const throughput = await query(filled(panels[0].targets[0].expr).replace('[1m]', '[5m]'));
-    expect(throughput.length).toBeGreaterThan(0);
-  });
+    };
 
-  it('exits 3 naming the URL and the query when Prometheus has no series, or is not there', async () => {
-    const other = path.join(WORK, 'other-profile.json');
-    const profile = JSON.parse(await readFile(profileFile, 'utf8'));
-    await writeFile(other, JSON.stringify({ ...profile, bins: profile.bins }) + ' ');
-    const none = await runCli(['monitor', '--prometheus', promUrl, '--reference', other], { cwd: project });
-    expect(none.code).toBe(3);
-    expect(none.stderr).toMatch(new RegExp(`Prometheus at ${promUrl} has no series for sum\\(increase\\(mlops_profiled_rows_total\\{reference="[0-9a-f]{12}"\\}\\[1h\\]\\)\\)`));
-    const port = await freePort();
-    const down = await runCli(['monitor', '--prometheus', `http://127.0.0.1:${port}`, '--reference', profileFile], { cwd: project });
-    expect(down.code).toBe(3);
-    expect(down.stderr).toMatch(new RegExp(`cannot reach Prometheus at http://127.0.0.1:${port}`));
-  });
-});
+    it('gives the verdict the summed counts of the servers give', async () => {
+      servers = await Promise.all([serveProfiled(), serveProfiled()]);
+      const port = await freePort();
+      promUrl = `http://127.0.0.1:${port}`;
+      const config = path.join(WORK, 'prometheus.yml');
+      // The alerting rules mlops generates for this model, loaded by this Prometheus.
+      const rules = path.join(WORK, 'rules.yml');
+      const emitted = await runCli(['monitor', '--emit', 'prometheus-rules', '--reference', profileFile, '--output', rules], { cwd: project });
+      expect(emitted.code, emitted.stderr).toBe(0);
+      execFileSync(probeTool('promtool', 'apt-get install prometheus').path, ['check', 'rules', rules], { stdio: 'pipe' });
+      await writeFile(
+        config,
+        [
+          'global: { scrape_interval: 1s, evaluation_interval: 1s }',
+          `rule_files: ['${rules}']`,
+          'scrape_configs:',
+          '  - job_name: mlops',
+          `    static_configs: [{ targets: [${servers.map((s) => `'127.0.0.1:${s.port}'`).join(', ')}] }]`,
+          '',
+        ].join('\n'),
+      );
+      child = spawn(prometheus.path, [`--config.file=${config}`, `--storage.tsdb.path=${path.join(WORK, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`], {
+        stdio: 'ignore',
+      });
+      // Both servers scraped at zero before the traffic, so increase() starts from their first count.
+      await until('two scrapes of both servers', async () => (await query('count(count_over_time(mlops_profiled_rows_total[1m]) >= 2)'))[0]?.value[1] === '2');
+
+      const rows = traffic(1200, 6, scaleRadius);
+      await send(servers[0].url, rows.slice(0, 700));
+      await send(servers[1].url, rows.slice(700));
+      await until('the traffic in Prometheus', async () => (await query('sum(mlops_profiled_rows_total)'))[0]?.value[1] === '1200');
+      await new Promise((r) => setTimeout(r, 2500));
+
+      const viaPrometheus = await monitor(['--prometheus', promUrl, '--since', '5m', '--reference', profileFile]);
+      const summed = await monitor(['--url', servers[0].url, '--url', servers[1].url, '--all']);
+      expect(viaPrometheus.report.source.kind).toBe('prometheus');
+      expect(viaPrometheus.code).toBe(summed.code);
+      expect(viaPrometheus.code).toBe(1);
+      expect(viaPrometheus.report.features.filter((f) => f.drifted).map((f) => f.name)).toEqual(
+        summed.report.features.filter((f) => f.drifted).map((f) => f.name),
+      );
+      // increase() extrapolates to the ends of the range, by a factor per server: shares move a little, never the verdict.
+      expect(Math.abs(viaPrometheus.report.rows - 1200) / 1200).toBeLessThan(0.25);
+      for (const [i, f] of viaPrometheus.report.features.entries())
+        expect(Math.abs(f.psi - summed.report.features[i].psi), f.name).toBeLessThan(0.05 + 0.1 * summed.report.features[i].psi);
+
+      // The generated drift rule computes the same PSI inside Prometheus, and its alert is on its way for mean_radius only.
+      const recorded = async (feature: string) => Number((await query(`mlops:feature_psi{feature="${feature}"}`))[0]?.value[1]);
+      await until('the drift rule evaluated', async () => Number.isFinite(await recorded('mean_radius')));
+      const psiOf = (name: string) => summed.report.features.find((f) => f.name === name)!.psi;
+      expect(Math.abs((await recorded('mean_radius')) - psiOf('mean_radius'))).toBeLessThan(0.1 * psiOf('mean_radius'));
+      expect(await recorded('mean_texture')).toBeLessThan(0.1);
+      await until('the drift alert pending', async () => {
+        const alerts = ((await (await fetch(`${promUrl}/api/v1/alerts`)).json()) as { data: { alerts: { labels: Record<string, string>; state: string }[] } })
+          .data.alerts;
+        const drift = alerts.filter((a) => a.labels.alertname === 'MlopsFeatureDrift');
+        return drift.length === 1 && drift[0].labels.feature === 'mean_radius' && ['pending', 'firing'].includes(drift[0].state);
+      });
+    });
+
+    it('emits a Grafana dashboard (schema 39) whose every query a real Prometheus accepts and answers', async () => {
+      const file = path.join(WORK, 'dashboard.json');
+      const emitted = await runCli(['monitor', '--emit', 'grafana-dashboard', '--reference', profileFile, '--output', file], { cwd: project });
+      expect(emitted.code, emitted.stderr).toBe(0);
+      const dashboard = JSON.parse(await readFile(file, 'utf8'));
+      // Grafana's dashboard JSON model: what an import needs.
+      expect(dashboard).toMatchObject({
+        title: 'mlops: breast_cancer',
+        uid: 'mlops-breast-cancer',
+        schemaVersion: expect.any(Number),
+        templating: { list: expect.any(Array) },
+      });
+      expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(39);
+      const panels = dashboard.panels as {
+        id: number;
+        type: string;
+        title: string;
+        gridPos: { x: number; y: number; w: number; h: number };
+        targets: { expr: string }[];
+      }[];
+      expect(panels.map((p) => p.title)).toEqual([
+        'Throughput',
+        'Inference latency',
+        'Errors',
+        'Batch size and queue time',
+        'Feature drift (PSI)',
+        'Live distribution of $feature (share of rows per reference bin)',
+        'Values outside the reference range',
+        'Predictions by class',
+      ]);
+      expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length);
+      for (const p of panels) {
+        expect(['timeseries', 'barchart', 'stat']).toContain(p.type);
+        expect(p.gridPos.x + p.gridPos.w).toBeLessThanOrEqual(24);
+      }
+      expect(dashboard.templating.list.find((v: { name: string }) => v.name === 'feature').query.split(',')).toHaveLength(30);
+      // Grafana fills these in; with them filled, every query is one Prometheus answers.
+      const filled = (expr: string) => expr.replaceAll('$__rate_interval', '1m').replaceAll('$__range', '5m').replaceAll('$feature', 'mean_radius');
+      for (const p of panels) {
+        for (const target of p.targets) {
+          const response = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(filled(target.expr))}`);
+          expect(response.status, `${p.title}: ${target.expr}`).toBe(200);
+        }
+      }
+      const distribution = panels.find((p) => p.type === 'barchart')!.targets[0].expr;
+      const shares = (await query(filled(distribution))).map((r) => Number(r.value[1]));
+      expect(shares.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
+      const throughput = await query(filled(panels[0].targets[0].expr).replace('[1m]', '[5m]'));
+      expect(throughput.length).toBeGreaterThan(0);
+    });
+
+    it('exits 3 naming the URL and the query when Prometheus has no series, or is not there', async () => {
+      const other = path.join(WORK, 'other-profile.json');
+      const profile = JSON.parse(await readFile(profileFile, 'utf8'));
+      await writeFile(other, JSON.stringify({ ...profile, bins: profile.bins }) + ' ');
+      const none = await runCli(['monitor', '--prometheus', promUrl, '--reference', other], { cwd: project });
+      expect(none.code).toBe(3);
+      expect(none.stderr).toMatch(
+        new RegExp(`Prometheus at ${promUrl} has no series for sum\\(increase\\(mlops_profiled_rows_total\\{reference="[0-9a-f]{12}"\\}\\[1h\\]\\)\\)`),
+      );
+      const port = await freePort();
+      const down = await runCli(['monitor', '--prometheus', `http://127.0.0.1:${port}`, '--reference', profileFile], { cwd: project });
+      expect(down.code).toBe(3);
+      expect(down.stderr).toMatch(new RegExp(`cannot reach Prometheus at http://127.0.0.1:${port}`));
+    });
+  },
+);
 
 describe('--prometheus needs a reference', () => {
   it('exits 2 naming the file when there is no build and no --reference', async () => {

@@ -35,10 +35,16 @@ const bc = holdoutRows('breast_cancer').rows;
 const wine = holdoutRows('wine').rows;
 
 async function post(url: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
-const inferBody = (input: string, rows: number[][]) => ({ inputs: [{ name: input, datatype: 'FP32', shape: [rows.length, rows[0].length], data: rows.flat() }] });
+const inferBody = (input: string, rows: number[][]) => ({
+  inputs: [{ name: input, datatype: 'FP32', shape: [rows.length, rows[0].length], data: rows.flat() }],
+});
 const metricsText = async () => (await fetch(`${server.url}/metrics`)).text();
 const metricValue = (text: string, pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? 0);
 
@@ -50,7 +56,10 @@ beforeAll(async () => {
   const profiles: Record<string, string> = {};
   for (const name of ['breast_cancer', 'wine']) {
     profiles[name] = path.join(WORK, `${name}.profile.json`);
-    await writeFile(profiles[name], JSON.stringify(await profileFor(name, { test: { holdout: `fixtures/${name}/holdout.csv` }, explain: { backgroundRows: 0 } })));
+    await writeFile(
+      profiles[name],
+      JSON.stringify(await profileFor(name, { test: { holdout: `fixtures/${name}/holdout.csv` }, explain: { backgroundRows: 0 } })),
+    );
   }
   server = await startServer(
     serveOptions('breast_cancer', {
@@ -89,17 +98,32 @@ describe('several models in one server', () => {
     close((bcRest.json.outputs as { data: number[] }[])[0].data, bcExpected);
     close((wineRest.json.outputs as { data: number[] }[])[0].data, wineExpected);
 
-    const grpcWine = await call(grpcClient, grpcClient.ModelInfer, encodeGrpcRequest('wine', [{ name: wineInput, datatype: 'FP32' }], { [wineInput]: { data: Float32Array.from(wine.slice(0, 3).flat()), dims: [3, 13] } }));
+    const grpcWine = await call(
+      grpcClient,
+      grpcClient.ModelInfer,
+      encodeGrpcRequest('wine', [{ name: wineInput, datatype: 'FP32' }], { [wineInput]: { data: Float32Array.from(wine.slice(0, 3).flat()), dims: [3, 13] } }),
+    );
     expect(grpcWine.model_name).toBe('wine');
     close(Array.from(decodeGrpcResponse(grpcWine).logits.data as Float32Array), wineExpected);
-    const grpcBc = await call(grpcClient, grpcClient.ModelInfer, { ...encodeGrpcRequest('breast_cancer', [{ name: bcInput, datatype: 'FP32' }], { [bcInput]: { data: Float32Array.from(bc.slice(0, 3).flat()), dims: [3, 30] } }), model_version: '2' });
+    const grpcBc = await call(grpcClient, grpcClient.ModelInfer, {
+      ...encodeGrpcRequest('breast_cancer', [{ name: bcInput, datatype: 'FP32' }], {
+        [bcInput]: { data: Float32Array.from(bc.slice(0, 3).flat()), dims: [3, 30] },
+      }),
+      model_version: '2',
+    });
     expect(grpcBc.model_version).toBe('2');
     close(Array.from(Object.values(decodeGrpcResponse(grpcBc))[0].data as Float32Array), bcExpected);
   });
 
-  it('lists every version in the repository index, and each model\'s metadata lists its versions', async () => {
+  it("lists every version in the repository index, and each model's metadata lists its versions", async () => {
     const index = (await post(`${server.url}/v2/repository/index`, {})).json as unknown as { name: string; version: string; state: string }[];
-    expect(index.map((m) => `${m.name}/${m.version}:${m.state}`)).toEqual(['breast_cancer/1:READY', 'breast_cancer/2:READY', 'breast_cancer/3:READY', 'breast_cancer/4:READY', 'wine/1:READY']);
+    expect(index.map((m) => `${m.name}/${m.version}:${m.state}`)).toEqual([
+      'breast_cancer/1:READY',
+      'breast_cancer/2:READY',
+      'breast_cancer/3:READY',
+      'breast_cancer/4:READY',
+      'wine/1:READY',
+    ]);
     const meta = (await (await fetch(`${server.url}/v2/models/breast_cancer`)).json()) as { versions: string[] };
     expect(meta.versions).toEqual(['1', '2', '3', '4']);
     const v4 = (await (await fetch(`${server.url}/v2/models/breast_cancer/versions/4`)).json()) as { inputs: { shape: number[] }[] };
@@ -127,11 +151,17 @@ describe('several models in one server', () => {
     let text = '';
     for (let i = 0; i < 50; i++) {
       text = await metricsText();
-      const counted = metricValue(text, /mlops_shadow_agreement_total\{model="breast_cancer",version="3",serving_version="1",outcome="agree"\} (\d+)/) + metricValue(text, /mlops_shadow_agreement_total\{model="breast_cancer",version="4",serving_version="1",outcome="failed"\} (\d+)/);
+      const counted =
+        metricValue(text, /mlops_shadow_agreement_total\{model="breast_cancer",version="3",serving_version="1",outcome="agree"\} (\d+)/) +
+        metricValue(text, /mlops_shadow_agreement_total\{model="breast_cancer",version="4",serving_version="1",outcome="failed"\} (\d+)/);
       if (counted >= 2 * counts['1'] - 10) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    const outcome = (version: string, serving: string, what: string) => metricValue(text, new RegExp(`mlops_shadow_agreement_total\\{model="breast_cancer",version="${version}",serving_version="${serving}",outcome="${what}"\\} (\\d+)`));
+    const outcome = (version: string, serving: string, what: string) =>
+      metricValue(
+        text,
+        new RegExp(`mlops_shadow_agreement_total\\{model="breast_cancer",version="${version}",serving_version="${serving}",outcome="${what}"\\} (\\d+)`),
+      );
     // Every mirrored request is counted once per shadow, under the version that served it.
     for (const [version, served] of Object.entries(counts)) {
       expect(outcome('3', version, 'agree') + outcome('3', version, 'skipped')).toBe(served);
@@ -152,8 +182,14 @@ describe('several models in one server', () => {
     expect(text).toMatch(/mlops_http_requests_total\{protocol="rest",route="\/v2\/models\/\{name\}\/infer",method="POST",code="200",model="wine"\} [1-9]/);
     expect(text).toMatch(/mlops_model_info\{name="breast_cancer",version="4",sha256="[0-9a-f]{64}",role="shadow",weight="0"\} 1/);
     expect(text).toMatch(/mlops_profiled_rows_total\{reference="[0-9a-f]{12}",model="wine",version="1"\} [1-9]/);
-    const wineProfile = (await (await fetch(`${server.url}/v2/models/wine/profile`)).json()) as { model: { name: string }; live: { rows: number; features: Record<string, unknown> } };
-    const bcProfile = (await (await fetch(`${server.url}/v2/models/breast_cancer/profile`)).json()) as { model: { name: string; version: string }; live: { rows: number } };
+    const wineProfile = (await (await fetch(`${server.url}/v2/models/wine/profile`)).json()) as {
+      model: { name: string };
+      live: { rows: number; features: Record<string, unknown> };
+    };
+    const bcProfile = (await (await fetch(`${server.url}/v2/models/breast_cancer/profile`)).json()) as {
+      model: { name: string; version: string };
+      live: { rows: number };
+    };
     expect(wineProfile.model.name).toBe('wine');
     expect(Object.keys(wineProfile.live.features)).toContain('alcohol');
     expect(bcProfile.model).toMatchObject({ name: 'breast_cancer', version: '1' });
@@ -163,11 +199,22 @@ describe('several models in one server', () => {
     expect(v2.unavailable).toMatch(/without a reference profile/);
   });
 
-  it('`mlops monitor` judges each serving version on its own traffic and reports each shadow\'s agreement', async () => {
+  it("`mlops monitor` judges each serving version on its own traffic and reports each shadow's agreement", async () => {
     const result = await runCli(['monitor', '--url', server.url, '--model-name', 'breast_cancer', '--all', '--json'], { cwd: WORK });
     // The split test sent one row over and over: version 1's traffic has drifted, and the verdict says so.
     expect(result.code, result.stderr).toBe(1);
-    const report = JSON.parse(result.stdout) as { passed: boolean; rows: number; versions: { version: string; role: string; rows: number; verdict: string; warning?: string; shadow?: { agreement: number | null; outcomes: Record<string, number> } }[] };
+    const report = JSON.parse(result.stdout) as {
+      passed: boolean;
+      rows: number;
+      versions: {
+        version: string;
+        role: string;
+        rows: number;
+        verdict: string;
+        warning?: string;
+        shadow?: { agreement: number | null; outcomes: Record<string, number> };
+      }[];
+    };
     const byVersion = Object.fromEntries(report.versions.map((v) => [v.version, v]));
     expect(Object.keys(byVersion).sort()).toEqual(['1', '2', '3', '4']);
     expect(report.passed).toBe(false);
@@ -184,13 +231,15 @@ describe('several models in one server', () => {
     expect(human.stdout).toMatch(/4 +│? *shadow *│? *│? *agreement 0\.00% \(0 agree, 0 disagree, \d+ failed/);
   }, 60_000);
 
-  it('a deploy\'s smoke test asks every model of an image of several, and fails naming one that does not answer', async () => {
+  it("a deploy's smoke test asks every model of an image of several, and fails naming one that does not answer", async () => {
     const { configuredSampleInputs, smokeTest } = await import('../src/targets/smoke.js');
     const { applyDefaults } = await import('../src/config/normalize.js');
     const sampleInputs = configuredSampleInputs(applyDefaults({}), ROOT);
     const release = { version: '1', image: 'x', digest: null, modelName: 'breast_cancer', modelSha256: null, otherModels: ['wine'] };
     await expect(smokeTest(server.url, release, sampleInputs)).resolves.toBeUndefined();
-    await expect(smokeTest(server.url, { ...release, otherModels: ['wine', 'fraud'] }, sampleInputs)).rejects.toThrow("GET /v2/models/fraud answered HTTP 404: {\"error\":\"unknown model 'fraud'");
+    await expect(smokeTest(server.url, { ...release, otherModels: ['wine', 'fraud'] }, sampleInputs)).rejects.toThrow(
+      'GET /v2/models/fraud answered HTTP 404: {"error":"unknown model \'fraud\'',
+    );
   });
 
   it('bad names: an unknown model or version is 404 naming what there is, on every route and over gRPC', async () => {
@@ -201,7 +250,12 @@ describe('several models in one server', () => {
     expect((await post(`${server.url}/v2/models/fraud/explain`, inferBody(bcInput, [bc[0]]))).status).toBe(404);
     expect((await fetch(`${server.url}/v2/models/fraud/ready`)).status).toBe(404);
     expect((await post(`${server.url}/v2/repository/models/fraud/unload`, {})).status).toBe(404);
-    await expect(call(grpcClient, grpcClient.ModelInfer, { ...encodeGrpcRequest('wine', [{ name: wineInput, datatype: 'FP32' }], { [wineInput]: { data: Float32Array.from(wine[0]), dims: [1, 13] } }), model_version: '9' })).rejects.toMatchObject({ details: "model 'wine' has no version '9'; it has '1'" });
+    await expect(
+      call(grpcClient, grpcClient.ModelInfer, {
+        ...encodeGrpcRequest('wine', [{ name: wineInput, datatype: 'FP32' }], { [wineInput]: { data: Float32Array.from(wine[0]), dims: [1, 13] } }),
+        model_version: '9',
+      }),
+    ).rejects.toMatchObject({ details: "model 'wine' has no version '9'; it has '1'" });
   });
 
   it('unloads a model (503, UNAVAILABLE) and loads it again from its file, while the other model keeps answering', async () => {
@@ -210,8 +264,8 @@ describe('several models in one server', () => {
     expect((await fetch(`${server.url}/v2/models/wine/ready`)).status).toBe(503);
     const index = (await post(`${server.url}/v2/repository/index`, {})).json as unknown as { name: string; state: string; reason: string }[];
     expect(index.find((m) => m.name === 'wine')).toMatchObject({ state: 'UNAVAILABLE', reason: 'unloaded' });
-    expect((await metricsText())).toMatch(/mlops_model_ready\{model="breast_cancer",version="1"\} 1/);
-    expect((await metricsText())).toMatch(/mlops_model_ready\{model="wine",version="1"\} 0/);
+    expect(await metricsText()).toMatch(/mlops_model_ready\{model="breast_cancer",version="1"\} 1/);
+    expect(await metricsText()).toMatch(/mlops_model_ready\{model="wine",version="1"\} 0/);
     expect((await post(`${server.url}/v2/models/breast_cancer/infer`, inferBody(bcInput, [bc[0]]))).status).toBe(200);
 
     expect((await post(`${server.url}/v2/repository/models/wine/load`, {})).status).toBe(200);
@@ -241,7 +295,10 @@ describe('several models in one server', () => {
 describe('shadows of large requests', () => {
   it('a body decoded in a worker (over offloadBytes) is copied for the shadow before the serving run takes it: both answer, and they agree', async () => {
     const image = await startServer(
-      serveOptions('image_cnn', { workers: 2, models: [spec('image_cnn', '1', 'image_cnn', { workers: 2 }), spec('image_cnn', '2', 'image_cnn', { shadow: true, workers: 1 })] }),
+      serveOptions('image_cnn', {
+        workers: 2,
+        models: [spec('image_cnn', '1', 'image_cnn', { workers: 2 }), spec('image_cnn', '2', 'image_cnn', { shadow: true, workers: 1 })],
+      }),
       quiet,
     );
     try {
@@ -249,10 +306,16 @@ describe('shadows of large requests', () => {
       const [input] = meta.inputs;
       const size = 3 * 224 * 224;
       const pixels = Float32Array.from({ length: size }, (_, i) => ((i * 31) % 255) / 255);
-      const head = Buffer.from(JSON.stringify({ inputs: [{ name: input.name, datatype: 'FP32', shape: [1, 3, 224, 224], parameters: { binary_data_size: size * 4 } }] }));
+      const head = Buffer.from(
+        JSON.stringify({ inputs: [{ name: input.name, datatype: 'FP32', shape: [1, 3, 224, 224], parameters: { binary_data_size: size * 4 } }] }),
+      );
       const body = Buffer.concat([head, Buffer.from(pixels.buffer)]);
       for (let i = 0; i < 3; i++) {
-        const res = await fetch(`${image.url}/v2/models/image_cnn/infer`, { method: 'POST', headers: { 'inference-header-content-length': String(head.length) }, body });
+        const res = await fetch(`${image.url}/v2/models/image_cnn/infer`, {
+          method: 'POST',
+          headers: { 'inference-header-content-length': String(head.length) },
+          body,
+        });
         expect(res.status).toBe(200);
         expect(((await res.json()) as { model_version: string }).model_version).toBe('1');
       }
@@ -321,8 +384,17 @@ describe('shadow agreement', () => {
 describe('a config of several models', () => {
   const project = path.join(WORK, 'project');
   const config = (models: unknown[], extra: object = {}) => writeFile(path.join(project, 'mlops.config.json'), JSON.stringify({ models, ...extra }));
-  const bcEntry = { name: 'bc', path: fixture('breast_cancer', 'model.onnx'), test: { holdout: fixture('breast_cancer', 'holdout.csv'), labels: ['malignant', 'benign'], gates: { accuracy: '>= 0.9' } } };
-  const wineEntry = (gate: string) => ({ name: 'wine', path: fixture('wine', 'model.onnx'), workers: 1, test: { holdout: fixture('wine', 'holdout.csv'), gates: { accuracy: gate } } });
+  const bcEntry = {
+    name: 'bc',
+    path: fixture('breast_cancer', 'model.onnx'),
+    test: { holdout: fixture('breast_cancer', 'holdout.csv'), labels: ['malignant', 'benign'], gates: { accuracy: '>= 0.9' } },
+  };
+  const wineEntry = (gate: string) => ({
+    name: 'wine',
+    path: fixture('wine', 'model.onnx'),
+    workers: 1,
+    test: { holdout: fixture('wine', 'holdout.csv'), gates: { accuracy: gate } },
+  });
 
   it('`mlops test --local` judges every model with its own holdout and gates; one failing gate fails the run and names the model', async () => {
     await mkdir(project, { recursive: true });
@@ -330,7 +402,10 @@ describe('a config of several models', () => {
     const passed = await runCli(['test', '--local', '--json'], { cwd: project });
     expect(passed.code, passed.stderr).toBe(0);
     const report = JSON.parse(passed.stdout) as { passed: boolean; models: { model: string; rows: number; gates: { threshold: number }[] }[] };
-    expect(report.models.map((m) => [m.model, m.rows, m.gates[0].threshold])).toEqual([['bc', 114, 0.9], ['wine', 54, 0.8]]);
+    expect(report.models.map((m) => [m.model, m.rows, m.gates[0].threshold])).toEqual([
+      ['bc', 114, 0.9],
+      ['wine', 54, 0.8],
+    ]);
 
     await config([bcEntry, wineEntry('> 1')], { test: { parity: { sample: 0 } } });
     const failed = await runCli(['test', '--local'], { cwd: project });
@@ -346,9 +421,22 @@ describe('a config of several models', () => {
     await config([bcEntry, wineEntry('>= 0.8')]);
     const time = new Date().toISOString();
     const record = (model: string, id: string, output: string, data: number[]) =>
-      JSON.stringify({ type: 'mlops.inference', id, rows: 1, time, model, version: '1', sha256: model === 'bc' ? 'b'.repeat(64) : 'c'.repeat(64), row: 0, outputs: [{ name: output, datatype: 'FP32', shape: [1, data.length], data }] });
+      JSON.stringify({
+        type: 'mlops.inference',
+        id,
+        rows: 1,
+        time,
+        model,
+        version: '1',
+        sha256: model === 'bc' ? 'b'.repeat(64) : 'c'.repeat(64),
+        row: 0,
+        outputs: [{ name: output, datatype: 'FP32', shape: [1, data.length], data }],
+      });
     const ids = ['q1', 'q2', 'q3', 'q4'];
-    const lines = [...ids.map((id, i) => record('bc', id, 'probabilities', i % 2 ? [0.9, 0.1] : [0.2, 0.8])), ...ids.map((id) => record('wine', id, 'logits', [3, 1, 0]))];
+    const lines = [
+      ...ids.map((id, i) => record('bc', id, 'probabilities', i % 2 ? [0.9, 0.1] : [0.2, 0.8])),
+      ...ids.map((id) => record('wine', id, 'logits', [3, 1, 0])),
+    ];
     await writeFile(path.join(project, 'log.jsonl'), lines.join('\n') + '\n');
     await writeFile(path.join(project, 'labels.csv'), ['id,row,label', ...ids.map((id, i) => `${id},,${i % 2 ? 'malignant' : 'benign'}`)].join('\n') + '\n');
     const ambiguous = await runCli(['monitor', '--labels', 'labels.csv', '--log', 'log.jsonl'], { cwd: project });
@@ -370,9 +458,22 @@ describe('a config of several models', () => {
       expect(result.code).toBe(2);
       return result.stderr.split('\n')[0];
     };
-    expect(await error({ model: { path: 'a.onnx' }, models: [{ name: 'a', path: 'a.onnx' }] })).toMatch(/models: give either model \(one\) or models \(several\), not both/);
-    expect(await error({ models: [{ name: 'a', path: 'a.onnx' }, { name: 'a', path: 'b.onnx' }] })).toMatch(/models\.1\.name: model "a" is listed twice/);
-    expect(await error({ models: [{ name: 'a', path: 'a.onnx', versions: [{ version: '1', path: 'a.onnx' }] }] })).toMatch(/models\.0\.versions: give either path and version, or versions, not both/);
-    expect(await error({ models: [{ name: 'a', versions: [{ version: '1', path: 'a.onnx', shadow: true }] }] })).toMatch(/models\.0\.versions: every version is a shadow/);
+    expect(await error({ model: { path: 'a.onnx' }, models: [{ name: 'a', path: 'a.onnx' }] })).toMatch(
+      /models: give either model \(one\) or models \(several\), not both/,
+    );
+    expect(
+      await error({
+        models: [
+          { name: 'a', path: 'a.onnx' },
+          { name: 'a', path: 'b.onnx' },
+        ],
+      }),
+    ).toMatch(/models\.1\.name: model "a" is listed twice/);
+    expect(await error({ models: [{ name: 'a', path: 'a.onnx', versions: [{ version: '1', path: 'a.onnx' }] }] })).toMatch(
+      /models\.0\.versions: give either path and version, or versions, not both/,
+    );
+    expect(await error({ models: [{ name: 'a', versions: [{ version: '1', path: 'a.onnx', shadow: true }] }] })).toMatch(
+      /models\.0\.versions: every version is a shadow/,
+    );
   });
 });

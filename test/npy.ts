@@ -10,7 +10,7 @@ export async function writeNpy(file: string, values: (number | string)[], shape:
   values.forEach((v, i) => {
     if (dtype === '<f8') data.writeDoubleLE(v as number, i * 8);
     else if (dtype === '<f4') data.writeFloatLE(v as number, i * 4);
-    else if (dtype === '<i8') data.writeBigInt64LE(BigInt(v as number), i * 8);
+    else if (dtype === '<i8') data.writeBigInt64LE(BigInt(v), i * 8);
     else [...String(v)].forEach((c, j) => data.writeUInt32LE(c.codePointAt(0)!, i * 64 + j * 4));
   });
   const prefix = Buffer.alloc(10);

@@ -20,7 +20,10 @@ describe('occlusion', () => {
       return s;
     };
     const size = 90;
-    const model = async (rows: Float64Array, count: number) => ({ data: Array.from({ length: count }, (_, r) => f(rows.subarray(r * size, (r + 1) * size))), width: 1 });
+    const model = async (rows: Float64Array, count: number) => ({
+      data: Array.from({ length: count }, (_, r) => f(rows.subarray(r * size, (r + 1) * size))),
+      width: 1,
+    });
     const row = Float64Array.from({ length: size }, (_, i) => 1 + (i % 5));
     const layout = spatialLayout(dims)!;
     const result = await occlude(model, row, layout, 2, 3);

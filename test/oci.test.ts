@@ -50,16 +50,24 @@ describe('layers', () => {
       });
       await new Promise<void>((resolve, reject) => Readable.from([tars[0]]).pipe(extract).on('finish', resolve).on('error', reject));
       expect(headers.map((h) => h.name)).toEqual(['app/', 'app/a.txt', 'app/b/', 'app/b/c/', 'app/b/c/run.sh', 'app/b/z.bin']);
-      expect(headers.map((h) => [h.mode, h.uid])).toEqual([[0o755, 0], [0o644, 0], [0o755, 0], [0o755, 0], [0o755, 0], [0o644, 0]]);
+      expect(headers.map((h) => [h.mode, h.uid])).toEqual([
+        [0o755, 0],
+        [0o644, 0],
+        [0o755, 0],
+        [0o755, 0],
+        [0o755, 0],
+        [0o644, 0],
+      ]);
       expect(new Set(headers.map((h) => h.mtime!.getTime()))).toEqual(new Set([1000]));
     });
   });
 
   it('gzip the same whatever size the reads come in, with no name or time in the header', async () => {
     const data = Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => (i * 7919) % 251));
-    const chunked = (size: number) => (async function* () {
-      for (let i = 0; i < data.length; i += size) yield data.subarray(i, i + size);
-    })();
+    const chunked = (size: number) =>
+      (async function* () {
+        for (let i = 0; i < data.length; i += size) yield data.subarray(i, i + size);
+      })();
     const [a, b] = await Promise.all([collect(gzip(chunked(65536))), collect(gzip(chunked(1000003)))]);
     expect(sha(a)).toBe(sha(b));
     expect([...a.subarray(0, 10)]).toEqual([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
@@ -85,12 +93,17 @@ describe('bases from docker save archives', () => {
     it(`reads one whose layers are ${compressed ? "gzip'd (Docker's containerd store)" : 'plain tars (the classic store)'}, named by its RepoTag`, async () => {
       await withTempDir(async (work) => {
         const layer = await collect(packEntries([{ name: 'etc/', size: 0, type: 'directory', mode: 0o755 }]));
-        const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/bin'] }, rootfs: { type: 'layers', diff_ids: [sha(layer)] } }));
+        const config = Buffer.from(
+          JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/bin'] }, rootfs: { type: 'layers', diff_ids: [sha(layer)] } }),
+        );
         const stored = compressed ? gzipSync(layer) : layer;
         const pack = tar.pack();
         pack.entry({ name: `blobs/sha256/${sha(config).slice(7)}` }, config);
         pack.entry({ name: `blobs/sha256/${sha(stored).slice(7)}` }, stored);
-        pack.entry({ name: 'manifest.json' }, JSON.stringify([{ Config: `blobs/sha256/${sha(config).slice(7)}`, RepoTags: ['team/base:1'], Layers: [`blobs/sha256/${sha(stored).slice(7)}`] }]));
+        pack.entry(
+          { name: 'manifest.json' },
+          JSON.stringify([{ Config: `blobs/sha256/${sha(config).slice(7)}`, RepoTags: ['team/base:1'], Layers: [`blobs/sha256/${sha(stored).slice(7)}`] }]),
+        );
         pack.finalize();
         await writeFile(path.join(work, 'base.tar'), await collect(pack as unknown as Readable));
         const store = new BlobStore(path.join(work, 'store'));
@@ -99,7 +112,9 @@ describe('bases from docker save archives', () => {
         expect(base.layers).toHaveLength(1);
         expect(await store.has(base.layers[0].digest)).toBe(true);
         // Refused for another platform, naming what it is.
-        await expect(resolveBase(absoluteBase('docker-archive:base.tar', work), 'linux/arm64', {}, store)).rejects.toThrow(/is a linux\/amd64 image, not linux\/arm64/);
+        await expect(resolveBase(absoluteBase('docker-archive:base.tar', work), 'linux/arm64', {}, store)).rejects.toThrow(
+          /is a linux\/amd64 image, not linux\/arm64/,
+        );
       });
     });
   }
@@ -120,7 +135,13 @@ describe('bases from docker save archives', () => {
       await writeFile(path.join(work, 'cut.tar'), whole.subarray(0, whole.length - 100_000));
       await mkdir(path.join(work, 'layout'));
       await writeFile(path.join(work, 'layout', 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-      await writeFile(path.join(work, 'layout', 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 10 }] }));
+      await writeFile(
+        path.join(work, 'layout', 'index.json'),
+        JSON.stringify({
+          schemaVersion: 2,
+          manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 10 }],
+        }),
+      );
       for (const [spec, why] of [
         ['docker-archive:garbage.tar', /^base image docker-archive:.*garbage\.tar cannot be read: /],
         ['docker-archive:cut.tar', /^base image docker-archive:.*cut\.tar cannot be read: /],

@@ -17,7 +17,11 @@ const quick = { bench: { durationSeconds: 0.3, rounds: 1 } };
 async function project(dir: string, model: 'digits_mlp' | 'digits_cnn', optimize: object = {}): Promise<void> {
   await writeFile(
     path.join(dir, 'mlops.config.json'),
-    JSON.stringify({ model: { path: fixture(model, 'model.onnx'), name: 'digits' }, test: { holdout: fixture(model, 'holdout.csv') }, optimize: { ...quick, ...optimize } }),
+    JSON.stringify({
+      model: { path: fixture(model, 'model.onnx'), name: 'digits' },
+      test: { holdout: fixture(model, 'holdout.csv') },
+      optimize: { ...quick, ...optimize },
+    }),
   );
 }
 
@@ -52,7 +56,7 @@ async function holdoutRows(name: string, count?: number): Promise<number[][]> {
 }
 
 describe('mlops optimize', () => {
-  it('dynamic: the MLP\'s MatMul and Gemm weights become INT8 (DynamicQuantizeMatMul), the file is at most 0.35x, and accuracy holds', async () => {
+  it("dynamic: the MLP's MatMul and Gemm weights become INT8 (DynamicQuantizeMatMul), the file is at most 0.35x, and accuracy holds", async () => {
     await withTempDir(async (dir) => {
       await project(dir, 'digits_mlp');
       const { code, stderr, report } = await optimize(dir, ['--output', 'model.int8.onnx', '--quantize', 'dynamic']);
@@ -83,7 +87,10 @@ describe('mlops optimize', () => {
       // It loads and runs in onnxruntime-node, and answers close to the float model.
       const rows = await holdoutRows('digits_mlp', 8);
       const input = Float32Array.from(rows.flat());
-      const [a, b] = [await runs(fixture('digits_mlp', 'model.onnx'), 'pixels', input, [8, 64]), await runs(path.join(dir, 'model.int8.onnx'), 'pixels', input, [8, 64])];
+      const [a, b] = [
+        await runs(fixture('digits_mlp', 'model.onnx'), 'pixels', input, [8, 64]),
+        await runs(path.join(dir, 'model.int8.onnx'), 'pixels', input, [8, 64]),
+      ];
       expect(Math.max(...a.map((v, i) => Math.abs(v - b[i])))).toBeLessThan(0.1);
       // At level basic the standard ops stay as written.
       const basic = await optimize(dir, ['--output', 'basic.onnx', '--quantize', 'dynamic', '--level', 'basic']);
@@ -92,7 +99,7 @@ describe('mlops optimize', () => {
     });
   });
 
-  it('static: QDQ scales are those of the calibration rows\' ranges, computed here with the float weights', async () => {
+  it("static: QDQ scales are those of the calibration rows' ranges, computed here with the float weights", async () => {
     await withTempDir(async (dir) => {
       await project(dir, 'digits_mlp');
       const { code, stderr, report } = await optimize(dir, ['--output', 'qdq.onnx', '--quantize', 'static', '--level', 'basic', '--calibration-rows', '100']);
@@ -101,7 +108,9 @@ describe('mlops optimize', () => {
       const out = await model(path.join(dir, 'qdq.onnx'));
       const init = new Map((out.graph!.initializer ?? []).map((t) => [t.name, t]));
       const scaleOf = new Map(
-        (out.graph!.node ?? []).filter((n) => n.opType === 'QuantizeLinear').map((n) => [n.input![0], { scale: floatValues(init.get(n.input![1])!)![0], zeroPoint: Number(init.get(n.input![2])!.rawData![0]) }]),
+        (out.graph!.node ?? [])
+          .filter((n) => n.opType === 'QuantizeLinear')
+          .map((n) => [n.input![0], { scale: floatValues(init.get(n.input![1])!)![0], zeroPoint: Number(init.get(n.input![2])!.rawData![0]) }]),
       );
 
       // The same network, forward in float64 here from the source model's weights.
@@ -158,10 +167,12 @@ describe('mlops optimize', () => {
       expect(cut.code, cut.stderr).toBe(0);
       const cutModel = await model(path.join(dir, 'cut.onnx'));
       const cutInit = new Map((cutModel.graph!.initializer ?? []).map((t) => [t.name, t]));
-      const cutScales = (cutModel.graph!.node ?? []).filter((n) => n.opType === 'QuantizeLinear').map((n) => [n.input![0], floatValues(cutInit.get(n.input![1])!)![0]] as const);
+      const cutScales = (cutModel.graph!.node ?? [])
+        .filter((n) => n.opType === 'QuantizeLinear')
+        .map((n) => [n.input![0], floatValues(cutInit.get(n.input![1])!)![0]] as const);
       expect(cutScales).toHaveLength(scaleOf.size);
-      for (const [name, scale] of cutScales) expect(scale, name).toBeLessThanOrEqual(scaleOf.get(name!)!.scale * (1 + 1e-6));
-      expect(cutScales.some(([name, scale]) => scale < scaleOf.get(name!)!.scale * 0.95)).toBe(true);
+      for (const [name, scale] of cutScales) expect(scale, name).toBeLessThanOrEqual(scaleOf.get(name)!.scale * (1 + 1e-6));
+      expect(cutScales.some(([name, scale]) => scale < scaleOf.get(name)!.scale * 0.95)).toBe(true);
     });
   });
 
@@ -200,10 +211,27 @@ describe('mlops optimize', () => {
       name: 'g',
       node: [node('ConvTranspose', ['x', 'wt'], ['t'], 'upsample'), node('Flatten', ['t'], ['f'], 'flatten'), node('Gemm', ['f', 'wg'], ['y'], 'head')],
       initializer: [floatTensor('wt', [8, 8, 3, 3], transposeWeights), floatTensor('wg', [288, 10], gemmWeights)],
-      input: [onnx.ValueInfoProto.create({ name: 'x', type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType: DataType.FLOAT, shape: onnx.TensorShapeProto.create({ dim: [{ dimParam: 'batch' }, { dimValue: 8 }, { dimValue: 4 }, { dimValue: 4 }] }) }) }) })],
-      output: [onnx.ValueInfoProto.create({ name: 'y', type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType: DataType.FLOAT }) }) })],
+      input: [
+        onnx.ValueInfoProto.create({
+          name: 'x',
+          type: onnx.TypeProto.create({
+            tensorType: onnx.TypeProto.Tensor.create({
+              elemType: DataType.FLOAT,
+              shape: onnx.TensorShapeProto.create({ dim: [{ dimParam: 'batch' }, { dimValue: 8 }, { dimValue: 4 }, { dimValue: 4 }] }),
+            }),
+          }),
+        }),
+      ],
+      output: [
+        onnx.ValueInfoProto.create({ name: 'y', type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType: DataType.FLOAT }) }) }),
+      ],
     });
-    const make = () => onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: '', version: 13 }], graph: onnx.GraphProto.decode(onnx.GraphProto.encode(graph).finish()) });
+    const make = () =>
+      onnx.ModelProto.create({
+        irVersion: 8,
+        opsetImport: [{ domain: '', version: 13 }],
+        graph: onnx.GraphProto.decode(onnx.GraphProto.encode(graph).finish()),
+      });
     const quantized = make();
     const result = quantizeDynamic(quantized, []);
     expect(result.quantized).toEqual([{ node: 'head', op: 'Gemm' }]);
@@ -222,10 +250,15 @@ describe('mlops optimize', () => {
 
     // A Loop whose body multiplies by an outer weight: the body stays as it is, the weight stays in the model, and the Loop is named.
     await withTempDir(async (dir) => {
-      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: fixture('slow_loop', 'model.onnx') }, optimize: { ...quick, gates: { size_ratio: '<= 2' } } }));
+      await writeFile(
+        path.join(dir, 'mlops.config.json'),
+        JSON.stringify({ model: { path: fixture('slow_loop', 'model.onnx') }, optimize: { ...quick, gates: { size_ratio: '<= 2' } } }),
+      );
       const looped = await optimize(dir, ['--output', 'loop.onnx', '--quantize', 'dynamic']);
       expect(looped.code, looped.stderr).toBe(0);
-      expect(looped.report.leftInFloat).toEqual([expect.objectContaining({ op: 'Loop', reason: 'its body (a subgraph) stays in float: mlops quantizes the main graph only' })]);
+      expect(looped.report.leftInFloat).toEqual([
+        expect.objectContaining({ op: 'Loop', reason: 'its body (a subgraph) stays in float: mlops quantizes the main graph only' }),
+      ]);
     });
 
     const excluded = make();
@@ -237,12 +270,17 @@ describe('mlops optimize', () => {
 
   it('a model with external data: its weights are read in and quantized, and the output is one file that loads anywhere', async () => {
     await withTempDir(async (dir) => {
-      await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: fixture('external_data', 'model.onnx') }, optimize: { ...quick, gates: { size_ratio: '<= 2' } } }));
+      await writeFile(
+        path.join(dir, 'mlops.config.json'),
+        JSON.stringify({ model: { path: fixture('external_data', 'model.onnx') }, optimize: { ...quick, gates: { size_ratio: '<= 2' } } }),
+      );
       const { code, stderr, report } = await optimize(dir, ['--output', 'one-file.onnx', '--quantize', 'dynamic']);
       expect(code, stderr).toBe(0);
       expect(report.quantized).toEqual([{ node: expect.any(String), op: 'Gemm' }]);
       // The source's size counts its data file.
-      expect(report.source.sizeBytes).toBe((await stat(fixture('external_data', 'model.onnx'))).size + (await stat(fixture('external_data', 'weights.bin'))).size);
+      expect(report.source.sizeBytes).toBe(
+        (await stat(fixture('external_data', 'model.onnx'))).size + (await stat(fixture('external_data', 'weights.bin'))).size,
+      );
       const out = await model(path.join(dir, 'one-file.onnx'));
       expect((out.graph!.initializer ?? []).filter((t) => (t.externalData ?? []).length > 0)).toEqual([]);
       const session = await ort.InferenceSession.create(path.join(dir, 'one-file.onnx'));
@@ -263,7 +301,10 @@ describe('mlops optimize', () => {
       expect(existsSync(path.join(dir, 'out.onnx'))).toBe(true);
 
       // A model that fails every request passes no gate on its size: the benchmark's failures fail the run.
-      await writeFile(path.join(dir, 'broken.json'), JSON.stringify({ model: { path: fixture('failing_reshape', 'model.onnx') }, optimize: { ...quick, gates: { size_ratio: '<= 10' } } }));
+      await writeFile(
+        path.join(dir, 'broken.json'),
+        JSON.stringify({ model: { path: fixture('failing_reshape', 'model.onnx') }, optimize: { ...quick, gates: { size_ratio: '<= 10' } } }),
+      );
       const broken = await runCli(['--config', 'broken.json', 'optimize', '--output', 'broken.onnx', '--json'], { cwd: dir });
       expect(broken.code, broken.stderr).toBe(1);
       const brokenReport = JSON.parse(broken.stdout);

@@ -30,7 +30,7 @@ describe('one server, every platform contract (real ONNX Runtime over HTTP)', ()
     });
     server = await startServer(options, quiet);
     const res = await fetch(`${server.url}/v2/models/breast_cancer/infer`, { method: 'POST', ...encodeRestRequest(SPEC, features(rows), { binary: false }) });
-    const outputs = (await res.json() as any).outputs as { data: number[] }[];
+    const outputs = ((await res.json()) as any).outputs as { data: number[] }[];
     expected = rows.map((_, r) => outputs[0].data.slice(r * 2, r * 2 + 2));
   });
   afterAll(async () => server?.stop());
@@ -71,33 +71,42 @@ describe('one server, every platform contract (real ONNX Runtime over HTTP)', ()
 
     const missing = await invoke(binary.body, SAGEMAKER_BINARY);
     expect(missing.status).toBe(400);
-    expect((await missing.json() as any).error).toContain('json-header-size=');
+    expect(((await missing.json()) as any).error).toContain('json-header-size=');
   });
 
   it('SageMaker: /invocations takes CSV rows and names a bad cell', async () => {
     const res = await invoke(rows.map((r) => r.join(',')).join('\n') + '\n', 'text/csv');
     expect(res.status).toBe(200);
-    expect((await res.json() as any).predictions[1][0]).toBeCloseTo(expected[1][0], 6);
+    expect(((await res.json()) as any).predictions[1][0]).toBeCloseTo(expected[1][0], 6);
     // Quoted cells go through csv-parse, CRLF line ends included.
-    const quoted = await invoke(rows.slice(0, 2).map((r) => r.map((v) => `"${v}"`).join(',')).join('\r\n'), 'text/csv');
+    const quoted = await invoke(
+      rows
+        .slice(0, 2)
+        .map((r) => r.map((v) => `"${v}"`).join(','))
+        .join('\r\n'),
+      'text/csv',
+    );
     expect(((await quoted.json()) as any).predictions[1][0]).toBeCloseTo(expected[1][0], 6);
     const bad = await invoke(`${rows[0].join(',')}\n${rows[1].slice(0, 29).join(',')},abc\n`, 'text/csv');
     expect(bad.status).toBe(400);
-    expect((await bad.json() as any).error).toBe("text/csv: row 2, column 30 is 'abc', not a number (send rows of numbers, no header line)");
+    expect(((await bad.json()) as any).error).toBe("text/csv: row 2, column 30 is 'abc', not a number (send rows of numbers, no header line)");
     const short = await invoke(rows[0].slice(0, 5).join(','), 'text/csv');
     expect(short.status).toBe(400);
-    expect((await short.json() as any).error).toContain("input 'features' takes rows of shape [30]");
+    expect(((await short.json()) as any).error).toContain("input 'features' takes rows of shape [30]");
   });
 
   it('SageMaker: /invocations refuses other content types with 415 and the ones it takes', async () => {
     const res = await invoke('x', 'application/x-protobuf');
     expect(res.status).toBe(415);
-    expect((await res.json() as any).error).toContain("does not take content type 'application/x-protobuf'");
+    expect(((await res.json()) as any).error).toContain("does not take content type 'application/x-protobuf'");
   });
 
   it("Vertex AI: answers on the routes AIP_HEALTH_ROUTE and AIP_PREDICT_ROUTE name, in Vertex's format", async () => {
     expect((await fetch(`${server.url}/v1/endpoints/123/deployedModels/456`)).status).toBe(200);
-    const res = await fetch(`${server.url}/v1/endpoints/123/deployedModels/456:predict`, { method: 'POST', body: JSON.stringify({ instances: rows, parameters: {} }) });
+    const res = await fetch(`${server.url}/v1/endpoints/123/deployedModels/456:predict`, {
+      method: 'POST',
+      body: JSON.stringify({ instances: rows, parameters: {} }),
+    });
     expect(res.status).toBe(200);
     const { predictions } = (await res.json()) as any;
     expect(predictions).toHaveLength(3);
@@ -144,7 +153,10 @@ describe('the instances codec', () => {
   ];
 
   it('round-trips a multi-input batch through the row format', () => {
-    const feeds = { ids: { data: BigInt64Array.from([1n, 2n, 3n, 4n, 5n, 6n]), dims: [2, 3] }, dense: { data: Float32Array.from([0.5, 1, 2, 3, 4, 5, 6, 7]), dims: [2, 4] } };
+    const feeds = {
+      ids: { data: BigInt64Array.from([1n, 2n, 3n, 4n, 5n, 6n]), dims: [2, 3] },
+      dense: { data: Float32Array.from([0.5, 1, 2, 3, 4, 5, 6, 7]), dims: [2, 4] },
+    };
     const body = encodeInstances(inputs, feeds);
     expect(body.instances[1]).toEqual({ ids: [4, 5, 6], dense: [4, 5, 6, 7] });
     const decoded = decodeInstances(inputs as any, JSON.parse(JSON.stringify(body)), 'test');
@@ -154,7 +166,9 @@ describe('the instances codec', () => {
   });
 
   it('names the instance and input that is missing', () => {
-    expect(() => decodeInstances(inputs as any, { instances: [{ ids: [1, 2, 3] }] }, ':predict')).toThrow(":predict: instance 0 has no input 'dense'; the model's inputs are ids, dense");
+    expect(() => decodeInstances(inputs as any, { instances: [{ ids: [1, 2, 3] }] }, ':predict')).toThrow(
+      ":predict: instance 0 has no input 'dense'; the model's inputs are ids, dense",
+    );
     expect(() => decodeInstances(inputs as any, { rows: [] }, ':predict')).toThrow(':predict: body must be {"instances": [...]}');
   });
 });

@@ -6,7 +6,14 @@
 type Container = {
   name?: string;
   ports?: { hostPort?: number }[];
-  securityContext?: { privileged?: boolean; allowPrivilegeEscalation?: boolean; runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type?: string }; capabilities?: { add?: string[]; drop?: string[] } };
+  securityContext?: {
+    privileged?: boolean;
+    allowPrivilegeEscalation?: boolean;
+    runAsNonRoot?: boolean;
+    runAsUser?: number;
+    seccompProfile?: { type?: string };
+    capabilities?: { add?: string[]; drop?: string[] };
+  };
 };
 type PodSpec = {
   hostNetwork?: boolean;

@@ -31,7 +31,19 @@ async function planOf(folder: string, overrides = {}): Promise<ProcessingPlan> {
 describe('a model folder', () => {
   it('an image export: the processor config, the model input, and id2label read from the folder', async () => {
     const plan = await planOf(IMAGE);
-    expect(plan.image).toMatchObject({ input: 'pixel_values', layout: 'NCHW', channels: 3, height: 64, width: 64, datatype: 'FP32', resize: { height: 64, width: 64 }, resample: 'bilinear', rescaleFactor: 1 / 255, normalize: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] }, alpha: 'white' });
+    expect(plan.image).toMatchObject({
+      input: 'pixel_values',
+      layout: 'NCHW',
+      channels: 3,
+      height: 64,
+      width: 64,
+      datatype: 'FP32',
+      resize: { height: 64, width: 64 },
+      resample: 'bilinear',
+      rescaleFactor: 1 / 255,
+      normalize: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
+      alpha: 'white',
+    });
     expect(plan.labels).toEqual({ output: 'logits', function: 'softmax', names: ['circle', 'square', 'triangle', 'cross'], topK: 1 });
     expect(plan.files.map((f) => f.name).sort()).toEqual(['config.json', 'preprocessor_config.json']);
     expect(describePlan(plan)[0]).toContain("input 'pixel_values' <- an image");
@@ -39,12 +51,19 @@ describe('a model folder', () => {
 
   it('a text export: the tokenizer fills input_ids, attention_mask and token_type_ids; the config bounds the length', async () => {
     const plan = await planOf(TEXT);
-    expect(plan.text!.settings).toMatchObject({ maxLength: 32, truncation: 'truncate', inputs: { ids: { name: 'input_ids' }, mask: { name: 'attention_mask' }, typeIds: { name: 'token_type_ids' } } });
+    expect(plan.text!.settings).toMatchObject({
+      maxLength: 32,
+      truncation: 'truncate',
+      inputs: { ids: { name: 'input_ids' }, mask: { name: 'attention_mask' }, typeIds: { name: 'token_type_ids' } },
+    });
     expect(plan.files.map((f) => f.name).sort()).toEqual(['config.json', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json']);
   });
 
   it("config's model.preprocess and model.postprocess win over the folder's files", async () => {
-    const plan = await planOf(IMAGE, { preprocess: { image: { resize: { shortestEdge: 80 }, centerCrop: { height: 64, width: 64 }, alpha: 'refuse' } }, postprocess: { function: 'sigmoid', topK: 2 } });
+    const plan = await planOf(IMAGE, {
+      preprocess: { image: { resize: { shortestEdge: 80 }, centerCrop: { height: 64, width: 64 }, alpha: 'refuse' } },
+      postprocess: { function: 'sigmoid', topK: 2 },
+    });
     expect(plan.image).toMatchObject({ resize: { shortestEdge: 80 }, centerCrop: { height: 64, width: 64 }, alpha: 'refuse' });
     expect(plan.labels).toMatchObject({ function: 'sigmoid', topK: 2 });
   });
@@ -57,9 +76,18 @@ describe('a model folder', () => {
     expect(plan.text).toBeUndefined();
     expect(plan.labels).toBeUndefined();
     expect(plan.files).toEqual([]);
-    expect(plan.notes).toEqual([expect.stringContaining("the model also takes 'past_key_values.0.key', which a tokenizer does not fill"), expect.stringContaining("output 'last_hidden_state' is [-1, -1, 16], not [batch, 3] classes")]);
+    expect(plan.notes).toEqual([
+      expect.stringContaining("the model also takes 'past_key_values.0.key', which a tokenizer does not fill"),
+      expect.stringContaining("output 'last_hidden_state' is [-1, -1, 16], not [batch, 3] classes"),
+    ]);
     // Asked for in the config, the same is an error.
-    expect(() => planProcessing(folder, { inputs: [ids, { name: 'past_key_values.0.key', datatype: 'FP32', shape: [-1, 2, -1, 8] }], outputs: [hidden] }, { preprocess: { text: { maxLength: 16 } } })).toThrow(/which a tokenizer does not fill/);
+    expect(() =>
+      planProcessing(
+        folder,
+        { inputs: [ids, { name: 'past_key_values.0.key', datatype: 'FP32', shape: [-1, 2, -1, 8] }], outputs: [hidden] },
+        { preprocess: { text: { maxLength: 16 } } },
+      ),
+    ).toThrow(/which a tokenizer does not fill/);
   });
 
   it('a tabular model has no plan; a folder without an .onnx file, or with two, is refused naming it', async () => {
@@ -83,7 +111,7 @@ describe('a model folder', () => {
     });
   });
 
-  it("a Transformers.js-style folder (the model in onnx/, the processing files above it) is read as one", async () => {
+  it('a Transformers.js-style folder (the model in onnx/, the processing files above it) is read as one', async () => {
     await withTempDir(async (dir) => {
       await cp(TEXT, dir, { recursive: true });
       await mkdir(path.join(dir, 'onnx'));
@@ -91,7 +119,13 @@ describe('a model folder', () => {
       await (await import('node:fs/promises')).rm(path.join(dir, 'model.onnx'));
       const info = await inspectModel(dir);
       expect(info.path).toBe(path.join(dir, 'onnx', 'model.onnx'));
-      expect(defaultModelName(info.path)).toBe(path.basename(dir).toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, ''));
+      expect(defaultModelName(info.path)).toBe(
+        path
+          .basename(dir)
+          .toLowerCase()
+          .replace(/[^a-z0-9._-]+/g, '-')
+          .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, ''),
+      );
       const plan = await loadProcessing(info.path, servableSignature(info), {});
       expect(plan?.text?.settings.maxLength).toBe(32);
       expect(plan?.labels?.names).toEqual(['sports', 'weather', 'cooking']);
@@ -152,7 +186,9 @@ describe('images to tensors', () => {
   });
 
   it('NHWC, UINT8 and grey inputs are laid out as the model declares', async () => {
-    const rgb = await sharp({ create: { width: 4, height: 2, channels: 3, background: { r: 10, g: 20, b: 30 } } }).png().toBuffer();
+    const rgb = await sharp({ create: { width: 4, height: 2, channels: 3, background: { r: 10, g: 20, b: 30 } } })
+      .png()
+      .toBuffer();
     const base = (await planOf(IMAGE)).image!;
     const nhwc: ImageSettings = { ...base, layout: 'NHWC', datatype: 'UINT8', rescaleFactor: null, normalize: null, resize: null, height: null, width: null };
     const out = await imagesToTensor([rgb], nhwc, () => 'x');
@@ -189,7 +225,10 @@ describe('images to tensors', () => {
   });
 
   it('EXIF orientation is applied: a 40x20 image tagged "rotate 90" arrives 20 wide and 40 high', async () => {
-    const landscape = await sharp({ create: { width: 40, height: 20, channels: 3, background: '#ff0000' } }).jpeg().withMetadata({ orientation: 6 }).toBuffer();
+    const landscape = await sharp({ create: { width: 40, height: 20, channels: 3, background: '#ff0000' } })
+      .jpeg()
+      .withMetadata({ orientation: 6 })
+      .toBuffer();
     const base = (await planOf(IMAGE)).image!;
     const { facts } = await imagesToTensor([landscape], { ...base, resize: { height: 64, width: 64 } }, () => 'x');
     expect(facts[0]).toMatchObject({ width: 20, height: 40 });
@@ -199,7 +238,10 @@ describe('images to tensors', () => {
     const settings = (await planOf(IMAGE)).image!;
     const jpeg = await readFile(path.join(IMAGE, 'holdout/circle/001.jpg'));
     const refused = async (bytes: Uint8Array, s: ImageSettings = settings) => {
-      const error = await imagesToTensor([bytes], s, () => 'upload').then(() => undefined, (e: unknown) => e);
+      const error = await imagesToTensor([bytes], s, () => 'upload').then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(error).toBeInstanceOf(BadRequest);
       return error as BadRequest;
     };
@@ -213,7 +255,9 @@ describe('images to tensors', () => {
     expect((await refused(jpeg, { ...settings, formats: ['png'] })).status).toBe(415);
     const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>');
     expect((await refused(svg)).status).toBe(415);
-    const transparent = await sharp({ create: { width: 64, height: 64, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } }).png().toBuffer();
+    const transparent = await sharp({ create: { width: 64, height: 64, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } })
+      .png()
+      .toBuffer();
     expect((await refused(transparent, { ...settings, alpha: 'refuse' })).message).toContain('alpha channel');
     const white = await imagesToTensor([transparent], settings, () => 'x');
     // Fully transparent on white: every value is (255 / 255 - 0.5) / 0.5 = 1.
@@ -228,12 +272,19 @@ describe('texts to tensors', () => {
     const json = JSON.parse(await readFile(path.join(TEXT, 'tokenizer.json'), 'utf8'));
     const config = JSON.parse(await readFile(path.join(TEXT, 'tokenizer_config.json'), 'utf8'));
     const library = new Tokenizer(json, config);
-    const holdout = await openHoldout({ cwd: TEXT, holdout: 'holdout.csv', inputs: (await inspectModel(TEXT)).inputs.map((i) => ({ name: i.name, datatype: i.datatype as 'INT64', shape: i.shape! })), label: 'label', features: [], processing: plan });
+    const holdout = await openHoldout({
+      cwd: TEXT,
+      holdout: 'holdout.csv',
+      inputs: (await inspectModel(TEXT)).inputs.map((i) => ({ name: i.name, datatype: i.datatype as 'INT64', shape: i.shape! })),
+      label: 'label',
+      features: [],
+      processing: plan,
+    });
     let rows = 0;
     let cut = 0;
     const csv = (await readFile(path.join(TEXT, 'holdout.csv'), 'utf8')).split('\n');
     for await (const row of holdout.rows()) {
-      const text = (await import('csv-parse/sync')).parse(csv[Number(row.where.slice(4)) - 1])[0][0] as string;
+      const text = (await import('csv-parse/sync')).parse(csv[Number(row.where.slice(4)) - 1])[0][0];
       const ids = library.encode(text).ids;
       const expected = ids.length > 32 ? [...ids.slice(0, 31), ids.at(-1)!] : ids;
       if (ids.length > 32) cut++;
@@ -253,7 +304,9 @@ describe('texts to tensors', () => {
   });
 
   it("the model's logits for the generator's sentences equal torch's", async () => {
-    const expected = JSON.parse(await readFile(path.join(TEXT, 'expected.json'), 'utf8')) as { cases: { text: string; input_ids: number[]; logits: number[] }[] };
+    const expected = JSON.parse(await readFile(path.join(TEXT, 'expected.json'), 'utf8')) as {
+      cases: { text: string; input_ids: number[]; logits: number[] }[];
+    };
     const pre = createPreprocessor(await planOf(TEXT))!;
     const model = await loadModel({ path: path.join(TEXT, 'model.onnx') });
     try {
@@ -272,7 +325,12 @@ describe('texts to tensors', () => {
     const pre = createPreprocessor(await planOf(TEXT, { preprocess: { text: { truncation: 'refuse' } } }))!;
     await expect(pre.toFeeds(['   '], () => 'row 3')).rejects.toThrow('row 3: the text is empty');
     await expect(pre.toFeeds(['rain '.repeat(40)], () => 'row 4')).rejects.toThrow(/row 4: 42 tokens, over the model's 32/);
-    const big = await pre.toFeeds(['x'.repeat(1 << 20)], () => 'row 5').then(() => undefined, (e: BadRequest) => e);
+    const big = await pre
+      .toFeeds(['x'.repeat(1 << 20)], () => 'row 5')
+      .then(
+        () => undefined,
+        (e: BadRequest) => e,
+      );
     expect([big?.status, big?.message]).toEqual([413, expect.stringContaining('1048576 bytes of text, over the 65536')]);
     await expect(pre.toFeeds([Buffer.from([0xff, 0xfe, 0x41])], () => 'body')).rejects.toThrow('body: the text is not UTF-8');
   });
@@ -312,7 +370,11 @@ describe('holdouts of images and texts', () => {
     const table = await openHoldout({ cwd: IMAGE, holdout: 'holdout.csv', inputs: imageInputs, label: 'label', features: [], model: { path: IMAGE } });
     const byName = new Map<string, Float32Array>();
     for await (const row of folder.rows()) byName.set(row.where, row.inputs.pixel_values as Float32Array);
-    const csv = (await readFile(path.join(IMAGE, 'holdout.csv'), 'utf8')).trim().split('\n').slice(1).map((l) => l.split(',')[0]);
+    const csv = (await readFile(path.join(IMAGE, 'holdout.csv'), 'utf8'))
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(',')[0]);
     let i = 0;
     for await (const row of table.rows()) {
       const same = byName.get(path.relative('holdout', csv[i++]));
@@ -339,16 +401,28 @@ describe('holdouts of images and texts', () => {
       await expect(read('data/absolute.csv')).rejects.toThrow(/row 2: '.*000\.png' is an absolute path/);
       await expect(read('data/link.csv')).rejects.toThrow("row 2: 'link.png' is outside the holdout's folder");
       await expect(read('data/broken.csv')).rejects.toThrow(/data\/broken\.csv row 2: the image data is damaged|data\/broken\.csv row 2: not an image/);
-      await expect(openHoldout({ cwd: dir, holdout: 'data', inputs: [{ name: 'features', datatype: 'FP32', shape: [-1, 30] }], label: 'label', features: [], model: { path: fixture('breast_cancer') } })).rejects.toThrow(
-        'data is a folder, and the model takes no images',
-      );
+      await expect(
+        openHoldout({
+          cwd: dir,
+          holdout: 'data',
+          inputs: [{ name: 'features', datatype: 'FP32', shape: [-1, 30] }],
+          label: 'label',
+          features: [],
+          model: { path: fixture('breast_cancer') },
+        }),
+      ).rejects.toThrow('data is a folder, and the model takes no images');
     });
   });
 
   it('mlops test on an image folder and on a text CSV passes its gates, labels read as names through id2label', async () => {
     const images = await runCli(['test', '--local', '--model', IMAGE, '--holdout', path.join(IMAGE, 'holdout'), '--gate', 'accuracy>=0.9', '--json']);
     expect(images.code).toBe(0);
-    expect(JSON.parse(images.stdout)).toMatchObject({ rows: 48, passed: true, holdout: { format: 'images' }, classes: ['circle', 'square', 'triangle', 'cross'] });
+    expect(JSON.parse(images.stdout)).toMatchObject({
+      rows: 48,
+      passed: true,
+      holdout: { format: 'images' },
+      classes: ['circle', 'square', 'triangle', 'cross'],
+    });
     const texts = await runCli(['test', '--local', '--model', TEXT, '--holdout', path.join(TEXT, 'holdout.csv'), '--gate', 'accuracy>=0.9', '--json']);
     expect(texts.code).toBe(0);
     expect(JSON.parse(texts.stdout)).toMatchObject({ rows: 90, passed: true, classes: ['sports', 'weather', 'cooking'] });
@@ -379,9 +453,27 @@ describe('mlops explain on a text CSV', () => {
   it('ranks vocabulary tokens by the fall when each is masked, and shades sentences token by token', async () => {
     await withTempDir(async (dir) => {
       const html = path.join(dir, 'explain.html');
-      const result = await runCli(['explain', '--local', '--model', TEXT, '--holdout', path.join(TEXT, 'holdout.csv'), '--rows', '30', '--html', html, '--json']);
+      const result = await runCli([
+        'explain',
+        '--local',
+        '--model',
+        TEXT,
+        '--holdout',
+        path.join(TEXT, 'holdout.csv'),
+        '--rows',
+        '30',
+        '--html',
+        html,
+        '--json',
+      ]);
       expect(result.code, result.stderr).toBe(0);
-      const report = JSON.parse(result.stdout) as { method: string; maskToken: string; explainedRows: number; tokens: { token: string; meanAbsAttribution: number }[]; examples: { label: string; tokens: { token: string }[] }[] };
+      const report = JSON.parse(result.stdout) as {
+        method: string;
+        maskToken: string;
+        explainedRows: number;
+        tokens: { token: string; meanAbsAttribution: number }[];
+        examples: { label: string; tokens: { token: string }[] }[];
+      };
       expect(report).toMatchObject({ method: 'token-occlusion', maskToken: '[MASK]', explainedRows: 30 });
       // A topic classifier leans on topic words, not on punctuation or special tokens.
       const top = report.tokens.slice(0, 10).map((t) => t.token);
@@ -411,7 +503,14 @@ describe('.npy holdouts of real-size images', () => {
       for (let r = 0; r < rows; r++) data[r * size] = r;
       await writeFile(path.join(dir, 'x.npy'), Buffer.concat([head, Buffer.from(padded, 'latin1'), Buffer.from(data.buffer)]));
       const before = process.memoryUsage().arrayBuffers;
-      const holdout = await openHoldout({ cwd: dir, holdout: 'x.npy', inputs: [{ name: 'images', datatype: 'FP32', shape: [-1, 3, 320, 320] }], label: 'label', labelOptional: true, features: [] });
+      const holdout = await openHoldout({
+        cwd: dir,
+        holdout: 'x.npy',
+        inputs: [{ name: 'images', datatype: 'FP32', shape: [-1, 3, 320, 320] }],
+        label: 'label',
+        labelOptional: true,
+        features: [],
+      });
       let seen = 0;
       for await (const row of holdout.rows()) {
         expect(row.inputs.images).toBeInstanceOf(Float64Array);

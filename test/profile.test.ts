@@ -69,13 +69,22 @@ describe('reference profile (mlops build)', () => {
     await withTempDir(async (dir) => {
       const [head, ...body] = readFileSync(fixture('breast_cancer', 'holdout.csv'), 'utf8').trim().split(/\r?\n/);
       const drop = head.split(',').indexOf('label');
-      const strip = (line: string) => line.split(',').filter((_, i) => i !== drop).join(',');
+      const strip = (line: string) =>
+        line
+          .split(',')
+          .filter((_, i) => i !== drop)
+          .join(',');
       await writeFile(path.join(dir, 'unlabelled.csv'), [strip(head), ...body.map(strip)].join('\n'));
       const labelled = await profileFor('breast_cancer', { monitor: { reference: 'fixtures/breast_cancer/holdout.csv' } });
       const csv = await profileFor('breast_cancer', { monitor: { reference: path.join(dir, 'unlabelled.csv') } });
       expect(csv.features.map((f) => f.shares)).toEqual(labelled.features.map((f) => f.shares));
 
-      const rows = body.map((line) => line.split(',').map(Number).filter((_, i) => i !== drop));
+      const rows = body.map((line) =>
+        line
+          .split(',')
+          .map(Number)
+          .filter((_, i) => i !== drop),
+      );
       await writeFile(path.join(dir, 'unlabelled.jsonl'), rows.map((r) => JSON.stringify({ features: r })).join('\n'));
       const jsonl = await profileFor('breast_cancer', { monitor: { reference: path.join(dir, 'unlabelled.jsonl') } });
       expect(jsonl.features.map((f) => f.edges)).toEqual(labelled.features.map((f) => f.edges.map((e) => e)));
@@ -170,7 +179,9 @@ describe('live profile (the server counts what it serves)', () => {
         const metrics = await (await fetch(`${server.url}/metrics`)).text();
         const reference = doc.referenceSha256!.slice(0, 12);
         expect(metrics).toContain(`mlops_profiled_rows_total{reference="${reference}",model="breast_cancer",version="1"} ${sent.length}`);
-        expect(metrics).toContain(`mlops_feature_out_of_range_total{feature="mean_radius",side="above",reference="${reference}",model="breast_cancer",version="1"} ${doc.live.features.mean_radius.total.at(-2)}`);
+        expect(metrics).toContain(
+          `mlops_feature_out_of_range_total{feature="mean_radius",side="above",reference="${reference}",model="breast_cancer",version="1"} ${doc.live.features.mean_radius.total.at(-2)}`,
+        );
         expect(metrics).toContain(`mlops_prediction_class_total{class="1",reference="${reference}",model="breast_cancer",version="1"} ${predicted[1]}`);
         expect(metrics).toMatch(/# TYPE mlops_feature_bin_total counter/);
       } finally {
@@ -193,6 +204,8 @@ describe('live profile (the server counts what it serves)', () => {
   });
 
   it('refuses to start on an unreadable profile file, naming it', async () => {
-    await expect(startServer(serveOptions('wine', { profilePath: path.join(dir, 'missing.json') }), quiet)).rejects.toThrow(/reference profile .*missing.json: cannot be read/);
+    await expect(startServer(serveOptions('wine', { profilePath: path.join(dir, 'missing.json') }), quiet)).rejects.toThrow(
+      /reference profile .*missing.json: cannot be read/,
+    );
   });
 });

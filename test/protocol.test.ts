@@ -44,10 +44,34 @@ describe('JSON tensor data', () => {
   });
 
   it('decodes flat and nested data into typed arrays and names the bad element', () => {
-    expect(Array.from(decodeTensorData('x', 'FP32', [2, 2], [[1, 2], [3, 4]]) as Float32Array)).toEqual([1, 2, 3, 4]);
+    expect(
+      Array.from(
+        decodeTensorData(
+          'x',
+          'FP32',
+          [2, 2],
+          [
+            [1, 2],
+            [3, 4],
+          ],
+        ) as Float32Array,
+      ),
+    ).toEqual([1, 2, 3, 4]);
     expect(Array.from(decodeTensorData('x', 'INT8', [3], [1, -2, 127]) as Int8Array)).toEqual([1, -2, 127]);
     expect(error(() => decodeTensorData('x', 'INT8', [2], [1, 128])).message).toBe("input 'x': element 1 is 128; INT8 expects integers from -128 to 127");
-    expect(error(() => decodeTensorData('x', 'FP32', [2, 2], [[1, 2], [3, 'a']])).message).toBe('input \'x\': element 3 is "a"; FP32 expects finite numbers');
+    expect(
+      error(() =>
+        decodeTensorData(
+          'x',
+          'FP32',
+          [2, 2],
+          [
+            [1, 2],
+            [3, 'a'],
+          ],
+        ),
+      ).message,
+    ).toBe('input \'x\': element 3 is "a"; FP32 expects finite numbers');
     expect(error(() => decodeTensorData('x', 'FP32', [2, 2], [[1, 2], [3]])).message).toMatch(/ragged .* at depth 1 \(found 1 items, expected 2\)/);
     expect(Array.from(decodeTensorData('s', 'INT64', [], [7]) as BigInt64Array)).toEqual([7n]);
   });
@@ -107,7 +131,7 @@ describe('REST requests, JSON and binary', () => {
     expect(head).toBe(
       '{"model_name":"m","model_version":"1","outputs":[{"name":"y","datatype":"FP32","shape":[2,1],"parameters":{"binary_data_size":8}},{"name":"label","datatype":"INT64","shape":[2],"data":[1,0]}]}',
     );
-    expect(body.subarray(response.headerLength!)).toEqual(Buffer.from(Float32Array.from([0.5, 0.25]).buffer));
+    expect(body.subarray(response.headerLength)).toEqual(Buffer.from(Float32Array.from([0.5, 0.25]).buffer));
     const decoded = decodeRestResponse(body, response.headerLength);
     expect(Array.from(decoded.y.data as Float32Array)).toEqual([0.5, 0.25]);
     expect(decoded.label.data).toEqual([1, 0]);
@@ -131,7 +155,9 @@ describe('REST requests, JSON and binary', () => {
     expect(error(() => decodeRestRequest(Buffer.concat([h, Buffer.alloc(16)]), h.length, signature)).message).toBe(
       "the body has 4 bytes of binary data that no input's binary_data_size accounts for",
     );
-    expect(error(() => decodeRestRequest(h, undefined, signature)).message).toMatch(/needs the binary data extension; send the Inference-Header-Content-Length header/);
+    expect(error(() => decodeRestRequest(h, undefined, signature)).message).toMatch(
+      /needs the binary data extension; send the Inference-Header-Content-Length header/,
+    );
     expect(error(() => decodeRestRequest(Buffer.from('{"inputs": ['), undefined, signature)).message).toMatch(/^malformed JSON: /);
   });
 });

@@ -11,14 +11,30 @@ import { expectClose, fixture, lines, runCli, withTempDir } from './helpers.js';
 import { writeNpy } from './npy.js';
 
 const json = async (file: string) => JSON.parse(await readFile(file, 'utf8'));
-const csvRows = async (name: string) => (await readFile(fixture(name, 'holdout.csv'), 'utf8')).trim().split(/\r?\n/).slice(1).map((l) => l.split(','));
+const csvRows = async (name: string) =>
+  (await readFile(fixture(name, 'holdout.csv'), 'utf8'))
+    .trim()
+    .split(/\r?\n/)
+    .slice(1)
+    .map((l) => l.split(','));
 
 /** A config file for a fixture model, in a temp project. */
 async function project(dir: string, name: string, test: Record<string, unknown> = {}) {
   await writeFile(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: fixture(name, 'model.onnx') }, test }));
 }
 
-const COUNT_METRICS = ['accuracy', 'balanced_accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'precision_weighted', 'recall_weighted', 'f1_weighted', 'confusion_matrix', 'per_class'];
+const COUNT_METRICS = [
+  'accuracy',
+  'balanced_accuracy',
+  'precision_macro',
+  'recall_macro',
+  'f1_macro',
+  'precision_weighted',
+  'recall_weighted',
+  'f1_weighted',
+  'confusion_matrix',
+  'per_class',
+];
 
 describe('metrics on the fixtures match scikit-learn', () => {
   it('breast cancer (probabilities): on the framework outputs to 1e-9, and end to end through ONNX Runtime', async () => {
@@ -73,8 +89,18 @@ describe('metrics on the fixtures match scikit-learn', () => {
   it('reads .npy pairs, with string labels', async () => {
     await withTempDir(async (dir) => {
       const rows = await csvRows('breast_cancer');
-      await writeNpy(path.join(dir, 'x.npy'), rows.flatMap((r) => r.slice(0, 30).map(Number)), [rows.length, 30], '<f4');
-      await writeNpy(path.join(dir, 'y.npy'), rows.map((r) => r[30]), [rows.length], '<U16');
+      await writeNpy(
+        path.join(dir, 'x.npy'),
+        rows.flatMap((r) => r.slice(0, 30).map(Number)),
+        [rows.length, 30],
+        '<f4',
+      );
+      await writeNpy(
+        path.join(dir, 'y.npy'),
+        rows.map((r) => r[30]),
+        [rows.length],
+        '<U16',
+      );
       await project(dir, 'breast_cancer', { labels: ['malignant', 'benign'] });
       const npy = JSON.parse((await runCli(['test', '--local', '--holdout', 'x.npy', '--labels', 'y.npy', '--json'], { cwd: dir })).stdout);
       const csv = JSON.parse((await runCli(['test', '--local', '--holdout', fixture('breast_cancer', 'holdout.csv'), '--json'], { cwd: dir })).stdout);
@@ -135,7 +161,21 @@ describe('gates, baselines and reports', () => {
       const summary = path.join(dir, 'summary.md');
       await appendFile(summary, 'before\n');
       const { code, stdout } = await runCli(
-        ['test', '--local', '--holdout', fixture('breast_cancer', 'holdout.csv'), '--gate', 'f1_macro>=0.999', '--gate', 'log_loss < 1', '--junit', 'out/junit.xml', '--markdown', 'out/summary.md', '--json'],
+        [
+          'test',
+          '--local',
+          '--holdout',
+          fixture('breast_cancer', 'holdout.csv'),
+          '--gate',
+          'f1_macro>=0.999',
+          '--gate',
+          'log_loss < 1',
+          '--junit',
+          'out/junit.xml',
+          '--markdown',
+          'out/summary.md',
+          '--json',
+        ],
         { cwd: dir, env: { GITHUB_STEP_SUMMARY: summary } },
       );
       expect(code).toBe(1);
@@ -163,7 +203,9 @@ describe('gates, baselines and reports', () => {
       await project(dir, 'breast_cancer', { labels: ['malignant', 'benign'], maxDrop: { accuracy: 0.001, log_loss: 0.5 } });
       const base = { metrics: { accuracy: 0.999, log_loss: 0.2 } };
       await writeFile(path.join(dir, 'base.json'), JSON.stringify(base));
-      const { code, stdout } = await runCli(['test', '--local', '--holdout', fixture('breast_cancer', 'holdout.csv'), '--baseline', 'base.json', '--json'], { cwd: dir });
+      const { code, stdout } = await runCli(['test', '--local', '--holdout', fixture('breast_cancer', 'holdout.csv'), '--baseline', 'base.json', '--json'], {
+        cwd: dir,
+      });
       expect(code).toBe(1);
       const gates = JSON.parse(stdout).gates;
       expect(gates).toEqual([

@@ -24,7 +24,11 @@ let square: Buffer;
 type Answer = { model_name: string; id?: string; outputs: { name: string; datatype: string; shape: number[]; data: (number | string)[] }[] };
 const output = (answer: Answer, name: string) => answer.outputs.find((o) => o.name === name)!;
 
-async function post(url: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; json: Record<string, unknown> & Answer & { error?: string; predictions?: unknown }; headers: Headers }> {
+async function post(
+  url: string,
+  body: string | Buffer,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; json: Record<string, unknown> & Answer & { error?: string; predictions?: unknown }; headers: Headers }> {
   const res = await fetch(url, { method: 'POST', headers, body });
   const text = await res.text();
   return { status: res.status, json: JSON.parse(text), headers: res.headers };
@@ -59,22 +63,36 @@ describe('images in, labels out', () => {
   });
 
   it('a BYTES input in JSON (base64, KServe style) and in the binary extension (several images, one run), with top_k', async () => {
-    const json = await post(`${images.url}/v2/models/shapes_image/infer`, JSON.stringify({ id: 'img-1', inputs: [{ name: 'image', datatype: 'BYTES', shape: [2], data: [circle.toString('base64'), square.toString('base64')] }], parameters: { top_k: 2 } }));
+    const json = await post(
+      `${images.url}/v2/models/shapes_image/infer`,
+      JSON.stringify({
+        id: 'img-1',
+        inputs: [{ name: 'image', datatype: 'BYTES', shape: [2], data: [circle.toString('base64'), square.toString('base64')] }],
+        parameters: { top_k: 2 },
+      }),
+    );
     expect(json.status).toBe(200);
     expect(json.json.id).toBe('img-1');
     expect(output(json.json, 'label').shape).toEqual([2, 2]);
     expect((output(json.json, 'label').data as string[]).filter((_, i) => i % 2 === 0)).toEqual(['circle', 'square']);
     // Binary: each element a 4-byte little-endian length and its bytes.
     const elements = Buffer.concat([circle, square].flatMap((b) => [Buffer.from(Uint32Array.of(b.length).buffer), b]));
-    const head = Buffer.from(JSON.stringify({ inputs: [{ name: 'pixel_values', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: elements.length } }] }));
-    const binary = await post(`${images.url}/v2/models/shapes_image/infer`, Buffer.concat([head, elements]), { 'inference-header-content-length': String(head.length) });
+    const head = Buffer.from(
+      JSON.stringify({ inputs: [{ name: 'pixel_values', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: elements.length } }] }),
+    );
+    const binary = await post(`${images.url}/v2/models/shapes_image/infer`, Buffer.concat([head, elements]), {
+      'inference-header-content-length': String(head.length),
+    });
     expect(binary.status).toBe(200);
     expect(output(binary.json, 'label').data).toEqual(['circle', 'square']);
     expect(output(binary.json, 'logits').data).toEqual(output(json.json, 'logits').data);
   });
 
   it('v1 :predict with {"b64"} instances answers a pipeline\'s [{label, score}] per instance; /invocations takes image/jpeg and application/x-image', async () => {
-    const v1 = await post(`${images.url}/v1/models/shapes_image:predict`, JSON.stringify({ instances: [{ b64: circle.toString('base64') }, { image: { b64: square.toString('base64') } }] }));
+    const v1 = await post(
+      `${images.url}/v1/models/shapes_image:predict`,
+      JSON.stringify({ instances: [{ b64: circle.toString('base64') }, { image: { b64: square.toString('base64') } }] }),
+    );
     expect(v1.status).toBe(200);
     expect(v1.json.predictions).toEqual([[{ label: 'circle', score: expect.any(Number) }], [{ label: 'square', score: expect.any(Number) }]]);
     for (const type of ['image/jpeg', 'application/x-image']) {
@@ -102,12 +120,19 @@ describe('images in, labels out', () => {
       x ^= x << 5;
       noise[i] = x & 0xff;
     }
-    const large = await (await import('sharp')).default(noise, { raw: { width: 400, height: 300, channels: 3 } }).png().toBuffer();
+    const large = await (
+      await import('sharp')
+    )
+      .default(noise, { raw: { width: 400, height: 300, channels: 3 } })
+      .png()
+      .toBuffer();
     expect(large.length).toBeGreaterThan(64 * 1024);
     const url = `${images.url}/v2/models/shapes_image/infer`;
     const viaRaw = await post(url, large, { 'content-type': 'image/png' });
     expect(viaRaw.status).toBe(200);
-    const json = await post(url, JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [large.toString('base64')] }] }), { 'content-type': 'application/json' });
+    const json = await post(url, JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [large.toString('base64')] }] }), {
+      'content-type': 'application/json',
+    });
     const elements = Buffer.concat([Buffer.from(Uint32Array.of(large.length).buffer), large]);
     const head = Buffer.from(JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: elements.length } }] }));
     const binary = await post(url, Buffer.concat([head, elements]), { 'inference-header-content-length': String(head.length) });
@@ -128,18 +153,28 @@ describe('images in, labels out', () => {
     form.append('file', new Blob([circle], { type: 'image/jpeg' }), 'circle.jpg');
     const multipart = await fetch(url, { method: 'POST', body: form });
     expect(multipart.status).toBe(415);
-    expect(((await multipart.json()) as { error: string }).error).toContain("send the image itself as the body (curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg')");
+    expect(((await multipart.json()) as { error: string }).error).toContain(
+      "send the image itself as the body (curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg')",
+    );
     const topK = await post(`${url}?top_k=3`, circle, { 'content-type': 'image/jpeg' });
     expect(topK.json.error).toBeUndefined();
     expect(output(topK.json, 'label').shape).toEqual([1, 3]);
-    const dataUri = await post(url, JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [`data:image/jpeg;base64,${circle.toString('base64')}`] }] }));
+    const dataUri = await post(
+      url,
+      JSON.stringify({ inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [`data:image/jpeg;base64,${circle.toString('base64')}`] }] }),
+    );
     expect(output(dataUri.json, 'label').data).toEqual(['circle']);
-    const sentence = await post(`${texts.url}/v2/models/text_topic/infer`, 'heavy rain and thunder tonight', { 'content-type': 'application/x-www-form-urlencoded' });
+    const sentence = await post(`${texts.url}/v2/models/text_topic/infer`, 'heavy rain and thunder tonight', {
+      'content-type': 'application/x-www-form-urlencoded',
+    });
     expect(output(sentence.json, 'label').data).toEqual(['weather']);
   });
 
   it('gRPC: bytes_contents of a BYTES input, answered with label and score outputs', async () => {
-    const reply = await call(grpcClient, grpcClient.ModelInfer, { model_name: 'shapes_image', inputs: [{ name: 'image', datatype: 'BYTES', shape: [2], contents: { bytes_contents: [circle, square] } }] });
+    const reply = await call(grpcClient, grpcClient.ModelInfer, {
+      model_name: 'shapes_image',
+      inputs: [{ name: 'image', datatype: 'BYTES', shape: [2], contents: { bytes_contents: [circle, square] } }],
+    });
     const decoded = decodeGrpcResponse(reply);
     expect(decoded.label.data).toEqual(['circle', 'square']);
     expect(decoded.logits.dims).toEqual([2, 4]);
@@ -147,10 +182,16 @@ describe('images in, labels out', () => {
 
   it('tensors still work as before, and their answer carries the labels too', async () => {
     const pixels = new Array(3 * 64 * 64).fill(0);
-    const { status, json } = await post(`${images.url}/v2/models/shapes_image/infer`, JSON.stringify({ inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 64, 64], data: pixels }] }));
+    const { status, json } = await post(
+      `${images.url}/v2/models/shapes_image/infer`,
+      JSON.stringify({ inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 64, 64], data: pixels }] }),
+    );
     expect(status).toBe(200);
     expect(json.outputs.map((o) => o.name)).toEqual(['logits', 'label', 'score']);
-    const named = await post(`${images.url}/v2/models/shapes_image/infer`, JSON.stringify({ inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 64, 64], data: pixels }], outputs: [{ name: 'logits' }] }));
+    const named = await post(
+      `${images.url}/v2/models/shapes_image/infer`,
+      JSON.stringify({ inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 64, 64], data: pixels }], outputs: [{ name: 'logits' }] }),
+    );
     expect(named.json.outputs.map((o) => o.name)).toEqual(['logits']);
   });
 
@@ -184,11 +225,17 @@ describe('texts in, labels out', () => {
     const plain = await post(infer(), sentence, { 'content-type': 'text/plain; charset=utf-8' });
     expect(plain.status).toBe(200);
     expect(output(plain.json, 'label').data).toEqual(['sports']);
-    const bytes = await post(infer(), JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [2], data: [sentence, 'chop the onion and fry it in the pan'] }] }));
+    const bytes = await post(
+      infer(),
+      JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [2], data: [sentence, 'chop the onion and fry it in the pan'] }] }),
+    );
     expect(output(bytes.json, 'label').data).toEqual(['sports', 'cooking']);
     // Padded to the longer sentence in one run: the first one's logits are unchanged by the padding.
     (output(bytes.json, 'logits').data as number[]).slice(0, 3).forEach((v, i) => expect(v).toBeCloseTo(output(plain.json, 'logits').data[i] as number, 4));
-    const v1 = await post(`${texts.url}/v1/models/text_topic:predict`, JSON.stringify({ instances: ['heavy rain and thunder tonight'], parameters: { top_k: 3 } }));
+    const v1 = await post(
+      `${texts.url}/v1/models/text_topic:predict`,
+      JSON.stringify({ instances: ['heavy rain and thunder tonight'], parameters: { top_k: 3 } }),
+    );
     expect((v1.json.predictions as { label: string }[][])[0].map((l) => l.label)[0]).toBe('weather');
     expect((v1.json.predictions as unknown[][])[0]).toHaveLength(3);
     const sm = await post(`${texts.url}/invocations`, 'stir the soup with a spoon', { 'content-type': 'text/plain' });
@@ -196,9 +243,18 @@ describe('texts in, labels out', () => {
   });
 
   it('more texts in one request than MAX_RAW_INPUTS is 413 before any is tokenized', async () => {
-    const many = await post(infer(), JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [MAX_RAW_INPUTS + 1], data: new Array(MAX_RAW_INPUTS + 1).fill('rain') }] }));
-    expect([many.status, many.json.error]).toEqual([413, `${MAX_RAW_INPUTS + 1} texts in one request, over the ${MAX_RAW_INPUTS} a request may hold: each is decoded or tokenized before the model runs; send them in several requests`]);
-    const enough = await post(infer(), JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [MAX_RAW_INPUTS], data: new Array(MAX_RAW_INPUTS).fill('rain') }] }));
+    const many = await post(
+      infer(),
+      JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [MAX_RAW_INPUTS + 1], data: new Array(MAX_RAW_INPUTS + 1).fill('rain') }] }),
+    );
+    expect([many.status, many.json.error]).toEqual([
+      413,
+      `${MAX_RAW_INPUTS + 1} texts in one request, over the ${MAX_RAW_INPUTS} a request may hold: each is decoded or tokenized before the model runs; send them in several requests`,
+    ]);
+    const enough = await post(
+      infer(),
+      JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [MAX_RAW_INPUTS], data: new Array(MAX_RAW_INPUTS).fill('rain') }] }),
+    );
     expect(output(enough.json, 'label').shape).toEqual([MAX_RAW_INPUTS, 1]);
   });
 
@@ -247,8 +303,13 @@ describe('the reference profile of a text model', () => {
         // Two sentences in one request: padded to the longer; each counted by its own length.
         const short = 'rain';
         const long = 'the referee stopped the match after the second goal';
-        await post(`${server.url}/v2/models/text_topic/infer`, JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [2], data: [short, long] }] }));
-        const doc = (await (await fetch(`${server.url}/v2/models/text_topic/profile`)).json()) as { live: { rows: number; features: Record<string, { total: number[] }> } };
+        await post(
+          `${server.url}/v2/models/text_topic/infer`,
+          JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [2], data: [short, long] }] }),
+        );
+        const doc = (await (await fetch(`${server.url}/v2/models/text_topic/profile`)).json()) as {
+          live: { rows: number; features: Record<string, { total: number[] }> };
+        };
         expect(doc.live.rows).toBe(2);
         const expected = new Array(tokens.edges.length + 2).fill(0);
         for (const n of [3, 11]) expected[binIndex(tokens.edges, n)]++;
@@ -265,7 +326,10 @@ describe('a server without worker threads', () => {
     const server = await startServer(serveOptions('breast_cancer', { workers: 0 }), quiet);
     try {
       const rows = 40;
-      const { status, json } = await post(`${server.url}/v2/models/breast_cancer/infer`, JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [rows, 30], data: new Array(rows * 30).fill(1) }] }));
+      const { status, json } = await post(
+        `${server.url}/v2/models/breast_cancer/infer`,
+        JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [rows, 30], data: new Array(rows * 30).fill(1) }] }),
+      );
       expect(status).toBe(200);
       expect(json.outputs[0].shape[0]).toBe(rows);
     } finally {

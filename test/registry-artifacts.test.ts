@@ -52,7 +52,9 @@ function referrersRegistry() {
         .map(([digest, { body: b, type }]) => ({ digest, type, size: b.length, doc: JSON.parse(b.toString()) }))
         .filter((e) => e.doc.subject?.digest === m![1])
         .map((e) => ({ mediaType: e.type, digest: e.digest, size: e.size, artifactType: e.doc.artifactType, annotations: e.doc.annotations }));
-      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' }).end(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: referrers }));
+      res
+        .writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' })
+        .end(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: referrers }));
     } else {
       res.writeHead(404).end();
     }
@@ -73,17 +75,41 @@ describe('OCI artifacts through the referrers API', () => {
   it('attaches with a subject, adds no tags, and lists and fetches what refers to the image', async () => {
     const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
     await uploadBlob(client, 'team/bc', config);
-    const image = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length }, layers: [] }));
-    await client.request('/v2/team/bc/manifests/1.0.0', { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: image });
+    const image = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+        layers: [],
+      }),
+    );
+    await client.request('/v2/team/bc/manifests/1.0.0', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+      body: image,
+    });
     const subject = (await manifestDescriptor(client, 'team/bc', '1.0.0'))!;
     expect(subject).toEqual({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(image), size: image.length });
 
-    const attached = await attachArtifact(client, 'team/bc', subject, { artifactType: 'application/vnd.cyclonedx+json', content: Buffer.from('{"bomFormat":"CycloneDX"}'), annotations: { a: 'b' }, tagSuffix: 'sbom' });
+    const attached = await attachArtifact(client, 'team/bc', subject, {
+      artifactType: 'application/vnd.cyclonedx+json',
+      content: Buffer.from('{"bomFormat":"CycloneDX"}'),
+      annotations: { a: 'b' },
+      tagSuffix: 'sbom',
+    });
     expect(attached.via).toBe('referrers-api');
     // The registry indexes it itself: no sha256-<hex> tags, no index written.
     expect([...registry.tags.keys()]).toEqual(['1.0.0']);
     const referrers = await listReferrers(client, 'team/bc', subject.digest);
-    expect(referrers).toEqual([{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: attached.digest, size: expect.any(Number), artifactType: 'application/vnd.cyclonedx+json', annotations: { a: 'b' } }]);
+    expect(referrers).toEqual([
+      {
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        digest: attached.digest,
+        size: expect.any(Number),
+        artifactType: 'application/vnd.cyclonedx+json',
+        annotations: { a: 'b' },
+      },
+    ]);
     const fetched = await fetchArtifact(client, 'team/bc', referrers[0]);
     expect(fetched).toEqual({ content: Buffer.from('{"bomFormat":"CycloneDX"}'), subject: subject.digest });
     expect(registry.requests).not.toContain(`GET /v2/team/bc/manifests/sha256-${subject.digest.slice(7)}`);

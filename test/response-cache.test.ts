@@ -6,7 +6,8 @@ import { startServer, type RunningServer } from '../src/server/run.js';
 import { freePort, serveOptions } from './helpers.js';
 
 const ROW = Array.from({ length: 13 }, (_, i) => i / 10);
-const body = (row: number[], id?: string) => JSON.stringify({ ...(id ? { id } : {}), inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 13], data: row }] });
+const body = (row: number[], id?: string) =>
+  JSON.stringify({ ...(id ? { id } : {}), inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 13], data: row }] });
 
 describe('response cache', () => {
   let server: RunningServer;
@@ -27,7 +28,7 @@ describe('response cache', () => {
     return { status: res.status, json: (await res.json()) as { id?: string; outputs?: { name: string; data: number[] }[]; error?: string } };
   };
 
-  it('the same inputs again: answered from the cache with the same outputs and the request\'s own id; Cache-Control: no-cache skips it', async () => {
+  it("the same inputs again: answered from the cache with the same outputs and the request's own id; Cache-Control: no-cache skips it", async () => {
     expect(lines.join('\n')).toMatch(/response cache: up to 4096 bytes/);
     const before = await lookups();
     const first = await infer(body(ROW, 'one'));
@@ -59,10 +60,17 @@ describe('response cache', () => {
 
   it('gRPC: the same ModelInfer again is a hit, with the same outputs', async () => {
     const pkg = grpc.loadPackageDefinition(inferenceProto()) as unknown as { inference: { GRPCInferenceService: grpc.ServiceClientConstructor } };
-    const client = new pkg.inference.GRPCInferenceService(server.grpcAddress!, grpc.credentials.createInsecure()) as unknown as { ModelInfer: (r: unknown, cb: (e: Error | null, r: { outputs: unknown[]; raw_output_contents: Buffer[] }) => void) => void; close(): void };
+    const client = new pkg.inference.GRPCInferenceService(server.grpcAddress!, grpc.credentials.createInsecure()) as unknown as {
+      ModelInfer: (r: unknown, cb: (e: Error | null, r: { outputs: unknown[]; raw_output_contents: Buffer[] }) => void) => void;
+      close(): void;
+    };
     try {
-      const request = { model_name: 'wine', inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 13], contents: { fp32_contents: ROW.map((v) => v / 3) } }] };
-      const call = () => new Promise<{ raw_output_contents: Buffer[] }>((resolve, reject) => client.ModelInfer(request, (e, r) => (e ? reject(e) : resolve(r))));
+      const request = {
+        model_name: 'wine',
+        inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 13], contents: { fp32_contents: ROW.map((v) => v / 3) } }],
+      };
+      const call = () =>
+        new Promise<{ raw_output_contents: Buffer[] }>((resolve, reject) => client.ModelInfer(request, (e, r) => (e ? reject(e) : resolve(r))));
       const before = await lookups();
       const first = await call();
       const second = await call();

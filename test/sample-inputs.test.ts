@@ -5,7 +5,14 @@ import { openSampleInputs, parseShapeFlag, type SampleInputSettings, type Sample
 import { referenceRanges, type ReferenceProfile } from '../src/monitor/profile.js';
 import { withTempDir } from './helpers.js';
 
-const settings = (over: Partial<SampleInputSettings> = {}): SampleInputSettings => ({ shapes: {}, data: 'random', seed: 1, shapeKey: '--shape', dataKey: '--input-data', ...over });
+const settings = (over: Partial<SampleInputSettings> = {}): SampleInputSettings => ({
+  shapes: {},
+  data: 'random',
+  seed: 1,
+  shapeKey: '--shape',
+  dataKey: '--input-data',
+  ...over,
+});
 const VAD: SampleInputSpec[] = [
   { name: 'input', datatype: 'FP32', shape: [-1, -1], dims: ['batch', 'samples'] },
   { name: 'sr', datatype: 'INT64', shape: [] },
@@ -44,7 +51,16 @@ describe('sample inputs', () => {
     await withTempDir(async (dir) => {
       const bytes = Buffer.from(new Float32Array([1, 2, 3, 4]).buffer).toString('base64');
       const file = path.join(dir, 'data.json');
-      await writeFile(file, JSON.stringify({ data: [{ x: [[1, 2, 3, 4]], n: 7 }, { x: { b64: bytes, shape: [1, 4] }, n: [8] }, { x: { content: [5, 6, 7, 8, 9, 10, 11, 12], shape: [2, 4] }, n: 9 }] }));
+      await writeFile(
+        file,
+        JSON.stringify({
+          data: [
+            { x: [[1, 2, 3, 4]], n: 7 },
+            { x: { b64: bytes, shape: [1, 4] }, n: [8] },
+            { x: { content: [5, 6, 7, 8, 9, 10, 11, 12], shape: [2, 4] }, n: 9 },
+          ],
+        }),
+      );
       const inputs: SampleInputSpec[] = [
         { name: 'x', datatype: 'FP32', shape: [-1, 4] },
         { name: 'n', datatype: 'INT64', shape: [] },
@@ -64,7 +80,7 @@ describe('sample inputs', () => {
     });
   });
 
-  it('draws random values within the reference profile\'s range, column by column', async () => {
+  it("draws random values within the reference profile's range, column by column", async () => {
     const profile = {
       features: [
         { name: 'x[0]', input: 'x', stat: 'value', index: 0, min: 100, max: 101, edges: [], shares: [], count: 1, mean: 0, std: 0 },

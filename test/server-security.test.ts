@@ -97,22 +97,36 @@ describe('bearer tokens', () => {
       expect([route, right.status]).not.toEqual([route, 401]);
       expect((await rest(route, `Bearer ${TOKEN_C}`, init, from)).status).toBe(right.status);
     }
-    for (const open of ['/v2/health/live', '/v2/health/ready', '/v2/models/wine/ready', '/ping', '/metrics']) expect([open, (await rest(open)).status]).toEqual([open, 200]);
+    for (const open of ['/v2/health/live', '/v2/health/ready', '/v2/models/wine/ready', '/ping', '/metrics'])
+      expect([open, (await rest(open)).status]).toEqual([open, 200]);
   });
 
   it('gRPC: UNAUTHENTICATED without the authorization metadata or with a wrong token; ServerLive, ServerReady, ModelReady and grpc.health.v1 stay open', async () => {
     const client = grpcClient(grpcAddress);
     try {
       const infer = { model_name: 'wine', inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 13], contents: { fp32_contents: ROW } }] };
-      for (const [method, request] of [['ModelInfer', infer], ['ModelMetadata', { name: 'wine' }], ['ServerMetadata', {}]] as const) {
+      for (const [method, request] of [
+        ['ModelInfer', infer],
+        ['ModelMetadata', { name: 'wine' }],
+        ['ServerMetadata', {}],
+      ] as const) {
         expect([method, await client.rpc(method, request)]).toEqual([method, 'UNAUTHENTICATED']);
         expect([method, await client.rpc(method, request, `Bearer ${TOKEN_B}`)]).toEqual([method, 'UNAUTHENTICATED']);
         expect([method, await client.rpc(method, request, `Bearer ${TOKEN_A}`)]).toEqual([method, 'OK']);
       }
-      for (const [method, request] of [['ServerLive', {}], ['ServerReady', {}], ['ModelReady', { name: 'wine' }]] as const) expect([method, await client.rpc(method, request)]).toEqual([method, 'OK']);
+      for (const [method, request] of [
+        ['ServerLive', {}],
+        ['ServerReady', {}],
+        ['ModelReady', { name: 'wine' }],
+      ] as const)
+        expect([method, await client.rpc(method, request)]).toEqual([method, 'OK']);
       const definition = loadSync(`${ROOT}/node_modules/grpc-health-check/proto/health/v1/health.proto`, { keepCase: true, enums: String });
-      const Health = (grpc.loadPackageDefinition(definition) as unknown as { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } }).grpc.health.v1.Health;
-      const health = new Health(grpcAddress, grpc.credentials.createInsecure()) as unknown as { check: (r: object, cb: (e: Error | null, r: { status: string }) => void) => void; close(): void };
+      const Health = (grpc.loadPackageDefinition(definition) as unknown as { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } }).grpc.health
+        .v1.Health;
+      const health = new Health(grpcAddress, grpc.credentials.createInsecure()) as unknown as {
+        check: (r: object, cb: (e: Error | null, r: { status: string }) => void) => void;
+        close(): void;
+      };
       expect(await new Promise((resolve) => health.check({ service: '' }, (e, r) => resolve(e ? e.message : r.status)))).toBe('SERVING');
       health.close();
     } finally {
@@ -126,7 +140,9 @@ describe('bearer tokens', () => {
       new Promise<string>((resolve) => {
         let got = '';
         const socket = net.connect(Number(new URL(server.url).port), '127.0.0.1', () =>
-          socket.write(`POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\n${authorization}Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${BODY.length}\r\nX-Forwarded-For: 198.51.100.20\r\n\r\n`),
+          socket.write(
+            `POST /v2/models/wine/infer HTTP/1.1\r\nHost: x\r\n${authorization}Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${BODY.length}\r\nX-Forwarded-For: 198.51.100.20\r\n\r\n`,
+          ),
         );
         socket.on('data', (d) => {
           got += d;
@@ -173,7 +189,12 @@ describe('bearer tokens', () => {
   it('the tokens appear nowhere: not in the log lines, the inference log, errors or metrics, even when sent in every wrong place', async () => {
     const planted = 'planted-0123456789abcdef-secret';
     await rest(`/v2/models/${planted}/infer`, `Bearer ${planted}`, { method: 'POST', body: BODY, headers: { 'x-request-id': planted } }, '198.51.100.9');
-    const wrongPlaces = await rest(`/v2/models/wine/infer?token=${TOKEN_A}`, `Bearer ${TOKEN_A}`, { method: 'POST', body: JSON.stringify({ id: 'req-1', inputs: [{ name: TOKEN_A, datatype: 'FP32', shape: [1, 13], data: ROW }] }) }, '198.51.100.9');
+    const wrongPlaces = await rest(
+      `/v2/models/wine/infer?token=${TOKEN_A}`,
+      `Bearer ${TOKEN_A}`,
+      { method: 'POST', body: JSON.stringify({ id: 'req-1', inputs: [{ name: TOKEN_A, datatype: 'FP32', shape: [1, 13], data: ROW }] }) },
+      '198.51.100.9',
+    );
     expect(wrongPlaces.status).toBe(400);
     await rest('/v2/models/wine/infer', `Bearer ${TOKEN_A}`, { method: 'POST', body: BODY }, '198.51.100.9');
     await waitFor(() => /"rows":1/.test(readFileSync(logFile, 'utf8')));
@@ -229,7 +250,10 @@ describe('TLS and mutual TLS', () => {
 
   it('HTTPS and gRPC over TLS on the usual ports; refused by a client that does not trust the CA; TLS 1.1 refused', async () => {
     const grpcPort = await freePort();
-    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort, tls: { cert: certs.serverCert, key: certs.serverKey, clientCa: '', reloadIntervalMs: 100 } }), () => undefined);
+    const server = await startServer(
+      serveOptions('wine', { modelName: 'wine', grpcPort, tls: { cert: certs.serverCert, key: certs.serverKey, clientCa: '', reloadIntervalMs: 100 } }),
+      () => undefined,
+    );
     try {
       expect(server.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
       expect((await get(`${server.url}/v2/health/ready`, { ca: readFileSync(certs.ca) })).status).toBe(200);
@@ -249,7 +273,10 @@ describe('TLS and mutual TLS', () => {
       }
       // Python's ssl, where present (not spawnSync: this server runs in this process).
       if (existsSync('/usr/bin/python3')) {
-        const { stdout } = await execFileAsync('/usr/bin/python3', ['-c', `import ssl, urllib.request; c = ssl.create_default_context(cafile='${certs.ca}'); print(urllib.request.urlopen('${server.url}/v2/health/live', context=c).status)`]);
+        const { stdout } = await execFileAsync('/usr/bin/python3', [
+          '-c',
+          `import ssl, urllib.request; c = ssl.create_default_context(cafile='${certs.ca}'); print(urllib.request.urlopen('${server.url}/v2/health/live', context=c).status)`,
+        ]);
         expect(stdout.trim()).toBe('200');
       }
     } finally {
@@ -259,7 +286,10 @@ describe('TLS and mutual TLS', () => {
 
   it('mutual TLS: no client certificate and one from another CA are refused (403 over HTTPS, at the handshake over gRPC); the right one is served; health probes need none', async () => {
     const grpcPort = await freePort();
-    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort, tls: { cert: certs.serverCert, key: certs.serverKey, clientCa: certs.ca, reloadIntervalMs: 100 } }), () => undefined);
+    const server = await startServer(
+      serveOptions('wine', { modelName: 'wine', grpcPort, tls: { cert: certs.serverCert, key: certs.serverKey, clientCa: certs.ca, reloadIntervalMs: 100 } }),
+      () => undefined,
+    );
     const ca = readFileSync(certs.ca);
     try {
       const client = { cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey) };
@@ -271,7 +301,10 @@ describe('TLS and mutual TLS', () => {
       expect((await get(`${server.url}/v2/health/ready`, { ca })).status).toBe(200);
       const good = grpcClient(`127.0.0.1:${grpcPort}`, grpc.credentials.createSsl(ca, readFileSync(certs.clientKey), readFileSync(certs.clientCert)));
       const none = grpcClient(`127.0.0.1:${grpcPort}`, grpc.credentials.createSsl(ca));
-      const wrong = grpcClient(`127.0.0.1:${grpcPort}`, grpc.credentials.createSsl(ca, readFileSync(certs.otherClientKey), readFileSync(certs.otherClientCert)));
+      const wrong = grpcClient(
+        `127.0.0.1:${grpcPort}`,
+        grpc.credentials.createSsl(ca, readFileSync(certs.otherClientKey), readFileSync(certs.otherClientCert)),
+      );
       try {
         expect(await good.rpc('ServerLive', {})).toBe('OK');
         expect(await none.rpc('ServerLive', {})).toBe('UNAVAILABLE');
@@ -286,16 +319,23 @@ describe('TLS and mutual TLS', () => {
 
   it('an expired client certificate from the trusted CA is refused naming that; TLS 1.2 offers forward-secret AEAD suites only, on HTTPS and gRPC', async () => {
     const grpcPort = await freePort();
-    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort, tls: { cert: certs.serverCert, key: certs.serverKey, clientCa: certs.ca, reloadIntervalMs: 1000 } }), () => undefined);
+    const server = await startServer(
+      serveOptions('wine', { modelName: 'wine', grpcPort, tls: { cert: certs.serverCert, key: certs.serverKey, clientCa: certs.ca, reloadIntervalMs: 1000 } }),
+      () => undefined,
+    );
     const ca = readFileSync(certs.ca);
     const tls = await import('node:tls');
     try {
       const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-        const req = https.get(`${server.url}/v2/models/wine`, { ca, cert: readFileSync(certs.expiredClientCert), key: readFileSync(certs.expiredClientKey), agent: false }, (res) => {
-          let text = '';
-          res.on('data', (d) => (text += d));
-          res.on('end', () => resolve({ status: res.statusCode!, text }));
-        });
+        const req = https.get(
+          `${server.url}/v2/models/wine`,
+          { ca, cert: readFileSync(certs.expiredClientCert), key: readFileSync(certs.expiredClientKey), agent: false },
+          (res) => {
+            let text = '';
+            res.on('data', (d) => (text += d));
+            res.on('end', () => resolve({ status: res.statusCode!, text }));
+          },
+        );
         req.on('error', reject);
       });
       // Before: 403 saying the CA did not issue it.
@@ -303,18 +343,23 @@ describe('TLS and mutual TLS', () => {
       const { port } = new URL(server.url);
       const handshake = (at: number, options: import('node:tls').ConnectionOptions) =>
         new Promise<string>((resolve) => {
-          const socket = tls.connect({ host: '127.0.0.1', port: at, ca, servername: 'localhost', cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey), ...options }, () => {
-            const cipher = socket.getCipher().name;
-            socket.destroy();
-            resolve(cipher);
-          });
+          const socket = tls.connect(
+            { host: '127.0.0.1', port: at, ca, servername: 'localhost', cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey), ...options },
+            () => {
+              const cipher = socket.getCipher().name;
+              socket.destroy();
+              resolve(cipher);
+            },
+          );
           socket.on('error', (error) => resolve(`refused: ${(error as NodeJS.ErrnoException).code ?? error.message}`));
         });
       for (const at of [Number(port), grpcPort]) {
         // CBC with SHA-1, and RSA key exchange (no forward secrecy): Node's defaults offered both.
         expect(await handshake(at, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA' })).toMatch(/^refused/);
         expect(await handshake(at, { maxVersion: 'TLSv1.2', ciphers: 'AES128-GCM-SHA256:AES256-SHA' })).toMatch(/^refused/);
-        expect(await handshake(at, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256', ...(at === grpcPort ? { ALPNProtocols: ['h2'] } : {}) })).toBe('ECDHE-ECDSA-AES128-GCM-SHA256');
+        expect(
+          await handshake(at, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256', ...(at === grpcPort ? { ALPNProtocols: ['h2'] } : {}) }),
+        ).toBe('ECDHE-ECDSA-AES128-GCM-SHA256');
         expect(await handshake(at, at === grpcPort ? { ALPNProtocols: ['h2'] } : {})).toMatch(/^TLS_/);
       }
     } finally {
@@ -330,7 +375,9 @@ describe('TLS and mutual TLS', () => {
     copyFileSync(certs.serverKey, key);
     const grpcPort = await freePort();
     const lines: string[] = [];
-    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort, tls: { cert, key, clientCa: '', reloadIntervalMs: 100 } }), (l) => lines.push(l));
+    const server = await startServer(serveOptions('wine', { modelName: 'wine', grpcPort, tls: { cert, key, clientCa: '', reloadIntervalMs: 100 } }), (l) =>
+      lines.push(l),
+    );
     const ca = readFileSync(certs.ca);
     try {
       const first = await get(`${server.url}/v2/health/ready`, { ca });
@@ -362,10 +409,20 @@ describe('TLS and mutual TLS', () => {
   });
 
   it('bad files stop the start with exit 2 naming the file: expired, key of another certificate, unreadable, only one of the pair', async () => {
-    const attempt = (tls: { cert: string; key: string; clientCa?: string }) => startServer(serveOptions('wine', { tls: { clientCa: '', reloadIntervalMs: 100, ...tls } }), () => undefined).then(() => 'started', (e: { exitCode: number; message: string }) => `${e.exitCode} ${e.message}`);
-    expect(await attempt({ cert: certs.expiredCert, key: certs.expiredKey })).toMatch(/^2 the certificate .*expired\.crt expired on 2020-01-02T00:00:00\.000Z$/);
-    expect(await attempt({ cert: certs.serverCert, key: certs.clientKey })).toMatch(/^2 the key .*client\.key does not belong to the certificate .*server\.crt$/);
-    expect(await attempt({ cert: path.join(certs.dir, 'missing.crt'), key: certs.serverKey })).toMatch(/^2 cannot read the TLS certificate .*missing\.crt: ENOENT$/);
+    const attempt = (tls: { cert: string; key: string; clientCa?: string }) =>
+      startServer(serveOptions('wine', { tls: { clientCa: '', reloadIntervalMs: 100, ...tls } }), () => undefined).then(
+        () => 'started',
+        (e: { exitCode: number; message: string }) => `${e.exitCode} ${e.message}`,
+      );
+    expect(await attempt({ cert: certs.expiredCert, key: certs.expiredKey })).toMatch(
+      /^2 the certificate .*expired\.crt expired on 2020-01-02T00:00:00\.000Z$/,
+    );
+    expect(await attempt({ cert: certs.serverCert, key: certs.clientKey })).toMatch(
+      /^2 the key .*client\.key does not belong to the certificate .*server\.crt$/,
+    );
+    expect(await attempt({ cert: path.join(certs.dir, 'missing.crt'), key: certs.serverKey })).toMatch(
+      /^2 cannot read the TLS certificate .*missing\.crt: ENOENT$/,
+    );
     expect(await attempt({ cert: certs.serverCert, key: '' })).toMatch(/^2 TLS needs both a certificate and a key; server\.tls\.key is not set$/);
   });
 });
@@ -382,10 +439,18 @@ describe("mlops' own clients against a server with tokens and mutual TLS", () =>
     dir = mkdtempSync(path.join(tmpdir(), 'mlops-clients-'));
     tokenFile = path.join(dir, 'token');
     writeFileSync(tokenFile, `${TOKEN_A}\n`);
-    writeFileSync(path.join(dir, 'mlops.config.json'), JSON.stringify({ model: { path: fixture('wine', 'model.onnx'), name: 'wine' }, test: { label: 'label' } }));
+    writeFileSync(
+      path.join(dir, 'mlops.config.json'),
+      JSON.stringify({ model: { path: fixture('wine', 'model.onnx'), name: 'wine' }, test: { label: 'label' } }),
+    );
     grpcPort = await freePort();
     server = await startServer(
-      serveOptions('wine', { modelName: 'wine', grpcPort, auth: { tokenFile, tokens: [], metrics: true, clientAddressHeader: '', reloadIntervalMs: 1000 }, tls: { cert: certs.serverCert, key: certs.serverKey, clientCa: certs.ca, reloadIntervalMs: 1000 } }),
+      serveOptions('wine', {
+        modelName: 'wine',
+        grpcPort,
+        auth: { tokenFile, tokens: [], metrics: true, clientAddressHeader: '', reloadIntervalMs: 1000 },
+        tls: { cert: certs.serverCert, key: certs.serverKey, clientCa: certs.ca, reloadIntervalMs: 1000 },
+      }),
       () => undefined,
     );
   });
@@ -408,10 +473,16 @@ describe("mlops' own clients against a server with tokens and mutual TLS", () =>
 
   it('test over HTTPS with MLOPS_TOKEN from the environment: scored; without a token: exit 3 saying how to send one', async () => {
     const holdout = path.resolve('fixtures/wine/holdout.csv');
-    const ok = await runCli(['test', '--url', server.url, '--holdout', holdout, '--cacert', certs.ca, '--cert', certs.clientCert, '--key', certs.clientKey, '--json'], { cwd: dir, env: { MLOPS_TOKEN: TOKEN_A } });
+    const ok = await runCli(
+      ['test', '--url', server.url, '--holdout', holdout, '--cacert', certs.ca, '--cert', certs.clientCert, '--key', certs.clientKey, '--json'],
+      { cwd: dir, env: { MLOPS_TOKEN: TOKEN_A } },
+    );
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout).metrics.accuracy).toBeGreaterThan(0.8);
-    const refused = await runCli(['test', '--url', server.url, '--holdout', holdout, '--cacert', certs.ca, '--cert', certs.clientCert, '--key', certs.clientKey], { cwd: dir });
+    const refused = await runCli(
+      ['test', '--url', server.url, '--holdout', holdout, '--cacert', certs.ca, '--cert', certs.clientCert, '--key', certs.clientKey],
+      { cwd: dir },
+    );
     expect(refused.code).toBe(3);
     expect(refused.stderr).toMatch(/asks for a bearer token \(HTTP 401\)/);
     expect(refused.stderr).toMatch(/hint: set MLOPS_TOKEN or pass --token-file/);

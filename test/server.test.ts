@@ -132,12 +132,22 @@ describe('inference server (real ONNX Runtime over HTTP)', () => {
     ['a JSON array body', '[1, 2]', 400, /must be a JSON object/],
     ['no inputs', { inputs: [] }, 400, /'features' \(FP32 \[-1, 30\]\)/],
     ['an unknown input', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 30], data: Array(30).fill(0) }] }, 400, /unknown input 'x'/],
-    ['a wrong datatype', { inputs: [{ name: 'features', datatype: 'INT64', shape: [1, 30], data: Array(30).fill(0) }] }, 400, /expected datatype FP32, got "INT64"/],
+    [
+      'a wrong datatype',
+      { inputs: [{ name: 'features', datatype: 'INT64', shape: [1, 30], data: Array(30).fill(0) }] },
+      400,
+      /expected datatype FP32, got "INT64"/,
+    ],
     ['a wrong shape', { inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 29], data: Array(29).fill(0) }] }, 400, /expected shape \[-1, 30\]/],
     ['too little data', { inputs: [{ name: 'features', datatype: 'FP32', shape: [2, 30], data: Array(30).fill(0) }] }, 400, /needs 60 elements, "data" has 30/],
     ['a ragged tensor', { inputs: [{ name: 'features', datatype: 'FP32', shape: [2, 30], data: [Array(30).fill(0), Array(29).fill(0)] }] }, 400, /ragged/],
     ['a NaN string', { inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: ['NaN', ...Array(29).fill(0)] }] }, 400, /element 0 is "NaN"/],
-    ['an infinite number', `{"inputs":[{"name":"features","datatype":"FP32","shape":[1,30],"data":[1e400${',0'.repeat(29)}]}]}`, 400, /element 0 is null; FP32 expects finite numbers|element 0 is Infinity/],
+    [
+      'an infinite number',
+      `{"inputs":[{"name":"features","datatype":"FP32","shape":[1,30],"data":[1e400${',0'.repeat(29)}]}]}`,
+      400,
+      /element 0 is null; FP32 expects finite numbers|element 0 is Infinity/,
+    ],
     ['null elements', { inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: Array(30).fill(null) }] }, 400, /element 0 is null/],
     ['an empty tensor', { inputs: [{ name: 'features', datatype: 'FP32', shape: [0, 30], data: [] }] }, 400, /has no elements/],
     ['a huge shape', { inputs: [{ name: 'features', datatype: 'FP32', shape: [big, 30], data: Array(30).fill(0) }] }, 400, /needs 30000000000 elements/],
@@ -214,7 +224,9 @@ describe('inference server with other model shapes', () => {
       expect(pred.status).toBe(400);
       expect(pred.json.error).toContain('must be an object keyed by input name (dense, ids)');
       // TF Serving's row format: one object per instance, keyed by input name.
-      const keyed = await post(`${server.url}/v1/models/multi_input:predict`, { instances: ids.map((row: number[], i: number) => ({ ids: row, dense: dense[i] })) });
+      const keyed = await post(`${server.url}/v1/models/multi_input:predict`, {
+        instances: ids.map((row: number[], i: number) => ({ ids: row, dense: dense[i] })),
+      });
       expect(keyed.status).toBe(200);
       expect(keyed.json.predictions.map((p: any) => p.label)).toEqual(expected.outputs.label);
       expect(keyed.json.predictions[0].scores[0]).toBeCloseTo(expected.outputs.scores[0][0], 5);
@@ -240,11 +252,15 @@ describe('inference server with other model shapes', () => {
       const one = await post(`${server.url}/v2/models/fixed_batch/infer`, { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: x }] });
       expect(one.status).toBe(200);
       one.json.outputs[0].data.forEach((v: number, i: number) => expect(v).toBeCloseTo(expected.outputs.y[0][i], 6));
-      const two = await post(`${server.url}/v2/models/fixed_batch/infer`, { inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 4], data: [...x[0], ...x[0]] }] });
+      const two = await post(`${server.url}/v2/models/fixed_batch/infer`, {
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 4], data: [...x[0], ...x[0]] }],
+      });
       expect(two.status).toBe(400);
       expect(two.json.error).toContain('expected shape [1, 4]');
       const results = await Promise.all(
-        Array.from({ length: 8 }, () => post(`${server.url}/v2/models/fixed_batch/infer`, { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: x }] })),
+        Array.from({ length: 8 }, () =>
+          post(`${server.url}/v2/models/fixed_batch/infer`, { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: x }] }),
+        ),
       );
       expect(results.every((r) => r.status === 200)).toBe(true);
       const predicted = await post(`${server.url}/v1/models/fixed_batch:predict`, { instances: [x[0], x[0], x[0]] });
@@ -300,10 +316,14 @@ describe('graceful shutdown', () => {
   });
 
   it('`mlops serve` prints its URL, serves, and exits 0 on SIGTERM', async () => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture('wine', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'], {
-      cwd: ROOT,
-      env: { ...process.env, CI: 'true' },
-    });
+    const child = spawn(
+      process.execPath,
+      [path.join(ROOT, 'bin/mlops.js'), 'serve', '--model', fixture('wine', 'model.onnx'), '--port', '0', '--grpc-port', '0', '--json'],
+      {
+        cwd: ROOT,
+        env: { ...process.env, CI: 'true' },
+      },
+    );
     let stdout = '';
     child.stdout.on('data', (d) => (stdout += d));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));

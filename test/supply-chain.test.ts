@@ -53,7 +53,14 @@ const labels = (overrides: Record<string, string> = {}): Record<string, string> 
   ...overrides,
 });
 
-const subject = (extra: Record<string, string> = {}) => ({ name: '127.0.0.1:5000/team/bc', version: '1.2.0', imageId: `sha256:${'f'.repeat(64)}`, digest: DIGEST, architecture: 'amd64', labels: labels(extra) });
+const subject = (extra: Record<string, string> = {}) => ({
+  name: '127.0.0.1:5000/team/bc',
+  version: '1.2.0',
+  imageId: `sha256:${'f'.repeat(64)}`,
+  digest: DIGEST,
+  architecture: 'amd64',
+  labels: labels(extra),
+});
 
 describe('signing keys', () => {
   it('keygen writes the private key 0600 and the public key beside it, and never over an existing key', async () => {
@@ -100,7 +107,7 @@ describe('signing keys', () => {
 
   it('takes the PEM as CI secrets arrive (escaped newlines too), refuses other key types, and never quotes a key in an error', async () => {
     const pair = generateSigningKeyPair();
-    expect((await keyFrom(pair.privatePem.replace(/\n/g, '\\n')))!.keyId).toBe(pair.keyId);
+    expect((await keyFrom(pair.privatePem.replace(/\n/g, '\\n'))).keyId).toBe(pair.keyId);
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
     await expect(keyFrom(rsa)).rejects.toMatchObject({ exitCode: 2, message: 'MLOPS_SIGNING_KEY: an rsa key; mlops signs with ECDSA P-256' });
     const p384 = generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
@@ -109,7 +116,12 @@ describe('signing keys', () => {
     const failure = await keyFrom(broken).catch((error: Error) => error);
     expect((failure as Error).message).toBe('MLOPS_SIGNING_KEY: not a readable PEM private key');
     expect(JSON.stringify(failure)).not.toContain(broken.split('\n')[1]);
-    const encrypted = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'pw' }) as string;
+    const encrypted = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+      cipher: 'aes-256-cbc',
+      passphrase: 'pw',
+    }) as string;
     await expect(keyFrom(encrypted)).rejects.toMatchObject({ hint: 'set MLOPS_SIGNING_KEY_PASSWORD' });
     expect((await loadSigningKey({ MLOPS_SIGNING_KEY: encrypted, MLOPS_SIGNING_KEY_PASSWORD: 'pw' }, '', '/'))!.source).toBe('MLOPS_SIGNING_KEY');
   });
@@ -117,7 +129,10 @@ describe('signing keys', () => {
   it('verify refuses a private key given as the public one', async () => {
     await withTempDir(async (dir) => {
       await writeFile(path.join(dir, 'k.pem'), generateSigningKeyPair().privatePem);
-      await expect(loadPublicKey(path.join(dir, 'k.pem'), '--key')).rejects.toMatchObject({ exitCode: 2, message: `--key: ${path.join(dir, 'k.pem')} is a private key` });
+      await expect(loadPublicKey(path.join(dir, 'k.pem'), '--key')).rejects.toMatchObject({
+        exitCode: 2,
+        message: `--key: ${path.join(dir, 'k.pem')} is a private key`,
+      });
     });
   });
 });
@@ -218,7 +233,10 @@ describe('the SBOM', () => {
   });
 
   it('refuses an image another mlops version built: it cannot vouch for that server bundle', async () => {
-    await expect(imageSbom(subject({ 'mlops.version': '0.0.1' }))).rejects.toMatchObject({ exitCode: 2, hint: 'rebuild the image with this mlops (`mlops build`), then tag and push it' });
+    await expect(imageSbom(subject({ 'mlops.version': '0.0.1' }))).rejects.toMatchObject({
+      exitCode: 2,
+      hint: 'rebuild the image with this mlops (`mlops build`), then tag and push it',
+    });
   });
 
   it('a statement that names the SBOM by its sha256 signs the SBOM too', async () => {

@@ -17,7 +17,13 @@ import { withTempDir } from './helpers.js';
 import { restrictedViolations } from './pod-security.js';
 import { recordsInLine } from '../src/monitor/inference-records.js';
 
-const v1: Release = { version: '1.0.0', image: '127.0.0.1:5000/team/bc@sha256:' + 'a'.repeat(64), digest: 'sha256:' + 'a'.repeat(64), modelName: 'bc', modelSha256: 'f'.repeat(64) };
+const v1: Release = {
+  version: '1.0.0',
+  image: '127.0.0.1:5000/team/bc@sha256:' + 'a'.repeat(64),
+  digest: 'sha256:' + 'a'.repeat(64),
+  modelName: 'bc',
+  modelSha256: 'f'.repeat(64),
+};
 const v2: Release = { ...v1, version: '1.1.0', image: '127.0.0.1:5000/team/bc@sha256:' + 'b'.repeat(64), digest: 'sha256:' + 'b'.repeat(64) };
 
 /** Answers as kubectl or gcloud would, by the first rule whose pattern matches the command line. */
@@ -55,7 +61,7 @@ const k8s: KubernetesTarget = { ...TARGET_DEFAULTS.kubernetes, context: 'prod-cl
 describe('kubernetes manifests', () => {
   it('are valid against the Kubernetes schemas and safe by default', () => {
     const m = renderManifests('bc', k8s, v2, applyDefaults({}));
-    const deployment = m.deployment.toJSON() as any;
+    const deployment = m.deployment.toJSON();
     expect(deployment.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
     const pod = deployment.spec.template.spec;
     const container = pod.containers[0];
@@ -69,11 +75,15 @@ describe('kubernetes manifests', () => {
     expect(container.lifecycle.preStop.exec.command[0]).toBe('node');
     expect(pod.terminationGracePeriodSeconds).toBe(5 + DEFAULTS.server.shutdownTimeoutMs / 1000 + 5);
     expect(pod.template?.metadata ?? deployment.spec.template.metadata.labels['mlops.version']).toBe('1.1.0');
-    expect((m.hpa.toJSON() as any).spec).toMatchObject({ minReplicas: 2, maxReplicas: 10, metrics: [{ resource: { name: 'cpu', target: { averageUtilization: 70 } } }] });
+    expect(m.hpa.toJSON().spec).toMatchObject({
+      minReplicas: 2,
+      maxReplicas: 10,
+      metrics: [{ resource: { name: 'cpu', target: { averageUtilization: 70 } } }],
+    });
     // The HPA owns the scale: a replica count in the Deployment would undo it on every apply.
     expect(deployment.spec).not.toHaveProperty('replicas');
-    expect((m.pdb.toJSON() as any).spec).toEqual({ minAvailable: 1, selector: { matchLabels: { 'app.kubernetes.io/name': 'bc' } } });
-    expect((m.service.toJSON() as any).spec.ports).toEqual([
+    expect(m.pdb.toJSON().spec).toEqual({ minAvailable: 1, selector: { matchLabels: { 'app.kubernetes.io/name': 'bc' } } });
+    expect(m.service.toJSON().spec.ports).toEqual([
       { name: 'http', port: 80, targetPort: 'http' },
       { name: 'grpc', port: 8081, targetPort: 'grpc', appProtocol: 'grpc' },
     ]);
@@ -85,11 +95,11 @@ describe('kubernetes manifests', () => {
   });
 
   it('pass Pod Security "restricted", carry the recommended labels, mount no API token, and take a ServiceAccount and pull secrets', () => {
-    const pod = (m: ReturnType<typeof renderManifests>) => (m.deployment.toJSON() as any).spec.template.spec;
+    const pod = (m: ReturnType<typeof renderManifests>) => m.deployment.toJSON().spec.template.spec;
     expect(restrictedViolations(pod(renderManifests('bc', k8s, v2, applyDefaults({}))))).toEqual([]);
     // The check itself fails a pod with none of this.
     expect(restrictedViolations({ containers: [{ name: 'x' }] }).length).toBeGreaterThan(3);
-    const labels = (renderManifests('bc', k8s, v2, applyDefaults({})).deployment.toJSON() as any).metadata.labels;
+    const labels = renderManifests('bc', k8s, v2, applyDefaults({})).deployment.toJSON().metadata.labels;
     expect(labels).toEqual({
       'app.kubernetes.io/name': 'bc',
       'app.kubernetes.io/instance': 'bc',
@@ -100,13 +110,23 @@ describe('kubernetes manifests', () => {
     });
     expect(pod(renderManifests('bc', k8s, v2, applyDefaults({})))).toMatchObject({ automountServiceAccountToken: false });
     expect(pod(renderManifests('bc', k8s, v2, applyDefaults({})))).not.toHaveProperty('imagePullSecrets');
-    const privateRegistry = pod(renderManifests('bc', { ...k8s, serviceAccountName: 'model-runner', imagePullSecrets: ['registry-creds'] }, v2, applyDefaults({})));
-    expect(privateRegistry).toMatchObject({ serviceAccountName: 'model-runner', imagePullSecrets: [{ name: 'registry-creds' }], automountServiceAccountToken: false });
+    const privateRegistry = pod(
+      renderManifests('bc', { ...k8s, serviceAccountName: 'model-runner', imagePullSecrets: ['registry-creds'] }, v2, applyDefaults({})),
+    );
+    expect(privateRegistry).toMatchObject({
+      serviceAccountName: 'model-runner',
+      imagePullSecrets: [{ name: 'registry-creds' }],
+      automountServiceAccountToken: false,
+    });
   });
 
   it('refuse settings that break the schema or each other', () => {
-    expect(() => renderManifests('bc', { ...k8s, autoscaling: { minReplicas: 5, maxReplicas: 2, cpuTargetPercent: 70 } }, v2, applyDefaults({}))).toThrow(/maxReplicas \(2\) is below minReplicas \(5\)/);
-    expect(() => renderManifests('bc', { ...k8s, autoscaling: { ...k8s.autoscaling, cpuTargetPercent: 'most' as never } }, v2, applyDefaults({}))).toThrow(/the rendered hpa is not valid Kubernetes: .*averageUtilization must be integer/);
+    expect(() => renderManifests('bc', { ...k8s, autoscaling: { minReplicas: 5, maxReplicas: 2, cpuTargetPercent: 70 } }, v2, applyDefaults({}))).toThrow(
+      /maxReplicas \(2\) is below minReplicas \(5\)/,
+    );
+    expect(() => renderManifests('bc', { ...k8s, autoscaling: { ...k8s.autoscaling, cpuTargetPercent: 'most' as never } }, v2, applyDefaults({}))).toThrow(
+      /the rendered hpa is not valid Kubernetes: .*averageUtilization must be integer/,
+    );
   });
 });
 
@@ -154,10 +174,18 @@ describe('kubernetes plan tests (kubectl through the exec seam; no cluster here)
   });
 
   it('names a health timeout when pods never became ready, and a smoke failure when they answer badly', async () => {
-    const timeout = scripted([[/rollout status/, { exitCode: 1 }], [/get pods/, { stdout: JSON.stringify({ items: [{ status: { containerStatuses: [{ restartCount: 0 }] } }] }) }]]);
+    const timeout = scripted([
+      [/rollout status/, { exitCode: 1 }],
+      [/get pods/, { stdout: JSON.stringify({ items: [{ status: { containerStatuses: [{ restartCount: 0 }] } }] }) }],
+    ]);
     expect(await kubernetesAdapter.deploy(k8s, v2, v1, ctx({ runner: timeout.runner }))).toMatchObject({ status: 'failed', reason: 'health-timeout' });
     const smoke = scripted([]);
-    const outcome = await kubernetesAdapter.deploy(k8s, v2, v1, ctx({ runner: smoke.runner, smoke: async () => Promise.reject(new Error('inference answered HTTP 500')) }));
+    const outcome = await kubernetesAdapter.deploy(
+      k8s,
+      v2,
+      v1,
+      ctx({ runner: smoke.runner, smoke: async () => Promise.reject(new Error('inference answered HTTP 500')) }),
+    );
     expect(outcome).toMatchObject({ status: 'rolled-back', reason: 'smoke-failure', message: 'the smoke test failed: inference answered HTTP 500' });
     expect(smoke.calls).toContain(`kubectl ${base} rollout undo deployment/bc`);
   });
@@ -193,7 +221,12 @@ describe('cloudrun plan tests (gcloud through the exec seam; no cloud account he
   const run: CloudRunTarget = { ...TARGET_DEFAULTS.cloudrun, project: 'acme', region: 'europe-west1', canary: [10, 50, 100] };
   const base = '--project acme --region europe-west1';
   const before = { status: { url: 'https://bc-x.a.run.app', traffic: [{ revisionName: 'bc-00001', percent: 100 }] } };
-  const after = { status: { url: 'https://bc-x.a.run.app', traffic: [...before.status.traffic, { revisionName: 'bc-00002', percent: 0, tag: 'v1-1-0', url: 'https://v1-1-0---bc-x.a.run.app' }] } };
+  const after = {
+    status: {
+      url: 'https://bc-x.a.run.app',
+      traffic: [...before.status.traffic, { revisionName: 'bc-00002', percent: 0, tag: 'v1-1-0', url: 'https://v1-1-0---bc-x.a.run.app' }],
+    },
+  };
 
   function gcloud(extra: [RegExp, { exitCode?: number; stdout?: string }][] = []) {
     let described = 0;
@@ -270,9 +303,17 @@ describe('the GitHub Actions template', () => {
     const { parse } = await import('yaml');
     const workflow = parse(await readFile(path.join(__dirname, '..', 'templates', 'monitor-and-retrain.yml'), 'utf8'));
     expect(workflow.on.schedule[0].cron).toMatch(/^\S+ \S+ \* \* \*$/);
-    const runs = (job: { steps: { run?: string }[] }) => job.steps.map((s) => s.run ?? '').flatMap((r) => r.split('\n')).map((l) => l.trim()).filter((l) => /^(\w+=\$\()?mlops /.test(l) || l.includes('$(mlops '));
+    const runs = (job: { steps: { run?: string }[] }) =>
+      job.steps
+        .map((s) => s.run ?? '')
+        .flatMap((r) => r.split('\n'))
+        .map((l) => l.trim())
+        .filter((l) => /^(\w+=\$\()?mlops /.test(l) || l.includes('$(mlops '));
     const watch = runs(workflow.jobs.watch);
-    expect(watch).toEqual([expect.stringMatching(/^mlops monitor --target production --strict /), expect.stringMatching(/^mlops monitor --target production --labels labels\/labels\.csv --since 7d /)]);
+    expect(watch).toEqual([
+      expect.stringMatching(/^mlops monitor --target production --strict /),
+      expect.stringMatching(/^mlops monitor --target production --labels labels\/labels\.csv --since 7d /),
+    ]);
     expect(workflow.jobs.watch.outputs.drifted).toBe('${{ steps.drift.outputs.drifted }}');
     expect(workflow.jobs.watch.outputs.dropped).toBe('${{ steps.quality.outputs.dropped }}');
     // The quality check runs once labels were fetched, after the drift check.
@@ -290,19 +331,38 @@ describe('the GitHub Actions template', () => {
     expect(retrain.find((l) => l.startsWith('mlops deploy'))).toContain('--target staging');
   });
 
-  it.skipIf(!jq.ok)(`monitor-and-retrain: the baseline step turns the registry's labels into the report \`mlops test --baseline\` reads${jq.ok ? '' : ` (skipped: ${jq.reason})`}`, async () => {
-    const { parse } = await import('yaml');
-    const workflow = parse(await readFile(path.join(__dirname, '..', 'templates', 'monitor-and-retrain.yml'), 'utf8'));
-    const step = workflow.jobs.retrain.steps.find((s: { name?: string }) => s.name?.startsWith('Baseline')).run as string;
-    const program = /jq --arg v "\$serving" '([^']+)'/.exec(step)![1];
-    const listing = JSON.stringify({ versions: [{ version: '1.0.0', metrics: { 'test.accuracy': '0.97', 'test.passed': 'true', 'bench.p99_ms': '3.1' } }, { version: '1.1.0', metrics: {} }] });
-    const baseline = JSON.parse(execFileSync(jq.path, ['--arg', 'v', '1.0.0', program], { input: listing, encoding: 'utf8' }));
-    expect(baseline).toEqual({ version: '1.0.0', metrics: { accuracy: 0.97, passed: 'true' } });
-  });
+  it.skipIf(!jq.ok)(
+    `monitor-and-retrain: the baseline step turns the registry's labels into the report \`mlops test --baseline\` reads${jq.ok ? '' : ` (skipped: ${jq.reason})`}`,
+    async () => {
+      const { parse } = await import('yaml');
+      const workflow = parse(await readFile(path.join(__dirname, '..', 'templates', 'monitor-and-retrain.yml'), 'utf8'));
+      const step = workflow.jobs.retrain.steps.find((s: { name?: string }) => s.name?.startsWith('Baseline')).run as string;
+      const program = /jq --arg v "\$serving" '([^']+)'/.exec(step)![1];
+      const listing = JSON.stringify({
+        versions: [
+          { version: '1.0.0', metrics: { 'test.accuracy': '0.97', 'test.passed': 'true', 'bench.p99_ms': '3.1' } },
+          { version: '1.1.0', metrics: {} },
+        ],
+      });
+      const baseline = JSON.parse(execFileSync(jq.path, ['--arg', 'v', '1.0.0', program], { input: listing, encoding: 'utf8' }));
+      expect(baseline).toEqual({ version: '1.0.0', metrics: { accuracy: 0.97, passed: 'true' } });
+    },
+  );
 });
 
 describe('inference logs from remote targets, for mlops monitor --labels (kubectl and gcloud through the exec seam)', () => {
-  const record = (id: string) => JSON.stringify({ type: 'mlops.inference', id, row: 0, rows: 1, time: '2026-11-20T10:00:00.000Z', model: 'bc', version: '1', sha256: 'f'.repeat(64), outputs: [] });
+  const record = (id: string) =>
+    JSON.stringify({
+      type: 'mlops.inference',
+      id,
+      row: 0,
+      rows: 1,
+      time: '2026-11-20T10:00:00.000Z',
+      model: 'bc',
+      version: '1',
+      sha256: 'f'.repeat(64),
+      outputs: [],
+    });
 
   it('kubernetes: kubectl logs of every pod of the deployment, since a time', async () => {
     const pods = { items: [{ metadata: { name: 'bc-1' } }, { metadata: { name: 'bc-2' } }] };
@@ -319,12 +379,17 @@ describe('inference logs from remote targets, for mlops monitor --labels (kubect
       'kubectl --context prod-cluster --namespace ml logs pod/bc-2 -c model --since-time=2026-11-19T00:00:00.000Z',
     ]);
     expect(logs.map((l) => l.from)).toEqual(['pod bc-1']);
-    expect(logs[0].text.split('\n').flatMap(recordsInLine).map((r) => r.id)).toEqual(['a']);
+    expect(
+      logs[0].text
+        .split('\n')
+        .flatMap(recordsInLine)
+        .map((r) => r.id),
+    ).toEqual(['a']);
     // A pod whose log cannot be read is named, not silently left out.
     expect(warnings).toEqual(['warning: kubectl logs pod/bc-2 failed: Error from server (NotFound): pods "bc-2" not found']);
   });
 
-  it('cloudrun: the records Cloud Logging parsed from the service\'s stdout', async () => {
+  it("cloudrun: the records Cloud Logging parsed from the service's stdout", async () => {
     const run: CloudRunTarget = { ...TARGET_DEFAULTS.cloudrun, project: 'acme', region: 'europe-west1' };
     const entries = [{ jsonPayload: JSON.parse(record('x')), timestamp: '2026-11-20T10:00:00Z' }, { jsonPayload: JSON.parse(record('y')) }];
     const { runner, calls } = scripted([[/logging read/, { stdout: JSON.stringify(entries) }]]);
@@ -332,7 +397,12 @@ describe('inference logs from remote targets, for mlops monitor --labels (kubect
     expect(calls).toEqual([
       'gcloud logging read resource.type="cloud_run_revision" AND resource.labels.service_name="bc" AND resource.labels.location="europe-west1" AND jsonPayload.type="mlops.inference" --project acme --format=json --order=asc --freshness=30d',
     ]);
-    expect(logs[0].text.split('\n').flatMap(recordsInLine).map((r) => r.id)).toEqual(['x', 'y']);
+    expect(
+      logs[0].text
+        .split('\n')
+        .flatMap(recordsInLine)
+        .map((r) => r.id),
+    ).toEqual(['x', 'y']);
   });
 });
 
@@ -342,7 +412,7 @@ describe('secrets wired the platform way (issue 23): never values in a manifest 
   it('kubernetes and KServe: the token and TLS Secrets mounted read-only with the server pointed at them, HTTPS probes, still Pod Security restricted', async () => {
     const secured = { ...k8s, auth: { secretName: 'bc-tokens' }, tls: { secretName: 'bc-tls', clientCa: true } };
     const manifests = renderManifests('bc', secured, v2, applyDefaults({}));
-    const pod = (manifests.deployment.toJSON() as any).spec.template.spec;
+    const pod = manifests.deployment.toJSON().spec.template.spec;
     expect(restrictedViolations(pod)).toEqual([]);
     expect(pod.securityContext.fsGroup).toBe(10001);
     expect(pod.volumes).toEqual(
@@ -352,7 +422,12 @@ describe('secrets wired the platform way (issue 23): never values in a manifest 
       ]),
     );
     const container = pod.containers[0];
-    expect(container.volumeMounts).toEqual(expect.arrayContaining([{ name: 'mlops-auth', mountPath: '/run/secrets/mlops/auth', readOnly: true }, { name: 'mlops-tls', mountPath: '/run/secrets/mlops/tls', readOnly: true }]));
+    expect(container.volumeMounts).toEqual(
+      expect.arrayContaining([
+        { name: 'mlops-auth', mountPath: '/run/secrets/mlops/auth', readOnly: true },
+        { name: 'mlops-tls', mountPath: '/run/secrets/mlops/tls', readOnly: true },
+      ]),
+    );
     expect(container.env).toEqual(
       expect.arrayContaining([
         { name: 'MLOPS_AUTH_TOKEN_FILE', value: '/run/secrets/mlops/auth/tokens' },
@@ -363,7 +438,12 @@ describe('secrets wired the platform way (issue 23): never values in a manifest 
     );
     for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) expect(container[probe].httpGet.scheme).toBe('HTTPS');
     const { renderInferenceService } = await import('../src/targets/kserve-manifest.js');
-    const isvc = renderInferenceService('bc', { ...TARGET_DEFAULTS.kserve, namespace: 'ml', auth: { secretName: 'bc-tokens' }, tls: { secretName: 'bc-tls' } }, v2, applyDefaults({})) as any;
+    const isvc = renderInferenceService(
+      'bc',
+      { ...TARGET_DEFAULTS.kserve, namespace: 'ml', auth: { secretName: 'bc-tokens' }, tls: { secretName: 'bc-tls' } },
+      v2,
+      applyDefaults({}),
+    ) as any;
     expect(isvc.spec.predictor.volumes.map((v: { name: string }) => v.name)).toEqual(['tmp', 'mlops-auth', 'mlops-tls']);
     expect(isvc.spec.predictor.containers[0].readinessProbe.httpGet.scheme).toBe('HTTPS');
   });
@@ -375,7 +455,17 @@ describe('secrets wired the platform way (issue 23): never values in a manifest 
       spec: {
         podSelector: { matchLabels: { 'app.kubernetes.io/name': 'bc' } },
         policyTypes: ['Ingress'],
-        ingress: [{ from: [{ namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: ['gateway'] }] }, podSelector: { matchLabels: { role: 'client' } } }], ports: [{ port: 'http' }, { port: 'grpc' }] }],
+        ingress: [
+          {
+            from: [
+              {
+                namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: ['gateway'] }] },
+                podSelector: { matchLabels: { role: 'client' } },
+              },
+            ],
+            ports: [{ port: 'http' }, { port: 'grpc' }],
+          },
+        ],
       },
     });
     expect(() => renderManifests('bc', { ...k8s, networkPolicy: {} }, v2, applyDefaults({}))).toThrow(/networkPolicy admits nobody/);
@@ -384,19 +474,35 @@ describe('secrets wired the platform way (issue 23): never values in a manifest 
   it('kubernetes: a deploy to a server with tokens needs MLOPS_TOKEN for its smoke test, and says so before anything is applied', async () => {
     const { runner, calls } = scripted([]);
     const c = { ...ctx({ runner }), env: {} };
-    await expect(kubernetesAdapter.deploy({ ...k8s, auth: { secretName: 'bc-tokens' } }, v2, v1, c)).rejects.toThrow(/targets\.staging\.auth: the smoke test needs a token the server accepts/);
+    await expect(kubernetesAdapter.deploy({ ...k8s, auth: { secretName: 'bc-tokens' } }, v2, v1, c)).rejects.toThrow(
+      /targets\.staging\.auth: the smoke test needs a token the server accepts/,
+    );
     expect(calls).toEqual([]);
   });
 
   it('cloudrun: the token file comes from Secret Manager with --set-secrets; the smoke test sends MLOPS_TOKEN as Authorization and the IAM token as X-Serverless-Authorization; no token on a command line', async () => {
     const run: CloudRunTarget = { ...TARGET_DEFAULTS.cloudrun, project: 'acme', region: 'europe-west1', auth: { secret: 'bc-tokens:3' } };
     const before = { status: { url: 'https://bc-x.a.run.app', traffic: [{ revisionName: 'bc-00001', percent: 100 }] } };
-    const after = { status: { url: 'https://bc-x.a.run.app', traffic: [...before.status.traffic, { revisionName: 'bc-00002', percent: 0, tag: 'v1-1-0', url: 'https://v1-1-0---bc-x.a.run.app' }] } };
+    const after = {
+      status: {
+        url: 'https://bc-x.a.run.app',
+        traffic: [...before.status.traffic, { revisionName: 'bc-00002', percent: 0, tag: 'v1-1-0', url: 'https://v1-1-0---bc-x.a.run.app' }],
+      },
+    };
     let described = 0;
     const { runner, calls } = scripted([[/auth print-identity-token/, { stdout: 'id-token' }]]);
-    const wrapped: Runner = async (command, args, options) => (args.includes('describe') ? (calls.push([command, ...args].join(' ')), { exitCode: 0, stdout: JSON.stringify(described++ === 0 ? before : after), stderr: '' }) : runner(command, args, options));
+    const wrapped: Runner = async (command, args, options) =>
+      args.includes('describe')
+        ? (calls.push([command, ...args].join(' ')), { exitCode: 0, stdout: JSON.stringify(described++ === 0 ? before : after), stderr: '' })
+        : runner(command, args, options);
     const smoked: [Record<string, string> | undefined, unknown][] = [];
-    const c = { ...ctx({ runner: wrapped, smoke: async (_u: string, _r: Release, headers?: Record<string, string>, security?: unknown) => void smoked.push([headers, security]) }), env: { MLOPS_TOKEN: TOKEN } };
+    const c = {
+      ...ctx({
+        runner: wrapped,
+        smoke: async (_u: string, _r: Release, headers?: Record<string, string>, security?: unknown) => void smoked.push([headers, security]),
+      }),
+      env: { MLOPS_TOKEN: TOKEN },
+    };
     expect((await cloudRunAdapter.deploy(run, v2, v1, c)).status).toBe('deployed');
     const deploy = calls.find((l) => l.startsWith('gcloud run deploy'))!;
     expect(deploy).toContain('--set-secrets /run/secrets/mlops/auth/tokens=bc-tokens:3 --update-env-vars MLOPS_AUTH_TOKEN_FILE=/run/secrets/mlops/auth/tokens');
@@ -406,10 +512,24 @@ describe('secrets wired the platform way (issue 23): never values in a manifest 
 });
 
 describe('status says whether what serves asks for tokens and speaks TLS', () => {
-  it('kubernetes: from the Deployment\'s pod template', async () => {
+  it("kubernetes: from the Deployment's pod template", async () => {
     const deployment = (env: { name: string; value: string }[]) =>
-      JSON.stringify({ metadata: { labels: { 'app.kubernetes.io/version': '1.1.0' } }, spec: { replicas: 2, template: { spec: { containers: [{ image: v2.image, env }] } } }, status: { readyReplicas: 2 } });
-    const secured = scripted([[/get deployment/, { stdout: deployment([{ name: 'MLOPS_AUTH_TOKEN_FILE', value: '/run/secrets/mlops/auth/tokens' }, { name: 'MLOPS_TLS_CERT', value: '/run/secrets/mlops/tls/tls.crt' }]) }]]);
+      JSON.stringify({
+        metadata: { labels: { 'app.kubernetes.io/version': '1.1.0' } },
+        spec: { replicas: 2, template: { spec: { containers: [{ image: v2.image, env }] } } },
+        status: { readyReplicas: 2 },
+      });
+    const secured = scripted([
+      [
+        /get deployment/,
+        {
+          stdout: deployment([
+            { name: 'MLOPS_AUTH_TOKEN_FILE', value: '/run/secrets/mlops/auth/tokens' },
+            { name: 'MLOPS_TLS_CERT', value: '/run/secrets/mlops/tls/tls.crt' },
+          ]),
+        },
+      ],
+    ]);
     expect((await kubernetesAdapter.status(k8s, ctx({ runner: secured.runner }))).detail).toMatchObject({ auth: 'bearer tokens', tls: 'TLS' });
     const open = scripted([[/get deployment/, { stdout: deployment([{ name: 'PORT', value: '8080' }]) }]]);
     expect((await kubernetesAdapter.status(k8s, ctx({ runner: open.runner }))).detail).toMatchObject({ auth: 'off', tls: 'off' });

@@ -107,14 +107,21 @@ async function remoteLoad(target: LoadTarget, plan: LoadPlan, workers: number): 
   const results = await Promise.all(
     plans.map(
       (p) =>
-        new Promise<{ histogram: string; requests: number; errors: number; errorsByKind: Record<string, number>; reasons: Record<string, number>; seconds: number; sendLagP99Ms: number; eventLoopUtilization: number }>(
-          (resolve, reject) => {
-            const worker = new Worker(WORKER, { workerData: { target, plan: p } satisfies WorkerJob });
-            worker.once('message', resolve);
-            worker.once('error', reject);
-            worker.once('exit', (code) => code !== 0 && reject(new Error(`load generator thread exited with ${code}`)));
-          },
-        ),
+        new Promise<{
+          histogram: string;
+          requests: number;
+          errors: number;
+          errorsByKind: Record<string, number>;
+          reasons: Record<string, number>;
+          seconds: number;
+          sendLagP99Ms: number;
+          eventLoopUtilization: number;
+        }>((resolve, reject) => {
+          const worker = new Worker(WORKER, { workerData: { target, plan: p } satisfies WorkerJob });
+          worker.once('message', resolve);
+          worker.once('error', reject);
+          worker.once('exit', (code) => code !== 0 && reject(new Error(`load generator thread exited with ${code}`)));
+        }),
     ),
   );
   const histogram = createLatencyHistogram();
@@ -143,8 +150,14 @@ async function remoteLoad(target: LoadTarget, plan: LoadPlan, workers: number): 
 function loadTarget(target: OpenedTarget, inputs: OpenedTarget['predictor']['inputs'], feeds: Tensors[]): LoadTarget | undefined {
   if (target.mode === 'local') return undefined;
   if (target.predictor.protocol === 'grpc') {
-    const serialize = (inferenceProto()['inference.GRPCInferenceService'] as Record<string, { requestSerialize: (m: unknown) => Buffer }>).ModelInfer.requestSerialize;
-    return { kind: 'grpc', address: target.grpcAddress!, messages: feeds.map((f) => serialize(encodeGrpcRequest(target.modelName, inputs, f))), security: { ...target.security, secure: Boolean(target.grpcSecure) } };
+    const serialize = (inferenceProto()['inference.GRPCInferenceService'] as Record<string, { requestSerialize: (m: unknown) => Buffer }>).ModelInfer
+      .requestSerialize;
+    return {
+      kind: 'grpc',
+      address: target.grpcAddress!,
+      messages: feeds.map((f) => serialize(encodeGrpcRequest(target.modelName, inputs, f))),
+      security: { ...target.security, secure: Boolean(target.grpcSecure) },
+    };
   }
   const url = `${target.url!.replace(/\/$/, '')}/v2/models/${encodeURIComponent(target.modelName)}/infer`;
   const auth = authHeaders(target.security);
@@ -184,7 +197,8 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
   const concurrencies = flags.concurrency ?? (flags.rate ? [] : settings.concurrency);
   const rates = flags.rate ?? (flags.concurrency ? [] : settings.rates);
   const batches = flags.batch ?? settings.batch;
-  if (concurrencies.length + rates.length === 0) throw inputError('nothing to run: no concurrency and no rate given', 'pass --concurrency 1,8 or --rate 200, or set bench.concurrency');
+  if (concurrencies.length + rates.length === 0)
+    throw inputError('nothing to run: no concurrency and no rate given', 'pass --concurrency 1,8 or --rate 200, or set bench.concurrency');
   const specs = [...gatesFromConfig(settings.gates), ...flags.gate.map(parseGateFlag)];
   checkKnownMetrics(specs, BENCH_METRICS, 'bench');
   specs.push(...failureGates(specs, 'throughput_rps'));
@@ -204,13 +218,24 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
     let sample: HoldoutRow[] | undefined;
     let generated: SampleInputs | undefined;
     if (flags.holdout) {
-      const holdout = await openHoldout({ cwd: options.cwd, holdout: flags.holdout, labels: flags.labels, inputs, label: config.test.label, features: config.test.features, model: { ...config.model, path: options.processingFrom ?? target.modelPath } });
+      const holdout = await openHoldout({
+        cwd: options.cwd,
+        holdout: flags.holdout,
+        labels: flags.labels,
+        inputs,
+        label: config.test.label,
+        features: config.test.features,
+        model: { ...config.model, path: options.processingFrom ?? target.modelPath },
+      });
       sample = [];
       for await (const row of holdout.rows()) if (sample.push(row) >= 1000) break;
       if (sample.length === 0) throw inputError(`${flags.holdout} has no rows`, 'the holdout needs at least one data row');
     } else {
       // Every dynamic dimension is sized, and the data file read, before a request is sent.
-      const sampling = sampleSettings(config.model, { projectDir: options.projectDir, cwd: options.cwd }, settings.seed, { shape: flags.shape, inputData: flags.inputData });
+      const sampling = sampleSettings(config.model, { projectDir: options.projectDir, cwd: options.cwd }, settings.seed, {
+        shape: flags.shape,
+        inputData: flags.inputData,
+      });
       generated = await openSampleInputs(inputs, { ...sampling, ranges: await imageRanges(docker, target) }, options.cwd);
     }
     const runs: BenchRun[] = [];
@@ -271,8 +296,10 @@ async function imageRanges(docker: Docker | undefined, target: OpenedTarget): Pr
 function toRun(plan: LoadPlan, batch: number, outcome: LoadOutcome, server: BenchRun['server']): BenchRun {
   const ok = outcome.requests - outcome.errors;
   const reasons: string[] = [];
-  if (outcome.eventLoopUtilization > 0.95) reasons.push(`the load generator's thread was ${Math.round(outcome.eventLoopUtilization * 100)}% busy (saturated); add --workers`);
-  if (plan.mode === 'open' && outcome.sendLagP99Ms > 5) reasons.push(`the load generator fell behind its schedule (p99 send lag ${outcome.sendLagP99Ms.toFixed(1)} ms)`);
+  if (outcome.eventLoopUtilization > 0.95)
+    reasons.push(`the load generator's thread was ${Math.round(outcome.eventLoopUtilization * 100)}% busy (saturated); add --workers`);
+  if (plan.mode === 'open' && outcome.sendLagP99Ms > 5)
+    reasons.push(`the load generator fell behind its schedule (p99 send lag ${outcome.sendLagP99Ms.toFixed(1)} ms)`);
   if (outcome.errorsByKind.client_overload) reasons.push(`${outcome.errorsByKind.client_overload} requests were dropped: too many outstanding`);
   return {
     mode: plan.mode,
@@ -282,7 +309,7 @@ function toRun(plan: LoadPlan, batch: number, outcome: LoadOutcome, server: Benc
     seconds: Math.round(outcome.seconds * 1000) / 1000,
     throughputRps: Math.round((ok / outcome.seconds) * 10) / 10,
     rowsPerSecond: Math.round((ok * batch) / outcome.seconds),
-    latencyMs: summarize(outcome.histogram as Histogram),
+    latencyMs: summarize(outcome.histogram),
     errors: {
       count: outcome.errors,
       // No request at all is not a clean run: it is a run that showed nothing.
@@ -312,7 +339,11 @@ async function readBaseline(cwd: string, file: string): Promise<BenchRun[]> {
 
 /** Each run against the baseline's run with the same load and batch: at most `tolerance` worse. */
 function regressionGates(runs: BenchRun[], baseline: BenchRun[], regression: Config['bench']['regression']): BenchGateResult[] {
-  checkKnownMetrics(regression.metrics.map((metric) => ({ metric, op: 'max_regression', threshold: 0 })), BENCH_METRICS, 'bench.regression.metrics');
+  checkKnownMetrics(
+    regression.metrics.map((metric) => ({ metric, op: 'max_regression', threshold: 0 })),
+    BENCH_METRICS,
+    'bench.regression.metrics',
+  );
   const out: BenchGateResult[] = [];
   for (const run of runs) {
     const before = baseline.find((b) => b.mode === run.mode && b.batch === run.batch && b.concurrency === run.concurrency && b.rate === run.rate);
@@ -325,7 +356,15 @@ function regressionGates(runs: BenchRun[], baseline: BenchRun[], regression: Con
       // A metric this run could not measure (every request failed) is a regression; one the baseline lacks cannot be compared.
       if (was === null || was === undefined) continue;
       const worse = value === null ? Infinity : HIGHER_IS_BETTER.has(metric) ? (was - value) / was : (value - was) / (was || 1e-9);
-      out.push({ metric, op: 'max_regression', threshold: regression.tolerance, value, baseline: was, passed: worse <= regression.tolerance, run: runLabel(run) });
+      out.push({
+        metric,
+        op: 'max_regression',
+        threshold: regression.tolerance,
+        value,
+        baseline: was,
+        passed: worse <= regression.tolerance,
+        run: runLabel(run),
+      });
     }
   }
   return out;

@@ -10,7 +10,12 @@ export const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
  * client spends its CPU on the wire, not on protobuf, as the HTTP sender does.
  * Calls spread over `channels` connections.
  */
-export function grpcSender(address: string, messages: Uint8Array[], channels: number, security: ClientSecurity & { secure?: boolean } = {}): { send: Send; close: () => Promise<void> } {
+export function grpcSender(
+  address: string,
+  messages: Uint8Array[],
+  channels: number,
+  security: ClientSecurity & { secure?: boolean } = {},
+): { send: Send; close: () => Promise<void> } {
   const identity = (b: Buffer) => b;
   const credentials = grpcChannelCredentials(Boolean(security.secure), security);
   const metadata = grpcMetadata(security);
@@ -22,8 +27,14 @@ export function grpcSender(address: string, messages: Uint8Array[], channels: nu
   const payloads = messages.map((m) => Buffer.from(m.buffer, m.byteOffset, m.byteLength));
   const send: Send = (i) =>
     new Promise((resolve) => {
-      clients[i % clients.length].makeUnaryRequest(MODEL_INFER, identity, identity, payloads[i % payloads.length], metadata, (error: grpc.ServiceError | null) =>
-        resolve(error ? { kind: `grpc_${grpc.status[error.code] ?? error.code}`.toLowerCase(), message: error.details } : null),
+      clients[i % clients.length].makeUnaryRequest(
+        MODEL_INFER,
+        identity,
+        identity,
+        payloads[i % payloads.length],
+        metadata,
+        (error: grpc.ServiceError | null) =>
+          resolve(error ? { kind: `grpc_${grpc.status[error.code] ?? error.code}`.toLowerCase(), message: error.details } : null),
       );
     });
   return {

@@ -24,10 +24,16 @@ export function httpSender(
   // Buffers that crossed to this worker thread arrive as plain Uint8Arrays.
   const pem = (bytes?: Uint8Array) => (bytes ? Buffer.from(bytes) : undefined);
   const tlsOptions = { ca: pem(secure.ca), cert: pem(secure.cert), key: pem(secure.key) };
-  const connect = () => (useTls ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...tlsOptions }) : net.connect({ host, port, noDelay: true }));
+  const connect = () =>
+    useTls ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...tlsOptions }) : net.connect({ host, port, noDelay: true });
   const requests = bodies.map(({ body, headers }) => {
-    const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
-    return Buffer.concat([Buffer.from(`POST ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${target.host}\r\n${extra}Content-Length: ${body.byteLength}\r\n\r\n`), body]);
+    const extra = Object.entries(headers)
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('');
+    return Buffer.concat([
+      Buffer.from(`POST ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${target.host}\r\n${extra}Content-Length: ${body.byteLength}\r\n\r\n`),
+      body,
+    ]);
   });
   const idle: Connection[] = [];
   const all = new Set<Connection>();

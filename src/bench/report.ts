@@ -57,7 +57,14 @@ export function renderBenchHuman(report: BenchReport, s: ChalkInstance): string 
   for (const r of report.runs.filter((r) => r.unreliable)) lines.push(s.yellow(`unreliable: ${runLabel(r)}: ${r.unreliableReasons.join('; ')}`));
   const failures = failureLines(report);
   if (failures.length > 0) lines.push('', s.bold('failed requests'), ...failures.map((f) => s.red(f)));
-  if (report.gates.length > 0) lines.push('', renderTable(['run', 'gate', 'value', 'result'], gateRows(report, (ok) => (ok ? s.green('pass') : s.red('FAIL')))));
+  if (report.gates.length > 0)
+    lines.push(
+      '',
+      renderTable(
+        ['run', 'gate', 'value', 'result'],
+        gateRows(report, (ok) => (ok ? s.green('pass') : s.red('FAIL'))),
+      ),
+    );
   lines.push('', report.passed ? s.green.bold('PASSED') : s.red.bold('FAILED'));
   return lines.join('\n');
 }
@@ -71,9 +78,16 @@ export function renderBenchMarkdown(report: BenchReport): string {
     '',
     markdownTable(HEADER, report.runs.map(row)),
     ...report.runs.filter((r) => r.unreliable).map((r) => `\n_Unreliable: ${runLabel(r)}: ${r.unreliableReasons.join('; ')}_`),
-    ...(failureLines(report).length > 0 ? ['', '**Failed requests**', '', ...failureLines(report).map((f) => `- ${f.replace(/[|`*_]/g, (c) => `\\${c}`)}`)] : []),
+    ...(failureLines(report).length > 0
+      ? ['', '**Failed requests**', '', ...failureLines(report).map((f) => `- ${f.replace(/[|`*_]/g, (c) => `\\${c}`)}`)]
+      : []),
     '',
-    report.gates.length > 0 ? markdownTable(['run', 'gate', 'value', 'result'], gateRows(report, (ok) => (ok ? 'pass' : '**FAIL**'))) : '_No gates configured._',
+    report.gates.length > 0
+      ? markdownTable(
+          ['run', 'gate', 'value', 'result'],
+          gateRows(report, (ok) => (ok ? 'pass' : '**FAIL**')),
+        )
+      : '_No gates configured._',
     '',
   ].join('\n');
 }
@@ -99,11 +113,15 @@ function chart(all: BenchRun[], title: string): string {
   const x = (i: number) => m.left + (runs.length === 1 ? (width - m.left - m.right) / 2 : (i * (width - m.left - m.right)) / (runs.length - 1));
   const y = (v: number) => m.top + ((high - Math.log10(Math.max(v, 1e-3))) * (height - m.top - m.bottom)) / (high - low || 1);
   const ticks: number[] = [];
-  for (let e = Math.floor(low); e <= Math.ceil(high); e++) for (const f of [1, 2, 5]) if (Math.log10(f * 10 ** e) >= low && Math.log10(f * 10 ** e) <= high) ticks.push(f * 10 ** e);
+  for (let e = Math.floor(low); e <= Math.ceil(high); e++)
+    for (const f of [1, 2, 5]) if (Math.log10(f * 10 ** e) >= low && Math.log10(f * 10 ** e) <= high) ticks.push(f * 10 ** e);
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${escapeXml(title)}">`,
     `<text x="${m.left}" y="18" font-size="14" font-weight="bold">${escapeXml(title)}</text>`,
-    ...ticks.map((t) => `<line x1="${m.left}" x2="${width - m.right}" y1="${y(t)}" y2="${y(t)}" stroke="#e9ecef"/><text x="${m.left - 6}" y="${y(t) + 4}" font-size="11" text-anchor="end">${t}</text>`),
+    ...ticks.map(
+      (t) =>
+        `<line x1="${m.left}" x2="${width - m.right}" y1="${y(t)}" y2="${y(t)}" stroke="#e9ecef"/><text x="${m.left - 6}" y="${y(t) + 4}" font-size="11" text-anchor="end">${t}</text>`,
+    ),
     `<text x="14" y="${height / 2}" font-size="11" transform="rotate(-90 14 ${height / 2})" text-anchor="middle">latency, ms (log)</text>`,
     ...runs.map((r, i) => `<text x="${x(i)}" y="${height - m.bottom + 16}" font-size="11" text-anchor="middle">${escapeXml(load(r))}</text>`),
     `<text x="${(m.left + width - m.right) / 2}" y="${height - 8}" font-size="11" text-anchor="middle">load (${runs[0].mode === 'closed' ? 'concurrent clients' : 'requests a second'})</text>`,
@@ -111,8 +129,15 @@ function chart(all: BenchRun[], title: string): string {
   SERIES.forEach(([key, name, color], s) => {
     const points = runs.map((r, i) => `${x(i).toFixed(1)},${y(r.latencyMs[key]).toFixed(1)}`);
     parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${points.join(' ')}"/>`);
-    parts.push(...runs.map((r, i) => `<circle cx="${x(i).toFixed(1)}" cy="${y(r.latencyMs[key]).toFixed(1)}" r="3" fill="${color}"><title>${name}: ${ms(r.latencyMs[key])} ms</title></circle>`));
-    parts.push(`<rect x="${width - m.right + 14}" y="${m.top + s * 18}" width="12" height="3" fill="${color}"/><text x="${width - m.right + 30}" y="${m.top + s * 18 + 5}" font-size="11">${name}</text>`);
+    parts.push(
+      ...runs.map(
+        (r, i) =>
+          `<circle cx="${x(i).toFixed(1)}" cy="${y(r.latencyMs[key]).toFixed(1)}" r="3" fill="${color}"><title>${name}: ${ms(r.latencyMs[key])} ms</title></circle>`,
+      ),
+    );
+    parts.push(
+      `<rect x="${width - m.right + 14}" y="${m.top + s * 18}" width="12" height="3" fill="${color}"/><text x="${width - m.right + 30}" y="${m.top + s * 18 + 5}" font-size="11">${name}</text>`,
+    );
   });
   parts.push('</svg>');
   return parts.join('\n');
@@ -136,7 +161,13 @@ ${[...groups.entries()].map(([title, runs]) => chart(runs, title)).join('\n')}
 <table><tr>${HEADER.map((h) => `<th>${escapeXml(h)}</th>`).join('')}</tr>
 ${report.runs.map((r) => `<tr>${row(r).map(cell).join('')}</tr>`).join('\n')}
 </table>
-${failureLines(report).length ? `<h2>Failed requests</h2><ul>${failureLines(report).map((f) => `<li class="fail">${escapeXml(f)}</li>`).join('')}</ul>` : ''}
+${
+  failureLines(report).length
+    ? `<h2>Failed requests</h2><ul>${failureLines(report)
+        .map((f) => `<li class="fail">${escapeXml(f)}</li>`)
+        .join('')}</ul>`
+    : ''
+}
 ${report.gates.length ? `<table><tr><th>run</th><th>gate</th><th>value</th><th>result</th></tr>${report.gates.map((g) => `<tr>${cell(g.run)}${cell(describeGate(g))}${cell(g.value === null ? 'n/a' : ms(g.value))}<td class="${g.passed ? 'pass' : 'fail'}">${g.passed ? 'pass' : 'FAIL'}</td></tr>`).join('\n')}</table>` : ''}
 </body></html>
 `;

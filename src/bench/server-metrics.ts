@@ -47,4 +47,3 @@ export function serverTimes(before: Counters | null, after: Counters | null): Se
     batchSizeMean: mean('mlops_batch_size_sum', 'mlops_batch_size_count', 1),
   };
 }
-

@@ -11,7 +11,12 @@ import type { ClientSecurity } from '../protocol/client-security.js';
 
 /** What a load thread sends: prebuilt HTTP requests, or serialized gRPC ModelInfer messages. */
 export type LoadTarget =
-  | { kind: 'http'; url: string; requests: { body: Uint8Array; headers: Record<string, string> }[]; tls?: { ca?: Uint8Array; cert?: Uint8Array; key?: Uint8Array } }
+  | {
+      kind: 'http';
+      url: string;
+      requests: { body: Uint8Array; headers: Record<string, string> }[];
+      tls?: { ca?: Uint8Array; cert?: Uint8Array; key?: Uint8Array };
+    }
   | { kind: 'grpc'; address: string; messages: Uint8Array[]; security?: ClientSecurity & { secure?: boolean } };
 
 export interface WorkerJob {

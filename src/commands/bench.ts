@@ -22,7 +22,10 @@ function list(flag: string, value: string | undefined, integer: boolean): number
   if (value === undefined) return undefined;
   const items = value.split(',').map((v) => Number(v.trim()));
   if (items.length === 0 || items.some((n) => !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))) {
-    throw inputError(`--${flag} ${value}: expected a comma-separated list of ${integer ? 'whole numbers' : 'numbers'} above 0, like 1,8,32`, 'see `mlops bench --help`');
+    throw inputError(
+      `--${flag} ${value}: expected a comma-separated list of ${integer ? 'whole numbers' : 'numbers'} above 0, like 1,8,32`,
+      'see `mlops bench --help`',
+    );
   }
   return items;
 }
@@ -48,7 +51,8 @@ export async function run(raw: RawFlags, ctx: CommandContext): Promise<number> {
     warmupMs: parseDuration('warmup', raw.warmup),
     workers: list('workers', raw.workers, true)?.[0],
   };
-  if (flags.durationMs !== undefined && flags.requests !== undefined) throw inputError('--duration and --requests exclude each other', 'pick one way to end a run');
+  if (flags.durationMs !== undefined && flags.requests !== undefined)
+    throw inputError('--duration and --requests exclude each other', 'pick one way to end a run');
   // Several models: each benchmarked in turn with its own shapes and inputs; the verdict is every model's.
   const selected = selectModels(config, raw.modelName);
   const several = selected.length > 1;
@@ -57,7 +61,15 @@ export async function run(raw: RawFlags, ctx: CommandContext): Promise<number> {
     const of = several ? ` ${one.name}` : '';
     const report = await ctx.reporter.step(
       `Benchmarking${of}`,
-      (task) => runBench({ cwd: ctx.cwd, projectDir: baseDir, config: one.config, env: ctx.env, flags: one.entry ? { ...flags, modelName: one.name } : flags, onRun: (label) => task.update(`Benchmarking${of}: ${label}`) }),
+      (task) =>
+        runBench({
+          cwd: ctx.cwd,
+          projectDir: baseDir,
+          config: one.config,
+          env: ctx.env,
+          flags: one.entry ? { ...flags, modelName: one.name } : flags,
+          onRun: (label) => task.update(`Benchmarking${of}: ${label}`),
+        }),
       (r) => `Benchmarked${of} ${r.runs.length} run${r.runs.length === 1 ? '' : 's'} in ${r.seconds} s`,
     );
     if (raw.html) await writeFileAtomic(path.resolve(ctx.cwd, perModelPath(raw.html, one.name, several)), renderBenchHtml(report));

@@ -48,8 +48,10 @@ async function parseOutputs(values: string[] | undefined, cwd: string): Promise<
     const folder = await stat(path.dirname(target)).catch(() => null);
     if (!folder?.isDirectory()) throw inputError(`--output ${value}: the folder ${path.dirname(target)} does not exist`, 'create it first, or write elsewhere');
     const existing = await stat(target).catch(() => null);
-    if (existing && kind === 'oci' && !(await isOciLayout(target))) throw inputError(`--output ${value}: ${target} exists and is not an OCI image layout`, 'name a new folder, or an existing layout to add the image to');
-    if (existing && kind === 'docker' && !(existing.isFile() && (await isTar(target)))) throw inputError(`--output ${value}: ${target} exists and is not a tar archive`, 'name a new file, or an archive to replace');
+    if (existing && kind === 'oci' && !(await isOciLayout(target)))
+      throw inputError(`--output ${value}: ${target} exists and is not an OCI image layout`, 'name a new folder, or an existing layout to add the image to');
+    if (existing && kind === 'docker' && !(existing.isFile() && (await isTar(target))))
+      throw inputError(`--output ${value}: ${target} exists and is not a tar archive`, 'name a new file, or an archive to replace');
     outputs.push({ kind, path: target });
   }
   return outputs;
@@ -71,7 +73,8 @@ async function isTar(file: string): Promise<boolean> {
  */
 async function chooseBuilder(asked: string, env: NodeJS.ProcessEnv, needsOci: boolean): Promise<{ builder: 'docker' | 'oci'; docker: Docker | null }> {
   if (!['auto', 'docker', 'oci'].includes(asked)) throw inputError(`--builder ${asked}: expected auto, docker or oci`);
-  if (asked === 'docker' && needsOci) throw inputError('--builder docker: --output, --check and several platforms are the daemonless builder\'s', 'use --builder oci (or auto)');
+  if (asked === 'docker' && needsOci)
+    throw inputError("--builder docker: --output, --check and several platforms are the daemonless builder's", 'use --builder oci (or auto)');
   if (asked === 'docker') return { builder: 'docker', docker: await connectDocker(env) };
   const docker = await connectDocker(env).catch(() => null);
   return { builder: asked === 'oci' || needsOci || !docker ? 'oci' : 'docker', docker };
@@ -81,18 +84,30 @@ const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
 export async function run(flags: BuildFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
-  if (flags.model && config.models.length > 0) throw inputError('--model: the config lists several models (models); build packages them all', 'leave out --model, or build from a config with one model');
+  if (flags.model && config.models.length > 0)
+    throw inputError('--model: the config lists several models (models); build packages them all', 'leave out --model, or build from a config with one model');
   // Every flag is checked before the reference data is profiled: a wrong one fails at once.
   const outputs = await parseOutputs(flags.output, ctx.cwd);
   const platform = flags.platform ?? config.image.platform;
   parsePlatforms(platform);
-  if (flags.check && !/^sha256:[0-9a-f]{64}$/.test(flags.check)) throw inputError(`--check ${flags.check}: not a digest`, 'pass the digest a build printed: sha256:<64 hex>');
+  if (flags.check && !/^sha256:[0-9a-f]{64}$/.test(flags.check))
+    throw inputError(`--check ${flags.check}: not a digest`, 'pass the digest a build printed: sha256:<64 hex>');
   const { builder, docker } = await chooseBuilder(flags.builder ?? config.image.builder, ctx.env, Boolean(outputs || flags.check || platform.includes(',')));
   const profileOf = (modelPath: string, modelName: string, own: Config, label = '') =>
     ctx.reporter.step(
       `Profiling the reference data${label}`,
-      (task) => buildReferenceProfile({ modelPath: path.relative(baseDir, modelPath) || modelPath, modelName, config: own, projectDir: baseDir, onProgress: (rows) => task.update(`Profiling the reference data${label}: ${rows} rows`) }),
-      (p) => (p.source ? `Profiled ${p.source.rows} reference rows${label} from ${p.source.file}: ${p.features.length} features` : `No reference profile${label}: ${p.unavailable}`),
+      (task) =>
+        buildReferenceProfile({
+          modelPath: path.relative(baseDir, modelPath) || modelPath,
+          modelName,
+          config: own,
+          projectDir: baseDir,
+          onProgress: (rows) => task.update(`Profiling the reference data${label}: ${rows} rows`),
+        }),
+      (p) =>
+        p.source
+          ? `Profiled ${p.source.rows} reference rows${label} from ${p.source.file}: ${p.features.length} features`
+          : `No reference profile${label}: ${p.unavailable}`,
     );
   // Several models: each version profiled against its model's own reference data, in config order.
   const models: NonNullable<BuildImageOptions['models']> = [];
@@ -101,11 +116,25 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
       const modelPath = path.resolve(baseDir, v.path);
       const profile = await profileOf(modelPath, entry!.name, own, ` for ${entry!.name} version ${v.version}`);
       for (const warning of profile.warnings) ctx.reporter.warn(`${entry!.name} version ${v.version}: ${warning}`);
-      models.push({ name: entry!.name, version: v.version, modelPath: path.relative(baseDir, modelPath) || modelPath, referenceProfile: JSON.stringify(profile) + '\n', weight: v.weight, shadow: v.shadow, workers: entry!.workers, batching: entry!.batching, processing: { preprocess: entry!.preprocess, postprocess: entry!.postprocess } });
+      models.push({
+        name: entry!.name,
+        version: v.version,
+        modelPath: path.relative(baseDir, modelPath) || modelPath,
+        referenceProfile: JSON.stringify(profile) + '\n',
+        weight: v.weight,
+        shadow: v.shadow,
+        workers: entry!.workers,
+        batching: entry!.batching,
+        processing: { preprocess: entry!.preprocess, postprocess: entry!.postprocess },
+      });
     }
   }
   const [first] = models.filter((m) => !m.shadow);
-  const modelPath = first ? path.resolve(baseDir, first.modelPath) : flags.model ? path.resolve(ctx.cwd, flags.model) : path.resolve(baseDir, config.model.path);
+  const modelPath = first
+    ? path.resolve(baseDir, first.modelPath)
+    : flags.model
+      ? path.resolve(ctx.cwd, flags.model)
+      : path.resolve(baseDir, config.model.path);
   const modelName = first?.name ?? (config.model.name || defaultModelName(modelPath));
   let referenceProfile: string;
   if (first) referenceProfile = first.referenceProfile;
@@ -141,7 +170,8 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
         noCache: flags.cache === false,
         onProgress: (line) => task.update(line),
       }),
-    (r) => `Built ${r.tags[0]}${r.digest ? ` (${r.digest.slice(0, 19)})` : ''} in ${r.seconds} s${r.push ? `; pushed ${r.push.uploaded} blobs (${(r.push.bytesSent / 1e6).toFixed(1)} MB), ${r.push.present + r.push.mounted} already there` : ''}`,
+    (r) =>
+      `Built ${r.tags[0]}${r.digest ? ` (${r.digest.slice(0, 19)})` : ''} in ${r.seconds} s${r.push ? `; pushed ${r.push.uploaded} blobs (${(r.push.bytesSent / 1e6).toFixed(1)} MB), ${r.push.present + r.push.mounted} already there` : ''}`,
   );
   if (flags.check) {
     const same = result.digest === flags.check;
@@ -163,7 +193,13 @@ export async function run(flags: BuildFlags, ctx: CommandContext): Promise<numbe
   const sbomJson =
     result.builder === 'docker'
       ? await localImageSbom(docker!, result.imageId, { name: repository, version: buildTag })
-      : await imageSbom({ name: repository, version: buildTag, imageId: result.imageId, labels: result.labels, architecture: result.platform.split(',')[0].split('/')[1] });
+      : await imageSbom({
+          name: repository,
+          version: buildTag,
+          imageId: result.imageId,
+          labels: result.labels,
+          architecture: result.platform.split(',')[0].split('/')[1],
+        });
   const sbom = await writeSbomFile(baseDir, sbomJson);
   await writeLastBuild(baseDir, {
     builder: result.builder,

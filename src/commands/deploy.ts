@@ -16,7 +16,8 @@ export interface DeployFlags {
 function lockTimeoutSeconds(value: string | undefined): number {
   if (value === undefined) return 0;
   const seconds = Number(value);
-  if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) throw inputError(`--lock-timeout ${value}: expected seconds >= 0`, 'how long to wait for another deploy\'s lock, e.g. --lock-timeout 300; 0 fails at once');
+  if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0)
+    throw inputError(`--lock-timeout ${value}: expected seconds >= 0`, "how long to wait for another deploy's lock, e.g. --lock-timeout 300; 0 fails at once");
   return seconds;
 }
 
@@ -39,9 +40,21 @@ export function renderDeploy(r: DeployResult, s: ChalkInstance): string {
     case 'deployed':
       return `${s.green('✔')} ${what} is serving on ${r.target} (${r.type})${o.url ? ` at ${o.url}` : ''}${o.previous ? `; it replaced ${o.previous.version}` : ''}`;
     case 'rolled-back':
-      return [`${s.red('✖')} ${what} failed on ${r.target}: ${o.reason}: ${o.message}`, `${s.yellow('↩')} rolled back: ${o.restored.version} is serving again`, o.logs ? `logs of ${o.release.version}:\n${o.logs}` : ''].filter(Boolean).join('\n');
+      return [
+        `${s.red('✖')} ${what} failed on ${r.target}: ${o.reason}: ${o.message}`,
+        `${s.yellow('↩')} rolled back: ${o.restored.version} is serving again`,
+        o.logs ? `logs of ${o.release.version}:\n${o.logs}` : '',
+      ]
+        .filter(Boolean)
+        .join('\n');
     case 'failed':
-      return [`${s.red('✖')} ${what} failed on ${r.target}: ${o.reason}: ${o.message}`, 'nothing was restored (no earlier version served there)', o.logs ? `logs of ${o.release.version}:\n${o.logs}` : ''].filter(Boolean).join('\n');
+      return [
+        `${s.red('✖')} ${what} failed on ${r.target}: ${o.reason}: ${o.message}`,
+        'nothing was restored (no earlier version served there)',
+        o.logs ? `logs of ${o.release.version}:\n${o.logs}` : '',
+      ]
+        .filter(Boolean)
+        .join('\n');
   }
 }
 
@@ -74,7 +87,9 @@ async function report(title: string, work: (options: DeployOptions) => Promise<D
 }
 
 export function run(version: string | undefined, flags: DeployFlags, ctx: CommandContext): Promise<number> {
-  const title = flags.output ? `Writing the manifests for ${flags.target} to ${flags.output}` : `${flags.dryRun ? 'Planning the deploy' : 'Deploying'} to ${flags.target}`;
+  const title = flags.output
+    ? `Writing the manifests for ${flags.target} to ${flags.output}`
+    : `${flags.dryRun ? 'Planning the deploy' : 'Deploying'} to ${flags.target}`;
   return report(title, (options) => deployVersion(options, version), flags, ctx);
 }
 

@@ -1,7 +1,26 @@
 import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
 import { ExitCode } from '../errors.js';
-import { renderHtml, renderMarkdown, headline, method, TABLE_HEADER, tableRows, occlusionHeadline, occlusionMethod, OCCLUSION_HEADER, occlusionRows, renderOcclusionHtml, renderOcclusionMarkdown, renderTokenHtml, renderTokenMarkdown, tokenHeadline, tokenMethod, TOKEN_HEADER, tokenRows } from '../explain/report.js';
+import {
+  renderHtml,
+  renderMarkdown,
+  headline,
+  method,
+  TABLE_HEADER,
+  tableRows,
+  occlusionHeadline,
+  occlusionMethod,
+  OCCLUSION_HEADER,
+  occlusionRows,
+  renderOcclusionHtml,
+  renderOcclusionMarkdown,
+  renderTokenHtml,
+  renderTokenMarkdown,
+  tokenHeadline,
+  tokenMethod,
+  TOKEN_HEADER,
+  tokenRows,
+} from '../explain/report.js';
 import type { TokenExplanation } from '../explain/tokens.js';
 import type { GlobalOcclusion } from '../explain/global-occlusion.js';
 import { runExplain, type ExplainFlags } from '../explain/run-explain.js';
@@ -39,7 +58,14 @@ export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
     const task = ctx.reporter.task(`Explaining the model${of}`);
     let report: Explanation;
     try {
-      report = await runExplain({ cwd: ctx.cwd, projectDir: baseDir, config: one.config, env: ctx.env, flags: one.entry ? { ...flags, modelName: one.name } : flags, onProgress: (line) => task.progress(line) });
+      report = await runExplain({
+        cwd: ctx.cwd,
+        projectDir: baseDir,
+        config: one.config,
+        env: ctx.env,
+        flags: one.entry ? { ...flags, modelName: one.name } : flags,
+        onProgress: (line) => task.progress(line),
+      });
     } catch (error) {
       task.fail();
       throw error;

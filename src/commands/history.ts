@@ -9,14 +9,31 @@ export async function run(flags: { target?: string; rebuild?: boolean; force?: b
   const { config, baseDir } = await ctx.config();
   const { name } = selectTarget(config, flags.target);
   const entries = flags.rebuild
-    ? (await rebuildHistory({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, target: name, dryRun: false, force: Boolean(flags.force), log: (line) => ctx.reporter.info(line) })).entries
+    ? (
+        await rebuildHistory({
+          cwd: ctx.cwd,
+          projectDir: baseDir,
+          config,
+          env: ctx.env,
+          target: name,
+          dryRun: false,
+          force: Boolean(flags.force),
+          log: (line) => ctx.reporter.info(line),
+        })
+      ).entries
     : await readHistory(baseDir, name);
   ctx.reporter.result({ target: name, entries }, (r) =>
     r.entries.length === 0
       ? `nothing deployed to ${r.target} yet`
       : renderTable(
           ['time', 'action', 'version', 'outcome', 'digest (or image)'],
-          r.entries.map((e) => [e.at, e.action, e.version, e.outcome === 'rolled-back' ? `rolled back (${e.reason}) to ${e.restored}` : e.outcome === 'failed' ? `failed (${e.reason})` : e.outcome, e.digest ?? e.image]),
+          r.entries.map((e) => [
+            e.at,
+            e.action,
+            e.version,
+            e.outcome === 'rolled-back' ? `rolled back (${e.reason}) to ${e.restored}` : e.outcome === 'failed' ? `failed (${e.reason})` : e.outcome,
+            e.digest ?? e.image,
+          ]),
         ),
   );
   return ExitCode.ok;

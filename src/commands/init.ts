@@ -42,9 +42,11 @@ export async function run(flags: InitFlags, ctx: CommandContext): Promise<number
   const temporary = `${target}.${process.pid}.tmp`;
   await writeFile(temporary, JSON.stringify(config, null, 2) + '\n');
   await rename(temporary, target);
-  ctx.reporter.result(
-    { path: target, config, inputs: info.inputs.map((i) => i.name), outputs: info.outputs.map((o) => o.name), receives },
-    (r, s) => [`${s.green('✔')} wrote ${path.relative(ctx.cwd, r.path)} for model '${r.config.model.name}' (inputs: ${r.inputs.join(', ')}; outputs: ${r.outputs.join(', ')})`, ...r.receives.map((line) => `  ${line}`)].join('\n'),
+  ctx.reporter.result({ path: target, config, inputs: info.inputs.map((i) => i.name), outputs: info.outputs.map((o) => o.name), receives }, (r, s) =>
+    [
+      `${s.green('✔')} wrote ${path.relative(ctx.cwd, r.path)} for model '${r.config.model.name}' (inputs: ${r.inputs.join(', ')}; outputs: ${r.outputs.join(', ')})`,
+      ...r.receives.map((line) => `  ${line}`),
+    ].join('\n'),
   );
   return ExitCode.ok;
 }

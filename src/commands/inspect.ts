@@ -41,7 +41,9 @@ export async function run(modelArg: string | undefined, ctx: CommandContext): Pr
       '',
       s.bold('outputs'),
       renderTable(['name', 'datatype', 'shape'], rows(r.outputs)),
-      ...(r.processing ? ['', s.bold('model folder') + `  ${r.processing.files.map((f) => f.name).join(', ')}`, ...r.processing.receives.map((line) => `  ${line}`)] : []),
+      ...(r.processing
+        ? ['', s.bold('model folder') + `  ${r.processing.files.map((f) => f.name).join(', ')}`, ...r.processing.receives.map((line) => `  ${line}`)]
+        : []),
     ].join('\n');
   });
   return ExitCode.ok;

@@ -4,7 +4,19 @@ import { ExitCode, inputError } from '../errors.js';
 import { describeGate, type GateResult } from '../metrics/gates.js';
 import { emitFromProfile, runLabelled, runMonitor, type MonitorFlags, type MonitorReport } from '../monitor/monitor.js';
 import type { QualityReport } from '../monitor/quality.js';
-import { byDrift, fmt, headline, percent, qualityHeadline, qualityRows, renderHtml, renderMarkdown, renderQualityMarkdown, skippedLines, versionRows } from '../monitor/report.js';
+import {
+  byDrift,
+  fmt,
+  headline,
+  percent,
+  qualityHeadline,
+  qualityRows,
+  renderHtml,
+  renderMarkdown,
+  renderQualityMarkdown,
+  skippedLines,
+  versionRows,
+} from '../monitor/report.js';
 import { appendStepSummary, writeFileAtomic } from '../report/files.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
@@ -21,14 +33,23 @@ function verdictLines(r: { gates: GateResult[]; verdict: string; passed: boolean
   const lines: string[] = [];
   if (r.gates.length > 0) {
     const result = (passed: boolean) => (passed ? s.green('pass') : r.verdict === 'too-few-rows' ? s.yellow('not applied') : s.red('FAIL'));
-    lines.push('', renderTable(['gate', 'value', 'result'], r.gates.map((g) => [describeGate(g), fmt(g.value), result(g.passed)])));
+    lines.push(
+      '',
+      renderTable(
+        ['gate', 'value', 'result'],
+        r.gates.map((g) => [describeGate(g), fmt(g.value), result(g.passed)]),
+      ),
+    );
   }
   lines.push('', r.verdict === 'passed' ? s.green.bold(text) : r.passed ? s.yellow.bold(text) : s.red.bold(text));
   return lines;
 }
 
 function renderHuman(r: MonitorReport, s: ChalkInstance): string {
-  const lines = [`${s.bold('live')}      ${r.rows} rows: ${r.source.span}`, `${s.bold('reference')} ${r.reference.file ?? 'none'}${r.reference.rows !== null ? ` (${r.reference.rows} rows)` : ''}`];
+  const lines = [
+    `${s.bold('live')}      ${r.rows} rows: ${r.source.span}`,
+    `${s.bold('reference')} ${r.reference.file ?? 'none'}${r.reference.rows !== null ? ` (${r.reference.rows} rows)` : ''}`,
+  ];
   if (r.features.length > 0) {
     lines.push(
       '',
@@ -38,7 +59,8 @@ function renderHuman(r: MonitorReport, s: ChalkInstance): string {
       ),
     );
   }
-  if (r.prediction) lines.push('', `${s.bold('prediction')} ${r.prediction.output} (${r.prediction.kind}): psi ${fmt(r.prediction.psi)}, js ${fmt(r.prediction.js)}`);
+  if (r.prediction)
+    lines.push('', `${s.bold('prediction')} ${r.prediction.output} (${r.prediction.kind}): psi ${fmt(r.prediction.psi)}, js ${fmt(r.prediction.js)}`);
   if (r.versions) lines.push('', s.bold('versions'), renderTable(['version', 'role', 'rows', 'verdict'], versionRows(r.versions)));
   lines.push(...verdictLines(r, headline(r), s));
   return lines.join('\n');
@@ -61,14 +83,25 @@ function renderQualityHuman(r: QualityReport, s: ChalkInstance): string {
 
 async function runQualityCheck(flags: Flags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
-  if (flags.emit !== undefined || flags.html || flags.output) throw inputError('--labels writes a Markdown report only', 'drop --emit, --html and --output; use --markdown');
+  if (flags.emit !== undefined || flags.html || flags.output)
+    throw inputError('--labels writes a Markdown report only', 'drop --emit, --html and --output; use --markdown');
   // A labels file is one model's truth: with several models, --model-name says which, and only its records are joined.
   const selected = selectModels(config, flags.modelName);
-  if (selected.length > 1) throw inputError('--labels scores one model, and the config lists several', `pass --model-name (one of ${selected.map((m) => m.name).join(', ')})`);
+  if (selected.length > 1)
+    throw inputError('--labels scores one model, and the config lists several', `pass --model-name (one of ${selected.map((m) => m.name).join(', ')})`);
   const [one] = selected;
   const report = await ctx.reporter.step(
     'Joining labels with the inference log',
-    () => runLabelled({ cwd: ctx.cwd, projectDir: baseDir, config: one.config, env: ctx.env, flags, log: (line) => ctx.reporter.info(line), ...(one.entry ? { modelOfSeveral: one.name } : {}) }),
+    () =>
+      runLabelled({
+        cwd: ctx.cwd,
+        projectDir: baseDir,
+        config: one.config,
+        env: ctx.env,
+        flags,
+        log: (line) => ctx.reporter.info(line),
+        ...(one.entry ? { modelOfSeveral: one.name } : {}),
+      }),
     (r) => `Scored ${r.join.matched} labelled rows`,
   );
   if (report.warning) ctx.reporter.warn(report.warning);
@@ -83,11 +116,16 @@ export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
   if (flags.labels !== undefined) return runQualityCheck(flags, ctx);
   const { config, baseDir } = await ctx.config();
   if (flags.emit === undefined && flags.output) throw inputError('--output goes with --emit', 'write reports with --markdown and --html');
-  if (flags.emit !== undefined && (flags.markdown || flags.html)) throw inputError('--emit writes one file, named by --output', '--markdown and --html report on live traffic');
+  if (flags.emit !== undefined && (flags.markdown || flags.html))
+    throw inputError('--emit writes one file, named by --output', '--markdown and --html report on live traffic');
   // Several models: each judged (or emitted for) against its own reference and gates; the verdict is every model's.
   const selected = selectModels(config, flags.modelName);
   const several = selected.length > 1;
-  if (several && flags.reference) throw inputError('--reference names one profile, and the config lists several models', `pass --model-name (one of ${selected.map((m) => m.name).join(', ')}) with it, or leave it out: each model's comes from the last build`);
+  if (several && flags.reference)
+    throw inputError(
+      '--reference names one profile, and the config lists several models',
+      `pass --model-name (one of ${selected.map((m) => m.name).join(', ')}) with it, or leave it out: each model's comes from the last build`,
+    );
   const runOptions = (one: (typeof selected)[number]) => ({
     cwd: ctx.cwd,
     projectDir: baseDir,
@@ -127,7 +165,8 @@ export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
   if (flags.markdown) await writeFileAtomic(path.resolve(ctx.cwd, flags.markdown), markdown);
   await appendStepSummary(ctx.env, markdown);
   const passed = reports.every((r) => r.passed);
-  if (several) ctx.reporter.result({ passed, models: reports }, (_d, s) => reports.map((r) => `${s.bold(r.model?.name ?? '')}\n${renderHuman(r, s)}`).join('\n\n'));
+  if (several)
+    ctx.reporter.result({ passed, models: reports }, (_d, s) => reports.map((r) => `${s.bold(r.model?.name ?? '')}\n${renderHuman(r, s)}`).join('\n\n'));
   else ctx.reporter.result(reports[0], renderHuman);
   return passed ? ExitCode.ok : ExitCode.gateFailed;
 }

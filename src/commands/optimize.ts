@@ -12,7 +12,12 @@ interface Flags extends OptimizeFlags {
 
 const fmt = (v: number | null | undefined, digits = 4) => (v === null || v === undefined ? 'n/a' : Number.isInteger(v) ? String(v) : v.toFixed(digits));
 const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
-const gateRow = (g: OptimizeReport['gates'][number], pass: string, fail: string) => [`${g.metric}${g.implicit ? ' (default)' : ''}`, `${g.op} ${g.threshold}`, fmt(g.value), g.passed ? pass : fail];
+const gateRow = (g: OptimizeReport['gates'][number], pass: string, fail: string) => [
+  `${g.metric}${g.implicit ? ' (default)' : ''}`,
+  `${g.op} ${g.threshold}`,
+  fmt(g.value),
+  g.passed ? pass : fail,
+];
 
 function tables(r: OptimizeReport): { metrics: string[][]; sides: string[][] } {
   return {
@@ -27,8 +32,14 @@ function tables(r: OptimizeReport): { metrics: string[][]; sides: string[][] } {
 }
 
 function what(r: OptimizeReport): string {
-  const done = r.quantize === 'none' ? `graph optimization (level ${r.level})` : `${r.quantize} INT8 quantization${r.calibration ? ` calibrated on ${r.calibration.rows} rows of ${r.calibration.file} (${r.calibration.method})` : ''}, then level ${r.level}`;
-  const ops = r.quantized.length > 0 ? `; quantized ${r.quantized.length} node${r.quantized.length === 1 ? '' : 's'} (${[...new Set(r.quantized.map((q) => q.op))].join(', ')})` : '';
+  const done =
+    r.quantize === 'none'
+      ? `graph optimization (level ${r.level})`
+      : `${r.quantize} INT8 quantization${r.calibration ? ` calibrated on ${r.calibration.rows} rows of ${r.calibration.file} (${r.calibration.method})` : ''}, then level ${r.level}`;
+  const ops =
+    r.quantized.length > 0
+      ? `; quantized ${r.quantized.length} node${r.quantized.length === 1 ? '' : 's'} (${[...new Set(r.quantized.map((q) => q.op))].join(', ')})`
+      : '';
   return done + ops;
 }
 
@@ -51,7 +62,10 @@ function renderHuman(r: OptimizeReport, s: ChalkInstance): string {
     '',
     renderTable(['', 'source', 'optimized', 'ratio'], t.sides),
     '',
-    renderTable(['gate', 'threshold', 'value', 'result'], r.gates.map((g) => gateRow(g, s.green('pass'), s.red('FAIL')))),
+    renderTable(
+      ['gate', 'threshold', 'value', 'result'],
+      r.gates.map((g) => gateRow(g, s.green('pass'), s.red('FAIL'))),
+    ),
     '',
     r.passed ? s.green.bold('PASSED') : s.red.bold('FAILED'),
   ].join('\n');
@@ -64,7 +78,10 @@ export function renderMarkdown(r: OptimizeReport): string {
     '',
     `\`${r.source.file}\` → \`${r.optimized.file}\`${r.output ? '' : ' (not written)'}: ${what(r)}.`,
     '',
-    markdownTable(['gate', 'threshold', 'value', 'result'], r.gates.map((g) => gateRow(g, 'pass', '**FAIL**'))),
+    markdownTable(
+      ['gate', 'threshold', 'value', 'result'],
+      r.gates.map((g) => gateRow(g, 'pass', '**FAIL**')),
+    ),
     '',
     ...(t.metrics.length > 0 ? [markdownTable(['metric', 'before', 'after', 'drop'], t.metrics), ''] : []),
     `Agreement: ${agreementLine(r)}.`,

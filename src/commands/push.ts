@@ -33,7 +33,8 @@ function maskPem(ctx: CommandContext, pem: string | undefined): void {
 async function checkAliases(ctx: CommandContext, flags: PushFlags, repository: string, aliases: string[], version: string): Promise<void> {
   if (aliases.length === 0 || !isCI(ctx.env) || flags.yes) return;
   const moving = await aliasesThatMove(ctx.env, repository, aliases, version);
-  if (moving.length > 0) throw inputError(`refusing to move alias ${moving.map((a) => `'${a}'`).join(', ')} in the registry in CI without --yes`, 'pass --yes to confirm');
+  if (moving.length > 0)
+    throw inputError(`refusing to move alias ${moving.map((a) => `'${a}'`).join(', ')} in the registry in CI without --yes`, 'pass --yes to confirm');
 }
 
 export async function run(version: string | undefined, flags: PushFlags, ctx: CommandContext): Promise<number> {
@@ -65,32 +66,59 @@ export async function run(version: string | undefined, flags: PushFlags, ctx: Co
     // A version in the registry is what was signed and deployed: pushing another image under its name is refused.
     const there = await client.rawManifest(ref.repository, chosen);
     if (there && there.digest !== image.top.digest && !(last?.version === chosen && last.replaces === there.digest)) {
-      throw inputError(`${references[0]} is already in the registry as ${there.digest}, and this one is ${image.top.digest}; versions are immutable`, 'tag a new version (mlops tag --bump patch) and push that');
+      throw inputError(
+        `${references[0]} is already in the registry as ${there.digest}, and this one is ${image.top.digest}; versions are immutable`,
+        'tag a new version (mlops tag --bump patch) and push that',
+      );
     }
     const base = stored.image.base;
     result = await ctx.reporter.step(
       `Pushing ${references.join(', ')}`,
       async (task) => {
-        const pushed = await pushStoredImage(client, ref.repository, store, image, references.map((r) => parseReference(r).tag!), {
-          mountFrom: base?.registry === ref.registry && base.repository ? [base.repository] : [],
-          stallMs: uploadStallMs(ctx.env),
-          fetchMissing: async (blob) => (base ? fetchBaseBlob(base, blob.digest, store, ctx.env) : Promise.reject(new Error(`blob ${blob.digest} is missing from the cache`))),
-          onProgress: (line) => task.update(line),
-        });
+        const pushed = await pushStoredImage(
+          client,
+          ref.repository,
+          store,
+          image,
+          references.map((r) => parseReference(r).tag!),
+          {
+            mountFrom: base?.registry === ref.registry && base.repository ? [base.repository] : [],
+            stallMs: uploadStallMs(ctx.env),
+            fetchMissing: async (blob) =>
+              base ? fetchBaseBlob(base, blob.digest, store, ctx.env) : Promise.reject(new Error(`blob ${blob.digest} is missing from the cache`)),
+            onProgress: (line) => task.update(line),
+          },
+        );
         const size = image.platforms[0].manifest.layers.reduce((t, l) => t + l.size, 0);
-        return { registry: ref.registry, digest: pushed.digest, sizeBytes: size, pushed: references.map((r) => `${localName(parseReference(r))}:${parseReference(r).tag}`), attempts: 1, blobs: pushed };
+        return {
+          registry: ref.registry,
+          digest: pushed.digest,
+          sizeBytes: size,
+          pushed: references.map((r) => `${localName(parseReference(r))}:${parseReference(r).tag}`),
+          attempts: 1,
+          blobs: pushed,
+        };
       },
       (r) => `Pushed ${r.pushed.join(', ')}`,
     );
   } else {
     const docker = await connectDocker(ctx.env);
-    const local = await docker.getImage(references[0]).inspect().catch(() => null);
+    const local = await docker
+      .getImage(references[0])
+      .inspect()
+      .catch(() => null);
     if (local) requireSbomLabels(references[0], local.Config.Labels ?? {});
     await checkAliases(ctx, flags, repository, aliases, chosen);
     result = await ctx.reporter.step(
       `Pushing ${references.join(', ')}`,
       (task) =>
-        pushImages({ docker, env: ctx.env, references, onSecret: (secret) => ctx.reporter.maskSecret(secret), onProgress: (line, transient) => (transient ? task.progress(line) : task.update(line)) }),
+        pushImages({
+          docker,
+          env: ctx.env,
+          references,
+          onSecret: (secret) => ctx.reporter.maskSecret(secret),
+          onProgress: (line, transient) => (transient ? task.progress(line) : task.update(line)),
+        }),
       (r) => `Pushed ${r.pushed.join(', ')}`,
     );
     const info = await docker.getImage(references[0]).inspect();
@@ -111,18 +139,18 @@ export async function run(version: string | undefined, flags: PushFlags, ctx: Co
         digest: result.digest,
         key,
       }),
-    (r) => `${r.signature ? `Signed with key ${r.signature.keyId.slice(0, 12)}; ` : ''}SBOM attached (${r.via === 'referrers-api' ? 'OCI referrers' : 'referrers tag schema'}; ${r.seconds} s, ${(r.bytes / 1024).toFixed(1)} KiB)`,
+    (r) =>
+      `${r.signature ? `Signed with key ${r.signature.keyId.slice(0, 12)}; ` : ''}SBOM attached (${r.via === 'referrers-api' ? 'OCI referrers' : 'referrers tag schema'}; ${r.seconds} s, ${(r.bytes / 1024).toFixed(1)} KiB)`,
   );
-  if (!supplyChain.signature) ctx.reporter.warn(`${chosen} was pushed unsigned: no signing key (set MLOPS_SIGNING_KEY or sign.keyFile; \`mlops keygen\` makes a pair)`);
-  ctx.reporter.result(
-    { ...result, version: chosen, signed: supplyChain.signature !== null, supplyChain },
-    (r, s) =>
-      [
-        `${s.bold('digest')} ${r.digest}`,
-        `${s.bold('pushed')} ${r.pushed.join(', ')}`,
-        `${s.bold('signed')} ${r.supplyChain.signature ? `yes, key ${r.supplyChain.signature.keyId.slice(0, 12)}` : 'no'}`,
-        `${s.bold('sbom')}   ${r.supplyChain.sbom.file}`,
-      ].join('\n'),
+  if (!supplyChain.signature)
+    ctx.reporter.warn(`${chosen} was pushed unsigned: no signing key (set MLOPS_SIGNING_KEY or sign.keyFile; \`mlops keygen\` makes a pair)`);
+  ctx.reporter.result({ ...result, version: chosen, signed: supplyChain.signature !== null, supplyChain }, (r, s) =>
+    [
+      `${s.bold('digest')} ${r.digest}`,
+      `${s.bold('pushed')} ${r.pushed.join(', ')}`,
+      `${s.bold('signed')} ${r.supplyChain.signature ? `yes, key ${r.supplyChain.signature.keyId.slice(0, 12)}` : 'no'}`,
+      `${s.bold('sbom')}   ${r.supplyChain.sbom.file}`,
+    ].join('\n'),
   );
   return ExitCode.ok;
 }

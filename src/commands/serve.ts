@@ -54,7 +54,10 @@ export function resolveServeOptions(flags: ServeFlags, base: ServeOptions, env: 
   // One model's flags say nothing of several: refused rather than applied to the first.
   const oneModel = (['model', 'name', 'sha256', 'profile'] as const).filter((f) => flags[f] !== undefined);
   if (oneModel.length > 0 && (options.repositoryFile || options.models.length > 0)) {
-    throw inputError(`--${oneModel[0]} names one model, and this server serves several (${options.repositoryFile ? 'a repository file' : 'config models'})`, 'set each model in the repository file or config models instead');
+    throw inputError(
+      `--${oneModel[0]} names one model, and this server serves several (${options.repositoryFile ? 'a repository file' : 'config models'})`,
+      'set each model in the repository file or config models instead',
+    );
   }
   return options;
 }

@@ -22,6 +22,9 @@ export async function run(flags: { target?: string }, ctx: CommandContext): Prom
 /** A detail value on one line: lists joined, objects (a traffic split, cold starts) as key=value pairs. */
 function detailText(value: unknown): string {
   if (Array.isArray(value)) return value.join(', ');
-  if (value && typeof value === 'object') return Object.entries(value).map(([k, v]) => `${k}=${detailText(v)}`).join(', ');
+  if (value && typeof value === 'object')
+    return Object.entries(value)
+      .map(([k, v]) => `${k}=${detailText(v)}`)
+      .join(', ');
   return String(value);
 }

@@ -46,7 +46,9 @@ export async function run(version: string | undefined, flags: TagFlags, ctx: Com
       ...(r.digest ? [`  digest ${r.digest} (what \`mlops push\` will store)`] : []),
       ...r.aliases.map((a) => `  alias ${a.reference}${a.previous && a.previous !== r.version ? ` (moved from ${a.previous})` : ''}`),
       Object.keys(r.labels).length > 0
-        ? `  labels: ${Object.entries(r.labels).map(([k, v]) => `${k.replace(/^mlops\./, '')}=${v}`).join(' ')}`
+        ? `  labels: ${Object.entries(r.labels)
+            .map(([k, v]) => `${k.replace(/^mlops\./, '')}=${v}`)
+            .join(' ')}`
         : '  no test or bench report for this build: no result labels',
     ].join('\n'),
   );

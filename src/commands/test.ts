@@ -12,7 +12,24 @@ interface Flags extends TestFlags {
   markdown?: string;
 }
 
-const HEADLINE = new Set(['accuracy', 'balanced_accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'precision_weighted', 'recall_weighted', 'f1_weighted', 'log_loss', 'roc_auc', 'mae', 'mse', 'rmse', 'r2', 'mape_percent', 'max_error']);
+const HEADLINE = new Set([
+  'accuracy',
+  'balanced_accuracy',
+  'precision_macro',
+  'recall_macro',
+  'f1_macro',
+  'precision_weighted',
+  'recall_weighted',
+  'f1_weighted',
+  'log_loss',
+  'roc_auc',
+  'mae',
+  'mse',
+  'rmse',
+  'r2',
+  'mape_percent',
+  'max_error',
+]);
 const fmt = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : Number.isInteger(v) ? String(v) : v.toFixed(4));
 
 function headlineMetrics(report: TestReport): [string, number][] {
@@ -23,7 +40,9 @@ function parityLine(report: TestReport): string {
   const p = report.parity;
   if (!p) return 'not checked';
   const verdict = `${p.rows} rows, max |difference| ${p.maxAbsDiff.toExponential(2)} (tolerance ${p.tolerance})`;
-  return p.passed ? verdict : `${verdict}; worst at ${p.worst?.row}, output '${p.worst?.output}'[${p.worst?.index}]: server ${p.worst?.server}, in-process ${p.worst?.local}`;
+  return p.passed
+    ? verdict
+    : `${verdict}; worst at ${p.worst?.row}, output '${p.worst?.output}'[${p.worst?.index}]: server ${p.worst?.server}, in-process ${p.worst?.local}`;
 }
 
 function renderHuman(r: TestReport, s: ChalkInstance): string {
@@ -31,10 +50,24 @@ function renderHuman(r: TestReport, s: ChalkInstance): string {
     `${s.bold('model')}   ${r.model}${r.image ? ` (${r.image})` : ''}, ${r.mode} mode`,
     `${s.bold('holdout')} ${r.holdout.file}: ${r.rows} rows, ${r.task}, output '${r.output}' (${r.outputKind}), ${r.rowsPerSecond} rows/s`,
     '',
-    renderTable(['metric', 'value'], headlineMetrics(r).map(([k, v]) => [k, fmt(v)])),
+    renderTable(
+      ['metric', 'value'],
+      headlineMetrics(r).map(([k, v]) => [k, fmt(v)]),
+    ),
   ];
   if (r.gates.length > 0) {
-    lines.push('', renderTable(['gate', 'threshold', 'value', 'result'], r.gates.map((g) => [g.metric, g.op === 'max_drop' ? `drop <= ${g.threshold} from ${fmt(g.baseline)}` : `${g.op} ${g.threshold}`, fmt(g.value), g.passed ? s.green('pass') : s.red('FAIL')])));
+    lines.push(
+      '',
+      renderTable(
+        ['gate', 'threshold', 'value', 'result'],
+        r.gates.map((g) => [
+          g.metric,
+          g.op === 'max_drop' ? `drop <= ${g.threshold} from ${fmt(g.baseline)}` : `${g.op} ${g.threshold}`,
+          fmt(g.value),
+          g.passed ? s.green('pass') : s.red('FAIL'),
+        ]),
+      ),
+    );
   }
   lines.push('', `${s.bold('parity')}  ${r.parity ? (r.parity.passed ? s.green('pass') : s.red('FAIL')) : ''} ${parityLine(r)}`.replace(/ {2,}/g, ' '));
   lines.push('', r.passed ? s.green.bold('PASSED') : s.red.bold('FAILED'));
@@ -48,10 +81,21 @@ export function renderMarkdown(r: TestReport): string {
     `Model \`${r.model}\`${r.image ? ` (image \`${r.image}\`)` : ''}, ${r.mode} mode; holdout \`${r.holdout.file}\`, ${r.rows} rows, ${r.task}.`,
     '',
     r.gates.length > 0
-      ? markdownTable(['gate', 'threshold', 'value', 'result'], r.gates.map((g) => [g.metric, g.op === 'max_drop' ? `drop ≤ ${g.threshold}` : `${g.op} ${g.threshold}`, fmt(g.value), g.passed ? 'pass' : '**FAIL**']))
+      ? markdownTable(
+          ['gate', 'threshold', 'value', 'result'],
+          r.gates.map((g) => [
+            g.metric,
+            g.op === 'max_drop' ? `drop ≤ ${g.threshold}` : `${g.op} ${g.threshold}`,
+            fmt(g.value),
+            g.passed ? 'pass' : '**FAIL**',
+          ]),
+        )
       : '_No gates configured._',
     '',
-    markdownTable(['metric', 'value'], headlineMetrics(r).map(([k, v]) => [k, fmt(v)])),
+    markdownTable(
+      ['metric', 'value'],
+      headlineMetrics(r).map(([k, v]) => [k, fmt(v)]),
+    ),
     '',
     `Parity: ${r.parity ? `${r.parity.passed ? 'pass' : '**FAIL**'}, ${parityLine(r)}` : 'not checked'}.`,
     '',
@@ -69,7 +113,14 @@ export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
       await ctx.reporter.step(
         `Scoring the holdout${of}`,
         (task) =>
-          runQualityTest({ cwd: ctx.cwd, projectDir: baseDir, config: one.config, env: ctx.env, flags: one.entry ? { ...flags, modelName: one.name } : flags, onProgress: (rows) => task.update(`Scoring the holdout${of}: ${rows} rows`) }),
+          runQualityTest({
+            cwd: ctx.cwd,
+            projectDir: baseDir,
+            config: one.config,
+            env: ctx.env,
+            flags: one.entry ? { ...flags, modelName: one.name } : flags,
+            onProgress: (rows) => task.update(`Scoring the holdout${of}: ${rows} rows`),
+          }),
         (r) => `Scored ${r.rows} rows${of} in ${r.seconds} s`,
       ),
     );
@@ -78,7 +129,15 @@ export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
   const named = (r: TestReport, text: string) => (several ? `${r.model}: ${text}` : text);
   const cases = reports.flatMap((report) => [
     ...report.gates.map((g) => ({ name: named(report, describeGate(g)), passed: g.passed, message: `${g.metric} = ${fmt(g.value)}` })),
-    ...(report.parity ? [{ name: named(report, `parity with in-process ONNX Runtime (tolerance ${report.parity.tolerance})`), passed: report.parity.passed, message: parityLine(report) }] : []),
+    ...(report.parity
+      ? [
+          {
+            name: named(report, `parity with in-process ONNX Runtime (tolerance ${report.parity.tolerance})`),
+            passed: report.parity.passed,
+            message: parityLine(report),
+          },
+        ]
+      : []),
   ]);
   const passed = reports.every((r) => r.passed);
   const seconds = Math.round(reports.reduce((n, r) => n + r.seconds, 0) * 100) / 100;
@@ -89,7 +148,21 @@ export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
   // tag and push read the latest report of a build from here (several models: the verdict and rows of all).
   const document = several ? { passed, imageId: reports[0].imageId, rows: reports.reduce((n, r) => n + r.rows, 0), seconds, models: reports } : reports[0];
   await writeFileAtomic(path.join(baseDir, '.mlops', 'last-test.json'), JSON.stringify(document, null, 2) + '\n');
-  if (several) ctx.reporter.result(document, (_d, s) => [...reports.map((r) => renderHuman(r, s)), '', passed ? s.green.bold(`PASSED (${reports.length} models)`) : s.red.bold(`FAILED (${reports.filter((r) => !r.passed).map((r) => r.model).join(', ')})`)].join('\n\n'));
+  if (several)
+    ctx.reporter.result(document, (_d, s) =>
+      [
+        ...reports.map((r) => renderHuman(r, s)),
+        '',
+        passed
+          ? s.green.bold(`PASSED (${reports.length} models)`)
+          : s.red.bold(
+              `FAILED (${reports
+                .filter((r) => !r.passed)
+                .map((r) => r.model)
+                .join(', ')})`,
+            ),
+      ].join('\n\n'),
+    );
   else ctx.reporter.result(reports[0], renderHuman);
   return passed ? ExitCode.ok : ExitCode.gateFailed;
 }

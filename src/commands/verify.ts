@@ -22,14 +22,24 @@ export async function run(version: string | undefined, flags: VerifyFlags, ctx: 
   if (!reference) throw inputError('no version to verify', 'name one: mlops verify 1.2.0');
   const ref = parseReference(configuredRepository(config, baseDir));
   if (ref.registry === 'docker.io' && !config.image.repository.includes('/')) {
-    throw inputError(`image.repository '${config.image.repository}' names no registry: signatures live in the registry`, 'set image.repository to registry.example.com/team/model and `mlops push`');
+    throw inputError(
+      `image.repository '${config.image.repository}' names no registry: signatures live in the registry`,
+      'set image.repository to registry.example.com/team/model and `mlops push`',
+    );
   }
   const credentials = await resolveCredentials(ref.registry, ctx.env);
   ctx.reporter.maskSecret(credentials?.password);
   const task = ctx.reporter.task(`Verifying ${localName(ref)}:${reference}`);
   let result;
   try {
-    result = await verifyRelease({ client: new RegistryClient(ref.registry, credentials), name: localName(ref), repository: ref.repository, reference, publicKey, keyId });
+    result = await verifyRelease({
+      client: new RegistryClient(ref.registry, credentials),
+      name: localName(ref),
+      repository: ref.repository,
+      reference,
+      publicKey,
+      keyId,
+    });
   } catch (error) {
     task.fail();
     throw error;

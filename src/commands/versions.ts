@@ -34,7 +34,10 @@ export async function run(flags: VersionsFlags, ctx: CommandContext): Promise<nu
   } else {
     // Images tagged here without a daemon, and the engine's when one answers.
     const docker = await connectDocker(ctx.env).catch(() => null);
-    listing = mergeListings(await storedVersions(baseDir, sharedBlobStore(ctx.env), ref), docker ? await localVersions(docker, ref) : { versions: [], aliases: {} });
+    listing = mergeListings(
+      await storedVersions(baseDir, sharedBlobStore(ctx.env), ref),
+      docker ? await localVersions(docker, ref) : { versions: [], aliases: {} },
+    );
   }
   const result = { repository: localName(ref), registry: inRegistry ? ref.registry : null, source: inRegistry ? 'registry' : 'local', ...listing };
   ctx.reporter.result(result, (r, s) => {
@@ -47,7 +50,13 @@ export async function run(flags: VersionsFlags, ctx: CommandContext): Promise<nu
       HEADLINE.filter((k) => v.metrics[k] !== undefined)
         .map((k) => `${k.replace(/^(test|bench)\./, '')}=${v.metrics[k]}`)
         .join(' '),
-      v.signature === null ? '-' : v.signature === 'verified' ? s.green('verified') : v.signature === 'does not verify' ? s.red('does not verify') : s.yellow(v.signature === 'not checked' ? 'not checked (no key)' : 'unsigned'),
+      v.signature === null
+        ? '-'
+        : v.signature === 'verified'
+          ? s.green('verified')
+          : v.signature === 'does not verify'
+            ? s.red('does not verify')
+            : s.yellow(v.signature === 'not checked' ? 'not checked (no key)' : 'unsigned'),
       v.aliases.join(', '),
     ]);
     return `${r.repository} (${r.source})\n\n${renderTable(['version', 'digest', 'created', 'model', 'results', 'signature', 'aliases'], rows)}`;

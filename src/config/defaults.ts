@@ -225,7 +225,8 @@ export interface ContainerAppTarget extends AzureResource {
   readyTimeoutSeconds: number;
 }
 
-export type TargetConfig = LocalTarget | KubernetesTarget | CloudRunTarget | KServeTarget | SageMakerTarget | VertexTarget | LambdaTarget | AzureMLTarget | ContainerAppTarget;
+export type TargetConfig =
+  LocalTarget | KubernetesTarget | CloudRunTarget | KServeTarget | SageMakerTarget | VertexTarget | LambdaTarget | AzureMLTarget | ContainerAppTarget;
 
 /** One model of several (config `models`): what it sets of its own over the top-level sections. */
 export interface ModelEntry {
@@ -250,7 +251,15 @@ export interface ModelEntry {
 export const MODEL_ENTRY_DEFAULTS = { version: '1', weight: 1, shadow: false };
 
 export interface Config {
-  model: { path: string; name: string; version: string; shapes: Record<string, number[]>; inputData: string; preprocess: PreprocessConfig; postprocess: PostprocessConfig };
+  model: {
+    path: string;
+    name: string;
+    version: string;
+    shapes: Record<string, number[]>;
+    inputData: string;
+    preprocess: PreprocessConfig;
+    postprocess: PostprocessConfig;
+  };
   /** Several models in one image and server; empty: the one `model`. */
   models: ModelEntry[];
   server: {
@@ -544,7 +553,17 @@ export const DEFAULTS: Config = {
 
 /** Each target type's defaults; a target in config is merged over its type's. */
 export const TARGET_DEFAULTS: { [K in TargetConfig['type']]: Extract<TargetConfig, { type: K }> } = {
-  local: { type: 'local', host: '127.0.0.1', port: 8080, grpcPort: 8081, containerName: '', restart: 'unless-stopped', memory: '', cpus: 0, readyTimeoutSeconds: 30 },
+  local: {
+    type: 'local',
+    host: '127.0.0.1',
+    port: 8080,
+    grpcPort: 8081,
+    containerName: '',
+    restart: 'unless-stopped',
+    memory: '',
+    cpus: 0,
+    readyTimeoutSeconds: 30,
+  },
   kubernetes: {
     type: 'kubernetes',
     context: '',

@@ -64,13 +64,15 @@ export async function loadConfig(options: { cwd: string; configPath?: string }):
   let found: { config: unknown; filepath: string; isEmpty?: boolean } | null;
   const shown = options.configPath ?? 'config';
   try {
-    found = options.configPath
-      ? await explorer.load(path.resolve(options.cwd, options.configPath))
-      : await explorer.search(options.cwd);
+    found = options.configPath ? await explorer.load(path.resolve(options.cwd, options.configPath)) : await explorer.search(options.cwd);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw inputError(`config file not found: ${shown}`, 'check the --config path, or run `mlops init --model <file>`');
-    throw inputError(`could not read ${await syntaxErrorAt(error as Error, options.cwd)}`, 'fix the syntax error; JSON allows no comments or trailing commas', error);
+    throw inputError(
+      `could not read ${await syntaxErrorAt(error as Error, options.cwd)}`,
+      'fix the syntax error; JSON allows no comments or trailing commas',
+      error,
+    );
   }
   if (!found || found.isEmpty) {
     return { config: applyDefaults({}), filepath: found?.filepath ?? null, baseDir: options.cwd };

@@ -18,7 +18,15 @@ export interface SelectedModel {
 export function configForModel(config: Config, entry: ModelEntry): Config {
   return {
     ...config,
-    model: { path: entry.path, name: entry.name, version: entry.version, shapes: entry.shapes, inputData: entry.inputData, preprocess: entry.preprocess, postprocess: entry.postprocess },
+    model: {
+      path: entry.path,
+      name: entry.name,
+      version: entry.version,
+      shapes: entry.shapes,
+      inputData: entry.inputData,
+      preprocess: entry.preprocess,
+      postprocess: entry.postprocess,
+    },
     models: [],
     test: entry.test,
     monitor: entry.monitor,
@@ -33,7 +41,8 @@ export function configForModel(config: Config, entry: ModelEntry): Config {
 export function selectModels(config: Config, modelName?: string): SelectedModel[] {
   if (config.models.length === 0) return [{ name: modelName || config.model.name, config }];
   const chosen = modelName ? config.models.filter((m) => m.name === modelName) : config.models;
-  if (chosen.length === 0) throw inputError(`--model-name ${modelName}: the config has no such model`, `use one of ${config.models.map((m) => m.name).join(', ')}`);
+  if (chosen.length === 0)
+    throw inputError(`--model-name ${modelName}: the config has no such model`, `use one of ${config.models.map((m) => m.name).join(', ')}`);
   return chosen.map((entry) => ({ name: entry.name, config: configForModel(config, entry), entry }));
 }
 

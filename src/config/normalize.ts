@@ -9,12 +9,12 @@ export function applyDefaults(raw: RawConfig): Config {
       if (value === undefined) continue;
       const base = (defaults as Record<string, unknown>)[key];
       const isSection = base && typeof base === 'object' && !Array.isArray(base) && Object.keys(base).length > 0;
-      out[key] = isSection ? merge(base as object, value as object) : value;
+      out[key] = isSection ? merge(base, value as object) : value;
     }
     return out as T;
   };
   const { $schema: _ignored, targets, models, ...rest } = raw as RawConfig & { $schema?: string };
-  const config = merge(structuredClone(DEFAULTS) as unknown as Config, rest);
+  const config = merge(structuredClone(DEFAULTS), rest);
   config.models = (models ?? []).map((m): ModelEntry => {
     const versions = (m.versions ?? [{ version: m.version ?? MODEL_ENTRY_DEFAULTS.version, path: m.path! }]).map((v) => ({
       version: v.version,

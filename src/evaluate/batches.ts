@@ -19,7 +19,7 @@ export function rowsToTensors(rows: HoldoutRow[], inputs: TensorSignature[], pad
     for (let r = 0; r < count; r++) {
       const values = rows[Math.min(r, rows.length - 1)].inputs[spec.name];
       const offset = r * rowSize;
-      for (let i = 0; i < rowSize; i++) data[offset + i] = big ? BigInt(values[i] as number) : values[i];
+      for (let i = 0; i < rowSize; i++) data[offset + i] = big ? BigInt(values[i]) : values[i];
     }
     feeds[spec.name] = { data: data as unknown as Tensors[string]['data'], dims: [count, ...rowShape] };
   }
@@ -66,7 +66,7 @@ export class GrowingArray {
     if (this.length === this.data.length) {
       // Grow by half: less slack, and less held twice while copying, than doubling.
       const next = new this.type(Math.ceil(this.data.length * 1.5));
-      next.set(this.data as Float64Array);
+      next.set(this.data);
       this.data = next;
     }
     this.data[this.length++] = value;

@@ -95,7 +95,8 @@ export class PredictionScorer {
     this.names = settings.labels.length > 0 ? settings.labels : undefined;
     this.labelIndex = this.names ? new Map(this.names.map((n, i) => [n, i])) : undefined;
     const declaredWidth = output.shape.slice(1).reduce((n, d) => n * d, 1);
-    this.knownClasses = this.task === 'classification' && !INTEGER_TYPES.has(output.datatype) && declaredWidth > 0 ? Math.max(2, declaredWidth) : this.names?.length;
+    this.knownClasses =
+      this.task === 'classification' && !INTEGER_TYPES.has(output.datatype) && declaredWidth > 0 ? Math.max(2, declaredWidth) : this.names?.length;
     this.yTrue = new GrowingArray(this.task === 'classification' ? Int32Array : Float64Array);
     this.scores = new GrowingArray(output.datatype === 'FP32' || output.datatype === 'FP16' ? Float32Array : Float64Array);
   }
@@ -108,12 +109,14 @@ export class PredictionScorer {
   label(raw: unknown): number | LabelProblem {
     if (this.task === 'regression') {
       const value = typeof raw === 'number' ? raw : Number(String(raw).trim());
-      if (String(raw).trim() === '' || !Number.isFinite(value)) return { problem: `${JSON.stringify(raw)} is not a number`, hint: 'a regression holdout needs a numeric target' };
+      if (String(raw).trim() === '' || !Number.isFinite(value))
+        return { problem: `${JSON.stringify(raw)} is not a number`, hint: 'a regression holdout needs a numeric target' };
       return value;
     }
     if (this.labelIndex) {
       const index = this.labelIndex.get(String(raw).trim());
-      if (index === undefined) return { problem: `'${raw}' is not one of the classes ${JSON.stringify(this.names)}`, hint: 'fix the row, or add the class to test.labels' };
+      if (index === undefined)
+        return { problem: `'${raw}' is not one of the classes ${JSON.stringify(this.names)}`, hint: 'fix the row, or add the class to test.labels' };
       return index;
     }
     const value = Number(String(raw).trim());
@@ -130,7 +133,10 @@ export class PredictionScorer {
     if (this.width === 0) {
       this.width = width;
       if (this.task === 'regression' && this.width !== 1) {
-        throw inputError(`output '${this.output.name}' has ${this.width} values a row; a regression needs one`, 'set test.task, or test.output to the value output');
+        throw inputError(
+          `output '${this.output.name}' has ${this.width} values a row; a regression needs one`,
+          'set test.task, or test.output to the value output',
+        );
       }
     } else if (width !== this.width) {
       throw environmentError(`output '${this.output.name}' has ${width} values in a row after ${this.width} in earlier ones`);
@@ -173,7 +179,11 @@ export async function evaluate(options: EvaluateOptions): Promise<Evaluation> {
     } catch (error) {
       if (!(error instanceof ModelRunError)) throw error;
       const rowsNamed = batch.length === 1 ? batch[0].where : `${batch[0].where} to ${batch.at(-1)!.where}`;
-      throw modelFailedError(`the model failed on ${holdout.file} ${rowsNamed}: ${error.message}`, 'the model cannot run on these rows: check it with `mlops inspect` and the rows against its inputs', error);
+      throw modelFailedError(
+        `the model failed on ${holdout.file} ${rowsNamed}: ${error.message}`,
+        'the model cannot run on these rows: check it with `mlops inspect` and the rows against its inputs',
+        error,
+      );
     }
     const tensor = outputs[output.name];
     if (!tensor) throw environmentError(`the model's answer has no output '${output.name}'`);
@@ -234,7 +244,8 @@ function score(
   const n = yTrue.length;
   if (task === 'regression') return { metrics: regressionMetrics(yTrue, raw), outputKind: 'values' };
   if (INTEGER_TYPES.has(output.datatype)) {
-    if (width !== 1) throw inputError(`output '${output.name}' has ${width} integer values a row; expected one class index`, 'set test.output to the label or score output');
+    if (width !== 1)
+      throw inputError(`output '${output.name}' has ${width} integer values a row; expected one class index`, 'set test.output to the label or score output');
     let k = names?.length ?? 0;
     if (!names) for (let i = 0; i < n; i++) k = Math.max(k, yTrue[i] + 1, raw[i] + 1);
     for (let i = 0; i < n; i++) {
@@ -246,7 +257,10 @@ function score(
   const k = width === 1 ? 2 : width;
   const classes = names ?? Array.from({ length: k }, (_, i) => String(i));
   if (classes.length !== k) {
-    throw inputError(`test.labels lists ${classes.length} classes but output '${output.name}' scores ${k}`, 'list one label per class, in the order of the output columns');
+    throw inputError(
+      `test.labels lists ${classes.length} classes but output '${output.name}' scores ${k}`,
+      'list one label per class, in the order of the output columns',
+    );
   }
   let kind = settings.outputKind;
   if (kind === 'auto') {
@@ -305,7 +319,13 @@ async function checkParity(
   const size = fixedSize && fixedSize > 0 ? fixedSize : batchSize;
   for (let start = 0; start < sample.length; start += size) {
     const part = sample.slice(start, start + size);
-    const local = await reference.predict(rowsToTensors(part.map((s) => s.row), reference.inputs, fixedSize && fixedSize > 0 ? size : part.length));
+    const local = await reference.predict(
+      rowsToTensors(
+        part.map((s) => s.row),
+        reference.inputs,
+        fixedSize && fixedSize > 0 ? size : part.length,
+      ),
+    );
     const sent = fixedSize && fixedSize > 0 ? size : part.length;
     part.forEach((entry, r) => {
       for (const [name, server] of Object.entries(entry.outputs)) {

@@ -72,10 +72,13 @@ export async function runQualityTest(options: RunTestOptions): Promise<TestRepor
   const { flags, config } = options;
   const holdoutPath =
     flags.holdout ??
-    (config.test.holdout && !path.isAbsolute(config.test.holdout) ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.holdout)) : config.test.holdout || undefined);
+    (config.test.holdout && !path.isAbsolute(config.test.holdout)
+      ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.holdout))
+      : config.test.holdout || undefined);
   if (!holdoutPath) throw inputError('no holdout given', 'pass --holdout <file> or set test.holdout in config');
   // test.labelsFile goes with test.holdout; a holdout named on the command line takes its --labels there too.
-  const labelsFromConfig = !flags.holdout && config.test.labelsFile ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.labelsFile)) : undefined;
+  const labelsFromConfig =
+    !flags.holdout && config.test.labelsFile ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.labelsFile)) : undefined;
   // Flags and baseline are checked before a container starts.
   const specs = [...gatesFromConfig(config.test.gates), ...flags.gate.map(parseGateFlag)];
   const baseline = flags.baseline ? await readBaseline(options.cwd, flags.baseline) : undefined;
@@ -116,10 +119,7 @@ export async function runQualityTest(options: RunTestOptions): Promise<TestRepor
       `${result.task} (test.maxDrop)`,
     );
     const metrics = result.metrics as unknown as Record<string, unknown>;
-    const gates = [
-      ...evaluateGates(specs, metrics),
-      ...(baseline ? baselineGates(config.test.maxDrop, baseline, metrics, LOWER_IS_BETTER) : []),
-    ];
+    const gates = [...evaluateGates(specs, metrics), ...(baseline ? baselineGates(config.test.maxDrop, baseline, metrics, LOWER_IS_BETTER) : [])];
     return {
       model: target.modelName,
       image: target.image ?? null,

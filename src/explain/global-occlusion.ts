@@ -53,7 +53,7 @@ export function imageInput(predictor: Pick<Predictor, 'inputs'>): { input: Tenso
   if (!layout) {
     throw inputError(
       `input '${input.name}' has dynamic dimensions beyond the batch ([${input.shape.join(', ')}]): occlusion needs the image's size`,
-      'export the model with a fixed height and width, or explain single predictions with the server\'s explain route',
+      "export the model with a fixed height and width, or explain single predictions with the server's explain route",
     );
   }
   return { input: { ...input, width: dims.reduce((n, d) => n * d, 1) }, layout };
@@ -79,10 +79,15 @@ export async function explainImagesGlobally(options: {
   for await (const row of holdout.rows()) {
     wheres.push(row.where);
     const data = row.inputs[input.name];
-    if (data.length !== input.width) throw inputError(`${holdout.file} ${row.where}: ${data.length} values for input '${input.name}', which takes ${input.width} a row`, 'the holdout must hold one image a row');
+    if (data.length !== input.width)
+      throw inputError(
+        `${holdout.file} ${row.where}: ${data.length} values for input '${input.name}', which takes ${input.width} a row`,
+        'the holdout must hold one image a row',
+      );
     for (let i = 0; i < input.width; i++) {
       const v = Number(data[i]);
-      if (!Number.isFinite(v)) throw inputError(`${holdout.file} ${row.where}, value ${i}: ${JSON.stringify(data[i])} is not a number`, 'explanations need every value as a number');
+      if (!Number.isFinite(v))
+        throw inputError(`${holdout.file} ${row.where}, value ${i}: ${JSON.stringify(data[i])} is not a number`, 'explanations need every value as a number');
       values.push(v);
     }
     rows++;
@@ -103,7 +108,9 @@ export async function explainImagesGlobally(options: {
   let grid: [number, number] = [1, 1];
   let modelRows = 0;
   const examples: NonNullable<GlobalOcclusion['examples']> = [];
-  const drawn = new Set(Array.from({ length: Math.min(EXAMPLES, explained.length) }, (_, k) => Math.floor((k * explained.length) / Math.min(EXAMPLES, explained.length))));
+  const drawn = new Set(
+    Array.from({ length: Math.min(EXAMPLES, explained.length) }, (_, k) => Math.floor((k * explained.length) / Math.min(EXAMPLES, explained.length))),
+  );
   for (const [n, r] of explained.entries()) {
     const result = await occlude(model, matrix.subarray(r * input.width, (r + 1) * input.width), layout, settings.patch, 256);
     grid = result.grid;
@@ -116,14 +123,23 @@ export async function explainImagesGlobally(options: {
     // Examples spread over the explained rows (holdouts are often sorted by class), not the first few.
     if (options.picture && drawn.has(n)) {
       const png = await options.picture(matrix.slice(r * input.width, (r + 1) * input.width));
-      examples.push({ where: wheres[r], picture: `data:image/png;base64,${png.toString('base64')}`, column, map: spatialMap(result.patches, grid, result.width, column, [h, w], settings.patch) });
+      examples.push({
+        where: wheres[r],
+        picture: `data:image/png;base64,${png.toString('base64')}`,
+        column,
+        map: spatialMap(result.patches, grid, result.width, column, [h, w], settings.patch),
+      });
     }
     options.onProgress?.(`occlusion: ${n + 1}/${explained.length} rows`);
   }
   const means = sums!.map((s) => s / explained.length);
   const patches: ImagePatch[] = Array.from(means, (m, p) => {
     const [i, j] = [Math.floor(p / grid[1]), p % grid[1]];
-    return { rows: [i * settings.patch, Math.min(h, (i + 1) * settings.patch)] as [number, number], columns: [j * settings.patch, Math.min(w, (j + 1) * settings.patch)] as [number, number], meanAbsAttribution: m };
+    return {
+      rows: [i * settings.patch, Math.min(h, (i + 1) * settings.patch)] as [number, number],
+      columns: [j * settings.patch, Math.min(w, (j + 1) * settings.patch)] as [number, number],
+      meanAbsAttribution: m,
+    };
   }).sort((a, b) => b.meanAbsAttribution - a.meanAbsAttribution);
   return {
     method: 'occlusion',

@@ -64,7 +64,10 @@ export interface GlobalExplanation {
 export function tabularInput(predictor: Pick<Predictor, 'inputs'>): TensorSignature & { width: number } {
   if (!explainableInput(predictor.inputs)) {
     const shown = predictor.inputs.map((i) => `${i.name} ${i.datatype} [${i.shape.join(', ')}]`).join(', ');
-    throw inputError(`explanations take one numeric input, [batch, features] (Kernel SHAP) or image-like (occlusion), and this model has ${shown}`, 'multi-input and string models are not explained yet');
+    throw inputError(
+      `explanations take one numeric input, [batch, features] (Kernel SHAP) or image-like (occlusion), and this model has ${shown}`,
+      'multi-input and string models are not explained yet',
+    );
   }
   return { ...predictor.inputs[0], width: predictor.inputs[0].shape[1] };
 }
@@ -84,9 +87,10 @@ export function batchModel(predictor: Predictor, input: TensorSignature & { widt
       const sent = fixedBatch || n;
       // A fixed batch is filled up with copies of the last row; their outputs are dropped.
       const padded = new Float64Array(sent * input.width);
-      for (let r = 0; r < sent; r++) padded.set(rows.subarray((from + Math.min(r, n - 1)) * input.width, (from + Math.min(r, n - 1) + 1) * input.width), r * input.width);
+      for (let r = 0; r < sent; r++)
+        padded.set(rows.subarray((from + Math.min(r, n - 1)) * input.width, (from + Math.min(r, n - 1) + 1) * input.width), r * input.width);
       const data = rowsAsTensorData(input.datatype, padded, sent * input.width);
-      const answer = await predictor.predict({ [input.name]: { data: data as never, dims: [sent, ...rowDims] } });
+      const answer = await predictor.predict({ [input.name]: { data: data, dims: [sent, ...rowDims] } });
       const tensor = answer[output];
       if (!tensor) throw environmentError(`the model's answer has no output '${output}'`);
       width = tensor.data.length / sent;
@@ -106,7 +110,13 @@ function shuffled(count: number, random: () => number): Uint32Array {
   return order;
 }
 
-export async function explainGlobally(options: { predictor: Predictor; holdout: HoldoutSource; test: Config['test']; settings: ExplainSettings; onProgress?: (line: string) => void }): Promise<GlobalExplanation> {
+export async function explainGlobally(options: {
+  predictor: Predictor;
+  holdout: HoldoutSource;
+  test: Config['test'];
+  settings: ExplainSettings;
+  onProgress?: (line: string) => void;
+}): Promise<GlobalExplanation> {
   const started = performance.now();
   const { predictor, holdout, test, settings } = options;
   const input = tabularInput(predictor);
@@ -125,7 +135,11 @@ export async function explainGlobally(options: { predictor: Predictor; holdout: 
     const data = row.inputs[input.name];
     for (let i = 0; i < input.width; i++) {
       const v = Number(data[i]);
-      if (!Number.isFinite(v)) throw inputError(`${holdout.file} ${row.where}, ${features[i]}: ${JSON.stringify(data[i])} is not a number`, 'explanations need every feature as a number');
+      if (!Number.isFinite(v))
+        throw inputError(
+          `${holdout.file} ${row.where}, ${features[i]}: ${JSON.stringify(data[i])} is not a number`,
+          'explanations need every feature as a number',
+        );
       values.push(v);
     }
     labels.push(label);
@@ -146,7 +160,13 @@ export async function explainGlobally(options: { predictor: Predictor; holdout: 
   const metric = settings.metric || (base.task === 'classification' ? 'accuracy' : 'r2');
   const metricValue = base.metrics[metric];
   if (typeof metricValue !== 'number' || !Number.isFinite(metricValue)) {
-    throw inputError(`explain.metric '${metric}' has no value for this ${base.task} model`, `pick one of: ${Object.entries(base.metrics).filter(([, v]) => typeof v === 'number').map(([k]) => k).join(', ')}`);
+    throw inputError(
+      `explain.metric '${metric}' has no value for this ${base.task} model`,
+      `pick one of: ${Object.entries(base.metrics)
+        .filter(([, v]) => typeof v === 'number')
+        .map(([k]) => k)
+        .join(', ')}`,
+    );
   }
   const worse = LOWER_IS_BETTER.has(metric) ? (v: number) => v - metricValue : (v: number) => metricValue - v;
 
@@ -162,7 +182,8 @@ export async function explainGlobally(options: { predictor: Predictor; holdout: 
       const shuffledScore = (await metricOf(copy)).metrics[metric];
       drops.push(typeof shuffledScore === 'number' ? worse(shuffledScore) : NaN);
     }
-    if (drops.some((d) => !Number.isFinite(d))) throw environmentError(`shuffling ${features[i]} left ${metric} without a value`, 'pick another explain.metric');
+    if (drops.some((d) => !Number.isFinite(d)))
+      throw environmentError(`shuffling ${features[i]} left ${metric} without a value`, 'pick another explain.metric');
     const mean = drops.reduce((a, b) => a + b, 0) / drops.length;
     const std = Math.sqrt(drops.reduce((a, d) => a + (d - mean) ** 2, 0) / Math.max(1, drops.length - 1));
     permutation.push({ mean, std, drops });

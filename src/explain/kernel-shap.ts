@@ -87,7 +87,7 @@ export function coalitions(features: number, samples: number, random: () => numb
     if (count > budget) break;
     for (const size of sizes) {
       const each = sizeWeight[size] / total / binomial(F, size);
-      for (const mask of subsetsOfSize(F, size)) masks.push(mask), weights.push(each);
+      for (const mask of subsetsOfSize(F, size)) (masks.push(mask), weights.push(each));
     }
     budget -= count;
     done = s;
@@ -110,9 +110,12 @@ export function coalitions(features: number, samples: number, random: () => numb
     }
     const mask = new Uint8Array(F);
     for (let i = 0; i < size; i++) mask[order[i]] = 1;
-    sampled.push(mask, mask.map((v) => 1 - v));
+    sampled.push(
+      mask,
+      mask.map((v) => 1 - v),
+    );
   }
-  for (const mask of sampled) masks.push(mask), weights.push(left / total / sampled.length);
+  for (const mask of sampled) (masks.push(mask), weights.push(left / total / sampled.length));
   return { masks, weights: Float64Array.from(weights), exact: false };
 }
 
@@ -153,7 +156,8 @@ function solve(a: Float64Array, b: Float64Array, n: number): Float64Array {
  */
 export function kernelExplainer(model: BatchModel, background: Float64Array, features: number, options: KernelShapOptions): KernelExplainer {
   const backgroundRows = background.length / features;
-  if (!Number.isInteger(backgroundRows) || backgroundRows < 1) throw new Error(`the background holds ${background.length} values, not whole rows of ${features}`);
+  if (!Number.isInteger(backgroundRows) || backgroundRows < 1)
+    throw new Error(`the background holds ${background.length} values, not whole rows of ${features}`);
   let base: Promise<Float64Array> | undefined;
   const meanOf = (data: ArrayLike<number>, width: number, from: number, count: number) => {
     const out = new Float64Array(width);
@@ -161,8 +165,7 @@ export function kernelExplainer(model: BatchModel, background: Float64Array, fea
     for (let k = 0; k < width; k++) out[k] /= count;
     return out;
   };
-  const baseValue = () =>
-    (base ??= model(background, backgroundRows).then(({ data, width }) => meanOf(data, width, 0, backgroundRows)));
+  const baseValue = () => (base ??= model(background, backgroundRows).then(({ data, width }) => meanOf(data, width, 0, backgroundRows)));
 
   return {
     features,
@@ -173,7 +176,8 @@ export function kernelExplainer(model: BatchModel, background: Float64Array, fea
       const x = Float64Array.from(row);
       const baseOut = await baseValue();
       const random = seededRandom(options.seed ?? 7);
-      const { masks, weights, exact } = features > 1 ? coalitions(features, Math.max(2, options.samples), random) : { masks: [], weights: new Float64Array(0), exact: true };
+      const { masks, weights, exact } =
+        features > 1 ? coalitions(features, Math.max(2, options.samples), random) : { masks: [], weights: new Float64Array(0), exact: true };
       // One call: the row itself, then every coalition over every background row.
       const count = 1 + masks.length * backgroundRows;
       const rows = new Float64Array(count * features);
@@ -212,7 +216,7 @@ export function kernelExplainer(model: BatchModel, background: Float64Array, fea
       for (let k = 0; k < width; k++) {
         const phi = solve(xtwx, xtwy[k], n);
         let sum = 0;
-        for (let i = 0; i < n; i++) (values[i * width + k] = phi[i]), (sum += phi[i]);
+        for (let i = 0; i < n; i++) ((values[i * width + k] = phi[i]), (sum += phi[i]));
         values[last * width + k] = output[k] - baseOut[k] - sum;
       }
       return { base: baseOut, output, values, width, coalitions: masks.length, exact };

@@ -62,7 +62,8 @@ export async function occlude(model: RowsModel, row: Float64Array, layout: Spati
   const zeroed = (p: number): number[] => {
     const [pi, pj] = [Math.floor(p / grid[1]), p % grid[1]];
     const out: number[] = [];
-    for (let y = pi * patch; y < Math.min(h, (pi + 1) * patch); y++) for (let x = pj * patch; x < Math.min(w, (pj + 1) * patch); x++) out.push(...positionsOf(y, x));
+    for (let y = pi * patch; y < Math.min(h, (pi + 1) * patch); y++)
+      for (let x = pj * patch; x < Math.min(w, (pj + 1) * patch); x++) out.push(...positionsOf(y, x));
     return out;
   };
   const base = await model(row, 1);
@@ -83,7 +84,16 @@ export async function occlude(model: RowsModel, row: Float64Array, layout: Spati
 }
 
 /** One column's patch attributions (laid out as OcclusionResult.patches, `width` columns a patch) as a map of the input's spatial shape, [height][width]. */
-export function spatialMap(patches: ArrayLike<number>, grid: [number, number], width: number, column: number, shape: [number, number], patch: number): number[][] {
+export function spatialMap(
+  patches: ArrayLike<number>,
+  grid: [number, number],
+  width: number,
+  column: number,
+  shape: [number, number],
+  patch: number,
+): number[][] {
   const [h, w] = shape;
-  return Array.from({ length: h }, (_, y) => Array.from({ length: w }, (_, x) => patches[(Math.floor(y / patch) * grid[1] + Math.floor(x / patch)) * width + column]));
+  return Array.from({ length: h }, (_, y) =>
+    Array.from({ length: w }, (_, x) => patches[(Math.floor(y / patch) * grid[1] + Math.floor(x / patch)) * width + column]),
+  );
 }

@@ -7,7 +7,10 @@ const fmt = (v: number) => (v === 0 ? '0' : Math.abs(v) >= 0.01 ? v.toFixed(4) :
 const spread = (f: FeatureImportance) => `${fmt(f.permutation.mean)} ± ${fmt(f.permutation.std)}`;
 
 export function headline(r: GlobalExplanation): string {
-  const top = r.features.slice(0, 3).map((f) => f.feature).join(', ');
+  const top = r.features
+    .slice(0, 3)
+    .map((f) => f.feature)
+    .join(', ');
   return `${r.model}: ${r.features.length} features; it relies most on ${top}`;
 }
 
@@ -57,7 +60,11 @@ function rankChart(r: GlobalExplanation, shown: FeatureImportance[]): string {
       `<line x1="${(permX + perm - err).toFixed(1)}" x2="${(permX + perm + err).toFixed(1)}" y1="${y + row / 2}" y2="${y + row / 2}" class="err"/>`,
     );
   });
-  parts.push(`<line x1="${left}" x2="${left}" y1="24" y2="${height - 8}" class="baseline"/>`, `<line x1="${left + half + 30}" x2="${left + half + 30}" y1="24" y2="${height - 8}" class="baseline"/>`, '</svg>');
+  parts.push(
+    `<line x1="${left}" x2="${left}" y1="24" y2="${height - 8}" class="baseline"/>`,
+    `<line x1="${left + half + 30}" x2="${left + half + 30}" y1="24" y2="${height - 8}" class="baseline"/>`,
+    '</svg>',
+  );
   return parts.join('');
 }
 
@@ -72,7 +79,12 @@ function scatter(f: FeatureImportance, column: string): string {
   const peak = Math.max(1e-12, ...ys.map(Math.abs));
   const px = (v: number) => pad.left + (x1 === x0 ? 0.5 : (v - x0) / (x1 - x0)) * (width - pad.left - pad.right);
   const py = (v: number) => pad.top + (1 - (v + peak) / (2 * peak)) * (height - pad.top - pad.bottom);
-  const dots = f.points.map(([x, y]) => `<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="${y >= 0 ? '#b3261e' : '#2f6db5'}" fill-opacity="0.7"><title>value ${fmt(x)}: ${fmt(y)}</title></circle>`).join('');
+  const dots = f.points
+    .map(
+      ([x, y]) =>
+        `<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="${y >= 0 ? '#b3261e' : '#2f6db5'}" fill-opacity="0.7"><title>value ${fmt(x)}: ${fmt(y)}</title></circle>`,
+    )
+    .join('');
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeXml(f.feature)}: attribution against value">`,
     `<text x="${pad.left}" y="14" class="title">${escapeXml(f.feature)}: attribution to ${escapeXml(column)} against value</text>`,
@@ -105,14 +117,19 @@ ${extraCss}
 
 export function renderHtml(r: GlobalExplanation): string {
   const shown = r.features.slice(0, 25);
-  const rows = r.features.map((f, i) => `<tr><td>${i + 1}</td><td>${escapeXml(f.feature)}</td><td>${fmt(f.meanAbsAttribution)}</td><td>${spread(f)}</td></tr>`).join('');
+  const rows = r.features
+    .map((f, i) => `<tr><td>${i + 1}</td><td>${escapeXml(f.feature)}</td><td>${fmt(f.meanAbsAttribution)}</td><td>${spread(f)}</td></tr>`)
+    .join('');
   return `${pageHead(headline(r))}
 <h1>mlops explain: ${escapeXml(r.model)}</h1>
 <div class="meta">${escapeXml(method(r))}</div>
 <h2>What the model relies on${shown.length < r.features.length ? ` (top ${shown.length} of ${r.features.length})` : ''}</h2>
 <section class="card">${rankChart(r, shown)}</section>
 <h2>Attribution against value, for the top ${Math.min(3, r.features.length)} features</h2>
-<div class="grid-cards">${r.features.slice(0, 3).map((f) => `<section class="card">${scatter(f, r.scatterColumn)}</section>`).join('')}</div>
+<div class="grid-cards">${r.features
+    .slice(0, 3)
+    .map((f) => `<section class="card">${scatter(f, r.scatterColumn)}</section>`)
+    .join('')}</div>
 <h2>Every feature</h2>
 <table><tr>${['rank', 'feature', 'mean |attribution|', 'permutation importance (mean ± spread)'].map((h) => `<th>${h}</th>`).join('')}</tr>${rows}</table>
 </body></html>
@@ -136,7 +153,9 @@ export function occlusionMethod(r: GlobalOcclusion): string {
 }
 
 export function occlusionRows(r: GlobalOcclusion, limit = 10): string[][] {
-  return r.patches.slice(0, limit).map((p, i) => [String(i + 1), `${p.rows[0]}-${p.rows[1] - 1}`, `${p.columns[0]}-${p.columns[1] - 1}`, fmt(p.meanAbsAttribution)]);
+  return r.patches
+    .slice(0, limit)
+    .map((p, i) => [String(i + 1), `${p.rows[0]}-${p.rows[1] - 1}`, `${p.columns[0]}-${p.columns[1] - 1}`, fmt(p.meanAbsAttribution)]);
 }
 
 export function renderOcclusionMarkdown(r: GlobalOcclusion): string {
@@ -149,7 +168,12 @@ function heatMap(r: GlobalOcclusion): string {
   const cell = Math.max(2, Math.min(48, Math.floor(560 / Math.max(h, w))));
   const max = Math.max(...r.map.flat(), 0);
   const cells = r.map
-    .flatMap((row, y) => row.map((v, x) => `<rect x="${x * cell}" y="${y * cell}" width="${cell}" height="${cell}" fill="rgb(${shade(max > 0 ? v / max : 0)})"><title>row ${y}, column ${x}: ${fmt(v)}</title></rect>`))
+    .flatMap((row, y) =>
+      row.map(
+        (v, x) =>
+          `<rect x="${x * cell}" y="${y * cell}" width="${cell}" height="${cell}" fill="rgb(${shade(max > 0 ? v / max : 0)})"><title>row ${y}, column ${x}: ${fmt(v)}</title></rect>`,
+      ),
+    )
     .join('');
   const legend = Array.from({ length: 11 }, (_, i) => `<rect x="${i * 24}" y="0" width="24" height="12" fill="rgb(${shade(i / 10)})"/>`).join('');
   return (
@@ -167,7 +191,13 @@ function overlay(example: NonNullable<GlobalOcclusion['examples']>[number], shap
   const cell = Math.max(2, Math.min(24, Math.floor(256 / Math.max(h, w))));
   const max = Math.max(...example.map.flat().map(Math.abs), 0);
   const cells = example.map
-    .flatMap((row, y) => row.map((v, x) => (max > 0 && Math.abs(v) / max > 0.05 ? `<rect x="${x * cell}" y="${y * cell}" width="${cell}" height="${cell}" fill="rgb(220,30,40)" fill-opacity="${(0.7 * Math.abs(v)) / max}"/>` : '')))
+    .flatMap((row, y) =>
+      row.map((v, x) =>
+        max > 0 && Math.abs(v) / max > 0.05
+          ? `<rect x="${x * cell}" y="${y * cell}" width="${cell}" height="${cell}" fill="rgb(220,30,40)" fill-opacity="${(0.7 * Math.abs(v)) / max}"/>`
+          : '',
+      ),
+    )
     .join('');
   return (
     `<section class="card"><svg role="img" aria-label="occlusion map over ${escapeXml(example.where)}" width="${w * cell}" height="${h * cell}" viewBox="0 0 ${w * cell} ${h * cell}">` +
@@ -177,7 +207,9 @@ function overlay(example: NonNullable<GlobalOcclusion['examples']>[number], shap
 }
 
 export function renderOcclusionHtml(r: GlobalOcclusion): string {
-  const rows = occlusionRows(r, 25).map((cells) => `<tr>${cells.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`).join('');
+  const rows = occlusionRows(r, 25)
+    .map((cells) => `<tr>${cells.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`)
+    .join('');
   return `${pageHead(occlusionHeadline(r), '.card{display:inline-block}')}
 <h1>mlops explain: ${escapeXml(r.model)}</h1>
 <div class="meta">${escapeXml(occlusionMethod(r))}</div>
@@ -195,7 +227,10 @@ ${r.examples ? `<h2>Over the images themselves</h2>\n<div>${r.examples.map((e) =
 export const TOKEN_HEADER = ['rank', 'token', 'occurrences', 'mean |attribution|'];
 
 export function tokenHeadline(r: TokenExplanation): string {
-  return `${r.model}: the tokens it relies on most are ${r.tokens.slice(0, 5).map((t) => `'${t.token}'`).join(', ')}`;
+  return `${r.model}: the tokens it relies on most are ${r.tokens
+    .slice(0, 5)
+    .map((t) => `'${t.token}'`)
+    .join(', ')}`;
 }
 
 export function tokenMethod(r: TokenExplanation): string {
@@ -224,7 +259,9 @@ function shadedSentence(example: TokenExplanation['examples'][number]): string {
 }
 
 export function renderTokenHtml(r: TokenExplanation): string {
-  const rows = tokenRows(r, 25).map((cells) => `<tr>${cells.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`).join('');
+  const rows = tokenRows(r, 25)
+    .map((cells) => `<tr>${cells.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`)
+    .join('');
   return `${pageHead(tokenHeadline(r), '.token{padding:1px 3px;border-radius:3px;line-height:1.9}')}
 <h1>mlops explain: ${escapeXml(r.model)}</h1>
 <div class="meta">${escapeXml(tokenMethod(r))}</div>

@@ -25,7 +25,14 @@ const count = (flag: string, value: number | undefined, min: number) => {
 };
 
 /** `mlops explain`: the model in-process unless --image or --url says where, over the holdout. */
-export async function runExplain(options: { cwd: string; projectDir: string; config: Config; env: NodeJS.ProcessEnv; flags: ExplainFlags; onProgress?: (line: string) => void }): Promise<GlobalExplanation | GlobalOcclusion | TokenExplanation> {
+export async function runExplain(options: {
+  cwd: string;
+  projectDir: string;
+  config: Config;
+  env: NodeJS.ProcessEnv;
+  flags: ExplainFlags;
+  onProgress?: (line: string) => void;
+}): Promise<GlobalExplanation | GlobalOcclusion | TokenExplanation> {
   const { flags, config } = options;
   const settings: ExplainSettings = {
     ...config.explain,
@@ -37,27 +44,76 @@ export async function runExplain(options: { cwd: string; projectDir: string; con
   };
   const holdoutPath = flags.holdout ?? (config.test.holdout ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.holdout)) : undefined);
   if (!holdoutPath) throw inputError('no holdout given', 'pass --holdout <file> or set test.holdout in config');
-  const labelsFromConfig = !flags.holdout && config.test.labelsFile ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.labelsFile)) : undefined;
+  const labelsFromConfig =
+    !flags.holdout && config.test.labelsFile ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.labelsFile)) : undefined;
   const local = flags.image === undefined && flags.url === undefined;
-  const target = await openTarget({ flags: { ...flags, local: local || flags.local }, cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, purpose: 'explain' });
+  const target = await openTarget({
+    flags: { ...flags, local: local || flags.local },
+    cwd: options.cwd,
+    projectDir: options.projectDir,
+    config,
+    env: options.env,
+    purpose: 'explain',
+  });
   try {
     const processing = await processingFor(target.modelPath, target.predictor, config.model);
     // A text model from an export folder: occlusion by token, through its own tokenizer.
     const text = processing?.text ? createPreprocessor(processing)?.tokenizer : undefined;
     if (text) {
-      const holdout = await openHoldout({ cwd: options.cwd, holdout: holdoutPath, inputs: target.predictor.inputs, label: config.test.label, labelOptional: true, features: config.test.features, processing });
-      return await explainTextsGlobally({ predictor: target.predictor, tokenizer: text, maskId: text.maskId(processing!.text!.tokenizerConfig), holdout: { ...holdout, file: holdoutPath }, test: config.test, settings, classNames: processing!.labels?.names, onProgress: options.onProgress });
+      const holdout = await openHoldout({
+        cwd: options.cwd,
+        holdout: holdoutPath,
+        inputs: target.predictor.inputs,
+        label: config.test.label,
+        labelOptional: true,
+        features: config.test.features,
+        processing,
+      });
+      return await explainTextsGlobally({
+        predictor: target.predictor,
+        tokenizer: text,
+        maskId: text.maskId(processing!.text!.tokenizerConfig),
+        holdout: { ...holdout, file: holdoutPath },
+        test: config.test,
+        settings,
+        classNames: processing!.labels?.names,
+        onProgress: options.onProgress,
+      });
     }
     // What cannot be explained is refused before the holdout is read.
     const image = imageInput(target.predictor);
     if (!image) tabularInput(target.predictor);
-    const holdout = await openHoldout({ cwd: options.cwd, holdout: holdoutPath, labels: flags.labels ?? labelsFromConfig, inputs: target.predictor.inputs, label: config.test.label, labelOptional: image !== null, features: config.test.features, processing });
+    const holdout = await openHoldout({
+      cwd: options.cwd,
+      holdout: holdoutPath,
+      labels: flags.labels ?? labelsFromConfig,
+      inputs: target.predictor.inputs,
+      label: config.test.label,
+      labelOptional: image !== null,
+      features: config.test.features,
+      processing,
+    });
     // A model folder's image preprocessing, undone: the report draws each map over the picture the model saw.
     const pixels = processing?.image;
     const picture = pixels?.height && pixels.width ? (row: Float64Array) => tensorToPng(row, pixels, pixels.height!, pixels.width!) : undefined;
     // An image model: occlusion, averaged over the sampled rows (labels are not needed).
-    if (image) return await explainImagesGlobally({ predictor: target.predictor, image, holdout: { ...holdout, file: holdoutPath }, test: config.test, settings: { ...settings, patch: config.explain.patch }, onProgress: options.onProgress, picture });
-    return await explainGlobally({ predictor: target.predictor, holdout: { ...holdout, file: holdoutPath }, test: config.test, settings, onProgress: options.onProgress });
+    if (image)
+      return await explainImagesGlobally({
+        predictor: target.predictor,
+        image,
+        holdout: { ...holdout, file: holdoutPath },
+        test: config.test,
+        settings: { ...settings, patch: config.explain.patch },
+        onProgress: options.onProgress,
+        picture,
+      });
+    return await explainGlobally({
+      predictor: target.predictor,
+      holdout: { ...holdout, file: holdoutPath },
+      test: config.test,
+      settings,
+      onProgress: options.onProgress,
+    });
   } finally {
     await target.close();
   }

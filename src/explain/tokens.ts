@@ -73,7 +73,9 @@ export async function explainTextsGlobally(options: {
     [order[i], order[j]] = [order[j], order[i]];
   }
   const explained = order.slice(0, Math.min(settings.rows, sentences.length)).sort((a, b) => a - b);
-  const drawn = new Set(Array.from({ length: Math.min(EXAMPLES, explained.length) }, (_, k) => Math.floor((k * explained.length) / Math.min(EXAMPLES, explained.length))));
+  const drawn = new Set(
+    Array.from({ length: Math.min(EXAMPLES, explained.length) }, (_, k) => Math.floor((k * explained.length) / Math.min(EXAMPLES, explained.length))),
+  );
   const totals = new Map<string, { sum: number; count: number }>();
   const examples: TokenExplanation['examples'] = [];
   for (const [n, index] of explained.entries()) {
@@ -100,10 +102,18 @@ export async function explainTextsGlobally(options: {
       total.count++;
       totals.set(token, total);
     });
-    if (drawn.has(n)) examples.push({ where, column, ...(options.classNames?.[column] ? { label: options.classNames[column] } : {}), tokens: positions.map((p, k) => ({ token: tokenizer.idToToken(ids[p]) ?? String(ids[p]), attribution: falls[k] })) });
+    if (drawn.has(n))
+      examples.push({
+        where,
+        column,
+        ...(options.classNames?.[column] ? { label: options.classNames[column] } : {}),
+        tokens: positions.map((p, k) => ({ token: tokenizer.idToToken(ids[p]) ?? String(ids[p]), attribution: falls[k] })),
+      });
     options.onProgress?.(`token occlusion: ${n + 1}/${explained.length} sentences`);
   }
-  const tokens = [...totals.entries()].map(([token, t]) => ({ token, count: t.count, meanAbsAttribution: t.sum / t.count })).sort((a, b) => b.meanAbsAttribution - a.meanAbsAttribution || b.count - a.count);
+  const tokens = [...totals.entries()]
+    .map(([token, t]) => ({ token, count: t.count, meanAbsAttribution: t.sum / t.count }))
+    .sort((a, b) => b.meanAbsAttribution - a.meanAbsAttribution || b.count - a.count);
   return {
     method: 'token-occlusion',
     model: predictor.modelName,

@@ -69,7 +69,10 @@ export function planColumns(header: string[], options: CsvOptions): { plans: Col
       const describe = layouts.map((l) => `'${l.name}' takes ${l.rowSize}`).join(', ');
       const problem =
         rest.length > needed
-          ? `extra column${rest.length - needed > 1 ? 's' : ''} ${rest.slice(needed).map((c) => `'${c}'`).join(', ')}`
+          ? `extra column${rest.length - needed > 1 ? 's' : ''} ${rest
+              .slice(needed)
+              .map((c) => `'${c}'`)
+              .join(', ')}`
           : `missing ${needed - rest.length} column${needed - rest.length > 1 ? 's' : ''}`;
       throw inputError(
         `${shown}: ${problem}: the model needs ${needed} feature columns (${describe})${labelIndex === undefined ? '' : ` besides '${label}'`}, the file has ${rest.length}`,
@@ -118,10 +121,7 @@ export async function openCsv(options: CsvOptions): Promise<HoldoutSource> {
         }
         const where = `row ${line}`;
         if (record.length !== header.length) {
-          throw inputError(
-            `${options.shown} ${where}: ${record.length} cells, the header has ${header.length}`,
-            'every row needs a value for every column',
-          );
+          throw inputError(`${options.shown} ${where}: ${record.length} cells, the header has ${header.length}`, 'every row needs a value for every column');
         }
         const inputs: Record<string, (number | string)[]> = {};
         const shapes: Record<string, number[]> = {};
@@ -131,7 +131,10 @@ export async function openCsv(options: CsvOptions): Promise<HoldoutSource> {
             const raw = record[plan.indices[j]];
             const value = parseValue(raw, plan.input.datatype);
             if (value === undefined) {
-              throw inputError(`${options.shown} ${where}, column '${plan.columns[j]}': ${valueProblem(raw.trim(), plan.input.datatype)}`, 'fix or drop the row');
+              throw inputError(
+                `${options.shown} ${where}, column '${plan.columns[j]}': ${valueProblem(raw.trim(), plan.input.datatype)}`,
+                'fix or drop the row',
+              );
             }
             values[j] = value;
           }
@@ -139,7 +142,8 @@ export async function openCsv(options: CsvOptions): Promise<HoldoutSource> {
           shapes[plan.input.name] = plan.input.rowShape;
         }
         const label = labelIndex === undefined ? '' : record[labelIndex].trim();
-        if (label === '' && labelIndex !== undefined) throw inputError(`${options.shown} ${where}, column '${options.label}': the label is empty`, 'fix or drop the row');
+        if (label === '' && labelIndex !== undefined)
+          throw inputError(`${options.shown} ${where}, column '${options.label}': the label is empty`, 'fix or drop the row');
         yield { where, inputs, shapes, label };
       }
     },

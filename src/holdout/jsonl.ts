@@ -56,7 +56,10 @@ export function openJsonl(options: JsonlOptions): HoldoutSource {
         const shapes: Record<string, number[]> = {};
         for (const layout of layouts) {
           if (!(layout.name in object)) {
-            throw inputError(`${shown} ${where}: missing key '${layout.name}' (model input)`, `every line needs ${layouts.map((l) => `'${l.name}'`).join(', ')} and '${label}'`);
+            throw inputError(
+              `${shown} ${where}: missing key '${layout.name}' (model input)`,
+              `every line needs ${layouts.map((l) => `'${l.name}'`).join(', ')} and '${label}'`,
+            );
           }
           const value = object[layout.name];
           const shape = shapeOf(value);
@@ -80,11 +83,12 @@ export function openJsonl(options: JsonlOptions): HoldoutSource {
               'rows are sent in batches, so every row needs the same shape',
             );
           }
-          const flat = (Array.isArray(value) ? (value as unknown[]).flat(Infinity) : [value]) as unknown[];
+          const flat = Array.isArray(value) ? (value as unknown[]).flat(Infinity) : [value];
           const values = new Array<number | string>(flat.length);
           for (let i = 0; i < flat.length; i++) {
             const value = parseValue(flat[i], layout.datatype);
-            if (value === undefined) throw inputError(`${shown} ${where}, key '${layout.name}' element ${i}: ${valueProblem(flat[i], layout.datatype)}`, 'fix or drop the line');
+            if (value === undefined)
+              throw inputError(`${shown} ${where}, key '${layout.name}' element ${i}: ${valueProblem(flat[i], layout.datatype)}`, 'fix or drop the line');
             values[i] = value;
           }
           inputs[layout.name] = values;

@@ -52,7 +52,7 @@ async function* processed(rows: AsyncIterable<RawRow>, plan: ProcessingPlan, sho
       for (const [name, tensor] of Object.entries(feeds)) {
         // Holdout rows hold numbers: 64-bit token ids become doubles (exact below 2^53), made 64-bit again when batched.
         const data = tensor.data;
-        inputs[name] = data instanceof BigInt64Array || data instanceof BigUint64Array ? Float64Array.from(data, Number) : (data as unknown as HoldoutRow['inputs'][string]);
+        inputs[name] = data instanceof BigInt64Array || data instanceof BigUint64Array ? Float64Array.from(data, Number) : data;
         shapes[name] = tensor.dims.slice(1);
       }
       return { where: row.where, inputs, shapes, label: row.label };
@@ -75,7 +75,11 @@ async function readBounded(file: string, maxBytes: number, shown: string): Promi
   const info = await stat(file).catch(() => undefined);
   if (!info?.isFile()) throw inputError(`${shown}: file not found`, 'check the path');
   // A little over the limit is read, so that the preprocessor names the size it refuses.
-  if (info.size > maxBytes) throw inputError(`${shown}: ${info.size} bytes, over the ${maxBytes} bytes an image may have (model.preprocess.image.maxBytes)`, 'shrink the image or raise the limit');
+  if (info.size > maxBytes)
+    throw inputError(
+      `${shown}: ${info.size} bytes, over the ${maxBytes} bytes an image may have (model.preprocess.image.maxBytes)`,
+      'shrink the image or raise the limit',
+    );
   const handle = await open(file, 'r');
   try {
     const buffer = Buffer.alloc(info.size);
@@ -93,7 +97,8 @@ async function insideFolder(root: string, relative: string, where: string): Prom
   const resolved = path.resolve(root, relative);
   const real = await realpath(resolved).catch(() => resolved);
   const realRoot = await realpath(root).catch(() => root);
-  if (!real.startsWith(realRoot + path.sep)) throw inputError(`${where}: '${relative}' is outside the holdout's folder`, "image paths must stay inside the holdout file's folder");
+  if (!real.startsWith(realRoot + path.sep))
+    throw inputError(`${where}: '${relative}' is outside the holdout's folder`, "image paths must stay inside the holdout file's folder");
   return real;
 }
 
@@ -110,8 +115,15 @@ export interface MediaHoldoutOptions {
 /** An ImageFolder: `<dir>/<class>/<image>`; the class is the folder's name. */
 export async function openImageFolder(options: MediaHoldoutOptions): Promise<HoldoutSource> {
   const { file: dir, shown, plan } = options;
-  if (!plan.image) throw inputError(`${shown} is a folder of images, but the model takes no images`, 'give the model folder its preprocessor_config.json, or set model.preprocess.image');
-  const classes = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  if (!plan.image)
+    throw inputError(
+      `${shown} is a folder of images, but the model takes no images`,
+      'give the model folder its preprocessor_config.json, or set model.preprocess.image',
+    );
+  const classes = (await readdir(dir, { withFileTypes: true }))
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort();
   const files: { relative: string; label: string }[] = [];
   for (const name of classes) {
     for (const entry of (await readdir(path.join(dir, name), { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
@@ -119,7 +131,10 @@ export async function openImageFolder(options: MediaHoldoutOptions): Promise<Hol
     }
   }
   if (files.length === 0) {
-    throw inputError(`${shown}: no images found in one subfolder per class`, `lay it out as ${shown}/<class>/<image>.jpg (ImageFolder), with ${[...IMAGE_EXTENSIONS].join(', ')} files`);
+    throw inputError(
+      `${shown}: no images found in one subfolder per class`,
+      `lay it out as ${shown}/<class>/<image>.jpg (ImageFolder), with ${[...IMAGE_EXTENSIONS].join(', ')} files`,
+    );
   }
   const maxBytes = plan.image.maxBytes;
   return {
@@ -153,7 +168,8 @@ export async function openMediaTable(options: MediaHoldoutOptions & { format: 'c
   const column = pick(header, kind === 'image' ? IMAGE_COLUMNS : TEXT_COLUMNS);
   if (!column) return undefined;
   const hasLabel = header.includes(options.label);
-  if (!hasLabel && !options.labelOptional) throw inputError(`${shown}: missing column '${options.label}' (the label)`, `name the label column in test.label; the columns are: ${header.join(', ')}`);
+  if (!hasLabel && !options.labelOptional)
+    throw inputError(`${shown}: missing column '${options.label}' (the label)`, `name the label column in test.label; the columns are: ${header.join(', ')}`);
   const root = path.dirname(options.file);
   const maxBytes = plan.image?.maxBytes ?? 0;
   const records = options.format === 'csv' ? csvObjects(options.file, header, shown) : jsonlObjects(options.file, shown);
@@ -168,8 +184,10 @@ export async function openMediaTable(options: MediaHoldoutOptions & { format: 'c
           for await (const { where, record } of records()) {
             const value = record[column];
             const label = hasLabel ? record[options.label] : '';
-            if (hasLabel && (label === undefined || label === null || String(label).trim() === '')) throw inputError(`${shown} ${where}, column '${options.label}': the label is empty`, 'fix or drop the row');
-            if (typeof value !== 'string') throw inputError(`${shown} ${where}, column '${column}': expected ${kind === 'image' ? 'a path' : 'a text'}, got ${JSON.stringify(value)}`);
+            if (hasLabel && (label === undefined || label === null || String(label).trim() === ''))
+              throw inputError(`${shown} ${where}, column '${options.label}': the label is empty`, 'fix or drop the row');
+            if (typeof value !== 'string')
+              throw inputError(`${shown} ${where}, column '${column}': expected ${kind === 'image' ? 'a path' : 'a text'}, got ${JSON.stringify(value)}`);
             const load =
               kind === 'image'
                 ? async () => readBounded(await insideFolder(root, value, `${shown} ${where}`), maxBytes, `${shown} ${where} (${value})`)
@@ -197,7 +215,11 @@ function csvObjects(file: string, header: string[], shown: string) {
         first = false;
         continue;
       }
-      if (cells.length !== header.length) throw inputError(`${shown} row ${line}: ${cells.length} cells, the header has ${header.length}`, 'every row needs a value for every column (quote cells that hold commas)');
+      if (cells.length !== header.length)
+        throw inputError(
+          `${shown} row ${line}: ${cells.length} cells, the header has ${header.length}`,
+          'every row needs a value for every column (quote cells that hold commas)',
+        );
       yield { where: `row ${line}`, record: Object.fromEntries(header.map((h, i) => [h, cells[i]])) };
     }
   };

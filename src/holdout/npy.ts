@@ -101,7 +101,7 @@ async function* readRows(file: string, header: NpyHeader): AsyncGenerator<ArrayL
       for (let r = 0; r < count; r++) {
         // Numbers as a typed array: an image row of 3x320x320 is 2.4 MB, not an array of 307,200 boxed values.
         const values = text ? new Array<number | string>(rowSize) : new Float64Array(rowSize);
-        for (let j = 0; j < rowSize; j++) values[j] = header.read(view, (r * rowSize + j) * header.itemSize) as number;
+        for (let j = 0; j < rowSize; j++) values[j] = header.read(view, (r * rowSize + j) * header.itemSize);
         yield values;
       }
     }
@@ -128,7 +128,8 @@ export async function openNpy(options: NpyOptions): Promise<HoldoutSource> {
   const layout = layouts[0];
   const x = await readNpyHeader(options.file, shown);
   const y = options.labelsFile ? await readNpyHeader(options.labelsFile, labelsShown) : undefined;
-  if (x.fortranOrder || y?.fortranOrder) throw inputError(`${x.fortranOrder ? shown : labelsShown}: Fortran-ordered arrays are not supported`, 'save with numpy.save(np.ascontiguousarray(a))');
+  if (x.fortranOrder || y?.fortranOrder)
+    throw inputError(`${x.fortranOrder ? shown : labelsShown}: Fortran-ordered arrays are not supported`, 'save with numpy.save(np.ascontiguousarray(a))');
   const rowShape = x.shape.slice(1);
   const fits = rowShape.length === layout.rowShape.length && layout.rowShape.every((d, i) => d === -1 || d === rowShape[i]);
   if (!fits) {
@@ -157,8 +158,9 @@ export async function openNpy(options: NpyOptions): Promise<HoldoutSource> {
           const values = layout.datatype === 'BYTES' ? new Array<number | string>(raw.length) : new Float64Array(raw.length);
           for (let j = 0; j < raw.length; j++) {
             const value = parseValue(raw[j], layout.datatype);
-            if (value === undefined) throw inputError(`${shown} ${where}, element ${j}: ${valueProblem(raw[j], layout.datatype)}`, 'clean the array before saving it');
-            values[j] = value as number;
+            if (value === undefined)
+              throw inputError(`${shown} ${where}, element ${j}: ${valueProblem(raw[j], layout.datatype)}`, 'clean the array before saving it');
+            values[j] = value;
           }
           const label = labels ? (await labels.next()).value?.[0] : '';
           if (label === undefined || (typeof label === 'number' && !Number.isFinite(label))) {

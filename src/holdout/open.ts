@@ -47,10 +47,21 @@ export async function openHoldout(options: OpenHoldoutOptions): Promise<HoldoutS
   const shown = options.holdout;
   const info = await stat(file).catch(() => undefined);
   if (!options.processing && options.model) {
-    options = { ...options, processing: await processingFor(path.resolve(options.cwd, options.model.path), { inputs: options.inputs, outputs: [] }, { preprocess: options.model.preprocess }) };
+    options = {
+      ...options,
+      processing: await processingFor(
+        path.resolve(options.cwd, options.model.path),
+        { inputs: options.inputs, outputs: [] },
+        { preprocess: options.model.preprocess },
+      ),
+    };
   }
   if (info?.isDirectory()) {
-    if (!options.processing?.image) throw inputError(`${shown} is a folder, and the model takes no images`, 'a folder holdout is images in one subfolder per class; for tensors pass a .csv, .jsonl or .npy file');
+    if (!options.processing?.image)
+      throw inputError(
+        `${shown} is a folder, and the model takes no images`,
+        'a folder holdout is images in one subfolder per class; for tensors pass a .csv, .jsonl or .npy file',
+      );
     return openImageFolder({ file, shown, plan: options.processing, label: options.label, labelOptional: options.labelOptional, onFacts: options.onFacts });
   }
   if (!info?.isFile()) throw inputError(`holdout not found: ${shown}`, 'check the --holdout path');
@@ -58,7 +69,15 @@ export async function openHoldout(options: OpenHoldoutOptions): Promise<HoldoutS
   const extension = path.extname(file).toLowerCase();
   const table = extension === '.csv' ? 'csv' : extension === '.jsonl' || extension === '.ndjson' ? 'jsonl' : undefined;
   if (table && options.processing && !options.labels) {
-    const media = await openMediaTable({ file, shown, plan: options.processing, label: options.label, labelOptional: options.labelOptional, format: table, onFacts: options.onFacts });
+    const media = await openMediaTable({
+      file,
+      shown,
+      plan: options.processing,
+      label: options.label,
+      labelOptional: options.labelOptional,
+      format: table,
+      onFacts: options.onFacts,
+    });
     if (media) return media;
     // A model that takes images or texts and a table without their column: say which column is missing,
     // not how many tensor columns would be (12,288 for a small image).
@@ -66,7 +85,10 @@ export async function openHoldout(options: OpenHoldoutOptions): Promise<HoldoutS
     const kind = options.processing.image ? 'image' : options.processing.text ? 'text' : undefined;
     if (kind && table === 'csv') {
       const names = kind === 'image' ? IMAGE_COLUMNS : TEXT_COLUMNS;
-      throw inputError(`${shown}: no ${kind} column (${names.join(', ')})`, `name the column that holds the ${kind === 'image' ? "images' paths" : 'texts'} ${names[0]}; the label goes in '${options.label}'`);
+      throw inputError(
+        `${shown}: no ${kind} column (${names.join(', ')})`,
+        `name the column that holds the ${kind === 'image' ? "images' paths" : 'texts'} ${names[0]}; the label goes in '${options.label}'`,
+      );
     }
   }
   if (extension === '.npy') {

@@ -26,7 +26,7 @@ export async function* csvRecords(file: string): AsyncGenerator<CsvRecord> {
       if (record.charCodeAt(0) === 0xfeff) record = record.slice(1);
     }
     if (record.trim() === '') return null;
-    const cells = record.includes('"') ? (parseLine(record, { relax_quotes: true })[0] as string[]) ?? [] : record.split(',');
+    const cells = record.includes('"') ? (parseLine(record, { relax_quotes: true })[0] ?? []) : record.split(',');
     // Cells are not trimmed here (Number() ignores spaces); the header and labels are trimmed where read.
     return { line: at, cells };
   };

@@ -116,7 +116,10 @@ export class FeatureStatistics {
     this.names.forEach((name, f) => {
       const m = this.moments;
       if (m.count[f] === 0) return;
-      const sorted = this.sample.rows.map((row) => row[f]).filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+      const sorted = this.sample.rows
+        .map((row) => row[f])
+        .filter((v) => !Number.isNaN(v))
+        .sort((a, b) => a - b);
       const q = (p: number) => {
         const position = (sorted.length - 1) * p;
         const low = Math.floor(position);

@@ -8,7 +8,11 @@ import { INTEGER_RANGE, type Datatype } from '../model/datatypes.js';
 export function parseValue(raw: unknown, datatype: Datatype): number | string | undefined {
   if (typeof raw === 'string' && raw.length > 0 && raw.charCodeAt(0) > 32 && datatype !== 'BYTES' && datatype !== 'BOOL') {
     const fast = Number(raw);
-    if (Number.isFinite(fast) && (!INTEGER_RANGE[datatype] || (Number.isInteger(fast) && fast >= INTEGER_RANGE[datatype]![0] && fast <= INTEGER_RANGE[datatype]![1]))) return fast;
+    if (
+      Number.isFinite(fast) &&
+      (!INTEGER_RANGE[datatype] || (Number.isInteger(fast) && fast >= INTEGER_RANGE[datatype][0] && fast <= INTEGER_RANGE[datatype][1]))
+    )
+      return fast;
   }
   const checked = checkValue(raw, datatype);
   return 'value' in checked ? checked.value : undefined;

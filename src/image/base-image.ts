@@ -8,7 +8,17 @@ import tar from 'tar-stream';
 import { environmentError, ExitCode, inputError, isMlopsError } from '../errors.js';
 import { BlobStore } from '../oci/blob-store.js';
 import { storeLayer } from '../oci/layer.js';
-import { isIndex, MEDIA, parsePlatform, platformMatches, sha256Digest, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/media.js';
+import {
+  isIndex,
+  MEDIA,
+  parsePlatform,
+  platformMatches,
+  sha256Digest,
+  type Descriptor,
+  type ImageConfig,
+  type ImageIndex,
+  type ImageManifest,
+} from '../oci/media.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { parseReference } from '../registry/reference.js';
@@ -48,24 +58,43 @@ function parseJson<T>(bytes: Buffer, what: string): T {
 }
 
 /** The manifest for `platform` (an index resolved), its config, checked to be a Linux image for that architecture. */
-async function pick(name: string, source: ManifestSource, reference: string, platform: string): Promise<{ manifestDigest: string; configDigest: string; config: ImageConfig; layers: Descriptor[] }> {
+async function pick(
+  name: string,
+  source: ManifestSource,
+  reference: string,
+  platform: string,
+): Promise<{ manifestDigest: string; configDigest: string; config: ImageConfig; layers: Descriptor[] }> {
   const wanted = parsePlatform(platform);
   let found = await source.manifest(reference);
-  if (!found) throw environmentError(`base image ${name} does not exist`, 'check image.base or --base (registry, repository and tag), or pass a local copy: --base oci:<dir> or docker-archive:<file.tar>');
+  if (!found)
+    throw environmentError(
+      `base image ${name} does not exist`,
+      'check image.base or --base (registry, repository and tag), or pass a local copy: --base oci:<dir> or docker-archive:<file.tar>',
+    );
   if (isIndex(found.mediaType)) {
     const index = parseJson<ImageIndex>(found.bytes, `the index of base image ${name}`);
     const entry = index.manifests.find((m) => platformMatches(m.platform, wanted));
     if (!entry) {
-      const offered = index.manifests.map((m) => (m.platform ? `${m.platform.os}/${m.platform.architecture}${m.platform.variant ? `/${m.platform.variant}` : ''}` : '?')).filter((p) => !p.startsWith('unknown'));
-      throw inputError(`base image ${name} has no ${platform} image (it has ${offered.join(', ') || 'none'})`, 'pick a base built for that platform, or build for one it has (--platform)');
+      const offered = index.manifests
+        .map((m) => (m.platform ? `${m.platform.os}/${m.platform.architecture}${m.platform.variant ? `/${m.platform.variant}` : ''}` : '?'))
+        .filter((p) => !p.startsWith('unknown'));
+      throw inputError(
+        `base image ${name} has no ${platform} image (it has ${offered.join(', ') || 'none'})`,
+        'pick a base built for that platform, or build for one it has (--platform)',
+      );
     }
     found = await source.manifest(entry.digest);
     if (!found) throw environmentError(`base image ${name}: its index names ${entry.digest}, which is missing`);
   }
   const manifest = parseJson<ImageManifest>(found.bytes, `the manifest of base image ${name}`);
-  if (!manifest.config?.digest || !Array.isArray(manifest.layers)) throw inputError(`base image ${name}: not an image manifest (${found.mediaType || 'no media type'})`);
+  if (!manifest.config?.digest || !Array.isArray(manifest.layers))
+    throw inputError(`base image ${name}: not an image manifest (${found.mediaType || 'no media type'})`);
   const configBytes = await source.blob(manifest.config.digest);
-  if (sha256Digest(configBytes) !== manifest.config.digest) throw environmentError(`base image ${name}: its config does not match its digest ${manifest.config.digest}`, 'the registry or the layout is damaged; fetch the base again');
+  if (sha256Digest(configBytes) !== manifest.config.digest)
+    throw environmentError(
+      `base image ${name}: its config does not match its digest ${manifest.config.digest}`,
+      'the registry or the layout is damaged; fetch the base again',
+    );
   const config = parseJson<ImageConfig>(configBytes, `the config of base image ${name}`);
   checkPlatform(name, config, platform);
   return { manifestDigest: found.digest, configDigest: manifest.config.digest, config, layers: manifest.layers };
@@ -75,7 +104,12 @@ function checkPlatform(name: string, config: ImageConfig, platform: string): voi
   const wanted = parsePlatform(platform);
   const actual = `${config.os}/${config.architecture}`;
   if (config.os !== wanted.os || config.architecture !== wanted.architecture) {
-    throw inputError(`base image ${name} is a ${actual} image, not ${platform}`, config.os !== 'linux' ? 'mlops images run on Linux: pick a Linux base (image.base or --base)' : 'pick a base for that platform, or pass --platform to match it');
+    throw inputError(
+      `base image ${name} is a ${actual} image, not ${platform}`,
+      config.os !== 'linux'
+        ? 'mlops images run on Linux: pick a Linux base (image.base or --base)'
+        : 'pick a base for that platform, or pass --platform to match it',
+    );
   }
   if (!config.rootfs || !Array.isArray(config.rootfs.diff_ids)) throw inputError(`base image ${name}: its config has no rootfs.diff_ids`);
 }
@@ -114,12 +148,20 @@ async function fromLayout(spec: string, platform: string): Promise<BaseImage> {
   const { dir, ref: wantedRef } = layoutSpec(spec);
   const layout = new BlobStore(dir);
   const indexBytes = await readFile(path.join(dir, 'index.json')).catch(() => {
-    throw environmentError(`base image ${spec}: ${path.join(dir, 'index.json')} does not exist`, 'point oci: at an OCI image layout folder (it holds oci-layout, index.json and blobs/)');
+    throw environmentError(
+      `base image ${spec}: ${path.join(dir, 'index.json')} does not exist`,
+      'point oci: at an OCI image layout folder (it holds oci-layout, index.json and blobs/)',
+    );
   });
   const index = parseJson<ImageIndex>(indexBytes, path.join(dir, 'index.json'));
   const entries = index.manifests ?? [];
   const chosen = wantedRef
-    ? entries.find((m) => m.digest === wantedRef || m.annotations?.['org.opencontainers.image.ref.name'] === wantedRef || m.annotations?.['io.containerd.image.name']?.endsWith(`:${wantedRef}`))
+    ? entries.find(
+        (m) =>
+          m.digest === wantedRef ||
+          m.annotations?.['org.opencontainers.image.ref.name'] === wantedRef ||
+          m.annotations?.['io.containerd.image.name']?.endsWith(`:${wantedRef}`),
+      )
     : entries.length === 1
       ? entries[0]
       : undefined;
@@ -187,12 +229,21 @@ async function fromArchive(spec: string, platform: string, store: BlobStore): Pr
       );
       return out;
     });
-    if (descriptor.diffId !== config.rootfs.diff_ids[i]) throw inputError(`base image ${spec}: layer ${layer} does not match the config's diff_ids[${i}]`, 'the archive is damaged; save it again');
+    if (descriptor.diffId !== config.rootfs.diff_ids[i])
+      throw inputError(`base image ${spec}: layer ${layer} does not match the config's diff_ids[${i}]`, 'the archive is damaged; save it again');
     layers.push({ mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size });
   }
   const configDigest = sha256Digest(configBytes);
   await store.put(configBytes);
-  return { name: entry.RepoTags?.[0] ?? `docker-archive@${configDigest}`, source: spec, manifestDigest: null, configDigest, config, layers, fetchLayer: async () => undefined };
+  return {
+    name: entry.RepoTags?.[0] ?? `docker-archive@${configDigest}`,
+    source: spec,
+    manifestDigest: null,
+    configDigest,
+    config,
+    layers,
+    fetchLayer: async () => undefined,
+  };
 }
 
 /** A layer's tar, gunzipped when it arrives gzip'd (the first two bytes say so). */
@@ -201,10 +252,12 @@ async function* uncompressed(stream: Readable): AsyncGenerator<Buffer> {
   const first = await iterator.next();
   if (first.done) return;
   const head = first.value as Buffer;
-  const rest = Readable.from((async function* () {
-    yield head;
-    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value as Buffer;
-  })());
+  const rest = Readable.from(
+    (async function* () {
+      yield head;
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value as Buffer;
+    })(),
+  );
   if (head[0] === 0x1f && head[1] === 0x8b) yield* rest.pipe(createGunzip());
   else yield* rest;
 }
@@ -241,24 +294,42 @@ export async function resolveBase(name: string, platform: string, env: NodeJS.Pr
   // A file that is not what it says (not a tar, cut short, a layout missing a blob) is the input's fault: one line, exit 2.
   const damaged = (error: unknown): never => {
     if (isMlopsError(error)) throw error;
-    const why = (error as NodeJS.ErrnoException).code === 'ENOENT' ? `a file it names is missing (${path.basename((error as NodeJS.ErrnoException).path ?? '')})` : (error as Error).message;
-    throw inputError(`base image ${name} cannot be read: ${why}`, name.startsWith('oci:') ? 'copy the layout again (skopeo copy ... oci:<dir>:<tag>)' : 'save it again: docker save -o <file.tar> <image>', error);
+    const why =
+      (error as NodeJS.ErrnoException).code === 'ENOENT'
+        ? `a file it names is missing (${path.basename((error as NodeJS.ErrnoException).path ?? '')})`
+        : (error as Error).message;
+    throw inputError(
+      `base image ${name} cannot be read: ${why}`,
+      name.startsWith('oci:') ? 'copy the layout again (skopeo copy ... oci:<dir>:<tag>)' : 'save it again: docker save -o <file.tar> <image>',
+      error,
+    );
   };
   if (name.startsWith('oci:')) return fromLayout(name, platform).catch(damaged);
   if (name.startsWith('docker-archive:')) return fromArchive(name, platform, store).catch(damaged);
   return fromRegistry(name, platform, env).catch((error: unknown) => {
     if (isMlopsError(error) && error.exitCode === ExitCode.environment && !error.message.startsWith('base image')) {
-      throw environmentError(`base image ${name}: ${error.message}`, 'let this runner reach that registry, set image.base (or --base) to one it reaches, or pass a local copy: --base oci:<dir> or docker-archive:<file.tar>', undefined, error);
+      throw environmentError(
+        `base image ${name}: ${error.message}`,
+        'let this runner reach that registry, set image.base (or --base) to one it reaches, or pass a local copy: --base oci:<dir> or docker-archive:<file.tar>',
+        undefined,
+        error,
+      );
     }
     throw error;
   });
 }
 
 /** One blob of a base recorded by a daemonless build (.mlops/images.json), into the store: what a later push needs when the registry lacks it. */
-export async function fetchBaseBlob(base: { name: string; registry?: string; repository?: string }, digest: string, store: BlobStore, env: NodeJS.ProcessEnv): Promise<void> {
+export async function fetchBaseBlob(
+  base: { name: string; registry?: string; repository?: string },
+  digest: string,
+  store: BlobStore,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
   if (await store.has(digest)) return;
   if (base.name.startsWith('oci:')) return new BlobStore(layoutSpec(base.name).dir).copyTo(store, digest);
-  if (!base.registry || !base.repository) throw environmentError(`blob ${digest} of base image ${base.name} is no longer in the cache`, 'build again (mlops build) to fetch it');
+  if (!base.registry || !base.repository)
+    throw environmentError(`blob ${digest} of base image ${base.name} is no longer in the cache`, 'build again (mlops build) to fetch it');
   const client = new RegistryClient(base.registry, await resolveCredentials(base.registry, env));
   const res = await client.blob(base.repository, digest);
   await store.write(Readable.fromWeb(res.body! as never), digest);

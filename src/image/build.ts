@@ -63,7 +63,17 @@ export interface BuildImageOptions {
    * Several models (or versions) in one image: each its own layer. The fields above then describe the
    * first, whose labels (mlops.model.*) the image carries for tools that read one; mlops.models lists all.
    */
-  models?: { name: string; version: string; modelPath: string; referenceProfile: string; weight: number; shadow: boolean; workers: number; batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number }; processing?: ProcessingOverrides }[];
+  models?: {
+    name: string;
+    version: string;
+    modelPath: string;
+    referenceProfile: string;
+    weight: number;
+    shadow: boolean;
+    workers: number;
+    batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
+    processing?: ProcessingOverrides;
+  }[];
   /** The config's model.preprocess and model.postprocess (the model folder's files say the rest). */
   processing?: ProcessingOverrides;
   onProgress?: (line: string) => void;
@@ -90,7 +100,6 @@ export interface BuildResult {
 }
 
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-
 
 interface FolderProcessing {
   files: ProcessingPlan['files'];
@@ -145,7 +154,7 @@ interface BuildEvent {
 }
 
 async function runBuild(docker: Docker, contextDir: string, options: Record<string, unknown>, onProgress?: (line: string) => void) {
-  const stream = await docker.buildImage(packContext(contextDir) as NodeJS.ReadableStream, options);
+  const stream = await docker.buildImage(packContext(contextDir), options);
   let output = '';
   let imageId: string | undefined;
   let failure: string | undefined;
@@ -179,13 +188,18 @@ async function localBaseImage(docker: Docker, reference: string): Promise<{ id: 
   const inspect = () => docker.getImage(reference).inspect();
   const info = await inspect().catch(async () => {
     await new Promise<void>((resolve, reject) =>
-      docker.pull(reference, (error: Error | null, stream: NodeJS.ReadableStream) => (error ? reject(error) : docker.modem.followProgress(stream, (e: Error | null) => (e ? reject(e) : resolve())))),
+      docker.pull(reference, (error: Error | null, stream: NodeJS.ReadableStream) =>
+        error ? reject(error) : docker.modem.followProgress(stream, (e: Error | null) => (e ? reject(e) : resolve())),
+      ),
     ).catch(() => undefined);
     return inspect().catch(() => null);
   });
   if (!info) return null;
   const name = reference.replace(/@.*$/, '').replace(/:[^/:]+$/, '');
-  const digest = (info.RepoDigests ?? []).find((d) => d.startsWith(`${name}@`) || d.startsWith(`docker.io/${name}@`) || d.startsWith(`docker.io/library/${name}@`))?.split('@')[1] ?? null;
+  const digest =
+    (info.RepoDigests ?? [])
+      .find((d) => d.startsWith(`${name}@`) || d.startsWith(`docker.io/${name}@`) || d.startsWith(`docker.io/library/${name}@`))
+      ?.split('@')[1] ?? null;
   return { id: info.Id, digest, size: info.Size };
 }
 
@@ -209,16 +223,30 @@ async function prepare(options: BuildImageOptions): Promise<Prepared> {
         options.models.map(async (m) => {
           const info = await inspectModel(m.modelPath, { cwd: options.cwd });
           const folder = await folderProcessing(info, m.processing);
-          return { ...m, modelPath: info.path, externalData: info.externalData, sha256: info.sha256, modelFiles: folder.files.map((f) => f.path), processing: folder.overrides, folder };
+          return {
+            ...m,
+            modelPath: info.path,
+            externalData: info.externalData,
+            sha256: info.sha256,
+            modelFiles: folder.files.map((f) => f.path),
+            processing: folder.overrides,
+            folder,
+          };
         }),
       )
     : undefined;
   // Several models: the tag names them all (each name, version, file and profile), so a change to any is a new tag.
   // A model folder's processing files and settings are part of what is served: a change to them is a new tag too.
   const digest = repository
-    ? createHash('sha256').update(JSON.stringify(repository.map((m) => [m.name, m.version, m.sha256, profileSha256(m.referenceProfile), m.weight, m.shadow, ...m.folder.identity]))).digest('hex')
+    ? createHash('sha256')
+        .update(
+          JSON.stringify(repository.map((m) => [m.name, m.version, m.sha256, profileSha256(m.referenceProfile), m.weight, m.shadow, ...m.folder.identity])),
+        )
+        .digest('hex')
     : own.identity.length > 0
-      ? createHash('sha256').update(JSON.stringify([model.sha256, ...own.identity])).digest('hex')
+      ? createHash('sha256')
+          .update(JSON.stringify([model.sha256, ...own.identity]))
+          .digest('hex')
       : model.sha256;
   const imaging = own.takes === 'image' || (repository ?? []).some((m) => m.folder.takes === 'image');
   const primary = `${options.repository}:sha-${digest.slice(0, 12)}`;
@@ -252,7 +280,9 @@ async function prepare(options: BuildImageOptions): Promise<Prepared> {
     ...(own.files.length > 0 ? { [MODEL_FILES_LABEL]: JSON.stringify(own.files.map((f) => ({ name: f.name, sha256: f.sha256 }))) } : {}),
     ...(own.takes ? { [MODEL_TAKES_LABEL]: own.takes } : {}),
     ...(imaging ? { [IMAGING_LABEL]: imagingVersions() } : {}),
-    ...(repository ? { 'mlops.models': JSON.stringify(repository.map((m) => ({ name: m.name, version: m.version, sha256: m.sha256, weight: m.weight, shadow: m.shadow }))) } : {}),
+    ...(repository
+      ? { 'mlops.models': JSON.stringify(repository.map((m) => ({ name: m.name, version: m.version, sha256: m.sha256, weight: m.weight, shadow: m.shadow }))) }
+      : {}),
     'mlops.version': VERSION,
   };
   return { model, own, repository, imaging, primary, extra, labels, created };
@@ -287,8 +317,16 @@ async function assemble(dir: string, options: BuildImageOptions, prepared: Prepa
 
 /** "linux/amd64,linux/arm64" -> each, checked. */
 export function parsePlatforms(value: string): Platform[] {
-  const platforms = [...new Set(value.split(',').map((p) => p.trim()).filter(Boolean))];
-  for (const p of platforms) if (!(p in PLATFORMS)) throw inputError(`--platform ${p}: unsupported`, `use one of ${Object.keys(PLATFORMS).join(', ')}, or both comma-separated`);
+  const platforms = [
+    ...new Set(
+      value
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean),
+    ),
+  ];
+  for (const p of platforms)
+    if (!(p in PLATFORMS)) throw inputError(`--platform ${p}: unsupported`, `use one of ${Object.keys(PLATFORMS).join(', ')}, or both comma-separated`);
   if (platforms.length === 0) throw inputError('--platform: no platform given', `use one of ${Object.keys(PLATFORMS).join(', ')}`);
   return platforms as Platform[];
 }
@@ -300,7 +338,11 @@ export function parsePlatforms(value: string): Platform[] {
 export async function buildModelImage(options: BuildImageOptions): Promise<BuildResult> {
   const started = performance.now();
   const platforms = parsePlatforms(options.platform);
-  if (options.builder === 'docker' && platforms.length > 1) throw inputError(`--platform ${options.platform}: the Docker builder makes one platform at a time`, 'use --builder oci for an index of several platforms (no emulation needed)');
+  if (options.builder === 'docker' && platforms.length > 1)
+    throw inputError(
+      `--platform ${options.platform}: the Docker builder makes one platform at a time`,
+      'use --builder oci for an index of several platforms (no emulation needed)',
+    );
   const prepared = await prepare(options);
   const result = options.builder === 'docker' ? await dockerBuild(options, prepared, platforms[0]) : await ociBuild(options, prepared, platforms);
   return {
@@ -326,7 +368,8 @@ async function ociBuild(options: BuildImageOptions, prepared: Prepared, platform
   const store = sharedBlobStore(env);
   const outputs = options.outputs ?? [...(namesRegistry(options.repository) ? [{ kind: 'registry' as const }] : [])];
   const docker = options.outputs ? null : options.docker;
-  if (outputs.filter((o) => o.kind === 'docker').length > 0 && platforms.length > 1) throw inputError('--output docker:<file>: a Docker archive holds one platform', 'build one --platform for it, or write --output oci:<dir> for several');
+  if (outputs.filter((o) => o.kind === 'docker').length > 0 && platforms.length > 1)
+    throw inputError('--output docker:<file>: a Docker archive holds one platform', 'build one --platform for it, or write --output oci:<dir> for several');
   const dirs: string[] = [];
   try {
     const builds: PlatformBuild[] = [];
@@ -334,7 +377,11 @@ async function ociBuild(options: BuildImageOptions, prepared: Prepared, platform
     for (const platform of platforms) {
       const base = await resolveBase(options.baseImage, platform, env, store);
       // One platform: the base's labels as the engine's builder writes them. Several: each platform's manifest names its base in annotations.
-      labels = { ...prepared.labels, 'org.opencontainers.image.base.name': base.name, ...(platforms.length === 1 ? baseLabels(base.manifestDigest, base.configDigest) : {}) };
+      labels = {
+        ...prepared.labels,
+        'org.opencontainers.image.base.name': base.name,
+        ...(platforms.length === 1 ? baseLabels(base.manifestDigest, base.configDigest) : {}),
+      };
       const dir = await mkdtemp(path.join(tmpdir(), 'mlops-build-'));
       dirs.push(dir);
       builds.push({ contextDir: dir, recipe: await assemble(dir, options, prepared, platform, labels), base });
@@ -352,13 +399,27 @@ async function ociBuild(options: BuildImageOptions, prepared: Prepared, platform
     for (const output of outputs) {
       if (output.kind === 'registry') {
         options.onProgress?.(`pushing ${references.join(', ')}`);
-        push = await pushToRegistry(env, store, image, references, builds.map((b) => b.base), options.onProgress);
+        push = await pushToRegistry(
+          env,
+          store,
+          image,
+          references,
+          builds.map((b) => b.base),
+          options.onProgress,
+        );
         written.push('registry');
       } else {
         await fetchBase();
-        await (output.kind === 'oci' ? writeLayout(store, image, output.path, references) : writeDockerArchive(store, image, output.path, references)).catch((error: NodeJS.ErrnoException) => {
-          throw environmentError(`writing ${output.kind}:${output.path} failed: ${error.code ?? error.message}`, error.code === 'ENOSPC' ? 'free space on that disk, or write elsewhere' : 'check the path and its permissions', undefined, error);
-        });
+        await (output.kind === 'oci' ? writeLayout(store, image, output.path, references) : writeDockerArchive(store, image, output.path, references)).catch(
+          (error: NodeJS.ErrnoException) => {
+            throw environmentError(
+              `writing ${output.kind}:${output.path} failed: ${error.code ?? error.message}`,
+              error.code === 'ENOSPC' ? 'free space on that disk, or write elsewhere' : 'check the path and its permissions',
+              undefined,
+              error,
+            );
+          },
+        );
         written.push(`${output.kind}:${output.path}`);
       }
     }
@@ -390,21 +451,35 @@ async function ociBuild(options: BuildImageOptions, prepared: Prepared, platform
   }
 }
 
-async function pushToRegistry(env: NodeJS.ProcessEnv, store: BlobStore, image: StoredImage, references: string[], bases: BaseImage[], onProgress?: (line: string) => void): Promise<PushStoredResult> {
+async function pushToRegistry(
+  env: NodeJS.ProcessEnv,
+  store: BlobStore,
+  image: StoredImage,
+  references: string[],
+  bases: BaseImage[],
+  onProgress?: (line: string) => void,
+): Promise<PushStoredResult> {
   const ref = parseReference(references[0]);
   const client = new RegistryClient(ref.registry, await resolveCredentials(ref.registry, env));
   await client.ping();
   const mountFrom = [...new Set(bases.filter((b) => b.origin?.registry === ref.registry).map((b) => b.origin!.repository))];
-  return pushStoredImage(client, ref.repository, store, image, references.map((r) => parseReference(r).tag!), {
-    mountFrom,
-    stallMs: uploadStallMs(env),
-    fetchMissing: async (blob) => {
-      const owner = bases.find((b) => b.layers.some((l) => l.digest === blob.digest));
-      if (!owner) throw environmentError(`blob ${blob.digest} is missing from the cache`);
-      await owner.fetchLayer(store, blob);
+  return pushStoredImage(
+    client,
+    ref.repository,
+    store,
+    image,
+    references.map((r) => parseReference(r).tag!),
+    {
+      mountFrom,
+      stallMs: uploadStallMs(env),
+      fetchMissing: async (blob) => {
+        const owner = bases.find((b) => b.layers.some((l) => l.digest === blob.digest));
+        if (!owner) throw environmentError(`blob ${blob.digest} is missing from the cache`);
+        await owner.fetchLayer(store, blob);
+      },
+      onProgress,
     },
-    onProgress,
-  });
+  );
 }
 
 /** The engine's builder: the context sent to the Engine API with its Dockerfile. */
@@ -443,11 +518,24 @@ async function dockerBuild(options: BuildImageOptions, prepared: Prepared, platf
         added.push(reference);
       }
     } catch (error) {
-      for (const reference of [...added, primary]) await docker.getImage(reference).remove({ noprune: true }).catch(() => undefined);
+      for (const reference of [...added, primary])
+        await docker
+          .getImage(reference)
+          .remove({ noprune: true })
+          .catch(() => undefined);
       throw environmentError(`tagging the image failed: ${(error as Error).message}`, 'check the --tag values', undefined, error);
     }
     const image = await docker.getImage(build.imageId).inspect();
-    return { builder: 'docker', imageId: build.imageId, digest: null, sizeBytes: image.Size, addedBytes: base ? image.Size - base.size : null, labels, outputs: ['docker engine'], push: null };
+    return {
+      builder: 'docker',
+      imageId: build.imageId,
+      digest: null,
+      sizeBytes: image.Size,
+      addedBytes: base ? image.Size - base.size : null,
+      labels,
+      outputs: ['docker engine'],
+      push: null,
+    };
   } finally {
     await rm(contextDir, { recursive: true, force: true });
   }

@@ -63,7 +63,6 @@ export interface ImageModel {
   batching: { enabled: boolean; maxBatchSize: number; maxWaitMs: number };
 }
 
-
 /** One layer: a folder of the context and the folder it fills in the image, or a tar of the context unpacked at /. */
 export type RecipeLayer = { kind: 'folder'; source: string; target: string; comment: string } | { kind: 'tar'; source: string; comment: string };
 
@@ -76,8 +75,6 @@ export interface ImageRecipe {
   exposedPorts: number[];
   labels: Record<string, string>;
 }
-
-
 
 export function renderTemplate(template: string, values: Record<string, string | number>): string {
   return template.replace(/\{\{(\w+)\}\}/g, (whole, key: string) => {
@@ -98,7 +95,6 @@ async function copyTree(from: string, to: string, keep: (relative: string) => bo
   }
 }
 
-
 /**
  * Lays out everything the Dockerfile copies: ONNX Runtime for one platform
  * (JavaScript, binding and libonnxruntime, no other node_modules), the bundled
@@ -113,11 +109,15 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
   const binaries = path.join('bin', 'napi-v6', 'linux', arch);
   // JavaScript and the package.json files that say how Node should load it (dist/cjs has its own).
   const isCode = (rel: string) => rel.endsWith('.js') || path.basename(rel) === 'package.json';
-  await copyTree(ortNode, path.join(runtime, 'onnxruntime-node'), (rel) =>
-    rel === 'package.json' || (rel.startsWith(`dist${path.sep}`) && isCode(rel)) || rel.startsWith(binaries + path.sep),
+  await copyTree(
+    ortNode,
+    path.join(runtime, 'onnxruntime-node'),
+    (rel) => rel === 'package.json' || (rel.startsWith(`dist${path.sep}`) && isCode(rel)) || rel.startsWith(binaries + path.sep),
   );
-  await copyTree(ortCommon, path.join(runtime, 'onnxruntime-common'), (rel) =>
-    rel === 'package.json' || (rel.startsWith(path.join('dist', 'cjs') + path.sep) && isCode(rel)),
+  await copyTree(
+    ortCommon,
+    path.join(runtime, 'onnxruntime-common'),
+    (rel) => rel === 'package.json' || (rel.startsWith(path.join('dist', 'cjs') + path.sep) && isCode(rel)),
   );
 
   const dist = path.join(PACKAGE_ROOT, 'dist');
@@ -143,7 +143,12 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
   ];
   if (input.imaging) {
     await copyImaging(path.join(dir, 'imaging', 'node_modules'), arch, input.platform);
-    layers.push({ kind: 'folder', source: 'imaging', target: '/app/', comment: `sharp and libvips for ${input.platform}: images are decoded in the server for this model.` });
+    layers.push({
+      kind: 'folder',
+      source: 'imaging',
+      target: '/app/',
+      comment: `sharp and libvips for ${input.platform}: images are decoded in the server for this model.`,
+    });
   }
   const env: [string, string][] = [
     ['NODE_ENV', 'production'],
@@ -157,7 +162,12 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
   if (!input.repository) {
     await copyModel(dir, 'model', input.modelPath, input.externalData ?? [], input.referenceProfile, input.modelFiles ?? [], input.processing);
     layers.push({ kind: 'folder', source: 'model', target: '/app/model/', comment: 'The model and its reference profile.' });
-    env.push(['MLOPS_MODEL_SHA256', input.modelSha256], ['MLOPS_MODEL_NAME', input.modelName], ['MLOPS_MODEL_VERSION', input.modelVersion], ['MLOPS_PROFILE_PATH', PROFILE_IMAGE_PATH]);
+    env.push(
+      ['MLOPS_MODEL_SHA256', input.modelSha256],
+      ['MLOPS_MODEL_NAME', input.modelName],
+      ['MLOPS_MODEL_VERSION', input.modelVersion],
+      ['MLOPS_PROFILE_PATH', PROFILE_IMAGE_PATH],
+    );
   } else {
     const entries = [];
     await mkdir(path.join(dir, 'models'), { recursive: true });
@@ -170,9 +180,22 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
         // and owners: COPY stamps the folders it creates with the build's time, so a layer built again after
         // an earlier model changed would get a new digest; this one keeps it.
         const archive = `${m.name}-${m.version}.tar`;
-        await pipeline(packEntries(await treeEntries(path.join(stage, m.name, m.version, folder), `app/${folder}/`)), createWriteStream(path.join(dir, 'models', archive)));
+        await pipeline(
+          packEntries(await treeEntries(path.join(stage, m.name, m.version, folder), `app/${folder}/`)),
+          createWriteStream(path.join(dir, 'models', archive)),
+        );
         layers.push({ kind: 'tar', source: `models/${archive}`, comment: `${m.name} version ${m.version}.` });
-        entries.push({ name: m.name, version: m.version, path: `${m.name}/${m.version}/model.onnx`, sha256: m.sha256, profile: `${m.name}/${m.version}/${path.basename(PROFILE_IMAGE_PATH)}`, weight: m.weight, shadow: m.shadow, workers: m.workers, batching: m.batching });
+        entries.push({
+          name: m.name,
+          version: m.version,
+          path: `${m.name}/${m.version}/model.onnx`,
+          sha256: m.sha256,
+          profile: `${m.name}/${m.version}/${path.basename(PROFILE_IMAGE_PATH)}`,
+          weight: m.weight,
+          shadow: m.shadow,
+          workers: m.workers,
+          batching: m.batching,
+        });
       }
     } finally {
       await rm(stage, { recursive: true, force: true });
@@ -183,7 +206,13 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
     env.push(['MLOPS_MODEL_REPOSITORY', IMAGE_REPOSITORY_FILE]);
   }
   env.push(...Object.entries(input.serverEnv));
-  const recipe: ImageRecipe = { platform: input.platform, layers, env, exposedPorts: input.grpcPort > 0 ? [input.port, input.grpcPort] : [input.port], labels: input.labels };
+  const recipe: ImageRecipe = {
+    platform: input.platform,
+    layers,
+    env,
+    exposedPorts: input.grpcPort > 0 ? [input.port, input.grpcPort] : [input.port],
+    labels: input.labels,
+  };
   await writeFile(path.join(dir, 'Dockerfile'), await renderDockerfile(input.baseImage, recipe));
   return recipe;
 }
@@ -201,14 +230,20 @@ export async function renderDockerfile(baseImage: string, recipe: ImageRecipe): 
     platform: recipe.platform,
     workdir: IMAGE_RUNTIME.workdir,
     runtimeLayers: [runtime, server, ...(imaging ? [imaging] : [])].map(copy).join('\n'),
-    env: recipe.env.slice(0, fixed).map(([k, v]) => `${k}=${v}`).join(' '),
+    env: recipe.env
+      .slice(0, fixed)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' '),
     user: IMAGE_RUNTIME.user,
     exposed: recipe.exposedPorts.join(' '),
     stopSignal: IMAGE_RUNTIME.stopSignal,
     healthcheck: `--interval=${h.intervalSeconds}s --timeout=${h.timeoutSeconds}s --start-period=${h.startPeriodSeconds}s --retries=${h.retries} CMD ${JSON.stringify(h.command)}`,
     entrypoint: JSON.stringify(IMAGE_RUNTIME.entrypoint),
     modelLayers: rest.map(copy).join('\n'),
-    modelEnv: recipe.env.slice(fixed).map(([k, v], i) => `${i === 0 ? '' : ' '}${k}=${dockerfileString(v)}`).join(''),
+    modelEnv: recipe.env
+      .slice(fixed)
+      .map(([k, v], i) => `${i === 0 ? '' : ' '}${k}=${dockerfileString(v)}`)
+      .join(''),
     labels: Object.entries(recipe.labels)
       .map(([key, value]) => `${key}=${dockerfileString(value)}`)
       .join(' \\\n      '),
@@ -216,7 +251,15 @@ export async function renderDockerfile(baseImage: string, recipe: ImageRecipe): 
 }
 
 /** A model file, its external data and processing files beside it, and its reference profile, into `folder` of the context. */
-async function copyModel(dir: string, folder: string, modelPath: string, externalData: string[], referenceProfile: string, modelFiles: string[], processing: object | undefined): Promise<void> {
+async function copyModel(
+  dir: string,
+  folder: string,
+  modelPath: string,
+  externalData: string[],
+  referenceProfile: string,
+  modelFiles: string[],
+  processing: object | undefined,
+): Promise<void> {
   await mkdir(path.join(dir, folder), { recursive: true });
   await copyFile(modelPath, path.join(dir, folder, 'model.onnx'));
   for (const file of modelFiles) await copyFile(file, path.join(dir, folder, path.basename(file)));
@@ -244,11 +287,24 @@ async function copyImaging(to: string, arch: string, platform: string): Promise<
     const from = name === 'sharp' ? sharpDir : await installed(name);
     if (!from) throw new MlopsError(`${name}, which sharp loads, is not installed`, { exitCode: ExitCode.internal, hint: 'run `npm ci` in the mlops package' });
     // sharp's C++ sources and install scripts are not needed at run time.
-    await copyTree(from, path.join(to, name), (rel) => !rel.startsWith(`src${path.sep}`) && !rel.startsWith(`install${path.sep}`) && !rel.endsWith('.d.ts') && !rel.endsWith('.d.mts') && !rel.endsWith('.d.cts'));
+    await copyTree(
+      from,
+      path.join(to, name),
+      (rel) =>
+        !rel.startsWith(`src${path.sep}`) &&
+        !rel.startsWith(`install${path.sep}`) &&
+        !rel.endsWith('.d.ts') &&
+        !rel.endsWith('.d.mts') &&
+        !rel.endsWith('.d.cts'),
+    );
   }
   for (const name of [`@img/sharp-linux-${arch}`, `@img/sharp-libvips-linux-${arch}`]) {
     const from = await installed(name);
-    if (!from) throw inputError(`${name} is not installed: the image for ${platform} needs sharp's binary for that platform to decode images`, `npm install --no-save --os=linux --cpu=${arch} ${name}`);
+    if (!from)
+      throw inputError(
+        `${name} is not installed: the image for ${platform} needs sharp's binary for that platform to decode images`,
+        `npm install --no-save --os=linux --cpu=${arch} ${name}`,
+      );
     await copyTree(from, path.join(to, name), () => true);
   }
 }

@@ -44,13 +44,16 @@ export function imageConfig(base: BaseImage, recipe: ImageRecipe, layers: LayerD
       WorkingDir: IMAGE_RUNTIME.workdir,
       Labels: { ...(from.Labels ?? {}), ...recipe.labels },
       StopSignal: IMAGE_RUNTIME.stopSignal,
-      Healthcheck: { Test: ['CMD', ...h.command], Interval: h.intervalSeconds * SECOND, Timeout: h.timeoutSeconds * SECOND, StartPeriod: h.startPeriodSeconds * SECOND, Retries: h.retries },
+      Healthcheck: {
+        Test: ['CMD', ...h.command],
+        Interval: h.intervalSeconds * SECOND,
+        Timeout: h.timeoutSeconds * SECOND,
+        StartPeriod: h.startPeriodSeconds * SECOND,
+        Retries: h.retries,
+      },
     },
     rootfs: { type: 'layers', diff_ids: [...base.config.rootfs.diff_ids, ...layers.map((l) => l.diffId)] },
-    history: [
-      ...(base.config.history ?? []),
-      ...recipe.layers.map((l) => ({ created, created_by: `mlops build: ${l.comment}`, comment: 'mlops' })),
-    ],
+    history: [...(base.config.history ?? []), ...recipe.layers.map((l) => ({ created, created_by: `mlops build: ${l.comment}`, comment: 'mlops' }))],
   };
 }
 
@@ -65,7 +68,12 @@ export interface PlatformBuild {
  * fixed times), gzip'd by fflate, into the blob store; then each platform's config and manifest, and
  * an index over them when there are several. Layers that equal inputs made before come from the store.
  */
-export async function writeOciImage(store: BlobStore, builds: PlatformBuild[], created: string, options: { reuse?: boolean; onProgress?: (line: string) => void } = {}): Promise<StoredImage> {
+export async function writeOciImage(
+  store: BlobStore,
+  builds: PlatformBuild[],
+  created: string,
+  options: { reuse?: boolean; onProgress?: (line: string) => void } = {},
+): Promise<StoredImage> {
   const platforms: StoredImage['platforms'] = [];
   for (const build of builds) {
     const layers: LayerDescriptor[] = [];
@@ -88,6 +96,9 @@ export async function writeOciImage(store: BlobStore, builds: PlatformBuild[], c
     const { descriptor, manifest } = await storeManifest(store, config, all, annotations);
     platforms.push({ descriptor, manifest, config });
   }
-  const top = await storeTop(store, platforms.map((p) => p.descriptor));
+  const top = await storeTop(
+    store,
+    platforms.map((p) => p.descriptor),
+  );
   return { top, platforms };
 }

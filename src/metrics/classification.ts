@@ -58,8 +58,7 @@ export function classificationMetrics(
     return { precision, recall, f1, support: support[c] };
   });
   const total = support.reduce((s, v) => s + v, 0);
-  const weighted = (key: 'precision' | 'recall' | 'f1') =>
-    total === 0 ? 0 : perClass.reduce((s, m) => s + m[key] * m.support, 0) / total;
+  const weighted = (key: 'precision' | 'recall' | 'f1') => (total === 0 ? 0 : perClass.reduce((s, m) => s + m[key] * m.support, 0) / total);
   const correct = matrix.reduce((s, row, c) => s + row[c], 0);
   // Balanced accuracy averages recall over the classes present in y_true only.
   const presentRecalls = perClass.filter((m) => m.support > 0).map((m) => m.recall);
@@ -109,7 +108,7 @@ export function binaryAuc(yTrue: ArrayLike<number>, proba: ArrayLike<number>, po
   order.sort((a, b) => proba[a * k + positive] - proba[b * k + positive]);
   let positives = 0;
   let rankSum = 0;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let j = i;
     const score = proba[order[i] * k + positive];
     while (j < n && proba[order[j] * k + positive] === score) j++;

@@ -22,7 +22,10 @@ export function parseGateFlag(text: string): GateSpec {
   const match = /^\s*([A-Za-z_][\w.]*)\s*(>=|<=|==|>|<)\s*(.+)$/.exec(text);
   const comparison = match && COMPARISON.exec(`${match[2]}${match[3]}`);
   if (!match || !comparison) {
-    throw inputError(`--gate ${JSON.stringify(text)}: expected metric, comparison and number, like 'accuracy>=0.95'`, 'quote it in the shell: --gate \'p95_ms<=20\'');
+    throw inputError(
+      `--gate ${JSON.stringify(text)}: expected metric, comparison and number, like 'accuracy>=0.95'`,
+      "quote it in the shell: --gate 'p95_ms<=20'",
+    );
   }
   return { metric: match[1], op: comparison[1] as Op, threshold: Number(comparison[2]) };
 }
@@ -61,8 +64,8 @@ export function baselineGates(
   lowerIsBetter: ReadonlySet<string>,
 ): GateResult[] {
   return Object.entries(maxDrop).map(([metric, threshold]) => {
-    const before = typeof baseline[metric] === 'number' ? (baseline[metric] as number) : undefined;
-    const value = typeof metrics[metric] === 'number' ? (metrics[metric] as number) : null;
+    const before = typeof baseline[metric] === 'number' ? baseline[metric] : undefined;
+    const value = typeof metrics[metric] === 'number' ? metrics[metric] : null;
     const drop = before === undefined || value === null ? undefined : lowerIsBetter.has(metric) ? value - before : before - value;
     return { metric, op: 'max_drop', threshold, value, baseline: before, passed: drop !== undefined && drop <= threshold + 1e-12 };
   });

@@ -31,7 +31,15 @@ export function regressionMetrics(yTrue: ArrayLike<number>, yPred: ArrayLike<num
   }
   // scikit-learn's force_finite: a constant target scores 1 when predicted exactly, else 0.
   const r2 = total === 0 ? (squared === 0 ? 1 : 0) : 1 - squared / total;
-  return { mae: absolute / n, mse: squared / n, rmse: Math.sqrt(squared / n), r2, mape: percentage / n, mape_percent: (100 * percentage) / n, max_error: maxError };
+  return {
+    mae: absolute / n,
+    mse: squared / n,
+    rmse: Math.sqrt(squared / n),
+    r2,
+    mape: percentage / n,
+    mape_percent: (100 * percentage) / n,
+    max_error: maxError,
+  };
 }
 
 /** For gates and baselines: whether a larger value is better. */

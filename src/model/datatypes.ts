@@ -2,20 +2,7 @@
  * Tensor datatypes under their Open Inference Protocol names, and how each maps
  * to ONNX's TensorProto.DataType enum and to the typed arrays ONNX Runtime uses.
  */
-export type Datatype =
-  | 'BOOL'
-  | 'UINT8'
-  | 'UINT16'
-  | 'UINT32'
-  | 'UINT64'
-  | 'INT8'
-  | 'INT16'
-  | 'INT32'
-  | 'INT64'
-  | 'FP16'
-  | 'FP32'
-  | 'FP64'
-  | 'BYTES';
+export type Datatype = 'BOOL' | 'UINT8' | 'UINT16' | 'UINT32' | 'UINT64' | 'INT8' | 'INT16' | 'INT32' | 'INT64' | 'FP16' | 'FP32' | 'FP64' | 'BYTES';
 
 /** ONNX TensorProto.DataType values (onnx/onnx.proto3). */
 const ONNX_ELEMENT_TYPES: Record<number, string> = {
@@ -47,24 +34,14 @@ export function onnxElementTypeName(elemType: number): string {
   return ONNX_ELEMENT_TYPES[elemType] ?? `UNKNOWN(${elemType})`;
 }
 
-const SERVABLE = new Set<string>(['BOOL','UINT8','UINT16','UINT32','UINT64','INT8','INT16','INT32','INT64','FP16','FP32','FP64','BYTES']);
+const SERVABLE = new Set<string>(['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64', 'BYTES']);
 
 export function isServableDatatype(name: string): name is Datatype {
   return SERVABLE.has(name);
 }
 
 export type TensorData =
-  | Float32Array
-  | Float64Array
-  | Int8Array
-  | Int16Array
-  | Int32Array
-  | Uint8Array
-  | Uint16Array
-  | Uint32Array
-  | BigInt64Array
-  | BigUint64Array
-  | string[];
+  Float32Array | Float64Array | Int8Array | Int16Array | Int32Array | Uint8Array | Uint16Array | Uint32Array | BigInt64Array | BigUint64Array | string[];
 
 /** Elements start..end of a tensor's data, without a copy where the data is a typed array. */
 export function sliceTensorData(data: TensorData, start: number, end: number): TensorData {
@@ -123,7 +100,7 @@ export function toHalfBits(value: number): number {
   const exponent = (x >>> 23) & 0xff;
   let mantissa = x & 0x7fffff;
   if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
-  let e = exponent - 127 + 15;
+  const e = exponent - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00;
   if (e <= 0) {
     if (e < -10) return sign;

@@ -70,8 +70,7 @@ function describeType(type: InstanceType<typeof onnx.TypeProto> | null | undefin
     if (!t) return '?';
     if (t.tensorType) return onnxElementTypeName(t.tensorType.elemType ?? 0);
     if (t.sequenceType) return `seq(${describe(t.sequenceType.elemType as InstanceType<typeof onnx.TypeProto>)})`;
-    if (t.mapType)
-      return `map(${onnxElementTypeName(t.mapType.keyType ?? 0)},${describe(t.mapType.valueType as InstanceType<typeof onnx.TypeProto>)})`;
+    if (t.mapType) return `map(${onnxElementTypeName(t.mapType.keyType ?? 0)},${describe(t.mapType.valueType as InstanceType<typeof onnx.TypeProto>)})`;
     return t.value ?? 'unknown';
   };
   return { datatype: describe(type), dims: null, shape: null, isTensor: false };
@@ -83,7 +82,8 @@ function describeType(type: InstanceType<typeof onnx.TypeProto> | null | undefin
  */
 export async function inspectModel(modelPath: string, options: { cwd?: string } = {}): Promise<ModelInfo> {
   // A folder (a Hugging Face export) names its model.onnx, or its one .onnx file.
-  const absolute = (await modelFileInFolder(path.resolve(options.cwd ?? process.cwd(), modelPath), modelPath)) ?? path.resolve(options.cwd ?? process.cwd(), modelPath);
+  const absolute =
+    (await modelFileInFolder(path.resolve(options.cwd ?? process.cwd(), modelPath), modelPath)) ?? path.resolve(options.cwd ?? process.cwd(), modelPath);
   let size: number;
   try {
     const info = await stat(absolute);
@@ -112,7 +112,7 @@ export async function inspectModel(modelPath: string, options: { cwd?: string } 
       error,
     );
   }
-  const irVersion = toNumber(model.irVersion as LongLike);
+  const irVersion = toNumber(model.irVersion);
   if (!model.graph || irVersion <= 0 || (model.graph.output ?? []).length === 0) {
     throw inputError(
       `${modelPath} is not an ONNX model: no graph, IR version or outputs found in the file`,
@@ -167,7 +167,10 @@ async function checkExternalData(model: InstanceType<typeof onnx.ModelProto>, ab
   for (const location of locations) {
     const resolved = path.resolve(dir, location);
     if (path.isAbsolute(location) || !resolved.startsWith(dir + path.sep)) {
-      throw inputError(`${shown}: external data '${location}' is outside the model's folder`, 'save the model with its data files beside it (onnx.save_model(..., location="weights.bin"))');
+      throw inputError(
+        `${shown}: external data '${location}' is outside the model's folder`,
+        'save the model with its data files beside it (onnx.save_model(..., location="weights.bin"))',
+      );
     }
     const info = await stat(resolved).catch(() => undefined);
     if (!info?.isFile()) {

@@ -48,7 +48,6 @@ export function randomFeeds(inputs: { name: string; datatype: Datatype; shape: n
   return feeds;
 }
 
-
 /** Random inputs with `rows` rows in every tensor's first dimension (scalars stay scalars): what the server's start-up probe runs. */
 export function probeFeeds(inputs: { name: string; datatype: Datatype; shape: number[] }[], rows: number, seed: number): Tensors {
   return randomFeeds(

@@ -59,9 +59,18 @@ const INPUT_DATA_MODES = ['random', 'zero'];
 /** "NAME:1,512" (from --shape) */
 export function parseShapeFlag(text: string): [string, number[]] {
   const colon = text.lastIndexOf(':');
-  const dims = colon > 0 ? text.slice(colon + 1).split(',').map((d) => d.trim()) : [];
+  const dims =
+    colon > 0
+      ? text
+          .slice(colon + 1)
+          .split(',')
+          .map((d) => d.trim())
+      : [];
   if (colon <= 0 || dims.some((d) => !/^\d+$/.test(d) || Number(d) < 1)) {
-    throw inputError(`--shape ${text}: expected an input name and its dimensions, like 'input:1,512'`, 'every dimension is a whole number of at least 1; a scalar input needs no --shape');
+    throw inputError(
+      `--shape ${text}: expected an input name and its dimensions, like 'input:1,512'`,
+      'every dimension is a whole number of at least 1; a scalar input needs no --shape',
+    );
   }
   return [text.slice(0, colon), dims.map(Number)];
 }
@@ -112,14 +121,14 @@ const describeDims = (spec: SampleInputSpec) => spec.shape.map((d, i) => (d > 0 
  */
 function planInputs(inputs: SampleInputSpec[], settings: SampleInputSettings, entries: DataEntry[]): InputPlan[] {
   const firstDynamic = inputs.find((s) => s.shape.length > 0 && !(s.shape[0] > 0));
-  const batchSymbol = typeof firstDynamic?.dims?.[0] === 'string' ? (firstDynamic.dims[0] as string) : undefined;
+  const batchSymbol = typeof firstDynamic?.dims?.[0] === 'string' ? firstDynamic.dims[0] : undefined;
   const symbolSizes = new Map<string, number>();
   const plans = inputs.map((spec): InputPlan => {
     const given = settings.shapes[spec.name];
     if (given) checkGivenShape(spec, given, settings.shapeKey);
     const dims = spec.shape.map((size, i): DimPlan => {
       if (size > 0) return { kind: 'fixed', size };
-      const symbol = typeof spec.dims?.[i] === 'string' ? (spec.dims[i] as string) : undefined;
+      const symbol = typeof spec.dims?.[i] === 'string' ? spec.dims[i] : undefined;
       const isBatch = (i === 0 && (symbol === undefined || symbol === batchSymbol)) || (symbol !== undefined && symbol === batchSymbol);
       if (isBatch) return { kind: 'batch' };
       if (given) {
@@ -129,7 +138,8 @@ function planInputs(inputs: SampleInputSpec[], settings: SampleInputSettings, en
       return { kind: 'open', symbol };
     });
     // An input of undeclared rank takes the given shape whole.
-    if (spec.shape.length === 0 && given) return { spec, dims: given.map((size, i) => (i === 0 && given.length > 1 ? { kind: 'batch' } : { kind: 'fixed', size })) };
+    if (spec.shape.length === 0 && given)
+      return { spec, dims: given.map((size, i) => (i === 0 && given.length > 1 ? { kind: 'batch' } : { kind: 'fixed', size })) };
     return { spec, dims };
   });
   // Symbols fixed by one input's shape hold for the others; what is left must come from the data file.
@@ -140,7 +150,9 @@ function planInputs(inputs: SampleInputSpec[], settings: SampleInputSettings, en
     const inEveryEntry = entries.length > 0 && entries.every((e) => e[plan.spec.name]?.shape !== undefined);
     if (inEveryEntry) continue;
     const dim = plan.dims[open] as { kind: 'open'; symbol?: string };
-    const example = plan.spec.shape.map((d, i) => (d > 0 ? String(d) : plan.dims[i].kind === 'batch' ? '1' : `<${typeof plan.spec.dims?.[i] === 'string' ? plan.spec.dims[i] : `dim${i}`}>`)).join(',');
+    const example = plan.spec.shape
+      .map((d, i) => (d > 0 ? String(d) : plan.dims[i].kind === 'batch' ? '1' : `<${typeof plan.spec.dims?.[i] === 'string' ? plan.spec.dims[i] : `dim${i}`}>`))
+      .join(',');
     throw inputError(
       `input '${plan.spec.name}' [${describeDims(plan.spec).join(', ')}]: dimension ${open}${dim.symbol ? ` ('${dim.symbol}')` : ''} is dynamic and nothing gives its size`,
       `set it with ${settings.shapeKey} ${plan.spec.name}:${example}${settings.shapeKey === '--shape' ? ' (config: model.shapes)' : ''}, or give '${plan.spec.name}' with its shape in ${settings.dataKey} FILE; mlops does not guess a size`,
@@ -152,7 +164,8 @@ function planInputs(inputs: SampleInputSpec[], settings: SampleInputSettings, en
 function checkGivenShape(spec: SampleInputSpec, given: number[], key: string): void {
   if (spec.shape.length === 0) return;
   const where = `${key} ${spec.name}:${given.join(',')}`;
-  if (given.length !== spec.shape.length) throw inputError(`${where}: input '${spec.name}' has ${spec.shape.length} dimensions [${describeDims(spec).join(', ')}], not ${given.length}`);
+  if (given.length !== spec.shape.length)
+    throw inputError(`${where}: input '${spec.name}' has ${spec.shape.length} dimensions [${describeDims(spec).join(', ')}], not ${given.length}`);
   spec.shape.forEach((size, i) => {
     if (size > 0 && given[i] !== size) throw inputError(`${where}: dimension ${i} of input '${spec.name}' is fixed at ${size}`, `write ${size} there`);
   });
@@ -163,7 +176,13 @@ const dimsFor = (plan: InputPlan, rows: number) => plan.dims.map((d) => (d.kind 
 function generated(plan: InputPlan, rows: number, mode: InputDataMode, seed: number, range: ValueRange | undefined): Tensors[string] {
   const dims = dimsFor(plan, rows);
   if (mode === 'zero') {
-    return { data: allocate(plan.spec.datatype, dims.reduce((n, d) => n * d, 1)), dims };
+    return {
+      data: allocate(
+        plan.spec.datatype,
+        dims.reduce((n, d) => n * d, 1),
+      ),
+      dims,
+    };
   }
   if (range && plan.spec.datatype !== 'BYTES' && plan.spec.datatype !== 'BOOL') return inRange(plan.spec.datatype, dims, range, seed);
   // randomFeeds takes the shape as given, with the rows in a dynamic first dimension.
@@ -194,14 +213,20 @@ function fromData(plan: InputPlan, given: DataEntry[string], rows: number, key: 
   const size = dims.reduce((n, d) => n * d, 1);
   const count = given.bytes ? Math.floor(given.bytes.byteLength / ELEMENT_BYTES[plan.spec.datatype]) : given.values!.length;
   if (count !== size) {
-    throw inputError(`${where}: ${count} values for shape [${dims.join(', ')}] (${size} values)`, `give ${size} values, or {"content": [...], "shape": [...]} with the shape they fill`);
+    throw inputError(
+      `${where}: ${count} values for shape [${dims.join(', ')}] (${size} values)`,
+      `give ${size} values, or {"content": [...], "shape": [...]} with the shape they fill`,
+    );
   }
   const one = typedValues(plan.spec.datatype, given, count, where);
   const batchAt = plan.dims.flatMap((d, i) => (d.kind === 'batch' ? [i] : []));
   if (batchAt.length === 0 || dims[batchAt[0]] === rows) return { data: one, dims };
   // Requests of several rows repeat a one-row entry along a leading batch dimension, as perf_analyzer does.
   if (dims[batchAt[0]] !== 1 || batchAt.length !== 1 || batchAt[0] !== 0) {
-    throw inputError(`${where}: the entry has ${dims[batchAt[0]]} in its batch dimension but requests of ${rows} rows were asked for`, `give entries of ${rows} rows, or of 1 row with the batch dimension first`);
+    throw inputError(
+      `${where}: the entry has ${dims[batchAt[0]]} in its batch dimension but requests of ${rows} rows were asked for`,
+      `give entries of ${rows} rows, or of 1 row with the batch dimension first`,
+    );
   }
   const source = one as unknown as ArrayLike<unknown>;
   const data = allocate(plan.spec.datatype, count * rows) as unknown as unknown[];
@@ -211,7 +236,10 @@ function fromData(plan: InputPlan, given: DataEntry[string], rows: number, key: 
 
 function checkDataShape(plan: InputPlan, shape: number[], where: string): void {
   const spec = plan.spec;
-  if (shape.length !== spec.shape.length) throw inputError(`${where}: shape [${shape.join(', ')}] has ${shape.length} dimensions; input '${spec.name}' has ${spec.shape.length} [${describeDims(spec).join(', ')}]`);
+  if (shape.length !== spec.shape.length)
+    throw inputError(
+      `${where}: shape [${shape.join(', ')}] has ${shape.length} dimensions; input '${spec.name}' has ${spec.shape.length} [${describeDims(spec).join(', ')}]`,
+    );
   plan.dims.forEach((d, i) => {
     if (d.kind === 'fixed' && shape[i] !== d.size) throw inputError(`${where}: dimension ${i} is ${shape[i]}, but input '${spec.name}' needs ${d.size} there`);
   });
@@ -270,16 +298,23 @@ async function readDataFile(file: string, cwd: string, key: string, byName: Map<
     text = await readFile(path.resolve(cwd, file), 'utf8');
   } catch (error) {
     const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
-    throw inputError(`${shown}: ${missing ? 'file not found' : (error as Error).message}`, `give 'random', 'zero' or a JSON file like {"data": [{"input": [0.1, 0.2]}]}`);
+    throw inputError(
+      `${shown}: ${missing ? 'file not found' : (error as Error).message}`,
+      `give 'random', 'zero' or a JSON file like {"data": [{"input": [0.1, 0.2]}]}`,
+    );
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw inputError(`${shown}: not valid JSON: ${(error as Error).message}`, 'the file is perf_analyzer\'s input format: {"data": [{"NAME": [values...]}, ...]}');
+    throw inputError(
+      `${shown}: not valid JSON: ${(error as Error).message}`,
+      'the file is perf_analyzer\'s input format: {"data": [{"NAME": [values...]}, ...]}',
+    );
   }
   const data = (parsed as { data?: unknown })?.data;
-  if (!Array.isArray(data) || data.length === 0) throw inputError(`${shown}: no "data" list of requests`, 'expected {"data": [{"NAME": [values...]}, ...]}, one object a request');
+  if (!Array.isArray(data) || data.length === 0)
+    throw inputError(`${shown}: no "data" list of requests`, 'expected {"data": [{"NAME": [values...]}, ...]}, one object a request');
   return data.map((raw, i): DataEntry => {
     const where = `${shown}: data[${i}]`;
     if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw inputError(`${where}: expected an object of input name to values`);
@@ -291,7 +326,8 @@ async function readDataFile(file: string, cwd: string, key: string, byName: Map<
       else if (typeof value === 'number' || typeof value === 'string' || typeof value === 'boolean') entry[name] = { values: [value] };
       else if (value && typeof value === 'object') {
         const { content, shape, b64 } = value as { content?: unknown; shape?: unknown; b64?: unknown };
-        if (shape !== undefined && (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || (d as number) < 0))) throw inputError(`${where}.${name}.shape: expected a list of whole numbers`);
+        if (shape !== undefined && (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || (d as number) < 0)))
+          throw inputError(`${where}.${name}.shape: expected a list of whole numbers`);
         if (Array.isArray(content)) entry[name] = { values: content.flat(Infinity), shape: shape as number[] | undefined };
         else if (typeof b64 === 'string') entry[name] = { bytes: Buffer.from(b64, 'base64'), shape: shape as number[] | undefined };
         else throw inputError(`${where}.${name}: expected a list of values, {"content": [...], "shape": [...]} or {"b64": "..."}`);

@@ -122,7 +122,7 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
       const ortFeeds: Record<string, ort.Tensor> = {};
       for (const spec of inputs) {
         const tensor = feeds[spec.name];
-        ortFeeds[spec.name] = new ort.Tensor(ORT_TYPES[spec.datatype], tensor.data as never, tensor.dims);
+        ortFeeds[spec.name] = new ort.Tensor(ORT_TYPES[spec.datatype], tensor.data, tensor.dims);
       }
       let results: ort.InferenceSession.OnnxValueMapType;
       try {
@@ -133,7 +133,7 @@ export async function loadModel(options: LoadModelOptions): Promise<LoadedModel>
       const out: Tensors = {};
       for (const name of outputNames) {
         const t = results[name];
-        out[name] = { data: t.data as TensorData, dims: t.dims.map(Number) };
+        out[name] = { data: t.data, dims: t.dims.map(Number) };
       }
       return out;
     },

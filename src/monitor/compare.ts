@@ -15,7 +15,16 @@ export interface LiveCounts {
   prediction: number[] | null;
 }
 
-export const DRIFT_METRICS = ['psi_max', 'js_max', 'drifted_share', 'drifted_count', 'out_of_range_rate', 'missing_rate', 'prediction_psi', 'prediction_js'] as const;
+export const DRIFT_METRICS = [
+  'psi_max',
+  'js_max',
+  'drifted_share',
+  'drifted_count',
+  'out_of_range_rate',
+  'missing_rate',
+  'prediction_psi',
+  'prediction_js',
+] as const;
 export type DriftMetric = (typeof DRIFT_METRICS)[number];
 
 /** Evidently's dataset drift rule: the dataset drifts when half its features or more do. */
@@ -136,9 +145,18 @@ export function assessDrift(profile: ReferenceProfile, live: LiveCounts, specs: 
   };
   if (profile.unavailable || features.length === 0) {
     const why = profile.unavailable ?? 'the reference profile has no features to compare';
-    return { rows: live.rows, features, prediction, metrics: {}, gates: [], verdict: 'no-reference', warning: `no drift computed: ${why}`, passed: !settings.strict };
+    return {
+      rows: live.rows,
+      features,
+      prediction,
+      metrics: {},
+      gates: [],
+      verdict: 'no-reference',
+      warning: `no drift computed: ${why}`,
+      passed: !settings.strict,
+    };
   }
-  const gates = evaluateGates(specs, metrics as Record<string, unknown>);
+  const gates = evaluateGates(specs, metrics);
   if (live.rows < settings.monitor.minRows) {
     return {
       rows: live.rows,

@@ -27,7 +27,6 @@ interface Panel {
   options?: Record<string, unknown>;
 }
 
-
 export function grafanaDashboard(settings: DashboardSettings): Record<string, unknown> {
   const model = settings.modelName;
   const reference = settings.referenceSha256.slice(0, 12);
@@ -35,28 +34,59 @@ export function grafanaDashboard(settings: DashboardSettings): Record<string, un
   const panels: Panel[] = [];
   const add = (panel: Omit<Panel, 'id' | 'datasource' | 'fieldConfig'> & { unit?: string }) => {
     const { unit, ...rest } = panel;
-    panels.push({ ...rest, id: panels.length + 1, datasource: { type: 'prometheus', uid: '${datasource}' }, fieldConfig: { defaults: unit ? { unit } : {}, overrides: [] } });
+    panels.push({
+      ...rest,
+      id: panels.length + 1,
+      datasource: { type: 'prometheus', uid: '${datasource}' },
+      fieldConfig: { defaults: unit ? { unit } : {}, overrides: [] },
+    });
   };
   const row = (y: number, x: number) => ({ x, y, w: 12, h: 8 });
-  const quantile = (q: number, metric: string, extra = '') => `histogram_quantile(${q}, sum by (le) (${of(`rate(${metric}_bucket${extra}[$__rate_interval])`)}))`;
+  const quantile = (q: number, metric: string, extra = '') =>
+    `histogram_quantile(${q}, sum by (le) (${of(`rate(${metric}_bucket${extra}[$__rate_interval])`)}))`;
 
-  add({ type: 'timeseries', title: 'Throughput', gridPos: row(0, 0), unit: 'reqps', targets: [{ refId: 'A', expr: `sum by (protocol) (${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},model="${model}"}[$__rate_interval])`)})`, legendFormat: '{{protocol}}' }] });
+  add({
+    type: 'timeseries',
+    title: 'Throughput',
+    gridPos: row(0, 0),
+    unit: 'reqps',
+    targets: [
+      {
+        refId: 'A',
+        expr: `sum by (protocol) (${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},model="${model}"}[$__rate_interval])`)})`,
+        legendFormat: '{{protocol}}',
+      },
+    ],
+  });
   add({
     type: 'timeseries',
     title: 'Inference latency',
     gridPos: row(0, 12),
     unit: 's',
-    targets: [0.5, 0.95, 0.99].map((q, i) => ({ refId: String.fromCharCode(65 + i), expr: quantile(q, 'mlops_http_request_duration_seconds', `{${INFERENCE_ROUTE_MATCHER},model="${model}"}`), legendFormat: `p${q * 100}` })),
+    targets: [0.5, 0.95, 0.99].map((q, i) => ({
+      refId: String.fromCharCode(65 + i),
+      expr: quantile(q, 'mlops_http_request_duration_seconds', `{${INFERENCE_ROUTE_MATCHER},model="${model}"}`),
+      legendFormat: `p${q * 100}`,
+    })),
   });
   add({
     type: 'timeseries',
     title: 'Errors',
-    description: 'Inference requests answered with a server error (HTTP 5xx, gRPC INTERNAL/UNKNOWN/UNAVAILABLE) and with a client error (4xx, INVALID_ARGUMENT).',
+    description:
+      'Inference requests answered with a server error (HTTP 5xx, gRPC INTERNAL/UNKNOWN/UNAVAILABLE) and with a client error (4xx, INVALID_ARGUMENT).',
     gridPos: row(8, 0),
     unit: 'reqps',
     targets: [
-      { refId: 'A', expr: `sum(${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},model="${model}",code=~"5..|INTERNAL|UNKNOWN|UNAVAILABLE|DATA_LOSS"}[$__rate_interval])`)})`, legendFormat: 'server errors' },
-      { refId: 'B', expr: `sum(${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},model="${model}",code=~"4..|INVALID_ARGUMENT|NOT_FOUND|RESOURCE_EXHAUSTED"}[$__rate_interval])`)})`, legendFormat: 'client errors' },
+      {
+        refId: 'A',
+        expr: `sum(${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},model="${model}",code=~"5..|INTERNAL|UNKNOWN|UNAVAILABLE|DATA_LOSS"}[$__rate_interval])`)})`,
+        legendFormat: 'server errors',
+      },
+      {
+        refId: 'B',
+        expr: `sum(${of(`rate(mlops_http_requests_total{${INFERENCE_ROUTE_MATCHER},model="${model}",code=~"4..|INVALID_ARGUMENT|NOT_FOUND|RESOURCE_EXHAUSTED"}[$__rate_interval])`)})`,
+        legendFormat: 'client errors',
+      },
     ],
   });
   add({
@@ -64,7 +94,11 @@ export function grafanaDashboard(settings: DashboardSettings): Record<string, un
     title: 'Batch size and queue time',
     gridPos: row(8, 12),
     targets: [
-      { refId: 'A', expr: `sum(${of(`rate(mlops_batch_size_sum{model="${model}"}[$__rate_interval])`)}) / sum(${of(`rate(mlops_batch_size_count{model="${model}"}[$__rate_interval])`)})`, legendFormat: 'rows per run (mean)' },
+      {
+        refId: 'A',
+        expr: `sum(${of(`rate(mlops_batch_size_sum{model="${model}"}[$__rate_interval])`)}) / sum(${of(`rate(mlops_batch_size_count{model="${model}"}[$__rate_interval])`)})`,
+        legendFormat: 'rows per run (mean)',
+      },
       { refId: 'B', expr: quantile(0.95, 'mlops_inference_queue_duration_seconds', `{model="${model}"}`), legendFormat: 'queue time p95 (s)' },
       { refId: 'C', expr: quantile(0.95, 'mlops_inference_duration_seconds', `{model="${model}"}`), legendFormat: 'run time p95 (s)' },
     ],
@@ -115,12 +149,21 @@ export function grafanaDashboard(settings: DashboardSettings): Record<string, un
       title: `Predictions by ${label}`,
       gridPos: row(24, 12),
       unit: 'percentunit',
-      targets: [{ refId: 'A', expr: `sum by (${label}) (rate(${metric}{${counted}}[$__rate_interval])) / on () group_left () sum(rate(${metric}{${counted}}[$__rate_interval]))`, legendFormat: `{{${label}}}` }],
+      targets: [
+        {
+          refId: 'A',
+          expr: `sum by (${label}) (rate(${metric}{${counted}}[$__rate_interval])) / on () group_left () sum(rate(${metric}{${counted}}[$__rate_interval]))`,
+          legendFormat: `{{${label}}}`,
+        },
+      ],
     });
   }
   return {
     title: `mlops: ${model}`,
-    uid: `mlops-${model}`.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 40),
+    uid: `mlops-${model}`
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, '-')
+      .slice(0, 40),
     tags: ['mlops'],
     description: `Generated by \`mlops monitor --emit grafana-dashboard\` for model ${model}, reference profile ${reference}.`,
     schemaVersion: DASHBOARD_SCHEMA_VERSION,

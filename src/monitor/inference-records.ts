@@ -77,7 +77,12 @@ export function encodeInferenceRecords(request: RecordedRequest, outputs: Record
   let text = '';
   for (let r = 0; r < Math.max(held, 1); r++) {
     const out = outputTensors.map((o) => rowTensorText(o, outputs[o.name], r, held)).join(',');
-    const inp = inputs ? `,"inputs":[${model.inputs.filter((i) => inputs[i.name]).map((i) => rowTensorText(i, inputs[i.name], r, held)).join(',')}]` : '';
+    const inp = inputs
+      ? `,"inputs":[${model.inputs
+          .filter((i) => inputs[i.name])
+          .map((i) => rowTensorText(i, inputs[i.name], r, held))
+          .join(',')}]`
+      : '';
     text += `${head}${firstRow + r},"outputs":[${out}]${inp}}\n`;
   }
   return text;
@@ -85,7 +90,7 @@ export function encodeInferenceRecords(request: RecordedRequest, outputs: Record
 
 /** Copies of the tensors' data, for a log that outlives buffers handed to a worker thread. */
 export function copyTensors(tensors: Record<string, Tensor>): Record<string, Tensor> {
-  return Object.fromEntries(Object.entries(tensors).map(([name, t]) => [name, { data: t.data.slice() as TensorData, dims: t.dims }]));
+  return Object.fromEntries(Object.entries(tensors).map(([name, t]) => [name, { data: t.data.slice(), dims: t.dims }]));
 }
 
 function isRecord(value: unknown): value is InferenceRecord {

@@ -33,7 +33,11 @@ export const labelKey = (id: string, row: number | undefined) => `${id}\u0000${r
 function rowNumber(value: unknown, where: string, file: string): number | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw inputError(`${file} ${where}, row: ${JSON.stringify(value)} is not a row index (0, 1, ...)`, 'row is the index of the row within its request; leave it empty for one-row requests');
+  if (!Number.isInteger(n) || n < 0)
+    throw inputError(
+      `${file} ${where}, row: ${JSON.stringify(value)} is not a row index (0, 1, ...)`,
+      'row is the index of the row within its request; leave it empty for one-row requests',
+    );
   return n;
 }
 
@@ -45,7 +49,10 @@ async function* csvLabels(file: string): AsyncGenerator<LabelRow> {
       const id = header.indexOf('id');
       const label = header.indexOf('label');
       if (id === -1 || label === -1) {
-        throw inputError(`${file}: the header has no ${id === -1 ? "'id'" : "'label'"} column (it has ${header.join(', ')})`, 'a labels file needs the columns id and label (and row for requests of several rows)');
+        throw inputError(
+          `${file}: the header has no ${id === -1 ? "'id'" : "'label'"} column (it has ${header.join(', ')})`,
+          'a labels file needs the columns id and label (and row for requests of several rows)',
+        );
       }
       columns = { id, label, row: header.indexOf('row') };
       continue;
@@ -72,9 +79,14 @@ async function* jsonlLabels(file: string): AsyncGenerator<LabelRow> {
     } catch (error) {
       throw inputError(`${file} ${where}: not valid JSON (${(error as Error).message})`, 'one JSON object per line, like {"id": "...", "label": 1}');
     }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw inputError(`${file} ${where}: expected a JSON object`, 'one JSON object per line, like {"id": "...", "label": 1}');
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw inputError(`${file} ${where}: expected a JSON object`, 'one JSON object per line, like {"id": "...", "label": 1}');
     const id = parsed.id;
-    if (typeof id !== 'string' && typeof id !== 'number') throw inputError(`${file} ${where}, id: ${id === undefined ? 'missing' : `${JSON.stringify(id)} is not a string`}`, 'every label needs the id the server answered with');
+    if (typeof id !== 'string' && typeof id !== 'number')
+      throw inputError(
+        `${file} ${where}, id: ${id === undefined ? 'missing' : `${JSON.stringify(id)} is not a string`}`,
+        'every label needs the id the server answered with',
+      );
     if (parsed.label === undefined || parsed.label === null) throw inputError(`${file} ${where}, label: missing`, 'drop lines whose truth is not known yet');
     yield { id: String(id), row: rowNumber(parsed.row, where, file), label: parsed.label, where };
   }
@@ -86,7 +98,11 @@ export async function readLabels(file: string, shown: string): Promise<LabelSet>
   if (!info?.isFile()) throw inputError(`--labels ${shown}: file not found`, 'pass a CSV or JSONL file with id and label');
   const lower = shown.toLowerCase();
   const rows = lower.endsWith('.csv') ? csvLabels(file) : lower.endsWith('.jsonl') || lower.endsWith('.ndjson') ? jsonlLabels(file) : undefined;
-  if (!rows) throw inputError(`--labels ${shown}: expected a .csv or .jsonl file`, 'the truth: a CSV with a header, or JSONL, with id and label (and row for requests of several rows)');
+  if (!rows)
+    throw inputError(
+      `--labels ${shown}: expected a .csv or .jsonl file`,
+      'the truth: a CSV with a header, or JSONL, with id and label (and row for requests of several rows)',
+    );
   const byKey = new Map<string, LabelRow>();
   const conflicted = new Set<string>();
   let duplicates = 0;

@@ -112,10 +112,20 @@ export class LiveProfile {
 export function profileMetrics(registry: Registry, live: LiveProfile, referenceSha256: string, model: { name: string; version: string }): () => void {
   let profiles = PROFILES.get(registry);
   if (!profiles) PROFILES.set(registry, (profiles = new Set()));
-  const entry: CountedProfile = { live, labels: { reference: referenceSha256.slice(0, 12), model: model.name, version: model.version }, slots: countedSlots(live.profile) };
+  const entry: CountedProfile = {
+    live,
+    labels: { reference: referenceSha256.slice(0, 12), model: model.name, version: model.version },
+    slots: countedSlots(live.profile),
+  };
   profiles.add(entry);
   const prediction = entry.slots.prediction;
-  for (const name of ['mlops_feature_bin_total', 'mlops_feature_out_of_range_total', 'mlops_feature_missing_total', 'mlops_profiled_rows_total', ...(prediction ? [prediction.kind === 'value' ? 'mlops_prediction_bin_total' : 'mlops_prediction_class_total'] : [])]) {
+  for (const name of [
+    'mlops_feature_bin_total',
+    'mlops_feature_out_of_range_total',
+    'mlops_feature_missing_total',
+    'mlops_profiled_rows_total',
+    ...(prediction ? [prediction.kind === 'value' ? 'mlops_prediction_bin_total' : 'mlops_prediction_class_total'] : []),
+  ]) {
     if (!registry.getSingleMetric(name)) registerCounter(registry, name as keyof typeof COUNTERS, profiles);
   }
   return () => void profiles.delete(entry);
@@ -157,7 +167,7 @@ const COUNTERS = {
     series: ({ live, slots }: CountedProfile, set: Emit) => slots.features.forEach((f, s) => set({ feature: f.name }, live.total(s)[f.edges.length + 1])),
   },
   mlops_prediction_bin_total: {
-    help: "Predicted values per reference bin; below and above the reference's range as bin=\"below\" and bin=\"above\"",
+    help: 'Predicted values per reference bin; below and above the reference\'s range as bin="below" and bin="above"',
     labels: ['bin'],
     series: ({ live, slots }: CountedProfile, set: Emit) => {
       if (slots.prediction?.kind !== 'value') return;

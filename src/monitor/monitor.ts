@@ -80,12 +80,20 @@ export interface RunMonitorOptions {
   modelOfSeveral?: string;
 }
 
-async function liveSource(options: RunMonitorOptions): Promise<{ live: LiveSource; kind: MonitorReport['source']['kind']; urls?: string[]; security?: ClientSecurity; versions?: VersionVerdict[] }> {
+async function liveSource(
+  options: RunMonitorOptions,
+): Promise<{ live: LiveSource; kind: MonitorReport['source']['kind']; urls?: string[]; security?: ClientSecurity; versions?: VersionVerdict[] }> {
   const { flags, config } = options;
-  if (flags.until !== undefined || flags.baseline !== undefined || flags.log.length > 0) throw inputError('--until, --baseline and --log go with --labels', 'pass --labels <file> to judge live quality');
+  if (flags.until !== undefined || flags.baseline !== undefined || flags.log.length > 0)
+    throw inputError('--until, --baseline and --log go with --labels', 'pass --labels <file> to judge live quality');
   const chosen = [flags.target !== undefined, flags.url.length > 0, flags.prometheus !== undefined].filter(Boolean).length;
-  if (chosen !== 1) throw inputError(chosen === 0 ? 'no live traffic to judge' : '--target, --url and --prometheus exclude each other', 'pass one of --target <name>, --url <base> (repeatable) or --prometheus <url>');
-  if (flags.since !== undefined && !flags.prometheus) throw inputError('--since goes with --prometheus', 'servers keep their last monitor.windowRows rows; --all takes everything since they started');
+  if (chosen !== 1)
+    throw inputError(
+      chosen === 0 ? 'no live traffic to judge' : '--target, --url and --prometheus exclude each other',
+      'pass one of --target <name>, --url <base> (repeatable) or --prometheus <url>',
+    );
+  if (flags.since !== undefined && !flags.prometheus)
+    throw inputError('--since goes with --prometheus', 'servers keep their last monitor.windowRows rows; --all takes everything since they started');
   if (flags.all && flags.prometheus) throw inputError('--all goes with --target or --url', 'with --prometheus, --since sets the range');
   const window = !flags.all;
   const modelName = flags.modelName || config.model.name || undefined;
@@ -97,11 +105,21 @@ async function liveSource(options: RunMonitorOptions): Promise<{ live: LiveSourc
   }
   if (flags.reference) throw inputError('--reference goes with --prometheus', "a server's profile document carries its own reference");
   if (flags.url.length > 0) {
-    for (const url of flags.url) if (!/^https?:\/\//.test(url)) throw inputError(`--url ${url}: expected http:// or https://`, 'pass the server base, e.g. --url http://127.0.0.1:8080');
+    for (const url of flags.url)
+      if (!/^https?:\/\//.test(url)) throw inputError(`--url ${url}: expected http:// or https://`, 'pass the server base, e.g. --url http://127.0.0.1:8080');
     const security = resolveClientSecurity(flags, options.env, options.cwd);
     return { live: await fromServers(flags.url, modelName, window, security), kind: 'url', urls: flags.url, security };
   }
-  const replicas = await targetReplicas({ cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, target: flags.target, dryRun: false, log: options.log, runner: options.runner });
+  const replicas = await targetReplicas({
+    cwd: options.cwd,
+    projectDir: options.projectDir,
+    config,
+    env: options.env,
+    target: flags.target,
+    dryRun: false,
+    log: options.log,
+    runner: options.runner,
+  });
   try {
     const security = { ...resolveClientSecurity(flags, options.env, options.cwd), ...(replicas.loopbackTls ? { insecure: true } : {}) };
     const live = await fromServers(replicas.urls, modelName, window, security);
@@ -120,7 +138,12 @@ export async function runMonitor(options: RunMonitorOptions): Promise<MonitorRep
   const source = await liveSource(options);
   const { live, kind } = source;
   const assessment = assessDrift(live.profile, live.counts, specs, settings);
-  const versions = source.kind === 'target' ? source.versions : source.urls && live.model ? await versionVerdicts(source.urls, live.model.name, !flags.all, source.security, options) : undefined;
+  const versions =
+    source.kind === 'target'
+      ? source.versions
+      : source.urls && live.model
+        ? await versionVerdicts(source.urls, live.model.name, !flags.all, source.security, options)
+        : undefined;
   // Every serving version must pass; a shadow's agreement is reported, not gated (its inputs are the serving version's).
   const passed = versions ? versions.filter((v) => v.role === 'serving').every((v) => v.passed) : assessment.passed;
   return {
@@ -143,7 +166,13 @@ export async function runMonitor(options: RunMonitorOptions): Promise<MonitorRep
 }
 
 /** Each version of a model that has several (undefined for one): drift per serving version, agreement per shadow. */
-async function versionVerdicts(urls: string[], model: string, window: boolean, security: ClientSecurity | undefined, options: RunMonitorOptions): Promise<VersionVerdict[] | undefined> {
+async function versionVerdicts(
+  urls: string[],
+  model: string,
+  window: boolean,
+  security: ClientSecurity | undefined,
+  options: RunMonitorOptions,
+): Promise<VersionVerdict[] | undefined> {
   const held = await fetchVersions(urls, model, security);
   if (held.length < 2) return undefined;
   const settings = { monitor: options.config.monitor, gateFlags: options.flags.gate, strict: Boolean(options.flags.strict) };
@@ -154,13 +183,29 @@ async function versionVerdicts(urls: string[], model: string, window: boolean, s
     if (v.role === 'shadow') {
       const { agree = 0, disagree = 0, failed = 0 } = v.outcomes;
       const judged = agree + disagree + failed;
-      verdicts.push({ ...base, rows: 0, verdict: 'passed', metrics: {}, gates: [], passed: true, shadow: { outcomes: v.outcomes, agreement: judged > 0 ? agree / judged : null } });
+      verdicts.push({
+        ...base,
+        rows: 0,
+        verdict: 'passed',
+        metrics: {},
+        gates: [],
+        passed: true,
+        shadow: { outcomes: v.outcomes, agreement: judged > 0 ? agree / judged : null },
+      });
       continue;
     }
     try {
       const live = await fromServers(urls, model, window, security, v.version);
       const a = assessDrift(live.profile, live.counts, specs, settings);
-      verdicts.push({ ...base, rows: a.rows, verdict: a.verdict, metrics: a.metrics, gates: a.gates, ...(a.warning ? { warning: a.warning } : {}), passed: a.passed });
+      verdicts.push({
+        ...base,
+        rows: a.rows,
+        verdict: a.verdict,
+        metrics: a.metrics,
+        gates: a.gates,
+        ...(a.warning ? { warning: a.warning } : {}),
+        passed: a.passed,
+      });
     } catch (error) {
       // A serving version without a profile of its own cannot be judged: that is not a pass.
       if (!isMlopsError(error) || error.exitCode !== ExitCode.badInput) throw error;
@@ -175,7 +220,8 @@ export const EMITTABLE = ['prometheus-rules', 'grafana-dashboard'] as const;
 /** `--emit`: what the stack that watches the servers needs, generated from the reference profile. */
 export async function emitFromProfile(options: RunMonitorOptions): Promise<{ emitted: string; reference: string; content: string }> {
   const { flags, config } = options;
-  if (!(EMITTABLE as readonly string[]).includes(flags.emit!)) throw inputError(`--emit ${flags.emit}: expected ${EMITTABLE.join(' or ')}`, 'see `mlops monitor --help`');
+  if (!(EMITTABLE as readonly string[]).includes(flags.emit!))
+    throw inputError(`--emit ${flags.emit}: expected ${EMITTABLE.join(' or ')}`, 'see `mlops monitor --help`');
   if (flags.target || flags.url.length > 0 || flags.prometheus || flags.all || flags.strict || flags.gate.length > 0) {
     throw inputError('--emit reads no live traffic: drop --target, --url, --prometheus, --all, --strict and --gate');
   }
@@ -214,7 +260,7 @@ function* fileLines(text: string): Iterable<string> {
 async function logFile(cwd: string, file: string): Promise<LogSource> {
   const full = path.resolve(cwd, file);
   const info = await stat(full).catch(() => undefined);
-  if (!info?.isFile()) throw inputError(`--log ${file}: file not found`, 'pass the file sink\'s file, or save the log with docker logs or kubectl logs');
+  if (!info?.isFile()) throw inputError(`--log ${file}: file not found`, "pass the file sink's file, or save the log with docker logs or kubectl logs");
   return { from: file, lines: linesOf(full) };
 }
 
@@ -226,22 +272,45 @@ async function* linesOf(file: string): AsyncGenerator<string> {
 /** `--labels`: live quality from the inference log (files, or the target's own log) and the labels that came later. */
 export async function runLabelled(options: RunMonitorOptions): Promise<QualityReport> {
   const { flags, config } = options;
-  const conflicting = [flags.url.length > 0 && '--url', flags.prometheus !== undefined && '--prometheus', flags.all && '--all', flags.reference !== undefined && '--reference'].filter(Boolean);
-  if (conflicting.length > 0) throw inputError(`--labels reads the inference log, not live counts: drop ${conflicting.join(', ')}`, 'give the log with --log <file>, or --target to read it from the deployed replicas');
-  if ((flags.target !== undefined) === flags.log.length > 0) throw inputError(flags.target ? '--target and --log exclude each other' : 'no inference log to join the labels with', 'pass --log <file> (repeatable) or --target <name>');
+  const conflicting = [
+    flags.url.length > 0 && '--url',
+    flags.prometheus !== undefined && '--prometheus',
+    flags.all && '--all',
+    flags.reference !== undefined && '--reference',
+  ].filter(Boolean);
+  if (conflicting.length > 0)
+    throw inputError(
+      `--labels reads the inference log, not live counts: drop ${conflicting.join(', ')}`,
+      'give the log with --log <file>, or --target to read it from the deployed replicas',
+    );
+  if ((flags.target !== undefined) === flags.log.length > 0)
+    throw inputError(
+      flags.target ? '--target and --log exclude each other' : 'no inference log to join the labels with',
+      'pass --log <file> (repeatable) or --target <name>',
+    );
   const now = Date.now();
   const range = {
     since: flags.since !== undefined ? parseTime(flags.since, '--since', now) : undefined,
     until: flags.until !== undefined ? parseTime(flags.until, '--until', now) : undefined,
   };
-  if (range.since !== undefined && range.until !== undefined && range.since >= range.until) throw inputError(`--since ${flags.since} is not before --until ${flags.until}`, 'the range runs from --since (earlier) to --until (later)');
+  if (range.since !== undefined && range.until !== undefined && range.since >= range.until)
+    throw inputError(`--since ${flags.since} is not before --until ${flags.until}`, 'the range runs from --since (earlier) to --until (later)');
   // Gates and labels are checked before any log is read.
   qualityGates(config, flags.gate);
   const labels = await readLabels(path.resolve(options.cwd, flags.labels!), flags.labels!);
   let logs: LogSource[];
   if (flags.target !== undefined) {
     const texts = await targetInferenceLogs(
-      { cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, target: flags.target, dryRun: false, log: options.log, runner: options.runner },
+      {
+        cwd: options.cwd,
+        projectDir: options.projectDir,
+        config,
+        env: options.env,
+        target: flags.target,
+        dryRun: false,
+        log: options.log,
+        runner: options.runner,
+      },
       range.since !== undefined ? new Date(range.since) : undefined,
     );
     logs = texts.map((t) => ({ from: t.from, lines: fileLines(t.text) }));

@@ -111,7 +111,11 @@ export interface ReferenceProfile {
 }
 
 /** Which features a model's inputs give: a column each for a tabular input, four row statistics for anything else. */
-export function planFeatures(inputs: TensorShape[], featureNames: Record<string, string[]>, text?: TextFeatureRoles): { features: FeaturePlan[]; skipped: ReferenceProfile['skipped'] } {
+export function planFeatures(
+  inputs: TensorShape[],
+  featureNames: Record<string, string[]>,
+  text?: TextFeatureRoles,
+): { features: FeaturePlan[]; skipped: ReferenceProfile['skipped'] } {
   const features: FeaturePlan[] = [];
   const skipped: ReferenceProfile['skipped'] = [];
   // Token ids are names, not quantities, and their rows are padded differently in a holdout and in a
@@ -238,7 +242,8 @@ export function slotWidth(slot: { edges?: number[]; classes?: string[] }): numbe
 
 /** The live-count slots of a profile: its features, then the prediction when it can be counted. */
 export function countedSlots(profile: ReferenceProfile): { features: FeatureProfile[]; prediction: PredictionProfile | null } {
-  const prediction = profile.prediction && (profile.prediction.kind === 'value' ? profile.prediction.edges : profile.prediction.classes?.length) ? profile.prediction : null;
+  const prediction =
+    profile.prediction && (profile.prediction.kind === 'value' ? profile.prediction.edges : profile.prediction.classes?.length) ? profile.prediction : null;
   return { features: profile.features, prediction };
 }
 
@@ -316,15 +321,18 @@ export class RowBinner {
 
 /** Checks that a profile fits the model it is served with; the reason when it does not. */
 export function profileMismatch(profile: ReferenceProfile, model: { sha256: string; inputs: TensorShape[]; outputs: TensorShape[] }): string | null {
-  if (profile.model.sha256 !== model.sha256) return `it was built for model sha256 ${profile.model.sha256.slice(0, 12)}, the server runs ${model.sha256.slice(0, 12)}`;
+  if (profile.model.sha256 !== model.sha256)
+    return `it was built for model sha256 ${profile.model.sha256.slice(0, 12)}, the server runs ${model.sha256.slice(0, 12)}`;
   const inputs = new Map(model.inputs.map((t) => [t.name, t]));
   for (const f of profile.features) {
     const input = inputs.get(f.input);
     if (!input) return `feature '${f.name}' reads input '${f.input}', which the model does not have`;
     const columns = input.shape.slice(1).reduce((n, d) => n * d, 1);
-    if (f.stat === 'value' && columns > 0 && f.index >= columns) return `feature '${f.name}' reads column ${f.index} of input '${f.input}', which has ${columns}`;
+    if (f.stat === 'value' && columns > 0 && f.index >= columns)
+      return `feature '${f.name}' reads column ${f.index} of input '${f.input}', which has ${columns}`;
   }
-  if (profile.prediction && !model.outputs.some((o) => o.name === profile.prediction!.output)) return `the prediction is read from output '${profile.prediction.output}', which the model does not have`;
+  if (profile.prediction && !model.outputs.some((o) => o.name === profile.prediction!.output))
+    return `the prediction is read from output '${profile.prediction.output}', which the model does not have`;
   return null;
 }
 
@@ -333,7 +341,8 @@ export function profileProblem(value: unknown): string | null {
   const p = value as Partial<ReferenceProfile> | null;
   if (!p || typeof p !== 'object' || p.format !== PROFILE_FORMAT) return 'not an mlops reference profile';
   if (p.version !== PROFILE_VERSION) return `profile version ${String(p.version)}; this mlops reads version ${PROFILE_VERSION}`;
-  if (!Array.isArray(p.features) || !p.model || typeof p.model.sha256 !== 'string' || !Number.isInteger(p.windowRows) || !Number.isInteger(p.bins)) return 'a field is missing';
+  if (!Array.isArray(p.features) || !p.model || typeof p.model.sha256 !== 'string' || !Number.isInteger(p.windowRows) || !Number.isInteger(p.bins))
+    return 'a field is missing';
   const bins = p.bins as number;
   for (const f of p.features) {
     if (typeof f?.name !== 'string' || !Array.isArray(f.edges) || f.edges.length !== bins + 1 || !Array.isArray(f.shares) || f.shares.length !== bins + 2) {
@@ -351,7 +360,15 @@ export function profileProblem(value: unknown): string | null {
 export function referenceRanges(profile: ReferenceProfile): Record<string, ValueRange> {
   const ranges: Record<string, ValueRange> = {};
   for (const feature of profile.features) {
-    if (feature.stat === 'mean' || feature.stat === 'std' || feature.stat === 'sum' || feature.stat === 'count' || !Number.isFinite(feature.min) || !Number.isFinite(feature.max)) continue;
+    if (
+      feature.stat === 'mean' ||
+      feature.stat === 'std' ||
+      feature.stat === 'sum' ||
+      feature.stat === 'count' ||
+      !Number.isFinite(feature.min) ||
+      !Number.isFinite(feature.max)
+    )
+      continue;
     const range = (ranges[feature.input] ??= { min: feature.min, max: feature.max });
     range.min = Math.min(range.min, feature.min);
     range.max = Math.max(range.max, feature.max);

@@ -92,14 +92,18 @@ export function qualityGates(config: Config, flags: string[]): GateSpec[] {
   const configured = Object.fromEntries(Object.entries(config.monitor.gates).filter(([metric]) => QUALITY_METRICS.includes(metric)));
   const specs = [...gatesFromConfig(configured), ...flags.map(parseGateFlag)];
   checkKnownMetrics(specs, QUALITY_METRICS, 'mlops monitor --labels');
-  checkKnownMetrics(Object.keys(config.monitor.maxDrop).map((metric) => ({ metric, op: 'max_drop' as const, threshold: 0 })), QUALITY_METRICS, 'monitor.maxDrop');
+  checkKnownMetrics(
+    Object.keys(config.monitor.maxDrop).map((metric) => ({ metric, op: 'max_drop' as const, threshold: 0 })),
+    QUALITY_METRICS,
+    'monitor.maxDrop',
+  );
   return specs;
 }
 
 /** "7d" (that long ago) or an ISO 8601 time, as epoch milliseconds. */
 export function parseTime(text: string, flag: string, now = Date.now()): number {
   const duration = /^(\d+)([smhdw])$/.exec(text.trim());
-  if (duration) return now - Number(duration[1]) * { s: 1e3, m: 6e4, h: 36e5, d: 864e5, w: 6048e5 }[duration[2] as 's']!;
+  if (duration) return now - Number(duration[1]) * { s: 1e3, m: 6e4, h: 36e5, d: 864e5, w: 6048e5 }[duration[2] as 's'];
   const at = Date.parse(text);
   if (/^\d{4}-\d{2}-\d{2}/.test(text.trim()) && Number.isFinite(at)) return at;
   throw inputError(`${flag} ${text}: expected a duration like 7d (that long ago) or a time like 2026-11-01T00:00:00Z`);
@@ -143,7 +147,15 @@ export async function scoreLive(options: ScoreLiveOptions) {
     const at = Date.parse(record.time);
     if ((range.since !== undefined && !(at >= range.since)) || (range.until !== undefined && !(at < range.until))) return;
     summary.loggedRows++;
-    const seen = versions.get(record.sha256) ?? { version: record.version, sha256: record.sha256, model: record.model, rows: 0, matched: 0, first: record.time, last: record.time };
+    const seen = versions.get(record.sha256) ?? {
+      version: record.version,
+      sha256: record.sha256,
+      model: record.model,
+      rows: 0,
+      matched: 0,
+      first: record.time,
+      last: record.time,
+    };
     seen.rows++;
     if (record.time < seen.first) seen.first = record.time;
     if (record.time > seen.last) seen.last = record.time;
@@ -183,7 +195,7 @@ export async function scoreLive(options: ScoreLiveOptions) {
 
   const exampleRecord = [...kept.values()].find((k) => k.sha256 === chosen.sha256)!;
   const signature = {
-    outputs: exampleRecord.outputs.map((t) => ({ name: t.name, datatype: t.datatype as Datatype, shape: [-1, ...t.shape.slice(1)] })),
+    outputs: exampleRecord.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: [-1, ...t.shape.slice(1)] })),
   };
   const output = chooseOutput(signature, options.settings.output);
   const scorer = new PredictionScorer(output, options.settings);
@@ -209,8 +221,11 @@ export async function scoreLive(options: ScoreLiveOptions) {
   }
   summary.coverage = summary.labels > 0 ? summary.matched / summary.labels : 0;
   if (summary.matched === 0) {
-    const reasons = Object.entries(summary.skipped).map(([reason, s]) => `${s!.count} ${reason} (e.g. ${s!.example})`);
-    throw inputError(`--labels ${labels.file}: no label could be scored: ${reasons.join('; ')}`, 'each label needs the id (and row) the server answered with, a class the model has, and one prediction of the scored version (docs/monitoring.md, "Live quality")');
+    const reasons = Object.entries(summary.skipped).map(([reason, s]) => `${s.count} ${reason} (e.g. ${s.example})`);
+    throw inputError(
+      `--labels ${labels.file}: no label could be scored: ${reasons.join('; ')}`,
+      'each label needs the id (and row) the server answered with, a class the model has, and one prediction of the scored version (docs/monitoring.md, "Live quality")',
+    );
   }
   const scored = scorer.score();
   return { summary, versions: ranked, chosen, output: output.name, task: scorer.task, ...scored };
@@ -233,7 +248,9 @@ export async function versionBaseline(options: {
   const stamped = (labels: Record<string, string>) =>
     Object.fromEntries(
       Object.entries(labels)
-        .filter(([k, v]) => k.startsWith('mlops.test.') && QUALITY_METRICS.includes(k.slice('mlops.test.'.length)) && v.trim() !== '' && Number.isFinite(Number(v)))
+        .filter(
+          ([k, v]) => k.startsWith('mlops.test.') && QUALITY_METRICS.includes(k.slice('mlops.test.'.length)) && v.trim() !== '' && Number.isFinite(Number(v)),
+        )
         .map(([k, v]) => [k.slice('mlops.test.'.length), Number(v)]),
     );
   try {
@@ -288,7 +305,15 @@ export async function runQuality(options: RunQualityOptions): Promise<Omit<Quali
   const specs = qualityGates(config, options.gateFlags);
   const live = await scoreLive({ labels: options.labels, logs: options.logs, range: options.range, settings: config.test, model: options.model });
   const maxDrop = config.monitor.maxDrop;
-  const baseline = await versionBaseline({ cwd: options.cwd, baselineFile: options.baselineFile, sha256: live.chosen.sha256, config, projectDir: options.projectDir, env: options.env, log: options.log });
+  const baseline = await versionBaseline({
+    cwd: options.cwd,
+    baselineFile: options.baselineFile,
+    sha256: live.chosen.sha256,
+    config,
+    projectDir: options.projectDir,
+    env: options.env,
+    log: options.log,
+  });
   if (Object.keys(maxDrop).length > 0 && !baseline) {
     throw inputError(
       `monitor.maxDrop needs the test metrics of version ${live.chosen.version} (model sha256 ${live.chosen.sha256.slice(0, 12)}), and no image of it carries them`,
@@ -315,7 +340,11 @@ export async function runQuality(options: RunQualityOptions): Promise<Omit<Quali
     baseline,
     gates,
     verdict,
-    ...(few ? { warning: `only ${live.summary.matched} labelled rows (monitor.minRows is ${config.monitor.minRows}): too few to judge${failed ? '; the gates below would fail' : ''}` } : {}),
+    ...(few
+      ? {
+          warning: `only ${live.summary.matched} labelled rows (monitor.minRows is ${config.monitor.minRows}): too few to judge${failed ? '; the gates below would fail' : ''}`,
+        }
+      : {}),
     passed: few ? !options.strict : !failed,
   };
 }

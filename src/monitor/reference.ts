@@ -45,7 +45,7 @@ export interface ReferenceOptions {
 
 /** How the scored output becomes a predicted class (or value), as `mlops test` reads it. */
 function planPrediction(outputs: TensorSignature[], settings: Config['test']): PredictionPlan {
-  const output = chooseOutput({ outputs } as Predictor, settings.output);
+  const output = chooseOutput({ outputs }, settings.output);
   const task = decideTask(settings, output);
   const width = output.shape.slice(1).reduce((n, d) => n * d, 1);
   const names = settings.labels.length > 0 ? settings.labels : undefined;
@@ -64,7 +64,8 @@ type Header = ReferenceOptions & { sha256: string };
 
 function emptyProfile(options: Header, model: Predictor, unavailable: string): ReferenceProfile {
   const plan = planPrediction(model.outputs, options.config.test);
-  const prediction: PredictionProfile | null = plan.kind === 'value' || (plan.kind === 'label' && plan.classes!.length === 0) ? null : { ...plan, shares: null };
+  const prediction: PredictionProfile | null =
+    plan.kind === 'value' || (plan.kind === 'label' && plan.classes!.length === 0) ? null : { ...plan, shares: null };
   return {
     ...header(options, model),
     source: null,
@@ -132,7 +133,14 @@ function rowValues(features: FeaturePlan[], row: HoldoutRow, datatypes: Map<stri
 }
 
 /** Runs the model over the dataset in batches; the raw prediction of each row (class index, score or value). */
-async function predictAll(predictor: Predictor, holdout: HoldoutSource, plan: PredictionPlan, batchRows: number, each: (row: HoldoutRow) => void, onProgress?: (rows: number) => void): Promise<Float64Array> {
+async function predictAll(
+  predictor: Predictor,
+  holdout: HoldoutSource,
+  plan: PredictionPlan,
+  batchRows: number,
+  each: (row: HoldoutRow) => void,
+  onProgress?: (rows: number) => void,
+): Promise<Float64Array> {
   const { size, fixed } = batchSizeFor(predictor.inputs, batchRows);
   const raw = new GrowingArray(Float64Array);
   let rows = 0;
@@ -204,12 +212,22 @@ async function profileDataset(options: Header, predictor: Predictor, dataset: st
   const plan = planPrediction(predictor.outputs, config.test);
   const datatypes = new Map(predictor.inputs.map((t) => [t.name, t.datatype]));
   const accumulator = new FeatureAccumulator(planned, datatypes);
-  const background = explainableInput(predictor.inputs) && config.explain.backgroundRows > 0 ? new RowReservoir<number[]>(config.explain.backgroundRows, config.explain.seed) : undefined;
+  const background =
+    explainableInput(predictor.inputs) && config.explain.backgroundRows > 0
+      ? new RowReservoir<number[]>(config.explain.backgroundRows, config.explain.seed)
+      : undefined;
   const tabular = predictor.inputs[0];
-  const raw = await predictAll(predictor, holdout, plan, config.test.batchSize, (row) => {
-    accumulator.add(row);
-    background?.offer((row.inputs[tabular.name] as number[]).map(Number));
-  }, options.onProgress);
+  const raw = await predictAll(
+    predictor,
+    holdout,
+    plan,
+    config.test.batchSize,
+    (row) => {
+      accumulator.add(row);
+      background?.offer((row.inputs[tabular.name] as number[]).map(Number));
+    },
+    options.onProgress,
+  );
   const rows = raw.length;
   if (rows === 0) throw inputError(`${field} ${dataset} has no rows`, 'the reference needs rows to learn the bins from');
 
@@ -253,7 +271,13 @@ async function profileDataset(options: Header, predictor: Predictor, dataset: st
     skipped,
     prediction: predictionProfile(plan, raw, bins, config.test),
     ...(background && background.rows.length > 0 && background.rows.every((r) => r.every(Number.isFinite))
-      ? { explainBackground: { input: tabular.name, features: holdout.featureNames[tabular.name] ?? Array.from({ length: tabular.shape[1] }, (_, i) => `${tabular.name}[${i}]`), rows: background.rows } }
+      ? {
+          explainBackground: {
+            input: tabular.name,
+            features: holdout.featureNames[tabular.name] ?? Array.from({ length: tabular.shape[1] }, (_, i) => `${tabular.name}[${i}]`),
+            rows: background.rows,
+          },
+        }
       : {}),
   };
 }

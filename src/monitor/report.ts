@@ -22,11 +22,19 @@ export function versionRows(versions: NonNullable<MonitorReport['versions']>): s
   return versions.map((v) => {
     if (v.shadow) {
       const { agree = 0, disagree = 0, failed = 0, skipped = 0 } = v.shadow.outcomes;
-      const agreement = v.shadow.agreement === null ? 'no requests mirrored yet' : `agreement ${(v.shadow.agreement * 100).toFixed(2)}% (${agree} agree, ${disagree} disagree, ${failed} failed${skipped ? `, ${skipped} skipped` : ''})`;
+      const agreement =
+        v.shadow.agreement === null
+          ? 'no requests mirrored yet'
+          : `agreement ${(v.shadow.agreement * 100).toFixed(2)}% (${agree} agree, ${disagree} disagree, ${failed} failed${skipped ? `, ${skipped} skipped` : ''})`;
       return [v.version, 'shadow', '', agreement];
     }
     const drifted = v.metrics.drifted_share !== undefined ? `, drifted share ${fmt(v.metrics.drifted_share)}` : '';
-    return [v.version, `serving (weight ${v.weight})`, String(v.rows), `${v.passed ? (v.verdict === 'passed' ? 'pass' : v.verdict) : 'FAIL'}${drifted}${v.warning ? `: ${v.warning}` : ''}`];
+    return [
+      v.version,
+      `serving (weight ${v.weight})`,
+      String(v.rows),
+      `${v.passed ? (v.verdict === 'passed' ? 'pass' : v.verdict) : 'FAIL'}${drifted}${v.warning ? `: ${v.warning}` : ''}`,
+    ];
   });
 }
 
@@ -40,19 +48,42 @@ export function renderMarkdown(r: MonitorReport): string {
     '',
   ];
   if (r.gates.length > 0) {
-    lines.push(markdownTable(['gate', 'value', 'result'], r.gates.map((g) => [describeGate(g), fmt(g.value), g.passed ? 'pass' : r.verdict === 'too-few-rows' ? 'not applied' : '**FAIL**'])), '');
-  }
-  if (r.versions) lines.push('Versions side by side:', '', markdownTable(['version', 'role', 'rows', 'verdict'], versionRows(r.versions).map((row) => row.map((c) => c.replace('FAIL', '**FAIL**')))), '');
-  if (r.features.length > 0) {
     lines.push(
       markdownTable(
-        ['feature', 'PSI', 'Jensen-Shannon', 'out of range', 'missing', 'drifted'],
-        byDrift(r.features).map((f) => [`\`${f.name}\``, fmt(f.psi), fmt(f.js), percent(f.outOfRange.rate), percent(f.missingRate), f.drifted ? '**yes**' : 'no']),
+        ['gate', 'value', 'result'],
+        r.gates.map((g) => [describeGate(g), fmt(g.value), g.passed ? 'pass' : r.verdict === 'too-few-rows' ? 'not applied' : '**FAIL**']),
       ),
       '',
     );
   }
-  if (r.prediction) lines.push(`Prediction (\`${r.prediction.output}\`, ${r.prediction.kind}): PSI ${fmt(r.prediction.psi)}, Jensen-Shannon ${fmt(r.prediction.js)}.`, '');
+  if (r.versions)
+    lines.push(
+      'Versions side by side:',
+      '',
+      markdownTable(
+        ['version', 'role', 'rows', 'verdict'],
+        versionRows(r.versions).map((row) => row.map((c) => c.replace('FAIL', '**FAIL**'))),
+      ),
+      '',
+    );
+  if (r.features.length > 0) {
+    lines.push(
+      markdownTable(
+        ['feature', 'PSI', 'Jensen-Shannon', 'out of range', 'missing', 'drifted'],
+        byDrift(r.features).map((f) => [
+          `\`${f.name}\``,
+          fmt(f.psi),
+          fmt(f.js),
+          percent(f.outOfRange.rate),
+          percent(f.missingRate),
+          f.drifted ? '**yes**' : 'no',
+        ]),
+      ),
+      '',
+    );
+  }
+  if (r.prediction)
+    lines.push(`Prediction (\`${r.prediction.output}\`, ${r.prediction.kind}): PSI ${fmt(r.prediction.psi)}, Jensen-Shannon ${fmt(r.prediction.js)}.`, '');
   return lines.join('\n');
 }
 
@@ -77,7 +108,10 @@ function barChart(title: string, labels: string[], reference: number[], live: nu
   ];
   for (const tick of [0, 0.5, 1]) {
     const value = peak * tick;
-    parts.push(`<line x1="${left}" x2="${width - 12}" y1="${y(value)}" y2="${y(value)}" class="grid"/>`, `<text x="${left - 6}" y="${y(value) + 4}" class="axis" text-anchor="end">${percent(value)}</text>`);
+    parts.push(
+      `<line x1="${left}" x2="${width - 12}" y1="${y(value)}" y2="${y(value)}" class="grid"/>`,
+      `<text x="${left - 6}" y="${y(value) + 4}" class="axis" text-anchor="end">${percent(value)}</text>`,
+    );
   }
   labels.forEach((label, i) => {
     const x = left + i * slot + slot / 2;
@@ -104,10 +138,16 @@ export function renderHtml(r: MonitorReport): string {
       f.liveShares,
     )}</section>`;
   const rows = byDrift(r.features)
-    .map((f) => `<tr class="${f.drifted ? 'drifted' : ''}"><td>${escapeXml(f.name)}</td><td>${fmt(f.psi)}</td><td>${fmt(f.js)}</td><td>${percent(f.outOfRange.rate)}</td><td>${percent(f.missingRate)}</td><td>${f.drifted ? 'yes' : 'no'}</td></tr>`)
+    .map(
+      (f) =>
+        `<tr class="${f.drifted ? 'drifted' : ''}"><td>${escapeXml(f.name)}</td><td>${fmt(f.psi)}</td><td>${fmt(f.js)}</td><td>${percent(f.outOfRange.rate)}</td><td>${percent(f.missingRate)}</td><td>${f.drifted ? 'yes' : 'no'}</td></tr>`,
+    )
     .join('');
   const gates = r.gates
-    .map((g) => `<tr><td>${escapeXml(describeGate(g))}</td><td>${fmt(g.value)}</td><td class="${g.passed ? 'pass' : r.verdict === 'too-few-rows' ? 'warn' : 'fail'}">${g.passed ? 'pass' : r.verdict === 'too-few-rows' ? 'not applied' : 'FAIL'}</td></tr>`)
+    .map(
+      (g) =>
+        `<tr><td>${escapeXml(describeGate(g))}</td><td>${fmt(g.value)}</td><td class="${g.passed ? 'pass' : r.verdict === 'too-few-rows' ? 'warn' : 'fail'}">${g.passed ? 'pass' : r.verdict === 'too-few-rows' ? 'not applied' : 'FAIL'}</td></tr>`,
+    )
     .join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mlops monitor: ${escapeXml(headline(r))}</title>
@@ -143,11 +183,27 @@ export function qualityHeadline(r: QualityReport): string {
   if (r.verdict === 'too-few-rows') return `${r.passed ? 'WARNING' : 'FAILED'}: ${r.warning}`;
   const failed = r.gates.filter((g) => !g.passed).length;
   const summary = `${r.join.matched} labelled rows of ${r.model.name} ${r.model.version} scored (coverage ${percent(r.join.coverage)})`;
-  return r.passed ? `PASSED: ${summary}${r.gates.length ? `, ${r.gates.length} gates passed` : ''}` : `FAILED: ${failed} of ${r.gates.length} gates failed on ${summary}`;
+  return r.passed
+    ? `PASSED: ${summary}${r.gates.length ? `, ${r.gates.length} gates passed` : ''}`
+    : `FAILED: ${failed} of ${r.gates.length} gates failed on ${summary}`;
 }
 
 /** The headline metrics of a task, in the order `mlops test` reports them. */
-export const QUALITY_HEADLINE = ['accuracy', 'balanced_accuracy', 'f1_macro', 'precision_macro', 'recall_macro', 'roc_auc', 'log_loss', 'mae', 'mse', 'rmse', 'r2', 'mape_percent', 'max_error'];
+export const QUALITY_HEADLINE = [
+  'accuracy',
+  'balanced_accuracy',
+  'f1_macro',
+  'precision_macro',
+  'recall_macro',
+  'roc_auc',
+  'log_loss',
+  'mae',
+  'mse',
+  'rmse',
+  'r2',
+  'mape_percent',
+  'max_error',
+];
 
 export function qualityRows(r: QualityReport): string[][] {
   const metrics = r.metrics as unknown as Record<string, unknown>;
@@ -159,7 +215,7 @@ export function qualityRows(r: QualityReport): string[][] {
 }
 
 export function skippedLines(r: QualityReport): string[] {
-  return Object.entries(r.join.skipped).map(([reason, s]) => `${s!.count} ${reason}: e.g. ${s!.example}`);
+  return Object.entries(r.join.skipped).map(([reason, s]) => `${s.count} ${reason}: e.g. ${s.example}`);
 }
 
 export function renderQualityMarkdown(r: QualityReport): string {
@@ -172,11 +228,21 @@ export function renderQualityMarkdown(r: QualityReport): string {
     '',
   ];
   if (r.gates.length > 0) {
-    lines.push(markdownTable(['gate', 'value', 'result'], r.gates.map((g) => [describeGate(g), fmt(g.value), g.passed ? 'pass' : r.verdict === 'too-few-rows' ? 'not applied' : '**FAIL**'])), '');
+    lines.push(
+      markdownTable(
+        ['gate', 'value', 'result'],
+        r.gates.map((g) => [describeGate(g), fmt(g.value), g.passed ? 'pass' : r.verdict === 'too-few-rows' ? 'not applied' : '**FAIL**']),
+      ),
+      '',
+    );
   }
   lines.push(markdownTable(['metric', 'live', r.baseline ? `tested (${r.baseline.from})` : 'tested'], qualityRows(r)), '');
   const skipped = skippedLines(r);
   if (skipped.length > 0) lines.push('Labels not scored:', '', ...skipped.map((s) => `- ${s}`), '');
-  if (r.versions.length > 1) lines.push(`Versions in the log: ${r.versions.map((v) => `${v.version} (${v.rows} rows, ${v.matched} labelled)`).join(', ')}; scored: ${r.model.version}.`, '');
+  if (r.versions.length > 1)
+    lines.push(
+      `Versions in the log: ${r.versions.map((v) => `${v.version} (${v.rows} rows, ${v.matched} labelled)`).join(', ')}; scored: ${r.model.version}.`,
+      '',
+    );
   return lines.join('\n');
 }

@@ -29,7 +29,12 @@ async function getJson(url: string, shown: string, init?: RequestInit, security?
   let response: Response;
   try {
     const dispatcher = tlsDispatcher(security);
-    response = await undiciFetch(url, { ...(init as object), headers: { ...(init?.headers as Record<string, string>), ...authHeaders(security) }, signal: AbortSignal.timeout(TIMEOUT_MS), ...(dispatcher ? { dispatcher } : {}) }) as unknown as Response;
+    response = await undiciFetch(url, {
+      ...(init as object),
+      headers: { ...(init?.headers as Record<string, string>), ...authHeaders(security) },
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+      ...(dispatcher ? { dispatcher } : {}),
+    });
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
     throw environmentError(`cannot reach ${shown}: ${cause}`, 'check the URL and that the server is up');
@@ -48,21 +53,41 @@ export async function fetchProfile(base: string, modelName: string | undefined, 
   let name = modelName;
   if (!name) {
     const index = await getJson(`${root}/v2/repository/index`, base, { method: 'POST' }, security);
-    if (index.status === 401 || index.status === 429) throw environmentError(`${base} asks for a bearer token (HTTP ${index.status})${security?.token ? ' and refused the one given' : ''}`, 'set MLOPS_TOKEN or pass --token-file');
+    if (index.status === 401 || index.status === 429)
+      throw environmentError(
+        `${base} asks for a bearer token (HTTP ${index.status})${security?.token ? ' and refused the one given' : ''}`,
+        'set MLOPS_TOKEN or pass --token-file',
+      );
     const models = Array.isArray(index.body) ? (index.body as { name?: string }[]) : [];
     const names = [...new Set(models.map((m) => m.name).filter((n): n is string => typeof n === 'string'))];
     // Several models: judging the first would judge a model nobody named.
-    if (names.length > 1) throw inputError(`${base} serves ${names.length} models (${names.join(', ')}); name the one to judge`, 'pass --model-name <name>, or set model.name in config');
+    if (names.length > 1)
+      throw inputError(
+        `${base} serves ${names.length} models (${names.join(', ')}); name the one to judge`,
+        'pass --model-name <name>, or set model.name in config',
+      );
     name = names[0];
-    if (index.status !== 200 || !name) throw inputError(`${base}: the server does not list its model (POST /v2/repository/index)`, 'pass --model-name, or set model.name in config to the name the server uses');
+    if (index.status !== 200 || !name)
+      throw inputError(
+        `${base}: the server does not list its model (POST /v2/repository/index)`,
+        'pass --model-name, or set model.name in config to the name the server uses',
+      );
   }
   const url = `${root}/v2/models/${encodeURIComponent(name)}${version === undefined ? '' : `/versions/${encodeURIComponent(version)}`}/profile`;
   const { status, body } = await getJson(url, url, undefined, security);
   const error = (body as { error?: string } | null)?.error;
-  if (status === 401 || status === 429) throw environmentError(`${base} asks for a bearer token (HTTP ${status})${security?.token ? ' and refused the one given' : ''}`, 'set MLOPS_TOKEN or pass --token-file');
-  if (status === 404 && /^unknown model/.test(error ?? '')) throw inputError(`${base}: ${error}`, 'pass --model-name, or set model.name in config to the name the server uses');
+  if (status === 401 || status === 429)
+    throw environmentError(
+      `${base} asks for a bearer token (HTTP ${status})${security?.token ? ' and refused the one given' : ''}`,
+      'set MLOPS_TOKEN or pass --token-file',
+    );
+  if (status === 404 && /^unknown model/.test(error ?? ''))
+    throw inputError(`${base}: ${error}`, 'pass --model-name, or set model.name in config to the name the server uses');
   if (status === 404) {
-    throw inputError(`${base} has no live profile: its image was built before \`mlops monitor\` (or it is not an mlops server)`, 'rebuild and redeploy it with `mlops build` (and `mlops deploy`)');
+    throw inputError(
+      `${base} has no live profile: its image was built before \`mlops monitor\` (or it is not an mlops server)`,
+      'rebuild and redeploy it with `mlops build` (and `mlops deploy`)',
+    );
   }
   if (status === 409) throw inputError(`${base}: ${error}`, 'rebuild the image with `mlops build`: the profile is made for the model it holds');
   if (status !== 200) throw environmentError(`${url} answered HTTP ${status}${error ? `: ${error}` : ''}`);
@@ -99,19 +124,30 @@ export function sumDocuments(from: string[], docs: ProfileDocument[], window: bo
     if (doc.live.prediction) counts.prediction = add(counts.prediction ?? undefined, pick(doc.live.prediction));
   }
   if (!first.reference) {
-    throw inputError(`${from[0]} has no reference profile: ${first.unavailable ?? 'none given'}`, 'serve the image `mlops build` made (it sets MLOPS_PROFILE_PATH)');
+    throw inputError(
+      `${from[0]} has no reference profile: ${first.unavailable ?? 'none given'}`,
+      'serve the image `mlops build` made (it sets MLOPS_PROFILE_PATH)',
+    );
   }
   return {
     from,
     profile: first.reference,
     referenceSha256: first.referenceSha256,
     counts,
-    span: window ? `the sliding window (up to the last ${first.live.windowRows} rows) of ${docs.length} server(s)` : `everything since each of ${docs.length} server(s) started`,
+    span: window
+      ? `the sliding window (up to the last ${first.live.windowRows} rows) of ${docs.length} server(s)`
+      : `everything since each of ${docs.length} server(s) started`,
     model: first.model,
   };
 }
 
-export async function fromServers(urls: string[], modelName: string | undefined, window: boolean, security?: ClientSecurity, version?: string): Promise<LiveSource> {
+export async function fromServers(
+  urls: string[],
+  modelName: string | undefined,
+  window: boolean,
+  security?: ClientSecurity,
+  version?: string,
+): Promise<LiveSource> {
   const docs = await Promise.all(urls.map((url) => fetchProfile(url, modelName, security, version)));
   return sumDocuments(urls, docs, window);
 }
@@ -135,10 +171,19 @@ export async function fetchVersions(urls: string[], model: string, security?: Cl
     const url = `${base.replace(/\/$/, '')}/metrics`;
     const answer = await getText(url, TIMEOUT_MS, security);
     if (!answer) throw environmentError(`cannot reach ${url}`, 'check the URL and that the server is up');
-    if (answer.status !== 200) throw environmentError(`${url} answered HTTP ${answer.status}`, answer.status === 401 ? 'the server asks for a token on /metrics (server.auth.metrics): set MLOPS_TOKEN or pass --token-file' : undefined);
+    if (answer.status !== 200)
+      throw environmentError(
+        `${url} answered HTTP ${answer.status}`,
+        answer.status === 401 ? 'the server asks for a token on /metrics (server.auth.metrics): set MLOPS_TOKEN or pass --token-file' : undefined,
+      );
     for (const { labels } of samples(answer.body, 'mlops_model_info')) {
       if (labels.name !== model || held.has(labels.version)) continue;
-      held.set(labels.version, { version: labels.version, role: labels.role === 'shadow' ? 'shadow' : 'serving', weight: Number(labels.weight ?? 1), outcomes: {} });
+      held.set(labels.version, {
+        version: labels.version,
+        role: labels.role === 'shadow' ? 'shadow' : 'serving',
+        weight: Number(labels.weight ?? 1),
+        outcomes: {},
+      });
     }
     for (const { labels, value } of samples(answer.body, 'mlops_shadow_agreement_total')) {
       if (labels.model !== model) continue;
@@ -156,7 +201,10 @@ export async function readProfileFile(file: string, shown: string): Promise<{ pr
   try {
     bytes = await readFile(file);
   } catch {
-    throw inputError(`${shown}: cannot be read`, 'pass --reference <profile.json>, or run `mlops build` first: it keeps the profile in .mlops/reference-profile.json');
+    throw inputError(
+      `${shown}: cannot be read`,
+      'pass --reference <profile.json>, or run `mlops build` first: it keeps the profile in .mlops/reference-profile.json',
+    );
   }
   let parsed: unknown;
   try {
@@ -237,5 +285,12 @@ export async function fromPrometheus(base: string, reference: { profile: Referen
       }
     }
   }
-  return { from: [base], profile: reference.profile, referenceSha256: reference.sha256, counts, span: `increase over the last ${since} in Prometheus, summed over every server`, model: null };
+  return {
+    from: [base],
+    profile: reference.profile,
+    referenceSha256: reference.sha256,
+    counts,
+    span: `increase over the last ${since} in Prometheus, summed over every server`,
+    model: null,
+  };
 }

@@ -29,7 +29,12 @@ export async function readStoredImage(store: BlobStore, top: Descriptor): Promis
 }
 
 /** Writes a config and the manifest that names it (with `layers`) into the store. */
-export async function storeManifest(store: BlobStore, config: ImageConfig, layers: Descriptor[], annotations?: Record<string, string>): Promise<{ descriptor: Descriptor; manifest: ImageManifest }> {
+export async function storeManifest(
+  store: BlobStore,
+  config: ImageConfig,
+  layers: Descriptor[],
+  annotations?: Record<string, string>,
+): Promise<{ descriptor: Descriptor; manifest: ImageManifest }> {
   const configBytes = documentBytes(config);
   await store.put(configBytes);
   const manifest: ImageManifest = {

@@ -39,7 +39,10 @@ export async function writeLayout(store: BlobStore, image: StoredImage, dir: str
     const index = JSON.parse(await readFile(path.join(target, 'index.json'), 'utf8')) as { manifests?: Descriptor[] };
     const kept = (index.manifests ?? []).filter((m) => !names.includes(m.annotations?.['org.opencontainers.image.ref.name'] ?? ''));
     const temporary = path.join(target, `.index.json.tmp-${process.pid}`);
-    await writeFile(temporary, documentBytes({ ...index, schemaVersion: 2, mediaType: MEDIA.index, manifests: [...kept, ...names.map((n) => indexEntry(image.top, n))] }));
+    await writeFile(
+      temporary,
+      documentBytes({ ...index, schemaVersion: 2, mediaType: MEDIA.index, manifests: [...kept, ...names.map((n) => indexEntry(image.top, n))] }),
+    );
     await rename(temporary, path.join(target, 'index.json'));
     return;
   }
@@ -51,7 +54,10 @@ export async function writeLayout(store: BlobStore, image: StoredImage, dir: str
     const out = new BlobStore(temporary);
     for (const blob of blobsOf(image)) await store.copyTo(out, blob.digest);
     await writeFile(path.join(temporary, 'oci-layout'), LAYOUT_FILE);
-    await writeFile(path.join(temporary, 'index.json'), documentBytes({ schemaVersion: 2, mediaType: MEDIA.index, manifests: names.map((n) => indexEntry(image.top, n)) }));
+    await writeFile(
+      path.join(temporary, 'index.json'),
+      documentBytes({ schemaVersion: 2, mediaType: MEDIA.index, manifests: names.map((n) => indexEntry(image.top, n)) }),
+    );
     await rename(temporary, target);
   } catch (error) {
     await rm(temporary, { recursive: true, force: true });
@@ -69,9 +75,14 @@ export function dockerArchive(store: BlobStore, image: StoredImage, repoTags: st
   const blobName = (d: Descriptor) => `blobs/sha256/${d.digest.slice('sha256:'.length)}`;
   void (async () => {
     try {
-      const add = (name: string, bytes: Buffer) => new Promise<void>((resolve, reject) => pack.entry({ name, mtime: new Date(1000), mode: 0o644 }, bytes, (e) => (e ? reject(e) : resolve())));
-      await new Promise<void>((resolve, reject) => pack.entry({ name: 'blobs/', type: 'directory', mtime: new Date(1000), mode: 0o755 }, (e) => (e ? reject(e) : resolve())));
-      await new Promise<void>((resolve, reject) => pack.entry({ name: 'blobs/sha256/', type: 'directory', mtime: new Date(1000), mode: 0o755 }, (e) => (e ? reject(e) : resolve())));
+      const add = (name: string, bytes: Buffer) =>
+        new Promise<void>((resolve, reject) => pack.entry({ name, mtime: new Date(1000), mode: 0o644 }, bytes, (e) => (e ? reject(e) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        pack.entry({ name: 'blobs/', type: 'directory', mtime: new Date(1000), mode: 0o755 }, (e) => (e ? reject(e) : resolve())),
+      );
+      await new Promise<void>((resolve, reject) =>
+        pack.entry({ name: 'blobs/sha256/', type: 'directory', mtime: new Date(1000), mode: 0o755 }, (e) => (e ? reject(e) : resolve())),
+      );
       for (const blob of blobsOf({ top: platform.descriptor, platforms: [platform] })) {
         const size = await store.size(blob.digest);
         await pipeline(store.open(blob.digest), pack.entry({ name: blobName(blob), size, mtime: new Date(1000), mode: 0o644 }));
@@ -79,8 +90,21 @@ export function dockerArchive(store: BlobStore, image: StoredImage, repoTags: st
       await add('oci-layout', LAYOUT_FILE);
       const top = { ...platform.descriptor };
       delete top.platform;
-      await add('index.json', documentBytes({ schemaVersion: 2, mediaType: MEDIA.index, manifests: repoTags.map((n) => ({ ...indexEntry(top, n), annotations: { 'io.containerd.image.name': n, 'org.opencontainers.image.ref.name': n.slice(n.lastIndexOf(':') + 1) } })) }));
-      await add('manifest.json', documentBytes([{ Config: blobName(platform.manifest.config), RepoTags: repoTags, Layers: platform.manifest.layers.map(blobName) }]));
+      await add(
+        'index.json',
+        documentBytes({
+          schemaVersion: 2,
+          mediaType: MEDIA.index,
+          manifests: repoTags.map((n) => ({
+            ...indexEntry(top, n),
+            annotations: { 'io.containerd.image.name': n, 'org.opencontainers.image.ref.name': n.slice(n.lastIndexOf(':') + 1) },
+          })),
+        }),
+      );
+      await add(
+        'manifest.json',
+        documentBytes([{ Config: blobName(platform.manifest.config), RepoTags: repoTags, Layers: platform.manifest.layers.map(blobName) }]),
+      );
       pack.finalize();
     } catch (error) {
       pack.destroy(error as Error);

@@ -32,7 +32,10 @@ const RESERVOIR = 200_000;
  * percentiles that cut outliers.
  */
 export async function calibrate(options: CalibrationOptions): Promise<{ ranges: Map<string, Range>; rows: number }> {
-  const session = await ort.InferenceSession.create(encodeModel(withOutputs(options.model, options.tensors)), { graphOptimizationLevel: 'disabled', logSeverityLevel: 4 });
+  const session = await ort.InferenceSession.create(encodeModel(withOutputs(options.model, options.tensors)), {
+    graphOptimizationLevel: 'disabled',
+    logSeverityLevel: 4,
+  });
   const minmax = new Map(options.tensors.map((t) => [t, { min: Infinity, max: -Infinity }]));
   const samples = new Map(options.tensors.map((t) => [t, { values: new Float32Array(RESERVOIR), kept: 0, seen: 0 }]));
   const random = seededRandom(7);
@@ -44,7 +47,9 @@ export async function calibrate(options: CalibrationOptions): Promise<{ ranges: 
       const take = batch.slice(0, options.rows - rows);
       if (take.length === 0) break;
       const tensors = rowsToTensors(take, options.inputs, fixed ? size : take.length);
-      const feeds = Object.fromEntries(options.inputs.map((spec) => [spec.name, new ort.Tensor(ORT_TYPES[spec.datatype], tensors[spec.name].data as never, tensors[spec.name].dims)]));
+      const feeds = Object.fromEntries(
+        options.inputs.map((spec) => [spec.name, new ort.Tensor(ORT_TYPES[spec.datatype], tensors[spec.name].data as never, tensors[spec.name].dims)]),
+      );
       const results = await session.run(feeds, options.tensors);
       for (const name of options.tensors) {
         const data = results[name].data as Float32Array;

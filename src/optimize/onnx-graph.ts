@@ -14,7 +14,13 @@ export const DataType = onnx.TensorProto.DataType;
 
 type LongLike = number | { low: number; high: number; toNumber?: () => number };
 const toNumber = (value: LongLike | null | undefined): number =>
-  value === null || value === undefined ? 0 : typeof value === 'number' ? value : typeof value.toNumber === 'function' ? value.toNumber() : value.high * 2 ** 32 + (value.low >>> 0);
+  value === null || value === undefined
+    ? 0
+    : typeof value === 'number'
+      ? value
+      : typeof value.toNumber === 'function'
+        ? value.toNumber()
+        : value.high * 2 ** 32 + (value.low >>> 0);
 
 export function decodeModel(bytes: Uint8Array): ModelProto {
   return onnx.ModelProto.decode(bytes);
@@ -63,7 +69,9 @@ export function node(opType: string, inputs: string[], outputs: string[], name: 
     output: outputs,
     name,
     domain,
-    attribute: Object.entries(attributes).map(([key, value]) => onnx.AttributeProto.create({ name: key, type: onnx.AttributeProto.AttributeType.INT, i: value })),
+    attribute: Object.entries(attributes).map(([key, value]) =>
+      onnx.AttributeProto.create({ name: key, type: onnx.AttributeProto.AttributeType.INT, i: value }),
+    ),
   });
 }
 
@@ -72,13 +80,13 @@ export function attribute(n: NodeProto, name: string, fallback: number): number 
   const found = (n.attribute ?? []).find((a) => a.name === name);
   if (!found) return fallback;
   if (found.type === onnx.AttributeProto.AttributeType.FLOAT) return found.f ?? fallback;
-  return toNumber(found.i as LongLike);
+  return toNumber(found.i);
 }
 
 /** The default ("ai.onnx") domain's opset. */
 export function defaultOpset(model: ModelProto): number {
   const entry = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
-  return entry ? toNumber(entry.version as LongLike) : 0;
+  return entry ? toNumber(entry.version) : 0;
 }
 
 export function setMetadata(model: ModelProto, entries: Record<string, string>): void {
@@ -104,7 +112,8 @@ export async function inlineExternalData(model: ModelProto, sourceDir: string): 
     const entries = Object.fromEntries((tensor.externalData ?? []).map((e) => [e.key, e.value]));
     if (!entries.location) continue;
     const file = path.resolve(sourceDir, entries.location);
-    if (path.relative(sourceDir, file).startsWith('..')) throw inputError(`initializer ${tensor.name}: external data ${entries.location} is outside the model's folder`);
+    if (path.relative(sourceDir, file).startsWith('..'))
+      throw inputError(`initializer ${tensor.name}: external data ${entries.location} is outside the model's folder`);
     const offset = Number(entries.offset ?? 0);
     const handle = await open(file, 'r').catch(() => {
       throw inputError(`initializer ${tensor.name}: external data file ${entries.location} not found beside the model`);
@@ -112,7 +121,8 @@ export async function inlineExternalData(model: ModelProto, sourceDir: string): 
     try {
       const length = entries.length !== undefined ? Number(entries.length) : (await handle.stat()).size - offset;
       total += length;
-      if (total > MAX_INLINE_BYTES) throw inputError('the model\'s external weights exceed 2 GB: mlops optimize writes one file and cannot hold them', 'optimize a model under 2 GB');
+      if (total > MAX_INLINE_BYTES)
+        throw inputError("the model's external weights exceed 2 GB: mlops optimize writes one file and cannot hold them", 'optimize a model under 2 GB');
       const bytes = Buffer.alloc(length);
       await handle.read(bytes, 0, length, offset);
       tensor.rawData = bytes;

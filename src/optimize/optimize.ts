@@ -113,7 +113,8 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
   const sourcePath = flags.model ? path.resolve(cwd, flags.model) : path.resolve(projectDir, config.model.path);
   const outputSetting = flags.output ? path.resolve(cwd, flags.output) : settings.output ? path.resolve(projectDir, settings.output) : '';
   if (!outputSetting) throw inputError('no output file', 'pass --output model.int8.onnx, or set optimize.output');
-  if (path.resolve(outputSetting) === path.resolve(sourcePath)) throw inputError(`--output ${flags.output ?? settings.output} is the source model`, 'write the optimized model to another file');
+  if (path.resolve(outputSetting) === path.resolve(sourcePath))
+    throw inputError(`--output ${flags.output ?? settings.output} is the source model`, 'write the optimized model to another file');
   const quantize = choice(flags.quantize, ['none', 'dynamic', 'static'] as const, '--quantize') ?? settings.quantize;
   const level = choice(flags.level, ['basic', 'extended', 'all'] as const, '--level') ?? settings.level;
   const method = choice(flags.method, ['minmax', 'percentile'] as const, '--method') ?? settings.method;
@@ -122,11 +123,17 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
   const calibrationRows = flags.calibrationRows ?? settings.calibrationRows;
   if (!Number.isInteger(calibrationRows) || calibrationRows < 1) throw inputError(`--calibration-rows ${calibrationRows}: expected a row count >= 1`);
   const specs: GateSpec[] = [...gatesFromConfig(settings.gates), ...flags.gate.map(parseGateFlag)];
-  for (const spec of specs) if (!OPTIMIZE_METRICS.includes(spec.metric)) throw inputError(`gate on unknown metric '${spec.metric}' for optimize`, `known: ${OPTIMIZE_METRICS.join(', ')}`);
+  for (const spec of specs)
+    if (!OPTIMIZE_METRICS.includes(spec.metric))
+      throw inputError(`gate on unknown metric '${spec.metric}' for optimize`, `known: ${OPTIMIZE_METRICS.join(', ')}`);
 
   const source = await inspectModel(sourcePath, { cwd });
   const holdoutFile = flags.holdout ? path.resolve(cwd, flags.holdout) : config.test.holdout ? path.resolve(projectDir, config.test.holdout) : '';
-  if (specs.length === 0 && !holdoutFile) throw inputError('optimize has nothing to judge the optimized model by: no holdout and no gate', 'set test.holdout (or pass --holdout), and optimize.gates such as {"accuracy_drop": "<= 0.005", "speedup": ">= 1.2"}');
+  if (specs.length === 0 && !holdoutFile)
+    throw inputError(
+      'optimize has nothing to judge the optimized model by: no holdout and no gate',
+      'set test.holdout (or pass --holdout), and optimize.gates such as {"accuracy_drop": "<= 0.005", "speedup": ">= 1.2"}',
+    );
   const work = await mkdtemp(path.join(tmpdir(), 'mlops-optimize-'));
   try {
     const written = path.join(work, 'optimized.onnx');
@@ -135,7 +142,8 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
     const metadata: Record<string, string> = {
       [OPTIMIZE_METADATA.sourceSha256]: source.sha256,
       [OPTIMIZE_METADATA.level]: level,
-      [OPTIMIZE_METADATA.method]: quantize === 'none' ? `graph-${level}` : `${quantize}-int8${quantize === 'static' ? `-${method}${perChannel ? '-per-channel' : ''}` : ''}`,
+      [OPTIMIZE_METADATA.method]:
+        quantize === 'none' ? `graph-${level}` : `${quantize}-int8${quantize === 'static' ? `-${method}${perChannel ? '-per-channel' : ''}` : ''}`,
     };
     if (quantize === 'none') {
       options.onStep?.(`Optimizing the graph (ONNX Runtime, level ${level})`);
@@ -153,13 +161,41 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
       if (quantize === 'dynamic') {
         quantized = quantizeDynamic(model, exclude);
       } else {
-        const calibrationFile = flags.calibration ? path.resolve(cwd, flags.calibration) : config.monitor.reference ? path.resolve(projectDir, config.monitor.reference) : holdoutFile;
-        if (!calibrationFile) throw inputError('static quantization needs calibration rows', 'pass --calibration <file> (any holdout format), or set monitor.reference or test.holdout');
+        const calibrationFile = flags.calibration
+          ? path.resolve(cwd, flags.calibration)
+          : config.monitor.reference
+            ? path.resolve(projectDir, config.monitor.reference)
+            : holdoutFile;
+        if (!calibrationFile)
+          throw inputError(
+            'static quantization needs calibration rows',
+            'pass --calibration <file> (any holdout format), or set monitor.reference or test.holdout',
+          );
         const { candidates } = findCandidates(model, 'static', exclude);
-        const inputs: TensorSignature[] = source.inputs.map((i) => ({ name: i.name, datatype: i.datatype as TensorSignature['datatype'], shape: i.shape ?? [] }));
-        const data = await openHoldout({ cwd, holdout: calibrationFile, inputs, label: config.test.label, labelOptional: true, features: config.test.features, model: { ...config.model, path: source.path } });
+        const inputs: TensorSignature[] = source.inputs.map((i) => ({
+          name: i.name,
+          datatype: i.datatype as TensorSignature['datatype'],
+          shape: i.shape ?? [],
+        }));
+        const data = await openHoldout({
+          cwd,
+          holdout: calibrationFile,
+          inputs,
+          label: config.test.label,
+          labelOptional: true,
+          features: config.test.features,
+          model: { ...config.model, path: source.path },
+        });
         options.onStep?.(`Calibrating on up to ${calibrationRows} rows of ${path.relative(cwd, calibrationFile) || calibrationFile}`);
-        const { ranges, rows } = await calibrate({ model, tensors: calibrationTensors(candidates), inputs, data, rows: calibrationRows, method, percentile: settings.percentile });
+        const { ranges, rows } = await calibrate({
+          model,
+          tensors: calibrationTensors(candidates),
+          inputs,
+          data,
+          rows: calibrationRows,
+          method,
+          percentile: settings.percentile,
+        });
         calibration = { file: path.relative(cwd, calibrationFile) || calibrationFile, rows, method };
         metadata[OPTIMIZE_METADATA.calibrationRows] = String(rows);
         quantized = quantizeStatic(model, exclude, ranges, perChannel);
@@ -180,36 +216,80 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
     const writtenBytes = await readFile(written);
 
     // The gate: both models scored and benchmarked the same way, side by side.
-    const side = (file: string, sha: string, size: number): ModelSide => ({ file, sha256: sha, sizeBytes: size, metrics: null, latencyMs: null, throughputRps: null });
+    const side = (file: string, sha: string, size: number): ModelSide => ({
+      file,
+      sha256: sha,
+      sizeBytes: size,
+      metrics: null,
+      latencyMs: null,
+      throughputRps: null,
+    });
     // A source with external data weighs its data files too.
-    const externalBytes = (await Promise.all(source.externalData.map((f) => stat(path.resolve(path.dirname(source.path), f)).then((s) => s.size)))).reduce((a, b) => a + b, 0);
+    const externalBytes = (await Promise.all(source.externalData.map((f) => stat(path.resolve(path.dirname(source.path), f)).then((s) => s.size)))).reduce(
+      (a, b) => a + b,
+      0,
+    );
     const before = side(path.relative(cwd, source.path) || source.path, source.sha256, source.sizeBytes + externalBytes);
     const after = side(path.relative(cwd, outputSetting) || outputSetting, sha256(writtenBytes), writtenBytes.length);
     let task: TestReport['task'] | null = null;
     let agreement: OptimizeReport['agreement'] = null;
     const testConfig: Config = { ...config, test: { ...config.test, gates: {}, maxDrop: {}, parity: { ...config.test.parity, sample: 0 } } };
     if (holdoutFile) {
-      for (const [label, file, into] of [['source', source.path, before], ['optimized', written, after]] as const) {
+      for (const [label, file, into] of [
+        ['source', source.path, before],
+        ['optimized', written, after],
+      ] as const) {
         options.onStep?.(`Scoring the ${label} model on the holdout`);
-        const report = await runQualityTest({ cwd, projectDir, config: testConfig, env: options.env, flags: { local: true, model: file, holdout: holdoutFile, gate: [] }, processingFrom: source.path });
+        const report = await runQualityTest({
+          cwd,
+          projectDir,
+          config: testConfig,
+          env: options.env,
+          flags: { local: true, model: file, holdout: holdoutFile, gate: [] },
+          processingFrom: source.path,
+        });
         into.metrics = report.metrics as unknown as Record<string, number | null>;
         task = report.task;
       }
-      options.onStep?.('Comparing the two models\' outputs row by row');
+      options.onStep?.("Comparing the two models' outputs row by row");
       agreement = await compareOutputs(source.path, written, holdoutFile, config, cwd);
     }
     const rounds = settings.bench.rounds;
-    const benchConfig: Config = { ...config, bench: { ...config.bench, gates: {}, concurrency: [settings.bench.concurrency], rates: [], batch: [settings.bench.batch], durationSeconds: settings.bench.durationSeconds, warmupSeconds: Math.min(1, settings.bench.durationSeconds / 2) } };
+    const benchConfig: Config = {
+      ...config,
+      bench: {
+        ...config.bench,
+        gates: {},
+        concurrency: [settings.bench.concurrency],
+        rates: [],
+        batch: [settings.bench.batch],
+        durationSeconds: settings.bench.durationSeconds,
+        warmupSeconds: Math.min(1, settings.bench.durationSeconds / 2),
+      },
+    };
     const runs: { source: BenchRun[]; optimized: BenchRun[] } = { source: [], optimized: [] };
     // Alternating rounds: a noisy neighbour slows both models, not one.
     for (let round = 0; round < rounds; round++) {
-      for (const [label, file] of [['source', source.path], ['optimized', written]] as const) {
+      for (const [label, file] of [
+        ['source', source.path],
+        ['optimized', written],
+      ] as const) {
         options.onStep?.(`Benchmarking the ${label} model in-process (round ${round + 1} of ${rounds})`);
-        const report = await runBench({ cwd, projectDir, config: benchConfig, env: options.env, flags: { local: true, model: file, gate: [], ...(holdoutFile ? { holdout: holdoutFile } : {}) }, processingFrom: source.path });
+        const report = await runBench({
+          cwd,
+          projectDir,
+          config: benchConfig,
+          env: options.env,
+          flags: { local: true, model: file, gate: [], ...(holdoutFile ? { holdout: holdoutFile } : {}) },
+          processingFrom: source.path,
+        });
         runs[label].push(report.runs[0]);
       }
     }
-    for (const [label, into] of [['source', before], ['optimized', after]] as const) {
+    for (const [label, into] of [
+      ['source', before],
+      ['optimized', after],
+    ] as const) {
       const measured = runs[label].filter((r) => r.latencyMs !== null);
       if (measured.length === 0) continue;
       into.latencyMs = { p50: median(measured.map((r) => r.latencyMs!.p50)), p99: median(measured.map((r) => r.latencyMs!.p99)) };
@@ -287,12 +367,26 @@ function metricComparison(before: Record<string, number | null> | null, after: R
 }
 
 /** Both models on every holdout row: how far their outputs are apart, and how often the predicted class changed. */
-async function compareOutputs(sourcePath: string, optimizedPath: string, holdoutFile: string, config: Config, cwd: string): Promise<NonNullable<OptimizeReport['agreement']>> {
+async function compareOutputs(
+  sourcePath: string,
+  optimizedPath: string,
+  holdoutFile: string,
+  config: Config,
+  cwd: string,
+): Promise<NonNullable<OptimizeReport['agreement']>> {
   const models: Predictor[] = [await openLocalPredictor(sourcePath), await openLocalPredictor(optimizedPath)];
   try {
     const [a, b] = models;
     const output = chooseOutput(a, config.test.output);
-    const holdout = await openHoldout({ cwd, holdout: holdoutFile, inputs: a.inputs, label: config.test.label, labelOptional: true, features: config.test.features, model: { ...config.model, path: sourcePath } });
+    const holdout = await openHoldout({
+      cwd,
+      holdout: holdoutFile,
+      inputs: a.inputs,
+      label: config.test.label,
+      labelOptional: true,
+      features: config.test.features,
+      model: { ...config.model, path: sourcePath },
+    });
     const { size, fixed } = batchSizeFor(a.inputs, 64);
     let rows = 0;
     let maxAbsDiff = 0;

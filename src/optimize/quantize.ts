@@ -91,7 +91,9 @@ export function findCandidates(model: ModelProto, mode: QuantizeMode, exclude: s
     const name = n.name || `${n.opType}:${n.output?.[0]}`;
     const op = n.opType ?? '';
     const inputs = n.input ?? [];
-    const weighty = inputs.some((i) => (initializers.get(i)?.dataType === DataType.FLOAT && dimsOf(initializers.get(i)!).reduce((a, b) => a * b, 1) >= REPORTED_WEIGHT));
+    const weighty = inputs.some(
+      (i) => initializers.get(i)?.dataType === DataType.FLOAT && dimsOf(initializers.get(i)!).reduce((a, b) => a * b, 1) >= REPORTED_WEIGHT,
+    );
     const leave = (reason: string) => leftInFloat.push({ node: name, op, reason });
     const quantizable = ['MatMul', 'Gemm', 'Conv'].includes(op) && (!n.domain || n.domain === 'ai.onnx');
     if ((n.attribute ?? []).some((a) => a.g || (a.graphs ?? []).length > 0)) {
@@ -143,7 +145,11 @@ function reads(n: NodeProto): string[] {
   const names = [...(n.input ?? [])];
   for (const a of n.attribute ?? []) {
     for (const g of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) {
-      const local = new Set([...(g.input ?? []).map((v) => v.name), ...(g.initializer ?? []).map((t) => t.name), ...(g.node ?? []).flatMap((x) => x.output ?? [])]);
+      const local = new Set([
+        ...(g.input ?? []).map((v) => v.name),
+        ...(g.initializer ?? []).map((t) => t.name),
+        ...(g.node ?? []).flatMap((x) => x.output ?? []),
+      ]);
       for (const inner of g.node ?? []) for (const name of reads(inner)) if (!local.has(name)) names.push(name);
     }
   }
@@ -184,7 +190,11 @@ function dropUnused(model: ModelProto): void {
 
 function requireOpset(model: ModelProto, wanted: number, what: string): number {
   const opset = defaultOpset(model);
-  if (opset < wanted) throw inputError(`${what} needs opset ${wanted} or later; the model has opset ${opset}`, 'convert the model to a newer opset first (onnx.version_converter)');
+  if (opset < wanted)
+    throw inputError(
+      `${what} needs opset ${wanted} or later; the model has opset ${opset}`,
+      'convert the model to a newer opset first (onnx.version_converter)',
+    );
   return opset;
 }
 
@@ -216,7 +226,11 @@ export function quantizeDynamic(model: ModelProto, exclude: string[]): QuantizeR
     }
     const scale = weightScale(absMax(values));
     const prefix = `${weightName}_${c.node.name || c.output}`;
-    initializers.push(int8Tensor(`${prefix}_quantized`, dims, quantizeInt8(values, scale)), floatTensor(`${prefix}_scale`, [], [scale]), int8Tensor(`${prefix}_zero_point`, [], new Int8Array(1)));
+    initializers.push(
+      int8Tensor(`${prefix}_quantized`, dims, quantizeInt8(values, scale)),
+      floatTensor(`${prefix}_scale`, [], [scale]),
+      int8Tensor(`${prefix}_zero_point`, [], new Int8Array(1)),
+    );
     const a = c.activation;
     if (!quantizedActivations.has(a)) {
       quantizedActivations.add(a);
@@ -225,7 +239,12 @@ export function quantizeDynamic(model: ModelProto, exclude: string[]): QuantizeR
     const out = c.output;
     const product = c.op === 'Gemm' && c.node.input?.[2] ? `${out}_matmul` : out;
     added.push(
-      node('MatMulInteger', [`${a}_quantized`, `${prefix}_quantized`, `${a}_zero_point`, `${prefix}_zero_point`], [`${out}_int32`], `${c.node.name || out}_MatMulInteger`),
+      node(
+        'MatMulInteger',
+        [`${a}_quantized`, `${prefix}_quantized`, `${a}_zero_point`, `${prefix}_zero_point`],
+        [`${out}_int32`],
+        `${c.node.name || out}_MatMulInteger`,
+      ),
       node('Cast', [`${out}_int32`], [`${out}_int32_float`], `${c.node.name || out}_Cast`, { to: DataType.FLOAT }),
       node('Mul', [`${a}_scale`, `${prefix}_scale`], [`${out}_scale_product`], `${c.node.name || out}_ScaleProduct`),
       node('Mul', [`${out}_int32_float`, `${out}_scale_product`], [product], `${c.node.name || out}_Rescale`),
@@ -247,7 +266,8 @@ export function quantizeDynamic(model: ModelProto, exclude: string[]): QuantizeR
  */
 export function quantizeStatic(model: ModelProto, exclude: string[], ranges: Map<string, Range>, perChannel: boolean): QuantizeResult {
   const opset = requireOpset(model, 10, 'static quantization (QuantizeLinear)');
-  if (perChannel && opset < 13) throw inputError(`per-channel scales need opset 13 or later; the model has opset ${opset}`, 'pass --per-channel false, or convert the model to opset 13');
+  if (perChannel && opset < 13)
+    throw inputError(`per-channel scales need opset 13 or later; the model has opset ${opset}`, 'pass --per-channel false, or convert the model to opset 13');
   const graph = model.graph!;
   const { candidates, leftInFloat } = findCandidates(model, 'static', exclude);
   const added: NodeProto[] = [];
@@ -284,9 +304,21 @@ export function quantizeStatic(model: ModelProto, exclude: string[], ranges: Map
     for (let ch = 0; ch < channels; ch++) quantized.set(quantizeInt8(values.subarray(ch * per, (ch + 1) * per), scales[ch]), ch * per);
     const prefix = `${weightName}_${c.node.name || c.output}`;
     const scaleDims = channels > 1 ? [channels] : [];
-    initializers.push(int8Tensor(`${prefix}_quantized`, dims, quantized), floatTensor(`${prefix}_scale`, scaleDims, scales), int8Tensor(`${prefix}_zero_point`, scaleDims, new Int8Array(channels)));
+    initializers.push(
+      int8Tensor(`${prefix}_quantized`, dims, quantized),
+      floatTensor(`${prefix}_scale`, scaleDims, scales),
+      int8Tensor(`${prefix}_zero_point`, scaleDims, new Int8Array(channels)),
+    );
     const axis: Record<string, number> = channels > 1 ? { axis: 0 } : {};
-    added.push(node('DequantizeLinear', [`${prefix}_quantized`, `${prefix}_scale`, `${prefix}_zero_point`], [`${prefix}_dequantized`], `${prefix}_DequantizeLinear`, axis));
+    added.push(
+      node(
+        'DequantizeLinear',
+        [`${prefix}_quantized`, `${prefix}_scale`, `${prefix}_zero_point`],
+        [`${prefix}_dequantized`],
+        `${prefix}_DequantizeLinear`,
+        axis,
+      ),
+    );
     c.node.input![1] = `${prefix}_dequantized`;
     if (c.bias) {
       const inputScale = activation.get(c.activation)!.scale;
@@ -294,8 +326,20 @@ export function quantizeStatic(model: ModelProto, exclude: string[], ranges: Map
       const biasScales = Float32Array.from({ length: bias.length }, (_, i) => inputScale * scales[channels > 1 ? i : 0]);
       const q = Int32Array.from(bias, (b, i) => Math.round(b / (biasScales[i] || 1)));
       const biasScaleValues = channels > 1 ? biasScales : Float32Array.of(biasScales[0] ?? inputScale * scales[0]);
-      initializers.push(int32Tensor(`${prefix}_bias_quantized`, dimsOf(c.bias), q), floatTensor(`${prefix}_bias_scale`, channels > 1 ? [bias.length] : [], biasScaleValues), int32Tensor(`${prefix}_bias_zero_point`, channels > 1 ? [bias.length] : [], new Int32Array(channels > 1 ? bias.length : 1)));
-      added.push(node('DequantizeLinear', [`${prefix}_bias_quantized`, `${prefix}_bias_scale`, `${prefix}_bias_zero_point`], [`${prefix}_bias_dequantized`], `${prefix}_bias_DequantizeLinear`, axis));
+      initializers.push(
+        int32Tensor(`${prefix}_bias_quantized`, dimsOf(c.bias), q),
+        floatTensor(`${prefix}_bias_scale`, channels > 1 ? [bias.length] : [], biasScaleValues),
+        int32Tensor(`${prefix}_bias_zero_point`, channels > 1 ? [bias.length] : [], new Int32Array(channels > 1 ? bias.length : 1)),
+      );
+      added.push(
+        node(
+          'DequantizeLinear',
+          [`${prefix}_bias_quantized`, `${prefix}_bias_scale`, `${prefix}_bias_zero_point`],
+          [`${prefix}_bias_dequantized`],
+          `${prefix}_bias_DequantizeLinear`,
+          axis,
+        ),
+      );
       c.node.input![2] = `${prefix}_bias_dequantized`;
     }
   }

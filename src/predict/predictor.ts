@@ -98,7 +98,8 @@ export async function remotePredictor(options: RemoteOptions): Promise<Predictor
   const url = new URL(options.url);
   const { security } = options;
   if (url.protocol === 'grpc:' || url.protocol === 'grpcs:') {
-    if (options.protocol && options.protocol !== 'grpc') throw inputError(`--protocol ${options.protocol} needs an http(s):// url; ${options.url} is a gRPC address`);
+    if (options.protocol && options.protocol !== 'grpc')
+      throw inputError(`--protocol ${options.protocol} needs an http(s):// url; ${options.url} is a gRPC address`);
     return grpcPredictor(url.host, options.modelName, url.protocol === 'grpcs:', security, options.modelVersion);
   }
   if (options.protocol === 'grpc') {
@@ -109,7 +110,14 @@ export async function remotePredictor(options: RemoteOptions): Promise<Predictor
   return restPredictor(url, options.url, options.modelName, options.protocol, security, options.modelVersion);
 }
 
-async function restPredictor(base: URL, shown: string, configuredName: string | undefined, wanted: Protocol | undefined, security: ClientSecurity | undefined, version?: string): Promise<Predictor> {
+async function restPredictor(
+  base: URL,
+  shown: string,
+  configuredName: string | undefined,
+  wanted: Protocol | undefined,
+  security: ClientSecurity | undefined,
+  version?: string,
+): Promise<Predictor> {
   const pool = new Pool(base.origin, { connections: 4, connect: tlsConnectOptions(security) });
   const prefix = base.pathname.replace(/\/$/, '');
   const auth = authHeaders(security);
@@ -198,12 +206,24 @@ async function discoverModel(
   );
 }
 
-async function grpcPredictor(address: string, configuredName: string | undefined, secure: boolean, security: ClientSecurity | undefined, version?: string): Promise<Predictor> {
+async function grpcPredictor(
+  address: string,
+  configuredName: string | undefined,
+  secure: boolean,
+  security: ClientSecurity | undefined,
+  version?: string,
+): Promise<Predictor> {
   const client = inferenceClient(address, grpcChannelCredentials(secure, security));
   const metadata = grpcMetadata(security);
   try {
     // An empty name asks mlops serve for its one model; other servers need the name configured.
-    const meta = await call(client, client.ModelMetadata, { name: configuredName ?? '', ...(version === undefined ? {} : { version }) }, 30_000, metadata).catch((error: Error & { code?: number }) => {
+    const meta = await call(
+      client,
+      client.ModelMetadata,
+      { name: configuredName ?? '', ...(version === undefined ? {} : { version }) },
+      30_000,
+      metadata,
+    ).catch((error: Error & { code?: number }) => {
       if (error.code === 16 || error.code === 8) throw refusedToken(address, grpcErrorMessage(error), security);
       throw environmentError(
         error.code === 5
@@ -221,7 +241,13 @@ async function grpcPredictor(address: string, configuredName: string | undefined
       outputs,
       protocol: 'grpc',
       async predict(feeds) {
-        const response = await call(client, client.ModelInfer, { ...encodeGrpcRequest(modelName, inputs, feeds), ...(version === undefined ? {} : { model_version: version }) }, 30_000, metadata).catch((error: Error & { code?: number }) => {
+        const response = await call(
+          client,
+          client.ModelInfer,
+          { ...encodeGrpcRequest(modelName, inputs, feeds), ...(version === undefined ? {} : { model_version: version }) },
+          30_000,
+          metadata,
+        ).catch((error: Error & { code?: number }) => {
           const message = `the gRPC server answered an inference request with ${grpcErrorMessage(error)}`;
           throw error.code === 13 ? new ModelRunError(message) : environmentError(message);
         });
@@ -241,6 +267,8 @@ async function grpcPredictor(address: string, configuredName: string | undefined
 function refusedToken(shown: string, answer: string, security: ClientSecurity | undefined) {
   return environmentError(
     security?.token ? `the server at ${shown} refused the bearer token given (${answer})` : `the server at ${shown} asks for a bearer token (${answer})`,
-    security?.token ? 'check that the token is one the server accepts (server.auth.tokenFile)' : 'set MLOPS_TOKEN or pass --token-file with a token the server accepts',
+    security?.token
+      ? 'check that the token is one the server accepts (server.auth.tokenFile)'
+      : 'set MLOPS_TOKEN or pass --token-file with a token the server accepts',
   );
 }

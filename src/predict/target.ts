@@ -76,7 +76,10 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
     try {
       url = new URL(flags.url);
     } catch {
-      throw inputError(`--url ${flags.url}: not a URL`, 'pass the server base, e.g. http://127.0.0.1:8080, or grpc://127.0.0.1:8081 (https:// and grpcs:// for TLS)');
+      throw inputError(
+        `--url ${flags.url}: not a URL`,
+        'pass the server base, e.g. http://127.0.0.1:8080, or grpc://127.0.0.1:8081 (https:// and grpcs:// for TLS)',
+      );
     }
     if (!['http:', 'https:', 'grpc:', 'grpcs:'].includes(url.protocol)) throw inputError(`--url ${flags.url}: expected http://, https://, grpc:// or grpcs://`);
     // Only a name the config gives counts here: otherwise a single-model server is asked for its model.
@@ -108,9 +111,15 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
   try {
     const labelled = container.labels['mlops.model.name'];
     // An image of several models lists them (name, version, role) in mlops.models; mlops.model.* describe the first.
-    const several = container.labels['mlops.models'] ? (JSON.parse(container.labels['mlops.models']) as { name: string; version: string; shadow: boolean }[]) : undefined;
+    const several = container.labels['mlops.models']
+      ? (JSON.parse(container.labels['mlops.models']) as { name: string; version: string; shadow: boolean }[])
+      : undefined;
     const served = several ? [...new Set(several.map((m) => m.name))] : labelled ? [labelled] : [];
-    if (flags.modelName && served.length > 0 && !served.includes(flags.modelName)) throw inputError(`--model-name ${flags.modelName}: image ${image} serves ${served.map((n) => `'${n}'`).join(', ')}`, `pass one of ${served.join(', ')}, or leave it out`);
+    if (flags.modelName && served.length > 0 && !served.includes(flags.modelName))
+      throw inputError(
+        `--model-name ${flags.modelName}: image ${image} serves ${served.map((n) => `'${n}'`).join(', ')}`,
+        `pass one of ${served.join(', ')}, or leave it out`,
+      );
     const modelName = flags.modelName || labelled || configuredName;
     // A model with versions side by side is judged on its first serving version (the one its config's path names), not on the split.
     const versions = several?.filter((m) => m.name === modelName) ?? [];

@@ -47,16 +47,29 @@ export async function readModelFolder(modelFile: string): Promise<ModelFolder> {
       info = await stat(file).catch(() => undefined);
     }
     if (!info?.isFile()) continue;
-    if (info.size > MAX_FOLDER_FILE_BYTES) throw inputError(`${file}: ${info.size} bytes, over the ${MAX_FOLDER_FILE_BYTES / 2 ** 20} MiB read for a processing file`, 'remove it if it is not the model\'s');
+    if (info.size > MAX_FOLDER_FILE_BYTES)
+      throw inputError(
+        `${file}: ${info.size} bytes, over the ${MAX_FOLDER_FILE_BYTES / 2 ** 20} MiB read for a processing file`,
+        "remove it if it is not the model's",
+      );
     const bytes = await readFile(file);
     let json: unknown;
     try {
       json = JSON.parse(bytes.toString('utf8'));
     } catch (error) {
-      throw inputError(`${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`, `fix or remove ${name}; the model folder's files must be what the export wrote`);
+      throw inputError(
+        `${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`,
+        `fix or remove ${name}; the model folder's files must be what the export wrote`,
+      );
     }
     if (typeof json !== 'object' || json === null || Array.isArray(json)) throw inputError(`${file}: expected a JSON object`, `fix or remove ${name}`);
-    files[name] = { name, path: file, sha256: createHash('sha256').update(bytes).digest('hex'), sizeBytes: bytes.byteLength, json: json as Record<string, unknown> };
+    files[name] = {
+      name,
+      path: file,
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      sizeBytes: bytes.byteLength,
+      json: json as Record<string, unknown>,
+    };
   }
   return { dir, files };
 }

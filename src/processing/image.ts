@@ -34,10 +34,24 @@ export type Resample = 'nearest' | 'bilinear' | 'bicubic' | 'lanczos' | 'box' | 
 /** PIL's resampling constants, as preprocessor_config.json writes them. */
 const PIL_RESAMPLE: Record<number, Resample> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'box', 5: 'hamming' };
 /** libvips' nearest match for each: its reducers widen the kernel when shrinking, as PIL's do. */
-const KERNEL: Record<Resample, keyof KernelEnum> = { nearest: 'nearest', bilinear: 'linear', bicubic: 'cubic', lanczos: 'lanczos3', box: 'linear', hamming: 'linear' };
+const KERNEL: Record<Resample, keyof KernelEnum> = {
+  nearest: 'nearest',
+  bilinear: 'linear',
+  bicubic: 'cubic',
+  lanczos: 'lanczos3',
+  box: 'linear',
+  hamming: 'linear',
+};
 
 /** The interpolator an enlarging axis takes for each resampling filter. */
-const INTERPOLATOR: Record<Resample, 'nearest' | 'bilinear' | 'bicubic'> = { nearest: 'nearest', bilinear: 'bilinear', bicubic: 'bicubic', lanczos: 'bicubic', box: 'bilinear', hamming: 'bilinear' };
+const INTERPOLATOR: Record<Resample, 'nearest' | 'bilinear' | 'bicubic'> = {
+  nearest: 'nearest',
+  bilinear: 'bilinear',
+  bicubic: 'bicubic',
+  lanczos: 'bicubic',
+  box: 'bilinear',
+  hamming: 'bilinear',
+};
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif' | 'tiff' | 'avif';
 export const IMAGE_FORMATS: ImageFormat[] = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif'];
@@ -119,10 +133,18 @@ export function outputSize(settings: ImageSettings): { height: number; width: nu
 }
 
 /** The decoded, resized and cropped pixels of one image, HWC uint8, with what was seen of it. */
-async function pixels(bytes: Uint8Array, settings: ImageSettings, where: string): Promise<{ data: Buffer; width: number; height: number; facts: Omit<ImageFacts, 'brightness' | 'contrast'> }> {
+async function pixels(
+  bytes: Uint8Array,
+  settings: ImageSettings,
+  where: string,
+): Promise<{ data: Buffer; width: number; height: number; facts: Omit<ImageFacts, 'brightness' | 'contrast'> }> {
   const sharp = await loadSharp();
   if (bytes.byteLength === 0) throw new ProcessingError(`${where}: empty image (0 bytes)`, 400);
-  if (bytes.byteLength > settings.maxBytes) throw new ProcessingError(`${where}: ${bytes.byteLength} bytes, over the ${settings.maxBytes} bytes an image may have (model.preprocess.image.maxBytes)`, 413);
+  if (bytes.byteLength > settings.maxBytes)
+    throw new ProcessingError(
+      `${where}: ${bytes.byteLength} bytes, over the ${settings.maxBytes} bytes an image may have (model.preprocess.image.maxBytes)`,
+      413,
+    );
   const options: SharpOptions = { limitInputPixels: settings.maxPixels, failOn: 'truncated', pages: 1, autoOrient: true };
   let meta: Metadata;
   try {
@@ -137,9 +159,13 @@ async function pixels(bytes: Uint8Array, settings: ImageSettings, where: string)
   }
   const pageHeight = meta.pageHeight ?? meta.height;
   if (!meta.width || !pageHeight || meta.width * pageHeight > settings.maxPixels) {
-    throw new ProcessingError(`${where}: ${meta.width} x ${pageHeight} pixels, over the ${settings.maxPixels} pixels an image may have (model.preprocess.image.maxPixels)`, 413);
+    throw new ProcessingError(
+      `${where}: ${meta.width} x ${pageHeight} pixels, over the ${settings.maxPixels} pixels an image may have (model.preprocess.image.maxPixels)`,
+      413,
+    );
   }
-  if (meta.hasAlpha && settings.alpha === 'refuse') throw new ProcessingError(`${where}: the image has an alpha channel, which this model refuses (model.preprocess.image.alpha)`, 400);
+  if (meta.hasAlpha && settings.alpha === 'refuse')
+    throw new ProcessingError(`${where}: the image has an alpha channel, which this model refuses (model.preprocess.image.alpha)`, 400);
   // EXIF orientation is applied on load, so width and height are as a person sees the image.
   const width = meta.autoOrient?.width ?? meta.width;
   const height = meta.autoOrient?.height ?? pageHeight;
@@ -157,16 +183,23 @@ async function pixels(bytes: Uint8Array, settings: ImageSettings, where: string)
     // Enlarging: libvips' resize places pixel centres otherwise than PIL (81 levels apart on a 56x72 -> 64x64
     // image); an affine transform with PIL's half-pixel centres comes within 9, so an axis that grows goes that way.
     if (size.width > shrunk.width || size.height > shrunk.height) {
-      const mid = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true }).catch((error: unknown) => {
-        throw new ProcessingError(`${where}: the image data is damaged (${firstLine(error)})`, 400);
-      });
-      pipeline = sharp(mid.data, { raw: { width: mid.info.width, height: mid.info.height, channels: mid.info.channels } }).affine([size.width / shrunk.width, 0, 0, size.height / shrunk.height], {
-        interpolator: INTERPOLATOR[settings.resample],
-        idx: 0.5,
-        idy: 0.5,
-        odx: -0.5,
-        ody: -0.5,
-      });
+      const mid = await pipeline
+        .removeAlpha()
+        .raw()
+        .toBuffer({ resolveWithObject: true })
+        .catch((error: unknown) => {
+          throw new ProcessingError(`${where}: the image data is damaged (${firstLine(error)})`, 400);
+        });
+      pipeline = sharp(mid.data, { raw: { width: mid.info.width, height: mid.info.height, channels: mid.info.channels } }).affine(
+        [size.width / shrunk.width, 0, 0, size.height / shrunk.height],
+        {
+          interpolator: INTERPOLATOR[settings.resample],
+          idx: 0.5,
+          idy: 0.5,
+          odx: -0.5,
+          ody: -0.5,
+        },
+      );
     }
   }
   const crop = cropFor(settings);
@@ -221,21 +254,34 @@ class Slots {
 }
 const decodeSlots = new Slots(Math.max(1, availableParallelism()));
 
-const firstLine = (error: unknown) => String((error as Error)?.message ?? error).split('\n')[0].replace(/^Input buffer /, '');
+const firstLine = (error: unknown) =>
+  String((error as Error)?.message ?? error)
+    .split('\n')[0]
+    .replace(/^Input buffer /, '');
 
 /**
  * Several encoded images to one batch tensor [n, C, H, W] (or [n, H, W, C]). Every image must
  * come out at the same size: a model with fixed height and width, or a processor that fixes it.
  */
-export async function imagesToTensor(images: Uint8Array[], settings: ImageSettings, where: (index: number) => string): Promise<{ tensor: Tensor; facts: ImageFacts[] }> {
+export async function imagesToTensor(
+  images: Uint8Array[],
+  settings: ImageSettings,
+  where: (index: number) => string,
+): Promise<{ tensor: Tensor; facts: ImageFacts[] }> {
   const decoded = await Promise.all(images.map((bytes, i) => decodeSlots.run(() => pixels(bytes, settings, where(i)))));
   const { width, height } = decoded[0];
   if (settings.height !== null && settings.width !== null && (height !== settings.height || width !== settings.width)) {
-    throw new ProcessingError(`${where(0)}: processed to ${width} x ${height}, but the model takes ${settings.width} x ${settings.height}; set model.preprocess.image.resize`, 400);
+    throw new ProcessingError(
+      `${where(0)}: processed to ${width} x ${height}, but the model takes ${settings.width} x ${settings.height}; set model.preprocess.image.resize`,
+      400,
+    );
   }
   decoded.forEach((d, i) => {
     if (d.width !== width || d.height !== height) {
-      throw new ProcessingError(`${where(i)}: processed to ${d.width} x ${d.height}, but ${where(0)} to ${width} x ${height}; images of one batch must come out the same size (set a fixed resize)`, 400);
+      throw new ProcessingError(
+        `${where(i)}: processed to ${d.width} x ${d.height}, but ${where(0)} to ${width} x ${height}; images of one batch must come out the same size (set a fixed resize)`,
+        400,
+      );
     }
   });
   const c = settings.channels;
@@ -277,7 +323,12 @@ export async function imagesToTensor(images: Uint8Array[], settings: ImageSettin
  * A model input's values back to a picture a person can look at (PNG): the normalization and rescale
  * undone, the layout made HWC. For explanations drawn over the image the model saw.
  */
-export async function tensorToPng(values: ArrayLike<number>, settings: Pick<ImageSettings, 'layout' | 'channels' | 'rescaleFactor' | 'normalize' | 'datatype'>, height: number, width: number): Promise<Buffer> {
+export async function tensorToPng(
+  values: ArrayLike<number>,
+  settings: Pick<ImageSettings, 'layout' | 'channels' | 'rescaleFactor' | 'normalize' | 'datatype'>,
+  height: number,
+  width: number,
+): Promise<Buffer> {
   const sharp = await loadSharp();
   const c = settings.channels;
   const plane = height * width;
@@ -292,5 +343,7 @@ export async function tensorToPng(values: ArrayLike<number>, settings: Pick<Imag
       pixels[p * c + ch] = Math.max(0, Math.min(255, Math.round(px)));
     }
   }
-  return sharp(pixels, { raw: { width, height, channels: c } }).png().toBuffer();
+  return sharp(pixels, { raw: { width, height, channels: c } })
+    .png()
+    .toBuffer();
 }

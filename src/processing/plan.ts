@@ -56,7 +56,11 @@ const CLIP = { mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26
 /** Each processor type's defaults where its preprocessor_config.json leaves a field out (transformers' own). */
 function processorDefaults(type: string): { mean: number[]; std: number[]; resample: Resample; size: ResizeRule } {
   if (/^(ViT|DeiT|BEiT|Swin|Dinov2|Segformer|Siglip)/i.test(type)) {
-    return { ...(/^(DeiT|Dinov2)/i.test(type) ? IMAGENET_DEFAULT : IMAGENET_STANDARD), resample: /^DeiT|Dinov2/i.test(type) ? 'bicubic' : 'bilinear', size: { height: 224, width: 224 } };
+    return {
+      ...(/^(DeiT|Dinov2)/i.test(type) ? IMAGENET_DEFAULT : IMAGENET_STANDARD),
+      resample: /^DeiT|Dinov2/i.test(type) ? 'bicubic' : 'bilinear',
+      size: { height: 224, width: 224 },
+    };
   }
   if (/^(CLIP|Chinese)/i.test(type)) return { ...CLIP, resample: 'bicubic', size: { shortestEdge: 224 } };
   if (/^ConvNext/i.test(type)) return { ...IMAGENET_DEFAULT, resample: 'bicubic', size: { shortestEdge: 384 } };
@@ -80,13 +84,21 @@ function readSize(size: unknown, cropPct: unknown, where: string): ResizeRule | 
   const pixels = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v > 0;
   if (pixels(size)) return { height: size as number, width: size as number };
   const s = (typeof size === 'object' ? size : {}) as Record<string, unknown>;
-  if (cropPct !== undefined && cropPct !== null && !(typeof cropPct === 'number' && cropPct > 0 && cropPct <= 1)) throw inputError(`${where}: "crop_pct" is ${JSON.stringify(cropPct)}; expected a share above 0, at most 1`);
+  if (cropPct !== undefined && cropPct !== null && !(typeof cropPct === 'number' && cropPct > 0 && cropPct <= 1))
+    throw inputError(`${where}: "crop_pct" is ${JSON.stringify(cropPct)}; expected a share above 0, at most 1`);
   if (pixels(s.height) && pixels(s.width)) return { height: s.height as number, width: s.width as number };
   if (pixels(s.shortest_edge) && (s.longest_edge === undefined || pixels(s.longest_edge))) {
-    return { shortestEdge: s.shortest_edge as number, ...(pixels(s.longest_edge) ? { longestEdge: s.longest_edge as number } : {}), ...(typeof cropPct === 'number' ? { cropPct } : {}) };
+    return {
+      shortestEdge: s.shortest_edge as number,
+      ...(pixels(s.longest_edge) ? { longestEdge: s.longest_edge as number } : {}),
+      ...(typeof cropPct === 'number' ? { cropPct } : {}),
+    };
   }
   if (pixels(s.longest_edge) && s.shortest_edge === undefined && s.height === undefined) return { longestEdge: s.longest_edge as number };
-  throw inputError(`${where}: "size" is ${JSON.stringify(size)}; expected whole numbers of pixels above 0: {"height", "width"}, {"shortest_edge"} or {"longest_edge"}`, 'fix the file, or set model.preprocess.image.resize');
+  throw inputError(
+    `${where}: "size" is ${JSON.stringify(size)}; expected whole numbers of pixels above 0: {"height", "width"}, {"shortest_edge"} or {"longest_edge"}`,
+    'fix the file, or set model.preprocess.image.resize',
+  );
 }
 
 const isPositive = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n > 0;
@@ -95,21 +107,39 @@ const isPositive = (n: unknown): n is number => typeof n === 'number' && Number.
 function knownResample(value: unknown, where: string): Resample | undefined {
   if (value === undefined || value === null) return undefined;
   const known = pilResample(value);
-  if (!known) throw inputError(`${where}: "resample" is ${JSON.stringify(value)}; expected one of PIL's filters 0 (nearest) to 5 (hamming)`, 'fix the file, or set model.preprocess.image.resample');
+  if (!known)
+    throw inputError(
+      `${where}: "resample" is ${JSON.stringify(value)}; expected one of PIL's filters 0 (nearest) to 5 (hamming)`,
+      'fix the file, or set model.preprocess.image.resample',
+    );
   return known;
 }
 
 function rescaleOf(value: unknown, where: string): number {
   if (value === undefined || value === null) return 1 / 255;
-  if (!isPositive(value)) throw inputError(`${where}: "rescale_factor" is ${JSON.stringify(value)}; expected a number above 0 (1/255 for 8-bit pixels)`, 'fix the file, or set model.preprocess.image.rescaleFactor');
+  if (!isPositive(value))
+    throw inputError(
+      `${where}: "rescale_factor" is ${JSON.stringify(value)}; expected a number above 0 (1/255 for 8-bit pixels)`,
+      'fix the file, or set model.preprocess.image.rescaleFactor',
+    );
   return value;
 }
 
-function imagePlan(folder: ModelFolder, inputs: Signature[], overrides: NonNullable<ProcessingOverrides['preprocess']>['image'] | undefined): ImageSettings | undefined {
+function imagePlan(
+  folder: ModelFolder,
+  inputs: Signature[],
+  overrides: NonNullable<ProcessingOverrides['preprocess']>['image'] | undefined,
+): ImageSettings | undefined {
   const file = folder.files['preprocessor_config.json'];
   const json = file?.json ?? {};
   // A preprocessor_config.json of a text model (a Wav2Vec2 feature extractor, say) has no image fields.
-  const isImageProcessor = file !== undefined && ('image_processor_type' in json || 'image_mean' in json || 'do_resize' in json || 'crop_size' in json || /ImageProcessor|FeatureExtractor/.test(String(json.feature_extractor_type ?? '')) && 'size' in json);
+  const isImageProcessor =
+    file !== undefined &&
+    ('image_processor_type' in json ||
+      'image_mean' in json ||
+      'do_resize' in json ||
+      'crop_size' in json ||
+      (/ImageProcessor|FeatureExtractor/.test(String(json.feature_extractor_type ?? '')) && 'size' in json));
   if (!isImageProcessor && !overrides) return undefined;
   const where = file?.path ?? 'model.preprocess.image';
   const candidates = inputs.filter((s) => !s.anyShape && s.shape.length === 4 && FLOAT_OR_BYTE.has(s.datatype));
@@ -121,9 +151,14 @@ function imagePlan(folder: ModelFolder, inputs: Signature[], overrides: NonNulla
       'name it in model.preprocess.image.input',
     );
   }
-  if (input.shape.length !== 4 || !FLOAT_OR_BYTE.has(input.datatype)) throw notFillable(`${where}: input '${input.name}' is ${input.datatype} [${input.shape.join(', ')}]; images fill an FP32, FP16 or UINT8 input of rank 4`);
+  if (input.shape.length !== 4 || !FLOAT_OR_BYTE.has(input.datatype))
+    throw notFillable(`${where}: input '${input.name}' is ${input.datatype} [${input.shape.join(', ')}]; images fill an FP32, FP16 or UINT8 input of rank 4`);
   const others = inputs.filter((s) => s !== input);
-  if (others.length > 0) throw notFillable(`${where}: the model also takes ${others.map((s) => `'${s.name}'`).join(', ')}, which an image cannot fill`, 'send tensors to this model, or export it with the image as its only input');
+  if (others.length > 0)
+    throw notFillable(
+      `${where}: the model also takes ${others.map((s) => `'${s.name}'`).join(', ')}, which an image cannot fill`,
+      'send tensors to this model, or export it with the image as its only input',
+    );
   // Channels first when dimension 1 is 1 or 3 and the last is not; else channels last.
   const [, d1, d2, d3] = input.shape;
   const layout: 'NCHW' | 'NHWC' = (d1 === 1 || d1 === 3) && !(d3 === 1 || d3 === 3) ? 'NCHW' : d3 === 1 || d3 === 3 ? 'NHWC' : 'NCHW';
@@ -132,7 +167,12 @@ function imagePlan(folder: ModelFolder, inputs: Signature[], overrides: NonNulla
   const height = layout === 'NCHW' ? d2 : d1;
   const width = layout === 'NCHW' ? d3 : d2;
   // Older exports name a feature extractor (ViTFeatureExtractor) where newer ones name an image processor.
-  const type = typeof json.image_processor_type === 'string' ? json.image_processor_type : typeof json.feature_extractor_type === 'string' ? json.feature_extractor_type : '';
+  const type =
+    typeof json.image_processor_type === 'string'
+      ? json.image_processor_type
+      : typeof json.feature_extractor_type === 'string'
+        ? json.feature_extractor_type
+        : '';
   const defaults = processorDefaults(type);
   const cropPct = json.crop_pct;
   const size = readSize(json.size, cropPct, where);
@@ -146,7 +186,11 @@ function imagePlan(folder: ModelFolder, inputs: Signature[], overrides: NonNulla
   const numbers = (v: unknown, field: string, fallback: number[]): number[] => {
     if (v === undefined || v === null) return fallback;
     const list = Array.isArray(v) ? v : [v];
-    if (list.length === 0 || list.some((n) => typeof n !== 'number' || !Number.isFinite(n))) throw inputError(`${where}: "${field}" is ${JSON.stringify(v)}; expected numbers, one per channel`, 'fix the file, or set model.preprocess.image.normalize');
+    if (list.length === 0 || list.some((n) => typeof n !== 'number' || !Number.isFinite(n)))
+      throw inputError(
+        `${where}: "${field}" is ${JSON.stringify(v)}; expected numbers, one per channel`,
+        'fix the file, or set model.preprocess.image.normalize',
+      );
     return list as number[];
   };
   const mean = numbers(json.image_mean, 'image_mean', defaults.mean);
@@ -175,7 +219,9 @@ function imagePlan(folder: ModelFolder, inputs: Signature[], overrides: NonNulla
   }
   const norm = settings.normalize;
   if (norm && (![1, channels].includes(norm.mean.length) || ![1, channels].includes(norm.std.length) || norm.std.some((s) => !isPositive(s)))) {
-    throw inputError(`${where}: image_mean and image_std need ${channels} values (std above 0), got ${JSON.stringify(norm.mean)} and ${JSON.stringify(norm.std)}`);
+    throw inputError(
+      `${where}: image_mean and image_std need ${channels} values (std above 0), got ${JSON.stringify(norm.mean)} and ${JSON.stringify(norm.std)}`,
+    );
   }
   return settings;
 }
@@ -195,23 +241,33 @@ function textInputs(inputs: Signature[], where: string): TextInputs | undefined 
   const used = new Set([ids, mask, typeIds, positions].filter(Boolean));
   const others = inputs.filter((s) => !used.has(s));
   if (others.length > 0) {
-    throw notFillable(`${where}: the model also takes ${others.map((s) => `'${s.name}'`).join(', ')}, which a tokenizer does not fill`, 'send tensors to this model, or export it with input_ids, attention_mask and token_type_ids only (past key values: export without them)');
+    throw notFillable(
+      `${where}: the model also takes ${others.map((s) => `'${s.name}'`).join(', ')}, which a tokenizer does not fill`,
+      'send tensors to this model, or export it with input_ids, attention_mask and token_type_ids only (past key values: export without them)',
+    );
   }
   for (const s of used) {
-    if (!TOKEN_TYPES.has(s!.datatype) || s!.shape.length !== 2) throw notFillable(`${where}: input '${s!.name}' is ${s!.datatype} [${s!.shape.join(', ')}]; token inputs are INT64 or INT32 [batch, sequence]`);
+    if (!TOKEN_TYPES.has(s!.datatype) || s!.shape.length !== 2)
+      throw notFillable(`${where}: input '${s!.name}' is ${s!.datatype} [${s!.shape.join(', ')}]; token inputs are INT64 or INT32 [batch, sequence]`);
   }
   return roles;
 }
 
-function textPlan(folder: ModelFolder, inputs: Signature[], overrides: NonNullable<ProcessingOverrides['preprocess']>['text'] | undefined): TextPlan | undefined {
+function textPlan(
+  folder: ModelFolder,
+  inputs: Signature[],
+  overrides: NonNullable<ProcessingOverrides['preprocess']>['text'] | undefined,
+): TextPlan | undefined {
   const file = folder.files['tokenizer.json'];
   if (!file) {
-    if (overrides) throw inputError('model.preprocess.text: the model folder has no tokenizer.json', 'put the tokenizer.json the export wrote beside model.onnx');
+    if (overrides)
+      throw inputError('model.preprocess.text: the model folder has no tokenizer.json', 'put the tokenizer.json the export wrote beside model.onnx');
     return undefined;
   }
   const roles = textInputs(inputs, file.path);
   if (!roles) {
-    if (overrides) throw inputError(`model.preprocess.text: the model has no input named input_ids`, 'text models take input_ids (and attention_mask, token_type_ids)');
+    if (overrides)
+      throw inputError(`model.preprocess.text: the model has no input named input_ids`, 'text models take input_ids (and attention_mask, token_type_ids)');
     return undefined;
   }
   const config = { ...(folder.files['special_tokens_map.json']?.json ?? {}), ...(folder.files['tokenizer_config.json']?.json ?? {}) };
@@ -221,12 +277,20 @@ function textPlan(folder: ModelFolder, inputs: Signature[], overrides: NonNullab
   const sequence = inputs.find((s) => s.name === roles.ids.name)!.shape[1];
   if (sequence > 0) declared.push(sequence);
   const maxLength = overrides?.maxLength ?? (declared.length > 0 ? Math.min(...declared) : 512);
-  const settings: TextSettings = { inputs: roles, maxLength, truncation: overrides?.truncation ?? TEXT_DEFAULTS.truncation, maxBytes: overrides?.maxBytes ?? TEXT_DEFAULTS.maxBytes };
+  const settings: TextSettings = {
+    inputs: roles,
+    maxLength,
+    truncation: overrides?.truncation ?? TEXT_DEFAULTS.truncation,
+    maxBytes: overrides?.maxBytes ?? TEXT_DEFAULTS.maxBytes,
+  };
   const plan = { settings, tokenizerJson: file.json, tokenizerConfig: config };
   try {
     new TextTokenizer(plan.tokenizerJson, plan.tokenizerConfig, settings);
   } catch (error) {
-    throw inputError(`${file.path}: the tokenizer cannot be built (${(error as Error).message.split('\n')[0]})`, 'check that tokenizer.json is the one the export wrote');
+    throw inputError(
+      `${file.path}: the tokenizer cannot be built (${(error as Error).message.split('\n')[0]})`,
+      'check that tokenizer.json is the one the export wrote',
+    );
   }
   return plan;
 }
@@ -241,30 +305,49 @@ function labelPlan(folder: ModelFolder, outputs: Signature[], overrides: Process
   const floats = outputs.filter((o) => ['FP32', 'FP16', 'FP64'].includes(o.datatype));
   const named = overrides?.output ?? (outputs.some((o) => o.name === 'logits') ? 'logits' : undefined);
   const output = named ? outputs.find((o) => o.name === named) : floats[0];
-  if (!output) throw notFillable(`${where}: no output to read labels from${named ? `: the model has no output '${named}'` : ' (no float output)'}`, 'name it in model.postprocess.output');
+  if (!output)
+    throw notFillable(
+      `${where}: no output to read labels from${named ? `: the model has no output '${named}'` : ' (no float output)'}`,
+      'name it in model.postprocess.output',
+    );
   // transformers writes id2label into every config.json (LABEL_0, LABEL_1 by default), classifier or not: only
   // a [batch, classes] output with as many classes as names is read as labels, unless the config says so.
   const classes = output.shape.length === 2 ? output.shape[1] : undefined;
-  const count = hasNames ? Object.keys(id2label as object).length : 0;
+  const count = hasNames ? Object.keys(id2label).length : 0;
   if (!overrides?.labels && !overrides?.output && (classes === undefined || (classes > 0 && count > 0 && classes !== count))) {
-    throw notFillable(`${where}: output '${output.name}' is [${output.shape.join(', ')}], not [batch, ${count}] classes, so its id2label is not read as labels`, 'name the output in model.postprocess.output to read it anyway');
+    throw notFillable(
+      `${where}: output '${output.name}' is [${output.shape.join(', ')}], not [batch, ${count}] classes, so its id2label is not read as labels`,
+      'name the output in model.postprocess.output to read it anyway',
+    );
   }
   let names: string[] = [];
   if (overrides?.labels) names = overrides.labels;
   else if (hasNames) {
     for (const [key, value] of Object.entries(id2label as Record<string, unknown>)) {
       const index = Number(key);
-      if (!Number.isInteger(index) || index < 0 || typeof value !== 'string') throw inputError(`${where}: id2label has ${JSON.stringify(key)}: ${JSON.stringify(value)}; expected "0": "name"`);
+      if (!Number.isInteger(index) || index < 0 || typeof value !== 'string')
+        throw inputError(`${where}: id2label has ${JSON.stringify(key)}: ${JSON.stringify(value)}; expected "0": "name"`);
       names[index] = value;
     }
   }
   const problem = config?.json.problem_type;
-  const fn: ScoreFunction = overrides?.function && overrides.function !== 'auto' ? overrides.function : problem === 'multi_label_classification' ? 'sigmoid' : problem === 'regression' ? 'none' : 'softmax';
+  const fn: ScoreFunction =
+    overrides?.function && overrides.function !== 'auto'
+      ? overrides.function
+      : problem === 'multi_label_classification'
+        ? 'sigmoid'
+        : problem === 'regression'
+          ? 'none'
+          : 'softmax';
   return { output: output.name, function: fn, names: Array.from({ length: names.length }, (_, i) => names[i] ?? `LABEL_${i}`), topK: overrides?.topK ?? 1 };
 }
 
 /** The plan for a model whose folder is read; undefined when it takes and answers tensors only. */
-export function planProcessing(folder: ModelFolder, model: { inputs: Signature[]; outputs: Signature[] }, overrides: ProcessingOverrides = {}): ProcessingPlan | undefined {
+export function planProcessing(
+  folder: ModelFolder,
+  model: { inputs: Signature[]; outputs: Signature[] },
+  overrides: ProcessingOverrides = {},
+): ProcessingPlan | undefined {
   const notes: string[] = [];
   // What the folder alone suggests and the model cannot take is a note, and the model takes tensors as before;
   // what the config asks for and cannot be done is an error.
@@ -281,8 +364,14 @@ export function planProcessing(folder: ModelFolder, model: { inputs: Signature[]
   };
   const pre = overrides.preprocess ?? {};
   const post = overrides.postprocess ?? {};
-  const image = attempt(Object.keys(pre.image ?? {}).length > 0, () => imagePlan(folder, model.inputs, pre.image && Object.keys(pre.image).length > 0 ? pre.image : undefined));
-  const text = image ? undefined : attempt(Object.keys(pre.text ?? {}).length > 0, () => textPlan(folder, model.inputs, pre.text && Object.keys(pre.text).length > 0 ? pre.text : undefined));
+  const image = attempt(Object.keys(pre.image ?? {}).length > 0, () =>
+    imagePlan(folder, model.inputs, pre.image && Object.keys(pre.image).length > 0 ? pre.image : undefined),
+  );
+  const text = image
+    ? undefined
+    : attempt(Object.keys(pre.text ?? {}).length > 0, () =>
+        textPlan(folder, model.inputs, pre.text && Object.keys(pre.text).length > 0 ? pre.text : undefined),
+      );
   const labels = attempt(Object.keys(post).length > 0, () => labelPlan(folder, model.outputs, Object.keys(post).length > 0 ? post : undefined));
   if (!image && !text && !labels && notes.length === 0) return undefined;
   const used = new Set<string>(['config.json']);
@@ -343,9 +432,12 @@ export function utf8Text(bytes: Uint8Array, where: string): string {
   }
 }
 
-
 /** Reads the folder beside a model file and plans its processing. */
-export async function loadProcessing(modelFile: string, model: { inputs: Signature[]; outputs: Signature[] }, overrides?: ProcessingOverrides): Promise<ProcessingPlan | undefined> {
+export async function loadProcessing(
+  modelFile: string,
+  model: { inputs: Signature[]; outputs: Signature[] },
+  overrides?: ProcessingOverrides,
+): Promise<ProcessingPlan | undefined> {
   return planProcessing(await readModelFolder(modelFile), model, overrides);
 }
 
@@ -355,7 +447,13 @@ export function describePlan(plan: ProcessingPlan | undefined): string[] {
   const lines: string[] = plan.notes.map((note) => `not used: ${note}`);
   if (plan.image) {
     const s = plan.image;
-    const size = s.resize ? ('height' in s.resize ? `${s.resize.width}x${s.resize.height}` : 'shortestEdge' in s.resize ? `shortest edge ${s.resize.shortestEdge}${s.resize.cropPct ? ` / crop_pct ${s.resize.cropPct}` : ''}` : `longest edge ${s.resize.longestEdge}`) : 'no resize';
+    const size = s.resize
+      ? 'height' in s.resize
+        ? `${s.resize.width}x${s.resize.height}`
+        : 'shortestEdge' in s.resize
+          ? `shortest edge ${s.resize.shortestEdge}${s.resize.cropPct ? ` / crop_pct ${s.resize.cropPct}` : ''}`
+          : `longest edge ${s.resize.longestEdge}`
+      : 'no resize';
     const steps = [
       s.convertRgb ? (s.channels === 1 ? 'grey' : 'RGB') : undefined,
       `resize ${size} (${s.resample})`,
@@ -370,11 +468,15 @@ export function describePlan(plan: ProcessingPlan | undefined): string[] {
     const s = plan.text.settings;
     const filled = [s.inputs.ids.name, s.inputs.mask?.name, s.inputs.typeIds?.name, s.inputs.positions?.name].filter(Boolean).map((n) => `'${n}'`);
     const model = (plan.text.tokenizerJson as { model?: { type?: string } }).model?.type ?? 'tokenizer';
-    lines.push(`inputs ${filled.join(', ')} <- a text: ${model} tokenizer.json, at most ${s.maxLength} tokens (${s.truncation === 'truncate' ? 'longer texts cut' : 'longer texts refused'}), padded to the longest of a batch`);
+    lines.push(
+      `inputs ${filled.join(', ')} <- a text: ${model} tokenizer.json, at most ${s.maxLength} tokens (${s.truncation === 'truncate' ? 'longer texts cut' : 'longer texts refused'}), padded to the longest of a batch`,
+    );
   }
   if (plan.labels) {
     const l = plan.labels;
-    lines.push(`output '${l.output}' -> labels: ${l.function}, top ${l.topK} of ${l.names.length > 0 ? l.names.slice(0, 6).join(', ') + (l.names.length > 6 ? `, ... (${l.names.length})` : '') : 'LABEL_<i>'}`);
+    lines.push(
+      `output '${l.output}' -> labels: ${l.function}, top ${l.topK} of ${l.names.length > 0 ? l.names.slice(0, 6).join(', ') + (l.names.length > 6 ? `, ... (${l.names.length})` : '') : 'LABEL_<i>'}`,
+    );
   }
   return lines;
 }
@@ -383,14 +485,26 @@ export function describePlan(plan: ProcessingPlan | undefined): string[] {
  * The plan of the model a config or flag names, read from its folder (or the folder of its file);
  * undefined when the file is not here (a remote server's model) or the model takes tensors only.
  */
-export async function processingFor(modelPath: string, model: { inputs: Signature[]; outputs: Signature[] }, overrides: ProcessingOverrides): Promise<ProcessingPlan | undefined> {
+export async function processingFor(
+  modelPath: string,
+  model: { inputs: Signature[]; outputs: Signature[] },
+  overrides: ProcessingOverrides,
+): Promise<ProcessingPlan | undefined> {
   const file = (await modelFileInFolder(modelPath, modelPath)) ?? modelPath;
   if (!(await stat(file).catch(() => undefined))?.isFile()) return undefined;
   return loadProcessing(file, model, overrides);
 }
 
 /** A model file's signature as planning reads it: a tensor without a declared shape takes any. */
-export function servableSignature(info: { inputs: { name: string; datatype: string; shape: number[] | null }[]; outputs: { name: string; datatype: string; shape: number[] | null }[] }): { inputs: Signature[]; outputs: Signature[] } {
-  const one = (t: { name: string; datatype: string; shape: number[] | null }): Signature => ({ name: t.name, datatype: t.datatype as Datatype, shape: t.shape ?? [], ...(t.shape === null ? { anyShape: true } : {}) });
+export function servableSignature(info: {
+  inputs: { name: string; datatype: string; shape: number[] | null }[];
+  outputs: { name: string; datatype: string; shape: number[] | null }[];
+}): { inputs: Signature[]; outputs: Signature[] } {
+  const one = (t: { name: string; datatype: string; shape: number[] | null }): Signature => ({
+    name: t.name,
+    datatype: t.datatype as Datatype,
+    shape: t.shape ?? [],
+    ...(t.shape === null ? { anyShape: true } : {}),
+  });
   return { inputs: info.inputs.map(one), outputs: info.outputs.map(one) };
 }

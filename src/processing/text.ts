@@ -69,13 +69,18 @@ export class TextTokenizer {
   encodeOne(text: string, where: string): { ids: number[]; typeIds: number[]; tokens: string[]; facts: TextFacts } {
     if (text.length === 0 || text.trim().length === 0) throw new BadRequest(`${where}: the text is empty`);
     if (Buffer.byteLength(text, 'utf8') > this.settings.maxBytes) {
-      throw new BadRequest(`${where}: ${Buffer.byteLength(text, 'utf8')} bytes of text, over the ${this.settings.maxBytes} a text may have (model.preprocess.text.maxBytes)`, 413);
+      throw new BadRequest(
+        `${where}: ${Buffer.byteLength(text, 'utf8')} bytes of text, over the ${this.settings.maxBytes} a text may have (model.preprocess.text.maxBytes)`,
+        413,
+      );
     }
     let encoded = this.tokenizer.encode(text, { return_token_type_ids: true });
     let truncated = false;
     if (encoded.ids.length > this.settings.maxLength) {
       if (this.settings.truncation === 'refuse') {
-        throw new BadRequest(`${where}: ${encoded.ids.length} tokens, over the model's ${this.settings.maxLength} (model.preprocess.text.truncation is "refuse")`);
+        throw new BadRequest(
+          `${where}: ${encoded.ids.length} tokens, over the model's ${this.settings.maxLength} (model.preprocess.text.truncation is "refuse")`,
+        );
       }
       // Cut the words, then let the post-processor add its special tokens around what is left.
       const words = this.tokenizer.tokenize(text, { add_special_tokens: false });
@@ -104,7 +109,13 @@ export class TextTokenizer {
   /** Sentences to the model's feeds, padded to the longest; the facts of each for the monitor. */
   encode(texts: string[], where: (index: number) => string): { feeds: Tensors; facts: TextFacts[] } {
     const encoded = texts.map((t, i) => this.encodeOne(t, where(i)));
-    return { feeds: this.feeds(encoded.map((e) => e.ids), encoded.map((e) => e.typeIds)), facts: encoded.map((e) => e.facts) };
+    return {
+      feeds: this.feeds(
+        encoded.map((e) => e.ids),
+        encoded.map((e) => e.typeIds),
+      ),
+      facts: encoded.map((e) => e.facts),
+    };
   }
 
   /** Token id sequences (from encodeOne, or with words masked) to padded feeds. */

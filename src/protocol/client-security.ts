@@ -32,7 +32,10 @@ function readFlagFile(file: string, flag: string, cwd: string): Buffer {
   try {
     return readFileSync(path.resolve(cwd, file));
   } catch (error) {
-    throw inputError(`${flag} ${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, `check the path given to ${flag}`);
+    throw inputError(
+      `${flag} ${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      `check the path given to ${flag}`,
+    );
   }
 }
 
@@ -50,14 +53,16 @@ export function resolveClientSecurity(flags: ClientSecurityFlags, env: NodeJS.Pr
   if (flags.tokenFile) {
     // The first token line of a token file (a server's file may list several; sha256: lines are not tokens).
     const line = firstToken(readFlagFile(flags.tokenFile, '--token-file', cwd).toString('utf8'));
-    if (!line) throw inputError(`--token-file ${flags.tokenFile} holds no token`, 'one token a line; a sha256: line is a digest, not a token a client can send');
+    if (!line)
+      throw inputError(`--token-file ${flags.tokenFile} holds no token`, 'one token a line; a sha256: line is a digest, not a token a client can send');
     out.token = line;
   } else if (env.MLOPS_TOKEN) out.token = env.MLOPS_TOKEN.trim();
   const cacert = flags.cacert ?? env.MLOPS_CACERT;
   if (cacert) out.ca = readFlagFile(cacert, '--cacert', cwd);
   const cert = flags.cert ?? env.MLOPS_CLIENT_CERT;
   const key = flags.key ?? env.MLOPS_CLIENT_KEY;
-  if (Boolean(cert) !== Boolean(key)) throw inputError('a client certificate needs its key: give both --cert and --key (or MLOPS_CLIENT_CERT and MLOPS_CLIENT_KEY)');
+  if (Boolean(cert) !== Boolean(key))
+    throw inputError('a client certificate needs its key: give both --cert and --key (or MLOPS_CLIENT_CERT and MLOPS_CLIENT_KEY)');
   if (cert && key) {
     out.cert = readFlagFile(cert, '--cert', cwd);
     out.key = readFlagFile(key, '--key', cwd);
@@ -66,7 +71,8 @@ export function resolveClientSecurity(flags: ClientSecurityFlags, env: NodeJS.Pr
 }
 
 /** The Authorization header, when there is a token. */
-export const authHeaders = (security: ClientSecurity | undefined): Record<string, string> => (security?.token ? { authorization: `Bearer ${security.token}` } : {});
+export const authHeaders = (security: ClientSecurity | undefined): Record<string, string> =>
+  security?.token ? { authorization: `Bearer ${security.token}` } : {};
 
 /** TLS options for node:tls and undici's connect. */
 export const tlsConnectOptions = (security: ClientSecurity | undefined) => ({

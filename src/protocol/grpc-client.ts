@@ -4,7 +4,10 @@ import { inferenceProto, type GrpcInferRequest, type GrpcInferResponse } from '.
 type Unary<Req, Res> = (request: Req, callback: (error: grpc.ServiceError | null, response: Res) => void) => void;
 
 export interface InferenceClient {
-  ModelMetadata: Unary<{ name: string; version?: string }, { name: string; inputs?: { name: string; datatype: string; shape?: number[] }[]; outputs?: { name: string; datatype: string; shape?: number[] }[] }>;
+  ModelMetadata: Unary<
+    { name: string; version?: string },
+    { name: string; inputs?: { name: string; datatype: string; shape?: number[] }[]; outputs?: { name: string; datatype: string; shape?: number[] }[] }
+  >;
   ModelInfer: Unary<GrpcInferRequest, GrpcInferResponse>;
   ServerLive: Unary<Record<string, never>, { live?: boolean }>;
   close(): void;
@@ -20,7 +23,13 @@ export function inferenceClient(address: string, credentials: grpc.ChannelCreden
 }
 
 /** One unary call as a promise. */
-export function call<Req, Res>(client: InferenceClient, method: Unary<Req, Res>, request: Req, deadlineMs = 30_000, metadata = new grpc.Metadata()): Promise<Res> {
+export function call<Req, Res>(
+  client: InferenceClient,
+  method: Unary<Req, Res>,
+  request: Req,
+  deadlineMs = 30_000,
+  metadata = new grpc.Metadata(),
+): Promise<Res> {
   return new Promise((resolve, reject) => {
     (method as unknown as (r: Req, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, res: Res) => void) => void).call(
       client,

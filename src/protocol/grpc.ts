@@ -9,7 +9,20 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { allocate, INTEGER_RANGE, tensorFromBytes, tensorToBytes, type Datatype, type TensorData } from '../model/datatypes.js';
 import type { Tensors } from '../model/session.js';
-import { BadRequest, bytesInput, describeInputs, finishInputs, fmtShape, product, resolveInput, resolveOutputs, textElement, wantedOutputs, type InferRequest, type Signature } from './request.js';
+import {
+  BadRequest,
+  bytesInput,
+  describeInputs,
+  finishInputs,
+  fmtShape,
+  product,
+  resolveInput,
+  resolveOutputs,
+  textElement,
+  wantedOutputs,
+  type InferRequest,
+  type Signature,
+} from './request.js';
 
 export const INFERENCE_SERVICE = 'inference.GRPCInferenceService';
 
@@ -94,7 +107,8 @@ function fromContents(datatype: Datatype, values: unknown[], count: number, wher
     const v = values[i];
     if (datatype === 'BOOL') out[i] = v ? 1 : 0;
     else if (datatype === 'INT64' || datatype === 'UINT64') out[i] = BigInt(v as number);
-    else if (range && ((v as number) < range[0] || (v as number) > range[1])) throw new BadRequest(`${where}: element ${i} is ${String(v)}, out of range for ${datatype}`);
+    else if (range && ((v as number) < range[0] || (v as number) > range[1]))
+      throw new BadRequest(`${where}: element ${i} is ${String(v)}, out of range for ${datatype}`);
     else out[i] = v;
   }
   return out as unknown as TensorData;
@@ -116,7 +130,8 @@ export function decodeGrpcRequest(message: GrpcInferRequest, signature: Signatur
     const where = `input '${spec.name}'`;
     const count = product(shape);
     if (raw.length > 0) {
-      if (t.contents && Object.values(t.contents).some((v) => v && v.length > 0)) throw new BadRequest(`${where}: contents and raw_input_contents exclude each other`);
+      if (t.contents && Object.values(t.contents).some((v) => v && v.length > 0))
+        throw new BadRequest(`${where}: contents and raw_input_contents exclude each other`);
       const data = bytesInput(spec.datatype, raw[i], count, where);
       if (!data) throw new BadRequest(`${where}: ${raw[i].byteLength} raw bytes do not hold ${spec.datatype} ${fmtShape(shape)}`);
       tensors[spec.name] = { data, dims: shape };
@@ -166,7 +181,8 @@ export function decodeGrpcResponse(message: GrpcInferResponse): Record<string, {
     const dims = (t.shape ?? []).map(Number);
     const count = product(dims);
     const field = CONTENTS_FIELD[datatype];
-    const data = raw.length > 0 ? tensorFromBytes(datatype, raw[i], count) : fromContents(datatype, (field && t.contents?.[field]) || [], count, `output '${t.name}'`);
+    const data =
+      raw.length > 0 ? tensorFromBytes(datatype, raw[i], count) : fromContents(datatype, (field && t.contents?.[field]) || [], count, `output '${t.name}'`);
     if (!data) throw new BadRequest(`output '${t.name}': raw contents do not hold ${datatype} ${fmtShape(dims)}`);
     out[t.name] = { datatype, dims, data };
   });
@@ -219,7 +235,8 @@ export function peekModel(bytes: Uint8Array): { model_name?: string; model_versi
     else if (wire === 2) {
       const length = varint();
       if (length < 0 || at + length > bytes.length) break;
-      if (field === 1 || field === 2) found[field === 1 ? 'model_name' : 'model_version'] = Buffer.from(bytes.buffer, bytes.byteOffset + at, length).toString('utf8');
+      if (field === 1 || field === 2)
+        found[field === 1 ? 'model_name' : 'model_version'] = Buffer.from(bytes.buffer, bytes.byteOffset + at, length).toString('utf8');
       at += length;
     } else break;
   }

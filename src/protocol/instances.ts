@@ -26,16 +26,23 @@ export function decodeInstances(inputs: ServableTensor[], body: unknown, where: 
     let values: unknown[] = instances;
     if (keyed) {
       values = instances.map((instance, i) => {
-        if (!isObject(instance)) throw new BadRequest(`${where}: instance ${i} must be an object keyed by input name (${inputs.map((s) => s.name).join(', ')})`);
-        if (!(spec.name in instance)) throw new BadRequest(`${where}: instance ${i} has no input '${spec.name}'; the model's inputs are ${inputs.map((s) => s.name).join(', ')}`);
+        if (!isObject(instance))
+          throw new BadRequest(`${where}: instance ${i} must be an object keyed by input name (${inputs.map((s) => s.name).join(', ')})`);
+        if (!(spec.name in instance))
+          throw new BadRequest(`${where}: instance ${i} has no input '${spec.name}'; the model's inputs are ${inputs.map((s) => s.name).join(', ')}`);
         return instance[spec.name];
       });
     }
     const rowShape = nestedShape(values[0]);
     const expected = spec.shape;
-    if (!spec.anyShape && expected.length === 0) throw new BadRequest(`${where}: input '${spec.name}' is a scalar, which has no rows to send as instances; send it to /v2/models/{name}/infer with shape []`);
+    if (!spec.anyShape && expected.length === 0)
+      throw new BadRequest(
+        `${where}: input '${spec.name}' is a scalar, which has no rows to send as instances; send it to /v2/models/{name}/infer with shape []`,
+      );
     if (!spec.anyShape && (expected.length !== rowShape.length + 1 || expected.slice(1).some((d, i) => d !== -1 && d !== rowShape[i]))) {
-      throw new BadRequest(`${where}: input '${spec.name}' takes rows of shape ${fmtShape(expected.slice(1))} (the model's shape is ${fmtShape(expected)}), got ${rowShape.length <= 8 ? fmtShape(rowShape) : `${rowShape.length} dimensions`}`);
+      throw new BadRequest(
+        `${where}: input '${spec.name}' takes rows of shape ${fmtShape(expected.slice(1))} (the model's shape is ${fmtShape(expected)}), got ${rowShape.length <= 8 ? fmtShape(rowShape) : `${rowShape.length} dimensions`}`,
+      );
     }
     // Rows beyond a fixed first dimension (a batch of 1) are run one instance at a time by the caller.
     checkShape(spec, [spec.anyShape || expected[0] === -1 ? rows : expected[0], ...rowShape], `${where}: input '${spec.name}'`);
@@ -52,7 +59,7 @@ export function instanceRow(feeds: Tensors, index: number, rows: number): Tensor
   const out: Tensors = {};
   for (const [name, tensor] of Object.entries(feeds)) {
     const size = tensor.data.length / rows;
-    out[name] = { data: tensor.data.slice(index * size, (index + 1) * size), dims: [1, ...tensor.dims.slice(1)] } as Tensor;
+    out[name] = { data: tensor.data.slice(index * size, (index + 1) * size), dims: [1, ...tensor.dims.slice(1)] };
   }
   return out;
 }
@@ -73,7 +80,9 @@ export function encodePredictions(outputs: ServableTensor[], results: Tensors[])
 export function encodeInstances(inputs: TensorSpec[], feeds: Tensors): { instances: unknown[] } {
   const perInput = inputs.map((spec) => splitRows(spec.datatype, feeds[spec.name]));
   const rows = perInput[0]?.length ?? 0;
-  const instances = Array.from({ length: rows }, (_, r) => (inputs.length === 1 ? perInput[0][r] : Object.fromEntries(inputs.map((s, i) => [s.name, perInput[i][r]]))));
+  const instances = Array.from({ length: rows }, (_, r) =>
+    inputs.length === 1 ? perInput[0][r] : Object.fromEntries(inputs.map((s, i) => [s.name, perInput[i][r]])),
+  );
   return { instances };
 }
 

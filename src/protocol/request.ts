@@ -58,7 +58,6 @@ export interface Signature {
   outputs: ServableTensor[];
 }
 
-
 export const fmtShape = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
 export function product(shape: readonly number[]): number {
@@ -108,7 +107,9 @@ export function checkShape(spec: ServableTensor, shape: unknown, where: string):
   const rank = spec.anyShape ? MAX_RANK : spec.shape.length;
   if (spec.anyShape ? shape.length > MAX_RANK : shape.length !== rank) {
     const expected = spec.anyShape ? `at most ${MAX_RANK} dimensions` : rank === 0 ? 'a scalar, shape []' : `shape ${fmtShape(spec.shape)} (-1 is any size)`;
-    throw new BadRequest(`${where}: expected ${expected}, got ${shape.length} dimension${shape.length === 1 ? '' : 's'}${shape.length <= 8 ? ` ${fmtShape(shape)}` : ''}`);
+    throw new BadRequest(
+      `${where}: expected ${expected}, got ${shape.length} dimension${shape.length === 1 ? '' : 's'}${shape.length <= 8 ? ` ${fmtShape(shape)}` : ''}`,
+    );
   }
   if (shape.some((d) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0)) {
     throw new BadRequest(`${where}: "shape" must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
@@ -122,7 +123,9 @@ export function checkShape(spec: ServableTensor, shape: unknown, where: string):
 
 /** A BYTES element ONNX Runtime could not take as sent: its Node binding passes UTF-8 text, cut at the first NUL. */
 const notText = (where: string, index: number, what: string) =>
-  new BadRequest(`${where}: element ${index} ${what}; BYTES inputs reach the model as UTF-8 text, which onnxruntime-node ends at the first NUL, so it would not arrive as sent (encode binary data, e.g. as base64, in the model's own contract)`);
+  new BadRequest(
+    `${where}: element ${index} ${what}; BYTES inputs reach the model as UTF-8 text, which onnxruntime-node ends at the first NUL, so it would not arrive as sent (encode binary data, e.g. as base64, in the model's own contract)`,
+  );
 
 /** A BYTES element's bytes as text, refused (never U+FFFD) when they are not UTF-8. */
 export function textElement(bytes: Uint8Array, index: number, where: string): string {
@@ -196,7 +199,9 @@ function allFinite(data: ArrayLike<number>): boolean {
 }
 
 const nonFinite = (spec: ServableTensor, index: number, value: string) =>
-  new BadRequest(`input '${spec.name}': element ${index} is ${value}; ${spec.datatype} inputs must be finite (a server started with server.allowNonFinite, MLOPS_ALLOW_NON_FINITE=true, takes NaN as "missing")`);
+  new BadRequest(
+    `input '${spec.name}': element ${index} is ${value}; ${spec.datatype} inputs must be finite (a server started with server.allowNonFinite, MLOPS_ALLOW_NON_FINITE=true, takes NaN as "missing")`,
+  );
 
 /** After every input is decoded: none missing, and named dimensions shared by several inputs ("batch") agree. */
 export function finishInputs(inputs: ServableTensor[], tensors: Tensors): number {

@@ -86,13 +86,17 @@ export function decodeParsedRestRequest(parsed: unknown, body: Uint8Array, heade
       tensors[spec.name] = { data: decodeTensorData(spec.name, spec.datatype, shape, raw.data), dims: shape };
       return;
     }
-    if (header === undefined) throw new BadRequest(`${where}: parameters.binary_data_size needs the binary data extension; send the Inference-Header-Content-Length header`);
+    if (header === undefined)
+      throw new BadRequest(`${where}: parameters.binary_data_size needs the binary data extension; send the Inference-Header-Content-Length header`);
     if (raw.data !== undefined) throw new BadRequest(`${where}: gives both "data" and parameters.binary_data_size; send the tensor one way`);
     if (offset + size > body.byteLength) {
       throw new BadRequest(`${where}: binary_data_size ${size} runs past the end of the body (${body.byteLength - offset} bytes left)`);
     }
     const data = bytesInput(spec.datatype, body.subarray(offset, offset + size), product(shape), where);
-    if (!data) throw new BadRequest(`${where}: ${size} bytes of binary data do not hold ${spec.datatype} ${fmtShape(shape)}${spec.datatype === 'BYTES' ? ' (each element is a 4-byte little-endian length and its bytes)' : ''}`);
+    if (!data)
+      throw new BadRequest(
+        `${where}: ${size} bytes of binary data do not hold ${spec.datatype} ${fmtShape(shape)}${spec.datatype === 'BYTES' ? ' (each element is a 4-byte little-endian length and its bytes)' : ''}`,
+      );
     tensors[spec.name] = { data, dims: shape };
     offset += size;
   });
@@ -161,7 +165,8 @@ export function encodeRestRequest(inputs: TensorSpec[], feeds: Tensors, options:
   const id = options.id !== undefined ? `"id":${JSON.stringify(options.id)},` : '';
   if (!options.binary) {
     const parts = inputs.map(
-      (spec) => `{"name":${JSON.stringify(spec.name)},"datatype":"${spec.datatype}","shape":[${feeds[spec.name].dims.join(',')}],"data":${jsonDataText(spec.datatype, feeds[spec.name].data)}}`,
+      (spec) =>
+        `{"name":${JSON.stringify(spec.name)},"datatype":"${spec.datatype}","shape":[${feeds[spec.name].dims.join(',')}],"data":${jsonDataText(spec.datatype, feeds[spec.name].data)}}`,
     );
     return { body: Buffer.from(`{${id}"inputs":[${parts.join(',')}]}`), headers: { 'content-type': 'application/json' } };
   }

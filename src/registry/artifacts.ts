@@ -24,8 +24,11 @@ export interface Attached {
 const OCI_MANIFEST = MEDIA.manifest;
 const OCI_INDEX = MEDIA.index;
 /** The OCI 1.1 empty config: artifacts carry their content in a layer. */
-const EMPTY_CONFIG = { mediaType: 'application/vnd.oci.empty.v1+json', digest: 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a', size: 2 };
-
+const EMPTY_CONFIG = {
+  mediaType: 'application/vnd.oci.empty.v1+json',
+  digest: 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a',
+  size: 2,
+};
 
 /** The referrers tag schema's tag for a digest (OCI distribution spec 1.1): sha256:abc -> sha256-abc. */
 export const referrersTag = (digest: string) => digest.replace(':', '-');
@@ -69,7 +72,13 @@ export async function attachArtifact(client: RegistryClient, repository: string,
   const bytes = manifest.length + artifact.content.length;
   if (stored.headers.get('oci-subject') === subject.digest) return { digest, via: 'referrers-api', bytes };
   await putManifest(client, repository, `${referrersTag(subject.digest)}.${artifact.tagSuffix}`, manifest, OCI_MANIFEST);
-  const descriptor: Descriptor = { mediaType: OCI_MANIFEST, digest, size: manifest.length, artifactType: artifact.artifactType, annotations: artifact.annotations };
+  const descriptor: Descriptor = {
+    mediaType: OCI_MANIFEST,
+    digest,
+    size: manifest.length,
+    artifactType: artifact.artifactType,
+    annotations: artifact.annotations,
+  };
   const index = await tagSchemaIndex(client, repository, subject.digest);
   const manifests = [...index.filter((d) => d.digest !== digest), descriptor];
   const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }));
@@ -91,13 +100,19 @@ async function tagSchemaIndex(client: RegistryClient, repository: string, digest
  * What refers to a manifest: from the referrers API, or else the referrers tag schema's index and
  * the cosign-style tags (an index another pusher overwrote at the same moment still leaves those).
  */
-export async function listReferrers(client: RegistryClient, repository: string, digest: string, tagSuffixes: string[] = ['sig', 'sbom']): Promise<Descriptor[]> {
+export async function listReferrers(
+  client: RegistryClient,
+  repository: string,
+  digest: string,
+  tagSuffixes: string[] = ['sig', 'sbom'],
+): Promise<Descriptor[]> {
   const res = await client.get(`/v2/${repository}/referrers/${digest}`, OCI_INDEX, scope(repository));
   if (res.ok && (res.headers.get('content-type') ?? '').includes(OCI_INDEX)) {
     return ((await res.json()) as { manifests?: Descriptor[] }).manifests ?? [];
   }
   await res.body?.cancel();
-  if (res.status !== 404 && res.status !== 405 && !res.ok) throw environmentError(`registry ${client.registry}: listing the referrers of ${digest} failed (HTTP ${res.status})`);
+  if (res.status !== 404 && res.status !== 405 && !res.ok)
+    throw environmentError(`registry ${client.registry}: listing the referrers of ${digest} failed (HTTP ${res.status})`);
   const found = await tagSchemaIndex(client, repository, digest);
   for (const suffix of tagSuffixes) {
     const tagged = await client.get(`/v2/${repository}/manifests/${referrersTag(digest)}.${suffix}`, OCI_MANIFEST, scope(repository));
@@ -107,7 +122,13 @@ export async function listReferrers(client: RegistryClient, repository: string, 
     }
     const bytes = Buffer.from(await tagged.arrayBuffer());
     const manifest = JSON.parse(bytes.toString('utf8')) as { artifactType?: string; annotations?: Record<string, string>; subject?: Descriptor };
-    const descriptor = { mediaType: OCI_MANIFEST, digest: sha256(bytes), size: bytes.length, artifactType: manifest.artifactType, annotations: manifest.annotations };
+    const descriptor = {
+      mediaType: OCI_MANIFEST,
+      digest: sha256(bytes),
+      size: bytes.length,
+      artifactType: manifest.artifactType,
+      annotations: manifest.annotations,
+    };
     if (manifest.subject?.digest === digest && !found.some((d) => d.digest === descriptor.digest)) found.push(descriptor);
   }
   return found;

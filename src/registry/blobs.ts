@@ -69,7 +69,10 @@ async function attempt(client: RegistryClient, repository: string, blob: BlobSou
   if (head.status >= 500) throw new Transient(`HEAD answered HTTP ${head.status}`);
   let location: string | null = null;
   for (const from of mountFrom.filter((r) => r !== repository)) {
-    const mount = await client.request(`/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(blob.digest)}&from=${encodeURIComponent(from)}`, { method: 'POST', scope: pushScope(repository, from) });
+    const mount = await client.request(`/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(blob.digest)}&from=${encodeURIComponent(from)}`, {
+      method: 'POST',
+      scope: pushScope(repository, from),
+    });
     await mount.body?.cancel();
     if (mount.status === 201) return 'mounted';
     // 202: the registry would not mount and opened an upload instead; use it.
@@ -83,7 +86,8 @@ async function attempt(client: RegistryClient, repository: string, blob: BlobSou
     await start.body?.cancel();
     if (start.status >= 500) throw new Transient(`starting the upload answered HTTP ${start.status}`);
     location = start.headers.get('location');
-    if (start.status !== 202 || !location) throw environmentError(`registry ${client.registry}: starting a blob upload to ${repository} failed (HTTP ${start.status})`);
+    if (start.status !== 202 || !location)
+      throw environmentError(`registry ${client.registry}: starting a blob upload to ${repository} failed (HTTP ${start.status})`);
   }
   await blob.prepare?.();
   let put: Response;
@@ -106,7 +110,10 @@ async function attempt(client: RegistryClient, repository: string, blob: BlobSou
   const text = put.status === 201 ? '' : await put.text().catch(() => '');
   await put.body?.cancel().catch(() => undefined);
   if (put.status >= 500) throw new Transient(`the upload answered HTTP ${put.status}`);
-  if (put.status !== 201) throw environmentError(`registry ${client.registry}: uploading blob ${blob.digest} to ${repository} failed (HTTP ${put.status}) ${text.slice(0, 200)}`.trim());
+  if (put.status !== 201)
+    throw environmentError(
+      `registry ${client.registry}: uploading blob ${blob.digest} to ${repository} failed (HTTP ${put.status}) ${text.slice(0, 200)}`.trim(),
+    );
   return 'uploaded';
 }
 
@@ -124,10 +131,14 @@ export async function pushBlob(client: RegistryClient, repository: string, blob:
     } catch (error) {
       const transient = error instanceof Transient || (isMlopsError(error) && /cannot reach registry/.test(error.message));
       if (!transient || n >= attempts) {
-        if (transient) throw environmentError(`registry ${client.registry}: uploading blob ${blob.digest} to ${repository} failed after ${n} attempts: ${(error as Error).message}`, 'check the registry and the network; run the command again to resume (blobs already sent are skipped)');
+        if (transient)
+          throw environmentError(
+            `registry ${client.registry}: uploading blob ${blob.digest} to ${repository} failed after ${n} attempts: ${error.message}`,
+            'check the registry and the network; run the command again to resume (blobs already sent are skipped)',
+          );
         throw error;
       }
-      options.onRetry?.(`blob ${blob.digest.slice(7, 19)}: ${(error as Error).message}; retrying in ${backoff / 1000} s`);
+      options.onRetry?.(`blob ${blob.digest.slice(7, 19)}: ${error.message}; retrying in ${backoff / 1000} s`);
       await new Promise((resolve) => setTimeout(resolve, backoff));
       backoff *= 2;
     }
@@ -141,7 +152,12 @@ export function bufferSource(bytes: Buffer, digest: string): BlobSource {
 
 /** Stores a manifest or index under a tag or its digest. */
 export async function putManifest(client: RegistryClient, repository: string, reference: string, body: Buffer, mediaType: string): Promise<Response> {
-  const res = await client.request(`/v2/${repository}/manifests/${reference}`, { method: 'PUT', headers: { 'content-type': mediaType }, body, scope: pushScope(repository) });
+  const res = await client.request(`/v2/${repository}/manifests/${reference}`, {
+    method: 'PUT',
+    headers: { 'content-type': mediaType },
+    body,
+    scope: pushScope(repository),
+  });
   if (res.status !== 201) {
     const text = await res.text().catch(() => '');
     throw environmentError(`registry ${client.registry}: storing manifest ${repository}:${reference} failed (HTTP ${res.status}) ${text.slice(0, 200)}`.trim());

@@ -61,13 +61,18 @@ export class RegistryClient {
         // A blob's upload may take longer than a minute on a slow link; its progress is the server's to judge.
         signal: AbortSignal.any([AbortSignal.timeout(streamed ? 30 * 60_000 : 60_000), ...(request.signal ? [request.signal] : [])]),
         ...(streamed ? { duplex: 'half' } : {}),
-      } as RequestInit);
+      });
     } catch (error) {
       // Node reports a refused connection to a name with several addresses as an AggregateError of them.
       const outer = (error as { cause?: NodeJS.ErrnoException & { errors?: NodeJS.ErrnoException[] } }).cause;
       const cause = outer?.code ? outer : (outer?.errors?.[0] ?? outer);
       const why = cause?.code === 'ECONNREFUSED' ? 'connection refused' : (cause?.code ?? cause?.message ?? (error as Error).message);
-      throw environmentError(`cannot reach registry ${this.registry}: ${why}`, 'check that the registry is up and the repository name in image.repository', undefined, error);
+      throw environmentError(
+        `cannot reach registry ${this.registry}: ${why}`,
+        'check that the registry is up and the repository name in image.repository',
+        undefined,
+        error,
+      );
     }
   }
 
@@ -96,7 +101,10 @@ export class RegistryClient {
     res = await this.send(path, request);
     if (res.status === 401 || res.status === 403) {
       await res.body?.cancel();
-      throw environmentError(`registry ${this.registry} refused the login (HTTP ${res.status})`, 'check the username and password (MLOPS_REGISTRY_USERNAME / MLOPS_REGISTRY_PASSWORD or `docker login`)');
+      throw environmentError(
+        `registry ${this.registry} refused the login (HTTP ${res.status})`,
+        'check the username and password (MLOPS_REGISTRY_USERNAME / MLOPS_REGISTRY_PASSWORD or `docker login`)',
+      );
     }
     return res;
   }
@@ -106,7 +114,7 @@ export class RegistryClient {
     if (!params.realm) throw environmentError(`registry ${this.registry} sent a bearer challenge without a realm`);
     const url = new URL(params.realm);
     if (params.service) url.searchParams.set('service', params.service);
-    if (scope ?? params.scope) url.searchParams.set('scope', (scope ?? params.scope)!);
+    if (scope ?? params.scope) url.searchParams.set('scope', scope ?? params.scope);
     const headers: Record<string, string> = {};
     if (this.credentials) headers.authorization = `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64')}`;
     const res = await fetch(url, { headers, signal: AbortSignal.timeout(15_000) }).catch((error) => {

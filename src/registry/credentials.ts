@@ -71,7 +71,10 @@ export async function fromAcr(registry: string, baseUrl: string, credential?: To
     const chain = credential ?? new (await import('@azure/identity')).DefaultAzureCredential();
     aad = (await chain.getToken(`${ACR_ARM[cloud]}/.default`))?.token ?? '';
   } catch (error) {
-    throw environmentError(`${registry} is Azure Container Registry, and no Entra ID token could be had for it: ${(error as Error).message.split('\n')[0]}`, 'sign in with `az login` (or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET), or set MLOPS_REGISTRY_USERNAME/PASSWORD to an ACR token');
+    throw environmentError(
+      `${registry} is Azure Container Registry, and no Entra ID token could be had for it: ${(error as Error).message.split('\n')[0]}`,
+      'sign in with `az login` (or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET), or set MLOPS_REGISTRY_USERNAME/PASSWORD to an ACR token',
+    );
   }
   const res = await fetch(`${baseUrl}/oauth2/exchange`, {
     method: 'POST',
@@ -84,7 +87,11 @@ export async function fromAcr(registry: string, baseUrl: string, credential?: To
   const text = await res.text();
   const refresh = res.ok ? (JSON.parse(text) as { refresh_token?: string }).refresh_token : undefined;
   if (!refresh) {
-    throw environmentError(`${registry}: the ACR token exchange answered HTTP ${res.status}`, 'check that the signed-in identity has AcrPush (to push) or AcrPull on the registry', text.slice(0, 300));
+    throw environmentError(
+      `${registry}: the ACR token exchange answered HTTP ${res.status}`,
+      'check that the signed-in identity has AcrPush (to push) or AcrPull on the registry',
+      text.slice(0, 300),
+    );
   }
   return { username: ACR_TOKEN_USER, password: refresh, source: 'ACR token exchange (Entra ID)' };
 }
@@ -95,12 +102,22 @@ const ECR_REGISTRY = /^\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(
 /** ECR's 12-hour token from the AWS CLI, with the user's own credentials and profile. */
 async function fromEcr(registry: string, env: NodeJS.ProcessEnv): Promise<Credentials> {
   const region = ECR_REGISTRY.exec(registry)![1];
-  const result = await execa('aws', ['ecr', 'get-login-password', '--region', region], { env, reject: false, timeout: 60_000 }).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') throw environmentError(`${registry} is Amazon ECR, and its login needs the aws CLI, which is not installed`, 'install the AWS CLI, or set MLOPS_REGISTRY_USERNAME=AWS and MLOPS_REGISTRY_PASSWORD=$(aws ecr get-login-password)');
-    throw error;
-  });
+  const result = await execa('aws', ['ecr', 'get-login-password', '--region', region], { env, reject: false, timeout: 60_000 }).catch(
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT')
+        throw environmentError(
+          `${registry} is Amazon ECR, and its login needs the aws CLI, which is not installed`,
+          'install the AWS CLI, or set MLOPS_REGISTRY_USERNAME=AWS and MLOPS_REGISTRY_PASSWORD=$(aws ecr get-login-password)',
+        );
+      throw error;
+    },
+  );
   if (result.exitCode !== 0 || !String(result.stdout).trim()) {
-    throw environmentError(`aws ecr get-login-password --region ${region} failed (exit ${result.exitCode})`, 'check the AWS credentials (aws sts get-caller-identity) and that they may call ecr:GetAuthorizationToken', String(result.stderr).trim().split('\n').slice(-3).join('\n'));
+    throw environmentError(
+      `aws ecr get-login-password --region ${region} failed (exit ${result.exitCode})`,
+      'check the AWS credentials (aws sts get-caller-identity) and that they may call ecr:GetAuthorizationToken',
+      String(result.stderr).trim().split('\n').slice(-3).join('\n'),
+    );
   }
   return { username: 'AWS', password: String(result.stdout).trim(), source: 'aws ecr get-login-password' };
 }

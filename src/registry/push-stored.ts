@@ -31,7 +31,14 @@ const PARALLEL = 3;
  * Pushes an image held in a blob store (built without a daemon) to a registry: every blob it names
  * (skipped when present, mounted where the registry lends it), then the manifests, then each tag.
  */
-export async function pushStoredImage(client: RegistryClient, repository: string, store: BlobStore, image: StoredImage, tags: string[], options: PushStoredOptions = {}): Promise<PushStoredResult> {
+export async function pushStoredImage(
+  client: RegistryClient,
+  repository: string,
+  store: BlobStore,
+  image: StoredImage,
+  tags: string[],
+  options: PushStoredOptions = {},
+): Promise<PushStoredResult> {
   const result: PushStoredResult = { digest: image.top.digest, uploaded: 0, present: 0, mounted: 0, bytesSent: 0 };
   const manifests = new Set([image.top.digest, ...image.platforms.map((p) => p.descriptor.digest)]);
   const blobs = blobsOf(image).filter((b) => !manifests.has(b.digest));
@@ -54,10 +61,12 @@ export async function pushStoredImage(client: RegistryClient, repository: string
             digest: blob.digest,
             size: blob.size,
             open: () => store.open(blob.digest),
-            prepare: held ? undefined : async () => {
-              if (!options.fetchMissing) throw new Error(`blob ${blob.digest} is in neither the cache nor the registry`);
-              await options.fetchMissing(blob);
-            },
+            prepare: held
+              ? undefined
+              : async () => {
+                  if (!options.fetchMissing) throw new Error(`blob ${blob.digest} is in neither the cache nor the registry`);
+                  await options.fetchMissing(blob);
+                },
           },
           { mountFrom: options.mountFrom, attempts: options.attempts, backoffMs: options.backoffMs, stallMs: options.stallMs, onRetry: options.onProgress },
         );
@@ -67,7 +76,8 @@ export async function pushStoredImage(client: RegistryClient, repository: string
   );
   // Each platform's manifest before the index that names it; the top under its digest, then each tag.
   for (const p of image.platforms) {
-    if (p.descriptor.digest !== image.top.digest) await putManifest(client, repository, p.descriptor.digest, await store.read(p.descriptor.digest), p.descriptor.mediaType);
+    if (p.descriptor.digest !== image.top.digest)
+      await putManifest(client, repository, p.descriptor.digest, await store.read(p.descriptor.digest), p.descriptor.mediaType);
   }
   const top = await store.read(image.top.digest);
   for (const tag of tags) await putManifest(client, repository, tag, top, image.top.mediaType);

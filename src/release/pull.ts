@@ -14,12 +14,20 @@ export async function pullImage(docker: Docker, reference: string, env: NodeJS.P
   if (credentials) onSecret?.(credentials.password);
   const authconfig = credentials ? { username: credentials.username, password: credentials.password, serveraddress: registry } : undefined;
   try {
-    const stream = (await docker.pull(reference, authconfig ? { authconfig } : {})) as NodeJS.ReadableStream;
+    const stream = await docker.pull(reference, authconfig ? { authconfig } : {});
     await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve())));
   } catch (error) {
     const why = (error as Error).message;
-    if (/manifest unknown|not found|404/i.test(why)) throw inputError(`${reference} is neither on this machine nor in ${registry}`, 'run `mlops versions` to see what was pushed, or `mlops build` and `mlops tag` it here');
-    if (/unauthorized|denied|401|403/i.test(why)) throw environmentError(`${registry} refused to let this machine pull ${reference}: ${why}`, 'set MLOPS_REGISTRY_USERNAME and MLOPS_REGISTRY_PASSWORD, or `docker login` to it');
+    if (/manifest unknown|not found|404/i.test(why))
+      throw inputError(
+        `${reference} is neither on this machine nor in ${registry}`,
+        'run `mlops versions` to see what was pushed, or `mlops build` and `mlops tag` it here',
+      );
+    if (/unauthorized|denied|401|403/i.test(why))
+      throw environmentError(
+        `${registry} refused to let this machine pull ${reference}: ${why}`,
+        'set MLOPS_REGISTRY_USERNAME and MLOPS_REGISTRY_PASSWORD, or `docker login` to it',
+      );
     throw environmentError(`pulling ${reference} failed: ${why}`, 'check that the registry is up and reachable from here');
   }
 }

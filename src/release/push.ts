@@ -122,7 +122,8 @@ export async function pushImages(options: PushOptions): Promise<PushResult> {
         break;
       }
       const why = outcome.failure ?? 'the engine reported no digest';
-      if (AUTH_FAILURE.test(why)) throw environmentError(`registry ${registry} refused the push of ${name}: ${why}`, 'check the credentials and that you may push to this repository');
+      if (AUTH_FAILURE.test(why))
+        throw environmentError(`registry ${registry} refused the push of ${name}: ${why}`, 'check the credentials and that you may push to this repository');
       if (attempt >= attempts || !TRANSIENT.test(why)) {
         throw new MlopsError(`pushing ${name} to ${registry} failed${attempt > 1 ? ` after ${attempt} attempts` : ''}: ${why}`, {
           exitCode: 3,

@@ -59,7 +59,6 @@ export interface TagResult {
   sbom: { file: string; problem: null } | { file: null; problem: string };
 }
 
-
 async function readJson(file: string): Promise<Record<string, unknown> | undefined> {
   try {
     return JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
@@ -77,7 +76,7 @@ export async function reportLabels(projectDir: string, imageId: string): Promise
     labels['mlops.test.rows'] = String(test.rows);
     const metrics = (test.metrics ?? {}) as Record<string, unknown>;
     // Every metric `mlops test` computes: `mlops monitor --labels` may compare live quality with any of them (monitor.maxDrop).
-    for (const name of QUALITY_METRICS) if (typeof metrics[name] === 'number') labels[`mlops.test.${name}`] = String(Math.round((metrics[name] as number) * 1e6) / 1e6);
+    for (const name of QUALITY_METRICS) if (typeof metrics[name] === 'number') labels[`mlops.test.${name}`] = String(Math.round(metrics[name] * 1e6) / 1e6);
   }
   const bench = await readJson(path.join(projectDir, '.mlops', 'last-bench.json'));
   const runs = (bench?.runs ?? []) as { latencyMs: Record<string, number> | null; throughputRps: number; concurrency?: number; rate?: number; batch: number }[];
@@ -85,7 +84,8 @@ export async function reportLabels(projectDir: string, imageId: string): Promise
     // Latency at the lightest load measured; throughput at the best.
     const first = runs[0];
     labels['mlops.bench.passed'] = String(bench.passed);
-    labels['mlops.bench.load'] = first.concurrency !== undefined ? `concurrency ${first.concurrency}, batch ${first.batch}` : `rate ${first.rate}/s, batch ${first.batch}`;
+    labels['mlops.bench.load'] =
+      first.concurrency !== undefined ? `concurrency ${first.concurrency}, batch ${first.batch}` : `rate ${first.rate}/s, batch ${first.batch}`;
     // No latency (every request failed) stamps no latency label rather than a 0.
     if (first.latencyMs) for (const p of ['p50', 'p95', 'p99'] as const) labels[`mlops.bench.${p}_ms`] = String(first.latencyMs[p]);
     labels['mlops.bench.throughput_rps'] = String(Math.max(...runs.map((r) => r.throughputRps)));
@@ -98,7 +98,10 @@ export async function reportLabels(projectDir: string, imageId: string): Promise
  * none) and this machine's, the registry's winning where both have a tag.
  */
 async function existing(options: TagOptions, ref: ImageReference): Promise<{ listing: VersionListing; checked: 'registry' | 'local' }> {
-  const local = mergeListings(await storedVersions(options.projectDir, sharedBlobStore(options.env), ref), options.docker ? await localVersions(options.docker, ref) : { versions: [], aliases: {} });
+  const local = mergeListings(
+    await storedVersions(options.projectDir, sharedBlobStore(options.env), ref),
+    options.docker ? await localVersions(options.docker, ref) : { versions: [], aliases: {} },
+  );
   if (options.offline || ref.registry === 'docker.io') return { listing: local, checked: 'local' };
   const client = new RegistryClient(ref.registry, await resolveCredentials(ref.registry, options.env));
   let remote: VersionListing;
@@ -106,7 +109,10 @@ async function existing(options: TagOptions, ref: ImageReference): Promise<{ lis
     remote = await registryVersions(client, ref.repository);
   } catch (error) {
     if ((error as { exitCode?: number }).exitCode === 3) {
-      throw environmentError(`${(error as Error).message}; cannot check which versions exist`, 'start the registry, or pass --offline to check local tags only');
+      throw environmentError(
+        `${(error as Error).message}; cannot check which versions exist`,
+        'start the registry, or pass --offline to check local tags only',
+      );
     }
     throw error;
   }
@@ -126,7 +132,10 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
   const stored = await findLocalImage(options.projectDir, options.image);
   const storedImage = stored && (await readStoredImage(store, stored.image.top).catch(() => undefined));
   if (!storedImage && !options.docker) {
-    throw environmentError(`${options.image} is not an image built here without a daemon, and no Docker engine answers`, 'build it with `mlops build --builder oci` in this project, or start an engine');
+    throw environmentError(
+      `${options.image} is not an image built here without a daemon, and no Docker engine answers`,
+      'build it with `mlops build --builder oci` in this project, or start an engine',
+    );
   }
   const built = storedImage ? imageFacts(storedImage) : undefined;
   const source = built ? { Id: built.imageId, Config: { Labels: built.labels } } : await inspectImage(options.docker!, options.image);
@@ -161,7 +170,10 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
   const name = localName(ref);
   const moving = options.aliases.filter((alias) => listing.aliases[alias] !== undefined && listing.aliases[alias] !== version);
   if (moving.length > 0 && options.ci && !options.yes) {
-    throw inputError(`refusing to move alias ${moving.map((a) => `'${a}' (now ${listing.aliases[a]})`).join(', ')} to ${version} in CI without --yes`, 'pass --yes to confirm');
+    throw inputError(
+      `refusing to move alias ${moving.map((a) => `'${a}' (now ${listing.aliases[a]})`).join(', ')} to ${version} in CI without --yes`,
+      'pass --yes to confirm',
+    );
   }
 
   const labels = await reportLabels(options.projectDir, source.Id);
@@ -180,18 +192,31 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
     const tagged = await readStoredImage(store, top);
     // The registry's version is what was pushed and signed: another image under its name would replace it there.
     if (taken?.digest && taken.digest !== top.digest && !options.force) {
-      throw inputError(`version ${version} already exists as ${taken.digest}, and this image would be ${top.digest}; versions are immutable`, 'tag a new version (--bump patch), or pass --force to replace it');
+      throw inputError(
+        `version ${version} already exists as ${taken.digest}, and this image would be ${top.digest}; versions are immutable`,
+        'tag a new version (--bump patch), or pass --force to replace it',
+      );
     }
     if (taken?.digest && taken.digest !== top.digest) replaces = taken.digest;
     // Recorded only once the version is allowed: a refused tag leaves the project's images as they were.
     const references = [reference, ...options.aliases.map((a) => `${name}:${a}`)];
-    await recordLocalImages(options.projectDir, Object.fromEntries(references.map((r) => [r, { top, base: stored!.image.base }])));
+    await recordLocalImages(options.projectDir, Object.fromEntries(references.map((r) => [r, { top, base: stored.image.base }])));
     const facts = imageFacts(tagged);
     imageId = facts.imageId;
     digest = top.digest;
     sbomFacts = { labels: facts.labels, architecture: facts.architecture };
     const host = tagged.platforms.find((p) => p.config.architecture === (process.arch === 'x64' ? 'amd64' : process.arch));
-    if (options.docker && host && (await options.docker.getImage(source.Id).inspect().then(() => true, () => false))) {
+    if (
+      options.docker &&
+      host &&
+      (await options.docker
+        .getImage(source.Id)
+        .inspect()
+        .then(
+          () => true,
+          () => false,
+        ))
+    ) {
       await loadArchive(options.docker, dockerArchive(store, { top: host.descriptor, platforms: [host] }, references));
     }
   } else {
@@ -200,8 +225,15 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
   }
   const aliases = options.aliases.map((alias) => ({ alias, reference: `${name}:${alias}`, previous: listing.aliases[alias] ?? null }));
   const at = new Date().toISOString();
-  await writeFileAtomic(path.join(options.projectDir, '.mlops', 'last-tag.json'), JSON.stringify({ version, reference, imageId, digest, ...(replaces ? { replaces } : {}), repository: name, aliases: options.aliases, at }, null, 2) + '\n');
-  if (aliases.length > 0) await recordAliases(options.projectDir, aliases.map((a) => ({ ...a, version, at })));
+  await writeFileAtomic(
+    path.join(options.projectDir, '.mlops', 'last-tag.json'),
+    JSON.stringify({ version, reference, imageId, digest, ...(replaces ? { replaces } : {}), repository: name, aliases: options.aliases, at }, null, 2) + '\n',
+  );
+  if (aliases.length > 0)
+    await recordAliases(
+      options.projectDir,
+      aliases.map((a) => ({ ...a, version, at })),
+    );
   // The SBOM again, now with the version and the test metrics in its model card; an image another mlops built has none here (push says so too).
   const sbomJson = sbomFacts ? imageSbom({ name, version, imageId, ...sbomFacts }) : localImageSbom(options.docker!, imageId, { name, version });
   const sbom = await sbomJson.then(
@@ -218,7 +250,10 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
 async function relabel(docker: Docker, imageId: string, reference: string, labels: Record<string, string>, env: Record<string, string>): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'mlops-tag-'));
   try {
-    const pairs = (values: Record<string, string>) => Object.entries(values).map(([k, v]) => `${k}=${dockerfileString(v)}`).join(' \\\n      ');
+    const pairs = (values: Record<string, string>) =>
+      Object.entries(values)
+        .map(([k, v]) => `${k}=${dockerfileString(v)}`)
+        .join(' \\\n      ');
     await writeFile(path.join(dir, 'Dockerfile'), `FROM ${imageId}\nLABEL ${pairs(labels)}\nENV ${pairs(env)}\n`);
     const ref = reference.slice(0, reference.lastIndexOf(':'));
     const tag = reference.slice(reference.lastIndexOf(':') + 1);
@@ -243,7 +278,10 @@ async function relabel(docker: Docker, imageId: string, reference: string, label
 }
 
 /** Every alias move, in order, in .mlops/aliases.json. */
-async function recordAliases(projectDir: string, moves: { alias: string; reference: string; previous: string | null; version: string; at: string }[]): Promise<void> {
+async function recordAliases(
+  projectDir: string,
+  moves: { alias: string; reference: string; previous: string | null; version: string; at: string }[],
+): Promise<void> {
   const file = path.join(projectDir, '.mlops', 'aliases.json');
   const history = ((await readJson(file)) as unknown as { moves?: unknown[] } | undefined)?.moves ?? [];
   await writeFileAtomic(file, JSON.stringify({ moves: [...history, ...moves] }, null, 2) + '\n');

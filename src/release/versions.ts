@@ -87,7 +87,17 @@ export async function registryVersions(client: RegistryClient, repository: strin
 
 /** A version held on this machine: no signature is checked for it (that is the registry's). */
 function localVersion(version: string, digest: string | null, imageId: string, created: string | null, labels: Record<string, string>): VersionInfo {
-  return { version, digest, imageId, created, modelSha256: labels[MODEL_SHA256_LABEL] ?? null, metrics: headlineLabels(labels), aliases: [], signed: null, signature: null };
+  return {
+    version,
+    digest,
+    imageId,
+    created,
+    modelSha256: labels[MODEL_SHA256_LABEL] ?? null,
+    metrics: headlineLabels(labels),
+    aliases: [],
+    signed: null,
+    signature: null,
+  };
 }
 
 /** The same, from images on this machine (for repositories not in a registry, and before a push). */
@@ -130,10 +140,20 @@ export async function storedVersions(projectDir: string, store: BlobStore, ref: 
 /** Two local listings as one: the first's versions and aliases win where both have them. */
 export function mergeListings(first: VersionListing, second: VersionListing): VersionListing {
   const known = new Set(first.versions.map((v) => v.version));
-  return { versions: sortVersions([...first.versions, ...second.versions.filter((v) => !known.has(v.version))]), aliases: { ...second.aliases, ...first.aliases } };
+  return {
+    versions: sortVersions([...first.versions, ...second.versions.filter((v) => !known.has(v.version))]),
+    aliases: { ...second.aliases, ...first.aliases },
+  };
 }
 
-async function signatureOf(client: RegistryClient, repository: string, name: string, version: string, digest: string, key: VerifyingKey | undefined): Promise<Pick<VersionInfo, 'signed' | 'signature' | 'signatureProblem'>> {
+async function signatureOf(
+  client: RegistryClient,
+  repository: string,
+  name: string,
+  version: string,
+  digest: string,
+  key: VerifyingKey | undefined,
+): Promise<Pick<VersionInfo, 'signed' | 'signature' | 'signatureProblem'>> {
   if (!key) return { signed: false, signature: (await hasSignature(client, repository, digest)) ? 'not checked' : 'unsigned' };
   const result = await verifyRelease({ client, name, repository, reference: version, ...key });
   if (result.problems.length === 0) return { signed: true, signature: 'verified' };

@@ -72,7 +72,14 @@ const SHUTDOWN_BODY_IDLE_MS = 1000;
 export function createRestServer(options: RestServerOptions): RestServer {
   const { repository, metrics, state, log, access } = options;
   const bodyLimits: BodyLimits = { maxBodyBytes: options.maxBodyBytes, budget: options.bodyBudget, memory: options.requestMemory };
-  const ctx: RestContext = { repository, inferenceLog: options.inferenceLog, bodyLimits, deadline: () => performance.now() + options.inferenceTimeoutMs, offloadBytes: options.offloadBytes, responseCache: options.responseCache };
+  const ctx: RestContext = {
+    repository,
+    inferenceLog: options.inferenceLog,
+    bodyLimits,
+    deadline: () => performance.now() + options.inferenceTimeoutMs,
+    offloadBytes: options.offloadBytes,
+    responseCache: options.responseCache,
+  };
   const inference = restInference(ctx);
   const ready = readiness(repository, state);
   // Matched in this order: a platform's own routes first (exact paths), then the probes and inference; explanations last.
@@ -84,7 +91,17 @@ export function createRestServer(options: RestServerOptions): RestServer {
     ...metricsRoutes(metrics, !access?.options.metrics),
     ...explainRoutes(ctx, inference, options.explainMaxRows),
   ];
-  const handle = restPipeline({ routes, repository, state, metrics, access, proxies: options.proxies, mutualTls: Boolean(options.tls?.clientCa), log, onDrained: () => server.closeIdleConnections() });
+  const handle = restPipeline({
+    routes,
+    repository,
+    state,
+    metrics,
+    access,
+    proxies: options.proxies,
+    mutualTls: Boolean(options.tls?.clientCa),
+    log,
+    onDrained: () => server.closeIdleConnections(),
+  });
   const server = options.tls ? https.createServer(httpsOptions(options.tls), handle) : http.createServer(handle);
   const stopWatchingTls = options.tls ? watchTls(options.tls, (context) => (server as https.Server).setSecureContext(context), log) : undefined;
   // `Expect: 100-continue` takes the same path as any request (route, token, slow-down, lock-out, limits):

@@ -34,12 +34,20 @@ export function parseTokenFile(text: string, file: string): Buffer[] {
     if (line === '' || line.startsWith('#')) return;
     if (line.startsWith('sha256:')) {
       const hex = line.slice('sha256:'.length);
-      if (!/^[0-9a-f]{64}$/i.test(hex)) throw inputError(`${file} line ${i + 1}: a sha256: line needs 64 hex digits`, 'write `sha256:` and the hex digest of the token, e.g. printf %s "$TOKEN" | sha256sum');
+      if (!/^[0-9a-f]{64}$/i.test(hex))
+        throw inputError(
+          `${file} line ${i + 1}: a sha256: line needs 64 hex digits`,
+          'write `sha256:` and the hex digest of the token, e.g. printf %s "$TOKEN" | sha256sum',
+        );
       digests.push(Buffer.from(hex, 'hex'));
       return;
     }
     if (/\s/.test(line)) throw inputError(`${file} line ${i + 1}: a token may not contain spaces`, 'one token a line');
-    if (line.length < 16) throw inputError(`${file} line ${i + 1}: a token of ${line.length} characters is too short to guess-proof (at least 16)`, 'make one with: openssl rand -hex 32');
+    if (line.length < 16)
+      throw inputError(
+        `${file} line ${i + 1}: a token of ${line.length} characters is too short to guess-proof (at least 16)`,
+        'make one with: openssl rand -hex 32',
+      );
     digests.push(digest(line));
   });
   if (digests.length === 0) throw inputError(`${file} holds no token`, 'one token (or sha256:<hex>) a line; # starts a comment');
@@ -115,7 +123,10 @@ function readTokenFile(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (error) {
-    throw inputError(`cannot read the token file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, 'check server.auth.tokenFile (MLOPS_AUTH_TOKEN_FILE) and that the file is mounted');
+    throw inputError(
+      `cannot read the token file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      'check server.auth.tokenFile (MLOPS_AUTH_TOKEN_FILE) and that the file is mounted',
+    );
   }
 }
 
@@ -209,7 +220,12 @@ export class AccessControl {
     const reason: AuthFailure = token === undefined ? 'missing' : 'invalid';
     this.counted(reason);
     const delayMs = Math.max(this.failures.fail(address), credential ? this.credentialFailures.fail(credential) : 0);
-    return { ok: false, reason, retryAfterSeconds: Math.max(this.failures.lockedFor(address), credential ? this.credentialFailures.lockedFor(credential) : 0), delayMs };
+    return {
+      ok: false,
+      reason,
+      retryAfterSeconds: Math.max(this.failures.lockedFor(address), credential ? this.credentialFailures.lockedFor(credential) : 0),
+      delayMs,
+    };
   }
 
   /** An HTTP request's bearer token, from its client's address, judged. */
@@ -258,19 +274,31 @@ export class TrustedProxies {
 function addProxy(list: BlockList, entry: string): void {
   const [address, bits] = entry.trim().split('/');
   const family = isIP(address);
-  if (family === 0) throw inputError(`server.trustedProxies: '${entry}' is not an IP address or CIDR range`, 'list proxy addresses or CIDR ranges, like "127.0.0.1" or "fd00::/8"');
+  if (family === 0)
+    throw inputError(
+      `server.trustedProxies: '${entry}' is not an IP address or CIDR range`,
+      'list proxy addresses or CIDR ranges, like "127.0.0.1" or "fd00::/8"',
+    );
   const type = family === 4 ? 'ipv4' : 'ipv6';
   if (bits === undefined) list.addAddress(address, type);
   else {
     const prefix = Number(bits);
-    if (!/^\d+$/.test(bits) || prefix > (family === 4 ? 32 : 128)) throw inputError(`server.trustedProxies: '${entry}' has a bad prefix length`, 'write a CIDR range like "fd00::/8" (a prefix of at most 32 bits for IPv4, 128 for IPv6)');
+    if (!/^\d+$/.test(bits) || prefix > (family === 4 ? 32 : 128))
+      throw inputError(
+        `server.trustedProxies: '${entry}' has a bad prefix length`,
+        'write a CIDR range like "fd00::/8" (a prefix of at most 32 bits for IPv4, 128 for IPv6)',
+      );
     list.addSubnet(address, prefix, type);
   }
 }
 
 /** The addresses an X-Forwarded-For (or Forwarded) header lists, client first. */
 function forwardedHops(xff: string | string[] | undefined, forwarded: string | string[] | undefined): string[] {
-  if (xff) return (Array.isArray(xff) ? xff.join(',') : xff).split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (xff)
+    return (Array.isArray(xff) ? xff.join(',') : xff)
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
   if (!forwarded) return [];
   const hops: string[] = [];
   for (const element of (Array.isArray(forwarded) ? forwarded.join(',') : forwarded).split(',')) {

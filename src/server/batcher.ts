@@ -133,7 +133,7 @@ export class Batcher {
     const batch = [first];
     let rows = first.rows;
     if (!this.splittable || !this.options.batching) return batch;
-    for (let i = 0; i < this.queue.length && rows < this.options.maxBatchSize; ) {
+    for (let i = 0; i < this.queue.length && rows < this.options.maxBatchSize;) {
       const next = this.queue[i];
       if (next.key === first.key && rows + next.rows <= this.options.maxBatchSize && next.deadline > now) {
         batch.push(next);
@@ -203,7 +203,7 @@ function unstack(result: Tensors, batch: Pending[], rows: number): Tensors[] | n
     batch.forEach((p, i) => {
       const start = row * rowSize;
       const end = (row + p.rows) * rowSize;
-      outs[i][name] = { data: tensor.data.slice(start, end) as TensorData, dims: [p.rows, ...tensor.dims.slice(1)] };
+      outs[i][name] = { data: tensor.data.slice(start, end), dims: [p.rows, ...tensor.dims.slice(1)] };
       row += p.rows;
     });
   }

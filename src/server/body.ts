@@ -38,14 +38,20 @@ export class ShuttingDown extends BadRequest {
 /** A body arriving slower than server.minBodyRate: dropped, so it stops holding its share of the budget. */
 export class SlowBody extends BadRequest {
   constructor(received: number, seconds: number, minRate: number) {
-    super(`the request body arrived too slowly (${received} bytes in the last ${seconds} s; server.minBodyRate is ${minRate} bytes a second): send the body without pauses, or lower server.minBodyRate`, 408);
+    super(
+      `the request body arrived too slowly (${received} bytes in the last ${seconds} s; server.minBodyRate is ${minRate} bytes a second): send the body without pauses, or lower server.minBodyRate`,
+      408,
+    );
   }
 }
 
 /** A body dropped to make room for a client holding less than its share of the budget. */
 export class OverShare extends BadRequest {
   constructor(held: number, share: number) {
-    super(`this client's bodies held ${held} bytes, over its share (${Math.floor(share)} bytes) of server.maxPendingBodyBytes while others waited; send fewer large bodies at once`, 503);
+    super(
+      `this client's bodies held ${held} bytes, over its share (${Math.floor(share)} bytes) of server.maxPendingBodyBytes while others waited; send fewer large bodies at once`,
+      503,
+    );
   }
 }
 
@@ -247,7 +253,10 @@ export function tooLarge(req: http.IncomingMessage, size: string, limit: number)
 
 /** 503 when the bodies already arriving hold the whole budget: the client should retry shortly. */
 export const overBudget = (limits: BodyLimits) =>
-  new BadRequest(`the server is receiving ${limits.budget.pending} bytes of other request bodies, its limit (server.maxPendingBodyBytes ${limits.budget.capBytes}); retry shortly`, 503);
+  new BadRequest(
+    `the server is receiving ${limits.budget.pending} bytes of other request bodies, its limit (server.maxPendingBodyBytes ${limits.budget.capBytes}); retry shortly`,
+    503,
+  );
 
 /**
  * Reads a body as it arrives, each chunk counted against the budget. Before, a buffer of the

@@ -60,7 +60,13 @@ export class BoundCounter extends BoundMetric<{ value: number }> {
   }
 
   get(): Exported {
-    return { name: this.name, help: this.help, type: 'counter', aggregator: 'sum', values: this.all().map(({ labels, state }) => ({ value: state.value, labels })) };
+    return {
+      name: this.name,
+      help: this.help,
+      type: 'counter',
+      aggregator: 'sum',
+      values: this.all().map(({ labels, state }) => ({ value: state.value, labels })),
+    };
   }
 }
 

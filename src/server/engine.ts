@@ -93,9 +93,9 @@ export interface InferenceEngine {
   occlude(data: Float64Array, dims: number[], count: number, deadline?: number): Promise<OcclusionReply>;
 }
 
-
 function replyOrThrow<K extends 'run' | 'rest' | 'grpc' | 'explain' | 'occlude'>(reply: WorkerReply, kind: K): Extract<WorkerReply, { ok: true; kind: K }> {
-  if (!reply.ok) throw reply.status !== 500 ? new BadRequest(reply.message, reply.status) : reply.modelFailed ? new ModelRunError(reply.message) : new Error(reply.message);
+  if (!reply.ok)
+    throw reply.status !== 500 ? new BadRequest(reply.message, reply.status) : reply.modelFailed ? new ModelRunError(reply.message) : new Error(reply.message);
   if (reply.kind !== kind) throw new Error(`inference worker answered a ${kind} job with ${reply.kind}`);
   return reply as Extract<WorkerReply, { ok: true; kind: K }>;
 }
@@ -117,7 +117,13 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
   const explanations = explanationsFor(model, options, profileProblem);
   if ('method' in explanations && explanations.method === 'kernel_shap') {
     const background = options.profile!.explainBackground!;
-    setup.explain = { input: background.input, features: explanations.features.length, background: background.rows.flat(), samples: explanations.samples, seed: 7 };
+    setup.explain = {
+      input: background.input,
+      features: explanations.features.length,
+      background: background.rows.flat(),
+      samples: explanations.samples,
+      seed: 7,
+    };
   }
   const binner = setup.profile ? new RowBinner(setup.profile, model.inputs, model.outputs) : undefined;
   const profiled = (p: { indices: Uint8Array; rows: number } | null | undefined) => {
@@ -127,7 +133,13 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
   // Unless set, the cores are shared out between the workers' sessions: ONNX Runtime's default of a thread
   // per core in every session oversubscribes the machine as soon as two workers run at once.
   const threadsEach = options.intraOpThreads || Math.max(1, Math.floor(availableParallelism() / Math.max(1, options.workers)));
-  const pool = options.workers > 0 ? await WorkerPool.start(options.workers, { ...setup, intraOpThreads: threadsEach }, log, { onDeadline: options.onDeadline, onReplaced: options.onWorkerReplaced }) : undefined;
+  const pool =
+    options.workers > 0
+      ? await WorkerPool.start(options.workers, { ...setup, intraOpThreads: threadsEach }, log, {
+          onDeadline: options.onDeadline,
+          onReplaced: options.onWorkerReplaced,
+        })
+      : undefined;
   // The most rows the main thread may run at once: what the start-up probe measured. A larger request
   // costs more than was measured, so it goes to a worker, where a deadline can abandon it.
   const inlineRows = batching ? options.batching.maxBatchSize : 1;
@@ -180,7 +192,8 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
   };
 
   // Without workers (server.workers 0) every run is local, however many rows: there is no worker to send a large one to.
-  const run = (feeds: Tensors, rows: number, deadline: number) => (placement.where === 'main-thread' && (rows <= inlineRows || !pool) ? runLocal(feeds) : runInWorker(feeds, deadline));
+  const run = (feeds: Tensors, rows: number, deadline: number) =>
+    placement.where === 'main-thread' && (rows <= inlineRows || !pool) ? runLocal(feeds) : runInWorker(feeds, deadline);
   // Explanations take at most all workers but one, so inference always keeps one (with one worker, they share it).
   const explainSlots = Math.max(1, (pool?.size ?? 1) - 1);
   let explaining = 0;
@@ -201,9 +214,15 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
       waiting.shift()?.();
     }
   };
-  const explain = (rows: Float64Array, count: number, deadline = Infinity) => inSlot(deadline, async () => replyOrThrow(await pool!.run({ kind: 'explain', rows, count }, [rows.buffer as ArrayBuffer], deadline), 'explain'));
+  const explain = (rows: Float64Array, count: number, deadline = Infinity) =>
+    inSlot(deadline, async () => replyOrThrow(await pool!.run({ kind: 'explain', rows, count }, [rows.buffer as ArrayBuffer], deadline), 'explain'));
   const occludeRows = (data: Float64Array, dims: number[], count: number, deadline = Infinity) =>
-    inSlot(deadline, async () => replyOrThrow(await pool!.run({ kind: 'occlude', data, dims, count, patch: options.explainPatch ?? 8 }, [data.buffer as ArrayBuffer], deadline), 'occlude'));
+    inSlot(deadline, async () =>
+      replyOrThrow(
+        await pool!.run({ kind: 'occlude', data, dims, count, patch: options.explainPatch ?? 8 }, [data.buffer as ArrayBuffer], deadline),
+        'occlude',
+      ),
+    );
 
   const batcher = new Batcher(run, model.inputs, {
     concurrency: () => (placement.where === 'main-thread' ? 1 : pool!.size),
@@ -288,15 +307,29 @@ function explanationsFor(model: ServableModel, options: EngineOptions, profilePr
   const [input] = model.inputs;
   const spatial = model.inputs.length === 1 && input.datatype !== 'BYTES' && input.datatype !== 'BOOL' && input.shape.length >= 3;
   if (!explainableInput(model.inputs) && !spatial) {
-    return { unavailable: `explanations take one numeric input, [batch, features] (Kernel SHAP) or image-like (occlusion); model '${model.name}' has ${model.inputs.map((i) => `${i.name} ${i.datatype} [${i.shape.join(', ')}]`).join(', ')}`, status: 400 };
+    return {
+      unavailable: `explanations take one numeric input, [batch, features] (Kernel SHAP) or image-like (occlusion); model '${model.name}' has ${model.inputs.map((i) => `${i.name} ${i.datatype} [${i.shape.join(', ')}]`).join(', ')}`,
+      status: 400,
+    };
   }
   if (explainedOutputs(model.outputs).length === 0) return { unavailable: `model '${model.name}' has no floating-point output to attribute`, status: 400 };
   if (options.workers === 0) return { unavailable: 'explanations run in worker threads, and this server has server.workers 0', status: 503 };
   if (spatial) return { method: 'occlusion', input: input.name, patch: options.explainPatch ?? 8 };
   const background = options.profile?.explainBackground;
-  if (!background || profileProblem) return { unavailable: `this server has no explanation background: ${profileProblem ? `the reference profile does not fit the model (${profileProblem})` : 'rebuild the image with reference data (monitor.reference or test.holdout) and explain.backgroundRows above 0'}`, status: 409 };
-  if (background.input !== input.name || background.rows.some((r) => r.length !== input.shape[1])) return { unavailable: 'the explanation background does not fit the model\'s input: rebuild the image', status: 409 };
-  return { method: 'kernel_shap', input: background.input, features: background.features, samples: options.explainSamples ?? 256, backgroundRows: background.rows.length };
+  if (!background || profileProblem)
+    return {
+      unavailable: `this server has no explanation background: ${profileProblem ? `the reference profile does not fit the model (${profileProblem})` : 'rebuild the image with reference data (monitor.reference or test.holdout) and explain.backgroundRows above 0'}`,
+      status: 409,
+    };
+  if (background.input !== input.name || background.rows.some((r) => r.length !== input.shape[1]))
+    return { unavailable: "the explanation background does not fit the model's input: rebuild the image", status: 409 };
+  return {
+    method: 'kernel_shap',
+    input: background.input,
+    features: background.features,
+    samples: options.explainSamples ?? 256,
+    backgroundRows: background.rows.length,
+  };
 }
 
 /** Runs a full batch of random inputs in a worker: fast enough, and small batches run on the main thread. */
@@ -307,7 +340,11 @@ async function probePlacement(pool: WorkerPool, model: ServableModel, rows: numb
   if (controlFlow.length > 0) return { where: 'workers', reason: `the model has ${controlFlow.join(', ')}, whose cost can depend on its inputs' values` };
   // Strings, or sizes the client picks beyond the batch: a probe cannot tell what a real request costs.
   const varying = model.inputs.find((s) => s.datatype === 'BYTES' || s.shape.slice(1).some((d) => d < 0));
-  if (varying) return { where: 'workers', reason: `input '${varying.name}' has ${varying.datatype === 'BYTES' ? 'strings' : 'dynamic dimensions beyond the first'}, so the cost of a run cannot be measured ahead` };
+  if (varying)
+    return {
+      where: 'workers',
+      reason: `input '${varying.name}' has ${varying.datatype === 'BYTES' ? 'strings' : 'dynamic dimensions beyond the first'}, so the cost of a run cannot be measured ahead`,
+    };
   const reply = await pool.run({ kind: 'probe', rows });
   if (!reply.ok || reply.kind !== 'probe' || reply.ms === null) {
     return { where: 'workers', reason: `the start-up probe did not run (${reply.ok && reply.kind === 'probe' ? reply.reason : 'failed'})` };

@@ -20,7 +20,9 @@ try {
   else if (!process.env.HOST) options.host = '0.0.0.0';
   if (runtimeApi) options.grpcPort = 0;
   const running = await startServer(options, log);
-  log(`serving model '${running.modelName}' on ${running.url}${running.grpcAddress ? ` and gRPC ${running.grpcAddress}` : ''} (batching ${running.batching ? 'on' : 'off'})`);
+  log(
+    `serving model '${running.modelName}' on ${running.url}${running.grpcAddress ? ` and gRPC ${running.grpcAddress}` : ''} (batching ${running.batching ? 'on' : 'off'})`,
+  );
   started = true;
   if (runtimeApi) {
     log(`answering AWS Lambda events from ${runtimeApi}`);

@@ -43,7 +43,11 @@ export interface AdmissionOptions {
 /** The address the call came from: the peer, or the client a trusted proxy names in the metadata. */
 function clientAddress(call: grpc.ServerInterceptingCallInterface, metadata: grpc.Metadata, proxies: TrustedProxies): string {
   // The peer is "ipv4:127.0.0.1:5000" or "ipv6:[::1]:5000": the address without the port.
-  const peer = call.getPeer().replace(/^ipv[46]:/, '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const peer = call
+    .getPeer()
+    .replace(/^ipv[46]:/, '')
+    .replace(/:\d+$/, '')
+    .replace(/^\[|\]$/g, '');
   if (proxies.count === 0) return peer;
   const headers = metadata.getMap() as Record<string, string>;
   return proxies.clientOf(peer, headers);

@@ -1,7 +1,15 @@
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { HealthImplementation } from 'grpc-health-check';
-import { decodeGrpcRequest, decodeModelInferBytes, encodeGrpcResponse, INFERENCE_SERVICE, inferenceProto, peekModel, type GrpcInferRequest } from '../protocol/grpc.js';
+import {
+  decodeGrpcRequest,
+  decodeModelInferBytes,
+  encodeGrpcResponse,
+  INFERENCE_SERVICE,
+  inferenceProto,
+  peekModel,
+  type GrpcInferRequest,
+} from '../protocol/grpc.js';
 import { BadRequest, boundErrorText } from '../protocol/request.js';
 import { SERVER_EXTENSIONS } from '../protocol/rest.js';
 import type { AccessControl, TrustedProxies } from './auth.js';
@@ -82,10 +90,11 @@ function lenientDecoding(service: grpc.ServiceDefinition, offloadBytes: number):
           }
         },
         // An answer a worker encoded is sent as it is.
-        responseSerialize: (value: unknown) => (value instanceof Uint8Array ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : method.responseSerialize(value)),
+        responseSerialize: (value: unknown) =>
+          value instanceof Uint8Array ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : method.responseSerialize(value),
       },
     ]),
-  ) as grpc.ServiceDefinition;
+  );
 }
 
 /** The Open Inference Protocol's GRPCInferenceService and grpc.health.v1, over the same engine as REST. */
@@ -168,11 +177,20 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       const shadows = version === undefined ? repository.shadowsOf(served) : NO_SHADOWS;
       const copy = shadows.length > 0 ? { tensors: copyTensors(request.inputs) } : undefined;
       const due = deadlineOf(call);
-      const result = await inferCached(options.responseCache, options.responseCache !== undefined && cacheRefused(call.metadata.get('cache-control')[0]), engine, request, due);
+      const result = await inferCached(
+        options.responseCache,
+        options.responseCache !== undefined && cacheRefused(call.metadata.get('cache-control')[0]),
+        engine,
+        request,
+        due,
+      );
       // A classifier with names: its labels beside the outputs, unless the request named the outputs it wants.
       const answer = request.outputs === undefined && served.processing ? labelledAnswer(served.processing, engine.model, result) : undefined;
       const response = answer ? encodeGrpcResponse(answer.signature, answer.result, request) : encodeGrpcResponse(engine.model, result, request);
-      if (logged) setImmediate(() => inferenceLog!.add(encodeInferenceRecords({ id: request.id!, rows: request.rows, model: recordModel }, result, inputs), request.rows));
+      if (logged)
+        setImmediate(() =>
+          inferenceLog!.add(encodeInferenceRecords({ id: request.id!, rows: request.rows, model: recordModel }, result, inputs), request.rows),
+        );
       if (copy) repository.mirror(served, shadows, copy, request.rows, () => result, due);
       return response;
     },
@@ -226,7 +244,9 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       return new Promise((resolve, reject) => {
         const secure = options.tls ? grpcServerCredentials(options.tls) : undefined;
         stopWatchingTls = secure?.stop;
-        server.bindAsync(address, secure?.credentials ?? grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve({ port: bound })));
+        server.bindAsync(address, secure?.credentials ?? grpc.ServerCredentials.createInsecure(), (error, bound) =>
+          error ? reject(error) : resolve({ port: bound }),
+        );
       });
     },
     setServing(serving) {
@@ -236,7 +256,11 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     },
     shutdown(timeoutMs) {
       stopWatchingTls?.();
-      return closeWithin(timeoutMs, (done) => server.tryShutdown(() => done()), () => server.forceShutdown());
+      return closeWithin(
+        timeoutMs,
+        (done) => server.tryShutdown(() => done()),
+        () => server.forceShutdown(),
+      );
     },
   };
 }

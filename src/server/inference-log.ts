@@ -146,27 +146,29 @@ export class InferenceLog {
     const rows = this.queuedRows.splice(0, count).reduce((a, b) => a + b, 0);
     this.queuedBytes -= bytes;
     this.sending = true;
-    this.send(batch).then(
-      () => {
-        this.logged.inc(rows);
-        if (this.failures > 0) this.log(`inference log: ${describeSink(this.sink)} is back; ${this.droppedSinceFailure} rows were dropped meanwhile`);
-        this.failures = 0;
-        this.droppedSinceFailure = 0;
-        this.retryAt = 0;
-      },
-      (error: unknown) => {
-        if (this.failures === 0) this.log(`warning: inference log: ${describeSink(this.sink)} failed (${why(error)}); dropping rows until it answers`);
-        this.failures++;
-        this.drop('sink-error', rows);
-        this.retryAt = Date.now() + Math.min(this.limits.maxBackoffMs, this.limits.backoffMs * 2 ** (this.failures - 1));
-      },
-    ).finally(() => {
-      this.sending = false;
-      if (this.queue.length > 0) {
-        if (this.queuedBytes >= this.limits.batchBytes || this.retryAt > Date.now()) this.flush();
-        else this.timer ??= setTimeout(() => this.flush(), this.limits.flushMs);
-      }
-    });
+    this.send(batch)
+      .then(
+        () => {
+          this.logged.inc(rows);
+          if (this.failures > 0) this.log(`inference log: ${describeSink(this.sink)} is back; ${this.droppedSinceFailure} rows were dropped meanwhile`);
+          this.failures = 0;
+          this.droppedSinceFailure = 0;
+          this.retryAt = 0;
+        },
+        (error: unknown) => {
+          if (this.failures === 0) this.log(`warning: inference log: ${describeSink(this.sink)} failed (${why(error)}); dropping rows until it answers`);
+          this.failures++;
+          this.drop('sink-error', rows);
+          this.retryAt = Date.now() + Math.min(this.limits.maxBackoffMs, this.limits.backoffMs * 2 ** (this.failures - 1));
+        },
+      )
+      .finally(() => {
+        this.sending = false;
+        if (this.queue.length > 0) {
+          if (this.queuedBytes >= this.limits.batchBytes || this.retryAt > Date.now()) this.flush();
+          else this.timer ??= setTimeout(() => this.flush(), this.limits.flushMs);
+        }
+      });
   }
 
   /** Sends what is queued, for at most timeoutMs; what is left then is dropped and counted. */
@@ -207,7 +209,10 @@ function openSink(sink: InferenceLogSink, model: RecordModel, limits: InferenceL
     try {
       fd = openSync(sink.path, 'a');
     } catch (error) {
-      throw inputError(`server.inferenceLog.sink: cannot open ${sink.path} for appending: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, 'give a writable path (in Kubernetes, under /tmp or a mounted volume)');
+      throw inputError(
+        `server.inferenceLog.sink: cannot open ${sink.path} for appending: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+        'give a writable path (in Kubernetes, under /tmp or a mounted volume)',
+      );
     }
     stream = createWriteStream('', { fd, autoClose: false });
     stream.on('close', () => closeSync(fd));
@@ -233,7 +238,7 @@ function writeAll(fd: number, text: string): Promise<void> {
     let offset = 0;
     const step = (): void =>
       write(fd, bytes, offset, bytes.length - offset, null, (error, written) => {
-        if (error) return void ((error as NodeJS.ErrnoException).code === 'EAGAIN' ? setTimeout(step, 5) : reject(error));
+        if (error) return void (error.code === 'EAGAIN' ? setTimeout(step, 5) : reject(error));
         offset += written;
         if (offset < bytes.length) step();
         else resolve();
@@ -265,7 +270,10 @@ function httpSink(url: string, model: RecordModel, limits: InferenceLogLimits): 
       const events: string[] = [];
       for (const text of lines) {
         for (const line of text.split('\n')) {
-          if (line) events.push(`{"specversion":"1.0","id":"${boot}-${sequence++}","source":${sourceOf(line)},"type":"${CLOUDEVENT_TYPE}","datacontenttype":"application/json","data":${line}}`);
+          if (line)
+            events.push(
+              `{"specversion":"1.0","id":"${boot}-${sequence++}","source":${sourceOf(line)},"type":"${CLOUDEVENT_TYPE}","datacontenttype":"application/json","data":${line}}`,
+            );
         }
       }
       const response = await fetch(url, {

@@ -19,7 +19,18 @@ import { kernelExplainer, type BatchModel, type Explanation } from '../explain/k
 import { occlude, spatialLayout } from '../explain/occlusion.js';
 import { explainedOutputs, rowsAsTensorData } from '../explain/tabular.js';
 import { fromHalfBits } from '../model/datatypes.js';
-import { INFERENCE_NICE, now, sessionOptions, transferables, type ExplainSetup, type RowExplanation, type WorkerHello, type WorkerJob, type WorkerReply, type WorkerSetup } from './worker-protocol.js';
+import {
+  INFERENCE_NICE,
+  now,
+  sessionOptions,
+  transferables,
+  type ExplainSetup,
+  type RowExplanation,
+  type WorkerHello,
+  type WorkerJob,
+  type WorkerReply,
+  type WorkerSetup,
+} from './worker-protocol.js';
 
 const setup = workerData as WorkerSetup;
 /** Occluded variants a model call takes: large images are big rows, so a few at a time. */
@@ -73,7 +84,10 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
         ? encodeInferenceRecords({ id: request.id, rows: request.rows, model: recordModel }, result, job.log === 'with-inputs' ? request.inputs : undefined)
         : undefined;
       const { body, own } = movable(typeof response.body === 'string' ? Buffer.from(response.body) : response.body);
-      return { reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds, profiled, logged }, transfer: [...own, ...profiledTransfer(profiled)] };
+      return {
+        reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds, profiled, logged },
+        transfer: [...own, ...profiledTransfer(profiled)],
+      };
     }
     case 'grpc': {
       // Loaded on the first gRPC job: grpc-js in every worker slowed REST jobs on image_cnn by half (measured
@@ -87,7 +101,10 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
       const seconds = (now() - ranAt) / 1000;
       const profiled = binner?.bin(request.inputs, result) ?? undefined;
       const { body, own } = movable(encodeModelInferResponse(encodeGrpcResponse(model, result, request)));
-      return { reply: { ok: true, kind: 'grpc', body, rows: request.rows, startedAt: ranAt, seconds, profiled }, transfer: [...own, ...profiledTransfer(profiled)] };
+      return {
+        reply: { ok: true, kind: 'grpc', body, rows: request.rows, startedAt: ranAt, seconds, profiled },
+        transfer: [...own, ...profiledTransfer(profiled)],
+      };
     }
     case 'explain': {
       if (!explainer) throw new BadRequest('this server has no explanation background', 409);
@@ -100,7 +117,20 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
       const base = Array.from(await explainer.kernel.base());
       const coalitions = last?.coalitions ?? 0;
       const modelRows = job.count * (coalitions * explainer.kernel.backgroundRows + 1);
-      return { reply: { ok: true, kind: 'explain', outputs: explainer.outputs, base, rows, coalitions, exact: last?.exact ?? true, modelRows, seconds: (now() - startedAt) / 1000 }, transfer: [] };
+      return {
+        reply: {
+          ok: true,
+          kind: 'explain',
+          outputs: explainer.outputs,
+          base,
+          rows,
+          coalitions,
+          exact: last?.exact ?? true,
+          modelRows,
+          seconds: (now() - startedAt) / 1000,
+        },
+        transfer: [],
+      };
     }
     case 'occlude': {
       const layout = spatialLayout(job.dims);
@@ -114,7 +144,10 @@ async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: A
         out.push({ output: Array.from(result.output), grid: result.grid, patches: Array.from(result.patches) });
         modelRows += result.modelRows;
       }
-      return { reply: { ok: true, kind: 'occlude', outputs: rowsOf.widths, rows: out, axes: layout.axes, modelRows, seconds: (now() - startedAt) / 1000 }, transfer: [] };
+      return {
+        reply: { ok: true, kind: 'occlude', outputs: rowsOf.widths, rows: out, axes: layout.axes, modelRows, seconds: (now() - startedAt) / 1000 },
+        transfer: [],
+      };
     }
     case 'probe': {
       const times: number[] = [];

@@ -35,7 +35,11 @@ export function eventToRequest(event: unknown): HttpEvent | null {
   const e = event as Record<string, unknown>;
   const rawBody = typeof e.body === 'string' ? e.body : '';
   const body = e.isBase64Encoded === true ? Buffer.from(rawBody, 'base64') : Buffer.from(rawBody, 'utf8');
-  const headers = Object.fromEntries(Object.entries((e.headers ?? {}) as Record<string, unknown>).filter(([, v]) => typeof v === 'string').map(([k, v]) => [k.toLowerCase(), v as string]));
+  const headers = Object.fromEntries(
+    Object.entries((e.headers ?? {}) as Record<string, unknown>)
+      .filter(([, v]) => typeof v === 'string')
+      .map(([k, v]) => [k.toLowerCase(), v as string]),
+  );
   if (e.version === '2.0' && typeof e.rawPath === 'string') {
     const method = ((e.requestContext as { http?: { method?: string } } | undefined)?.http?.method ?? 'GET').toUpperCase();
     if (Array.isArray(e.cookies) && e.cookies.length > 0) headers.cookie = (e.cookies as string[]).join('; ');
@@ -43,7 +47,8 @@ export function eventToRequest(event: unknown): HttpEvent | null {
   }
   if (typeof e.httpMethod === 'string' && typeof e.path === 'string') {
     const query = new URLSearchParams();
-    for (const [k, values] of Object.entries((e.multiValueQueryStringParameters ?? {}) as Record<string, string[]>)) for (const v of values ?? []) query.append(k, v);
+    for (const [k, values] of Object.entries((e.multiValueQueryStringParameters ?? {}) as Record<string, string[]>))
+      for (const v of values ?? []) query.append(k, v);
     if ([...query].length === 0) for (const [k, v] of Object.entries((e.queryStringParameters ?? {}) as Record<string, string>)) query.append(k, v);
     const search = query.toString();
     return { method: e.httpMethod.toUpperCase(), path: `${e.path}${search ? `?${search}` : ''}`, headers, body };
@@ -61,7 +66,13 @@ export function toLambdaResponse(statusCode: number, headers: Record<string, str
     else flat[k] = Array.isArray(v) ? v.join(', ') : v;
   }
   const textual = body.length === 0 || TEXTUAL.test(flat['content-type'] ?? '');
-  return { statusCode, headers: flat, body: textual ? body.toString('utf8') : body.toString('base64'), isBase64Encoded: !textual, ...(cookies ? { cookies } : {}) };
+  return {
+    statusCode,
+    headers: flat,
+    body: textual ? body.toString('utf8') : body.toString('base64'),
+    isBase64Encoded: !textual,
+    ...(cookies ? { cookies } : {}),
+  };
 }
 
 /** An HTTP answer for an answer Lambda itself would refuse (over 6 MB): the client learns why. */
@@ -88,12 +99,16 @@ function send(url: string, options: { method: string; headers?: Record<string, s
 
 function sendOnce(url: string, options: { method: string; headers?: Record<string, string>; body?: Buffer; timeoutMs?: number }): Promise<Sent> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { agent, method: options.method, headers: options.headers, ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}) }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
+    const req = httpRequest(
+      url,
+      { agent, method: options.method, headers: options.headers, ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}) },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timed out')));
     req.on('error', (error: Error & { reusedSocket?: boolean }) => {
       error.reusedSocket = req.reusedSocket;
@@ -116,7 +131,11 @@ export interface LambdaRuntimeOptions {
 /** Tells Lambda the function could not start: it reports the error and retries the environment. */
 export async function reportInitError(runtimeApi: string, error: Error): Promise<void> {
   const body = Buffer.from(JSON.stringify({ errorMessage: error.message, errorType: 'Runtime.InitError' }));
-  await send(`http://${runtimeApi}/${API}/init/error`, { method: 'POST', headers: { 'content-type': 'application/json', 'lambda-runtime-function-error-type': 'Runtime.InitError' }, body }).catch(() => undefined);
+  await send(`http://${runtimeApi}/${API}/init/error`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'lambda-runtime-function-error-type': 'Runtime.InitError' },
+    body,
+  }).catch(() => undefined);
 }
 
 /** The Runtime API loop: next event, ask the server, post the answer (or the error); again. */
@@ -130,7 +149,11 @@ export async function runLambdaRuntime(options: LambdaRuntimeOptions): Promise<v
     const fail = async (errorType: string, errorMessage: string) => {
       options.log(`invocation ${id}: ${errorType}: ${errorMessage}`);
       const body = Buffer.from(JSON.stringify({ errorMessage, errorType }));
-      await send(`${base}/invocation/${id}/error`, { method: 'POST', headers: { 'content-type': 'application/json', 'lambda-runtime-function-error-type': errorType }, body });
+      await send(`${base}/invocation/${id}/error`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'lambda-runtime-function-error-type': errorType },
+        body,
+      });
     };
     let event: unknown;
     try {

@@ -4,7 +4,22 @@ import { inputError } from '../errors.js';
 import { BadRequest } from '../protocol/request.js';
 import type { ModelInfo } from '../model/inspect.js';
 
-const UNITS: Record<string, number> = { '': 1, B: 1, K: 1e3, KB: 1e3, M: 1e6, MB: 1e6, G: 1e9, GB: 1e9, T: 1e12, TB: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
+const UNITS: Record<string, number> = {
+  '': 1,
+  B: 1,
+  K: 1e3,
+  KB: 1e3,
+  M: 1e6,
+  MB: 1e6,
+  G: 1e9,
+  GB: 1e9,
+  T: 1e12,
+  TB: 1e12,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+};
 
 /** "512Mi", "2Gi", "1.5G", "1048576": bytes. `name` says where the text came from, for the error. */
 export function parseByteSize(text: string, name: string): number {
@@ -13,7 +28,8 @@ export function parseByteSize(text: string, name: string): number {
   return Math.round(Number(match[1]) * UNITS[match[2] ?? '']);
 }
 
-export const formatBytes = (bytes: number) => (bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${(bytes / 2 ** 10).toFixed(1)} KiB`);
+export const formatBytes = (bytes: number) =>
+  bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${(bytes / 2 ** 10).toFixed(1)} KiB`;
 
 /** The model's weights on disk: the .onnx file and any external data beside it. */
 export async function weightBytes(info: Pick<ModelInfo, 'path' | 'sizeBytes' | 'externalData'>): Promise<number> {
@@ -52,10 +68,11 @@ export class MemoryLedger {
     const held = this.claims.reduce((n, c) => n + c.bytes, 0);
     if (this.budget > 0 && held + needed > this.budget) {
       const own = `${label} has ${formatBytes(options.weights)} of weights, and ${sessions} ONNX Runtime session(s) (${options.workers} worker(s)${options.workers > 0 ? ' and the main thread' : ''}) need at least ${formatBytes(needed)}`;
-      const others = this.claims.length > 0 ? `, on top of ${formatBytes(held)} for ${this.claims.map((c) => `${c.label} (${formatBytes(c.bytes)})`).join(', ')}` : '';
+      const others =
+        this.claims.length > 0 ? `, on top of ${formatBytes(held)} for ${this.claims.map((c) => `${c.label} (${formatBytes(c.bytes)})`).join(', ')}` : '';
       throw inputError(
         `server.memoryBudget ${this.budgetText}: ${own}${others}`,
-        `lower server.workers (MLOPS_WORKERS${this.claims.length > 0 ? ', or a model\'s own workers' : ''}), raise server.memoryBudget (MLOPS_MEMORY_BUDGET), or make the model smaller (mlops optimize --quantize dynamic)`,
+        `lower server.workers (MLOPS_WORKERS${this.claims.length > 0 ? ", or a model's own workers" : ''}), raise server.memoryBudget (MLOPS_MEMORY_BUDGET), or make the model smaller (mlops optimize --quantize dynamic)`,
       );
     }
     const claim = { label, bytes: needed };
@@ -94,10 +111,16 @@ export class RequestMemory {
     const bytes = bodyBytes * REQUEST_MEMORY_FACTOR;
     const room = this.room();
     if (bytes > room) {
-      throw new BadRequest(`this request would need about ${formatBytes(bytes)} while it is served, more than server.memoryBudget ${this.budgetText} leaves beside the model sessions (${formatBytes(room)}): send fewer rows per request`, 413);
+      throw new BadRequest(
+        `this request would need about ${formatBytes(bytes)} while it is served, more than server.memoryBudget ${this.budgetText} leaves beside the model sessions (${formatBytes(room)}): send fewer rows per request`,
+        413,
+      );
     }
     if (this.used + this.arriving() + bytes > room) {
-      throw new BadRequest(`the server is holding ${formatBytes(this.used + this.arriving())} of requests, near server.memoryBudget ${this.budgetText}; retry shortly`, 503);
+      throw new BadRequest(
+        `the server is holding ${formatBytes(this.used + this.arriving())} of requests, near server.memoryBudget ${this.budgetText}; retry shortly`,
+        503,
+      );
     }
     this.used += bytes;
     let given = false;

@@ -26,7 +26,9 @@ export interface ServerMetrics {
  * observe(), which the hot path paid twice a request (the label values are bounded: routes are
  * templates, methods those Node parses, models those the server holds).
  */
-export function requestRecorder(metrics: ServerMetrics): (protocol: string, route: string, method: string, code: string | number, model: string, seconds: number) => void {
+export function requestRecorder(
+  metrics: ServerMetrics,
+): (protocol: string, route: string, method: string, code: string | number, model: string, seconds: number) => void {
   const children = new Map<string, { count: { inc(): void }; seconds: { observe(value: number): void } }>();
   return (protocol, route, method, code, model, seconds) => {
     const key = `${protocol} ${route} ${method} ${code} ${model}`;
@@ -60,7 +62,6 @@ export function versionMetrics(metrics: ServerMetrics, model: string, version: s
   };
 }
 
-
 // Sub-millisecond buckets: a small tabular model answers in well under 1 ms.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -92,9 +93,27 @@ export function createServerMetrics(held: () => HeldVersion[]): ServerMetrics {
       'Requests by protocol (rest, grpc), route (or RPC), method, status code (HTTP status, or gRPC status name) and the model named ("" for none)',
       ['protocol', 'route', 'method', 'code', 'model'],
     ),
-    requestSeconds: new BoundHistogram(registry, 'mlops_http_request_duration_seconds', 'Time from request received to response sent, by protocol, route (or RPC) and model', ['protocol', 'route', 'model'], LATENCY_BUCKETS),
-    inferenceSeconds: new BoundHistogram(registry, 'mlops_inference_duration_seconds', 'ONNX Runtime session.run time per (possibly batched) run', ['model', 'version'], LATENCY_BUCKETS),
-    queueSeconds: new BoundHistogram(registry, 'mlops_inference_queue_duration_seconds', 'Time a request waited for the model before its run started', ['model', 'version'], LATENCY_BUCKETS),
+    requestSeconds: new BoundHistogram(
+      registry,
+      'mlops_http_request_duration_seconds',
+      'Time from request received to response sent, by protocol, route (or RPC) and model',
+      ['protocol', 'route', 'model'],
+      LATENCY_BUCKETS,
+    ),
+    inferenceSeconds: new BoundHistogram(
+      registry,
+      'mlops_inference_duration_seconds',
+      'ONNX Runtime session.run time per (possibly batched) run',
+      ['model', 'version'],
+      LATENCY_BUCKETS,
+    ),
+    queueSeconds: new BoundHistogram(
+      registry,
+      'mlops_inference_queue_duration_seconds',
+      'Time a request waited for the model before its run started',
+      ['model', 'version'],
+      LATENCY_BUCKETS,
+    ),
     batchSize: new BoundHistogram(registry, 'mlops_batch_size', 'Rows per model run', ['model', 'version'], [1, 2, 4, 8, 16, 32, 64, 128, 256]),
     inFlight: new Gauge({ name: 'mlops_http_requests_in_flight', help: 'Requests being handled', registers: [registry] }),
     deadlineExceeded: new Counter({
@@ -131,7 +150,7 @@ export function createServerMetrics(held: () => HeldVersion[]): ServerMetrics {
   };
   new Gauge({
     name: 'mlops_model_info',
-    help: 'Each model version the server holds (always 1): its role (serving, or shadow) and its weight in the model\'s traffic',
+    help: "Each model version the server holds (always 1): its role (serving, or shadow) and its weight in the model's traffic",
     labelNames: ['name', 'version', 'sha256', 'role', 'weight'],
     registers: [registry],
     collect() {

@@ -104,10 +104,15 @@ export class ModelRepository {
       // No name: the one the model's file gives it, as a single model's server has always named it.
       const spec = given.name ? given : { ...given, name: defaultModelName(given.path) };
       let held = repository.models.get(spec.name);
-      if (!held) repository.models.set(spec.name, (held = { name: spec.name, specs: [], state: 'UNAVAILABLE', reason: '', versions: [], serving: [], shadows: [], cumulative: [], changing: false }));
+      if (!held)
+        repository.models.set(
+          spec.name,
+          (held = { name: spec.name, specs: [], state: 'UNAVAILABLE', reason: '', versions: [], serving: [], shadows: [], cumulative: [], changing: false }),
+        );
       held.specs.push(spec);
     }
-    for (const problem of [...repository.models.values()].map(specProblem)) if (problem) throw inputError(problem, 'check the model list (config models, or the model repository file)');
+    for (const problem of [...repository.models.values()].map(specProblem))
+      if (problem) throw inputError(problem, 'check the model list (config models, or the model repository file)');
     try {
       for (const held of repository.models.values()) await repository.loadModel(held);
     } catch (error) {
@@ -199,7 +204,14 @@ export class ModelRepository {
    * Runs a copy of a request on each shadow, after the client's answer: the outcome is counted,
    * never returned, and a shadow that fails or is slow costs the client nothing.
    */
-  mirror(served: ServedVersion, shadows: ServedVersion[], inputs: { tensors: Tensors } | { body: Uint8Array; header: number | undefined }, rows: number, answer: () => Record<string, { data: ArrayLike<unknown> | unknown[]; dims: number[] }>, deadline: number): void {
+  mirror(
+    served: ServedVersion,
+    shadows: ServedVersion[],
+    inputs: { tensors: Tensors } | { body: Uint8Array; header: number | undefined },
+    rows: number,
+    answer: () => Record<string, { data: ArrayLike<unknown> | unknown[]; dims: number[] }>,
+    deadline: number,
+  ): void {
     for (const shadow of shadows) {
       const labels = { model: served.spec.name, version: shadow.spec.version, serving_version: served.spec.version };
       if (this.shadowRuns >= MAX_SHADOW_RUNS) {
@@ -207,30 +219,40 @@ export class ModelRepository {
         continue;
       }
       this.shadowRuns++;
-      const run = 'body' in inputs
-        ? // The copy the caller made has a buffer of its own, which moves to the shadow's worker: a second shadow needs another.
-          shadow.engine.inferRest(shadows.length > 1 ? new Uint8Array(inputs.body) : inputs.body, inputs.header, true, { id: 'shadow' }, deadline).then((reply) => decodeRestResponse(reply.body, reply.headerLength))
-        : shadow.engine.infer(shadows.length > 1 ? copyTensors(inputs.tensors) : inputs.tensors, rows, deadline);
-      run.then(
-        (shadowed) => {
-          shadow.failedInRow = 0;
-          const { agree, maxAbs } = compareOutputs(answer(), shadowed);
-          this.metrics.shadowAgreement.inc({ ...labels, outcome: agree ? 'agree' : 'disagree' });
-          if (Number.isFinite(maxAbs)) this.metrics.shadowDifference.observe({ model: served.spec.name, version: shadow.spec.version }, maxAbs);
-        },
-        (error: unknown) => {
-          this.metrics.shadowAgreement.inc({ ...labels, outcome: 'failed' });
-          shadow.failedInRow = (shadow.failedInRow ?? 0) + 1;
-          // A shadow that fails every run measures nothing: said once, and shown as not ready in /metrics (mlops_model_ready).
-          if (shadow.failedInRow === SHADOW_FAILING) this.log(`model '${served.spec.name}' shadow version ${shadow.spec.version} failed its last ${SHADOW_FAILING} runs (the last: ${String((error as Error)?.message ?? error).split('\n')[0]}); it is reported not ready until a run succeeds`);
-        },
-      ).finally(() => this.shadowRuns--);
+      const run =
+        'body' in inputs
+          ? // The copy the caller made has a buffer of its own, which moves to the shadow's worker: a second shadow needs another.
+            shadow.engine
+              .inferRest(shadows.length > 1 ? new Uint8Array(inputs.body) : inputs.body, inputs.header, true, { id: 'shadow' }, deadline)
+              .then((reply) => decodeRestResponse(reply.body, reply.headerLength))
+          : shadow.engine.infer(shadows.length > 1 ? copyTensors(inputs.tensors) : inputs.tensors, rows, deadline);
+      run
+        .then(
+          (shadowed) => {
+            shadow.failedInRow = 0;
+            const { agree, maxAbs } = compareOutputs(answer(), shadowed);
+            this.metrics.shadowAgreement.inc({ ...labels, outcome: agree ? 'agree' : 'disagree' });
+            if (Number.isFinite(maxAbs)) this.metrics.shadowDifference.observe({ model: served.spec.name, version: shadow.spec.version }, maxAbs);
+          },
+          (error: unknown) => {
+            this.metrics.shadowAgreement.inc({ ...labels, outcome: 'failed' });
+            shadow.failedInRow = (shadow.failedInRow ?? 0) + 1;
+            // A shadow that fails every run measures nothing: said once, and shown as not ready in /metrics (mlops_model_ready).
+            if (shadow.failedInRow === SHADOW_FAILING)
+              this.log(
+                `model '${served.spec.name}' shadow version ${shadow.spec.version} failed its last ${SHADOW_FAILING} runs (the last: ${String((error as Error)?.message ?? error).split('\n')[0]}); it is reported not ready until a run succeeds`,
+              );
+          },
+        )
+        .finally(() => this.shadowRuns--);
     }
   }
 
   /** POST /v2/repository/index: every version of every model, with its state. */
   index(): { name: string; version: string; state: ModelState; reason: string }[] {
-    return [...this.models.values()].flatMap((held) => held.specs.map((s) => ({ name: held.name, version: s.version, state: held.state, reason: held.reason })));
+    return [...this.models.values()].flatMap((held) =>
+      held.specs.map((s) => ({ name: held.name, version: s.version, state: held.state, reason: held.reason })),
+    );
   }
 
   /** Every configured version, loaded or not (sha256 empty when not loaded), for /metrics. */
@@ -238,7 +260,14 @@ export class ModelRepository {
     return [...this.models.values()].flatMap((held) =>
       held.specs.map((spec) => {
         const loaded = held.versions.find((v) => v.spec === spec);
-        return { name: held.name, version: spec.version, sha256: loaded?.engine.model.info.sha256 ?? '', role: spec.shadow ? ('shadow' as const) : ('serving' as const), weight: spec.shadow ? 0 : spec.weight, ready: held.state === 'READY' && loaded !== undefined && (loaded.failedInRow ?? 0) < SHADOW_FAILING && loaded.engine.accepting };
+        return {
+          name: held.name,
+          version: spec.version,
+          sha256: loaded?.engine.model.info.sha256 ?? '',
+          role: spec.shadow ? ('shadow' as const) : ('serving' as const),
+          weight: spec.shadow ? 0 : spec.weight,
+          ready: held.state === 'READY' && loaded !== undefined && (loaded.failedInRow ?? 0) < SHADOW_FAILING && loaded.engine.accepting,
+        };
       }),
     );
   }
@@ -356,8 +385,13 @@ export class ModelRepository {
     if (engine.profileProblem) log(`warning: ${label}not profiling live traffic: the reference profile does not match the model: ${engine.profileProblem}`);
     else if (loaded && profiling.live) {
       const { features, prediction } = loaded.profile;
-      const counted = [`${features.length} features`, ...(profiling.live.hasPrediction ? [`the predicted ${prediction?.kind === 'value' ? 'value' : 'class'}`] : [])];
-      log(`${label}profiling live traffic against reference profile ${loaded.sha256.slice(0, 12)}: ${counted.join(' and ')}${loaded.profile.unavailable ? ` (${loaded.profile.unavailable})` : ''}`);
+      const counted = [
+        `${features.length} features`,
+        ...(profiling.live.hasPrediction ? [`the predicted ${prediction?.kind === 'value' ? 'value' : 'class'}`] : []),
+      ];
+      log(
+        `${label}profiling live traffic against reference profile ${loaded.sha256.slice(0, 12)}: ${counted.join(' and ')}${loaded.profile.unavailable ? ` (${loaded.profile.unavailable})` : ''}`,
+      );
     }
     // A model folder's preprocessing and labels: what the raw routes take and answer.
     const processing = await serveProcessing(model, spec.processing).catch(async (error) => {
@@ -372,7 +406,15 @@ export class ModelRepository {
       inputs: model.inputs.map(({ name, datatype, shape }) => ({ name, datatype, shape })),
       outputs: model.outputs.map(({ name, datatype, shape }) => ({ name, datatype, shape })),
       // An extension field: clients that send an image or a text, and read labels, find how here.
-      ...(processing ? { processing: { input: processing.kind ?? null, labels: processing.labels?.names ?? null, label_outputs: processing.labels ? [LABEL_OUTPUT, SCORE_OUTPUT] : [] } } : {}),
+      ...(processing
+        ? {
+            processing: {
+              input: processing.kind ?? null,
+              labels: processing.labels?.names ?? null,
+              label_outputs: processing.labels ? [LABEL_OUTPUT, SCORE_OUTPUT] : [],
+            },
+          }
+        : {}),
     };
     return { spec, engine, profiling, recordModel: recordModelOf(model), metadata, processing };
   }

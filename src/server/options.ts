@@ -177,7 +177,15 @@ const resolveIn = (baseDir: string, file: string) => (file ? path.resolve(baseDi
 function configuredSpecs(config: Config, baseDir: string): ModelSpec[] {
   return config.models.flatMap((m) => {
     const own = { workers: m.workers, batching: { ...m.batching }, processing: { preprocess: m.preprocess, postprocess: m.postprocess } };
-    return m.versions.map((v) => ({ name: m.name, version: v.version, path: path.resolve(baseDir, v.path), profilePath: '', weight: v.weight, shadow: v.shadow, ...own }));
+    return m.versions.map((v) => ({
+      name: m.name,
+      version: v.version,
+      path: path.resolve(baseDir, v.path),
+      profilePath: '',
+      weight: v.weight,
+      shadow: v.shadow,
+      ...own,
+    }));
   });
 }
 
@@ -214,7 +222,8 @@ export function imageServerEnv(config: Config): Record<string, string> {
   if (server.auth.clientAddressHeader) env.MLOPS_AUTH_CLIENT_ADDRESS_HEADER = server.auth.clientAddressHeader;
   if (server.memoryBudget) env.MLOPS_MEMORY_BUDGET = server.memoryBudget;
   const { sample, sink, inputs } = server.inferenceLog;
-  if (sample > 0) Object.assign(env, { MLOPS_INFERENCE_LOG_SAMPLE: String(sample), MLOPS_INFERENCE_LOG_SINK: sink, MLOPS_INFERENCE_LOG_INPUTS: String(inputs) });
+  if (sample > 0)
+    Object.assign(env, { MLOPS_INFERENCE_LOG_SAMPLE: String(sample), MLOPS_INFERENCE_LOG_SINK: sink, MLOPS_INFERENCE_LOG_INPUTS: String(inputs) });
   set('MLOPS_EXPLAIN_SAMPLES', config.explain.samples, DEFAULTS.explain.samples);
   set('MLOPS_EXPLAIN_MAX_ROWS', config.explain.maxRows, DEFAULTS.explain.maxRows);
   set('MLOPS_EXPLAIN_PATCH', config.explain.patch, DEFAULTS.explain.patch);
@@ -237,7 +246,16 @@ function parseBoolean(name: string, value: string): boolean {
 
 /** Values from the environment (and later flags) win over config and defaults. */
 export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): ServeOptions {
-  const out: ServeOptions = { ...base, models: [...base.models], batching: { ...base.batching }, inferenceLog: { ...base.inferenceLog }, routes: { ...base.routes }, auth: { ...base.auth }, tls: { ...base.tls }, explain: { ...base.explain } };
+  const out: ServeOptions = {
+    ...base,
+    models: [...base.models],
+    batching: { ...base.batching },
+    inferenceLog: { ...base.inferenceLog },
+    routes: { ...base.routes },
+    auth: { ...base.auth },
+    tls: { ...base.tls },
+    explain: { ...base.explain },
+  };
   const get = (name: keyof typeof SERVER_ENV) => {
     const v = env[name];
     return v === undefined || v === '' ? undefined : v;
@@ -261,7 +279,11 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   if ((v = get('MLOPS_INFERENCE_TIMEOUT_MS'))) out.inferenceTimeoutMs = parseNumber('MLOPS_INFERENCE_TIMEOUT_MS', v, 1, 3_600_000);
   if ((v = get('MLOPS_RESPONSE_CACHE_BYTES'))) out.responseCacheBytes = parseNumber('MLOPS_RESPONSE_CACHE_BYTES', v, 0, 2 ** 40);
   if ((v = get('MLOPS_MIN_BODY_RATE'))) out.minBodyRate = parseNumber('MLOPS_MIN_BODY_RATE', v, 0, 2 ** 31 - 1);
-  if ((v = get('MLOPS_TRUSTED_PROXIES'))) out.trustedProxies = v.split(',').map((t) => t.trim()).filter((t) => t !== '');
+  if ((v = get('MLOPS_TRUSTED_PROXIES')))
+    out.trustedProxies = v
+      .split(',')
+      .map((t) => t.trim())
+      .filter((t) => t !== '');
   if ((v = get('MLOPS_MAX_PENDING_BODY_BYTES'))) out.maxPendingBodyBytes = parseNumber('MLOPS_MAX_PENDING_BODY_BYTES', v, 1024, 2 ** 40);
   if ((v = get('MLOPS_SHUTDOWN_TIMEOUT_MS'))) out.shutdownTimeoutMs = parseNumber('MLOPS_SHUTDOWN_TIMEOUT_MS', v, 0, 600_000);
   if ((v = get('MLOPS_MEMORY_BUDGET'))) {
@@ -279,7 +301,11 @@ export function applyServerEnv(base: ServeOptions, env: NodeJS.ProcessEnv): Serv
   if ((v = get('MLOPS_INFERENCE_LOG_SINK'))) out.inferenceLog.sink = parseSink(v, 'MLOPS_INFERENCE_LOG_SINK') && v;
   if ((v = get('MLOPS_INFERENCE_LOG_INPUTS'))) out.inferenceLog.inputs = parseBoolean('MLOPS_INFERENCE_LOG_INPUTS', v);
   if ((v = get('MLOPS_AUTH_TOKEN_FILE'))) out.auth.tokenFile = path.resolve(v);
-  if ((v = get('MLOPS_AUTH_TOKENS'))) out.auth.tokens = v.split(',').map((t) => t.trim()).filter((t) => t !== '');
+  if ((v = get('MLOPS_AUTH_TOKENS')))
+    out.auth.tokens = v
+      .split(',')
+      .map((t) => t.trim())
+      .filter((t) => t !== '');
   if ((v = get('MLOPS_AUTH_METRICS'))) out.auth.metrics = parseBoolean('MLOPS_AUTH_METRICS', v);
   if ((v = get('MLOPS_AUTH_CLIENT_ADDRESS_HEADER'))) out.auth.clientAddressHeader = v.toLowerCase();
   if ((v = get('MLOPS_TLS_CERT'))) out.tls.cert = path.resolve(v);
@@ -306,7 +332,10 @@ function parseRoute(name: string, value: string): string {
 export function applyImageArguments(options: ServeOptions, args: string[], env: NodeJS.ProcessEnv): ServeOptions {
   if (args.length === 0) return options;
   if (args.length > 1 || args[0] !== 'serve') {
-    throw inputError(`the server in this image takes no arguments but \`serve\` (SageMaker's), got: ${args.join(' ')}`, 'configure it with environment variables (docs/server.md, "Server environment")');
+    throw inputError(
+      `the server in this image takes no arguments but \`serve\` (SageMaker's), got: ${args.join(' ')}`,
+      'configure it with environment variables (docs/server.md, "Server environment")',
+    );
   }
   const bind = env.SAGEMAKER_BIND_TO_PORT;
   return { ...options, port: bind ? parseNumber('SAGEMAKER_BIND_TO_PORT', bind, 1, 65535) : SAGEMAKER_PORT };

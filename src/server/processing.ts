@@ -12,8 +12,16 @@ import type { GrpcInferRequest } from '../protocol/grpc.js';
 import { instanceRow } from '../protocol/instances.js';
 import type { InferenceEngine } from './engine.js';
 import { topLabels, type LabelSettings, type ScoredLabel } from '../processing/labels.js';
-import { createPreprocessor, loadProcessing, PROCESSING_FILE, rawInputKind, type ProcessingOverrides, type ProcessingPlan, type Preprocessor, type RawInput } from '../processing/plan.js';
-
+import {
+  createPreprocessor,
+  loadProcessing,
+  PROCESSING_FILE,
+  rawInputKind,
+  type ProcessingOverrides,
+  type ProcessingPlan,
+  type Preprocessor,
+  type RawInput,
+} from '../processing/plan.js';
 
 /** The BYTES input names a client may send raw data under, besides the model input it fills. */
 const RAW_NAMES = { image: ['image', 'images', 'bytes', 'b64'], text: ['text', 'texts', 'inputs', 'sentence'] };
@@ -45,7 +53,10 @@ export async function serveProcessing(model: ServableModel, overrides?: Processi
     try {
       given = text ? (JSON.parse(text) as ProcessingOverrides) : {};
     } catch (error) {
-      throw inputError(`${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`, 'rebuild the image with `mlops build`: it writes this file from model.preprocess and model.postprocess');
+      throw inputError(
+        `${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`,
+        'rebuild the image with `mlops build`: it writes this file from model.preprocess and model.postprocess',
+      );
     }
   }
   const plan = await loadProcessing(model.info.path, model, given);
@@ -87,7 +98,8 @@ export function rawBodyKind(processing: ServedProcessing | undefined, contentTyp
   }
   if (TEXT_TYPES.test(mime)) return 'text';
   if (mime === 'multipart/form-data') {
-    const send = processing.kind === 'image' ? "--data-binary @photo.jpg -H 'Content-Type: image/jpeg'" : "--data-binary @text.txt -H 'Content-Type: text/plain'";
+    const send =
+      processing.kind === 'image' ? "--data-binary @photo.jpg -H 'Content-Type: image/jpeg'" : "--data-binary @text.txt -H 'Content-Type: text/plain'";
     throw new BadRequest(`multipart uploads are not read: send the ${processing.kind} itself as the body (curl ${send})`, 415);
   }
   return undefined;
@@ -97,7 +109,8 @@ export function rawBodyKind(processing: ServedProcessing | undefined, contentTyp
 export function requestedTopK(processing: ServedProcessing, parameters: unknown): number {
   const asked = (parameters as { top_k?: unknown } | undefined)?.top_k;
   if (asked === undefined) return processing.labels?.topK ?? 1;
-  if (typeof asked !== 'number' || !Number.isInteger(asked) || asked < 1) throw new BadRequest(`parameter top_k must be a whole number from 1, got ${JSON.stringify(asked)}`);
+  if (typeof asked !== 'number' || !Number.isInteger(asked) || asked < 1)
+    throw new BadRequest(`parameter top_k must be a whole number from 1, got ${JSON.stringify(asked)}`);
   return asked;
 }
 
@@ -105,7 +118,12 @@ export function requestedTopK(processing: ServedProcessing, parameters: unknown)
  * What an inference answers: the model's outputs and, for a classifier with names, its labels; with the
  * signature that encodes them. The one place REST and gRPC, raw inputs and tensors, add labels.
  */
-export function labelledAnswer(processing: ServedProcessing | undefined, model: Signature, result: Tensors, k?: number): { signature: Signature; result: Tensors } {
+export function labelledAnswer(
+  processing: ServedProcessing | undefined,
+  model: Signature,
+  result: Tensors,
+  k?: number,
+): { signature: Signature; result: Tensors } {
   if (!processing?.labels) return { signature: model, result };
   return { signature: processing.answer, result: { ...result, ...labelTensors(processing, result, k ?? processing.labels.topK).tensors } };
 }
@@ -138,7 +156,7 @@ function base64(value: string, where: string): Uint8Array {
  */
 export function rawInstances(processing: ServedProcessing | undefined, body: unknown, where: string): RawInput[] | undefined {
   if (!processing?.kind) return undefined;
-  const instances = isObject(body) ? body.instances ?? body.inputs : undefined;
+  const instances = isObject(body) ? (body.instances ?? body.inputs) : undefined;
   if (!Array.isArray(instances) || instances.length === 0) return undefined;
   const first = instances[0];
   const looksRaw = typeof first === 'string' || (isObject(first) && ('b64' in first || 'image' in first || 'text' in first));
@@ -174,15 +192,22 @@ export function rawOipInputs(processing: ServedProcessing | undefined, parsed: u
   if (inputs.length > 1) throw new BadRequest(`input '${(inputs[index] as { name: string }).name}' is the raw ${processing.kind}: send it alone`);
   const input = inputs[index] as Record<string, unknown>;
   const where = `input '${input.name}'`;
-  const count = Array.isArray(input.shape) && input.shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0) ? (input.shape as number[]).reduce((n, d) => n * d, 1) : undefined;
+  const count =
+    Array.isArray(input.shape) && input.shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)
+      ? (input.shape as number[]).reduce((n, d) => n * d, 1)
+      : undefined;
   if (count === undefined) throw new BadRequest(`${where}: "shape" must be a list of whole numbers, like [1]`);
   const checked = (elements: RawInput[]) => {
-    if (elements.length !== count) throw new BadRequest(`${where}: shape [${(input.shape as number[]).join(', ')}] holds ${count} element${count === 1 ? '' : 's'}, the data has ${elements.length}`);
+    if (elements.length !== count)
+      throw new BadRequest(
+        `${where}: shape [${(input.shape as number[]).join(', ')}] holds ${count} element${count === 1 ? '' : 's'}, the data has ${elements.length}`,
+      );
     return elements;
   };
   const size = isObject(input.parameters) ? input.parameters.binary_data_size : undefined;
   if (size !== undefined) {
-    if (header === undefined || typeof size !== 'number') throw new BadRequest(`${where}: binary_data_size needs the binary extension's Inference-Header-Content-Length`);
+    if (header === undefined || typeof size !== 'number')
+      throw new BadRequest(`${where}: binary_data_size needs the binary extension's Inference-Header-Content-Length`);
     const data = body.subarray(header, header + size);
     if (data.byteLength !== size) throw new BadRequest(`${where}: binary_data_size is ${size}, but ${data.byteLength} bytes follow the JSON`);
     return checked(lengthPrefixed(data, where));
@@ -201,14 +226,23 @@ export function rawOipInputs(processing: ServedProcessing | undefined, parsed: u
  * Raw inputs through the preprocessing and the engine (and its batcher) as one run, or one run per
  * input for a model whose batch dimension is fixed at 1.
  */
-export async function inferRaw(engine: Pick<InferenceEngine, 'infer' | 'model'>, processing: ServedProcessing, raw: RawInput[], deadline: number): Promise<{ feeds: Tensors; results: Tensors[]; rows: number }> {
+export async function inferRaw(
+  engine: Pick<InferenceEngine, 'infer' | 'model'>,
+  processing: ServedProcessing,
+  raw: RawInput[],
+  deadline: number,
+): Promise<{ feeds: Tensors; results: Tensors[]; rows: number }> {
   if (raw.length > MAX_RAW_INPUTS) {
-    throw new BadRequest(`${raw.length} ${processing.kind}s in one request, over the ${MAX_RAW_INPUTS} a request may hold: each is decoded or tokenized before the model runs; send them in several requests`, 413);
+    throw new BadRequest(
+      `${raw.length} ${processing.kind}s in one request, over the ${MAX_RAW_INPUTS} a request may hold: each is decoded or tokenized before the model runs; send them in several requests`,
+      413,
+    );
   }
   const { feeds } = await processing.preprocessor!.toFeeds(raw, (i) => (raw.length === 1 ? processing.kind! : `${processing.kind} ${i}`));
   const rows = raw.length;
   const results: Tensors[] = [];
-  if (rows > 1 && engine.model.inputs.some((s) => s.shape[0] === 1)) for (let i = 0; i < rows; i++) results.push(await engine.infer(instanceRow(feeds, i, rows), 1, deadline));
+  if (rows > 1 && engine.model.inputs.some((s) => s.shape[0] === 1))
+    for (let i = 0; i < rows; i++) results.push(await engine.infer(instanceRow(feeds, i, rows), 1, deadline));
   else results.push(await engine.infer(feeds, rows, deadline));
   return { feeds, results, rows };
 }
@@ -233,7 +267,7 @@ export function rawGrpcInputs(processing: ServedProcessing | undefined, message:
 function lengthPrefixed(data: Uint8Array, where: string): RawInput[] {
   const out: RawInput[] = [];
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  for (let at = 0; at < data.byteLength; ) {
+  for (let at = 0; at < data.byteLength;) {
     if (at + 4 > data.byteLength) throw new BadRequest(`${where}: element ${out.length} has no complete 4-byte length`);
     const length = view.getUint32(at, true);
     if (at + 4 + length > data.byteLength) throw new BadRequest(`${where}: element ${out.length} declares ${length} bytes, past the end of the data`);

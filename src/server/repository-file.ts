@@ -45,22 +45,26 @@ function problemOf(parsed: unknown): string | null {
     const e = m as Record<string, unknown>;
     const unknown = Object.keys(e).find((k) => !FIELDS.has(k));
     if (unknown) return `${at}.${unknown}: unknown field`;
-    if (typeof e.name !== 'string' || !/^[a-z0-9][a-z0-9._-]*$/.test(e.name)) return `${at}.name: expected a model name (lowercase letters, digits, ".", "_", "-")`;
+    if (typeof e.name !== 'string' || !/^[a-z0-9][a-z0-9._-]*$/.test(e.name))
+      return `${at}.name: expected a model name (lowercase letters, digits, ".", "_", "-")`;
     if (typeof e.version !== 'string' || e.version === '') return `${at}.version: expected a version`;
     if (typeof e.path !== 'string' || e.path === '') return `${at}.path: expected the path of an .onnx file`;
     if (e.sha256 !== undefined && (typeof e.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256))) return `${at}.sha256: expected 64 lowercase hex digits`;
     if (e.profile !== undefined && typeof e.profile !== 'string') return `${at}.profile: expected the path of a reference profile`;
     if (e.weight !== undefined && !(typeof e.weight === 'number' && e.weight >= 0)) return `${at}.weight: expected a share of traffic >= 0`;
     if (e.shadow !== undefined && typeof e.shadow !== 'boolean') return `${at}.shadow: expected true or false`;
-    if (e.workers !== undefined && !(Number.isInteger(e.workers) && (e.workers as number) >= 0 && (e.workers as number) <= 64)) return `${at}.workers: expected a thread count from 0 to 64`;
+    if (e.workers !== undefined && !(Number.isInteger(e.workers) && (e.workers as number) >= 0 && (e.workers as number) <= 64))
+      return `${at}.workers: expected a thread count from 0 to 64`;
     if (e.batching !== undefined) {
       const b = e.batching as Record<string, unknown>;
       if (typeof b !== 'object' || b === null || Array.isArray(b)) return `${at}.batching: expected an object`;
       const field = Object.keys(b).find((k) => !BATCHING.has(k));
       if (field) return `${at}.batching.${field}: unknown field`;
       if (b.enabled !== undefined && typeof b.enabled !== 'boolean') return `${at}.batching.enabled: expected true or false`;
-      if (b.maxBatchSize !== undefined && !(Number.isInteger(b.maxBatchSize) && (b.maxBatchSize as number) >= 1 && (b.maxBatchSize as number) <= 65536)) return `${at}.batching.maxBatchSize: expected a batch size from 1 to 65536`;
-      if (b.maxWaitMs !== undefined && !(typeof b.maxWaitMs === 'number' && b.maxWaitMs >= 0 && b.maxWaitMs <= 10_000)) return `${at}.batching.maxWaitMs: expected milliseconds from 0 to 10000`;
+      if (b.maxBatchSize !== undefined && !(Number.isInteger(b.maxBatchSize) && (b.maxBatchSize as number) >= 1 && (b.maxBatchSize as number) <= 65536))
+        return `${at}.batching.maxBatchSize: expected a batch size from 1 to 65536`;
+      if (b.maxWaitMs !== undefined && !(typeof b.maxWaitMs === 'number' && b.maxWaitMs >= 0 && b.maxWaitMs <= 10_000))
+        return `${at}.batching.maxWaitMs: expected milliseconds from 0 to 10000`;
     }
   }
   return null;
@@ -73,7 +77,10 @@ export async function readRepositoryFile(where: string, server: { workers: numbe
     parsed = JSON.parse(await readFile(where, 'utf8'));
   } catch (error) {
     const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
-    throw inputError(`model repository ${where}: ${missing ? 'no such file' : `not valid JSON (${(error as Error).message})`}`, 'set MLOPS_MODEL_REPOSITORY to the repository file, or rebuild the image');
+    throw inputError(
+      `model repository ${where}: ${missing ? 'no such file' : `not valid JSON (${(error as Error).message})`}`,
+      'set MLOPS_MODEL_REPOSITORY to the repository file, or rebuild the image',
+    );
   }
   const problem = problemOf(parsed);
   if (problem) throw inputError(`model repository ${where}: ${problem}`, 'see docs/server.md, "Several models"');

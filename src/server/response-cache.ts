@@ -34,7 +34,12 @@ export class ResponseCache {
     readonly maxBytes: number,
     registry: Registry,
   ) {
-    this.lookups = new Counter({ name: 'mlops_response_cache_lookups_total', help: 'Requests looked up in the response cache, by result (hit, miss)', labelNames: ['result'], registers: [registry] });
+    this.lookups = new Counter({
+      name: 'mlops_response_cache_lookups_total',
+      help: 'Requests looked up in the response cache, by result (hit, miss)',
+      labelNames: ['result'],
+      registers: [registry],
+    });
     this.hits = this.lookups.labels({ result: 'hit' });
     this.misses = this.lookups.labels({ result: 'miss' });
     this.heldGauge = new Gauge({ name: 'mlops_response_cache_bytes', help: 'Bytes of outputs the response cache holds', registers: [registry] });
@@ -112,7 +117,7 @@ function bytesOf(data: TensorData): Uint8Array {
 }
 
 function copyOf(tensor: Tensor): Tensor {
-  return { data: tensor.data.slice() as TensorData, dims: tensor.dims };
+  return { data: tensor.data.slice(), dims: tensor.dims };
 }
 
 /**

@@ -42,7 +42,16 @@ export function restInference(ctx: RestContext) {
    * An OIP v2 request, JSON or binary, to the version `served`; `framing` says how a binary answer tells its
    * JSON length. `mirrored`: the split picked the version, so the model's shadows get a copy.
    */
-  const runInfer = async (served: ServedVersion, mirrored: boolean, req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, header: number | undefined, framing: BinaryFraming, parsed?: unknown) => {
+  const runInfer = async (
+    served: ServedVersion,
+    mirrored: boolean,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    body: Buffer,
+    header: number | undefined,
+    framing: BinaryFraming,
+    parsed?: unknown,
+  ) => {
     const { engine, recordModel } = served;
     const { model } = engine;
     const logged = inferenceLog?.sampled() ?? false;
@@ -50,9 +59,17 @@ export function restInference(ctx: RestContext) {
     // A model that takes images or texts, and a request that may carry them raw (before a large body goes
     // whole to a worker, which knows tensors only): the JSON head is read only when it names a BYTES input.
     const textForm = served.processing?.kind === 'text' && FORM_TYPE.test(req.headers['content-type'] ?? '');
-    if (served.processing?.kind && (parsed !== undefined || header !== undefined || textForm || looksLikeImage(body) || BYTES_INPUT.test(body.toString('latin1', 0, Math.min(body.byteLength, 4096))))) {
+    if (
+      served.processing?.kind &&
+      (parsed !== undefined ||
+        header !== undefined ||
+        textForm ||
+        looksLikeImage(body) ||
+        BYTES_INPUT.test(body.toString('latin1', 0, Math.min(body.byteLength, 4096))))
+    ) {
       // An image file under another content type (curl --data-binary labels it a form): taken as the image.
-      if (served.processing.kind === 'image' && parsed === undefined && header === undefined && looksLikeImage(body)) return runRaw(served, req, res, [body], 'oip');
+      if (served.processing.kind === 'image' && parsed === undefined && header === undefined && looksLikeImage(body))
+        return runRaw(served, req, res, [body], 'oip');
       // A sentence sent with curl -d (labelled a form) to a text model: what is not JSON is the text.
       if (textForm && parsed === undefined && header === undefined && body[0] !== 0x7b) {
         return runRaw(served, req, res, [utf8Text(body, 'the body')], 'oip');
@@ -94,7 +111,14 @@ export function restInference(ctx: RestContext) {
    * run through the same engine (and batcher) as tensors, answered as OIP v2 with `label` and `score`
    * outputs, as v1 predictions (per instance a pipeline's [{label, score}]), or as a pipeline's bare list.
    */
-  const runRaw = async (served: ServedVersion, req: http.IncomingMessage, res: http.ServerResponse, raw: RawInput[], answer: 'oip' | 'predictions' | 'pipeline', given: { id?: unknown; parameters?: unknown } = {}) => {
+  const runRaw = async (
+    served: ServedVersion,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    raw: RawInput[],
+    answer: 'oip' | 'predictions' | 'pipeline',
+    given: { id?: unknown; parameters?: unknown } = {},
+  ) => {
     const { engine, recordModel } = served;
     const processing = served.processing!;
     const { model } = engine;
@@ -112,7 +136,19 @@ export function restInference(ctx: RestContext) {
       const predictions = processing.labels ? results.flatMap((r) => labelTensors(processing, r, k).rows) : encodePredictions(model.outputs, results);
       sendJson(res, 200, answer === 'pipeline' ? (rows === 1 ? predictions[0] : predictions) : { predictions });
     }
-    if (logged) inferenceLog!.add(results.map((r, i) => encodeInferenceRecords({ id, rows, ...(results.length > 1 ? { part: { firstRow: i, rows: 1 } } : {}), model: recordModel }, r, inferenceLog!.inputs ? copyTensors(results.length > 1 ? instanceRow(feeds, i, rows) : feeds) : undefined)).join(''), rows);
+    if (logged)
+      inferenceLog!.add(
+        results
+          .map((r, i) =>
+            encodeInferenceRecords(
+              { id, rows, ...(results.length > 1 ? { part: { firstRow: i, rows: 1 } } : {}), model: recordModel },
+              r,
+              inferenceLog!.inputs ? copyTensors(results.length > 1 ? instanceRow(feeds, i, rows) : feeds) : undefined,
+            ),
+          )
+          .join(''),
+        rows,
+      );
   };
 
   /**
@@ -128,7 +164,8 @@ export function restInference(ctx: RestContext) {
       const request = jsonRequest(body);
       if (request) return { body, parsed: request };
       // Text to a model that takes images: said so, rather than read as malformed JSON.
-      if (served.processing!.kind === 'image') throw new BadRequest('this model takes images, not text/plain; send an image (image/jpeg, image/png, ...) or tensors', 415);
+      if (served.processing!.kind === 'image')
+        throw new BadRequest('this model takes images, not text/plain; send an image (image/jpeg, image/png, ...) or tensors', 415);
     }
     return { raw: [kind === 'text' ? utf8Text(body, 'the body') : body] };
   };
@@ -211,5 +248,3 @@ export function parseJsonBody(body: Buffer): unknown {
     throw new BadRequest(`malformed JSON: ${(error as Error).message}`);
   }
 }
-
-

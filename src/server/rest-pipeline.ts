@@ -188,7 +188,12 @@ export function sendInferResponse(res: http.ServerResponse, body: Uint8Array | s
 function rejectLingering(req: http.IncomingMessage, res: http.ServerResponse, status: number, message: string, limit: { bytes: number; ms: number }): void {
   const text = JSON.stringify({ error: message });
   if (res.headersSent) return void res.end();
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close', ...(status === 503 ? { 'retry-after': '1' } : {}) });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    connection: 'close',
+    ...(status === 503 ? { 'retry-after': '1' } : {}),
+  });
   // Written now, ended (and so closed) once the client has finished sending: clients that read while writing see it at once.
   res.write(text);
   let dropped = 0;
@@ -209,4 +214,3 @@ function rejectLingering(req: http.IncomingMessage, res: http.ServerResponse, st
 
 /** A route a platform names, matched exactly. */
 export const exactPath = (route: string) => new RegExp(`^${route.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
-

@@ -56,7 +56,14 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
   const metrics = createServerMetrics(() => loaded?.heldVersions() ?? []);
   const repository = (loaded = await ModelRepository.start(
     specs,
-    { intraOpThreads: options.intraOpThreads, allowNonFinite: options.allowNonFinite, inlineMaxMs: options.inlineMaxMs, explain: options.explain, memory, drainMs: options.inferenceTimeoutMs },
+    {
+      intraOpThreads: options.intraOpThreads,
+      allowNonFinite: options.allowNonFinite,
+      inlineMaxMs: options.inlineMaxMs,
+      explain: options.explain,
+      memory,
+      drainMs: options.inferenceTimeoutMs,
+    },
     metrics,
     log,
   ));
@@ -78,29 +85,78 @@ export async function startServer(options: ServeOptions, log: (line: string) => 
       await repository.release();
       throw error;
     }
-    log(`inference log: ${Math.round(inferenceLog.sample * 1e6) / 1e4}% of requests, ${inferenceLog.inputs ? 'outputs and inputs' : 'outputs only'}, to ${describeSink(inferenceLog.sink)}`);
+    log(
+      `inference log: ${Math.round(inferenceLog.sample * 1e6) / 1e4}% of requests, ${inferenceLog.inputs ? 'outputs and inputs' : 'outputs only'}, to ${describeSink(inferenceLog.sink)}`,
+    );
   }
   for (const served of repository.loaded) {
     const { engine, spec } = served;
-    const label = repository.loaded.length > 1 ? `model '${spec.name}' version ${spec.version}${spec.shadow ? ' (shadow)' : repository.names.length < repository.loaded.length ? ` (weight ${spec.weight})` : ''}: ` : '';
+    const label =
+      repository.loaded.length > 1
+        ? `model '${spec.name}' version ${spec.version}${spec.shadow ? ' (shadow)' : repository.names.length < repository.loaded.length ? ` (weight ${spec.weight})` : ''}: `
+        : '';
     const offered = engine.explanations;
-    const how = !('method' in offered) ? '' : offered.method === 'kernel_shap' ? `Kernel SHAP, ${offered.samples} coalitions x ${offered.backgroundRows} background rows per row` : `occlusion in ${offered.patch} x ${offered.patch} patches`;
-    log(`${label}explanations: ${'method' in offered ? `${how} at /v2/models/${spec.name}/explain, at most ${options.explain.maxRows} rows a request` : `off (${offered.unavailable})`}`);
-    log(`${label}inference: ${engine.placement.where === 'main-thread' ? 'small batches on the main thread' : `${engine.workers} worker thread(s)`}; ${engine.placement.reason}`);
+    const how = !('method' in offered)
+      ? ''
+      : offered.method === 'kernel_shap'
+        ? `Kernel SHAP, ${offered.samples} coalitions x ${offered.backgroundRows} background rows per row`
+        : `occlusion in ${offered.patch} x ${offered.patch} patches`;
+    log(
+      `${label}explanations: ${'method' in offered ? `${how} at /v2/models/${spec.name}/explain, at most ${options.explain.maxRows} rows a request` : `off (${offered.unavailable})`}`,
+    );
+    log(
+      `${label}inference: ${engine.placement.where === 'main-thread' ? 'small batches on the main thread' : `${engine.workers} worker thread(s)`}; ${engine.placement.reason}`,
+    );
   }
 
   const serverMetrics = metrics;
-  if (options.auth.clientAddressHeader && proxies.count === 0) log(`access: server.auth.clientAddressHeader '${options.auth.clientAddressHeader}' is read only from the proxies in server.trustedProxies, and none is listed: the socket's address counts`);
+  if (options.auth.clientAddressHeader && proxies.count === 0)
+    log(
+      `access: server.auth.clientAddressHeader '${options.auth.clientAddressHeader}' is read only from the proxies in server.trustedProxies, and none is listed: the socket's address counts`,
+    );
   const access = tokens ? new AccessControl(tokens, options.auth, proxies, (reason) => serverMetrics.authFailures.inc({ reason })) : undefined;
   // One budget for bodies still arriving over REST and gRPC alike, shared fairly between clients.
   // With server.memoryBudget, bodies arriving hold no more than the sessions leave, and each request in hand reserves its share.
-  const bodyBudget = new BodyBudget(Math.min(Math.max(options.maxPendingBodyBytes, options.maxBodyBytes), memory && memory.room > 0 ? memory.room : Infinity), options.minBodyRate);
-  const requestMemory = memory && memory.room > 0 ? new RequestMemory(() => memory.room, () => bodyBudget.pending, options.memoryBudget) : undefined;
-  log(`access: ${access ? `bearer tokens (${tokens!.count}); health probes${options.auth.metrics ? '' : ' and /metrics'} open` : 'open to anyone who reaches the port (no server.auth tokens)'}; ${tls ? `TLS${tls.clientCa ? ' with client certificates (mutual TLS)' : ''}` : 'plain HTTP and gRPC'}`);
+  const bodyBudget = new BodyBudget(
+    Math.min(Math.max(options.maxPendingBodyBytes, options.maxBodyBytes), memory && memory.room > 0 ? memory.room : Infinity),
+    options.minBodyRate,
+  );
+  const requestMemory =
+    memory && memory.room > 0
+      ? new RequestMemory(
+          () => memory.room,
+          () => bodyBudget.pending,
+          options.memoryBudget,
+        )
+      : undefined;
+  log(
+    `access: ${access ? `bearer tokens (${tokens!.count}); health probes${options.auth.metrics ? '' : ' and /metrics'} open` : 'open to anyone who reaches the port (no server.auth tokens)'}; ${tls ? `TLS${tls.clientCa ? ' with client certificates (mutual TLS)' : ''}` : 'plain HTTP and gRPC'}`,
+  );
   const responseCache = options.responseCacheBytes > 0 ? new ResponseCache(options.responseCacheBytes, metrics.registry) : undefined;
   if (responseCache) log(`response cache: up to ${options.responseCacheBytes} bytes of outputs, least recently used out first`);
-  const shared = { repository, metrics, state, serverVersion: VERSION, log, inferenceLog, inferenceTimeoutMs: options.inferenceTimeoutMs, access, tls, bodyBudget, proxies, requestMemory, responseCache };
-  const rest = createRestServer({ ...shared, repositoryControl: options.repositoryControl, explainMaxRows: options.explain.maxRows, maxBodyBytes: options.maxBodyBytes, offloadBytes: options.offloadBytes, routes: options.routes });
+  const shared = {
+    repository,
+    metrics,
+    state,
+    serverVersion: VERSION,
+    log,
+    inferenceLog,
+    inferenceTimeoutMs: options.inferenceTimeoutMs,
+    access,
+    tls,
+    bodyBudget,
+    proxies,
+    requestMemory,
+    responseCache,
+  };
+  const rest = createRestServer({
+    ...shared,
+    repositoryControl: options.repositoryControl,
+    explainMaxRows: options.explain.maxRows,
+    maxBodyBytes: options.maxBodyBytes,
+    offloadBytes: options.offloadBytes,
+    routes: options.routes,
+  });
   let grpc: GrpcServer | undefined;
   let address: { url: string; port: number };
   let grpcPort: number | undefined;

@@ -31,7 +31,8 @@ export class SlowRunJudge {
     this.slowCount += slow - this.recent[slot];
     this.recent[slot] = slow;
     if (ms > this.verySlowMs) return `a run took ${ms.toFixed(1)} ms on the main thread (over ${this.verySlowMs} ms)`;
-    if (this.slowCount >= this.strikes) return `${this.slowCount} of the last ${Math.min(this.runs, this.window)} runs on the main thread took over ${this.slowMs} ms`;
+    if (this.slowCount >= this.strikes)
+      return `${this.slowCount} of the last ${Math.min(this.runs, this.window)} runs on the main thread took over ${this.slowMs} ms`;
     return undefined;
   }
 }

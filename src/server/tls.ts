@@ -24,13 +24,20 @@ function readPem(file: string, what: string, setting: string): Buffer {
   try {
     return readFileSync(file);
   } catch (error) {
-    throw inputError(`cannot read the ${what} ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, `check ${setting} and that the file is mounted`);
+    throw inputError(
+      `cannot read the ${what} ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      `check ${setting} and that the file is mounted`,
+    );
   }
 }
 
 /** The files' contents, checked: a one-line error naming the file and what is wrong. */
 export function loadTlsFiles(tls: TlsOptions, now = new Date()): Required<Pick<SecureContextOptions, 'cert' | 'key'>> & { ca?: Buffer } {
-  if (!tls.cert || !tls.key) throw inputError(`TLS needs both a certificate and a key; ${tls.cert ? 'server.tls.key' : 'server.tls.cert'} is not set`, 'set server.tls.cert and server.tls.key (MLOPS_TLS_CERT, MLOPS_TLS_KEY, or --tls-cert and --tls-key)');
+  if (!tls.cert || !tls.key)
+    throw inputError(
+      `TLS needs both a certificate and a key; ${tls.cert ? 'server.tls.key' : 'server.tls.cert'} is not set`,
+      'set server.tls.cert and server.tls.key (MLOPS_TLS_CERT, MLOPS_TLS_KEY, or --tls-cert and --tls-key)',
+    );
   const cert = readPem(tls.cert, 'TLS certificate', 'server.tls.cert (MLOPS_TLS_CERT)');
   const key = readPem(tls.key, 'TLS key', 'server.tls.key (MLOPS_TLS_KEY)');
   let x509: X509Certificate;
@@ -49,8 +56,13 @@ export function loadTlsFiles(tls: TlsOptions, now = new Date()): Required<Pick<S
   }
   const notAfter = new Date(x509.validTo);
   const notBefore = new Date(x509.validFrom);
-  if (notAfter < now) throw inputError(`the certificate ${tls.cert} expired on ${notAfter.toISOString()}`, 'renew it (cert-manager renews before expiry; check its Certificate resource)');
-  if (notBefore > now) throw inputError(`the certificate ${tls.cert} is not valid before ${notBefore.toISOString()}`, "check this machine's clock, or wait until then");
+  if (notAfter < now)
+    throw inputError(
+      `the certificate ${tls.cert} expired on ${notAfter.toISOString()}`,
+      'renew it (cert-manager renews before expiry; check its Certificate resource)',
+    );
+  if (notBefore > now)
+    throw inputError(`the certificate ${tls.cert} is not valid before ${notBefore.toISOString()}`, "check this machine's clock, or wait until then");
   if (!tls.clientCa) return { cert, key };
   const ca = readPem(tls.clientCa, 'client CA bundle', 'server.tls.clientCa (MLOPS_TLS_CLIENT_CA)');
   try {
@@ -134,11 +146,22 @@ export function grpcServerCredentials(tls: TlsOptions): { credentials: grpc.Serv
   // grpc-js sets no cipher list of its own (only from GRPC_SSL_CIPHER_SUITES, read when it loads), so
   // Node's default applies: made the same forward-secret AEAD list as HTTPS, for this process.
   setDefaultCiphers(CIPHERS);
-  const identity = new CheckedCertificates({ certificate: first.cert as Buffer, privateKey: first.key as Buffer }, first.ca ? { caCertificate: first.ca } : null);
-  const stop = watchTls(tls, (files) => identity.update({ certificate: files.cert as Buffer, privateKey: files.key as Buffer }, files.ca ? { caCertificate: files.ca as Buffer } : null), () => undefined);
+  const identity = new CheckedCertificates(
+    { certificate: first.cert as Buffer, privateKey: first.key as Buffer },
+    first.ca ? { caCertificate: first.ca } : null,
+  );
+  const stop = watchTls(
+    tls,
+    (files) => identity.update({ certificate: files.cert as Buffer, privateKey: files.key as Buffer }, files.ca ? { caCertificate: files.ca as Buffer } : null),
+    () => undefined,
+  );
   // grpc-js' declaration names the first two parameters the other way round from what its code does
   // (identity first, then the CA provider): called as the code reads them.
-  const create = grpc.experimental.createCertificateProviderServerCredentials as unknown as (identity: grpc.experimental.CertificateProvider, ca: grpc.experimental.CertificateProvider | null, requireClientCertificate: boolean) => grpc.ServerCredentials;
+  const create = grpc.experimental.createCertificateProviderServerCredentials as unknown as (
+    identity: grpc.experimental.CertificateProvider,
+    ca: grpc.experimental.CertificateProvider | null,
+    requireClientCertificate: boolean,
+  ) => grpc.ServerCredentials;
   return { credentials: create(identity, tls.clientCa ? identity : null, Boolean(tls.clientCa)), stop };
 }
 

@@ -12,7 +12,11 @@ import type { WorkerHello, WorkerJob, WorkerReply, WorkerSetup } from './worker-
 function workerScript(): URL {
   const candidates = ['./inference-worker.mjs', './inference-worker.js', '../../dist/server/inference-worker.js'].map((p) => new URL(p, import.meta.url));
   const found = candidates.find((u) => existsSync(fileURLToPath(u)));
-  if (!found) throw new MlopsError(`the inference worker script is missing (looked for ${candidates.map((u) => fileURLToPath(u)).join(', ')})`, { exitCode: 70, hint: 'run npm run build' });
+  if (!found)
+    throw new MlopsError(`the inference worker script is missing (looked for ${candidates.map((u) => fileURLToPath(u)).join(', ')})`, {
+      exitCode: 70,
+      hint: 'run npm run build',
+    });
   return found;
 }
 
@@ -143,7 +147,9 @@ export class WorkerPool {
     // (and sessions) they hold: with only one per worker, four long requests in a row left a pool of two
     // with none, and every other request waited out its deadline for 48 s (issue 34).
     const replacing = this.abandoned.size <= this.capacity * ABANDONED_PER_WORKER;
-    this.log(`an inference run overstayed its deadline: its worker thread leaves the pool and ends when ONNX Runtime returns${replacing ? '; a new worker starts' : `; ${this.abandoned.size} are abandoned, so a new worker starts when one ends`}`);
+    this.log(
+      `an inference run overstayed its deadline: its worker thread leaves the pool and ends when ONNX Runtime returns${replacing ? '; a new worker starts' : `; ${this.abandoned.size} are abandoned, so a new worker starts when one ends`}`,
+    );
     if (replacing) this.replace('deadline');
     else this.owed++;
     if (!this.accepting) {

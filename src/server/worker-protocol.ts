@@ -69,9 +69,27 @@ export type WorkerReply =
   | { ok: true; kind: 'grpc'; body: Uint8Array; rows: number; startedAt: number; seconds: number; profiled?: Profiled }
   | { ok: true; kind: 'probe'; ms: number | null; reason?: string }
   /** `outputs`: the attributed outputs and their columns, in the order the values run; `base`: the background's mean output. */
-  | { ok: true; kind: 'explain'; outputs: { name: string; width: number }[]; base: number[]; rows: RowExplanation[]; coalitions: number; exact: boolean; modelRows: number; seconds: number }
+  | {
+      ok: true;
+      kind: 'explain';
+      outputs: { name: string; width: number }[];
+      base: number[];
+      rows: RowExplanation[];
+      coalitions: number;
+      exact: boolean;
+      modelRows: number;
+      seconds: number;
+    }
   /** Per row: the outputs' values and each patch's attribution to each column ([(i * grid[1] + j) * width + column]); `axes`: the spatial axes of the row shape. */
-  | { ok: true; kind: 'occlude'; outputs: { name: string; width: number }[]; rows: { output: number[]; grid: [number, number]; patches: number[] }[]; axes: [number, number]; modelRows: number; seconds: number }
+  | {
+      ok: true;
+      kind: 'occlude';
+      outputs: { name: string; width: number }[];
+      rows: { output: number[]; grid: [number, number]; patches: number[] }[];
+      axes: [number, number];
+      modelRows: number;
+      seconds: number;
+    }
   /** status: the HTTP status of a client error (400, ...); 500 for a failure of the model. */
   | { ok: false; status: number; message: string; modelFailed?: boolean };
 

@@ -55,7 +55,8 @@ export function releaseStatement(facts: ReleaseFacts): Record<string, unknown> {
 
 /** GitHub Actions' run URL, GitLab's job URL, else the tool itself. */
 export function builderId(env: NodeJS.ProcessEnv): string {
-  if (env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID) return `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}`;
+  if (env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID)
+    return `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}`;
   if (env.CI_JOB_URL) return env.CI_JOB_URL;
   return `urn:mlops:cli:${VERSION}`;
 }
@@ -70,8 +71,7 @@ export async function signStatement(statement: Record<string, unknown>, key: Sig
 }
 
 export type BundleCheck =
-  | { ok: true; statement: Record<string, unknown>; keyId: string }
-  | { ok: false; reason: 'malformed' | 'other-key' | 'bad-signature'; message: string };
+  { ok: true; statement: Record<string, unknown>; keyId: string } | { ok: false; reason: 'malformed' | 'other-key' | 'bad-signature'; message: string };
 
 /**
  * Checks a bundle with Sigstore's verifier against one public key. Key-based bundles carry no
@@ -86,11 +86,18 @@ export function verifyBundle(json: string, publicKey: KeyObject, keyId: string):
   }
   const hint = bundle.verificationMaterial.content.$case === 'publicKey' ? bundle.verificationMaterial.content.publicKey.hint : '';
   if (hint && hint !== keyId) return { ok: false, reason: 'other-key', message: `signed by another key (${hint.slice(0, 12)}), not ${keyId.slice(0, 12)}` };
-  const material = toTrustMaterial({ mediaType: '', tlogs: [], certificateAuthorities: [], ctlogs: [], timestampAuthorities: [] }, () => ({ publicKey, validFor: () => true }));
+  const material = toTrustMaterial({ mediaType: '', tlogs: [], certificateAuthorities: [], ctlogs: [], timestampAuthorities: [] }, () => ({
+    publicKey,
+    validFor: () => true,
+  }));
   try {
     new Verifier(material, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 }).verify(toSignedEntity(bundle));
   } catch (error) {
-    return { ok: false, reason: hint ? 'bad-signature' : 'other-key', message: `the signature does not verify with key ${keyId.slice(0, 12)}: ${(error as Error).message}` };
+    return {
+      ok: false,
+      reason: hint ? 'bad-signature' : 'other-key',
+      message: `the signature does not verify with key ${keyId.slice(0, 12)}: ${(error as Error).message}`,
+    };
   }
   if (bundle.content.$case !== 'dsseEnvelope' || bundle.content.dsseEnvelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
     return { ok: false, reason: 'malformed', message: 'the bundle holds no in-toto statement' };
@@ -103,8 +110,15 @@ export function verifyBundle(json: string, publicKey: KeyObject, keyId: string):
 }
 
 /** The subject digest (sha256:...) and model sha256 a verified statement names. */
-export function statementFacts(statement: Record<string, unknown>): { subjects: string[]; modelSha256: string | null; sbomSha256: string | null; version: string | null } {
-  const subjects = ((statement.subject ?? []) as { digest?: Record<string, string> }[]).flatMap((s) => Object.entries(s.digest ?? {}).map(([a, h]) => `${a}:${h}`));
+export function statementFacts(statement: Record<string, unknown>): {
+  subjects: string[];
+  modelSha256: string | null;
+  sbomSha256: string | null;
+  version: string | null;
+} {
+  const subjects = ((statement.subject ?? []) as { digest?: Record<string, string> }[]).flatMap((s) =>
+    Object.entries(s.digest ?? {}).map(([a, h]) => `${a}:${h}`),
+  );
   const predicate = (statement.predicate ?? {}) as {
     buildDefinition?: { externalParameters?: { version?: string; model?: { sha256?: string } } };
     runDetails?: { byproducts?: { name?: string; digest?: { sha256?: string } }[] };

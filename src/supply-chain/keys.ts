@@ -17,13 +17,18 @@ export const PRIVATE_KEY_FILE = 'mlops.key';
 export const PUBLIC_KEY_FILE = 'mlops.pub';
 
 export function keyIdOf(publicKey: KeyObject): string {
-  return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+  return createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
 }
 
 /** Sigstore's key-based signing, as cosign's: ECDSA on P-256 with SHA-256. Other keys are refused up front. */
 function requireP256(key: KeyObject, source: string): void {
   if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-    const what = key.asymmetricKeyType === 'ec' ? `an EC key on ${key.asymmetricKeyDetails?.namedCurve}` : `a${key.asymmetricKeyType === 'rsa' ? 'n' : ''} ${key.asymmetricKeyType} key`;
+    const what =
+      key.asymmetricKeyType === 'ec'
+        ? `an EC key on ${key.asymmetricKeyDetails?.namedCurve}`
+        : `a${key.asymmetricKeyType === 'rsa' ? 'n' : ''} ${key.asymmetricKeyType} key`;
     throw inputError(`${source}: ${what}; mlops signs with ECDSA P-256`, 'make a key pair with `mlops keygen --output <dir>`');
   }
 }
@@ -45,8 +50,16 @@ export async function writeKeyPair(dir: string): Promise<{ privateKeyFile: strin
   const privateKeyFile = path.join(dir, PRIVATE_KEY_FILE);
   const publicKeyFile = path.join(dir, PUBLIC_KEY_FILE);
   for (const file of [privateKeyFile, publicKeyFile]) {
-    if (await stat(file).then(() => true, () => false)) {
-      throw inputError(`${file} exists: mlops keygen never overwrites a key`, 'pick another --output folder, or remove the old pair if you mean to replace it (versions it signed then fail to verify)');
+    if (
+      await stat(file).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      throw inputError(
+        `${file} exists: mlops keygen never overwrites a key`,
+        'pick another --output folder, or remove the old pair if you mean to replace it (versions it signed then fail to verify)',
+      );
     }
   }
   // 'wx': created here with mode 0600 from the start, never a moment readable by others.
@@ -104,7 +117,8 @@ export async function loadPublicKey(file: string, source: string): Promise<{ pub
   const pem = await readFile(file, 'utf8').catch(() => {
     throw inputError(`${source}: cannot read ${file}`, 'give the public key `mlops keygen` wrote (mlops.pub)');
   });
-  if (/PRIVATE KEY/.test(pem)) throw inputError(`${source}: ${file} is a private key`, 'verify with the public key (mlops.pub); the private key belongs only where versions are signed');
+  if (/PRIVATE KEY/.test(pem))
+    throw inputError(`${source}: ${file} is a private key`, 'verify with the public key (mlops.pub); the private key belongs only where versions are signed');
   let publicKey: KeyObject;
   try {
     publicKey = createPublicKey({ key: pem, format: 'pem' });

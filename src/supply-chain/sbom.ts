@@ -44,7 +44,14 @@ interface BundledPackage {
 
 const npmPurl = (name: string, version: string) => {
   const slash = name.startsWith('@') ? name.indexOf('/') : -1;
-  return new PackageURL('npm', slash === -1 ? undefined : name.slice(0, slash), slash === -1 ? name : name.slice(slash + 1), version, undefined, undefined).toString();
+  return new PackageURL(
+    'npm',
+    slash === -1 ? undefined : name.slice(0, slash),
+    slash === -1 ? name : name.slice(slash + 1),
+    version,
+    undefined,
+    undefined,
+  ).toString();
 };
 
 async function sha256File(file: string): Promise<string> {
@@ -55,7 +62,9 @@ async function sha256File(file: string): Promise<string> {
 
 /** A deterministic serial number: the same image and digest give the same SBOM, byte for byte. */
 function serialNumber(subject: SbomSubject): string {
-  const hex = createHash('sha256').update(`${subject.imageId}\n${subject.digest ?? ''}\n${subject.version}`).digest('hex');
+  const hex = createHash('sha256')
+    .update(`${subject.imageId}\n${subject.digest ?? ''}\n${subject.version}`)
+    .digest('hex');
   // An RFC 4122 version-5-shaped UUID from the hash (what the schema asks of urn:uuid).
   return `urn:uuid:${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-${((parseInt(hex[16], 16) & 0x3) | 0x8).toString(16)}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
@@ -121,7 +130,8 @@ async function imagingComponents(
   const libvips = new Models.Component(Enums.ComponentType.Library, 'libvips', {
     bomRef: 'native:libvips',
     version: sharp.config?.libvips ?? 'unknown',
-    description: "libvips and the image codecs it links (libjpeg-turbo, libpng, libwebp, libtiff, libheif), as sharp's prebuilt @img/sharp-libvips package ships them",
+    description:
+      "libvips and the image codecs it links (libjpeg-turbo, libpng, libwebp, libtiff, libheif), as sharp's prebuilt @img/sharp-libvips package ships them",
     licenses: new Models.LicenseRepository([licenses.makeFromString('LGPL-3.0-or-later')]),
   });
   component.dependencies.add(libvips.bomRef);
@@ -132,15 +142,26 @@ export async function imageSbom(subject: SbomSubject): Promise<string> {
   const labels = subject.labels;
   requireSbomLabels(`${subject.name}:${subject.version}`, labels);
   const modelSha256 = labels[MODEL_SHA256_LABEL];
-  const bundled = JSON.parse(await readFile(path.join(PACKAGE_ROOT, 'dist', 'server-packages.json'), 'utf8').catch(() => {
-    throw new MlopsError('dist/server-packages.json is missing: the server bundle was built without its package list', { exitCode: ExitCode.internal, hint: 'run `npm run build` in the mlops package' });
-  })) as BundledPackage[];
+  const bundled = JSON.parse(
+    await readFile(path.join(PACKAGE_ROOT, 'dist', 'server-packages.json'), 'utf8').catch(() => {
+      throw new MlopsError('dist/server-packages.json is missing: the server bundle was built without its package list', {
+        exitCode: ExitCode.internal,
+        hint: 'run `npm run build` in the mlops package',
+      });
+    }),
+  ) as BundledPackage[];
 
   const licenses = new Contrib.License.Factories.LicenseFactory(spdxExpressionParse);
   const builder = new Contrib.FromNodePackageJson.Builders.ComponentBuilder(new Contrib.FromNodePackageJson.Factories.ExternalReferenceFactory(), licenses);
   const library = (pkg: { name: string; version: string; license?: string | null; homepage?: string | null; repository?: string | null }, ref: string) => {
     const component = builder.makeComponent(
-      { name: pkg.name, version: pkg.version, ...(pkg.license ? { license: pkg.license } : {}), ...(pkg.homepage ? { homepage: pkg.homepage } : {}), ...(pkg.repository ? { repository: pkg.repository } : {}) },
+      {
+        name: pkg.name,
+        version: pkg.version,
+        ...(pkg.license ? { license: pkg.license } : {}),
+        ...(pkg.homepage ? { homepage: pkg.homepage } : {}),
+        ...(pkg.repository ? { repository: pkg.repository } : {}),
+      },
       Enums.ComponentType.Library,
     )!;
     component.bomRef.value = ref;
@@ -181,7 +202,10 @@ export async function imageSbom(subject: SbomSubject): Promise<string> {
   // A model folder's processing files (preprocessor_config.json, tokenizer.json...) decide what the model is fed: each is listed with its sha256.
   const files = labels[MODEL_FILES_LABEL] ? (JSON.parse(labels[MODEL_FILES_LABEL]) as { name: string; sha256: string }[]) : [];
   for (const file of files) {
-    const data = new Models.Component(Enums.ComponentType.Data, file.name, { bomRef: `model-file:${file.name}`, description: `Beside the model in the image: how raw inputs become its tensors, or outputs labels` });
+    const data = new Models.Component(Enums.ComponentType.Data, file.name, {
+      bomRef: `model-file:${file.name}`,
+      description: `Beside the model in the image: how raw inputs become its tensors, or outputs labels`,
+    });
     data.hashes.set(Enums.HashAlgorithm['SHA-256'], file.sha256);
     bom.components.add(data);
     model.dependencies.add(data.bomRef);
@@ -254,7 +278,9 @@ export async function imageSbom(subject: SbomSubject): Promise<string> {
 export async function validateSbom(json: string): Promise<void> {
   const problems = await new Validation.JsonStrictValidator(Spec.Version.v1dot6).validate(json);
   if (problems !== null) {
-    throw new MlopsError(`the SBOM mlops made does not validate against CycloneDX 1.6: ${JSON.stringify(problems).slice(0, 500)}`, { exitCode: ExitCode.internal });
+    throw new MlopsError(`the SBOM mlops made does not validate against CycloneDX 1.6: ${JSON.stringify(problems).slice(0, 500)}`, {
+      exitCode: ExitCode.internal,
+    });
   }
 }
 

@@ -77,7 +77,10 @@ export async function verifyRelease(request: VerifyRequest): Promise<Verificatio
     const facts = statementFacts(check.statement);
     if (!facts.subjects.includes(manifest.digest)) {
       // A valid signature copied onto another image: it names the digest it was made for.
-      rejections.push({ kind: 'digest-changed', message: `the signature is for ${facts.subjects.join(', ') || 'no digest'}, not ${manifest.digest}${subject && subject !== manifest.digest ? ' (attached to another image)' : ''}` });
+      rejections.push({
+        kind: 'digest-changed',
+        message: `the signature is for ${facts.subjects.join(', ') || 'no digest'}, not ${manifest.digest}${subject && subject !== manifest.digest ? ' (attached to another image)' : ''}`,
+      });
       continue;
     }
     statement = facts;
@@ -85,10 +88,16 @@ export async function verifyRelease(request: VerifyRequest): Promise<Verificatio
   }
   if (!statement) {
     if (signatures.length === 0) {
-      fail('unsigned', `unsigned: no signature refers to ${manifest.digest}, the digest the registry serves for ${request.reference} now (if it was signed, the image under this version changed since)`);
+      fail(
+        'unsigned',
+        `unsigned: no signature refers to ${manifest.digest}, the digest the registry serves for ${request.reference} now (if it was signed, the image under this version changed since)`,
+      );
     } else {
       const first = rejections[0];
-      fail(first.kind, `${signatures.length === 1 ? 'its signature does not verify' : `none of its ${signatures.length} signatures verifies`}: ${rejections.map((r) => r.message).join('; ')}`);
+      fail(
+        first.kind,
+        `${signatures.length === 1 ? 'its signature does not verify' : `none of its ${signatures.length} signatures verifies`}: ${rejections.map((r) => r.message).join('; ')}`,
+      );
     }
   }
 
@@ -109,8 +118,10 @@ export async function verifyRelease(request: VerifyRequest): Promise<Verificatio
     if (sbomJson === null) fail('sbom', `no attached SBOM is the one signed (sha256 ${statement?.sbomSha256?.slice(0, 12)})`);
   }
   const fromSbom = sbomJson ? sbomModelSha256(sbomJson) : null;
-  if (sbomJson !== null && fromSbom !== label) fail('model', `the SBOM's model sha256 (${fromSbom?.slice(0, 12) ?? 'none'}) is not the image label's (${label?.slice(0, 12) ?? 'none'})`);
-  if (statement && statement.modelSha256 !== label) fail('model', `the signed model sha256 (${statement.modelSha256?.slice(0, 12) ?? 'none'}) is not the image label's (${label?.slice(0, 12) ?? 'none'})`);
+  if (sbomJson !== null && fromSbom !== label)
+    fail('model', `the SBOM's model sha256 (${fromSbom?.slice(0, 12) ?? 'none'}) is not the image label's (${label?.slice(0, 12) ?? 'none'})`);
+  if (statement && statement.modelSha256 !== label)
+    fail('model', `the signed model sha256 (${statement.modelSha256?.slice(0, 12) ?? 'none'}) is not the image label's (${label?.slice(0, 12) ?? 'none'})`);
 
   return {
     reference: request.reference,
@@ -142,7 +153,11 @@ export interface DeployCheck {
  * signed by that key, whose digest is the one signed; for an image on this machine, the very image
  * the registry holds under that digest. Anything else is refused with exit 5 before any change.
  */
-export async function requireVerified(check: DeployCheck, release: { version: string; image: string; digest: string | null }, localImageId: string | null): Promise<Verification | null> {
+export async function requireVerified(
+  check: DeployCheck,
+  release: { version: string; image: string; digest: string | null },
+  localImageId: string | null,
+): Promise<Verification | null> {
   const keyFile = check.config.deploy.verify.key;
   if (!keyFile) return null;
   const { publicKey, keyId } = await loadPublicKey(path.resolve(check.projectDir, keyFile), 'deploy.verify.key');
@@ -155,7 +170,14 @@ export async function requireVerified(check: DeployCheck, release: { version: st
   const credentials = await resolveCredentials(ref.registry, check.env);
   let verification: Verification;
   try {
-    verification = await verifyRelease({ client: new RegistryClient(ref.registry, credentials), name, repository: ref.repository, reference: release.version, publicKey, keyId });
+    verification = await verifyRelease({
+      client: new RegistryClient(ref.registry, credentials),
+      name,
+      repository: ref.repository,
+      reference: release.version,
+      publicKey,
+      keyId,
+    });
   } catch (error) {
     if (isMlopsError(error) && error.exitCode === ExitCode.badInput) {
       throw untrustedError(`refusing to deploy ${name}:${release.version}: it is not in the registry ${ref.registry}, so nothing signs it`, hint);

@@ -8,7 +8,6 @@ import { createHttpHeaders, type PipelinePolicy, type PipelineResponse } from '@
 import { environmentError, isMlopsError } from '../errors.js';
 import type { AzureSeam, DeployContext } from './types.js';
 
-
 export const defaultAzureSeam: AzureSeam = {
   credential: () => new LazyDefaultCredential(),
 };
@@ -36,7 +35,12 @@ function planPolicy(ctx: DeployContext): PipelinePolicy {
       const body = typeof request.body === 'string' ? request.body : undefined;
       if (request.method !== 'GET') ctx.exec.record(line, body && withoutSecretValues(body));
       if (!ctx.dryRun) return next(request);
-      const answer = (status: number, text?: string): PipelineResponse => ({ request, status, headers: createHttpHeaders({ 'content-type': 'application/json' }), bodyAsText: text });
+      const answer = (status: number, text?: string): PipelineResponse => ({
+        request,
+        status,
+        headers: createHttpHeaders({ 'content-type': 'application/json' }),
+        bodyAsText: text,
+      });
       if (request.method === 'GET') return answer(404, JSON.stringify({ error: { code: 'ResourceNotFound', message: 'dry run: nothing is read' } }));
       if (request.method === 'DELETE') return answer(200);
       const echoed = body ? (JSON.parse(body) as Record<string, unknown>) : {};
@@ -50,7 +54,9 @@ function planPolicy(ctx: DeployContext): PipelinePolicy {
 function withoutSecretValues(body: string): string {
   if (!body.includes('"secrets"')) return body;
   return JSON.stringify(JSON.parse(body), (key, value: unknown) =>
-    key === 'secrets' && Array.isArray(value) ? value.map((secret) => (secret && typeof secret === 'object' && 'value' in secret ? { ...secret, value: '<secret>' } : secret)) : value,
+    key === 'secrets' && Array.isArray(value)
+      ? value.map((secret) => (secret && typeof secret === 'object' && 'value' in secret ? { ...secret, value: '<secret>' } : secret))
+      : value,
   );
 }
 
@@ -89,12 +95,21 @@ export function azureError(error: unknown, what: string): Error {
   const e = error as Error & { statusCode?: number; code?: string };
   const said = (e.message ?? String(error)).split('\n')[0];
   if (e.name === 'CredentialUnavailableError' || e.name === 'AuthenticationRequiredError' || e.name === 'AggregateAuthenticationError') {
-    return environmentError(`no Azure credential for ${what}: ${said}`, 'sign in with `az login`, or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET (or a federated token) for a service principal');
+    return environmentError(
+      `no Azure credential for ${what}: ${said}`,
+      'sign in with `az login`, or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET (or a federated token) for a service principal',
+    );
   }
   if (e.statusCode === 401 || e.statusCode === 403) {
-    return environmentError(`Azure refused ${what} (HTTP ${e.statusCode}): ${said}`, 'check that the signed-in identity has a role on the resource group (Contributor, or AzureML Data Scientist for a workspace)');
+    return environmentError(
+      `Azure refused ${what} (HTTP ${e.statusCode}): ${said}`,
+      'check that the signed-in identity has a role on the resource group (Contributor, or AzureML Data Scientist for a workspace)',
+    );
   }
-  return environmentError(`${what} failed${e.statusCode ? ` (HTTP ${e.statusCode})` : ''}: ${said}`, 'check the subscription, resource group and names in the target; `az account show` says which subscription is signed in');
+  return environmentError(
+    `${what} failed${e.statusCode ? ` (HTTP ${e.statusCode})` : ''}: ${said}`,
+    'check the subscription, resource group and names in the target; `az account show` says which subscription is signed in',
+  );
 }
 
 /** "PT5S": the ISO 8601 durations Azure's APIs take. */

@@ -21,7 +21,10 @@ const BUSY = new Set(['Creating', 'Updating', 'Deleting', 'Provisioning', 'Scali
 
 export function endpointName(target: AzureMLTarget, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
   const name = target.endpoint || ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path));
-  const cleaned = name.replace(/[^a-zA-Z0-9-]+/g, '-').replace(/^[^a-zA-Z]+|-+$/g, '').slice(0, 32);
+  const cleaned = name
+    .replace(/[^a-zA-Z0-9-]+/g, '-')
+    .replace(/^[^a-zA-Z]+|-+$/g, '')
+    .slice(0, 32);
   return cleaned.length >= 3 ? cleaned : `mlops-${cleaned}`.slice(0, 32);
 }
 
@@ -55,7 +58,10 @@ const mirrorPolicy: PipelinePolicy = {
 async function client(target: AzureMLTarget, ctx: DeployContext): Promise<AzureMachineLearningWorkspaces> {
   const { AzureMachineLearningWorkspaces } = await import('@azure/arm-machinelearning');
   const options = armClientOptions(ctx, target.armEndpoint);
-  return new AzureMachineLearningWorkspaces(armCredential(ctx), target.subscriptionId, { ...options, additionalPolicies: [{ policy: mirrorPolicy, position: 'perRetry' as const }, ...options.additionalPolicies] });
+  return new AzureMachineLearningWorkspaces(armCredential(ctx), target.subscriptionId, {
+    ...options,
+    additionalPolicies: [{ policy: mirrorPolicy, position: 'perRetry' as const }, ...options.additionalPolicies],
+  });
 }
 
 interface Names {
@@ -117,10 +123,18 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
 
     const before = await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what);
     const state = before?.properties.provisioningState;
-    if (state === 'Failed') throw environmentError(`${n.what} is Failed and cannot take a deployment`, `delete it (az ml online-endpoint delete --name ${n.endpoint} -g ${n.rg} -w ${n.ws}), then deploy again`);
+    if (state === 'Failed')
+      throw environmentError(
+        `${n.what} is Failed and cannot take a deployment`,
+        `delete it (az ml online-endpoint delete --name ${n.endpoint} -g ${n.rg} -w ${n.ws}), then deploy again`,
+      );
     if (state && BUSY.has(state)) throw environmentError(`${n.what} is ${state}: another change is under way`, 'wait for it to finish, then deploy again');
     const serving = live(before);
-    if (serving.length > 1) throw environmentError(`${n.what} splits its traffic over ${serving.map(([d]) => d).join(', ')}: another rollout is under way`, 'let it finish, or put all traffic on one deployment, then deploy again');
+    if (serving.length > 1)
+      throw environmentError(
+        `${n.what} splits its traffic over ${serving.map(([d]) => d).join(', ')}: another rollout is under way`,
+        'let it finish, or put all traffic on one deployment, then deploy again',
+      );
     // The release already serving (a redeploy) is checked again in place: it is never "the old one" to move traffic from, or to delete.
     const old = serving[0]?.[0] === deployment ? undefined : serving[0]?.[0];
     const redeploy = serving[0]?.[0] === deployment;
@@ -152,7 +166,13 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
       throw azureError(error, `creating ${n.what}`);
     }
     const environmentId = `/subscriptions/${target.subscriptionId}/resourceGroups/${n.rg}/providers/Microsoft.MachineLearningServices/workspaces/${n.ws}/environments/${environment}/versions/${deployment}`;
-    const probe = { initialDelay: isoSeconds(target.probe.initialDelaySeconds), period: isoSeconds(target.probe.periodSeconds), timeout: isoSeconds(target.probe.timeoutSeconds), failureThreshold: target.probe.failureThreshold, successThreshold: 1 };
+    const probe = {
+      initialDelay: isoSeconds(target.probe.initialDelaySeconds),
+      period: isoSeconds(target.probe.periodSeconds),
+      timeout: isoSeconds(target.probe.timeoutSeconds),
+      failureThreshold: target.probe.failureThreshold,
+      successThreshold: 1,
+    };
 
     const fail = async (reason: FailureReason, message: string, restore: boolean): Promise<DeployOutcome> => {
       const logs = dryRun ? '' : await deploymentLogs(ml, n, deployment, 200);
@@ -162,42 +182,59 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
         if (current) await setTraffic(ml, n, current, { [old]: 100 }, target.mirror > 0 ? {} : undefined);
       }
       if (!redeploy) await deleteDeployment(ml, n, deployment);
-      return old && previous ? { status: 'rolled-back', release, reason, message, logs, restored: previous } : { status: 'failed', release, reason, message, logs, restored: null };
+      return old && previous
+        ? { status: 'rolled-back', release, reason, message, logs, restored: previous }
+        : { status: 'failed', release, reason, message, logs, restored: null };
     };
 
     try {
-      await ml.onlineDeployments.beginCreateOrUpdateAndWait(n.rg, n.ws, n.endpoint, deployment, {
-        location: target.location,
-        sku: { name: 'Default', capacity: target.instanceCount },
-        tags: { [VERSION_TAG]: release.version, 'mlops-image': release.image.slice(0, 256) },
-        properties: {
-          endpointComputeType: 'Managed',
-          description: `${release.modelName} ${release.version}`,
-          environmentId,
-          instanceType: target.instanceType,
-          requestSettings: { requestTimeout: `PT${target.requestTimeoutMs / 1000}S`, maxConcurrentRequestsPerInstance: target.maxConcurrentRequestsPerInstance },
-          livenessProbe: probe,
-          readinessProbe: probe,
-          appInsightsEnabled: false,
+      await ml.onlineDeployments.beginCreateOrUpdateAndWait(
+        n.rg,
+        n.ws,
+        n.endpoint,
+        deployment,
+        {
+          location: target.location,
+          sku: { name: 'Default', capacity: target.instanceCount },
+          tags: { [VERSION_TAG]: release.version, 'mlops-image': release.image.slice(0, 256) },
+          properties: {
+            endpointComputeType: 'Managed',
+            description: `${release.modelName} ${release.version}`,
+            environmentId,
+            instanceType: target.instanceType,
+            requestSettings: {
+              requestTimeout: `PT${target.requestTimeoutMs / 1000}S`,
+              maxConcurrentRequestsPerInstance: target.maxConcurrentRequestsPerInstance,
+            },
+            livenessProbe: probe,
+            readinessProbe: probe,
+            appInsightsEnabled: false,
+          },
         },
-      }, { abortSignal: AbortSignal.timeout(target.readyTimeoutSeconds * 1000) });
+        { abortSignal: AbortSignal.timeout(target.readyTimeoutSeconds * 1000) },
+      );
     } catch (error) {
       const e = error as Error & { statusCode?: number };
       // A deployment that failed to provision is a failed rollout; a refused request is an error.
       if (e.statusCode && e.statusCode < 500) throw azureError(error, `creating deployment ${deployment} of ${n.what}`);
-      if (e.name === 'AbortError' || e.name === 'TimeoutError') return fail('health-timeout', `deployment ${deployment} was not ready after ${target.readyTimeoutSeconds} s`, false);
+      if (e.name === 'AbortError' || e.name === 'TimeoutError')
+        return fail('health-timeout', `deployment ${deployment} was not ready after ${target.readyTimeoutSeconds} s`, false);
       return fail('rollout-failed', `deployment ${deployment} did not provision: ${e.message.split('\n')[0]}`, false);
     }
     ctx.checkpoint('candidate-created');
 
     const smoke = () => scoringSmoke(ml, n, target, deployment, release, ctx);
     // After a bake: still Succeeded, still answering. A check that cannot be made is no pass: traffic goes back.
-    const recheck = () => checkDeployment(ml, n, deployment, dryRun).then((problem) => problem ?? smoke()).catch((error: Error) => `the deployment could not be checked: ${error.message.split('\n')[0]}`);
+    const recheck = () =>
+      checkDeployment(ml, n, deployment, dryRun)
+        .then((problem) => problem ?? smoke())
+        .catch((error: Error) => `the deployment could not be checked: ${error.message.split('\n')[0]}`);
     let failure = await smoke();
     if (failure) return fail('smoke-failure', failure, false);
     ctx.checkpoint('candidate-ready');
 
-    let endpoint = (await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what)) ?? before ?? ({ location: target.location, properties: { authMode: 'Key' } } as OnlineEndpoint);
+    let endpoint = (await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what)) ??
+      before ?? { location: target.location, properties: { authMode: 'Key' } };
     let mirrored = false;
     if (old && target.mirror > 0) {
       mirrored = true;
@@ -251,7 +288,13 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
     const out: RecordedRelease[] = [];
     for (const d of await listDeployments(ml, n)) {
       const version = d.tags?.[VERSION_TAG];
-      if (version) out.push({ version, image: d.tags?.['mlops-image'] ?? '', at: d.systemData?.createdAt?.toISOString() ?? null, serving: (traffic[d.name ?? ''] ?? 0) > 0 });
+      if (version)
+        out.push({
+          version,
+          image: d.tags?.['mlops-image'] ?? '',
+          at: d.systemData?.createdAt?.toISOString() ?? null,
+          serving: (traffic[d.name ?? ''] ?? 0) > 0,
+        });
     }
     return out;
   },
@@ -261,7 +304,18 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
     const ml = await client(target, ctx);
     const endpoint = await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what);
     const serving = live(endpoint);
-    if (!endpoint || serving.length === 0) return { target: ctx.targetName, type: 'azureml', deployed: false, version: null, image: null, health: endpoint ? 'no traffic' : 'not deployed', url: endpoint?.properties.scoringUri ?? null, startedAt: null, detail: { endpoint: n.endpoint } };
+    if (!endpoint || serving.length === 0)
+      return {
+        target: ctx.targetName,
+        type: 'azureml',
+        deployed: false,
+        version: null,
+        image: null,
+        health: endpoint ? 'no traffic' : 'not deployed',
+        url: endpoint?.properties.scoringUri ?? null,
+        startedAt: null,
+        detail: { endpoint: n.endpoint },
+      };
     const [main] = [...serving].sort((a, b) => b[1] - a[1]);
     const deployment = await orNull(ml.onlineDeployments.get(n.rg, n.ws, n.endpoint, main[0]), `deployment ${main[0]} of ${n.what}`);
     const state = deployment?.properties.provisioningState;
@@ -274,21 +328,42 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
       health: state === 'Succeeded' && endpoint.properties.provisioningState === 'Succeeded' ? 'ready' : (state ?? 'unknown'),
       url: endpoint.properties.scoringUri ?? null,
       startedAt: deployment?.systemData?.createdAt?.toISOString() ?? null,
-      detail: { endpoint: n.endpoint, deployment: main[0], traffic: endpoint.properties.traffic, instances: deployment?.sku?.capacity ?? null, instanceType: (deployment?.properties as { instanceType?: string } | undefined)?.instanceType ?? null, authMode: endpoint.properties.authMode },
+      detail: {
+        endpoint: n.endpoint,
+        deployment: main[0],
+        traffic: endpoint.properties.traffic,
+        instances: deployment?.sku?.capacity ?? null,
+        instanceType: (deployment?.properties as { instanceType?: string } | undefined)?.instanceType ?? null,
+        authMode: endpoint.properties.authMode,
+      },
     };
   },
 };
 
 /** The endpoint with a new traffic split (and mirror split, when given), put whole: PUT is what every API version takes the same way. */
-async function setTraffic(ml: AzureMachineLearningWorkspaces, n: Names, endpoint: OnlineEndpoint, traffic: Record<string, number>, mirror?: Record<string, number>): Promise<OnlineEndpoint> {
+async function setTraffic(
+  ml: AzureMachineLearningWorkspaces,
+  n: Names,
+  endpoint: OnlineEndpoint,
+  traffic: Record<string, number>,
+  mirror?: Record<string, number>,
+): Promise<OnlineEndpoint> {
   const body: OnlineEndpoint = {
     location: endpoint.location,
-    identity: endpoint.identity ? { type: endpoint.identity.type, userAssignedIdentities: endpoint.identity.userAssignedIdentities } : { type: 'SystemAssigned' },
+    identity: endpoint.identity
+      ? { type: endpoint.identity.type, userAssignedIdentities: endpoint.identity.userAssignedIdentities }
+      : { type: 'SystemAssigned' },
     tags: endpoint.tags,
     properties: { authMode: endpoint.properties.authMode, description: endpoint.properties.description, traffic },
   };
   try {
-    const put = await ml.onlineEndpoints.beginCreateOrUpdateAndWait(n.rg, n.ws, n.endpoint, body, mirror ? { requestOptions: { customHeaders: { [MIRROR_HEADER]: JSON.stringify(mirror) } } } : undefined);
+    const put = await ml.onlineEndpoints.beginCreateOrUpdateAndWait(
+      n.rg,
+      n.ws,
+      n.endpoint,
+      body,
+      mirror ? { requestOptions: { customHeaders: { [MIRROR_HEADER]: JSON.stringify(mirror) } } } : undefined,
+    );
     return { ...body, ...put, properties: { ...body.properties, ...put.properties } };
   } catch (error) {
     throw azureError(error, `moving the traffic of ${n.what}`);
@@ -313,20 +388,33 @@ async function deleteDeployment(ml: AzureMachineLearningWorkspaces, n: Names, de
 }
 
 async function deploymentLogs(ml: AzureMachineLearningWorkspaces, n: Names, deployment: string, tail: number): Promise<string> {
-  const logs = await orNull(ml.onlineDeployments.getLogs(n.rg, n.ws, n.endpoint, deployment, { containerType: 'InferenceServer', tail }), `the logs of deployment ${deployment}`).catch(() => null);
+  const logs = await orNull(
+    ml.onlineDeployments.getLogs(n.rg, n.ws, n.endpoint, deployment, { containerType: 'InferenceServer', tail }),
+    `the logs of deployment ${deployment}`,
+  ).catch(() => null);
   return logs?.content ?? '';
 }
 
 /** A deployment that stopped being Succeeded while it baked (a crash loop Azure ML noticed): the reason, else undefined. */
 async function checkDeployment(ml: AzureMachineLearningWorkspaces, n: Names, deployment: string, dryRun: boolean): Promise<string | undefined> {
   if (dryRun) return undefined;
-  const described: OnlineDeployment | null = await orNull(ml.onlineDeployments.get(n.rg, n.ws, n.endpoint, deployment), `deployment ${deployment} of ${n.what}`);
+  const described: OnlineDeployment | null = await orNull(
+    ml.onlineDeployments.get(n.rg, n.ws, n.endpoint, deployment),
+    `deployment ${deployment} of ${n.what}`,
+  );
   const state = described?.properties.provisioningState;
   return state === 'Succeeded' ? undefined : `deployment ${deployment} is ${state ?? 'gone'}`;
 }
 
 /** One OIP request to the scoring URI, routed to this deployment alone, with the endpoint's key or an Azure ML token. */
-async function scoringSmoke(ml: AzureMachineLearningWorkspaces, n: Names, target: AzureMLTarget, deployment: string, release: Release, ctx: DeployContext): Promise<string | undefined> {
+async function scoringSmoke(
+  ml: AzureMachineLearningWorkspaces,
+  n: Names,
+  target: AzureMLTarget,
+  deployment: string,
+  release: Release,
+  ctx: DeployContext,
+): Promise<string | undefined> {
   if (ctx.dryRun) {
     await ml.onlineEndpoints.listKeys(n.rg, n.ws, n.endpoint).catch(() => undefined);
     return undefined;
@@ -336,7 +424,10 @@ async function scoringSmoke(ml: AzureMachineLearningWorkspaces, n: Names, target
   if (!scoringUri) return `${n.what} has no scoring URI`;
   let secret: string | undefined;
   try {
-    secret = target.authMode === 'key' ? (await ml.onlineEndpoints.listKeys(n.rg, n.ws, n.endpoint)).primaryKey : (await ml.onlineEndpoints.getToken(n.rg, n.ws, n.endpoint)).accessToken;
+    secret =
+      target.authMode === 'key'
+        ? (await ml.onlineEndpoints.listKeys(n.rg, n.ws, n.endpoint)).primaryKey
+        : (await ml.onlineEndpoints.getToken(n.rg, n.ws, n.endpoint)).accessToken;
   } catch (error) {
     throw azureError(error, `reading the ${target.authMode === 'key' ? 'keys' : 'token'} of ${n.what}`);
   }

@@ -18,7 +18,9 @@ interface ServiceDescription {
 }
 
 export function serviceName(target: CloudRunTarget, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
-  return (target.service || ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path))).toLowerCase().replace(/[^a-z0-9-]/g, '-');
+  return (target.service || ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path)))
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-');
 }
 
 /** Cloud Run revision tags and label values: lowercase letters, digits and hyphens. */
@@ -64,7 +66,9 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
     const base = gcloudBase(target);
     const tag = revisionTag(release.version);
     // The smoke test's token (MLOPS_TOKEN), checked before anything is deployed; Cloud Run's own certificate is trusted as any.
-    const smoke = exec.dryRun ? { security: {} } : { security: { ...smokeSecurity(ctx.targetName, target, ctx.env, ctx.projectDir).security, insecure: false } };
+    const smoke = exec.dryRun
+      ? { security: {} }
+      : { security: { ...smokeSecurity(ctx.targetName, target, ctx.env, ctx.projectDir).security, insecure: false } };
     const describe = async () => {
       const result = await exec.run('gcloud', ['run', 'services', 'describe', service, ...base, '--format=json'], { allowFailure: true });
       return result.exitCode === 0 && result.stdout ? (JSON.parse(result.stdout) as ServiceDescription) : null;
@@ -74,20 +78,36 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
     // A new service cannot start with no traffic; there is nothing to protect yet.
     const exists = exec.dryRun || before !== null;
     await exec.run('gcloud', [
-      'run', 'deploy', service, '--image', release.image, ...base,
-      '--port', String(ctx.config.image.port),
-      '--concurrency', String(target.concurrency),
-      '--cpu', target.cpu,
-      '--memory', target.memory,
-      '--min-instances', String(target.minInstances),
-      '--max-instances', String(target.maxInstances),
-      '--labels', `mlops-version=${revisionTag(release.version).slice(1)},managed-by=mlops`,
-      '--tag', tag,
+      'run',
+      'deploy',
+      service,
+      '--image',
+      release.image,
+      ...base,
+      '--port',
+      String(ctx.config.image.port),
+      '--concurrency',
+      String(target.concurrency),
+      '--cpu',
+      target.cpu,
+      '--memory',
+      target.memory,
+      '--min-instances',
+      String(target.minInstances),
+      '--max-instances',
+      String(target.maxInstances),
+      '--labels',
+      `mlops-version=${revisionTag(release.version).slice(1)},managed-by=mlops`,
+      '--tag',
+      tag,
       target.allowUnauthenticated ? '--allow-unauthenticated' : '--no-allow-unauthenticated',
       // The token file from Secret Manager, mounted by Cloud Run; the server is pointed at it. TLS is Cloud Run's.
-      ...(target.auth ? ['--set-secrets', `${SECRET_MOUNT.tokens}=${target.auth.secret}`, '--update-env-vars', `MLOPS_AUTH_TOKEN_FILE=${SECRET_MOUNT.tokens}`] : []),
+      ...(target.auth
+        ? ['--set-secrets', `${SECRET_MOUNT.tokens}=${target.auth.secret}`, '--update-env-vars', `MLOPS_AUTH_TOKEN_FILE=${SECRET_MOUNT.tokens}`]
+        : []),
       ...(exists ? ['--no-traffic'] : []),
-      '--quiet', '--format=json',
+      '--quiet',
+      '--format=json',
     ]);
     const after = await describe();
     const tagged = after?.status?.traffic?.find((t) => t.tag === tag);
@@ -117,9 +137,19 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
     if (!failure) return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: after?.status?.url ?? null, previous };
 
     const revision = tagged?.revisionName ?? after?.status?.latestReadyRevisionName ?? '';
-    const logs = revision ? await cloudLoggingTail(ctx, target.project, ['resource.type="cloud_run_revision"', `resource.labels.revision_name="${revision}"`]) : '';
+    const logs = revision
+      ? await cloudLoggingTail(ctx, target.project, ['resource.type="cloud_run_revision"', `resource.labels.revision_name="${revision}"`])
+      : '';
     if (serving.length === 0 || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
-    await exec.run('gcloud', ['run', 'services', 'update-traffic', service, ...base, `--to-revisions=${serving.map((t) => `${t.revisionName}=${t.percent}`).join(',')}`, '--quiet']);
+    await exec.run('gcloud', [
+      'run',
+      'services',
+      'update-traffic',
+      service,
+      ...base,
+      `--to-revisions=${serving.map((t) => `${t.revisionName}=${t.percent}`).join(',')}`,
+      '--quiet',
+    ]);
     return { status: 'rolled-back', release, ...failure, logs, restored: previous };
   },
 
@@ -142,23 +172,52 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
     const service = serviceName(target, ctx);
     const listed = await ctx.exec.run('gcloud', ['run', 'revisions', 'list', '--service', service, ...gcloudBase(target), '--format=json']);
     const described = await ctx.exec.run('gcloud', ['run', 'services', 'describe', service, ...gcloudBase(target), '--format=json'], { allowFailure: true });
-    const live = new Set(((described.exitCode === 0 ? (JSON.parse(described.stdout || '{}') as ServiceDescription) : {}).status?.traffic ?? []).filter((t) => (t.percent ?? 0) > 0).map((t) => t.revisionName));
-    const revisions = JSON.parse(listed.stdout || '[]') as { metadata?: { name?: string; creationTimestamp?: string; labels?: Record<string, string> }; spec?: { containers?: { image?: string }[] } }[];
+    const live = new Set(
+      ((described.exitCode === 0 ? (JSON.parse(described.stdout || '{}') as ServiceDescription) : {}).status?.traffic ?? [])
+        .filter((t) => (t.percent ?? 0) > 0)
+        .map((t) => t.revisionName),
+    );
+    const revisions = JSON.parse(listed.stdout || '[]') as {
+      metadata?: { name?: string; creationTimestamp?: string; labels?: Record<string, string> };
+      spec?: { containers?: { image?: string }[] };
+    }[];
     return revisions
       .filter((r) => r.metadata?.labels?.['mlops-version'])
       .sort((a, b) => Date.parse(a.metadata?.creationTimestamp ?? '') - Date.parse(b.metadata?.creationTimestamp ?? ''))
-      .map((r) => ({ version: r.metadata!.labels!['mlops-version'], image: r.spec?.containers?.[0]?.image ?? '', at: r.metadata?.creationTimestamp ?? null, serving: live.has(r.metadata?.name) }));
+      .map((r) => ({
+        version: r.metadata!.labels!['mlops-version'],
+        image: r.spec?.containers?.[0]?.image ?? '',
+        at: r.metadata?.creationTimestamp ?? null,
+        serving: live.has(r.metadata?.name),
+      }));
   },
 
   async status(target, ctx): Promise<TargetStatus> {
     const service = serviceName(target, ctx);
     const result = await ctx.exec.run('gcloud', ['run', 'services', 'describe', service, ...gcloudBase(target), '--format=json'], { allowFailure: true });
     if (result.exitCode !== 0) {
-      notFoundOrThrow(result, /Cannot find service|could not be found|NOT_FOUND/i, `Cloud Run service ${service} (project ${target.project}, region ${target.region})`, 'check gcloud\'s credentials and project: gcloud auth list; gcloud config list');
-      return { target: ctx.targetName, type: 'cloudrun', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { service } };
+      notFoundOrThrow(
+        result,
+        /Cannot find service|could not be found|NOT_FOUND/i,
+        `Cloud Run service ${service} (project ${target.project}, region ${target.region})`,
+        "check gcloud's credentials and project: gcloud auth list; gcloud config list",
+      );
+      return {
+        target: ctx.targetName,
+        type: 'cloudrun',
+        deployed: false,
+        version: null,
+        image: null,
+        health: 'not deployed',
+        url: null,
+        startedAt: null,
+        detail: { service },
+      };
     }
     const description = JSON.parse(result.stdout) as ServiceDescription & { spec?: { template?: { spec?: { containers?: { image?: string }[] } } } };
-    const traffic = (description.status?.traffic ?? []).filter((t) => (t.percent ?? 0) > 0).map((t) => `${t.revisionName}${t.tag ? ` (${t.tag})` : ''}: ${t.percent}%`);
+    const traffic = (description.status?.traffic ?? [])
+      .filter((t) => (t.percent ?? 0) > 0)
+      .map((t) => `${t.revisionName}${t.tag ? ` (${t.tag})` : ''}: ${t.percent}%`);
     return {
       target: ctx.targetName,
       type: 'cloudrun',

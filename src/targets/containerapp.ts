@@ -18,7 +18,11 @@ const VERSION_ENV = 'MLOPS_MODEL_VERSION';
 
 export function appName(target: ContainerAppTarget, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
   const name = (target.app || ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path))).toLowerCase();
-  const cleaned = name.replace(/[^a-z0-9-]+/g, '-').replace(/^[^a-z]+|-+$/g, '').slice(0, 32).replace(/-+$/, '');
+  const cleaned = name
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^[^a-z]+|-+$/g, '')
+    .slice(0, 32)
+    .replace(/-+$/, '');
   return cleaned.length >= 2 ? cleaned : `mlops-${cleaned}`;
 }
 
@@ -39,7 +43,11 @@ const secretName = (variable: string) => variable.toLowerCase().replace(/_/g, '-
 function envelope(target: ContainerAppTarget, release: Release, ctx: DeployContext, traffic: TrafficWeight[]): ContainerApp {
   const secrets = Object.entries(target.secretEnv).map(([variable, source]) => {
     const value = ctx.env[source];
-    if (value === undefined) throw inputError(`target '${ctx.targetName}': secretEnv.${variable} names ${source}, which is not set here`, `export ${source} in the deploying environment (a CI secret), or remove ${variable} from secretEnv`);
+    if (value === undefined)
+      throw inputError(
+        `target '${ctx.targetName}': secretEnv.${variable} names ${source}, which is not set here`,
+        `export ${source} in the deploying environment (a CI secret), or remove ${variable} from secretEnv`,
+      );
     return { name: secretName(variable), value };
   });
   const server = release.image.split('/')[0];
@@ -49,8 +57,16 @@ function envelope(target: ContainerAppTarget, release: Release, ctx: DeployConte
     secrets.push({ name: 'registry-password', value: ctx.env.MLOPS_REGISTRY_PASSWORD });
     registries = [{ server, username: ctx.env.MLOPS_REGISTRY_USERNAME, passwordSecretRef: 'registry-password' }];
   }
-  const environmentId = target.environment.startsWith('/') ? target.environment : `/subscriptions/${target.subscriptionId}/resourceGroups/${target.resourceGroup}/providers/Microsoft.App/managedEnvironments/${target.environment}`;
-  const probe = (type: 'Liveness' | 'Readiness' | 'Startup', route: string, failureThreshold: number) => ({ type, httpGet: { path: route, port: PORT }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold });
+  const environmentId = target.environment.startsWith('/')
+    ? target.environment
+    : `/subscriptions/${target.subscriptionId}/resourceGroups/${target.resourceGroup}/providers/Microsoft.App/managedEnvironments/${target.environment}`;
+  const probe = (type: 'Liveness' | 'Readiness' | 'Startup', route: string, failureThreshold: number) => ({
+    type,
+    httpGet: { path: route, port: PORT },
+    periodSeconds: 10,
+    timeoutSeconds: 5,
+    failureThreshold,
+  });
   return {
     location: target.location,
     tags: { 'managed-by': 'mlops' },
@@ -78,7 +94,11 @@ function envelope(target: ContainerAppTarget, release: Release, ctx: DeployConte
           probes: [probe('Startup', '/v2/health/ready', 60), probe('Liveness', '/v2/health/live', 3), probe('Readiness', '/v2/health/ready', 3)],
         },
       ],
-      scale: { minReplicas: target.minReplicas, maxReplicas: target.maxReplicas, rules: [{ name: 'http-concurrency', http: { metadata: { concurrentRequests: String(target.concurrentRequests) } } }] },
+      scale: {
+        minReplicas: target.minReplicas,
+        maxReplicas: target.maxReplicas,
+        rules: [{ name: 'http-concurrency', http: { metadata: { concurrentRequests: String(target.concurrentRequests) } } }],
+      },
     },
   };
 }
@@ -123,7 +143,12 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
     const candidate = await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, candidates[0]), `revision ${candidates[0]}`);
     await setTraffic(aca, n, app, [{ revisionName: back, weight: 100 }]);
     for (const name of candidates) await deactivate(aca, n, name);
-    return { candidate: { version: (candidate && versionOf(candidate)) ?? candidates[0], image: candidate?.template?.containers?.[0]?.image ?? '' }, outcome: 'restored', serving: current, message: `app ${n.app} split its traffic with ${candidates.join(', ')}; all of it goes to ${back} again and they were deactivated` };
+    return {
+      candidate: { version: (candidate && versionOf(candidate)) ?? candidates[0], image: candidate?.template?.containers?.[0]?.image ?? '' },
+      outcome: 'restored',
+      serving: current,
+      message: `app ${n.app} split its traffic with ${candidates.join(', ')}; all of it goes to ${back} again and they were deactivated`,
+    };
   },
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
@@ -131,13 +156,22 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
     // A server given tokens (env or secretEnv) asks the smoke test for one: MLOPS_TOKEN, checked before anything is written.
     const tokens = ['MLOPS_AUTH_TOKENS', 'MLOPS_AUTH_TOKEN_FILE'].find((v) => v in target.env || v in target.secretEnv);
     const security = resolveClientSecurity({}, ctx.env, ctx.projectDir);
-    if (tokens && !security.token && !ctx.dryRun) throw inputError(`targets.${ctx.targetName}: the server is given ${tokens}, so the smoke test needs a token it accepts`, 'set MLOPS_TOKEN to one of those tokens in the deploying environment');
+    if (tokens && !security.token && !ctx.dryRun)
+      throw inputError(
+        `targets.${ctx.targetName}: the server is given ${tokens}, so the smoke test needs a token it accepts`,
+        'set MLOPS_TOKEN to one of those tokens in the deploying environment',
+      );
     const aca = await client(target, ctx);
     const revision = `${n.app}--${revisionSuffix(release)}`;
     const before = await orNull(aca.containerApps.get(n.rg, n.app), n.what);
-    if (before?.provisioningState === 'InProgress') throw environmentError(`${n.what} is being changed: another change is under way`, 'wait for it to finish, then deploy again');
+    if (before?.provisioningState === 'InProgress')
+      throw environmentError(`${n.what} is being changed: another change is under way`, 'wait for it to finish, then deploy again');
     const serving = live(before);
-    if (serving.length > 1) throw environmentError(`${n.what} splits its traffic over ${serving.map(([r]) => r).join(', ')}: another rollout is under way`, 'let it finish, or put all traffic on one revision, then deploy again');
+    if (serving.length > 1)
+      throw environmentError(
+        `${n.what} splits its traffic over ${serving.map(([r]) => r).join(', ')}: another rollout is under way`,
+        'let it finish, or put all traffic on one revision, then deploy again',
+      );
     // The release already serving (a redeploy) is checked again in place: never "the old one", never deactivated.
     const redeploy = serving[0]?.[0] === revision;
     const old = redeploy ? undefined : serving[0]?.[0];
@@ -173,11 +207,17 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
         ctx.log(`warning: ${n.what} has internal ingress, so ${url} cannot be smoke-tested from here`);
         return undefined;
       }
-      return ctx.smoke(url, release, {}, security).then(() => undefined, (error: Error) => error.message);
+      return ctx.smoke(url, release, {}, security).then(
+        () => undefined,
+        (error: Error) => error.message,
+      );
     };
     if (old) {
       // Its own URL first, with no traffic: a label on the new revision.
-      app = await setTraffic(aca, n, app, [{ revisionName: old, weight: 100 }, { revisionName: revision, weight: 0, label: CANDIDATE }]);
+      app = await setTraffic(aca, n, app, [
+        { revisionName: old, weight: 100 },
+        { revisionName: revision, weight: 0, label: CANDIDATE },
+      ]);
       const failure = await smoke(`https://${n.app}---${CANDIDATE}.${domain}`);
       if (failure) return fail(aca, n, ctx, release, previous, old, candidate, 'smoke-failure', failure, true);
     } else {
@@ -191,7 +231,10 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
         app = await setTraffic(aca, n, app, [{ revisionName: revision, weight: 100 }]);
         break;
       }
-      app = await setTraffic(aca, n, app, [{ revisionName: old!, weight: 100 - percent }, { revisionName: revision, weight: percent, label: CANDIDATE }]);
+      app = await setTraffic(aca, n, app, [
+        { revisionName: old!, weight: 100 - percent },
+        { revisionName: revision, weight: percent, label: CANDIDATE },
+      ]);
       await bake(ctx, target.waitIntervalSeconds, `${percent}% of traffic on ${revision}`);
       // A check that cannot be made is no pass: traffic goes back.
       const failure = await revisionProblem(aca, n, revision, ctx.dryRun)
@@ -202,7 +245,9 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
     ctx.checkpoint('replaced');
     // What no longer takes traffic stops costing: every other active revision is deactivated (kept, so a rollback activates it again).
     for (const other of await activeRevisions(aca, n)) if (other !== revision) await deactivate(aca, n, other);
-    return ctx.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: app.configuration?.ingress?.fqdn ? `https://${app.configuration.ingress.fqdn}` : null, previous };
+    return ctx.dryRun
+      ? { status: 'planned', release }
+      : { status: 'deployed', release, url: app.configuration?.ingress?.fqdn ? `https://${app.configuration.ingress.fqdn}` : null, previous };
   },
 
   async replicas(_target, ctx) {
@@ -227,7 +272,8 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
     const out: RecordedRelease[] = [];
     for (const r of await revisions(aca, n)) {
       const version = versionOf(r);
-      if (version) out.push({ version, image: r.template?.containers?.[0]?.image ?? '', at: r.createdTime?.toISOString() ?? null, serving: (r.trafficWeight ?? 0) > 0 });
+      if (version)
+        out.push({ version, image: r.template?.containers?.[0]?.image ?? '', at: r.createdTime?.toISOString() ?? null, serving: (r.trafficWeight ?? 0) > 0 });
     }
     return out.sort((a, b) => (a.at ?? '').localeCompare(b.at ?? ''));
   },
@@ -238,7 +284,18 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
     const app = await orNull(aca.containerApps.get(n.rg, n.app), n.what);
     const serving = live(app);
     const url = app?.configuration?.ingress?.fqdn ? `https://${app.configuration.ingress.fqdn}` : null;
-    if (!app || serving.length === 0) return { target: ctx.targetName, type: 'containerapp', deployed: false, version: null, image: null, health: app ? 'no traffic' : 'not deployed', url, startedAt: null, detail: { app: n.app } };
+    if (!app || serving.length === 0)
+      return {
+        target: ctx.targetName,
+        type: 'containerapp',
+        deployed: false,
+        version: null,
+        image: null,
+        health: app ? 'no traffic' : 'not deployed',
+        url,
+        startedAt: null,
+        detail: { app: n.app },
+      };
     const [main] = [...serving].sort((a, b) => b[1] - a[1]);
     const revision = await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, main[0]), `revision ${main[0]}`);
     return {
@@ -247,10 +304,19 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
       deployed: true,
       version: revision ? versionOf(revision) : null,
       image: revision?.template?.containers?.[0]?.image ?? null,
-      health: revision?.healthState === 'Healthy' || (revision?.provisioningState === 'Provisioned' && revision.replicas === 0) ? 'ready' : (revision?.healthState ?? revision?.provisioningState ?? 'unknown'),
+      health:
+        revision?.healthState === 'Healthy' || (revision?.provisioningState === 'Provisioned' && revision.replicas === 0)
+          ? 'ready'
+          : (revision?.healthState ?? revision?.provisioningState ?? 'unknown'),
       url,
       startedAt: revision?.createdTime?.toISOString() ?? null,
-      detail: { app: n.app, revision: main[0], traffic: Object.fromEntries(serving), replicas: revision?.replicas ?? null, runningState: revision?.runningState ?? null },
+      detail: {
+        app: n.app,
+        revision: main[0],
+        traffic: Object.fromEntries(serving),
+        replicas: revision?.replicas ?? null,
+        runningState: revision?.runningState ?? null,
+      },
     };
   },
 };
@@ -264,26 +330,56 @@ const versionOf = (revision: Revision) => revision.template?.containers?.[0]?.en
 
 /** Traffic back where it was (when it moved), the new revision deactivated, and the outcome. */
 /** `revision` undefined: the failed revision is the one serving (a redeploy), which stays. */
-async function fail(aca: ContainerAppsAPIClient, n: Names, ctx: DeployContext, release: Release, previous: Release | null, old: string | undefined, revision: string | undefined, reason: FailureReason, message: string, restore: boolean): Promise<DeployOutcome> {
+async function fail(
+  aca: ContainerAppsAPIClient,
+  n: Names,
+  ctx: DeployContext,
+  release: Release,
+  previous: Release | null,
+  old: string | undefined,
+  revision: string | undefined,
+  reason: FailureReason,
+  message: string,
+  restore: boolean,
+): Promise<DeployOutcome> {
   if (restore && old) {
     const app = await orNull(aca.containerApps.get(n.rg, n.app), n.what);
     if (app) await setTraffic(aca, n, app, [{ revisionName: old, weight: 100 }]);
   }
-  const logs = ctx.dryRun || !revision ? '' : ((await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, revision), `revision ${revision}`).catch(() => null))?.provisioningError ?? '');
+  const logs =
+    ctx.dryRun || !revision
+      ? ''
+      : ((await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, revision), `revision ${revision}`).catch(() => null))?.provisioningError ?? '');
   if (revision) await deactivate(aca, n, revision);
-  return old && previous ? { status: 'rolled-back', release, reason, message, logs, restored: previous } : { status: 'failed', release, reason, message, logs, restored: null };
+  return old && previous
+    ? { status: 'rolled-back', release, reason, message, logs, restored: previous }
+    : { status: 'failed', release, reason, message, logs, restored: null };
 }
 
 /** Provisioned and not unhealthy, or why not, polling until readyTimeoutSeconds. */
-async function waitForRevision(aca: ContainerAppsAPIClient, n: Names, revision: string, target: ContainerAppTarget, ctx: DeployContext): Promise<{ reason: FailureReason; message: string } | undefined> {
+async function waitForRevision(
+  aca: ContainerAppsAPIClient,
+  n: Names,
+  revision: string,
+  target: ContainerAppTarget,
+  ctx: DeployContext,
+): Promise<{ reason: FailureReason; message: string } | undefined> {
   if (ctx.dryRun) return undefined;
   const until = Date.now() + target.readyTimeoutSeconds * 1000;
   for (;;) {
     const r = await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, revision), `revision ${revision}`);
-    if (r?.provisioningState === 'Failed' || r?.healthState === 'Unhealthy') return { reason: 'rollout-failed', message: `revision ${revision} is ${r.provisioningState === 'Failed' ? 'Failed' : 'Unhealthy'}: ${r.provisioningError ?? r.runningState ?? 'no reason given'}` };
+    if (r?.provisioningState === 'Failed' || r?.healthState === 'Unhealthy')
+      return {
+        reason: 'rollout-failed',
+        message: `revision ${revision} is ${r.provisioningState === 'Failed' ? 'Failed' : 'Unhealthy'}: ${r.provisioningError ?? r.runningState ?? 'no reason given'}`,
+      };
     if (r?.provisioningState === 'Provisioned' && r.healthState !== 'None') return undefined;
     if (r?.provisioningState === 'Provisioned' && (r.replicas ?? 0) === 0 && target.minReplicas === 0) return undefined;
-    if (Date.now() > until) return { reason: 'health-timeout', message: `revision ${revision} was not ready after ${target.readyTimeoutSeconds} s (${r?.provisioningState ?? 'not found'}, ${r?.healthState ?? ''})` };
+    if (Date.now() > until)
+      return {
+        reason: 'health-timeout',
+        message: `revision ${revision} was not ready after ${target.readyTimeoutSeconds} s (${r?.provisioningState ?? 'not found'}, ${r?.healthState ?? ''})`,
+      };
     await new Promise((resolve) => setTimeout(resolve, 5000));
   }
 }
@@ -292,13 +388,18 @@ async function revisionProblem(aca: ContainerAppsAPIClient, n: Names, revision: 
   if (dryRun) return undefined;
   const r = await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, revision), `revision ${revision}`);
   if (!r) return `revision ${revision} is gone`;
-  return r.healthState === 'Unhealthy' || r.provisioningState === 'Failed' ? `revision ${revision} is ${r.healthState === 'Unhealthy' ? 'Unhealthy' : 'Failed'}${r.provisioningError ? `: ${r.provisioningError}` : ''}` : undefined;
+  return r.healthState === 'Unhealthy' || r.provisioningState === 'Failed'
+    ? `revision ${revision} is ${r.healthState === 'Unhealthy' ? 'Unhealthy' : 'Failed'}${r.provisioningError ? `: ${r.provisioningError}` : ''}`
+    : undefined;
 }
 
 /** A new traffic split, by JSON merge patch of the ingress (ARM's PATCH for Container Apps): nothing else in the app changes. */
 async function setTraffic(aca: ContainerAppsAPIClient, n: Names, app: ContainerApp, traffic: TrafficWeight[]): Promise<ContainerApp> {
   try {
-    return await aca.containerApps.beginUpdateAndWait(n.rg, n.app, { location: app.location, configuration: { ingress: { ...withoutReadOnly(app.configuration?.ingress), traffic } } });
+    return await aca.containerApps.beginUpdateAndWait(n.rg, n.app, {
+      location: app.location,
+      configuration: { ingress: { ...withoutReadOnly(app.configuration?.ingress), traffic } },
+    });
   } catch (error) {
     throw azureError(error, `moving the traffic of ${n.what}`);
   }

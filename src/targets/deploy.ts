@@ -15,7 +15,17 @@ import { configuredRepository } from '../project/repository.js';
 import { requireVerified } from '../supply-chain/verify.js';
 import { defaultAzureSeam } from './azure.js';
 import { createExecSeam, type PlannedStep, type Runner } from './exec.js';
-import { appendHistory, currentRelease, findRelease, historyFile, previousRelease, readHistory, replaceHistory, setAsideHistory, type HistoryEntry } from './history.js';
+import {
+  appendHistory,
+  currentRelease,
+  findRelease,
+  historyFile,
+  previousRelease,
+  readHistory,
+  replaceHistory,
+  setAsideHistory,
+  type HistoryEntry,
+} from './history.js';
 import { acquireLock, thisProcess } from './lock.js';
 import type { ClientSecurity } from '../protocol/client-security.js';
 import { OUTPUT_TYPES, selectTarget } from './index.js';
@@ -55,7 +65,13 @@ export interface DeployResult {
 }
 
 /** Retries while the endpoint is not yet listening (a port-forward starting), then reports the last failure. */
-async function smokeWithRetry(url: string, release: Release, sampleInputs: DeployContext['sampleInputs'], headers?: Record<string, string>, security?: ClientSecurity): Promise<void> {
+async function smokeWithRetry(
+  url: string,
+  release: Release,
+  sampleInputs: DeployContext['sampleInputs'],
+  headers?: Record<string, string>,
+  security?: ClientSecurity,
+): Promise<void> {
   const until = Date.now() + 15_000;
   for (;;) {
     try {
@@ -100,11 +116,21 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
     const docker = options.dryRun ? await connectDocker(options.env).catch(() => null) : await connectDocker(options.env);
     if (!docker) {
       const stored = await storedFacts(options, image);
-      if (!stored) throw environmentError(`no Docker engine answers, and ${image} was not built here without one`, 'start an engine, or build with `mlops build --builder oci`');
+      if (!stored)
+        throw environmentError(
+          `no Docker engine answers, and ${image} was not built here without one`,
+          'start an engine, or build with `mlops build --builder oci`',
+        );
       return releaseOf(version ?? stored.labels['mlops.release.version'] ?? image.slice(image.lastIndexOf(':') + 1), image, stored.digest, stored.labels);
     }
     // A version pushed from elsewhere (CI) and not built here comes from the registry.
-    const here = await docker.getImage(image).inspect().then(() => true, () => false);
+    const here = await docker
+      .getImage(image)
+      .inspect()
+      .then(
+        () => true,
+        () => false,
+      );
     if (!here && version && ref.registry !== 'docker.io') {
       options.log(`${image} is not on this machine: pulling it from ${ref.registry}`);
       await pullImage(docker, image, options.env);
@@ -115,14 +141,24 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
     const digest = (info.RepoDigests ?? []).find((d) => d.startsWith(`${localName(ref)}@`))?.split('@')[1] ?? null;
     return releaseOf(version ?? labels['mlops.release.version'] ?? image.slice(image.lastIndexOf(':') + 1), image, digest, labels);
   }
-  if (!version) throw inputError(`target type ${adapter.type} deploys pushed versions: name one`, 'run `mlops tag <version>` and `mlops push`, then `mlops deploy <version> --target ...`');
+  if (!version)
+    throw inputError(
+      `target type ${adapter.type} deploys pushed versions: name one`,
+      'run `mlops tag <version>` and `mlops push`, then `mlops deploy <version> --target ...`',
+    );
   if (ref.registry === 'docker.io' && !repository.includes('/')) {
-    throw inputError(`image.repository '${repository}' names no registry, so ${adapter.type} cannot pull it`, 'set image.repository to registry.example.com/team/model and `mlops push`');
+    throw inputError(
+      `image.repository '${repository}' names no registry, so ${adapter.type} cannot pull it`,
+      'set image.repository to registry.example.com/team/model and `mlops push`',
+    );
   }
   const client = new RegistryClient(ref.registry, await resolveCredentials(ref.registry, options.env));
   const manifest = await client.manifest(ref.repository, version);
   if (!manifest) {
-    throw inputError(`${localName(ref)}:${version} was never pushed to ${ref.registry}`, `run \`mlops push ${version}\` first: ${adapter.type} pulls from the registry`);
+    throw inputError(
+      `${localName(ref)}:${version} was never pushed to ${ref.registry}`,
+      `run \`mlops push ${version}\` first: ${adapter.type} pulls from the registry`,
+    );
   }
   const labels = (await client.configBlob(ref.repository, manifest.config.digest)).config?.Labels ?? {};
   return releaseOf(version, `${localName(ref)}@${manifest.digest}`, manifest.digest, labels);
@@ -174,7 +210,13 @@ async function verifyRelease(options: DeployOptions, adapter: TargetAdapter, rel
   const localImageId = adapter.needsRegistry
     ? null
     : docker
-      ? await docker.getImage(release.image).inspect().then((info) => info.Id, () => null)
+      ? await docker
+          .getImage(release.image)
+          .inspect()
+          .then(
+            (info) => info.Id,
+            () => null,
+          )
       : ((await storedFacts(options, release.image))?.imageId ?? null);
   await requireVerified(options, release, localImageId);
 }
@@ -215,7 +257,10 @@ async function checkSampleInputs(ctx: DeployContext, release: Release): Promise<
 /** --output on a target that cannot write one would deploy for real: refused before anything runs. */
 function checkOutput(options: DeployOptions, name: string, adapter: TargetAdapter): void {
   if (options.outputDir && adapter.output === null) {
-    throw inputError(`target '${name}' (${adapter.type}) has no --output form`, `use --dry-run to see every command a deploy would run; --output writes files for ${OUTPUT_TYPES.join(', ')} targets`);
+    throw inputError(
+      `target '${name}' (${adapter.type}) has no --output form`,
+      `use --dry-run to see every command a deploy would run; --output writes files for ${OUTPUT_TYPES.join(', ')} targets`,
+    );
   }
 }
 
@@ -307,7 +352,13 @@ async function loadHistory(options: DeployOptions, name: string): Promise<Histor
  * A target that serves something the history does not know: rollback would have nothing to return
  * to, so deploying over it takes --force.
  */
-async function requireHistory(options: DeployOptions, ctx: DeployContext, adapter: TargetAdapter, target: TargetConfig, history: HistoryEntry[]): Promise<void> {
+async function requireHistory(
+  options: DeployOptions,
+  ctx: DeployContext,
+  adapter: TargetAdapter,
+  target: TargetConfig,
+  history: HistoryEntry[],
+): Promise<void> {
   if (history.length > 0 || options.force || options.dryRun || options.outputDir) return;
   const status = await adapter.status(target, ctx);
   if (!status.deployed) return;
@@ -331,7 +382,10 @@ export async function rebuildHistory(options: DeployOptions): Promise<{ target: 
     options.log(`the damaged history was moved to ${await setAsideHistory(options.projectDir, name)}`);
   }
   if (existing.length > 0 && !options.force) {
-    throw inputError(`${historyFile(options.projectDir, name)} holds ${existing.length} entries; --rebuild would replace them with what the target records`, 'pass --force to replace it (the current file is kept as .bak)');
+    throw inputError(
+      `${historyFile(options.projectDir, name)} holds ${existing.length} entries; --rebuild would replace them with what the target records`,
+      'pass --force to replace it (the current file is kept as .bak)',
+    );
   }
   const recorded = await adapter.recordedReleases(target, context({ ...options, dryRun: false }, name));
   // The serving release goes last, so the history's current release is what serves.

@@ -88,6 +88,12 @@ export function createExecSeam(options: { dryRun: boolean; runner?: Runner; onCo
  */
 export function notFoundOrThrow(result: CommandResult, notFound: RegExp, what: string, hint: string): void {
   if (notFound.test(result.stderr)) return;
-  const said = result.stderr.trim().split('\n').filter(Boolean).at(-1)?.replace(/^(error|ERROR):\s*/, '') ?? `exit ${result.exitCode}`;
+  const said =
+    result.stderr
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .at(-1)
+      ?.replace(/^(error|ERROR):\s*/, '') ?? `exit ${result.exitCode}`;
   throw environmentError(`cannot tell the state of ${what}: ${said}`, hint, result.stderr.trim().split('\n').slice(-8).join('\n') || undefined);
 }

@@ -42,12 +42,16 @@ export async function readHistory(projectDir: string, target: string): Promise<H
   } catch (error) {
     throw damaged(file, (error as Error).message);
   }
-  if (!Array.isArray(entries) || entries.some((e) => typeof e?.version !== 'string' || typeof e?.outcome !== 'string')) throw damaged(file, 'it does not hold a list of entries');
+  if (!Array.isArray(entries) || entries.some((e) => typeof e?.version !== 'string' || typeof e?.outcome !== 'string'))
+    throw damaged(file, 'it does not hold a list of entries');
   return entries as HistoryEntry[];
 }
 
 const damaged = (file: string, why: string) =>
-  inputError(`${file} is damaged (${why}); it was left as it is`, `restore it from the copy before the last write: cp ${file}.bak ${file}; or deploy with --force to start a new history (the damaged file is kept beside it)`);
+  inputError(
+    `${file} is damaged (${why}); it was left as it is`,
+    `restore it from the copy before the last write: cp ${file}.bak ${file}; or deploy with --force to start a new history (the damaged file is kept beside it)`,
+  );
 
 /** Atomic (write, then rename); the file as it was before stays beside it as .bak. */
 export async function appendHistory(projectDir: string, target: string, entry: HistoryEntry): Promise<void> {
@@ -78,7 +82,10 @@ export function currentRelease(entries: HistoryEntry[]): Release | null {
     const e = entries[i];
     if (e.outcome === 'deployed') return toRelease(e);
     if (e.outcome === 'rolled-back' && e.restored) {
-      const restored = entries.slice(0, i).reverse().find((p) => p.version === e.restored && p.outcome === 'deployed');
+      const restored = entries
+        .slice(0, i)
+        .reverse()
+        .find((p) => p.version === e.restored && p.outcome === 'deployed');
       if (restored) return toRelease(restored);
     }
   }

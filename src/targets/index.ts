@@ -25,14 +25,23 @@ const ADAPTERS: { [K in TargetConfig['type']]: TargetAdapter<Extract<TargetConfi
 };
 
 /** The target types `--output <dir>` writes files for. */
-export const OUTPUT_TYPES = Object.values(ADAPTERS).filter((a) => a.output !== null).map((a) => a.type);
+export const OUTPUT_TYPES = Object.values(ADAPTERS)
+  .filter((a) => a.output !== null)
+  .map((a) => a.type);
 
 export function selectTarget(config: Config, name: string | undefined): { name: string; target: TargetConfig; adapter: TargetAdapter } {
   const names = Object.keys(config.targets);
-  if (!name) throw inputError('no target given', names.length ? `pass --target ${names.join(' | ')}` : 'define one under "targets" in config (see mlops.config.example.json)');
+  if (!name)
+    throw inputError(
+      'no target given',
+      names.length ? `pass --target ${names.join(' | ')}` : 'define one under "targets" in config (see mlops.config.example.json)',
+    );
   const target = config.targets[name];
   if (!target) {
-    throw inputError(`unknown target '${name}'`, names.length ? `the targets in config are: ${names.join(', ')}` : 'define it under "targets" in config (see mlops.config.example.json)');
+    throw inputError(
+      `unknown target '${name}'`,
+      names.length ? `the targets in config are: ${names.join(', ')}` : 'define it under "targets" in config (see mlops.config.example.json)',
+    );
   }
-  return { name, target, adapter: ADAPTERS[target.type] as TargetAdapter };
+  return { name, target, adapter: ADAPTERS[target.type] };
 }

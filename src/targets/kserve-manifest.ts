@@ -27,7 +27,8 @@ export interface InferenceService {
 export function renderInferenceService(name: string, target: KServeTarget, release: Release, config: Config, canaryTrafficPercent?: number): InferenceService {
   const secrets = kubeSecretMounts(target);
   const port = config.image.port;
-  if (target.maxReplicas < target.minReplicas) throw inputError(`targets.${name}: maxReplicas (${target.maxReplicas}) is below minReplicas (${target.minReplicas})`);
+  if (target.maxReplicas < target.minReplicas)
+    throw inputError(`targets.${name}: maxReplicas (${target.maxReplicas}) is below minReplicas (${target.minReplicas})`);
   const service: InferenceService = {
     apiVersion: 'serving.kserve.io/v1beta1',
     kind: 'InferenceService',
@@ -64,8 +65,17 @@ export function renderInferenceService(name: string, target: KServeTarget, relea
               ...secrets.env,
             ],
             resources: { requests: { ...target.resources.requests }, limits: { ...target.resources.limits } },
-            readinessProbe: { httpGet: { path: '/v2/health/ready', port, ...(secrets.scheme ? { scheme: secrets.scheme } : {}) }, periodSeconds: 5, failureThreshold: 3 },
-            livenessProbe: { httpGet: { path: '/v2/health/live', port, ...(secrets.scheme ? { scheme: secrets.scheme } : {}) }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 3 },
+            readinessProbe: {
+              httpGet: { path: '/v2/health/ready', port, ...(secrets.scheme ? { scheme: secrets.scheme } : {}) },
+              periodSeconds: 5,
+              failureThreshold: 3,
+            },
+            livenessProbe: {
+              httpGet: { path: '/v2/health/live', port, ...(secrets.scheme ? { scheme: secrets.scheme } : {}) },
+              initialDelaySeconds: 10,
+              periodSeconds: 10,
+              failureThreshold: 3,
+            },
             securityContext: CONTAINER_SECURITY_CONTEXT,
             volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, ...secrets.volumeMounts],
           },
@@ -82,9 +92,16 @@ let validator: ValidateFunction | undefined;
 /** Checks an InferenceService against the CRD's schema; a problem is a config error naming the field. */
 export function validateInferenceService(service: unknown): void {
   // strict: false lets the x-kubernetes-* keywords through; formats (int32, int64) are Kubernetes' own.
-  validator ??= new Ajv({ strict: false, allErrors: true, validateFormats: false }).compile(closed(JSON.parse(gunzipSync(readFileSync(SCHEMA_FILE)).toString('utf8'))) as object);
+  validator ??= new Ajv({ strict: false, allErrors: true, validateFormats: false }).compile(
+    closed(JSON.parse(gunzipSync(readFileSync(SCHEMA_FILE)).toString('utf8'))) as object,
+  );
   if (validator(service)) return;
-  const problems = (validator.errors ?? []).slice(0, 5).map((e) => `${e.instancePath || '(top level)'} ${e.message}${e.params && 'additionalProperty' in e.params ? ` '${String(e.params.additionalProperty)}'` : ''}`);
+  const problems = (validator.errors ?? [])
+    .slice(0, 5)
+    .map(
+      (e) =>
+        `${e.instancePath || '(top level)'} ${e.message}${e.params && 'additionalProperty' in e.params ? ` '${String(e.params.additionalProperty)}'` : ''}`,
+    );
   throw inputError(`the rendered InferenceService is not valid against KServe's schema: ${problems.join('; ')}`, 'check the kserve target settings in config');
 }
 
@@ -96,7 +113,8 @@ function closed(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(closed);
   if (!node || typeof node !== 'object') return node;
   const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(node)) out[key] = key === 'properties' ? Object.fromEntries(Object.entries(value as object).map(([k, v]) => [k, closed(v)])) : closed(value);
+  for (const [key, value] of Object.entries(node))
+    out[key] = key === 'properties' ? Object.fromEntries(Object.entries(value as object).map(([k, v]) => [k, closed(v)])) : closed(value);
   if (out.properties && out.additionalProperties === undefined && !out['x-kubernetes-preserve-unknown-fields']) out.additionalProperties = false;
   return out;
 }

@@ -19,7 +19,14 @@ interface Condition {
 interface InferenceServiceState {
   apiVersion?: string;
   kind?: string;
-  metadata?: { name?: string; namespace?: string; generation?: number; labels?: Record<string, string>; annotations?: Record<string, string>; creationTimestamp?: string };
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    generation?: number;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    creationTimestamp?: string;
+  };
   spec?: { predictor?: { containers?: { image?: string; env?: { name: string; value?: string }[] }[]; canaryTrafficPercent?: number } };
   status?: {
     url?: string;
@@ -46,7 +53,8 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
   output: 'the InferenceService YAML',
 
   // A Lease, as for kubernetes targets: long enough for every canary step and the restore.
-  lock: (target, ctx, holder) => leaseLock(ctx, kubectlBase(target), resourceName(target, ctx), target.namespace, holder, target.readyTimeoutSeconds * (target.canary.length + 1) + 300),
+  lock: (target, ctx, holder) =>
+    leaseLock(ctx, kubectlBase(target), resourceName(target, ctx), target.namespace, holder, target.readyTimeoutSeconds * (target.canary.length + 1) + 300),
   /**
    * The InferenceService names an image (mlops.image) that no completed deploy recorded: a deploy
    * died between an apply and its checks, maybe mid-canary. The serving release is applied again.
@@ -57,7 +65,9 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
     const state = await getInferenceService(ctx, base, name);
     const image = state?.metadata?.annotations?.['mlops.image'];
     if (!state || !current || !image || image === current.image) return null;
-    const applied = await ctx.exec.run('kubectl', [...base, 'apply', '-f', '-', '-o', 'json'], { input: stringify(renderInferenceService(name, target, current, ctx.config)) });
+    const applied = await ctx.exec.run('kubectl', [...base, 'apply', '-f', '-', '-o', 'json'], {
+      input: stringify(renderInferenceService(name, target, current, ctx.config)),
+    });
     const generation = (JSON.parse(applied.stdout || '{}') as InferenceServiceState).metadata?.generation ?? 0;
     const failure = await untilReady(ctx, base, name, generation, target.readyTimeoutSeconds);
     const version = state.metadata?.annotations?.['mlops.version'] ?? 'unknown';
@@ -92,14 +102,27 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
       failure ??= await smokeNewPods(ctx, base, name, release, smoke);
       if (failure) break;
     }
-    if (!failure) return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: (await getInferenceService(ctx, base, name))?.status?.url ?? null, previous };
+    if (!failure)
+      return exec.dryRun
+        ? { status: 'planned', release }
+        : { status: 'deployed', release, url: (await getInferenceService(ctx, base, name))?.status?.url ?? null, previous };
 
-    const logs = (await exec.run('kubectl', [...base, 'logs', '-l', selectorOf(name), '-c', 'kserve-container', '--tail=20', '--prefix'], { allowFailure: true })).stdout;
+    const logs = (
+      await exec.run('kubectl', [...base, 'logs', '-l', selectorOf(name), '-c', 'kserve-container', '--tail=20', '--prefix'], { allowFailure: true })
+    ).stdout;
     if (!before || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
     const restored = await exec.run('kubectl', [...base, 'apply', '-f', '-', '-o', 'json'], { input: stringify(restorable(before)) });
     const generation = (JSON.parse(restored.stdout || '{}') as InferenceServiceState).metadata?.generation ?? 0;
     const back = await untilReady(ctx, base, name, generation, target.readyTimeoutSeconds);
-    if (back) return { status: 'failed', release, ...failure, message: `${failure.message}; and the previous spec did not become ready again either: ${back.message}`, logs, restored: null };
+    if (back)
+      return {
+        status: 'failed',
+        release,
+        ...failure,
+        message: `${failure.message}; and the previous spec did not become ready again either: ${back.message}`,
+        logs,
+        restored: null,
+      };
     return { status: 'rolled-back', release, ...failure, logs, restored: previous };
   },
 
@@ -107,7 +130,11 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
     const name = resourceName(target, ctx);
     const base = kubectlBase(target);
     const pods = podNames(await listPods(ctx, base, selectorOf(name), true));
-    if (pods.length === 0) throw environmentError(`target '${ctx.targetName}': no running predictor pods of InferenceService ${name} in namespace ${target.namespace}`, `deploy first, or wait for it to scale up from zero`);
+    if (pods.length === 0)
+      throw environmentError(
+        `target '${ctx.targetName}': no running predictor pods of InferenceService ${name} in namespace ${target.namespace}`,
+        `deploy first, or wait for it to scale up from zero`,
+      );
     return forwardToPods(ctx, base, pods, ctx.config.image.port, Boolean(target.tls));
   },
 
@@ -115,7 +142,11 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
     const name = resourceName(target, ctx);
     const base = kubectlBase(target);
     const pods = podNames(await listPods(ctx, base, selectorOf(name)));
-    if (pods.length === 0) throw environmentError(`target '${ctx.targetName}': no predictor pods of InferenceService ${name} in namespace ${target.namespace}`, 'deploy first; a service scaled to zero keeps no logs in its pods (use a file or HTTP sink)');
+    if (pods.length === 0)
+      throw environmentError(
+        `target '${ctx.targetName}': no predictor pods of InferenceService ${name} in namespace ${target.namespace}`,
+        'deploy first; a service scaled to zero keeps no logs in its pods (use a file or HTTP sink)',
+      );
     return podLogs(ctx, base, pods, 'kserve-container', since);
   },
 
@@ -127,7 +158,18 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
   async status(target, ctx): Promise<TargetStatus> {
     const name = resourceName(target, ctx);
     const state = await getInferenceService(ctx, kubectlBase(target), name);
-    if (!state) return { target: ctx.targetName, type: 'kserve', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: {} };
+    if (!state)
+      return {
+        target: ctx.targetName,
+        type: 'kserve',
+        deployed: false,
+        version: null,
+        image: null,
+        health: 'not deployed',
+        url: null,
+        startedAt: null,
+        detail: {},
+      };
     const ready = state.status?.conditions?.find((c) => c.type === 'Ready');
     return {
       target: ctx.targetName,
@@ -155,12 +197,20 @@ async function getInferenceService(ctx: DeployContext, base: string[], name: str
   if (/NotFound|not found/i.test(result.stderr) && !/resource type/i.test(result.stderr)) return null;
   throw environmentError(
     `kubectl get inferenceservice ${name} failed: ${result.stderr.trim().split('\n').at(-1) ?? ''}`,
-    /resource type/i.test(result.stderr) ? 'KServe is not installed in this cluster (no InferenceService CRD): install it, or deploy with a kubernetes target' : 'check the kubectl context and namespace',
+    /resource type/i.test(result.stderr)
+      ? 'KServe is not installed in this cluster (no InferenceService CRD): install it, or deploy with a kubernetes target'
+      : 'check the kubectl context and namespace',
   );
 }
 
 /** Until KServe has seen this generation and says Ready, a revision fails for good, or time runs out. */
-async function untilReady(ctx: DeployContext, base: string[], name: string, generation: number, timeoutSeconds: number): Promise<{ reason: FailureReason; message: string } | undefined> {
+async function untilReady(
+  ctx: DeployContext,
+  base: string[],
+  name: string,
+  generation: number,
+  timeoutSeconds: number,
+): Promise<{ reason: FailureReason; message: string } | undefined> {
   const deadline = Date.now() + timeoutSeconds * 1000;
   for (;;) {
     const state = await getInferenceService(ctx, base, name);
@@ -175,18 +225,31 @@ async function untilReady(ctx: DeployContext, base: string[], name: string, gene
     }
     if (Date.now() > deadline) {
       const waiting = conditions.filter((c) => c.status !== 'True').map((c) => `${c.type}${c.reason ? ` (${c.reason})` : ''}`);
-      return { reason: 'health-timeout', message: `InferenceService ${name} was not ready after ${timeoutSeconds} s${waiting.length ? `: ${waiting.join(', ')}` : ''}` };
+      return {
+        reason: 'health-timeout',
+        message: `InferenceService ${name} was not ready after ${timeoutSeconds} s${waiting.length ? `: ${waiting.join(', ')}` : ''}`,
+      };
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
 }
 
 /** One inference on a ready pod of the new image, through a port-forward (the canary share would make the route a lottery). */
-async function smokeNewPods(ctx: DeployContext, base: string[], name: string, release: Release, smoke: ReturnType<typeof smokeSecurity>): Promise<{ reason: FailureReason; message: string } | undefined> {
+async function smokeNewPods(
+  ctx: DeployContext,
+  base: string[],
+  name: string,
+  release: Release,
+  smoke: ReturnType<typeof smokeSecurity>,
+): Promise<{ reason: FailureReason; message: string } | undefined> {
   const pods: PodList = await listPods(ctx, base, selectorOf(name), true);
   if (ctx.exec.dryRun) return undefined;
   const pod = (pods.items ?? []).find((p) => p.spec?.containers?.some((c) => c.image === release.image) && p.status?.containerStatuses?.every((s) => s.ready));
-  if (!pod?.metadata?.name) return { reason: 'health-timeout', message: `InferenceService ${name} is ready, but no ready pod runs ${release.image} (scaled to zero? set minReplicas to 1 or more)` };
+  if (!pod?.metadata?.name)
+    return {
+      reason: 'health-timeout',
+      message: `InferenceService ${name} is ready, but no ready pod runs ${release.image} (scaled to zero? set minReplicas to 1 or more)`,
+    };
   const port = await freePort();
   // The smoke test retries while the port-forward starts listening.
   const forward = await ctx.exec.background('kubectl', [...base, 'port-forward', `pod/${pod.metadata.name}`, `${port}:${ctx.config.image.port}`]);

@@ -4,7 +4,11 @@ import { environmentError } from '../errors.js';
 import { isStale, type LockAttempt, type LockHolder } from './lock.js';
 import type { DeployContext, LogText, Replicas } from './types.js';
 
-export const kubectlBase = (target: { context: string; namespace: string }) => [...(target.context ? ['--context', target.context] : []), '--namespace', target.namespace];
+export const kubectlBase = (target: { context: string; namespace: string }) => [
+  ...(target.context ? ['--context', target.context] : []),
+  '--namespace',
+  target.namespace,
+];
 
 export function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -38,7 +42,16 @@ export interface PodList {
 }
 
 export async function listPods(ctx: DeployContext, base: string[], selector: string, running = false): Promise<PodList> {
-  const listed = await ctx.exec.run('kubectl', [...base, 'get', 'pods', '-l', selector, ...(running ? ['--field-selector=status.phase=Running'] : []), '-o', 'json']);
+  const listed = await ctx.exec.run('kubectl', [
+    ...base,
+    'get',
+    'pods',
+    '-l',
+    selector,
+    ...(running ? ['--field-selector=status.phase=Running'] : []),
+    '-o',
+    'json',
+  ]);
   return JSON.parse(listed.stdout || '{}') as PodList;
 }
 
@@ -55,7 +68,11 @@ export async function forwardToPods(ctx: DeployContext, base: string[], pods: st
       const forward = await ctx.exec.background('kubectl', [...base, 'port-forward', `pod/${pod}`, `${port}:${containerPort}`]);
       forwards.push(forward);
       if (!ctx.exec.dryRun && !(await untilListening(port, 15_000))) {
-        throw environmentError(`kubectl port-forward to pod ${pod} did not start listening in 15 s`, undefined, forward.output().trim().split('\n').slice(-5).join('\n'));
+        throw environmentError(
+          `kubectl port-forward to pod ${pod} did not start listening in 15 s`,
+          undefined,
+          forward.output().trim().split('\n').slice(-5).join('\n'),
+        );
       }
       urls.push(`${tls ? 'https' : 'http'}://127.0.0.1:${port}`);
     }
@@ -71,7 +88,9 @@ export async function podLogs(ctx: DeployContext, base: string[], pods: string[]
   const out: LogText[] = [];
   for (const pod of pods) {
     // Deleted pods take their logs with them: a file or HTTP sink keeps history across rollouts.
-    const result = await ctx.exec.run('kubectl', [...base, 'logs', `pod/${pod}`, '-c', container, ...(since ? [`--since-time=${since.toISOString()}`] : [])], { allowFailure: true });
+    const result = await ctx.exec.run('kubectl', [...base, 'logs', `pod/${pod}`, '-c', container, ...(since ? [`--since-time=${since.toISOString()}`] : [])], {
+      allowFailure: true,
+    });
     if (result.exitCode !== 0) ctx.log(`warning: kubectl logs pod/${pod} failed: ${result.stderr.trim().split('\n').at(-1)}`);
     else out.push({ from: `pod ${pod}`, text: result.stdout });
   }
@@ -89,19 +108,35 @@ interface LeaseState {
  * duration, or whose holder's process on this host has ended, is taken over with `kubectl replace`
  * at the resourceVersion read, so two takers cannot both win.
  */
-export async function leaseLock(ctx: DeployContext, base: string[], name: string, namespace: string, holder: LockHolder, durationSeconds: number): Promise<LockAttempt> {
+export async function leaseLock(
+  ctx: DeployContext,
+  base: string[],
+  name: string,
+  namespace: string,
+  holder: LockHolder,
+  durationSeconds: number,
+): Promise<LockAttempt> {
   const lease = `mlops-deploy-${name}`.slice(0, 63);
   const manifest = (resourceVersion?: string) =>
     JSON.stringify({
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
       metadata: { name: lease, namespace, labels: { 'app.kubernetes.io/managed-by': 'mlops' }, ...(resourceVersion ? { resourceVersion } : {}) },
-      spec: { holderIdentity: JSON.stringify(holder), leaseDurationSeconds: durationSeconds, acquireTime: toMicroTime(holder.since), renewTime: toMicroTime(new Date().toISOString()) },
+      spec: {
+        holderIdentity: JSON.stringify(holder),
+        leaseDurationSeconds: durationSeconds,
+        acquireTime: toMicroTime(holder.since),
+        renewTime: toMicroTime(new Date().toISOString()),
+      },
     });
   const release = async () => void (await ctx.exec.run('kubectl', [...base, 'delete', 'lease', lease, '--ignore-not-found'], { allowFailure: true }));
   const created = await ctx.exec.run('kubectl', [...base, 'create', '-f', '-'], { input: manifest(), allowFailure: true });
   if (created.exitCode === 0) return { release };
-  if (!/AlreadyExists|already exists/.test(created.stderr)) throw environmentError(`kubectl could not create the deploy Lease ${lease}: ${created.stderr.trim().split('\n').at(-1) ?? ''}`, 'the deploying identity needs create, get, update and delete on leases.coordination.k8s.io');
+  if (!/AlreadyExists|already exists/.test(created.stderr))
+    throw environmentError(
+      `kubectl could not create the deploy Lease ${lease}: ${created.stderr.trim().split('\n').at(-1) ?? ''}`,
+      'the deploying identity needs create, get, update and delete on leases.coordination.k8s.io',
+    );
   const got = await ctx.exec.run('kubectl', [...base, 'get', 'lease', lease, '-o', 'json'], { allowFailure: true });
   const state = JSON.parse(got.stdout || '{}') as LeaseState;
   let current: LockHolder;

@@ -11,7 +11,11 @@ import type { Release } from './types.js';
 import { MODEL_SHA256_LABEL } from '../model/labels.js';
 
 /** Label values: at most 63 characters of [A-Za-z0-9._-]. */
-export const labelValue = (value: string) => value.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
+export const labelValue = (value: string) =>
+  value
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .slice(0, 63)
+    .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
 
 export interface Manifests {
   deployment: Deployment;
@@ -94,7 +98,10 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
                 readinessProbe: { ...probe('/v2/health/ready'), periodSeconds: 5, failureThreshold: 3 },
                 livenessProbe: { ...probe('/v2/health/live'), initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 3 },
                 startupProbe: { ...probe('/v2/health/live'), periodSeconds: 2, failureThreshold: 30 },
-                lifecycle: target.preStopSeconds > 0 ? { preStop: { exec: { command: ['node', '-e', `setTimeout(() => {}, ${target.preStopSeconds * 1000})`] } } } : undefined,
+                lifecycle:
+                  target.preStopSeconds > 0
+                    ? { preStop: { exec: { command: ['node', '-e', `setTimeout(() => {}, ${target.preStopSeconds * 1000})`] } } }
+                    : undefined,
                 securityContext: CONTAINER_SECURITY_CONTEXT,
                 volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, ...secrets.volumeMounts],
               },
@@ -144,7 +151,12 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
  * Only the listed namespaces and/or labelled pods reach the model's ports. The kubelet's probes come from
  * the node, which NetworkPolicy implementations let through, so readiness keeps working.
  */
-function networkPolicy(metadata: { name: string; namespace: string; labels: Record<string, string> }, selector: Record<string, string>, allowed: NonNullable<KubernetesTarget['networkPolicy']>, grpc: boolean): NetworkPolicy {
+function networkPolicy(
+  metadata: { name: string; namespace: string; labels: Record<string, string> },
+  selector: Record<string, string>,
+  allowed: NonNullable<KubernetesTarget['networkPolicy']>,
+  grpc: boolean,
+): NetworkPolicy {
   const namespaces = allowed.namespaces ?? [];
   const podLabels = allowed.podLabels ?? {};
   if (namespaces.length === 0 && Object.keys(podLabels).length === 0) {
@@ -167,5 +179,7 @@ function networkPolicy(metadata: { name: string; namespace: string; labels: Reco
 
 /** One YAML stream, in the order kubectl should apply it. */
 export function manifestsYaml(manifests: Manifests): string {
-  return [manifests.deployment, manifests.service, manifests.hpa, manifests.pdb, ...(manifests.networkPolicy ? [manifests.networkPolicy] : [])].map((m) => stringify(m.toJSON())).join('---\n');
+  return [manifests.deployment, manifests.service, manifests.hpa, manifests.pdb, ...(manifests.networkPolicy ? [manifests.networkPolicy] : [])]
+    .map((m) => stringify(m.toJSON()))
+    .join('---\n');
 }

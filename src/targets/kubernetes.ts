@@ -11,7 +11,12 @@ import { forwardToPods, freePort, kubectlBase, leaseLock, listPods, podLogs, pod
 import type { DeployContext, DeployOutcome, FailureReason, TargetAdapter, TargetStatus } from './types.js';
 
 export function resourceName(target: { name: string }, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
-  return target.name || labelValue(ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path))).toLowerCase().replace(/[._]/g, '-');
+  return (
+    target.name ||
+    labelValue(ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path)))
+      .toLowerCase()
+      .replace(/[._]/g, '-')
+  );
 }
 
 /** Why a rollout did not finish: pods restarting means a crash loop, otherwise they never became ready. */
@@ -31,7 +36,8 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
   output: 'the Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget YAML',
 
   // Long enough for a rollout and its undo; a holder that dies leaves a Lease that expires.
-  lock: (target, ctx, holder) => leaseLock(ctx, kubectlBase(target), resourceName(target, ctx), target.namespace, holder, target.rolloutTimeoutSeconds * 2 + 300),
+  lock: (target, ctx, holder) =>
+    leaseLock(ctx, kubectlBase(target), resourceName(target, ctx), target.namespace, holder, target.rolloutTimeoutSeconds * 2 + 300),
 
   /**
    * The Deployment runs an image no completed deploy recorded (mlops.image differs from the history's
@@ -47,7 +53,10 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     const image = deployment.metadata?.annotations?.['mlops.image'];
     if (!image || image === current.image) return null;
     await ctx.exec.run('kubectl', [...base, 'apply', '-f', '-'], { input: manifestsYaml(renderManifests(name, target, current, ctx.config)) });
-    const back = await ctx.exec.run('kubectl', [...base, 'rollout', 'status', `deployment/${name}`, `--timeout=${target.rolloutTimeoutSeconds}s`], { allowFailure: true, timeoutMs: (target.rolloutTimeoutSeconds + 30) * 1000 });
+    const back = await ctx.exec.run('kubectl', [...base, 'rollout', 'status', `deployment/${name}`, `--timeout=${target.rolloutTimeoutSeconds}s`], {
+      allowFailure: true,
+      timeoutMs: (target.rolloutTimeoutSeconds + 30) * 1000,
+    });
     const version = deployment.metadata?.labels?.['app.kubernetes.io/version'] ?? 'unknown';
     return {
       candidate: { version, image },
@@ -82,9 +91,16 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     });
     let failure: { reason: FailureReason; message: string } | undefined;
     if (rollout.exitCode !== 0) {
-      const pods = await exec.run('kubectl', [...base, 'get', 'pods', '-l', `app.kubernetes.io/name=${name},mlops.version=${labelValue(release.version)}`, '-o', 'json'], { allowFailure: true });
+      const pods = await exec.run(
+        'kubectl',
+        [...base, 'get', 'pods', '-l', `app.kubernetes.io/name=${name},mlops.version=${labelValue(release.version)}`, '-o', 'json'],
+        { allowFailure: true },
+      );
       const reason = diagnose(JSON.parse(pods.stdout || '{}') as PodList);
-      failure = { reason, message: `the rollout did not finish in ${target.rolloutTimeoutSeconds} s (${reason === 'crash-loop' ? 'pods are crashing' : 'pods never became ready'}): ${rollout.stderr.trim().split('\n').at(-1) ?? ''}` };
+      failure = {
+        reason,
+        message: `the rollout did not finish in ${target.rolloutTimeoutSeconds} s (${reason === 'crash-loop' ? 'pods are crashing' : 'pods never became ready'}): ${rollout.stderr.trim().split('\n').at(-1) ?? ''}`,
+      };
     } else {
       const port = await freePort();
       const forward = await exec.background('kubectl', [...base, 'port-forward', `service/${name}`, `${port}:${target.port}`]);
@@ -98,11 +114,20 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     }
     if (!failure) return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: null, previous };
 
-    const logs = (await exec.run('kubectl', [...base, 'logs', '-l', `app.kubernetes.io/name=${name},mlops.version=${labelValue(release.version)}`, '--tail=20', '--all-containers', '--prefix'], { allowFailure: true })).stdout;
+    const logs = (
+      await exec.run(
+        'kubectl',
+        [...base, 'logs', '-l', `app.kubernetes.io/name=${name},mlops.version=${labelValue(release.version)}`, '--tail=20', '--all-containers', '--prefix'],
+        { allowFailure: true },
+      )
+    ).stdout;
     if (!previous) return { status: 'failed', release, ...failure, logs, restored: null };
     await exec.run('kubectl', [...base, 'rollout', 'undo', `deployment/${name}`]);
-    const back = await exec.run('kubectl', [...base, 'rollout', 'status', `deployment/${name}`, `--timeout=${target.rolloutTimeoutSeconds}s`], { allowFailure: true });
-    if (back.exitCode !== 0) return { status: 'failed', release, ...failure, message: `${failure.message}; and the undo did not finish either`, logs, restored: null };
+    const back = await exec.run('kubectl', [...base, 'rollout', 'status', `deployment/${name}`, `--timeout=${target.rolloutTimeoutSeconds}s`], {
+      allowFailure: true,
+    });
+    if (back.exitCode !== 0)
+      return { status: 'failed', release, ...failure, message: `${failure.message}; and the undo did not finish either`, logs, restored: null };
     return { status: 'rolled-back', release, ...failure, logs, restored: previous };
   },
 
@@ -111,7 +136,10 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     const base = kubectlBase(target);
     const pods = podNames(await listPods(ctx, base, `app.kubernetes.io/name=${name}`, true));
     if (pods.length === 0) {
-      throw environmentError(`target '${ctx.targetName}': no running pods of ${name} in namespace ${target.namespace}`, `deploy first: mlops deploy --target ${ctx.targetName}`);
+      throw environmentError(
+        `target '${ctx.targetName}': no running pods of ${name} in namespace ${target.namespace}`,
+        `deploy first: mlops deploy --target ${ctx.targetName}`,
+      );
     }
     return forwardToPods(ctx, base, pods, ctx.config.image.port, Boolean(target.tls));
   },
@@ -120,7 +148,11 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     const name = resourceName(target, ctx);
     const base = kubectlBase(target);
     const pods = podNames(await listPods(ctx, base, `app.kubernetes.io/name=${name}`));
-    if (pods.length === 0) throw environmentError(`target '${ctx.targetName}': no pods of ${name} in namespace ${target.namespace}`, `deploy first: mlops deploy --target ${ctx.targetName}`);
+    if (pods.length === 0)
+      throw environmentError(
+        `target '${ctx.targetName}': no pods of ${name} in namespace ${target.namespace}`,
+        `deploy first: mlops deploy --target ${ctx.targetName}`,
+      );
     return podLogs(ctx, base, pods, 'model', since);
   },
 
@@ -128,9 +160,15 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
   async recordedReleases(target, ctx) {
     const name = resourceName(target, ctx);
     const listed = await ctx.exec.run('kubectl', [...kubectlBase(target), 'get', 'replicasets', '-l', `app.kubernetes.io/name=${name}`, '-o', 'json']);
-    const sets = (JSON.parse(listed.stdout || '{}') as {
-      items?: { metadata?: { creationTimestamp?: string; annotations?: Record<string, string> }; spec?: { replicas?: number; template?: { metadata?: { labels?: Record<string, string> }; spec?: { containers?: { image?: string }[] } } } }[];
-    }).items ?? [];
+    const sets =
+      (
+        JSON.parse(listed.stdout || '{}') as {
+          items?: {
+            metadata?: { creationTimestamp?: string; annotations?: Record<string, string> };
+            spec?: { replicas?: number; template?: { metadata?: { labels?: Record<string, string> }; spec?: { containers?: { image?: string }[] } } };
+          }[];
+        }
+      ).items ?? [];
     return sets
       .map((rs) => ({ rs, revision: Number(rs.metadata?.annotations?.['deployment.kubernetes.io/revision'] ?? 0) }))
       .sort((a, b) => a.revision - b.revision)
@@ -146,8 +184,23 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     const name = resourceName(target, ctx);
     const result = await ctx.exec.run('kubectl', [...kubectlBase(target), 'get', 'deployment', name, '-o', 'json'], { allowFailure: true });
     if (result.exitCode !== 0) {
-      notFoundOrThrow(result, /\(NotFound\)/, `deployment ${name} (kubectl${target.context ? ` context ${target.context}` : ''}, namespace ${target.namespace})`, 'check that the kubectl context exists and the cluster answers: kubectl config get-contexts; kubectl cluster-info');
-      return { target: ctx.targetName, type: 'kubernetes', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { deployment: name, namespace: target.namespace } };
+      notFoundOrThrow(
+        result,
+        /\(NotFound\)/,
+        `deployment ${name} (kubectl${target.context ? ` context ${target.context}` : ''}, namespace ${target.namespace})`,
+        'check that the kubectl context exists and the cluster answers: kubectl config get-contexts; kubectl cluster-info',
+      );
+      return {
+        target: ctx.targetName,
+        type: 'kubernetes',
+        deployed: false,
+        version: null,
+        image: null,
+        health: 'not deployed',
+        url: null,
+        startedAt: null,
+        detail: { deployment: name, namespace: target.namespace },
+      };
     }
     const deployment = JSON.parse(result.stdout) as {
       metadata?: { labels?: Record<string, string>; creationTimestamp?: string; annotations?: Record<string, string> };

@@ -40,7 +40,10 @@ interface AliasDescription {
 
 export function functionName(target: LambdaTarget, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
   const name = target.function || ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path));
-  return name.replace(/[^a-zA-Z0-9_-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64);
+  return name
+    .replace(/[^a-zA-Z0-9_-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 64);
 }
 
 const versionOf = (description: string | undefined) => (description?.startsWith(DESCRIPTION) ? description.slice(DESCRIPTION.length) : null);
@@ -49,7 +52,8 @@ const routing = (weights: Record<string, number>) => JSON.stringify({ Additional
 /** One Lambda API through the aws CLI, as the SageMaker adapter calls SageMaker: both AWS targets share one way in. */
 function lambdaCli(ctx: DeployContext, target: LambdaTarget) {
   const name = functionName(target, ctx);
-  const aws = (service: string, args: string[], options?: { allowFailure?: boolean; timeoutMs?: number }) => ctx.exec.run('aws', [service, ...args, '--region', target.region, '--output', 'json'], options);
+  const aws = (service: string, args: string[], options?: { allowFailure?: boolean; timeoutMs?: number }) =>
+    ctx.exec.run('aws', [service, ...args, '--region', target.region, '--output', 'json'], options);
   const lambda = (args: string[], options?: { allowFailure?: boolean; timeoutMs?: number }) => aws('lambda', args, options);
   /** A get that may find nothing: null when the thing is not there, an environment error when AWS could not be asked. */
   const lookup = async <T>(args: string[], what: string): Promise<T | null> => {
@@ -64,9 +68,21 @@ function lambdaCli(ctx: DeployContext, target: LambdaTarget) {
     name,
     aws,
     lambda,
-    getFunction: (qualifier?: string) => lookup<FunctionDescription>(['get-function', '--function-name', name, ...(qualifier ? ['--qualifier', qualifier] : [])], `Lambda function ${name}${qualifier ? `:${qualifier}` : ''} (region ${target.region})`),
-    getAlias: () => lookup<AliasDescription>(['get-alias', '--function-name', name, '--name', target.alias], `Lambda alias ${name}:${target.alias} (region ${target.region})`),
-    getUrl: () => lookup<{ FunctionUrl?: string; AuthType?: string }>(['get-function-url-config', '--function-name', name, '--qualifier', target.alias], `the Function URL of ${name}:${target.alias}`),
+    getFunction: (qualifier?: string) =>
+      lookup<FunctionDescription>(
+        ['get-function', '--function-name', name, ...(qualifier ? ['--qualifier', qualifier] : [])],
+        `Lambda function ${name}${qualifier ? `:${qualifier}` : ''} (region ${target.region})`,
+      ),
+    getAlias: () =>
+      lookup<AliasDescription>(
+        ['get-alias', '--function-name', name, '--name', target.alias],
+        `Lambda alias ${name}:${target.alias} (region ${target.region})`,
+      ),
+    getUrl: () =>
+      lookup<{ FunctionUrl?: string; AuthType?: string }>(
+        ['get-function-url-config', '--function-name', name, '--qualifier', target.alias],
+        `the Function URL of ${name}:${target.alias}`,
+      ),
   };
 }
 
@@ -91,7 +107,17 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
     if (!alias?.FunctionVersion || weighted.length === 0) return null;
     // A canary step left by a deploy that died: its version had passed the smoke test but not its bake.
     const candidate = await cli.getFunction(weighted[0]);
-    await cli.lambda(['update-alias', '--function-name', cli.name, '--name', target.alias, '--function-version', alias.FunctionVersion, '--routing-config', routing({})]);
+    await cli.lambda([
+      'update-alias',
+      '--function-name',
+      cli.name,
+      '--name',
+      target.alias,
+      '--function-version',
+      alias.FunctionVersion,
+      '--routing-config',
+      routing({}),
+    ]);
     return {
       candidate: { version: versionOf(candidate?.Configuration?.Description) ?? `Lambda version ${weighted[0]}`, image: candidate?.Code?.ImageUri ?? '' },
       outcome: 'restored',
@@ -104,36 +130,69 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
     const { exec } = ctx;
     const host = release.image.split('/')[0];
     const ecr = ECR_HOST.exec(host);
-    if (!ecr) throw inputError(`Lambda runs images from Amazon ECR only, and ${host} is not an ECR registry`, 'set image.repository to <account>.dkr.ecr.<region>.amazonaws.com/<name>, then `mlops push`');
-    if (ecr[2] !== target.region) throw inputError(`Lambda runs images from the function's own region, and ${host} is in ${ecr[2]}, not ${target.region}`, `push to an ECR repository in ${target.region}, or set the target's region to ${ecr[2]}`);
+    if (!ecr)
+      throw inputError(
+        `Lambda runs images from Amazon ECR only, and ${host} is not an ECR registry`,
+        'set image.repository to <account>.dkr.ecr.<region>.amazonaws.com/<name>, then `mlops push`',
+      );
+    if (ecr[2] !== target.region)
+      throw inputError(
+        `Lambda runs images from the function's own region, and ${host} is in ${ecr[2]}, not ${target.region}`,
+        `push to an ECR repository in ${target.region}, or set the target's region to ${ecr[2]}`,
+      );
     const cli = lambdaCli(ctx, target);
     const { name, lambda } = cli;
-    const waitFor = (waiter: string, qualifier?: string) => lambda(['wait', waiter, '--function-name', name, ...(qualifier ? ['--qualifier', qualifier] : [])], { allowFailure: true, timeoutMs: target.readyTimeoutSeconds * 1000 });
+    const waitFor = (waiter: string, qualifier?: string) =>
+      lambda(['wait', waiter, '--function-name', name, ...(qualifier ? ['--qualifier', qualifier] : [])], {
+        allowFailure: true,
+        timeoutMs: target.readyTimeoutSeconds * 1000,
+      });
 
     const before = await cli.getFunction();
     if (before && before.Configuration?.PackageType !== 'Image') {
-      throw inputError(`Lambda function ${name} is a .zip function, and mlops deploys container images`, 'name another function in the target\'s "function", or delete this one');
+      throw inputError(
+        `Lambda function ${name} is a .zip function, and mlops deploys container images`,
+        'name another function in the target\'s "function", or delete this one',
+      );
     }
     if (before?.Configuration?.LastUpdateStatus === 'InProgress') {
-      throw environmentError(`Lambda function ${name} is being updated: another change is under way`, `wait for it (aws lambda wait function-updated-v2 --function-name ${name}), then deploy again`);
+      throw environmentError(
+        `Lambda function ${name} is being updated: another change is under way`,
+        `wait for it (aws lambda wait function-updated-v2 --function-name ${name}), then deploy again`,
+      );
     }
     const alias = before ? await cli.getAlias() : null;
     if (Object.keys(alias?.RoutingConfig?.AdditionalVersionWeights ?? {}).length > 0) {
-      throw environmentError(`alias ${name}:${target.alias} already splits its traffic: another rollout is under way`, 'let it finish, or put the alias on one version (aws lambda update-alias ... --routing-config AdditionalVersionWeights={}), then deploy again');
+      throw environmentError(
+        `alias ${name}:${target.alias} already splits its traffic: another rollout is under way`,
+        'let it finish, or put the alias on one version (aws lambda update-alias ... --routing-config AdditionalVersionWeights={}), then deploy again',
+      );
     }
     const settings = [
-      '--role', target.roleArn,
-      '--memory-size', String(target.memorySizeMb),
-      '--ephemeral-storage', JSON.stringify({ Size: target.ephemeralStorageMb }),
-      '--timeout', String(target.timeoutSeconds),
+      '--role',
+      target.roleArn,
+      '--memory-size',
+      String(target.memorySizeMb),
+      '--ephemeral-storage',
+      JSON.stringify({ Size: target.ephemeralStorageMb }),
+      '--timeout',
+      String(target.timeoutSeconds),
     ];
 
     if (!before) {
       await lambda([
-        'create-function', '--function-name', name, '--package-type', 'Image',
-        '--code', JSON.stringify({ ImageUri: release.image }), ...settings,
-        '--architectures', target.architecture,
-        '--tags', JSON.stringify({ 'managed-by': 'mlops' }),
+        'create-function',
+        '--function-name',
+        name,
+        '--package-type',
+        'Image',
+        '--code',
+        JSON.stringify({ ImageUri: release.image }),
+        ...settings,
+        '--architectures',
+        target.architecture,
+        '--tags',
+        JSON.stringify({ 'managed-by': 'mlops' }),
       ]);
     } else {
       await lambda(['update-function-configuration', '--function-name', name, ...settings]);
@@ -146,8 +205,13 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
       const state = after?.Configuration;
       if (waited.exitCode !== 0 || state?.State === 'Failed' || state?.LastUpdateStatus === 'Failed') {
         // The alias was not touched: what served still serves.
-        const failure = { reason: 'rollout-failed' as FailureReason, message: `function ${name} did not take the image: ${state?.LastUpdateStatusReason ?? state?.StateReason ?? waited.stderr.trim().split('\n').at(-1) ?? 'no reason given'}` };
-        return alias?.FunctionVersion && previous ? { status: 'rolled-back', release, ...failure, logs: '', restored: previous } : { status: 'failed', release, ...failure, logs: '', restored: null };
+        const failure = {
+          reason: 'rollout-failed' as FailureReason,
+          message: `function ${name} did not take the image: ${state?.LastUpdateStatusReason ?? state?.StateReason ?? waited.stderr.trim().split('\n').at(-1) ?? 'no reason given'}`,
+        };
+        return alias?.FunctionVersion && previous
+          ? { status: 'rolled-back', release, ...failure, logs: '', restored: previous }
+          : { status: 'failed', release, ...failure, logs: '', restored: null };
       }
     }
     if (target.reservedConcurrency !== undefined) {
@@ -165,7 +229,9 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
     const serving = alias?.FunctionVersion;
     if (failure) {
       const logs = await recentLogLines(ctx, target, `/aws/lambda/${name}`);
-      return serving && previous ? { status: 'rolled-back', release, ...failure, logs, restored: previous } : { status: 'failed', release, ...failure, logs, restored: null };
+      return serving && previous
+        ? { status: 'rolled-back', release, ...failure, logs, restored: previous }
+        : { status: 'failed', release, ...failure, logs, restored: null };
     }
     ctx.checkpoint('candidate-ready');
 
@@ -175,12 +241,27 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
       // Lambda publishes no new version for unchanged code and configuration: the alias already serves it.
       ctx.log(`version ${version} already serves alias ${target.alias}; nothing to move`);
     } else {
-      if (target.canary.length > 1 && target.alarms.length === 0) ctx.log(`warning: target '${ctx.targetName}' moves traffic in steps but names no alarms, so nothing is watched while each step bakes`);
+      if (target.canary.length > 1 && target.alarms.length === 0)
+        ctx.log(`warning: target '${ctx.targetName}' moves traffic in steps but names no alarms, so nothing is watched while each step bakes`);
       for (const percent of target.canary) {
         const final = percent === 100;
-        await lambda(['update-alias', '--function-name', name, '--name', target.alias, '--function-version', final ? version : serving!, '--routing-config', routing(final ? {} : { [version]: percent / 100 })]);
+        await lambda([
+          'update-alias',
+          '--function-name',
+          name,
+          '--name',
+          target.alias,
+          '--function-version',
+          final ? version : serving!,
+          '--routing-config',
+          routing(final ? {} : { [version]: percent / 100 }),
+        ]);
         if (final && target.alarms.length === 0) break;
-        await bake(ctx, target.waitIntervalSeconds, `${percent}% of traffic on version ${version}${target.alarms.length ? `, watching ${target.alarms.join(', ')}` : ''}`);
+        await bake(
+          ctx,
+          target.waitIntervalSeconds,
+          `${percent}% of traffic on version ${version}${target.alarms.length ? `, watching ${target.alarms.join(', ')}` : ''}`,
+        );
         // An alarm that cannot be read is no pass: the traffic goes back as for one that fired.
         const fired = await firingAlarms(ctx, target).catch((error: Error) => error);
         if (fired instanceof Error || fired.length > 0) {
@@ -189,7 +270,9 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
           const what = fired instanceof Error ? `the alarms could not be read (${said})` : `alarm ${fired.join(', ')} fired`;
           const message = `${what} with ${percent}% of traffic on version ${version}; alias ${target.alias} is back on version ${serving}`;
           const logs = await recentLogLines(ctx, target, `/aws/lambda/${name}`);
-          return previous ? { status: 'rolled-back', release, reason: 'rollout-failed', message, logs, restored: previous } : { status: 'failed', release, reason: 'rollout-failed', message, logs, restored: null };
+          return previous
+            ? { status: 'rolled-back', release, reason: 'rollout-failed', message, logs, restored: previous }
+            : { status: 'failed', release, reason: 'rollout-failed', message, logs, restored: null };
         }
       }
     }
@@ -217,15 +300,27 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
     const cli = lambdaCli(ctx, target);
     const listed = await cli.lambda(['list-versions-by-function', '--function-name', cli.name], { allowFailure: true });
     if (listed.exitCode !== 0) {
-      notFoundOrThrow(listed, NOT_FOUND, `Lambda function ${cli.name} (region ${target.region})`, 'check the AWS credentials and region: aws sts get-caller-identity');
+      notFoundOrThrow(
+        listed,
+        NOT_FOUND,
+        `Lambda function ${cli.name} (region ${target.region})`,
+        'check the AWS credentials and region: aws sts get-caller-identity',
+      );
       return [];
     }
     const alias = await cli.getAlias();
-    const versions = ((JSON.parse(listed.stdout || '{}') as { Versions?: { Version?: string; Description?: string; LastModified?: string }[] }).Versions ?? []).filter((v) => versionOf(v.Description));
+    const versions = (
+      (JSON.parse(listed.stdout || '{}') as { Versions?: { Version?: string; Description?: string; LastModified?: string }[] }).Versions ?? []
+    ).filter((v) => versionOf(v.Description));
     const releases: RecordedRelease[] = [];
     for (const v of versions) {
       const described = await cli.getFunction(v.Version);
-      releases.push({ version: versionOf(v.Description)!, image: described?.Code?.ImageUri ?? '', at: v.LastModified ?? null, serving: v.Version === alias?.FunctionVersion });
+      releases.push({
+        version: versionOf(v.Description)!,
+        image: described?.Code?.ImageUri ?? '',
+        at: v.LastModified ?? null,
+        serving: v.Version === alias?.FunctionVersion,
+      });
     }
     return releases;
   },
@@ -233,7 +328,17 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
   async status(target, ctx): Promise<TargetStatus> {
     const cli = lambdaCli(ctx, target);
     const alias = await cli.getAlias();
-    const notDeployed = { target: ctx.targetName, type: 'lambda' as const, deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { function: cli.name, alias: target.alias } };
+    const notDeployed = {
+      target: ctx.targetName,
+      type: 'lambda' as const,
+      deployed: false,
+      version: null,
+      image: null,
+      health: 'not deployed',
+      url: null,
+      startedAt: null,
+      detail: { function: cli.name, alias: target.alias },
+    };
     if (!alias?.FunctionVersion) return notDeployed;
     const described = await cli.getFunction(target.alias);
     const configuration = described?.Configuration;
@@ -266,25 +371,55 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
  */
 function invokeSmoke(ctx: DeployContext, target: LambdaTarget, name: string, version: string, release: Release): Promise<SmokeFailure | undefined> {
   const encode = async (signature: ModelSignature) => {
-    const body = release.takes ? rawSmokeBody(release.takes, 'oip') : encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body;
+    const body = release.takes
+      ? rawSmokeBody(release.takes, 'oip')
+      : encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body;
     const route = `/v2/models/${encodeURIComponent(release.modelName)}/infer`;
     return JSON.stringify(smokeEvent(route, Buffer.from(body).toString('utf8')));
   };
   return smokeThroughCli(ctx, release, 'lambda invoke', encode, async (request, dir, signature) => {
     const answer = path.join(dir, 'answer.json');
-    const invoked = await ctx.exec.run('aws', [
-      'lambda', 'invoke', '--function-name', name, '--qualifier', version, '--log-type', 'Tail',
-      '--payload', `fileb://${request}`, '--region', target.region, '--output', 'json', answer,
-    ], { allowFailure: true, timeoutMs: (target.timeoutSeconds + 60) * 1000 });
+    const invoked = await ctx.exec.run(
+      'aws',
+      [
+        'lambda',
+        'invoke',
+        '--function-name',
+        name,
+        '--qualifier',
+        version,
+        '--log-type',
+        'Tail',
+        '--payload',
+        `fileb://${request}`,
+        '--region',
+        target.region,
+        '--output',
+        'json',
+        answer,
+      ],
+      { allowFailure: true, timeoutMs: (target.timeoutSeconds + 60) * 1000 },
+    );
     if (ctx.exec.dryRun) return undefined;
     if (invoked.exitCode !== 0) return { reason: 'smoke-failure', message: `lambda invoke failed: ${invoked.stderr.trim().split('\n').at(-1) ?? ''}` };
     const result = JSON.parse(invoked.stdout || '{}') as { FunctionError?: string; LogResult?: string };
     const init = initDurations(Buffer.from(result.LogResult ?? '', 'base64').toString('utf8'));
     if (init.length) ctx.log(`cold start of version ${version}: ${init[0]} ms (Lambda's Init Duration)`);
-    const payload = JSON.parse(await readFile(answer, 'utf8')) as { statusCode?: number; body?: string; isBase64Encoded?: boolean; errorMessage?: string; errorType?: string };
-    if (result.FunctionError) return { reason: 'smoke-failure', message: `version ${version} failed the invocation (${result.FunctionError}): ${payload.errorType ?? ''} ${payload.errorMessage ?? ''}`.trim() };
+    const payload = JSON.parse(await readFile(answer, 'utf8')) as {
+      statusCode?: number;
+      body?: string;
+      isBase64Encoded?: boolean;
+      errorMessage?: string;
+      errorType?: string;
+    };
+    if (result.FunctionError)
+      return {
+        reason: 'smoke-failure',
+        message: `version ${version} failed the invocation (${result.FunctionError}): ${payload.errorType ?? ''} ${payload.errorMessage ?? ''}`.trim(),
+      };
     const body = payload.isBase64Encoded ? Buffer.from(payload.body ?? '', 'base64').toString('utf8') : (payload.body ?? '');
-    if (payload.statusCode !== 200) return { reason: 'smoke-failure', message: `inference answered HTTP ${payload.statusCode ?? '(none)'}: ${body.slice(0, 200)}` };
+    if (payload.statusCode !== 200)
+      return { reason: 'smoke-failure', message: `inference answered HTTP ${payload.statusCode ?? '(none)'}: ${body.slice(0, 200)}` };
     checkOutputs(signature.outputs, JSON.parse(body));
     return undefined;
   });
@@ -298,7 +433,12 @@ export function smokeEvent(route: string, body: string): Record<string, unknown>
     rawPath: route,
     rawQueryString: '',
     headers: { 'content-type': 'application/json', 'user-agent': 'mlops-smoke' },
-    requestContext: { http: { method: 'POST', path: route, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'mlops-smoke' }, routeKey: '$default', stage: '$default', requestId: 'mlops-smoke' },
+    requestContext: {
+      http: { method: 'POST', path: route, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'mlops-smoke' },
+      routeKey: '$default',
+      stage: '$default',
+      requestId: 'mlops-smoke',
+    },
     body,
     isBase64Encoded: false,
   };
@@ -319,11 +459,21 @@ async function coldStarts(ctx: DeployContext, target: LambdaTarget, name: string
   return { samples: durations.length, lastMs: durations.at(-1), medianMs: sorted[Math.floor(sorted.length / 2)], maxMs: sorted.at(-1), window: '24h' };
 }
 
-
 /** The configured alarms in state ALARM; a failed look is an error, never "no alarm". */
 async function firingAlarms(ctx: DeployContext, target: LambdaTarget): Promise<string[]> {
   if (target.alarms.length === 0) return [];
-  const result = await ctx.exec.run('aws', ['cloudwatch', 'describe-alarms', '--alarm-names', ...target.alarms, '--state-value', 'ALARM', '--region', target.region, '--output', 'json']);
+  const result = await ctx.exec.run('aws', [
+    'cloudwatch',
+    'describe-alarms',
+    '--alarm-names',
+    ...target.alarms,
+    '--state-value',
+    'ALARM',
+    '--region',
+    target.region,
+    '--output',
+    'json',
+  ]);
   if (ctx.exec.dryRun) return [];
   const found = JSON.parse(result.stdout || '{}') as { MetricAlarms?: { AlarmName: string }[]; CompositeAlarms?: { AlarmName: string }[] };
   return [...(found.MetricAlarms ?? []), ...(found.CompositeAlarms ?? [])].map((a) => a.AlarmName);
@@ -331,7 +481,10 @@ async function firingAlarms(ctx: DeployContext, target: LambdaTarget): Promise<s
 
 /** Provisioned concurrency on the alias, so Lambda keeps it on whichever version the alias serves; 0 removes it. */
 async function setProvisionedConcurrency(ctx: DeployContext, target: LambdaTarget, name: string): Promise<void> {
-  const aws = (args: string[], allowFailure = false) => ctx.exec.run('aws', ['lambda', ...args, '--function-name', name, '--qualifier', target.alias, '--region', target.region, '--output', 'json'], { allowFailure });
+  const aws = (args: string[], allowFailure = false) =>
+    ctx.exec.run('aws', ['lambda', ...args, '--function-name', name, '--qualifier', target.alias, '--region', target.region, '--output', 'json'], {
+      allowFailure,
+    });
   if (target.provisionedConcurrency > 0) {
     await aws(['put-provisioned-concurrency-config', '--provisioned-concurrent-executions', String(target.provisionedConcurrency)]);
     return;
@@ -351,11 +504,30 @@ async function setFunctionUrl(ctx: DeployContext, target: LambdaTarget, name: st
   }
   let configured = existing;
   if (!existing) configured = JSON.parse((await cli.lambda(['create-function-url-config', ...on, '--auth-type', target.functionUrl])).stdout || '{}');
-  else if (existing.AuthType !== target.functionUrl) configured = JSON.parse((await cli.lambda(['update-function-url-config', ...on, '--auth-type', target.functionUrl])).stdout || '{}');
+  else if (existing.AuthType !== target.functionUrl)
+    configured = JSON.parse((await cli.lambda(['update-function-url-config', ...on, '--auth-type', target.functionUrl])).stdout || '{}');
   if (target.functionUrl === 'NONE' && (!existing || existing.AuthType !== 'NONE')) {
-    const granted = await cli.lambda(['add-permission', ...on, '--statement-id', 'mlops-function-url-public', '--action', 'lambda:InvokeFunctionUrl', '--principal', '*', '--function-url-auth-type', 'NONE'], { allowFailure: true });
+    const granted = await cli.lambda(
+      [
+        'add-permission',
+        ...on,
+        '--statement-id',
+        'mlops-function-url-public',
+        '--action',
+        'lambda:InvokeFunctionUrl',
+        '--principal',
+        '*',
+        '--function-url-auth-type',
+        'NONE',
+      ],
+      { allowFailure: true },
+    );
     if (granted.exitCode !== 0 && !/ResourceConflictException/.test(granted.stderr)) {
-      throw environmentError(`the public Function URL of ${name}:${target.alias} could not be opened`, 'allow lambda:AddPermission to the deploying role, or set "functionUrl": "AWS_IAM"', granted.stderr.trim());
+      throw environmentError(
+        `the public Function URL of ${name}:${target.alias} could not be opened`,
+        'allow lambda:AddPermission to the deploying role, or set "functionUrl": "AWS_IAM"',
+        granted.stderr.trim(),
+      );
     }
   }
   return configured?.FunctionUrl ?? null;

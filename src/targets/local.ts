@@ -56,12 +56,18 @@ function mountedSecrets(target: LocalTarget, projectDir: string): { binds: strin
     try {
       bytes = readFileSync(file(p));
     } catch (error) {
-      throw inputError(`targets' ${field} ${p}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, 'check the path (relative to the config file)');
+      throw inputError(
+        `targets' ${field} ${p}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+        'check the path (relative to the config file)',
+      );
     }
     // The server runs as uid 10001 (templates/Dockerfile): a bind-mounted file keeps this machine's owner and mode.
     const { mode, uid } = statSync(file(p));
     if (mounted && uid !== SERVER_UID && (mode & 0o004) === 0) {
-      throw inputError(`targets' ${field} ${p} is not readable by the server in the container (uid ${SERVER_UID}; the file is mode ${(mode & 0o777).toString(8)})`, `chown ${SERVER_UID} ${p} (then chmod 0400), or chmod o+r ${p} if this machine has no other users`);
+      throw inputError(
+        `targets' ${field} ${p} is not readable by the server in the container (uid ${SERVER_UID}; the file is mode ${(mode & 0o777).toString(8)})`,
+        `chown ${SERVER_UID} ${p} (then chmod 0400), or chmod o+r ${p} if this machine has no other users`,
+      );
     }
     return bytes;
   };
@@ -70,7 +76,11 @@ function mountedSecrets(target: LocalTarget, projectDir: string): { binds: strin
   if (target.auth) {
     binds.push(`${file(target.auth.tokenFile)}:${SECRET_MOUNT.tokens}:ro`);
     const token = firstToken(read(target.auth.tokenFile, 'auth.tokenFile').toString('utf8'));
-    if (!token) throw inputError(`${target.auth.tokenFile} (targets' auth.tokenFile) holds no token in clear`, 'the smoke test needs one token in clear besides any sha256: lines');
+    if (!token)
+      throw inputError(
+        `${target.auth.tokenFile} (targets' auth.tokenFile) holds no token in clear`,
+        'the smoke test needs one token in clear besides any sha256: lines',
+      );
     security.token = token;
   }
   if (target.tls) {
@@ -79,19 +89,35 @@ function mountedSecrets(target: LocalTarget, projectDir: string): { binds: strin
     binds.push(`${file(target.tls.cert)}:${SECRET_MOUNT.cert}:ro`, `${file(target.tls.key)}:${SECRET_MOUNT.key}:ro`);
     if (target.tls.clientCa) binds.push(`${file(target.tls.clientCa)}:${SECRET_MOUNT.clientCa}:ro`);
     security.insecure = true;
-    if (target.tls.clientCert && target.tls.clientKey) Object.assign(security, { cert: read(target.tls.clientCert, 'tls.clientCert', false), key: read(target.tls.clientKey, 'tls.clientKey', false) });
+    if (target.tls.clientCert && target.tls.clientKey)
+      Object.assign(security, { cert: read(target.tls.clientCert, 'tls.clientCert', false), key: read(target.tls.clientKey, 'tls.clientKey', false) });
   }
-  const env = Object.entries(secretEnv({ auth: Boolean(target.auth), tls: Boolean(target.tls), clientCa: Boolean(target.tls?.clientCa) })).map(([k, v]) => `${k}=${v}`);
+  const env = Object.entries(secretEnv({ auth: Boolean(target.auth), tls: Boolean(target.tls), clientCa: Boolean(target.tls?.clientCa) })).map(
+    ([k, v]) => `${k}=${v}`,
+  );
   return { binds, env, security };
 }
 
 function releaseOf(info: Docker.ContainerInspectInfo, modelName: string): Release {
   const labels = info.Config.Labels ?? {};
-  return { version: labels['mlops.release.version'] ?? 'unknown', image: info.Config.Image, digest: null, modelName, modelSha256: labels[MODEL_SHA256_LABEL] || null };
+  return {
+    version: labels['mlops.release.version'] ?? 'unknown',
+    image: info.Config.Image,
+    digest: null,
+    modelName,
+    modelSha256: labels[MODEL_SHA256_LABEL] || null,
+  };
 }
 
 /** Readiness, then the smoke test, of a started container; what failed, or undefined. */
-async function gate(container: Docker.Container, url: string, release: Release, timeoutSeconds: number, ctx: DeployContext, security: ClientSecurity): Promise<{ reason: FailureReason; message: string } | undefined> {
+async function gate(
+  container: Docker.Container,
+  url: string,
+  release: Release,
+  timeoutSeconds: number,
+  ctx: DeployContext,
+  security: ClientSecurity,
+): Promise<{ reason: FailureReason; message: string } | undefined> {
   try {
     const ready = await waitForReady(`${url}/v2/health/ready`, {
       security,
@@ -104,7 +130,10 @@ async function gate(container: Docker.Container, url: string, release: Release, 
     if (!ready.ready) {
       const state = await container.inspect();
       return !state.State.Running || state.State.Restarting || state.RestartCount > 0
-        ? { reason: 'crash-loop', message: `the new container stopped: ${describeExit(state)}${state.RestartCount ? ` and restarted ${state.RestartCount} times` : ''}` }
+        ? {
+            reason: 'crash-loop',
+            message: `the new container stopped: ${describeExit(state)}${state.RestartCount ? ` and restarted ${state.RestartCount} times` : ''}`,
+          }
         : { reason: 'health-timeout', message: `the new container was not ready after ${timeoutSeconds} s` };
     }
     await ctx.smoke(url, release, {}, security);
@@ -145,7 +174,12 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     const spec = (containerName: string, ports: typeof published, restart: LocalTarget['restart']): Docker.ContainerCreateOptions => ({
       name: containerName,
       Image: release.image,
-      Labels: { 'mlops.target': ctx.targetName, 'mlops.release.version': release.version, [MODEL_SHA256_LABEL]: release.modelSha256 ?? '', 'mlops.deployed-at': new Date().toISOString() },
+      Labels: {
+        'mlops.target': ctx.targetName,
+        'mlops.release.version': release.version,
+        [MODEL_SHA256_LABEL]: release.modelSha256 ?? '',
+        'mlops.deployed-at': new Date().toISOString(),
+      },
       ExposedPorts: Object.fromEntries(Object.keys(ports).map((p) => [p, {}])),
       ...(secrets.env.length > 0 ? { Env: secrets.env } : {}),
       HostConfig: {
@@ -156,7 +190,10 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
         ...(target.cpus > 0 ? { NanoCpus: Math.round(target.cpus * 1e9) } : {}),
       },
     });
-    const oldInfo = await docker.getContainer(name).inspect().catch(() => undefined);
+    const oldInfo = await docker
+      .getContainer(name)
+      .inspect()
+      .catch(() => undefined);
     // By id: the old container is renamed during the swap.
     const old = docker.getContainer(oldInfo?.Id ?? name);
 
@@ -166,7 +203,10 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     // Ctrl-C mid-deploy resolves what is left as a later deploy would.
     const unregister = cleanupOnInterrupt(() => localAdapter.recover(target, ctx, previous));
     try {
-      const started = await candidate.start().then(() => undefined, (error: Error) => error);
+      const started = await candidate.start().then(
+        () => undefined,
+        (error: Error) => error,
+      );
       const side = (await candidate.inspect()).NetworkSettings.Ports?.[exposed]?.[0]?.HostPort;
       const failure = started
         ? { reason: 'crash-loop' as const, message: `the new container did not start: ${started.message}` }
@@ -177,7 +217,9 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
         const logs = tail(await logsOf(candidate), 20);
         await candidate.remove({ force: true });
         // The old container never stopped: it is still what serves.
-        return oldInfo?.State.Running && previous ? { status: 'rolled-back', release, ...failure, logs, restored: previous } : { status: 'failed', release, ...failure, logs, restored: null };
+        return oldInfo?.State.Running && previous
+          ? { status: 'rolled-back', release, ...failure, logs, restored: previous }
+          : { status: 'failed', release, ...failure, logs, restored: null };
       }
       ctx.checkpoint('candidate-ready');
 
@@ -191,7 +233,10 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       await candidate.remove({ force: true });
       const serving = await docker.createContainer(spec(name, published, target.restart));
       // Started, or the port is still held: then whatever answers there is not this container.
-      const startError = await serving.start().then(() => undefined, (error: Error) => error);
+      const startError = await serving.start().then(
+        () => undefined,
+        (error: Error) => error,
+      );
       const failure2 = startError
         ? { reason: 'crash-loop' as const, message: `the checked version did not start on ${target.host}:${target.port}: ${startError.message}` }
         : await gate(serving, url, release, target.readyTimeoutSeconds, ctx, secrets.security);
@@ -204,7 +249,16 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       await serving.remove({ force: true });
       const back = oldInfo ? await putBack(old, name, url, target) : false;
       const restored = oldInfo ? releaseOf(oldInfo, release.modelName) : null;
-      return back && restored ? { status: 'rolled-back', release, ...failure2, logs, restored } : { status: 'failed', release, ...failure2, message: `${failure2.message}${oldInfo ? '; and the previous container did not become ready again' : ''}`, logs, restored: null };
+      return back && restored
+        ? { status: 'rolled-back', release, ...failure2, logs, restored }
+        : {
+            status: 'failed',
+            release,
+            ...failure2,
+            message: `${failure2.message}${oldInfo ? '; and the previous container did not become ready again' : ''}`,
+            logs,
+            restored: null,
+          };
     } finally {
       unregister();
     }
@@ -215,7 +269,11 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
   async recover(target, ctx) {
     const docker = await connectDocker(ctx.env);
     const name = containerName(target, ctx);
-    const inspect = (suffix: string) => docker.getContainer(`${name}${suffix}`).inspect().catch(() => undefined);
+    const inspect = (suffix: string) =>
+      docker
+        .getContainer(`${name}${suffix}`)
+        .inspect()
+        .catch(() => undefined);
     const [current, candidate, previousInfo] = [await inspect(''), await inspect(CANDIDATE), await inspect(PREVIOUS)];
     if (!candidate && !previousInfo) return null;
     const url = baseUrl(target.host, target.port, Boolean(target.tls));
@@ -223,10 +281,16 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     if (candidate) await docker.getContainer(`${name}${CANDIDATE}`).remove({ force: true });
     if (previousInfo) {
       // The swap had begun, so the candidate had passed its gates; finish it if the new container answers.
-      const ready = current?.State.Running && (await waitForReady(`${url}/v2/health/ready`, { timeoutMs: target.readyTimeoutSeconds * 1000, security: LOOPBACK })).ready;
+      const ready =
+        current?.State.Running && (await waitForReady(`${url}/v2/health/ready`, { timeoutMs: target.readyTimeoutSeconds * 1000, security: LOOPBACK })).ready;
       if (current && ready) {
         await docker.getContainer(`${name}${PREVIOUS}`).remove({ force: true });
-        return { candidate: { version: releaseOf(current, modelName).version, image: current.Config.Image }, outcome: 'completed', serving: releaseOf(current, modelName), message: `an interrupted deploy of ${releaseOf(current, modelName).version} had passed its checks and started; its swap was finished` };
+        return {
+          candidate: { version: releaseOf(current, modelName).version, image: current.Config.Image },
+          outcome: 'completed',
+          serving: releaseOf(current, modelName),
+          message: `an interrupted deploy of ${releaseOf(current, modelName).version} had passed its checks and started; its swap was finished`,
+        };
       }
       const unchecked = current ? releaseOf(current, modelName) : candidate ? releaseOf(candidate, modelName) : null;
       if (current) await docker.getContainer(name).remove({ force: true });
@@ -243,7 +307,10 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     const unchecked = releaseOf(candidate!, modelName);
     let back = Boolean(current?.State.Running);
     if (current && !current.State.Running) {
-      await docker.getContainer(name).start().catch(() => undefined);
+      await docker
+        .getContainer(name)
+        .start()
+        .catch(() => undefined);
       back = (await waitForReady(`${url}/v2/health/ready`, { timeoutMs: target.readyTimeoutSeconds * 1000, security: LOOPBACK })).ready;
     }
     return {
@@ -266,7 +333,10 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
         throw environmentError(`cannot tell the state of container ${name}: ${error.message ?? String(error)}`, 'check the Docker engine: docker info');
       });
     if (!info?.State.Running) {
-      throw environmentError(`target '${ctx.targetName}': container ${name} is ${info ? `not running (${info.State.Status})` : 'not there'}`, `deploy first: mlops deploy --target ${ctx.targetName}`);
+      throw environmentError(
+        `target '${ctx.targetName}': container ${name} is ${info ? `not running (${info.State.Status})` : 'not there'}`,
+        `deploy first: mlops deploy --target ${ctx.targetName}`,
+      );
     }
     // The serving container's own environment says whether it speaks TLS (and asks for tokens, which monitor sends).
     const tls = accessOf(info.Config.Env ?? []).tls !== 'off';
@@ -281,7 +351,12 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       throw environmentError(`target '${ctx.targetName}': container ${name} is not there`, `deploy first: mlops deploy --target ${ctx.targetName}`);
     }
     // Only this container's: a deploy replaces the container, and its log goes with it (a file or HTTP sink keeps history).
-    const buffer = (await container.logs({ stdout: true, stderr: false, follow: false, ...(since ? { since: Math.floor(since.getTime() / 1000) } : {}) })) as Buffer;
+    const buffer = await container.logs({
+      stdout: true,
+      stderr: false,
+      follow: false,
+      ...(since ? { since: Math.floor(since.getTime() / 1000) } : {}),
+    });
     return [{ from: `container ${name}`, text: demultiplex(buffer) }];
   },
 
@@ -293,9 +368,23 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
   async status(target, ctx): Promise<TargetStatus> {
     const docker = await connectDocker(ctx.env);
     const name = containerName(target, ctx);
-    const info = await docker.getContainer(name).inspect().catch(() => undefined);
+    const info = await docker
+      .getContainer(name)
+      .inspect()
+      .catch(() => undefined);
     const leftovers = await interruptedLeftovers(docker, name);
-    if (!info) return { target: ctx.targetName, type: 'local', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { container: name, ...leftovers } };
+    if (!info)
+      return {
+        target: ctx.targetName,
+        type: 'local',
+        deployed: false,
+        version: null,
+        image: null,
+        health: 'not deployed',
+        url: null,
+        startedAt: null,
+        detail: { container: name, ...leftovers },
+      };
     // What serves decides, not the config: its environment says whether it asks for tokens and speaks TLS.
     const access = accessOf(info.Config.Env ?? []);
     const url = baseUrl(target.host, target.port, access.tls !== 'off');
@@ -309,7 +398,14 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       health: !info.State.Running ? `stopped: ${describeExit(info)}` : ready ? 'ready' : (info.State.Health?.Status ?? 'not ready'),
       url,
       startedAt: info.State.StartedAt,
-      detail: { container: name, restarts: info.RestartCount, uptimeSeconds: info.State.Running ? Math.round((Date.now() - Date.parse(info.State.StartedAt)) / 1000) : 0, auth: access.auth, tls: access.tls, ...leftovers },
+      detail: {
+        container: name,
+        restarts: info.RestartCount,
+        uptimeSeconds: info.State.Running ? Math.round((Date.now() - Date.parse(info.State.StartedAt)) / 1000) : 0,
+        auth: access.auth,
+        tls: access.tls,
+        ...leftovers,
+      },
     };
   },
 };
@@ -325,11 +421,15 @@ async function putBack(old: Docker.Container, name: string, url: string, target:
 async function interruptedLeftovers(docker: Docker, name: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const [suffix, what] of [
-    [CANDIDATE, 'an unchecked candidate, never on the target\'s port'],
+    [CANDIDATE, "an unchecked candidate, never on the target's port"],
     [PREVIOUS, 'the version before, set aside mid-swap'],
   ] as const) {
-    const info = await docker.getContainer(`${name}${suffix}`).inspect().catch(() => undefined);
-    if (info) out.interrupted = `${out.interrupted ? `${out.interrupted}; ` : 'a deploy was interrupted: '}${name}${suffix} holds ${info.Config.Labels?.['mlops.release.version'] ?? info.Config.Image} (${what}, ${info.State.Status}); the next deploy or rollback resolves it`;
+    const info = await docker
+      .getContainer(`${name}${suffix}`)
+      .inspect()
+      .catch(() => undefined);
+    if (info)
+      out.interrupted = `${out.interrupted ? `${out.interrupted}; ` : 'a deploy was interrupted: '}${name}${suffix} holds ${info.Config.Labels?.['mlops.release.version'] ?? info.Config.Image} (${what}, ${info.State.Status}); the next deploy or rollback resolves it`;
   }
   return out;
 }
@@ -341,7 +441,12 @@ async function interruptedLeftovers(docker: Docker, name: string): Promise<Recor
 async function engineLock(target: LocalTarget, ctx: DeployContext, holder: LockHolder): Promise<LockAttempt> {
   const docker = await connectDocker(ctx.env);
   const lockName = `${containerName(target, ctx)}-lock`;
-  const labels = { 'mlops.lock.pid': String(holder.pid), 'mlops.lock.host': holder.host, 'mlops.lock.command': holder.command, 'mlops.lock.since': holder.since };
+  const labels = {
+    'mlops.lock.pid': String(holder.pid),
+    'mlops.lock.host': holder.host,
+    'mlops.lock.command': holder.command,
+    'mlops.lock.since': holder.since,
+  };
   for (let tries = 0; tries < 5; tries++) {
     try {
       // Any image will do for a container that never starts: the lock needs only its name.
@@ -352,7 +457,10 @@ async function engineLock(target: LocalTarget, ctx: DeployContext, holder: LockH
     } catch (error) {
       if ((error as { statusCode?: number }).statusCode !== 409) throw error;
     }
-    const info = await docker.getContainer(lockName).inspect().catch(() => undefined);
+    const info = await docker
+      .getContainer(lockName)
+      .inspect()
+      .catch(() => undefined);
     if (!info) {
       // The name is taken but the container is not inspectable yet (being created or removed this
       // instant): ask again rather than take it for stale, which would remove a live holder's lock.
@@ -360,10 +468,18 @@ async function engineLock(target: LocalTarget, ctx: DeployContext, holder: LockH
       continue;
     }
     const l = info.Config.Labels ?? {};
-    const current: LockHolder = { pid: Number(l['mlops.lock.pid'] ?? 0), host: l['mlops.lock.host'] ?? 'unknown', command: l['mlops.lock.command'] ?? 'another mlops', since: l['mlops.lock.since'] ?? '' };
+    const current: LockHolder = {
+      pid: Number(l['mlops.lock.pid'] ?? 0),
+      host: l['mlops.lock.host'] ?? 'unknown',
+      command: l['mlops.lock.command'] ?? 'another mlops',
+      since: l['mlops.lock.since'] ?? '',
+    };
     if (!isStale(current)) return { holder: current };
     // By id: a lock taken since the inspect has another id and is not the one removed.
-    await docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined);
+    await docker
+      .getContainer(info.Id)
+      .remove({ force: true })
+      .catch(() => undefined);
   }
   return { holder: { pid: 0, host: 'unknown', command: 'another mlops', since: '' } };
 }

@@ -39,7 +39,12 @@ export const describeHolder = (h: LockHolder) => `${h.command} (pid ${h.pid} on 
  * Tries until the lock is taken or `timeoutSeconds` have passed (0: once), then fails with exit 3
  * naming the holder.
  */
-export async function acquireLock(targetName: string, attempt: () => Promise<LockAttempt>, timeoutSeconds: number, log: (line: string) => void): Promise<{ release(): Promise<void> }> {
+export async function acquireLock(
+  targetName: string,
+  attempt: () => Promise<LockAttempt>,
+  timeoutSeconds: number,
+  log: (line: string) => void,
+): Promise<{ release(): Promise<void> }> {
   const deadline = Date.now() + timeoutSeconds * 1000;
   let announced = false;
   for (;;) {
@@ -48,7 +53,9 @@ export async function acquireLock(targetName: string, attempt: () => Promise<Loc
     if (Date.now() >= deadline) {
       throw environmentError(
         `target '${targetName}' is locked by ${describeHolder(result.holder)}`,
-        timeoutSeconds > 0 ? `it was still held after ${timeoutSeconds} s; wait for it, or raise --lock-timeout` : 'wait for it, or pass --lock-timeout <seconds> to wait',
+        timeoutSeconds > 0
+          ? `it was still held after ${timeoutSeconds} s; wait for it, or raise --lock-timeout`
+          : 'wait for it, or pass --lock-timeout <seconds> to wait',
       );
     }
     if (!announced) log(`waiting for ${describeHolder(result.holder)} to finish with target '${targetName}'`);

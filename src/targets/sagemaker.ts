@@ -10,7 +10,16 @@ import { encodeRestRequest } from '../protocol/rest.js';
 import { revisionTag } from './cloudrun.js';
 import { checkOutputs, smokeThroughCli, type SmokeFailure, rawSmokeBody } from './smoke.js';
 import { fileLock } from './lock.js';
-import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type ModelSignature, type Release, type TargetAdapter, type TargetStatus } from './types.js';
+import {
+  servingOnly,
+  type DeployContext,
+  type DeployOutcome,
+  type FailureReason,
+  type ModelSignature,
+  type Release,
+  type TargetAdapter,
+  type TargetStatus,
+} from './types.js';
 
 /** SageMaker pulls only from ECR (private registries need a VPC setup mlops does not make). */
 export const ECR_HOST = /^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/;
@@ -29,7 +38,10 @@ interface EndpointDescription {
 
 export function endpointName(target: SageMakerTarget, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
   const name = target.endpoint || ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path));
-  return name.replace(/[^a-zA-Z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  return name
+    .replace(/[^a-zA-Z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63);
 }
 
 /** A SageMaker resource name (at most 63 of [a-zA-Z0-9-]) ending in a short hash, so it can be cut without colliding. */
@@ -83,7 +95,12 @@ const primaryContainer = (release: Release) => ({ Image: release.image, Mode: 'S
  * --output: the three calls' inputs as files for `aws sagemaker <call> --cli-input-json file://...`
  * (or a pipeline of your own). The endpoint file fits create-endpoint and update-endpoint alike.
  */
-async function writeInputs(dir: string, target: SageMakerTarget, release: Release, names: { endpoint: string; model: string; config: string }): Promise<DeployOutcome> {
+async function writeInputs(
+  dir: string,
+  target: SageMakerTarget,
+  release: Release,
+  names: { endpoint: string; model: string; config: string },
+): Promise<DeployOutcome> {
   await mkdir(dir, { recursive: true });
   const documents: [string, unknown][] = [
     ['model', { ModelName: names.model, ExecutionRoleArn: target.executionRoleArn, PrimaryContainer: primaryContainer(release), Tags: tagList(release) }],
@@ -119,9 +136,13 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
     const { exec } = ctx;
     const host = release.image.split('/')[0];
     if (!ECR_HOST.test(host)) {
-      throw inputError(`SageMaker pulls images from Amazon ECR only, and ${host} is not an ECR registry`, 'set image.repository to <account>.dkr.ecr.<region>.amazonaws.com/<name>, then `mlops push`');
+      throw inputError(
+        `SageMaker pulls images from Amazon ECR only, and ${host} is not an ECR registry`,
+        'set image.repository to <account>.dkr.ecr.<region>.amazonaws.com/<name>, then `mlops push`',
+      );
     }
-    const aws = (args: string[], options?: { allowFailure?: boolean; timeoutMs?: number }) => exec.run('aws', ['sagemaker', ...args, '--region', target.region, '--output', 'json'], options);
+    const aws = (args: string[], options?: { allowFailure?: boolean; timeoutMs?: number }) =>
+      exec.run('aws', ['sagemaker', ...args, '--region', target.region, '--output', 'json'], options);
     const endpoint = endpointName(target, ctx);
     const model = resourceName(`${endpoint}-${revisionTag(release.version)}`, `${release.image}\n${target.executionRoleArn}`);
     const variants = JSON.stringify(productionVariants(target, model));
@@ -130,57 +151,104 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
     const describe = async () => {
       const result = await aws(['describe-endpoint', '--endpoint-name', endpoint], { allowFailure: true });
       if (result.exitCode !== 0 && !/Could not find endpoint|ValidationException/.test(result.stderr)) {
-        throw environmentError(`aws sagemaker describe-endpoint ${endpoint} failed`, 'check the AWS credentials and region (aws sts get-caller-identity)', result.stderr.trim());
+        throw environmentError(
+          `aws sagemaker describe-endpoint ${endpoint} failed`,
+          'check the AWS credentials and region (aws sts get-caller-identity)',
+          result.stderr.trim(),
+        );
       }
       return result.exitCode === 0 && result.stdout ? (JSON.parse(result.stdout) as EndpointDescription) : null;
     };
     const before = await describe();
     if (before?.EndpointStatus === 'Failed') {
       // SageMaker updates no failed endpoint; it has to go (nothing is serving from it).
-      throw environmentError(`SageMaker endpoint ${endpoint} is Failed (${before.FailureReason ?? 'no reason given'}) and cannot be updated`, `delete it (aws sagemaker delete-endpoint --endpoint-name ${endpoint} --region ${target.region}), then deploy again`);
+      throw environmentError(
+        `SageMaker endpoint ${endpoint} is Failed (${before.FailureReason ?? 'no reason given'}) and cannot be updated`,
+        `delete it (aws sagemaker delete-endpoint --endpoint-name ${endpoint} --region ${target.region}), then deploy again`,
+      );
     }
     if (before && before.EndpointStatus !== 'InService') {
-      throw environmentError(`SageMaker endpoint ${endpoint} is ${before.EndpointStatus}: another change is under way`, `wait for it (aws sagemaker wait endpoint-in-service --endpoint-name ${endpoint}), then deploy again`);
+      throw environmentError(
+        `SageMaker endpoint ${endpoint} is ${before.EndpointStatus}: another change is under way`,
+        `wait for it (aws sagemaker wait endpoint-in-service --endpoint-name ${endpoint}), then deploy again`,
+      );
     }
     const previousConfig = before?.EndpointConfigName;
 
     const known = await aws(['describe-model', '--model-name', model], { allowFailure: true });
     if (exec.dryRun || known.exitCode !== 0) {
       await aws([
-        'create-model', '--model-name', model,
-        '--execution-role-arn', target.executionRoleArn,
-        '--primary-container', JSON.stringify(primaryContainer(release)),
-        '--tags', tags(release),
+        'create-model',
+        '--model-name',
+        model,
+        '--execution-role-arn',
+        target.executionRoleArn,
+        '--primary-container',
+        JSON.stringify(primaryContainer(release)),
+        '--tags',
+        tags(release),
       ]);
     }
     const knownConfig = await aws(['describe-endpoint-config', '--endpoint-config-name', config], { allowFailure: true });
     if (exec.dryRun || knownConfig.exitCode !== 0) {
       await aws(['create-endpoint-config', '--endpoint-config-name', config, '--production-variants', variants, '--tags', tags(release)]);
     }
-    if (before) await aws(['update-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', config, '--deployment-config', JSON.stringify(deploymentConfig(target))]);
+    if (before)
+      await aws([
+        'update-endpoint',
+        '--endpoint-name',
+        endpoint,
+        '--endpoint-config-name',
+        config,
+        '--deployment-config',
+        JSON.stringify(deploymentConfig(target)),
+      ]);
     else await aws(['create-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', config, '--tags', tags(release)]);
 
-    const waited = await aws(['wait', 'endpoint-in-service', '--endpoint-name', endpoint], { allowFailure: true, timeoutMs: target.readyTimeoutSeconds * 1000 });
+    const waited = await aws(['wait', 'endpoint-in-service', '--endpoint-name', endpoint], {
+      allowFailure: true,
+      timeoutMs: target.readyTimeoutSeconds * 1000,
+    });
     let failure: { reason: FailureReason; message: string } | undefined;
     if (!exec.dryRun) {
       const after = await describe();
       if (waited.exitCode !== 0 || after?.EndpointStatus !== 'InService') {
-        failure = { reason: 'health-timeout', message: `endpoint ${endpoint} did not come into service (${after?.EndpointStatus ?? 'gone'}): ${after?.FailureReason ?? waited.stderr.trim().split('\n').at(-1) ?? ''}` };
+        failure = {
+          reason: 'health-timeout',
+          message: `endpoint ${endpoint} did not come into service (${after?.EndpointStatus ?? 'gone'}): ${after?.FailureReason ?? waited.stderr.trim().split('\n').at(-1) ?? ''}`,
+        };
       } else if (after.EndpointConfigName !== config) {
         // Blue/green put the old fleet back by itself: an alarm fired while traffic moved.
-        failure = { reason: 'rollout-failed', message: `SageMaker rolled endpoint ${endpoint} back to ${after.EndpointConfigName}${target.alarms.length ? ` (an alarm fired: ${target.alarms.join(', ')})` : ''}: ${after.FailureReason ?? ''}`.trim() };
+        failure = {
+          reason: 'rollout-failed',
+          message:
+            `SageMaker rolled endpoint ${endpoint} back to ${after.EndpointConfigName}${target.alarms.length ? ` (an alarm fired: ${target.alarms.join(', ')})` : ''}: ${after.FailureReason ?? ''}`.trim(),
+        };
         const logs = await recentLogLines(ctx, target, `/aws/sagemaker/Endpoints/${endpoint}`);
-        return previous ? { status: 'rolled-back', release, ...failure, logs, restored: previous } : { status: 'failed', release, ...failure, logs, restored: null };
+        return previous
+          ? { status: 'rolled-back', release, ...failure, logs, restored: previous }
+          : { status: 'failed', release, ...failure, logs, restored: null };
       }
     }
     failure ??= await invokeSmoke(ctx, target, endpoint, release);
-    if (!failure) return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: `https://runtime.sagemaker.${target.region}.amazonaws.com/endpoints/${endpoint}/invocations`, previous };
+    if (!failure)
+      return exec.dryRun
+        ? { status: 'planned', release }
+        : { status: 'deployed', release, url: `https://runtime.sagemaker.${target.region}.amazonaws.com/endpoints/${endpoint}/invocations`, previous };
 
     const logs = await recentLogLines(ctx, target, `/aws/sagemaker/Endpoints/${endpoint}`);
     if (!previousConfig || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
     await aws(['update-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', previousConfig]);
     const back = await aws(['wait', 'endpoint-in-service', '--endpoint-name', endpoint], { allowFailure: true, timeoutMs: target.readyTimeoutSeconds * 1000 });
-    if (back.exitCode !== 0) return { status: 'failed', release, ...failure, message: `${failure.message}; and putting ${previousConfig} back did not finish either`, logs, restored: null };
+    if (back.exitCode !== 0)
+      return {
+        status: 'failed',
+        release,
+        ...failure,
+        message: `${failure.message}; and putting ${previousConfig} back did not finish either`,
+        logs,
+        restored: null,
+      };
     return { status: 'rolled-back', release, ...failure, logs, restored: previous };
   },
 
@@ -204,10 +272,27 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
 
   async status(target, ctx): Promise<TargetStatus> {
     const endpoint = endpointName(target, ctx);
-    const result = await ctx.exec.run('aws', ['sagemaker', 'describe-endpoint', '--endpoint-name', endpoint, '--region', target.region, '--output', 'json'], { allowFailure: true });
+    const result = await ctx.exec.run('aws', ['sagemaker', 'describe-endpoint', '--endpoint-name', endpoint, '--region', target.region, '--output', 'json'], {
+      allowFailure: true,
+    });
     if (result.exitCode !== 0) {
-      notFoundOrThrow(result, /Could not find endpoint/i, `SageMaker endpoint ${endpoint} (region ${target.region})`, 'check the AWS credentials and region: aws sts get-caller-identity');
-      return { target: ctx.targetName, type: 'sagemaker', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { endpoint } };
+      notFoundOrThrow(
+        result,
+        /Could not find endpoint/i,
+        `SageMaker endpoint ${endpoint} (region ${target.region})`,
+        'check the AWS credentials and region: aws sts get-caller-identity',
+      );
+      return {
+        target: ctx.targetName,
+        type: 'sagemaker',
+        deployed: false,
+        version: null,
+        image: null,
+        health: 'not deployed',
+        url: null,
+        startedAt: null,
+        detail: { endpoint },
+      };
     }
     const description = JSON.parse(result.stdout) as EndpointDescription;
     const variant = description.ProductionVariants?.[0];
@@ -220,21 +305,41 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
       health: description.EndpointStatus === 'InService' ? 'ready' : (description.EndpointStatus ?? 'unknown'),
       url: `https://runtime.sagemaker.${target.region}.amazonaws.com/endpoints/${endpoint}/invocations`,
       startedAt: description.CreationTime ?? null,
-      detail: { endpoint, endpointConfig: description.EndpointConfigName, instances: variant?.CurrentInstanceCount ?? null, ...(description.FailureReason ? { failure: description.FailureReason } : {}) },
+      detail: {
+        endpoint,
+        endpointConfig: description.EndpointConfigName,
+        instances: variant?.CurrentInstanceCount ?? null,
+        ...(description.FailureReason ? { failure: description.FailureReason } : {}),
+      },
     };
   },
 };
 
 /** One OIP v2 request through invoke-endpoint (SageMaker's own route to /invocations), checked like every smoke test. */
 function invokeSmoke(ctx: DeployContext, target: SageMakerTarget, endpoint: string, release: Release): Promise<SmokeFailure | undefined> {
-  const encode = async (signature: ModelSignature) => (release.takes ? rawSmokeBody(release.takes, 'oip') : encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body);
+  const encode = async (signature: ModelSignature) =>
+    release.takes ? rawSmokeBody(release.takes, 'oip') : encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body;
   return smokeThroughCli(ctx, release, 'invoke-endpoint', encode, async (request, dir, signature) => {
     const answer = path.join(dir, 'answer.json');
-    const invoked = await ctx.exec.run('aws', [
-      'sagemaker-runtime', 'invoke-endpoint', '--endpoint-name', endpoint,
-      '--content-type', 'application/json', '--accept', 'application/json',
-      '--body', `fileb://${request}`, '--region', target.region, answer,
-    ], { allowFailure: true, timeoutMs: 120_000 });
+    const invoked = await ctx.exec.run(
+      'aws',
+      [
+        'sagemaker-runtime',
+        'invoke-endpoint',
+        '--endpoint-name',
+        endpoint,
+        '--content-type',
+        'application/json',
+        '--accept',
+        'application/json',
+        '--body',
+        `fileb://${request}`,
+        '--region',
+        target.region,
+        answer,
+      ],
+      { allowFailure: true, timeoutMs: 120_000 },
+    );
     if (ctx.exec.dryRun) return undefined;
     if (invoked.exitCode !== 0) return { reason: 'smoke-failure', message: `invoke-endpoint failed: ${invoked.stderr.trim().split('\n').at(-1) ?? ''}` };
     checkOutputs(signature.outputs, JSON.parse(await readFile(answer, 'utf8')));
@@ -247,7 +352,10 @@ async function servingVersion(ctx: DeployContext, target: SageMakerTarget, confi
   if (!config) return null;
   const aws = (args: string[]) => ctx.exec.run('aws', ['sagemaker', ...args, '--region', target.region, '--output', 'json'], { allowFailure: true });
   const described = await aws(['describe-endpoint-config', '--endpoint-config-name', config]);
-  const model = described.exitCode === 0 ? (JSON.parse(described.stdout) as { ProductionVariants?: { ModelName?: string }[] }).ProductionVariants?.[0]?.ModelName : undefined;
+  const model =
+    described.exitCode === 0
+      ? (JSON.parse(described.stdout) as { ProductionVariants?: { ModelName?: string }[] }).ProductionVariants?.[0]?.ModelName
+      : undefined;
   if (!model) return null;
   const modelDescription = await aws(['describe-model', '--model-name', model]);
   const arn = modelDescription.exitCode === 0 ? (JSON.parse(modelDescription.stdout) as { ModelArn?: string }).ModelArn : undefined;

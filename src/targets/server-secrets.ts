@@ -27,7 +27,10 @@ export function secretEnv(mounted: { auth: boolean; tls: boolean; clientCa: bool
 /** The token and TLS Secrets of a Kubernetes or KServe target, as pod volumes, mounts, environment and probe scheme. */
 export function kubeSecretMounts(target: { auth?: { secretName: string }; tls?: { secretName: string; clientCa?: boolean } }) {
   // 0440 with the pod's fsGroup: readable by the server's group only, as the restricted profile wants.
-  const secretVolume = (name: string, secretName: string, keys: string[]) => ({ name, secret: { secretName, defaultMode: 0o440, items: keys.map((key) => ({ key, path: key })) } });
+  const secretVolume = (name: string, secretName: string, keys: string[]) => ({
+    name,
+    secret: { secretName, defaultMode: 0o440, items: keys.map((key) => ({ key, path: key })) },
+  });
   const volumes = [
     ...(target.auth ? [secretVolume('mlops-auth', target.auth.secretName, ['tokens'])] : []),
     ...(target.tls ? [secretVolume('mlops-tls', target.tls.secretName, ['tls.crt', 'tls.key', ...(target.tls.clientCa ? ['ca.crt'] : [])])] : []),
@@ -36,7 +39,9 @@ export function kubeSecretMounts(target: { auth?: { secretName: string }; tls?: 
     ...(target.auth ? [{ name: 'mlops-auth', mountPath: SECRET_MOUNT.authDir, readOnly: true }] : []),
     ...(target.tls ? [{ name: 'mlops-tls', mountPath: SECRET_MOUNT.tlsDir, readOnly: true }] : []),
   ];
-  const env = Object.entries(secretEnv({ auth: Boolean(target.auth), tls: Boolean(target.tls), clientCa: Boolean(target.tls?.clientCa) })).map(([name, value]) => ({ name, value }));
+  const env = Object.entries(secretEnv({ auth: Boolean(target.auth), tls: Boolean(target.tls), clientCa: Boolean(target.tls?.clientCa) })).map(
+    ([name, value]) => ({ name, value }),
+  );
   // The kubelet's probes: HTTPS when the server speaks TLS (it does not check the certificate, and the probe routes need no client certificate).
   const scheme = target.tls ? ('HTTPS' as const) : undefined;
   return { volumes, volumeMounts, env, scheme, fsGroup: volumes.length > 0 ? 10001 : undefined };
@@ -48,10 +53,20 @@ export function kubeSecretMounts(target: { auth?: { secretName: string }; tls?: 
  * environment, as CI holds them; the server's certificate is not checked on loopback. Checked
  * before a deploy starts: a server that will ask for what the smoke test lacks could never pass it.
  */
-export function smokeSecurity(targetName: string, target: { auth?: object; tls?: { clientCa?: boolean | string } }, env: NodeJS.ProcessEnv, cwd: string): { security: ClientSecurity; scheme: 'http' | 'https' } {
+export function smokeSecurity(
+  targetName: string,
+  target: { auth?: object; tls?: { clientCa?: boolean | string } },
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): { security: ClientSecurity; scheme: 'http' | 'https' } {
   const security = resolveClientSecurity({}, env, cwd);
-  if (target.auth && !security.token) throw inputError(`targets.${targetName}.auth: the smoke test needs a token the server accepts`, 'set MLOPS_TOKEN to one of the tokens in the Secret');
-  if (target.tls?.clientCa && !security.cert) throw inputError(`targets.${targetName}.tls.clientCa: the smoke test needs a client certificate`, 'set MLOPS_CLIENT_CERT and MLOPS_CLIENT_KEY to a certificate the client CA issued');
+  if (target.auth && !security.token)
+    throw inputError(`targets.${targetName}.auth: the smoke test needs a token the server accepts`, 'set MLOPS_TOKEN to one of the tokens in the Secret');
+  if (target.tls?.clientCa && !security.cert)
+    throw inputError(
+      `targets.${targetName}.tls.clientCa: the smoke test needs a client certificate`,
+      'set MLOPS_CLIENT_CERT and MLOPS_CLIENT_KEY to a certificate the client CA issued',
+    );
   return { security: { ...security, insecure: Boolean(target.tls) }, scheme: target.tls ? 'https' : 'http' };
 }
 

@@ -31,7 +31,13 @@ export function configuredSampleInputs(config: Config, projectDir: string): Depl
  * One inference with the configured sample input (model.shapes, model.inputData), checked for a well-formed answer:
  * status 200, every output the model declares, each with data matching its shape.
  */
-export async function smokeTest(baseUrl: string, release: Release, sampleInputs: DeployContext['sampleInputs'], headers: Record<string, string> = {}, security?: ClientSecurity): Promise<void> {
+export async function smokeTest(
+  baseUrl: string,
+  release: Release,
+  sampleInputs: DeployContext['sampleInputs'],
+  headers: Record<string, string> = {},
+  security?: ClientSecurity,
+): Promise<void> {
   // AbortSignal.timeout's timer does not hold the process open; this one does, so a stalled fetch still times out.
   const guard = setTimeout(() => undefined, 25_000);
   try {
@@ -41,7 +47,13 @@ export async function smokeTest(baseUrl: string, release: Release, sampleInputs:
   }
 }
 
-async function smoke(baseUrl: string, release: Release, sampleInputs: DeployContext['sampleInputs'], headers: Record<string, string>, dispatcher: Dispatcher | undefined): Promise<void> {
+async function smoke(
+  baseUrl: string,
+  release: Release,
+  sampleInputs: DeployContext['sampleInputs'],
+  headers: Record<string, string>,
+  dispatcher: Dispatcher | undefined,
+): Promise<void> {
   const base = baseUrl.replace(/\/$/, '');
   const modelName = release.modelName;
   // undici's fetch: it takes a dispatcher with the CA and client certificate for https://.
@@ -88,7 +100,8 @@ export function checkOutputs(outputs: TensorSignature[], answer: unknown): void 
     const out = given?.find((o) => o.name === spec.name);
     if (!out) throw new Error(`inference answer has no output '${spec.name}'`);
     const size = out.shape.reduce((n, d) => n * d, 1);
-    if (!Array.isArray(out.data) || out.data.length !== size) throw new Error(`output '${spec.name}' has ${out.data?.length ?? 0} values for shape [${out.shape.join(', ')}]`);
+    if (!Array.isArray(out.data) || out.data.length !== size)
+      throw new Error(`output '${spec.name}' has ${out.data?.length ?? 0} values for shape [${out.shape.join(', ')}]`);
     // JSON has no NaN or Infinity: servers write them as null.
     if (out.data.some((v) => v === null || (typeof v === 'number' && !Number.isFinite(v)))) throw new Error(`output '${spec.name}' holds non-finite values`);
   }
@@ -115,8 +128,15 @@ export async function smokeScoringRoute(ctx: DeployContext, url: string, release
   }
   const guard = setTimeout(() => undefined, 65_000);
   try {
-    const body = release.takes ? rawSmokeBody(release.takes, 'oip') : encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body;
-    const res = await undiciFetch(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(60_000) });
+    const body = release.takes
+      ? rawSmokeBody(release.takes, 'oip')
+      : encodeRestRequest(signature.inputs, await ctx.sampleInputs(signature.inputs), { binary: false }).body;
+    const res = await undiciFetch(url, {
+      method: 'POST',
+      headers: { ...headers, 'content-type': 'application/json' },
+      body,
+      signal: AbortSignal.timeout(60_000),
+    });
     const text = await res.text();
     if (res.status !== 200) return `inference answered HTTP ${res.status}: ${text.slice(0, 200)}`;
     checkOutputs(signature.outputs, JSON.parse(text));

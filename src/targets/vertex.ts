@@ -9,7 +9,16 @@ import { revisionTag } from './cloudrun.js';
 import { cloudLoggingRecords, cloudLoggingTail } from './gcloud.js';
 import { checkPredictions, smokeThroughCli, type SmokeFailure, rawSmokeBody } from './smoke.js';
 import { fileLock } from './lock.js';
-import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type ModelSignature, type Release, type TargetAdapter, type TargetStatus } from './types.js';
+import {
+  servingOnly,
+  type DeployContext,
+  type DeployOutcome,
+  type FailureReason,
+  type ModelSignature,
+  type Release,
+  type TargetAdapter,
+  type TargetStatus,
+} from './types.js';
 
 interface EndpointDescription {
   displayName?: string;
@@ -27,15 +36,20 @@ export function endpointDisplayName(target: VertexTarget, ctx: Pick<DeployContex
 
 /** A Vertex resource id: a lowercase letter first, then [a-z0-9-], at most 63. */
 const resourceId = (name: string) => {
-  const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+/, '');
+  const slug = name
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+/, '');
   return (/^[a-z]/.test(slug) ? slug : `m-${slug}`).slice(0, 63).replace(/-+$/, '');
 };
 
 /** The model's id for a release: its endpoint, version and image, so the same release is uploaded once. */
-const modelIdOf = (display: string, release: Release) => resourceId(`${display}-${revisionTag(release.version)}-${createHash('sha256').update(release.image).digest('hex').slice(0, 8)}`);
+const modelIdOf = (display: string, release: Release) =>
+  resourceId(`${display}-${revisionTag(release.version)}-${createHash('sha256').update(release.image).digest('hex').slice(0, 8)}`);
 
 /** Deployed-model ids are 1 to 10 digits: a hash of the model id, so a redeploy of one model names the same. */
-const deployedModelId = (modelId: string) => String(1_000_000_000 + (parseInt(createHash('sha256').update(modelId).digest('hex').slice(0, 8), 16) % 999_999_999));
+const deployedModelId = (modelId: string) =>
+  String(1_000_000_000 + (parseInt(createHash('sha256').update(modelId).digest('hex').slice(0, 8), 16) % 999_999_999));
 
 /** The old traffic scaled down to make room for `percent` on the new model (named `newId`). */
 export function trafficSplit(newId: string, percent: number, old: Record<string, number>): string {
@@ -78,8 +92,11 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
     const others = (state.deployedModels ?? []).filter((m) => m.id && m.id !== serving);
     if (others.length === 0 || !(state.deployedModels ?? []).some((m) => m.id === serving)) return null;
     await ctx.exec.run('gcloud', ['ai', 'endpoints', 'update', endpoint, ...base, `--traffic-split=${serving}=100`]);
-    for (const other of others) await ctx.exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${other.id}`], { allowFailure: true });
-    const split = Object.entries(state.trafficSplit ?? {}).map(([id, p]) => `${id}: ${p}%`).join(', ');
+    for (const other of others)
+      await ctx.exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${other.id}`], { allowFailure: true });
+    const split = Object.entries(state.trafficSplit ?? {})
+      .map(([id, p]) => `${id}: ${p}%`)
+      .join(', ');
     return {
       candidate: { version: others[0].displayName ?? 'unknown', image: others[0].model ?? '' },
       outcome: 'restored',
@@ -107,16 +124,23 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
     const known = await exec.run('gcloud', ['ai', 'models', 'describe', modelId, ...base, '--format=json'], { allowFailure: true });
     if (exec.dryRun || known.exitCode !== 0) {
       const port = ctx.config.image.port;
-      await exec.run('gcloud', [
-        'ai', 'models', 'upload', ...base,
-        `--model-id=${modelId}`,
-        `--display-name=${modelId}`,
-        `--container-image-uri=${release.image}`,
-        `--container-ports=${port}`,
-        '--container-health-route=/v2/health/ready',
-        `--container-predict-route=/v1/models/${release.modelName}:predict`,
-        `--labels=mlops-version=${revisionTag(release.version).slice(1)},managed-by=mlops`,
-      ], { timeoutMs: 1_800_000 });
+      await exec.run(
+        'gcloud',
+        [
+          'ai',
+          'models',
+          'upload',
+          ...base,
+          `--model-id=${modelId}`,
+          `--display-name=${modelId}`,
+          `--container-image-uri=${release.image}`,
+          `--container-ports=${port}`,
+          '--container-health-route=/v2/health/ready',
+          `--container-predict-route=/v1/models/${release.modelName}:predict`,
+          `--labels=mlops-version=${revisionTag(release.version).slice(1)},managed-by=mlops`,
+        ],
+        { timeoutMs: 1_800_000 },
+      );
     }
 
     const deployedId = deployedModelId(modelId);
@@ -127,18 +151,26 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
     if (alreadyDeployed) {
       await exec.run('gcloud', ['ai', 'endpoints', 'update', endpoint, ...base, `--traffic-split=${trafficSplit(deployedId, steps[0], serving)}`]);
     } else {
-      const result = await exec.run('gcloud', [
-        'ai', 'endpoints', 'deploy-model', endpoint, ...base,
-        `--model=${modelId}`,
-        `--deployed-model-id=${deployedId}`,
-        `--display-name=${modelId}`,
-        `--machine-type=${target.machineType}`,
-        `--min-replica-count=${target.minReplicas}`,
-        `--max-replica-count=${target.maxReplicas}`,
-        ...(target.serviceAccount ? [`--service-account=${target.serviceAccount}`] : []),
-        // "0" names the model being deployed.
-        `--traffic-split=${trafficSplit('0', steps[0], serving)}`,
-      ], { allowFailure: true, timeoutMs: target.readyTimeoutSeconds * 1000 });
+      const result = await exec.run(
+        'gcloud',
+        [
+          'ai',
+          'endpoints',
+          'deploy-model',
+          endpoint,
+          ...base,
+          `--model=${modelId}`,
+          `--deployed-model-id=${deployedId}`,
+          `--display-name=${modelId}`,
+          `--machine-type=${target.machineType}`,
+          `--min-replica-count=${target.minReplicas}`,
+          `--max-replica-count=${target.maxReplicas}`,
+          ...(target.serviceAccount ? [`--service-account=${target.serviceAccount}`] : []),
+          // "0" names the model being deployed.
+          `--traffic-split=${trafficSplit('0', steps[0], serving)}`,
+        ],
+        { allowFailure: true, timeoutMs: target.readyTimeoutSeconds * 1000 },
+      );
       deployed = result.exitCode === 0;
       if (!deployed) failure = { reason: 'health-timeout', message: `deploy-model did not finish: ${result.stderr.trim().split('\n').at(-1) ?? ''}` };
     }
@@ -151,16 +183,37 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
     if (!failure) {
       // The old models take no traffic now; undeploying them stops their billing.
       for (const old of before?.deployedModels ?? []) {
-        if (old.id && old.id !== deployedId) await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${old.id}`]);
+        if (old.id && old.id !== deployedId)
+          await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${old.id}`]);
       }
-      return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: `https://${target.region}-aiplatform.googleapis.com/v1/projects/${target.project}/locations/${target.region}/endpoints/${endpoint}:predict`, previous };
+      return exec.dryRun
+        ? { status: 'planned', release }
+        : {
+            status: 'deployed',
+            release,
+            url: `https://${target.region}-aiplatform.googleapis.com/v1/projects/${target.project}/locations/${target.region}/endpoints/${endpoint}:predict`,
+            previous,
+          };
     }
 
-    const logs = await cloudLoggingTail(ctx, target.project, ['resource.type="aiplatform.googleapis.com/Endpoint"', `resource.labels.endpoint_id="${endpoint}"`]);
+    const logs = await cloudLoggingTail(ctx, target.project, [
+      'resource.type="aiplatform.googleapis.com/Endpoint"',
+      `resource.labels.endpoint_id="${endpoint}"`,
+    ]);
     if (Object.keys(serving).length) {
-      await exec.run('gcloud', ['ai', 'endpoints', 'update', endpoint, ...base, `--traffic-split=${Object.entries(serving).map(([id, p]) => `${id}=${p}`).join(',')}`]);
+      await exec.run('gcloud', [
+        'ai',
+        'endpoints',
+        'update',
+        endpoint,
+        ...base,
+        `--traffic-split=${Object.entries(serving)
+          .map(([id, p]) => `${id}=${p}`)
+          .join(',')}`,
+      ]);
     }
-    if (deployed && !alreadyDeployed) await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${deployedId}`], { allowFailure: true });
+    if (deployed && !alreadyDeployed)
+      await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${deployedId}`], { allowFailure: true });
     if (!Object.keys(serving).length || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
     return { status: 'rolled-back', release, ...failure, logs, restored: previous };
   },
@@ -174,7 +227,11 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
 
   async inferenceLogs(target, ctx, since) {
     const endpoint = resourceId(endpointDisplayName(target, ctx));
-    const resource = ['resource.type="aiplatform.googleapis.com/Endpoint"', `resource.labels.endpoint_id="${endpoint}"`, `resource.labels.location="${target.region}"`];
+    const resource = [
+      'resource.type="aiplatform.googleapis.com/Endpoint"',
+      `resource.labels.endpoint_id="${endpoint}"`,
+      `resource.labels.location="${target.region}"`,
+    ];
     return cloudLoggingRecords(ctx, target.project, resource, since, `Cloud Logging, endpoint ${endpoint}`);
   },
 
@@ -188,14 +245,32 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
     const endpoint = resourceId(endpointDisplayName(target, ctx));
     const result = await ctx.exec.run('gcloud', ['ai', 'endpoints', 'describe', endpoint, ...base, '--format=json'], { allowFailure: true });
     if (result.exitCode !== 0) {
-      notFoundOrThrow(result, /NOT_FOUND|not found/i, `Vertex AI endpoint ${endpoint} (project ${target.project}, region ${target.region})`, 'check gcloud\'s credentials and project: gcloud auth list; gcloud config list');
-      return { target: ctx.targetName, type: 'vertex', deployed: false, version: null, image: null, health: 'not deployed', url: null, startedAt: null, detail: { endpoint } };
+      notFoundOrThrow(
+        result,
+        /NOT_FOUND|not found/i,
+        `Vertex AI endpoint ${endpoint} (project ${target.project}, region ${target.region})`,
+        "check gcloud's credentials and project: gcloud auth list; gcloud config list",
+      );
+      return {
+        target: ctx.targetName,
+        type: 'vertex',
+        deployed: false,
+        version: null,
+        image: null,
+        health: 'not deployed',
+        url: null,
+        startedAt: null,
+        detail: { endpoint },
+      };
     }
     const description = JSON.parse(result.stdout) as EndpointDescription;
     const split = description.trafficSplit ?? {};
     const main = (description.deployedModels ?? []).sort((a, b) => (split[b.id ?? ''] ?? 0) - (split[a.id ?? ''] ?? 0))[0];
-    const model = main?.model ? await ctx.exec.run('gcloud', ['ai', 'models', 'describe', main.model.split('/').at(-1)!, ...base, '--format=json'], { allowFailure: true }) : undefined;
-    const modelDescription = model?.exitCode === 0 ? (JSON.parse(model.stdout) as { labels?: Record<string, string>; containerSpec?: { imageUri?: string } }) : undefined;
+    const model = main?.model
+      ? await ctx.exec.run('gcloud', ['ai', 'models', 'describe', main.model.split('/').at(-1)!, ...base, '--format=json'], { allowFailure: true })
+      : undefined;
+    const modelDescription =
+      model?.exitCode === 0 ? (JSON.parse(model.stdout) as { labels?: Record<string, string>; containerSpec?: { imageUri?: string } }) : undefined;
     return {
       target: ctx.targetName,
       type: 'vertex',
@@ -215,12 +290,17 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
  * endpoint splits traffic, so with a small share the new model may not answer any of them (a warning).
  */
 function predictSmoke(ctx: DeployContext, base: string[], endpoint: string, deployedId: string, release: Release): Promise<SmokeFailure | undefined> {
-  const encode = async (signature: ModelSignature) => (release.takes ? rawSmokeBody(release.takes, 'instances') : JSON.stringify(encodeInstances(signature.inputs, await ctx.sampleInputs(signature.inputs))));
+  const encode = async (signature: ModelSignature) =>
+    release.takes ? rawSmokeBody(release.takes, 'instances') : JSON.stringify(encodeInstances(signature.inputs, await ctx.sampleInputs(signature.inputs)));
   return smokeThroughCli(ctx, release, 'gcloud ai endpoints predict', encode, async (request) => {
     for (let attempt = 0; attempt < SMOKE_ATTEMPTS; attempt++) {
-      const result = await ctx.exec.run('gcloud', ['ai', 'endpoints', 'predict', endpoint, ...base, `--json-request=${request}`, '--format=json'], { allowFailure: true, timeoutMs: 120_000 });
+      const result = await ctx.exec.run('gcloud', ['ai', 'endpoints', 'predict', endpoint, ...base, `--json-request=${request}`, '--format=json'], {
+        allowFailure: true,
+        timeoutMs: 120_000,
+      });
       if (ctx.exec.dryRun) return undefined;
-      if (result.exitCode !== 0) return { reason: 'smoke-failure', message: `gcloud ai endpoints predict failed: ${result.stderr.trim().split('\n').at(-1) ?? ''}` };
+      if (result.exitCode !== 0)
+        return { reason: 'smoke-failure', message: `gcloud ai endpoints predict failed: ${result.stderr.trim().split('\n').at(-1) ?? ''}` };
       const answer = JSON.parse(result.stdout) as { predictions?: unknown; deployedModelId?: string };
       checkPredictions(answer, 1);
       if (answer.deployedModelId === undefined || answer.deployedModelId === deployedId) return undefined;

@@ -10,7 +10,12 @@ import net from 'node:net';
 
 const args = process.argv.slice(2);
 if (process.env.FAKE_KUBECTL_LOG) appendFileSync(process.env.FAKE_KUBECTL_LOG, `${JSON.stringify(args)}\n`);
-const pods = Object.fromEntries((process.env.FAKE_KUBECTL_PODS ?? '').split(',').filter(Boolean).map((p) => p.split('=')));
+const pods = Object.fromEntries(
+  (process.env.FAKE_KUBECTL_PODS ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((p) => p.split('=')),
+);
 
 if (args.includes('get') && args.includes('pods')) {
   process.stdout.write(JSON.stringify({ items: Object.keys(pods).map((name) => ({ metadata: { name }, status: { phase: 'Running' } })) }));

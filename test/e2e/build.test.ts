@@ -35,7 +35,11 @@ describe.skipIf(!engine.ok)(`mlops build against a real Docker engine${engine.ok
 
   afterAll(async () => {
     const images = await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } });
-    for (const image of images) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+    for (const image of images)
+      await docker
+        .getImage(image.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
     await rm(project, { recursive: true, force: true });
   });
 
@@ -208,7 +212,10 @@ describe.skipIf(!engine.ok)(`mlops build against a real Docker engine${engine.ok
       expect(names.some((n) => n.includes('/x64/'))).toBe(false);
     } finally {
       await container.remove({ force: true });
-      await docker.getImage(armBase).remove({ force: true }).catch(() => undefined);
+      await docker
+        .getImage(armBase)
+        .remove({ force: true })
+        .catch(() => undefined);
     }
   });
 

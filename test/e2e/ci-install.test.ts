@@ -17,7 +17,7 @@ const TEMPLATES = ['templates/github-actions.yml', 'templates/monitor-and-retrai
 const read = (file: string) => readFile(path.join(ROOT, file), 'utf8');
 
 describe('the GitHub Action and the workflow templates', () => {
-  it('are valid against GitHub Actions\' schemas (and the validator does refuse a broken one)', async () => {
+  it("are valid against GitHub Actions' schemas (and the validator does refuse a broken one)", async () => {
     expect(validateAction(await read('action.yml')).errors).toEqual([]);
     for (const template of TEMPLATES) expect(validateWorkflow(await read(template)).errors, template).toEqual([]);
     expect(validateWorkflow('on: push\njobs:\n  a:\n    runs-on: x\n    stepz: []\n').errors.length).toBeGreaterThan(0);
@@ -30,7 +30,10 @@ describe('the GitHub Action and the workflow templates', () => {
       const workflow = parse(text) as { jobs: Record<string, { steps: { uses?: string; run?: string }[] }> };
       for (const [job, { steps }] of Object.entries(workflow.jobs)) {
         const uses = steps.map((s) => s.uses).filter((u): u is string => Boolean(u));
-        expect(uses.some((u) => /^[\w-]+\/mlops@/.test(u)), `${template} ${job} gets the CLI from the action`).toBe(true);
+        expect(
+          uses.some((u) => /^[\w-]+\/mlops@/.test(u)),
+          `${template} ${job} gets the CLI from the action`,
+        ).toBe(true);
         for (const u of uses.filter((u) => !/\/mlops@/.test(u))) expect(u, `${template} ${job}`).toMatch(/^[\w-]+\/[\w-]+@[0-9a-f]{40}$/);
         for (const step of steps) expect(step.run ?? '', `${template} ${job}: a secret in a script's text`).not.toContain('secrets.');
       }
@@ -51,19 +54,29 @@ describe('the GitHub Action and the workflow templates', () => {
       for (const ref of refs) expect(ref, template).toMatch(/[@#][0-9a-f]{40}$/);
       for (const ref of refs.filter((r) => r.endsWith(placeholder))) expect(ref, template).toMatch(/your-org\/mlops[@.]/);
       // A pin's comment names a release, so a reader can tell what it is.
-      for (const line of text.split('\n').filter((l) => /uses:\s*\S+@[0-9a-f]{40}/.test(l))) expect(line, template).toMatch(/# (v\d+(\.\d+)*|mlops \d+\.\d+\.\d+)$/);
+      for (const line of text.split('\n').filter((l) => /uses:\s*\S+@[0-9a-f]{40}/.test(l)))
+        expect(line, template).toMatch(/# (v\d+(\.\d+)*|mlops \d+\.\d+\.\d+)$/);
     }
   });
 
   it('give each job only the permissions and secrets it uses', async () => {
     for (const template of TEMPLATES) {
-      const workflow = parse(await read(template)) as { permissions?: object; jobs: Record<string, { permissions?: Record<string, string>; env?: Record<string, string>; steps: { uses?: string; run?: string; env?: Record<string, string> }[] }> };
+      const workflow = parse(await read(template)) as {
+        permissions?: object;
+        jobs: Record<
+          string,
+          { permissions?: Record<string, string>; env?: Record<string, string>; steps: { uses?: string; run?: string; env?: Record<string, string> }[] }
+        >;
+      };
       expect(workflow.permissions, `${template}: nothing by default`).toEqual({});
       const text = await read(template);
       for (const [name, job] of Object.entries(workflow.jobs)) {
         expect(job.permissions?.contents, `${template} ${name}`).toBe('read');
         // No job-wide registry login: only steps that use the registry get it.
-        expect(Object.keys(job.env ?? {}).filter((k) => k.startsWith('MLOPS_REGISTRY')), `${template} ${name}`).toEqual([]);
+        expect(
+          Object.keys(job.env ?? {}).filter((k) => k.startsWith('MLOPS_REGISTRY')),
+          `${template} ${name}`,
+        ).toEqual([]);
         for (const step of job.steps) {
           if (step.env?.MLOPS_REGISTRY_PASSWORD) expect(step.run ?? '', `${template} ${name}`).toMatch(/mlops (push|tag|deploy|versions)|mlops versions/);
         }
@@ -74,9 +87,14 @@ describe('the GitHub Action and the workflow templates', () => {
         }
       }
     }
-    const gitlab = parse(await read('templates/gitlab-ci.yml')) as Record<string, { script?: string[]; services?: { name: string }[]; variables?: Record<string, string> }>;
+    const gitlab = parse(await read('templates/gitlab-ci.yml')) as Record<
+      string,
+      { script?: string[]; services?: { name: string }[]; variables?: Record<string, string> }
+    >;
     // No daemon: no docker:dind service, no DOCKER_HOST, and the build is the daemonless one.
-    const services = Object.values(gitlab).flatMap((job) => (job && typeof job === 'object' && Array.isArray(job.services) ? job.services.map((s) => s.name) : []));
+    const services = Object.values(gitlab).flatMap((job) =>
+      job && typeof job === 'object' && Array.isArray(job.services) ? job.services.map((s) => s.name) : [],
+    );
     expect(services.length).toBeGreaterThan(0);
     for (const service of services) expect(service).not.toMatch(/docker/);
     expect(JSON.stringify(gitlab)).not.toContain('DOCKER_HOST');
@@ -89,13 +107,15 @@ describe('the GitHub Action and the workflow templates', () => {
   });
 });
 
-describe('the action\'s install step, as a runner runs it', () => {
+describe("the action's install step, as a runner runs it", () => {
   it('installs the CLI from a fresh copy with npm ci (offline, from the cache) and puts a working `mlops` in the bin folder', async () => {
     const work = await mkdtemp(path.join(tmpdir(), 'mlops-action-'));
     try {
       const checkout = path.join(work, 'action');
       // What `uses:` checks out: the repository's files, nothing built or installed.
-      const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' }).split('\0').filter(Boolean);
+      const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' })
+        .split('\0')
+        .filter(Boolean);
       for (const file of files) {
         await mkdir(path.dirname(path.join(checkout, file)), { recursive: true });
         await copyFile(path.join(ROOT, file), path.join(checkout, file)).catch((error: NodeJS.ErrnoException) => {

@@ -56,9 +56,15 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
     const res = await fetch(`${url}/v2/models/bc`).catch(() => undefined);
     return res?.ok ? ((await res.json()) as { outputs: { name: string }[] }).outputs[0].name : 'nothing';
   };
-  const containers = async () => (await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })).map((c) => `${c.Names[0].slice(1)} ${c.Labels['mlops.release.version'] ?? ''} ${c.State}`.trim()).sort();
+  const containers = async () =>
+    (await docker.listContainers({ all: true, filters: { name: [CONTAINER] } }))
+      .map((c) => `${c.Names[0].slice(1)} ${c.Labels['mlops.release.version'] ?? ''} ${c.State}`.trim())
+      .sort();
   const status = async () => JSON.parse((await runCli(['status', '--target', 'dev', '--json'], { cwd: dir })).stdout);
-  const history = async () => (JSON.parse((await runCli(['history', '--target', 'dev', '--json'], { cwd: dir })).stdout).entries as { version: string; outcome: string }[]).map((e) => `${e.version} ${e.outcome}`);
+  const history = async () =>
+    (JSON.parse((await runCli(['history', '--target', 'dev', '--json'], { cwd: dir })).stdout).entries as { version: string; outcome: string }[]).map(
+      (e) => `${e.version} ${e.outcome}`,
+    );
 
   beforeAll(async () => {
     const base = await ensureLocalBaseImage(docker);
@@ -67,9 +73,16 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
     url = `http://127.0.0.1:${port}`;
     await writeFile(
       path.join(dir, 'mlops.config.json'),
-      JSON.stringify({ model: { path: 'model.onnx', name: 'bc' }, image: { repository: REPOSITORY, base }, targets: { dev: { type: 'local', containerName: CONTAINER, port, grpcPort: 0, readyTimeoutSeconds: 10 } } }),
+      JSON.stringify({
+        model: { path: 'model.onnx', name: 'bc' },
+        image: { repository: REPOSITORY, base },
+        targets: { dev: { type: 'local', containerName: CONTAINER, port, grpcPort: 0, readyTimeoutSeconds: 10 } },
+      }),
     );
-    for (const [model, version] of [['breast_cancer', '1.0.0'], ['wine', '2.0.0']]) {
+    for (const [model, version] of [
+      ['breast_cancer', '1.0.0'],
+      ['wine', '2.0.0'],
+    ]) {
       await copyFile(fixture(model, 'model.onnx'), path.join(dir, 'model.onnx'));
       expect((await runCli(['build'], { cwd: dir })).code).toBe(0);
       expect((await runCli(['tag', version], { cwd: dir })).code).toBe(0);
@@ -80,7 +93,11 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
 
   afterAll(async () => {
     for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })) await docker.getContainer(c.Id).remove({ force: true });
-    for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+    for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } }))
+      await docker
+        .getImage(image.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -110,7 +127,10 @@ describe.skipIf(!engine.ok)(`crash-safe deploys to the local target${engine.ok ?
     expect(await served()).toBe(winner === a ? 'logits' : 'probabilities');
     expect(await containers()).toEqual([`${CONTAINER} ${winner === a ? '2.0.0' : '1.0.0'} running`]);
 
-    const [c, d] = await Promise.all([spawnCli(['deploy', '2.0.0', '--target', 'dev', '--lock-timeout', '120'], dir), spawnCli(['deploy', '1.0.0', '--target', 'dev', '--lock-timeout', '120'], dir)]);
+    const [c, d] = await Promise.all([
+      spawnCli(['deploy', '2.0.0', '--target', 'dev', '--lock-timeout', '120'], dir),
+      spawnCli(['deploy', '1.0.0', '--target', 'dev', '--lock-timeout', '120'], dir),
+    ]);
     expect([c.code, d.code], `${c.stderr}\n${d.stderr}`).toEqual([0, 0]);
     expect(`${c.stderr}${d.stderr}`).toMatch(/waiting for mlops deploy (1\.0\.0|2\.0\.0) \(pid \d+/);
     expect(['probabilities', 'logits']).toContain(await served());

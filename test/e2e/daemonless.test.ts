@@ -36,7 +36,15 @@ interface Manifest {
 async function exampleTargets(): Promise<Record<string, object>> {
   const example = JSON.parse(await readFile(path.resolve('mlops.config.example.json'), 'utf8')) as { targets: Record<string, object> };
   const strip = (value: unknown): unknown =>
-    Array.isArray(value) ? value.map(strip) : value && typeof value === 'object' ? Object.fromEntries(Object.entries(value).filter(([k]) => !k.startsWith('//')).map(([k, v]) => [k, strip(v)])) : value;
+    Array.isArray(value)
+      ? value.map(strip)
+      : value && typeof value === 'object'
+        ? Object.fromEntries(
+            Object.entries(value)
+              .filter(([k]) => !k.startsWith('//'))
+              .map(([k, v]) => [k, strip(v)]),
+          )
+        : value;
   return Object.fromEntries(Object.entries(example.targets).map(([name, target]) => [name.replace(/^\/\//, ''), strip(target) as object]));
 }
 
@@ -65,7 +73,12 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
   let baseArchive: string;
   let registryBase: string;
   let localBase: string;
-  const env = (dir: string, extra: NodeJS.ProcessEnv = {}) => ({ DOCKER_HOST: NO_ENGINE, MLOPS_CACHE_DIR: path.join(dir, '.cache'), SOURCE_DATE_EPOCH: '1767225600', ...extra });
+  const env = (dir: string, extra: NodeJS.ProcessEnv = {}) => ({
+    DOCKER_HOST: NO_ENGINE,
+    MLOPS_CACHE_DIR: path.join(dir, '.cache'),
+    SOURCE_DATE_EPOCH: '1767225600',
+    ...extra,
+  });
 
   async function project(name: string, config: object, model = fixture('breast_cancer', 'model.onnx')): Promise<string> {
     const dir = path.join(work, name);
@@ -80,7 +93,7 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
     registry = await startRegistry();
     work = await mkdtemp(path.join(tmpdir(), 'mlops-e2e-daemonless-'));
     baseArchive = path.join(work, 'base.tar');
-    await pipeline((await docker.getImage(localBase).get()) as NodeJS.ReadableStream, createWriteStream(baseArchive));
+    await pipeline(await docker.getImage(localBase).get(), createWriteStream(baseArchive));
     registryBase = `${registry.address}/${TEAM}/base:20`;
     await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `docker-archive:${baseArchive}`, `docker://${registryBase}`]);
   }, 120_000);
@@ -100,7 +113,13 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
     // No --builder: with no engine answering, the daemonless builder is chosen, and it pushes to image.repository.
     const built = await runCli(['build', '--json'], { cwd: dir, env: env(dir) });
     expect(built.code, built.stderr).toBe(0);
-    const build = JSON.parse(built.stdout) as { builder: string; digest: string; tags: string[]; outputs: string[]; push: { uploaded: number; mounted: number } };
+    const build = JSON.parse(built.stdout) as {
+      builder: string;
+      digest: string;
+      tags: string[];
+      outputs: string[];
+      push: { uploaded: number; mounted: number };
+    };
     expect(build.builder).toBe('oci');
     expect(build.outputs).toEqual(['registry']);
     // The base's layer is mounted from its repository, not sent again.
@@ -145,7 +164,7 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
     expect((await readdir(path.join(copy, 'blobs', 'sha256'))).length).toBe(raw.layers.length + 2);
 
     // The engine (the test's, not mlops's) pulls and runs it: it answers inference.
-    const pull = (await docker.pull(`${repository}:1.0.0`)) as NodeJS.ReadableStream;
+    const pull = await docker.pull(`${repository}:1.0.0`);
     await new Promise<void>((resolve, reject) => docker.modem.followProgress(pull, (e: Error | null) => (e ? reject(e) : resolve())));
     const container = await runImage(docker, `${repository}:1.0.0`);
     try {
@@ -207,12 +226,24 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
     expect(viaEngine.code, viaEngine.stderr).toBe(0);
     const engineId = (JSON.parse(viaEngine.stdout) as { imageId: string }).imageId;
     // The daemonless builder, on the same base saved to a file, loads its image into the engine.
-    const daemonless = await runCli(['build', '--builder', 'oci', '--base', `docker-archive:${baseArchive}`, '--json'], { cwd: dir, env: { MLOPS_CACHE_DIR: path.join(dir, '.cache') } });
+    const daemonless = await runCli(['build', '--builder', 'oci', '--base', `docker-archive:${baseArchive}`, '--json'], {
+      cwd: dir,
+      env: { MLOPS_CACHE_DIR: path.join(dir, '.cache') },
+    });
     expect(daemonless.code, daemonless.stderr).toBe(0);
     const built = JSON.parse(daemonless.stdout) as { imageId: string; outputs: string[] };
     expect(built.outputs).toEqual(['docker engine']);
     const [one, two] = await Promise.all([docker.getImage(engineId).inspect(), docker.getImage(built.imageId).inspect()]);
-    const keep = (c: typeof one.Config) => ({ Env: c.Env, User: c.User, ExposedPorts: c.ExposedPorts, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, StopSignal: (c as { StopSignal?: string }).StopSignal, Healthcheck: c.Healthcheck });
+    const keep = (c: typeof one.Config) => ({
+      Env: c.Env,
+      User: c.User,
+      ExposedPorts: c.ExposedPorts,
+      Entrypoint: c.Entrypoint,
+      Cmd: c.Cmd,
+      WorkingDir: c.WorkingDir,
+      StopSignal: (c as { StopSignal?: string }).StopSignal,
+      Healthcheck: c.Healthcheck,
+    });
     expect(keep(two.Config)).toEqual(keep(one.Config));
     const labels = (l: Record<string, string>) => Object.fromEntries(Object.entries(l).filter(([k]) => !k.includes('.base.')));
     expect(labels(two.Config.Labels)).toEqual(labels(one.Config.Labels));
@@ -225,11 +256,12 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
         const entries: string[] = [];
         const extract = tar.extract();
         extract.on('entry', (header, stream, next) => {
-          if (header.name.startsWith('app/')) entries.push(`${header.name.replace(/\/$/, '')} ${header.type} ${header.uid}:${header.gid} ${(header.mode ?? 0).toString(8)} ${header.size}`);
+          if (header.name.startsWith('app/'))
+            entries.push(`${header.name.replace(/\/$/, '')} ${header.type} ${header.uid}:${header.gid} ${(header.mode ?? 0).toString(8)} ${header.size}`);
           stream.on('end', next);
           stream.resume();
         });
-        await pipeline((await container.export()) as NodeJS.ReadableStream, extract);
+        await pipeline(await container.export(), extract);
         return entries.sort();
       } finally {
         await container.remove({ force: true });
@@ -257,8 +289,22 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
       const m = await put(Buffer.from(JSON.stringify({ ...manifest, config: { ...manifest.config, ...cfg } })));
       return { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, platform: { os, architecture, ...(variant ? { variant } : {}) } };
     };
-    const top = await put(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [await describeManifest('amd64'), await describeManifest('arm64', 'v8')] })));
-    await writeFile(path.join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', ...top, annotations: { 'org.opencontainers.image.ref.name': 'multi' } }] }));
+    const top = await put(
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          manifests: [await describeManifest('amd64'), await describeManifest('arm64', 'v8')],
+        }),
+      ),
+    );
+    await writeFile(
+      path.join(dir, 'index.json'),
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', ...top, annotations: { 'org.opencontainers.image.ref.name': 'multi' } }],
+      }),
+    );
     return `oci:${dir}:multi`;
   }
 
@@ -278,8 +324,21 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
     const configs = await Promise.all(perPlatform.map((m) => json<{ architecture: string }>(out, m.config.digest)));
     expect(configs.map((c) => c.architecture)).toEqual(['amd64', 'arm64']);
     // The first layer mlops adds is the runtime: each platform's own binary, and only that one.
-    const baseLayers = (await json<Manifest>(path.join(work, 'base-multi'), (await json<Manifest>(path.join(work, 'base-multi'), (JSON.parse(await readFile(path.join(work, 'base-multi', 'index.json'), 'utf8')) as Manifest).manifests![0].digest)).manifests![0].digest)).layers.length;
-    for (const [i, arch] of [[0, 'x64'], [1, 'arm64']] as const) {
+    const baseLayers = (
+      await json<Manifest>(
+        path.join(work, 'base-multi'),
+        (
+          await json<Manifest>(
+            path.join(work, 'base-multi'),
+            (JSON.parse(await readFile(path.join(work, 'base-multi', 'index.json'), 'utf8')) as Manifest).manifests![0].digest,
+          )
+        ).manifests![0].digest,
+      )
+    ).layers.length;
+    for (const [i, arch] of [
+      [0, 'x64'],
+      [1, 'arm64'],
+    ] as const) {
       const names = await layerNames(path.join(out, 'blobs', 'sha256', perPlatform[i].layers[baseLayers].digest.slice(7)));
       expect(names).toContain(`app/node_modules/onnxruntime-node/bin/napi-v6/linux/${arch}/libonnxruntime.so.1`);
       expect(names.some((n) => n.includes(`/linux/${arch === 'x64' ? 'arm64' : 'x64'}/`))).toBe(false);
@@ -287,7 +346,7 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
     // The model's layer is shared.
     expect(perPlatform[0].layers.at(-1)).toEqual(perPlatform[1].layers.at(-1));
 
-    const pull = (await docker.pull(result.tags[0])) as NodeJS.ReadableStream;
+    const pull = await docker.pull(result.tags[0]);
     await new Promise<void>((resolve, reject) => docker.modem.followProgress(pull, (e: Error | null) => (e ? reject(e) : resolve())));
     const container = await runImage(docker, result.tags[0]);
     try {
@@ -311,7 +370,10 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
 
     const full = path.join(work, 'full-disk');
     await mkdir(full, { recursive: true });
-    const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', full]).then(() => true, () => false);
+    const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', full]).then(
+      () => true,
+      () => false,
+    );
     if (!mounted) {
       process.stderr.write('\nSKIPPED the full-disk check: mounting a 2 MB tmpfs needs root\n');
       return;
@@ -395,7 +457,9 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
     await run('skopeo', ['copy', '--quiet', `docker-archive:${baseArchive}`, `oci:${layout}:base`]);
     const added = await runCli(['build', '--output', `oci:${layout}`, '--json'], { cwd: dir, env: env(dir) });
     expect(added.code, added.stderr).toBe(0);
-    const names = (JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: { annotations: Record<string, string> }[] }).manifests.map((m) => m.annotations['org.opencontainers.image.ref.name']);
+    const names = (
+      JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: { annotations: Record<string, string> }[] }
+    ).manifests.map((m) => m.annotations['org.opencontainers.image.ref.name']);
     expect(names).toEqual(['base', (JSON.parse(added.stdout) as { tags: string[] }).tags[0]]);
     await run('skopeo', ['inspect', `oci:${layout}:base`]);
 
@@ -410,7 +474,9 @@ describe.skipIf(!engine.ok)(`daemonless builds${engine.ok ? '' : ` (skipped: ${e
     expect((await runCli(['build', '--output', 'registry'], { cwd: dir, env: other })).code).toBe(0);
     const again = await runCli(['tag', '1.0.0'], { cwd: dir, env: other });
     expect(again.code).toBe(2);
-    expect(errorLine(again.stderr)).toMatch(new RegExp(`^error: version 1\\.0\\.0 already exists as ${first}, and this image would be sha256:[0-9a-f]{64}; versions are immutable$`));
+    expect(errorLine(again.stderr)).toMatch(
+      new RegExp(`^error: version 1\\.0\\.0 already exists as ${first}, and this image would be sha256:[0-9a-f]{64}; versions are immutable$`),
+    );
     // The refused tag left the project's record of 1.0.0 as it was.
     const images = JSON.parse(await readFile(path.join(dir, '.mlops', 'images.json'), 'utf8')) as { images: Record<string, { top: { digest: string } }> };
     expect(images.images[`${repository}:1.0.0`].top.digest).toBe(first);

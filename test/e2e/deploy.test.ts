@@ -49,7 +49,10 @@ describe.skipIf(!engine.ok)(`deploy to the local target with automatic rollback$
       }),
     );
     // v1 is the breast cancer model; v2 the wine model under the same name.
-    for (const [model, version] of [['breast_cancer', '1.0.0'], ['wine', '2.0.0']]) {
+    for (const [model, version] of [
+      ['breast_cancer', '1.0.0'],
+      ['wine', '2.0.0'],
+    ]) {
       await copyFile(fixture(model, 'model.onnx'), path.join(dir, 'model.onnx'));
       expect((await runCli(['build'], { cwd: dir })).code).toBe(0);
       expect((await runCli(['tag', version], { cwd: dir })).code).toBe(0);
@@ -62,7 +65,11 @@ describe.skipIf(!engine.ok)(`deploy to the local target with automatic rollback$
 
   afterAll(async () => {
     for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })) await docker.getContainer(c.Id).remove({ force: true });
-    for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+    for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } }))
+      await docker
+        .getImage(image.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });
 

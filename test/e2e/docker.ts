@@ -46,7 +46,11 @@ export interface RunningContainer {
 }
 
 /** Runs an image with its port published on 127.0.0.1 (a free port chosen by the engine). */
-export async function runImage(docker: Docker, image: string, options: { env?: string[]; port?: number; cmd?: string[]; hostConfig?: Docker.HostConfig } = {}): Promise<RunningContainer> {
+export async function runImage(
+  docker: Docker,
+  image: string,
+  options: { env?: string[]; port?: number; cmd?: string[]; hostConfig?: Docker.HostConfig } = {},
+): Promise<RunningContainer> {
   const port = `${options.port ?? 8080}/tcp`;
   const grpcPort = '8081/tcp';
   const ports = [port, grpcPort];
@@ -82,7 +86,11 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
  * a free port for its local target, and the test base image; `config(base, port)`
  * writes mlops.config.json.
  */
-export async function breastCancerProject(docker: Docker, prefix: string, config: (base: string, port: number) => object): Promise<{ dir: string; port: number; url: string }> {
+export async function breastCancerProject(
+  docker: Docker,
+  prefix: string,
+  config: (base: string, port: number) => object,
+): Promise<{ dir: string; port: number; url: string }> {
   const base = await ensureLocalBaseImage(docker);
   const dir = await mkdtemp(path.join(tmpdir(), prefix));
   const port = await freePort();

@@ -34,7 +34,9 @@ describe.skipIf(Boolean(reason))(`live Kubernetes deploy and automatic rollback$
       JSON.stringify({
         model: { path: 'model.onnx', name: 'bc' },
         image: { repository },
-        targets: { live: { type: 'kubernetes', context, namespace, rolloutTimeoutSeconds: 120, autoscaling: { minReplicas: 1, maxReplicas: 2, cpuTargetPercent: 80 } } },
+        targets: {
+          live: { type: 'kubernetes', context, namespace, rolloutTimeoutSeconds: 120, autoscaling: { minReplicas: 1, maxReplicas: 2, cpuTargetPercent: 80 } },
+        },
       }),
     );
     const version = `0.0.${Date.now() % 100000}`;

@@ -16,19 +16,32 @@ describe.skipIf(!engine.ok)(`the image in AWS Lambda mode${engine.ok ? '' : ` (s
   const docker = engine.docker;
   let imageId: string;
   beforeAll(async () => {
-    const { dir } = await breastCancerProject(docker, 'mlops-e2e-lambda-', (base) => ({ model: { path: 'model.onnx', name: 'bc' }, image: { repository: REPOSITORY, base } }));
+    const { dir } = await breastCancerProject(docker, 'mlops-e2e-lambda-', (base) => ({
+      model: { path: 'model.onnx', name: 'bc' },
+      image: { repository: REPOSITORY, base },
+    }));
     const built = await runCli(['build', '--json'], { cwd: dir });
     expect(built.code, built.stderr).toBe(0);
     imageId = JSON.parse(built.stdout).imageId;
   });
   afterAll(async () => {
-    for (const image of await docker.listImages({ filters: { reference: [REPOSITORY] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+    for (const image of await docker.listImages({ filters: { reference: [REPOSITORY] } }))
+      await docker
+        .getImage(image.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
   });
 
   it('answers Function URL events (JSON and binary tensors, a bad body) as the REST server does, byte for byte', async () => {
     const rows = holdoutRows().rows.slice(0, 4);
     const json = Buffer.from(JSON.stringify({ id: 'l1', inputs: [{ name: 'features', datatype: 'FP32', shape: [4, 30], data: rows.flat() }] }));
-    const head = Buffer.from(JSON.stringify({ id: 'l2', inputs: [{ name: 'features', datatype: 'FP32', shape: [4, 30], parameters: { binary_data_size: 480 } }], outputs: [{ name: 'probabilities', parameters: { binary_data: true } }] }));
+    const head = Buffer.from(
+      JSON.stringify({
+        id: 'l2',
+        inputs: [{ name: 'features', datatype: 'FP32', shape: [4, 30], parameters: { binary_data_size: 480 } }],
+        outputs: [{ name: 'probabilities', parameters: { binary_data: true } }],
+      }),
+    );
     const binary = Buffer.concat([head, Buffer.from(Float32Array.from(rows.flat()).buffer)]);
     const cases: { headers: Record<string, string>; body: Buffer; base64: boolean }[] = [
       { headers: { 'content-type': 'application/json' }, body: json, base64: false },

@@ -32,13 +32,13 @@ describe.skipIf(!engine.ok)(`mlops monitor on a deployed container${engine.ok ? 
 
   beforeAll(async () => {
     ({ dir, url } = await breastCancerProject(docker, 'mlops-e2e-monitor-', (base, port) => ({
-        model: { path: 'model.onnx', name: 'bc' },
-        image: { repository: REPOSITORY, base },
-        test: { holdout: 'holdout.csv' },
-        // A window of 1,000 rows: the shifted traffic below replaces the first.
-        monitor: { windowRows: 1000, gates: { psi_max: '< 0.2', drifted_share: '< 0.3', out_of_range_rate: '<= 0.01' } },
-        targets: { dev: { type: 'local', containerName: CONTAINER, port, grpcPort: 0, readyTimeoutSeconds: 20 } },
-      })));
+      model: { path: 'model.onnx', name: 'bc' },
+      image: { repository: REPOSITORY, base },
+      test: { holdout: 'holdout.csv' },
+      // A window of 1,000 rows: the shifted traffic below replaces the first.
+      monitor: { windowRows: 1000, gates: { psi_max: '< 0.2', drifted_share: '< 0.3', out_of_range_rate: '<= 0.01' } },
+      targets: { dev: { type: 'local', containerName: CONTAINER, port, grpcPort: 0, readyTimeoutSeconds: 20 } },
+    })));
     const build = await runCli(['build'], { cwd: dir });
     expect(build.code, build.stderr).toBe(0);
     expect(build.stderr).toMatch(/Profiled 114 reference rows from holdout.csv: 30 features/);
@@ -48,7 +48,11 @@ describe.skipIf(!engine.ok)(`mlops monitor on a deployed container${engine.ok ? 
 
   afterAll(async () => {
     for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })) await docker.getContainer(c.Id).remove({ force: true });
-    for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+    for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } }))
+      await docker
+        .getImage(image.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -70,7 +74,10 @@ describe.skipIf(!engine.ok)(`mlops monitor on a deployed container${engine.ok ? 
     const body = { inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: baked.explainBackground.rows[0] }] };
     const res = await fetch(`${url}/v2/models/bc/explain`, { method: 'POST', body: JSON.stringify(body) });
     expect(res.status).toBe(200);
-    const answer = (await res.json()) as { features: string[]; outputs: { name: string; base_values: number[]; rows: { values: number[]; attributions: number[][] }[] }[] };
+    const answer = (await res.json()) as {
+      features: string[];
+      outputs: { name: string; base_values: number[]; rows: { values: number[]; attributions: number[][] }[] }[];
+    };
     expect(answer.features[0]).toBe('mean_radius');
     const probabilities = answer.outputs.find((o) => o.name === 'probabilities')!;
     const [row] = probabilities.rows;
@@ -79,13 +86,19 @@ describe.skipIf(!engine.ok)(`mlops monitor on a deployed container${engine.ok ? 
 
   it('passes on traffic like the holdout and fails on shifted traffic, naming the feature, through --target and --url', async () => {
     await send(traffic(1000, 11));
-    for (const source of [['--target', 'dev'], ['--url', url]]) {
+    for (const source of [
+      ['--target', 'dev'],
+      ['--url', url],
+    ]) {
       const same = await monitor(...source);
       expect(same.code, `${source.join(' ')}: ${same.stderr}`).toBe(0);
       expect(same.report).toMatchObject({ verdict: 'passed', rows: 1000 });
     }
     await send(traffic(1000, 12, (row) => row.map((v, i) => (i === 0 ? v * 1.5 : v))));
-    for (const source of [['--target', 'dev'], ['--url', url]]) {
+    for (const source of [
+      ['--target', 'dev'],
+      ['--url', url],
+    ]) {
       const shifted = await monitor(...source);
       expect(shifted.code, `${source.join(' ')}: ${shifted.stderr}`).toBe(1);
       expect(shifted.report.features.filter((f) => f.drifted).map((f) => f.name)).toEqual(['mean_radius']);

@@ -26,7 +26,15 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
       models: [
         { name: 'bc', path: 'model.onnx', test: { holdout: 'holdout.csv', labels: ['malignant', 'benign'], gates: { accuracy: '>= 0.9' } } },
         // Two versions of one file: the split, and `mlops test` judging the first serving version with parity.
-        { name: 'wine', versions: [{ version: '1', path: 'wine.onnx', weight: 50 }, { version: '2', path: 'wine.onnx', weight: 50 }], workers: 1, test: { holdout: 'wine.csv', gates: { accuracy: '>= 0.8' } } },
+        {
+          name: 'wine',
+          versions: [
+            { version: '1', path: 'wine.onnx', weight: 50 },
+            { version: '2', path: 'wine.onnx', weight: 50 },
+          ],
+          workers: 1,
+          test: { holdout: 'wine.csv', gates: { accuracy: '>= 0.8' } },
+        },
       ],
       image: { repository: REPOSITORY, base },
       targets: { dev: { type: 'local', containerName: CONTAINER, port: free, grpcPort: 0, readyTimeoutSeconds: 20 } },
@@ -39,7 +47,11 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
   }, 180_000);
   afterAll(async () => {
     for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })) await docker.getContainer(c.Id).remove({ force: true });
-    for (const image of await docker.listImages({ filters: { reference: [REPOSITORY] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+    for (const image of await docker.listImages({ filters: { reference: [REPOSITORY] } }))
+      await docker
+        .getImage(image.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
   });
 
   it('serves both models over REST and gRPC, each with its own metrics and profile', async () => {
@@ -53,16 +65,24 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
       const bc = holdoutRows('breast_cancer').rows.slice(0, 2);
       const wine = holdoutRows('wine').rows.slice(0, 2);
       const infer = async (name: string, input: string, rows: number[][]) => {
-        const res = await fetch(`${running.url}/v2/models/${name}/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: input, datatype: 'FP32', shape: [rows.length, rows[0].length], data: rows.flat() }] }) });
+        const res = await fetch(`${running.url}/v2/models/${name}/infer`, {
+          method: 'POST',
+          body: JSON.stringify({ inputs: [{ name: input, datatype: 'FP32', shape: [rows.length, rows[0].length], data: rows.flat() }] }),
+        });
         return { status: res.status, json: (await res.json()) as { model_name: string; outputs: { name: string }[] } };
       };
-      const inputOf = async (name: string) => ((await (await fetch(`${running.url}/v2/models/${name}`)).json()) as { inputs: { name: string }[] }).inputs[0].name;
+      const inputOf = async (name: string) =>
+        ((await (await fetch(`${running.url}/v2/models/${name}`)).json()) as { inputs: { name: string }[] }).inputs[0].name;
       const [bcInput, wineInput] = [await inputOf('bc'), await inputOf('wine')];
       expect((await infer('bc', bcInput, bc)).json.outputs[0].name).toBe('probabilities');
       expect((await infer('wine', wineInput, wine)).json.outputs[0].name).toBe('logits');
       const client = inferenceClient(running.grpcAddress);
       try {
-        const answer = await call(client, client.ModelInfer, encodeGrpcRequest('wine', [{ name: wineInput, datatype: 'FP32' }], { [wineInput]: { data: Float32Array.from(wine.flat()), dims: [2, 13] } }));
+        const answer = await call(
+          client,
+          client.ModelInfer,
+          encodeGrpcRequest('wine', [{ name: wineInput, datatype: 'FP32' }], { [wineInput]: { data: Float32Array.from(wine.flat()), dims: [2, 13] } }),
+        );
         expect(answer.model_name).toBe('wine');
       } finally {
         client.close();
@@ -70,10 +90,15 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
       const metrics = await (await fetch(`${running.url}/metrics`)).text();
       expect(metrics).toMatch(/mlops_profiled_rows_total\{reference="[0-9a-f]{12}",model="bc",version="1"\} 2/);
       // Wine's four rows went to its two versions by the split: each version counts its own.
-      const wineRows = [...metrics.matchAll(/mlops_profiled_rows_total\{reference="[0-9a-f]{12}",model="wine",version="[12]"\} (\d+)/g)].map((m) => Number(m[1]));
+      const wineRows = [...metrics.matchAll(/mlops_profiled_rows_total\{reference="[0-9a-f]{12}",model="wine",version="[12]"\} (\d+)/g)].map((m) =>
+        Number(m[1]),
+      );
       expect(wineRows).toHaveLength(2);
       expect(wineRows[0] + wineRows[1]).toBe(4);
-      const profile = (await (await fetch(`${running.url}/v2/models/wine/profile`)).json()) as { model: { name: string }; reference: { features: { name: string }[] } };
+      const profile = (await (await fetch(`${running.url}/v2/models/wine/profile`)).json()) as {
+        model: { name: string };
+        reference: { features: { name: string }[] };
+      };
       expect(profile.model.name).toBe('wine');
       expect(profile.reference.features.map((f) => f.name)).toContain('proline');
     } finally {
@@ -86,7 +111,10 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
     expect(all.code, all.stderr).toBe(0);
     const report = JSON.parse(all.stdout) as { passed: boolean; models: { model: string; rows: number; gates: { metric: string; threshold: number }[] }[] };
     expect(report.passed).toBe(true);
-    expect(report.models.map((m) => [m.model, m.rows, m.gates[0].threshold])).toEqual([['bc', 114, 0.9], ['wine', 54, 0.8]]);
+    expect(report.models.map((m) => [m.model, m.rows, m.gates[0].threshold])).toEqual([
+      ['bc', 114, 0.9],
+      ['wine', 54, 0.8],
+    ]);
     const one = await runCli(['test', '--image', built.imageId, '--model-name', 'wine', '--json'], { cwd: dir });
     expect(one.code, one.stderr).toBe(0);
     expect(JSON.parse(one.stdout).model).toBe('wine');
@@ -104,7 +132,7 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
     expect(index.map((m) => m.name)).toEqual(['bc', 'wine', 'wine']);
   }, 120_000);
 
-  it('`mlops monitor --emit` writes each model\'s rules from its own reference profile, which promtool accepts', async () => {
+  it("`mlops monitor --emit` writes each model's rules from its own reference profile, which promtool accepts", async () => {
     const emitted = await runCli(['monitor', '--emit', 'prometheus-rules', '--output', 'rules.yml', '--json'], { cwd: dir });
     expect(emitted.code, emitted.stderr).toBe(0);
     const written = JSON.parse(emitted.stdout) as { models: { file: string; reference: string }[] };
@@ -124,7 +152,7 @@ describe.skipIf(!engine.ok)(`two models in one image${engine.ok ? '' : ` (skippe
     expect(ambiguous.stderr).toMatch(/--reference names one profile, and the config lists several models/);
   });
 
-  it('a change to one model\'s file rebuilds its layer; the next model\'s layer, built again, keeps its digest', async () => {
+  it("a change to one model's file rebuilds its layer; the next model's layer, built again, keeps its digest", async () => {
     // The first model's file with a doc_string appended (protobuf field 6): the same graph, another sha256.
     const bytes = await readFile(path.join(dir, 'model.onnx'));
     await writeFile(path.join(dir, 'model.onnx'), Buffer.concat([bytes, Buffer.from([0x32, 0x07]), Buffer.from('changed')]));

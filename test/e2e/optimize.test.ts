@@ -14,7 +14,11 @@ const REPOSITORY = uniqueName('optimized');
 describe.skipIf(!engine.ok)(`an optimized model in an image${engine.ok ? '' : ` (skipped: ${engine.reason})`}`, () => {
   const docker = engine.docker;
   afterAll(async () => {
-    for (const image of await docker.listImages({ filters: { reference: [REPOSITORY] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+    for (const image of await docker.listImages({ filters: { reference: [REPOSITORY] } }))
+      await docker
+        .getImage(image.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
   });
 
   it('builds, labels the image with the method and the source sha256, and serves the quantized model', async () => {
@@ -46,7 +50,10 @@ describe.skipIf(!engine.ok)(`an optimized model in an image${engine.ok ? '' : ` 
       try {
         await waitFor(async () => (await running.container.inspect()).State.Health?.Status === 'healthy', 30_000, 'the health check to pass');
         const row = (await readFile(fixture('digits_mlp', 'holdout.csv'), 'utf8')).split('\n')[1].split(',').slice(0, 64).map(Number);
-        const res = await fetch(`${running.url}/v2/models/digits/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'pixels', datatype: 'FP32', shape: [1, 64], data: row }] }) });
+        const res = await fetch(`${running.url}/v2/models/digits/infer`, {
+          method: 'POST',
+          body: JSON.stringify({ inputs: [{ name: 'pixels', datatype: 'FP32', shape: [1, 64], data: row }] }),
+        });
         expect(res.status).toBe(200);
         const probabilities = ((await res.json()) as { outputs: { data: number[] }[] }).outputs[0].data;
         expect(probabilities).toHaveLength(10);

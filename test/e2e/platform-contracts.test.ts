@@ -41,7 +41,11 @@ describe.skipIf(!engine.ok)(`one image under every platform's container contract
 
   afterAll(async () => {
     for (const c of running) await c.remove();
-    for (const i of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } })) await docker.getImage(i.Id).remove({ force: true }).catch(() => undefined);
+    for (const i of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } }))
+      await docker
+        .getImage(i.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -53,7 +57,12 @@ describe.skipIf(!engine.ok)(`one image under every platform's container contract
   };
 
   it('KServe: the v2 protocol under the InferenceService environment, with our own OIP client', async () => {
-    const service = renderInferenceService('bc', TARGET_DEFAULTS.kserve, { version: '1', image, digest: null, modelName: 'bc', modelSha256: null }, applyDefaults({ image: { port: 9000 } }));
+    const service = renderInferenceService(
+      'bc',
+      TARGET_DEFAULTS.kserve,
+      { version: '1', image, digest: null, modelName: 'bc', modelSha256: null },
+      applyDefaults({ image: { port: 9000 } }),
+    );
     const container = (service.spec.predictor.containers as { env: { name: string; value: string }[]; readinessProbe: { httpGet: { path: string } } }[])[0];
     const kserve = await start({ env: container.env.map((e) => `${e.name}=${e.value}`), port: 9000 }, container.readinessProbe.httpGet.path);
     await smokeTest(kserve.url, { version: '1', image, digest: null, modelName: 'bc', modelSha256: null }, configuredSampleInputs(applyDefaults({}), '/tmp'));
@@ -63,9 +72,13 @@ describe.skipIf(!engine.ok)(`one image under every platform's container contract
     expect(expected).toHaveLength(4);
   });
 
-  it("SageMaker: `IMAGE serve` answers /ping and /invocations on port 8080, whatever port the image was built with", async () => {
+  it('SageMaker: `IMAGE serve` answers /ping and /invocations on port 8080, whatever port the image was built with', async () => {
     const sagemaker = await start({ port: 8080, cmd: ['serve'] }, '/ping');
-    const json = await fetch(`${sagemaker.url}/invocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ instances: rows.slice(0, 2) }) });
+    const json = await fetch(`${sagemaker.url}/invocations`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ instances: rows.slice(0, 2) }),
+    });
     expect(json.status).toBe(200);
     expect(((await json.json()) as { predictions: number[][] }).predictions.flat()).toEqual(expected);
     const binary = encodeRestRequest(SPEC, feeds(rows.slice(0, 2)), { binary: true });
@@ -78,14 +91,28 @@ describe.skipIf(!engine.ok)(`one image under every platform's container contract
     expect(type.startsWith(`${SAGEMAKER_BINARY};json-header-size=`)).toBe(true);
     const decoded = decodeRestResponse(new Uint8Array(await res.arrayBuffer()), Number(type.split('=')[1]));
     expect(Array.from(decoded.probabilities.data as Float32Array)).toEqual(expected);
-    const csv = await fetch(`${sagemaker.url}/invocations`, { method: 'POST', headers: { 'content-type': 'text/csv' }, body: rows.slice(0, 2).map((r) => r.join(',')).join('\n') });
+    const csv = await fetch(`${sagemaker.url}/invocations`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/csv' },
+      body: rows
+        .slice(0, 2)
+        .map((r) => r.join(','))
+        .join('\n'),
+    });
     expect(((await csv.json()) as { predictions: number[][] }).predictions.flat()).toEqual(expected);
   });
 
   it("Vertex AI: AIP_HTTP_PORT, AIP_HEALTH_ROUTE and AIP_PREDICT_ROUTE; the image's HEALTHCHECK follows the port", async () => {
     const route = '/v1/endpoints/4242/deployedModels/77';
-    const vertex = await start({ env: ['AIP_HTTP_PORT=7080', `AIP_HEALTH_ROUTE=${route}`, `AIP_PREDICT_ROUTE=${route}:predict`, 'AIP_MODE=PREDICTION'], port: 7080 }, route);
-    const res = await fetch(`${vertex.url}${route}:predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ instances: rows.slice(0, 2), parameters: {} }) });
+    const vertex = await start(
+      { env: ['AIP_HTTP_PORT=7080', `AIP_HEALTH_ROUTE=${route}`, `AIP_PREDICT_ROUTE=${route}:predict`, 'AIP_MODE=PREDICTION'], port: 7080 },
+      route,
+    );
+    const res = await fetch(`${vertex.url}${route}:predict`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ instances: rows.slice(0, 2), parameters: {} }),
+    });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { predictions: number[][] }).predictions.flat()).toEqual(expected);
     await waitFor(async () => (await vertex.container.inspect()).State.Health?.Status === 'healthy', 30_000, 'Docker to report the container healthy');

@@ -33,7 +33,11 @@ describe.skipIf(!engine.ok)(`mlops test and mlops bench against the built image$
 
   afterAll(async () => {
     for (const c of await testContainers()) await docker.getContainer(c.Id).remove({ force: true });
-    for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+    for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } }))
+      await docker
+        .getImage(image.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
     await rm(project, { recursive: true, force: true });
   });
 
@@ -65,7 +69,10 @@ describe.skipIf(!engine.ok)(`mlops test and mlops bench against the built image$
   });
 
   it('benchmarks the image over gRPC', async () => {
-    const { code, stdout, stderr } = await runCli(['bench', '--protocol', 'grpc', '--concurrency', '4', '--duration', '1500ms', '--warmup', '200ms', '--json'], { cwd: project });
+    const { code, stdout, stderr } = await runCli(
+      ['bench', '--protocol', 'grpc', '--concurrency', '4', '--duration', '1500ms', '--warmup', '200ms', '--json'],
+      { cwd: project },
+    );
     expect(code, stderr).toBe(0);
     const report = JSON.parse(stdout);
     expect(report.target.protocol).toBe('grpc');

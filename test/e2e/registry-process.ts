@@ -39,11 +39,15 @@ export async function startRegistry(user?: { name: string; password: string }): 
   child.stderr!.on('data', (d) => (stderr += d));
   const address = `127.0.0.1:${port}`;
   try {
-    await waitFor(async () => {
-      if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
-      const res = await fetch(`http://${address}/v2/`);
-      return res.status === 200 || res.status === 401;
-    }, 15_000, 'the registry to answer');
+    await waitFor(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
+        const res = await fetch(`http://${address}/v2/`);
+        return res.status === 200 || res.status === 401;
+      },
+      15_000,
+      'the registry to answer',
+    );
   } catch (error) {
     child.kill();
     throw error;

@@ -33,7 +33,13 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
           k8s: { type: 'kubernetes', context: 'no-cluster', namespace: 'ml' },
           run: { type: 'cloudrun', project: 'acme', region: 'europe-west1' },
           aml: { type: 'azureml', subscriptionId: '00000000-1111-2222-3333-444444444444', resourceGroup: 'ml', workspace: 'ws', location: 'westeurope' },
-          aca: { type: 'containerapp', subscriptionId: '00000000-1111-2222-3333-444444444444', resourceGroup: 'apps', location: 'westeurope', environment: 'apps-env' },
+          aca: {
+            type: 'containerapp',
+            subscriptionId: '00000000-1111-2222-3333-444444444444',
+            resourceGroup: 'apps',
+            location: 'westeurope',
+            environment: 'apps-env',
+          },
           dev: { type: 'local', containerName: LOCAL, port: await freePort(), grpcPort: 0, readyTimeoutSeconds: 20 },
         },
       }),
@@ -64,7 +70,10 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
     for (const image of await docker.listImages()) {
       // Only this run's repository: a user's own 127.0.0.1:*/team/bc images stay.
       if ([...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].some((t) => t.includes(`/${TEAM}/bc`))) {
-        await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+        await docker
+          .getImage(image.Id)
+          .remove({ force: true })
+          .catch(() => undefined);
       }
     }
     for (const dir of projects) await rm(dir, { recursive: true, force: true });
@@ -96,9 +105,7 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
 
     const listed = JSON.parse((await runCli(['versions', '--json'], { cwd: dir })).stdout);
     expect(listed.source).toBe('registry');
-    expect(listed.versions).toEqual([
-      expect.objectContaining({ version: '1.0.0', digest: push.digest, modelSha256: tag.modelSha256, aliases: ['staging'] }),
-    ]);
+    expect(listed.versions).toEqual([expect.objectContaining({ version: '1.0.0', digest: push.digest, modelSha256: tag.modelSha256, aliases: ['staging'] })]);
     expect(listed.versions[0].metrics['test.accuracy']).toBe(tag.labels['mlops.test.accuracy']);
     expect(Date.parse(listed.versions[0].created)).not.toBeNaN();
     expect(listed.aliases).toEqual({ staging: '1.0.0' });
@@ -117,8 +124,21 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
     // The Azure targets' dry runs name each ARM request with its body, and send none (no credential is asked).
     const aml = JSON.parse((await runCli(['deploy', '1.0.0', '--target', 'aml', '--dry-run', '--json'], { cwd: dir })).stdout);
     expect(aml.outcome.status).toBe('planned');
-    expect(aml.plan.map((s: { command: string }) => s.command.split('?')[0].replace(/^PUT https:\/\/management\.azure\.com\/subscriptions\/[^/]+\/resourceGroups\/ml\/providers\/Microsoft\.MachineLearningServices\/workspaces\/ws\//, 'PUT '))).toEqual([
-      expect.stringMatching(/^PUT environments\/mlops-bc\/versions\/v1-0-0-[0-9a-f]{6}$/), 'PUT onlineEndpoints/mlops-bc', expect.stringMatching(/^PUT onlineEndpoints\/mlops-bc\/deployments\/v1-0-0-/), expect.stringMatching(/listKeys$/), 'PUT onlineEndpoints/mlops-bc',
+    expect(
+      aml.plan.map((s: { command: string }) =>
+        s.command
+          .split('?')[0]
+          .replace(
+            /^PUT https:\/\/management\.azure\.com\/subscriptions\/[^/]+\/resourceGroups\/ml\/providers\/Microsoft\.MachineLearningServices\/workspaces\/ws\//,
+            'PUT ',
+          ),
+      ),
+    ).toEqual([
+      expect.stringMatching(/^PUT environments\/mlops-bc\/versions\/v1-0-0-[0-9a-f]{6}$/),
+      'PUT onlineEndpoints/mlops-bc',
+      expect.stringMatching(/^PUT onlineEndpoints\/mlops-bc\/deployments\/v1-0-0-/),
+      expect.stringMatching(/listKeys$/),
+      'PUT onlineEndpoints/mlops-bc',
     ]);
     expect(JSON.parse(aml.plan[0].input).properties.image).toBe(`${open.address}/${TEAM}/bc@${push.digest}`);
     const aca = JSON.parse((await runCli(['deploy', '1.0.0', '--target', 'aca', '--dry-run', '--json'], { cwd: dir })).stdout);
@@ -199,7 +219,10 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
     // The same login from a Docker config file.
     const dockerConfig = path.join(dir, 'docker');
     await mkdir(dockerConfig);
-    await writeFile(path.join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [secured.address]: { auth: Buffer.from('ci-bot:s3cret-Pa55').toString('base64') } } }));
+    await writeFile(
+      path.join(dockerConfig, 'config.json'),
+      JSON.stringify({ auths: { [secured.address]: { auth: Buffer.from('ci-bot:s3cret-Pa55').toString('base64') } } }),
+    );
     const listed = await runCli(['versions', '--json'], { cwd: dir, env: { DOCKER_CONFIG: dockerConfig } });
     expect(listed.code, listed.stderr).toBe(0);
     expect(JSON.parse(listed.stdout).versions.map((v: { version: string }) => v.version)).toEqual(['2.0.0']);
@@ -221,10 +244,13 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
         res.writeHead(401, { 'www-authenticate': `Bearer realm="http://127.0.0.1:${port}/token",service="test-registry"` });
         return void res.end();
       }
-      const upstream = http.request({ host: '127.0.0.1', port: Number(open.address.split(':')[1]), path: req.url, method: req.method, headers: { accept: req.headers.accept ?? '*/*' } }, (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      });
+      const upstream = http.request(
+        { host: '127.0.0.1', port: Number(open.address.split(':')[1]), path: req.url, method: req.method, headers: { accept: req.headers.accept ?? '*/*' } },
+        (up) => {
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+        },
+      );
       req.pipe(upstream);
     });
     await new Promise<void>((r) => proxy.listen(port, '127.0.0.1', r));
@@ -235,7 +261,10 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
       expect(listed.code, listed.stderr).toBe(0);
       expect(JSON.parse(listed.stdout).versions.map((v: { version: string }) => v.version)).toContain('1.0.0');
       expect(tokensIssued).toBeGreaterThan(0);
-      const refused = await runCli(['versions', '--repository', `127.0.0.1:${port}/${TEAM}/bc`], { cwd: dir, env: { ...env, MLOPS_REGISTRY_PASSWORD: 'nope-nope' } });
+      const refused = await runCli(['versions', '--repository', `127.0.0.1:${port}/${TEAM}/bc`], {
+        cwd: dir,
+        env: { ...env, MLOPS_REGISTRY_PASSWORD: 'nope-nope' },
+      });
       expect(refused.code).toBe(3);
       expect(errorLine(refused.stderr)).toBe(`error: registry 127.0.0.1:${port} refused the login at its token service (HTTP 401)`);
     } finally {

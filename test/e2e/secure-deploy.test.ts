@@ -54,15 +54,23 @@ describe.skipIf(!engine.ok)(`a local target with tokens and mutual TLS${engine.o
 
   afterAll(async () => {
     for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })) await docker.getContainer(c.Id).remove({ force: true });
-    for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+    for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } }))
+      await docker
+        .getImage(image.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
   });
 
   const request = (route: string, options: https.RequestOptions & { body?: string } = {}): Promise<number> =>
     new Promise((resolve, reject) => {
-      const req = https.request(`https://127.0.0.1:${port}${route}`, { ca: readFileSync(certs.ca), agent: false, method: options.body ? 'POST' : 'GET', ...options }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode!));
-      });
+      const req = https.request(
+        `https://127.0.0.1:${port}${route}`,
+        { ca: readFileSync(certs.ca), agent: false, method: options.body ? 'POST' : 'GET', ...options },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode!));
+        },
+      );
       req.on('error', reject);
       req.end(options.body);
     });
@@ -80,7 +88,13 @@ describe.skipIf(!engine.ok)(`a local target with tokens and mutual TLS${engine.o
       `${certs.ca}:/run/secrets/mlops/tls/ca.crt:ro`,
     ]);
     expect(JSON.stringify(info.Config)).not.toContain(TOKEN);
-    expect(info.Config.Env).toEqual(expect.arrayContaining(['MLOPS_AUTH_TOKEN_FILE=/run/secrets/mlops/auth/tokens', 'MLOPS_TLS_CERT=/run/secrets/mlops/tls/tls.crt', 'MLOPS_TLS_CLIENT_CA=/run/secrets/mlops/tls/ca.crt']));
+    expect(info.Config.Env).toEqual(
+      expect.arrayContaining([
+        'MLOPS_AUTH_TOKEN_FILE=/run/secrets/mlops/auth/tokens',
+        'MLOPS_TLS_CERT=/run/secrets/mlops/tls/tls.crt',
+        'MLOPS_TLS_CLIENT_CA=/run/secrets/mlops/tls/ca.crt',
+      ]),
+    );
 
     const client = { cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey) };
     const auth = { authorization: `Bearer ${TOKEN}` };
@@ -92,14 +106,18 @@ describe.skipIf(!engine.ok)(`a local target with tokens and mutual TLS${engine.o
     const status = JSON.parse((await runCli(['status', '--target', 'dev', '--json'], { cwd: dir })).stdout);
     expect(status).toMatchObject({ health: 'ready', url: `https://127.0.0.1:${port}`, detail: { auth: 'bearer tokens', tls: 'mutual TLS' } });
     // monitor reads the live profile over HTTPS with the token and the client certificate from the environment.
-    const monitor = await runCli(['monitor', '--target', 'dev', '--json'], { cwd: dir, env: { MLOPS_TOKEN: TOKEN, MLOPS_CLIENT_CERT: certs.clientCert, MLOPS_CLIENT_KEY: certs.clientKey } });
+    const monitor = await runCli(['monitor', '--target', 'dev', '--json'], {
+      cwd: dir,
+      env: { MLOPS_TOKEN: TOKEN, MLOPS_CLIENT_CERT: certs.clientCert, MLOPS_CLIENT_KEY: certs.clientKey },
+    });
     expect(monitor.code, monitor.stderr).toBe(0);
     expect(JSON.parse(monitor.stdout).source).toMatchObject({ kind: 'target', from: [`https://127.0.0.1:${port}`] });
     const refused = await runCli(['monitor', '--target', 'dev'], { cwd: dir, env: { MLOPS_CLIENT_CERT: certs.clientCert, MLOPS_CLIENT_KEY: certs.clientKey } });
     expect(refused.code).toBe(3);
     expect(refused.stderr).toMatch(/asks for a bearer token \(HTTP 401\)/);
     // The image's own HEALTHCHECK speaks HTTPS too.
-    for (let i = 0; i < 40 && (await docker.getContainer(CONTAINER).inspect()).State.Health?.Status === 'starting'; i++) await new Promise((r) => setTimeout(r, 500));
+    for (let i = 0; i < 40 && (await docker.getContainer(CONTAINER).inspect()).State.Health?.Status === 'starting'; i++)
+      await new Promise((r) => setTimeout(r, 500));
     expect((await docker.getContainer(CONTAINER).inspect()).State.Health?.Status).toBe('healthy');
   }, 180_000);
 });

@@ -52,8 +52,13 @@ describe.skipIf(!engine.ok)(`a streaming model through build, bench and a local 
   });
 
   afterAll(async () => {
-    for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER, `${CONTAINER}-tiny`] } })) await docker.getContainer(c.Id).remove({ force: true });
-    for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+    for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER, `${CONTAINER}-tiny`] } }))
+      await docker.getContainer(c.Id).remove({ force: true });
+    for (const image of await docker.listImages({ filters: { reference: [`${REPOSITORY}*`] } }))
+      await docker
+        .getImage(image.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });
 

@@ -41,7 +41,9 @@ describe.skipIf(!engine.ok)(`signed versions and SBOMs in a real OCI registry${e
 
   /** A push with docker itself, as anyone with write access to the registry could. */
   const pushImage = async (reference: string) => {
-    const stream = (await docker.getImage(reference).push({ authconfig: { username: '', password: '', serveraddress: registry.address } } as never)) as unknown as NodeJS.ReadableStream;
+    const stream = (await docker
+      .getImage(reference)
+      .push({ authconfig: { username: '', password: '', serveraddress: registry.address } } as never)) as unknown as NodeJS.ReadableStream;
     await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (e: Error | null) => (e ? reject(e) : resolve())));
   };
 
@@ -64,7 +66,11 @@ describe.skipIf(!engine.ok)(`signed versions and SBOMs in a real OCI registry${e
     for (const c of await docker.listContainers({ all: true, filters: { name: [CONTAINER] } })) await docker.getContainer(c.Id).remove({ force: true });
     await registry?.stop();
     for (const image of await docker.listImages()) {
-      if ([...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].some((t) => t.includes(`/${TEAM}/`))) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+      if ([...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].some((t) => t.includes(`/${TEAM}/`)))
+        await docker
+          .getImage(image.Id)
+          .remove({ force: true })
+          .catch(() => undefined);
     }
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
@@ -79,7 +85,10 @@ describe.skipIf(!engine.ok)(`signed versions and SBOMs in a real OCI registry${e
     expect(sbomModelSha256(sbom)).toBe(image.Config.Labels['mlops.model.sha256']);
     const doc = JSON.parse(sbom);
     expect(doc.metadata.component.properties).toContainEqual({ name: 'mlops:image.id', value: image.Id });
-    expect(doc.components.find((c: { name: string }) => c.name === base)?.properties).toContainEqual({ name: 'mlops:image.id', value: (await docker.getImage(base).inspect()).Id });
+    expect(doc.components.find((c: { name: string }) => c.name === base)?.properties).toContainEqual({
+      name: 'mlops:image.id',
+      value: (await docker.getImage(base).inspect()).Id,
+    });
     // A rebuild of the same model is the same image and the same SBOM, byte for byte.
     expect((await runCli(['build'], { cwd: dir })).code).toBe(0);
     expect(await readFile(path.join(dir, '.mlops', 'sbom.cdx.json'), 'utf8')).toBe(sbom);
@@ -125,7 +134,9 @@ describe.skipIf(!engine.ok)(`signed versions and SBOMs in a real OCI registry${e
     expect(result.modelSha256.signed).toBe(result.modelSha256.label);
 
     // Two pushers writing the referrers index at once may lose an entry: the .sig and .sbom tags still find them.
-    const index = await fetch(`http://${registry.address}/v2/${TEAM}/bc/manifests/sha256-${hex}`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+    const index = await fetch(`http://${registry.address}/v2/${TEAM}/bc/manifests/sha256-${hex}`, {
+      headers: { accept: 'application/vnd.oci.image.index.v1+json' },
+    });
     const indexDigest = index.headers.get('docker-content-digest');
     expect((await fetch(`http://${registry.address}/v2/${TEAM}/bc/manifests/${indexDigest}`, { method: 'DELETE' })).status).toBe(202);
     const withoutIndex = await runCli(['verify', '1.0.0', '--key', 'mlops.pub', '--json'], { cwd: verifier });
@@ -152,7 +163,14 @@ describe.skipIf(!engine.ok)(`signed versions and SBOMs in a real OCI registry${e
     expect(wrongKey.stderr + wrongKey.stdout).toMatch(/its signature does not verify: signed by another key \([0-9a-f]{12}\), not [0-9a-f]{12}/);
     // versions no longer calls it signed: before, a signature merely present showed "signed" (issue 35).
     const listedWrong = JSON.parse((await runCli(['versions', '--key', 'other-keys/mlops.pub', '--json'], { cwd: dir })).stdout);
-    expect(listedWrong.versions).toEqual([expect.objectContaining({ version: '1.0.0', signed: false, signature: 'does not verify', signatureProblem: expect.stringMatching(/signed by another key/) })]);
+    expect(listedWrong.versions).toEqual([
+      expect.objectContaining({
+        version: '1.0.0',
+        signed: false,
+        signature: 'does not verify',
+        signatureProblem: expect.stringMatching(/signed by another key/),
+      }),
+    ]);
 
     // Someone pushes another image as 1.0.0 (with docker, not mlops).
     await docker.getImage(base).tag({ repo: repository, tag: '1.0.0' });
@@ -162,7 +180,9 @@ describe.skipIf(!engine.ok)(`signed versions and SBOMs in a real OCI registry${e
     const result = JSON.parse(retagged.stdout);
     expect(result.verified).toBe(false);
     expect(result.failure).toBe('unsigned');
-    expect(result.problems[0]).toMatch(/^unsigned: no signature refers to sha256:[0-9a-f]{64}, the digest the registry serves for 1\.0\.0 now \(if it was signed, the image under this version changed since\)$/);
+    expect(result.problems[0]).toMatch(
+      /^unsigned: no signature refers to sha256:[0-9a-f]{64}, the digest the registry serves for 1\.0\.0 now \(if it was signed, the image under this version changed since\)$/,
+    );
     expect(result.problems).toContain('no SBOM is attached');
 
     await writeConfig({ deploy: { verify: { key: 'keys/mlops.pub' } } });
@@ -179,7 +199,10 @@ describe.skipIf(!engine.ok)(`signed versions and SBOMs in a real OCI registry${e
     expect(unsigned.code, unsigned.stderr).toBe(0);
     expect(unsigned.stderr).toContain('1.0.1 was pushed unsigned: no signing key (set MLOPS_SIGNING_KEY or sign.keyFile;');
 
-    for (const args of [['deploy', '1.0.1', '--target', 'dev'], ['deploy', '1.0.1', '--target', 'dev', '--dry-run', '--json']]) {
+    for (const args of [
+      ['deploy', '1.0.1', '--target', 'dev'],
+      ['deploy', '1.0.1', '--target', 'dev', '--dry-run', '--json'],
+    ]) {
       const refused = await runCli(args, { cwd: dir });
       expect(refused.code, args.join(' ')).toBe(5);
     }
@@ -210,7 +233,10 @@ describe.skipIf(!engine.ok)(`signed versions and SBOMs in a real OCI registry${e
       expect(info.HostConfig.CapDrop).toEqual(['ALL']);
       await waitFor(async () => (await running.container.inspect()).State.Health?.Status === 'healthy', 30_000, 'the health check to pass');
       const row = (await readFile(fixture('breast_cancer', 'holdout.csv'), 'utf8')).trim().split('\n')[1].split(',').slice(0, -1).map(Number);
-      const res = await fetch(`${running.url}/v2/models/bc/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: row }] }) });
+      const res = await fetch(`${running.url}/v2/models/bc/infer`, {
+        method: 'POST',
+        body: JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 30], data: row }] }),
+      });
       expect(res.status).toBe(200);
       expect(((await res.json()) as { outputs: { data: number[] }[] }).outputs[0].data).toHaveLength(2);
     } finally {

@@ -35,7 +35,11 @@ export function explainRoutes(ctx: RestContext, inference: RestInference, explai
     const { model } = engine;
     const offered = explanations(served);
     const cost = offered.method === 'kernel_shap' ? `${offered.samples} x ${offered.backgroundRows} model rows` : 'a model row per patch';
-    if (rows > options.explainMaxRows) throw new BadRequest(`an explanation request may hold at most ${options.explainMaxRows} rows (explain.maxRows), and this one holds ${rows}: each row costs ${cost}`, 400);
+    if (rows > options.explainMaxRows)
+      throw new BadRequest(
+        `an explanation request may hold at most ${options.explainMaxRows} rows (explain.maxRows), and this one holds ${rows}: each row costs ${cost}`,
+        400,
+      );
     const tensor = feeds[offered.input];
     const data = tensor.data as ArrayLike<number | bigint>;
     const values = new Float64Array(data.length);
@@ -61,10 +65,23 @@ export function explainRoutes(ctx: RestContext, inference: RestInference, explai
           const own = r.output.slice(start, start + width);
           // The column mapped: the largest (the predicted class), or the value.
           const column = own.reduce((best, v, k) => (v > own[best] ? k : best), 0);
-          return { values: own, column, map: full ? spatialMap(r.patches, r.grid, total, start + column, [h, w], offered.patch) : patchMap(r.patches, r.grid, total, start + column) };
+          return {
+            values: own,
+            column,
+            map: full ? spatialMap(r.patches, r.grid, total, start + column, [h, w], offered.patch) : patchMap(r.patches, r.grid, total, start + column),
+          };
         }),
       }));
-      return sendJson(res, 200, { ...head, method: 'occlusion', patch: offered.patch, baseline: 0, spatial_shape: [h, w], ...(full ? {} : { grid }), model_rows: reply.modelRows, outputs });
+      return sendJson(res, 200, {
+        ...head,
+        method: 'occlusion',
+        patch: offered.patch,
+        baseline: 0,
+        spatial_shape: [h, w],
+        ...(full ? {} : { grid }),
+        model_rows: reply.modelRows,
+        outputs,
+      });
     }
     const reply = await engine.explain(values, rows, deadline());
     const outputs = split(reply.outputs, (start, width, total) => ({
@@ -113,5 +130,7 @@ export function explainRoutes(ctx: RestContext, inference: RestInference, explai
 
 /** One value a patch ([grid rows][grid columns]), to 6 significant digits: the map as compact as it is exact. */
 function patchMap(patches: ArrayLike<number>, grid: [number, number], width: number, column: number): number[][] {
-  return Array.from({ length: grid[0] }, (_, y) => Array.from({ length: grid[1] }, (_, x) => Number(patches[(y * grid[1] + x) * width + column].toPrecision(6))));
+  return Array.from({ length: grid[0] }, (_, y) =>
+    Array.from({ length: grid[1] }, (_, x) => Number(patches[(y * grid[1] + x) * width + column].toPrecision(6))),
+  );
 }

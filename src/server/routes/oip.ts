@@ -42,20 +42,27 @@ export function oipRoutes(ctx: RestContext, inference: RestInference, options: O
   };
 
   /** The OIP repository extension's load and unload, when server.repositoryControl allows them. */
-  const control = (action: 'load' | 'unload'): Handler => async (req, res, params) => {
-    if (!options.repositoryControl) throw new BadRequest(`model ${action} is off on this server: set server.repositoryControl (MLOPS_REPOSITORY_CONTROL=true) to allow it`, 403);
-    // The body (OIP allows {"parameters": {...}}) asks for nothing mlops reads; it is read and dropped.
-    await readBody(req, bodyLimits);
-    const name = params.name!;
-    await (action === 'load' ? repository.load(name) : repository.unload(name));
-    // Answers kept for the files it served before are not this model's any more.
-    ctx.responseCache?.forget(name);
-    log(`model '${name}' ${action === 'load' ? 'loaded' : 'unloaded'} by POST /v2/repository/models/${name}/${action}`);
-    sendJson(res, 200, {});
-  };
+  const control =
+    (action: 'load' | 'unload'): Handler =>
+    async (req, res, params) => {
+      if (!options.repositoryControl)
+        throw new BadRequest(`model ${action} is off on this server: set server.repositoryControl (MLOPS_REPOSITORY_CONTROL=true) to allow it`, 403);
+      // The body (OIP allows {"parameters": {...}}) asks for nothing mlops reads; it is read and dropped.
+      await readBody(req, bodyLimits);
+      const name = params.name!;
+      await (action === 'load' ? repository.load(name) : repository.unload(name));
+      // Answers kept for the files it served before are not this model's any more.
+      ctx.responseCache?.forget(name);
+      log(`model '${name}' ${action === 'load' ? 'loaded' : 'unloaded'} by POST /v2/repository/models/${name}/${action}`);
+      sendJson(res, 200, {});
+    };
 
   return [
-    { label: '/v2', pattern: /^\/v2\/?$/, methods: { GET: (_q, res) => sendJson(res, 200, { name: 'mlops', version: options.serverVersion, extensions: SERVER_EXTENSIONS }) } },
+    {
+      label: '/v2',
+      pattern: /^\/v2\/?$/,
+      methods: { GET: (_q, res) => sendJson(res, 200, { name: 'mlops', version: options.serverVersion, extensions: SERVER_EXTENSIONS }) },
+    },
     { label: '/v2/health/live', pattern: /^\/v2\/health\/live$/, methods: { GET: (_q, res) => sendJson(res, 200, { live: true }) }, open: true },
     { label: '/v2/health/ready', pattern: /^\/v2\/health\/ready$/, methods: { GET: ready }, open: true },
     {
@@ -63,7 +70,12 @@ export function oipRoutes(ctx: RestContext, inference: RestInference, options: O
       label: '/v2/repository/index',
       pattern: /^\/v2\/repository\/index$/,
       methods: {
-        POST: (_q, res) => sendJson(res, 200, repository.index().map((m) => (state.ready || m.state !== 'READY' ? m : { ...m, state: 'UNAVAILABLE', reason: 'the server is not ready' }))),
+        POST: (_q, res) =>
+          sendJson(
+            res,
+            200,
+            repository.index().map((m) => (state.ready || m.state !== 'READY' ? m : { ...m, state: 'UNAVAILABLE', reason: 'the server is not ready' })),
+          ),
       },
     },
     { label: '/v2/repository/models/{name}/load', pattern: /^\/v2\/repository\/models\/([^/]+)\/load$/, methods: { POST: control('load') } },

@@ -27,7 +27,10 @@ export function sagemakerRoutes(ctx: RestContext, inference: RestInference, read
     const [mime, ...parameters] = (req.headers['content-type'] || 'application/json').split(';').map((p) => p.trim().toLowerCase());
     if (mime === SAGEMAKER_BINARY) {
       const size = parameters.find((p) => p.startsWith('json-header-size='))?.slice('json-header-size='.length);
-      if (size === undefined) throw new BadRequest(`content type ${SAGEMAKER_BINARY} needs its length parameter: ${SAGEMAKER_BINARY};json-header-size=<bytes of JSON before the binary data>`);
+      if (size === undefined)
+        throw new BadRequest(
+          `content type ${SAGEMAKER_BINARY} needs its length parameter: ${SAGEMAKER_BINARY};json-header-size=<bytes of JSON before the binary data>`,
+        );
       const { body, header } = await readInferBody(req, size);
       return runInfer(served(), true, req, res, body, header, 'sagemaker');
     }
@@ -52,7 +55,10 @@ export function sagemakerRoutes(ctx: RestContext, inference: RestInference, read
       if (typeof parsed === 'object' && parsed !== null && 'instances' in parsed) return runInstances(served(), req, res, parsed, '/invocations');
       return runInfer(served(), true, req, res, body, undefined, 'header', parsed);
     }
-    throw new BadRequest(`/invocations does not take content type '${mime}': send application/json ({"instances": [...]} or an Open Inference Protocol v2 body), text/csv, or ${SAGEMAKER_BINARY};json-header-size=N`, 415);
+    throw new BadRequest(
+      `/invocations does not take content type '${mime}': send application/json ({"instances": [...]} or an Open Inference Protocol v2 body), text/csv, or ${SAGEMAKER_BINARY};json-header-size=N`,
+      415,
+    );
   };
 
   return [
@@ -72,7 +78,11 @@ function csvRows(body: Buffer): number[][] {
   try {
     records = text.includes('"')
       ? parseCsv(text, { skip_empty_lines: true, trim: true })
-      : text.split('\n').map((line) => line.trim()).filter((line) => line !== '').map((line) => line.split(','));
+      : text
+          .split('\n')
+          .map((line) => line.trim())
+          .filter((line) => line !== '')
+          .map((line) => line.split(','));
   } catch (error) {
     throw new BadRequest(`text/csv: ${(error as Error).message}`);
   }
@@ -81,7 +91,8 @@ function csvRows(body: Buffer): number[][] {
     record.map((cell, c) => {
       // Decimal numbers only (an exponent allowed, as numpy writes them): Number() would also read "0x10" as 16.
       const value = DECIMAL.test(cell) ? Number(cell) : NaN;
-      if (!Number.isFinite(value)) throw new BadRequest(`text/csv: row ${r + 1}, column ${c + 1} is '${cell.trim()}', not a number (send rows of numbers, no header line)`);
+      if (!Number.isFinite(value))
+        throw new BadRequest(`text/csv: row ${r + 1}, column ${c + 1} is '${cell.trim()}', not a number (send rows of numbers, no header line)`);
       return value;
     }),
   );
