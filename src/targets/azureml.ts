@@ -6,10 +6,10 @@ import type { AzureMLTarget } from '../config/defaults.js';
 import { environmentError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
 import { armClientOptions, armCredential, azureError, isoSeconds, orNull } from './azure.js';
-import { bake } from './bake.js';
+import { rollout, type Failure } from './rollout.js';
 import { fileLock } from './lock.js';
 import { smokeScoringRoute } from './smoke.js';
-import type { DeployContext, DeployOutcome, FailureReason, RecordedRelease, Release, TargetAdapter, TargetStatus } from './types.js';
+import type { DeployContext, DeployOutcome, RecordedRelease, Release, TargetAdapter, TargetStatus } from './types.js';
 
 /** The container port and routes Azure ML's inference router calls: the server's own. */
 const PORT = 8080;
@@ -118,7 +118,6 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
     const n = names(target, ctx);
     const ml = await client(target, ctx);
-    const dryRun = ctx.dryRun;
     const deployment = deploymentName(release);
 
     const before = await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what);
@@ -174,91 +173,61 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
       successThreshold: 1,
     };
 
-    const fail = async (reason: FailureReason, message: string, restore: boolean): Promise<DeployOutcome> => {
-      const logs = dryRun ? '' : await deploymentLogs(ml, n, deployment, 200);
-      if (restore && old) {
-        const current = await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what);
-        // A mirror to the failed deployment ends too: Azure ML deletes no deployment that still takes mirrored traffic.
-        if (current) await setTraffic(ml, n, current, { [old]: 100 }, target.mirror > 0 ? {} : undefined);
-      }
-      if (!redeploy) await deleteDeployment(ml, n, deployment);
-      return old && previous
-        ? { status: 'rolled-back', release, reason, message, logs, restored: previous }
-        : { status: 'failed', release, reason, message, logs, restored: null };
-    };
-
-    try {
-      await ml.onlineDeployments.beginCreateOrUpdateAndWait(
-        n.rg,
-        n.ws,
-        n.endpoint,
-        deployment,
-        {
-          location: target.location,
-          sku: { name: 'Default', capacity: target.instanceCount },
-          tags: { [VERSION_TAG]: release.version, 'mlops-image': release.image.slice(0, 256) },
-          properties: {
-            endpointComputeType: 'Managed',
-            description: `${release.modelName} ${release.version}`,
-            environmentId,
-            instanceType: target.instanceType,
-            requestSettings: {
-              requestTimeout: `PT${target.requestTimeoutMs / 1000}S`,
-              maxConcurrentRequestsPerInstance: target.maxConcurrentRequestsPerInstance,
-            },
-            livenessProbe: probe,
-            readinessProbe: probe,
-            appInsightsEnabled: false,
-          },
-        },
-        { abortSignal: AbortSignal.timeout(target.readyTimeoutSeconds * 1000) },
-      );
-    } catch (error) {
-      const e = error as Error & { statusCode?: number };
-      // A deployment that failed to provision is a failed rollout; a refused request is an error.
-      if (e.statusCode && e.statusCode < 500) throw azureError(error, `creating deployment ${deployment} of ${n.what}`);
-      if (e.name === 'AbortError' || e.name === 'TimeoutError')
-        return fail('health-timeout', `deployment ${deployment} was not ready after ${target.readyTimeoutSeconds} s`, false);
-      return fail('rollout-failed', `deployment ${deployment} did not provision: ${e.message.split('\n')[0]}`, false);
-    }
-    ctx.checkpoint('candidate-created');
-
-    const smoke = () => scoringSmoke(ml, n, target, deployment, release, ctx);
-    // After a bake: still Succeeded, still answering. A check that cannot be made is no pass: traffic goes back.
-    const recheck = () =>
-      checkDeployment(ml, n, deployment, dryRun)
-        .then((problem) => problem ?? smoke())
-        .catch((error: Error) => `the deployment could not be checked: ${error.message.split('\n')[0]}`);
-    let failure = await smoke();
-    if (failure) return fail('smoke-failure', failure, false);
-    ctx.checkpoint('candidate-ready');
-
-    let endpoint = (await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what)) ??
-      before ?? { location: target.location, properties: { authMode: 'Key' } };
+    let endpoint: OnlineEndpoint = before ?? { location: target.location, properties: { authMode: 'Key' } };
     let mirrored = false;
-    if (old && target.mirror > 0) {
-      mirrored = true;
-      endpoint = await setTraffic(ml, n, endpoint, { [old]: 100 }, { [deployment]: target.mirror });
-      await bake(ctx, target.waitIntervalSeconds, `${target.mirror}% of traffic mirrored to ${deployment}`);
-      failure = await recheck();
-      if (failure) return fail('rollout-failed', `while mirrored: ${failure}`, true);
-    }
-    for (const percent of old ? target.canary : [100]) {
-      const final = percent === 100;
-      // The mirror ends as live traffic starts: Azure ML takes no deployment in both.
-      endpoint = await setTraffic(ml, n, endpoint, final ? { [deployment]: 100 } : { [old!]: 100 - percent, [deployment]: percent }, mirrored ? {} : undefined);
-      mirrored = false;
-      if (final) break;
-      await bake(ctx, target.waitIntervalSeconds, `${percent}% of traffic on ${deployment}`);
-      failure = await recheck();
-      if (failure) return fail('rollout-failed', `at ${percent}% of traffic: ${failure}`, true);
-    }
-    ctx.checkpoint('replaced');
-    // Blue/green ends with one colour: the others cost instance hours. A rollback makes the old one again from its environment version.
-    for (const other of await listDeployments(ml, n)) {
-      if (other.name && other.name !== deployment) await deleteDeployment(ml, n, other.name);
-    }
-    return dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: endpoint.properties.scoringUri ?? null, previous };
+    let fetched = false;
+    // The endpoint as it is once the new deployment stands: what setTraffic changes.
+    const current = async () => {
+      if (!fetched) endpoint = (await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what)) ?? endpoint;
+      fetched = true;
+      return endpoint;
+    };
+    const smoke = () => scoringSmoke(ml, n, target, deployment, release, ctx);
+    return rollout(ctx, release, previous, target, {
+      serving: old !== undefined,
+      describe: () => ({ candidate: deployment }),
+      create: () => createDeployment(ml, n, target, release, deployment, environmentId, probe),
+      smoke: async () => {
+        const failure = await smoke();
+        return failure ? { reason: 'smoke-failure', message: failure } : undefined;
+      },
+      async mirror(percent) {
+        mirrored = true;
+        endpoint = await setTraffic(ml, n, await current(), { [old!]: 100 }, { [deployment]: percent });
+      },
+      async shift(percent) {
+        // The mirror ends as live traffic starts: Azure ML takes no deployment in both.
+        const split = percent === 100 || !old ? { [deployment]: 100 } : { [old]: 100 - percent, [deployment]: percent };
+        endpoint = await setTraffic(ml, n, await current(), split, mirrored ? {} : undefined);
+        mirrored = false;
+        return undefined;
+      },
+      // After a bake: still Succeeded, still answering. A check that cannot be made is no pass: traffic goes back.
+      async watch(percent) {
+        const failure = await checkDeployment(ml, n, deployment)
+          .then((problem) => problem ?? smoke())
+          .catch((error: Error) => `the deployment could not be checked: ${error.message.split('\n')[0]}`);
+        if (!failure) return undefined;
+        return { reason: 'rollout-failed', message: percent === 0 ? `while mirrored: ${failure}` : `at ${percent}% of traffic: ${failure}` };
+      },
+      async promote() {
+        // Blue/green ends with one colour: the others cost instance hours. A rollback makes the old one again from its environment version.
+        for (const other of await listDeployments(ml, n)) {
+          if (other.name && other.name !== deployment) await deleteDeployment(ml, n, other.name);
+        }
+        return endpoint.properties.scoringUri ?? null;
+      },
+      async fallBack(_failure, stage) {
+        const logs = await deploymentLogs(ml, n, deployment, 200);
+        if (stage === 'traffic' && old) {
+          const current = await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what);
+          // A mirror to the failed deployment ends too: Azure ML deletes no deployment that still takes mirrored traffic.
+          if (current) await setTraffic(ml, n, current, { [old]: 100 }, target.mirror > 0 ? {} : undefined);
+        }
+        if (!redeploy) await deleteDeployment(ml, n, deployment);
+        return { restored: old ? previous : null, logs };
+      },
+    });
   },
 
   async replicas(_target, ctx) {
@@ -340,6 +309,53 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
   },
 };
 
+/** The new deployment, provisioned and waited for: a failure when it did not provision or was not ready in time, an error when ARM refused it. */
+async function createDeployment(
+  ml: AzureMachineLearningWorkspaces,
+  n: Names,
+  target: AzureMLTarget,
+  release: Release,
+  deployment: string,
+  environmentId: string,
+  probe: Record<string, unknown>,
+): Promise<Failure | undefined> {
+  try {
+    await ml.onlineDeployments.beginCreateOrUpdateAndWait(
+      n.rg,
+      n.ws,
+      n.endpoint,
+      deployment,
+      {
+        location: target.location,
+        sku: { name: 'Default', capacity: target.instanceCount },
+        tags: { [VERSION_TAG]: release.version, 'mlops-image': release.image.slice(0, 256) },
+        properties: {
+          endpointComputeType: 'Managed',
+          description: `${release.modelName} ${release.version}`,
+          environmentId,
+          instanceType: target.instanceType,
+          requestSettings: {
+            requestTimeout: `PT${target.requestTimeoutMs / 1000}S`,
+            maxConcurrentRequestsPerInstance: target.maxConcurrentRequestsPerInstance,
+          },
+          livenessProbe: probe,
+          readinessProbe: probe,
+          appInsightsEnabled: false,
+        },
+      },
+      { abortSignal: AbortSignal.timeout(target.readyTimeoutSeconds * 1000) },
+    );
+    return undefined;
+  } catch (error) {
+    const e = error as Error & { statusCode?: number };
+    // A deployment that failed to provision is a failed rollout; a refused request is an error.
+    if (e.statusCode && e.statusCode < 500) throw azureError(error, `creating deployment ${deployment} of ${n.what}`);
+    if (e.name === 'AbortError' || e.name === 'TimeoutError')
+      return { reason: 'health-timeout', message: `deployment ${deployment} was not ready after ${target.readyTimeoutSeconds} s` };
+    return { reason: 'rollout-failed', message: `deployment ${deployment} did not provision: ${e.message.split('\n')[0]}` };
+  }
+}
+
 /** The endpoint with a new traffic split (and mirror split, when given), put whole: PUT is what every API version takes the same way. */
 async function setTraffic(
   ml: AzureMachineLearningWorkspaces,
@@ -396,8 +412,7 @@ async function deploymentLogs(ml: AzureMachineLearningWorkspaces, n: Names, depl
 }
 
 /** A deployment that stopped being Succeeded while it baked (a crash loop Azure ML noticed): the reason, else undefined. */
-async function checkDeployment(ml: AzureMachineLearningWorkspaces, n: Names, deployment: string, dryRun: boolean): Promise<string | undefined> {
-  if (dryRun) return undefined;
+async function checkDeployment(ml: AzureMachineLearningWorkspaces, n: Names, deployment: string): Promise<string | undefined> {
   const described: OnlineDeployment | null = await orNull(
     ml.onlineDeployments.get(n.rg, n.ws, n.endpoint, deployment),
     `deployment ${deployment} of ${n.what}`,
@@ -415,13 +430,6 @@ async function scoringSmoke(
   release: Release,
   ctx: DeployContext,
 ): Promise<string | undefined> {
-  if (ctx.dryRun) {
-    await ml.onlineEndpoints.listKeys(n.rg, n.ws, n.endpoint).catch(() => undefined);
-    return undefined;
-  }
-  const endpoint = await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what);
-  const scoringUri = endpoint?.properties.scoringUri;
-  if (!scoringUri) return `${n.what} has no scoring URI`;
   let secret: string | undefined;
   try {
     secret =
@@ -431,5 +439,8 @@ async function scoringSmoke(
   } catch (error) {
     throw azureError(error, `reading the ${target.authMode === 'key' ? 'keys' : 'token'} of ${n.what}`);
   }
+  const endpoint = await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what);
+  const scoringUri = endpoint?.properties.scoringUri;
+  if (!scoringUri) return `${n.what} has no scoring URI`;
   return smokeScoringRoute(ctx, scoringUri, release, { authorization: `Bearer ${secret ?? ''}`, 'azureml-model-deployment': deployment });
 }

@@ -6,7 +6,8 @@ import { inputError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
 import { fileLock } from './lock.js';
 import { cloudLoggingRecords, cloudLoggingTail } from './gcloud.js';
-import type { DeployContext, DeployOutcome, FailureReason, TargetAdapter, TargetStatus } from './types.js';
+import { bakeSeconds, rollout, type Check } from './rollout.js';
+import type { DeployContext, DeployOutcome, Release, TargetAdapter, TargetStatus } from './types.js';
 
 interface ServiceDescription {
   status?: {
@@ -27,6 +28,42 @@ export function serviceName(target: CloudRunTarget, ctx: Pick<DeployContext, 'co
 export const revisionTag = (version: string) => `v${version.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`.slice(0, 46).replace(/-+$/, '');
 
 const gcloudBase = (target: CloudRunTarget) => ['--project', target.project, '--region', target.region];
+
+/** `gcloud run deploy`: a revision of the release under its tag, with no traffic where the service exists. */
+function deployArgs(target: CloudRunTarget, release: Release, service: string, port: number, exists: boolean): string[] {
+  return [
+    'run',
+    'deploy',
+    service,
+    '--image',
+    release.image,
+    ...gcloudBase(target),
+    '--port',
+    String(port),
+    '--concurrency',
+    String(target.concurrency),
+    '--cpu',
+    target.cpu,
+    '--memory',
+    target.memory,
+    '--min-instances',
+    String(target.minInstances),
+    '--max-instances',
+    String(target.maxInstances),
+    '--labels',
+    `mlops-version=${revisionTag(release.version).slice(1)},managed-by=mlops`,
+    '--tag',
+    revisionTag(release.version),
+    target.allowUnauthenticated ? '--allow-unauthenticated' : '--no-allow-unauthenticated',
+    // The token file from Secret Manager, mounted by Cloud Run; the server is pointed at it. TLS is Cloud Run's.
+    ...(target.auth
+      ? ['--set-secrets', `${SECRET_MOUNT.tokens}=${target.auth.secret}`, '--update-env-vars', `MLOPS_AUTH_TOKEN_FILE=${SECRET_MOUNT.tokens}`]
+      : []),
+    ...(exists ? ['--no-traffic'] : []),
+    '--quiet',
+    '--format=json',
+  ];
+}
 
 /**
  * gcloud through the exec seam: a new revision with no traffic and a tag,
@@ -66,59 +103,19 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
     const base = gcloudBase(target);
     const tag = revisionTag(release.version);
     // The smoke test's token (MLOPS_TOKEN), checked before anything is deployed; Cloud Run's own certificate is trusted as any.
-    const smoke = exec.dryRun
-      ? { security: {} }
-      : { security: { ...smokeSecurity(ctx.targetName, target, ctx.env, ctx.projectDir).security, insecure: false } };
+    const smoke = { security: { ...smokeSecurity(ctx, target).security, insecure: false } };
     const describe = async () => {
       const result = await exec.run('gcloud', ['run', 'services', 'describe', service, ...base, '--format=json'], { allowFailure: true });
       return result.exitCode === 0 && result.stdout ? (JSON.parse(result.stdout) as ServiceDescription) : null;
     };
     const before = await describe();
     const serving = (before?.status?.traffic ?? []).filter((t) => (t.percent ?? 0) > 0 && t.revisionName);
-    // A new service cannot start with no traffic; there is nothing to protect yet.
+    // A dry run plans the update of a serving service, the longer of the two plans.
     const exists = exec.dryRun || before !== null;
-    await exec.run('gcloud', [
-      'run',
-      'deploy',
-      service,
-      '--image',
-      release.image,
-      ...base,
-      '--port',
-      String(ctx.config.image.port),
-      '--concurrency',
-      String(target.concurrency),
-      '--cpu',
-      target.cpu,
-      '--memory',
-      target.memory,
-      '--min-instances',
-      String(target.minInstances),
-      '--max-instances',
-      String(target.maxInstances),
-      '--labels',
-      `mlops-version=${revisionTag(release.version).slice(1)},managed-by=mlops`,
-      '--tag',
-      tag,
-      target.allowUnauthenticated ? '--allow-unauthenticated' : '--no-allow-unauthenticated',
-      // The token file from Secret Manager, mounted by Cloud Run; the server is pointed at it. TLS is Cloud Run's.
-      ...(target.auth
-        ? ['--set-secrets', `${SECRET_MOUNT.tokens}=${target.auth.secret}`, '--update-env-vars', `MLOPS_AUTH_TOKEN_FILE=${SECRET_MOUNT.tokens}`]
-        : []),
-      ...(exists ? ['--no-traffic'] : []),
-      '--quiet',
-      '--format=json',
-    ]);
-    const after = await describe();
-    const tagged = after?.status?.traffic?.find((t) => t.tag === tag);
+    let after: ServiceDescription | null = null;
+    let tagged: NonNullable<NonNullable<ServiceDescription['status']>['traffic']>[number] | undefined;
     const headers: Record<string, string> = {};
-    if (!target.allowUnauthenticated) {
-      const token = await exec.run('gcloud', ['auth', 'print-identity-token'], { allowFailure: true });
-      // With the server's own tokens on, Authorization carries those: Cloud Run reads its IAM token from X-Serverless-Authorization.
-      if (token.stdout.trim()) headers[target.auth ? 'x-serverless-authorization' : 'authorization'] = `Bearer ${token.stdout.trim()}`;
-    }
-    const check = async (): Promise<{ reason: FailureReason; message: string } | undefined> => {
-      if (exec.dryRun) return undefined;
+    const check = async (): Promise<Check> => {
       if (!tagged?.url) return { reason: 'health-timeout', message: `the new revision has no URL for tag ${tag}: it never became ready` };
       try {
         await ctx.smoke(tagged.url, release, headers, smoke.security);
@@ -127,30 +124,45 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
         return { reason: 'smoke-failure', message: `the smoke test through ${tagged.url} failed: ${(error as Error).message}` };
       }
     };
-    let failure = await check();
-    if (!failure && exists) {
-      for (const percent of target.canary) {
-        await exec.run('gcloud', ['run', 'services', 'update-traffic', service, ...base, `--to-tags=${tag}=${percent}`, '--quiet']);
-        if (percent < 100 && (failure = await check())) break;
-      }
-    }
-    if (!failure) return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: after?.status?.url ?? null, previous };
-
-    const revision = tagged?.revisionName ?? after?.status?.latestReadyRevisionName ?? '';
-    const logs = revision
-      ? await cloudLoggingTail(ctx, target.project, ['resource.type="cloud_run_revision"', `resource.labels.revision_name="${revision}"`])
-      : '';
-    if (serving.length === 0 || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
-    await exec.run('gcloud', [
-      'run',
-      'services',
-      'update-traffic',
-      service,
-      ...base,
-      `--to-revisions=${serving.map((t) => `${t.revisionName}=${t.percent}`).join(',')}`,
-      '--quiet',
-    ]);
-    return { status: 'rolled-back', release, ...failure, logs, restored: previous };
+    return rollout(
+      ctx,
+      release,
+      previous,
+      { canary: target.canary, waitIntervalSeconds: bakeSeconds(target) },
+      {
+        serving: exists,
+        // A new service cannot start with no traffic; there is nothing to protect yet.
+        startsWithTraffic: !exists,
+        describe: () => ({ candidate: `tag ${tag}` }),
+        async create() {
+          await exec.run('gcloud', deployArgs(target, release, service, ctx.config.image.port, exists));
+          after = await describe();
+          tagged = after?.status?.traffic?.find((t) => t.tag === tag);
+          if (!target.allowUnauthenticated) {
+            const token = await exec.run('gcloud', ['auth', 'print-identity-token'], { allowFailure: true });
+            // With the server's own tokens on, Authorization carries those: Cloud Run reads its IAM token from X-Serverless-Authorization.
+            if (token.stdout.trim()) headers[target.auth ? 'x-serverless-authorization' : 'authorization'] = `Bearer ${token.stdout.trim()}`;
+          }
+          return undefined;
+        },
+        smoke: check,
+        async shift(percent) {
+          await exec.run('gcloud', ['run', 'services', 'update-traffic', service, ...base, `--to-tags=${tag}=${percent}`, '--quiet']);
+          return undefined;
+        },
+        promote: async () => after?.status?.url ?? null,
+        async fallBack() {
+          const revision = tagged?.revisionName ?? after?.status?.latestReadyRevisionName ?? '';
+          const logs = revision
+            ? await cloudLoggingTail(ctx, target.project, ['resource.type="cloud_run_revision"', `resource.labels.revision_name="${revision}"`])
+            : '';
+          if (serving.length === 0 || !previous) return { restored: null, logs };
+          const split = serving.map((t) => `${t.revisionName}=${t.percent}`).join(',');
+          await exec.run('gcloud', ['run', 'services', 'update-traffic', service, ...base, `--to-revisions=${split}`, '--quiet']);
+          return { restored: previous, logs };
+        },
+      },
+    );
   },
 
   /** Cloud Run routes every request to some instance; none can be asked for its own counts. */

@@ -5,10 +5,10 @@ import type { ContainerAppTarget } from '../config/defaults.js';
 import { environmentError, inputError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
 import { armClientOptions, armCredential, azureError, orNull } from './azure.js';
-import { bake } from './bake.js';
+import { rollout, type Check, type FallBack } from './rollout.js';
 import { fileLock } from './lock.js';
-import { resolveClientSecurity } from '../protocol/client-security.js';
-import type { DeployContext, DeployOutcome, FailureReason, RecordedRelease, Release, TargetAdapter, TargetStatus } from './types.js';
+import { smokeSecurity } from './server-secrets.js';
+import type { DeployContext, DeployOutcome, RecordedRelease, Release, TargetAdapter, TargetStatus } from './types.js';
 
 const PORT = 8080;
 /** The label that gives the new revision its own URL (<app>---candidate.<domain>) while it has no traffic. */
@@ -155,12 +155,7 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
     const n = names(target, ctx);
     // A server given tokens (env or secretEnv) asks the smoke test for one: MLOPS_TOKEN, checked before anything is written.
     const tokens = ['MLOPS_AUTH_TOKENS', 'MLOPS_AUTH_TOKEN_FILE'].find((v) => v in target.env || v in target.secretEnv);
-    const security = resolveClientSecurity({}, ctx.env, ctx.projectDir);
-    if (tokens && !security.token && !ctx.dryRun)
-      throw inputError(
-        `targets.${ctx.targetName}: the server is given ${tokens}, so the smoke test needs a token it accepts`,
-        'set MLOPS_TOKEN to one of those tokens in the deploying environment',
-      );
+    const { security } = smokeSecurity(ctx, {}, tokens);
     const aca = await client(target, ctx);
     const revision = `${n.app}--${revisionSuffix(release)}`;
     const before = await orNull(aca.containerApps.get(n.rg, n.app), n.what);
@@ -182,27 +177,9 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
     const existing = before ? await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, revision), `revision ${revision}`) : null;
     const traffic: TrafficWeight[] = old ? [{ revisionName: old, weight: 100 }] : [{ latestRevision: true, weight: 100 }];
     const wanted = existing ? null : envelope(target, release, ctx, traffic);
-    let app: ContainerApp;
-    try {
-      if (existing) {
-        if (!existing.active) await aca.containerAppsRevisions.activateRevision(n.rg, n.app, revision);
-        app = before!;
-      } else {
-        app = await aca.containerApps.beginCreateOrUpdateAndWait(n.rg, n.app, wanted!, { abortSignal: AbortSignal.timeout(target.readyTimeoutSeconds * 1000) });
-      }
-    } catch (error) {
-      const e = error as Error & { statusCode?: number };
-      if (e.statusCode && e.statusCode < 500) throw azureError(error, `updating ${n.what}`);
-      return fail(aca, n, ctx, release, previous, old, candidate, 'rollout-failed', `revision ${revision} was not made: ${e.message.split('\n')[0]}`, false);
-    }
-    ctx.checkpoint('candidate-created');
-
-    const unready = await waitForRevision(aca, n, revision, target, ctx);
-    if (unready) return fail(aca, n, ctx, release, previous, old, candidate, unready.reason, unready.message, false);
-
-    const domain = (app.configuration?.ingress?.fqdn ?? `${n.app}.unknown`).slice(n.app.length + 1);
+    let app: ContainerApp = before!;
+    const domain = () => (app.configuration?.ingress?.fqdn ?? `${n.app}.unknown`).slice(n.app.length + 1);
     const smoke = async (url: string): Promise<string | undefined> => {
-      if (ctx.dryRun) return undefined;
       if (!target.external) {
         ctx.log(`warning: ${n.what} has internal ingress, so ${url} cannot be smoke-tested from here`);
         return undefined;
@@ -212,42 +189,63 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
         (error: Error) => error.message,
       );
     };
-    if (old) {
-      // Its own URL first, with no traffic: a label on the new revision.
-      app = await setTraffic(aca, n, app, [
-        { revisionName: old, weight: 100 },
-        { revisionName: revision, weight: 0, label: CANDIDATE },
-      ]);
-      const failure = await smoke(`https://${n.app}---${CANDIDATE}.${domain}`);
-      if (failure) return fail(aca, n, ctx, release, previous, old, candidate, 'smoke-failure', failure, true);
-    } else {
-      const failure = await smoke(`https://${n.app}.${domain}`);
-      if (failure) return fail(aca, n, ctx, release, previous, old, candidate, 'smoke-failure', failure, false);
-    }
-    ctx.checkpoint('candidate-ready');
-
-    for (const percent of old ? target.canary : [100]) {
-      if (percent === 100) {
-        app = await setTraffic(aca, n, app, [{ revisionName: revision, weight: 100 }]);
-        break;
-      }
-      app = await setTraffic(aca, n, app, [
-        { revisionName: old!, weight: 100 - percent },
-        { revisionName: revision, weight: percent, label: CANDIDATE },
-      ]);
-      await bake(ctx, target.waitIntervalSeconds, `${percent}% of traffic on ${revision}`);
-      // A check that cannot be made is no pass: traffic goes back.
-      const failure = await revisionProblem(aca, n, revision, ctx.dryRun)
-        .then((problem) => problem ?? smoke(`https://${n.app}---${CANDIDATE}.${domain}`))
-        .catch((error: Error) => `the revision could not be checked: ${error.message.split('\n')[0]}`);
-      if (failure) return fail(aca, n, ctx, release, previous, old, candidate, 'rollout-failed', `at ${percent}% of traffic: ${failure}`, true);
-    }
-    ctx.checkpoint('replaced');
-    // What no longer takes traffic stops costing: every other active revision is deactivated (kept, so a rollback activates it again).
-    for (const other of await activeRevisions(aca, n)) if (other !== revision) await deactivate(aca, n, other);
-    return ctx.dryRun
-      ? { status: 'planned', release }
-      : { status: 'deployed', release, url: app.configuration?.ingress?.fqdn ? `https://${app.configuration.ingress.fqdn}` : null, previous };
+    const candidateUrl = () => `https://${n.app}---${CANDIDATE}.${domain()}`;
+    return rollout(ctx, release, previous, target, {
+      serving: old !== undefined,
+      describe: () => ({ candidate: revision }),
+      async create() {
+        try {
+          if (existing) {
+            if (!existing.active) await aca.containerAppsRevisions.activateRevision(n.rg, n.app, revision);
+          } else {
+            app = await aca.containerApps.beginCreateOrUpdateAndWait(n.rg, n.app, wanted!, {
+              abortSignal: AbortSignal.timeout(target.readyTimeoutSeconds * 1000),
+            });
+          }
+          return undefined;
+        } catch (error) {
+          const e = error as Error & { statusCode?: number };
+          if (e.statusCode && e.statusCode < 500) throw azureError(error, `updating ${n.what}`);
+          return { reason: 'rollout-failed', message: `revision ${revision} was not made: ${e.message.split('\n')[0]}` };
+        }
+      },
+      ready: () => waitForRevision(aca, n, revision, target, ctx),
+      async smoke() {
+        // Its own URL first, with no traffic: a label on the new revision.
+        if (old)
+          app = await setTraffic(aca, n, app, [
+            { revisionName: old, weight: 100 },
+            { revisionName: revision, weight: 0, label: CANDIDATE },
+          ]);
+        const failure = await smoke(old ? candidateUrl() : `https://${n.app}.${domain()}`);
+        return failure ? { reason: 'smoke-failure', message: failure } : undefined;
+      },
+      async shift(percent) {
+        const traffic: TrafficWeight[] =
+          percent === 100 || !old
+            ? [{ revisionName: revision, weight: 100 }]
+            : [
+                { revisionName: old, weight: 100 - percent },
+                { revisionName: revision, weight: percent, label: CANDIDATE },
+              ];
+        app = await setTraffic(aca, n, app, traffic);
+        return undefined;
+      },
+      async watch(percent) {
+        // A check that cannot be made is no pass: traffic goes back.
+        const failure = await revisionProblem(aca, n, revision)
+          .then((problem) => problem ?? smoke(candidateUrl()))
+          .catch((error: Error) => `the revision could not be checked: ${error.message.split('\n')[0]}`);
+        return failure ? { reason: 'rollout-failed', message: `at ${percent}% of traffic: ${failure}` } : undefined;
+      },
+      async promote() {
+        // What no longer takes traffic stops costing: every other active revision is deactivated (kept, so a rollback activates it again).
+        for (const other of await activeRevisions(aca, n)) if (other !== revision) await deactivate(aca, n, other);
+        return app.configuration?.ingress?.fqdn ? `https://${app.configuration.ingress.fqdn}` : null;
+      },
+      // Traffic moves from the smoke test on (the candidate's label), so from then on it goes back.
+      fallBack: async (_failure, stage) => fallBack(aca, n, ctx, previous, old, candidate, stage === 'smoke' || stage === 'traffic'),
+    });
   },
 
   async replicas(_target, ctx) {
@@ -328,64 +326,46 @@ function names(target: ContainerAppTarget, ctx: DeployContext): Names {
 
 const versionOf = (revision: Revision) => revision.template?.containers?.[0]?.env?.find((e) => e.name === VERSION_ENV)?.value ?? null;
 
-/** Traffic back where it was (when it moved), the new revision deactivated, and the outcome. */
+/** Traffic back where it was (when it moved) and the new revision deactivated. */
 /** `revision` undefined: the failed revision is the one serving (a redeploy), which stays. */
-async function fail(
+async function fallBack(
   aca: ContainerAppsAPIClient,
   n: Names,
   ctx: DeployContext,
-  release: Release,
   previous: Release | null,
   old: string | undefined,
   revision: string | undefined,
-  reason: FailureReason,
-  message: string,
   restore: boolean,
-): Promise<DeployOutcome> {
+): Promise<FallBack> {
   if (restore && old) {
     const app = await orNull(aca.containerApps.get(n.rg, n.app), n.what);
     if (app) await setTraffic(aca, n, app, [{ revisionName: old, weight: 100 }]);
   }
-  const logs =
-    ctx.dryRun || !revision
-      ? ''
-      : ((await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, revision), `revision ${revision}`).catch(() => null))?.provisioningError ?? '');
+  const logs = !revision
+    ? ''
+    : ((await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, revision), `revision ${revision}`).catch(() => null))?.provisioningError ?? '');
   if (revision) await deactivate(aca, n, revision);
-  return old && previous
-    ? { status: 'rolled-back', release, reason, message, logs, restored: previous }
-    : { status: 'failed', release, reason, message, logs, restored: null };
+  return { restored: old ? previous : null, logs };
 }
 
 /** Provisioned and not unhealthy, or why not, polling until readyTimeoutSeconds. */
-async function waitForRevision(
-  aca: ContainerAppsAPIClient,
-  n: Names,
-  revision: string,
-  target: ContainerAppTarget,
-  ctx: DeployContext,
-): Promise<{ reason: FailureReason; message: string } | undefined> {
-  if (ctx.dryRun) return undefined;
+async function waitForRevision(aca: ContainerAppsAPIClient, n: Names, revision: string, target: ContainerAppTarget, ctx: DeployContext): Promise<Check> {
   const until = Date.now() + target.readyTimeoutSeconds * 1000;
-  for (;;) {
+  return ctx.exec.poll<Check>(async () => {
     const r = await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, revision), `revision ${revision}`);
-    if (r?.provisioningState === 'Failed' || r?.healthState === 'Unhealthy')
-      return {
-        reason: 'rollout-failed',
-        message: `revision ${revision} is ${r.provisioningState === 'Failed' ? 'Failed' : 'Unhealthy'}: ${r.provisioningError ?? r.runningState ?? 'no reason given'}`,
-      };
-    if (r?.provisioningState === 'Provisioned' && r.healthState !== 'None') return undefined;
-    if (r?.provisioningState === 'Provisioned' && (r.replicas ?? 0) === 0 && target.minReplicas === 0) return undefined;
-    if (Date.now() > until)
-      return {
-        reason: 'health-timeout',
-        message: `revision ${revision} was not ready after ${target.readyTimeoutSeconds} s (${r?.provisioningState ?? 'not found'}, ${r?.healthState ?? ''})`,
-      };
-    await new Promise((resolve) => setTimeout(resolve, 5000));
-  }
+    if (r?.provisioningState === 'Failed' || r?.healthState === 'Unhealthy') {
+      const why = r.provisioningError ?? r.runningState ?? 'no reason given';
+      return { verdict: { reason: 'rollout-failed', message: `revision ${revision} is ${r.provisioningState === 'Failed' ? 'Failed' : 'Unhealthy'}: ${why}` } };
+    }
+    if (r?.provisioningState === 'Provisioned' && r.healthState !== 'None') return { verdict: undefined };
+    if (r?.provisioningState === 'Provisioned' && (r.replicas ?? 0) === 0 && target.minReplicas === 0) return { verdict: undefined };
+    if (Date.now() <= until) return null;
+    const state = `${r?.provisioningState ?? 'not found'}, ${r?.healthState ?? ''}`;
+    return { verdict: { reason: 'health-timeout', message: `revision ${revision} was not ready after ${target.readyTimeoutSeconds} s (${state})` } };
+  }, 5000);
 }
 
-async function revisionProblem(aca: ContainerAppsAPIClient, n: Names, revision: string, dryRun: boolean): Promise<string | undefined> {
-  if (dryRun) return undefined;
+async function revisionProblem(aca: ContainerAppsAPIClient, n: Names, revision: string): Promise<string | undefined> {
   const r = await orNull(aca.containerAppsRevisions.getRevision(n.rg, n.app, revision), `revision ${revision}`);
   if (!r) return `revision ${revision} is gone`;
   return r.healthState === 'Unhealthy' || r.provisioningState === 'Failed'

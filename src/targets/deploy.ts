@@ -97,7 +97,10 @@ function context(options: DeployOptions, name: string): DeployContext {
     outputDir: options.outputDir,
     log: options.log,
     sampleInputs,
-    smoke: options.smoke ?? ((url, release, headers, security) => smokeWithRetry(url, release, sampleInputs, headers, security)),
+    // A dry run sends no smoke request: there is nothing running to answer it.
+    smoke: options.dryRun
+      ? async () => undefined
+      : (options.smoke ?? ((url, release, headers, security) => smokeWithRetry(url, release, sampleInputs, headers, security))),
     checkpoint: options.checkpoint ?? (() => undefined),
   };
 }
@@ -274,7 +277,7 @@ export async function deployVersion(options: DeployOptions, version: string | un
   return underLock(options, ctx, adapter, target, `mlops deploy ${release.version}`, async (history) => {
     const previous = currentRelease(history);
     await requireHistory(options, ctx, adapter, target, history);
-    const outcome = await adapter.deploy(target, release, previous, ctx);
+    const outcome = await deployOrPlan(ctx, adapter, target, release, previous);
     await record(options, name, 'deploy', outcome);
     return { target: name, type: target.type, action: 'deploy', outcome, plan: ctx.exec.steps };
   });
@@ -292,10 +295,23 @@ export async function rollbackTarget(options: DeployOptions, to: string | undefi
     if (!release) throw inputError(`nothing to roll back to on '${name}': no earlier version was deployed there`, 'pass --to <version>');
     await verifyRelease(options, adapter, release);
     await checkSampleInputs(ctx, release);
-    const outcome = await adapter.deploy(target, release, current, ctx);
+    const outcome = await deployOrPlan(ctx, adapter, target, release, current);
     await record(options, name, 'rollback', outcome);
     return { target: name, type: target.type, action: 'rollback', outcome, plan: ctx.exec.steps };
   });
+}
+
+/** The adapter's deploy; in a dry run its plan instead, where its platform's calls cannot be recorded. */
+async function deployOrPlan(
+  ctx: DeployContext,
+  adapter: TargetAdapter,
+  target: TargetConfig,
+  release: Release,
+  previous: Release | null,
+): Promise<DeployOutcome> {
+  if (!ctx.dryRun || !adapter.plan) return adapter.deploy(target, release, previous, ctx);
+  await adapter.plan(target, release, ctx);
+  return { status: 'planned', release };
 }
 
 /**

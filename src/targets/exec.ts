@@ -25,6 +25,12 @@ export interface ExecSeam {
   record(line: string, input?: string): void;
   /** Starts a long-running command (kubectl port-forward); returns a stop function. */
   background(command: string, args: string[]): Promise<{ stop: () => void; output: () => string }>;
+  /**
+   * Asks `look` every `intervalMs` until it comes back with a verdict ({ verdict }), and returns that.
+   * In a dry run it looks once, so the plan shows the read, and returns undefined: nothing runs there
+   * to be judged.
+   */
+  poll<T>(look: () => Promise<{ verdict: T } | null>, intervalMs: number): Promise<T | undefined>;
 }
 
 const quote = (arg: string) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, "'\\''")}'`);
@@ -66,6 +72,14 @@ export function createExecSeam(options: { dryRun: boolean; runner?: Runner; onCo
     record(line, input) {
       steps.push({ command: line, ...(input !== undefined ? { input } : {}) });
       options.onCommand?.(line);
+    },
+    async poll(look, intervalMs) {
+      for (;;) {
+        const seen = await look();
+        if (options.dryRun) return undefined;
+        if (seen) return seen.verdict;
+        await new Promise((resolve) => setTimeout(resolve, intervalMs));
+      }
     },
     async background(command, args) {
       const line = showCommand(command, args);

@@ -7,6 +7,7 @@ import { environmentError } from '../errors.js';
 import { forwardToPods, freePort, kubectlBase, leaseLock, listPods, podLogs, podNames, type PodList } from './kubectl.js';
 import { renderInferenceService } from './kserve-manifest.js';
 import { resourceName } from './kubernetes.js';
+import { bakeSeconds, rollout, type Check } from './rollout.js';
 import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
 interface Condition {
@@ -90,40 +91,50 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
     const { exec } = ctx;
     const base = kubectlBase(target);
     // What the smoke test presents, checked before anything is applied.
-    const smoke = ctx.dryRun ? { security: {}, scheme: 'http' as const } : smokeSecurity(ctx.targetName, target, ctx.env, ctx.projectDir);
+    const smoke = smokeSecurity(ctx, target);
     const before = await getInferenceService(ctx, base, name);
-    const steps = before ? target.canary : [100];
-    let failure: { reason: FailureReason; message: string } | undefined;
-    for (const percent of steps) {
+    let generation = 0;
+    const apply = async (percent: number) => {
       const manifest = renderInferenceService(name, target, release, ctx.config, percent);
       const applied = await exec.run('kubectl', [...base, 'apply', '-f', '-', '-o', 'json'], { input: stringify(manifest) });
-      const generation = exec.dryRun ? 0 : ((JSON.parse(applied.stdout || '{}') as InferenceServiceState).metadata?.generation ?? 0);
-      failure = await untilReady(ctx, base, name, generation, target.readyTimeoutSeconds);
-      failure ??= await smokeNewPods(ctx, base, name, release, smoke);
-      if (failure) break;
-    }
-    if (!failure)
-      return exec.dryRun
-        ? { status: 'planned', release }
-        : { status: 'deployed', release, url: (await getInferenceService(ctx, base, name))?.status?.url ?? null, previous };
-
-    const logs = (
-      await exec.run('kubectl', [...base, 'logs', '-l', selectorOf(name), '-c', 'kserve-container', '--tail=20', '--prefix'], { allowFailure: true })
-    ).stdout;
-    if (!before || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
-    const restored = await exec.run('kubectl', [...base, 'apply', '-f', '-', '-o', 'json'], { input: stringify(restorable(before)) });
-    const generation = (JSON.parse(restored.stdout || '{}') as InferenceServiceState).metadata?.generation ?? 0;
-    const back = await untilReady(ctx, base, name, generation, target.readyTimeoutSeconds);
-    if (back)
-      return {
-        status: 'failed',
-        release,
-        ...failure,
-        message: `${failure.message}; and the previous spec did not become ready again either: ${back.message}`,
-        logs,
-        restored: null,
-      };
-    return { status: 'rolled-back', release, ...failure, logs, restored: previous };
+      generation = (JSON.parse(applied.stdout || '{}') as InferenceServiceState).metadata?.generation ?? 0;
+    };
+    const ready = () => untilReady(ctx, base, name, generation, target.readyTimeoutSeconds);
+    return rollout(
+      ctx,
+      release,
+      previous,
+      { canary: target.canary, waitIntervalSeconds: bakeSeconds(target) },
+      {
+        serving: before !== null,
+        // KServe has no revision without traffic: canaryTrafficPercent gives the new one its first share at once.
+        startsWithTraffic: true,
+        // Each step applies a spec that must become ready, the last one too.
+        watchesFullTraffic: true,
+        describe: () => ({ candidate: release.image }),
+        create: async (share) => void (await apply(share)),
+        ready,
+        smoke: () => smokeNewPods(ctx, base, name, release, smoke),
+        shift: async (percent) => (await apply(percent), ready()),
+        promote: async () => (await getInferenceService(ctx, base, name))?.status?.url ?? null,
+        async fallBack(failure) {
+          const logs = (
+            await exec.run('kubectl', [...base, 'logs', '-l', selectorOf(name), '-c', 'kserve-container', '--tail=20', '--prefix'], { allowFailure: true })
+          ).stdout;
+          if (!before || !previous) return { restored: null, logs };
+          const restored = await exec.run('kubectl', [...base, 'apply', '-f', '-', '-o', 'json'], { input: stringify(restorable(before)) });
+          const back = await untilReady(
+            ctx,
+            base,
+            name,
+            (JSON.parse(restored.stdout || '{}') as InferenceServiceState).metadata?.generation ?? 0,
+            target.readyTimeoutSeconds,
+          );
+          if (back) return { restored: null, logs, message: `${failure.message}; and the previous spec did not become ready again either: ${back.message}` };
+          return { restored: previous, logs };
+        },
+      },
+    );
   },
 
   async replicas(target, ctx) {
@@ -212,26 +223,25 @@ async function untilReady(
   timeoutSeconds: number,
 ): Promise<{ reason: FailureReason; message: string } | undefined> {
   const deadline = Date.now() + timeoutSeconds * 1000;
-  for (;;) {
+  return ctx.exec.poll<Check>(async () => {
     const state = await getInferenceService(ctx, base, name);
-    if (ctx.exec.dryRun) return undefined;
     const conditions = state?.status?.conditions ?? [];
     const seen = (state?.status?.observedGeneration ?? 0) >= generation;
-    if (seen && conditions.some((c) => c.type === 'Ready' && c.status === 'True')) return undefined;
+    if (seen && conditions.some((c) => c.type === 'Ready' && c.status === 'True')) return { verdict: undefined };
     const failed = conditions.find((c) => c.status === 'False' && TERMINAL.test(`${c.reason ?? ''} ${c.message ?? ''}`));
     if (seen && failed) {
       const reason: FailureReason = /ExitCode|CrashLoopBackOff/.test(`${failed.reason} ${failed.message}`) ? 'crash-loop' : 'rollout-failed';
-      return { reason, message: `InferenceService ${name}: ${failed.type} ${failed.reason ?? ''}: ${failed.message ?? ''}`.trim() };
+      return { verdict: { reason, message: `InferenceService ${name}: ${failed.type} ${failed.reason ?? ''}: ${failed.message ?? ''}`.trim() } };
     }
-    if (Date.now() > deadline) {
-      const waiting = conditions.filter((c) => c.status !== 'True').map((c) => `${c.type}${c.reason ? ` (${c.reason})` : ''}`);
-      return {
+    if (Date.now() <= deadline) return null;
+    const waiting = conditions.filter((c) => c.status !== 'True').map((c) => `${c.type}${c.reason ? ` (${c.reason})` : ''}`);
+    return {
+      verdict: {
         reason: 'health-timeout',
         message: `InferenceService ${name} was not ready after ${timeoutSeconds} s${waiting.length ? `: ${waiting.join(', ')}` : ''}`,
-      };
-    }
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
+      },
+    };
+  }, POLL_MS);
 }
 
 /** One inference on a ready pod of the new image, through a port-forward (the canary share would make the route a lottery). */
@@ -243,7 +253,6 @@ async function smokeNewPods(
   smoke: ReturnType<typeof smokeSecurity>,
 ): Promise<{ reason: FailureReason; message: string } | undefined> {
   const pods: PodList = await listPods(ctx, base, selectorOf(name), true);
-  if (ctx.exec.dryRun) return undefined;
   const pod = (pods.items ?? []).find((p) => p.spec?.containers?.some((c) => c.image === release.image) && p.status?.containerStatuses?.every((s) => s.ready));
   if (!pod?.metadata?.name)
     return {

@@ -67,7 +67,7 @@ export async function forwardToPods(ctx: DeployContext, base: string[], pods: st
       const port = await freePort();
       const forward = await ctx.exec.background('kubectl', [...base, 'port-forward', `pod/${pod}`, `${port}:${containerPort}`]);
       forwards.push(forward);
-      if (!ctx.exec.dryRun && !(await untilListening(port, 15_000))) {
+      if (!(await untilListening(port, 15_000))) {
         throw environmentError(
           `kubectl port-forward to pod ${pod} did not start listening in 15 s`,
           undefined,

@@ -7,6 +7,7 @@ import type { KubernetesTarget } from '../config/defaults.js';
 import { environmentError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
 import { labelValue, manifestsYaml, renderManifests } from './kubernetes-manifests.js';
+import { rollout } from './rollout.js';
 import { forwardToPods, freePort, kubectlBase, leaseLock, listPods, podLogs, podNames, type PodList } from './kubectl.js';
 import type { DeployContext, DeployOutcome, FailureReason, TargetAdapter, TargetStatus } from './types.js';
 
@@ -70,7 +71,7 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     const name = resourceName(target, ctx);
     const manifests = renderManifests(name, target, release, ctx.config);
     // What the smoke test presents, checked before anything is applied (not needed for --output).
-    const smoke = ctx.outputDir || ctx.dryRun ? { security: {}, scheme: 'http' as const } : smokeSecurity(ctx.targetName, target, ctx.env, ctx.projectDir);
+    const smoke = smokeSecurity(ctx, target);
     const yaml = manifestsYaml(manifests);
     if (ctx.outputDir) {
       await mkdir(ctx.outputDir, { recursive: true });
@@ -84,51 +85,53 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     }
     const base = kubectlBase(target);
     const { exec } = ctx;
-    await exec.run('kubectl', [...base, 'apply', '-f', '-'], { input: yaml });
-    const rollout = await exec.run('kubectl', [...base, 'rollout', 'status', `deployment/${name}`, `--timeout=${target.rolloutTimeoutSeconds}s`], {
-      allowFailure: true,
-      timeoutMs: (target.rolloutTimeoutSeconds + 30) * 1000,
-    });
-    let failure: { reason: FailureReason; message: string } | undefined;
-    if (rollout.exitCode !== 0) {
-      const pods = await exec.run(
-        'kubectl',
-        [...base, 'get', 'pods', '-l', `app.kubernetes.io/name=${name},mlops.version=${labelValue(release.version)}`, '-o', 'json'],
-        { allowFailure: true },
-      );
-      const reason = diagnose(JSON.parse(pods.stdout || '{}') as PodList);
-      failure = {
-        reason,
-        message: `the rollout did not finish in ${target.rolloutTimeoutSeconds} s (${reason === 'crash-loop' ? 'pods are crashing' : 'pods never became ready'}): ${rollout.stderr.trim().split('\n').at(-1) ?? ''}`,
-      };
-    } else {
-      const port = await freePort();
-      const forward = await exec.background('kubectl', [...base, 'port-forward', `service/${name}`, `${port}:${target.port}`]);
-      try {
-        if (!exec.dryRun) await ctx.smoke(`${smoke.scheme}://127.0.0.1:${port}`, release, {}, smoke.security);
-      } catch (error) {
-        failure = { reason: 'smoke-failure', message: `the smoke test failed: ${(error as Error).message}` };
-      } finally {
-        forward.stop();
-      }
-    }
-    if (!failure) return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url: null, previous };
-
-    const logs = (
-      await exec.run(
-        'kubectl',
-        [...base, 'logs', '-l', `app.kubernetes.io/name=${name},mlops.version=${labelValue(release.version)}`, '--tail=20', '--all-containers', '--prefix'],
-        { allowFailure: true },
-      )
-    ).stdout;
-    if (!previous) return { status: 'failed', release, ...failure, logs, restored: null };
-    await exec.run('kubectl', [...base, 'rollout', 'undo', `deployment/${name}`]);
-    const back = await exec.run('kubectl', [...base, 'rollout', 'status', `deployment/${name}`, `--timeout=${target.rolloutTimeoutSeconds}s`], {
-      allowFailure: true,
-    });
-    if (back.exitCode !== 0)
-      return { status: 'failed', release, ...failure, message: `${failure.message}; and the undo did not finish either`, logs, restored: null };
-    return { status: 'rolled-back', release, ...failure, logs, restored: previous };
+    const podsOfRelease = `app.kubernetes.io/name=${name},mlops.version=${labelValue(release.version)}`;
+    const rolloutStatus = () => [...base, 'rollout', 'status', `deployment/${name}`, `--timeout=${target.rolloutTimeoutSeconds}s`];
+    return rollout(
+      ctx,
+      release,
+      previous,
+      { canary: [100], waitIntervalSeconds: 0 },
+      {
+        // The Deployment's rolling update moves traffic pod by pod, as readiness allows.
+        serving: false,
+        describe: () => ({ candidate: `deployment/${name}` }),
+        create: async () => void (await exec.run('kubectl', [...base, 'apply', '-f', '-'], { input: yaml })),
+        async ready() {
+          const rolled = await exec.run('kubectl', rolloutStatus(), { allowFailure: true, timeoutMs: (target.rolloutTimeoutSeconds + 30) * 1000 });
+          if (rolled.exitCode === 0) return undefined;
+          const pods = await exec.run('kubectl', [...base, 'get', 'pods', '-l', podsOfRelease, '-o', 'json'], { allowFailure: true });
+          const reason = diagnose(JSON.parse(pods.stdout || '{}') as PodList);
+          const why = reason === 'crash-loop' ? 'pods are crashing' : 'pods never became ready';
+          return {
+            reason,
+            message: `the rollout did not finish in ${target.rolloutTimeoutSeconds} s (${why}): ${rolled.stderr.trim().split('\n').at(-1) ?? ''}`,
+          };
+        },
+        async smoke() {
+          const port = await freePort();
+          const forward = await exec.background('kubectl', [...base, 'port-forward', `service/${name}`, `${port}:${target.port}`]);
+          try {
+            await ctx.smoke(`${smoke.scheme}://127.0.0.1:${port}`, release, {}, smoke.security);
+            return undefined;
+          } catch (error) {
+            return { reason: 'smoke-failure', message: `the smoke test failed: ${(error as Error).message}` };
+          } finally {
+            forward.stop();
+          }
+        },
+        promote: async () => null,
+        async fallBack(failure) {
+          const logs = (await exec.run('kubectl', [...base, 'logs', '-l', podsOfRelease, '--tail=20', '--all-containers', '--prefix'], { allowFailure: true }))
+            .stdout;
+          if (!previous) return { restored: null, logs };
+          await exec.run('kubectl', [...base, 'rollout', 'undo', `deployment/${name}`]);
+          const back = await exec.run('kubectl', rolloutStatus(), { allowFailure: true });
+          if (back.exitCode !== 0) return { restored: null, logs, message: `${failure.message}; and the undo did not finish either` };
+          return { restored: previous, logs };
+        },
+      },
+    );
   },
 
   async replicas(target, ctx) {

@@ -6,11 +6,11 @@ import { defaultModelName } from '../model/inspect.js';
 import { encodeRestRequest } from '../protocol/rest.js';
 import { inferenceRecords, matchingLogLines, recentLogLines } from './cloudwatch.js';
 import { notFoundOrThrow } from './exec.js';
-import { bake } from './bake.js';
+import { rollout, type Failure } from './rollout.js';
 import { fileLock } from './lock.js';
 import { ECR_HOST } from './sagemaker.js';
 import { checkOutputs, smokeThroughCli, type SmokeFailure, rawSmokeBody } from './smoke.js';
-import type { DeployContext, DeployOutcome, FailureReason, ModelSignature, RecordedRelease, Release, TargetAdapter, TargetStatus } from './types.js';
+import type { DeployContext, DeployOutcome, ModelSignature, RecordedRelease, Release, TargetAdapter, TargetStatus } from './types.js';
 
 /** What a dry run names the version publish-version would return. */
 export const PUBLISHED_VERSION = '<published-version>';
@@ -127,7 +127,6 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
   },
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
-    const { exec } = ctx;
     const host = release.image.split('/')[0];
     const ecr = ECR_HOST.exec(host);
     if (!ecr)
@@ -179,107 +178,59 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
       String(target.timeoutSeconds),
     ];
 
-    if (!before) {
-      await lambda([
-        'create-function',
-        '--function-name',
-        name,
-        '--package-type',
-        'Image',
-        '--code',
-        JSON.stringify({ ImageUri: release.image }),
-        ...settings,
-        '--architectures',
-        target.architecture,
-        '--tags',
-        JSON.stringify({ 'managed-by': 'mlops' }),
-      ]);
-    } else {
-      await lambda(['update-function-configuration', '--function-name', name, ...settings]);
-      await waitFor('function-updated-v2');
-      await lambda(['update-function-code', '--function-name', name, '--image-uri', release.image, '--architectures', target.architecture]);
-    }
-    const waited = await waitFor(before ? 'function-updated-v2' : 'function-active-v2');
-    if (!exec.dryRun) {
-      const after = await cli.getFunction();
-      const state = after?.Configuration;
-      if (waited.exitCode !== 0 || state?.State === 'Failed' || state?.LastUpdateStatus === 'Failed') {
-        // The alias was not touched: what served still serves.
-        const failure = {
-          reason: 'rollout-failed' as FailureReason,
-          message: `function ${name} did not take the image: ${state?.LastUpdateStatusReason ?? state?.StateReason ?? waited.stderr.trim().split('\n').at(-1) ?? 'no reason given'}`,
-        };
-        return alias?.FunctionVersion && previous
-          ? { status: 'rolled-back', release, ...failure, logs: '', restored: previous }
-          : { status: 'failed', release, ...failure, logs: '', restored: null };
-      }
-    }
-    if (target.reservedConcurrency !== undefined) {
-      await lambda(['put-function-concurrency', '--function-name', name, '--reserved-concurrent-executions', String(target.reservedConcurrency)]);
-    } else if (before?.Concurrency?.ReservedConcurrentExecutions !== undefined) {
-      await lambda(['delete-function-concurrency', '--function-name', name]);
-    }
-
-    const published = await lambda(['publish-version', '--function-name', name, '--description', `${DESCRIPTION}${release.version}`]);
-    const version = exec.dryRun ? PUBLISHED_VERSION : (JSON.parse(published.stdout) as { Version: string }).Version;
-    await waitFor('published-version-active', version);
-    ctx.checkpoint('candidate-created');
-
-    const failure = await invokeSmoke(ctx, target, name, version, release);
-    const serving = alias?.FunctionVersion;
-    if (failure) {
-      const logs = await recentLogLines(ctx, target, `/aws/lambda/${name}`);
-      return serving && previous
-        ? { status: 'rolled-back', release, ...failure, logs, restored: previous }
-        : { status: 'failed', release, ...failure, logs, restored: null };
-    }
-    ctx.checkpoint('candidate-ready');
-
-    if (!alias) {
-      await lambda(['create-alias', '--function-name', name, '--name', target.alias, '--function-version', version]);
-    } else if (serving === version) {
-      // Lambda publishes no new version for unchanged code and configuration: the alias already serves it.
-      ctx.log(`version ${version} already serves alias ${target.alias}; nothing to move`);
-    } else {
-      if (target.canary.length > 1 && target.alarms.length === 0)
-        ctx.log(`warning: target '${ctx.targetName}' moves traffic in steps but names no alarms, so nothing is watched while each step bakes`);
-      for (const percent of target.canary) {
-        const final = percent === 100;
-        await lambda([
-          'update-alias',
-          '--function-name',
-          name,
-          '--name',
-          target.alias,
-          '--function-version',
-          final ? version : serving!,
-          '--routing-config',
-          routing(final ? {} : { [version]: percent / 100 }),
-        ]);
-        if (final && target.alarms.length === 0) break;
-        await bake(
-          ctx,
-          target.waitIntervalSeconds,
-          `${percent}% of traffic on version ${version}${target.alarms.length ? `, watching ${target.alarms.join(', ')}` : ''}`,
-        );
+    const serves = alias?.FunctionVersion;
+    let version = PUBLISHED_VERSION;
+    const moves = () => Boolean(serves) && serves !== version;
+    const logs = () => recentLogLines(ctx, target, `/aws/lambda/${name}`);
+    const setAlias = (to: string, weights: Record<string, number>) =>
+      lambda(['update-alias', '--function-name', name, '--name', target.alias, '--function-version', to, '--routing-config', routing(weights)]);
+    return rollout(ctx, release, previous, target, {
+      get serving() {
+        return moves();
+      },
+      get watchesFullTraffic() {
+        return moves() && target.alarms.length > 0;
+      },
+      describe: () => ({ candidate: `version ${version}`, ...(target.alarms.length ? { watching: target.alarms.join(', ') } : {}) }),
+      async create() {
+        const failure = await updateFunction(ctx, target, release, before, settings);
+        if (failure) return failure;
+        const published = await lambda(['publish-version', '--function-name', name, '--description', `${DESCRIPTION}${release.version}`]);
+        // A dry run's publish answers nothing: its plan names the version by a placeholder.
+        version = (JSON.parse(published.stdout || '{}') as { Version?: string }).Version ?? PUBLISHED_VERSION;
+        await waitFor('published-version-active', version);
+        return undefined;
+      },
+      smoke: () => invokeSmoke(ctx, target, name, version, release),
+      async shift(percent) {
+        if (!alias) return void (await lambda(['create-alias', '--function-name', name, '--name', target.alias, '--function-version', version]));
+        // Lambda publishes no new version for unchanged code and configuration: the alias already serves it.
+        if (!moves()) return void ctx.log(`version ${version} already serves alias ${target.alias}; nothing to move`);
+        if (percent === target.canary[0] && target.canary.length > 1 && target.alarms.length === 0)
+          ctx.log(`warning: target '${ctx.targetName}' moves traffic in steps but names no alarms, so nothing is watched while each step bakes`);
+        await setAlias(percent === 100 ? version : serves!, percent === 100 ? {} : { [version]: percent / 100 });
+        return undefined;
+      },
+      async watch(percent) {
         // An alarm that cannot be read is no pass: the traffic goes back as for one that fired.
         const fired = await firingAlarms(ctx, target).catch((error: Error) => error);
-        if (fired instanceof Error || fired.length > 0) {
-          await lambda(['update-alias', '--function-name', name, '--name', target.alias, '--function-version', serving!, '--routing-config', routing({})]);
-          const said = fired instanceof Error ? (fired as { details?: string }).details?.trim().split('\n').at(-1) || fired.message.split('\n')[0] : '';
-          const what = fired instanceof Error ? `the alarms could not be read (${said})` : `alarm ${fired.join(', ')} fired`;
-          const message = `${what} with ${percent}% of traffic on version ${version}; alias ${target.alias} is back on version ${serving}`;
-          const logs = await recentLogLines(ctx, target, `/aws/lambda/${name}`);
-          return previous
-            ? { status: 'rolled-back', release, reason: 'rollout-failed', message, logs, restored: previous }
-            : { status: 'failed', release, reason: 'rollout-failed', message, logs, restored: null };
-        }
-      }
-    }
-    ctx.checkpoint('replaced');
-    await setProvisionedConcurrency(ctx, target, name);
-    const url = await setFunctionUrl(ctx, target, name);
-    return exec.dryRun ? { status: 'planned', release } : { status: 'deployed', release, url, previous };
+        if (!(fired instanceof Error) && fired.length === 0) return undefined;
+        const said = fired instanceof Error ? (fired as { details?: string }).details?.trim().split('\n').at(-1) || fired.message.split('\n')[0] : '';
+        const what = fired instanceof Error ? `the alarms could not be read (${said})` : `alarm ${fired.join(', ')} fired`;
+        return { reason: 'rollout-failed', message: `${what} with ${percent}% of traffic on version ${version}` };
+      },
+      async promote() {
+        await setProvisionedConcurrency(ctx, target, name);
+        return setFunctionUrl(ctx, target, name);
+      },
+      async fallBack(failure, stage) {
+        // Before traffic moved the alias was not touched: what served still serves.
+        if (stage === 'create') return { restored: serves ? previous : null, logs: '' };
+        if (stage !== 'traffic') return { restored: serves ? previous : null, logs: await logs() };
+        await setAlias(serves!, {});
+        return { restored: previous, logs: await logs(), message: `${failure.message}; alias ${target.alias} is back on version ${serves}` };
+      },
+    });
   },
 
   async replicas(_target, ctx) {
@@ -365,6 +316,55 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
   },
 };
 
+/** The function made, or its configuration and code updated, and waited for; a failure when Lambda did not take the image. */
+async function updateFunction(
+  ctx: DeployContext,
+  target: LambdaTarget,
+  release: Release,
+  before: FunctionDescription | null,
+  settings: string[],
+): Promise<Failure | undefined> {
+  const cli = lambdaCli(ctx, target);
+  const { name, lambda } = cli;
+  const waitFor = (waiter: string) => lambda(['wait', waiter, '--function-name', name], { allowFailure: true, timeoutMs: target.readyTimeoutSeconds * 1000 });
+  if (!before) {
+    const code = JSON.stringify({ ImageUri: release.image });
+    const tags = JSON.stringify({ 'managed-by': 'mlops' });
+    await lambda([
+      'create-function',
+      '--function-name',
+      name,
+      '--package-type',
+      'Image',
+      '--code',
+      code,
+      ...settings,
+      '--architectures',
+      target.architecture,
+      '--tags',
+      tags,
+    ]);
+  } else {
+    await lambda(['update-function-configuration', '--function-name', name, ...settings]);
+    await waitFor('function-updated-v2');
+    await lambda(['update-function-code', '--function-name', name, '--image-uri', release.image, '--architectures', target.architecture]);
+  }
+  const waited = await waitFor(before ? 'function-updated-v2' : 'function-active-v2');
+  if (!ctx.exec.dryRun) {
+    const state = (await cli.getFunction())?.Configuration;
+    if (waited.exitCode !== 0 || state?.State === 'Failed' || state?.LastUpdateStatus === 'Failed') {
+      const said = state?.LastUpdateStatusReason ?? state?.StateReason ?? waited.stderr.trim().split('\n').at(-1) ?? 'no reason given';
+      return { reason: 'rollout-failed', message: `function ${name} did not take the image: ${said}` };
+    }
+  }
+  if (target.reservedConcurrency !== undefined) {
+    await lambda(['put-function-concurrency', '--function-name', name, '--reserved-concurrent-executions', String(target.reservedConcurrency)]);
+  } else if (before?.Concurrency?.ReservedConcurrentExecutions !== undefined) {
+    await lambda(['delete-function-concurrency', '--function-name', name]);
+  }
+  return undefined;
+}
+
 /**
  * A Function URL event (payload 2.0) carrying one OIP v2 request, invoked on the new version before
  * it takes traffic; the answer is the server's HTTP answer in the event format, checked like every smoke test.
@@ -400,7 +400,6 @@ function invokeSmoke(ctx: DeployContext, target: LambdaTarget, name: string, ver
       ],
       { allowFailure: true, timeoutMs: (target.timeoutSeconds + 60) * 1000 },
     );
-    if (ctx.exec.dryRun) return undefined;
     if (invoked.exitCode !== 0) return { reason: 'smoke-failure', message: `lambda invoke failed: ${invoked.stderr.trim().split('\n').at(-1) ?? ''}` };
     const result = JSON.parse(invoked.stdout || '{}') as { FunctionError?: string; LogResult?: string };
     const init = initDurations(Buffer.from(result.LogResult ?? '', 'base64').toString('utf8'));
@@ -474,7 +473,6 @@ async function firingAlarms(ctx: DeployContext, target: LambdaTarget): Promise<s
     '--output',
     'json',
   ]);
-  if (ctx.exec.dryRun) return [];
   const found = JSON.parse(result.stdout || '{}') as { MetricAlarms?: { AlarmName: string }[]; CompositeAlarms?: { AlarmName: string }[] };
   return [...(found.MetricAlarms ?? []), ...(found.CompositeAlarms ?? [])].map((a) => a.AlarmName);
 }

@@ -9,6 +9,7 @@ import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason
 import path from 'node:path';
 import { cleanupOnInterrupt } from '../process/interrupt.js';
 import { isStale, type LockAttempt, type LockHolder } from './lock.js';
+import { rollout } from './rollout.js';
 import { firstToken, type ClientSecurity } from '../protocol/client-security.js';
 import { accessOf, SECRET_MOUNT, secretEnv } from './server-secrets.js';
 import { readFileSync, statSync } from 'node:fs';
@@ -158,11 +159,12 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
   needsRegistry: false,
   output: null,
 
+  // The Docker engine's API has no recording form here, so a dry run says what deploy would do.
+  async plan(target, release, ctx) {
+    ctx.log(`would run ${release.image} as container ${containerName(target, ctx)} on ${target.host}:${target.port}`);
+  },
+
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
-    if (ctx.dryRun) {
-      ctx.log(`would run ${release.image} as container ${containerName(target, ctx)} on ${target.host}:${target.port}`);
-      return { status: 'planned', release };
-    }
     const docker = await connectDocker(ctx.env);
     const name = containerName(target, ctx);
     const info = await inspectImage(docker, release.image);
@@ -197,68 +199,76 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     // By id: the old container is renamed during the swap.
     const old = docker.getContainer(oldInfo?.Id ?? name);
 
-    // 1. The candidate, on a port of its own, while the old container serves.
-    const candidate = await docker.createContainer(spec(`${name}${CANDIDATE}`, { [exposed]: [{ HostIp: '127.0.0.1', HostPort: '' }] }, 'no'));
-    ctx.checkpoint('candidate-created');
-    // Ctrl-C mid-deploy resolves what is left as a later deploy would.
-    const unregister = cleanupOnInterrupt(() => localAdapter.recover(target, ctx, previous));
+    const url = baseUrl(target.host, target.port, tls);
+    let candidate: Docker.Container | undefined;
+    let serving: Docker.Container | undefined;
+    let unregister = () => undefined as void;
     try {
-      const started = await candidate.start().then(
-        () => undefined,
-        (error: Error) => error,
+      return await rollout(
+        ctx,
+        release,
+        previous,
+        { canary: [100], waitIntervalSeconds: 0 },
+        {
+          // One container serves the target's port at a time: the swap moves all traffic at once.
+          serving: false,
+          describe: () => ({ candidate: `${name}${CANDIDATE}` }),
+          // 1. The candidate, on a port of its own, while the old container serves.
+          async create() {
+            candidate = await docker.createContainer(spec(`${name}${CANDIDATE}`, { [exposed]: [{ HostIp: '127.0.0.1', HostPort: '' }] }, 'no'));
+            // Ctrl-C mid-deploy resolves what is left as a later deploy would.
+            unregister = cleanupOnInterrupt(() => localAdapter.recover(target, ctx, previous));
+            return undefined;
+          },
+          // Readiness and the smoke test on the candidate's own port.
+          async ready() {
+            const started = await candidate!.start().then(
+              () => undefined,
+              (error: Error) => error,
+            );
+            if (started) return { reason: 'crash-loop', message: `the new container did not start: ${started.message}` };
+            const side = (await candidate!.inspect()).NetworkSettings.Ports?.[exposed]?.[0]?.HostPort;
+            if (!side) return { reason: 'crash-loop', message: `the new container stopped at once: ${describeExit(await candidate!.inspect())}` };
+            return gate(candidate!, baseUrl('127.0.0.1', side, tls), release, target.readyTimeoutSeconds, ctx, secrets.security);
+          },
+          // 2. The swap: the checked version takes the target's name and port, and is checked there again.
+          async shift() {
+            if (oldInfo) {
+              await old.rename({ name: `${name}${PREVIOUS}` });
+              if (oldInfo.State.Running) await old.stop({ t: 15 }).catch(() => undefined);
+            }
+            ctx.checkpoint('old-stopped');
+            await candidate!.remove({ force: true });
+            serving = await docker.createContainer(spec(name, published, target.restart));
+            // Started, or the port is still held: then whatever answers there is not this container.
+            const startError = await serving.start().then(
+              () => undefined,
+              (error: Error) => error,
+            );
+            if (startError)
+              return { reason: 'crash-loop', message: `the checked version did not start on ${target.host}:${target.port}: ${startError.message}` };
+            return gate(serving, url, release, target.readyTimeoutSeconds, ctx, secrets.security);
+          },
+          async promote() {
+            if (oldInfo) await old.remove({ force: true });
+            return url;
+          },
+          async fallBack(failure, stage) {
+            if (stage !== 'traffic') {
+              const logs = tail(await logsOf(candidate!), 20);
+              await candidate!.remove({ force: true });
+              // The old container never stopped: it is still what serves.
+              return { restored: oldInfo?.State.Running ? previous : null, logs };
+            }
+            const logs = tail(await logsOf(serving!), 20);
+            await serving!.remove({ force: true });
+            const back = oldInfo ? await putBack(old, name, url, target) : false;
+            const restored = oldInfo ? releaseOf(oldInfo, release.modelName) : null;
+            if (back && restored) return { restored, logs };
+            return { restored: null, logs, message: `${failure.message}${oldInfo ? '; and the previous container did not become ready again' : ''}` };
+          },
+        },
       );
-      const side = (await candidate.inspect()).NetworkSettings.Ports?.[exposed]?.[0]?.HostPort;
-      const failure = started
-        ? { reason: 'crash-loop' as const, message: `the new container did not start: ${started.message}` }
-        : side
-          ? await gate(candidate, baseUrl('127.0.0.1', side, tls), release, target.readyTimeoutSeconds, ctx, secrets.security)
-          : { reason: 'crash-loop' as const, message: `the new container stopped at once: ${describeExit(await candidate.inspect())}` };
-      if (failure) {
-        const logs = tail(await logsOf(candidate), 20);
-        await candidate.remove({ force: true });
-        // The old container never stopped: it is still what serves.
-        return oldInfo?.State.Running && previous
-          ? { status: 'rolled-back', release, ...failure, logs, restored: previous }
-          : { status: 'failed', release, ...failure, logs, restored: null };
-      }
-      ctx.checkpoint('candidate-ready');
-
-      // 2. The swap: the checked version takes the target's name and port.
-      const url = baseUrl(target.host, target.port, tls);
-      if (oldInfo) {
-        await old.rename({ name: `${name}${PREVIOUS}` });
-        if (oldInfo.State.Running) await old.stop({ t: 15 }).catch(() => undefined);
-      }
-      ctx.checkpoint('old-stopped');
-      await candidate.remove({ force: true });
-      const serving = await docker.createContainer(spec(name, published, target.restart));
-      // Started, or the port is still held: then whatever answers there is not this container.
-      const startError = await serving.start().then(
-        () => undefined,
-        (error: Error) => error,
-      );
-      const failure2 = startError
-        ? { reason: 'crash-loop' as const, message: `the checked version did not start on ${target.host}:${target.port}: ${startError.message}` }
-        : await gate(serving, url, release, target.readyTimeoutSeconds, ctx, secrets.security);
-      if (!failure2) {
-        ctx.checkpoint('replaced');
-        if (oldInfo) await old.remove({ force: true });
-        return { status: 'deployed', release, url, previous };
-      }
-      const logs = tail(await logsOf(serving), 20);
-      await serving.remove({ force: true });
-      const back = oldInfo ? await putBack(old, name, url, target) : false;
-      const restored = oldInfo ? releaseOf(oldInfo, release.modelName) : null;
-      return back && restored
-        ? { status: 'rolled-back', release, ...failure2, logs, restored }
-        : {
-            status: 'failed',
-            release,
-            ...failure2,
-            message: `${failure2.message}${oldInfo ? '; and the previous container did not become ready again' : ''}`,
-            logs,
-            restored: null,
-          };
     } finally {
       unregister();
     }

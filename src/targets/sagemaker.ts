@@ -10,16 +10,8 @@ import { encodeRestRequest } from '../protocol/rest.js';
 import { revisionTag } from './cloudrun.js';
 import { checkOutputs, smokeThroughCli, type SmokeFailure, rawSmokeBody } from './smoke.js';
 import { fileLock } from './lock.js';
-import {
-  servingOnly,
-  type DeployContext,
-  type DeployOutcome,
-  type FailureReason,
-  type ModelSignature,
-  type Release,
-  type TargetAdapter,
-  type TargetStatus,
-} from './types.js';
+import { rollout } from './rollout.js';
+import { servingOnly, type DeployContext, type DeployOutcome, type ModelSignature, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
 /** SageMaker pulls only from ECR (private registries need a VPC setup mlops does not make). */
 export const ECR_HOST = /^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/;
@@ -174,82 +166,81 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
       );
     }
     const previousConfig = before?.EndpointConfigName;
-
-    const known = await aws(['describe-model', '--model-name', model], { allowFailure: true });
-    if (exec.dryRun || known.exitCode !== 0) {
-      await aws([
-        'create-model',
-        '--model-name',
-        model,
-        '--execution-role-arn',
-        target.executionRoleArn,
-        '--primary-container',
-        JSON.stringify(primaryContainer(release)),
-        '--tags',
-        tags(release),
-      ]);
-    }
-    const knownConfig = await aws(['describe-endpoint-config', '--endpoint-config-name', config], { allowFailure: true });
-    if (exec.dryRun || knownConfig.exitCode !== 0) {
-      await aws(['create-endpoint-config', '--endpoint-config-name', config, '--production-variants', variants, '--tags', tags(release)]);
-    }
-    if (before)
-      await aws([
-        'update-endpoint',
-        '--endpoint-name',
-        endpoint,
-        '--endpoint-config-name',
-        config,
-        '--deployment-config',
-        JSON.stringify(deploymentConfig(target)),
-      ]);
-    else await aws(['create-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', config, '--tags', tags(release)]);
-
-    const waited = await aws(['wait', 'endpoint-in-service', '--endpoint-name', endpoint], {
-      allowFailure: true,
-      timeoutMs: target.readyTimeoutSeconds * 1000,
-    });
-    let failure: { reason: FailureReason; message: string } | undefined;
-    if (!exec.dryRun) {
-      const after = await describe();
-      if (waited.exitCode !== 0 || after?.EndpointStatus !== 'InService') {
-        failure = {
-          reason: 'health-timeout',
-          message: `endpoint ${endpoint} did not come into service (${after?.EndpointStatus ?? 'gone'}): ${after?.FailureReason ?? waited.stderr.trim().split('\n').at(-1) ?? ''}`,
-        };
-      } else if (after.EndpointConfigName !== config) {
+    let rolledBackByPlatform = false;
+    const logs = () => recentLogLines(ctx, target, `/aws/sagemaker/Endpoints/${endpoint}`);
+    return rollout(ctx, release, previous, target, {
+      // SageMaker's blue/green moves the traffic in the canary steps and watches the alarms itself (deploymentConfig).
+      serving: false,
+      describe: () => ({ candidate: config }),
+      async create() {
+        const known = await aws(['describe-model', '--model-name', model], { allowFailure: true });
+        // A dry run's describe answers nothing, so its plan shows what a first deploy makes.
+        if (known.exitCode !== 0 || !known.stdout) {
+          await aws([
+            'create-model',
+            '--model-name',
+            model,
+            '--execution-role-arn',
+            target.executionRoleArn,
+            '--primary-container',
+            JSON.stringify(primaryContainer(release)),
+            '--tags',
+            tags(release),
+          ]);
+        }
+        const knownConfig = await aws(['describe-endpoint-config', '--endpoint-config-name', config], { allowFailure: true });
+        if (knownConfig.exitCode !== 0 || !knownConfig.stdout) {
+          await aws(['create-endpoint-config', '--endpoint-config-name', config, '--production-variants', variants, '--tags', tags(release)]);
+        }
+        if (before)
+          await aws([
+            'update-endpoint',
+            '--endpoint-name',
+            endpoint,
+            '--endpoint-config-name',
+            config,
+            '--deployment-config',
+            JSON.stringify(deploymentConfig(target)),
+          ]);
+        else await aws(['create-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', config, '--tags', tags(release)]);
+        return undefined;
+      },
+      async ready() {
+        const waited = await aws(['wait', 'endpoint-in-service', '--endpoint-name', endpoint], {
+          allowFailure: true,
+          timeoutMs: target.readyTimeoutSeconds * 1000,
+        });
+        if (exec.dryRun) return undefined;
+        const after = await describe();
+        if (waited.exitCode !== 0 || after?.EndpointStatus !== 'InService') {
+          const said = after?.FailureReason ?? waited.stderr.trim().split('\n').at(-1) ?? '';
+          return { reason: 'health-timeout', message: `endpoint ${endpoint} did not come into service (${after?.EndpointStatus ?? 'gone'}): ${said}` };
+        }
+        if (after.EndpointConfigName === config) return undefined;
         // Blue/green put the old fleet back by itself: an alarm fired while traffic moved.
-        failure = {
+        rolledBackByPlatform = true;
+        const alarm = target.alarms.length ? ` (an alarm fired: ${target.alarms.join(', ')})` : '';
+        return {
           reason: 'rollout-failed',
-          message:
-            `SageMaker rolled endpoint ${endpoint} back to ${after.EndpointConfigName}${target.alarms.length ? ` (an alarm fired: ${target.alarms.join(', ')})` : ''}: ${after.FailureReason ?? ''}`.trim(),
+          message: `SageMaker rolled endpoint ${endpoint} back to ${after.EndpointConfigName}${alarm}: ${after.FailureReason ?? ''}`.trim(),
         };
-        const logs = await recentLogLines(ctx, target, `/aws/sagemaker/Endpoints/${endpoint}`);
-        return previous
-          ? { status: 'rolled-back', release, ...failure, logs, restored: previous }
-          : { status: 'failed', release, ...failure, logs, restored: null };
-      }
-    }
-    failure ??= await invokeSmoke(ctx, target, endpoint, release);
-    if (!failure)
-      return exec.dryRun
-        ? { status: 'planned', release }
-        : { status: 'deployed', release, url: `https://runtime.sagemaker.${target.region}.amazonaws.com/endpoints/${endpoint}/invocations`, previous };
-
-    const logs = await recentLogLines(ctx, target, `/aws/sagemaker/Endpoints/${endpoint}`);
-    if (!previousConfig || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
-    await aws(['update-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', previousConfig]);
-    const back = await aws(['wait', 'endpoint-in-service', '--endpoint-name', endpoint], { allowFailure: true, timeoutMs: target.readyTimeoutSeconds * 1000 });
-    if (back.exitCode !== 0)
-      return {
-        status: 'failed',
-        release,
-        ...failure,
-        message: `${failure.message}; and putting ${previousConfig} back did not finish either`,
-        logs,
-        restored: null,
-      };
-    return { status: 'rolled-back', release, ...failure, logs, restored: previous };
+      },
+      smoke: () => invokeSmoke(ctx, target, endpoint, release),
+      promote: async () => `https://runtime.sagemaker.${target.region}.amazonaws.com/endpoints/${endpoint}/invocations`,
+      async fallBack(failure) {
+        if (rolledBackByPlatform) return { restored: previous, logs: await logs() };
+        const lines = await logs();
+        if (!previousConfig || !previous) return { restored: null, logs: lines };
+        await aws(['update-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', previousConfig]);
+        const back = await aws(['wait', 'endpoint-in-service', '--endpoint-name', endpoint], {
+          allowFailure: true,
+          timeoutMs: target.readyTimeoutSeconds * 1000,
+        });
+        if (back.exitCode !== 0)
+          return { restored: null, logs: lines, message: `${failure.message}; and putting ${previousConfig} back did not finish either` };
+        return { restored: previous, logs: lines };
+      },
+    });
   },
 
   async replicas(_target, ctx) {
@@ -340,7 +331,6 @@ function invokeSmoke(ctx: DeployContext, target: SageMakerTarget, endpoint: stri
       ],
       { allowFailure: true, timeoutMs: 120_000 },
     );
-    if (ctx.exec.dryRun) return undefined;
     if (invoked.exitCode !== 0) return { reason: 'smoke-failure', message: `invoke-endpoint failed: ${invoked.stderr.trim().split('\n').at(-1) ?? ''}` };
     checkOutputs(signature.outputs, JSON.parse(await readFile(answer, 'utf8')));
     return undefined;

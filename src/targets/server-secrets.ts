@@ -1,6 +1,7 @@
 import type { ClientSecurity } from '../protocol/client-security.js';
 import { resolveClientSecurity } from '../protocol/client-security.js';
 import { inputError } from '../errors.js';
+import type { DeployContext } from './types.js';
 /**
  * Where a deployed server finds its token file and certificates inside the container, whatever
  * the platform mounts them from (a bind mount, a Kubernetes Secret, Secret Manager), and the
@@ -54,12 +55,20 @@ export function kubeSecretMounts(target: { auth?: { secretName: string }; tls?: 
  * before a deploy starts: a server that will ask for what the smoke test lacks could never pass it.
  */
 export function smokeSecurity(
-  targetName: string,
+  ctx: Pick<DeployContext, 'targetName' | 'env' | 'projectDir' | 'dryRun' | 'outputDir'>,
   target: { auth?: object; tls?: { clientCa?: boolean | string } },
-  env: NodeJS.ProcessEnv,
-  cwd: string,
+  /** The variable that gives the server its tokens where the target has no `auth` (Container Apps' env): the smoke test needs one too. */
+  tokensGiven?: string,
 ): { security: ClientSecurity; scheme: 'http' | 'https' } {
-  const security = resolveClientSecurity({}, env, cwd);
+  // A dry run or --output sends no smoke request, so it needs no token or certificate.
+  if (ctx.dryRun || ctx.outputDir) return { security: {}, scheme: 'http' };
+  const targetName = ctx.targetName;
+  const security = resolveClientSecurity({}, ctx.env, ctx.projectDir);
+  if (tokensGiven && !security.token)
+    throw inputError(
+      `targets.${targetName}: the server is given ${tokensGiven}, so the smoke test needs a token it accepts`,
+      'set MLOPS_TOKEN to one of those tokens in the deploying environment',
+    );
   if (target.auth && !security.token)
     throw inputError(`targets.${targetName}.auth: the smoke test needs a token the server accepts`, 'set MLOPS_TOKEN to one of the tokens in the Secret');
   if (target.tls?.clientCa && !security.cert)

@@ -94,6 +94,12 @@ export interface TargetAdapter<T extends TargetConfig = TargetConfig> {
   /** What `--output <dir>` writes instead of deploying (for GitOps); null: this target has no such form, and --output is refused. */
   readonly output: string | null;
   deploy(target: T, release: Release, previous: Release | null, ctx: DeployContext): Promise<DeployOutcome>;
+  /**
+   * What a dry run runs instead of deploy, for a platform whose calls no seam can record (the Docker
+   * engine's API): it says what deploy would do. Absent: a dry run runs deploy, whose every command
+   * and API write the seams record and none of which they send.
+   */
+  plan?(target: T, release: Release, ctx: DeployContext): Promise<void>;
   /** Tries to take the target's lock for a deploy or rollback: the platform's own where it has one (see lock.ts). */
   lock(target: T, ctx: DeployContext, holder: LockHolder): Promise<LockAttempt>;
   /**

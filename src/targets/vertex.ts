@@ -9,16 +9,8 @@ import { revisionTag } from './cloudrun.js';
 import { cloudLoggingRecords, cloudLoggingTail } from './gcloud.js';
 import { checkPredictions, smokeThroughCli, type SmokeFailure, rawSmokeBody } from './smoke.js';
 import { fileLock } from './lock.js';
-import {
-  servingOnly,
-  type DeployContext,
-  type DeployOutcome,
-  type FailureReason,
-  type ModelSignature,
-  type Release,
-  type TargetAdapter,
-  type TargetStatus,
-} from './types.js';
+import { bakeSeconds, rollout } from './rollout.js';
+import { servingOnly, type DeployContext, type DeployOutcome, type ModelSignature, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
 interface EndpointDescription {
   displayName?: string;
@@ -121,101 +113,61 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
     const serving = Object.fromEntries(Object.entries(before?.trafficSplit ?? {}).filter(([, p]) => p > 0));
 
     const modelId = modelIdOf(display, release);
-    const known = await exec.run('gcloud', ['ai', 'models', 'describe', modelId, ...base, '--format=json'], { allowFailure: true });
-    if (exec.dryRun || known.exitCode !== 0) {
-      const port = ctx.config.image.port;
-      await exec.run(
-        'gcloud',
-        [
-          'ai',
-          'models',
-          'upload',
-          ...base,
-          `--model-id=${modelId}`,
-          `--display-name=${modelId}`,
-          `--container-image-uri=${release.image}`,
-          `--container-ports=${port}`,
-          '--container-health-route=/v2/health/ready',
-          `--container-predict-route=/v1/models/${release.modelName}:predict`,
-          `--labels=mlops-version=${revisionTag(release.version).slice(1)},managed-by=mlops`,
-        ],
-        { timeoutMs: 1_800_000 },
-      );
-    }
-
     const deployedId = deployedModelId(modelId);
     const alreadyDeployed = (before?.deployedModels ?? []).some((m) => m.id === deployedId);
-    const steps = Object.keys(serving).length ? target.canary : [100];
-    let failure: { reason: FailureReason; message: string } | undefined;
+    const someServe = Object.keys(serving).length > 0;
     let deployed = alreadyDeployed;
-    if (alreadyDeployed) {
-      await exec.run('gcloud', ['ai', 'endpoints', 'update', endpoint, ...base, `--traffic-split=${trafficSplit(deployedId, steps[0], serving)}`]);
-    } else {
-      const result = await exec.run(
-        'gcloud',
-        [
-          'ai',
-          'endpoints',
-          'deploy-model',
-          endpoint,
-          ...base,
-          `--model=${modelId}`,
-          `--deployed-model-id=${deployedId}`,
-          `--display-name=${modelId}`,
-          `--machine-type=${target.machineType}`,
-          `--min-replica-count=${target.minReplicas}`,
-          `--max-replica-count=${target.maxReplicas}`,
-          ...(target.serviceAccount ? [`--service-account=${target.serviceAccount}`] : []),
+    const setSplit = (split: string) => exec.run('gcloud', ['ai', 'endpoints', 'update', endpoint, ...base, `--traffic-split=${split}`]);
+    return rollout(
+      ctx,
+      release,
+      previous,
+      { canary: target.canary, waitIntervalSeconds: bakeSeconds(target) },
+      {
+        serving: someServe,
+        // deploy-model takes the traffic split it starts with.
+        startsWithTraffic: true,
+        describe: () => ({ candidate: `deployed model ${deployedId}` }),
+        async create(share) {
+          await uploadModel(ctx, target, release, modelId);
+          if (alreadyDeployed) return void (await setSplit(trafficSplit(deployedId, share, serving)));
           // "0" names the model being deployed.
-          `--traffic-split=${trafficSplit('0', steps[0], serving)}`,
-        ],
-        { allowFailure: true, timeoutMs: target.readyTimeoutSeconds * 1000 },
-      );
-      deployed = result.exitCode === 0;
-      if (!deployed) failure = { reason: 'health-timeout', message: `deploy-model did not finish: ${result.stderr.trim().split('\n').at(-1) ?? ''}` };
-    }
-    if (!failure) failure = await predictSmoke(ctx, base, endpoint, deployedId, release);
-    for (const percent of steps.slice(1)) {
-      if (failure) break;
-      await exec.run('gcloud', ['ai', 'endpoints', 'update', endpoint, ...base, `--traffic-split=${trafficSplit(deployedId, percent, serving)}`]);
-      if (percent < 100) failure = await predictSmoke(ctx, base, endpoint, deployedId, release);
-    }
-    if (!failure) {
-      // The old models take no traffic now; undeploying them stops their billing.
-      for (const old of before?.deployedModels ?? []) {
-        if (old.id && old.id !== deployedId)
-          await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${old.id}`]);
-      }
-      return exec.dryRun
-        ? { status: 'planned', release }
-        : {
-            status: 'deployed',
-            release,
-            url: `https://${target.region}-aiplatform.googleapis.com/v1/projects/${target.project}/locations/${target.region}/endpoints/${endpoint}:predict`,
-            previous,
-          };
-    }
-
-    const logs = await cloudLoggingTail(ctx, target.project, [
-      'resource.type="aiplatform.googleapis.com/Endpoint"',
-      `resource.labels.endpoint_id="${endpoint}"`,
-    ]);
-    if (Object.keys(serving).length) {
-      await exec.run('gcloud', [
-        'ai',
-        'endpoints',
-        'update',
-        endpoint,
-        ...base,
-        `--traffic-split=${Object.entries(serving)
-          .map(([id, p]) => `${id}=${p}`)
-          .join(',')}`,
-      ]);
-    }
-    if (deployed && !alreadyDeployed)
-      await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${deployedId}`], { allowFailure: true });
-    if (!Object.keys(serving).length || !previous) return { status: 'failed', release, ...failure, logs, restored: null };
-    return { status: 'rolled-back', release, ...failure, logs, restored: previous };
+          const result = await exec.run('gcloud', deployModelArgs(target, endpoint, modelId, deployedId, trafficSplit('0', share, serving)), {
+            allowFailure: true,
+            timeoutMs: target.readyTimeoutSeconds * 1000,
+          });
+          deployed = result.exitCode === 0;
+          if (!deployed) return { reason: 'health-timeout', message: `deploy-model did not finish: ${result.stderr.trim().split('\n').at(-1) ?? ''}` };
+          return undefined;
+        },
+        smoke: () => predictSmoke(ctx, base, endpoint, deployedId, release),
+        shift: async (percent) => void (await setSplit(trafficSplit(deployedId, percent, serving))),
+        async promote() {
+          // The old models take no traffic now; undeploying them stops their billing.
+          for (const old of before?.deployedModels ?? []) {
+            if (old.id && old.id !== deployedId)
+              await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${old.id}`]);
+          }
+          return `https://${target.region}-aiplatform.googleapis.com/v1/projects/${target.project}/locations/${target.region}/endpoints/${endpoint}:predict`;
+        },
+        async fallBack() {
+          const logs = await cloudLoggingTail(ctx, target.project, [
+            'resource.type="aiplatform.googleapis.com/Endpoint"',
+            `resource.labels.endpoint_id="${endpoint}"`,
+          ]);
+          if (someServe)
+            await setSplit(
+              Object.entries(serving)
+                .map(([id, p]) => `${id}=${p}`)
+                .join(','),
+            );
+          if (deployed && !alreadyDeployed) {
+            await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${deployedId}`], { allowFailure: true });
+          }
+          return { restored: someServe ? previous : null, logs };
+        },
+      },
+    );
   },
 
   async replicas(_target, ctx) {
@@ -285,6 +237,52 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
   },
 };
 
+/** The release's image as a Vertex AI model, uploaded once: a model of the same id is the same image. */
+async function uploadModel(ctx: DeployContext, target: VertexTarget, release: Release, modelId: string): Promise<void> {
+  const base = ['--project', target.project, '--region', target.region];
+  const known = await ctx.exec.run('gcloud', ['ai', 'models', 'describe', modelId, ...base, '--format=json'], { allowFailure: true });
+  // A dry run's describe answers nothing, so its plan shows the upload.
+  if (known.exitCode === 0 && known.stdout) return;
+  await ctx.exec.run(
+    'gcloud',
+    [
+      'ai',
+      'models',
+      'upload',
+      ...base,
+      `--model-id=${modelId}`,
+      `--display-name=${modelId}`,
+      `--container-image-uri=${release.image}`,
+      `--container-ports=${ctx.config.image.port}`,
+      '--container-health-route=/v2/health/ready',
+      `--container-predict-route=/v1/models/${release.modelName}:predict`,
+      `--labels=mlops-version=${revisionTag(release.version).slice(1)},managed-by=mlops`,
+    ],
+    { timeoutMs: 1_800_000 },
+  );
+}
+
+function deployModelArgs(target: VertexTarget, endpoint: string, modelId: string, deployedId: string, split: string): string[] {
+  return [
+    'ai',
+    'endpoints',
+    'deploy-model',
+    endpoint,
+    '--project',
+    target.project,
+    '--region',
+    target.region,
+    `--model=${modelId}`,
+    `--deployed-model-id=${deployedId}`,
+    `--display-name=${modelId}`,
+    `--machine-type=${target.machineType}`,
+    `--min-replica-count=${target.minReplicas}`,
+    `--max-replica-count=${target.maxReplicas}`,
+    ...(target.serviceAccount ? [`--service-account=${target.serviceAccount}`] : []),
+    `--traffic-split=${split}`,
+  ];
+}
+
 /**
  * Predictions through the endpoint, each checked, until one comes from the new deployed model; the
  * endpoint splits traffic, so with a small share the new model may not answer any of them (a warning).
@@ -298,7 +296,6 @@ function predictSmoke(ctx: DeployContext, base: string[], endpoint: string, depl
         allowFailure: true,
         timeoutMs: 120_000,
       });
-      if (ctx.exec.dryRun) return undefined;
       if (result.exitCode !== 0)
         return { reason: 'smoke-failure', message: `gcloud ai endpoints predict failed: ${result.stderr.trim().split('\n').at(-1) ?? ''}` };
       const answer = JSON.parse(result.stdout) as { predictions?: unknown; deployedModelId?: string };
