@@ -1,4 +1,4 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, Option, type OptionValues } from 'commander';
 import { createContext, type CommandContext, type GlobalOptions } from './commands/context.js';
 import { ExitCode, inputError, signalExitCode } from './errors.js';
 import { cleanupOnInterrupt, interruptedBy } from './process/interrupt.js';
@@ -24,25 +24,34 @@ function withClientSecurity(command: Command): Command {
     .option('--key <file>', 'its private key (default: env MLOPS_CLIENT_KEY)');
 }
 
-type Action = (ctx: CommandContext, ...args: unknown[]) => Promise<number>;
+/**
+ * What each src/commands/<verb>.ts exports: its handler, given the flags commander parsed (typed as
+ * that file declares them) and the command's one argument, a model or a version, when it takes one.
+ */
+interface CommandModule<Flags> {
+  run: (flags: Flags, ctx: CommandContext, argument: string | undefined) => Promise<number>;
+}
+
+/** Makes commander's action for a command from its lazily imported module; Flags is read off the module's `run`. */
+type RunAction = <Flags extends OptionValues>(load: () => Promise<CommandModule<Flags>>) => (this: Command) => Promise<void>;
 
 /**
  * Every command, in one list. Handlers are imported only when their command
  * runs, so `mlops --help` never loads ONNX Runtime or the Docker client.
  */
-function registerCommands(program: Command, runAction: (action: Action) => (...args: unknown[]) => Promise<void>): void {
+function registerCommands(program: Command, runAction: RunAction): void {
   program
     .command('inspect')
     .description("show an ONNX model's sha256, opset, producer and input/output signature")
     .argument('[model]', 'the .onnx file (default: model.path from config)')
-    .action(runAction(async (ctx, model) => (await import('./commands/inspect.js')).run(model as string | undefined, ctx)));
+    .action(runAction(() => import('./commands/inspect.js')));
 
   program
     .command('init')
     .description("write a starter mlops.config.json from a model's signature")
     .requiredOption('--model <file>', 'the .onnx model, or the export folder, the config is for')
     .option('--force', 'overwrite an existing config file')
-    .action(runAction(async (ctx, flags) => (await import('./commands/init.js')).run(flags as never, ctx)));
+    .action(runAction(() => import('./commands/init.js')));
 
   program
     .command('build [model]')
@@ -60,9 +69,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     )
     .option('--check <digest>', 'build again and exit 1 unless the image digest is this one (a reproducibility check; oci builder)')
     .option('--no-cache', "rebuild every layer, ignoring the engine's cache (docker) or the compressed-layer cache (oci)")
-    .action(
-      runAction(async (ctx, model, flags) => (await import('./commands/build.js')).run({ ...(flags as object), ...(model ? { model } : {}) } as never, ctx)),
-    );
+    .action(runAction(() => import('./commands/build.js')));
 
   withClientSecurity(
     program
@@ -83,7 +90,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
       .option('--baseline <report>', 'an earlier `mlops test --json` report; test.maxDrop limits how far each metric may fall')
       .option('--junit <file>', 'write JUnit XML, one testcase per gate')
       .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)'),
-  ).action(runAction(async (ctx, flags) => (await import('./commands/test.js')).run(flags as never, ctx)));
+  ).action(runAction(() => import('./commands/test.js')));
 
   withClientSecurity(
     program
@@ -115,7 +122,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
       .option('--baseline <report>', 'an earlier `mlops bench --json` report; fail on a regression beyond bench.regression.tolerance')
       .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
       .option('--html <file>', 'write a self-contained page with a chart of latency against load'),
-  ).action(runAction(async (ctx, flags) => (await import('./commands/bench.js')).run(flags as never, ctx)));
+  ).action(runAction(() => import('./commands/bench.js')));
 
   program
     .command('tag')
@@ -127,14 +134,14 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--force', 'overwrite a version that exists for another model')
     .option('--yes', 'confirm moving an alias (needed in CI)')
     .option('--offline', 'check local tags only, not the registry')
-    .action(runAction(async (ctx, version, flags) => (await import('./commands/tag.js')).run(version as string | undefined, flags as never, ctx)));
+    .action(runAction(() => import('./commands/tag.js')));
 
   program
     .command('push')
     .description('push a version (default: the last `mlops tag`) and its aliases to the registry, with its SBOM attached and, given a key, signed')
     .argument('[version]', 'the version to push')
     .option('--yes', 'confirm moving an alias in the registry (needed in CI)')
-    .action(runAction(async (ctx, version, flags) => (await import('./commands/push.js')).run(version as string | undefined, flags as never, ctx)));
+    .action(runAction(() => import('./commands/push.js')));
 
   program
     .command('optimize')
@@ -155,7 +162,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--gate <gate>', "a gate such as 'accuracy_drop<=0.005', 'speedup>=1.2' or 'size_ratio<=0.35' (repeatable; adds to optimize.gates)", collect, [])
     .option('--keep', 'write the optimized model even when a gate fails')
     .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
-    .action(runAction(async (ctx, flags) => (await import('./commands/optimize.js')).run(flags as never, ctx)));
+    .action(runAction(() => import('./commands/optimize.js')));
 
   withClientSecurity(
     program
@@ -181,27 +188,27 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
       .option('--metric <name>', 'the metric permutation importance watches (default: explain.metric, else accuracy or r2)')
       .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
       .option('--html <file>', 'write a self-contained HTML page: ranked bars and attribution against value for the top features'),
-  ).action(runAction(async (ctx, flags) => (await import('./commands/explain.js')).run(flags as never, ctx)));
+  ).action(runAction(() => import('./commands/explain.js')));
 
   program
     .command('keygen')
     .description('make an ECDSA P-256 key pair for signing versions: <dir>/mlops.key (mode 0600) and <dir>/mlops.pub')
     .requiredOption('--output <dir>', 'the folder to write them to (never over an existing key)')
-    .action(runAction(async (ctx, flags) => (await import('./commands/keygen.js')).run(flags as never, ctx)));
+    .action(runAction(() => import('./commands/keygen.js')));
 
   program
     .command('verify')
     .description("check a pushed version's signature and SBOM with only the public key and the registry (exit 1 naming what failed)")
     .argument('[version]', 'the version (default: the last `mlops tag`)')
     .option('--key <file>', 'the public key, PEM (default: deploy.verify.key)')
-    .action(runAction(async (ctx, version, flags) => (await import('./commands/verify.js')).run(version as string | undefined, flags as never, ctx)));
+    .action(runAction(() => import('./commands/verify.js')));
 
   program
     .command('versions')
     .description("list the model's versions in the registry: digest, created, model, results, signature (verified with the key), aliases")
     .option('--repository <ref>', 'registry/repository to list (default: image.repository)')
     .option('--key <file>', "check each version's signature with this public key, as mlops verify does (default: deploy.verify.key)")
-    .action(runAction(async (ctx, flags) => (await import('./commands/versions.js')).run(flags as never, ctx)));
+    .action(runAction(() => import('./commands/versions.js')));
 
   program
     .command('deploy')
@@ -212,7 +219,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--output <dir>', 'kubernetes, kserve, sagemaker: write the manifests or API inputs here instead of deploying')
     .option('--lock-timeout <seconds>', "wait this long for another deploy's lock on the target (default 0: exit 3 at once, naming the holder)")
     .option('--force', 'deploy over a damaged history (set aside) or a target whose history is missing')
-    .action(runAction(async (ctx, version, flags) => (await import('./commands/deploy.js')).run(version as string | undefined, flags as never, ctx)));
+    .action(runAction(() => import('./commands/deploy.js')));
 
   program
     .command('rollback')
@@ -222,13 +229,13 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--dry-run', 'print the commands it would run; change nothing')
     .option('--lock-timeout <seconds>', "wait this long for another deploy's lock on the target (default 0: exit 3 at once)")
     .option('--force', 'roll back over a damaged history (set aside)')
-    .action(runAction(async (ctx, flags) => (await import('./commands/rollback.js')).run(flags as never, ctx)));
+    .action(runAction(() => import('./commands/rollback.js')));
 
   program
     .command('status')
     .description('show what a target serves: version, health, uptime, URL')
     .requiredOption('--target <name>', 'a target from config')
-    .action(runAction(async (ctx, flags) => (await import('./commands/status.js')).run(flags as never, ctx)));
+    .action(runAction(() => import('./commands/status.js')));
 
   program
     .command('history')
@@ -236,7 +243,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .requiredOption('--target <name>', 'a target from config')
     .option('--rebuild', 'rebuild a lost or damaged history from what the target records (Kubernetes ReplicaSets, Cloud Run revisions; elsewhere what serves)')
     .option('--force', 'with --rebuild: replace a history that still reads (kept as .bak)')
-    .action(runAction(async (ctx, flags) => (await import('./commands/history.js')).run(flags as never, ctx)));
+    .action(runAction(() => import('./commands/history.js')));
 
   withClientSecurity(
     program
@@ -281,7 +288,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
         'instead of judging traffic, generate prometheus-rules (alerting rules) or grafana-dashboard (dashboard JSON) for the model from the reference profile',
       )
       .option('--output <file>', 'with --emit: write here instead of to stdout'),
-  ).action(runAction(async (ctx, flags) => (await import('./commands/monitor.js')).run(flags as never, ctx)));
+  ).action(runAction(() => import('./commands/monitor.js')));
 
   program
     .command('serve')
@@ -306,7 +313,7 @@ function registerCommands(program: Command, runAction: (action: Action) => (...a
     .option('--tls-key <file>', "the certificate's PEM private key (env MLOPS_TLS_KEY)")
     .option('--tls-client-ca <file>', 'require client certificates issued by this CA: mutual TLS (env MLOPS_TLS_CLIENT_CA)')
     .option('--repository <file>', 'serve the models and versions a model repository file lists (env MLOPS_MODEL_REPOSITORY; docs/server.md, "Several models")')
-    .action(runAction(async (ctx, flags) => (await import('./commands/serve.js')).run(flags as never, ctx)));
+    .action(runAction(() => import('./commands/serve.js')));
 }
 
 export async function main(argv: string[], io: MainIO = {}): Promise<number> {
@@ -333,11 +340,10 @@ export async function main(argv: string[], io: MainIO = {}): Promise<number> {
       outputError: () => undefined,
     });
 
-  const runAction =
-    (action: Action) =>
-    async (...args: unknown[]): Promise<void> => {
-      const command = args[args.length - 1] as Command;
-      const globals = command.optsWithGlobals() as GlobalOptions;
+  const runAction: RunAction = <Flags extends OptionValues>(load: () => Promise<CommandModule<Flags>>) =>
+    // Commander calls an action with its command as `this`: the flags and the argument are read from it.
+    async function (this: Command): Promise<void> {
+      const globals = this.optsWithGlobals<GlobalOptions>();
       reporter = new Reporter({
         json: Boolean(globals.json),
         verbose: Boolean(globals.verbose),
@@ -347,8 +353,8 @@ export async function main(argv: string[], io: MainIO = {}): Promise<number> {
         stderr,
       });
       const ctx = createContext(cwd, env, reporter, globals);
-      // Commander passes (...arguments, options, command).
-      exitCode = await action(ctx, ...args.slice(0, -1));
+      const { run } = await load();
+      exitCode = await run(this.opts<Flags>(), ctx, this.args.at(0));
     };
   registerCommands(program, runAction);
 

@@ -1,8 +1,9 @@
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, TARGET_DEFAULTS } from '../src/config/defaults.js';
+import { DEFAULTS, MODEL_ENTRY_DEFAULTS, TARGET_DEFAULTS } from '../src/config/defaults.js';
 import { loadConfig, applyDefaults, validateConfig } from '../src/config/load.js';
+import { configReference, exampleConfig, schemaDefaults, withReference } from '../src/config/generate.js';
 import { isMlopsError } from '../src/errors.js';
 import { ROOT, lines, runCli, withTempDir, fixture } from './helpers.js';
 
@@ -103,6 +104,19 @@ describe('config loading', () => {
     };
     walk(example, '');
     expect(undocumented).toEqual([]);
+  });
+
+  it('mlops.config.example.json, the reference in docs/configuration.md and the defaults are what the schema writes', async () => {
+    const stale = 'differs from what src/config/schema.ts writes: run `npm run config-files`';
+    expect(await readFile(path.join(ROOT, 'mlops.config.example.json'), 'utf8'), `mlops.config.example.json ${stale}`).toBe(exampleConfig());
+    const page = await readFile(path.join(ROOT, 'docs/configuration.md'), 'utf8');
+    expect(page, `docs/configuration.md ${stale}`).toContain(configReference());
+    expect(page, `docs/configuration.md ${stale}`).toBe(withReference(page));
+    // Values, not text: Prettier may lay the file out as it likes.
+    const fromSchema = schemaDefaults();
+    expect(DEFAULTS, `src/config/default-values.ts ${stale}`).toStrictEqual(fromSchema.DEFAULTS);
+    expect(TARGET_DEFAULTS, `src/config/default-values.ts ${stale}`).toStrictEqual(fromSchema.TARGET_DEFAULTS);
+    expect(MODEL_ENTRY_DEFAULTS, `src/config/default-values.ts ${stale}`).toStrictEqual(fromSchema.MODEL_ENTRY_DEFAULTS);
   });
 });
 

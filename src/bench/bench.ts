@@ -1,4 +1,4 @@
-import { decodeFromCompressedBase64, type Histogram } from 'hdr-histogram-js';
+import { decodeFromCompressedBase64 } from 'hdr-histogram-js';
 import type Docker from 'dockerode';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -12,7 +12,7 @@ import { errorMessage, inputError } from '../errors.js';
 import { ModelRunError } from '../model/run-error.js';
 import { openHoldout } from '../holdout/open.js';
 import type { HoldoutRow } from '../holdout/types.js';
-import { checkKnownMetrics, evaluateGates, failureGates, gatesFromConfig, parseGateFlag, type GateResult } from '../metrics/gates.js';
+import { checkKnownMetrics, evaluateGates, failureGates, gatesFromConfig, type GateResult, type GateSpec } from '../metrics/gates.js';
 import type { Tensors } from '../model/session.js';
 import { openTarget, type OpenedTarget, type TargetFlags } from '../predict/target.js';
 import { authHeaders, tlsConnectOptions } from '../protocol/client-security.js';
@@ -26,23 +26,6 @@ import { createLatencyHistogram, summarize, type LatencySummary } from './stats.
 
 export const BENCH_METRICS = ['p50_ms', 'p90_ms', 'p95_ms', 'p99_ms', 'max_ms', 'mean_ms', 'throughput_rps', 'error_rate'] as const;
 const HIGHER_IS_BETTER = new Set(['throughput_rps']);
-
-export interface BenchFlags extends TargetFlags {
-  concurrency?: number[];
-  rate?: number[];
-  batch?: number[];
-  durationMs?: number;
-  requests?: number;
-  warmupMs?: number;
-  workers?: number;
-  holdout?: string;
-  labels?: string;
-  /** --shape NAME:D1,D2 (repeatable) and --input-data, over model.shapes and model.inputData. */
-  shape?: string[];
-  inputData?: string;
-  gate: string[];
-  baseline?: string;
-}
 
 export interface BenchRun {
   mode: 'closed' | 'open';
@@ -184,44 +167,82 @@ export interface RunBenchOptions {
   projectDir: string;
   config: Config;
   env: NodeJS.ProcessEnv;
-  flags: BenchFlags;
+  /** Where the model runs: an image (default: the last build), a server already running, or in-process. */
+  target: TargetFlags;
+  /** Closed-loop runs at these concurrencies; with neither these nor `rates`, bench.concurrency and bench.rates. */
+  concurrencies?: number[];
+  /** Open-loop runs at these arrival rates, in requests a second. */
+  rates?: number[];
+  /** Rows per request: every load is run at each (default: bench.batch). */
+  batchSizes?: number[];
+  /** How long each run lasts (default: bench.durationSeconds); unused when `requestsPerRun` is given. */
+  durationMs?: number;
+  /** Each run sends this many requests instead of lasting a duration. */
+  requestsPerRun?: number;
+  /** Load before each run that is not counted (default: bench.warmupSeconds). */
+  warmupMs?: number;
+  /** Load generator threads (default: bench.workers). */
+  loadWorkers?: number;
+  /** Send rows of this holdout (relative to cwd), and for an .npy one its labels file, instead of generated inputs. */
+  holdoutFile?: string;
+  labelsFile?: string;
+  /** Generated inputs: full shapes as NAME:D1,D2 (over model.shapes), and what they hold (over model.inputData). */
+  inputShapes?: string[];
+  inputData?: string;
+  /** Gates beyond bench.gates. */
+  gates: GateSpec[];
+  /** An earlier `mlops bench --json` report (relative to cwd) that these runs may not regress from. */
+  baselineFile?: string;
   onRun?: (label: string) => void;
   /** The model whose folder says how images and texts become tensors, when the one measured has none beside it (an optimized copy). */
   processingFrom?: string;
 }
 
-export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
-  const started = performance.now();
-  const { flags, config } = options;
-  const settings = config.bench;
-  const concurrencies = flags.concurrency ?? (flags.rate ? [] : settings.concurrency);
-  const rates = flags.rate ?? (flags.concurrency ? [] : settings.rates);
-  const batches = flags.batch ?? settings.batch;
+/** The loads to run and how to judge them: the options over bench's config. */
+async function benchPlan(options: RunBenchOptions) {
+  const settings = options.config.bench;
+  const concurrencies = options.concurrencies ?? (options.rates ? [] : settings.concurrency);
+  const rates = options.rates ?? (options.concurrencies ? [] : settings.rates);
   if (concurrencies.length + rates.length === 0)
     throw inputError('nothing to run: no concurrency and no rate given', 'pass --concurrency 1,8 or --rate 200, or set bench.concurrency');
-  const specs = [...gatesFromConfig(settings.gates), ...flags.gate.map(parseGateFlag)];
-  checkKnownMetrics(specs, BENCH_METRICS, 'bench');
-  specs.push(...failureGates(specs, 'throughput_rps'));
-  const baseline = flags.baseline ? await readBaseline(options.cwd, flags.baseline) : undefined;
-  const durationMs = flags.requests ? undefined : (flags.durationMs ?? settings.durationSeconds * 1000);
-  const warmupMs = flags.warmupMs ?? settings.warmupSeconds * 1000;
-  const workers = flags.workers ?? settings.workers;
+  const gates = [...gatesFromConfig(settings.gates), ...options.gates];
+  checkKnownMetrics(gates, BENCH_METRICS, 'bench');
+  gates.push(...failureGates(gates, 'throughput_rps'));
+  const requests = options.requestsPerRun;
+  const durationMs = requests ? undefined : (options.durationMs ?? settings.durationSeconds * 1000);
+  const warmupMs = options.warmupMs ?? settings.warmupSeconds * 1000;
+  return {
+    batches: options.batchSizes ?? settings.batch,
+    loads: [
+      ...concurrencies.map((concurrency): LoadPlan => ({ mode: 'closed', concurrency, durationMs, requests, warmupMs })),
+      ...rates.map((rate): LoadPlan => ({ mode: 'open', rate, durationMs, requests, warmupMs })),
+    ],
+    gates,
+    baseline: options.baselineFile ? await readBaseline(options.cwd, options.baselineFile) : undefined,
+    workers: options.loadWorkers ?? settings.workers,
+  };
+}
 
-  const target = await openTarget({ flags, cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, purpose: 'bench' });
+export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
+  const started = performance.now();
+  const { config } = options;
+  const settings = config.bench;
+  const plan = await benchPlan(options);
+  const target = await openTarget({ flags: options.target, cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, purpose: 'bench' });
   try {
     const inputs = target.predictor.inputs;
     const fixed = inputs[0]?.shape[0];
-    if (fixed !== undefined && fixed > 0 && batches.some((b) => b !== fixed)) {
+    if (fixed !== undefined && fixed > 0 && plan.batches.some((b) => b !== fixed)) {
       throw inputError(`the model has a fixed batch size of ${fixed}; --batch must be ${fixed}`);
     }
     const docker = target.container ? await connectDocker(options.env) : undefined;
     let sample: HoldoutRow[] | undefined;
     let generated: SampleInputs | undefined;
-    if (flags.holdout) {
+    if (options.holdoutFile) {
       const holdout = await openHoldout({
         cwd: options.cwd,
-        holdout: flags.holdout,
-        labels: flags.labels,
+        holdout: options.holdoutFile,
+        labels: options.labelsFile,
         inputs,
         label: config.test.label,
         features: config.test.features,
@@ -229,37 +250,33 @@ export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
       });
       sample = [];
       for await (const row of holdout.rows()) if (sample.push(row) >= 1000) break;
-      if (sample.length === 0) throw inputError(`${flags.holdout} has no rows`, 'the holdout needs at least one data row');
+      if (sample.length === 0) throw inputError(`${options.holdoutFile} has no rows`, 'the holdout needs at least one data row');
     } else {
       // Every dynamic dimension is sized, and the data file read, before a request is sent.
       const sampling = sampleSettings(config.model, { projectDir: options.projectDir, cwd: options.cwd }, settings.seed, {
-        shape: flags.shape,
-        inputData: flags.inputData,
+        shape: options.inputShapes,
+        inputData: options.inputData,
       });
       generated = await openSampleInputs(inputs, { ...sampling, ranges: await imageRanges(docker, target) }, options.cwd);
     }
     const runs: BenchRun[] = [];
-    for (const batch of batches) {
+    for (const batch of plan.batches) {
       const feeds = Array.from({ length: PAYLOADS }, (_, i) => (sample ? holdoutFeeds(inputs, sample, batch, i) : generated!.feeds(batch, i)));
-      const load = loadTarget(target, inputs, feeds);
-      const plans: LoadPlan[] = [
-        ...concurrencies.map((concurrency): LoadPlan => ({ mode: 'closed', concurrency, durationMs, requests: flags.requests, warmupMs })),
-        ...rates.map((rate): LoadPlan => ({ mode: 'open', rate, durationMs, requests: flags.requests, warmupMs })),
-      ];
-      for (const plan of plans) {
-        const label = runLabel({ mode: plan.mode, concurrency: plan.concurrency, rate: plan.rate, batch });
+      const remote = loadTarget(target, inputs, feeds);
+      for (const load of plan.loads) {
+        const label = runLabel({ mode: load.mode, concurrency: load.concurrency, rate: load.rate, batch });
         options.onRun?.(label);
         const before = target.url ? await scrapeCounters(target.url, target.security, target.modelName) : null;
         const usage = docker && target.container ? await sampleContainerUsage(docker, target.container.id) : undefined;
-        const outcome = load ? await remoteLoad(load, plan, workers) : await localLoad(target, feeds, plan);
+        const outcome = remote ? await remoteLoad(remote, load, plan.workers) : await localLoad(target, feeds, load);
         const container = usage?.stop() ?? null;
         const after = target.url ? await scrapeCounters(target.url, target.security, target.modelName) : null;
-        runs.push(toRun(plan, batch, outcome, load ? { container, times: before && after ? serverTimes(before, after) : null } : null));
+        runs.push(toRun(load, batch, outcome, remote ? { container, times: before && after ? serverTimes(before, after) : null } : null));
         outcome.histogram.destroy();
       }
     }
-    const gates: BenchGateResult[] = runs.flatMap((run) => evaluateGates(specs, runMetrics(run)).map((g) => ({ ...g, run: runLabel(run) })));
-    if (baseline) gates.push(...regressionGates(runs, baseline, settings.regression));
+    const gates: BenchGateResult[] = runs.flatMap((run) => evaluateGates(plan.gates, runMetrics(run)).map((g) => ({ ...g, run: runLabel(run) })));
+    if (plan.baseline) gates.push(...regressionGates(runs, plan.baseline, settings.regression));
     return {
       target: {
         mode: target.mode,
@@ -328,7 +345,7 @@ function toRun(plan: LoadPlan, batch: number, outcome: LoadOutcome, server: Benc
 async function readBaseline(cwd: string, file: string): Promise<BenchRun[]> {
   let parsed: { runs?: BenchRun[] };
   try {
-    parsed = JSON.parse(await readFile(path.resolve(cwd, file), 'utf8'));
+    parsed = JSON.parse(await readFile(path.resolve(cwd, file), 'utf8')) as { runs?: BenchRun[] };
   } catch (error) {
     const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
     throw inputError(`--baseline ${file}: ${missing ? 'file not found' : 'not valid JSON'}`, 'pass a report written by `mlops bench --json`');

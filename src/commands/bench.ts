@@ -1,12 +1,14 @@
 import path from 'node:path';
-import { runBench, type BenchFlags, type BenchReport } from '../bench/bench.js';
+import { runBench, type BenchReport, type RunBenchOptions } from '../bench/bench.js';
 import { perModelPath, selectModels } from '../config/models.js';
 import { renderBenchHtml, renderBenchHuman, renderBenchMarkdown } from '../bench/report.js';
 import { ExitCode, inputError } from '../errors.js';
+import { parseGateFlag } from '../metrics/gates.js';
+import type { TargetFlags } from '../predict/target.js';
 import { appendStepSummary, writeFileAtomic } from '../report/files.js';
 import type { CommandContext } from './context.js';
 
-interface RawFlags extends Omit<BenchFlags, 'concurrency' | 'rate' | 'batch' | 'durationMs' | 'requests' | 'warmupMs' | 'workers'> {
+export interface BenchFlags extends TargetFlags {
   concurrency?: string;
   rate?: string;
   batch?: string;
@@ -14,6 +16,12 @@ interface RawFlags extends Omit<BenchFlags, 'concurrency' | 'rate' | 'batch' | '
   requests?: string;
   warmup?: string;
   workers?: string;
+  holdout?: string;
+  labels?: string;
+  shape: string[];
+  inputData?: string;
+  gate: string[];
+  baseline?: string;
   markdown?: string;
   html?: string;
 }
@@ -39,22 +47,39 @@ export function parseDuration(flag: string, value: string | undefined): number |
   return match[2] === 'ms' ? n : match[2] === 'm' ? n * 60_000 : n * 1000;
 }
 
-export async function run(raw: RawFlags, ctx: CommandContext): Promise<number> {
-  const { config, baseDir } = await ctx.config();
-  const flags: BenchFlags = {
-    ...raw,
-    concurrency: list('concurrency', raw.concurrency, true),
-    rate: list('rate', raw.rate, false),
-    batch: list('batch', raw.batch, true),
-    durationMs: parseDuration('duration', raw.duration),
-    requests: list('requests', raw.requests, true)?.[0],
-    warmupMs: parseDuration('warmup', raw.warmup),
-    workers: list('workers', raw.workers, true)?.[0],
+/** Where the model runs: the flags openTarget reads, and no others. */
+function targetOf(flags: TargetFlags): TargetFlags {
+  const { image, url, local, model, modelName, protocol, tokenFile, cacert, cert, key } = flags;
+  return { image, url, local, model, modelName, protocol, tokenFile, cacert, cert, key };
+}
+
+/** What the flags ask of each benchmark, but its gates: lists and durations parsed, every one checked before anything runs. */
+function benchOptions(flags: BenchFlags): Omit<RunBenchOptions, 'cwd' | 'projectDir' | 'config' | 'env' | 'gates'> {
+  const options = {
+    target: targetOf(flags),
+    concurrencies: list('concurrency', flags.concurrency, true),
+    rates: list('rate', flags.rate, false),
+    batchSizes: list('batch', flags.batch, true),
+    durationMs: parseDuration('duration', flags.duration),
+    requestsPerRun: list('requests', flags.requests, true)?.[0],
+    warmupMs: parseDuration('warmup', flags.warmup),
+    loadWorkers: list('workers', flags.workers, true)?.[0],
+    holdoutFile: flags.holdout,
+    labelsFile: flags.labels,
+    inputShapes: flags.shape,
+    inputData: flags.inputData,
+    baselineFile: flags.baseline,
   };
-  if (flags.durationMs !== undefined && flags.requests !== undefined)
+  if (options.durationMs !== undefined && options.requestsPerRun !== undefined)
     throw inputError('--duration and --requests exclude each other', 'pick one way to end a run');
+  return options;
+}
+
+export async function run(flags: BenchFlags, ctx: CommandContext): Promise<number> {
+  const { config, baseDir } = await ctx.config();
+  const options = benchOptions(flags);
   // Several models: each benchmarked in turn with its own shapes and inputs; the verdict is every model's.
-  const selected = selectModels(config, raw.modelName);
+  const selected = selectModels(config, flags.modelName);
   const several = selected.length > 1;
   const reports: BenchReport[] = [];
   for (const one of selected) {
@@ -67,16 +92,19 @@ export async function run(raw: RawFlags, ctx: CommandContext): Promise<number> {
           projectDir: baseDir,
           config: one.config,
           env: ctx.env,
-          flags: one.entry ? { ...flags, modelName: one.name } : flags,
+          ...options,
+          target: one.entry ? { ...options.target, modelName: one.name } : options.target,
+          // Read within the step, where the config's gates are checked too: a bad one fails the step.
+          gates: flags.gate.map(parseGateFlag),
           onRun: (label) => task.update(`Benchmarking${of}: ${label}`),
         }),
       (r) => `Benchmarked${of} ${r.runs.length} run${r.runs.length === 1 ? '' : 's'} in ${r.seconds} s`,
     );
-    if (raw.html) await writeFileAtomic(path.resolve(ctx.cwd, perModelPath(raw.html, one.name, several)), renderBenchHtml(report));
+    if (flags.html) await writeFileAtomic(path.resolve(ctx.cwd, perModelPath(flags.html, one.name, several)), renderBenchHtml(report));
     reports.push(report);
   }
   const markdown = reports.map(renderBenchMarkdown).join('\n');
-  if (raw.markdown) await writeFileAtomic(path.resolve(ctx.cwd, raw.markdown), markdown);
+  if (flags.markdown) await writeFileAtomic(path.resolve(ctx.cwd, flags.markdown), markdown);
   await appendStepSummary(ctx.env, markdown);
   const passed = reports.every((r) => r.passed);
   // tag and push read the latest report of a build from here (several models: no runs, so no bench labels on the tag).

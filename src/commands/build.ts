@@ -1,29 +1,25 @@
+import type Docker from 'dockerode';
+import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { ChalkInstance } from 'chalk';
 import { connectDocker } from '../docker/client.js';
 import { ExitCode, inputError } from '../errors.js';
-import type Docker from 'dockerode';
-import { buildModelImage, parsePlatforms, type BuildImageOptions, type BuildOutput } from '../image/build.js';
-import { absoluteBase } from '../image/base-image.js';
+import { parsePlatforms, type BuildOutput, type BuildResult } from '../image/build.js';
+import { buildModel, type BuildModelOptions } from '../image/build-model.js';
 import { isOciLayout } from '../oci/layout.js';
-import { open, stat } from 'node:fs/promises';
-import { imageServerEnv } from '../server/options.js';
-import { writeLastBuild } from '../project/last-build.js';
-import { defaultModelName } from '../model/inspect.js';
-import { buildReferenceProfile } from '../monitor/reference.js';
-import { writeFileAtomic } from '../report/files.js';
-import { imageSbom, localImageSbom, writeSbomFile } from '../supply-chain/sbom.js';
-import type { CommandContext } from './context.js';
 import type { Config } from '../config/defaults.js';
-import { lastBuildReference, selectModels } from '../config/models.js';
+import type { CommandContext } from './context.js';
 
 export interface BuildFlags {
+  /** Also the command's argument, which wins. */
   model?: string;
   tag: string[];
   base?: string;
   platform?: string;
-  cache?: boolean;
+  /** false with --no-cache. */
+  cache: boolean;
   builder?: string;
-  output?: string[];
+  output: string[];
   check?: string;
 }
 
@@ -82,163 +78,80 @@ async function chooseBuilder(asked: string, env: NodeJS.ProcessEnv, needsOci: bo
 
 const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
-export async function run(flags: BuildFlags, ctx: CommandContext): Promise<number> {
-  const { config, baseDir } = await ctx.config();
+/** What the flags ask of the build, every one checked (in this order) before the reference data is profiled. */
+async function buildOptions(flags: BuildFlags, config: Config, ctx: CommandContext): Promise<Omit<BuildModelOptions, 'projectDir' | 'config' | 'reporter'>> {
   if (flags.model && config.models.length > 0)
     throw inputError('--model: the config lists several models (models); build packages them all', 'leave out --model, or build from a config with one model');
-  // Every flag is checked before the reference data is profiled: a wrong one fails at once.
   const outputs = await parseOutputs(flags.output, ctx.cwd);
   const platform = flags.platform ?? config.image.platform;
   parsePlatforms(platform);
   if (flags.check && !/^sha256:[0-9a-f]{64}$/.test(flags.check))
     throw inputError(`--check ${flags.check}: not a digest`, 'pass the digest a build printed: sha256:<64 hex>');
   const { builder, docker } = await chooseBuilder(flags.builder ?? config.image.builder, ctx.env, Boolean(outputs || flags.check || platform.includes(',')));
-  const profileOf = (modelPath: string, modelName: string, own: Config, label = '') =>
-    ctx.reporter.step(
-      `Profiling the reference data${label}`,
-      (task) =>
-        buildReferenceProfile({
-          modelPath: path.relative(baseDir, modelPath) || modelPath,
-          modelName,
-          config: own,
-          projectDir: baseDir,
-          onProgress: (rows) => task.update(`Profiling the reference data${label}: ${rows} rows`),
-        }),
-      (p) =>
-        p.source
-          ? `Profiled ${p.source.rows} reference rows${label} from ${p.source.file}: ${p.features.length} features`
-          : `No reference profile${label}: ${p.unavailable}`,
-    );
-  // Several models: each version profiled against its model's own reference data, in config order.
-  const models: NonNullable<BuildImageOptions['models']> = [];
-  for (const { entry, config: own } of config.models.length > 0 ? selectModels(config) : []) {
-    for (const v of entry!.versions) {
-      const modelPath = path.resolve(baseDir, v.path);
-      const profile = await profileOf(modelPath, entry!.name, own, ` for ${entry!.name} version ${v.version}`);
-      for (const warning of profile.warnings) ctx.reporter.warn(`${entry!.name} version ${v.version}: ${warning}`);
-      models.push({
-        name: entry!.name,
-        version: v.version,
-        modelPath: path.relative(baseDir, modelPath) || modelPath,
-        referenceProfile: JSON.stringify(profile) + '\n',
-        weight: v.weight,
-        shadow: v.shadow,
-        workers: entry!.workers,
-        batching: entry!.batching,
-        processing: { preprocess: entry!.preprocess, postprocess: entry!.postprocess },
-      });
-    }
+  return {
+    cwd: ctx.cwd,
+    env: ctx.env,
+    builder,
+    docker,
+    modelFile: flags.model,
+    tags: flags.tag,
+    baseImage: flags.base,
+    platform,
+    outputs,
+    expectedDigest: flags.check,
+    noCache: flags.cache === false,
+  };
+}
+
+export async function run(flags: BuildFlags, ctx: CommandContext, model: string | undefined): Promise<number> {
+  const { config, baseDir } = await ctx.config();
+  const options = await buildOptions({ ...flags, ...(model ? { model } : {}) }, config, ctx);
+  const built = await buildModel({ ...options, projectDir: baseDir, config, reporter: ctx.reporter });
+  if (built.status === 'checked') {
+    const { image, reproduced } = built;
+    const created = image.labels['org.opencontainers.image.created'];
+    ctx.reporter.result({ check: options.expectedDigest, digest: image.digest, reproduced, created, tags: image.tags }, renderCheck);
+    return reproduced ? ExitCode.ok : ExitCode.gateFailed;
   }
-  const [first] = models.filter((m) => !m.shadow);
-  const modelPath = first
-    ? path.resolve(baseDir, first.modelPath)
-    : flags.model
-      ? path.resolve(ctx.cwd, flags.model)
-      : path.resolve(baseDir, config.model.path);
-  const modelName = first?.name ?? (config.model.name || defaultModelName(modelPath));
-  let referenceProfile: string;
-  if (first) referenceProfile = first.referenceProfile;
-  else {
-    const profile = await profileOf(modelPath, modelName, config);
-    for (const warning of profile.warnings) ctx.reporter.warn(warning);
-    referenceProfile = JSON.stringify(profile) + '\n';
-  }
-  const result = await ctx.reporter.step(
-    `Building image for ${first ? models.map((m) => `${m.name}:${m.version}`).join(', ') : modelName}`,
-    (task) =>
-      buildModelImage({
-        builder,
-        docker,
-        // A check writes nothing but the cache.
-        outputs: flags.check ? [] : outputs,
-        cwd: baseDir,
-        env: ctx.env,
-        modelPath: path.relative(baseDir, modelPath) || modelPath,
-        modelName,
-        modelVersion: first?.version ?? config.model.version,
-        models: first ? models : undefined,
-        repository: config.image.repository || modelName,
-        // A base given as a file: --base from where the command runs, image.base from the config's folder.
-        baseImage: flags.base ? absoluteBase(flags.base, ctx.cwd) : absoluteBase(config.image.base, baseDir),
-        platform,
-        port: config.image.port,
-        grpcPort: config.image.grpcPort,
-        tags: flags.tag,
-        referenceProfile,
-        serverEnv: imageServerEnv(config),
-        processing: { preprocess: config.model.preprocess, postprocess: config.model.postprocess },
-        noCache: flags.cache === false,
-        onProgress: (line) => task.update(line),
-      }),
-    (r) =>
-      `Built ${r.tags[0]}${r.digest ? ` (${r.digest.slice(0, 19)})` : ''} in ${r.seconds} s${r.push ? `; pushed ${r.push.uploaded} blobs (${(r.push.bytesSent / 1e6).toFixed(1)} MB), ${r.push.present + r.push.mounted} already there` : ''}`,
-  );
-  if (flags.check) {
-    const same = result.digest === flags.check;
-    const created = result.labels['org.opencontainers.image.created'];
-    ctx.reporter.result({ check: flags.check, digest: result.digest, reproduced: same, created, tags: result.tags }, (r, s) =>
-      same
-        ? `${s.green('✔')} reproduced ${r.digest}`
-        : `${s.red('✘')} the rebuild gives ${r.digest}, not ${r.check}\n  its created time, part of the digest, is ${r.created}: from SOURCE_DATE_EPOCH, else the model's last commit, else the model file's time (a copy outside git has a new one)`,
-    );
-    return same ? ExitCode.ok : ExitCode.gateFailed;
-  }
-  // `mlops monitor --prometheus` compares with this when no --reference is given.
-  await writeFileAtomic(path.join(baseDir, '.mlops', 'reference-profile.json'), referenceProfile);
-  // Several models: each model's own (its first serving version's), for `monitor --prometheus` and `--emit`.
-  for (const m of models.filter((m, i) => !m.shadow && models.findIndex((o) => o.name === m.name && !o.shadow) === i)) {
-    await writeFileAtomic(path.join(baseDir, lastBuildReference(m.name).relative), m.referenceProfile);
-  }
-  const [repository, buildTag] = [result.tags[0].slice(0, result.tags[0].lastIndexOf(':')), result.tags[0].slice(result.tags[0].lastIndexOf(':') + 1)];
-  const sbomJson =
-    result.builder === 'docker'
-      ? await localImageSbom(docker!, result.imageId, { name: repository, version: buildTag })
-      : await imageSbom({
-          name: repository,
-          version: buildTag,
-          imageId: result.imageId,
-          labels: result.labels,
-          architecture: result.platform.split(',')[0].split('/')[1],
-        });
-  const sbom = await writeSbomFile(baseDir, sbomJson);
-  await writeLastBuild(baseDir, {
-    builder: result.builder,
-    digest: result.digest,
-    imageId: result.imageId,
-    tags: result.tags,
-    repository,
-    baseImage: result.baseImage,
-    platform: result.platform,
-    sizeBytes: result.sizeBytes,
-    builtAt: result.labels['org.opencontainers.image.created'],
-    model: result.model,
-  });
+  const { image, sbom } = built;
   ctx.reporter.result(
     {
-      builder: result.builder,
-      imageId: result.imageId,
-      digest: result.digest,
-      tags: result.tags,
-      sizeBytes: result.sizeBytes,
-      addedBytes: result.addedBytes,
-      baseImage: result.baseImage,
-      platform: result.platform,
-      seconds: result.seconds,
-      outputs: result.outputs,
-      push: result.push,
+      builder: image.builder,
+      imageId: image.imageId,
+      digest: image.digest,
+      tags: image.tags,
+      sizeBytes: image.sizeBytes,
+      addedBytes: image.addedBytes,
+      baseImage: image.baseImage,
+      platform: image.platform,
+      seconds: image.seconds,
+      outputs: image.outputs,
+      push: image.push,
       sbom,
     },
-    (r, s) =>
-      [
-        `${s.bold('image')}    ${r.imageId}`,
-        ...(r.digest ? [`${s.bold('digest')}   ${r.digest}`] : []),
-        `${s.bold('builder')}  ${r.builder}${r.outputs.length > 0 ? ` (${r.outputs.join(', ')})` : ''}`,
-        `${s.bold('tags')}     ${r.tags.join(', ')}`,
-        `${s.bold('size')}     ${megabytes(r.sizeBytes)}${r.addedBytes !== null ? ` (${megabytes(r.addedBytes)} over ${r.baseImage})` : ''}`,
-        `${s.bold('platform')} ${r.platform}`,
-        `${s.bold('seconds')}  ${r.seconds}`,
-        `${s.bold('sbom')}     ${r.sbom}`,
-      ].join('\n'),
+    renderBuild,
   );
   return ExitCode.ok;
+}
+
+function renderCheck(r: { check?: string; digest: string | null; reproduced: boolean; created: string }, s: ChalkInstance): string {
+  return r.reproduced
+    ? `${s.green('✔')} reproduced ${r.digest}`
+    : `${s.red('✘')} the rebuild gives ${r.digest}, not ${r.check}\n  its created time, part of the digest, is ${r.created}: from SOURCE_DATE_EPOCH, else the model's last commit, else the model file's time (a copy outside git has a new one)`;
+}
+
+/** The --json document of a build: the image's facts but its labels and model, and where its SBOM was written. */
+type BuildDocument = Omit<BuildResult, 'labels' | 'model'> & { sbom: string };
+
+function renderBuild(r: BuildDocument, s: ChalkInstance): string {
+  return [
+    `${s.bold('image')}    ${r.imageId}`,
+    ...(r.digest ? [`${s.bold('digest')}   ${r.digest}`] : []),
+    `${s.bold('builder')}  ${r.builder}${r.outputs.length > 0 ? ` (${r.outputs.join(', ')})` : ''}`,
+    `${s.bold('tags')}     ${r.tags.join(', ')}`,
+    `${s.bold('size')}     ${megabytes(r.sizeBytes)}${r.addedBytes !== null ? ` (${megabytes(r.addedBytes)} over ${r.baseImage})` : ''}`,
+    `${s.bold('platform')} ${r.platform}`,
+    `${s.bold('seconds')}  ${r.seconds}`,
+    `${s.bold('sbom')}     ${r.sbom}`,
+  ].join('\n');
 }

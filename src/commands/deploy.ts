@@ -86,7 +86,7 @@ async function report(title: string, work: (options: DeployOptions) => Promise<D
   return exitCodeOf(result);
 }
 
-export function run(version: string | undefined, flags: DeployFlags, ctx: CommandContext): Promise<number> {
+export function run(flags: DeployFlags, ctx: CommandContext, version: string | undefined): Promise<number> {
   const title = flags.output
     ? `Writing the manifests for ${flags.target} to ${flags.output}`
     : `${flags.dryRun ? 'Planning the deploy' : 'Deploying'} to ${flags.target}`;

@@ -30,7 +30,7 @@ import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
 import { perModelPath, selectModels } from '../config/models.js';
 
-interface Flags extends ExplainFlags {
+export interface ExplainCommandFlags extends ExplainFlags {
   markdown?: string;
   html?: string;
 }
@@ -47,7 +47,7 @@ function renderHuman(r: Explanation, s: ChalkInstance): string {
 const markdownOf = (r: Explanation) => (isTokens(r) ? renderTokenMarkdown(r) : isOcclusion(r) ? renderOcclusionMarkdown(r) : renderMarkdown(r));
 const htmlOf = (r: Explanation) => (isTokens(r) ? renderTokenHtml(r) : isOcclusion(r) ? renderOcclusionHtml(r) : renderHtml(r));
 
-export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
+export async function run(flags: ExplainCommandFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   // Several models: each explained over its own holdout, in turn.
   const selected = selectModels(config, flags.modelName);

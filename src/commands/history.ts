@@ -5,7 +5,13 @@ import { selectTarget } from '../targets/index.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
 
-export async function run(flags: { target?: string; rebuild?: boolean; force?: boolean }, ctx: CommandContext): Promise<number> {
+export interface HistoryFlags {
+  target: string;
+  rebuild?: boolean;
+  force?: boolean;
+}
+
+export async function run(flags: HistoryFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   const { name } = selectTarget(config, flags.target);
   const entries = flags.rebuild

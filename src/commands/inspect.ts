@@ -5,7 +5,10 @@ import { ExitCode } from '../errors.js';
 import { describePlan, loadProcessing, servableSignature } from '../processing/plan.js';
 import type { CommandContext } from './context.js';
 
-export async function run(modelArg: string | undefined, ctx: CommandContext): Promise<number> {
+/** inspect takes no options: only the model, as its argument. */
+export type InspectFlags = Record<string, never>;
+
+export async function run(_flags: InspectFlags, ctx: CommandContext, modelArg: string | undefined): Promise<number> {
   const modelPath = modelArg ?? (await configuredModelPath(ctx));
   const info = await inspectModel(modelPath, { cwd: ctx.cwd });
   const overrides = modelArg === undefined ? (await ctx.config()).config.model : {};

@@ -22,7 +22,7 @@ import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
 import { perModelPath, selectModels } from '../config/models.js';
 
-interface Flags extends MonitorFlags {
+export interface MonitorCommandFlags extends MonitorFlags {
   markdown?: string;
   html?: string;
   output?: string;
@@ -81,7 +81,7 @@ function renderQualityHuman(r: QualityReport, s: ChalkInstance): string {
   return lines.join('\n');
 }
 
-async function runQualityCheck(flags: Flags, ctx: CommandContext): Promise<number> {
+async function runQualityCheck(flags: MonitorCommandFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   if (flags.emit !== undefined || flags.html || flags.output)
     throw inputError('--labels writes a Markdown report only', 'drop --emit, --html and --output; use --markdown');
@@ -112,7 +112,7 @@ async function runQualityCheck(flags: Flags, ctx: CommandContext): Promise<numbe
   return report.passed ? ExitCode.ok : ExitCode.gateFailed;
 }
 
-export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
+export async function run(flags: MonitorCommandFlags, ctx: CommandContext): Promise<number> {
   if (flags.labels !== undefined) return runQualityCheck(flags, ctx);
   const { config, baseDir } = await ctx.config();
   if (flags.emit === undefined && flags.output) throw inputError('--output goes with --emit', 'write reports with --markdown and --html');

@@ -1,13 +1,67 @@
 import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
-import { ExitCode } from '../errors.js';
-import { runOptimize, type OptimizeFlags, type OptimizeReport } from '../optimize/optimize.js';
+import { ExitCode, inputError } from '../errors.js';
+import { parseGateFlag } from '../metrics/gates.js';
+import { runOptimize, type OptimizeReport, type RunOptimizeOptions } from '../optimize/optimize.js';
 import { appendStepSummary, markdownTable, writeFileAtomic } from '../report/files.js';
 import { renderTable } from '../ui/reporter.js';
+import type { Config } from '../config/defaults.js';
 import type { CommandContext } from './context.js';
 
-interface Flags extends OptimizeFlags {
+export interface OptimizeFlags {
+  model?: string;
+  output?: string;
+  quantize?: string;
+  calibration?: string;
+  /** Parsed by commander: NaN when not a number. */
+  calibrationRows?: number;
+  method?: string;
+  perChannel?: boolean;
+  exclude: string[];
+  level?: string;
+  holdout?: string;
+  gate: string[];
+  keep?: boolean;
   markdown?: string;
+}
+
+/** A flag that names one of a few choices; undefined (or '') leaves it to the config. */
+function choice<T extends string>(value: string | undefined, allowed: readonly T[], flag: string): T | undefined {
+  if (value === undefined || value === '') return undefined;
+  const chosen = allowed.find((a) => a === value);
+  if (chosen === undefined) throw inputError(`${flag} ${value}: expected ${allowed.join(', ')}`);
+  return chosen;
+}
+
+/** What the flags ask of the optimization, over the config: files, choices, counts and gates, checked before any work. */
+function optimizeOptions(
+  flags: OptimizeFlags,
+  config: Config,
+  projectDir: string,
+  cwd: string,
+): Omit<RunOptimizeOptions, 'cwd' | 'projectDir' | 'config' | 'env'> {
+  const settings = config.optimize;
+  const sourceModel = flags.model ? path.resolve(cwd, flags.model) : path.resolve(projectDir, config.model.path);
+  const outputFile = flags.output ? path.resolve(cwd, flags.output) : settings.output ? path.resolve(projectDir, settings.output) : '';
+  if (!outputFile) throw inputError('no output file', 'pass --output model.int8.onnx, or set optimize.output');
+  if (outputFile === sourceModel)
+    throw inputError(`--output ${flags.output ?? settings.output} is the source model`, 'write the optimized model to another file');
+  const options = {
+    sourceModel,
+    outputFile,
+    quantize: choice(flags.quantize, ['none', 'dynamic', 'static'] as const, '--quantize'),
+    level: choice(flags.level, ['basic', 'extended', 'all'] as const, '--level'),
+    calibrationMethod: choice(flags.method, ['minmax', 'percentile'] as const, '--method'),
+    calibrationFile: flags.calibration,
+    calibrationRows: flags.calibrationRows,
+    perChannel: flags.perChannel,
+    exclude: flags.exclude,
+    holdoutFile: flags.holdout,
+    keepOnFailure: Boolean(flags.keep),
+  };
+  const rows = options.calibrationRows;
+  if (rows !== undefined && (!Number.isInteger(rows) || rows < 1)) throw inputError(`--calibration-rows ${rows}: expected a row count >= 1`);
+  return { ...options, gates: flags.gate.map(parseGateFlag) };
 }
 
 const fmt = (v: number | null | undefined, digits = 4) => (v === null || v === undefined ? 'n/a' : Number.isInteger(v) ? String(v) : v.toFixed(digits));
@@ -92,12 +146,14 @@ export function renderMarkdown(r: OptimizeReport): string {
   ].join('\n');
 }
 
-export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
+export async function run(flags: OptimizeFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   const task = ctx.reporter.task('Optimizing the model');
   let report: OptimizeReport;
   try {
-    report = await runOptimize({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, flags, onStep: (line) => task.update(line) });
+    // A bad flag fails the task, as any other check of the optimization does.
+    const options = optimizeOptions(flags, config, baseDir, ctx.cwd);
+    report = await runOptimize({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, ...options, onStep: (line) => task.update(line) });
   } catch (error) {
     task.fail();
     throw error;

@@ -2,7 +2,11 @@ import { ExitCode } from '../errors.js';
 import { targetStatus } from '../targets/deploy.js';
 import type { CommandContext } from './context.js';
 
-export async function run(flags: { target?: string }, ctx: CommandContext): Promise<number> {
+export interface StatusFlags {
+  target: string;
+}
+
+export async function run(flags: StatusFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   const status = await targetStatus({ cwd: ctx.cwd, projectDir: baseDir, config, env: ctx.env, target: flags.target, dryRun: false, log: () => undefined });
   ctx.reporter.result(status, (r, s) =>

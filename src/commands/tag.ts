@@ -16,7 +16,7 @@ export interface TagFlags {
   offline?: boolean;
 }
 
-export async function run(version: string | undefined, flags: TagFlags, ctx: CommandContext): Promise<number> {
+export async function run(flags: TagFlags, ctx: CommandContext, version: string | undefined): Promise<number> {
   const { config, baseDir } = await ctx.config();
   if (flags.bump && !['patch', 'minor', 'major'].includes(flags.bump)) throw inputError(`--bump ${flags.bump}: expected patch, minor or major`);
   if (flags.bump && version) throw inputError('give a version or --bump, not both');

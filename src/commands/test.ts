@@ -7,7 +7,7 @@ import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
 import { selectModels } from '../config/models.js';
 
-interface Flags extends TestFlags {
+export interface TestCommandFlags extends TestFlags {
   junit?: string;
   markdown?: string;
 }
@@ -102,7 +102,7 @@ export function renderMarkdown(r: TestReport): string {
   ].join('\n');
 }
 
-export async function run(flags: Flags, ctx: CommandContext): Promise<number> {
+export async function run(flags: TestCommandFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   // Several models: each judged with its own holdout and gates, in turn; the verdict is every model's.
   const selected = selectModels(config, flags.modelName);

@@ -13,7 +13,7 @@ export interface VerifyFlags {
   key?: string;
 }
 
-export async function run(version: string | undefined, flags: VerifyFlags, ctx: CommandContext): Promise<number> {
+export async function run(flags: VerifyFlags, ctx: CommandContext, version: string | undefined): Promise<number> {
   const { config, baseDir } = await ctx.config();
   const keyFile = flags.key ? path.resolve(ctx.cwd, flags.key) : config.deploy.verify.key ? path.resolve(baseDir, config.deploy.verify.key) : '';
   if (!keyFile) throw inputError('no public key to verify with', 'pass --key mlops.pub, or set deploy.verify.key');

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { inputError, MlopsError, ExitCode } from '../errors.js';
 import type { Config } from './defaults.js';
 import { applyDefaults } from './normalize.js';
-import { configSchema, describeIssues, type RawConfig } from './schema.js';
+import { configSchema, describeIssues, type ParsedConfig } from './schema.js';
 
 export interface LoadedConfig {
   config: Config;
@@ -109,7 +109,8 @@ function stripComments(value: unknown): unknown {
   );
 }
 
-export function validateConfig(value: unknown, source: string): RawConfig {
+/** The config checked, with the schema's defaults filled in; or every problem at once, each with its field path. */
+export function validateConfig(value: unknown, source: string): ParsedConfig {
   const result = configSchema.safeParse(stripComments(value));
   if (result.success) return result.data;
   const problems = describeIssues(result.error).flatMap((line) => line.split('\n'));

@@ -1,7 +1,13 @@
 import { DEFAULTS, MODEL_ENTRY_DEFAULTS, TARGET_DEFAULTS, type Config, type ModelEntry, type TargetConfig } from './defaults.js';
 import type { RawConfig } from './schema.js';
 
-/** Defaults first, the user's values over them, section by section. */
+/**
+ * Defaults first, the user's values over them, section by section. A config validateConfig parsed holds
+ * the schema's defaults already (what is merged here then changes nothing); tests and the server's entry
+ * hand in configs that were never parsed. The defaults that hang on other fields are only here: a config of
+ * several models has no `model` section, and each of `models` takes the top-level sections where it is
+ * silent and its first serving version as its path and version.
+ */
 export function applyDefaults(raw: RawConfig): Config {
   const merge = <T extends object>(defaults: T, given: object | undefined): T => {
     const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };

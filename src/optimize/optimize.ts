@@ -11,32 +11,20 @@ import { runQualityTest, type TestReport } from '../evaluate/quality-test.js';
 import { runBench, type BenchRun } from '../bench/bench.js';
 import { readModelFolder } from '../processing/folder.js';
 import { openHoldout } from '../holdout/open.js';
-import { evaluateGates, failureGates, gatesFromConfig, parseGateFlag, type GateResult, type GateSpec } from '../metrics/gates.js';
+import { evaluateGates, failureGates, gatesFromConfig, type GateResult, type GateSpec } from '../metrics/gates.js';
 import { CLASSIFICATION_METRICS, REGRESSION_METRICS } from '../metrics/names.js';
 import { LOWER_IS_BETTER } from '../metrics/regression.js';
 import { inspectModel } from '../model/inspect.js';
 import { openLocalPredictor, type Predictor, type TensorSignature } from '../predict/predictor.js';
 import { calibrate, type CalibrationMethod } from './calibrate.js';
 import { OPTIMIZE_METADATA } from '../model/optimized.js';
-import { decodeModel, encodeModel, inlineExternalData, setMetadata } from './onnx-graph.js';
-import { calibrationTensors, findCandidates, quantizeDynamic, quantizeStatic, type LeftInFloat, type QuantizeResult } from './quantize.js';
+import { decodeModel, encodeModel, inlineExternalData, setMetadata, type ModelProto } from './onnx-graph.js';
+import { calibrationTensors, findCandidates, quantizeDynamic, quantizeStatic, type LeftInFloat, type QuantizeResult, type Range } from './quantize.js';
 
 export type OptimizationLevel = 'basic' | 'extended' | 'all';
 
-export interface OptimizeFlags {
-  model?: string;
-  output?: string;
-  quantize?: string;
-  calibration?: string;
-  calibrationRows?: number;
-  method?: string;
-  perChannel?: boolean;
-  exclude: string[];
-  level?: string;
-  gate: string[];
-  keep?: boolean;
-  holdout?: string;
-}
+/** none: graph optimization only; dynamic or static INT8 quantization first. */
+export type Quantization = 'none' | 'dynamic' | 'static';
 
 export interface ModelSide {
   file: string;
@@ -53,7 +41,7 @@ export interface OptimizeReport {
   /** Where the model was written; null when a gate failed and --keep was not given. */
   output: string | null;
   level: OptimizationLevel;
-  quantize: 'none' | 'dynamic' | 'static';
+  quantize: Quantization;
   calibration: { file: string; rows: number; method: CalibrationMethod } | null;
   quantized: QuantizeResult['quantized'];
   leftInFloat: LeftInFloat[];
@@ -81,54 +69,77 @@ export const OPTIMIZE_METRICS = [
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
-function choice<T extends string>(value: string | undefined, allowed: readonly T[], flag: string): T | undefined {
-  if (value === undefined || value === '') return undefined;
-  if (!allowed.includes(value as T)) throw inputError(`${flag} ${value}: expected ${allowed.join(', ')}`);
-  return value as T;
-}
-
 /** ONNX Runtime's own offline optimization: the session writes the graph it optimized. */
 async function ortOptimize(input: string | Uint8Array, output: string, level: OptimizationLevel): Promise<void> {
   const session = await ort.InferenceSession.create(input as never, { graphOptimizationLevel: level, optimizedModelFilePath: output, logSeverityLevel: 4 });
   await session.release();
 }
 
+/** What to make and how to judge it. A choice left out takes optimize's config; files are relative to cwd. */
 export interface RunOptimizeOptions {
   cwd: string;
   projectDir: string;
   config: Config;
   env: NodeJS.ProcessEnv;
-  flags: OptimizeFlags;
+  /** The source model's path. */
+  sourceModel: string;
+  /** Where the optimized model goes: a path other than the source's. */
+  outputFile: string;
+  quantize?: Quantization;
+  /** Rows for static quantization, in any holdout format (default: monitor.reference, else the holdout). */
+  calibrationFile?: string;
+  calibrationRows?: number;
+  calibrationMethod?: CalibrationMethod;
+  /** One scale per Conv output channel, rather than one per weight. */
+  perChannel?: boolean;
+  /** Node names or op types left in float, beyond optimize.exclude. */
+  exclude: string[];
+  level?: OptimizationLevel;
+  /** The holdout both models are scored on (default: test.holdout). */
+  holdoutFile?: string;
+  /** Gates beyond optimize.gates. */
+  gates: GateSpec[];
+  /** Write the optimized model even when a gate fails. */
+  keepOnFailure: boolean;
   onStep?: (line: string) => void;
 }
 
+/** The optimization asked for: the options over optimize's config. */
+interface Recipe {
+  quantize: Quantization;
+  level: OptimizationLevel;
+  method: CalibrationMethod;
+  perChannel: boolean;
+  exclude: string[];
+  calibrationRows: number;
+}
+
+type SourceModel = Awaited<ReturnType<typeof inspectModel>>;
+
 /**
  * Optimizes (and quantizes) a model, then scores and benchmarks it beside the source and gates the
- * result; the output file is written only when the gates pass (or with --keep).
+ * result; the output file is written only when the gates pass (or keepOnFailure says so).
  */
 export async function runOptimize(options: RunOptimizeOptions): Promise<OptimizeReport> {
   const started = performance.now();
-  const { flags, config, cwd, projectDir } = options;
+  const { config, cwd, projectDir } = options;
   const settings = config.optimize;
-  const sourcePath = flags.model ? path.resolve(cwd, flags.model) : path.resolve(projectDir, config.model.path);
-  const outputSetting = flags.output ? path.resolve(cwd, flags.output) : settings.output ? path.resolve(projectDir, settings.output) : '';
-  if (!outputSetting) throw inputError('no output file', 'pass --output model.int8.onnx, or set optimize.output');
-  if (path.resolve(outputSetting) === path.resolve(sourcePath))
-    throw inputError(`--output ${flags.output ?? settings.output} is the source model`, 'write the optimized model to another file');
-  const quantize = choice(flags.quantize, ['none', 'dynamic', 'static'] as const, '--quantize') ?? settings.quantize;
-  const level = choice(flags.level, ['basic', 'extended', 'all'] as const, '--level') ?? settings.level;
-  const method = choice(flags.method, ['minmax', 'percentile'] as const, '--method') ?? settings.method;
-  const perChannel = flags.perChannel ?? settings.perChannel;
-  const exclude = [...settings.exclude, ...flags.exclude];
-  const calibrationRows = flags.calibrationRows ?? settings.calibrationRows;
-  if (!Number.isInteger(calibrationRows) || calibrationRows < 1) throw inputError(`--calibration-rows ${calibrationRows}: expected a row count >= 1`);
-  const specs: GateSpec[] = [...gatesFromConfig(settings.gates), ...flags.gate.map(parseGateFlag)];
+  const outputPath = path.resolve(cwd, options.outputFile);
+  const recipe: Recipe = {
+    quantize: options.quantize ?? settings.quantize,
+    level: options.level ?? settings.level,
+    method: options.calibrationMethod ?? settings.method,
+    perChannel: options.perChannel ?? settings.perChannel,
+    exclude: [...settings.exclude, ...options.exclude],
+    calibrationRows: options.calibrationRows ?? settings.calibrationRows,
+  };
+  const specs: GateSpec[] = [...gatesFromConfig(settings.gates), ...options.gates];
   for (const spec of specs)
     if (!OPTIMIZE_METRICS.includes(spec.metric))
       throw inputError(`gate on unknown metric '${spec.metric}' for optimize`, `known: ${OPTIMIZE_METRICS.join(', ')}`);
 
-  const source = await inspectModel(sourcePath, { cwd });
-  const holdoutFile = flags.holdout ? path.resolve(cwd, flags.holdout) : config.test.holdout ? path.resolve(projectDir, config.test.holdout) : '';
+  const source = await inspectModel(path.resolve(cwd, options.sourceModel), { cwd });
+  const holdoutFile = options.holdoutFile ? path.resolve(cwd, options.holdoutFile) : config.test.holdout ? path.resolve(projectDir, config.test.holdout) : '';
   if (specs.length === 0 && !holdoutFile)
     throw inputError(
       'optimize has nothing to judge the optimized model by: no holdout and no gate',
@@ -136,208 +147,44 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
     );
   const work = await mkdtemp(path.join(tmpdir(), 'mlops-optimize-'));
   try {
-    const written = path.join(work, 'optimized.onnx');
-    let quantized: QuantizeResult = { quantized: [], leftInFloat: [] };
-    let calibration: OptimizeReport['calibration'] = null;
-    const metadata: Record<string, string> = {
-      [OPTIMIZE_METADATA.sourceSha256]: source.sha256,
-      [OPTIMIZE_METADATA.level]: level,
-      [OPTIMIZE_METADATA.method]:
-        quantize === 'none' ? `graph-${level}` : `${quantize}-int8${quantize === 'static' ? `-${method}${perChannel ? '-per-channel' : ''}` : ''}`,
-    };
-    if (quantize === 'none') {
-      options.onStep?.(`Optimizing the graph (ONNX Runtime, level ${level})`);
-      await ortOptimize(source.path, path.join(work, 'graph.onnx'), level);
-      const model = decodeModel(await readFile(path.join(work, 'graph.onnx')));
-      await inlineExternalData(model, path.dirname(source.path));
-      setMetadata(model, metadata);
-      await writeFile(written, encodeModel(model));
-    } else {
-      // Basic level first: constant folding and eliminations in standard ops only, so the quantizer sees plain MatMul, Gemm and Conv.
-      options.onStep?.('Folding constants (ONNX Runtime, level basic)');
-      await ortOptimize(source.path, path.join(work, 'basic.onnx'), 'basic');
-      const model = decodeModel(await readFile(path.join(work, 'basic.onnx')));
-      await inlineExternalData(model, path.dirname(source.path));
-      if (quantize === 'dynamic') {
-        quantized = quantizeDynamic(model, exclude);
-      } else {
-        const calibrationFile = flags.calibration
-          ? path.resolve(cwd, flags.calibration)
-          : config.monitor.reference
-            ? path.resolve(projectDir, config.monitor.reference)
-            : holdoutFile;
-        if (!calibrationFile)
-          throw inputError(
-            'static quantization needs calibration rows',
-            'pass --calibration <file> (any holdout format), or set monitor.reference or test.holdout',
-          );
-        const { candidates } = findCandidates(model, 'static', exclude);
-        const inputs: TensorSignature[] = source.inputs.map((i) => ({
-          name: i.name,
-          datatype: i.datatype as TensorSignature['datatype'],
-          shape: i.shape ?? [],
-        }));
-        const data = await openHoldout({
-          cwd,
-          holdout: calibrationFile,
-          inputs,
-          label: config.test.label,
-          labelOptional: true,
-          features: config.test.features,
-          model: { ...config.model, path: source.path },
-        });
-        options.onStep?.(`Calibrating on up to ${calibrationRows} rows of ${path.relative(cwd, calibrationFile) || calibrationFile}`);
-        const { ranges, rows } = await calibrate({
-          model,
-          tensors: calibrationTensors(candidates),
-          inputs,
-          data,
-          rows: calibrationRows,
-          method,
-          percentile: settings.percentile,
-        });
-        calibration = { file: path.relative(cwd, calibrationFile) || calibrationFile, rows, method };
-        metadata[OPTIMIZE_METADATA.calibrationRows] = String(rows);
-        quantized = quantizeStatic(model, exclude, ranges, perChannel);
-      }
-      if (exclude.length > 0) metadata[OPTIMIZE_METADATA.excluded] = exclude.join(',');
-      setMetadata(model, metadata);
-      const plain = encodeModel(model);
-      if (level === 'basic') await writeFile(written, plain);
-      else {
-        // The fused form (QLinearConv, DynamicQuantizeMatMul, ...) ONNX Runtime would build at every load, saved once.
-        options.onStep?.(`Optimizing the quantized graph (ONNX Runtime, level ${level})`);
-        await ortOptimize(plain, path.join(work, 'fused.onnx'), level);
-        const fused = decodeModel(await readFile(path.join(work, 'fused.onnx')));
-        setMetadata(fused, metadata);
-        await writeFile(written, encodeModel(fused));
-      }
-    }
-    const writtenBytes = await readFile(written);
-
-    // The gate: both models scored and benchmarked the same way, side by side.
-    const side = (file: string, sha: string, size: number): ModelSide => ({
-      file,
-      sha256: sha,
-      sizeBytes: size,
-      metrics: null,
-      latencyMs: null,
-      throughputRps: null,
-    });
+    const made = await makeOptimized(options, recipe, source, holdoutFile, work);
+    const writtenBytes = await readFile(made.file);
     // A source with external data weighs its data files too.
     const externalBytes = (await Promise.all(source.externalData.map((f) => stat(path.resolve(path.dirname(source.path), f)).then((s) => s.size)))).reduce(
       (a, b) => a + b,
       0,
     );
+    // The gate: both models scored and benchmarked the same way, side by side.
     const before = side(path.relative(cwd, source.path) || source.path, source.sha256, source.sizeBytes + externalBytes);
-    const after = side(path.relative(cwd, outputSetting) || outputSetting, sha256(writtenBytes), writtenBytes.length);
-    let task: TestReport['task'] | null = null;
-    let agreement: OptimizeReport['agreement'] = null;
-    const testConfig: Config = { ...config, test: { ...config.test, gates: {}, maxDrop: {}, parity: { ...config.test.parity, sample: 0 } } };
-    if (holdoutFile) {
-      for (const [label, file, into] of [
-        ['source', source.path, before],
-        ['optimized', written, after],
-      ] as const) {
-        options.onStep?.(`Scoring the ${label} model on the holdout`);
-        const report = await runQualityTest({
-          cwd,
-          projectDir,
-          config: testConfig,
-          env: options.env,
-          flags: { local: true, model: file, holdout: holdoutFile, gate: [] },
-          processingFrom: source.path,
-        });
-        into.metrics = report.metrics as unknown as Record<string, number | null>;
-        task = report.task;
-      }
-      options.onStep?.("Comparing the two models' outputs row by row");
-      agreement = await compareOutputs(source.path, written, holdoutFile, config, cwd);
-    }
-    const rounds = settings.bench.rounds;
-    const benchConfig: Config = {
-      ...config,
-      bench: {
-        ...config.bench,
-        gates: {},
-        concurrency: [settings.bench.concurrency],
-        rates: [],
-        batch: [settings.bench.batch],
-        durationSeconds: settings.bench.durationSeconds,
-        warmupSeconds: Math.min(1, settings.bench.durationSeconds / 2),
-      },
-    };
-    const runs: { source: BenchRun[]; optimized: BenchRun[] } = { source: [], optimized: [] };
-    // Alternating rounds: a noisy neighbour slows both models, not one.
-    for (let round = 0; round < rounds; round++) {
-      for (const [label, file] of [
-        ['source', source.path],
-        ['optimized', written],
-      ] as const) {
-        options.onStep?.(`Benchmarking the ${label} model in-process (round ${round + 1} of ${rounds})`);
-        const report = await runBench({
-          cwd,
-          projectDir,
-          config: benchConfig,
-          env: options.env,
-          flags: { local: true, model: file, gate: [], ...(holdoutFile ? { holdout: holdoutFile } : {}) },
-          processingFrom: source.path,
-        });
-        runs[label].push(report.runs[0]);
-      }
-    }
-    for (const [label, into] of [
-      ['source', before],
-      ['optimized', after],
-    ] as const) {
-      const measured = runs[label].filter((r) => r.latencyMs !== null);
-      if (measured.length === 0) continue;
-      into.latencyMs = { p50: median(measured.map((r) => r.latencyMs!.p50)), p99: median(measured.map((r) => r.latencyMs!.p99)) };
-      into.throughputRps = median(measured.map((r) => r.throughputRps));
-    }
-
+    const after = side(path.relative(cwd, outputPath) || outputPath, sha256(writtenBytes), writtenBytes.length);
+    const scored = holdoutFile ? await scoreSides(options, source.path, made.file, holdoutFile, before, after) : { task: null, agreement: null };
+    const optimizedRuns = await benchSides(options, source.path, made.file, holdoutFile, before, after);
     const comparison = metricComparison(before.metrics, after.metrics);
-    const values: Record<string, number | null> = {
-      speedup: before.latencyMs && after.latencyMs && after.latencyMs.p50 > 0 ? before.latencyMs.p50 / after.latencyMs.p50 : null,
-      throughput_ratio: before.throughputRps && after.throughputRps !== null ? after.throughputRps / before.throughputRps : null,
-      size_ratio: after.sizeBytes / before.sizeBytes,
-      // The optimized model's failed benchmark requests, worst round: a model that fails is no gain, whatever its size.
-      error_rate: runs.optimized.length > 0 ? Math.max(...runs.optimized.map((r) => r.errors.rate)) : null,
-      max_abs_diff: agreement?.maxAbsDiff ?? null,
-      mean_abs_diff: agreement?.meanAbsDiff ?? null,
-      class_change_rate: agreement?.classChangeRate ?? null,
-      ...Object.fromEntries(comparison.map((c) => [`${c.metric}_drop`, c.drop])),
-    };
-    // With no gate of its own, the model may not lose more than a point of its headline metric; and failed
-    // requests are gated as `mlops bench` gates them (failureGates): never a pass by default.
-    const defaults: GateSpec[] = [
-      ...(specs.length === 0 ? [{ metric: task === 'regression' ? 'r2_drop' : 'accuracy_drop', op: '<=' as const, threshold: 0.01 }] : []),
-      ...failureGates(specs, 'throughput_ratio'),
-    ];
-    const gates = [...evaluateGates(specs, values), ...evaluateGates(defaults, values).map((g) => ({ ...g, implicit: true }))];
+    const values = gateValues(before, after, optimizedRuns, scored.agreement, comparison);
+    const gates = judge(specs, values, scored.task);
     const passed = gates.every((g) => g.passed);
     let output: string | null = null;
-    if (passed || flags.keep) {
+    if (passed || options.keepOnFailure) {
       // Into place whole: a rename within the output's folder, never a half-written model.
-      const staging = `${outputSetting}.tmp-${process.pid}`;
-      await copyFile(written, staging);
-      await rename(staging, outputSetting);
+      const staging = `${outputPath}.tmp-${process.pid}`;
+      await copyFile(made.file, staging);
+      await rename(staging, outputPath);
       // A model from an export folder keeps its processing files beside it, so the optimized one builds and serves the same.
-      await copyProcessingFiles(source.path, outputSetting);
+      await copyProcessingFiles(source.path, outputPath);
       output = after.file;
     }
     return {
       source: before,
       optimized: after,
       output,
-      level,
-      quantize,
-      calibration,
-      quantized: quantized.quantized,
-      leftInFloat: quantized.leftInFloat,
-      task,
+      level: recipe.level,
+      quantize: recipe.quantize,
+      calibration: made.calibration,
+      quantized: made.quantized.quantized,
+      leftInFloat: made.quantized.leftInFloat,
+      task: scored.task,
       comparison,
-      agreement,
+      agreement: scored.agreement,
       values,
       gates,
       passed,
@@ -346,6 +193,231 @@ export async function runOptimize(options: RunOptimizeOptions): Promise<Optimize
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** A model's side of the comparison, before it is scored and benchmarked. */
+function side(file: string, sha: string, size: number): ModelSide {
+  return { file, sha256: sha, sizeBytes: size, metrics: null, latencyMs: null, throughputRps: null };
+}
+
+/** What optimize's gates judge: speed, size and agreement of the optimized model beside the source, and each metric's drop. */
+function gateValues(
+  before: ModelSide,
+  after: ModelSide,
+  optimizedRuns: BenchRun[],
+  agreement: OptimizeReport['agreement'],
+  comparison: OptimizeReport['comparison'],
+): Record<string, number | null> {
+  return {
+    speedup: before.latencyMs && after.latencyMs && after.latencyMs.p50 > 0 ? before.latencyMs.p50 / after.latencyMs.p50 : null,
+    throughput_ratio: before.throughputRps && after.throughputRps !== null ? after.throughputRps / before.throughputRps : null,
+    size_ratio: after.sizeBytes / before.sizeBytes,
+    // The optimized model's failed benchmark requests, worst round: a model that fails is no gain, whatever its size.
+    error_rate: optimizedRuns.length > 0 ? Math.max(...optimizedRuns.map((r) => r.errors.rate)) : null,
+    max_abs_diff: agreement?.maxAbsDiff ?? null,
+    mean_abs_diff: agreement?.meanAbsDiff ?? null,
+    class_change_rate: agreement?.classChangeRate ?? null,
+    ...Object.fromEntries(comparison.map((c) => [`${c.metric}_drop`, c.drop])),
+  };
+}
+
+/** The user's gates, and the implicit ones (marked so) that keep a model that lost quality or failed requests from passing. */
+function judge(specs: GateSpec[], values: Record<string, number | null>, task: TestReport['task'] | null): OptimizeReport['gates'] {
+  // With no gate of its own, the model may not lose more than a point of its headline metric; and failed
+  // requests are gated as `mlops bench` gates them (failureGates): never a pass by default.
+  const defaults: GateSpec[] = [
+    ...(specs.length === 0 ? [{ metric: task === 'regression' ? 'r2_drop' : 'accuracy_drop', op: '<=' as const, threshold: 0.01 }] : []),
+    ...failureGates(specs, 'throughput_ratio'),
+  ];
+  return [...evaluateGates(specs, values), ...evaluateGates(defaults, values).map((g) => ({ ...g, implicit: true }))];
+}
+
+/** The optimized model, in the work folder, and what quantization did to it. */
+interface Made {
+  file: string;
+  quantized: QuantizeResult;
+  calibration: OptimizeReport['calibration'];
+}
+
+/** ONNX Runtime's graph optimization of the source, and before it, when the recipe asks, mlops' INT8 quantization. */
+async function makeOptimized(options: RunOptimizeOptions, recipe: Recipe, source: SourceModel, holdoutFile: string, work: string): Promise<Made> {
+  const { quantize, level, method, perChannel, exclude } = recipe;
+  const file = path.join(work, 'optimized.onnx');
+  const metadata: Record<string, string> = {
+    [OPTIMIZE_METADATA.sourceSha256]: source.sha256,
+    [OPTIMIZE_METADATA.level]: level,
+    [OPTIMIZE_METADATA.method]:
+      quantize === 'none' ? `graph-${level}` : `${quantize}-int8${quantize === 'static' ? `-${method}${perChannel ? '-per-channel' : ''}` : ''}`,
+  };
+  if (quantize === 'none') {
+    options.onStep?.(`Optimizing the graph (ONNX Runtime, level ${level})`);
+    await ortOptimize(source.path, path.join(work, 'graph.onnx'), level);
+    const model = decodeModel(await readFile(path.join(work, 'graph.onnx')));
+    await inlineExternalData(model, path.dirname(source.path));
+    setMetadata(model, metadata);
+    await writeFile(file, encodeModel(model));
+    return { file, quantized: { quantized: [], leftInFloat: [] }, calibration: null };
+  }
+  // Basic level first: constant folding and eliminations in standard ops only, so the quantizer sees plain MatMul, Gemm and Conv.
+  options.onStep?.('Folding constants (ONNX Runtime, level basic)');
+  await ortOptimize(source.path, path.join(work, 'basic.onnx'), 'basic');
+  const model = decodeModel(await readFile(path.join(work, 'basic.onnx')));
+  await inlineExternalData(model, path.dirname(source.path));
+  let quantized: QuantizeResult;
+  let calibration: OptimizeReport['calibration'] = null;
+  if (quantize === 'dynamic') {
+    quantized = quantizeDynamic(model, exclude);
+  } else {
+    const calibrated = await calibrateRanges(options, recipe, source, model, holdoutFile);
+    calibration = calibrated.calibration;
+    metadata[OPTIMIZE_METADATA.calibrationRows] = String(calibration.rows);
+    quantized = quantizeStatic(model, exclude, calibrated.ranges, perChannel);
+  }
+  if (exclude.length > 0) metadata[OPTIMIZE_METADATA.excluded] = exclude.join(',');
+  setMetadata(model, metadata);
+  const plain = encodeModel(model);
+  if (level === 'basic') await writeFile(file, plain);
+  else {
+    // The fused form (QLinearConv, DynamicQuantizeMatMul, ...) ONNX Runtime would build at every load, saved once.
+    options.onStep?.(`Optimizing the quantized graph (ONNX Runtime, level ${level})`);
+    await ortOptimize(plain, path.join(work, 'fused.onnx'), level);
+    const fused = decodeModel(await readFile(path.join(work, 'fused.onnx')));
+    setMetadata(fused, metadata);
+    await writeFile(file, encodeModel(fused));
+  }
+  return { file, quantized, calibration };
+}
+
+/** Static quantization's activation ranges, from the calibration rows run through the float model. */
+async function calibrateRanges(
+  options: RunOptimizeOptions,
+  recipe: Recipe,
+  source: SourceModel,
+  model: ModelProto,
+  holdoutFile: string,
+): Promise<{ ranges: Map<string, Range>; calibration: NonNullable<OptimizeReport['calibration']> }> {
+  const { config, cwd, projectDir } = options;
+  const calibrationFile = options.calibrationFile
+    ? path.resolve(cwd, options.calibrationFile)
+    : config.monitor.reference
+      ? path.resolve(projectDir, config.monitor.reference)
+      : holdoutFile;
+  if (!calibrationFile)
+    throw inputError('static quantization needs calibration rows', 'pass --calibration <file> (any holdout format), or set monitor.reference or test.holdout');
+  const { candidates } = findCandidates(model, 'static', recipe.exclude);
+  const inputs: TensorSignature[] = source.inputs.map((i) => ({
+    name: i.name,
+    datatype: i.datatype as TensorSignature['datatype'],
+    shape: i.shape ?? [],
+  }));
+  const data = await openHoldout({
+    cwd,
+    holdout: calibrationFile,
+    inputs,
+    label: config.test.label,
+    labelOptional: true,
+    features: config.test.features,
+    model: { ...config.model, path: source.path },
+  });
+  options.onStep?.(`Calibrating on up to ${recipe.calibrationRows} rows of ${path.relative(cwd, calibrationFile) || calibrationFile}`);
+  const { ranges, rows } = await calibrate({
+    model,
+    tensors: calibrationTensors(candidates),
+    inputs,
+    data,
+    rows: recipe.calibrationRows,
+    method: recipe.method,
+    percentile: config.optimize.percentile,
+  });
+  return { ranges, calibration: { file: path.relative(cwd, calibrationFile) || calibrationFile, rows, method: recipe.method } };
+}
+
+/** Both models scored on the holdout (into `before` and `after`), and their outputs compared row by row. */
+async function scoreSides(
+  options: RunOptimizeOptions,
+  sourcePath: string,
+  optimizedPath: string,
+  holdoutFile: string,
+  before: ModelSide,
+  after: ModelSide,
+): Promise<{ task: TestReport['task'] | null; agreement: OptimizeReport['agreement'] }> {
+  const { config, cwd, projectDir } = options;
+  const testConfig: Config = { ...config, test: { ...config.test, gates: {}, maxDrop: {}, parity: { ...config.test.parity, sample: 0 } } };
+  let task: TestReport['task'] | null = null;
+  for (const [label, file, into] of [
+    ['source', sourcePath, before],
+    ['optimized', optimizedPath, after],
+  ] as const) {
+    options.onStep?.(`Scoring the ${label} model on the holdout`);
+    const report = await runQualityTest({
+      cwd,
+      projectDir,
+      config: testConfig,
+      env: options.env,
+      flags: { local: true, model: file, holdout: holdoutFile, gate: [] },
+      processingFrom: sourcePath,
+    });
+    into.metrics = report.metrics as unknown as Record<string, number | null>;
+    task = report.task;
+  }
+  options.onStep?.("Comparing the two models' outputs row by row");
+  return { task, agreement: await compareOutputs(sourcePath, optimizedPath, holdoutFile, config, cwd) };
+}
+
+/** Both models benchmarked in-process, in alternating rounds; the medians go into `before` and `after`. Returns the optimized model's runs. */
+async function benchSides(
+  options: RunOptimizeOptions,
+  sourcePath: string,
+  optimizedPath: string,
+  holdoutFile: string,
+  before: ModelSide,
+  after: ModelSide,
+): Promise<BenchRun[]> {
+  const { config, cwd, projectDir } = options;
+  const settings = config.optimize.bench;
+  const benchConfig: Config = {
+    ...config,
+    bench: {
+      ...config.bench,
+      gates: {},
+      concurrency: [settings.concurrency],
+      rates: [],
+      batch: [settings.batch],
+      durationSeconds: settings.durationSeconds,
+      warmupSeconds: Math.min(1, settings.durationSeconds / 2),
+    },
+  };
+  const runs: { source: BenchRun[]; optimized: BenchRun[] } = { source: [], optimized: [] };
+  // Alternating rounds: a noisy neighbour slows both models, not one.
+  for (let round = 0; round < settings.rounds; round++) {
+    for (const [label, file] of [
+      ['source', sourcePath],
+      ['optimized', optimizedPath],
+    ] as const) {
+      options.onStep?.(`Benchmarking the ${label} model in-process (round ${round + 1} of ${settings.rounds})`);
+      const report = await runBench({
+        cwd,
+        projectDir,
+        config: benchConfig,
+        env: options.env,
+        target: { local: true, model: file },
+        holdoutFile: holdoutFile || undefined,
+        gates: [],
+        processingFrom: sourcePath,
+      });
+      runs[label].push(report.runs[0]);
+    }
+  }
+  for (const [label, into] of [
+    ['source', before],
+    ['optimized', after],
+  ] as const) {
+    const measured = runs[label].filter((r) => r.latencyMs !== null);
+    if (measured.length === 0) continue;
+    into.latencyMs = { p50: median(measured.map((r) => r.latencyMs!.p50)), p99: median(measured.map((r) => r.latencyMs!.p99)) };
+    into.throughputRps = median(measured.map((r) => r.throughputRps));
+  }
+  return runs.optimized;
 }
 
 function median(values: number[]): number {

@@ -112,5 +112,15 @@ export function azureError(error: unknown, what: string): Error {
   );
 }
 
+/** What serves, when it is on one deployment (or revision) at most: a split is a rollout under way, which a deploy does not cross. */
+export function servingOne(serving: [string, number][], what: string, unit: 'deployment' | 'revision'): [string, number][] {
+  if (serving.length > 1)
+    throw environmentError(
+      `${what} splits its traffic over ${serving.map(([name]) => name).join(', ')}: another rollout is under way`,
+      `let it finish, or put all traffic on one ${unit}, then deploy again`,
+    );
+  return serving;
+}
+
 /** "PT5S": the ISO 8601 durations Azure's APIs take. */
 export const isoSeconds = (seconds: number) => `PT${seconds}S`;

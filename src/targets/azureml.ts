@@ -5,7 +5,7 @@ import type { PipelinePolicy } from '@azure/core-rest-pipeline';
 import type { AzureMLTarget } from '../config/defaults.js';
 import { environmentError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
-import { armClientOptions, armCredential, azureError, isoSeconds, orNull } from './azure.js';
+import { armClientOptions, armCredential, azureError, isoSeconds, orNull, servingOne } from './azure.js';
 import { rollout, type Failure } from './rollout.js';
 import { fileLock } from './lock.js';
 import { smokeScoringRoute } from './smoke.js';
@@ -121,57 +121,11 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
     const deployment = deploymentName(release);
 
     const before = await orNull(ml.onlineEndpoints.get(n.rg, n.ws, n.endpoint), n.what);
-    const state = before?.properties.provisioningState;
-    if (state === 'Failed')
-      throw environmentError(
-        `${n.what} is Failed and cannot take a deployment`,
-        `delete it (az ml online-endpoint delete --name ${n.endpoint} -g ${n.rg} -w ${n.ws}), then deploy again`,
-      );
-    if (state && BUSY.has(state)) throw environmentError(`${n.what} is ${state}: another change is under way`, 'wait for it to finish, then deploy again');
-    const serving = live(before);
-    if (serving.length > 1)
-      throw environmentError(
-        `${n.what} splits its traffic over ${serving.map(([d]) => d).join(', ')}: another rollout is under way`,
-        'let it finish, or put all traffic on one deployment, then deploy again',
-      );
+    const serving = servingDeployments(before, n);
     // The release already serving (a redeploy) is checked again in place: it is never "the old one" to move traffic from, or to delete.
     const old = serving[0]?.[0] === deployment ? undefined : serving[0]?.[0];
     const redeploy = serving[0]?.[0] === deployment;
-
-    const environment = n.endpoint;
-    try {
-      await ml.environmentVersions.createOrUpdate(n.rg, n.ws, environment, deployment, {
-        properties: {
-          description: `${release.modelName} ${release.version}, served by mlops`,
-          image: release.image,
-          osType: 'Linux',
-          inferenceConfig: {
-            livenessRoute: { path: '/v2/health/live', port: PORT },
-            readinessRoute: { path: '/v2/health/ready', port: PORT },
-            scoringRoute: { path: `/v2/models/${encodeURIComponent(release.modelName)}/infer`, port: PORT },
-          },
-          tags: { [VERSION_TAG]: release.version },
-        },
-      });
-      if (!before) {
-        await ml.onlineEndpoints.beginCreateOrUpdateAndWait(n.rg, n.ws, n.endpoint, {
-          location: target.location,
-          identity: { type: 'SystemAssigned' },
-          properties: { authMode: target.authMode === 'key' ? 'Key' : 'AMLToken', description: `${release.modelName}, served by mlops` },
-          tags: { 'managed-by': 'mlops' },
-        });
-      }
-    } catch (error) {
-      throw azureError(error, `creating ${n.what}`);
-    }
-    const environmentId = `/subscriptions/${target.subscriptionId}/resourceGroups/${n.rg}/providers/Microsoft.MachineLearningServices/workspaces/${n.ws}/environments/${environment}/versions/${deployment}`;
-    const probe = {
-      initialDelay: isoSeconds(target.probe.initialDelaySeconds),
-      period: isoSeconds(target.probe.periodSeconds),
-      timeout: isoSeconds(target.probe.timeoutSeconds),
-      failureThreshold: target.probe.failureThreshold,
-      successThreshold: 1,
-    };
+    const environmentId = await createEnvironment(ml, n, target, release, deployment, before);
 
     let endpoint: OnlineEndpoint = before ?? { location: target.location, properties: { authMode: 'Key' } };
     let mirrored = false;
@@ -186,7 +140,7 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
     return rollout(ctx, release, previous, target, {
       serving: old !== undefined,
       describe: () => ({ candidate: deployment }),
-      create: () => createDeployment(ml, n, target, release, deployment, environmentId, probe),
+      create: () => createDeployment(ml, n, target, release, deployment, environmentId),
       smoke: async () => {
         const failure = await smoke();
         return failure ? { reason: 'smoke-failure', message: failure } : undefined;
@@ -309,6 +263,56 @@ export const azureMLAdapter: TargetAdapter<AzureMLTarget> = {
   },
 };
 
+/** What serves on the endpoint, when a deploy may change it: not Failed, not changing, traffic on one deployment at most. */
+function servingDeployments(before: OnlineEndpoint | null, n: Names): [string, number][] {
+  const state = before?.properties.provisioningState;
+  if (state === 'Failed')
+    throw environmentError(
+      `${n.what} is Failed and cannot take a deployment`,
+      `delete it (az ml online-endpoint delete --name ${n.endpoint} -g ${n.rg} -w ${n.ws}), then deploy again`,
+    );
+  if (state && BUSY.has(state)) throw environmentError(`${n.what} is ${state}: another change is under way`, 'wait for it to finish, then deploy again');
+  return servingOne(live(before), n.what, 'deployment');
+}
+
+/** The release's image as an environment version (the endpoint made too on a first deploy); returns the version's id. */
+async function createEnvironment(
+  ml: AzureMachineLearningWorkspaces,
+  n: Names,
+  target: AzureMLTarget,
+  release: Release,
+  deployment: string,
+  before: OnlineEndpoint | null,
+): Promise<string> {
+  const environment = n.endpoint;
+  try {
+    await ml.environmentVersions.createOrUpdate(n.rg, n.ws, environment, deployment, {
+      properties: {
+        description: `${release.modelName} ${release.version}, served by mlops`,
+        image: release.image,
+        osType: 'Linux',
+        inferenceConfig: {
+          livenessRoute: { path: '/v2/health/live', port: PORT },
+          readinessRoute: { path: '/v2/health/ready', port: PORT },
+          scoringRoute: { path: `/v2/models/${encodeURIComponent(release.modelName)}/infer`, port: PORT },
+        },
+        tags: { [VERSION_TAG]: release.version },
+      },
+    });
+    if (!before) {
+      await ml.onlineEndpoints.beginCreateOrUpdateAndWait(n.rg, n.ws, n.endpoint, {
+        location: target.location,
+        identity: { type: 'SystemAssigned' },
+        properties: { authMode: target.authMode === 'key' ? 'Key' : 'AMLToken', description: `${release.modelName}, served by mlops` },
+        tags: { 'managed-by': 'mlops' },
+      });
+    }
+  } catch (error) {
+    throw azureError(error, `creating ${n.what}`);
+  }
+  return `/subscriptions/${target.subscriptionId}/resourceGroups/${n.rg}/providers/Microsoft.MachineLearningServices/workspaces/${n.ws}/environments/${environment}/versions/${deployment}`;
+}
+
 /** The new deployment, provisioned and waited for: a failure when it did not provision or was not ready in time, an error when ARM refused it. */
 async function createDeployment(
   ml: AzureMachineLearningWorkspaces,
@@ -317,8 +321,14 @@ async function createDeployment(
   release: Release,
   deployment: string,
   environmentId: string,
-  probe: Record<string, unknown>,
 ): Promise<Failure | undefined> {
+  const probe = {
+    initialDelay: isoSeconds(target.probe.initialDelaySeconds),
+    period: isoSeconds(target.probe.periodSeconds),
+    timeout: isoSeconds(target.probe.timeoutSeconds),
+    failureThreshold: target.probe.failureThreshold,
+    successThreshold: 1,
+  };
   try {
     await ml.onlineDeployments.beginCreateOrUpdateAndWait(
       n.rg,

@@ -6,7 +6,7 @@ import { inputError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
 import { fileLock } from './lock.js';
 import { cloudLoggingRecords, cloudLoggingTail } from './gcloud.js';
-import { bakeSeconds, rollout, type Check } from './rollout.js';
+import { rollout, type Check } from './rollout.js';
 import type { DeployContext, DeployOutcome, Release, TargetAdapter, TargetStatus } from './types.js';
 
 interface ServiceDescription {
@@ -124,45 +124,39 @@ export const cloudRunAdapter: TargetAdapter<CloudRunTarget> = {
         return { reason: 'smoke-failure', message: `the smoke test through ${tagged.url} failed: ${(error as Error).message}` };
       }
     };
-    return rollout(
-      ctx,
-      release,
-      previous,
-      { canary: target.canary, waitIntervalSeconds: bakeSeconds(target) },
-      {
-        serving: exists,
-        // A new service cannot start with no traffic; there is nothing to protect yet.
-        startsWithTraffic: !exists,
-        describe: () => ({ candidate: `tag ${tag}` }),
-        async create() {
-          await exec.run('gcloud', deployArgs(target, release, service, ctx.config.image.port, exists));
-          after = await describe();
-          tagged = after?.status?.traffic?.find((t) => t.tag === tag);
-          if (!target.allowUnauthenticated) {
-            const token = await exec.run('gcloud', ['auth', 'print-identity-token'], { allowFailure: true });
-            // With the server's own tokens on, Authorization carries those: Cloud Run reads its IAM token from X-Serverless-Authorization.
-            if (token.stdout.trim()) headers[target.auth ? 'x-serverless-authorization' : 'authorization'] = `Bearer ${token.stdout.trim()}`;
-          }
-          return undefined;
-        },
-        smoke: check,
-        async shift(percent) {
-          await exec.run('gcloud', ['run', 'services', 'update-traffic', service, ...base, `--to-tags=${tag}=${percent}`, '--quiet']);
-          return undefined;
-        },
-        promote: async () => after?.status?.url ?? null,
-        async fallBack() {
-          const revision = tagged?.revisionName ?? after?.status?.latestReadyRevisionName ?? '';
-          const logs = revision
-            ? await cloudLoggingTail(ctx, target.project, ['resource.type="cloud_run_revision"', `resource.labels.revision_name="${revision}"`])
-            : '';
-          if (serving.length === 0 || !previous) return { restored: null, logs };
-          const split = serving.map((t) => `${t.revisionName}=${t.percent}`).join(',');
-          await exec.run('gcloud', ['run', 'services', 'update-traffic', service, ...base, `--to-revisions=${split}`, '--quiet']);
-          return { restored: previous, logs };
-        },
+    return rollout(ctx, release, previous, target, {
+      serving: exists,
+      // A new service cannot start with no traffic; there is nothing to protect yet.
+      startsWithTraffic: !exists,
+      describe: () => ({ candidate: `tag ${tag}` }),
+      async create() {
+        await exec.run('gcloud', deployArgs(target, release, service, ctx.config.image.port, exists));
+        after = await describe();
+        tagged = after?.status?.traffic?.find((t) => t.tag === tag);
+        if (!target.allowUnauthenticated) {
+          const token = await exec.run('gcloud', ['auth', 'print-identity-token'], { allowFailure: true });
+          // With the server's own tokens on, Authorization carries those: Cloud Run reads its IAM token from X-Serverless-Authorization.
+          if (token.stdout.trim()) headers[target.auth ? 'x-serverless-authorization' : 'authorization'] = `Bearer ${token.stdout.trim()}`;
+        }
+        return undefined;
       },
-    );
+      smoke: check,
+      async shift(percent) {
+        await exec.run('gcloud', ['run', 'services', 'update-traffic', service, ...base, `--to-tags=${tag}=${percent}`, '--quiet']);
+        return undefined;
+      },
+      promote: async () => after?.status?.url ?? null,
+      async fallBack() {
+        const revision = tagged?.revisionName ?? after?.status?.latestReadyRevisionName ?? '';
+        const logs = revision
+          ? await cloudLoggingTail(ctx, target.project, ['resource.type="cloud_run_revision"', `resource.labels.revision_name="${revision}"`])
+          : '';
+        if (serving.length === 0 || !previous) return { restored: null, logs };
+        const split = serving.map((t) => `${t.revisionName}=${t.percent}`).join(',');
+        await exec.run('gcloud', ['run', 'services', 'update-traffic', service, ...base, `--to-revisions=${split}`, '--quiet']);
+        return { restored: previous, logs };
+      },
+    });
   },
 
   /** Cloud Run routes every request to some instance; none can be asked for its own counts. */

@@ -4,10 +4,11 @@ import type { ContainerApp, ContainerAppsAPIClient, RegistryCredentials, Revisio
 import type { ContainerAppTarget } from '../config/defaults.js';
 import { environmentError, inputError } from '../errors.js';
 import { defaultModelName } from '../model/inspect.js';
-import { armClientOptions, armCredential, azureError, orNull } from './azure.js';
+import { armClientOptions, armCredential, azureError, orNull, servingOne } from './azure.js';
 import { rollout, type Check, type FallBack } from './rollout.js';
 import { fileLock } from './lock.js';
 import { smokeSecurity } from './server-secrets.js';
+import type { ClientSecurity } from '../protocol/client-security.js';
 import type { DeployContext, DeployOutcome, RecordedRelease, Release, TargetAdapter, TargetStatus } from './types.js';
 
 const PORT = 8080;
@@ -159,14 +160,7 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
     const aca = await client(target, ctx);
     const revision = `${n.app}--${revisionSuffix(release)}`;
     const before = await orNull(aca.containerApps.get(n.rg, n.app), n.what);
-    if (before?.provisioningState === 'InProgress')
-      throw environmentError(`${n.what} is being changed: another change is under way`, 'wait for it to finish, then deploy again');
-    const serving = live(before);
-    if (serving.length > 1)
-      throw environmentError(
-        `${n.what} splits its traffic over ${serving.map(([r]) => r).join(', ')}: another rollout is under way`,
-        'let it finish, or put all traffic on one revision, then deploy again',
-      );
+    const serving = servingRevisions(before, n);
     // The release already serving (a redeploy) is checked again in place: never "the old one", never deactivated.
     const redeploy = serving[0]?.[0] === revision;
     const old = redeploy ? undefined : serving[0]?.[0];
@@ -179,16 +173,7 @@ export const containerAppAdapter: TargetAdapter<ContainerAppTarget> = {
     const wanted = existing ? null : envelope(target, release, ctx, traffic);
     let app: ContainerApp = before!;
     const domain = () => (app.configuration?.ingress?.fqdn ?? `${n.app}.unknown`).slice(n.app.length + 1);
-    const smoke = async (url: string): Promise<string | undefined> => {
-      if (!target.external) {
-        ctx.log(`warning: ${n.what} has internal ingress, so ${url} cannot be smoke-tested from here`);
-        return undefined;
-      }
-      return ctx.smoke(url, release, {}, security).then(
-        () => undefined,
-        (error: Error) => error.message,
-      );
-    };
+    const smoke = (url: string) => smokeRevision(ctx, target, n, release, url, security);
     const candidateUrl = () => `https://${n.app}---${CANDIDATE}.${domain()}`;
     return rollout(ctx, release, previous, target, {
       serving: old !== undefined,
@@ -325,6 +310,32 @@ function names(target: ContainerAppTarget, ctx: DeployContext): Names {
 }
 
 const versionOf = (revision: Revision) => revision.template?.containers?.[0]?.env?.find((e) => e.name === VERSION_ENV)?.value ?? null;
+
+/** The smoke test through a URL of the app; an app with internal ingress cannot be reached from here (a warning). */
+async function smokeRevision(
+  ctx: DeployContext,
+  target: ContainerAppTarget,
+  n: Names,
+  release: Release,
+  url: string,
+  security: ClientSecurity,
+): Promise<string | undefined> {
+  if (!target.external) {
+    ctx.log(`warning: ${n.what} has internal ingress, so ${url} cannot be smoke-tested from here`);
+    return undefined;
+  }
+  return ctx.smoke(url, release, {}, security).then(
+    () => undefined,
+    (error: Error) => error.message,
+  );
+}
+
+/** What serves in the app, when a deploy may change it: no change under way, traffic on one revision at most. */
+function servingRevisions(before: ContainerApp | null, n: Names): [string, number][] {
+  if (before?.provisioningState === 'InProgress')
+    throw environmentError(`${n.what} is being changed: another change is under way`, 'wait for it to finish, then deploy again');
+  return servingOne(live(before), n.what, 'revision');
+}
 
 /** Traffic back where it was (when it moved) and the new revision deactivated. */
 /** `revision` undefined: the failed revision is the one serving (a redeploy), which stays. */

@@ -7,7 +7,7 @@ import { environmentError } from '../errors.js';
 import { forwardToPods, freePort, kubectlBase, leaseLock, listPods, podLogs, podNames, type PodList } from './kubectl.js';
 import { renderInferenceService } from './kserve-manifest.js';
 import { resourceName } from './kubernetes.js';
-import { bakeSeconds, rollout, type Check } from './rollout.js';
+import { rollout, type Check } from './rollout.js';
 import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
 interface Condition {
@@ -100,41 +100,35 @@ export const kserveAdapter: TargetAdapter<KServeTarget> = {
       generation = (JSON.parse(applied.stdout || '{}') as InferenceServiceState).metadata?.generation ?? 0;
     };
     const ready = () => untilReady(ctx, base, name, generation, target.readyTimeoutSeconds);
-    return rollout(
-      ctx,
-      release,
-      previous,
-      { canary: target.canary, waitIntervalSeconds: bakeSeconds(target) },
-      {
-        serving: before !== null,
-        // KServe has no revision without traffic: canaryTrafficPercent gives the new one its first share at once.
-        startsWithTraffic: true,
-        // Each step applies a spec that must become ready, the last one too.
-        watchesFullTraffic: true,
-        describe: () => ({ candidate: release.image }),
-        create: async (share) => void (await apply(share)),
-        ready,
-        smoke: () => smokeNewPods(ctx, base, name, release, smoke),
-        shift: async (percent) => (await apply(percent), ready()),
-        promote: async () => (await getInferenceService(ctx, base, name))?.status?.url ?? null,
-        async fallBack(failure) {
-          const logs = (
-            await exec.run('kubectl', [...base, 'logs', '-l', selectorOf(name), '-c', 'kserve-container', '--tail=20', '--prefix'], { allowFailure: true })
-          ).stdout;
-          if (!before || !previous) return { restored: null, logs };
-          const restored = await exec.run('kubectl', [...base, 'apply', '-f', '-', '-o', 'json'], { input: stringify(restorable(before)) });
-          const back = await untilReady(
-            ctx,
-            base,
-            name,
-            (JSON.parse(restored.stdout || '{}') as InferenceServiceState).metadata?.generation ?? 0,
-            target.readyTimeoutSeconds,
-          );
-          if (back) return { restored: null, logs, message: `${failure.message}; and the previous spec did not become ready again either: ${back.message}` };
-          return { restored: previous, logs };
-        },
+    return rollout(ctx, release, previous, target, {
+      serving: before !== null,
+      // KServe has no revision without traffic: canaryTrafficPercent gives the new one its first share at once.
+      startsWithTraffic: true,
+      // Each step applies a spec that must become ready, the last one too.
+      watchesFullTraffic: true,
+      describe: () => ({ candidate: release.image }),
+      create: async (share) => void (await apply(share)),
+      ready,
+      smoke: () => smokeNewPods(ctx, base, name, release, smoke),
+      shift: async (percent) => (await apply(percent), ready()),
+      promote: async () => (await getInferenceService(ctx, base, name))?.status?.url ?? null,
+      async fallBack(failure) {
+        const logs = (
+          await exec.run('kubectl', [...base, 'logs', '-l', selectorOf(name), '-c', 'kserve-container', '--tail=20', '--prefix'], { allowFailure: true })
+        ).stdout;
+        if (!before || !previous) return { restored: null, logs };
+        const restored = await exec.run('kubectl', [...base, 'apply', '-f', '-', '-o', 'json'], { input: stringify(restorable(before)) });
+        const back = await untilReady(
+          ctx,
+          base,
+          name,
+          (JSON.parse(restored.stdout || '{}') as InferenceServiceState).metadata?.generation ?? 0,
+          target.readyTimeoutSeconds,
+        );
+        if (back) return { restored: null, logs, message: `${failure.message}; and the previous spec did not become ready again either: ${back.message}` };
+        return { restored: previous, logs };
       },
-    );
+    });
   },
 
   async replicas(target, ctx) {

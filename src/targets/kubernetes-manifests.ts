@@ -56,16 +56,40 @@ export function podIdentity(target: { serviceAccountName: string; imagePullSecre
   };
 }
 
+/** The model's container: its ports, probes on the health routes, the preStop pause, limits, a read-only root. */
+function modelContainer(target: KubernetesTarget, release: Release, config: Config, secrets: ReturnType<typeof kubeSecretMounts>) {
+  const containerPort = config.image.port;
+  // gRPC beside REST when the image serves it: named `grpc` so meshes and ingresses speak HTTP/2 to it.
+  const grpcPort = config.image.grpcPort;
+  const probe = (path: string) => ({ httpGet: { path, port: 'http', ...(secrets.scheme ? { scheme: secrets.scheme } : {}) } });
+  return {
+    name: 'model',
+    image: release.image,
+    ports: [{ name: 'http', containerPort }, ...(grpcPort > 0 ? [{ name: 'grpc', containerPort: grpcPort }] : [])],
+    env: [
+      { name: 'PORT', value: String(containerPort) },
+      { name: 'GRPC_PORT', value: String(grpcPort) },
+      { name: 'MLOPS_SHUTDOWN_TIMEOUT_MS', value: String(config.server.shutdownTimeoutMs) },
+      ...secrets.env,
+    ],
+    resources: { requests: { ...target.resources.requests }, limits: { ...target.resources.limits } },
+    readinessProbe: { ...probe('/v2/health/ready'), periodSeconds: 5, failureThreshold: 3 },
+    livenessProbe: { ...probe('/v2/health/live'), initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 3 },
+    startupProbe: { ...probe('/v2/health/live'), periodSeconds: 2, failureThreshold: 30 },
+    lifecycle:
+      target.preStopSeconds > 0 ? { preStop: { exec: { command: ['node', '-e', `setTimeout(() => {}, ${target.preStopSeconds * 1000})`] } } } : undefined,
+    securityContext: CONTAINER_SECURITY_CONTEXT,
+    volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, ...secrets.volumeMounts],
+  };
+}
+
 export function renderManifests(name: string, target: KubernetesTarget, release: Release, config: Config): Manifests {
   const selector = { 'app.kubernetes.io/name': name };
   const labels = recommendedLabels(name, release);
-  const containerPort = config.image.port;
-  // gRPC beside REST when the image serves it: named `grpc` so meshes and ingresses speak HTTP/2 to it.
   const grpcPort = config.image.grpcPort;
   const shutdownSeconds = Math.ceil(config.server.shutdownTimeoutMs / 1000);
   const metadata = { name, namespace: target.namespace, labels };
   const secrets = kubeSecretMounts(target);
-  const probe = (path: string) => ({ httpGet: { path, port: 'http', ...(secrets.scheme ? { scheme: secrets.scheme } : {}) } });
   const manifests: Manifests = {
     deployment: new Deployment({
       metadata: { ...metadata, annotations: { [MODEL_SHA256_LABEL]: release.modelSha256 ?? '', 'mlops.image': release.image } },
@@ -83,29 +107,7 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
             terminationGracePeriodSeconds: target.preStopSeconds + shutdownSeconds + 5,
             securityContext: secrets.fsGroup ? { ...POD_SECURITY_CONTEXT, fsGroup: secrets.fsGroup } : POD_SECURITY_CONTEXT,
             ...podIdentity(target),
-            containers: [
-              {
-                name: 'model',
-                image: release.image,
-                ports: [{ name: 'http', containerPort }, ...(grpcPort > 0 ? [{ name: 'grpc', containerPort: grpcPort }] : [])],
-                env: [
-                  { name: 'PORT', value: String(containerPort) },
-                  { name: 'GRPC_PORT', value: String(grpcPort) },
-                  { name: 'MLOPS_SHUTDOWN_TIMEOUT_MS', value: String(config.server.shutdownTimeoutMs) },
-                  ...secrets.env,
-                ],
-                resources: { requests: { ...target.resources.requests }, limits: { ...target.resources.limits } },
-                readinessProbe: { ...probe('/v2/health/ready'), periodSeconds: 5, failureThreshold: 3 },
-                livenessProbe: { ...probe('/v2/health/live'), initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 3 },
-                startupProbe: { ...probe('/v2/health/live'), periodSeconds: 2, failureThreshold: 30 },
-                lifecycle:
-                  target.preStopSeconds > 0
-                    ? { preStop: { exec: { command: ['node', '-e', `setTimeout(() => {}, ${target.preStopSeconds * 1000})`] } } }
-                    : undefined,
-                securityContext: CONTAINER_SECURITY_CONTEXT,
-                volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, ...secrets.volumeMounts],
-              },
-            ],
+            containers: [modelContainer(target, release, config, secrets)],
             volumes: [{ name: 'tmp', emptyDir: {} }, ...secrets.volumes],
           },
         },

@@ -127,18 +127,7 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
   },
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
-    const host = release.image.split('/')[0];
-    const ecr = ECR_HOST.exec(host);
-    if (!ecr)
-      throw inputError(
-        `Lambda runs images from Amazon ECR only, and ${host} is not an ECR registry`,
-        'set image.repository to <account>.dkr.ecr.<region>.amazonaws.com/<name>, then `mlops push`',
-      );
-    if (ecr[2] !== target.region)
-      throw inputError(
-        `Lambda runs images from the function's own region, and ${host} is in ${ecr[2]}, not ${target.region}`,
-        `push to an ECR repository in ${target.region}, or set the target's region to ${ecr[2]}`,
-      );
+    checkImageRegion(release, target);
     const cli = lambdaCli(ctx, target);
     const { name, lambda } = cli;
     const waitFor = (waiter: string, qualifier?: string) =>
@@ -146,27 +135,7 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
         allowFailure: true,
         timeoutMs: target.readyTimeoutSeconds * 1000,
       });
-
-    const before = await cli.getFunction();
-    if (before && before.Configuration?.PackageType !== 'Image') {
-      throw inputError(
-        `Lambda function ${name} is a .zip function, and mlops deploys container images`,
-        'name another function in the target\'s "function", or delete this one',
-      );
-    }
-    if (before?.Configuration?.LastUpdateStatus === 'InProgress') {
-      throw environmentError(
-        `Lambda function ${name} is being updated: another change is under way`,
-        `wait for it (aws lambda wait function-updated-v2 --function-name ${name}), then deploy again`,
-      );
-    }
-    const alias = before ? await cli.getAlias() : null;
-    if (Object.keys(alias?.RoutingConfig?.AdditionalVersionWeights ?? {}).length > 0) {
-      throw environmentError(
-        `alias ${name}:${target.alias} already splits its traffic: another rollout is under way`,
-        'let it finish, or put the alias on one version (aws lambda update-alias ... --routing-config AdditionalVersionWeights={}), then deploy again',
-      );
-    }
+    const { before, alias } = await updatableFunction(cli, target);
     const settings = [
       '--role',
       target.roleArn,
@@ -174,9 +143,8 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
       String(target.memorySizeMb),
       '--ephemeral-storage',
       JSON.stringify({ Size: target.ephemeralStorageMb }),
-      '--timeout',
-      String(target.timeoutSeconds),
     ];
+    settings.push('--timeout', String(target.timeoutSeconds));
 
     const serves = alias?.FunctionVersion;
     let version = PUBLISHED_VERSION;
@@ -315,6 +283,48 @@ export const lambdaAdapter: TargetAdapter<LambdaTarget> = {
     };
   },
 };
+
+/** Lambda runs images from ECR in the function's own region. */
+function checkImageRegion(release: Release, target: LambdaTarget): void {
+  const host = release.image.split('/')[0];
+  const ecr = ECR_HOST.exec(host);
+  if (!ecr)
+    throw inputError(
+      `Lambda runs images from Amazon ECR only, and ${host} is not an ECR registry`,
+      'set image.repository to <account>.dkr.ecr.<region>.amazonaws.com/<name>, then `mlops push`',
+    );
+  if (ecr[2] !== target.region)
+    throw inputError(
+      `Lambda runs images from the function's own region, and ${host} is in ${ecr[2]}, not ${target.region}`,
+      `push to an ECR repository in ${target.region}, or set the target's region to ${ecr[2]}`,
+    );
+}
+
+/** The function and its alias as they are, when a deploy may change them: an image function, no update or canary under way. */
+async function updatableFunction(cli: ReturnType<typeof lambdaCli>, target: LambdaTarget) {
+  const { name } = cli;
+  const before = await cli.getFunction();
+  if (before && before.Configuration?.PackageType !== 'Image') {
+    throw inputError(
+      `Lambda function ${name} is a .zip function, and mlops deploys container images`,
+      'name another function in the target\'s "function", or delete this one',
+    );
+  }
+  if (before?.Configuration?.LastUpdateStatus === 'InProgress') {
+    throw environmentError(
+      `Lambda function ${name} is being updated: another change is under way`,
+      `wait for it (aws lambda wait function-updated-v2 --function-name ${name}), then deploy again`,
+    );
+  }
+  const alias = before ? await cli.getAlias() : null;
+  if (Object.keys(alias?.RoutingConfig?.AdditionalVersionWeights ?? {}).length > 0) {
+    throw environmentError(
+      `alias ${name}:${target.alias} already splits its traffic: another rollout is under way`,
+      'let it finish, or put the alias on one version (aws lambda update-alias ... --routing-config AdditionalVersionWeights={}), then deploy again',
+    );
+  }
+  return { before, alias };
+}
 
 /** The function made, or its configuration and code updated, and waited for; a failure when Lambda did not take the image. */
 async function updateFunction(

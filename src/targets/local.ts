@@ -110,6 +110,39 @@ function releaseOf(info: Docker.ContainerInspectInfo, modelName: string): Releas
   };
 }
 
+type PortBindings = Record<string, { HostIp: string; HostPort: string }[]>;
+
+/** A container of the release for the target: its labels, ports, secrets, restart policy and limits. */
+function containerSpec(
+  name: string,
+  release: Release,
+  ports: PortBindings,
+  restart: LocalTarget['restart'],
+  target: LocalTarget,
+  targetName: string,
+  secrets: { env: string[]; binds: string[] },
+): Docker.ContainerCreateOptions {
+  return {
+    name,
+    Image: release.image,
+    Labels: {
+      'mlops.target': targetName,
+      'mlops.release.version': release.version,
+      [MODEL_SHA256_LABEL]: release.modelSha256 ?? '',
+      'mlops.deployed-at': new Date().toISOString(),
+    },
+    ExposedPorts: Object.fromEntries(Object.keys(ports).map((p) => [p, {}])),
+    ...(secrets.env.length > 0 ? { Env: secrets.env } : {}),
+    HostConfig: {
+      PortBindings: ports,
+      ...(secrets.binds.length > 0 ? { Binds: secrets.binds } : {}),
+      RestartPolicy: { Name: restart },
+      ...(memoryBytes(target.memory) ? { Memory: memoryBytes(target.memory) } : {}),
+      ...(target.cpus > 0 ? { NanoCpus: Math.round(target.cpus * 1e9) } : {}),
+    },
+  };
+}
+
 /** Readiness, then the smoke test, of a started container; what failed, or undefined. */
 async function gate(
   container: Docker.Container,
@@ -169,29 +202,12 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
     const name = containerName(target, ctx);
     const info = await inspectImage(docker, release.image);
     const { http: exposed, grpc } = imagePorts(info.Config);
-    const published: Record<string, { HostIp: string; HostPort: string }[]> = { [exposed]: [{ HostIp: target.host, HostPort: String(target.port) }] };
+    const published: PortBindings = { [exposed]: [{ HostIp: target.host, HostPort: String(target.port) }] };
     const secrets = mountedSecrets(target, ctx.projectDir);
     const tls = Boolean(target.tls);
     if (grpc && target.grpcPort > 0) published[grpc] = [{ HostIp: target.host, HostPort: String(target.grpcPort) }];
-    const spec = (containerName: string, ports: typeof published, restart: LocalTarget['restart']): Docker.ContainerCreateOptions => ({
-      name: containerName,
-      Image: release.image,
-      Labels: {
-        'mlops.target': ctx.targetName,
-        'mlops.release.version': release.version,
-        [MODEL_SHA256_LABEL]: release.modelSha256 ?? '',
-        'mlops.deployed-at': new Date().toISOString(),
-      },
-      ExposedPorts: Object.fromEntries(Object.keys(ports).map((p) => [p, {}])),
-      ...(secrets.env.length > 0 ? { Env: secrets.env } : {}),
-      HostConfig: {
-        PortBindings: ports,
-        ...(secrets.binds.length > 0 ? { Binds: secrets.binds } : {}),
-        RestartPolicy: { Name: restart },
-        ...(memoryBytes(target.memory) ? { Memory: memoryBytes(target.memory) } : {}),
-        ...(target.cpus > 0 ? { NanoCpus: Math.round(target.cpus * 1e9) } : {}),
-      },
-    });
+    const spec = (containerName: string, ports: PortBindings, restart: LocalTarget['restart']) =>
+      containerSpec(containerName, release, ports, restart, target, ctx.targetName, secrets);
     const oldInfo = await docker
       .getContainer(name)
       .inspect()

@@ -146,6 +146,3 @@ async function bake(ctx: DeployContext, seconds: number, what: string): Promise<
   ctx.log(`baking ${what} for ${seconds} s`);
   await new Promise((r) => setTimeout(r, seconds * 1000));
 }
-
-/** A target's bake between canary steps; targets whose config has none yet bake for none. */
-export const bakeSeconds = (target: object): number => (target as { waitIntervalSeconds?: number }).waitIntervalSeconds ?? 0;

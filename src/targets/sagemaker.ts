@@ -1,4 +1,4 @@
-import { notFoundOrThrow } from './exec.js';
+import { notFoundOrThrow, type CommandResult } from './exec.js';
 import { inferenceRecords, recentLogLines } from './cloudwatch.js';
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -10,7 +10,7 @@ import { encodeRestRequest } from '../protocol/rest.js';
 import { revisionTag } from './cloudrun.js';
 import { checkOutputs, smokeThroughCli, type SmokeFailure, rawSmokeBody } from './smoke.js';
 import { fileLock } from './lock.js';
-import { rollout } from './rollout.js';
+import { rollout, type Failure } from './rollout.js';
 import { servingOnly, type DeployContext, type DeployOutcome, type ModelSignature, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
 /** SageMaker pulls only from ECR (private registries need a VPC setup mlops does not make). */
@@ -83,6 +83,97 @@ const tagList = (release: Release) => [
 const tags = (release: Release) => JSON.stringify(tagList(release));
 const primaryContainer = (release: Release) => ({ Image: release.image, Mode: 'SingleModel' });
 
+/** SageMaker through the aws CLI, for one target's endpoint. */
+function sageMakerCli(ctx: DeployContext, target: SageMakerTarget) {
+  const endpoint = endpointName(target, ctx);
+  const aws = (args: string[], options?: { allowFailure?: boolean; timeoutMs?: number }) =>
+    ctx.exec.run('aws', ['sagemaker', ...args, '--region', target.region, '--output', 'json'], options);
+  /** The endpoint, or null when there is none. */
+  const describe = async () => {
+    const result = await aws(['describe-endpoint', '--endpoint-name', endpoint], { allowFailure: true });
+    if (result.exitCode !== 0 && !/Could not find endpoint|ValidationException/.test(result.stderr)) {
+      throw environmentError(
+        `aws sagemaker describe-endpoint ${endpoint} failed`,
+        'check the AWS credentials and region (aws sts get-caller-identity)',
+        result.stderr.trim(),
+      );
+    }
+    return result.exitCode === 0 && result.stdout ? (JSON.parse(result.stdout) as EndpointDescription) : null;
+  };
+  return { ctx, endpoint, aws, describe };
+}
+
+type SageMakerCli = ReturnType<typeof sageMakerCli>;
+
+/** SageMaker updates an endpoint only when it is InService: a Failed one has to go, a changing one finish. */
+function checkUpdatable(before: EndpointDescription | null, endpoint: string, target: SageMakerTarget): void {
+  if (before?.EndpointStatus === 'Failed') {
+    throw environmentError(
+      `SageMaker endpoint ${endpoint} is Failed (${before.FailureReason ?? 'no reason given'}) and cannot be updated`,
+      `delete it (aws sagemaker delete-endpoint --endpoint-name ${endpoint} --region ${target.region}), then deploy again`,
+    );
+  }
+  if (before && before.EndpointStatus !== 'InService') {
+    throw environmentError(
+      `SageMaker endpoint ${endpoint} is ${before.EndpointStatus}: another change is under way`,
+      `wait for it (aws sagemaker wait endpoint-in-service --endpoint-name ${endpoint}), then deploy again`,
+    );
+  }
+}
+
+/** The release's model and endpoint config, made once: their names say what they hold, so a redeploy finds them. */
+async function createModelAndConfig(
+  cli: SageMakerCli,
+  target: SageMakerTarget,
+  release: Release,
+  model: string,
+  config: string,
+  variants: string,
+): Promise<void> {
+  const { aws } = cli;
+  const known = await aws(['describe-model', '--model-name', model], { allowFailure: true });
+  // A dry run's describe answers nothing, so its plan shows what a first deploy makes.
+  if (known.exitCode !== 0 || !known.stdout) {
+    const container = JSON.stringify(primaryContainer(release));
+    await aws([
+      'create-model',
+      '--model-name',
+      model,
+      '--execution-role-arn',
+      target.executionRoleArn,
+      '--primary-container',
+      container,
+      '--tags',
+      tags(release),
+    ]);
+  }
+  const knownConfig = await aws(['describe-endpoint-config', '--endpoint-config-name', config], { allowFailure: true });
+  if (knownConfig.exitCode !== 0 || !knownConfig.stdout) {
+    await aws(['create-endpoint-config', '--endpoint-config-name', config, '--production-variants', variants, '--tags', tags(release)]);
+  }
+}
+
+/**
+ * After the wait: InService on the new config, or why not. SageMaker's blue/green puts the old fleet
+ * back by itself when an alarm fires while traffic moves: that is a rollout-failed it already undid.
+ */
+async function inService(cli: SageMakerCli, target: SageMakerTarget, config: string, waited: CommandResult): Promise<Failure | undefined> {
+  // The endpoint read after the wait is one a dry run's plan leaves out, as it has nothing to read.
+  if (cli.ctx.exec.dryRun) return undefined;
+  const after = await cli.describe();
+  const endpoint = cli.endpoint;
+  if (waited.exitCode !== 0 || after?.EndpointStatus !== 'InService') {
+    const said = after?.FailureReason ?? waited.stderr.trim().split('\n').at(-1) ?? '';
+    return { reason: 'health-timeout', message: `endpoint ${endpoint} did not come into service (${after?.EndpointStatus ?? 'gone'}): ${said}` };
+  }
+  if (after.EndpointConfigName === config) return undefined;
+  const alarm = target.alarms.length ? ` (an alarm fired: ${target.alarms.join(', ')})` : '';
+  return {
+    reason: 'rollout-failed',
+    message: `SageMaker rolled endpoint ${endpoint} back to ${after.EndpointConfigName}${alarm}: ${after.FailureReason ?? ''}`.trim(),
+  };
+}
+
 /**
  * --output: the three calls' inputs as files for `aws sagemaker <call> --cli-input-json file://...`
  * (or a pipeline of your own). The endpoint file fits create-endpoint and update-endpoint alike.
@@ -125,7 +216,6 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
   recover: async () => null,
 
   async deploy(target, release, previous, ctx): Promise<DeployOutcome> {
-    const { exec } = ctx;
     const host = release.image.split('/')[0];
     if (!ECR_HOST.test(host)) {
       throw inputError(
@@ -133,66 +223,26 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
         'set image.repository to <account>.dkr.ecr.<region>.amazonaws.com/<name>, then `mlops push`',
       );
     }
-    const aws = (args: string[], options?: { allowFailure?: boolean; timeoutMs?: number }) =>
-      exec.run('aws', ['sagemaker', ...args, '--region', target.region, '--output', 'json'], options);
-    const endpoint = endpointName(target, ctx);
+    const cli = sageMakerCli(ctx, target);
+    const { aws, endpoint } = cli;
     const model = resourceName(`${endpoint}-${revisionTag(release.version)}`, `${release.image}\n${target.executionRoleArn}`);
     const variants = JSON.stringify(productionVariants(target, model));
     const config = resourceName(model, variants);
     if (ctx.outputDir) return writeInputs(ctx.outputDir, target, release, { endpoint, model, config });
-    const describe = async () => {
-      const result = await aws(['describe-endpoint', '--endpoint-name', endpoint], { allowFailure: true });
-      if (result.exitCode !== 0 && !/Could not find endpoint|ValidationException/.test(result.stderr)) {
-        throw environmentError(
-          `aws sagemaker describe-endpoint ${endpoint} failed`,
-          'check the AWS credentials and region (aws sts get-caller-identity)',
-          result.stderr.trim(),
-        );
-      }
-      return result.exitCode === 0 && result.stdout ? (JSON.parse(result.stdout) as EndpointDescription) : null;
-    };
-    const before = await describe();
-    if (before?.EndpointStatus === 'Failed') {
-      // SageMaker updates no failed endpoint; it has to go (nothing is serving from it).
-      throw environmentError(
-        `SageMaker endpoint ${endpoint} is Failed (${before.FailureReason ?? 'no reason given'}) and cannot be updated`,
-        `delete it (aws sagemaker delete-endpoint --endpoint-name ${endpoint} --region ${target.region}), then deploy again`,
-      );
-    }
-    if (before && before.EndpointStatus !== 'InService') {
-      throw environmentError(
-        `SageMaker endpoint ${endpoint} is ${before.EndpointStatus}: another change is under way`,
-        `wait for it (aws sagemaker wait endpoint-in-service --endpoint-name ${endpoint}), then deploy again`,
-      );
-    }
+    const before = await cli.describe();
+    checkUpdatable(before, endpoint, target);
     const previousConfig = before?.EndpointConfigName;
     let rolledBackByPlatform = false;
     const logs = () => recentLogLines(ctx, target, `/aws/sagemaker/Endpoints/${endpoint}`);
+    const waitInService = () =>
+      aws(['wait', 'endpoint-in-service', '--endpoint-name', endpoint], { allowFailure: true, timeoutMs: target.readyTimeoutSeconds * 1000 });
     return rollout(ctx, release, previous, target, {
       // SageMaker's blue/green moves the traffic in the canary steps and watches the alarms itself (deploymentConfig).
       serving: false,
       describe: () => ({ candidate: config }),
       async create() {
-        const known = await aws(['describe-model', '--model-name', model], { allowFailure: true });
-        // A dry run's describe answers nothing, so its plan shows what a first deploy makes.
-        if (known.exitCode !== 0 || !known.stdout) {
-          await aws([
-            'create-model',
-            '--model-name',
-            model,
-            '--execution-role-arn',
-            target.executionRoleArn,
-            '--primary-container',
-            JSON.stringify(primaryContainer(release)),
-            '--tags',
-            tags(release),
-          ]);
-        }
-        const knownConfig = await aws(['describe-endpoint-config', '--endpoint-config-name', config], { allowFailure: true });
-        if (knownConfig.exitCode !== 0 || !knownConfig.stdout) {
-          await aws(['create-endpoint-config', '--endpoint-config-name', config, '--production-variants', variants, '--tags', tags(release)]);
-        }
-        if (before)
+        await createModelAndConfig(cli, target, release, model, config, variants);
+        if (before) {
           await aws([
             'update-endpoint',
             '--endpoint-name',
@@ -202,41 +252,22 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
             '--deployment-config',
             JSON.stringify(deploymentConfig(target)),
           ]);
-        else await aws(['create-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', config, '--tags', tags(release)]);
+        } else await aws(['create-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', config, '--tags', tags(release)]);
         return undefined;
       },
       async ready() {
-        const waited = await aws(['wait', 'endpoint-in-service', '--endpoint-name', endpoint], {
-          allowFailure: true,
-          timeoutMs: target.readyTimeoutSeconds * 1000,
-        });
-        if (exec.dryRun) return undefined;
-        const after = await describe();
-        if (waited.exitCode !== 0 || after?.EndpointStatus !== 'InService') {
-          const said = after?.FailureReason ?? waited.stderr.trim().split('\n').at(-1) ?? '';
-          return { reason: 'health-timeout', message: `endpoint ${endpoint} did not come into service (${after?.EndpointStatus ?? 'gone'}): ${said}` };
-        }
-        if (after.EndpointConfigName === config) return undefined;
-        // Blue/green put the old fleet back by itself: an alarm fired while traffic moved.
-        rolledBackByPlatform = true;
-        const alarm = target.alarms.length ? ` (an alarm fired: ${target.alarms.join(', ')})` : '';
-        return {
-          reason: 'rollout-failed',
-          message: `SageMaker rolled endpoint ${endpoint} back to ${after.EndpointConfigName}${alarm}: ${after.FailureReason ?? ''}`.trim(),
-        };
+        const failure = await inService(cli, target, config, await waitInService());
+        rolledBackByPlatform = failure?.reason === 'rollout-failed';
+        return failure;
       },
       smoke: () => invokeSmoke(ctx, target, endpoint, release),
       promote: async () => `https://runtime.sagemaker.${target.region}.amazonaws.com/endpoints/${endpoint}/invocations`,
       async fallBack(failure) {
-        if (rolledBackByPlatform) return { restored: previous, logs: await logs() };
         const lines = await logs();
+        if (rolledBackByPlatform) return { restored: previous, logs: lines };
         if (!previousConfig || !previous) return { restored: null, logs: lines };
         await aws(['update-endpoint', '--endpoint-name', endpoint, '--endpoint-config-name', previousConfig]);
-        const back = await aws(['wait', 'endpoint-in-service', '--endpoint-name', endpoint], {
-          allowFailure: true,
-          timeoutMs: target.readyTimeoutSeconds * 1000,
-        });
-        if (back.exitCode !== 0)
+        if ((await waitInService()).exitCode !== 0)
           return { restored: null, logs: lines, message: `${failure.message}; and putting ${previousConfig} back did not finish either` };
         return { restored: previous, logs: lines };
       },

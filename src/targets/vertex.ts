@@ -9,7 +9,7 @@ import { revisionTag } from './cloudrun.js';
 import { cloudLoggingRecords, cloudLoggingTail } from './gcloud.js';
 import { checkPredictions, smokeThroughCli, type SmokeFailure, rawSmokeBody } from './smoke.js';
 import { fileLock } from './lock.js';
-import { bakeSeconds, rollout } from './rollout.js';
+import { rollout } from './rollout.js';
 import { servingOnly, type DeployContext, type DeployOutcome, type ModelSignature, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 
 interface EndpointDescription {
@@ -118,56 +118,50 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
     const someServe = Object.keys(serving).length > 0;
     let deployed = alreadyDeployed;
     const setSplit = (split: string) => exec.run('gcloud', ['ai', 'endpoints', 'update', endpoint, ...base, `--traffic-split=${split}`]);
-    return rollout(
-      ctx,
-      release,
-      previous,
-      { canary: target.canary, waitIntervalSeconds: bakeSeconds(target) },
-      {
-        serving: someServe,
-        // deploy-model takes the traffic split it starts with.
-        startsWithTraffic: true,
-        describe: () => ({ candidate: `deployed model ${deployedId}` }),
-        async create(share) {
-          await uploadModel(ctx, target, release, modelId);
-          if (alreadyDeployed) return void (await setSplit(trafficSplit(deployedId, share, serving)));
-          // "0" names the model being deployed.
-          const result = await exec.run('gcloud', deployModelArgs(target, endpoint, modelId, deployedId, trafficSplit('0', share, serving)), {
-            allowFailure: true,
-            timeoutMs: target.readyTimeoutSeconds * 1000,
-          });
-          deployed = result.exitCode === 0;
-          if (!deployed) return { reason: 'health-timeout', message: `deploy-model did not finish: ${result.stderr.trim().split('\n').at(-1) ?? ''}` };
-          return undefined;
-        },
-        smoke: () => predictSmoke(ctx, base, endpoint, deployedId, release),
-        shift: async (percent) => void (await setSplit(trafficSplit(deployedId, percent, serving))),
-        async promote() {
-          // The old models take no traffic now; undeploying them stops their billing.
-          for (const old of before?.deployedModels ?? []) {
-            if (old.id && old.id !== deployedId)
-              await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${old.id}`]);
-          }
-          return `https://${target.region}-aiplatform.googleapis.com/v1/projects/${target.project}/locations/${target.region}/endpoints/${endpoint}:predict`;
-        },
-        async fallBack() {
-          const logs = await cloudLoggingTail(ctx, target.project, [
-            'resource.type="aiplatform.googleapis.com/Endpoint"',
-            `resource.labels.endpoint_id="${endpoint}"`,
-          ]);
-          if (someServe)
-            await setSplit(
-              Object.entries(serving)
-                .map(([id, p]) => `${id}=${p}`)
-                .join(','),
-            );
-          if (deployed && !alreadyDeployed) {
-            await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${deployedId}`], { allowFailure: true });
-          }
-          return { restored: someServe ? previous : null, logs };
-        },
+    return rollout(ctx, release, previous, target, {
+      serving: someServe,
+      // deploy-model takes the traffic split it starts with.
+      startsWithTraffic: true,
+      describe: () => ({ candidate: `deployed model ${deployedId}` }),
+      async create(share) {
+        await uploadModel(ctx, target, release, modelId);
+        if (alreadyDeployed) return void (await setSplit(trafficSplit(deployedId, share, serving)));
+        // "0" names the model being deployed.
+        const result = await exec.run('gcloud', deployModelArgs(target, endpoint, modelId, deployedId, trafficSplit('0', share, serving)), {
+          allowFailure: true,
+          timeoutMs: target.readyTimeoutSeconds * 1000,
+        });
+        deployed = result.exitCode === 0;
+        if (!deployed) return { reason: 'health-timeout', message: `deploy-model did not finish: ${result.stderr.trim().split('\n').at(-1) ?? ''}` };
+        return undefined;
       },
-    );
+      smoke: () => predictSmoke(ctx, base, endpoint, deployedId, release),
+      shift: async (percent) => void (await setSplit(trafficSplit(deployedId, percent, serving))),
+      async promote() {
+        // The old models take no traffic now; undeploying them stops their billing.
+        for (const old of before?.deployedModels ?? []) {
+          if (old.id && old.id !== deployedId)
+            await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${old.id}`]);
+        }
+        return `https://${target.region}-aiplatform.googleapis.com/v1/projects/${target.project}/locations/${target.region}/endpoints/${endpoint}:predict`;
+      },
+      async fallBack() {
+        const logs = await cloudLoggingTail(ctx, target.project, [
+          'resource.type="aiplatform.googleapis.com/Endpoint"',
+          `resource.labels.endpoint_id="${endpoint}"`,
+        ]);
+        if (someServe)
+          await setSplit(
+            Object.entries(serving)
+              .map(([id, p]) => `${id}=${p}`)
+              .join(','),
+          );
+        if (deployed && !alreadyDeployed) {
+          await exec.run('gcloud', ['ai', 'endpoints', 'undeploy-model', endpoint, ...base, `--deployed-model-id=${deployedId}`], { allowFailure: true });
+        }
+        return { restored: someServe ? previous : null, logs };
+      },
+    });
   },
 
   async replicas(_target, ctx) {
