@@ -45,7 +45,7 @@ export async function run({ log }) {
       const { report, maxRssBytes } = await mlopsTest(dir, ['--local', '--holdout', `h${rows}.csv`]);
       memory.push({ rows: report.rows, fileBytes: (await stat(path.join(dir, `h${rows}.csv`))).size, maxRssBytes });
     }
-    let image = [];
+    const image = [];
     const { docker } = dockerEndpoint(process.env);
     const engine = await docker.ping().then(
       () => true,

@@ -1,6 +1,6 @@
 // Writes what the config schema (src/config/schema.ts) is the source of, through src/config/generate.ts:
 // mlops.config.example.json, the reference section of docs/configuration.md and src/config/default-values.ts.
-// test/config.test.ts fails when one of them differs from what this writes. esbuild compiles the
+// test/config/load.test.ts fails when one of them differs from what this writes. esbuild compiles the
 // TypeScript here, so no build is needed first.
 //   npm run config-files
 import { build } from 'esbuild';

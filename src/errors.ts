@@ -76,6 +76,11 @@ export function isMlopsError(error: unknown): error is MlopsError {
   return error instanceof MlopsError;
 }
 
+/** A value from a parsed file or request as a message shows it: text as itself, anything else as JSON. */
+export function shownValue(value: unknown): string {
+  return typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
+}
+
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }

@@ -2,6 +2,7 @@
  * Docs that stay true (issue 21): every link and section a page or a hint cites resolves, every flag in
  * a command's --help is documented and every documented flag exists, every config field the docs name
  * is in the schema, and the README's first shell example runs as written against a real server.
+ * At test/'s root: it reads README.md, docs/ and templates/, not one src/ module.
  */
 import { execa } from 'execa';
 import { execFileSync } from 'node:child_process';

@@ -1,6 +1,8 @@
 /**
  * Issue 21: what mlops writes, checked by the ecosystem's own tools (promtool here; Debian's prometheus
  * package). Missing on a developer's machine, these tests say so and skip; in CI they must run.
+ * At test/'s root: a theme suite over /metrics, the alert rules, the dashboard and the Kubernetes
+ * manifests (src/server, src/monitor, src/targets), not one module.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';

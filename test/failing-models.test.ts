@@ -2,6 +2,8 @@
  * Issue 20: no verdict passes on failure, and models with dynamic dimensions beyond the batch, an INT64
  * scalar that must hold a particular value and recurrent state can be benchmarked given only --shape
  * and --input-data (or model.shapes and model.inputData).
+ * At test/'s root: a theme suite through bench, test and status (src/bench, src/evaluate, src/targets),
+ * not one module; the units it began with are in model/run-error.test.ts and server/failure-log.test.ts.
  */
 import { execa } from 'execa';
 import { defaultAzureSeam } from '../src/targets/azure.js';
@@ -10,8 +12,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TargetConfig } from '../src/config/defaults.js';
 import { applyDefaults } from '../src/config/normalize.js';
-import { ModelRunError, ortCause } from '../src/model/run-error.js';
-import { failureLogger } from '../src/server/failure-log.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
 import { createExecSeam } from '../src/targets/exec.js';
 import { selectTarget } from '../src/targets/index.js';
@@ -299,42 +299,5 @@ describe('status tells "cannot tell" apart from "not deployed"', () => {
       expect(error?.exitCode, type).toBe(3);
       expect(error?.message, type).toMatch(/^(cannot tell the state of |kubectl get inferenceservice bc failed)/);
     }
-  });
-});
-
-describe("ONNX Runtime's messages cut to their cause", () => {
-  it('keeps the node and the reason, drops the source file, C++ signature and assertion', () => {
-    expect(
-      ortCause(
-        "Non-zero status code returned while running Reshape node. Name:'frames' Status Message: /onnxruntime_src/onnxruntime/core/providers/cpu/tensor/reshape_helper.h:84 onnxruntime::ReshapeHelper::ReshapeHelper(const onnxruntime::TensorShape&, onnxruntime::TensorShapeVector&, bool) size != 0 && (input_shape_size % size) == 0 was false. The input tensor cannot be reshaped to the requested shape. Input shape:{1,500}, requested shape:{1,-1,32}\n",
-      ),
-    ).toBe("Reshape node 'frames': The input tensor cannot be reshaped to the requested shape. Input shape:{1,500}, requested shape:{1,-1,32}");
-    expect(
-      ortCause(
-        "Non-zero status code returned while running Pad node. Name:'reflect_pad' Status Message: Pad reflect requires axis length >= 2 after slicing. Input shape:{1,1}",
-      ),
-    ).toBe("Pad node 'reflect_pad': Pad reflect requires axis length >= 2 after slicing. Input shape:{1,1}");
-    expect(
-      ortCause(
-        'Got invalid dimensions for input: x for the following indices\n index: 1 Got: 3 Expected: 4\n Please fix either the inputs/outputs or the model.',
-      ),
-    ).toBe('Got invalid dimensions for input: x for the following indices index: 1 Got: 3 Expected: 4 Please fix either the inputs/outputs or the model.');
-    expect(ortCause('x'.repeat(1000))).toHaveLength(300);
-  });
-});
-
-describe("the server's failure log", () => {
-  it('logs each distinct failure once, names the real metric, and stops at its limit with one line saying so', () => {
-    const lines: string[] = [];
-    const logFailure = failureLogger((line) => lines.push(line), 2);
-    for (let i = 0; i < 5; i++) logFailure('POST /v2/models/m/infer', new ModelRunError('Reshape node: no'));
-    logFailure('POST /v2/models/m/infer', new ModelRunError('second'));
-    logFailure('POST /v2/models/m/infer', new ModelRunError('third'));
-    logFailure('POST /v2/models/m/infer', new ModelRunError('fourth'));
-    expect(lines).toEqual([
-      'error: POST /v2/models/m/infer: Reshape node: no (logged once; repeats are counted in mlops_http_requests_total)',
-      'error: POST /v2/models/m/infer: second (logged once; repeats are counted in mlops_http_requests_total)',
-      'error: more than 2 distinct inference failures; further ones are counted in mlops_http_requests_total, not logged',
-    ]);
   });
 });

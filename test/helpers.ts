@@ -51,7 +51,7 @@ export const lines = (text: string) => text.split('\n').filter((l) => l.trim() !
 export function expectClose(actual: unknown, expected: unknown, at = 'metrics'): void {
   if (typeof expected === 'number') {
     expect(typeof actual, at).toBe('number');
-    expect(Math.abs((actual as number) - expected), `${at}: ${actual} vs ${expected}`).toBeLessThanOrEqual(1e-9);
+    expect(Math.abs((actual as number) - expected), `${at}: ${String(actual)} vs ${expected}`).toBeLessThanOrEqual(1e-9);
     return;
   }
   if (Array.isArray(expected)) {

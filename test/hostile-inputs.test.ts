@@ -1,6 +1,7 @@
 /**
  * Issue 22 (begun): hostile requests get a short, clear 4xx, and the connection they came on keeps
  * working. Each case is followed by a liveness check and a valid inference compared with ONNX Runtime's.
+ * At test/'s root: a theme suite over every path a request takes (src/protocol, src/server), not one module.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -494,7 +495,7 @@ describe('memory follows the bytes received, never what a client declares', () =
         (s) =>
           new Promise<string>((r) => {
             let got = '';
-            s.on('data', (d) => (got += d));
+            s.on('data', (d) => (got += String(d)));
             s.on('close', () => r(got));
           }),
       );

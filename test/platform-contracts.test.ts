@@ -1,10 +1,14 @@
+/**
+ * One server, every platform contract: SageMaker's, Vertex AI's and KServe's routes on a real ONNX
+ * Runtime server. At test/'s root beside e2e/platform-contracts.test.ts: a theme suite over
+ * src/server/routes/ and src/server/app.ts, not one module; the image's environment is in
+ * server/options.test.ts and the instances codec in protocol/instances.test.ts.
+ */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isMlopsError } from '../src/errors.js';
-import { decodeInstances, encodeInstances } from '../src/protocol/instances.js';
 import { decodeRestResponse, encodeRestRequest } from '../src/protocol/rest.js';
 import { SAGEMAKER_BINARY } from '../src/server/app.js';
-import { applyImageArguments, applyServerEnv } from '../src/server/options.js';
+import { applyServerEnv } from '../src/server/options.js';
 import { startServer, type RunningServer } from '../src/server/run.js';
 import { fixture, serveOptions } from './helpers.js';
 
@@ -118,57 +122,5 @@ describe('one server, every platform contract (real ONNX Runtime over HTTP)', ()
   it('KServe: the OIP v2 routes are unchanged beside them', async () => {
     expect((await fetch(`${server.url}/v2/health/ready`)).status).toBe(200);
     expect((await fetch(`${server.url}/v2/models/breast_cancer/ready`)).status).toBe(200);
-  });
-});
-
-describe('the server in an image under each platform', () => {
-  const base = serveOptions('breast_cancer', { port: 9000 });
-
-  it("takes Vertex AI's AIP_HTTP_PORT over PORT", () => {
-    expect(applyServerEnv(base, { PORT: '9000', AIP_HTTP_PORT: '7080' }).port).toBe(7080);
-  });
-
-  it('refuses a route that is not a path', () => {
-    try {
-      applyServerEnv(base, { AIP_PREDICT_ROUTE: 'predict' });
-      expect.unreachable();
-    } catch (error) {
-      expect(isMlopsError(error) && error.exitCode).toBe(2);
-      expect((error as Error).message).toContain('AIP_PREDICT_ROUTE=predict: expected a URL path');
-    }
-  });
-
-  it("moves to SageMaker's port 8080 (or SAGEMAKER_BIND_TO_PORT) when started as `IMAGE serve`", () => {
-    expect(applyImageArguments(base, [], {}).port).toBe(9000);
-    expect(applyImageArguments(base, ['serve'], {}).port).toBe(8080);
-    expect(applyImageArguments(base, ['serve'], { SAGEMAKER_BIND_TO_PORT: '8123' }).port).toBe(8123);
-    expect(() => applyImageArguments(base, ['train'], {})).toThrow("takes no arguments but `serve` (SageMaker's), got: train");
-  });
-});
-
-describe('the instances codec', () => {
-  const inputs = [
-    { name: 'ids', datatype: 'INT64' as const, shape: [-1, 3], dims: [] },
-    { name: 'dense', datatype: 'FP32' as const, shape: [-1, 4], dims: [] },
-  ];
-
-  it('round-trips a multi-input batch through the row format', () => {
-    const feeds = {
-      ids: { data: BigInt64Array.from([1n, 2n, 3n, 4n, 5n, 6n]), dims: [2, 3] },
-      dense: { data: Float32Array.from([0.5, 1, 2, 3, 4, 5, 6, 7]), dims: [2, 4] },
-    };
-    const body = encodeInstances(inputs, feeds);
-    expect(body.instances[1]).toEqual({ ids: [4, 5, 6], dense: [4, 5, 6, 7] });
-    const decoded = decodeInstances(inputs as any, JSON.parse(JSON.stringify(body)), 'test');
-    expect(decoded.rows).toBe(2);
-    expect(decoded.feeds.ids).toEqual(feeds.ids);
-    expect(decoded.feeds.dense).toEqual(feeds.dense);
-  });
-
-  it('names the instance and input that is missing', () => {
-    expect(() => decodeInstances(inputs as any, { instances: [{ ids: [1, 2, 3] }] }, ':predict')).toThrow(
-      ":predict: instance 0 has no input 'dense'; the model's inputs are ids, dense",
-    );
-    expect(() => decodeInstances(inputs as any, { rows: [] }, ':predict')).toThrow(':predict: body must be {"instances": [...]}');
   });
 });

@@ -1,7 +1,7 @@
 /**
  * What is written from the schema (config/schema.ts), so that none of it can say something the schema does
  * not: mlops.config.example.json, the reference in docs/configuration.md and config/default-values.ts.
- * `npm run config-files` writes them (scripts/config-files.js); test/config.test.ts fails when one is stale.
+ * `npm run config-files` writes them (scripts/config-files.js); test/config/load.test.ts fails when one is stale.
  */
 import { z } from 'zod';
 import { configSchema, modelSection, modelVersionSchema, targetSchema } from './schema.js';

@@ -3,7 +3,7 @@ import { environmentError } from '../errors.js';
 
 /** `docker load` of an archive stream (what `docker save` writes), through the Engine API. */
 export async function loadArchive(docker: Docker, archive: NodeJS.ReadableStream): Promise<void> {
-  const stream = (await docker.loadImage(archive, { quiet: true } as never)) as unknown as NodeJS.ReadableStream;
+  const stream = await docker.loadImage(archive, { quiet: true });
   let failure: string | undefined;
   await new Promise<void>((resolve, reject) =>
     docker.modem.followProgress(

@@ -1,5 +1,5 @@
 import type { Config } from '../config/defaults.js';
-import { environmentError, inputError, modelFailedError } from '../errors.js';
+import { environmentError, inputError, modelFailedError, shownValue } from '../errors.js';
 import { ModelRunError } from '../model/run-error.js';
 import { FeatureStatistics, type FeatureSummary } from '../holdout/stats.js';
 import { seededRandom } from '../model/random.js';
@@ -116,13 +116,19 @@ export class PredictionScorer {
     if (this.labelIndex) {
       const index = this.labelIndex.get(String(raw).trim());
       if (index === undefined)
-        return { problem: `'${raw}' is not one of the classes ${JSON.stringify(this.names)}`, hint: 'fix the row, or add the class to test.labels' };
+        return {
+          problem: `'${shownValue(raw)}' is not one of the classes ${JSON.stringify(this.names)}`,
+          hint: 'fix the row, or add the class to test.labels',
+        };
       return index;
     }
     const value = Number(String(raw).trim());
     if (!Number.isInteger(value) || value < 0 || (this.knownClasses !== undefined && value >= this.knownClasses)) {
       const range = this.knownClasses !== undefined ? `0..${this.knownClasses - 1}` : 'a class index (0, 1, ...)';
-      return { problem: `'${raw}' is outside the model's classes (${range})`, hint: 'set test.labels to map class indices to the labels in the file' };
+      return {
+        problem: `'${shownValue(raw)}' is outside the model's classes (${range})`,
+        hint: 'set test.labels to map class indices to the labels in the file',
+      };
     }
     return value;
   }

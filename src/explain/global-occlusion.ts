@@ -12,6 +12,7 @@ import { seededRandom } from '../model/random.js';
 import type { Predictor, TensorSignature } from '../predict/predictor.js';
 import { batchModel, type ExplainSettings } from './global.js';
 import { occlude, spatialLayout, spatialMap, type SpatialLayout } from './occlusion.js';
+import { sampleRows, spreadExamples } from './sample.js';
 
 export interface ImagePatch {
   /** Rows [from, to) and columns [from, to) of the input's height and width. */
@@ -59,23 +60,10 @@ export function imageInput(predictor: Pick<Predictor, 'inputs'>): { input: Tenso
   return { input: { ...input, width: dims.reduce((n, d) => n * d, 1) }, layout };
 }
 
-export async function explainImagesGlobally(options: {
-  predictor: Predictor;
-  image: NonNullable<ReturnType<typeof imageInput>>;
-  holdout: HoldoutSource;
-  test: Config['test'];
-  settings: ExplainSettings & { patch: number };
-  onProgress?: (line: string) => void;
-  /** Turns one row of the input back into a picture (a model folder's preprocessing, undone). */
-  picture?: (row: Float64Array) => Promise<Buffer>;
-}): Promise<GlobalOcclusion> {
-  const started = performance.now();
-  const { predictor, holdout, settings } = options;
-  const { input, layout } = options.image;
-  const output = chooseOutput(predictor, options.test.output);
+/** The holdout's images in memory, each checked to be one row of numbers: a flat rows x width matrix, and where each row came from. */
+async function readImageMatrix(holdout: HoldoutSource, input: TensorSignature & { width: number }): Promise<{ matrix: Float64Array; wheres: string[] }> {
   const values = new GrowingArray(Float64Array);
   const wheres: string[] = [];
-  let rows = 0;
   for await (const row of holdout.rows()) {
     wheres.push(row.where);
     const data = row.inputs[input.name];
@@ -90,37 +78,61 @@ export async function explainImagesGlobally(options: {
         throw inputError(`${holdout.file} ${row.where}, value ${i}: ${JSON.stringify(data[i])} is not a number`, 'explanations need every value as a number');
       values.push(v);
     }
-    rows++;
   }
-  if (rows < 1) throw inputError(`${holdout.file} has no rows`, 'use a holdout of images');
-  const matrix = values.view() as Float64Array;
+  if (wheres.length < 1) throw inputError(`${holdout.file} has no rows`, 'use a holdout of images');
+  return { matrix: values.view() as Float64Array, wheres };
+}
+
+/** The column occlusion watches in a row's output: its predicted class, or the value. */
+function predictedColumn(output: ArrayLike<number>, width: number): number {
+  let column = 0;
+  for (let k = 1; k < width; k++) if (output[k] > output[column]) column = k;
+  return column;
+}
+
+/** The patches of a `grid` over an h x w image, with their mean |attribution|, largest first. */
+function rankedPatches(means: Float64Array, grid: [number, number], patch: number, [h, w]: [number, number]): ImagePatch[] {
+  return Array.from(means, (m, p) => {
+    const [i, j] = [Math.floor(p / grid[1]), p % grid[1]];
+    return {
+      rows: [i * patch, Math.min(h, (i + 1) * patch)] as [number, number],
+      columns: [j * patch, Math.min(w, (j + 1) * patch)] as [number, number],
+      meanAbsAttribution: m,
+    };
+  }).sort((a, b) => b.meanAbsAttribution - a.meanAbsAttribution);
+}
+
+export async function explainImagesGlobally(options: {
+  predictor: Predictor;
+  image: NonNullable<ReturnType<typeof imageInput>>;
+  holdout: HoldoutSource;
+  test: Config['test'];
+  settings: ExplainSettings & { patch: number };
+  onProgress?: (line: string) => void;
+  /** Turns one row of the input back into a picture (a model folder's preprocessing, undone). */
+  picture?: (row: Float64Array) => Promise<Buffer>;
+}): Promise<GlobalOcclusion> {
+  const started = performance.now();
+  const { predictor, holdout, settings } = options;
+  const { input, layout } = options.image;
+  const output = chooseOutput(predictor, options.test.output);
+  const { matrix, wheres } = await readImageMatrix(holdout, input);
+  const rows = wheres.length;
   const model = batchModel(predictor, input, output.name, layout.dims);
-  // A seeded sample of rows, in file order.
-  const random = seededRandom(settings.seed);
-  const order = Array.from({ length: rows }, (_, i) => i);
-  for (let i = rows - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  const explained = order.slice(0, Math.min(settings.rows, rows)).sort((a, b) => a - b);
+  const explained = sampleRows(rows, settings.rows, seededRandom(settings.seed));
   const [h, w] = [layout.dims[layout.axes[0]], layout.dims[layout.axes[1]]];
   let sums: Float64Array | undefined;
   let grid: [number, number] = [1, 1];
   let modelRows = 0;
   const examples: NonNullable<GlobalOcclusion['examples']> = [];
-  const drawn = new Set(
-    Array.from({ length: Math.min(EXAMPLES, explained.length) }, (_, k) => Math.floor((k * explained.length) / Math.min(EXAMPLES, explained.length))),
-  );
+  const drawn = spreadExamples(explained.length, EXAMPLES);
   for (const [n, r] of explained.entries()) {
     const result = await occlude(model, matrix.subarray(r * input.width, (r + 1) * input.width), layout, settings.patch, 256);
     grid = result.grid;
     modelRows = result.modelRows;
     sums ??= new Float64Array(grid[0] * grid[1]);
-    // The column: the row's predicted class, or the value.
-    let column = 0;
-    for (let k = 1; k < result.width; k++) if (result.output[k] > result.output[column]) column = k;
+    const column = predictedColumn(result.output, result.width);
     for (let p = 0; p < sums.length; p++) sums[p] += Math.abs(result.patches[p * result.width + column]);
-    // Examples spread over the explained rows (holdouts are often sorted by class), not the first few.
     if (options.picture && drawn.has(n)) {
       const png = await options.picture(matrix.slice(r * input.width, (r + 1) * input.width));
       examples.push({
@@ -133,14 +145,6 @@ export async function explainImagesGlobally(options: {
     options.onProgress?.(`occlusion: ${n + 1}/${explained.length} rows`);
   }
   const means = sums!.map((s) => s / explained.length);
-  const patches: ImagePatch[] = Array.from(means, (m, p) => {
-    const [i, j] = [Math.floor(p / grid[1]), p % grid[1]];
-    return {
-      rows: [i * settings.patch, Math.min(h, (i + 1) * settings.patch)] as [number, number],
-      columns: [j * settings.patch, Math.min(w, (j + 1) * settings.patch)] as [number, number],
-      meanAbsAttribution: m,
-    };
-  }).sort((a, b) => b.meanAbsAttribution - a.meanAbsAttribution);
   return {
     method: 'occlusion',
     model: predictor.modelName,
@@ -151,7 +155,7 @@ export async function explainImagesGlobally(options: {
     patch: settings.patch,
     spatialShape: [h, w],
     map: spatialMap(means, grid, 1, 0, [h, w], settings.patch),
-    patches,
+    patches: rankedPatches(means, grid, settings.patch, [h, w]),
     modelRowsPerExplanation: modelRows,
     ...(examples.length > 0 ? { examples } : {}),
     seconds: Math.round((performance.now() - started) / 10) / 100,

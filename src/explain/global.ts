@@ -6,13 +6,14 @@
 import type { Config } from '../config/defaults.js';
 import { environmentError, inputError } from '../errors.js';
 import { GrowingArray } from '../evaluate/batches.js';
-import { chooseOutput, PredictionScorer } from '../evaluate/evaluate.js';
+import { chooseOutput, PredictionScorer, type Task } from '../evaluate/evaluate.js';
 import type { HoldoutSource } from '../holdout/types.js';
 import { LOWER_IS_BETTER } from '../metrics/regression.js';
 import { seededRandom } from '../model/random.js';
 import { explainableInput, rowsAsTensorData } from './tabular.js';
 import type { Predictor, TensorSignature } from '../predict/predictor.js';
-import { kernelExplainer, type BatchModel } from './kernel-shap.js';
+import { kernelExplainer, type BatchModel, type Explanation } from './kernel-shap.js';
+import { sampleRows, shuffled } from './sample.js';
 
 export interface ExplainSettings {
   samples: number;
@@ -100,35 +101,17 @@ export function batchModel(predictor: Predictor, input: TensorSignature & { widt
   };
 }
 
-/** Fisher-Yates over row indices, seeded. */
-function shuffled(count: number, random: () => number): Uint32Array {
-  const order = Uint32Array.from({ length: count }, (_, i) => i);
-  for (let i = count - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  return order;
-}
-
-export async function explainGlobally(options: {
-  predictor: Predictor;
-  holdout: HoldoutSource;
-  test: Config['test'];
-  settings: ExplainSettings;
-  onProgress?: (line: string) => void;
-}): Promise<GlobalExplanation> {
-  const started = performance.now();
-  const { predictor, holdout, test, settings } = options;
-  const input = tabularInput(predictor);
-  const output = chooseOutput(predictor, test.output);
-  const scorer = () => new PredictionScorer(output, test);
-  const features = holdout.featureNames[input.name] ?? Array.from({ length: input.width }, (_, i) => `${input.name}[${i}]`);
-
-  // The holdout in memory: permutation importance scores it whole, once per feature and repeat.
+/** The holdout in memory, its rows checked: features as a flat rows x width matrix, labels beside it. */
+async function readHoldoutMatrix(
+  holdout: HoldoutSource,
+  input: TensorSignature & { width: number },
+  features: string[],
+  labelled: PredictionScorer,
+): Promise<{ matrix: Float64Array; labels: ArrayLike<number>; rows: number }> {
+  // Permutation importance scores the holdout whole, once per feature and repeat.
   // Typed, not a list of JS numbers: a large holdout stays a flat block of memory.
   const values = new GrowingArray(Float64Array);
   const labels = new GrowingArray(Float64Array);
-  const labelled = scorer();
   for await (const row of holdout.rows()) {
     const label = labelled.label(row.label);
     if (typeof label !== 'number') throw inputError(`${holdout.file} ${row.where}, label: ${label.problem}`, label.hint);
@@ -145,41 +128,69 @@ export async function explainGlobally(options: {
     labels.push(label);
   }
   const rows = labels.length;
-  const labelOf = labels.view();
   if (rows < 2) throw inputError(`${holdout.file} has ${rows} row${rows === 1 ? '' : 's'}; explanations need at least 2`, 'use a larger holdout');
-  const matrix = values.view() as Float64Array;
-  const model = batchModel(predictor, input, output.name);
+  return { matrix: values.view() as Float64Array, labels: labels.view(), rows };
+}
 
-  const metricOf = async (data: Float64Array) => {
+interface HoldoutScore {
+  metrics: Record<string, number | null>;
+  task: Task;
+}
+
+/** Scores the model over the holdout's features as given (the original, or a copy with a column shuffled) against its labels. */
+function holdoutScorer(
+  model: BatchModel,
+  rows: number,
+  labels: ArrayLike<number>,
+  scorer: () => PredictionScorer,
+): (data: Float64Array) => Promise<HoldoutScore> {
+  return async (data) => {
     const { data: predicted, width } = await model(data, rows);
     const s = scorer();
-    for (let r = 0; r < rows; r++) s.add(labelOf[r], predicted, r * width, (r + 1) * width);
+    for (let r = 0; r < rows; r++) s.add(labels[r], predicted, r * width, (r + 1) * width);
     return { metrics: s.score().metrics as unknown as Record<string, number | null>, task: s.task };
   };
-  const base = await metricOf(matrix);
-  const metric = settings.metric || (base.task === 'classification' ? 'accuracy' : 'r2');
-  const metricValue = base.metrics[metric];
+}
+
+/** The metric permutation importance watches (explain.metric, else the task's usual one) and its value on the holdout as it is. */
+function chosenMetric(wanted: string, unshuffled: HoldoutScore): { metric: string; metricValue: number } {
+  const metric = wanted || (unshuffled.task === 'classification' ? 'accuracy' : 'r2');
+  const metricValue = unshuffled.metrics[metric];
   if (typeof metricValue !== 'number' || !Number.isFinite(metricValue)) {
     throw inputError(
-      `explain.metric '${metric}' has no value for this ${base.task} model`,
-      `pick one of: ${Object.entries(base.metrics)
+      `explain.metric '${metric}' has no value for this ${unshuffled.task} model`,
+      `pick one of: ${Object.entries(unshuffled.metrics)
         .filter(([, v]) => typeof v === 'number')
         .map(([k]) => k)
         .join(', ')}`,
     );
   }
-  const worse = LOWER_IS_BETTER.has(metric) ? (v: number) => v - metricValue : (v: number) => metricValue - v;
+  return { metric, metricValue };
+}
 
-  // Permutation importance: each feature's column shuffled `repeats` times.
-  const random = seededRandom(settings.seed);
+/** Permutation importance: each feature's column shuffled `repeats` times, and how far the metric worsened each time. */
+async function permutationImportance(options: {
+  matrix: Float64Array;
+  rows: number;
+  input: { width: number };
+  features: string[];
+  repeats: number;
+  metric: string;
+  metricValue: number;
+  scoreOf: (data: Float64Array) => Promise<HoldoutScore>;
+  random: () => number;
+  onProgress?: (line: string) => void;
+}): Promise<FeatureImportance['permutation'][]> {
+  const { matrix, rows, input, features, metric, metricValue, random } = options;
+  const worse = LOWER_IS_BETTER.has(metric) ? (v: number) => v - metricValue : (v: number) => metricValue - v;
   const permutation: FeatureImportance['permutation'][] = [];
   for (let i = 0; i < input.width; i++) {
     const drops: number[] = [];
-    for (let k = 0; k < settings.repeats; k++) {
+    for (let k = 0; k < options.repeats; k++) {
       const order = shuffled(rows, random);
       const copy = Float64Array.from(matrix);
       for (let r = 0; r < rows; r++) copy[r * input.width + i] = matrix[order[r] * input.width + i];
-      const shuffledScore = (await metricOf(copy)).metrics[metric];
+      const shuffledScore = (await options.scoreOf(copy)).metrics[metric];
       drops.push(typeof shuffledScore === 'number' ? worse(shuffledScore) : NaN);
     }
     if (drops.some((d) => !Number.isFinite(d)))
@@ -189,14 +200,43 @@ export async function explainGlobally(options: {
     permutation.push({ mean, std, drops });
     options.onProgress?.(`permutation importance: ${i + 1}/${input.width} features`);
   }
+  return permutation;
+}
 
-  // Kernel SHAP on a seeded sample of rows, against a seeded background sample.
-  const pick = (count: number) => Array.from(shuffled(rows, random).subarray(0, Math.min(count, rows))).sort((a, b) => a - b);
-  const backgroundIndex = pick(settings.backgroundRows);
+/** The output column a row's scatter point shows: the value, the positive class of two, or else the predicted class. */
+function scatterColumnOf(e: Explanation): number {
+  let top = e.width === 2 ? 1 : 0;
+  if (e.width > 2) for (let k = 1; k < e.width; k++) if (e.output[k] > e.output[top]) top = k;
+  return top;
+}
+
+/** The efficiency check on one explanation: the largest |base + sum of attributions - output| over its output columns. */
+function efficiencyError(e: Explanation, features: number): number {
+  let largest = 0;
+  for (let k = 0; k < e.width; k++) {
+    let sum = e.base[k];
+    for (let i = 0; i < features; i++) sum += e.values[i * e.width + k];
+    largest = Math.max(largest, Math.abs(sum - e.output[k]));
+  }
+  return largest;
+}
+
+/** Kernel SHAP on a seeded sample of rows, against a seeded background sample: each feature's mean |attribution| and scatter points. */
+async function kernelShapAttributions(options: {
+  model: BatchModel;
+  matrix: Float64Array;
+  rows: number;
+  input: { width: number };
+  settings: ExplainSettings;
+  random: () => number;
+  onProgress?: (line: string) => void;
+}) {
+  const { matrix, rows, input, settings, random } = options;
+  const backgroundIndex = sampleRows(rows, settings.backgroundRows, random);
   const background = new Float64Array(backgroundIndex.length * input.width);
   backgroundIndex.forEach((r, b) => background.set(matrix.subarray(r * input.width, (r + 1) * input.width), b * input.width));
-  const explainer = kernelExplainer(model, background, input.width, { samples: settings.samples, seed: settings.seed });
-  const explained = pick(settings.rows);
+  const explainer = kernelExplainer(options.model, background, input.width, { samples: settings.samples, seed: settings.seed });
+  const explained = sampleRows(rows, settings.rows, random);
   const sums = new Float64Array(input.width);
   const points: [number, number][][] = Array.from({ length: input.width }, () => []);
   let coalitions = 0;
@@ -207,35 +247,82 @@ export async function explainGlobally(options: {
     const row = matrix.subarray(r * input.width, (r + 1) * input.width);
     const e = await explainer.explain(row);
     ({ coalitions, exact, width } = { coalitions: e.coalitions, exact: e.exact, width: e.width });
-    // The column a scatter shows: the value, the positive class of two, or else the predicted class.
-    let top = e.width === 2 ? 1 : 0;
-    if (e.width > 2) for (let k = 1; k < e.width; k++) if (e.output[k] > e.output[top]) top = k;
-    for (let k = 0; k < e.width; k++) {
-      let sum = e.base[k];
-      for (let i = 0; i < input.width; i++) sum += e.values[i * e.width + k];
-      maxEfficiencyError = Math.max(maxEfficiencyError, Math.abs(sum - e.output[k]));
-    }
+    const top = scatterColumnOf(e);
+    maxEfficiencyError = Math.max(maxEfficiencyError, efficiencyError(e, input.width));
     for (let i = 0; i < input.width; i++) {
       for (let k = 0; k < e.width; k++) sums[i] += Math.abs(e.values[i * e.width + k]) / e.width;
       points[i].push([row[i], e.values[i * e.width + top]]);
     }
     options.onProgress?.(`attributions: ${n + 1}/${explained.length} rows`);
   }
-  const result = features.map((feature, i) => ({ feature, meanAbsAttribution: sums[i] / explained.length, permutation: permutation[i], points: points[i] }));
+  return {
+    explainedRows: explained.length,
+    backgroundRows: backgroundIndex.length,
+    meanAbsAttribution: Array.from(sums, (sum) => sum / explained.length),
+    points,
+    coalitions,
+    exact,
+    maxEfficiencyError,
+    outputColumns: width,
+    base: Array.from(await explainer.base()).slice(0, width),
+  };
+}
+
+export async function explainGlobally(options: {
+  predictor: Predictor;
+  holdout: HoldoutSource;
+  test: Config['test'];
+  settings: ExplainSettings;
+  onProgress?: (line: string) => void;
+}): Promise<GlobalExplanation> {
+  const started = performance.now();
+  const { predictor, holdout, test, settings } = options;
+  const input = tabularInput(predictor);
+  const output = chooseOutput(predictor, test.output);
+  const scorer = () => new PredictionScorer(output, test);
+  const features = holdout.featureNames[input.name] ?? Array.from({ length: input.width }, (_, i) => `${input.name}[${i}]`);
+  const { matrix, labels, rows } = await readHoldoutMatrix(holdout, input, features, scorer());
+  const model = batchModel(predictor, input, output.name);
+  const scoreOf = holdoutScorer(model, rows, labels, scorer);
+  const unshuffled = await scoreOf(matrix);
+  const { metric, metricValue } = chosenMetric(settings.metric, unshuffled);
+  // One seeded stream for the shuffles, then the background and the explained rows: the same report every time.
+  const random = seededRandom(settings.seed);
+  const { onProgress } = options;
+  const permutation = await permutationImportance({
+    matrix,
+    rows,
+    input,
+    features,
+    repeats: settings.repeats,
+    metric,
+    metricValue,
+    scoreOf,
+    random,
+    onProgress,
+  });
+  const shap = await kernelShapAttributions({ model, matrix, rows, input, settings, random, onProgress });
+  const result = features.map((feature, i) => ({
+    feature,
+    meanAbsAttribution: shap.meanAbsAttribution[i],
+    permutation: permutation[i],
+    points: shap.points[i],
+  }));
   result.sort((a, b) => b.meanAbsAttribution - a.meanAbsAttribution);
+  const width = shap.outputColumns;
   return {
     model: predictor.modelName,
     input: input.name,
     output: output.name,
-    task: base.task,
+    task: unshuffled.task,
     holdoutRows: rows,
-    explainedRows: explained.length,
-    backgroundRows: backgroundIndex.length,
-    coalitions,
-    exact,
-    modelRowsPerExplanation: coalitions * backgroundIndex.length + 1,
-    base: Array.from(await explainer.base()).slice(0, width),
-    maxEfficiencyError,
+    explainedRows: shap.explainedRows,
+    backgroundRows: shap.backgroundRows,
+    coalitions: shap.coalitions,
+    exact: shap.exact,
+    modelRowsPerExplanation: shap.coalitions * shap.backgroundRows + 1,
+    base: shap.base,
+    maxEfficiencyError: shap.maxEfficiencyError,
     metric,
     metricValue,
     repeats: settings.repeats,

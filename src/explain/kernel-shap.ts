@@ -87,7 +87,10 @@ export function coalitions(features: number, samples: number, random: () => numb
     if (count > budget) break;
     for (const size of sizes) {
       const each = sizeWeight[size] / total / binomial(F, size);
-      for (const mask of subsetsOfSize(F, size)) (masks.push(mask), weights.push(each));
+      for (const mask of subsetsOfSize(F, size)) {
+        masks.push(mask);
+        weights.push(each);
+      }
     }
     budget -= count;
     done = s;
@@ -115,7 +118,10 @@ export function coalitions(features: number, samples: number, random: () => numb
       mask.map((v) => 1 - v),
     );
   }
-  for (const mask of sampled) (masks.push(mask), weights.push(left / total / sampled.length));
+  for (const mask of sampled) {
+    masks.push(mask);
+    weights.push(left / total / sampled.length);
+  }
   return { masks, weights: Float64Array.from(weights), exact: false };
 }
 
@@ -216,7 +222,10 @@ export function kernelExplainer(model: BatchModel, background: Float64Array, fea
       for (let k = 0; k < width; k++) {
         const phi = solve(xtwx, xtwy[k], n);
         let sum = 0;
-        for (let i = 0; i < n; i++) ((values[i * width + k] = phi[i]), (sum += phi[i]));
+        for (let i = 0; i < n; i++) {
+          values[i * width + k] = phi[i];
+          sum += phi[i];
+        }
         values[last * width + k] = output[k] - baseOut[k] - sum;
       }
       return { base: baseOut, output, values, width, coalitions: masks.length, exact };

@@ -10,8 +10,9 @@ import { chooseOutput } from '../evaluate/evaluate.js';
 import type { HoldoutSource } from '../holdout/types.js';
 import { seededRandom } from '../model/random.js';
 import type { Predictor } from '../predict/predictor.js';
-import type { TextTokenizer } from '../processing/text.js';
+import type { TextInputs, TextTokenizer } from '../processing/text.js';
 import type { ExplainSettings } from './global.js';
+import { sampleRows, spreadExamples } from './sample.js';
 
 export interface TokenImportance {
   token: string;
@@ -40,6 +41,57 @@ const EXAMPLES = 6;
 /** Rows of one model call: a sentence and its occluded copies go in chunks of this many. */
 const CHUNK_ROWS = 64;
 
+/** Every sentence's ids (the padding dropped), kept as small arrays: a holdout of texts is small. */
+async function readSentences(holdout: HoldoutSource, roles: TextInputs): Promise<{ where: string; ids: number[] }[]> {
+  const sentences: { where: string; ids: number[] }[] = [];
+  for await (const row of holdout.rows()) {
+    const ids = row.inputs[roles.ids.name];
+    const mask = roles.mask ? row.inputs[roles.mask.name] : undefined;
+    const kept: number[] = [];
+    for (let i = 0; i < ids.length; i++) if (!mask || Number(mask[i]) === 1) kept.push(Number(ids[i]));
+    sentences.push({ where: row.where, ids: kept });
+  }
+  if (sentences.length === 0) throw inputError(`${holdout.file} has no rows`, 'use a holdout of texts');
+  return sentences;
+}
+
+/** The model's output for each of `sentences`, asked CHUNK_ROWS at a time: one array of the output's columns per sentence. */
+async function scoresOf(predictor: Predictor, tokenizer: TextTokenizer, output: string, sentences: number[][]): Promise<number[][]> {
+  const scores: number[][] = [];
+  for (let from = 0; from < sentences.length; from += CHUNK_ROWS) {
+    const chunk = sentences.slice(from, from + CHUNK_ROWS);
+    const answer = await predictor.predict(tokenizer.feeds(chunk));
+    const tensor = answer[output];
+    if (!tensor) throw environmentError(`the model's answer has no output '${output}'`);
+    const width = tensor.data.length / chunk.length;
+    for (let r = 0; r < chunk.length; r++) scores.push(Array.from({ length: width }, (_, k) => Number(tensor.data[r * width + k])));
+  }
+  return scores;
+}
+
+/**
+ * One sentence occluded token by token: its predicted column, the positions of its tokens (never the
+ * special ones), and the column's fall when each of them is masked.
+ */
+async function occludeSentence(options: {
+  predictor: Predictor;
+  tokenizer: TextTokenizer;
+  output: string;
+  maskId: number;
+  specials: Set<number>;
+  ids: number[];
+}): Promise<{ column: number; positions: number[]; falls: number[] }> {
+  const { ids, maskId } = options;
+  const positions = ids.map((id, i) => (options.specials.has(id) ? -1 : i)).filter((i) => i >= 0);
+  // The sentence as it is, then one copy per position with that token masked.
+  const variants = [ids, ...positions.map((p) => ids.map((id, i) => (i === p ? maskId : id)))];
+  const scores = await scoresOf(options.predictor, options.tokenizer, options.output, variants);
+  const base = scores[0];
+  const column = base.reduce((best, v, k) => (v > base[best] ? k : best), 0);
+  const falls = positions.map((_, k) => base[column] - scores[k + 1][column]);
+  return { column, positions, falls };
+}
+
 export async function explainTextsGlobally(options: {
   predictor: Predictor;
   tokenizer: TextTokenizer;
@@ -55,46 +107,15 @@ export async function explainTextsGlobally(options: {
   const { predictor, tokenizer, holdout, settings } = options;
   const roles = tokenizer.settings.inputs;
   const output = chooseOutput(predictor, options.test.output);
-  // Every sentence's ids (the padding dropped), kept as small arrays: a holdout of texts is small.
-  const sentences: { where: string; ids: number[] }[] = [];
-  for await (const row of holdout.rows()) {
-    const ids = row.inputs[roles.ids.name];
-    const mask = roles.mask ? row.inputs[roles.mask.name] : undefined;
-    const kept: number[] = [];
-    for (let i = 0; i < ids.length; i++) if (!mask || Number(mask[i]) === 1) kept.push(Number(ids[i]));
-    sentences.push({ where: row.where, ids: kept });
-  }
-  if (sentences.length === 0) throw inputError(`${holdout.file} has no rows`, 'use a holdout of texts');
+  const sentences = await readSentences(holdout, roles);
   const specials = new Set(tokenizer.specialIds());
-  const random = seededRandom(settings.seed);
-  const order = sentences.map((_, i) => i);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  const explained = order.slice(0, Math.min(settings.rows, sentences.length)).sort((a, b) => a - b);
-  const drawn = new Set(
-    Array.from({ length: Math.min(EXAMPLES, explained.length) }, (_, k) => Math.floor((k * explained.length) / Math.min(EXAMPLES, explained.length))),
-  );
+  const explained = sampleRows(sentences.length, settings.rows, seededRandom(settings.seed));
+  const drawn = spreadExamples(explained.length, EXAMPLES);
   const totals = new Map<string, { sum: number; count: number }>();
   const examples: TokenExplanation['examples'] = [];
   for (const [n, index] of explained.entries()) {
     const { ids, where } = sentences[index];
-    const positions = ids.map((id, i) => (specials.has(id) ? -1 : i)).filter((i) => i >= 0);
-    // The sentence as it is, then one copy per position with that token masked.
-    const variants = [ids, ...positions.map((p) => ids.map((id, i) => (i === p ? options.maskId : id)))];
-    const scores: number[][] = [];
-    for (let from = 0; from < variants.length; from += CHUNK_ROWS) {
-      const chunk = variants.slice(from, from + CHUNK_ROWS);
-      const answer = await predictor.predict(tokenizer.feeds(chunk));
-      const tensor = answer[output.name];
-      if (!tensor) throw environmentError(`the model's answer has no output '${output.name}'`);
-      const width = tensor.data.length / chunk.length;
-      for (let r = 0; r < chunk.length; r++) scores.push(Array.from({ length: width }, (_, k) => Number(tensor.data[r * width + k])));
-    }
-    const base = scores[0];
-    const column = base.reduce((best, v, k) => (v > base[best] ? k : best), 0);
-    const falls = positions.map((_, k) => base[column] - scores[k + 1][column]);
+    const { column, positions, falls } = await occludeSentence({ predictor, tokenizer, output: output.name, maskId: options.maskId, specials, ids });
     positions.forEach((p, k) => {
       const token = tokenizer.idToToken(ids[p]) ?? String(ids[p]);
       const total = totals.get(token) ?? { sum: 0, count: 0 };

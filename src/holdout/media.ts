@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs';
 import { open, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { inputError } from '../errors.js';
+import { inputError, shownValue } from '../errors.js';
 import { BadRequest } from '../protocol/request.js';
 import type { Tensors } from '../model/session.js';
 import { createPreprocessor, utf8Text, type InputFacts, type ProcessingPlan, type RawInput } from '../processing/plan.js';
@@ -184,7 +184,7 @@ export async function openMediaTable(options: MediaHoldoutOptions & { format: 'c
           for await (const { where, record } of records()) {
             const value = record[column];
             const label = hasLabel ? record[options.label] : '';
-            if (hasLabel && (label === undefined || label === null || String(label).trim() === ''))
+            if (hasLabel && (label === undefined || label === null || shownValue(label).trim() === ''))
               throw inputError(`${shown} ${where}, column '${options.label}': the label is empty`, 'fix or drop the row');
             if (typeof value !== 'string')
               throw inputError(`${shown} ${where}, column '${column}': expected ${kind === 'image' ? 'a path' : 'a text'}, got ${JSON.stringify(value)}`);

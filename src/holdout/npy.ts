@@ -162,7 +162,7 @@ export async function openNpy(options: NpyOptions): Promise<HoldoutSource> {
               throw inputError(`${shown} ${where}, element ${j}: ${valueProblem(raw[j], layout.datatype)}`, 'clean the array before saving it');
             values[j] = value;
           }
-          const label = labels ? (await labels.next()).value?.[0] : '';
+          const label = labels ? ((await labels.next()).value as (number | string)[] | undefined)?.[0] : '';
           if (label === undefined || (typeof label === 'number' && !Number.isFinite(label))) {
             throw inputError(`${labelsShown} ${where}: the label is missing or not finite`);
           }

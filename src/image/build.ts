@@ -187,11 +187,11 @@ async function runBuild(docker: Docker, contextDir: string, options: Record<stri
 async function localBaseImage(docker: Docker, reference: string): Promise<{ id: string; digest: string | null; size: number } | null> {
   const inspect = () => docker.getImage(reference).inspect();
   const info = await inspect().catch(async () => {
-    await new Promise<void>((resolve, reject) =>
-      docker.pull(reference, (error: Error | null, stream: NodeJS.ReadableStream) =>
+    await new Promise<void>((resolve, reject) => {
+      void docker.pull(reference, (error: Error | null, stream: NodeJS.ReadableStream) =>
         error ? reject(error) : docker.modem.followProgress(stream, (e: Error | null) => (e ? reject(e) : resolve())),
-      ),
-    ).catch(() => undefined);
+      );
+    }).catch(() => undefined);
     return inspect().catch(() => null);
   });
   if (!info) return null;
@@ -363,6 +363,102 @@ export function namesRegistry(repository: string): boolean {
   return repository.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
 }
 
+/**
+ * Each platform's context, in its own folder (added to `dirs`, which the caller removes), with its base
+ * resolved; and the labels the image gets.
+ */
+async function platformBuilds(
+  options: BuildImageOptions,
+  prepared: Prepared,
+  platforms: Platform[],
+  store: BlobStore,
+  dirs: string[],
+): Promise<{ builds: PlatformBuild[]; labels: Record<string, string> }> {
+  const builds: PlatformBuild[] = [];
+  let labels = prepared.labels;
+  for (const platform of platforms) {
+    const base = await resolveBase(options.baseImage, platform, options.env ?? process.env, store);
+    // One platform: the base's labels as the engine's builder writes them. Several: each platform's manifest names its base in annotations.
+    labels = {
+      ...prepared.labels,
+      'org.opencontainers.image.base.name': base.name,
+      ...(platforms.length === 1 ? baseLabels(base.manifestDigest, base.configDigest) : {}),
+    };
+    const dir = await mkdtemp(path.join(tmpdir(), 'mlops-build-'));
+    dirs.push(dir);
+    builds.push({ contextDir: dir, recipe: await assemble(dir, options, prepared, platform, labels), base });
+  }
+  return { builds, labels };
+}
+
+/** The base's layers into the cache: an archive or a layout holds them, where a registry push may mount them. */
+async function fetchBaseLayers(store: BlobStore, builds: PlatformBuild[]): Promise<void> {
+  for (const b of builds) for (const layer of b.base.layers) await b.base.fetchLayer(store, layer);
+}
+
+/** The built image to each output: pushed to the registry, or written as an OCI layout or a Docker archive. Says where it went. */
+async function writeOutputs(options: {
+  outputs: BuildOutput[];
+  env: NodeJS.ProcessEnv;
+  store: BlobStore;
+  image: StoredImage;
+  references: string[];
+  builds: PlatformBuild[];
+  onProgress?: (line: string) => void;
+}): Promise<{ written: string[]; push: PushStoredResult | null }> {
+  const { store, image, references, builds } = options;
+  const written: string[] = [];
+  let push: PushStoredResult | null = null;
+  for (const output of options.outputs) {
+    if (output.kind === 'registry') {
+      options.onProgress?.(`pushing ${references.join(', ')}`);
+      push = await pushToRegistry(
+        options.env,
+        store,
+        image,
+        references,
+        builds.map((b) => b.base),
+        options.onProgress,
+      );
+      written.push('registry');
+    } else {
+      await fetchBaseLayers(store, builds);
+      await (output.kind === 'oci' ? writeLayout(store, image, output.path, references) : writeDockerArchive(store, image, output.path, references)).catch(
+        (error: NodeJS.ErrnoException) => {
+          throw environmentError(
+            `writing ${output.kind}:${output.path} failed: ${error.code ?? error.message}`,
+            error.code === 'ENOSPC' ? 'free space on that disk, or write elsewhere' : 'check the path and its permissions',
+            undefined,
+            error,
+          );
+        },
+      );
+      written.push(`${output.kind}:${output.path}`);
+    }
+  }
+  return { written, push };
+}
+
+/** The host's platform of the image, loaded into the engine; false when the image has none for this host. */
+async function loadHostPlatform(options: {
+  docker: Docker;
+  store: BlobStore;
+  image: StoredImage;
+  platforms: Platform[];
+  references: string[];
+  builds: PlatformBuild[];
+  onProgress?: (line: string) => void;
+}): Promise<boolean> {
+  const { store, image, platforms } = options;
+  const host = platforms.find((p) => PLATFORMS[p] === process.arch);
+  if (!host) return false;
+  await fetchBaseLayers(store, options.builds);
+  options.onProgress?.('loading the image into the Docker engine');
+  const single = { top: image.platforms[platforms.indexOf(host)].descriptor, platforms: [image.platforms[platforms.indexOf(host)]] };
+  await loadArchive(options.docker, dockerArchive(store, single, options.references));
+  return true;
+}
+
 async function ociBuild(options: BuildImageOptions, prepared: Prepared, platforms: Platform[]): Promise<BuilderResult> {
   const env = options.env ?? process.env;
   const store = sharedBlobStore(env);
@@ -372,67 +468,15 @@ async function ociBuild(options: BuildImageOptions, prepared: Prepared, platform
     throw inputError('--output docker:<file>: a Docker archive holds one platform', 'build one --platform for it, or write --output oci:<dir> for several');
   const dirs: string[] = [];
   try {
-    const builds: PlatformBuild[] = [];
-    let labels = prepared.labels;
-    for (const platform of platforms) {
-      const base = await resolveBase(options.baseImage, platform, env, store);
-      // One platform: the base's labels as the engine's builder writes them. Several: each platform's manifest names its base in annotations.
-      labels = {
-        ...prepared.labels,
-        'org.opencontainers.image.base.name': base.name,
-        ...(platforms.length === 1 ? baseLabels(base.manifestDigest, base.configDigest) : {}),
-      };
-      const dir = await mkdtemp(path.join(tmpdir(), 'mlops-build-'));
-      dirs.push(dir);
-      builds.push({ contextDir: dir, recipe: await assemble(dir, options, prepared, platform, labels), base });
-    }
+    const { builds, labels } = await platformBuilds(options, prepared, platforms, store, dirs);
     const image = await writeOciImage(store, builds, prepared.created, { reuse: !options.noCache, onProgress: options.onProgress });
     const references = [prepared.primary, ...prepared.extra];
     const [first] = builds;
     const baseRecord = { name: first.base.source, ...(first.base.origin ?? {}) };
     await recordLocalImages(options.cwd, Object.fromEntries(references.map((r) => [r, { top: image.top, base: baseRecord }])));
-    const fetchBase = async () => {
-      for (const b of builds) for (const layer of b.base.layers) await b.base.fetchLayer(store, layer);
-    };
-    const written: string[] = [];
-    let push: PushStoredResult | null = null;
-    for (const output of outputs) {
-      if (output.kind === 'registry') {
-        options.onProgress?.(`pushing ${references.join(', ')}`);
-        push = await pushToRegistry(
-          env,
-          store,
-          image,
-          references,
-          builds.map((b) => b.base),
-          options.onProgress,
-        );
-        written.push('registry');
-      } else {
-        await fetchBase();
-        await (output.kind === 'oci' ? writeLayout(store, image, output.path, references) : writeDockerArchive(store, image, output.path, references)).catch(
-          (error: NodeJS.ErrnoException) => {
-            throw environmentError(
-              `writing ${output.kind}:${output.path} failed: ${error.code ?? error.message}`,
-              error.code === 'ENOSPC' ? 'free space on that disk, or write elsewhere' : 'check the path and its permissions',
-              undefined,
-              error,
-            );
-          },
-        );
-        written.push(`${output.kind}:${output.path}`);
-      }
-    }
-    if (docker) {
-      const host = platforms.find((p) => PLATFORMS[p] === process.arch);
-      if (host) {
-        await fetchBase();
-        options.onProgress?.('loading the image into the Docker engine');
-        const single = { top: image.platforms[platforms.indexOf(host)].descriptor, platforms: [image.platforms[platforms.indexOf(host)]] };
-        await loadArchive(docker, dockerArchive(store, single, references));
-        written.push('docker engine');
-      }
-    }
+    const { onProgress } = options;
+    const { written, push } = await writeOutputs({ outputs, env, store, image, references, builds, onProgress });
+    if (docker && (await loadHostPlatform({ docker, store, image, platforms, references, builds, onProgress }))) written.push('docker engine');
     const own = (p: (typeof image.platforms)[number]) => p.manifest.layers.slice(p.manifest.layers.length - builds[0].recipe.layers.length);
     const sum = (layers: { size: number }[]) => layers.reduce((t, l) => t + l.size, 0);
     const [main] = image.platforms;

@@ -95,14 +95,8 @@ async function copyTree(from: string, to: string, keep: (relative: string) => bo
   }
 }
 
-/**
- * Lays out everything the Dockerfile copies: ONNX Runtime for one platform
- * (JavaScript, binding and libonnxruntime, no other node_modules), the bundled
- * server, the health check and the model.
- */
-export async function assembleContext(dir: string, input: ContextInput): Promise<ImageRecipe> {
-  const arch = PLATFORMS[input.platform];
-  if (!arch) throw inputError(`unsupported platform ${input.platform}`, `use one of ${Object.keys(PLATFORMS).join(', ')}`);
+/** ONNX Runtime for one platform into runtime/node_modules: JavaScript, binding and libonnxruntime, no other node_modules. */
+async function copyRuntime(dir: string, arch: string): Promise<void> {
   const ortNode = packageDir('onnxruntime-node');
   const ortCommon = packageDir('onnxruntime-common', ortNode);
   const runtime = path.join(dir, 'runtime', 'node_modules');
@@ -119,7 +113,10 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
     path.join(runtime, 'onnxruntime-common'),
     (rel) => rel === 'package.json' || (rel.startsWith(path.join('dist', 'cjs') + path.sep) && isCode(rel)),
   );
+}
 
+/** The bundled server, its worker, gRPC's .proto files and the health check into server/. */
+async function copyServer(dir: string): Promise<void> {
   const dist = path.join(PACKAGE_ROOT, 'dist');
   const bundle = path.join(dist, 'server.bundle.mjs');
   await mkdir(path.join(dir, 'server'), { recursive: true });
@@ -136,6 +133,61 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
     });
   }
   await copyFile(path.join(PACKAGE_ROOT, 'templates', 'healthcheck.mjs'), path.join(dir, 'server', 'healthcheck.mjs'));
+}
+
+/**
+ * The models of an image of several: each version a layer of its own under /app/models/{name}/{version}/,
+ * then the repository file that lists them.
+ */
+async function repositoryLayers(dir: string, repository: ImageModel[]): Promise<RecipeLayer[]> {
+  const layers: RecipeLayer[] = [];
+  const entries = [];
+  await mkdir(path.join(dir, 'models'), { recursive: true });
+  const stage = await mkdtemp(path.join(tmpdir(), 'mlops-models-'));
+  try {
+    for (const m of repository) {
+      const folder = path.posix.join('models', m.name, m.version);
+      await copyModel(path.join(stage, m.name, m.version), folder, m.modelPath, m.externalData, m.referenceProfile, m.modelFiles ?? [], m.processing);
+      // One layer per version, ADDed from a tar whose every entry (the parent folders too) has fixed times
+      // and owners: COPY stamps the folders it creates with the build's time, so a layer built again after
+      // an earlier model changed would get a new digest; this one keeps it.
+      const archive = `${m.name}-${m.version}.tar`;
+      await pipeline(
+        packEntries(await treeEntries(path.join(stage, m.name, m.version, folder), `app/${folder}/`)),
+        createWriteStream(path.join(dir, 'models', archive)),
+      );
+      layers.push({ kind: 'tar', source: `models/${archive}`, comment: `${m.name} version ${m.version}.` });
+      entries.push({
+        name: m.name,
+        version: m.version,
+        path: `${m.name}/${m.version}/model.onnx`,
+        sha256: m.sha256,
+        profile: `${m.name}/${m.version}/${path.basename(PROFILE_IMAGE_PATH)}`,
+        weight: m.weight,
+        shadow: m.shadow,
+        workers: m.workers,
+        batching: m.batching,
+      });
+    }
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+  }
+  await mkdir(path.join(dir, 'repository'), { recursive: true });
+  await writeFile(path.join(dir, 'repository', 'repository.json'), JSON.stringify({ models: entries }, null, 2) + '\n');
+  layers.push({ kind: 'folder', source: 'repository', target: `${IMAGE_MODELS_DIR}/`, comment: 'The repository file that lists them.' });
+  return layers;
+}
+
+/**
+ * Lays out everything the Dockerfile copies: ONNX Runtime for one platform
+ * (JavaScript, binding and libonnxruntime, no other node_modules), the bundled
+ * server, the health check and the model.
+ */
+export async function assembleContext(dir: string, input: ContextInput): Promise<ImageRecipe> {
+  const arch = PLATFORMS[input.platform];
+  if (!arch) throw inputError(`unsupported platform ${input.platform}`, `use one of ${Object.keys(PLATFORMS).join(', ')}`);
+  await copyRuntime(dir, arch);
+  await copyServer(dir);
 
   const layers: RecipeLayer[] = [
     { kind: 'folder', source: 'runtime', target: '/app/', comment: `ONNX Runtime for ${input.platform} only: the largest layer, the same in every build.` },
@@ -169,40 +221,7 @@ export async function assembleContext(dir: string, input: ContextInput): Promise
       ['MLOPS_PROFILE_PATH', PROFILE_IMAGE_PATH],
     );
   } else {
-    const entries = [];
-    await mkdir(path.join(dir, 'models'), { recursive: true });
-    const stage = await mkdtemp(path.join(tmpdir(), 'mlops-models-'));
-    try {
-      for (const m of input.repository) {
-        const folder = path.posix.join('models', m.name, m.version);
-        await copyModel(path.join(stage, m.name, m.version), folder, m.modelPath, m.externalData, m.referenceProfile, m.modelFiles ?? [], m.processing);
-        // One layer per version, ADDed from a tar whose every entry (the parent folders too) has fixed times
-        // and owners: COPY stamps the folders it creates with the build's time, so a layer built again after
-        // an earlier model changed would get a new digest; this one keeps it.
-        const archive = `${m.name}-${m.version}.tar`;
-        await pipeline(
-          packEntries(await treeEntries(path.join(stage, m.name, m.version, folder), `app/${folder}/`)),
-          createWriteStream(path.join(dir, 'models', archive)),
-        );
-        layers.push({ kind: 'tar', source: `models/${archive}`, comment: `${m.name} version ${m.version}.` });
-        entries.push({
-          name: m.name,
-          version: m.version,
-          path: `${m.name}/${m.version}/model.onnx`,
-          sha256: m.sha256,
-          profile: `${m.name}/${m.version}/${path.basename(PROFILE_IMAGE_PATH)}`,
-          weight: m.weight,
-          shadow: m.shadow,
-          workers: m.workers,
-          batching: m.batching,
-        });
-      }
-    } finally {
-      await rm(stage, { recursive: true, force: true });
-    }
-    await mkdir(path.join(dir, 'repository'), { recursive: true });
-    await writeFile(path.join(dir, 'repository', 'repository.json'), JSON.stringify({ models: entries }, null, 2) + '\n');
-    layers.push({ kind: 'folder', source: 'repository', target: `${IMAGE_MODELS_DIR}/`, comment: 'The repository file that lists them.' });
+    layers.push(...(await repositoryLayers(dir, input.repository)));
     env.push(['MLOPS_MODEL_REPOSITORY', IMAGE_REPOSITORY_FILE]);
   }
   env.push(...Object.entries(input.serverEnv));

@@ -159,7 +159,7 @@ async function checkExternalData(model: InstanceType<typeof onnx.ModelProto>, ab
   const EXTERNAL = 1;
   const locations = new Set<string>();
   for (const tensor of model.graph?.initializer ?? []) {
-    if (tensor.dataLocation !== EXTERNAL) continue;
+    if (Number(tensor.dataLocation) !== EXTERNAL) continue;
     const location = (tensor.externalData ?? []).find((e) => e.key === 'location')?.value;
     if (location) locations.add(location);
   }

@@ -4,7 +4,7 @@
  * the two distributions. Pure functions over numbers; where the bins and counts
  * come from (a reference profile in the image, the server's counters,
  * Prometheus) is the caller's business. Checked against numpy and scipy in
- * test/drift.test.ts.
+ * test/monitor/drift.test.ts.
  */
 
 /** What Evidently puts in place of an empty bin's share before taking logarithms. */

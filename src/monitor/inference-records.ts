@@ -4,7 +4,7 @@
  * `mlops monitor --labels`. Tensors are written as in an Open Inference
  * Protocol response, one row each, so any JSON tool can read them.
  */
-import { sliceTensorData, type Datatype, type TensorData } from '../model/datatypes.js';
+import { sliceTensorData, type Datatype } from '../model/datatypes.js';
 import type { Tensor } from '../model/session.js';
 import { jsonDataText } from '../protocol/json-data.js';
 
@@ -114,7 +114,7 @@ export function recordsInLine(line: string): InferenceRecord[] {
   }
   const items = Array.isArray(parsed) ? parsed : [parsed];
   const out: InferenceRecord[] = [];
-  for (const item of items) {
+  for (const item of items as unknown[]) {
     const data = (item as { specversion?: unknown; data?: unknown })?.specversion !== undefined ? (item as { data: unknown }).data : item;
     if (isRecord(data)) out.push(data);
   }

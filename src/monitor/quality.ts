@@ -13,7 +13,6 @@ import { configuredRepository } from '../project/repository.js';
 import { baselineGates, checkKnownMetrics, evaluateGates, gatesFromConfig, parseGateFlag, type GateResult, type GateSpec } from '../metrics/gates.js';
 import { CLASSIFICATION_METRICS, QUALITY_METRICS, REGRESSION_METRICS } from '../metrics/names.js';
 import { LOWER_IS_BETTER } from '../metrics/regression.js';
-import type { Datatype } from '../model/datatypes.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { parseReference } from '../registry/reference.js';
@@ -125,23 +124,21 @@ export interface ScoreLiveOptions {
   model?: string;
 }
 
-/** The join and the metrics; gates are applied by runQuality. */
-export async function scoreLive(options: ScoreLiveOptions) {
-  const { labels, range } = options;
-  const wanted = new Set(labels.labels.map((l) => l.id));
+/** The logged predictions the labels ask for, by (id, row), with every version seen in the time range. */
+interface LoggedPredictions {
+  kept: Map<string, Kept>;
+  /** (id, row)s logged more than once with different outputs or versions. */
+  conflicting: Set<string>;
+  versions: Map<string, VersionSeen>;
+}
+
+/** Reads the logs once: counts each version's rows in the range and keeps the predictions of the labelled ids. */
+async function readLoggedPredictions(options: ScoreLiveOptions, summary: JoinSummary): Promise<LoggedPredictions> {
+  const { range } = options;
+  const wanted = new Set(options.labels.labels.map((l) => l.id));
   const kept = new Map<string, Kept>();
   const conflicting = new Set<string>();
   const versions = new Map<string, VersionSeen>();
-  const summary: JoinSummary = {
-    labels: labels.labels.length,
-    matched: 0,
-    coverage: 0,
-    skipped: {},
-    duplicateLabels: labels.duplicates,
-    conflictingLabels: labels.conflicting.count,
-    loggedRows: 0,
-    duplicateLogRows: 0,
-  };
   const take = (record: InferenceRecord) => {
     if (options.model !== undefined && record.model !== options.model) return;
     const at = Date.parse(record.time);
@@ -171,13 +168,19 @@ export async function scoreLive(options: ScoreLiveOptions) {
   for (const source of options.logs) {
     for await (const line of source.lines) for (const record of recordsInLine(line)) take(record);
   }
+  return { kept, conflicting, versions };
+}
 
-  // The version scored: the one most labels belong to (labels may arrive after a newer version took over).
+/**
+ * The version scored: the one most labels belong to (labels may arrive after a newer version took
+ * over); every version, ranked so. Refused when no label matched a logged prediction.
+ */
+function chooseVersion(labels: LabelSet, logged: LoggedPredictions, summary: JoinSummary, range: TimeRange): { ranked: VersionSeen[]; chosen: VersionSeen } {
   for (const label of labels.labels) {
-    const record = kept.get(labelKey(label.id, label.row));
-    if (record) versions.get(record.sha256)!.matched++;
+    const record = logged.kept.get(labelKey(label.id, label.row));
+    if (record) logged.versions.get(record.sha256)!.matched++;
   }
-  const ranked = [...versions.values()].sort((a, b) => b.matched - a.matched || b.last.localeCompare(a.last));
+  const ranked = [...logged.versions.values()].sort((a, b) => b.matched - a.matched || b.last.localeCompare(a.last));
   const chosen = ranked[0];
   const matchedAny = chosen !== undefined && chosen.matched > 0;
   if (!matchedAny) {
@@ -192,33 +195,63 @@ export async function scoreLive(options: ScoreLiveOptions) {
         : 'label ids must be the ids the server answered with (the response "id", or X-Request-Id for v1); only sampled requests are logged',
     );
   }
+  return { ranked, chosen };
+}
 
-  const exampleRecord = [...kept.values()].find((k) => k.sha256 === chosen.sha256)!;
-  const signature = {
-    outputs: exampleRecord.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: [-1, ...t.shape.slice(1)] })),
-  };
-  const output = chooseOutput(signature, options.settings.output);
-  const scorer = new PredictionScorer(output, options.settings);
-
-  for (const label of labels.labels) {
+/** Each label joined with the chosen version's prediction and given to the scorer, or counted as skipped with its reason. */
+function scoreLabels(options: {
+  labels: LabelSet;
+  logged: LoggedPredictions;
+  chosen: VersionSeen;
+  output: string;
+  scorer: PredictionScorer;
+  summary: JoinSummary;
+}): void {
+  const { logged, chosen, output, scorer, summary } = options;
+  for (const label of options.labels.labels) {
     const key = labelKey(label.id, label.row);
     const at = `id ${label.id}${label.row !== undefined ? ` row ${label.row}` : ''} (${label.where})`;
-    const record = kept.get(key);
+    const record = logged.kept.get(key);
     if (!record) skip(summary, 'no-prediction', at);
-    else if (conflicting.has(key)) skip(summary, 'conflicting-predictions', `${at}: the id answered more than one request with different outputs`);
-    else if (record.sha256 !== chosen.sha256) skip(summary, 'other-version', `${at}: predicted by ${versions.get(record.sha256)!.version}`);
+    else if (logged.conflicting.has(key)) skip(summary, 'conflicting-predictions', `${at}: the id answered more than one request with different outputs`);
+    else if (record.sha256 !== chosen.sha256) skip(summary, 'other-version', `${at}: predicted by ${logged.versions.get(record.sha256)!.version}`);
     else if (label.row === undefined && record.rows > 1) skip(summary, 'ambiguous-row', `${at}: the request had ${record.rows} rows; add a row column`);
     else {
       const value = scorer.label(label.label);
-      const tensor = record.outputs.find((t) => t.name === output.name);
+      const tensor = record.outputs.find((t) => t.name === output);
       if (typeof value !== 'number') skip(summary, 'unscorable-label', `${at}: ${value.problem}`);
-      else if (!tensor) skip(summary, 'no-output', `${at}: the logged row has no output '${output.name}'`);
+      else if (!tensor) skip(summary, 'no-output', `${at}: the logged row has no output '${output}'`);
       else {
         scorer.add(value, numeric(tensor.data));
         summary.matched++;
       }
     }
   }
+}
+
+/** The join and the metrics; gates are applied by runQuality. */
+export async function scoreLive(options: ScoreLiveOptions) {
+  const { labels, range } = options;
+  const summary: JoinSummary = {
+    labels: labels.labels.length,
+    matched: 0,
+    coverage: 0,
+    skipped: {},
+    duplicateLabels: labels.duplicates,
+    conflictingLabels: labels.conflicting.count,
+    loggedRows: 0,
+    duplicateLogRows: 0,
+  };
+  const logged = await readLoggedPredictions(options, summary);
+  const { ranked, chosen } = chooseVersion(labels, logged, summary, range);
+
+  const exampleRecord = [...logged.kept.values()].find((k) => k.sha256 === chosen.sha256)!;
+  const signature = {
+    outputs: exampleRecord.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: [-1, ...t.shape.slice(1)] })),
+  };
+  const output = chooseOutput(signature, options.settings.output);
+  const scorer = new PredictionScorer(output, options.settings);
+  scoreLabels({ labels, logged, chosen, output: output.name, scorer, summary });
   summary.coverage = summary.labels > 0 ? summary.matched / summary.labels : 0;
   if (summary.matched === 0) {
     const reasons = Object.entries(summary.skipped).map(([reason, s]) => `${s.count} ${reason} (e.g. ${s.example})`);

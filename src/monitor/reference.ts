@@ -231,6 +231,27 @@ async function profileDataset(options: Header, predictor: Predictor, dataset: st
   const rows = raw.length;
   if (rows === 0) throw inputError(`${field} ${dataset} has no rows`, 'the reference needs rows to learn the bins from');
 
+  const { features, warnings } = featureProfiles(planned, accumulator, bins, dataset);
+  await countShares(holdout, planned, datatypes, features, bins);
+
+  return {
+    ...header(options, predictor),
+    source: { file: path.relative(options.projectDir, path.resolve(options.projectDir, dataset)) || dataset, format: holdout.format, rows },
+    warnings,
+    features,
+    skipped,
+    prediction: predictionProfile(plan, raw, bins, config.test),
+    ...explainBackground(background, tabular, holdout.featureNames),
+  };
+}
+
+/** Each feature's bin edges (from the row sample's quantiles) and moments; features without a numeric value are left out, with a warning. */
+function featureProfiles(
+  planned: FeaturePlan[],
+  accumulator: FeatureAccumulator,
+  bins: number,
+  dataset: string,
+): { features: FeatureProfile[]; warnings: string[] } {
   const warnings: string[] = [];
   const features: FeatureProfile[] = [];
   planned.forEach((f, i) => {
@@ -254,31 +275,33 @@ async function profileDataset(options: Header, predictor: Predictor, dataset: st
       max: m.max[i],
     });
   });
-  // Second pass: the shares from every row, not only the sample the edges came from.
-  const counts = features.map((f) => new Array<number>(bins + 3).fill(0));
+  return { features, warnings };
+}
+
+/** Second pass: each feature's shares from every row, not only the sample the edges came from. */
+async function countShares(holdout: HoldoutSource, planned: FeaturePlan[], datatypes: Map<string, Datatype>, features: FeatureProfile[], bins: number) {
+  const counts = features.map(() => new Array<number>(bins + 3).fill(0));
   const byFeature = features.map((f) => planned.findIndex((p) => p.name === f.name));
   for await (const row of holdout.rows()) {
     const values = rowValues(planned, row, datatypes);
     features.forEach((f, i) => counts[i][binIndex(f.edges, values[byFeature[i]])]++);
   }
   features.forEach((f, i) => (f.shares = shares(counts[i].slice(0, bins + 2))));
+}
 
+/** The rows `mlops explain` may use as its background, when the model is tabular and every sampled value is a number. */
+function explainBackground(
+  background: RowReservoir<number[]> | undefined,
+  tabular: TensorSignature,
+  featureNames: HoldoutSource['featureNames'],
+): { explainBackground?: NonNullable<ReferenceProfile['explainBackground']> } {
+  if (!background || background.rows.length === 0 || !background.rows.every((r) => r.every(Number.isFinite))) return {};
   return {
-    ...header(options, predictor),
-    source: { file: path.relative(options.projectDir, path.resolve(options.projectDir, dataset)) || dataset, format: holdout.format, rows },
-    warnings,
-    features,
-    skipped,
-    prediction: predictionProfile(plan, raw, bins, config.test),
-    ...(background && background.rows.length > 0 && background.rows.every((r) => r.every(Number.isFinite))
-      ? {
-          explainBackground: {
-            input: tabular.name,
-            features: holdout.featureNames[tabular.name] ?? Array.from({ length: tabular.shape[1] }, (_, i) => `${tabular.name}[${i}]`),
-            rows: background.rows,
-          },
-        }
-      : {}),
+    explainBackground: {
+      input: tabular.name,
+      features: featureNames[tabular.name] ?? Array.from({ length: tabular.shape[1] }, (_, i) => `${tabular.name}[${i}]`),
+      rows: background.rows,
+    },
   };
 }
 

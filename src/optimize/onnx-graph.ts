@@ -109,7 +109,7 @@ const MAX_INLINE_BYTES = 2 ** 31 - 1;
 export async function inlineExternalData(model: ModelProto, sourceDir: string): Promise<void> {
   let total = 0;
   for (const tensor of model.graph?.initializer ?? []) {
-    const entries = Object.fromEntries((tensor.externalData ?? []).map((e) => [e.key, e.value]));
+    const entries = Object.fromEntries((tensor.externalData ?? []).map((e) => [e.key, e.value])) as Record<string, string | undefined>;
     if (!entries.location) continue;
     const file = path.resolve(sourceDir, entries.location);
     if (path.relative(sourceDir, file).startsWith('..'))

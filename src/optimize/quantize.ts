@@ -264,34 +264,74 @@ export function quantizeDynamic(model: ModelProto, exclude: string[]): QuantizeR
  * ONNX Runtime fuses the pattern into QLinearConv, QLinearMatMul and QGemm. The graph's own inputs
  * and outputs stay FLOAT.
  */
-export function quantizeStatic(model: ModelProto, exclude: string[], ranges: Map<string, Range>, perChannel: boolean): QuantizeResult {
-  const opset = requireOpset(model, 10, 'static quantization (QuantizeLinear)');
-  if (perChannel && opset < 13)
-    throw inputError(`per-channel scales need opset 13 or later; the model has opset ${opset}`, 'pass --per-channel false, or convert the model to opset 13');
-  const graph = model.graph!;
-  const { candidates, leftInFloat } = findCandidates(model, 'static', exclude);
-  const added: NodeProto[] = [];
-  const initializers: TensorProto[] = [];
+/** The nodes and initializers a quantization adds to the graph. */
+interface Additions {
+  nodes: NodeProto[];
+  initializers: TensorProto[];
+}
+
+/**
+ * Each calibrated activation quantized to UINT8 and back (QuantizeLinear, DequantizeLinear), its readers
+ * rewired to the dequantized copy; the scale and zero point each got.
+ */
+function quantizeActivations(graph: NonNullable<ModelProto['graph']>, tensors: string[], ranges: Map<string, Range>, added: Additions) {
   const activation = new Map<string, { scale: number; zeroPoint: number }>();
   const outputs = new Set((graph.output ?? []).map((o) => o.name ?? ''));
-
-  for (const tensor of calibrationTensors(candidates)) {
+  for (const tensor of tensors) {
     const range = ranges.get(tensor);
     if (!range) throw new Error(`no calibration range for ${tensor}`);
     const q = activationScale(range);
     activation.set(tensor, q);
-    initializers.push(floatTensor(`${tensor}_scale`, [], [q.scale]), uint8Tensor(`${tensor}_zero_point`, [], Uint8Array.of(q.zeroPoint)));
+    added.initializers.push(floatTensor(`${tensor}_scale`, [], [q.scale]), uint8Tensor(`${tensor}_zero_point`, [], Uint8Array.of(q.zeroPoint)));
     const isOutput = outputs.has(tensor);
     // A graph output keeps its name on the DequantizeLinear: callers see the same FLOAT tensor.
     const source = isOutput ? `${tensor}_before_quantize` : tensor;
     const dequantized = isOutput ? tensor : `${tensor}_dequantized`;
     if (isOutput) for (const n of graph.node ?? []) n.output = (n.output ?? []).map((o) => (o === tensor ? source : o));
     else for (const n of graph.node ?? []) n.input = (n.input ?? []).map((i) => (i === tensor ? dequantized : i));
-    added.push(
+    added.nodes.push(
       node('QuantizeLinear', [source, `${tensor}_scale`, `${tensor}_zero_point`], [`${tensor}_quantized`], `${tensor}_QuantizeLinear`),
       node('DequantizeLinear', [`${tensor}_quantized`, `${tensor}_scale`, `${tensor}_zero_point`], [dequantized], `${tensor}_DequantizeLinear`),
     );
   }
+  return activation;
+}
+
+/**
+ * A bias as INT32 at the input's scale times the weight's (per channel when the weight is), with its
+ * DequantizeLinear; returns the dequantized bias's name.
+ */
+function quantizeBias(options: { bias: TensorProto; prefix: string; inputScale: number; scales: Float32Array; channels: number; added: Additions }): string {
+  const { prefix, inputScale, scales, channels, added } = options;
+  const bias = floatValues(options.bias)!;
+  const biasScales = Float32Array.from({ length: bias.length }, (_, i) => inputScale * scales[channels > 1 ? i : 0]);
+  const q = Int32Array.from(bias, (b, i) => Math.round(b / (biasScales[i] || 1)));
+  const biasScaleValues = channels > 1 ? biasScales : Float32Array.of(biasScales[0] ?? inputScale * scales[0]);
+  added.initializers.push(
+    int32Tensor(`${prefix}_bias_quantized`, dimsOf(options.bias), q),
+    floatTensor(`${prefix}_bias_scale`, channels > 1 ? [bias.length] : [], biasScaleValues),
+    int32Tensor(`${prefix}_bias_zero_point`, channels > 1 ? [bias.length] : [], new Int32Array(channels > 1 ? bias.length : 1)),
+  );
+  added.nodes.push(
+    node(
+      'DequantizeLinear',
+      [`${prefix}_bias_quantized`, `${prefix}_bias_scale`, `${prefix}_bias_zero_point`],
+      [`${prefix}_bias_dequantized`],
+      `${prefix}_bias_DequantizeLinear`,
+      channels > 1 ? { axis: 0 } : {},
+    ),
+  );
+  return `${prefix}_bias_dequantized`;
+}
+
+export function quantizeStatic(model: ModelProto, exclude: string[], ranges: Map<string, Range>, perChannel: boolean): QuantizeResult {
+  const opset = requireOpset(model, 10, 'static quantization (QuantizeLinear)');
+  if (perChannel && opset < 13)
+    throw inputError(`per-channel scales need opset 13 or later; the model has opset ${opset}`, 'pass --per-channel false, or convert the model to opset 13');
+  const graph = model.graph!;
+  const { candidates, leftInFloat } = findCandidates(model, 'static', exclude);
+  const added: Additions = { nodes: [], initializers: [] };
+  const activation = quantizeActivations(graph, calibrationTensors(candidates), ranges, added);
 
   for (const c of candidates) {
     const weightName = c.weight.name!;
@@ -304,13 +344,13 @@ export function quantizeStatic(model: ModelProto, exclude: string[], ranges: Map
     for (let ch = 0; ch < channels; ch++) quantized.set(quantizeInt8(values.subarray(ch * per, (ch + 1) * per), scales[ch]), ch * per);
     const prefix = `${weightName}_${c.node.name || c.output}`;
     const scaleDims = channels > 1 ? [channels] : [];
-    initializers.push(
+    added.initializers.push(
       int8Tensor(`${prefix}_quantized`, dims, quantized),
       floatTensor(`${prefix}_scale`, scaleDims, scales),
       int8Tensor(`${prefix}_zero_point`, scaleDims, new Int8Array(channels)),
     );
     const axis: Record<string, number> = channels > 1 ? { axis: 0 } : {};
-    added.push(
+    added.nodes.push(
       node(
         'DequantizeLinear',
         [`${prefix}_quantized`, `${prefix}_scale`, `${prefix}_zero_point`],
@@ -320,31 +360,10 @@ export function quantizeStatic(model: ModelProto, exclude: string[], ranges: Map
       ),
     );
     c.node.input![1] = `${prefix}_dequantized`;
-    if (c.bias) {
-      const inputScale = activation.get(c.activation)!.scale;
-      const bias = floatValues(c.bias)!;
-      const biasScales = Float32Array.from({ length: bias.length }, (_, i) => inputScale * scales[channels > 1 ? i : 0]);
-      const q = Int32Array.from(bias, (b, i) => Math.round(b / (biasScales[i] || 1)));
-      const biasScaleValues = channels > 1 ? biasScales : Float32Array.of(biasScales[0] ?? inputScale * scales[0]);
-      initializers.push(
-        int32Tensor(`${prefix}_bias_quantized`, dimsOf(c.bias), q),
-        floatTensor(`${prefix}_bias_scale`, channels > 1 ? [bias.length] : [], biasScaleValues),
-        int32Tensor(`${prefix}_bias_zero_point`, channels > 1 ? [bias.length] : [], new Int32Array(channels > 1 ? bias.length : 1)),
-      );
-      added.push(
-        node(
-          'DequantizeLinear',
-          [`${prefix}_bias_quantized`, `${prefix}_bias_scale`, `${prefix}_bias_zero_point`],
-          [`${prefix}_bias_dequantized`],
-          `${prefix}_bias_DequantizeLinear`,
-          axis,
-        ),
-      );
-      c.node.input![2] = `${prefix}_bias_dequantized`;
-    }
+    if (c.bias) c.node.input![2] = quantizeBias({ bias: c.bias, prefix, inputScale: activation.get(c.activation)!.scale, scales, channels, added });
   }
-  graph.initializer = [...(graph.initializer ?? []), ...initializers];
-  graph.node = topologicalOrder([...(graph.node ?? []), ...added], graphSources(model));
+  graph.initializer = [...(graph.initializer ?? []), ...added.initializers];
+  graph.node = topologicalOrder([...(graph.node ?? []), ...added.nodes], graphSources(model));
   dropUnused(model);
   return { quantized: candidates.map((c) => ({ node: c.node.name || c.output, op: c.op })), leftInFloat };
 }

@@ -1,5 +1,5 @@
 import { Pool } from 'undici';
-import { environmentError, inputError } from '../errors.js';
+import { environmentError, inputError, shownValue } from '../errors.js';
 import { isServableDatatype, type Datatype, type TensorData } from '../model/datatypes.js';
 import { ModelRunError } from '../model/run-error.js';
 import { loadModel, type LoadedModel, type Tensors } from '../model/session.js';
@@ -152,7 +152,7 @@ async function restPredictor(
     if (meta.status !== 200) {
       const message = json(meta.bytes).error;
       throw environmentError(
-        `the server at ${shown} does not serve model '${modelName}' (HTTP ${meta.status}${message ? `: ${String(message)}` : ''})`,
+        `the server at ${shown} does not serve model '${modelName}' (HTTP ${meta.status}${message ? `: ${shownValue(message)}` : ''})`,
         'set model.name in config to the name the server uses',
       );
     }
@@ -169,7 +169,7 @@ async function restPredictor(
         const encoded = encodeRestRequest(inputs, feeds, { binary: protocol === 'rest-binary' });
         const res = await request('POST', path, encoded.body, encoded.headers);
         if (res.status !== 200) {
-          const message = `the server answered HTTP ${res.status} to an inference request: ${String(json(res.bytes).error ?? 'no error message')}`;
+          const message = `the server answered HTTP ${res.status} to an inference request: ${shownValue(json(res.bytes).error ?? 'no error message')}`;
           // 500 is the server's word that the run failed: the model's failure, as it would be in-process.
           throw res.status === 500 ? new ModelRunError(message) : environmentError(message);
         }

@@ -71,34 +71,60 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
     const predictor = await openLocalPredictor(path.relative(options.cwd, configuredModel) || configuredModel, configuredName, options.cwd);
     return { mode: 'local', predictor, modelName: predictor.modelName, security, modelPath: configuredModel, close: () => predictor.close() };
   }
-  if (flags.url !== undefined) {
-    let url: URL;
-    try {
-      url = new URL(flags.url);
-    } catch {
-      throw inputError(
-        `--url ${flags.url}: not a URL`,
-        'pass the server base, e.g. http://127.0.0.1:8080, or grpc://127.0.0.1:8081 (https:// and grpcs:// for TLS)',
-      );
-    }
-    if (!['http:', 'https:', 'grpc:', 'grpcs:'].includes(url.protocol)) throw inputError(`--url ${flags.url}: expected http://, https://, grpc:// or grpcs://`);
-    // Only a name the config gives counts here: otherwise a single-model server is asked for its model.
-    const predictor = await remotePredictor({ url: url.href, modelName: flags.modelName || config.model.name || undefined, protocol, security });
-    const grpc = url.protocol === 'grpc:' || url.protocol === 'grpcs:';
-    return {
-      mode: 'url',
-      predictor,
-      modelName: predictor.modelName,
-      url: grpc ? undefined : url.href,
-      grpcAddress: grpc ? url.host : undefined,
-      grpcSecure: url.protocol === 'grpcs:' || url.protocol === 'https:',
-      security,
-      modelPath: configuredModel,
-      close: () => predictor.close(),
-    };
-  }
+  const opening = { protocol, security, configuredModel };
+  if (flags.url !== undefined) return await openUrl(flags.url, options, opening);
+  return await openImage(options, { ...opening, configuredName });
+}
 
-  const image = flags.image ?? (await readLastBuild(projectDir)).tags[0];
+/** What openTarget settled before choosing where the model runs. */
+interface Opening {
+  protocol: ReturnType<typeof parseProtocol>;
+  security: ClientSecurity;
+  /** The model file the config or --model names. */
+  configuredModel: string;
+}
+
+/** --url: a server already running, over REST or gRPC. */
+async function openUrl(given: string, options: OpenTargetOptions, { protocol, security, configuredModel }: Opening): Promise<OpenedTarget> {
+  let url: URL;
+  try {
+    url = new URL(given);
+  } catch {
+    throw inputError(`--url ${given}: not a URL`, 'pass the server base, e.g. http://127.0.0.1:8080, or grpc://127.0.0.1:8081 (https:// and grpcs:// for TLS)');
+  }
+  if (!['http:', 'https:', 'grpc:', 'grpcs:'].includes(url.protocol)) throw inputError(`--url ${given}: expected http://, https://, grpc:// or grpcs://`);
+  // Only a name the config gives counts here: otherwise a single-model server is asked for its model.
+  const modelName = options.flags.modelName || options.config.model.name || undefined;
+  const predictor = await remotePredictor({ url: url.href, modelName, protocol, security });
+  const grpc = url.protocol === 'grpc:' || url.protocol === 'grpcs:';
+  return {
+    mode: 'url',
+    predictor,
+    modelName: predictor.modelName,
+    url: grpc ? undefined : url.href,
+    grpcAddress: grpc ? url.host : undefined,
+    grpcSecure: url.protocol === 'grpcs:' || url.protocol === 'https:',
+    security,
+    modelPath: configuredModel,
+    close: () => predictor.close(),
+  };
+}
+
+/** A model image's models, as its labels list them (name, version, role). */
+function modelsInImage(labels: Record<string, string>): { labelled?: string; several?: { name: string; version: string; shadow: boolean }[] } {
+  const labelled = labels['mlops.model.name'];
+  // An image of several models lists them in mlops.models; mlops.model.* describe the first.
+  const several = labels['mlops.models'] ? (JSON.parse(labels['mlops.models']) as { name: string; version: string; shadow: boolean }[]) : undefined;
+  return { labelled, several };
+}
+
+/** --image, or the last build's: the image run in a container, asked over its own server. */
+async function openImage(
+  options: OpenTargetOptions,
+  { protocol, security, configuredModel, configuredName }: Opening & { configuredName: string },
+): Promise<OpenedTarget> {
+  const { flags } = options;
+  const image = flags.image ?? (await readLastBuild(options.projectDir)).tags[0];
   const docker = await connectDocker(options.env);
   const container = await startModelContainer(docker, image, { purpose: options.purpose });
   const opened: Predictor[] = [];
@@ -109,11 +135,7 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
     if (extracted) await rm(path.dirname(extracted), { recursive: true, force: true });
   };
   try {
-    const labelled = container.labels['mlops.model.name'];
-    // An image of several models lists them (name, version, role) in mlops.models; mlops.model.* describe the first.
-    const several = container.labels['mlops.models']
-      ? (JSON.parse(container.labels['mlops.models']) as { name: string; version: string; shadow: boolean }[])
-      : undefined;
+    const { labelled, several } = modelsInImage(container.labels);
     const served = several ? [...new Set(several.map((m) => m.name))] : labelled ? [labelled] : [];
     if (flags.modelName && served.length > 0 && !served.includes(flags.modelName))
       throw inputError(
@@ -161,9 +183,9 @@ export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarg
 
 /** The image's labelled signature names the symbolic dimensions its server reports only as -1. */
 function withDimensionNames(predictor: Predictor, label: string | undefined): void {
-  let labelled: { name?: string; dims?: (number | string)[] }[] = [];
+  let labelled: { name?: string; dims?: (number | string)[] }[];
   try {
-    labelled = JSON.parse(label ?? '[]');
+    labelled = JSON.parse(label ?? '[]') as typeof labelled;
   } catch {
     return;
   }

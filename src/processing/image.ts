@@ -132,20 +132,23 @@ export function outputSize(settings: ImageSettings): { height: number; width: nu
   return null;
 }
 
-/** The decoded, resized and cropped pixels of one image, HWC uint8, with what was seen of it. */
-async function pixels(
+/** A sharp pipeline: one image's steps, run when its pixels are asked for. */
+type Pipeline = ReturnType<Sharp>;
+
+/** What an image is, read from its header and judged against the limits and formats before a pixel is decoded. */
+async function imageHeader(
+  sharp: Sharp,
   bytes: Uint8Array,
   settings: ImageSettings,
+  options: SharpOptions,
   where: string,
-): Promise<{ data: Buffer; width: number; height: number; facts: Omit<ImageFacts, 'brightness' | 'contrast'> }> {
-  const sharp = await loadSharp();
+): Promise<{ format: ImageFormat; width: number; height: number; hasAlpha: boolean }> {
   if (bytes.byteLength === 0) throw new ProcessingError(`${where}: empty image (0 bytes)`, 400);
   if (bytes.byteLength > settings.maxBytes)
     throw new ProcessingError(
       `${where}: ${bytes.byteLength} bytes, over the ${settings.maxBytes} bytes an image may have (model.preprocess.image.maxBytes)`,
       413,
     );
-  const options: SharpOptions = { limitInputPixels: settings.maxPixels, failOn: 'truncated', pages: 1, autoOrient: true };
   let meta: Metadata;
   try {
     // The header only: the size and format are judged before a pixel is decoded.
@@ -169,60 +172,95 @@ async function pixels(
   // EXIF orientation is applied on load, so width and height are as a person sees the image.
   const width = meta.autoOrient?.width ?? meta.width;
   const height = meta.autoOrient?.height ?? pageHeight;
+  return { format: format as ImageFormat, width, height, hasAlpha: meta.hasAlpha };
+}
+
+/** The resize step added to the pipeline, and the size it gives. */
+async function resizeStep(
+  sharp: Sharp,
+  pipeline: Pipeline,
+  rule: ResizeRule,
+  resample: Resample,
+  { width, height }: { width: number; height: number },
+  where: string,
+): Promise<{ pipeline: Pipeline; size: { width: number; height: number } }> {
+  const size = resizedSize(rule, width, height);
+  // Shrinking: libvips' reducer, antialiased as PIL's is (within a few levels of PIL's pixels).
+  const shrunk = { width: Math.min(width, size.width), height: Math.min(height, size.height) };
+  if (shrunk.width !== width || shrunk.height !== height) {
+    pipeline = pipeline.resize(shrunk.width, shrunk.height, { fit: 'fill', kernel: KERNEL[resample], fastShrinkOnLoad: false });
+  }
+  // Enlarging: libvips' resize places pixel centres otherwise than PIL (81 levels apart on a 56x72 -> 64x64
+  // image); an affine transform with PIL's half-pixel centres comes within 9, so an axis that grows goes that way.
+  if (size.width > shrunk.width || size.height > shrunk.height) {
+    const mid = await pipeline
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true })
+      .catch((error: unknown) => {
+        throw new ProcessingError(`${where}: the image data is damaged (${firstLine(error)})`, 400);
+      });
+    pipeline = sharp(mid.data, { raw: { width: mid.info.width, height: mid.info.height, channels: mid.info.channels } }).affine(
+      [size.width / shrunk.width, 0, 0, size.height / shrunk.height],
+      {
+        interpolator: INTERPOLATOR[resample],
+        idx: 0.5,
+        idy: 0.5,
+        odx: -0.5,
+        ody: -0.5,
+      },
+    );
+  }
+  return { pipeline, size };
+}
+
+/** transformers' centre crop added to the pipeline: floor((size - crop) / 2), padded with zeros where the image is smaller. */
+async function centreCropStep(
+  sharp: Sharp,
+  pipeline: Pipeline,
+  size: { width: number; height: number },
+  crop: { width: number; height: number },
+  channels: ImageSettings['channels'],
+): Promise<Pipeline> {
+  const top = Math.floor((size.height - crop.height) / 2);
+  const left = Math.floor((size.width - crop.width) / 2);
+  if (top < 0 || left < 0) {
+    pipeline = sharp(await pipeline.removeAlpha().raw().toBuffer(), { raw: { width: size.width, height: size.height, channels } }).extend({
+      top: Math.max(0, -top),
+      bottom: Math.max(0, crop.height - size.height + top),
+      left: Math.max(0, -left),
+      right: Math.max(0, crop.width - size.width + left),
+      background: '#000000',
+    });
+    const padded = { width: Math.max(size.width, crop.width), height: Math.max(size.height, crop.height) };
+    size = padded;
+  }
+  const t = Math.max(0, Math.floor((size.height - crop.height) / 2));
+  const l = Math.max(0, Math.floor((size.width - crop.width) / 2));
+  if (size.height !== crop.height || size.width !== crop.width) pipeline = pipeline.extract({ top: t, left: l, width: crop.width, height: crop.height });
+  return pipeline;
+}
+
+/** The decoded, resized and cropped pixels of one image, HWC uint8, with what was seen of it. */
+async function pixels(
+  bytes: Uint8Array,
+  settings: ImageSettings,
+  where: string,
+): Promise<{ data: Buffer; width: number; height: number; facts: Omit<ImageFacts, 'brightness' | 'contrast'> }> {
+  const sharp = await loadSharp();
+  const options: SharpOptions = { limitInputPixels: settings.maxPixels, failOn: 'truncated', pages: 1, autoOrient: true };
+  const { format, width, height, hasAlpha } = await imageHeader(sharp, bytes, settings, options, where);
   let pipeline = sharp(bytes, options);
-  if (meta.hasAlpha) pipeline = pipeline.flatten({ background: settings.alpha === 'black' ? '#000000' : '#ffffff' });
+  if (hasAlpha) pipeline = pipeline.flatten({ background: settings.alpha === 'black' ? '#000000' : '#ffffff' });
   pipeline = settings.channels === 1 ? pipeline.toColourspace('b-w') : pipeline.toColourspace('srgb');
   let size = { width, height };
   if (settings.resize) {
-    size = resizedSize(settings.resize, width, height);
-    // Shrinking: libvips' reducer, antialiased as PIL's is (within a few levels of PIL's pixels).
-    const shrunk = { width: Math.min(width, size.width), height: Math.min(height, size.height) };
-    if (shrunk.width !== width || shrunk.height !== height) {
-      pipeline = pipeline.resize(shrunk.width, shrunk.height, { fit: 'fill', kernel: KERNEL[settings.resample], fastShrinkOnLoad: false });
-    }
-    // Enlarging: libvips' resize places pixel centres otherwise than PIL (81 levels apart on a 56x72 -> 64x64
-    // image); an affine transform with PIL's half-pixel centres comes within 9, so an axis that grows goes that way.
-    if (size.width > shrunk.width || size.height > shrunk.height) {
-      const mid = await pipeline
-        .removeAlpha()
-        .raw()
-        .toBuffer({ resolveWithObject: true })
-        .catch((error: unknown) => {
-          throw new ProcessingError(`${where}: the image data is damaged (${firstLine(error)})`, 400);
-        });
-      pipeline = sharp(mid.data, { raw: { width: mid.info.width, height: mid.info.height, channels: mid.info.channels } }).affine(
-        [size.width / shrunk.width, 0, 0, size.height / shrunk.height],
-        {
-          interpolator: INTERPOLATOR[settings.resample],
-          idx: 0.5,
-          idy: 0.5,
-          odx: -0.5,
-          ody: -0.5,
-        },
-      );
-    }
+    const resized = await resizeStep(sharp, pipeline, settings.resize, settings.resample, size, where);
+    pipeline = resized.pipeline;
+    size = resized.size;
   }
   const crop = cropFor(settings);
-  if (crop) {
-    // transformers' centre crop: floor((size - crop) / 2), padded with zeros where the image is smaller.
-    const top = Math.floor((size.height - crop.height) / 2);
-    const left = Math.floor((size.width - crop.width) / 2);
-    if (top < 0 || left < 0) {
-      pipeline = sharp(await pipeline.removeAlpha().raw().toBuffer(), { raw: { width: size.width, height: size.height, channels: settings.channels } }).extend({
-        top: Math.max(0, -top),
-        bottom: Math.max(0, crop.height - size.height + top),
-        left: Math.max(0, -left),
-        right: Math.max(0, crop.width - size.width + left),
-        background: '#000000',
-      });
-      const padded = { width: Math.max(size.width, crop.width), height: Math.max(size.height, crop.height) };
-      size = padded;
-    }
-    const t = Math.max(0, Math.floor((size.height - crop.height) / 2));
-    const l = Math.max(0, Math.floor((size.width - crop.width) / 2));
-    if (size.height !== crop.height || size.width !== crop.width) pipeline = pipeline.extract({ top: t, left: l, width: crop.width, height: crop.height });
-    size = crop;
-  }
+  if (crop) pipeline = await centreCropStep(sharp, pipeline, size, crop, settings.channels);
   let out: { data: Buffer; info: OutputInfo };
   try {
     out = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
@@ -230,7 +268,7 @@ async function pixels(
     throw new ProcessingError(`${where}: the image data is damaged (${firstLine(error)})`, 400);
   }
   if (out.info.channels !== settings.channels) throw new Error(`image pipeline gave ${out.info.channels} channels, not ${settings.channels}`);
-  return { data: out.data, width: out.info.width, height: out.info.height, facts: { format: format as ImageFormat, width, height } };
+  return { data: out.data, width: out.info.width, height: out.info.height, facts: { format, width, height } };
 }
 
 /**

@@ -5,7 +5,7 @@
  * threads and into the image as it is.
  */
 import type { PostprocessConfig, PreprocessConfig } from '../config/schema.js';
-import { inputError, MlopsError } from '../errors.js';
+import { inputError, MlopsError, shownValue } from '../errors.js';
 import type { Datatype } from '../model/datatypes.js';
 import { BadRequest as BadRequestText } from '../protocol/request.js';
 import { stat } from 'node:fs/promises';
@@ -15,7 +15,7 @@ import type { ServableTensor, Tensors } from '../model/session.js';
 /** What planning needs of a tensor: a served model's, or a remote server's metadata. */
 type Signature = Pick<ServableTensor, 'name' | 'datatype' | 'shape'> & { anyShape?: boolean };
 import { readModelFolder, type FolderFile, type ModelFolder } from './folder.js';
-import { IMAGE_FORMATS, imagesToTensor, pilResample, type ImageFacts, type ImageFormat, type ImageSettings, type Resample, type ResizeRule } from './image.js';
+import { IMAGE_FORMATS, imagesToTensor, pilResample, type ImageFacts, type ImageSettings, type Resample, type ResizeRule } from './image.js';
 import type { LabelSettings, ScoreFunction } from './labels.js';
 import { TextTokenizer, type TextFacts, type TextInputs, type TextSettings } from './text.js';
 
@@ -125,25 +125,24 @@ function rescaleOf(value: unknown, where: string): number {
   return value;
 }
 
-function imagePlan(
-  folder: ModelFolder,
-  inputs: Signature[],
-  overrides: NonNullable<ProcessingOverrides['preprocess']>['image'] | undefined,
-): ImageSettings | undefined {
-  const file = folder.files['preprocessor_config.json'];
-  const json = file?.json ?? {};
-  // A preprocessor_config.json of a text model (a Wav2Vec2 feature extractor, say) has no image fields.
-  const isImageProcessor =
+/**
+ * Whether a folder's preprocessor_config.json is an image processor's: one of a text model (a
+ * Wav2Vec2 feature extractor, say) has no image fields.
+ */
+function isImageProcessor(file: FolderFile | undefined, json: Record<string, unknown>): boolean {
+  return (
     file !== undefined &&
     ('image_processor_type' in json ||
       'image_mean' in json ||
       'do_resize' in json ||
       'crop_size' in json ||
-      (/ImageProcessor|FeatureExtractor/.test(String(json.feature_extractor_type ?? '')) && 'size' in json));
-  if (!isImageProcessor && !overrides) return undefined;
-  const where = file?.path ?? 'model.preprocess.image';
+      (/ImageProcessor|FeatureExtractor/.test(shownValue(json.feature_extractor_type ?? '')) && 'size' in json))
+  );
+}
+
+/** The one model input images fill: the one named (or pixel_values), else the only rank-4 float or byte input; refused when the model takes anything else too. */
+function imageInputOf(inputs: Signature[], named: string | undefined, where: string): Signature {
   const candidates = inputs.filter((s) => !s.anyShape && s.shape.length === 4 && FLOAT_OR_BYTE.has(s.datatype));
-  const named = overrides?.input ?? (inputs.some((s) => s.name === 'pixel_values') ? 'pixel_values' : undefined);
   const input = named ? inputs.find((s) => s.name === named) : candidates.length === 1 ? candidates[0] : undefined;
   if (!input) {
     throw notFillable(
@@ -159,42 +158,77 @@ function imagePlan(
       `${where}: the model also takes ${others.map((s) => `'${s.name}'`).join(', ')}, which an image cannot fill`,
       'send tensors to this model, or export it with the image as its only input',
     );
+  return input;
+}
+
+/** The layout, channels, height and width a rank-4 image input's shape says (height and width 0 or below when dynamic). */
+function imageGeometry(shape: number[]): Pick<ImageSettings, 'layout' | 'channels'> & { height: number; width: number } {
   // Channels first when dimension 1 is 1 or 3 and the last is not; else channels last.
-  const [, d1, d2, d3] = input.shape;
+  const [, d1, d2, d3] = shape;
   const layout: 'NCHW' | 'NHWC' = (d1 === 1 || d1 === 3) && !(d3 === 1 || d3 === 3) ? 'NCHW' : d3 === 1 || d3 === 3 ? 'NHWC' : 'NCHW';
   const channelDim = layout === 'NCHW' ? d1 : d3;
-  const channels = channelDim === 1 ? 1 : 3;
   const height = layout === 'NCHW' ? d2 : d1;
   const width = layout === 'NCHW' ? d3 : d2;
+  return { layout, channels: channelDim === 1 ? 1 : 3, height, width };
+}
+
+/** The processor's type, whose defaults fill what its file leaves out. */
+function processorType(json: Record<string, unknown>): string {
   // Older exports name a feature extractor (ViTFeatureExtractor) where newer ones name an image processor.
-  const type =
-    typeof json.image_processor_type === 'string'
-      ? json.image_processor_type
-      : typeof json.feature_extractor_type === 'string'
-        ? json.feature_extractor_type
-        : '';
-  const defaults = processorDefaults(type);
-  const cropPct = json.crop_pct;
-  const size = readSize(json.size, cropPct, where);
+  return typeof json.image_processor_type === 'string'
+    ? json.image_processor_type
+    : typeof json.feature_extractor_type === 'string'
+      ? json.feature_extractor_type
+      : '';
+}
+
+/** image_mean or image_std: a number or one per channel, else the processor's default. */
+function channelNumbers(value: unknown, field: string, fallback: number[], where: string): number[] {
+  if (value === undefined || value === null) return fallback;
+  const list = Array.isArray(value) ? value : [value];
+  if (list.length === 0 || list.some((n) => typeof n !== 'number' || !Number.isFinite(n)))
+    throw inputError(
+      `${where}: "${field}" is ${JSON.stringify(value)}; expected numbers, one per channel`,
+      'fix the file, or set model.preprocess.image.normalize',
+    );
+  return list as number[];
+}
+
+/** model.preprocess.image: each field wins over the folder's. */
+type ImageOverrides = NonNullable<NonNullable<ProcessingOverrides['preprocess']>['image']>;
+
+/** The resize and the centre crop: the file's (with the processor's defaults and the input's fixed size), each overridden by the config's. */
+function resizeAndCrop(
+  json: Record<string, unknown>,
+  fixed: { height: number; width: number },
+  defaults: { size: ResizeRule },
+  overrides: ImageOverrides | undefined,
+  where: string,
+): Pick<ImageSettings, 'resize' | 'centerCrop'> {
+  const { height, width } = fixed;
+  const size = readSize(json.size, json.crop_pct, where);
   const doResize = json.do_resize !== false;
   let resize: ResizeRule | null = doResize ? (size ?? (height > 0 && width > 0 ? { height, width } : defaults.size)) : null;
   const crop = json.do_center_crop === true ? (readSize(json.crop_size, undefined, where) ?? (height > 0 && width > 0 ? { height, width } : null)) : null;
   let centerCrop = crop && 'height' in crop ? crop : null;
   if (overrides?.resize !== undefined) resize = overrides.resize;
   if (overrides?.centerCrop !== undefined) centerCrop = overrides.centerCrop;
+  return { resize, centerCrop };
+}
+
+function imagePlan(folder: ModelFolder, inputs: Signature[], overrides: ImageOverrides | undefined): ImageSettings | undefined {
+  const file = folder.files['preprocessor_config.json'];
+  const json = file?.json ?? {};
+  if (!isImageProcessor(file, json) && !overrides) return undefined;
+  const where = file?.path ?? 'model.preprocess.image';
+  const named = overrides?.input ?? (inputs.some((s) => s.name === 'pixel_values') ? 'pixel_values' : undefined);
+  const input = imageInputOf(inputs, named, where);
+  const { layout, channels, height, width } = imageGeometry(input.shape);
+  const defaults = processorDefaults(processorType(json));
+  const { resize, centerCrop } = resizeAndCrop(json, { height, width }, defaults, overrides, where);
   const doNormalize = json.do_normalize !== false;
-  const numbers = (v: unknown, field: string, fallback: number[]): number[] => {
-    if (v === undefined || v === null) return fallback;
-    const list = Array.isArray(v) ? v : [v];
-    if (list.length === 0 || list.some((n) => typeof n !== 'number' || !Number.isFinite(n)))
-      throw inputError(
-        `${where}: "${field}" is ${JSON.stringify(v)}; expected numbers, one per channel`,
-        'fix the file, or set model.preprocess.image.normalize',
-      );
-    return list as number[];
-  };
-  const mean = numbers(json.image_mean, 'image_mean', defaults.mean);
-  const std = numbers(json.image_std, 'image_std', defaults.std);
+  const mean = channelNumbers(json.image_mean, 'image_mean', defaults.mean, where);
+  const std = channelNumbers(json.image_std, 'image_std', defaults.std, where);
   const settings: ImageSettings = {
     input: input.name,
     datatype: input.datatype,

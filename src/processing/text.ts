@@ -5,7 +5,7 @@
  * and padding, is done here: the sequence is cut before the post-processor adds its special tokens,
  * so [CLS] ... [SEP] survive, and a batch is padded to its longest sentence.
  */
-import { Tokenizer } from '@huggingface/tokenizers';
+import { Tokenizer as UntypedTokenizer } from '@huggingface/tokenizers';
 import { allocate, type Datatype } from '../model/datatypes.js';
 import type { Tensors } from '../model/session.js';
 import { BadRequest } from '../protocol/request.js';
@@ -34,6 +34,28 @@ export interface TextFacts {
   unknown: number;
   truncated: boolean;
 }
+
+/** What @huggingface/tokenizers' encode returns. */
+interface Encoding {
+  ids: number[];
+  tokens: string[];
+  attention_mask: number[];
+  token_type_ids?: number[];
+}
+
+/**
+ * The part of @huggingface/tokenizers' Tokenizer used here, as its own .d.ts declares it. Those files
+ * import each other without extensions, which NodeNext resolution cannot follow, so the class would
+ * arrive untyped.
+ */
+interface Tokenizer {
+  encode(text: string, options?: { return_token_type_ids?: boolean }): Encoding;
+  tokenize(text: string, options?: { add_special_tokens?: boolean }): string[];
+  token_to_id(token: string): number | undefined;
+  id_to_token(id: number): string | undefined;
+  post_processor: unknown;
+}
+const Tokenizer = UntypedTokenizer as unknown as new (tokenizerJson: object, tokenizerConfig: object) => Tokenizer;
 
 export class TextTokenizer {
   private readonly tokenizer: Tokenizer;

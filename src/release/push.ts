@@ -45,7 +45,7 @@ const TRANSIENT = /timeout|timed out|connection reset|ECONNRESET|EOF|broken pipe
 async function pushOnce(docker: Docker, reference: string, auth: Record<string, string>, onProgress?: PushProgress) {
   const colon = reference.lastIndexOf(':');
   const image = docker.getImage(reference.slice(0, colon));
-  const stream = (await image.push({ tag: reference.slice(colon + 1), authconfig: auth } as never)) as unknown as NodeJS.ReadableStream;
+  const stream = await image.push({ tag: reference.slice(colon + 1), authconfig: auth });
   let digest: string | undefined;
   let size: number | undefined;
   let failure: string | undefined;

@@ -10,15 +10,15 @@ import { inputError, environmentError, isMlopsError } from '../errors.js';
 import { dockerfileString } from '../docker/dockerfile.js';
 import { writeFileAtomic } from '../report/files.js';
 import { imageSbom, localImageSbom, writeSbomFile } from '../supply-chain/sbom.js';
-import { sharedBlobStore } from '../oci/blob-store.js';
-import { imageFacts, readStoredImage, relabelStored } from '../oci/image.js';
+import { sharedBlobStore, type BlobStore } from '../oci/blob-store.js';
+import { imageFacts, readStoredImage, relabelStored, type StoredImage } from '../oci/image.js';
 import { dockerArchive } from '../oci/layout.js';
-import { findLocalImage, recordLocalImages } from '../project/local-images.js';
+import { findLocalImage, recordLocalImages, type LocalImage } from '../project/local-images.js';
 import { loadArchive } from '../docker/load.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { localName, parseReference, type ImageReference } from '../registry/reference.js';
-import { localVersions, mergeListings, registryVersions, storedVersions, type VersionListing } from './versions.js';
+import { localVersions, mergeListings, registryVersions, storedVersions, type VersionInfo, type VersionListing } from './versions.js';
 import { MODEL_SHA256_LABEL } from '../model/labels.js';
 
 export type Bump = 'patch' | 'minor' | 'major';
@@ -124,11 +124,8 @@ async function existing(options: TagOptions, ref: ImageReference): Promise<{ lis
   return { listing: { versions: ordered, aliases: { ...local.aliases, ...remote.aliases } }, checked };
 }
 
-/** Gives an image a semantic version (and aliases), stamped with its test and bench results. */
-export async function tagVersion(options: TagOptions): Promise<TagResult> {
-  const ref = parseReference(options.repository);
-  if (ref.tag || ref.digest) throw inputError(`image.repository ${options.repository}: a repository, without a tag`);
-  const store = sharedBlobStore(options.env);
+/** The image to tag: one built here without a daemon (from the blob store), else the engine's; refused unless mlops built it. */
+async function imageToTag(options: TagOptions, store: BlobStore) {
   const stored = await findLocalImage(options.projectDir, options.image);
   const storedImage = stored && (await readStoredImage(store, stored.image.top).catch(() => undefined));
   if (!storedImage && !options.docker) {
@@ -141,25 +138,35 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
   const source = built ? { Id: built.imageId, Config: { Labels: built.labels } } : await inspectImage(options.docker!, options.image);
   const modelSha256 = source.Config.Labels?.[MODEL_SHA256_LABEL];
   if (!modelSha256) throw inputError(`${options.image} was not built by mlops (no ${MODEL_SHA256_LABEL} label)`, 'run `mlops build` first');
-  for (const alias of options.aliases) {
+  // The stored image with where its base lives (for the versions' records), when it was built here daemonless.
+  return { stored: storedImage ? { image: storedImage, base: stored.image.base } : undefined, sourceId: source.Id, modelSha256 };
+}
+
+/** An alias is a tag name that is neither a version nor a build tag (sha-...). */
+function checkAliases(aliases: string[]): void {
+  for (const alias of aliases) {
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(alias) || semver.valid(alias) || /^sha-[0-9a-f]{12}$/.test(alias)) {
       throw inputError(`--alias ${alias}: not a valid alias`, 'use a name such as staging or production (not a version, not sha-...)');
     }
   }
+}
 
-  const { listing, checked } = await existing(options, ref);
-  let version: string;
+/** The version asked for, or the highest existing one bumped. */
+function chosenVersion(options: Pick<TagOptions, 'version' | 'bump'>, listing: VersionListing): string {
   if (options.version !== undefined) {
     const clean = semver.valid(options.version);
     if (!clean) throw inputError(`${options.version} is not a semantic version`, 'use MAJOR.MINOR.PATCH, e.g. 1.2.0, or --bump patch|minor|major');
-    version = clean;
-  } else if (options.bump) {
-    const highest = listing.versions[0]?.version ?? '0.0.0';
-    version = semver.inc(highest, options.bump)!;
-  } else {
-    throw inputError('no version given', 'pass a version (mlops tag 1.2.0) or --bump patch|minor|major');
+    return clean;
   }
+  if (options.bump) {
+    const highest = listing.versions[0]?.version ?? '0.0.0';
+    return semver.inc(highest, options.bump)!;
+  }
+  throw inputError('no version given', 'pass a version (mlops tag 1.2.0) or --bump patch|minor|major');
+}
 
+/** Versions are immutable (another model's version is refused without --force), and moving an alias in CI needs --yes. */
+function checkVersionAllowed(options: TagOptions, listing: VersionListing, version: string, modelSha256: string): VersionInfo | undefined {
   const taken = listing.versions.find((v) => v.version === version);
   if (taken && taken.modelSha256 !== modelSha256 && !options.force) {
     throw inputError(
@@ -167,7 +174,6 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
       'pick a new version (--bump patch), or pass --force to overwrite it',
     );
   }
-  const name = localName(ref);
   const moving = options.aliases.filter((alias) => listing.aliases[alias] !== undefined && listing.aliases[alias] !== version);
   if (moving.length > 0 && options.ci && !options.yes) {
     throw inputError(
@@ -175,55 +181,73 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
       'pass --yes to confirm',
     );
   }
+  return taken;
+}
 
-  const labels = await reportLabels(options.projectDir, source.Id);
-  const reference = `${name}:${version}`;
-  const stamp = { ...labels, 'org.opencontainers.image.version': version, 'mlops.release.version': version, 'mlops.model.version': version };
-  // The server reports this as model_version (metadata, answers, the inference log): the release, not config's model.version.
-  const env = { MLOPS_MODEL_VERSION: version };
-  let imageId: string;
-  let digest: string | null = null;
+/** What tagging made: the new image's id (and digest, daemonless), the digest a forced tag replaces, and what its SBOM is made from. */
+interface Tagged {
+  imageId: string;
+  digest: string | null;
   /** The digest a forced tag replaces: the one push may overwrite. */
-  let replaces: string | undefined;
-  let sbomFacts: { labels: Record<string, string>; architecture: string } | null = null;
-  if (storedImage) {
-    // Daemonless: new configs and manifests over the same layers, in the cache; the engine gets the version too when there is one.
-    const top = await relabelStored(store, storedImage, stamp, env);
-    const tagged = await readStoredImage(store, top);
-    // The registry's version is what was pushed and signed: another image under its name would replace it there.
-    if (taken?.digest && taken.digest !== top.digest && !options.force) {
-      throw inputError(
-        `version ${version} already exists as ${taken.digest}, and this image would be ${top.digest}; versions are immutable`,
-        'tag a new version (--bump patch), or pass --force to replace it',
-      );
-    }
-    if (taken?.digest && taken.digest !== top.digest) replaces = taken.digest;
-    // Recorded only once the version is allowed: a refused tag leaves the project's images as they were.
-    const references = [reference, ...options.aliases.map((a) => `${name}:${a}`)];
-    await recordLocalImages(options.projectDir, Object.fromEntries(references.map((r) => [r, { top, base: stored.image.base }])));
-    const facts = imageFacts(tagged);
-    imageId = facts.imageId;
-    digest = top.digest;
-    sbomFacts = { labels: facts.labels, architecture: facts.architecture };
-    const host = tagged.platforms.find((p) => p.config.architecture === (process.arch === 'x64' ? 'amd64' : process.arch));
-    if (
-      options.docker &&
-      host &&
-      (await options.docker
-        .getImage(source.Id)
-        .inspect()
-        .then(
-          () => true,
-          () => false,
-        ))
-    ) {
-      await loadArchive(options.docker, dockerArchive(store, { top: host.descriptor, platforms: [host] }, references));
-    }
-  } else {
-    imageId = await relabel(options.docker!, source.Id, reference, stamp, env);
-    for (const alias of options.aliases) await options.docker!.getImage(imageId).tag({ repo: name, tag: alias });
+  replaces?: string;
+  sbomFacts: { labels: Record<string, string>; architecture: string } | null;
+}
+
+/**
+ * Daemonless: new configs and manifests over the same layers, in the cache; the engine gets the
+ * version too when there is one.
+ */
+async function tagStored(options: {
+  tag: TagOptions;
+  store: BlobStore;
+  stored: { image: StoredImage; base: LocalImage['base'] };
+  sourceId: string;
+  version: string;
+  taken: VersionInfo | undefined;
+  references: string[];
+  stamp: Record<string, string>;
+  env: Record<string, string>;
+}): Promise<Tagged> {
+  const { tag, store, stored, version, taken } = options;
+  const top = await relabelStored(store, stored.image, options.stamp, options.env);
+  const tagged = await readStoredImage(store, top);
+  // The registry's version is what was pushed and signed: another image under its name would replace it there.
+  if (taken?.digest && taken.digest !== top.digest && !tag.force) {
+    throw inputError(
+      `version ${version} already exists as ${taken.digest}, and this image would be ${top.digest}; versions are immutable`,
+      'tag a new version (--bump patch), or pass --force to replace it',
+    );
   }
-  const aliases = options.aliases.map((alias) => ({ alias, reference: `${name}:${alias}`, previous: listing.aliases[alias] ?? null }));
+  const replaces = taken?.digest && taken.digest !== top.digest ? taken.digest : undefined;
+  // Recorded only once the version is allowed: a refused tag leaves the project's images as they were.
+  await recordLocalImages(tag.projectDir, Object.fromEntries(options.references.map((r) => [r, { top, base: stored.base }])));
+  const facts = imageFacts(tagged);
+  const host = tagged.platforms.find((p) => p.config.architecture === (process.arch === 'x64' ? 'amd64' : process.arch));
+  if (
+    tag.docker &&
+    host &&
+    (await tag.docker
+      .getImage(options.sourceId)
+      .inspect()
+      .then(
+        () => true,
+        () => false,
+      ))
+  ) {
+    await loadArchive(tag.docker, dockerArchive(store, { top: host.descriptor, platforms: [host] }, options.references));
+  }
+  return {
+    imageId: facts.imageId,
+    digest: top.digest,
+    ...(replaces ? { replaces } : {}),
+    sbomFacts: { labels: facts.labels, architecture: facts.architecture },
+  };
+}
+
+/** .mlops/last-tag.json, and each alias moved in .mlops/aliases.json. */
+async function recordTag(options: TagOptions, tagged: Tagged, record: { version: string; reference: string; name: string; aliases: TagResult['aliases'] }) {
+  const { version, reference, name, aliases } = record;
+  const { imageId, digest, replaces } = tagged;
   const at = new Date().toISOString();
   await writeFileAtomic(
     path.join(options.projectDir, '.mlops', 'last-tag.json'),
@@ -234,16 +258,52 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
       options.projectDir,
       aliases.map((a) => ({ ...a, version, at })),
     );
-  // The SBOM again, now with the version and the test metrics in its model card; an image another mlops built has none here (push says so too).
+}
+
+/** The SBOM again, now with the version and the test metrics in its model card; an image another mlops built has none here (push says so too). */
+async function versionSbom(options: TagOptions, tagged: Tagged, name: string, version: string): Promise<TagResult['sbom']> {
+  const { imageId, sbomFacts } = tagged;
   const sbomJson = sbomFacts ? imageSbom({ name, version, imageId, ...sbomFacts }) : localImageSbom(options.docker!, imageId, { name, version });
-  const sbom = await sbomJson.then(
+  return await sbomJson.then(
     (json) => writeSbomFile(options.projectDir, json).then((file) => ({ file, problem: null })),
     (error: unknown) => {
       if (!isMlopsError(error)) throw error;
       return { file: null, problem: error.message };
     },
   );
-  return { version, reference, imageId, digest, modelSha256, checked, aliases, labels, sbom };
+}
+
+/** Gives an image a semantic version (and aliases), stamped with its test and bench results. */
+export async function tagVersion(options: TagOptions): Promise<TagResult> {
+  const ref = parseReference(options.repository);
+  if (ref.tag || ref.digest) throw inputError(`image.repository ${options.repository}: a repository, without a tag`);
+  const store = sharedBlobStore(options.env);
+  const { stored, sourceId, modelSha256 } = await imageToTag(options, store);
+  checkAliases(options.aliases);
+
+  const { listing, checked } = await existing(options, ref);
+  const version = chosenVersion(options, listing);
+  const taken = checkVersionAllowed(options, listing, version, modelSha256);
+  const name = localName(ref);
+
+  const labels = await reportLabels(options.projectDir, sourceId);
+  const reference = `${name}:${version}`;
+  const stamp = { ...labels, 'org.opencontainers.image.version': version, 'mlops.release.version': version, 'mlops.model.version': version };
+  // The server reports this as model_version (metadata, answers, the inference log): the release, not config's model.version.
+  const env = { MLOPS_MODEL_VERSION: version };
+  let tagged: Tagged;
+  if (stored) {
+    const references = [reference, ...options.aliases.map((a) => `${name}:${a}`)];
+    tagged = await tagStored({ tag: options, store, stored, sourceId, version, taken, references, stamp, env });
+  } else {
+    const imageId = await relabel(options.docker!, sourceId, reference, stamp, env);
+    for (const alias of options.aliases) await options.docker!.getImage(imageId).tag({ repo: name, tag: alias });
+    tagged = { imageId, digest: null, sbomFacts: null };
+  }
+  const aliases = options.aliases.map((alias) => ({ alias, reference: `${name}:${alias}`, previous: listing.aliases[alias] ?? null }));
+  await recordTag(options, tagged, { version, reference, name, aliases });
+  const sbom = await versionSbom(options, tagged, name, version);
+  return { version, reference, imageId: tagged.imageId, digest: tagged.digest, modelSha256, checked, aliases, labels, sbom };
 }
 
 /** A new image that is the old one plus labels and environment: a build with no layers, no context but its Dockerfile. */

@@ -102,6 +102,8 @@ export function createRestServer(options: RestServerOptions): RestServer {
     log,
     onDrained: () => server.closeIdleConnections(),
   });
+  // handle answers every error itself (the pipeline's catch): node:http has nothing to do with its promise.
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- see above; a wrapper would add a call to every request
   const server = options.tls ? https.createServer(httpsOptions(options.tls), handle) : http.createServer(handle);
   const stopWatchingTls = options.tls ? watchTls(options.tls, (context) => (server as https.Server).setSecureContext(context), log) : undefined;
   // `Expect: 100-continue` takes the same path as any request (route, token, slow-down, lock-out, limits):

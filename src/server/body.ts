@@ -326,7 +326,9 @@ export function readBody(req: http.IncomingMessage, limits: BodyLimits, alignAft
         try {
           (req as Tagged)[RESERVED] = limits.memory.reserve(size);
         } catch (error) {
-          return reject(error);
+          // What reserve throws: a BadRequest (503) that the pipeline answers.
+          const refused = error as Error;
+          return reject(refused);
         }
       }
       if (whole) {

@@ -102,68 +102,18 @@ function replyOrThrow<K extends 'run' | 'rest' | 'grpc' | 'explain' | 'occlude'>
 
 export async function startEngine(options: EngineOptions): Promise<InferenceEngine> {
   const { log } = options;
-  const setup: WorkerSetup = {
-    modelPath: options.modelPath,
-    modelName: options.modelName,
-    modelVersion: options.modelVersion,
-    expectedSha256: options.expectedSha256,
-    intraOpThreads: options.intraOpThreads,
-    allowNonFinite: options.allowNonFinite,
-  };
-  const model = await readServableModel(sessionOptions(setup));
-  const giveBack = options.memory?.claim({ weights: await weightBytes(model.info), workers: options.workers, modelName: model.name, version: model.version });
-  const profileProblem = options.profile ? profileMismatch(options.profile, { sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs }) : null;
-  if (options.profile && !profileProblem) setup.profile = options.profile;
-  const explanations = explanationsFor(model, options, profileProblem);
-  if ('method' in explanations && explanations.method === 'kernel_shap') {
-    const background = options.profile!.explainBackground!;
-    setup.explain = {
-      input: background.input,
-      features: explanations.features.length,
-      background: background.rows.flat(),
-      samples: explanations.samples,
-      seed: 7,
-    };
-  }
+  const { setup, model, giveBack, profileProblem, explanations } = await prepareModel(options);
   const binner = setup.profile ? new RowBinner(setup.profile, model.inputs, model.outputs) : undefined;
   const profiled = (p: { indices: Uint8Array; rows: number } | null | undefined) => {
     if (p) options.onProfiled?.(p.indices, p.rows);
   };
   const batching = options.batching.enabled && canBatch(model.inputs, model.outputs);
-  // Unless set, the cores are shared out between the workers' sessions: ONNX Runtime's default of a thread
-  // per core in every session oversubscribes the machine as soon as two workers run at once.
-  const threadsEach = options.intraOpThreads || Math.max(1, Math.floor(availableParallelism() / Math.max(1, options.workers)));
-  const pool =
-    options.workers > 0
-      ? await WorkerPool.start(options.workers, { ...setup, intraOpThreads: threadsEach }, log, {
-          onDeadline: options.onDeadline,
-          onReplaced: options.onWorkerReplaced,
-        })
-      : undefined;
   // The most rows the main thread may run at once: what the start-up probe measured. A larger request
   // costs more than was measured, so it goes to a worker, where a deadline can abandon it.
   const inlineRows = batching ? options.batching.maxBatchSize : 1;
-  let local: LoadedModel | undefined;
-  let placement: Placement;
-  try {
-    if (!pool) {
-      local = await loadModel(sessionOptions(setup));
-      placement = { where: 'main-thread', reason: 'server.workers is 0' };
-    } else {
-      placement = await probePlacement(pool, model, inlineRows, options.inlineMaxMs);
-      if (placement.where === 'main-thread') {
-        // One ONNX Runtime thread unless set: a batch runs in under server.inlineMaxMs, where a thread pool
-        // only adds the hand-over and its threads spinning between runs (ORT's default is a thread per core).
-        local = await loadModel({ ...sessionOptions(setup), intraOpThreads: options.intraOpThreads || 1 });
-        // A session's first runs allocate and are slow; they are not what the placement should judge.
-        for (let i = 0; i < 3; i++) await local.run(probeFeeds(model.inputs, inlineRows, i)).catch(() => undefined);
-      }
-    }
-  } catch (error) {
-    await pool?.close();
-    giveBack?.();
-    throw error;
-  }
+  const started = await placeModel(options, setup, model, inlineRows, giveBack);
+  const { pool, local } = started;
+  let placement = started.placement;
 
   const judge = SlowRunJudge.forInlineLimit(options.inlineMaxMs);
   const runLocal = async (feeds: Tensors): Promise<Tensors> => {
@@ -190,17 +140,141 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     profiled(reply.profiled);
     return reply.result;
   };
-
   // Without workers (server.workers 0) every run is local, however many rows: there is no worker to send a large one to.
   const run = (feeds: Tensors, rows: number, deadline: number) =>
     placement.where === 'main-thread' && (rows <= inlineRows || !pool) ? runLocal(feeds) : runInWorker(feeds, deadline);
-  // Explanations take at most all workers but one, so inference always keeps one (with one worker, they share it).
-  const explainSlots = Math.max(1, (pool?.size ?? 1) - 1);
+  const batcher = batcherFor(run, model, options, batching, () => (placement.where === 'main-thread' ? 1 : pool!.size));
+  const explaining = explainSlots(pool, explanations, options);
+  const whole = wholeRequests(pool, options, profiled);
+  const active = new ActiveRequests();
+  return {
+    model,
+    batching,
+    workers: pool?.size ?? 0,
+    profileProblem,
+    get placement() {
+      return placement;
+    },
+    get abandonedRuns() {
+      return pool?.abandonedRuns ?? 0;
+    },
+    get active() {
+      return active.count;
+    },
+    get accepting() {
+      return pool?.accepting ?? true;
+    },
+    infer: (feeds, rows, deadline) => active.counted(batcher.infer(feeds, rows, deadline)),
+    explanations,
+    explain: (rows, count, deadline) => active.counted(explaining.explain(rows, count, deadline)),
+    occlude: (data, dims, count, deadline) => active.counted(explaining.occlude(data, dims, count, deadline)),
+    inferRest: (body, header, owned, request, deadline) => active.counted(whole.inferRest(body, header, owned, request, deadline)),
+    inferGrpc: (body, owned, request, deadline) => active.counted(whole.inferGrpc(body, owned, request, deadline)),
+    countCached: (feeds, result) => {
+      if (binner) profiled(binner.bin(feeds, result));
+    },
+    async release() {
+      await pool?.close();
+      if (placement.where === 'main-thread') await local?.release();
+      giveBack?.();
+      return { abandonedRuns: pool?.abandonedRuns ?? 0 };
+    },
+  };
+}
+
+/** The queue in front of `run`: batches as large as config allows, as many at once as there are places to run them. */
+function batcherFor(
+  run: ConstructorParameters<typeof Batcher>[0],
+  model: ServableModel,
+  options: EngineOptions,
+  batching: boolean,
+  concurrency: () => number,
+): Batcher {
+  return new Batcher(run, model.inputs, {
+    concurrency,
+    batching,
+    maxBatchSize: options.batching.maxBatchSize,
+    maxWaitMs: options.batching.maxWaitMs,
+    onRun: options.onRun,
+    onQueued: options.onQueued,
+    onExpired: () => options.onDeadline?.('queued'),
+  });
+}
+
+/** The model read and checked, its memory claimed, the reference profile and explanation background that fit it. */
+async function prepareModel(options: EngineOptions) {
+  const setup: WorkerSetup = {
+    modelPath: options.modelPath,
+    modelName: options.modelName,
+    modelVersion: options.modelVersion,
+    expectedSha256: options.expectedSha256,
+    intraOpThreads: options.intraOpThreads,
+    allowNonFinite: options.allowNonFinite,
+  };
+  const model = await readServableModel(sessionOptions(setup));
+  const giveBack = options.memory?.claim({ weights: await weightBytes(model.info), workers: options.workers, modelName: model.name, version: model.version });
+  const profileProblem = options.profile ? profileMismatch(options.profile, { sha256: model.info.sha256, inputs: model.inputs, outputs: model.outputs }) : null;
+  if (options.profile && !profileProblem) setup.profile = options.profile;
+  const explanations = explanationsFor(model, options, profileProblem);
+  if ('method' in explanations && explanations.method === 'kernel_shap') {
+    const background = options.profile!.explainBackground!;
+    setup.explain = {
+      input: background.input,
+      features: explanations.features.length,
+      background: background.rows.flat(),
+      samples: explanations.samples,
+      seed: 7,
+    };
+  }
+  return { setup, model, giveBack, profileProblem, explanations };
+}
+
+/**
+ * The worker pool started, and where runs go: the main thread's own session when a probe found the
+ * model fast enough (or there are no workers), else the workers. Whatever started is stopped on failure.
+ */
+async function placeModel(
+  options: EngineOptions,
+  setup: WorkerSetup,
+  model: ServableModel,
+  inlineRows: number,
+  giveBack: (() => void) | undefined,
+): Promise<{ pool: WorkerPool | undefined; local: LoadedModel | undefined; placement: Placement }> {
+  // Unless set, the cores are shared out between the workers' sessions: ONNX Runtime's default of a thread
+  // per core in every session oversubscribes the machine as soon as two workers run at once.
+  const threadsEach = options.intraOpThreads || Math.max(1, Math.floor(availableParallelism() / Math.max(1, options.workers)));
+  const pool =
+    options.workers > 0
+      ? await WorkerPool.start(options.workers, { ...setup, intraOpThreads: threadsEach }, options.log, {
+          onDeadline: options.onDeadline,
+          onReplaced: options.onWorkerReplaced,
+        })
+      : undefined;
+  try {
+    if (!pool) return { pool, local: await loadModel(sessionOptions(setup)), placement: { where: 'main-thread', reason: 'server.workers is 0' } };
+    const placement = await probePlacement(pool, model, inlineRows, options.inlineMaxMs);
+    if (placement.where !== 'main-thread') return { pool, local: undefined, placement };
+    // One ONNX Runtime thread unless set: a batch runs in under server.inlineMaxMs, where a thread pool
+    // only adds the hand-over and its threads spinning between runs (ORT's default is a thread per core).
+    const local = await loadModel({ ...sessionOptions(setup), intraOpThreads: options.intraOpThreads || 1 });
+    // A session's first runs allocate and are slow; they are not what the placement should judge.
+    for (let i = 0; i < 3; i++) await local.run(probeFeeds(model.inputs, inlineRows, i)).catch(() => undefined);
+    return { pool, local, placement };
+  } catch (error) {
+    await pool?.close();
+    giveBack?.();
+    throw error;
+  }
+}
+
+/** Explanations in worker threads, at most all workers but one at once, so inference always keeps one (with one worker, they share it). */
+function explainSlots(pool: WorkerPool | undefined, explanations: Explanations, options: EngineOptions) {
+  const slots = Math.max(1, (pool?.size ?? 1) - 1);
   let explaining = 0;
   const waiting: (() => void)[] = [];
   const inSlot = async <T>(deadline: number, work: () => Promise<T>): Promise<T> => {
     if (!('method' in explanations)) throw new BadRequest(explanations.unavailable, explanations.status);
-    while (explaining >= explainSlots) await new Promise<void>((resolve) => waiting.push(resolve));
+    while (explaining >= slots) await new Promise<void>((resolve) => waiting.push(resolve));
     // A slot that came too late is not used: the client has been answered by its deadline, or should be.
     if (performance.now() > deadline) {
       waiting.shift()?.();
@@ -214,27 +288,19 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
       waiting.shift()?.();
     }
   };
-  const explain = (rows: Float64Array, count: number, deadline = Infinity) =>
-    inSlot(deadline, async () => replyOrThrow(await pool!.run({ kind: 'explain', rows, count }, [rows.buffer as ArrayBuffer], deadline), 'explain'));
-  const occludeRows = (data: Float64Array, dims: number[], count: number, deadline = Infinity) =>
-    inSlot(deadline, async () =>
-      replyOrThrow(
-        await pool!.run({ kind: 'occlude', data, dims, count, patch: options.explainPatch ?? 8 }, [data.buffer as ArrayBuffer], deadline),
-        'occlude',
-      ),
-    );
+  return {
+    explain: (rows: Float64Array, count: number, deadline = Infinity) =>
+      inSlot(deadline, async () => replyOrThrow(await pool!.run({ kind: 'explain', rows, count }, [rows.buffer as ArrayBuffer], deadline), 'explain')),
+    occlude: (data: Float64Array, dims: number[], count: number, deadline = Infinity) =>
+      inSlot(deadline, async () => {
+        const job = { kind: 'occlude' as const, data, dims, count, patch: options.explainPatch ?? 8 };
+        return replyOrThrow(await pool!.run(job, [data.buffer as ArrayBuffer], deadline), 'occlude');
+      }),
+  };
+}
 
-  const batcher = new Batcher(run, model.inputs, {
-    concurrency: () => (placement.where === 'main-thread' ? 1 : pool!.size),
-    batching,
-    maxBatchSize: options.batching.maxBatchSize,
-    maxWaitMs: options.batching.maxWaitMs,
-    onRun: options.onRun,
-    onQueued: options.onQueued,
-    onExpired: () => options.onDeadline?.('queued'),
-  });
-
-  /** A whole request (REST body or gRPC message) run in a worker: its queue time, run and profile counted as a batch's are. */
+/** Whole requests (a REST body, a gRPC message) decoded, run and encoded in a worker: their queue time, run and profile counted as a batch's are. */
+function wholeRequests(pool: WorkerPool | undefined, options: EngineOptions, profiled: (p: { indices: Uint8Array; rows: number } | null | undefined) => void) {
   const recordWhole = (queuedAt: number, reply: { startedAt: number; rows: number; seconds: number; profiled?: Parameters<typeof profiled>[0] }) => {
     options.onQueued((reply.startedAt - queuedAt) / 1000);
     options.onRun(reply.rows, reply.seconds);
@@ -255,48 +321,18 @@ export async function startEngine(options: EngineOptions): Promise<InferenceEngi
     recordWhole(queuedAt, reply);
     return reply.body;
   };
-  // Requests inside the engine: a model swapped out by a load is released only once they are answered.
-  let active = 0;
-  const settled = () => void active--;
-  const counted = <T>(work: Promise<T>): Promise<T> => {
-    active++;
-    work.then(settled, settled);
-    return work;
-  };
+  return { inferRest, inferGrpc };
+}
 
-  return {
-    model,
-    batching,
-    workers: pool?.size ?? 0,
-    profileProblem,
-    get placement() {
-      return placement;
-    },
-    get abandonedRuns() {
-      return pool?.abandonedRuns ?? 0;
-    },
-    get active() {
-      return active;
-    },
-    get accepting() {
-      return pool?.accepting ?? true;
-    },
-    infer: (feeds, rows, deadline) => counted(batcher.infer(feeds, rows, deadline)),
-    explanations,
-    explain: (rows, count, deadline) => counted(explain(rows, count, deadline)),
-    occlude: (data, dims, count, deadline) => counted(occludeRows(data, dims, count, deadline)),
-    inferRest: (body, header, owned, request, deadline) => counted(inferRest(body, header, owned, request, deadline)),
-    inferGrpc: (body, owned, request, deadline) => counted(inferGrpc(body, owned, request, deadline)),
-    countCached: (feeds, result) => {
-      if (binner) profiled(binner.bin(feeds, result));
-    },
-    async release() {
-      await pool?.close();
-      if (placement.where === 'main-thread') await local?.release();
-      giveBack?.();
-      return { abandonedRuns: pool?.abandonedRuns ?? 0 };
-    },
-  };
+/** Requests inside the engine: a model swapped out by a load is released only once they are answered. */
+class ActiveRequests {
+  count = 0;
+  private readonly settled = () => void this.count--;
+  counted<T>(work: Promise<T>): Promise<T> {
+    this.count++;
+    work.then(this.settled, this.settled);
+    return work;
+  }
 }
 
 /**

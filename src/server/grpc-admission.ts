@@ -54,96 +54,121 @@ function clientAddress(call: grpc.ServerInterceptingCallInterface, metadata: grp
 }
 
 export function admission(options: AdmissionOptions): grpc.ServerInterceptor {
-  const { access, proxies, limits, onRefused } = options;
-  return (method, call) => {
-    const rpc = method.path.slice(method.path.lastIndexOf('/') + 1);
-    const open = !method.path.startsWith(`/${INFERENCE_SERVICE}/`) || OPEN_RPCS.has(rpc);
-    // grpc-js's own call under the interceptors holds the HTTP/2 stream: it is read here to count the
-    // message's bytes as they arrive and to reset a refused stream (grpc-js offers no hook for either).
-    const stream = (call as unknown as { stream?: http2.ServerHttp2Stream }).stream;
-    let client = '';
-    let held = 0;
-    let untrack: (() => void) | undefined;
-    let ended = false;
-    /** Gives back the memory the whole message reserved (server.memoryBudget) once the call ends. */
-    let reserved: (() => void) | undefined;
-    const release = () => {
-      if (!untrack) return;
-      untrack();
-      untrack = undefined;
-      limits.budget.give(held);
-      held = 0;
-    };
-    const refuse = (error: BadRequest) => {
-      if (ended) return;
-      ended = true;
-      release();
-      const code = GRPC_STATUS_FOR_HTTP[error.status] ?? grpc.status.INVALID_ARGUMENT;
-      onRefused(rpc, code);
-      intercepting.sendStatus({ code, details: error.message });
-      // The answer first, then RST_STREAM: the client stops sending what would not be read.
-      setImmediate(() => {
-        if (stream && !stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-      });
-    };
-    const count = (chunk: Buffer) => {
-      if (ended || !untrack) return;
-      if (!limits.budget.take(chunk.length, client)) return refuse(overBudget(limits));
-      held += chunk.length;
-    };
-    const admit = (metadata: grpc.Metadata, next: (metadata: grpc.Metadata) => void) => {
-      const address = clientAddress(call, metadata, proxies);
-      client = address;
-      if (access && !open) {
-        const given = metadata.get('authorization')[0];
-        const token = bearerToken(typeof given === 'string' ? given : undefined);
-        const verdict = access.verify(token, address);
-        if (!verdict.ok) {
-          const { error } = accessRefusal(verdict);
-          if (verdict.delayMs > 0) setTimeout(() => refuse(error), verdict.delayMs);
-          else refuse(error);
-          return;
-        }
-        client = `t:${token}`;
-      }
-      if (stream) {
-        untrack = limits.budget.track(refuse, () => held, client);
-        stream.on('data', count);
-      }
-      next(metadata);
-    };
-    const intercepting: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(call, {
-      start(next) {
+  return (method, call) => new AdmittedCall(options, method.path, call).intercepting;
+}
+
+/**
+ * One call through admission: its token and client checked when its metadata arrives, its message's
+ * bytes counted against the body budget as they arrive, its request's memory reserved once it is whole,
+ * and everything it held given back when it ends, is refused or is cancelled.
+ */
+class AdmittedCall {
+  readonly intercepting: grpc.ServerInterceptingCall;
+  private readonly rpc: string;
+  private readonly open: boolean;
+  /**
+   * grpc-js's own call under the interceptors holds the HTTP/2 stream: it is read here to count the
+   * message's bytes as they arrive and to reset a refused stream (grpc-js offers no hook for either).
+   */
+  private readonly stream: http2.ServerHttp2Stream | undefined;
+  private client = '';
+  private held = 0;
+  private untrack: (() => void) | undefined;
+  private ended = false;
+  /** Gives back the memory the whole message reserved (server.memoryBudget) once the call ends. */
+  private reserved: (() => void) | undefined;
+
+  constructor(
+    private readonly options: AdmissionOptions,
+    path: string,
+    private readonly call: grpc.ServerInterceptingCallInterface,
+  ) {
+    this.rpc = path.slice(path.lastIndexOf('/') + 1);
+    this.open = !path.startsWith(`/${INFERENCE_SERVICE}/`) || OPEN_RPCS.has(this.rpc);
+    this.stream = (call as unknown as { stream?: http2.ServerHttp2Stream }).stream;
+    this.intercepting = new grpc.ServerInterceptingCall(call, {
+      start: (next) => {
         next(
           new grpc.ServerListenerBuilder()
-            .withOnReceiveMetadata(admit)
-            .withOnReceiveMessage((message, next) => {
-              // The whole message has arrived: it leaves the budget for bodies still arriving, and reserves its
-              // request's memory until the call ends.
-              const size = held;
-              release();
-              try {
-                reserved = limits.memory?.reserve(size);
-              } catch (error) {
-                return refuse(error as BadRequest);
-              }
-              next(message);
-            })
+            .withOnReceiveMetadata(this.admit)
+            .withOnReceiveMessage(this.received)
             .withOnCancel(() => {
-              ended = true;
-              release();
-              reserved?.();
+              this.ended = true;
+              this.release();
+              this.reserved?.();
             })
             .build(),
         );
       },
-      sendStatus(status, next) {
-        ended = true;
-        release();
-        reserved?.();
+      sendStatus: (status, next) => {
+        this.ended = true;
+        this.release();
+        this.reserved?.();
         next(status);
       },
     });
-    return intercepting;
+  }
+
+  private readonly release = () => {
+    if (!this.untrack) return;
+    this.untrack();
+    this.untrack = undefined;
+    this.options.limits.budget.give(this.held);
+    this.held = 0;
+  };
+
+  private readonly refuse = (error: BadRequest) => {
+    if (this.ended) return;
+    this.ended = true;
+    this.release();
+    const code = GRPC_STATUS_FOR_HTTP[error.status] ?? grpc.status.INVALID_ARGUMENT;
+    this.options.onRefused(this.rpc, code);
+    this.intercepting.sendStatus({ code, details: error.message });
+    // The answer first, then RST_STREAM: the client stops sending what would not be read.
+    const stream = this.stream;
+    setImmediate(() => {
+      if (stream && !stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    });
+  };
+
+  private readonly count = (chunk: Buffer) => {
+    if (this.ended || !this.untrack) return;
+    if (!this.options.limits.budget.take(chunk.length, this.client)) return this.refuse(overBudget(this.options.limits));
+    this.held += chunk.length;
+  };
+
+  private readonly admit = (metadata: grpc.Metadata, next: (metadata: grpc.Metadata) => void) => {
+    const { access, proxies, limits } = this.options;
+    const address = clientAddress(this.call, metadata, proxies);
+    this.client = address;
+    if (access && !this.open) {
+      const given = metadata.get('authorization')[0];
+      const token = bearerToken(typeof given === 'string' ? given : undefined);
+      const verdict = access.verify(token, address);
+      if (!verdict.ok) {
+        const { error } = accessRefusal(verdict);
+        if (verdict.delayMs > 0) setTimeout(() => this.refuse(error), verdict.delayMs);
+        else this.refuse(error);
+        return;
+      }
+      this.client = `t:${token}`;
+    }
+    if (this.stream) {
+      this.untrack = limits.budget.track(this.refuse, () => this.held, this.client);
+      this.stream.on('data', this.count);
+    }
+    next(metadata);
+  };
+
+  /** The whole message has arrived: it leaves the budget for bodies still arriving, and reserves its request's memory until the call ends. */
+  private readonly received = (message: unknown, next: (message: unknown) => void) => {
+    const size = this.held;
+    this.release();
+    try {
+      this.reserved = this.options.limits.memory?.reserve(size);
+    } catch (error) {
+      return this.refuse(error as BadRequest);
+    }
+    next(message);
   };
 }

@@ -96,13 +96,13 @@ export class InferenceLog {
     });
     this.dropped.inc({ reason: 'queue-full' }, 0);
     this.dropped.inc({ reason: 'sink-error' }, 0);
-    const self = this;
+    const queuedBytes = () => this.queuedBytes;
     new Gauge({
       name: 'mlops_inference_log_queue_bytes',
       help: 'Bytes of log rows waiting for the sink.',
       registers: [registry],
       collect() {
-        this.set(self.queuedBytes);
+        this.set(queuedBytes());
       },
     });
   }

@@ -64,107 +64,133 @@ const explainer = setup.explain ? explainerFor(setup.explain) : undefined;
 const profiledTransfer = (profiled: { indices: Uint8Array } | null | undefined) => (profiled ? [profiled.indices.buffer as ArrayBuffer] : []);
 
 async function handle(job: WorkerJob): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
-  const startedAt = now();
   switch (job.kind) {
-    case 'run': {
-      const result = await model.run(job.feeds);
-      const seconds = (now() - startedAt) / 1000;
-      const profiled = binner?.bin(job.feeds, result) ?? undefined;
-      return { reply: { ok: true, kind: 'run', result, startedAt, seconds, profiled }, transfer: [...transferables(result), ...profiledTransfer(profiled)] };
-    }
-    case 'rest': {
-      const request = decodeRestRequest(job.body, job.header, model);
-      request.id ??= job.id;
-      const ranAt = now();
-      const result = await model.run(request.inputs);
-      const seconds = (now() - ranAt) / 1000;
-      const profiled = binner?.bin(request.inputs, result) ?? undefined;
-      const response = encodeRestResponse(model, result, request);
-      const logged = job.log
-        ? encodeInferenceRecords({ id: request.id, rows: request.rows, model: recordModel }, result, job.log === 'with-inputs' ? request.inputs : undefined)
-        : undefined;
-      const { body, own } = movable(typeof response.body === 'string' ? Buffer.from(response.body) : response.body);
-      return {
-        reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds, profiled, logged },
-        transfer: [...own, ...profiledTransfer(profiled)],
-      };
-    }
-    case 'grpc': {
-      // Loaded on the first gRPC job: grpc-js in every worker slowed REST jobs on image_cnn by half (measured
-      // with mlops bench, rest-binary at concurrency 8, against the commit before it).
-      const { decodeGrpcRequest, decodeModelInferBytes, encodeGrpcResponse, encodeModelInferResponse } = await import('../protocol/grpc.js');
-      const message = decodeModelInferBytes(Buffer.from(job.body.buffer, job.body.byteOffset, job.body.byteLength));
-      const request = decodeGrpcRequest(message, model);
-      request.id ??= job.id;
-      const ranAt = now();
-      const result = await model.run(request.inputs);
-      const seconds = (now() - ranAt) / 1000;
-      const profiled = binner?.bin(request.inputs, result) ?? undefined;
-      const { body, own } = movable(encodeModelInferResponse(encodeGrpcResponse(model, result, request)));
-      return {
-        reply: { ok: true, kind: 'grpc', body, rows: request.rows, startedAt: ranAt, seconds, profiled },
-        transfer: [...own, ...profiledTransfer(profiled)],
-      };
-    }
-    case 'explain': {
-      if (!explainer) throw new BadRequest('this server has no explanation background', 409);
-      const rows: RowExplanation[] = [];
-      let last: Explanation | undefined;
-      for (let r = 0; r < job.count; r++) {
-        last = await explainer.kernel.explain(job.rows.subarray(r * explainer.features, (r + 1) * explainer.features));
-        rows.push({ output: Array.from(last.output), values: Array.from(last.values) });
-      }
-      const base = Array.from(await explainer.kernel.base());
-      const coalitions = last?.coalitions ?? 0;
-      const modelRows = job.count * (coalitions * explainer.kernel.backgroundRows + 1);
-      return {
-        reply: {
-          ok: true,
-          kind: 'explain',
-          outputs: explainer.outputs,
-          base,
-          rows,
-          coalitions,
-          exact: last?.exact ?? true,
-          modelRows,
-          seconds: (now() - startedAt) / 1000,
-        },
-        transfer: [],
-      };
-    }
-    case 'occlude': {
-      const layout = spatialLayout(job.dims);
-      if (!layout) throw new BadRequest(`an input of shape [${job.dims.join(', ')}] per row has no spatial axes to occlude`, 400);
-      const rowSize = job.dims.reduce((n, d) => n * d, 1);
-      const rowsOf = rowsModel(job.dims);
-      const out: { output: number[]; grid: [number, number]; patches: number[] }[] = [];
-      let modelRows = 0;
-      for (let r = 0; r < job.count; r++) {
-        const result = await occlude(rowsOf.run, job.data.subarray(r * rowSize, (r + 1) * rowSize), layout, job.patch, rowsOf.chunk);
-        out.push({ output: Array.from(result.output), grid: result.grid, patches: Array.from(result.patches) });
-        modelRows += result.modelRows;
-      }
-      return {
-        reply: { ok: true, kind: 'occlude', outputs: rowsOf.widths, rows: out, axes: layout.axes, modelRows, seconds: (now() - startedAt) / 1000 },
-        transfer: [],
-      };
-    }
-    case 'probe': {
-      const times: number[] = [];
-      try {
-        for (let i = 0; i < 7; i++) {
-          const feeds = probeFeeds(model.inputs, job.rows, i);
-          const t = performance.now();
-          await model.run(feeds);
-          times.push(performance.now() - t);
-        }
-      } catch (error) {
-        return { reply: { ok: true, kind: 'probe', ms: null, reason: `random inputs failed: ${(error as Error).message.split('\n')[0]}` }, transfer: [] };
-      }
-      times.sort((a, b) => a - b);
-      return { reply: { ok: true, kind: 'probe', ms: times[3] }, transfer: [] };
-    }
+    case 'run':
+      return runJob(job);
+    case 'rest':
+      return restJob(job);
+    case 'grpc':
+      return grpcJob(job);
+    case 'explain':
+      return explainJob(job);
+    case 'occlude':
+      return occludeJob(job);
+    case 'probe':
+      return probeJob(job);
   }
+}
+
+/** Tensors from the batcher, run. */
+async function runJob(job: Extract<WorkerJob, { kind: 'run' }>): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
+  const startedAt = now();
+  const result = await model.run(job.feeds);
+  const seconds = (now() - startedAt) / 1000;
+  const profiled = binner?.bin(job.feeds, result) ?? undefined;
+  return { reply: { ok: true, kind: 'run', result, startedAt, seconds, profiled }, transfer: [...transferables(result), ...profiledTransfer(profiled)] };
+}
+
+/** A whole REST request decoded, run and encoded here, off the main thread. */
+async function restJob(job: Extract<WorkerJob, { kind: 'rest' }>): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
+  const request = decodeRestRequest(job.body, job.header, model);
+  request.id ??= job.id;
+  const ranAt = now();
+  const result = await model.run(request.inputs);
+  const seconds = (now() - ranAt) / 1000;
+  const profiled = binner?.bin(request.inputs, result) ?? undefined;
+  const response = encodeRestResponse(model, result, request);
+  const logged = job.log
+    ? encodeInferenceRecords({ id: request.id, rows: request.rows, model: recordModel }, result, job.log === 'with-inputs' ? request.inputs : undefined)
+    : undefined;
+  const { body, own } = movable(typeof response.body === 'string' ? Buffer.from(response.body) : response.body);
+  return {
+    reply: { ok: true, kind: 'rest', body, headerLength: response.headerLength, rows: request.rows, startedAt: ranAt, seconds, profiled, logged },
+    transfer: [...own, ...profiledTransfer(profiled)],
+  };
+}
+
+/** A whole gRPC ModelInferRequest decoded, run and encoded here. */
+async function grpcJob(job: Extract<WorkerJob, { kind: 'grpc' }>): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
+  // Loaded on the first gRPC job: grpc-js in every worker slowed REST jobs on image_cnn by half (measured
+  // with mlops bench, rest-binary at concurrency 8, against the commit before it).
+  const { decodeGrpcRequest, decodeModelInferBytes, encodeGrpcResponse, encodeModelInferResponse } = await import('../protocol/grpc.js');
+  const message = decodeModelInferBytes(Buffer.from(job.body.buffer, job.body.byteOffset, job.body.byteLength));
+  const request = decodeGrpcRequest(message, model);
+  request.id ??= job.id;
+  const ranAt = now();
+  const result = await model.run(request.inputs);
+  const seconds = (now() - ranAt) / 1000;
+  const profiled = binner?.bin(request.inputs, result) ?? undefined;
+  const { body, own } = movable(encodeModelInferResponse(encodeGrpcResponse(model, result, request)));
+  return {
+    reply: { ok: true, kind: 'grpc', body, rows: request.rows, startedAt: ranAt, seconds, profiled },
+    transfer: [...own, ...profiledTransfer(profiled)],
+  };
+}
+
+/** Kernel SHAP for each row, against the background the setup brought. */
+async function explainJob(job: Extract<WorkerJob, { kind: 'explain' }>): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
+  const startedAt = now();
+  if (!explainer) throw new BadRequest('this server has no explanation background', 409);
+  const rows: RowExplanation[] = [];
+  let last: Explanation | undefined;
+  for (let r = 0; r < job.count; r++) {
+    last = await explainer.kernel.explain(job.rows.subarray(r * explainer.features, (r + 1) * explainer.features));
+    rows.push({ output: Array.from(last.output), values: Array.from(last.values) });
+  }
+  const base = Array.from(await explainer.kernel.base());
+  const coalitions = last?.coalitions ?? 0;
+  const modelRows = job.count * (coalitions * explainer.kernel.backgroundRows + 1);
+  return {
+    reply: {
+      ok: true,
+      kind: 'explain',
+      outputs: explainer.outputs,
+      base,
+      rows,
+      coalitions,
+      exact: last?.exact ?? true,
+      modelRows,
+      seconds: (now() - startedAt) / 1000,
+    },
+    transfer: [],
+  };
+}
+
+/** Occlusion for each row of a spatial input. */
+async function occludeJob(job: Extract<WorkerJob, { kind: 'occlude' }>): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
+  const startedAt = now();
+  const layout = spatialLayout(job.dims);
+  if (!layout) throw new BadRequest(`an input of shape [${job.dims.join(', ')}] per row has no spatial axes to occlude`, 400);
+  const rowSize = job.dims.reduce((n, d) => n * d, 1);
+  const rowsOf = rowsModel(job.dims);
+  const out: { output: number[]; grid: [number, number]; patches: number[] }[] = [];
+  let modelRows = 0;
+  for (let r = 0; r < job.count; r++) {
+    const result = await occlude(rowsOf.run, job.data.subarray(r * rowSize, (r + 1) * rowSize), layout, job.patch, rowsOf.chunk);
+    out.push({ output: Array.from(result.output), grid: result.grid, patches: Array.from(result.patches) });
+    modelRows += result.modelRows;
+  }
+  return {
+    reply: { ok: true, kind: 'occlude', outputs: rowsOf.widths, rows: out, axes: layout.axes, modelRows, seconds: (now() - startedAt) / 1000 },
+    transfer: [],
+  };
+}
+
+/** The median of seven runs of a batch of random inputs: what the placement judges. */
+async function probeJob(job: Extract<WorkerJob, { kind: 'probe' }>): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < 7; i++) {
+      const feeds = probeFeeds(model.inputs, job.rows, i);
+      const t = performance.now();
+      await model.run(feeds);
+      times.push(performance.now() - t);
+    }
+  } catch (error) {
+    return { reply: { ok: true, kind: 'probe', ms: null, reason: `random inputs failed: ${(error as Error).message.split('\n')[0]}` }, transfer: [] };
+  }
+  times.sort((a, b) => a - b);
+  return { reply: { ok: true, kind: 'probe', ms: times[3] }, transfer: [] };
 }
 
 /**

@@ -43,7 +43,7 @@ export function eventToRequest(event: unknown): HttpEvent | null {
   if (e.version === '2.0' && typeof e.rawPath === 'string') {
     const method = ((e.requestContext as { http?: { method?: string } } | undefined)?.http?.method ?? 'GET').toUpperCase();
     if (Array.isArray(e.cookies) && e.cookies.length > 0) headers.cookie = (e.cookies as string[]).join('; ');
-    return { method, path: `${e.rawPath}${e.rawQueryString ? `?${e.rawQueryString}` : ''}`, headers, body };
+    return { method, path: `${e.rawPath}${typeof e.rawQueryString === 'string' && e.rawQueryString ? `?${e.rawQueryString}` : ''}`, headers, body };
   }
   if (typeof e.httpMethod === 'string' && typeof e.path === 'string') {
     const query = new URLSearchParams();

@@ -148,6 +148,12 @@ export function createServerMetrics(held: () => HeldVersion[]): ServerMetrics {
       registers: [registry],
     }),
   };
+  modelGauges(registry, held);
+  return metrics;
+}
+
+/** What the server holds, read at each scrape: every model version, its role and weight, and whether it answers. */
+function modelGauges(registry: Registry, held: () => HeldVersion[]): void {
   new Gauge({
     name: 'mlops_model_info',
     help: "Each model version the server holds (always 1): its role (serving, or shadow) and its weight in the model's traffic",
@@ -169,7 +175,6 @@ export function createServerMetrics(held: () => HeldVersion[]): ServerMetrics {
       for (const v of held()) this.set({ model: v.name, version: v.version }, v.ready ? 1 : 0);
     },
   });
-  return metrics;
 }
 
 /** Where inference runs (1 on the current placement), and how many worker threads there are. */

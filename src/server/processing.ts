@@ -158,7 +158,7 @@ export function rawInstances(processing: ServedProcessing | undefined, body: unk
   if (!processing?.kind) return undefined;
   const instances = isObject(body) ? (body.instances ?? body.inputs) : undefined;
   if (!Array.isArray(instances) || instances.length === 0) return undefined;
-  const first = instances[0];
+  const first: unknown = instances[0];
   const looksRaw = typeof first === 'string' || (isObject(first) && ('b64' in first || 'image' in first || 'text' in first));
   if (!looksRaw) return undefined;
   return instances.map((instance, i) => {
@@ -191,7 +191,7 @@ export function rawOipInputs(processing: ServedProcessing | undefined, parsed: u
   if (index === -1) return undefined;
   if (inputs.length > 1) throw new BadRequest(`input '${(inputs[index] as { name: string }).name}' is the raw ${processing.kind}: send it alone`);
   const input = inputs[index] as Record<string, unknown>;
-  const where = `input '${input.name}'`;
+  const where = `input '${input.name as string}'`;
   const count =
     Array.isArray(input.shape) && input.shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)
       ? (input.shape as number[]).reduce((n, d) => n * d, 1)

@@ -114,16 +114,16 @@ export function requireSbomLabels(image: string, labels: Record<string, string>)
   }
 }
 
-/**
- * A CycloneDX 1.6 SBOM of an image mlops built: the image itself (metadata component), the model,
- * every npm package the server bundle holds (read off the bundle's esbuild metafile at `npm run
- * build`), ONNX Runtime's packages and native library, and the base image.
- */
+type Component = InstanceType<typeof Models.Component>;
+type Licenses = InstanceType<typeof Contrib.License.Factories.LicenseFactory>;
+/** An npm package as a library component, with its bom-ref and purl. */
+type LibraryOf = (
+  pkg: { name: string; version: string; license?: string | null; homepage?: string | null; repository?: string | null },
+  ref: string,
+) => Component;
+
 /** sharp (npm) and the libvips build it ships, as the image carries them. */
-async function imagingComponents(
-  library: (pkg: BundledPackage, ref: string) => InstanceType<typeof Models.Component>,
-  licenses: InstanceType<typeof Contrib.License.Factories.LicenseFactory>,
-): Promise<InstanceType<typeof Models.Component>[]> {
+async function imagingComponents(library: LibraryOf, licenses: Licenses): Promise<Component[]> {
   const sharpDir = packageDir('sharp');
   const sharp = JSON.parse(await readFile(path.join(sharpDir, 'package.json'), 'utf8')) as BundledPackage & { config?: { libvips?: string } };
   const component = library(sharp, `npm:sharp@${sharp.version}`);
@@ -138,11 +138,9 @@ async function imagingComponents(
   return [component, libvips];
 }
 
-export async function imageSbom(subject: SbomSubject): Promise<string> {
-  const labels = subject.labels;
-  requireSbomLabels(`${subject.name}:${subject.version}`, labels);
-  const modelSha256 = labels[MODEL_SHA256_LABEL];
-  const bundled = JSON.parse(
+/** The npm packages the server bundle holds, as `npm run build` listed them. */
+async function bundledPackages(): Promise<BundledPackage[]> {
+  return JSON.parse(
     await readFile(path.join(PACKAGE_ROOT, 'dist', 'server-packages.json'), 'utf8').catch(() => {
       throw new MlopsError('dist/server-packages.json is missing: the server bundle was built without its package list', {
         exitCode: ExitCode.internal,
@@ -150,10 +148,12 @@ export async function imageSbom(subject: SbomSubject): Promise<string> {
       });
     }),
   ) as BundledPackage[];
+}
 
-  const licenses = new Contrib.License.Factories.LicenseFactory(spdxExpressionParse);
+/** Makes npm packages into library components through the CycloneDX library's package.json builder. */
+function libraryComponents(licenses: Licenses): LibraryOf {
   const builder = new Contrib.FromNodePackageJson.Builders.ComponentBuilder(new Contrib.FromNodePackageJson.Factories.ExternalReferenceFactory(), licenses);
-  const library = (pkg: { name: string; version: string; license?: string | null; homepage?: string | null; repository?: string | null }, ref: string) => {
+  return (pkg, ref) => {
     const component = builder.makeComponent(
       {
         name: pkg.name,
@@ -168,28 +168,29 @@ export async function imageSbom(subject: SbomSubject): Promise<string> {
     component.purl = npmPurl(pkg.name, pkg.version);
     return component;
   };
+}
 
-  const bom = new Models.Bom({ serialNumber: serialNumber(subject) });
+/** The image itself: the SBOM's metadata component. */
+function imageComponent(subject: SbomSubject): Component {
   const image = new Models.Component(Enums.ComponentType.Container, subject.name, {
     bomRef: 'image',
     version: subject.version,
     ...(subject.digest ? { purl: ociPurl(subject.name, subject.digest, subject.version) } : {}),
   });
   image.properties.add(new Models.Property('mlops:image.id', subject.imageId));
-  if (labels['org.opencontainers.image.revision']) image.properties.add(new Models.Property('mlops:git.commit', labels['org.opencontainers.image.revision']));
-  bom.metadata.component = image;
-  // Reproducible: the build's own timestamp (git commit or SOURCE_DATE_EPOCH), not the clock.
-  const created = labels['org.opencontainers.image.created'];
-  if (created) bom.metadata.timestamp = new Date(created);
-  const tool = new Models.Component(Enums.ComponentType.Application, 'mlops', { version: VERSION, bomRef: 'tool:mlops' });
-  bom.metadata.tools.components.add(tool);
+  const revision = subject.labels['org.opencontainers.image.revision'];
+  if (revision) image.properties.add(new Models.Property('mlops:git.commit', revision));
+  return image;
+}
 
+/** The model, with its sha256 and ONNX facts, and the processing files beside it that it depends on. */
+function modelComponents(labels: Record<string, string>): { model: Component; files: Component[] } {
   const model = new Models.Component(Enums.ComponentType.MachineLearningModel, labels['mlops.model.name'] ?? 'model', {
     bomRef: 'model',
     version: labels['mlops.model.version'],
     description: 'ONNX model served by the image (/app/model/model.onnx)',
   });
-  model.hashes.set(Enums.HashAlgorithm['SHA-256'], modelSha256);
+  model.hashes.set(Enums.HashAlgorithm['SHA-256'], labels[MODEL_SHA256_LABEL]);
   for (const [label, property] of [
     ['mlops.model.opset', 'mlops:onnx.opset'],
     ['mlops.model.ir_version', 'mlops:onnx.irVersion'],
@@ -198,40 +199,45 @@ export async function imageSbom(subject: SbomSubject): Promise<string> {
   ] as const) {
     if (labels[label]) model.properties.add(new Models.Property(property, labels[label]));
   }
-  bom.components.add(model);
   // A model folder's processing files (preprocessor_config.json, tokenizer.json...) decide what the model is fed: each is listed with its sha256.
-  const files = labels[MODEL_FILES_LABEL] ? (JSON.parse(labels[MODEL_FILES_LABEL]) as { name: string; sha256: string }[]) : [];
-  for (const file of files) {
+  const listed = labels[MODEL_FILES_LABEL] ? (JSON.parse(labels[MODEL_FILES_LABEL]) as { name: string; sha256: string }[]) : [];
+  const files = listed.map((file) => {
     const data = new Models.Component(Enums.ComponentType.Data, file.name, {
       bomRef: `model-file:${file.name}`,
       description: `Beside the model in the image: how raw inputs become its tensors, or outputs labels`,
     });
     data.hashes.set(Enums.HashAlgorithm['SHA-256'], file.sha256);
-    bom.components.add(data);
     model.dependencies.add(data.bomRef);
-  }
+    return data;
+  });
+  return { model, files };
+}
 
+/** The inference server, and the bundled packages it depends on. */
+function serverComponents(bundled: BundledPackage[], library: LibraryOf): { server: Component; packages: Component[] } {
   const server = new Models.Component(Enums.ComponentType.Application, 'mlops-server', {
     bomRef: 'server',
     version: VERSION,
     description: 'The OIP v2 inference server, bundled into /app/server.mjs and /app/inference-worker.mjs',
     purl: npmPurl('mlops', VERSION),
   });
-  bom.components.add(server);
-  for (const pkg of bundled) {
+  const packages = bundled.map((pkg) => {
     const component = library(pkg, `npm:${pkg.name}@${pkg.version}`);
-    bom.components.add(component);
     server.dependencies.add(component.bomRef);
-  }
+    return component;
+  });
+  return { server, packages };
+}
 
-  // ONNX Runtime stays outside the bundle (a native addon): its two packages and its library, copied as they are.
+/** ONNX Runtime stays outside the bundle (a native addon): its two packages and its library, copied as they are. The first is the one the image depends on. */
+async function onnxRuntimeComponents(architecture: string, library: LibraryOf, licenses: Licenses): Promise<[Component, Component, Component]> {
   const ortDir = packageDir('onnxruntime-node');
   const ortNode = JSON.parse(await readFile(path.join(ortDir, 'package.json'), 'utf8')) as BundledPackage;
   const ortCommonDir = packageDir('onnxruntime-common', ortDir);
   const ortCommon = JSON.parse(await readFile(path.join(ortCommonDir, 'package.json'), 'utf8')) as BundledPackage;
   const ortNodeComponent = library(ortNode, `npm:onnxruntime-node@${ortNode.version}`);
   const ortCommonComponent = library(ortCommon, `npm:onnxruntime-common@${ortCommon.version}`);
-  const arch = subject.architecture === 'arm64' ? 'arm64' : 'x64';
+  const arch = architecture === 'arm64' ? 'arm64' : 'x64';
   const native = new Models.Component(Enums.ComponentType.Library, 'onnxruntime', {
     bomRef: 'native:onnxruntime',
     version: ortNode.version,
@@ -244,25 +250,51 @@ export async function imageSbom(subject: SbomSubject): Promise<string> {
   if (nativeHash) native.hashes.set(Enums.HashAlgorithm['SHA-256'], nativeHash);
   ortNodeComponent.dependencies.add(ortCommonComponent.bomRef);
   ortNodeComponent.dependencies.add(native.bomRef);
-  for (const component of [ortNodeComponent, ortCommonComponent, native]) bom.components.add(component);
+  return [ortNodeComponent, ortCommonComponent, native];
+}
 
+/** The base image the server and model were added to, when the labels name it. */
+function baseImageComponent(labels: Record<string, string>): Component | null {
   const baseName = labels['org.opencontainers.image.base.name'];
   const baseDigest = labels['org.opencontainers.image.base.digest'];
-  const base = baseName
-    ? new Models.Component(Enums.ComponentType.Container, baseName, {
-        bomRef: 'base-image',
-        description: 'The base image the server and model were added to',
-        ...(baseDigest ? { version: baseDigest, purl: ociPurl(baseName.replace(/:[^/:]+$/, '').replace(/@.*$/, ''), baseDigest) } : {}),
-      })
-    : null;
-  if (base && labels['mlops.base.id']) base.properties.add(new Models.Property('mlops:image.id', labels['mlops.base.id']));
-  if (base) bom.components.add(base);
+  if (!baseName) return null;
+  const base = new Models.Component(Enums.ComponentType.Container, baseName, {
+    bomRef: 'base-image',
+    description: 'The base image the server and model were added to',
+    ...(baseDigest ? { version: baseDigest, purl: ociPurl(baseName.replace(/:[^/:]+$/, '').replace(/@.*$/, ''), baseDigest) } : {}),
+  });
+  if (labels['mlops.base.id']) base.properties.add(new Models.Property('mlops:image.id', labels['mlops.base.id']));
+  return base;
+}
 
+/**
+ * A CycloneDX 1.6 SBOM of an image mlops built: the image itself (metadata component), the model,
+ * every npm package the server bundle holds (read off the bundle's esbuild metafile at `npm run
+ * build`), ONNX Runtime's packages and native library, and the base image.
+ */
+export async function imageSbom(subject: SbomSubject): Promise<string> {
+  const labels = subject.labels;
+  requireSbomLabels(`${subject.name}:${subject.version}`, labels);
+  const bundled = await bundledPackages();
+  const licenses = new Contrib.License.Factories.LicenseFactory(spdxExpressionParse);
+  const library = libraryComponents(licenses);
+
+  const bom = new Models.Bom({ serialNumber: serialNumber(subject) });
+  const image = imageComponent(subject);
+  bom.metadata.component = image;
+  // Reproducible: the build's own timestamp (git commit or SOURCE_DATE_EPOCH), not the clock.
+  const created = labels['org.opencontainers.image.created'];
+  if (created) bom.metadata.timestamp = new Date(created);
+  bom.metadata.tools.components.add(new Models.Component(Enums.ComponentType.Application, 'mlops', { version: VERSION, bomRef: 'tool:mlops' }));
+
+  const { model, files } = modelComponents(labels);
+  const { server, packages } = serverComponents(bundled, library);
+  const onnxRuntime = await onnxRuntimeComponents(subject.architecture, library, licenses);
+  const base = baseImageComponent(labels);
   // sharp and libvips, in images of models that take images.
   const imaging = labels[IMAGING_LABEL] ? await imagingComponents(library, licenses) : [];
-  for (const component of imaging) bom.components.add(component);
-
-  for (const dependency of [model, server, ortNodeComponent, ...imaging.slice(0, 1), ...(base ? [base] : [])]) image.dependencies.add(dependency.bomRef);
+  for (const component of [model, ...files, server, ...packages, ...onnxRuntime, ...(base ? [base] : []), ...imaging]) bom.components.add(component);
+  for (const dependency of [model, server, onnxRuntime[0], ...imaging.slice(0, 1), ...(base ? [base] : [])]) image.dependencies.add(dependency.bomRef);
 
   const normalized = new Serialize.JSON.Normalize.Factory(Spec.Spec1dot6).makeForBom().normalize(bom, { sortLists: true }) as unknown as {
     components: { 'bom-ref'?: string; modelCard?: unknown }[];
@@ -276,7 +308,7 @@ export async function imageSbom(subject: SbomSubject): Promise<string> {
 
 /** The library's strict validator against the CycloneDX 1.6 JSON schema; a failure is mlops' own bug. */
 export async function validateSbom(json: string): Promise<void> {
-  const problems = await new Validation.JsonStrictValidator(Spec.Version.v1dot6).validate(json);
+  const problems: unknown = await new Validation.JsonStrictValidator(Spec.Version.v1dot6).validate(json);
   if (problems !== null) {
     throw new MlopsError(`the SBOM mlops made does not validate against CycloneDX 1.6: ${JSON.stringify(problems).slice(0, 500)}`, {
       exitCode: ExitCode.internal,

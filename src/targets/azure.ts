@@ -53,9 +53,9 @@ function planPolicy(ctx: DeployContext): PipelinePolicy {
 /** A body as the plan shows it: every secret's value (Container Apps' `secrets[].value`) replaced, so no plan or log carries one. */
 function withoutSecretValues(body: string): string {
   if (!body.includes('"secrets"')) return body;
-  return JSON.stringify(JSON.parse(body), (key, value: unknown) =>
+  return JSON.stringify(JSON.parse(body) as unknown, (key, value: unknown) =>
     key === 'secrets' && Array.isArray(value)
-      ? value.map((secret) => (secret && typeof secret === 'object' && 'value' in secret ? { ...secret, value: '<secret>' } : secret))
+      ? (value as unknown[]).map((secret) => (secret && typeof secret === 'object' && 'value' in secret ? { ...secret, value: '<secret>' } : secret))
       : value,
   );
 }

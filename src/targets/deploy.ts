@@ -209,7 +209,7 @@ function otherModelsOf(labels: Record<string, string>): string[] | undefined {
 /** With deploy.verify.key set, the release must be signed by it (else exit 5); an image on this machine must be the signed one. */
 async function verifyRelease(options: DeployOptions, adapter: TargetAdapter, release: Release): Promise<void> {
   if (!options.config.deploy.verify.key) return;
-  const docker = adapter.needsRegistry ? null : await connectDocker(options.env).catch((error: unknown) => (options.dryRun ? null : Promise.reject(error)));
+  const docker = adapter.needsRegistry ? null : await connectDocker(options.env).catch((error: Error) => (options.dryRun ? null : Promise.reject(error)));
   const localImageId = adapter.needsRegistry
     ? null
     : docker

@@ -42,7 +42,10 @@ export async function readHistory(projectDir: string, target: string): Promise<H
   } catch (error) {
     throw damaged(file, (error as Error).message);
   }
-  if (!Array.isArray(entries) || entries.some((e) => typeof e?.version !== 'string' || typeof e?.outcome !== 'string'))
+  if (
+    !Array.isArray(entries) ||
+    (entries as { version?: unknown; outcome?: unknown }[]).some((e) => typeof e?.version !== 'string' || typeof e?.outcome !== 'string')
+  )
     throw damaged(file, 'it does not hold a list of entries');
   return entries as HistoryEntry[];
 }

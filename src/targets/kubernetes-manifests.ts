@@ -139,7 +139,7 @@ export function renderManifests(name: string, target: KubernetesTarget, release:
   if (target.autoscaling.maxReplicas < target.autoscaling.minReplicas) {
     throw inputError(`targets.${name}.autoscaling: maxReplicas (${target.autoscaling.maxReplicas}) is below minReplicas (${target.autoscaling.minReplicas})`);
   }
-  for (const [kind, manifest] of Object.entries(manifests)) {
+  for (const [kind, manifest] of Object.entries(manifests) as [string, { validate(): void }][]) {
     try {
       manifest.validate();
     } catch (error) {

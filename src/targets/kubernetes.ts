@@ -76,7 +76,7 @@ export const kubernetesAdapter: TargetAdapter<KubernetesTarget> = {
     if (ctx.outputDir) {
       await mkdir(ctx.outputDir, { recursive: true });
       const files: string[] = [];
-      for (const [kind, manifest] of Object.entries(manifests)) {
+      for (const [kind, manifest] of Object.entries(manifests) as [string, { toJSON(): unknown }][]) {
         const file = path.join(ctx.outputDir, `${name}-${kind}.yaml`);
         await writeFile(file, stringify(manifest.toJSON()));
         files.push(file);

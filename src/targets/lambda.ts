@@ -511,9 +511,11 @@ async function setFunctionUrl(ctx: DeployContext, target: LambdaTarget, name: st
     return null;
   }
   let configured = existing;
-  if (!existing) configured = JSON.parse((await cli.lambda(['create-function-url-config', ...on, '--auth-type', target.functionUrl])).stdout || '{}');
+  type UrlConfig = { FunctionUrl?: string; AuthType?: string };
+  if (!existing)
+    configured = JSON.parse((await cli.lambda(['create-function-url-config', ...on, '--auth-type', target.functionUrl])).stdout || '{}') as UrlConfig;
   else if (existing.AuthType !== target.functionUrl)
-    configured = JSON.parse((await cli.lambda(['update-function-url-config', ...on, '--auth-type', target.functionUrl])).stdout || '{}');
+    configured = JSON.parse((await cli.lambda(['update-function-url-config', ...on, '--auth-type', target.functionUrl])).stdout || '{}') as UrlConfig;
   if (target.functionUrl === 'NONE' && (!existing || existing.AuthType !== 'NONE')) {
     const granted = await cli.lambda(
       [

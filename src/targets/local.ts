@@ -2,14 +2,14 @@ import type Docker from 'dockerode';
 import type { LocalTarget } from '../config/defaults.js';
 import { connectDocker, tail } from '../docker/client.js';
 import { demultiplex, describeExit, imagePorts, inspectImage } from '../docker/container.js';
-import { environmentError, inputError } from '../errors.js';
+import { environmentError, inputError, shownValue } from '../errors.js';
 import { waitForReady } from '../http/ready.js';
 import { defaultModelName } from '../model/inspect.js';
 import { servingOnly, type DeployContext, type DeployOutcome, type FailureReason, type Release, type TargetAdapter, type TargetStatus } from './types.js';
 import path from 'node:path';
 import { cleanupOnInterrupt } from '../process/interrupt.js';
 import { isStale, type LockAttempt, type LockHolder } from './lock.js';
-import { rollout } from './rollout.js';
+import { rollout, type Check } from './rollout.js';
 import { firstToken, type ClientSecurity } from '../protocol/client-security.js';
 import { accessOf, SECRET_MOUNT, secretEnv } from './server-secrets.js';
 import { readFileSync, statSync } from 'node:fs';
@@ -143,6 +143,25 @@ function containerSpec(
   };
 }
 
+/** The candidate started on a port of its own, then ready and smoke-tested there. */
+async function startChecked(
+  candidate: Docker.Container,
+  exposed: string,
+  release: Release,
+  target: LocalTarget,
+  ctx: DeployContext,
+  security: ClientSecurity,
+): Promise<Check> {
+  const started = await candidate.start().then(
+    () => undefined,
+    (error: Error) => error,
+  );
+  if (started) return { reason: 'crash-loop', message: `the new container did not start: ${started.message}` };
+  const side = (await candidate.inspect()).NetworkSettings.Ports?.[exposed]?.[0]?.HostPort;
+  if (!side) return { reason: 'crash-loop', message: `the new container stopped at once: ${describeExit(await candidate.inspect())}` };
+  return gate(candidate, baseUrl('127.0.0.1', side, Boolean(target.tls)), release, target.readyTimeoutSeconds, ctx, security);
+}
+
 /** Readiness, then the smoke test, of a started container; what failed, or undefined. */
 async function gate(
   container: Docker.Container,
@@ -237,16 +256,7 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
             return undefined;
           },
           // Readiness and the smoke test on the candidate's own port.
-          async ready() {
-            const started = await candidate!.start().then(
-              () => undefined,
-              (error: Error) => error,
-            );
-            if (started) return { reason: 'crash-loop', message: `the new container did not start: ${started.message}` };
-            const side = (await candidate!.inspect()).NetworkSettings.Ports?.[exposed]?.[0]?.HostPort;
-            if (!side) return { reason: 'crash-loop', message: `the new container stopped at once: ${describeExit(await candidate!.inspect())}` };
-            return gate(candidate!, baseUrl('127.0.0.1', side, tls), release, target.readyTimeoutSeconds, ctx, secrets.security);
-          },
+          ready: () => startChecked(candidate!, exposed, release, target, ctx, secrets.security),
           // 2. The swap: the checked version takes the target's name and port, and is checked there again.
           async shift() {
             if (oldInfo) {
@@ -356,7 +366,7 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       .inspect()
       .catch((error: { statusCode?: number; message?: string }) => {
         if (error.statusCode === 404) return undefined;
-        throw environmentError(`cannot tell the state of container ${name}: ${error.message ?? String(error)}`, 'check the Docker engine: docker info');
+        throw environmentError(`cannot tell the state of container ${name}: ${error.message ?? shownValue(error)}`, 'check the Docker engine: docker info');
       });
     if (!info?.State.Running) {
       throw environmentError(

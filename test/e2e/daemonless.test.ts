@@ -17,7 +17,7 @@ import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, lines, runCli } from '../helpers.js';
 import { ensureLocalBaseImage, probeEngine, runImage, uniqueName, waitFor } from './docker.js';
-import { freePort, startRegistry, type TestRegistry } from './registry-process.js';
+import { startRegistry, type TestRegistry } from './registry-process.js';
 
 const run = promisify(execFile);
 const engine = await probeEngine();

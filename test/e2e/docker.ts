@@ -25,7 +25,7 @@ export async function probeEngine(): Promise<Engine> {
     return { ok: true, reason: '', docker };
   } catch (error) {
     const reason = `no Docker engine at ${description} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
-    if (process.env.MLOPS_REQUIRE_DOCKER === '1') throw new Error(`${reason}, and MLOPS_REQUIRE_DOCKER=1 requires one`);
+    if (process.env.MLOPS_REQUIRE_DOCKER === '1') throw new Error(`${reason}, and MLOPS_REQUIRE_DOCKER=1 requires one`, { cause: error });
     process.stderr.write(`\nSKIPPED end-to-end Docker tests: ${reason}. Start dockerd (see .ci/run) to run them.\n`);
     return { ok: false, reason, docker };
   }

@@ -9,7 +9,7 @@ import { fixture, runCli } from '../helpers.js';
  * Live: only where the environment provides a cluster. Set MLOPS_TEST_KUBE_CONTEXT
  * (a kubectl context) and MLOPS_TEST_KUBE_REPOSITORY (a registry repository the
  * cluster can pull from and this machine can push to). Without them this suite
- * is skipped and says so; the plan tests in test/targets.test.ts always run.
+ * is skipped and says so; the plan tests in test/targets/kubernetes.test.ts always run.
  */
 const context = process.env.MLOPS_TEST_KUBE_CONTEXT;
 const repository = process.env.MLOPS_TEST_KUBE_REPOSITORY;

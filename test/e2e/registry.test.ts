@@ -50,12 +50,12 @@ describe.skipIf(!engine.ok)(`versions in a real OCI registry${engine.ok ? '' : `
   }
 
   const pull = (reference: string) =>
-    new Promise<void>((resolve, reject) =>
-      docker.pull(reference, (error: Error | null, stream: NodeJS.ReadableStream) => {
+    new Promise<void>((resolve, reject) => {
+      void docker.pull(reference, (error: Error | null, stream: NodeJS.ReadableStream) => {
         if (error) return reject(error);
         docker.modem.followProgress(stream, (e: Error | null) => (e ? reject(e) : resolve()));
-      }),
-    );
+      });
+    });
 
   beforeAll(async () => {
     base = await ensureLocalBaseImage(docker);

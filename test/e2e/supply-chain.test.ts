@@ -41,9 +41,7 @@ describe.skipIf(!engine.ok)(`signed versions and SBOMs in a real OCI registry${e
 
   /** A push with docker itself, as anyone with write access to the registry could. */
   const pushImage = async (reference: string) => {
-    const stream = (await docker
-      .getImage(reference)
-      .push({ authconfig: { username: '', password: '', serveraddress: registry.address } } as never)) as unknown as NodeJS.ReadableStream;
+    const stream = await docker.getImage(reference).push({ authconfig: { username: '', password: '', serveraddress: registry.address } });
     await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (e: Error | null) => (e ? reject(e) : resolve())));
   };
 
