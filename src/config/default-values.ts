@@ -2,7 +2,7 @@
  * Every default, written from the schema (config/schema.ts) by `npm run config-files`: edit the schema, not this file.
  * Plain data, so that the server, which reads them, is bundled without zod.
  */
-import type { Config, ModelEntryDefaults, TargetDefaults } from './defaults.js';
+import type { Config, ModelEntryDefaults, TargetDefaults } from './types.js';
 
 /** What each field is when a config does not give it. */
 export const DEFAULTS: Config = {

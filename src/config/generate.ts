@@ -225,7 +225,7 @@ export function defaultValuesSource(): string {
     ' * Every default, written from the schema (config/schema.ts) by `npm run config-files`: edit the schema, not this file.',
     ' * Plain data, so that the server, which reads them, is bundled without zod.',
     ' */',
-    "import type { Config, ModelEntryDefaults, TargetDefaults } from './defaults.js';",
+    "import type { Config, ModelEntryDefaults, TargetDefaults } from './types.js';",
     '',
     '/** What each field is when a config does not give it. */',
     `export const DEFAULTS: Config = ${JSON.stringify(DEFAULTS, null, 2)};`,

@@ -8,6 +8,7 @@ import tar from 'tar-stream';
 import { environmentError, ExitCode, inputError, isMlopsError } from '../errors.js';
 import { BlobStore } from '../oci/blob-store.js';
 import { storeLayer } from '../oci/layer.js';
+import { layoutSpec } from '../oci/layout.js';
 import {
   isIndex,
   MEDIA,
@@ -133,15 +134,6 @@ async function fromRegistry(reference: string, platform: string, env: NodeJS.Pro
       await store.write(Readable.fromWeb(res.body! as never), layer.digest);
     },
   };
-}
-
-/** oci:<dir>[:<tag or digest>]: an OCI image layout (skopeo, crane, buildah and `docker save` write them). */
-/** oci:<dir>[:<tag or digest>] as its folder (from `from`) and the name asked for, if any. */
-function layoutSpec(spec: string, from = process.cwd()): { dir: string; ref?: string } {
-  const body = spec.slice('oci:'.length);
-  const colon = body.lastIndexOf(':');
-  const hasRef = colon > 0 && !body.slice(colon).includes('/');
-  return { dir: path.resolve(from, hasRef ? body.slice(0, colon) : body), ref: hasRef ? body.slice(colon + 1) : undefined };
 }
 
 async function fromLayout(spec: string, platform: string): Promise<BaseImage> {
@@ -317,20 +309,4 @@ export async function resolveBase(name: string, platform: string, env: NodeJS.Pr
     }
     throw error;
   });
-}
-
-/** One blob of a base recorded by a daemonless build (.mlops/images.json), into the store: what a later push needs when the registry lacks it. */
-export async function fetchBaseBlob(
-  base: { name: string; registry?: string; repository?: string },
-  digest: string,
-  store: BlobStore,
-  env: NodeJS.ProcessEnv,
-): Promise<void> {
-  if (await store.has(digest)) return;
-  if (base.name.startsWith('oci:')) return new BlobStore(layoutSpec(base.name).dir).copyTo(store, digest);
-  if (!base.registry || !base.repository)
-    throw environmentError(`blob ${digest} of base image ${base.name} is no longer in the cache`, 'build again (mlops build) to fetch it');
-  const client = new RegistryClient(base.registry, await resolveCredentials(base.registry, env));
-  const res = await client.blob(base.repository, digest);
-  await store.write(Readable.fromWeb(res.body! as never), digest);
 }

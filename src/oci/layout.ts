@@ -15,6 +15,14 @@ function indexEntry(top: Descriptor, name: string): Descriptor {
   return { ...top, annotations: { 'org.opencontainers.image.ref.name': name } };
 }
 
+/** oci:<dir>[:<tag or digest>]: an OCI image layout (skopeo, crane, buildah and `docker save` write them), as its folder (from `from`) and the name asked for, if any. */
+export function layoutSpec(spec: string, from = process.cwd()): { dir: string; ref?: string } {
+  const body = spec.slice('oci:'.length);
+  const colon = body.lastIndexOf(':');
+  const hasRef = colon > 0 && !body.slice(colon).includes('/');
+  return { dir: path.resolve(from, hasRef ? body.slice(0, colon) : body), ref: hasRef ? body.slice(colon + 1) : undefined };
+}
+
 /** Whether `dir` is an OCI image layout (its `oci-layout` file says so). */
 export async function isOciLayout(dir: string): Promise<boolean> {
   try {

@@ -1,8 +1,9 @@
 import type { Config } from '../config/defaults.js';
 import { connectDocker } from '../docker/client.js';
-import { inputError } from '../errors.js';
-import { fetchBaseBlob } from '../image/base-image.js';
-import { sharedBlobStore } from '../oci/blob-store.js';
+import { environmentError, inputError } from '../errors.js';
+import { Readable } from 'node:stream';
+import { BlobStore, sharedBlobStore } from '../oci/blob-store.js';
+import { layoutSpec } from '../oci/layout.js';
 import { imageFacts, readStoredImage } from '../oci/image.js';
 import { findLocalImage, type LocalImage } from '../project/local-images.js';
 import { readLastTag, type LastTag } from '../project/last-tag.js';
@@ -191,4 +192,20 @@ async function pushThroughEngine(options: PushVersionOptions, release: Release):
   );
   const info = await docker.getImage(references[0]).inspect();
   return { result, facts: { imageId: info.Id, labels: info.Config.Labels ?? {}, architecture: info.Architecture } };
+}
+
+/** One blob of a base recorded by a daemonless build (.mlops/images.json), into the store: what a later push needs when the registry lacks it. */
+async function fetchBaseBlob(
+  base: { name: string; registry?: string; repository?: string },
+  digest: string,
+  store: BlobStore,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  if (await store.has(digest)) return;
+  if (base.name.startsWith('oci:')) return new BlobStore(layoutSpec(base.name).dir).copyTo(store, digest);
+  if (!base.registry || !base.repository)
+    throw environmentError(`blob ${digest} of base image ${base.name} is no longer in the cache`, 'build again (mlops build) to fetch it');
+  const client = new RegistryClient(base.registry, await resolveCredentials(base.registry, env));
+  const res = await client.blob(base.repository, digest);
+  await store.write(Readable.fromWeb(res.body! as never), digest);
 }
