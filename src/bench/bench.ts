@@ -14,7 +14,7 @@ import { openHoldout } from '../holdout/open.js';
 import type { HoldoutRow } from '../holdout/types.js';
 import { checkKnownMetrics, evaluateGates, failureGates, gatesFromConfig, type GateResult, type GateSpec } from '../metrics/gates.js';
 import type { Tensors } from '../model/session.js';
-import { openTarget, type OpenedTarget, type TargetFlags } from '../predict/target.js';
+import { openTarget, type OpenedTarget, type TargetOptions } from '../predict/target.js';
 import { authHeaders, tlsConnectOptions } from '../protocol/client-security.js';
 import { encodeGrpcRequest, inferenceProto } from '../protocol/grpc.js';
 import { holdoutFeeds, PAYLOADS, requestBody } from './inputs.js';
@@ -167,8 +167,8 @@ export interface RunBenchOptions {
   projectDir: string;
   config: Config;
   env: NodeJS.ProcessEnv;
-  /** Where the model runs: an image (default: the last build), a server already running, or in-process. */
-  target: TargetFlags;
+  /** Where the model runs (an image, a server already running, or in-process), and which. */
+  target: TargetOptions;
   /** Closed-loop runs at these concurrencies; with neither these nor `rates`, bench.concurrency and bench.rates. */
   concurrencies?: number[];
   /** Open-loop runs at these arrival rates, in requests a second. */
@@ -198,8 +198,8 @@ export interface RunBenchOptions {
   processingFrom?: string;
 }
 
-/** The loads to run and how to judge them: the options over bench's config. */
-async function benchPlan(options: RunBenchOptions) {
+/** The loads to run and how to judge them: the options over bench's config, each checked (where the model runs is not read). */
+export async function planBench(options: Omit<RunBenchOptions, 'target'>) {
   const settings = options.config.bench;
   const concurrencies = options.concurrencies ?? (options.rates ? [] : settings.concurrency);
   const rates = options.rates ?? (options.concurrencies ? [] : settings.rates);
@@ -223,12 +223,15 @@ async function benchPlan(options: RunBenchOptions) {
   };
 }
 
-export async function runBench(options: RunBenchOptions): Promise<BenchReport> {
+export type BenchPlan = Awaited<ReturnType<typeof planBench>>;
+
+/** Benchmarks the model where it runs; `checked` is the plan planBench made of these options, when the caller made it first. */
+export async function runBench(options: RunBenchOptions, checked?: BenchPlan): Promise<BenchReport> {
   const started = performance.now();
   const { config } = options;
   const settings = config.bench;
-  const plan = await benchPlan(options);
-  const target = await openTarget({ flags: options.target, cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, purpose: 'bench' });
+  const plan = checked ?? (await planBench(options));
+  const target = await openTarget({ target: options.target, cwd: options.cwd, projectDir: options.projectDir, config, env: options.env, purpose: 'bench' });
   try {
     const inputs = target.predictor.inputs;
     const fixed = inputs[0]?.shape[0];

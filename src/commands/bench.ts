@@ -1,12 +1,12 @@
 import path from 'node:path';
-import { runBench, type BenchReport, type RunBenchOptions } from '../bench/bench.js';
-import { perModelPath, selectModels } from '../config/models.js';
+import { planBench, runBench, type BenchReport, type RunBenchOptions } from '../bench/bench.js';
+import { perModelPath, selectModels, type SelectedModel } from '../config/models.js';
 import { renderBenchHtml, renderBenchHuman, renderBenchMarkdown } from '../bench/report.js';
 import { ExitCode, inputError } from '../errors.js';
 import { parseGateFlag } from '../metrics/gates.js';
-import type { TargetFlags } from '../predict/target.js';
 import { appendStepSummary, writeFileAtomic } from '../report/files.js';
 import type { CommandContext } from './context.js';
+import { targetOptions, type TargetFlags } from './target-flags.js';
 
 export interface BenchFlags extends TargetFlags {
   concurrency?: string;
@@ -47,16 +47,9 @@ export function parseDuration(flag: string, value: string | undefined): number |
   return match[2] === 'ms' ? n : match[2] === 'm' ? n * 60_000 : n * 1000;
 }
 
-/** Where the model runs: the flags openTarget reads, and no others. */
-function targetOf(flags: TargetFlags): TargetFlags {
-  const { image, url, local, model, modelName, protocol, tokenFile, cacert, cert, key } = flags;
-  return { image, url, local, model, modelName, protocol, tokenFile, cacert, cert, key };
-}
-
-/** What the flags ask of each benchmark, but its gates: lists and durations parsed, every one checked before anything runs. */
-function benchOptions(flags: BenchFlags): Omit<RunBenchOptions, 'cwd' | 'projectDir' | 'config' | 'env' | 'gates'> {
+/** What the flags ask of each benchmark, but its gates and where the model runs: lists and durations parsed, every one checked before anything runs. */
+function benchOptions(flags: BenchFlags): Omit<RunBenchOptions, 'cwd' | 'projectDir' | 'config' | 'env' | 'gates' | 'target'> {
   const options = {
-    target: targetOf(flags),
     concurrencies: list('concurrency', flags.concurrency, true),
     rates: list('rate', flags.rate, false),
     batchSizes: list('batch', flags.batch, true),
@@ -75,6 +68,14 @@ function benchOptions(flags: BenchFlags): Omit<RunBenchOptions, 'cwd' | 'project
   return options;
 }
 
+/** One model's benchmark: its plan (loads, gates, baseline) checked first, then the flags that say where the model runs. */
+async function benchModel(planned: Omit<RunBenchOptions, 'target'>, flags: TargetFlags, one: SelectedModel): Promise<BenchReport> {
+  const plan = await planBench(planned);
+  const { cwd, projectDir, config, env } = planned;
+  const target = targetOptions(one.entry ? { ...flags, modelName: one.name } : flags, { cwd, projectDir, config, env, otherwise: 'image' });
+  return await runBench({ ...planned, target }, plan);
+}
+
 export async function run(flags: BenchFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   const options = benchOptions(flags);
@@ -87,17 +88,20 @@ export async function run(flags: BenchFlags, ctx: CommandContext): Promise<numbe
     const report = await ctx.reporter.step(
       `Benchmarking${of}`,
       (task) =>
-        runBench({
-          cwd: ctx.cwd,
-          projectDir: baseDir,
-          config: one.config,
-          env: ctx.env,
-          ...options,
-          target: one.entry ? { ...options.target, modelName: one.name } : options.target,
-          // Read within the step, where the config's gates are checked too: a bad one fails the step.
-          gates: flags.gate.map(parseGateFlag),
-          onRun: (label) => task.update(`Benchmarking${of}: ${label}`),
-        }),
+        benchModel(
+          {
+            cwd: ctx.cwd,
+            projectDir: baseDir,
+            config: one.config,
+            env: ctx.env,
+            ...options,
+            // Read within the step, where the config's gates are checked too: a bad one fails the step.
+            gates: flags.gate.map(parseGateFlag),
+            onRun: (label) => task.update(`Benchmarking${of}: ${label}`),
+          },
+          flags,
+          one,
+        ),
       (r) => `Benchmarked${of} ${r.runs.length} run${r.runs.length === 1 ? '' : 's'} in ${r.seconds} s`,
     );
     if (flags.html) await writeFileAtomic(path.resolve(ctx.cwd, perModelPath(flags.html, one.name, several)), renderBenchHtml(report));

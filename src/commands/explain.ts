@@ -1,6 +1,6 @@
 import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
-import { ExitCode } from '../errors.js';
+import { ExitCode, inputError } from '../errors.js';
 import {
   renderHtml,
   renderMarkdown,
@@ -23,16 +23,49 @@ import {
 } from '../explain/report.js';
 import type { TokenExplanation } from '../explain/tokens.js';
 import type { GlobalOcclusion } from '../explain/global-occlusion.js';
-import { runExplain, type ExplainFlags } from '../explain/run-explain.js';
+import { runExplain, type RunExplainOptions } from '../explain/run-explain.js';
 import type { GlobalExplanation } from '../explain/global.js';
 import { appendStepSummary, writeFileAtomic } from '../report/files.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
-import { perModelPath, selectModels } from '../config/models.js';
+import { perModelPath, selectModels, type SelectedModel } from '../config/models.js';
+import { targetOptions, type TargetFlags } from './target-flags.js';
 
-export interface ExplainCommandFlags extends ExplainFlags {
+export interface ExplainFlags extends TargetFlags {
+  holdout?: string;
+  labels?: string;
+  /** Parsed by commander: NaN when not a number. */
+  samples?: number;
+  backgroundRows?: number;
+  rows?: number;
+  repeats?: number;
+  metric?: string;
   markdown?: string;
   html?: string;
+}
+
+const count = (flag: string, value: number | undefined, min: number) => {
+  if (value !== undefined && (!Number.isInteger(value) || value < min)) throw inputError(`${flag} ${value}: expected a whole number of at least ${min}`);
+  return value;
+};
+
+/**
+ * What the flags ask of one model's explanation, over its config: the counts, the holdout (--holdout, else
+ * test.holdout, whose test.labelsFile goes with it), then where the model runs (in-process unless --image or --url).
+ */
+function explainOptions(flags: ExplainFlags, one: SelectedModel, ctx: CommandContext, projectDir: string): Omit<RunExplainOptions, 'onProgress'> {
+  const { config } = one;
+  const counts = {
+    samples: count('--samples', flags.samples, 2),
+    backgroundRows: count('--background-rows', flags.backgroundRows, 1),
+    rows: count('--rows', flags.rows, 1),
+    repeats: count('--repeats', flags.repeats, 1),
+  };
+  const holdoutFile = flags.holdout ?? (config.test.holdout ? path.relative(ctx.cwd, path.resolve(projectDir, config.test.holdout)) : undefined);
+  if (!holdoutFile) throw inputError('no holdout given', 'pass --holdout <file> or set test.holdout in config');
+  const labelsFromConfig = !flags.holdout && config.test.labelsFile ? path.relative(ctx.cwd, path.resolve(projectDir, config.test.labelsFile)) : undefined;
+  const target = targetOptions(one.entry ? { ...flags, modelName: one.name } : flags, { cwd: ctx.cwd, projectDir, config, env: ctx.env, otherwise: 'local' });
+  return { cwd: ctx.cwd, projectDir, config, env: ctx.env, target, holdoutFile, labelsFile: flags.labels ?? labelsFromConfig, ...counts, metric: flags.metric };
 }
 
 type Explanation = GlobalExplanation | GlobalOcclusion | TokenExplanation;
@@ -47,7 +80,7 @@ function renderHuman(r: Explanation, s: ChalkInstance): string {
 const markdownOf = (r: Explanation) => (isTokens(r) ? renderTokenMarkdown(r) : isOcclusion(r) ? renderOcclusionMarkdown(r) : renderMarkdown(r));
 const htmlOf = (r: Explanation) => (isTokens(r) ? renderTokenHtml(r) : isOcclusion(r) ? renderOcclusionHtml(r) : renderHtml(r));
 
-export async function run(flags: ExplainCommandFlags, ctx: CommandContext): Promise<number> {
+export async function run(flags: ExplainFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   // Several models: each explained over its own holdout, in turn.
   const selected = selectModels(config, flags.modelName);
@@ -58,14 +91,7 @@ export async function run(flags: ExplainCommandFlags, ctx: CommandContext): Prom
     const task = ctx.reporter.task(`Explaining the model${of}`);
     let report: Explanation;
     try {
-      report = await runExplain({
-        cwd: ctx.cwd,
-        projectDir: baseDir,
-        config: one.config,
-        env: ctx.env,
-        flags: one.entry ? { ...flags, modelName: one.name } : flags,
-        onProgress: (line) => task.progress(line),
-      });
+      report = await runExplain({ ...explainOptions(flags, one, ctx, baseDir), onProgress: (line) => task.progress(line) });
     } catch (error) {
       task.fail();
       throw error;

@@ -2,7 +2,7 @@ import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
 import { ExitCode, inputError } from '../errors.js';
 import { describeGate, type GateResult } from '../metrics/gates.js';
-import { emitFromProfile, runLabelled, runMonitor, type MonitorFlags, type MonitorReport } from '../monitor/monitor.js';
+import { emitFromProfile, runLabelled, runMonitor, type MonitorReport } from '../monitor/monitor.js';
 import type { QualityReport } from '../monitor/quality.js';
 import {
   byDrift,
@@ -21,12 +21,7 @@ import { appendStepSummary, writeFileAtomic } from '../report/files.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
 import { perModelPath, selectModels } from '../config/models.js';
-
-export interface MonitorCommandFlags extends MonitorFlags {
-  markdown?: string;
-  html?: string;
-  output?: string;
-}
+import { emitOptions, labelledOptions, monitorOptions, type MonitorFlags } from './monitor-flags.js';
 
 /** The gates table and the coloured headline that end both reports. */
 function verdictLines(r: { gates: GateResult[]; verdict: string; passed: boolean }, text: string, s: ChalkInstance): string[] {
@@ -81,7 +76,7 @@ function renderQualityHuman(r: QualityReport, s: ChalkInstance): string {
   return lines.join('\n');
 }
 
-async function runQualityCheck(flags: MonitorCommandFlags, ctx: CommandContext): Promise<number> {
+async function runQualityCheck(flags: MonitorFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   if (flags.emit !== undefined || flags.html || flags.output)
     throw inputError('--labels writes a Markdown report only', 'drop --emit, --html and --output; use --markdown');
@@ -92,16 +87,7 @@ async function runQualityCheck(flags: MonitorCommandFlags, ctx: CommandContext):
   const [one] = selected;
   const report = await ctx.reporter.step(
     'Joining labels with the inference log',
-    () =>
-      runLabelled({
-        cwd: ctx.cwd,
-        projectDir: baseDir,
-        config: one.config,
-        env: ctx.env,
-        flags,
-        log: (line) => ctx.reporter.info(line),
-        ...(one.entry ? { modelOfSeveral: one.name } : {}),
-      }),
+    () => runLabelled(labelledOptions(flags, { ctx, projectDir: baseDir, one })),
     (r) => `Scored ${r.join.matched} labelled rows`,
   );
   if (report.warning) ctx.reporter.warn(report.warning);
@@ -112,7 +98,7 @@ async function runQualityCheck(flags: MonitorCommandFlags, ctx: CommandContext):
   return report.passed ? ExitCode.ok : ExitCode.gateFailed;
 }
 
-export async function run(flags: MonitorCommandFlags, ctx: CommandContext): Promise<number> {
+export async function run(flags: MonitorFlags, ctx: CommandContext): Promise<number> {
   if (flags.labels !== undefined) return runQualityCheck(flags, ctx);
   const { config, baseDir } = await ctx.config();
   if (flags.emit === undefined && flags.output) throw inputError('--output goes with --emit', 'write reports with --markdown and --html');
@@ -126,19 +112,11 @@ export async function run(flags: MonitorCommandFlags, ctx: CommandContext): Prom
       '--reference names one profile, and the config lists several models',
       `pass --model-name (one of ${selected.map((m) => m.name).join(', ')}) with it, or leave it out: each model's comes from the last build`,
     );
-  const runOptions = (one: (typeof selected)[number]) => ({
-    cwd: ctx.cwd,
-    projectDir: baseDir,
-    config: one.config,
-    env: ctx.env,
-    flags: one.entry ? { ...flags, modelName: one.name } : flags,
-    log: (line: string) => ctx.reporter.info(line),
-    ...(one.entry ? { modelOfSeveral: one.name } : {}),
-  });
+  const scope = (one: (typeof selected)[number]) => ({ ctx, projectDir: baseDir, one });
   if (flags.emit !== undefined) {
-    const written: (Awaited<ReturnType<typeof emitFromProfile>> & { file: string | null })[] = [];
+    const written: (ReturnType<typeof emitFromProfile> & { file: string | null })[] = [];
     for (const one of selected) {
-      const emitted = await emitFromProfile(runOptions(one));
+      const emitted = emitFromProfile(await emitOptions(flags, scope(one)));
       const file = flags.output ? perModelPath(flags.output, one.name, several) : null;
       if (file) await writeFileAtomic(path.resolve(ctx.cwd, file), emitted.content);
       written.push({ ...emitted, file });
@@ -153,7 +131,7 @@ export async function run(flags: MonitorCommandFlags, ctx: CommandContext): Prom
     const of = several ? ` of ${one.name}` : '';
     const report = await ctx.reporter.step(
       `Reading live traffic counts${of}`,
-      () => runMonitor(runOptions(one)),
+      async () => runMonitor(await monitorOptions(flags, scope(one))),
       (r) => `Compared ${r.rows} live rows${of} with the reference`,
     );
     for (const warning of report.reference.warnings) ctx.reporter.warn(`reference${of}: ${warning}`);

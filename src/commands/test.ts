@@ -1,15 +1,41 @@
 import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
-import { ExitCode } from '../errors.js';
-import { describeGate, runQualityTest, type TestFlags, type TestReport } from '../evaluate/quality-test.js';
+import { ExitCode, inputError } from '../errors.js';
+import { describeGate, readBaseline, runQualityTest, type RunTestOptions, type TestReport } from '../evaluate/quality-test.js';
+import { parseGateFlag } from '../metrics/gates.js';
 import { appendStepSummary, junitXml, markdownTable, writeFileAtomic } from '../report/files.js';
 import { renderTable } from '../ui/reporter.js';
 import type { CommandContext } from './context.js';
-import { selectModels } from '../config/models.js';
+import { selectModels, type SelectedModel } from '../config/models.js';
+import { targetOptions, type TargetFlags } from './target-flags.js';
 
-export interface TestCommandFlags extends TestFlags {
+export interface TestFlags extends TargetFlags {
+  holdout?: string;
+  labels?: string;
+  gate: string[];
+  baseline?: string;
   junit?: string;
   markdown?: string;
+}
+
+/**
+ * What the flags ask of one model's test, over its config: the holdout (--holdout, else test.holdout), the gates,
+ * the baseline, then where the model runs; each checked in that order, before a container starts.
+ */
+async function testOptions(flags: TestFlags, one: SelectedModel, ctx: CommandContext, projectDir: string): Promise<Omit<RunTestOptions, 'onProgress'>> {
+  const { config } = one;
+  const holdoutFile =
+    flags.holdout ??
+    (config.test.holdout && !path.isAbsolute(config.test.holdout)
+      ? path.relative(ctx.cwd, path.resolve(projectDir, config.test.holdout))
+      : config.test.holdout || undefined);
+  if (!holdoutFile) throw inputError('no holdout given', 'pass --holdout <file> or set test.holdout in config');
+  // test.labelsFile goes with test.holdout; a holdout named on the command line takes its --labels there too.
+  const labelsFromConfig = !flags.holdout && config.test.labelsFile ? path.relative(ctx.cwd, path.resolve(projectDir, config.test.labelsFile)) : undefined;
+  const gates = flags.gate.map(parseGateFlag);
+  const baseline = flags.baseline ? await readBaseline(ctx.cwd, flags.baseline) : undefined;
+  const target = targetOptions(one.entry ? { ...flags, modelName: one.name } : flags, { cwd: ctx.cwd, projectDir, config, env: ctx.env, otherwise: 'image' });
+  return { cwd: ctx.cwd, projectDir, config, env: ctx.env, target, holdoutFile, labelsFile: flags.labels ?? labelsFromConfig, gates, baseline };
 }
 
 const HEADLINE = new Set([
@@ -102,7 +128,7 @@ export function renderMarkdown(r: TestReport): string {
   ].join('\n');
 }
 
-export async function run(flags: TestCommandFlags, ctx: CommandContext): Promise<number> {
+export async function run(flags: TestFlags, ctx: CommandContext): Promise<number> {
   const { config, baseDir } = await ctx.config();
   // Several models: each judged with its own holdout and gates, in turn; the verdict is every model's.
   const selected = selectModels(config, flags.modelName);
@@ -112,13 +138,9 @@ export async function run(flags: TestCommandFlags, ctx: CommandContext): Promise
     reports.push(
       await ctx.reporter.step(
         `Scoring the holdout${of}`,
-        (task) =>
+        async (task) =>
           runQualityTest({
-            cwd: ctx.cwd,
-            projectDir: baseDir,
-            config: one.config,
-            env: ctx.env,
-            flags: one.entry ? { ...flags, modelName: one.name } : flags,
+            ...(await testOptions(flags, one, ctx, baseDir)),
             onProgress: (rows) => task.update(`Scoring the holdout${of}: ${rows} rows`),
           }),
         (r) => `Scored ${r.rows} rows${of} in ${r.seconds} s`,

@@ -3,22 +3,15 @@ import path from 'node:path';
 import type { Config } from '../config/defaults.js';
 import { inputError } from '../errors.js';
 import { openHoldout } from '../holdout/open.js';
-import { describeGate, baselineGates, checkKnownMetrics, evaluateGates, gatesFromConfig, parseGateFlag, type GateResult } from '../metrics/gates.js';
+import { describeGate, baselineGates, checkKnownMetrics, evaluateGates, gatesFromConfig, type GateResult, type GateSpec } from '../metrics/gates.js';
 import { CLASSIFICATION_METRICS, REGRESSION_METRICS } from '../metrics/names.js';
 import { LOWER_IS_BETTER } from '../metrics/regression.js';
-import { openTarget, type TargetFlags } from '../predict/target.js';
+import { openTarget, type HoldoutRun } from '../predict/target.js';
 import { evaluate, type Evaluation } from './evaluate.js';
 import type { FeatureSummary } from '../holdout/stats.js';
 import { processingFor, type ProcessingPlan } from '../processing/plan.js';
 
 export { CLASSIFICATION_METRICS, REGRESSION_METRICS };
-
-export interface TestFlags extends TargetFlags {
-  holdout?: string;
-  labels?: string;
-  gate: string[];
-  baseline?: string;
-}
 
 export interface TestReport {
   model: string;
@@ -56,12 +49,11 @@ export async function readBaseline(cwd: string, file: string): Promise<Record<st
   return metrics as Record<string, unknown>;
 }
 
-export interface RunTestOptions {
-  cwd: string;
-  projectDir: string;
-  config: Config;
-  env: NodeJS.ProcessEnv;
-  flags: TestFlags;
+export interface RunTestOptions extends HoldoutRun {
+  /** Gates beyond test.gates. */
+  gates: GateSpec[];
+  /** The metrics of an earlier `mlops test --json` report (readBaseline), which test.maxDrop limits how far each may fall from. */
+  baseline?: Record<string, unknown>;
   onProgress?: (rows: number) => void;
   /** The model whose folder says how images and texts become tensors, when the one tested has none beside it (an optimized copy). */
   processingFrom?: string;
@@ -69,22 +61,10 @@ export interface RunTestOptions {
 
 /** Scores the model on the holdout wherever it runs, then applies the gates. */
 export async function runQualityTest(options: RunTestOptions): Promise<TestReport> {
-  const { flags, config } = options;
-  const holdoutPath =
-    flags.holdout ??
-    (config.test.holdout && !path.isAbsolute(config.test.holdout)
-      ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.holdout))
-      : config.test.holdout || undefined);
-  if (!holdoutPath) throw inputError('no holdout given', 'pass --holdout <file> or set test.holdout in config');
-  // test.labelsFile goes with test.holdout; a holdout named on the command line takes its --labels there too.
-  const labelsFromConfig =
-    !flags.holdout && config.test.labelsFile ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.labelsFile)) : undefined;
-  // Flags and baseline are checked before a container starts.
-  const specs = [...gatesFromConfig(config.test.gates), ...flags.gate.map(parseGateFlag)];
-  const baseline = flags.baseline ? await readBaseline(options.cwd, flags.baseline) : undefined;
-
+  const { config, holdoutFile, baseline } = options;
+  const specs = [...gatesFromConfig(config.test.gates), ...options.gates];
   const target = await openTarget({
-    flags,
+    target: options.target,
     cwd: options.cwd,
     projectDir: options.projectDir,
     config,
@@ -97,8 +77,8 @@ export async function runQualityTest(options: RunTestOptions): Promise<TestRepor
     const processing = await processingFor(options.processingFrom ?? target.modelPath, target.predictor, config.model);
     const holdout = await openHoldout({
       cwd: options.cwd,
-      holdout: holdoutPath,
-      labels: flags.labels ?? labelsFromConfig,
+      holdout: holdoutFile,
+      labels: options.labelsFile,
       inputs: target.predictor.inputs,
       label: config.test.label,
       features: config.test.features,
@@ -106,7 +86,7 @@ export async function runQualityTest(options: RunTestOptions): Promise<TestRepor
     });
     const result = await evaluate({
       predictor: target.predictor,
-      holdout: { ...holdout, file: holdoutPath },
+      holdout: { ...holdout, file: holdoutFile },
       settings: withClassNames(config.test, processing),
       reference: target.reference,
       onProgress: options.onProgress,
@@ -134,7 +114,7 @@ export async function runQualityTest(options: RunTestOptions): Promise<TestRepor
       parity: result.parity,
       seconds: Math.round(result.seconds * 1000) / 1000,
       rowsPerSecond: Math.round(result.rowsPerSecond),
-      holdout: { file: holdoutPath, format: holdout.format },
+      holdout: { file: holdoutFile, format: holdout.format },
       output: result.output,
       outputKind: result.outputKind,
       classes: result.classes,

@@ -1,8 +1,6 @@
-import path from 'node:path';
 import type { Config } from '../config/defaults.js';
-import { inputError } from '../errors.js';
 import { openHoldout } from '../holdout/open.js';
-import { openTarget, type OpenedTarget, type TargetFlags } from '../predict/target.js';
+import { openTarget, type HoldoutRun, type OpenedTarget } from '../predict/target.js';
 import { tensorToPng } from '../processing/image.js';
 import { createPreprocessor, processingFor, type ProcessingPlan } from '../processing/plan.js';
 import type { TextTokenizer } from '../processing/text.js';
@@ -10,41 +8,32 @@ import { explainTextsGlobally, type TokenExplanation } from './tokens.js';
 import { explainGlobally, tabularInput, type ExplainSettings, type GlobalExplanation } from './global.js';
 import { explainImagesGlobally, imageInput, type GlobalOcclusion } from './global-occlusion.js';
 
-export interface ExplainFlags extends TargetFlags {
-  holdout?: string;
-  labels?: string;
+/** The holdout is the one explained over. */
+export interface RunExplainOptions extends HoldoutRun {
+  /** Kernel SHAP coalitions per row (default: explain.samples). */
   samples?: number;
+  /** Background rows the attributions are measured against (default: explain.backgroundRows). */
   backgroundRows?: number;
+  /** Holdout rows attributed (default: explain.rows). */
   rows?: number;
+  /** Shuffles per feature for permutation importance (default: explain.repeats). */
   repeats?: number;
+  /** The metric permutation importance watches (default: explain.metric). */
   metric?: string;
+  onProgress?: (line: string) => void;
 }
 
-const count = (flag: string, value: number | undefined, min: number) => {
-  if (value !== undefined && (!Number.isInteger(value) || value < min)) throw inputError(`${flag} ${value}: expected a whole number of at least ${min}`);
-  return value;
-};
-
-/** explain's settings: the config's, each flag given checked and put in its place. */
-function explainSettings(flags: ExplainFlags, config: Config): ExplainSettings {
+/** explain's settings: the config's, with each one the options give in its place. */
+function explainSettings(options: RunExplainOptions): ExplainSettings {
+  const { explain } = options.config;
   return {
-    ...config.explain,
-    samples: count('--samples', flags.samples, 2) ?? config.explain.samples,
-    backgroundRows: count('--background-rows', flags.backgroundRows, 1) ?? config.explain.backgroundRows,
-    rows: count('--rows', flags.rows, 1) ?? config.explain.rows,
-    repeats: count('--repeats', flags.repeats, 1) ?? config.explain.repeats,
-    metric: flags.metric ?? config.explain.metric,
+    ...explain,
+    samples: options.samples ?? explain.samples,
+    backgroundRows: options.backgroundRows ?? explain.backgroundRows,
+    rows: options.rows ?? explain.rows,
+    repeats: options.repeats ?? explain.repeats,
+    metric: options.metric ?? explain.metric,
   };
-}
-
-/** The holdout to explain over (--holdout, else test.holdout) and the config's labels file, which only goes with the config's holdout. */
-function holdoutFiles(options: { cwd: string; projectDir: string; config: Config; flags: ExplainFlags }): { holdoutPath: string; labelsFromConfig?: string } {
-  const { flags, config } = options;
-  const holdoutPath = flags.holdout ?? (config.test.holdout ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.holdout)) : undefined);
-  if (!holdoutPath) throw inputError('no holdout given', 'pass --holdout <file> or set test.holdout in config');
-  const labelsFromConfig =
-    !flags.holdout && config.test.labelsFile ? path.relative(options.cwd, path.resolve(options.projectDir, config.test.labelsFile)) : undefined;
-  return { holdoutPath, labelsFromConfig };
 }
 
 /** A text model from an export folder: occlusion by token, through its own tokenizer. */
@@ -54,14 +43,14 @@ async function explainTexts(options: {
   target: OpenedTarget;
   processing: ProcessingPlan;
   tokenizer: TextTokenizer;
-  holdoutPath: string;
+  holdoutFile: string;
   settings: ExplainSettings;
   onProgress?: (line: string) => void;
 }): Promise<TokenExplanation> {
-  const { config, target, processing, tokenizer, holdoutPath } = options;
+  const { config, target, processing, tokenizer, holdoutFile } = options;
   const holdout = await openHoldout({
     cwd: options.cwd,
-    holdout: holdoutPath,
+    holdout: holdoutFile,
     inputs: target.predictor.inputs,
     label: config.test.label,
     labelOptional: true,
@@ -72,7 +61,7 @@ async function explainTexts(options: {
     predictor: target.predictor,
     tokenizer,
     maskId: tokenizer.maskId(processing.text!.tokenizerConfig),
-    holdout: { ...holdout, file: holdoutPath },
+    holdout: { ...holdout, file: holdoutFile },
     test: config.test,
     settings: options.settings,
     classNames: processing.labels?.names,
@@ -80,21 +69,12 @@ async function explainTexts(options: {
   });
 }
 
-/** `mlops explain`: the model in-process unless --image or --url says where, over the holdout. */
-export async function runExplain(options: {
-  cwd: string;
-  projectDir: string;
-  config: Config;
-  env: NodeJS.ProcessEnv;
-  flags: ExplainFlags;
-  onProgress?: (line: string) => void;
-}): Promise<GlobalExplanation | GlobalOcclusion | TokenExplanation> {
-  const { flags, config } = options;
-  const settings = explainSettings(flags, config);
-  const { holdoutPath, labelsFromConfig } = holdoutFiles(options);
-  const local = flags.image === undefined && flags.url === undefined;
+/** `mlops explain`: the model where it runs (in-process, unless the target says otherwise), over the holdout. */
+export async function runExplain(options: RunExplainOptions): Promise<GlobalExplanation | GlobalOcclusion | TokenExplanation> {
+  const { config, holdoutFile } = options;
+  const settings = explainSettings(options);
   const target = await openTarget({
-    flags: { ...flags, local: local || flags.local },
+    target: options.target,
     cwd: options.cwd,
     projectDir: options.projectDir,
     config,
@@ -104,14 +84,14 @@ export async function runExplain(options: {
   try {
     const processing = await processingFor(target.modelPath, target.predictor, config.model);
     const tokenizer = processing?.text ? createPreprocessor(processing)?.tokenizer : undefined;
-    if (tokenizer) return await explainTexts({ ...options, target, processing: processing!, tokenizer, holdoutPath, settings });
+    if (tokenizer) return await explainTexts({ ...options, target, processing: processing!, tokenizer, settings });
     // What cannot be explained is refused before the holdout is read.
     const image = imageInput(target.predictor);
     if (!image) tabularInput(target.predictor);
     const holdout = await openHoldout({
       cwd: options.cwd,
-      holdout: holdoutPath,
-      labels: flags.labels ?? labelsFromConfig,
+      holdout: holdoutFile,
+      labels: options.labelsFile,
       inputs: target.predictor.inputs,
       label: config.test.label,
       labelOptional: image !== null,
@@ -126,7 +106,7 @@ export async function runExplain(options: {
       return await explainImagesGlobally({
         predictor: target.predictor,
         image,
-        holdout: { ...holdout, file: holdoutPath },
+        holdout: { ...holdout, file: holdoutFile },
         test: config.test,
         settings: { ...settings, patch: config.explain.patch },
         onProgress: options.onProgress,
@@ -134,7 +114,7 @@ export async function runExplain(options: {
       });
     return await explainGlobally({
       predictor: target.predictor,
-      holdout: { ...holdout, file: holdoutPath },
+      holdout: { ...holdout, file: holdoutFile },
       test: config.test,
       settings,
       onProgress: options.onProgress,

@@ -4,7 +4,7 @@
  */
 import { QUALITY_METRICS } from '../metrics/names.js';
 import type { Config } from '../config/defaults.js';
-import { checkKnownMetrics, evaluateGates, gatesFromConfig, parseGateFlag, type GateResult, type GateSpec } from '../metrics/gates.js';
+import { checkKnownMetrics, evaluateGates, gatesFromConfig, type GateResult, type GateSpec } from '../metrics/gates.js';
 import { jensenShannon, psi, shares } from './drift.js';
 import { countedSlots, type FeatureProfile, type ReferenceProfile } from './profile.js';
 
@@ -72,16 +72,15 @@ export interface DriftAssessment {
 
 export interface CompareSettings {
   monitor: Config['monitor'];
-  gateFlags: string[];
   strict: boolean;
 }
 
-/** Gates from config and --gate, checked against the metrics monitor knows before anything is fetched. */
-export function driftGates(settings: Pick<CompareSettings, 'monitor' | 'gateFlags'>): GateSpec[] {
+/** Gates from config and any more (--gate's), checked against the metrics monitor knows before anything is fetched. */
+export function driftGates(settings: { monitor: Config['monitor']; gates?: GateSpec[] }): GateSpec[] {
   // Quality metrics in monitor.gates gate `--labels`; the rest must be drift metrics.
   const drift = Object.fromEntries(Object.entries(settings.monitor.gates).filter(([metric]) => !QUALITY_METRICS.includes(metric)));
   const configured = Object.keys(drift).length > 0 ? drift : DEFAULT_DRIFT_GATES;
-  const specs = [...gatesFromConfig(configured), ...settings.gateFlags.map(parseGateFlag)];
+  const specs = [...gatesFromConfig(configured), ...(settings.gates ?? [])];
   checkKnownMetrics(specs, DRIFT_METRICS, 'mlops monitor (with --labels, the metrics of mlops test)');
   return specs;
 }

@@ -9,38 +9,59 @@ import readline from 'node:readline';
 import type { Config } from '../config/defaults.js';
 import { lastBuildReference } from '../config/models.js';
 import { ExitCode, inputError, isMlopsError } from '../errors.js';
-import type { GateResult } from '../metrics/gates.js';
+import type { GateResult, GateSpec } from '../metrics/gates.js';
 import { targetInferenceLogs, targetReplicas } from '../targets/deploy.js';
 import { readLabels } from './labels.js';
-import { parseTime, qualityGates, runQuality, type LogSource, type QualityReport } from './quality.js';
+import { qualityGates, runQuality, type LogSource, type QualityReport, type TimeRange } from './quality.js';
 import type { Runner } from '../targets/exec.js';
-import { assessDrift, driftGates, type DriftAssessment } from './compare.js';
+import { assessDrift, type DriftAssessment } from './compare.js';
 import { gatesFromConfig } from '../metrics/gates.js';
 import { prometheusRules } from './alert-rules.js';
 import { grafanaDashboard } from './dashboard.js';
-import { fetchVersions, fromPrometheus, fromServers, parseSince, readProfileFile, type LiveSource } from './sources.js';
-import { resolveClientSecurity, type ClientSecurity, type ClientSecurityFlags } from '../protocol/client-security.js';
+import { fetchVersions, fromPrometheus, fromServers, readProfileFile, type LiveSource } from './sources.js';
+import { resolveClientSecurity, type ClientSecurity, type ClientSecurityFiles } from '../protocol/client-security.js';
 
-export interface MonitorFlags extends ClientSecurityFlags {
-  target?: string;
-  url: string[];
-  prometheus?: string;
-  since?: string;
-  /** Counts since each server started, instead of its sliding window. */
-  all?: boolean;
-  reference?: string;
-  gate: string[];
-  strict?: boolean;
-  /** Generate a file from the reference profile instead of judging traffic. */
-  emit?: string;
-  /** Live quality: the truth, joined with the inference log. */
-  labels?: string;
-  log: string[];
-  until?: string;
-  baseline?: string;
-  /** The model to judge on a server that serves several: wins over model.name. */
-  modelName?: string;
+/** A reference profile, read: the profile and its file's sha256. */
+export type LoadedReference = Awaited<ReturnType<typeof readProfileFile>>;
+
+/** The reference profile: the file given (against cwd), else the last build's (this model's, of several). */
+export async function readReference(options: { cwd: string; projectDir: string; file?: string; modelOfSeveral?: string }): Promise<LoadedReference> {
+  const last = lastBuildReference(options.modelOfSeveral);
+  const file = options.file ? path.resolve(options.cwd, options.file) : path.join(options.projectDir, last.relative);
+  return await readProfileFile(file, options.file ?? last.shown);
 }
+
+/** Live counts read from servers: each one's own profile counters. */
+interface ServerTraffic {
+  /** Each server's counts over its last monitor.windowRows rows; false: every row since it started. */
+  window: boolean;
+  /** The files the client's credentials come from, read once the servers are known. */
+  credentials: ClientSecurityFiles;
+}
+
+/** Every replica of a deployed target, summed. */
+export interface TargetTraffic extends ServerTraffic {
+  kind: 'target';
+  target: string;
+}
+
+/** Servers already running, by their REST bases (http:// or https://), summed. */
+export interface UrlTraffic extends ServerTraffic {
+  kind: 'url';
+  urls: string[];
+}
+
+/** The profile counters of every server, summed through the Prometheus HTTP API over a range; only the reference's series count. */
+export interface PrometheusTraffic {
+  kind: 'prometheus';
+  url: string;
+  reference: LoadedReference;
+  /** A Prometheus range, like 30m, 1h or 7d. */
+  range: string;
+}
+
+/** Where monitor reads live counts. */
+export type LiveTraffic = TargetTraffic | UrlTraffic | PrometheusTraffic;
 
 /** One version of a model that serves several: its own drift verdict, or (a shadow) how often it agreed with the serving answer. */
 export interface VersionVerdict {
@@ -72,77 +93,62 @@ export interface RunMonitorOptions {
   projectDir: string;
   config: Config;
   env: NodeJS.ProcessEnv;
-  flags: MonitorFlags;
+  traffic: LiveTraffic;
+  /** The drift gates, checked (driftGates): monitor.gates' drift metrics, or the defaults, and any more. */
+  gates: GateSpec[];
+  /** Too few rows, or no reference, fails instead of warning. */
+  strict: boolean;
+  /** The model to judge on a server that serves several: wins over model.name. */
+  modelName?: string;
   log: (line: string) => void;
   /** Tests of remote targets pass a runner that answers as kubectl would. */
   runner?: Runner;
-  /** One model of a config of several: the last build's reference profile is this model's. */
-  modelOfSeveral?: string;
 }
 
 async function liveSource(
   options: RunMonitorOptions,
-): Promise<{ live: LiveSource; kind: MonitorReport['source']['kind']; urls?: string[]; security?: ClientSecurity; versions?: VersionVerdict[] }> {
-  const { flags, config } = options;
-  if (flags.until !== undefined || flags.baseline !== undefined || flags.log.length > 0)
-    throw inputError('--until, --baseline and --log go with --labels', 'pass --labels <file> to judge live quality');
-  const chosen = [flags.target !== undefined, flags.url.length > 0, flags.prometheus !== undefined].filter(Boolean).length;
-  if (chosen !== 1)
-    throw inputError(
-      chosen === 0 ? 'no live traffic to judge' : '--target, --url and --prometheus exclude each other',
-      'pass one of --target <name>, --url <base> (repeatable) or --prometheus <url>',
-    );
-  if (flags.since !== undefined && !flags.prometheus)
-    throw inputError('--since goes with --prometheus', 'servers keep their last monitor.windowRows rows; --all takes everything since they started');
-  if (flags.all && flags.prometheus) throw inputError('--all goes with --target or --url', 'with --prometheus, --since sets the range');
-  const window = !flags.all;
-  const modelName = flags.modelName || config.model.name || undefined;
-  if (flags.prometheus !== undefined) {
-    const last = lastBuildReference(options.modelOfSeveral);
-    const file = flags.reference ? path.resolve(options.cwd, flags.reference) : path.join(options.projectDir, last.relative);
-    const reference = await readProfileFile(file, flags.reference ?? last.shown);
-    return { live: await fromPrometheus(flags.prometheus, reference, parseSince(flags.since ?? '1h')), kind: 'prometheus' };
-  }
-  if (flags.reference) throw inputError('--reference goes with --prometheus', "a server's profile document carries its own reference");
-  if (flags.url.length > 0) {
-    for (const url of flags.url)
-      if (!/^https?:\/\//.test(url)) throw inputError(`--url ${url}: expected http:// or https://`, 'pass the server base, e.g. --url http://127.0.0.1:8080');
-    const security = resolveClientSecurity(flags, options.env, options.cwd);
-    return { live: await fromServers(flags.url, modelName, window, security), kind: 'url', urls: flags.url, security };
+): Promise<{ live: LiveSource; kind: MonitorReport['source']['kind']; security?: ClientSecurity; versions?: VersionVerdict[] }> {
+  const { traffic, config } = options;
+  const modelName = options.modelName || config.model.name || undefined;
+  if (traffic.kind === 'prometheus') return { live: await fromPrometheus(traffic.url, traffic.reference, traffic.range), kind: 'prometheus' };
+  if (traffic.kind === 'url') {
+    const security = resolveClientSecurity(traffic.credentials, options.env, options.cwd);
+    return { live: await fromServers(traffic.urls, modelName, traffic.window, security), kind: 'url', security };
   }
   const replicas = await targetReplicas({
     cwd: options.cwd,
     projectDir: options.projectDir,
     config,
     env: options.env,
-    target: flags.target,
+    target: traffic.target,
     dryRun: false,
     log: options.log,
     runner: options.runner,
   });
   try {
-    const security = { ...resolveClientSecurity(flags, options.env, options.cwd), ...(replicas.loopbackTls ? { insecure: true } : {}) };
-    const live = await fromServers(replicas.urls, modelName, window, security);
+    const security = { ...resolveClientSecurity(traffic.credentials, options.env, options.cwd), ...(replicas.loopbackTls ? { insecure: true } : {}) };
+    const live = await fromServers(replicas.urls, modelName, traffic.window, security);
     // The replicas are only reachable while the port-forwards last: versions are read now.
-    return { live, kind: 'target', versions: live.model ? await versionVerdicts(replicas.urls, live.model.name, window, security, options) : undefined };
+    return {
+      live,
+      kind: 'target',
+      versions: live.model ? await versionVerdicts(replicas.urls, live.model.name, traffic.window, security, options) : undefined,
+    };
   } finally {
     await replicas.close();
   }
 }
 
 export async function runMonitor(options: RunMonitorOptions): Promise<MonitorReport> {
-  const { config, flags } = options;
-  const settings = { monitor: config.monitor, gateFlags: flags.gate, strict: Boolean(flags.strict) };
-  // Gates are checked before anything is fetched: a typo fails at once.
-  const specs = driftGates(settings);
+  const { config, traffic } = options;
   const source = await liveSource(options);
   const { live, kind } = source;
-  const assessment = assessDrift(live.profile, live.counts, specs, settings);
+  const assessment = assessDrift(live.profile, live.counts, options.gates, { monitor: config.monitor, strict: options.strict });
   const versions =
     source.kind === 'target'
       ? source.versions
-      : source.urls && live.model
-        ? await versionVerdicts(source.urls, live.model.name, !flags.all, source.security, options)
+      : traffic.kind === 'url' && live.model
+        ? await versionVerdicts(traffic.urls, live.model.name, traffic.window, source.security, options)
         : undefined;
   // Every serving version must pass; a shadow's agreement is reported, not gated (its inputs are the serving version's).
   const passed = versions ? versions.filter((v) => v.role === 'serving').every((v) => v.passed) : assessment.passed;
@@ -151,7 +157,7 @@ export async function runMonitor(options: RunMonitorOptions): Promise<MonitorRep
     passed,
     verdict: !passed && assessment.verdict === 'passed' ? 'failed' : assessment.verdict,
     ...(versions ? { versions } : {}),
-    source: { kind, from: live.from, span: live.span, ...(flags.target ? { target: flags.target } : {}) },
+    source: { kind, from: live.from, span: live.span, ...(traffic.kind === 'target' && traffic.target ? { target: traffic.target } : {}) },
     model: live.model,
     reference: {
       sha256: live.referenceSha256,
@@ -161,7 +167,7 @@ export async function runMonitor(options: RunMonitorOptions): Promise<MonitorRep
       features: live.profile.features.length,
       warnings: live.profile.warnings,
     },
-    settings: { featurePsi: config.monitor.featurePsi, minRows: config.monitor.minRows, strict: settings.strict },
+    settings: { featurePsi: config.monitor.featurePsi, minRows: config.monitor.minRows, strict: options.strict },
   };
 }
 
@@ -175,8 +181,7 @@ async function versionVerdicts(
 ): Promise<VersionVerdict[] | undefined> {
   const held = await fetchVersions(urls, model, security);
   if (held.length < 2) return undefined;
-  const settings = { monitor: options.config.monitor, gateFlags: options.flags.gate, strict: Boolean(options.flags.strict) };
-  const specs = driftGates(settings);
+  const settings = { monitor: options.config.monitor, strict: options.strict };
   const verdicts: VersionVerdict[] = [];
   for (const v of held) {
     const base = { version: v.version, role: v.role, weight: v.weight };
@@ -196,7 +201,7 @@ async function versionVerdicts(
     }
     try {
       const live = await fromServers(urls, model, window, security, v.version);
-      const a = assessDrift(live.profile, live.counts, specs, settings);
+      const a = assessDrift(live.profile, live.counts, options.gates, settings);
       verdicts.push({
         ...base,
         rows: a.rows,
@@ -217,24 +222,24 @@ async function versionVerdicts(
 
 export const EMITTABLE = ['prometheus-rules', 'grafana-dashboard'] as const;
 
+/** What `--emit` generates: Prometheus alerting rules over a range (like 1h), or a Grafana dashboard. */
+export type Emit = { kind: 'prometheus-rules'; window: string } | { kind: 'grafana-dashboard' };
+
+export interface EmitOptions {
+  config: Config;
+  reference: LoadedReference;
+  emit: Emit;
+}
+
 /** `--emit`: what the stack that watches the servers needs, generated from the reference profile. */
-export async function emitFromProfile(options: RunMonitorOptions): Promise<{ emitted: string; reference: string; content: string }> {
-  const { flags, config } = options;
-  if (!(EMITTABLE as readonly string[]).includes(flags.emit!))
-    throw inputError(`--emit ${flags.emit}: expected ${EMITTABLE.join(' or ')}`, 'see `mlops monitor --help`');
-  if (flags.target || flags.url.length > 0 || flags.prometheus || flags.all || flags.strict || flags.gate.length > 0) {
-    throw inputError('--emit reads no live traffic: drop --target, --url, --prometheus, --all, --strict and --gate');
-  }
-  const last = lastBuildReference(options.modelOfSeveral);
-  const file = flags.reference ? path.resolve(options.cwd, flags.reference) : path.join(options.projectDir, last.relative);
-  const shown = flags.reference ?? last.shown;
-  const reference = await readProfileFile(file, shown);
+export function emitFromProfile(options: EmitOptions): { emitted: string; reference: string; content: string } {
+  const { config, reference, emit } = options;
   // The latency alert fires where the release's own bench gate would have failed.
   const p99Gate = config.bench.gates.p99_ms ? gatesFromConfig({ p99_ms: config.bench.gates.p99_ms })[0].threshold : undefined;
   const modelName = config.model.name || reference.profile.model.name;
-  if (flags.emit === 'grafana-dashboard') {
+  if (emit.kind === 'grafana-dashboard') {
     const dashboard = grafanaDashboard({ modelName, profile: reference.profile, referenceSha256: reference.sha256 });
-    return { emitted: flags.emit, reference: reference.sha256.slice(0, 12), content: JSON.stringify(dashboard, null, 2) + '\n' };
+    return { emitted: emit.kind, reference: reference.sha256.slice(0, 12), content: JSON.stringify(dashboard, null, 2) + '\n' };
   }
   const content = prometheusRules({
     modelName,
@@ -243,9 +248,9 @@ export async function emitFromProfile(options: RunMonitorOptions): Promise<{ emi
     featurePsi: config.monitor.featurePsi,
     p99Seconds: (p99Gate ?? 1000) / 1000,
     errorRate: 0.01,
-    window: parseSince(flags.since ?? '1h'),
+    window: emit.window,
   });
-  return { emitted: flags.emit!, reference: reference.sha256.slice(0, 12), content };
+  return { emitted: emit.kind, reference: reference.sha256.slice(0, 12), content };
 }
 
 function* fileLines(text: string): Iterable<string> {
@@ -269,54 +274,40 @@ async function* linesOf(file: string): AsyncGenerator<string> {
   yield* readline.createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
 }
 
+export interface RunLabelledOptions {
+  cwd: string;
+  projectDir: string;
+  config: Config;
+  env: NodeJS.ProcessEnv;
+  /** The truth: a CSV or JSONL of ids and labels (a path against cwd, which the report names as given). */
+  labelsFile: string;
+  /** Where the inference log is read: the deployed target's replicas, or files (against cwd). */
+  logs: { kind: 'target'; target: string } | { kind: 'files'; files: string[] };
+  /** Only predictions logged in this range (epoch milliseconds). */
+  range: TimeRange;
+  /** Gates beyond monitor.gates' quality metrics. */
+  gates: GateSpec[];
+  /** A `mlops test --json` report (against cwd) to hold live quality to; default: the version's stamped test metrics. */
+  baselineFile?: string;
+  /** Too few rows fails instead of warning. */
+  strict: boolean;
+  log: (line: string) => void;
+  /** Tests of remote targets pass a runner that answers as kubectl would. */
+  runner?: Runner;
+  /** One model of a config of several: only its records are joined. */
+  modelOfSeveral?: string;
+}
+
 /** `--labels`: live quality from the inference log (files, or the target's own log) and the labels that came later. */
-export async function runLabelled(options: RunMonitorOptions): Promise<QualityReport> {
-  const { flags, config } = options;
-  const conflicting = [
-    flags.url.length > 0 && '--url',
-    flags.prometheus !== undefined && '--prometheus',
-    flags.all && '--all',
-    flags.reference !== undefined && '--reference',
-  ].filter(Boolean);
-  if (conflicting.length > 0)
-    throw inputError(
-      `--labels reads the inference log, not live counts: drop ${conflicting.join(', ')}`,
-      'give the log with --log <file>, or --target to read it from the deployed replicas',
-    );
-  if ((flags.target !== undefined) === flags.log.length > 0)
-    throw inputError(
-      flags.target ? '--target and --log exclude each other' : 'no inference log to join the labels with',
-      'pass --log <file> (repeatable) or --target <name>',
-    );
-  const now = Date.now();
-  const range = {
-    since: flags.since !== undefined ? parseTime(flags.since, '--since', now) : undefined,
-    until: flags.until !== undefined ? parseTime(flags.until, '--until', now) : undefined,
-  };
-  if (range.since !== undefined && range.until !== undefined && range.since >= range.until)
-    throw inputError(`--since ${flags.since} is not before --until ${flags.until}`, 'the range runs from --since (earlier) to --until (later)');
+export async function runLabelled(options: RunLabelledOptions): Promise<QualityReport> {
+  const { config, range, labelsFile } = options;
   // Gates and labels are checked before any log is read.
-  qualityGates(config, flags.gate);
-  const labels = await readLabels(path.resolve(options.cwd, flags.labels!), flags.labels!);
-  let logs: LogSource[];
-  if (flags.target !== undefined) {
-    const texts = await targetInferenceLogs(
-      {
-        cwd: options.cwd,
-        projectDir: options.projectDir,
-        config,
-        env: options.env,
-        target: flags.target,
-        dryRun: false,
-        log: options.log,
-        runner: options.runner,
-      },
-      range.since !== undefined ? new Date(range.since) : undefined,
-    );
-    logs = texts.map((t) => ({ from: t.from, lines: fileLines(t.text) }));
-  } else {
-    logs = await Promise.all(flags.log.map((file) => logFile(options.cwd, file)));
-  }
+  qualityGates(config, options.gates);
+  const labels = await readLabels(path.resolve(options.cwd, labelsFile), labelsFile);
+  const logs =
+    options.logs.kind === 'target'
+      ? await targetLogs(options, options.logs.target)
+      : await Promise.all(options.logs.files.map((file) => logFile(options.cwd, file)));
   const report = await runQuality({
     labels,
     logs,
@@ -324,10 +315,10 @@ export async function runLabelled(options: RunMonitorOptions): Promise<QualityRe
     config,
     projectDir: options.projectDir,
     env: options.env,
-    gateFlags: flags.gate,
+    gates: options.gates,
     cwd: options.cwd,
-    baselineFile: flags.baseline,
-    strict: Boolean(flags.strict),
+    baselineFile: options.baselineFile,
+    strict: options.strict,
     log: options.log,
     model: options.modelOfSeveral,
   });
@@ -335,10 +326,28 @@ export async function runLabelled(options: RunMonitorOptions): Promise<QualityRe
     ...report,
     source: {
       logs: logs.map((l) => l.from),
-      labels: flags.labels!,
+      labels: labelsFile,
       since: range.since !== undefined ? new Date(range.since).toISOString() : null,
       until: range.until !== undefined ? new Date(range.until).toISOString() : null,
-      ...(flags.target !== undefined ? { target: flags.target } : {}),
+      ...(options.logs.kind === 'target' ? { target: options.logs.target } : {}),
     },
   };
+}
+
+/** The inference log of a deployed target's replicas, from the start of the range. */
+async function targetLogs(options: RunLabelledOptions, target: string): Promise<LogSource[]> {
+  const texts = await targetInferenceLogs(
+    {
+      cwd: options.cwd,
+      projectDir: options.projectDir,
+      config: options.config,
+      env: options.env,
+      target,
+      dryRun: false,
+      log: options.log,
+      runner: options.runner,
+    },
+    options.range.since !== undefined ? new Date(options.range.since) : undefined,
+  );
+  return texts.map((t) => ({ from: t.from, lines: fileLines(t.text) }));
 }

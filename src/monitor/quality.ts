@@ -10,7 +10,7 @@ import { inputError } from '../errors.js';
 import { chooseOutput, PredictionScorer, type Evaluation } from '../evaluate/evaluate.js';
 import { readBaseline } from '../evaluate/quality-test.js';
 import { configuredRepository } from '../project/repository.js';
-import { baselineGates, checkKnownMetrics, evaluateGates, gatesFromConfig, parseGateFlag, type GateResult, type GateSpec } from '../metrics/gates.js';
+import { baselineGates, checkKnownMetrics, evaluateGates, gatesFromConfig, type GateResult, type GateSpec } from '../metrics/gates.js';
 import { CLASSIFICATION_METRICS, QUALITY_METRICS, REGRESSION_METRICS } from '../metrics/names.js';
 import { LOWER_IS_BETTER } from '../metrics/regression.js';
 import { RegistryClient } from '../registry/client.js';
@@ -86,10 +86,10 @@ interface Kept {
   text: string;
 }
 
-/** Gates on live quality: monitor.gates' quality metrics (drift metrics there are for the drift check) and --gate. */
-export function qualityGates(config: Config, flags: string[]): GateSpec[] {
+/** Gates on live quality: monitor.gates' quality metrics (drift metrics there are for the drift check) and any more (--gate's). */
+export function qualityGates(config: Config, gates: GateSpec[]): GateSpec[] {
   const configured = Object.fromEntries(Object.entries(config.monitor.gates).filter(([metric]) => QUALITY_METRICS.includes(metric)));
-  const specs = [...gatesFromConfig(configured), ...flags.map(parseGateFlag)];
+  const specs = [...gatesFromConfig(configured), ...gates];
   checkKnownMetrics(specs, QUALITY_METRICS, 'mlops monitor --labels');
   checkKnownMetrics(
     Object.keys(config.monitor.maxDrop).map((metric) => ({ metric, op: 'max_drop' as const, threshold: 0 })),
@@ -324,7 +324,8 @@ export interface RunQualityOptions {
   config: Config;
   projectDir: string;
   env: NodeJS.ProcessEnv;
-  gateFlags: string[];
+  /** Gates beyond monitor.gates' quality metrics. */
+  gates: GateSpec[];
   baselineFile?: string;
   strict: boolean;
   log: (line: string) => void;
@@ -335,7 +336,7 @@ export interface RunQualityOptions {
 export async function runQuality(options: RunQualityOptions): Promise<Omit<QualityReport, 'source'>> {
   const { config } = options;
   // Gates are checked before the logs are read: a typo fails at once.
-  const specs = qualityGates(config, options.gateFlags);
+  const specs = qualityGates(config, options.gates);
   const live = await scoreLive({ labels: options.labels, logs: options.logs, range: options.range, settings: config.test, model: options.model });
   const maxDrop = config.monitor.maxDrop;
   const baseline = await versionBaseline({

@@ -354,7 +354,9 @@ async function scoreSides(
       projectDir,
       config: testConfig,
       env: options.env,
-      flags: { local: true, model: file, holdout: holdoutFile, gate: [] },
+      target: { where: { kind: 'local' }, modelFile: file },
+      holdoutFile,
+      gates: [],
       processingFrom: sourcePath,
     });
     into.metrics = report.metrics as unknown as Record<string, number | null>;
@@ -400,7 +402,7 @@ async function benchSides(
         projectDir,
         config: benchConfig,
         env: options.env,
-        target: { local: true, model: file },
+        target: { where: { kind: 'local' }, modelFile: file },
         holdoutFile: holdoutFile || undefined,
         gates: [],
         processingFrom: sourcePath,

@@ -8,17 +8,59 @@ import { inputError } from '../errors.js';
 import { readLastBuild } from '../project/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
 import { MODEL_FILES_LABEL } from '../model/labels.js';
-import { openLocalPredictor, parseProtocol, remotePredictor, type Predictor } from './predictor.js';
-import { resolveClientSecurity, type ClientSecurity, type ClientSecurityFlags } from '../protocol/client-security.js';
+import { openLocalPredictor, remotePredictor, type Predictor, type Protocol } from './predictor.js';
+import type { ClientSecurity } from '../protocol/client-security.js';
 
-export interface TargetFlags extends ClientSecurityFlags {
+/** In-process ONNX Runtime on the model file. */
+export interface LocalPlace {
+  kind: 'local';
+}
+
+/** A server already running: its REST base (http://, https://) or its gRPC endpoint (grpc://, grpcs://). */
+export interface UrlPlace {
+  kind: 'url';
+  url: URL;
+  /** How to speak to it (default: what the url says, and REST JSON over http). */
+  protocol?: Protocol;
+  /** What the client presents to the server (token, CA, client certificate). */
+  security: ClientSecurity;
+}
+
+/** An image run in a container, asked over its own server. */
+export interface ImagePlace {
+  kind: 'image';
+  /** undefined: the last build's image. */
   image?: string;
-  url?: string;
-  local?: boolean;
-  model?: string;
+  protocol?: Protocol;
+  security: ClientSecurity;
+}
+
+/** Where a command runs the model. */
+export type ModelPlace = LocalPlace | UrlPlace | ImagePlace;
+
+/** The model a command runs, and where. */
+export interface TargetOptions {
+  where: ModelPlace;
+  /**
+   * The model file (absolute): what runs in-process; elsewhere, the folder whose processing files say how
+   * images and texts become tensors (image mode: unless the image's own copy is taken), and the default model name.
+   */
+  modelFile: string;
   /** The model to use on a server that serves several (a Triton or KServe repository): wins over model.name. */
   modelName?: string;
-  protocol?: string;
+}
+
+/** What a command that runs a model over a holdout takes: the project, where the model runs, the holdout. */
+export interface HoldoutRun {
+  cwd: string;
+  projectDir: string;
+  config: Config;
+  env: NodeJS.ProcessEnv;
+  /** Where the model runs, and which. */
+  target: TargetOptions;
+  /** The holdout (a path against cwd, which the report names as given), and for an .npy one its labels file. */
+  holdoutFile: string;
+  labelsFile?: string;
 }
 
 export interface OpenedTarget {
@@ -33,7 +75,7 @@ export interface OpenedTarget {
   /** That endpoint speaks TLS (a grpcs:// or https:// url). */
   grpcSecure?: boolean;
   container?: ModelContainer;
-  /** What the client presents to the server (token, CA, client certificate). */
+  /** What the client presents to the server (token, CA, client certificate); nothing in-process. */
   security: ClientSecurity;
   /** In-process ONNX Runtime on the image's own model file (image mode, when asked for). */
   reference?: Predictor;
@@ -46,7 +88,7 @@ export interface OpenedTarget {
 }
 
 export interface OpenTargetOptions {
-  flags: TargetFlags;
+  target: TargetOptions;
   cwd: string;
   projectDir: string;
   config: Config;
@@ -56,45 +98,22 @@ export interface OpenTargetOptions {
   purpose: string;
 }
 
-/** Where a command runs the model: the last built image (default), --image, --url or --local. */
+/** --model-name, else model.name, else the model file's own name. */
+const configuredName = ({ target, config }: OpenTargetOptions) => target.modelName || config.model.name || defaultModelName(target.modelFile);
+
+/** Where a command runs the model: in-process, a server at a url, or an image (the last built, by default). */
 export async function openTarget(options: OpenTargetOptions): Promise<OpenedTarget> {
-  const { flags, config, projectDir } = options;
-  const chosen = [flags.image !== undefined, flags.url !== undefined, Boolean(flags.local)].filter(Boolean).length;
-  if (chosen > 1) throw inputError('--image, --url and --local exclude each other', 'pick one place to run the model');
-  const protocol = parseProtocol(flags.protocol);
-  const security = resolveClientSecurity(flags, options.env, options.cwd);
-  if (protocol && flags.local) throw inputError('--protocol goes with --image or --url, not --local');
-  const configuredModel = flags.model ? path.resolve(options.cwd, flags.model) : path.resolve(projectDir, config.model.path);
-  const configuredName = flags.modelName || config.model.name || defaultModelName(configuredModel);
-
-  if (flags.local) {
-    const predictor = await openLocalPredictor(path.relative(options.cwd, configuredModel) || configuredModel, configuredName, options.cwd);
-    return { mode: 'local', predictor, modelName: predictor.modelName, security, modelPath: configuredModel, close: () => predictor.close() };
-  }
-  const opening = { protocol, security, configuredModel };
-  if (flags.url !== undefined) return await openUrl(flags.url, options, opening);
-  return await openImage(options, { ...opening, configuredName });
-}
-
-/** What openTarget settled before choosing where the model runs. */
-interface Opening {
-  protocol: ReturnType<typeof parseProtocol>;
-  security: ClientSecurity;
-  /** The model file the config or --model names. */
-  configuredModel: string;
+  const { where, modelFile } = options.target;
+  if (where.kind === 'url') return await openUrl(where, options);
+  if (where.kind === 'image') return await openImage(where, options);
+  const predictor = await openLocalPredictor(path.relative(options.cwd, modelFile) || modelFile, configuredName(options), options.cwd);
+  return { mode: 'local', predictor, modelName: predictor.modelName, security: {}, modelPath: modelFile, close: () => predictor.close() };
 }
 
 /** --url: a server already running, over REST or gRPC. */
-async function openUrl(given: string, options: OpenTargetOptions, { protocol, security, configuredModel }: Opening): Promise<OpenedTarget> {
-  let url: URL;
-  try {
-    url = new URL(given);
-  } catch {
-    throw inputError(`--url ${given}: not a URL`, 'pass the server base, e.g. http://127.0.0.1:8080, or grpc://127.0.0.1:8081 (https:// and grpcs:// for TLS)');
-  }
-  if (!['http:', 'https:', 'grpc:', 'grpcs:'].includes(url.protocol)) throw inputError(`--url ${given}: expected http://, https://, grpc:// or grpcs://`);
+async function openUrl({ url, protocol, security }: UrlPlace, options: OpenTargetOptions): Promise<OpenedTarget> {
   // Only a name the config gives counts here: otherwise a single-model server is asked for its model.
-  const modelName = options.flags.modelName || options.config.model.name || undefined;
+  const modelName = options.target.modelName || options.config.model.name || undefined;
   const predictor = await remotePredictor({ url: url.href, modelName, protocol, security });
   const grpc = url.protocol === 'grpc:' || url.protocol === 'grpcs:';
   return {
@@ -105,7 +124,7 @@ async function openUrl(given: string, options: OpenTargetOptions, { protocol, se
     grpcAddress: grpc ? url.host : undefined,
     grpcSecure: url.protocol === 'grpcs:' || url.protocol === 'https:',
     security,
-    modelPath: configuredModel,
+    modelPath: options.target.modelFile,
     close: () => predictor.close(),
   };
 }
@@ -119,12 +138,10 @@ function modelsInImage(labels: Record<string, string>): { labelled?: string; sev
 }
 
 /** --image, or the last build's: the image run in a container, asked over its own server. */
-async function openImage(
-  options: OpenTargetOptions,
-  { protocol, security, configuredModel, configuredName }: Opening & { configuredName: string },
-): Promise<OpenedTarget> {
-  const { flags } = options;
-  const image = flags.image ?? (await readLastBuild(options.projectDir)).tags[0];
+async function openImage(where: ImagePlace, options: OpenTargetOptions): Promise<OpenedTarget> {
+  const { protocol, security } = where;
+  const wanted = options.target.modelName;
+  const image = where.image ?? (await readLastBuild(options.projectDir)).tags[0];
   const docker = await connectDocker(options.env);
   const container = await startModelContainer(docker, image, { purpose: options.purpose });
   const opened: Predictor[] = [];
@@ -137,12 +154,12 @@ async function openImage(
   try {
     const { labelled, several } = modelsInImage(container.labels);
     const served = several ? [...new Set(several.map((m) => m.name))] : labelled ? [labelled] : [];
-    if (flags.modelName && served.length > 0 && !served.includes(flags.modelName))
+    if (wanted && served.length > 0 && !served.includes(wanted))
       throw inputError(
-        `--model-name ${flags.modelName}: image ${image} serves ${served.map((n) => `'${n}'`).join(', ')}`,
+        `--model-name ${wanted}: image ${image} serves ${served.map((n) => `'${n}'`).join(', ')}`,
         `pass one of ${served.join(', ')}, or leave it out`,
       );
-    const modelName = flags.modelName || labelled || configuredName;
+    const modelName = wanted || labelled || configuredName(options);
     // A model with versions side by side is judged on its first serving version (the one its config's path names), not on the split.
     const versions = several?.filter((m) => m.name === modelName) ?? [];
     const version = versions.length > 1 ? versions.find((m) => !m.shadow)?.version : undefined;
@@ -150,7 +167,7 @@ async function openImage(
     opened.push(predictor);
     if (modelName === labelled) withDimensionNames(predictor, container.labels['mlops.model.inputs']);
     let reference: Predictor | undefined;
-    let modelPath = configuredModel;
+    let modelPath = options.target.modelFile;
     // The model's folder as the image holds it: its processing files (an export folder's) come along.
     const takesRaw = Boolean(container.labels[MODEL_FILES_LABEL]) || several !== undefined;
     if (options.withReference || takesRaw) {

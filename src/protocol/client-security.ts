@@ -1,7 +1,7 @@
 /**
  * What mlops' own clients (test, bench, monitor, the deploy smoke test) present to a server that
  * asks for it: a bearer token, a CA to trust for https:// and grpcs://, and a client certificate
- * for mutual TLS. Resolved once from flags and the environment; the token is never printed.
+ * for mutual TLS. Resolved once from the files a command names and the environment; the token is never printed.
  */
 import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
@@ -9,7 +9,8 @@ import path from 'node:path';
 import { Agent } from 'undici';
 import { inputError } from '../errors.js';
 
-export interface ClientSecurityFlags {
+/** The files a client's credentials are read from (each relative to cwd); the environment fills in what is not given. */
+export interface ClientSecurityFiles {
   tokenFile?: string;
   cacert?: string;
   cert?: string;
@@ -47,20 +48,20 @@ export function firstToken(text: string): string | undefined {
     .find((l) => l !== '' && !l.startsWith('#') && !l.startsWith('sha256:'));
 }
 
-/** Flags over the environment: --token-file or MLOPS_TOKEN, --cacert or MLOPS_CACERT, --cert/--key or MLOPS_CLIENT_CERT/MLOPS_CLIENT_KEY. */
-export function resolveClientSecurity(flags: ClientSecurityFlags, env: NodeJS.ProcessEnv, cwd: string): ClientSecurity {
+/** Files given over the environment: --token-file or MLOPS_TOKEN, --cacert or MLOPS_CACERT, --cert/--key or MLOPS_CLIENT_CERT/MLOPS_CLIENT_KEY. */
+export function resolveClientSecurity(files: ClientSecurityFiles, env: NodeJS.ProcessEnv, cwd: string): ClientSecurity {
   const out: ClientSecurity = {};
-  if (flags.tokenFile) {
+  if (files.tokenFile) {
     // The first token line of a token file (a server's file may list several; sha256: lines are not tokens).
-    const line = firstToken(readFlagFile(flags.tokenFile, '--token-file', cwd).toString('utf8'));
+    const line = firstToken(readFlagFile(files.tokenFile, '--token-file', cwd).toString('utf8'));
     if (!line)
-      throw inputError(`--token-file ${flags.tokenFile} holds no token`, 'one token a line; a sha256: line is a digest, not a token a client can send');
+      throw inputError(`--token-file ${files.tokenFile} holds no token`, 'one token a line; a sha256: line is a digest, not a token a client can send');
     out.token = line;
   } else if (env.MLOPS_TOKEN) out.token = env.MLOPS_TOKEN.trim();
-  const cacert = flags.cacert ?? env.MLOPS_CACERT;
+  const cacert = files.cacert ?? env.MLOPS_CACERT;
   if (cacert) out.ca = readFlagFile(cacert, '--cacert', cwd);
-  const cert = flags.cert ?? env.MLOPS_CLIENT_CERT;
-  const key = flags.key ?? env.MLOPS_CLIENT_KEY;
+  const cert = files.cert ?? env.MLOPS_CLIENT_CERT;
+  const key = files.key ?? env.MLOPS_CLIENT_KEY;
   if (Boolean(cert) !== Boolean(key))
     throw inputError('a client certificate needs its key: give both --cert and --key (or MLOPS_CLIENT_CERT and MLOPS_CLIENT_KEY)');
   if (cert && key) {
