@@ -24,7 +24,16 @@ import { resolveBase, type BaseImage } from './base-image.js';
 import { writeOciImage, type PlatformBuild } from './oci-builder.js';
 import { loadProcessing, rawInputKind, servableSignature, type ProcessingOverrides, type ProcessingPlan } from '../processing/plan.js';
 import { readFileSync } from 'node:fs';
-import { IMAGING_LABEL, MODEL_FILES_LABEL, MODEL_SHA256_LABEL, MODEL_TAKES_LABEL } from '../model/labels.js';
+import {
+  IMAGING_LABEL,
+  MODELS_LABEL,
+  MODEL_FILES_LABEL,
+  MODEL_INPUTS_LABEL,
+  MODEL_NAME_LABEL,
+  MODEL_OUTPUTS_LABEL,
+  MODEL_SHA256_LABEL,
+  MODEL_TAKES_LABEL,
+} from '../model/labels.js';
 import { createHash } from 'node:crypto';
 import { buildTimestamp, gitInfo } from './git.js';
 
@@ -265,7 +274,7 @@ async function prepare(options: BuildImageOptions): Promise<Prepared> {
     // The OCI spec wants a URL here: without a git remote the label is left out, never "unknown".
     ...(git.source ? { 'org.opencontainers.image.source': git.source } : {}),
     ...(git.revision ? { 'org.opencontainers.image.revision': git.revision } : {}),
-    'mlops.model.name': options.modelName,
+    [MODEL_NAME_LABEL]: options.modelName,
     'mlops.model.version': options.modelVersion,
     [MODEL_SHA256_LABEL]: model.sha256,
     ...(model.opset !== null ? { 'mlops.model.opset': String(model.opset) } : {}),
@@ -273,15 +282,15 @@ async function prepare(options: BuildImageOptions): Promise<Prepared> {
     // A model `mlops optimize` made says so, and names the model it came from.
     ...optimizedModelLabels(model.metadata),
     ...(model.producer.name ? { 'mlops.model.producer': `${model.producer.name}${model.producer.version ? ` ${model.producer.version}` : ''}` } : {}),
-    'mlops.model.inputs': signature(model.inputs),
-    'mlops.model.outputs': signature(model.outputs),
+    [MODEL_INPUTS_LABEL]: signature(model.inputs),
+    [MODEL_OUTPUTS_LABEL]: signature(model.outputs),
     [PROFILE_LABEL]: profileSha256(options.referenceProfile),
     // The model folder's files the server reads (their sha256), and what the model takes raw.
     ...(own.files.length > 0 ? { [MODEL_FILES_LABEL]: JSON.stringify(own.files.map((f) => ({ name: f.name, sha256: f.sha256 }))) } : {}),
     ...(own.takes ? { [MODEL_TAKES_LABEL]: own.takes } : {}),
     ...(imaging ? { [IMAGING_LABEL]: imagingVersions() } : {}),
     ...(repository
-      ? { 'mlops.models': JSON.stringify(repository.map((m) => ({ name: m.name, version: m.version, sha256: m.sha256, weight: m.weight, shadow: m.shadow }))) }
+      ? { [MODELS_LABEL]: JSON.stringify(repository.map((m) => ({ name: m.name, version: m.version, sha256: m.sha256, weight: m.weight, shadow: m.shadow }))) }
       : {}),
     'mlops.version': VERSION,
   };

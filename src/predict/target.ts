@@ -7,7 +7,7 @@ import { copyFromContainer, startModelContainer, type ModelContainer } from '../
 import { inputError } from '../errors.js';
 import { readLastBuild } from '../project/last-build.js';
 import { defaultModelName } from '../model/inspect.js';
-import { MODEL_FILES_LABEL } from '../model/labels.js';
+import { MODELS_LABEL, MODEL_FILES_LABEL, MODEL_INPUTS_LABEL, MODEL_NAME_LABEL } from '../model/labels.js';
 import { openLocalPredictor, remotePredictor, type Predictor, type Protocol } from './predictor.js';
 import type { ClientSecurity } from '../protocol/client-security.js';
 
@@ -131,9 +131,9 @@ async function openUrl({ url, protocol, security }: UrlPlace, options: OpenTarge
 
 /** A model image's models, as its labels list them (name, version, role). */
 function modelsInImage(labels: Record<string, string>): { labelled?: string; several?: { name: string; version: string; shadow: boolean }[] } {
-  const labelled = labels['mlops.model.name'];
+  const labelled = labels[MODEL_NAME_LABEL];
   // An image of several models lists them in mlops.models; mlops.model.* describe the first.
-  const several = labels['mlops.models'] ? (JSON.parse(labels['mlops.models']) as { name: string; version: string; shadow: boolean }[]) : undefined;
+  const several = labels[MODELS_LABEL] ? (JSON.parse(labels[MODELS_LABEL]) as { name: string; version: string; shadow: boolean }[]) : undefined;
   return { labelled, several };
 }
 
@@ -165,7 +165,7 @@ async function openImage(where: ImagePlace, options: OpenTargetOptions): Promise
     const version = versions.length > 1 ? versions.find((m) => !m.shadow)?.version : undefined;
     const predictor = await remotePredictor({ url: container.url, grpcAddress: container.grpcAddress, modelName, modelVersion: version, protocol, security });
     opened.push(predictor);
-    if (modelName === labelled) withDimensionNames(predictor, container.labels['mlops.model.inputs']);
+    if (modelName === labelled) withDimensionNames(predictor, container.labels[MODEL_INPUTS_LABEL]);
     let reference: Predictor | undefined;
     let modelPath = options.target.modelFile;
     // The model's folder as the image holds it: its processing files (an export folder's) come along.

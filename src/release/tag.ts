@@ -19,7 +19,7 @@ import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { localName, parseReference, type ImageReference } from '../registry/reference.js';
 import { localVersions, mergeListings, registryVersions, storedVersions, type VersionInfo, type VersionListing } from './versions.js';
-import { MODEL_SHA256_LABEL } from '../model/labels.js';
+import { MODEL_SHA256_LABEL, RELEASE_VERSION_LABEL } from '../model/labels.js';
 
 export type Bump = 'patch' | 'minor' | 'major';
 
@@ -288,7 +288,7 @@ export async function tagVersion(options: TagOptions): Promise<TagResult> {
 
   const labels = await reportLabels(options.projectDir, sourceId);
   const reference = `${name}:${version}`;
-  const stamp = { ...labels, 'org.opencontainers.image.version': version, 'mlops.release.version': version, 'mlops.model.version': version };
+  const stamp = { ...labels, 'org.opencontainers.image.version': version, [RELEASE_VERSION_LABEL]: version, 'mlops.model.version': version };
   // The server reports this as model_version (metadata, answers, the inference log): the release, not config's model.version.
   const env = { MLOPS_MODEL_VERSION: version };
   let tagged: Tagged;

@@ -5,7 +5,7 @@ import type { RegistryClient } from '../registry/client.js';
 import { BUNDLE_MEDIA_TYPE, builderId, releaseStatement, SLSA_PROVENANCE_V1, signStatement } from './attestation.js';
 import type { SigningKey } from './keys.js';
 import { imageSbom, SBOM_MEDIA_TYPE, writeSbomFile } from './sbom.js';
-import { MODEL_SHA256_LABEL } from '../model/labels.js';
+import { MODEL_NAME_LABEL, MODEL_SHA256_LABEL } from '../model/labels.js';
 
 /** What the SBOM and the signature say of the image: its id (config digest), labels and architecture. */
 export interface ImageFacts {
@@ -82,7 +82,7 @@ async function attach(options: AttachOptions): Promise<SupplyChainResult> {
       name: options.name,
       digest: options.digest,
       version: options.version,
-      modelName: labels['mlops.model.name'] ?? '',
+      modelName: labels[MODEL_NAME_LABEL] ?? '',
       modelSha256: labels[MODEL_SHA256_LABEL] ?? '',
       gitCommit: labels['org.opencontainers.image.revision'] ?? null,
       gitSource: labels['org.opencontainers.image.source'] ?? null,

@@ -12,7 +12,7 @@ import { packageDir } from '../packages.js';
 import { QUALITY_METRICS } from '../metrics/names.js';
 import { writeFileAtomic } from '../report/files.js';
 import { VERSION } from '../version.js';
-import { IMAGING_LABEL, MODEL_FILES_LABEL, MODEL_SHA256_LABEL } from '../model/labels.js';
+import { IMAGING_LABEL, MODEL_FILES_LABEL, MODEL_INPUTS_LABEL, MODEL_NAME_LABEL, MODEL_OUTPUTS_LABEL, MODEL_SHA256_LABEL } from '../model/labels.js';
 
 export const SBOM_MEDIA_TYPE = 'application/vnd.cyclonedx+json';
 export const SBOM_FILE = path.join('.mlops', 'sbom.cdx.json');
@@ -97,7 +97,7 @@ function modelCard(labels: Record<string, string>): Record<string, unknown> {
     slice: `holdout${rows ? ` (${rows} rows)` : ''}`,
   }));
   return {
-    modelParameters: { inputs: signatureFormat(labels['mlops.model.inputs']), outputs: signatureFormat(labels['mlops.model.outputs']) },
+    modelParameters: { inputs: signatureFormat(labels[MODEL_INPUTS_LABEL]), outputs: signatureFormat(labels[MODEL_OUTPUTS_LABEL]) },
     ...(metrics.length > 0 ? { quantitativeAnalysis: { performanceMetrics: metrics } } : {}),
     ...(labels['mlops.test.passed'] ? { properties: [{ name: 'mlops:test.passed', value: labels['mlops.test.passed'] }] } : {}),
   };
@@ -185,7 +185,7 @@ function imageComponent(subject: SbomSubject): Component {
 
 /** The model, with its sha256 and ONNX facts, and the processing files beside it that it depends on. */
 function modelComponents(labels: Record<string, string>): { model: Component; files: Component[] } {
-  const model = new Models.Component(Enums.ComponentType.MachineLearningModel, labels['mlops.model.name'] ?? 'model', {
+  const model = new Models.Component(Enums.ComponentType.MachineLearningModel, labels[MODEL_NAME_LABEL] ?? 'model', {
     bomRef: 'model',
     version: labels['mlops.model.version'],
     description: 'ONNX model served by the image (/app/model/model.onnx)',

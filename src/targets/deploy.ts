@@ -1,4 +1,12 @@
-import { MODEL_SHA256_LABEL, MODEL_TAKES_LABEL } from '../model/labels.js';
+import {
+  MODELS_LABEL,
+  MODEL_INPUTS_LABEL,
+  MODEL_NAME_LABEL,
+  MODEL_OUTPUTS_LABEL,
+  MODEL_SHA256_LABEL,
+  MODEL_TAKES_LABEL,
+  RELEASE_VERSION_LABEL,
+} from '../model/labels.js';
 import type { Config, TargetConfig } from '../config/defaults.js';
 import { connectDocker } from '../docker/client.js';
 import { sharedBlobStore } from '../oci/blob-store.js';
@@ -124,7 +132,7 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
           `no Docker engine answers, and ${image} was not built here without one`,
           'start an engine, or build with `mlops build --builder oci`',
         );
-      return releaseOf(version ?? stored.labels['mlops.release.version'] ?? image.slice(image.lastIndexOf(':') + 1), image, stored.digest, stored.labels);
+      return releaseOf(version ?? stored.labels[RELEASE_VERSION_LABEL] ?? image.slice(image.lastIndexOf(':') + 1), image, stored.digest, stored.labels);
     }
     // A version pushed from elsewhere (CI) and not built here comes from the registry.
     const here = await docker
@@ -142,7 +150,7 @@ export async function resolveRelease(options: DeployOptions, adapter: TargetAdap
     const labels = info.Config.Labels ?? {};
     // The registry's digest when the version was pushed (or pulled): what history records.
     const digest = (info.RepoDigests ?? []).find((d) => d.startsWith(`${localName(ref)}@`))?.split('@')[1] ?? null;
-    return releaseOf(version ?? labels['mlops.release.version'] ?? image.slice(image.lastIndexOf(':') + 1), image, digest, labels);
+    return releaseOf(version ?? labels[RELEASE_VERSION_LABEL] ?? image.slice(image.lastIndexOf(':') + 1), image, digest, labels);
   }
   if (!version)
     throw inputError(
@@ -172,7 +180,7 @@ function releaseOf(version: string, image: string, digest: string | null, labels
     version,
     image,
     digest,
-    modelName: labels['mlops.model.name'] ?? '',
+    modelName: labels[MODEL_NAME_LABEL] ?? '',
     modelSha256: labels[MODEL_SHA256_LABEL] ?? null,
     signature: signatureOf(labels),
     otherModels: otherModelsOf(labels),
@@ -197,10 +205,10 @@ function takesOf(labels: Record<string, string>): Pick<Release, 'takes'> {
 
 /** The models of an image of several beside the one its mlops.model.* labels describe. */
 function otherModelsOf(labels: Record<string, string>): string[] | undefined {
-  if (!labels['mlops.models']) return undefined;
+  if (!labels[MODELS_LABEL]) return undefined;
   try {
-    const names = (JSON.parse(labels['mlops.models']) as { name: string }[]).map((m) => m.name);
-    return [...new Set(names)].filter((n) => n !== labels['mlops.model.name']);
+    const names = (JSON.parse(labels[MODELS_LABEL]) as { name: string }[]).map((m) => m.name);
+    return [...new Set(names)].filter((n) => n !== labels[MODEL_NAME_LABEL]);
   } catch {
     return undefined;
   }
@@ -227,8 +235,8 @@ async function verifyRelease(options: DeployOptions, adapter: TargetAdapter, rel
 /** The signature `mlops build` labels every image with; null for images without those labels. */
 function signatureOf(labels: Record<string, string>): ModelSignature | null {
   try {
-    const inputs = JSON.parse(labels['mlops.model.inputs'] ?? 'null') as ModelSignature['inputs'] | null;
-    const outputs = JSON.parse(labels['mlops.model.outputs'] ?? 'null') as ModelSignature['outputs'] | null;
+    const inputs = JSON.parse(labels[MODEL_INPUTS_LABEL] ?? 'null') as ModelSignature['inputs'] | null;
+    const outputs = JSON.parse(labels[MODEL_OUTPUTS_LABEL] ?? 'null') as ModelSignature['outputs'] | null;
     return Array.isArray(inputs) && Array.isArray(outputs) ? { inputs, outputs } : null;
   } catch {
     return null;

@@ -13,7 +13,7 @@ import { rollout, type Check } from './rollout.js';
 import { firstToken, type ClientSecurity } from '../protocol/client-security.js';
 import { accessOf, SECRET_MOUNT, secretEnv } from './server-secrets.js';
 import { readFileSync, statSync } from 'node:fs';
-import { MODEL_SHA256_LABEL } from '../model/labels.js';
+import { MODEL_SHA256_LABEL, RELEASE_VERSION_LABEL } from '../model/labels.js';
 
 export function containerName(target: LocalTarget, ctx: Pick<DeployContext, 'config' | 'projectDir' | 'targetName'>): string {
   const model = ctx.config.model.name || defaultModelName(path.resolve(ctx.projectDir, ctx.config.model.path));
@@ -102,7 +102,7 @@ function mountedSecrets(target: LocalTarget, projectDir: string): { binds: strin
 function releaseOf(info: Docker.ContainerInspectInfo, modelName: string): Release {
   const labels = info.Config.Labels ?? {};
   return {
-    version: labels['mlops.release.version'] ?? 'unknown',
+    version: labels[RELEASE_VERSION_LABEL] ?? 'unknown',
     image: info.Config.Image,
     digest: null,
     modelName,
@@ -127,7 +127,7 @@ function containerSpec(
     Image: release.image,
     Labels: {
       'mlops.target': targetName,
-      'mlops.release.version': release.version,
+      [RELEASE_VERSION_LABEL]: release.version,
       [MODEL_SHA256_LABEL]: release.modelSha256 ?? '',
       'mlops.deployed-at': new Date().toISOString(),
     },
@@ -429,7 +429,7 @@ export const localAdapter: TargetAdapter<LocalTarget> = {
       target: ctx.targetName,
       type: 'local',
       deployed: true,
-      version: info.Config.Labels?.['mlops.release.version'] ?? null,
+      version: info.Config.Labels?.[RELEASE_VERSION_LABEL] ?? null,
       image: info.Config.Image,
       health: !info.State.Running ? `stopped: ${describeExit(info)}` : ready ? 'ready' : (info.State.Health?.Status ?? 'not ready'),
       url,
@@ -465,7 +465,7 @@ async function interruptedLeftovers(docker: Docker, name: string): Promise<Recor
       .inspect()
       .catch(() => undefined);
     if (info)
-      out.interrupted = `${out.interrupted ? `${out.interrupted}; ` : 'a deploy was interrupted: '}${name}${suffix} holds ${info.Config.Labels?.['mlops.release.version'] ?? info.Config.Image} (${what}, ${info.State.Status}); the next deploy or rollback resolves it`;
+      out.interrupted = `${out.interrupted ? `${out.interrupted}; ` : 'a deploy was interrupted: '}${name}${suffix} holds ${info.Config.Labels?.[RELEASE_VERSION_LABEL] ?? info.Config.Image} (${what}, ${info.State.Status}); the next deploy or rollback resolves it`;
   }
   return out;
 }
