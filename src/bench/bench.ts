@@ -90,16 +90,8 @@ async function remoteLoad(target: LoadTarget, plan: LoadPlan, workers: number): 
   const results = await Promise.all(
     plans.map(
       (p) =>
-        new Promise<{
-          histogram: string;
-          requests: number;
-          errors: number;
-          errorsByKind: Record<string, number>;
-          reasons: Record<string, number>;
-          seconds: number;
-          sendLagP99Ms: number;
-          eventLoopUtilization: number;
-        }>((resolve, reject) => {
+        // The worker sends its histogram encoded: a histogram object does not cross threads.
+        new Promise<Omit<LoadOutcome, 'histogram'> & { histogram: string }>((resolve, reject) => {
           const worker = new Worker(WORKER, { workerData: { target, plan: p } satisfies WorkerJob });
           worker.once('message', resolve);
           worker.once('error', reject);

@@ -1,3 +1,4 @@
+import { CLASSIFICATION_METRICS, REGRESSION_METRICS } from '../metrics/names.js';
 import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
 import { ExitCode, inputError } from '../errors.js';
@@ -38,24 +39,8 @@ async function testOptions(flags: TestFlags, one: SelectedModel, ctx: CommandCon
   return { cwd: ctx.cwd, projectDir, config, env: ctx.env, target, holdoutFile, labelsFile: flags.labels ?? labelsFromConfig, gates, baseline };
 }
 
-const HEADLINE = new Set([
-  'accuracy',
-  'balanced_accuracy',
-  'precision_macro',
-  'recall_macro',
-  'f1_macro',
-  'precision_weighted',
-  'recall_weighted',
-  'f1_weighted',
-  'log_loss',
-  'roc_auc',
-  'mae',
-  'mse',
-  'rmse',
-  'r2',
-  'mape_percent',
-  'max_error',
-]);
+// Every metric but mape, the fraction mape_percent shows as a percentage.
+const HEADLINE = new Set<string>([...CLASSIFICATION_METRICS, ...REGRESSION_METRICS].filter((m) => m !== 'mape'));
 const fmt = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : Number.isInteger(v) ? String(v) : v.toFixed(4));
 
 function headlineMetrics(report: TestReport): [string, number][] {
