@@ -145,6 +145,17 @@ export const DEFAULTS: Config = {
       metrics: ['p95_ms', 'throughput_rps'],
     },
   },
+  batch: {
+    input: '',
+    output: '',
+    format: '',
+    idColumn: 'id',
+    columns: [],
+    batchSize: 256,
+    workers: 0,
+    shardMegabytes: 8,
+    maxRejectRate: 0,
+  },
 };
 
 /** Each target type's defaults; a target in config is merged over its type's. */

@@ -1233,6 +1233,54 @@ const modelEntry = z
   });
 
 /** A user's config: parsing it checks every field and fills in every default but those normalize computes. */
+const batchSection = z
+  .object({
+    input: text('a file, folder, glob or s3://, gs://, az:// URI')
+      .default('')
+      .describe(
+        'What `mlops batch` scores: a .csv, .jsonl, .parquet or .npy file, a folder or glob of them, a folder of images (one subfolder per ' +
+          'class, or flat), or an s3://, gs:// or az://account/container/ URI of any of these. --input overrides.',
+      ),
+    output: text('a file, folder or URI')
+      .default('')
+      .describe(
+        'Where the scores go: a .csv, .jsonl or .parquet file (written under a temporary name, renamed when complete), or a folder or URI ' +
+          'ending in / (one part file per shard). The manifest (<output>.manifest.json) and rejects (<output>.rejects.jsonl) go beside it. --output overrides.',
+      ),
+    format: z
+      .enum(['', 'csv', 'jsonl', 'parquet'], { error: 'expected csv, jsonl or parquet' })
+      .default('')
+      .describe("The output's format; empty: the output's extension, else the input's (CSV for images, .npy and texts)."),
+    idColumn: text('a column name')
+      .default('id')
+      .describe(
+        "The input column that names each row, copied to the output and not fed to the model. An input without it: each output row carries 'source' " +
+          "(the file) and 'row' (its number in the file) instead.",
+      ),
+    columns: z
+      .array(text('a column name'), { error: 'expected a list of column names' })
+      .default([])
+      .describe("The model's feature columns, in the model's order; empty: every column but the id, in the file's order."),
+    batchSize: int(1, 65_536, 'a row count').default(256).describe('Rows per model run; a model whose first dimension is fixed gets its own batch size.'),
+    workers: int(0, 1024, 'a worker count').default(0).describe('Worker threads, each with its own ONNX Runtime session of one thread; 0: one per core.'),
+    shardMegabytes: int(1, 1_048_576, 'megabytes')
+      .default(8)
+      .describe(
+        'The input is split into shards of about this many megabytes (whole rows, row groups or files): the unit a worker takes, a re-run skips when it is ' +
+          'done, and `--shard i/n` or a cluster index runs.',
+      ),
+    maxRejectRate: z
+      .number({ error: 'expected a fraction, like 0.01' })
+      .min(0, { error: 'expected a fraction >= 0' })
+      .max(1, { error: 'expected a fraction <= 1' })
+      .default(0)
+      .describe(
+        'The gate: the share of rows that may be rejected (a bad value, a model error) before `mlops batch` exits 1. Rejected rows go to the rejects ' +
+          'file with the reason, whatever this says.',
+      ),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     $schema: z.string().optional(),
@@ -1285,6 +1333,9 @@ export const configSchema = z
     deploy: deploySection.prefault({}),
     monitor: monitorSection.prefault({}).describe('`mlops monitor`: the reference profile `mlops build` bakes into the image, and the drift gates.'),
     bench: benchSection.prefault({}),
+    batch: batchSection
+      .prefault({})
+      .describe('`mlops batch`: a dataset scored by the model, on this machine with every core or as a job on a target. See docs/batch.md.'),
   })
   .strict()
   .superRefine((c, ctx) => {
