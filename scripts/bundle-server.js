@@ -42,6 +42,9 @@ const common = {
   logLevel: 'warning',
 };
 const server = await build({ ...common, metafile: true, entryPoints: [path('../src/server/entry.ts')], outfile: path('../dist/server.bundle.mjs') });
+// The image's batch mode (MLOPS_MODE=batch): its own bundles, loaded only then, with the storage SDKs.
+const batch = await build({ ...common, metafile: true, entryPoints: [path('../src/batch/image-entry.ts')], outfile: path('../dist/batch.bundle.mjs') });
+const batchWorker = await build({ ...common, metafile: true, entryPoints: [path('../src/batch/worker.ts')], outfile: path('../dist/batch-worker.mjs') });
 const worker = await build({
   ...common,
   metafile: true,
@@ -52,7 +55,7 @@ const worker = await build({
 // What the bundles really contain, for the image's SBOM: every npm package esbuild took code from,
 // read off its metafile (inputs that contributed bytes), with its package.json's name, version and licence.
 const packages = new Map();
-for (const { metafile } of [server, worker]) {
+for (const { metafile } of [server, worker, batch, batchWorker]) {
   for (const output of Object.values(metafile.outputs)) {
     for (const [input, { bytesInOutput }] of Object.entries(output.inputs)) {
       const match = /^(.*node_modules\/)((?:@[^/]+\/)?[^/]+)\//.exec(input);

@@ -165,6 +165,32 @@ function registerCommands(program: Command, runAction: RunAction): void {
     .option('--markdown <file>', 'write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)')
     .action(runAction(() => import('./commands/optimize.js')));
 
+  program
+    .command('batch')
+    .description(
+      'score a dataset with the model: files, folders, globs or s3://, gs://, az:// URIs in, a CSV, JSONL or Parquet file or folder out, on every core here or as a job on a target (exit 1 when more rows are rejected than batch.maxRejectRate allows)',
+    )
+    .option(
+      '--input <path>',
+      'a .csv, .jsonl, .parquet or .npy file, a folder or glob of them, a folder of images, or an object storage URI (default: batch.input)',
+    )
+    .option('--output <path>', 'a .csv, .jsonl or .parquet file, or a folder or URI ending in / for one part per shard (default: batch.output)')
+    .option('--model <file>', 'model file or export folder (default: model.path)')
+    .option('--format <format>', "csv, jsonl or parquet, for a folder output (default: the output's extension, else the input's)")
+    .option('--id-column <name>', "the input column naming each row, copied to the output (default: batch.idColumn; without it: 'source' and 'row')")
+    .option('--columns <names>', "the model's feature columns, comma-separated, in the model's order (default: every column but the id)")
+    .option('--batch-size <n>', 'rows per model run (default: batch.batchSize)', (v) => Number(v))
+    .option('--workers <n>', 'worker threads, each with one ONNX Runtime session (default: batch.workers; 0: one per core)', (v) => Number(v))
+    .option('--limit <n>', 'score the first n rows only', (v) => Number(v))
+    .option('--shard <i/n>', 'run shard i of n (0-based) and stop: for any scheduler; a run without it joins the parts once every shard is done')
+    .option('--max-reject-rate <fraction>', 'the share of rows that may be rejected (default: batch.maxRejectRate)', (v) => Number(v))
+    .option('--shards <n>', "with --target: the Job's shard count (default: the input's size in shards of batch.shardMegabytes)", (v) => Number(v))
+    .option('--target <name>', "run the job on this target's platform: a Kubernetes Indexed Job, SageMaker Batch Transform or Vertex AI batch prediction")
+    .option('--version <version>', 'with --target: the version whose image scores (default: the last pushed)')
+    .option('--dry-run', 'with --target: print what would run, and run nothing')
+    .option('--plan <dir>', "with --target: write the job's declarative form (the Job's YAML, the API request as JSON) to this folder, and run nothing")
+    .action(runAction(() => import('./commands/batch.js')));
+
   withClientSecurity(
     program
       .command('explain')

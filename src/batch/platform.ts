@@ -16,6 +16,8 @@ export interface BatchJob {
   format: 'csv' | 'jsonl' | 'parquet';
   /** The image's batch mode settings, as environment variables (MLOPS_BATCH_*), for platforms that run it. */
   env: Record<string, string>;
+  /** How often the platform is asked how the job goes; undefined: the platform's own pace (tests pass a few ms). */
+  pollIntervalMs?: number;
 }
 
 /** A file --plan writes: the declarative form of the job (a Job's YAML, an API request's JSON). */

@@ -198,6 +198,12 @@ export const TARGET_DEFAULTS: TargetDefaults = {
     preStopSeconds: 5,
     serviceAccountName: '',
     imagePullSecrets: [],
+    batch: {
+      parallelism: 4,
+      backoffLimitPerIndex: 2,
+      activeDeadlineSeconds: 86400,
+      ttlSecondsAfterFinished: 604800,
+    },
   },
   cloudrun: {
     type: 'cloudrun',
@@ -251,6 +257,14 @@ export const TARGET_DEFAULTS: TargetDefaults = {
     waitIntervalSeconds: 300,
     alarms: [],
     readyTimeoutSeconds: 1800,
+    batch: {
+      instanceType: 'ml.m5.large',
+      instanceCount: 1,
+      maxPayloadMB: 6,
+      maxConcurrentTransforms: 0,
+      invocationsTimeoutSeconds: 600,
+      timeoutSeconds: 86400,
+    },
   },
   vertex: {
     type: 'vertex',
@@ -262,6 +276,12 @@ export const TARGET_DEFAULTS: TargetDefaults = {
     waitIntervalSeconds: 0,
     serviceAccount: '',
     readyTimeoutSeconds: 1800,
+    batch: {
+      machineType: 'n1-standard-4',
+      startingReplicaCount: 1,
+      maxReplicaCount: 4,
+      timeoutSeconds: 86400,
+    },
   },
   lambda: {
     type: 'lambda',

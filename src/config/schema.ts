@@ -625,6 +625,37 @@ const kubernetesTarget = z
           "admitting to the model's ports only pods in those namespaces (and with those labels, when " +
           "both are given). The kubelet's probes come from the node and stay admitted.",
       ),
+    batch: z
+      .object({
+        parallelism: int(1, 10_000, 'a pod count').default(4).describe('Pods the Indexed Job runs at once (each scores one shard).'),
+        backoffLimitPerIndex: int(0, 100, 'a retry count')
+          .default(2)
+          .describe("Retries of each shard's pod before that index counts as failed; failed indexes get one retry Job of their own."),
+        activeDeadlineSeconds: int(1, 2_592_000, 'seconds')
+          .default(86_400)
+          .describe('How long the Job may run (its activeDeadlineSeconds); past it Kubernetes ends it and the run fails.'),
+        ttlSecondsAfterFinished: int(0, 2_592_000, 'seconds')
+          .default(604_800)
+          .describe('How long a finished Job (and its pods and their logs) is kept before Kubernetes deletes it.'),
+        resources: z
+          .object({
+            requests: z
+              .object({ cpu: text('CPUs, like "2"'), memory: text('a size like "2Gi"') })
+              .partial()
+              .strict(),
+            limits: z
+              .object({ cpu: text('CPUs, like "2"'), memory: text('a size like "2Gi"') })
+              .partial()
+              .strict(),
+          })
+          .partial()
+          .strict()
+          .optional()
+          .describe("Optional. The batch pods' CPU and memory requests and limits, each one given over the target's resources (the rest are the target's)."),
+      })
+      .strict()
+      .prefault({})
+      .describe('`mlops batch --target`: an Indexed Job running the image in batch mode, one index per shard.'),
   })
   .strict();
 
@@ -750,6 +781,29 @@ const sageMakerTarget = z
       .default([])
       .describe('CloudWatch alarm names; if one fires during the update, SageMaker moves traffic back by itself.'),
     readyTimeoutSeconds: readyTimeout(1800),
+    batch: z
+      .object({
+        instanceType: text('an instance type like ml.m5.large')
+          .regex(/^ml\.[a-z0-9]+\.[a-z0-9]+$/, { error: 'expected an instance type like ml.m5.large' })
+          .default('ml.m5.large')
+          .describe("Instance type of a Batch Transform job's instances."),
+        instanceCount: int(1, 100, 'an instance count').default(1).describe('Instances a Batch Transform job runs on; its input files are spread over them.'),
+        maxPayloadMB: int(0, 100, 'megabytes')
+          .default(6)
+          .describe("Largest mini-batch of lines SageMaker sends in one request (MaxPayloadInMB); 0: what the image's GET /execution-parameters says."),
+        maxConcurrentTransforms: int(0, 1000, 'a request count')
+          .default(0)
+          .describe("Requests SageMaker sends each instance at once (MaxConcurrentTransforms); 0: what the image's GET /execution-parameters says."),
+        invocationsTimeoutSeconds: int(1, 3600, 'seconds')
+          .default(600)
+          .describe('How long one mini-batch request may take before SageMaker retries it (ModelClientConfig).'),
+        timeoutSeconds: int(1, 2_592_000, 'seconds')
+          .default(86_400)
+          .describe('How long mlops waits for the job; past it the job is stopped and the run fails.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('`mlops batch --target`: a Batch Transform job over the S3 input, lines in, one output line per input line.'),
   })
   .strict();
 
@@ -778,6 +832,22 @@ const vertexTarget = z
       ),
     serviceAccount: text('a service account email').default('').describe("Service account the model runs as; empty: Vertex AI's default."),
     readyTimeoutSeconds: readyTimeout(1800),
+    batch: z
+      .object({
+        machineType: text('a machine type like n1-standard-4')
+          .min(1, { error: 'expected a machine type like n1-standard-4' })
+          .default('n1-standard-4')
+          .describe("Machine type of a batch prediction job's replicas."),
+        startingReplicaCount: int(1, 1000, 'a replica count').default(1).describe('Replicas a batch prediction job starts with.'),
+        maxReplicaCount: int(1, 1000, 'a replica count').default(4).describe('Most replicas Vertex AI scales a batch prediction job out to.'),
+        timeoutSeconds: int(1, 2_592_000, 'seconds')
+          .default(86_400)
+          .describe('How long mlops waits for the job; past it the job is cancelled and the run fails.'),
+      })
+      .strict()
+      .prefault({})
+      .refine((b) => b.maxReplicaCount >= b.startingReplicaCount, { error: 'maxReplicaCount is below startingReplicaCount', path: ['maxReplicaCount'] })
+      .describe('`mlops batch --target`: a BatchPredictionJob on the uploaded model, JSON Lines or CSV in, JSON Lines out.'),
   })
   .strict();
 

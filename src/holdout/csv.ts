@@ -13,6 +13,8 @@ export interface CsvOptions {
   labelOptional?: boolean;
   /** test.features: a column list (one input) or input -> columns. Empty: file order. */
   features: string[] | Record<string, string[]>;
+  /** The settings messages name: test.features and test.label, or batch's. */
+  fields?: { features: string; label: string };
 }
 
 interface ColumnPlan {
@@ -29,6 +31,7 @@ async function readHeader(file: string, shown: string): Promise<string[]> {
 /** Which columns feed which input, checked against the header before any row is read. */
 export function planColumns(header: string[], options: CsvOptions): { plans: ColumnPlan[]; labelIndex: number | undefined } {
   const { shown, layouts, label } = options;
+  const fields = options.fields ?? { features: 'test.features', label: 'test.label' };
   const index = new Map(header.map((name, i) => [name, i]));
   if (index.size !== header.length) {
     const seen = new Set<string>();
@@ -37,7 +40,7 @@ export function planColumns(header: string[], options: CsvOptions): { plans: Col
   }
   const labelIndex = index.get(label);
   if (labelIndex === undefined && !options.labelOptional) {
-    throw inputError(`${shown}: missing column '${label}' (the label)`, `name the label column in test.label; the columns are: ${header.join(', ')}`);
+    throw inputError(`${shown}: missing column '${label}' (the label)`, `name the label column in ${fields.label}; the columns are: ${header.join(', ')}`);
   }
   const unknownSize = layouts.find((l) => l.rowSize === null);
   if (unknownSize) {
@@ -50,17 +53,18 @@ export function planColumns(header: string[], options: CsvOptions): { plans: Col
   const { features } = options;
   if (Array.isArray(features) && features.length > 0) {
     if (layouts.length !== 1) {
-      throw inputError(`test.features: the model has ${layouts.length} inputs; map columns per input`, 'use {"input name": ["column", ...]}');
+      throw inputError(`${fields.features}: the model has ${layouts.length} inputs; map columns per input`, 'use {"input name": ["column", ...]}');
     }
     byInput.set(layouts[0].name, features);
   } else if (!Array.isArray(features)) {
     for (const layout of layouts) {
       const columns = features[layout.name];
-      if (!columns) throw inputError(`test.features: no columns listed for input '${layout.name}'`, `add "${layout.name}": [columns]`);
+      if (!columns) throw inputError(`${fields.features}: no columns listed for input '${layout.name}'`, `add "${layout.name}": [columns]`);
       byInput.set(layout.name, columns);
     }
     const extra = Object.keys(features).filter((name) => !layouts.some((l) => l.name === name));
-    if (extra.length > 0) throw inputError(`test.features: the model has no input '${extra[0]}'`, `its inputs are: ${layouts.map((l) => l.name).join(', ')}`);
+    if (extra.length > 0)
+      throw inputError(`${fields.features}: the model has no input '${extra[0]}'`, `its inputs are: ${layouts.map((l) => l.name).join(', ')}`);
   } else {
     // File order: every column but the label, split across the inputs in the model's order.
     const rest = header.filter((_, i) => i !== labelIndex);
@@ -77,8 +81,8 @@ export function planColumns(header: string[], options: CsvOptions): { plans: Col
       throw inputError(
         `${shown}: ${problem}: the model needs ${needed} feature columns (${describe})${labelIndex === undefined ? '' : ` besides '${label}'`}, the file has ${rest.length}`,
         labelIndex === undefined && rest.length === needed + 1
-          ? `if the extra column is the label, name it in test.label (now '${label}')`
-          : 'remove the extra columns, or list the feature columns in test.features',
+          ? `if the extra column is the label, name it in ${fields.label} (now '${label}')`
+          : `remove the extra columns, or list the feature columns in ${fields.features}`,
       );
     }
     let offset = 0;
@@ -91,13 +95,13 @@ export function planColumns(header: string[], options: CsvOptions): { plans: Col
     const columns = byInput.get(input.name)!;
     if (columns.length !== input.rowSize) {
       throw inputError(
-        `test.features: input '${input.name}' takes ${input.rowSize} values a row, but ${columns.length} columns are listed`,
+        `${fields.features}: input '${input.name}' takes ${input.rowSize} values a row, but ${columns.length} columns are listed`,
         `list exactly ${input.rowSize} columns for it`,
       );
     }
     const indices = columns.map((column) => {
       const i = index.get(column);
-      if (i === undefined) throw inputError(`${shown}: missing column '${column}' (listed in test.features)`, `the columns are: ${header.join(', ')}`);
+      if (i === undefined) throw inputError(`${shown}: missing column '${column}' (listed in ${fields.features})`, `the columns are: ${header.join(', ')}`);
       return i;
     });
     return { input, columns, indices };

@@ -14,7 +14,7 @@ export interface JsonlOptions {
 }
 
 /** The shape of nested arrays, checking that they are not ragged. */
-function shapeOf(value: unknown): number[] | null {
+export function shapeOf(value: unknown): number[] | null {
   if (!Array.isArray(value)) return [];
   if (value.length === 0) return [0];
   const inner = shapeOf(value[0]);

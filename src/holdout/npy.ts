@@ -3,7 +3,7 @@ import { inputError } from '../errors.js';
 import type { HoldoutRow, HoldoutSource, InputLayout } from './types.js';
 import { parseValue, valueProblem } from './values.js';
 
-interface NpyHeader {
+export interface NpyHeader {
   descr: string;
   fortranOrder: boolean;
   shape: number[];
@@ -20,29 +20,40 @@ export async function readNpyHeader(file: string, shown: string): Promise<NpyHea
   try {
     const start = Buffer.alloc(12);
     const { bytesRead } = await handle.read(start, 0, 12, 0);
-    if (bytesRead < 10 || start.toString('latin1', 0, 6) !== '\x93NUMPY') {
-      throw inputError(`${shown} is not a NumPy .npy file (no \\x93NUMPY magic)`, 'save it with numpy.save');
-    }
-    const major = start[6];
-    const headerLength = major === 1 ? start.readUInt16LE(8) : start.readUInt32LE(8);
-    const headerStart = major === 1 ? 10 : 12;
-    const header = Buffer.alloc(headerLength);
-    await handle.read(header, 0, headerLength, headerStart);
-    const text = header.toString('latin1');
-    const descr = /'descr':\s*'([^']+)'/.exec(text)?.[1];
-    const fortran = /'fortran_order':\s*(True|False)/.exec(text)?.[1];
-    const shapeText = /'shape':\s*\(([^)]*)\)/.exec(text)?.[1];
-    if (!descr || !fortran || shapeText === undefined) throw inputError(`${shown}: unreadable .npy header`, 'save it with numpy.save');
-    const shape = shapeText
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean)
-      .map(Number);
-    const { itemSize, read } = reader(descr, shown);
-    return { descr, fortranOrder: fortran === 'True', shape, dataOffset: headerStart + headerLength, itemSize, read };
+    const { headerStart, headerLength } = npyPreamble(start.subarray(0, bytesRead), shown);
+    const header = Buffer.alloc(headerStart + headerLength);
+    await handle.read(header, 0, header.length, 0);
+    return npyHeaderFrom(header, shown);
   } finally {
     await handle.close();
   }
+}
+
+/** Where the header dict starts and how long it is, from the file's first 12 bytes. */
+export function npyPreamble(start: Buffer, shown: string): { headerStart: number; headerLength: number } {
+  if (start.length < 10 || start.toString('latin1', 0, 6) !== '\x93NUMPY') {
+    throw inputError(`${shown} is not a NumPy .npy file (no \\x93NUMPY magic)`, 'save it with numpy.save');
+  }
+  const major = start[6];
+  return major === 1 ? { headerStart: 10, headerLength: start.readUInt16LE(8) } : { headerStart: 12, headerLength: start.readUInt32LE(8) };
+}
+
+/** The header, from the file's first bytes (at least up to the end of the header dict). */
+export function npyHeaderFrom(bytes: Buffer, shown: string): NpyHeader {
+  const { headerStart, headerLength } = npyPreamble(bytes, shown);
+  if (bytes.length < headerStart + headerLength) throw inputError(`${shown}: unreadable .npy header (the file ends inside it)`, 'save it with numpy.save');
+  const text = bytes.toString('latin1', headerStart, headerStart + headerLength);
+  const descr = /'descr':\s*'([^']+)'/.exec(text)?.[1];
+  const fortran = /'fortran_order':\s*(True|False)/.exec(text)?.[1];
+  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(text)?.[1];
+  if (!descr || !fortran || shapeText === undefined) throw inputError(`${shown}: unreadable .npy header`, 'save it with numpy.save');
+  const shape = shapeText
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
+  const { itemSize, read } = reader(descr, shown);
+  return { descr, fortranOrder: fortran === 'True', shape, dataOffset: headerStart + headerLength, itemSize, read };
 }
 
 function reader(descr: string, shown: string): Pick<NpyHeader, 'itemSize' | 'read'> {

@@ -124,6 +124,9 @@ async function copyServer(dir: string): Promise<void> {
     await copyFile(bundle, path.join(dir, 'server', 'server.mjs'));
     // Its worker threads, and the .proto files gRPC loads at start.
     await copyFile(path.join(dist, 'inference-worker.mjs'), path.join(dir, 'server', 'inference-worker.mjs'));
+    // The batch mode (MLOPS_MODE=batch) and its worker threads.
+    await copyFile(path.join(dist, 'batch.bundle.mjs'), path.join(dir, 'server', 'batch.mjs'));
+    await copyFile(path.join(dist, 'batch-worker.mjs'), path.join(dir, 'server', 'batch-worker.mjs'));
     await copyFile(path.join(dist, 'open_inference_grpc.proto'), path.join(dir, 'server', 'open_inference_grpc.proto'));
     await cp(path.join(dist, 'grpc-health-check'), path.join(dir, 'server', 'grpc-health-check'), { recursive: true });
   } catch {

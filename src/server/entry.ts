@@ -2,6 +2,8 @@
  * The inference server's entry point inside an image: configured by the
  * environment alone (see SERVER_ENV), no CLI, no config file.
  */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { applyDefaults } from '../config/normalize.js';
 import { isMlopsError } from '../errors.js';
 import { applyImageArguments, applyServerEnv, serveOptionsFromConfig } from './options.js';
@@ -9,6 +11,18 @@ import { reportInitError, runLambdaRuntime } from './lambda-runtime.js';
 import { startServer, untilSignal } from './run.js';
 
 const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+
+// The image's batch mode: a separate bundle beside this one (the server bundle stays as small as it was).
+if (process.env.MLOPS_MODE === 'batch') {
+  const candidates = ['./batch.mjs', '../batch/image-entry.js'].map((p) => new URL(p, import.meta.url));
+  const entry = candidates.find((u) => existsSync(fileURLToPath(u)));
+  if (!entry) {
+    log(`error: MLOPS_MODE=batch, but this image has no batch mode (${fileURLToPath(candidates[0])} is missing)`);
+    process.exit(70);
+  }
+  const { runImageBatch } = (await import(entry.href)) as { runImageBatch: (env: NodeJS.ProcessEnv) => Promise<never> };
+  await runImageBatch(process.env);
+}
 
 const runtimeApi = process.env.AWS_LAMBDA_RUNTIME_API;
 let started = false;

@@ -42,6 +42,11 @@ function resourceName(prefix: string, hashed: string): string {
   return `${prefix.slice(0, 54).replace(/-+$/, '')}-${hash}`;
 }
 
+/** The model a deploy of this release makes (or made): a batch transform job reuses it by this name. */
+export function modelName(target: SageMakerTarget, release: Release, ctx: Pick<DeployContext, 'config' | 'projectDir'>): string {
+  return resourceName(`${endpointName(target, ctx)}-${revisionTag(release.version)}`, `${release.image}\n${target.executionRoleArn}`);
+}
+
 /** The endpoint config's variants: instances for real-time, memory and concurrency for serverless. */
 function productionVariants(target: SageMakerTarget, model: string): unknown[] {
   const { serverless } = target;
@@ -225,7 +230,7 @@ export const sageMakerAdapter: TargetAdapter<SageMakerTarget> = {
     }
     const cli = sageMakerCli(ctx, target);
     const { aws, endpoint } = cli;
-    const model = resourceName(`${endpoint}-${revisionTag(release.version)}`, `${release.image}\n${target.executionRoleArn}`);
+    const model = modelName(target, release, ctx);
     const variants = JSON.stringify(productionVariants(target, model));
     const config = resourceName(model, variants);
     if (ctx.outputDir) return writeInputs(ctx.outputDir, target, release, { endpoint, model, config });

@@ -36,7 +36,7 @@ const resourceId = (name: string) => {
 };
 
 /** The model's id for a release: its endpoint, version and image, so the same release is uploaded once. */
-const modelIdOf = (display: string, release: Release) =>
+export const modelIdOf = (display: string, release: Release) =>
   resourceId(`${display}-${revisionTag(release.version)}-${createHash('sha256').update(release.image).digest('hex').slice(0, 8)}`);
 
 /** Deployed-model ids are 1 to 10 digits: a hash of the model id, so a redeploy of one model names the same. */
@@ -232,7 +232,8 @@ export const vertexAdapter: TargetAdapter<VertexTarget> = {
 };
 
 /** The release's image as a Vertex AI model, uploaded once: a model of the same id is the same image. */
-async function uploadModel(ctx: DeployContext, target: VertexTarget, release: Release, modelId: string): Promise<void> {
+/** Uploads the release as a Vertex AI model unless it is there: a deploy and a batch job share it. */
+export async function uploadModel(ctx: DeployContext, target: VertexTarget, release: Release, modelId: string): Promise<void> {
   const base = ['--project', target.project, '--region', target.region];
   const known = await ctx.exec.run('gcloud', ['ai', 'models', 'describe', modelId, ...base, '--format=json'], { allowFailure: true });
   // A dry run's describe answers nothing, so its plan shows the upload.

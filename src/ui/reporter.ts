@@ -46,6 +46,11 @@ export class Reporter {
     this.style = new Chalk({ level: options.color ? 1 : 0 });
   }
 
+  /** A terminal that shows spinners and progress; false in CI and under --json, where progress is a plain line now and then. */
+  get interactive(): boolean {
+    return this.options.interactive && !this.options.json;
+  }
+
   /** Registers a value (password, token) that must never reach output. */
   maskSecret(secret: string | undefined): void {
     if (secret && secret.length >= 3) this.secrets.add(secret);
