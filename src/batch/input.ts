@@ -20,6 +20,8 @@ export interface InputFile {
   /** As messages and output rows name it: relative to the input's folder or prefix. */
   shown: string;
   size: number;
+  /** What the file weighs when cutting shards: its size, or for Parquet its uncompressed size (compressed bytes say little of the rows). */
+  weight?: number;
   format: InputFormat;
   /** Images: the class folder it sits in, when the folder is an ImageFolder. */
   label?: string;

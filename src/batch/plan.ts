@@ -60,20 +60,35 @@ interface Start {
   byte: number;
 }
 
+/** Each file's weight for cutting: its size, or a Parquet file's uncompressed size, read from its footer. */
+export async function weighInput(files: InputFile[], reader: ByteReader): Promise<InputFile[]> {
+  return Promise.all(
+    files.map(async (file) => {
+      if (file.format !== 'parquet') return { ...file, weight: file.size };
+      const metadata = await parquetFooter(file, reader);
+      return { ...file, weight: metadata.row_groups.reduce((n, g) => n + Number(g.total_byte_size), 0) };
+    }),
+  );
+}
+
+export const inputWeight = (files: InputFile[]) => files.reduce((n, f) => n + (f.weight ?? f.size), 0);
+
 export async function planShards(files: InputFile[], shardCount: number, reader: ByteReader): Promise<BatchPlan> {
-  const total = files.reduce((n, f) => n + f.size, 0);
+  const total = inputWeight(files);
   // Cut k (1..n-1) falls at byte k*total/n of the files laid end to end.
   const cuts: { file: number; byte: number }[] = [];
   let base = 0;
   let k = 1;
   files.forEach((file, index) => {
-    while (k < shardCount && Math.floor((k * total) / shardCount) < base + file.size) {
+    const size = file.weight ?? file.size;
+    while (k < shardCount && Math.floor((k * total) / shardCount) < base + size) {
       cuts.push({ file: index, byte: Math.floor((k * total) / shardCount) - base });
       k++;
     }
-    base += file.size;
+    base += size;
   });
-  while (k++ < shardCount) cuts.push({ file: files.length - 1, byte: files[files.length - 1]?.size ?? 0 });
+  const last = files[files.length - 1];
+  while (k++ < shardCount) cuts.push({ file: files.length - 1, byte: last ? (last.weight ?? last.size) : 0 });
   const planned: PlannedFile[] = [];
   const positions: Start[][] = [];
   for (const [index, file] of files.entries()) {
@@ -208,13 +223,14 @@ async function scanParquet(file: InputFile, cuts: number[], reader: ByteReader):
   const metadata = await parquetFooter(file, reader);
   const groups: { start: number; rows: number; byte: number }[] = [];
   let row = 0;
+  // Cuts fall in the file's weight (its uncompressed bytes): a row group starts where the ones before it end.
+  let weight = 0;
   for (const group of metadata.row_groups) {
-    const chunk = group.columns[0]?.meta_data;
-    const byte = Number(chunk?.dictionary_page_offset ?? chunk?.data_page_offset ?? group.file_offset ?? 0);
-    groups.push({ start: row, rows: Number(group.num_rows), byte });
+    groups.push({ start: row, rows: Number(group.num_rows), byte: weight });
     row += Number(group.num_rows);
+    weight += Number(group.total_byte_size);
   }
-  const end = { at: row, record: row, line: 0, byte: file.size };
+  const end = { at: row, record: row, line: 0, byte: weight };
   const starts = cuts.map((c) => {
     const group = groups.find((g) => g.byte >= c);
     return group ? { at: group.start, record: group.start, line: 0, byte: group.byte } : end;

@@ -41,6 +41,10 @@ export async function runOnWorkers(
 ): Promise<void> {
   if (jobs.length === 0) return;
   const script = workerScript();
+  // A capped heap makes V8 collect as it goes: uncapped, each worker's heap grew with the rows it had read
+  // (1.3x the peak RSS for 1M rows as for 100k), though nothing stayed live. The cap leaves room for the
+  // plan each worker holds (a folder of many images lists every file) and a batch of rows several times over.
+  const heapCap = Math.ceil(128 + (3 * JSON.stringify(setup.plan).length) / 2 ** 20);
   const queue = [...jobs];
   const workers: Worker[] = [];
   const stop = () => Promise.all(workers.map((w) => w.terminate()));
@@ -64,7 +68,7 @@ export async function runOnWorkers(
         worker.postMessage(job);
       };
       for (let i = 0; i < Math.min(size, jobs.length); i++) {
-        const worker = new Worker(script, { workerData: setup });
+        const worker = new Worker(script, { workerData: setup, resourceLimits: { maxYoungGenerationSizeMb: 16, maxOldGenerationSizeMb: heapCap } });
         workers.push(worker);
         running++;
         worker.on('message', (message: WorkerMessage) => {
@@ -79,7 +83,16 @@ export async function runOnWorkers(
               }),
             );
         });
-        worker.on('error', (error) => fail(error));
+        worker.on('error', (error: Error & { code?: string }) =>
+          fail(
+            error.code === 'ERR_WORKER_OUT_OF_MEMORY'
+              ? new MlopsError(`a batch worker ran out of memory (its heap is capped at ${heapCap} MB)`, {
+                  exitCode: 70,
+                  hint: 'lower --batch-size, and report it',
+                })
+              : error,
+          ),
+        );
         worker.on('exit', (code) => {
           if (code !== 0) fail(new MlopsError(`a batch worker ended with code ${code}`, { exitCode: 70 }));
         });

@@ -293,23 +293,28 @@ async function* readParquetPiece(file: PlannedFile, piece: Piece, settings: Read
     const start = Math.max(group.start, piece.from);
     const end = Math.min(group.start + group.rows, piece.to);
     if (start >= end) continue;
-    let rows: Cell[][] = [];
+    // Column by column (typed arrays for numbers), then a row at a time: rows as arrays of cells would cost
+    // several times the group's size.
+    const columns: Cell[][] = header.map(() => []);
     try {
       await parquetRead({
         file: buffer,
         rowStart: start,
         rowEnd: end,
-        rowFormat: 'array',
-        onComplete: (data: unknown[][]) => {
-          rows = data as Cell[][];
+        onChunk: (chunk: { columnName: string; columnData: ArrayLike<unknown>; rowStart: number; rowEnd: number }) => {
+          const column = columns[header.indexOf(chunk.columnName)];
+          if (!column) return;
+          for (let i = 0; i < chunk.rowEnd - chunk.rowStart; i++) column[chunk.rowStart - start + i] = chunk.columnData[i] as Cell;
         },
       });
     } catch (error) {
       throw inputError(`${file.shown} rows ${start + 1}-${end}: unreadable Parquet (${(error as Error).message})`, 'write the file again');
     }
-    for (let i = 0; i < rows.length; i++) {
+    const cells: Cell[] = new Array<Cell>(header.length);
+    for (let i = 0; i < end - start; i++) {
+      for (let c = 0; c < header.length; c++) cells[c] = columns[c][i];
       const row = start + i + 1;
-      yield nearImage(itemOf(rows[i], plan, { source: file.shown, row }, `${file.shown} row ${row}`, header), file, settings);
+      yield nearImage(itemOf(cells, plan, { source: file.shown, row }, `${file.shown} row ${row}`, header), file, settings);
     }
   }
 }

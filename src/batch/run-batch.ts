@@ -28,7 +28,7 @@ import {
   writeText,
   type OutputPlace,
 } from './output.js';
-import { planShards, type BatchPlan } from './plan.js';
+import { inputWeight, planShards, weighInput, type BatchPlan } from './plan.js';
 import { runOnWorkers, type PoolJob } from './pool.js';
 import { checkColumns, jsonlHeader, type ReadSettings } from './read.js';
 import type { ShardResult } from './score.js';
@@ -144,7 +144,7 @@ interface Prepared {
 
 async function prepare(options: RunBatchOptions, storeFor: (uri: string) => ObjectStore): Promise<Prepared> {
   const reader = byteReader(storeFor);
-  const files = await listInput(options.input, options.cwd, storeFor);
+  const files = await weighInput(await listInput(options.input, options.cwd, storeFor), reader);
   const servable = await readServableModel({ path: options.model.path, cwd: options.cwd });
   const processing = await processingFor(
     servable.info.path,
@@ -152,7 +152,7 @@ async function prepare(options: RunBatchOptions, storeFor: (uri: string) => Obje
     { preprocess: options.model.preprocess, postprocess: options.model.postprocess },
   );
   const rawKind: 'image' | 'text' | undefined = processing?.image ? 'image' : processing?.text ? 'text' : undefined;
-  const total = files.reduce((n, f) => n + f.size, 0);
+  const total = inputWeight(files);
   const place = await outputPlace(options.output, options.cwd, options.format, inputFormatOf(files));
   const store = place.remote ? storeFor(place.output) : undefined;
   // The shard count is not part of the key: a run without --shard joins what --shard i/n runs began.

@@ -1,6 +1,7 @@
 import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
-import { listInput } from '../batch/input.js';
+import { byteReader, listInput } from '../batch/input.js';
+import { inputWeight, weighInput } from '../batch/plan.js';
 import { runRemoteBatch, type RemoteBatchResult } from '../batch/remote.js';
 import { gatherBatch, type BatchReport } from '../batch/run-batch.js';
 import type { Config } from '../config/defaults.js';
@@ -23,8 +24,8 @@ async function shardCount(flags: BatchFlags, input: string, megabytes: number, c
     return flags.shards;
   }
   const storeFor = (uri: string) => objectStoreFor(uri, ctx.env);
-  const files = await listInput(input, ctx.cwd, storeFor);
-  const total = files.reduce((n, f) => n + f.size, 0);
+  const files = await weighInput(await listInput(input, ctx.cwd, storeFor), byteReader(storeFor));
+  const total = inputWeight(files);
   return Math.max(1, Math.ceil(total / (megabytes * 2 ** 20)));
 }
 

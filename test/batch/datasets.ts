@@ -37,7 +37,8 @@ async function writeLines(file: string, lines: Iterable<string>): Promise<void> 
   await new Promise<void>((resolve, reject) => out.once('finish', () => resolve()).once('error', reject));
 }
 
-export async function writeDataset(file: string, count: number, format: 'csv' | 'jsonl' | 'parquet'): Promise<void> {
+/** `rowGroupRows`: Parquet's rows per row group (a shard is cut between row groups). */
+export async function writeDataset(file: string, count: number, format: 'csv' | 'jsonl' | 'parquet', rowGroupRows = 50_000): Promise<void> {
   const { columns, rows } = fixtureRows();
   if (format === 'parquet') {
     const writer = new ParquetWriter({
@@ -48,8 +49,8 @@ export async function writeDataset(file: string, count: number, format: 'csv' | 
         ...columns.map((name) => ({ name, type: 'DOUBLE' as const, repetition_type: 'REQUIRED' as const })),
       ],
     });
-    for (let start = 0; start < count; start += 50_000) {
-      const end = Math.min(count, start + 50_000);
+    for (let start = 0; start < count; start += rowGroupRows) {
+      const end = Math.min(count, start + rowGroupRows);
       const ids: string[] = [];
       const data = columns.map(() => new Float64Array(end - start));
       for (let n = start; n < end; n++) {
@@ -62,7 +63,7 @@ export async function writeDataset(file: string, count: number, format: 'csv' | 
           { name: 'id', data: ids, type: 'STRING', nullable: false },
           ...columns.map((name, c) => ({ name, data: data[c], type: 'DOUBLE' as const, nullable: false })),
         ],
-        rowGroupSize: 50_000,
+        rowGroupSize: rowGroupRows,
       });
     }
     await writer.finish();
