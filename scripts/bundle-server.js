@@ -69,7 +69,9 @@ for (const { metafile } of [server, worker, batch, batchWorker]) {
     }
   }
 }
-const bundled = [...packages.values()].sort((a, b) => a.name.localeCompare(b.name) || a.version.localeCompare(b.version));
+const bundled = [...new Map([...packages.values()].map((p) => [`${p.name}@${p.version}`, p])).values()].sort(
+  (a, b) => a.name.localeCompare(b.name) || a.version.localeCompare(b.version),
+);
 writeFileSync(path('../dist/server-packages.json'), JSON.stringify(bundled, null, 2) + '\n');
 
 const proto = path('../src/protocol/open_inference_grpc.proto');

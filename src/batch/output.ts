@@ -47,7 +47,6 @@ export async function outputPlace(output: string, cwd: string, asked: OutputForm
   const base = location.replace(/\/+$/, '');
   const parts = isFolder ? (remote ? `${base}/` : base) : remote ? `${base}.parts/` : `${base}.parts`;
   const records = join(parts, '_shards');
-  const staging = remote ? await mkdtemp(path.join(os.tmpdir(), 'mlops-batch-')) : parts;
   return {
     kind: isFolder ? 'folder' : 'file',
     output: base,
@@ -56,9 +55,18 @@ export async function outputPlace(output: string, cwd: string, asked: OutputForm
     rejects: isFolder ? join(base, 'rejects.jsonl') : `${base}.rejects.jsonl`,
     parts,
     records,
-    staging,
+    // A bucket's parts are staged in a temporary folder, made only when shards are scored (see stageParts).
+    staging: remote ? '' : parts,
     remote,
   };
+}
+
+/** A temporary folder for the parts of a bucket output, while shards are scored; removed by the returned function. */
+export async function stageParts(place: OutputPlace): Promise<() => Promise<void>> {
+  if (!place.remote) return async () => undefined;
+  place.staging = await mkdtemp(path.join(os.tmpdir(), 'mlops-batch-'));
+  const staging = place.staging;
+  return () => rm(staging, { recursive: true, force: true });
 }
 
 /** Makes the local folders the run writes to (after every check, so a refused run leaves nothing). */

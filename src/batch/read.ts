@@ -93,6 +93,8 @@ function quotesBalanced(text: string): boolean {
   return count % 2 === 0;
 }
 
+const FLOATS = new Set(['FP32', 'FP64', 'FP16']);
+
 /** How a table's columns feed the model: by column (features), by key per input (tensors), or one raw column. */
 type TablePlan =
   | { mode: 'columns'; idIndex: number | undefined; inputs: { layout: InputLayout; indices: number[]; columns: string[] }[] }
@@ -148,8 +150,17 @@ function itemOf(cells: Cell[], plan: TablePlan, rowId: RowId, where: string, hea
   if (plan.mode === 'columns') {
     for (const input of plan.inputs) {
       const values = new Array<number | string>(input.indices.length);
+      const float = FLOATS.has(input.layout.datatype);
       for (let j = 0; j < input.indices.length; j++) {
         const raw = cells[input.indices[j]];
+        // The common case first, without a call: a float input and a cell that is a finite number.
+        if (float && typeof raw === 'string' && raw.length > 0 && raw.charCodeAt(0) > 32) {
+          const number = +raw;
+          if (number - number === 0) {
+            values[j] = number;
+            continue;
+          }
+        }
         const value = parseValue(typeof raw === 'bigint' ? Number(raw) : raw, input.layout.datatype);
         if (value === undefined)
           return {

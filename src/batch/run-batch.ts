@@ -5,7 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import os from 'node:os';
-import { rm } from 'node:fs/promises';
+import path from 'node:path';
+
 import { inputError } from '../errors.js';
 import { batchSizeFor } from '../evaluate/batches.js';
 import { inputLayouts } from '../holdout/open.js';
@@ -17,6 +18,7 @@ import { byteReader, listInput, type InputFile } from './input.js';
 import {
   joinParts,
   makeFolders,
+  stageParts,
   outputPlace,
   partName,
   placeJoin,
@@ -83,7 +85,7 @@ export interface BatchReport {
   maxRejectRate: number;
   /** Every shard done and the parts joined: the output is whole. */
   complete: boolean;
-  /** The gate: complete, some rows, and rejects within batch.maxRejectRate. */
+  /** The gate over the rows read so far (every row, once complete): some rows scored, and rejects within batch.maxRejectRate. */
   passed: boolean;
   verdict: string;
   written: { bytes: number; sha256: string } | null;
@@ -187,6 +189,11 @@ async function prepare(options: RunBatchOptions, storeFor: (uri: string) => Obje
       `run its shards as i/${planned}, or write to another --output`,
     );
   const shardCount = planned ?? options.shardCount ?? Math.max(1, Math.ceil(total / (options.shardMegabytes * 2 ** 20)));
+  // The same files (the key says so), perhaps at another place: a folder mounted elsewhere in a container.
+  if (manifest) {
+    for (const file of manifest.plan.files) file.location = files.find((f) => f.shown === file.shown)?.location ?? file.location;
+    await makeFolders(place);
+  }
   if (!manifest) {
     const plan = await planShards(files, shardCount, reader);
     for (const file of plan.files) await checkColumns(file, { ...read, reader, idColumn: options.idColumn });
@@ -225,7 +232,7 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchReport> {
   const selected = options.only ?? plan.shards.map((s) => s.index);
   for (const index of selected)
     if (index < 0 || index >= shards) throw inputError(`shard ${index}: the job has ${shards} shards`, `shards are 0 to ${shards - 1}`);
-  if (manifest.written && (await sizeOf(manifest.written.file, store)) === manifest.written.bytes) {
+  if (manifest.written && (await sizeOf(place.output, store)) === manifest.written.bytes) {
     return report(options, place, manifest, { ran: 0, skipped: selected.length, workers: 0, started, pending: [] });
   }
   const results = await finishedShards(place, store, shards, key);
@@ -236,31 +243,35 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchReport> {
   let rows = 0;
   const progress = () =>
     options.onProgress?.({ records: rows, total: totalRows, shardsDone: results.size, shards, seconds: (performance.now() - started) / 1000 });
-  const jobs: PoolJob[] = toRun.map((index) => ({
-    shard: index,
-    take: limits[index],
-    files: {
-      part: placeJoin(place, place.staging, partName(index, shards, place.format)),
-      rejects: placeJoin(place, place.remote ? place.staging : place.records, rejectsName(index, shards)),
-    },
-  }));
   const onRows = (count: number) => {
     rows += count;
     progress();
   };
-  await runOnWorkers(workers, { ...setup, plan }, jobs, onRows, async (result) => {
-    await publishShard(
-      place,
-      store,
-      jobs.find((j) => j.shard === result.index)!,
-      result,
-      shards,
-      key,
-    );
-    results.set(result.index, result);
-    progress();
-  });
-  if (place.remote) await rm(place.staging, { recursive: true, force: true });
+  const unstage = toRun.length > 0 ? await stageParts(place) : async () => undefined;
+  try {
+    const jobs: PoolJob[] = toRun.map((index) => ({
+      shard: index,
+      take: limits[index],
+      files: {
+        part: placeJoin(place, place.staging, partName(index, shards, place.format)),
+        rejects: placeJoin(place, place.remote ? place.staging : place.records, rejectsName(index, shards)),
+      },
+    }));
+    await runOnWorkers(workers, { ...setup, plan }, jobs, onRows, async (result) => {
+      await publishShard(
+        place,
+        store,
+        jobs.find((j) => j.shard === result.index)!,
+        result,
+        shards,
+        key,
+      );
+      results.set(result.index, result);
+      progress();
+    });
+  } finally {
+    await unstage();
+  }
   const pending = plan.shards.map((s) => s.index).filter((index) => !results.has(index));
   if (pending.length === 0) await joinAll(place, store, manifest, layout, results, shards);
   const ran = { ran: toRun.length, skipped: selected.length - toRun.length, workers: Math.min(workers, toRun.length) };
@@ -351,7 +362,8 @@ async function joinAll(
     scored: indexes.reduce((n, i) => n + results.get(i)!.scored, 0),
     rejected,
   };
-  manifest.written = written ? { file: place.output, ...written } : null;
+  // Named as the output is, beside the manifest: the folder may be mounted elsewhere when a gather reads it.
+  manifest.written = written ? { file: path.basename(place.output), ...written } : null;
   await writeText(place.manifest, JSON.stringify(manifest, null, 1) + '\n', store);
   // The parts of a joined file are not kept: the output holds them, and the manifest each one's sha256.
   if (place.kind === 'file') {
@@ -440,7 +452,7 @@ export async function gatherBatch(options: GatherOptions): Promise<BatchReport> 
     throw inputError(`${located.manifest}: no manifest: no shard of this job has started`, 'check the job ran, and that --output is the one it wrote to');
   const place = { ...located, format: manifest.format };
   const shards = manifest.plan.shards.length;
-  if (manifest.written && (await sizeOf(manifest.written.file, store)) === manifest.written.bytes)
+  if (manifest.written && (await sizeOf(place.output, store)) === manifest.written.bytes)
     return report({ ...options, model: { path: '' } }, place, manifest, { ran: 0, skipped: 0, workers: 0, started, pending: [] });
   const results = await finishedShards(place, store, shards, manifest.key);
   const pending = manifest.plan.shards.map((s) => s.index).filter((index) => !results.has(index));

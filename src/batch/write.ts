@@ -130,7 +130,9 @@ function textPart(file: string, layout: OutputLayout): PartWriter {
           for (const output of layout.outputs) {
             const values = rows.values[output.name][r];
             if (output.width === null) cells.push(csvCell(JSON.stringify(Array.from(values as ArrayLike<number>, jsonNumber))));
-            else for (let i = 0; i < values.length; i++) cells.push(csvCell(numberText(values[i])));
+            // Numbers need no quoting: only a BYTES output's strings go through csvCell.
+            else if (typeof values[0] === 'number') for (let i = 0; i < values.length; i++) cells.push(numberText(values[i]));
+            else for (let i = 0; i < values.length; i++) cells.push(csvCell(String(values[i])));
           }
           if (layout.labels) cells.push(csvCell(rows.labels![r].label), String(rows.labels![r].score));
           text += cells.join(',') + '\n';

@@ -5,6 +5,7 @@
 import { createWriteStream, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileWriter, ParquetWriter } from 'hyparquet-writer';
+import type { RunBatchOptions } from '../../src/batch/run-batch.js';
 
 const FIXTURE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'breast_cancer', 'holdout.csv');
 
@@ -79,3 +80,20 @@ export async function writeDataset(file: string, count: number, format: 'csv' | 
   }
   await writeLines(file, lines());
 }
+
+/** A local run's options as the tests use them: the tabular fixture, 2 workers, ids from 'id'; `more` overrides. */
+export const batchRun = (cwd: string, input: string, output: string, more: Partial<RunBatchOptions> = {}): RunBatchOptions => ({
+  cwd,
+  env: {},
+  model: { path: path.join(import.meta.dirname, '..', '..', 'fixtures', 'breast_cancer', 'model.onnx') },
+  input,
+  output,
+  idColumn: 'id',
+  columns: [],
+  batchSize: 256,
+  workers: 2,
+  shardMegabytes: 8,
+  maxRejectRate: 0,
+  log: () => undefined,
+  ...more,
+});

@@ -11,7 +11,7 @@ import { runBatch, type RunBatchOptions } from '../../src/batch/run-batch.js';
 import { loadModel } from '../../src/model/session.js';
 import { isMlopsError } from '../../src/errors.js';
 import { fixture, runCli } from '../helpers.js';
-import { fixtureRows, writeDataset } from './datasets.js';
+import { batchRun, fixtureRows, writeDataset } from './datasets.js';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 
@@ -19,22 +19,8 @@ let dir: string;
 const MODEL = fixture('breast_cancer', 'model.onnx');
 const ROWS = 5_000;
 
-const options = (input: string, output: string, more: Partial<RunBatchOptions> = {}): RunBatchOptions => ({
-  cwd: dir,
-  env: {},
-  model: { path: MODEL },
-  input,
-  output,
-  idColumn: 'id',
-  columns: [],
-  batchSize: 128,
-  workers: 2,
-  shardMegabytes: 8,
-  maxRejectRate: 0,
-  shardCount: 4,
-  log: () => undefined,
-  ...more,
-});
+const options = (input: string, output: string, more: Partial<RunBatchOptions> = {}): RunBatchOptions =>
+  batchRun(dir, input, output, { batchSize: 128, shardCount: 4, ...more });
 
 /** The in-process model's probabilities for every fixture row, as the float32 values it returns. */
 async function expectedProbabilities(): Promise<Float32Array[]> {

@@ -12,27 +12,14 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBatch, type RunBatchOptions } from '../../src/batch/run-batch.js';
 import { loadModel } from '../../src/model/session.js';
-import { fixtureRows, writeDataset } from '../batch/datasets.js';
+import { batchRun, fixtureRows, writeDataset } from '../batch/datasets.js';
 import { fixture, ROOT } from '../helpers.js';
 
 const MILLION = 1_000_000;
 const MODEL = fixture('breast_cancer', 'model.onnx');
 let dir: string;
 
-const options = (input: string, output: string): RunBatchOptions => ({
-  cwd: dir,
-  env: {},
-  model: { path: MODEL },
-  input,
-  output,
-  idColumn: 'id',
-  columns: [],
-  batchSize: 256,
-  workers: 2,
-  shardMegabytes: 8,
-  maxRejectRate: 0,
-  log: () => undefined,
-});
+const options = (input: string, output: string): RunBatchOptions => batchRun(dir, input, output, { model: { path: MODEL } });
 
 /** Runs the CLI in a child process; resolves with how it ended and the peak RSS it reported. */
 function cli(args: string[], onSpawn?: (stop: () => void) => void): Promise<{ code: number | null; signal: NodeJS.Signals | null; maxRssMb: number }> {

@@ -128,7 +128,8 @@ export async function startGcsStandIn(bucketNames: string[]): Promise<GcsStandIn
     }
     const session = sessions.get(query.get('upload_id') ?? '');
     if (method !== 'PUT' || !session) return gcsError(res, 404, 'No such upload session');
-    const contentRange = /^bytes (?:(\d+)-(\d+)|\*)\/(\d+|\*)$/.exec(String(headers['content-range'] ?? ''));
+    // An empty object's one chunk comes as `bytes 0--1/0` from the SDK (the end, inclusive, is offset + length - 1).
+    const contentRange = /^bytes (?:(\d+)-(-1|\d+)|\*)\/(\d+|\*)$/.exec(String(headers['content-range'] ?? ''));
     if (!contentRange) return gcsError(res, 400, `bad Content-Range: ${headers['content-range']}`);
     if (contentRange[1] !== undefined) {
       if (Number(contentRange[1]) !== session.received) return gcsError(res, 400, `expected a chunk at ${session.received}`);
