@@ -11,6 +11,7 @@ const only = process.argv.slice(2);
 const sections = [
   ['dataplane', () => import('./dataplane.js')],
   ['real-inputs', () => import('./real-inputs.js')],
+  ['batch', () => import('./batch.js')],
   ['server', () => import('./server.js')],
   ['build', () => import('./build.js')],
   ['test', () => import('./quality.js')],

@@ -44,6 +44,7 @@ export async function runOnWorkers(
   // A capped heap makes V8 collect as it goes: uncapped, each worker's heap grew with the rows it had read
   // (1.3x the peak RSS for 1M rows as for 100k), though nothing stayed live. The cap leaves room for the
   // plan each worker holds (a folder of many images lists every file) and a batch of rows several times over.
+  // The young generation at 32 MB: at 16 the scavenges cost a tenth of the rows a second; at 64 the peak grew again.
   const heapCap = Math.ceil(128 + (3 * JSON.stringify(setup.plan).length) / 2 ** 20);
   const queue = [...jobs];
   const workers: Worker[] = [];
@@ -68,7 +69,7 @@ export async function runOnWorkers(
         worker.postMessage(job);
       };
       for (let i = 0; i < Math.min(size, jobs.length); i++) {
-        const worker = new Worker(script, { workerData: setup, resourceLimits: { maxYoungGenerationSizeMb: 16, maxOldGenerationSizeMb: heapCap } });
+        const worker = new Worker(script, { workerData: setup, resourceLimits: { maxYoungGenerationSizeMb: 32, maxOldGenerationSizeMb: heapCap } });
         workers.push(worker);
         running++;
         worker.on('message', (message: WorkerMessage) => {
