@@ -167,6 +167,7 @@ function registerCommands(program: Command, runAction: RunAction): void {
 
   program
     .command('batch')
+    .argument('[version]', 'with --target: the pushed version whose image scores (default: as `mlops deploy` resolves it)')
     .description(
       'score a dataset with the model: files, folders, globs or s3://, gs://, az:// URIs in, a CSV, JSONL or Parquet file or folder out, on every core here or as a job on a target (exit 1 when more rows are rejected than batch.maxRejectRate allows)',
     )
@@ -186,7 +187,6 @@ function registerCommands(program: Command, runAction: RunAction): void {
     .option('--max-reject-rate <fraction>', 'the share of rows that may be rejected (default: batch.maxRejectRate)', (v) => Number(v))
     .option('--shards <n>', "with --target: the Job's shard count (default: the input's size in shards of batch.shardMegabytes)", (v) => Number(v))
     .option('--target <name>', "run the job on this target's platform: a Kubernetes Indexed Job, SageMaker Batch Transform or Vertex AI batch prediction")
-    .option('--version <version>', 'with --target: the version whose image scores (default: the last pushed)')
     .option('--dry-run', 'with --target: print what would run, and run nothing')
     .option('--plan <dir>', "with --target: write the job's declarative form (the Job's YAML, the API request as JSON) to this folder, and run nothing")
     .action(runAction(() => import('./commands/batch.js')));

@@ -38,7 +38,7 @@ function renderHuman(r: TargetBatchReport, s: ChalkInstance): string {
 }
 
 /** `mlops batch --target NAME`: the job on the target's platform. */
-export async function runTargetBatch(flags: BatchFlags, ctx: CommandContext, config: Config, projectDir: string): Promise<number> {
+export async function runTargetBatch(flags: BatchFlags, ctx: CommandContext, config: Config, projectDir: string, version: string | undefined): Promise<number> {
   if (!flags.target) throw inputError(`${flags.dryRun ? '--dry-run' : '--plan'} goes with --target`, 'name the target whose platform runs the job');
   if (flags.shard) throw inputError('--shard goes without --target', "a target's job runs every shard; --shard i/n runs one here");
   const options = batchOptions(flags, config, projectDir, ctx);
@@ -51,7 +51,7 @@ export async function runTargetBatch(flags: BatchFlags, ctx: CommandContext, con
     config,
     env: ctx.env,
     target: flags.target,
-    version: flags.version,
+    version,
     input: options.input,
     output: options.output,
     shards,

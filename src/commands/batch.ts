@@ -19,7 +19,6 @@ export interface BatchFlags {
   shards?: number;
   maxRejectRate?: number;
   target?: string;
-  version?: string;
   dryRun?: boolean;
   plan?: string;
 }
@@ -101,12 +100,13 @@ function renderHuman(r: BatchReport, s: ChalkInstance): string {
   return lines.join('\n');
 }
 
-export async function run(flags: BatchFlags, ctx: CommandContext): Promise<number> {
+export async function run(flags: BatchFlags, ctx: CommandContext, version: string | undefined): Promise<number> {
   const { config, baseDir } = await ctx.config();
   if (flags.target || flags.dryRun || flags.plan) {
     const { runTargetBatch } = await import('./batch-target.js');
-    return runTargetBatch(flags, ctx, config, baseDir);
+    return runTargetBatch(flags, ctx, config, baseDir, version);
   }
+  if (version) throw inputError(`a version (${version}) goes with --target`, 'on this machine the model is --model (default: model.path)');
   const options = batchOptions(flags, config, baseDir, ctx);
   const task = ctx.reporter.task(`Scoring ${options.input}`);
   // A terminal redraws the line often; CI gets a plain line every 10 s.
