@@ -17,6 +17,8 @@ export interface BatchModeSettings {
   workers?: number;
   /** Retry jobs: JOB_COMPLETION_INDEX k runs shard indexes[k], not shard k. */
   indexes?: number[];
+  /** The reject gate each shard applies (batch.maxRejectRate). */
+  maxRejectRate?: number;
 }
 
 export const BATCH_MODE_ENV = {
@@ -30,6 +32,7 @@ export const BATCH_MODE_ENV = {
   MLOPS_BATCH_BATCH_SIZE: 'batchSize',
   MLOPS_BATCH_WORKERS: 'workers',
   MLOPS_BATCH_INDEXES: 'indexes (comma-separated): index k runs shard indexes[k]',
+  MLOPS_BATCH_MAX_REJECT_RATE: 'maxRejectRate',
   JOB_COMPLETION_INDEX: 'the shard this pod runs (set by an Indexed Job)',
 } as const;
 
@@ -47,6 +50,7 @@ export function batchModeEnv(settings: BatchModeSettings): Record<string, string
   if (settings.batchSize) env.MLOPS_BATCH_BATCH_SIZE = String(settings.batchSize);
   if (settings.workers) env.MLOPS_BATCH_WORKERS = String(settings.workers);
   if (settings.indexes?.length) env.MLOPS_BATCH_INDEXES = settings.indexes.join(',');
+  if (settings.maxRejectRate) env.MLOPS_BATCH_MAX_REJECT_RATE = String(settings.maxRejectRate);
   return env;
 }
 

@@ -20,6 +20,8 @@ export interface InputFile {
   /** As messages and output rows name it: relative to the input's folder or prefix. */
   shown: string;
   size: number;
+  /** A local file's modification time: a re-run over a file changed in place starts over. */
+  modified?: number;
   /** What the file weighs when cutting shards: its size, or for Parquet its uncompressed size (compressed bytes say little of the rows). */
   weight?: number;
   format: InputFormat;
@@ -58,15 +60,40 @@ export async function readRange(reader: ByteReader, location: string, start: num
   return Buffer.concat(chunks);
 }
 
+/** A file `mlops batch` wrote: a part, a shard record, a manifest, the rejects, or anything in a parts folder. */
+export function isBatchOutput(shown: string): boolean {
+  const parts = shown.split(/[\\/]/);
+  const name = parts[parts.length - 1];
+  return (
+    parts.some((p) => p.endsWith('.parts') || p === '_shards') ||
+    /^part-\d{5}-of-\d{5}\./.test(name) ||
+    name === 'manifest.json' ||
+    name.endsWith('.manifest.json') ||
+    name === 'rejects.jsonl' ||
+    name.endsWith('.rejects.jsonl') ||
+    name.endsWith('.partial')
+  );
+}
+
 const hasWildcard = (value: string) => /[*?[\]{}]/.test(value);
 
 /**
  * Every file the input names, sorted: the sort fixes the shards, so every process planning the same
  * input (a re-run, a pod of a Job) cuts it the same way.
  */
-export async function listInput(input: string, cwd: string, storeFor: (uri: string) => ObjectStore): Promise<InputFile[]> {
-  const files = isObjectUri(input) ? await listObjects(input, storeFor) : await listLocal(input, cwd);
-  const usable = files.filter((f) => f.format);
+export async function listInput(
+  input: string,
+  cwd: string,
+  storeFor: (uri: string) => ObjectStore,
+  isOutput?: (location: string) => boolean,
+): Promise<InputFile[]> {
+  const all = isObjectUri(input) ? await listObjects(input, storeFor) : await listLocal(input, cwd);
+  // Named as the input itself, the output would overwrite it: refused. Inside the input's folder, it is left out.
+  if (isOutput && all.length > 0 && all.every((f) => isOutput(f.location!)))
+    throw inputError(`--output: would write over the input ${all[0].shown}`, 'write the scores to another file');
+  const files = all.filter((f) => !isOutput?.(f.location!));
+  // mlops batch's own outputs (parts, manifests, rejects) are never inputs: an output inside the input's folder stays out of it.
+  const usable = files.filter((f) => f.format && !isBatchOutput(f.shown!));
   if (usable.length === 0) {
     throw inputError(
       `${input}: no input files found`,
@@ -85,14 +112,14 @@ async function listLocal(input: string, cwd: string): Promise<Partial<InputFile>
   if (hasWildcard(input)) {
     const found = await glob(input, { cwd, absolute: true, onlyFiles: true, dot: false });
     const base = path.resolve(cwd, input.split(/[*?[{]/)[0].replace(/[^/]*$/, ''));
-    return Promise.all(found.sort().map(async (file) => describe(file, path.relative(base, file), (await stat(file)).size)));
+    return Promise.all(found.sort().map(async (file) => describe(file, path.relative(base, file), await stat(file))));
   }
   const info = await stat(absolute).catch(() => undefined);
   if (!info) throw inputError(`${input}: not found`, 'check the --input path');
   if (info.isFile()) {
     if (!formatOf(absolute))
       throw inputError(`${input}: unknown input format '${path.extname(absolute) || '(none)'}'`, 'use .csv, .jsonl, .parquet, .npy or images');
-    return [describe(absolute, path.basename(absolute), info.size)];
+    return [describe(absolute, path.basename(absolute), info)];
   }
   const entries = await readdir(absolute, { recursive: true, withFileTypes: true });
   const found = entries
@@ -106,7 +133,7 @@ async function listLocal(input: string, cwd: string): Promise<Partial<InputFile>
           .some((part) => part.startsWith('.')),
     )
     .sort();
-  return Promise.all(found.map(async (file) => describe(file, path.relative(absolute, file), (await stat(file)).size)));
+  return Promise.all(found.map(async (file) => describe(file, path.relative(absolute, file), await stat(file))));
 }
 
 async function listObjects(input: string, storeFor: (uri: string) => ObjectStore): Promise<Partial<InputFile>[]> {
@@ -127,8 +154,17 @@ async function listObjects(input: string, storeFor: (uri: string) => ObjectStore
   return inside.map((o) => describe(o.uri, o.uri.slice(base.length), o.size));
 }
 
-function describe(location: string, shown: string, size: number): Partial<InputFile> {
+/** A listed file: its size and, here, its modification time (a bucket's listing gives the size). */
+function describe(location: string, shown: string, facts: number | { size: number; mtimeMs: number }): Partial<InputFile> {
   const format = formatOf(location);
   const parts = shown.split(/[\\/]/);
-  return { location, shown, size, format, ...(format === 'image' && parts.length > 1 ? { label: parts[parts.length - 2] } : {}) };
+  const size = typeof facts === 'number' ? facts : facts.size;
+  return {
+    location,
+    shown,
+    size,
+    ...(typeof facts === 'number' ? {} : { modified: Math.floor(facts.mtimeMs) }),
+    format,
+    ...(format === 'image' && parts.length > 1 ? { label: parts[parts.length - 2] } : {}),
+  };
 }

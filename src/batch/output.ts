@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetRead } from 'hyparquet';
+import { compressors } from 'hyparquet-compressors';
 import { fileWriter, ParquetWriter } from 'hyparquet-writer';
 import { inputError } from '../errors.js';
 import { isObjectUri, type ObjectStore } from '../storage/object-store.js';
@@ -39,7 +40,15 @@ export async function outputPlace(output: string, cwd: string, asked: OutputForm
   const remote = isObjectUri(output);
   const location = remote ? output : path.resolve(cwd, output);
   const extension = path.extname(output.replace(/\/+$/, '')).toLowerCase();
-  const isFolder = output.endsWith('/') || (!remote && (await stat(location).catch(() => undefined))?.isDirectory()) || !EXTENSIONS[extension];
+  const existing = remote ? undefined : await stat(location).catch(() => undefined);
+  const isFolder = output.endsWith('/') || Boolean(existing?.isDirectory());
+  if (isFolder && existing?.isFile())
+    throw inputError(`--output ${output}: is a file, not a folder`, 'name a folder (ending in /) or a .csv, .jsonl or .parquet file');
+  if (!isFolder && !EXTENSIONS[extension])
+    throw inputError(
+      `--output ${output}: unknown output format '${extension || '(none)'}'`,
+      'name a .csv, .jsonl or .parquet file, or a folder ending in / for one part per shard',
+    );
   if (!isFolder && asked && EXTENSIONS[extension] !== asked)
     throw inputError(`--output ${output}: a .${extension.slice(1)} file, but --format ${asked}`, `name the output .${asked}, or drop --format`);
   const format = (isFolder ? asked : EXTENSIONS[extension]) ?? inputFormat;
@@ -187,7 +196,7 @@ async function joinParquet(parts: string[], target: string, layout: OutputLayout
     for (const group of metadata.row_groups) {
       const end = start + Number(group.num_rows);
       let rows: unknown[][] = [];
-      await parquetRead({ file, metadata, rowStart: start, rowEnd: end, rowFormat: 'array', onComplete: (data: unknown[][]) => (rows = data) });
+      await parquetRead({ file, metadata, compressors, rowStart: start, rowEnd: end, rowFormat: 'array', onComplete: (data: unknown[][]) => (rows = data) });
       start = end;
       if (rows.length === 0) continue;
       await writer.write({

@@ -38,6 +38,7 @@ export async function runOnWorkers(
   jobs: PoolJob[],
   onRows: (count: number) => void,
   onDone: (result: ShardResult) => Promise<void>,
+  onInterrupt?: () => void,
 ): Promise<void> {
   if (jobs.length === 0) return;
   const script = workerScript();
@@ -45,11 +46,14 @@ export async function runOnWorkers(
   // (1.3x the peak RSS for 1M rows as for 100k), though nothing stayed live. The cap leaves room for the
   // plan each worker holds (a folder of many images lists every file) and a batch of rows several times over.
   // The young generation at 32 MB: at 16 the scavenges cost a tenth of the rows a second; at 64 the peak grew again.
-  const heapCap = Math.ceil(128 + (3 * JSON.stringify(setup.plan).length) / 2 ** 20);
+  const heapCap = Math.ceil(256 + (3 * JSON.stringify(setup.plan).length) / 2 ** 20);
   const queue = [...jobs];
   const workers: Worker[] = [];
   const stop = () => Promise.all(workers.map((w) => w.terminate()));
-  const release = cleanupOnInterrupt(stop);
+  // On Ctrl-C or SIGTERM the signal ends the process and its threads as it is: terminating a worker in the
+  // middle of a run aborts inside ONNX Runtime's binding (exit 134). Finished shards are recorded; a
+  // shard under way left only its .partial files, which the next run writes again.
+  const release = cleanupOnInterrupt(async () => onInterrupt?.());
   try {
     await new Promise<void>((resolve, reject) => {
       let running = 0;

@@ -7,6 +7,8 @@
 import { parse as parseLine } from 'csv-parse/sync';
 import path from 'node:path';
 import { asyncBufferFromFile, parquetRead, type AsyncBuffer } from 'hyparquet';
+// Every codec Parquet allows (zstd, gzip, brotli, lz4): hyparquet alone reads snappy and uncompressed.
+import { compressors } from 'hyparquet-compressors';
 import { inputError, shownValue } from '../errors.js';
 import { planColumns } from '../holdout/csv.js';
 import { shapeOf } from '../holdout/jsonl.js';
@@ -42,8 +44,8 @@ export interface ReadSettings {
   layouts: InputLayout[];
   /** The id column's name ('' for none). */
   idColumn: string;
-  /** The feature columns, in the model's order; empty: every column but the id, in the file's order. */
-  columns: string[];
+  /** The feature columns, in the model's order (or by input); empty: every column but the id, in the file's order. */
+  columns: string[] | Record<string, string[]>;
   /** What the model takes raw, when it takes images or texts. */
   raw?: { kind: 'image' | 'text'; maxBytes: number };
 }
@@ -69,8 +71,12 @@ async function* textRecords(file: PlannedFile, piece: Piece, reader: ByteReader)
   let line = piece.firstLine;
   let pending = '';
   let pendingLine = line;
+  let first = piece.from === 0;
   for await (const chunk of reader.read(file.location, piece.from, piece.to)) {
-    const text = carry + (chunk as Buffer).toString('utf8');
+    let text = carry + (chunk as Buffer).toString('utf8');
+    // A byte order mark at the file's start is not part of its first record.
+    if (first && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    first = false;
     let start = 0;
     for (let end = text.indexOf('\n', start); end !== -1; end = text.indexOf('\n', start)) {
       const part = text.slice(start, end);
@@ -99,6 +105,9 @@ function quotesBalanced(text: string): boolean {
 }
 
 const FLOATS = new Set(['FP32', 'FP64', 'FP16']);
+const FP32_MAX = 3.4028234663852886e38;
+const PARQUET_SLICE = 65_536;
+const FLOAT_LIMITS: Record<string, number> = { FP32: FP32_MAX, FP16: 65504 };
 /** Inputs whose batch tensor a row's cells are parsed into directly. */
 const FLOAT_TENSORS = new Set(['FP32', 'FP64']);
 
@@ -120,17 +129,23 @@ function tablePlan(header: string[], shown: string, settings: ReadSettings): Tab
   const id = idIndex === -1 ? undefined : idIndex;
   if (settings.raw) {
     const names = settings.raw.kind === 'image' ? IMAGE_COLUMNS : TEXT_COLUMNS;
-    const wanted = settings.columns.length === 1 ? settings.columns : names;
-    const index = header.findIndex((h) => wanted.includes(settings.columns.length === 1 ? h : h.toLowerCase()));
+    const named = Array.isArray(settings.columns) && settings.columns.length === 1 ? settings.columns : undefined;
+    const wanted = named ?? names;
+    const index = header.findIndex((h) => wanted.includes(named ? h : h.toLowerCase()));
     if (index === -1)
       throw inputError(
         `${shown}: no ${settings.raw.kind} column (${wanted.join(', ')})`,
-        `name the column that holds the ${settings.raw.kind === 'image' ? "images' paths" : 'texts'} ${names[0]}, or pass --columns <name>`,
+        `name the column that holds the ${settings.raw.kind === 'image' ? "images' paths" : 'texts'} '${names[0]}', or pass --columns <name>`,
       );
     return { mode: 'raw', idIndex: id, index, column: header[index] };
   }
   // Nested arrays under each input's name (JSONL, Parquet lists): the tensor layout mlops test reads.
-  if (settings.columns.length === 0 && settings.layouts.every((l) => header.includes(l.name)) && settings.layouts.some((l) => l.rowSize !== 1)) {
+  if (
+    Array.isArray(settings.columns) &&
+    settings.columns.length === 0 &&
+    settings.layouts.every((l) => header.includes(l.name)) &&
+    settings.layouts.some((l) => l.rowSize !== 1)
+  ) {
     return { mode: 'tensors', idIndex: id, inputs: settings.layouts.map((layout) => ({ layout, index: header.indexOf(layout.name) })) };
   }
   const { plans } = planColumns(header, {
@@ -139,7 +154,7 @@ function tablePlan(header: string[], shown: string, settings: ReadSettings): Tab
     layouts: settings.layouts,
     label: settings.idColumn || '\u0000no id column',
     labelOptional: true,
-    features: settings.columns,
+    features: perInput(settings.columns, settings.layouts),
     fields: { features: '--columns (batch.columns)', label: '--id-column (batch.idColumn)' },
   });
   const inputs = plans.map((p) => ({ layout: p.input, indices: p.indices, columns: p.columns }));
@@ -154,21 +169,56 @@ export function parseCellsInto(cells: Cell[], plan: ColumnsPlan, tensors: Record
   for (const input of plan.inputs) {
     const data = tensors[input.layout.name];
     const offset = row * input.indices.length;
+    // A double past FP32's range would be scored as Infinity: a reject, not a number.
+    const limit = input.layout.datatype === 'FP32' ? FP32_MAX : Infinity;
     for (let j = 0; j < input.indices.length; j++) {
       const raw = cells[input.indices[j]];
       if (typeof raw === 'string' && raw.length > 0 && raw.charCodeAt(0) > 32) {
         const number = +raw;
-        if (number - number === 0) {
+        if (number - number === 0 && number <= limit && number >= -limit) {
           data[offset + j] = number;
           continue;
         }
       }
       const value = parseValue(typeof raw === 'bigint' ? Number(raw) : raw, input.layout.datatype);
       if (value === undefined) return `column '${input.columns[j]}': ${valueProblem(typeof raw === 'string' ? raw.trim() : raw, input.layout.datatype)}`;
+      if (Math.abs(value as number) > limit) return `column '${input.columns[j]}': ${shownValue(raw)} is out of range for FP32`;
       data[offset + j] = value as number;
     }
   }
   return undefined;
+}
+
+/**
+ * A flat column list for a model of several inputs, split in the model's input order by each input's row
+ * size (`--columns d0,d1,d2,d3,i0,i1,i2` for inputs of 4 and 3): a list that does not add up stays flat, and
+ * planColumns says why.
+ */
+function perInput(columns: ReadSettings['columns'], layouts: InputLayout[]): string[] | Record<string, string[]> {
+  if (!Array.isArray(columns) || columns.length === 0 || layouts.length < 2) return columns;
+  if (layouts.some((l) => l.rowSize === null) || layouts.reduce((n, l) => n + l.rowSize!, 0) !== columns.length) return columns;
+  const split: Record<string, string[]> = {};
+  let at = 0;
+  for (const layout of layouts) {
+    split[layout.name] = columns.slice(at, at + layout.rowSize!);
+    at += layout.rowSize!;
+  }
+  return split;
+}
+
+/** The feature columns a file's header gives each input (columns mode), to hold every other file to by name. */
+export async function featureColumns(file: PlannedFile, settings: ReadSettings): Promise<Record<string, string[]> | undefined> {
+  const header =
+    file.format === 'csv'
+      ? file.header
+      : file.format === 'parquet'
+        ? file.columns
+        : file.format === 'jsonl' && file.records > 0
+          ? await jsonlHeader(file, settings.reader)
+          : undefined;
+  if (!header) return undefined;
+  const plan = tablePlan(header, file.shown, settings);
+  return plan.mode === 'columns' ? Object.fromEntries(plan.inputs.map((i) => [i.layout.name, i.columns])) : undefined;
 }
 
 /** One record's cells (by the header's order) to an item. */
@@ -219,6 +269,8 @@ function itemOf(cells: Cell[], plan: TablePlan, rowId: RowId, at: () => string, 
             where,
             reason: `column '${input.columns[j]}': ${valueProblem(typeof raw === 'string' ? raw.trim() : raw, input.layout.datatype)}`,
           };
+        if (typeof value === 'number' && Math.abs(value) > (FLOAT_LIMITS[input.layout.datatype] ?? Infinity))
+          return { kind: 'reject', rowId, where, reason: `column '${input.columns[j]}': ${shownValue(raw)} is out of range for ${input.layout.datatype}` };
         values[j] = value;
       }
       inputs[input.layout.name] = values;
@@ -226,6 +278,13 @@ function itemOf(cells: Cell[], plan: TablePlan, rowId: RowId, at: () => string, 
     }
     return { kind: 'row', rowId, where, inputs, shapes };
   }
+  return tensorsItem(cells, plan, rowId, where);
+}
+
+/** A record whose keys hold each input's nested arrays: checked against the input's shape, then parsed. */
+function tensorsItem(cells: Cell[], plan: Extract<TablePlan, { mode: 'tensors' }>, rowId: RowId, where: string): BatchItem {
+  const inputs: Record<string, (number | string)[]> = {};
+  const shapes: Record<string, number[]> = {};
   for (const { layout, index } of plan.inputs) {
     const value = cells[index];
     const shape = shapeOf(value);
@@ -245,6 +304,8 @@ function itemOf(cells: Cell[], plan: TablePlan, rowId: RowId, at: () => string, 
       const raw = flat[i];
       const parsed = parseValue(typeof raw === 'bigint' ? Number(raw) : raw, layout.datatype);
       if (parsed === undefined) return { kind: 'reject', rowId, where, reason: `key '${layout.name}' element ${i}: ${valueProblem(raw, layout.datatype)}` };
+      if (typeof parsed === 'number' && Math.abs(parsed) > (FLOAT_LIMITS[layout.datatype] ?? Infinity))
+        return { kind: 'reject', rowId, where, reason: `key '${layout.name}' element ${i}: ${shownValue(raw)} is out of range for ${layout.datatype}` };
       values[i] = parsed;
     }
     inputs[layout.name] = values;
@@ -350,16 +411,22 @@ async function* readParquetPiece(file: PlannedFile, piece: Piece, settings: Read
   const plan = tablePlan(header, file.shown, settings);
   const buffer = await parquetBuffer(file, settings.reader);
   // A row group at a time: memory is bounded by the file's row group size, not the piece's.
+  // At most PARQUET_SLICE rows at a time, whatever the file's row groups hold (a writer's default is up to a
+  // million): the worker's memory is bounded by the slice, not by how the file was written.
+  const slices: { start: number; end: number }[] = [];
   for (const group of file.rowGroups ?? []) {
-    const start = Math.max(group.start, piece.from);
-    const end = Math.min(group.start + group.rows, piece.to);
-    if (start >= end) continue;
+    const from = Math.max(group.start, piece.from);
+    const to = Math.min(group.start + group.rows, piece.to);
+    for (let start = from; start < to; start += PARQUET_SLICE) slices.push({ start, end: Math.min(to, start + PARQUET_SLICE) });
+  }
+  for (const { start, end } of slices) {
     // Column by column (typed arrays for numbers), then a row at a time: rows as arrays of cells would cost
     // several times the group's size.
     const columns: Cell[][] = header.map(() => []);
     try {
       await parquetRead({
         file: buffer,
+        compressors,
         rowStart: start,
         rowEnd: end,
         onChunk: (chunk: { columnName: string; columnData: ArrayLike<unknown>; rowStart: number; rowEnd: number }) => {

@@ -36,6 +36,8 @@ export interface RemoteBatchOptions {
   columns?: string[];
   batchSize?: number;
   workers?: number;
+  /** The reject gate each shard applies. */
+  maxRejectRate?: number;
   dryRun: boolean;
   /** --plan <dir>: write the job's declarative form here and run nothing. */
   planDir?: string;
@@ -130,6 +132,7 @@ export async function runRemoteBatch(options: RemoteBatchOptions): Promise<Remot
       columns: options.columns,
       batchSize: options.batchSize,
       workers: options.workers,
+      maxRejectRate: options.maxRejectRate,
     }),
     ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
   };

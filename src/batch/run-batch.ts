@@ -12,7 +12,7 @@ import { batchSizeFor } from '../evaluate/batches.js';
 import { inputLayouts } from '../holdout/open.js';
 import { readServableModel } from '../model/session.js';
 import { processingFor, type ProcessingOverrides } from '../processing/plan.js';
-import { objectStoreFor } from '../storage/index.js';
+import { isObjectUri, objectStoreFor } from '../storage/index.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { byteReader, listInput, type InputFile } from './input.js';
 import {
@@ -32,7 +32,7 @@ import {
 } from './output.js';
 import { inputWeight, planShards, weighInput, type BatchPlan } from './plan.js';
 import { runOnWorkers, type PoolJob } from './pool.js';
-import { checkColumns, jsonlHeader, type ReadSettings } from './read.js';
+import { checkColumns, featureColumns, jsonlHeader, type ReadSettings } from './read.js';
 import type { ShardResult } from './score.js';
 import { hashFile, outputLayout, type OutputFormat, type OutputLayout } from './write.js';
 import type { WorkerSetup } from './worker.js';
@@ -115,13 +115,21 @@ const inputFormatOf = (files: InputFile[]): OutputFormat => {
   return format === 'csv' || format === 'jsonl' || format === 'parquet' ? format : 'csv';
 };
 
-/** What names each output row: the id column when the first file has it, else the file and row. */
+/** What names each output row: the id column when every file has it, else the file and row. */
 async function idsOf(plan: BatchPlan, idColumn: string, reader: ReturnType<typeof byteReader>): Promise<OutputLayout['ids']> {
-  const first = plan.files[0];
-  if (first.format === 'image') return { source: true, row: false };
-  const columns =
-    first.format === 'csv' ? first.header : first.format === 'parquet' ? first.columns : first.format === 'jsonl' ? await jsonlHeader(first, reader) : [];
-  return idColumn && columns?.includes(idColumn) ? { column: idColumn } : { source: true, row: true };
+  if (plan.files[0].format === 'image') return { source: true, row: false };
+  for (const file of plan.files) {
+    const columns =
+      file.format === 'csv'
+        ? file.header
+        : file.format === 'parquet'
+          ? file.columns
+          : file.format === 'jsonl' && file.records > 0
+            ? await jsonlHeader(file, reader)
+            : [];
+    if (!idColumn || !columns?.includes(idColumn)) return { source: true, row: true };
+  }
+  return { column: idColumn };
 }
 
 /** How many rows each shard may read under --limit: the first `limit` rows of the input. */
@@ -144,9 +152,29 @@ interface Prepared {
   setup: Omit<WorkerSetup, 'plan'>;
 }
 
+/** What a resumable run is of: the model, the files (names, sizes, times), and the settings that change the rows. The shard count is not in it: a run without --shard joins what --shard i/n runs began. */
+function runKey(model: string, files: InputFile[], options: RunBatchOptions, format: OutputFormat): string {
+  return createHash('sha256')
+    .update(
+      JSON.stringify({
+        model,
+        files: files.map((f) => [f.shown, f.size, f.modified ?? null]),
+        id: options.idColumn,
+        columns: options.columns,
+        format,
+        limit: options.limit ?? null,
+      }),
+    )
+    .digest('hex')
+    .slice(0, 24);
+}
+
 async function prepare(options: RunBatchOptions, storeFor: (uri: string) => ObjectStore): Promise<Prepared> {
   const reader = byteReader(storeFor);
-  const files = await weighInput(await listInput(options.input, options.cwd, storeFor), reader);
+  // The output inside the input's folder is not an input (the next run would score it); named as the input, it is refused.
+  const target = (isObjectUri(options.output) ? options.output : path.resolve(options.cwd, options.output)).replace(/\/+$/, '');
+  const own = (location: string) => location === target || location === `${target}.manifest.json` || location === `${target}.rejects.jsonl`;
+  const listed = await listInput(options.input, options.cwd, storeFor, own);
   const servable = await readServableModel({ path: options.model.path, cwd: options.cwd });
   const processing = await processingFor(
     servable.info.path,
@@ -154,27 +182,19 @@ async function prepare(options: RunBatchOptions, storeFor: (uri: string) => Obje
     { preprocess: options.model.preprocess, postprocess: options.model.postprocess },
   );
   const rawKind: 'image' | 'text' | undefined = processing?.image ? 'image' : processing?.text ? 'text' : undefined;
+  const place = await outputPlace(options.output, options.cwd, options.format, inputFormatOf(listed));
+  const files = await weighInput(listed, reader);
   const total = inputWeight(files);
-  const place = await outputPlace(options.output, options.cwd, options.format, inputFormatOf(files));
   const store = place.remote ? storeFor(place.output) : undefined;
-  // The shard count is not part of the key: a run without --shard joins what --shard i/n runs began.
-  const key = createHash('sha256')
-    .update(
-      JSON.stringify({
-        model: servable.info.sha256,
-        files: files.map((f) => [f.shown, f.size]),
-        id: options.idColumn,
-        columns: options.columns,
-        format: place.format,
-        limit: options.limit ?? null,
-      }),
-    )
-    .digest('hex')
-    .slice(0, 24);
+  const key = runKey(servable.info.sha256, files, options, place.format);
   const read: Omit<ReadSettings, 'reader' | 'idColumn'> = {
     layouts: inputLayouts(servable.inputs),
     columns: options.columns,
     ...(rawKind ? { raw: { kind: rawKind, maxBytes: processing?.image?.maxBytes ?? 0 } } : {}),
+  };
+  const byFirstFile = async (plan: BatchPlan) => {
+    if (plan.files.length > 1 && Array.isArray(read.columns) && read.columns.length === 0)
+      read.columns = (await featureColumns(plan.files[0], { ...read, reader, idColumn: options.idColumn })) ?? read.columns;
   };
   let manifest = await readManifest(place, store);
   if (manifest && manifest.key !== key) {
@@ -196,6 +216,9 @@ async function prepare(options: RunBatchOptions, storeFor: (uri: string) => Obje
   }
   if (!manifest) {
     const plan = await planShards(files, shardCount, reader);
+    // Files after the first are read by the first one's column names, not by position: a folder of
+    // exports whose columns come in another order is still scored right.
+    await byFirstFile(plan);
     for (const file of plan.files) await checkColumns(file, { ...read, reader, idColumn: options.idColumn });
     await makeFolders(place);
     const ids = await idsOf(plan, options.idColumn, reader);
@@ -212,6 +235,8 @@ async function prepare(options: RunBatchOptions, storeFor: (uri: string) => Obje
     };
     await writeText(place.manifest, JSON.stringify(manifest, null, 1) + '\n', store);
   }
+  // A resumed run holds its files to the first one's columns too.
+  await byFirstFile(manifest.plan);
   const setup = {
     modelPath: servable.info.path,
     processing,
@@ -257,7 +282,7 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchReport> {
         rejects: placeJoin(place, place.remote ? place.staging : place.records, rejectsName(index, shards)),
       },
     }));
-    await runOnWorkers(workers, { ...setup, plan }, jobs, onRows, async (result) => {
+    const onDone = async (result: ShardResult) => {
       await publishShard(
         place,
         store,
@@ -268,7 +293,10 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchReport> {
       );
       results.set(result.index, result);
       progress();
-    });
+    };
+    await runOnWorkers(workers, { ...setup, plan }, jobs, onRows, onDone, () =>
+      options.log(`stopped with ${results.size} of ${shards} shards done: run the same command again to go on from there`),
+    );
   } finally {
     await unstage();
   }

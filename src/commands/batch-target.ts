@@ -60,6 +60,7 @@ export async function runTargetBatch(flags: BatchFlags, ctx: CommandContext, con
     columns: options.columns,
     batchSize: flags.batchSize,
     workers: flags.workers,
+    maxRejectRate: options.maxRejectRate,
     dryRun: Boolean(flags.dryRun),
     planDir: flags.plan ? path.resolve(ctx.cwd, flags.plan) : undefined,
     log: (line) => ctx.reporter.info(line),

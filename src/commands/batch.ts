@@ -23,9 +23,9 @@ export interface BatchFlags {
   plan?: string;
 }
 
-const count = (value: number | undefined, flag: string, min: number): number | undefined => {
+const count = (value: number | undefined, flag: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined => {
   if (value === undefined) return undefined;
-  if (!Number.isInteger(value) || value < min) throw inputError(`${flag} ${value}: expected an integer >= ${min}`);
+  if (!Number.isInteger(value) || value < min || value > max) throw inputError(`${flag} ${value}: expected an integer from ${min} to ${max}`);
   return value;
 };
 
@@ -68,8 +68,8 @@ export function batchOptions(flags: BatchFlags, config: Config, projectDir: stri
             .map((c) => c.trim())
             .filter(Boolean)
         : settings.columns,
-    batchSize: count(flags.batchSize, '--batch-size', 1) ?? settings.batchSize,
-    workers: count(flags.workers, '--workers', 0) ?? settings.workers,
+    batchSize: count(flags.batchSize, '--batch-size', 1, 65_536) ?? settings.batchSize,
+    workers: count(flags.workers, '--workers', 0, 1024) ?? settings.workers,
     shardMegabytes: settings.shardMegabytes,
     maxRejectRate: rate,
     limit: count(flags.limit, '--limit', 1),
