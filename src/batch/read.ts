@@ -206,16 +206,17 @@ function perInput(columns: ReadSettings['columns'], layouts: InputLayout[]): str
   return split;
 }
 
+/** A table's column names: a CSV's header, a Parquet file's columns, a JSONL's first record's keys; undefined for others. */
+export async function tableColumns(file: PlannedFile, reader: ByteReader): Promise<string[] | undefined> {
+  if (file.format === 'csv') return file.header;
+  if (file.format === 'parquet') return file.columns;
+  if (file.format === 'jsonl' && file.records > 0) return jsonlHeader(file, reader);
+  return undefined;
+}
+
 /** The feature columns a file's header gives each input (columns mode), to hold every other file to by name. */
 export async function featureColumns(file: PlannedFile, settings: ReadSettings): Promise<Record<string, string[]> | undefined> {
-  const header =
-    file.format === 'csv'
-      ? file.header
-      : file.format === 'parquet'
-        ? file.columns
-        : file.format === 'jsonl' && file.records > 0
-          ? await jsonlHeader(file, settings.reader)
-          : undefined;
+  const header = await tableColumns(file, settings.reader);
   if (!header) return undefined;
   const plan = tablePlan(header, file.shown, settings);
   return plan.mode === 'columns' ? Object.fromEntries(plan.inputs.map((i) => [i.layout.name, i.columns])) : undefined;

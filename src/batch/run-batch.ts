@@ -32,7 +32,7 @@ import {
 } from './output.js';
 import { inputWeight, planShards, weighInput, type BatchPlan } from './plan.js';
 import { runOnWorkers, type PoolJob } from './pool.js';
-import { checkColumns, featureColumns, jsonlHeader, type ReadSettings } from './read.js';
+import { checkColumns, featureColumns, tableColumns, type ReadSettings } from './read.js';
 import type { ShardResult } from './score.js';
 import { hashFile, outputLayout, type OutputFormat, type OutputLayout } from './write.js';
 import type { WorkerSetup } from './worker.js';
@@ -119,14 +119,7 @@ const inputFormatOf = (files: InputFile[]): OutputFormat => {
 async function idsOf(plan: BatchPlan, idColumn: string, reader: ReturnType<typeof byteReader>): Promise<OutputLayout['ids']> {
   if (plan.files[0].format === 'image') return { source: true, row: false };
   for (const file of plan.files) {
-    const columns =
-      file.format === 'csv'
-        ? file.header
-        : file.format === 'parquet'
-          ? file.columns
-          : file.format === 'jsonl' && file.records > 0
-            ? await jsonlHeader(file, reader)
-            : [];
+    const columns = await tableColumns(file, reader);
     if (!idColumn || !columns?.includes(idColumn)) return { source: true, row: true };
   }
   return { column: idColumn };
