@@ -177,6 +177,10 @@ function registerCommands(program: Command, runAction: RunAction): void {
     )
     .option('--output <path>', 'a .csv, .jsonl or .parquet file, or a folder or URI ending in / for one part per shard (default: batch.output)')
     .option('--model <file>', 'model file or export folder (default: model.path)')
+    .option(
+      '--image <ref>',
+      "score in this image's batch mode under the local Docker engine, with the model and runtime it serves (input and output folders mounted)",
+    )
     .option('--format <format>', "csv, jsonl or parquet, for a folder output (default: the output's extension, else the input's)")
     .option('--id-column <name>', "the input column naming each row, copied to the output (default: batch.idColumn; without it: 'source' and 'row')")
     .option('--columns <names>', "the model's feature columns, comma-separated, in the model's order (default: every column but the id)")

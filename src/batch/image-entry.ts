@@ -21,7 +21,9 @@ export async function runImageBatch(env: NodeJS.ProcessEnv): Promise<never> {
     const text = await readFile(path.join(path.dirname(modelPath), PROCESSING_FILE), 'utf8').catch(() => undefined);
     const overrides = text ? (JSON.parse(text) as ProcessingOverrides) : {};
     const rate = Number(env.MLOPS_BATCH_MAX_REJECT_RATE ?? 0);
-    log(`batch: ${settings.input} -> ${settings.output}, ${shard === undefined ? `all ${settings.shards} shards` : `shard ${shard} of ${settings.shards}`}`);
+    log(
+      `batch: ${settings.input} -> ${settings.output}, ${shard === undefined ? (settings.shards ? `all ${settings.shards} shards` : 'every shard') : `shard ${shard} of ${settings.shards}`}`,
+    );
     let shown = 0;
     const report = await runBatch({
       cwd: process.cwd(),
@@ -36,7 +38,7 @@ export async function runImageBatch(env: NodeJS.ProcessEnv): Promise<never> {
       workers: settings.workers ?? 0,
       shardMegabytes: 8,
       maxRejectRate: Number.isFinite(rate) ? rate : 0,
-      shardCount: settings.shards,
+      shardCount: settings.shards || undefined,
       ...(shard === undefined ? {} : { only: [shard] }),
       log,
       onProgress: (p) => {

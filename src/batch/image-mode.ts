@@ -8,7 +8,7 @@ import { inputError } from '../errors.js';
 export interface BatchModeSettings {
   input: string;
   output: string;
-  /** The job's shard count; with no index, every shard runs here. */
+  /** The job's shard count (0: cut by size); with no index, every shard runs here. */
   shards: number;
   format?: 'csv' | 'jsonl' | 'parquet';
   idColumn?: string;
@@ -42,8 +42,8 @@ export function batchModeEnv(settings: BatchModeSettings): Record<string, string
     MLOPS_MODE: 'batch',
     MLOPS_BATCH_INPUT: settings.input,
     MLOPS_BATCH_OUTPUT: settings.output,
-    MLOPS_BATCH_SHARDS: String(settings.shards),
   };
+  if (settings.shards) env.MLOPS_BATCH_SHARDS = String(settings.shards);
   if (settings.format) env.MLOPS_BATCH_FORMAT = settings.format;
   if (settings.idColumn !== undefined) env.MLOPS_BATCH_ID_COLUMN = settings.idColumn;
   if (settings.columns?.length) env.MLOPS_BATCH_COLUMNS = settings.columns.join(',');
@@ -67,7 +67,8 @@ export function batchModeFromEnv(env: NodeJS.ProcessEnv): { settings: BatchModeS
     if (!value) throw inputError(`MLOPS_MODE=batch: ${name} is not set`, `set ${name} (${BATCH_MODE_ENV[name as keyof typeof BATCH_MODE_ENV]})`);
     return value;
   };
-  const shards = count('MLOPS_BATCH_SHARDS', env.MLOPS_BATCH_SHARDS ?? '1', 1);
+  // Unset: the input is cut by its size (batch.shardMegabytes), as on a laptop; a Job sets its completions.
+  const shards = env.MLOPS_BATCH_SHARDS === undefined ? 0 : count('MLOPS_BATCH_SHARDS', env.MLOPS_BATCH_SHARDS, 1);
   const format = env.MLOPS_BATCH_FORMAT;
   if (format && format !== 'csv' && format !== 'jsonl' && format !== 'parquet')
     throw inputError(`MLOPS_BATCH_FORMAT=${format}: expected csv, jsonl or parquet`);
@@ -89,6 +90,7 @@ export function batchModeFromEnv(env: NodeJS.ProcessEnv): { settings: BatchModeS
     if (index >= indexes.length) throw inputError(`JOB_COMPLETION_INDEX=${index}: MLOPS_BATCH_INDEXES lists ${indexes.length} shards`);
     shard = indexes[index];
   }
+  if (shard !== undefined && !shards) throw inputError('JOB_COMPLETION_INDEX is set, and MLOPS_BATCH_SHARDS is not', "set the job's shard count");
   if (shard !== undefined && shard >= shards) throw inputError(`shard ${shard}: the job has ${shards} shards (MLOPS_BATCH_SHARDS)`);
   return { settings, shard };
 }

@@ -1,6 +1,7 @@
 import type { ChalkInstance } from 'chalk';
 import path from 'node:path';
 import { ExitCode, inputError } from '../errors.js';
+import { runInImage } from '../batch/in-image.js';
 import { runBatch, type BatchProgress, type BatchReport, type RunBatchOptions } from '../batch/run-batch.js';
 import type { Config } from '../config/defaults.js';
 import type { CommandContext } from './context.js';
@@ -9,6 +10,7 @@ export interface BatchFlags {
   input?: string;
   output?: string;
   model?: string;
+  image?: string;
   format?: string;
   idColumn?: string;
   columns?: string;
@@ -108,13 +110,15 @@ export async function run(flags: BatchFlags, ctx: CommandContext, version: strin
   }
   if (version) throw inputError(`a version (${version}) goes with --target`, 'on this machine the model is --model (default: model.path)');
   const options = batchOptions(flags, config, baseDir, ctx);
+  if (flags.image && flags.model) throw inputError('--image and --model name two models', 'score with one: the image (as released) or the model file');
   const task = ctx.reporter.task(`Scoring ${options.input}`);
   // A terminal redraws the line often; CI gets a plain line every 10 s.
   let shown = 0;
   const every = ctx.reporter.interactive ? 200 : 10_000;
   let report: BatchReport;
   try {
-    report = await runBatch({
+    const score = flags.image ? (o: RunBatchOptions) => runInImage(flags.image!, o) : runBatch;
+    report = await score({
       ...options,
       log: (line) => ctx.reporter.info(line),
       onProgress: (p) => {

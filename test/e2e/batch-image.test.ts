@@ -149,4 +149,25 @@ describe.skipIf(!engine.ok)(`the image's batch mode under Docker${engine.ok ? ''
     for (const other of [0, 1, 2]) await expect(stat(path.join(data, 'retry.csv.parts', `part-0000${other}-of-00004.csv`))).rejects.toThrow();
     await expect(stat(path.join(data, 'retry.csv'))).rejects.toThrow();
   });
+
+  it('scores with --image: the image in its batch mode with the folders mounted, the bytes of the in-process run', async () => {
+    const out = await mkdtemp(path.join(tmpdir(), 'mlops-e2e-batch-with-image-'));
+    try {
+      const ran = await runCli(['--json', 'batch', '--image', imageId, '--input', path.join(data, 'in.csv'), '--output', path.join(out, 'scores.csv')], {
+        env: { DOCKER_HOST: process.env.DOCKER_HOST },
+      });
+      expect(ran.code, ran.stderr).toBe(0);
+      const report = JSON.parse(ran.stdout) as BatchReport;
+      expect(report).toMatchObject({ passed: true, complete: true, records: ROWS, output: path.join(out, 'scores.csv') });
+      // Cut by size in the container (one shard for this input), the rows and their bytes are the same.
+      expect((await readFile(path.join(out, 'scores.csv'))).equals(expected)).toBe(true);
+      const missing = await runCli(['batch', '--image', 'mlops-no-such-image:0', '--input', path.join(data, 'in.csv'), '--output', path.join(out, 'x.csv')], {
+        env: { DOCKER_HOST: process.env.DOCKER_HOST },
+      });
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toMatch(/--image mlops-no-such-image:0: no such image here/);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
 });
