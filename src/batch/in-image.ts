@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { connectDocker, tail } from '../docker/client.js';
 import { demultiplex, describeExit } from '../docker/container.js';
-import { environmentError, ExitCode, inputError, MlopsError, type ExitCode as Code } from '../errors.js';
+import { environmentError, ExitCode, inputError, MlopsError } from '../errors.js';
 import { isObjectUri } from '../storage/object-store.js';
 import { batchModeEnv } from './image-mode.js';
 import type { BatchReport, RunBatchOptions } from './run-batch.js';
@@ -78,7 +78,7 @@ export async function runInImage(image: string, options: Omit<RunBatchOptions, '
     const lastError = /error: (.*)\n(?:.*hint: (.*))?/.exec(stderr.split('\n').slice(-3).join('\n'));
     if (code === ExitCode.badInput && lastError) throw inputError(`${image}: ${lastError[1]}`, lastError[2]);
     throw new MlopsError(`batch mode in ${image} ended with code ${code} (${describeExit(await container.inspect())})`, {
-      exitCode: (code === ExitCode.badInput ? ExitCode.badInput : ExitCode.environment),
+      exitCode: code === ExitCode.badInput ? ExitCode.badInput : ExitCode.environment,
       details: tail(stderr),
     });
   } finally {
