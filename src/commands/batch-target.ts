@@ -7,7 +7,7 @@ import { gatherBatch, type BatchReport } from '../batch/run-batch.js';
 import type { Config } from '../config/defaults.js';
 import { ExitCode, MlopsError, inputError } from '../errors.js';
 import { objectStoreFor } from '../storage/index.js';
-import { batchOptions, type BatchFlags } from './batch.js';
+import { batchOptions, type BatchFlags } from './batch-flags.js';
 import type { CommandContext } from './context.js';
 
 interface TargetBatchReport extends RemoteBatchResult {
