@@ -163,6 +163,7 @@ export async function scoreShard(
   let records = 0;
   let scored = 0;
   let rejected = 0;
+  let reported = 0;
   const reject = (rowId: RowId, where: string, reason: string) => {
     rejected++;
     rejectLines.push(JSON.stringify({ ...rowId, where, reason }));
@@ -174,7 +175,9 @@ export async function scoreShard(
     const done = await scoreRows(scorer, batch, reject);
     if (done.rowIds.length > 0) await part.add(done);
     scored += done.rowIds.length;
-    onRows(batch.rowIds.length);
+    // Rows read since the last report, rejects included: the progress counts toward the rows planned.
+    onRows(records - reported);
+    reported = records;
   };
   // Whatever is waiting runs, in the order it was read.
   const runBatch = async () => {
@@ -204,6 +207,7 @@ export async function scoreShard(
     }
   }
   await runBatch();
+  if (records > reported) onRows(records - reported);
   await flushRejects();
   const partFile = await part.close();
   const rejectsFile = await rejects.close();
