@@ -177,7 +177,7 @@ export async function joinParts(
   } else {
     const temporary = `${target}.${process.pid}.tmp`;
     const out = new HashedFile(temporary);
-    for await (const chunk of counted()) await out.write(chunk.toString('utf8'));
+    for await (const chunk of counted()) await out.write(chunk);
     await out.close();
     await rename(temporary, target);
   }

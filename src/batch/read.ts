@@ -6,6 +6,7 @@
  */
 import { parse as parseLine } from 'csv-parse/sync';
 import path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import { asyncBufferFromFile, parquetRead, type AsyncBuffer } from 'hyparquet';
 // Every codec Parquet allows (zstd, gzip, brotli, lz4): hyparquet alone reads snappy and uncompressed.
 import { compressors } from 'hyparquet-compressors';
@@ -72,8 +73,10 @@ async function* textRecords(file: PlannedFile, piece: Piece, reader: ByteReader)
   let pending = '';
   let pendingLine = line;
   let first = piece.from === 0;
+  // A chunk may end inside a character: the decoder keeps its first bytes for the next chunk.
+  const decoder = new StringDecoder('utf8');
   for await (const chunk of reader.read(file.location, piece.from, piece.to)) {
-    let text = carry + (chunk as Buffer).toString('utf8');
+    let text = carry + decoder.write(chunk as Buffer);
     // A byte order mark at the file's start is not part of its first record.
     if (first && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     first = false;
@@ -94,6 +97,7 @@ async function* textRecords(file: PlannedFile, piece: Piece, reader: ByteReader)
     }
     carry = text.slice(start);
   }
+  carry += decoder.end();
   const last = pending ? (carry ? `${pending}\n${carry}` : pending) : carry;
   if (last.trim() !== '') yield { line: pending ? pendingLine : line, text: last.endsWith('\r') ? last.slice(0, -1) : last };
 }

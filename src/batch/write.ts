@@ -86,8 +86,9 @@ export class HashedFile {
   constructor(file: string) {
     this.stream = createWriteStream(file);
   }
-  async write(text: string): Promise<void> {
-    const chunk = Buffer.from(text, 'utf8');
+  /** Text as UTF-8, or bytes as they are (a part's bytes, which may end inside a character). */
+  async write(data: string | Buffer): Promise<void> {
+    const chunk = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     this.hash.update(chunk);
     this.bytes += chunk.length;
     if (this.stream.write(chunk)) return;

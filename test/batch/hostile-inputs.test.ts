@@ -6,7 +6,9 @@
 import { mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readPiece } from '../../src/batch/read.js';
 import { runBatch } from '../../src/batch/run-batch.js';
 import { isMlopsError } from '../../src/errors.js';
 import { fixture } from '../helpers.js';
@@ -126,5 +128,24 @@ describe('mlops batch against hostile inputs', () => {
     const report = await run(fixture('batch', 'zstd.parquet'), 'zstd.csv');
     expect(report).toMatchObject({ passed: true, records: 40 });
     expect((await lines('zstd.csv'))[40].split(',')[0]).toBe('z40');
+  });
+
+  it('keeps a character whole when a chunk of the file ends inside it', async () => {
+    const text = `id,${columns.join(',')}\ncafé€,${rows[0].join(',')}\n`;
+    const bytes = Buffer.from(text);
+    // The piece's bytes in chunks cut inside 'é' (2 bytes) and inside '€' (3 bytes).
+    const reader = {
+      read: (_: string, from: number, to: number) => {
+        const part = bytes.subarray(from, to);
+        const at = part.indexOf('é') + 1;
+        return Readable.from([part.subarray(0, at), part.subarray(at, at + 2), part.subarray(at + 2)]);
+      },
+    };
+    const file = { location: 'utf8.csv', shown: 'utf8.csv', size: bytes.length, format: 'csv' as const, records: 1, header: ['id', ...columns] };
+    const layouts = [{ name: 'features', datatype: 'FP32' as const, rowShape: [30], rowSize: 30 }];
+    const items = [];
+    const piece = { file: 0, from: Buffer.byteLength(text.slice(0, text.indexOf('\n') + 1)), to: bytes.length, firstRecord: 0, firstLine: 2, records: 1 };
+    for await (const item of readPiece(file, piece, { reader, layouts, idColumn: 'id', columns: [] })) items.push(item);
+    expect(items.map((i) => i.rowId.id)).toEqual(['café€']);
   });
 });

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { azureBlobEndpoint } from '../../src/storage/azure-blob.js';
 import { objectStoreFor } from '../../src/storage/index.js';
 import { AZURITE_ACCOUNT, azuriteConnectionString, closedPort, recordingProxy, startAzurite, type Running, type SeenRequest } from './stand-ins.js';
-import { BIG, collect, failure, PART, roundTrip } from './round-trip.js';
+import { BIG, collect, expectMissing, failure, PART, roundTrip } from './round-trip.js';
 
 const BASE = `az://${AZURITE_ACCOUNT}/data/run-1/`;
 
@@ -40,17 +40,7 @@ describe('az:// against azurite', () => {
 
   it('names the URI and exits 2 when the container does not exist', async () => {
     const uri = `az://${AZURITE_ACCOUNT}/no-such-container/x.csv`;
-    for (const [operation, attempt] of [
-      ['look up', () => store().size(uri)],
-      ['list', () => store().list(uri)],
-      ['read', () => collect(store().read(uri))],
-      ['write', () => store().write(uri, Buffer.from('x'))],
-      ['remove', () => store().remove(uri)],
-    ] as const) {
-      const error = await failure(attempt());
-      expect(error.exitCode, operation).toBe(2);
-      expect(error.message, operation).toBe(`cannot ${operation} ${uri}: the container no-such-container does not exist in the account ${AZURITE_ACCOUNT}`);
-    }
+    await expectMissing(store, uri, `the container no-such-container does not exist in the account ${AZURITE_ACCOUNT}`);
   });
 
   it('exits 2 naming the URI when the key is refused, or the connection string is for another account', async () => {

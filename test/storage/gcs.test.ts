@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { objectStoreFor } from '../../src/storage/index.js';
 import { startGcsStandIn, type GcsStandIn } from './gcs-stand-in.js';
 import { closedPort } from './stand-ins.js';
-import { BIG, collect, failure, PART, roundTrip } from './round-trip.js';
+import { BIG, collect, expectMissing, failure, PART, roundTrip } from './round-trip.js';
 
 describe('gs:// against a stand-in of the GCS JSON API', () => {
   let gcs: GcsStandIn;
@@ -48,17 +48,7 @@ describe('gs:// against a stand-in of the GCS JSON API', () => {
 
   it('names the URI and exits 2 when the bucket does not exist', async () => {
     const uri = 'gs://no-such-bucket/x.csv';
-    for (const [operation, attempt] of [
-      ['look up', () => store().size(uri)],
-      ['list', () => store().list(uri)],
-      ['read', () => collect(store().read(uri))],
-      ['write', () => store().write(uri, Buffer.from('x'))],
-      ['remove', () => store().remove(uri)],
-    ] as const) {
-      const error = await failure(attempt());
-      expect(error.exitCode, operation).toBe(2);
-      expect(error.message, operation).toBe(`cannot ${operation} ${uri}: the bucket no-such-bucket does not exist`);
-    }
+    await expectMissing(store, uri, 'the bucket no-such-bucket does not exist');
   });
 
   it('exits 3 naming the URI when the endpoint is not listening', async () => {

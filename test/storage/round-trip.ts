@@ -88,3 +88,18 @@ export async function roundTrip(store: ObjectStore, base: string): Promise<void>
   await store.remove(big);
   expect((await store.list(base)).map((o) => o.uri)).not.toContain(big);
 }
+
+/** Every operation on a URI whose bucket (or container) is missing: exit 2, the operation, the URI and `reason` named. */
+export async function expectMissing(store: () => ObjectStore, uri: string, reason: string): Promise<void> {
+  for (const [operation, attempt] of [
+    ['look up', () => store().size(uri)],
+    ['list', () => store().list(uri)],
+    ['read', () => collect(store().read(uri))],
+    ['write', () => store().write(uri, Buffer.from('x'))],
+    ['remove', () => store().remove(uri)],
+  ] as const) {
+    const error = await failure(attempt());
+    expect(error.exitCode, operation).toBe(2);
+    expect(error.message, operation).toBe(`cannot ${operation} ${uri}: ${reason}`);
+  }
+}

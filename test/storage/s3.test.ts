@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { objectStoreFor } from '../../src/storage/index.js';
 import { s3Endpoint } from '../../src/storage/s3.js';
 import { closedPort, recordingProxy, startS3rver, type Running, type SeenRequest } from './stand-ins.js';
-import { BIG, collect, failure, PART, roundTrip } from './round-trip.js';
+import { BIG, collect, expectMissing, failure, PART, roundTrip } from './round-trip.js';
 
 const CREDENTIALS = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
 
@@ -40,17 +40,7 @@ describe('s3:// against s3rver', () => {
 
   it('names the URI and exits 2 when the bucket does not exist', async () => {
     const uri = 's3://no-such-bucket/x.csv';
-    for (const [operation, attempt] of [
-      ['look up', () => store().size(uri)],
-      ['list', () => store().list(uri)],
-      ['read', () => collect(store().read(uri))],
-      ['write', () => store().write(uri, Buffer.from('x'))],
-      ['remove', () => store().remove(uri)],
-    ] as const) {
-      const error = await failure(attempt());
-      expect(error.exitCode, operation).toBe(2);
-      expect(error.message, operation).toBe(`cannot ${operation} ${uri}: the bucket no-such-bucket does not exist`);
-    }
+    await expectMissing(store, uri, 'the bucket no-such-bucket does not exist');
   });
 
   it('exits 2 naming the URI when the credentials are refused', async () => {
